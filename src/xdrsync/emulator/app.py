@@ -1,0 +1,363 @@
+"""The emulator's HTTP surface: Entra sign-in, the Graph v1.0 security routes, and control."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from xdrsync.emulator.auth import SignInError
+from xdrsync.emulator.faults import FaultSettings
+from xdrsync.emulator.gate import GraphGate
+from xdrsync.emulator.graph_errors import error_body
+from xdrsync.emulator.listing import ALERTS, INCIDENTS, ListingError, list_page
+from xdrsync.emulator.service import Emulator
+from xdrsync.emulator.store import (
+    ALERT_WRITABLE,
+    INCIDENT_WRITABLE,
+    PORTAL_EDITABLE,
+    TenantStore,
+    UnknownEntityError,
+)
+from xdrsync.emulator.validation import PatchError, validate_patch
+
+GRAPH = "/v1.0/security"
+JSON = "application/json"
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status_code=status, media_type=JSON)
+
+
+def _graph_error(status: int, code: str, message: str, request: Request) -> Response:
+    return Response(
+        error_body(code, message, request.headers.get("client-request-id")),
+        status_code=status,
+        media_type=JSON,
+    )
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _store(request: Request, emulator: Emulator) -> TenantStore:
+    return emulator.store(request.state.tenant_id)
+
+
+def _without_alerts(incident: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in incident.items() if k != "alerts"}
+
+
+def _wants_alerts(request: Request) -> bool:
+    return any(
+        key.lower() == "$expand" and "alerts" in value.lower()
+        for key, value in request.query_params.multi_items()
+    )
+
+
+def build_app(emulator: Emulator) -> FastAPI:
+    app = FastAPI(title="xdrsync Defender XDR emulator", docs_url=None, redoc_url=None)
+
+    # -- Entra ID ------------------------------------------------------------------------
+
+    @app.get("/{tenant}/v2.0/.well-known/openid-configuration")
+    def openid_configuration(tenant: str, request: Request) -> Response:
+        if tenant not in emulator.issuer_keys():
+            return JSONResponse(
+                {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."},
+                status_code=400,
+            )
+        # Advertised as https, as login.microsoftonline.com does: msal accepts nothing else.
+        # Our client reaches a loopback authority over plain http (see graph/auth.py).
+        base = "https://" + request.url.netloc + f"/{tenant}"
+        tenant_id = emulator.issuer_keys()[tenant].tenant_id
+        return _json(
+            {
+                "issuer": f"https://login.microsoftonline.com/{tenant_id}/v2.0",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                "jwks_uri": f"{base}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "token id_token", "token"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "microsoftonline.com",
+            }
+        )
+
+    @app.post("/{tenant}/oauth2/v2.0/token")
+    async def token(tenant: str, request: Request) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        try:
+            body = emulator.issuer.issue(tenant, form)
+        except SignInError as refused:
+            return JSONResponse(refused.body, status_code=refused.status)
+        emulator.count("tokens")
+        return _json(body)
+
+    # -- incidents -----------------------------------------------------------------------
+
+    @app.get(f"{GRAPH}/incidents")
+    def list_incidents(request: Request) -> Response:
+        store = _store(request, emulator)
+        return _list(request, store.listable_incidents(), INCIDENTS, expandable=True)
+
+    @app.get(GRAPH + "/incidents/{incident_id}")
+    def get_incident(incident_id: str, request: Request) -> Response:
+        store = _store(request, emulator)
+        try:
+            incident = store.incident(incident_id)
+        except UnknownEntityError:
+            return _not_found("incident", incident_id, request)
+        body = incident if _wants_alerts(request) else _without_alerts(incident)
+        body = {"@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity", **body}
+        return _json(body)
+
+    @app.get(GRAPH + "/incidents/{incident_id}/alerts")
+    def get_incident_alerts(incident_id: str, request: Request) -> Response:
+        store = _store(request, emulator)
+        try:
+            alerts = store.incident(incident_id).get("alerts") or []
+        except UnknownEntityError:
+            return _not_found("incident", incident_id, request)
+        return _list(request, alerts, ALERTS, expandable=False)
+
+    @app.patch(GRAPH + "/incidents/{incident_id}")
+    async def patch_incident(incident_id: str, request: Request) -> Response:
+        return await _patch(request, incident_id, INCIDENT_WRITABLE, incident=True)
+
+    @app.post(GRAPH + "/incidents/{incident_id}/comments")
+    async def comment_incident(incident_id: str, request: Request) -> Response:
+        return await _comment(request, incident_id, incident=True)
+
+    # -- alerts_v2 -----------------------------------------------------------------------
+
+    @app.get(f"{GRAPH}/alerts_v2")
+    def list_alerts(request: Request) -> Response:
+        store = _store(request, emulator)
+        return _list(request, store.listable_alerts(), ALERTS, expandable=False)
+
+    @app.get(GRAPH + "/alerts_v2/{alert_id}")
+    def get_alert(alert_id: str, request: Request) -> Response:
+        try:
+            alert = _store(request, emulator).alert(alert_id)
+        except UnknownEntityError:
+            return _not_found("alert", alert_id, request)
+        return _json({"@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity", **alert})
+
+    @app.patch(GRAPH + "/alerts_v2/{alert_id}")
+    async def patch_alert(alert_id: str, request: Request) -> Response:
+        return await _patch(request, alert_id, ALERT_WRITABLE, incident=False)
+
+    @app.post(GRAPH + "/alerts_v2/{alert_id}/comments")
+    async def comment_alert(alert_id: str, request: Request) -> Response:
+        return await _comment(request, alert_id, incident=False)
+
+    # -- shared handlers -----------------------------------------------------------------
+
+    def _list(request: Request, records: list[dict[str, Any]], spec: Any, *, expandable: bool) -> Response:
+        query = dict(request.query_params)
+        base_url = f"{_origin(request)}{request.url.path}"
+        try:
+            page = list_page(records, query, spec=spec, base_url=base_url)
+        except ListingError as bad:
+            return _graph_error(bad.status, bad.code, bad.message, request)
+        items = list(page.items)
+        if expandable:
+            if _wants_alerts(request):
+                ids = [str(i.get("id")) for i in items]
+                if emulator.expand_fails(request.state.tenant_id, ids):
+                    emulator.count("fault:expand")
+                    return _graph_error(
+                        500, "InternalServerError", "An internal server error occurred.", request
+                    )
+            else:
+                items = [_without_alerts(i) for i in items]
+        body: dict[str, Any] = {"@odata.context": page.context}
+        if page.count is not None:
+            body["@odata.count"] = page.count
+        body["value"] = items
+        if page.next_link:
+            body["@odata.nextLink"] = page.next_link
+        return _json(body)
+
+    def _not_found(kind: str, entity_id: str, request: Request) -> Response:
+        return _graph_error(404, "NotFound", f"No {kind} found with id '{entity_id}'.", request)
+
+    async def _read_body(request: Request) -> dict[str, Any] | Response:
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return _graph_error(400, "BadRequest", "The request body is not valid JSON.", request)
+        if not isinstance(body, dict):
+            return _graph_error(400, "BadRequest", "The request body must be a JSON object.", request)
+        return body
+
+    async def _patch(request: Request, entity_id: str, writable: frozenset[str], *, incident: bool) -> Response:
+        body = await _read_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            changes = validate_patch(body, writable, incident=incident)
+        except PatchError as bad:
+            return _graph_error(400, "BadRequest", str(bad), request)
+        store = _store(request, emulator)
+        editor = f"API-App:{request.state.client_id}"
+        try:
+            if incident:
+                updated = _without_alerts(store.edit_incident(entity_id, changes, editor=editor))
+                context = "security/incidents/$entity"
+            else:
+                updated = store.edit_alert(entity_id, changes, editor=editor)
+                context = "security/alerts_v2/$entity"
+        except UnknownEntityError:
+            return _not_found("incident" if incident else "alert", entity_id, request)
+        return _json({"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated})
+
+    async def _comment(request: Request, entity_id: str, *, incident: bool) -> Response:
+        body = await _read_body(request)
+        if isinstance(body, Response):
+            return body
+        text = body.get("comment")
+        if not isinstance(text, str) or not text.strip():
+            return _graph_error(400, "BadRequest", "The 'comment' property is required.", request)
+        store = _store(request, emulator)
+        author = f"API-App:{request.state.client_id}"
+        try:
+            if incident:
+                comments = store.add_incident_comment(entity_id, text, author)
+            else:
+                comments = store.add_alert_comment(entity_id, text, author)
+        except UnknownEntityError:
+            return _not_found("incident" if incident else "alert", entity_id, request)
+        return _json(
+            {
+                "@odata.context": f"{_origin(request)}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)",
+                "value": comments,
+            }
+        )
+
+    # -- control surface (loopback only, no token) -----------------------------------------
+
+    def _loopback(request: Request) -> Response | None:
+        host = request.client.host if request.client else ""
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return _json({"error": "the control surface answers loopback clients only"}, 403)
+
+    def _tenant_param(request: Request) -> str | Response:
+        wanted = request.query_params.get("tenant")
+        if wanted is None:
+            return emulator.default_tenant()
+        tenant = emulator.issuer_keys().get(wanted) or next(
+            (t for t in emulator.tenants.values() if t.name == wanted), None
+        )
+        if tenant is None:
+            return _json({"error": f"unknown tenant {wanted!r}"}, 404)
+        return tenant.tenant_id
+
+    @app.get("/_emulator/truth")
+    def truth(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        wanted = request.query_params.get("tenant")
+        tenant_ids = list(emulator.stores)
+        if wanted is not None:
+            chosen = _tenant_param(request)
+            if isinstance(chosen, Response):
+                return chosen
+            tenant_ids = [chosen]
+        parts = [text for t in tenant_ids for text in emulator.store(t).truth_json()]
+        return Response('{"value": [' + ",".join(parts) + "]}", media_type=JSON)
+
+    @app.get("/_emulator/stats")
+    def stats(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        return _json(emulator.stats_snapshot())
+
+    @app.get("/_emulator/tenants")
+    def tenants(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        return _json(
+            [
+                {
+                    "name": t.name,
+                    "tenant_id": t.tenant_id,
+                    "client_id": t.client_id,
+                    "client_secret": t.client_secret,
+                    "rate_limit_per_minute": t.rate_limit_per_minute,
+                }
+                for t in emulator.tenants.values()
+            ]
+        )
+
+    @app.post("/_emulator/pause")
+    def pause(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        emulator.pause()
+        return _json({"paused": True})
+
+    @app.post("/_emulator/resume")
+    def resume(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        emulator.resume()
+        return _json({"paused": False})
+
+    @app.post("/_emulator/faults")
+    async def set_faults(request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        spec = (await request.body()).decode()
+        try:
+            emulator.set_faults(FaultSettings.parse(spec))
+        except ValueError as bad:
+            return _json({"error": str(bad)}, 400)
+        return _json({"faults": spec})
+
+    @app.post("/_emulator/incidents/{incident_id}")
+    async def analyst_edit(incident_id: str, request: Request) -> Response:
+        if (refused := _loopback(request)) is not None:
+            return refused
+        tenant_id = _tenant_param(request)
+        if isinstance(tenant_id, Response):
+            return tenant_id
+        body = await _read_body(request)
+        if isinstance(body, Response):
+            return body
+        comments = body.pop("comments", [])
+        try:
+            changes = validate_patch(body, PORTAL_EDITABLE, incident=True)
+        except PatchError as bad:
+            return _json({"error": str(bad)}, 400)
+        store = emulator.store(tenant_id)
+        try:
+            with store.lock:
+                for comment in comments:
+                    store.add_incident_comment(
+                        incident_id,
+                        str(comment["comment"]),
+                        str(comment.get("createdByDisplayName") or "Portal analyst"),
+                    )
+                updated = (
+                    store.edit_incident(incident_id, changes, editor=None)
+                    if changes
+                    else store.incident(incident_id)
+                )
+        except UnknownEntityError:
+            return _json({"error": f"no incident {incident_id}"}, 404)
+        return _json(updated)
+
+    app.add_middleware(GraphGate, emulator=emulator, routes=app.router.routes)
+    return app

@@ -1,0 +1,82 @@
+"""Fault settings of the emulator (``--faults``) and the per-request decision they imply."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, fields, replace
+from enum import Enum
+
+
+class Fault(Enum):
+    """What the emulator does to one request instead of answering it normally."""
+
+    NONE = "none"
+    ERROR = "error"  # 500 or 503 with Graph's error body
+    RESET = "reset"  # the connection drops in the middle of the response
+    SLOW = "slow"  # the answer comes, but only after ``slow_seconds``
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Rates are probabilities per Graph request; ``late_seconds`` delays listing visibility."""
+
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 2.0
+    expand_error_rate: float = 0.0
+    late_seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str | None) -> FaultSettings:
+        """Parse ``error_rate=0.05,reset_rate=0.02,...``; unknown keys or bad values raise."""
+        settings = cls()
+        if not spec:
+            return settings
+        known = {f.name for f in fields(cls)}
+        values: dict[str, float] = {}
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, raw = part.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise ValueError(f"unknown fault setting {part!r}; known: {', '.join(sorted(known))}")
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"fault setting {key} needs a number, got {raw!r}") from None
+            if value < 0 or (key.endswith("_rate") and value > 1):
+                raise ValueError(f"fault setting {key}={raw} is out of range")
+            values[key] = value
+        return replace(settings, **values)
+
+    @property
+    def any_request_faults(self) -> bool:
+        return self.error_rate > 0 or self.reset_rate > 0 or self.slow_rate > 0
+
+    def draw(self, rng: random.Random) -> Fault:
+        """Pick the fault for one request (at most one)."""
+        roll = rng.random()
+        for fault, rate in (
+            (Fault.ERROR, self.error_rate),
+            (Fault.RESET, self.reset_rate),
+            (Fault.SLOW, self.slow_rate),
+        ):
+            if roll < rate:
+                return fault
+            roll -= rate
+        return Fault.NONE
+
+    def expand_fails_for(self, tenant_id: str, incident_id: str) -> bool:
+        """Whether ``$expand=alerts`` breaks on this incident.
+
+        Deterministic per incident, like the real failure (it follows big incidents, not
+        chance): retrying the same page keeps failing, so only a fallback gets through.
+        """
+        if self.expand_error_rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{tenant_id}/{incident_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.expand_error_rate

@@ -1,0 +1,122 @@
+"""ASGI middleware in front of the Graph routes: bearer tokens, throttling, injected faults.
+
+It is plain ASGI (not a FastAPI dependency) because a dropped connection can only be
+imitated below the framework: headers go out, part of the body, then the connection dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from xdrsync.emulator.faults import Fault
+from xdrsync.emulator.graph_errors import error_body
+from xdrsync.emulator.service import Emulator
+
+GRAPH_PREFIX = "/v1.0/"
+
+
+class InjectedResetError(Exception):
+    """Raised after a partial response so the server drops the connection."""
+
+
+class _QuietResets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, InjectedResetError)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietResets())
+
+
+class GraphGate:
+    def __init__(self, app: ASGIApp, emulator: Emulator, routes: Any) -> None:
+        self.app = app
+        self.emulator = emulator
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        em = self.emulator
+        template = self._template(scope)
+        em.count(f"route:{scope['method']} {template}")
+        path: str = scope["path"]
+        if not path.startswith(GRAPH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        client_request_id = headers.get("client-request-id")
+        grant = em.issuer.resolve(headers.get("authorization"))
+        if isinstance(grant, str):
+            em.count("unauthorized")
+            await _respond(
+                send,
+                401,
+                error_body("InvalidAuthenticationToken", grant, client_request_id),
+                [(b"www-authenticate", b'Bearer realm="", error="invalid_token"')],
+            )
+            return
+        em.count(f"tenant:{grant.tenant_id}")
+        wait = em.throttle(grant.tenant_id)
+        if wait > 0:
+            em.count("throttled")
+            retry_after = str(max(1, math.ceil(wait))).encode()
+            await _respond(
+                send,
+                429,
+                error_body(
+                    "TooManyRequests",
+                    "Too many requests. Please retry after the period specified in Retry-After.",
+                    client_request_id,
+                ),
+                [(b"retry-after", retry_after)],
+            )
+            return
+        fault = em.draw_fault()
+        if fault is not Fault.NONE:
+            em.count(f"fault:{fault.value}")
+        if fault is Fault.ERROR:
+            status = em.error_status()
+            code = "ServiceUnavailable" if status == 503 else "InternalServerError"
+            await _respond(send, status, error_body(code, "Injected fault.", client_request_id), [])
+            return
+        if fault is Fault.RESET:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"value": [', "more_body": True})
+            raise InjectedResetError("connection dropped on purpose")
+        if fault is Fault.SLOW:
+            await asyncio.sleep(em.faults.slow_seconds)
+        scope.setdefault("state", {})
+        scope["state"]["tenant_id"] = grant.tenant_id
+        scope["state"]["client_id"] = grant.client_id
+        await self.app(scope, receive, send)
+
+    def _template(self, scope: Scope) -> str:
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return str(route.path)
+        return "(unmatched)"
+
+
+async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

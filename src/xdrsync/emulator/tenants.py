@@ -1,0 +1,53 @@
+"""Who the emulator serves: its tenants, their credentials and budgets, and its own settings."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xdrsync.emulator.faults import FaultSettings
+
+_NAMESPACE = uuid.UUID("5b0f3c1e-8a47-4c51-9d7e-6f1f2c9b7a10")
+_NAMES = ("contoso", "fabrikam", "northwind", "tailspin", "woodgrove", "adatum", "litware")
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """One emulated Entra tenant: the credentials its app registration accepts, its data."""
+
+    name: str
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    incidents: int = 200
+    rate_limit_per_minute: int | None = None
+    certificate_pem: bytes | None = None  # public certificate for client-assertion sign-in
+
+    @classmethod
+    def derived(cls, seed: int, index: int, **overrides: object) -> TenantSpec:
+        """A reproducible tenant: the same seed and index always give the same ids and secret."""
+        name = _NAMES[index % len(_NAMES)] + ("" if index < len(_NAMES) else str(index))
+        digest = hashlib.sha256(f"xdrsync-emulator/{seed}/{index}".encode()).hexdigest()
+        values: dict[str, object] = {
+            "name": name,
+            "tenant_id": str(uuid.uuid5(_NAMESPACE, f"tenant/{seed}/{index}")),
+            "client_id": str(uuid.uuid5(_NAMESPACE, f"client/{seed}/{index}")),
+            "client_secret": f"emu~{digest[:40]}",
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """Everything ``xdrsync emulate defender`` takes on its command line."""
+
+    tenants: tuple[TenantSpec, ...]
+    seed: int = 7
+    activity_per_minute: float = 0.0
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    load_file: Path | None = None
+    token_lifetime_seconds: int = 3599
+    history_days: int = 30

@@ -1,0 +1,80 @@
+"""Checks on PATCH bodies: only writable properties, only valid enum members (any case)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+_INCIDENT_STATUS = ("active", "resolved", "inProgress", "redirected", "awaitingAction")
+_ALERT_STATUS = ("new", "inProgress", "resolved")
+_SEVERITY = ("unknown", "informational", "low", "medium", "high")
+_CLASSIFICATION = ("unknown", "falsePositive", "truePositive", "informationalExpectedActivity")
+# Both documented vocabularies are accepted on write, as the service does.
+_DETERMINATION = (
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedAccount",
+    "compromisedUser",
+    "phishing",
+    "maliciousUserActivity",
+    "notMalicious",
+    "clean",
+    "notEnoughDataToValidate",
+    "insufficientData",
+    "confirmedActivity",
+    "confirmedUserActivity",
+    "lineOfBusinessApplication",
+)
+
+
+class PatchError(ValueError):
+    """The body asks for something Graph would refuse with 400."""
+
+
+def _enum(field: str, value: Any, members: tuple[str, ...], *, nullable: bool = False) -> Any:
+    if value is None and nullable:
+        return None
+    if isinstance(value, str):
+        for member in members:
+            if member.lower() == value.lower():
+                return member
+    raise PatchError(
+        f"Invalid value '{value}' for property '{field}'. Allowed values: {', '.join(members)}."
+    )
+
+
+def validate_patch(body: Mapping[str, Any], writable: Collection[str], *, incident: bool) -> dict[str, Any]:
+    """Return the body with enum values in their canonical spelling, or raise PatchError."""
+    unknown = sorted(set(body) - set(writable) - {"@odata.type"})
+    if unknown:
+        raise PatchError(
+            f"Property '{unknown[0]}' cannot be updated. Updatable properties: "
+            f"{', '.join(sorted(writable))}."
+        )
+    changes: dict[str, Any] = {}
+    for field, value in body.items():
+        if field == "@odata.type":
+            continue
+        if field == "status":
+            changes[field] = _enum(field, value, _INCIDENT_STATUS if incident else _ALERT_STATUS)
+        elif field == "severity":
+            changes[field] = _enum(field, value, _SEVERITY)
+        elif field == "classification":
+            changes[field] = _enum(field, value, _CLASSIFICATION, nullable=True)
+        elif field == "determination":
+            changes[field] = _enum(field, value, _DETERMINATION, nullable=True)
+        elif field == "customTags":
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise PatchError("Property 'customTags' must be a collection of strings.")
+            changes[field] = list(dict.fromkeys(value))
+        elif value is not None and not isinstance(value, str):
+            raise PatchError(f"Property '{field}' must be a string.")
+        else:
+            changes[field] = value
+    return changes

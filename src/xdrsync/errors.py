@@ -1,0 +1,55 @@
+"""The one exception tree of xdrsync, ordered by what the caller should do about it.
+
+    XdrSyncError
+    ├── ConfigError         the operator must fix something (config, credentials, permissions)
+    ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
+    ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
+    │   └── ThrottledError  the server asked us to wait (429 + Retry-After)
+    ├── SkippableError      one record is bad: quarantine it, the stream goes on
+    └── ConflictError       a write-back conflict: route it by the field's policy
+"""
+
+from __future__ import annotations
+
+
+class XdrSyncError(Exception):
+    """Base of every error xdrsync raises on purpose."""
+
+
+class ConfigError(XdrSyncError):
+    """Configuration, credentials or permissions are wrong; retrying will not help."""
+
+
+class FatalSyncError(XdrSyncError):
+    """A contract was broken (e.g. the server rejected our own query); stop the stream."""
+
+
+class RetriableError(XdrSyncError):
+    """A transient failure; the same request may succeed later."""
+
+
+class ThrottledError(RetriableError):
+    """The server throttled us; ``retry_after`` is how long it asked us to wait, in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SkippableError(XdrSyncError):
+    """One record cannot be processed; quarantine it with this reason and continue."""
+
+
+class ConflictError(XdrSyncError):
+    """Local and remote edits of the same field disagree."""
+
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "FatalSyncError",
+    "RetriableError",
+    "SkippableError",
+    "ThrottledError",
+    "XdrSyncError",
+]
