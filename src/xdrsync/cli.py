@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from xdrsync import __version__
+from xdrsync.errors import ConfigError, XdrSyncError
+
+if TYPE_CHECKING:
+    from xdrsync.config import Config
+    from xdrsync.workspace import Workspace
 
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Lossless, multi-tenant, two-way sync of Microsoft Defender XDR incidents.",
 )
-emulate_app = typer.Typer(no_args_is_help=True, help="Local emulators of the services xdrsync talks to.")
+emulate_app = typer.Typer(
+    no_args_is_help=True, help="Local emulators of the services xdrsync talks to."
+)
 app.add_typer(emulate_app, name="emulate")
+state_app = typer.Typer(no_args_is_help=True, help="Inspect sync state.")
+app.add_typer(state_app, name="state")
+incidents_app = typer.Typer(no_args_is_help=True, help="The workspace's incidents.")
+app.add_typer(incidents_app, name="incidents")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default ./xdrsync.toml or $XDRSYNC_CONFIG)."),
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -43,7 +64,8 @@ def emulate_defender(
     incidents: Annotated[int, typer.Option(help="Incidents per tenant at start.")] = 200,
     tenants: Annotated[int, typer.Option(help="How many tenants to serve.")] = 1,
     load: Annotated[
-        Path | None, typer.Option(help="Serve Graph-shaped incidents from this JSON file, as given.")
+        Path | None,
+        typer.Option(help="Serve Graph-shaped incidents from this JSON file, as given."),
     ] = None,
     activity: Annotated[float, typer.Option(help="Live changes per minute per tenant.")] = 0.0,
     rate_limit: Annotated[
@@ -75,7 +97,9 @@ def emulate_defender(
     except ValueError as bad:
         raise _fail(str(bad)) from None
     base = f"http://{host}:{port}"
-    console.print(f"Defender XDR emulator on [bold]{base}[/bold]  (Graph API under {base}/v1.0/security)")
+    console.print(
+        f"Defender XDR emulator on [bold]{base}[/bold]  (Graph API under {base}/v1.0/security)"
+    )
     for tenant in settings.tenants:
         console.print(
             f"  tenant {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
@@ -87,13 +111,343 @@ def emulate_defender(
         f"  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id={first.client_id} "
         f"-d client_secret={first.client_secret} -d scope=https://graph.microsoft.com/.default "
         f"{base}/{first.tenant_id}/oauth2/v2.0/token | python3 -c 'import json,sys; "
-        "print(json.load(sys.stdin)[\"access_token\"])')\n"
+        'print(json.load(sys.stdin)["access_token"])\')\n'
         f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1.0/security/incidents?$top=5'"
     )
     try:
         serve_forever(settings, host=host, port=port)
     except OSError as bad:
         raise _fail(f"cannot serve on {base}: {bad}") from None
+
+
+# -- shared plumbing --------------------------------------------------------------------------
+
+
+def _load(config_file: Path | None) -> Config:
+    from xdrsync.config import load_config
+    from xdrsync.logs import register_secrets
+
+    config = load_config(config_file)
+    register_secrets(
+        t.client_secret.get_secret_value() for t in config.tenants if t.client_secret is not None
+    )
+    if config.workspace.database_url is not None:
+        register_secrets([config.workspace.database_url.get_secret_value()])
+    return config
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Every expected failure becomes one clear line and a non-zero exit code."""
+    from xdrsync.logs import scrub
+
+    try:
+        yield
+    except ConfigError as bad:
+        raise _fail(scrub(str(bad)), 2) from None
+    except XdrSyncError as bad:
+        raise _fail(scrub(str(bad)), 1) from None
+
+
+@contextmanager
+def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
+    from xdrsync.sync.lock import WorkspaceLock
+    from xdrsync.workspace import Workspace
+
+    config.workspace.path.mkdir(parents=True, exist_ok=True)
+    guard = WorkspaceLock(config.workspace.path) if lock else None
+    if guard is not None:
+        guard.acquire()
+    try:
+        with Workspace.open(config) as workspace:
+            yield workspace
+    finally:
+        if guard is not None:
+            guard.release()
+
+
+def _names(config: Config) -> dict[str, str]:
+    return {t.tenant_id: t.name for t in config.tenants}
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"not an ISO-8601 date or time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- sync -------------------------------------------------------------------------------------
+
+
+@app.command("sync")
+def sync_command(
+    config_file: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="One full cycle, then exit.")] = False,
+) -> None:
+    """One full sync cycle: inbound for every tenant, then the workspace tables."""
+    from xdrsync.logs import configure
+    from xdrsync.sync.engine import sync_tenant
+    from xdrsync.workspace import inbound_settings
+
+    if not once:
+        raise _fail("use `xdrsync sync --once` for one cycle, or `xdrsync run` for the service")
+    configure("warning")
+    with _errors():
+        config = _load(config_file)
+        with _workspace(config, lock=True) as workspace:
+            failed = False
+            for tenant in workspace.sources():
+                report = sync_tenant(workspace.hub, tenant, inbound_settings(config))
+                for stream in report.streams:
+                    console.print(
+                        f"{tenant.name}/{stream.stream}: {stream.records} read, "
+                        f"{stream.inserted} new, {stream.updated} updated, "
+                        f"{stream.quarantined} quarantined"
+                    )
+                for stream_name, error in report.errors.items():
+                    failed = True
+                    err_console.print(f"[red]{tenant.name}/{stream_name} failed:[/red] {error}")
+            published = workspace.publisher().publish()
+            console.print(f"workspace tables: {published} changes published")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run_command(
+    config_file: ConfigOption = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
+) -> None:
+    """The sync service: every tenant in a loop, until SIGTERM or Ctrl-C."""
+    from xdrsync.logs import configure
+    from xdrsync.sync.engine import SyncService
+    from xdrsync.workspace import inbound_settings
+
+    configure("info", json=log_json)
+    with _errors():
+        config = _load(config_file)
+        with _workspace(config, lock=True) as workspace:
+            stop = threading.Event()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            service = SyncService(
+                workspace.hub,
+                workspace.sources(),
+                inbound_settings(config),
+                poll_interval=config.sync.poll_interval_seconds,
+                after_cycle=workspace.publisher().publish,
+            ).start()
+            err_console.print(
+                f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "
+                f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
+            )
+            stop.wait()
+            err_console.print("stopping…")
+            service.stop()
+
+
+@app.command("backfill")
+def backfill_command(
+    from_: Annotated[str, typer.Option("--from", help="Start (ISO-8601, inclusive).")],
+    to: Annotated[str, typer.Option("--to", help="End (ISO-8601, exclusive).")],
+    config_file: ConfigOption = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (name or id).")] = None,
+    stream: Annotated[str | None, typer.Option(help="incidents or alerts (default both).")] = None,
+) -> None:
+    """Re-read a period from Graph into the workspace; the sync watermark is not touched."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xdrsync.logs import configure
+    from xdrsync.sync.inbound import STREAMS, backfill_stream
+    from xdrsync.workspace import inbound_settings
+
+    configure("warning")
+    lower, upper = _parse_time(from_), _parse_time(to)
+    if upper <= lower:
+        raise _fail("--to must be after --from")
+    streams = STREAMS if stream is None else (stream,)
+    if not set(streams) <= set(STREAMS):
+        raise _fail(f"--stream must be one of {', '.join(STREAMS)}")
+    with _errors():
+        config = _load(config_file)
+        settings = inbound_settings(config)
+        with _workspace(config, lock=True) as workspace:
+            sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
+            if not sources:
+                raise _fail(f"no tenant {tenant!r} in the config")
+            span = (upper - lower).total_seconds()
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[done]}"),
+                TimeElapsedColumn(),
+                console=err_console,
+            ) as progress:
+                for source in sources:
+                    for name in streams:
+                        task = progress.add_task(f"{source.name}/{name}", total=span, done="")
+
+                        def advance(window: Any, report: Any, task: Any = task) -> None:
+                            reached = (window.upper or upper) - lower
+                            progress.update(
+                                task,
+                                completed=reached.total_seconds(),
+                                done=f"{report.records} read, "
+                                f"{report.inserted + report.updated} changed",
+                            )
+
+                        backfill_stream(
+                            workspace.hub,
+                            source.source,
+                            tenant_id=source.tenant_id,
+                            stream=name,
+                            lower=lower,
+                            upper=upper,
+                            settings=settings,
+                            on_window=advance,
+                        )
+            published = workspace.publisher().publish()
+            console.print(f"backfill done; workspace tables: {published} changes published")
+
+
+@app.command("check")
+def check_command(config_file: ConfigOption = None) -> None:
+    """Validate the config, sign in, and make one cheap Graph call per tenant."""
+    from datetime import timedelta
+
+    from xdrsync.graph import DefenderApi
+    from xdrsync.logs import configure, scrub
+
+    configure("error")
+    with _errors():
+        config = _load(config_file)
+        console.print(
+            f"config OK: {len(config.tenants)} tenant(s), workspace {config.workspace.path}"
+        )
+        failed = 0
+        for tenant in config.tenants:
+            api = DefenderApi.connect(tenant, config.sync)
+            try:
+                page = next(
+                    iter(
+                        api.list_incidents(
+                            datetime.now(UTC) - timedelta(minutes=1), expand_alerts=False
+                        )
+                    )
+                )
+                console.print(
+                    f"[green]✓[/green] {tenant.name}: signed in, incidents readable "
+                    f"(server time {page.server_date.isoformat(timespec='seconds')})"
+                )
+            except XdrSyncError as bad:
+                failed += 1
+                err_console.print(f"[red]✗[/red] {tenant.name}: {scrub(str(bad))}")
+            finally:
+                api.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@state_app.command("show")
+def state_show(config_file: ConfigOption = None) -> None:
+    """Cursors, lag, errors and quarantine per stream; stored totals; destinations."""
+    from xdrsync.views import state_tables
+
+    with _errors():
+        config = _load(config_file)
+        with _workspace(config, lock=False) as workspace:
+            for table in state_tables(workspace.hub, _names(config)):
+                console.print(table)
+            quarantined = workspace.hub.list_quarantine(limit=5)
+            if quarantined:
+                console.print("Recently quarantined records:")
+                for row in quarantined:
+                    console.print(
+                        f"  {row.at.isoformat(timespec='seconds')} {row.stream}: {row.reason}"
+                    )
+
+
+@app.command("query")
+def query_command(
+    kql: Annotated[str, typer.Argument(help="A KQL query over the workspace tables.")],
+    config_file: ConfigOption = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+) -> None:
+    """Run KQL over SecurityIncident, SecurityAlert, AlertEvidence and AlertInfo."""
+    from xdrsync.tables.logstore import LogStore
+    from xdrsync.tables.output import format_result
+    from xdrsync.workspace import LOG_FILE
+
+    if output not in ("table", "json", "csv"):
+        raise _fail("--format must be table, json or csv")
+    with _errors():
+        config = _load(config_file)
+        store = LogStore(config.workspace.path / LOG_FILE)
+        result = store.query(kql)
+        typer.echo(format_result(result, output), nl=False)  # type: ignore[arg-type]
+
+
+@incidents_app.command("list")
+def incidents_list(
+    config_file: ConfigOption = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant name or id.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="active, inProgress, resolved, redirected.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 25,
+) -> None:
+    """The incident queue, most recently updated first."""
+    from xdrsync.views import incident_table
+
+    with _errors():
+        config = _load(config_file)
+        tenant_id = config.tenant(tenant).tenant_id if tenant else None
+        with _workspace(config, lock=False) as workspace:
+            rows = workspace.hub.list_incidents(tenant_id, status, limit=limit)
+            console.print(incident_table(rows, _names(config)))
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: Annotated[str, typer.Argument(help="Defender incident id.")],
+    config_file: ConfigOption = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant name or id (default: the first).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Graph JSON instead of tables.")] = False,
+) -> None:
+    """One incident: fields, alerts, evidence by entity, comments, version history."""
+    from xdrsync.views import incident_detail, to_json
+
+    with _errors():
+        config = _load(config_file)
+        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
+        with _workspace(config, lock=False) as workspace:
+            incident = workspace.hub.get_incident(tenant_config.tenant_id, incident_id)
+            if incident is None:
+                raise _fail(f"no incident {incident_id} in tenant {tenant_config.name}", 1)
+            if as_json:
+                typer.echo(to_json(incident.to_graph()))
+                return
+            for part in incident_detail(workspace.hub, incident):
+                console.print(part)
+
+
+@app.command("demo")
+def demo_command(
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    workspace_dir: Annotated[
+        Path, typer.Option("--workspace", help="Demo workspace (wiped).")
+    ] = Path("./xdrsync-data/demo"),
+    port: Annotated[int, typer.Option(help="Emulator port (0: any free port).")] = 0,
+) -> None:
+    """Emulated Defender with live activity, synced into a workspace, shown live."""
+    from xdrsync.demo import run_demo
+
+    with _errors():
+        run_demo(workspace_dir, duration=duration, port=port, console=console)
 
 
 def main() -> None:

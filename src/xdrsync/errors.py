@@ -1,12 +1,12 @@
 """The one exception tree of xdrsync, ordered by what the caller should do about it.
 
-    XdrSyncError
-    ├── ConfigError         the operator must fix something (config, credentials, permissions)
-    ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
-    ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
-    │   └── ThrottledError  the server asked us to wait (429 + Retry-After)
-    ├── SkippableError      one record is bad: quarantine it, the stream goes on
-    └── ConflictError       a write-back conflict: route it by the field's policy
+XdrSyncError
+├── ConfigError         the operator must fix something (config, credentials, permissions)
+├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
+├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
+│   └── ThrottledError  the server asked us to wait (429 + Retry-After)
+├── SkippableError      one record is bad: quarantine it, the stream goes on
+└── ConflictError       a write-back conflict: route it by the field's policy
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from urllib.parse import parse_qsl
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,7 +70,10 @@ def build_app(emulator: Emulator) -> FastAPI:
     def openid_configuration(tenant: str, request: Request) -> Response:
         if tenant not in emulator.issuer_keys():
             return JSONResponse(
-                {"error": "invalid_tenant", "error_description": f"AADSTS90002: Tenant '{tenant}' not found."},
+                {
+                    "error": "invalid_tenant",
+                    "error_description": f"AADSTS90002: Tenant '{tenant}' not found.",
+                },
                 status_code=400,
             )
         # Advertised as https, as login.microsoftonline.com does: msal accepts nothing else.
@@ -92,7 +96,8 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> Response:
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        # OAuth token requests are always application/x-www-form-urlencoded.
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         try:
             body = emulator.issuer.issue(tenant, form)
         except SignInError as refused:
@@ -115,7 +120,10 @@ def build_app(emulator: Emulator) -> FastAPI:
         except UnknownEntityError:
             return _not_found("incident", incident_id, request)
         body = incident if _wants_alerts(request) else _without_alerts(incident)
-        body = {"@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity", **body}
+        body = {
+            "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
+            **body,
+        }
         return _json(body)
 
     @app.get(GRAPH + "/incidents/{incident_id}/alerts")
@@ -148,7 +156,12 @@ def build_app(emulator: Emulator) -> FastAPI:
             alert = _store(request, emulator).alert(alert_id)
         except UnknownEntityError:
             return _not_found("alert", alert_id, request)
-        return _json({"@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity", **alert})
+        return _json(
+            {
+                "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity",
+                **alert,
+            }
+        )
 
     @app.patch(GRAPH + "/alerts_v2/{alert_id}")
     async def patch_alert(alert_id: str, request: Request) -> Response:
@@ -160,7 +173,9 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     # -- shared handlers -----------------------------------------------------------------
 
-    def _list(request: Request, records: list[dict[str, Any]], spec: Any, *, expandable: bool) -> Response:
+    def _list(
+        request: Request, records: list[dict[str, Any]], spec: Any, *, expandable: bool
+    ) -> Response:
         query = dict(request.query_params)
         base_url = f"{_origin(request)}{request.url.path}"
         try:
@@ -195,10 +210,14 @@ def build_app(emulator: Emulator) -> FastAPI:
         except ValueError:
             return _graph_error(400, "BadRequest", "The request body is not valid JSON.", request)
         if not isinstance(body, dict):
-            return _graph_error(400, "BadRequest", "The request body must be a JSON object.", request)
+            return _graph_error(
+                400, "BadRequest", "The request body must be a JSON object.", request
+            )
         return body
 
-    async def _patch(request: Request, entity_id: str, writable: frozenset[str], *, incident: bool) -> Response:
+    async def _patch(
+        request: Request, entity_id: str, writable: frozenset[str], *, incident: bool
+    ) -> Response:
         body = await _read_body(request)
         if isinstance(body, Response):
             return body
@@ -237,7 +256,8 @@ def build_app(emulator: Emulator) -> FastAPI:
             return _not_found("incident" if incident else "alert", entity_id, request)
         return _json(
             {
-                "@odata.context": f"{_origin(request)}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)",
+                "@odata.context": f"{_origin(request)}/v1.0/$metadata"
+                "#Collection(microsoft.graph.security.alertComment)",
                 "value": comments,
             }
         )

@@ -77,7 +77,9 @@ class TokenIssuer:
         self._check_credential(tenant, form)
         token = secrets.token_urlsafe(48)
         with self._lock:
-            self._grants[token] = Grant(tenant.tenant_id, tenant.client_id, time.time() + self._lifetime)
+            self._grants[token] = Grant(
+                tenant.tenant_id, tenant.client_id, time.time() + self._lifetime
+            )
         return {
             "token_type": "Bearer",
             "expires_in": self._lifetime,

@@ -43,7 +43,9 @@ class FaultSettings:
             key, sep, raw = part.partition("=")
             key = key.strip()
             if not sep or key not in known:
-                raise ValueError(f"unknown fault setting {part!r}; known: {', '.join(sorted(known))}")
+                raise ValueError(
+                    f"unknown fault setting {part!r}; known: {', '.join(sorted(known))}"
+                )
             try:
                 value = float(raw)
             except ValueError:

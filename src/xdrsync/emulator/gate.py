@@ -92,7 +92,10 @@ class GraphGate:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"4096"),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": b'{"value": [', "more_body": True})

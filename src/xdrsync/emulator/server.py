@@ -28,7 +28,9 @@ def _uvicorn_config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
 class EmulatorServer:
     """A started emulator on 127.0.0.1; ``port=0`` picks a free port. Use as a context manager."""
 
-    def __init__(self, settings: EmulatorSettings, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, settings: EmulatorSettings, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.emulator = Emulator(settings)
         self._server = uvicorn.Server(_uvicorn_config(self.emulator, host, port))
         self._thread = threading.Thread(target=self._server.run, name="emulator", daemon=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import random
 import threading
 import time
@@ -75,7 +74,10 @@ class Emulator:
                     i
                     for i in loaded
                     if i.get("tenantId") == tenant.tenant_id
-                    or (index == 0 and i.get("tenantId") not in {t.tenant_id for t in settings.tenants})
+                    or (
+                        index == 0
+                        and i.get("tenantId") not in {t.tenant_id for t in settings.tenants}
+                    )
                 ]
             else:
                 mine = generate_incidents(

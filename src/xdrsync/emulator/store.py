@@ -28,7 +28,9 @@ from xdrsync.emulator.timefmt import graph_time, utcnow
 
 Json = dict[str, Any]
 
-INCIDENT_WRITABLE = frozenset({"assignedTo", "classification", "determination", "status", "customTags"})
+INCIDENT_WRITABLE = frozenset(
+    {"assignedTo", "classification", "determination", "status", "customTags"}
+)
 ALERT_WRITABLE = frozenset({"assignedTo", "classification", "determination", "status"})
 # What an analyst can change in the portal, beyond what the API may PATCH.
 PORTAL_EDITABLE = INCIDENT_WRITABLE | {
@@ -108,7 +110,9 @@ class TenantStore:
             self._promote_due()
             if self._alerts_cache is None:
                 self._alerts_cache = [
-                    alert for incident in self._listed.values() for alert in incident.get("alerts") or ()
+                    alert
+                    for incident in self._listed.values()
+                    for alert in incident.get("alerts") or ()
                 ]
             return self._alerts_cache
 
@@ -144,7 +148,9 @@ class TenantStore:
                 return change.target_id
             raise TypeError(f"unknown change {change!r}")
 
-    def edit_incident(self, incident_id: str, changes: Mapping[str, Any], *, editor: str | None) -> Json:
+    def edit_incident(
+        self, incident_id: str, changes: Mapping[str, Any], *, editor: str | None
+    ) -> Json:
         """Set fields of an incident (already validated by the caller) and bump its version."""
         with self.lock:
             now = self._clock()
@@ -152,9 +158,12 @@ class TenantStore:
             for key, value in changes.items():
                 incident[key] = copy.deepcopy(value)
             if "lastModifiedBy" not in changes:
-                incident["lastModifiedBy"] = editor or changes.get("assignedTo") or incident.get(
-                    "assignedTo"
-                ) or "Automation"
+                incident["lastModifiedBy"] = (
+                    editor
+                    or changes.get("assignedTo")
+                    or incident.get("assignedTo")
+                    or "Automation"
+                )
             if str(changes.get("status", "")).lower() == "resolved":
                 # Resolving an incident resolves its alerts, as in the portal.
                 for alert in incident.get("alerts") or ():
@@ -184,7 +193,11 @@ class TenantStore:
             now = self._clock()
             incident = self._get(incident_id)
             incident.setdefault("comments", []).append(
-                {"comment": text, "createdByDisplayName": author, "createdDateTime": graph_time(now)}
+                {
+                    "comment": text,
+                    "createdByDisplayName": author,
+                    "createdDateTime": graph_time(now),
+                }
             )
             self._touched(incident, now)
             return copy.deepcopy(incident["comments"])
@@ -194,7 +207,11 @@ class TenantStore:
             now = self._clock()
             alert = self._find_alert(alert_id)
             alert.setdefault("comments", []).append(
-                {"comment": text, "createdByDisplayName": author, "createdDateTime": graph_time(now)}
+                {
+                    "comment": text,
+                    "createdByDisplayName": author,
+                    "createdDateTime": graph_time(now),
+                }
             )
             alert["lastUpdateDateTime"] = graph_time(now)
             self._snapshot(self._get(self._alert_owner[alert_id]), now)
@@ -282,7 +299,9 @@ class TenantStore:
             self._publish(incident)
             return
         snapshot = copy.deepcopy(incident)
-        self._pending.setdefault(incident["id"], []).append((now + timedelta(seconds=late), snapshot))
+        self._pending.setdefault(incident["id"], []).append(
+            (now + timedelta(seconds=late), snapshot)
+        )
 
     def _promote_due(self) -> None:
         if not self._pending:

@@ -49,7 +49,9 @@ def _enum(field: str, value: Any, members: tuple[str, ...], *, nullable: bool = 
     )
 
 
-def validate_patch(body: Mapping[str, Any], writable: Collection[str], *, incident: bool) -> dict[str, Any]:
+def validate_patch(
+    body: Mapping[str, Any], writable: Collection[str], *, incident: bool
+) -> dict[str, Any]:
     """Return the body with enum values in their canonical spelling, or raise PatchError."""
     unknown = sorted(set(body) - set(writable) - {"@odata.type"})
     if unknown:

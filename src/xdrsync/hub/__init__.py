@@ -1,0 +1,39 @@
+"""The hub: xdrsync's durable store of incidents, alerts, history, sync state and audit."""
+
+from __future__ import annotations
+
+from xdrsync.hub.database import default_url
+from xdrsync.hub.records import (
+    ApplyResult,
+    AuditRow,
+    ChangeRow,
+    CommentRow,
+    CursorRow,
+    EntityCounts,
+    EvidenceRow,
+    InboundBatch,
+    IncidentSummary,
+    Quarantined,
+    QuarantineRow,
+    StreamStateRow,
+    VersionRow,
+)
+from xdrsync.hub.store import Hub
+
+__all__ = [
+    "ApplyResult",
+    "AuditRow",
+    "ChangeRow",
+    "CommentRow",
+    "CursorRow",
+    "EntityCounts",
+    "EvidenceRow",
+    "Hub",
+    "InboundBatch",
+    "IncidentSummary",
+    "QuarantineRow",
+    "Quarantined",
+    "StreamStateRow",
+    "VersionRow",
+    "default_url",
+]

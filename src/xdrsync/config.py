@@ -1,0 +1,463 @@
+"""Configuration: one TOML file, secrets by reference, validated into frozen pydantic models."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import structlog
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from xdrsync.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_CONFIG_FILE = Path("xdrsync.toml")
+CONFIG_ENV = "XDRSYNC_CONFIG"
+GRAPH_URL = "https://graph.microsoft.com"
+AUTHORITY_URL = "https://login.microsoftonline.com"
+
+# Names end up in metric labels, log fields and CLI arguments; tenant ids in URL paths.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DIRECTORY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
+
+
+# -- small pure helpers (also used by xdrsync.graph) ---------------------------------------
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_service_url(value: str, setting: str) -> str:
+    """A Graph or authority root URL, without trailing slash; plain http only on loopback.
+
+    Bearer tokens and client secrets travel to these URLs, so plain http is refused unless the
+    other end is this machine (the local emulator).
+    """
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{setting} must be an https URL with a host, e.g. {GRAPH_URL}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{setting} must be a plain service root (no credentials, query or #)")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{setting} uses plain http, which is only accepted for a loopback address "
+            "(127.0.0.1, ::1, localhost); use https"
+        )
+    return url
+
+
+def resolve_secret(value: str, base_dir: Path | None) -> str:
+    """``env:NAME`` or ``file:PATH`` → the secret; anything else is taken literally.
+
+    Errors name the variable or the file, never a value.
+    """
+    if value.startswith("env:"):
+        name = value[4:].strip()
+        if not name:
+            raise ValueError("'env:' needs a variable name, e.g. env:CONTOSO_CLIENT_SECRET")
+        found = os.environ.get(name, "")
+        if not found:
+            raise ValueError(f"environment variable {name} is not set")
+        return found
+    if value.startswith("file:"):
+        path = _resolve_path(Path(value[5:].strip()), base_dir)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as problem:
+            reason = getattr(problem, "strerror", None) or type(problem).__name__
+            raise ValueError(f"cannot read secret file {path}: {reason}") from None
+        secret = text.strip()  # editors and `echo` add a trailing newline
+        if not secret:
+            raise ValueError(f"secret file {path} is empty")
+        return secret
+    return value
+
+
+def _resolve_path(path: Path, base_dir: Path | None) -> Path:
+    path = path.expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        return base_dir / path
+    return path
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context if isinstance(info.context, Mapping) else {}
+    base = context.get("base_dir")
+    return base if isinstance(base, Path) else None
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WorkspaceConfig(_Frozen):
+    """Where the embedded stores live, or the database URL of a shared hub."""
+
+    # Relative paths are taken from the config file's folder, as every other path here.
+    path: Path = Field(default=Path("./xdrsync-data"), validate_default=True)
+    # May hold a database password, hence secret; `env:`/`file:` references work here too.
+    database_url: SecretStr | None = None
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve_path(value, _base_dir(info))
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_reference(cls, value: object, info: ValidationInfo) -> object:
+        return resolve_secret(value, _base_dir(info)) if isinstance(value, str) else value
+
+
+class TenantConfig(_Frozen):
+    """One Entra tenant and the app registration xdrsync signs in with.
+
+    ``client_secret`` takes ``env:NAME`` or ``file:PATH`` (resolved at load). A literal secret
+    is accepted but discouraged: config files get copied, committed and pasted into tickets.
+    """
+
+    name: str
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    certificate_path: Path | None = None  # PEM holding the private key and the certificate
+    graph_url: str = GRAPH_URL
+    authority_url: str = AUTHORITY_URL
+    # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
+    rate_limit_per_minute: int = Field(default=120, ge=1, le=10_000)
+    verify_tls: bool | str = True  # or the path of a CA bundle
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use 1-64 letters, digits, '.', '_' or '-' (starting alphanumeric)")
+        return value
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _directory_id(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not _DIRECTORY_ID.match(value):
+            raise ValueError("expected a GUID (or, for tenant_id, a verified domain name)")
+        if info.field_name == "tenant_id" and value.lower() in _MULTI_TENANT_ALIASES:
+            # An app signs in to one tenant's directory; these aliases name none.
+            raise ValueError(f"{value!r} is not a tenant; use the tenant's GUID")
+        return value
+
+    @field_validator("client_secret", mode="before")
+    @classmethod
+    def _secret_reference(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            if not value.startswith(("env:", "file:")) and _loading_file(info):
+                log.warning(
+                    "client_secret is written inline in the config file; "
+                    "prefer env:NAME or file:PATH"
+                )
+            return resolve_secret(value, _base_dir(info))
+        return value
+
+    @field_validator("certificate_path", mode="after")
+    @classmethod
+    def _certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve_path(value, _base_dir(info))
+        try:
+            pem = path.read_bytes()
+        except OSError as problem:
+            raise ValueError(f"cannot read certificate file {path}: {problem.strerror}") from None
+        if not _PEM_KEY.search(pem) or _PEM_CERT not in pem:
+            raise ValueError(f"{path} must be a PEM file holding the private key and certificate")
+        return path
+
+    @field_validator("graph_url", "authority_url")
+    @classmethod
+    def _service_url(cls, value: str, info: ValidationInfo) -> str:
+        url = check_service_url(value, info.field_name or "url")
+        if info.field_name == "graph_url" and urlsplit(url).path.rstrip("/").endswith("/v1.0"):
+            raise ValueError("graph_url is the service root, without /v1.0")
+        return url
+
+    @field_validator("verify_tls", mode="after")
+    @classmethod
+    def _ca_bundle(cls, value: bool | str, info: ValidationInfo) -> bool | str:
+        if isinstance(value, bool):
+            return value
+        path = _resolve_path(Path(value), _base_dir(info))
+        if not path.exists():
+            raise ValueError(f"CA bundle {path} does not exist (or use true/false)")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TenantConfig:
+        if (self.client_secret is None) == (self.certificate_path is None):
+            raise ValueError("set exactly one of client_secret or certificate_path")
+        return self
+
+
+def _loading_file(info: ValidationInfo) -> bool:
+    return isinstance(info.context, Mapping) and bool(info.context.get("from_file"))
+
+
+class SyncConfig(_Frozen):
+    """How often and how much to read from Graph, and how hard to try."""
+
+    poll_interval_seconds: float = Field(default=5, gt=0)
+    lookback_seconds: float = Field(default=300, ge=0)
+    initial_backfill_days: float = Field(default=30, ge=0)
+    page_size_incidents: int = Field(default=50, ge=1, le=50)  # Graph rejects $top > 50
+    page_size_alerts: int = Field(default=500, ge=1, le=1000)  # Graph caps $top at 1000
+    request_timeout_seconds: float = Field(default=30, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+
+
+class ConsoleConfig(_Frozen):
+    """Where ``xdrsync run`` serves the console and REST API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class EmulatorTenant(Protocol):
+    """Anything describing an emulator tenant (e.g. ``emulator.tenants.TenantSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+
+
+class Config(_Frozen):
+    """The whole configuration of one xdrsync installation."""
+
+    workspace: WorkspaceConfig = WorkspaceConfig()
+    tenants: tuple[TenantConfig, ...] = Field(default=(), validate_default=True)
+    sync: SyncConfig = SyncConfig()
+    console: ConsoleConfig = ConsoleConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _workspace_section(cls, data: object) -> object:
+        # An absent [workspace] still gets its default path resolved like a written one.
+        if isinstance(data, Mapping) and "workspace" not in data:
+            return {**data, "workspace": {}}
+        return data
+
+    @field_validator("tenants", mode="after")
+    @classmethod
+    def _some_tenants(cls, value: tuple[TenantConfig, ...]) -> tuple[TenantConfig, ...]:
+        if not value:
+            raise ValueError("add at least one [[tenants]] table")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> Config:
+        for attribute in ("name", "tenant_id"):
+            seen: set[str] = set()
+            for tenant in self.tenants:
+                key = getattr(tenant, attribute).lower()
+                if key in seen:
+                    raise ValueError(f"two tenants share the {attribute} {key!r}")
+                seen.add(key)
+        return self
+
+    def tenant(self, name_or_id: str) -> TenantConfig:
+        """The tenant with this name or tenant id (case-insensitive)."""
+        wanted = name_or_id.lower()
+        for tenant in self.tenants:
+            if wanted in (tenant.name.lower(), tenant.tenant_id.lower()):
+                return tenant
+        known = ", ".join(t.name for t in self.tenants)
+        raise ConfigError(f"no tenant named {name_or_id!r} in the config (known: {known})")
+
+    @classmethod
+    def for_emulator(
+        cls,
+        base_url: str,
+        tenants: Iterable[EmulatorTenant | tuple[str, str, str] | tuple[str, str, str, str]],
+        *,
+        workspace_path: Path | str = Path("./xdrsync-data"),
+        sync: SyncConfig | None = None,
+        console: ConsoleConfig | None = None,
+        rate_limit_per_minute: int = 120,
+    ) -> Config:
+        """A config for the local emulator at ``base_url``, built without a file.
+
+        ``tenants`` holds ``(tenant_id, client_id, secret)`` or
+        ``(name, tenant_id, client_id, secret)`` tuples, or emulator tenant specs.
+        """
+        entries: list[dict[str, Any]] = []
+        for index, tenant in enumerate(tenants, start=1):
+            if isinstance(tenant, tuple):
+                name, tenant_id, client_id, secret = (
+                    tenant if len(tenant) == 4 else (f"tenant-{index}", *tenant)
+                )
+            else:
+                name, tenant_id, client_id, secret = (
+                    tenant.name,
+                    tenant.tenant_id,
+                    tenant.client_id,
+                    tenant.client_secret,
+                )
+            entries.append(
+                {
+                    "name": name,
+                    "tenant_id": tenant_id,
+                    "client_id": client_id,
+                    # Already a value, never a reference: wrap it so it is not resolved.
+                    "client_secret": SecretStr(secret),
+                    "graph_url": base_url,
+                    "authority_url": base_url,
+                    "rate_limit_per_minute": rate_limit_per_minute,
+                }
+            )
+        data: dict[str, Any] = {
+            "workspace": {"path": Path(workspace_path)},
+            "tenants": entries,
+            "sync": sync or SyncConfig(),
+            "console": console or ConsoleConfig(),
+        }
+        return parse_config(data, label="emulator config")
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def config_path(path: Path | None = None) -> Path:
+    """The file to read: ``path``, else ``$XDRSYNC_CONFIG``, else ``./xdrsync.toml``."""
+    if path is not None:
+        return path
+    from_env = os.environ.get(CONFIG_ENV, "").strip()
+    return Path(from_env) if from_env else DEFAULT_CONFIG_FILE
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the config file; any problem is one ``ConfigError`` line."""
+    file = config_path(path)
+    problem: str | None = None
+    data: dict[str, Any] = {}
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problem = f"config file not found (pass --config FILE or set {CONFIG_ENV})"
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"cannot read config file: {getattr(error, 'strerror', None) or error}"
+    except tomllib.TOMLDecodeError as error:
+        problem = f"invalid TOML: {error}"
+    if problem is not None:
+        raise ConfigError(f"{file}: {_one_line(problem)}")
+    return parse_config(data, source=file)
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: Path | None = None, label: str | None = None
+) -> Config:
+    """Validate an already-parsed config document; relative paths are taken from ``source``."""
+    context = {
+        "base_dir": source.resolve().parent if source is not None else None,
+        "from_file": source is not None,
+    }
+    message: str | None = None
+    try:
+        return Config.model_validate(data, context=context)
+    except ValidationError as invalid:
+        # Described from locations and messages only; pydantic's own text embeds input
+        # values, which may be secrets. Raised outside this block so it is not chained.
+        message = describe_validation_error(invalid, data)
+    raise ConfigError(f"{label or source or 'config'}: {message}")
+
+
+def describe_validation_error(error: ValidationError, data: Mapping[str, Any]) -> str:
+    """``tenants[0].client_secret (tenant 'contoso'): why`` — joined on one line."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        location = _location(item["loc"], data)
+        parts.append(f"{location}: {_message(item)}" if location else _message(item))
+    return _one_line("; ".join(parts))
+
+
+def _location(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    if len(loc) >= 2 and loc[0] == "tenants" and isinstance(loc[1], int):
+        tenants = data.get("tenants")
+        if isinstance(tenants, list | tuple) and loc[1] < len(tenants):
+            entry = tenants[loc[1]]
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            if isinstance(name, str):
+                text += f" (tenant {name!r})"
+    return text
+
+
+def _message(item: Mapping[str, Any]) -> str:
+    kind = item.get("type")
+    if kind == "extra_forbidden":
+        return "unknown setting"
+    if kind == "missing":
+        return "required setting is missing"
+    text = str(item.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+__all__ = [
+    "AUTHORITY_URL",
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "GRAPH_URL",
+    "Config",
+    "ConsoleConfig",
+    "EmulatorTenant",
+    "SyncConfig",
+    "TenantConfig",
+    "WorkspaceConfig",
+    "check_service_url",
+    "config_path",
+    "is_loopback_host",
+    "load_config",
+    "parse_config",
+    "resolve_secret",
+]

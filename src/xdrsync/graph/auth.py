@@ -1,0 +1,273 @@
+"""Entra ID app sign-in per tenant (client credentials) with msal, over our own httpx client.
+
+msal caches the token and renews it before it expires; ``TokenProvider`` adds the mapping of
+every sign-in failure onto the project's errors, without ever echoing the secret.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import msal
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from msal.exceptions import MsalServiceError
+
+from xdrsync.config import TenantConfig, check_service_url
+from xdrsync.errors import ConfigError, RetriableError, ThrottledError
+from xdrsync.graph.retry import parse_retry_after
+
+_PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z]+ )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_AADSTS = re.compile(r"AADSTS\d+:[^\"\\\r\n]*")
+_HINTS = {
+    "invalid_client": "check client_secret / certificate_path",
+    "unauthorized_client": "check client_id",
+    "invalid_request": "check tenant_id",
+    "invalid_scope": "check graph_url",
+    "invalid_response": "check authority_url: the answer was not Entra ID's",
+}
+
+
+# -- the loopback shim -------------------------------------------------------------------
+#
+# msal only accepts https authorities, but the local emulator serves plain http on
+# 127.0.0.1 (its openid-configuration advertises https endpoints for the same reason). For a
+# *loopback* http authority only, msal is given the https form of the same origin, and the
+# adapter below sends requests for exactly that origin back over http. Non-loopback http is
+# refused (by check_service_url): secrets and tokens never cross a network in clear text.
+
+
+def msal_authority(tenant: TenantConfig) -> tuple[str, str | None]:
+    """The authority URL to give msal, and the https origin to rewrite to http (or None)."""
+    try:
+        root = check_service_url(tenant.authority_url, "authority_url")
+    except ValueError as refused:
+        raise ConfigError(f"tenant {tenant.name!r}: {refused}") from None
+    parts = urlsplit(root)
+    if parts.scheme == "https":
+        return f"{root}/{tenant.tenant_id}", None
+    shimmed = f"https://{parts.netloc}"
+    return f"https{root[len('http') :]}/{tenant.tenant_id}", shimmed
+
+
+class MsalHttpAdapter:
+    """The ``http_client`` msal expects (``get``/``post``/``close``), on our httpx client, so
+    TLS settings, proxies and timeouts are ours. httpx responses already have the
+    ``status_code``/``text``/``headers``/``raise_for_status()`` msal reads."""
+
+    def __init__(self, http: httpx.Client, *, plain_http_origin: str | None = None) -> None:
+        self._http = http
+        self._origin = plain_http_origin
+        self.token_requests = 0
+        self.last_post_status: int | None = None
+        self.last_post_retry_after: float | None = None
+
+    def _url(self, url: str) -> str:
+        if self._origin and (url == self._origin or url.startswith(self._origin + "/")):
+            return "http" + url[len("https") :]
+        return url
+
+    def get(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        **_: Any,
+    ) -> httpx.Response:
+        return self._http.get(self._url(url), params=params, headers=headers)
+
+    def post(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, str] | None = None,
+        **_: Any,
+    ) -> httpx.Response:
+        self.token_requests += 1
+        target = self._url(url)
+        if isinstance(data, str):
+            response = self._http.post(target, params=params, content=data, headers=headers)
+        else:
+            response = self._http.post(target, params=params, data=_form(data), headers=headers)
+        self.last_post_status = response.status_code
+        self.last_post_retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return response
+
+    def close(self) -> None:
+        """The httpx client belongs to the GraphClient, which closes it."""
+
+
+def _form(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """msal hands over some form values as bytes (the signed client assertion); requests
+    encodes those as text, httpx would send their ``b'...'`` repr."""
+    if data is None:
+        return None
+    return {
+        key: value.decode("utf-8") if isinstance(value, bytes) else value
+        for key, value in data.items()
+    }
+
+
+def certificate_credential(path: Path) -> dict[str, str]:
+    """msal's credential for a PEM holding an RSA private key and its certificate.
+
+    RS256 with the certificate's SHA-1 thumbprint (``x5t``) is the form Entra ID has always
+    accepted and the one the local emulator verifies.
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as problem:
+        raise ConfigError(f"cannot read certificate file {path}: {problem.strerror}") from None
+    key_block, cert_block = _PEM_KEY.search(pem), _PEM_CERT.search(pem)
+    if key_block is None or cert_block is None:
+        raise ConfigError(f"{path} must be a PEM file holding the private key and certificate")
+    problem_text: str | None = None
+    try:
+        key = serialization.load_pem_private_key(key_block.group(0), password=None)
+        certificate = x509.load_pem_x509_certificate(cert_block.group(0))
+    except TypeError:
+        problem_text = "its private key is encrypted; store it unencrypted with tight file mode"
+    except ValueError:
+        problem_text = "its private key or certificate cannot be parsed"
+    if problem_text is not None:
+        raise ConfigError(f"{path}: {problem_text}")
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{path}: Entra ID app certificates need an RSA key")
+    public = certificate.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or (
+        public.public_numbers() != key.public_key().public_numbers()
+    ):
+        raise ConfigError(f"{path}: the private key does not belong to the certificate")
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    return {"private_key": private_pem, "thumbprint": certificate_thumbprint(certificate)}
+
+
+def certificate_thumbprint(certificate: x509.Certificate) -> str:
+    """The SHA-1 thumbprint Entra ID shows for an uploaded certificate (upper-case hex)."""
+    # SHA-1 here is an identifier mandated by the x5t header, not a security primitive.
+    return certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+
+
+class TokenProvider:
+    """Access tokens for one tenant's Graph scope; thread-safe, cached and renewed by msal."""
+
+    def __init__(self, tenant: TenantConfig, http: httpx.Client) -> None:
+        self.tenant = tenant
+        self.scope = f"{tenant.graph_url}/.default"
+        self._authority, shim = msal_authority(tenant)
+        self._adapter = MsalHttpAdapter(http, plain_http_origin=shim)
+        self._app: Any = None
+        self._lock = threading.Lock()
+        self._secret = (
+            tenant.client_secret.get_secret_value() if tenant.client_secret is not None else ""
+        )
+
+    @property
+    def token_requests(self) -> int:
+        """How many times the token endpoint was actually called (cache misses)."""
+        return self._adapter.token_requests
+
+    def token(self) -> str:
+        """A valid access token; ``ConfigError`` if sign-in is refused, ``RetriableError``
+        (``ThrottledError``) if the authority is unreachable or busy."""
+        with self._lock:
+            if self._app is None:
+                self._app = self._guarded(self._build_app, discovery=True)
+            app = self._app
+            result = self._guarded(
+                lambda: app.acquire_token_for_client(scopes=[self.scope]), discovery=False
+            )
+        if isinstance(result, dict) and isinstance(result.get("access_token"), str):
+            return str(result["access_token"])
+        error = result.get("error") if isinstance(result, dict) else None
+        description = result.get("error_description") if isinstance(result, dict) else None
+        raise self._refusal(str(error or "no_token"), str(description or ""))
+
+    def _guarded(self, call: Callable[[], Any], *, discovery: bool) -> Any:
+        """Run an msal call, mapping its failures onto our errors."""
+        problem: Exception | None = None
+        try:
+            return call()
+        except httpx.TransportError as failure:
+            problem = RetriableError(
+                self._text(f"sign-in unavailable: {type(failure).__name__}: {failure}")
+            )
+        except MsalServiceError:  # msal raises it for 5xx answers
+            problem = RetriableError(
+                self._text(f"sign-in unavailable: {self.tenant.authority_url} answered 5xx")
+            )
+        except ValueError as failure:  # discovery refused, or a token answer that is not JSON
+            # msal re-raises discovery failures with a generic text; the server's own
+            # reason (AADSTS code) is on the exception it replaced.
+            texts = [str(failure), str(failure.__context__ or ""), str(failure.__cause__ or "")]
+            problem = self._refusal(None if discovery else "invalid_response", " ".join(texts))
+        # Raised outside the handlers so msal's exception (and its text) is not chained.
+        raise problem
+
+    def invalidate(self) -> None:
+        """Forget cached tokens: Graph rejected one (401), the next call signs in afresh."""
+        with self._lock:
+            if self._app is not None:
+                self._app.remove_tokens_for_client()
+
+    def _build_app(self) -> Any:
+        credential: str | dict[str, str]
+        if self.tenant.certificate_path is not None:
+            credential = certificate_credential(self.tenant.certificate_path)
+        else:
+            credential = self._secret
+        # The constructor already fetches the tenant's OpenID metadata (msal's tenant
+        # discovery), so an unknown tenant fails here, as a ValueError.
+        return msal.ConfidentialClientApplication(
+            self.tenant.client_id,
+            client_credential=credential,
+            authority=self._authority,
+            http_client=self._adapter,
+            instance_discovery=False,
+        )
+
+    def _refusal(self, error: str | None, detail: str) -> Exception:
+        status = self._adapter.last_post_status
+        found = _AADSTS.search(detail)
+        reason = found.group(0).strip() if found else (detail.splitlines() or [""])[0][:200]
+        if error is not None and status == 429:
+            return ThrottledError(
+                self._text(f"sign-in throttled (429): {reason}"),
+                retry_after=self._adapter.last_post_retry_after,
+            )
+        if error is not None and status is not None and status >= 500:
+            return RetriableError(self._text(f"sign-in unavailable ({status}): {reason}"))
+        if error is None:
+            what = f"{self.tenant.authority_url} did not accept tenant_id {self.tenant.tenant_id}"
+            why = reason if found else "no OpenID metadata for it"
+            return ConfigError(self._text(f"{what} ({why})"))
+        hint = _HINTS.get(error, "check the app registration")
+        return ConfigError(self._text(f"Entra ID refused sign-in ({error}: {reason}); {hint}"))
+
+    def _text(self, message: str) -> str:
+        text = f"tenant {self.tenant.name!r}: {' '.join(message.split())}"
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return text
+
+
+__all__ = [
+    "MsalHttpAdapter",
+    "TokenProvider",
+    "certificate_credential",
+    "certificate_thumbprint",
+    "msal_authority",
+]

@@ -1,0 +1,449 @@
+"""One tenant's Microsoft Graph v1.0 client: sign-in, pacing, the retry table, paging.
+
+Synchronous (the whole project is) and thread-safe: one ``GraphClient`` per tenant, shared
+by every thread working on that tenant, so they share its token and its budget.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+
+from xdrsync import __version__
+from xdrsync.config import SyncConfig, TenantConfig
+from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph.auth import TokenProvider
+from xdrsync.graph.odata import origin, with_query
+from xdrsync.graph.pacing import Pacer
+from xdrsync.graph.retry import (
+    Action,
+    Condition,
+    Decision,
+    RetryPolicy,
+    classify_exception,
+    classify_status,
+    decide,
+    parse_retry_after,
+)
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"xdrsync/{__version__}"
+API_VERSION = "v1.0"
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})  # PATCH sets absolute values
+
+
+class Tokens(Protocol):
+    """What the client needs from sign-in (``TokenProvider`` in production)."""
+
+    def token(self) -> str: ...
+    def invalidate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class GraphResponse:
+    """One successful Graph answer: its JSON body and the server's clock when it answered."""
+
+    status: int
+    json: dict[str, Any]
+    server_date: datetime  # from the response's Date header: aware UTC, the server's time
+    url: str
+    request_id: str
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """The ``value`` list of a collection answer (empty for an entity)."""
+        value = self.json.get("value")
+        return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+    @property
+    def next_link(self) -> str | None:
+        link = self.json.get("@odata.nextLink")
+        return link if isinstance(link, str) and link else None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    condition: Condition
+    response: GraphResponse | None = None
+    status: int | None = None
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_http_client(tenant: TenantConfig, sync: SyncConfig) -> httpx.Client:
+    """The httpx client for one tenant: our timeout, our TLS settings, no redirects."""
+    verify: ssl.SSLContext | bool
+    if isinstance(tenant.verify_tls, str):
+        bundle = Path(tenant.verify_tls)
+        verify = (
+            ssl.create_default_context(capath=str(bundle))
+            if bundle.is_dir()
+            else ssl.create_default_context(cafile=str(bundle))
+        )
+    else:
+        verify = tenant.verify_tls
+    return httpx.Client(
+        timeout=httpx.Timeout(sync.request_timeout_seconds),
+        verify=verify,
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,  # a redirect would carry our bearer token somewhere else
+    )
+
+
+def server_date(response: httpx.Response, fallback: Callable[[], datetime]) -> datetime:
+    """The response's ``Date`` as aware UTC; our own clock only if the header is missing."""
+    header = response.headers.get("Date")
+    if header:
+        try:
+            parsed = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            parsed = None
+        if parsed is not None:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    return fallback()
+
+
+def graph_error_detail(response: httpx.Response) -> str:
+    """``code: message`` from Graph's error body, or the status text; always one line."""
+    detail = response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        code, message = error.get("code"), error.get("message")
+        detail = ": ".join(str(part) for part in (code, message) if part) or detail
+    elif response.text:
+        detail = f"{detail}: {response.text[:200]}"
+    return " ".join(f"{response.status_code} {detail}".split())
+
+
+def required_permission(method: str, path: str) -> str:
+    """The Graph application permission a call on ``path`` needs (microsoft-apis.md §2.1)."""
+    access = "Read" if method in ("GET", "HEAD") else "ReadWrite"
+    if "/security/alerts" in path:
+        return f"SecurityAlert.{access}.All"
+    if "/security/incidents" in path and path.rstrip("/").endswith("/alerts"):
+        return f"SecurityIncident.{access}.All and SecurityAlert.{access}.All"
+    return f"SecurityIncident.{access}.All"
+
+
+class GraphClient:
+    """Graph v1.0 for one tenant. Paths are relative to ``{graph_url}/v1.0``."""
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        sync: SyncConfig,
+        *,
+        http: httpx.Client | None = None,
+        tokens: Tokens | None = None,
+        pacer: Pacer | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.tenant = tenant
+        self._owns_http = http is None
+        self._http = http if http is not None else build_http_client(tenant, sync)
+        self._base = f"{tenant.graph_url}/{API_VERSION}"
+        self._origin = origin(tenant.graph_url)
+        self.tokens: Tokens = tokens if tokens is not None else TokenProvider(tenant, self._http)
+        self.pacer = pacer or Pacer(tenant.rate_limit_per_minute, clock=clock, sleep=sleep)
+        self.policy = policy or RetryPolicy(max_attempts=sync.max_attempts)
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._rng = rng
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self._log = log.bind(tenant=tenant.name)
+
+    # -- public surface -------------------------------------------------------------------
+
+    def get(
+        self,
+        path_or_url: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        max_attempts: int | None = None,
+    ) -> GraphResponse:
+        """GET a path or a Graph link. ``max_attempts`` lowers the retry budget for a call
+        that has a cheaper way out than retrying (the ``$expand`` fallback)."""
+        policy = self.policy
+        if max_attempts is not None:
+            policy = replace(policy, max_attempts=max(1, min(max_attempts, policy.max_attempts)))
+        return self._call("GET", self.url_for(path_or_url, params), policy=policy)
+
+    def patch(self, path: str, body: Mapping[str, Any]) -> GraphResponse:
+        return self._call("PATCH", self.url_for(path), dict(body))
+
+    def post(self, path: str, body: Mapping[str, Any]) -> GraphResponse:
+        """POST is not idempotent: it is resent only when Graph certainly did not act on it
+        (429, connection refused); otherwise the caller must check before trying again."""
+        return self._call("POST", self.url_for(path), dict(body))
+
+    def paginate(
+        self,
+        path: str,
+        params: Mapping[str, str | int] | None = None,
+        *,
+        fetch: Callable[[str], GraphResponse] | None = None,
+    ) -> Iterator[GraphResponse]:
+        """Every page of a collection, following ``@odata.nextLink`` to the end.
+
+        Never computes ``$skip`` itself (Graph caps it and stalls on deep offsets). A link
+        served twice would loop forever, so it is a broken contract: ``FatalSyncError``.
+        ``fetch`` replaces the plain GET of one page (used for the ``$expand`` fallback).
+        """
+        url: str | None = self.url_for(path, params)
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen:
+                raise FatalSyncError(
+                    f"tenant {self.tenant.name!r}: Graph served the same nextLink twice "
+                    f"while paging {path}; stopping instead of looping"
+                )
+            seen.add(url)
+            page = (fetch or self.get)(url)
+            yield page
+            link = page.next_link
+            url = self.url_for(link) if link is not None else None
+
+    def url_for(self, path_or_url: str, params: Mapping[str, str | int] | None = None) -> str:
+        """An absolute URL on this tenant's Graph origin; anything else is refused, since
+        our bearer token must never be sent elsewhere (e.g. by a forged nextLink)."""
+        if path_or_url.startswith(("http://", "https://")):
+            if origin(path_or_url) != self._origin:
+                raise FatalSyncError(
+                    f"tenant {self.tenant.name!r}: refusing to follow a link off the Graph "
+                    f"origin ({origin(path_or_url)} is not {self._origin})"
+                )
+            url = path_or_url
+        else:
+            url = f"{self._base}/{path_or_url.lstrip('/')}"
+        return with_query(url, params)
+
+    def record(self, counter: str, amount: int = 1) -> None:
+        """Count an event for ``stats()`` (also used by the typed operations)."""
+        with self._counts_lock:
+            self._counts[counter] += amount
+
+    def stats(self) -> dict[str, float]:
+        """Counters for metrics: requests, retries, throttled, token refreshes, fallbacks..."""
+        with self._counts_lock:
+            counts: dict[str, float] = {
+                name: float(self._counts[name])
+                for name in ("requests", "retries", "throttled", "failures", "token_refreshes")
+            }
+            counts.update({name: float(value) for name, value in self._counts.items()})
+        counts["pacing_wait_seconds"] = self.pacer.waited_seconds
+        token_requests = getattr(self.tokens, "token_requests", None)
+        if isinstance(token_requests, int):
+            counts["token_requests"] = float(token_requests)
+        return counts
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the retry loop -------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+    ) -> GraphResponse:
+        policy = policy or self.policy
+        request_id = str(uuid.uuid4())  # one id per logical call: retries correlate in logs
+        attempt, refreshed = 0, False
+        while True:
+            attempt += 1
+            outcome = self._attempt(method, url, body, request_id)
+            decision = decide(
+                outcome.condition,
+                attempt=attempt,
+                policy=policy,
+                idempotent=method in _IDEMPOTENT,
+                refreshed=refreshed,
+                retry_after=outcome.retry_after,
+                rng=self._rng,
+            )
+            if decision.action is Action.RETURN:
+                assert outcome.response is not None  # only OK resolves to RETURN
+                return outcome.response
+            if decision.action is Action.REFRESH_TOKEN:
+                self.record("token_refreshes")
+                self.tokens.invalidate()
+                refreshed = True
+                continue
+            if decision.action is Action.RAISE:
+                self.record("failures")
+                raise self._error(decision, outcome, method, url, attempt, policy)
+            self.record("retries")
+            if outcome.condition is Condition.THROTTLED:
+                self.record("throttled")
+                self.pacer.pause(decision.delay)  # every thread of this tenant waits
+            self._log.info(
+                "graph call retried",
+                method=method,
+                path=urlsplit(url).path,
+                condition=outcome.condition.value,
+                detail=outcome.detail,
+                attempt=attempt,
+                delay=round(decision.delay, 3),
+                request_id=request_id,
+            )
+            self._sleep(decision.delay)
+
+    def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, request_id: str
+    ) -> _Outcome:
+        try:
+            token = self.tokens.token()
+        except RetriableError as unavailable:
+            retry_after = (
+                unavailable.retry_after if isinstance(unavailable, ThrottledError) else None
+            )
+            return _Outcome(
+                Condition.SIGN_IN_UNAVAILABLE, retry_after=retry_after, detail=str(unavailable)
+            )
+        self.pacer.acquire()
+        self.record("requests")
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "client-request-id": request_id,
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            # client.request reads the whole body, so a connection dropped mid-body
+            # surfaces here too (RemoteProtocolError), not later while parsing.
+            response = self._http.request(method, url, headers=headers, json=body)
+        except (httpx.TransportError, httpx.DecodingError) as failure:
+            condition = classify_exception(failure)
+            if condition is None:  # pragma: no cover - every TransportError is classified
+                raise
+            return _Outcome(condition, detail=f"{type(failure).__name__}: {failure}")
+        status = response.status_code
+        condition = classify_status(status)
+        date = server_date(response, self._wall_clock)
+        if condition is not Condition.OK:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=date)
+            return _Outcome(
+                condition,
+                status=status,
+                retry_after=retry_after,
+                detail=graph_error_detail(response),
+            )
+        try:
+            payload = response.json() if response.content.strip() else {}
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return _Outcome(
+                Condition.MALFORMED, status=status, detail=f"{status} body is not a JSON object"
+            )
+        if status == 206:  # federated security providers answered partially (§2.10)
+            self._log.warning("graph answered partially", warning=response.headers.get("Warning"))
+        return _Outcome(
+            Condition.OK,
+            response=GraphResponse(status, payload, date, url, request_id),
+            status=status,
+        )
+
+    def _error(
+        self,
+        decision: Decision,
+        outcome: _Outcome,
+        method: str,
+        url: str,
+        attempts: int,
+        policy: RetryPolicy,
+    ) -> XdrSyncError:
+        parts = urlsplit(url)
+        where = f"tenant {self.tenant.name!r}: {method} {parts.path}"
+        kind = decision.error or FatalSyncError
+        condition, detail = outcome.condition, outcome.detail
+        if condition is Condition.FORBIDDEN:
+            permission = required_permission(method, parts.path)
+            text = (
+                f"{where} refused ({detail}); grant the app the application permission "
+                f"{permission} (with admin consent) in Entra ID"
+            )
+        elif condition is Condition.UNAUTHORIZED:
+            text = (
+                f"{where} rejected a fresh access token ({detail}); check that the app "
+                f"registration {self.tenant.client_id} exists in tenant {self.tenant.tenant_id}"
+            )
+        elif condition is Condition.BAD_REQUEST:
+            query = f"?{parts.query}" if parts.query else ""
+            text = f"{where}{query} was rejected by Graph ({detail})"
+        elif decision.action is Action.RAISE and condition in (
+            Condition.NOT_FOUND,
+            Condition.CONFLICT,
+            Condition.UNEXPECTED,
+        ):
+            text = f"{where}: {detail}"
+        elif method not in _IDEMPOTENT and attempts < policy.max_attempts:
+            text = (
+                f"{where} ended in {condition.value} ({detail}); "
+                "not resent, as Graph may have applied it"
+            )
+        else:
+            text = f"{where} failed after {attempts} attempt(s): {condition.value} ({detail})"
+        # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings.
+        level = self._log.debug if condition is Condition.NOT_FOUND else self._log.warning
+        level("graph call failed", method=method, path=parts.path, error=text)
+        if issubclass(kind, ThrottledError):
+            return ThrottledError(text, retry_after=decision.retry_after)
+        return kind(text)
+
+
+__all__ = [
+    "API_VERSION",
+    "USER_AGENT",
+    "GraphClient",
+    "GraphResponse",
+    "Tokens",
+    "build_http_client",
+    "graph_error_detail",
+    "required_permission",
+    "server_date",
+]

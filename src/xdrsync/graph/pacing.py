@@ -1,0 +1,81 @@
+"""Per-tenant pacing of Graph calls: stay under the budget instead of bouncing off 429s.
+
+Graph limits are per app *and tenant* (microsoft-apis.md §2.10), so each tenant gets its own
+``Pacer`` and one slow or throttled tenant never holds up another. Retrying early into a 429
+only prolongs it (peers.md §4, item 8), so a 429 pauses every thread of that tenant.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+def default_burst(per_minute: int) -> int:
+    """A small burst (≤ 10) so a cycle's first calls go out at once, yet a minute's total
+    (budget + burst) stays below Graph's 150/min when the budget is the default 120."""
+    return max(1, min(10, per_minute // 12))
+
+
+class Pacer:
+    """A token bucket (in its GCRA form): ``burst`` calls at once, then one per interval.
+
+    Thread-safe: each caller reserves its slot under the lock and sleeps outside it, so
+    concurrent callers are spaced rather than released together.
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be at least 1")
+        self.per_minute = per_minute
+        self.interval = 60.0 / per_minute
+        self.burst = burst if burst is not None else default_burst(per_minute)
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
+        self._tolerance = (self.burst - 1) * self.interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tat: float | None = None  # theoretical arrival time of the next call
+        self._paused_until = float("-inf")
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> float:
+        """Block until this call may go out; returns how long it waited."""
+        with self._lock:
+            now = self._clock()
+            earliest = now if self._tat is None else self._tat - self._tolerance
+            start = max(now, self._paused_until, earliest)
+            self._tat = max(self._tat if self._tat is not None else start, start) + self.interval
+            wait = start - now
+            self.waited_seconds += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def pause(self, seconds: float) -> None:
+        """Hold every call of this tenant for ``seconds`` (Graph said Retry-After)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            until = self._clock() + seconds
+            self._paused_until = max(self._paused_until, until)
+            # Resume at the steady rate, not with a burst that would trip the limit again.
+            floor = self._paused_until + self._tolerance
+            self._tat = floor if self._tat is None else max(self._tat, floor)
+
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0 when not paused)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
+
+__all__ = ["Pacer", "default_burst"]

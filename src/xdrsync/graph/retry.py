@@ -1,0 +1,233 @@
+"""The HTTP retry policy as data: how each outcome of a Graph call is resolved.
+
+Every outcome (a status code or a transport failure) is first *classified* into a
+``Condition`` by two tables, then *resolved* by ``RULES``. ``decide`` is the only place that
+reads the rules; the client just does what the returned ``Decision`` says. Sources:
+architecture.md §4.9 (resolution table), microsoft-apis.md §2.10 (Retry-After).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from xdrsync.errors import (
+    ConfigError,
+    ConflictError,
+    FatalSyncError,
+    RetriableError,
+    ThrottledError,
+    XdrSyncError,
+)
+from xdrsync.graph.errors import NotFoundError
+
+
+class Condition(enum.Enum):
+    """What happened to one attempt, as far as recovery is concerned."""
+
+    OK = "ok"
+    THROTTLED = "throttled"  # 429
+    SERVER_ERROR = "server error"  # 5xx
+    TIMEOUT = "timeout"  # read/write timeout or 408: the server may have acted on it
+    NOT_SENT = "not sent"  # connect failure or timeout: the server never saw the request
+    CONNECTION_LOST = "connection lost"  # reset, or closed mid-response
+    MALFORMED = "malformed body"  # 2xx whose body is not the JSON it should be
+    SIGN_IN_UNAVAILABLE = "sign-in unavailable"  # the token endpoint failed transiently
+    UNAUTHORIZED = "unauthorized"  # 401
+    FORBIDDEN = "forbidden"  # 403
+    BAD_REQUEST = "bad request"  # 400
+    NOT_FOUND = "not found"  # 404
+    CONFLICT = "conflict"  # 409
+    UNEXPECTED = "unexpected status"  # any other status
+
+
+class Action(enum.Enum):
+    RETURN = "return"
+    RETRY = "retry"
+    REFRESH_TOKEN = "refresh token"  # noqa: S105 - an action name, not a secret; drop the cached token, then retry once
+    RAISE = "raise"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How to resolve a condition.
+
+    ``error`` is raised when the rule says so, or when retries run out. ``never_applied``
+    marks conditions where the server certainly did not act on the request, so even a
+    non-idempotent POST (a comment) may be resent; otherwise only idempotent requests are.
+    """
+
+    action: Action
+    error: type[XdrSyncError] | None = None
+    honour_retry_after: bool = False
+    never_applied: bool = False
+
+
+RULES: Mapping[Condition, Rule] = {
+    Condition.OK: Rule(Action.RETURN),
+    # Wait exactly as long as Graph asks, every time it asks (microsoft-apis.md §2.10).
+    Condition.THROTTLED: Rule(
+        Action.RETRY, ThrottledError, honour_retry_after=True, never_applied=True
+    ),
+    Condition.SERVER_ERROR: Rule(Action.RETRY, RetriableError, honour_retry_after=True),
+    Condition.TIMEOUT: Rule(Action.RETRY, RetriableError),
+    Condition.NOT_SENT: Rule(Action.RETRY, RetriableError, never_applied=True),
+    Condition.CONNECTION_LOST: Rule(Action.RETRY, RetriableError),
+    Condition.MALFORMED: Rule(Action.RETRY, RetriableError),
+    Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
+    Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),
+    Condition.FORBIDDEN: Rule(Action.RAISE, ConfigError),
+    Condition.BAD_REQUEST: Rule(Action.RAISE, FatalSyncError),
+    Condition.NOT_FOUND: Rule(Action.RAISE, NotFoundError),
+    Condition.CONFLICT: Rule(Action.RAISE, ConflictError),
+    Condition.UNEXPECTED: Rule(Action.RAISE, FatalSyncError),
+}
+
+STATUS_CONDITIONS: Mapping[int, Condition] = {
+    400: Condition.BAD_REQUEST,
+    401: Condition.UNAUTHORIZED,
+    403: Condition.FORBIDDEN,
+    404: Condition.NOT_FOUND,
+    408: Condition.TIMEOUT,
+    409: Condition.CONFLICT,
+    429: Condition.THROTTLED,
+    500: Condition.SERVER_ERROR,
+    502: Condition.SERVER_ERROR,
+    503: Condition.SERVER_ERROR,
+    504: Condition.SERVER_ERROR,
+}
+
+# Checked in order: the first matching exception type wins (subclasses before bases).
+EXCEPTION_CONDITIONS: tuple[tuple[type[Exception], Condition], ...] = (
+    (httpx.ConnectTimeout, Condition.NOT_SENT),
+    (httpx.PoolTimeout, Condition.NOT_SENT),
+    (httpx.ConnectError, Condition.NOT_SENT),
+    (httpx.TimeoutException, Condition.TIMEOUT),
+    (httpx.TransportError, Condition.CONNECTION_LOST),  # incl. RemoteProtocolError, ReadError
+    (httpx.DecodingError, Condition.MALFORMED),  # a body whose content-encoding is broken
+)
+
+
+def classify_status(status: int) -> Condition:
+    """The condition of an HTTP answer, by exact status first, then by class."""
+    if status in STATUS_CONDITIONS:
+        return STATUS_CONDITIONS[status]
+    if 200 <= status < 300:
+        return Condition.OK
+    if 500 <= status < 600:
+        return Condition.SERVER_ERROR
+    return Condition.UNEXPECTED
+
+
+def classify_exception(error: Exception) -> Condition | None:
+    """The condition of a transport failure, or None if it is not one (a bug: let it raise)."""
+    for kind, condition in EXCEPTION_CONDITIONS:
+        if isinstance(error, kind):
+            return condition
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds of the retry loop. Backoff is exponential with full jitter."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    # A Retry-After longer than this is not slept through in-line: the caller gets a
+    # ThrottledError carrying it, and its stream retries next cycle.
+    max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int, rng: Callable[[], float]) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** max(0, attempt - 1))
+        fraction = rng()
+        return ceiling * min(1.0, max(0.0, fraction))
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    delay: float = 0.0
+    error: type[XdrSyncError] | None = None
+    retry_after: float | None = None
+
+
+def decide(
+    condition: Condition,
+    *,
+    attempt: int,
+    policy: RetryPolicy,
+    idempotent: bool,
+    refreshed: bool,
+    retry_after: float | None,
+    rng: Callable[[], float],
+) -> Decision:
+    """What to do after attempt number ``attempt`` ended in ``condition``."""
+    rule = RULES[condition]
+    if rule.action is Action.RETURN:
+        return Decision(Action.RETURN)
+    if rule.action is Action.RAISE:
+        return Decision(Action.RAISE, error=rule.error)
+    if rule.action is Action.REFRESH_TOKEN:
+        # One fresh token is worth one more try; a second refusal is a credentials problem.
+        if refreshed:
+            return Decision(Action.RAISE, error=rule.error)
+        return Decision(Action.REFRESH_TOKEN)
+    if not (idempotent or rule.never_applied):
+        # The server may have acted: resending could duplicate (a comment). The caller
+        # checks what happened before trying again.
+        return Decision(Action.RAISE, error=rule.error, retry_after=retry_after)
+    wait = retry_after if rule.honour_retry_after else None
+    if attempt >= policy.max_attempts or (wait is not None and wait > policy.max_retry_after):
+        return Decision(Action.RAISE, error=rule.error, retry_after=retry_after)
+    if wait is None:
+        wait = policy.backoff(attempt, rng)
+    return Decision(Action.RETRY, delay=wait, retry_after=retry_after)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
+
+    An HTTP-date is measured against ``now`` — pass the response's own ``Date`` so the
+    server's clock, not ours, decides. Unparseable values count as absent.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    reference = now or datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+__all__ = [
+    "EXCEPTION_CONDITIONS",
+    "RULES",
+    "STATUS_CONDITIONS",
+    "Action",
+    "Condition",
+    "Decision",
+    "RetryPolicy",
+    "Rule",
+    "classify_exception",
+    "classify_status",
+    "decide",
+    "parse_retry_after",
+]

@@ -1,0 +1,247 @@
+"""Typed Defender XDR operations on Graph ``/security``: what the sync engine calls.
+
+Records are returned as Graph's raw JSON, untouched (parsing is the models' job), except
+that an incident read without ``$expand`` gets its ``alerts`` attached, so callers always
+receive incidents with alerts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+
+from xdrsync.config import SyncConfig, TenantConfig
+from xdrsync.errors import RetriableError, ThrottledError
+from xdrsync.graph.client import GraphClient, GraphResponse
+from xdrsync.graph.errors import NotFoundError
+from xdrsync.graph.odata import has_param, updated_between, with_param, without_param
+
+log = structlog.get_logger(__name__)
+
+INCIDENTS = "/security/incidents"
+ALERTS = "/security/alerts_v2"
+EXPAND = "$expand"
+# Attempts for a request with $expand=alerts before falling back. The known failure is
+# deterministic for a page (it 500s for the same incidents every time), so a full round of
+# retries only delays the fallback; three still ride out an unrelated transient 5xx.
+EXPAND_ATTEMPTS = 3
+
+# The only fields Graph documents as writable (microsoft-apis.md §2.9).
+INCIDENT_WRITABLE = frozenset(
+    {"assignedTo", "classification", "determination", "status", "customTags"}
+)
+ALERT_WRITABLE = frozenset({"assignedTo", "classification", "determination", "status"})
+
+
+@dataclass(frozen=True)
+class IncidentPage:
+    """One page of incidents (each with ``alerts``) and the server's time when it answered."""
+
+    items: tuple[dict[str, Any], ...]
+    server_date: datetime
+    alerts_fallback: bool = False  # True when alerts were read per incident, not by $expand
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    """One page of alerts_v2 records and the server's time when it answered."""
+
+    items: tuple[dict[str, Any], ...]
+    server_date: datetime
+
+
+def _segment(record_id: str) -> str:
+    if not record_id:
+        raise ValueError("an id is required")
+    return quote(record_id, safe="")
+
+
+def _entity(response: GraphResponse) -> dict[str, Any]:
+    """A single-entity answer without its ``@odata.context``, shaped like a list item."""
+    return {key: value for key, value in response.json.items() if key != "@odata.context"}
+
+
+def _check_changes(
+    changes: Mapping[str, Any], writable: frozenset[str], what: str
+) -> dict[str, Any]:
+    unknown = sorted(set(changes) - writable)
+    if unknown:
+        raise ValueError(
+            f"{what} fields {', '.join(unknown)} are not writable through Graph; "
+            f"writable: {', '.join(sorted(writable))}"
+        )
+    if not changes:
+        raise ValueError(f"no {what} fields to change")
+    tags = changes.get("customTags")
+    if "customTags" in changes and (
+        not isinstance(tags, list | tuple) or not all(isinstance(tag, str) for tag in tags)
+    ):
+        raise ValueError("customTags must be a list of strings (it replaces the whole set)")
+    return {key: list(value) if key == "customTags" else value for key, value in changes.items()}
+
+
+class DefenderApi:
+    """Incidents and alerts_v2 of one tenant. Satisfies ``sync.inbound.DefenderSource``."""
+
+    def __init__(self, client: GraphClient, sync: SyncConfig) -> None:
+        self.client = client
+        self.sync = sync
+
+    @classmethod
+    def connect(cls, tenant: TenantConfig, sync: SyncConfig, **client_options: Any) -> DefenderApi:
+        """A ``DefenderApi`` over a new ``GraphClient`` for ``tenant``."""
+        return cls(GraphClient(tenant, sync, **client_options), sync)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- listing --------------------------------------------------------------------------
+
+    def list_incidents(
+        self, lower: datetime, upper: datetime | None = None, *, expand_alerts: bool = True
+    ) -> Iterator[IncidentPage]:
+        """Incidents with ``lower <= lastUpdateDateTime <= upper``, page by page.
+
+        ``$expand=alerts`` is known to fail with 5xx on big tenants (microsoft-apis.md §0.4).
+        When a page still fails after retries, that same page (same link, minus ``$expand``)
+        is read again and each incident's alerts come from ``/incidents/{id}/alerts``. The
+        rest of this listing stays without ``$expand``: one page failing it predicts the
+        next, and each failure costs a full round of retries.
+        """
+        params: dict[str, str | int] = {
+            "$filter": updated_between(lower, upper),
+            "$top": self.sync.page_size_incidents,
+        }
+        expand = [expand_alerts]
+
+        def fetch(url: str) -> GraphResponse:
+            if expand[0]:
+                try:
+                    return self.client.get(
+                        with_param(url, EXPAND, "alerts"), max_attempts=EXPAND_ATTEMPTS
+                    )
+                except ThrottledError:
+                    raise  # throttling is about our pace, not about $expand
+                except RetriableError as failure:
+                    expand[0] = False
+                    self.client.record("expand_fallbacks")
+                    log.warning(
+                        "$expand=alerts failed; reading alerts per incident",
+                        tenant=self.client.tenant.name,
+                        error=str(failure),
+                    )
+            return self.client.get(without_param(url, EXPAND))
+
+        for page in self.client.paginate(INCIDENTS, params, fetch=fetch):
+            items = page.items
+            fallback = expand_alerts and not has_param(page.url, EXPAND)
+            if fallback:
+                items = [self._with_alerts(incident) for incident in items]
+            yield IncidentPage(tuple(items), page.server_date, alerts_fallback=fallback)
+
+    def list_alerts(self, lower: datetime, upper: datetime | None = None) -> Iterator[AlertPage]:
+        """alerts_v2 records with ``lower <= lastUpdateDateTime <= upper``, page by page."""
+        params: dict[str, str | int] = {
+            "$filter": updated_between(lower, upper),
+            "$top": self.sync.page_size_alerts,
+        }
+        for page in self.client.paginate(ALERTS, params):
+            yield AlertPage(tuple(page.items), page.server_date)
+
+    def incident_alerts(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every alert of one incident, from ``/security/incidents/{id}/alerts``."""
+        self.client.record("fallback_alert_reads")
+        alerts: list[dict[str, Any]] = []
+        for page in self.client.paginate(f"{INCIDENTS}/{_segment(incident_id)}/alerts"):
+            alerts.extend(page.items)
+        return alerts
+
+    def _with_alerts(self, incident: dict[str, Any]) -> dict[str, Any]:
+        incident_id = incident.get("id")
+        if not isinstance(incident_id, str) or not incident_id:
+            return incident  # nothing to fetch by; the models quarantine it
+        try:
+            alerts = self.incident_alerts(incident_id)
+        except NotFoundError:
+            # Merged or deleted since it was listed; the next cycle reads its new state.
+            alerts = []
+        return {**incident, "alerts": alerts}
+
+    # -- single records -------------------------------------------------------------------
+
+    def get_incident(
+        self, incident_id: str, *, expand_alerts: bool = True
+    ) -> dict[str, Any] | None:
+        """One incident (with ``alerts`` when asked), or None if Graph no longer has it."""
+        path = f"{INCIDENTS}/{_segment(incident_id)}"
+        try:
+            if expand_alerts:
+                try:
+                    expanded = self.client.get(
+                        path, {EXPAND: "alerts"}, max_attempts=EXPAND_ATTEMPTS
+                    )
+                    return _entity(expanded)
+                except ThrottledError:
+                    raise
+                except RetriableError:
+                    self.client.record("expand_fallbacks")
+                    return self._with_alerts(_entity(self.client.get(path)))
+            return _entity(self.client.get(path))
+        except NotFoundError:
+            return None
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH documented writable fields only; returns the updated incident."""
+        body = _check_changes(changes, INCIDENT_WRITABLE, "incident")
+        response = self.client.patch(f"{INCIDENTS}/{_segment(incident_id)}", body)
+        if response.json:
+            return _entity(response)
+        # Graph documents 200 with the incident; should it ever answer 204, read it back.
+        return self.get_incident(incident_id, expand_alerts=False) or {}
+
+    def add_incident_comment(self, incident_id: str, text: str) -> list[dict[str, Any]]:
+        """Append a comment; returns the incident's full comment list, as Graph does."""
+        return self._comment(f"{INCIDENTS}/{_segment(incident_id)}/comments", text)
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        """One alerts_v2 record, or None if Graph no longer has it."""
+        try:
+            return _entity(self.client.get(f"{ALERTS}/{_segment(alert_id)}"))
+        except NotFoundError:
+            return None
+
+    def patch_alert(self, alert_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH documented writable alert fields only; returns the updated alert."""
+        body = _check_changes(changes, ALERT_WRITABLE, "alert")
+        response = self.client.patch(f"{ALERTS}/{_segment(alert_id)}", body)
+        if response.json:
+            return _entity(response)
+        return self.get_alert(alert_id) or {}
+
+    def add_alert_comment(self, alert_id: str, text: str) -> list[dict[str, Any]]:
+        """Append a comment to an alert; returns its full comment list."""
+        return self._comment(f"{ALERTS}/{_segment(alert_id)}/comments", text)
+
+    def _comment(self, path: str, text: str) -> list[dict[str, Any]]:
+        if not text.strip():
+            raise ValueError("a comment needs text")
+        response = self.client.post(
+            path, {"@odata.type": "microsoft.graph.security.alertComment", "comment": text}
+        )
+        return response.items
+
+
+__all__ = [
+    "ALERTS",
+    "ALERT_WRITABLE",
+    "INCIDENTS",
+    "INCIDENT_WRITABLE",
+    "AlertPage",
+    "DefenderApi",
+    "IncidentPage",
+]

@@ -1,0 +1,113 @@
+"""Opening the hub's database: engine settings per dialect and migrations to head.
+
+SQLite (the default) runs in WAL mode so readers (CLI, console) never block the sync writer,
+with a busy timeout so two processes queue instead of failing, and foreign keys on. Every
+write transaction starts with ``BEGIN IMMEDIATE``: it takes SQLite's single write lock up
+front, so a transaction that reads versions and then writes can't be refused half-way (a
+deferred transaction that read first would get SQLITE_BUSY without waiting when another
+writer got there in between).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+VERSION_TABLE: Final = "xdrsync_hub_version"
+BUSY_TIMEOUT_MS: Final = 30_000
+WRITE: Final = "xdrsync_write"  # execution option: this connection's transaction writes
+_PG_MIGRATION_LOCK: Final = 0x78647273796E63  # "xdrsync": advisory lock key for migrations
+
+
+def default_url(workspace: Path) -> str:
+    """The hub's URL when the config names only a workspace folder."""
+    return URL.create("sqlite", database=str(Path(workspace) / "hub.sqlite3")).render_as_string()
+
+
+def create_hub_engine(url: str) -> Engine:
+    """An engine for ``url`` with the hub's connection settings."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if in_memory:
+        # One shared connection, or every checkout would see its own empty database.
+        engine = create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    _sqlite_settings(engine, wal=not in_memory)
+    return engine
+
+
+def _sqlite_settings(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so that BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if wal:
+                cur.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode survives a killed process; only power loss can drop the
+                # last commits, and the engine re-reads its lookback window anyway.
+                cur.execute("PRAGMA synchronous = NORMAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Run the migrations to head; a no-op when already there.
+
+    Safe when two processes open the same database at once: the migration runs under the
+    write lock (SQLite) or an advisory lock (PostgreSQL), and the second process then finds
+    the schema at head and does nothing.
+    """
+    head = head_revision()
+    if current_revision(engine) == head:
+        return
+    config = _config()
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")

@@ -1,0 +1,1 @@
+"""Numbered, forward-only revisions of the hub schema."""

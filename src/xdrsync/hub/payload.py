@@ -1,0 +1,175 @@
+"""Pure helpers that turn Graph payloads into what the hub stores: versions, hashes, keys.
+
+Nothing here touches the database, so the version guard's inputs can be tested table-driven.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Final
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+TICKS_PER_SECOND: Final = 10_000_000  # Graph writes 100 ns precision: 7 fractional digits
+
+# Keys of the incident payload that are stored elsewhere (alerts have their own rows).
+_INCIDENT_CHILD_KEYS: Final = ("alerts",)
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def ticks_from_text(text: str) -> int | None:
+    """100-ns ticks since the epoch for an ISO 8601 timestamp, or None if it isn't one.
+
+    Python's datetime keeps microseconds only; Graph timestamps carry 7 digits, and two
+    versions 100 ns apart are two versions, so the guard compares integer ticks instead.
+    """
+    match = _ISO.match(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        tz = _zone(zone)
+        whole = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
+        )
+    except ValueError:
+        return None
+    digits = (fraction or "")[:7].ljust(7, "0")
+    return (whole - EPOCH) // timedelta(seconds=1) * TICKS_PER_SECOND + int(digits)
+
+
+def _zone(zone: str | None) -> timezone:
+    if zone is None or zone in ("Z", "z"):
+        return UTC
+    sign = -1 if zone[0] == "-" else 1
+    hours, minutes = int(zone[1:3]), int(zone[-2:])
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def ticks_from_datetime(moment: datetime) -> int:
+    """Ticks for an aware datetime (naive ones are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1) * 10
+
+
+def version_ticks(raw: Mapping[str, Any], parsed: datetime | None) -> int:
+    """The version of a Graph record: its ``lastUpdateDateTime`` at full precision.
+
+    The raw text wins (it has the 7th digit); the model's datetime is the fallback when the
+    text is missing or unusual. A record with neither sorts before every real version.
+    """
+    text = raw.get("lastUpdateDateTime")
+    if isinstance(text, str):
+        ticks = ticks_from_text(text)
+        if ticks is not None:
+            return ticks
+    if parsed is not None:
+        return ticks_from_datetime(parsed)
+    return 0
+
+
+def datetime_from_ticks(ticks: int) -> datetime:
+    """The aware UTC datetime of a tick count (the 7th digit is dropped)."""
+    return EPOCH + timedelta(microseconds=ticks // 10)
+
+
+def version_text(ticks: int | None) -> str | None:
+    """A tick count as Graph writes it (``2024-05-01T10:00:00.1234567Z``), for humans."""
+    if ticks is None:
+        return None
+    seconds, rest = divmod(ticks, TICKS_PER_SECOND)
+    stamp = EPOCH + timedelta(seconds=seconds)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{rest:07d}Z"
+
+
+def _is_annotation(key: str) -> bool:
+    return key.startswith("@odata.") or "@odata." in key
+
+
+def _strip_annotations(value: Any, *, top: bool) -> Any:
+    # At the top level every annotation goes, ``@odata.type`` included: the same alert arrives
+    # embedded in an incident and from alerts_v2, and the two shapes must hash alike or the
+    # streams would take turns "updating" it. Deeper down ``@odata.type`` is data — it is the
+    # evidence discriminator — so only the other annotations are dropped there.
+    if isinstance(value, Mapping):
+        return {
+            key: _strip_annotations(item, top=False)
+            for key, item in value.items()
+            if not (_is_annotation(key) and (top or key != "@odata.type"))
+        }
+    if isinstance(value, list | tuple):
+        return [_strip_annotations(item, top=False) for item in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys: equal content gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def stored_json(value: Any) -> str:
+    """Compact JSON that keeps the payload's own key order (for storage and replay)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def incident_payload(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The incident as stored: everything Graph sent except its alerts (stored as rows)."""
+    return {
+        key: value
+        for key, value in raw.items()
+        if key not in _INCIDENT_CHILD_KEYS and not key.startswith("alerts@")
+    }
+
+
+def alert_ids_of(raw: Mapping[str, Any]) -> list[str] | None:
+    """The alert ids an incident payload listed, or None when it came without ``alerts``."""
+    alerts = raw.get("alerts")
+    if not isinstance(alerts, list):
+        return None
+    return [str(item["id"]) for item in alerts if isinstance(item, Mapping) and "id" in item]
+
+
+# A JSON object key holding "@odata." (keys are the only strings followed by a colon).
+_ANNOTATION_KEY = re.compile(r'"([^"\\]*@odata\.[^"\\]*)":')
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a payload without its OData annotations."""
+    top = {key: value for key, value in payload.items() if not _is_annotation(key)}
+    body = canonical_json(top)
+    # Walking every nested object is the costliest part of a commit, and nested annotations
+    # other than the evidence discriminators are rare: walk only when the text has one.
+    if any(key != "@odata.type" for key in _ANNOTATION_KEY.findall(body)):
+        body = canonical_json(_strip_annotations(top, top=False))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def comment_key(created: datetime | None, author: str | None, text: str | None) -> str:
+    """A comment's identity: Graph gives comments no id, and they can't be edited or deleted,
+    so when, who and what together name one comment across every re-read."""
+    moment = ""
+    if created is not None:
+        aware = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+        moment = aware.astimezone(UTC).isoformat()
+    body = "\x1f".join((moment, author or "", text or ""))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def enum_text(value: object) -> str | None:
+    """The canonical text of an enum-typed (or plain) field, e.g. ``"redirected"`` whether
+    Graph wrote ``Redirected`` or ``redirected``; None stays None."""
+    if value is None:
+        return None
+    canonical = getattr(value, "value", None)
+    if isinstance(value, Enum) or isinstance(canonical, str):
+        return str(canonical)
+    return str(value)

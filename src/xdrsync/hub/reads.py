@@ -1,0 +1,243 @@
+"""Read queries for the CLI, console and destinations: all tenant-aware and index-backed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final, cast
+
+from sqlalchemy import Connection, Row, func, select, union_all
+
+from xdrsync.hub import schema as s
+from xdrsync.hub.apply import chunks
+from xdrsync.hub.payload import datetime_from_ticks, enum_text, version_text
+from xdrsync.hub.records import (
+    ChangeRow,
+    CommentRow,
+    EntityType,
+    EvidenceRow,
+    IncidentSummary,
+    VersionRow,
+)
+from xdrsync.models import Alert, Incident
+
+MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt cycle
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
+    query = (
+        select(s.alert.c.payload)
+        .where(s.alert.c.tenant_id == tenant_id, s.alert.c.incident_id == incident_id)
+        .order_by(s.alert.c.created_date_time, s.alert.c.id)
+    )
+    return [json.loads(text) for text in conn.execute(query).scalars()]
+
+
+def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
+    text = conn.execute(
+        select(s.incident.c.payload).where(
+            s.incident.c.tenant_id == tenant_id, s.incident.c.id == incident_id
+        )
+    ).scalar_one_or_none()
+    if text is None:
+        return None
+    payload = json.loads(text)
+    payload["alerts"] = _alert_payloads(conn, tenant_id, incident_id)
+    return Incident.from_graph(payload)
+
+
+def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
+    text = conn.execute(
+        select(s.alert.c.payload).where(s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id)
+    ).scalar_one_or_none()
+    return Alert.from_graph(json.loads(text)) if text is not None else None
+
+
+def list_incidents(
+    conn: Connection, tenant_id: str | None, status: object, limit: int, offset: int
+) -> list[IncidentSummary]:
+    t = s.incident
+    query = (
+        select(t).order_by(t.c.version.desc(), t.c.tenant_id, t.c.id).limit(limit).offset(offset)
+    )
+    if tenant_id is not None:
+        query = query.where(t.c.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(t.c.status == enum_text(status))
+    rows = conn.execute(query).all()
+    counts = _alert_counts(conn, [(row.tenant_id, row.id) for row in rows])
+    return [
+        IncidentSummary(
+            tenant_id=row.tenant_id,
+            id=row.id,
+            display_name=row.display_name,
+            status=row.status,
+            severity=row.severity,
+            classification=row.classification,
+            determination=row.determination,
+            assigned_to=row.assigned_to,
+            created_date_time=row.created_date_time,
+            last_update_date_time=datetime_from_ticks(row.version),
+            merged_into=row.merged_into,
+            alert_count=counts.get((row.tenant_id, row.id), 0),
+            seq=row.seq,
+        )
+        for row in rows
+    ]
+
+
+def _alert_counts(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    a = s.alert
+    for tenant_id in {tenant for tenant, _ in keys}:
+        ids = [key for tenant, key in keys if tenant == tenant_id]
+        for part in chunks(ids):
+            query = (
+                select(a.c.incident_id, func.count())
+                .where(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
+                .group_by(a.c.incident_id)
+            )
+            for incident_id, count in conn.execute(query):
+                found[(tenant_id, incident_id)] = int(count)
+    return found
+
+
+def _version_row(entity_type: EntityType, entity_id: str, row: Row[Any]) -> VersionRow:
+    # Only incident versions list their alerts; an alert version has no such column.
+    ids = _json(row.alert_ids) if entity_type == "incident" else None
+    return VersionRow(
+        tenant_id=row.tenant_id,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        version=datetime_from_ticks(row.version),
+        version_text=version_text(row.version) or "",
+        content_hash=row.content_hash,
+        seq=row.seq,
+        recorded_at=row.recorded_at,
+        payload=json.loads(row.payload),
+        alert_ids=tuple(ids) if ids is not None else None,
+    )
+
+
+def history(
+    conn: Connection, entity_type: EntityType, tenant_id: str, entity_id: str
+) -> list[VersionRow]:
+    table, key = (
+        (s.incident_version, "incident_id")
+        if entity_type == "incident"
+        else (s.alert_version, "alert_id")
+    )
+    query = (
+        select(table)
+        .where(table.c.tenant_id == tenant_id, table.c[key] == entity_id)
+        .order_by(table.c.version, table.c.recorded_at, table.c.content_hash)
+    )
+    return [_version_row(entity_type, entity_id, row) for row in conn.execute(query)]
+
+
+def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
+    log = s.change_log
+    rows = conn.execute(select(log).where(log.c.seq > seq).order_by(log.c.seq).limit(limit)).all()
+    if not rows:
+        return []
+    first, last = rows[0].seq, rows[-1].seq
+    # Payloads live once, in the history tables; fetch the range's from both in one query.
+    iv, av = s.incident_version, s.alert_version
+    payloads: dict[int, tuple[str, str | None]] = {}
+    query = union_all(
+        select(iv.c.seq, iv.c.payload, iv.c.alert_ids).where(iv.c.seq.between(first, last)),
+        select(av.c.seq, av.c.payload, av.c.incident_id.label("alert_ids")).where(
+            av.c.seq.between(first, last)
+        ),
+    )
+    for number, payload, extra in conn.execute(query):
+        payloads[int(number)] = (payload, extra)
+    result: list[ChangeRow] = []
+    for row in rows:
+        payload, extra = payloads[row.seq]
+        ids = _json(extra) if row.entity_type == "incident" else None
+        result.append(
+            ChangeRow(
+                seq=row.seq,
+                tenant_id=row.tenant_id,
+                entity_type=cast(EntityType, row.entity_type),
+                entity_id=row.entity_id,
+                incident_id=row.incident_id,
+                version=datetime_from_ticks(row.version),
+                version_text=version_text(row.version) or "",
+                kind=row.kind,
+                at=row.at,
+                payload=json.loads(payload),
+                alert_ids=tuple(ids) if ids is not None else None,
+            )
+        )
+    return result
+
+
+def merged_from(conn: Connection, tenant_id: str, incident_id: str) -> list[str]:
+    """Every incident merged into this one, directly or through a chain of merges."""
+    t = s.incident
+    found: list[str] = []
+    seen = {incident_id}
+    frontier = [incident_id]
+    for _ in range(MAX_MERGE_DEPTH):
+        if not frontier:
+            break
+        query = select(t.c.id).where(t.c.tenant_id == tenant_id, t.c.merged_into.in_(frontier))
+        frontier = [key for key in conn.execute(query).scalars() if key not in seen]
+        seen.update(frontier)
+        found.extend(frontier)
+    return sorted(found)
+
+
+def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[CommentRow]:
+    """The incident's comments and those of every incident merged into it, oldest first."""
+    c = s.comment
+    owners = [incident_id, *merged_from(conn, tenant_id, incident_id)]
+    rows: list[CommentRow] = []
+    for part in chunks(owners):
+        query = select(c).where(
+            c.c.tenant_id == tenant_id, c.c.entity_type == "incident", c.c.entity_id.in_(part)
+        )
+        rows.extend(
+            CommentRow(
+                tenant_id=row.tenant_id,
+                incident_id=row.entity_id,
+                entity_type="incident",
+                entity_id=row.entity_id,
+                created_date_time=row.created_date_time,
+                created_by=row.created_by,
+                comment=row.comment,
+                first_seen_at=row.first_seen_at,
+            )
+            for row in conn.execute(query)
+        )
+    return sorted(rows, key=lambda r: (r.created_date_time is None, r.created_date_time, r.comment))
+
+
+def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[EvidenceRow]:
+    e = s.evidence
+    query = (
+        select(e)
+        .where(e.c.tenant_id == tenant_id, e.c.incident_id == incident_id)
+        .order_by(e.c.alert_id, e.c.ordinal)
+    )
+    return [
+        EvidenceRow(
+            tenant_id=row.tenant_id,
+            alert_id=row.alert_id,
+            incident_id=row.incident_id,
+            ordinal=row.ordinal,
+            odata_type=row.odata_type,
+            kind=row.kind,
+            entity_kind=row.entity_kind,
+            entity_key=row.entity_key,
+            display_name=row.display_name,
+            payload=json.loads(row.payload),
+        )
+        for row in conn.execute(query)
+    ]

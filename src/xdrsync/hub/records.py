@@ -1,0 +1,224 @@
+"""The hub's typed inputs and outputs: what the sync engine hands in and what readers get back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from xdrsync.models import Alert, Incident
+
+EntityType = Literal["incident", "alert"]
+ChangeKind = Literal["insert", "update"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A record that could not be parsed: kept verbatim with the reason, never dropped."""
+
+    raw: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundBatch:
+    """One page of one stream, committed in one transaction with the stream's new state.
+
+    ``state=None`` leaves the stored state as it is (backfill and mid-window pages).
+    """
+
+    tenant_id: str
+    stream: str
+    incidents: Sequence[Incident] = ()
+    alerts: Sequence[Alert] = ()
+    quarantined: Sequence[Quarantined] = ()
+    state: Mapping[str, Any] | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EntityCounts:
+    """How many records of one type got each version-guard decision."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one ``commit_batch`` did. ``first_seq..last_seq`` is the change range it assigned
+    (both None when nothing changed)."""
+
+    incidents: EntityCounts = EntityCounts()
+    alerts: EntityCounts = EntityCounts()
+    quarantined: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    changed_incident_ids: tuple[str, ...] = ()
+    changed_alert_ids: tuple[str, ...] = ()
+
+    @property
+    def inserted(self) -> int:
+        return self.incidents.inserted + self.alerts.inserted
+
+    @property
+    def updated(self) -> int:
+        return self.incidents.updated + self.alerts.updated
+
+    @property
+    def unchanged(self) -> int:
+        return self.incidents.unchanged + self.alerts.unchanged
+
+    @property
+    def stale(self) -> int:
+        return self.incidents.stale + self.alerts.stale
+
+    @property
+    def seqs(self) -> range:
+        if self.first_seq is None or self.last_seq is None:
+            return range(0)
+        return range(self.first_seq, self.last_seq + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStateRow:
+    """One (tenant, stream): the engine's state document plus what ``state show`` needs."""
+
+    tenant_id: str
+    stream: str
+    doc: dict[str, Any] | None
+    updated_at: datetime | None  # when the document last changed
+    last_commit_at: datetime | None  # when any batch of this stream last committed
+    last_error: str | None
+    last_error_at: datetime | None
+    quarantined: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSummary:
+    """One line of the incident queue."""
+
+    tenant_id: str
+    id: str
+    display_name: str | None
+    status: str | None
+    severity: str | None
+    classification: str | None
+    determination: str | None
+    assigned_to: str | None
+    created_date_time: datetime | None
+    last_update_date_time: datetime
+    merged_into: str | None
+    alert_count: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One stored version of an incident or alert. ``seq`` is None for a version that arrived
+    after a newer one (kept for the record, never fanned out)."""
+
+    tenant_id: str
+    entity_type: EntityType
+    entity_id: str
+    version: datetime
+    version_text: str
+    content_hash: str
+    seq: int | None
+    recorded_at: datetime
+    payload: dict[str, Any]
+    alert_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """One entry of the change sequence that destinations read in ``seq`` order.
+
+    ``payload`` is that version's Graph payload (an incident's without its alerts; they have
+    their own rows). ``incident_id`` is the alert's incident, or the incident's own id.
+    """
+
+    seq: int
+    tenant_id: str
+    entity_type: EntityType
+    entity_id: str
+    incident_id: str | None
+    version: datetime
+    version_text: str
+    kind: ChangeKind
+    at: datetime
+    payload: dict[str, Any]
+    alert_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentRow:
+    """A comment as shown on an incident; ``incident_id`` is where Defender keeps it (an
+    absorbed incident's id when it reached the survivor through a merge)."""
+
+    tenant_id: str
+    incident_id: str
+    entity_type: EntityType
+    entity_id: str
+    created_date_time: datetime | None
+    created_by: str | None
+    comment: str | None
+    first_seen_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRow:
+    """One evidence item of one alert."""
+
+    tenant_id: str
+    alert_id: str
+    incident_id: str | None
+    ordinal: int
+    odata_type: str | None
+    kind: str | None
+    entity_kind: str | None
+    entity_key: str | None
+    display_name: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    id: int
+    tenant_id: str
+    stream: str
+    at: datetime
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One sync decision (or a batch summary, ``entity_type == "batch"``)."""
+
+    id: int
+    at: datetime
+    tenant_id: str
+    stream: str | None
+    entity_type: str
+    entity_id: str | None
+    decision: str
+    old_version: str | None
+    new_version: str | None
+    seq: int | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CursorRow:
+    name: str
+    seq: int
+    updated_at: datetime

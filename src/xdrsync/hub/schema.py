@@ -1,0 +1,245 @@
+"""The hub's tables as SQLAlchemy Core objects (created by the alembic migrations, not here).
+
+Portable to SQLite and PostgreSQL: no dialect-specific types; JSON is stored as text (the hub
+never queries inside it), versions as integer 100-ns ticks so that ordering is exact, and
+timestamps through ``UtcDateTime`` so both engines hand back aware UTC datetimes.
+A test checks that these definitions and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+SEQ_COUNTER: Final = "change_seq"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out (SQLite itself keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the hub stores aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+
+def _id(name: str, **kw: Any) -> Column[str]:
+    # Unbounded VARCHAR: a Graph id longer than some guessed limit must never wedge a stream.
+    return Column(name, String(), **kw)
+
+
+incident = Table(
+    "incident",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("display_name", Text),
+    Column("status", String()),
+    Column("severity", String()),
+    Column("classification", String()),
+    Column("determination", String()),
+    Column("assigned_to", String()),
+    Column("created_date_time", UtcDateTime()),
+    _id("merged_into"),
+    Column("payload", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_incident_queue", "tenant_id", "version"),
+    Index("ix_incident_version", "version"),
+    Index("ix_incident_status", "tenant_id", "status", "version"),
+    Index("ix_incident_merged_into", "tenant_id", "merged_into"),
+)
+
+alert = Table(
+    "alert",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("id", primary_key=True),
+    _id("incident_id"),
+    Column("version", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("status", String()),
+    Column("severity", String()),
+    Column("service_source", String()),
+    Column("title", Text),
+    Column("created_date_time", UtcDateTime()),
+    Column("payload", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_alert_incident", "tenant_id", "incident_id"),
+)
+
+
+incident_version = Table(
+    "incident_version",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("incident_id", primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("content_hash", String(64), primary_key=True),
+    Column("seq", BigInteger),
+    Column("alert_ids", Text),  # JSON list the version named, NULL when read without alerts
+    Column("payload", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_incident_version_seq", "seq"),
+)
+
+alert_version = Table(
+    "alert_version",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("alert_id", primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("content_hash", String(64), primary_key=True),
+    Column("seq", BigInteger),
+    _id("incident_id"),
+    Column("payload", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_alert_version_seq", "seq"),
+)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    _id("alert_id", primary_key=True),
+    Column("ordinal", Integer, primary_key=True, autoincrement=False),
+    _id("incident_id"),
+    Column("odata_type", String()),
+    Column("kind", String()),
+    Column("entity_kind", String()),
+    Column("entity_key", Text),
+    Column("display_name", Text),
+    Column("payload", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["tenant_id", "alert_id"],
+        ["alert.tenant_id", "alert.id"],
+        name="fk_evidence_alert",
+        ondelete="CASCADE",
+    ),
+    Index("ix_evidence_incident", "tenant_id", "incident_id"),
+    Index("ix_evidence_entity", "tenant_id", "entity_kind", "entity_key"),
+)
+
+comment = Table(
+    "comment",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("entity_type", String(16), primary_key=True),
+    _id("entity_id", primary_key=True),
+    Column("comment_key", String(64), primary_key=True),
+    _id("incident_id"),
+    Column("created_date_time", UtcDateTime()),
+    Column("created_by", Text),
+    Column("comment", Text),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Index("ix_comment_incident", "tenant_id", "incident_id"),
+)
+
+change_log = Table(
+    "change_log",
+    metadata,
+    # Not autoincrement: seq comes from the counter row, in commit order (see apply.py).
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    _id("tenant_id", nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    _id("entity_id", nullable=False),
+    _id("incident_id"),
+    Column("version", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+counter = Table(
+    "counter",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    _id("tenant_id", primary_key=True),
+    Column("stream", String(64), primary_key=True),
+    Column("doc", Text),
+    Column("row_version", Integer, nullable=False),
+    Column("updated_at", UtcDateTime()),
+    Column("last_commit_at", UtcDateTime()),
+    Column("last_error", Text),
+    Column("last_error_at", UtcDateTime()),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id("tenant_id", nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Index("ix_quarantine_stream", "tenant_id", "stream"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    _id("tenant_id", nullable=False),
+    Column("stream", String(64)),
+    Column("entity_type", String(16), nullable=False),
+    _id("entity_id"),
+    Column("decision", String(32), nullable=False),
+    Column("old_version", String(40)),
+    Column("new_version", String(40)),
+    Column("seq", BigInteger),
+    Column("detail", Text),
+    Index("ix_audit_entity", "tenant_id", "entity_type", "entity_id"),
+)
+
+cursor = Table(
+    "cursor",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

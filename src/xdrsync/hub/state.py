@@ -1,0 +1,101 @@
+"""Small write helpers shared by the hub's transactions: the seq counter, stream state, cursors.
+
+All of them run inside a write transaction opened by ``store.Hub``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from xdrsync.hub import schema as s
+
+
+def lock_and_read_counter(conn: Connection) -> int:
+    """Take the writer lock and return the last assigned seq.
+
+    The no-op UPDATE row-locks the counter on PostgreSQL, so concurrent writers queue here and
+    commit in the order they take seqs: a reader can never see seq N+1 committed before N
+    (the trap of a SERIAL column). SQLite already holds its one write lock (BEGIN IMMEDIATE).
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            update(s.counter)
+            .where(s.counter.c.name == s.SEQ_COUNTER)
+            .values(value=s.counter.c.value)
+        )
+    value = conn.execute(
+        select(s.counter.c.value).where(s.counter.c.name == s.SEQ_COUNTER)
+    ).scalar_one()
+    return int(value)
+
+
+def write_counter(conn: Connection, value: int) -> None:
+    conn.execute(update(s.counter).where(s.counter.c.name == s.SEQ_COUNTER).values(value=value))
+
+
+def _state_row(conn: Connection, tenant_id: str, stream: str) -> int | None:
+    return conn.execute(
+        select(s.sync_state.c.row_version).where(
+            s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
+        )
+    ).scalar_one_or_none()
+
+
+def _upsert_state(conn: Connection, tenant_id: str, stream: str, values: dict[str, Any]) -> None:
+    # A plain read-then-write is safe: every caller holds the writer lock.
+    row_version = _state_row(conn, tenant_id, stream)
+    table = s.sync_state
+    if row_version is None:
+        conn.execute(
+            table.insert().values(tenant_id=tenant_id, stream=stream, row_version=1, **values)
+        )
+    else:
+        conn.execute(
+            update(table)
+            .where(table.c.tenant_id == tenant_id, table.c.stream == stream)
+            .values(row_version=row_version + 1, **values)
+        )
+
+
+def clear_error_and_save(
+    conn: Connection,
+    tenant_id: str,
+    stream: str,
+    doc: Mapping[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Mark a successful commit; store the new state document unless it is None."""
+    values: dict[str, Any] = {"last_commit_at": now, "last_error": None, "last_error_at": None}
+    if doc is not None:
+        values["doc"] = json.dumps(dict(doc), sort_keys=True, default=str)
+        values["updated_at"] = now
+    _upsert_state(conn, tenant_id, stream, values)
+
+
+def save_error(conn: Connection, tenant_id: str, stream: str, message: str, now: datetime) -> None:
+    _upsert_state(conn, tenant_id, stream, {"last_error": message, "last_error_at": now})
+
+
+def advance_cursor(conn: Connection, name: str, seq: int, now: datetime, *, reset: bool) -> int:
+    """Move a destination's cursor; only ``reset`` may move it back. Returns the value in
+    effect afterwards."""
+    if seq < 0:
+        raise ValueError("a cursor cannot be negative")
+    last = lock_and_read_counter(conn)
+    if seq > last:
+        raise ValueError(f"cursor {name!r}: seq {seq} was never assigned (last is {last})")
+    table = s.cursor
+    current = conn.execute(select(table.c.seq).where(table.c.name == name)).scalar_one_or_none()
+    if current is None:
+        conn.execute(table.insert().values(name=name, seq=seq, updated_at=now))
+        return seq
+    if seq < current and not reset:
+        return int(current)  # a late or repeated ack: the cursor never goes back by itself
+    if seq != current:
+        conn.execute(update(table).where(table.c.name == name).values(seq=seq, updated_at=now))
+    return seq

@@ -1,0 +1,131 @@
+"""Read queries about the sync itself: stream state, quarantine, audit, cursors, counts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, select
+
+from xdrsync.hub import schema as s
+from xdrsync.hub.records import AuditRow, CursorRow, QuarantineRow, StreamStateRow
+
+
+def get_state(conn: Connection, tenant_id: str, stream: str) -> dict[str, Any] | None:
+    doc = conn.execute(
+        select(s.sync_state.c.doc).where(
+            s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
+        )
+    ).scalar_one_or_none()
+    return json.loads(doc) if doc is not None else None
+
+
+def quarantine_counts(conn: Connection) -> dict[tuple[str, str], int]:
+    q = s.quarantine
+    query = select(q.c.tenant_id, q.c.stream, func.count()).group_by(q.c.tenant_id, q.c.stream)
+    return {(tenant, stream): int(n) for tenant, stream, n in conn.execute(query)}
+
+
+def list_states(conn: Connection) -> list[StreamStateRow]:
+    bad = quarantine_counts(conn)
+    t = s.sync_state
+    rows = conn.execute(select(t).order_by(t.c.tenant_id, t.c.stream)).all()
+    listed = [
+        StreamStateRow(
+            tenant_id=row.tenant_id,
+            stream=row.stream,
+            doc=json.loads(row.doc) if row.doc is not None else None,
+            updated_at=row.updated_at,
+            last_commit_at=row.last_commit_at,
+            last_error=row.last_error,
+            last_error_at=row.last_error_at,
+            quarantined=bad.get((row.tenant_id, row.stream), 0),
+        )
+        for row in rows
+    ]
+    return listed
+
+
+def list_quarantine(conn: Connection, limit: int, tenant_id: str | None) -> list[QuarantineRow]:
+    q = s.quarantine
+    query = select(q).order_by(q.c.id.desc()).limit(limit)
+    if tenant_id is not None:
+        query = query.where(q.c.tenant_id == tenant_id)
+    return [
+        QuarantineRow(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            stream=row.stream,
+            at=row.at,
+            reason=row.reason,
+            raw=row.raw,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def audit_tail(conn: Connection, limit: int, tenant_id: str | None) -> list[AuditRow]:
+    """The newest audit rows, newest first."""
+    a = s.audit
+    query = select(a).order_by(a.c.id.desc()).limit(limit)
+    if tenant_id is not None:
+        query = query.where(a.c.tenant_id == tenant_id)
+    return [
+        AuditRow(
+            id=row.id,
+            at=row.at,
+            tenant_id=row.tenant_id,
+            stream=row.stream,
+            entity_type=row.entity_type,
+            entity_id=row.entity_id,
+            decision=row.decision,
+            old_version=row.old_version,
+            new_version=row.new_version,
+            seq=row.seq,
+            detail=json.loads(row.detail) if row.detail else {},
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def max_seq(conn: Connection) -> int:
+    value = conn.execute(
+        select(s.counter.c.value).where(s.counter.c.name == s.SEQ_COUNTER)
+    ).scalar_one()
+    return int(value)
+
+
+def get_cursor(conn: Connection, name: str) -> int:
+    value = conn.execute(select(s.cursor.c.seq).where(s.cursor.c.name == name)).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+def list_cursors(conn: Connection) -> list[CursorRow]:
+    c = s.cursor
+    return [
+        CursorRow(name=row.name, seq=row.seq, updated_at=row.updated_at)
+        for row in conn.execute(select(c).order_by(c.c.name))
+    ]
+
+
+_COUNTED: dict[str, Table] = {
+    "incidents": s.incident,
+    "alerts": s.alert,
+    "evidence": s.evidence,
+    "comments": s.comment,
+    "incident_versions": s.incident_version,
+    "alert_versions": s.alert_version,
+    "quarantined": s.quarantine,
+}
+
+
+def counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """Rows per tenant: ``{tenant_id: {"incidents": n, "alerts": n, ..., "versions": n}}``."""
+    result: dict[str, dict[str, int]] = {}
+    for name, table in _COUNTED.items():
+        query = select(table.c.tenant_id, func.count()).group_by(table.c.tenant_id)
+        for tenant, n in conn.execute(query):
+            result.setdefault(tenant, dict.fromkeys(_COUNTED, 0))[name] = int(n)
+    for per_tenant in result.values():
+        per_tenant["versions"] = per_tenant["incident_versions"] + per_tenant["alert_versions"]
+    return result

@@ -1,0 +1,205 @@
+"""The hub: the durable store every other part of xdrsync reads from or writes to.
+
+One object per process; it is thread-safe (each call checks a connection out of the pool) and
+several processes may share one database: writers queue on the database's write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from xdrsync.hub import reads, status
+from xdrsync.hub.apply import apply_batch
+from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
+from xdrsync.hub.records import (
+    ApplyResult,
+    AuditRow,
+    ChangeRow,
+    CommentRow,
+    CursorRow,
+    EvidenceRow,
+    InboundBatch,
+    IncidentSummary,
+    QuarantineRow,
+    StreamStateRow,
+    VersionRow,
+)
+from xdrsync.hub.state import advance_cursor, save_error
+from xdrsync.models import Alert, Incident
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Hub:
+    """Current state, history, change sequence, sync state, audit and quarantine."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    @classmethod
+    def open(cls, url: str, *, clock: Clock = _utcnow) -> Hub:
+        """Connect and migrate the schema to head (idempotent, safe across processes)."""
+        engine = create_hub_engine(url)
+        try:
+            upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        # One transaction per read call: multi-query reads see one consistent snapshot.
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    def commit_batch(self, batch: InboundBatch) -> ApplyResult:
+        """Apply one page in one transaction: data, history, change log, state and audit."""
+        with self._write() as conn:
+            return apply_batch(conn, batch, self._clock())
+
+    def record_stream_error(self, tenant_id: str, stream: str, message: str) -> None:
+        """Remember a stream's failure for ``state show``; the next successful commit clears it."""
+        with self._write() as conn:
+            save_error(conn, tenant_id, stream, message, self._clock())
+
+    def get_state(self, tenant_id: str, stream: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            return status.get_state(conn, tenant_id, stream)
+
+    def list_states(self) -> list[StreamStateRow]:
+        with self._read() as conn:
+            return status.list_states(conn)
+
+    # -- current state and history ----------------------------------------------------------
+
+    def get_incident(self, tenant_id: str, incident_id: str) -> Incident | None:
+        """The incident as last read, with its current alerts (and their evidence) attached."""
+        with self._read() as conn:
+            return reads.get_incident(conn, tenant_id, incident_id)
+
+    def get_alert(self, tenant_id: str, alert_id: str) -> Alert | None:
+        with self._read() as conn:
+            return reads.get_alert(conn, tenant_id, alert_id)
+
+    def list_incidents(
+        self,
+        tenant_id: str | None = None,
+        status: object = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[IncidentSummary]:
+        """The queue, newest ``lastUpdateDateTime`` first; ``status`` is a wire value or enum."""
+        with self._read() as conn:
+            return reads.list_incidents(conn, tenant_id, status, limit, offset)
+
+    def incident_history(self, tenant_id: str, incident_id: str) -> list[VersionRow]:
+        """Every stored version of an incident, oldest first."""
+        with self._read() as conn:
+            return reads.history(conn, "incident", tenant_id, incident_id)
+
+    def alert_history(self, tenant_id: str, alert_id: str) -> list[VersionRow]:
+        with self._read() as conn:
+            return reads.history(conn, "alert", tenant_id, alert_id)
+
+    def get_merged_from(self, tenant_id: str, incident_id: str) -> list[str]:
+        """Ids of the incidents Defender merged into this one (also through chains of merges)."""
+        with self._read() as conn:
+            return reads.merged_from(conn, tenant_id, incident_id)
+
+    def list_comments(self, tenant_id: str, incident_id: str) -> list[CommentRow]:
+        """The incident's comments plus those left on incidents merged into it."""
+        with self._read() as conn:
+            return reads.comments(conn, tenant_id, incident_id)
+
+    def list_evidence(self, tenant_id: str, incident_id: str) -> list[EvidenceRow]:
+        with self._read() as conn:
+            return reads.evidence(conn, tenant_id, incident_id)
+
+    # -- change sequence and destinations ---------------------------------------------------
+
+    def changes_after(self, seq: int, limit: int = 500) -> list[ChangeRow]:
+        """Changes with a seq above ``seq``, in seq order."""
+        with self._read() as conn:
+            return reads.changes_after(conn, seq, limit)
+
+    def max_seq(self) -> int:
+        with self._read() as conn:
+            return status.max_seq(conn)
+
+    def get_cursor(self, name: str) -> int:
+        """A destination's acknowledged seq (0 before its first ack)."""
+        with self._read() as conn:
+            return status.get_cursor(conn, name)
+
+    def set_cursor(self, name: str, seq: int) -> int:
+        """Acknowledge up to ``seq``. A lower value than the stored one is ignored (a late or
+        repeated ack must not replay); returns the cursor in effect."""
+        with self._write() as conn:
+            return advance_cursor(conn, name, seq, self._clock(), reset=False)
+
+    def reset_cursor(self, name: str, seq: int = 0) -> int:
+        """Move a cursor anywhere, backwards included: replay from ``seq``."""
+        with self._write() as conn:
+            return advance_cursor(conn, name, seq, self._clock(), reset=True)
+
+    def list_cursors(self) -> list[CursorRow]:
+        with self._read() as conn:
+            return status.list_cursors(conn)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def list_quarantine(
+        self, limit: int = 100, tenant_id: str | None = None
+    ) -> list[QuarantineRow]:
+        """Quarantined records, newest first."""
+        with self._read() as conn:
+            return status.list_quarantine(conn, limit, tenant_id)
+
+    def quarantine_counts(self) -> dict[tuple[str, str], int]:
+        """Quarantined records per (tenant, stream)."""
+        with self._read() as conn:
+            return status.quarantine_counts(conn)
+
+    def audit_tail(self, limit: int = 100, tenant_id: str | None = None) -> list[AuditRow]:
+        with self._read() as conn:
+            return status.audit_tail(conn, limit, tenant_id)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Stored rows per tenant and kind (incidents, alerts, evidence, comments, versions…)."""
+        with self._read() as conn:
+            return status.counts(conn)

@@ -1,0 +1,142 @@
+"""Evidence: the base of every alertEvidence subtype, the @odata.type registry, parse_evidence.
+
+Subtypes live in the `evidence_*` modules and register themselves by their `ODATA_TYPE`.
+An @odata.type nobody registered parses as `UnknownEvidence`, which keeps the whole payload
+in `raw` (Graph keeps adding evidence types; none may be lost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Self, cast
+
+from xdrsync.models.base import GraphModel
+from xdrsync.models.errors import ModelError, describe
+from xdrsync.models.evidence_enums import EvidenceRemediationStatus, EvidenceRole, EvidenceVerdict
+from xdrsync.models.identity import EntityKey
+
+ODATA_PREFIX = "#microsoft.graph.security."
+
+_REGISTRY: dict[str, type[Evidence]] = {}
+# Exact @odata.type strings seen so far -> registered class (or None): skips normalising the
+# same few strings for every one of hundreds of thousands of items.
+_SEEN: dict[str, type[Evidence] | None] = {}
+_SEEN_LIMIT = 1024
+
+
+_MISSING: Any = object()
+
+
+def _short_type(odata_type: str) -> str:
+    """`#microsoft.graph.security.deviceEvidence` -> `deviceevidence` (registry key)."""
+    return odata_type.strip().rsplit(".", 1)[-1].lstrip("#").casefold()
+
+
+def evidence_kind(odata_type: str | None) -> str:
+    """`#microsoft.graph.security.fileHashEvidence` -> `fileHash` (`unknown` when absent)."""
+    name = (odata_type or "").strip().rsplit(".", 1)[-1].lstrip("#")
+    if name[-8:].casefold() == "evidence":
+        name = name[:-8]
+    return name or "unknown"
+
+
+class Evidence(GraphModel):
+    """alertEvidence: what every evidence item has, plus entity identity and a label."""
+
+    GRAPH_KEYS: ClassVar[Mapping[str, str]] = {"odata_type": "@odata.type"}
+    #: The full @odata.type of a subtype (None on the base and on UnknownEvidence).
+    ODATA_TYPE: ClassVar[str | None] = None
+    #: The short kind of a subtype: `deviceEvidence` -> `device`.
+    KIND: ClassVar[str] = "unknown"
+
+    odata_type: str | None = None
+    created_date_time: datetime | None = None
+    verdict: EvidenceVerdict | None = None
+    remediation_status: EvidenceRemediationStatus | None = None
+    remediation_status_details: str | None = None
+    roles: tuple[EvidenceRole, ...] = ()
+    detailed_roles: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        odata_type = cls.__dict__.get("ODATA_TYPE")
+        if odata_type:
+            cls.KIND = evidence_kind(odata_type)
+            _REGISTRY[_short_type(odata_type)] = cls
+
+    @property
+    def kind(self) -> str:
+        """Short evidence kind: `device`, `user`, `file`, `fileHash`, ..."""
+        return self.KIND
+
+    def entity_key(self) -> EntityKey | None:
+        """Stable identity of the entity this item describes; None when it has no identifier."""
+        return None
+
+    def display_name(self) -> str:
+        """A short human label for consoles: host name, UPN, IP, URL, file name, ..."""
+        label = self._label()
+        if label:
+            return label
+        key = self.entity_key()
+        return key.value if key is not None else self.kind
+
+    def _label(self) -> str | None:
+        return None
+
+    @classmethod
+    def from_graph(cls, data: Mapping[str, Any]) -> Self:
+        """Parse an evidence item into the class its @odata.type names (a subclass of `cls`);
+        on the base class an unregistered type gives `UnknownEvidence`."""
+        if not isinstance(data, Mapping):
+            raise ModelError(cls.__name__, (), f"expected a JSON object, got {describe(data)}")
+        return cls._class_for(data.get("@odata.type"))._parse_graph(data)
+
+    @classmethod
+    def _class_for(cls, odata_type: object) -> type[Self]:
+        if isinstance(odata_type, str):
+            found = _SEEN.get(odata_type, _MISSING)
+            if found is _MISSING:
+                found = _REGISTRY.get(_short_type(odata_type))
+                if len(_SEEN) < _SEEN_LIMIT:
+                    _SEEN[odata_type] = found
+            if found is not None and found is not _MISSING and issubclass(found, cls):
+                return cast(type[Self], found)
+        if cls is Evidence:
+            return cast(type[Self], UnknownEvidence)
+        return cls
+
+    @classmethod
+    def _complete_code_input(cls, values: dict[str, Any]) -> None:
+        values.setdefault("odata_type", cls.ODATA_TYPE)
+
+
+class UnknownEvidence(Evidence):
+    """An evidence type this version does not know: base fields typed, the rest in `raw`."""
+
+    @property
+    def kind(self) -> str:
+        return evidence_kind(self.odata_type)
+
+
+def parse_evidence(data: Mapping[str, Any]) -> Evidence:
+    """One Graph evidence object -> the Evidence subclass its @odata.type names."""
+    return Evidence.from_graph(data)
+
+
+def registered_types() -> dict[str, type[Evidence]]:
+    """Every known @odata.type (full form) and its class."""
+    return {cls.ODATA_TYPE: cls for cls in _REGISTRY.values() if cls.ODATA_TYPE}
+
+
+__all__ = [
+    "ODATA_PREFIX",
+    "Evidence",
+    "UnknownEvidence",
+    "evidence_kind",
+    "parse_evidence",
+    "registered_types",
+]

@@ -1,0 +1,75 @@
+"""Graph wire formats: DateTimeOffset parsing/formatting and JSON value copying."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from xdrsync.models.errors import describe
+
+# Graph writes up to 7 fractional digits (.NET ticks); datetime keeps 6. Anything past the
+# sixth digit is dropped: the original string survives in `raw` for exact round trips.
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@lru_cache(maxsize=65536)
+def _parse(text: str) -> datetime:
+    # Cached because one alert's evidence usually repeats the same few timestamps, and the
+    # same strings are parsed again when serialising back (to detect unchanged fields).
+    cleaned = text.strip()
+    if cleaned[-1:] in ("Z", "z"):
+        cleaned = cleaned[:-1] + "+00:00"
+    cleaned = _LONG_FRACTION.sub(r"\1", cleaned, count=1)
+    try:
+        parsed = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date-time string") from None
+    if parsed.tzinfo is None:
+        # DateTimeOffset values always carry an offset; a bare one is taken as UTC (Graph's zone).
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """A Graph DateTimeOffset (string) or an aware datetime -> aware UTC datetime.
+
+    Raises ValueError for anything else, including naive datetimes built in code (their
+    zone is unknowable; Graph strings without an offset are taken as UTC instead).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _parse(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("expected a timezone-aware datetime, got a naive one")
+        return value.astimezone(UTC)
+    raise ValueError(f"expected an ISO 8601 date-time string, got {describe(value)}")
+
+
+def format_datetime(value: datetime) -> str:
+    """UTC ISO 8601 with a `Z`, microseconds only when present: `2021-08-13T08:43:35.553333Z`."""
+    utc = value.astimezone(UTC)
+    spec = "microseconds" if utc.microsecond else "seconds"
+    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON-like value (dicts and lists copied, scalars shared)."""
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        return {k: copy_json(v) for k, v in value.items()}
+    if kind is list or isinstance(value, list | tuple):
+        return [copy_json(v) for v in value]
+    return value
+
+
+__all__ = ["copy_json", "format_datetime", "parse_datetime"]

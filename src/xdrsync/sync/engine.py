@@ -1,0 +1,132 @@
+"""The sync service: every tenant on its own thread, the log store fed behind them.
+
+A tenant's failure (bad credentials, throttling, an outage) is recorded on its streams and
+retried next cycle; it never stalls another tenant, and it never stops the log store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from xdrsync.errors import ConfigError, XdrSyncError
+from xdrsync.hub import Hub
+from xdrsync.sync.inbound import STREAMS, DefenderSource, InboundSettings, StreamReport, sync_stream
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TenantSource:
+    """A tenant and the Graph source that reads it."""
+
+    name: str
+    tenant_id: str
+    source: DefenderSource
+
+
+@dataclass
+class CycleReport:
+    """One cycle of one tenant: what each stream did, or why it failed."""
+
+    tenant: str
+    started: datetime
+    streams: list[StreamReport] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def sync_tenant(hub: Hub, tenant: TenantSource, settings: InboundSettings) -> CycleReport:
+    """Both streams of one tenant, one after the other; each failure is kept, not raised."""
+    report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
+    for stream in STREAMS:
+        try:
+            report.streams.append(
+                sync_stream(
+                    hub, tenant.source, tenant_id=tenant.tenant_id, stream=stream, settings=settings
+                )
+            )
+        except XdrSyncError as failure:
+            message = f"{type(failure).__name__}: {failure}"
+            report.errors[stream] = message
+            hub.record_stream_error(tenant.tenant_id, stream, message)
+            log.warning("stream failed", tenant=tenant.name, stream=stream, error=message)
+            if isinstance(failure, ConfigError):
+                break  # the other stream would fail the same way
+    return report
+
+
+class SyncService:
+    """Runs ``sync_tenant`` in a loop per tenant, and ``after_cycle`` (fan-out) behind them."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        tenants: Sequence[TenantSource],
+        settings: InboundSettings,
+        *,
+        poll_interval: float,
+        after_cycle: Callable[[], object] | None = None,
+        on_report: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.tenants = tenants
+        self.settings = settings
+        self.poll_interval = poll_interval
+        self.after_cycle = after_cycle
+        self.on_report = on_report
+        self.stopping = threading.Event()
+        self._wake_fanout = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> SyncService:
+        for tenant in self.tenants:
+            thread = threading.Thread(
+                target=self._tenant_loop, args=(tenant,), name=f"sync-{tenant.name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        if self.after_cycle is not None:
+            fanout = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
+            fanout.start()
+            self._threads.append(fanout)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self._wake_fanout.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+    def _tenant_loop(self, tenant: TenantSource) -> None:
+        while not self.stopping.is_set():
+            try:
+                report = sync_tenant(self.hub, tenant, self.settings)
+            except Exception:  # a bug must not kill the service silently: log and go on
+                log.exception("cycle crashed", tenant=tenant.name)
+            else:
+                if self.on_report is not None:
+                    self.on_report(report)
+                self._wake_fanout.set()
+            self.stopping.wait(self.poll_interval)
+
+    def _fanout_loop(self) -> None:
+        assert self.after_cycle is not None
+        while not self.stopping.is_set():
+            self._wake_fanout.wait(self.poll_interval)
+            self._wake_fanout.clear()
+            try:
+                self.after_cycle()
+            except Exception:
+                log.exception("fan-out failed")
+        try:
+            self.after_cycle()  # drain what the last cycles committed
+        except Exception:
+            log.exception("fan-out failed")

@@ -1,0 +1,106 @@
+"""Hub → log store: the change sequence becomes Sentinel-shaped rows, each change exactly once.
+
+The log store keeps the ``_Seq`` of every row it holds, so its position *is* the highest
+``_Seq`` it stores, committed in the same DuckDB transaction as the rows. A crash between
+the append and anything else therefore neither loses nor repeats a change; the hub's cursor
+named ``logstore`` only mirrors that position for ``state show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from xdrsync.hub import ChangeRow, Hub
+from xdrsync.models import Alert, Incident
+from xdrsync.tables.logstore import LogStore
+from xdrsync.tables.schemas import TABLE_NAMES
+from xdrsync.tables.sentinel import (
+    alert_evidence_rows,
+    alert_info_row,
+    security_alert_row,
+    security_incident_row,
+)
+
+CURSOR = "logstore"
+Row = dict[str, Any]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LogPublisher:
+    """Feeds one log store from one hub; call ``publish()`` after each sync cycle."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        store: LogStore,
+        *,
+        batch_size: int = 2000,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.batch_size = batch_size
+        self.clock = clock
+        self._position: int | None = None
+
+    def position(self) -> int:
+        if self._position is None:
+            stored = [self.store.max_seq(table) for table in TABLE_NAMES]
+            self._position = max((s for s in stored if s is not None), default=0)
+        return self._position
+
+    def publish(self) -> int:
+        """Append every change the store has not seen yet; returns how many changes."""
+        published = 0
+        while changes := self.hub.changes_after(self.position(), self.batch_size):
+            self.store.append_batch(self._rows(changes))
+            self._position = changes[-1].seq
+            self.hub.set_cursor(CURSOR, self._position)
+            published += len(changes)
+        return published
+
+    def _rows(self, changes: list[ChangeRow]) -> dict[str, list[Row]]:
+        now = self.clock()
+        rows: dict[str, list[Row]] = {}
+        current_alerts: dict[tuple[str, str], tuple[Alert, ...]] = {}
+        for change in changes:
+            tenant = change.tenant_id
+            if change.entity_type == "incident":
+                key = (tenant, change.entity_id)
+                if key not in current_alerts:
+                    stored = self.hub.get_incident(tenant, change.entity_id)
+                    current_alerts[key] = stored.alerts if stored is not None else ()
+                incident = Incident.from_graph(
+                    {**change.payload, "alerts": [a.to_graph() for a in current_alerts[key]]}
+                )
+                row = security_incident_row(
+                    incident, time_generated=now, workspace_tenant_id=tenant
+                )
+                _add(rows, "SecurityIncident", row, change.seq)
+            else:
+                alert = Alert.from_graph(change.payload)
+                _add(
+                    rows,
+                    "SecurityAlert",
+                    security_alert_row(alert, time_generated=now, tenant_id=tenant),
+                    change.seq,
+                )
+                _add(
+                    rows,
+                    "AlertInfo",
+                    alert_info_row(alert, time_generated=now, tenant_id=tenant),
+                    change.seq,
+                )
+                for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
+                    _add(rows, "AlertEvidence", evidence, change.seq)
+        return rows
+
+
+def _add(rows: dict[str, list[Row]], table: str, row: Row, seq: int) -> None:
+    row["_Seq"] = seq
+    rows.setdefault(table, []).append(row)

@@ -1,0 +1,128 @@
+"""Turning mapped rows into the newline-delimited JSON DuckDB bulk-loads, column type by type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, TextIO
+
+from xdrsync.tables.schemas import Column
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def utc_naive(value: datetime) -> datetime:
+    """A datetime as the naive UTC wall time the TIMESTAMP columns hold."""
+    if value.tzinfo is None:
+        return value  # already naive: by contract it is UTC
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot store {type(value).__name__} in a dynamic column")
+
+
+def iso_z(value: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`, the way Log Analytics writes datetimes inside JSON."""
+    return utc_naive(value).isoformat(timespec="microseconds") + "Z"
+
+
+def compact_json(value: Any) -> str:
+    """JSON text as Sentinel stores it in string columns (no spaces after separators)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _string(value: Any) -> str:
+    # Kusto strings are never null: an absent string reads as "" (so `Classification == ""`
+    # and `count() by Classification` behave as in Log Analytics). We store it that way.
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, Mapping | list | tuple):
+        return compact_json(value)
+    return str(value)
+
+
+def _datetime(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"column {name}: expected a datetime, got {type(value).__name__}")
+    return utc_naive(value).isoformat(sep=" ", timespec="microseconds")
+
+
+def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"column {name}: expected an integer, got {type(value).__name__}")
+    number = int(value)
+    if not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"column {name}: {number} does not fit the column's integer type")
+    return number
+
+
+def encode_value(column: Column, value: Any) -> Any:
+    """One value, ready for `json.dumps` and DuckDB's `read_json` with the column's type."""
+    kind = column.kql_type
+    if kind == "string":
+        return _string(value)
+    if kind == "datetime":
+        return _datetime(value, column.name)
+    if kind == "int":
+        return _integer(value, column.name, _INT32)
+    if kind == "long":
+        return _integer(value, column.name, _INT64)
+    if kind == "real":
+        return None if value is None else float(value)
+    if kind == "bool":
+        return None if value is None else bool(value)
+    return value  # dynamic: the Python value itself becomes the nested JSON
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default)
+
+
+def _column_encoder(column: Column) -> Callable[[Any], Any]:
+    if column.kql_type == "string":
+        # The common case by far; skip the call for values that are already text.
+        return lambda v: v if type(v) is str else _string(v)
+    if column.kql_type == "dynamic":
+        return lambda v: v
+    return lambda v: encode_value(column, v)
+
+
+def write_ndjson(
+    out: TextIO,
+    columns: Sequence[Column],
+    rows: Sequence[Mapping[str, Any]],
+    table: str,
+) -> None:
+    """Write one JSON object per row; unknown keys are a mapping bug and are refused."""
+    known = {c.name for c in columns}
+    encoders = [(c.name, _column_encoder(c)) for c in columns]
+    encode = _ENCODER.encode
+    for index, row in enumerate(rows):
+        if not known.issuperset(row):
+            unknown = sorted(set(row) - known)
+            raise ValueError(f"{table} row {index}: unknown columns {unknown}")
+        get = row.get
+        out.write(encode({name: enc(get(name)) for name, enc in encoders}))
+        out.write("\n")
+
+
+__all__ = ["compact_json", "encode_value", "iso_z", "utc_naive", "write_ndjson"]

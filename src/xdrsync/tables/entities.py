@@ -1,0 +1,395 @@
+"""Sentinel entity objects (SecurityAlert.Entities) built from Graph alert evidence.
+
+Sentinel serialises an alert's entities as one JSON array of objects, each with a `$id` and a
+lower-case `Type` (`host`, `account`, `ip`, `url`, `file`, `filehash`, `process`, `mailbox`,
+`mailMessage`, `cloud-application`, `registry-key`, `registry-value`, `dns`, `malware`,
+`azure-resource`, ...), and links related entities with `{"$ref": "<id>"}` (a file's
+FileHashes, a process's ImageFile). Queries read them with
+`parse_json(Entities) | mv-expand ... | where tostring(E.Type) == "host"`, so the field names
+follow Sentinel's entity schema. Evidence types Sentinel has no entity for keep their Graph
+properties, PascalCased, under a Type derived from the evidence name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from xdrsync.tables.encode import compact_json
+from xdrsync.tables.vocab import title_case
+
+Json = dict[str, Any]
+Ref = dict[str, str]
+_EMPTY: tuple[object, ...] = (None, "", [], {})
+
+
+def evidence_kind(odata_type: str | None) -> str:
+    """`#microsoft.graph.security.fileHashEvidence` -> `fileHash` ("" when unknown)."""
+    name = (odata_type or "").rsplit(".", 1)[-1]
+    return name[: -len("Evidence")] if name.endswith("Evidence") else name
+
+
+def _kebab(kind: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", kind).lower()
+
+
+def _get(raw: Mapping[str, Any] | None, *path: str) -> Any:
+    node: Any = raw
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+class EntityList:
+    """Collects entities, giving each a `$id` and reusing it for an identical entity."""
+
+    def __init__(self) -> None:
+        self.items: list[Json] = []
+        self._ids: dict[str, str] = {}
+
+    def add(self, entity: Mapping[str, Any]) -> Ref | None:
+        body = {k: v for k, v in entity.items() if v not in _EMPTY}
+        if set(body) <= {"Type"}:
+            return None
+        signature = compact_json(body)
+        if signature not in self._ids:
+            self._ids[signature] = str(len(self.items) + 1)
+            self.items.append({"$id": self._ids[signature], **body})
+        return {"$ref": self._ids[signature]}
+
+
+def _os_family(platform: object) -> str | None:
+    text = str(platform or "")
+    for prefix, family in (("windows", "Windows"), ("linux", "Linux"), ("mac", "MacOS")):
+        if text.lower().startswith(prefix):
+            return family
+    if text.lower() in ("android", "ios"):
+        return "Android" if text.lower() == "android" else "IOS"
+    return text or None
+
+
+def account_entity(account: Mapping[str, Any] | None) -> Json:
+    upn = _get(account, "userPrincipalName")
+    name = _get(account, "accountName") or (upn.split("@", 1)[0] if upn else None)
+    return {
+        "Name": name,
+        "NTDomain": _get(account, "domainName"),
+        "UPNSuffix": upn.split("@", 1)[1] if upn and "@" in upn else None,
+        "UserPrincipalName": upn,
+        "Sid": _get(account, "userSid"),
+        "AadUserId": _get(account, "azureAdUserId"),
+        "AadTenantId": _get(account, "tenantId"),
+        "ObjectGuid": _get(account, "activeDirectoryObjectGuid"),
+        "DisplayName": _get(account, "displayName"),
+        "Type": "account",
+    }
+
+
+def _host(r: Mapping[str, Any], _: EntityList) -> Json:
+    fqdn = r.get("deviceDnsName")
+    host, _dot, domain = str(fqdn or "").partition(".")
+    return {
+        "HostName": r.get("hostName") or host or None,
+        "DnsDomain": r.get("dnsDomain") or domain or None,
+        "NTDomain": r.get("ntDomain"),
+        "FQDN": fqdn,
+        "OSFamily": _os_family(r.get("osPlatform")),
+        "OSVersion": r.get("version"),
+        "MdatpDeviceId": r.get("mdeDeviceId"),
+        "AadDeviceId": r.get("azureAdDeviceId"),
+        "RiskScore": title_case(r.get("riskScore")),
+        "HealthStatus": title_case(r.get("healthStatus")),
+        "OnboardingStatus": title_case(r.get("onboardingStatus")),
+        "AvStatus": title_case(r.get("defenderAvStatus")),
+        "LastIpAddress": r.get("lastIpAddress"),
+        "LastExternalIpAddress": r.get("lastExternalIpAddress"),
+        "LoggedOnUsers": [
+            {"AccountName": u.get("accountName"), "DomainName": u.get("domainName")}
+            for u in r.get("loggedOnUsers") or []
+            if isinstance(u, Mapping)
+        ],
+        "Type": "host",
+    }
+
+
+def ip_entity(r: Mapping[str, Any] | None) -> Json:
+    location = _get(r, "location") or {}
+    return {
+        "Address": _get(r, "ipAddress"),
+        "Location": {
+            k: v
+            for k, v in {
+                "CountryCode": _get(r, "countryLetterCode") or location.get("countryCode"),
+                "CountryName": location.get("countryName"),
+                "State": location.get("state"),
+                "City": location.get("city"),
+                "Latitude": location.get("latitude"),
+                "Longitude": location.get("longitude"),
+            }.items()
+            if v is not None
+        },
+        "Type": "ip",
+    }
+
+
+def _file(details: Mapping[str, Any] | None, out: EntityList) -> Json:
+    hashes = [
+        out.add({"Algorithm": algorithm, "Value": value, "Type": "filehash"})
+        for algorithm, field in (("SHA1", "sha1"), ("SHA256", "sha256"), ("MD5", "md5"))
+        if (value := _get(details, field))
+    ]
+    return {
+        "Name": _get(details, "fileName"),
+        "Directory": _get(details, "filePath"),
+        "FileHashes": [h for h in hashes if h],
+        "Type": "file",
+    }
+
+
+def _process(r: Mapping[str, Any], out: EntityList) -> Json:
+    parent = {
+        "ProcessId": _text(r.get("parentProcessId")),
+        "CreationTimeUtc": r.get("parentProcessCreationDateTime"),
+        "ImageFile": out.add(_file(r.get("parentProcessImageFile"), out)),
+        "Type": "process",
+    }
+    account = r.get("userAccount")
+    return {
+        "ProcessId": _text(r.get("processId")),
+        "CommandLine": r.get("processCommandLine"),
+        "CreationTimeUtc": r.get("processCreationDateTime"),
+        "ImageFile": out.add(_file(r.get("imageFile"), out)),
+        "ParentProcess": out.add(parent),
+        "Account": out.add(account_entity(account)) if account else None,
+        "Type": "process",
+    }
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _registry_key(r: Mapping[str, Any]) -> Json:
+    return {"Hive": r.get("registryHive"), "Key": r.get("registryKey"), "Type": "registry-key"}
+
+
+def _registry_value(r: Mapping[str, Any], out: EntityList) -> Json:
+    return {
+        "Key": out.add(_registry_key(r)),
+        "Name": r.get("registryValueName"),
+        "Value": r.get("registryValue"),
+        "ValueType": r.get("registryValueType"),
+        "Type": "registry-value",
+    }
+
+
+def _mail_message(r: Mapping[str, Any], _: EntityList) -> Json:
+    p1, p2 = r.get("p1Sender") or {}, r.get("p2Sender") or {}
+    return {
+        "Recipient": r.get("recipientEmailAddress"),
+        "Sender": p1.get("emailAddress") or p2.get("emailAddress"),
+        "P1Sender": p1.get("emailAddress"),
+        "P1SenderDisplayName": p1.get("displayName"),
+        "P1SenderDomain": p1.get("domainName"),
+        "P2Sender": p2.get("emailAddress"),
+        "P2SenderDisplayName": p2.get("displayName"),
+        "P2SenderDomain": p2.get("domainName"),
+        "SenderIP": r.get("senderIp"),
+        "Subject": r.get("subject"),
+        "NetworkMessageId": r.get("networkMessageId"),
+        "InternetMessageId": r.get("internetMessageId"),
+        "ReceiveDate": r.get("receivedDateTime"),
+        "DeliveryAction": title_case(r.get("deliveryAction")),
+        "DeliveryLocation": title_case(r.get("deliveryLocation")),
+        "AntispamDirection": title_case(r.get("antiSpamDirection")),
+        "Language": r.get("language"),
+        "Threats": r.get("threats"),
+        "ThreatDetectionMethods": r.get("threatDetectionMethods"),
+        "Urls": r.get("urls"),
+        "Type": "mailMessage",
+    }
+
+
+def _dns(r: Mapping[str, Any], out: EntityList) -> Json:
+    return {
+        "DomainName": r.get("domainName"),
+        "IpAddresses": [
+            ref
+            for ip in r.get("ipAddresses") or []
+            if isinstance(ip, Mapping) and (ref := out.add(ip_entity(ip)))
+        ],
+        "DnsServerIp": out.add(ip_entity(r.get("dnsServerIp"))) if r.get("dnsServerIp") else None,
+        "HostIpAddress": (
+            out.add(ip_entity(r.get("hostIpAddress"))) if r.get("hostIpAddress") else None
+        ),
+        "Type": "dns",
+    }
+
+
+def _subscription(resource_id: object) -> str | None:
+    match = re.search(r"/subscriptions/([^/]+)", str(resource_id or ""), re.IGNORECASE)
+    return match.group(1) if match else None
+
+
+def _simple(
+    build: Callable[[Mapping[str, Any]], Json],
+) -> Callable[[Mapping[str, Any], EntityList], Json]:
+    return lambda raw, _out: build(raw)
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], EntityList], Json]] = {
+    "device": _host,
+    "user": _simple(lambda r: account_entity(r.get("userAccount"))),
+    "ip": _simple(ip_entity),
+    "url": _simple(lambda r: {"Url": r.get("url"), "Type": "url"}),
+    "file": lambda r, out: _file(r.get("fileDetails"), out),
+    "fileHash": _simple(
+        lambda r: {
+            "Algorithm": str(r.get("algorithm") or "").upper() or None,
+            "Value": r.get("value"),
+            "Type": "filehash",
+        }
+    ),
+    "process": _process,
+    "mailbox": _simple(
+        lambda r: {
+            "MailboxPrimaryAddress": r.get("primaryAddress"),
+            "DisplayName": r.get("displayName"),
+            "Upn": r.get("upn"),
+            "AadId": _get(r, "userAccount", "azureAdUserId"),
+            "Type": "mailbox",
+        }
+    ),
+    "analyzedMessage": _mail_message,
+    "mailCluster": _simple(
+        lambda r: {
+            "NetworkMessageIds": r.get("networkMessageIds"),
+            "MailCount": r.get("emailCount"),
+            "Query": r.get("query"),
+            "ClusterBy": r.get("clusterBy"),
+            "ClusterByValue": r.get("clusterByValue"),
+            "Type": "mailCluster",
+        }
+    ),
+    "cloudApplication": _simple(
+        lambda r: {
+            "AppId": r.get("appId"),
+            "Name": r.get("displayName"),
+            "InstanceId": r.get("instanceId"),
+            "InstanceName": r.get("instanceName"),
+            "SaasId": r.get("saasAppId"),
+            "Type": "cloud-application",
+        }
+    ),
+    "oauthApplication": _simple(
+        lambda r: {
+            "OAuthAppId": r.get("appId"),
+            "OAuthObjectId": r.get("objectId"),
+            "Name": r.get("displayName"),
+            "Publisher": r.get("publisher"),
+            "Type": "oauth-application",
+        }
+    ),
+    "registryKey": _simple(_registry_key),
+    "registryValue": _registry_value,
+    "securityGroup": _simple(
+        lambda r: {
+            "DistinguishedName": r.get("distinguishedName"),
+            "SID": r.get("sid"),
+            "ObjectGuid": r.get("activeDirectoryObjectGuid"),
+            "FriendlyName": r.get("friendlyName") or r.get("displayName"),
+            "Type": "security-group",
+        }
+    ),
+    "dns": _dns,
+    "malware": _simple(
+        lambda r: {"Name": r.get("name"), "Category": r.get("category"), "Type": "malware"}
+    ),
+    "azureResource": _simple(
+        lambda r: {
+            "ResourceId": r.get("resourceId"),
+            "SubscriptionId": _subscription(r.get("resourceId")),
+            "ResourceName": r.get("resourceName"),
+            "ResourceType": r.get("resourceType"),
+            "Type": "azure-resource",
+        }
+    ),
+    "cloudLogonSession": lambda r, out: {
+        "SessionId": r.get("sessionId"),
+        "Account": out.add(account_entity(r.get("account"))) if r.get("account") else None,
+        "UserAgent": r.get("userAgent"),
+        "StartTimeUtc": r.get("startUtcDateTime"),
+        "Browser": r.get("browser"),
+        "OperatingSystem": r.get("operatingSystem"),
+        "DeviceName": r.get("deviceName"),
+        "Type": "cloud-logon-session",
+    },
+}
+
+#: Base-type properties of every evidence item: about the alert's judgement, not the entity.
+_BASE_FIELDS = frozenset(
+    {
+        "@odata.type",
+        "createdDateTime",
+        "verdict",
+        "remediationStatus",
+        "remediationStatusDetails",
+        "roles",
+        "detailedRoles",
+        "tags",
+    }
+)
+
+
+def _generic(kind: str, raw: Mapping[str, Any]) -> Json:
+    body = {k[:1].upper() + k[1:]: v for k, v in raw.items() if k not in _BASE_FIELDS}
+    return {**body, "Type": _kebab(kind) if kind else "unknown"}
+
+
+def entity_for(kind: str, raw: Mapping[str, Any], out: EntityList) -> Ref | None:
+    """Add the entity (and the entities it refers to) for one evidence item."""
+    builder = _BUILDERS.get(kind)
+    return out.add(builder(raw, out) if builder else _generic(kind, raw))
+
+
+def sentinel_entities(evidence: Iterable[tuple[str | None, Mapping[str, Any]]]) -> list[Json]:
+    """Sentinel's Entities array for (odata type, raw Graph JSON) evidence pairs."""
+    out = EntityList()
+    for odata_type, raw in evidence:
+        entity_for(evidence_kind(odata_type), raw, out)
+    return out.items
+
+
+def compromised_entity(evidence: Sequence[tuple[str | None, Mapping[str, Any]]]) -> str | None:
+    """The alert's main entity as Sentinel names it: a device, else a user, else a mailbox."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {}
+    for odata_type, raw in evidence:
+        by_kind.setdefault(evidence_kind(odata_type), []).append(raw)
+    for raw in by_kind.get("device", []):
+        name = raw.get("deviceDnsName") or raw.get("hostName")
+        if name:
+            return str(name)
+    for raw in by_kind.get("user", []):
+        name = _get(raw, "userAccount", "userPrincipalName") or _get(
+            raw, "userAccount", "accountName"
+        )
+        if name:
+            return str(name)
+    for raw in by_kind.get("mailbox", []):
+        if raw.get("primaryAddress"):
+            return str(raw["primaryAddress"])
+    return None
+
+
+__all__ = [
+    "EntityList",
+    "account_entity",
+    "compromised_entity",
+    "entity_for",
+    "evidence_kind",
+    "ip_entity",
+    "sentinel_entities",
+]

@@ -1,0 +1,42 @@
+"""Errors of the log store and its KQL layer, placed in xdrsync's one exception tree."""
+
+from __future__ import annotations
+
+import re
+
+from xdrsync.errors import RetriableError, XdrSyncError
+
+_UNKNOWN_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
+_UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+
+
+class QueryError(XdrSyncError):
+    """A KQL query could not be translated or run; the message is one line fit for a terminal."""
+
+
+class StoreBusyError(RetriableError):
+    """Another process held the log store's file lock for longer than we were willing to wait."""
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """Collapse a multi-line engine message into one line a CLI can print."""
+    flat = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def engine_message(text: str, tables: tuple[str, ...]) -> str:
+    """DuckDB's message for a failed translated query, in the terms of the KQL the user wrote.
+
+    The generated SQL (DuckDB quotes it after `LINE n:`) means nothing to someone who wrote
+    KQL, and DuckDB's "did you mean" suggests its own catalog tables, so both are dropped.
+    """
+    table = _UNKNOWN_TABLE.search(text)
+    if table:
+        return f"unknown table '{table.group(1)}'; tables: {', '.join(tables)}"
+    column = _UNKNOWN_COLUMN.search(text)
+    if column:
+        return f"unknown column '{column.group(1)}'"
+    return one_line(re.split(r"\n\s*LINE \d+:", text, maxsplit=1)[0])
+
+
+__all__ = ["QueryError", "StoreBusyError", "engine_message", "one_line"]

@@ -1,0 +1,235 @@
+"""Per-evidence columns of the AlertEvidence table: entity type, role and the type's key fields.
+
+Names and meanings follow Defender's advanced hunting AlertEvidence table, which Sentinel
+receives under the same name: EntityType values such as `Machine`, `User`, `Mailbox`,
+`MailMessage`, `Ip`, `Url`, `File`, `Process`, `RegistryKey`, `RegistryValue`,
+`CloudApplication`, `OAuthApplication`. Graph evidence types advanced hunting has no name for
+are PascalCased from the evidence name (`kubernetesPodEvidence` -> `KubernetesPod`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from xdrsync.tables.entities import evidence_kind
+
+Row = dict[str, Any]
+
+ENTITY_TYPES: dict[str, str] = {
+    "device": "Machine",
+    "user": "User",
+    "mailbox": "Mailbox",
+    "analyzedMessage": "MailMessage",
+    "mailCluster": "MailCluster",
+    "submissionMail": "SubmissionMail",
+    "ip": "Ip",
+    "url": "Url",
+    "file": "File",
+    "fileHash": "File",
+    "process": "Process",
+    "registryKey": "RegistryKey",
+    "registryValue": "RegistryValue",
+    "cloudApplication": "CloudApplication",
+    "oauthApplication": "OAuthApplication",
+    "securityGroup": "SecurityGroup",
+    "dns": "DnsResolution",
+    "malware": "Malware",
+    "azureResource": "AzureResource",
+    "amazonResource": "AmazonResource",
+    "googleCloudResource": "GoogleCloudResource",
+    "cloudLogonSession": "CloudLogonSession",
+    "servicePrincipal": "ServicePrincipal",
+    "networkConnection": "NetworkConnection",
+}
+
+#: Graph roles that mean the entity was hit, as opposed to merely involved (advanced hunting's
+#: EvidenceRole is `Impacted` or `Related`). UNVERIFIED: Microsoft does not publish the rule.
+_IMPACTED_ROLES = frozenset({"compromised", "attacked", "policyviolator"})
+
+
+def entity_type(odata_type: str | None) -> str:
+    kind = evidence_kind(odata_type)
+    return ENTITY_TYPES.get(kind) or (kind[:1].upper() + kind[1:] if kind else "Unknown")
+
+
+def evidence_role(roles: list[str], detailed_roles: list[str]) -> str:
+    lowered = {r.lower() for r in roles}
+    if lowered & _IMPACTED_ROLES or any("main" in d.lower() for d in detailed_roles):
+        return "Impacted"
+    return "Related"
+
+
+def evidence_direction(roles: list[str]) -> str | None:
+    lowered = {r.lower() for r in roles}
+    if "source" in lowered or "attacker" in lowered:
+        return "Source"
+    if "destination" in lowered:
+        return "Destination"
+    return None
+
+
+def _account(account: Mapping[str, Any] | None) -> Row:
+    a = account or {}
+    return {
+        "AccountName": a.get("accountName"),
+        "AccountDomain": a.get("domainName"),
+        "AccountSid": a.get("userSid"),
+        "AccountObjectId": a.get("azureAdUserId"),
+        "AccountUpn": a.get("userPrincipalName"),
+    }
+
+
+def _file(details: Mapping[str, Any] | None) -> Row:
+    d = details or {}
+    return {
+        "FileName": d.get("fileName"),
+        "FolderPath": d.get("filePath"),
+        "SHA1": d.get("sha1"),
+        "SHA256": d.get("sha256"),
+        "FileSize": d.get("fileSize"),
+    }
+
+
+def _registry_key(r: Mapping[str, Any]) -> str | None:
+    hive, key = r.get("registryHive"), r.get("registryKey")
+    if hive and key and not str(key).upper().startswith(str(hive).upper()):
+        return f"{hive}\\{key}"
+    return key or hive
+
+
+def _device(r: Mapping[str, Any]) -> Row:
+    return {
+        "DeviceId": r.get("mdeDeviceId"),
+        "DeviceName": r.get("deviceDnsName") or r.get("hostName"),
+        "LocalIP": r.get("lastIpAddress"),
+    }
+
+
+def _process(r: Mapping[str, Any]) -> Row:
+    return {
+        **_file(r.get("imageFile")),
+        **_account(r.get("userAccount")),
+        "ProcessCommandLine": r.get("processCommandLine"),
+        "DeviceId": r.get("mdeDeviceId"),
+    }
+
+
+def _file_hash(r: Mapping[str, Any]) -> Row:
+    algorithm = str(r.get("algorithm") or "").lower()
+    return (
+        {"SHA1" if algorithm == "sha1" else "SHA256": r.get("value")}
+        if algorithm
+        in (
+            "sha1",
+            "sha256",
+        )
+        else {}
+    )
+
+
+def _mail_message(r: Mapping[str, Any]) -> Row:
+    return {
+        "NetworkMessageId": r.get("networkMessageId"),
+        "EmailSubject": r.get("subject"),
+        "AccountUpn": r.get("recipientEmailAddress"),
+        "RemoteIP": r.get("senderIp"),
+    }
+
+
+def _cloud_resource(platform: str, id_field: str) -> Callable[[Mapping[str, Any]], Row]:
+    def build(r: Mapping[str, Any]) -> Row:
+        resource_id = r.get(id_field)
+        subscription = None
+        if platform == "Azure" and resource_id and "/subscriptions/" in str(resource_id).lower():
+            parts = str(resource_id).split("/")
+            lowered = [p.lower() for p in parts]
+            subscription = parts[lowered.index("subscriptions") + 1]
+        return {
+            "CloudPlatform": platform,
+            "CloudResource": r.get("resourceName"),
+            "ResourceType": r.get("resourceType"),
+            "ResourceID": resource_id,
+            "SubscriptionId": subscription or r.get("amazonAccountId") or r.get("projectId"),
+        }
+
+    return build
+
+
+def _app_id(value: object) -> int | None:
+    # AlertEvidence.ApplicationId is int (Defender for Cloud Apps' catalogue id).
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if -(2**31) <= number < 2**31 else None
+
+
+_COLUMNS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
+    "device": _device,
+    "user": lambda r: _account(r.get("userAccount")),
+    "mailbox": lambda r: {
+        **_account(r.get("userAccount")),
+        "AccountUpn": r.get("upn") or r.get("primaryAddress"),
+    },
+    "analyzedMessage": _mail_message,
+    "ip": lambda r: {"RemoteIP": r.get("ipAddress")},
+    "url": lambda r: {"RemoteUrl": r.get("url")},
+    "file": lambda r: {**_file(r.get("fileDetails")), "DeviceId": r.get("mdeDeviceId")},
+    "fileHash": _file_hash,
+    "process": _process,
+    "registryKey": lambda r: {"RegistryKey": _registry_key(r)},
+    "registryValue": lambda r: {
+        "RegistryKey": _registry_key(r),
+        "RegistryValueName": r.get("registryValueName"),
+        "RegistryValueData": r.get("registryValue"),
+        "DeviceId": r.get("mdeDeviceId"),
+    },
+    "cloudApplication": lambda r: {
+        "ApplicationId": _app_id(r.get("appId")),
+        "Application": r.get("displayName"),
+    },
+    "oauthApplication": lambda r: {
+        "OAuthApplicationId": r.get("appId"),
+        "Application": r.get("displayName"),
+    },
+    "servicePrincipal": lambda r: {
+        "OAuthApplicationId": r.get("appId"),
+        "Application": r.get("servicePrincipalName"),
+    },
+    "securityGroup": lambda r: {
+        "AccountSid": r.get("sid"),
+        "AccountObjectId": r.get("securityGroupId"),
+        "AccountName": r.get("displayName") or r.get("friendlyName"),
+    },
+    "malware": lambda r: {"ThreatFamily": r.get("name")},
+    "cloudLogonSession": lambda r: {
+        **_account(r.get("account")),
+        "DeviceName": r.get("deviceName"),
+    },
+    "networkConnection": lambda r: {
+        "RemoteIP": (r.get("destinationAddress") or {}).get("ipAddress"),
+        "LocalIP": (r.get("sourceAddress") or {}).get("ipAddress"),
+    },
+    "dns": lambda r: {"RemoteUrl": r.get("domainName")},
+    "azureResource": _cloud_resource("Azure", "resourceId"),
+    "amazonResource": _cloud_resource("AWS", "amazonResourceId"),
+    "googleCloudResource": _cloud_resource("GCP", "fullResourceName"),
+}
+
+
+def evidence_columns(odata_type: str | None, raw: Mapping[str, Any]) -> Row:
+    """The entity-specific AlertEvidence columns for one evidence item (others stay null)."""
+    build = _COLUMNS.get(evidence_kind(odata_type))
+    if build is None:
+        return {}
+    return {k: v for k, v in build(raw).items() if v is not None}
+
+
+__all__ = [
+    "ENTITY_TYPES",
+    "entity_type",
+    "evidence_columns",
+    "evidence_direction",
+    "evidence_role",
+]

@@ -1,0 +1,238 @@
+"""The workspace log store: Sentinel-shaped tables in one DuckDB file, appended to and queried.
+
+`xdrsync run` appends every few seconds while a user runs `xdrsync query` from another
+process; DuckDB allows one writer process or many readers, so every operation opens the file,
+works in one transaction and closes it again (see `access` for the retry and fairness rules).
+
+The KQL-visible tables are views over storage tables that also carry our bookkeeping columns
+(see `schemas.BOOKKEEPING_COLUMNS`), so `SecurityIncident | take 5` shows exactly Sentinel's
+columns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+import duckdb_kql
+from duckdb_kql.types import kusto_type
+
+from xdrsync.tables.access import open_store
+from xdrsync.tables.encode import write_ndjson
+from xdrsync.tables.errors import QueryError, engine_message, one_line
+from xdrsync.tables.queryresult import QueryResult, decode_rows
+from xdrsync.tables.schemas import BOOKKEEPING_COLUMNS, TABLE_NAMES, TableSchema, table_schema
+
+#: Storage tables live in their own DuckDB schema under a different name than the KQL view,
+#: because duckdb-kql keys its schema map by bare table name and two relations both called
+#: `SecurityIncident` would merge their column lists.
+_STORE_SCHEMA: Final = "xdrsync_store"
+_STORE_SUFFIX: Final = "_rows"
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _storage(table: str) -> str:
+    return f'{_STORE_SCHEMA}."{table}{_STORE_SUFFIX}"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class LogStore:
+    """Append-only Sentinel-compatible tables in one DuckDB file, queryable with KQL."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        read_timeout: float = 10.0,
+        write_timeout: float = 30.0,
+    ) -> None:
+        # Readers give up after ~10 s (a person is waiting); the writer waits longer because a
+        # user's long query should delay the sync, not fail it.
+        self._path = Path(path)
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._ready = False
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # -- public API -----------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Create the file and every table (or add columns a newer schema introduced)."""
+        with self._connect(read_only=False) as con:
+            self._ensure_schema(con)
+
+    def append(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append rows (column name -> value) to one table in a single transaction.
+
+        Values follow the column's KQL type: `datetime` takes aware datetimes (or naive UTC),
+        `dynamic` takes plain Python JSON values. Columns a row leaves out are null (or "" for
+        strings). Rows may carry the bookkeeping column `_Seq`.
+        """
+        self.append_batch({table: rows})
+
+    def append_batch(self, rows_by_table: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Append rows to several tables in ONE transaction (one open of the file).
+
+        A sync cycle writes an incident with its alerts and evidence this way, so a query that
+        joins SecurityIncident to SecurityAlert never sees one without the other, and the file
+        lock is taken once per cycle rather than once per table.
+        """
+        batches = [(table_schema(t), rows) for t, rows in rows_by_table.items() if rows]
+        if not batches:
+            return
+        files: list[Path] = []
+        try:
+            statements = [self._insert_statement(schema, rows, files) for schema, rows in batches]
+            with self._connect(read_only=False) as con:
+                self._ensure_schema(con)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    for statement in statements:
+                        con.execute(statement)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        finally:
+            for file in files:
+                file.unlink(missing_ok=True)
+
+    @staticmethod
+    def _insert_statement(
+        schema: TableSchema, rows: Sequence[Mapping[str, Any]], files: list[Path]
+    ) -> str:
+        """Write the rows to a temp NDJSON file and return the INSERT that bulk-loads it."""
+        columns = (*schema.columns, *BOOKKEEPING_COLUMNS)
+        fd, name = tempfile.mkstemp(prefix="xdrsync-append-", suffix=".ndjson")
+        files.append(Path(name))
+        # Graph JSON may carry lone UTF-16 surrogates (a "\\ud800" escape decodes to one);
+        # neither UTF-8 nor DuckDB's JSON reader accepts them, so they become "?".
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as out:
+            write_ndjson(out, columns, rows, schema.name)
+        # read_json over a file is DuckDB's bulk path: measured ~25x faster than executemany
+        # on a prepared INSERT for 35-column rows (~11,000 vs ~400 rows/s).
+        spec = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in columns)
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        # Identifiers come from the packaged schemas (checked against _IDENT when the tables
+        # are created) and the only literal is our own temp file's quoted path.
+        source = (
+            f"read_json({_quote_literal(name)}, format='newline_delimited', "
+            f"columns={{{spec}}}, maximum_object_size=268435456)"
+        )
+        return f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+
+    def query(self, kql: str) -> QueryResult:
+        """Run one KQL query over the tables; KQL and engine errors become `QueryError`."""
+        self._ensure_exists()
+        with self._connect(read_only=True) as con:
+            try:
+                cursor = duckdb_kql.execute(con, kql, allow_write=False)
+                description = cursor.description or []
+                raw_rows = cursor.fetchall()
+            except duckdb_kql.KqlError as exc:
+                raise QueryError(f"KQL error: {one_line(str(exc))}") from exc
+            except duckdb.Error as exc:
+                message = engine_message(str(exc), TABLE_NAMES)
+                raise QueryError(f"query failed: {message}") from exc
+        columns = tuple(str(d[0]) for d in description)
+        types = tuple(kusto_type(str(d[1])) for d in description)
+        return QueryResult(columns=columns, types=types, rows=decode_rows(types, raw_rows))
+
+    def sql(
+        self, text: str, params: Sequence[Any] | None = None, *, write: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """Run SQL for internal use (maintenance, counts); read-only unless `write=True`."""
+        if not write:
+            self._ensure_exists()
+        with self._connect(read_only=not write) as con:
+            if write:
+                self._ensure_schema(con)
+            cursor = con.execute(text, list(params) if params is not None else None)
+            return cursor.fetchall() if cursor.description else []
+
+    def max_seq(self, table: str) -> int | None:
+        """The highest `_Seq` stored in a table, to resume feeding it after a crash."""
+        table_schema(table)
+        rows = self.sql(f"SELECT max(_Seq) FROM {_storage(table)}")  # noqa: S608 - known table
+        value = rows[0][0] if rows else None
+        return int(value) if value is not None else None
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _ensure_exists(self) -> None:
+        if not self._path.exists():
+            self.initialize()
+
+    def _connect(self, *, read_only: bool) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        if not read_only:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        timeout = self._read_timeout if read_only else self._write_timeout
+        return open_store(self._path, read_only=read_only, timeout=timeout)
+
+    def _ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._ready:
+            return
+        existing: dict[str, set[str]] = {}
+        for table, column in con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = ?",
+            [_STORE_SCHEMA],
+        ).fetchall():
+            existing.setdefault(str(table), set()).add(str(column))
+        views = {
+            str(r[0])
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'main' AND table_type = 'VIEW'"
+            ).fetchall()
+        }
+        statements = [f"CREATE SCHEMA IF NOT EXISTS {_STORE_SCHEMA}"]
+        for name in TABLE_NAMES:
+            statements.extend(_schema_statements(table_schema(name), existing, views))
+        if len(statements) > 1:
+            con.execute("BEGIN TRANSACTION")
+            for statement in statements:
+                con.execute(statement)
+            con.execute("COMMIT")
+        self._ready = True
+
+
+def _schema_statements(
+    schema: TableSchema, existing: Mapping[str, set[str]], views: set[str]
+) -> list[str]:
+    columns = (*schema.columns, *BOOKKEEPING_COLUMNS)
+    for col in columns:
+        if not _IDENT.match(col.name):
+            raise ValueError(f"{schema.name}: unsafe column name {col.name!r}")
+    have = existing.get(f"{schema.name}{_STORE_SUFFIX}")
+    statements: list[str] = []
+    if have is None:
+        body = ", ".join(f'"{c.name}" {c.duckdb_type}' for c in columns)
+        statements.append(f"CREATE TABLE {_storage(schema.name)} ({body})")
+        missing: list[str] = []
+    else:
+        missing = [c.name for c in columns if c.name not in have]
+        statements.extend(
+            f'ALTER TABLE {_storage(schema.name)} ADD COLUMN "{c.name}" {c.duckdb_type}'
+            for c in columns
+            if c.name in missing
+        )
+    if have is None or missing or schema.name not in views:
+        visible = ", ".join(f'"{c.name}"' for c in schema.columns)
+        select = f"SELECT {visible} FROM {_storage(schema.name)}"  # noqa: S608 - checked names
+        statements.append(f'CREATE OR REPLACE VIEW main."{schema.name}" AS {select}')
+    return statements
+
+
+__all__ = ["LogStore", "QueryResult"]

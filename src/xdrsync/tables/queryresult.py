@@ -1,0 +1,47 @@
+"""The result of one KQL query: column names, KQL types and rows of plain Python values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows as Python values: `dynamic` decoded from JSON, `datetime` timezone-aware UTC."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def column(self, name: str) -> list[Any]:
+        """Every value of one column, in row order."""
+        index = self.columns.index(name)
+        return [row[index] for row in self.rows]
+
+
+def _decode(kql_type: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kql_type == "dynamic" and isinstance(value, str):
+        # DuckDB hands JSON back as its text; callers want the structure KQL shows.
+        return json.loads(value)
+    if isinstance(value, datetime):
+        # TIMESTAMP columns hold UTC wall time; make that explicit so nobody reads it as local.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(), tzinfo=UTC)
+    return value
+
+
+def decode_rows(types: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(tuple(_decode(t, v) for t, v in zip(types, row, strict=True)) for row in rows)
+
+
+__all__ = ["QueryResult", "decode_rows"]

@@ -1,0 +1,203 @@
+"""Value tables: Defender XDR's Graph values as Microsoft's Sentinel connector writes them.
+
+Keys are Graph wire values, lower-cased, so PascalCase and camelCase spellings both match
+(Graph examples use both). Sources: reference/microsoft-apis.md §1.3, §3.2, §3.7 and public
+Sentinel queries; rows marked UNVERIFIED are our best reading, not a Microsoft statement.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Final, NamedTuple
+
+#: Provider name of XDR incidents in SecurityIncident (current Sentinel docs; older rows say
+#: "Microsoft 365 Defender" - queries written for either should match on `in (...)`).
+INCIDENT_PROVIDER_NAME: Final = "Microsoft XDR"
+VENDOR_NAME: Final = "Microsoft"
+
+#: Sentinel's severity enum has no "unknown"; Defender's `unknown` (legacy "UnSpecified") is
+#: the least severe value Sentinel can hold. UNVERIFIED for `unknown`.
+SEVERITY: Final[dict[str, str]] = {
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+    "informational": "Informational",
+    "unknown": "Informational",
+    "unknownfuturevalue": "Informational",
+}
+
+#: Incident status, §1.3: Defender Active -> Sentinel New (documented); In progress -> Active,
+#: Resolved -> Closed (the obvious reading, UNVERIFIED); merged (`redirected`) incidents are
+#: closed by Sentinel (§1.6). `awaitingAction` is Defender Experts waiting on the customer:
+#: someone is handling it, so Active (UNVERIFIED).
+INCIDENT_STATUS: Final[dict[str, str]] = {
+    "active": "New",
+    "inprogress": "Active",
+    "awaitingaction": "Active",
+    "resolved": "Closed",
+    "redirected": "Closed",
+}
+CLOSED: Final = "Closed"
+
+#: Classification -> (Sentinel Classification, ClassificationReason), §1.3. Determination has no
+#: Sentinel field: the documented table maps every determination of a class to one reason.
+CLASSIFICATION: Final[dict[str, tuple[str, str | None]]] = {
+    "truepositive": ("TruePositive", "SuspiciousActivity"),
+    "falsepositive": ("FalsePositive", "InaccurateData"),
+    "informationalexpectedactivity": ("BenignPositive", "SuspiciousButExpected"),
+}
+UNDETERMINED: Final = "Undetermined"
+
+#: SecurityAlert.Status, whose vocabulary is New / InProgress / Resolved / Dismissed / Unknown.
+ALERT_STATUS: Final[dict[str, str]] = {
+    "new": "New",
+    "inprogress": "InProgress",
+    "resolved": "Resolved",
+    "unknown": "Unknown",
+    "unknownfuturevalue": "Unknown",
+}
+
+
+class Product(NamedTuple):
+    """SecurityAlert.ProductName and SecurityAlert.ProviderName for one Defender service."""
+
+    product_name: str
+    provider_name: str
+
+
+#: Graph serviceSource -> legacy product and provider names that Sentinel queries filter on
+#: (the connector's own alert query lists these ProductName values; ProviderName values are
+#: the ones public Sentinel queries use: MDATP, OATP, MCAS, IPC). Services added after the
+#: connector was written fall back to Graph's productName. Provider names for
+#: microsoft365Defender and the newer services are UNVERIFIED.
+PRODUCTS: Final[dict[str, Product]] = {
+    "microsoftdefenderforendpoint": Product(
+        "Microsoft Defender Advanced Threat Protection", "MDATP"
+    ),
+    "microsoftdefenderforidentity": Product(
+        "Azure Advanced Threat Protection", "Azure Advanced Threat Protection"
+    ),
+    "microsoftdefenderforoffice365": Product("Office 365 Advanced Threat Protection", "OATP"),
+    "microsoftdefenderforcloudapps": Product("Microsoft Cloud App Security", "MCAS"),
+    "microsoft365defender": Product("Microsoft 365 Defender", "Microsoft 365 Defender"),
+    "azureadidentityprotection": Product("Azure Active Directory Identity Protection", "IPC"),
+    "microsoftdefenderforcloud": Product("Azure Security Center", "Azure Security Center"),
+    "microsoftsentinel": Product("Azure Sentinel", "ASI Scheduled Alerts"),
+}
+
+#: Graph serviceSource -> the display name advanced hunting (AlertInfo/AlertEvidence) shows.
+SERVICE_DISPLAY: Final[dict[str, str]] = {
+    "microsoftdefenderforendpoint": "Microsoft Defender for Endpoint",
+    "microsoftdefenderforidentity": "Microsoft Defender for Identity",
+    "microsoftdefenderforoffice365": "Microsoft Defender for Office 365",
+    "microsoftdefenderforcloudapps": "Microsoft Defender for Cloud Apps",
+    "microsoft365defender": "Microsoft Defender XDR",
+    "azureadidentityprotection": "Microsoft Entra ID Protection",
+    "microsoftappgovernance": "App Governance",
+    "datalossprevention": "Microsoft Data Loss Prevention",
+    "microsoftdefenderforcloud": "Microsoft Defender for Cloud",
+    "microsoftsentinel": "Microsoft Sentinel",
+    "microsoftinsiderriskmanagement": "Microsoft Insider Risk Management",
+}
+
+#: Graph detectionSource -> advanced hunting's DetectionSource text (UNVERIFIED beyond the
+#: names Defender's docs show: EDR, Antivirus, Custom detection, Custom TI, ...). Anything
+#: else is spelled out from its camelCase.
+DETECTION_DISPLAY: Final[dict[str, str]] = {
+    "microsoftdefenderforendpoint": "EDR",
+    "antivirus": "Antivirus",
+    "smartscreen": "SmartScreen",
+    "customti": "Custom TI",
+    "customdetection": "Custom detection",
+    "automatedinvestigation": "Automated investigation",
+    "microsoftthreatexperts": "Microsoft Defender Experts",
+    "cloudappsecurity": "Microsoft Defender for Cloud Apps",
+    "microsoft365defender": "Microsoft Defender XDR",
+    "azureadidentityprotection": "Microsoft Entra ID Protection",
+    "manual": "Manual",
+    "microsoftdatalossprevention": "Microsoft Data Loss Prevention",
+    "scheduledalerts": "Scheduled Alerts",
+    "nrtalerts": "NRT Alerts",
+}
+
+#: MITRE ATT&CK tactics as Sentinel spells them (PascalCase, no spaces). Graph `categories`
+#: mix tactics with other labels ("Malware", "SuspiciousActivity"); only tactics go to Tactics.
+MITRE_TACTICS: Final[frozenset[str]] = frozenset(
+    {
+        "Reconnaissance",
+        "ResourceDevelopment",
+        "InitialAccess",
+        "Execution",
+        "Persistence",
+        "PrivilegeEscalation",
+        "DefenseEvasion",
+        "CredentialAccess",
+        "Discovery",
+        "LateralMovement",
+        "Collection",
+        "CommandAndControl",
+        "Exfiltration",
+        "Impact",
+        "ImpairProcessControl",
+        "InhibitResponseFunction",
+        "PreAttack",
+    }
+)
+_TACTIC_BY_KEY: Final = {t.lower(): t for t in MITRE_TACTICS}
+
+
+def wire(value: object) -> str | None:
+    """The Graph wire string of an enum member or plain string (None when absent)."""
+    if value is None:
+        return None
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def key(value: object) -> str:
+    """Lookup key for the tables above: the wire value, lower-cased, "" when absent."""
+    return (wire(value) or "").strip().lower()
+
+
+def title_case(value: object) -> str | None:
+    """`high` -> `High`, `noThreatsFound` -> `NoThreatsFound` (Sentinel's PascalCase values)."""
+    text = wire(value)
+    return text[:1].upper() + text[1:] if text else None
+
+
+def spell_out(value: object) -> str | None:
+    """`microsoftDefenderForIoT` -> `Microsoft Defender For Io T` style fallback display text."""
+    text = wire(value)
+    if not text:
+        return None
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text).split()
+    return " ".join(w[:1].upper() + w[1:] for w in words)
+
+
+def tactic(category: str) -> str | None:
+    """The MITRE tactic a Graph category names, if it names one."""
+    return _TACTIC_BY_KEY.get(re.sub(r"[\s_-]", "", category).lower())
+
+
+__all__ = [
+    "ALERT_STATUS",
+    "CLASSIFICATION",
+    "CLOSED",
+    "DETECTION_DISPLAY",
+    "INCIDENT_PROVIDER_NAME",
+    "INCIDENT_STATUS",
+    "MITRE_TACTICS",
+    "PRODUCTS",
+    "SERVICE_DISPLAY",
+    "SEVERITY",
+    "UNDETERMINED",
+    "VENDOR_NAME",
+    "Product",
+    "key",
+    "spell_out",
+    "tactic",
+    "title_case",
+    "wire",
+]

@@ -1,0 +1,425 @@
+"""The emulator speaks Graph's security contract: sign-in, listing, paging, errors, writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xdrsync.emulator.faults import FaultSettings
+from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
+
+# Key sets of the example responses in Microsoft's Graph documentation (security-list-incidents,
+# security-get-alert): the emulator's objects must carry every one of them.
+DOC_INCIDENT_KEYS = {
+    "@odata.type",
+    "id",
+    "incidentWebUrl",
+    "redirectIncidentId",
+    "tenantId",
+    "displayName",
+    "createdDateTime",
+    "lastUpdateDateTime",
+    "assignedTo",
+    "classification",
+    "determination",
+    "status",
+    "severity",
+    "customTags",
+    "comments",
+    "systemTags",
+    "description",
+}
+DOC_ALERT_KEYS = {
+    "@odata.type",
+    "id",
+    "providerAlertId",
+    "incidentId",
+    "status",
+    "severity",
+    "classification",
+    "determination",
+    "serviceSource",
+    "detectionSource",
+    "detectorId",
+    "tenantId",
+    "title",
+    "description",
+    "recommendedActions",
+    "category",
+    "assignedTo",
+    "alertWebUrl",
+    "incidentWebUrl",
+    "actorDisplayName",
+    "threatDisplayName",
+    "threatFamilyName",
+    "mitreTechniques",
+    "createdDateTime",
+    "lastUpdateDateTime",
+    "resolvedDateTime",
+    "firstActivityDateTime",
+    "lastActivityDateTime",
+    "comments",
+    "evidence",
+}
+DOC_DEVICE_EVIDENCE_KEYS = {
+    "@odata.type",
+    "createdDateTime",
+    "verdict",
+    "remediationStatus",
+    "remediationStatusDetails",
+    "firstSeenDateTime",
+    "mdeDeviceId",
+    "azureAdDeviceId",
+    "deviceDnsName",
+    "osPlatform",
+    "osBuild",
+    "version",
+    "healthStatus",
+    "riskScore",
+    "rbacGroupId",
+    "rbacGroupName",
+    "onboardingStatus",
+    "defenderAvStatus",
+    "ipInterfaces",
+    "loggedOnUsers",
+    "roles",
+    "detailedRoles",
+    "tags",
+    "vmMetadata",
+}
+SCOPE = "https://graph.microsoft.com/.default"
+
+
+def test_sign_in_and_bearer_checks(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=5)
+    base = caller.server.base_url
+    tenant = caller.tenant
+    ok = caller.http.post(
+        f"{base}/{tenant.tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": tenant.client_id,
+            "client_secret": tenant.client_secret,
+            "scope": SCOPE,
+        },
+    )
+    assert ok.status_code == 200
+    assert ok.json()["token_type"] == "Bearer" and ok.json()["expires_in"] > 3000
+    wrong = caller.http.post(
+        f"{base}/{tenant.tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": tenant.client_id,
+            "client_secret": "nope",
+            "scope": SCOPE,
+        },
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    assert "AADSTS7000215" in wrong.json()["error_description"]
+    unknown = caller.http.post(
+        f"{base}/not-a-tenant/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": tenant.client_id,
+            "client_secret": tenant.client_secret,
+            "scope": SCOPE,
+        },
+    )
+    assert unknown.status_code == 400 and "AADSTS90002" in unknown.json()["error_description"]
+    meta = caller.http.get(
+        f"{base}/{tenant.tenant_id}/v2.0/.well-known/openid-configuration"
+    ).json()
+    assert meta["token_endpoint"].endswith(f"/{tenant.tenant_id}/oauth2/v2.0/token")
+
+    for headers in ({}, {"Authorization": "Bearer forged"}):
+        refused = caller.http.get(f"{base}/v1.0/security/incidents", headers=headers)
+        assert refused.status_code == 401
+        error = refused.json()["error"]
+        assert error["code"] == "InvalidAuthenticationToken"
+        assert {"date", "request-id", "client-request-id"} <= set(error["innerError"])
+
+
+def test_list_shapes_match_the_documentation_examples(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=30)
+    plain = caller.get("/incidents", params={"$top": "10"}).json()
+    assert "@odata.context" in plain and len(plain["value"]) == 10
+    assert all(set(i) >= DOC_INCIDENT_KEYS and "alerts" not in i for i in plain["value"])
+    expanded = caller.get("/incidents", params={"$expand": "alerts", "$top": "10"}).json()
+    alerts = [a for i in expanded["value"] for a in i["alerts"]]
+    assert alerts and all(set(a) >= DOC_ALERT_KEYS for a in alerts)
+    devices = [
+        e for a in alerts for e in a["evidence"] if e["@odata.type"].endswith("deviceEvidence")
+    ]
+    assert devices and all(set(d) >= DOC_DEVICE_EVIDENCE_KEYS for d in devices)
+    counted = caller.get("/incidents", params={"$count": "true", "$top": "5"}).json()
+    assert counted["@odata.count"] == 30
+    one = caller.get(f"/incidents/{plain['value'][0]['id']}").json()
+    assert one["id"] == plain["value"][0]["id"] and "alerts" not in one
+    with_alerts = caller.get(
+        f"/incidents/{plain['value'][0]['id']}", params={"$expand": "alerts"}
+    ).json()
+    nav = caller.get(f"/incidents/{plain['value'][0]['id']}/alerts").json()["value"]
+    assert sorted(a["id"] for a in nav) == sorted(a["id"] for a in with_alerts["alerts"])
+    listed_alerts = caller.get("/alerts_v2", params={"$top": "3"}).json()["value"]
+    assert len(listed_alerts) == 3 and all(set(a) >= DOC_ALERT_KEYS for a in listed_alerts)
+    alert = caller.get(f"/alerts_v2/{listed_alerts[0]['id']}").json()
+    assert alert["id"] == listed_alerts[0]["id"]
+
+
+def test_newest_first_unless_ordered_otherwise(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=40)
+    default = caller.all_pages("/incidents")
+    created = [i["createdDateTime"] for i in default]
+    assert created == sorted(created, reverse=True)
+    ascending = caller.all_pages("/incidents", params={"$orderby": "lastUpdateDateTime asc"})
+    updated = [i["lastUpdateDateTime"] for i in ascending]
+    assert updated == sorted(updated)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "fragment"),
+    [
+        (
+            "/incidents",
+            {"$top": "100"},
+            400,
+            "The limit of '50' for Top query has been exceeded. The value from the incoming request is '100'.",
+        ),
+        ("/alerts_v2", {"$top": "1001"}, 400, "1000"),
+        ("/incidents", {"$skip": "501"}, 400, "skip"),
+        ("/incidents", {"$filter": "lastUpdateDateTime gx 2024-01-01T00:00:00Z"}, 400, ""),
+        ("/incidents", {"$filter": "displayName eq 'x'"}, 400, ""),
+        ("/alerts_v2", {"$expand": "alerts"}, 400, ""),
+        ("/incidents/999999", {}, 404, "999999"),
+        ("/alerts_v2/nope", {}, 404, "nope"),
+    ],
+)
+def test_documented_errors(
+    run_emulator: Any, path: str, params: dict[str, str], status: int, fragment: str
+) -> None:
+    (caller,) = run_emulator(incidents=5)
+    reply = caller.get(path, params=params)
+    assert reply.status_code == status
+    error = reply.json()["error"]
+    assert error["code"] and fragment.lower() in error["message"].lower()
+
+
+def test_paging_through_every_incident_returns_each_exactly_once(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=1200)
+    seen = caller.all_pages("/incidents", params={"$top": "50"})
+    ids = [i["id"] for i in seen]
+    assert len(ids) == len(set(ids)) == 1200
+    truth = caller.control("GET", "/truth").json()["value"]
+    assert set(ids) == {i["id"] for i in truth}
+    since = sorted(i["lastUpdateDateTime"] for i in truth)[600]
+    filtered = caller.all_pages("/incidents", params={"$filter": f"lastUpdateDateTime ge {since}"})
+    assert {i["id"] for i in filtered} == {
+        i["id"] for i in truth if i["lastUpdateDateTime"] >= since
+    }
+
+
+def test_patch_and_comments(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=10)
+    incident = caller.get("/incidents", params={"$top": "1"}).json()["value"][0]
+    path = f"/incidents/{incident['id']}"
+    updated = caller.request(
+        "PATCH",
+        path,
+        json={"status": "InProgress", "assignedTo": "kai@contoso.com", "customTags": ["x", "y"]},
+    )
+    assert updated.status_code == 200, updated.text
+    body = updated.json()
+    assert body["status"] == "inProgress" and body["assignedTo"] == "kai@contoso.com"
+    assert body["customTags"] == ["x", "y"]
+    assert body["lastUpdateDateTime"] > incident["lastUpdateDateTime"]
+    assert body["lastModifiedBy"].startswith("API-App:")
+    for bad in (
+        {"severity": "high"},
+        {"status": "sleeping"},
+        {"customTags": "x"},
+        {"displayName": "x"},
+    ):
+        refused = caller.request("PATCH", path, json=bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["code"] == "BadRequest"
+    both = caller.request(
+        "PATCH", path, json={"classification": "truePositive", "determination": "CompromisedUser"}
+    )
+    assert both.json()["determination"] == "compromisedUser"
+    before = len(caller.get(path).json()["comments"])
+    posted = caller.request(
+        "POST",
+        f"{path}/comments",
+        json={"@odata.type": "microsoft.graph.security.alertComment", "comment": "triaged"},
+    )
+    assert posted.status_code == 200
+    comments = posted.json()["value"]
+    assert len(comments) == before + 1 and comments[-1]["comment"] == "triaged"
+    assert set(comments[-1]) == {"comment", "createdByDisplayName", "createdDateTime"}
+    assert caller.request("POST", f"{path}/comments", json={}).status_code == 400
+    resolved = caller.request("PATCH", path, json={"status": "resolved"}).json()
+    assert resolved["status"] == "resolved"
+    alerts = caller.get(f"{path}/alerts").json()["value"]
+    assert all(a["status"] == "resolved" for a in alerts)  # resolving resolves the alerts
+
+    alert_id = alerts[0]["id"]
+    changed = caller.request(
+        "PATCH", f"/alerts_v2/{alert_id}", json={"status": "inProgress", "assignedTo": "a@b.c"}
+    )
+    assert changed.status_code == 200 and changed.json()["status"] == "inProgress"
+    assert (
+        caller.request("PATCH", f"/alerts_v2/{alert_id}", json={"customTags": ["x"]}).status_code
+        == 400
+    )
+    alert_comments = caller.request(
+        "POST", f"/alerts_v2/{alert_id}/comments", json={"comment": "seen"}
+    ).json()
+    assert alert_comments["value"][-1]["comment"] == "seen"
+
+
+def test_tenants_are_isolated_and_throttled_separately(run_emulator: Any) -> None:
+    settings = EmulatorSettings(
+        tenants=(
+            TenantSpec.derived(3, 0, incidents=8, rate_limit_per_minute=4),
+            TenantSpec.derived(3, 1, incidents=12),
+        ),
+        seed=3,
+    )
+    limited, free = run_emulator(settings)
+    ids_a = {i["id"] + i["tenantId"] for i in limited.all_pages("/incidents")}
+    assert len(ids_a) == 8 and all(limited.tenant.tenant_id in x for x in ids_a)
+    ids_b = free.all_pages("/incidents")
+    assert len(ids_b) == 12 and {i["tenantId"] for i in ids_b} == {free.tenant.tenant_id}
+    token = limited.token()
+    statuses = [
+        limited.http.get(
+            f"{limited.server.base_url}/v1.0/security/incidents",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        for _ in range(5)
+    ]
+    throttled = [r for r in statuses if r.status_code == 429]
+    assert throttled, [r.status_code for r in statuses]
+    assert int(throttled[0].headers["Retry-After"]) >= 1
+    assert throttled[0].json()["error"]["code"] == "TooManyRequests"
+    assert free.get("/incidents").status_code == 200  # the other tenant is not affected
+    stats = limited.control("GET", "/stats").json()
+    assert stats["throttled"] >= 1 and stats["by_route"]["GET /v1.0/security/incidents"] >= 5
+
+
+def test_injected_faults(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=20, faults="expand_error_rate=1")
+    assert caller.get("/incidents", params={"$expand": "alerts"}).status_code == 500
+    assert caller.get("/incidents").status_code == 200
+    caller.control("POST", "/faults", content="error_rate=1")
+    assert caller.get("/incidents").status_code in (500, 503)
+    caller.control("POST", "/faults", content="reset_rate=1")
+    with pytest.raises(httpx.RemoteProtocolError):
+        caller.get("/incidents")
+    caller.control("POST", "/pause")
+    assert caller.get("/incidents").status_code == 200  # paused: no faults
+    caller.control("POST", "/resume")
+    caller.control("POST", "/faults", content="slow_rate=1,slow_seconds=0.5")
+    started = time.monotonic()
+    assert caller.get("/incidents").status_code == 200
+    assert time.monotonic() - started >= 0.5
+    stats = caller.control("GET", "/stats").json()
+    assert stats["faults"]["expand"] >= 1 and stats["faults"]["error"] >= 1
+    assert stats["faults"]["reset"] >= 1 and stats["faults"]["slow"] >= 1
+    assert caller.control("POST", "/faults", content="bogus=1").status_code == 400
+
+
+def test_late_visibility_hides_fresh_updates_from_listing_only(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=10, faults="late_seconds=1.5")
+    target = caller.get("/incidents", params={"$top": "1"}).json()["value"][0]
+    edited = caller.control(
+        "POST",
+        f"/incidents/{target['id']}",
+        json={"status": "inProgress", "assignedTo": "amy@contoso.com"},
+    ).json()
+    since = edited["lastUpdateDateTime"]
+    listed = caller.all_pages("/incidents", params={"$filter": f"lastUpdateDateTime ge {since}"})
+    assert listed == []  # not yet indexed
+    assert caller.get(f"/incidents/{target['id']}").json()["assignedTo"] == "amy@contoso.com"
+    truth = {i["id"]: i for i in caller.control("GET", "/truth").json()["value"]}
+    assert truth[target["id"]]["assignedTo"] == "amy@contoso.com"
+    time.sleep(1.7)
+    listed = caller.all_pages("/incidents", params={"$filter": f"lastUpdateDateTime ge {since}"})
+    assert [i["id"] for i in listed] == [target["id"]]
+
+
+def test_live_activity_changes_incidents(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=20, activity_per_minute=1200)
+    before = {
+        i["id"]: i["lastUpdateDateTime"] for i in caller.control("GET", "/truth").json()["value"]
+    }
+    time.sleep(2.5)
+    after = {i["id"]: i for i in caller.control("GET", "/truth").json()["value"]}
+    changed = [i for i, inc in after.items() if before.get(i) != inc["lastUpdateDateTime"]]
+    assert len(changed) >= 3
+    assert len(after) > len(before)  # new incidents arrived
+    caller.control("POST", "/pause")
+    time.sleep(0.3)
+    settled = caller.control("GET", "/truth").json()["value"]
+    time.sleep(0.5)
+    assert caller.control("GET", "/truth").json()["value"] == settled
+
+
+def test_load_serves_a_file_exactly_as_given(run_emulator: Any, tmp_path: Path) -> None:
+    incident: dict[str, Any] = {
+        "@odata.type": "#microsoft.graph.security.incident",
+        "id": "2972395",
+        "tenantId": "b3c1b5fc-828c-45fa-a1e1-10d74f6d6e9c",
+        "displayName": "Multi-stage incident",
+        "createdDateTime": "2021-08-13T08:43:35.5533333Z",
+        "lastUpdateDateTime": "2021-09-30T09:35:45.1133333Z",
+        "classification": "TruePositive",
+        "determination": "MultiStagedAttack",
+        "status": "Active",
+        "severity": "Medium",
+        "futureProperty": {"nested": [1, 2, None]},
+        "comments": [
+            {
+                "comment": "Demo incident",
+                "createdBy": "DavidS@contoso.com",
+                "createdTime": "2021-09-30T12:07:37.2756993Z",
+            }
+        ],
+        "alerts": [
+            {
+                "@odata.type": "#microsoft.graph.security.alert",
+                "id": "da637551227677560813_-961444813",
+                "incidentId": "2972395",
+                "status": "new",
+                "lastUpdateDateTime": "2021-05-02T14:19:01.3266667Z",
+                "evidence": [
+                    {"@odata.type": "#microsoft.graph.security.someFutureEvidence", "x": 1}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "incidents.json"
+    path.write_text(json.dumps({"value": [incident]}))
+    from xdrsync.emulator.service import settings_for
+
+    (caller,) = run_emulator(settings_for(load_file=path))
+    listed = caller.get("/incidents", params={"$expand": "alerts"}).json()["value"]
+    assert listed == [incident]
+    single = caller.get("/incidents/2972395", params={"$expand": "alerts"}).json()
+    single.pop("@odata.context")
+    assert single == incident
+
+
+def test_fault_spec_parsing() -> None:
+    spec = FaultSettings.parse(
+        "error_rate=0.05,reset_rate=0.02,slow_rate=0.05,slow_seconds=2,expand_error_rate=0.1,late_seconds=20"
+    )
+    assert spec.error_rate == 0.05 and spec.late_seconds == 20
+    for bad in ("nope=1", "error_rate=2", "error_rate=x", "late_seconds"):
+        with pytest.raises(ValueError, match=r"fault setting|unknown"):
+            FaultSettings.parse(bad)

@@ -1,0 +1,301 @@
+"""Sign-in with msal over our httpx client: caching, renewal, the loopback shim, certificates,
+failures as clear errors, and secrets and tokens that never leak."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from entra_fake import FakeEntra, self_signed, write_pem
+from graph_fakes import CLIENT_ID, SECRET, TENANT_ID, graph_error, graph_json, make_tenant
+from pydantic import SecretStr, ValidationError
+
+from xdrsync.config import SyncConfig, TenantConfig
+from xdrsync.errors import ConfigError, RetriableError, ThrottledError
+from xdrsync.graph.auth import TokenProvider, certificate_thumbprint, msal_authority
+from xdrsync.graph.client import GraphClient
+
+LOGIN = "https://login.microsoftonline.com"
+LOOPBACK = "http://127.0.0.1:8650"
+
+
+@pytest.fixture(scope="module")
+def keypair() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    return self_signed()
+
+
+@pytest.fixture
+def http_clients() -> Iterator[list[httpx.Client]]:
+    made: list[httpx.Client] = []
+    yield made
+    for client in made:
+        client.close()
+
+
+def provider(
+    fake: Any, made: list[httpx.Client], tenant: TenantConfig | None = None
+) -> TokenProvider:
+    http = httpx.Client(transport=httpx.MockTransport(fake))
+    made.append(http)
+    return TokenProvider(tenant or make_tenant(), http)
+
+
+def entra(**overrides: Any) -> FakeEntra:
+    values: dict[str, Any] = {
+        "advertised": LOGIN,
+        "tenant_id": TENANT_ID,
+        "client_id": CLIENT_ID,
+        "secret": SECRET,
+    }
+    values.update(overrides)
+    return FakeEntra(**values)
+
+
+def test_one_token_request_serves_many_calls(http_clients: list[httpx.Client]) -> None:
+    fake = entra()
+    tokens = provider(fake, http_clients)
+    values = {tokens.token() for _ in range(25)}
+    assert values == set(fake.issued) and len(values) == 1
+    assert (fake.discovery_gets, fake.token_posts) == (1, 1)
+    assert tokens.token_requests == 1
+
+
+def test_the_token_is_renewed_before_it_expires(
+    http_clients: list[httpx.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = entra(expires_in=3600)
+    tokens = provider(fake, http_clients)
+    first = tokens.token()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 1800)
+    assert tokens.token() == first  # still comfortably valid
+    monkeypatch.setattr(time, "time", lambda: real() + 3400)  # 200 s left: renew now
+    second = tokens.token()
+    assert second != first
+    assert fake.token_posts == 2
+
+
+def test_invalidate_forces_a_fresh_token(http_clients: list[httpx.Client]) -> None:
+    fake = entra()
+    tokens = provider(fake, http_clients)
+    first = tokens.token()
+    tokens.invalidate()
+    assert tokens.token() != first
+    assert fake.token_posts == 2
+
+
+def test_the_scope_is_the_graph_root(http_clients: list[httpx.Client]) -> None:
+    fake = entra()
+    tokens = provider(fake, http_clients)
+    tokens.token()
+    assert tokens.scope == "https://graph.microsoft.com/.default"
+
+
+def test_a_loopback_authority_is_reached_over_plain_http(
+    http_clients: list[httpx.Client],
+) -> None:
+    # The metadata advertises https (msal accepts nothing else); the wire stays http.
+    fake = entra(advertised="https://127.0.0.1:8650")
+    tenant = make_tenant(authority_url=LOOPBACK, graph_url=LOOPBACK)
+    tokens = provider(fake, http_clients, tenant)
+    assert tokens.token() == fake.issued[0]
+    assert fake.seen_urls == [
+        f"{LOOPBACK}/{TENANT_ID}/v2.0/.well-known/openid-configuration",
+        f"{LOOPBACK}/{TENANT_ID}/oauth2/v2.0/token",
+    ]
+    assert tokens.scope == f"{LOOPBACK}/.default"
+
+
+@pytest.mark.parametrize(
+    ("authority", "msal_form", "rewritten"),
+    [
+        (LOGIN, f"{LOGIN}/{TENANT_ID}", None),
+        ("http://127.0.0.1:8650", f"https://127.0.0.1:8650/{TENANT_ID}", "https://127.0.0.1:8650"),
+        ("http://localhost:9000", f"https://localhost:9000/{TENANT_ID}", "https://localhost:9000"),
+        ("http://[::1]:9000", f"https://[::1]:9000/{TENANT_ID}", "https://[::1]:9000"),
+        ("http://127.8.9.10", f"https://127.8.9.10/{TENANT_ID}", "https://127.8.9.10"),
+    ],
+)
+def test_the_shim_only_touches_loopback_http(
+    authority: str, msal_form: str, rewritten: str | None
+) -> None:
+    assert msal_authority(make_tenant(authority_url=authority)) == (msal_form, rewritten)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://login.example.com", "http://10.0.0.5:8650", "http://127.0.0.1.evil.example"]
+)
+def test_plain_http_is_refused_for_non_loopback_hosts(url: str) -> None:
+    with pytest.raises(ValidationError, match="only accepted for a loopback"):
+        make_tenant(authority_url=url)
+    with pytest.raises(ValidationError, match="only accepted for a loopback"):
+        make_tenant(graph_url=url)
+    # Even a config that skipped validation cannot get a token over it.
+    unchecked = make_tenant().model_copy(update={"authority_url": url})
+    with pytest.raises(ConfigError, match="loopback"):
+        msal_authority(unchecked)
+
+
+def test_a_refused_secret_is_a_config_error_that_never_shows_the_secret(
+    http_clients: list[httpx.Client],
+) -> None:
+    fake = entra(secret="the-right-one", echo_secret_in_errors=True)
+    tokens = provider(fake, http_clients)
+    with pytest.raises(ConfigError) as raised:
+        tokens.token()
+    message = str(raised.value)
+    assert "AADSTS7000215" in message and "client_secret" in message
+    assert SECRET not in message
+    assert "\n" not in message
+
+
+def test_an_unknown_client_id_is_a_config_error(http_clients: list[httpx.Client]) -> None:
+    fake = entra(client_id="99999999-9999-9999-9999-999999999999")
+    with pytest.raises(ConfigError, match="check client_id"):
+        provider(fake, http_clients).token()
+
+
+def test_an_unknown_tenant_is_a_config_error_naming_it(http_clients: list[httpx.Client]) -> None:
+    fake = entra(tenant_id="11111111-0000-0000-0000-000000000000")
+    with pytest.raises(ConfigError) as raised:
+        provider(fake, http_clients).token()
+    assert TENANT_ID in str(raised.value)
+    assert "AADSTS90002" in str(raised.value)
+
+
+def test_a_busy_token_endpoint_is_retriable(http_clients: list[httpx.Client]) -> None:
+    fake = entra(token_status=503)
+    with pytest.raises(RetriableError) as raised:
+        provider(fake, http_clients).token()
+    assert not isinstance(raised.value, ConfigError)
+
+
+def test_a_throttled_token_endpoint_carries_retry_after(http_clients: list[httpx.Client]) -> None:
+    fake = entra(token_status=429, token_headers={"Retry-After": "12"})
+    with pytest.raises(ThrottledError) as raised:
+        provider(fake, http_clients).token()
+    assert raised.value.retry_after == 12.0
+
+
+def test_an_unreachable_authority_is_retriable(http_clients: list[httpx.Client]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(RetriableError, match="ConnectError"):
+        provider(refuse, http_clients).token()
+
+
+def test_certificate_credentials_sign_an_rs256_assertion(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    key, certificate = keypair
+    pem = write_pem(tmp_path / "app.pem", key, certificate)
+    fake = entra(secret=None, certificate=certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    tokens = provider(fake, http_clients, tenant)
+    assert tokens.token() == fake.issued[0]
+    thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()
+    assert certificate_thumbprint(certificate) == thumbprint
+    assert fake.assertion_headers[0]["alg"] == "RS256"
+
+
+def test_a_certificate_the_key_does_not_match_is_a_config_error(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    other_key, _ = self_signed("other")
+    pem = write_pem(tmp_path / "mixed.pem", other_key, keypair[1])
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    with pytest.raises(ConfigError, match="does not belong"):
+        provider(entra(), http_clients, tenant).token()
+
+
+def test_an_encrypted_key_is_a_config_error(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    pem = write_pem(tmp_path / "locked.pem", *keypair, password=b"pw")
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    with pytest.raises(ConfigError, match="encrypted"):
+        provider(entra(), http_clients, tenant).token()
+
+
+def _combined(fake_entra: FakeEntra, graph: Any) -> Any:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1.0/"):
+            return graph(request)  # type: ignore[no-any-return]
+        return fake_entra(request)
+
+    return handler
+
+
+def test_graph_401_renews_the_token_through_msal(http_clients: list[httpx.Client]) -> None:
+    fake = entra(advertised="https://127.0.0.1:8650")
+    seen: list[str] = []
+
+    def graph(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        if len(seen) == 1:
+            return graph_error(401, "InvalidAuthenticationToken", "Access token has expired.")
+        return graph_json({"value": []})
+
+    http = httpx.Client(transport=httpx.MockTransport(_combined(fake, graph)))
+    http_clients.append(http)
+    tenant = make_tenant(authority_url=LOOPBACK, graph_url=LOOPBACK)
+    client = GraphClient(tenant, SyncConfig(), http=http, sleep=lambda s: None)
+    client.get("/security/incidents")
+    assert seen == [f"Bearer {fake.issued[0]}", f"Bearer {fake.issued[1]}"]
+    assert client.stats()["token_requests"] == 2
+
+
+def test_secrets_and_tokens_never_reach_logs_or_errors(
+    http_clients: list[httpx.Client],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake = entra(advertised="https://127.0.0.1:8650")
+    calls = {"n": 0}
+
+    def graph(request: httpx.Request) -> httpx.Response:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return graph_error(503, "ServiceUnavailable", "later", **{"Retry-After": "0"})
+        return graph_error(401, "InvalidAuthenticationToken", "rejected")
+
+    http = httpx.Client(transport=httpx.MockTransport(_combined(fake, graph)))
+    http_clients.append(http)
+    tenant = make_tenant(authority_url=LOOPBACK, graph_url=LOOPBACK)
+    client = GraphClient(tenant, SyncConfig(), http=http, sleep=lambda s: None)
+    texts: list[str] = [repr(tenant), str(tenant)]
+    with structlog.testing.capture_logs() as events:
+        with pytest.raises(ConfigError) as raised:
+            client.get("/security/incidents")
+        texts.append(str(raised.value))
+        wrong = make_tenant(client_secret=SecretStr("not-" + SECRET))
+        with pytest.raises(ConfigError) as refused:
+            provider(entra(echo_secret_in_errors=True), http_clients, wrong).token()
+        texts.append(str(refused.value))
+    texts += [repr(event) for event in events]
+    texts += [record.getMessage() for record in caplog.records]
+    texts.append(capsys.readouterr().out)
+    everything = "\n".join(texts)
+    assert events, "the retries and the failure were logged"
+    assert fake.issued, "tokens were issued"
+    for token in fake.issued:
+        assert token not in everything
+    assert SECRET not in everything
+    assert raised.value.__cause__ is None and refused.value.__cause__ is None

@@ -1,0 +1,329 @@
+"""GraphClient over a mocked transport: headers, server time, the retry table in action, paging."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from graph_fakes import GRAPH, Harness, graph_error, graph_json
+
+from xdrsync import __version__
+from xdrsync.config import SyncConfig
+from xdrsync.errors import ConfigError, FatalSyncError, RetriableError, ThrottledError
+from xdrsync.graph.errors import NotFoundError
+
+INCIDENTS = f"{GRAPH}/v1.0/security/incidents"
+Build = Callable[..., Harness]
+
+
+def script(*responses: httpx.Response | Exception) -> Callable[[httpx.Request], httpx.Response]:
+    """Answer successive requests with ``responses`` (exceptions are raised)."""
+    queue: Iterator[httpx.Response | Exception] = iter(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(queue)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler
+
+
+OK = {"value": []}
+
+
+def test_every_request_carries_token_accept_request_id_and_user_agent(
+    harness_factory: Build,
+) -> None:
+    h = harness_factory(script(graph_json(OK), graph_json(OK)))
+    h.client.get("/security/incidents")
+    h.client.get("/security/incidents")
+    first, second = h.recorder.requests
+    assert first.headers["Authorization"] == "Bearer token-1"
+    assert first.headers["Accept"] == "application/json"
+    assert first.headers["User-Agent"] == f"xdrsync/{__version__}"
+    assert uuid.UUID(first.headers["client-request-id"])
+    assert first.headers["client-request-id"] != second.headers["client-request-id"]
+    assert str(first.url) == INCIDENTS
+
+
+def test_server_date_comes_from_the_date_header(harness_factory: Build) -> None:
+    reply = graph_json(OK, Date="Fri, 07 Feb 2025 19:01:26 GMT")
+    h = harness_factory(script(reply))
+    response = h.client.get("/security/incidents")
+    assert response.server_date == datetime(2025, 2, 7, 19, 1, 26, tzinfo=UTC)
+    assert response.server_date.tzinfo is not None
+    assert response.status == 200
+
+
+def test_query_options_keep_their_dollar_and_values_are_encoded(harness_factory: Build) -> None:
+    h = harness_factory(script(graph_json(OK)))
+    h.client.get("/security/incidents", {"$top": 50, "$filter": "status eq 'active'"})
+    assert h.recorder.urls == [f"{INCIDENTS}?$top=50&$filter=status%20eq%20'active'"]
+
+
+def test_429_waits_exactly_retry_after_seconds(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(
+            graph_error(429, "TooManyRequests", "slow down", **{"Retry-After": "7"}), graph_json(OK)
+        )
+    )
+    h.client.get("/security/incidents")
+    assert h.clock.sleeps == [7.0]
+    assert h.client.stats()["throttled"] == 1
+    assert h.client.stats()["retries"] == 1
+
+
+def test_429_with_an_http_date_waits_until_that_date_by_the_servers_clock(
+    harness_factory: Build,
+) -> None:
+    throttled = graph_error(
+        429,
+        "TooManyRequests",
+        "slow down",
+        **{"Retry-After": "Fri, 07 Feb 2025 19:00:45 GMT", "Date": "Fri, 07 Feb 2025 19:00:30 GMT"},
+    )
+    h = harness_factory(script(throttled, graph_json(OK)))
+    h.client.get("/security/incidents")
+    assert h.clock.sleeps == [15.0]
+
+
+def test_a_429_storm_is_honoured_every_time(harness_factory: Build) -> None:
+    storm = [graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "3"}) for _ in range(5)]
+    h = harness_factory(script(*storm, graph_json({"value": [{"id": "1"}]})))
+    response = h.client.get("/security/incidents")
+    assert response.items == [{"id": "1"}]
+    assert h.clock.sleeps == [3.0] * 5
+    assert h.client.pacer.paused_for() == 0.0
+
+
+def test_a_429_pauses_the_whole_tenant_for_retry_after(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "30"}), graph_json(OK))
+    )
+    paused: list[float] = []
+    h.clock.on_sleep = lambda seconds: paused.append(h.client.pacer.paused_for())
+    h.client.get("/security/incidents")
+    assert paused == [30.0]  # while this thread waits, every other thread of the tenant waits
+
+
+def test_endless_throttling_ends_in_throttled_error_after_max_attempts(
+    harness_factory: Build,
+) -> None:
+    storm = [graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "2"}) for _ in range(10)]
+    h = harness_factory(script(*storm), sync=SyncConfig(max_attempts=4))
+    with pytest.raises(ThrottledError) as raised:
+        h.client.get("/security/incidents")
+    assert raised.value.retry_after == 2.0
+    assert len(h.recorder.requests) == 4
+    assert h.clock.sleeps == [2.0, 2.0, 2.0]
+
+
+def test_429_without_retry_after_backs_off_with_jitter(harness_factory: Build) -> None:
+    busy = [graph_error(429, "TooManyRequests", "busy") for _ in range(3)]
+    h = harness_factory(script(*busy, graph_json(OK)), rng=lambda: 0.5)
+    h.client.get("/security/incidents")
+    assert h.clock.sleeps == [0.5, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_then_succeed(harness_factory: Build, status: int) -> None:
+    h = harness_factory(script(graph_error(status, "Oops", "try later"), graph_json(OK)))
+    assert h.client.get("/security/incidents").status == 200
+    assert len(h.recorder.requests) == 2
+
+
+def test_persistent_server_errors_raise_retriable_after_bounded_attempts(
+    harness_factory: Build,
+) -> None:
+    errors = [graph_error(500, "InternalServerError", "boom") for _ in range(10)]
+    h = harness_factory(script(*errors), sync=SyncConfig(max_attempts=6))
+    with pytest.raises(RetriableError) as raised:
+        h.client.get("/security/incidents")
+    assert not isinstance(raised.value, ThrottledError)
+    assert len(h.recorder.requests) == 6
+    assert len(h.clock.sleeps) == 5
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "6 attempt" in message and "InternalServerError: boom" in message
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ReadTimeout("timed out"),
+        httpx.ConnectError("connection refused"),
+        httpx.ConnectTimeout("connect timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+    ],
+)
+def test_transport_failures_are_retried(harness_factory: Build, failure: Exception) -> None:
+    h = harness_factory(script(failure, graph_json(OK)))
+    assert h.client.get("/security/incidents").json == OK
+    assert h.client.stats()["retries"] == 1
+
+
+class _DroppedMidBody(httpx.SyncByteStream):
+    """A body that starts arriving, then the connection drops."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"value": [{"id": "1"'
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+def test_a_connection_dropped_mid_body_is_retried(harness_factory: Build) -> None:
+    broken = httpx.Response(
+        200, headers={"Content-Type": "application/json"}, stream=_DroppedMidBody()
+    )
+    h = harness_factory(script(broken, graph_json({"value": [{"id": "1"}]})))
+    assert h.client.get("/security/incidents").items == [{"id": "1"}]
+    assert len(h.recorder.requests) == 2
+
+
+def test_a_2xx_that_is_not_json_is_retried(harness_factory: Build) -> None:
+    garbled = httpx.Response(200, content=b"<html>proxy hiccup</html>")
+    h = harness_factory(script(garbled, graph_json(OK)))
+    assert h.client.get("/security/incidents").json == OK
+
+
+def test_401_refreshes_the_token_once_and_retries(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(graph_error(401, "InvalidAuthenticationToken", "expired"), graph_json(OK))
+    )
+    h.client.get("/security/incidents")
+    assert h.tokens.invalidations == 1
+    auth = [r.headers["Authorization"] for r in h.recorder.requests]
+    assert auth == ["Bearer token-1", "Bearer token-2"]
+    assert h.clock.sleeps == []
+
+
+def test_401_twice_is_a_config_error(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(*[graph_error(401, "InvalidAuthenticationToken", "nope") for _ in range(5)])
+    )
+    with pytest.raises(ConfigError) as raised:
+        h.client.get("/security/incidents")
+    assert h.tokens.invalidations == 1
+    assert len(h.recorder.requests) == 2
+    assert "401" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "permission"),
+    [
+        ("GET", "/security/incidents", "SecurityIncident.Read.All"),
+        ("GET", "/security/alerts_v2", "SecurityAlert.Read.All"),
+        ("PATCH", "/security/incidents/12", "SecurityIncident.ReadWrite.All"),
+        ("POST", "/security/alerts_v2/da1/comments", "SecurityAlert.ReadWrite.All"),
+    ],
+)
+def test_403_is_a_config_error_naming_the_missing_permission(
+    harness_factory: Build, method: str, path: str, permission: str
+) -> None:
+    h = harness_factory(script(graph_error(403, "Forbidden", "Missing role permissions")))
+    calls = {
+        "GET": lambda: h.client.get(path),
+        "PATCH": lambda: h.client.patch(path, {"status": "resolved"}),
+        "POST": lambda: h.client.post(path, {"comment": "x"}),
+    }
+    with pytest.raises(ConfigError) as raised:
+        calls[method]()
+    assert permission in str(raised.value)
+    assert len(h.recorder.requests) == 1
+
+
+def test_400_is_fatal_with_graphs_message_and_not_retried(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(
+            graph_error(
+                400,
+                "BadRequest",
+                "The limit of '50' for Top query has been exceeded. The value from the "
+                "incoming request is '100'.",
+            )
+        )
+    )
+    with pytest.raises(FatalSyncError) as raised:
+        h.client.get("/security/incidents", {"$top": 100})
+    assert "The limit of '50' for Top query has been exceeded" in str(raised.value)
+    assert "$top=100" in str(raised.value)
+    assert len(h.recorder.requests) == 1
+
+
+def test_404_is_a_distinct_skippable_not_found(harness_factory: Build) -> None:
+    h = harness_factory(script(graph_error(404, "NotFound", "Incident not found")))
+    with pytest.raises(NotFoundError):
+        h.client.get("/security/incidents/999")
+    assert len(h.recorder.requests) == 1
+
+
+def test_a_post_is_not_resent_when_graph_may_have_applied_it(harness_factory: Build) -> None:
+    h = harness_factory(script(graph_error(500, "InternalServerError", "boom"), graph_json(OK)))
+    with pytest.raises(RetriableError) as raised:
+        h.client.post("/security/incidents/1/comments", {"comment": "hi"})
+    assert len(h.recorder.requests) == 1
+    assert "not resent" in str(raised.value)
+
+
+def test_a_throttled_post_is_resent(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "1"}), graph_json(OK))
+    )
+    h.client.post("/security/incidents/1/comments", {"comment": "hi"})
+    assert len(h.recorder.requests) == 2
+    assert h.recorder.requests[1].content == b'{"comment":"hi"}'
+
+
+def test_paginate_follows_next_links_to_the_end(harness_factory: Build) -> None:
+    page2 = f"{INCIDENTS}?$skiptoken=abc%3D%3D"
+    page3 = f"{INCIDENTS}?$skiptoken=def"
+    h = harness_factory(
+        script(
+            graph_json({"value": [{"id": "1"}], "@odata.nextLink": page2}),
+            graph_json({"value": [{"id": "2"}], "@odata.nextLink": page3}),
+            graph_json({"value": [{"id": "3"}]}),
+        )
+    )
+    pages = list(h.client.paginate("/security/incidents", {"$top": 1}))
+    assert [item["id"] for page in pages for item in page.items] == ["1", "2", "3"]
+    # The links are followed verbatim: no $skip of our own making, no re-encoding.
+    assert h.recorder.urls == [f"{INCIDENTS}?$top=1", page2, page3]
+
+
+def test_a_next_link_served_twice_is_fatal(harness_factory: Build) -> None:
+    loop = f"{INCIDENTS}?$skiptoken=same"
+    h = harness_factory(
+        script(
+            graph_json({"value": [{"id": "1"}], "@odata.nextLink": loop}),
+            graph_json({"value": [{"id": "2"}], "@odata.nextLink": loop}),
+            graph_json({"value": [{"id": "2"}], "@odata.nextLink": loop}),
+        )
+    )
+    with pytest.raises(FatalSyncError, match="same nextLink twice"):
+        list(h.client.paginate("/security/incidents"))
+    assert len(h.recorder.requests) == 2
+
+
+def test_a_next_link_off_the_graph_origin_is_refused(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(graph_json({"value": [], "@odata.nextLink": "https://evil.example/v1.0/steal"}))
+    )
+    with pytest.raises(FatalSyncError, match="off the Graph origin"):
+        list(h.client.paginate("/security/incidents"))
+    assert len(h.recorder.requests) == 1  # the token never went to evil.example
+
+
+def test_stats_count_requests_retries_and_throttles(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(
+            graph_error(503, "ServiceUnavailable", "later"),
+            graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "1"}),
+            graph_json(OK),
+        )
+    )
+    h.client.get("/security/incidents")
+    stats = h.client.stats()
+    assert (stats["requests"], stats["retries"], stats["throttled"]) == (3, 2, 1)

@@ -1,0 +1,316 @@
+"""Typed Defender operations against an in-memory fake of Graph /security."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from graph_fakes import GRAPH, Harness, graph_error, graph_json
+
+from xdrsync.config import SyncConfig
+from xdrsync.errors import ThrottledError
+from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
+
+Build = Callable[..., Harness]
+BASE = f"{GRAPH}/v1.0/security"
+LOWER = datetime(2025, 2, 1, tzinfo=UTC)
+UPPER = datetime(2025, 2, 7, 19, 1, 26, 123456, tzinfo=UTC)
+
+
+def _incident(number: int, alerts: int) -> dict[str, Any]:
+    return {
+        "id": str(number),
+        "displayName": f"Incident {number}",
+        "status": "active",
+        "lastUpdateDateTime": (LOWER + timedelta(minutes=number)).isoformat(),
+        "customTags": [],
+        "alerts": [
+            {
+                "id": f"da{number}-{k}",
+                "incidentId": str(number),
+                "title": f"alert {k}",
+                "evidence": [
+                    {
+                        "@odata.type": "#microsoft.graph.security.ipEvidence",
+                        "ipAddress": f"10.0.{number}.{k}",
+                    }
+                ],
+            }
+            for k in range(alerts)
+        ],
+    }
+
+
+@dataclass
+class FakeDefender:
+    """Enough of Graph /security: listing with $top/$skiptoken/$expand, get, patch, comments."""
+
+    incidents: list[dict[str, Any]]
+    expand_fails_at: set[int] = field(default_factory=set)  # page offsets whose $expand 500s
+    alerts_page_size: int = 2
+    patches: list[dict[str, Any]] = field(default_factory=list)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1.0/security")
+        params = request.url.params
+        if request.method == "GET" and path == "/incidents":
+            return self._list(request, self.incidents, expandable=True)
+        if request.method == "GET" and path == "/alerts_v2":
+            alerts = [alert for incident in self.incidents for alert in incident["alerts"]]
+            return self._list(request, alerts, expandable=False)
+        found = re.fullmatch(r"/(incidents|alerts_v2)/([^/]+)(/alerts|/comments)?", path)
+        if found is None:
+            return graph_error(400, "BadRequest", f"no route {path}")
+        kind, record_id, sub = found.groups()
+        record = self._find(kind, record_id)
+        if record is None:
+            return graph_error(404, "NotFound", f"{kind} {record_id} not found")
+        if request.method == "GET" and sub == "/alerts":
+            return self._list(
+                request, record["alerts"], expandable=False, size=self.alerts_page_size
+            )
+        if request.method == "GET" and sub is None:
+            body = dict(record)
+            if kind == "incidents" and "alerts" not in params.get("$expand", ""):
+                body.pop("alerts")
+            return graph_json({"@odata.context": f"{GRAPH}/v1.0/$metadata#{kind}/$entity", **body})
+        if request.method == "PATCH":
+            changes = json.loads(request.content)
+            self.patches.append(changes)
+            record.update(changes)
+            return graph_json({k: v for k, v in record.items() if k != "alerts"})
+        if request.method == "POST" and sub == "/comments":
+            body = json.loads(request.content)
+            thread = self.comments.setdefault(record_id, [])
+            thread.append({"comment": body["comment"], "createdByDisplayName": "xdrsync"})
+            return graph_json({"@odata.context": "x", "value": thread})
+        return graph_error(405, "MethodNotAllowed", "no")
+
+    def _find(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        for incident in self.incidents:
+            if kind == "incidents" and incident["id"] == record_id:
+                return incident
+            for alert in incident["alerts"]:
+                if kind == "alerts_v2" and alert["id"] == record_id:
+                    return alert
+        return None
+
+    def _list(
+        self,
+        request: httpx.Request,
+        records: list[dict[str, Any]],
+        *,
+        expandable: bool,
+        size: int | None = None,
+    ) -> httpx.Response:
+        params = request.url.params
+        top = size or int(params.get("$top", "100"))
+        offset = int(params.get("$skiptoken", "0"))
+        expand = "alerts" in params.get("$expand", "")
+        if expandable and expand and offset in self.expand_fails_at:
+            return graph_error(500, "InternalServerError", "An internal server error occurred.")
+        chunk = records[offset : offset + top]
+        if expandable and not expand:
+            chunk = [{k: v for k, v in record.items() if k != "alerts"} for record in chunk]
+        body: dict[str, Any] = {"value": chunk}
+        if offset + top < len(records):
+            # Like Graph: the link keeps the request's options and moves the position.
+            kept = [(k, v) for k, v in params.multi_items() if k != "$skiptoken"]
+            query = str(httpx.QueryParams([*kept, ("$skiptoken", str(offset + top))]))
+            body["@odata.nextLink"] = f"{GRAPH}{request.url.path}?{query}"
+        return graph_json(body)
+
+
+def api_for(harness: Harness, sync: SyncConfig | None = None) -> DefenderApi:
+    return DefenderApi(harness.client, sync or SyncConfig())
+
+
+def test_listing_asks_for_a_window_a_page_size_and_alerts(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(1, 1)])
+    h = harness_factory(fake)
+    pages = list(api_for(h).list_incidents(LOWER, UPPER))
+    assert len(pages) == 1
+    url = h.recorder.urls[0]
+    assert url.startswith(f"{BASE}/incidents?")
+    params = h.recorder.requests[0].url.params
+    assert params["$filter"] == (
+        "lastUpdateDateTime ge 2025-02-01T00:00:00.0000000Z "
+        "and lastUpdateDateTime le 2025-02-07T19:01:26.1234560Z"
+    )
+    assert params["$top"] == "50"
+    assert params["$expand"] == "alerts"
+    assert "'" not in params["$filter"]  # datetimes are unquoted literals
+
+
+def test_listing_pages_through_next_links_to_the_end(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(n, 2) for n in range(1, 24)])
+    h = harness_factory(fake)
+    api = api_for(h, SyncConfig(page_size_incidents=5))
+    pages = list(api.list_incidents(LOWER, None))
+    assert len(pages) == 5
+    ids = [incident["id"] for page in pages for incident in page.items]
+    assert ids == [str(n) for n in range(1, 24)]
+    assert all(len(incident["alerts"]) == 2 for page in pages for incident in page.items)
+    assert all(page.server_date.tzinfo is not None for page in pages)
+    assert "$skip=" not in " ".join(h.recorder.urls)  # only the server's own links
+
+
+def test_records_are_returned_untouched(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(1, 3)])
+    h = harness_factory(fake)
+    (page,) = list(api_for(h).list_incidents(LOWER, UPPER))
+    assert page.items == (fake.incidents[0],)
+    assert page.alerts_fallback is False
+
+
+def test_expand_failure_falls_back_to_per_incident_alerts_with_the_same_result(
+    harness_factory: Build,
+) -> None:
+    incidents = [_incident(n, n % 4) for n in range(1, 13)]
+    expected = [
+        incident
+        for page in api_for(
+            harness_factory(FakeDefender(incidents)), SyncConfig(page_size_incidents=4)
+        ).list_incidents(LOWER, UPPER)
+        for incident in page.items
+    ]
+
+    fake = FakeDefender(incidents, expand_fails_at={4})  # the second page
+    sync = SyncConfig(page_size_incidents=4, max_attempts=2)
+    h = harness_factory(fake, sync=sync)
+    api = api_for(h, sync)
+    pages = list(api.list_incidents(LOWER, UPPER))
+    got = [incident for page in pages for incident in page.items]
+
+    assert got == expected
+    assert [page.alerts_fallback for page in pages] == [False, True, True]
+    assert h.client.stats()["expand_fallbacks"] == 1
+    # The failed page was re-read at the same position, just without $expand.
+    page_two = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "4"]
+    assert [u.params.get("$expand") for u in page_two] == ["alerts", "alerts", None]
+    # Alerts came from each incident's own endpoint, following its nextLinks.
+    alert_reads = [r.url for r in h.recorder.requests if r.url.path.endswith("/alerts")]
+    assert any(u.params.get("$skiptoken") == "2" for u in alert_reads)
+
+
+def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(
+    harness_factory: Build,
+) -> None:
+    fake = FakeDefender([_incident(1, 2)], expand_fails_at={0})
+    h = harness_factory(fake, sync=SyncConfig(max_attempts=6))
+    (page,) = list(api_for(h).list_incidents(LOWER, UPPER))
+    assert page.items == tuple(fake.incidents)
+    expanded = [r for r in h.recorder.requests if r.url.params.get("$expand")]
+    assert len(expanded) == EXPAND_ATTEMPTS < 6
+
+
+def test_throttling_during_expand_is_not_mistaken_for_the_expand_bug(
+    harness_factory: Build,
+) -> None:
+    busy = graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "1"})
+    h = harness_factory(lambda request: busy, sync=SyncConfig(max_attempts=2))
+    with pytest.raises(ThrottledError):
+        list(api_for(h, SyncConfig(max_attempts=2)).list_incidents(LOWER, UPPER))
+    assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
+
+
+def test_alerts_are_listed_from_alerts_v2_with_their_page_size(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(n, 3) for n in range(1, 5)])
+    h = harness_factory(fake)
+    pages = list(api_for(h, SyncConfig(page_size_alerts=5)).list_alerts(LOWER, UPPER))
+    assert sum(len(page.items) for page in pages) == 12
+    first = h.recorder.requests[0].url
+    assert first.path == "/v1.0/security/alerts_v2"
+    assert first.params["$top"] == "5"
+    assert "$expand" not in first.params
+
+
+def test_get_incident_returns_the_entity_or_none(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(7, 2)])
+    h = harness_factory(fake)
+    api = api_for(h)
+    incident = api.get_incident("7")
+    assert incident == fake.incidents[0]
+    assert "@odata.context" not in incident
+    assert api.get_incident("404") is None
+    assert api.get_alert("da7-1") == fake.incidents[0]["alerts"][1]
+    assert api.get_alert("nope") is None
+
+
+def test_get_incident_falls_back_when_expand_fails(harness_factory: Build) -> None:
+    calls = {"n": 0}
+    fake = FakeDefender([_incident(7, 3)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/incidents/7") and request.url.params.get("$expand"):
+            calls["n"] += 1
+            return graph_error(503, "ServiceUnavailable", "expand is down")
+        return fake(request)
+
+    h = harness_factory(handler, sync=SyncConfig(max_attempts=2))
+    assert api_for(h).get_incident("7") == fake.incidents[0]
+
+
+def test_patch_sends_only_documented_writable_fields(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(3, 1)])
+    h = harness_factory(fake)
+    api = api_for(h)
+    updated = api.patch_incident("3", {"status": "resolved", "customTags": ("a", "b")})
+    assert fake.patches == [{"status": "resolved", "customTags": ["a", "b"]}]
+    assert updated["status"] == "resolved"
+    assert h.recorder.requests[-1].method == "PATCH"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"severity": "high"}, {"displayName": "x", "status": "active"}, {}, {"customTags": "a"}],
+)
+def test_patch_refuses_anything_else_before_any_request(
+    harness_factory: Build, changes: dict[str, Any]
+) -> None:
+    h = harness_factory(FakeDefender([_incident(3, 1)]))
+    with pytest.raises(ValueError, match=r"writable|no incident fields|customTags must"):
+        api_for(h).patch_incident("3", changes)
+    assert h.recorder.requests == []
+
+
+def test_patch_alert_allows_only_alert_fields(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(3, 1)])
+    h = harness_factory(fake)
+    api = api_for(h)
+    with pytest.raises(ValueError, match="customTags"):
+        api.patch_alert("da3-0", {"customTags": ["x"]})
+    assert api.patch_alert("da3-0", {"status": "inProgress"})["status"] == "inProgress"
+
+
+def test_comments_are_posted_as_alert_comments_and_the_full_list_returned(
+    harness_factory: Build,
+) -> None:
+    fake = FakeDefender([_incident(3, 1)])
+    h = harness_factory(fake)
+    api = api_for(h)
+    api.add_incident_comment("3", "first")
+    comments = api.add_incident_comment("3", "second")
+    assert [c["comment"] for c in comments] == ["first", "second"]
+    body = json.loads(h.recorder.requests[-1].content)
+    assert body == {"@odata.type": "microsoft.graph.security.alertComment", "comment": "second"}
+    assert [c["comment"] for c in api.add_alert_comment("da3-0", "on the alert")] == [
+        "on the alert"
+    ]
+    with pytest.raises(ValueError, match="needs text"):
+        api.add_incident_comment("3", "   ")
+
+
+def test_ids_cannot_escape_their_path_segment(harness_factory: Build) -> None:
+    h = harness_factory(lambda request: graph_error(404, "NotFound", "no such incident"))
+    assert api_for(h).get_incident("../alerts_v2/x") is None
+    assert h.recorder.requests[0].url.raw_path.startswith(
+        b"/v1.0/security/incidents/..%2Falerts_v2"
+    )

@@ -1,0 +1,170 @@
+"""Graph-shaped payload builders for the hub tests (plain dicts, camelCase, as Graph sends)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from xdrsync.hub import InboundBatch
+from xdrsync.models import Alert, Incident
+
+TENANT = "00000000-0000-0000-0000-00000000000a"
+OTHER_TENANT = "00000000-0000-0000-0000-00000000000b"
+BASE = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def stamp(minutes: float = 0, *, extra_ticks: int = 0) -> str:
+    """A Graph timestamp ``minutes`` after BASE, with 7 fractional digits."""
+    moment = BASE + timedelta(minutes=minutes)
+    ticks = moment.microsecond * 10 + extra_ticks
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ticks:07d}Z"
+
+
+def evidence_json(n: int, kind: str = "device") -> dict[str, Any]:
+    if kind == "device":
+        return {
+            "@odata.type": "#microsoft.graph.security.deviceEvidence",
+            "createdDateTime": stamp(),
+            "verdict": "suspicious",
+            "remediationStatus": "none",
+            "roles": [],
+            "detailedRoles": [],
+            "tags": [],
+            "mdeDeviceId": f"mde-{n:04d}",
+            "deviceDnsName": f"pc{n:04d}.contoso.com",
+            "hostName": f"pc{n:04d}",
+        }
+    return {
+        "@odata.type": "#microsoft.graph.security.userEvidence",
+        "createdDateTime": stamp(),
+        "verdict": "unknown",
+        "remediationStatus": "none",
+        "roles": [],
+        "detailedRoles": [],
+        "tags": [],
+        "userAccount": {
+            "accountName": f"user{n}",
+            "domainName": "CONTOSO",
+            "userSid": f"S-1-5-21-{n}",
+            "azureAdUserId": f"aad-{n}",
+            "userPrincipalName": f"user{n}@contoso.com",
+            "displayName": f"User {n}",
+        },
+    }
+
+
+def comment_json(text: str, minutes: float = 0, author: str = "Ann Analyst") -> dict[str, Any]:
+    return {"comment": text, "createdByDisplayName": author, "createdDateTime": stamp(minutes)}
+
+
+def alert_json(
+    alert_id: str,
+    incident_id: str,
+    updated: str,
+    *,
+    evidence: Sequence[dict[str, Any]] = (),
+    status: str = "new",
+    title: str = "Suspicious PowerShell",
+    created: str | None = None,
+    comments: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    return {
+        "id": alert_id,
+        "providerAlertId": alert_id,
+        "incidentId": incident_id,
+        "status": status,
+        "severity": "medium",
+        "classification": None,
+        "determination": None,
+        "serviceSource": "microsoftDefenderForEndpoint",
+        "detectionSource": "microsoftDefenderForEndpoint",
+        "title": title,
+        "description": "",
+        "tenantId": TENANT,
+        "createdDateTime": created or stamp(),
+        "lastUpdateDateTime": updated,
+        "comments": list(comments),
+        "evidence": list(evidence),
+    }
+
+
+def incident_json(
+    incident_id: str,
+    updated: str,
+    *,
+    alerts: Sequence[dict[str, Any]] = (),
+    status: str = "active",
+    comments: Sequence[dict[str, Any]] = (),
+    redirect: str | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+) -> dict[str, Any]:
+    return {
+        "id": incident_id,
+        "displayName": name or f"Incident {incident_id}",
+        "severity": "medium",
+        "status": status,
+        "classification": "unknown",
+        "determination": "unknown",
+        "assignedTo": None,
+        "customTags": list(tags),
+        "systemTags": [],
+        "comments": list(comments),
+        "createdDateTime": stamp(),
+        "lastUpdateDateTime": updated,
+        "redirectIncidentId": redirect,
+        "incidentWebUrl": f"https://security.microsoft.com/incidents/{incident_id}",
+        "tenantId": TENANT,
+        "alerts": list(alerts),
+    }
+
+
+def incidents(*payloads: dict[str, Any]) -> list[Incident]:
+    return [Incident.from_graph(p) for p in payloads]
+
+
+def batch(
+    *payloads: dict[str, Any],
+    tenant: str = TENANT,
+    state: dict[str, Any] | None = None,
+    alerts: Sequence[dict[str, Any]] = (),
+    stream: str = "incidents",
+) -> InboundBatch:
+    return InboundBatch(
+        tenant_id=tenant,
+        stream=stream,
+        incidents=incidents(*payloads),
+        alerts=[Alert.from_graph(a) for a in alerts],
+        state=state,
+    )
+
+
+def page_of(
+    count: int, updated: str, *, start: int = 0, alerts: int = 4, evidence: int = 5
+) -> list[dict[str, Any]]:
+    """``count`` incidents sharing ``updated``, each with ``alerts`` alerts of ``evidence`` items."""
+    out = []
+    for i in range(start, start + count):
+        incident_id = str(10_000 + i)
+        out.append(
+            incident_json(
+                incident_id,
+                updated,
+                alerts=[
+                    alert_json(
+                        f"da{incident_id}_{a}",
+                        incident_id,
+                        updated,
+                        created=stamp(a),
+                        evidence=[
+                            evidence_json(i * 100 + a * 10 + e, "device" if e % 2 else "user")
+                            for e in range(evidence)
+                        ],
+                    )
+                    for a in range(alerts)
+                ],
+                comments=[comment_json(f"triage note for {incident_id}")],
+            )
+        )
+    return out

@@ -1,0 +1,253 @@
+"""commit_batch: the version guard, history, change log and audit as a user of the hub sees them."""
+
+from __future__ import annotations
+
+from hubdata import (
+    OTHER_TENANT,
+    TENANT,
+    alert_json,
+    batch,
+    evidence_json,
+    incident_json,
+    page_of,
+    stamp,
+)
+
+from xdrsync.hub import Hub
+
+
+def _audit_decisions(hub: Hub) -> list[tuple[str, str | None, str]]:
+    return [
+        (row.entity_type, row.entity_id, row.decision)
+        for row in reversed(hub.audit_tail(1000))
+        if row.entity_type != "batch"
+    ]
+
+
+def test_insert_update_unchanged_stale(hub: Hub) -> None:
+    first = hub.commit_batch(batch(incident_json("1", stamp(1))))
+    assert (first.incidents.inserted, first.first_seq, first.last_seq) == (1, 1, 1)
+
+    newer = hub.commit_batch(batch(incident_json("1", stamp(2), status="inProgress")))
+    assert newer.incidents.updated == 1
+    again = hub.commit_batch(batch(incident_json("1", stamp(2), status="inProgress")))
+    assert again.incidents.unchanged == 1 and again.first_seq is None
+    older = hub.commit_batch(batch(incident_json("1", stamp(1))))
+    assert older.incidents.stale == 1 and older.first_seq is None
+
+    incident = hub.get_incident(TENANT, "1")
+    assert incident is not None
+    assert incident.raw["status"] == "inProgress"
+    assert [v.version_text for v in hub.incident_history(TENANT, "1")] == [stamp(1), stamp(2)]
+    assert _audit_decisions(hub) == [
+        ("incident", "1", "insert"),
+        ("incident", "1", "update"),
+    ]
+
+
+def test_a_reread_of_a_whole_batch_changes_nothing(hub: Hub) -> None:
+    page = page_of(50, stamp(5))
+    first = hub.commit_batch(batch(*page, state={"watermark": "a"}))
+    assert (first.incidents.inserted, first.alerts.inserted) == (50, 200)
+    seq, counts, audit = hub.max_seq(), hub.counts(), len(hub.audit_tail(10_000))
+
+    again = hub.commit_batch(batch(*page, state={"watermark": "a"}))
+
+    assert (again.inserted, again.updated, again.stale) == (0, 0, 0)
+    assert (again.incidents.unchanged, again.alerts.unchanged) == (50, 200)
+    assert again.first_seq is None
+    assert hub.max_seq() == seq
+    assert hub.counts() == counts
+    assert counts[TENANT]["evidence"] == 1000
+    assert counts[TENANT]["comments"] == 50
+    assert counts[TENANT]["versions"] == 250
+    assert hub.changes_after(seq, 10) == []
+    tail = hub.audit_tail(10_000)
+    assert len(tail) == audit + 1  # the batch summary, nothing else
+    assert tail[0].entity_type == "batch"
+    assert tail[0].detail["incidents"]["unchanged"] == 50
+
+
+def test_one_history_row_per_real_version(hub: Hub) -> None:
+    v1, v2, v3 = (incident_json("9", stamp(m), name=f"name {m}") for m in (1, 2, 3))
+    for payload in (v1, v2, v1, v2, v3, v3, v2, v1):
+        hub.commit_batch(batch(payload))
+    history = hub.incident_history(TENANT, "9")
+    assert [row.payload["displayName"] for row in history] == ["name 1", "name 2", "name 3"]
+    assert [row.seq for row in history] == [1, 2, 3]
+    assert hub.max_seq() == 3
+
+
+def test_same_version_with_different_content_is_an_update(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("5", stamp(1), tags=["a"])))
+    result = hub.commit_batch(batch(incident_json("5", stamp(1), tags=["a", "b"])))
+    assert result.incidents.updated == 1
+    history = hub.incident_history(TENANT, "5")
+    assert [row.payload["customTags"] for row in history] == [["a"], ["a", "b"]]
+    incident = hub.get_incident(TENANT, "5")
+    assert incident is not None and list(incident.custom_tags) == ["a", "b"]
+
+
+def test_versions_100ns_apart_are_both_kept(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("5", stamp(1, extra_ticks=1), name="first")))
+    hub.commit_batch(batch(incident_json("5", stamp(1, extra_ticks=2), name="second")))
+    hub.commit_batch(batch(incident_json("5", stamp(1, extra_ticks=1), name="first")))
+    assert [row.version_text for row in hub.incident_history(TENANT, "5")] == [
+        stamp(1, extra_ticks=1),
+        stamp(1, extra_ticks=2),
+    ]
+    assert hub.list_incidents(TENANT)[0].display_name == "second"
+
+
+def test_many_incidents_with_one_timestamp_survive_overlapping_pages(hub: Hub) -> None:
+    tied = page_of(30, stamp(7), alerts=1, evidence=1)
+    # Pages overlap and repeat as a `ge` re-read of a tie would make them.
+    for page in (tied[0:10], tied[5:20], tied[0:30], tied[15:30]):
+        hub.commit_batch(batch(*page))
+    listed = hub.list_incidents(TENANT, limit=100)
+    assert sorted(row.id for row in listed) == sorted(p["id"] for p in tied)
+    assert hub.counts()[TENANT]["incident_versions"] == 30
+    assert hub.max_seq() == 60  # 30 incidents + 30 alerts, once each
+
+
+def test_a_batch_holding_two_versions_records_both_whatever_the_order(hub: Hub) -> None:
+    result = hub.commit_batch(
+        batch(incident_json("3", stamp(2), name="new"), incident_json("3", stamp(1), name="old"))
+    )
+    assert (result.incidents.inserted, result.incidents.updated) == (1, 1)
+    assert [row.payload["displayName"] for row in hub.incident_history(TENANT, "3")] == [
+        "old",
+        "new",
+    ]
+    assert hub.list_incidents(TENANT)[0].display_name == "new"
+
+
+def test_an_old_version_read_late_goes_to_history_only(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("4", stamp(3), name="current")))
+    seq = hub.max_seq()
+    result = hub.commit_batch(batch(incident_json("4", stamp(1), name="older")))
+    assert result.incidents.stale == 1
+    assert hub.max_seq() == seq  # never fanned out
+    history = hub.incident_history(TENANT, "4")
+    assert [(row.payload["displayName"], row.seq) for row in history] == [
+        ("older", None),
+        ("current", 1),
+    ]
+    assert hub.list_incidents(TENANT)[0].display_name == "current"
+    stale = [row for row in hub.audit_tail(10) if row.decision == "stale"]
+    assert len(stale) == 1 and stale[0].old_version == stamp(3)
+    # Reading that old version again is a plain re-read: no history row, no audit row.
+    hub.commit_batch(batch(incident_json("4", stamp(1), name="older")))
+    assert len(hub.incident_history(TENANT, "4")) == 2
+    assert len([row for row in hub.audit_tail(100) if row.decision == "stale"]) == 1
+
+
+def test_seq_is_strictly_increasing_and_gap_free_in_commit_order(hub: Hub) -> None:
+    ranges = []
+    for minute in range(1, 6):
+        result = hub.commit_batch(batch(*page_of(3, stamp(minute), alerts=2, evidence=1)))
+        ranges.append(result.seqs)
+        hub.commit_batch(batch(*page_of(3, stamp(minute), alerts=2, evidence=1)))  # re-read
+    assigned = [seq for r in ranges for seq in r]
+    assert assigned == list(range(1, 46))
+    changes = hub.changes_after(0, 1000)
+    assert [c.seq for c in changes] == assigned
+    assert hub.max_seq() == 45
+    assert [c.seq for c in hub.changes_after(40, 3)] == [41, 42, 43]
+
+
+def test_change_rows_carry_the_version_payload(hub: Hub) -> None:
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
+    hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    hub.commit_batch(batch(incident_json("1", stamp(2), status="resolved", alerts=[alert])))
+    changes = hub.changes_after(0, 10)
+    assert [(c.entity_type, c.entity_id, c.kind) for c in changes] == [
+        ("incident", "1", "insert"),
+        ("alert", "a1", "insert"),
+        ("incident", "1", "update"),
+    ]
+    assert "alerts" not in changes[0].payload
+    assert changes[0].alert_ids == ("a1",)
+    assert changes[1].incident_id == "1"
+    assert changes[1].payload["evidence"][0]["mdeDeviceId"] == "mde-0001"
+    assert changes[2].payload["status"] == "resolved"
+    assert changes[2].version_text == stamp(2)
+
+
+def test_an_alert_update_replaces_its_evidence(hub: Hub) -> None:
+    three = [evidence_json(1), evidence_json(2, "user"), evidence_json(3)]
+    hub.commit_batch(
+        batch(
+            incident_json("1", stamp(1), alerts=[alert_json("a1", "1", stamp(1), evidence=three)])
+        )
+    )
+    assert len(hub.list_evidence(TENANT, "1")) == 3
+    hub.commit_batch(
+        batch(
+            incident_json(
+                "1", stamp(1), alerts=[alert_json("a1", "1", stamp(2), evidence=three[1:])]
+            )
+        )
+    )
+    rows = hub.list_evidence(TENANT, "1")
+    assert [(row.ordinal, row.kind) for row in rows] == [(0, "user"), (1, "device")]
+    assert rows[0].payload["userAccount"]["accountName"] == "user2"
+    assert rows[1].entity_key is not None
+
+
+def test_get_incident_rebuilds_the_graph_payload(hub: Hub) -> None:
+    payload = page_of(1, stamp(1), alerts=3, evidence=2)[0]
+    hub.commit_batch(batch(payload))
+    incident = hub.get_incident(TENANT, payload["id"])
+    assert incident is not None
+    assert incident.to_graph() == payload
+    assert hub.get_incident(TENANT, "nope") is None
+
+
+def test_standalone_alerts_from_the_alerts_stream(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("1", stamp(1))))
+    result = hub.commit_batch(
+        batch(
+            alerts=[alert_json("a9", "1", stamp(2), evidence=[evidence_json(4)])], stream="alerts"
+        )
+    )
+    assert result.alerts.inserted == 1
+    incident = hub.get_incident(TENANT, "1")
+    assert incident is not None and [a.id for a in incident.alerts] == ["a9"]
+    # The same alert embedded in its incident is a re-read, not a change.
+    again = hub.commit_batch(
+        batch(
+            incident_json(
+                "1", stamp(1), alerts=[alert_json("a9", "1", stamp(2), evidence=[evidence_json(4)])]
+            )
+        )
+    )
+    assert again.alerts.unchanged == 1 and again.first_seq is None
+
+
+def test_two_tenants_with_the_same_ids_stay_apart(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("1", stamp(1), name="ours")))
+    hub.commit_batch(batch(incident_json("1", stamp(1), name="theirs"), tenant=OTHER_TENANT))
+    hub.commit_batch(batch(incident_json("1", stamp(2), name="ours again")))
+    mine, theirs = hub.get_incident(TENANT, "1"), hub.get_incident(OTHER_TENANT, "1")
+    assert mine is not None and mine.display_name == "ours again"
+    assert theirs is not None and theirs.display_name == "theirs"
+    assert [row.tenant_id for row in hub.list_incidents(OTHER_TENANT)] == [OTHER_TENANT]
+    assert len(hub.list_incidents()) == 2
+    assert len(hub.incident_history(OTHER_TENANT, "1")) == 1
+    assert hub.counts()[TENANT]["incidents"] == hub.counts()[OTHER_TENANT]["incidents"] == 1
+
+
+def test_list_incidents_newest_first_with_filters_and_paging(hub: Hub) -> None:
+    hub.commit_batch(
+        batch(
+            incident_json("1", stamp(1)),
+            incident_json("2", stamp(3), status="resolved"),
+            incident_json("3", stamp(2), alerts=[alert_json("a", "3", stamp(2))]),
+        )
+    )
+    assert [row.id for row in hub.list_incidents(TENANT)] == ["2", "3", "1"]
+    assert [row.id for row in hub.list_incidents(TENANT, status="resolved")] == ["2"]
+    assert [row.id for row in hub.list_incidents(TENANT, limit=1, offset=1)] == ["3"]
+    summary = hub.list_incidents(TENANT, limit=2)[1]
+    assert (summary.alert_count, summary.status, summary.severity) == (1, "active", "medium")

@@ -1,0 +1,75 @@
+"""Opening the hub: migrations to head, idempotent, safe with two processes at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hubdata import TENANT, batch, incident_json, stamp
+from sqlalchemy import inspect, text
+
+from xdrsync.hub import Hub, default_url
+from xdrsync.hub.database import VERSION_TABLE, current_revision, head_revision
+from xdrsync.hub.schema import metadata
+
+
+def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
+    with Hub.open(hub_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
+    for _ in range(2):
+        with Hub.open(hub_url) as hub:
+            assert current_revision(hub.engine) == head_revision() == "0001"
+            assert hub.get_incident(TENANT, "1") is not None
+            assert hub.get_state(TENANT, "incidents") == {"w": 1}
+            assert hub.max_seq() == 1
+
+
+def test_the_migrations_create_exactly_the_schema_the_code_uses(hub: Hub) -> None:
+    with hub.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(hub: Hub) -> None:
+    with hub.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+    assert "tenant_id" in {c["name"] for c in inspect(hub.engine).get_columns("incident")}
+
+
+def test_the_default_url_puts_the_hub_in_the_workspace(tmp_path: Path) -> None:
+    url = default_url(tmp_path / "data")
+    with Hub.open(url) as hub:
+        assert hub.max_seq() == 0
+    assert (tmp_path / "data" / "hub.sqlite3").exists()
+
+
+def test_two_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    script = textwrap.dedent(
+        f"""
+        from xdrsync.hub import Hub
+        hub = Hub.open({url!r})
+        print(hub.max_seq())
+        hub.close()
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outcomes
+    assert [out.strip() for out, _ in outcomes] == ["0", "0"]
+    with Hub.open(url) as hub:
+        assert current_revision(hub.engine) == "0001"

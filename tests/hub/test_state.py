@@ -1,0 +1,152 @@
+"""Stream state saved with the data, stream errors, quarantine, and destination cursors."""
+
+from __future__ import annotations
+
+import pytest
+from hubdata import OTHER_TENANT, TENANT, batch, incident_json, page_of, stamp
+
+import xdrsync.hub.apply
+from xdrsync.hub import Hub, InboundBatch, Quarantined
+
+
+def test_state_is_saved_with_the_batch_and_none_leaves_it_alone(hub: Hub) -> None:
+    assert hub.get_state(TENANT, "incidents") is None
+    hub.commit_batch(batch(incident_json("1", stamp(1)), state={"watermark": stamp(1), "v": 1}))
+    assert hub.get_state(TENANT, "incidents") == {"watermark": stamp(1), "v": 1}
+    hub.commit_batch(batch(incident_json("2", stamp(2)), state=None))  # a backfill page
+    assert hub.get_state(TENANT, "incidents") == {"watermark": stamp(1), "v": 1}
+    assert hub.get_state(OTHER_TENANT, "incidents") is None
+    assert hub.get_state(TENANT, "alerts") is None
+
+
+def test_a_failure_inside_the_transaction_keeps_neither_data_nor_state(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.commit_batch(batch(incident_json("1", stamp(1)), state={"watermark": "old"}))
+    before = (hub.max_seq(), hub.counts(), len(hub.audit_tail(1000)))
+
+    def crash(*_args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    # The state write comes after every data write of the batch.
+    monkeypatch.setattr(xdrsync.hub.apply, "clear_error_and_save", crash)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        hub.commit_batch(
+            batch(
+                incident_json("1", stamp(2), status="resolved"),
+                *page_of(5, stamp(2)),
+                state={"watermark": "new"},
+            )
+        )
+    monkeypatch.undo()
+
+    assert (hub.max_seq(), hub.counts(), len(hub.audit_tail(1000))) == before
+    assert hub.get_state(TENANT, "incidents") == {"watermark": "old"}
+    incident = hub.get_incident(TENANT, "1")
+    assert incident is not None and incident.raw["status"] == "active"
+    assert hub.get_incident(TENANT, "10000") is None
+    # The retry of the same batch then goes through completely.
+    result = hub.commit_batch(
+        batch(incident_json("1", stamp(2), status="resolved"), state={"watermark": "new"})
+    )
+    assert result.seqs == range(2, 3)
+    assert hub.get_state(TENANT, "incidents") == {"watermark": "new"}
+
+
+def test_stream_errors_show_until_the_next_successful_commit(hub: Hub) -> None:
+    hub.record_stream_error(TENANT, "alerts", "RetriableError: 503 from Graph")
+    (row,) = hub.list_states()
+    assert (row.stream, row.doc, row.last_error) == (
+        "alerts",
+        None,
+        "RetriableError: 503 from Graph",
+    )
+    assert row.last_error_at is not None
+
+    hub.commit_batch(InboundBatch(tenant_id=TENANT, stream="alerts", state={"w": 1}))
+    (row,) = hub.list_states()
+    assert (row.doc, row.last_error, row.last_error_at) == ({"w": 1}, None, None)
+    assert row.updated_at is not None and row.last_commit_at is not None
+
+
+def test_quarantined_records_are_visible_and_counted_per_stream(hub: Hub) -> None:
+    hub.commit_batch(
+        InboundBatch(
+            tenant_id=TENANT,
+            stream="alerts",
+            quarantined=[
+                Quarantined(raw='{"id": 5, "lastUpdateDateTime": "soon"}', reason="bad date"),
+                Quarantined(raw="{not json", reason="malformed JSON"),
+            ],
+            state={"w": 2},
+        )
+    )
+    hub.commit_batch(
+        InboundBatch(
+            tenant_id=TENANT, stream="incidents", quarantined=[Quarantined(raw="[]", reason="list")]
+        )
+    )
+    listed = hub.list_quarantine(10)
+    assert [(q.stream, q.reason) for q in listed] == [
+        ("incidents", "list"),
+        ("alerts", "malformed JSON"),
+        ("alerts", "bad date"),
+    ]
+    assert listed[1].raw == "{not json"
+    assert hub.quarantine_counts() == {(TENANT, "alerts"): 2, (TENANT, "incidents"): 1}
+    assert {row.stream: row.quarantined for row in hub.list_states()} == {
+        "alerts": 2,
+        "incidents": 1,
+    }
+    assert hub.counts()[TENANT]["quarantined"] == 3
+    decisions = [row.decision for row in hub.audit_tail(10)]
+    assert decisions.count("quarantine") == 3
+    assert hub.get_state(TENANT, "alerts") == {"w": 2}
+
+
+def test_cursors_only_move_forward_unless_reset(hub: Hub) -> None:
+    hub.commit_batch(batch(*page_of(3, stamp(1), alerts=1, evidence=0)))
+    assert hub.max_seq() == 6
+    assert hub.get_cursor("splunk") == 0
+    assert hub.set_cursor("splunk", 4) == 4
+    assert hub.set_cursor("splunk", 2) == 4  # a late ack never replays
+    assert hub.get_cursor("splunk") == 4
+    assert hub.set_cursor("splunk", 6) == 6
+    with pytest.raises(ValueError, match="never assigned"):
+        hub.set_cursor("splunk", 7)
+    assert hub.reset_cursor("splunk", 1) == 1
+    assert hub.get_cursor("splunk") == 1
+    assert hub.get_cursor("elastic") == 0
+    assert [(c.name, c.seq) for c in hub.list_cursors()] == [("splunk", 1)]
+    assert [c.seq for c in hub.changes_after(hub.get_cursor("splunk"), 100)] == [2, 3, 4, 5, 6]
+
+
+def test_audit_rows_name_entity_versions_and_seq(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("1", stamp(1))))
+    hub.commit_batch(
+        InboundBatch(
+            tenant_id=TENANT,
+            stream="incidents",
+            incidents=batch(incident_json("1", stamp(2))).incidents,
+            note="backfill 2024-05",
+        )
+    )
+    summary, update = hub.audit_tail(2)
+    assert (update.decision, update.old_version, update.new_version, update.seq) == (
+        "update",
+        stamp(1),
+        stamp(2),
+        2,
+    )
+    assert summary.entity_type == "batch" and summary.detail["note"] == "backfill 2024-05"
+    assert summary.detail["seq"] == [2, 2]
+
+
+def test_records_without_an_id_are_quarantined_not_stored(hub: Hub) -> None:
+    keyless = incident_json("x", stamp(1))
+    del keyless["id"]
+    result = hub.commit_batch(batch(keyless, incident_json("2", stamp(1))))
+    assert (result.incidents.inserted, result.quarantined) == (1, 1)
+    (row,) = hub.list_quarantine(5)
+    assert row.reason == "incident without an id"
+    assert '"displayName":"Incident x"' in row.raw

@@ -1,0 +1,80 @@
+"""Chaos: `xdrsync run` killed with SIGKILL at random moments while Defender misbehaves.
+
+The emulator runs live activity (new incidents, alerts joining, analyst edits, comments,
+merges) with throttling, 5xx, dropped connections, failing $expand and late visibility. The
+service is killed with SIGKILL at least 20 times and restarted. When the faults stop, one
+more cycle must bring the hub to exactly the emulator's ground truth.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from truth import assert_hub_matches_truth, write_config
+
+from xdrsync.config import SyncConfig
+from xdrsync.emulator.service import settings_for
+
+KILLS = 22
+FAULTS = "error_rate=0.05,reset_rate=0.03,slow_rate=0.02,slow_seconds=0.3,expand_error_rate=0.1,late_seconds=2"
+
+
+def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_path: Path) -> None:
+    rng = random.Random(20261128)
+    settings = settings_for(
+        seed=42, incidents=120, activity_per_minute=240, rate_limit_per_minute=400, faults=FAULTS
+    )
+    env = make_env(
+        settings, sync=SyncConfig(poll_interval_seconds=0.3, lookback_seconds=120, max_attempts=10)
+    )
+    config_file = write_config(tmp_path / "xdrsync.toml", env.config)
+    command = [sys.executable, "-m", "xdrsync", "run", "--config", str(config_file)]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    logs = tmp_path / "run.log"
+    with logs.open("ab") as sink:
+        while kills < KILLS:
+            process = subprocess.Popen(command, stdout=sink, stderr=sink, env=environment)
+            time.sleep(rng.uniform(0.8, 3.0))
+            assert process.poll() is None, logs.read_text()[-3000:]
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            kills += 1
+    assert kills >= 20
+
+    # Faults stop: pausing also makes every pending update listable.
+    env.control("POST", "/pause")
+    env.workspace.close()
+    final = subprocess.run(
+        [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert final.returncode == 0, final.stdout + final.stderr
+    from xdrsync.workspace import Workspace
+
+    with Workspace.open(env.config) as workspace:
+        tenant = env.config.tenants[0].tenant_id
+        assert_hub_matches_truth(workspace.hub, tenant, env.truth())
+        stats = env.server.emulator.stats_snapshot()
+        # The run really was hostile.
+        assert stats["faults"].get("error", 0) + stats["faults"].get("reset", 0) > 0
+        assert stats["by_route"]
+        # The log tables hold each version once, and their latest state is the hub's.
+        duplicates = workspace.logs.query(
+            "SecurityIncident | summarize n = count() by IncidentNumber, LastModifiedTime, Status, Owner | where n > 1 | count"
+        )
+        assert duplicates.rows[0][0] == 0
+        latest = workspace.logs.query(
+            "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber | count"
+        )
+        assert latest.rows[0][0] == len(env.truth())

@@ -1,0 +1,64 @@
+"""Comparing the hub with the emulator's ground truth, the way the guarantees are stated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from xdrsync.config import Config
+from xdrsync.hub import Hub
+
+
+def _without_alerts(incident: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in incident.items() if k != "alerts"}
+
+
+def assert_hub_matches_truth(hub: Hub, tenant_id: str, truth: list[dict[str, Any]]) -> None:
+    """Every incident and alert at its latest version, with all evidence and comments;
+    nothing extra; merged incidents linked to their survivor."""
+    stored_ids = {row.id for row in hub.list_incidents(tenant_id, limit=1_000_000)}
+    assert stored_ids == {i["id"] for i in truth}, "the hub holds other incidents than Defender"
+    for incident in truth:
+        stored = hub.get_incident(tenant_id, incident["id"])
+        assert stored is not None, incident["id"]
+        graph = stored.to_graph()
+        assert _without_alerts(graph) == _without_alerts(incident), (
+            f"incident {incident['id']} differs"
+        )
+        got_alerts = {a["id"]: a for a in graph.get("alerts") or []}
+        want_alerts = {a["id"]: a for a in incident.get("alerts") or []}
+        assert got_alerts.keys() == want_alerts.keys(), f"alerts of {incident['id']} differ"
+        for alert_id, alert in want_alerts.items():
+            assert got_alerts[alert_id] == alert, f"alert {alert_id} differs"
+        if incident.get("status") == "redirected":
+            survivor = incident["redirectIncidentId"]
+            assert incident["id"] in hub.get_merged_from(tenant_id, survivor)
+    for incident in truth:
+        versions = hub.incident_history(tenant_id, incident["id"])
+        texts = [(v.version_text, v.content_hash) for v in versions]
+        assert len(texts) == len(set(texts)), f"incident {incident['id']} has a version twice"
+
+
+def write_config(path: Path, config: Config) -> Path:
+    """The same config as a TOML file (secrets in files beside it), for CLI subprocesses."""
+    lines = ["[workspace]", f'path = "{config.workspace.path}"', "", "[sync]"]
+    for key, value in config.sync.model_dump().items():
+        lines.append(f"{key} = {value!r}")
+    lines.append("")
+    for tenant in config.tenants:
+        secret_file = path.parent / f"{tenant.name}.secret"
+        assert tenant.client_secret is not None
+        secret_file.write_text(tenant.client_secret.get_secret_value())
+        lines += [
+            "[[tenants]]",
+            f'name = "{tenant.name}"',
+            f'tenant_id = "{tenant.tenant_id}"',
+            f'client_id = "{tenant.client_id}"',
+            f'client_secret = "file:{secret_file}"',
+            f'graph_url = "{tenant.graph_url}"',
+            f'authority_url = "{tenant.authority_url}"',
+            f"rate_limit_per_minute = {tenant.rate_limit_per_minute}",
+            "",
+        ]
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,235 @@
+"""The DuckDB log store: what goes in comes back typed as in Log Analytics; errors read well."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdrsync.errors import RetriableError, XdrSyncError
+from xdrsync.tables.errors import QueryError, StoreBusyError
+from xdrsync.tables.logstore import LogStore
+from xdrsync.tables.schemas import TABLE_NAMES, table_schema
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LogStore:
+    return LogStore(tmp_path / "ws" / "logs.duckdb")
+
+
+def test_a_fresh_workspace_answers_queries_with_empty_tables(store: LogStore) -> None:
+    assert not store.path.exists()
+    for table in TABLE_NAMES:
+        assert store.query(f"{table} | count").rows == ((0,),)
+    assert store.path.exists()
+
+
+def test_kql_sees_exactly_the_published_columns_and_bookkeeping_stays_hidden(
+    store: LogStore,
+) -> None:
+    store.append("SecurityIncident", [{"IncidentNumber": 7, "TimeGenerated": NOW, "_Seq": 41}])
+    store.append("SecurityIncident", [{"IncidentNumber": 8, "TimeGenerated": NOW, "_Seq": 42}])
+    for table in TABLE_NAMES:
+        assert store.query(f"{table} | take 1").columns == table_schema(table).column_names
+    assert store.max_seq("SecurityIncident") == 42
+    assert store.max_seq("SecurityAlert") is None
+
+
+def test_values_come_back_with_their_kql_types(store: LogStore) -> None:
+    cest = timezone(timedelta(hours=2))
+    store.append(
+        "SecurityIncident",
+        [
+            {
+                "TimeGenerated": datetime(2024, 5, 1, 14, 30, tzinfo=cest),  # 12:30 UTC
+                "IncidentNumber": 2972395,
+                "Title": "Multi-stage incident",
+                "Owner": {"assignedTo": "KaiC@contoso.com", "objectId": None},
+                "AlertIds": ["a1", "a2"],
+                "Labels": [{"labelName": "Demo", "labelType": "User"}],
+                "AdditionalData": {"alertsCount": 2, "tactics": ["Execution"]},
+                "CreatedTime": "2021-08-13T08:43:35.5533333Z",
+            }
+        ],
+    )
+    row = store.query("SecurityIncident").as_dicts()[0]
+    assert row["TimeGenerated"] == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    assert row["TimeGenerated"].tzinfo is UTC
+    assert row["CreatedTime"] == datetime(2021, 8, 13, 8, 43, 35, 553333, tzinfo=UTC)
+    assert row["IncidentNumber"] == 2972395
+    assert row["Owner"] == {"assignedTo": "KaiC@contoso.com", "objectId": None}
+    assert row["AlertIds"] == ["a1", "a2"]
+    assert row["AdditionalData"]["tactics"] == ["Execution"]
+    assert row["ClosedTime"] is None
+    result = store.query("SecurityIncident | project TimeGenerated, IncidentNumber, Owner")
+    assert result.types == ("datetime", "int", "dynamic")
+
+
+def test_kql_datetime_text_is_kusto_formatted(store: LogStore) -> None:
+    store.append("SecurityIncident", [{"TimeGenerated": NOW}])
+    result = store.query("SecurityIncident | project t = tostring(TimeGenerated)")
+    assert result.rows == (("2024-05-01T12:00:00.0000000Z",),)
+
+
+def test_absent_strings_read_as_empty_strings_as_in_log_analytics(store: LogStore) -> None:
+    store.append("SecurityIncident", [{"IncidentNumber": 1, "Classification": None}])
+    assert store.query('SecurityIncident | where Classification == "" | count').rows == ((1,),)
+    assert store.query("SecurityIncident | where isempty(Classification) | count").rows == ((1,),)
+    assert store.query("SecurityIncident | where isnull(Title) | count").rows == ((0,),)
+
+
+def test_a_row_with_an_unknown_column_is_refused_and_nothing_is_written(store: LogStore) -> None:
+    with pytest.raises(ValueError, match="IncidentNumbr"):
+        store.append("SecurityIncident", [{"IncidentNumber": 1}, {"IncidentNumbr": 2}])
+    assert store.query("SecurityIncident | count").rows == ((0,),)
+
+
+def test_an_int_column_refuses_a_value_it_cannot_hold(store: LogStore) -> None:
+    with pytest.raises(ValueError, match="IncidentNumber"):
+        store.append("SecurityIncident", [{"IncidentNumber": 2**31}])
+
+
+def test_unknown_table_is_refused_on_append(store: LogStore) -> None:
+    with pytest.raises(KeyError, match="DeviceEvents"):
+        store.append("DeviceEvents", [{"x": 1}])
+
+
+def test_appending_nothing_does_not_create_the_file(store: LogStore) -> None:
+    store.append("SecurityAlert", [])
+    assert not store.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("kql", "expected"),
+    [
+        ("SecurityIncident | where", "KQL error: "),
+        ("Nope | take 1", "query failed: unknown table 'Nope'; tables: SecurityIncident"),
+        ("SecurityIncident | where Nope == 1", "query failed: unknown column 'Nope'"),
+        ("SecurityIncident | invoke foo()", "KQL error: "),
+        (".set-or-replace SecurityIncident <| print x = 1", "KQL error: unsupported"),
+        (".drop table SecurityIncident", "KQL error: unsupported"),
+    ],
+)
+def test_query_errors_are_one_clear_line(store: LogStore, kql: str, expected: str) -> None:
+    store.append("SecurityIncident", [{"IncidentNumber": 1}])
+    with pytest.raises(QueryError) as caught:
+        store.query(kql)
+    message = str(caught.value)
+    assert isinstance(caught.value, XdrSyncError)
+    assert message.startswith(expected)
+    assert "\n" not in message
+    assert "LINE " not in message  # no generated SQL in front of a KQL user
+    assert store.query("SecurityIncident | count").rows == ((1,),)  # writes never happen
+
+
+def test_an_older_store_gains_columns_a_newer_schema_adds(tmp_path: Path) -> None:
+    path = tmp_path / "logs.duckdb"
+    LogStore(path).append("SecurityIncident", [{"IncidentNumber": 1}])
+    LogStore(path).sql(
+        'ALTER TABLE xdrsync_store."SecurityIncident_rows" DROP COLUMN "Tasks"', write=True
+    )
+    upgraded = LogStore(path)
+    upgraded.append("SecurityIncident", [{"IncidentNumber": 2, "Tasks": [{"title": "t"}]}])
+    result = upgraded.query(
+        "SecurityIncident | project IncidentNumber, Tasks | sort by IncidentNumber asc"
+    )
+    assert result.rows == ((1, None), (2, [{"title": "t"}]))
+
+
+def test_internal_sql_is_read_only_unless_asked(store: LogStore) -> None:
+    store.append("SecurityAlert", [{"SystemAlertId": "a"}])
+    assert store.sql("SELECT count(*) FROM SecurityAlert") == [(1,)]
+    with pytest.raises(Exception, match="read-only"):
+        store.sql("DELETE FROM xdrsync_store.SecurityAlert_rows")
+
+
+_HOLD_WRITE_LOCK = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+    """
+)
+
+
+@contextmanager
+def _lock_held_elsewhere(path: Path, seconds: float) -> Iterator[None]:
+    """Another process opens the file read-write (as `xdrsync run` does) for `seconds`."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_WRITE_LOCK, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "locked"
+        try:
+            yield
+        finally:
+            proc.kill()
+
+
+def test_a_reader_waits_for_a_short_write_lock(store: LogStore) -> None:
+    store.append("SecurityAlert", [{"SystemAlertId": "a"}])
+    with _lock_held_elsewhere(store.path, 0.8):
+        started = time.monotonic()
+        assert store.query("SecurityAlert | count").rows == ((1,),)
+        assert time.monotonic() - started >= 0.3
+
+
+def test_a_lock_held_too_long_is_a_retriable_busy_error(tmp_path: Path) -> None:
+    path = tmp_path / "logs.duckdb"
+    LogStore(path).initialize()
+    with _lock_held_elsewhere(path, 5):
+        impatient = LogStore(path, read_timeout=0.3, write_timeout=0.3)
+        with pytest.raises(StoreBusyError, match="locked by another xdrsync process") as caught:
+            impatient.query("SecurityAlert | count")
+        assert isinstance(caught.value, RetriableError)
+        with pytest.raises(StoreBusyError):
+            impatient.append("SecurityAlert", [{"SystemAlertId": "a"}])
+
+
+def _stored(text: str) -> str:
+    """What survives storage: lone UTF-16 surrogates cannot be UTF-8 and become "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+_round_trips = iter(range(1, 10**6))
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(title=st.text(max_size=200), labels=json_values)
+def test_any_text_and_json_round_trip(tmp_path: Path, title: str, labels: Any) -> None:
+    store = LogStore(tmp_path / "round-trip.duckdb")  # one file shared by the examples
+    number = next(_round_trips)
+    store.append("SecurityIncident", [{"IncidentNumber": number, "Title": title, "Labels": labels}])
+    row = store.query(
+        f"SecurityIncident | where IncidentNumber == {number} | project Title, Labels"
+    ).rows[0]
+    assert row[0] == _stored(title)
+    assert row[1] == json.loads(_stored(json.dumps(labels, ensure_ascii=False)))

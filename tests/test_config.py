@@ -1,0 +1,251 @@
+"""Loading xdrsync.toml: defaults, secret references, one-line errors, secrets kept hidden."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from xdrsync.config import (
+    CONFIG_ENV,
+    Config,
+    SyncConfig,
+    config_path,
+    load_config,
+)
+from xdrsync.errors import ConfigError
+
+SECRET = "Xq8~very.secret-value_123"
+TENANT = "00000000-0000-0000-0000-00000000000a"
+CLIENT = "11111111-1111-1111-1111-11111111111b"
+
+
+def write(tmp_path: Path, body: str, name: str = "xdrsync.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def tenant_block(secret_line: str = 'client_secret = "env:CONTOSO_SECRET"', **extra: str) -> str:
+    lines = [
+        "[[tenants]]",
+        'name = "contoso"',
+        f'tenant_id = "{TENANT}"',
+        f'client_id = "{CLIENT}"',
+        secret_line,
+        *(f"{key} = {value}" for key, value in extra.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def _secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTOSO_SECRET", SECRET)
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert "\n" not in message, "errors are one line"
+    # Not chained: pydantic's own error text quotes input values, which may be secrets.
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    return message
+
+
+def test_the_design_example_loads_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [workspace]
+        path = "./xdrsync-data"
+
+        [[tenants]]
+        name = "contoso"
+        tenant_id = "00000000-0000-0000-0000-000000000000"
+        client_id = "11111111-1111-1111-1111-111111111111"
+        client_secret = "env:CONTOSO_SECRET"
+        graph_url = "https://graph.microsoft.com"
+        authority_url = "https://login.microsoftonline.com"
+
+        [console]
+        host = "127.0.0.1"
+        port = 8080
+        """,
+    )
+    config = load_config(path)
+    tenant = config.tenants[0]
+    assert tenant.client_secret is not None
+    assert tenant.client_secret.get_secret_value() == SECRET
+    assert tenant.rate_limit_per_minute == 120
+    assert tenant.verify_tls is True
+    assert config.sync == SyncConfig()
+    assert (config.sync.page_size_incidents, config.sync.page_size_alerts) == (50, 500)
+    assert config.workspace.path == tmp_path / "xdrsync-data"
+    assert config.workspace.database_url is None
+    assert (config.console.host, config.console.port) == ("127.0.0.1", 8080)
+
+
+def test_models_are_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, tenant_block()))
+    with pytest.raises(ValueError, match="frozen"):
+        config.tenants[0].name = "other"  # type: ignore[misc]
+
+
+def test_secrets_never_show_in_repr_or_str(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            '[workspace]\ndatabase_url = "postgresql+psycopg://sync:pw-hidden@db/x"\n'
+            + tenant_block(),
+        )
+    )
+    for text in (repr(config), str(config), repr(config.tenants[0]), str(config.model_dump())):
+        assert SECRET not in text
+        assert "pw-hidden" not in text
+    assert config.workspace.database_url is not None
+    assert "pw-hidden" in config.workspace.database_url.get_secret_value()
+
+
+def test_a_file_reference_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "contoso").write_text(SECRET + "\n", encoding="utf-8")
+    config = load_config(write(tmp_path, tenant_block('client_secret = "file:secrets/contoso"')))
+    secret = config.tenants[0].client_secret
+    assert secret is not None and secret.get_secret_value() == SECRET
+
+
+def test_a_literal_secret_works_but_is_warned_about_without_showing_it(tmp_path: Path) -> None:
+    with structlog.testing.capture_logs() as events:
+        config = load_config(write(tmp_path, tenant_block(f'client_secret = "{SECRET}"')))
+    secret = config.tenants[0].client_secret
+    assert secret is not None and secret.get_secret_value() == SECRET
+    assert any("inline" in event["event"] for event in events)
+    assert SECRET not in repr(events)
+
+
+def test_a_missing_environment_variable_is_one_line_naming_file_field_and_variable(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, tenant_block('client_secret = "env:NOT_SET_ANYWHERE"'))
+    message = load_error(path)
+    assert str(path) in message
+    assert "tenants[0].client_secret" in message
+    assert "'contoso'" in message
+    assert "NOT_SET_ANYWHERE is not set" in message
+
+
+def test_an_unreadable_secret_file_names_the_file(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, tenant_block('client_secret = "file:nope.txt"')))
+    assert "nope.txt" in message and "client_secret" in message
+
+
+def test_a_missing_config_file(tmp_path: Path) -> None:
+    message = load_error(tmp_path / "absent.toml")
+    assert "absent.toml" in message and "not found" in message
+
+
+def test_invalid_toml_is_one_line_with_the_position(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, "[[tenants]\nname = 'x'\n"))
+    assert "xdrsync.toml" in message and "invalid TOML" in message and "line 1" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (tenant_block("# no credential"), "exactly one of client_secret or certificate_path"),
+        (
+            tenant_block(certificate_path='"app.pem"'),
+            "exactly one of client_secret or certificate_path",
+        ),
+        (tenant_block() + tenant_block(), "share the name"),
+        ("[workspace]\n", "tenants: add at least one [[tenants]] table"),
+        (tenant_block() + "[sync]\npage_size_incidents = 100\n", "sync.page_size_incidents"),
+        (tenant_block() + "[sync]\npage_size_alerts = 5000\n", "sync.page_size_alerts"),
+        (
+            tenant_block(clent_secret='"typo"'),
+            "tenants[0].clent_secret (tenant 'contoso'): unknown",
+        ),
+        (tenant_block(authority_url='"http://login.example.com"'), "loopback"),
+        (tenant_block(graph_url='"https://graph.microsoft.com/v1.0"'), "without /v1.0"),
+        (tenant_block(graph_url='"ftp://graph.microsoft.com"'), "https URL"),
+        (tenant_block(verify_tls='"missing-ca.pem"'), "CA bundle"),
+        (tenant_block().replace(TENANT, "common"), "not a tenant"),
+        (tenant_block(name='"has space"').replace('name = "contoso"\n', ""), "tenants[0].name"),
+        (tenant_block(rate_limit_per_minute="0"), "rate_limit_per_minute"),
+        ("[console]\nport = 0\n" + tenant_block(), "console.port"),
+    ],
+)
+def test_invalid_settings_are_named(tmp_path: Path, body: str, expected: str) -> None:
+    if "app.pem" in body:
+        write(tmp_path, "-----BEGIN PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\n", "app.pem")
+    message = load_error(write(tmp_path, body))
+    assert expected in message
+    assert message.startswith(str(tmp_path / "xdrsync.toml") + ": ")
+
+
+def test_a_certificate_file_must_hold_key_and_certificate(tmp_path: Path) -> None:
+    write(tmp_path, "-----BEGIN CERTIFICATE-----\n", "cert-only.pem")
+    body = tenant_block("# none", certificate_path='"cert-only.pem"')
+    message = load_error(write(tmp_path, body))
+    assert "private key and certificate" in message
+
+
+def test_errors_never_echo_the_offending_value(tmp_path: Path) -> None:
+    # A secret pasted into the wrong field: pydantic would quote it; we must not.
+    body = tenant_block().replace(f'client_id = "{CLIENT}"', f'client_id = "{SECRET} oops"')
+    body += f'[console]\nport = "{SECRET}"\n'
+    message = load_error(write(tmp_path, body))
+    assert SECRET not in message
+    assert "tenants[0].client_id" in message and "console.port" in message
+
+
+def test_loopback_http_is_accepted_for_the_emulator(tmp_path: Path) -> None:
+    body = tenant_block(
+        graph_url='"http://127.0.0.1:8650/"', authority_url='"http://localhost:8650"'
+    )
+    tenant = load_config(write(tmp_path, body)).tenants[0]
+    assert tenant.graph_url == "http://127.0.0.1:8650"
+    assert tenant.authority_url == "http://localhost:8650"
+
+
+def test_the_config_file_comes_from_the_environment_or_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = write(tmp_path, tenant_block(), "elsewhere.toml")
+    monkeypatch.chdir(tmp_path)
+    assert config_path() == Path("xdrsync.toml")
+    monkeypatch.setenv(CONFIG_ENV, str(elsewhere))
+    assert config_path() == elsewhere
+    assert load_config().tenants[0].name == "contoso"
+    assert config_path(Path("given.toml")) == Path("given.toml")
+
+
+def test_for_emulator_builds_a_loopback_config_without_a_file(tmp_path: Path) -> None:
+    config = Config.for_emulator(
+        "http://127.0.0.1:8650",
+        [
+            (TENANT, CLIENT, SECRET),
+            ("fabrikam", "22222222-2222-2222-2222-222222222222", CLIENT, "emu~2"),
+        ],
+        workspace_path=tmp_path / "ws",
+    )
+    first, second = config.tenants
+    assert (first.name, second.name) == ("tenant-1", "fabrikam")
+    assert first.graph_url == first.authority_url == "http://127.0.0.1:8650"
+    assert first.client_secret == SecretStr(SECRET)
+    assert SECRET not in repr(config)
+    assert config.workspace.path == tmp_path / "ws"
+    assert config.tenant("FABRIKAM") is second
+    assert config.tenant(TENANT) is first
+    with pytest.raises(ConfigError, match="no tenant named"):
+        config.tenant("nobody")
+
+
+def test_for_emulator_refuses_a_non_loopback_http_url() -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        Config.for_emulator("http://emulator.example:8650", [(TENANT, CLIENT, SECRET)])
