@@ -21,6 +21,7 @@ from rich.text import Text
 from xdrsync.config import load_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
+from xdrsync.logs import configure
 from xdrsync.sync.engine import CycleReport, SyncService
 from xdrsync.sync.lock import WorkspaceLock
 from xdrsync.views import incident_table
@@ -114,6 +115,8 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
     if workspace_dir.exists():
         shutil.rmtree(workspace_dir)
     workspace_dir.mkdir(parents=True)
+    log_file = (workspace_dir / "xdrsync.log").open("a", encoding="utf-8")
+    configure("info", file=log_file)  # the terminal is the live view; details go to the file
     settings = settings_for(seed=7, incidents=300, activity_per_minute=60, faults=DEMO_FAULTS)
     with EmulatorServer(settings, port=port) as server:
         config_path = write_demo_config(workspace_dir, server.base_url, server)

@@ -93,6 +93,7 @@ def incident_table(rows: list[IncidentSummary], tenant_names: dict[str, str]) ->
 def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
     """The incident's fields, alerts, evidence by entity, comments and version history."""
     tenant = incident.tenant_id or ""
+    incident_id = incident.id or ""
     head = Table(
         title=f"Incident {incident.id}: {incident.display_name}",
         title_justify="left",
@@ -110,7 +111,7 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
         ("created", incident.created_date_time),
         ("last update", incident.last_update_date_time),
         ("merged into", incident.redirect_incident_id),
-        ("merged from", ", ".join(hub.get_merged_from(tenant, incident.id))),
+        ("merged from", ", ".join(hub.get_merged_from(tenant, incident_id))),
         ("portal", incident.incident_web_url),
     ):
         head.add_row(label, "" if value is None else str(getattr(value, "value", value)))
@@ -134,14 +135,14 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
         for evidence in alert.evidence:
             key = evidence.entity_key()
             # One row per entity: evidence items naming the same entity collapse into it.
-            label = (evidence.kind, key.value if key is not None else evidence.display_name())
-            seen.setdefault(label, set()).add(alert.id)
+            entity = (evidence.kind, key.value if key is not None else evidence.display_name())
+            seen.setdefault(entity, set()).add(alert.id or "")
     for (kind, name), alert_ids in sorted(seen.items()):
         entities.add_row(kind, name, str(len(alert_ids)))
     comments = Table(title="Comments", title_justify="left")
     for column in ("when", "by", "comment"):
         comments.add_column(column, overflow="fold")
-    for comment in hub.list_comments(tenant, incident.id):
+    for comment in hub.list_comments(tenant, incident_id):
         when = (
             comment.created_date_time.isoformat(timespec="seconds")
             if comment.created_date_time
@@ -156,7 +157,7 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
     history = Table(title="Version history", title_justify="left")
     for column in ("version", "recorded", "status", "owner"):
         history.add_column(column)
-    for version in hub.incident_history(tenant, incident.id):
+    for version in hub.incident_history(tenant, incident_id):
         history.add_row(
             version.version_text,
             version.recorded_at.isoformat(timespec="seconds"),

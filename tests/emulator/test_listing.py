@@ -503,7 +503,7 @@ def reference_listing(records: list[dict[str, Any]], query: dict[str, str]) -> l
     return ids(ordered)[int(query.get("$skip", "0")) :]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=listings())
 def test_following_next_links_serves_each_match_once_in_order(
     case: tuple[list[dict[str, Any]], dict[str, str]],

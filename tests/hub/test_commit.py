@@ -86,6 +86,9 @@ def test_same_version_with_different_content_is_an_update(hub: Hub) -> None:
     assert [row.payload["customTags"] for row in history] == [["a"], ["a", "b"]]
     incident = hub.get_incident(TENANT, "5")
     assert incident is not None and list(incident.custom_tags) == ["a", "b"]
+    update = next(row for row in hub.audit_tail(10) if row.decision == "update")
+    assert update.old_version == update.new_version == stamp(1)
+    assert update.detail["same_version"] is True
 
 
 def test_versions_100ns_apart_are_both_kept(hub: Hub) -> None:
@@ -248,6 +251,7 @@ def test_list_incidents_newest_first_with_filters_and_paging(hub: Hub) -> None:
     )
     assert [row.id for row in hub.list_incidents(TENANT)] == ["2", "3", "1"]
     assert [row.id for row in hub.list_incidents(TENANT, status="resolved")] == ["2"]
+    assert [row.id for row in hub.list_incidents(TENANT, status="Resolved")] == ["2"]
     assert [row.id for row in hub.list_incidents(TENANT, limit=1, offset=1)] == ["3"]
     summary = hub.list_incidents(TENANT, limit=2)[1]
     assert (summary.alert_count, summary.status, summary.severity) == (1, "active", "medium")

@@ -77,7 +77,7 @@ def test_merge_links_the_absorbed_incident_and_moves_its_alert(hub: Hub) -> None
     survivor = hub.get_incident(TENANT, "B")
     absorbed = hub.get_incident(TENANT, "A")
     assert survivor is not None and absorbed is not None
-    assert sorted(a.id for a in survivor.alerts) == ["x", "y"]
+    assert sorted(str(a.id) for a in survivor.alerts) == ["x", "y"]
     assert list(absorbed.alerts) == []
     assert [(c.comment, c.incident_id) for c in hub.list_comments(TENANT, "B")] == [
         ("on A", "A"),

@@ -62,7 +62,7 @@ def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         yield hub
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=deliveries())
 def test_any_delivery_converges_to_the_highest_versions(
     shared_hub: Hub, batches: list[list[tuple[str, int]]]

@@ -8,6 +8,7 @@ taken from Microsoft's "Manage your SOC better with incident metrics" page.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from graph_samples import (
 from xdrsync.models import Incident
 from xdrsync.tables.errors import QueryError
 from xdrsync.tables.logstore import LogStore
+from xdrsync.tables.output import format_result
 from xdrsync.tables.schemas import table_schema
 from xdrsync.tables.sentinel import incident_rows
 
@@ -378,3 +380,21 @@ def test_constructs_duckdb_kql_does_not_translate_fail_clearly(
     """Known gaps of duckdb-kql 1.1 (listed in the report): a clear error, never a wrong answer."""
     with pytest.raises(QueryError, match=construct):
         store.query(kql)
+
+
+def test_a_query_result_renders_for_the_cli(store: LogStore) -> None:
+    result = store.query(
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber "
+        f"| where IncidentNumber == {REDIRECTED} | project IncidentNumber, ClosedTime, Labels"
+    )
+    assert json.loads(format_result(result, "json")) == [
+        {
+            "IncidentNumber": REDIRECTED,
+            "ClosedTime": "2021-08-13T09:00:00.000000Z",
+            "Labels": [{"labelName": "Redirected", "labelType": "System"}],
+        }
+    ]
+    assert format_result(result, "csv").splitlines() == [
+        "IncidentNumber,ClosedTime,Labels",
+        '2972399,2021-08-13T09:00:00.000000Z,"[{""labelName"":""Redirected"",""labelType"":""System""}]"',
+    ]

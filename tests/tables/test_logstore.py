@@ -233,3 +233,17 @@ def test_any_text_and_json_round_trip(tmp_path: Path, title: str, labels: Any) -
     ).rows[0]
     assert row[0] == _stored(title)
     assert row[1] == json.loads(_stored(json.dumps(labels, ensure_ascii=False)))
+
+
+def test_a_batch_over_several_tables_is_all_or_nothing(store: LogStore) -> None:
+    with pytest.raises(ValueError, match="Nope"):
+        store.append_batch(
+            {
+                "SecurityIncident": [{"IncidentNumber": 1}],
+                "SecurityAlert": [{"SystemAlertId": "a"}, {"Nope": 1}],
+            }
+        )
+    store.append_batch(
+        {"SecurityIncident": [{"IncidentNumber": 1}], "SecurityAlert": [{"SystemAlertId": "a"}]}
+    )
+    assert store.query("union SecurityIncident, SecurityAlert | count").rows == ((2,),)

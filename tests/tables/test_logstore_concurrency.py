@@ -103,7 +103,6 @@ def test_sync_appends_while_users_query_from_other_processes(tmp_path: Path) -> 
     writer = _spawn(_WRITER, str(path), str(BATCH), str(BATCHES), str(READERS))
     readers = [_spawn(_READER, str(path), str(BATCH), str(n)) for n in range(READERS)]
     written = _finish(writer)
-    print("WRITER", written)
     reports = [_finish(r) for r in readers]
 
     final = BATCH * BATCHES

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from urllib.parse import parse_qsl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse

@@ -113,24 +113,29 @@ class ListPage:
 # -- sort keys -------------------------------------------------------------------------------------
 
 _MISSING: Final = -(1 << 62)  # a record without the sort field sorts as the oldest
-IdKey = tuple[int, int, str, str]
-SortKey = tuple[int, IdKey]
+SortKey = tuple[int, int, str]  # (ticks, numeric id or -1/-2, text id): flat, so sorting is quick
+_ID_KEYS: dict[str, tuple[int, str]] = {}
 
 
-def _id_key(raw: object) -> IdKey:
+def _id_key(raw: object) -> tuple[int, str]:
     """Numeric ids (incidents) compare as numbers, others (alerts) as text; all totally ordered."""
     if raw is None:
-        return (0, 0, "", "")
+        return (-2, "")
     text = str(raw)
-    if text.isascii() and text.isdigit():
-        digits = text.lstrip("0")
-        return (1, len(digits), digits, text)  # numeric order without int() on huge strings
-    return (2, 0, text, text)
+    known = _ID_KEYS.get(text)
+    if known is None:
+        numeric = text.isascii() and text.isdigit() and len(text) <= 18
+        known = (int(text), "") if numeric else (-1, text)
+        if len(_ID_KEYS) >= 200_000:
+            _ID_KEYS.clear()
+        _ID_KEYS[text] = known
+    return known
 
 
 def _sort_key(record: Mapping[str, Any], field: str) -> SortKey:
     ticks = instant_ticks(record.get(field))
-    return (_MISSING if ticks is None else ticks, _id_key(record.get("id")))
+    number, text = _id_key(record.get("id"))
+    return (_MISSING if ticks is None else ticks, number, text)
 
 
 @dataclass(frozen=True)
@@ -172,8 +177,9 @@ _COUNTS = _IdentityMemo(64)
 
 def _ordered(records: Sequence[Mapping[str, Any]], field: str) -> _Ordered:
     def build() -> _Ordered:
-        pairs = sorted(((_sort_key(r, field), r) for r in records), key=lambda p: p[0])
-        return _Ordered([k for k, _ in pairs], [r for _, r in pairs])
+        keys = [_sort_key(r, field) for r in records]
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        return _Ordered([keys[i] for i in order], [records[i] for i in order])
 
     result: _Ordered = _SORTED.get(records, field, build)
     return result
@@ -319,7 +325,7 @@ def _fingerprint(spec: EntitySetSpec, opts: Mapping[str, str]) -> str:
 
 
 def _make_token(key: SortKey, fingerprint: str, last_id: object) -> str:
-    ticks = key[0]
+    ticks = key[0]  # the id part is rebuilt from the id itself
     payload = json.dumps(
         [1, fingerprint, ticks, None if last_id is None else str(last_id)], separators=(",", ":")
     ).encode()
@@ -343,7 +349,8 @@ def _read_token(token: str, fingerprint: str) -> SortKey:
     version, bound_to, ticks, last_id = json.loads(payload)
     if version != 1 or bound_to != fingerprint:
         raise invalid
-    return (ticks, _id_key(last_id))
+    number, text = _id_key(last_id)
+    return (ticks, number, text)
 
 
 # -- the page ------------------------------------------------------------------------------------

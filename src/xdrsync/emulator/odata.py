@@ -515,8 +515,7 @@ def _value_getter(node: Node, as_instant: bool) -> _Getter:
         if as_instant:
             return lambda record, env: instant_ticks(get(record, env))
         return get
-    test = _compile(node)
-    return test
+    return _compile(node)  # a boolean sub-expression compared with a value
 
 
 def _compare_to_literal(get: _Getter, op: str, lit: Literal, as_instant: bool) -> _Test:

@@ -135,11 +135,13 @@ class TenantStore:
                 incident = self._get(change.incident_id)
                 self._attach_alert(incident, copy.deepcopy(change.alert), now)
                 self._touched(incident, now)
-                return incident["id"]
+                return change.incident_id
             if isinstance(change, IncidentEdit):
-                return self.edit_incident(change.incident_id, change.changes, editor=None)["id"]
+                self.edit_incident(change.incident_id, change.changes, editor=None)
+                return change.incident_id
             if isinstance(change, AlertEdit):
-                return self.edit_alert(change.alert_id, change.changes, editor=None)["incidentId"]
+                self.edit_alert(change.alert_id, change.changes, editor=None)
+                return self._alert_owner[change.alert_id]
             if isinstance(change, IncidentComment):
                 self.add_incident_comment(change.incident_id, change.comment, change.author)
                 return change.incident_id
@@ -239,7 +241,8 @@ class TenantStore:
             raise UnknownEntityError(alert_id)
         for alert in self._get(owner).get("alerts") or ():
             if alert["id"] == alert_id:
-                return alert
+                found: Json = alert
+                return found
         raise UnknownEntityError(alert_id)
 
     def _new_incident(self, template: Mapping[str, Any], now: datetime) -> str:

@@ -7,7 +7,6 @@ by every thread working on that tenant, so they share its token and its budget.
 from __future__ import annotations
 
 import random
-import ssl
 import threading
 import time
 import uuid
@@ -15,8 +14,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -24,10 +21,16 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from xdrsync import __version__
 from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError, XdrSyncError
 from xdrsync.graph.auth import TokenProvider
+from xdrsync.graph.http import (
+    USER_AGENT,
+    build_http_client,
+    graph_error_detail,
+    required_permission,
+    server_date,
+)
 from xdrsync.graph.odata import origin, with_query
 from xdrsync.graph.pacing import Pacer
 from xdrsync.graph.retry import (
@@ -43,7 +46,6 @@ from xdrsync.graph.retry import (
 
 log = structlog.get_logger(__name__)
 
-USER_AGENT = f"xdrsync/{__version__}"
 API_VERSION = "v1.0"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})  # PATCH sets absolute values
 
@@ -88,65 +90,6 @@ class _Outcome:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def build_http_client(tenant: TenantConfig, sync: SyncConfig) -> httpx.Client:
-    """The httpx client for one tenant: our timeout, our TLS settings, no redirects."""
-    verify: ssl.SSLContext | bool
-    if isinstance(tenant.verify_tls, str):
-        bundle = Path(tenant.verify_tls)
-        verify = (
-            ssl.create_default_context(capath=str(bundle))
-            if bundle.is_dir()
-            else ssl.create_default_context(cafile=str(bundle))
-        )
-    else:
-        verify = tenant.verify_tls
-    return httpx.Client(
-        timeout=httpx.Timeout(sync.request_timeout_seconds),
-        verify=verify,
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,  # a redirect would carry our bearer token somewhere else
-    )
-
-
-def server_date(response: httpx.Response, fallback: Callable[[], datetime]) -> datetime:
-    """The response's ``Date`` as aware UTC; our own clock only if the header is missing."""
-    header = response.headers.get("Date")
-    if header:
-        try:
-            parsed = parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
-            parsed = None
-        if parsed is not None:
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    return fallback()
-
-
-def graph_error_detail(response: httpx.Response) -> str:
-    """``code: message`` from Graph's error body, or the status text; always one line."""
-    detail = response.reason_phrase or "error"
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        code, message = error.get("code"), error.get("message")
-        detail = ": ".join(str(part) for part in (code, message) if part) or detail
-    elif response.text:
-        detail = f"{detail}: {response.text[:200]}"
-    return " ".join(f"{response.status_code} {detail}".split())
-
-
-def required_permission(method: str, path: str) -> str:
-    """The Graph application permission a call on ``path`` needs (microsoft-apis.md §2.1)."""
-    access = "Read" if method in ("GET", "HEAD") else "ReadWrite"
-    if "/security/alerts" in path:
-        return f"SecurityAlert.{access}.All"
-    if "/security/incidents" in path and path.rstrip("/").endswith("/alerts"):
-        return f"SecurityIncident.{access}.All and SecurityAlert.{access}.All"
-    return f"SecurityIncident.{access}.All"
 
 
 class GraphClient:
@@ -436,14 +379,4 @@ class GraphClient:
         return kind(text)
 
 
-__all__ = [
-    "API_VERSION",
-    "USER_AGENT",
-    "GraphClient",
-    "GraphResponse",
-    "Tokens",
-    "build_http_client",
-    "graph_error_detail",
-    "required_permission",
-    "server_date",
-]
+__all__ = ["API_VERSION", "GraphClient", "GraphResponse", "Tokens"]

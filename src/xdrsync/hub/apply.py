@@ -8,7 +8,6 @@ incidents with their alerts and evidence costs a fixed, small number of round tr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,9 +16,9 @@ from typing import Any, Final
 from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_, update
 
 from xdrsync.hub import schema as s
+from xdrsync.hub.audit import write_decisions, write_quarantine, write_summary
 from xdrsync.hub.candidates import Candidate, batch_candidates
 from xdrsync.hub.guard import CHANGES, RECORDED, Verdict, Version, decide, needs_history
-from xdrsync.hub.payload import version_text
 from xdrsync.hub.records import (
     ApplyResult,
     EntityCounts,
@@ -60,15 +59,31 @@ class _Plan:
     existing: set[str] = field(default_factory=set)
 
 
-def apply_batch(conn: Connection, batch: InboundBatch, now: datetime) -> ApplyResult:
-    """Write one batch; the caller commits. Returns what was decided."""
-    seq = lock_and_read_counter(conn)
-    first_seq = seq + 1
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch with its keys, versions and hashes computed: the CPU-heavy part, done before
+    the write lock is taken so that other writers wait as little as possible."""
+
+    batch: InboundBatch
+    incidents: list[Candidate]
+    alerts: list[Candidate]
+    quarantined: list[Quarantined]
+
+
+def prepare_batch(batch: InboundBatch) -> PreparedBatch:
     incident_rows, alert_rows, rejected = batch_candidates(batch.incidents, batch.alerts)
     quarantined = [*batch.quarantined, *(Quarantined(r.raw, r.reason) for r in rejected)]
+    return PreparedBatch(batch, incident_rows, alert_rows, quarantined)
+
+
+def apply_batch(conn: Connection, prepared: PreparedBatch, now: datetime) -> ApplyResult:
+    """Write one prepared batch inside the caller's transaction. Returns what was decided."""
+    batch, quarantined = prepared.batch, prepared.quarantined
+    seq = lock_and_read_counter(conn)
+    first_seq = seq + 1
     plans = [
-        _plan(conn, batch.tenant_id, _INCIDENTS, incident_rows),
-        _plan(conn, batch.tenant_id, _ALERTS, alert_rows),
+        _plan(conn, batch.tenant_id, _INCIDENTS, prepared.incidents),
+        _plan(conn, batch.tenant_id, _ALERTS, prepared.alerts),
     ]
     seqs: dict[int, int] = {}  # id(verdict) -> seq
     for plan in plans:
@@ -78,7 +93,7 @@ def apply_batch(conn: Connection, batch: InboundBatch, now: datetime) -> ApplyRe
                 seqs[id(verdict)] = seq
     for plan in plans:
         _write(conn, batch, plan, seqs, now)
-    _write_quarantine(conn, batch, quarantined, now)
+    write_quarantine(conn, batch, quarantined, now)
     clear_error_and_save(conn, batch.tenant_id, batch.stream, batch.state, now)
     result = ApplyResult(
         incidents=_counts(plans[0]),
@@ -89,7 +104,7 @@ def apply_batch(conn: Connection, batch: InboundBatch, now: datetime) -> ApplyRe
         changed_incident_ids=_changed_ids(plans[0]),
         changed_alert_ids=_changed_ids(plans[1]),
     )
-    _write_summary(conn, batch, result, now)
+    write_summary(conn, batch, result, now)
     if seq >= first_seq:
         write_counter(conn, seq)
     return result
@@ -180,7 +195,7 @@ def _write(
     if plan.kind.entity_type == "alert":
         _write_evidence(conn, tenant, list(final.values()))
     _write_comments(conn, tenant, plan.kind.entity_type, [v.item for v in recorded], now)
-    _write_decisions(conn, batch, plan.kind.entity_type, recorded, seqs, now)
+    write_decisions(conn, batch, plan.kind.entity_type, recorded, seqs, now)
 
 
 def _current_row(verdict: Verdict[Candidate], seq: int, now: datetime) -> dict[str, Any]:
@@ -336,99 +351,3 @@ def _write_comments(
             wanted.pop((entity_id, key), None)
     if wanted:
         conn.execute(table.insert(), list(wanted.values()))
-
-
-def _write_decisions(
-    conn: Connection,
-    batch: InboundBatch,
-    entity_type: EntityType,
-    recorded: Iterable[Verdict[Candidate]],
-    seqs: Mapping[int, int],
-    now: datetime,
-) -> None:
-    # Unchanged re-reads and already-known stale copies are counted in the batch summary only:
-    # re-reads happen every cycle and would drown the trail.
-    rows = [
-        {
-            "at": now,
-            "tenant_id": batch.tenant_id,
-            "stream": batch.stream,
-            "entity_type": entity_type,
-            "entity_id": v.item.id,
-            "decision": "stale" if v.decision == "late" else v.decision,
-            "old_version": version_text(v.previous.ticks) if v.previous else None,
-            "new_version": version_text(v.item.version.ticks),
-            "seq": seqs.get(id(v)),
-            "detail": json.dumps({"late": True}) if v.decision == "late" else None,
-        }
-        for v in recorded
-    ]
-    conn.execute(s.audit.insert(), rows)
-
-
-def _write_quarantine(
-    conn: Connection, batch: InboundBatch, quarantined: Sequence[Quarantined], now: datetime
-) -> None:
-    if not quarantined:
-        return
-    rows = [
-        {
-            "tenant_id": batch.tenant_id,
-            "stream": batch.stream,
-            "at": now,
-            "reason": bad.reason,
-            "raw": bad.raw,
-        }
-        for bad in quarantined
-    ]
-    conn.execute(s.quarantine.insert(), rows)
-    audit_rows = [
-        {
-            "at": now,
-            "tenant_id": batch.tenant_id,
-            "stream": batch.stream,
-            "entity_type": "record",
-            "entity_id": None,
-            "decision": "quarantine",
-            "detail": json.dumps({"reason": bad.reason}),
-        }
-        for bad in quarantined
-    ]
-    conn.execute(s.audit.insert(), audit_rows)
-
-
-def _write_summary(
-    conn: Connection, batch: InboundBatch, result: ApplyResult, now: datetime
-) -> None:
-    detail: dict[str, Any] = {
-        "incidents": _as_dict(result.incidents),
-        "alerts": _as_dict(result.alerts),
-        "quarantined": result.quarantined,
-        "state": batch.state is not None,
-    }
-    if batch.note:
-        detail["note"] = batch.note
-    if result.first_seq is not None:
-        detail["seq"] = [result.first_seq, result.last_seq]
-    conn.execute(
-        s.audit.insert(),
-        {
-            "at": now,
-            "tenant_id": batch.tenant_id,
-            "stream": batch.stream,
-            "entity_type": "batch",
-            "entity_id": None,
-            "decision": "summary",
-            "seq": result.last_seq,
-            "detail": json.dumps(detail, sort_keys=True),
-        },
-    )
-
-
-def _as_dict(counts: EntityCounts) -> dict[str, int]:
-    return {
-        "inserted": counts.inserted,
-        "updated": counts.updated,
-        "unchanged": counts.unchanged,
-        "stale": counts.stale,
-    }

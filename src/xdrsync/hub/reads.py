@@ -19,7 +19,7 @@ from xdrsync.hub.records import (
     IncidentSummary,
     VersionRow,
 )
-from xdrsync.models import Alert, Incident
+from xdrsync.models import Alert, Incident, IncidentStatus
 
 MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt cycle
 
@@ -67,7 +67,9 @@ def list_incidents(
     if tenant_id is not None:
         query = query.where(t.c.tenant_id == tenant_id)
     if status is not None:
-        query = query.where(t.c.status == enum_text(status))
+        # Stored statuses are canonical ("inProgress"); accept any spelling Graph accepts.
+        wanted = IncidentStatus(status) if isinstance(status, str) else status
+        query = query.where(t.c.status == enum_text(wanted))
     rows = conn.execute(query).all()
     counts = _alert_counts(conn, [(row.tenant_id, row.id) for row in rows])
     return [

@@ -78,6 +78,7 @@ def clear_error_and_save(
 
 
 def save_error(conn: Connection, tenant_id: str, stream: str, message: str, now: datetime) -> None:
+    lock_and_read_counter(conn)  # the writer lock makes the read-then-write upsert safe
     _upsert_state(conn, tenant_id, stream, {"last_error": message, "last_error_at": now})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from xdrsync.hub import reads, status
-from xdrsync.hub.apply import apply_batch
+from xdrsync.hub.apply import apply_batch, prepare_batch
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
     ApplyResult,
@@ -89,8 +89,9 @@ class Hub:
 
     def commit_batch(self, batch: InboundBatch) -> ApplyResult:
         """Apply one page in one transaction: data, history, change log, state and audit."""
+        prepared = prepare_batch(batch)
         with self._write() as conn:
-            return apply_batch(conn, batch, self._clock())
+            return apply_batch(conn, prepared, self._clock())
 
     def record_stream_error(self, tenant_id: str, stream: str, message: str) -> None:
         """Remember a stream's failure for ``state show``; the next successful commit clears it."""

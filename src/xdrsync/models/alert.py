@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import SerializeAsAny
+
 from xdrsync.models.base import GraphModel
 from xdrsync.models.comment import Comment
 from xdrsync.models.enums import (
@@ -105,7 +107,8 @@ class Alert(GraphModel):
     custom_details: Mapping[str, Any] | None = None
     system_tags: tuple[str, ...] = ()
     comments: tuple[Comment, ...] = ()
-    evidence: tuple[Evidence, ...] = ()
+    # SerializeAsAny: model_dump() writes each item with its own subclass's fields.
+    evidence: tuple[SerializeAsAny[Evidence], ...] = ()
 
     @property
     def product(self) -> str:

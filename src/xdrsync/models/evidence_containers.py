@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pydantic import SerializeAsAny
+
 from xdrsync.models.evidence import ODATA_PREFIX, Evidence
 from xdrsync.models.evidence_enums import KubernetesPlatform
 from xdrsync.models.evidence_network import IpEvidence
@@ -49,7 +51,7 @@ class ContainerImageEvidence(Evidence):
 class KubernetesClusterEvidence(Evidence):
     ODATA_TYPE: ClassVar[str | None] = ODATA_PREFIX + "kubernetesClusterEvidence"
 
-    cloud_resource: Evidence | None = None
+    cloud_resource: SerializeAsAny[Evidence] | None = None
     distribution: str | None = None
     name: str | None = None
     platform: KubernetesPlatform | None = None

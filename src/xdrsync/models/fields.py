@@ -119,6 +119,8 @@ def _scalars(item: Callable[[Any], Any], exact: type | None) -> Callable[[Any], 
         out = []
         for index, entry in enumerate(entries):
             try:
+                if entry is None:
+                    raise ValueError("expected a value, got null")
                 out.append(item(entry))
             except ValueError as exc:
                 raise ModelError("", (index,), str(exc)) from None

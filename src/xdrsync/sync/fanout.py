@@ -9,7 +9,7 @@ named ``logstore`` only mirrors that position for ``state show``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from xdrsync.hub import ChangeRow, Hub
@@ -65,19 +65,16 @@ class LogPublisher:
         return published
 
     def _rows(self, changes: list[ChangeRow]) -> dict[str, list[Row]]:
-        now = self.clock()
+        started = self.clock()
         rows: dict[str, list[Row]] = {}
-        current_alerts: dict[tuple[str, str], tuple[Alert, ...]] = {}
-        for change in changes:
+        current: dict[tuple[str, str], Incident | None] = {}
+        for offset, change in enumerate(changes):
+            # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks the
+            # newest version even when one batch carries several versions of an incident.
+            now = started + timedelta(microseconds=offset)
             tenant = change.tenant_id
             if change.entity_type == "incident":
-                key = (tenant, change.entity_id)
-                if key not in current_alerts:
-                    stored = self.hub.get_incident(tenant, change.entity_id)
-                    current_alerts[key] = stored.alerts if stored is not None else ()
-                incident = Incident.from_graph(
-                    {**change.payload, "alerts": [a.to_graph() for a in current_alerts[key]]}
-                )
+                incident = self._incident_version(change, current)
                 row = security_incident_row(
                     incident, time_generated=now, workspace_tenant_id=tenant
                 )
@@ -99,6 +96,30 @@ class LogPublisher:
                 for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
                     _add(rows, "AlertEvidence", evidence, change.seq)
         return rows
+
+    def _incident_version(
+        self, change: ChangeRow, current: dict[tuple[str, str], Incident | None]
+    ) -> Incident:
+        """This version of the incident, with the alerts it has now.
+
+        Usually the change *is* the current version, which the hub returns with its alerts
+        already parsed; an older version (a backlog) borrows the current alerts.
+        """
+        key = (change.tenant_id, change.entity_id)
+        if key not in current:
+            current[key] = self.hub.get_incident(change.tenant_id, change.entity_id)
+        stored = current[key]
+        if stored is not None and _same_version(stored, change):
+            return stored
+        version = Incident.from_graph(change.payload)
+        alerts = stored.alerts if stored is not None else ()
+        return version.model_copy(update={"alerts": alerts})
+
+
+def _same_version(incident: Incident, change: ChangeRow) -> bool:
+    return incident.raw.get("lastUpdateDateTime") == change.version_text and all(
+        incident.raw.get(k) == v for k, v in change.payload.items()
+    )
 
 
 def _add(rows: dict[str, list[Row]], table: str, row: Row, seq: int) -> None:

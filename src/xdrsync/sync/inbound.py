@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from xdrsync.errors import SkippableError
 from xdrsync.hub import Hub, InboundBatch, Quarantined
 from xdrsync.models import Alert, Incident
-from xdrsync.sync.window import StreamState, Window, plan_windows, start_of_cycle
+from xdrsync.sync.window import (
+    StreamState,
+    Window,
+    adapt_span,
+    next_window,
+    start_of_cycle,
+)
 
 INCIDENTS = "incidents"
 ALERTS = "alerts"
@@ -52,7 +58,22 @@ class DefenderSource(Protocol):
 class InboundSettings:
     lookback: timedelta = timedelta(minutes=5)
     initial_backfill: timedelta = timedelta(days=30)
-    max_window: timedelta = timedelta(days=1)
+    # Windows adapt to the data (see ``window.adapt_span``): about ``window_target`` records
+    # each, so a crash re-reads little and partial last pages cost little of the budget.
+    first_window: timedelta = timedelta(days=1)
+    window_target: int = 1000
+    smallest_window: timedelta = timedelta(minutes=10)
+    largest_window: timedelta = timedelta(days=30)
+
+    def first_reach(self, stream: str) -> timedelta:
+        """How far back a stream's first cycle reads.
+
+        The incidents stream brings every alert with its incident (``$expand=alerts``, read
+        after any change the alert had), so the alerts stream need not backfill: it starts
+        one lookback back and from then on catches alert changes that do not bump their
+        incident. This keeps a backfill's Graph budget for incidents.
+        """
+        return self.initial_backfill if stream == INCIDENTS else self.lookback
 
 
 @dataclass
@@ -68,7 +89,6 @@ class StreamReport:
     updated: int = 0
     quarantined: int = 0
     watermark: datetime | None = None
-    changed_ids: list[str] = field(default_factory=list)
 
 
 Clock = Callable[[], datetime]
@@ -128,13 +148,30 @@ def sync_stream(
         state.watermark,
         lookback=settings.lookback,
         server_now=local_now,
-        initial_backfill=settings.initial_backfill,
+        initial_backfill=settings.first_reach(stream),
     )
     report = StreamReport(tenant_id=tenant_id, stream=stream)
-    for window in plan_windows(lower, local_now, max_span=settings.max_window):
+    span = settings.first_window
+    while True:
+        window = next_window(lower, local_now, span)
+        before = report.records
         state = _read_window(hub, source, tenant_id, stream, window, state, report, advance=True)
+        if window.upper is None:
+            break
+        lower = window.upper
+        span = _adapt(span, report.records - before, settings)
     report.watermark = state.watermark
     return report
+
+
+def _adapt(span: timedelta, records: int, settings: InboundSettings) -> timedelta:
+    return adapt_span(
+        span,
+        records,
+        target=settings.window_target,
+        smallest=settings.smallest_window,
+        largest=settings.largest_window,
+    )
 
 
 def backfill_stream(
@@ -151,19 +188,15 @@ def backfill_stream(
     """Re-read ``[lower, upper)`` without touching the stream's watermark."""
     report = StreamReport(tenant_id=tenant_id, stream=stream)
     state = StreamState.from_doc(hub.get_state(tenant_id, stream))
-    for window in plan_windows(lower, upper, max_span=settings.max_window):
-        bounded = (
-            window
-            if window.upper is not None
-            else Window(window.lower, upper)
-            if upper > window.lower
-            else None
-        )
-        if bounded is None:
-            continue
-        _read_window(hub, source, tenant_id, stream, bounded, state, report, advance=False)
+    span = settings.first_window
+    while lower < upper:
+        window = Window(lower, min(lower + span, upper))
+        before = report.records
+        _read_window(hub, source, tenant_id, stream, window, state, report, advance=False)
         if on_window is not None:
-            on_window(bounded, report)
+            on_window(window, report)
+        lower = min(lower + span, upper)
+        span = _adapt(span, report.records - before, settings)
     return report
 
 

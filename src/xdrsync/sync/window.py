@@ -1,9 +1,9 @@
 """Window maths for inbound sync (pure): where a cycle starts reading and how it is split.
 
 A cycle reads ``lastUpdateDateTime`` from ``watermark - lookback`` up to the server's "now".
-The span is cut into windows so that a crash costs at most one window of re-reading; the
-last window is open-ended (no upper bound in the ``$filter``), because anything updated
-while we read it must not fall between two windows.
+The span is cut into contiguous windows, sized to the data, so that a crash costs at most one
+window of re-reading; the last window is open-ended (no upper bound in the ``$filter``),
+because anything updated while we read it must not fall between two windows.
 """
 
 from __future__ import annotations
@@ -52,20 +52,30 @@ def start_of_cycle(
     return min(watermark - lookback, server_now)
 
 
-def plan_windows(lower: datetime, server_now: datetime, *, max_span: timedelta) -> list[Window]:
-    """Cut ``[lower, server_now]`` into closed windows of at most ``max_span`` plus one open
-    window at the end. The windows are contiguous, ordered, and cover everything from
-    ``lower`` onwards, so a watermark moved to a window's upper bound never passes unread data.
+def next_window(lower: datetime, server_now: datetime, span: timedelta) -> Window:
+    """The window starting at ``lower``: closed after ``span``, or open if that reaches now."""
+    if server_now - lower <= span:
+        return Window(lower, None)
+    return Window(lower, lower + span)
+
+
+def adapt_span(
+    span: timedelta,
+    records: int,
+    *,
+    target: int,
+    smallest: timedelta,
+    largest: timedelta,
+) -> timedelta:
+    """The next window's span, aiming at ``target`` records per window.
+
+    Sparse history gets wide windows (few partial last pages, so the Graph budget goes to
+    full pages), dense history narrow ones (a crash re-reads at most about ``target``
+    records). Growth is capped at four times per step so one quiet day does not launch a
+    window across a burst.
     """
-    if max_span <= timedelta(0):
-        raise ValueError("max_span must be positive")
-    windows: list[Window] = []
-    start = lower
-    while server_now - start > max_span:
-        windows.append(Window(start, start + max_span))
-        start += max_span
-    windows.append(Window(start, None))
-    return windows
+    wanted = span * 4 if records <= 0 else span * min(target / records, 4.0)
+    return max(smallest, min(largest, wanted))
 
 
 @dataclass(frozen=True)

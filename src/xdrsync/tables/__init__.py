@@ -1,0 +1,15 @@
+"""Sentinel-compatible log tables (SecurityIncident, SecurityAlert, AlertEvidence, ...) and KQL.
+
+Modules, from data to query:
+
+* `schemas`    - column lists (package data `schemas/*.json`) and KQL -> DuckDB types
+* `sentinel`   - pure mapping of incidents/alerts to rows, as Microsoft's connector writes them
+                 (`security_incident_row`, `security_alert_row`, `alert_evidence_rows`, ...)
+* `logstore`   - `LogStore`: one DuckDB file, `append`/`append_batch`, `query(kql)`, `sql`
+* `output`     - `format_result(result, "table" | "json" | "csv")`
+* `errors`     - `QueryError` (one clear line for the CLI), `StoreBusyError`
+
+Nothing is imported here, so importing the package does not load DuckDB.
+"""
+
+from __future__ import annotations

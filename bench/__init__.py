@@ -1,0 +1,1 @@
+"""Benchmarks for xdrsync; run them with ``make bench`` (``python -m bench``)."""

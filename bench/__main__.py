@@ -1,0 +1,153 @@
+"""Run the benchmarks and write ``bench/results.md``.
+
+    python -m bench            # everything (about 15-25 minutes on 2 cores)
+    python -m bench --quick    # smaller sizes, to check that the scenarios still run
+
+Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
+measured side by side in this one run are the figures to compare; absolute times depend on
+the machine and how busy it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.harness import table
+from bench.scenarios import (
+    backfill,
+    emulator_throughput,
+    freshness_and_budget,
+    scratch,
+    throttled_backfill,
+)
+
+RESULTS = Path(__file__).with_name("results.md")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["emulator", "backfill", "throttled", "freshness"])
+    args = parser.parse_args()
+    quick = args.quick
+    work = scratch()
+    sections = [
+        "# Benchmark results",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python -m bench{' --quick' if quick else ''}`, "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at start. Emulator and xdrsync run as separate processes.",
+        "",
+    ]
+
+    def want(name: str) -> bool:
+        return args.only in (None, name)
+
+    if want("emulator"):
+        rows = emulator_throughput(2000 if quick else 10_000)
+        sections.append(
+            table(
+                "Emulator list throughput (a bare client paging with nextLink)",
+                ["listing", "pages", "pages/s", "incidents/s"],
+                rows,
+            )
+        )
+        print(sections[-1], flush=True)
+
+    if want("backfill"):
+        small, large = (500, 2000) if quick else (2000, 20_000)
+        runs = [backfill(n, work) for n in (small, large) + (() if quick else (10_000,))]
+        rows = [
+            [
+                f"{r['incidents']:,}",
+                f"{r['seconds']:.1f}",
+                f"{r['rate']:.0f}",
+                f"{r['peak_mib']:.0f}",
+                r["calls"],
+                f"{r['bare_seconds'] / r['seconds']:.2f}",
+            ]
+            for r in runs
+        ]
+        ratio = runs[1]["peak_mib"] / runs[0]["peak_mib"]
+        sections.append(
+            table(
+                "Unthrottled backfill (`xdrsync sync --once` from an empty workspace)",
+                [
+                    "incidents",
+                    "seconds",
+                    "incidents/s",
+                    "peak RSS MiB",
+                    "Graph calls",
+                    "bare paging time / xdrsync time",
+                ],
+                rows,
+            )
+            + f"\nPeak memory, {runs[1]['incidents']:,} vs {runs[0]['incidents']:,} incidents: "
+            f"**{ratio:.2f}×** (target ≤ 1.5×).\n"
+        )
+        print(sections[-1], flush=True)
+
+    if want("throttled"):
+        limit, incidents = (30, 800) if quick else (60, 6000)
+        r = throttled_backfill(limit, incidents, work)
+        sections.append(
+            table(
+                f"Throttled backfill (emulator answers 429 above {limit} calls/min)",
+                [
+                    "incidents",
+                    "seconds",
+                    "achieved incidents/s",
+                    "bound (limit × 50 / 60)",
+                    "share of bound",
+                    "429 answers",
+                    "Graph calls",
+                ],
+                [
+                    [
+                        f"{r['incidents']:,}",
+                        f"{r['seconds']:.1f}",
+                        f"{r['achieved']:.1f}",
+                        f"{r['bound']:.1f}",
+                        f"**{r['share']:.0%}**",
+                        r["throttled"],
+                        r["calls"],
+                    ]
+                ],
+            )
+        )
+        print(sections[-1], flush=True)
+
+    if want("freshness"):
+        r = freshness_and_budget(work, activity=30, minutes=1.5 if quick else 4)
+        sections.append(
+            table(
+                "Freshness and Graph budget (`xdrsync run`, default settings: poll every 5 s)",
+                ["change in Defender → SecurityIncident row", "value"],
+                [
+                    ["changes observed", r["changes_observed"]],
+                    ["p50 seconds", f"{r['p50']:.1f}"],
+                    ["p95 seconds (target ≤ 15)", f"**{r['p95']:.1f}**"],
+                    ["max seconds", f"{r['max']:.1f}"],
+                    ["Graph calls per minute, idle tenant", r["idle_calls_per_minute"]],
+                    [
+                        f"Graph calls per minute, {r['activity_per_minute']} changes/min",
+                        f"{r['calls_per_minute']:.0f}",
+                    ],
+                    ["Graph calls per observed change", f"{r['calls_per_change']:.2f}"],
+                ],
+            )
+        )
+        print(sections[-1], flush=True)
+
+    if args.only is None:
+        RESULTS.write_text("\n".join(sections) + "\n")
+        print(f"wrote {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The measured scenarios. Each returns rows for the results table; ``__main__`` runs them."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import PYTHON, Emulator, emulator, run_xdrsync, write_config
+
+SCOPE = "https://graph.microsoft.com/.default"
+
+
+def _token(emu: Emulator, http: httpx.Client) -> str:
+    reply = http.post(
+        f"{emu.base_url}/{emu.tenant.tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": emu.tenant.client_id,
+            "client_secret": emu.tenant.client_secret,
+            "scope": SCOPE,
+        },
+    )
+    reply.raise_for_status()
+    return str(reply.json()["access_token"])
+
+
+def page_everything(emu: Emulator, *, expand: bool) -> tuple[int, int, float]:
+    """A bare client paging through every incident: (incidents, pages, seconds)."""
+    with httpx.Client(timeout=120) as http:
+        headers = {"Authorization": f"Bearer {_token(emu, http)}"}
+        params: dict[str, str] | None = {"$top": "50"}
+        if expand and params is not None:
+            params["$expand"] = "alerts"
+        url: str | None = f"{emu.base_url}/v1.0/security/incidents"
+        incidents = pages = 0
+        started = time.perf_counter()
+        while url:
+            body = http.get(url, headers=headers, params=params).json()
+            incidents += len(body["value"])
+            pages += 1
+            url, params = body.get("@odata.nextLink"), None
+        return incidents, pages, time.perf_counter() - started
+
+
+def emulator_throughput(incidents: int) -> list[list[Any]]:
+    rows = []
+    with emulator("--incidents", str(incidents)) as emu:
+        for expand in (False, True):
+            page_everything(emu, expand=expand)  # warm the sort caches
+            count, pages, seconds = page_everything(emu, expand=expand)
+            rows.append(
+                [
+                    f"{count:,} incidents, $top=50" + (", $expand=alerts" if expand else ""),
+                    pages,
+                    f"{pages / seconds:,.0f}",
+                    f"{count / seconds:,.0f}",
+                ]
+            )
+    return rows
+
+
+def backfill(incidents: int, work: Path) -> dict[str, Any]:
+    """`xdrsync sync --once` from nothing against an emulator of ``incidents``."""
+    with emulator("--incidents", str(incidents)) as emu:
+        _, _, bare_seconds = page_everything(emu, expand=True)
+        before = emu.stats()["requests"]
+        config = write_config(work / f"backfill-{incidents}", emu, initial_backfill_days=31)
+        measured = run_xdrsync("sync", "--once", "--config", str(config))
+        if measured.returncode != 0:
+            raise RuntimeError(measured.output[-2000:])
+        calls = emu.stats()["requests"] - before
+    return {
+        "incidents": incidents,
+        "seconds": measured.seconds,
+        "rate": incidents / measured.seconds,
+        "peak_mib": measured.peak_rss_mib,
+        "calls": calls,
+        "bare_seconds": bare_seconds,
+    }
+
+
+def throttled_backfill(limit_per_minute: int, incidents: int, work: Path) -> dict[str, Any]:
+    with emulator("--incidents", str(incidents), "--rate-limit", str(limit_per_minute)) as emu:
+        config = write_config(
+            work / f"throttled-{limit_per_minute}",
+            emu,
+            initial_backfill_days=31,
+            rate_limit_per_minute=limit_per_minute,
+        )
+        measured = run_xdrsync("sync", "--once", "--config", str(config))
+        stats = emu.stats()
+    if measured.returncode != 0:
+        raise RuntimeError(measured.output[-2000:])
+    bound = limit_per_minute * 50 / 60  # incidents per second the limit allows
+    achieved = incidents / measured.seconds
+    return {
+        "limit": limit_per_minute,
+        "incidents": incidents,
+        "seconds": measured.seconds,
+        "achieved": achieved,
+        "bound": bound,
+        "share": achieved / bound,
+        "throttled": stats["throttled"],
+        "calls": stats["requests"],
+    }
+
+
+def freshness_and_budget(work: Path, *, activity: int, minutes: float) -> dict[str, Any]:
+    """`xdrsync run` with default settings against live activity: how long from a change in
+    Defender (its lastUpdateDateTime) until that version is a SecurityIncident row."""
+    with emulator("--incidents", "200", "--activity", "0") as idle_emu:
+        config = write_config(work / "idle", idle_emu)
+        service = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(20)  # backfill done
+        start = idle_emu.stats()["requests"]
+        time.sleep(60)
+        idle_calls = idle_emu.stats()["requests"] - start
+        service.terminate()
+        service.wait(timeout=60)
+    with emulator("--incidents", "200", "--activity", str(activity)) as emu:
+        config = write_config(work / "fresh", emu)
+        service = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(20)
+        start_calls = emu.stats()["requests"]
+        observed_from = time.time()
+        time.sleep(minutes * 60)
+        calls = emu.stats()["requests"] - start_calls
+        truth = emu.truth()
+        time.sleep(20)  # let the last changes arrive
+        service.terminate()
+        service.wait(timeout=60)
+    rows = _query(
+        config, "SecurityIncident | project ProviderIncidentId, LastModifiedTime, TimeGenerated"
+    )
+    arrived: dict[tuple[str, str], float] = {}
+    for incident_id, modified, generated in rows:
+        key = (str(incident_id), str(modified))
+        stamp = _epoch(generated)
+        arrived[key] = min(arrived.get(key, stamp), stamp)
+    delays = []
+    for incident in truth:
+        changed = _epoch(incident["lastUpdateDateTime"])
+        if changed < observed_from:
+            continue
+        match = [
+            v
+            for (i, m), v in arrived.items()
+            if i == incident["id"] and abs(_epoch(m) - changed) < 0.001
+        ]
+        if match:
+            delays.append(min(match) - changed)
+    delays.sort()
+    changes = max(len(delays), 1)
+    return {
+        "idle_calls_per_minute": idle_calls,
+        "activity_per_minute": activity,
+        "calls_per_minute": calls / minutes,
+        "changes_observed": len(delays),
+        "calls_per_change": calls / changes,
+        "p50": statistics.median(delays) if delays else float("nan"),
+        "p95": delays[int(0.95 * (len(delays) - 1))] if delays else float("nan"),
+        "max": delays[-1] if delays else float("nan"),
+    }
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    text = str(value).replace("Z", "+00:00")
+    if "." in text:
+        head, rest = text.split(".", 1)
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6]}{zone}"
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _query(config: Path, kql: str) -> list[list[Any]]:
+    import json
+
+    done = subprocess.run(
+        [PYTHON, "-m", "xdrsync", "query", "--config", str(config), "--format", "json", kql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = json.loads(done.stdout)
+    return [list(r.values()) for r in records]
+
+
+def scratch() -> Path:
+    return Path(tempfile.mkdtemp(prefix="xdrsync-bench-"))
