@@ -155,8 +155,22 @@ def graph_object(cls: type[GraphModel], depth: int = 0) -> st.SearchStrategy[dic
     return fields_of(cls, depth)
 
 
+@st.composite
+def alert_with_evidence(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    body = draw(fields_of(Alert, depth))
+    body["evidence"] = draw(st.lists(evidence_object(Evidence, depth + 1), min_size=1, max_size=4))
+    return body
+
+
+@st.composite
+def incident_with_alerts(draw: st.DrawFn) -> dict[str, Any]:
+    body = draw(fields_of(Incident, 0))
+    body["alerts"] = draw(st.lists(alert_with_evidence(1), min_size=1, max_size=3))
+    return body
+
+
 @SETTINGS
-@given(graph_object(Incident))
+@given(incident_with_alerts() | graph_object(Incident))
 def test_any_incident_json_round_trips_exactly(payload: dict[str, Any]) -> None:
     snapshot = json.loads(json.dumps(payload))
     assert Incident.from_graph(payload).to_graph() == payload
@@ -164,7 +178,7 @@ def test_any_incident_json_round_trips_exactly(payload: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(graph_object(Alert))
+@given(alert_with_evidence() | graph_object(Alert))
 def test_any_alert_json_round_trips_exactly(payload: dict[str, Any]) -> None:
     assert Alert.from_graph(payload).to_graph() == payload
 
@@ -185,7 +199,7 @@ def test_any_comment_json_round_trips_exactly(payload: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(graph_object(Alert))
+@given(alert_with_evidence())
 def test_models_rebuilt_in_code_serialise_to_json_that_parses_back_equal(
     payload: dict[str, Any],
 ) -> None:

@@ -63,7 +63,7 @@ class InboundSettings:
     first_window: timedelta = timedelta(days=1)
     window_target: int = 1000
     smallest_window: timedelta = timedelta(minutes=10)
-    largest_window: timedelta = timedelta(days=30)
+    largest_window: timedelta = timedelta(days=365)
 
     def first_reach(self, stream: str) -> timedelta:
         """How far back a stream's first cycle reads.

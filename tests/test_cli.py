@@ -1,0 +1,188 @@
+"""The command line as users run it: real processes, a real emulator, a config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+
+PYTHON = sys.executable
+
+
+def xdrsync(*args: str, timeout: float = 180, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "xdrsync", *args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    with EmulatorServer(settings_for(seed=31, incidents=60, activity_per_minute=120)) as server:
+        yield server
+
+
+def write_config(folder: Path, server: EmulatorServer, *, secret: str | None = None) -> Path:
+    tenant = server.emulator.settings.tenants[0]
+    (folder / "secret").write_text(secret or tenant.client_secret)
+    config = folder / "xdrsync.toml"
+    config.write_text(
+        f"""[workspace]
+path = "ws"
+
+[sync]
+poll_interval_seconds = 0.5
+
+[[tenants]]
+name = "{tenant.name}"
+tenant_id = "{tenant.tenant_id}"
+client_id = "{tenant.client_id}"
+client_secret = "file:secret"
+graph_url = "{server.base_url}"
+authority_url = "{server.base_url}"
+"""
+    )
+    return config
+
+
+def test_sync_once_then_query_list_show_and_state(emulator: EmulatorServer, tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, emulator))
+    done = xdrsync("sync", "--once", "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert "contoso/incidents" in done.stdout
+    counted = xdrsync(
+        "query",
+        "--config",
+        config,
+        "--format",
+        "json",
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber | count",
+    )
+    assert counted.returncode == 0, counted.stderr
+    assert json.loads(counted.stdout)[0]["Count"] >= 60
+    csv = xdrsync(
+        "query",
+        "--config",
+        config,
+        "--format",
+        "csv",
+        "SecurityAlert | take 3 | project SystemAlertId, ProductName",
+    )
+    assert csv.stdout.splitlines()[0] == "SystemAlertId,ProductName"
+    assert len(csv.stdout.splitlines()) == 4
+    bad = xdrsync("query", "--config", config, "SecurityIncident | frobnicate")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    listed = xdrsync("incidents", "list", "--config", config, "--limit", "5")
+    assert listed.returncode == 0 and "5 incidents" in listed.stdout
+    some_id = json.loads(
+        xdrsync(
+            "query",
+            "--config",
+            config,
+            "--format",
+            "json",
+            "SecurityIncident | take 1 | project ProviderIncidentId",
+        ).stdout
+    )[0]["ProviderIncidentId"]
+    shown = xdrsync("incidents", "show", some_id, "--config", config)
+    assert (
+        shown.returncode == 0
+        and f"Incident {some_id}" in shown.stdout
+        and "Version history" in shown.stdout
+    )
+    as_json = json.loads(xdrsync("incidents", "show", some_id, "--config", config, "--json").stdout)
+    assert as_json["id"] == some_id and "alerts" in as_json
+    state = xdrsync("state", "show", "--config", config)
+    assert state.returncode == 0 and "incidents" in state.stdout and "alerts" in state.stdout
+    backfill = xdrsync("backfill", "--config", config, "--from", "2020-01-01", "--to", "2030-01-01")
+    assert backfill.returncode == 0, backfill.stderr
+    check = xdrsync("check", "--config", config)
+    assert check.returncode == 0 and "signed in" in check.stdout
+
+
+def test_secrets_never_appear_in_output_logs_or_errors(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    wrong = "wr0ng-secret-Z9x8c7v6b5n4m3"
+    config = str(write_config(tmp_path, emulator, secret=wrong))
+    outputs = [
+        xdrsync("sync", "--once", "--config", config),
+        xdrsync("check", "--config", config),
+        xdrsync("state", "show", "--config", config),
+    ]
+    assert outputs[0].returncode != 0 and outputs[1].returncode != 0
+    assert "AADSTS7000215" in outputs[1].stdout + outputs[1].stderr
+    run = subprocess.Popen(
+        [PYTHON, "-m", "xdrsync", "run", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0
+    text = "\n".join(o.stdout + o.stderr for o in outputs) + out + err
+    assert "wrong" not in text.lower() or wrong not in text
+    assert wrong not in text
+    # The right secret, with a working sync, never shows up either.
+    real = emulator.emulator.settings.tenants[0].client_secret
+    good = str(write_config(tmp_path, emulator))
+    ran = xdrsync("sync", "--once", "--config", good)
+    shown = xdrsync("state", "show", "--config", good)
+    assert real not in ran.stdout + ran.stderr + shown.stdout + shown.stderr
+
+
+def test_queries_work_while_the_service_runs(emulator: EmulatorServer, tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, emulator))
+    service = subprocess.Popen(
+        [PYTHON, "-m", "xdrsync", "run", "--config", config],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(seen) < 6:
+            done = xdrsync(
+                "query", "--config", config, "--format", "json", "SecurityIncident | count"
+            )
+            assert done.returncode == 0, done.stderr
+            seen.append(json.loads(done.stdout)[0]["Count"])
+            time.sleep(0.5)
+        assert seen[-1] >= 60  # the backfill landed while we kept querying
+        second = xdrsync("sync", "--once", "--config", config)
+        assert second.returncode == 2 and "another xdrsync process" in second.stderr
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=60)
+    assert service.returncode == 0
+
+
+def test_demo_runs_and_shows_the_emulator_and_the_sync(tmp_path: Path) -> None:
+    done = xdrsync("demo", "--duration", "12", "--workspace", str(tmp_path / "demo"), timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "Defender emulator http://127.0.0.1:" in done.stdout
+    assert "incidents" in done.stdout and "Demo stopped" in done.stdout
+    assert (tmp_path / "demo" / "xdrsync.toml").exists()
+
+
+def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
+    missing = xdrsync("state", "show", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2
+    assert len(missing.stderr.strip().splitlines()) == 1 and "nope.toml" in missing.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[tenants]]\nname = 'x'\n")
+    invalid = xdrsync("state", "show", "--config", str(bad))
+    assert invalid.returncode == 2 and len(invalid.stderr.strip().splitlines()) == 1
