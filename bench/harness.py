@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.tenants import TenantSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,26 +80,10 @@ def emulator(*args: str, seed: int = 7) -> Iterator[Emulator]:
 
 
 def write_config(folder: Path, emu: Emulator, **sync: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    secret = folder / "tenant.secret"
-    secret.write_text(emu.tenant.client_secret)
     rate = sync.pop("rate_limit_per_minute", 10_000)
-    lines = ["[workspace]", 'path = "."', "", "[sync]"]
-    lines += [f"{key} = {value!r}" for key, value in sync.items()]
-    lines += [
-        "",
-        "[[tenants]]",
-        f'name = "{emu.tenant.name}"',
-        f'tenant_id = "{emu.tenant.tenant_id}"',
-        f'client_id = "{emu.tenant.client_id}"',
-        f'client_secret = "file:{secret}"',
-        f'graph_url = "{emu.base_url}"',
-        f'authority_url = "{emu.base_url}"',
-        f"rate_limit_per_minute = {rate}",
-    ]
-    path = folder / "xdrsync.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_client_config(
+        folder, emu.base_url, [emu.tenant], sync=sync, rate_limit_per_minute=rate
+    )
 
 
 @dataclass(frozen=True)

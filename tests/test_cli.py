@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 
@@ -33,26 +34,15 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def write_config(folder: Path, server: EmulatorServer, *, secret: str | None = None) -> Path:
-    tenant = server.emulator.settings.tenants[0]
-    (folder / "secret").write_text(secret or tenant.client_secret)
-    config = folder / "xdrsync.toml"
-    config.write_text(
-        f"""[workspace]
-path = "ws"
-
-[sync]
-poll_interval_seconds = 0.5
-
-[[tenants]]
-name = "{tenant.name}"
-tenant_id = "{tenant.tenant_id}"
-client_id = "{tenant.client_id}"
-client_secret = "file:secret"
-graph_url = "{server.base_url}"
-authority_url = "{server.base_url}"
-"""
+    tenants = server.emulator.settings.tenants
+    return write_client_config(
+        folder,
+        server.base_url,
+        tenants,
+        workspace="ws",
+        sync={"poll_interval_seconds": 0.5},
+        secrets={tenants[0].name: secret} if secret else None,
     )
-    return config
 
 
 def test_sync_once_then_query_list_show_and_state(emulator: EmulatorServer, tmp_path: Path) -> None:

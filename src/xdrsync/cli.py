@@ -39,7 +39,7 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Config file (default ./xdrsync.toml or $XDRSYNC_CONFIG)."),
 ]
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

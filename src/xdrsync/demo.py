@@ -15,10 +15,10 @@ from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from xdrsync.config import load_config
+from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.logs import configure
@@ -28,28 +28,6 @@ from xdrsync.views import incident_table
 from xdrsync.workspace import Workspace, inbound_settings
 
 DEMO_FAULTS = "error_rate=0.02,reset_rate=0.01,expand_error_rate=0.03,late_seconds=3"
-
-
-def write_demo_config(workspace: Path, base_url: str, server: EmulatorServer) -> Path:
-    """A real config file for the emulated tenants, secrets in files beside it."""
-    lines = ["[workspace]", 'path = "."', "", "[sync]", "poll_interval_seconds = 2", ""]
-    for tenant in server.emulator.settings.tenants:
-        secret = workspace / f"{tenant.name}.secret"
-        secret.write_text(tenant.client_secret + "\n", encoding="utf-8")
-        secret.chmod(0o600)
-        lines += [
-            "[[tenants]]",
-            f'name = "{tenant.name}"',
-            f'tenant_id = "{tenant.tenant_id}"',
-            f'client_id = "{tenant.client_id}"',
-            f'client_secret = "file:{secret.name}"',
-            f'graph_url = "{base_url}"',
-            f'authority_url = "{base_url}"',
-            "",
-        ]
-    path = workspace / "xdrsync.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 class _Feed:
@@ -119,7 +97,9 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
     configure("info", file=log_file)  # the terminal is the live view; details go to the file
     settings = settings_for(seed=7, incidents=300, activity_per_minute=60, faults=DEMO_FAULTS)
     with EmulatorServer(settings, port=port) as server:
-        config_path = write_demo_config(workspace_dir, server.base_url, server)
+        config_path = write_client_config(
+            workspace_dir, server.base_url, settings.tenants, sync={"poll_interval_seconds": 2}
+        )
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
         feed = _Feed()
@@ -161,4 +141,4 @@ def _view_summary(workspace_dir: Path, config_path: Path) -> Text:
     )
 
 
-__all__ = ["Table", "run_demo", "write_demo_config"]
+__all__ = ["run_demo"]

@@ -423,3 +423,22 @@ def test_fault_spec_parsing() -> None:
     for bad in ("nope=1", "error_rate=2", "error_rate=x", "late_seconds"):
         with pytest.raises(ValueError, match=r"fault setting|unknown"):
             FaultSettings.parse(bad)
+
+
+def test_control_surface_refuses_clients_off_loopback() -> None:
+    import asyncio
+
+    from xdrsync.emulator.app import build_app
+    from xdrsync.emulator.service import Emulator, settings_for
+
+    app = build_app(Emulator(settings_for(incidents=2)))
+
+    async def statuses(client_ip: str) -> list[int]:
+        transport = httpx.ASGITransport(app=app, client=(client_ip, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as http:
+            replies = [await http.get(p) for p in ("/_emulator/truth", "/_emulator/stats")]
+            replies.append(await http.post("/_emulator/pause"))
+        return [r.status_code for r in replies]
+
+    assert asyncio.run(statuses("203.0.113.9")) == [403, 403, 403]
+    assert asyncio.run(statuses("127.0.0.1")) == [200, 200, 200]

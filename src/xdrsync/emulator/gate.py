@@ -7,6 +7,7 @@ imitated below the framework: headers go out, part of the body, then the connect
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 from typing import Any
@@ -19,6 +20,7 @@ from xdrsync.emulator.graph_errors import error_body
 from xdrsync.emulator.service import Emulator
 
 GRAPH_PREFIX = "/v1.0/"
+CONTROL_PREFIX = "/_emulator/"
 
 
 class InjectedResetError(Exception):
@@ -48,6 +50,10 @@ class GraphGate:
         template = self._template(scope)
         em.count(f"route:{scope['method']} {template}")
         path: str = scope["path"]
+        if path.startswith(CONTROL_PREFIX) and not _from_loopback(scope):
+            body = b'{"error": "the control surface answers loopback clients only"}'
+            await _respond(send, 403, body, [])
+            return
         if not path.startswith(GRAPH_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -113,6 +119,16 @@ class GraphGate:
             if match is Match.FULL:
                 return str(route.path)
         return "(unmatched)"
+
+
+def _from_loopback(scope: Scope) -> bool:
+    client = scope.get("client")
+    if not client:
+        return False
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
 
 
 async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
