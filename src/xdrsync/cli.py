@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from xdrsync.errors import ConfigError, XdrSyncError
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
+    from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
 
 app = typer.Typer(
@@ -178,6 +179,45 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+class _WindowProgress:
+    """A progress bar per tenant and stream, moved by the engine's window callbacks."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[done]}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def tracker(self, tenant: str) -> Callable[[WindowDone], None]:
+        def advance(done: WindowDone) -> None:
+            name = f"{tenant}/{done.report.stream}"
+            total = max((done.end - done.start).total_seconds(), 1.0)
+            if name not in self.tasks:
+                self.tasks[name] = self.bars.add_task(name, total=total, done="")
+            self.bars.update(
+                self.tasks[name],
+                completed=(done.reached - done.start).total_seconds(),
+                done=f"{done.report.records} read, "
+                f"{done.report.inserted + done.report.updated} changed",
+            )
+
+        return advance
+
+
+@contextmanager
+def _progress() -> Iterator[_WindowProgress]:
+    progress = _WindowProgress()
+    with progress.bars:
+        yield progress
+
+
 # -- sync -------------------------------------------------------------------------------------
 
 
@@ -199,7 +239,13 @@ def sync_command(
         with _workspace(config, lock=True) as workspace:
             failed = False
             for tenant in workspace.sources():
-                report = sync_tenant(workspace.hub, tenant, inbound_settings(config))
+                with _progress() as progress:
+                    report = sync_tenant(
+                        workspace.hub,
+                        tenant,
+                        inbound_settings(config),
+                        on_window=progress.tracker(tenant.name),
+                    )
                 for stream in report.streams:
                     console.print(
                         f"{tenant.name}/{stream.stream}: {stream.records} read, "
@@ -257,8 +303,6 @@ def backfill_command(
     stream: Annotated[str | None, typer.Option(help="incidents or alerts (default both).")] = None,
 ) -> None:
     """Re-read a period from Graph into the workspace; the sync watermark is not touched."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from xdrsync.logs import configure
     from xdrsync.sync.inbound import STREAMS, backfill_stream
     from xdrsync.workspace import inbound_settings
@@ -277,27 +321,9 @@ def backfill_command(
             sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
             if not sources:
                 raise _fail(f"no tenant {tenant!r} in the config")
-            span = (upper - lower).total_seconds()
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[done]}"),
-                TimeElapsedColumn(),
-                console=err_console,
-            ) as progress:
+            with _progress() as progress:
                 for source in sources:
                     for name in streams:
-                        task = progress.add_task(f"{source.name}/{name}", total=span, done="")
-
-                        def advance(window: Any, report: Any, task: Any = task) -> None:
-                            reached = (window.upper or upper) - lower
-                            progress.update(
-                                task,
-                                completed=reached.total_seconds(),
-                                done=f"{report.records} read, "
-                                f"{report.inserted + report.updated} changed",
-                            )
-
                         backfill_stream(
                             workspace.hub,
                             source.source,
@@ -306,7 +332,7 @@ def backfill_command(
                             lower=lower,
                             upper=upper,
                             settings=settings,
-                            on_window=advance,
+                            on_window=progress.tracker(source.name),
                         )
             published = workspace.publisher().publish()
             console.print(f"backfill done; workspace tables: {published} changes published")

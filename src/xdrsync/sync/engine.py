@@ -15,7 +15,14 @@ import structlog
 
 from xdrsync.errors import ConfigError, XdrSyncError
 from xdrsync.hub import Hub
-from xdrsync.sync.inbound import STREAMS, DefenderSource, InboundSettings, StreamReport, sync_stream
+from xdrsync.sync.inbound import (
+    STREAMS,
+    DefenderSource,
+    InboundSettings,
+    OnWindow,
+    StreamReport,
+    sync_stream,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -43,14 +50,25 @@ class CycleReport:
         return not self.errors
 
 
-def sync_tenant(hub: Hub, tenant: TenantSource, settings: InboundSettings) -> CycleReport:
+def sync_tenant(
+    hub: Hub,
+    tenant: TenantSource,
+    settings: InboundSettings,
+    *,
+    on_window: OnWindow | None = None,
+) -> CycleReport:
     """Both streams of one tenant, one after the other; each failure is kept, not raised."""
     report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
     for stream in STREAMS:
         try:
             report.streams.append(
                 sync_stream(
-                    hub, tenant.source, tenant_id=tenant.tenant_id, stream=stream, settings=settings
+                    hub,
+                    tenant.source,
+                    tenant_id=tenant.tenant_id,
+                    stream=stream,
+                    settings=settings,
+                    on_window=on_window,
                 )
             )
         except XdrSyncError as failure:

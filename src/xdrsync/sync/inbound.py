@@ -91,7 +91,18 @@ class StreamReport:
     watermark: datetime | None = None
 
 
+@dataclass(frozen=True)
+class WindowDone:
+    """Progress of a cycle or backfill: ``start..end`` is its span, ``reached`` how far it got."""
+
+    report: StreamReport
+    start: datetime
+    end: datetime
+    reached: datetime
+
+
 Clock = Callable[[], datetime]
+OnWindow = Callable[[WindowDone], None]
 
 
 def _utcnow() -> datetime:
@@ -140,6 +151,7 @@ def sync_stream(
     stream: str,
     settings: InboundSettings,
     clock: Clock = _utcnow,
+    on_window: OnWindow | None = None,
 ) -> StreamReport:
     """One cycle of one stream: read every window to its end, commit as described above."""
     state = StreamState.from_doc(hub.get_state(tenant_id, stream))
@@ -151,11 +163,13 @@ def sync_stream(
         initial_backfill=settings.first_reach(stream),
     )
     report = StreamReport(tenant_id=tenant_id, stream=stream)
-    span = settings.first_window
+    start, span = lower, settings.first_window
     while True:
         window = next_window(lower, local_now, span)
         before = report.records
         state = _read_window(hub, source, tenant_id, stream, window, state, report, advance=True)
+        if on_window is not None:
+            on_window(WindowDone(report, start, local_now, window.upper or local_now))
         if window.upper is None:
             break
         lower = window.upper
@@ -183,19 +197,19 @@ def backfill_stream(
     lower: datetime,
     upper: datetime,
     settings: InboundSettings,
-    on_window: Callable[[Window, StreamReport], None] | None = None,
+    on_window: OnWindow | None = None,
 ) -> StreamReport:
     """Re-read ``[lower, upper)`` without touching the stream's watermark."""
     report = StreamReport(tenant_id=tenant_id, stream=stream)
     state = StreamState.from_doc(hub.get_state(tenant_id, stream))
-    span = settings.first_window
+    start, span = lower, settings.first_window
     while lower < upper:
         window = Window(lower, min(lower + span, upper))
         before = report.records
         _read_window(hub, source, tenant_id, stream, window, state, report, advance=False)
-        if on_window is not None:
-            on_window(window, report)
         lower = min(lower + span, upper)
+        if on_window is not None:
+            on_window(WindowDone(report, start, upper, lower))
         span = _adapt(span, report.records - before, settings)
     return report
 
