@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,10 +94,12 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
     if workspace_dir.exists():
         shutil.rmtree(workspace_dir)
     workspace_dir.mkdir(parents=True)
-    log_file = (workspace_dir / "xdrsync.log").open("a", encoding="utf-8")
-    configure("info", file=log_file)  # the terminal is the live view; details go to the file
     settings = settings_for(seed=7, incidents=300, activity_per_minute=60, faults=DEMO_FAULTS)
-    with EmulatorServer(settings, port=port) as server:
+    with (
+        (workspace_dir / "xdrsync.log").open("a", encoding="utf-8") as log_file,
+        EmulatorServer(settings, port=port) as server,
+    ):
+        configure("info", file=log_file)  # the terminal shows the live view; details go here
         config_path = write_client_config(
             workspace_dir, server.base_url, settings.tenants, sync={"poll_interval_seconds": 2}
         )
@@ -112,33 +115,34 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 after_cycle=workspace.publisher().publish,
                 on_report=feed.on_report,
             ).start()
-            deadline = None if duration is None else time.monotonic() + duration
             try:
-                if console.is_terminal:
-                    with Live(console=console, auto_refresh=False) as live:
-                        while deadline is None or time.monotonic() < deadline:
-                            live.update(
-                                _view(workspace, server, feed, config_path, names), refresh=True
-                            )
-                            time.sleep(1)
-                else:
-                    while deadline is None or time.monotonic() < deadline:
-                        time.sleep(min(5.0, max(0.0, (deadline or 1e18) - time.monotonic())))
-                        console.print(
-                            _view(workspace, server, feed, config_path, names).renderables[0]
-                        )
+                _show(console, duration, lambda: _view(workspace, server, feed, config_path, names))
             except KeyboardInterrupt:
                 pass
             finally:
                 service.stop()
-        console.print(_view_summary(workspace_dir, config_path))
-
-
-def _view_summary(workspace_dir: Path, config_path: Path) -> Text:
-    return Text(
+    console.print(
         f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"
         f"  .venv/bin/xdrsync query -c {config_path} 'SecurityIncident | count'"
     )
+
+
+def _show(console: Console, duration: float | None, view: Callable[[], Group]) -> None:
+    """Live in a terminal; otherwise (a pipe, CI) a status line every few seconds."""
+    deadline = None if duration is None else time.monotonic() + duration
+
+    def remaining() -> float:
+        return float("inf") if deadline is None else deadline - time.monotonic()
+
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False) as live:
+            while remaining() > 0:
+                live.update(view(), refresh=True)
+                time.sleep(1)
+        return
+    while remaining() > 0:
+        time.sleep(min(5.0, remaining()))
+        console.print(view().renderables[0])
 
 
 __all__ = ["run_demo"]

@@ -190,7 +190,8 @@ def test_expand_failure_falls_back_to_per_incident_alerts_with_the_same_result(
     got = [incident for page in pages for incident in page.items]
 
     assert got == expected
-    assert [page.alerts_fallback for page in pages] == [False, True, True]
+    # Only the failing page fell back; the next page tried $expand again, and it worked.
+    assert [page.alerts_fallback for page in pages] == [False, True, False]
     assert h.client.stats()["expand_fallbacks"] == 1
     # The failed page was re-read at the same position, just without $expand.
     page_two = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "4"]
@@ -198,6 +199,17 @@ def test_expand_failure_falls_back_to_per_incident_alerts_with_the_same_result(
     # Alerts came from each incident's own endpoint, following its nextLinks.
     alert_reads = [r.url for r in h.recorder.requests if r.url.path.endswith("/alerts")]
     assert any(u.params.get("$skiptoken") == "2" for u in alert_reads)
+
+
+def test_after_a_fallback_each_page_tries_expand_only_once(harness_factory: Build) -> None:
+    incidents = [_incident(n, 1) for n in range(1, 13)]
+    fake = FakeDefender(incidents, expand_fails_at={4, 8})  # the second and third pages
+    sync = SyncConfig(page_size_incidents=4, max_attempts=6)
+    h = harness_factory(fake, sync=sync)
+    pages = list(api_for(h, sync).list_incidents(LOWER, UPPER))
+    assert [page.alerts_fallback for page in pages] == [False, True, True]
+    page_three = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "8"]
+    assert [u.params.get("$expand") for u in page_three] == ["alerts", None]
 
 
 def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(

@@ -109,26 +109,31 @@ class DefenderApi:
 
         ``$expand=alerts`` is known to fail with 5xx on big tenants (microsoft-apis.md §0.4).
         When a page still fails after retries, that same page (same link, minus ``$expand``)
-        is read again and each incident's alerts come from ``/incidents/{id}/alerts``. The
-        rest of this listing stays without ``$expand``: one page failing it predicts the
-        next, and each failure costs a full round of retries.
+        is read again and each incident's alerts come from ``/incidents/{id}/alerts``. Later
+        pages try ``$expand`` again, but only once each: the failure may follow particular
+        incidents (then the next page succeeds and saves one call per incident), or the
+        tenant's size (then it costs one call per page, not a round of retries).
         """
         params: dict[str, str | int] = {
             "$filter": updated_between(lower, upper),
             "$top": self.sync.page_size_incidents,
+            # Oldest first lets the sync engine commit progress page by page. Graph does not
+            # document $orderby here, but serves it (peers rely on it); the engine verifies
+            # the order of every page and falls back to whole windows if it is not honoured.
+            "$orderby": "lastUpdateDateTime asc",
         }
-        expand = [expand_alerts]
+        attempts = [EXPAND_ATTEMPTS]
 
         def fetch(url: str) -> GraphResponse:
-            if expand[0]:
+            if expand_alerts:
                 try:
                     return self.client.get(
-                        with_param(url, EXPAND, "alerts"), max_attempts=EXPAND_ATTEMPTS
+                        with_param(url, EXPAND, "alerts"), max_attempts=attempts[0]
                     )
                 except ThrottledError:
                     raise  # throttling is about our pace, not about $expand
                 except RetriableError as failure:
-                    expand[0] = False
+                    attempts[0] = 1
                     self.client.record("expand_fallbacks")
                     log.warning(
                         "$expand=alerts failed; reading alerts per incident",

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+import structlog
 
 from xdrsync.errors import SkippableError
 from xdrsync.hub import Hub, InboundBatch, Quarantined
 from xdrsync.models import Alert, Incident
+from xdrsync.models.wire import parse_datetime
 from xdrsync.sync.window import (
     StreamState,
     Window,
@@ -30,6 +33,8 @@ from xdrsync.sync.window import (
     next_window,
     start_of_cycle,
 )
+
+log = structlog.get_logger(__name__)
 
 INCIDENTS = "incidents"
 ALERTS = "alerts"
@@ -164,6 +169,8 @@ def sync_stream(
     )
     report = StreamReport(tenant_id=tenant_id, stream=stream)
     start, span = lower, settings.first_window
+    if stream == INCIDENTS and state.ordered is not False:
+        span = local_now - lower  # one open window: ordered pages move the state themselves
     while True:
         window = next_window(lower, local_now, span)
         before = report.records
@@ -228,13 +235,35 @@ def _read_window(
     read = _reader(source, stream)
     started: datetime | None = None
     held: Page | None = None
+    held_state: StreamState | None = None
+    # Incidents are asked for oldest first. While the pages prove that order, everything up
+    # to the last record of a page has been read, so the state may move with each page and
+    # a crash costs one page; an unordered page ends that for this stream (see StreamState).
+    checking = advance and stream == INCIDENTS and state.ordered is not False
+    previous: datetime | None = None
     for page in read(window.lower, window.upper):
         if started is None:
             started = page.server_date
-        if held is not None:
-            _commit(hub, tenant_id, stream, held, None, report)
-        held = page
         report.pages += 1
+        if held is not None:
+            _commit(hub, tenant_id, stream, held, held_state, report)
+            state = held_state or state
+            held, held_state = None, None
+        if checking:
+            last = _last_if_ascending(page.items, previous)
+            if last is None:
+                checking = False
+                # Saved with this page, so a crash-and-restart does not retry the open window.
+                held_state = state = replace(state, ordered=False)
+                log.warning(
+                    "incidents arrive unordered; state now moves per window", tenant=tenant_id
+                )
+            elif last is not _EMPTY:
+                previous = last
+                state = replace(state.advanced(min(last, started), at=started), ordered=True)
+                _commit(hub, tenant_id, stream, page, state, report)
+                continue
+        held = page
     report.windows += 1
     if started is None:  # a source that yields no page at all: nothing read, nothing proven
         return state
@@ -242,8 +271,28 @@ def _read_window(
     if advance:
         mark = started if window.upper is None else min(window.upper, started)
         new_state = state.advanced(mark, at=started)
+        if checking:
+            new_state = replace(new_state, ordered=True)
     _commit(hub, tenant_id, stream, held, new_state if advance else None, report)
     return new_state
+
+
+_EMPTY: Any = object()
+
+
+def _last_if_ascending(items: Sequence[Mapping[str, Any]], previous: datetime | None) -> Any:
+    """The page's last ``lastUpdateDateTime`` if the page continues an ascending order
+    (``_EMPTY`` for an empty page), else None."""
+    last = previous
+    for item in items:
+        try:
+            stamp = parse_datetime(item.get("lastUpdateDateTime"))
+        except ValueError:
+            return None
+        if stamp is None or (last is not None and stamp < last):
+            return None
+        last = stamp
+    return _EMPTY if not items else last
 
 
 def _commit(

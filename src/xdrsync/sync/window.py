@@ -8,7 +8,7 @@ because anything updated while we read it must not fall between two windows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,9 @@ class StreamState:
     watermark: datetime | None = None
     last_success: datetime | None = None
     cycles: int = 0
+    # Whether the source honours ``$orderby=lastUpdateDateTime asc`` (None: not known yet).
+    # Graph does not document ``$orderby`` on incidents, so the engine checks every page.
+    ordered: bool | None = None
     version: int = 1
 
     def to_doc(self) -> dict[str, Any]:
@@ -93,6 +96,7 @@ class StreamState:
             "watermark": _iso(self.watermark),
             "last_success": _iso(self.last_success),
             "cycles": self.cycles,
+            "ordered": self.ordered,
         }
 
     @classmethod
@@ -103,12 +107,13 @@ class StreamState:
             watermark=_parse(doc.get("watermark")),
             last_success=_parse(doc.get("last_success")),
             cycles=int(doc.get("cycles", 0)),
+            ordered=doc.get("ordered"),
         )
 
     def advanced(self, watermark: datetime, at: datetime) -> StreamState:
         """The state after a window was read to its last page. The watermark never moves back."""
         new_mark = watermark if self.watermark is None else max(self.watermark, watermark)
-        return StreamState(watermark=new_mark, last_success=at, cycles=self.cycles + 1)
+        return replace(self, watermark=new_mark, last_success=at, cycles=self.cycles + 1)
 
 
 def graph_literal(moment: datetime) -> str:
