@@ -247,3 +247,26 @@ def test_a_batch_over_several_tables_is_all_or_nothing(store: LogStore) -> None:
         {"SecurityIncident": [{"IncidentNumber": 1}], "SecurityAlert": [{"SystemAlertId": "a"}]}
     )
     assert store.query("union SecurityIncident, SecurityAlert | count").rows == ((2,),)
+
+
+def test_a_row_larger_than_duckdbs_default_json_object_limit_is_appended(store: LogStore) -> None:
+    """An alert with a huge evidence list must not stall the fan-out (DuckDB's read_json
+    refuses objects above 16 MB unless told, and its memory limit must leave room)."""
+    entities = [
+        {"Type": "file", "Name": f"payload-{n:06d}.bin", "Pad": "x" * 200} for n in range(100_000)
+    ]
+    store.append(
+        "SecurityAlert",
+        [
+            {
+                "SystemAlertId": "huge",
+                "TimeGenerated": NOW,
+                "Entities": json.dumps(entities),
+                "_Seq": 1,
+            }
+        ],
+    )
+    result = store.query(
+        "SecurityAlert | project SystemAlertId, n = array_length(parse_json(Entities))"
+    )
+    assert result.rows == (("huge", 100_000),)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Row, func, select, union_all
 
 from xdrsync.hub import schema as s
 from xdrsync.hub.apply import chunks
-from xdrsync.hub.payload import datetime_from_ticks, enum_text, version_text
+from xdrsync.hub.payload import datetime_from_ticks, enum_text, load_json, version_text
 from xdrsync.hub.records import (
     ChangeRow,
     CommentRow,
@@ -25,7 +24,7 @@ MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt
 
 
 def _json(text: str | None) -> Any:
-    return json.loads(text) if text is not None else None
+    return load_json(text) if text is not None else None
 
 
 def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
@@ -34,7 +33,7 @@ def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[
         .where(s.alert.c.tenant_id == tenant_id, s.alert.c.incident_id == incident_id)
         .order_by(s.alert.c.created_date_time, s.alert.c.id)
     )
-    return [json.loads(text) for text in conn.execute(query).scalars()]
+    return [load_json(text) for text in conn.execute(query).scalars()]
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -45,16 +44,40 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
     ).scalar_one_or_none()
     if text is None:
         return None
-    payload = json.loads(text)
+    payload = load_json(text)
     payload["alerts"] = _alert_payloads(conn, tenant_id, incident_id)
     return Incident.from_graph(payload)
+
+
+def current_alerts(
+    conn: Connection, keys: Sequence[tuple[str, str]], known: Mapping[int, Alert]
+) -> dict[tuple[str, str], list[Alert]]:
+    """The alerts each (tenant, incident) has now, in ``get_incident``'s order.
+
+    ``known`` maps change seqs to alerts the caller has already parsed; an alert whose
+    current version has one of those seqs is taken from it instead of parsed again.
+    """
+    found: dict[tuple[str, str], list[Alert]] = {key: [] for key in keys}
+    a = s.alert
+    for tenant_id in {tenant for tenant, _ in keys}:
+        ids = sorted({key for tenant, key in keys if tenant == tenant_id})
+        for part in chunks(ids):
+            query = (
+                select(a.c.incident_id, a.c.seq, a.c.payload)
+                .where(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
+                .order_by(a.c.incident_id, a.c.created_date_time, a.c.id)
+            )
+            for incident_id, seq, payload in conn.execute(query):
+                alert = known.get(seq) or Alert.from_graph(load_json(payload))
+                found[(tenant_id, incident_id)].append(alert)
+    return found
 
 
 def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
     text = conn.execute(
         select(s.alert.c.payload).where(s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id)
     ).scalar_one_or_none()
-    return Alert.from_graph(json.loads(text)) if text is not None else None
+    return Alert.from_graph(load_json(text)) if text is not None else None
 
 
 def list_incidents(
@@ -120,7 +143,7 @@ def _version_row(entity_type: EntityType, entity_id: str, row: Row[Any]) -> Vers
         content_hash=row.content_hash,
         seq=row.seq,
         recorded_at=row.recorded_at,
-        payload=json.loads(row.payload),
+        payload=load_json(row.payload),
         alert_ids=tuple(ids) if ids is not None else None,
     )
 
@@ -173,7 +196,7 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
                 version_text=version_text(row.version) or "",
                 kind=row.kind,
                 at=row.at,
-                payload=json.loads(payload),
+                payload=load_json(payload),
                 alert_ids=tuple(ids) if ids is not None else None,
             )
         )
@@ -239,7 +262,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
             entity_kind=row.entity_kind,
             entity_key=row.entity_key,
             display_name=row.display_name,
-            payload=json.loads(row.payload),
+            payload=load_json(row.payload),
         )
         for row in conn.execute(query)
     ]

@@ -6,7 +6,7 @@ several processes may share one database: writers queue on the database's write 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -112,6 +112,14 @@ class Hub:
         """The incident as last read, with its current alerts (and their evidence) attached."""
         with self._read() as conn:
             return reads.get_incident(conn, tenant_id, incident_id)
+
+    def current_alerts(
+        self, keys: Sequence[tuple[str, str]], known: Mapping[int, Alert] | None = None
+    ) -> dict[tuple[str, str], list[Alert]]:
+        """The current alerts of many (tenant, incident) keys in one read; alerts whose
+        current version's change seq is in ``known`` are reused rather than parsed again."""
+        with self._read() as conn:
+            return reads.current_alerts(conn, keys, known or {})
 
     def get_alert(self, tenant_id: str, alert_id: str) -> Alert | None:
         with self._read() as conn:

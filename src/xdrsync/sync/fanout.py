@@ -8,6 +8,7 @@ named ``logstore`` only mirrors that position for ``state show``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ class LogPublisher:
         hub: Hub,
         store: LogStore,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 500,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.hub = hub
@@ -47,6 +48,10 @@ class LogPublisher:
         self.batch_size = batch_size
         self.clock = clock
         self._position: int | None = None
+        self.published = 0  # changes appended by this publisher, over all calls
+        # One publish at a time: a drain on the caller's thread may meet a background run
+        # that outlived its stop timeout, and both would append the same changes.
+        self._lock = threading.Lock()
 
     def position(self) -> int:
         if self._position is None:
@@ -57,69 +62,55 @@ class LogPublisher:
     def publish(self) -> int:
         """Append every change the store has not seen yet; returns how many changes."""
         published = 0
-        while changes := self.hub.changes_after(self.position(), self.batch_size):
-            self.store.append_batch(self._rows(changes))
-            self._position = changes[-1].seq
-            self.hub.set_cursor(CURSOR, self._position)
-            published += len(changes)
+        with self._lock:
+            while changes := self.hub.changes_after(self.position(), self.batch_size):
+                self.store.append_batch(self._rows(changes))
+                self._position = changes[-1].seq
+                self.hub.set_cursor(CURSOR, self._position)
+                published += len(changes)
+            self.published += published
         return published
 
     def _rows(self, changes: list[ChangeRow]) -> dict[str, list[Row]]:
         started = self.clock()
+        # Each alert version is parsed once: for its own rows and, when it is the current
+        # version, for the incident rows that summarise it.
+        alerts = {c.seq: Alert.from_graph(c.payload) for c in changes if c.entity_type == "alert"}
+        keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
+        current = self.hub.current_alerts(sorted(keys), alerts) if keys else {}
         rows: dict[str, list[Row]] = {}
-        current: dict[tuple[str, str], Incident | None] = {}
         for offset, change in enumerate(changes):
             # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks the
             # newest version even when one batch carries several versions of an incident.
             now = started + timedelta(microseconds=offset)
             tenant = change.tenant_id
             if change.entity_type == "incident":
-                incident = self._incident_version(change, current)
+                # Every version, the latest or an older one in a backlog, is shown with the
+                # alerts the incident has now (the hub keeps no history of membership).
+                incident = Incident.from_graph(change.payload).model_copy(
+                    update={"alerts": tuple(current[(tenant, change.entity_id)])}
+                )
                 row = security_incident_row(
                     incident, time_generated=now, workspace_tenant_id=tenant
                 )
                 _add(rows, "SecurityIncident", row, change.seq)
-            else:
-                alert = Alert.from_graph(change.payload)
-                _add(
-                    rows,
-                    "SecurityAlert",
-                    security_alert_row(alert, time_generated=now, tenant_id=tenant),
-                    change.seq,
-                )
-                _add(
-                    rows,
-                    "AlertInfo",
-                    alert_info_row(alert, time_generated=now, tenant_id=tenant),
-                    change.seq,
-                )
-                for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
-                    _add(rows, "AlertEvidence", evidence, change.seq)
+                continue
+            alert = alerts[change.seq]
+            _add(
+                rows,
+                "SecurityAlert",
+                security_alert_row(alert, time_generated=now, tenant_id=tenant),
+                change.seq,
+            )
+            _add(
+                rows,
+                "AlertInfo",
+                alert_info_row(alert, time_generated=now, tenant_id=tenant),
+                change.seq,
+            )
+            for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
+                _add(rows, "AlertEvidence", evidence, change.seq)
         return rows
-
-    def _incident_version(
-        self, change: ChangeRow, current: dict[tuple[str, str], Incident | None]
-    ) -> Incident:
-        """This version of the incident, with the alerts it has now.
-
-        Usually the change *is* the current version, which the hub returns with its alerts
-        already parsed; an older version (a backlog) borrows the current alerts.
-        """
-        key = (change.tenant_id, change.entity_id)
-        if key not in current:
-            current[key] = self.hub.get_incident(change.tenant_id, change.entity_id)
-        stored = current[key]
-        if stored is not None and _same_version(stored, change):
-            return stored
-        version = Incident.from_graph(change.payload)
-        alerts = stored.alerts if stored is not None else ()
-        return version.model_copy(update={"alerts": alerts})
-
-
-def _same_version(incident: Incident, change: ChangeRow) -> bool:
-    return incident.raw.get("lastUpdateDateTime") == change.version_text and all(
-        incident.raw.get(k) == v for k, v in change.payload.items()
-    )
 
 
 def _add(rows: dict[str, list[Row]], table: str, row: Row, seq: int) -> None:

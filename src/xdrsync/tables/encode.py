@@ -6,9 +6,15 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, BinaryIO, Final
+
+import orjson
 
 from xdrsync.tables.schemas import Column
+
+#: Datetimes inside dynamic values are written by `_json_default` (always with microseconds
+#: and a `Z`), not in orjson's own shorter form, so every row spells time the same way.
+_ORJSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -36,9 +42,20 @@ def iso_z(value: datetime) -> str:
     return utc_naive(value).isoformat(timespec="microseconds") + "Z"
 
 
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON: orjson, or the standard library for what orjson refuses (integers
+    beyond 64 bits, non-text keys, lone UTF-16 surrogates, which become "?" as neither UTF-8
+    nor DuckDB's JSON reader accepts them)."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+        return text.encode("utf-8", errors="replace")
+
+
 def compact_json(value: Any) -> str:
     """JSON text as Sentinel stores it in string columns (no spaces after separators)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return json_bytes(value).decode("utf-8")
 
 
 def _string(value: Any) -> str:
@@ -94,9 +111,6 @@ def encode_value(column: Column, value: Any) -> Any:
     return value  # dynamic: the Python value itself becomes the nested JSON
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default)
-
-
 def _column_encoder(column: Column) -> Callable[[Any], Any]:
     if column.kql_type == "string":
         # The common case by far; skip the call for values that are already text.
@@ -107,22 +121,28 @@ def _column_encoder(column: Column) -> Callable[[Any], Any]:
 
 
 def write_ndjson(
-    out: TextIO,
+    out: BinaryIO,
     columns: Sequence[Column],
     rows: Sequence[Mapping[str, Any]],
     table: str,
-) -> None:
-    """Write one JSON object per row; unknown keys are a mapping bug and are refused."""
+) -> int:
+    """Write one JSON object per row and return the longest line's length in bytes.
+
+    Unknown keys are a mapping bug and are refused.
+    """
     known = {c.name for c in columns}
     encoders = [(c.name, _column_encoder(c)) for c in columns]
-    encode = _ENCODER.encode
+    longest = 0
     for index, row in enumerate(rows):
         if not known.issuperset(row):
             unknown = sorted(set(row) - known)
             raise ValueError(f"{table} row {index}: unknown columns {unknown}")
         get = row.get
-        out.write(encode({name: enc(get(name)) for name, enc in encoders}))
-        out.write("\n")
+        line = json_bytes({name: enc(get(name)) for name, enc in encoders})
+        longest = max(longest, len(line))
+        out.write(line)
+        out.write(b"\n")
+    return longest
 
 
-__all__ = ["compact_json", "encode_value", "iso_z", "utc_naive", "write_ndjson"]
+__all__ = ["compact_json", "encode_value", "iso_z", "json_bytes", "utc_naive", "write_ndjson"]

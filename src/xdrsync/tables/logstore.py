@@ -35,6 +35,8 @@ from xdrsync.tables.schemas import BOOKKEEPING_COLUMNS, TABLE_NAMES, TableSchema
 _STORE_SCHEMA: Final = "xdrsync_store"
 _STORE_SUFFIX: Final = "_rows"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
+_WRITER_MEMORY: Final = 128 * 2**20  # DuckDB's memory limit while appending (see append_batch)
 
 
 def _storage(table: str) -> str:
@@ -94,8 +96,14 @@ class LogStore:
             return
         files: list[Path] = []
         try:
-            statements = [self._insert_statement(schema, rows, files) for schema, rows in batches]
+            inserts = [self._insert_statement(schema, rows, files) for schema, rows in batches]
+            statements = [statement for statement, _ in inserts]
+            # Without a limit DuckDB sizes its cache to the machine, and the checkpoint at
+            # close held more the larger the tables grew (peak memory grew with the backlog);
+            # with one it evicts instead. Room for the JSON reader's buffer is kept.
+            memory = max(_WRITER_MEMORY, 4 * max(size for _, size in inserts))
             with self._connect(read_only=False) as con:
+                con.execute(f"SET memory_limit='{memory // 2**20}MiB'")
                 self._ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -112,15 +120,17 @@ class LogStore:
     @staticmethod
     def _insert_statement(
         schema: TableSchema, rows: Sequence[Mapping[str, Any]], files: list[Path]
-    ) -> str:
-        """Write the rows to a temp NDJSON file and return the INSERT that bulk-loads it."""
+    ) -> tuple[str, int]:
+        """Write the rows to a temp NDJSON file; the INSERT that bulk-loads it, and the
+        ``maximum_object_size`` that INSERT reads with."""
         columns = (*schema.columns, *BOOKKEEPING_COLUMNS)
         fd, name = tempfile.mkstemp(prefix="xdrsync-append-", suffix=".ndjson")
         files.append(Path(name))
-        # Graph JSON may carry lone UTF-16 surrogates (a "\\ud800" escape decodes to one);
-        # neither UTF-8 nor DuckDB's JSON reader accepts them, so they become "?".
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as out:
-            write_ndjson(out, columns, rows, schema.name)
+        with os.fdopen(fd, "wb") as out:
+            longest = write_ndjson(out, columns, rows, schema.name)
+        # DuckDB's JSON reader allocates twice this size for its buffer on every insert, so
+        # it follows the data: DuckDB's default, or the longest row when one is larger.
+        object_size = max(_DEFAULT_OBJECT_SIZE, longest + 1)
         # read_json over a file is DuckDB's bulk path: measured ~25x faster than executemany
         # on a prepared INSERT for 35-column rows (~11,000 vs ~400 rows/s).
         spec = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in columns)
@@ -129,9 +139,10 @@ class LogStore:
         # are created) and the only literal is our own temp file's quoted path.
         source = (
             f"read_json({_quote_literal(name)}, format='newline_delimited', "
-            f"columns={{{spec}}}, maximum_object_size=268435456)"
+            f"columns={{{spec}}}, maximum_object_size={object_size})"
         )
-        return f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+        statement = f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+        return statement, object_size
 
     def query(self, kql: str) -> QueryResult:
         """Run one KQL query over the tables; KQL and engine errors become `QueryError`."""

@@ -1,0 +1,127 @@
+"""Hub → log tables: what an analyst sees in SecurityIncident / SecurityAlert after publish."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.models import Alert, Incident
+from xdrsync.sync.fanout import LogPublisher
+from xdrsync.tables.logstore import LogStore
+
+TENANT = "00000000-0000-0000-0000-00000000000a"
+
+
+def _alert(alert_id: str, incident_id: str, minute: int, product: str) -> dict[str, Any]:
+    return {
+        "id": alert_id,
+        "incidentId": incident_id,
+        "status": "new",
+        "severity": "high",
+        "serviceSource": product,
+        "title": f"Alert {alert_id}",
+        "createdDateTime": f"2026-11-01T10:{minute:02d}:00Z",
+        "lastUpdateDateTime": f"2026-11-01T10:{minute:02d}:00Z",
+        "evidence": [
+            {
+                "@odata.type": "#microsoft.graph.security.ipEvidence",
+                "ipAddress": f"10.0.0.{minute}",
+                "verdict": "suspicious",
+            }
+        ],
+    }
+
+
+def _incident(minute: int, alerts: list[dict[str, Any]], status: str = "active") -> Incident:
+    return Incident.from_graph(
+        {
+            "id": "41",
+            "displayName": "Multi-stage attack",
+            "severity": "high",
+            "status": status,
+            "createdDateTime": "2026-11-01T10:00:00Z",
+            "lastUpdateDateTime": f"2026-11-01T11:{minute:02d}:00Z",
+            "alerts": alerts,
+        }
+    )
+
+
+ALERTS = [
+    _alert("da1", "41", 1, "microsoftDefenderForEndpoint"),
+    _alert("da2", "41", 2, "microsoftDefenderForOffice365"),
+    _alert("da3", "41", 3, "microsoftDefenderForIdentity"),
+]
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    opened = Hub.open(default_url(tmp_path))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _commit(hub: Hub, *incidents: Incident, alerts: tuple[Alert, ...] = ()) -> None:
+    hub.commit_batch(
+        InboundBatch(
+            tenant_id=TENANT, stream="incidents", incidents=list(incidents), alerts=list(alerts)
+        )
+    )
+
+
+def _incident_rows(store: LogStore) -> list[tuple[Any, ...]]:
+    result = store.query(
+        "SecurityIncident | order by TimeGenerated asc "
+        "| project Status, AlertIds, AdditionalData.alertsCount, AdditionalData.alertProductNames"
+    )
+    return [tuple(row) for row in result.rows]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 500])
+def test_incident_rows_carry_their_alerts_however_the_changes_are_batched(
+    hub: Hub, tmp_path: Path, batch_size: int
+) -> None:
+    _commit(hub, _incident(5, ALERTS))
+    store = LogStore(tmp_path / "logs.duckdb")
+    published = LogPublisher(hub, store, batch_size=batch_size).publish()
+    assert published == 4  # the incident and its three alerts, once each
+    (row,) = _incident_rows(store)
+    assert row[1] == ["da1", "da2", "da3"]
+    assert row[2] == 3
+    assert len(row[3]) == 3  # one product name per Defender product, as Sentinel names them
+    assert "Microsoft Defender Advanced Threat Protection" in row[3]
+    alerts = store.query("SecurityAlert | summarize count() by SystemAlertId | count")
+    assert alerts.rows[0][0] == 3
+    evidence = store.query("AlertEvidence | summarize by RemoteIP | order by RemoteIP asc")
+    assert [r[0] for r in evidence.rows] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_a_backlog_of_versions_shows_each_with_the_alerts_the_incident_has_now(
+    hub: Hub, tmp_path: Path
+) -> None:
+    _commit(hub, _incident(5, ALERTS[:2]))
+    _commit(hub, _incident(9, ALERTS, status="inProgress"))
+    store = LogStore(tmp_path / "logs.duckdb")
+    LogPublisher(hub, store).publish()
+    rows = _incident_rows(store)
+    assert [r[0] for r in rows] == ["New", "Active"]  # both versions, oldest first
+    assert all(r[1] == ["da1", "da2", "da3"] for r in rows)
+
+
+def test_publishing_again_appends_nothing_and_a_new_version_appends_one_row(
+    hub: Hub, tmp_path: Path
+) -> None:
+    _commit(hub, _incident(5, ALERTS))
+    store = LogStore(tmp_path / "logs.duckdb")
+    assert LogPublisher(hub, store).publish() == 4
+    assert LogPublisher(hub, store).publish() == 0  # a restarted publisher resumes exactly
+    _commit(hub, _incident(9, ALERTS, status="resolved"))
+    publisher = LogPublisher(hub, store)
+    assert publisher.publish() == 1
+    assert publisher.published == 1
+    assert [r[0] for r in _incident_rows(store)] == ["New", "Closed"]
