@@ -18,6 +18,7 @@ from xdrsync.errors import ConfigError, XdrSyncError
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
+    from xdrsync.sync.fanout import LogPublisher
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
 
@@ -167,6 +168,21 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
             guard.release()
 
 
+@contextmanager
+def _publishing(workspace: Workspace) -> Iterator[LogPublisher]:
+    """The workspace tables fill in the background while the block syncs, and take the rest
+    when it ends; a failure of that last run is raised here rather than logged."""
+    from xdrsync.sync.engine import Fanout
+
+    publisher = workspace.publisher()
+    fanout = Fanout(publisher.publish, interval=1.0).start()
+    try:
+        yield publisher
+    finally:
+        fanout.stop()
+    publisher.publish()
+
+
 def _names(config: Config) -> dict[str, str]:
     return {t.tenant_id: t.name for t in config.tenants}
 
@@ -236,7 +252,7 @@ def sync_command(
     configure("warning")
     with _errors():
         config = _load(config_file)
-        with _workspace(config, lock=True) as workspace:
+        with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
             failed = False
             for tenant in workspace.sources():
                 with _progress() as progress:
@@ -255,8 +271,7 @@ def sync_command(
                 for stream_name, error in report.errors.items():
                     failed = True
                     err_console.print(f"[red]{tenant.name}/{stream_name} failed:[/red] {error}")
-            published = workspace.publisher().publish()
-            console.print(f"workspace tables: {published} changes published")
+        console.print(f"workspace tables: {publisher.published} changes published")
     if failed:
         raise typer.Exit(1)
 
@@ -317,7 +332,7 @@ def backfill_command(
     with _errors():
         config = _load(config_file)
         settings = inbound_settings(config)
-        with _workspace(config, lock=True) as workspace:
+        with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
             sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
             if not sources:
                 raise _fail(f"no tenant {tenant!r} in the config")
@@ -334,8 +349,7 @@ def backfill_command(
                             settings=settings,
                             on_window=progress.tracker(source.name),
                         )
-            published = workspace.publisher().publish()
-            console.print(f"backfill done; workspace tables: {published} changes published")
+        console.print(f"backfill done; workspace tables: {publisher.published} changes published")
 
 
 @app.command("check")

@@ -15,7 +15,7 @@ from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
 from xdrsync.errors import ThrottledError
-from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
+from xdrsync.graph.security import EXPAND_ATTEMPTS, FALLBACK_GROUP, DefenderApi
 
 Build = Callable[..., Harness]
 BASE = f"{GRAPH}/v1.0/security"
@@ -210,6 +210,25 @@ def test_after_a_fallback_each_page_tries_expand_only_once(harness_factory: Buil
     assert [page.alerts_fallback for page in pages] == [False, True, True]
     page_three = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "8"]
     assert [u.params.get("$expand") for u in page_three] == ["alerts", None]
+
+
+def test_a_fallback_page_arrives_in_groups_as_its_alerts_are_read(
+    harness_factory: Build,
+) -> None:
+    """A crash in the middle of a slow fallback keeps the groups already handed over."""
+    incidents = [_incident(n, 1) for n in range(1, 26)]
+    fake = FakeDefender(incidents, expand_fails_at={0})
+    sync = SyncConfig(page_size_incidents=25)
+    h = harness_factory(fake, sync=sync)
+    pages = api_for(h, sync).list_incidents(LOWER, UPPER)
+    first = next(pages)
+    assert [i["id"] for i in first.items] == [str(n) for n in range(1, FALLBACK_GROUP + 1)]
+    assert first.alerts_fallback
+    # Only the first group's alerts have been read when it is handed over.
+    assert len([r for r in h.recorder.requests if r.url.path.endswith("/alerts")]) == FALLBACK_GROUP
+    rest = list(pages)
+    assert [len(p.items) for p in rest] == [10, 5]
+    assert {p.server_date for p in rest} == {first.server_date}
 
 
 def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(

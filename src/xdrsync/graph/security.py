@@ -30,6 +30,8 @@ EXPAND = "$expand"
 # deterministic for a page (it 500s for the same incidents every time), so a full round of
 # retries only delays the fallback; three still ride out an unrelated transient 5xx.
 EXPAND_ATTEMPTS = 3
+#: Incidents handed over together when their alerts are read one incident at a time.
+FALLBACK_GROUP = 10
 
 # The only fields Graph documents as writable (microsoft-apis.md §2.9).
 INCIDENT_WRITABLE = frozenset(
@@ -109,7 +111,8 @@ class DefenderApi:
 
         ``$expand=alerts`` is known to fail with 5xx on big tenants (microsoft-apis.md §0.4).
         When a page still fails after retries, that same page (same link, minus ``$expand``)
-        is read again and each incident's alerts come from ``/incidents/{id}/alerts``. Later
+        is read again and each incident's alerts come from ``/incidents/{id}/alerts``; such
+        a page is yielded in groups of ``FALLBACK_GROUP`` incidents as their alerts arrive. Later
         pages try ``$expand`` again, but only once each: the failure may follow particular
         incidents (then the next page succeeds and saves one call per incident), or the
         tenant's size (then it costs one call per page, not a round of retries).
@@ -144,10 +147,18 @@ class DefenderApi:
 
         for page in self.client.paginate(INCIDENTS, params, fetch=fetch):
             items = page.items
-            fallback = expand_alerts and not has_param(page.url, EXPAND)
-            if fallback:
-                items = [self._with_alerts(incident) for incident in items]
-            yield IncidentPage(tuple(items), page.server_date, alerts_fallback=fallback)
+            if not (expand_alerts and items and not has_param(page.url, EXPAND)):
+                yield IncidentPage(tuple(items), page.server_date)
+                continue
+            # One call per incident: hand them over in small groups, so a slow fallback
+            # commits (and, read oldest first, saves) its progress as it goes.
+            for start in range(0, len(items), FALLBACK_GROUP):
+                group = items[start : start + FALLBACK_GROUP]
+                yield IncidentPage(
+                    tuple(self._with_alerts(incident) for incident in group),
+                    page.server_date,
+                    alerts_fallback=True,
+                )
 
     def list_alerts(self, lower: datetime, upper: datetime | None = None) -> Iterator[AlertPage]:
         """alerts_v2 records with ``lower <= lastUpdateDateTime <= upper``, page by page."""

@@ -81,6 +81,46 @@ def sync_tenant(
     return report
 
 
+class Fanout:
+    """Runs ``publish`` on its own thread when woken and every ``interval`` seconds, so the
+    log store fills while tenants sync (a backfill's pages are in the tables as they land).
+
+    ``stop()`` ends the thread without a last run: the caller drains with ``publish()`` on
+    its own thread, where a failure is its to report.
+    """
+
+    def __init__(self, publish: Callable[[], object], *, interval: float) -> None:
+        self.publish = publish
+        self.interval = interval
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fanout", daemon=True)
+
+    def start(self) -> Fanout:
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.publish()
+            except Exception:  # logged and retried next time; the sync goes on
+                log.exception("fan-out failed")
+
+
 class SyncService:
     """Runs ``sync_tenant`` in a loop per tenant, and ``after_cycle`` (fan-out) behind them."""
 
@@ -101,7 +141,9 @@ class SyncService:
         self.after_cycle = after_cycle
         self.on_report = on_report
         self.stopping = threading.Event()
-        self._wake_fanout = threading.Event()
+        self._fanout = (
+            Fanout(after_cycle, interval=poll_interval) if after_cycle is not None else None
+        )
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SyncService:
@@ -111,17 +153,20 @@ class SyncService:
             )
             thread.start()
             self._threads.append(thread)
-        if self.after_cycle is not None:
-            fanout = threading.Thread(target=self._fanout_loop, name="fanout", daemon=True)
-            fanout.start()
-            self._threads.append(fanout)
+        if self._fanout is not None:
+            self._fanout.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
-        self._wake_fanout.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
+        if self._fanout is not None:
+            self._fanout.stop(timeout)
+            try:
+                self._fanout.publish()  # drain what the last cycles committed
+            except Exception:
+                log.exception("fan-out failed")
 
     def _tenant_loop(self, tenant: TenantSource) -> None:
         while not self.stopping.is_set():
@@ -132,19 +177,6 @@ class SyncService:
             else:
                 if self.on_report is not None:
                     self.on_report(report)
-                self._wake_fanout.set()
+                if self._fanout is not None:
+                    self._fanout.wake()
             self.stopping.wait(self.poll_interval)
-
-    def _fanout_loop(self) -> None:
-        assert self.after_cycle is not None
-        while not self.stopping.is_set():
-            self._wake_fanout.wait(self.poll_interval)
-            self._wake_fanout.clear()
-            try:
-                self.after_cycle()
-            except Exception:
-                log.exception("fan-out failed")
-        try:
-            self.after_cycle()  # drain what the last cycles committed
-        except Exception:
-            log.exception("fan-out failed")

@@ -3,9 +3,10 @@
 The rules that make it lossless (design §3; tested in tests/sync and the chaos test):
 
 * a cycle reads from ``watermark - lookback`` to the server's now, cut into windows;
-* pages are committed as they arrive (memory stays flat however large the backlog), but the
-  stream's state moves only in the same transaction as a window's *last* page — a window
-  counts once it has been read to its end;
+* pages are committed as they arrive (memory stays flat however large the backlog; the next
+  page is read meanwhile, see ``prefetch``), but the stream's state moves only in the same
+  transaction as a window's *last* page — a window counts once it has been read to its end
+  (or, for incidents read oldest first, with each page while that order holds);
 * the new watermark is never later than the server's ``Date`` at the start of the window's
   read, so an update that becomes listable late is re-read by the next cycle's lookback;
 * a record that cannot be parsed is quarantined with its reason; the stream goes on;
@@ -26,6 +27,7 @@ from xdrsync.errors import SkippableError
 from xdrsync.hub import Hub, InboundBatch, Quarantined
 from xdrsync.models import Alert, Incident
 from xdrsync.models.wire import parse_datetime
+from xdrsync.sync.prefetch import prefetched
 from xdrsync.sync.window import (
     StreamState,
     Window,
@@ -241,7 +243,7 @@ def _read_window(
     # a crash costs one page; an unordered page ends that for this stream (see StreamState).
     checking = advance and stream == INCIDENTS and state.ordered is not False
     previous: datetime | None = None
-    for page in read(window.lower, window.upper):
+    for page in prefetched(read(window.lower, window.upper)):
         if started is None:
             started = page.server_date
         report.pages += 1
