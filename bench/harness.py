@@ -38,6 +38,10 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.base_url}/_emulator/stats", timeout=60).json())
 
+    def graph_calls(self) -> int:
+        """Requests the tenants made to Graph routes (not the control surface or sign-in)."""
+        return sum(int(n) for n in self.stats()["by_tenant"].values())
+
     def truth(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.base_url}/_emulator/truth", timeout=300).json()["value"])
 
