@@ -29,6 +29,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def graph_calls(stats: dict[str, Any]) -> int:
+    """Requests the tenants made to Graph routes (not the control surface or sign-in)."""
+    return sum(int(n) for n in stats["by_tenant"].values())
+
+
 @dataclass
 class Emulator:
     base_url: str
@@ -39,8 +44,7 @@ class Emulator:
         return dict(httpx.get(f"{self.base_url}/_emulator/stats", timeout=60).json())
 
     def graph_calls(self) -> int:
-        """Requests the tenants made to Graph routes (not the control surface or sign-in)."""
-        return sum(int(n) for n in self.stats()["by_tenant"].values())
+        return graph_calls(self.stats())
 
     def truth(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.base_url}/_emulator/truth", timeout=300).json()["value"])

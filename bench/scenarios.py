@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import PYTHON, Emulator, emulator, run_xdrsync, write_config
+from bench.harness import PYTHON, Emulator, emulator, graph_calls, run_xdrsync, write_config
 from xdrsync.graph.pacing import default_burst
 
 SCOPE = "https://graph.microsoft.com/.default"
@@ -117,7 +117,7 @@ def throttled_backfill(limit_per_minute: int, incidents: int, work: Path) -> dic
         "bound": bound,
         "share": achieved / bound,
         "throttled": stats["throttled"],
-        "calls": sum(int(n) for n in stats["by_tenant"].values()),
+        "calls": graph_calls(stats),
     }
 
 

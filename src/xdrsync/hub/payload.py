@@ -6,21 +6,16 @@ Nothing here touches the database, so the version guard's inputs can be tested t
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Final
 
-import orjson
+from xdrsync import jsontext
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 TICKS_PER_SECOND: Final = 10_000_000  # Graph writes 100 ns precision: 7 fractional digits
-
-# Datetimes (never in Graph's own JSON, which carries text) are written by ``str`` as the
-# standard library would, so a hash does not depend on which encoder wrote it.
-_PASSTHROUGH: Final = orjson.OPT_PASSTHROUGH_DATETIME
 
 # Keys of the incident payload that are stored elsewhere (alerts have their own rows).
 _INCIDENT_CHILD_KEYS: Final = ("alerts",)
@@ -117,35 +112,14 @@ def _strip_annotations(value: Any, *, top: bool) -> Any:
     return value
 
 
-def _dumps(value: Any, *, sort_keys: bool) -> str:
-    # orjson writes what the standard library would (compact, UTF-8, same escapes) several
-    # times faster; what it refuses (integers beyond 64 bits, non-text keys, lone UTF-16
-    # surrogates) still goes through the standard library.
-    try:
-        option = _PASSTHROUGH | (orjson.OPT_SORT_KEYS if sort_keys else 0)
-        return orjson.dumps(value, default=str, option=option).decode("utf-8")
-    except orjson.JSONEncodeError:
-        return json.dumps(
-            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=str
-        )
-
-
 def canonical_json(value: Any) -> str:
     """Compact JSON with sorted keys: equal content gives equal text."""
-    return _dumps(value, sort_keys=True)
+    return jsontext.dumps(value, sort_keys=True)
 
 
 def stored_json(value: Any) -> str:
     """Compact JSON that keeps the payload's own key order (for storage and replay)."""
-    return _dumps(value, sort_keys=False)
-
-
-def load_json(text: str) -> Any:
-    """Parse stored JSON (orjson, or the standard library for what orjson refuses)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    return jsontext.dumps(value)
 
 
 def incident_payload(raw: Mapping[str, Any]) -> dict[str, Any]:

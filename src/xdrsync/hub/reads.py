@@ -7,9 +7,10 @@ from typing import Any, Final, cast
 
 from sqlalchemy import Connection, Row, func, select, union_all
 
+from xdrsync import jsontext
 from xdrsync.hub import schema as s
 from xdrsync.hub.apply import chunks
-from xdrsync.hub.payload import datetime_from_ticks, enum_text, load_json, version_text
+from xdrsync.hub.payload import datetime_from_ticks, enum_text, version_text
 from xdrsync.hub.records import (
     ChangeRow,
     CommentRow,
@@ -24,7 +25,7 @@ MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt
 
 
 def _json(text: str | None) -> Any:
-    return load_json(text) if text is not None else None
+    return jsontext.loads(text) if text is not None else None
 
 
 def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
@@ -33,7 +34,7 @@ def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[
         .where(s.alert.c.tenant_id == tenant_id, s.alert.c.incident_id == incident_id)
         .order_by(s.alert.c.created_date_time, s.alert.c.id)
     )
-    return [load_json(text) for text in conn.execute(query).scalars()]
+    return [jsontext.loads(text) for text in conn.execute(query).scalars()]
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -44,7 +45,7 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
     ).scalar_one_or_none()
     if text is None:
         return None
-    payload = load_json(text)
+    payload = jsontext.loads(text)
     payload["alerts"] = _alert_payloads(conn, tenant_id, incident_id)
     return Incident.from_graph(payload)
 
@@ -68,7 +69,7 @@ def current_alerts(
                 .order_by(a.c.incident_id, a.c.created_date_time, a.c.id)
             )
             for incident_id, seq, payload in conn.execute(query):
-                alert = known.get(seq) or Alert.from_graph(load_json(payload))
+                alert = known.get(seq) or Alert.from_graph(jsontext.loads(payload))
                 found[(tenant_id, incident_id)].append(alert)
     return found
 
@@ -77,7 +78,7 @@ def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
     text = conn.execute(
         select(s.alert.c.payload).where(s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id)
     ).scalar_one_or_none()
-    return Alert.from_graph(load_json(text)) if text is not None else None
+    return Alert.from_graph(jsontext.loads(text)) if text is not None else None
 
 
 def list_incidents(
@@ -143,7 +144,7 @@ def _version_row(entity_type: EntityType, entity_id: str, row: Row[Any]) -> Vers
         content_hash=row.content_hash,
         seq=row.seq,
         recorded_at=row.recorded_at,
-        payload=load_json(row.payload),
+        payload=jsontext.loads(row.payload),
         alert_ids=tuple(ids) if ids is not None else None,
     )
 
@@ -196,7 +197,7 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
                 version_text=version_text(row.version) or "",
                 kind=row.kind,
                 at=row.at,
-                payload=load_json(payload),
+                payload=jsontext.loads(payload),
                 alert_ids=tuple(ids) if ids is not None else None,
             )
         )
@@ -262,7 +263,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
             entity_kind=row.entity_kind,
             entity_key=row.entity_key,
             display_name=row.display_name,
-            payload=load_json(row.payload),
+            payload=jsontext.loads(row.payload),
         )
         for row in conn.execute(query)
     ]

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO
 
-import orjson
-
+from xdrsync import jsontext
 from xdrsync.tables.schemas import Column
-
-#: Datetimes inside dynamic values are written by `_json_default` (always with microseconds
-#: and a `Z`), not in orjson's own shorter form, so every row spells time the same way.
-_ORJSON_OPTIONS: Final = orjson.OPT_PASSTHROUGH_DATETIME
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -42,20 +36,17 @@ def iso_z(value: datetime) -> str:
     return utc_naive(value).isoformat(timespec="microseconds") + "Z"
 
 
-def json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON: orjson, or the standard library for what orjson refuses (integers
-    beyond 64 bits, non-text keys, lone UTF-16 surrogates, which become "?" as neither UTF-8
-    nor DuckDB's JSON reader accepts them)."""
-    try:
-        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
-    except orjson.JSONEncodeError:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-        return text.encode("utf-8", errors="replace")
-
-
 def compact_json(value: Any) -> str:
-    """JSON text as Sentinel stores it in string columns (no spaces after separators)."""
-    return json_bytes(value).decode("utf-8")
+    """JSON text as Sentinel stores it in string columns (no spaces after separators);
+    datetimes inside are written by `iso_z`, with microseconds and a `Z`."""
+    return jsontext.dumps(value, default=_json_default)
+
+
+def json_bytes(value: Any) -> bytes:
+    """`compact_json` as UTF-8. Graph JSON may carry lone UTF-16 surrogates (a "\\ud800"
+    escape decodes to one); neither UTF-8 nor DuckDB's JSON reader accepts them, so they
+    become "?"."""
+    return compact_json(value).encode("utf-8", errors="replace")
 
 
 def _string(value: Any) -> str:

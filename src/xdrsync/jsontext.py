@@ -1,0 +1,37 @@
+"""Compact JSON text, fast: orjson where it can, the standard library where orjson refuses.
+
+orjson writes what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes
+(same escapes, same number spelling), several times faster. It refuses integers beyond 64
+bits, non-text keys and lone UTF-16 surrogates; those values go through the standard library,
+so the result never depends on which encoder wrote it. Datetimes always go to ``default``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+
+def dumps(value: Any, *, default: Callable[[Any], Any] = str, sort_keys: bool = False) -> str:
+    """Compact JSON text of ``value``; ``default`` turns what JSON lacks into what it has."""
+    option = orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    try:
+        return orjson.dumps(value, default=default, option=option).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=default
+        )
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON text (orjson, or the standard library for what orjson refuses)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+__all__ = ["dumps", "loads"]
