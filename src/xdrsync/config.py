@@ -239,8 +239,22 @@ class SyncConfig(_Frozen):
     initial_backfill_days: float = Field(default=30, ge=0)
     page_size_incidents: int = Field(default=50, ge=1, le=50)  # Graph rejects $top > 50
     page_size_alerts: int = Field(default=500, ge=1, le=1000)  # Graph caps $top at 1000
-    request_timeout_seconds: float = Field(default=30, gt=0)
+    request_timeout_seconds: float = Field(default=30, gt=0)  # per read (httpx)
+    # A whole request, however slowly the server drips its answer; then it is retried.
+    request_deadline_seconds: float = Field(default=120, gt=0)
+    # The largest response body read; a full page of 50 incidents with alerts and evidence
+    # is a few MB on real tenants, so 64 MiB leaves room and still bounds memory.
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
     max_attempts: int = Field(default=6, ge=1, le=20)
+
+
+class QueryConfig(_Frozen):
+    """Limits on every KQL query over the workspace (CLI, console, API)."""
+
+    timeout_seconds: float = Field(default=30, gt=0)
+    memory_limit_mb: int = Field(default=2048, ge=64)
+    threads: int = Field(default=2, ge=1, le=64)
+    max_rows: int = Field(default=100_000, ge=1)
 
 
 class ConsoleConfig(_Frozen):
@@ -269,6 +283,7 @@ class Config(_Frozen):
     workspace: WorkspaceConfig = WorkspaceConfig()
     tenants: tuple[TenantConfig, ...] = Field(default=(), validate_default=True)
     sync: SyncConfig = SyncConfig()
+    query: QueryConfig = QueryConfig()
     console: ConsoleConfig = ConsoleConfig()
 
     @model_validator(mode="before")
@@ -451,6 +466,7 @@ __all__ = [
     "Config",
     "ConsoleConfig",
     "EmulatorTenant",
+    "QueryConfig",
     "SyncConfig",
     "TenantConfig",
     "WorkspaceConfig",

@@ -10,9 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+
+@dataclass(frozen=True)
+class UnreadableItem:
+    """One element of a listing's ``value`` that could not be read as JSON on its own
+    (e.g. nested deeper than any parser allows): its exact text and why. A source hands it
+    over in place of the record, so the sync engine quarantines it and keeps the rest."""
+
+    raw: str
+    reason: str
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] = str, sort_keys: bool = False) -> str:
@@ -34,4 +45,4 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-__all__ = ["dumps", "loads"]
+__all__ = ["UnreadableItem", "dumps", "loads"]
