@@ -6,8 +6,14 @@ Modules, from data to query:
 * `sentinel`   - pure mapping of incidents/alerts to rows, as Microsoft's connector writes them
                  (`security_incident_row`, `security_alert_row`, `alert_evidence_rows`, ...)
 * `logstore`   - `LogStore`: one DuckDB file, `append`/`append_batch`, `query(kql)`, `sql`
+* `querying`   - one KQL query: admitted, translated, checked, run under its limits
+* `guard`      - the allow-list: a query reads the workspace tables and nothing else
+* `generators` - bounds on `range`/`strrep`, which DuckDB can neither interrupt nor account for
+* `sandbox`    - the query connection: read-only, no file system, settings locked
+* `limits`     - `QueryLimits` (time, memory, threads, rows) and the interrupting watchdog
 * `output`     - `format_result(result, "table" | "json" | "csv")`
-* `errors`     - `QueryError` (one clear line for the CLI), `StoreBusyError`
+* `errors`     - `QueryError` (one clear line for the CLI) with `QueryRefusedError` and
+                 `QueryLimitError`, `StoreBusyError`
 
 Nothing is imported here, so importing the package does not load DuckDB.
 """

@@ -7,8 +7,9 @@ it locked retries with a short jittered backoff inside a bounded budget.
 Retrying alone starves the writer: with two readers polling, one of them almost always holds a
 shared lock (measured: 4 appends in 3 s). So a writer that finds the file busy announces itself
 by touching `<file>.write-pending`, and readers do not open the file while that marker is fresh;
-in-flight readers finish, and the writer gets in within a query's time. The marker is refreshed
-on every retry, so one left behind by a crashed writer goes stale and is ignored.
+in-flight readers finish, and the writer gets in within a query's time limit (`limits`: a
+query holds the file for at most that long, and the writer's budget outlasts it). The marker
+is refreshed on every retry, so one left behind by a crashed writer goes stale and is ignored.
 
 Within one process, DuckDB refuses a read-only and a read-write connection to the same file side
 by side, so a lock per file also serialises opens across threads.
@@ -20,10 +21,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 
@@ -66,11 +67,15 @@ def _announce_writer(marker: Path) -> None:
         os.utime(marker)
 
 
-def _open(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path), read_only=read_only)
+def _open(
+    path: Path, *, read_only: bool, config: Mapping[str, Any], setup: Sequence[str]
+) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(path), read_only=read_only, config=dict(config))
     try:
         # KQL datetimes are UTC, and DuckDB reads the session zone when it casts.
         con.execute("SET TimeZone='UTC'")
+        for statement in setup:
+            con.execute(statement)
     except BaseException:
         con.close()
         raise
@@ -85,16 +90,32 @@ def _busy(path: Path, timeout: float) -> StoreBusyError:
 
 @contextmanager
 def open_store(
-    path: Path, *, read_only: bool, timeout: float
+    path: Path,
+    *,
+    read_only: bool,
+    timeout: float,
+    config: Mapping[str, Any] | None = None,
+    setup: Sequence[str] = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to `path` for the length of the `with` block; StoreBusyError on timeout."""
+    """A connection to `path` for the length of the `with` block; StoreBusyError on timeout.
+
+    `config` goes to `duckdb.connect`, and `setup` runs after the session zone is set (the
+    query sandbox locks the configuration there)."""
     deadline = time.monotonic() + timeout
     lock = _process_lock(path)
     if not lock.acquire(timeout=timeout):
         raise _busy(path, timeout)
     marker = _marker(path)
     try:
-        con = _open_retrying(path, marker, read_only=read_only, deadline=deadline, timeout=timeout)
+        con = _open_retrying(
+            path,
+            marker,
+            read_only=read_only,
+            deadline=deadline,
+            timeout=timeout,
+            config=config or {},
+            setup=setup,
+        )
         try:
             yield con
         finally:
@@ -106,13 +127,20 @@ def open_store(
 
 
 def _open_retrying(
-    path: Path, marker: Path, *, read_only: bool, deadline: float, timeout: float
+    path: Path,
+    marker: Path,
+    *,
+    read_only: bool,
+    deadline: float,
+    timeout: float,
+    config: Mapping[str, Any],
+    setup: Sequence[str],
 ) -> duckdb.DuckDBPyConnection:
     delay = 0.005
     while True:
         if not (read_only and _writer_waiting(marker)):
             try:
-                return _open(path, read_only=read_only)
+                return _open(path, read_only=read_only, config=config, setup=setup)
             except duckdb.Error as exc:
                 if not is_lock_error(exc):
                     raise

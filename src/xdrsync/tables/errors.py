@@ -14,6 +14,15 @@ class QueryError(XdrSyncError):
     """A KQL query could not be translated or run; the message is one line fit for a terminal."""
 
 
+class QueryRefusedError(QueryError):
+    """The query reaches past the workspace tables (a file, another database, a control
+    command); it was refused before anything ran."""
+
+
+class QueryLimitError(QueryError):
+    """The query hit one of its limits (time, memory) and was stopped."""
+
+
 class StoreBusyError(RetriableError):
     """Another process held the log store's file lock for longer than we were willing to wait."""
 
@@ -39,4 +48,11 @@ def engine_message(text: str, tables: tuple[str, ...]) -> str:
     return one_line(re.split(r"\n\s*LINE \d+:", text, maxsplit=1)[0])
 
 
-__all__ = ["QueryError", "StoreBusyError", "engine_message", "one_line"]
+__all__ = [
+    "QueryError",
+    "QueryLimitError",
+    "QueryRefusedError",
+    "StoreBusyError",
+    "engine_message",
+    "one_line",
+]

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-import duckdb_kql
 from duckdb_kql.types import kusto_type
 
 from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import write_ndjson
-from xdrsync.tables.errors import QueryError, engine_message, one_line
+from xdrsync.tables.limits import QueryLimits, QuerySettings
+from xdrsync.tables.querying import fetch, translate
 from xdrsync.tables.queryresult import QueryResult, decode_rows
+from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
 from xdrsync.tables.schemas import BOOKKEEPING_COLUMNS, TABLE_NAMES, TableSchema, table_schema
 
 #: Storage tables live in their own DuckDB schema under a different name than the KQL view,
@@ -37,6 +38,10 @@ _STORE_SUFFIX: Final = "_rows"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
 _WRITER_MEMORY: Final = 128 * 2**20  # DuckDB's memory limit while appending (see append_batch)
+#: The writer waits at least this long for the file, and always a margin past the query time
+#: limit, so a query stopped at its limit never makes an append give up.
+_MIN_WRITE_WAIT: Final = 30.0
+_WRITE_WAIT_MARGIN: Final = 30.0
 
 
 def _storage(table: str) -> str:
@@ -55,13 +60,20 @@ class LogStore:
         path: Path,
         *,
         read_timeout: float = 10.0,
-        write_timeout: float = 30.0,
+        write_timeout: float | None = None,
+        limits: QuerySettings | None = None,
     ) -> None:
         # Readers give up after ~10 s (a person is waiting); the writer waits longer because a
-        # user's long query should delay the sync, not fail it.
+        # user's long query should delay the sync, not fail it: a query holds the file for at
+        # most its time limit, so the writer's budget outlasts that with a margin.
         self._path = Path(path)
+        self._limits = QueryLimits.of(limits)
         self._read_timeout = read_timeout
-        self._write_timeout = write_timeout
+        self._write_timeout = (
+            write_timeout
+            if write_timeout is not None
+            else max(_MIN_WRITE_WAIT, self._limits.timeout_seconds + _WRITE_WAIT_MARGIN)
+        )
         self._ready = False
 
     @property
@@ -144,22 +156,35 @@ class LogStore:
         statement = f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
         return statement, object_size
 
+    @property
+    def limits(self) -> QueryLimits:
+        return self._limits
+
     def query(self, kql: str) -> QueryResult:
-        """Run one KQL query over the tables; KQL and engine errors become `QueryError`."""
+        """Run one KQL query over the workspace tables, under this store's limits.
+
+        Refused (`QueryRefusedError`) when it reads anything else; stopped
+        (`QueryLimitError`) at its time or memory limit; at most `max_rows` rows come back,
+        with `truncated` set when there were more. KQL and engine errors become `QueryError`.
+        """
+        translated = translate(kql, TABLE_NAMES)  # before the file is opened: no lock held
         self._ensure_exists()
-        with self._connect(read_only=True) as con:
-            try:
-                cursor = duckdb_kql.execute(con, kql, allow_write=False)
-                description = cursor.description or []
-                raw_rows = cursor.fetchall()
-            except duckdb_kql.KqlError as exc:
-                raise QueryError(f"KQL error: {one_line(str(exc))}") from exc
-            except duckdb.Error as exc:
-                message = engine_message(str(exc), TABLE_NAMES)
-                raise QueryError(f"query failed: {message}") from exc
-        columns = tuple(str(d[0]) for d in description)
-        types = tuple(kusto_type(str(d[1])) for d in description)
-        return QueryResult(columns=columns, types=types, rows=decode_rows(types, raw_rows))
+        with open_store(
+            self._path,
+            read_only=True,
+            timeout=self._read_timeout,
+            config=query_config(self._limits),
+            setup=LOCK_STATEMENTS,
+        ) as con:
+            fetched = fetch(con, translated, self._limits, TABLE_NAMES)
+        columns = tuple(str(d[0]) for d in fetched.description)
+        types = tuple(kusto_type(str(d[1])) for d in fetched.description)
+        return QueryResult(
+            columns=columns,
+            types=types,
+            rows=decode_rows(types, fetched.rows),
+            truncated=fetched.truncated,
+        )
 
     def sql(
         self, text: str, params: Sequence[Any] | None = None, *, write: bool = False

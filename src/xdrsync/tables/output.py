@@ -87,6 +87,10 @@ def _table(result: QueryResult, color: bool, width: int | None) -> str:
     )
     console.print(table)
     lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+    if result.truncation_note:
+        # The table is for people: say it under the rows. JSON and CSV stay parseable, and
+        # the CLI says it on stderr instead.
+        lines.extend(["", result.truncation_note])
     return "\n".join(lines) + "\n"
 
 

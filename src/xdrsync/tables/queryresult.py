@@ -16,6 +16,18 @@ class QueryResult:
     columns: tuple[str, ...]
     types: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
+    #: True when the query produced more rows than `rows` holds (the `max_rows` cap).
+    truncated: bool = False
+
+    @property
+    def truncation_note(self) -> str | None:
+        """One line saying the rows were cut short, or None when they were not."""
+        if not self.truncated:
+            return None
+        return (
+            f"result truncated: showing the first {len(self.rows)} rows "
+            "(query.max_rows); narrow the query or raise the limit"
+        )
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]

@@ -1,0 +1,59 @@
+"""The DuckDB connection a KQL query runs on: read-only, no file system, settings locked.
+
+The allow-list (`guard`) keeps queries to the workspace tables before any SQL exists; this is
+the layer under it, for whatever the translator might emit anyway:
+
+* `enable_external_access=false`: no file reads or writes from SQL (`read_csv`, `read_parquet`,
+  `read_json`, `glob`, `'file.csv'` replacement scans, `ATTACH`, `COPY`, `INSTALL`), and no
+  loading extensions from disk;
+* `autoload_known_extensions` / `autoinstall_known_extensions` off: a function that lives in an
+  extension is an error, not a download;
+* no spilling (`temp_directory=''`): a query over its memory limit fails instead of writing
+  gigabytes next to the workspace;
+* `memory_limit` and `threads` from the query limits, then `lock_configuration=true`, so no
+  statement can `SET`/`PRAGMA` its way out of any of the above.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import duckdb
+
+from xdrsync.tables.errors import QueryRefusedError
+from xdrsync.tables.limits import QueryLimits
+
+#: Set once the session zone is UTC (KQL datetimes are UTC); nothing may change after it.
+LOCK_STATEMENTS: Final[tuple[str, ...]] = ("SET TimeZone='UTC'", "SET lock_configuration=true")
+
+
+def query_config(limits: QueryLimits) -> dict[str, str | int | bool]:
+    """`duckdb.connect(config=...)` for a query connection under `limits`."""
+    return {
+        "enable_external_access": False,
+        "autoload_known_extensions": False,
+        "autoinstall_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        # DuckDB looks up Python variables named like a table otherwise.
+        "python_enable_replacements": False,
+        "temp_directory": "",
+        "memory_limit": f"{limits.memory_limit_mb}MiB",
+        "threads": limits.threads,
+    }
+
+
+def check_sql(sql: str) -> None:
+    """Refuse generated SQL that is not exactly one SELECT (defence in depth: the translator
+    only emits SELECTs, and the locked connection refuses the rest anyway)."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefusedError("query refused: the translated query did not parse") from exc
+    kinds = [statement.type for statement in statements]
+    if kinds != [duckdb.StatementType.SELECT]:
+        names = ", ".join(kind.name for kind in kinds) or "nothing"
+        raise QueryRefusedError(f"query refused: it translated to {names}, not one SELECT")
+
+
+__all__ = ["LOCK_STATEMENTS", "check_sql", "query_config"]
