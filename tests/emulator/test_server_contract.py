@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
 
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
+from xdrsync.emulator.timefmt import graph_time
 
 # Key sets of the example responses in Microsoft's Graph documentation (security-list-incidents,
 # security-get-alert): the emulator's objects must carry every one of them.
@@ -192,6 +195,8 @@ def test_newest_first_unless_ordered_otherwise(run_emulator: Any) -> None:
         ),
         ("/alerts_v2", {"$top": "1001"}, 400, "1000"),
         ("/incidents", {"$skip": "501"}, 400, "skip"),
+        ("/alerts_v2", {"$skip": "501"}, 400, "The limit of '500' for Skip query"),
+        ("/incidents", {"$skiptoken": "abc"}, 400, "'$skiptoken' is not supported"),
         ("/incidents", {"$filter": "lastUpdateDateTime gx 2024-01-01T00:00:00Z"}, 400, ""),
         ("/incidents", {"$filter": "displayName eq 'x'"}, 400, ""),
         ("/alerts_v2", {"$expand": "alerts"}, 400, ""),
@@ -209,8 +214,58 @@ def test_documented_errors(
     assert error["code"] and fragment.lower() in error["message"].lower()
 
 
-def test_paging_through_every_incident_returns_each_exactly_once(run_emulator: Any) -> None:
+def _pages(caller: Any, path: str, params: dict[str, str]) -> tuple[list[Any], Any]:
+    """Follow next links until the last page or a refusal: (every page's body, the refusal)."""
+    url: str | None = f"{caller.server.base_url}/v1.0/security{path}"
+    headers = {"Authorization": f"Bearer {caller.token()}"}
+    bodies: list[Any] = []
+    query: dict[str, str] | None = params
+    while url:
+        reply = caller.http.get(url, headers=headers, params=query)
+        if reply.status_code != 200:
+            return bodies, reply
+        bodies.append(reply.json())
+        url, query = bodies[-1].get("@odata.nextLink"), None
+    return bodies, None
+
+
+def _ids(bodies: list[Any]) -> list[str]:
+    return [i["id"] for b in bodies for i in b["value"]]
+
+
+def test_next_links_page_by_skip_and_stall_past_the_skip_ceiling(run_emulator: Any) -> None:
+    (caller,) = run_emulator(incidents=700)
+    bodies, refusal = _pages(caller, "/incidents", {"$top": "50", "$count": "true"})
+    links = [b["@odata.nextLink"] for b in bodies]
+    assert (
+        links[0] == f"{caller.server.base_url}/v1.0/security/incidents?$count=true&$top=50&$skip=50"
+    )
+    assert [dict(parse_qsl(urlsplit(u).query))["$skip"] for u in links] == [
+        str(n) for n in range(50, 600, 50)
+    ]
+    assert all(b["@odata.count"] == 700 for b in bodies)
+    ids = _ids(bodies)
+    assert len(ids) == len(set(ids)) == 550  # offsets 0..500 are served, 550 is not
+    assert refusal is not None and refusal.status_code == 400
+    error = refusal.json()["error"]
+    assert error["code"] == "BadRequest"
+    assert error["message"] == (
+        "The limit of '500' for Skip query has been exceeded. "
+        "The value from the incoming request is '550'."
+    )
+    alerts, refused = _pages(caller, "/alerts_v2", {})  # 1000 a page: straight past the ceiling
+    assert len(alerts) == 1 and len(alerts[0]["value"]) == 1000
+    assert alerts[0]["@odata.nextLink"].endswith("/v1.0/security/alerts_v2?$skip=1000")
+    assert refused is not None and refused.status_code == 400
+
+
+def test_keyset_paging_is_an_explicit_option(run_emulator: Any) -> None:
     (caller,) = run_emulator(incidents=1200)
+    assert caller.control("GET", "/paging").json() == {"paging": "offset"}
+    assert caller.control("POST", "/paging", content="cursor").status_code == 400
+    assert caller.control("POST", "/paging", content="keyset").json() == {"paging": "keyset"}
+    first = caller.get("/incidents", params={"$top": "50"}).json()
+    assert "$skiptoken=" in first["@odata.nextLink"] and "$skip=" not in first["@odata.nextLink"]
     seen = caller.all_pages("/incidents", params={"$top": "50"})
     ids = [i["id"] for i in seen]
     assert len(ids) == len(set(ids)) == 1200
@@ -221,6 +276,91 @@ def test_paging_through_every_incident_returns_each_exactly_once(run_emulator: A
     assert {i["id"] for i in filtered} == {
         i["id"] for i in truth if i["lastUpdateDateTime"] >= since
     }
+    assert caller.control("POST", "/paging", content="offset").json() == {"paging": "offset"}
+    assert caller.get("/incidents", params={"$skiptoken": "x"}).status_code == 400
+
+
+def _after_page_one(caller: Any, params: dict[str, str], edit: int) -> tuple[Any, str, Any]:
+    """Page 1; the record that would open page 2; then an analyst edits the ``edit``-th record
+    of page 1 on the portal (its lastUpdateDateTime becomes now). Returns (page 1, that record's
+    id, the edited incident)."""
+    first = caller.get("/incidents", params=params).json()
+    top = int(params["$top"])
+    boundary = caller.get("/incidents", params={**params, "$skip": str(top), "$top": "1"})
+    time.sleep(0.01)
+    target = first["value"][edit]["id"]
+    edited = caller.control("POST", f"/incidents/{target}", json={"status": "inProgress"})
+    assert edited.status_code == 200, edited.text
+    return first, boundary.json()["value"][0]["id"], edited.json()
+
+
+def _rest(caller: Any, next_link: str) -> list[Any]:
+    bodies: list[Any] = []
+    url: str | None = next_link
+    while url:
+        reply = caller.get(url)
+        assert reply.status_code == 200, reply.text
+        bodies.append(reply.json())
+        url = bodies[-1].get("@odata.nextLink")
+    return bodies
+
+
+def test_an_edit_on_page_one_shifts_a_record_out_of_reach_under_orderby_asc(
+    run_emulator: Any,
+) -> None:
+    (caller,) = run_emulator(incidents=30)
+    params = {"$orderby": "lastUpdateDateTime asc", "$top": "10"}
+    first, boundary, edited = _after_page_one(caller, params, edit=3)
+    truth = caller.control("GET", "/truth").json()["value"]
+    assert edited["lastUpdateDateTime"] == max(i["lastUpdateDateTime"] for i in truth)
+    rest = _rest(caller, first["@odata.nextLink"])
+    served = _ids([first]) + _ids(rest)
+    assert boundary not in served  # the record that opened page 2 is never served
+    assert served[-1] == edited["id"] and served.count(edited["id"]) == 2
+    assert len(served) == 30
+
+
+def test_an_edit_that_leaves_a_closed_window_shifts_a_record_out_of_reach(
+    run_emulator: Any,
+) -> None:
+    (caller,) = run_emulator(incidents=30)
+    truth = caller.control("GET", "/truth").json()["value"]
+    since = min(i["lastUpdateDateTime"] for i in truth)
+    until = graph_time(datetime.now(UTC))
+    window = f"lastUpdateDateTime ge {since} and lastUpdateDateTime lt {until}"
+    params = {"$filter": window, "$top": "10", "$count": "true"}
+    first, boundary, edited = _after_page_one(caller, params, edit=0)
+    assert first["@odata.count"] == 30
+    assert edited["lastUpdateDateTime"] >= until  # the edit takes it out of the window
+    rest = _rest(caller, first["@odata.nextLink"])
+    assert [b["@odata.count"] for b in rest] == [29, 29]  # each page counts as it is now
+    served = _ids([first]) + _ids(rest)
+    assert boundary not in served
+    assert len(served) == len(set(served)) == 29
+
+
+@pytest.mark.parametrize("path", ["/incidents", "/alerts_v2"])
+def test_skip_with_filter_and_orderby(run_emulator: Any, path: str) -> None:
+    (caller,) = run_emulator(incidents=40)
+    truth = caller.control("GET", "/truth").json()["value"]
+    records = truth if path == "/incidents" else [a for i in truth for a in i["alerts"]]
+    since = sorted(r["lastUpdateDateTime"] for r in records)[len(records) // 4]
+    flt = f"lastUpdateDateTime ge {since} and status ne 'resolved'"
+    whole = caller.all_pages(
+        path, params={"$filter": flt, "$orderby": "lastUpdateDateTime desc", "$top": "7"}
+    )
+    stamps = [r["lastUpdateDateTime"] for r in whole]
+    assert stamps == sorted(stamps, reverse=True) and len(whole) > 12
+    assert {r["id"] for r in whole} == {
+        r["id"]
+        for r in records
+        if r["lastUpdateDateTime"] >= since and r["status"].lower() != "resolved"
+    }
+    params = {"$filter": flt, "$orderby": "lastUpdateDateTime desc", "$top": "5", "$skip": "7"}
+    reply = caller.get(path, params={**params, "$count": "true"}).json()
+    assert [r["id"] for r in reply["value"]] == [r["id"] for r in whole[7:12]]
+    assert reply["@odata.count"] == len(whole)
+    assert dict(parse_qsl(urlsplit(reply["@odata.nextLink"]).query))["$skip"] == "12"
 
 
 def test_patch_and_comments(run_emulator: Any) -> None:

@@ -14,7 +14,14 @@ from xdrsync.emulator.auth import SignInError
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.gate import GraphGate
 from xdrsync.emulator.graph_errors import error_body
-from xdrsync.emulator.listing import ALERTS, INCIDENTS, ListingError, list_page
+from xdrsync.emulator.listing import (
+    ALERTS,
+    INCIDENTS,
+    PAGING_MODES,
+    ListingError,
+    Paging,
+    list_page,
+)
 from xdrsync.emulator.service import Emulator
 from xdrsync.emulator.store import (
     ALERT_WRITABLE,
@@ -62,6 +69,9 @@ def _wants_alerts(request: Request) -> bool:
 
 def build_app(emulator: Emulator) -> FastAPI:
     app = FastAPI(title="xdrsync Defender XDR emulator", docs_url=None, redoc_url=None)
+    # How next links page: "offset" ($skip, as Graph does) unless switched to "keyset" on the
+    # control surface (POST /_emulator/paging), which only measurements should want.
+    paging: dict[str, Paging] = {"mode": "offset"}
 
     # -- Entra ID ------------------------------------------------------------------------
 
@@ -178,7 +188,7 @@ def build_app(emulator: Emulator) -> FastAPI:
         query = dict(request.query_params)
         base_url = f"{_origin(request)}{request.url.path}"
         try:
-            page = list_page(records, query, spec=spec, base_url=base_url)
+            page = list_page(records, query, spec=spec, base_url=base_url, paging=paging["mode"])
         except ListingError as bad:
             return _graph_error(bad.status, bad.code, bad.message, request)
         items = list(page.items)
@@ -323,6 +333,19 @@ def build_app(emulator: Emulator) -> FastAPI:
         except ValueError as bad:
             return _json({"error": str(bad)}, 400)
         return _json({"faults": spec})
+
+    @app.get("/_emulator/paging")
+    def get_paging(request: Request) -> Response:
+        return _json({"paging": paging["mode"]})
+
+    @app.post("/_emulator/paging")
+    async def set_paging(request: Request) -> Response:
+        wanted = (await request.body()).decode().strip().lower()
+        for mode in PAGING_MODES:
+            if wanted == mode:
+                paging["mode"] = mode
+                return _json({"paging": mode})
+        return _json({"error": f"paging is one of {', '.join(PAGING_MODES)}, not {wanted!r}"}, 400)
 
     @app.post("/_emulator/incidents/{incident_id}")
     async def analyst_edit(incident_id: str, request: Request) -> Response:

@@ -3,21 +3,34 @@
 The server hands :func:`list_page` the listable records and the query string; it answers with the
 page to serve or raises :class:`ListingError` carrying Graph's status, code and message.
 
-Paging. Results are ordered newest first by ``createdDateTime`` (ties: ``id`` descending), or by
+Order. Results are ordered newest first by ``createdDateTime`` (ties: ``id`` descending), or by
 ``$orderby`` (``createdDateTime``/``lastUpdateDateTime``, ``asc``/``desc``; ties follow the
-direction on ``id``). ``@odata.nextLink`` repeats the query and adds an opaque ``$skiptoken`` that
-holds the sort key of the last record served (keyset pagination). Graph itself puts ``$skip`` in
-the alerts' next links; we deliberately do not, so the ``$skip`` ceiling never stops a client that
-simply follows next links. Because the token is a key, not an offset, a record inserted while a
-client pages (at the head of a newest-first list) neither repeats nor shifts the others. A record
-*updated* meanwhile may move across the cursor under ``$orderby=lastUpdateDateTime`` and be served
-twice or not at all in that run, as on the real service; the next poll window catches it.
+direction on ``id``).
+
+Paging (``paging="offset"``, the default: Graph's behaviour). ``@odata.nextLink`` repeats the
+query options as given and sets ``$skip`` to ``skip + top`` (``...&$top=50&$skip=50``). Every
+request evaluates the listing again over the records as they are *now*, so paging is only as
+stable as the data: when a record already served is updated meanwhile and leaves the rest of the
+listing (under ``$orderby=lastUpdateDateTime asc`` it moves to the end; under a closed
+``lastUpdateDateTime`` window it drops out), every record behind it moves one place forward and
+the one at the next page boundary is never served; a record inserted ahead of the offset (a new
+incident at the head of a newest-first list) makes one record be served twice. ``$count`` is the
+count of each request's own evaluation. The ``$skip`` ceiling (500) applies to next links too:
+the link that would skip past it is still handed out and the request for it is refused with 400,
+so a client that only follows next links stalls after ``500 + top`` records, the stall third
+parties report. ``$skiptoken`` is refused in this mode.
+
+Paging (``paging="keyset"``, opt-in, not Graph). ``@odata.nextLink`` instead adds an opaque
+``$skiptoken`` holding the sort key of the last record served. A key is not an offset: no record
+shifts across a boundary and the ``$skip`` ceiling never stops a client that follows next links;
+only a record whose own sort key moves across the cursor may be served twice or not at all. It
+exists for measurements (a bare client paging through a large tenant), never for tests of loss.
 
 Assumptions (not documented by Microsoft): system option names are matched case-insensitively;
 only ``$``-prefixed names are system options (v1.0 drops the ``$`` only "for a subset of APIs",
 not confirmed for these), other parameters are ignored as OData custom options; alerts_v2 serves
 1000 records when ``$top`` is absent; the ``$skip`` ceiling of 500 (documented for alerts) also
-applies to incidents; record ids in one listing are unique.
+applies to incidents and to the offsets in next links; record ids in one listing are unique.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from xdrsync.emulator.odata import FilterExpr, ODataError, instant_ticks, parse_filter
@@ -84,6 +97,10 @@ ALERTS: Final = EntitySetSpec(
 
 ORDERABLE: Final = ("createdDateTime", "lastUpdateDateTime")
 _OPTIONS: Final = ("$filter", "$orderby", "$expand", "$count", "$top", "$skip", "$skiptoken")
+_REPEATED: Final = _OPTIONS[:5]  # what a next link carries over from the request, in this order
+
+Paging = Literal["offset", "keyset"]
+PAGING_MODES: Final[tuple[Paging, ...]] = ("offset", "keyset")
 
 
 class ListingError(ValueError):
@@ -218,13 +235,13 @@ class _Query:
     after: SortKey | None
 
 
-def _options(query: Mapping[str, str]) -> dict[str, str]:
+def _options(query: Mapping[str, str], paging: Paging) -> dict[str, str]:
     found: dict[str, str] = {}
     for name, value in query.items():
         if not name.startswith("$"):
             continue  # custom query options: ignored, as OData prescribes
         key = name.lower()
-        if key not in _OPTIONS:
+        if key not in _OPTIONS or (key == "$skiptoken" and paging != "keyset"):
             raise _bad(f"The query parameter '{name}' is not supported.")
         if key in found:
             raise _bad(
@@ -276,8 +293,8 @@ def _check_expand(raw: str, spec: EntitySetSpec) -> None:
             )
 
 
-def _parse_query(query: Mapping[str, str], spec: EntitySetSpec) -> _Query:
-    opts = _options(query)
+def _parse_query(query: Mapping[str, str], spec: EntitySetSpec, paging: Paging) -> _Query:
+    opts = _options(query, paging)
     top = spec.default_top
     if "$top" in opts:
         top = _non_negative("$top", opts["$top"])
@@ -313,7 +330,7 @@ def _parse_query(query: Mapping[str, str], spec: EntitySetSpec) -> _Query:
     return _Query(opts, flt, field, descending, top, skip, count, after)
 
 
-# -- skip tokens: the sort key of the last record served, bound to its query, tamper-evident -------
+# -- keyset mode's skip tokens: the last sort key served, bound to its query, tamper-evident --
 
 _TOKEN_KEY: Final = b"xdrsync-emulator-skiptoken-v1"  # integrity, not secrecy
 _MAC_BYTES: Final = 12
@@ -392,9 +409,10 @@ def _context(base_url: str, spec: EntitySetSpec) -> str:
 _READABLE: Final = "'(),:/"  # left unescaped in next links, as Graph does; all else is quoted
 
 
-def _next_link(base_url: str, q: _Query, token: str) -> str:
-    params = [(name, q.raw[name]) for name in _OPTIONS[:5] if name in q.raw]
-    params.append(("$skiptoken", token))
+def _next_link(base_url: str, q: _Query, position: tuple[str, str]) -> str:
+    """The request's own options (as given, in a fixed order) and the next page's position."""
+    params = [(name, q.raw[name]) for name in _REPEATED if name in q.raw]
+    params.append(position)
     encoded = "&".join(f"{name}={quote(value, safe=_READABLE)}" for name, value in params)
     return f"{base_url}{'&' if '?' in base_url else '?'}{encoded}"
 
@@ -405,22 +423,30 @@ def list_page(
     *,
     spec: EntitySetSpec,
     base_url: str,
+    paging: Paging = "offset",
 ) -> ListPage:
     """The page a Graph list request answers, or ListingError with Graph's status and message.
 
     ``records``: every listable record of the entity set (Graph JSON, never mutated after being
     passed); ``query``: the decoded query parameters; ``base_url``: scheme, host and path of the
-    request (``http://127.0.0.1:8000/v1.0/security/incidents``), the stem of next links.
+    request (``http://127.0.0.1:8000/v1.0/security/incidents``), the stem of next links;
+    ``paging``: ``"offset"`` (Graph's ``$skip`` next links) or ``"keyset"`` (``$skiptoken``).
     """
-    q = _parse_query(query, spec)
+    if paging not in PAGING_MODES:
+        raise ValueError(f"unknown paging mode {paging!r}; known: {', '.join(PAGING_MODES)}")
+    q = _parse_query(query, spec, paging)
     ordered = _ordered(records, q.field)
     picked, more = _select(ordered, q)
     items = tuple(ordered.rows[i] for i in picked)
     next_link = None
     if more and picked:
-        last = picked[-1]
-        token = _make_token(ordered.keys[last], _fingerprint(spec, q.raw), items[-1].get("id"))
-        next_link = _next_link(base_url, q, token)
+        if paging == "offset":
+            # Handed out even past the $skip ceiling: the request for it then answers 400.
+            next_link = _next_link(base_url, q, ("$skip", str(q.skip + q.top)))
+        else:
+            last = picked[-1]
+            token = _make_token(ordered.keys[last], _fingerprint(spec, q.raw), items[-1].get("id"))
+            next_link = _next_link(base_url, q, ("$skiptoken", token))
     return ListPage(
         items=items,
         count=_count(records, spec, q.filter) if q.count else None,
@@ -433,8 +459,10 @@ __all__ = [
     "ALERTS",
     "INCIDENTS",
     "ORDERABLE",
+    "PAGING_MODES",
     "EntitySetSpec",
     "ListPage",
     "ListingError",
+    "Paging",
     "list_page",
 ]
