@@ -1,9 +1,18 @@
-"""A configured workspace, opened: the hub, the log store and a Graph source per tenant."""
+"""A configured workspace, opened: the hub, the log store and a Graph source per tenant.
+
+The workspace holds every incident, alert and comment read from Defender: it is private to
+the account running xdrsync. Its folder is 0700 and its files 0600, tightened on every open.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+
+import structlog
 
 from xdrsync.config import Config
 from xdrsync.graph import DefenderApi
@@ -13,7 +22,16 @@ from xdrsync.sync.fanout import LogPublisher
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
 
+log = structlog.get_logger(__name__)
+
 LOG_FILE = "logs.duckdb"
+HUB_FILE = "hub.sqlite3"
+LOCK_FILE = "sync.lock"
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+# Only xdrsync's own files are tightened (with their -wal/-shm/-journal/.wal/.tmp siblings):
+# a workspace configured as a shared folder must not have its other files changed.
+_OWN_FILES = (HUB_FILE, LOG_FILE, LOCK_FILE)
 
 
 def inbound_settings(config: Config) -> InboundSettings:
@@ -23,6 +41,36 @@ def inbound_settings(config: Config) -> InboundSettings:
         lookback=timedelta(seconds=config.sync.lookback_seconds),
         initial_backfill=timedelta(days=config.sync.initial_backfill_days),
     )
+
+
+def make_private(path: Path) -> list[str]:
+    """Make the workspace folder 0700 and xdrsync's files in it 0600; returns what changed
+    (``name 0644->0600``). Also sets the process umask so that files created later are
+    private too (see below)."""
+    # Why the process umask, not one scoped to the open: SQLite creates its -wal/-shm and
+    # -journal files at the first write, DuckDB its .wal on every write and re-creates files
+    # after a checkpoint, long after this call and from whichever thread writes. A umask
+    # scoped to the open would miss those. xdrsync never writes anything meant for other
+    # accounts, so a private umask for the whole process is the simple, complete answer; it
+    # only ever adds bits (an operator's stricter umask is kept).
+    previous = os.umask(0o077)
+    os.umask(previous | 0o077)
+    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    targets = [(path, FOLDER_MODE, f"{path.name}/")]
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith(_OWN_FILES) and entry.is_file() and not entry.is_symlink():
+            targets.append((entry, FILE_MODE, entry.name))
+    changed: list[str] = []
+    for target, mode, name in targets:
+        before = stat.S_IMODE(target.stat().st_mode)
+        if before & ~mode:
+            try:
+                target.chmod(before & mode)
+            except OSError as refused:  # not ours (a shared folder): say so, go on
+                changed.append(f"{name} {before:04o} left as is ({refused.strerror})")
+                continue
+            changed.append(f"{name} {before:04o}->{before & mode:04o}")
+    return changed
 
 
 @dataclass
@@ -35,13 +83,21 @@ class Workspace:
     @classmethod
     def open(cls, config: Config) -> Workspace:
         path = config.workspace.path
-        path.mkdir(parents=True, exist_ok=True)
+        changed = make_private(path)
+        if changed:
+            log.info(
+                "workspace permissions tightened (private to this account)",
+                workspace=str(path),
+                changed=", ".join(changed),
+            )
         url = (
             config.workspace.database_url.get_secret_value()
             if config.workspace.database_url is not None
             else default_url(path)
         )
-        return cls(config=config, hub=Hub.open(url), logs=LogStore(path / LOG_FILE))
+        return cls(
+            config=config, hub=Hub.open(url), logs=LogStore(path / LOG_FILE, limits=config.query)
+        )
 
     def sources(self) -> list[TenantSource]:
         """One Graph source per configured tenant (created once, closed with the workspace)."""

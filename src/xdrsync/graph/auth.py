@@ -1,7 +1,10 @@
 """Entra ID app sign-in per tenant (client credentials) with msal, over our own httpx client.
 
 msal caches the token and renews it before it expires; ``TokenProvider`` adds the mapping of
-every sign-in failure onto the project's errors, without ever echoing the secret.
+every sign-in failure onto the project's errors, without ever echoing the secret. Every access
+token is registered with the log scrubber as soon as msal hands it over, and the client secret
+and certificate key when they are loaded, so no log line or error text can carry them. The
+token endpoint's answers are read with the same byte cap and deadline as Graph's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from msal.exceptions import MsalServiceError
 
 from xdrsync.config import TenantConfig, check_service_url
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
+from xdrsync.graph.errors import ResponseLimitError
+from xdrsync.graph.http import Limits, send
 from xdrsync.graph.retry import parse_retry_after
+from xdrsync.logs import clean, register_secrets
 
 _PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z]+ )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -60,12 +66,19 @@ def msal_authority(tenant: TenantConfig) -> tuple[str, str | None]:
 
 class MsalHttpAdapter:
     """The ``http_client`` msal expects (``get``/``post``/``close``), on our httpx client, so
-    TLS settings, proxies and timeouts are ours. httpx responses already have the
-    ``status_code``/``text``/``headers``/``raise_for_status()`` msal reads."""
+    TLS settings, proxies, timeouts and response limits are ours. httpx responses already
+    have the ``status_code``/``text``/``headers``/``raise_for_status()`` msal reads."""
 
-    def __init__(self, http: httpx.Client, *, plain_http_origin: str | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        *,
+        plain_http_origin: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         self._http = http
         self._origin = plain_http_origin
+        self._limits = limits or Limits()
         self.token_requests = 0
         self.last_post_status: int | None = None
         self.last_post_retry_after: float | None = None
@@ -82,7 +95,9 @@ class MsalHttpAdapter:
         headers: dict[str, str] | None = None,
         **_: Any,
     ) -> httpx.Response:
-        return self._http.get(self._url(url), params=params, headers=headers)
+        return send(
+            self._http, "GET", self._url(url), limits=self._limits, params=params, headers=headers
+        ).as_response()
 
     def post(
         self,
@@ -94,10 +109,10 @@ class MsalHttpAdapter:
     ) -> httpx.Response:
         self.token_requests += 1
         target = self._url(url)
-        if isinstance(data, str):
-            response = self._http.post(target, params=params, content=data, headers=headers)
-        else:
-            response = self._http.post(target, params=params, data=_form(data), headers=headers)
+        body: dict[str, Any] = {"content": data} if isinstance(data, str) else {"data": _form(data)}
+        response = send(
+            self._http, "POST", target, limits=self._limits, params=params, headers=headers, **body
+        ).as_response()
         self.last_post_status = response.status_code
         self.last_post_retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return response
@@ -152,6 +167,7 @@ def certificate_credential(path: Path) -> dict[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
+    register_secrets([private_pem])
     return {"private_key": private_pem, "thumbprint": certificate_thumbprint(certificate)}
 
 
@@ -164,16 +180,19 @@ def certificate_thumbprint(certificate: x509.Certificate) -> str:
 class TokenProvider:
     """Access tokens for one tenant's Graph scope; thread-safe, cached and renewed by msal."""
 
-    def __init__(self, tenant: TenantConfig, http: httpx.Client) -> None:
+    def __init__(
+        self, tenant: TenantConfig, http: httpx.Client, limits: Limits | None = None
+    ) -> None:
         self.tenant = tenant
         self.scope = f"{tenant.graph_url}/.default"
         self._authority, shim = msal_authority(tenant)
-        self._adapter = MsalHttpAdapter(http, plain_http_origin=shim)
+        self._adapter = MsalHttpAdapter(http, plain_http_origin=shim, limits=limits)
         self._app: Any = None
         self._lock = threading.Lock()
         self._secret = (
             tenant.client_secret.get_secret_value() if tenant.client_secret is not None else ""
         )
+        register_secrets([self._secret])
 
     @property
     def token_requests(self) -> int:
@@ -191,7 +210,11 @@ class TokenProvider:
                 lambda: app.acquire_token_for_client(scopes=[self.scope]), discovery=False
             )
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
-            return str(result["access_token"])
+            token = str(result["access_token"])
+            # Before anyone can echo it: a server that reflects our Authorization header
+            # in an error body must not put the token into logs or stored errors.
+            register_secrets([token], ephemeral=True)
+            return token
         error = result.get("error") if isinstance(result, dict) else None
         description = result.get("error_description") if isinstance(result, dict) else None
         raise self._refusal(str(error or "no_token"), str(description or ""))
@@ -205,6 +228,8 @@ class TokenProvider:
             problem = RetriableError(
                 self._text(f"sign-in unavailable: {type(failure).__name__}: {failure}")
             )
+        except ResponseLimitError as failure:  # the token endpoint's answer was too big/slow
+            problem = RetriableError(self._text(f"sign-in unavailable: {failure}"))
         except MsalServiceError:  # msal raises it for 5xx answers
             problem = RetriableError(
                 self._text(f"sign-in unavailable: {self.tenant.authority_url} answered 5xx")
@@ -261,7 +286,7 @@ class TokenProvider:
         text = f"tenant {self.tenant.name!r}: {' '.join(message.split())}"
         if self._secret:
             text = text.replace(self._secret, "***")
-        return text
+        return clean(text, limit=600)
 
 
 __all__ = [

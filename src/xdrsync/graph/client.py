@@ -24,14 +24,18 @@ import structlog
 from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError, XdrSyncError
 from xdrsync.graph.auth import TokenProvider
+from xdrsync.graph.errors import ResponseLimitError
 from xdrsync.graph.http import (
     USER_AGENT,
+    Limits,
     build_http_client,
     graph_error_detail,
+    parse_body,
     required_permission,
+    send,
     server_date,
 )
-from xdrsync.graph.odata import origin, with_query
+from xdrsync.graph.odata import is_collection_path, origin, with_query
 from xdrsync.graph.pacing import Pacer
 from xdrsync.graph.retry import (
     Action,
@@ -43,6 +47,7 @@ from xdrsync.graph.retry import (
     decide,
     parse_retry_after,
 )
+from xdrsync.logs import clean
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +64,13 @@ class Tokens(Protocol):
 
 @dataclass(frozen=True)
 class GraphResponse:
-    """One successful Graph answer: its JSON body and the server's clock when it answered."""
+    """One successful Graph answer: its JSON body and the server's clock when it answered.
+
+    A collection answer always has a list ``value`` (the client checks; see ``get``), whose
+    elements are handed over as they are: records, but also whatever else a broken server
+    put there (strings, numbers, null, lists) and ``UnreadableItem`` for an element no
+    parser can read, so the sync engine quarantines those with a trace and keeps the rest.
+    """
 
     status: int
     json: dict[str, Any]
@@ -68,10 +79,10 @@ class GraphResponse:
     request_id: str
 
     @property
-    def items(self) -> list[dict[str, Any]]:
-        """The ``value`` list of a collection answer (empty for an entity)."""
+    def items(self) -> list[Any]:
+        """Every element of the ``value`` list, as served (empty for an entity)."""
         value = self.json.get("value")
-        return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+        return list(value) if isinstance(value, list) else []
 
     @property
     def next_link(self) -> str | None:
@@ -90,6 +101,20 @@ class _Outcome:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _page_problem(payload: dict[str, Any] | None) -> str:
+    """Why a collection body breaks the page contract, or "" if it keeps it."""
+    if payload is None:
+        return "body is not a JSON object"
+    value = payload.get("value")
+    if not isinstance(value, list):
+        shown = "missing" if "value" not in payload else f"a {type(value).__name__}"
+        return f"listing without a list 'value' ({shown})"
+    link = payload.get("@odata.nextLink")
+    if link is not None and not (isinstance(link, str) and link):
+        return f"listing with a @odata.nextLink that is not a link ({type(link).__name__})"
+    return ""
 
 
 class GraphClient:
@@ -114,7 +139,10 @@ class GraphClient:
         self._http = http if http is not None else build_http_client(tenant, sync)
         self._base = f"{tenant.graph_url}/{API_VERSION}"
         self._origin = origin(tenant.graph_url)
-        self.tokens: Tokens = tokens if tokens is not None else TokenProvider(tenant, self._http)
+        self.limits = Limits.of(sync)
+        self.tokens: Tokens = (
+            tokens if tokens is not None else TokenProvider(tenant, self._http, self.limits)
+        )
         self.pacer = pacer or Pacer(tenant.rate_limit_per_minute, clock=clock, sleep=sleep)
         self.policy = policy or RetryPolicy(max_attempts=sync.max_attempts)
         self._sleep = sleep
@@ -132,13 +160,22 @@ class GraphClient:
         params: Mapping[str, str | int] | None = None,
         *,
         max_attempts: int | None = None,
+        collection: bool | None = None,
     ) -> GraphResponse:
         """GET a path or a Graph link. ``max_attempts`` lowers the retry budget for a call
-        that has a cheaper way out than retrying (the ``$expand`` fallback)."""
+        that has a cheaper way out than retrying (the ``$expand`` fallback).
+
+        ``collection``: the caller expects a listing (default: inferred from the path, see
+        ``odata.is_collection_path``). A listing whose body lacks a list ``value`` (or has
+        a ``@odata.nextLink`` that is not a link) is ``MALFORMED``: retried, then raised as
+        ``RetriableError``, never read as an empty page.
+        """
         policy = self.policy
         if max_attempts is not None:
             policy = replace(policy, max_attempts=max(1, min(max_attempts, policy.max_attempts)))
-        return self._call("GET", self.url_for(path_or_url, params), policy=policy)
+        url = self.url_for(path_or_url, params)
+        listing = is_collection_path(url) if collection is None else collection
+        return self._call("GET", url, policy=policy, collection=listing)
 
     def patch(self, path: str, body: Mapping[str, Any]) -> GraphResponse:
         return self._call("PATCH", self.url_for(path), dict(body))
@@ -170,24 +207,40 @@ class GraphClient:
                     f"while paging {path}; stopping instead of looping"
                 )
             seen.add(url)
-            page = (fetch or self.get)(url)
+            page = fetch(url) if fetch is not None else self.get(url, collection=True)
             yield page
             link = page.next_link
             url = self.url_for(link) if link is not None else None
 
     def url_for(self, path_or_url: str, params: Mapping[str, str | int] | None = None) -> str:
         """An absolute URL on this tenant's Graph origin; anything else is refused, since
-        our bearer token must never be sent elsewhere (e.g. by a forged nextLink)."""
+        our bearer token must never be sent elsewhere (e.g. by a forged nextLink). A link
+        that cannot be parsed or sent (bad port, control characters) is ``FatalSyncError``."""
+        where = f"tenant {self.tenant.name!r}"
         if path_or_url.startswith(("http://", "https://")):
-            if origin(path_or_url) != self._origin:
+            try:
+                found = origin(path_or_url)
+            except FatalSyncError as bad:
+                raise FatalSyncError(f"{where}: {bad}") from None
+            if found != self._origin:
                 raise FatalSyncError(
-                    f"tenant {self.tenant.name!r}: refusing to follow a link off the Graph "
-                    f"origin ({origin(path_or_url)} is not {self._origin})"
+                    f"{where}: refusing to follow a link off the Graph "
+                    f"origin ({clean(found, limit=160)} is not {self._origin})"
                 )
             url = path_or_url
         else:
             url = f"{self._base}/{path_or_url.lstrip('/')}"
-        return with_query(url, params)
+        url = with_query(url, params)
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+            shown = clean(url, limit=160)
+            raise FatalSyncError(f"{where}: unusable link {shown!r} (control characters)")
+        try:
+            httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as bad:
+            raise FatalSyncError(
+                f"{where}: unusable link {clean(url, limit=160)!r}: {clean(str(bad), limit=160)}"
+            ) from None
+        return url
 
     def record(self, counter: str, amount: int = 1) -> None:
         """Count an event for ``stats()`` (also used by the typed operations)."""
@@ -232,13 +285,14 @@ class GraphClient:
         body: dict[str, Any] | None = None,
         *,
         policy: RetryPolicy | None = None,
+        collection: bool = False,
     ) -> GraphResponse:
         policy = policy or self.policy
         request_id = str(uuid.uuid4())  # one id per logical call: retries correlate in logs
         attempt, refreshed = 0, False
         while True:
             attempt += 1
-            outcome = self._attempt(method, url, body, request_id)
+            outcome = self._attempt(method, url, body, request_id, collection)
             decision = decide(
                 outcome.condition,
                 attempt=attempt,
@@ -276,8 +330,14 @@ class GraphClient:
             self._sleep(decision.delay)
 
     def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, request_id: str
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        request_id: str,
+        collection: bool,
     ) -> _Outcome:
+        """One try, always ending in a classified outcome (a bug aside, it never raises)."""
         try:
             token = self.tokens.token()
         except RetriableError as unavailable:
@@ -296,38 +356,39 @@ class GraphClient:
             "User-Agent": USER_AGENT,
         }
         try:
-            # client.request reads the whole body, so a connection dropped mid-body
-            # surfaces here too (RemoteProtocolError), not later while parsing.
-            response = self._http.request(method, url, headers=headers, json=body)
-        except (httpx.TransportError, httpx.DecodingError) as failure:
+            # The body is read here, streamed within our limits, so a connection dropped
+            # mid-body, an oversized body or a late one surfaces here, not while parsing.
+            answer = send(self._http, method, url, limits=self.limits, headers=headers, json=body)
+        except (httpx.TransportError, httpx.DecodingError, ResponseLimitError) as failure:
             condition = classify_exception(failure)
             if condition is None:  # pragma: no cover - every TransportError is classified
                 raise
-            return _Outcome(condition, detail=f"{type(failure).__name__}: {failure}")
-        status = response.status_code
+            detail = (
+                str(failure)
+                if isinstance(failure, ResponseLimitError)
+                else (f"{type(failure).__name__}: {failure}")
+            )
+            return _Outcome(condition, detail=clean(detail, limit=300))
+        status = answer.status
         condition = classify_status(status)
-        date = server_date(response, self._wall_clock)
+        date = server_date(answer, self._wall_clock)
         if condition is not Condition.OK:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=date)
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"), now=date)
             return _Outcome(
                 condition,
                 status=status,
                 retry_after=retry_after,
-                detail=graph_error_detail(response),
+                detail=graph_error_detail(answer),
             )
-        try:
-            payload = response.json() if response.content.strip() else {}
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            return _Outcome(
-                Condition.MALFORMED, status=status, detail=f"{status} body is not a JSON object"
-            )
+        parsed = parse_body(answer.content)
+        problem = parsed.problem or (_page_problem(parsed.payload) if collection else "")
+        if parsed.payload is None or problem:
+            return _Outcome(Condition.MALFORMED, status=status, detail=f"{status} {problem}")
         if status == 206:  # federated security providers answered partially (§2.10)
-            self._log.warning("graph answered partially", warning=response.headers.get("Warning"))
+            self._log.warning("graph answered partially", warning=answer.headers.get("Warning"))
         return _Outcome(
             Condition.OK,
-            response=GraphResponse(status, payload, date, url, request_id),
+            response=GraphResponse(status, parsed.payload, date, url, request_id),
             status=status,
         )
 
@@ -371,6 +432,7 @@ class GraphClient:
             )
         else:
             text = f"{where} failed after {attempts} attempt(s): {condition.value} ({detail})"
+        text = clean(text)  # server text (details, link paths) never carries secrets or escapes
         # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings.
         level = self._log.debug if condition is Condition.NOT_FOUND else self._log.warning
         level("graph call failed", method=method, path=parts.path, error=text)

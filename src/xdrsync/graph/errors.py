@@ -9,4 +9,27 @@ class NotFoundError(SkippableError):
     """Graph answered 404: the record was deleted, merged away or is out of retention."""
 
 
-__all__ = ["NotFoundError"]
+class ResponseLimitError(Exception):
+    """An answer broke one of our limits while it was being read (internal to the wire
+    layer: the retry table turns it into a condition, callers never see it)."""
+
+
+class ResponseTooLargeError(ResponseLimitError):
+    """The answer is (or announces itself as) larger than ``max_response_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer larger than max_response_bytes = {limit} bytes; not read")
+        self.limit = limit
+
+
+class DeadlineExceededError(ResponseLimitError):
+    """The answer did not arrive completely within ``request_deadline_seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"answer not complete within request_deadline_seconds = {seconds:g} s; abandoned"
+        )
+        self.seconds = seconds
+
+
+__all__ = ["DeadlineExceededError", "NotFoundError", "ResponseLimitError", "ResponseTooLargeError"]

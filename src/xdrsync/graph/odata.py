@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote, unquote, urlsplit
 
+from xdrsync.errors import FatalSyncError
+from xdrsync.logs import clean
+
 # Kept literal in values: readable, and meaningful to OData ('string', fn(a,b), dates).
 _VALUE_SAFE = ":'(),/"
 
@@ -78,21 +81,48 @@ def with_param(url: str, name: str, value: str) -> str:
 
 
 def origin(url: str) -> str:
-    """``scheme://host[:port]`` in canonical form (lower case, default port dropped)."""
-    parts = urlsplit(url)
+    """``scheme://host[:port]`` in canonical form (lower case, default port dropped).
+
+    A link that is not an absolute http(s) URL with a host and a valid port (a hostile or
+    broken ``@odata.nextLink``) is a broken contract: ``FatalSyncError``, never ValueError.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError for a non-numeric or out-of-range port
+    except ValueError as bad:
+        raise FatalSyncError(f"unusable link {_shown(url)}: {bad}") from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        raise FatalSyncError(f"unusable link {_shown(url)}: not an absolute http(s) URL")
     if ":" in host:
         host = f"[{host}]"
     default = {"http": 80, "https": 443}.get(scheme)
-    port = parts.port
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _shown(url: str) -> str:
+    """A link from a server, fit for a message: cleaned and short."""
+    return repr(clean(url, limit=160))
+
+
+def is_collection_path(url: str) -> bool:
+    """Whether a Graph URL or path names a collection under ``/security`` (incidents,
+    alerts_v2, an incident's alerts) rather than one entity: an odd number of segments
+    after ``security`` (``incidents``, ``incidents/{id}/alerts``) is a collection."""
+    path = urlsplit(url).path if "://" in url else url.partition("?")[0]
+    segments = [segment for segment in path.split("/") if segment]
+    if "security" not in segments:
+        return False
+    after = segments[segments.index("security") + 1 :]
+    return len(after) % 2 == 1
 
 
 __all__ = [
     "encode_query",
     "format_datetime",
     "has_param",
+    "is_collection_path",
     "origin",
     "updated_between",
     "with_param",

@@ -1,6 +1,6 @@
 """The HTTP retry policy as data: how each outcome of a Graph call is resolved.
 
-Every outcome (a status code or a transport failure) is first *classified* into a
+Every outcome (a status code, a transport failure, a broken limit) is first *classified* into a
 ``Condition`` by two tables, then *resolved* by ``RULES``. ``decide`` is the only place that
 reads the rules; the client just does what the returned ``Decision`` says. Sources:
 architecture.md §4.9 (resolution table), microsoft-apis.md §2.10 (Retry-After).
@@ -25,7 +25,7 @@ from xdrsync.errors import (
     ThrottledError,
     XdrSyncError,
 )
-from xdrsync.graph.errors import NotFoundError
+from xdrsync.graph.errors import DeadlineExceededError, NotFoundError, ResponseTooLargeError
 
 
 class Condition(enum.Enum):
@@ -38,6 +38,8 @@ class Condition(enum.Enum):
     NOT_SENT = "not sent"  # connect failure or timeout: the server never saw the request
     CONNECTION_LOST = "connection lost"  # reset, or closed mid-response
     MALFORMED = "malformed body"  # 2xx whose body is not the JSON it should be
+    TOO_LARGE = "response too large"  # body over max_response_bytes (declared or read)
+    DEADLINE = "deadline exceeded"  # the answer took longer than request_deadline_seconds
     SIGN_IN_UNAVAILABLE = "sign-in unavailable"  # the token endpoint failed transiently
     UNAUTHORIZED = "unauthorized"  # 401
     FORBIDDEN = "forbidden"  # 403
@@ -80,6 +82,10 @@ RULES: Mapping[Condition, Rule] = {
     Condition.NOT_SENT: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.CONNECTION_LOST: Rule(Action.RETRY, RetriableError),
     Condition.MALFORMED: Rule(Action.RETRY, RetriableError),
+    # Our own limits (size, wall clock): a transient server state as far as we can tell,
+    # so retried like a timeout; raised as RetriableError so the stream keeps its watermark.
+    Condition.TOO_LARGE: Rule(Action.RETRY, RetriableError),
+    Condition.DEADLINE: Rule(Action.RETRY, RetriableError),
     Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),
     Condition.FORBIDDEN: Rule(Action.RAISE, ConfigError),
@@ -105,6 +111,8 @@ STATUS_CONDITIONS: Mapping[int, Condition] = {
 
 # Checked in order: the first matching exception type wins (subclasses before bases).
 EXCEPTION_CONDITIONS: tuple[tuple[type[Exception], Condition], ...] = (
+    (ResponseTooLargeError, Condition.TOO_LARGE),
+    (DeadlineExceededError, Condition.DEADLINE),
     (httpx.ConnectTimeout, Condition.NOT_SENT),
     (httpx.PoolTimeout, Condition.NOT_SENT),
     (httpx.ConnectError, Condition.NOT_SENT),
