@@ -358,7 +358,9 @@ def check_command(config_file: ConfigOption = None) -> None:
     from datetime import timedelta
 
     from xdrsync.graph import DefenderApi
+    from xdrsync.hub.payload import ticks_from_datetime
     from xdrsync.logs import configure, scrub
+    from xdrsync.sync.listing import PageQuery
 
     configure("error")
     with _errors():
@@ -370,12 +372,9 @@ def check_command(config_file: ConfigOption = None) -> None:
         for tenant in config.tenants:
             api = DefenderApi.connect(tenant, config.sync)
             try:
-                page = next(
-                    iter(
-                        api.list_incidents(
-                            datetime.now(UTC) - timedelta(minutes=1), expand_alerts=False
-                        )
-                    )
+                since = datetime.now(UTC) - timedelta(minutes=1)
+                page = api.incidents_page(
+                    PageQuery(ticks_from_datetime(since)), expand_alerts=False
                 )
                 console.print(
                     f"[green]✓[/green] {tenant.name}: signed in, incidents readable "
@@ -424,9 +423,11 @@ def query_command(
         raise _fail("--format must be table, json or csv")
     with _errors():
         config = _load(config_file)
-        store = LogStore(config.workspace.path / LOG_FILE)
+        store = LogStore(config.workspace.path / LOG_FILE, limits=config.query)
         result = store.query(kql)
         typer.echo(format_result(result, output), nl=False)  # type: ignore[arg-type]
+        if result.truncation_note and output != "table":  # the table says it under its rows
+            err_console.print(f"[yellow]warning:[/yellow] {result.truncation_note}")
 
 
 @incidents_app.command("list")

@@ -3,7 +3,8 @@
 orjson writes what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes
 (same escapes, same number spelling), several times faster. It refuses integers beyond 64
 bits, non-text keys and lone UTF-16 surrogates; those values go through the standard library,
-so the result never depends on which encoder wrote it. Datetimes always go to ``default``.
+so the result never depends on which encoder wrote it (surrogates come out as JSON escapes,
+so the text is always valid UTF-8). Datetimes always go to ``default``.
 """
 
 from __future__ import annotations
@@ -26,15 +27,40 @@ class UnreadableItem:
     reason: str
 
 
-def dumps(value: Any, *, default: Callable[[Any], Any] = str, sort_keys: bool = False) -> str:
-    """Compact JSON text of ``value``; ``default`` turns what JSON lacks into what it has."""
+def dumps(
+    value: Any,
+    *,
+    default: Callable[[Any], Any] = str,
+    sort_keys: bool = False,
+    replace_surrogates: bool = False,
+) -> str:
+    """Compact JSON text of ``value``; ``default`` turns what JSON lacks into what it has.
+    ``replace_surrogates``: lone surrogates become U+FFFD instead of escapes (for stores,
+    such as DuckDB, whose JSON reader refuses even the escapes)."""
     option = orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     try:
         return orjson.dumps(value, default=default, option=option).decode("utf-8")
     except orjson.JSONEncodeError:
-        return json.dumps(
+        text = json.dumps(
             value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=default
         )
+        if _encodable(text):
+            return text
+        if replace_surrogates:
+            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        # Lone UTF-16 surrogates (Windows file names allow them) cannot be UTF-8: written as
+        # ``\udc00`` escapes, the text is valid everywhere and parses back to the same value.
+        return json.dumps(
+            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True, default=default
+        )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def loads(text: str | bytes) -> Any:

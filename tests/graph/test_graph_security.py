@@ -15,7 +15,9 @@ from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
 from xdrsync.errors import ThrottledError
-from xdrsync.graph.security import EXPAND_ATTEMPTS, FALLBACK_GROUP, DefenderApi
+from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
+from xdrsync.hub.payload import ticks_from_datetime
+from xdrsync.sync.listing import PageQuery
 
 Build = Callable[..., Harness]
 BASE = f"{GRAPH}/v1.0/security"
@@ -49,7 +51,8 @@ def _incident(number: int, alerts: int) -> dict[str, Any]:
 
 @dataclass
 class FakeDefender:
-    """Enough of Graph /security: listing with $top/$skiptoken/$expand, get, patch, comments."""
+    """Enough of Graph /security: listing with $top/$skip/$expand, get, patch, comments
+    (filters are the sync engine's tests' concern, see tests/sync/fakegraph.py)."""
 
     incidents: list[dict[str, Any]]
     expand_fails_at: set[int] = field(default_factory=set)  # page offsets whose $expand 500s
@@ -112,7 +115,7 @@ class FakeDefender:
     ) -> httpx.Response:
         params = request.url.params
         top = size or int(params.get("$top", "100"))
-        offset = int(params.get("$skiptoken", "0"))
+        offset = int(params.get("$skip", params.get("$skiptoken", "0")))
         expand = "alerts" in params.get("$expand", "")
         if expandable and expand and offset in self.expand_fails_at:
             return graph_error(500, "InternalServerError", "An internal server error occurred.")
@@ -132,61 +135,86 @@ def api_for(harness: Harness, sync: SyncConfig | None = None) -> DefenderApi:
     return DefenderApi(harness.client, sync or SyncConfig())
 
 
-def test_listing_asks_for_a_window_a_page_size_and_alerts(harness_factory: Build) -> None:
+WINDOW = PageQuery(ticks_from_datetime(LOWER), ticks_from_datetime(UPPER))
+
+
+def test_a_page_is_asked_for_by_time_boundary_oldest_first_with_alerts(
+    harness_factory: Build,
+) -> None:
     fake = FakeDefender([_incident(1, 1)])
     h = harness_factory(fake)
-    pages = list(api_for(h).list_incidents(LOWER, UPPER))
-    assert len(pages) == 1
+    page = api_for(h).incidents_page(WINDOW)
+    assert len(page.items) == 1 and page.more is False and page.count is None
     url = h.recorder.urls[0]
     assert url.startswith(f"{BASE}/incidents?")
     params = h.recorder.requests[0].url.params
     assert params["$filter"] == (
         "lastUpdateDateTime ge 2025-02-01T00:00:00.0000000Z "
-        "and lastUpdateDateTime le 2025-02-07T19:01:26.1234560Z"
+        "and lastUpdateDateTime lt 2025-02-07T19:01:26.1234560Z"
     )
+    assert params["$orderby"] == "lastUpdateDateTime asc"
     assert params["$top"] == "50"
     assert params["$expand"] == "alerts"
+    assert "$skip" not in params and "$count" not in params
     assert "'" not in params["$filter"]  # datetimes are unquoted literals
 
 
-def test_listing_pages_through_next_links_to_the_end(harness_factory: Build) -> None:
-    fake = FakeDefender([_incident(n, 2) for n in range(1, 24)])
+def test_bounds_offsets_counts_and_order_are_written_as_the_query_says(
+    harness_factory: Build,
+) -> None:
+    fake = FakeDefender([_incident(n, 1) for n in range(1, 12)])
     h = harness_factory(fake)
-    api = api_for(h, SyncConfig(page_size_incidents=5))
-    pages = list(api.list_incidents(LOWER, None))
-    assert len(pages) == 5
-    ids = [incident["id"] for page in pages for incident in page.items]
-    assert ids == [str(n) for n in range(1, 24)]
-    assert all(len(incident["alerts"]) == 2 for page in pages for incident in page.items)
-    assert all(page.server_date.tzinfo is not None for page in pages)
-    assert "$skip=" not in " ".join(h.recorder.urls)  # only the server's own links
+    query = PageQuery(
+        ticks_from_datetime(LOWER) + 1234567,
+        ticks_from_datetime(UPPER),
+        lower_inclusive=False,
+        upper_inclusive=True,
+        ordered=False,
+        skip=5,
+        count=True,
+    )
+    page = api_for(h, SyncConfig(page_size_incidents=3)).incidents_page(query)
+    params = h.recorder.requests[0].url.params
+    assert params["$filter"] == (
+        "lastUpdateDateTime gt 2025-02-01T00:00:00.1234567Z "
+        "and lastUpdateDateTime le 2025-02-07T19:01:26.1234560Z"
+    )
+    assert "$orderby" not in params
+    assert (params["$skip"], params["$count"], params["$top"]) == ("5", "true", "3")
+    assert [i["id"] for i in page.items] == ["6", "7", "8"]
+    assert page.more is True  # Graph linked a next page; the engine decides what to ask next
 
 
 def test_records_are_returned_untouched(harness_factory: Build) -> None:
     fake = FakeDefender([_incident(1, 3)])
     h = harness_factory(fake)
-    (page,) = list(api_for(h).list_incidents(LOWER, UPPER))
+    page = api_for(h).incidents_page(WINDOW)
     assert page.items == (fake.incidents[0],)
     assert page.alerts_fallback is False
+    assert page.server_date.tzinfo is not None
+
+
+def _pages(api: DefenderApi, size: int, total: int) -> list[Any]:
+    return [
+        api.incidents_page(PageQuery(WINDOW.lower, WINDOW.upper, skip=skip))
+        for skip in range(0, total, size)
+    ]
 
 
 def test_expand_failure_falls_back_to_per_incident_alerts_with_the_same_result(
     harness_factory: Build,
 ) -> None:
     incidents = [_incident(n, n % 4) for n in range(1, 13)]
+    sync = SyncConfig(page_size_incidents=4, max_attempts=2)
     expected = [
         incident
-        for page in api_for(
-            harness_factory(FakeDefender(incidents)), SyncConfig(page_size_incidents=4)
-        ).list_incidents(LOWER, UPPER)
+        for page in _pages(api_for(harness_factory(FakeDefender(incidents)), sync), 4, 12)
         for incident in page.items
     ]
 
     fake = FakeDefender(incidents, expand_fails_at={4})  # the second page
-    sync = SyncConfig(page_size_incidents=4, max_attempts=2)
     h = harness_factory(fake, sync=sync)
-    api = api_for(h, sync)
-    pages = list(api.list_incidents(LOWER, UPPER))
+    pages = _pages(api_for(h, sync), 4, 12)
     got = [incident for page in pages for incident in page.items]
 
     assert got == expected
@@ -194,7 +222,7 @@ def test_expand_failure_falls_back_to_per_incident_alerts_with_the_same_result(
     assert [page.alerts_fallback for page in pages] == [False, True, False]
     assert h.client.stats()["expand_fallbacks"] == 1
     # The failed page was re-read at the same position, just without $expand.
-    page_two = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "4"]
+    page_two = [r.url for r in h.recorder.requests if r.url.params.get("$skip") == "4"]
     assert [u.params.get("$expand") for u in page_two] == ["alerts", "alerts", None]
     # Alerts came from each incident's own endpoint, following its nextLinks.
     alert_reads = [r.url for r in h.recorder.requests if r.url.path.endswith("/alerts")]
@@ -206,29 +234,10 @@ def test_after_a_fallback_each_page_tries_expand_only_once(harness_factory: Buil
     fake = FakeDefender(incidents, expand_fails_at={4, 8})  # the second and third pages
     sync = SyncConfig(page_size_incidents=4, max_attempts=6)
     h = harness_factory(fake, sync=sync)
-    pages = list(api_for(h, sync).list_incidents(LOWER, UPPER))
+    pages = _pages(api_for(h, sync), 4, 12)
     assert [page.alerts_fallback for page in pages] == [False, True, True]
-    page_three = [r.url for r in h.recorder.requests if r.url.params.get("$skiptoken") == "8"]
+    page_three = [r.url for r in h.recorder.requests if r.url.params.get("$skip") == "8"]
     assert [u.params.get("$expand") for u in page_three] == ["alerts", None]
-
-
-def test_a_fallback_page_arrives_in_groups_as_its_alerts_are_read(
-    harness_factory: Build,
-) -> None:
-    """A crash in the middle of a slow fallback keeps the groups already handed over."""
-    incidents = [_incident(n, 1) for n in range(1, 26)]
-    fake = FakeDefender(incidents, expand_fails_at={0})
-    sync = SyncConfig(page_size_incidents=25)
-    h = harness_factory(fake, sync=sync)
-    pages = api_for(h, sync).list_incidents(LOWER, UPPER)
-    first = next(pages)
-    assert [i["id"] for i in first.items] == [str(n) for n in range(1, FALLBACK_GROUP + 1)]
-    assert first.alerts_fallback
-    # Only the first group's alerts have been read when it is handed over.
-    assert len([r for r in h.recorder.requests if r.url.path.endswith("/alerts")]) == FALLBACK_GROUP
-    rest = list(pages)
-    assert [len(p.items) for p in rest] == [10, 5]
-    assert {p.server_date for p in rest} == {first.server_date}
 
 
 def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(
@@ -236,8 +245,9 @@ def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(
 ) -> None:
     fake = FakeDefender([_incident(1, 2)], expand_fails_at={0})
     h = harness_factory(fake, sync=SyncConfig(max_attempts=6))
-    (page,) = list(api_for(h).list_incidents(LOWER, UPPER))
+    page = api_for(h).incidents_page(WINDOW)
     assert page.items == tuple(fake.incidents)
+    assert page.alerts_fallback is True
     expanded = [r for r in h.recorder.requests if r.url.params.get("$expand")]
     assert len(expanded) == EXPAND_ATTEMPTS < 6
 
@@ -248,18 +258,19 @@ def test_throttling_during_expand_is_not_mistaken_for_the_expand_bug(
     busy = graph_error(429, "TooManyRequests", "busy", **{"Retry-After": "1"})
     h = harness_factory(lambda request: busy, sync=SyncConfig(max_attempts=2))
     with pytest.raises(ThrottledError):
-        list(api_for(h, SyncConfig(max_attempts=2)).list_incidents(LOWER, UPPER))
+        api_for(h, SyncConfig(max_attempts=2)).incidents_page(WINDOW)
     assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
 
 
 def test_alerts_are_listed_from_alerts_v2_with_their_page_size(harness_factory: Build) -> None:
     fake = FakeDefender([_incident(n, 3) for n in range(1, 5)])
     h = harness_factory(fake)
-    pages = list(api_for(h, SyncConfig(page_size_alerts=5)).list_alerts(LOWER, UPPER))
-    assert sum(len(page.items) for page in pages) == 12
+    page = api_for(h, SyncConfig(page_size_alerts=5)).alerts_page(WINDOW)
+    assert len(page.items) == 5 and page.more
     first = h.recorder.requests[0].url
     assert first.path == "/v1.0/security/alerts_v2"
     assert first.params["$top"] == "5"
+    assert first.params["$orderby"] == "lastUpdateDateTime asc"
     assert "$expand" not in first.params
 
 

@@ -153,7 +153,8 @@ def test_tenants_sync_side_by_side_and_one_failing_does_not_stall_the_other(make
 
     def on_report(report: Any) -> None:
         reports.append(report)
-        if any(r.tenant == settings.tenants[2].name and r.ok for r in reports):
+        finished = {r.tenant for r in reports if r.ok}
+        if {settings.tenants[1].name, settings.tenants[2].name} <= finished:
             done.set()
 
     service = SyncService(
@@ -165,7 +166,7 @@ def test_tenants_sync_side_by_side_and_one_failing_does_not_stall_the_other(make
         on_report=on_report,
     ).start()
     try:
-        assert done.wait(60), "the healthy tenant did not finish a cycle"
+        assert done.wait(180), "the healthy and the throttled tenant did not finish a cycle"
     finally:
         service.stop()
     healthy = settings.tenants[2].tenant_id
@@ -175,6 +176,8 @@ def test_tenants_sync_side_by_side_and_one_failing_does_not_stall_the_other(make
     assert "wrong-secret-value" not in json.dumps([r.errors for r in failed])
     states = {(s.tenant_id, s.stream): s for s in env.hub.list_states()}
     assert states[(broken.tenant_id, "incidents")].last_error
-    # The throttled tenant keeps its own pace: it is either done or still going, never failed for it.
+    # The throttled tenant kept its own pace, and what it synced is exactly Defender's.
     throttled = [r for r in reports if r.tenant == settings.tenants[1].name]
     assert all("Config" not in " ".join(r.errors.values()) for r in throttled)
+    slow = settings.tenants[1].tenant_id
+    assert_hub_matches_truth(env.hub, slow, env.truth(slow))

@@ -38,6 +38,31 @@ def assert_hub_matches_truth(hub: Hub, tenant_id: str, truth: list[dict[str, Any
         versions = hub.incident_history(tenant_id, incident["id"])
         texts = [(v.version_text, v.content_hash) for v in versions]
         assert len(texts) == len(set(texts)), f"incident {incident['id']} has a version twice"
+        assert versions and versions[-1].version_text == _stamp7(incident["lastUpdateDateTime"])
+        for alert in incident.get("alerts") or []:
+            history = [
+                (v.version_text, v.content_hash) for v in hub.alert_history(tenant_id, alert["id"])
+            ]
+            assert history, f"alert {alert['id']} has no history"
+            assert len(history) == len(set(history)), f"alert {alert['id']} has a version twice"
+    # Comments, each once, where Defender keeps them (a survivor shows its absorbed ones too).
+    for incident in truth:
+        own = [
+            c
+            for c in hub.list_comments(tenant_id, incident["id"])
+            if c.incident_id == incident["id"] and c.entity_type == "incident"
+        ]
+        want = sorted(c.get("comment") or "" for c in incident.get("comments") or [])
+        assert sorted(c.comment or "" for c in own) == want, f"comments of {incident['id']}"
+
+
+def _stamp7(text: str) -> str:
+    """Graph's stamp as the hub writes versions (seven fractional digits, Z)."""
+    from xdrsync.hub.payload import ticks_from_text, version_text
+
+    ticks = ticks_from_text(text)
+    assert ticks is not None
+    return str(version_text(ticks))
 
 
 def write_config(folder: Path, env: Any) -> Path:

@@ -7,14 +7,13 @@ from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import NotFoundError
 from xdrsync.graph.pacing import Pacer
 from xdrsync.graph.retry import RetryPolicy
-from xdrsync.graph.security import AlertPage, DefenderApi, IncidentPage
+from xdrsync.graph.security import DefenderApi, ListPage
 
 __all__ = [
-    "AlertPage",
     "DefenderApi",
     "GraphClient",
     "GraphResponse",
-    "IncidentPage",
+    "ListPage",
     "NotFoundError",
     "Pacer",
     "RetryPolicy",

@@ -7,7 +7,7 @@ receive incidents with alerts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,8 @@ from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import RetriableError, ThrottledError
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import NotFoundError
-from xdrsync.graph.odata import has_param, updated_between, with_param, without_param
+from xdrsync.hub.payload import version_text
+from xdrsync.sync.listing import PageQuery
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +31,6 @@ EXPAND = "$expand"
 # deterministic for a page (it 500s for the same incidents every time), so a full round of
 # retries only delays the fallback; three still ride out an unrelated transient 5xx.
 EXPAND_ATTEMPTS = 3
-#: Incidents handed over together when their alerts are read one incident at a time.
-FALLBACK_GROUP = 10
 
 # The only fields Graph documents as writable (microsoft-apis.md §2.9).
 INCIDENT_WRITABLE = frozenset(
@@ -41,20 +40,45 @@ ALERT_WRITABLE = frozenset({"assignedTo", "classification", "determination", "st
 
 
 @dataclass(frozen=True)
-class IncidentPage:
-    """One page of incidents (each with ``alerts``) and the server's time when it answered."""
+class ListPage:
+    """One page of a listing (satisfies ``sync.listing.Page``)."""
 
-    items: tuple[dict[str, Any], ...]
-    server_date: datetime
+    items: tuple[Any, ...]  # raw elements of ``value``; incidents each carry ``alerts``
+    server_date: datetime  # the server's clock when it answered
+    more: bool = False  # Graph linked a next page
+    count: int | None = None  # ``@odata.count``, when asked for
     alerts_fallback: bool = False  # True when alerts were read per incident, not by $expand
 
 
-@dataclass(frozen=True)
-class AlertPage:
-    """One page of alerts_v2 records and the server's time when it answered."""
+def listing_params(query: PageQuery, top: int) -> dict[str, str | int]:
+    """The query options of one page. Bounds are written with Graph's seven fractional
+    digits, so a cursor at a record's exact stamp neither skips nor repeats a tick."""
+    op = "ge" if query.lower_inclusive else "gt"
+    text = f"lastUpdateDateTime {op} {version_text(query.lower)}"
+    if query.upper is not None:
+        op = "le" if query.upper_inclusive else "lt"
+        text += f" and lastUpdateDateTime {op} {version_text(query.upper)}"
+    params: dict[str, str | int] = {"$filter": text, "$top": top}
+    if query.ordered:
+        # Graph does not document $orderby here, but serves it (peers rely on it); the sync
+        # engine checks every page and reads in windows instead if it is not honoured.
+        params["$orderby"] = "lastUpdateDateTime asc"
+    if query.skip:
+        params["$skip"] = query.skip
+    if query.count:
+        params["$count"] = "true"
+    return params
 
-    items: tuple[dict[str, Any], ...]
-    server_date: datetime
+
+def _page(response: GraphResponse, items: tuple[Any, ...], fallback: bool = False) -> ListPage:
+    count = response.json.get("@odata.count")
+    return ListPage(
+        items=items,
+        server_date=response.server_date,
+        more=response.next_link is not None,
+        count=count if isinstance(count, int) and not isinstance(count, bool) else None,
+        alerts_fallback=fallback,
+    )
 
 
 def _segment(record_id: str) -> str:
@@ -93,6 +117,7 @@ class DefenderApi:
     def __init__(self, client: GraphClient, sync: SyncConfig) -> None:
         self.client = client
         self.sync = sync
+        self._expand_attempts = EXPAND_ATTEMPTS  # 1 after the first fallback (see above)
 
     @classmethod
     def connect(cls, tenant: TenantConfig, sync: SyncConfig, **client_options: Any) -> DefenderApi:
@@ -102,72 +127,44 @@ class DefenderApi:
     def close(self) -> None:
         self.client.close()
 
-    # -- listing --------------------------------------------------------------------------
+    # -- listing: one page at a time, as ``sync.listing`` asks (never by next links) -------
 
-    def list_incidents(
-        self, lower: datetime, upper: datetime | None = None, *, expand_alerts: bool = True
-    ) -> Iterator[IncidentPage]:
-        """Incidents with ``lower <= lastUpdateDateTime <= upper``, page by page.
+    def incidents_page(self, query: PageQuery, *, expand_alerts: bool = True) -> ListPage:
+        """One page of incidents, each with its ``alerts``.
 
         ``$expand=alerts`` is known to fail with 5xx on big tenants (microsoft-apis.md §0.4).
-        When a page still fails after retries, that same page (same link, minus ``$expand``)
-        is read again and each incident's alerts come from ``/incidents/{id}/alerts``; such
-        a page is yielded in groups of ``FALLBACK_GROUP`` incidents as their alerts arrive. Later
-        pages try ``$expand`` again, but only once each: the failure may follow particular
-        incidents (then the next page succeeds and saves one call per incident), or the
-        tenant's size (then it costs one call per page, not a round of retries).
+        When a page still fails after retries, the same page is read without ``$expand`` and
+        each incident's alerts come from ``/incidents/{id}/alerts``. Later pages try
+        ``$expand`` again, but only once each: the failure may follow particular incidents
+        (then the next page succeeds and saves one call per incident), or the tenant's size
+        (then it costs one call per page, not a round of retries).
         """
-        params: dict[str, str | int] = {
-            "$filter": updated_between(lower, upper),
-            "$top": self.sync.page_size_incidents,
-            # Oldest first lets the sync engine commit progress page by page. Graph does not
-            # document $orderby here, but serves it (peers rely on it); the engine verifies
-            # the order of every page and falls back to whole windows if it is not honoured.
-            "$orderby": "lastUpdateDateTime asc",
-        }
-        attempts = [EXPAND_ATTEMPTS]
-
-        def fetch(url: str) -> GraphResponse:
-            if expand_alerts:
-                try:
-                    return self.client.get(
-                        with_param(url, EXPAND, "alerts"), max_attempts=attempts[0]
-                    )
-                except ThrottledError:
-                    raise  # throttling is about our pace, not about $expand
-                except RetriableError as failure:
-                    attempts[0] = 1
-                    self.client.record("expand_fallbacks")
-                    log.warning(
-                        "$expand=alerts failed; reading alerts per incident",
-                        tenant=self.client.tenant.name,
-                        error=str(failure),
-                    )
-            return self.client.get(without_param(url, EXPAND))
-
-        for page in self.client.paginate(INCIDENTS, params, fetch=fetch):
-            items = page.items
-            if not (expand_alerts and items and not has_param(page.url, EXPAND)):
-                yield IncidentPage(tuple(items), page.server_date)
-                continue
-            # One call per incident: hand them over in small groups, so a slow fallback
-            # commits (and, read oldest first, saves) its progress as it goes.
-            for start in range(0, len(items), FALLBACK_GROUP):
-                group = items[start : start + FALLBACK_GROUP]
-                yield IncidentPage(
-                    tuple(self._with_alerts(incident) for incident in group),
-                    page.server_date,
-                    alerts_fallback=True,
+        params = listing_params(query, self.sync.page_size_incidents)
+        if expand_alerts:
+            try:
+                response = self.client.get(
+                    INCIDENTS, {**params, EXPAND: "alerts"}, max_attempts=self._expand_attempts
                 )
+                return _page(response, tuple(response.items))
+            except ThrottledError:
+                raise  # throttling is about our pace, not about $expand
+            except RetriableError as failure:
+                self._expand_attempts = 1
+                self.client.record("expand_fallbacks")
+                log.warning(
+                    "$expand=alerts failed; reading alerts per incident",
+                    tenant=self.client.tenant.name,
+                    error=str(failure),
+                )
+        response = self.client.get(INCIDENTS, params)
+        if not expand_alerts:
+            return _page(response, tuple(response.items))
+        return _page(response, tuple(self._with_alerts(item) for item in response.items), True)
 
-    def list_alerts(self, lower: datetime, upper: datetime | None = None) -> Iterator[AlertPage]:
-        """alerts_v2 records with ``lower <= lastUpdateDateTime <= upper``, page by page."""
-        params: dict[str, str | int] = {
-            "$filter": updated_between(lower, upper),
-            "$top": self.sync.page_size_alerts,
-        }
-        for page in self.client.paginate(ALERTS, params):
-            yield AlertPage(tuple(page.items), page.server_date)
+    def alerts_page(self, query: PageQuery) -> ListPage:
+        """One page of alerts_v2 records."""
+        response = self.client.get(ALERTS, listing_params(query, self.sync.page_size_alerts))
+        return _page(response, tuple(response.items))
 
     def incident_alerts(self, incident_id: str) -> list[dict[str, Any]]:
         """Every alert of one incident, from ``/security/incidents/{id}/alerts``."""
@@ -177,7 +174,9 @@ class DefenderApi:
             alerts.extend(page.items)
         return alerts
 
-    def _with_alerts(self, incident: dict[str, Any]) -> dict[str, Any]:
+    def _with_alerts(self, incident: Any) -> Any:
+        if not isinstance(incident, dict):
+            return incident  # not a record: the sync engine quarantines it
         incident_id = incident.get("id")
         if not isinstance(incident_id, str) or not incident_id:
             return incident  # nothing to fetch by; the models quarantine it
@@ -206,7 +205,8 @@ class DefenderApi:
                     raise
                 except RetriableError:
                     self.client.record("expand_fallbacks")
-                    return self._with_alerts(_entity(self.client.get(path)))
+                    incident: dict[str, Any] = self._with_alerts(_entity(self.client.get(path)))
+                    return incident
             return _entity(self.client.get(path))
         except NotFoundError:
             return None
@@ -257,7 +257,7 @@ __all__ = [
     "ALERT_WRITABLE",
     "INCIDENTS",
     "INCIDENT_WRITABLE",
-    "AlertPage",
     "DefenderApi",
-    "IncidentPage",
+    "ListPage",
+    "listing_params",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from xdrsync.hub import schema as s
 from xdrsync.hub.candidates import Candidate
@@ -58,6 +58,25 @@ def _why(verdict: Verdict[Candidate]) -> str | None:
 def write_quarantine(
     conn: Connection, batch: InboundBatch, quarantined: Sequence[Quarantined], now: datetime
 ) -> None:
+    # A record quarantined once stays quarantined once: the lookback and every retry re-read
+    # it, and a list that grows by the same rows each cycle hides the new ones.
+    raws = list(dict.fromkeys(bad.raw for bad in quarantined))
+    known: set[str] = set()
+    for start in range(0, len(raws), 200):
+        known.update(
+            conn.execute(
+                select(s.quarantine.c.raw).where(
+                    s.quarantine.c.tenant_id == batch.tenant_id,
+                    s.quarantine.c.stream == batch.stream,
+                    s.quarantine.c.raw.in_(raws[start : start + 200]),
+                )
+            ).scalars()
+        )
+    fresh: dict[str, Quarantined] = {}
+    for bad in quarantined:
+        if bad.raw not in known:
+            fresh.setdefault(bad.raw, bad)
+    quarantined = list(fresh.values())
     if not quarantined:
         return
     rows = [

@@ -33,11 +33,52 @@ def default_url(workspace: Path) -> str:
     return URL.create("sqlite", database=str(Path(workspace) / "hub.sqlite3")).render_as_string()
 
 
+def storable_text(value: str, *, nul: bool) -> str:
+    """``value`` as a text column can hold it: lone UTF-16 surrogates (and, for PostgreSQL,
+    NUL) become U+FFFD. Only derived columns ever need this: payloads are stored as JSON
+    text, where such characters are escapes, so the record itself stays exact."""
+    if value.isascii():
+        return value.replace("\x00", "\ufffd") if nul and "\x00" in value else value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value.replace("\x00", "\ufffd") if nul else value
+
+
+def _storable(parameters: Any, *, nul: bool) -> Any:
+    def clean(value: Any) -> Any:
+        return storable_text(value, nul=nul) if type(value) is str else value
+
+    def one(row: Any) -> Any:
+        if isinstance(row, dict):
+            return {key: clean(value) for key, value in row.items()}
+        if isinstance(row, list | tuple):
+            return type(row)(clean(value) for value in row)
+        return row
+
+    if isinstance(parameters, list):  # executemany
+        return [one(row) for row in parameters]
+    return one(parameters)
+
+
+def _text_guard(engine: Engine, *, nul: bool) -> None:
+    """Bind only text the driver can encode (see ``storable_text``)."""
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _bind(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> tuple[str, Any]:
+        return statement, _storable(parameters, nul=nul)
+
+
 def create_hub_engine(url: str) -> Engine:
     """An engine for ``url`` with the hub's connection settings."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        _text_guard(engine, nul=True)
+        return engine
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if in_memory:
@@ -49,6 +90,7 @@ def create_hub_engine(url: str) -> Engine:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     _sqlite_settings(engine, wal=not in_memory)
+    _text_guard(engine, nul=False)
     return engine
 
 

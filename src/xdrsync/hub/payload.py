@@ -151,7 +151,7 @@ def content_hash(payload: Mapping[str, Any]) -> str:
     # other than the evidence discriminators are rare: walk only when the text has one.
     if any(key != "@odata.type" for key in _ANNOTATION_KEY.findall(body)):
         body = canonical_json(_strip_annotations(top, top=False))
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def comment_key(created: datetime | None, author: str | None, text: str | None) -> str:
@@ -162,7 +162,7 @@ def comment_key(created: datetime | None, author: str | None, text: str | None) 
         aware = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
         moment = aware.astimezone(UTC).isoformat()
     body = "\x1f".join((moment, author or "", text or ""))
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def enum_text(value: object) -> str | None:

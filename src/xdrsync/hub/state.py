@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -77,9 +77,27 @@ def clear_error_and_save(
     _upsert_state(conn, tenant_id, stream, values)
 
 
-def save_error(conn: Connection, tenant_id: str, stream: str, message: str, now: datetime) -> None:
+def save_error(
+    conn: Connection,
+    tenant_id: str,
+    stream: str,
+    message: str,
+    now: datetime,
+    *,
+    retry_at: datetime | None = None,
+) -> None:
     lock_and_read_counter(conn)  # the writer lock makes the read-then-write upsert safe
-    _upsert_state(conn, tenant_id, stream, {"last_error": message, "last_error_at": now})
+    values: dict[str, Any] = {"last_error": message, "last_error_at": now}
+    if retry_at is not None:
+        stored = conn.execute(
+            select(s.sync_state.c.doc).where(
+                s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
+            )
+        ).scalar_one_or_none()
+        doc = json.loads(stored) if stored else {}
+        doc["retry_at"] = retry_at.astimezone(UTC).isoformat()
+        values["doc"] = json.dumps(doc, sort_keys=True, default=str)
+    _upsert_state(conn, tenant_id, stream, values)
 
 
 def advance_cursor(conn: Connection, name: str, seq: int, now: datetime, *, reset: bool) -> int:

@@ -93,10 +93,13 @@ class Hub:
         with self._write() as conn:
             return apply_batch(conn, prepared, self._clock())
 
-    def record_stream_error(self, tenant_id: str, stream: str, message: str) -> None:
-        """Remember a stream's failure for ``state show``; the next successful commit clears it."""
+    def record_stream_error(
+        self, tenant_id: str, stream: str, message: str, *, retry_at: datetime | None = None
+    ) -> None:
+        """Remember a stream's failure for ``state show``; the next successful commit clears it.
+        ``retry_at``: the stream is not to be read before then (kept in its state document)."""
         with self._write() as conn:
-            save_error(conn, tenant_id, stream, message, self._clock())
+            save_error(conn, tenant_id, stream, message, self._clock(), retry_at=retry_at)
 
     def get_state(self, tenant_id: str, stream: str) -> dict[str, Any] | None:
         with self._read() as conn:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from xdrsync.errors import ConfigError, XdrSyncError
+from xdrsync.errors import ConfigError, ThrottledError, XdrSyncError
 from xdrsync.hub import Hub
+from xdrsync.logs import scrub as clean
 from xdrsync.sync.inbound import (
     STREAMS,
     DefenderSource,
@@ -71,14 +72,30 @@ def sync_tenant(
                     on_window=on_window,
                 )
             )
-        except XdrSyncError as failure:
-            message = f"{type(failure).__name__}: {failure}"
+        except Exception as failure:  # one stream's failure, whatever it is, stays its own
+            message = clean(f"{type(failure).__name__}: {failure}")
+            retry_at = _retry_at(failure)
+            if retry_at is not None:
+                message += f" (Graph asked us to wait: not read before {retry_at:%H:%M:%S} UTC)"
             report.errors[stream] = message
-            hub.record_stream_error(tenant.tenant_id, stream, message)
-            log.warning("stream failed", tenant=tenant.name, stream=stream, error=message)
+            if isinstance(failure, XdrSyncError):
+                log.warning("stream failed", tenant=tenant.name, stream=stream, error=message)
+            else:  # a bug or a hostile input we did not foresee: keep the traceback
+                log.exception("stream crashed", tenant=tenant.name, stream=stream, error=message)
+            try:
+                hub.record_stream_error(tenant.tenant_id, stream, message, retry_at=retry_at)
+            except Exception:
+                log.exception("could not record the stream's error", tenant=tenant.name)
             if isinstance(failure, ConfigError):
                 break  # the other stream would fail the same way
     return report
+
+
+def _retry_at(failure: BaseException) -> datetime | None:
+    """When a throttled stream may be read again, if Graph asked for a wait."""
+    if isinstance(failure, ThrottledError) and failure.retry_after:
+        return datetime.now(UTC) + timedelta(seconds=failure.retry_after)
+    return None
 
 
 class Fanout:

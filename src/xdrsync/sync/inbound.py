@@ -1,40 +1,48 @@
 """Inbound sync of one (tenant, stream): Graph pages → models → the hub, losslessly.
 
-The rules that make it lossless (design §3; tested in tests/sync and the chaos test):
+The rules that make it lossless (design §3; ``docs/guarantees.md``; tested in tests/sync):
 
-* a cycle reads from ``watermark - lookback`` to the server's now, cut into windows;
+* a cycle reads from ``watermark - lookback`` to the server's now;
+* listings are read by time boundary, never by following Graph's offset next links, so an
+  update during the read cannot shift a record out of sight (``sync.listing``);
 * pages are committed as they arrive (memory stays flat however large the backlog; the next
-  page is read meanwhile, see ``prefetch``), but the stream's state moves only in the same
-  transaction as a window's *last* page — a window counts once it has been read to its end
-  (or, for incidents read oldest first, with each page while that order holds);
-* the new watermark is never later than the server's ``Date`` at the start of the window's
-  read, so an update that becomes listable late is re-read by the next cycle's lookback;
-* a record that cannot be parsed is quarantined with its reason; the stream goes on;
-* the hub's version guard makes every re-read a no-op.
+  page is read meanwhile, see ``prefetch``), each in the same transaction as the state it
+  proves: everything stamped before its cursor has been read (or, for a source that ignores
+  the order, only a window read to its end moves the state);
+* the new watermark is never later than the server's ``Date`` at the start of the read, so
+  an update that becomes listable late is re-read by the next cycle's lookback;
+* a record that cannot be parsed or stored is quarantined with its reason and raw text, and
+  every other record of its page is committed; the hub's version guard makes re-reads no-ops.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from xdrsync.errors import SkippableError
+from xdrsync.errors import RetriableError, XdrSyncError
 from xdrsync.hub import Hub, InboundBatch, Quarantined
+from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
+from xdrsync.jsontext import UnreadableItem
 from xdrsync.models import Alert, Incident
-from xdrsync.models.wire import parse_datetime
-from xdrsync.sync.prefetch import prefetched
-from xdrsync.sync.window import (
-    StreamState,
-    Window,
-    adapt_span,
-    next_window,
-    start_of_cycle,
+from xdrsync.sync.listing import (
+    Fetch,
+    Page,
+    PageQuery,
+    Unordered,
+    Unsettled,
+    keyset_scan,
+    window_scan,
 )
+from xdrsync.sync.prefetch import prefetched
+from xdrsync.sync.window import StreamState, adapt_span, start_of_cycle
 
 log = structlog.get_logger(__name__)
 
@@ -43,22 +51,13 @@ ALERTS = "alerts"
 STREAMS = (INCIDENTS, ALERTS)
 
 
-class Page(Protocol):
-    """One page of a Graph listing: raw records and the server's clock when it answered."""
-
-    @property
-    def items(self) -> Sequence[Mapping[str, Any]]: ...
-
-    @property
-    def server_date(self) -> datetime: ...
-
-
 class DefenderSource(Protocol):
-    """What inbound sync needs from Graph (implemented by ``xdrsync.graph``)."""
+    """What inbound sync needs from Graph (implemented by ``xdrsync.graph.DefenderApi``):
+    one page of a listing as ``query`` describes it, never following next links."""
 
-    def list_incidents(self, lower: datetime, upper: datetime | None) -> Iterator[Page]: ...
+    def incidents_page(self, query: PageQuery) -> Page: ...
 
-    def list_alerts(self, lower: datetime, upper: datetime | None) -> Iterator[Page]: ...
+    def alerts_page(self, query: PageQuery) -> Page: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,7 @@ class StreamReport:
     updated: int = 0
     quarantined: int = 0
     watermark: datetime | None = None
+    waiting_until: datetime | None = None  # skipped: Graph asked us to wait until then
 
 
 @dataclass(frozen=True)
@@ -116,38 +116,77 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _reader(
-    source: DefenderSource, stream: str
-) -> Callable[[datetime, datetime | None], Iterator[Page]]:
+def _fetcher(source: DefenderSource, stream: str) -> Fetch:
     if stream == INCIDENTS:
-        return source.list_incidents
+        return source.incidents_page
     if stream == ALERTS:
-        return source.list_alerts
+        return source.alerts_page
     raise ValueError(f"unknown stream {stream!r}")
 
 
 def _parse(
-    stream: str, items: Sequence[Mapping[str, Any]]
+    stream: str, items: Sequence[Any]
 ) -> tuple[list[Incident], list[Alert], list[Quarantined]]:
     incidents: list[Incident] = []
     alerts: list[Alert] = []
     bad: list[Quarantined] = []
     for raw in items:
+        if isinstance(raw, UnreadableItem):
+            bad.append(Quarantined(raw=raw.raw, reason=raw.reason))
+            continue
+        if not isinstance(raw, Mapping):
+            bad.append(Quarantined(raw=_dump(raw), reason=f"not a JSON object: {_kind(raw)}"))
+            continue
         try:
             if stream == INCIDENTS:
                 incidents.append(Incident.from_graph(raw))
             else:
                 alerts.append(Alert.from_graph(raw))
-        except (SkippableError, ValueError, TypeError, KeyError) as problem:
-            bad.append(Quarantined(raw=_dump(raw), reason=f"{type(problem).__name__}: {problem}"))
+        except Exception as problem:  # whatever one record does, it is that record's alone
+            bad.append(Quarantined(raw=_dump(raw), reason=_reason(problem)))
     return incidents, alerts, bad
 
 
+def _kind(raw: Any) -> str:
+    return "null" if raw is None else type(raw).__name__
+
+
+def _reason(problem: BaseException) -> str:
+    return f"{type(problem).__name__}: {problem}"[:2000]
+
+
 def _dump(raw: Any) -> str:
+    """The record's JSON text, escaped to ASCII so that any text survives every store."""
     try:
         return json.dumps(raw, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        return repr(raw)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return repr(raw)[:1_000_000]
+        except RecursionError:
+            return f"<a {_kind(raw)} nested too deeply to print>"
+
+
+@dataclass
+class _Cycle:
+    """What one read of one stream works with (a cycle or a backfill)."""
+
+    hub: Hub
+    fetch: Fetch
+    tenant_id: str
+    stream: str
+    report: StreamReport
+    settings: InboundSettings
+    start: datetime
+    end: datetime
+    advance: bool
+    on_window: OnWindow | None
+
+    def progress(self, reached: datetime) -> None:
+        if self.on_window is not None:
+            self.on_window(WindowDone(self.report, self.start, self.end, min(reached, self.end)))
+
+    def commit(self, page: Page | None, state: StreamState | None) -> None:
+        _commit(self.hub, self.tenant_id, self.stream, page, state, self.report)
 
 
 def sync_stream(
@@ -160,41 +199,26 @@ def sync_stream(
     clock: Clock = _utcnow,
     on_window: OnWindow | None = None,
 ) -> StreamReport:
-    """One cycle of one stream: read every window to its end, commit as described above."""
+    """One cycle of one stream: read from ``watermark - lookback`` to now, as described above."""
     state = StreamState.from_doc(hub.get_state(tenant_id, stream))
     local_now = clock()
+    report = StreamReport(tenant_id=tenant_id, stream=stream, watermark=state.watermark)
+    if state.retry_at is not None and local_now < state.retry_at:
+        report.waiting_until = state.retry_at  # Graph asked us to wait; not before then
+        return report
     lower = start_of_cycle(
         state.watermark,
         lookback=settings.lookback,
         server_now=local_now,
         initial_backfill=settings.first_reach(stream),
     )
-    report = StreamReport(tenant_id=tenant_id, stream=stream)
-    start, span = lower, settings.first_window
-    if stream == INCIDENTS and state.ordered is not False:
-        span = local_now - lower  # one open window: ordered pages move the state themselves
-    while True:
-        window = next_window(lower, local_now, span)
-        before = report.records
-        state = _read_window(hub, source, tenant_id, stream, window, state, report, advance=True)
-        if on_window is not None:
-            on_window(WindowDone(report, start, local_now, window.upper or local_now))
-        if window.upper is None:
-            break
-        lower = window.upper
-        span = _adapt(span, report.records - before, settings)
+    cycle = _Cycle(
+        hub, _fetcher(source, stream), tenant_id, stream, report, settings,
+        lower, local_now, True, on_window,
+    )  # fmt: skip
+    state = _read(cycle, lower, None, replace(state, retry_at=None))
     report.watermark = state.watermark
     return report
-
-
-def _adapt(span: timedelta, records: int, settings: InboundSettings) -> timedelta:
-    return adapt_span(
-        span,
-        records,
-        target=settings.window_target,
-        smallest=settings.smallest_window,
-        largest=settings.largest_window,
-    )
 
 
 def backfill_stream(
@@ -211,90 +235,120 @@ def backfill_stream(
     """Re-read ``[lower, upper)`` without touching the stream's watermark."""
     report = StreamReport(tenant_id=tenant_id, stream=stream)
     state = StreamState.from_doc(hub.get_state(tenant_id, stream))
-    start, span = lower, settings.first_window
-    while lower < upper:
-        window = Window(lower, min(lower + span, upper))
-        before = report.records
-        _read_window(hub, source, tenant_id, stream, window, state, report, advance=False)
-        lower = min(lower + span, upper)
-        if on_window is not None:
-            on_window(WindowDone(report, start, upper, lower))
-        span = _adapt(span, report.records - before, settings)
+    cycle = _Cycle(
+        hub, _fetcher(source, stream), tenant_id, stream, report, settings,
+        lower, upper, False, on_window,
+    )  # fmt: skip
+    _read(cycle, lower, upper, state)
     return report
 
 
-def _read_window(
-    hub: Hub,
-    source: DefenderSource,
-    tenant_id: str,
-    stream: str,
-    window: Window,
-    state: StreamState,
-    report: StreamReport,
-    *,
-    advance: bool,
+def _read(
+    cycle: _Cycle, lower: datetime, upper: datetime | None, state: StreamState
 ) -> StreamState:
-    read = _reader(source, stream)
-    started: datetime | None = None
-    held: Page | None = None
-    held_state: StreamState | None = None
-    # Incidents are asked for oldest first. While the pages prove that order, everything up
-    # to the last record of a page has been read, so the state may move with each page and
-    # a crash costs one page; an unordered page ends that for this stream (see StreamState).
-    checking = advance and stream == INCIDENTS and state.ordered is not False
-    previous: datetime | None = None
-    for page in prefetched(read(window.lower, window.upper)):
-        if started is None:
-            started = page.server_date
-        report.pages += 1
-        if held is not None:
-            _commit(hub, tenant_id, stream, held, held_state, report)
-            state = held_state or state
-            held, held_state = None, None
-        if checking:
-            last = _last_if_ascending(page.items, previous)
-            if last is None:
-                checking = False
-                # Saved with this page, so a crash-and-restart does not retry the open window.
-                held_state = state = replace(state, ordered=False)
-                log.warning(
-                    "incidents arrive unordered; state now moves per window", tenant=tenant_id
-                )
-            elif last is not _EMPTY:
-                previous = last
-                state = replace(state.advanced(min(last, started), at=started), ordered=True)
-                _commit(hub, tenant_id, stream, page, state, report)
-                continue
-        held = page
-    report.windows += 1
-    if started is None:  # a source that yields no page at all: nothing read, nothing proven
-        return state
-    new_state = state
-    if advance:
-        mark = started if window.upper is None else min(window.upper, started)
-        new_state = state.advanced(mark, at=started)
-        if checking:
-            new_state = replace(new_state, ordered=True)
-    _commit(hub, tenant_id, stream, held, new_state if advance else None, report)
-    return new_state
-
-
-_EMPTY: Any = object()
-
-
-def _last_if_ascending(items: Sequence[Mapping[str, Any]], previous: datetime | None) -> Any:
-    """The page's last ``lastUpdateDateTime`` if the page continues an ascending order
-    (``_EMPTY`` for an empty page), else None."""
-    last = previous
-    for item in items:
+    """Read ``[lower, upper)`` (``None``: up to now) by time boundary, or in windows when the
+    source turns out not to honour the order."""
+    if state.ordered is not False:
         try:
-            stamp = parse_datetime(item.get("lastUpdateDateTime"))
-        except ValueError:
-            return None
-        if stamp is None or (last is not None and stamp < last):
-            return None
-        last = stamp
-    return _EMPTY if not items else last
+            return _read_keyset(cycle, lower, upper, state)
+        except Unordered as why:
+            log.warning(
+                "Graph ignores $orderby; reading in windows from now on",
+                tenant=cycle.tenant_id,
+                stream=cycle.stream,
+                detail=str(why),
+            )
+            state = replace(state, ordered=False)
+            if cycle.advance:
+                cycle.commit(None, state)  # remembered, so no later cycle tries again
+    return _read_windows(cycle, lower, upper or cycle.end, state)
+
+
+def _read_keyset(
+    cycle: _Cycle, lower: datetime, upper: datetime | None, state: StreamState
+) -> StreamState:
+    started: datetime | None = None
+    upper_ticks = None if upper is None else ticks_from_datetime(upper)
+    for read in prefetched(keyset_scan(cycle.fetch, ticks_from_datetime(lower), upper_ticks)):
+        if started is None:
+            started = read.page.server_date
+        cycle.report.pages += 1
+        moved: StreamState | None = None
+        if cycle.advance:
+            if read.done:
+                end = started if upper is None else min(upper, started)
+                state = replace(state.advanced(end, at=started), ordered=True)
+                moved = state
+            elif read.through is not None:
+                mark = min(datetime_from_ticks(read.through), started)
+                state = replace(state.moved(mark), ordered=True)
+                moved = state
+        cycle.commit(read.page, moved)
+        if read.done:
+            cycle.report.windows += 1
+        elif read.through is not None:
+            cycle.progress(datetime_from_ticks(read.through))
+    cycle.progress(cycle.end)
+    return state
+
+
+def _read_windows(
+    cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
+) -> StreamState:
+    """Closed windows from ``lower`` to ``upper``, sized to the data; a window that cannot be
+    read as it is (too dense, or changing while read) is read again at half the span."""
+    settings = cycle.settings
+    span = settings.first_window
+    while lower < upper:
+        window_end = min(lower + span, upper)
+        before = cycle.report.records
+        try:
+            state = _read_window(cycle, lower, window_end, state)
+        except Unsettled as why:
+            if span <= settings.smallest_window:
+                raise RetriableError(
+                    f"the {cycle.stream} window {lower.isoformat()} .. {window_end.isoformat()} "
+                    f"cannot be read reliably ({why}); it is read again next cycle"
+                ) from None
+            span = max(settings.smallest_window, span / 2)
+            continue
+        lower = window_end
+        cycle.progress(lower)
+        span = _adapt(span, cycle.report.records - before, settings)
+    return state
+
+
+def _read_window(
+    cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
+) -> StreamState:
+    started: datetime | None = None
+    scan = window_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
+    for read in prefetched(scan):
+        if started is None:
+            started = read.page.server_date
+        cycle.report.pages += 1
+        moved: StreamState | None = None
+        if cycle.advance and read.done:
+            state = replace(state.advanced(min(upper, started), at=started), ordered=False)
+            moved = state
+        cycle.commit(read.page, moved)
+    cycle.report.windows += 1
+    return state
+
+
+def _adapt(span: timedelta, records: int, settings: InboundSettings) -> timedelta:
+    return adapt_span(
+        span,
+        records,
+        target=settings.window_target,
+        smallest=settings.smallest_window,
+        largest=settings.largest_window,
+    )
+
+
+# Failures of the database itself, not of one record's data: retrying record by record
+# would quarantine good records, so they fail the page instead.
+_STORE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _commit(
@@ -305,19 +359,51 @@ def _commit(
     state: StreamState | None,
     report: StreamReport,
 ) -> None:
-    items = page.items if page is not None else ()
+    items: Sequence[Any] = page.items if page is not None else ()
     incidents, alerts, bad = _parse(stream, items)
-    result = hub.commit_batch(
-        InboundBatch(
-            tenant_id=tenant_id,
-            stream=stream,
-            incidents=incidents,
-            alerts=alerts,
-            quarantined=bad,
-            state=state.to_doc() if state is not None else None,
-        )
+    batch = InboundBatch(
+        tenant_id=tenant_id,
+        stream=stream,
+        incidents=incidents,
+        alerts=alerts,
+        quarantined=bad,
+        state=state.to_doc() if state is not None else None,
     )
+    try:
+        results = [hub.commit_batch(batch)]
+    except (XdrSyncError, *_STORE_DOWN):
+        raise
+    except Exception as problem:  # one record the store cannot take: find it, keep the rest
+        log.warning(
+            "a page failed to commit; committing its records one by one",
+            tenant=tenant_id,
+            stream=stream,
+            error=_reason(problem),
+        )
+        results = _commit_each(hub, batch)
     report.records += len(items)
-    report.quarantined += len(bad)
-    report.inserted += result.inserted
-    report.updated += result.updated
+    report.quarantined += sum(result.quarantined for result in results)
+    report.inserted += sum(result.inserted for result in results)
+    report.updated += sum(result.updated for result in results)
+
+
+def _commit_each(hub: Hub, batch: InboundBatch) -> list[Any]:
+    """Commit each record of ``batch`` alone; quarantine those that fail; then the state."""
+    results: list[Any] = []
+    bad = list(batch.quarantined)
+    one = replace(batch, incidents=(), alerts=(), quarantined=(), state=None)
+    records: list[Incident | Alert] = [*batch.incidents, *batch.alerts]
+    for record in records:
+        single = (
+            replace(one, incidents=(record,))
+            if isinstance(record, Incident)
+            else replace(one, alerts=(record,))
+        )
+        try:
+            results.append(hub.commit_batch(single))
+        except (XdrSyncError, *_STORE_DOWN):
+            raise
+        except Exception as problem:
+            bad.append(Quarantined(raw=_dump(record.to_graph()), reason=_reason(problem)))
+    results.append(hub.commit_batch(replace(one, quarantined=bad, state=batch.state)))
+    return results

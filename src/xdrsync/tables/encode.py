@@ -39,13 +39,13 @@ def iso_z(value: datetime) -> str:
 def compact_json(value: Any) -> str:
     """JSON text as Sentinel stores it in string columns (no spaces after separators);
     datetimes inside are written by `iso_z`, with microseconds and a `Z`."""
-    return jsontext.dumps(value, default=_json_default)
+    return jsontext.dumps(value, default=_json_default, replace_surrogates=True)
 
 
 def json_bytes(value: Any) -> bytes:
     """`compact_json` as UTF-8. Graph JSON may carry lone UTF-16 surrogates (a "\\ud800"
     escape decodes to one); neither UTF-8 nor DuckDB's JSON reader accepts them, so they
-    become "?"."""
+    become U+FFFD (the hub keeps the exact text)."""
     return compact_json(value).encode("utf-8", errors="replace")
 
 

@@ -1,0 +1,246 @@
+"""How a stream's records are read from Graph so that paging can never lose one (pure logic).
+
+Graph's ``@odata.nextLink`` pages by offset (``$skip``) and evaluates the listing again for
+every page. When a record on an earlier page is updated while a client pages, it leaves its
+place (it moves to the end of a ``lastUpdateDateTime`` order, or out of a closed window) and
+every record behind it moves one place forward: the record at the page boundary is never
+served, and its old ``lastUpdateDateTime`` is behind the watermark the listing leaves. Graph
+also refuses ``$skip`` above 500. So listings are never read by following next links.
+
+**Keyset** (Graph honours ``$orderby=lastUpdateDateTime asc``; every page is checked): each
+page is asked for as ``lastUpdateDateTime ge C``, where ``C`` is the last stamp read so far.
+An update can only move a record *ahead* of the cursor, where the scan reads it again, so no
+record is skipped; the records at ``C`` itself are read again (a few duplicates per page,
+which the hub's version guard absorbs). Everything older than ``C`` has been read, so the
+watermark may follow ``C`` page by page and a crash costs one page. When more records share
+one stamp than a page holds, that run is read as a group with ``$skip`` (bounded by Graph's
+ceiling) and ``$count``: a pass during which the count stayed the same saw the whole group (a
+member leaving is the only way a group changes), otherwise the group is read again.
+
+**Windows** (the order is not honoured): closed windows ``[lower, upper)`` read by offsets
+with ``$count``. A window whose count changed while it was read may have lost a record to a
+shift, so it is read again; one holding more than the ``$skip`` ceiling can reach is split.
+The stream's state moves only when a window has been read to its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from typing import Any, Final, Protocol
+
+from xdrsync.errors import FatalSyncError, RetriableError
+from xdrsync.hub.payload import ticks_from_text, version_text
+
+#: Graph answers 400 for ``$skip`` above this (documented for alerts_v2, seen on incidents).
+MAX_SKIP: Final = 500
+#: Passes over a group or window whose membership changed while it was read, before giving up
+#: for this cycle (the state does not move; the next cycle reads it again).
+MAX_PASSES: Final = 4
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """One page to ask for: ``lower <(=) lastUpdateDateTime <(=) upper``, bounds in 100-ns
+    ticks (Graph's precision); ``upper=None`` reads up to now."""
+
+    lower: int
+    upper: int | None = None
+    lower_inclusive: bool = True
+    upper_inclusive: bool = False
+    ordered: bool = True  # ask for lastUpdateDateTime ascending
+    skip: int = 0
+    count: bool = False
+
+    def __post_init__(self) -> None:
+        if self.skip < 0 or self.skip > MAX_SKIP:
+            raise ValueError(f"$skip {self.skip} is outside 0..{MAX_SKIP}")
+
+
+class Page(Protocol):
+    """One page as a source hands it over."""
+
+    @property
+    def items(self) -> Sequence[Any]: ...  # raw records; anything else is quarantined
+
+    @property
+    def server_date(self) -> datetime: ...  # the server's clock when it answered
+
+    @property
+    def more(self) -> bool: ...  # Graph linked a next page
+
+    @property
+    def count(self) -> int | None: ...  # ``@odata.count``, when asked for
+
+
+Fetch = Callable[[PageQuery], Page]
+
+
+@dataclass(frozen=True)
+class Read:
+    """A page read by a scan. ``through``: every record stamped before it has been read
+    (None: nothing new is proven by this page, e.g. mid-window). ``done``: the scan's last
+    page; everything in its range has been read."""
+
+    page: Page
+    through: int | None
+    done: bool = False
+
+
+class Unordered(Exception):  # noqa: N818 - a signal to the engine, not an error for users
+    """The source does not serve ``lastUpdateDateTime`` ascending: keyset paging is unsound."""
+
+
+class Unsettled(Exception):  # noqa: N818
+    """A window cannot be read reliably as it is (too many records, or membership kept
+    changing): read it in smaller windows."""
+
+
+def stamp_of(item: Any) -> int | None:
+    """A record's ``lastUpdateDateTime`` in ticks, or None for anything without a readable one
+    (such records are quarantined or stored, but never steer paging)."""
+    if not isinstance(item, Mapping):
+        return None
+    text = item.get("lastUpdateDateTime")
+    return ticks_from_text(text) if isinstance(text, str) else None
+
+
+def _stamps(items: Sequence[Any]) -> list[int]:
+    return [stamp for stamp in map(stamp_of, items) if stamp is not None]
+
+
+def _within(stamps: Sequence[int], query: PageQuery) -> list[int]:
+    """The stamps within the query's bounds: only they steer paging. A record outside them
+    broke the filter's contract; it is still stored (the version guard places it), but a
+    cursor it moved could skip records, so it is left out here."""
+    return [
+        stamp
+        for stamp in stamps
+        if (stamp > query.lower or (stamp == query.lower and query.lower_inclusive))
+        and (
+            query.upper is None
+            or stamp < query.upper
+            or (stamp == query.upper and query.upper_inclusive)
+        )
+    ]
+
+
+def _describe(query: PageQuery) -> str:
+    text = f"lastUpdateDateTime {'ge' if query.lower_inclusive else 'gt'} "
+    text += str(version_text(query.lower))
+    if query.upper is not None:
+        text += f" and {'le' if query.upper_inclusive else 'lt'} {version_text(query.upper)}"
+    return text
+
+
+def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[Read]:
+    """Every record stamped in ``[lower, upper)``, oldest first, by time-boundary paging.
+
+    Raises ``Unordered`` at the first page that is not in ascending order (the pages before
+    it were sound and may stay committed).
+    """
+    cursor, inclusive, fullest = lower, True, 0
+    while True:
+        query = PageQuery(cursor, upper, lower_inclusive=inclusive)
+        page = fetch(query)
+        stamps = _within(_stamps(page.items), query)
+        if any(later < earlier for earlier, later in pairwise(stamps)):
+            raise Unordered(f"a page under {_describe(query)} is not in ascending order")
+        if not page.more or not page.items:  # an empty page ends it, whatever a link says
+            yield Read(page, through=upper, done=True)
+            return
+        if not stamps:
+            raise RetriableError(
+                f"Graph linked a next page after a page with no dated record "
+                f"({_describe(query)}); the window is read again next cycle"
+            )
+        last = stamps[-1]
+        if last > cursor or not inclusive:
+            fullest = max(fullest, len(page.items))
+            yield Read(page, through=last)
+            cursor, inclusive = last, True
+            continue
+        if len(page.items) < fullest:
+            # Only records at the cursor, already read, and fewer than a page holds: there is
+            # nothing after them, whatever the link says.
+            yield Read(page, through=upper, done=True)
+            return
+        # A whole page stamped exactly ``cursor``: more records share it than a page holds.
+        yield Read(page, through=cursor)
+        yield from _group(fetch, cursor)
+        inclusive = False  # the group is read: go on strictly after it
+
+
+def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
+    """Every record stamped exactly ``stamp``, by ``$skip`` passes checked with ``$count``."""
+    for _ in range(MAX_PASSES):
+        skip, counts = 0, set[int | None]()
+        while True:
+            query = PageQuery(stamp, stamp, upper_inclusive=True, skip=skip, count=True)
+            page = fetch(query)
+            counts.add(page.count)
+            yield Read(page, through=stamp)
+            skip += len(page.items)
+            if not page.more or not page.items:
+                break
+            if skip > MAX_SKIP:
+                raise FatalSyncError(
+                    f"more than {skip} records share lastUpdateDateTime {version_text(stamp)}; "
+                    f"Graph cannot page past $skip={MAX_SKIP}, so they cannot all be read"
+                )
+        if len(counts) == 1 and None not in counts:
+            return
+        if None in counts:
+            raise FatalSyncError("Graph answered $count=true without @odata.count")
+    raise RetriableError(
+        f"records stamped {version_text(stamp)} kept changing while they were read "
+        f"({MAX_PASSES} passes); they are read again next cycle"
+    )
+
+
+def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
+    """Every record stamped in ``[lower, upper)`` in any order, by ``$skip`` passes checked
+    with ``$count`` (for sources that ignore ``$orderby``). ``through`` is ``upper`` only on
+    the page that ends a settled pass. Raises ``Unsettled`` when the window holds more than
+    ``$skip`` can reach or keeps changing."""
+    for _ in range(MAX_PASSES):
+        skip, counts = 0, set[int | None]()
+        held: Page | None = None
+        while True:
+            query = PageQuery(lower, upper, ordered=False, skip=skip, count=True)
+            page = fetch(query)
+            if page.count is None:
+                raise FatalSyncError("Graph answered $count=true without @odata.count")
+            if page.count > MAX_SKIP + max(len(page.items), 1):
+                raise Unsettled(f"{page.count} records: more than $skip can reach")
+            counts.add(page.count)
+            if held is not None:
+                yield Read(held, through=None)
+            held = page
+            skip += len(page.items)
+            if not page.more or not page.items:
+                break
+            if skip > MAX_SKIP:
+                raise Unsettled(f"more than {MAX_SKIP} records")
+        settled = len(counts) == 1
+        yield Read(held, through=upper if settled else None, done=settled)
+        if settled:
+            return
+    raise Unsettled(f"the window kept changing while it was read ({MAX_PASSES} passes)")
+
+
+__all__ = [
+    "MAX_PASSES",
+    "MAX_SKIP",
+    "Fetch",
+    "Page",
+    "PageQuery",
+    "Read",
+    "Unordered",
+    "Unsettled",
+    "keyset_scan",
+    "stamp_of",
+    "window_scan",
+]

@@ -1,0 +1,180 @@
+"""Containment: a bad record costs only itself, a failing stream only itself, and a throttled
+stream waits as long as Graph asked — across cycles, visibly in its state."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakegraph import T0, FakeGraph, FakePage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdrsync.errors import ThrottledError
+from xdrsync.hub import Hub, default_url
+from xdrsync.hub.payload import ticks_from_datetime, version_text
+from xdrsync.jsontext import UnreadableItem
+from xdrsync.sync.engine import TenantSource, sync_tenant
+from xdrsync.sync.inbound import ALERTS, INCIDENTS, InboundSettings, sync_stream
+from xdrsync.sync.listing import PageQuery
+from xdrsync.sync.window import StreamState
+
+TENANT = "t"
+SETTINGS = InboundSettings(initial_backfill=timedelta(days=1))
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    with Hub.open(default_url(tmp_path)) as opened:
+        yield opened
+
+
+class OnePage:
+    """A source whose every listing is one page of the given items."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def incidents_page(self, query: PageQuery) -> FakePage:
+        return FakePage(tuple(self.items), T0, count=len(self.items) if query.count else None)
+
+    def alerts_page(self, query: PageQuery) -> FakePage:
+        return FakePage((), T0)
+
+
+odd_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from(["\udc00", "\ud800", "\x00", "\x1b", "\u202e", "😀"]),
+    ),
+    max_size=12,
+)
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80), odd_text
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(odd_text, inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def valid_incident(draw: st.DrawFn, n: int) -> dict[str, Any]:
+    stamp = version_text(ticks_from_datetime(T0 - timedelta(minutes=draw(st.integers(1, 600)))))
+    return {
+        "id": f"v{n}",
+        "displayName": draw(odd_text),
+        "status": draw(st.sampled_from(["active", "Resolved", "inProgress", "somethingNew"])),
+        "severity": "low",
+        "createdDateTime": stamp,
+        "lastUpdateDateTime": stamp,
+        "customTags": draw(st.lists(odd_text, max_size=3)),
+        "comments": [],
+        "unknownProperty": draw(json_value),
+        "alerts": [],
+    }
+
+
+invalid_item = st.one_of(
+    st.sampled_from(["nope", 42, None, [1, 2], True, 1.5]),
+    st.builds(lambda t: {"displayName": t}, odd_text),  # no id
+    st.builds(lambda v: {"id": [v], "lastUpdateDateTime": "2026-01-01T00:00:00Z"}, st.integers()),
+    st.builds(lambda t: UnreadableItem(raw='{"id":"deep","x":' + t, reason="too deep"), odd_text),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data(), valid=st.integers(0, 8), invalid=st.lists(invalid_item, max_size=6))
+def test_every_valid_record_of_a_mixed_page_is_committed_and_every_invalid_one_quarantined(
+    data: st.DataObject, valid: int, invalid: list[Any]
+) -> None:
+    good = sorted(
+        (data.draw(valid_incident(n)) for n in range(valid)), key=lambda r: r["lastUpdateDateTime"]
+    )
+    page: list[Any] = list(good)
+    for item in invalid:  # anywhere among the good ones, which stay oldest first
+        page.insert(data.draw(st.integers(0, len(page))), item)
+    with tempfile.TemporaryDirectory() as folder, Hub.open(default_url(Path(folder))) as hub:
+        report = sync_stream(
+            hub, OnePage(page), tenant_id=TENANT, stream=INCIDENTS, settings=SETTINGS,
+            clock=lambda: T0,
+        )  # fmt: skip
+        for record in good:
+            stored = hub.get_incident(TENANT, record["id"])
+            assert stored is not None
+            assert stored.to_graph() == record  # exactly as served, odd text included
+        assert report.quarantined == len(invalid)
+        assert sum(hub.quarantine_counts().values()) == len(
+            {repr(item) if not isinstance(item, UnreadableItem) else item.raw for item in invalid}
+        )
+        assert StreamState.from_doc(hub.get_state(TENANT, INCIDENTS)).watermark is not None
+
+
+class Exploding(FakeGraph):
+    """Alerts raise an error no one foresaw; incidents are fine."""
+
+    def alerts_page(self, query: PageQuery) -> FakePage:
+        raise KeyError("an unforeseen bug")
+
+
+def test_an_unexpected_error_in_one_stream_is_recorded_and_stops_nothing_else(hub: Hub) -> None:
+    now = datetime.now(UTC)
+    graph, other = Exploding(now=now), FakeGraph(now=now)
+    graph.put(INCIDENTS, "i1", now - timedelta(hours=1))
+    other.put(INCIDENTS, "j1", now - timedelta(hours=1))
+    report = sync_tenant(hub, TenantSource("a", TENANT, graph), SETTINGS)
+    assert report.errors.keys() == {ALERTS}
+    assert "KeyError" in report.errors[ALERTS]
+    assert hub.get_incident(TENANT, "i1") is not None  # the other stream went on
+    rows = {row.stream: row for row in hub.list_states()}
+    assert rows[ALERTS].last_error is not None and "unforeseen" in rows[ALERTS].last_error
+    second = sync_tenant(hub, TenantSource("b", "u", other), SETTINGS)
+    assert second.ok  # another tenant is untouched
+    assert hub.get_incident("u", "j1") is not None
+
+
+class Throttled(FakeGraph):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.calls = 0
+
+    def incidents_page(self, query: PageQuery) -> FakePage:
+        self.calls += 1
+        if self.retry_after:
+            raise ThrottledError("429 Too Many Requests", retry_after=self.retry_after)
+        return super().incidents_page(query)
+
+
+def test_a_long_retry_after_is_honoured_across_cycles_and_shown(hub: Hub) -> None:
+    graph = Throttled(retry_after=600)
+    graph.now = datetime.now(UTC)
+    graph.put(INCIDENTS, "i1", graph.now - timedelta(hours=1))
+    report = sync_tenant(hub, TenantSource("a", TENANT, graph), SETTINGS)
+    assert INCIDENTS in report.errors and "not read before" in report.errors[INCIDENTS]
+    state = StreamState.from_doc(hub.get_state(TENANT, INCIDENTS))
+    assert state.retry_at is not None
+    assert timedelta(seconds=590) < state.retry_at - datetime.now(UTC) <= timedelta(seconds=600)
+    calls = graph.calls
+    waiting = sync_stream(hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=SETTINGS)
+    assert graph.calls == calls  # not asked again before the time Graph gave
+    assert waiting.waiting_until == state.retry_at
+    graph.retry_after = 0
+    later = state.retry_at + timedelta(seconds=1)
+    graph.now = later
+    sync_stream(
+        hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=SETTINGS, clock=lambda: later
+    )
+    assert hub.get_incident(TENANT, "i1") is not None
+    assert StreamState.from_doc(hub.get_state(TENANT, INCIDENTS)).retry_at is None
