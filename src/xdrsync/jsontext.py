@@ -10,6 +10,7 @@ so the text is always valid UTF-8). Datetimes always go to ``default``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,19 @@ def _encodable(text: str) -> bool:
     return True
 
 
+# 19 digits in a row: possibly an integer beyond 64 bits, which orjson reads as a float.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text (orjson, or the standard library for what orjson refuses)."""
+    """Parse JSON text (orjson, or the standard library for what orjson refuses or would
+    round: integers beyond 64 bits stay exact)."""
+    long = (
+        _LONG_DIGITS_BYTES.search(text) if isinstance(text, bytes) else _LONG_DIGITS.search(text)
+    )
+    if long is not None:
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

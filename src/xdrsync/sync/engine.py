@@ -15,7 +15,7 @@ import structlog
 
 from xdrsync.errors import ConfigError, ThrottledError, XdrSyncError
 from xdrsync.hub import Hub
-from xdrsync.logs import scrub as clean
+from xdrsync.logs import clean
 from xdrsync.sync.inbound import (
     STREAMS,
     DefenderSource,

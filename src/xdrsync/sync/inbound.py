@@ -64,10 +64,11 @@ class DefenderSource(Protocol):
 class InboundSettings:
     lookback: timedelta = timedelta(minutes=5)
     initial_backfill: timedelta = timedelta(days=30)
-    # Windows adapt to the data (see ``window.adapt_span``): about ``window_target`` records
-    # each, so a crash re-reads little and partial last pages cost little of the budget.
+    # Only for a source that ignores the order (see ``sync.listing``): windows adapt to the
+    # data (``window.adapt_span``), about ``window_target`` records each — below what
+    # ``$skip`` can reach (500 + a page), so few windows need splitting.
     first_window: timedelta = timedelta(days=1)
-    window_target: int = 1000
+    window_target: int = 400
     smallest_window: timedelta = timedelta(minutes=10)
     largest_window: timedelta = timedelta(days=365)
 
