@@ -48,12 +48,21 @@ def dumps(
         if _encodable(text):
             return text
         if replace_surrogates:
-            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            return without_surrogates(text)
         # Lone UTF-16 surrogates (Windows file names allow them) cannot be UTF-8: written as
         # ``\udc00`` escapes, the text is valid everywhere and parses back to the same value.
         return json.dumps(
             value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True, default=default
         )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate (in a Python string, every surrogate is one)
+    replaced by U+FFFD, for stores that cannot hold them."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _encodable(text: str) -> bool:
@@ -72,9 +81,7 @@ _LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
 def loads(text: str | bytes | bytearray) -> Any:
     """Parse JSON text (orjson, or the standard library for what orjson refuses or would
     round: integers beyond 64 bits stay exact)."""
-    long = (
-        _LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGITS_BYTES.search(text)
-    )
+    long = _LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGITS_BYTES.search(text)
     if long is not None:
         return json.loads(text)
     try:
@@ -83,4 +90,4 @@ def loads(text: str | bytes | bytearray) -> Any:
         return json.loads(text)
 
 
-__all__ = ["UnreadableItem", "dumps", "loads"]
+__all__ = ["UnreadableItem", "dumps", "loads", "without_surrogates"]

@@ -42,11 +42,16 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
         doc = row.doc or {}
         mark = doc.get("watermark")
         watermark = datetime.fromisoformat(mark) if mark else None
+        wait = doc.get("retry_at")
+        retry_at = datetime.fromisoformat(wait) if wait else None
+        lag = _age(watermark, now) if watermark else "backfilling"
+        if retry_at is not None and retry_at > now:  # Graph asked us to wait (Retry-After)
+            lag += f"; waiting until {retry_at:%H:%M:%S} UTC"
         streams.add_row(
             tenant_names.get(row.tenant_id, row.tenant_id),
             row.stream,
             watermark.isoformat(timespec="seconds") if watermark else "—",
-            _age(watermark, now) if watermark else "backfilling",
+            lag,
             _age(row.last_commit_at, now),
             str(row.quarantined),
             row.last_error or "",

@@ -21,6 +21,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
+from xdrsync.jsontext import without_surrogates
+
 MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
 BUSY_TIMEOUT_MS: Final = 30_000
@@ -42,7 +44,7 @@ def storable_text(value: str, *, nul: bool) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        value = without_surrogates(value)
     return value.replace("\x00", "\ufffd") if nul else value
 
 

@@ -1,0 +1,41 @@
+"""JSON text as every store reads it back: exact, whatever Graph put in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xdrsync import jsontext
+
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**100), max_value=2**100),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from("\udc00\ud800"))),
+)
+nested = st.one_of(leaf, st.lists(leaf, max_size=4))
+values = st.one_of(nested, st.lists(nested, max_size=4), st.dictionaries(st.text(), nested))
+
+
+@given(values)
+def test_what_is_written_reads_back_exactly_from_text_bytes_and_bytearray(value: Any) -> None:
+    text = jsontext.dumps(value)
+    text.encode("utf-8")  # always valid UTF-8, lone surrogates included (as escapes)
+    assert jsontext.loads(text) == value
+    assert jsontext.loads(text.encode()) == value
+    assert jsontext.loads(bytearray(text.encode())) == value
+
+
+def test_integers_beyond_64_bits_are_not_rounded() -> None:
+    assert jsontext.loads('{"a": -9223372036854775809, "b": 18446744073709551616}') == {
+        "a": -9223372036854775809,
+        "b": 18446744073709551616,
+    }
+
+
+def test_surrogates_can_be_replaced_for_stores_that_refuse_even_escapes() -> None:
+    assert jsontext.dumps(["x\udc00"], replace_surrogates=True) == '["x\ufffd"]'
+    assert jsontext.dumps(["x\udc00"]) == '["x\\udc00"]'
