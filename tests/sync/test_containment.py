@@ -181,3 +181,14 @@ def test_a_long_retry_after_is_honoured_across_cycles_and_shown(hub: Hub) -> Non
     )
     assert hub.get_incident(TENANT, "i1") is not None
     assert StreamState.from_doc(hub.get_state(TENANT, INCIDENTS)).retry_at is None
+
+
+@pytest.mark.parametrize("asked", [1e300, float("inf"), 10 * 365 * 86400.0])
+def test_an_absurd_retry_after_parks_a_stream_for_an_hour_at_most(hub: Hub, asked: float) -> None:
+    graph = Throttled(retry_after=asked)
+    graph.now = datetime.now(UTC)
+    report = sync_tenant(hub, TenantSource("a", TENANT, graph), SETTINGS)
+    assert INCIDENTS in report.errors and ALERTS not in report.errors  # the other stream ran
+    state = StreamState.from_doc(hub.get_state(TENANT, INCIDENTS))
+    assert state.retry_at is not None
+    assert state.retry_at - datetime.now(UTC) <= timedelta(hours=1)

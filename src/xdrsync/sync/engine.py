@@ -91,11 +91,22 @@ def sync_tenant(
     return report
 
 
+#: The longest wait a Retry-After can impose on a stream; a larger (or absurd) value is read
+#: as this, so a server cannot park a stream for years.
+MAX_RETRY_AFTER = timedelta(hours=1)
+
+
 def _retry_at(failure: BaseException) -> datetime | None:
     """When a throttled stream may be read again, if Graph asked for a wait."""
-    if isinstance(failure, ThrottledError) and failure.retry_after:
-        return datetime.now(UTC) + timedelta(seconds=failure.retry_after)
-    return None
+    if not isinstance(failure, ThrottledError) or not failure.retry_after:
+        return None
+    seconds = failure.retry_after
+    wait = (
+        MAX_RETRY_AFTER
+        if not 0 < seconds < MAX_RETRY_AFTER.total_seconds()  # also NaN and infinity
+        else timedelta(seconds=seconds)
+    )
+    return datetime.now(UTC) + wait
 
 
 class Fanout:

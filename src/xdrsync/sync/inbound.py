@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from xdrsync.errors import RetriableError, XdrSyncError
 from xdrsync.hub import Hub, InboundBatch, Quarantined
@@ -181,6 +180,14 @@ class _Cycle:
     end: datetime
     advance: bool
     on_window: OnWindow | None
+    state: StreamState = field(default_factory=StreamState)  # as last committed by this read
+    started: datetime | None = None  # the server's Date on the read's first page
+
+    def see(self, page: Page) -> datetime:
+        """The read's start on the server's clock (its first page's ``Date``)."""
+        if self.started is None:
+            self.started = page.server_date
+        return self.started
 
     def progress(self, reached: datetime) -> None:
         if self.on_window is not None:
@@ -249,9 +256,10 @@ def _read(
 ) -> StreamState:
     """Read ``[lower, upper)`` (``None``: up to now) by time boundary, or in windows when the
     source turns out not to honour the order."""
+    cycle.state = state
     if state.ordered is not False:
         try:
-            return _read_keyset(cycle, lower, upper, state)
+            return _read_keyset(cycle, lower, upper)
         except Unordered as why:
             log.warning(
                 "Graph ignores $orderby; reading in windows from now on",
@@ -259,20 +267,17 @@ def _read(
                 stream=cycle.stream,
                 detail=str(why),
             )
-            state = replace(state, ordered=False)
+            cycle.state = replace(cycle.state, ordered=False)  # with what the pages proved
             if cycle.advance:
-                cycle.commit(None, state)  # remembered, so no later cycle tries again
-    return _read_windows(cycle, lower, upper or cycle.end, state)
+                cycle.commit(None, cycle.state)  # remembered, so no later cycle tries again
+    return _read_windows(cycle, lower, upper or cycle.end, cycle.state)
 
 
-def _read_keyset(
-    cycle: _Cycle, lower: datetime, upper: datetime | None, state: StreamState
-) -> StreamState:
-    started: datetime | None = None
+def _read_keyset(cycle: _Cycle, lower: datetime, upper: datetime | None) -> StreamState:
+    state = cycle.state
     upper_ticks = None if upper is None else ticks_from_datetime(upper)
     for read in prefetched(keyset_scan(cycle.fetch, ticks_from_datetime(lower), upper_ticks)):
-        if started is None:
-            started = read.page.server_date
+        started = cycle.see(read.page)
         cycle.report.pages += 1
         moved: StreamState | None = None
         if cycle.advance:
@@ -285,6 +290,7 @@ def _read_keyset(
                 state = replace(state.moved(mark), ordered=True)
                 moved = state
         cycle.commit(read.page, moved)
+        cycle.state = state
         if read.done:
             cycle.report.windows += 1
         elif read.through is not None:
@@ -322,11 +328,11 @@ def _read_windows(
 def _read_window(
     cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
 ) -> StreamState:
-    started: datetime | None = None
     scan = window_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
     for read in prefetched(scan):
-        if started is None:
-            started = read.page.server_date
+        # Never past the server's clock at the start of the whole read (windows reach the
+        # local clock, which may be ahead of Graph's).
+        started = cycle.see(read.page)
         cycle.report.pages += 1
         moved: StreamState | None = None
         if cycle.advance and read.done:
@@ -347,9 +353,24 @@ def _adapt(span: timedelta, records: int, settings: InboundSettings) -> timedelt
     )
 
 
-# Failures of the database itself, not of one record's data: retrying record by record
-# would quarantine good records, so they fail the page instead.
-_STORE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+_DATA_ERRORS = (ValueError, TypeError, OverflowError, UnicodeError, RecursionError, KeyError)
+# SQLSTATE classes about the data, not the store: 22 data exception (e.g. a NUL or an
+# invalid byte sequence), 23 integrity, 54 program limit (e.g. an index key too long).
+_DATA_STATES = ("22", "23", "54")
+
+
+def _is_record_problem(problem: BaseException) -> bool:
+    """Whether a failed commit may be one record's data (then the record is found and
+    quarantined) rather than the store or the code (then the page fails and is retried, and
+    nothing is quarantined that a working store would take)."""
+    if isinstance(problem, DBAPIError):
+        state = getattr(problem.orig, "sqlstate", None) or getattr(problem.orig, "pgcode", None)
+        if isinstance(state, str):
+            return state[:2] in _DATA_STATES
+        return isinstance(problem, DataError | IntegrityError)
+    if isinstance(problem, StatementError):  # raised while binding a value: an encoding
+        return isinstance(problem.orig, _DATA_ERRORS)
+    return isinstance(problem, _DATA_ERRORS)
 
 
 def _commit(
@@ -372,9 +393,10 @@ def _commit(
     )
     try:
         results = [hub.commit_batch(batch)]
-    except (XdrSyncError, *_STORE_DOWN):
-        raise
-    except Exception as problem:  # one record the store cannot take: find it, keep the rest
+    except Exception as problem:
+        if isinstance(problem, XdrSyncError) or not _is_record_problem(problem):
+            raise
+        # Perhaps one record the store cannot take: find it, keep the rest.
         log.warning(
             "a page failed to commit; committing its records one by one",
             tenant=tenant_id,
@@ -394,6 +416,7 @@ def _commit_each(hub: Hub, batch: InboundBatch) -> list[Any]:
     bad = list(batch.quarantined)
     one = replace(batch, incidents=(), alerts=(), quarantined=(), state=None)
     records: list[Incident | Alert] = [*batch.incidents, *batch.alerts]
+    failed: list[Exception] = []
     for record in records:
         single = (
             replace(one, incidents=(record,))
@@ -402,9 +425,14 @@ def _commit_each(hub: Hub, batch: InboundBatch) -> list[Any]:
         )
         try:
             results.append(hub.commit_batch(single))
-        except (XdrSyncError, *_STORE_DOWN):
-            raise
         except Exception as problem:
+            if isinstance(problem, XdrSyncError) or not _is_record_problem(problem):
+                raise
+            failed.append(problem)
             bad.append(Quarantined(raw=_dump(record.to_graph()), reason=_reason(problem)))
+    if len(failed) == len(records) > 1:
+        # Every record of the page failed: more likely the store or the code than the data.
+        # Nothing was committed; the page fails and is read again.
+        raise failed[0]
     results.append(hub.commit_batch(replace(one, quarantined=bad, state=batch.state)))
     return results

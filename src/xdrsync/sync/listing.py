@@ -26,16 +26,18 @@ The stream's state moves only when a window has been read to its end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
 from typing import Any, Final, Protocol
 
 from xdrsync.errors import FatalSyncError, RetriableError
-from xdrsync.hub.payload import ticks_from_text, version_text
+from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
 
 #: Graph answers 400 for ``$skip`` above this (documented for alerts_v2, seen on incidents).
 MAX_SKIP: Final = 500
+#: How often an open scan extends its end to catch up with records updated while it read.
+CATCH_UPS: Final = 3
 #: Passes over a group or window whose membership changed while it was read, before giving up
 #: for this cycle (the state does not move; the next cycle reads it again).
 MAX_PASSES: Final = 4
@@ -136,19 +138,40 @@ def _describe(query: PageQuery) -> str:
 
 
 def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[Read]:
-    """Every record stamped in ``[lower, upper)``, oldest first, by time-boundary paging.
+    """Every record stamped in ``[lower, upper)``, oldest first, by time-boundary paging
+    (``upper=None``: up to the server's ``Date`` on the first page, then catching up with
+    what was updated meanwhile, see ``CATCH_UPS``).
 
     Raises ``Unordered`` at the first page that is not in ascending order (the pages before
     it were sound and may stay committed).
     """
-    cursor, inclusive, fullest = lower, True, 0
+    cursor, inclusive = lower, True
+    # An open scan reads up to the server's clock at its first page, then, if that took more
+    # than a page, catches up with what was updated meanwhile (those records moved ahead of
+    # the cursor) at most ``CATCH_UPS`` times: on a busy tenant an unbounded chase would never
+    # end, and what is left is the next cycle's (the watermark stays at or before the first
+    # page's clock).
+    catch_ups, pages = (CATCH_UPS if upper is None else 0), 0
     while True:
         query = PageQuery(cursor, upper, lower_inclusive=inclusive)
         page = fetch(query)
+        pages += 1
+        if upper is None:
+            upper = ticks_from_datetime(page.server_date)
+            query = replace(query, upper=upper)
         stamps = _within(_stamps(page.items), query)
         if any(later < earlier for earlier, later in pairwise(stamps)):
             raise Unordered(f"a page under {_describe(query)} is not in ascending order")
         if not page.more or not page.items:  # an empty page ends it, whatever a link says
+            assert upper is not None
+            now = ticks_from_datetime(page.server_date)
+            # Only after a read of several pages (a backfill, a backlog): a one-page cycle
+            # spends no extra call, its next poll comes soon enough.
+            if catch_ups and pages > 1 and now > upper:
+                catch_ups -= 1
+                yield Read(page, through=upper)  # all of [lower, upper) is read
+                upper = now
+                continue
             yield Read(page, through=upper, done=True)
             return
         if not stamps:
@@ -158,16 +181,11 @@ def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[
             )
         last = stamps[-1]
         if last > cursor or not inclusive:
-            fullest = max(fullest, len(page.items))
             yield Read(page, through=last)
             cursor, inclusive = last, True
             continue
-        if len(page.items) < fullest:
-            # Only records at the cursor, already read, and fewer than a page holds: there is
-            # nothing after them, whatever the link says.
-            yield Read(page, through=upper, done=True)
-            return
-        # A whole page stamped exactly ``cursor``: more records share it than a page holds.
+        # A page stamped only ``cursor``, with more to come: more records share the stamp than
+        # this page held (Graph may serve short pages), so the run is read as a group.
         yield Read(page, through=cursor)
         yield from _group(fetch, cursor)
         inclusive = False  # the group is read: go on strictly after it

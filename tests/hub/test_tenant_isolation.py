@@ -1,0 +1,89 @@
+"""Two tenants whose Defender ids collide (incident "1" exists in every tenant): each keeps its
+own versions, history, evidence and comments, and a re-read of one never touches the other."""
+
+from __future__ import annotations
+
+from hubdata import alert_json, batch, comment_json, evidence_json, incident_json, stamp
+
+from xdrsync.hub import Hub
+
+A, B = "tenant-a", "tenant-b"
+
+
+def _incident(version: float, note: str) -> dict[str, object]:
+    return incident_json(
+        "1",
+        stamp(version),
+        name=f"incident of {note}",
+        # One comment alike in both tenants (same time, author, text), one of each's own.
+        comments=[comment_json("shared words", 0), comment_json(f"comment of {note}", version)],
+        alerts=[
+            alert_json(
+                "da1",
+                "1",
+                stamp(version),
+                evidence=[evidence_json(int(version) + (0 if note == A else 50))],
+                title=f"alert of {note}",
+            )
+        ],
+    )
+
+
+def test_colliding_ids_in_two_tenants_stay_apart(hub: Hub) -> None:
+    first = hub.commit_batch(batch(_incident(1, A), tenant=A))
+    second = hub.commit_batch(batch(_incident(1, B), tenant=B))
+    assert first.changed_incident_ids == second.changed_incident_ids == ("1",)
+    assert second.inserted == first.inserted  # B's copy is new, not "unchanged" against A's
+
+    a, b = hub.get_incident(A, "1"), hub.get_incident(B, "1")
+    assert a is not None and b is not None
+    assert a.to_graph()["displayName"] == "incident of tenant-a"
+    assert b.to_graph()["displayName"] == "incident of tenant-b"
+    assert sorted(c.comment or "" for c in hub.list_comments(A, "1")) == [
+        "comment of tenant-a",
+        "shared words",
+    ]
+    assert sorted(c.comment or "" for c in hub.list_comments(B, "1")) == [
+        "comment of tenant-b",
+        "shared words",
+    ]
+    evidence_a = {row.entity_key for row in hub.list_evidence(A, "1")}
+    evidence_b = {row.entity_key for row in hub.list_evidence(B, "1")}
+    assert evidence_a and evidence_b and evidence_a.isdisjoint(evidence_b)
+
+    # A newer version in A: B's history and current row do not move.
+    later = hub.commit_batch(batch(_incident(2, A), tenant=A))
+    assert later.changed_incident_ids == ("1",)
+    assert len(hub.incident_history(A, "1")) == 2
+    assert len(hub.incident_history(B, "1")) == 1
+    assert len(hub.alert_history(B, "da1")) == 1
+    assert hub.get_incident(B, "1") == b
+    assert {row.entity_key for row in hub.list_evidence(B, "1")} == evidence_b
+
+    # Re-reading B's version changes nothing, whatever A holds.
+    again = hub.commit_batch(batch(_incident(1, B), tenant=B))
+    assert again.changed_incident_ids == () and again.inserted == again.updated == 0
+
+
+def test_a_new_version_of_one_alert_leaves_other_alerts_evidence_and_comment_times_alone(
+    hub: Hub,
+) -> None:
+    def incident(version: float) -> dict[str, object]:
+        return incident_json(
+            "7",
+            stamp(version),
+            comments=[comment_json("first look", 3)],
+            alerts=[
+                alert_json("da7_1", "7", stamp(version), evidence=[evidence_json(1)]),
+                alert_json("da7_2", "7", stamp(1), evidence=[evidence_json(2), evidence_json(3)]),
+            ],
+        )
+
+    hub.commit_batch(batch(incident(1), tenant=A))
+    before = {row.entity_key for row in hub.list_evidence(A, "7")}
+    assert len(before) == 3
+    hub.commit_batch(batch(incident(2), tenant=A))  # only da7_1 (and the incident) changed
+    assert {row.entity_key for row in hub.list_evidence(A, "7")} == before
+    (comment,) = hub.list_comments(A, "7")
+    assert comment.created_date_time is not None
+    assert comment.created_date_time.isoformat().startswith(stamp(3)[:19])

@@ -1,0 +1,450 @@
+"""The paging rules of ``sync.listing`` at their edges, on the scans themselves (no hub): which
+records a scan reads, what each page proves read (``through``), and when it gives up.
+
+Written to kill the mutants that survived the engine-level tests (docs/mutation.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fakegraph import T0, FakeGraph, FakePage
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdrsync.errors import FatalSyncError, RetriableError
+from xdrsync.hub.payload import (
+    datetime_from_ticks,
+    ticks_from_datetime,
+    ticks_from_text,
+    version_text,
+)
+from xdrsync.sync.listing import (
+    MAX_PASSES,
+    MAX_SKIP,
+    PageQuery,
+    Read,
+    Unordered,
+    Unsettled,
+    keyset_scan,
+    stamp_of,
+    window_scan,
+)
+
+S = "incidents"
+LOWER = ticks_from_datetime(T0 - timedelta(days=3))
+SECOND = 10_000_000  # ticks
+
+
+def ticks(record: dict[str, Any]) -> int:
+    value = ticks_from_text(record["lastUpdateDateTime"])
+    assert value is not None
+    return value
+
+
+@dataclass
+class Recorder:
+    """Wraps a fake's listing: records every (id, stamp) served and every query asked."""
+
+    graph: FakeGraph
+    served: set[tuple[str, int]] = field(default_factory=set)
+    queries: list[PageQuery] = field(default_factory=list)
+
+    def __call__(self, query: PageQuery) -> FakePage:
+        assert 0 <= query.skip <= MAX_SKIP, "Graph answers 400 above $skip=500"
+        self.queries.append(query)
+        page = self.graph.incidents_page(query)
+        self.served.update((r["id"], ticks(r)) for r in page.items)
+        return page
+
+    def unread_before(self, through: int, lower: int = LOWER) -> set[str]:
+        """Records now stamped in ``[lower, through)`` whose current version was never served."""
+        return {
+            key
+            for key, r in self.graph.records[S].items()
+            if lower <= ticks(r) < through and (key, ticks(r)) not in self.served
+        }
+
+
+def tie(graph: FakeGraph, count: int, stamp_ticks: int, prefix: str = "g") -> None:
+    for n in range(count):
+        graph.put(S, f"{prefix}{n:04d}", datetime_from_ticks(stamp_ticks))
+
+
+@dataclass
+class Tie:
+    """A cheap source holding only one run of ``size`` records stamped alike."""
+
+    size: int
+    page_size: int
+    stamp: int
+    queries: list[PageQuery] = field(default_factory=list)
+    served: set[str] = field(default_factory=set)
+
+    def __call__(self, query: PageQuery) -> FakePage:
+        assert 0 <= query.skip <= MAX_SKIP, "Graph answers 400 above $skip=500"
+        self.queries.append(query)
+        listed = query.lower < self.stamp or (query.lower == self.stamp and query.lower_inclusive)
+        total = self.size if listed else 0
+        start = query.skip
+        end = min(total, start + self.page_size)
+        items = tuple(
+            {"id": f"g{n:04d}", "lastUpdateDateTime": version_text(self.stamp)}
+            for n in range(start, end)
+        )
+        self.served.update(item["id"] for item in items)
+        return FakePage(items, T0, more=end < total, count=total if query.count else None)
+
+
+# -- the invariant the watermark rests on, for any data and any edits ------------------------
+
+
+@settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    page_size=st.integers(2, 5),
+    stamps=st.lists(st.integers(0, 40), min_size=0, max_size=25),
+    edits=st.lists(st.tuples(st.integers(1, 30), st.integers(0, 24)), max_size=6),
+    bounded=st.booleans(),
+)
+def test_every_page_proves_only_what_has_been_read(
+    page_size: int, stamps: list[int], edits: list[tuple[int, int]], bounded: bool
+) -> None:
+    """At every page, everything stamped before its ``through`` has been read at its current
+    version; the last page says so for the whole range. Edits move records forward mid-scan."""
+    graph = FakeGraph(page_size=page_size)
+    for n, step in enumerate(stamps):
+        graph.put(S, f"r{n:03d}", T0 - timedelta(minutes=7 * step))
+    for page, index in edits:
+        if stamps:
+            key = f"r{index % len(stamps):03d}"
+
+            def hook(
+                g: FakeGraph, _s: str, _q: PageQuery, page: int = page, key: str = key
+            ) -> None:
+                if g.pages == page:
+                    g.edit(S, key)
+
+            graph.hooks.append(hook)
+    fetch = Recorder(graph)
+    upper = ticks_from_datetime(T0 - timedelta(minutes=100)) if bounded else None
+    reads: list[Read] = []
+    for read in keyset_scan(fetch, LOWER, upper):  # checked as each page arrives
+        reads.append(read)
+        if read.through is not None:
+            assert not fetch.unread_before(read.through), "a page claimed unread records read"
+    marks = [read.through for read in reads if read.through is not None]
+    assert marks == sorted(marks), "the proven mark never moves back"
+    assert reads[-1].done and all(not read.done for read in reads[:-1])
+    # An open scan reads up to the server's clock at its first page (later edits are the next
+    # cycle's); a closed one to its upper bound.
+    end = reads[-1].through
+    assert end is not None
+    if upper is not None:
+        assert end == upper
+    else:  # at least up to the server's clock at the first page, caught up since perhaps
+        assert end >= ticks_from_datetime(reads[0].page.server_date)
+    assert not fetch.unread_before(end), "a record in the range was never read"
+
+
+@settings(
+    max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    page_size=st.integers(2, 5),
+    stamps=st.lists(st.integers(0, 40), min_size=0, max_size=20, unique=True),
+    edit_pages=st.sets(st.integers(1, 20), max_size=3),
+)
+def test_a_window_read_in_any_order_reads_every_record(
+    page_size: int, stamps: list[int], edit_pages: set[int]
+) -> None:
+    graph = FakeGraph(page_size=page_size, ordered=False)
+    for n, step in enumerate(stamps):
+        graph.put(S, f"r{n:03d}", T0 - timedelta(minutes=7 * step))
+    for page in edit_pages:
+        if stamps:
+
+            def hook(g: FakeGraph, _s: str, _q: PageQuery, page: int = page) -> None:
+                if g.pages == page:
+                    g.edit(S, "r000")
+
+            graph.hooks.append(hook)
+    fetch = Recorder(graph)
+    upper = ticks_from_datetime(T0 + timedelta(hours=1))
+    try:
+        reads = list(window_scan(fetch, LOWER, upper))
+    except Unsettled:
+        return  # kept changing for MAX_PASSES passes: nothing was proven, the engine splits it
+    assert reads[-1].done and reads[-1].through == upper
+    assert all(read.through is None and not read.done for read in reads[:-1])
+    # An edit during the read is stamped after the read began, so the engine's watermark
+    # (never past the first page's Date) leaves it to the next cycle: everything before is read.
+    started = ticks_from_datetime(reads[0].page.server_date)
+    assert not fetch.unread_before(min(upper, started))
+    assert all(q.count and not q.ordered for q in fetch.queries)
+
+
+def drain(reads: Iterator[Read], proven: list[int]) -> None:
+    """Read a scan to its end (or its error), noting what each page proved read."""
+    for read in reads:
+        if read.through is not None:
+            proven.append(read.through)
+
+
+# -- ties longer than a page ---------------------------------------------------------------
+
+
+def test_a_tie_that_ends_exactly_at_skip_500_is_read_whole() -> None:
+    fetch = Tie(MAX_SKIP + 5, 5, LOWER + 60 * SECOND)
+    reads = list(keyset_scan(fetch, LOWER))
+    assert len(fetch.served) == MAX_SKIP + 5
+    assert max(q.skip for q in fetch.queries) == MAX_SKIP
+    assert reads[-1].done
+
+
+@pytest.mark.parametrize(("size", "page_size"), [(MAX_SKIP + 6, 5), (MAX_SKIP + 2, 3)])
+def test_a_tie_beyond_skip_500_fails_clearly_without_asking_beyond_it(
+    size: int, page_size: int
+) -> None:
+    stamp = LOWER + 60 * SECOND
+    fetch = Tie(size, page_size, stamp)
+    proven: list[int] = []
+    with pytest.raises(FatalSyncError, match=r"share lastUpdateDateTime .*\$skip=500"):
+        drain(keyset_scan(fetch, LOWER), proven)
+    assert max(proven) == stamp  # nothing after the group was claimed read
+
+
+def test_a_tie_that_keeps_changing_is_given_up_after_four_passes_proving_nothing_after_it() -> None:
+    graph = FakeGraph(page_size=3)
+    stamp = LOWER + 60 * SECOND
+    tie(graph, 10, stamp)
+    graph.put(S, "later", T0 - timedelta(hours=1))
+    state = {"n": 0}
+
+    def shrink(g: FakeGraph, _s: str, query: PageQuery) -> None:
+        if query.count and query.skip > 0:  # a member leaves on every group page
+            state["n"] += 1
+            g.edit(S, f"g{state['n']:04d}")
+
+    graph.hooks.append(shrink)
+    fetch = Recorder(graph)
+    proven: list[int] = []
+    with pytest.raises(RetriableError, match="kept changing"):
+        drain(keyset_scan(fetch, LOWER), proven)
+    passes = [q for q in fetch.queries if q.count and q.skip == 0]
+    assert len(passes) == MAX_PASSES == 4
+    assert max(proven) == stamp
+
+
+def test_a_tie_whose_count_is_missing_is_a_broken_contract() -> None:
+    graph = FakeGraph(page_size=3)
+    tie(graph, 7, LOWER + 60 * SECOND)
+
+    def no_count(query: PageQuery) -> FakePage:
+        page = graph.incidents_page(query)
+        return FakePage(page.items, page.server_date, page.more, None)
+
+    with pytest.raises(
+        FatalSyncError, match=r"^Graph answered \$count=true without @odata\.count$"
+    ):
+        list(keyset_scan(no_count, LOWER))
+
+
+def test_a_tie_read_whole_is_followed_by_the_records_after_it() -> None:
+    graph = FakeGraph(page_size=3)
+    stamp = LOWER + 60 * SECOND
+    tie(graph, 8, stamp)
+    graph.put(S, "x1", T0 - timedelta(hours=2))
+    graph.put(S, "x2", T0 - timedelta(hours=1))
+    fetch = Recorder(graph)
+    reads = list(keyset_scan(fetch, LOWER))
+    assert not fetch.unread_before(ticks_from_datetime(graph.now))
+    after = [q for q in fetch.queries if not q.count and q.lower == stamp]
+    assert after and all(not q.lower_inclusive for q in after[1:])  # strictly after the group
+    assert reads[-1].done
+    last = reads[-1].through
+    assert last is not None and last >= ticks_from_datetime(reads[0].page.server_date)
+    group = [read for read in reads if read.page.count is not None]
+    assert group and all(read.through == stamp and not read.done for read in group)
+
+
+# -- pages that break the rules -------------------------------------------------------------
+
+
+def test_records_outside_the_filter_are_kept_but_never_steer_the_cursor() -> None:
+    """A source that slips in a record older than the lower bound (last on the page) or newer
+    than the upper bound must neither look unordered nor move the cursor past unread ones."""
+    graph = FakeGraph(page_size=3)
+    for n in range(12):
+        graph.put(S, f"r{n:03d}", T0 - timedelta(hours=40 - n))
+    upper = ticks_from_datetime(T0 - timedelta(hours=30))
+    stale = {"id": "stale", "lastUpdateDateTime": version_text(LOWER - SECOND)}
+    future = {"id": "future", "lastUpdateDateTime": version_text(upper + 3600 * SECOND)}
+    at_upper = {"id": "edge", "lastUpdateDateTime": version_text(upper)}
+
+    for extra in (stale, future, at_upper):
+        fetch = Recorder(graph)
+
+        def sloppy(
+            query: PageQuery, extra: dict[str, Any] = extra, fetch: Recorder = fetch
+        ) -> FakePage:
+            page = fetch(query)
+            return FakePage((*page.items, extra), page.server_date, page.more or False, page.count)
+
+        reads = list(keyset_scan(sloppy, LOWER, upper))
+        assert not fetch.unread_before(upper)
+        assert all(r.through is None or r.through <= upper for r in reads)
+        assert any(extra in read.page.items for read in reads)  # handed over, to be stored
+
+
+def test_a_source_that_ignores_the_order_is_told_at_once() -> None:
+    graph = FakeGraph(page_size=3, ordered=False)
+    for n in range(6):
+        graph.put(S, f"r{n:03d}", T0 - timedelta(hours=10 - n))
+    with pytest.raises(Unordered, match=r"lastUpdateDateTime ge \d{4}-.*Z"):
+        list(keyset_scan(graph.incidents_page, LOWER))
+
+
+def test_equal_neighbours_are_in_order() -> None:
+    graph = FakeGraph(page_size=4, ordered=False)
+    tie(graph, 3, LOWER + SECOND)  # one stamp: no order to ignore
+    assert list(keyset_scan(graph.incidents_page, LOWER))[-1].done
+
+
+def test_a_next_link_after_a_page_without_dated_records_fails_the_read() -> None:
+    def undated(query: PageQuery) -> FakePage:
+        return FakePage(({"id": "x"}, "not a record"), T0, more=True)
+
+    with pytest.raises(
+        RetriableError, match=r"no dated record \(lastUpdateDateTime ge .*Z and lt .*Z\)"
+    ):
+        list(keyset_scan(undated, LOWER, LOWER + SECOND))
+    with pytest.raises(RetriableError):
+        list(
+            keyset_scan(
+                lambda q: FakePage(({"id": "x"},), T0, more=True),
+                LOWER,
+            )
+        )
+
+
+def test_an_empty_page_ends_the_scan_whatever_its_link_says() -> None:
+    reads = list(keyset_scan(lambda q: FakePage((), T0, more=True), LOWER, LOWER + SECOND))
+    assert len(reads) == 1 and reads[0].done and reads[0].through == LOWER + SECOND
+
+
+def test_a_short_page_of_only_the_cursors_stamp_with_a_link_is_read_as_a_group() -> None:
+    """Graph may serve fewer than $top and still link a next page: a page holding only records
+    at the cursor is never taken for the end; the run is read as a group, then past it."""
+    stamp = LOWER + SECOND
+    at = [{"id": f"b{n}", "lastUpdateDateTime": version_text(stamp)} for n in range(3)]
+    later = {"id": "c", "lastUpdateDateTime": version_text(stamp + SECOND)}
+    asked: list[PageQuery] = []
+
+    def fetch(query: PageQuery) -> FakePage:
+        asked.append(query)
+        if len(asked) == 1:  # oldest first, the run at ``stamp`` cut short, a link
+            return FakePage(({"id": "a", "lastUpdateDateTime": version_text(LOWER)}, *at), T0, True)
+        if query.count:  # the group: everything at ``stamp``
+            return FakePage(tuple(at[query.skip :]), T0, False, count=len(at))
+        if not query.lower_inclusive:  # past the group
+            return FakePage((later,), T0, False)
+        return FakePage(tuple(at[:1]), T0, more=True)  # short, only the cursor's stamp
+
+    reads = list(keyset_scan(fetch, LOWER))
+    assert reads[-1].done
+    assert any(q.count for q in asked)  # the group was read
+    assert "c" in {item["id"] for read in reads for item in read.page.items}
+
+
+# -- windows at the $skip ceiling -------------------------------------------------------------
+
+
+def _counted(total: int, page_size: int) -> Any:
+    def fetch(query: PageQuery) -> FakePage:
+        size = max(0, min(page_size, total - query.skip))
+        items = tuple(
+            {"id": f"w{query.skip + n}", "lastUpdateDateTime": version_text(LOWER + 1)}
+            for n in range(size)
+        )
+        return FakePage(items, T0, more=query.skip + size < total, count=total)
+
+    return fetch
+
+
+def test_a_window_that_skip_can_just_reach_is_read_whole() -> None:
+    reads = list(window_scan(_counted(MAX_SKIP + 5, 5), LOWER, LOWER + SECOND))
+    assert sum(len(r.page.items) for r in reads) == MAX_SKIP + 5
+    assert reads[-1].done and reads[-1].through == LOWER + SECOND
+
+
+@pytest.mark.parametrize(("total", "page_size"), [(MAX_SKIP + 6, 5), (MAX_SKIP + 2, 3)])
+def test_a_window_beyond_skip_500_is_split_not_read(total: int, page_size: int) -> None:
+    with pytest.raises(Unsettled):
+        list(window_scan(_counted(total, page_size), LOWER, LOWER + SECOND))
+
+
+def test_a_window_whose_pages_lie_about_more_is_split_before_skip_500() -> None:
+    # A count that fits, but links that go on: the ceiling still holds.
+    def fetch(query: PageQuery) -> FakePage:
+        items = tuple({"id": f"w{query.skip + n}"} for n in range(5))
+        return FakePage(items, T0, more=True, count=10)
+
+    with pytest.raises(Unsettled, match="more than 500"):
+        list(window_scan(fetch, LOWER, LOWER + SECOND))
+
+
+def test_a_window_without_count_is_a_broken_contract() -> None:
+    with pytest.raises(
+        FatalSyncError, match=r"^Graph answered \$count=true without @odata\.count$"
+    ):
+        list(window_scan(lambda q: FakePage((), T0), LOWER, LOWER + SECOND))
+
+
+def test_a_window_that_keeps_changing_is_given_up_after_four_passes() -> None:
+    passes = {"n": 0}
+
+    def fetch(query: PageQuery) -> FakePage:
+        if query.skip == 0:
+            passes["n"] += 1
+        count = 6 + passes["n"] + query.skip  # changes between the pages of every pass
+        more = query.skip == 0
+        return FakePage(({"id": f"w{query.skip}"},) * 3, T0, more=more, count=count)
+
+    with pytest.raises(Unsettled, match="4 passes"):
+        list(window_scan(fetch, LOWER, LOWER + SECOND))
+    assert passes["n"] == MAX_PASSES
+
+
+def test_an_empty_window_is_read_at_once() -> None:
+    reads = list(window_scan(lambda q: FakePage((), T0, count=0), LOWER, LOWER + SECOND))
+    assert len(reads) == 1 and reads[0].done and reads[0].through == LOWER + SECOND
+
+
+# -- the query contract ---------------------------------------------------------------------
+
+
+def test_no_query_asks_for_skip_beyond_what_graph_serves() -> None:
+    PageQuery(0, skip=MAX_SKIP)
+    PageQuery(0, skip=0)
+    for skip in (-1, MAX_SKIP + 1):
+        with pytest.raises(ValueError, match=r"outside 0\.\.500"):
+            PageQuery(0, skip=skip)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"lastUpdateDateTime": "2026-11-01T00:00:00.0000001Z"}, True),
+        ({"lastUpdateDateTime": 5}, False),
+        ({"id": "x"}, False),
+        (["lastUpdateDateTime"], False),
+        ("lastUpdateDateTime", False),
+    ],
+)
+def test_only_a_readable_stamp_steers_paging(item: Any, expected: bool) -> None:
+    assert (stamp_of(item) is not None) is expected
