@@ -299,3 +299,19 @@ def test_pages_each_in_order_but_not_with_each_other_lose_nothing_across_a_crash
     # Records served outside the filter were stored but never moved the watermark back.
     done = StreamState.from_doc(hub.get_state(TENANT, INCIDENTS))
     assert done.watermark is not None and done.watermark >= state.watermark
+
+
+def test_a_tenant_busier_than_the_read_cannot_keep_a_cycle_going(hub: Hub) -> None:
+    graph = FakeGraph(page_size=2)
+    spread(graph, INCIDENTS, 10)
+
+    def busy(g: FakeGraph, stream: str, query: PageQuery) -> None:
+        for n in range(3):  # three edits per page: more than a page of two can follow
+            g.edit(INCIDENTS, f"i{(g.pages * 3 + n) % 10:03d}")
+
+    graph.hooks.append(busy)
+    assert cycle(hub, graph, INCIDENTS)  # it ends
+    assert graph.pages < 40
+    graph.hooks.clear()
+    assert cycle(hub, graph, INCIDENTS)
+    assert stored(hub, INCIDENTS, graph) == graph.truth(INCIDENTS)

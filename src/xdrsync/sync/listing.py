@@ -26,18 +26,23 @@ The stream's state moves only when a window has been read to its end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
 from typing import Any, Final, Protocol
 
 from xdrsync.errors import FatalSyncError, RetriableError
-from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
+from xdrsync.hub.payload import (
+    TICKS_PER_SECOND,
+    ticks_from_datetime,
+    ticks_from_text,
+    version_text,
+)
 
 #: Graph answers 400 for ``$skip`` above this (documented for alerts_v2, seen on incidents).
 MAX_SKIP: Final = 500
-#: How often an open scan extends its end to catch up with records updated while it read.
-CATCH_UPS: Final = 3
+#: Pages an open scan reads past the server's clock at its start, chasing updates, at most.
+CHASE_PAGES: Final = 5
 #: Passes over a group or window whose membership changed while it was read, before giving up
 #: for this cycle (the state does not move; the next cycle reads it again).
 MAX_PASSES: Final = 4
@@ -139,41 +144,35 @@ def _describe(query: PageQuery) -> str:
 
 def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[Read]:
     """Every record stamped in ``[lower, upper)``, oldest first, by time-boundary paging
-    (``upper=None``: up to the server's ``Date`` on the first page, then catching up with
-    what was updated meanwhile, see ``CATCH_UPS``).
+    (``upper=None``: to the end, chasing what is updated meanwhile for ``CHASE_PAGES`` at most).
 
     Raises ``Unordered`` at the first page that is not in ascending order (the pages before
     it were sound and may stay committed).
     """
     cursor, inclusive = lower, True
-    # An open scan reads up to the server's clock at its first page, then, if that took more
-    # than a page, catches up with what was updated meanwhile (those records moved ahead of
-    # the cursor) at most ``CATCH_UPS`` times: on a busy tenant an unbounded chase would never
-    # end, and what is left is the next cycle's (the watermark stays at or before the first
-    # page's clock).
-    catch_ups, pages = (CATCH_UPS if upper is None else 0), 0
+    # An open read follows records updated while it pages (they move ahead of the cursor),
+    # but once the cursor is past the server's clock at the first page (plus its Date's one
+    # second of resolution) everything older has been read: on a busy tenant the chase could
+    # go on for ever, so it stops after CHASE_PAGES more pages. The watermark stays at or
+    # before the first page's clock, so the next cycle reads what is left.
+    horizon: int | None = None
+    chased = 0
     while True:
         query = PageQuery(cursor, upper, lower_inclusive=inclusive)
         page = fetch(query)
-        pages += 1
-        if upper is None:
-            upper = ticks_from_datetime(page.server_date)
-            query = replace(query, upper=upper)
+        if upper is None and horizon is None:
+            horizon = ticks_from_datetime(page.server_date) + TICKS_PER_SECOND
         stamps = _within(_stamps(page.items), query)
         if any(later < earlier for earlier, later in pairwise(stamps)):
             raise Unordered(f"a page under {_describe(query)} is not in ascending order")
         if not page.more or not page.items:  # an empty page ends it, whatever a link says
-            assert upper is not None
-            now = ticks_from_datetime(page.server_date)
-            # Only after a read of several pages (a backfill, a backlog): a one-page cycle
-            # spends no extra call, its next poll comes soon enough.
-            if catch_ups and pages > 1 and now > upper:
-                catch_ups -= 1
-                yield Read(page, through=upper)  # all of [lower, upper) is read
-                upper = now
-                continue
             yield Read(page, through=upper, done=True)
             return
+        if horizon is not None and stamps and stamps[-1] >= horizon:
+            chased += 1
+            if chased > CHASE_PAGES:
+                yield Read(page, through=stamps[-1], done=True)
+                return
         if not stamps:
             raise RetriableError(
                 f"Graph linked a next page after a page with no dated record "
