@@ -70,3 +70,20 @@ def test_watermark_never_moves_back(marks: list[datetime]) -> None:
         highest = mark if highest is None else max(highest, mark)
         assert state.watermark == highest
     assert StreamState.from_doc(state.to_doc()) == state
+
+
+def test_a_stream_state_survives_its_document_whole() -> None:
+    state = StreamState(
+        watermark=T0,
+        last_success=T0 + timedelta(seconds=3),
+        cycles=7,
+        ordered=False,
+        retry_at=T0 + timedelta(minutes=10),  # a Graph-requested wait outlives a restart
+    )
+    doc = state.to_doc()
+    assert doc["retry_at"] == (T0 + timedelta(minutes=10)).isoformat()
+    assert StreamState.from_doc(doc) == state
+    assert StreamState.from_doc(None) == StreamState()
+    moved = state.moved(T0 + timedelta(minutes=1))
+    assert moved.retry_at is None and moved.watermark == T0 + timedelta(minutes=1)
+    assert state.moved(T0 - timedelta(minutes=1)).watermark == T0  # never back
