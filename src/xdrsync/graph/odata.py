@@ -1,4 +1,4 @@
-"""OData query text for Graph: datetime literals, time-window filters, query-string surgery.
+"""OData query text for Graph: query strings, link origins, collection paths.
 
 Pure functions. Query strings are built by hand rather than by httpx so that option names
 keep their literal ``$`` (as Graph documents them) and links Graph hands back are edited
@@ -8,34 +8,13 @@ without re-encoding the parts we do not touch.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 from xdrsync.errors import FatalSyncError
 from xdrsync.logs import clean
 
 # Kept literal in values: readable, and meaningful to OData ('string', fn(a,b), dates).
 _VALUE_SAFE = ":'(),/"
-
-
-def format_datetime(value: datetime) -> str:
-    """An unquoted OData DateTimeOffset literal in Graph's 7-digit form, e.g.
-    ``2025-02-07T19:01:26.1234560Z``. Naive datetimes are refused: their zone is a guess."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("pass an aware datetime (UTC); a naive one has no defined instant")
-    utc = value.astimezone(UTC).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds") + "0Z"
-
-
-def updated_between(lower: datetime, upper: datetime | None) -> str:
-    """``$filter`` for ``lower <= lastUpdateDateTime <= upper`` (upper optional), inclusive
-    on both ends so a record on a window boundary is read by both windows, never by none."""
-    text = f"lastUpdateDateTime ge {format_datetime(lower)}"
-    if upper is not None:
-        if upper < lower:
-            raise ValueError("upper bound is before lower bound")
-        text += f" and lastUpdateDateTime le {format_datetime(upper)}"
-    return text
 
 
 def encode_query(params: Mapping[str, str | int]) -> str:
@@ -51,33 +30,6 @@ def with_query(url: str, params: Mapping[str, str | int] | None) -> str:
     if not params:
         return url
     return f"{url}{'&' if '?' in url else '?'}{encode_query(params)}"
-
-
-def _split(url: str) -> tuple[str, list[str]]:
-    base, _, query = url.partition("?")
-    return base, [pair for pair in query.split("&") if pair]
-
-
-def _name(pair: str) -> str:
-    return unquote(pair.partition("=")[0]).lower()
-
-
-def has_param(url: str, name: str) -> bool:
-    """Whether the query of ``url`` sets ``name`` (case-insensitive, ``%24`` = ``$``)."""
-    return any(_name(pair) == name.lower() for pair in _split(url)[1])
-
-
-def without_param(url: str, name: str) -> str:
-    """``url`` minus every ``name=`` pair; all other pairs are kept byte for byte, so the
-    page position a link encodes ($skip, $skiptoken) is unchanged."""
-    base, pairs = _split(url)
-    kept = [pair for pair in pairs if _name(pair) != name.lower()]
-    return f"{base}?{'&'.join(kept)}" if kept else base
-
-
-def with_param(url: str, name: str, value: str) -> str:
-    """``url`` with ``name=value`` added unless the query already sets ``name``."""
-    return url if has_param(url, name) else with_query(url, {name: value})
 
 
 def origin(url: str) -> str:
@@ -120,12 +72,7 @@ def is_collection_path(url: str) -> bool:
 
 __all__ = [
     "encode_query",
-    "format_datetime",
-    "has_param",
     "is_collection_path",
     "origin",
-    "updated_between",
-    "with_param",
     "with_query",
-    "without_param",
 ]

@@ -19,7 +19,6 @@ from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import RetriableError, ThrottledError
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import NotFoundError
-from xdrsync.hub.payload import version_text
 from xdrsync.sync.listing import PageQuery
 
 log = structlog.get_logger(__name__)
@@ -51,14 +50,8 @@ class ListPage:
 
 
 def listing_params(query: PageQuery, top: int) -> dict[str, str | int]:
-    """The query options of one page. Bounds are written with Graph's seven fractional
-    digits, so a cursor at a record's exact stamp neither skips nor repeats a tick."""
-    op = "ge" if query.lower_inclusive else "gt"
-    text = f"lastUpdateDateTime {op} {version_text(query.lower)}"
-    if query.upper is not None:
-        op = "le" if query.upper_inclusive else "lt"
-        text += f" and lastUpdateDateTime {op} {version_text(query.upper)}"
-    params: dict[str, str | int] = {"$filter": text, "$top": top}
+    """The query options of one page."""
+    params: dict[str, str | int] = {"$filter": query.filter_text, "$top": top}
     if query.ordered:
         # Graph does not document $orderby here, but serves it (peers rely on it); the sync
         # engine checks every page and reads in windows instead if it is not honoured.

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from xdrsync.errors import RetriableError, XdrSyncError
-from xdrsync.hub import Hub, InboundBatch, Quarantined
+from xdrsync.errors import RetriableError
+from xdrsync.hub import ApplyResult, Hub, InboundBatch, Quarantined
 from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
 from xdrsync.jsontext import UnreadableItem
 from xdrsync.models import Alert, Incident
@@ -394,7 +394,7 @@ def _commit(
     try:
         results = [hub.commit_batch(batch)]
     except Exception as problem:
-        if isinstance(problem, XdrSyncError) or not _is_record_problem(problem):
+        if not _is_record_problem(problem):
             raise
         # Perhaps one record the store cannot take: find it, keep the rest.
         log.warning(
@@ -410,9 +410,9 @@ def _commit(
     report.updated += sum(result.updated for result in results)
 
 
-def _commit_each(hub: Hub, batch: InboundBatch) -> list[Any]:
+def _commit_each(hub: Hub, batch: InboundBatch) -> list[ApplyResult]:
     """Commit each record of ``batch`` alone; quarantine those that fail; then the state."""
-    results: list[Any] = []
+    results: list[ApplyResult] = []
     bad = list(batch.quarantined)
     one = replace(batch, incidents=(), alerts=(), quarantined=(), state=None)
     records: list[Incident | Alert] = [*batch.incidents, *batch.alerts]
@@ -426,7 +426,7 @@ def _commit_each(hub: Hub, batch: InboundBatch) -> list[Any]:
         try:
             results.append(hub.commit_batch(single))
         except Exception as problem:
-            if isinstance(problem, XdrSyncError) or not _is_record_problem(problem):
+            if not _is_record_problem(problem):
                 raise
             failed.append(problem)
             bad.append(Quarantined(raw=_dump(record.to_graph()), reason=_reason(problem)))

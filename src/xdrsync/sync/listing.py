@@ -65,6 +65,17 @@ class PageQuery:
         if self.skip < 0 or self.skip > MAX_SKIP:
             raise ValueError(f"$skip {self.skip} is outside 0..{MAX_SKIP}")
 
+    @property
+    def filter_text(self) -> str:
+        """The bounds as Graph's ``$filter``, with its seven fractional digits, so a cursor at
+        a record's exact stamp neither skips nor repeats a tick."""
+        text = f"lastUpdateDateTime {'ge' if self.lower_inclusive else 'gt'} "
+        text += str(version_text(self.lower))
+        if self.upper is not None:
+            text += f" and lastUpdateDateTime {'le' if self.upper_inclusive else 'lt'} "
+            text += str(version_text(self.upper))
+        return text
+
 
 class Page(Protocol):
     """One page as a source hands it over."""
@@ -135,11 +146,8 @@ def _within(stamps: Sequence[int], query: PageQuery) -> list[int]:
 
 
 def _describe(query: PageQuery) -> str:
-    text = f"lastUpdateDateTime {'ge' if query.lower_inclusive else 'gt'} "
-    text += str(version_text(query.lower))
-    if query.upper is not None:
-        text += f" and {'le' if query.upper_inclusive else 'lt'} {version_text(query.upper)}"
-    return text
+    """The bounds for a message: the ``$filter``, the second field name dropped."""
+    return query.filter_text.replace(" and lastUpdateDateTime ", " and ")
 
 
 def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[Read]:
