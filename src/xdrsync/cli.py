@@ -35,6 +35,12 @@ state_app = typer.Typer(no_args_is_help=True, help="Inspect sync state.")
 app.add_typer(state_app, name="state")
 incidents_app = typer.Typer(no_args_is_help=True, help="The workspace's incidents.")
 app.add_typer(incidents_app, name="incidents")
+alerts_app = typer.Typer(no_args_is_help=True, help="The workspace's alerts.")
+app.add_typer(alerts_app, name="alerts")
+conflicts_app = typer.Typer(
+    no_args_is_help=True, help="Edits waiting for a decision (fields with policy manual)."
+)
+app.add_typer(conflicts_app, name="conflicts")
 
 ConfigOption = Annotated[
     Path | None,
@@ -50,13 +56,22 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(f"xdrsync {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Lossless, multi-tenant, two-way sync of Microsoft Defender XDR incidents."""
 
 
 @emulate_app.command("defender")
@@ -172,10 +187,10 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
 def _publishing(workspace: Workspace) -> Iterator[LogPublisher]:
     """The workspace tables fill in the background while the block syncs, and take the rest
     when it ends; a failure of that last run is raised here rather than logged."""
-    from xdrsync.sync.engine import Fanout
+    from xdrsync.sync.engine import Background
 
     publisher = workspace.publisher()
-    fanout = Fanout(publisher.publish, interval=1.0).start()
+    fanout = Background(publisher.publish, interval=1.0).start()
     try:
         yield publisher
     finally:
@@ -254,6 +269,9 @@ def sync_command(
         config = _load(config_file)
         with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
             failed = False
+            pushed = workspace.pusher().push_due()
+            if pushed.states:
+                console.print(f"write-back: {_push_summary(pushed.states)}")
             for tenant in workspace.sources():
                 with _progress() as progress:
                     report = sync_tenant(
@@ -299,6 +317,8 @@ def run_command(
                 inbound_settings(config),
                 poll_interval=config.sync.poll_interval_seconds,
                 after_cycle=workspace.publisher().publish,
+                push=workspace.pusher().push_due,
+                push_interval=config.two_way.poll_seconds,
             ).start()
             err_console.print(
                 f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "
@@ -459,7 +479,8 @@ def incidents_show(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Graph JSON instead of tables.")] = False,
 ) -> None:
-    """One incident: fields, alerts, evidence by entity, comments, version history."""
+    """One incident: fields, alerts, evidence by entity, comments, history, edits."""
+    from xdrsync.twoway.submit import current_view
     from xdrsync.views import incident_detail, to_json
 
     with _errors():
@@ -472,8 +493,251 @@ def incidents_show(
             if as_json:
                 typer.echo(to_json(incident.to_graph()))
                 return
-            for part in incident_detail(workspace.hub, incident):
+            shown = current_view(workspace.hub, tenant_config.tenant_id, "incident", incident_id)
+            for part in incident_detail(workspace.hub, incident, shown):
                 console.print(part)
+
+
+# -- two-way: edits to Defender ---------------------------------------------------------------
+
+
+def _push_summary(states: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+
+
+_DONE_WORDS = {
+    "confirmed": "[green]confirmed by Defender[/green]",
+    "failed": "[red]failed[/red]",
+    "conflict": "[yellow]in conflict (decide with `xdrsync conflicts resolve`)[/yellow]",
+    "overridden": "[yellow]not applied: Defender's change won[/yellow]",
+    "pending": "pending",
+}
+
+
+def _update(
+    kind: str,
+    entity_id: str,
+    request: Any,
+    *,
+    config_file: Path | None,
+    tenant: str | None,
+    author: str | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    import getpass
+
+    from xdrsync.sync.lock import WorkspaceLock
+    from xdrsync.twoway import submit
+
+    with _errors():
+        config = _load(config_file)
+        if tenant is None and len(config.tenants) > 1:
+            raise _fail("several tenants are configured: name one with --tenant")
+        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
+        target = submit.Tenant(
+            tenant_config.name, tenant_config.tenant_id, config.writes_to(tenant_config)
+        )
+        with _workspace(config, lock=False) as workspace:
+            ids = submit.submit(
+                workspace.hub,
+                target,
+                kind,  # type: ignore[arg-type]
+                entity_id,
+                request,
+                author=author or getpass.getuser(),
+                origin="cli",
+            )
+            if not ids:
+                console.print(f"nothing to change: {kind} {entity_id} already has these values")
+                return
+            console.print(f"queued {len(ids)} edit(s) for Defender: #{', #'.join(map(str, ids))}")
+            guard = WorkspaceLock(config.workspace.path)
+            try:
+                guard.acquire()
+            except ConfigError:  # `xdrsync run` holds it: its pusher takes the edits
+                if not wait:
+                    console.print("the running xdrsync service pushes them to Defender")
+                    return
+                rows = submit.wait(workspace.hub, ids, timeout=timeout)
+            else:
+                try:
+                    pusher = workspace.pusher()
+
+                    def push() -> None:
+                        pusher.push_due(tenant_config.tenant_id)
+
+                    push()
+                    rows = (
+                        submit.wait(workspace.hub, ids, timeout=timeout, push=push)
+                        if wait
+                        else workspace.hub.edits(ids=ids)
+                    )
+                finally:
+                    guard.release()
+        for row in rows:
+            line = f"#{row.id} {row.field}: {_DONE_WORDS.get(row.state, row.state)}"
+            if row.state != "confirmed" and row.outcome:
+                line += f" — {row.outcome}"
+            console.print(line)
+        if any(r.state in ("failed", "overridden", "conflict") for r in rows):
+            raise typer.Exit(1)
+        if wait and any(r.state == "pending" for r in rows):
+            err_console.print(f"still pending after {timeout:g}s; it will be retried")
+            raise typer.Exit(1)
+
+
+AuthorOption = Annotated[
+    str | None,
+    typer.Option("--as", help="Who makes the edit (default: the account running xdrsync)."),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Wait for Defender's answer; non-zero exit if refused.")
+]
+TimeoutOption = Annotated[float, typer.Option(help="How long --wait waits, in seconds.")]
+TenantOption = Annotated[
+    str | None, typer.Option(help="Tenant name or id (needed with several tenants).")
+]
+
+
+@incidents_app.command("update")
+def incidents_update(
+    incident_id: Annotated[str, typer.Argument(help="Defender incident id.")],
+    status: Annotated[
+        str | None, typer.Option(help="active, inProgress or resolved (or New, Active, Closed).")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="Assign to an address; '' unassigns.")] = None,
+    classification: Annotated[
+        str | None,
+        typer.Option(help="truePositive, falsePositive or informationalExpectedActivity."),
+    ] = None,
+    determination: Annotated[str | None, typer.Option(help="e.g. malware, phishing.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Add a tag.")] = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag.")] = None,
+    comment: Annotated[str | None, typer.Option(help="Add a comment.")] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = 60.0,
+    tenant: TenantOption = None,
+    author: AuthorOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Change an incident in the workspace and in Defender (through the outbox)."""
+    from xdrsync.twoway.edits import EditRequest
+
+    request = EditRequest(
+        status=status,
+        owner=owner,
+        classification=classification,
+        determination=determination,
+        add_tags=tuple(tag or ()),
+        remove_tags=tuple(untag or ()),
+        comment=comment,
+    )
+    _update(
+        "incident",
+        incident_id,
+        request,
+        config_file=config_file,
+        tenant=tenant,
+        author=author,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@alerts_app.command("update")
+def alerts_update(
+    alert_id: Annotated[str, typer.Argument(help="Defender alert id (alerts_v2).")],
+    status: Annotated[str | None, typer.Option(help="new, inProgress or resolved.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Assign to an address; '' unassigns.")] = None,
+    classification: Annotated[str | None, typer.Option(help="As for incidents.")] = None,
+    determination: Annotated[str | None, typer.Option(help="As for incidents.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Refused: alerts have no tags.")
+    ] = None,
+    comment: Annotated[str | None, typer.Option(help="Add a comment.")] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = 60.0,
+    tenant: TenantOption = None,
+    author: AuthorOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Change an alert in the workspace and in Defender (through the outbox)."""
+    from xdrsync.twoway.edits import EditRequest
+
+    request = EditRequest(
+        status=status,
+        owner=owner,
+        classification=classification,
+        determination=determination,
+        add_tags=tuple(tag or ()),
+        comment=comment,
+    )
+    _update(
+        "alert",
+        alert_id,
+        request,
+        config_file=config_file,
+        tenant=tenant,
+        author=author,
+        wait=wait,
+        timeout=timeout,
+    )
+
+
+@alerts_app.command("show")
+def alerts_show(
+    alert_id: Annotated[str, typer.Argument(help="Defender alert id.")],
+    tenant: TenantOption = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """One alert as the workspace has it (Graph JSON, edits on their way applied)."""
+    from xdrsync.twoway.submit import current_view
+    from xdrsync.views import edits_table, to_json
+
+    with _errors():
+        config = _load(config_file)
+        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
+        with _workspace(config, lock=False) as workspace:
+            shown = current_view(workspace.hub, tenant_config.tenant_id, "alert", alert_id)
+            if shown is None:
+                raise _fail(f"no alert {alert_id} in tenant {tenant_config.name}", 1)
+            typer.echo(to_json(shown))
+            edits = workspace.hub.edits(
+                tenant_id=tenant_config.tenant_id, entity=("alert", alert_id)
+            )
+            if edits:
+                console.print(edits_table(edits))
+
+
+@conflicts_app.command("list")
+def conflicts_list(tenant: TenantOption = None, config_file: ConfigOption = None) -> None:
+    """Edits of fields with policy ``manual`` that Defender changed too."""
+    from xdrsync.views import conflicts_table
+
+    with _errors():
+        config = _load(config_file)
+        tenant_id = config.tenant(tenant).tenant_id if tenant else None
+        with _workspace(config, lock=False) as workspace:
+            rows = workspace.hub.edits(tenant_id=tenant_id, states=["conflict"])
+            console.print(conflicts_table(rows, _names(config)))
+
+
+@conflicts_app.command("resolve")
+def conflicts_resolve(
+    edit_id: Annotated[int, typer.Argument(help="The edit's number (#) from `conflicts list`.")],
+    take: Annotated[str, typer.Option(help="workspace or defender.")],
+    config_file: ConfigOption = None,
+) -> None:
+    """Keep Defender's value, or send the workspace's edit over it."""
+    from xdrsync.twoway.submit import resolve
+
+    with _errors():
+        config = _load(config_file)
+        with _workspace(config, lock=False) as workspace:
+            row = resolve(workspace.hub, edit_id, take)
+        word = "goes to Defender" if row.state == "pending" else "dropped: Defender's value kept"
+        console.print(f"#{row.id} {row.field}: {word}")
 
 
 @app.command("demo")

@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import structlog
@@ -157,6 +157,8 @@ class TenantConfig(_Frozen):
     # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
     rate_limit_per_minute: int = Field(default=120, ge=1, le=10_000)
     verify_tls: bool | str = True  # or the path of a CA bundle
+    # Two-way sync for this tenant: None follows [two_way] enabled; false makes it read-only.
+    two_way: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -248,6 +250,30 @@ class SyncConfig(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=20)
 
 
+ConflictPolicy = Literal["latest_wins", "defender_wins", "workspace_wins", "manual"]
+
+
+class ConflictPolicies(_Frozen):
+    """Who wins when the same field changed in the workspace and in Defender (docs/two-way.md).
+    Tags always merge set-wise and comments append, so they never conflict."""
+
+    status: ConflictPolicy = "latest_wins"
+    owner: ConflictPolicy = "latest_wins"
+    classification: ConflictPolicy = "latest_wins"  # with the determination, as one pair
+
+
+class TwoWayConfig(_Frozen):
+    """Workspace edits pushed to Defender (the outbox and its pusher)."""
+
+    enabled: bool = True
+    policy: ConflictPolicies = ConflictPolicies()
+    # How often the pusher looks for new edits; an edit is picked up within this time.
+    poll_seconds: float = Field(default=0.2, gt=0, le=60)
+    # A write that failed for a transient reason is retried after this, doubling to the max.
+    retry_seconds: float = Field(default=2, gt=0)
+    max_retry_seconds: float = Field(default=300, gt=0)
+
+
 class QueryConfig(_Frozen):
     """Limits on every KQL query over the workspace (CLI, console, API)."""
 
@@ -285,6 +311,11 @@ class Config(_Frozen):
     sync: SyncConfig = SyncConfig()
     query: QueryConfig = QueryConfig()
     console: ConsoleConfig = ConsoleConfig()
+    two_way: TwoWayConfig = TwoWayConfig()
+
+    def writes_to(self, tenant: TenantConfig) -> bool:
+        """Whether workspace edits of this tenant go to Defender (else it is read-only)."""
+        return self.two_way.enabled if tenant.two_way is None else tenant.two_way
 
     @model_validator(mode="before")
     @classmethod

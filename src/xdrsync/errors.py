@@ -2,6 +2,7 @@
 
 XdrSyncError
 ├── ConfigError         the operator must fix something (config, credentials, permissions)
+│   └── EditRefusedError  an edit Defender would not accept: refused before it is queued
 ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
 ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
 │   └── ThrottledError  the server asked us to wait (429 + Retry-After)
@@ -18,6 +19,11 @@ class XdrSyncError(Exception):
 
 class ConfigError(XdrSyncError):
     """Configuration, credentials or permissions are wrong; retrying will not help."""
+
+
+class EditRefusedError(ConfigError):
+    """A workspace edit Defender would not accept (unknown incident, read-only field or
+    tenant, a value outside Defender's vocabulary); nothing was queued."""
 
 
 class FatalSyncError(XdrSyncError):
@@ -47,6 +53,7 @@ class ConflictError(XdrSyncError):
 __all__ = [
     "ConfigError",
     "ConflictError",
+    "EditRefusedError",
     "FatalSyncError",
     "RetriableError",
     "SkippableError",

@@ -9,8 +9,11 @@ from typing import Any
 from rich.table import Table
 
 from xdrsync.hub import Hub, IncidentSummary
+from xdrsync.hub.records import OutboxRow
 from xdrsync.models import Incident
 from xdrsync.sync.fanout import CURSOR
+from xdrsync.twoway.access import STREAM as TWO_WAY
+from xdrsync.twoway.access import recorded_roles
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
@@ -39,6 +42,8 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
     ):
         streams.add_column(column)
     for row in hub.list_states():
+        if row.stream == TWO_WAY:
+            continue  # not an inbound stream: the tenant's permissions, shown with the edits
         doc = row.doc or {}
         mark = doc.get("watermark")
         watermark = datetime.fromisoformat(mark) if mark else None
@@ -65,13 +70,86 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
     for tenant_id, per in sorted(counts.items()):
         totals.add_row(tenant_names.get(tenant_id, tenant_id), *(str(per.get(k, 0)) for k in kinds))
     outputs = Table(title="Destinations", title_justify="left")
-    for column in ("destination", "position", "behind", "pending write-backs"):
+    for column in ("destination", "position", "behind"):
         outputs.add_column(column)
     head = hub.max_seq()
     cursors = {c.name: c for c in hub.list_cursors()}
     position = cursors[CURSOR].seq if CURSOR in cursors else 0
-    outputs.add_row("workspace log tables (KQL)", str(position), f"{head - position} changes", "0")
-    return [streams, totals, outputs]
+    outputs.add_row("workspace log tables (KQL)", str(position), f"{head - position} changes")
+    return [streams, totals, outputs, edits_summary(hub, tenant_names)]
+
+
+_EDIT_STATES = ("pending", "confirmed", "failed", "conflict", "overridden")
+
+
+def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> Table:
+    """Workspace edits to Defender per tenant and state, and the latest failures."""
+    table = Table(title="Write-back to Defender (edits)", title_justify="left")
+    table.add_column("tenant")
+    for state in _EDIT_STATES:
+        table.add_column(state, justify="right")
+    table.add_column("app permissions", overflow="fold")
+    table.add_column("last failure", overflow="fold")
+    counts = hub.outbox_counts()
+    failures = {r.tenant_id: r for r in hub.edits(states=["failed"], limit=50)}
+    roles = {r.tenant_id: recorded_roles(r.doc) for r in hub.list_states() if r.stream == TWO_WAY}
+    for tenant_id in sorted({t for t, _ in counts} | set(roles)):
+        failure = failures.get(tenant_id)
+        granted = roles.get(tenant_id)
+        table.add_row(
+            tenant_names.get(tenant_id, tenant_id),
+            *(str(counts.get((tenant_id, state), 0)) for state in _EDIT_STATES),
+            ", ".join(sorted(granted)) if granted else "not checked yet",
+            f"#{failure.id} {failure.entity_type} {failure.entity_id}: {failure.outcome}"
+            if failure
+            else "",
+        )
+    return table
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict) and "classification" in value:
+        return f"{value['classification']}/{value['determination']}"
+    if isinstance(value, dict) and "add" in value:
+        parts = [f"+{t}" for t in value["add"]] + [f"-{t}" for t in value["remove"]]
+        return " ".join(parts)
+    return "—" if value is None else str(value)
+
+
+def conflicts_table(rows: list[OutboxRow], tenant_names: dict[str, str]) -> Table:
+    """Edits waiting for ``conflicts resolve``: both sides' values."""
+    table = Table(title=f"{len(rows)} conflicts", title_justify="left")
+    for column in ("#", "tenant", "record", "field", "workspace", "by", "Defender"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            tenant_names.get(row.tenant_id, row.tenant_id),
+            f"{row.entity_type} {row.entity_id}",
+            row.field,
+            _shown(row.wanted),
+            f"{row.author} at {row.created_at.isoformat(timespec='seconds')}",
+            _shown(row.theirs),
+        )
+    return table
+
+
+def edits_table(rows: list[OutboxRow]) -> Table:
+    """One record's workspace edits and what became of each."""
+    table = Table(title="Workspace edits", title_justify="left")
+    for column in ("#", "when", "by", "field", "value", "state", "outcome"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.created_at.isoformat(timespec="seconds"),
+            f"{row.author} ({row.origin})",
+            row.field,
+            _shown(row.wanted),
+            row.state,
+            row.outcome or "",
+        )
+    return table
 
 
 def incident_table(rows: list[IncidentSummary], tenant_names: dict[str, str]) -> Table:
@@ -95,10 +173,28 @@ def incident_table(rows: list[IncidentSummary], tenant_names: dict[str, str]) ->
     return table
 
 
-def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
-    """The incident's fields, alerts, evidence by entity, comments and version history."""
+def incident_detail(hub: Hub, incident: Incident, shown: dict[str, Any] | None = None) -> list[Any]:
+    """The incident's fields, alerts, evidence by entity, comments, version history and
+    workspace edits; ``shown`` is the workspace's view (edits not yet in Defender applied),
+    whose differences from Defender's version are marked pending."""
     tenant = incident.tenant_id or ""
     incident_id = incident.id or ""
+    edits = hub.edits(tenant_id=tenant, entity=("incident", incident_id))
+    pending = {e.field for e in edits if e.state == "pending"}
+    conflicts = {e.field for e in edits if e.state == "conflict"}
+    wire = incident.to_graph()
+    shown = shown or wire
+
+    def field(name: str, graph: str, value: Any) -> str:
+        text = "" if value is None else str(getattr(value, "value", value))
+        if shown.get(graph) != wire.get(graph):
+            text = f"{_shown(shown.get(graph))} (pending; Defender: {text or '—'})"
+        elif name in pending:
+            text += " (edit pending)"
+        if name in conflicts:
+            text += " (conflict: see `xdrsync conflicts list`)"
+        return text
+
     head = Table(
         title=f"Incident {incident.id}: {incident.display_name}",
         title_justify="left",
@@ -106,13 +202,18 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
     )
     head.add_column("field")
     head.add_column("value", overflow="fold")
+    head.add_row("status", field("status", "status", incident.status))
+    head.add_row("owner", field("assignedTo", "assignedTo", incident.assigned_to))
+    head.add_row(
+        "classification", field("classification", "classification", incident.classification)
+    )
+    head.add_row("determination", field("classification", "determination", incident.determination))
+    tags = ", ".join(incident.custom_tags)
+    if shown.get("customTags") != wire.get("customTags"):
+        tags = f"{', '.join(shown.get('customTags') or ())} (pending; Defender: {tags or '—'})"
+    head.add_row("tags", tags)
     for label, value in (
-        ("status", incident.status),
         ("severity", incident.severity),
-        ("owner", incident.assigned_to),
-        ("classification", incident.classification),
-        ("determination", incident.determination),
-        ("tags", ", ".join(incident.custom_tags)),
         ("created", incident.created_date_time),
         ("last update", incident.last_update_date_time),
         ("merged into", incident.redirect_incident_id),
@@ -158,7 +259,10 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
             if comment.entity_id == incident.id
             else f" (on {comment.entity_type} {comment.entity_id})"
         )
-        comments.add_row(when, (comment.created_by or "") + origin, comment.comment or "")
+        author = comment.created_by or ""
+        if comment.written_by:
+            author = f"{comment.written_by} (workspace, posted as {author})"
+        comments.add_row(when, author + origin, comment.comment or "")
     history = Table(title="Version history", title_justify="left")
     for column in ("version", "recorded", "status", "owner"):
         history.add_column(column)
@@ -169,7 +273,17 @@ def incident_detail(hub: Hub, incident: Incident) -> list[Any]:
             str(version.payload.get("status", "")),
             str(version.payload.get("assignedTo") or ""),
         )
-    return [head, alerts, entities, comments, history]
+    for edit in edits:
+        if edit.field == "comment" and edit.state == "pending":
+            comments.add_row(
+                edit.created_at.isoformat(timespec="seconds"),
+                f"{edit.author} (pending)",
+                str(edit.wanted),
+            )
+    parts: list[Any] = [head, alerts, entities, comments, history]
+    if edits:
+        parts.append(edits_table(edits))
+    return parts
 
 
 def to_json(value: Any) -> str:

@@ -9,18 +9,22 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
 from xdrsync.config import Config
+from xdrsync.errors import XdrSyncError
 from xdrsync.graph import DefenderApi
 from xdrsync.hub import Hub, default_url
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.fanout import LogPublisher
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
+from xdrsync.twoway import access
+from xdrsync.twoway.pusher import Pusher, PushTarget
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +114,52 @@ class Workspace:
 
     def publisher(self) -> LogPublisher:
         return LogPublisher(self.hub, self.logs)
+
+    def pusher(self, *, sign_in: bool = True) -> Pusher:
+        """The two-way pusher over every configured tenant. With ``sign_in``, each tenant's
+        token is read for the permissions its app was granted, and what was found is kept in
+        the hub for ``update`` to refuse edits up front (a tenant that cannot sign in now is
+        left to Graph to decide)."""
+        targets = []
+        for tenant, source in zip(self.config.tenants, self.sources(), strict=True):
+            api = source.source
+            assert isinstance(api, DefenderApi)
+            enabled = self.config.writes_to(tenant)
+            roles: frozenset[str] | None = None
+            if enabled and sign_in:
+                try:
+                    roles = api.granted_roles()
+                except XdrSyncError as failure:
+                    log.warning(
+                        "could not read the app's permissions",
+                        tenant=tenant.name,
+                        error=str(failure),
+                    )
+                else:
+                    if roles:
+                        self.hub.save_state(
+                            tenant.tenant_id,
+                            access.STREAM,
+                            access.capability_doc(roles, datetime.now(UTC)),
+                        )
+            if roles is None:
+                roles = access.recorded_roles(self.hub.get_state(tenant.tenant_id, access.STREAM))
+            targets.append(
+                PushTarget(
+                    name=tenant.name,
+                    tenant_id=tenant.tenant_id,
+                    api=api,
+                    read_only=access.read_only_reasons(tenant.name, enabled, roles),
+                )
+            )
+        two_way = self.config.two_way
+        return Pusher(
+            self.hub,
+            targets,
+            two_way.policy,
+            retry_seconds=two_way.retry_seconds,
+            max_retry_seconds=two_way.max_retry_seconds,
+        )
 
     def close(self) -> None:
         for api in self._apis:

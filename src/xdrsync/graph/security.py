@@ -120,6 +120,13 @@ class DefenderApi:
     def close(self) -> None:
         self.client.close()
 
+    def granted_roles(self) -> frozenset[str]:
+        """The application permissions our access token carries (empty when unknown); signs
+        in if needed, makes no Graph call."""
+        from xdrsync.graph.permissions import token_roles
+
+        return token_roles(self.client.tokens.token())
+
     # -- listing: one page at a time, as ``sync.listing`` asks (never by next links) -------
 
     def incidents_page(self, query: PageQuery, *, expand_alerts: bool = True) -> ListPage:

@@ -274,24 +274,45 @@ def _write_change_log(
     seqs: Mapping[int, int],
     now: datetime,
 ) -> None:
-    rows = [
-        {
-            "seq": seqs[id(v)],
-            "tenant_id": tenant,
-            "entity_type": kind.entity_type,
-            "entity_id": v.item.id,
-            "incident_id": v.item.incident_id,
-            "version": v.item.version.ticks,
-            "content_hash": v.item.version.content_hash,
-            "kind": v.decision,
-            "origin": "graph",
-            "at": now,
-        }
-        for v in recorded
-        if v.decision in CHANGES
-    ]
+    changed = [v for v in recorded if v.decision in CHANGES]
+    ours = _our_writes(conn, tenant, kind.entity_type, changed)
+    rows = []
+    for v in changed:
+        author = ours.get((v.item.id, v.item.version.ticks))
+        rows.append(
+            {
+                "seq": seqs[id(v)],
+                "tenant_id": tenant,
+                "entity_type": kind.entity_type,
+                "entity_id": v.item.id,
+                "incident_id": v.item.incident_id,
+                "version": v.item.version.ticks,
+                "content_hash": v.item.version.content_hash,
+                "kind": v.decision,
+                "origin": "graph" if author is None else "workspace",
+                "at": now,
+                "modified_by": author,
+            }
+        )
     if rows:
         conn.execute(s.change_log.insert(), rows)
+
+
+def _our_writes(
+    conn: Connection, tenant: str, entity_type: EntityType, changed: Sequence[Verdict[Candidate]]
+) -> dict[tuple[str, int], str]:
+    """Which of these versions Defender made of our own writes (two-way echo), and who made
+    each edit: such a version is the workspace user's change, not a remote one."""
+    w = s.written
+    found: dict[tuple[str, int], str] = {}
+    keys = list({v.item.id for v in changed})
+    for part in chunks(keys):
+        query = select(w.c.entity_id, w.c.version, w.c.author).where(
+            w.c.tenant_id == tenant, w.c.entity_type == entity_type, w.c.entity_id.in_(part)
+        )
+        for entity_id, version, author in conn.execute(query):
+            found[(entity_id, version)] = author
+    return found
 
 
 def _write_evidence(conn: Connection, tenant: str, changed: Sequence[Verdict[Candidate]]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, func, select, union_all
+from sqlalchemy import Connection, Row, and_, func, select, union_all
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
@@ -199,6 +199,7 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
                 at=row.at,
                 payload=jsontext.loads(payload),
                 alert_ids=tuple(ids) if ids is not None else None,
+                modified_by=row.modified_by,
             )
         )
     return result
@@ -222,12 +223,29 @@ def merged_from(conn: Connection, tenant_id: str, incident_id: str) -> list[str]
 
 def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[CommentRow]:
     """The incident's comments and those of every incident merged into it, oldest first."""
-    c = s.comment
+    c, o = s.comment, s.outbox
     owners = [incident_id, *merged_from(conn, tenant_id, incident_id)]
     rows: list[CommentRow] = []
+    # A comment we posted for a workspace user carries the app's name in Defender; the
+    # outbox knows who wrote it.
+    ours = c.outerjoin(
+        o,
+        and_(
+            o.c.tenant_id == c.c.tenant_id,
+            o.c.entity_type == c.c.entity_type,
+            o.c.entity_id == c.c.entity_id,
+            o.c.comment_key == c.c.comment_key,
+        ),
+    )
     for part in chunks(owners):
-        query = select(c).where(
-            c.c.tenant_id == tenant_id, c.c.entity_type == "incident", c.c.entity_id.in_(part)
+        query = (
+            select(c, o.c.author.label("written_by"))
+            .select_from(ours)
+            .where(
+                c.c.tenant_id == tenant_id,
+                c.c.entity_type == "incident",
+                c.c.entity_id.in_(part),
+            )
         )
         rows.extend(
             CommentRow(
@@ -239,6 +257,7 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
                 created_by=row.created_by,
                 comment=row.comment,
                 first_seen_at=row.first_seen_at,
+                written_by=row.written_by,
             )
             for row in conn.execute(query)
         )

@@ -157,6 +157,7 @@ class ChangeRow:
     at: datetime
     payload: dict[str, Any]
     alert_ids: tuple[str, ...] | None = None
+    modified_by: str | None = None  # the workspace user, when the version echoes our write
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ class CommentRow:
     created_by: str | None
     comment: str | None
     first_seen_at: datetime
+    written_by: str | None = None  # the workspace user, when xdrsync posted it for them
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +224,77 @@ class CursorRow:
     name: str
     seq: int
     updated_at: datetime
+
+
+OutboxState = Literal["pending", "confirmed", "failed", "conflict", "overridden"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEdit:
+    """One edit of one field (or one comment) to queue for Defender."""
+
+    tenant_id: str
+    entity_type: EntityType
+    entity_id: str
+    field: str
+    seen: Any
+    wanted: Any
+    author: str
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An edit in the outbox. ``state``: pending (to push), confirmed (Defender has it),
+    failed (Defender refused it, or it cannot be pushed), conflict (a ``manual`` field
+    waiting for ``conflicts resolve``), overridden (Defender's concurrent change won)."""
+
+    id: int
+    tenant_id: str
+    entity_type: EntityType
+    entity_id: str
+    field: str
+    seen: Any
+    wanted: Any
+    author: str
+    origin: str
+    created_at: datetime
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    done_at: datetime | None
+    outcome: str | None
+    written_version: int | None
+    comment_key: str | None
+    theirs: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What became of one edit, as the pusher decided it (see ``hub.outbox.settle``)."""
+
+    row: OutboxRow
+    state: OutboxState
+    decision: str
+    detail: Mapping[str, Any]
+    written_version: int | None = None
+    comment_key: str | None = None
+    entity_id: str | None = None  # retargeted (a comment on an incident merged away)
+    theirs: Any = None  # Defender's value at the merge (kept with a conflict)
+    # A new "seen", boxed so that None can be one (a conflict resolved for the workspace is
+    # merged again from the value Defender had).
+    reseen: tuple[Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A version Defender made of our write, and who asked for it."""
+
+    tenant_id: str
+    entity_type: EntityType
+    entity_id: str
+    version: int
+    author: str
+    origin: str
+    fields: Mapping[str, Any]

@@ -185,6 +185,9 @@ change_log = Table(
     Column("kind", String(16), nullable=False),
     Column("origin", String(16), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
+    # Who made the change, when the version is the echo of a workspace edit (see ``written``):
+    # destinations show it as ``ModifiedBy`` instead of the app identity Defender recorded.
+    Column("modified_by", Text),
 )
 
 counter = Table(
@@ -242,4 +245,47 @@ cursor = Table(
     Column("name", String(200), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    # Two-way sync: one row per edit of one field (or one comment), written in the same
+    # transaction as the workspace's own change and pushed to Defender by the pusher.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _id("tenant_id", nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    _id("entity_id", nullable=False),
+    Column("field", String(32), nullable=False),
+    Column("seen", Text),  # JSON: the value the user saw when editing
+    Column("wanted", Text, nullable=False),  # JSON: the new value (tags: adds and removes)
+    Column("author", Text, nullable=False),
+    Column("origin", String(64), nullable=False),  # cli, api, console, destination:NAME
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime()),
+    Column("sent_at", UtcDateTime()),  # first write attempt: a comment is looked for after it
+    Column("done_at", UtcDateTime()),
+    Column("outcome", Text),  # Defender's answer, the policy's decision, the error
+    Column("theirs", Text),  # JSON: Defender's value when the edit was last merged
+    Column("written_version", BigInteger),  # Defender's version that carries our write
+    _id("comment_key"),  # the comment Defender made of ours
+    Index("ix_outbox_state", "state", "next_attempt_at"),
+    Index("ix_outbox_entity", "tenant_id", "entity_type", "entity_id"),
+)
+
+written = Table(
+    "written",
+    metadata,
+    # The versions Defender made of our own writes: when the inbound stream reads one back it
+    # is recognised as ours (echo), by the exact version, never by a marker in the data.
+    _id("tenant_id", primary_key=True),
+    Column("entity_type", String(16), primary_key=True),
+    _id("entity_id", primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("author", Text, nullable=False),
+    Column("origin", String(64), nullable=False),
+    Column("fields", Text, nullable=False),  # JSON: the values we wrote
+    Column("at", UtcDateTime(), nullable=False),
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from xdrsync.hub import reads, status
+from xdrsync.hub import outbox, reads, status
 from xdrsync.hub.apply import apply_batch, prepare_batch
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
@@ -22,14 +22,20 @@ from xdrsync.hub.records import (
     ChangeRow,
     CommentRow,
     CursorRow,
+    EntityType,
     EvidenceRow,
     InboundBatch,
     IncidentSummary,
+    NewEdit,
+    OutboxRow,
+    OutboxState,
     QuarantineRow,
+    Settlement,
     StreamStateRow,
     VersionRow,
+    Written,
 )
-from xdrsync.hub.state import advance_cursor, save_error
+from xdrsync.hub.state import advance_cursor, clear_error_and_save, save_error
 from xdrsync.models import Alert, Incident
 
 Clock = Callable[[], datetime]
@@ -100,6 +106,11 @@ class Hub:
         ``retry_at``: the stream is not to be read before then (kept in its state document)."""
         with self._write() as conn:
             save_error(conn, tenant_id, stream, message, self._clock(), retry_at=retry_at)
+
+    def save_state(self, tenant_id: str, stream: str, doc: Mapping[str, Any]) -> None:
+        """Store a state document outside an inbound batch (e.g. a tenant's permissions)."""
+        with self._write() as conn:
+            clear_error_and_save(conn, tenant_id, stream, doc, self._clock())
 
     def get_state(self, tenant_id: str, stream: str) -> dict[str, Any] | None:
         with self._read() as conn:
@@ -192,6 +203,90 @@ class Hub:
     def list_cursors(self) -> list[CursorRow]:
         with self._read() as conn:
             return status.list_cursors(conn)
+
+    # -- two-way outbox ---------------------------------------------------------------------
+
+    def enqueue_edits(self, edits: Sequence[NewEdit]) -> list[int]:
+        """Queue workspace edits for Defender, all in one transaction; returns their ids."""
+        with self._write() as conn:
+            return outbox.enqueue(conn, edits, self._clock())
+
+    def due_edits(self, limit: int = 200, tenant_id: str | None = None) -> list[OutboxRow]:
+        """Pending edits whose time has come, oldest first."""
+        with self._read() as conn:
+            return outbox.due(conn, self._clock(), limit, tenant_id)
+
+    def edits(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        tenant_id: str | None = None,
+        entity: tuple[EntityType, str] | None = None,
+        states: Sequence[OutboxState] | None = None,
+        limit: int = 500,
+    ) -> list[OutboxRow]:
+        """Outbox rows, oldest first (the newest ``limit`` of those that match)."""
+        with self._read() as conn:
+            return outbox.rows(
+                conn, ids=ids, tenant_id=tenant_id, entity=entity, states=states, limit=limit
+            )
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """A write for these edits goes out now (kept before sending, so that after a crash a
+        comment is looked for in Defender before it is posted again)."""
+        with self._write() as conn:
+            outbox.mark_sent(conn, ids, self._clock())
+
+    def settle_edits(
+        self, settlements: Sequence[Settlement], written: Written | None = None
+    ) -> None:
+        """Record what became of edits, and the version Defender made of the write, at once."""
+        now = self._clock()
+        with self._write() as conn:
+            if written is not None:
+                outbox.record_written(
+                    conn,
+                    written.tenant_id,
+                    written.entity_type,
+                    written.entity_id,
+                    written.version,
+                    written.author,
+                    written.origin,
+                    written.fields,
+                    now,
+                )
+            for item in settlements:
+                outbox.settle(
+                    conn,
+                    item.row,
+                    item.state,
+                    now,
+                    item.decision,
+                    item.detail,
+                    written_version=item.written_version,
+                    comment_key=item.comment_key,
+                    entity_id=item.entity_id,
+                    theirs=item.theirs,
+                    reseen=item.reseen,
+                )
+
+    def claimed_comment_keys(
+        self, tenant_id: str, entity_type: EntityType, entity_id: str
+    ) -> set[str]:
+        with self._read() as conn:
+            return outbox.claimed_comment_keys(conn, tenant_id, entity_type, entity_id)
+
+    def outbox_counts(self) -> dict[tuple[str, str], int]:
+        """Edits per (tenant, state)."""
+        with self._read() as conn:
+            return outbox.counts(conn)
+
+    def record_audit(
+        self, tenant_id: str, entity_type: str, entity_id: str, decision: str, detail: Any
+    ) -> None:
+        """One two-way decision that changes no edit (e.g. a tenant found read-only)."""
+        with self._write() as conn:
+            outbox.audit(conn, self._clock(), tenant_id, entity_type, entity_id, decision, detail)
 
     # -- operations -------------------------------------------------------------------------
 

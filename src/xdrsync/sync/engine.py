@@ -109,22 +109,26 @@ def _retry_at(failure: BaseException) -> datetime | None:
     return datetime.now(UTC) + wait
 
 
-class Fanout:
-    """Runs ``publish`` on its own thread when woken and every ``interval`` seconds, so the
-    log store fills while tenants sync (a backfill's pages are in the tables as they land).
+class Background:
+    """Runs ``publish`` on its own thread when woken and every ``interval`` seconds: the
+    fan-out, so the log store fills while tenants sync (a backfill's pages are in the tables
+    as they land), and the two-way pusher, so an edit leaves within ``interval``.
 
     ``stop()`` ends the thread without a last run: the caller drains with ``publish()`` on
     its own thread, where a failure is its to report.
     """
 
-    def __init__(self, publish: Callable[[], object], *, interval: float) -> None:
+    def __init__(
+        self, publish: Callable[[], object], *, interval: float, name: str = "fanout"
+    ) -> None:
         self.publish = publish
         self.interval = interval
+        self.name = name
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fanout", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
-    def start(self) -> Fanout:
+    def start(self) -> Background:
         self._thread.start()
         return self
 
@@ -146,11 +150,12 @@ class Fanout:
             try:
                 self.publish()
             except Exception:  # logged and retried next time; the sync goes on
-                log.exception("fan-out failed")
+                log.exception(f"{self.name} failed")
 
 
 class SyncService:
-    """Runs ``sync_tenant`` in a loop per tenant, and ``after_cycle`` (fan-out) behind them."""
+    """Runs ``sync_tenant`` in a loop per tenant, ``after_cycle`` (fan-out) behind them, and
+    ``push`` (the two-way pusher) every ``push_interval`` seconds beside them."""
 
     def __init__(
         self,
@@ -161,6 +166,8 @@ class SyncService:
         poll_interval: float,
         after_cycle: Callable[[], object] | None = None,
         on_report: Callable[[CycleReport], None] | None = None,
+        push: Callable[[], object] | None = None,
+        push_interval: float = 0.2,
     ) -> None:
         self.hub = hub
         self.tenants = tenants
@@ -170,7 +177,10 @@ class SyncService:
         self.on_report = on_report
         self.stopping = threading.Event()
         self._fanout = (
-            Fanout(after_cycle, interval=poll_interval) if after_cycle is not None else None
+            Background(after_cycle, interval=poll_interval) if after_cycle is not None else None
+        )
+        self._pusher = (
+            Background(push, interval=push_interval, name="pusher") if push is not None else None
         )
         self._threads: list[threading.Thread] = []
 
@@ -183,10 +193,14 @@ class SyncService:
             self._threads.append(thread)
         if self._fanout is not None:
             self._fanout.start()
+        if self._pusher is not None:
+            self._pusher.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
+        if self._pusher is not None:
+            self._pusher.stop(timeout)
         for thread in self._threads:
             thread.join(timeout=timeout)
         if self._fanout is not None:

@@ -93,6 +93,8 @@ class LogPublisher:
                 row = security_incident_row(
                     incident, time_generated=now, workspace_tenant_id=tenant
                 )
+                if change.modified_by:  # the echo of a workspace edit: its author, not the app
+                    row["ModifiedBy"] = change.modified_by
                 _add(rows, "SecurityIncident", row, change.seq)
                 continue
             alert = alerts[change.seq]

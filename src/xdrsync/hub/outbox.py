@@ -1,0 +1,301 @@
+"""The two-way outbox inside the hub's transactions: queue edits, hand them to the pusher,
+record what became of each, and remember the versions Defender made of our writes.
+
+Every state change of an edit writes an audit row in the same transaction, so the trail holds
+each decision with both sides' values: an edit is never dropped without a trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final, cast
+
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
+
+from xdrsync import jsontext
+from xdrsync.hub import schema as s
+from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
+
+STREAM: Final = "two_way"
+OPEN: Final[tuple[OutboxState, ...]] = ("pending", "conflict")
+
+
+def _dump(value: Any) -> str:
+    return jsontext.dumps(value)
+
+
+def _row(row: Row[Any]) -> OutboxRow:
+    return OutboxRow(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        entity_type=cast(EntityType, row.entity_type),
+        entity_id=row.entity_id,
+        field=row.field,
+        seen=jsontext.loads(row.seen) if row.seen is not None else None,
+        wanted=jsontext.loads(row.wanted),
+        author=row.author,
+        origin=row.origin,
+        created_at=row.created_at,
+        state=cast(OutboxState, row.state),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+        done_at=row.done_at,
+        outcome=row.outcome,
+        written_version=row.written_version,
+        comment_key=row.comment_key,
+        theirs=jsontext.loads(row.theirs) if row.theirs is not None else None,
+    )
+
+
+def audit(
+    conn: Connection,
+    now: datetime,
+    tenant_id: str,
+    entity_type: str,
+    entity_id: str,
+    decision: str,
+    detail: Mapping[str, Any],
+) -> None:
+    conn.execute(
+        s.audit.insert(),
+        {
+            "at": now,
+            "tenant_id": tenant_id,
+            "stream": STREAM,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "decision": decision,
+            "detail": _dump(dict(detail)),
+        },
+    )
+
+
+def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[int]:
+    """Queue edits (one transaction with the caller's other writes); returns their ids."""
+    ids: list[int] = []
+    for edit in edits:
+        result = conn.execute(
+            s.outbox.insert(),
+            {
+                "tenant_id": edit.tenant_id,
+                "entity_type": edit.entity_type,
+                "entity_id": edit.entity_id,
+                "field": edit.field,
+                "seen": _dump(edit.seen),
+                "wanted": _dump(edit.wanted),
+                "author": edit.author,
+                "origin": edit.origin,
+                "created_at": now,
+                "state": "pending",
+                "attempts": 0,
+            },
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        ids.append(int(key[0]))
+        audit(
+            conn,
+            now,
+            edit.tenant_id,
+            edit.entity_type,
+            edit.entity_id,
+            "edit_queued",
+            {
+                "outbox": ids[-1],
+                "field": edit.field,
+                "seen": edit.seen,
+                "wanted": edit.wanted,
+                "author": edit.author,
+                "origin": edit.origin,
+            },
+        )
+    return ids
+
+
+def due(
+    conn: Connection, now: datetime, limit: int, tenant_id: str | None = None
+) -> list[OutboxRow]:
+    """Pending edits whose time has come, oldest first."""
+    o = s.outbox
+    query = (
+        select(o)
+        .where(
+            o.c.state == "pending",
+            or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
+        )
+        .order_by(o.c.id)
+        .limit(limit)
+    )
+    if tenant_id is not None:
+        query = query.where(o.c.tenant_id == tenant_id)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def rows(
+    conn: Connection,
+    *,
+    ids: Iterable[int] | None = None,
+    tenant_id: str | None = None,
+    entity: tuple[EntityType, str] | None = None,
+    states: Iterable[OutboxState] | None = None,
+    limit: int = 500,
+) -> list[OutboxRow]:
+    o = s.outbox
+    query = select(o).order_by(o.c.id.desc()).limit(limit)
+    if ids is not None:
+        query = query.where(o.c.id.in_(list(ids)))
+    if tenant_id is not None:
+        query = query.where(o.c.tenant_id == tenant_id)
+    if entity is not None:
+        query = query.where(o.c.entity_type == entity[0], o.c.entity_id == entity[1])
+    if states is not None:
+        query = query.where(o.c.state.in_(list(states)))
+    return [_row(r) for r in reversed(conn.execute(query).all())]
+
+
+def mark_sent(conn: Connection, ids: Sequence[int], now: datetime) -> None:
+    """A write for these edits is about to go out: count the attempt, keep the first time."""
+    o = s.outbox
+    conn.execute(update(o).where(o.c.id.in_(list(ids))).values(attempts=o.c.attempts + 1))
+    conn.execute(update(o).where(o.c.id.in_(list(ids)), o.c.sent_at.is_(None)).values(sent_at=now))
+
+
+def settle(
+    conn: Connection,
+    row: OutboxRow,
+    state: OutboxState,
+    now: datetime,
+    decision: str,
+    detail: Mapping[str, Any],
+    *,
+    written_version: int | None = None,
+    comment_key: str | None = None,
+    entity_id: str | None = None,
+    theirs: Any = None,
+    reseen: tuple[Any] | None = None,
+) -> None:
+    """Move one edit to ``state`` (``pending`` with a ``next_attempt_at`` in ``detail`` to
+    retry later) and audit the decision."""
+    o = s.outbox
+    values: dict[str, Any] = {
+        "state": state,
+        "outcome": str(detail.get("reason") or decision),
+        "done_at": None if state in OPEN else now,
+        "next_attempt_at": detail.get("next_attempt_at"),
+    }
+    if written_version is not None:
+        values["written_version"] = written_version
+    if comment_key is not None:
+        values["comment_key"] = comment_key
+    if entity_id is not None:
+        values["entity_id"] = entity_id
+    if theirs is not None:
+        values["theirs"] = _dump(theirs)
+    if reseen is not None:
+        values["seen"] = _dump(reseen[0])
+    conn.execute(update(o).where(o.c.id == row.id).values(**values))
+    audit(
+        conn,
+        now,
+        row.tenant_id,
+        row.entity_type,
+        row.entity_id,
+        decision,
+        {
+            "outbox": row.id,
+            "field": row.field,
+            "author": row.author,
+            "origin": row.origin,
+            "edited_at": row.created_at.isoformat(),
+            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in detail.items()},
+        },
+    )
+
+
+def record_written(
+    conn: Connection,
+    tenant_id: str,
+    entity_type: EntityType,
+    entity_id: str,
+    version: int,
+    author: str,
+    origin: str,
+    fields: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    """Remember the version Defender made of our write. If the inbound stream already stored
+    it (it can read the version before this runs), its change is re-attributed here."""
+    w = s.written
+    exists = conn.execute(
+        select(w.c.version).where(
+            w.c.tenant_id == tenant_id,
+            w.c.entity_type == entity_type,
+            w.c.entity_id == entity_id,
+            w.c.version == version,
+        )
+    ).first()
+    if exists is None:
+        conn.execute(
+            w.insert(),
+            {
+                "tenant_id": tenant_id,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "version": version,
+                "author": author,
+                "origin": origin,
+                "fields": _dump(dict(fields)),
+                "at": now,
+            },
+        )
+    log = s.change_log
+    conn.execute(
+        update(log)
+        .where(
+            and_(
+                log.c.tenant_id == tenant_id,
+                log.c.entity_type == entity_type,
+                log.c.entity_id == entity_id,
+                log.c.version == version,
+            )
+        )
+        .values(origin="workspace", modified_by=author)
+    )
+
+
+def claimed_comment_keys(
+    conn: Connection, tenant_id: str, entity_type: EntityType, entity_id: str
+) -> set[str]:
+    """Keys of Defender comments already known to be one of our edits."""
+    o = s.outbox
+    query = select(o.c.comment_key).where(
+        o.c.tenant_id == tenant_id,
+        o.c.entity_type == entity_type,
+        o.c.entity_id == entity_id,
+        o.c.comment_key.is_not(None),
+    )
+    return {key for (key,) in conn.execute(query)}
+
+
+def counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """Edits per (tenant, state)."""
+    o = s.outbox
+    query = select(o.c.tenant_id, o.c.state, func.count()).group_by(o.c.tenant_id, o.c.state)
+    return {(tenant, state): int(n) for tenant, state, n in conn.execute(query)}
+
+
+__all__ = [
+    "OPEN",
+    "STREAM",
+    "audit",
+    "claimed_comment_keys",
+    "counts",
+    "due",
+    "enqueue",
+    "mark_sent",
+    "record_written",
+    "rows",
+    "settle",
+]

@@ -1,0 +1,463 @@
+"""The pusher: takes pending workspace edits from the outbox to Defender.
+
+For each record with pending edits it reads Defender's current value once, merges every field
+three ways (``merge``), sends one PATCH with the fields that need writing, checks Defender's
+answer, and posts new comments. Every decision is settled in the hub with an audit row; a
+crash anywhere leaves the edit pending, and the next attempt starts again from Defender's
+current value, so a field is never written twice and a comment is looked for before it is
+posted again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from xdrsync.config import ConflictPolicies
+from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph.errors import NotFoundError
+from xdrsync.hub import Hub
+from xdrsync.hub.payload import comment_key, datetime_from_ticks, ticks_from_text
+from xdrsync.hub.records import EntityType, OutboxRow, OutboxState, Settlement, Written
+from xdrsync.logs import clean
+from xdrsync.models.comment import Comment
+from xdrsync.twoway.fields import CLASSIFICATION, COMMENT, OWNER, STATUS, TAGS
+from xdrsync.twoway.merge import FieldPlan, Intent, Policy, merge_field, merge_tags, same
+from xdrsync.twoway.merge import theirs_since as field_since
+
+log = structlog.get_logger(__name__)
+
+#: How long before our first attempt a comment found in Defender may have been made and still
+#: be ours (clocks of two machines): only comments with our exact text are considered.
+COMMENT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class DefenderWriter(Protocol):
+    """What the pusher needs of a tenant's Graph API (``graph.DefenderApi`` has it)."""
+
+    def get_incident(
+        self, incident_id: str, *, expand_alerts: bool = True
+    ) -> dict[str, Any] | None: ...
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]: ...
+    def add_incident_comment(self, incident_id: str, text: str) -> list[dict[str, Any]]: ...
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None: ...
+    def patch_alert(self, alert_id: str, changes: Mapping[str, Any]) -> dict[str, Any]: ...
+    def add_alert_comment(self, alert_id: str, text: str) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """One tenant the pusher writes to; ``read_only`` says why a kind of record may not be
+    written (``twoway.access.read_only_reasons``)."""
+
+    name: str
+    tenant_id: str
+    api: DefenderWriter
+    read_only: Mapping[EntityType, str] = field(default_factory=dict)
+
+
+@dataclass
+class PushReport:
+    """What one ``push_due`` did; ``writes`` counts PATCH and comment requests sent."""
+
+    reads: int = 0
+    writes: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+    def count(self, state: str) -> None:
+        self.states[state] = self.states.get(state, 0) + 1
+
+    def merge(self, other: PushReport) -> None:
+        self.reads += other.reads
+        self.writes += other.writes
+        for state, n in other.states.items():
+            self.states[state] = self.states.get(state, 0) + n
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def theirs_of(record: Mapping[str, Any], name: str) -> Any:
+    """A field's current value in a Graph record, in the outbox's JSON form."""
+    if name == CLASSIFICATION:
+        return {
+            "classification": record.get("classification") or "unknown",
+            "determination": record.get("determination") or "unknown",
+        }
+    if name == TAGS:
+        return list(record.get("customTags") or ())
+    return record.get(name)
+
+
+def patch_body(plans: Sequence[FieldPlan]) -> dict[str, Any]:
+    """The PATCH for the fields that need writing (the pair as its two Graph properties)."""
+    body: dict[str, Any] = {}
+    for plan in plans:
+        if plan.action != "write":
+            continue
+        if plan.field == CLASSIFICATION:
+            body["classification"] = plan.value["classification"]
+            body["determination"] = plan.value["determination"]
+        else:
+            body[plan.field] = plan.value
+    return body
+
+
+def _redirected(record: Mapping[str, Any]) -> str | None:
+    target = record.get("redirectIncidentId")
+    if str(record.get("status") or "").lower() == "redirected" or target:
+        return str(target) if target else ""
+    return None
+
+
+class Pusher:
+    """Pushes due edits; ``push_due`` is one pass, safe to call from one thread at a time."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        targets: Sequence[PushTarget],
+        policies: ConflictPolicies,
+        *,
+        retry_seconds: float = 2.0,
+        max_retry_seconds: float = 300.0,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.hub = hub
+        self.targets = {t.tenant_id: t for t in targets}
+        self.policies = policies
+        self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def policy(self, name: str) -> Policy:
+        if name == STATUS:
+            return self.policies.status
+        if name == OWNER:
+            return self.policies.owner
+        return self.policies.classification
+
+    # -- one pass -------------------------------------------------------------------------
+
+    def push_due(self, tenant_id: str | None = None, limit: int = 200) -> PushReport:
+        """Push every due edit (of one tenant, or all); returns what was done."""
+        report = PushReport()
+        with self._lock:
+            rows = self.hub.due_edits(limit, tenant_id)
+            groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
+            for row in rows:
+                groups.setdefault((row.tenant_id, row.entity_type, row.entity_id), []).append(row)
+            for (tenant, _kind, _entity), edits in groups.items():
+                target = self.targets.get(tenant)
+                if target is None:
+                    continue  # a tenant no longer configured: its edits wait
+                report.merge(self._push_record(target, edits))
+        return report
+
+    def _push_record(self, target: PushTarget, edits: list[OutboxRow]) -> PushReport:
+        report = PushReport()
+        refused = target.read_only.get(edits[0].entity_type)
+        if refused is not None:
+            self._settle(report, [_done(e, "failed", "refused", refused) for e in edits])
+            return report
+        try:
+            self._merge_and_write(target, edits, report)
+        except XdrSyncError as failure:
+            self._failed_call(report, edits, failure)
+        except Exception as failure:  # a bug must not lose an edit: retried later
+            log.exception("push crashed", tenant=target.name, entity=edits[0].entity_id)
+            self._failed_call(report, edits, failure)
+        return report
+
+    def _merge_and_write(
+        self, target: PushTarget, edits: list[OutboxRow], report: PushReport
+    ) -> None:
+        kind, entity_id = edits[0].entity_type, edits[0].entity_id
+        fields = [e for e in edits if e.field != COMMENT]
+        comments = [e for e in edits if e.field == COMMENT]
+        record: dict[str, Any] | None = None
+        # Defender's current record is read when a field must be merged, or when a comment
+        # may already have been posted by an attempt that did not live to record it.
+        if fields or any(c.sent_at is not None for c in comments):
+            record = self._read(target, kind, entity_id, report)
+            if record is None:
+                reason = f"Defender has no {kind} {entity_id} (deleted, or past retention)"
+                self._settle(report, [_done(e, "failed", "gone", reason) for e in edits])
+                return
+            merged_into = _redirected(record) if kind == "incident" else None
+            if merged_into is not None:
+                self._merged_away(report, edits, merged_into)
+                return
+        elif kind == "incident":
+            current = self.hub.get_incident(target.tenant_id, entity_id)
+            if current is not None and current.is_redirected:
+                self._merged_away(report, edits, current.redirect_incident_id or "")
+                return
+        # Comments first: a comment bumps the record's version too, so the PATCH's answer is
+        # then the newest version, the one remembered as ours.
+        for edit in comments:
+            self._comment(target, edit, record, report)
+        if fields:
+            assert record is not None
+            self._write_fields(target, kind, entity_id, fields, record, report)
+
+    # -- fields ---------------------------------------------------------------------------
+
+    def _write_fields(
+        self,
+        target: PushTarget,
+        kind: EntityType,
+        entity_id: str,
+        edits: list[OutboxRow],
+        record: Mapping[str, Any],
+        report: PushReport,
+    ) -> None:
+        by_field: dict[str, list[OutboxRow]] = {}
+        for edit in edits:
+            by_field.setdefault(edit.field, []).append(edit)
+        history: list[tuple[datetime, dict[str, Any]]] | None = None
+        plans: list[FieldPlan] = []
+        for name, group in by_field.items():
+            intents = [_intent(e) for e in group]
+            theirs = theirs_of(record, name)
+            if name == TAGS:
+                plans.append(merge_tags(intents, theirs))
+                continue
+            if history is None:
+                history = self._history(target.tenant_id, kind, entity_id)
+            since = field_since(
+                name,
+                theirs,
+                [(at, theirs_of(payload, name)) for at, payload in history],
+                _time(record.get("lastUpdateDateTime")),
+            )
+            plans.append(merge_field(name, intents, theirs, since, self.policy(name)))
+        body = patch_body(plans)
+        rows = {e.id: e for e in edits}
+        if not body:
+            self._settle(report, [s for p in plans for s in self._decided(p, rows, record)])
+            return
+        writing = [i for p in plans if p.action == "write" for i in p.intents]
+        self.hub.mark_sent(writing)
+        report.writes += 1
+        if kind == "incident":
+            answer = target.api.patch_incident(entity_id, body)
+        else:
+            answer = target.api.patch_alert(entity_id, body)
+        version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
+        settlements: list[Settlement] = []
+        applied: dict[str, Any] = {}
+        for plan in plans:
+            if plan.action != "write":
+                settlements.extend(self._decided(plan, rows, record))
+                continue
+            got = theirs_of(answer, plan.field)
+            if same(plan.field, got, plan.value):
+                applied[plan.field] = plan.value
+                detail = _detail(plan, record, "written; Defender confirmed")
+                for i in plan.intents:
+                    settlements.append(
+                        Settlement(rows[i], "confirmed", "pushed", detail, written_version=version)
+                    )
+            else:
+                reason = f"Defender answered the write with {got!r}, not {plan.value!r}"
+                detail = _detail(plan, record, reason)
+                for i in plan.intents:
+                    settlements.append(Settlement(rows[i], "failed", "not_applied", detail))
+        last = rows[max(i for p in plans if p.action == "write" for i in p.intents)]
+        written = (
+            Written(target.tenant_id, kind, entity_id, version, last.author, last.origin, applied)
+            if version is not None and applied
+            else None
+        )
+        self._settle(report, settlements, written)
+
+    def _decided(
+        self, plan: FieldPlan, rows: Mapping[int, OutboxRow], record: Mapping[str, Any]
+    ) -> list[Settlement]:
+        state, decision = _OUTCOMES[plan.action]
+        detail = _detail(plan, record, plan.reason)
+        return [
+            Settlement(rows[i], state, decision, detail, theirs=plan.theirs) for i in plan.intents
+        ]
+
+    # -- comments -------------------------------------------------------------------------
+
+    def _comment(
+        self,
+        target: PushTarget,
+        edit: OutboxRow,
+        record: Mapping[str, Any] | None,
+        report: PushReport,
+    ) -> None:
+        text = str(edit.wanted)
+        kind, entity_id = edit.entity_type, edit.entity_id
+        claimed = self.hub.claimed_comment_keys(target.tenant_id, kind, entity_id)
+        if edit.sent_at is not None and record is not None:
+            found = _our_comment(record.get("comments") or (), text, edit.sent_at, claimed)
+            if found is not None:
+                detail = {"reason": "found in Defender: an earlier attempt had posted it"}
+                self._settle(
+                    report,
+                    [Settlement(edit, "confirmed", "comment_found", detail, comment_key=found)],
+                )
+                return
+        self.hub.mark_sent([edit.id])
+        sent_at = edit.sent_at or self.clock()
+        report.writes += 1
+        if kind == "incident":
+            comments = target.api.add_incident_comment(entity_id, text)
+        else:
+            comments = target.api.add_alert_comment(entity_id, text)
+        key = _our_comment(comments, text, sent_at, claimed)
+        detail = {
+            "reason": "posted"
+            if key
+            else "posted; Defender's answer did not list it (it will be matched when read)"
+        }
+        self._settle(
+            report, [Settlement(edit, "confirmed", "comment_posted", detail, comment_key=key)]
+        )
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _merged_away(self, report: PushReport, edits: list[OutboxRow], survivor: str) -> None:
+        """The documented rule for an incident Defender merged into another: comments move to
+        the survivor (they are append-only and still belong to the case); field edits fail,
+        since the survivor's fields are another incident's and were not what the user saw."""
+        settlements: list[Settlement] = []
+        for edit in edits:
+            if edit.field == COMMENT and survivor:
+                detail = {
+                    "reason": f"incident merged into {survivor}: comment moved there",
+                    "next_attempt_at": None,
+                }
+                settlements.append(
+                    Settlement(edit, "pending", "retargeted", detail, entity_id=survivor)
+                )
+            else:
+                where = f" into {survivor}" if survivor else ""
+                reason = (
+                    f"Defender merged incident {edit.entity_id}{where}; the edit was not "
+                    f"applied there — edit incident {survivor or 'the survivor'} instead"
+                )
+                settlements.append(Settlement(edit, "failed", "merged_away", {"reason": reason}))
+        self._settle(report, settlements)
+
+    def _failed_call(
+        self, report: PushReport, edits: list[OutboxRow], failure: BaseException
+    ) -> None:
+        message = clean(f"{type(failure).__name__}: {failure}")
+        if isinstance(failure, NotFoundError):
+            state: OutboxState = "failed"
+        elif isinstance(failure, RetriableError) or not isinstance(failure, XdrSyncError):
+            state = "pending"
+        else:  # ConfigError (403), FatalSyncError (400): Defender refused it for good
+            state = "failed"
+        settlements: list[Settlement] = []
+        now = self.clock()
+        for edit in self.hub.edits(ids=[e.id for e in edits]):
+            if edit.state != "pending":
+                continue  # settled before the failure (an earlier comment of the record)
+            if state == "pending":
+                wait = min(self.max_retry_seconds, self.retry_seconds * 2 ** min(edit.attempts, 16))
+                if isinstance(failure, ThrottledError) and failure.retry_after:
+                    wait = min(self.max_retry_seconds, max(wait, failure.retry_after))
+                detail = {"reason": message, "next_attempt_at": now + timedelta(seconds=wait)}
+                settlements.append(Settlement(edit, "pending", "push_retry", detail))
+            else:
+                decision = "refused" if isinstance(failure, ConfigError) else "rejected"
+                settlements.append(Settlement(edit, "failed", decision, {"reason": message}))
+        self._settle(report, settlements)
+
+    def _settle(
+        self, report: PushReport, settlements: list[Settlement], written: Written | None = None
+    ) -> None:
+        if settlements or written is not None:
+            self.hub.settle_edits(settlements, written)
+        for item in settlements:
+            report.count(item.state)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _read(
+        self, target: PushTarget, kind: EntityType, entity_id: str, report: PushReport
+    ) -> dict[str, Any] | None:
+        report.reads += 1
+        try:
+            if kind == "incident":
+                return target.api.get_incident(entity_id, expand_alerts=False)
+            return target.api.get_alert(entity_id)
+        except NotFoundError:
+            return None
+
+    def _history(
+        self, tenant_id: str, kind: EntityType, entity_id: str
+    ) -> list[tuple[datetime, dict[str, Any]]]:
+        rows = (
+            self.hub.incident_history(tenant_id, entity_id)
+            if kind == "incident"
+            else self.hub.alert_history(tenant_id, entity_id)
+        )
+        return [(row.version, row.payload) for row in rows]
+
+
+_OUTCOMES: dict[str, tuple[OutboxState, str]] = {
+    "already": ("confirmed", "already_in_defender"),
+    "defender_won": ("overridden", "conflict_defender_won"),
+    "conflict": ("conflict", "conflict_manual"),
+}
+
+
+def _intent(row: OutboxRow) -> Intent:
+    return Intent(row.id, row.field, row.seen, row.wanted, row.created_at, row.author)
+
+
+def _time(text: Any) -> datetime | None:
+    ticks = ticks_from_text(str(text)) if text else None
+    return datetime_from_ticks(ticks) if ticks is not None else None
+
+
+def _detail(plan: FieldPlan, record: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "reason": reason,
+        "defender": plan.theirs,
+        "defender_modified_by": record.get("lastModifiedBy"),
+        "defender_updated": record.get("lastUpdateDateTime"),
+        "workspace": plan.ours,
+    }
+
+
+def _done(edit: OutboxRow, state: OutboxState, decision: str, reason: str) -> Settlement:
+    return Settlement(edit, state, decision, {"reason": reason})
+
+
+def _our_comment(
+    comments: Sequence[Any], text: str, sent_at: datetime, claimed: set[str]
+) -> str | None:
+    """The key of the newest comment with exactly our text, made no earlier than our first
+    attempt (less clock skew) and not already matched to another edit."""
+    for raw in reversed(list(comments)):
+        if not isinstance(raw, Mapping) or raw.get("comment") != text:
+            continue
+        try:
+            parsed = Comment.from_graph(raw)
+        except (ValueError, XdrSyncError):  # not a comment we could have made
+            continue
+        created = parsed.created_date_time
+        if created is not None and created < sent_at - COMMENT_CLOCK_SKEW:
+            continue
+        key = comment_key(created, parsed.created_by_display_name, parsed.comment)
+        if key not in claimed:
+            return key
+    return None
+
+
+__all__ = ["DefenderWriter", "PushReport", "PushTarget", "Pusher", "patch_body", "theirs_of"]

@@ -1,0 +1,120 @@
+"""Queueing an edit from the workspace (CLI today; console and API later), waiting for its
+outcome, and resolving a ``manual`` conflict: the steps around the pure ``edits`` and the
+``Pusher``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xdrsync.errors import EditRefusedError
+from xdrsync.hub import Hub
+from xdrsync.hub.records import EntityType, OutboxRow, Settlement
+from xdrsync.twoway import access
+from xdrsync.twoway.edits import EditRequest, check_request, plan_edits, view
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    tenant_id: str
+    writes: bool  # the config lets edits through (``Config.writes_to``)
+
+
+def current_view(
+    hub: Hub, tenant_id: str, kind: EntityType, entity_id: str
+) -> dict[str, Any] | None:
+    """The record as the workspace shows it (Defender's last read + edits on their way)."""
+    if kind == "incident":
+        incident = hub.get_incident(tenant_id, entity_id)
+        record = incident.to_graph() if incident is not None else None
+    else:
+        alert = hub.get_alert(tenant_id, entity_id)
+        record = alert.to_graph() if alert is not None else None
+    if record is None:
+        return None
+    return view(record, hub.edits(tenant_id=tenant_id, entity=(kind, entity_id)))
+
+
+def submit(
+    hub: Hub,
+    tenant: Tenant,
+    kind: EntityType,
+    entity_id: str,
+    request: EditRequest,
+    *,
+    author: str,
+    origin: str,
+) -> list[int]:
+    """Check and queue an edit; returns the outbox ids (empty: nothing to change)."""
+    check_request(kind, request)
+    roles = access.recorded_roles(hub.get_state(tenant.tenant_id, access.STREAM))
+    refused = access.read_only_reasons(tenant.name, tenant.writes, roles).get(kind)
+    if refused is not None:
+        raise EditRefusedError(refused)
+    record = current_view(hub, tenant.tenant_id, kind, entity_id)
+    if record is None:
+        raise EditRefusedError(f"no {kind} {entity_id} in tenant {tenant.name}")
+    edits = plan_edits(
+        kind, tenant.tenant_id, entity_id, record, request, author=author, origin=origin
+    )
+    return hub.enqueue_edits(edits) if edits else []
+
+
+def wait(
+    hub: Hub,
+    ids: Sequence[int],
+    *,
+    timeout: float,
+    push: Callable[[], object] | None = None,
+    interval: float = 0.2,
+) -> list[OutboxRow]:
+    """Wait until none of ``ids`` is pending (pushing them meanwhile with ``push`` when no
+    service runs); returns their rows as they stand at the end."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if push is not None:
+            push()
+        rows = hub.edits(ids=ids)
+        if all(r.state != "pending" for r in rows) or time.monotonic() >= deadline:
+            return rows
+        time.sleep(interval)
+
+
+def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
+    """Decide a ``manual`` conflict: ``defender`` keeps Defender's value (the edit is
+    overridden), ``workspace`` pushes the edit again over the value Defender had then."""
+    found = hub.edits(ids=[outbox_id])
+    if not found:
+        raise EditRefusedError(f"no edit {outbox_id} in the outbox")
+    row = found[0]
+    if row.state != "conflict":
+        raise EditRefusedError(f"edit {outbox_id} is {row.state}, not in conflict")
+    if take == "defender":
+        settlement = Settlement(
+            row,
+            "overridden",
+            "conflict_resolved",
+            {"reason": "resolved by hand: Defender's value kept", "take": "defender"},
+        )
+    elif take == "workspace":
+        settlement = Settlement(
+            row,
+            "pending",
+            "conflict_resolved",
+            {
+                "reason": "resolved by hand: the workspace edit goes to Defender",
+                "take": "workspace",
+                "next_attempt_at": None,
+            },
+            reseen=(row.theirs,),
+        )
+    else:
+        raise EditRefusedError(f"--take is workspace or defender, not {take!r}")
+    hub.settle_edits([settlement])
+    return hub.edits(ids=[outbox_id])[0]
+
+
+__all__ = ["Tenant", "current_view", "resolve", "submit", "wait"]
