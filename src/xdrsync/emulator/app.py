@@ -310,6 +310,8 @@ def build_app(emulator: Emulator) -> FastAPI:
                     "client_id": t.client_id,
                     "client_secret": t.client_secret,
                     "rate_limit_per_minute": t.rate_limit_per_minute,
+                    "read_only": t.read_only,
+                    "roles": list(t.roles),
                 }
                 for t in emulator.tenants.values()
             ]

@@ -2,6 +2,11 @@
 
 Sign-in takes a client secret or, for tenants registered with a certificate, a signed client
 assertion (RS256 JWT, as msal sends it); both are checked for real.
+
+Access tokens are shaped like Entra's: a JWT whose payload carries ``tid``, ``appid``/``azp``,
+``aud``, ``iat``/``nbf``/``exp`` and the granted application permissions in ``roles``, so a
+client can read what it may do. The signature segment is random bytes: the emulator never
+verifies its own tokens, it resolves them by exact lookup.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +49,11 @@ class Grant:
     tenant_id: str
     client_id: str
     expires_at: float
+    roles: frozenset[str] = frozenset()
 
 
 class TokenIssuer:
-    """Issues opaque bearer tokens and resolves them back to a tenant."""
+    """Issues JWT-shaped bearer tokens and resolves them back to a tenant and its roles."""
 
     def __init__(self, tenants: Mapping[str, TenantSpec], lifetime_seconds: int) -> None:
         self._tenants = tenants
@@ -75,10 +82,12 @@ class TokenIssuer:
                 f"directory '{tenant.tenant_id}'.",
             )
         self._check_credential(tenant, form)
-        token = secrets.token_urlsafe(48)
+        now = time.time()
+        expires_at = now + self._lifetime
+        token = _access_token(tenant, issued_at=int(now), expires_at=int(expires_at))
         with self._lock:
             self._grants[token] = Grant(
-                tenant.tenant_id, tenant.client_id, time.time() + self._lifetime
+                tenant.tenant_id, tenant.client_id, expires_at, frozenset(tenant.roles)
             )
         return {
             "token_type": "Bearer",
@@ -121,6 +130,44 @@ class TokenIssuer:
                 "Invalid client secret provided. Ensure the secret being sent in the request is "
                 "the client secret value, not the client secret ID.",
             )
+
+
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _access_token(tenant: TenantSpec, *, issued_at: int, expires_at: int) -> str:
+    """An app-only access token as Entra shapes it (v1.0 claims), with a random signature."""
+    header = {"typ": "JWT", "alg": "RS256"}
+    # The app's service principal in the tenant: stable per tenant and app, like Entra's.
+    principal = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sp/{tenant.tenant_id}/{tenant.client_id}"))
+    payload = {
+        "aud": GRAPH_AUDIENCE,
+        "iss": f"https://sts.windows.net/{tenant.tenant_id}/",
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": expires_at,
+        "appid": tenant.client_id,
+        "azp": tenant.client_id,
+        "appidacr": "1",
+        "idtyp": "app",
+        "oid": principal,
+        "sub": principal,
+        "roles": list(tenant.roles),
+        "tid": tenant.tenant_id,
+        "ver": "1.0",
+        "uti": _b64encode(secrets.token_bytes(16)),
+    }
+    return ".".join(
+        (
+            _b64encode(json.dumps(header, separators=(",", ":")).encode()),
+            _b64encode(json.dumps(payload, separators=(",", ":")).encode()),
+            _b64encode(secrets.token_bytes(256)),  # the size of an RS256 (2048-bit) signature
+        )
+    )
 
 
 def _b64decode(part: str) -> bytes:

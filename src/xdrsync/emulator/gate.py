@@ -1,4 +1,4 @@
-"""ASGI middleware in front of the Graph routes: bearer tokens, throttling, injected faults.
+"""ASGI middleware in front of the Graph routes: bearer tokens, permissions, throttling, faults.
 
 It is plain ASGI (not a FastAPI dependency) because a dropped connection can only be
 imitated below the framework: headers go out, part of the body, then the connection dies.
@@ -18,9 +18,48 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from xdrsync.emulator.faults import Fault
 from xdrsync.emulator.graph_errors import error_body
 from xdrsync.emulator.service import Emulator
+from xdrsync.emulator.tenants import (
+    ALERT_READ,
+    ALERT_READ_WRITE,
+    INCIDENT_READ,
+    INCIDENT_READ_WRITE,
+)
 
 GRAPH_PREFIX = "/v1.0/"
 CONTROL_PREFIX = "/_emulator/"
+
+_INCIDENT_READERS = (INCIDENT_READ, INCIDENT_READ_WRITE)
+# Graph admits alerts_v2 reads with any of the four security roles: its 403 for an app with none
+# reads "API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All,
+# SecurityIncident.Read.All,SecurityIncident.ReadWrite.All".
+_ALERT_READERS = (ALERT_READ, ALERT_READ_WRITE, INCIDENT_READ, INCIDENT_READ_WRITE)
+_SECURITY = GRAPH_PREFIX + "security"
+# (method, route template) -> the application roles of which the token must carry one.
+REQUIRED_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("GET", f"{_SECURITY}/incidents"): _INCIDENT_READERS,
+    ("GET", _SECURITY + "/incidents/{incident_id}"): _INCIDENT_READERS,
+    ("GET", _SECURITY + "/incidents/{incident_id}/alerts"): _INCIDENT_READERS,
+    ("PATCH", _SECURITY + "/incidents/{incident_id}"): (INCIDENT_READ_WRITE,),
+    ("POST", _SECURITY + "/incidents/{incident_id}/comments"): (INCIDENT_READ_WRITE,),
+    ("GET", f"{_SECURITY}/alerts_v2"): _ALERT_READERS,
+    ("GET", _SECURITY + "/alerts_v2/{alert_id}"): _ALERT_READERS,
+    ("PATCH", _SECURITY + "/alerts_v2/{alert_id}"): (ALERT_READ_WRITE,),
+    ("POST", _SECURITY + "/alerts_v2/{alert_id}/comments"): (ALERT_READ_WRITE,),
+}
+
+
+def missing_roles(method: str, template: str, granted: frozenset[str]) -> str | None:
+    """Graph's 403 message when ``granted`` holds none of the roles the call needs, else None.
+
+    The wording is Graph's own for a token without the application permission.
+    """
+    required = REQUIRED_ROLES.get((method.upper(), template))
+    if required is None or granted.intersection(required):
+        return None
+    return (
+        f"Missing application roles. API required roles: {','.join(required)}, "
+        f"application roles: {','.join(sorted(granted))}."
+    )
 
 
 class InjectedResetError(Exception):
@@ -70,6 +109,11 @@ class GraphGate:
             )
             return
         em.count(f"tenant:{grant.tenant_id}")
+        refusal = missing_roles(scope["method"], template, grant.roles)
+        if refusal is not None:
+            em.count("forbidden")
+            await _respond(send, 403, error_body("Forbidden", refusal, client_request_id), [])
+            return
         wait = em.throttle(grant.tenant_id)
         if wait > 0:
             em.count("throttled")

@@ -7,6 +7,8 @@ import random
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Collection
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,7 @@ class Emulator:
             "throttled": stats.get("throttled", 0),
             "faults": {k[6:]: v for k, v in stats.items() if k.startswith("fault:")},
             "unauthorized": stats.get("unauthorized", 0),
+            "forbidden": stats.get("forbidden", 0),
             "tokens_issued": stats.get("tokens", 0),
             "by_tenant": {k[7:]: v for k, v in stats.items() if k.startswith("tenant:")},
             "paused": self.paused,
@@ -206,6 +209,14 @@ class Emulator:
             self.count("activity")
 
 
+def _tenant_index(specs: list[TenantSpec], wanted: int | str) -> int:
+    """Where ``wanted`` (an index, also as digits, a tenant name or id) sits in ``specs``."""
+    for i, spec in enumerate(specs):
+        if wanted in (spec.name, spec.tenant_id) or str(wanted) == str(i):
+            return i
+    raise ValueError(f"read-only tenant {wanted!r} is not one of the {len(specs)} tenants")
+
+
 def settings_for(
     *,
     seed: int = 7,
@@ -216,16 +227,25 @@ def settings_for(
     faults: str | None = None,
     load_file: Path | None = None,
     token_lifetime_seconds: int = 3599,
+    read_only_tenants: Collection[int | str] = (),
 ) -> EmulatorSettings:
-    """Settings as the command line builds them: ``tenants`` derived tenants sharing the knobs."""
-    specs = tuple(
+    """Settings as the command line builds them: ``tenants`` derived tenants sharing the knobs.
+
+    ``read_only_tenants`` names the tenants whose app was granted read permissions only, by
+    index (0 is the first, as an int or digits), name or tenant id; one that matches no tenant
+    is a ValueError.
+    """
+    specs = [
         TenantSpec.derived(
             seed, i, incidents=incidents, rate_limit_per_minute=rate_limit_per_minute
         )
         for i in range(tenants)
-    )
+    ]
+    for wanted in read_only_tenants:
+        index = _tenant_index(specs, wanted)
+        specs[index] = replace(specs[index], read_only=True)
     return EmulatorSettings(
-        tenants=specs,
+        tenants=tuple(specs),
         seed=seed,
         activity_per_minute=activity_per_minute,
         faults=FaultSettings.parse(faults),

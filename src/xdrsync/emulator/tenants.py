@@ -12,6 +12,15 @@ from xdrsync.emulator.faults import FaultSettings
 _NAMESPACE = uuid.UUID("5b0f3c1e-8a47-4c51-9d7e-6f1f2c9b7a10")
 _NAMES = ("contoso", "fabrikam", "northwind", "tailspin", "woodgrove", "adatum", "litware")
 
+# The Graph application permissions an app registration can be granted on security data; Entra
+# lists the granted ones in the access token's ``roles`` claim, and Graph checks them per call.
+INCIDENT_READ = "SecurityIncident.Read.All"
+INCIDENT_READ_WRITE = "SecurityIncident.ReadWrite.All"
+ALERT_READ = "SecurityAlert.Read.All"
+ALERT_READ_WRITE = "SecurityAlert.ReadWrite.All"
+READ_WRITE_ROLES = (INCIDENT_READ_WRITE, ALERT_READ_WRITE)
+READ_ONLY_ROLES = (INCIDENT_READ, ALERT_READ)
+
 
 @dataclass(frozen=True)
 class TenantSpec:
@@ -24,6 +33,12 @@ class TenantSpec:
     incidents: int = 200
     rate_limit_per_minute: int | None = None
     certificate_pem: bytes | None = None  # public certificate for client-assertion sign-in
+    read_only: bool = False  # the app was granted the Read.All permissions only
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The application permissions granted to the app, as its tokens' ``roles`` claim."""
+        return READ_ONLY_ROLES if self.read_only else READ_WRITE_ROLES
 
     @classmethod
     def derived(cls, seed: int, index: int, **overrides: object) -> TenantSpec:
