@@ -1,0 +1,352 @@
+"""Two-way sync against the emulator, in one process: edits reach Defender once, come back as
+the workspace user's change, conflicts follow the policy, crashes lose and repeat nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xdrsync.config import Config, ConflictPolicies, SyncConfig, TwoWayConfig
+from xdrsync.emulator.activity import Merge
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.errors import EditRefusedError
+from xdrsync.hub import Hub
+from xdrsync.sync.engine import sync_tenant
+from xdrsync.twoway.edits import EditRequest
+from xdrsync.twoway.pusher import Pusher
+from xdrsync.twoway.submit import Tenant, resolve, submit
+from xdrsync.workspace import Workspace, inbound_settings
+
+
+@dataclass
+class Env:
+    server: EmulatorServer
+    config: Config
+    workspace: Workspace
+    pusher: Pusher
+
+    @property
+    def hub(self) -> Hub:
+        return self.workspace.hub
+
+    @property
+    def tenant(self) -> Tenant:
+        t = self.config.tenants[0]
+        return Tenant(t.name, t.tenant_id, self.config.writes_to(t))
+
+    def cycle(self) -> None:
+        """One full cycle as ``sync --once`` runs it: push, inbound, log tables."""
+        self.pusher.push_due()
+        settings = inbound_settings(self.config)
+        for source in self.workspace.sources():
+            report = sync_tenant(self.hub, source, settings)
+            assert report.ok, report.errors
+        self.workspace.publisher().publish()
+
+    def edit(self, incident_id: str, author: str = "alice@contoso.com", **fields: Any) -> list[int]:
+        return submit(
+            self.hub,
+            self.tenant,
+            "incident",
+            incident_id,
+            EditRequest(**fields),
+            author=author,
+            origin="test",
+        )
+
+    def truth(self, incident_id: str) -> dict[str, Any]:
+        reply = httpx.get(f"{self.server.base_url}/_emulator/truth", timeout=30)
+        return next(i for i in reply.json()["value"] if i["id"] == incident_id)
+
+    def portal(self, incident_id: str, **changes: Any) -> None:
+        """An analyst's edit in the Defender portal."""
+        reply = httpx.post(
+            f"{self.server.base_url}/_emulator/incidents/{incident_id}", json=changes, timeout=30
+        )
+        reply.raise_for_status()
+
+    def writes(self) -> int:
+        """PATCH and comment requests Defender has answered so far."""
+        stats = httpx.get(f"{self.server.base_url}/_emulator/stats", timeout=30).json()
+        return sum(
+            n
+            for route, n in stats["by_route"].items()
+            if route.startswith(("PATCH ", "POST /v1.0/"))
+        )
+
+    def open_incident(self) -> str:
+        """An incident that is open and not merged."""
+        for summary in self.hub.list_incidents(limit=200):
+            if summary.status in ("active", "inProgress") and not summary.merged_into:
+                return summary.id
+        raise AssertionError("no open incident")
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Iterator[Any]:
+    made: list[Env] = []
+
+    def _make(policy: str = "latest_wins", **settings: Any) -> Env:
+        server = EmulatorServer(settings_for(seed=11, incidents=12, **settings)).start()
+        config = Config.for_emulator(
+            server.base_url,
+            server.emulator.settings.tenants,
+            workspace_path=tmp_path / f"ws{len(made)}",
+            sync=SyncConfig(poll_interval_seconds=0.5, lookback_seconds=60, max_attempts=4),
+            rate_limit_per_minute=6000,
+        ).model_copy(
+            update={
+                "two_way": TwoWayConfig(
+                    policy=ConflictPolicies(status=policy, owner=policy, classification=policy),  # type: ignore[arg-type]
+                    retry_seconds=0.05,
+                )
+            }
+        )
+        workspace = Workspace.open(config)
+        env = Env(server, config, workspace, workspace.pusher())
+        made.append(env)
+        env.cycle()
+        return env
+
+    yield _make
+    for env in made:
+        env.workspace.close()
+        env.server.stop()
+
+
+def test_an_edit_reaches_defender_once_and_comes_back_as_the_users_change(make_env: Any) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    before = env.writes()
+    ids = env.edit(
+        incident,
+        status="resolved",
+        classification="truePositive",
+        determination="phishing",
+        owner="alice@contoso.com",
+        add_tags=("bec",),
+        comment="Mailbox rule removed",
+    )
+    assert len(ids) == 5
+    assert {r.state for r in env.hub.edits(ids=ids)} == {"pending"}
+    env.cycle()
+    truth = env.truth(incident)
+    assert truth["status"] == "resolved"
+    assert (truth["classification"], truth["determination"]) == ("truePositive", "phishing")
+    assert truth["assignedTo"] == "alice@contoso.com"
+    assert "bec" in truth["customTags"]
+    assert [c["comment"] for c in truth["comments"]].count("Mailbox rule removed") == 1
+    assert env.writes() - before == 2  # one comment POST, one PATCH for four fields
+    assert {r.state for r in env.hub.edits(ids=ids)} == {"confirmed"}
+    # The version Defender made of the write is ours: the table row names the user.
+    rows = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy, Status"
+    )
+    assert [tuple(r) for r in rows.rows] == [("alice@contoso.com", "Closed")]
+    comments = env.hub.list_comments(env.tenant.tenant_id, incident)
+    ours = [c for c in comments if c.comment == "Mailbox rule removed"]
+    assert len(ours) == 1 and ours[0].written_by == "alice@contoso.com"
+    decisions = [a.decision for a in env.hub.audit_tail(200) if a.entity_id == incident]
+    assert decisions.count("edit_queued") == 5
+    assert decisions.count("pushed") == 4 and decisions.count("comment_posted") == 1
+
+
+def test_idle_cycles_write_nothing(make_env: Any) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    env.edit(incident, owner="bob@contoso.com", comment="looking")
+    env.cycle()
+    settled = env.writes()
+    for _ in range(10):
+        env.cycle()
+    assert env.writes() == settled
+
+
+@pytest.mark.parametrize(
+    ("policy", "state", "final"),
+    [
+        ("latest_wins", "overridden", "portal@contoso.com"),  # the portal edit came later
+        ("defender_wins", "overridden", "portal@contoso.com"),
+        ("workspace_wins", "confirmed", "alice@contoso.com"),
+        ("manual", "conflict", "portal@contoso.com"),
+    ],
+)
+def test_the_same_field_edited_on_both_sides_resolves_by_policy(
+    make_env: Any, policy: str, state: str, final: str
+) -> None:
+    env = make_env(policy)
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")  # before the edit is pushed
+    env.cycle()
+    env.cycle()  # converged within two cycles
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == state
+    assert env.truth(incident)["assignedTo"] == final
+    current = env.hub.get_incident(env.tenant.tenant_id, incident)
+    assert current is not None and current.assigned_to == final
+    # The losing side is in the audit trail with both values and who made them.
+    trail = [a for a in env.hub.audit_tail(200) if a.detail.get("outbox") == edit]
+    last = next(a.detail for a in trail if a.decision != "edit_queued")
+    assert last["workspace"] == "alice@contoso.com" and last["defender"] == "portal@contoso.com"
+    assert last["author"] == "alice@contoso.com"
+    if policy == "manual":
+        assert resolve(env.hub, edit, "workspace").state == "pending"
+        env.cycle()
+        assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+        assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+
+
+def test_tags_from_both_sides_survive(make_env: Any) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    env.portal(incident, customTags=["keep", "drop"])
+    env.cycle()
+    env.edit(incident, add_tags=("ours",), remove_tags=("drop",))
+    env.portal(incident, customTags=["keep", "drop", "theirs"])  # meanwhile, in the portal
+    env.cycle()
+    assert sorted(env.truth(incident)["customTags"]) == ["keep", "ours", "theirs"]
+
+
+def test_a_comment_is_not_posted_twice_after_a_crash_before_its_confirmation(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, comment="exactly once")
+    real = env.hub.settle_edits
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the process dies after Defender took the comment
+
+    monkeypatch.setattr(env.hub, "settle_edits", crash)
+    with pytest.raises(KeyboardInterrupt):
+        env.pusher.push_due()
+    monkeypatch.setattr(env.hub, "settle_edits", real)
+    assert env.hub.edits(ids=[edit])[0].state == "pending"
+    posted = env.writes()
+    env.cycle()
+    assert env.writes() == posted  # found in Defender, not posted again
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed" and row.comment_key
+    assert [c["comment"] for c in env.truth(incident)["comments"]].count("exactly once") == 1
+
+
+def test_a_field_write_is_not_repeated_after_a_crash_before_its_confirmation(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    ids = env.edit(
+        incident, status="resolved", classification="falsePositive", determination="notMalicious"
+    )
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the process dies after Defender applied the PATCH
+
+    monkeypatch.setattr(env.hub, "settle_edits", crash)
+    with pytest.raises(KeyboardInterrupt):
+        env.pusher.push_due()
+    monkeypatch.undo()
+    patched = env.writes()
+    env.cycle()
+    assert env.writes() == patched  # Defender already has it: confirmed without a write
+    assert {r.state for r in env.hub.edits(ids=ids)} == {"confirmed"}
+    assert env.truth(incident)["status"] == "resolved"
+
+
+def test_transient_faults_delay_edits_and_never_duplicate_them(make_env: Any) -> None:
+    env = make_env()
+    incidents = [s.id for s in env.hub.list_incidents(limit=50) if not s.merged_into][:4]
+    httpx.post(f"{env.server.base_url}/_emulator/faults", content="error_rate=0.4,reset_rate=0.1")
+    ids = [i for incident in incidents for i in env.edit(incident, comment=f"note {incident}")]
+    for _ in range(60):
+        env.pusher.push_due()
+        if all(r.state != "pending" for r in env.hub.edits(ids=ids)):
+            break
+        time.sleep(0.1)
+    httpx.post(f"{env.server.base_url}/_emulator/faults", content="")
+    env.cycle()
+    assert {r.state for r in env.hub.edits(ids=ids)} == {"confirmed"}
+    for incident in incidents:
+        texts = [c["comment"] for c in env.truth(incident)["comments"]]
+        assert texts.count(f"note {incident}") == 1
+
+
+def test_a_read_only_tenant_refuses_edits_up_front_and_keeps_syncing(make_env: Any) -> None:
+    env = make_env(read_only_tenants=[0])
+    incident = env.open_incident()
+    with pytest.raises(EditRefusedError, match=r"SecurityIncident\.ReadWrite\.All"):
+        env.edit(incident, owner="alice@contoso.com")
+    assert env.hub.edits() == []
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    current = env.hub.get_incident(env.tenant.tenant_id, incident)
+    assert current is not None and current.assigned_to == "portal@contoso.com"
+
+
+def test_an_edit_queued_before_the_permission_was_known_fails_with_graphs_reason(
+    make_env: Any,
+) -> None:
+    env = make_env(read_only_tenants=[0])
+    incident = env.open_incident()
+    env.hub.save_state(env.tenant.tenant_id, "two_way", {})  # permissions not known yet
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.workspace.pusher(sign_in=False).push_due()  # Graph decides
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "failed"
+    assert "SecurityIncident.ReadWrite.All" in (row.outcome or "")
+    assert env.truth(incident).get("assignedTo") != "alice@contoso.com"
+
+
+def test_alert_edits_reach_defender(make_env: Any) -> None:
+    env = make_env()
+    alert = next(a for a in env.truth(env.open_incident())["alerts"])
+    ids = submit(
+        env.hub,
+        env.tenant,
+        "alert",
+        alert["id"],
+        EditRequest(status="inProgress", owner="carol@contoso.com", comment="triaging"),
+        author="carol@contoso.com",
+        origin="test",
+    )
+    env.cycle()
+    assert {r.state for r in env.hub.edits(ids=ids)} == {"confirmed"}
+    truth = next(a for a in env.truth(alert["incidentId"])["alerts"] if a["id"] == alert["id"])
+    assert (truth["status"], truth["assignedTo"]) == ("inProgress", "carol@contoso.com")
+    assert [c["comment"] for c in truth["comments"]].count("triaging") == 1
+
+
+def test_edits_on_an_incident_merged_away_follow_the_documented_rule(make_env: Any) -> None:
+    env = make_env()
+    source, target = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    field, note = env.edit(source, owner="alice@contoso.com", comment="moved with the case")
+    store = env.server.emulator.store(env.tenant.tenant_id)
+    store.apply(Merge(source, target))
+    env.cycle()
+    env.cycle()
+    rows = {r.id: r for r in env.hub.edits(ids=[field, note])}
+    assert rows[field].state == "failed" and target in (rows[field].outcome or "")
+    assert rows[note].state == "confirmed" and rows[note].entity_id == target
+    assert "moved with the case" in [c["comment"] for c in env.truth(target)["comments"]]
+
+
+def test_latest_wins_takes_the_workspace_edit_made_after_defenders_change(make_env: Any) -> None:
+    env = make_env("latest_wins")
+    incident = env.open_incident()
+    env.portal(incident, assignedTo="portal@contoso.com")
+    time.sleep(0.01)
+    # The analyst still sees the old owner (the workspace has not read the portal edit yet).
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.cycle()
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
