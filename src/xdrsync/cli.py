@@ -381,6 +381,7 @@ def check_command(config_file: ConfigOption = None) -> None:
     from xdrsync.hub.payload import ticks_from_datetime
     from xdrsync.logs import configure, scrub
     from xdrsync.sync.listing import PageQuery
+    from xdrsync.twoway.access import STREAM, capability_doc, read_only_reasons
 
     configure("error")
     with _errors():
@@ -400,6 +401,18 @@ def check_command(config_file: ConfigOption = None) -> None:
                     f"[green]✓[/green] {tenant.name}: signed in, incidents readable "
                     f"(server time {page.server_date.isoformat(timespec='seconds')})"
                 )
+                roles = api.granted_roles()
+                refused = read_only_reasons(tenant.name, config.writes_to(tenant), roles)
+                if roles:
+                    with _workspace(config, lock=False) as workspace:
+                        workspace.hub.save_state(
+                            tenant.tenant_id, STREAM, capability_doc(roles, datetime.now(UTC))
+                        )
+                if not refused:
+                    known = "" if roles else " (the token names no permissions: Graph decides)"
+                    console.print(f"[green]✓[/green] {tenant.name}: two-way sync on{known}")
+                for reason in dict.fromkeys(refused.values()):
+                    console.print(f"[yellow]![/yellow] {reason}")
             except XdrSyncError as bad:
                 failed += 1
                 err_console.print(f"[red]✗[/red] {tenant.name}: {scrub(str(bad))}")

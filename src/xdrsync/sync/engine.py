@@ -7,6 +7,7 @@ retried next cycle; it never stalls another tenant, and it never stops the log s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,16 +62,28 @@ def sync_tenant(
     """Both streams of one tenant, one after the other; each failure is kept, not raised."""
     report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
     for stream in STREAMS:
+        began = time.monotonic()
         try:
-            report.streams.append(
-                sync_stream(
-                    hub,
-                    tenant.source,
-                    tenant_id=tenant.tenant_id,
-                    stream=stream,
-                    settings=settings,
-                    on_window=on_window,
-                )
+            done = sync_stream(
+                hub,
+                tenant.source,
+                tenant_id=tenant.tenant_id,
+                stream=stream,
+                settings=settings,
+                on_window=on_window,
+            )
+            report.streams.append(done)
+            log.info(
+                "stream synced",
+                tenant=tenant.name,
+                stream=stream,
+                read=done.records,
+                new=done.inserted,
+                updated=done.updated,
+                quarantined=done.quarantined,
+                pages=done.pages,
+                watermark=done.watermark.isoformat() if done.watermark else None,
+                seconds=round(time.monotonic() - began, 3),
             )
         except Exception as failure:  # one stream's failure, whatever it is, stays its own
             message = clean(f"{type(failure).__name__}: {failure}")

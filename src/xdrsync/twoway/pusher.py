@@ -11,6 +11,7 @@ posted again.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,6 +150,7 @@ class Pusher:
     def push_due(self, tenant_id: str | None = None, limit: int = 200) -> PushReport:
         """Push every due edit (of one tenant, or all); returns what was done."""
         report = PushReport()
+        began = time.monotonic()
         with self._lock:
             rows = self.hub.due_edits(limit, tenant_id)
             groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
@@ -159,6 +161,15 @@ class Pusher:
                 if target is None:
                     continue  # a tenant no longer configured: its edits wait
                 report.merge(self._push_record(target, edits))
+        if rows:
+            log.info(
+                "edits pushed",
+                edits=len(rows),
+                writes=report.writes,
+                reads=report.reads,
+                seconds=round(time.monotonic() - began, 3),
+                **report.states,
+            )
         return report
 
     def _push_record(self, target: PushTarget, edits: list[OutboxRow]) -> PushReport:
