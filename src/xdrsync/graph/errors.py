@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from xdrsync.errors import SkippableError
+from xdrsync.errors import ConfigError, SkippableError
+
+
+class ForbiddenError(ConfigError):
+    """Graph answered 403: the app lacks a permission for this call (the message names it)."""
 
 
 class NotFoundError(SkippableError):

@@ -25,7 +25,12 @@ from xdrsync.errors import (
     ThrottledError,
     XdrSyncError,
 )
-from xdrsync.graph.errors import DeadlineExceededError, NotFoundError, ResponseTooLargeError
+from xdrsync.graph.errors import (
+    DeadlineExceededError,
+    ForbiddenError,
+    NotFoundError,
+    ResponseTooLargeError,
+)
 
 
 class Condition(enum.Enum):
@@ -88,7 +93,7 @@ RULES: Mapping[Condition, Rule] = {
     Condition.DEADLINE: Rule(Action.RETRY, RetriableError),
     Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),
-    Condition.FORBIDDEN: Rule(Action.RAISE, ConfigError),
+    Condition.FORBIDDEN: Rule(Action.RAISE, ForbiddenError),
     Condition.BAD_REQUEST: Rule(Action.RAISE, FatalSyncError),
     Condition.NOT_FOUND: Rule(Action.RAISE, NotFoundError),
     Condition.CONFLICT: Rule(Action.RAISE, ConflictError),

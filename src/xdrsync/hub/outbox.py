@@ -115,14 +115,19 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
 
 
 def due(
-    conn: Connection, now: datetime, limit: int, tenant_id: str | None = None
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    tenant_id: str | None = None,
+    after_id: int = 0,
 ) -> list[OutboxRow]:
-    """Pending edits whose time has come, oldest first."""
+    """Pending edits whose time has come, oldest first (from ``after_id`` on)."""
     o = s.outbox
     query = (
         select(o)
         .where(
             o.c.state == "pending",
+            o.c.id > after_id,
             or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
         )
         .order_by(o.c.id)

@@ -211,10 +211,12 @@ class Hub:
         with self._write() as conn:
             return outbox.enqueue(conn, edits, self._clock())
 
-    def due_edits(self, limit: int = 200, tenant_id: str | None = None) -> list[OutboxRow]:
-        """Pending edits whose time has come, oldest first."""
+    def due_edits(
+        self, limit: int = 200, tenant_id: str | None = None, after_id: int = 0
+    ) -> list[OutboxRow]:
+        """Pending edits whose time has come, oldest first (ids above ``after_id``)."""
         with self._read() as conn:
-            return outbox.due(conn, self._clock(), limit, tenant_id)
+            return outbox.due(conn, self._clock(), limit, tenant_id, after_id)
 
     def edits(
         self,

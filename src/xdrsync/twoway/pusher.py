@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import structlog
 
 from xdrsync.config import ConflictPolicies
-from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
-from xdrsync.graph.errors import NotFoundError
+from xdrsync.errors import FatalSyncError, ThrottledError, XdrSyncError
+from xdrsync.graph.errors import ForbiddenError, NotFoundError
 from xdrsync.hub import Hub
 from xdrsync.hub.payload import comment_key, datetime_from_ticks, ticks_from_text
 from xdrsync.hub.records import EntityType, OutboxRow, OutboxState, Settlement, Written
@@ -147,30 +147,38 @@ class Pusher:
 
     # -- one pass -------------------------------------------------------------------------
 
-    def push_due(self, tenant_id: str | None = None, limit: int = 200) -> PushReport:
-        """Push every due edit (of one tenant, or all); returns what was done."""
+    def push_due(self, tenant_id: str | None = None, batch: int = 200) -> PushReport:
+        """Push every edit due now (of one tenant, or all), each once, ``batch`` edits read at
+        a time; returns what was done."""
         report = PushReport()
         began = time.monotonic()
+        seen = 0
+        after = 0
         with self._lock:
-            rows = self.hub.due_edits(limit, tenant_id)
-            groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
-            for row in rows:
-                groups.setdefault((row.tenant_id, row.entity_type, row.entity_id), []).append(row)
-            for (tenant, _kind, _entity), edits in groups.items():
-                target = self.targets.get(tenant)
-                if target is None:
-                    continue  # a tenant no longer configured: its edits wait
-                report.merge(self._push_record(target, edits))
-        if rows:
+            while rows := self.hub.due_edits(batch, tenant_id, after_id=after):
+                after = rows[-1].id
+                seen += len(rows)
+                self._push_rows(rows, report)
+        if seen:
             log.info(
                 "edits pushed",
-                edits=len(rows),
+                edits=seen,
                 writes=report.writes,
                 reads=report.reads,
                 seconds=round(time.monotonic() - began, 3),
                 **report.states,
             )
         return report
+
+    def _push_rows(self, rows: list[OutboxRow], report: PushReport) -> None:
+        groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
+        for row in rows:
+            groups.setdefault((row.tenant_id, row.entity_type, row.entity_id), []).append(row)
+        for (tenant, _kind, _entity), edits in groups.items():
+            target = self.targets.get(tenant)
+            if target is None:
+                continue  # a tenant no longer configured: its edits wait
+            report.merge(self._push_record(target, edits))
 
     def _push_record(self, target: PushTarget, edits: list[OutboxRow]) -> PushReport:
         report = PushReport()
@@ -366,12 +374,14 @@ class Pusher:
         self, report: PushReport, edits: list[OutboxRow], failure: BaseException
     ) -> None:
         message = clean(f"{type(failure).__name__}: {failure}")
-        if isinstance(failure, NotFoundError):
-            state: OutboxState = "failed"
-        elif isinstance(failure, RetriableError) or not isinstance(failure, XdrSyncError):
-            state = "pending"
-        else:  # ConfigError (403), FatalSyncError (400): Defender refused it for good
-            state = "failed"
+        # Defender refused the edit itself (403 naming the permission, 400 with its reason,
+        # 404): that is final. Anything else (5xx, 429, sign-in trouble, a bug) is not the
+        # edit's fault: it waits and is tried again.
+        state: OutboxState = (
+            "failed"
+            if isinstance(failure, ForbiddenError | FatalSyncError | NotFoundError)
+            else "pending"
+        )
         settlements: list[Settlement] = []
         now = self.clock()
         for edit in self.hub.edits(ids=[e.id for e in edits]):
@@ -384,7 +394,7 @@ class Pusher:
                 detail = {"reason": message, "next_attempt_at": now + timedelta(seconds=wait)}
                 settlements.append(Settlement(edit, "pending", "push_retry", detail))
             else:
-                decision = "refused" if isinstance(failure, ConfigError) else "rejected"
+                decision = "refused" if isinstance(failure, ForbiddenError) else "rejected"
                 settlements.append(Settlement(edit, "failed", decision, {"reason": message}))
         self._settle(report, settlements)
 
