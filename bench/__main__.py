@@ -1,7 +1,8 @@
 """Run the benchmarks and write ``bench/results.md``.
 
-    python -m bench            # everything (about 15-25 minutes on 2 cores)
+    python -m bench            # everything (about 20-30 minutes on 2 cores)
     python -m bench --quick    # smaller sizes, to check that the scenarios still run
+    python -m bench --only twoway   # one scenario (printed, results.md left as is)
 
 Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
 measured side by side in this one run are the figures to compare; absolute times depend on
@@ -25,6 +26,7 @@ from bench.scenarios import (
     scratch,
     throttled_backfill,
 )
+from bench.twoway import twoway
 
 RESULTS = Path(__file__).with_name("results.md")
 
@@ -32,7 +34,9 @@ RESULTS = Path(__file__).with_name("results.md")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["emulator", "backfill", "throttled", "freshness"])
+    parser.add_argument(
+        "--only", choices=["emulator", "backfill", "throttled", "freshness", "twoway"]
+    )
     args = parser.parse_args()
     quick = args.quick
     work = scratch()
@@ -152,6 +156,11 @@ def main() -> None:
             )
         )
         print(sections[-1], flush=True)
+
+    if want("twoway"):
+        for section in twoway(work, quick=quick):
+            sections.append(section)
+            print(section, flush=True)
 
     if args.only is None:
         RESULTS.write_text("\n".join(sections) + "\n")

@@ -350,3 +350,30 @@ def test_latest_wins_takes_the_workspace_edit_made_after_defenders_change(make_e
     env.cycle()
     assert env.hub.edits(ids=[edit])[0].state == "confirmed"
     assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+
+
+def test_a_comment_alone_comes_back_as_the_users_change(make_env: Any) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    env.edit(incident, author="dana@contoso.com", comment="only a comment")
+    env.cycle()
+    rows = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy"
+    )
+    assert [tuple(r) for r in rows.rows] == [("dana@contoso.com",)]
+
+
+def test_one_records_edits_make_one_patch_across_a_batch_boundary(make_env: Any) -> None:
+    env = make_env()
+    first, second = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    env.edit(first, comment="one")
+    env.edit(first, comment="two")
+    env.edit(second, owner="erin@contoso.com", add_tags=("batch",))  # ids 3 and 4
+    stats = f"{env.server.base_url}/_emulator/stats"
+    before = httpx.get(stats).json()["by_route"]
+    report = env.pusher.push_due(batch=3)
+    after = httpx.get(stats).json()["by_route"]
+    patches = sum(n - before.get(r, 0) for r, n in after.items() if r.startswith("PATCH "))
+    assert patches == 1
+    assert report.writes == 3 and report.states == {"confirmed": 4}

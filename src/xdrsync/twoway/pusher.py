@@ -154,10 +154,24 @@ class Pusher:
         began = time.monotonic()
         seen = 0
         after = 0
+        carry: list[OutboxRow] = []
         with self._lock:
-            while rows := self.hub.due_edits(batch, tenant_id, after_id=after):
-                after = rows[-1].id
+            while True:
+                rows = self.hub.due_edits(batch, tenant_id, after_id=after)
+                if not rows and not carry:
+                    break
+                full = len(rows) == batch
+                after = rows[-1].id if rows else after
                 seen += len(rows)
+                rows, carry = carry + rows, []
+                if full:
+                    # The last record's edits may go on in the next batch: keep them for it,
+                    # so that one record's edits still make one PATCH.
+                    last = _record(rows[-1])
+                    held = [r for r in rows if _record(r) == last]
+                    if len(held) < len(rows):
+                        carry = held
+                        rows = [r for r in rows if _record(r) != last]
                 self._push_rows(rows, report)
         if seen:
             log.info(
@@ -221,11 +235,12 @@ class Pusher:
                 return
         # Comments first: a comment bumps the record's version too, so the PATCH's answer is
         # then the newest version, the one remembered as ours.
-        for edit in comments:
-            self._comment(target, edit, record, report)
+        posted = [e for e in comments if self._comment(target, e, record, report)]
         if fields:
             assert record is not None
             self._write_fields(target, kind, entity_id, fields, record, report)
+        elif posted:
+            self._remember_comment_version(target, kind, entity_id, posted[-1], report)
 
     # -- fields ---------------------------------------------------------------------------
 
@@ -309,13 +324,43 @@ class Pusher:
 
     # -- comments -------------------------------------------------------------------------
 
+    def _remember_comment_version(
+        self,
+        target: PushTarget,
+        kind: EntityType,
+        entity_id: str,
+        edit: OutboxRow,
+        report: PushReport,
+    ) -> None:
+        """A comment makes a new version of its record, but Graph's answer to the POST is the
+        comment list only: read the record once to learn that version, so that the inbound
+        stream recognises it as ours. (A change Defender made between the POST and this read
+        would be attributed to the comment's author too; the window is one round trip.)"""
+        try:
+            record = self._read(target, kind, entity_id, report)
+        except XdrSyncError:
+            return  # only the attribution is lost: the version reads as Defender's
+        version = ticks_from_text(str((record or {}).get("lastUpdateDateTime") or ""))
+        if version is not None:
+            written = Written(
+                target.tenant_id,
+                kind,
+                entity_id,
+                version,
+                edit.author,
+                edit.origin,
+                {COMMENT: edit.wanted},
+            )
+            self.hub.settle_edits([], written)
+
     def _comment(
         self,
         target: PushTarget,
         edit: OutboxRow,
         record: Mapping[str, Any] | None,
         report: PushReport,
-    ) -> None:
+    ) -> bool:
+        """Post one comment (or find it already posted); True when it was posted now."""
         text = str(edit.wanted)
         kind, entity_id = edit.entity_type, edit.entity_id
         claimed = self.hub.claimed_comment_keys(target.tenant_id, kind, entity_id)
@@ -327,7 +372,7 @@ class Pusher:
                     report,
                     [Settlement(edit, "confirmed", "comment_found", detail, comment_key=found)],
                 )
-                return
+                return False
         self.hub.mark_sent([edit.id])
         sent_at = edit.sent_at or self.clock()
         report.writes += 1
@@ -344,6 +389,7 @@ class Pusher:
         self._settle(
             report, [Settlement(edit, "confirmed", "comment_posted", detail, comment_key=key)]
         )
+        return True
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -435,6 +481,10 @@ _OUTCOMES: dict[str, tuple[OutboxState, str]] = {
     "defender_won": ("overridden", "conflict_defender_won"),
     "conflict": ("conflict", "conflict_manual"),
 }
+
+
+def _record(row: OutboxRow) -> tuple[str, str, str]:
+    return (row.tenant_id, row.entity_type, row.entity_id)
 
 
 def _intent(row: OutboxRow) -> Intent:
