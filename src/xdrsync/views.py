@@ -79,7 +79,7 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
     return [streams, totals, outputs, edits_summary(hub, tenant_names)]
 
 
-_EDIT_STATES = ("pending", "confirmed", "failed", "conflict", "overridden")
+_EDIT_STATES = ("pending", "confirmed", "failed", "conflict", "overridden", "replaced")
 
 
 def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> Table:

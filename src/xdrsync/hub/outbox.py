@@ -76,6 +76,8 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
     """Queue edits (one transaction with the caller's other writes); returns their ids."""
     ids: list[int] = []
     for edit in edits:
+        if edit.field != "comment":
+            _replace_conflicts(conn, edit, now)
         result = conn.execute(
             s.outbox.insert(),
             {
@@ -112,6 +114,27 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
             },
         )
     return ids
+
+
+def _replace_conflicts(conn: Connection, edit: NewEdit, now: datetime) -> None:
+    """A new edit of a field settles that field's open conflict: the user decided again."""
+    o = s.outbox
+    query = select(o).where(
+        o.c.tenant_id == edit.tenant_id,
+        o.c.entity_type == edit.entity_type,
+        o.c.entity_id == edit.entity_id,
+        o.c.field == edit.field,
+        o.c.state == "conflict",
+    )
+    for row in conn.execute(query).all():
+        settle(
+            conn,
+            _row(row),
+            "replaced",
+            now,
+            "conflict_replaced",
+            {"reason": "replaced by a later edit of the same field", "wanted_now": edit.wanted},
+        )
 
 
 def due(

@@ -226,7 +226,7 @@ class CursorRow:
     updated_at: datetime
 
 
-OutboxState = Literal["pending", "confirmed", "failed", "conflict", "overridden"]
+OutboxState = Literal["pending", "confirmed", "failed", "conflict", "overridden", "replaced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +247,8 @@ class NewEdit:
 class OutboxRow:
     """An edit in the outbox. ``state``: pending (to push), confirmed (Defender has it),
     failed (Defender refused it, or it cannot be pushed), conflict (a ``manual`` field
-    waiting for ``conflicts resolve``), overridden (Defender's concurrent change won)."""
+    waiting for ``conflicts resolve``), overridden (Defender's concurrent change won),
+    replaced (a conflict the user settled by editing the same field again)."""
 
     id: int
     tenant_id: str

@@ -75,11 +75,11 @@ def check_request(kind: EntityType, request: EditRequest) -> None:
         allowed = ", ".join(n for n in f.FIELDS[kind] if n != f.COMMENT)
         what = "is read-only in Defender" if name in READ_ONLY_FIELDS[kind] else "is not a field"
         raise EditRefusedError(
-            f"{name} {what} on a {kind}: Graph's PATCH takes only {allowed}, and comments"
+            f"{name} {what} on an {kind}: Graph's PATCH takes only {allowed}, and comments"
         )
     if (request.add_tags or request.remove_tags) and f.TAGS not in f.FIELDS[kind]:
         raise EditRefusedError(
-            f"customTags is read-only on a {kind}: Graph's alerts_v2 PATCH takes no tags"
+            f"customTags is read-only on an {kind}: Graph's alerts_v2 PATCH takes no tags"
         )
     if not any(
         (

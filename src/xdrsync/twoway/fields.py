@@ -72,7 +72,7 @@ PAIRS: Final[dict[str, frozenset[str]]] = {
 MAX_TAG_LENGTH: Final = 128
 #: A comment longer than this is refused: Sentinel mirrors at most 30,000 characters.
 MAX_COMMENT_LENGTH: Final = 30_000
-_ADDRESS: Final = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;.]+$")
+_ADDRESS: Final = re.compile(r"^[^@\s<>\"',;]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,18 @@ class Pair:
 
 
 def status(entity: EntityType, value: str) -> str:
-    """A status the user typed, in Defender's spelling; Sentinel's names are mapped."""
+    """A status the user typed, in Defender's spelling. Sentinel's lifecycle names, spelled
+    as the workspace's tables show them (``New``, ``Active``, ``Closed``), are taken first and
+    mapped, so typing back a status the workspace shows keeps it: ``Active`` is Defender's
+    ``inProgress``, while ``active`` (any other spelling) is Defender's ``active``."""
     wanted = value.strip()
+    mapped = SENTINEL_STATUS[entity].get(wanted.lower())
+    if mapped is not None and wanted == wanted.capitalize():
+        return mapped
     lowered = wanted.lower().replace(" ", "").replace("_", "")
     for member in SETTABLE_STATUS[entity]:
         if member.lower() == lowered:
             return member
-    mapped = SENTINEL_STATUS[entity].get(lowered)
     if mapped is not None:
         return mapped
     raise EditRefusedError(
@@ -167,12 +172,11 @@ def tags(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def comment(value: str) -> str:
-    text = value.strip()
-    if not text:
+    if not value.strip():
         raise EditRefusedError("a comment needs text")
-    if len(text) > MAX_COMMENT_LENGTH:
+    if len(value) > MAX_COMMENT_LENGTH:
         raise EditRefusedError(
-            f"the comment is {len(text)} characters; at most {MAX_COMMENT_LENGTH} are taken"
+            f"the comment is {len(value)} characters; at most {MAX_COMMENT_LENGTH} are taken"
         )
     return value
 

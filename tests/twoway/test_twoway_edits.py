@@ -1,0 +1,583 @@
+"""From "the user wants this" to outbox rows (twoway.edits): the refusals `update` answers
+with, the rows it queues, and the record as the workspace shows it while edits are on their
+way (``view``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdrsync.config import ConflictPolicies
+from xdrsync.errors import EditRefusedError
+from xdrsync.hub import Hub
+from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
+from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
+from xdrsync.twoway.edits import READ_ONLY_FIELDS, EditRequest, check_request, plan_edits, view
+from xdrsync.twoway.pusher import Pusher, PushTarget
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+VERSION = "2024-05-01T10:00:00.5000000Z"
+_TICKS = ticks_from_text(VERSION)
+assert _TICKS is not None
+TICKS: int = _TICKS
+
+
+def incident(**fields: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": "42",
+        "status": "active",
+        "assignedTo": None,
+        "classification": "unknown",
+        "determination": "unknown",
+        "customTags": ["keep", "drop"],
+        "lastUpdateDateTime": VERSION,
+    }
+    record.update(fields)
+    return record
+
+
+def alert(**fields: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": "da1",
+        "status": "new",
+        "assignedTo": None,
+        "classification": None,
+        "determination": None,
+        "lastUpdateDateTime": VERSION,
+    }
+    record.update(fields)
+    return record
+
+
+def row(
+    field: str,
+    wanted: Any,
+    state: OutboxState = "pending",
+    *,
+    seen: Any = None,
+    written_version: int | None = None,
+    id_: int = 1,
+) -> OutboxRow:
+    return OutboxRow(
+        id=id_,
+        tenant_id="t1",
+        entity_type="incident",
+        entity_id="42",
+        field=field,
+        seen=seen,
+        wanted=wanted,
+        author="ana@contoso.com",
+        origin="cli",
+        created_at=T0,
+        state=state,
+        attempts=0,
+        next_attempt_at=None,
+        sent_at=None,
+        done_at=None,
+        outcome=None,
+        written_version=written_version,
+        comment_key=None,
+    )
+
+
+def plan(
+    current: Mapping[str, Any], kind: EntityType = "incident", **request: Any
+) -> list[NewEdit]:
+    entity_id = str(current.get("id", "42"))
+    return plan_edits(
+        kind,
+        "t1",
+        entity_id,
+        current,
+        EditRequest(**request),
+        author="ana@contoso.com",
+        origin="cli",
+    )
+
+
+def refusal(current: Mapping[str, Any], kind: EntityType = "incident", **request: Any) -> str:
+    with pytest.raises(EditRefusedError) as refused:
+        plan(current, kind, **request)
+    message = str(refused.value)
+    assert "\n" not in message  # one clear line
+    return message
+
+
+def by_field(edits: list[NewEdit]) -> dict[str, NewEdit]:
+    fields = [e.field for e in edits]
+    assert len(fields) == len(set(fields)), fields  # one row per field
+    return {e.field: e for e in edits}
+
+
+# -- check_request --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "other", "what", "accepted"),
+    [
+        ("incident", {"severity": "high"}, "is read-only in Defender", "customTags"),
+        ("incident", {"displayName": "x"}, "is read-only in Defender", "customTags"),
+        ("incident", {"description": "x"}, "is read-only in Defender", "customTags"),
+        ("incident", {"summary": "x"}, "is read-only in Defender", "customTags"),
+        ("incident", {"colour": "red"}, "is not a field", "customTags"),
+        ("alert", {"severity": "high"}, "is read-only in Defender", None),
+        ("alert", {"title": "x"}, "is read-only in Defender", None),
+        ("alert", {"customTags": ["x"]}, "is read-only in Defender", None),
+        ("alert", {"colour": "red"}, "is not a field", None),
+    ],
+)
+def test_a_field_defender_does_not_take_is_refused_naming_what_it_takes(
+    kind: EntityType, other: dict[str, Any], what: str, accepted: str | None
+) -> None:
+    request = EditRequest(status="resolved", other=other)  # valid parts do not save it
+    with pytest.raises(EditRefusedError) as refused:
+        check_request(kind, request)
+    message = str(refused.value)
+    name = next(iter(other))
+    assert message.startswith(f"{name} {what}")
+    assert "status, assignedTo, classification" in message
+    assert "comments" in message
+    if accepted is not None:
+        assert accepted in message
+    else:
+        assert "customTags" not in message.split(":", 1)[1]
+    # plan_edits refuses the same way
+    current = incident() if kind == "incident" else alert()
+    with pytest.raises(EditRefusedError, match=what):
+        plan(current, kind, status="resolved", other=other)
+
+
+def test_several_unknown_fields_are_refused_by_the_first_name() -> None:
+    with pytest.raises(EditRefusedError, match=r"^colour is not a field"):
+        check_request("incident", EditRequest(other={"zone": 1, "colour": 2}))
+
+
+def test_the_read_only_lists_are_not_writable_fields() -> None:
+    assert "status" not in READ_ONLY_FIELDS["incident"]
+    assert "customTags" in READ_ONLY_FIELDS["alert"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "request_"),
+    [
+        ("incident", EditRequest(other={"severity": "high"})),
+        ("alert", EditRequest(other={"severity": "high"})),
+        ("alert", EditRequest(add_tags=("x",))),
+    ],
+)
+def test_the_refusal_reads_as_english(kind: EntityType, request_: EditRequest) -> None:
+    with pytest.raises(EditRefusedError) as refused:
+        check_request(kind, request_)
+    assert f"on an {kind}" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        EditRequest(add_tags=("x",)),
+        EditRequest(remove_tags=("x",)),
+        EditRequest(status="resolved", add_tags=("x",)),
+    ],
+)
+def test_tags_on_an_alert_are_refused(request_: EditRequest) -> None:
+    with pytest.raises(EditRefusedError) as refused:
+        check_request("alert", request_)
+    message = str(refused.value)
+    assert message.startswith("customTags is read-only on a")
+    assert "alerts_v2 PATCH takes no tags" in message
+
+
+def test_tags_on_an_incident_pass_the_check() -> None:
+    check_request("incident", EditRequest(add_tags=("x",)))
+    check_request("incident", EditRequest(remove_tags=("x",)))
+
+
+@pytest.mark.parametrize("kind", ["incident", "alert"])
+def test_an_empty_request_is_refused(kind: EntityType) -> None:
+    with pytest.raises(EditRefusedError) as refused:
+        check_request(kind, EditRequest())
+    assert str(refused.value) == "nothing to change: name at least one field or a comment"
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        EditRequest(owner=""),  # unassigning is a change
+        EditRequest(status="active"),
+        EditRequest(classification="truePositive"),
+        EditRequest(determination="malware"),
+        EditRequest(comment="looked at it"),
+    ],
+)
+def test_any_one_field_is_a_request(request_: EditRequest) -> None:
+    check_request("incident", request_)
+    if not request_.add_tags:
+        check_request("alert", request_)
+
+
+# -- plan_edits: refusals --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("closed", ["resolved", "Resolved", "Closed", "closed"])
+def test_closing_an_incident_needs_a_classification(closed: str) -> None:
+    message = refusal(incident(), status=closed)
+    assert message == (
+        "closing an incident needs a classification (--classification), as in Sentinel"
+    )
+    # "unknown" is no classification
+    assert refusal(incident(), status=closed, classification="unknown") == message
+
+
+def test_closing_with_a_classification_in_the_same_edit_is_fine() -> None:
+    edits = by_field(plan(incident(), status="Closed", classification="falsePositive"))
+    assert edits["status"].wanted == "resolved"
+    assert edits["classification"].wanted == {
+        "classification": "falsePositive",
+        "determination": "other",
+    }
+
+
+def test_closing_an_incident_that_is_already_classified_is_fine() -> None:
+    current = incident(classification="truePositive", determination="malware")
+    edits = by_field(plan(current, status="resolved"))
+    assert set(edits) == {"status"}
+    assert edits["status"].wanted == "resolved"
+
+
+def test_closing_with_only_a_determination_is_refused_by_the_pair() -> None:
+    message = refusal(incident(), status="resolved", determination="malware")
+    assert "does not go with classification 'unknown'" in message
+
+
+def test_closing_an_alert_needs_no_classification() -> None:
+    edits = by_field(plan(alert(), "alert", status="Closed"))
+    assert edits["status"].wanted == "resolved"
+
+
+@pytest.mark.parametrize("status", ["active", "New", "inProgress"])
+@pytest.mark.parametrize("classification", ["truePositive", "unknown"])
+def test_reopening_is_allowed(status: str, classification: str) -> None:
+    current = incident(status="resolved", classification=classification, determination="other")
+    edits = by_field(plan(current, status=status))
+    assert edits["status"].seen == "resolved"
+    assert edits["status"].wanted in ("active", "inProgress")
+
+
+@pytest.mark.parametrize("status", ["redirected", "Redirected"])
+def test_an_incident_defender_merged_away_is_refused_naming_the_survivor(status: str) -> None:
+    current = incident(status=status, redirectIncidentId="77")
+    for request in (
+        {"status": "active"},
+        {"owner": "alice@contoso.com"},
+        {"add_tags": ("x",)},
+        {"comment": "anyone?"},
+    ):
+        message = refusal(current, **request)
+        assert message == "incident 42 was merged into 77 by Defender; edit that one"
+    no_survivor = incident(status="redirected", redirectIncidentId=None)
+    assert "merged into another incident" in refusal(no_survivor, comment="x")
+
+
+def test_a_tag_both_added_and_removed_is_refused() -> None:
+    message = refusal(incident(), add_tags=("new", "x"), remove_tags=(" x ",))
+    assert message == "tag 'x' is both added and removed"
+
+
+@pytest.mark.parametrize(
+    ("request_", "starts"),
+    [
+        ({"status": "redirected"}, "status 'redirected' is not one Defender accepts"),
+        ({"status": "awaitingAction"}, "status 'awaitingAction' is not one Defender accepts"),
+        ({"owner": "alice"}, "owner 'alice' is not an address"),
+        ({"classification": "maybe"}, "classification 'maybe' is not one Defender accepts"),
+        (
+            {"classification": "falsePositive", "determination": "malware"},
+            "determination 'malware' does not go with classification 'falsePositive'",
+        ),
+        ({"add_tags": ("",)}, "a tag cannot be empty"),
+        ({"add_tags": ("x" * 129,)}, "tag 'xxxx"),
+        ({"comment": "  "}, "a comment needs text"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_planned(
+    request_: dict[str, Any], starts: str
+) -> None:
+    # a valid part in the same request does not get queued on its own
+    message = refusal(incident(), **{"status": "inProgress", **request_})
+    assert message.startswith(starts)
+
+
+# -- plan_edits: the rows ------------------------------------------------------------------
+
+
+def test_each_field_is_one_row_with_what_the_user_saw() -> None:
+    current = incident(assignedTo="bob@contoso.com", customTags=["keep"])
+    edits = by_field(
+        plan(
+            current,
+            status="inProgress",
+            owner="alice@contoso.com",
+            classification="truePositive",
+            determination="compromisedUser",
+            add_tags=("new",),
+            comment="Contained.",
+        )
+    )
+    assert {name: (e.seen, e.wanted) for name, e in edits.items()} == {
+        "status": ("active", "inProgress"),
+        "assignedTo": ("bob@contoso.com", "alice@contoso.com"),
+        "classification": (
+            {"classification": "unknown", "determination": "unknown"},
+            {"classification": "truePositive", "determination": "compromisedAccount"},
+        ),
+        "customTags": (["keep"], {"add": ["new"], "remove": []}),
+        "comment": (None, "Contained."),
+    }
+    for edit in edits.values():
+        assert (edit.tenant_id, edit.entity_type, edit.entity_id) == ("t1", "incident", "42")
+        assert (edit.author, edit.origin) == ("ana@contoso.com", "cli")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"status": "active"},
+        {"status": "New"},  # Sentinel's name for Defender's active
+        {"status": "ACTIVE"},
+        {"owner": ""},
+        {"owner": "  "},
+        {"classification": "unknown"},
+        {"add_tags": ("keep",)},
+        {"remove_tags": ("absent",)},
+        {"add_tags": ("keep",), "remove_tags": ("absent",)},
+    ],
+)
+def test_fields_already_at_the_wanted_value_are_left_out(request_: dict[str, Any]) -> None:
+    assert plan(incident(), **request_) == []
+
+
+def test_owner_and_pair_already_there_are_left_out() -> None:
+    current = incident(
+        assignedTo="Alice@Contoso.com", classification="truePositive", determination="malware"
+    )
+    assert plan(current, owner="alice@contoso.com") == []
+    assert plan(current, classification="truePositive") == []
+    assert plan(current, determination="malware") == []
+    assert plan(current, classification="truePositive", determination="malware") == []
+    edits = by_field(plan(current, owner="", determination="phishing"))
+    assert edits["assignedTo"].wanted is None  # unassign
+    assert edits["assignedTo"].seen == "Alice@Contoso.com"
+    assert edits["classification"].wanted == {
+        "classification": "truePositive",
+        "determination": "phishing",
+    }
+
+
+def test_tag_edits_carry_only_real_adds_and_removes() -> None:
+    edits = by_field(
+        plan(
+            incident(customTags=["keep", "drop"]),
+            add_tags=("keep", "new", "new"),
+            remove_tags=("drop", "absent"),
+        )
+    )
+    assert edits["customTags"].wanted == {"add": ["new"], "remove": ["drop"]}
+    assert edits["customTags"].seen == ["keep", "drop"]
+    only_remove = by_field(plan(incident(customTags=["keep"]), remove_tags=("keep",)))
+    assert only_remove["customTags"].wanted == {"add": [], "remove": ["keep"]}
+
+
+def test_a_comment_is_always_a_row_of_its_own() -> None:
+    edits = plan(incident(), status="active", comment="no change, but a note")
+    assert [(e.field, e.seen, e.wanted) for e in edits] == [
+        ("comment", None, "no change, but a note")
+    ]
+
+
+def test_alert_edits() -> None:
+    current = alert(assignedTo="bob@contoso.com")
+    edits = by_field(
+        plan(current, "alert", status="Active", owner="", classification="falsePositive")
+    )
+    assert (edits["status"].seen, edits["status"].wanted) == ("new", "inProgress")
+    assert (edits["assignedTo"].seen, edits["assignedTo"].wanted) == ("bob@contoso.com", None)
+    assert edits["classification"].seen == {
+        "classification": "unknown",
+        "determination": "unknown",
+    }
+    assert all(e.entity_type == "alert" and e.entity_id == "da1" for e in edits.values())
+
+
+def test_seen_is_the_workspace_view_with_edits_on_their_way() -> None:
+    record = incident()
+    waiting = [
+        row("status", "inProgress", id_=1, seen="active"),
+        row("customTags", {"add": ["new"], "remove": ["drop"]}, id_=2),
+    ]
+    current = view(record, waiting)
+    assert plan(current, status="inProgress") == []  # already asked for
+    again = by_field(plan(current, status="active", add_tags=("new",), remove_tags=("keep",)))
+    assert (again["status"].seen, again["status"].wanted) == ("inProgress", "active")
+    assert again["customTags"].seen == ["keep", "new"]
+    assert again["customTags"].wanted == {"add": [], "remove": ["keep"]}
+
+
+# -- view -----------------------------------------------------------------------------------
+
+
+def test_view_applies_edits_still_on_their_way() -> None:
+    record = incident()
+    before = copy.deepcopy(record)
+    shown = view(
+        record,
+        [
+            row("status", "inProgress", "pending", id_=1),
+            row("assignedTo", "alice@contoso.com", "conflict", id_=2),
+            row(
+                "classification",
+                {"classification": "truePositive", "determination": "malware"},
+                id_=3,
+            ),
+            row("customTags", {"add": ["new", "keep"], "remove": ["drop"]}, id_=4),
+        ],
+    )
+    assert shown["status"] == "inProgress"
+    assert shown["assignedTo"] == "alice@contoso.com"
+    assert (shown["classification"], shown["determination"]) == ("truePositive", "malware")
+    assert shown["customTags"] == ["keep", "new"]
+    assert shown["lastUpdateDateTime"] == VERSION
+    assert record == before  # the record read is not changed
+
+
+def test_view_applies_edits_in_order() -> None:
+    shown = view(
+        incident(),
+        [
+            row("status", "inProgress", id_=1),
+            row("status", "resolved", id_=2),
+            row("customTags", {"add": ["a"], "remove": []}, id_=3),
+            row("customTags", {"add": [], "remove": ["a"]}, id_=4),
+            row("customTags", {"add": ["b"], "remove": []}, id_=5),
+        ],
+    )
+    assert shown["status"] == "resolved"
+    assert shown["customTags"] == ["keep", "drop", "b"]
+
+
+@pytest.mark.parametrize(
+    ("written", "applied"),
+    [
+        (TICKS + 1, True),  # Defender made a newer version with it: not read back yet
+        (TICKS + 10**7, True),
+        (TICKS, False),  # the version read is the one our write made
+        (TICKS - 1, False),  # read back long ago (Defender may have changed it since)
+        (None, False),  # confirmed without a write: Defender already had it
+    ],
+)
+def test_view_applies_confirmed_edits_only_until_they_are_read_back(
+    written: int | None, applied: bool
+) -> None:
+    edit = row("status", "inProgress", "confirmed", written_version=written)
+    shown = view(incident(), [edit])
+    assert shown["status"] == ("inProgress" if applied else "active")
+
+
+@pytest.mark.parametrize("state", ["failed", "overridden"])
+def test_view_leaves_out_edits_that_did_not_make_it(state: OutboxState) -> None:
+    edit = row("status", "inProgress", state, written_version=TICKS + 1)
+    assert view(incident(), [edit])["status"] == "active"
+
+
+@pytest.mark.parametrize("state", ["pending", "conflict", "confirmed"])
+def test_view_never_shows_a_comment_as_a_field(state: OutboxState) -> None:
+    record = incident()
+    shown = view(record, [row("comment", "hello", state, written_version=TICKS + 1)])
+    assert shown == record
+
+
+def test_view_of_a_record_without_a_version_keeps_confirmed_writes() -> None:
+    record = incident()
+    del record["lastUpdateDateTime"]
+    shown = view(record, [row("status", "inProgress", "confirmed", written_version=TICKS)])
+    assert shown["status"] == "inProgress"
+
+
+def test_view_of_a_record_without_tags() -> None:
+    record = incident()
+    del record["customTags"]
+    shown = view(record, [row("customTags", {"add": ["a"], "remove": ["b"]})])
+    assert shown["customTags"] == ["a"]
+
+
+# -- the view over a real outbox, after the pusher decided -----------------------------------
+
+
+class OneIncident:
+    """Defender's side for the pusher: one incident, each PATCH a new version."""
+
+    def __init__(self) -> None:
+        self.at = T0
+        self.record = incident(customTags=[])
+        self.record["lastUpdateDateTime"] = version_text(ticks_from_datetime(self.at))
+        self.patches: list[dict[str, Any]] = []
+
+    def change(self, changes: Mapping[str, Any]) -> None:
+        self.record.update(changes)
+        self.at += timedelta(seconds=1)
+        self.record["lastUpdateDateTime"] = version_text(ticks_from_datetime(self.at))
+
+    def get_incident(self, incident_id: str, *, expand_alerts: bool = True) -> dict[str, Any]:
+        return copy.deepcopy(self.record)
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        self.patches.append(dict(changes))
+        self.change(changes)
+        return copy.deepcopy(self.record)
+
+    def add_incident_comment(self, incident_id: str, text: str) -> list[dict[str, Any]]:
+        raise AssertionError("no comments here")
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        raise AssertionError("no alerts here")
+
+    def patch_alert(self, alert_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        raise AssertionError("no alerts here")
+
+    def add_alert_comment(self, alert_id: str, text: str) -> list[dict[str, Any]]:
+        raise AssertionError("no alerts here")
+
+
+def test_a_later_edit_of_a_field_replaces_its_manual_conflict(tmp_path: Path) -> None:
+    """policy manual for status: the user sets inProgress while a Defender analyst resolves
+    the incident; the edit waits in the conflict queue. The user then agrees with Defender and
+    sets the status to resolved: Defender already has it, and the workspace must show it."""
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    try:
+        defender = OneIncident()
+        defender.change({"classification": "truePositive", "determination": "malware"})
+        pusher = Pusher(
+            hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies(status="manual")
+        )
+        read = copy.deepcopy(defender.record)  # the workspace's last read
+
+        def shown() -> dict[str, Any]:
+            return view(read, hub.edits(tenant_id="t1", entity=("incident", "42")))
+
+        hub.enqueue_edits(plan(shown(), status="inProgress"))
+        defender.change({"status": "resolved"})  # in the Defender portal, meanwhile
+        assert pusher.push_due().states == {"conflict": 1}
+        read = copy.deepcopy(defender.record)
+        assert shown()["status"] == "inProgress"  # the conflict waits for a decision
+
+        hub.enqueue_edits(plan(shown(), status="resolved"))
+        assert pusher.push_due().states == {"confirmed": 1}  # Defender already had it
+        read = copy.deepcopy(defender.record)
+        assert defender.patches == []
+        assert shown()["status"] == "resolved"
+    finally:
+        hub.close()
