@@ -96,6 +96,14 @@ def emulate_defender(
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (keep it on loopback).")] = "127.0.0.1",
+    read_only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--read-only",
+            help="A tenant (name, id or index) whose app has read permissions only: its "
+            "tokens carry Read.All roles and writes get Graph's 403.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Microsoft Graph security API v1.0 (Defender XDR) locally."""
     from xdrsync.emulator.server import serve_forever
@@ -110,6 +118,7 @@ def emulate_defender(
             rate_limit_per_minute=rate_limit,
             faults=faults,
             load_file=load,
+            read_only_tenants=read_only or (),
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None
@@ -121,6 +130,7 @@ def emulate_defender(
         console.print(
             f"  tenant {tenant.name}: tenant_id={tenant.tenant_id} client_id={tenant.client_id} "
             f"client_secret={tenant.client_secret}"
+            + (" (read-only app)" if tenant.read_only else "")
         )
     first = settings.tenants[0]
     console.print(
