@@ -458,9 +458,9 @@ def query_command(
     output: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Run KQL over SecurityIncident, SecurityAlert, AlertEvidence and AlertInfo."""
+    from xdrsync.layout import LOG_FILE
     from xdrsync.tables.logstore import LogStore
     from xdrsync.tables.output import format_result
-    from xdrsync.workspace import LOG_FILE
 
     if output not in ("table", "json", "csv"):
         raise _fail("--format must be table, json or csv")

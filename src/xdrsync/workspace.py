@@ -19,6 +19,7 @@ from xdrsync.config import Config
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph import DefenderApi
 from xdrsync.hub import Hub, default_url
+from xdrsync.layout import HUB_FILE, LOCK_FILE, LOG_FILE
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.fanout import LogPublisher
 from xdrsync.sync.inbound import InboundSettings
@@ -28,9 +29,6 @@ from xdrsync.twoway.pusher import Pusher, PushTarget
 
 log = structlog.get_logger(__name__)
 
-LOG_FILE = "logs.duckdb"
-HUB_FILE = "hub.sqlite3"
-LOCK_FILE = "sync.lock"
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 # Only xdrsync's own files are tightened (with their -wal/-shm/-journal/.wal/.tmp siblings):
