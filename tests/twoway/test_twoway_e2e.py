@@ -377,3 +377,52 @@ def test_one_records_edits_make_one_patch_across_a_batch_boundary(make_env: Any)
     patches = sum(n - before.get(r, 0) for r, n in after.items() if r.startswith("PATCH "))
     assert patches == 1
     assert report.writes == 3 and report.states == {"confirmed": 4}
+
+
+def _crash(*args: Any, **kwargs: Any) -> None:
+    raise KeyboardInterrupt  # the process dies here
+
+
+def test_a_comment_posted_before_a_merge_is_not_posted_again_on_the_survivor(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_env()
+    source, target = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    (edit,) = env.edit(source, comment="before the merge")
+    monkeypatch.setattr(env.hub, "settle_edits", _crash)
+    with pytest.raises(KeyboardInterrupt):
+        env.pusher.push_due()
+    monkeypatch.undo()
+    env.server.emulator.store(env.tenant.tenant_id).apply(Merge(source, target))
+    posted = env.writes()
+    env.cycle()
+    assert env.writes() == posted
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, row.entity_id) == ("confirmed", source)
+    assert [c["comment"] for c in env.truth(source)["comments"]].count("before the merge") == 1
+    assert "before the merge" not in [c["comment"] for c in env.truth(target)["comments"]]
+
+
+def test_a_later_edit_is_merged_from_what_an_unconfirmed_attempt_wrote(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_env("latest_wins")
+    incident = env.open_incident()
+    (first,) = env.edit(incident, owner="bob@contoso.com")
+    later: list[int] = []
+    real_mark_sent = env.hub.mark_sent
+
+    def mark_sent(ids: Any) -> None:
+        # While the PATCH for bob is on its way, the user (seeing bob pending) picks carol.
+        later.extend(env.edit(incident, owner="carol@contoso.com"))
+        real_mark_sent(ids)
+
+    monkeypatch.setattr(env.hub, "mark_sent", mark_sent)
+    monkeypatch.setattr(env.hub, "settle_edits", _crash)  # Defender applied bob; we died
+    with pytest.raises(KeyboardInterrupt):
+        env.pusher.push_due()
+    monkeypatch.undo()
+    env.cycle()
+    rows = {r.id: r.state for r in env.hub.edits(ids=[first, *later])}
+    assert rows == {first: "confirmed", later[0]: "confirmed"}
+    assert env.truth(incident)["assignedTo"] == "carol@contoso.com"

@@ -187,7 +187,7 @@ class Pusher:
     def _push_rows(self, rows: list[OutboxRow], report: PushReport) -> None:
         groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
         for row in rows:
-            groups.setdefault((row.tenant_id, row.entity_type, row.entity_id), []).append(row)
+            groups.setdefault(_record(row), []).append(row)
         for (tenant, _kind, _entity), edits in groups.items():
             target = self.targets.get(tenant)
             if target is None:
@@ -226,7 +226,9 @@ class Pusher:
                 return
             merged_into = _redirected(record) if kind == "incident" else None
             if merged_into is not None:
-                self._merged_away(report, edits, merged_into)
+                # A comment an attempt posted before the merge stays where Defender keeps it.
+                left = [e for e in comments if not self._found_comment(target, e, record, report)]
+                self._merged_away(report, [*fields, *left], merged_into)
                 return
         elif kind == "incident":
             current = self.hub.get_incident(target.tenant_id, entity_id)
@@ -259,8 +261,26 @@ class Pusher:
         history: list[tuple[datetime, dict[str, Any]]] | None = None
         plans: list[FieldPlan] = []
         for name, group in by_field.items():
-            intents = [_intent(e) for e in group]
             theirs = theirs_of(record, name)
+            landed = _landed(name, group, theirs)
+            if landed:
+                # An attempt that did not live to confirm had written these: they are done,
+                # and the later edits are merged from the value they left in Defender.
+                plans.append(
+                    FieldPlan(
+                        name,
+                        "already",
+                        None,
+                        tuple(e.id for e in landed),
+                        theirs,
+                        theirs,
+                        "Defender has the value an earlier attempt wrote",
+                    )
+                )
+                group = group[len(landed) :]
+                if not group:
+                    continue
+            intents = [_intent(e) for e in group]
             if name == TAGS:
                 plans.append(merge_tags(intents, theirs))
                 continue
@@ -363,16 +383,9 @@ class Pusher:
         """Post one comment (or find it already posted); True when it was posted now."""
         text = str(edit.wanted)
         kind, entity_id = edit.entity_type, edit.entity_id
+        if self._found_comment(target, edit, record, report):
+            return False
         claimed = self.hub.claimed_comment_keys(target.tenant_id, kind, entity_id)
-        if edit.sent_at is not None and record is not None:
-            found = _our_comment(record.get("comments") or (), text, edit.sent_at, claimed)
-            if found is not None:
-                detail = {"reason": "found in Defender: an earlier attempt had posted it"}
-                self._settle(
-                    report,
-                    [Settlement(edit, "confirmed", "comment_found", detail, comment_key=found)],
-                )
-                return False
         self.hub.mark_sent([edit.id])
         sent_at = edit.sent_at or self.clock()
         report.writes += 1
@@ -388,6 +401,27 @@ class Pusher:
         }
         self._settle(
             report, [Settlement(edit, "confirmed", "comment_posted", detail, comment_key=key)]
+        )
+        return True
+
+    def _found_comment(
+        self,
+        target: PushTarget,
+        edit: OutboxRow,
+        record: Mapping[str, Any] | None,
+        report: PushReport,
+    ) -> bool:
+        """Whether an earlier attempt that did not live to record it had posted the comment:
+        then it is confirmed as the one found, and not posted again."""
+        if edit.sent_at is None or record is None:
+            return False
+        claimed = self.hub.claimed_comment_keys(target.tenant_id, edit.entity_type, edit.entity_id)
+        found = _our_comment(record.get("comments") or (), str(edit.wanted), edit.sent_at, claimed)
+        if found is None:
+            return False
+        detail = {"reason": "found in Defender: an earlier attempt had posted it"}
+        self._settle(
+            report, [Settlement(edit, "confirmed", "comment_found", detail, comment_key=found)]
         )
         return True
 
@@ -481,6 +515,19 @@ _OUTCOMES: dict[str, tuple[OutboxState, str]] = {
     "defender_won": ("overridden", "conflict_defender_won"),
     "conflict": ("conflict", "conflict_manual"),
 }
+
+
+def _landed(name: str, group: Sequence[OutboxRow], theirs: Any) -> list[OutboxRow]:
+    """The leading edits of a field that an earlier attempt already wrote: up to the last one
+    that was sent and whose wanted value Defender holds now (tags: never, as set edits apply
+    again harmlessly)."""
+    if name == TAGS:
+        return []
+    for index in range(len(group) - 1, -1, -1):
+        edit = group[index]
+        if edit.sent_at is not None and same(name, theirs, edit.wanted):
+            return list(group[: index + 1])
+    return []
 
 
 def _record(row: OutboxRow) -> tuple[str, str, str]:
