@@ -13,7 +13,7 @@ from xdrsync.hub.records import OutboxRow
 from xdrsync.models import Incident
 from xdrsync.sync.fanout import CURSOR
 from xdrsync.twoway.access import STREAM as TWO_WAY
-from xdrsync.twoway.access import recorded_roles
+from xdrsync.twoway.access import read_only_reasons, recorded_roles
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
@@ -27,7 +27,7 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
+def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
     """Streams (cursor, lag, last error, quarantine), stored totals, destinations."""
     now = datetime.now(UTC)
     streams = Table(title="Inbound streams", title_justify="left")
@@ -76,35 +76,41 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Table]:
     cursors = {c.name: c for c in hub.list_cursors()}
     position = cursors[CURSOR].seq if CURSOR in cursors else 0
     outputs.add_row("workspace log tables (KQL)", str(position), f"{head - position} changes")
-    return [streams, totals, outputs, edits_summary(hub, tenant_names)]
+    return [streams, totals, outputs, *edits_summary(hub, tenant_names)]
 
 
 _EDIT_STATES = ("pending", "confirmed", "failed", "conflict", "overridden", "replaced")
 
 
-def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> Table:
-    """Workspace edits to Defender per tenant and state, and the latest failures."""
-    table = Table(title="Write-back to Defender (edits)", title_justify="left")
+def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
+    """Workspace edits to Defender per tenant and state, what the app may do, and each
+    tenant's latest failure (on its own line, so it is read whole)."""
+    table = Table(title="Edits to Defender", title_justify="left")
     table.add_column("tenant")
     for state in _EDIT_STATES:
         table.add_column(state, justify="right")
-    table.add_column("app permissions", overflow="fold")
-    table.add_column("last failure", overflow="fold")
+    table.add_column("writes", overflow="fold")
     counts = hub.outbox_counts()
     failures = {r.tenant_id: r for r in hub.edits(states=["failed"], limit=50)}
     roles = {r.tenant_id: recorded_roles(r.doc) for r in hub.list_states() if r.stream == TWO_WAY}
+    lines: list[Any] = []
     for tenant_id in sorted({t for t, _ in counts} | set(roles)):
-        failure = failures.get(tenant_id)
+        name = tenant_names.get(tenant_id, tenant_id)
         granted = roles.get(tenant_id)
+        refused = read_only_reasons(name, True, granted)
         table.add_row(
-            tenant_names.get(tenant_id, tenant_id),
+            name,
             *(str(counts.get((tenant_id, state), 0)) for state in _EDIT_STATES),
-            ", ".join(sorted(granted)) if granted else "not checked yet",
-            f"#{failure.id} {failure.entity_type} {failure.entity_id}: {failure.outcome}"
-            if failure
-            else "",
+            "not checked yet" if not granted else ("read-only" if refused else "allowed"),
         )
-    return table
+        failure = failures.get(tenant_id)
+        if failure is not None:
+            lines.append(
+                f"  {name}: last failed edit #{failure.id} ({failure.entity_type} "
+                f"{failure.entity_id}, {failure.field}): {failure.outcome}"
+            )
+        lines.extend(f"  {reason}" for reason in dict.fromkeys(refused.values()))
+    return [table, *lines]
 
 
 def _shown(value: Any) -> str:

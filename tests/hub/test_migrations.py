@@ -16,7 +16,13 @@ from hubdata import TENANT, batch, incident_json, stamp
 from sqlalchemy import inspect, text
 
 from xdrsync.hub import Hub, default_url
-from xdrsync.hub.database import MIGRATIONS, VERSION_TABLE, current_revision, head_revision
+from xdrsync.hub.database import (
+    HEAD_REVISION,
+    MIGRATIONS,
+    VERSION_TABLE,
+    current_revision,
+    head_revision,
+)
 from xdrsync.hub.schema import metadata
 
 
@@ -118,3 +124,8 @@ def test_a_hub_made_before_two_way_sync_upgrades_with_its_data(tmp_path: Path) -
             kept = conn.execute(text("SELECT seq, origin, modified_by FROM change_log")).all()
         assert [tuple(row) for row in kept] == [(7, "graph", None)]
         assert hub.edits() == []
+
+
+def test_the_head_named_in_code_is_alembics_head() -> None:
+    # Opening a hub at HEAD_REVISION skips alembic altogether; a new migration must move it.
+    assert head_revision() == HEAD_REVISION

@@ -96,7 +96,7 @@ def test_version() -> None:
         (["incidents", "update", "{id}", "--classification", "maybe"], "classification 'maybe'"),
         (["incidents", "update", "{id}", "--tag", "x" * 129], "at most 128"),
         (["incidents", "update", "{id}"], "nothing to change"),
-        (["alerts", "update", "any", "--tag", "x"], "customTags is read-only on a alert"),
+        (["alerts", "update", "any", "--tag", "x"], "customTags is read-only on an alert"),
         (
             ["incidents", "update", "{id}", "--tenant", "fabrikam", "--owner", "a@b.io"],
             "SecurityIncident.ReadWrite.All",
@@ -168,7 +168,8 @@ def test_update_without_a_service_pushes_itself_and_wait_fails_on_a_refused_edit
     shown = xdrsync("incidents", "show", incident, "--tenant", "contoso", "--config", config)
     assert "failed" in shown.stdout and "Workspace edits" in shown.stdout
     state = xdrsync("state", "show", "--config", config)
-    assert "Write-back to Defender" in state.stdout and "merged" in state.stdout
+    assert "Edits to Defender" in state.stdout
+    assert f"merged incident {incident} into {target}" in " ".join(state.stdout.split())
 
 
 def test_with_the_service_running_an_edit_leaves_at_once(

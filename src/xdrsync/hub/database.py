@@ -13,11 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    column,
+    create_engine,
+    event,
+    inspect,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -25,6 +31,9 @@ from xdrsync.jsontext import without_surrogates
 
 MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
+#: The newest migration. Opening a hub already there needs no alembic (it loads only to
+#: migrate), which keeps read-only commands quick; a test checks it is alembic's head.
+HEAD_REVISION: Final = "0002"
 BUSY_TIMEOUT_MS: Final = 30_000
 WRITE: Final = "xdrsync_write"  # execution option: this connection's transaction writes
 _PG_MIGRATION_LOCK: Final = 0x78647273796E63  # "xdrsync": advisory lock key for migrations
@@ -119,20 +128,30 @@ def _sqlite_settings(engine: Engine, *, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _config() -> Config:
+def _config() -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    """Alembic's head, read from the migration scripts."""
+    from alembic.script import ScriptDirectory
+
+    head: str | None = ScriptDirectory.from_config(_config()).get_current_head()
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for a new database)."""
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+        if not inspect(conn).has_table(VERSION_TABLE):
+            return None
+        version = table(VERSION_TABLE, column("version_num"))
+        found = conn.execute(select(version.c.version_num)).scalars().all()
+        return found[0] if len(found) == 1 else None
 
 
 def upgrade(engine: Engine) -> None:
@@ -142,9 +161,10 @@ def upgrade(engine: Engine) -> None:
     write lock (SQLite) or an advisory lock (PostgreSQL), and the second process then finds
     the schema at head and does nothing.
     """
-    head = head_revision()
-    if current_revision(engine) == head:
+    if current_revision(engine) == HEAD_REVISION:
         return
+    from alembic import command
+
     config = _config()
     with engine.connect() as conn:
         conn.execution_options(**{WRITE: True})

@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from xdrsync.graph.permissions import WRITE_PERMISSION, can_write
 from xdrsync.hub.records import EntityType
 
 STREAM: Final = "two_way"
@@ -25,6 +24,7 @@ def read_only_reasons(
 ) -> dict[EntityType, str]:
     """Why each kind of record of ``tenant`` may not be edited (no entry: it may).
     ``roles`` None or empty means not known yet: edits are let through and Graph decides."""
+    from xdrsync.graph.permissions import WRITE_PERMISSION, can_write  # not for mere readers
     if not enabled:
         reason = f"tenant {tenant} is read-only ([two_way] enabled = false in the config)"
         return dict.fromkeys(KINDS, reason)
