@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakegraph import T0, FakeGraph, FakePage
+import structlog
+from fakegraph import T0, Crash, FakeGraph, FakePage
 
 from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub, InboundBatch, default_url
@@ -114,6 +115,29 @@ def test_a_first_backfill_writes_no_state(hub: Hub) -> None:
     assert state(hub, ALERTS).watermark is None and state(hub, ALERTS).cycles == 0
 
 
+def test_a_backfill_of_a_stream_known_to_ignore_the_order_reads_windows_and_shows_progress(
+    hub: Hub,
+) -> None:
+    graph = FakeGraph(page_size=3, ordered=False)
+    spread(graph, INCIDENTS, 12, hours=20)
+    learnt = StreamState(watermark=T0 - timedelta(days=2), ordered=False)
+    hub.commit_batch(InboundBatch(TENANT, INCIDENTS, state=learnt.to_doc()))
+    lower, upper = T0 - timedelta(days=1), T0
+    seen: list[WindowDone] = []
+    report = backfill_stream(
+        hub, graph, tenant_id=TENANT, stream=INCIDENTS, lower=lower, upper=upper,
+        settings=SETTINGS, on_window=seen.append,
+    )  # fmt: skip
+    assert current(hub, graph) == graph.truth(INCIDENTS)
+    # what the stream's state says is used: no page is spent to find out the order again
+    assert graph.queries and all(not q.ordered for _, q in graph.queries)
+    assert report.pages == graph.pages and report.windows == len(seen) >= 2
+    assert all(w.start == lower and w.end == upper and w.report is report for w in seen)
+    assert [w.reached for w in seen] == sorted(w.reached for w in seen)
+    assert seen[-1].reached == upper
+    assert state(hub) == learnt
+
+
 # -- the first cycle's reach --------------------------------------------------------------
 
 
@@ -169,7 +193,9 @@ def test_a_window_too_dense_to_read_fails_the_cycle_without_moving_the_watermark
         graph.put(INCIDENTS, f"g{n:03d}", stamp)
     graph.put(INCIDENTS, "newer", T0 - timedelta(hours=1))
     graph.put(INCIDENTS, "oldest", T0 - timedelta(days=2))
-    with pytest.raises(RetriableError, match="cannot be read reliably"):
+    with pytest.raises(
+        RetriableError, match=r"cannot be read reliably \(520 records: more than \$skip can reach\)"
+    ):
         cycle(hub, graph)
     got = state(hub)
     assert got.ordered is False  # remembered even though the cycle failed
@@ -198,6 +224,7 @@ def test_a_keyset_cycle_reports_what_it_did_and_shows_progress(hub: Hub) -> None
     assert report.records == 12  # 10 records, 2 read twice at page boundaries
     got = state(hub)
     assert got.ordered is True and got.cycles == 1 and got.watermark == T0 + graph.tick
+    assert got.last_success == T0 + graph.tick  # the first page's Date, shown by `state show`
     assert report.watermark == got.watermark
     reached = [w.reached for w in seen]
     assert reached == sorted(reached) and reached[-1] == T0 and len(reached) >= 3
@@ -217,6 +244,83 @@ def test_a_throttled_stream_waits_until_exactly_the_time_graph_gave(hub: Hub) ->
     report = cycle(hub, graph)
     assert report.waiting_until is None and graph.pages > 0
     assert state(hub).retry_at is None
+
+
+def test_a_stream_told_to_wait_reports_the_wait_and_reads_nothing(hub: Hub) -> None:
+    graph = FakeGraph(page_size=3)
+    spread(graph, INCIDENTS, 3)
+    mark, until = T0 - timedelta(hours=1), T0 + timedelta(minutes=5)
+    stored = StreamState(watermark=mark, retry_at=until)
+    hub.commit_batch(InboundBatch(TENANT, INCIDENTS, state=stored.to_doc()))
+    report = cycle(hub, graph)
+    assert (report.tenant_id, report.stream) == (TENANT, INCIDENTS)
+    assert report.waiting_until == until and report.watermark == mark
+    assert report.pages == report.records == 0 and graph.pages == 0
+    assert state(hub) == stored
+
+
+def test_a_source_that_stops_honouring_the_order_mid_read_is_read_on_in_windows(
+    hub: Hub,
+) -> None:
+    graph = FakeGraph(page_size=3)
+    spread(graph, INCIDENTS, 12)
+
+    def disorder(g: FakeGraph, _s: str, _q: PageQuery) -> None:
+        if g.pages == 3:
+            g.ordered = False
+
+    graph.hooks.append(disorder)
+    with structlog.testing.capture_logs() as events:
+        report = cycle(hub, graph)
+    assert current(hub, graph) == graph.truth(INCIDENTS)
+    assert report.pages == graph.pages - 1 > 3  # the page out of order is read again in windows
+    got = state(hub)
+    assert got.ordered is False and got.watermark == T0 == report.watermark
+    assert got.cycles >= 1
+    (warning,) = [e for e in events if e["log_level"] == "warning"]
+    assert warning["event"] == "Graph ignores $orderby; reading in windows from now on"
+    assert (warning["tenant"], warning["stream"]) == (TENANT, INCIDENTS)
+    assert warning["detail"].startswith("a page under lastUpdateDateTime ge ")
+    assert warning["detail"].endswith(" is not in ascending order")
+
+
+def test_an_order_lost_mid_read_is_remembered_even_when_the_first_window_fails(
+    hub: Hub,
+) -> None:
+    graph = FakeGraph(page_size=3, fail_at={4})  # page 4: the first window's first page
+    spread(graph, INCIDENTS, 12)
+
+    def disorder(g: FakeGraph, _s: str, _q: PageQuery) -> None:
+        if g.pages == 3:
+            g.ordered = False
+
+    graph.hooks.append(disorder)
+    with pytest.raises(Crash):
+        cycle(hub, graph)
+    got = state(hub)
+    assert got.ordered is False  # the next cycle does not spend a page to find out again
+    assert got.watermark is not None and got.watermark < T0  # what the ordered pages proved
+    assert got.cycles == 0
+    asked = len(graph.queries)
+    report = cycle(hub, graph)
+    assert all(not q.ordered for _, q in graph.queries[asked:])
+    assert current(hub, graph) == graph.truth(INCIDENTS)
+    assert report.pages == len(graph.queries) - asked
+
+
+def test_a_cycle_of_many_pages_reports_the_sum_of_its_pages(hub: Hub) -> None:
+    graph = FakeGraph(page_size=3)
+    spread(graph, INCIDENTS, 12)
+    for key in ("i001", "i007"):  # the model refuses them (it wants a string)
+        graph.records[INCIDENTS][key]["severity"] = 5
+    first = cycle(hub, graph)
+    assert first.quarantined == 2 == len(hub.list_quarantine(tenant_id=TENANT))
+    assert first.inserted == 10 and first.pages >= 4
+    for key in ("i002", "i004", "i005", "i008", "i010"):
+        graph.now += timedelta(seconds=1)
+        graph.edit(INCIDENTS, key)
+    again = cycle(hub, graph)
+    assert again.pages >= 2 and again.updated == 5 and again.inserted == 0
 
 
 # -- containment --------------------------------------------------------------------------
@@ -359,3 +463,85 @@ def test_one_by_one_commits_move_the_state_only_after_every_record(hub: Hub) -> 
         )  # fmt: skip
     assert hub.get_incident(TENANT, "a") is not None
     assert state(hub).watermark is None
+
+
+class Refuses(Picky):
+    """A store that refuses several records, each with its own error."""
+
+    def __init__(self, hub: Hub, *refused: str, message: str = "") -> None:
+        super().__init__(hub, "")
+        self.refused_ids, self.message = set(refused), message
+
+    def commit_batch(self, batch: InboundBatch) -> Any:
+        for record in [*batch.incidents, *batch.alerts]:
+            if record.id in self.refused_ids:
+                raise ValueError(f"the store refuses {record.id}{self.message}")
+        return self.hub.commit_batch(batch)
+
+
+def one_cycle(hub: Any, items: list[Any]) -> Any:
+    return sync_stream(
+        hub, OnePage(items), tenant_id=TENANT, stream=INCIDENTS, settings=SETTINGS,
+        clock=lambda: T0,
+    )  # fmt: skip
+
+
+def test_a_page_of_one_record_the_store_refuses_quarantines_it_and_moves_on(hub: Hub) -> None:
+    with structlog.testing.capture_logs() as events:
+        report = one_cycle(Refuses(hub, "bad"), [incident("bad", 25)])
+    assert report.quarantined == 1 and report.inserted == 0
+    rows = hub.list_quarantine(tenant_id=TENANT)
+    assert [row.reason for row in rows] == ["ValueError: the store refuses bad"]
+    assert state(hub).watermark == T0
+    (warning,) = [e for e in events if e["log_level"] == "warning"]
+    assert warning == {
+        "event": "a page failed to commit; committing its records one by one",
+        "log_level": "warning",
+        "tenant": TENANT,
+        "stream": INCIDENTS,
+        "error": "ValueError: the store refuses bad",
+    }
+
+
+def test_a_page_whose_every_record_the_store_refuses_fails_with_the_first_error(
+    hub: Hub,
+) -> None:
+    """Two records, both refused: more likely the store than the data. Nothing is
+    quarantined, nothing moves; the page is read again."""
+    with pytest.raises(ValueError, match=r"^the store refuses a$"):
+        one_cycle(Refuses(hub, "a", "b"), [incident("a", 30), incident("b", 20)])
+    assert hub.list_quarantine(tenant_id=TENANT) == []
+    assert state(hub).watermark is None
+
+
+def test_a_quarantine_reason_is_cut_at_2000_characters(hub: Hub) -> None:
+    one_cycle(Refuses(hub, "bad", message="!" * 5000), [incident("a", 30), incident("bad", 25)])
+    (row,) = hub.list_quarantine(tenant_id=TENANT)
+    assert len(row.reason) == 2000
+    assert row.reason.startswith("ValueError: the store refuses bad!!!")
+
+
+def test_a_refused_record_read_again_with_its_keys_reordered_is_quarantined_once(
+    hub: Hub,
+) -> None:
+    bad = {**incident("bad", 25), "severity": 5}  # the model wants a string
+    reordered = dict(reversed(list(bad.items())))
+    for items in ([incident("a", 30), bad], [reordered, incident("a", 30)]):
+        one_cycle(hub, items)
+    rows = hub.list_quarantine(tenant_id=TENANT)
+    assert len(rows) == 1 and "'severity'" in rows[0].reason
+
+
+def test_an_item_nested_too_deeply_to_print_is_quarantined_as_what_it_is(hub: Hub) -> None:
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    report = one_cycle(hub, [incident("a", 30), deep])
+    assert report.quarantined == 1 and hub.get_incident(TENANT, "a") is not None
+    (row,) = hub.list_quarantine(tenant_id=TENANT)
+    assert (row.reason, row.raw) == (
+        "not a JSON object: list",
+        "<a list nested too deeply to print>",
+    )

@@ -23,6 +23,7 @@ from xdrsync.hub.payload import (
     version_text,
 )
 from xdrsync.sync.listing import (
+    CHASE_PAGES,
     MAX_PASSES,
     MAX_SKIP,
     PageQuery,
@@ -208,7 +209,10 @@ def test_a_tie_beyond_skip_500_fails_clearly_without_asking_beyond_it(
     stamp = LOWER + 60 * SECOND
     fetch = Tie(size, page_size, stamp)
     proven: list[int] = []
-    with pytest.raises(FatalSyncError, match=r"share lastUpdateDateTime .*\$skip=500"):
+    # the message names the stamp, so an operator can find the records in Defender
+    with pytest.raises(
+        FatalSyncError, match=rf"share lastUpdateDateTime {version_text(stamp)}; .*\$skip=500"
+    ):
         drain(keyset_scan(fetch, LOWER), proven)
     assert max(proven) == stamp  # nothing after the group was claimed read
 
@@ -228,7 +232,9 @@ def test_a_tie_that_keeps_changing_is_given_up_after_four_passes_proving_nothing
     graph.hooks.append(shrink)
     fetch = Recorder(graph)
     proven: list[int] = []
-    with pytest.raises(RetriableError, match="kept changing"):
+    with pytest.raises(
+        RetriableError, match=rf"^records stamped {version_text(stamp)} kept changing .*4 passes"
+    ):
         drain(keyset_scan(fetch, LOWER), proven)
     passes = [q for q in fetch.queries if q.count and q.skip == 0]
     assert len(passes) == MAX_PASSES == 4
@@ -264,6 +270,64 @@ def test_a_tie_read_whole_is_followed_by_the_records_after_it() -> None:
     assert reads[-1].through is None
     group = [read for read in reads if read.page.count is not None]
     assert group and all(read.through == stamp and not read.done for read in group)
+
+
+# -- an open scan on a tenant busier than the read ---------------------------------------------
+
+
+@dataclass
+class Busy:
+    """A tenant edited faster than it is read: before every page (one second apart on its
+    clock) three records are stamped just now, so the listing never runs dry."""
+
+    backlog: int
+    clock: int = ticks_from_datetime(T0)
+    stamps: dict[str, int] = field(default_factory=dict)
+    served: set[tuple[str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for n in range(self.backlog):
+            self.stamps[f"old{n}"] = self.clock - (self.backlog - n) * SECOND
+
+    def __call__(self, query: PageQuery) -> FakePage:
+        self.clock += SECOND
+        for n in range(3):
+            self.stamps[f"new{self.clock}-{n}"] = self.clock - (2 - n)  # ticks apart
+        rows = sorted(
+            (stamp, key)
+            for key, stamp in self.stamps.items()
+            if stamp > query.lower or (stamp == query.lower and query.lower_inclusive)
+        )
+        page = rows[query.skip : query.skip + 3]
+        self.served.update((key, stamp) for stamp, key in page)
+        items = tuple({"id": key, "lastUpdateDateTime": version_text(s)} for s, key in page)
+        return FakePage(items, datetime_from_ticks(self.clock), more=len(rows) > len(page))
+
+
+def test_an_open_scan_chases_a_busy_tenant_five_pages_past_its_first_date_then_stops() -> None:
+    """The chase is bounded by the first page's Date plus one second (its resolution): the
+    scan ends on the sixth page that reaches that horizon, and that page still proves
+    everything before its last stamp read, so the watermark follows the chase."""
+    fetch = Busy(backlog=5)
+    reads = list(keyset_scan(fetch, LOWER))  # ends, although every page links a next one
+    horizon = ticks_from_datetime(reads[0].page.server_date) + SECOND
+    lasts = [max(ticks(item) for item in read.page.items) for read in reads]
+    assert horizon in lasts  # a page ending exactly at the horizon counts
+    assert any(horizon - 2 * SECOND <= last < horizon for last in lasts)  # and one just before
+    chase = [n for n, last in enumerate(lasts) if last >= horizon]
+    assert len(chase) == CHASE_PAGES + 1 == 6
+    assert chase[-1] == len(reads) - 1  # the sixth such page is the last one read
+    final = reads[-1]
+    assert final.done is True and all(read.done is False for read in reads[:-1])
+    assert final.page.more  # ended by the bound, not by the source
+    assert final.through == lasts[-1]
+    assert len({ticks(item) for item in final.page.items}) == 3
+    unread = {
+        key
+        for key, stamp in fetch.stamps.items()
+        if stamp < final.through and (key, stamp) not in fetch.served
+    }
+    assert not unread
 
 
 # -- pages that break the rules -------------------------------------------------------------
@@ -409,9 +473,11 @@ def test_a_window_that_keeps_changing_is_given_up_after_four_passes() -> None:
         more = query.skip == 0
         return FakePage(({"id": f"w{query.skip}"},) * 3, T0, more=more, count=count)
 
+    proven: list[int] = []
     with pytest.raises(Unsettled, match="4 passes"):
-        list(window_scan(fetch, LOWER, LOWER + SECOND))
+        drain(window_scan(fetch, LOWER, LOWER + SECOND), proven)
     assert passes["n"] == MAX_PASSES
+    assert proven == []  # no pass ended settled: no page claims the window read
 
 
 def test_an_empty_window_is_read_at_once() -> None:

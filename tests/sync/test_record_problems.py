@@ -16,8 +16,20 @@ class DriverError(Exception):
         self.sqlstate = sqlstate
 
 
+class Psycopg2Error(Exception):
+    """psycopg2 names the SQLSTATE ``pgcode`` (psycopg 3 and asyncpg: ``sqlstate``)."""
+
+    def __init__(self, pgcode: str) -> None:
+        super().__init__(f"driver error {pgcode}")
+        self.pgcode = pgcode
+
+
 def db(kind: type[Exception], sqlstate: str | None = None) -> Exception:
     return kind("INSERT ...", {}, DriverError(sqlstate))
+
+
+def pg2(kind: type[Exception], pgcode: str) -> Exception:
+    return kind("INSERT ...", {}, Psycopg2Error(pgcode))
 
 
 @pytest.mark.parametrize(
@@ -36,6 +48,8 @@ def db(kind: type[Exception], sqlstate: str | None = None) -> Exception:
         (db(OperationalError), False),  # SQLite: database is locked, disk I/O error
         (db(DataError), True),
         (db(IntegrityError), True),
+        (pg2(OperationalError, "54000"), True),  # the same codes through psycopg2
+        (pg2(IntegrityError, "08006"), False),
         (RuntimeError("a bug in the hub"), False),
         (RetriableError("transient"), False),
     ],
