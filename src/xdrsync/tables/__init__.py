@@ -6,7 +6,9 @@ Modules, from data to query:
 * `sentinel`   - pure mapping of incidents/alerts to rows, as Microsoft's connector writes them
                  (`security_incident_row`, `security_alert_row`, `alert_evidence_rows`, ...)
 * `logstore`   - `LogStore`: one DuckDB file, `append`/`append_batch`, `query(kql)`, `sql`
-* `querying`   - one KQL query: admitted, translated, checked, run under its limits
+* `querying`   - one KQL query: made compatible, admitted, translated, checked, run
+* `compat`     - rewrites Sentinel KQL duckdb-kql does not translate as written (token-based)
+* `kqltokens`  - the KQL lexer (duckdb-kql's own grammar) and helpers to walk its tokens
 * `guard`      - the allow-list: a query reads the workspace tables and nothing else
 * `generators` - bounds on `range`/`strrep`, which DuckDB can neither interrupt nor account for
 * `sandbox`    - the query connection: read-only, no file system, settings locked

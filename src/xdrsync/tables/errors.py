@@ -33,6 +33,12 @@ def one_line(text: str, limit: int = 400) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def unknown_column(text: str) -> str | None:
+    """The column a DuckDB binder error says it cannot find, if that is what it says."""
+    column = _UNKNOWN_COLUMN.search(text)
+    return column.group(1) if column else None
+
+
 def engine_message(text: str, tables: tuple[str, ...]) -> str:
     """DuckDB's message for a failed translated query, in the terms of the KQL the user wrote.
 
@@ -55,4 +61,5 @@ __all__ = [
     "StoreBusyError",
     "engine_message",
     "one_line",
+    "unknown_column",
 ]

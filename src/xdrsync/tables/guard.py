@@ -17,7 +17,7 @@ is allowed, answered from the allow-list itself.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from duckdb_kql import KqlError, ir
@@ -65,10 +65,13 @@ def _show_tables(tables: tuple[str, ...]) -> str:
     )
 
 
-def admit(kql: str, tables: tuple[str, ...]) -> str:
+def admit(kql: str, tables: tuple[str, ...], functions: Sequence[str] = NO_FUNCTIONS) -> str:
     """The KQL to translate if `kql` reads only `tables`; `QueryRefusedError` otherwise.
 
     The answer is `kql` itself, except that `.show tables` becomes a literal listing `tables`.
+    `functions` are the stored functions the query may call (the compatibility layer lifts a
+    query's own tabular `let` functions into them); they are expanded where they are called,
+    so every table their bodies read is checked like any other.
     """
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
@@ -85,7 +88,7 @@ def admit(kql: str, tables: tuple[str, ...]) -> str:
         query = lower(
             kql,
             effective_entity_groups(NO_ENTITY_GROUPS),
-            effective_functions(NO_FUNCTIONS),
+            effective_functions(list(functions)),
             None,
             effective_clusters(NO_CLUSTERS),
         )

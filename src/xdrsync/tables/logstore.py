@@ -177,7 +177,7 @@ class LogStore:
             setup=LOCK_STATEMENTS,
         ) as con:
             fetched = fetch(con, translated, self._limits, TABLE_NAMES)
-        columns = tuple(str(d[0]) for d in fetched.description)
+        columns = tuple(translated.column_name(str(d[0])) for d in fetched.description)
         types = tuple(kusto_type(str(d[1])) for d in fetched.description)
         return QueryResult(
             columns=columns,

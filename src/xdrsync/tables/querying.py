@@ -1,6 +1,8 @@
-"""One KQL query, from text to rows: admitted, translated, checked, run under its limits.
+"""One KQL query, from text to rows: made compatible, admitted, translated, checked, run.
 
-The order is the protection: the allow-list (`guard.admit`) sees the parsed query before any
+The compatibility layer (`compat`) first rewrites Sentinel constructs duckdb-kql does not
+translate as written; everything after it sees only the rewritten query. The order is the
+protection: the allow-list (`guard.admit`) sees the parsed query before any
 SQL exists; the SQL must be exactly one SELECT (`sandbox.check_sql`); it runs on a connection
 with the file system off and its settings locked (`sandbox.query_config`); a watchdog stops it
 at its time limit, DuckDB at its memory limit, and only `max_rows` rows are ever fetched.
@@ -9,20 +11,22 @@ at its time limit, DuckDB at its memory limit, and only `max_rows` rows are ever
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 import duckdb_kql
 
+from xdrsync.tables.compat import Rewritten, explain_unsupported, rewrite, unchanged
 from xdrsync.tables.errors import (
     QueryError,
     QueryLimitError,
     QueryRefusedError,
     engine_message,
     one_line,
+    unknown_column,
 )
-from xdrsync.tables.guard import NO_CLUSTERS, NO_ENTITY_GROUPS, NO_FUNCTIONS, admit
+from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
 from xdrsync.tables.limits import QueryLimits, time_limit
 from xdrsync.tables.sandbox import check_sql
 from xdrsync.tables.schemas import table_schema
@@ -34,6 +38,12 @@ class Translated:
 
     sql: str
     parameters: Mapping[str, Any]
+    #: The query as the compatibility layer rewrote it (internal names, positions).
+    rewritten: Rewritten = field(default_factory=lambda: unchanged(""))
+
+    def column_name(self, name: str) -> str:
+        """A result column's name as the user's query spelled it."""
+        return self.rewritten.restore(name)
 
 
 @dataclass(frozen=True)
@@ -45,30 +55,83 @@ class Fetched:
     truncated: bool
 
 
-def translate(kql: str, tables: tuple[str, ...]) -> Translated:
-    """Admit `kql` (reading only `tables`) and translate it; needs no connection."""
-    admitted = admit(kql, tables)
+def translate(kql: str, tables: tuple[str, ...], *, compatible: bool = True) -> Translated:
+    """Rewrite `kql` for duckdb-kql (unless `compatible` is False), admit it (reading only
+    `tables`) and translate it; needs no connection."""
+    if len(kql) > MAX_KQL_CHARS:
+        raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
     # The schema comes from the packaged table definitions, which are also what the views
     # are created from: translation never consults the catalog, and `union *` expands to
     # the workspace tables only.
     schema = {name: [c.name for c in table_schema(name).columns] for name in tables}
+    rewritten = rewrite(kql, schema) if compatible else unchanged(kql)
+    functions = list(rewritten.functions)
     try:
+        admitted = admit(rewritten.text, tables, functions)
         result = duckdb_kql.to_sql(
             admitted,
             schema=schema,
             allow_write=False,
             clusters=NO_CLUSTERS,
             entity_groups=NO_ENTITY_GROUPS,
-            functions=NO_FUNCTIONS,
+            functions=functions,
         )
+    except QueryError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, duckdb_kql.KqlUnsupportedError):  # the guard's parse refused it
+            raise _unsupported(cause, rewritten) from cause
+        raise type(exc)(_kql_message(str(exc), rewritten)) from exc
+    except duckdb_kql.KqlUnsupportedError as exc:
+        raise _unsupported(exc, rewritten) from exc
     except duckdb_kql.KqlError as exc:
-        raise QueryError(f"KQL error: {one_line(str(exc))}") from exc
+        raise QueryError(_kql_message(f"KQL error: {one_line(str(exc))}", rewritten)) from exc
     if result.unbound:
         names = ", ".join(result.unbound)
         raise QueryError(f"KQL error: declared query parameter with no value: {names}")
     sql = str(result)
     check_sql(sql)
-    return Translated(sql=sql, parameters=dict(result.parameters))
+    return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
+
+
+def _unsupported(exc: duckdb_kql.KqlUnsupportedError, rewritten: Rewritten) -> QueryError:
+    """A construct duckdb-kql does not translate, named as the user wrote it."""
+    kind, _, name = exc.construct.partition(":")
+    if kind == "function" and any(f.startswith(f"function {name}(") for f in rewritten.functions):
+        # The call of a `let` function the layer lifted: what failed is inside its body.
+        body = one_line(exc.hint or "").removeprefix("in its body: ")
+        body = body.replace("unsupported KQL construct ", "not supported yet: ")
+        return QueryError(f"KQL error: in the body of let function {name}: {body}")
+    line, column = (exc.span.line, exc.span.column) if exc.span else (None, None)
+    return QueryError(f"KQL error: {explain_unsupported(exc.construct, line, column, rewritten)}")
+
+
+def _kql_message(message: str, rewritten: Rewritten) -> str:
+    """`message` with positions and names in terms of the query the user wrote."""
+    if rewritten.text == rewritten.original:
+        return message
+    out: list[str] = []
+    rest = message
+    # Positions are written `at L:C`; each is mapped from the rewritten text to the user's.
+    while (found := _next_position(rest)) is not None:
+        start, end, line, column = found
+        mapped = rewritten.position(line, column)
+        out.append(f"{rest[:start]}at {mapped[0]}:{mapped[1]}")
+        rest = rest[end:]
+    return rewritten.restore("".join(out) + rest)
+
+
+def _next_position(text: str) -> tuple[int, int, int, int] | None:
+    """The first `at L:C` in an error message: (start, end, line, column)."""
+    at = text.find("at ")
+    while at >= 0:
+        head = text[at + 3 :]
+        line, _, tail = head.partition(":")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        if line.isdigit() and digits:
+            end = at + 3 + len(line) + 1 + digits
+            return at, end, int(line), int(tail[:digits])
+        at = text.find("at ", at + 1)
+    return None
 
 
 def fetch(
@@ -85,13 +148,17 @@ def fetch(
             description = tuple(tuple(d) for d in cursor.description or ())
             rows = cursor.fetchmany(limits.max_rows + 1)
         except duckdb.Error as exc:
-            raise _engine_error(exc, watchdog.fired, limits, tables) from exc
+            raise _engine_error(exc, watchdog.fired, limits, tables, query.rewritten) from exc
     truncated = len(rows) > limits.max_rows
     return Fetched(description=description, rows=rows[: limits.max_rows], truncated=truncated)
 
 
 def _engine_error(
-    exc: duckdb.Error, timed_out: bool, limits: QueryLimits, tables: tuple[str, ...]
+    exc: duckdb.Error,
+    timed_out: bool,
+    limits: QueryLimits,
+    tables: tuple[str, ...],
+    rewritten: Rewritten,
 ) -> QueryError:
     if timed_out or isinstance(exc, duckdb.InterruptException):
         return QueryLimitError(
@@ -108,7 +175,13 @@ def _engine_error(
         return QueryRefusedError("query refused: it tried to use the file system or a setting")
     if "configuration has been locked" in str(exc):
         return QueryRefusedError("query refused: it tried to change a setting")
-    return QueryError(f"query failed: {engine_message(str(exc), tables)}")
+    message, name = engine_message(str(exc), tables), unknown_column(str(exc))
+    if name is not None:
+        name = rewritten.restore(name)
+        where = rewritten.locate(name)
+        at = f" at {where[0]}:{where[1]}" if where else ""
+        message = f"unknown column '{name}'{at}"
+    return QueryError(f"query failed: {rewritten.restore(message)}")
 
 
 __all__ = ["Fetched", "Translated", "fetch", "translate"]

@@ -1,0 +1,761 @@
+"""Sentinel KQL that duckdb-kql does not translate as written, rewritten into a form it does.
+
+Pure: text in, `Rewritten` out, no connection and no catalog. It runs before the allow-list
+(`guard`), which then checks the rewritten query - and the bodies of the functions lifted out
+of it - exactly as it checks any other, so nothing here widens what a query may read.
+
+Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltokens`):
+
+* `x.[3]` path steps -> `x[3]`;
+* `parsejson(...)`, the deprecated spelling -> `parse_json(...)`;
+* `ingestion_time()` -> `TimeGenerated`: the log store writes a row when it records it, so the
+  two are the same moment here (documented in docs/destinations/workspace.md);
+* `column_ifexists("C", d)` -> `C` when a table the query reads (or a name it assigns) has the
+  column, `(d)` otherwise;
+* `count(C)` inside `summarize` -> `count_C = countif(isnotnull(C))`; `count(predicate)`, the
+  obsolete spelling of `countif`, -> `countif(predicate)`;
+* `bin_at(v, size, fixed)` -> `bin(v - shift, size) + shift`, `shift = fixed - bin(fixed,
+  size)`, named after `v` in a `by` clause;
+* `mv-expand todynamic(C)` without a name -> `mv-expand C = todynamic(C)` (Kusto names the
+  result after the one column the expression reads);
+* a parenthesised source, `(range x from 1 to 3 step 1) | ...` -> without the parentheses;
+* names differing only in case from a table column (`extend owner = Owner.assignedTo`) ->
+  renamed internally; `restore` gives the user's names back in results and messages;
+* tabular `let` functions with parameters -> duckdb-kql stored functions (`functions=`),
+  expanded at the call site as Kusto expands them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from xdrsync.tables import kqltokens as kt
+from xdrsync.tables.kqltokens import KqlLexer, Token
+
+_PREDICATE_KINDS: Final = frozenset(
+    getattr(KqlLexer, name)
+    for name in KqlLexer.symbolicNames
+    if name
+    and name != "EQUAL_GREATERTHAN"
+    and name.startswith(
+        (
+            "EQUALEQUAL", "EQUALTILDE", "EXCLAIMATIONPOINT", "GREATERTHAN", "LESSTHAN",
+            "AND", "OR", "BETWEEN", "NOT_", "NOTCONTAINS", "NOTLIKE", "CONTAINS", "ENDSWITH",
+            "HAS", "IN", "LIKE", "MATCHES_REGEX", "STARTSWITH",
+        )
+    )
+    and name not in ("ORDER", "INTO", "INVOKE", "INT", "INT8", "INT16", "INT32", "INT64")
+    and not name.endswith("LITERAL")
+)  # fmt: skip
+_PREDICATE_FUNCTIONS: Final = frozenset(
+    {"isempty", "isnotempty", "isnull", "isnotnull", "not", "isnan", "isinf", "isfinite"}
+)
+#: Tokens that begin a tabular expression. `database()`, `cluster()` and `externaldata` are
+#: here so a function reading them is lifted, and then refused by the allow-list.
+_SOURCE_KINDS: Final = frozenset(
+    {
+        KqlLexer.RANGE, KqlLexer.DATATABLE, KqlLexer.PRINT, KqlLexer.UNION, KqlLexer.FIND,
+        KqlLexer.SEARCH, KqlLexer.DATABASE, KqlLexer.CLUSTER, KqlLexer.EXTERNALDATA,
+        KqlLexer.EXTERNAL_DATA,
+    }
+)  # fmt: skip
+_MV_EXPAND: Final = frozenset({KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND})
+_MV_EXPAND_PARAMS: Final = frozenset({"bagexpansion", "with_itemindex", "kind"})
+_ALIASES: Final = {"parsejson": "parse_json"}
+_JOIN_SIDES: Final = frozenset({"$left", "$right"})
+#: A suffix no Sentinel column carries, so an internal name is never mistaken for a real one.
+_RENAME_MARK: Final = "__ci"
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """A query as duckdb-kql will see it, with what is needed to speak about the original."""
+
+    original: str
+    text: str
+    #: Stored-function definitions lifted from the query's tabular `let` functions.
+    functions: tuple[str, ...] = ()
+    #: Internal name -> the name the user wrote.
+    renames: Mapping[str, str] = field(default_factory=dict)
+    #: Which rewrites changed something, by name (for tests and the benchmark).
+    applied: tuple[str, ...] = ()
+    #: Sorted output offsets where a token starts, and the original offset each came from.
+    starts: tuple[int, ...] = ()
+    origins: tuple[int, ...] = ()
+    #: Per token: whether it is the user's own text (so an offset inside it maps 1:1).
+    exact: tuple[bool, ...] = ()
+
+    def position(self, line: int, column: int) -> tuple[int, int]:
+        """A line:column in `text` as the line:column in the user's query it came from."""
+        if not self.starts:
+            return line, column
+        offset = kt.offset_of(self.text, line, column)
+        index = max(0, bisect.bisect_right(self.starts, offset) - 1)
+        within = offset - self.starts[index] if self.exact[index] else 0
+        return kt.line_col(self.original, self.origins[index] + within)
+
+    def restore(self, text: str) -> str:
+        """`text` (a column name, a message) with internal names put back as the user's."""
+        for internal, name in self.renames.items():
+            text = text.replace(internal, name)
+        return text
+
+    def locate(self, word: str) -> tuple[int, int] | None:
+        """Where `word` (a name, as the user wrote it) first appears in the user's query."""
+        try:
+            tokens = kt.tokenize(self.original)
+        except kt.LexError:
+            return None
+        for token in tokens:
+            if token.is_word and token.text == word:
+                return kt.line_col(self.original, token.origin)
+        return None
+
+
+def unchanged(kql: str) -> Rewritten:
+    return Rewritten(original=kql, text=kql)
+
+
+def rewrite(kql: str, columns: Mapping[str, Sequence[str]]) -> Rewritten:
+    """Rewrite `kql` for duckdb-kql; `columns` maps each workspace table to its columns.
+
+    Text that does not lex is returned unchanged: the parser reports it with its position.
+    """
+    try:
+        tokens = kt.tokenize(kql)
+    except kt.LexError:
+        return unchanged(kql)
+    applied: list[str] = []
+
+    def run(name: str, new: list[Token]) -> list[Token]:
+        if kt.render(new) != kt.render(tokens):
+            applied.append(name)
+        return new
+
+    tokens = run("path-step", _path_steps(tokens))
+    tokens = run("alias", _aliases(tokens))
+    tokens = run("ingestion_time", _ingestion_time(tokens))
+    tokens = run("column_ifexists", _column_ifexists(tokens, columns))
+    tokens = run("count-column", _count_column(tokens))
+    tokens = run("bin_at", _bin_at(tokens))
+    tokens = run("mv-expand-name", _mv_expand_names(tokens))
+    tokens = run("paren-source", _paren_sources(tokens, columns))
+    renamed, renames = _case_renames(tokens, columns)
+    tokens = run("case-rename", renamed)
+    lifted, functions = _let_functions(tokens, columns)
+    tokens = run("let-function", lifted)
+    if not applied:
+        return unchanged(kql)
+    starts: list[int] = []
+    origins: list[int] = []
+    exact: list[bool] = []
+    at = 0
+    for token in tokens:
+        starts.append(at)
+        origins.append(token.origin)
+        exact.append(not token.synthetic)
+        at += len(token.text)
+    return Rewritten(
+        original=kql,
+        text=kt.render(tokens),
+        functions=tuple(functions),
+        renames=renames,
+        applied=tuple(applied),
+        starts=tuple(starts),
+        origins=tuple(origins),
+        exact=tuple(exact),
+    )
+
+
+# -- small rewrites ---------------------------------------------------------------------------
+
+
+def _path_steps(tokens: list[Token]) -> list[Token]:
+    """`x.[3]` -> `x[3]`: the dot before a bracket adds nothing in Kusto."""
+    out: list[Token] = []
+    for i, token in enumerate(tokens):
+        after = kt.next_sig(tokens, i)
+        if token.kind == kt.DOT and after is not None and tokens[after].kind == kt.OPENBRACKET:
+            continue
+        out.append(token)
+    return out
+
+
+def _is_call(tokens: Sequence[Token], i: int) -> bool:
+    after = kt.next_sig(tokens, i)
+    return after is not None and tokens[after].kind == kt.OPENPAREN
+
+
+def _after_dot(tokens: Sequence[Token], i: int) -> bool:
+    before = kt.prev_sig(tokens, i)
+    return before is not None and tokens[before].kind == kt.DOT
+
+
+def _aliases(tokens: list[Token]) -> list[Token]:
+    """Deprecated function spellings Kusto still accepts -> the current ones."""
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        name = _ALIASES.get(token.text)
+        if name and token.kind == kt.IDENTIFIER and _is_call(tokens, i):
+            out[i] = Token(kt.IDENTIFIER, name, token.origin, synthetic=True)
+    return out
+
+
+def _ingestion_time(tokens: list[Token]) -> list[Token]:
+    """`ingestion_time()` -> `TimeGenerated` (the store records a row when it writes it)."""
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.text == "ingestion_time" and not _after_dot(tokens, i) and _is_call(tokens, i):
+            open_ = kt.next_sig(tokens, i)
+            assert open_ is not None  # _is_call
+            close = kt.closing(tokens, open_)
+            if close < len(tokens) and not kt.sig_indices(tokens, open_ + 1, close):
+                out.append(Token(kt.IDENTIFIER, "TimeGenerated", token.origin, synthetic=True))
+                i = close + 1
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def _string_value(token: Token) -> str | None:
+    """The value of a plain string literal (no escapes), or None."""
+    text = token.text
+    if text[:1] in "@hH":
+        text = text[1:]
+    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0] or "\\" in text:
+        return None
+    return text[1:-1]
+
+
+def _tables_read(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]]) -> set[str]:
+    return {t.text for t in tokens if t.kind == kt.IDENTIFIER and t.text in columns}
+
+
+def _assigned_names(tokens: Sequence[Token], before: int) -> set[str]:
+    """Names assigned (`Name = ...`) in the operators before the one holding `before`."""
+    bars = [j for j in range(before) if tokens[j].kind in (kt.BAR, kt.SEMICOLON)]
+    end = bars[-1] if bars else 0
+    names: set[str] = set()
+    for i in range(end):
+        after = kt.next_sig(tokens, i)
+        if tokens[i].is_word and after is not None and tokens[after].kind == kt.EQUAL:
+            names.add(tokens[i].text)
+    return names
+
+
+def _column_ifexists(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
+    """`column_ifexists("C", default)` -> `C` if the query can see a column C, else `(default)`.
+
+    "Can see": a column of a table the query reads, or a name an earlier operator assigns.
+    Kusto decides on the operator's actual input; the two differ only for a name one branch of
+    a join or union has and the other lacks, or one a `project` dropped.
+    """
+    tables = {c for table in _tables_read(tokens, columns) for c in columns[table]}
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.text == "column_ifexists" and _is_call(tokens, i) and not _after_dot(tokens, i):
+            open_ = kt.next_sig(tokens, i)
+            assert open_ is not None
+            close = kt.closing(tokens, open_)
+            args = kt.split_top(tokens, open_ + 1, close)
+            first = kt.sig_indices(tokens, *args[0])
+            name = _string_value(tokens[first[0]]) if len(first) == 1 else None
+            if close < len(tokens) and len(args) == 2 and name is not None:
+                if name in tables or name in _assigned_names(tokens, i):
+                    text = name if Token(kt.IDENTIFIER, name, 0).is_word else f"['{name}']"
+                    out.extend(kt.fragment(text, token.origin))
+                else:
+                    out.extend(kt.fragment("(", token.origin))
+                    out.extend(kt.trim(tokens[args[1][0] : args[1][1]]))
+                    out.extend(kt.fragment(")", token.origin))
+                i = close + 1
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+# -- summarize: count(C), bin_at ----------------------------------------------------------------
+
+
+def _is_predicate(tokens: Sequence[Token], start: int, end: int) -> bool:
+    sig = kt.sig_indices(tokens, start, end)
+    if not sig:
+        return False
+    depth = 0
+    for j in sig:
+        kind = tokens[j].kind
+        if kind in (kt.OPENPAREN, kt.OPENBRACKET):
+            depth += 1
+        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET):
+            depth -= 1
+        elif depth == 0 and kind in _PREDICATE_KINDS:
+            return True
+    head = tokens[sig[0]]
+    if head.lower() in ("true", "false") and len(sig) == 1:
+        return True
+    return (
+        head.lower() in _PREDICATE_FUNCTIONS
+        and tokens[sig[1]].kind == kt.OPENPAREN
+        and kt.closing(tokens, sig[1]) == sig[-1]
+    )
+
+
+def _count_column(tokens: list[Token]) -> list[Token]:
+    """`count(C)` in `summarize`: Kusto counts the rows where C is not null, as `count_C`;
+    `count(predicate)` is the obsolete spelling of `countif(predicate)`."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for s, token in enumerate(tokens):
+        if token.kind != KqlLexer.SUMMARIZE:
+            continue
+        end = kt.segment_end(tokens, s + 1)
+        for i in range(s + 1, end):
+            if tokens[i].kind != KqlLexer.COUNT or not _is_call(tokens, i):
+                continue
+            open_ = kt.next_sig(tokens, i)
+            assert open_ is not None
+            close = kt.closing(tokens, open_)
+            args = kt.sig_indices(tokens, open_ + 1, close)
+            if not args or close >= end:
+                continue
+            inner = tokens[open_ + 1 : close]
+            before = kt.prev_sig(tokens, i)
+            named = before is not None and tokens[before].kind == kt.EQUAL
+            origin = tokens[i].origin
+            if _is_predicate(tokens, open_ + 1, close):
+                new = [*kt.fragment("countif(", origin), *inner, *kt.fragment(")", origin)]
+                name = "count_"
+            else:
+                new = [
+                    *kt.fragment("countif(isnotnull(", origin),
+                    *inner,
+                    *kt.fragment("))", origin),
+                ]
+                single = len(args) == 1 and tokens[args[0]].is_word
+                name = f"count_{tokens[args[0]].text}" if single else "count_"
+            if not named:
+                new = [*kt.fragment(f"{name} = ", origin), *new]
+            edits[i] = (close, new)
+    return _apply(tokens, edits)
+
+
+def _apply(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]]) -> list[Token]:
+    """Replace `tokens[i:last+1]` with the new tokens for every `i -> (last, new)`."""
+    if not edits:
+        return tokens
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        if i in edits:
+            last, new = edits[i]
+            out.extend(new)
+            i = last + 1
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def _in_by_clause(tokens: Sequence[Token], i: int) -> bool:
+    """Whether the expression starting at `i` is an unnamed item of a `summarize ... by`."""
+    before = kt.prev_sig(tokens, i)
+    if before is None:
+        return False
+    if tokens[before].kind == KqlLexer.BY:
+        return True
+    if tokens[before].kind != kt.COMMA:
+        return False
+    depth = 0
+    for j in range(before - 1, -1, -1):
+        kind = tokens[j].kind
+        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth += 1
+        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            if depth == 0:
+                return False
+            depth -= 1
+        elif depth == 0 and kind in (kt.BAR, kt.SEMICOLON):
+            return False
+        elif depth == 0 and kind == KqlLexer.BY:
+            return True
+    return False
+
+
+def _bin_at(tokens: list[Token]) -> list[Token]:
+    """`bin_at(v, size, fixed)` -> `bin(v - shift, size) + shift` with
+    `shift = fixed - bin(fixed, size)`: the bin of `size` holding `v`, bins aligned on `fixed`
+    (Kusto's `fixed + floor((v - fixed) / size) * size`)."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.text != "bin_at" or not _is_call(tokens, i) or _after_dot(tokens, i):
+            continue
+        open_ = kt.next_sig(tokens, i)
+        assert open_ is not None
+        close = kt.closing(tokens, open_)
+        args = kt.split_top(tokens, open_ + 1, close)
+        if close >= len(tokens) or len(args) != 3:
+            continue
+        value, size, fixed = (kt.trim(tokens[a:b]) for a, b in args)
+        o = token.origin
+
+        def f(text: str, o: int = o) -> list[Token]:
+            return kt.fragment(text, o)
+
+        # The offset of `fixed` from the bins `bin` aligns at the epoch, as a timespan (or a
+        # number); bins aligned at `fixed` are those bins moved by it. Written so that both
+        # datetimes and numbers keep their types: datetime - timespan is a datetime.
+        shift = [*f("(("), *fixed, *f(") - bin(("), *fixed, *f("), "), *size, *f("))")]
+        new = [
+            *f("(bin(("), *value, *f(") - "), *shift, *f(", "), *size, *f(") + "), *shift,
+            *f(")"),
+        ]  # fmt: skip
+        words = [t for t in value if not t.hidden]
+        if _in_by_clause(tokens, i) and len(words) == 1 and words[0].is_word:
+            new = [*kt.fragment(f"{words[0].text} = ", o), *new]
+        edits[i] = (close, new)
+    return _apply(tokens, edits)
+
+
+# -- mv-expand of an unnamed expression ---------------------------------------------------------
+
+
+def _columns_read(tokens: Sequence[Token], start: int, end: int) -> list[str]:
+    """The distinct column names an expression reads: identifiers that are not a function
+    being called and not a property after a dot."""
+    names: list[str] = []
+    for j in kt.sig_indices(tokens, start, end):
+        token = tokens[j]
+        if token.kind != kt.IDENTIFIER or _is_call(tokens, j) or _after_dot(tokens, j):
+            continue
+        if token.text not in names:
+            names.append(token.text)
+    return names
+
+
+def _mv_expand_names(tokens: list[Token]) -> list[Token]:
+    """`mv-expand todynamic(C)` -> `mv-expand C = todynamic(C)`."""
+    inserts: dict[int, list[Token]] = {}
+    for s, token in enumerate(tokens):
+        if token.kind not in _MV_EXPAND:
+            continue
+        end = kt.segment_end(tokens, s + 1)
+        sig = kt.sig_indices(tokens, s + 1, end)
+        # Leading `name=value` parameters.
+        k = 0
+        while (
+            k + 2 < len(sig)
+            and tokens[sig[k]].lower() in _MV_EXPAND_PARAMS
+            and tokens[sig[k + 1]].kind == kt.EQUAL
+        ):
+            k += 3
+        if k >= len(sig):
+            continue
+        items_end = end
+        depth = 0
+        for j in range(sig[k], end):
+            kind = tokens[j].kind
+            if kind in (kt.OPENPAREN, kt.OPENBRACKET):
+                depth += 1
+            elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET):
+                depth -= 1
+            elif depth == 0 and kind == KqlLexer.LIMIT:
+                items_end = j
+                break
+        for a, b in kt.split_top(tokens, sig[k], items_end):
+            item = kt.sig_indices(tokens, a, b)
+            stop = next((j for j in item if tokens[j].kind == KqlLexer.TO), b)
+            item = [j for j in item if j < stop]
+            if len(item) < 2 or tokens[item[1]].kind == kt.EQUAL:
+                continue
+            if not any(tokens[j].kind == kt.OPENPAREN for j in item):
+                continue  # a column or a path: duckdb-kql names those itself
+            read = _columns_read(tokens, item[0], stop)
+            if len(read) == 1:
+                inserts[item[0]] = kt.fragment(f"{read[0]} = ", tokens[item[0]].origin)
+    if not inserts:
+        return tokens
+    out: list[Token] = []
+    for i, token in enumerate(tokens):
+        out.extend(inserts.get(i, ()))
+        out.append(token)
+    return out
+
+
+# -- statements: parenthesised sources, tabular let functions ---------------------------------
+
+
+def _statement_starts(tokens: Sequence[Token]) -> list[int]:
+    """Indices of the first significant token of each top-level statement, and of the value
+    of each top-level `let NAME =`."""
+    starts: list[int] = []
+    depth = 0
+    expect = True
+    for j, token in enumerate(tokens):
+        if token.hidden:
+            continue
+        if expect:
+            starts.append(j)
+            expect = False
+        kind = token.kind
+        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            depth += 1
+        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth -= 1
+        elif depth == 0 and kind == kt.SEMICOLON:
+            expect = True
+        elif depth == 0 and kind == kt.EQUAL:
+            name = kt.prev_sig(tokens, j)
+            let = kt.prev_sig(tokens, name) if name is not None else None
+            if let is not None and tokens[let].kind == KqlLexer.LET:
+                expect = True
+    return starts
+
+
+def _is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]) -> bool:
+    """Whether the expression in `[start, end)` is tabular: a pipeline, or a source."""
+    sig = kt.sig_indices(tokens, start, end)
+    if not sig:
+        return False
+    depth = 0
+    for j in sig:
+        kind = tokens[j].kind
+        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            depth += 1
+        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth -= 1
+        elif depth == 0 and kind == kt.BAR:
+            return True
+    head = tokens[sig[0]]
+    if head.kind in _SOURCE_KINDS:
+        return True
+    if head.kind == kt.OPENPAREN:
+        return _is_tabular(tokens, sig[0] + 1, kt.closing(tokens, sig[0]), tabular)
+    return head.kind == kt.IDENTIFIER and head.text in tabular
+
+
+def _paren_sources(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
+    """`(range ...) | ...` -> `range ... | ...`: a parenthesised source of a pipeline is the
+    same pipeline without the parentheses."""
+    drop: set[int] = set()
+    tabular = set(columns) | _tabular_lets(tokens, columns)
+    for start in _statement_starts(tokens):
+        if tokens[start].kind != kt.OPENPAREN:
+            continue
+        close = kt.closing(tokens, start)
+        if close >= len(tokens):
+            continue
+        after = kt.next_sig(tokens, close)
+        if after is not None and tokens[after].kind not in (kt.BAR, kt.SEMICOLON):
+            continue
+        if _is_tabular(tokens, start + 1, close, tabular):
+            drop |= {start, close}
+    if not drop:
+        return tokens
+    return [kt.blank([t])[0] if i in drop else t for i, t in enumerate(tokens)]
+
+
+def _tabular_lets(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]]) -> set[str]:
+    """Names top-level `let`s bind to tabular values (or to tabular functions)."""
+    tabular = set(columns)
+    found: set[str] = set()
+    for start in _statement_starts(tokens):
+        eq = kt.prev_sig(tokens, start)
+        name = kt.prev_sig(tokens, eq) if eq is not None else None
+        if eq is None or name is None or tokens[eq].kind != kt.EQUAL:
+            continue
+        end = kt.segment_end(tokens, start)
+        while end < len(tokens) and tokens[end].kind == kt.BAR:
+            end = kt.segment_end(tokens, end + 1)
+        if tokens[start].kind == kt.OPENPAREN:
+            close = kt.closing(tokens, start)
+            brace = kt.next_sig(tokens, close)
+            if brace is not None and tokens[brace].kind == kt.OPENBRACE:
+                body_end = kt.closing(tokens, brace)
+                if _function_is_tabular(tokens, brace + 1, body_end, tabular | found):
+                    found.add(tokens[name].text)
+                continue
+        if _is_tabular(tokens, start, end, tabular | found):
+            found.add(tokens[name].text)
+    return found
+
+
+def _function_is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]) -> bool:
+    """Whether a function body `{ ...; expr }` ends in a tabular expression."""
+    parts: list[tuple[int, int]] = []
+    depth = 0
+    begin = start
+    for j in range(start, end):
+        kind = tokens[j].kind
+        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            depth += 1
+        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth -= 1
+        elif depth == 0 and kind == kt.SEMICOLON:
+            parts.append((begin, j))
+            begin = j + 1
+    parts.append((begin, end))
+    last = [p for p in parts if kt.sig_indices(tokens, *p)]
+    return bool(last) and _is_tabular(tokens, *last[-1], tabular)
+
+
+def _let_functions(
+    tokens: list[Token], columns: Mapping[str, Sequence[str]]
+) -> tuple[list[Token], list[str]]:
+    """Tabular `let F = (a:string) { T | where ... };` -> a stored function `F`, which
+    duckdb-kql expands where it is called (as Kusto does); the `let` becomes whitespace so the
+    rest of the query keeps its lines and columns."""
+    tabular = set(columns)
+    definitions: list[str] = []
+    removed: set[int] = set()
+    for start in _statement_starts(tokens):
+        eq = kt.prev_sig(tokens, start)
+        name = kt.prev_sig(tokens, eq) if eq is not None else None
+        let = kt.prev_sig(tokens, name) if name is not None else None
+        if let is None or name is None or tokens[let].kind != KqlLexer.LET:
+            continue
+        if tokens[start].kind != kt.OPENPAREN:
+            end = kt.segment_end(tokens, start)
+            while end < len(tokens) and tokens[end].kind == kt.BAR:
+                end = kt.segment_end(tokens, end + 1)
+            if _is_tabular(tokens, start, end, tabular):
+                tabular.add(tokens[name].text)
+            continue
+        close = kt.closing(tokens, start)
+        brace = kt.next_sig(tokens, close) if close < len(tokens) else None
+        if brace is None or tokens[brace].kind != kt.OPENBRACE:
+            continue
+        if any(tokens[j].kind == kt.OPENPAREN for j in range(start + 1, close)):
+            continue  # a tabular parameter, `(T:(*))`: not a stored function's shape
+        body_end = kt.closing(tokens, brace)
+        if body_end >= len(tokens) or not _function_is_tabular(
+            tokens, brace + 1, body_end, tabular
+        ):
+            continue
+        semi = kt.next_sig(tokens, body_end)
+        last = semi if semi is not None and tokens[semi].kind == kt.SEMICOLON else body_end
+        params = kt.render(tokens[start : close + 1])
+        body = kt.render(tokens[brace : body_end + 1])
+        definitions.append(f"function {tokens[name].text}{params} {body}")
+        tabular.add(tokens[name].text)
+        removed |= set(range(let, last + 1))
+    if not removed:
+        return tokens, []
+    out = [kt.blank([t])[0] if i in removed else t for i, t in enumerate(tokens)]
+    return out, definitions
+
+
+# -- names that differ only in case -------------------------------------------------------------
+
+
+def _name_candidates(tokens: Sequence[Token]) -> list[int]:
+    """Indices of tokens that name a column or a `let` value (not a function, not a property
+    after a dot, not a `render` property)."""
+    functions = {
+        tokens[name].text
+        for start in _statement_starts(tokens)
+        if tokens[start].kind == kt.OPENPAREN
+        and (eq := kt.prev_sig(tokens, start)) is not None
+        and tokens[eq].kind == kt.EQUAL
+        and (name := kt.prev_sig(tokens, eq)) is not None
+    }
+    render_until = -1
+    found: list[int] = []
+    for i, token in enumerate(tokens):
+        if token.kind == KqlLexer.RENDER:
+            render_until = kt.segment_end(tokens, i + 1)
+        if i < render_until or token.kind not in (kt.IDENTIFIER, KqlLexer.TITLE):
+            continue
+        if _is_call(tokens, i) or token.text in functions:
+            continue
+        if _after_dot(tokens, i):
+            dot = kt.prev_sig(tokens, i)
+            side = kt.prev_sig(tokens, dot) if dot is not None else None
+            if side is None or tokens[side].text not in _JOIN_SIDES:
+                continue
+        found.append(i)
+    return found
+
+
+def _case_renames(
+    tokens: list[Token], columns: Mapping[str, Sequence[str]]
+) -> tuple[list[Token], dict[str, str]]:
+    """Rename names that differ only in case from a column (or from each other).
+
+    KQL keeps `Owner` and `owner` apart; DuckDB folds them together. The table's own spelling
+    stays; every other spelling becomes `<name>__ci<n>` throughout the query.
+    """
+    real = {c for cols in columns.values() for c in cols}
+    tables = set(columns)
+    spellings: dict[str, list[str]] = {}
+    candidates = _name_candidates(tokens)
+    for i in candidates:
+        text = tokens[i].text
+        if text in tables:
+            continue
+        group = spellings.setdefault(text.lower(), [])
+        if text not in group:
+            group.append(text)
+    rename: dict[str, str] = {}
+    for group in spellings.values():
+        if len(group) < 2:
+            continue
+        keep = [s for s in group if s in real] or group[:1]
+        for spelling in group:
+            if spelling not in keep:
+                rename[spelling] = f"{spelling}{_RENAME_MARK}{len(rename) + 1}_"
+    if not rename:
+        return tokens, {}
+    out = list(tokens)
+    for i in candidates:
+        new = rename.get(tokens[i].text)
+        if new:
+            out[i] = Token(kt.IDENTIFIER, new, tokens[i].origin, synthetic=True)
+    return out, {internal: name for name, internal in rename.items()}
+
+
+# -- errors in the user's terms ---------------------------------------------------------------
+
+
+def _construct(construct: str, rewritten: Rewritten, where: tuple[int, int] | None) -> str:
+    """What a duckdb-kql construct name means in the query the user wrote."""
+    kind, _, name = construct.partition(":")
+    if kind == "function" and name:
+        return f"{name}()"
+    if kind == "aggregate" and name:
+        return f"{name}() in summarize"
+    if kind == "source" and name == "ParenthesizedExpression":
+        return "a parenthesised source"
+    if construct.endswith("Operator") and where is not None:
+        try:
+            tokens = kt.tokenize(rewritten.original)
+        except kt.LexError:
+            return construct
+        offset = kt.offset_of(rewritten.original, *where)
+        sig = [t for t in tokens if not t.hidden and t.origin >= offset][:3]
+        if sig:
+            words = [sig[0].text]
+            if sig[0].kind == KqlLexer.EVALUATE and len(sig) > 1:
+                words.append(sig[1].text)
+            return " ".join(words)
+    return construct
+
+
+def explain_unsupported(
+    construct: str, line: int | None, column: int | None, rewritten: Rewritten
+) -> str:
+    """`not supported yet: <construct> at L:C`, the position in the user's query."""
+    where = rewritten.position(line, column) if line is not None and column is not None else None
+    what = rewritten.restore(_construct(construct, rewritten, where))
+    at = f" at {where[0]}:{where[1]}" if where else ""
+    return f"not supported yet: {what}{at}"
+
+
+__all__ = ["Rewritten", "explain_unsupported", "rewrite", "unchanged"]

@@ -1,0 +1,243 @@
+"""KQL as tokens: duckdb-kql's own lexer (Microsoft's `Kql.g4`), and helpers to walk them.
+
+The compatibility layer (`compat`) rewrites queries token by token, never with regexes over
+the raw text, so a `|` inside a string, a `render ... with (title=...)` property or an
+`x['title']` access is never mistaken for query structure. The tokens come from the lexer
+duckdb-kql's parser uses, so both agree on where every token begins and ends; it lives in the
+package's private `_antlr` module, which is why it is imported here and nowhere else.
+
+Every token remembers `origin`, the offset in the user's text it came from; tokens a rewrite
+inserts take the origin of what they replace, so a position in the rewritten query maps back
+to one in the query the user wrote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from antlr4 import InputStream  # type: ignore[import-untyped]
+from antlr4.error.ErrorListener import ErrorListener  # type: ignore[import-untyped]
+from duckdb_kql._antlr.KqlLexer import KqlLexer
+
+BAR: Final = KqlLexer.BAR
+COMMA: Final = KqlLexer.COMMA
+DOT: Final = KqlLexer.DOT
+EQUAL: Final = KqlLexer.EQUAL
+SEMICOLON: Final = KqlLexer.SEMICOLON
+OPENPAREN: Final = KqlLexer.OPENPAREN
+CLOSEPAREN: Final = KqlLexer.CLOSEPAREN
+OPENBRACKET: Final = KqlLexer.OPENBRACKET
+CLOSEBRACKET: Final = KqlLexer.CLOSEBRACKET
+OPENBRACE: Final = KqlLexer.OPENBRACE
+CLOSEBRACE: Final = KqlLexer.CLOSEBRACE
+IDENTIFIER: Final = KqlLexer.IDENTIFIER
+STRING: Final = KqlLexer.STRINGLITERAL
+WHITESPACE: Final = KqlLexer.WHITESPACE
+COMMENT: Final = KqlLexer.COMMENT
+COLON: Final = KqlLexer.COLON
+
+_OPEN: Final = {OPENPAREN: CLOSEPAREN, OPENBRACKET: CLOSEBRACKET, OPENBRACE: CLOSEBRACE}
+_CLOSE: Final = frozenset(_OPEN.values())
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class LexError(ValueError):
+    """The text does not lex as KQL; the parser will say why, so callers leave it alone."""
+
+
+class _Raise(ErrorListener):  # type: ignore[misc]  # the ANTLR runtime is untyped
+    def syntaxError(  # noqa: N802 - ANTLR's interface
+        self, recognizer: object, offending: object, line: int, column: int, msg: str, e: object
+    ) -> None:
+        raise LexError(f"{line}:{column}: {msg}")
+
+
+@dataclass(frozen=True)
+class Token:
+    """One lexer token, or a token a rewrite put in its place."""
+
+    kind: int
+    text: str
+    origin: int
+    #: True for a token a rewrite made: a position inside it maps to its origin, not beyond.
+    synthetic: bool = False
+
+    @property
+    def hidden(self) -> bool:
+        return self.kind in (WHITESPACE, COMMENT)
+
+    @property
+    def is_word(self) -> bool:
+        """A name-shaped token: an identifier, or a keyword spelled like one (`title`)."""
+        return self.kind != STRING and bool(_WORD.match(self.text))
+
+    def lower(self) -> str:
+        return self.text.lower()
+
+
+def tokenize(text: str) -> list[Token]:
+    """Every token of `text`, whitespace and comments included, so joining the texts gives
+    `text` back."""
+    lexer = KqlLexer(InputStream(text))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Raise())
+    return [Token(t.type, t.text, t.start) for t in lexer.getAllTokens()]
+
+
+def fragment(text: str, origin: int) -> list[Token]:
+    """Tokens for text a rewrite inserts, all mapped back to `origin`."""
+    return [Token(t.kind, t.text, origin, synthetic=True) for t in tokenize(text)]
+
+
+def trim(tokens: Sequence[Token]) -> list[Token]:
+    """`tokens` without leading and trailing whitespace and comments."""
+    sig = [i for i, t in enumerate(tokens) if not t.hidden]
+    return list(tokens[sig[0] : sig[-1] + 1]) if sig else []
+
+
+def render(tokens: Iterable[Token]) -> str:
+    return "".join(t.text for t in tokens)
+
+
+def next_sig(tokens: Sequence[Token], i: int) -> int | None:
+    """Index of the first significant (non-whitespace, non-comment) token after `i`."""
+    for j in range(i + 1, len(tokens)):
+        if not tokens[j].hidden:
+            return j
+    return None
+
+
+def prev_sig(tokens: Sequence[Token], i: int) -> int | None:
+    for j in range(i - 1, -1, -1):
+        if not tokens[j].hidden:
+            return j
+    return None
+
+
+def first_sig(tokens: Sequence[Token], start: int, end: int) -> int | None:
+    for j in range(start, end):
+        if not tokens[j].hidden:
+            return j
+    return None
+
+
+def closing(tokens: Sequence[Token], i: int) -> int:
+    """Index of the bracket closing the one at `i` (or len(tokens) when it is never closed)."""
+    want = _OPEN[tokens[i].kind]
+    depth = 0
+    for j in range(i, len(tokens)):
+        kind = tokens[j].kind
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return j if kind == want else len(tokens)
+    return len(tokens)
+
+
+def segment_end(tokens: Sequence[Token], start: int) -> int:
+    """Where the operator starting at `start` ends: the next `|` or `;` at its own depth, or
+    the bracket that closes the one it is in (exclusive)."""
+    depth = 0
+    for j in range(start, len(tokens)):
+        kind = tokens[j].kind
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            if depth == 0:
+                return j
+            depth -= 1
+        elif depth == 0 and kind in (BAR, SEMICOLON):
+            return j
+    return len(tokens)
+
+
+def split_top(tokens: Sequence[Token], start: int, end: int) -> list[tuple[int, int]]:
+    """`[start, end)` split at the commas outside any bracket."""
+    parts: list[tuple[int, int]] = []
+    depth = 0
+    begin = start
+    for j in range(start, end):
+        kind = tokens[j].kind
+        if kind in _OPEN:
+            depth += 1
+        elif kind in _CLOSE:
+            depth -= 1
+        elif depth == 0 and kind == COMMA:
+            parts.append((begin, j))
+            begin = j + 1
+    parts.append((begin, end))
+    return parts
+
+
+def sig_indices(tokens: Sequence[Token], start: int, end: int) -> list[int]:
+    return [j for j in range(start, end) if not tokens[j].hidden]
+
+
+def blank(tokens: Sequence[Token]) -> list[Token]:
+    """Whitespace standing in for removed tokens, keeping their line breaks, so every token
+    after them stays on the same line and column."""
+    return [
+        Token(WHITESPACE, "".join("\n" if ch == "\n" else " " for ch in t.text), t.origin, True)
+        for t in tokens
+    ]
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and 0-based column of `offset` in `text` (duckdb-kql's convention)."""
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1)
+    return line, column
+
+
+def offset_of(text: str, line: int, column: int) -> int:
+    """The offset of a 1-based line and 0-based column in `text`."""
+    start = 0
+    for _ in range(line - 1):
+        found = text.find("\n", start)
+        if found < 0:
+            return len(text)
+        start = found + 1
+    return min(start + column, len(text))
+
+
+__all__ = [
+    "BAR",
+    "CLOSEBRACE",
+    "CLOSEBRACKET",
+    "CLOSEPAREN",
+    "COLON",
+    "COMMA",
+    "COMMENT",
+    "DOT",
+    "EQUAL",
+    "IDENTIFIER",
+    "OPENBRACE",
+    "OPENBRACKET",
+    "OPENPAREN",
+    "SEMICOLON",
+    "STRING",
+    "WHITESPACE",
+    "KqlLexer",
+    "LexError",
+    "Token",
+    "blank",
+    "closing",
+    "first_sig",
+    "fragment",
+    "line_col",
+    "next_sig",
+    "offset_of",
+    "prev_sig",
+    "render",
+    "segment_end",
+    "sig_indices",
+    "split_top",
+    "tokenize",
+    "trim",
+]
