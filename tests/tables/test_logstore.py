@@ -270,3 +270,17 @@ def test_a_row_larger_than_duckdbs_default_json_object_limit_is_appended(store: 
         "SecurityAlert | project SystemAlertId, n = array_length(parse_json(Entities))"
     )
     assert result.rows == (("huge", 100_000),)
+
+
+def test_a_file_whose_creation_a_crash_cut_short_gets_its_tables_from_the_writer(
+    tmp_path: Path,
+) -> None:
+    import duckdb
+
+    path = tmp_path / "logs.duckdb"
+    duckdb.connect(str(path)).close()  # the process died before the tables were made
+    store = LogStore(path)
+    assert store.max_seq("SecurityIncident") is None  # the publisher's first question
+    store.append("SecurityIncident", [{"IncidentNumber": 1, "_Seq": 7}])
+    assert store.max_seq("SecurityIncident") == 7
+    assert store.query("SecurityIncident | count").rows == ((1,),)

@@ -199,9 +199,11 @@ class LogStore:
             return cursor.fetchall() if cursor.description else []
 
     def max_seq(self, table: str) -> int | None:
-        """The highest `_Seq` stored in a table, to resume feeding it after a crash."""
+        """The highest `_Seq` stored in a table, to resume feeding it after a crash. Asked by
+        the writer, on a writing connection: a file whose creation a crash cut short (no
+        tables yet) gets its tables here instead of failing every later publish."""
         table_schema(table)
-        rows = self.sql(f"SELECT max(_Seq) FROM {_storage(table)}")  # noqa: S608 - known table
+        rows = self.sql(f"SELECT max(_Seq) FROM {_storage(table)}", write=True)  # noqa: S608
         value = rows[0][0] if rows else None
         return int(value) if value is not None else None
 
