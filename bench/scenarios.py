@@ -132,11 +132,15 @@ def throttled_backfill(limit_per_minute: int, incidents: int, work: Path) -> dic
     }
 
 
-def freshness_and_budget(work: Path, *, activity: int, minutes: float) -> dict[str, Any]:
-    """`xdrsync run` with default settings against live activity: how long from a change in
-    Defender (its lastUpdateDateTime) until that version is a SecurityIncident row."""
+def freshness_and_budget(
+    work: Path, *, activity: int, minutes: float, label: str = "default", **sync: Any
+) -> dict[str, Any]:
+    """`xdrsync run` (default settings, changed by ``sync``) against live activity: how long
+    from a change in Defender (its lastUpdateDateTime) until that version is a SecurityIncident
+    row, and how many Graph calls that costs, idle and busy."""
+    work = work / label
     with emulator("--incidents", "200", "--activity", "0") as idle_emu:
-        config = write_config(work / "idle", idle_emu)
+        config = write_config(work / "idle", idle_emu, **sync)
         service = subprocess.Popen(
             [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
@@ -149,7 +153,7 @@ def freshness_and_budget(work: Path, *, activity: int, minutes: float) -> dict[s
         service.terminate()
         service.wait(timeout=60)
     with emulator("--incidents", "200", "--activity", str(activity)) as emu:
-        config = write_config(work / "fresh", emu)
+        config = write_config(work / "fresh", emu, **sync)
         service = subprocess.Popen(
             [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,

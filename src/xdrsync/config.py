@@ -238,6 +238,11 @@ class SyncConfig(_Frozen):
 
     poll_interval_seconds: float = Field(default=5, gt=0)
     lookback_seconds: float = Field(default=300, ge=0)
+    # Most cycles re-read only this much before the watermark (Graph's clock, a short
+    # indexing delay); every sweep_interval_seconds (at most half the lookback) a sweep
+    # re-reads the whole lookback for late-indexed updates. Equal to the lookback: no sweeps.
+    fresh_lookback_seconds: float = Field(default=20, ge=0)
+    sweep_interval_seconds: float = Field(default=60, gt=0)
     initial_backfill_days: float = Field(default=30, ge=0)
     page_size_incidents: int = Field(default=50, ge=1, le=50)  # Graph rejects $top > 50
     page_size_alerts: int = Field(default=500, ge=1, le=1000)  # Graph caps $top at 1000

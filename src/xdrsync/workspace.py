@@ -41,6 +41,8 @@ def inbound_settings(config: Config) -> InboundSettings:
 
     return InboundSettings(
         lookback=timedelta(seconds=config.sync.lookback_seconds),
+        fresh_lookback=timedelta(seconds=config.sync.fresh_lookback_seconds),
+        sweep_every=timedelta(seconds=config.sync.sweep_interval_seconds),
         initial_backfill=timedelta(days=config.sync.initial_backfill_days),
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub, default_url
-from xdrsync.hub.payload import ticks_from_datetime
+from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
 from xdrsync.sync.inbound import ALERTS, INCIDENTS, InboundSettings, backfill_stream, sync_stream
 from xdrsync.sync.listing import MAX_SKIP, PageQuery
 from xdrsync.sync.window import StreamState
@@ -164,6 +165,43 @@ def test_late_visible_edits_are_read_by_the_next_cycles_lookback(hub: Hub) -> No
     graph.now += late
     assert cycle(hub, graph, INCIDENTS)
     assert stored(hub, INCIDENTS, graph) == graph.truth(INCIDENTS)
+
+
+def test_short_cycles_read_a_fresh_lookback_and_sweeps_catch_late_updates(hub: Hub) -> None:
+    """Issue 12: most cycles re-read only ``fresh_lookback``; a sweep every ``sweep_every``
+    re-reads the whole lookback, so an update Graph lists later than the fresh lookback (but
+    within the lookback less the sweep interval) is still read."""
+    settings = replace(
+        SETTINGS,
+        lookback=timedelta(seconds=300),
+        fresh_lookback=timedelta(seconds=10),
+        sweep_every=timedelta(seconds=60),
+    )
+    late = timedelta(seconds=90)  # far beyond the fresh lookback
+    graph = FakeGraph(page_size=3, late=late)
+    spread(graph, INCIDENTS, 9)
+
+    def run() -> None:
+        sync_stream(
+            hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=settings,
+            clock=lambda: graph.now,
+        )  # fmt: skip
+
+    run()
+    graph.edit(INCIDENTS, "i002")
+    reaches: list[timedelta] = []
+    for _ in range(40):  # 40 cycles of 5 s: 200 s, the edit listable after 90
+        graph.now += timedelta(seconds=5)
+        mark = StreamState.from_doc(hub.get_state(TENANT, INCIDENTS)).watermark
+        assert mark is not None
+        before = len(graph.queries)
+        run()
+        first = graph.queries[before][1]
+        reaches.append(mark - datetime_from_ticks(first.lower))
+    assert stored(hub, INCIDENTS, graph) == graph.truth(INCIDENTS)
+    sweeps = [r for r in reaches if r == timedelta(seconds=300)]
+    assert 2 <= len(sweeps) <= 5  # about one a minute, not every cycle
+    assert all(r in (timedelta(seconds=10), timedelta(seconds=300)) for r in reaches)
 
 
 def test_a_run_of_one_stamp_longer_than_a_page_is_read_whole_even_under_edits(hub: Hub) -> None:

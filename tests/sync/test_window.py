@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdrsync.sync.window import (
     StreamState,
     adapt_span,
+    cycle_lookback,
     start_of_cycle,
 )
 
@@ -87,3 +89,42 @@ def test_a_stream_state_survives_its_document_whole() -> None:
     moved = state.moved(T0 + timedelta(minutes=1))
     assert moved.retry_at is None and moved.watermark == T0 + timedelta(minutes=1)
     assert state.moved(T0 - timedelta(minutes=1)).watermark == T0  # never back
+
+
+_S = timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("last_sweep", "lookback", "fresh", "every", "expected"),
+    [
+        (None, 300, 10, 60, (300, True)),  # never swept: sweep now
+        (-30, 300, 10, 60, (10, False)),  # swept 30 s ago: a fresh read
+        (-60, 300, 10, 60, (300, True)),  # the sweep interval is up
+        (-100, 120, 10, 90, (120, True)),  # the interval is capped at half the lookback (60)
+        (-50, 120, 10, 90, (10, False)),
+        (+30, 300, 10, 60, (300, True)),  # the clock went back: sweep rather than trust it
+        (-30, 300, None, 60, (300, False)),  # no fresh lookback: every cycle reads it all
+        (-30, 10, 10, 60, (10, False)),  # fresh as long as the lookback: nothing to record
+    ],
+)
+def test_cycle_lookback(
+    last_sweep: int | None,
+    lookback: int,
+    fresh: int | None,
+    every: int,
+    expected: tuple[int, bool],
+) -> None:
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    got = cycle_lookback(
+        None if last_sweep is None else now + last_sweep * _S,
+        now,
+        lookback=lookback * _S,
+        fresh=None if fresh is None else fresh * _S,
+        sweep_every=every * _S,
+    )
+    assert got == (expected[0] * _S, expected[1])
+
+
+def test_last_sweep_survives_the_state_document() -> None:
+    moment = datetime(2026, 12, 4, 1, 2, 3, tzinfo=UTC)
+    assert StreamState.from_doc(StreamState(last_sweep=moment).to_doc()).last_sweep == moment

@@ -41,7 +41,7 @@ from xdrsync.sync.listing import (
     window_scan,
 )
 from xdrsync.sync.prefetch import prefetched
-from xdrsync.sync.window import StreamState, adapt_span, start_of_cycle
+from xdrsync.sync.window import StreamState, adapt_span, cycle_lookback, start_of_cycle
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,10 @@ class DefenderSource(Protocol):
 @dataclass(frozen=True)
 class InboundSettings:
     lookback: timedelta = timedelta(minutes=5)
+    # Most cycles read only this far back; a sweep re-reads the whole lookback every
+    # ``sweep_every`` (``window.cycle_lookback``). None: every cycle reads the lookback.
+    fresh_lookback: timedelta | None = None
+    sweep_every: timedelta = timedelta(minutes=1)
     initial_backfill: timedelta = timedelta(days=30)
     # Only for a source that ignores the order (see ``sync.listing``): windows adapt to the
     # data (``window.adapt_span``), about ``window_target`` records each — below what
@@ -214,9 +218,16 @@ def sync_stream(
     if state.retry_at is not None and local_now < state.retry_at:
         report.waiting_until = state.retry_at  # Graph asked us to wait; not before then
         return report
+    lookback, sweep = cycle_lookback(
+        state.last_sweep,
+        local_now,
+        lookback=settings.lookback,
+        fresh=settings.fresh_lookback,
+        sweep_every=settings.sweep_every,
+    )
     lower = start_of_cycle(
         state.watermark,
-        lookback=settings.lookback,
+        lookback=lookback,
         server_now=local_now,
         initial_backfill=settings.first_reach(stream),
     )
@@ -225,6 +236,9 @@ def sync_stream(
         lower, local_now, True, on_window,
     )  # fmt: skip
     state = _read(cycle, lower, None, replace(state, retry_at=None))
+    if sweep:  # read to the end: the lookback is covered until the next sweep is due
+        state = replace(state, last_sweep=local_now)
+        cycle.commit(None, state)
     report.watermark = state.watermark
     return report
 

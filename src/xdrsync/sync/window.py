@@ -30,6 +30,29 @@ def start_of_cycle(
     return min(watermark - lookback, server_now)
 
 
+def cycle_lookback(
+    last_sweep: datetime | None,
+    now: datetime,
+    *,
+    lookback: timedelta,
+    fresh: timedelta | None,
+    sweep_every: timedelta,
+) -> tuple[timedelta, bool]:
+    """How far before the watermark this cycle reads, and whether it is a sweep to record.
+
+    Most cycles read only ``fresh`` (enough for Graph's clock and a short indexing delay);
+    every ``sweep_every`` — at most half the lookback, so each stamp is inside the lookback
+    of at least one sweep after it became listable — a sweep re-reads the whole lookback for
+    updates Graph made listable late. Without ``fresh`` (or with one as long as the lookback)
+    every cycle reads the lookback, and there is nothing to record.
+    """
+    if fresh is None or fresh >= lookback:
+        return lookback, False
+    every = min(sweep_every, lookback / 2)
+    due = last_sweep is None or not last_sweep <= now < last_sweep + every
+    return (lookback, True) if due else (fresh, False)
+
+
 def adapt_span(
     span: timedelta,
     records: int,
@@ -61,6 +84,8 @@ class StreamState:
     ordered: bool | None = None
     # Graph asked us to wait (429 with a long Retry-After): the stream is not read before then.
     retry_at: datetime | None = None
+    # When a cycle last re-read the whole lookback (``cycle_lookback``), on the local clock.
+    last_sweep: datetime | None = None
     version: int = 1
 
     def to_doc(self) -> dict[str, Any]:
@@ -71,6 +96,7 @@ class StreamState:
             "cycles": self.cycles,
             "ordered": self.ordered,
             "retry_at": _iso(self.retry_at),
+            "last_sweep": _iso(self.last_sweep),
         }
 
     @classmethod
@@ -83,6 +109,7 @@ class StreamState:
             cycles=int(doc.get("cycles", 0)),
             ordered=doc.get("ordered"),
             retry_at=_parse(doc.get("retry_at")),
+            last_sweep=_parse(doc.get("last_sweep")),
         )
 
     def advanced(self, watermark: datetime, at: datetime) -> StreamState:

@@ -25,6 +25,7 @@ def read_only_reasons(
     """Why each kind of record of ``tenant`` may not be edited (no entry: it may).
     ``roles`` None or empty means not known yet: edits are let through and Graph decides."""
     from xdrsync.graph.permissions import WRITE_PERMISSION, can_write  # not for mere readers
+
     if not enabled:
         reason = f"tenant {tenant} is read-only ([two_way] enabled = false in the config)"
         return dict.fromkeys(KINDS, reason)
