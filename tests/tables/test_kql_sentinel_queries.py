@@ -10,65 +10,31 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from graph_samples import (
-    benign_incident,
-    false_positive_incident,
-    multistage_incident,
-    phishing_incident,
-    redirected_incident,
+from graph_samples import multistage_incident
+from sentinel_workspace import (
+    BENIGN,
+    FALSE_POSITIVE,
+    KAI,
+    MULTISTAGE,
+    PHISHING,
+    REDIRECTED,
+    TIMES,
+    seeded_store,
 )
 
-from xdrsync.models import Incident
 from xdrsync.tables.errors import QueryError
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.output import format_result
 from xdrsync.tables.schemas import table_schema
-from xdrsync.tables.sentinel import incident_rows
-
-MULTISTAGE, PHISHING, FALSE_POSITIVE, BENIGN, REDIRECTED = (
-    2972395,
-    2972396,
-    2972397,
-    2972398,
-    2972399,
-)
-KAI = "KaiC@contoso.onmicrosoft.com"
-
-
-def _versions() -> list[tuple[dict[str, Any], timedelta]]:
-    """(Graph incident, age of its row). The benign incident's row is older than a day."""
-    first_multistage = multistage_incident()
-    first_multistage["comments"] = []
-    handled_phishing = phishing_incident()
-    handled_phishing.update(status="inProgress", assignedTo="AnalystA@contoso.onmicrosoft.com")
-    return [
-        (first_multistage, timedelta(hours=5)),
-        (multistage_incident(), timedelta(hours=2)),
-        (phishing_incident(), timedelta(hours=4)),
-        (handled_phishing, timedelta(hours=1)),
-        (false_positive_incident(), timedelta(hours=2, minutes=-10)),
-        (benign_incident(), timedelta(hours=30)),
-        (redirected_incident(), timedelta(hours=6)),
-    ]
-
-
-#: Half past an hour, 30 to 90 minutes ago, so offsets land in predictable hour bins and every
-#: row lies in the past.
-BASE = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
-TIMES = [BASE - age for _, age in _versions()]
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
-    store = LogStore(tmp_path_factory.mktemp("workspace") / "logs.duckdb")
-    for (graph, _), generated in zip(_versions(), TIMES, strict=True):
-        rows = incident_rows(Incident.from_graph(graph), time_generated=generated)
-        store.append_batch(rows)
-    return store
+    return seeded_store(tmp_path_factory.mktemp("workspace") / "logs.duckdb")
 
 
 def q(store: LogStore, kql: str) -> list[dict[str, Any]]:
