@@ -550,7 +550,6 @@ def _update(
 ) -> None:
     import getpass
 
-    from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.twoway import submit
 
     with _errors():
@@ -575,29 +574,12 @@ def _update(
                 console.print(f"nothing to change: {kind} {entity_id} already has these values")
                 return
             console.print(f"queued {len(ids)} edit(s) for Defender: #{', #'.join(map(str, ids))}")
-            guard = WorkspaceLock(config.workspace.path)
-            try:
-                guard.acquire()
-            except ConfigError:  # `xdrsync run` holds it: its pusher takes the edits
-                if not wait:
-                    console.print("the running xdrsync service pushes them to Defender")
-                    return
-                rows = submit.wait(workspace.hub, ids, timeout=timeout)
-            else:
-                try:
-                    pusher = workspace.pusher()
-
-                    def push() -> None:
-                        pusher.push_due(tenant_config.tenant_id)
-
-                    push()
-                    rows = (
-                        submit.wait(workspace.hub, ids, timeout=timeout, push=push)
-                        if wait
-                        else workspace.hub.edits(ids=ids)
-                    )
-                finally:
-                    guard.release()
+            rows = submit.deliver(
+                workspace, tenant_config.tenant_id, ids, wait=wait, timeout=timeout
+            )
+            if rows is None:
+                console.print("the running xdrsync service pushes them to Defender")
+                return
         for row in rows:
             line = f"#{row.id} {row.field}: {_DONE_WORDS.get(row.state, row.state)}"
             if row.state != "confirmed" and row.outcome:

@@ -7,13 +7,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from xdrsync.errors import EditRefusedError
+from xdrsync.errors import ConfigError, EditRefusedError
 from xdrsync.hub import Hub
 from xdrsync.hub.records import EntityType, OutboxRow, Settlement
 from xdrsync.twoway import access
 from xdrsync.twoway.edits import EditRequest, check_request, plan_edits, view
+
+if TYPE_CHECKING:
+    from xdrsync.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def submit(
     return hub.enqueue_edits(edits) if edits else []
 
 
-def wait(
+def _wait(
     hub: Hub,
     ids: Sequence[int],
     *,
@@ -81,6 +84,36 @@ def wait(
         if all(r.state != "pending" for r in rows) or time.monotonic() >= deadline:
             return rows
         time.sleep(interval)
+
+
+def deliver(
+    workspace: Workspace, tenant_id: str, ids: Sequence[int], *, wait: bool, timeout: float
+) -> list[OutboxRow] | None:
+    """Get queued edits to Defender. Without a running service (the workspace lock is free)
+    push them now, under the lock so that no service starts pushing beside us; with one,
+    leave them to its pusher. Returns the edits' rows (after waiting for their outcome when
+    ``wait``), or None when the service has them and nobody waits."""
+    from xdrsync.sync.lock import WorkspaceLock
+
+    guard = WorkspaceLock(workspace.config.workspace.path)
+    try:
+        guard.acquire()
+    except ConfigError:  # `xdrsync run` holds it: its pusher takes the edits
+        return _wait(workspace.hub, ids, timeout=timeout) if wait else None
+    try:
+        pusher = workspace.pusher()
+
+        def push() -> None:
+            pusher.push_due(tenant_id)
+
+        push()
+        return (
+            _wait(workspace.hub, ids, timeout=timeout, push=push)
+            if wait
+            else (workspace.hub.edits(ids=ids))
+        )
+    finally:
+        guard.release()
 
 
 def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
@@ -117,4 +150,4 @@ def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
     return hub.edits(ids=[outbox_id])[0]
 
 
-__all__ = ["Tenant", "current_view", "resolve", "submit", "wait"]
+__all__ = ["Tenant", "current_view", "deliver", "resolve", "submit"]
