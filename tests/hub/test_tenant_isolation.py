@@ -87,3 +87,46 @@ def test_a_new_version_of_one_alert_leaves_other_alerts_evidence_and_comment_tim
     (comment,) = hub.list_comments(A, "7")
     assert comment.created_date_time is not None
     assert comment.created_date_time.isoformat().startswith(stamp(3)[:19])
+
+
+def test_our_write_in_one_tenant_is_not_taken_for_the_same_version_in_another(hub: Hub) -> None:
+    from sqlalchemy import text
+
+    from xdrsync.hub.payload import ticks_from_text
+    from xdrsync.hub.records import Written
+
+    version = ticks_from_text(stamp(2))
+    assert version is not None
+    hub.settle_edits([], Written(A, "incident", "1", version, "alice@a.example", "cli", {}))
+    hub.commit_batch(batch(_incident(2, B), tenant=B))  # the same id and version, in B
+    hub.commit_batch(batch(_incident(2, A), tenant=A))  # the echo of alice's write, in A
+    with hub.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT tenant_id, origin, modified_by FROM change_log"
+                " WHERE entity_type = 'incident' ORDER BY seq"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (B, "graph", None),
+        (A, "workspace", "alice@a.example"),
+    ]
+    changes = [c for c in hub.changes_after(0) if c.entity_type == "incident"]
+    assert [c.modified_by for c in changes] == [None, "alice@a.example"]
+
+
+def test_our_write_is_one_records_version_only(hub: Hub) -> None:
+    from sqlalchemy import text
+
+    from xdrsync.hub.payload import ticks_from_text
+    from xdrsync.hub.records import Written
+
+    version = ticks_from_text(stamp(3))
+    assert version is not None
+    # Written: incident "2", and an incident whose id is the alert's, at the very same version.
+    hub.settle_edits([], Written(A, "incident", "2", version, "alice@a.example", "cli", {}))
+    hub.settle_edits([], Written(A, "incident", "da1", version, "alice@a.example", "cli", {}))
+    hub.commit_batch(batch(_incident(3, A), tenant=A))  # incident "1" and its alert "da1"
+    with hub.engine.connect() as conn:
+        rows = conn.execute(text("SELECT entity_type, entity_id, origin FROM change_log")).all()
+    assert sorted(tuple(r) for r in rows) == [("alert", "da1", "graph"), ("incident", "1", "graph")]

@@ -102,6 +102,8 @@ _S = timedelta(seconds=1)
         (-60, 300, 10, 60, (300, True)),  # the sweep interval is up
         (-100, 120, 10, 90, (120, True)),  # the interval is capped at half the lookback (60)
         (-50, 120, 10, 90, (10, False)),
+        (-70, 120, 10, 90, (120, True)),  # past half the lookback, before the asked 90 s
+        (0, 300, 10, 60, (10, False)),  # swept this very moment
         (+30, 300, 10, 60, (300, True)),  # the clock went back: sweep rather than trust it
         (-30, 300, None, 60, (300, False)),  # no fresh lookback: every cycle reads it all
         (-30, 10, 10, 60, (10, False)),  # fresh as long as the lookback: nothing to record
