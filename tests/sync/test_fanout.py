@@ -125,3 +125,22 @@ def test_publishing_again_appends_nothing_and_a_new_version_appends_one_row(
     assert publisher.publish() == 1
     assert publisher.published == 1
     assert [r[0] for r in _incident_rows(store)] == ["New", "Closed"]
+
+
+def test_an_incident_shows_the_alert_it_lists_whose_incident_id_differs(
+    hub: Hub, tmp_path: Path
+) -> None:
+    # As in Microsoft's documented $expand=alerts example: the listed alert names another
+    # incident. AlertIds, alertsCount and the incident-alert join follow the listing.
+    stray = _alert("da9", "28282", 4, "microsoftDefenderForEndpoint")
+    _commit(hub, _incident(5, [*ALERTS[:1], stray]))
+    store = LogStore(tmp_path / "logs.duckdb")
+    LogPublisher(hub, store).publish()
+    (row,) = _incident_rows(store)
+    assert (row[1], row[2]) == (["da1", "da9"], 2)
+    joined = store.query(
+        "SecurityIncident | mv-expand AlertId = AlertIds to typeof(string)"
+        " | join kind=inner (SecurityAlert) on $left.AlertId == $right.SystemAlertId"
+        " | project IncidentNumber, AlertName | order by AlertName asc"
+    )
+    assert [tuple(r) for r in joined.rows] == [(41, "Alert da1"), (41, "Alert da9")]

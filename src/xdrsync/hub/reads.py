@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, and_, func, select, union_all
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, union_all
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
@@ -28,13 +28,75 @@ def _json(text: str | None) -> Any:
     return jsontext.loads(text) if text is not None else None
 
 
-def _alert_payloads(conn: Connection, tenant_id: str, incident_id: str) -> list[dict[str, Any]]:
-    query = (
-        select(s.alert.c.payload)
-        .where(s.alert.c.tenant_id == tenant_id, s.alert.c.incident_id == incident_id)
-        .order_by(s.alert.c.created_date_time, s.alert.c.id)
-    )
-    return [jsontext.loads(text) for text in conn.execute(query).scalars()]
+def _named_alert_ids(
+    conn: Connection, tenant_id: str, incident_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """The alerts each incident's newest version read with its alerts named, as Graph listed
+    them: Defender's own statement of membership, which an alert's ``incidentId`` may not
+    match (Microsoft's documented ``$expand=alerts`` example has such an alert)."""
+    iv = s.incident_version
+    named: dict[str, list[str]] = {}
+    for part in chunks(incident_ids):
+        listed = and_(
+            iv.c.tenant_id == tenant_id, iv.c.incident_id.in_(part), iv.c.alert_ids.is_not(None)
+        )
+        newest = (
+            select(iv.c.incident_id, func.max(iv.c.version).label("version"))
+            .where(listed)
+            .group_by(iv.c.incident_id)
+            .subquery()
+        )
+        query = (
+            select(iv.c.incident_id, iv.c.alert_ids)
+            .join(
+                newest,
+                and_(iv.c.incident_id == newest.c.incident_id, iv.c.version == newest.c.version),
+            )
+            .where(listed)
+            .order_by(iv.c.recorded_at)  # two contents of one version: the later one read
+        )
+        for incident_id, ids in conn.execute(query):
+            named[incident_id] = [str(i) for i in jsontext.loads(ids)]
+    return named
+
+
+def _members(
+    conn: Connection, keys: Sequence[tuple[str, str]], *columns: ColumnElement[Any]
+) -> dict[tuple[str, str], list[Row[Any]]]:
+    """The stored alerts of each (tenant, incident): those the incident's newest listing
+    named, and those whose own ``incidentId`` points at it (an alert read after that listing).
+
+    Each row holds ``columns``; alerts come in creation order (undated first), then by id.
+    """
+    a = s.alert
+    wanted = (a.c.id, a.c.incident_id, a.c.created_date_time, *columns)
+    found: dict[tuple[str, str], dict[str, Row[Any]]] = {key: {} for key in keys}
+    for tenant_id in {tenant for tenant, _ in keys}:
+        ids = sorted({key for tenant, key in keys if tenant == tenant_id})
+        named = _named_alert_ids(conn, tenant_id, ids)
+        listed_by: dict[str, list[str]] = {}
+        for incident_id, alert_ids in named.items():
+            for alert_id in alert_ids:
+                listed_by.setdefault(alert_id, []).append(incident_id)
+        rows: list[Row[Any]] = []
+        for part in chunks(ids):
+            where = and_(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
+            rows.extend(conn.execute(select(*wanted).where(where)))
+        for part in chunks(sorted(listed_by)):
+            where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
+            rows.extend(conn.execute(select(*wanted).where(where)))
+        for row in rows:
+            owners = [*listed_by.get(row.id, ()), row.incident_id]
+            for incident_id in owners:
+                if (tenant_id, incident_id) in found:
+                    found[(tenant_id, incident_id)][row.id] = row
+    return {
+        key: sorted(
+            alerts.values(),
+            key=lambda r: (r.created_date_time is not None, r.created_date_time or 0, r.id),
+        )
+        for key, alerts in found.items()
+    }
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -46,32 +108,24 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
     if text is None:
         return None
     payload = jsontext.loads(text)
-    payload["alerts"] = _alert_payloads(conn, tenant_id, incident_id)
+    rows = _members(conn, [(tenant_id, incident_id)], s.alert.c.payload)
+    payload["alerts"] = [jsontext.loads(row.payload) for row in rows[(tenant_id, incident_id)]]
     return Incident.from_graph(payload)
 
 
 def current_alerts(
     conn: Connection, keys: Sequence[tuple[str, str]], known: Mapping[int, Alert]
 ) -> dict[tuple[str, str], list[Alert]]:
-    """The alerts each (tenant, incident) has now, in ``get_incident``'s order.
+    """The alerts each (tenant, incident) has now (`_members`), in ``get_incident``'s order.
 
     ``known`` maps change seqs to alerts the caller has already parsed; an alert whose
     current version has one of those seqs is taken from it instead of parsed again.
     """
-    found: dict[tuple[str, str], list[Alert]] = {key: [] for key in keys}
     a = s.alert
-    for tenant_id in {tenant for tenant, _ in keys}:
-        ids = sorted({key for tenant, key in keys if tenant == tenant_id})
-        for part in chunks(ids):
-            query = (
-                select(a.c.incident_id, a.c.seq, a.c.payload)
-                .where(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
-                .order_by(a.c.incident_id, a.c.created_date_time, a.c.id)
-            )
-            for incident_id, seq, payload in conn.execute(query):
-                alert = known.get(seq) or Alert.from_graph(jsontext.loads(payload))
-                found[(tenant_id, incident_id)].append(alert)
-    return found
+    return {
+        key: [known.get(row.seq) or Alert.from_graph(jsontext.loads(row.payload)) for row in rows]
+        for key, rows in _members(conn, keys, a.c.seq, a.c.payload).items()
+    }
 
 
 def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
@@ -117,19 +171,7 @@ def list_incidents(
 
 
 def _alert_counts(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    found: dict[tuple[str, str], int] = {}
-    a = s.alert
-    for tenant_id in {tenant for tenant, _ in keys}:
-        ids = [key for tenant, key in keys if tenant == tenant_id]
-        for part in chunks(ids):
-            query = (
-                select(a.c.incident_id, func.count())
-                .where(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
-                .group_by(a.c.incident_id)
-            )
-            for incident_id, count in conn.execute(query):
-                found[(tenant_id, incident_id)] = int(count)
-    return found
+    return {key: len(rows) for key, rows in _members(conn, keys).items()}
 
 
 def _version_row(entity_type: EntityType, entity_id: str, row: Row[Any]) -> VersionRow:
