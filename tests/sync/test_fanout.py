@@ -144,3 +144,16 @@ def test_an_incident_shows_the_alert_it_lists_whose_incident_id_differs(
         " | project IncidentNumber, AlertName | order by AlertName asc"
     )
     assert [tuple(r) for r in joined.rows] == [(41, "Alert da1"), (41, "Alert da9")]
+
+
+def test_rows_carry_when_the_hub_received_them_and_when_the_store_wrote_them(
+    hub: Hub, tmp_path: Path
+) -> None:
+    _commit(hub, _incident(5, ALERTS[:1]))
+    (change,) = [c for c in hub.changes_after(0, 10) if c.entity_type == "incident"]
+    store = LogStore(tmp_path / "logs.duckdb")
+    LogPublisher(hub, store).publish()
+    result = store.query("SecurityIncident | project _TimeReceived, _IngestionTime")
+    ((received, ingested),) = result.rows
+    assert received == change.at
+    assert ingested >= received

@@ -37,7 +37,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
         ),
         (
             "SecurityIncident | where ingestion_time() > ago(1d)",
-            "SecurityIncident | where TimeGenerated > ago(1d)",
+            "SecurityIncident | where _IngestionTime > ago(1d)",
         ),
         (
             "SecurityIncident | extend t = column_ifexists('Tasks', dynamic([]))",
@@ -198,7 +198,7 @@ CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNum
         ),
         (
             "SecurityIncident | where ingestion_time() > ago(1d) | count",
-            "SecurityIncident | where TimeGenerated > ago(1d) | count",
+            "SecurityIncident | where _IngestionTime > ago(1d) | count",
         ),
         (
             CURRENT + "| extend T = column_ifexists('Tasks', dynamic(null)), "

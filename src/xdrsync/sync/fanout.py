@@ -95,26 +95,27 @@ class LogPublisher:
                 )
                 if change.modified_by:  # the echo of a workspace edit: its author, not the app
                     row["ModifiedBy"] = change.modified_by
-                _add(rows, "SecurityIncident", row, change.seq)
+                _add(rows, "SecurityIncident", row, change)
                 continue
             alert = alerts[change.seq]
             _add(
                 rows,
                 "SecurityAlert",
                 security_alert_row(alert, time_generated=now, tenant_id=tenant),
-                change.seq,
+                change,
             )
             _add(
                 rows,
                 "AlertInfo",
                 alert_info_row(alert, time_generated=now, tenant_id=tenant),
-                change.seq,
+                change,
             )
             for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
-                _add(rows, "AlertEvidence", evidence, change.seq)
+                _add(rows, "AlertEvidence", evidence, change)
         return rows
 
 
-def _add(rows: dict[str, list[Row]], table: str, row: Row, seq: int) -> None:
-    row["_Seq"] = seq
+def _add(rows: dict[str, list[Row]], table: str, row: Row, change: ChangeRow) -> None:
+    row["_Seq"] = change.seq
+    row["_TimeReceived"] = change.at  # when the hub received this version from Graph
     rows.setdefault(table, []).append(row)

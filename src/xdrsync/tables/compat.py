@@ -8,8 +8,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, the deprecated spelling -> `parse_json(...)`;
-* `ingestion_time()` -> `TimeGenerated`: the log store writes a row when it records it, so the
-  two are the same moment here (documented in docs/destinations/workspace.md);
+* `ingestion_time()` -> `_IngestionTime`, the hidden column the log store fills when it writes
+  the row (hidden columns a query names are listed in `Rewritten.hidden`);
 * `column_ifexists("C", d)` -> `C` when a table the query reads (or a name it assigns) has the
   column, `(d)` otherwise;
 * `count(C)` inside `summarize` -> `count_C = countif(isnotnull(C))`; `count(predicate)`, the
@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqltokens import KqlLexer, Token
+from xdrsync.tables.schemas import HIDDEN_COLUMNS
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -87,6 +88,8 @@ class Rewritten:
     origins: tuple[int, ...] = ()
     #: Per token: whether it is the user's own text (so an offset inside it maps 1:1).
     exact: tuple[bool, ...] = ()
+    #: Log Analytics' hidden standard columns the query names (`schemas.HIDDEN_COLUMNS`).
+    hidden: tuple[str, ...] = ()
 
     def position(self, line: int, column: int) -> tuple[int, int]:
         """A line:column in `text` as the line:column in the user's query it came from."""
@@ -147,8 +150,10 @@ def rewrite(kql: str, columns: Mapping[str, Sequence[str]]) -> Rewritten:
     tokens = run("case-rename", renamed)
     lifted, functions = _let_functions(tokens, columns)
     tokens = run("let-function", lifted)
+    words = {t.text for t in tokens if t.is_word}
+    hidden = tuple(c.name for c in HIDDEN_COLUMNS if c.name in words)
     if not applied:
-        return unchanged(kql)
+        return replace(unchanged(kql), hidden=hidden)
     starts: list[int] = []
     origins: list[int] = []
     exact: list[bool] = []
@@ -167,6 +172,7 @@ def rewrite(kql: str, columns: Mapping[str, Sequence[str]]) -> Rewritten:
         starts=tuple(starts),
         origins=tuple(origins),
         exact=tuple(exact),
+        hidden=hidden,
     )
 
 
@@ -205,7 +211,7 @@ def _aliases(tokens: list[Token]) -> list[Token]:
 
 
 def _ingestion_time(tokens: list[Token]) -> list[Token]:
-    """`ingestion_time()` -> `TimeGenerated` (the store records a row when it writes it)."""
+    """`ingestion_time()` -> `_IngestionTime`, the hidden column behind it in Log Analytics."""
     out: list[Token] = []
     i = 0
     while i < len(tokens):
@@ -215,7 +221,7 @@ def _ingestion_time(tokens: list[Token]) -> list[Token]:
             assert open_ is not None  # _is_call
             close = kt.closing(tokens, open_)
             if close < len(tokens) and not kt.sig_indices(tokens, open_ + 1, close):
-                out.append(Token(kt.IDENTIFIER, "TimeGenerated", token.origin, synthetic=True))
+                out.append(Token(kt.IDENTIFIER, "_IngestionTime", token.origin, synthetic=True))
                 i = close + 1
                 continue
         out.append(token)

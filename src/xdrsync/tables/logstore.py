@@ -4,9 +4,11 @@
 process; DuckDB allows one writer process or many readers, so every operation opens the file,
 works in one transaction and closes it again (see `access` for the retry and fairness rules).
 
-The KQL-visible tables are views over storage tables that also carry our bookkeeping columns
-(see `schemas.BOOKKEEPING_COLUMNS`), so `SecurityIncident | take 5` shows exactly Sentinel's
-columns.
+The KQL-visible tables are views over storage tables that also carry Log Analytics' hidden
+standard columns (`schemas.HIDDEN_COLUMNS`) and our bookkeeping columns
+(`schemas.BOOKKEEPING_COLUMNS`), so `SecurityIncident | take 5` shows exactly Sentinel's
+columns. A query that names a hidden column runs over temporary views of the same name that add
+the hidden columns it names (`hidden_views`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,29 @@ from xdrsync.tables.limits import QueryLimits, QuerySettings
 from xdrsync.tables.querying import fetch, translate
 from xdrsync.tables.queryresult import QueryResult, decode_rows
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
-from xdrsync.tables.schemas import BOOKKEEPING_COLUMNS, TABLE_NAMES, TableSchema, table_schema
+from xdrsync.tables.schemas import (
+    BOOKKEEPING_COLUMNS,
+    HIDDEN_COLUMNS,
+    TABLE_NAMES,
+    Column,
+    TableSchema,
+    table_schema,
+)
 
 #: Storage tables live in their own DuckDB schema under a different name than the KQL view,
 #: because duckdb-kql keys its schema map by bare table name and two relations both called
 #: `SecurityIncident` would merge their column lists.
 _STORE_SCHEMA: Final = "xdrsync_store"
+#: The hidden columns a row may carry when appended; the store fills in what it leaves out.
+_SUPPLIED: Final = tuple(c for c in HIDDEN_COLUMNS if c.name != "_IngestionTime")
+#: How the store fills each hidden column, from the appended value (if any) and the moment the
+#: append's transaction began.
+_NOW: Final = "CAST(current_timestamp AT TIME ZONE 'UTC' AS TIMESTAMP)"
+_FILLED: Final = {
+    "_IngestionTime": _NOW,
+    "_TimeReceived": f'coalesce("_TimeReceived", {_NOW})',
+    "_ItemId": """coalesce(nullif("_ItemId", ''), CAST(uuid() AS VARCHAR))""",
+}
 _STORE_SUFFIX: Final = "_rows"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
@@ -92,7 +111,8 @@ class LogStore:
 
         Values follow the column's KQL type: `datetime` takes aware datetimes (or naive UTC),
         `dynamic` takes plain Python JSON values. Columns a row leaves out are null (or "" for
-        strings). Rows may carry the bookkeeping column `_Seq`.
+        strings). Rows may carry the bookkeeping column `_Seq`, and `_TimeReceived` and
+        `_ItemId` (the store fills them in otherwise).
         """
         self.append_batch({table: rows})
 
@@ -135,7 +155,7 @@ class LogStore:
     ) -> tuple[str, int]:
         """Write the rows to a temp NDJSON file; the INSERT that bulk-loads it, and the
         ``maximum_object_size`` that INSERT reads with."""
-        columns = (*schema.columns, *BOOKKEEPING_COLUMNS)
+        columns = (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
         fd, name = tempfile.mkstemp(prefix="xdrsync-append-", suffix=".ndjson")
         files.append(Path(name))
         with os.fdopen(fd, "wb") as out:
@@ -146,14 +166,16 @@ class LogStore:
         # read_json over a file is DuckDB's bulk path: measured ~25x faster than executemany
         # on a prepared INSERT for 35-column rows (~11,000 vs ~400 rows/s).
         spec = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in columns)
-        names = ", ".join(f'"{c.name}"' for c in columns)
+        stored = (*columns, *(c for c in HIDDEN_COLUMNS if c not in _SUPPLIED))
+        names = ", ".join(f'"{c.name}"' for c in stored)
+        values = ", ".join(_FILLED.get(c.name, f'"{c.name}"') for c in stored)
         # Identifiers come from the packaged schemas (checked against _IDENT when the tables
         # are created) and the only literal is our own temp file's quoted path.
         source = (
             f"read_json({_quote_literal(name)}, format='newline_delimited', "
             f"columns={{{spec}}}, maximum_object_size={object_size})"
         )
-        statement = f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {names} FROM {source}"  # noqa: S608
+        statement = f"INSERT INTO {_storage(schema.name)} ({names}) SELECT {values} FROM {source}"  # noqa: S608
         return statement, object_size
 
     @property
@@ -174,15 +196,22 @@ class LogStore:
             read_only=True,
             timeout=self._read_timeout,
             config=query_config(self._limits),
-            setup=LOCK_STATEMENTS,
+            setup=(*hidden_views(translated.hidden), *LOCK_STATEMENTS),
         ) as con:
             fetched = fetch(con, translated, self._limits, TABLE_NAMES)
-        columns = tuple(translated.column_name(str(d[0])) for d in fetched.description)
-        types = tuple(kusto_type(str(d[1])) for d in fetched.description)
+        implied = translated.implied
+        keep = [i for i, d in enumerate(fetched.description) if str(d[0]) not in implied]
+        columns = tuple(translated.column_name(str(fetched.description[i][0])) for i in keep)
+        types = tuple(kusto_type(str(fetched.description[i][1])) for i in keep)
+        rows = (
+            fetched.rows
+            if len(keep) == len(fetched.description)
+            else [tuple(row[i] for i in keep) for row in fetched.rows]
+        )
         return QueryResult(
             columns=columns,
             types=types,
-            rows=decode_rows(types, fetched.rows),
+            rows=decode_rows(types, rows),
             truncated=fetched.truncated,
         )
 
@@ -246,10 +275,27 @@ class LogStore:
         self._ready = True
 
 
+def hidden_views(names: Sequence[str]) -> list[str]:
+    """Temporary views that show every table with the hidden columns `names` added: they
+    shadow the visible views for one query's connection only (`LogStore.query`)."""
+    wanted = [c for c in HIDDEN_COLUMNS if c.name in names]
+    if not wanted:
+        return []
+    return [
+        f'CREATE TEMP VIEW "{name}" AS {_select(table_schema(name).columns, wanted, name)}'
+        for name in TABLE_NAMES
+    ]
+
+
+def _select(columns: Sequence[Column], hidden: Sequence[Column], table: str) -> str:
+    names = ", ".join(f'"{c.name}"' for c in (*columns, *hidden))
+    return f"SELECT {names} FROM {_storage(table)}"  # noqa: S608 - names from the schemas
+
+
 def _schema_statements(
     schema: TableSchema, existing: Mapping[str, set[str]], views: set[str]
 ) -> list[str]:
-    columns = (*schema.columns, *BOOKKEEPING_COLUMNS)
+    columns = (*schema.columns, *HIDDEN_COLUMNS, *BOOKKEEPING_COLUMNS)
     for col in columns:
         if not _IDENT.match(col.name):
             raise ValueError(f"{schema.name}: unsafe column name {col.name!r}")
@@ -267,8 +313,7 @@ def _schema_statements(
             if c.name in missing
         )
     if have is None or missing or schema.name not in views:
-        visible = ", ".join(f'"{c.name}"' for c in schema.columns)
-        select = f"SELECT {visible} FROM {_storage(schema.name)}"  # noqa: S608 - checked names
+        select = _select(schema.columns, (), schema.name)
         statements.append(f'CREATE OR REPLACE VIEW main."{schema.name}" AS {select}')
     return statements
 

@@ -41,6 +41,18 @@ class Translated:
     #: The query as the compatibility layer rewrote it (internal names, positions).
     rewritten: Rewritten = field(default_factory=lambda: unchanged(""))
 
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """The hidden standard columns the query names; its tables must show them."""
+        return self.rewritten.hidden
+
+    @property
+    def implied(self) -> frozenset[str]:
+        """Hidden columns only a function names (`ingestion_time()` reads `_IngestionTime`):
+        they are not the user's to see in the result."""
+        named = self.rewritten.hidden
+        return frozenset(n for n in named if self.rewritten.locate(n) is None)
+
     def column_name(self, name: str) -> str:
         """A result column's name as the user's query spelled it."""
         return self.rewritten.restore(name)
@@ -65,6 +77,8 @@ def translate(kql: str, tables: tuple[str, ...], *, compatible: bool = True) -> 
     # the workspace tables only.
     schema = {name: [c.name for c in table_schema(name).columns] for name in tables}
     rewritten = rewrite(kql, schema) if compatible else unchanged(kql)
+    if rewritten.hidden:  # shown only to a query that names them, as in Log Analytics
+        schema = {name: [*columns, *rewritten.hidden] for name, columns in schema.items()}
     functions = list(rewritten.functions)
     try:
         admitted = admit(rewritten.text, tables, functions)

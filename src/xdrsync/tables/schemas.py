@@ -80,6 +80,20 @@ class TableSchema:
 #: the store can resume after a crash from `LogStore.max_seq()` without appending twice.
 BOOKKEEPING_COLUMNS: Final[tuple[Column, ...]] = (Column("_Seq", "long"),)
 
+#: Log Analytics' hidden standard columns: stored with every row of every table, but shown only
+#: to a query that names one (`project _ItemId`, `ingestion_time()`), as in Log Analytics.
+#: `_IngestionTime` is when the log store wrote the row (what `ingestion_time()` returns);
+#: `_TimeReceived` when the hub received the record from Graph; `_ItemId` a unique id per row;
+#: `_ResourceId` and `_SubscriptionId` are empty (a workspace here is no Azure resource).
+HIDDEN_COLUMNS: Final[tuple[Column, ...]] = (
+    Column("_IngestionTime", "datetime"),
+    Column("_TimeReceived", "datetime"),
+    Column("_ItemId", "string"),
+    Column("_ResourceId", "string"),
+    Column("_SubscriptionId", "string"),
+)
+HIDDEN_NAMES: Final = frozenset(c.name for c in HIDDEN_COLUMNS)
+
 
 def _parse_type(raw: object, where: str) -> KqlType:
     text = str(raw).strip().lower()
@@ -111,6 +125,8 @@ __all__ = [
     "ALERT_INFO",
     "BOOKKEEPING_COLUMNS",
     "DUCKDB_TYPES",
+    "HIDDEN_COLUMNS",
+    "HIDDEN_NAMES",
     "SECURITY_ALERT",
     "SECURITY_INCIDENT",
     "TABLE_NAMES",
