@@ -31,6 +31,15 @@ SecurityIncident
 | where Status != "Closed"
 | extend Analyst = tostring(Owner.assignedTo)
 | summarize Open = count() by Analyst""",
+    "owner-unpacked": f"""{CURRENT}
+| where Status != "Closed"
+| evaluate bag_unpack(Owner)
+| where isnotempty(assignedTo)
+| summarize Open = count() by assignedTo""",
+    "additional-data-unpacked": f"""{CURRENT}
+| evaluate bag_unpack(AdditionalData)
+| where alertsCount > 0
+| project IncidentNumber, alertsCount, commentsCount""",
     "owner-case-name": f"""{CURRENT}
 | extend owner = tostring(Owner.assignedTo)
 | where isnotempty(owner)

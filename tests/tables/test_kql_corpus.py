@@ -47,6 +47,7 @@ def _sorted(rows: Any) -> list[tuple[Any, ...]]:
 EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     "open-by-severity": [("High", 1), ("Medium", 1)],
     "owner-workload": [(ANALYST_A, 1), (KAI, 1)],
+    "owner-unpacked": [(ANALYST_A, 1), (KAI, 1)],
     "closed-classification": [
         ("BenignPositive", "SuspiciousButExpected", 1),
         ("FalsePositive", "InaccurateData", 1),

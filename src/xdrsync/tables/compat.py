@@ -16,6 +16,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   obsolete spelling of `countif`, -> `countif(predicate)`;
 * `bin_at(v, size, fixed)` -> `bin(v - shift, size) + shift`, `shift = fixed - bin(fixed,
   size)`, named after `v` in a `by` clause;
+* `evaluate bag_unpack(C)` (and `bag_unpack(C, 'prefix')`) of a bag whose keys the schema
+  knows -> `extend key = tostring(C['key']), ... | project-away C`, each key with its type;
 * `mv-expand todynamic(C)` without a name -> `mv-expand C = todynamic(C)` (Kusto names the
   result after the one column the expression reads);
 * a parenthesised source, `(range x from 1 to 3 step 1) | ...` -> without the parentheses;
@@ -122,8 +124,13 @@ def unchanged(kql: str) -> Rewritten:
     return Rewritten(original=kql, text=kql)
 
 
-def rewrite(kql: str, columns: Mapping[str, Sequence[str]]) -> Rewritten:
-    """Rewrite `kql` for duckdb-kql; `columns` maps each workspace table to its columns.
+def rewrite(
+    kql: str,
+    columns: Mapping[str, Sequence[str]],
+    bags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> Rewritten:
+    """Rewrite `kql` for duckdb-kql; `columns` maps each workspace table to its columns, and
+    `bags` each `dynamic` column whose keys are known to its (key, KQL type) pairs.
 
     Text that does not lex is returned unchanged: the parser reports it with its position.
     """
@@ -144,6 +151,7 @@ def rewrite(kql: str, columns: Mapping[str, Sequence[str]]) -> Rewritten:
     tokens = run("column_ifexists", _column_ifexists(tokens, columns))
     tokens = run("count-column", _count_column(tokens))
     tokens = run("bin_at", _bin_at(tokens))
+    tokens = run("bag_unpack", _bag_unpack(tokens, bags or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("paren-source", _paren_sources(tokens, columns))
     renamed, renames = _case_renames(tokens, columns)
@@ -444,6 +452,54 @@ def _columns_read(tokens: Sequence[Token], start: int, end: int) -> list[str]:
         if token.text not in names:
             names.append(token.text)
     return names
+
+
+_CONVERT: Final = {
+    "string": "tostring",
+    "long": "tolong",
+    "int": "toint",
+    "real": "todouble",
+    "bool": "tobool",
+    "datetime": "todatetime",
+}
+
+
+def _bag_unpack(tokens: list[Token], bags: Mapping[str, Sequence[tuple[str, str]]]) -> list[Token]:
+    """`evaluate bag_unpack(C [, 'prefix'])` -> one `extend` per known key, then `C` removed:
+    Kusto's output for a bag with those keys (the keys become columns, typed, after the
+    input's columns; the bag column is dropped)."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for s, token in enumerate(tokens):
+        if token.kind != KqlLexer.EVALUATE:
+            continue
+        end = kt.segment_end(tokens, s + 1)
+        sig = kt.sig_indices(tokens, s + 1, end)
+        if len(sig) < 4 or tokens[sig[0]].text != "bag_unpack":
+            continue
+        if tokens[sig[1]].kind != kt.OPENPAREN or kt.closing(tokens, sig[1]) != sig[-1]:
+            continue  # an output schema or anything after the call: not rewritten
+        args = kt.split_top(tokens, sig[1] + 1, sig[-1])
+        column = [tokens[j] for j in kt.sig_indices(tokens, *args[0])]
+        prefix = ""
+        if len(args) == 2:
+            literal = [tokens[j] for j in kt.sig_indices(tokens, *args[1])]
+            value = _string_value(literal[0]) if len(literal) == 1 else None
+            if value is None or not (value.isascii() and value.replace("_", "a").isalnum()):
+                continue  # a prefix that would not make plain column names
+            prefix = value
+        if len(args) > 2 or len(column) != 1 or column[0].text not in bags:
+            continue
+        name = column[0].text
+        items = []
+        for key, kql_type in bags[name]:
+            read = f"{name}['{key}']"
+            convert = _CONVERT.get(kql_type)
+            items.append(
+                f"{prefix}{key} = {convert}({read})" if convert else f"{prefix}{key} = {read}"
+            )
+        text = f"extend {', '.join(items)} | project-away {name}"
+        edits[s] = (sig[-1], kt.fragment(text, token.origin))
+    return _apply(tokens, edits)
 
 
 def _mv_expand_names(tokens: list[Token]) -> list[Token]:

@@ -76,7 +76,13 @@ def translate(kql: str, tables: tuple[str, ...], *, compatible: bool = True) -> 
     # are created from: translation never consults the catalog, and `union *` expands to
     # the workspace tables only.
     schema = {name: [c.name for c in table_schema(name).columns] for name in tables}
-    rewritten = rewrite(kql, schema) if compatible else unchanged(kql)
+    bags = {
+        column.name: [(key.name, key.kql_type) for key in column.keys]
+        for name in tables
+        for column in table_schema(name).columns
+        if column.keys
+    }
+    rewritten = rewrite(kql, schema, bags) if compatible else unchanged(kql)
     if rewritten.hidden:  # shown only to a query that names them, as in Log Analytics
         schema = {name: [*columns, *rewritten.hidden] for name, columns in schema.items()}
     functions = list(rewritten.functions)

@@ -50,6 +50,8 @@ class Column:
 
     name: str
     kql_type: KqlType
+    #: For a `dynamic` bag whose keys are known (SecurityIncident's `Owner`): its keys.
+    keys: tuple[Column, ...] = ()
 
     @property
     def duckdb_type(self) -> str:
@@ -102,6 +104,18 @@ def _parse_type(raw: object, where: str) -> KqlType:
     return text  # type: ignore[return-value]  # membership in DUCKDB_TYPES proves the literal
 
 
+def _column(doc: dict[str, object], where: str) -> Column:
+    name = str(doc["name"])
+    keys = doc.get("keys") or []
+    if not isinstance(keys, list):
+        raise ValueError(f"{where}.{name}: keys must be a list")
+    return Column(
+        name,
+        _parse_type(doc["type"], f"{where}.{name}"),
+        tuple(_column(key, f"{where}.{name}") for key in keys),
+    )
+
+
 @cache
 def table_schema(name: str) -> TableSchema:
     """Load one table's column list from the package data (`tables/schemas/<name>.json`)."""
@@ -109,10 +123,7 @@ def table_schema(name: str) -> TableSchema:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLE_NAMES)}")
     data = resources.files("xdrsync.tables").joinpath("schemas").joinpath(f"{name}.json")
     doc = json.loads(data.read_text(encoding="utf-8"))
-    columns = tuple(
-        Column(str(c["name"]), _parse_type(c["type"], f"{name}.{c['name']}"))
-        for c in doc["columns"]
-    )
+    columns = tuple(_column(c, name) for c in doc["columns"])
     return TableSchema(name=name, columns=columns, source=str(doc.get("source", "")))
 
 
