@@ -41,6 +41,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
             "SecurityIncident | where _IngestionTime > ago(1d)",
         ),
         (
+            "SecurityIncident | summarize makelist(Title), makeset(Owner) by Status",
+            "SecurityIncident | summarize make_list(Title), make_set(Owner) by Status",
+        ),
+        (
             "SecurityIncident | extend t = column_ifexists('Tasks', dynamic([]))",
             "SecurityIncident | extend t = Tasks",
         ),
@@ -205,6 +209,10 @@ CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNum
             CURRENT + "| extend T = column_ifexists('Tasks', dynamic(null)), "
             "X = column_ifexists('Missing', 'none') | project IncidentNumber, T, X",
             CURRENT + "| extend T = Tasks, X = 'none' | project IncidentNumber, T, X",
+        ),
+        (
+            "SecurityIncident | summarize makeset(Severity), makelist(IncidentNumber) by Status",
+            "SecurityIncident | summarize make_set(Severity), make_list(IncidentNumber) by Status",
         ),
         (
             CURRENT + "| evaluate bag_unpack(Owner) | project IncidentNumber, assignedTo",

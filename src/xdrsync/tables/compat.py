@@ -7,7 +7,8 @@ of it - exactly as it checks any other, so nothing here widens what a query may 
 Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltokens`):
 
 * `x.[3]` path steps -> `x[3]`;
-* `parsejson(...)`, the deprecated spelling -> `parse_json(...)`;
+* `parsejson(...)`, `makelist(...)`, `makeset(...)`, deprecated spellings -> `parse_json(...)`,
+  `make_list(...)`, `make_set(...)`;
 * `ingestion_time()` -> `_IngestionTime`, the hidden column the log store fills when it writes
   the row (hidden columns a query names are listed in `Rewritten.hidden`);
 * `column_ifexists("C", d)` -> `C` when a table the query reads (or a name it assigns) has the
@@ -67,7 +68,9 @@ _SOURCE_KINDS: Final = frozenset(
 )  # fmt: skip
 _MV_EXPAND: Final = frozenset({KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND})
 _MV_EXPAND_PARAMS: Final = frozenset({"bagexpansion", "with_itemindex", "kind"})
-_ALIASES: Final = {"parsejson": "parse_json"}
+#: Deprecated spellings Kusto still accepts -> the current names (same meaning, and the same
+#: result column names: `makelist(x)` is `list_x` either way).
+_ALIASES: Final = {"parsejson": "parse_json", "makelist": "make_list", "makeset": "make_set"}
 _JOIN_SIDES: Final = frozenset({"$left", "$right"})
 #: A suffix no Sentinel column carries, so an internal name is never mistaken for a real one.
 _RENAME_MARK: Final = "__ci"
