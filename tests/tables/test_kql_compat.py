@@ -220,6 +220,23 @@ CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNum
             " | project IncidentNumber, assignedTo",
         ),
         (
+            "let ByRule = (T:(IncidentNumber:int), S:(IncidentNumber:int)) {\n"
+            "  T | join kind=fullouter S on IncidentNumber\n"
+            "  | extend IncidentNumber = iff(isnull(IncidentNumber), IncidentNumber1, IncidentNumber)"
+            " | project-away IncidentNumber1 };\n"
+            "let high = SecurityIncident | where Severity == 'High' | distinct IncidentNumber;\n"
+            "let closed = SecurityIncident | where Status == 'Closed' | distinct IncidentNumber;\n"
+            "ByRule(ByRule(high, closed), high) | distinct IncidentNumber",
+            "let high = SecurityIncident | where Severity == 'High' | distinct IncidentNumber;\n"
+            "let closed = SecurityIncident | where Status == 'Closed' | distinct IncidentNumber;\n"
+            "high | join kind=fullouter closed on IncidentNumber"
+            " | extend IncidentNumber = iff(isnull(IncidentNumber), IncidentNumber1, IncidentNumber)"
+            " | project-away IncidentNumber1"
+            " | join kind=fullouter high on IncidentNumber"
+            " | extend IncidentNumber = iff(isnull(IncidentNumber), IncidentNumber1, IncidentNumber)"
+            " | project-away IncidentNumber1 | distinct IncidentNumber",
+        ),
+        (
             "(SecurityIncident | where Severity == 'High') | distinct IncidentNumber",
             "SecurityIncident | where Severity == 'High' | distinct IncidentNumber",
         ),
@@ -251,6 +268,20 @@ def test_names_differing_only_in_case_come_back_as_written(store: LogStore) -> N
         "| where o == '" + KAI + "' | summarize make_set(s) by o, Status"
     )
     assert sorted(plain.rows, key=repr) == sorted(result.rows, key=repr)
+
+
+def test_functions_with_tabular_parameters_expand_where_they_are_called() -> None:
+    kql = (
+        "let a = SecurityIncident | project R = Title;\n"
+        "let F = (T:(R:string), S:(*), n:long) {\n T | join kind=inner S on R | take n\n};\n"
+        "F(F(a, a, 2), a, 1) | count"
+    )
+    text = rewrite(kql, COLUMNS).text
+    assert "F" not in text.split("};")[-1]
+    assert " ".join(text.split()) == (
+        "let a = SecurityIncident | project R = Title; "
+        "a | join kind=inner (a) on R | take (2) | join kind=inner (a) on R | take (1) | count"
+    )
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,7 @@ def rewrite(
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("bag_unpack", _bag_unpack(tokens, bags or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
+    tokens = run("tabular-parameter", _tabular_parameters(tokens))
     tokens = run("paren-source", _paren_sources(tokens, columns))
     renamed, renames = _case_renames(tokens, columns)
     tokens = run("case-rename", renamed)
@@ -608,7 +609,14 @@ def _is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]
 
 def _paren_sources(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
     """`(range ...) | ...` -> `range ... | ...`: a parenthesised source of a pipeline is the
-    same pipeline without the parentheses."""
+    same pipeline without the parentheses; `((T | where ...))` loses every pair."""
+    while (unwrapped := _unwrap_sources(tokens, columns)) is not tokens:
+        tokens = unwrapped
+    return tokens
+
+
+def _unwrap_sources(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
+    """One round of `_paren_sources`: the outermost pair of each statement's source."""
     drop: set[int] = set()
     tabular = set(columns) | _tabular_lets(tokens, columns)
     for start in _statement_starts(tokens):
@@ -669,6 +677,96 @@ def _function_is_tabular(tokens: Sequence[Token], start: int, end: int, tabular:
     parts.append((begin, end))
     last = [p for p in parts if kt.sig_indices(tokens, *p)]
     return bool(last) and _is_tabular(tokens, *last[-1], tabular)
+
+
+#: Nested calls of functions with tabular parameters are expanded at most this deep.
+_MAX_EXPANSIONS: Final = 32
+
+
+@dataclass(frozen=True)
+class _Macro:
+    """A `let` function with a tabular parameter: its parameter names and its body."""
+
+    params: tuple[str, ...]
+    body: tuple[Token, ...]
+
+
+def _tabular_parameters(tokens: list[Token]) -> list[Token]:
+    """`let F = (T:(RuleId:string), S:(*)) { T | join S on RuleId };` and its calls
+    `F(a, b)` -> each call replaced by `(a | join (b) on RuleId)`: the body with every
+    parameter replaced by its argument, as Kusto evaluates such a function. Bodies with
+    their own `let` statements are left alone."""
+    macros: dict[str, _Macro] = {}
+    removed: set[int] = set()
+    for start in _statement_starts(tokens):
+        eq = kt.prev_sig(tokens, start)
+        name = kt.prev_sig(tokens, eq) if eq is not None else None
+        let = kt.prev_sig(tokens, name) if name is not None else None
+        if let is None or name is None or tokens[let].kind != KqlLexer.LET:
+            continue
+        if tokens[start].kind != kt.OPENPAREN:
+            continue
+        close = kt.closing(tokens, start)
+        brace = kt.next_sig(tokens, close) if close < len(tokens) else None
+        if brace is None or tokens[brace].kind != kt.OPENBRACE:
+            continue
+        params = [kt.sig_indices(tokens, a, b) for a, b in kt.split_top(tokens, start + 1, close)]
+        if not any(len(p) > 2 and tokens[p[2]].kind == kt.OPENPAREN for p in params):
+            continue  # scalar parameters only: a stored function (`_let_functions`)
+        body_end = kt.closing(tokens, brace)
+        if body_end >= len(tokens) or any(
+            tokens[j].kind == kt.SEMICOLON for j in range(brace + 1, body_end)
+        ):
+            continue
+        semi = kt.next_sig(tokens, body_end)
+        last = semi if semi is not None and tokens[semi].kind == kt.SEMICOLON else body_end
+        names = tuple(tokens[p[0]].text for p in params if p)
+        macros[tokens[name].text] = _Macro(names, tuple(kt.trim(tokens[brace + 1 : body_end])))
+        removed |= set(range(let, last + 1))
+    if not macros:
+        return tokens
+    out = [kt.blank([t])[0] if i in removed else t for i, t in enumerate(tokens)]
+    for _ in range(_MAX_EXPANSIONS):
+        expanded = _expand_calls(out, macros)
+        if expanded is out:
+            break
+        out = expanded
+    return out
+
+
+def _expand_calls(tokens: list[Token], macros: Mapping[str, _Macro]) -> list[Token]:
+    """One round: every call of a macro whose arguments call no macro, expanded."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        macro = macros.get(token.text)
+        if macro is None or not token.is_word or _after_dot(tokens, i) or not _is_call(tokens, i):
+            continue
+        open_ = kt.next_sig(tokens, i)
+        assert open_ is not None  # _is_call
+        close = kt.closing(tokens, open_)
+        if close >= len(tokens):
+            continue
+        inner = range(open_ + 1, close)
+        if any(tokens[j].text in macros and _is_call(tokens, j) for j in inner):
+            continue  # its arguments first
+        args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
+        if len(args) != len(macro.params) or not all(args):
+            continue  # left for the parser to report
+        bound = dict(zip(macro.params, args, strict=True))
+        body: list[Token] = []
+        for k, part in enumerate(macro.body):
+            value = bound.get(part.text) if part.is_word else None
+            if value is None or _after_dot(macro.body, k):
+                body.append(Token(part.kind, part.text, token.origin, synthetic=True))
+            else:
+                body.extend(kt.fragment("(", token.origin))
+                body.extend(value)
+                body.extend(kt.fragment(")", token.origin))
+        edits[i] = (
+            close,
+            [*kt.fragment("(", token.origin), *body, *kt.fragment(")", token.origin)],
+        )
+    return _apply(tokens, edits) if edits else tokens
 
 
 def _let_functions(
