@@ -7,8 +7,8 @@ of it - exactly as it checks any other, so nothing here widens what a query may 
 Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltokens`):
 
 * `x.[3]` path steps -> `x[3]`;
-* `parsejson(...)`, `makelist(...)`, `makeset(...)`, deprecated spellings -> `parse_json(...)`,
-  `make_list(...)`, `make_set(...)`;
+* `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
+  spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
 * `ingestion_time()` -> `_IngestionTime`, the hidden column the log store fills when it writes
   the row (hidden columns a query names are listed in `Rewritten.hidden`);
 * `column_ifexists("C", d)` -> `C` when a table the query reads (or a name it assigns) has the
@@ -70,7 +70,12 @@ _MV_EXPAND: Final = frozenset({KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND})
 _MV_EXPAND_PARAMS: Final = frozenset({"bagexpansion", "with_itemindex", "kind"})
 #: Deprecated spellings Kusto still accepts -> the current names (same meaning, and the same
 #: result column names: `makelist(x)` is `list_x` either way).
-_ALIASES: Final = {"parsejson": "parse_json", "makelist": "make_list", "makeset": "make_set"}
+_ALIASES: Final = {
+    "parsejson": "parse_json",
+    "makelist": "make_list",
+    "makeset": "make_set",
+    "columnifexists": "column_ifexists",
+}
 _JOIN_SIDES: Final = frozenset({"$left", "$right"})
 #: A suffix no Sentinel column carries, so an internal name is never mistaken for a real one.
 _RENAME_MARK: Final = "__ci"
@@ -95,6 +100,9 @@ class Rewritten:
     exact: tuple[bool, ...] = ()
     #: Log Analytics' hidden standard columns the query names (`schemas.HIDDEN_COLUMNS`).
     hidden: tuple[str, ...] = ()
+    #: For each `evaluate bag_unpack(C)` whose keys are not known: (C, a query whose one
+    #: column `PROBE_COLUMN` holds the bags), so the caller can read the keys from the data.
+    probes: tuple[tuple[str, str], ...] = ()
 
     def position(self, line: int, column: int) -> tuple[int, int]:
         """A line:column in `text` as the line:column in the user's query it came from."""
@@ -151,10 +159,11 @@ def rewrite(
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
+    probes = tuple(_bag_probes(tokens, bags or {}))
+    tokens = run("bag_unpack", _bag_unpack(tokens, bags or {}))
     tokens = run("column_ifexists", _column_ifexists(tokens, columns))
     tokens = run("count-column", _count_column(tokens))
     tokens = run("bin_at", _bin_at(tokens))
-    tokens = run("bag_unpack", _bag_unpack(tokens, bags or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("tabular-parameter", _tabular_parameters(tokens))
     tokens = run("paren-source", _paren_sources(tokens, columns))
@@ -165,7 +174,7 @@ def rewrite(
     words = {t.text for t in tokens if t.is_word}
     hidden = tuple(c.name for c in HIDDEN_COLUMNS if c.name in words)
     if not applied:
-        return replace(unchanged(kql), hidden=hidden)
+        return replace(unchanged(kql), hidden=hidden, probes=probes)
     starts: list[int] = []
     origins: list[int] = []
     exact: list[bool] = []
@@ -185,6 +194,7 @@ def rewrite(
         origins=tuple(origins),
         exact=tuple(exact),
         hidden=hidden,
+        probes=probes,
     )
 
 
@@ -468,11 +478,23 @@ _CONVERT: Final = {
 }
 
 
-def _bag_unpack(tokens: list[Token], bags: Mapping[str, Sequence[tuple[str, str]]]) -> list[Token]:
-    """`evaluate bag_unpack(C [, 'prefix'])` -> one `extend` per known key, then `C` removed:
-    Kusto's output for a bag with those keys (the keys become columns, typed, after the
-    input's columns; the bag column is dropped)."""
-    edits: dict[int, tuple[int, list[Token]]] = {}
+#: The column of a `Rewritten.probes` query that holds the bags to unpack.
+PROBE_COLUMN: Final = "xdrsync_bag"
+
+
+@dataclass(frozen=True)
+class _Unpack:
+    """One `evaluate bag_unpack(C [, 'prefix'])`: where it is and what it names."""
+
+    evaluate: int  # the `evaluate` token
+    last: int  # its closing parenthesis
+    column: str
+    prefix: str
+
+
+def _unpacks(tokens: Sequence[Token]) -> list[_Unpack]:
+    """Every `evaluate bag_unpack(C)` or `bag_unpack(C, 'prefix')` the layer can rewrite."""
+    found: list[_Unpack] = []
     for s, token in enumerate(tokens):
         if token.kind != KqlLexer.EVALUATE:
             continue
@@ -488,22 +510,83 @@ def _bag_unpack(tokens: list[Token], bags: Mapping[str, Sequence[tuple[str, str]
         if len(args) == 2:
             literal = [tokens[j] for j in kt.sig_indices(tokens, *args[1])]
             value = _string_value(literal[0]) if len(literal) == 1 else None
-            if value is None or not (value.isascii() and value.replace("_", "a").isalnum()):
-                continue  # a prefix that would not make plain column names
+            if value is None or not _plain_key(value):
+                continue
             prefix = value
-        if len(args) > 2 or len(column) != 1 or column[0].text not in bags:
+        if len(args) > 2 or len(column) != 1 or not column[0].is_word:
             continue
-        name = column[0].text
+        found.append(_Unpack(s, sig[-1], column[0].text, prefix))
+    return found
+
+
+def _depth(tokens: Sequence[Token], start: int, end: int) -> int:
+    """How many brackets opened in `[start, end)` are still open at `end`."""
+    depth = 0
+    for j in range(start, end):
+        if tokens[j].kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            depth += 1
+        elif tokens[j].kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth -= 1
+    return depth
+
+
+def _plain_key(key: str) -> bool:
+    """A key that can be written inside `['...']` as it is."""
+    return key.isprintable() and not any(ch in key for ch in "'\\")
+
+
+def _bag_unpack(tokens: list[Token], bags: Mapping[str, Sequence[tuple[str, str]]]) -> list[Token]:
+    """`evaluate bag_unpack(C [, 'prefix'])` -> one `extend` per known key, then `C` removed:
+    Kusto's output for a bag with those keys (the keys become columns, typed, after the
+    input's columns; the bag column is dropped)."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for unpack in _unpacks(tokens):
+        keys = bags.get(unpack.column)
+        if keys is None or not all(_plain_key(key) for key, _ in keys):
+            continue
+        name = unpack.column
         items = []
-        for key, kql_type in bags[name]:
+        for key, kql_type in keys:
+            target = f"{unpack.prefix}{key}"
+            if not (target.isascii() and target.replace("_", "a").isalnum()):
+                target = f"['{target}']"
             read = f"{name}['{key}']"
             convert = _CONVERT.get(kql_type)
-            items.append(
-                f"{prefix}{key} = {convert}({read})" if convert else f"{prefix}{key} = {read}"
-            )
-        text = f"extend {', '.join(items)} | project-away {name}"
-        edits[s] = (sig[-1], kt.fragment(text, token.origin))
+            items.append(f"{target} = {convert}({read})" if convert else f"{target} = {read}")
+        # No keys (no row holds a bag): Kusto's output is the input without the column.
+        text = (
+            f"extend {', '.join(items)} | project-away {name}" if items else f"project-away {name}"
+        )
+        origin = tokens[unpack.evaluate].origin
+        edits[unpack.evaluate] = (unpack.last, kt.fragment(text, origin))
     return _apply(tokens, edits)
+
+
+def _bag_probes(
+    tokens: Sequence[Token], bags: Mapping[str, Sequence[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """For each `bag_unpack` of a bag whose keys are not known, at the top level of a
+    statement: (its column, the query up to it with one column, `PROBE_COLUMN`, of bags)."""
+    starts = _statement_starts(tokens)
+    probes: list[tuple[str, str]] = []
+    for unpack in _unpacks(tokens):
+        if unpack.column in bags:
+            continue
+        bar = kt.prev_sig(tokens, unpack.evaluate)
+        start = max((s for s in starts if s <= unpack.evaluate), default=None)
+        if bar is None or start is None or tokens[bar].kind != kt.BAR:
+            continue
+        if _depth(tokens, start, bar) != 0:
+            continue  # inside brackets: the query up to it is no query of its own
+        eq = kt.prev_sig(tokens, start)
+        name = kt.prev_sig(tokens, eq) if eq is not None else None
+        let = kt.prev_sig(tokens, name) if name is not None else None
+        in_let = let is not None and tokens[let].kind == KqlLexer.LET
+        head = kt.render(tokens[: let if in_let else start])
+        body = kt.render(tokens[start:bar])
+        probe = f"{head}{body}| project {PROBE_COLUMN} = {unpack.column}"
+        probes.append((unpack.column, probe))
+    return probes
 
 
 def _mv_expand_names(tokens: list[Token]) -> list[Token]:

@@ -27,7 +27,7 @@ from duckdb_kql.types import kusto_type
 from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import write_ndjson
 from xdrsync.tables.limits import QueryLimits, QuerySettings
-from xdrsync.tables.querying import fetch, translate
+from xdrsync.tables.querying import fetch, translate, with_bag_keys
 from xdrsync.tables.queryresult import QueryResult, decode_rows
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
 from xdrsync.tables.schemas import (
@@ -198,6 +198,7 @@ class LogStore:
             config=query_config(self._limits),
             setup=(*hidden_views(translated.hidden), *LOCK_STATEMENTS),
         ) as con:
+            translated = with_bag_keys(con, translated, TABLE_NAMES, self._limits)
             fetched = fetch(con, translated, self._limits, TABLE_NAMES)
         implied = translated.implied
         keep = [i for i, d in enumerate(fetched.description) if str(d[0]) not in implied]

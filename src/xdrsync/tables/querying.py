@@ -10,14 +10,20 @@ at its time limit, DuckDB at its memory limit, and only `max_rows` rows are ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 import duckdb
 import duckdb_kql
 
-from xdrsync.tables.compat import Rewritten, explain_unsupported, rewrite, unchanged
+from xdrsync.tables.compat import (
+    PROBE_COLUMN,
+    Rewritten,
+    explain_unsupported,
+    rewrite,
+    unchanged,
+)
 from xdrsync.tables.errors import (
     QueryError,
     QueryLimitError,
@@ -67,22 +73,33 @@ class Fetched:
     truncated: bool
 
 
-def translate(kql: str, tables: tuple[str, ...], *, compatible: bool = True) -> Translated:
+def translate(
+    kql: str,
+    tables: tuple[str, ...],
+    *,
+    compatible: bool = True,
+    bags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+) -> Translated:
     """Rewrite `kql` for duckdb-kql (unless `compatible` is False), admit it (reading only
-    `tables`) and translate it; needs no connection."""
+    `tables`) and translate it; needs no connection. `bags` adds the keys of bags the data
+    showed (`with_bag_keys`) to those the schemas know."""
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
     # The schema comes from the packaged table definitions, which are also what the views
     # are created from: translation never consults the catalog, and `union *` expands to
     # the workspace tables only.
     schema = {name: [c.name for c in table_schema(name).columns] for name in tables}
-    bags = {
+    known = {
         column.name: [(key.name, key.kql_type) for key in column.keys]
         for name in tables
         for column in table_schema(name).columns
         if column.keys
     }
-    rewritten = rewrite(kql, schema, bags) if compatible else unchanged(kql)
+    rewritten = rewrite(kql, schema, {**known, **(bags or {})}) if compatible else unchanged(kql)
+    if rewritten.probes:
+        # Pending: which columns `bag_unpack` makes depends on the data (`with_bag_keys`
+        # translates it again, and admits it then; each probe is admitted before it runs).
+        return Translated(sql="", parameters={}, rewritten=rewritten)
     if rewritten.hidden:  # shown only to a query that names them, as in Log Analytics
         schema = {name: [*columns, *rewritten.hidden] for name, columns in schema.items()}
     functions = list(rewritten.functions)
@@ -111,6 +128,60 @@ def translate(kql: str, tables: tuple[str, ...], *, compatible: bool = True) -> 
     sql = str(result)
     check_sql(sql)
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
+
+
+#: JSON value type (DuckDB's `json_type`) -> the KQL type of a column `bag_unpack` makes.
+_JSON_KQL_TYPES: Final = {
+    "VARCHAR": "string",
+    "BIGINT": "long",
+    "UBIGINT": "long",
+    "DOUBLE": "real",
+    "BOOLEAN": "bool",
+}
+MAX_BAG_KEYS: Final = 1000
+_MAX_PROBE_DEPTH: Final = 4
+
+
+def with_bag_keys(
+    con: duckdb.DuckDBPyConnection,
+    query: Translated,
+    tables: tuple[str, ...],
+    limits: QueryLimits,
+    bags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    depth: int = 0,
+) -> Translated:
+    """`query` translated again once the keys of each `bag_unpack` whose keys the schemas do
+    not know have been read from the data, as Kusto decides the columns `bag_unpack` makes
+    (one per key any row has, in name order, typed by the values)."""
+    if not query.rewritten.probes:
+        return query
+    if depth >= _MAX_PROBE_DEPTH:
+        raise QueryError("KQL error: not supported yet: bag_unpack of a bag_unpack this deep")
+    keys = dict(bags or {})
+    for column, probe in query.rewritten.probes:
+        inner = translate(probe, tables, bags=keys)
+        inner = with_bag_keys(con, inner, tables, limits, keys, depth + 1)
+        keys[column] = _bag_keys(con, inner, tables, limits)
+    return translate(query.rewritten.original, tables, bags=keys)
+
+
+def _bag_keys(
+    con: duckdb.DuckDBPyConnection, probe: Translated, tables: tuple[str, ...], limits: QueryLimits
+) -> list[tuple[str, str]]:
+    bag = f'p."{PROBE_COLUMN}"'
+    sql = (
+        f"SELECT j.key, list(DISTINCT json_type(j.value)) FROM ({probe.sql}) AS p, "  # noqa: S608
+        f"json_each({bag}) AS j WHERE json_type({bag}) = 'OBJECT' GROUP BY j.key ORDER BY j.key"
+    )
+    check_sql(sql)
+    found = fetch(con, replace(probe, sql=sql), replace(limits, max_rows=MAX_BAG_KEYS), tables)
+    if found.truncated:
+        raise QueryError(f"KQL error: bag_unpack: the bags have more than {MAX_BAG_KEYS} keys")
+    keys: list[tuple[str, str]] = []
+    for key, kinds in found.rows:
+        types = {_JSON_KQL_TYPES.get(str(kind), "dynamic") for kind in kinds if kind != "NULL"}
+        keys.append((str(key), types.pop() if len(types) == 1 else "dynamic"))
+    return keys
 
 
 def _unsupported(exc: duckdb_kql.KqlUnsupportedError, rewritten: Rewritten) -> QueryError:
@@ -161,6 +232,8 @@ def fetch(
     tables: tuple[str, ...],
 ) -> Fetched:
     """Run `query` on a sandboxed `con` under `limits`; limit hits become `QueryLimitError`."""
+    if not query.sql:
+        raise QueryError("KQL error: the query is not translated yet (bag_unpack keys unread)")
     with time_limit(con, limits.timeout_seconds) as watchdog:
         try:
             params = dict(query.parameters)
@@ -204,4 +277,4 @@ def _engine_error(
     return QueryError(f"query failed: {rewritten.restore(message)}")
 
 
-__all__ = ["Fetched", "Translated", "fetch", "translate"]
+__all__ = ["Fetched", "Translated", "fetch", "translate", "with_bag_keys"]
