@@ -134,6 +134,18 @@ SecurityIncident
 | where TimeGenerated > ago(2d)
 | summarize Incidents = count() by bin(TimeGenerated, 1h)
 | render timechart with (title="Incidents per hour")""",
+    "severity-trend-sparkline": """let data = SecurityAlert
+| summarize arg_max(TimeGenerated, *) by SystemAlertId;
+data
+| summarize Count = count() by AlertSeverity
+| join kind=inner (data
+    | make-series Trend = count() default = 0 on TimeGenerated from ago(3d) to now() step 1h by AlertSeverity)
+    on AlertSeverity
+| project AlertSeverity, Count, Trend""",
+    "incident-series-by-status": f"""{CURRENT}
+| make-series Incidents = dcount(IncidentNumber) default = 0 on LastModifiedTime
+    from ago(30d) to now() step 1d by Status
+| render timechart""",
     "daily-by-severity": """SecurityIncident
 | summarize count() by bin(TimeGenerated, 1d), Severity
 | render columnchart""",

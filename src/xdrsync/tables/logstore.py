@@ -27,7 +27,7 @@ from duckdb_kql.types import kusto_type
 from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import write_ndjson
 from xdrsync.tables.limits import QueryLimits, QuerySettings
-from xdrsync.tables.querying import fetch, translate, with_bag_keys
+from xdrsync.tables.querying import Translated, fetch, translate, with_bag_keys
 from xdrsync.tables.queryresult import QueryResult, decode_rows
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
 from xdrsync.tables.schemas import (
@@ -196,7 +196,7 @@ class LogStore:
             read_only=True,
             timeout=self._read_timeout,
             config=query_config(self._limits),
-            setup=(*hidden_views(translated.hidden), *LOCK_STATEMENTS),
+            setup=(*hidden_views(translated.hidden), *_ordering(translated), *LOCK_STATEMENTS),
         ) as con:
             translated = with_bag_keys(con, translated, TABLE_NAMES, self._limits)
             fetched = fetch(con, translated, self._limits, TABLE_NAMES)
@@ -274,6 +274,12 @@ class LogStore:
                 con.execute(statement)
             con.execute("COMMIT")
         self._ready = True
+
+
+def _ordering(query: Translated) -> tuple[str, ...]:
+    """One thread for a query whose lists must keep their rows' order (`make-series`):
+    DuckDB's `list()` keeps the order of a sorted input only when one thread aggregates."""
+    return ("SET threads=1",) if query.rewritten.ordered_lists else ()
 
 
 def hidden_views(names: Sequence[str]) -> list[str]:
