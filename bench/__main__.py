@@ -137,10 +137,17 @@ def main() -> None:
 
     if want("freshness"):
         # Side by side in one run: every cycle re-reading the whole lookback (as before the
-        # sweep) against the default (a fresh lookback per cycle, a sweep every minute).
+        # sweep), the sweep with a cycle every 5 s however quiet (as before the idle
+        # interval), and the default (the sweep, and 10 s after a cycle that found nothing).
+        every_5s = {"idle_poll_interval_seconds": 5}
         variants = [
-            ("every cycle re-reads the 300 s lookback", "whole", {"fresh_lookback_seconds": 300}),
-            ("default: 20 s per cycle, a 300 s sweep each minute", "default", {}),
+            (
+                "every cycle re-reads the 300 s lookback, every 5 s",
+                "whole",
+                {"fresh_lookback_seconds": 300, **every_5s},
+            ),
+            ("20 s per cycle, a 300 s sweep each minute, every 5 s", "sweep", every_5s),
+            ("default: the sweep, and 10 s after a quiet cycle", "default", {}),
         ]
         minutes = 1.5 if quick else 4
         runs = [
@@ -159,8 +166,10 @@ def main() -> None:
             ],
             ["Graph calls per observed change", *(f"{r['calls_per_change']:.2f}" for r in runs)],
         ]
-        ratio = runs[1]["calls_per_minute"] / max(runs[0]["calls_per_minute"], 1)
-        rows.append(["busy calls/min, default ÷ whole-lookback", "", f"{ratio:.2f}"])
+        busy = runs[-1]["calls_per_minute"] / max(runs[0]["calls_per_minute"], 1)
+        idle = runs[-1]["idle_calls_per_minute"] / max(runs[0]["idle_calls_per_minute"], 1)
+        rows.append(["busy calls/min, default ÷ whole-lookback", "", "", f"{busy:.2f}"])
+        rows.append(["idle calls/min, default ÷ whole-lookback", "", "", f"{idle:.2f}"])
         sections.append(
             table(
                 "Freshness and Graph budget (`xdrsync run`, poll every 5 s, 120 changes/min)",

@@ -237,6 +237,10 @@ class SyncConfig(_Frozen):
     """How often and how much to read from Graph, and how hard to try."""
 
     poll_interval_seconds: float = Field(default=5, gt=0)
+    # After a cycle that found nothing new, the tenant's next cycle waits this long instead
+    # (at least the poll interval): half the Graph calls of an idle tenant, and a change is
+    # still seen within it. Any change brings the poll interval back.
+    idle_poll_interval_seconds: float = Field(default=10, gt=0)
     lookback_seconds: float = Field(default=300, ge=0)
     # Most cycles re-read only this much before the watermark (Graph's clock, a short
     # indexing delay); every sweep_interval_seconds (at most half the lookback) a sweep

@@ -105,7 +105,10 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
     ):
         configure("info", file=log_file)  # the terminal shows the live view; details go here
         config_path = write_client_config(
-            workspace_dir, server.base_url, settings.tenants, sync={"poll_interval_seconds": 2}
+            workspace_dir,
+            server.base_url,
+            settings.tenants,
+            sync={"poll_interval_seconds": 2, "idle_poll_interval_seconds": 4},
         )
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
@@ -116,6 +119,7 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 workspace.sources(),
                 inbound_settings(config),
                 poll_interval=config.sync.poll_interval_seconds,
+                idle_poll_interval=config.sync.idle_poll_interval_seconds,
                 after_cycle=workspace.publisher().publish,
                 on_report=feed.on_report,
             ).start()

@@ -51,6 +51,11 @@ class CycleReport:
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing new or changed in any stream, and no failure."""
+        return self.ok and not any(s.inserted or s.updated for s in self.streams)
+
 
 def sync_tenant(
     hub: Hub,
@@ -177,6 +182,7 @@ class SyncService:
         settings: InboundSettings,
         *,
         poll_interval: float,
+        idle_poll_interval: float | None = None,
         after_cycle: Callable[[], object] | None = None,
         on_report: Callable[[CycleReport], None] | None = None,
         push: Callable[[], object] | None = None,
@@ -186,6 +192,8 @@ class SyncService:
         self.tenants = tenants
         self.settings = settings
         self.poll_interval = poll_interval
+        # After a quiet cycle a tenant waits this long instead (never less than the poll).
+        self.idle_poll_interval = max(poll_interval, idle_poll_interval or poll_interval)
         self.after_cycle = after_cycle
         self.on_report = on_report
         self.stopping = threading.Event()
@@ -225,6 +233,7 @@ class SyncService:
 
     def _tenant_loop(self, tenant: TenantSource) -> None:
         while not self.stopping.is_set():
+            wait = self.poll_interval
             try:
                 report = sync_tenant(self.hub, tenant, self.settings)
             except Exception:  # a bug must not kill the service silently: log and go on
@@ -234,4 +243,6 @@ class SyncService:
                     self.on_report(report)
                 if self._fanout is not None:
                     self._fanout.wake()
-            self.stopping.wait(self.poll_interval)
+                if report.quiet:  # a quiet tenant is read less often; any change resets it
+                    wait = self.idle_poll_interval
+            self.stopping.wait(wait)

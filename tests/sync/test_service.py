@@ -1,0 +1,76 @@
+"""The sync service's pace: a tenant whose cycle found nothing waits the idle interval, and
+any change brings the poll interval back."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from xdrsync.sync import engine
+from xdrsync.sync.engine import CycleReport, SyncService, TenantSource
+from xdrsync.sync.inbound import StreamReport
+
+POLL, IDLE = 0.02, 1.0
+
+
+def _report(changed: bool, failed: bool = False) -> CycleReport:
+    stream = StreamReport(tenant_id="t", stream="incidents", updated=1 if changed else 0)
+    report = CycleReport(tenant="contoso", started=datetime.now(UTC), streams=[stream])
+    if failed:
+        report.errors["alerts"] = "TransientError: 503"
+    return report
+
+
+@pytest.mark.parametrize(
+    ("script", "long_gaps"),
+    [
+        # changed, quiet, quiet, changed: only the waits after quiet cycles are long.
+        ([(True, False), (False, False), (False, False), (True, False)], [False, True, True]),
+        # A failed cycle is not quiet: the next try comes at the poll interval.
+        ([(False, True), (False, False), (True, False)], [False, True]),
+    ],
+)
+def test_quiet_cycles_wait_the_idle_interval(
+    monkeypatch: pytest.MonkeyPatch, script: list[tuple[bool, bool]], long_gaps: list[bool]
+) -> None:
+    started: list[float] = []
+    done = threading.Event()
+
+    def cycle(*_: Any, **__: Any) -> CycleReport:
+        started.append(time.monotonic())
+        if len(started) > len(script):
+            done.set()
+            return _report(False)
+        return _report(*script[len(started) - 1])
+
+    monkeypatch.setattr(engine, "sync_tenant", cycle)
+    tenant = TenantSource(name="contoso", tenant_id="t", source=None)  # type: ignore[arg-type]
+    service = SyncService(
+        None,  # type: ignore[arg-type]  # the scripted cycle never touches the hub
+        [tenant],
+        None,  # type: ignore[arg-type]
+        poll_interval=POLL,
+        idle_poll_interval=IDLE,
+    ).start()
+    try:
+        assert done.wait(30)
+    finally:
+        service.stop()
+    gaps = [b - a for a, b in itertools.pairwise(started)][: len(long_gaps)]
+    assert [gap >= IDLE * 0.9 for gap in gaps] == long_gaps
+
+
+def test_the_idle_interval_is_never_shorter_than_the_poll() -> None:
+    service = SyncService(
+        None,  # type: ignore[arg-type]
+        [],
+        None,  # type: ignore[arg-type]
+        poll_interval=5,
+        idle_poll_interval=2,
+    )
+    assert service.idle_poll_interval == 5
