@@ -17,8 +17,12 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   obsolete spelling of `countif`, -> `countif(predicate)`;
 * `bin_at(v, size, fixed)` -> `bin(v - shift, size) + shift`, `shift = fixed - bin(fixed,
   size)`, named after `v` in a `by` clause;
-* `evaluate bag_unpack(C)` (and `bag_unpack(C, 'prefix')`) of a bag whose keys the schema
-  knows -> `extend key = tostring(C['key']), ... | project-away C`, each key with its type;
+* `evaluate bag_unpack(C [, 'prefix'])` -> `extend key = tostring(C['key']), ... |
+  project-away C`, each key with its type, the keys from the schema or read from the data
+  (`kqlbags`);
+* `make-series ... on A from F to T step S [by G]` -> `range`, joins and `make_list` in bin
+  order (`kqlseries`);
+* tabular `let` functions with tabular parameters -> their bodies, expanded at each call;
 * `mv-expand todynamic(C)` without a name -> `mv-expand C = todynamic(C)` (Kusto names the
   result after the one column the expression reads);
 * a parenthesised source, `(range x from 1 to 3 step 1) | ...` -> without the parentheses;
@@ -36,6 +40,8 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
+from xdrsync.tables.kqlbags import bag_probes, bag_unpack
+from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
 
@@ -165,11 +171,11 @@ def rewrite(
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
-    probes = tuple(_bag_probes(tokens, bags or {}))
-    tokens = run("bag_unpack", _bag_unpack(tokens, bags or {}))
+    probes = tuple(bag_probes(tokens, bags or {}))
+    tokens = run("bag_unpack", bag_unpack(tokens, bags or {}))
     tokens = run("column_ifexists", _column_ifexists(tokens, columns))
     tokens = run("count-column", _count_column(tokens))
-    tokens = run("make-series", _make_series(tokens))
+    tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("tabular-parameter", _tabular_parameters(tokens))
@@ -219,22 +225,12 @@ def _path_steps(tokens: list[Token]) -> list[Token]:
     return out
 
 
-def _is_call(tokens: Sequence[Token], i: int) -> bool:
-    after = kt.next_sig(tokens, i)
-    return after is not None and tokens[after].kind == kt.OPENPAREN
-
-
-def _after_dot(tokens: Sequence[Token], i: int) -> bool:
-    before = kt.prev_sig(tokens, i)
-    return before is not None and tokens[before].kind == kt.DOT
-
-
 def _aliases(tokens: list[Token]) -> list[Token]:
     """Deprecated function spellings Kusto still accepts -> the current ones."""
     out = list(tokens)
     for i, token in enumerate(tokens):
         name = _ALIASES.get(token.text)
-        if name and token.kind == kt.IDENTIFIER and _is_call(tokens, i):
+        if name and token.kind == kt.IDENTIFIER and kt.is_call(tokens, i):
             out[i] = Token(kt.IDENTIFIER, name, token.origin, synthetic=True)
     return out
 
@@ -245,7 +241,7 @@ def _ingestion_time(tokens: list[Token]) -> list[Token]:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.text == "ingestion_time" and not _after_dot(tokens, i) and _is_call(tokens, i):
+        if token.text == "ingestion_time" and not kt.after_dot(tokens, i) and kt.is_call(tokens, i):
             open_ = kt.next_sig(tokens, i)
             assert open_ is not None  # _is_call
             close = kt.closing(tokens, open_)
@@ -256,16 +252,6 @@ def _ingestion_time(tokens: list[Token]) -> list[Token]:
         out.append(token)
         i += 1
     return out
-
-
-def _string_value(token: Token) -> str | None:
-    """The value of a plain string literal (no escapes), or None."""
-    text = token.text
-    if text[:1] in "@hH":
-        text = text[1:]
-    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0] or "\\" in text:
-        return None
-    return text[1:-1]
 
 
 def _tables_read(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]]) -> set[str]:
@@ -296,13 +282,17 @@ def _column_ifexists(tokens: list[Token], columns: Mapping[str, Sequence[str]]) 
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.text == "column_ifexists" and _is_call(tokens, i) and not _after_dot(tokens, i):
+        if (
+            token.text == "column_ifexists"
+            and kt.is_call(tokens, i)
+            and not kt.after_dot(tokens, i)
+        ):
             open_ = kt.next_sig(tokens, i)
             assert open_ is not None
             close = kt.closing(tokens, open_)
             args = kt.split_top(tokens, open_ + 1, close)
             first = kt.sig_indices(tokens, *args[0])
-            name = _string_value(tokens[first[0]]) if len(first) == 1 else None
+            name = kt.string_value(tokens[first[0]]) if len(first) == 1 else None
             if close < len(tokens) and len(args) == 2 and name is not None:
                 if name in tables or name in _assigned_names(tokens, i):
                     text = name if Token(kt.IDENTIFIER, name, 0).is_word else f"['{name}']"
@@ -353,7 +343,7 @@ def _count_column(tokens: list[Token]) -> list[Token]:
             continue
         end = kt.segment_end(tokens, s + 1)
         for i in range(s + 1, end):
-            if tokens[i].kind != KqlLexer.COUNT or not _is_call(tokens, i):
+            if tokens[i].kind != KqlLexer.COUNT or not kt.is_call(tokens, i):
                 continue
             open_ = kt.next_sig(tokens, i)
             assert open_ is not None
@@ -379,24 +369,7 @@ def _count_column(tokens: list[Token]) -> list[Token]:
             if not named:
                 new = [*kt.fragment(f"{name} = ", origin), *new]
             edits[i] = (close, new)
-    return _apply(tokens, edits)
-
-
-def _apply(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]]) -> list[Token]:
-    """Replace `tokens[i:last+1]` with the new tokens for every `i -> (last, new)`."""
-    if not edits:
-        return tokens
-    out: list[Token] = []
-    i = 0
-    while i < len(tokens):
-        if i in edits:
-            last, new = edits[i]
-            out.extend(new)
-            i = last + 1
-        else:
-            out.append(tokens[i])
-            i += 1
-    return out
+    return kt.apply_edits(tokens, edits)
 
 
 def _in_by_clause(tokens: Sequence[Token], i: int) -> bool:
@@ -430,7 +403,7 @@ def _bin_at(tokens: list[Token]) -> list[Token]:
     (Kusto's `fixed + floor((v - fixed) / size) * size`)."""
     edits: dict[int, tuple[int, list[Token]]] = {}
     for i, token in enumerate(tokens):
-        if token.text != "bin_at" or not _is_call(tokens, i) or _after_dot(tokens, i):
+        if token.text != "bin_at" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
             continue
         open_ = kt.next_sig(tokens, i)
         assert open_ is not None
@@ -456,207 +429,7 @@ def _bin_at(tokens: list[Token]) -> list[Token]:
         if _in_by_clause(tokens, i) and len(words) == 1 and words[0].is_word:
             new = [*kt.fragment(f"{words[0].text} = ", o), *new]
         edits[i] = (close, new)
-    return _apply(tokens, edits)
-
-
-# -- make-series --------------------------------------------------------------------------------
-
-#: Names the make-series rewrite introduces; no Sentinel column starts with `__xdrsync`.
-_BIN: Final = "__xdrsync_bin"
-_KEY: Final = "__xdrsync_key"
-_SERIES_SOURCE: Final = "__xdrsync_series_"
-
-
-@dataclass(frozen=True)
-class _Series:
-    """One `make-series` the layer can rewrite, as text pieces of the user's query."""
-
-    aggregates: tuple[tuple[str, str, str], ...]  # (name, aggregation, default)
-    axis: str
-    start: str
-    end: str
-    step: str
-    groups: tuple[str, ...]
-
-
-def _pipeline_start(tokens: Sequence[Token], bar: int, starts: set[int]) -> tuple[int, bool]:
-    """Where the tabular expression whose operator follows `bar` begins, and whether it sits
-    inside a function body (braces), where a `let` could not be lifted out of it."""
-    depth = 0
-    start = 0
-    for j in range(bar - 1, -1, -1):
-        kind = tokens[j].kind
-        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth += 1
-        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            if depth == 0:
-                start = kt.next_sig(tokens, j) or j + 1
-                break
-            depth -= 1
-        elif depth == 0 and (j in starts or kind == kt.SEMICOLON):
-            start = j if j in starts else (kt.next_sig(tokens, j) or j + 1)
-            break
-    inside = sum(
-        1 if t.kind == kt.OPENBRACE else -1 if t.kind == kt.CLOSEBRACE else 0
-        for t in tokens[:start]
-    )
-    return start, inside > 0
-
-
-def _parse_series(tokens: Sequence[Token], first: int, end: int) -> _Series | None:
-    """`make-series [N =] agg [default = d], ... on A from F to T step S [by G, ...]`, or
-    None for any other shape (parameters, a missing bound, computed groups)."""
-    sig = kt.sig_indices(tokens, first, end)
-    marks: dict[int, int] = {}
-    depth = 0
-    for j in sig:
-        kind = tokens[j].kind
-        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            depth += 1
-        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth -= 1
-        elif depth == 0 and kind in (
-            KqlLexer.ON,
-            KqlLexer.FROM,
-            KqlLexer.TO,
-            KqlLexer.STEP,
-            KqlLexer.BY,
-        ):
-            if kind in marks:
-                return None
-            marks[kind] = j
-    order = [KqlLexer.ON, KqlLexer.FROM, KqlLexer.TO, KqlLexer.STEP, KqlLexer.BY]
-    if any(k not in marks for k in order[:4]):
-        return None
-    places = [marks[k] for k in order if k in marks]
-    if places != sorted(places):
-        return None
-
-    def text(a: int, b: int) -> str:
-        return kt.render(kt.trim(tokens[a:b]))
-
-    aggregates: list[tuple[str, str, str]] = []
-    for a, b in kt.split_top(tokens, first, marks[KqlLexer.ON]):
-        item = kt.sig_indices(tokens, a, b)
-        if (
-            not item
-            or tokens[item[0]].kind == KqlLexer.KIND
-            or tokens[item[0]].text.startswith("hint")
-        ):
-            return None
-        name = ""
-        if len(item) > 2 and tokens[item[0]].is_word and tokens[item[1]].kind == kt.EQUAL:
-            name, item = tokens[item[0]].text, item[2:]
-        default = "0"
-        cut = next((k for k, j in enumerate(item) if tokens[j].kind == KqlLexer.DEFAULT), None)
-        if cut is not None:
-            rest = item[cut + 1 :]
-            if len(rest) < 2 or tokens[rest[0]].kind != kt.EQUAL:
-                return None
-            default = text(rest[1], rest[-1] + 1)
-            item = item[:cut]
-        if not item or not _is_call(tokens, item[0]):
-            return None
-        if not name:
-            inner = [tokens[j] for j in item[2:-1]]
-            if inner and not (len(inner) == 1 and inner[0].is_word):
-                return None  # Kusto's derived name for an expression: write it explicitly
-            name = f"{tokens[item[0]].text}_{inner[0].text if inner else ''}"
-        aggregates.append((name, text(item[0], item[-1] + 1), default))
-    axis = kt.sig_indices(tokens, marks[KqlLexer.ON] + 1, marks[KqlLexer.FROM])
-    if len(axis) != 1 or not tokens[axis[0]].is_word:
-        return None
-    groups: list[str] = []
-    if KqlLexer.BY in marks:
-        for a, b in kt.split_top(tokens, marks[KqlLexer.BY] + 1, end):
-            group = kt.sig_indices(tokens, a, b)
-            if len(group) != 1 or not tokens[group[0]].is_word:
-                return None
-            groups.append(tokens[group[0]].text)
-    step_end = marks.get(KqlLexer.BY, end)
-    return _Series(
-        aggregates=tuple(aggregates),
-        axis=tokens[axis[0]].text,
-        start=text(marks[KqlLexer.FROM] + 1, marks[KqlLexer.TO]),
-        end=text(marks[KqlLexer.TO] + 1, marks[KqlLexer.STEP]),
-        step=text(marks[KqlLexer.STEP] + 1, step_end),
-        groups=tuple(groups),
-    )
-
-
-def _series_pipeline(source: str, series: _Series) -> str:
-    """The pipeline that builds `series` from the table named `source`: every bin from start
-    to end for every group the input has, joined to the aggregates of the rows in range,
-    absent values replaced by their defaults, then each column listed in bin order."""
-    s = series
-    lo, hi, step = f"({s.start})", f"({s.end})", f"({s.step})"
-    groups = ", ".join(s.groups)
-    by = f"{groups}, " if s.groups else ""
-    # `range` takes its bounds bare: the query guard accepts constant bounds only.
-    grid = f"range {_BIN} from {s.start} to {s.end} step {s.step} | where {_BIN} < {hi}"
-    if s.groups:
-        grid += (
-            f" | extend {_KEY} = 1 | join kind=inner ({source} | distinct {groups}"
-            f" | extend {_KEY} = 1) on {_KEY} | project {groups}, {_BIN}"
-        )
-    values = ", ".join(f"{name} = {aggregate}" for name, aggregate, _ in s.aggregates)
-    rows = (
-        f"{source} | where {s.axis} >= {lo} and {s.axis} < {hi}"
-        f" | summarize {values} by {by}{_BIN} = bin_at({s.axis}, {step}, {lo})"
-    )
-    filled = ", ".join(f"{name} = coalesce({name}, {default})" for name, _, default in s.aggregates)
-    lists = ", ".join(f"{name} = make_list({name})" for name, _, _ in s.aggregates)
-    tail = f" by {groups}" if s.groups else ""
-    return (
-        f"{grid} | join kind=leftouter ({rows}) on {by}{_BIN}"
-        f" | project {by}{_BIN}, {filled} | order by {_BIN} asc"
-        f" | summarize {lists}, {s.axis} = make_list({_BIN}){tail}"
-    )
-
-
-def _make_series(tokens: list[Token]) -> list[Token]:
-    """`T | make-series ...` -> a pipeline of operators duckdb-kql translates
-    (`_series_pipeline`). A source that is more than one name is first bound by a `let`
-    placed before the statement, so the pipeline can read it twice."""
-    starts = set(_statement_starts(tokens))
-    edits: dict[int, tuple[int, list[Token]]] = {}
-    lets: dict[int, list[str]] = {}
-    for i, token in enumerate(tokens):
-        if token.kind != KqlLexer.MAKESERIES:
-            continue
-        bar = kt.prev_sig(tokens, i)
-        if bar is None or tokens[bar].kind != kt.BAR:
-            continue
-        end = kt.segment_end(tokens, i + 1)
-        series = _parse_series(tokens, i + 1, end)
-        start, in_body = _pipeline_start(tokens, bar, starts)
-        if series is None or any(start <= e <= end for e in edits):
-            continue
-        source = kt.sig_indices(tokens, start, bar)
-        if len(source) == 1 and tokens[source[0]].is_word:
-            name = tokens[source[0]].text
-        else:
-            if in_body:
-                continue
-            statement = max((s for s in starts if s <= start), default=0)
-            eq = kt.prev_sig(tokens, statement)
-            let_name = kt.prev_sig(tokens, eq) if eq is not None else None
-            let = kt.prev_sig(tokens, let_name) if let_name is not None else None
-            if eq is not None and tokens[eq].kind == kt.EQUAL and let is not None:
-                statement = let if tokens[let].kind == KqlLexer.LET else statement
-            name = f"{_SERIES_SOURCE}{len(edits)}"
-            lets.setdefault(statement, []).append(
-                f"let {name} = {kt.render(kt.trim(tokens[start:bar]))};\n"
-            )
-        edits[start] = (end - 1, kt.fragment(_series_pipeline(name, series), token.origin))
-    for at, texts in lets.items():
-        lifted = [f for text in texts for f in kt.fragment(text, tokens[at].origin)]
-        last, new = edits.get(at, (at, [tokens[at]]))
-        edits[at] = (last, [*lifted, *new])
-    return _apply(tokens, edits)
-
-
-# -- mv-expand of an unnamed expression ---------------------------------------------------------
+    return kt.apply_edits(tokens, edits)
 
 
 def _columns_read(tokens: Sequence[Token], start: int, end: int) -> list[str]:
@@ -665,132 +438,11 @@ def _columns_read(tokens: Sequence[Token], start: int, end: int) -> list[str]:
     names: list[str] = []
     for j in kt.sig_indices(tokens, start, end):
         token = tokens[j]
-        if token.kind != kt.IDENTIFIER or _is_call(tokens, j) or _after_dot(tokens, j):
+        if token.kind != kt.IDENTIFIER or kt.is_call(tokens, j) or kt.after_dot(tokens, j):
             continue
         if token.text not in names:
             names.append(token.text)
     return names
-
-
-_CONVERT: Final = {
-    "string": "tostring",
-    "long": "tolong",
-    "int": "toint",
-    "real": "todouble",
-    "bool": "tobool",
-    "datetime": "todatetime",
-}
-
-
-#: The column of a `Rewritten.probes` query that holds the bags to unpack.
-PROBE_COLUMN: Final = "xdrsync_bag"
-
-
-@dataclass(frozen=True)
-class _Unpack:
-    """One `evaluate bag_unpack(C [, 'prefix'])`: where it is and what it names."""
-
-    evaluate: int  # the `evaluate` token
-    last: int  # its closing parenthesis
-    column: str
-    prefix: str
-
-
-def _unpacks(tokens: Sequence[Token]) -> list[_Unpack]:
-    """Every `evaluate bag_unpack(C)` or `bag_unpack(C, 'prefix')` the layer can rewrite."""
-    found: list[_Unpack] = []
-    for s, token in enumerate(tokens):
-        if token.kind != KqlLexer.EVALUATE:
-            continue
-        end = kt.segment_end(tokens, s + 1)
-        sig = kt.sig_indices(tokens, s + 1, end)
-        if len(sig) < 4 or tokens[sig[0]].text != "bag_unpack":
-            continue
-        if tokens[sig[1]].kind != kt.OPENPAREN or kt.closing(tokens, sig[1]) != sig[-1]:
-            continue  # an output schema or anything after the call: not rewritten
-        args = kt.split_top(tokens, sig[1] + 1, sig[-1])
-        column = [tokens[j] for j in kt.sig_indices(tokens, *args[0])]
-        prefix = ""
-        if len(args) == 2:
-            literal = [tokens[j] for j in kt.sig_indices(tokens, *args[1])]
-            value = _string_value(literal[0]) if len(literal) == 1 else None
-            if value is None or not _plain_key(value):
-                continue
-            prefix = value
-        if len(args) > 2 or len(column) != 1 or not column[0].is_word:
-            continue
-        found.append(_Unpack(s, sig[-1], column[0].text, prefix))
-    return found
-
-
-def _depth(tokens: Sequence[Token], start: int, end: int) -> int:
-    """How many brackets opened in `[start, end)` are still open at `end`."""
-    depth = 0
-    for j in range(start, end):
-        if tokens[j].kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            depth += 1
-        elif tokens[j].kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth -= 1
-    return depth
-
-
-def _plain_key(key: str) -> bool:
-    """A key that can be written inside `['...']` as it is."""
-    return key.isprintable() and not any(ch in key for ch in "'\\")
-
-
-def _bag_unpack(tokens: list[Token], bags: Mapping[str, Sequence[tuple[str, str]]]) -> list[Token]:
-    """`evaluate bag_unpack(C [, 'prefix'])` -> one `extend` per known key, then `C` removed:
-    Kusto's output for a bag with those keys (the keys become columns, typed, after the
-    input's columns; the bag column is dropped)."""
-    edits: dict[int, tuple[int, list[Token]]] = {}
-    for unpack in _unpacks(tokens):
-        keys = bags.get(unpack.column)
-        if keys is None or not all(_plain_key(key) for key, _ in keys):
-            continue
-        name = unpack.column
-        items = []
-        for key, kql_type in keys:
-            target = f"{unpack.prefix}{key}"
-            if not (target.isascii() and target.replace("_", "a").isalnum()):
-                target = f"['{target}']"
-            read = f"{name}['{key}']"
-            convert = _CONVERT.get(kql_type)
-            items.append(f"{target} = {convert}({read})" if convert else f"{target} = {read}")
-        # No keys (no row holds a bag): Kusto's output is the input without the column.
-        text = (
-            f"extend {', '.join(items)} | project-away {name}" if items else f"project-away {name}"
-        )
-        origin = tokens[unpack.evaluate].origin
-        edits[unpack.evaluate] = (unpack.last, kt.fragment(text, origin))
-    return _apply(tokens, edits)
-
-
-def _bag_probes(
-    tokens: Sequence[Token], bags: Mapping[str, Sequence[tuple[str, str]]]
-) -> list[tuple[str, str]]:
-    """For each `bag_unpack` of a bag whose keys are not known, at the top level of a
-    statement: (its column, the query up to it with one column, `PROBE_COLUMN`, of bags)."""
-    starts = _statement_starts(tokens)
-    probes: list[tuple[str, str]] = []
-    for unpack in _unpacks(tokens):
-        if unpack.column in bags:
-            continue
-        bar = kt.prev_sig(tokens, unpack.evaluate)
-        start = max((s for s in starts if s <= unpack.evaluate), default=None)
-        if bar is None or start is None or tokens[bar].kind != kt.BAR:
-            continue
-        if _depth(tokens, start, bar) != 0:
-            continue  # inside brackets: the query up to it is no query of its own
-        eq = kt.prev_sig(tokens, start)
-        name = kt.prev_sig(tokens, eq) if eq is not None else None
-        let = kt.prev_sig(tokens, name) if name is not None else None
-        in_let = let is not None and tokens[let].kind == KqlLexer.LET
-        head = kt.render(tokens[: let if in_let else start])
-        body = kt.render(tokens[start:bar])
-        probe = f"{head}{body}| project {PROBE_COLUMN} = {unpack.column}"
-        probes.append((unpack.column, probe))
-    return probes
 
 
 def _mv_expand_names(tokens: list[Token]) -> list[Token]:
@@ -845,33 +497,6 @@ def _mv_expand_names(tokens: list[Token]) -> list[Token]:
 # -- statements: parenthesised sources, tabular let functions ---------------------------------
 
 
-def _statement_starts(tokens: Sequence[Token]) -> list[int]:
-    """Indices of the first significant token of each top-level statement, and of the value
-    of each top-level `let NAME =`."""
-    starts: list[int] = []
-    depth = 0
-    expect = True
-    for j, token in enumerate(tokens):
-        if token.hidden:
-            continue
-        if expect:
-            starts.append(j)
-            expect = False
-        kind = token.kind
-        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            depth += 1
-        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth -= 1
-        elif depth == 0 and kind == kt.SEMICOLON:
-            expect = True
-        elif depth == 0 and kind == kt.EQUAL:
-            name = kt.prev_sig(tokens, j)
-            let = kt.prev_sig(tokens, name) if name is not None else None
-            if let is not None and tokens[let].kind == KqlLexer.LET:
-                expect = True
-    return starts
-
-
 def _is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]) -> bool:
     """Whether the expression in `[start, end)` is tabular: a pipeline, or a source."""
     sig = kt.sig_indices(tokens, start, end)
@@ -906,7 +531,7 @@ def _unwrap_sources(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -
     """One round of `_paren_sources`: the outermost pair of each statement's source."""
     drop: set[int] = set()
     tabular = set(columns) | _tabular_lets(tokens, columns)
-    for start in _statement_starts(tokens):
+    for start in kt.statement_starts(tokens):
         if tokens[start].kind != kt.OPENPAREN:
             continue
         close = kt.closing(tokens, start)
@@ -926,7 +551,7 @@ def _tabular_lets(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]])
     """Names top-level `let`s bind to tabular values (or to tabular functions)."""
     tabular = set(columns)
     found: set[str] = set()
-    for start in _statement_starts(tokens):
+    for start in kt.statement_starts(tokens):
         eq = kt.prev_sig(tokens, start)
         name = kt.prev_sig(tokens, eq) if eq is not None else None
         if eq is None or name is None or tokens[eq].kind != kt.EQUAL:
@@ -985,7 +610,7 @@ def _tabular_parameters(tokens: list[Token]) -> list[Token]:
     their own `let` statements are left alone."""
     macros: dict[str, _Macro] = {}
     removed: set[int] = set()
-    for start in _statement_starts(tokens):
+    for start in kt.statement_starts(tokens):
         eq = kt.prev_sig(tokens, start)
         name = kt.prev_sig(tokens, eq) if eq is not None else None
         let = kt.prev_sig(tokens, name) if name is not None else None
@@ -1026,7 +651,12 @@ def _expand_calls(tokens: list[Token], macros: Mapping[str, _Macro]) -> list[Tok
     edits: dict[int, tuple[int, list[Token]]] = {}
     for i, token in enumerate(tokens):
         macro = macros.get(token.text)
-        if macro is None or not token.is_word or _after_dot(tokens, i) or not _is_call(tokens, i):
+        if (
+            macro is None
+            or not token.is_word
+            or kt.after_dot(tokens, i)
+            or not kt.is_call(tokens, i)
+        ):
             continue
         open_ = kt.next_sig(tokens, i)
         assert open_ is not None  # _is_call
@@ -1034,7 +664,7 @@ def _expand_calls(tokens: list[Token], macros: Mapping[str, _Macro]) -> list[Tok
         if close >= len(tokens):
             continue
         inner = range(open_ + 1, close)
-        if any(tokens[j].text in macros and _is_call(tokens, j) for j in inner):
+        if any(tokens[j].text in macros and kt.is_call(tokens, j) for j in inner):
             continue  # its arguments first
         args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
         if len(args) != len(macro.params) or not all(args):
@@ -1043,7 +673,7 @@ def _expand_calls(tokens: list[Token], macros: Mapping[str, _Macro]) -> list[Tok
         body: list[Token] = []
         for k, part in enumerate(macro.body):
             value = bound.get(part.text) if part.is_word else None
-            if value is None or _after_dot(macro.body, k):
+            if value is None or kt.after_dot(macro.body, k):
                 body.append(Token(part.kind, part.text, token.origin, synthetic=True))
             else:
                 body.extend(kt.fragment("(", token.origin))
@@ -1053,7 +683,7 @@ def _expand_calls(tokens: list[Token], macros: Mapping[str, _Macro]) -> list[Tok
             close,
             [*kt.fragment("(", token.origin), *body, *kt.fragment(")", token.origin)],
         )
-    return _apply(tokens, edits) if edits else tokens
+    return kt.apply_edits(tokens, edits) if edits else tokens
 
 
 def _let_functions(
@@ -1065,7 +695,7 @@ def _let_functions(
     tabular = set(columns)
     definitions: list[str] = []
     removed: set[int] = set()
-    for start in _statement_starts(tokens):
+    for start in kt.statement_starts(tokens):
         eq = kt.prev_sig(tokens, start)
         name = kt.prev_sig(tokens, eq) if eq is not None else None
         let = kt.prev_sig(tokens, name) if name is not None else None
@@ -1110,7 +740,7 @@ def _name_candidates(tokens: Sequence[Token]) -> list[int]:
     after a dot, not a `render` property)."""
     functions = {
         tokens[name].text
-        for start in _statement_starts(tokens)
+        for start in kt.statement_starts(tokens)
         if tokens[start].kind == kt.OPENPAREN
         and (eq := kt.prev_sig(tokens, start)) is not None
         and tokens[eq].kind == kt.EQUAL
@@ -1123,9 +753,9 @@ def _name_candidates(tokens: Sequence[Token]) -> list[int]:
             render_until = kt.segment_end(tokens, i + 1)
         if i < render_until or token.kind not in (kt.IDENTIFIER, KqlLexer.TITLE):
             continue
-        if _is_call(tokens, i) or token.text in functions:
+        if kt.is_call(tokens, i) or token.text in functions:
             continue
-        if _after_dot(tokens, i):
+        if kt.after_dot(tokens, i):
             dot = kt.prev_sig(tokens, i)
             side = kt.prev_sig(tokens, dot) if dot is not None else None
             if side is None or tokens[side].text not in _JOIN_SIDES:

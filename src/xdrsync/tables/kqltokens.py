@@ -14,7 +14,7 @@ to one in the query the user wrote.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -241,3 +241,81 @@ __all__ = [
     "tokenize",
     "trim",
 ]
+
+
+# -- helpers the rewrites share ---------------------------------------------------------------
+
+
+def is_call(tokens: Sequence[Token], i: int) -> bool:
+    after = next_sig(tokens, i)
+    return after is not None and tokens[after].kind == OPENPAREN
+
+
+def after_dot(tokens: Sequence[Token], i: int) -> bool:
+    before = prev_sig(tokens, i)
+    return before is not None and tokens[before].kind == DOT
+
+
+def string_value(token: Token) -> str | None:
+    """The value of a plain string literal (no escapes), or None."""
+    text = token.text
+    if text[:1] in "@hH":
+        text = text[1:]
+    if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0] or "\\" in text:
+        return None
+    return text[1:-1]
+
+
+def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]]) -> list[Token]:
+    """Replace `tokens[i:last+1]` with the new tokens for every `i -> (last, new)`."""
+    if not edits:
+        return tokens
+    out: list[Token] = []
+    i = 0
+    while i < len(tokens):
+        if i in edits:
+            last, new = edits[i]
+            out.extend(new)
+            i = last + 1
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def statement_starts(tokens: Sequence[Token]) -> list[int]:
+    """Indices of the first significant token of each top-level statement, and of the value
+    of each top-level `let NAME =`."""
+    starts: list[int] = []
+    depth = 0
+    expect = True
+    for j, token in enumerate(tokens):
+        if token.hidden:
+            continue
+        if expect:
+            starts.append(j)
+            expect = False
+        kind = token.kind
+        if kind in (OPENPAREN, OPENBRACKET, OPENBRACE):
+            depth += 1
+        elif kind in (CLOSEPAREN, CLOSEBRACKET, CLOSEBRACE):
+            depth -= 1
+        elif depth == 0 and kind == SEMICOLON:
+            expect = True
+        elif depth == 0 and kind == EQUAL:
+            name = prev_sig(tokens, j)
+            let = prev_sig(tokens, name) if name is not None else None
+            if let is not None and tokens[let].kind == KqlLexer.LET:
+                expect = True
+    return starts
+
+
+def open_depth(tokens: Sequence[Token], start: int, end: int) -> int:
+    """How many brackets opened in `[start, end)` are still open at `end`."""
+    depth = 0
+    for j in range(start, end):
+        if tokens[j].kind in (OPENPAREN, OPENBRACKET, OPENBRACE):
+            depth += 1
+        elif tokens[j].kind in (CLOSEPAREN, CLOSEBRACKET, CLOSEBRACE):
+            depth -= 1
+    return depth

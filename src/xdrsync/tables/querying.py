@@ -17,13 +17,7 @@ from typing import Any, Final
 import duckdb
 import duckdb_kql
 
-from xdrsync.tables.compat import (
-    PROBE_COLUMN,
-    Rewritten,
-    explain_unsupported,
-    rewrite,
-    unchanged,
-)
+from xdrsync.tables.compat import Rewritten, explain_unsupported, rewrite, unchanged
 from xdrsync.tables.errors import (
     QueryError,
     QueryLimitError,
@@ -33,6 +27,7 @@ from xdrsync.tables.errors import (
     unknown_column,
 )
 from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
+from xdrsync.tables.kqlbags import PROBE_COLUMN
 from xdrsync.tables.limits import QueryLimits, time_limit
 from xdrsync.tables.sandbox import check_sql
 from xdrsync.tables.schemas import table_schema
