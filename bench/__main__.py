@@ -23,6 +23,7 @@ from bench.scenarios import (
     backfill,
     emulator_throughput,
     freshness_and_budget,
+    idle_service,
     scratch,
     throttled_backfill,
 )
@@ -35,7 +36,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--only", choices=["emulator", "backfill", "throttled", "freshness", "twoway"]
+        "--only",
+        choices=["emulator", "backfill", "throttled", "freshness", "idle", "twoway"],
     )
     args = parser.parse_args()
     quick = args.quick
@@ -174,6 +176,37 @@ def main() -> None:
             table(
                 "Freshness and Graph budget (`xdrsync run`, poll every 5 s, 120 changes/min)",
                 ["change in Defender → SecurityIncident row", *(name for name, _, _ in variants)],
+                rows,
+            )
+        )
+        print(sections[-1], flush=True)
+
+    if want("idle"):
+        # Side by side in one run: a cycle every 5 s however quiet, against the default.
+        tenants = 3 if quick else 10
+        variants = [
+            ("a cycle every 5 s", "every-5s", {"idle_poll_interval_seconds": 5}),
+            ("default: 10 s after a quiet cycle", "default", {}),
+        ]
+        runs = [idle_service(work, tenants=tenants, label=label, **s) for _, label, s in variants]
+        rows = [
+            [
+                "Graph calls per tenant per minute",
+                *(f"**{r['calls_per_tenant_minute']:.1f}**" for r in runs),
+            ],
+            [
+                "CPU seconds per minute, whole service",
+                *(f"{r['cpu_seconds_per_minute']:.2f}" for r in runs),
+            ],
+            [
+                "CPU milliseconds per quiet cycle of a tenant",
+                *(f"{r['cpu_ms_per_cycle']:.1f}" for r in runs),
+            ],
+        ]
+        sections.append(
+            table(
+                f"Idle service (`xdrsync run`, {tenants} tenants, no activity, one minute)",
+                ["measure", *(name for name, _, _ in variants)],
                 rows,
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import tempfile
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 
 from bench.harness import PYTHON, Emulator, emulator, graph_calls, run_xdrsync, write_config
+from xdrsync.emulator.clientconfig import write_client_config
+from xdrsync.emulator.tenants import TenantSpec
 from xdrsync.graph.pacing import default_burst
 
 SCOPE = "https://graph.microsoft.com/.default"
@@ -199,6 +202,42 @@ def freshness_and_budget(
         "p50": statistics.median(delays) if delays else float("nan"),
         "p95": delays[int(0.95 * (len(delays) - 1))] if delays else float("nan"),
         "max": delays[-1] if delays else float("nan"),
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_service(work: Path, *, tenants: int, label: str, **sync: Any) -> dict[str, Any]:
+    """`xdrsync run` over ``tenants`` tenants with no activity: the CPU the service process
+    uses and the Graph calls it makes in a quiet minute, after its first cycles are done."""
+    with emulator("--tenants", str(tenants), "--incidents", "50", "--activity", "0") as emu:
+        specs = [TenantSpec.derived(7, i) for i in range(tenants)]
+        config = write_client_config(
+            work / f"idle-{label}", emu.base_url, specs, sync=sync, rate_limit_per_minute=10_000
+        )
+        service = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(30)  # the first cycles (backfill of 50 incidents per tenant) are done
+            calls, cpu = emu.graph_calls(), _cpu_seconds(service.pid)
+            time.sleep(60)
+            calls, cpu = emu.graph_calls() - calls, _cpu_seconds(service.pid) - cpu
+        finally:
+            service.terminate()
+            service.wait(timeout=60)
+    cycles = calls / 2  # two reads (incidents, alerts) per quiet cycle of a tenant
+    return {
+        "tenants": tenants,
+        "calls_per_tenant_minute": calls / tenants,
+        "cpu_seconds_per_minute": cpu,
+        "cpu_ms_per_cycle": 1000 * cpu / max(cycles, 1),
     }
 
 

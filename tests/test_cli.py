@@ -176,3 +176,46 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
     bad.write_text("[[tenants]]\nname = 'x'\n")
     invalid = xdrsync("state", "show", "--config", str(bad))
     assert invalid.returncode == 2 and len(invalid.stderr.strip().splitlines()) == 1
+
+
+_LOADED = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('LOADED', *sorted(sys.modules), file=sys.stderr))\n"
+    "sys.argv = ['xdrsync', *sys.argv[1:]]\n"
+    "from xdrsync.cli import main\n"
+    "main()\n"
+)
+#: What a command that only reads must never load: the sync machinery and its libraries.
+_SYNC = {"msal", "alembic", "xdrsync.graph.client", "xdrsync.sync.inbound", "xdrsync.emulator"}
+
+
+@pytest.mark.parametrize(
+    ("args", "absent"),
+    [
+        (["query", "SecurityIncident | count"], _SYNC | {"sqlalchemy", "xdrsync.hub"}),
+        (["incidents", "list"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.sync.fanout"}),
+        (["state", "show"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.sync.fanout"}),
+    ],
+)
+def test_commands_that_read_load_only_what_they_use(
+    emulator: EmulatorServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    args: list[str],
+    absent: set[str],
+) -> None:
+    folder = tmp_path_factory.getbasetemp() / "lean-reads"
+    config = str(folder / "xdrsync.toml")
+    if not (folder / "ws").exists():
+        write_config(folder, emulator)
+        assert xdrsync("sync", "--once", "--config", config).returncode == 0
+    done = subprocess.run(
+        [PYTHON, "-c", _LOADED, *args, "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("LOADED ")]
+    loaded = set(line.split()[1:])
+    assert "typer" in loaded  # the probe saw the command's modules
+    assert not absent & loaded

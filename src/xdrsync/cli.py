@@ -18,6 +18,7 @@ from xdrsync.errors import ConfigError, XdrSyncError
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
+    from xdrsync.hub import Hub
     from xdrsync.sync.fanout import LogPublisher
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
@@ -191,6 +192,19 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
     finally:
         if guard is not None:
             guard.release()
+
+
+@contextmanager
+def _hub(config: Config) -> Iterator[Hub]:
+    """The workspace's hub alone, for commands that only read it or queue edits in it: none
+    of the sync machinery (Graph client, log tables, fan-out) is loaded."""
+    from xdrsync.hub import Hub, configured_url
+
+    hub = Hub.open(configured_url(config.workspace))
+    try:
+        yield hub
+    finally:
+        hub.close()
 
 
 @contextmanager
@@ -388,7 +402,7 @@ def check_command(config_file: ConfigOption = None) -> None:
     """Validate the config, sign in, and make one cheap Graph call per tenant."""
     from datetime import timedelta
 
-    from xdrsync.graph import DefenderApi
+    from xdrsync.graph.security import DefenderApi
     from xdrsync.hub.payload import ticks_from_datetime
     from xdrsync.logs import configure, scrub
     from xdrsync.sync.listing import PageQuery
@@ -440,10 +454,10 @@ def state_show(config_file: ConfigOption = None) -> None:
 
     with _errors():
         config = _load(config_file)
-        with _workspace(config, lock=False) as workspace:
-            for table in state_tables(workspace.hub, _names(config)):
+        with _hub(config) as hub:
+            for table in state_tables(hub, _names(config)):
                 console.print(table)
-            quarantined = workspace.hub.list_quarantine(limit=5)
+            quarantined = hub.list_quarantine(limit=5)
             if quarantined:
                 console.print("Recently quarantined records:")
                 for row in quarantined:
@@ -489,8 +503,8 @@ def incidents_list(
     with _errors():
         config = _load(config_file)
         tenant_id = config.tenant(tenant).tenant_id if tenant else None
-        with _workspace(config, lock=False) as workspace:
-            rows = workspace.hub.list_incidents(tenant_id, status, limit=limit)
+        with _hub(config) as hub:
+            rows = hub.list_incidents(tenant_id, status, limit=limit)
             console.print(incident_table(rows, _names(config)))
 
 
@@ -510,15 +524,15 @@ def incidents_show(
     with _errors():
         config = _load(config_file)
         tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
-        with _workspace(config, lock=False) as workspace:
-            incident = workspace.hub.get_incident(tenant_config.tenant_id, incident_id)
+        with _hub(config) as hub:
+            incident = hub.get_incident(tenant_config.tenant_id, incident_id)
             if incident is None:
                 raise _fail(f"no incident {incident_id} in tenant {tenant_config.name}", 1)
             if as_json:
                 typer.echo(to_json(incident.to_graph()))
                 return
-            shown = current_view(workspace.hub, tenant_config.tenant_id, "incident", incident_id)
-            for part in incident_detail(workspace.hub, incident, shown):
+            shown = current_view(hub, tenant_config.tenant_id, "incident", incident_id)
+            for part in incident_detail(hub, incident, shown):
                 console.print(part)
 
 
@@ -704,14 +718,12 @@ def alerts_show(
     with _errors():
         config = _load(config_file)
         tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
-        with _workspace(config, lock=False) as workspace:
-            shown = current_view(workspace.hub, tenant_config.tenant_id, "alert", alert_id)
+        with _hub(config) as hub:
+            shown = current_view(hub, tenant_config.tenant_id, "alert", alert_id)
             if shown is None:
                 raise _fail(f"no alert {alert_id} in tenant {tenant_config.name}", 1)
             typer.echo(to_json(shown))
-            edits = workspace.hub.edits(
-                tenant_id=tenant_config.tenant_id, entity=("alert", alert_id)
-            )
+            edits = hub.edits(tenant_id=tenant_config.tenant_id, entity=("alert", alert_id))
             if edits:
                 console.print(edits_table(edits))
 
@@ -724,8 +736,8 @@ def conflicts_list(tenant: TenantOption = None, config_file: ConfigOption = None
     with _errors():
         config = _load(config_file)
         tenant_id = config.tenant(tenant).tenant_id if tenant else None
-        with _workspace(config, lock=False) as workspace:
-            rows = workspace.hub.edits(tenant_id=tenant_id, states=["conflict"])
+        with _hub(config) as hub:
+            rows = hub.edits(tenant_id=tenant_id, states=["conflict"])
             console.print(conflicts_table(rows, _names(config)))
 
 
@@ -740,8 +752,8 @@ def conflicts_resolve(
 
     with _errors():
         config = _load(config_file)
-        with _workspace(config, lock=False) as workspace:
-            row = resolve(workspace.hub, edit_id, take)
+        with _hub(config) as hub:
+            row = resolve(hub, edit_id, take)
         word = "goes to Defender" if row.state == "pending" else "dropped: Defender's value kept"
         console.print(f"#{row.id} {row.field}: {word}")
 

@@ -8,3 +8,5 @@ from typing import Final
 LOG_FILE: Final = "logs.duckdb"
 HUB_FILE: Final = "hub.sqlite3"
 LOCK_FILE: Final = "sync.lock"
+#: The hub cursor that records how far the log tables are filled.
+LOGSTORE_CURSOR: Final = "logstore"

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from xdrsync.hub import Hub, IncidentSummary
 from xdrsync.hub.records import OutboxRow
+from xdrsync.layout import LOGSTORE_CURSOR
 from xdrsync.models import Incident
-from xdrsync.sync.fanout import CURSOR
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
 
@@ -74,7 +74,7 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
         outputs.add_column(column)
     head = hub.max_seq()
     cursors = {c.name: c for c in hub.list_cursors()}
-    position = cursors[CURSOR].seq if CURSOR in cursors else 0
+    position = cursors[LOGSTORE_CURSOR].seq if LOGSTORE_CURSOR in cursors else 0
     outputs.add_row("workspace log tables (KQL)", str(position), f"{head - position} changes")
     return [streams, totals, outputs, *edits_summary(hub, tenant_names)]
 

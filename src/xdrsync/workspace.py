@@ -17,8 +17,8 @@ import structlog
 
 from xdrsync.config import Config
 from xdrsync.errors import XdrSyncError
-from xdrsync.graph import DefenderApi
-from xdrsync.hub import Hub, default_url
+from xdrsync.graph.security import DefenderApi
+from xdrsync.hub import Hub, configured_url
 from xdrsync.layout import HUB_FILE, LOCK_FILE, LOG_FILE
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.fanout import LogPublisher
@@ -94,13 +94,10 @@ class Workspace:
                 workspace=str(path),
                 changed=", ".join(changed),
             )
-        url = (
-            config.workspace.database_url.get_secret_value()
-            if config.workspace.database_url is not None
-            else default_url(path)
-        )
         return cls(
-            config=config, hub=Hub.open(url), logs=LogStore(path / LOG_FILE, limits=config.query)
+            config=config,
+            hub=Hub.open(configured_url(config.workspace)),
+            logs=LogStore(path / LOG_FILE, limits=config.query),
         )
 
     def sources(self) -> list[TenantSource]:

@@ -1,21 +1,6 @@
-"""Microsoft Graph v1.0 for Defender XDR: sign-in, pacing, retries, paging, typed operations."""
+"""Microsoft Graph v1.0 for Defender XDR: sign-in (`auth`), pacing, retries, paging, typed
+operations (`security.DefenderApi`).
 
-from __future__ import annotations
-
-from xdrsync.graph.auth import TokenProvider
-from xdrsync.graph.client import GraphClient, GraphResponse
-from xdrsync.graph.errors import NotFoundError
-from xdrsync.graph.pacing import Pacer
-from xdrsync.graph.retry import RetryPolicy
-from xdrsync.graph.security import DefenderApi, ListPage
-
-__all__ = [
-    "DefenderApi",
-    "GraphClient",
-    "GraphResponse",
-    "ListPage",
-    "NotFoundError",
-    "Pacer",
-    "RetryPolicy",
-    "TokenProvider",
-]
+The package itself imports nothing: commands that only read the workspace use
+`graph.permissions` (pure) without loading msal and the HTTP stack.
+"""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xdrsync.hub.database import default_url
+from xdrsync.hub.database import configured_url, default_url
 from xdrsync.hub.records import (
     ApplyResult,
     AuditRow,
@@ -35,5 +35,6 @@ __all__ = [
     "Quarantined",
     "StreamStateRow",
     "VersionRow",
+    "configured_url",
     "default_url",
 ]

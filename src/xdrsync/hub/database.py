@@ -11,7 +11,7 @@ writer got there in between).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
     Connection,
@@ -28,6 +28,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from xdrsync.jsontext import without_surrogates
+from xdrsync.layout import HUB_FILE
+
+if TYPE_CHECKING:
+    from xdrsync.config import WorkspaceConfig
 
 MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
@@ -41,7 +45,15 @@ _PG_MIGRATION_LOCK: Final = 0x78647273796E63  # "xdrsync": advisory lock key for
 
 def default_url(workspace: Path) -> str:
     """The hub's URL when the config names only a workspace folder."""
-    return URL.create("sqlite", database=str(Path(workspace) / "hub.sqlite3")).render_as_string()
+    return URL.create("sqlite", database=str(Path(workspace) / HUB_FILE)).render_as_string()
+
+
+def configured_url(workspace: WorkspaceConfig) -> str:
+    """The hub's URL as the config's `[workspace]` gives it: `database_url`, else the file in
+    the workspace folder."""
+    if workspace.database_url is not None:
+        return workspace.database_url.get_secret_value()
+    return default_url(workspace.path)
 
 
 def storable_text(value: str, *, nul: bool) -> str:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from xdrsync.hub import ChangeRow, Hub
+from xdrsync.layout import LOGSTORE_CURSOR
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES
@@ -24,7 +25,6 @@ from xdrsync.tables.sentinel import (
     security_incident_row,
 )
 
-CURSOR = "logstore"
 Row = dict[str, Any]
 
 
@@ -66,7 +66,7 @@ class LogPublisher:
             while changes := self.hub.changes_after(self.position(), self.batch_size):
                 self.store.append_batch(self._rows(changes))
                 self._position = changes[-1].seq
-                self.hub.set_cursor(CURSOR, self._position)
+                self.hub.set_cursor(LOGSTORE_CURSOR, self._position)
                 published += len(changes)
             self.published += published
         return published
