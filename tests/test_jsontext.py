@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,6 +36,23 @@ def test_integers_beyond_64_bits_are_not_rounded() -> None:
         "a": -9223372036854775809,
         "b": 18446744073709551616,
     }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "123456789012345678901",  # a document that is one number
+        " -123456789012345678901",
+        "[1,123456789012345678901]",
+        '{"a":\n\t 123456789012345678901}',
+        '[{"a": [1, -98765432109876543210]}]',
+    ],
+)
+def test_a_long_integer_anywhere_a_number_can_be_stays_exact(text: str) -> None:
+    expected = json.loads(text)
+    for form in (text, text.encode(), bytearray(text.encode())):
+        assert jsontext.loads(form) == expected
+        assert repr(jsontext.loads(form)) == repr(expected)  # an int, not a rounded float
 
 
 def test_surrogates_can_be_replaced_for_stores_that_refuse_even_escapes() -> None:

@@ -73,16 +73,20 @@ def _encodable(text: str) -> bool:
     return True
 
 
-# 19 digits in a row: possibly an integer beyond 64 bits, which orjson reads as a float.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# A number of 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a
+# float. A JSON number starts a document or follows `:`, `,` or `[` (and whitespace); looking
+# only there is five times faster than looking at every digit, and a digit run inside a string
+# that happens to follow one of them only sends that text to the standard library.
+_NUMBER = r"[ \t\r\n]*-?[0-9]{19}"
+_LONG = (re.compile(_NUMBER), re.compile(r"[:,\[]" + _NUMBER))
+_LONG_BYTES = (re.compile(_NUMBER.encode()), re.compile(rb"[:,\[]" + _NUMBER.encode()))
 
 
 def loads(text: str | bytes | bytearray) -> Any:
     """Parse JSON text (orjson, or the standard library for what orjson refuses or would
     round: integers beyond 64 bits stay exact)."""
-    long = _LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGITS_BYTES.search(text)
-    if long is not None:
+    first, inner = _LONG if isinstance(text, str) else _LONG_BYTES
+    if first.match(text) is not None or inner.search(text) is not None:
         return json.loads(text)
     try:
         return orjson.loads(text)

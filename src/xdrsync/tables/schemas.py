@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Final, Literal
 
@@ -66,8 +66,8 @@ class TableSchema:
     columns: tuple[Column, ...]
     source: str
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
+    @cached_property
+    def column_names(self) -> tuple[str, ...]:  # asked for every row the fan-out writes
         return tuple(c.name for c in self.columns)
 
     def column(self, name: str) -> Column:
