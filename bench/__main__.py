@@ -74,6 +74,7 @@ def main() -> None:
                 f"{r['seconds']:.1f}",
                 f"{r['rate']:.0f}",
                 f"{r['peak_mib']:.0f}",
+                f"{r['cpu_per_1000']:.1f}",
                 r["calls"],
                 f"{r['bare_seconds'] / r['seconds']:.2f}",
             ]
@@ -88,6 +89,7 @@ def main() -> None:
                     "seconds",
                     "incidents/s",
                     "peak RSS MiB",
+                    "CPU s per 1,000 incidents",
                     "Graph calls",
                     "bare paging time / xdrsync time",
                 ],

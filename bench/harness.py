@@ -100,25 +100,32 @@ class Measured:
     peak_rss_mib: float
     returncode: int
     output: str
+    cpu_seconds: float = float("nan")  # user + system, every thread of the child
 
 
 def run_xdrsync(*args: str, timeout: float = 3600) -> Measured:
-    """Run the CLI in a child that reports its own peak RSS when it exits."""
+    """Run the CLI in a child that reports its own peak RSS and CPU time when it exits."""
     report = (
         Path(os.environ.get("TMPDIR", "/tmp")) / f"xdrsync-rss-{os.getpid()}-{time.monotonic_ns()}"
     )
     code = (
         "import atexit, resource, sys\n"
-        f"atexit.register(lambda: open({str(report)!r}, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+        "def _report():\n"
+        "    use = resource.getrusage(resource.RUSAGE_SELF)\n"
+        f"    open({str(report)!r}, 'w').write(f'{{use.ru_maxrss}} {{use.ru_utime + use.ru_stime}}')\n"
+        "atexit.register(_report)\n"
         f"sys.argv = ['xdrsync', *{list(args)!r}]\n"
         "from xdrsync.cli import main\nmain()\n"
     )
     started = time.perf_counter()
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - started
-    peak = int(report.read_text()) / 1024 if report.exists() else float("nan")
+    peak, cpu = float("nan"), float("nan")
+    if report.exists():
+        rss, used = report.read_text().split()
+        peak, cpu = int(rss) / 1024, float(used)
     report.unlink(missing_ok=True)
-    return Measured(seconds, peak, done.returncode, done.stdout + done.stderr)
+    return Measured(seconds, peak, done.returncode, done.stdout + done.stderr, cpu)
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -96,6 +96,7 @@ def backfill(incidents: int, work: Path) -> dict[str, Any]:
         "seconds": measured.seconds,
         "rate": incidents / measured.seconds,
         "peak_mib": measured.peak_rss_mib,
+        "cpu_per_1000": 1000 * measured.cpu_seconds / incidents,
         "calls": calls,
         "bare_seconds": bare_seconds,
     }

@@ -85,8 +85,11 @@ _LONG_BYTES = (re.compile(_NUMBER.encode()), re.compile(rb"[:,\[]" + _NUMBER.enc
 def loads(text: str | bytes | bytearray) -> Any:
     """Parse JSON text (orjson, or the standard library for what orjson refuses or would
     round: integers beyond 64 bits stay exact)."""
-    first, inner = _LONG if isinstance(text, str) else _LONG_BYTES
-    if first.match(text) is not None or inner.search(text) is not None:
+    if isinstance(text, str):
+        long = bool(_LONG[0].match(text) or _LONG[1].search(text))
+    else:
+        long = bool(_LONG_BYTES[0].match(text) or _LONG_BYTES[1].search(text))
+    if long:
         return json.loads(text)
     try:
         return orjson.loads(text)
