@@ -552,10 +552,10 @@ def _tabular_lets(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]])
     tabular = set(columns)
     found: set[str] = set()
     for start in kt.statement_starts(tokens):
-        eq = kt.prev_sig(tokens, start)
-        name = kt.prev_sig(tokens, eq) if eq is not None else None
-        if eq is None or name is None or tokens[eq].kind != kt.EQUAL:
+        binding = kt.let_binding(tokens, start)
+        if binding is None:
             continue
+        name = binding[1]
         end = kt.segment_end(tokens, start)
         while end < len(tokens) and tokens[end].kind == kt.BAR:
             end = kt.segment_end(tokens, end + 1)
@@ -611,13 +611,10 @@ def _tabular_parameters(tokens: list[Token]) -> list[Token]:
     macros: dict[str, _Macro] = {}
     removed: set[int] = set()
     for start in kt.statement_starts(tokens):
-        eq = kt.prev_sig(tokens, start)
-        name = kt.prev_sig(tokens, eq) if eq is not None else None
-        let = kt.prev_sig(tokens, name) if name is not None else None
-        if let is None or name is None or tokens[let].kind != KqlLexer.LET:
+        binding = kt.let_binding(tokens, start)
+        if binding is None or tokens[start].kind != kt.OPENPAREN:
             continue
-        if tokens[start].kind != kt.OPENPAREN:
-            continue
+        let, name = binding
         close = kt.closing(tokens, start)
         brace = kt.next_sig(tokens, close) if close < len(tokens) else None
         if brace is None or tokens[brace].kind != kt.OPENBRACE:
@@ -696,11 +693,10 @@ def _let_functions(
     definitions: list[str] = []
     removed: set[int] = set()
     for start in kt.statement_starts(tokens):
-        eq = kt.prev_sig(tokens, start)
-        name = kt.prev_sig(tokens, eq) if eq is not None else None
-        let = kt.prev_sig(tokens, name) if name is not None else None
-        if let is None or name is None or tokens[let].kind != KqlLexer.LET:
+        binding = kt.let_binding(tokens, start)
+        if binding is None:
             continue
+        let, name = binding
         if tokens[start].kind != kt.OPENPAREN:
             end = kt.segment_end(tokens, start)
             while end < len(tokens) and tokens[end].kind == kt.BAR:

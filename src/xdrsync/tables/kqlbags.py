@@ -115,11 +115,8 @@ def bag_probes(
             continue
         if kt.open_depth(tokens, start, bar) != 0:
             continue  # inside brackets: the query up to it is no query of its own
-        eq = kt.prev_sig(tokens, start)
-        name = kt.prev_sig(tokens, eq) if eq is not None else None
-        let = kt.prev_sig(tokens, name) if name is not None else None
-        in_let = let is not None and tokens[let].kind == KqlLexer.LET
-        head = kt.render(tokens[: let if in_let else start])
+        binding = kt.let_binding(tokens, start)
+        head = kt.render(tokens[: binding[0] if binding else start])
         body = kt.render(tokens[start:bar])
         probe = f"{head}{body}| project {PROBE_COLUMN} = {unpack.column}"
         probes.append((unpack.column, probe))

@@ -194,11 +194,8 @@ def make_series(tokens: list[Token]) -> list[Token]:
             if in_body:
                 continue
             statement = max((s for s in starts if s <= start), default=0)
-            eq = kt.prev_sig(tokens, statement)
-            let_name = kt.prev_sig(tokens, eq) if eq is not None else None
-            let = kt.prev_sig(tokens, let_name) if let_name is not None else None
-            if eq is not None and tokens[eq].kind == kt.EQUAL and let is not None:
-                statement = let if tokens[let].kind == KqlLexer.LET else statement
+            binding = kt.let_binding(tokens, statement)
+            statement = binding[0] if binding else statement
             name = f"{_SERIES_SOURCE}{len(edits)}"
             lets.setdefault(statement, []).append(
                 f"let {name} = {kt.render(kt.trim(tokens[start:bar]))};\n"

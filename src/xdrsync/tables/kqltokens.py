@@ -283,6 +283,18 @@ def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]
     return out
 
 
+def let_binding(tokens: Sequence[Token], start: int) -> tuple[int, int] | None:
+    """When `start` begins the value of `let NAME = ...`: the indices of `let` and of NAME."""
+    eq = prev_sig(tokens, start)
+    if eq is None or tokens[eq].kind != EQUAL:
+        return None
+    name = prev_sig(tokens, eq)
+    let = prev_sig(tokens, name) if name is not None else None
+    if name is None or let is None or tokens[let].kind != KqlLexer.LET:
+        return None
+    return let, name
+
+
 def statement_starts(tokens: Sequence[Token]) -> list[int]:
     """Indices of the first significant token of each top-level statement, and of the value
     of each top-level `let NAME =`."""
