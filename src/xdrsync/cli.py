@@ -341,6 +341,7 @@ def run_command(
                 inbound_settings(config),
                 poll_interval=config.sync.poll_interval_seconds,
                 idle_poll_interval=config.sync.idle_poll_interval_seconds,
+                alerts_interval=config.sync.alerts_poll_interval_seconds,
                 after_cycle=workspace.publisher().publish,
                 push=workspace.pusher().push_due,
                 push_interval=config.two_way.poll_seconds,

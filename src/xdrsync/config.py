@@ -241,6 +241,10 @@ class SyncConfig(_Frozen):
     # (at least the poll interval): half the Graph calls of an idle tenant, and a change is
     # still seen within it. Any change brings the poll interval back.
     idle_poll_interval_seconds: float = Field(default=10, gt=0)
+    # alerts_v2 is read at most this often (at least every poll interval). Incidents are read
+    # with their alerts, so an alert change that reaches its incident comes with it; this
+    # stream is for alert changes that do not.
+    alerts_poll_interval_seconds: float = Field(default=10, gt=0)
     lookback_seconds: float = Field(default=300, ge=0)
     # Most cycles re-read only this much before the watermark (Graph's clock, a short
     # indexing delay); every sweep_interval_seconds (at most half the lookback) a sweep

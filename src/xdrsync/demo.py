@@ -108,7 +108,11 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
             workspace_dir,
             server.base_url,
             settings.tenants,
-            sync={"poll_interval_seconds": 2, "idle_poll_interval_seconds": 4},
+            sync={
+                "poll_interval_seconds": 2,
+                "idle_poll_interval_seconds": 4,
+                "alerts_poll_interval_seconds": 4,
+            },
         )
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
@@ -120,6 +124,7 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 inbound_settings(config),
                 poll_interval=config.sync.poll_interval_seconds,
                 idle_poll_interval=config.sync.idle_poll_interval_seconds,
+                alerts_interval=config.sync.alerts_poll_interval_seconds,
                 after_cycle=workspace.publisher().publish,
                 on_report=feed.on_report,
             ).start()

@@ -74,3 +74,33 @@ def test_the_idle_interval_is_never_shorter_than_the_poll() -> None:
         idle_poll_interval=2,
     )
     assert service.idle_poll_interval == 5
+
+
+def test_alerts_are_read_at_most_every_alerts_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[tuple[float, tuple[str, ...]]] = []
+    done = threading.Event()
+
+    def cycle(*_: Any, streams: tuple[str, ...], **__: Any) -> CycleReport:
+        reads.append((time.monotonic(), tuple(streams)))
+        if len(reads) >= 40:
+            done.set()
+        return _report(True)  # busy: every cycle finds changes
+
+    monkeypatch.setattr(engine, "sync_tenant", cycle)
+    tenant = TenantSource(name="contoso", tenant_id="t", source=None)  # type: ignore[arg-type]
+    service = SyncService(
+        None,  # type: ignore[arg-type]
+        [tenant],
+        None,  # type: ignore[arg-type]
+        poll_interval=0.02,
+        alerts_interval=0.3,
+    ).start()
+    try:
+        assert done.wait(30)
+    finally:
+        service.stop()
+    assert all("incidents" in streams for _, streams in reads)  # every cycle reads incidents
+    alerts = [at for at, streams in reads if "alerts" in streams]
+    assert reads[0][1] == ("incidents", "alerts")  # the first cycle reads both
+    assert 2 <= len(alerts) < len(reads) / 4
+    assert all(b - a >= 0.3 - 0.02 for a, b in itertools.pairwise(alerts))

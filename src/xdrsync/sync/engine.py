@@ -18,6 +18,7 @@ from xdrsync.errors import ConfigError, ThrottledError, XdrSyncError
 from xdrsync.hub import Hub
 from xdrsync.logs import clean
 from xdrsync.sync.inbound import (
+    ALERTS,
     STREAMS,
     DefenderSource,
     InboundSettings,
@@ -63,10 +64,12 @@ def sync_tenant(
     settings: InboundSettings,
     *,
     on_window: OnWindow | None = None,
+    streams: Sequence[str] = STREAMS,
 ) -> CycleReport:
-    """Both streams of one tenant, one after the other; each failure is kept, not raised."""
+    """The tenant's ``streams`` (both by default), one after the other; each failure is kept,
+    not raised."""
     report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
-    for stream in STREAMS:
+    for stream in streams:
         began = time.monotonic()
         try:
             done = sync_stream(
@@ -183,6 +186,7 @@ class SyncService:
         *,
         poll_interval: float,
         idle_poll_interval: float | None = None,
+        alerts_interval: float | None = None,
         after_cycle: Callable[[], object] | None = None,
         on_report: Callable[[CycleReport], None] | None = None,
         push: Callable[[], object] | None = None,
@@ -194,6 +198,9 @@ class SyncService:
         self.poll_interval = poll_interval
         # After a quiet cycle a tenant waits this long instead (never less than the poll).
         self.idle_poll_interval = max(poll_interval, idle_poll_interval or poll_interval)
+        # alerts_v2 is read at most this often: the incidents stream brings, with $expand,
+        # every alert whose change reaches its incident; this stream is for the rest.
+        self.alerts_interval = max(poll_interval, alerts_interval or poll_interval)
         self.after_cycle = after_cycle
         self.on_report = on_report
         self.stopping = threading.Event()
@@ -232,10 +239,18 @@ class SyncService:
                 log.exception("fan-out failed")
 
     def _tenant_loop(self, tenant: TenantSource) -> None:
+        alerts_due = 0.0
         while not self.stopping.is_set():
             wait = self.poll_interval
+            streams: tuple[str, ...] = STREAMS
+            if time.monotonic() < alerts_due:
+                streams = tuple(s for s in STREAMS if s != ALERTS)
+            else:
+                # Due again a little early, so a cycle that lands just short of the interval
+                # does not push the read a whole poll later.
+                alerts_due = time.monotonic() + self.alerts_interval - self.poll_interval / 2
             try:
-                report = sync_tenant(self.hub, tenant, self.settings)
+                report = sync_tenant(self.hub, tenant, self.settings, streams=streams)
             except Exception:  # a bug must not kill the service silently: log and go on
                 log.exception("cycle crashed", tenant=tenant.name)
             else:
