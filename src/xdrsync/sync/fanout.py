@@ -40,7 +40,7 @@ class LogPublisher:
         hub: Hub,
         store: LogStore,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 1000,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.hub = hub
