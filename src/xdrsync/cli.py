@@ -199,7 +199,9 @@ def _hub(config: Config) -> Iterator[Hub]:
     """The workspace's hub alone, for commands that only read it or queue edits in it: none
     of the sync machinery (Graph client, log tables, fan-out) is loaded."""
     from xdrsync.hub import Hub, configured_url
+    from xdrsync.layout import make_private
 
+    make_private(config.workspace.path)  # as private as the sync makes it, if this creates it
     hub = Hub.open(configured_url(config.workspace))
     try:
         yield hub
@@ -474,7 +476,7 @@ def query_command(
     output: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Run KQL over SecurityIncident, SecurityAlert, AlertEvidence and AlertInfo."""
-    from xdrsync.layout import LOG_FILE
+    from xdrsync.layout import LOG_FILE, make_private
     from xdrsync.tables.logstore import LogStore
     from xdrsync.tables.output import format_result
 
@@ -482,6 +484,7 @@ def query_command(
         raise _fail("--format must be table, json or csv")
     with _errors():
         config = _load(config_file)
+        make_private(config.workspace.path)  # the query may create the log file
         store = LogStore(config.workspace.path / LOG_FILE, limits=config.query)
         result = store.query(kql)
         typer.echo(format_result(result, output), nl=False)  # type: ignore[arg-type]

@@ -6,11 +6,8 @@ the account running xdrsync. Its folder is 0700 and its files 0600, tightened on
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 
 import structlog
@@ -19,7 +16,7 @@ from xdrsync.config import Config
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
-from xdrsync.layout import HUB_FILE, LOCK_FILE, LOG_FILE
+from xdrsync.layout import LOG_FILE, make_private
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.fanout import LogPublisher
 from xdrsync.sync.inbound import InboundSettings
@@ -28,12 +25,6 @@ from xdrsync.twoway import access
 from xdrsync.twoway.pusher import Pusher, PushTarget
 
 log = structlog.get_logger(__name__)
-
-FOLDER_MODE = 0o700
-FILE_MODE = 0o600
-# Only xdrsync's own files are tightened (with their -wal/-shm/-journal/.wal/.tmp siblings):
-# a workspace configured as a shared folder must not have its other files changed.
-_OWN_FILES = (HUB_FILE, LOG_FILE, LOCK_FILE)
 
 
 def inbound_settings(config: Config) -> InboundSettings:
@@ -45,36 +36,6 @@ def inbound_settings(config: Config) -> InboundSettings:
         sweep_every=timedelta(seconds=config.sync.sweep_interval_seconds),
         initial_backfill=timedelta(days=config.sync.initial_backfill_days),
     )
-
-
-def make_private(path: Path) -> list[str]:
-    """Make the workspace folder 0700 and xdrsync's files in it 0600; returns what changed
-    (``name 0644->0600``). Also sets the process umask so that files created later are
-    private too (see below)."""
-    # Why the process umask, not one scoped to the open: SQLite creates its -wal/-shm and
-    # -journal files at the first write, DuckDB its .wal on every write and re-creates files
-    # after a checkpoint, long after this call and from whichever thread writes. A umask
-    # scoped to the open would miss those. xdrsync never writes anything meant for other
-    # accounts, so a private umask for the whole process is the simple, complete answer; it
-    # only ever adds bits (an operator's stricter umask is kept).
-    previous = os.umask(0o077)
-    os.umask(previous | 0o077)
-    path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    targets = [(path, FOLDER_MODE, f"{path.name}/")]
-    for entry in sorted(path.iterdir()):
-        if entry.name.startswith(_OWN_FILES) and entry.is_file() and not entry.is_symlink():
-            targets.append((entry, FILE_MODE, entry.name))
-    changed: list[str] = []
-    for target, mode, name in targets:
-        before = stat.S_IMODE(target.stat().st_mode)
-        if before & ~mode:
-            try:
-                target.chmod(before & mode)
-            except OSError as refused:  # not ours (a shared folder): say so, go on
-                changed.append(f"{name} {before:04o} left as is ({refused.strerror})")
-                continue
-            changed.append(f"{name} {before:04o}->{before & mode:04o}")
-    return changed
 
 
 @dataclass

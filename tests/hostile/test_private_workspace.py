@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,8 @@ import pytest
 import structlog
 from hostile_server import HostileGraph
 
-from xdrsync.workspace import Workspace, make_private
+from xdrsync.layout import make_private
+from xdrsync.workspace import Workspace
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +79,30 @@ def test_make_private_only_ever_adds_umask_bits(tmp_path: Path) -> None:
     os.umask(0o177)
     make_private(tmp_path / "ws")
     assert os.umask(0o022) == 0o177
+
+
+@pytest.mark.parametrize("command", [["incidents", "list"], ["query", "SecurityIncident | count"]])
+def test_a_command_that_only_reads_creates_the_workspace_private(
+    hostile: HostileGraph, tmp_path: Path, command: list[str]
+) -> None:
+    os.umask(0o022)  # what the command inherits: a usual default (files 0644, folders 0755)
+    folder = tmp_path / "ws"
+    config = hostile.config(folder)
+    path = tmp_path / "xdrsync.toml"
+    path.write_text(
+        f'[workspace]\npath = "{folder}"\n\n[[tenants]]\nname = "t"\n'
+        f'tenant_id = "{config.tenants[0].tenant_id}"\nclient_id = "{config.tenants[0].client_id}"\n'
+        'client_secret = "file:secret"\n'
+    )
+    (tmp_path / "secret").write_text("s")
+    (tmp_path / "secret").chmod(0o600)
+    done = subprocess.run(
+        [sys.executable, "-m", "xdrsync", *command, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert mode(folder) == 0o700
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert files and all(mode(p) == 0o600 for p in files)
