@@ -39,7 +39,15 @@ def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_pa
         seed=42, incidents=120, activity_per_minute=240, rate_limit_per_minute=900, faults=FAULTS
     )
     env = make_env(
-        settings, sync=SyncConfig(poll_interval_seconds=0.3, lookback_seconds=5, max_attempts=10)
+        settings,
+        sync=SyncConfig(
+            poll_interval_seconds=0.3,
+            # The service's own pacing under chaos too: quiet cycles and alerts_v2 every 0.9 s.
+            idle_poll_interval_seconds=0.9,
+            alerts_poll_interval_seconds=0.9,
+            lookback_seconds=5,
+            max_attempts=10,
+        ),
     )
     tenant = env.config.tenants[0].tenant_id
     config_file = write_config(tmp_path, env)

@@ -243,7 +243,13 @@ def emulator() -> Iterator[EmulatorServer]:
 
 
 def _write_config(folder: Path, server: EmulatorServer, workspace: Path) -> Path:
-    sync = SyncConfig(poll_interval_seconds=0.3, lookback_seconds=10, max_attempts=6)
+    sync = SyncConfig(
+        poll_interval_seconds=0.3,
+        idle_poll_interval_seconds=0.9,
+        alerts_poll_interval_seconds=0.9,
+        lookback_seconds=10,
+        max_attempts=6,
+    )
     path = write_client_config(
         folder,
         server.base_url,
