@@ -160,6 +160,44 @@ def test_queries_work_while_the_service_runs(emulator: EmulatorServer, tmp_path:
     assert service.returncode == 0
 
 
+def test_destinations_status_and_a_replay_of_the_log_tables(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    config = str(write_config(tmp_path, emulator))
+    assert xdrsync("sync", "--once", "--config", config).returncode == 0
+
+    def count() -> int:
+        done = xdrsync("query", "--config", config, "--format", "json", "SecurityAlert | count")
+        assert done.returncode == 0, done.stderr
+        return int(json.loads(done.stdout)[0]["Count"])
+
+    before = count()
+    status = xdrsync("destinations", "status", "--config", config)
+    assert status.returncode == 0, status.stderr
+    assert "tables" in status.stdout and " 0 changes" in status.stdout  # caught up
+    replay = xdrsync("destinations", "replay", "tables", "--from-seq", "1", "--config", config)
+    assert replay.returncode == 0, replay.stderr
+    assert count() == 0  # the rows of the replayed changes are gone until delivered again
+    behind = xdrsync("destinations", "status", "--config", config)
+    assert " 0 changes" not in behind.stdout
+    assert xdrsync("sync", "--once", "--config", config).returncode == 0
+    assert count() >= before  # written again (the emulator's activity may add some) ...
+    twice = xdrsync(
+        "query",
+        "--config",
+        config,
+        "--format",
+        "json",
+        "SecurityAlert | summarize n = count() by SystemAlertId, _TimeReceived "
+        "| where n > 1 | count",
+    )
+    assert json.loads(twice.stdout)[0]["Count"] == 0, twice.stderr  # ... and only once
+    unknown = xdrsync("destinations", "replay", "elastic", "--from-seq", "1", "--config", config)
+    assert unknown.returncode == 2 and "no destination named 'elastic'" in unknown.stderr
+    letters = xdrsync("destinations", "dead-letters", "--config", config)
+    assert letters.returncode == 0 and "0 dead letters" in letters.stdout
+
+
 def test_demo_runs_and_shows_the_emulator_and_the_sync(tmp_path: Path) -> None:
     done = xdrsync("demo", "--duration", "12", "--workspace", str(tmp_path / "demo"), timeout=240)
     assert done.returncode == 0, done.stderr
@@ -193,8 +231,8 @@ _SYNC = {"msal", "alembic", "xdrsync.graph.client", "xdrsync.sync.inbound", "xdr
     ("args", "absent"),
     [
         (["query", "SecurityIncident | count"], _SYNC | {"sqlalchemy", "xdrsync.hub"}),
-        (["incidents", "list"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.sync.fanout"}),
-        (["state", "show"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.sync.fanout"}),
+        (["incidents", "list"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.destinations.runner"}),
+        (["state", "show"], _SYNC | {"duckdb", "duckdb_kql", "xdrsync.destinations.runner"}),
     ],
 )
 def test_commands_that_read_load_only_what_they_use(

@@ -15,11 +15,12 @@ from rich.console import Console
 
 from xdrsync import __version__
 from xdrsync.errors import ConfigError, XdrSyncError
+from xdrsync.layout import TABLES_DESTINATION
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
+    from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
-    from xdrsync.sync.fanout import LogPublisher
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
 
@@ -38,6 +39,10 @@ incidents_app = typer.Typer(no_args_is_help=True, help="The workspace's incident
 app.add_typer(incidents_app, name="incidents")
 alerts_app = typer.Typer(no_args_is_help=True, help="The workspace's alerts.")
 app.add_typer(alerts_app, name="alerts")
+destinations_app = typer.Typer(
+    no_args_is_help=True, help="Where the workspace's changes go: status, dead letters, replay."
+)
+app.add_typer(destinations_app, name="destinations")
 conflicts_app = typer.Typer(
     no_args_is_help=True, help="Edits waiting for a decision (fields with policy manual)."
 )
@@ -148,6 +153,56 @@ def emulate_defender(
         raise _fail(f"cannot serve on {base}: {bad}") from None
 
 
+@emulate_app.command("sentinel")
+def emulate_sentinel(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8660,
+    seed: Annotated[int, typer.Option(help="Seed of the workspace's ids and secret.")] = 7,
+    incidents: Annotated[int, typer.Option(help="Sentinel incidents present at start.")] = 0,
+    rate_limit: Annotated[int | None, typer.Option(help="ARM calls per minute before 429.")] = None,
+    ingest_rate_limit: Annotated[
+        int, typer.Option(help="Logs Ingestion calls per minute before 429.")
+    ] = 12_000,
+    faults: Annotated[
+        str | None,
+        typer.Option(help="e.g. error_rate=0.05,reset_rate=0.02,slow_rate=0.05,conflict_rate=0.1"),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="The app may read incidents only (writes: 403).")
+    ] = False,
+    no_ingest_permission: Annotated[
+        bool,
+        typer.Option(
+            "--no-ingest-permission",
+            help="The app lacks Monitoring Metrics Publisher on the rule (uploads: 403).",
+        ),
+    ] = False,
+    host: Annotated[str, typer.Option(help="Address to bind (keep it on loopback).")] = "127.0.0.1",
+) -> None:
+    """Serve Microsoft Sentinel locally: the ARM incidents API, Logs Ingestion and sign-in."""
+    from xdrsync.emulator.sentinel import destination_toml, serve_forever, settings_for
+
+    try:
+        settings = settings_for(
+            seed=seed,
+            incidents=incidents,
+            rate_limit_per_minute=rate_limit,
+            ingest_rate_limit_per_minute=ingest_rate_limit,
+            faults=faults,
+            read_only=read_only,
+            ingest_permission=not no_ingest_permission,
+        )
+    except ValueError as bad:
+        raise _fail(str(bad)) from None
+    base = f"http://{host}:{port}"
+    console.print(f"Microsoft Sentinel emulator on [bold]{base}[/bold]")
+    console.print("Add this to xdrsync.toml (also at GET /_emulator/config):")
+    console.print(destination_toml(settings, base), markup=False, highlight=False)
+    try:
+        serve_forever(settings, host=host, port=port)
+    except OSError as bad:
+        raise _fail(f"cannot serve on {base}: {bad}") from None
+
+
 # -- shared plumbing --------------------------------------------------------------------------
 
 
@@ -210,18 +265,21 @@ def _hub(config: Config) -> Iterator[Hub]:
 
 
 @contextmanager
-def _publishing(workspace: Workspace) -> Iterator[LogPublisher]:
-    """The workspace tables fill in the background while the block syncs, and take the rest
-    when it ends; a failure of that last run is raised here rather than logged."""
-    from xdrsync.sync.engine import Background
-
-    publisher = workspace.publisher()
-    fanout = Background(publisher.publish, interval=1.0).start()
+def _publishing(workspace: Workspace) -> Iterator[Fanout]:
+    """The destinations fill in the background while the block syncs, and take the rest when
+    it ends; a failure of that last run is raised here rather than logged."""
+    fanout = workspace.fanout().start()
     try:
-        yield publisher
+        yield fanout
     finally:
         fanout.stop()
-    publisher.publish()
+    fanout.publish()
+
+
+def _print_delivered(fanout: Fanout) -> None:
+    for runner in fanout.runners:
+        label = "workspace tables" if runner.name == TABLES_DESTINATION else runner.name
+        console.print(f"{label}: {runner.delivered} changes published")
 
 
 def _names(config: Config) -> dict[str, str]:
@@ -315,7 +373,7 @@ def sync_command(
                 for stream_name, error in report.errors.items():
                     failed = True
                     err_console.print(f"[red]{tenant.name}/{stream_name} failed:[/red] {error}")
-        console.print(f"workspace tables: {publisher.published} changes published")
+        _print_delivered(publisher)
     if failed:
         raise typer.Exit(1)
 
@@ -344,7 +402,7 @@ def run_command(
                 poll_interval=config.sync.poll_interval_seconds,
                 idle_poll_interval=config.sync.idle_poll_interval_seconds,
                 alerts_interval=config.sync.alerts_poll_interval_seconds,
-                after_cycle=workspace.publisher().publish,
+                fanout=workspace.fanout(),
                 push=workspace.pusher().push_due,
                 push_interval=config.two_way.poll_seconds,
             ).start()
@@ -397,7 +455,8 @@ def backfill_command(
                             settings=settings,
                             on_window=progress.tracker(source.name),
                         )
-        console.print(f"backfill done; workspace tables: {publisher.published} changes published")
+        console.print("backfill done")
+        _print_delivered(publisher)
 
 
 @app.command("check")
@@ -453,12 +512,13 @@ def check_command(config_file: ConfigOption = None) -> None:
 @state_app.command("show")
 def state_show(config_file: ConfigOption = None) -> None:
     """Cursors, lag, errors and quarantine per stream; stored totals; destinations."""
+    from xdrsync.destinations.status import destination_statuses
     from xdrsync.views import state_tables
 
     with _errors():
         config = _load(config_file)
         with _hub(config) as hub:
-            for table in state_tables(hub, _names(config)):
+            for table in state_tables(hub, _names(config), destination_statuses(hub, config)):
                 console.print(table)
             quarantined = hub.list_quarantine(limit=5)
             if quarantined:
@@ -730,6 +790,63 @@ def alerts_show(
             edits = hub.edits(tenant_id=tenant_config.tenant_id, entity=("alert", alert_id))
             if edits:
                 console.print(edits_table(edits))
+
+
+@destinations_app.command("status")
+def destinations_status(config_file: ConfigOption = None) -> None:
+    """Per destination: position, how far behind, last delivery, last error, dead letters."""
+    from xdrsync.destinations.status import destination_statuses
+    from xdrsync.views import destinations_view
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            for part in destinations_view(destination_statuses(hub, config)):
+                console.print(part)
+
+
+@destinations_app.command("dead-letters")
+def destinations_dead_letters(
+    name: Annotated[str | None, typer.Argument(help="Only this destination.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 50,
+    config_file: ConfigOption = None,
+) -> None:
+    """The changes a destination rejected for good, with its reasons."""
+    from xdrsync.views import dead_letters_table
+
+    with _errors():
+        config = _load(config_file)
+        if name is not None and name != TABLES_DESTINATION:
+            name = config.destination(name).name
+        with _hub(config) as hub:
+            console.print(dead_letters_table(hub.list_dead_letters(name, limit), _names(config)))
+
+
+@destinations_app.command("replay")
+def destinations_replay(
+    name: Annotated[
+        str, typer.Argument(help=f"The destination ({TABLES_DESTINATION!r} or a name).")
+    ],
+    from_seq: Annotated[
+        int, typer.Option("--from-seq", min=1, help="The first change number to send again.")
+    ],
+    config_file: ConfigOption = None,
+) -> None:
+    """Send every change from --from-seq on to one destination again (the service must be
+    stopped: the workspace lock is taken). The log tables drop those rows and rewrite them."""
+    with _errors():
+        config = _load(config_file)
+        if name != TABLES_DESTINATION:
+            name = config.destination(name).name
+        with _workspace(config, lock=True) as workspace:
+            head = workspace.hub.max_seq()
+            if from_seq > head + 1:
+                raise _fail(f"--from-seq {from_seq} is past the last change ({head})")
+            workspace.fanout().runner(name).replay_from(from_seq)
+        console.print(
+            f"{name}: changes {from_seq}..{head} will be delivered again "
+            "(now by `xdrsync sync --once`, or by the running service once started)"
+        )
 
 
 @conflicts_app.command("list")

@@ -8,7 +8,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 import structlog
@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from xdrsync.errors import ConfigError
+from xdrsync.layout import TABLES_DESTINATION
 
 log = structlog.get_logger(__name__)
 
@@ -31,12 +32,15 @@ DEFAULT_CONFIG_FILE = Path("xdrsync.toml")
 CONFIG_ENV = "XDRSYNC_CONFIG"
 GRAPH_URL = "https://graph.microsoft.com"
 AUTHORITY_URL = "https://login.microsoftonline.com"
+ARM_URL = "https://management.azure.com"
+MONITOR_AUDIENCE = "https://monitor.azure.com"
 
 # Names end up in metric labels, log fields and CLI arguments; tenant ids in URL paths.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DIRECTORY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 _PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._()-]{0,89}$")
 _MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
 
 
@@ -140,8 +144,8 @@ class WorkspaceConfig(_Frozen):
         return resolve_secret(value, _base_dir(info)) if isinstance(value, str) else value
 
 
-class TenantConfig(_Frozen):
-    """One Entra tenant and the app registration xdrsync signs in with.
+class AppCredentials(_Frozen):
+    """An app registration in one Entra tenant, and how xdrsync signs in with it.
 
     ``client_secret`` takes ``env:NAME`` or ``file:PATH`` (resolved at load). A literal secret
     is accepted but discouraged: config files get copied, committed and pasted into tickets.
@@ -152,13 +156,8 @@ class TenantConfig(_Frozen):
     client_id: str
     client_secret: SecretStr | None = None
     certificate_path: Path | None = None  # PEM holding the private key and the certificate
-    graph_url: str = GRAPH_URL
     authority_url: str = AUTHORITY_URL
-    # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
-    rate_limit_per_minute: int = Field(default=120, ge=1, le=10_000)
     verify_tls: bool | str = True  # or the path of a CA bundle
-    # Two-way sync for this tenant: None follows [two_way] enabled; false makes it read-only.
-    two_way: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -204,13 +203,10 @@ class TenantConfig(_Frozen):
             raise ValueError(f"{path} must be a PEM file holding the private key and certificate")
         return path
 
-    @field_validator("graph_url", "authority_url")
+    @field_validator("authority_url")
     @classmethod
-    def _service_url(cls, value: str, info: ValidationInfo) -> str:
-        url = check_service_url(value, info.field_name or "url")
-        if info.field_name == "graph_url" and urlsplit(url).path.rstrip("/").endswith("/v1.0"):
-            raise ValueError("graph_url is the service root, without /v1.0")
-        return url
+    def _authority_url(cls, value: str, info: ValidationInfo) -> str:
+        return check_service_url(value, info.field_name or "url")
 
     @field_validator("verify_tls", mode="after")
     @classmethod
@@ -223,10 +219,97 @@ class TenantConfig(_Frozen):
         return str(path)
 
     @model_validator(mode="after")
-    def _one_credential(self) -> TenantConfig:
+    def _one_credential(self) -> Self:
         if (self.client_secret is None) == (self.certificate_path is None):
             raise ValueError("set exactly one of client_secret or certificate_path")
         return self
+
+
+class TenantConfig(AppCredentials):
+    """One Defender tenant: its app registration and where its Graph API is."""
+
+    graph_url: str = GRAPH_URL
+    # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
+    rate_limit_per_minute: int = Field(default=120, ge=1, le=10_000)
+    # Two-way sync for this tenant: None follows [two_way] enabled; false makes it read-only.
+    two_way: bool | None = None
+
+    @field_validator("graph_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        url = check_service_url(value, "graph_url")
+        if urlsplit(url).path.rstrip("/").endswith("/v1.0"):
+            raise ValueError("graph_url is the service root, without /v1.0")
+        return url
+
+    @property
+    def scope(self) -> str:
+        """The OAuth scope of Graph for client credentials."""
+        return f"{self.graph_url}/.default"
+
+
+class SentinelDestinationConfig(AppCredentials):
+    """A Microsoft Sentinel workspace that Defender incidents go to (docs/sentinel.md).
+
+    The app registration lives in the workspace's Entra tenant, which may differ from every
+    Defender tenant. It needs *Microsoft Sentinel Responder* on the workspace (incidents and
+    comments) and *Monitoring Metrics Publisher* on the data collection rule (log data).
+    """
+
+    type: Literal["sentinel"]
+    subscription_id: str
+    resource_group: str
+    workspace: str
+    arm_url: str = ARM_URL
+    # The Logs Ingestion endpoint (a DCR's logsIngestion endpoint or a DCE) and the rule's
+    # immutable id; without them only incidents are sent, no alert or evidence rows.
+    ingestion_endpoint: str | None = None
+    rule_id: str | None = None
+    ingestion_audience: str = MONITOR_AUDIENCE
+    alert_stream: str = "Custom-XdrSecurityAlert"
+    evidence_stream: str = "Custom-XdrAlertEvidence"
+    # The Defender tenants (by name) whose incidents go here; empty: every tenant.
+    tenants: tuple[str, ...] = ()
+    # Sentinel edits (status, owner, classification, labels, comments) flow back to Defender.
+    two_way: bool = False
+    # Our own pacing of ARM calls (ARM's buckets are far larger; this keeps us polite).
+    rate_limit_per_minute: int = Field(default=600, ge=1, le=100_000)
+
+    @field_validator("subscription_id", "resource_group", "workspace")
+    @classmethod
+    def _arm_name(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if not _ARM_NAME.match(value):
+            raise ValueError(f"{info.field_name} is not a valid Azure resource name")
+        return value
+
+    @field_validator("arm_url", "ingestion_endpoint", "ingestion_audience")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_service_url(value, info.field_name or "url")
+
+    @model_validator(mode="after")
+    def _ingestion_pair(self) -> SentinelDestinationConfig:
+        if (self.ingestion_endpoint is None) != (self.rule_id is None):
+            raise ValueError("set both ingestion_endpoint and rule_id, or neither")
+        return self
+
+    @property
+    def scope(self) -> str:
+        """The OAuth scope of Azure Resource Manager for client credentials."""
+        return f"{self.arm_url}/.default"
+
+    @property
+    def workspace_path(self) -> str:
+        """The ARM path of the workspace's Microsoft.SecurityInsights provider."""
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.OperationalInsights/workspaces/{self.workspace}"
+            "/providers/Microsoft.SecurityInsights"
+        )
+
+
+DestinationConfig = SentinelDestinationConfig  # a union as more destination types arrive
 
 
 def _loading_file(info: ValidationInfo) -> bool:
@@ -325,6 +408,7 @@ class Config(_Frozen):
     query: QueryConfig = QueryConfig()
     console: ConsoleConfig = ConsoleConfig()
     two_way: TwoWayConfig = TwoWayConfig()
+    destinations: tuple[DestinationConfig, ...] = ()
 
     def writes_to(self, tenant: TenantConfig) -> bool:
         """Whether workspace edits of this tenant go to Defender (else it is read-only)."""
@@ -355,6 +439,39 @@ class Config(_Frozen):
                     raise ValueError(f"two tenants share the {attribute} {key!r}")
                 seen.add(key)
         return self
+
+    @model_validator(mode="after")
+    def _destinations_known(self) -> Config:
+        names = {t.name.lower() for t in self.tenants}
+        seen: set[str] = {TABLES_DESTINATION}
+        for destination in self.destinations:
+            if destination.name.lower() in seen:
+                raise ValueError(
+                    f"destination name {destination.name!r} is taken "
+                    f"({TABLES_DESTINATION!r} names the workspace's own log tables)"
+                )
+            seen.add(destination.name.lower())
+            unknown = [t for t in destination.tenants if t.lower() not in names]
+            if unknown:
+                raise ValueError(
+                    f"destination {destination.name!r} names unknown tenants: " + ", ".join(unknown)
+                )
+        return self
+
+    def destination(self, name: str) -> DestinationConfig:
+        """The configured destination with this name (case-insensitive)."""
+        for destination in self.destinations:
+            if destination.name.lower() == name.lower():
+                return destination
+        known = ", ".join([TABLES_DESTINATION, *(d.name for d in self.destinations)])
+        raise ConfigError(f"no destination named {name!r} (known: {known})")
+
+    def tenants_of(self, destination: DestinationConfig) -> tuple[TenantConfig, ...]:
+        """The Defender tenants whose incidents go to ``destination``."""
+        if not destination.tenants:
+            return self.tenants
+        wanted = {t.lower() for t in destination.tenants}
+        return tuple(t for t in self.tenants if t.name.lower() in wanted)
 
     def tenant(self, name_or_id: str) -> TenantConfig:
         """The tenant with this name or tenant id (case-insensitive)."""
@@ -475,13 +592,14 @@ def _location(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
     text = ""
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    if len(loc) >= 2 and loc[0] == "tenants" and isinstance(loc[1], int):
-        tenants = data.get("tenants")
-        if isinstance(tenants, list | tuple) and loc[1] < len(tenants):
-            entry = tenants[loc[1]]
+    if len(loc) >= 2 and loc[0] in ("tenants", "destinations") and isinstance(loc[1], int):
+        entries = data.get(str(loc[0]))
+        if isinstance(entries, list | tuple) and loc[1] < len(entries):
+            entry = entries[loc[1]]
             name = entry.get("name") if isinstance(entry, Mapping) else None
             if isinstance(name, str):
-                text += f" (tenant {name!r})"
+                kind = "tenant" if loc[0] == "tenants" else "destination"
+                text += f" ({kind} {name!r})"
     return text
 
 
@@ -503,14 +621,19 @@ def _one_line(text: str) -> str:
 
 
 __all__ = [
+    "ARM_URL",
     "AUTHORITY_URL",
     "CONFIG_ENV",
     "DEFAULT_CONFIG_FILE",
     "GRAPH_URL",
+    "MONITOR_AUDIENCE",
+    "AppCredentials",
     "Config",
     "ConsoleConfig",
+    "DestinationConfig",
     "EmulatorTenant",
     "QueryConfig",
+    "SentinelDestinationConfig",
     "SyncConfig",
     "TenantConfig",
     "WorkspaceConfig",

@@ -125,7 +125,7 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 poll_interval=config.sync.poll_interval_seconds,
                 idle_poll_interval=config.sync.idle_poll_interval_seconds,
                 alerts_interval=config.sync.alerts_poll_interval_seconds,
-                after_cycle=workspace.publisher().publish,
+                fanout=workspace.fanout(),
                 on_report=feed.on_report,
             ).start()
             try:

@@ -12,8 +12,9 @@ from typing import Final
 LOG_FILE: Final = "logs.duckdb"
 HUB_FILE: Final = "hub.sqlite3"
 LOCK_FILE: Final = "sync.lock"
-#: The hub cursor that records how far the log tables are filled.
-LOGSTORE_CURSOR: Final = "logstore"
+#: The workspace's log tables as a destination: its name, and the hub cursor mirroring how
+#: far they are filled.
+TABLES_DESTINATION: Final = "tables"
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600

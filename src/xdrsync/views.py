@@ -8,9 +8,9 @@ from typing import Any
 
 from rich.table import Table
 
+from xdrsync.destinations.status import DestinationStatus
 from xdrsync.hub import Hub, IncidentSummary
-from xdrsync.hub.records import OutboxRow
-from xdrsync.layout import LOGSTORE_CURSOR
+from xdrsync.hub.records import DeadLetterRow, OutboxRow
 from xdrsync.models import Incident
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
@@ -27,7 +27,9 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
+def state_tables(
+    hub: Hub, tenant_names: dict[str, str], destinations: list[DestinationStatus]
+) -> list[Any]:
     """Streams (cursor, lag, last error, quarantine), stored totals, destinations."""
     now = datetime.now(UTC)
     streams = Table(title="Inbound streams", title_justify="left")
@@ -69,14 +71,49 @@ def state_tables(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
         totals.add_column(kind, justify="right")
     for tenant_id, per in sorted(counts.items()):
         totals.add_row(tenant_names.get(tenant_id, tenant_id), *(str(per.get(k, 0)) for k in kinds))
-    outputs = Table(title="Destinations", title_justify="left")
-    for column in ("destination", "position", "behind"):
-        outputs.add_column(column)
-    head = hub.max_seq()
-    cursors = {c.name: c for c in hub.list_cursors()}
-    position = cursors[LOGSTORE_CURSOR].seq if LOGSTORE_CURSOR in cursors else 0
-    outputs.add_row("workspace log tables (KQL)", str(position), f"{head - position} changes")
-    return [streams, totals, outputs, *edits_summary(hub, tenant_names)]
+    return [streams, totals, *destinations_view(destinations), *edits_summary(hub, tenant_names)]
+
+
+def destinations_view(statuses: list[DestinationStatus]) -> list[Any]:
+    """Per destination: position, lag, last delivery, dead letters; each error on its own
+    line below, so it is read whole."""
+    now = datetime.now(UTC)
+    table = Table(title="Destinations", title_justify="left")
+    for column in ("destination", "type", "position", "behind", "oldest pending"):
+        table.add_column(column)
+    for column in ("last delivery", "dead letters"):
+        table.add_column(column)
+    lines: list[Any] = []
+    for status in statuses:
+        table.add_row(
+            status.name,
+            status.kind,
+            str(status.position),
+            f"{status.behind} changes",
+            _age(status.oldest_pending_at, now) if status.oldest_pending_at else "—",
+            _age(status.delivered_at, now),
+            str(status.dead_letters),
+        )
+        if status.error:
+            since = _age(status.failing_since, now).removesuffix(" ago")
+            lines.append(f"  {status.name}: failing for {since}: {status.error}")
+    return [table, *lines]
+
+
+def dead_letters_table(rows: list[DeadLetterRow], tenant_names: dict[str, str]) -> Table:
+    table = Table(title=f"{len(rows)} dead letters (newest first)", title_justify="left")
+    for column in ("destination", "seq", "tenant", "record", "reason", "at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.destination,
+            str(row.seq),
+            tenant_names.get(row.tenant_id, row.tenant_id),
+            f"{row.entity_type} {row.entity_id}",
+            row.reason,
+            row.at.isoformat(timespec="seconds"),
+        )
+    return table
 
 
 _EDIT_STATES = ("pending", "confirmed", "failed", "conflict", "overridden", "replaced")

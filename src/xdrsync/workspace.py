@@ -13,12 +13,13 @@ from types import TracebackType
 import structlog
 
 from xdrsync.config import Config
+from xdrsync.destinations.runner import DestinationRunner, Fanout
+from xdrsync.destinations.tables import LogTables
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
 from xdrsync.layout import LOG_FILE, make_private
 from xdrsync.sync.engine import TenantSource
-from xdrsync.sync.fanout import LogPublisher
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
 from xdrsync.twoway import access
@@ -44,6 +45,7 @@ class Workspace:
     hub: Hub
     logs: LogStore
     _apis: list[DefenderApi] = field(default_factory=list)
+    _fanout: Fanout | None = None
 
     @classmethod
     def open(cls, config: Config) -> Workspace:
@@ -70,8 +72,18 @@ class Workspace:
             for t, api in zip(self.config.tenants, self._apis, strict=True)
         ]
 
-    def publisher(self) -> LogPublisher:
-        return LogPublisher(self.hub, self.logs)
+    def fanout(self) -> Fanout:
+        """Every destination of the workspace — its log tables first, then the configured
+        ones — each with its runner (created once, closed with the workspace)."""
+        if self._fanout is None:
+            from xdrsync.destinations.factory import build_destination
+
+            destinations = [
+                LogTables(self.hub, self.logs),
+                *(build_destination(d, self.config, self.hub) for d in self.config.destinations),
+            ]
+            self._fanout = Fanout([DestinationRunner(self.hub, d) for d in destinations])
+        return self._fanout
 
     def pusher(self, *, sign_in: bool = True) -> Pusher:
         """The two-way pusher over every configured tenant. With ``sign_in``, each tenant's
@@ -120,6 +132,9 @@ class Workspace:
         )
 
     def close(self) -> None:
+        if self._fanout is not None:
+            self._fanout.close()
+            self._fanout = None
         for api in self._apis:
             api.close()
         self._apis.clear()

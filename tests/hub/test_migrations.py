@@ -31,7 +31,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == "0002"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0003"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -81,7 +81,7 @@ def test_two_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
     assert [proc.returncode for proc in procs] == [0, 0], outcomes
     assert [out.strip() for out, _ in outcomes] == ["0", "0"]
     with Hub.open(url) as hub:
-        assert current_revision(hub.engine) == "0002"
+        assert current_revision(hub.engine) == HEAD_REVISION
 
 
 def test_the_migrations_render_for_postgresql() -> None:
@@ -119,7 +119,7 @@ def test_a_hub_made_before_two_way_sync_upgrades_with_its_data(tmp_path: Path) -
     engine.dispose()
     assert current_revision(create_engine(url)) == "0001"
     with Hub.open(url) as hub:  # upgrades to head
-        assert current_revision(hub.engine) == "0002"
+        assert current_revision(hub.engine) == HEAD_REVISION
         with hub.engine.connect() as conn:
             kept = conn.execute(text("SELECT seq, origin, modified_by FROM change_log")).all()
         assert [tuple(row) for row in kept] == [(7, "graph", None)]

@@ -32,7 +32,7 @@ class Env:
         """One inbound cycle for every tenant, then the log tables."""
         settings = inbound_settings(self.config)
         reports = [sync_tenant(self.hub, s, settings) for s in self.workspace.sources()]
-        self.workspace.publisher().publish()
+        self.workspace.fanout().publish()
         return reports
 
     def truth(self, tenant_id: str | None = None) -> list[dict[str, Any]]:

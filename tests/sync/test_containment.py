@@ -164,7 +164,7 @@ def test_a_long_retry_after_is_honoured_across_cycles_and_shown(hub: Hub) -> Non
     assert timedelta(seconds=590) < state.retry_at - datetime.now(UTC) <= timedelta(seconds=600)
     shown = " ".join(
         str(cell)
-        for table in state_tables(hub, {})
+        for table in state_tables(hub, {}, [])
         for column in table.columns
         for cell in column.cells
     )

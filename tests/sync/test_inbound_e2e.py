@@ -162,7 +162,7 @@ def test_tenants_sync_side_by_side_and_one_failing_does_not_stall_the_other(make
         env.workspace.sources(),
         inbound_settings(env.config),
         poll_interval=0.5,
-        after_cycle=env.workspace.publisher().publish,
+        fanout=env.workspace.fanout(),
         on_report=on_report,
     ).start()
     try:

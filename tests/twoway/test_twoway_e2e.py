@@ -48,7 +48,7 @@ class Env:
         for source in self.workspace.sources():
             report = sync_tenant(self.hub, source, settings)
             assert report.ok, report.errors
-        self.workspace.publisher().publish()
+        self.workspace.fanout().publish()
 
     def edit(self, incident_id: str, author: str = "alice@contoso.com", **fields: Any) -> list[int]:
         return submit(

@@ -111,7 +111,7 @@ def main(argv: Sequence[str]) -> int:
                 sync_tenant(workspace.hub, source, settings)
             pusher.push_due()
         if point == "none":
-            workspace.publisher().publish()
+            workspace.fanout().publish()
             return 0
     return 3
 

@@ -23,7 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from msal.exceptions import MsalServiceError
 
-from xdrsync.config import TenantConfig, check_service_url
+from xdrsync.config import (
+    AppCredentials,
+    SentinelDestinationConfig,
+    TenantConfig,
+    check_service_url,
+)
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.graph.errors import ResponseLimitError
 from xdrsync.graph.http import Limits, send
@@ -51,7 +56,7 @@ _HINTS = {
 # refused (by check_service_url): secrets and tokens never cross a network in clear text.
 
 
-def msal_authority(tenant: TenantConfig) -> tuple[str, str | None]:
+def msal_authority(tenant: AppCredentials) -> tuple[str, str | None]:
     """The authority URL to give msal, and the https origin to rewrite to http (or None)."""
     try:
         root = check_service_url(tenant.authority_url, "authority_url")
@@ -178,13 +183,19 @@ def certificate_thumbprint(certificate: x509.Certificate) -> str:
 
 
 class TokenProvider:
-    """Access tokens for one tenant's Graph scope; thread-safe, cached and renewed by msal."""
+    """Access tokens of one app for one scope (Graph by default); thread-safe, cached and
+    renewed by msal."""
 
     def __init__(
-        self, tenant: TenantConfig, http: httpx.Client, limits: Limits | None = None
+        self,
+        tenant: TenantConfig | SentinelDestinationConfig,
+        http: httpx.Client,
+        limits: Limits | None = None,
+        *,
+        scope: str | None = None,
     ) -> None:
         self.tenant = tenant
-        self.scope = f"{tenant.graph_url}/.default"
+        self.scope = scope or tenant.scope
         self._authority, shim = msal_authority(tenant)
         self._adapter = MsalHttpAdapter(http, plain_http_origin=shim, limits=limits)
         self._app: Any = None

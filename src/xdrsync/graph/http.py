@@ -22,7 +22,7 @@ from typing import Any, cast
 import httpx
 
 from xdrsync import __version__
-from xdrsync.config import SyncConfig, TenantConfig
+from xdrsync.config import AppCredentials, SyncConfig
 from xdrsync.graph.errors import DeadlineExceededError, ResponseTooLargeError
 from xdrsync.jsontext import UnreadableItem, loads
 from xdrsync.logs import clean
@@ -31,8 +31,8 @@ USER_AGENT = f"xdrsync/{__version__}"
 DETAIL_LIMIT = 300  # characters of server text kept in an error message
 
 
-def build_http_client(tenant: TenantConfig, sync: SyncConfig) -> httpx.Client:
-    """The httpx client for one tenant: our timeout, our TLS settings, no redirects."""
+def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
+    """The httpx client for one app registration: our timeout, our TLS settings, no redirects."""
     verify: ssl.SSLContext | bool
     if isinstance(tenant.verify_tls, str):
         bundle = Path(tenant.verify_tls)

@@ -221,9 +221,28 @@ class AuditRow:
 
 @dataclass(frozen=True, slots=True)
 class CursorRow:
+    """A destination's acknowledged position and how its deliveries are going."""
+
     name: str
     seq: int
     updated_at: datetime
+    delivered_at: datetime | None = None
+    error: str | None = None  # the last failure, kept until a delivery succeeds
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    """A change one destination rejected for good, and why."""
+
+    id: int
+    destination: str
+    seq: int
+    tenant_id: str
+    entity_type: str
+    entity_id: str
+    reason: str
+    at: datetime
 
 
 OutboxState = Literal["pending", "confirmed", "failed", "conflict", "overridden", "replaced"]

@@ -242,9 +242,29 @@ audit = Table(
 cursor = Table(
     "cursor",
     metadata,
+    # One row per destination: its acknowledged position in the change sequence and how its
+    # deliveries are going (the last error stays until a delivery succeeds).
     Column("name", String(200), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime()),
+    Column("error", Text),
+    Column("failing_since", UtcDateTime()),
+)
+
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    # A change a destination rejected for good (its reason); the cursor moved past it.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination", String(200), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    _id("tenant_id", nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    _id("entity_id", nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_dead_letter_destination", "destination", "seq"),
 )
 
 outbox = Table(

@@ -103,7 +103,14 @@ def get_cursor(conn: Connection, name: str) -> int:
 def list_cursors(conn: Connection) -> list[CursorRow]:
     c = s.cursor
     return [
-        CursorRow(name=row.name, seq=row.seq, updated_at=row.updated_at)
+        CursorRow(
+            name=row.name,
+            seq=row.seq,
+            updated_at=row.updated_at,
+            delivered_at=row.delivered_at,
+            error=row.error,
+            failing_since=row.failing_since,
+        )
         for row in conn.execute(select(c).order_by(c.c.name))
     ]
 

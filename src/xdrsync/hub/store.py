@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from xdrsync.hub import outbox, reads, status
+from xdrsync.hub import destinations, outbox, reads, status
 from xdrsync.hub.apply import apply_batch, prepare_batch
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
@@ -22,6 +22,7 @@ from xdrsync.hub.records import (
     ChangeRow,
     CommentRow,
     CursorRow,
+    DeadLetterRow,
     EntityType,
     EvidenceRow,
     InboundBatch,
@@ -203,6 +204,34 @@ class Hub:
     def list_cursors(self) -> list[CursorRow]:
         with self._read() as conn:
             return status.list_cursors(conn)
+
+    def record_delivery(
+        self, name: str, seq: int, dead: Sequence[tuple[int, str, str, str, str]] = ()
+    ) -> int:
+        """A destination took everything up to ``seq``, except ``dead`` — (seq, tenant_id,
+        entity_type, entity_id, reason) it rejected for good — in one transaction: the
+        cursor never passes a rejected change without its dead letter."""
+        now = self._clock()
+        with self._write() as conn:
+            destinations.add_dead_letters(conn, name, dead, now)
+            return destinations.record_delivery(conn, name, seq, now)
+
+    def record_delivery_failure(self, name: str, error: str) -> None:
+        with self._write() as conn:
+            destinations.record_failure(conn, name, error, self._clock())
+
+    def list_dead_letters(self, name: str | None = None, limit: int = 100) -> list[DeadLetterRow]:
+        with self._read() as conn:
+            return destinations.list_dead_letters(conn, name, limit)
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            return destinations.dead_letter_counts(conn)
+
+    def change_time(self, seq: int) -> datetime | None:
+        """When the first change after ``seq`` was recorded (None: nothing after it)."""
+        with self._read() as conn:
+            return destinations.change_time(conn, seq)
 
     # -- two-way outbox ---------------------------------------------------------------------
 

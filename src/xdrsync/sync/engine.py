@@ -1,7 +1,7 @@
-"""The sync service: every tenant on its own thread, the log store fed behind them.
+"""The sync service: every tenant on its own thread, the destinations fed behind them.
 
 A tenant's failure (bad credentials, throttling, an outage) is recorded on its streams and
-retried next cycle; it never stalls another tenant, and it never stops the log store.
+retried next cycle; it never stalls another tenant, and it never stops the fan-out.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -174,9 +175,20 @@ class Background:
                 log.exception(f"{self.name} failed")
 
 
+class Publisher(Protocol):
+    """The fan-out as the service drives it (``destinations.runner.Fanout``, or a
+    ``Background`` around one publish function)."""
+
+    def start(self) -> object: ...
+    def wake(self) -> None: ...
+    def stop(self, timeout: float = 30.0) -> None: ...
+    def publish(self) -> object: ...
+
+
 class SyncService:
-    """Runs ``sync_tenant`` in a loop per tenant, ``after_cycle`` (fan-out) behind them, and
-    ``push`` (the two-way pusher) every ``push_interval`` seconds beside them."""
+    """Runs ``sync_tenant`` in a loop per tenant, the fan-out to destinations behind them
+    (woken after each cycle), and ``push`` (the two-way pusher) every ``push_interval``
+    seconds beside them."""
 
     def __init__(
         self,
@@ -187,7 +199,7 @@ class SyncService:
         poll_interval: float,
         idle_poll_interval: float | None = None,
         alerts_interval: float | None = None,
-        after_cycle: Callable[[], object] | None = None,
+        fanout: Publisher | None = None,
         on_report: Callable[[CycleReport], None] | None = None,
         push: Callable[[], object] | None = None,
         push_interval: float = 0.2,
@@ -201,12 +213,9 @@ class SyncService:
         # alerts_v2 is read at most this often: the incidents stream brings, with $expand,
         # every alert whose change reaches its incident; this stream is for the rest.
         self.alerts_interval = max(poll_interval, alerts_interval or poll_interval)
-        self.after_cycle = after_cycle
         self.on_report = on_report
         self.stopping = threading.Event()
-        self._fanout = (
-            Background(after_cycle, interval=poll_interval) if after_cycle is not None else None
-        )
+        self._fanout = fanout
         self._pusher = (
             Background(push, interval=push_interval, name="pusher") if push is not None else None
         )

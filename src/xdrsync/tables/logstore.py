@@ -228,6 +228,20 @@ class LogStore:
             cursor = con.execute(text, list(params) if params is not None else None)
             return cursor.fetchall() if cursor.description else []
 
+    def remove_from_seq(self, seq: int) -> None:
+        """Delete the rows of every change from ``seq`` on, from every table, in one
+        transaction (a replay writes them again)."""
+        with self._connect(read_only=False) as con:
+            self._ensure_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in TABLE_NAMES:
+                    con.execute(f"DELETE FROM {_storage(table)} WHERE _Seq >= ?", [seq])  # noqa: S608
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def max_seq(self, table: str) -> int | None:
         """The highest `_Seq` stored in a table, to resume feeding it after a crash. Asked by
         the writer, on a writing connection: a file whose creation a crash cut short (no

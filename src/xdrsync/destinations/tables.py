@@ -1,20 +1,21 @@
-"""Hub → log store: the change sequence becomes Sentinel-shaped rows, each change exactly once.
+"""Hub → the workspace's log tables: the change sequence becomes Sentinel-shaped rows, each
+change exactly once.
 
 The log store keeps the ``_Seq`` of every row it holds, so its position *is* the highest
 ``_Seq`` it stores, committed in the same DuckDB transaction as the rows. A crash between
 the append and anything else therefore neither loses nor repeats a change; the hub's cursor
-named ``logstore`` only mirrors that position for ``state show``.
+named ``tables`` only mirrors that position for ``destinations status``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from xdrsync.destinations.base import Rejection
 from xdrsync.hub import ChangeRow, Hub
-from xdrsync.layout import LOGSTORE_CURSOR
+from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES
@@ -32,46 +33,41 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class LogPublisher:
-    """Feeds one log store from one hub; call ``publish()`` after each sync cycle."""
+class LogTables:
+    """The workspace's own Sentinel-shaped log tables, as a destination."""
 
     def __init__(
         self,
         hub: Hub,
         store: LogStore,
         *,
-        batch_size: int = 1000,
+        name: str = TABLES_DESTINATION,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.hub = hub
         self.store = store
-        self.batch_size = batch_size
+        self.name = name
         self.clock = clock
-        self._position: int | None = None
-        self.published = 0  # changes appended by this publisher, over all calls
-        # One publish at a time: a drain on the caller's thread may meet a background run
-        # that outlived its stop timeout, and both would append the same changes.
-        self._lock = threading.Lock()
 
     def position(self) -> int:
-        if self._position is None:
-            stored = [self.store.max_seq(table) for table in TABLE_NAMES]
-            self._position = max((s for s in stored if s is not None), default=0)
-        return self._position
+        stored = [self.store.max_seq(table) for table in TABLE_NAMES]
+        return max((s for s in stored if s is not None), default=0)
 
-    def publish(self) -> int:
-        """Append every change the store has not seen yet; returns how many changes."""
-        published = 0
-        with self._lock:
-            while changes := self.hub.changes_after(self.position(), self.batch_size):
-                self.store.append_batch(self._rows(changes))
-                self._position = changes[-1].seq
-                self.hub.set_cursor(LOGSTORE_CURSOR, self._position)
-                published += len(changes)
-            self.published += published
-        return published
+    def accepts(self, change: ChangeRow) -> bool:
+        return True  # every tenant's changes
 
-    def _rows(self, changes: list[ChangeRow]) -> dict[str, list[Row]]:
+    def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        self.store.append_batch(self._rows(changes))
+        return ()
+
+    def replay_from(self, seq: int) -> None:
+        """Remove the rows of changes from ``seq`` on, so they are written once again."""
+        self.store.remove_from_seq(seq)
+
+    def close(self) -> None:
+        return None
+
+    def _rows(self, changes: Sequence[ChangeRow]) -> dict[str, list[Row]]:
         started = self.clock()
         # Each alert version is parsed once: for its own rows and, when it is the current
         # version, for the incident rows that summarise it.

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from xdrsync.destinations.runner import DestinationRunner
+from xdrsync.destinations.tables import LogTables
 from xdrsync.hub import Hub, InboundBatch, default_url
 from xdrsync.models import Alert, Incident
-from xdrsync.sync.fanout import LogPublisher
 from xdrsync.tables.logstore import LogStore
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
@@ -57,6 +58,10 @@ ALERTS = [
 ]
 
 
+def _runner(hub: Hub, store: LogStore, batch_size: int = 1000) -> DestinationRunner:
+    return DestinationRunner(hub, LogTables(hub, store), batch_size=batch_size)
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
     opened = Hub.open(default_url(tmp_path))
@@ -88,7 +93,7 @@ def test_incident_rows_carry_their_alerts_however_the_changes_are_batched(
 ) -> None:
     _commit(hub, _incident(5, ALERTS))
     store = LogStore(tmp_path / "logs.duckdb")
-    published = LogPublisher(hub, store, batch_size=batch_size).publish()
+    published = _runner(hub, store, batch_size=batch_size).publish()
     assert published == 4  # the incident and its three alerts, once each
     (row,) = _incident_rows(store)
     assert row[1] == ["da1", "da2", "da3"]
@@ -107,7 +112,7 @@ def test_a_backlog_of_versions_shows_each_with_the_alerts_the_incident_has_now(
     _commit(hub, _incident(5, ALERTS[:2]))
     _commit(hub, _incident(9, ALERTS, status="inProgress"))
     store = LogStore(tmp_path / "logs.duckdb")
-    LogPublisher(hub, store).publish()
+    _runner(hub, store).publish()
     rows = _incident_rows(store)
     assert [r[0] for r in rows] == ["New", "Active"]  # both versions, oldest first
     assert all(r[1] == ["da1", "da2", "da3"] for r in rows)
@@ -118,12 +123,12 @@ def test_publishing_again_appends_nothing_and_a_new_version_appends_one_row(
 ) -> None:
     _commit(hub, _incident(5, ALERTS))
     store = LogStore(tmp_path / "logs.duckdb")
-    assert LogPublisher(hub, store).publish() == 4
-    assert LogPublisher(hub, store).publish() == 0  # a restarted publisher resumes exactly
+    assert _runner(hub, store).publish() == 4
+    assert _runner(hub, store).publish() == 0  # a restarted publisher resumes exactly
     _commit(hub, _incident(9, ALERTS, status="resolved"))
-    publisher = LogPublisher(hub, store)
+    publisher = _runner(hub, store)
     assert publisher.publish() == 1
-    assert publisher.published == 1
+    assert publisher.delivered == 1
     assert [r[0] for r in _incident_rows(store)] == ["New", "Closed"]
 
 
@@ -135,7 +140,7 @@ def test_an_incident_shows_the_alert_it_lists_whose_incident_id_differs(
     stray = _alert("da9", "28282", 4, "microsoftDefenderForEndpoint")
     _commit(hub, _incident(5, [*ALERTS[:1], stray]))
     store = LogStore(tmp_path / "logs.duckdb")
-    LogPublisher(hub, store).publish()
+    _runner(hub, store).publish()
     (row,) = _incident_rows(store)
     assert (row[1], row[2]) == (["da1", "da9"], 2)
     joined = store.query(
@@ -152,7 +157,7 @@ def test_rows_carry_when_the_hub_received_them_and_when_the_store_wrote_them(
     _commit(hub, _incident(5, ALERTS[:1]))
     (change,) = [c for c in hub.changes_after(0, 10) if c.entity_type == "incident"]
     store = LogStore(tmp_path / "logs.duckdb")
-    LogPublisher(hub, store).publish()
+    _runner(hub, store).publish()
     result = store.query("SecurityIncident | project _TimeReceived, _IngestionTime")
     ((received, ingested),) = result.rows
     assert received == change.at

@@ -1,0 +1,58 @@
+"""The seam every destination plugs into.
+
+A destination receives the hub's changes in ``seq`` order, in batches. For each batch it either
+takes it — all of it, except the changes it rejects for good, which it names with a reason — or
+raises: ``RetriableError`` (``ThrottledError`` with the wait the server asked for) when the
+same batch may succeed later, ``ConfigError`` when an operator must act (a missing role, a
+wrong workspace). The runner (``runner.py``) turns that into a cursor, dead letters, backoff
+and health; a destination does no bookkeeping of its own.
+
+Delivery is at-least-once across crashes: a batch delivered but not yet acknowledged is
+delivered again, so ``deliver`` must be idempotent per change (a deterministic id, a row that
+carries its change number) — the contract suite in tests/destinations checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from xdrsync.hub import ChangeRow
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A change the destination will never take, and why (kept as a dead letter)."""
+
+    seq: int
+    reason: str
+
+
+class Destination(Protocol):
+    """What the fan-out needs of a destination."""
+
+    @property
+    def name(self) -> str:
+        """Unique among the configured destinations; names its cursor in the hub."""
+        ...
+
+    def position(self) -> int | None:
+        """The destination's own record of the last change it holds, when it keeps one in
+        the same transaction as the data (the log tables do); None to use the hub's cursor."""
+        ...
+
+    def accepts(self, change: ChangeRow) -> bool:
+        """Whether this change is for this destination at all (e.g. its tenants only)."""
+        ...
+
+    def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        """Send these changes (a non-empty batch, in seq order); return the ones rejected for
+        good. Raise ``RetriableError``/``ConfigError`` to have the whole batch retried later."""
+        ...
+
+    def replay_from(self, seq: int) -> None:
+        """Prepare to receive every change from ``seq`` on again (``destinations replay``)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,189 @@
+"""The fan-out: every destination fed from the hub's change sequence by its own runner.
+
+Each runner keeps its destination's position (the hub cursor named after it, or the
+destination's own), delivers what follows in batches, acknowledges each batch with its dead
+letters in one hub transaction, and on failure backs off and records the error for
+``destinations status``. Runners live on their own threads: a slow, throttled or failing
+destination never holds back inbound sync, the log tables or another destination, and it
+resumes from its own position when it recovers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from xdrsync.destinations.base import Destination
+from xdrsync.errors import ConfigError, ThrottledError
+from xdrsync.hub import Hub
+from xdrsync.logs import clean
+from xdrsync.sync.engine import Background
+
+log = structlog.get_logger(__name__)
+
+#: A failing destination is tried again after this, doubling up to the maximum.
+RETRY_SECONDS = 2.0
+MAX_RETRY_SECONDS = 300.0
+#: An operator must act on a ConfigError (a role, a permission): no point asking every second.
+CONFIG_RETRY_SECONDS = 60.0
+
+
+class DestinationRunner:
+    """Delivers the hub's changes to one destination, from its acknowledged position."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        destination: Destination,
+        *,
+        batch_size: int = 1000,
+        retry_seconds: float = RETRY_SECONDS,
+        max_retry_seconds: float = MAX_RETRY_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hub = hub
+        self.destination = destination
+        self.batch_size = batch_size
+        self.retry_seconds = retry_seconds
+        self.max_retry_seconds = max_retry_seconds
+        self._monotonic = monotonic
+        self._position: int | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self.delivered = 0  # changes acknowledged by this runner, over all calls
+        # One run at a time: a drain on the caller's thread may meet a background run that
+        # outlived its stop timeout, and both would deliver the same changes.
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.destination.name
+
+    def position(self) -> int:
+        if self._position is None:
+            own = self.destination.position()
+            self._position = own if own is not None else self.hub.get_cursor(self.name)
+        return self._position
+
+    def publish(self, *, force: bool = False) -> int:
+        """Deliver everything after the position; returns how many changes were acknowledged.
+        A failure is recorded, backed off from (unless ``force``) and raised."""
+        with self._lock:
+            if not force and self._monotonic() < self._retry_at:
+                return 0
+            done = 0
+            try:
+                while changes := self.hub.changes_after(self.position(), self.batch_size):
+                    wanted = [c for c in changes if self.destination.accepts(c)]
+                    rejected = self.destination.deliver(wanted) if wanted else ()
+                    by_seq = {c.seq: c for c in wanted}
+                    dead = [
+                        (r.seq, c.tenant_id, c.entity_type, c.entity_id, r.reason)
+                        for r in rejected
+                        if (c := by_seq.get(r.seq)) is not None
+                    ]
+                    self.hub.record_delivery(self.name, changes[-1].seq, dead)
+                    self._position = changes[-1].seq
+                    done += len(changes)
+                    if dead:
+                        log.warning(
+                            "destination rejected changes for good (dead letters)",
+                            destination=self.name,
+                            count=len(dead),
+                            first_reason=dead[0][4],
+                        )
+            except Exception as failure:
+                self._back_off(failure)
+                raise
+            finally:
+                self.delivered += done
+            if self._failures:
+                log.info("destination recovered", destination=self.name)
+            self._failures = 0
+            return done
+
+    def _back_off(self, failure: Exception) -> None:
+        self._failures += 1
+        if isinstance(failure, ThrottledError) and failure.retry_after is not None:
+            delay = failure.retry_after
+        elif isinstance(failure, ConfigError):
+            delay = CONFIG_RETRY_SECONDS
+        else:
+            delay = self.retry_seconds * 2 ** min(self._failures - 1, 16)
+        delay = min(delay, self.max_retry_seconds)
+        self._retry_at = self._monotonic() + delay
+        text = clean(f"{type(failure).__name__}: {failure}")
+        self.hub.record_delivery_failure(self.name, text)
+        log.warning("destination failed", destination=self.name, error=text, retry_in=delay)
+
+    def replay_from(self, seq: int) -> None:
+        """Deliver again every change from ``seq`` on (the destination is told first)."""
+        with self._lock:
+            self.destination.replay_from(seq)
+            self.hub.reset_cursor(self.name, max(seq - 1, 0))
+            self._position = None
+
+
+class Fanout:
+    """All destinations of a workspace, each on its own thread once started.
+
+    ``publish()`` drains every destination on the caller's thread (``sync --once``, shutdown)
+    and raises the first failure after all were tried; ``wake()`` nudges the threads after a
+    sync cycle committed.
+    """
+
+    def __init__(self, runners: Sequence[DestinationRunner], *, interval: float = 1.0) -> None:
+        self.runners = list(runners)
+        self.interval = interval
+        self._threads: list[Background] = []
+
+    @staticmethod
+    def _quiet(runner: DestinationRunner) -> Callable[[], object]:
+        def run() -> object:
+            try:
+                return runner.publish()
+            except Exception:  # recorded and backed off by the runner; the thread goes on
+                return 0
+
+        return run
+
+    def start(self) -> Fanout:
+        self._threads = [
+            Background(self._quiet(r), interval=self.interval, name=f"fanout-{r.name}").start()
+            for r in self.runners
+        ]
+        return self
+
+    def wake(self) -> None:
+        for thread in self._threads:
+            thread.wake()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for thread in self._threads:
+            thread.stop(timeout)
+        self._threads = []
+
+    def publish(self) -> int:
+        done = 0
+        first: Exception | None = None
+        for runner in self.runners:
+            try:
+                done += runner.publish(force=True)
+            except Exception as failure:
+                first = first or failure
+        if first is not None:
+            raise first
+        return done
+
+    def runner(self, name: str) -> DestinationRunner:
+        for runner in self.runners:
+            if runner.name.lower() == name.lower():
+                return runner
+        raise KeyError(name)
+
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.destination.close()

@@ -1,0 +1,205 @@
+"""The fan-out runner: cursor, dead letters, backoff, health, and independence of destinations."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from workload import TENANT_A, TENANT_B, commit_workload
+
+from xdrsync.config import parse_config
+from xdrsync.destinations.base import Rejection
+from xdrsync.destinations.runner import CONFIG_RETRY_SECONDS, DestinationRunner, Fanout
+from xdrsync.destinations.status import destination_statuses
+from xdrsync.errors import ConfigError, RetriableError, ThrottledError
+from xdrsync.hub import ChangeRow, Hub, default_url
+
+
+class Recorder:
+    """A destination that keeps what it was given; it can reject, fail or block."""
+
+    def __init__(self, name: str = "rec", tenants: set[str] | None = None) -> None:
+        self.name = name
+        self.tenants = tenants
+        self.got: list[int] = []
+        self.reject: set[int] = set()
+        self.fail: Exception | None = None
+        self.gate: threading.Event | None = None
+
+    def position(self) -> int | None:
+        return None
+
+    def accepts(self, change: ChangeRow) -> bool:
+        return self.tenants is None or change.tenant_id in self.tenants
+
+    def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.fail is not None:
+            raise self.fail
+        self.got.extend(c.seq for c in changes)
+        return [
+            Rejection(c.seq, "too large for the destination")
+            for c in changes
+            if c.seq in self.reject
+        ]
+
+    def replay_from(self, seq: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    opened = Hub.open(default_url(tmp_path))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_rejected_changes_become_dead_letters_and_the_cursor_moves_past_them(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    dest = Recorder()
+    dest.reject = {3, 5}
+    runner = DestinationRunner(hub, dest, batch_size=4)
+    assert runner.publish() == hub.max_seq()
+    assert hub.get_cursor("rec") == hub.max_seq()
+    letters = hub.list_dead_letters("rec")
+    assert sorted(d.seq for d in letters) == [3, 5]
+    assert {d.reason for d in letters} == {"too large for the destination"}
+    assert all(d.tenant_id in (TENANT_A, TENANT_B) and d.entity_id for d in letters)
+    assert hub.dead_letter_counts() == {"rec": 2}
+
+
+def test_only_the_destinations_tenants_are_delivered_but_the_cursor_covers_all(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    dest = Recorder(tenants={TENANT_B})
+    DestinationRunner(hub, dest).publish()
+    routed = {c.seq for c in hub.changes_after(0, 1000) if c.tenant_id == TENANT_B}
+    assert set(dest.got) == routed and routed
+    assert hub.get_cursor("rec") == hub.max_seq()
+
+
+def test_a_throttled_destination_waits_as_long_as_it_was_asked(hub: Hub) -> None:
+    commit_workload(hub, incidents=1)
+    clock = Clock()
+    dest = Recorder()
+    dest.fail = ThrottledError("429", retry_after=30)
+    runner = DestinationRunner(hub, dest, monotonic=clock)
+    with pytest.raises(ThrottledError):
+        runner.publish()
+    dest.fail = None
+    clock.now += 29
+    assert runner.publish() == 0 and dest.got == []  # not asked again before the time given
+    clock.now += 2
+    assert runner.publish() == hub.max_seq()
+
+
+def test_failures_back_off_doubling_and_an_operator_problem_waits_longer(hub: Hub) -> None:
+    commit_workload(hub, incidents=1)
+    clock = Clock()
+    dest = Recorder()
+    runner = DestinationRunner(hub, dest, retry_seconds=2, max_retry_seconds=10, monotonic=clock)
+    waits = []
+    dest.fail = RetriableError("503")
+    for _ in range(5):
+        start = clock.now
+        with pytest.raises(RetriableError):
+            runner.publish(force=True)
+        waits.append(runner._retry_at - start)
+    assert waits == [2, 4, 8, 10, 10]
+    dest.fail = ConfigError("the app lacks Microsoft Sentinel Responder")
+    runner = DestinationRunner(hub, dest, monotonic=clock)
+    with pytest.raises(ConfigError):
+        runner.publish()
+    assert runner._retry_at - clock.now == CONFIG_RETRY_SECONDS
+
+
+def test_the_error_is_kept_until_a_delivery_succeeds_and_status_shows_it(
+    hub: Hub, tmp_path: Path
+) -> None:
+    commit_workload(hub, incidents=2)
+    dest = Recorder(name="sentinel-eu")
+    dest.fail = RetriableError("sentinel-eu: connection refused")
+    runner = DestinationRunner(hub, dest, retry_seconds=0)
+    for _ in range(2):
+        with pytest.raises(RetriableError):
+            runner.publish()
+    config = parse_config(_config_doc(tmp_path))
+    (status,) = [s for s in destination_statuses(hub, config) if s.name == "sentinel-eu"]
+    assert status.kind == "sentinel"
+    assert status.behind == hub.max_seq() and status.position == 0
+    assert status.oldest_pending_at is not None
+    assert status.error is not None and "connection refused" in status.error
+    first_failure = status.failing_since
+    dest.fail = None
+    runner.publish()
+    (status,) = [s for s in destination_statuses(hub, config) if s.name == "sentinel-eu"]
+    assert first_failure is not None
+    assert (status.error, status.failing_since, status.behind) == (None, None, 0)
+    assert status.oldest_pending_at is None and status.delivered_at is not None
+
+
+def test_a_blocked_destination_does_not_hold_back_another(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    slow, fast = Recorder("slow"), Recorder("fast")
+    slow.gate = threading.Event()
+    fanout = Fanout(
+        [DestinationRunner(hub, slow), DestinationRunner(hub, fast)], interval=0.05
+    ).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(fast.got) < hub.max_seq() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(fast.got) == hub.max_seq()
+        assert slow.got == []  # still stuck in its delivery
+    finally:
+        slow.gate.set()
+        fanout.stop()
+    fanout.publish()
+    assert len(slow.got) == hub.max_seq()
+
+
+def test_replay_moves_the_cursor_back_and_delivers_again(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    dest = Recorder()
+    runner = DestinationRunner(hub, dest)
+    runner.publish()
+    runner.replay_from(5)
+    assert hub.get_cursor("rec") == 4
+    dest.got.clear()
+    runner.publish()
+    assert dest.got == list(range(5, hub.max_seq() + 1))
+
+
+def _config_doc(tmp_path: Path) -> dict[str, object]:
+    app = {"client_id": "11111111-1111-1111-1111-111111111111", "client_secret": "x"}
+    return {
+        "workspace": {"path": str(tmp_path / "ws")},
+        "tenants": [{"name": "contoso", "tenant_id": TENANT_A, **app}],
+        "destinations": [
+            {
+                "name": "sentinel-eu",
+                "type": "sentinel",
+                "subscription_id": "22222222-2222-2222-2222-222222222222",
+                "resource_group": "soc",
+                "workspace": "soc-eu",
+                "tenant_id": "33333333-3333-3333-3333-333333333333",
+                **app,
+            }
+        ],
+    }
