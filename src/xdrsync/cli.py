@@ -461,7 +461,7 @@ def backfill_command(
 
 @app.command("check")
 def check_command(config_file: ConfigOption = None) -> None:
-    """Validate the config, sign in, and make one cheap Graph call per tenant."""
+    """Validate the config, sign in, and make one cheap call per tenant and destination."""
     from datetime import timedelta
 
     from xdrsync.graph.security import DefenderApi
@@ -505,8 +505,31 @@ def check_command(config_file: ConfigOption = None) -> None:
                 err_console.print(f"[red]✗[/red] {tenant.name}: {scrub(str(bad))}")
             finally:
                 api.close()
+        failed += _check_destinations(config)
     if failed:
         raise typer.Exit(1)
+
+
+def _check_destinations(config: Config) -> int:
+    """Sign in to each configured destination and make its cheap calls; how many failed."""
+    from xdrsync.destinations.factory import build_destination
+    from xdrsync.logs import scrub
+
+    failed = 0
+    if not config.destinations:
+        return 0
+    with _workspace(config, lock=False) as workspace:
+        for entry in config.destinations:
+            destination = build_destination(entry, config, workspace.hub)
+            try:
+                for line in destination.check():
+                    console.print(f"[green]✓[/green] {line}")
+            except XdrSyncError as bad:
+                failed += 1
+                err_console.print(f"[red]✗[/red] {entry.name}: {scrub(str(bad))}")
+            finally:
+                destination.close()
+    return failed
 
 
 @state_app.command("show")

@@ -249,7 +249,7 @@ class TenantConfig(AppCredentials):
 
 
 class SentinelDestinationConfig(AppCredentials):
-    """A Microsoft Sentinel workspace that Defender incidents go to (docs/sentinel.md).
+    """A Microsoft Sentinel workspace that Defender incidents go to (docs/destinations/sentinel.md).
 
     The app registration lives in the workspace's Entra tenant, which may differ from every
     Defender tenant. It needs *Microsoft Sentinel Responder* on the workspace (incidents and
@@ -272,8 +272,10 @@ class SentinelDestinationConfig(AppCredentials):
     tenants: tuple[str, ...] = ()
     # Sentinel edits (status, owner, classification, labels, comments) flow back to Defender.
     two_way: bool = False
-    # Our own pacing of ARM calls (ARM's buckets are far larger; this keeps us polite).
-    rate_limit_per_minute: int = Field(default=600, ge=1, le=100_000)
+    # Our own pacing of ARM calls, at 80% of ARM's refill rates per subscription and service
+    # principal (reads 25/s, writes 10/s), so retries and other calls keep some room.
+    reads_per_minute: int = Field(default=1200, ge=1, le=100_000)
+    writes_per_minute: int = Field(default=480, ge=1, le=100_000)
 
     @field_validator("subscription_id", "resource_group", "workspace")
     @classmethod

@@ -1,7 +1,9 @@
-"""``xdrsync demo``: an emulated Defender tenant with live activity, synced and shown live.
+"""``xdrsync demo``: an emulated Defender tenant with live activity, synced into the workspace
+and on into an emulated Microsoft Sentinel, shown live.
 
 It is the production path end to end: msal sign-in, the Graph client with its retry policy,
-the inbound engine, the hub, the KQL tables — only the Defender on the other side is local.
+the inbound engine, the hub, the KQL tables, the fan-out to Sentinel — only Defender and
+Sentinel on the other side are local.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from rich.live import Live
 from rich.text import Text
 
 from xdrsync.config import load_config
+from xdrsync.destinations.status import destination_statuses
 from xdrsync.emulator.clientconfig import write_client_config
+from xdrsync.emulator.sentinel import SentinelEmulatorServer, destination_toml
+from xdrsync.emulator.sentinel import settings_for as sentinel_settings_for
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.logs import configure
@@ -61,6 +66,7 @@ class _Feed:
 def _view(
     workspace: Workspace,
     server: EmulatorServer,
+    sentinel: SentinelEmulatorServer,
     feed: _Feed,
     config_path: Path,
     names: dict[str, str],
@@ -78,7 +84,8 @@ def _view(
         f" (429: {stats['throttled']}, injected faults: {faults})  ·  sync cycles {feed.cycles}\n",
         f"workspace: {totals['incidents']} incidents, {totals['alerts']} alerts, "
         f"{totals['evidence']} evidence, {totals['comments']} comments, "
-        f"{totals['incident_versions']} incident versions",
+        f"{totals['incident_versions']} incident versions\n",
+        _sentinel_line(workspace, sentinel),
     )
     with feed.lock:
         events = Text("\n".join(feed.events) or "waiting for the first cycle…", style="dim")
@@ -94,6 +101,18 @@ def _view(
     return Group(header, queue, events, hint)
 
 
+def _sentinel_line(workspace: Workspace, sentinel: SentinelEmulatorServer) -> str:
+    store = sentinel.emulator.store
+    rows = sum(store.row_counts().values())
+    line = f"Sentinel emulator {sentinel.base_url}  ·  {store.count()} incidents, {rows} log rows"
+    for status in destination_statuses(workspace.hub, workspace.config):
+        if status.kind == "sentinel":
+            line += f"  ·  {status.behind} changes behind"
+            if status.error:
+                line += f" (retrying: {status.error[:60]})"
+    return line
+
+
 def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console: Console) -> None:
     if workspace_dir.exists():
         shutil.rmtree(workspace_dir)
@@ -102,6 +121,7 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
     with (
         (workspace_dir / "xdrsync.log").open("a", encoding="utf-8") as log_file,
         EmulatorServer(settings, port=port) as server,
+        SentinelEmulatorServer(sentinel_settings_for(seed=7)) as sentinel,
     ):
         configure("info", file=log_file)  # the terminal shows the live view; details go here
         config_path = write_client_config(
@@ -114,6 +134,14 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 "alerts_poll_interval_seconds": 4,
             },
         )
+        # Defender → workspace → Sentinel: the emulated Sentinel is a configured destination.
+        secret = workspace_dir / "sentinel.secret"
+        secret.write_text(sentinel.settings.client_secret + "\n", encoding="utf-8")
+        block = destination_toml(
+            sentinel.settings, sentinel.base_url, client_secret=f"file:{secret.name}"
+        )
+        with config_path.open("a", encoding="utf-8") as file:
+            file.write("\n" + block)
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
         feed = _Feed()
@@ -129,7 +157,11 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 on_report=feed.on_report,
             ).start()
             try:
-                _show(console, duration, lambda: _view(workspace, server, feed, config_path, names))
+                _show(
+                    console,
+                    duration,
+                    lambda: _view(workspace, server, sentinel, feed, config_path, names),
+                )
             except KeyboardInterrupt:
                 pass
             finally:

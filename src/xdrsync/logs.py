@@ -115,7 +115,7 @@ def configure(level: str = "info", *, json: bool = False, file: TextIO | None = 
     logging.basicConfig(stream=stream, level=numeric, format="%(message)s", force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_CleanRecords())
-    for noisy in ("httpx", "httpcore", "msal", "urllib3", "alembic"):
+    for noisy in ("httpx", "httpcore", "msal", "urllib3", "alembic", "azure"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     renderer: Any = (
         structlog.processors.JSONRenderer()

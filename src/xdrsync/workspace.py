@@ -82,7 +82,9 @@ class Workspace:
                 LogTables(self.hub, self.logs),
                 *(build_destination(d, self.config, self.hub) for d in self.config.destinations),
             ]
-            self._fanout = Fanout([DestinationRunner(self.hub, d) for d in destinations])
+            self._fanout = Fanout(
+                [DestinationRunner(self.hub, d, batch_size=d.batch_size) for d in destinations]
+            )
         return self._fanout
 
     def pusher(self, *, sign_in: bool = True) -> Pusher:

@@ -71,6 +71,9 @@ class Outage:
     def replay_from(self, seq: int) -> None:
         self.inner.replay_from(seq)
 
+    def check(self) -> list[str]:
+        return self.inner.check()
+
     def close(self) -> None:
         self.inner.close()
 

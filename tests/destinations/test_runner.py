@@ -50,6 +50,9 @@ class Recorder:
     def replay_from(self, seq: int) -> None:
         return None
 
+    def check(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         return None
 

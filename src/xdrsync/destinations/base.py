@@ -37,6 +37,11 @@ class Destination(Protocol):
         """Unique among the configured destinations; names its cursor in the hub."""
         ...
 
+    @property
+    def batch_size(self) -> int:
+        """Changes per delivery (and per acknowledgement)."""
+        ...
+
     def position(self) -> int | None:
         """The destination's own record of the last change it holds, when it keeps one in
         the same transaction as the data (the log tables do); None to use the hub's cursor."""
@@ -53,6 +58,11 @@ class Destination(Protocol):
 
     def replay_from(self, seq: int) -> None:
         """Prepare to receive every change from ``seq`` on again (``destinations replay``)."""
+        ...
+
+    def check(self) -> list[str]:
+        """One cheap call per API it uses (``xdrsync check``): lines saying what works; raises
+        ``ConfigError`` naming what is missing, ``RetriableError`` if unreachable."""
         ...
 
     def close(self) -> None: ...

@@ -54,6 +54,7 @@ class DestinationRunner:
         self._failures = 0
         self._retry_at = 0.0
         self.delivered = 0  # changes acknowledged by this runner, over all calls
+        self.halt = threading.Event()  # set: a run stops after its current batch
         # One run at a time: a drain on the caller's thread may meet a background run that
         # outlived its stop timeout, and both would deliver the same changes.
         self._lock = threading.Lock()
@@ -68,15 +69,20 @@ class DestinationRunner:
             self._position = own if own is not None else self.hub.get_cursor(self.name)
         return self._position
 
-    def publish(self, *, force: bool = False) -> int:
-        """Deliver everything after the position; returns how many changes were acknowledged.
-        A failure is recorded, backed off from (unless ``force``) and raised."""
+    def publish(self, *, force: bool = False, deadline: float | None = None) -> int:
+        """Deliver everything after the position (no new batch after ``deadline``, a
+        monotonic time); returns how many changes were acknowledged. A failure is recorded,
+        backed off from (unless ``force``) and raised."""
         with self._lock:
             if not force and self._monotonic() < self._retry_at:
                 return 0
             done = 0
             try:
-                while changes := self.hub.changes_after(self.position(), self.batch_size):
+                while (
+                    not self.halt.is_set()
+                    and (deadline is None or self._monotonic() < deadline)
+                    and (changes := self.hub.changes_after(self.position(), self.batch_size))
+                ):
                     wanted = [c for c in changes if self.destination.accepts(c)]
                     rejected = self.destination.deliver(wanted) if wanted else ()
                     by_seq = {c.seq: c for c in wanted}
@@ -162,9 +168,14 @@ class Fanout:
             thread.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the threads, each after the batch it is delivering."""
+        for runner in self.runners:
+            runner.halt.set()
         for thread in self._threads:
             thread.stop(timeout)
         self._threads = []
+        for runner in self.runners:
+            runner.halt.clear()
 
     def publish(self) -> int:
         done = 0
@@ -176,6 +187,18 @@ class Fanout:
                 first = first or failure
         if first is not None:
             raise first
+        return done
+
+    def drain(self, seconds: float) -> int:
+        """At shutdown: deliver what is pending for at most ``seconds`` in all (the log tables
+        first), logging failures; what is left is delivered after the next start."""
+        deadline = time.monotonic() + seconds
+        done = 0
+        for runner in self.runners:
+            try:
+                done += runner.publish(force=True, deadline=deadline)
+            except Exception:  # recorded by the runner; nothing is lost, it resumes later
+                log.warning("destination not drained at shutdown", destination=runner.name)
         return done
 
     def runner(self, name: str) -> DestinationRunner:

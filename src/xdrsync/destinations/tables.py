@@ -36,6 +36,8 @@ def _utcnow() -> datetime:
 class LogTables:
     """The workspace's own Sentinel-shaped log tables, as a destination."""
 
+    batch_size = 1000  # one DuckDB transaction each; memory stays flat
+
     def __init__(
         self,
         hub: Hub,
@@ -63,6 +65,10 @@ class LogTables:
     def replay_from(self, seq: int) -> None:
         """Remove the rows of changes from ``seq`` on, so they are written once again."""
         self.store.remove_from_seq(seq)
+
+    def check(self) -> list[str]:
+        self.store.initialize()
+        return [f"{self.name}: the log tables in {self.store.path} are writable"]
 
     def close(self) -> None:
         return None

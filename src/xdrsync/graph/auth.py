@@ -42,7 +42,6 @@ _HINTS = {
     "invalid_client": "check client_secret / certificate_path",
     "unauthorized_client": "check client_id",
     "invalid_request": "check tenant_id",
-    "invalid_scope": "check graph_url",
     "invalid_response": "check authority_url: the answer was not Entra ID's",
 }
 
@@ -291,10 +290,13 @@ class TokenProvider:
             why = reason if found else "no OpenID metadata for it"
             return ConfigError(self._text(f"{what} ({why})"))
         hint = _HINTS.get(error, "check the app registration")
+        if error == "invalid_scope":
+            hint = f"check the service URL this scope is made from ({self.scope})"
         return ConfigError(self._text(f"Entra ID refused sign-in ({error}: {reason}); {hint}"))
 
     def _text(self, message: str) -> str:
-        text = f"tenant {self.tenant.name!r}: {' '.join(message.split())}"
+        kind = "tenant" if isinstance(self.tenant, TenantConfig) else "destination"
+        text = f"{kind} {self.tenant.name!r}: {' '.join(message.split())}"
         if self._secret:
             text = text.replace(self._secret, "***")
         return clean(text, limit=600)

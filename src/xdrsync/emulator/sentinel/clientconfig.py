@@ -1,6 +1,7 @@
 """The ``[[destinations]]`` block of an xdrsync config that points at this emulator.
 
-The secret is written as a literal: it is the local emulator's, derived from the seed.
+The secret is written as a literal (it is the local emulator's, derived from the seed) unless
+the caller passes a reference such as ``file:sentinel.secret``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def destination_toml(settings: SentinelSettings, base_url: str, *, name: str = "sentinel") -> str:
-    """TOML text for one Sentinel destination served by the emulator at ``base_url``."""
+def destination_toml(
+    settings: SentinelSettings,
+    base_url: str,
+    *,
+    name: str = "sentinel",
+    client_secret: str | None = None,
+) -> str:
+    """TOML text for one Sentinel destination served by the emulator at ``base_url``;
+    ``client_secret`` replaces the literal secret (e.g. with ``file:PATH``)."""
     base = base_url.rstrip("/")
     entries = (
         ("name", name),
@@ -24,7 +32,7 @@ def destination_toml(settings: SentinelSettings, base_url: str, *, name: str = "
         ("workspace", settings.workspace),
         ("tenant_id", settings.tenant_id),
         ("client_id", settings.client_id),
-        ("client_secret", settings.client_secret),
+        ("client_secret", client_secret or settings.client_secret),
         ("authority_url", base),
         ("arm_url", base),
         ("ingestion_endpoint", base),

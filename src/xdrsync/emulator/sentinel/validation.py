@@ -48,7 +48,9 @@ WRITABLE: Final = (
     "firstActivityTimeUtc",
     "lastActivityTimeUtc",
 )
-_TICKS_EPOCH: Final = datetime(1, 1, 1, tzinfo=UTC)
+# instant_ticks counts from day 0 of the proleptic calendar (0001-01-01 is ordinal 1).
+_ORDINAL_ONE: Final = datetime(1, 1, 1, tzinfo=UTC)
+_TICKS_PER_DAY: Final = 86_400 * 10_000_000
 
 
 def empty_owner() -> dict[str, Any]:
@@ -101,7 +103,7 @@ def _instant(props: Mapping[str, Any], name: str) -> str | None:
     ticks = instant_ticks(value.strip())
     if ticks is None:
         raise bad_request(f"The '{name}' value '{value}' is not a valid date-time.")
-    return graph_time(_TICKS_EPOCH + timedelta(microseconds=ticks // 10))
+    return graph_time(_ORDINAL_ONE + timedelta(microseconds=(ticks - _TICKS_PER_DAY) // 10))
 
 
 def _owner(value: Any) -> dict[str, Any]:

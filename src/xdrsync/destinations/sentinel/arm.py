@@ -1,0 +1,442 @@
+"""The Microsoft Sentinel incidents and comments API (Microsoft.SecurityInsights) over httpx.
+
+The wire policy is the Graph client's, reused rather than copied: ``send`` with its byte cap
+and deadline, the retry table (``classify_status``/``classify_exception``/``decide``),
+``Retry-After`` from the server's own clock, a ``Pacer`` per app. What differs is what an
+answer *means* here, so errors are mapped in this module (microsoft-apis.md §3):
+
+=====================  ==================================================================
+403                    ``ConfigError`` naming the role: Microsoft Sentinel Responder on W
+401                    the cached token is dropped once, then ``ConfigError``
+404 of the workspace   ``ConfigError`` (a missing incident on GET is just ``None``)
+409 on an incident     ``EtagConflictError`` (a ``RetriableError``): re-read and merge again
+400 on a write         ``IncidentRejectedError`` with ARM's reason: that incident only
+429                    retried in-line as Graph's are, then ``ThrottledError(retry_after)``
+5xx, transport         retried in-line, then ``RetriableError``
+=====================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+from urllib.parse import quote, urlsplit
+
+import httpx
+import structlog
+
+from xdrsync.config import SentinelDestinationConfig, SyncConfig
+from xdrsync.errors import (
+    ConfigError,
+    RetriableError,
+    SkippableError,
+    ThrottledError,
+    XdrSyncError,
+)
+from xdrsync.graph.auth import TokenProvider
+from xdrsync.graph.errors import ResponseLimitError
+from xdrsync.graph.http import (
+    USER_AGENT,
+    Answer,
+    Limits,
+    build_http_client,
+    graph_error_detail,
+    parse_body,
+    send,
+    server_date,
+)
+from xdrsync.graph.odata import origin
+from xdrsync.graph.pacing import Pacer
+from xdrsync.graph.retry import (
+    Action,
+    Condition,
+    RetryPolicy,
+    classify_exception,
+    classify_status,
+    decide,
+    parse_retry_after,
+)
+from xdrsync.jsontext import loads
+from xdrsync.logs import clean
+
+log = structlog.get_logger(__name__)
+
+API_VERSION: Final = "2025-09-01"
+SENTINEL_ROLE: Final = "Microsoft Sentinel Responder"
+#: ARM error codes that say the workspace (or what holds it) is not there (§3; ARM's own).
+WORKSPACE_MISSING: Final = frozenset(
+    {
+        "resourcenotfound",
+        "resourcegroupnotfound",
+        "subscriptionnotfound",
+        "workspacenotfound",
+        "parentresourcenotfound",
+        "invalidsubscriptionid",
+    }
+)
+_MAX_PAGES: Final = 50  # a comment listing never needs more (100 comments per incident)
+
+
+class EtagConflictError(RetriableError):
+    """409: the incident changed since it was read (a stale etag); read it again."""
+
+
+class IncidentRejectedError(SkippableError):
+    """400 on a write: Sentinel refuses this incident or comment; ``reason`` is ARM's text."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Tokens(Protocol):
+    def token(self) -> str: ...
+    def invalidate(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SentinelComment:
+    """A comment the Sentinel incident holds."""
+
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    condition: Condition
+    answer: Answer | None = None
+    payload: dict[str, Any] | None = None
+    retry_after: float | None = None
+    detail: str = ""
+    code: str = ""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error_code(answer: Answer) -> str:
+    try:
+        body = loads(bytes(answer.content)) if answer.content.strip() else None
+    except (ValueError, RecursionError):
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else ""
+
+
+class ArmClient:
+    """Incidents and comments of one Sentinel workspace. Thread-safe; counts its calls."""
+
+    def __init__(
+        self,
+        entry: SentinelDestinationConfig,
+        sync: SyncConfig,
+        *,
+        http: httpx.Client | None = None,
+        tokens: Tokens | None = None,
+        pacer: Pacer | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utcnow,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.entry = entry
+        self._owns_http = http is None
+        self._http = http if http is not None else build_http_client(entry, sync)
+        self.limits = Limits.of(sync)
+        if tokens is None:
+            tokens = TokenProvider(
+                entry, self._http, self.limits, scope=f"{entry.arm_url}/.default"
+            )
+        self.tokens = tokens
+        # ARM throttles reads and writes in separate buckets.
+        self.pacer = pacer or Pacer(entry.reads_per_minute, clock=clock, sleep=sleep)
+        self.write_pacer = (
+            pacer if pacer is not None else Pacer(entry.writes_per_minute, clock=clock, sleep=sleep)
+        )
+        self.policy = policy or RetryPolicy(max_attempts=sync.max_attempts)
+        self._base = f"{entry.arm_url}{entry.workspace_path}"  # .../Microsoft.SecurityInsights
+        self._origin = origin(entry.arm_url)
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._rng = rng
+        self._lock = threading.Lock()
+        self.calls = 0  # requests sent, retries included
+        self.throttled = 0
+
+    # -- incidents --------------------------------------------------------------------------
+
+    def get(self, name: str) -> tuple[str | None, dict[str, Any]] | None:
+        """(etag, properties) of the incident, or None when there is none by that name."""
+        outcome = self._call("GET", self._incident_url(name), what=f"incident {name}")
+        if outcome is None:
+            return None
+        payload = outcome.payload or {}
+        properties = payload.get("properties")
+        etag = payload.get("etag")
+        return (
+            etag if isinstance(etag, str) and etag else None,
+            dict(properties) if isinstance(properties, dict) else {},
+        )
+
+    def put(self, name: str, properties: dict[str, Any], etag: str | None) -> str | None:
+        """Create (``etag`` None) or replace the incident; the new etag.
+        ``EtagConflictError`` when ``etag`` is stale, ``IncidentRejectedError`` on a 400."""
+        body: dict[str, Any] = {"properties": properties}
+        if etag is not None:
+            body["etag"] = etag
+        outcome = self._call(
+            "PUT", self._incident_url(name), body, what=f"incident {name}", conflict=True
+        )
+        new = (outcome.payload or {}).get("etag") if outcome is not None else None
+        return new if isinstance(new, str) else None
+
+    # -- comments ---------------------------------------------------------------------------
+
+    def list_comments(self, name: str) -> list[SentinelComment]:
+        """Every comment of the incident (all pages)."""
+        url: str | None = (
+            f"{self._incident_url(name, api=False)}/comments?api-version={API_VERSION}"
+        )
+        found: list[SentinelComment] = []
+        seen: set[str] = set()
+        while url is not None and len(seen) < _MAX_PAGES:
+            seen.add(url)
+            outcome = self._call("GET", url, what=f"comments of incident {name}")
+            payload = (outcome.payload if outcome is not None else None) or {}
+            for item in payload.get("value") or []:
+                if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                    continue
+                props = item.get("properties")
+                message = props.get("message") if isinstance(props, dict) else None
+                found.append(
+                    SentinelComment(item["name"], message if isinstance(message, str) else "")
+                )
+            link = payload.get("nextLink")
+            url = self._follow(link) if isinstance(link, str) and link else None
+            if url in seen:
+                url = None
+        return found
+
+    def put_comment(self, name: str, comment_name: str, message: str) -> None:
+        """Create (or rewrite) the comment ``comment_name``; idempotent by its name."""
+        url = (
+            f"{self._incident_url(name, api=False)}/comments/{quote(comment_name, safe='')}"
+            f"?api-version={API_VERSION}"
+        )
+        self._call("PUT", url, {"properties": {"message": message}}, what=f"comment of {name}")
+
+    # -- health -----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """One cheap call (the first incident of the list): signs in and proves the workspace
+        and read access. A missing workspace is a ``ConfigError`` here too."""
+        url = f"{self._base}/incidents?api-version={API_VERSION}&$top=1"
+        self._call("GET", url, what="incidents", listing=True)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # -- the retry loop ---------------------------------------------------------------------
+
+    def _incident_url(self, name: str, *, api: bool = True) -> str:
+        url = f"{self._base}/incidents/{quote(name, safe='')}"
+        return f"{url}?api-version={API_VERSION}" if api else url
+
+    def _follow(self, link: str) -> str:
+        try:
+            found = origin(link)
+        except XdrSyncError:
+            found = ""
+        if found != self._origin:
+            raise RetriableError(self._where(f"refusing to follow a nextLink off {self._origin}"))
+        return link
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        what: str,
+        conflict: bool = False,
+        listing: bool = False,
+    ) -> _Outcome | None:
+        """One logical call; None for a GET of something that is not there."""
+        request_id = str(uuid.uuid4())
+        attempt, refreshed = 0, False
+        policy = self.policy
+        while True:
+            attempt += 1
+            outcome = self._attempt(method, url, body, request_id)
+            decision = decide(
+                outcome.condition,
+                attempt=attempt,
+                policy=policy,
+                idempotent=True,  # GET and PUT: a resent PUT writes the same resource again
+                refreshed=refreshed,
+                retry_after=outcome.retry_after,
+                rng=self._rng,
+            )
+            if decision.action is Action.RETURN:
+                return outcome
+            if decision.action is Action.REFRESH_TOKEN:
+                self.tokens.invalidate()
+                refreshed = True
+                continue
+            if decision.action is Action.RAISE:
+                if (
+                    outcome.condition is Condition.NOT_FOUND
+                    and method == "GET"
+                    and not listing
+                    and outcome.code.lower() not in WORKSPACE_MISSING
+                ):
+                    return None
+                raise self._error(
+                    method, url, outcome, attempt, what, conflict, decision.retry_after
+                )
+            if outcome.condition is Condition.THROTTLED:
+                with self._lock:
+                    self.throttled += 1
+                self._pacer(method).pause(decision.delay)
+            log.info(
+                "sentinel call retried",
+                destination=self.entry.name,
+                method=method,
+                path=urlsplit(url).path,
+                condition=outcome.condition.value,
+                detail=outcome.detail,
+                attempt=attempt,
+                delay=round(decision.delay, 3),
+            )
+            self._sleep(decision.delay)
+
+    def _pacer(self, method: str) -> Pacer:
+        return self.pacer if method == "GET" else self.write_pacer
+
+    def _attempt(
+        self, method: str, url: str, body: dict[str, Any] | None, request_id: str
+    ) -> _Outcome:
+        try:
+            token = self.tokens.token()
+        except RetriableError as unavailable:
+            wait = unavailable.retry_after if isinstance(unavailable, ThrottledError) else None
+            return _Outcome(
+                Condition.SIGN_IN_UNAVAILABLE, retry_after=wait, detail=str(unavailable)
+            )
+        self._pacer(method).acquire()
+        with self._lock:
+            self.calls += 1
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "x-ms-client-request-id": request_id,
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            answer = send(self._http, method, url, limits=self.limits, headers=headers, json=body)
+        except (httpx.TransportError, httpx.DecodingError, ResponseLimitError) as failure:
+            condition = classify_exception(failure)
+            if condition is None:  # pragma: no cover - every TransportError is classified
+                raise
+            detail = f"{type(failure).__name__}: {failure}"
+            return _Outcome(condition, detail=clean(detail, limit=300))
+        condition = classify_status(answer.status)
+        if condition is not Condition.OK:
+            date = server_date(answer, self._wall_clock)
+            return _Outcome(
+                condition,
+                answer,
+                retry_after=parse_retry_after(answer.headers.get("Retry-After"), now=date),
+                detail=graph_error_detail(answer),
+                code=_error_code(answer),
+            )
+        parsed = parse_body(answer.content)
+        if parsed.payload is None:
+            return _Outcome(Condition.MALFORMED, answer, detail=f"{answer.status} {parsed.problem}")
+        return _Outcome(Condition.OK, answer, parsed.payload)
+
+    def _where(self, text: str) -> str:
+        return f"destination {self.entry.name!r}: {text}"
+
+    def _error(
+        self,
+        method: str,
+        url: str,
+        outcome: _Outcome,
+        attempts: int,
+        what: str,
+        conflict: bool,
+        retry_after: float | None,
+    ) -> XdrSyncError:
+        entry, condition, detail = self.entry, outcome.condition, outcome.detail
+        call = f"{method} {what}"
+        workspace = (
+            f"workspace {entry.workspace} (resource group {entry.resource_group}, "
+            f"subscription {entry.subscription_id})"
+        )
+        error: XdrSyncError
+        if condition is Condition.FORBIDDEN:
+            error = ConfigError(
+                self._where(
+                    f"{call} refused ({detail}); give the app registration {entry.client_id} "
+                    f"the role {SENTINEL_ROLE} on {workspace}"
+                )
+            )
+        elif condition is Condition.UNAUTHORIZED:
+            error = ConfigError(
+                self._where(
+                    f"{call}: ARM rejected a fresh access token ({detail}); check that the app "
+                    f"registration {entry.client_id} exists in tenant {entry.tenant_id} and that "
+                    f"arm_url ({entry.arm_url}) is the cloud of the workspace"
+                )
+            )
+        elif condition is Condition.NOT_FOUND and (
+            outcome.code.lower() in WORKSPACE_MISSING or method == "GET"
+        ):
+            error = ConfigError(
+                self._where(f"{call}: {workspace} not found ({detail}); check the destination")
+            )
+        elif condition is Condition.CONFLICT and conflict:
+            error = EtagConflictError(self._where(f"{call}: changed since it was read ({detail})"))
+        elif condition is Condition.BAD_REQUEST and method == "PUT":
+            reason = detail.removeprefix("400 ")
+            error = IncidentRejectedError(self._where(f"{call} rejected ({detail})"), reason)
+        elif condition is Condition.BAD_REQUEST:
+            error = ConfigError(self._where(f"{call} rejected ({detail})"))
+        elif condition is Condition.THROTTLED:
+            error = ThrottledError(
+                self._where(f"{call} throttled after {attempts} attempt(s) ({detail})"),
+                retry_after=retry_after,
+            )
+        else:
+            error = RetriableError(
+                self._where(
+                    f"{call} failed after {attempts} attempt(s): {condition.value} ({detail})"
+                )
+            )
+        text = clean(str(error))
+        log.warning(
+            "sentinel call failed", destination=entry.name, path=urlsplit(url).path, error=text
+        )
+        return error
+
+
+__all__ = [
+    "API_VERSION",
+    "SENTINEL_ROLE",
+    "ArmClient",
+    "EtagConflictError",
+    "IncidentRejectedError",
+    "SentinelComment",
+]

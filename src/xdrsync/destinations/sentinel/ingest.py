@@ -1,0 +1,323 @@
+"""Alert and evidence rows → the workspace's custom tables, through the Logs Ingestion API.
+
+Rows have the shapes of the workspace's ``SecurityAlert`` and ``AlertEvidence`` log tables
+(the same row builders), made fit for a custom table (microsoft-apis.md §4): the column names
+Log Analytics reserves are renamed, datetimes are ISO-8601 text, and every row carries
+``XdrSeq`` (the hub change it comes from: a consumer dedupes a retried batch on it),
+``XdrTenant`` (the Defender tenant's name) and ``XdrIncidentName`` (the Sentinel incident).
+
+The ``azure-monitor-ingestion`` SDK splits the rows into ≤ 1 MiB gzip chunks and retries 429
+and 5xx itself, honouring ``Retry-After``; it runs on azure-core's own HTTP stack (requests),
+given our TLS settings and timeouts, since azure-core has no httpx transport. Its tokens come
+from our ``TokenProvider`` through a small ``TokenCredential`` adapter. A chunk that still
+fails ends the upload: the whole batch is delivered again later, with the same rows and
+``XdrSeq``. A chunk refused for its content (400, 413) is split in halves to find the rows at
+fault; only those are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, MutableMapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
+
+from xdrsync.config import SentinelDestinationConfig, SyncConfig
+from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph.retry import parse_retry_after
+from xdrsync.logs import clean
+from xdrsync.tables.alert_rows import alert_evidence_rows, security_alert_row
+from xdrsync.tables.encode import iso_z
+
+if TYPE_CHECKING:
+    from xdrsync.models import Alert
+
+Row = dict[str, Any]
+
+INGESTION_ROLE: Final = "Monitoring Metrics Publisher"
+#: Column names Log Analytics reserves in custom tables (§4), and what they become.
+RENAMED: Final[Mapping[str, str]] = {
+    "TenantId": "DefenderTenantId",
+    "Title": "AlertTitle",
+    "id": "XdrId",
+    "_ResourceId": "XdrResourceId",
+    "_SubscriptionId": "XdrSubscriptionId",
+    "UniqueId": "XdrUniqueId",
+}
+#: ``Type`` is the table's own name in Log Analytics (``XdrSecurityAlert_CL``): not sent.
+DROPPED: Final = frozenset({"Type"})
+#: How many extra uploads one batch may spend looking for the rows a refused chunk holds.
+MAX_SPLITS: Final = 32
+_TOKEN_REUSE_SECONDS: Final = 60  # the SDK asks again after this; msal keeps the real cache
+
+
+class Tokens(Protocol):
+    def token(self) -> str: ...
+    def invalidate(self) -> None: ...
+
+
+# -- rows -----------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON the SDK's ``json.dumps`` takes: datetimes as ISO text."""
+    if isinstance(value, datetime):
+        return iso_z(value)
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=str)
+    return value
+
+
+def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str | None) -> Row:
+    """A log-table row made fit for a custom table, with our three columns added."""
+    out: Row = {}
+    for name, value in row.items():
+        if name in DROPPED:
+            continue
+        out[RENAMED.get(name, name)] = _plain(value)
+    out["XdrSeq"] = seq
+    out["XdrTenant"] = tenant
+    out["XdrIncidentName"] = incident
+    return out
+
+
+def alert_rows(
+    alert: Alert,
+    *,
+    seq: int,
+    time_generated: datetime,
+    tenant_id: str,
+    tenant: str,
+    incident: str | None,
+) -> tuple[Row, list[Row]]:
+    """(the SecurityAlert-shaped row, the AlertEvidence-shaped rows) of one alert version."""
+    alert_row = security_alert_row(alert, time_generated=time_generated, tenant_id=tenant_id)
+    evidence = alert_evidence_rows(alert, time_generated=time_generated, tenant_id=tenant_id)
+    return (
+        custom_row(alert_row, seq=seq, tenant=tenant, incident=incident),
+        [custom_row(r, seq=seq, tenant=tenant, incident=incident) for r in evidence],
+    )
+
+
+# -- the SDK's credential -------------------------------------------------------------------
+
+
+class TokenCredentialAdapter:
+    """azure-core's ``TokenCredential`` over our ``TokenProvider`` (its scope is fixed there).
+
+    The token is announced as expiring soon, so azure-core asks again before each request
+    and msal's cache (which knows the real expiry) decides when to sign in afresh.
+    """
+
+    def __init__(self, tokens: Tokens, clock: Any = time.time) -> None:
+        self.tokens = tokens
+        self._clock = clock
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        return AccessToken(self.tokens.token(), int(self._clock()) + _TOKEN_REUSE_SECONDS)
+
+    def close(self) -> None:
+        return None
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+class RowsRefused(Exception):  # noqa: N818 - not an error of the tree: an answer about rows
+    """The service refused a chunk for its content (400, 413); ``reason`` is its text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _detail(error: HttpResponseError) -> tuple[str, str]:
+    """(error code, ``status code: message``) from the service's error body."""
+    status = error.status_code
+    code, message = "", error.reason or "error"
+    response = error.response
+    text = ""
+    if response is not None:
+        try:
+            text = response.text()
+        except Exception:  # a body that cannot be read is just not shown
+            text = ""
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = None
+    inner = body.get("error") if isinstance(body, dict) else None
+    if isinstance(inner, dict):
+        code = str(inner.get("code") or "")
+        message = ": ".join(str(p) for p in (code, inner.get("message")) if p) or message
+    elif text.strip():
+        message = f"{message}: {text[:600]}"
+    return code, clean(" ".join(f"{status} {message}".split()), limit=300)
+
+
+def map_upload_error(
+    error: Exception, entry: SentinelDestinationConfig, stream: str, tokens: Tokens | None = None
+) -> XdrSyncError | RowsRefused:
+    """What a failed chunk means (the SDK already retried what it retries)."""
+    where = f"destination {entry.name!r}: upload to stream {stream}"
+    if isinstance(error, XdrSyncError):  # our sign-in, raised through the SDK
+        return error
+    if isinstance(error, HttpResponseError) and error.status_code is not None:
+        status = error.status_code
+        code, detail = _detail(error)
+        if status == 403:
+            return ConfigError(
+                f"{where} refused ({detail}); give the app registration {entry.client_id} the "
+                f"role {INGESTION_ROLE} on the data collection rule {entry.rule_id} (a new role "
+                "assignment can take 30 minutes to apply)"
+            )
+        if status == 404 or code.lower() == "invalidstream":
+            return ConfigError(
+                f"{where}: {detail}; check rule_id ({entry.rule_id}), ingestion_endpoint and "
+                "that the rule declares the stream"
+            )
+        if status in (400, 413):
+            return RowsRefused(detail)
+        if status == 401 or isinstance(error, ClientAuthenticationError):
+            if tokens is not None:
+                tokens.invalidate()  # the next attempt signs in afresh
+            return RetriableError(f"{where}: token rejected ({detail}); signing in again")
+        if status == 429:
+            headers = getattr(error.response, "headers", None) or {}
+            wait = parse_retry_after(headers.get("Retry-After"))
+            return ThrottledError(f"{where} throttled ({detail})", retry_after=wait)
+        return RetriableError(f"{where} failed ({detail})")
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        text = clean(f"{type(error).__name__}: {error}", limit=300)
+        return RetriableError(f"{where} failed ({text})")
+    text = clean(f"{type(error).__name__}: {error}", limit=300)
+    return RetriableError(f"{where} failed ({text})")
+
+
+class _Abort(Exception):  # noqa: N818 - control flow out of the SDK's chunk loop
+    def __init__(self, error: XdrSyncError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+# -- the uploader ---------------------------------------------------------------------------
+
+
+class LogIngestor:
+    """Uploads rows to the streams of one data collection rule."""
+
+    def __init__(
+        self,
+        entry: SentinelDestinationConfig,
+        sync: SyncConfig,
+        tokens: Tokens,
+        *,
+        client: LogsIngestionClient | None = None,
+    ) -> None:
+        if entry.ingestion_endpoint is None or entry.rule_id is None:
+            raise ConfigError(f"destination {entry.name!r}: no ingestion_endpoint/rule_id")
+        self.entry = entry
+        self.tokens = tokens
+        self.rule_id = entry.rule_id
+        self.endpoint = entry.ingestion_endpoint
+        # Only for a plain-http endpoint, which the config accepts on loopback only.
+        self._options: dict[str, Any] = (
+            {"enforce_https": False} if self.endpoint.startswith("http://") else {}
+        )
+        self._client = client or LogsIngestionClient(
+            self.endpoint,
+            TokenCredentialAdapter(tokens),
+            credential_scopes=[f"{entry.ingestion_audience}/.default"],
+            connection_verify=entry.verify_tls,
+            connection_timeout=sync.request_timeout_seconds,
+            read_timeout=sync.request_timeout_seconds,
+            retry_total=max(0, sync.max_attempts - 1),
+            retry_backoff_max=60,
+        )
+        self.rows_uploaded = 0
+        self.uploads = 0
+        self.rows_refused = 0
+
+    def upload(self, stream: str, rows: Sequence[Row]) -> dict[int, str]:
+        """Upload every row; rows refused for their content come back as ``XdrSeq`` → reason.
+        Anything else raises (``ConfigError``, ``RetriableError``) and the batch is retried."""
+        refused: dict[int, str] = {}
+        budget = [MAX_SPLITS]
+        if rows:
+            self._send(stream, [dict(r) for r in rows], refused, budget)
+        return refused
+
+    def _send(
+        self,
+        stream: str,
+        rows: list[MutableMapping[str, Any]],
+        refused: dict[int, str],
+        budget: list[int],
+    ) -> None:
+        failed: list[tuple[list[MutableMapping[str, Any]], str]] = []
+
+        def on_error(problem: LogsUploadError) -> None:
+            meaning = map_upload_error(problem.error, self.entry, stream, self.tokens)
+            if isinstance(meaning, RowsRefused):
+                failed.append(([dict(r) for r in problem.failed_logs], meaning.reason))
+                return
+            raise _Abort(meaning)
+
+        self.uploads += 1
+        try:
+            self._client.upload(self.rule_id, stream, rows, on_error=on_error, **self._options)
+        except _Abort as abort:
+            raise abort.error from None
+        self.rows_uploaded += len(rows) - sum(len(chunk) for chunk, _ in failed)
+        for chunk, reason in failed:
+            if len(chunk) > 1 and budget[0] > 0:
+                budget[0] -= 1
+                middle = len(chunk) // 2
+                self._send(stream, chunk[:middle], refused, budget)
+                self._send(stream, chunk[middle:], refused, budget)
+                continue
+            self.rows_refused += len(chunk)
+            for row in chunk:
+                seq = row.get("XdrSeq")
+                if isinstance(seq, int):
+                    refused.setdefault(seq, f"Logs Ingestion refused the row ({reason})")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+__all__ = [
+    "DROPPED",
+    "INGESTION_ROLE",
+    "RENAMED",
+    "LogIngestor",
+    "RowsRefused",
+    "TokenCredentialAdapter",
+    "alert_rows",
+    "custom_row",
+    "map_upload_error",
+]

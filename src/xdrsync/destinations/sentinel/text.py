@@ -1,0 +1,48 @@
+"""Sentinel's length limits, measured as Sentinel measures them, and visible cuts.
+
+ARM is a .NET service: a string's length is its number of UTF-16 code units, so a character
+outside the Basic Multilingual Plane (an emoji) counts twice. Measuring that way keeps every
+text we send within the limit whichever way the server counts; a cut never splits a surrogate
+pair.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: microsoft-apis.md §3.6 (limits of one Sentinel incident).
+MAX_DESCRIPTION: Final = 5_000
+MAX_COMMENT: Final = 30_000
+MAX_COMMENTS: Final = 100
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units (what a .NET ``string.Length`` says)."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def head(text: str, units: int) -> str:
+    """The longest prefix of ``text`` that fits in ``units`` UTF-16 code units."""
+    if units <= 0:
+        return ""
+    if utf16_len(text) <= units:
+        return text
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > units:
+            return text[:index]
+    return text  # pragma: no cover - the length check above returned already
+
+
+def fit(text: str, limit: int, marker: str) -> str:
+    """``text`` unchanged if it fits in ``limit``; else its head followed by ``marker``,
+    together exactly as long as allowed or shorter."""
+    if utf16_len(text) <= limit:
+        return text
+    if utf16_len(marker) >= limit:
+        return head(text, limit)
+    return head(text, limit - utf16_len(marker)).rstrip() + marker
+
+
+__all__ = ["MAX_COMMENT", "MAX_COMMENTS", "MAX_DESCRIPTION", "fit", "head", "utf16_len"]

@@ -1,0 +1,269 @@
+"""The destination's decisions with a scripted ARM: rejections, etags, comment limits."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdrsync.config import Config, parse_config
+from xdrsync.destinations.runner import DestinationRunner
+from xdrsync.destinations.sentinel.arm import (
+    ArmClient,
+    EtagConflictError,
+    IncidentRejectedError,
+    SentinelComment,
+)
+from xdrsync.destinations.sentinel.destination import SentinelDestination
+from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.text import MAX_COMMENTS
+from xdrsync.errors import RetriableError
+from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.models import Incident
+
+TENANT = "00000000-0000-0000-0000-00000000000a"
+CONFIG: Config = parse_config(
+    {
+        "tenants": [
+            {"name": "contoso", "tenant_id": TENANT, "client_id": TENANT, "client_secret": "x"}
+        ],
+        "destinations": [
+            {
+                "name": "soc",
+                "type": "sentinel",
+                "tenant_id": TENANT,
+                "client_id": TENANT,
+                "client_secret": "x",
+                "subscription_id": "22222222-2222-2222-2222-222222222222",
+                "resource_group": "rg",
+                "workspace": "law",
+            }
+        ],
+    }
+)
+
+
+class ScriptedArm:
+    """Sentinel's incidents in a dict; ``refuse`` names incidents whose PUT gets a 400."""
+
+    def __init__(self) -> None:
+        self.incidents: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.comments: dict[str, dict[str, str]] = {}
+        self.refuse: dict[str, str] = {}
+        self.etagless: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self._version = 0
+
+    def get(self, name: str) -> tuple[str | None, dict[str, Any]] | None:
+        self.calls.append(("GET", name))
+        found = self.incidents.get(name)
+        if found is None:
+            return None
+        etag = None if name in self.etagless else found[0]
+        return etag, copy.deepcopy(found[1])
+
+    def put(self, name: str, properties: dict[str, Any], etag: str | None) -> str:
+        self.calls.append(("PUT", name))
+        if name in self.refuse:
+            raise IncidentRejectedError("400", self.refuse[name])
+        stored = self.incidents.get(name)
+        if stored is not None and etag != stored[0]:
+            raise EtagConflictError("409")
+        self._version += 1
+        self.incidents[name] = (f'"{self._version}"', copy.deepcopy(properties))
+        self.comments.setdefault(name, {})
+        return f'"{self._version}"'
+
+    def list_comments(self, name: str) -> list[SentinelComment]:
+        self.calls.append(("LIST", name))
+        return [SentinelComment(n, m) for n, m in self.comments.get(name, {}).items()]
+
+    def put_comment(self, name: str, comment_name: str, message: str) -> None:
+        self.calls.append(("COMMENT", name))
+        self.comments[name][comment_name] = message
+
+    def check(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    @property
+    def puts(self) -> int:
+        return sum(1 for verb, _ in self.calls if verb == "PUT")
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    opened = Hub.open(default_url(tmp_path))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _incident(incident_id: str, minute: int = 0, **fields: Any) -> Incident:
+    payload: dict[str, Any] = {
+        "id": incident_id,
+        "displayName": f"Incident {incident_id}",
+        "severity": "medium",
+        "status": "active",
+        "createdDateTime": "2026-11-01T10:00:00Z",
+        "lastUpdateDateTime": f"2026-11-01T11:{minute:02d}:00Z",
+        "alerts": [
+            {
+                "id": f"a{incident_id}",
+                "incidentId": incident_id,
+                "serviceSource": "microsoftDefenderForIdentity",
+                "createdDateTime": "2026-11-01T10:00:00Z",
+                "lastUpdateDateTime": "2026-11-01T10:00:00Z",
+                "firstActivityDateTime": "2026-11-01T09:00:00Z",
+            }
+        ],
+    }
+    payload.update(fields)
+    return Incident.from_graph(payload)
+
+
+def _destination(hub: Hub, arm: ScriptedArm) -> SentinelDestination:
+    entry = CONFIG.destinations[0]
+    return SentinelDestination(entry, CONFIG, hub, arm=arm)  # type: ignore[arg-type]
+
+
+def _commit(hub: Hub, *incidents: Incident) -> None:
+    hub.commit_batch(InboundBatch(tenant_id=TENANT, stream="incidents", incidents=list(incidents)))
+
+
+def test_a_refused_incident_is_a_rejection_and_the_others_go_on(hub: Hub) -> None:
+    arm = ScriptedArm()
+    arm.refuse[incident_name(TENANT, "2")] = "BadRequest: The 'title' property is too long"
+    _commit(hub, _incident("1"), _incident("2"), _incident("3"))
+    destination = _destination(hub, arm)
+    changes = hub.changes_after(0)
+    rejected = destination.deliver(changes)
+    refused = {c.seq for c in changes if c.incident_id == "2" or c.entity_id == "2"}
+    assert {r.seq for r in rejected} == refused  # the incident's own change and its alert's
+    assert all("title' property is too long" in r.reason for r in rejected)
+    assert set(arm.incidents) == {incident_name(TENANT, "1"), incident_name(TENANT, "3")}
+    assert destination.incidents_rejected == 1
+    runner = DestinationRunner(hub, destination)
+    runner.publish(force=True)
+    assert len(hub.list_dead_letters("soc")) == len(refused)
+
+
+def test_each_incident_is_written_once_per_batch_from_its_current_state(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    _commit(hub, _incident("1", minute=5, status="inProgress"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    assert arm.puts == 1
+    (stored,) = arm.incidents.values()
+    assert stored[1]["status"] == "Active"  # the newest version, whichever change came first
+
+
+def test_no_put_without_the_etag_of_an_existing_incident(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    arm.etagless.add(incident_name(TENANT, "1"))
+    _commit(hub, _incident("1", minute=5, status="resolved"))
+    destination = _destination(hub, arm)  # a restarted process: it must read the incident
+    with pytest.raises(RetriableError, match="without an etag"):
+        destination.deliver(hub.changes_after(0))
+    assert arm.puts == 1
+
+
+def test_an_edit_since_our_last_write_is_read_and_merged(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    _etag, props = arm.incidents[name]
+    props["labels"].append({"labelName": "analyst", "labelType": "User"})
+    arm.incidents[name] = ('"analyst-saved"', props)  # an analyst saved since our write
+    _commit(hub, _incident("1", minute=5, status="inProgress"))
+    destination.deliver(hub.changes_after(0))
+    assert destination.conflicts == 1  # our remembered etag was stale: 409, read, merge
+    labels = [label["labelName"] for label in arm.incidents[name][1]["labels"]]
+    assert "analyst" in labels
+    assert arm.incidents[name][1]["status"] == "Active"
+
+
+def test_a_merge_of_a_stale_read_is_done_again(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    _destination(hub, arm).deliver(hub.changes_after(0))
+    destination = _destination(hub, arm)  # a restarted process reads before it writes
+    name = incident_name(TENANT, "1")
+    real_get = arm.get
+    raced: list[bool] = []
+
+    def stale_get(wanted: str) -> Any:
+        found = real_get(wanted)
+        if not raced:  # someone writes between our GET and our PUT
+            raced.append(True)
+            _etag, props = arm.incidents[name]
+            props["labels"].append({"labelName": "analyst", "labelType": "User"})
+            arm.incidents[name] = ('"other"', props)
+        return found
+
+    arm.get = stale_get  # type: ignore[method-assign]
+    _commit(hub, _incident("1", minute=5, status="inProgress"))
+    destination.deliver(hub.changes_after(0))
+    assert destination.conflicts == 1
+    labels = [label["labelName"] for label in arm.incidents[name][1]["labels"]]
+    assert "analyst" in labels
+    assert arm.incidents[name][1]["status"] == "Active"
+
+
+def test_more_comments_than_sentinel_holds_end_in_a_notice(hub: Hub) -> None:
+    arm = ScriptedArm()
+    comments = [
+        {
+            "comment": f"note {i}",
+            "createdByDisplayName": "bob",
+            "createdDateTime": f"2026-11-01T{10 + i // 60:02d}:{i % 60:02d}:00Z",
+        }
+        for i in range(120)
+    ]
+    _commit(hub, _incident("1", comments=comments))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    stored = arm.comments[incident_name(TENANT, "1")]
+    assert len(stored) == MAX_COMMENTS
+    assert any(m.startswith("21 more comments are in Defender: https://") for m in stored.values())
+    assert destination.comments_left_out == 21
+    again = len(arm.calls)
+    destination.deliver(hub.changes_after(0))  # delivered twice: nothing more is written
+    assert [verb for verb, _ in arm.calls[again:]] == ["LIST"]  # the incident is as written
+
+
+def test_an_unchanged_incident_costs_no_call_and_after_a_restart_one_read(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    before = len(arm.calls)
+    destination.deliver(hub.changes_after(0))
+    assert arm.calls[before:] == []  # what this process wrote is what Defender shows
+    restarted = _destination(hub, arm)
+    restarted.deliver(hub.changes_after(0))
+    assert arm.calls[before:] == [("GET", incident_name(TENANT, "1"))]
+    assert (destination.skipped_unchanged, restarted.skipped_unchanged) == (1, 1)
+
+
+def test_connect_makes_no_network_call(hub: Hub) -> None:
+    destination = SentinelDestination.connect(CONFIG.destinations[0], CONFIG, hub)
+    try:
+        assert isinstance(destination.arm, ArmClient)
+        assert destination.arm.calls == 0
+        assert destination.ingestor is None  # no ingestion_endpoint configured
+        assert destination.position() is None
+    finally:
+        destination.close()

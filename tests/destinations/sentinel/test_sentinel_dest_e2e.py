@@ -1,0 +1,313 @@
+"""The Sentinel destination against the Sentinel emulator: hub → ARM and Logs Ingestion."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xdrsync.config import Config, parse_config
+from xdrsync.destinations.runner import DestinationRunner
+from xdrsync.destinations.sentinel.destination import SentinelDestination
+from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.emulator.sentinel import SentinelEmulatorServer, settings_for
+from xdrsync.errors import ConfigError, RetriableError
+from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.models import Incident
+
+TENANT = "00000000-0000-0000-0000-00000000000a"
+OTHER = "00000000-0000-0000-0000-00000000000b"
+
+
+def _alert(alert_id: str, incident_id: str, product: str) -> dict[str, Any]:
+    # No first/lastActivityDateTime: the emulator shifts stored activity times by one day
+    # (its instant_ticks counts from ordinal 1), which would make every delivery a PUT.
+    return {
+        "id": alert_id,
+        "incidentId": incident_id,
+        "status": "new",
+        "severity": "high",
+        "serviceSource": product,
+        "title": f"Alert {alert_id}",
+        "createdDateTime": "2026-11-01T10:01:00Z",
+        "lastUpdateDateTime": "2026-11-01T10:01:00Z",
+        "evidence": [
+            {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": "10.0.0.1"}
+        ],
+    }
+
+
+def _incident(incident_id: str = "41", minute: int = 0, **fields: Any) -> Incident:
+    payload: dict[str, Any] = {
+        "id": incident_id,
+        "displayName": "Multi-stage attack",
+        "description": "Ransomware staged on two hosts",
+        "severity": "high",
+        "status": "active",
+        "customTags": ["vip"],
+        "assignedTo": "ann@contoso.com",
+        "createdDateTime": "2026-11-01T10:00:00Z",
+        "lastUpdateDateTime": f"2026-11-01T11:{minute:02d}:00Z",
+        "comments": [
+            {
+                "comment": "isolating host-7",
+                "createdByDisplayName": "bob@contoso.com",
+                "createdDateTime": "2026-11-01T10:30:00Z",
+            }
+        ],
+        "alerts": [_alert(f"da{incident_id}", incident_id, "microsoftDefenderForEndpoint")],
+    }
+    payload.update(fields)
+    return Incident.from_graph(payload)
+
+
+class World:
+    """One emulator, one hub, and a destination pointed at them."""
+
+    def __init__(self, server: SentinelEmulatorServer, hub: Hub, config: Config) -> None:
+        self.server = server
+        self.hub = hub
+        self.config = config
+        self.http = httpx.Client(base_url=server.base_url, timeout=10)
+        self.destination = SentinelDestination.connect(config.destinations[0], config, hub)
+        self.runner = DestinationRunner(hub, self.destination)
+
+    def commit(self, *incidents: Incident, tenant: str = TENANT) -> None:
+        self.hub.commit_batch(
+            InboundBatch(tenant_id=tenant, stream="incidents", incidents=list(incidents))
+        )
+
+    def publish(self) -> int:
+        return self.runner.publish(force=True)
+
+    def deliver_again(self) -> int:
+        """Lower the cursor to 0: every change is delivered once more."""
+        self.runner.replay_from(1)
+        return self.publish()
+
+    def truth(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.http.get("/_emulator/truth").json()
+        return body
+
+    def incident(self, incident_id: str = "41", tenant: str = TENANT) -> dict[str, Any]:
+        name = incident_name(tenant, incident_id)
+        (found,) = [i for i in self.truth()["incidents"] if i["name"] == name]
+        return found
+
+    def labels(self, incident_id: str = "41") -> list[str]:
+        return [label["labelName"] for label in self.incident(incident_id)["properties"]["labels"]]
+
+    def close(self) -> None:
+        self.destination.close()
+        self.http.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Callable[..., World]]:
+    opened: list[tuple[SentinelEmulatorServer, Hub, World]] = []
+
+    def _open(*, tenants: tuple[str, ...] = (), **settings: Any) -> World:
+        server = SentinelEmulatorServer(settings_for(**settings)).start()
+        toml = httpx.get(f"{server.base_url}/_emulator/config", timeout=10).text
+        entry = tomllib.loads(toml)["destinations"][0]
+        if tenants:
+            entry["tenants"] = list(tenants)
+        entry["reads_per_minute"] = entry["writes_per_minute"] = (
+            100_000  # pacing is not tested here
+        )
+        config = parse_config(
+            {
+                "workspace": {"path": tmp_path},
+                "tenants": [
+                    {
+                        "name": "contoso",
+                        "tenant_id": TENANT,
+                        "client_id": TENANT,
+                        "client_secret": "unused",
+                    },
+                    {
+                        "name": "fabrikam",
+                        "tenant_id": OTHER,
+                        "client_id": OTHER,
+                        "client_secret": "unused",
+                    },
+                ],
+                "destinations": [entry],
+            }
+        )
+        hub = Hub.open(default_url(tmp_path / f"hub{len(opened)}"))
+        made = World(server, hub, config)
+        opened.append((server, hub, made))
+        return made
+
+    yield _open
+    for server, hub, made in opened:
+        made.close()
+        hub.close()
+        server.stop()
+
+
+def test_create_then_no_op_then_update(world: Callable[..., World]) -> None:
+    w = world()
+    w.commit(_incident())
+    assert w.publish() == 2  # the incident and its alert
+    created = w.incident()
+    props = created["properties"]
+    assert props["title"] == "Multi-stage attack"
+    assert props["description"].startswith("Ransomware staged on two hosts\n\n")
+    assert "Defender XDR incident 41 (tenant contoso)" in props["description"]
+    assert (props["severity"], props["status"], props["classification"]) == (
+        "High",
+        "New",
+        "Undetermined",
+    )
+    assert props["owner"]["userPrincipalName"] == "ann@contoso.com"
+    assert w.labels() == [
+        "contoso",
+        "Microsoft Defender Advanced Threat Protection",
+        "vip",
+        "defender-incident:41",
+    ]
+    assert w.destination.puts == 1
+
+    assert w.deliver_again() == 2  # the same changes once more: nothing to write
+    assert w.destination.puts == 1
+    assert w.destination.skipped_unchanged == 1
+    assert w.incident()["etag"] == created["etag"]
+    assert len(w.incident()["comments"]) == 1  # mirrored once although delivered twice
+
+    w.commit(_incident(minute=5, status="resolved", classification="truePositive"))
+    w.publish()
+    props = w.incident()["properties"]
+    assert (props["status"], props["classification"], props["classificationReason"]) == (
+        "Closed",
+        "TruePositive",
+        "SuspiciousActivity",
+    )
+    assert w.destination.puts == 2
+    assert len(w.truth()["incidents"]) == 1
+
+
+def test_an_analyst_edit_since_our_write_is_merged_and_their_label_survives(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.commit(_incident())
+    w.publish()
+    name = incident_name(TENANT, "41")
+    labels = w.incident()["properties"]["labels"]
+    labels.append({"labelName": "escalated-by-tier2", "labelType": "User"})
+    reply = w.http.post(f"/_emulator/incidents/{name}", json={"labels": labels})
+    assert reply.status_code == 200, reply.text
+    w.commit(_incident(minute=5, status="inProgress", customTags=["vip", "phish"]))
+    w.publish()
+    assert w.destination.conflicts == 1
+    props = w.incident()["properties"]
+    assert props["status"] == "Active"
+    labels = w.labels()
+    assert "escalated-by-tier2" in labels
+    assert "phish" in labels
+    assert len(labels) == len(set(labels))
+
+
+def test_an_incident_that_keeps_changing_is_retried_later(world: Callable[..., World]) -> None:
+    w = world(faults="conflict_rate=1")
+    w.commit(_incident())
+    w.publish()  # creating needs no etag, so no conflict can meet it
+    w.commit(_incident(minute=5, status="inProgress"))
+    with pytest.raises(RetriableError, match="409"):
+        w.publish()
+    assert w.destination.conflicts == 4
+    assert w.incident()["properties"]["status"] == "New"  # never written without an etag
+    assert w.hub.list_cursors()[0].error is not None
+
+
+def test_alert_rows_arrive_with_their_change_number(world: Callable[..., World]) -> None:
+    w = world()
+    w.commit(_incident())
+    w.publish()
+    seqs = [c.seq for c in w.hub.changes_after(0) if c.entity_type == "alert"]
+    logs = w.truth()["logs"]
+    (alert,) = logs["Custom-XdrSecurityAlert"]
+    (evidence,) = logs["Custom-XdrAlertEvidence"]
+    assert alert["XdrSeq"] == evidence["XdrSeq"] == seqs[0]
+    assert alert["XdrTenant"] == "contoso"
+    assert alert["XdrIncidentName"] == incident_name(TENANT, "41")
+    assert alert["SystemAlertId"] == "da41"
+    assert evidence["RemoteIP"] == "10.0.0.1"
+    assert "TenantId" not in alert
+    assert "Type" not in alert
+    assert w.destination.rows_uploaded == 2
+
+
+def test_a_merged_incident_closes_its_twin_and_links_the_survivor(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    w.commit(
+        _incident("77", displayName="Survivor"),
+        _incident(
+            "41", status="redirected", redirectIncidentId="77", classification="truePositive"
+        ),
+    )
+    w.publish()
+    props = w.incident("41")["properties"]
+    assert (props["status"], props["classification"]) == ("Closed", "Undetermined")
+    assert "Redirected" in w.labels("41")
+    messages = [c["properties"]["message"] for c in w.incident("41")["comments"]]
+    assert any(
+        "merged this incident into incident 77" in m and incident_name(TENANT, "77") in m
+        for m in messages
+    )
+
+
+def test_tenants_stay_apart_and_the_destination_takes_only_its_own(
+    world: Callable[..., World],
+) -> None:
+    w = world(tenants=("contoso",))
+    w.commit(_incident())
+    w.commit(_incident(), tenant=OTHER)
+    w.publish()
+    assert [i["name"] for i in w.truth()["incidents"]] == [incident_name(TENANT, "41")]
+
+    both = world()
+    both.commit(_incident())
+    both.commit(_incident(), tenant=OTHER)
+    both.publish()
+    names = {i["name"] for i in both.truth()["incidents"]}
+    assert names == {incident_name(TENANT, "41"), incident_name(OTHER, "41")}
+    other = [label["labelName"] for label in both.incident("41", OTHER)["properties"]["labels"]]
+    assert other[0] == "fabrikam"
+    assert both.labels()[0] == "contoso"
+
+
+def test_missing_roles_are_config_errors_that_name_them(world: Callable[..., World]) -> None:
+    reader = world(read_only=True)
+    reader.commit(_incident())
+    with pytest.raises(ConfigError, match="Microsoft Sentinel Responder on workspace"):
+        reader.publish()
+    assert reader.destination.check()  # reading is allowed: check passes
+
+    no_rows = world(ingest_permission=False)
+    no_rows.commit(_incident())
+    with pytest.raises(ConfigError, match="Monitoring Metrics Publisher on the data collection"):
+        no_rows.publish()
+
+
+def test_activity_times_round_trip_and_a_redelivery_writes_nothing(
+    world: Callable[..., World],
+) -> None:
+    w = world()
+    alert = _alert("da41", "41", "microsoftDefenderForEndpoint")
+    alert["firstActivityDateTime"] = "2026-11-01T09:58:00Z"
+    alert["lastActivityDateTime"] = "2026-11-01T10:05:00Z"
+    w.commit(_incident(alerts=[alert]))
+    w.publish()
+    props = w.incident()["properties"]
+    assert props["firstActivityTimeUtc"].startswith("2026-11-01T09:58:00")
+    w.deliver_again()
+    assert w.destination.puts == 1
