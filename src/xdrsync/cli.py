@@ -405,6 +405,7 @@ def run_command(
                 fanout=workspace.fanout(),
                 push=workspace.pusher().push_due,
                 push_interval=config.two_way.poll_seconds,
+                periodic=workspace.readbacks(),
             ).start()
             err_console.print(
                 f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "

@@ -270,8 +270,9 @@ class SentinelDestinationConfig(AppCredentials):
     evidence_stream: str = "Custom-XdrAlertEvidence"
     # The Defender tenants (by name) whose incidents go here; empty: every tenant.
     tenants: tuple[str, ...] = ()
-    # Sentinel edits (status, owner, classification, labels, comments) flow back to Defender.
+    # Sentinel edits (status, owner, classification, labels) flow back to Defender.
     two_way: bool = False
+    readback_interval_seconds: float = Field(default=5, gt=0)  # how often Sentinel is read
     # Our own pacing of ARM calls, at 80% of ARM's refill rates per subscription and service
     # principal (reads 25/s, writes 10/s), so retries and other calls keep some room.
     reads_per_minute: int = Field(default=1200, ge=1, le=100_000)

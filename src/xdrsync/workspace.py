@@ -6,6 +6,7 @@ the account running xdrsync. Its folder is 0700 and its files 0600, tightened on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -86,6 +87,26 @@ class Workspace:
                 [DestinationRunner(self.hub, d, batch_size=d.batch_size) for d in destinations]
             )
         return self._fanout
+
+    def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:
+        """For each destination with ``two_way = true``: (name, poll, seconds) — reading it
+        back for its users' edits, which go to Defender through the outbox."""
+        from xdrsync.destinations.sentinel.destination import SentinelDestination
+        from xdrsync.destinations.sentinel.readback import SentinelReadback
+
+        jobs: list[tuple[str, Callable[[], object], float]] = []
+        for runner in self.fanout().runners:
+            destination = runner.destination
+            if isinstance(destination, SentinelDestination) and destination.entry.two_way:
+                reader = SentinelReadback(destination, self.config, self.hub)
+                jobs.append(
+                    (
+                        f"readback-{destination.name}",
+                        reader.poll,
+                        destination.entry.readback_interval_seconds,
+                    )
+                )
+        return jobs
 
     def pusher(self, *, sign_in: bool = True) -> Pusher:
         """The two-way pusher over every configured tenant. With ``sign_in``, each tenant's

@@ -16,6 +16,7 @@ from xdrsync.hub.records import (
     IncidentSummary,
     Quarantined,
     QuarantineRow,
+    RemoteCopy,
     StreamStateRow,
     VersionRow,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "IncidentSummary",
     "QuarantineRow",
     "Quarantined",
+    "RemoteCopy",
     "StreamStateRow",
     "VersionRow",
     "configured_url",

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
 from xdrsync.hub import schema as s
-from xdrsync.hub.records import DeadLetterRow
+from xdrsync.hub.records import DeadLetterRow, RemoteCopy
 from xdrsync.hub.state import advance_cursor
+from xdrsync.jsontext import dumps, loads
 
 
 def record_delivery(conn: Connection, name: str, seq: int, now: datetime) -> int:
@@ -99,3 +100,35 @@ def change_time(conn: Connection, seq: int) -> datetime | None:
     query = select(c.c.at).where(c.c.seq > seq).order_by(c.c.seq).limit(1)
     value: datetime | None = conn.execute(query).scalar_one_or_none()
     return value
+
+
+def get_remote_copy(conn: Connection, destination: str, name: str) -> RemoteCopy | None:
+    r = s.remote_copy
+    row = conn.execute(
+        select(r).where(r.c.destination == destination, r.c.name == name)
+    ).one_or_none()
+    if row is None:
+        return None
+    return RemoteCopy(
+        name=row.name,
+        tenant_id=row.tenant_id,
+        entity_id=row.entity_id,
+        etag=row.etag,
+        properties=loads(row.properties),
+    )
+
+
+def save_remote_copy(conn: Connection, destination: str, copy: RemoteCopy, now: datetime) -> None:
+    r = s.remote_copy
+    conn.execute(delete(r).where(r.c.destination == destination, r.c.name == copy.name))
+    conn.execute(
+        r.insert().values(
+            destination=destination,
+            name=copy.name,
+            tenant_id=copy.tenant_id,
+            entity_id=copy.entity_id,
+            etag=copy.etag,
+            properties=dumps(copy.properties),
+            at=now,
+        )
+    )

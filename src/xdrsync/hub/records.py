@@ -232,6 +232,17 @@ class CursorRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteCopy:
+    """A record as xdrsync last wrote (or read) it in a destination."""
+
+    name: str
+    tenant_id: str
+    entity_id: str
+    etag: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetterRow:
     """A change one destination rejected for good, and why."""
 

@@ -267,6 +267,21 @@ dead_letter = Table(
     Index("ix_dead_letter_destination", "destination", "seq"),
 )
 
+remote_copy = Table(
+    "remote_copy",
+    metadata,
+    # A record as xdrsync last wrote or read it in a destination (e.g. a Sentinel incident):
+    # its etag and properties. The next write starts from it instead of a read, and reading
+    # the destination back tells its users' edits from our own writes by it.
+    Column("destination", String(200), primary_key=True),
+    _id("name", primary_key=True),
+    _id("tenant_id", nullable=False),
+    _id("entity_id", nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("properties", Text, nullable=False),  # JSON
+    Column("at", UtcDateTime(), nullable=False),
+)
+
 outbox = Table(
     "outbox",
     metadata,

@@ -31,6 +31,7 @@ from xdrsync.hub.records import (
     OutboxRow,
     OutboxState,
     QuarantineRow,
+    RemoteCopy,
     Settlement,
     StreamStateRow,
     VersionRow,
@@ -227,6 +228,15 @@ class Hub:
     def dead_letter_counts(self) -> dict[str, int]:
         with self._read() as conn:
             return destinations.dead_letter_counts(conn)
+
+    def get_remote_copy(self, destination: str, name: str) -> RemoteCopy | None:
+        """A record as xdrsync last wrote or read it in ``destination``."""
+        with self._read() as conn:
+            return destinations.get_remote_copy(conn, destination, name)
+
+    def save_remote_copy(self, destination: str, copy: RemoteCopy) -> None:
+        with self._write() as conn:
+            destinations.save_remote_copy(conn, destination, copy, self._clock())
 
     def change_time(self, seq: int) -> datetime | None:
         """When the first change after ``seq`` was recorded (None: nothing after it)."""

@@ -205,6 +205,7 @@ class SyncService:
         on_report: Callable[[CycleReport], None] | None = None,
         push: Callable[[], object] | None = None,
         push_interval: float = 0.2,
+        periodic: Sequence[tuple[str, Callable[[], object], float]] = (),
     ) -> None:
         self.hub = hub
         self.tenants = tenants
@@ -221,6 +222,12 @@ class SyncService:
         self._pusher = (
             Background(push, interval=push_interval, name="pusher") if push is not None else None
         )
+        # Other work beside the sync, each (name, function, seconds between runs): e.g.
+        # reading a two-way destination back for its users' edits.
+        self._periodic = [
+            Background(function, interval=seconds, name=name)
+            for name, function, seconds in periodic
+        ]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> SyncService:
@@ -234,10 +241,14 @@ class SyncService:
             self._fanout.start()
         if self._pusher is not None:
             self._pusher.start()
+        for job in self._periodic:
+            job.start()
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
+        for job in self._periodic:
+            job.stop(timeout)
         if self._pusher is not None:
             self._pusher.stop(timeout)
         for thread in self._threads:

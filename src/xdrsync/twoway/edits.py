@@ -104,6 +104,7 @@ def plan_edits(
     *,
     author: str,
     origin: str,
+    closing_needs_classification: bool = True,
 ) -> list[NewEdit]:
     """The outbox rows for ``request`` against the workspace's view ``current``; raises
     ``EditRefusedError`` for anything Defender would not accept. Fields already at the wanted
@@ -125,7 +126,8 @@ def plan_edits(
         new_pair = f.pair(request.classification, request.determination, pair_now)
         wanted[f.CLASSIFICATION] = new_pair.to_json()
     if (
-        f.is_closed(kind, wanted.get(f.STATUS))
+        closing_needs_classification
+        and f.is_closed(kind, wanted.get(f.STATUS))
         and kind == "incident"
         and not f.classified(new_pair)
     ):

@@ -50,8 +50,11 @@ def submit(
     *,
     author: str,
     origin: str,
+    closing_needs_classification: bool = True,
 ) -> list[int]:
-    """Check and queue an edit; returns the outbox ids (empty: nothing to change)."""
+    """Check and queue an edit; returns the outbox ids (empty: nothing to change).
+    ``closing_needs_classification=False`` lets an incident close unclassified (Sentinel
+    closes as Undetermined; the workspace's own commands ask for a classification)."""
     check_request(kind, request)
     roles = access.recorded_roles(hub.get_state(tenant.tenant_id, access.STREAM))
     refused = access.read_only_reasons(tenant.name, tenant.writes, roles).get(kind)
@@ -61,7 +64,14 @@ def submit(
     if record is None:
         raise EditRefusedError(f"no {kind} {entity_id} in tenant {tenant.name}")
     edits = plan_edits(
-        kind, tenant.tenant_id, entity_id, record, request, author=author, origin=origin
+        kind,
+        tenant.tenant_id,
+        entity_id,
+        record,
+        request,
+        author=author,
+        origin=origin,
+        closing_needs_classification=closing_needs_classification,
     )
     return hub.enqueue_edits(edits) if edits else []
 

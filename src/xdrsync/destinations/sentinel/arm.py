@@ -109,6 +109,15 @@ class SentinelComment:
 
 
 @dataclass(frozen=True)
+class ListedPage:
+    """A page of the incidents list: the raw resources, the server's clock, a next link?"""
+
+    items: list[dict[str, Any]]
+    server_date: datetime
+    more: bool
+
+
+@dataclass(frozen=True)
 class _Outcome:
     condition: Condition
     answer: Answer | None = None
@@ -234,6 +243,24 @@ class ArmClient:
             f"?api-version={API_VERSION}"
         )
         self._call("PUT", url, {"properties": {"message": message}}, what=f"comment of {name}")
+
+    # -- reading back (two-way) ---------------------------------------------------------------
+
+    def list_page(self, filter_text: str, top: int) -> ListedPage:
+        """One page of incidents matching ``filter_text`` (ARM's ``$filter`` syntax), oldest
+        ``lastModifiedTimeUtc`` first; the caller pages by time, never by ``nextLink``."""
+        query = (
+            f"api-version={API_VERSION}&$filter={quote(filter_text)}"
+            f"&$orderby={quote('properties/lastModifiedTimeUtc asc')}&$top={top}"
+        )
+        outcome = self._call(
+            "GET", f"{self._base}/incidents?{query}", what="incidents", listing=True
+        )
+        payload = (outcome.payload if outcome is not None else None) or {}
+        items = [item for item in payload.get("value") or [] if isinstance(item, dict)]
+        answer = outcome.answer if outcome is not None else None
+        date = server_date(answer, self._wall_clock) if answer is not None else self._wall_clock()
+        return ListedPage(items=items, server_date=date, more=bool(payload.get("nextLink")))
 
     # -- health -----------------------------------------------------------------------------
 

@@ -39,15 +39,13 @@ from xdrsync.destinations.sentinel.mapping import (
 from xdrsync.errors import RetriableError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
-from xdrsync.hub import ChangeRow, Hub
+from xdrsync.hub import ChangeRow, Hub, RemoteCopy
 from xdrsync.models import Alert, Incident
 
 log = structlog.get_logger(__name__)
 
 #: How often one incident's write meets a concurrent edit before the batch is retried later.
 MAX_CONFLICTS: Final = 4
-#: Incidents whose last write (etag, properties) is remembered, to skip the GET before a PUT.
-WRITTEN_CACHE: Final = 20_000
 
 
 def _utcnow() -> datetime:
@@ -92,18 +90,14 @@ class SentinelDestination:
         self.comments_put = 0
         self.comments_left_out = 0  # Defender comments with no place left (see the notice)
         self.comments_rejected = 0
-        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Two-way: told of every Sentinel incident read after it changed under us.
+        self.on_read: Callable[[str, str, dict[str, Any]], object] | None = None
 
     @classmethod
     def connect(
         cls, entry: SentinelDestinationConfig, config: Config, hub: Hub
     ) -> SentinelDestination:
         """Build the destination; no network call is made until the first delivery."""
-        if entry.two_way:
-            log.warning(
-                "two-way sync from Sentinel is not built yet; this destination is one-way",
-                destination=entry.name,
-            )
         http = build_http_client(entry, config.sync)
         limits = Limits.of(config.sync)
         arm = ArmClient(entry, config.sync, http=http)
@@ -195,7 +189,7 @@ class SentinelDestination:
             earlier_tags=self._earlier_tags(tenant_id, incident_id),
         )
         try:
-            created = self._put_incident(desired)
+            created = self._put_incident(desired, tenant_id, incident_id)
         except IncidentRejectedError as refused:
             self.incidents_rejected += 1
             return [f"Sentinel refused incident {desired.name}: {refused.reason}"]
@@ -210,14 +204,22 @@ class SentinelDestination:
                     tags.update(t for t in found if isinstance(t, str))
         return tags
 
-    def _put_incident(self, desired: Desired) -> bool:
+    def _put_incident(self, desired: Desired, tenant_id: str, incident_id: str) -> bool:
         """GET, merge, PUT if it differs; True if the incident was created.
 
-        What this process last wrote (its etag and properties) stands in for the GET: when
-        Defender's state is what was written, nothing is sent; otherwise the PUT carries the
-        remembered etag, and an analyst's edit since then makes it a 409, after which the
-        incident is read and merged as usual."""
-        known: tuple[str | None, dict[str, Any]] | None = self._written.pop(desired.name, None)
+        The copy the hub keeps of what xdrsync last wrote (or read) there — its etag and
+        properties — stands in for the GET: when Defender's state is what it shows, nothing
+        is sent; otherwise the PUT carries its etag, and an edit made in Sentinel since then
+        makes it a 409, after which the incident is read and merged as usual."""
+        copy = self.hub.get_remote_copy(self.name, desired.name)
+        known = (copy.etag, copy.properties) if copy is not None else None
+
+        def remember(etag: str | None, properties: dict[str, Any]) -> None:
+            if etag is not None:
+                self.hub.save_remote_copy(
+                    self.name, RemoteCopy(desired.name, tenant_id, incident_id, etag, properties)
+                )
+
         for _ in range(MAX_CONFLICTS):
             etag: str | None = None
             current: dict[str, Any] | None = None
@@ -225,9 +227,13 @@ class SentinelDestination:
                 (etag, current), known = known, None
             elif (found := self.arm.get(desired.name)) is not None:
                 etag, current = found
+                if copy is not None and etag is not None and self.on_read is not None:
+                    # Sentinel changed since our last write: its users' edits go to Defender
+                    # (two-way) before this write puts Defender's values over them.
+                    self.on_read(desired.name, etag, current)
+                remember(etag, current)
             if current is not None and not differs(current, desired):
                 self.skipped_unchanged += 1
-                self._remember(desired.name, etag, current)
                 return False
             if current is not None and etag is None:
                 raise RetriableError(
@@ -241,7 +247,7 @@ class SentinelDestination:
                 self.conflicts += 1
                 continue
             self.puts += 1
-            self._remember(desired.name, new_etag, body)
+            remember(new_etag, body)
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
@@ -286,13 +292,6 @@ class SentinelDestination:
                 continue
             self.comments_put += 1
         return reasons
-
-    def _remember(self, name: str, etag: str | None, properties: dict[str, Any]) -> None:
-        if etag is None:
-            return
-        self._written[name] = (etag, properties)
-        if len(self._written) > WRITTEN_CACHE:
-            self._written.pop(next(iter(self._written)))  # the oldest entry
 
     # -- alerts -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Destinations: each one's delivery health beside its cursor, and the changes it rejected
-for good (dead letters).
+"""Destinations: each one's delivery health beside its cursor, the changes it rejected for
+good (dead letters), and the copy of each record as xdrsync last wrote it there.
 
 Revision ID: 0003
 Revises: 0002
@@ -40,8 +40,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_dead_letter_destination", "dead_letter", ["destination", "seq"])
 
+    op.create_table(
+        "remote_copy",
+        sa.Column("destination", sa.String(200), primary_key=True),
+        sa.Column("name", sa.String(), primary_key=True),
+        sa.Column("tenant_id", sa.String(), nullable=False),
+        sa.Column("entity_id", sa.String(), nullable=False),
+        sa.Column("etag", sa.Text(), nullable=False),
+        sa.Column("properties", sa.Text(), nullable=False),
+        sa.Column("at", _TS, nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("remote_copy")
     op.drop_index("ix_dead_letter_destination", table_name="dead_letter")
     op.drop_table("dead_letter")
     with op.batch_alter_table("cursor") as cursor:

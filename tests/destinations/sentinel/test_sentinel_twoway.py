@@ -1,0 +1,267 @@
+"""Sentinel → Defender: an analyst's edit in Sentinel reaches the right Defender tenant once,
+through the outbox; our own writes read back are not taken for edits; a Defender change not
+yet in Sentinel is never reverted by it."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xdrsync.config import Config, SyncConfig
+from xdrsync.destinations.sentinel.destination import SentinelDestination
+from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.readback import SentinelReadback, edit_request
+from xdrsync.emulator.sentinel import SentinelEmulatorServer
+from xdrsync.emulator.sentinel import settings_for as sentinel_settings
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.sync.engine import sync_tenant
+from xdrsync.twoway.pusher import Pusher
+from xdrsync.workspace import Workspace, inbound_settings
+
+
+@dataclass
+class World:
+    defender: EmulatorServer
+    sentinel: SentinelEmulatorServer
+    config: Config
+    workspace: Workspace
+    pusher: Pusher
+    readback: SentinelReadback
+
+    @property
+    def destination(self) -> SentinelDestination:
+        found = self.workspace.fanout().runner("sentinel").destination
+        assert isinstance(found, SentinelDestination)
+        return found
+
+    def cycle(self) -> None:
+        """Push, read Defender, fan out: as the service does, in one thread."""
+        self.pusher.push_due()
+        for source in self.workspace.sources():
+            assert sync_tenant(self.workspace.hub, source, inbound_settings(self.config)).ok
+        self.workspace.fanout().publish()
+
+    def defender_truth(self, tenant_id: str, incident_id: str) -> dict[str, Any]:
+        reply = httpx.get(
+            f"{self.defender.base_url}/_emulator/truth", params={"tenant": tenant_id}, timeout=30
+        )
+        return next(i for i in reply.json()["value"] if i["id"] == incident_id)
+
+    def sentinel_incident(self, name: str) -> dict[str, Any]:
+        truth = httpx.get(f"{self.sentinel.base_url}/_emulator/truth", timeout=30).json()
+        found: dict[str, Any] = next(i for i in truth["incidents"] if i["name"] == name)
+        return found
+
+    def analyst(self, name: str, **properties: Any) -> None:
+        """An analyst's save in the Sentinel portal."""
+        reply = httpx.post(
+            f"{self.sentinel.base_url}/_emulator/incidents/{name}", json=properties, timeout=30
+        )
+        reply.raise_for_status()
+
+    def open_incident(self, tenant_id: str) -> str:
+        for summary in self.workspace.hub.list_incidents(limit=200):
+            if (
+                summary.tenant_id == tenant_id
+                and summary.status == "active"
+                and not summary.merged_into
+            ):
+                return summary.id
+        raise AssertionError("no open incident")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    defender = EmulatorServer(settings_for(seed=5, incidents=8, tenants=2)).start()
+    sentinel = SentinelEmulatorServer(sentinel_settings()).start()
+    base = Config.for_emulator(
+        defender.base_url,
+        defender.emulator.settings.tenants,
+        workspace_path=tmp_path / "ws",
+        sync=SyncConfig(poll_interval_seconds=0.5, lookback_seconds=60, max_attempts=4),
+        rate_limit_per_minute=6000,
+    )
+    entry = tomllib.loads(httpx.get(f"{sentinel.base_url}/_emulator/config").text)
+    block = entry["destinations"][0] | {"two_way": True, "reads_per_minute": 100_000}
+    block["writes_per_minute"] = 100_000
+    data = base.model_dump(mode="python") | {"destinations": [block]}
+    for tenant, spec in zip(data["tenants"], defender.emulator.settings.tenants, strict=True):
+        tenant["client_secret"] = spec.client_secret  # dumped as a masked SecretStr
+    config = Config.model_validate(data)
+    workspace = Workspace.open(config)
+    fanout = workspace.fanout()
+    destination = fanout.runner("sentinel").destination
+    assert isinstance(destination, SentinelDestination)
+    made = World(
+        defender,
+        sentinel,
+        config,
+        workspace,
+        workspace.pusher(),
+        SentinelReadback(destination, config, workspace.hub),
+    )
+    made.cycle()
+    try:
+        yield made
+    finally:
+        workspace.close()
+        sentinel.stop()
+        defender.stop()
+
+
+def test_an_analyst_edit_in_sentinel_reaches_defender_once_and_is_not_echoed(world: World) -> None:
+    tenant = world.config.tenants[1].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    labels = world.sentinel_incident(name)["properties"]["labels"]
+    world.analyst(
+        name,
+        status="Active",
+        owner={"userPrincipalName": "ann@contoso.com", "assignedTo": "Ann", "ownerType": "User"},
+        labels=[*labels, {"labelName": "vip", "labelType": "User"}],
+    )
+    assert world.readback.poll() == 3  # status, owner, tag
+    world.cycle()  # pushed to Defender, read back from Defender, fanned out
+    truth = world.defender_truth(tenant, incident)
+    assert truth["status"] == "inProgress"
+    assert truth["assignedTo"] == "ann@contoso.com"
+    assert "vip" in truth["customTags"]
+    edits = world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident))
+    assert {e.origin for e in edits} == {"sentinel:sentinel"}
+    assert {e.state for e in edits} == {"confirmed"}
+    # Defender's echo makes no PUT (Sentinel shows it already), and reading Sentinel again
+    # queues nothing: neither the analyst's edit nor our own writes are taken twice.
+    puts = world.destination.puts
+    world.cycle()
+    assert world.destination.puts == puts
+    assert world.readback.poll() == 0
+    assert world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident)) == edits
+    shown = world.sentinel_incident(name)["properties"]
+    assert shown["status"] == "Active" and "vip" in {lb["labelName"] for lb in shown["labels"]}
+
+
+def test_the_edit_reaches_the_tenant_of_the_incident_only(world: World) -> None:
+    first, second = (t.tenant_id for t in world.config.tenants)
+    incident = world.open_incident(second)
+    before = world.defender_truth(first, incident) if _has(world, first, incident) else None
+    world.analyst(incident_name(second, incident), status="Active")
+    world.readback.poll()
+    world.cycle()
+    assert world.defender_truth(second, incident)["status"] == "inProgress"
+    if before is not None:  # the same id in the other tenant is another incident: untouched
+        assert world.defender_truth(first, incident)["status"] == before["status"]
+    assert all(e.tenant_id == second for e in world.workspace.hub.edits())
+
+
+def test_closing_in_sentinel_as_undetermined_resolves_in_defender(world: World) -> None:
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    world.analyst(
+        incident_name(tenant, incident),
+        status="Closed",
+        classification="Undetermined",
+        classificationComment="Nothing to see",
+    )
+    world.readback.poll()
+    world.cycle()
+    truth = world.defender_truth(tenant, incident)
+    assert truth["status"] == "resolved"
+    assert any(c.get("comment") == "Nothing to see" for c in truth["comments"])
+
+
+def test_a_defender_change_not_yet_in_sentinel_is_not_reverted(world: World) -> None:
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    reply = httpx.post(
+        f"{world.defender.base_url}/_emulator/incidents/{incident}",
+        params={"tenant": tenant},
+        json={"status": "inProgress"},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    for source in world.workspace.sources():  # read into the hub, not yet sent to Sentinel
+        sync_tenant(world.workspace.hub, source, inbound_settings(world.config))
+    labels = world.sentinel_incident(name)["properties"]["labels"]
+    world.analyst(name, labels=[*labels, {"labelName": "phish", "labelType": "User"}])
+    assert world.readback.poll() == 1  # the tag only: Sentinel's stale "New" is no edit
+    world.cycle()
+    truth = world.defender_truth(tenant, incident)
+    assert truth["status"] == "inProgress" and "phish" in truth["customTags"]
+    assert world.sentinel_incident(name)["properties"]["status"] == "Active"
+
+
+def test_only_what_changed_since_our_copy_is_an_edit() -> None:
+    ours = {
+        "status": "New",
+        "classification": "Undetermined",
+        "owner": None,
+        "labels": [
+            {"labelName": "contoso"},
+            {"labelName": "Microsoft Defender Advanced Threat Protection"},
+            {"labelName": "defender-incident:7"},
+            {"labelName": "vip"},
+        ],
+    }
+    assert edit_request(ours, ours, "contoso") is None
+    theirs = {
+        **ours,
+        "status": "Closed",
+        "classification": "BenignPositive",
+        "owner": {"assignedTo": "Ann Analyst"},  # a name Defender cannot take: left alone
+        "labels": [{"labelName": "contoso"}, {"labelName": "Escalated"}],
+    }
+    request = edit_request(ours, theirs, "contoso")
+    assert request is not None
+    assert request.status == "Closed"
+    assert request.classification == "informationalExpectedActivity"
+    assert request.owner is None
+    assert request.add_tags == ("Escalated",)
+    assert request.remove_tags == ("vip",)  # derived labels removed are not tag removals
+
+
+def _has(world: World, tenant: str, incident: str) -> bool:
+    reply = httpx.get(
+        f"{world.defender.base_url}/_emulator/truth", params={"tenant": tenant}, timeout=30
+    )
+    return any(i["id"] == incident for i in reply.json()["value"])
+
+
+def test_the_way_back_inverts_the_connectors_classification_table() -> None:
+    from xdrsync.destinations.sentinel.readback import DEFENDER_CLASSIFICATION
+    from xdrsync.tables.vocab import CLASSIFICATION
+
+    for defender, (sentinel, _reason) in CLASSIFICATION.items():
+        assert DEFENDER_CLASSIFICATION[sentinel.casefold()].casefold() == defender
+
+
+def test_an_analyst_edit_met_by_a_write_before_any_poll_still_reaches_defender(
+    world: World,
+) -> None:
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    world.analyst(name, status="Active")  # saved in Sentinel ...
+    reply = httpx.post(  # ... while Defender changes the same incident
+        f"{world.defender.base_url}/_emulator/incidents/{incident}",
+        params={"tenant": tenant},
+        json={"assignedTo": "bob@contoso.com"},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    conflicts = world.destination.conflicts
+    world.cycle()  # our write meets the analyst's version (409): it is read, and handed over
+    assert world.destination.conflicts == conflicts + 1
+    world.cycle()  # the analyst's status goes to Defender, and back out to Sentinel
+    truth = world.defender_truth(tenant, incident)
+    assert (truth["status"], truth["assignedTo"]) == ("inProgress", "bob@contoso.com")
+    shown = world.sentinel_incident(name)["properties"]
+    assert shown["status"] == "Active"
+    assert shown["owner"]["userPrincipalName"] == "bob@contoso.com"
