@@ -202,6 +202,10 @@ def test_demo_runs_and_shows_the_emulator_and_the_sync(tmp_path: Path) -> None:
     done = xdrsync("demo", "--duration", "12", "--workspace", str(tmp_path / "demo"), timeout=240)
     assert done.returncode == 0, done.stderr
     assert "Defender emulator http://127.0.0.1:" in done.stdout
+    sentinel = [line for line in done.stdout.splitlines() if "Sentinel emulator http" in line]
+    assert sentinel, done.stdout  # the demo goes on into an emulated Sentinel ...
+    shown = int(sentinel[-1].split("·")[1].split()[0])
+    assert shown > 0  # ... which has received incidents
     assert "incidents" in done.stdout and "Demo stopped" in done.stdout
     assert (tmp_path / "demo" / "xdrsync.toml").exists()
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
@@ -101,6 +102,28 @@ def _view(
     return Group(header, queue, events, hint)
 
 
+def _sentinel_analyst(sentinel: SentinelEmulatorServer, feed: _Feed) -> None:
+    """An analyst working the queue in Sentinel: takes a new incident now and then. The edit
+    travels back to Defender (two-way) and shows up in the workspace's queue."""
+    base = sentinel.base_url
+    truth = httpx.get(f"{base}/_emulator/truth", timeout=10).json()
+    fresh = [i for i in truth["incidents"] if i["properties"].get("status") == "New"]
+    if not fresh:
+        return
+    incident = fresh[len(fresh) // 2]
+    owner = {"userPrincipalName": "sam@contoso.com", "assignedTo": "Sam", "ownerType": "User"}
+    reply = httpx.post(
+        f"{base}/_emulator/incidents/{incident['name']}",
+        json={"status": "Active", "owner": owner},
+        timeout=10,
+    )
+    if reply.is_success:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        title = str(incident["properties"].get("title", ""))[:50]
+        with feed.lock:
+            feed.events.append(f"{stamp} Sentinel: sam@contoso.com took “{title}” → Defender")
+
+
 def _sentinel_line(workspace: Workspace, sentinel: SentinelEmulatorServer) -> str:
     store = sentinel.emulator.store
     rows = sum(store.row_counts().values())
@@ -141,7 +164,7 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
             sentinel.settings, sentinel.base_url, client_secret=f"file:{secret.name}"
         )
         with config_path.open("a", encoding="utf-8") as file:
-            file.write("\n" + block)
+            file.write("\n" + block + "two_way = true\nreadback_interval_seconds = 3\n")
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
         feed = _Feed()
@@ -155,6 +178,12 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                 alerts_interval=config.sync.alerts_poll_interval_seconds,
                 fanout=workspace.fanout(),
                 on_report=feed.on_report,
+                push=workspace.pusher().push_due,
+                push_interval=config.two_way.poll_seconds,
+                periodic=[
+                    *workspace.readbacks(),
+                    ("sentinel-analyst", lambda: _sentinel_analyst(sentinel, feed), 15.0),
+                ],
             ).start()
             try:
                 _show(
