@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from contract import CHECKS, Harness
-from workload import TENANT_A, TENANT_NAMES
+from contract import CHECKS, Harness, Outage
+from workload import TENANT_A, TENANT_NAMES, commit_workload
 
 from xdrsync.config import Config, parse_config
 from xdrsync.destinations.base import Destination
+from xdrsync.destinations.runner import DestinationRunner, Fanout
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.tables import LogTables
@@ -130,3 +131,36 @@ def test_destination_contract(
     harness: Harness, check: Callable[[Harness, Hub], None], hub: Hub
 ) -> None:
     check(harness, hub)
+
+
+def test_one_tenant_into_two_workspaces_each_at_its_own_pace(hub: Hub) -> None:
+    """Two Sentinel workspaces (each its own emulator, app and cursor) take the same tenant;
+    one being down holds back only itself, and both end with every incident once."""
+    servers = [SentinelEmulatorServer(settings_for(seed=seed)).start() for seed in (1, 2)]
+    harnesses = [SentinelHarness(hub, server, (TENANT_A,)) for server in servers]
+    try:
+        expected = commit_workload(hub)
+        entries = [
+            h.config.destinations[0].model_copy(update={"name": f"soc-{n}"})
+            for n, h in enumerate(harnesses)
+        ]
+        flaky = Outage(SentinelDestination.connect(entries[1], harnesses[1].config, hub))
+        runners = [
+            DestinationRunner(
+                hub, SentinelDestination.connect(entries[0], harnesses[0].config, hub)
+            ),
+            DestinationRunner(hub, flaky, retry_seconds=0.0),
+        ]
+        flaky.down = True
+        Fanout(runners).drain(30)
+        assert hub.get_cursor("soc-0") == hub.max_seq() and hub.get_cursor("soc-1") == 0
+        flaky.down = False
+        Fanout(runners).publish()
+        wanted = {k: v for k, v in expected.items() if k[0] == TENANT_A}
+        assert [h.incidents() for h in harnesses] == [wanted, wanted]
+        for runner in runners:
+            runner.destination.close()
+    finally:
+        for h, server in zip(harnesses, servers, strict=True):
+            h.close()
+            server.stop()
