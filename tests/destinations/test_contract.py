@@ -21,7 +21,7 @@ from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.tables import LogTables
 from xdrsync.emulator.sentinel import SentinelEmulatorServer, settings_for
-from xdrsync.hub import Hub, default_url
+from xdrsync.hub import Hub
 from xdrsync.tables.logstore import LogStore, _storage
 
 
@@ -101,15 +101,6 @@ class SentinelHarness:
         for made in self.opened:
             made.close()
         self.http.close()
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    opened = Hub.open(default_url(tmp_path))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture(params=["tables", "sentinel", "sentinel-one-tenant"])

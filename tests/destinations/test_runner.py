@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from xdrsync.destinations.base import Rejection
 from xdrsync.destinations.runner import CONFIG_RETRY_SECONDS, DestinationRunner, Fanout
 from xdrsync.destinations.status import destination_statuses
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
-from xdrsync.hub import ChangeRow, Hub, default_url
+from xdrsync.hub import ChangeRow, Hub
 
 
 class Recorder:
@@ -63,15 +63,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    opened = Hub.open(default_url(tmp_path))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_rejected_changes_become_dead_letters_and_the_cursor_moves_past_them(hub: Hub) -> None:

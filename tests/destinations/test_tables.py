@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 
 from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.tables import LogTables
-from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.hub import Hub, InboundBatch
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.logstore import LogStore
 
@@ -60,15 +59,6 @@ ALERTS = [
 
 def _runner(hub: Hub, store: LogStore, batch_size: int = 1000) -> DestinationRunner:
     return DestinationRunner(hub, LogTables(hub, store), batch_size=batch_size)
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    opened = Hub.open(default_url(tmp_path))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _commit(hub: Hub, *incidents: Incident, alerts: tuple[Alert, ...] = ()) -> None:

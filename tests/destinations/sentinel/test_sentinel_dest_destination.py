@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.errors import RetriableError
-from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.hub import Hub, InboundBatch
 from xdrsync.models import Incident
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
@@ -94,15 +92,6 @@ class ScriptedArm:
     @property
     def puts(self) -> int:
         return sum(1 for verb, _ in self.calls if verb == "PUT")
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    opened = Hub.open(default_url(tmp_path))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def _incident(incident_id: str, minute: int = 0, **fields: Any) -> Incident:
@@ -201,7 +190,10 @@ def test_a_merge_of_a_stale_read_is_done_again(hub: Hub) -> None:
     name = incident_name(TENANT, "1")
     # Sentinel already holds the incident, but the hub has no copy of it (e.g. a new hub):
     # it is read before it is written.
-    arm.incidents[name] = ('"7"', {"title": "old", "severity": "Low", "status": "New", "labels": []})
+    arm.incidents[name] = (
+        '"7"',
+        {"title": "old", "severity": "Low", "status": "New", "labels": []},
+    )
     destination = _destination(hub, arm)
     real_get = arm.get
     raced: list[bool] = []

@@ -1,0 +1,68 @@
+"""Serving an emulator's app with uvicorn: on a background thread (tests, the demo, benches)
+or in the foreground (``xdrsync emulate ...``). Shared by the Defender and Sentinel emulators."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+    )
+
+
+class ServerThread:
+    """``app`` served on a daemon thread; ``port=0`` picks a free port, known after start."""
+
+    def __init__(self, app: Any, *, host: str, port: int, name: str) -> None:
+        self._server = uvicorn.Server(uvicorn_config(app, host, port))
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self.name = name
+        self.host = host
+        self.port = port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.name} did not start")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(app: Any, *, host: str, port: int) -> None:
+    """In the foreground until Ctrl-C or SIGTERM."""
+    uvicorn.Server(uvicorn_config(app, host, port)).run()
