@@ -115,6 +115,7 @@ def get_remote_copy(conn: Connection, destination: str, name: str) -> RemoteCopy
         entity_id=row.entity_id,
         etag=row.etag,
         properties=loads(row.properties),
+        children=frozenset(loads(row.children)),
     )
 
 
@@ -129,6 +130,7 @@ def save_remote_copy(conn: Connection, destination: str, copy: RemoteCopy, now: 
             entity_id=copy.entity_id,
             etag=copy.etag,
             properties=dumps(copy.properties),
+            children=dumps(sorted(copy.children)),
             at=now,
         )
     )

@@ -240,6 +240,7 @@ class RemoteCopy:
     entity_id: str
     etag: str
     properties: dict[str, Any]
+    children: frozenset[str] = frozenset()  # e.g. the comments xdrsync wrote on it
 
 
 @dataclass(frozen=True, slots=True)

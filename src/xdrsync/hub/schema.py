@@ -279,6 +279,8 @@ remote_copy = Table(
     _id("entity_id", nullable=False),
     Column("etag", Text, nullable=False),
     Column("properties", Text, nullable=False),  # JSON
+    # JSON list: names of what xdrsync wrote under it (a Sentinel incident's comments).
+    Column("children", Text, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
 

@@ -235,6 +235,7 @@ class Hub:
             return destinations.get_remote_copy(conn, destination, name)
 
     def save_remote_copy(self, destination: str, copy: RemoteCopy) -> None:
+        """Store (replace) the copy, ``children`` included."""
         with self._write() as conn:
             destinations.save_remote_copy(conn, destination, copy, self._clock())
 

@@ -261,3 +261,29 @@ def test_connect_makes_no_network_call(hub: Hub) -> None:
         assert destination.position() is None
     finally:
         destination.close()
+
+
+def test_comments_written_before_are_not_listed_again_and_a_new_one_is(hub: Hub) -> None:
+    arm = ScriptedArm()
+    first = {
+        "comment": "seen",
+        "createdByDisplayName": "bob",
+        "createdDateTime": "2026-11-01T10:05:00Z",
+    }
+    _commit(hub, _incident("1", comments=[first]))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    before = len(arm.calls)
+    _commit(hub, _incident("1", minute=5, status="inProgress", comments=[first]))
+    destination.deliver(hub.changes_after(1))
+    assert [verb for verb, _ in arm.calls[before:]] == ["PUT"]  # the status; no comment list
+    second = {
+        "comment": "more",
+        "createdByDisplayName": "ann",
+        "createdDateTime": "2026-11-01T10:09:00Z",
+    }
+    _commit(hub, _incident("1", minute=9, status="inProgress", comments=[first, second]))
+    before = len(arm.calls)
+    destination.deliver(hub.changes_after(2))
+    assert [verb for verb, _ in arm.calls[before:]] == ["LIST", "COMMENT"]
+    assert any("more" in m for m in arm.comments[incident_name(TENANT, "1")].values())

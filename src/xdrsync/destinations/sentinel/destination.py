@@ -12,6 +12,7 @@ become rows (every version, as the log tables keep every version), one upload pe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ from xdrsync.destinations.sentinel.mapping import (
     incident_name,
     merge,
 )
+from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.errors import RetriableError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
@@ -216,8 +218,10 @@ class SentinelDestination:
 
         def remember(etag: str | None, properties: dict[str, Any]) -> None:
             if etag is not None:
+                children = copy.children if copy is not None else frozenset()
                 self.hub.save_remote_copy(
-                    self.name, RemoteCopy(desired.name, tenant_id, incident_id, etag, properties)
+                    self.name,
+                    RemoteCopy(desired.name, tenant_id, incident_id, etag, properties, children),
                 )
 
         for _ in range(MAX_CONFLICTS):
@@ -266,6 +270,11 @@ class SentinelDestination:
             wanted.insert(0, redirect)  # where the story goes on matters most
         if not wanted:
             return []
+        copy = self.hub.get_remote_copy(self.name, name)
+        written = copy.children if copy is not None else frozenset()
+        names = {c.name for c in wanted}
+        if not created and len(wanted) < MAX_COMMENTS and names <= written:
+            return []  # every comment was written before: no need to list them
         existing = {} if created else {c.name: c.message for c in self.arm.list_comments(name)}
         plan = plan_comments(
             wanted,
@@ -283,6 +292,7 @@ class SentinelDestination:
                 notice=plan.notice is not None,
             )
         reasons: list[str] = []
+        there = names & set(existing)
         for comment in plan.puts:
             try:
                 self.arm.put_comment(name, comment.name, comment.message)
@@ -291,6 +301,9 @@ class SentinelDestination:
                 reasons.append(f"Sentinel refused a comment on incident {name}: {refused.reason}")
                 continue
             self.comments_put += 1
+            there.add(comment.name)
+        if copy is not None and not there <= written:
+            self.hub.save_remote_copy(self.name, replace(copy, children=written | frozenset(there)))
         return reasons
 
     # -- alerts -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ Not read back yet: comments written in Sentinel (a new comment does not change t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from xdrsync.destinations.sentinel.arm import ListedPage
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import INCIDENT_LABEL_PREFIX, REDIRECTED_LABEL
 from xdrsync.errors import EditRefusedError, FatalSyncError
-from xdrsync.hub import Hub, RemoteCopy
+from xdrsync.hub import Hub
 from xdrsync.hub.payload import (
     TICKS_PER_SECOND,
     ticks_from_datetime,
@@ -247,7 +247,7 @@ class SentinelReadback:
                 )
         self.hub.save_remote_copy(
             self.destination.name,
-            RemoteCopy(name, copy.tenant_id, copy.entity_id, etag, dict(properties)),
+            replace(copy, etag=etag, properties=dict(properties)),
         )
         self.edits_queued += queued
         return queued

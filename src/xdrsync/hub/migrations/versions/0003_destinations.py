@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("entity_id", sa.String(), nullable=False),
         sa.Column("etag", sa.Text(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=False),
+        sa.Column("children", sa.Text(), nullable=False),
         sa.Column("at", _TS, nullable=False),
     )
 
