@@ -1,6 +1,6 @@
 """Run the benchmarks and write ``bench/results.md``.
 
-    python -m bench            # everything (about 20-30 minutes on 2 cores)
+    python -m bench            # everything (about 30-40 minutes on 2 cores)
     python -m bench --quick    # smaller sizes, to check that the scenarios still run
     python -m bench --only twoway   # one scenario (printed, results.md left as is)
 
@@ -27,6 +27,7 @@ from bench.scenarios import (
     scratch,
     throttled_backfill,
 )
+from bench.sentinel import sentinel
 from bench.twoway import twoway
 
 RESULTS = Path(__file__).with_name("results.md")
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["emulator", "backfill", "throttled", "freshness", "idle", "twoway"],
+        choices=["emulator", "backfill", "throttled", "freshness", "idle", "twoway", "sentinel"],
     )
     args = parser.parse_args()
     quick = args.quick
@@ -216,6 +217,11 @@ def main() -> None:
 
     if want("twoway"):
         for section in twoway(work, quick=quick):
+            sections.append(section)
+            print(section, flush=True)
+
+    if want("sentinel"):
+        for section in sentinel(work, quick=quick):
             sections.append(section)
             print(section, flush=True)
 

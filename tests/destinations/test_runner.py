@@ -197,3 +197,26 @@ def _config_doc(tmp_path: Path) -> dict[str, object]:
             }
         ],
     }
+
+
+def test_the_backoff_starts_anew_once_a_batch_goes_through(hub: Hub) -> None:
+    commit_workload(hub, incidents=4)
+    clock = Clock()
+
+    class EveryOther(Recorder):
+        calls = 0
+
+        def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+            self.calls += 1
+            if self.calls % 2:
+                raise RetriableError("503")
+            return super().deliver(changes)
+
+    runner = DestinationRunner(hub, EveryOther(), batch_size=5, retry_seconds=2, monotonic=clock)
+    waits = []
+    for _ in range(4):
+        start = clock.now
+        with pytest.raises(RetriableError):
+            runner.publish(force=True)
+        waits.append(runner._retry_at - start)
+    assert waits == [2, 2, 2, 2]  # each failure follows a delivered batch: no doubling

@@ -94,6 +94,9 @@ class DestinationRunner:
                     self.hub.record_delivery(self.name, changes[-1].seq, dead)
                     self._position = changes[-1].seq
                     done += len(changes)
+                    if self._failures:  # progress: the next failure starts the backoff anew
+                        log.info("destination recovered", destination=self.name)
+                        self._failures = 0
                     if dead:
                         log.warning(
                             "destination rejected changes for good (dead letters)",
@@ -106,9 +109,6 @@ class DestinationRunner:
                 raise
             finally:
                 self.delivered += done
-            if self._failures:
-                log.info("destination recovered", destination=self.name)
-            self._failures = 0
             return done
 
     def _back_off(self, failure: Exception) -> None:

@@ -255,7 +255,12 @@ class LogIngestor:
             connection_verify=entry.verify_tls,
             connection_timeout=sync.request_timeout_seconds,
             read_timeout=sync.request_timeout_seconds,
+            # azure-core counts each kind of failure on its own budget (3 each by default):
+            # give 5xx answers, dropped connections and cut-off reads the same as the total.
             retry_total=max(0, sync.max_attempts - 1),
+            retry_status=max(0, sync.max_attempts - 1),
+            retry_connect=max(0, sync.max_attempts - 1),
+            retry_read=max(0, sync.max_attempts - 1),
             retry_backoff_max=60,
         )
         self.rows_uploaded = 0
