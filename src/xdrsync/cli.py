@@ -341,7 +341,8 @@ def sync_command(
     config_file: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="One full cycle, then exit.")] = False,
 ) -> None:
-    """One full sync cycle: inbound for every tenant, then the workspace tables."""
+    """One full sync cycle: two-way destinations read back, edits pushed, inbound for every
+    tenant, then every destination."""
     from xdrsync.logs import configure
     from xdrsync.sync.engine import sync_tenant
     from xdrsync.workspace import inbound_settings
@@ -353,6 +354,12 @@ def sync_command(
         config = _load(config_file)
         with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
             failed = False
+            for name, read_back, _seconds in workspace.readbacks():
+                try:
+                    read_back()
+                except XdrSyncError as bad:
+                    failed = True
+                    err_console.print(f"[red]{name} failed:[/red] {bad}")
             pushed = workspace.pusher().push_due()
             if pushed.states:
                 console.print(f"write-back: {_push_summary(pushed.states)}")

@@ -36,7 +36,7 @@ from sentinel_world import (
 )
 
 from xdrsync.config import SyncConfig
-from xdrsync.destinations.sentinel.mapping import MANAGED
+from xdrsync.destinations.sentinel.mapping import MANAGED, incident_name
 from xdrsync.destinations.status import DestinationStatus, destination_statuses
 from xdrsync.emulator.sentinel import settings_for as sentinel_settings
 from xdrsync.emulator.service import settings_for as defender_settings
@@ -144,6 +144,7 @@ def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: P
         sentinel_settings(seed=7, rate_limit_per_minute=300, faults=SENTINEL_FAULTS),
         sync=sync,
         rate_limit_per_minute=900,
+        two_way=True,
     ) as world:
         lives: list[Life] = []
         analyst_labels: dict[str, set[str]] = {}
@@ -187,6 +188,24 @@ def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: P
         defender = world.defender_truth()
         sentinel = world.sentinel_truth()
         assert_sentinel_matches_defender(world, defender, sentinel, analyst_labels)
+        # Two way: every label an analyst added in Sentinel is a custom tag in Defender now,
+        # so the three sides agree (Defender, the hub's incidents, Sentinel).
+        tags = {
+            incident_name(world.tenant_id, i["id"]): set(i.get("customTags") or ())
+            for i in defender
+        }
+        missing = {
+            name: sorted(added - tags[name])
+            for name, added in analyst_labels.items()
+            if added - tags[name]
+        }
+        assert missing == {}, missing
+        for incident in defender:
+            held = world.hub.get_incident(world.tenant_id, incident["id"])
+            assert (
+                held is not None
+                and set(held.custom_tags) == tags[incident_name(world.tenant_id, incident["id"])]
+            ), incident["id"]
         duplicates = assert_every_alert_change_ingested(world.hub, sentinel)
         assert_the_checks_can_fail(world, world.hub, defender, sentinel, analyst_labels)
 
