@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from xdrsync.emulator.auth import SignInError
+from xdrsync.emulator.auth import SignInError, openid_document
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.gate import GraphGate
 from xdrsync.emulator.graph_errors import error_body
@@ -85,23 +85,8 @@ def build_app(emulator: Emulator) -> FastAPI:
                 },
                 status_code=400,
             )
-        # Advertised as https, as login.microsoftonline.com does: msal accepts nothing else.
-        # Our client reaches a loopback authority over plain http (see graph/auth.py).
-        base = "https://" + request.url.netloc + f"/{tenant}"
         tenant_id = emulator.issuer_keys()[tenant].tenant_id
-        return _json(
-            {
-                "issuer": f"https://login.microsoftonline.com/{tenant_id}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "jwks_uri": f"{base}/discovery/v2.0/keys",
-                "response_types_supported": ["code", "id_token", "token id_token", "token"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
-                "tenant_region_scope": "EU",
-                "cloud_instance_name": "microsoftonline.com",
-            }
-        )
+        return _json(openid_document(request.url.netloc, tenant, tenant_id))
 
     @app.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> Response:

@@ -196,3 +196,21 @@ def _assertion_valid(tenant: TenantSpec, assertion: str) -> bool:
         and payload.get("sub") == tenant.client_id
         and float(payload.get("exp", 0)) > time.time()
     )
+
+
+def openid_document(netloc: str, tenant: str, tenant_id: str) -> dict[str, Any]:
+    """A tenant's OpenID metadata as Entra ID serves it. The endpoints are advertised as https,
+    as login.microsoftonline.com does (msal accepts nothing else); our client reaches a
+    loopback authority over plain http (see graph/auth.py)."""
+    base = f"https://{netloc}/{tenant}"
+    return {
+        "issuer": f"https://login.microsoftonline.com/{tenant_id}/v2.0",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "response_types_supported": ["code", "id_token", "token id_token", "token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+    }

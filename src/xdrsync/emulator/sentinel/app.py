@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from xdrsync.emulator.auth import SignInError
+from xdrsync.emulator.auth import SignInError, openid_document
 from xdrsync.emulator.sentinel.arm import add_arm_routes, json_response
 from xdrsync.emulator.sentinel.control import add_control_routes
 from xdrsync.emulator.sentinel.errors import ArmError
@@ -64,19 +64,7 @@ def build_app(emulator: SentinelEmulator) -> FastAPI:
                 },
                 status_code=400,
             )
-        base = f"https://{request.url.netloc}/{tenant}"
-        return json_response(
-            {
-                "issuer": f"https://login.microsoftonline.com/{spec.tenant_id}/v2.0",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "jwks_uri": f"{base}/discovery/v2.0/keys",
-                "response_types_supported": ["code", "id_token", "token id_token", "token"],
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
-                "tenant_region_scope": "EU",
-                "cloud_instance_name": "microsoftonline.com",
-            }
-        )
+        return json_response(openid_document(request.url.netloc, tenant, spec.tenant_id))
 
     @app.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> Response:
