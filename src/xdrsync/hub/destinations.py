@@ -116,6 +116,7 @@ def get_remote_copy(conn: Connection, destination: str, name: str) -> RemoteCopy
         etag=row.etag,
         properties=loads(row.properties),
         children=frozenset(loads(row.children)),
+        pending=loads(row.pending) if row.pending is not None else None,
     )
 
 
@@ -131,6 +132,7 @@ def save_remote_copy(conn: Connection, destination: str, copy: RemoteCopy, now: 
             etag=copy.etag,
             properties=dumps(copy.properties),
             children=dumps(sorted(copy.children)),
+            pending=dumps(copy.pending) if copy.pending is not None else None,
             at=now,
         )
     )

@@ -281,7 +281,7 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
     )
     for part in chunks(owners):
         query = (
-            select(c, o.c.author.label("written_by"))
+            select(c, o.c.author.label("written_by"), o.c.origin.label("written_from"))
             .select_from(ours)
             .where(
                 c.c.tenant_id == tenant_id,
@@ -300,6 +300,7 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
                 comment=row.comment,
                 first_seen_at=row.first_seen_at,
                 written_by=row.written_by,
+                written_from=row.written_from,
             )
             for row in conn.execute(query)
         )

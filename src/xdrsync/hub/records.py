@@ -174,6 +174,7 @@ class CommentRow:
     comment: str | None
     first_seen_at: datetime
     written_by: str | None = None  # the workspace user, when xdrsync posted it for them
+    written_from: str | None = None  # where that user wrote it (the outbox's origin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +242,7 @@ class RemoteCopy:
     etag: str
     properties: dict[str, Any]
     children: frozenset[str] = frozenset()  # e.g. the comments xdrsync wrote on it
+    pending: dict[str, Any] | None = None  # being written now (a write may have landed)
 
 
 @dataclass(frozen=True, slots=True)

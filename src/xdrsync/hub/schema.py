@@ -281,6 +281,9 @@ remote_copy = Table(
     Column("properties", Text, nullable=False),  # JSON
     # JSON list: names of what xdrsync wrote under it (a Sentinel incident's comments).
     Column("children", Text, nullable=False),
+    # JSON: properties being written (saved before the write, cleared after it), so a crash
+    # in between never makes our own write look like someone else's edit, nor theirs ours.
+    Column("pending", Text),
     Column("at", UtcDateTime(), nullable=False),
 )
 

@@ -265,3 +265,44 @@ def test_an_analyst_edit_met_by_a_write_before_any_poll_still_reaches_defender(
     shown = world.sentinel_incident(name)["properties"]
     assert shown["status"] == "Active"
     assert shown["owner"]["userPrincipalName"] == "bob@contoso.com"
+
+
+def test_an_analysts_sentinel_comment_reaches_defender_once_and_is_not_mirrored_back(
+    world: World,
+) -> None:
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    reply = httpx.post(
+        f"{world.sentinel.base_url}/_emulator/incidents/{name}/comments",
+        json={"message": "Checked the sign-in logs: a VPN exit node", "author": "Ann"},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    # A comment alone does not move the incident's lastModifiedTimeUtc here; the label does.
+    labels = world.sentinel_incident(name)["properties"]["labels"]
+    world.analyst(name, labels=[*labels, {"labelName": "reviewed", "labelType": "User"}])
+    assert world.readback.poll() == 2  # the tag and the comment
+    world.cycle()
+    world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
+    assert sum("a VPN exit node" in t for t in texts) == 1
+    shown = [c["properties"]["message"] for c in world.sentinel_incident(name)["comments"]]
+    assert sum("a VPN exit node" in m for m in shown) == 1  # the analyst's, not echoed
+    assert world.readback.poll() == 0
+
+
+def test_a_write_cut_short_by_a_crash_is_neither_taken_for_an_edit_nor_hides_one() -> None:
+    confirmed = {"status": "New", "labels": [{"labelName": "contoso"}, {"labelName": "old-tag"}]}
+    writing = {"status": "Active", "labels": [{"labelName": "contoso"}]}  # tag retired
+    # The PUT landed, and an analyst added a label since: only the label is theirs.
+    landed = {"status": "Active", "labels": [{"labelName": "contoso"}, {"labelName": "vip"}]}
+    request = edit_request(confirmed, landed, "contoso", writing)
+    assert request is not None
+    assert (request.status, request.add_tags, request.remove_tags) == (None, ("vip",), ())
+    # The PUT never landed: Sentinel still shows what was confirmed; nothing is an edit.
+    assert edit_request(confirmed, confirmed, "contoso", writing) is None
+    # An analyst's own change of a field we were not changing is still seen.
+    closed = {**confirmed, "status": "Closed"}
+    request = edit_request(confirmed, closed, "contoso", {**writing, "status": "New"})
+    assert request is not None and request.status == "Closed"

@@ -106,6 +106,7 @@ class SentinelComment:
 
     name: str
     message: str
+    author: str = ""  # as Sentinel names the author (a user's name, or the app)
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,16 @@ class ArmClient:
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     continue
                 props = item.get("properties")
-                message = props.get("message") if isinstance(props, dict) else None
+                props = props if isinstance(props, dict) else {}
+                message, author = props.get("message"), props.get("author")
+                author = author if isinstance(author, dict) else {}
+                who = author.get("name") or author.get("userPrincipalName") or author.get("email")
                 found.append(
-                    SentinelComment(item["name"], message if isinstance(message, str) else "")
+                    SentinelComment(
+                        item["name"],
+                        message if isinstance(message, str) else "",
+                        who if isinstance(who, str) else "",
+                    )
                 )
             link = payload.get("nextLink")
             url = self._follow(link) if isinstance(link, str) and link else None

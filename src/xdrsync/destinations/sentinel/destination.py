@@ -23,6 +23,7 @@ from xdrsync.config import Config, SentinelDestinationConfig, TenantConfig
 from xdrsync.destinations.base import Rejection
 from xdrsync.destinations.sentinel.arm import ArmClient, EtagConflictError, IncidentRejectedError
 from xdrsync.destinations.sentinel.comments import (
+    MirroredComment,
     mirrored_comments,
     notice_name,
     plan_comments,
@@ -214,14 +215,19 @@ class SentinelDestination:
         is sent; otherwise the PUT carries its etag, and an edit made in Sentinel since then
         makes it a 409, after which the incident is read and merged as usual."""
         copy = self.hub.get_remote_copy(self.name, desired.name)
-        known = (copy.etag, copy.properties) if copy is not None else None
+        # A copy without an etag was saved just before a write that may not have landed.
+        known = (copy.etag, copy.properties) if copy is not None and copy.etag else None
 
-        def remember(etag: str | None, properties: dict[str, Any]) -> None:
+        def remember(
+            etag: str | None, properties: dict[str, Any], pending: dict[str, Any] | None = None
+        ) -> None:
             if etag is not None:
                 children = copy.children if copy is not None else frozenset()
                 self.hub.save_remote_copy(
                     self.name,
-                    RemoteCopy(desired.name, tenant_id, incident_id, etag, properties, children),
+                    RemoteCopy(
+                        desired.name, tenant_id, incident_id, etag, properties, children, pending
+                    ),
                 )
 
         for _ in range(MAX_CONFLICTS):
@@ -245,6 +251,9 @@ class SentinelDestination:
                     "not overwriting it blindly"
                 )
             body = merge(current, desired)
+            # What is about to be written, first: if the process dies after the PUT, the
+            # reader still knows these values for ours (and an edit since for theirs).
+            remember(etag or "", current or {}, pending=body)
             try:
                 new_etag = self.arm.put(desired.name, body, etag)
             except EtagConflictError:
@@ -262,9 +271,7 @@ class SentinelDestination:
         self, incident: Incident, tenant: TenantConfig, tenant_id: str, name: str, created: bool
     ) -> list[str]:
         incident_id = incident.id or ""
-        wanted = mirrored_comments(
-            tenant_id, incident_id, self.hub.list_comments(tenant_id, incident_id)
-        )
+        wanted = self.mirrored(tenant_id, incident_id)
         redirect = redirect_comment(incident, tenant_id=tenant_id, tenant_name=tenant.name)
         if redirect is not None:
             wanted.insert(0, redirect)  # where the story goes on matters most
@@ -305,6 +312,19 @@ class SentinelDestination:
         if copy is not None and not there <= written:
             self.hub.save_remote_copy(self.name, replace(copy, children=written | frozenset(there)))
         return reasons
+
+    @property
+    def origin(self) -> str:
+        """The outbox origin of edits read back from this destination (two-way)."""
+        return f"sentinel:{self.name}"
+
+    def mirrored(self, tenant_id: str, incident_id: str) -> list[MirroredComment]:
+        """The incident's Defender comments as this destination shows them, less those that
+        came from it (an analyst's Sentinel comment, posted to Defender for them)."""
+        rows = self.hub.list_comments(tenant_id, incident_id)
+        return mirrored_comments(
+            tenant_id, incident_id, [r for r in rows if r.written_from != self.origin]
+        )
 
     # -- alerts -------------------------------------------------------------------------------
 

@@ -15,8 +15,12 @@ edit. The edit is queued before the copy moves on, so a crash in between repeats
 (which finds it already queued) rather than losing it. The destination calls the same code
 when a write meets a 409, before it puts Defender's values over the new version.
 
-Not read back yet: comments written in Sentinel (a new comment does not change the incident's
-``lastModifiedTimeUtc`` there, so it needs a listing of its own).
+**Comments.** When an incident read back holds more comments (``commentsCount``) than xdrsync
+knows of on it (the ones it mirrored from Defender and the ones it forwarded), its comments are
+listed and the new ones are posted to Defender for their author. Their echo is not mirrored
+back: a hub comment posted from this destination is left out of the mirror. A comment alone
+is seen when the incident is next listed: whether a new comment moves Sentinel's
+``lastModifiedTimeUtc`` is not documented (the emulator assumes it does not).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import structlog
 
 from xdrsync.config import Config
 from xdrsync.destinations.sentinel.arm import ListedPage
+from xdrsync.destinations.sentinel.comments import notice_name
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import INCIDENT_LABEL_PREFIX, REDIRECTED_LABEL
 from xdrsync.errors import EditRefusedError, FatalSyncError
-from xdrsync.hub import Hub
+from xdrsync.hub import Hub, RemoteCopy
 from xdrsync.hub.payload import (
     TICKS_PER_SECOND,
     ticks_from_datetime,
@@ -79,27 +84,43 @@ class _Page:
 
 
 def edit_request(
-    before: Mapping[str, Any], after: Mapping[str, Any], tenant_name: str
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    tenant_name: str,
+    pending: Mapping[str, Any] | None = None,
 ) -> EditRequest | None:
     """The Defender edit that turns ``before`` (our copy) into ``after`` (Sentinel now), in
-    the fields two-way sync carries; None when none of them changed."""
+    the fields two-way sync carries; None when none of them changed. A value equal to
+    ``pending`` (what xdrsync was writing when it last stopped) is our own write landed."""
+    ours = [before] if pending is None else [before, pending]
+
+    def changed(read: Callable[[Mapping[str, Any]], object]) -> bool:
+        return all(read(after) != read(known) for known in ours)
+
     changes: dict[str, Any] = {}
-    if _text(after, "status") != _text(before, "status") and _text(after, "status"):
+    if changed(lambda p: _text(p, "status")) and _text(after, "status"):
         changes["status"] = _text(after, "status")
-    if _text(after, "classification") != _text(before, "classification"):
+    if changed(lambda p: _text(p, "classification")):
         wanted = _text(after, "classification").casefold()
         if wanted in DEFENDER_CLASSIFICATION:
             changes["classification"] = DEFENDER_CLASSIFICATION[wanted]
-    owner_now, owner_then = _upn(after.get("owner")), _upn(before.get("owner"))
-    if owner_now != owner_then and owner_now is not None:
+    owner_now = _upn(after.get("owner"))
+    if changed(lambda p: _upn(p.get("owner"))) and owner_now is not None:
         changes["owner"] = owner_now  # "" unassigns
     comment = _text(after, "classificationComment")
-    if comment and comment != _text(before, "classificationComment"):
+    if comment and changed(lambda p: _text(p, "classificationComment")):
         changes["comment"] = comment
     own = {tenant_name.casefold()} | _DERIVED_LABELS
     labels_now, labels_then = _labels(after, own), _labels(before, own)
-    added = tuple(sorted(set(labels_now) - set(labels_then)))
-    removed = tuple(sorted(set(labels_then) - set(labels_now)))
+    writing = set(_labels(pending, own)) if pending is not None else None
+    added = tuple(sorted(set(labels_now) - set(labels_then) - (writing or set())))
+    removed = tuple(
+        sorted(
+            label
+            for label in set(labels_then) - set(labels_now)
+            if writing is None or label in writing  # not one we were taking away
+        )
+    )
     if not changes and not added and not removed:
         return None
     return EditRequest(
@@ -171,7 +192,7 @@ class SentinelReadback:
 
     @property
     def origin(self) -> str:
-        return f"sentinel:{self.destination.name}"
+        return self.destination.origin
 
     def poll(self) -> int:
         """Read what changed in Sentinel since the watermark (less the lookback); returns
@@ -222,7 +243,9 @@ class SentinelReadback:
             return 0
         tenant = self._tenants.get(copy.tenant_id.lower())
         queued = 0
-        request = edit_request(copy.properties, properties, tenant.name if tenant else "")
+        request = edit_request(
+            copy.properties, properties, tenant.name if tenant else "", copy.pending
+        )
         if tenant is not None and request is not None:
             try:
                 queued = len(
@@ -245,9 +268,54 @@ class SentinelReadback:
                     tenant=tenant.name,
                     reason=str(refused),
                 )
+        children = copy.children
+        if tenant is not None and self._new_comments(copy, properties):
+            forwarded, known = self._forward_comments(tenant, copy)
+            queued += forwarded
+            children = children | known
         self.hub.save_remote_copy(
             self.destination.name,
-            replace(copy, etag=etag, properties=dict(properties)),
+            replace(copy, etag=etag, properties=dict(properties), children=children),
         )
         self.edits_queued += queued
         return queued
+
+    @staticmethod
+    def _new_comments(copy: RemoteCopy, properties: Mapping[str, Any]) -> bool:
+        """Whether Sentinel holds more comments than xdrsync knows of on this incident."""
+        extra = properties.get("additionalData")
+        count = extra.get("commentsCount") if isinstance(extra, Mapping) else None
+        return isinstance(count, int) and count > len(copy.children)
+
+    def _forward_comments(self, tenant: Tenant, copy: RemoteCopy) -> tuple[int, frozenset[str]]:
+        """Post the incident's new Sentinel comments to Defender; (edits queued, the names of
+        every comment now accounted for)."""
+        ours = {c.name for c in self.destination.mirrored(copy.tenant_id, copy.entity_id)}
+        ours.add(notice_name(copy.tenant_id, copy.entity_id))
+        known: set[str] = set()
+        queued = 0
+        for comment in self.destination.arm.list_comments(copy.name):
+            known.add(comment.name)
+            if comment.name in copy.children or comment.name in ours or not comment.message:
+                continue
+            author = comment.author or "an analyst"
+            try:
+                queued += len(
+                    submit(
+                        self.hub,
+                        tenant,
+                        "incident",
+                        copy.entity_id,
+                        EditRequest(comment=comment.message),
+                        author=f"{author} (Microsoft Sentinel)",
+                        origin=self.origin,
+                    )
+                )
+            except EditRefusedError as refused:
+                log.warning(
+                    "a Sentinel comment cannot go to Defender",
+                    destination=self.destination.name,
+                    incident=copy.entity_id,
+                    reason=str(refused),
+                )
+        return queued, frozenset(known)

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("etag", sa.Text(), nullable=False),
         sa.Column("properties", sa.Text(), nullable=False),
         sa.Column("children", sa.Text(), nullable=False),
+        sa.Column("pending", sa.Text()),
         sa.Column("at", _TS, nullable=False),
     )
 
