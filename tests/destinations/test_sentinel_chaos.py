@@ -190,22 +190,24 @@ def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: P
         assert_sentinel_matches_defender(world, defender, sentinel, analyst_labels)
         # Two way: every label an analyst added in Sentinel is a custom tag in Defender now,
         # so the three sides agree (Defender, the hub's incidents, Sentinel).
+        # An incident Defender merged away takes no edit (it is closed in Sentinel with a link
+        # to the survivor), so its labels stay in Sentinel only.
         tags = {
             incident_name(world.tenant_id, i["id"]): set(i.get("customTags") or ())
             for i in defender
+            if i.get("status") != "redirected"
         }
         missing = {
             name: sorted(added - tags[name])
             for name, added in analyst_labels.items()
-            if added - tags[name]
+            if name in tags and added - tags[name]
         }
         assert missing == {}, missing
+        assert sum(name in tags for name in analyst_labels) >= 5, len(tags)
         for incident in defender:
             held = world.hub.get_incident(world.tenant_id, incident["id"])
-            assert (
-                held is not None
-                and set(held.custom_tags) == tags[incident_name(world.tenant_id, incident["id"])]
-            ), incident["id"]
+            assert held is not None, incident["id"]
+            assert set(held.custom_tags) == set(incident.get("customTags") or ()), incident["id"]
         duplicates = assert_every_alert_change_ingested(world.hub, sentinel)
         assert_the_checks_can_fail(world, world.hub, defender, sentinel, analyst_labels)
 
