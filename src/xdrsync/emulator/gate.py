@@ -66,6 +66,20 @@ class InjectedResetError(Exception):
     """Raised after a partial response so the server drops the connection."""
 
 
+async def drop_connection(send_start: Send, send_body: Send) -> None:
+    """Start a 200 answer promising 4 KB, send a few bytes of it, and drop the connection:
+    a reset in the middle of a body (``send_start`` may count the answer)."""
+    await send_start(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+        }
+    )
+    await send_body({"type": "http.response.body", "body": b'{"value": [', "more_body": True})
+    raise InjectedResetError("connection dropped on purpose")
+
+
 class _QuietResets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -138,18 +152,7 @@ class GraphGate:
             await _respond(send, status, error_body(code, "Injected fault.", client_request_id), [])
             return
         if fault is Fault.RESET:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"4096"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": b'{"value": [', "more_body": True})
-            raise InjectedResetError("connection dropped on purpose")
+            await drop_connection(send, send)
         if fault is Fault.SLOW:
             await asyncio.sleep(em.faults.slow_seconds)
         scope.setdefault("state", {})

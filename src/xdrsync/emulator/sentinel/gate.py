@@ -17,7 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xdrsync.emulator.faults import Fault
-from xdrsync.emulator.gate import InjectedResetError
+from xdrsync.emulator.gate import drop_connection
 from xdrsync.emulator.sentinel.auth import ARM_AUDIENCES, MONITOR_AUDIENCE
 from xdrsync.emulator.sentinel.errors import ArmError
 from xdrsync.emulator.sentinel.service import ARM, INGESTION, SentinelEmulator
@@ -121,18 +121,7 @@ class SentinelGate:
             await _send_error(counted_send, ArmError(status, code, "Injected fault."))
             return
         if fault is Fault.RESET:
-            await counted_send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"4096"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": b'{"value": [', "more_body": True})
-            raise InjectedResetError("connection dropped on purpose")
+            await drop_connection(counted_send, send)
         if fault is Fault.SLOW:
             await asyncio.sleep(em.faults.requests.slow_seconds)
         scope.setdefault("state", {})
