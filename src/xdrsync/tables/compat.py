@@ -574,19 +574,7 @@ def _tabular_lets(tokens: Sequence[Token], columns: Mapping[str, Sequence[str]])
 
 def _function_is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]) -> bool:
     """Whether a function body `{ ...; expr }` ends in a tabular expression."""
-    parts: list[tuple[int, int]] = []
-    depth = 0
-    begin = start
-    for j in range(start, end):
-        kind = tokens[j].kind
-        if kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            depth += 1
-        elif kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth -= 1
-        elif depth == 0 and kind == kt.SEMICOLON:
-            parts.append((begin, j))
-            begin = j + 1
-    parts.append((begin, end))
+    parts = kt.split_top(tokens, start, end, kt.SEMICOLON)
     last = [p for p in parts if kt.sig_indices(tokens, *p)]
     return bool(last) and _is_tabular(tokens, *last[-1], tabular)
 

@@ -156,8 +156,11 @@ def segment_end(tokens: Sequence[Token], start: int) -> int:
     return len(tokens)
 
 
-def split_top(tokens: Sequence[Token], start: int, end: int) -> list[tuple[int, int]]:
-    """`[start, end)` split at the commas outside any bracket."""
+def split_top(
+    tokens: Sequence[Token], start: int, end: int, separator: int = COMMA
+) -> list[tuple[int, int]]:
+    """`[start, end)` split at the `separator` tokens (commas; or `|`, `;`) outside any
+    bracket."""
     parts: list[tuple[int, int]] = []
     depth = 0
     begin = start
@@ -167,7 +170,7 @@ def split_top(tokens: Sequence[Token], start: int, end: int) -> list[tuple[int, 
             depth += 1
         elif kind in _CLOSE:
             depth -= 1
-        elif depth == 0 and kind == COMMA:
+        elif depth == 0 and kind == separator:
             parts.append((begin, j))
             begin = j + 1
     parts.append((begin, end))

@@ -9,6 +9,12 @@ standard columns (`schemas.HIDDEN_COLUMNS`) and our bookkeeping columns
 (`schemas.BOOKKEEPING_COLUMNS`), so `SecurityIncident | take 5` shows exactly Sentinel's
 columns. A query that names a hidden column runs over temporary views of the same name that add
 the hidden columns it names (`hidden_views`).
+
+A query for a user scoped to some tenants (`query(kql, tenant_ids=...)`) runs over temporary
+views of the same names that keep only those tenants' rows (`scope.tenant_filter`): the KQL is
+not rewritten, so every way a query can name a table (`union`, `join`, `let`, `toscalar`,
+`materialize`, `union *`) reads the filtered view, and the storage tables are out of reach as
+ever (the allow-list refuses any other name).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +45,7 @@ from xdrsync.tables.schemas import (
     TableSchema,
     table_schema,
 )
+from xdrsync.tables.scope import normalize_tenant_ids, tenant_filter
 
 #: Storage tables live in their own DuckDB schema under a different name than the KQL view,
 #: because duckdb-kql keys its schema map by bare table name and two relations both called
@@ -182,24 +190,37 @@ class LogStore:
     def limits(self) -> QueryLimits:
         return self._limits
 
-    def query(self, kql: str) -> QueryResult:
+    def query(
+        self,
+        kql: str,
+        *,
+        tenant_ids: Sequence[str] | None = None,
+        max_rows: int | None = None,
+    ) -> QueryResult:
         """Run one KQL query over the workspace tables, under this store's limits.
 
         Refused (`QueryRefusedError`) when it reads anything else; stopped
         (`QueryLimitError`) at its time or memory limit; at most `max_rows` rows come back,
         with `truncated` set when there were more. KQL and engine errors become `QueryError`.
+
+        `tenant_ids` scopes the query: it sees only the rows whose `TenantId` is one of them
+        (compared without regard to case; an empty list sees no rows). None (the CLI) sees
+        every tenant. `max_rows` replaces the store's row cap for this query.
         """
+        scope = normalize_tenant_ids(tenant_ids)
+        limits = self._limits if max_rows is None else replace(self._limits, max_rows=max_rows)
         translated = translate(kql, TABLE_NAMES)  # before the file is opened: no lock held
+        views = hidden_views(translated.hidden, tenant_ids=scope)
         self._ensure_exists()
         with open_store(
             self._path,
             read_only=True,
             timeout=self._read_timeout,
-            config=query_config(self._limits),
-            setup=(*hidden_views(translated.hidden), *_ordering(translated), *LOCK_STATEMENTS),
+            config=query_config(limits),
+            setup=(*views, *_ordering(translated), *LOCK_STATEMENTS),
         ) as con:
-            translated = with_bag_keys(con, translated, TABLE_NAMES, self._limits)
-            fetched = fetch(con, translated, self._limits, TABLE_NAMES)
+            translated = with_bag_keys(con, translated, TABLE_NAMES, limits)
+            fetched = fetch(con, translated, limits, TABLE_NAMES)
         implied = translated.implied
         keep = [i for i, d in enumerate(fetched.description) if str(d[0]) not in implied]
         columns = tuple(translated.column_name(str(fetched.description[i][0])) for i in keep)
@@ -296,16 +317,20 @@ def _ordering(query: Translated) -> tuple[str, ...]:
     return ("SET threads=1",) if query.rewritten.ordered_lists else ()
 
 
-def hidden_views(names: Sequence[str]) -> list[str]:
-    """Temporary views that show every table with the hidden columns `names` added: they
-    shadow the visible views for one query's connection only (`LogStore.query`)."""
+def hidden_views(names: Sequence[str], *, tenant_ids: Sequence[str] | None = None) -> list[str]:
+    """Temporary views that show every table with the hidden columns `names` added and, when
+    `tenant_ids` is not None, only the rows of those tenants (already normalized, see
+    `scope.normalize_tenant_ids`): they shadow the visible views for one query's connection
+    only (`LogStore.query`). No views when neither applies."""
     wanted = [c for c in HIDDEN_COLUMNS if c.name in names]
-    if not wanted:
+    if not wanted and tenant_ids is None:
         return []
-    return [
-        f'CREATE TEMP VIEW "{name}" AS {_select(table_schema(name).columns, wanted, name)}'
-        for name in TABLE_NAMES
-    ]
+    views = []
+    for name in TABLE_NAMES:
+        schema = table_schema(name)
+        where = "" if tenant_ids is None else f" WHERE {tenant_filter(schema, tenant_ids)}"
+        views.append(f'CREATE TEMP VIEW "{name}" AS {_select(schema.columns, wanted, name)}{where}')
+    return views
 
 
 def _select(columns: Sequence[Column], hidden: Sequence[Column], table: str) -> str:

@@ -220,6 +220,13 @@ def _next_position(text: str) -> tuple[int, int, int, int] | None:
     return None
 
 
+def error_position(message: str) -> tuple[int, int] | None:
+    """The place a query error message names (`at L:C`: 1-based line, 0-based column, in
+    the query as the user wrote it), or None when it names none."""
+    found = _next_position(message)
+    return (found[2], found[3]) if found is not None else None
+
+
 def fetch(
     con: duckdb.DuckDBPyConnection,
     query: Translated,
@@ -272,4 +279,4 @@ def _engine_error(
     return QueryError(f"query failed: {rewritten.restore(message)}")
 
 
-__all__ = ["Fetched", "Translated", "fetch", "translate", "with_bag_keys"]
+__all__ = ["Fetched", "Translated", "error_position", "fetch", "translate", "with_bag_keys"]
