@@ -23,6 +23,7 @@ import structlog
 
 from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph import calls
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.errors import ResponseLimitError
 from xdrsync.graph.http import (
@@ -246,6 +247,7 @@ class GraphClient:
         """Count an event for ``stats()`` (also used by the typed operations)."""
         with self._counts_lock:
             self._counts[counter] += amount
+        calls.record(self.tenant.tenant_id, counter, amount)  # the process-wide tally
 
     def stats(self) -> dict[str, float]:
         """Counters for metrics: requests, retries, throttled, token refreshes, fallbacks..."""

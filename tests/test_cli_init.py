@@ -1,0 +1,345 @@
+"""``xdrsync init`` and the connector check, against the Defender emulator: a read-write
+tenant, a read-only one (the emulator grants it the Read.All roles only) and a wrong secret."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import typer
+from typer.testing import CliRunner
+
+from xdrsync import cli_init
+from xdrsync.cli_init import init_command
+from xdrsync.config import TenantConfig, load_config
+from xdrsync.connectors import (
+    PERMISSIONS,
+    check_tenant,
+    render_tenant_toml,
+    required_permissions,
+    setup_steps,
+)
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.emulator.tenants import TenantSpec
+
+SECRET_VAR = "XDRSYNC_TEST_INIT_SECRET"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorServer]:
+    settings = settings_for(seed=41, incidents=10, tenants=2, read_only_tenants=[1])
+    with EmulatorServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+def runner() -> Iterator[CliRunner]:
+    """Runs the command in this process; the logging it configures is put back after."""
+    saved = structlog.get_config()
+    yield CliRunner()
+    structlog.configure(**saved)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("init")(init_command)
+
+    @app.callback()
+    def _root() -> None:  # keeps "init" a subcommand, as in cli.py
+        pass
+
+    return app
+
+
+def _tenants(server: EmulatorServer) -> tuple[TenantSpec, TenantSpec]:
+    writer, reader = server.emulator.settings.tenants
+    assert not writer.read_only and reader.read_only
+    return writer, reader
+
+
+def _args(server: EmulatorServer, tenant: TenantSpec, config: Path, *more: str) -> list[str]:
+    return [
+        "init",
+        "--config",
+        str(config),
+        "--name",
+        tenant.name,
+        "--tenant-id",
+        tenant.tenant_id,
+        "--client-id",
+        tenant.client_id,
+        "--graph-url",
+        server.base_url,
+        "--authority-url",
+        server.base_url,
+        *more,
+    ]
+
+
+def _secret_file(folder: Path, tenant: TenantSpec, secret: str | None = None) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{tenant.name}.secret"
+    path.write_text((secret or tenant.client_secret) + "\n")
+    path.chmod(0o600)
+    return f"file:{path.name}"
+
+
+def test_init_writes_the_config_by_reference_and_checks_a_read_write_tenant(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    writer, _ = _tenants(emulator)
+    config = tmp_path / "xdrsync.toml"
+    ref = _secret_file(tmp_path, writer)
+    done = runner.invoke(_app(), _args(emulator, writer, config, "--secret-ref", ref))
+    assert done.exit_code == 0, done.output
+    # The steps and permissions come first.
+    assert done.output.index("Register an application") < done.output.index("wrote")
+    for permission in PERMISSIONS:
+        assert permission.name in done.output
+    assert "everything works" in done.output
+    text = config.read_text()
+    assert writer.client_secret not in text and f'client_secret = "{ref}"' in text
+    loaded = load_config(config)
+    (tenant,) = loaded.tenants
+    assert tenant.name == writer.name and tenant.two_way is True
+    assert tenant.client_secret is not None
+    assert tenant.client_secret.get_secret_value() == writer.client_secret
+    assert loaded.workspace.path == tmp_path / "xdrsync-data"
+
+
+def test_an_existing_config_is_kept_unless_forced_and_tenants_are_added(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    writer, reader = _tenants(emulator)
+    config = tmp_path / "xdrsync.toml"
+    first = _args(emulator, writer, config, "--secret-ref", _secret_file(tmp_path, writer))
+    assert runner.invoke(_app(), [*first, "--no-check"]).exit_code == 0
+    before = config.read_text()
+
+    again = runner.invoke(_app(), [*first, "--no-check"])
+    assert again.exit_code == 2 and "--force" in again.output and "--add-tenant" in again.output
+    assert config.read_text() == before
+
+    duplicate = runner.invoke(_app(), [*first, "--no-check", "--add-tenant"])
+    assert duplicate.exit_code == 2 and "already has a tenant" in duplicate.output
+
+    added = runner.invoke(
+        _app(),
+        _args(
+            emulator,
+            reader,
+            config,
+            "--secret-ref",
+            _secret_file(tmp_path, reader),
+            "--read-only",
+            "--add-tenant",
+        ),
+    )
+    assert added.exit_code == 0, added.output
+    assert config.read_text().startswith(before)
+    loaded = load_config(config)
+    assert [t.name for t in loaded.tenants] == [writer.name, reader.name]
+    assert loaded.writes_to(loaded.tenants[1]) is False
+
+    forced = runner.invoke(_app(), [*first, "--no-check", "--force", "--workspace", "elsewhere"])
+    assert forced.exit_code == 0, forced.output
+    replaced = load_config(config)
+    assert [t.name for t in replaced.tenants] == [writer.name]
+    assert replaced.workspace.path == tmp_path / "elsewhere"
+
+
+def test_a_missing_permission_is_said_plainly_with_exit_0(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, reader = _tenants(emulator)
+    monkeypatch.setenv(SECRET_VAR, reader.client_secret)
+    config = tmp_path / "xdrsync.toml"
+    done = runner.invoke(
+        _app(), _args(emulator, reader, config, "--secret-ref", f"env:{SECRET_VAR}", "--two-way")
+    )
+    assert done.exit_code == 0, done.output
+    assert "MISSING" in done.output
+    assert (
+        "Missing permission(s): SecurityIncident.ReadWrite.All, SecurityAlert.ReadWrite.All"
+        in done.output
+    )
+    assert "read-only" in done.output
+    assert reader.client_secret not in done.output
+    assert f'client_secret = "env:{SECRET_VAR}"' in config.read_text()
+
+
+def test_a_wrong_secret_fails_the_check_after_writing(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    writer, _ = _tenants(emulator)
+    config = tmp_path / "xdrsync.toml"
+    ref = _secret_file(tmp_path, writer, secret="not-the-secret-at-all")
+    done = runner.invoke(_app(), _args(emulator, writer, config, "--secret-ref", ref))
+    assert done.exit_code == 1
+    assert config.exists()
+    assert "AADSTS7000215" in done.output and "not tried" in done.output
+    assert "not-the-secret-at-all" not in done.output
+
+
+def test_an_unset_variable_is_reported_and_the_config_kept(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, _ = _tenants(emulator)
+    monkeypatch.delenv(SECRET_VAR, raising=False)
+    config = tmp_path / "xdrsync.toml"
+    done = runner.invoke(
+        _app(), _args(emulator, writer, config, "--secret-ref", f"env:{SECRET_VAR}")
+    )
+    assert done.exit_code == 1 and f"environment variable {SECRET_VAR} is not set" in done.output
+    assert config.exists()
+
+
+def test_a_literal_secret_is_refused(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    writer, _ = _tenants(emulator)
+    config = tmp_path / "xdrsync.toml"
+    done = runner.invoke(
+        _app(), _args(emulator, writer, config, "--secret-ref", writer.client_secret)
+    )
+    assert done.exit_code == 2 and "by reference" in done.output
+    assert writer.client_secret not in done.output
+    assert not config.exists()
+
+
+def test_without_a_terminal_missing_options_are_named_on_one_line(tmp_path: Path) -> None:
+    program = "import typer\nfrom xdrsync.cli_init import init_command\ntyper.run(init_command)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", program, "--config", str(tmp_path / "x.toml"), "--name", "acme"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "--tenant-id" in lines[0] and "--client-id" in lines[0]
+    assert "--secret-ref or --certificate" in lines[0] and "--name" not in lines[0]
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_interactive_prompts_fill_what_options_did_not(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, _ = _tenants(emulator)
+    monkeypatch.setattr(cli_init, "_interactive", lambda: True)
+    ref = _secret_file(tmp_path, writer)
+    config = tmp_path / "xdrsync.toml"
+    answers = [
+        "ws",  # workspace
+        writer.name,
+        writer.tenant_id,
+        writer.client_id,
+        writer.client_secret,  # a pasted secret: refused, asked again
+        ref,
+        "n",  # two-way
+        emulator.base_url,
+        emulator.base_url,
+    ]
+    done = runner.invoke(_app(), ["init", "--config", str(config)], input="\n".join(answers) + "\n")
+    assert done.exit_code == 0, done.output
+    assert "never written to the config" in done.output
+    data = tomllib.loads(config.read_text())
+    assert data["workspace"]["path"] == "ws"
+    (tenant,) = data["tenants"]
+    assert tenant["client_secret"] == ref and tenant["two_way"] is False
+    assert writer.client_secret not in config.read_text()
+    # Read-only: the write permissions are not needed, so nothing is missing.
+    assert "everything works" in done.output
+
+
+# -- connectors -----------------------------------------------------------------------------
+
+
+def _tenant_config(
+    server: EmulatorServer, spec: TenantSpec, secret: str | None = None
+) -> TenantConfig:
+    from pydantic import SecretStr
+
+    return TenantConfig(
+        name=spec.name,
+        tenant_id=spec.tenant_id,
+        client_id=spec.client_id,
+        client_secret=SecretStr(secret or spec.client_secret),
+        graph_url=server.base_url,
+        authority_url=server.base_url,
+    )
+
+
+def test_check_tenant_reports_token_permissions_and_both_reads(emulator: EmulatorServer) -> None:
+    from xdrsync.config import SyncConfig
+
+    writer, reader = _tenants(emulator)
+    full = check_tenant(_tenant_config(emulator, writer), SyncConfig())
+    assert full.token_ok and full.incidents.ok and full.alerts.ok and full.ok
+    states = {p.name: p.state for p in full.permissions}
+    assert states == {
+        "SecurityIncident.Read.All": "implied",
+        "SecurityAlert.Read.All": "implied",
+        "SecurityIncident.ReadWrite.All": "granted",
+        "SecurityAlert.ReadWrite.All": "granted",
+    }
+    partial = check_tenant(_tenant_config(emulator, reader), SyncConfig())
+    assert partial.readable and not partial.ok
+    assert partial.missing == ("SecurityIncident.ReadWrite.All", "SecurityAlert.ReadWrite.All")
+    assert check_tenant(_tenant_config(emulator, reader), SyncConfig(), two_way=False).ok
+    wrong = check_tenant(_tenant_config(emulator, writer, "wrong-secret"), SyncConfig())
+    assert not wrong.token_ok and wrong.token_error and "wrong-secret" not in wrong.token_error
+    assert wrong.incidents.state == "skipped" and wrong.alerts.state == "skipped"
+    as_json = full.to_dict()
+    assert as_json["ok"] is True and as_json["missing"] == []
+
+
+def test_render_tenant_toml_round_trips_and_never_takes_a_literal_secret(tmp_path: Path) -> None:
+    block = render_tenant_toml(
+        "contoso",
+        "11111111-1111-1111-1111-111111111111",
+        "22222222-2222-2222-2222-222222222222",
+        secret_ref="env:CONTOSO_SECRET",
+        two_way=False,
+    )
+    (entry,) = tomllib.loads(block)["tenants"]
+    assert entry == {
+        "name": "contoso",
+        "tenant_id": "11111111-1111-1111-1111-111111111111",
+        "client_id": "22222222-2222-2222-2222-222222222222",
+        "client_secret": "env:CONTOSO_SECRET",
+        "graph_url": "https://graph.microsoft.com",
+        "authority_url": "https://login.microsoftonline.com",
+        "two_way": False,
+    }
+    odd = render_tenant_toml(
+        "a", "t1", "c1", certificate_path='C:\\certs\\"x"\x7f.pem', graph_url="http://127.0.0.1:1"
+    )
+    assert tomllib.loads(odd)["tenants"][0]["certificate_path"] == 'C:\\certs\\"x"\x7f.pem'
+    for bad in ("s3cr3t-value", "env:", "file:  "):
+        with pytest.raises(ValueError, match=r"reference|prefix") as refused:
+            render_tenant_toml("a", "t1", "c1", secret_ref=bad)
+        assert "s3cr3t" not in str(refused.value)
+    with pytest.raises(ValueError, match="exactly one"):
+        render_tenant_toml("a", "t1", "c1")
+    with pytest.raises(ValueError, match="name"):
+        render_tenant_toml("bad name!", "t1", "c1", secret_ref="env:X")
+    with pytest.raises(ValueError, match="http"):
+        render_tenant_toml("a", "t1", "c1", secret_ref="env:X", graph_url="http://example.com")
+
+
+def test_setup_steps_name_the_graph_permissions() -> None:
+    read_only = [p.name for p in required_permissions(False)]
+    assert read_only == ["SecurityIncident.Read.All", "SecurityAlert.Read.All"]
+    assert len(required_permissions(True)) == 4
+    items = [item for step in setup_steps(True) for item in step.items]
+    assert any(item.startswith("SecurityIncident.ReadWrite.All") for item in items)
+    assert any("admin consent" in step.title for step in setup_steps())
