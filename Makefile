@@ -7,6 +7,14 @@ BIN    := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# The console's browser tests drive Debian's Chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+APT_GET  := $(if $(filter 0,$(shell id -u)),,sudo -n) apt-get
+
+$(CHROMIUM):
+	$(APT_GET) update -qq
+	DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium chromium-driver
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -21,7 +29,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: setup

@@ -15,12 +15,13 @@ from rich.console import Console
 
 from xdrsync import __version__
 from xdrsync.errors import ConfigError, XdrSyncError
-from xdrsync.layout import TABLES_DESTINATION
+from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
+    from xdrsync.serving import ServerThread
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
 
@@ -47,6 +48,10 @@ conflicts_app = typer.Typer(
     no_args_is_help=True, help="Edits waiting for a decision (fields with policy manual)."
 )
 app.add_typer(conflicts_app, name="conflicts")
+users_app = typer.Typer(no_args_is_help=True, help="Who may use the console and REST API.")
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(no_args_is_help=True, help="Personal API tokens for scripts.")
+app.add_typer(tokens_app, name="tokens")
 
 ConfigOption = Annotated[
     Path | None,
@@ -418,9 +423,34 @@ def run_command(
                 f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "
                 f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
             )
+            server = _start_console(config, workspace, service.wake_pusher)
             stop.wait()
             err_console.print("stopping…")
+            if server is not None:
+                server.stop()
             service.stop()
+
+
+def _start_console(
+    config: Config, workspace: Workspace, wake: Callable[[], None]
+) -> ServerThread | None:
+    """The console beside the sync, when ``[console] enabled`` (the default)."""
+    if not config.console.enabled:
+        return None
+    from xdrsync.console.accounts import Accounts
+    from xdrsync.console.server import console_server
+
+    try:
+        server = console_server(config, workspace.hub, workspace.logs, wake_pusher=wake).start()
+    except (OSError, RuntimeError) as failure:
+        raise _fail(
+            f"the console could not listen on {config.console.host}:{config.console.port} "
+            f"({failure}); change [console] port, or set enabled = false"
+        ) from None
+    err_console.print(f"console and REST API on [bold]{server.base_url}[/bold]")
+    if not Accounts(workspace.hub).users():
+        err_console.print("no console users yet: add one with  xdrsync users add NAME --role admin")
+    return server
 
 
 @app.command("backfill")
@@ -470,12 +500,9 @@ def backfill_command(
 @app.command("check")
 def check_command(config_file: ConfigOption = None) -> None:
     """Validate the config, sign in, and make one cheap call per tenant and destination."""
-    from datetime import timedelta
-
+    from xdrsync.connectors import probe_incidents
     from xdrsync.graph.security import DefenderApi
-    from xdrsync.hub.payload import ticks_from_datetime
     from xdrsync.logs import configure, scrub
-    from xdrsync.sync.listing import PageQuery
     from xdrsync.twoway.access import STREAM, capability_doc, read_only_reasons
 
     configure("error")
@@ -488,10 +515,7 @@ def check_command(config_file: ConfigOption = None) -> None:
         for tenant in config.tenants:
             api = DefenderApi.connect(tenant, config.sync)
             try:
-                since = datetime.now(UTC) - timedelta(minutes=1)
-                page = api.incidents_page(
-                    PageQuery(ticks_from_datetime(since)), expand_alerts=False
-                )
+                page = probe_incidents(api)
                 console.print(
                     f"[green]✓[/green] {tenant.name}: signed in, incidents readable "
                     f"(server time {page.server_date.isoformat(timespec='seconds')})"
@@ -856,7 +880,10 @@ def destinations_dead_letters(
 @destinations_app.command("replay")
 def destinations_replay(
     name: Annotated[
-        str, typer.Argument(help=f"The destination ({TABLES_DESTINATION!r} or a name).")
+        str,
+        typer.Argument(
+            help=f"The destination ({TABLES_DESTINATION!r}, {QUEUE_DESTINATION!r} or a name)."
+        ),
     ],
     from_seq: Annotated[
         int, typer.Option("--from-seq", min=1, help="The first change number to send again.")
@@ -867,7 +894,7 @@ def destinations_replay(
     stopped: the workspace lock is taken). The log tables drop those rows and rewrite them."""
     with _errors():
         config = _load(config_file)
-        if name != TABLES_DESTINATION:
+        if name not in (TABLES_DESTINATION, QUEUE_DESTINATION):
             name = config.destination(name).name
         with _workspace(config, lock=True) as workspace:
             head = workspace.hub.max_seq()
@@ -917,13 +944,192 @@ def demo_command(
         Path, typer.Option("--workspace", help="Demo workspace (wiped).")
     ] = Path("./xdrsync-data/demo"),
     port: Annotated[int, typer.Option(help="Emulator port (0: any free port).")] = 0,
+    console_port: Annotated[
+        int, typer.Option(help="Console port (0: any free port; 8080 falls back to any).")
+    ] = 8080,
 ) -> None:
-    """Emulated Defender with live activity, synced into a workspace, shown live."""
+    """Emulated Defender with live activity, synced into a workspace with its console, shown
+    live."""
     from xdrsync.demo import run_demo
 
     with _errors():
-        run_demo(workspace_dir, duration=duration, port=port, console=console)
+        run_demo(
+            workspace_dir, duration=duration, port=port, console=console, console_port=console_port
+        )
+
+
+from xdrsync.cli_init import init_command  # noqa: E402 - registered beside the others
+
+app.command("init")(init_command)
 
 
 def main() -> None:
     app()
+
+
+# -- console users and tokens -----------------------------------------------------------------
+
+
+def _read_password(password_file: Path | None) -> str:
+    import sys
+
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as failure:
+            raise _fail(f"cannot read {password_file}: {failure.strerror}") from None
+        return text.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise _fail("no terminal to ask for the password: use --password-file FILE")
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return str(password)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user's login name.")],
+    role: Annotated[str, typer.Option(help="reader, responder or admin.")] = "reader",
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option("--tenant", help="Scope to this tenant (repeat); none: every tenant."),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="Read the password from this file (scripts)."),
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Their address: what 'assign to me' assigns to.")
+    ] = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Add a console user (or change an existing one's password, role and tenants)."""
+    from xdrsync.console.accounts import ROLES, Accounts, check_password
+
+    with _errors():
+        config = _load(config_file)
+        if role not in ROLES:
+            raise _fail(f"--role is one of {', '.join(ROLES)}, not {role!r}")
+        known = {t.name for t in config.tenants}
+        unknown = [t for t in tenant or () if t not in known]
+        if unknown:
+            raise _fail(f"no tenant named {', '.join(unknown)} in the config")
+        password = _read_password(password_file)
+        check_password(password)
+        with _hub(config) as hub:
+            user = Accounts(hub).add_user(name, password, role, tenant or (), email)
+        scope = ", ".join(user.tenants) or "every tenant"
+        console.print(f"user {user.name}: {user.role}, {scope}")
+
+
+@users_app.command("list")
+def users_list(config_file: ConfigOption = None) -> None:
+    """The console's users, their roles and tenants."""
+    from rich.table import Table
+
+    from xdrsync.console.accounts import Accounts
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            users = Accounts(hub).users()
+        table = Table(title=f"{len(users)} console users", title_justify="left")
+        for column in ("user", "role", "tenants"):
+            table.add_column(column)
+        for user in users:
+            table.add_row(user.name, user.role, ", ".join(user.tenants) or "every tenant")
+        console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="The user to remove.")],
+    config_file: ConfigOption = None,
+) -> None:
+    """Remove a console user, ending their sessions and revoking their tokens."""
+    from xdrsync.console.accounts import Accounts
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            if not Accounts(hub).remove_user(name):
+                raise _fail(f"no console user {name!r}")
+        console.print(f"user {name} removed")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Option("--user", help="The user the token acts as.")],
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Expire after this many days (default never).")
+    ] = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Create a personal API token; it is printed once, on the last line."""
+    from datetime import timedelta
+
+    from xdrsync.console.accounts import Accounts
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            token, info = Accounts(hub).create_token(
+                user, label, timedelta(days=days) if days else None
+            )
+        err_console.print(
+            f"token {info.id} for {info.user_name} ({info.prefix}…); send it as "
+            "'Authorization: Bearer TOKEN'. It is shown only now:"
+        )
+        print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's.")] = None,
+    config_file: ConfigOption = None,
+) -> None:
+    """Tokens (never their values): id, user, label, created, last used, state."""
+    from rich.table import Table
+
+    from xdrsync.console.accounts import Accounts
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            tokens = Accounts(hub).tokens(user)
+        now = datetime.now(UTC)
+        table = Table(title=f"{len(tokens)} API tokens", title_justify="left")
+        for column in ("id", "user", "label", "prefix", "created", "last used", "state"):
+            table.add_column(column)
+        for t in tokens:
+            state = "active"
+            if t.revoked_at is not None:
+                state = "revoked"
+            elif t.expires_at is not None and t.expires_at <= now:
+                state = "expired"
+            table.add_row(
+                str(t.id),
+                t.user_name,
+                t.label,
+                t.prefix + "…",
+                t.created_at.isoformat(timespec="seconds"),
+                t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never",
+                state,
+            )
+        console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (tokens list).")],
+    config_file: ConfigOption = None,
+) -> None:
+    """Revoke a token: it stops working at once."""
+    from xdrsync.console.accounts import Accounts
+
+    with _errors():
+        config = _load(config_file)
+        with _hub(config) as hub:
+            if not Accounts(hub).revoke_token(token_id):
+                raise _fail(f"no active token {token_id}")
+        console.print(f"token {token_id} revoked")

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from xdrsync.errors import ConfigError
-from xdrsync.layout import TABLES_DESTINATION
+from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 
 log = structlog.get_logger(__name__)
 
@@ -383,10 +383,40 @@ class QueryConfig(_Frozen):
 
 
 class ConsoleConfig(_Frozen):
-    """Where ``xdrsync run`` serves the console and REST API."""
+    """Where and how ``xdrsync run`` serves the console and REST API.
 
+    It binds to loopback unless told otherwise: any other address needs TLS (``tls_certfile``
+    and ``tls_keyfile``), or ``allow_plain_http = true`` behind a proxy that terminates TLS.
+    """
+
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    allow_plain_http: bool = False
+    # A session ends this long after login, or after this long without a request.
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
+    idle_minutes: float = Field(default=60, gt=0)
+    # Failed logins per user name (and per client address) before a pause of this length.
+    login_attempts: int = Field(default=5, ge=1)
+    login_pause_seconds: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _exposed_needs_tls(self) -> ConsoleConfig:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("console: set both tls_certfile and tls_keyfile, or neither")
+        plain = self.tls_certfile is None
+        if plain and not self.allow_plain_http and not is_loopback_host(self.host):
+            raise ValueError(
+                f"console: host {self.host!r} is not loopback; set tls_certfile and "
+                "tls_keyfile, or allow_plain_http = true behind a TLS proxy"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
 
 
 class EmulatorTenant(Protocol):
@@ -446,12 +476,13 @@ class Config(_Frozen):
     @model_validator(mode="after")
     def _destinations_known(self) -> Config:
         names = {t.name.lower() for t in self.tenants}
-        seen: set[str] = {TABLES_DESTINATION}
+        seen: set[str] = {TABLES_DESTINATION, QUEUE_DESTINATION}
         for destination in self.destinations:
             if destination.name.lower() in seen:
                 raise ValueError(
                     f"destination name {destination.name!r} is taken "
-                    f"({TABLES_DESTINATION!r} names the workspace's own log tables)"
+                    f"({TABLES_DESTINATION!r} and {QUEUE_DESTINATION!r} name the workspace's "
+                    "own log tables and console queue)"
                 )
             seen.add(destination.name.lower())
             unknown = [t for t in destination.tenants if t.lower() not in names]
@@ -466,7 +497,9 @@ class Config(_Frozen):
         for destination in self.destinations:
             if destination.name.lower() == name.lower():
                 return destination
-        known = ", ".join([TABLES_DESTINATION, *(d.name for d in self.destinations)])
+        known = ", ".join(
+            [TABLES_DESTINATION, QUEUE_DESTINATION, *(d.name for d in self.destinations)]
+        )
         raise ConfigError(f"no destination named {name!r} (known: {known})")
 
     def tenants_of(self, destination: DestinationConfig) -> tuple[TenantConfig, ...]:

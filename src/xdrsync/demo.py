@@ -8,6 +8,7 @@ Sentinel on the other side are local.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
 import time
@@ -29,6 +30,7 @@ from xdrsync.emulator.sentinel import settings_for as sentinel_settings_for
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.logs import configure
+from xdrsync.serving import ServerThread
 from xdrsync.sync.engine import CycleReport, SyncService
 from xdrsync.sync.lock import WorkspaceLock
 from xdrsync.views import incident_table
@@ -38,6 +40,8 @@ from xdrsync.workspace import Workspace, inbound_settings
 # cycle (300 incidents) finishes in seconds: $expand fails per incident, so 0.002 makes
 # about one page in ten fall back to one call per incident (0.03 made most pages do so,
 # and the first cycle took minutes of Graph budget).
+DEMO_USER = "analyst"
+DEMO_EMAIL = "analyst@contoso.com"
 DEMO_FAULTS = "error_rate=0.02,reset_rate=0.01,expand_error_rate=0.002,late_seconds=3"
 
 
@@ -71,6 +75,7 @@ def _view(
     feed: _Feed,
     config_path: Path,
     names: dict[str, str],
+    login: str,
 ) -> Group:
     stats = server.emulator.stats_snapshot()
     counts = workspace.hub.counts()
@@ -81,6 +86,9 @@ def _view(
     faults = sum(stats["faults"].values())
     header = Text.assemble(
         ("xdrsync demo", "bold"),
+        "  console ",
+        (login, "bold green"),
+        "\n",
         f"  Defender emulator {server.base_url}  ·  Graph calls {stats['requests']}"
         f" (429: {stats['throttled']}, injected faults: {faults})  ·  sync cycles {feed.cycles}\n",
         f"workspace: {totals['incidents']} incidents, {totals['alerts']} alerts, "
@@ -136,7 +144,40 @@ def _sentinel_line(workspace: Workspace, sentinel: SentinelEmulatorServer) -> st
     return line
 
 
-def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console: Console) -> None:
+def _start_console(
+    workspace: Workspace, service: SyncService, port: int
+) -> tuple[ServerThread, str, str]:
+    """The console on ``port`` (any free port if that one is taken), with a fresh admin user:
+    (server, user name, password)."""
+    from xdrsync.console.accounts import Accounts
+    from xdrsync.console.server import console_server
+
+    password = secrets.token_urlsafe(12)
+    Accounts(workspace.hub).add_user(DEMO_USER, password, "admin", email=DEMO_EMAIL)
+    for attempt in dict.fromkeys((port, 0)):
+        server = console_server(
+            workspace.config,
+            workspace.hub,
+            workspace.logs,
+            wake_pusher=service.wake_pusher,
+            port=attempt,
+        )
+        try:
+            return server.start(), DEMO_USER, password
+        except (OSError, RuntimeError, SystemExit):
+            if attempt == 0:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run_demo(
+    workspace_dir: Path,
+    *,
+    duration: float | None,
+    port: int,
+    console: Console,
+    console_port: int = 8080,
+) -> None:
     if workspace_dir.exists():
         shutil.rmtree(workspace_dir)
     workspace_dir.mkdir(parents=True)
@@ -185,15 +226,19 @@ def run_demo(workspace_dir: Path, *, duration: float | None, port: int, console:
                     ("sentinel-analyst", lambda: _sentinel_analyst(sentinel, feed), 15.0),
                 ],
             ).start()
+            web, user, password = _start_console(workspace, service, console_port)
+            login = f"{web.base_url}  (user {user}, password {password})"
+            console.print(f"Console: {login}")
             try:
                 _show(
                     console,
                     duration,
-                    lambda: _view(workspace, server, sentinel, feed, config_path, names),
+                    lambda: _view(workspace, server, sentinel, feed, config_path, names, login),
                 )
             except KeyboardInterrupt:
                 pass
             finally:
+                web.stop()
                 service.stop()
     console.print(
         f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"

@@ -15,6 +15,8 @@ LOCK_FILE: Final = "sync.lock"
 #: The workspace's log tables as a destination: its name, and the hub cursor mirroring how
 #: far they are filled.
 TABLES_DESTINATION: Final = "tables"
+#: The console's incident-queue index, kept in the hub like a destination (console/index.py).
+QUEUE_DESTINATION: Final = "console"
 
 FOLDER_MODE = 0o700
 FILE_MODE = 0o600

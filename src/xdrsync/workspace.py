@@ -74,13 +74,17 @@ class Workspace:
         ]
 
     def fanout(self) -> Fanout:
-        """Every destination of the workspace — its log tables first, then the configured
-        ones — each with its runner (created once, closed with the workspace)."""
+        """Every destination of the workspace — its log tables first, the console's queue
+        index, then the configured ones — each with its runner (created once, closed with the
+        workspace)."""
         if self._fanout is None:
+            from xdrsync.console.index import QueueIndex
+            from xdrsync.destinations.base import Destination
             from xdrsync.destinations.factory import build_destination
 
-            destinations = [
+            destinations: list[Destination] = [
                 LogTables(self.hub, self.logs),
+                QueueIndex(self.hub),  # the console's queue index, right after the tables
                 *(build_destination(d, self.config, self.hub) for d in self.config.destinations),
             ]
             self._fanout = Fanout(

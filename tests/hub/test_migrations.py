@@ -31,7 +31,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0003"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0004"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1

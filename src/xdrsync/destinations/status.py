@@ -9,7 +9,7 @@ from datetime import datetime
 
 from xdrsync.config import Config
 from xdrsync.hub import Hub
-from xdrsync.layout import TABLES_DESTINATION
+from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,11 @@ class DestinationStatus:
 
 
 def destination_statuses(hub: Hub, config: Config) -> list[DestinationStatus]:
-    """The workspace tables first, then each configured destination, then any cursor the hub
-    still holds for a destination no longer configured."""
-    kinds = {TABLES_DESTINATION: "log tables"} | {d.name: d.type for d in config.destinations}
+    """The workspace tables and the console's queue first, then each configured destination,
+    then any cursor the hub still holds for a destination no longer configured."""
+    kinds = {TABLES_DESTINATION: "log tables", QUEUE_DESTINATION: "console queue"} | {
+        d.name: d.type for d in config.destinations
+    }
     cursors = {c.name: c for c in hub.list_cursors()}
     dead = hub.dead_letter_counts()
     head = hub.max_seq()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from xdrsync.emulator.app import build_app
 from xdrsync.emulator.service import Emulator
-from xdrsync.emulator.serving import ServerThread, serve
 from xdrsync.emulator.tenants import EmulatorSettings
+from xdrsync.serving import ServerThread, serve
 
 
 class EmulatorServer(ServerThread):

@@ -329,3 +329,83 @@ written = Table(
     Column("fields", Text, nullable=False),  # JSON: the values we wrote
     Column("at", UtcDateTime(), nullable=False),
 )
+
+# -- the console (migration 0004) ------------------------------------------------------------
+
+console_user = Table(
+    "console_user",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),  # argon2id, with its parameters
+    Column("role", String(16), nullable=False),  # reader, responder, admin
+    Column("email", Text),  # the address incidents are assigned to ("assign to me")
+    Column("tenants", Text, nullable=False),  # JSON list of tenant names; [] = every tenant
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
+)
+
+api_token = Table(
+    "api_token",
+    metadata,
+    # A personal token for scripts: only its sha256 is kept (the token is 256 random bits).
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(64), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),  # shown in lists, to tell tokens apart
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("last_used_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+)
+
+console_session = Table(
+    "console_session",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie's value
+    Column("user_name", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Index("ix_console_session_user", "user_name"),
+)
+
+queue_entry = Table(
+    "queue_entry",
+    metadata,
+    # The incident queue's index: one row per incident, kept by the console's destination
+    # (console/index.py) from the change sequence, so the queue filters and sorts on indexed
+    # columns. Lists are stored as "|a|b|" so that one LIKE finds a member.
+    _id("tenant_id", primary_key=True),
+    _id("incident_id", primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("display_name", Text),
+    Column("severity", String()),
+    Column("severity_rank", Integer, nullable=False),
+    Column("status", String()),
+    Column("assigned_to", String()),
+    Column("classification", String()),
+    Column("determination", String()),
+    Column("tags", Text, nullable=False),
+    Column("products", Text, nullable=False),
+    Column("tactics", Text, nullable=False),
+    Column("alert_count", Integer, nullable=False),
+    Column("created_at", UtcDateTime()),
+    Column("last_update_at", UtcDateTime(), nullable=False),
+    Column("first_activity_at", UtcDateTime()),
+    Column("last_activity_at", UtcDateTime()),
+    _id("merged_into"),
+    Column("search", Text, nullable=False),  # lower case: title, entities, comments
+    Index("ix_queue_update", "last_update_at", "tenant_id", "incident_id"),
+    Index("ix_queue_tenant", "tenant_id", "last_update_at"),
+    Index("ix_queue_status", "status", "last_update_at"),
+    Index("ix_queue_severity", "severity_rank", "last_update_at"),
+    Index("ix_queue_owner", "assigned_to", "last_update_at"),
+    Index("ix_queue_alert_count", "alert_count", "last_update_at"),
+    Index("ix_queue_created_at", "created_at", "last_update_at"),
+    Index("ix_queue_first_activity_at", "first_activity_at", "last_update_at"),
+    Index("ix_queue_last_activity_at", "last_activity_at", "last_update_at"),
+    # Covers the queue's counts by severity and status (no table lookups).
+    Index("ix_queue_counts", "severity", "status", "tenant_id", "last_update_at"),
+)

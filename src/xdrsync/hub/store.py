@@ -7,7 +7,7 @@ several processes may share one database: writers queue on the database's write 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,6 +92,15 @@ class Hub:
         # One transaction per read call: multi-query reads see one consistent snapshot.
         with self._engine.connect() as conn, conn.begin():
             yield conn
+
+    def writing(self) -> AbstractContextManager[Connection]:
+        """One write transaction, for the parts that keep their own tables in the hub (the
+        console's accounts and queue index) with their own queries."""
+        return self._write()
+
+    def reading(self) -> AbstractContextManager[Connection]:
+        """One read transaction (a consistent snapshot), for the same parts."""
+        return self._read()
 
     # -- inbound ----------------------------------------------------------------------------
 

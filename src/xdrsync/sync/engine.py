@@ -230,6 +230,12 @@ class SyncService:
         ]
         self._threads: list[threading.Thread] = []
 
+    def wake_pusher(self) -> None:
+        """Push queued edits now rather than at the pusher's next poll (the console calls
+        this after queueing an edit)."""
+        if self._pusher is not None:
+            self._pusher.wake()
+
     def start(self) -> SyncService:
         for tenant in self.tenants:
             thread = threading.Thread(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from xdrsync.emulator.sentinel.app import build_app
 from xdrsync.emulator.sentinel.service import SentinelEmulator
 from xdrsync.emulator.sentinel.settings import SentinelSettings
-from xdrsync.emulator.serving import ServerThread, serve
+from xdrsync.serving import ServerThread, serve
 
 
 class SentinelEmulatorServer(ServerThread):

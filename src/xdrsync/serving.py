@@ -1,5 +1,6 @@
-"""Serving an emulator's app with uvicorn: on a background thread (tests, the demo, benches)
-or in the foreground (``xdrsync emulate ...``). Shared by the Defender and Sentinel emulators."""
+"""Serving an app with uvicorn: on a background thread (the console in ``run`` and ``demo``,
+tests, benches) or in the foreground (``xdrsync emulate ...``). Shared by the console and the
+Defender and Sentinel emulators."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any, Self
 import uvicorn
 
 
-def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    """``extra``: more uvicorn settings (the console's ``ssl_certfile``/``ssl_keyfile``)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -20,14 +22,15 @@ def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
+        **extra,
     )
 
 
 class ServerThread:
     """``app`` served on a daemon thread; ``port=0`` picks a free port, known after start."""
 
-    def __init__(self, app: Any, *, host: str, port: int, name: str) -> None:
-        self._server = uvicorn.Server(uvicorn_config(app, host, port))
+    def __init__(self, app: Any, *, host: str, port: int, name: str, **extra: Any) -> None:
+        self._server = uvicorn.Server(uvicorn_config(app, host, port, **extra))
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
         self.name = name
         self.host = host
@@ -35,7 +38,8 @@ class ServerThread:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self._server.config.ssl_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Self:
         self._thread.start()

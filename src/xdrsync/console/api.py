@@ -1,0 +1,463 @@
+"""The REST API under ``/api/v1`` (docs/api.md): the queue, incidents and alerts, edits through
+the two-way outbox, KQL, conflicts, health and live changes. Every route names its role; every
+record is looked up within the tenants the caller may see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from xdrsync.console import queue
+from xdrsync.console.auth import Principal, context, identify, requires
+from xdrsync.console.context import ConsoleContext
+from xdrsync.errors import EditRefusedError
+from xdrsync.hub.records import EntityType, OutboxRow
+from xdrsync.twoway import submit
+from xdrsync.twoway.edits import EditRequest
+
+
+class ErrorOut(BaseModel):
+    detail: Any
+
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"model": ErrorOut, "description": "Not signed in (no or dead credentials)."},
+    403: {"model": ErrorOut, "description": "Without the role, or without the CSRF token."},
+    404: {"model": ErrorOut, "description": "No such record among the tenants you may see."},
+}
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+Reader = Annotated[Principal, Depends(requires("reader"))]
+Responder = Annotated[Principal, Depends(requires("responder"))]
+Admin = Annotated[Principal, Depends(requires("admin"))]
+Ctx = Annotated[ConsoleContext, Depends(context)]
+
+MAX_TOP: Final = 500
+MAX_INT: Final = 2**63 - 1  # the hub's integers (SQLite and PostgreSQL BIGINT)
+Sort = Literal[
+    "lastUpdate",
+    "-lastUpdate",
+    "created",
+    "-created",
+    "severity",
+    "-severity",
+    "firstActivity",
+    "-firstActivity",
+    "lastActivity",
+    "-lastActivity",
+    "alertCount",
+    "-alertCount",
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IncidentPatch(_Body):
+    """Graph's names; a field left out is left as is. ``assignedTo: ""`` unassigns."""
+
+    assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
+    status: str | None = Field(default=None, max_length=64)
+    classification: str | None = Field(default=None, max_length=64)
+    determination: str | None = Field(default=None, max_length=64)
+    customTags: list[Annotated[str, Field(max_length=256)]] | None = Field(  # noqa: N815
+        default=None, max_length=200
+    )
+
+
+class AlertPatch(_Body):
+    assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
+    status: str | None = Field(default=None, max_length=64)
+    classification: str | None = Field(default=None, max_length=64)
+    determination: str | None = Field(default=None, max_length=64)
+
+
+class CommentBody(_Body):
+    comment: str = Field(min_length=1, max_length=30_000)
+
+
+class QueryBody(_Body):
+    query: str = Field(min_length=1, max_length=64 * 1024)
+
+
+class ResolveBody(_Body):
+    take: Literal["workspace", "defender"]
+
+
+class EditOut(BaseModel):
+    id: int
+    target: str
+    field: str
+    wanted: Any
+    state: str
+    outcome: str | None
+    author: str
+    origin: str
+    createdAt: datetime  # noqa: N815
+    doneAt: datetime | None  # noqa: N815
+
+
+class EditsOut(BaseModel):
+    edits: list[EditOut]
+
+
+def _edit_out(ctx: ConsoleContext, row: OutboxRow) -> EditOut:
+    return EditOut(
+        id=row.id,
+        target=ctx.workspace_id(row.tenant_id, row.entity_id),
+        field=row.field,
+        wanted=row.wanted,
+        state=row.state,
+        outcome=row.outcome,
+        author=row.author,
+        origin=row.origin,
+        createdAt=row.created_at,
+        doneAt=row.done_at,
+    )
+
+
+def invalid(where: tuple[str, ...], message: str) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own (the OpenAPI document's ``HTTPValidationError``)."""
+    return RequestValidationError([{"loc": where, "msg": message, "type": "value_error"}])
+
+
+# -- the queue ------------------------------------------------------------------------------
+
+
+ListParam = Annotated[list[str] | None, Query(max_length=50)]
+
+
+@dataclass(frozen=True)
+class Filtered:
+    """The queue's filters from a request, and the tenants the caller may see among those
+    asked for."""
+
+    filter: queue.QueueFilter
+    tenant_ids: list[str]
+
+
+def queue_filter(
+    principal: Reader,
+    ctx: Ctx,
+    status: ListParam = None,
+    severity: ListParam = None,
+    tenant: ListParam = None,
+    product: ListParam = None,
+    tag: ListParam = None,
+    owner: Annotated[str | None, Query(max_length=320)] = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+) -> Filtered:
+    """The queue's filters (any of the given values of each), shared by the list and its
+    counts. ``owner=me`` is the caller's address."""
+    visible = ctx.visible_tenant_ids(principal.user)
+    if tenant:
+        wanted = {ctx.ids.get(name) for name in tenant}
+        visible = [t for t in visible if t in wanted]
+    if owner == "me":
+        owner = principal.user.address or principal.user.name
+    flt = queue.QueueFilter(
+        statuses=tuple(status or ()),
+        severities=tuple(severity or ()),
+        products=tuple(product or ()),
+        tags=tuple(tag or ()),
+        owner=owner or None,
+        since=from_,
+        until=to,
+        search=(search or "").strip() or None,
+    )
+    return Filtered(flt, visible)
+
+
+QueueFilters = Annotated[Filtered, Depends(queue_filter)]
+
+
+@router.get("/incidents", tags=["incidents"])
+def list_incidents(
+    request: Request,
+    ctx: Ctx,
+    filtered: QueueFilters,
+    sort: Sort = "-lastUpdate",
+    top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 50,
+    skiptoken: Annotated[str | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """The incident queue: filters of any of the given values, newest update first."""
+    flt = replace(filtered.filter, sort=sort.removeprefix("-"), descending=sort.startswith("-"))
+    try:
+        page = queue.list_queue(ctx.hub, flt, filtered.tenant_ids, top=top, after=skiptoken)
+    except ValueError as bad:
+        raise invalid(("query", "skiptoken"), str(bad)) from bad
+    next_link = None
+    if page.next_token is not None:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "skiptoken"]
+        params.append(("skiptoken", page.next_token))
+        next_link = str(request.url.replace(query=urlencode(params)))
+    return {"value": [item.to_json(ctx.names) for item in page.items], "nextLink": next_link}
+
+
+@router.get("/incidents/stats", tags=["incidents"])
+def incident_stats(ctx: Ctx, filtered: QueueFilters) -> dict[str, Any]:
+    """Counts by severity and status, and incidents over time, for the queue's filters."""
+    return queue.queue_stats(ctx.hub, filtered.filter, filtered.tenant_ids)
+
+
+@router.get("/incidents/{incident_id}", tags=["incidents"])
+def get_incident(incident_id: str, principal: Reader, ctx: Ctx) -> dict[str, Any]:
+    """One incident with its alerts, entities, graph, timeline, comments, history and edits."""
+    from xdrsync.console.detail import incident_detail
+
+    tenant_id, defender_id = ctx.resolve(principal.user, incident_id)
+    found = incident_detail(ctx.hub, tenant_id, defender_id, ctx.names)
+    if found is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return found
+
+
+def _queue_edit(
+    ctx: ConsoleContext,
+    principal: Principal,
+    kind: EntityType,
+    workspace_id: str,
+    request: EditRequest,
+) -> EditsOut:
+    tenant_id, entity_id = ctx.resolve(principal.user, workspace_id, kind)
+    tenant = next(t for t in ctx.config.tenants if t.tenant_id == tenant_id)
+    target = submit.Tenant(tenant.name, tenant_id, ctx.config.writes_to(tenant))
+    origin = "console" if principal.via == "session" else "api"
+    try:
+        ids = submit.submit(
+            ctx.hub, target, kind, entity_id, request, author=principal.user.name, origin=origin
+        )
+    except EditRefusedError as refused:
+        if str(refused).startswith(f"no {kind} "):
+            raise HTTPException(404, str(refused)) from refused
+        raise invalid(("body",), str(refused)) from refused
+    if ids and ctx.wake_pusher is not None:
+        ctx.wake_pusher()
+    return EditsOut(edits=[_edit_out(ctx, row) for row in ctx.hub.edits(ids=ids)] if ids else [])
+
+
+@router.patch("/incidents/{incident_id}", tags=["incidents"], status_code=202)
+def update_incident(
+    incident_id: str, body: IncidentPatch, principal: Responder, ctx: Ctx
+) -> EditsOut:
+    """Queue an edit for Defender (two-way outbox); the answer lists the queued edits."""
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    if body.customTags is not None:
+        tenant_id, defender_id = ctx.resolve(principal.user, incident_id)
+        shown = submit.current_view(ctx.hub, tenant_id, "incident", defender_id)
+        if shown is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        now = [str(t) for t in shown.get("customTags") or ()]
+        add = tuple(t for t in dict.fromkeys(body.customTags) if t not in now)
+        remove = tuple(t for t in now if t not in body.customTags)
+    request = EditRequest(
+        status=body.status,
+        owner=body.assignedTo,
+        classification=body.classification,
+        determination=body.determination,
+        add_tags=add,
+        remove_tags=remove,
+    )
+    return _queue_edit(ctx, principal, "incident", incident_id, request)
+
+
+@router.post("/incidents/{incident_id}/comments", tags=["incidents"], status_code=202)
+def comment_incident(
+    incident_id: str, body: CommentBody, principal: Responder, ctx: Ctx
+) -> EditsOut:
+    """Add a comment (to the workspace now, to Defender through the outbox)."""
+    return _queue_edit(ctx, principal, "incident", incident_id, EditRequest(comment=body.comment))
+
+
+# -- alerts and entities --------------------------------------------------------------------
+
+
+@router.get("/alerts/{alert_id}", tags=["alerts"])
+def get_alert(alert_id: str, principal: Reader, ctx: Ctx) -> dict[str, Any]:
+    """One alert with its evidence."""
+    from xdrsync.console.detail import alert_detail
+
+    tenant_id, defender_id = ctx.resolve(principal.user, alert_id, "alert")
+    found = alert_detail(ctx.hub, tenant_id, defender_id, ctx.names)
+    if found is None:
+        raise HTTPException(404, f"no alert {alert_id}")
+    return found
+
+
+@router.patch("/alerts/{alert_id}", tags=["alerts"], status_code=202)
+def update_alert(alert_id: str, body: AlertPatch, principal: Responder, ctx: Ctx) -> EditsOut:
+    """Queue an alert edit for Defender."""
+    request = EditRequest(
+        status=body.status,
+        owner=body.assignedTo,
+        classification=body.classification,
+        determination=body.determination,
+    )
+    return _queue_edit(ctx, principal, "alert", alert_id, request)
+
+
+@router.get("/entities", tags=["entities"])
+def list_entities(
+    principal: Reader,
+    ctx: Ctx,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 50,
+) -> dict[str, Any]:
+    """Entities seen in evidence, most shared first, with the incidents that share each."""
+    from xdrsync.console.entities import entities
+
+    rows = entities(ctx.hub, ctx.visible_tenant_ids(principal.user), kind, search, top)
+    for row in rows:
+        tenant_id = row.pop("tenantId")
+        row["tenant"] = ctx.names.get(tenant_id, tenant_id)
+        row["incidents"] = [ctx.workspace_id(tenant_id, i) for i in row["incidents"]]
+    return {"value": rows, "nextLink": None}
+
+
+# -- hunting --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/query",
+    tags=["hunting"],
+    responses={
+        400: {"description": "The query was refused, invalid, too slow or too large."},
+        503: {"description": "The log store is busy being written; try again."},
+    },
+)
+def run_query(body: QueryBody, principal: Reader, ctx: Ctx) -> Response:
+    """KQL over the workspace tables, read-only, within the query limits; a user scoped to
+    tenants gets their rows only."""
+    from xdrsync.console import hunting
+
+    scoped = principal.user.tenants
+    tenant_ids = ctx.visible_tenant_ids(principal.user) if scoped else None
+    try:
+        result = hunting.run_query(
+            ctx.logs, body.query, tenant_ids=tenant_ids, max_rows=ctx.config.query.max_rows
+        )
+    except Exception as failure:  # a query error is an answer, not a server error
+        answer = hunting.error_json(failure)
+        if answer is None:
+            raise
+        busy = answer["error"]["code"] == "busy"  # the log store is being written: retry
+        return JSONResponse(answer, status_code=503 if busy else 400)
+    return JSONResponse(result)
+
+
+@router.get("/query/examples", tags=["hunting"])
+def query_examples(principal: Reader) -> dict[str, Any]:
+    """Saved example queries."""
+    from xdrsync.console import hunting
+
+    return {"value": hunting.examples(), "nextLink": None}
+
+
+# -- conflicts, health, changes -------------------------------------------------------------
+
+
+@router.get("/conflicts", tags=["conflicts"])
+def list_conflicts(principal: Reader, ctx: Ctx) -> dict[str, Any]:
+    """Edits of fields with policy ``manual`` that Defender changed too."""
+    rows = []
+    for tenant_id in ctx.visible_tenant_ids(principal.user):
+        for row in ctx.hub.edits(tenant_id=tenant_id, states=["conflict"]):
+            out = _edit_out(ctx, row).model_dump(mode="json")
+            out["theirs"] = row.theirs
+            out["seen"] = row.seen
+            out["entityType"] = row.entity_type
+            rows.append(out)
+    return {"value": rows, "nextLink": None}
+
+
+@router.post(
+    "/conflicts/{outbox_id}/resolve",
+    tags=["conflicts"],
+    responses={409: {"model": ErrorOut, "description": "The edit is not in conflict."}},
+)
+def resolve_conflict(
+    outbox_id: Annotated[int, Path(ge=1, le=MAX_INT)],
+    body: ResolveBody,
+    principal: Responder,
+    ctx: Ctx,
+) -> EditOut:
+    """Keep the workspace's edit (it goes to Defender again) or Defender's value."""
+    found = ctx.hub.edits(ids=[outbox_id])
+    if not found or found[0].tenant_id not in ctx.visible_tenant_ids(principal.user):
+        raise HTTPException(404, f"no edit {outbox_id}")
+    try:
+        row = submit.resolve(ctx.hub, outbox_id, body.take)
+    except EditRefusedError as refused:
+        raise HTTPException(409, str(refused)) from refused
+    if ctx.wake_pusher is not None:
+        ctx.wake_pusher()
+    return _edit_out(ctx, row)
+
+
+@router.get("/health", tags=["health"])
+def get_health(principal: Reader, ctx: Ctx) -> dict[str, Any]:
+    """Per tenant and stream: watermark, lag, last cycle, Graph calls, quarantine, edits."""
+    from xdrsync.console.health import health
+
+    return health(ctx.hub, ctx.config, ctx.visible_tenant_ids(principal.user))
+
+
+@router.get("/changes", tags=["incidents"])
+def changes(
+    principal: Reader,
+    ctx: Ctx,
+    after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
+) -> dict[str, Any]:
+    """The incidents changed since change ``after`` (for live updates); ``seq`` is the
+    position to ask from next time. ``after=0`` answers the current position only."""
+    if after == 0:
+        return {"seq": ctx.hub.max_seq(), "incidents": []}
+    visible = ctx.visible_tenant_ids(principal.user)
+    position, keys = queue.changed_incidents(ctx.hub, after, visible)
+    return {"seq": position, "incidents": [ctx.workspace_id(t, i) for t, i in keys]}
+
+
+@router.post("/connectors/{tenant}/check", tags=["connectors"])
+def check_connector(
+    tenant: Annotated[str, Path(max_length=64)], principal: Admin, ctx: Ctx
+) -> dict[str, Any]:
+    """Sign in as the tenant's app, read the permissions it was granted, and make one read
+    of incidents and one of alerts_v2 (admins; it spends two Graph calls)."""
+    from xdrsync.connectors import check_tenant
+
+    found = next((t for t in ctx.config.tenants if t.name == tenant), None)
+    if found is None or not principal.user.sees(tenant):
+        raise HTTPException(404, f"no tenant {tenant}")
+    result = check_tenant(found, ctx.config.sync, two_way=ctx.config.writes_to(found))
+    return result.to_dict()
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, ctx: Ctx) -> Response:
+    """Prometheus text: open to loopback scrapers, otherwise for signed-in readers."""
+    from xdrsync.config import is_loopback_host
+    from xdrsync.console.health import metrics_text
+
+    client = request.client.host if request.client else ""
+    if not is_loopback_host(client) and identify(request) is None:
+        raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
+    return PlainTextResponse(
+        metrics_text(ctx.hub, ctx.config), media_type="text/plain; version=0.0.4"
+    )
+
+
+__all__ = ["metrics_router", "router"]

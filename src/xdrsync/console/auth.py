@@ -1,0 +1,164 @@
+"""Who is asking, and may they: sessions (cookie) and personal tokens (``Authorization:
+Bearer``), CSRF on every state-changing request made with a session, roles on every route,
+and a pause after repeated failed logins.
+
+CSRF: a session's requests that change anything carry its token in ``X-CSRF-Token`` (the
+console's scripts) or a ``csrf_token`` form field (its forms); the cookie is ``SameSite=Strict``
+and ``HttpOnly``, and a cross-site ``Origin`` is refused outright. A bearer token is not sent
+by browsers on their own, so requests that carry one need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final, Literal
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException, Request
+
+from xdrsync.console.accounts import Role, User
+from xdrsync.console.context import ConsoleContext
+
+SESSION_COOKIE: Final = "xdrsync_session"
+CSRF_HEADER: Final = "X-CSRF-Token"
+CSRF_FIELD: Final = "csrf_token"
+_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    via: Literal["session", "token"]
+    csrf: str | None  # the session's CSRF token (None for a bearer token)
+
+
+class NotSignedIn(HTTPException):
+    """401 for the API; the pages turn it into a redirect to the login page."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
+
+
+def context(request: Request) -> ConsoleContext:
+    ctx: ConsoleContext = request.app.state.ctx
+    return ctx
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:  # not a browser's cross-site request (those always name their origin)
+        return True
+    parts = urlsplit(origin)
+    return parts.netloc.lower() == (request.headers.get("host") or "").lower()
+
+
+def identify(request: Request) -> Principal | None:
+    """The principal behind this request, or None (no or dead credentials)."""
+    ctx = context(request)
+    token = _bearer(request)
+    if token is not None:
+        user = ctx.accounts.token_user(token)
+        return Principal(user, "token", None) if user is not None else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 200:
+        return None
+    settings = ctx.config.console
+    session = ctx.accounts.session(cookie, timedelta(minutes=settings.idle_minutes))
+    return Principal(session.user, "session", session.csrf) if session is not None else None
+
+
+async def check_csrf(request: Request, principal: Principal) -> None:
+    """Refuse a state-changing session request without its CSRF token (403)."""
+    if request.method in _SAFE or principal.via == "token":
+        return
+    if not _same_origin(request):
+        raise HTTPException(403, "cross-site request refused")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        field = form.get(CSRF_FIELD)
+        sent = field if isinstance(field, str) else None
+    if sent is None or principal.csrf is None or not secrets.compare_digest(sent, principal.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token")
+
+
+def requires(role: Role) -> Callable[[Request], object]:
+    """A route dependency: the signed-in principal holding ``role`` (401, 403 otherwise)."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = identify(request)
+        if principal is None:
+            raise NotSignedIn()
+        await check_csrf(request, principal)
+        if not principal.user.can(role):
+            raise HTTPException(403, f"this needs the {role} role")
+        request.state.principal = principal
+        return principal
+
+    return dependency
+
+
+class LoginThrottle:
+    """After ``attempts`` failures within ``pause`` seconds for one user name, or four times
+    as many from one client address (an office behind one address has many users), further
+    logins are refused until the oldest failure ages out."""
+
+    def __init__(self, attempts: int, pause: float) -> None:
+        self.attempts = attempts
+        self.pause = pause
+        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _keys(self, name: str, client: str) -> tuple[str, str]:
+        return f"user:{name.lower()}", f"addr:{client}"
+
+    def wait(self, name: str, client: str) -> float:
+        """Seconds until this login may be tried (0: now)."""
+        now = time.monotonic()
+        longest = 0.0
+        with self._lock:
+            for key in self._keys(name, client):
+                times = self._failures[key]
+                while times and times[0] <= now - self.pause:
+                    times.popleft()
+                limit = self.attempts if key.startswith("user:") else self.attempts * 4
+                if len(times) >= limit:
+                    longest = max(longest, times[0] + self.pause - now)
+        return longest
+
+    def failed(self, name: str, client: str) -> None:
+        with self._lock:
+            for key in self._keys(name, client):
+                self._failures[key].append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(f"user:{name.lower()}", None)
+
+
+__all__ = [
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "LoginThrottle",
+    "NotSignedIn",
+    "Principal",
+    "check_csrf",
+    "context",
+    "identify",
+    "requires",
+]

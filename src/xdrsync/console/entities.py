@@ -1,0 +1,74 @@
+"""Entities across incidents: what the evidence names, and which incidents share it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+
+from xdrsync.hub import Hub
+from xdrsync.hub import schema as s
+
+MAX_INCIDENTS_LISTED = 50
+
+
+def _like(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def entities(
+    hub: Hub, tenant_ids: Sequence[str], kind: str | None, search: str | None, top: int
+) -> list[dict[str, Any]]:
+    """Entities of these tenants (of one ``kind``, matching ``search`` in their key or name),
+    the ones most incidents share first: ``tenantId``, ``kind``, ``key``, ``name``,
+    ``incidentCount``, ``incidents`` (Defender ids, at most 50)."""
+    if not tenant_ids:
+        return []
+    e = s.evidence
+    where: list[ColumnElement[bool]] = [e.c.tenant_id.in_(tenant_ids), e.c.entity_key.is_not(None)]
+    if kind:
+        where.append(e.c.entity_kind == kind)
+    if search:
+        pattern = _like(search)
+        where.append(
+            func.lower(e.c.entity_key).like(pattern, escape="\\")
+            | func.lower(e.c.display_name).like(pattern, escape="\\")
+        )
+    shared = func.count(func.distinct(e.c.incident_id))
+    query = (
+        select(e.c.tenant_id, e.c.entity_kind, e.c.entity_key, func.max(e.c.display_name), shared)
+        .where(*where)
+        .group_by(e.c.tenant_id, e.c.entity_kind, e.c.entity_key)
+        .order_by(shared.desc(), e.c.entity_kind, e.c.entity_key)
+        .limit(top)
+    )
+    out: list[dict[str, Any]] = []
+    with hub.reading() as conn:
+        for tenant_id, entity_kind, key, name, count in conn.execute(query):
+            incidents = conn.execute(
+                select(e.c.incident_id)
+                .where(
+                    e.c.tenant_id == tenant_id,
+                    e.c.entity_kind == entity_kind,
+                    e.c.entity_key == key,
+                    e.c.incident_id.is_not(None),
+                )
+                .distinct()
+                .limit(MAX_INCIDENTS_LISTED)
+            ).scalars()
+            out.append(
+                {
+                    "tenantId": tenant_id,
+                    "kind": entity_kind,
+                    "key": key,
+                    "name": name,
+                    "incidentCount": int(count),
+                    "incidents": sorted(str(i) for i in incidents),
+                }
+            )
+    return out
+
+
+__all__ = ["entities"]

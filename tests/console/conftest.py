@@ -1,0 +1,68 @@
+"""Fixtures of the console tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from live import PASSWORD, LiveConsole
+
+from xdrsync.config import Config, SyncConfig, TwoWayConfig
+from xdrsync.console.accounts import Accounts
+from xdrsync.console.server import console_server
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.sync.engine import SyncService
+from xdrsync.workspace import Workspace, inbound_settings
+
+
+@pytest.fixture(scope="module")
+def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConsole]:
+    """Two emulated tenants of 30 incidents, synced by a running service, and the console
+    on a free port with four users: admin, responder, reader, and a responder scoped to the
+    second tenant ("scoped")."""
+    folder = tmp_path_factory.mktemp("console")
+    server = EmulatorServer(settings_for(seed=5, incidents=30, tenants=2)).start()
+    config = Config.for_emulator(
+        server.base_url,
+        server.emulator.settings.tenants,
+        workspace_path=folder / "ws",
+        sync=SyncConfig(poll_interval_seconds=0.5, lookback_seconds=60),
+        rate_limit_per_minute=6000,
+    ).model_copy(update={"two_way": TwoWayConfig(retry_seconds=0.1)})
+    workspace = Workspace.open(config)
+    service = SyncService(
+        workspace.hub,
+        workspace.sources(),
+        inbound_settings(config),
+        poll_interval=0.5,
+        fanout=workspace.fanout(),
+        push=workspace.pusher().push_due,
+        push_interval=0.2,
+    ).start()
+    console = console_server(
+        config, workspace.hub, workspace.logs, wake_pusher=service.wake_pusher, port=0
+    ).start()
+    accounts = Accounts(workspace.hub)
+    users = {
+        "admin": ("ada", PASSWORD),
+        "responder": ("rui", PASSWORD),
+        "reader": ("rita", PASSWORD),
+        "scoped": ("sam", PASSWORD),
+    }
+    for role, (name, password) in users.items():
+        if role == "scoped":
+            accounts.add_user(name, password, "responder", [config.tenants[1].name])
+        else:
+            accounts.add_user(name, password, role, email=f"{name}@contoso.com")  # type: ignore[arg-type]
+    live = LiveConsole(console.base_url, server.base_url, config, workspace, service, users)
+    live.wait_for(lambda: len(live.hub.list_incidents(limit=100)) >= 50, 120, "the first sync")
+    try:
+        yield live
+    finally:
+        for client in live.clients:
+            client.close()
+        console.stop()
+        service.stop()
+        workspace.close()
+        server.stop()

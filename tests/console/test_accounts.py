@@ -1,0 +1,121 @@
+"""Console users, tokens and sessions in the hub: hashed at rest, revocable, expiring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from xdrsync.console.accounts import Accounts
+from xdrsync.console.auth import LoginThrottle
+from xdrsync.errors import ConfigError
+from xdrsync.hub import Hub, default_url
+from xdrsync.hub import schema as s
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture
+def accounts(tmp_path: Path) -> Iterator[Accounts]:
+    hub = Hub.open(default_url(tmp_path))
+    try:
+        yield Accounts(hub)
+    finally:
+        hub.close()
+
+
+def _stored(accounts: Accounts, table: str) -> list[dict[str, object]]:
+    hub: Hub = accounts._hub
+    with hub.reading() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(s.metadata.tables[table]))]
+
+
+def test_a_password_is_kept_as_an_argon2id_hash_and_checked(accounts: Accounts) -> None:
+    accounts.add_user("ana", PASSWORD, "responder", ["contoso"])
+    (row,) = _stored(accounts, "console_user")
+    assert str(row["password_hash"]).startswith("$argon2id$")
+    assert PASSWORD not in str(row)
+    user = accounts.authenticate("ana", PASSWORD)
+    assert user is not None and user.role == "responder" and user.tenants == ("contoso",)
+    assert accounts.authenticate("ana", PASSWORD + "x") is None
+    assert accounts.authenticate("nobody", PASSWORD) is None
+
+
+def test_short_passwords_and_unknown_roles_are_refused(accounts: Accounts) -> None:
+    with pytest.raises(ConfigError, match="at least 12"):
+        accounts.add_user("ana", "short", "reader")
+    with pytest.raises(ConfigError, match="role"):
+        accounts.add_user("ana", PASSWORD, "root")  # type: ignore[arg-type]
+
+
+def test_roles_are_ordered_and_scopes_limit_tenants(accounts: Accounts) -> None:
+    reader = accounts.add_user("rita", PASSWORD, "reader")
+    admin = accounts.add_user("ada", PASSWORD, "admin", ["b"])
+    assert reader.can("reader") and not reader.can("responder")
+    assert admin.can("responder") and admin.can("admin")
+    assert reader.sees("a") and reader.sees("b")
+    assert admin.sees("b") and not admin.sees("a")
+
+
+def test_a_session_lives_until_expiry_or_idle_and_ends_with_a_new_password(
+    accounts: Accounts,
+) -> None:
+    user = accounts.add_user("ana", PASSWORD, "reader")
+    secret, session = accounts.start_session(user, timedelta(hours=1))
+    assert len(session.csrf) >= 32
+    found = accounts.session(secret, timedelta(minutes=30))
+    assert found is not None and found.user.name == "ana"
+    assert all(secret not in str(row) for row in _stored(accounts, "console_session"))
+    assert accounts.session(secret + "x", timedelta(minutes=30)) is None
+    assert accounts.session(secret, timedelta(0)) is None  # idle for longer than allowed
+    expired, _ = accounts.start_session(user, timedelta(seconds=-1))
+    assert accounts.session(expired, timedelta(minutes=30)) is None
+    accounts.add_user("ana", PASSWORD + "2", "reader")  # a new password ends every session
+    assert accounts.session(secret, timedelta(minutes=30)) is None
+
+
+def test_a_token_is_shown_once_kept_hashed_and_stops_when_revoked(accounts: Accounts) -> None:
+    accounts.add_user("bot", PASSWORD, "responder")
+    token, info = accounts.create_token("bot", "ci")
+    assert token.startswith("xdr_") and info.prefix in token
+    assert all(token not in str(row) for row in _stored(accounts, "api_token"))
+    user = accounts.token_user(token)
+    assert user is not None and user.name == "bot"
+    assert accounts.token_user(token[:-1]) is None
+    assert accounts.tokens("bot")[0].last_used_at is not None
+    assert accounts.revoke_token(info.id)
+    assert accounts.token_user(token) is None
+    assert not accounts.revoke_token(info.id)
+
+
+def test_an_expired_token_and_a_removed_users_tokens_stop(accounts: Accounts) -> None:
+    accounts.add_user("bot", PASSWORD, "reader")
+    short, _ = accounts.create_token("bot", expires_in=timedelta(seconds=-1))
+    assert accounts.token_user(short) is None
+    token, _ = accounts.create_token("bot")
+    assert accounts.remove_user("bot")
+    assert accounts.token_user(token) is None
+    with pytest.raises(ConfigError, match="no console user"):
+        accounts.create_token("bot")
+
+
+def test_the_throttle_pauses_a_user_after_repeated_failures_and_forgets_on_success() -> None:
+    throttle = LoginThrottle(attempts=3, pause=60)
+    for _ in range(3):
+        assert throttle.wait("ana", "10.0.0.1") == 0
+        throttle.failed("ana", "10.0.0.1")
+    assert throttle.wait("ana", "10.0.0.2") > 0  # by name, from any address
+    assert throttle.wait("bob", "10.0.0.1") == 0  # the address is not blocked for others yet
+    throttle.succeeded("ana")
+    assert throttle.wait("ana", "10.0.0.3") == 0
+
+
+def test_the_throttle_pauses_an_address_that_tries_many_names() -> None:
+    throttle = LoginThrottle(attempts=2, pause=60)
+    for n in range(8):
+        throttle.failed(f"user{n}", "10.0.0.9")
+    assert throttle.wait("someone", "10.0.0.9") > 0
+    assert throttle.wait("someone", "10.0.0.8") == 0

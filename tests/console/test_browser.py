@@ -1,0 +1,389 @@
+"""The console in a real browser (Debian's Chromium driven by Playwright): an analyst's path
+through the queue, an incident, its edits reaching Defender, live updates, hunting — and what
+readers, tenant-scoped users, forged requests and signed-out visitors must not get.
+
+One browser for the module; every wait is bounded. With ``XDRSYNC_SCREENSHOTS=1`` the tests
+also write docs/screenshots/{queue,incident,hunting}.png (1440x900)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser import (
+    STEP_MS,
+    chromium,
+    chromium_available,
+    fetch_json,
+    fetch_status,
+    new_session,
+    shoot,
+    signed_in,
+)
+from playwright.sync_api import Browser, expect
+
+pytestmark = [
+    pytest.mark.slow,
+    # `make test` installs Debian's Chromium; only a run outside it (no CI) may skip.
+    pytest.mark.skipif(
+        not chromium_available() and not os.environ.get("CI"),
+        reason="needs /usr/bin/chromium (make test installs it)",
+    ),
+]
+
+#: How long an edit may take to reach the emulator and come back confirmed.
+SYNC_MS = 25_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+def _open_incidents(live: Any, tenant: str, count: int) -> list[dict[str, Any]]:
+    """``count`` open incidents of ``tenant`` (from the API), least recently updated first,
+    so each test edits its own."""
+    client = live.client("admin")
+    try:
+        reply = client.get(
+            "/api/v1/incidents",
+            params={"tenant": tenant, "status": ["new", "active"], "top": 100},
+        )
+        reply.raise_for_status()
+        items: list[dict[str, Any]] = reply.json()["value"]
+    finally:
+        client.close()
+    items = [i for i in items if not i["mergedInto"] and i["syncState"] == "synced"]
+    assert len(items) >= count, f"{tenant} has only {len(items)} open incidents"
+    return items[-count:]
+
+
+@pytest.fixture(scope="module")
+def picks(live_console: Any) -> dict[str, dict[str, Any]]:
+    first, second = live_console.tenants[0], live_console.tenants[1]
+    mine = _open_incidents(live_console, first, 4)
+    theirs = _open_incidents(live_console, second, 1)
+    return {
+        "browse": mine[0],
+        "edit": mine[1],
+        "portal": mine[2],
+        "reader": mine[3],
+        "second": theirs[0],
+    }
+
+
+def _no_script_errors(errors: list[str]) -> None:
+    assert not errors, f"the page's scripts reported errors: {errors}"
+
+
+def test_signed_out_visitor_is_sent_to_login(browser: Browser, live_console: Any) -> None:
+    session = new_session(browser, live_console.url)
+    try:
+        page = session.page
+        page.goto("/hunting")
+        expect(page).to_have_url(re.compile(r"/login\?next=(%2F|/)hunting$"))
+        expect(page.locator("#username")).to_be_visible()
+        # A wrong password shows the error, escaped, on the login page.
+        page.fill("#username", "rui")
+        page.fill("#password", "<b>not it</b>")
+        page.click("button[type=submit]")
+        expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+        # The right one goes where the visitor was headed.
+        name, password = live_console.users["reader"]
+        page.fill("#username", name)
+        page.fill("#password", password)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(re.compile(r"/hunting$"))
+        # Signing out ends the session: the queue is behind the login page again.
+        page.click(".usermenu summary")
+        page.click(".logout-form button")
+        expect(page).to_have_url(re.compile(r"/login$"))
+        page.goto("/")
+        expect(page).to_have_url(re.compile(r"/login\?next=(%2F|/)$"))
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_queue_filters_live_in_the_url(browser: Browser, live_console: Any) -> None:
+    session = signed_in(browser, live_console, "responder")
+    try:
+        page = session.page
+        rows = page.locator("#queue-rows tr[data-id]")
+        expect(rows.first).to_be_visible()
+        expect(page.locator("#count-severity .count").first).to_be_visible()
+        expect(page.locator("#overtime svg rect.bar").first).to_be_attached()
+        shoot(page, "queue.png")
+
+        page.click(".multi[data-name=severity] .multi-btn")
+        page.check(".multi[data-name=severity] input[value=high]")
+        expect(page).to_have_url(re.compile(r"[?&]severity=high"))
+        expect(page.locator("#queue-status")).to_contain_text("high")
+        expect(page.locator("#queue")).to_have_attribute("aria-busy", "false")
+        badges = page.locator("#queue-rows .col-sev .badge")
+        expect(badges.first).to_have_text("High")
+        assert set(badges.all_inner_texts()) == {"High"}
+
+        page.select_option("#f-owner", "unassigned")
+        expect(page).to_have_url(re.compile(r"owner=unassigned"))
+        # The view survives a reload: it is the URL.
+        page.reload()
+        expect(page.locator(".multi[data-name=severity] input[value=high]")).to_be_checked()
+        expect(page.locator("#queue")).to_have_attribute("aria-busy", "false")
+        expect(page.locator("#f-owner")).to_have_value("unassigned")
+        expect(page.locator("#queue-rows .col-sev .badge").first).to_have_text("High")
+        owners = page.locator("#queue-rows .col-owner").all_inner_texts()
+        assert owners and set(owners) == {"unassigned"}
+
+        # Sorting by a column is part of the URL too.
+        page.click("th[data-sort=alertCount]")
+        expect(page).to_have_url(re.compile(r"sort=-alertCount"))
+        expect(page.locator("#queue")).to_have_attribute("aria-busy", "false")
+        counts = [int(t) for t in page.locator("#queue-rows .col-alerts").all_inner_texts()]
+        assert counts == sorted(counts, reverse=True)
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_incident_page_shows_alerts_entities_graph_timeline(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    incident = picks["browse"]
+    session = signed_in(browser, live_console, "responder")
+    try:
+        page = session.page
+        page.fill("#q", incident["displayName"][:40])
+        link = page.locator(f'#queue-rows tr[data-id="{incident["id"]}"] a.title-link')
+        link.click()
+        expect(page).to_have_url(re.compile(re.escape(f"/incidents/{incident['id']}") + "$"))
+        expect(page.locator("#h-title")).to_have_text(incident["displayName"])
+        expect(page.locator("#alerts-table tbody tr[data-alert]")).to_have_count(
+            incident["alertCount"]
+        )
+        expect(page.locator("#entity-groups .entity").first).to_be_visible()
+        nodes = page.locator("#graph-canvas .g-node")
+        expect(nodes.first).to_be_attached()
+        assert page.locator("#graph-canvas .g-node.alert").count() == incident["alertCount"]
+        entity = page.locator("#graph-canvas .g-node.entity").first
+        entity.click()
+        expect(page.locator("#graph-details h4")).not_to_be_empty()
+        expect(page.locator("#graph-details")).to_contain_text("In alerts")
+        expect(page.locator("#timeline-list .tl-alert").first).to_be_visible()
+        # Times are the browser's zone with UTC in the tooltip.
+        title = page.locator("#h-created time").get_attribute("title") or ""
+        assert "UTC" in title
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_responder_assigns_classifies_and_comments(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    incident = picks["edit"]
+    tenant, defender_id = incident["tenant"], incident["incidentId"]
+    session = signed_in(browser, live_console, "responder", f"/incidents/{incident['id']}")
+    try:
+        page = session.page
+        expect(page.locator("#h-title")).to_have_text(incident["displayName"])
+        page.fill("#act-assign input[name=assignee]", "ana@woodgrovebank.com")
+        page.click("#act-assign button")
+        # Pending first (unless Defender was quicker than the page), then confirmed.
+        expect(page.locator("#act-state")).to_contain_text(
+            re.compile("pending|confirmed"), timeout=STEP_MS
+        )
+        expect(page.locator("#h-owner")).to_have_text("ana@woodgrovebank.com")
+        expect(page.locator("#act-state .tracked").last).to_contain_text(
+            "confirmed", timeout=SYNC_MS
+        )
+        live_console.wait_for(
+            lambda: (
+                live_console.truth(tenant)[defender_id].get("assignedTo") == "ana@woodgrovebank.com"
+            ),
+            SYNC_MS / 1000,
+            "the owner in Defender",
+        )
+
+        # Closing asks for a classification first.
+        page.click("#act-close")
+        page.click("#close-submit")
+        expect(page.locator("#close-error")).to_be_visible()
+        page.select_option("#close-classification", "truePositive")
+        page.select_option("#close-determination", "phishing")
+        page.fill("#close-comment", "Closed from the browser test <script>x</script>")
+        page.click("#close-submit")
+        expect(page.locator("#close-dialog")).not_to_be_visible()
+        expect(page.locator("#h-status")).to_have_text("Resolved")
+        expect(page.locator("#act-reopen")).to_be_visible()
+
+        truth = live_console.wait_for(
+            lambda: (
+                (found := live_console.truth(tenant)[defender_id])["status"] == "resolved"
+                and any("browser test" in c["comment"] for c in found.get("comments") or ())
+                and found
+            ),
+            SYNC_MS / 1000,
+            "the closing in Defender",
+        )
+        assert truth["classification"] == "truePositive"
+        assert truth["determination"] == "phishing"
+        # Every edit turns from pending to confirmed on the page, without a reload.
+        edits = page.locator("#edit-list .edit")
+        expect(edits.first).to_be_visible()
+        expect(page.locator("#edit-list .edit.pending")).to_have_count(0, timeout=SYNC_MS)
+        expect(page.locator("#edit-list .edit.confirmed")).to_have_count(
+            edits.count(), timeout=SYNC_MS
+        )
+        # The comment is text, never markup.
+        comment = page.locator("#comment-list .comment-body", has_text="browser test")
+        expect(comment).to_have_text("Closed from the browser test <script>x</script>")
+        shoot(page, "incident.png")
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_portal_edit_appears_without_reload(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    incident = picks["portal"]
+    tenant, defender_id = incident["tenant"], incident["incidentId"]
+    session = signed_in(browser, live_console, "responder", f"/incidents/{incident['id']}")
+    try:
+        page = session.page
+        expect(page.locator("#h-title")).to_have_text(incident["displayName"])
+        queue = session.context.new_page()
+        queue.goto("/")
+        row = queue.locator(f'#queue-rows tr[data-id="{incident["id"]}"]')
+        expect(queue.locator("#queue-rows tr[data-id]").first).to_be_visible()
+        live_console.portal(
+            tenant,
+            defender_id,
+            displayName="Renamed in the portal",
+            comments=[{"comment": "Looked at it in the portal", "createdByDisplayName": "Ines"}],
+        )
+        expect(page.locator("#h-title")).to_have_text("Renamed in the portal", timeout=SYNC_MS)
+        expect(page.locator("#comment-list")).to_contain_text(
+            "Looked at it in the portal", timeout=SYNC_MS
+        )
+        expect(page.locator("#comment-list")).to_contain_text("in Defender")
+        # The queue shows it too: the row in place, or a "new" indicator for it.
+        expect(row.or_(queue.locator("#new-indicator"))).to_contain_text(
+            re.compile("Renamed in the portal|new"), timeout=SYNC_MS
+        )
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_hunting_query_with_chart_and_errors(browser: Browser, live_console: Any) -> None:
+    session = signed_in(browser, live_console, "reader", "/hunting")
+    try:
+        page = session.page
+        expect(page.locator("#examples option").nth(1)).to_be_attached()
+        editor = page.locator("#kql")
+        editor.fill(
+            "SecurityIncident\n| summarize arg_max(TimeGenerated, *) by IncidentNumber, TenantId\n"
+            "| summarize Incidents = count() by Severity\n| render columnchart"
+        )
+        editor.press("Control+Enter")
+        expect(page.locator("#results thead th").first).to_contain_text("Severity")
+        expect(page.locator("#results thead th").nth(1)).to_contain_text("long")
+        expect(page.locator("#results tbody tr").first).to_be_visible()
+        expect(page.locator("#chart")).to_be_visible()
+        expect(page.locator("#chart-box svg rect.bar").first).to_be_attached()
+        total = sum(int(t) for t in page.locator("#results tbody td.num").all_inner_texts())
+        assert total == 60  # both tenants' 30 incidents, each once
+        with page.expect_download() as download:
+            page.click("#dl-csv")
+        assert download.value.suggested_filename.endswith(".csv")
+        shoot(page, "hunting.png")
+
+        editor.fill("SecurityIncident\n| where Severity ==\n| take 3")
+        editor.press("Control+Enter")
+        expect(page.locator("#query-error")).to_be_visible()
+        expect(page.locator("#query-error .where")).to_contain_text("line")
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_reader_sees_no_actions_and_is_refused(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    incident = picks["reader"]
+    session = signed_in(browser, live_console, "reader", f"/incidents/{incident['id']}")
+    try:
+        page = session.page
+        expect(page.locator("#h-title")).to_have_text(incident["displayName"])
+        expect(page.locator("#actions")).to_have_count(0)
+        expect(page.locator("#comment-form")).to_have_count(0)
+        expect(page.locator("#h-tags button")).to_have_count(0)
+        expect(page.locator(".mainnav")).not_to_contain_text("Connectors")
+        path = f"/api/v1/incidents/{incident['id']}"
+        assert fetch_status(page, "PATCH", path, {"assignedTo": "x@example.com"}) == 403
+        assert fetch_status(page, "POST", f"{path}/comments", {"comment": "no"}) == 403
+        page.goto("/connectors")
+        expect(page.locator(".error-code")).to_have_text("403")
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_scoped_user_never_sees_another_tenant(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    other = picks["browse"]  # in the first tenant; "scoped" sees the second only
+    own = picks["second"]
+    session = signed_in(browser, live_console, "scoped")
+    try:
+        page = session.page
+        expect(page.locator("#queue-rows tr[data-id]").first).to_be_visible()
+        tenants = set(page.locator("#queue-rows .col-tenant").all_inner_texts())
+        assert tenants == {live_console.tenants[1]}
+
+        response = page.goto(f"/incidents/{other['id']}")
+        assert response is not None and response.status == 404
+        expect(page.locator(".error-code")).to_have_text("404")
+        assert fetch_status(page, "GET", f"/api/v1/incidents/{other['id']}") == 404
+        assert (
+            fetch_status(page, "PATCH", f"/api/v1/incidents/{other['id']}", {"status": "active"})
+            == 404
+        )
+
+        page.goto(f"/incidents/{own['id']}")
+        expect(page.locator("#h-title")).to_have_text(own["displayName"])
+
+        answer = fetch_json(
+            page, "POST", "/api/v1/query", {"query": "SecurityIncident | distinct TenantId"}
+        )
+        assert answer["status"] == 200
+        ids = {row[0] for row in answer["body"]["rows"]}
+        assert ids == {live_console.config.tenants[1].tenant_id}
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_request_without_csrf_token_is_refused(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    incident = picks["browse"]
+    session = signed_in(browser, live_console, "responder", f"/incidents/{incident['id']}")
+    try:
+        page = session.page
+        expect(page.locator("#h-title")).to_have_text(incident["displayName"])
+        path = f"/api/v1/incidents/{incident['id']}"
+        assert fetch_status(page, "PATCH", path, {"status": "active"}, csrf=False) == 403
+        assert fetch_status(page, "POST", f"{path}/comments", {"comment": "x"}, csrf=False) == 403
+        assert fetch_status(page, "POST", "/api/v1/query", {"query": "print 1"}, csrf=False) == 403
+        # The same request with the page's token goes through.
+        assert fetch_status(page, "POST", "/api/v1/query", {"query": "print 1"}) == 200
+        _no_script_errors(session.errors)
+    finally:
+        session.close()

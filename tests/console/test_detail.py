@@ -1,0 +1,151 @@
+"""One incident or alert as the console shows it (console/detail.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from consoledata import (
+    NAMES,
+    TENANT_A,
+    TENANT_B,
+    alert_json,
+    comment,
+    commit,
+    evidence,
+    incident_json,
+    index,
+    open_hub,
+)
+
+from xdrsync.console.detail import alert_detail, incident_detail
+from xdrsync.hub import Hub
+from xdrsync.hub.records import NewEdit
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    yield from open_hub(tmp_path)
+
+
+def _world(hub: Hub) -> None:
+    shared = evidence("device", "pc01", verdict="malicious", minute=3)
+    a1 = alert_json(TENANT_A, "da1", "1", first=5, last=9, category="InitialAccess", items=[shared])
+    a2 = alert_json(
+        TENANT_A,
+        "da2",
+        "1",
+        created=1,
+        first=2,
+        last=4,
+        items=[evidence("device", "pc01", verdict="suspicious"), evidence("ip", "10.0.0.1")],
+    )
+    other = alert_json(TENANT_A, "da3", "2", items=[evidence("device", "pc01")])
+    commit(
+        hub,
+        TENANT_A,
+        [
+            incident_json(
+                TENANT_A, "1", updated=10, alerts=[a1, a2], comments=[comment("first look", 6)]
+            ),
+            incident_json(TENANT_A, "2", updated=10, alerts=[other]),
+            incident_json(TENANT_A, "3", updated=10, status="redirected", redirect="1"),
+        ],
+    )
+    # A second version of incident 1: its severity changed.
+    commit(
+        hub,
+        TENANT_A,
+        [
+            incident_json(
+                TENANT_A,
+                "1",
+                updated=20,
+                severity="high",
+                alerts=[a1, a2],
+                comments=[comment("first look", 6)],
+            )
+        ],
+    )
+    commit(hub, TENANT_B, [incident_json(TENANT_B, "1", alerts=[alert_json(TENANT_B, "db1", "1")])])
+    index(hub)
+
+
+def test_an_incident_page_has_every_part(hub: Hub) -> None:
+    _world(hub)
+    page = incident_detail(hub, TENANT_A, "1", NAMES)
+    assert page is not None
+    assert page["id"] == "contoso~1"
+    assert page["severity"] == "high"
+    assert page["alertCount"] == 2
+    assert page["description"] == "About 1"
+    assert page["incidentWebUrl"].endswith("/incidents/1")
+    assert page["mergedFrom"] == ["contoso~3"]
+    assert [a["id"] for a in page["alerts"]] == ["contoso~da1", "contoso~da2"]
+    assert page["alerts"][0]["mitreTechniques"] == ["T1059.001"]
+    assert page["alerts"][0]["firstActivityDateTime"] == "2026-11-01T10:05:00Z"
+    devices = page["entities"]["device"]
+    (pc01,) = devices
+    assert pc01["alertIds"] == ["contoso~da1", "contoso~da2"]
+    assert pc01["verdict"] == "malicious"  # the most telling of its mentions
+    assert pc01["otherIncidents"] == 1  # incident 2 has it too
+    assert page["entities"]["ip"][0]["otherIncidents"] == 0
+    nodes = {n["id"]: n["kind"] for n in page["graph"]["nodes"]}
+    assert nodes["contoso~1"] == "incident" and nodes["contoso~da2"] == "alert"
+    edges = {(e["source"], e["target"]) for e in page["graph"]["edges"]}
+    pc = next(n for n in nodes if n.startswith("entity:device:"))
+    assert {("contoso~1", "contoso~da1"), ("contoso~da1", pc), ("contoso~da2", pc)} <= edges
+    times = [t["at"] for t in page["timeline"] if t["at"] is not None]
+    assert times == sorted(times)
+    assert {t["kind"] for t in page["timeline"]} == {"alert", "evidence", "comment", "version"}
+    assert page["comments"][0]["text"] == "first look"
+    assert page["comments"][0]["source"] == "defender"
+    assert [h["changed"] for h in page["history"]] == [
+        {},
+        {"severity": {"from": "medium", "to": "high"}},
+    ]
+    assert [a["decision"] for a in page["audit"]] == ["insert", "update"]
+    assert page["edits"] == []
+
+
+def test_pending_edits_show_on_the_page(hub: Hub) -> None:
+    _world(hub)
+    hub.enqueue_edits(
+        [
+            NewEdit(TENANT_A, "incident", "1", "status", "active", "resolved", "ana", "console"),
+            NewEdit(TENANT_A, "incident", "1", "comment", None, "on it", "ana", "console"),
+            NewEdit(TENANT_A, "alert", "da1", "status", "new", "inProgress", "bo", "sentinel:s1"),
+        ]
+    )
+    page = incident_detail(hub, TENANT_A, "1", NAMES)
+    assert page is not None
+    assert (page["status"], page["syncState"]) == ("resolved", "pending")
+    assert page["alerts"][0]["status"] == "inProgress"
+    assert [(e["field"], e["state"], e["entityId"]) for e in page["edits"]] == [
+        ("status", "pending", "contoso~1"),
+        ("comment", "pending", "contoso~1"),
+        ("status", "pending", "contoso~da1"),
+    ]
+    queued = [c for c in page["comments"] if c["state"] == "pending"]
+    assert [(c["text"], c["source"], c["createdBy"]) for c in queued] == [
+        ("on it", "workspace", "ana")
+    ]
+
+
+def test_unknown_and_other_tenants_records_are_none(hub: Hub) -> None:
+    _world(hub)
+    assert incident_detail(hub, TENANT_A, "404", NAMES) is None
+    assert incident_detail(hub, TENANT_B, "2", NAMES) is None
+    assert alert_detail(hub, TENANT_B, "da1", NAMES) is None
+
+
+def test_an_alert_page(hub: Hub) -> None:
+    _world(hub)
+    page = alert_detail(hub, TENANT_A, "da2", NAMES)
+    assert page is not None
+    assert (page["id"], page["alertId"], page["incidentId"]) == ("contoso~da2", "da2", "contoso~1")
+    assert [e["kind"] for e in page["evidence"]] == ["device", "ip"]
+    assert page["evidence"][1]["entityKey"] == "10.0.0.1"
+    assert page["history"][0]["changed"] == {}
+    assert page["edits"] == []

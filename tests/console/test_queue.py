@@ -1,0 +1,333 @@
+"""The queue (console/queue.py): filters, sorts, keyset pages, tenant scoping, sync state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from consoledata import (
+    BASE,
+    NAMES,
+    TENANT_A,
+    TENANT_B,
+    alert_json,
+    at,
+    commit,
+    incident_json,
+    index,
+    open_hub,
+    rows,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xdrsync.console.index import decode_list
+from xdrsync.console.queue import (
+    SORTS,
+    QueueFilter,
+    QueueItem,
+    list_queue,
+    queue_stats,
+)
+from xdrsync.hub import Hub
+from xdrsync.hub.records import NewEdit, Settlement
+
+BOTH = [TENANT_A, TENANT_B]
+SEVERITIES = ["high", "medium", "low", "informational"]
+STATUSES = ["active", "inProgress", "resolved"]
+OWNERS = ["ana@contoso.com", None, "Bob@Contoso.com"]
+NAMED = {13: "Password spray 500 hits", 14: "50% discount", 15: "Phish_kit found"}
+
+
+def _incident(tenant: str, n: int) -> dict[str, Any]:
+    incident_id = str(n + 1)
+    sources = ["microsoftDefenderForEndpoint", "microsoftDefenderForOffice365"]
+    alerts = [
+        alert_json(
+            tenant,
+            f"da{incident_id}-{k}",
+            incident_id,
+            source=sources[(n + k) % 2],
+            first=n % 6,
+            last=n % 6 + 3,
+        )
+        for k in range(n % 3)
+    ]
+    tags = (["phish"] if n % 2 else []) + (["50%_off"] if n % 5 == 0 else [])
+    return incident_json(
+        tenant,
+        incident_id,
+        updated=(n % 5) * 60 * 24 if tenant == TENANT_A else n % 5,
+        created=None if n % 7 == 0 else n % 4,
+        severity=SEVERITIES[n % 4],
+        status=STATUSES[n % 3],
+        owner=OWNERS[n % 3],
+        tags=tags,
+        alerts=alerts,
+        name=NAMED.get(n),
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    for hub in open_hub(tmp_path_factory.mktemp("queue")):
+        commit(hub, TENANT_A, [_incident(TENANT_A, n) for n in range(40)])
+        commit(hub, TENANT_B, [_incident(TENANT_B, n) for n in range(10)])
+        index(hub)
+        yield hub
+
+
+def _all(hub: Hub, flt: QueueFilter, visible: list[str], top: int = 7) -> list[QueueItem]:
+    items: list[QueueItem] = []
+    token = None
+    for _ in range(1000):
+        page = list_queue(hub, flt, visible, top=top, after=token)
+        assert len(page.items) <= top
+        items.extend(page.items)
+        token = page.next_token
+        if token is None:
+            return items
+        assert len(page.items) == top
+    raise AssertionError("paging never ended")
+
+
+def _keys(items: list[QueueItem]) -> list[tuple[str, str]]:
+    return [(i.tenant_id, i.incident_id) for i in items]
+
+
+def _expected(hub: Hub, flt: QueueFilter, visible: list[str]) -> list[tuple[str, str]]:
+    """The same filter and order, worked out in Python from the index rows."""
+    chosen = []
+    for key, row in rows(hub).items():
+        if key[0] not in visible or (flt.tenant_ids and key[0] not in flt.tenant_ids):
+            continue
+        if flt.statuses and row["status"].lower() not in {v.lower() for v in flt.statuses}:
+            continue
+        if flt.severities and row["severity"] not in {v.lower() for v in flt.severities}:
+            continue
+        tags = [t.lower() for t in decode_list(row["tags"])]
+        if flt.tags and not any(t.lower() in tags for t in flt.tags):
+            continue
+        products = [p.lower() for p in decode_list(row["products"])]
+        if flt.products and not any(p.lower() in products for p in flt.products):
+            continue
+        owner = row["assigned_to"]
+        if flt.owner == "unassigned" and owner:
+            continue
+        if flt.owner not in (None, "unassigned") and owner not in (flt.owner, flt.owner.lower()):
+            continue
+        if flt.since and row["last_update_at"] < flt.since:
+            continue
+        if flt.until and row["last_update_at"] >= flt.until:
+            continue
+        if flt.search and flt.search.lower() not in row["search"]:
+            continue
+        chosen.append({**row, "tenant_id": key[0], "incident_id": key[1]})
+    names = (*SORTS[flt.sort], "tenant_id", "incident_id")
+
+    def order(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple((row[n] is not None, row[n]) for n in names)
+
+    chosen.sort(key=order, reverse=flt.descending)
+    return [(r["tenant_id"], r["incident_id"]) for r in chosen]
+
+
+FILTERS = [
+    QueueFilter(),
+    QueueFilter(statuses=("inprogress",)),  # any spelling Graph accepts
+    QueueFilter(statuses=("active", "resolved")),
+    QueueFilter(severities=("high", "LOW")),
+    QueueFilter(tenant_ids=(TENANT_B,)),
+    QueueFilter(products=("microsoftDefenderForOffice365",)),
+    QueueFilter(products=("MICROSOFTDEFENDERFORENDPOINT",)),
+    QueueFilter(tags=("phish",)),
+    QueueFilter(tags=("50%_off",)),
+    QueueFilter(tags=("50%",)),  # a member is matched whole, never by prefix
+    QueueFilter(owner="ana@contoso.com"),
+    QueueFilter(owner="bob@contoso.com"),
+    QueueFilter(owner="Bob@Contoso.com"),
+    QueueFilter(owner="unassigned"),
+    QueueFilter(since=at(60 * 24)),
+    QueueFilter(since=at(60 * 24), until=at(3 * 60 * 24)),
+    QueueFilter(search="SPRAY"),
+    QueueFilter(search="50%"),
+    QueueFilter(search="h_kit"),
+    QueueFilter(search="0%_"),  # no incident: _ and % are literal
+    QueueFilter(statuses=("active",), severities=("high",), owner="ana@contoso.com"),
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+def test_every_filter_matches_the_index_rows(world: Hub, flt: QueueFilter) -> None:
+    assert _keys(_all(world, flt, BOTH)) == _expected(world, flt, BOTH)
+
+
+def test_filters_find_what_they_should(world: Hub) -> None:
+    def count(**kw: Any) -> int:
+        return len(_all(world, QueueFilter(**kw), BOTH))
+
+    assert count() == 50
+    assert count(search="spray") == 1
+    assert count(search="50%") == 1
+    assert count(search="0%_") == 0
+    assert count(tags=("50%",)) == 0
+    assert count(tags=("50%_OFF",)) == 10
+    assert count(owner="Bob@Contoso.com") == 16 and count(owner="BOB@contoso.com") == 0
+    assert count(owner="ana@contoso.com") == count(owner="ANA@contoso.com") == 18
+
+
+@pytest.mark.parametrize("sort", sorted(SORTS))
+@pytest.mark.parametrize("descending", [False, True])
+def test_every_sort_pages_through_everything_once(world: Hub, sort: str, descending: bool) -> None:
+    flt = QueueFilter(sort=sort, descending=descending)
+    got = _keys(_all(world, flt, BOTH, top=4))
+    assert got == _expected(world, flt, BOTH)
+    assert len(set(got)) == len(got) == 50
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sort=st.sampled_from(sorted(SORTS)),
+    descending=st.booleans(),
+    top=st.integers(1, 12),
+    index=st.integers(0, len(FILTERS) - 1),
+    visible=st.sampled_from([[TENANT_A], [TENANT_B], BOTH]),
+)
+def test_keyset_pages_return_each_incident_exactly_once(
+    world: Hub, sort: str, descending: bool, top: int, index: int, visible: list[str]
+) -> None:
+    base = FILTERS[index]
+    flt = QueueFilter(**{**base.__dict__, "sort": sort, "descending": descending})
+    got = _keys(_all(world, flt, visible, top=top))
+    assert got == _expected(world, flt, visible)
+    assert {tenant for tenant, _ in got} <= set(visible)
+
+
+def test_tenant_scoping_never_leaks(world: Hub) -> None:
+    assert {i.tenant_id for i in _all(world, QueueFilter(), [TENANT_A])} == {TENANT_A}
+    # Asking for a tenant one may not see gives nothing, not that tenant.
+    assert _all(world, QueueFilter(tenant_ids=(TENANT_B,)), [TENANT_A]) == []
+    assert _all(world, QueueFilter(), []) == []
+    # A token made for a user who sees both tenants shows the next user only theirs.
+    page = list_queue(world, QueueFilter(), BOTH, top=3)
+    rest = _all_from(world, QueueFilter(), [TENANT_B], page.next_token)
+    assert {i.tenant_id for i in rest} <= {TENANT_B}
+
+
+def _all_from(hub: Hub, flt: QueueFilter, visible: list[str], token: str | None) -> list[Any]:
+    items = []
+    while token is not None:
+        page = list_queue(hub, flt, visible, top=5, after=token)
+        items.extend(page.items)
+        token = page.next_token
+    return items
+
+
+def test_a_bad_or_foreign_token_is_refused(world: Hub) -> None:
+    page = list_queue(world, QueueFilter(), BOTH, top=2)
+    assert page.next_token is not None
+    with pytest.raises(ValueError, match="another sort"):
+        list_queue(world, QueueFilter(sort="created"), BOTH, after=page.next_token)
+    for bad in ("garbage!", "e30", "WzEsMiwzXQ"):
+        with pytest.raises(ValueError, match="token"):
+            list_queue(world, QueueFilter(), BOTH, after=bad)
+    with pytest.raises(ValueError, match="sort"):
+        list_queue(world, QueueFilter(sort="nope"), BOTH)
+
+
+def test_an_item_is_the_documented_json(world: Hub) -> None:
+    (item,) = list_queue(world, QueueFilter(search="spray"), BOTH).items
+    body = item.to_json(NAMES)
+    assert list(body) == [
+        "id",
+        "incidentId",
+        "tenant",
+        "displayName",
+        "severity",
+        "status",
+        "assignedTo",
+        "classification",
+        "determination",
+        "customTags",
+        "productSources",
+        "tactics",
+        "alertCount",
+        "createdDateTime",
+        "lastUpdateDateTime",
+        "firstActivityDateTime",
+        "lastActivityDateTime",
+        "mergedInto",
+        "syncState",
+    ]
+    assert body["id"] == "contoso~14"
+    assert body["incidentId"] == "14"
+    assert body["tenant"] == "contoso"
+    assert body["alertCount"] == 1
+    assert body["productSources"] == ["microsoftDefenderForOffice365"]
+    assert body["tactics"] == ["Execution"]
+    assert body["lastUpdateDateTime"] == "2026-11-04T10:00:00Z"
+    assert body["firstActivityDateTime"] == "2026-11-01T10:01:00Z"
+    assert body["syncState"] == "synced"
+
+
+def test_stats_count_what_the_queue_lists(world: Hub) -> None:
+    flt = QueueFilter(tenant_ids=(TENANT_A,))
+    stats = queue_stats(world, flt, BOTH)
+    items = _all(world, flt, BOTH)
+    assert stats["total"] == len(items) == 40
+    assert stats["bySeverity"] == {s: 10 for s in SEVERITIES}
+    assert sum(stats["byStatus"].values()) == 40
+    assert stats["overTime"]["bucket"] == "day"
+    points = stats["overTime"]["points"]
+    assert [p["count"] for p in points] == [8, 8, 8, 8, 8]
+    assert points[0]["start"] == "2026-11-01T00:00:00Z"
+    hourly = queue_stats(world, QueueFilter(tenant_ids=(TENANT_B,)), BOTH)["overTime"]
+    assert hourly["bucket"] == "hour"
+    assert sum(p["count"] for p in hourly["points"]) == 10
+    # A range from the filter is filled with empty buckets.
+    ranged = queue_stats(
+        world, QueueFilter(since=BASE - timedelta(days=3), until=BASE + timedelta(days=7)), BOTH
+    )
+    assert len(ranged["overTime"]["points"]) == 11
+    assert queue_stats(world, QueueFilter(), [])["total"] == 0
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    yield from open_hub(tmp_path)
+
+
+def _edit(field: str, seen: Any, wanted: Any) -> NewEdit:
+    return NewEdit(TENANT_A, "incident", "1", field, seen, wanted, author="ana", origin="console")
+
+
+def _one(hub: Hub) -> QueueItem:
+    (item,) = list_queue(hub, QueueFilter(), [TENANT_A]).items
+    return item
+
+
+def test_sync_state_and_the_workspace_view(hub: Hub) -> None:
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "1", tags=["old"])])
+    index(hub)
+    assert _one(hub).sync_state == "synced"
+    [status_edit] = hub.enqueue_edits([_edit("status", "active", "inProgress")])
+    hub.enqueue_edits([_edit("customTags", ["old"], {"add": ["new"], "remove": ["old"]})])
+    item = _one(hub)
+    assert (item.sync_state, item.status, item.custom_tags) == ("pending", "inProgress", ("new",))
+    # The filter is on Defender's values as last read; the item shows the workspace's view.
+    assert list_queue(hub, QueueFilter(statuses=("inProgress",)), [TENANT_A]).items == []
+    (row,) = hub.edits(ids=[status_edit])
+    hub.settle_edits([Settlement(row, "conflict", "conflict", {"reason": "both changed"})])
+    assert _one(hub).sync_state == "conflict"
+    hub.settle_edits([Settlement(row, "failed", "refused", {"reason": "Defender said no"})])
+    assert _one(hub).sync_state == "failed"
+    assert _one(hub).status == "active"  # a failed edit is not shown as made
+    later = list_queue(
+        hub, QueueFilter(), [TENANT_A], now=row.created_at + timedelta(days=2)
+    ).items[0]
+    assert later.sync_state == "pending"  # the tags edit is still on its way
