@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.console import console_bench
 from bench.harness import table
 from bench.scenarios import (
     backfill,
@@ -38,7 +39,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["emulator", "backfill", "throttled", "freshness", "idle", "twoway", "sentinel"],
+        choices=[
+            "emulator",
+            "backfill",
+            "throttled",
+            "freshness",
+            "idle",
+            "twoway",
+            "sentinel",
+            "console",
+        ],
     )
     args = parser.parse_args()
     quick = args.quick
@@ -222,6 +232,11 @@ def main() -> None:
 
     if want("sentinel"):
         for section in sentinel(work, quick=quick):
+            sections.append(section)
+            print(section, flush=True)
+
+    if want("console"):
+        for section in console_bench(work, quick=quick):
             sections.append(section)
             print(section, flush=True)
 
