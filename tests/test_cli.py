@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from xdrsync.emulator.clientconfig import write_client_config
@@ -135,11 +137,12 @@ def test_secrets_never_appear_in_output_logs_or_errors(
 
 def test_queries_work_while_the_service_runs(emulator: EmulatorServer, tmp_path: Path) -> None:
     config = str(write_config(tmp_path, emulator))
+    said = (tmp_path / "run.err").open("w")
     service = subprocess.Popen(
         [PYTHON, "-m", "xdrsync", "run", "--config", config],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stderr=said,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
     )
     try:
         seen = []
@@ -152,11 +155,21 @@ def test_queries_work_while_the_service_runs(emulator: EmulatorServer, tmp_path:
             seen.append(json.loads(done.stdout)[0]["Count"])
             time.sleep(0.5)
         assert seen[-1] >= 60  # the backfill landed while we kept querying
+        # ... and the console is served beside the sync, at the address `run` printed
+        found = re.search(
+            r"console and REST API on (http://\S+)", (tmp_path / "run.err").read_text()
+        )
+        assert found, (tmp_path / "run.err").read_text()
+        served = httpx.get(f"{found[1]}/healthz", timeout=10)
+        assert served.json()["status"] == "ok"
+        login = httpx.get(f"{found[1]}/", headers={"accept": "text/html"})
+        assert login.status_code == 303 and login.headers["location"].startswith("/login")
         second = xdrsync("sync", "--once", "--config", config)
         assert second.returncode == 2 and "another xdrsync process" in second.stderr
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(timeout=60)
+        said.close()
     assert service.returncode == 0
 
 

@@ -177,7 +177,7 @@ def test_invalid_toml_is_one_line_with_the_position(tmp_path: Path) -> None:
         (tenant_block().replace(TENANT, "common"), "not a tenant"),
         (tenant_block(name='"has space"').replace('name = "contoso"\n', ""), "tenants[0].name"),
         (tenant_block(rate_limit_per_minute="0"), "rate_limit_per_minute"),
-        ("[console]\nport = 0\n" + tenant_block(), "console.port"),
+        ("[console]\nport = 65536\n" + tenant_block(), "console.port"),
     ],
 )
 def test_invalid_settings_are_named(tmp_path: Path, body: str, expected: str) -> None:

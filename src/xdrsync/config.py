@@ -391,7 +391,7 @@ class ConsoleConfig(_Frozen):
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (printed at start)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     allow_plain_http: bool = False

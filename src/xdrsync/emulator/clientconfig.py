@@ -37,17 +37,23 @@ def write_client_config(
     *,
     workspace: Path | str = ".",
     sync: Mapping[str, Any] | None = None,
+    console: Mapping[str, Any] | None = None,  # default: any free port
     rate_limit_per_minute: int | None = None,
     secrets: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``folder/xdrsync.toml`` for ``tenants`` of the emulator at ``base_url``.
+    """Write ``folder/xdrsync.toml`` for ``tenants`` of the emulator at ``base_url``; ``sync``
+    and ``console`` are settings of those sections.
 
     ``secrets`` overrides a tenant's secret by name (to test a wrong one).
     """
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["[workspace]", f"path = {_toml(workspace)}", ""]
-    if sync:
-        lines += ["[sync]", *(f"{key} = {_toml(value)}" for key, value in sync.items()), ""]
+    # The console on any free port: tests and benches run many services, never on a port
+    # something else may hold.
+    console = {"port": 0} if console is None else console
+    for section, settings in (("sync", sync), ("console", console)):
+        if settings:
+            lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in settings.items()), ""]
     for tenant in tenants:
         secret_file = folder / f"{tenant.name}.secret"
         secret_file.write_text((secrets or {}).get(tenant.name, tenant.client_secret) + "\n")
