@@ -445,7 +445,7 @@ def _start_console(
     except (OSError, RuntimeError) as failure:
         raise _fail(
             f"the console could not listen on {config.console.host}:{config.console.port} "
-            f"({failure}); change [console] port, or set enabled = false"
+            f"({failure}); change \\[console] port, or set enabled = false"
         ) from None
     err_console.print(f"console and REST API on [bold]{server.base_url}[/bold]")
     if not Accounts(workspace.hub).users():

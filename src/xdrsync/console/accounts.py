@@ -132,6 +132,34 @@ class Accounts:
             conn.execute(delete(s.console_session).where(s.console_session.c.user_name == name))
         return User(name, role, tuple(sorted(set(tenants))), email)
 
+    def update_user(
+        self, name: str, role: Role, tenants: Sequence[str] = (), email: str | None = None
+    ) -> User | None:
+        """Change an existing user's role, tenants and email, keeping the password; a change
+        of role or tenants ends the user's sessions. None if there is no such user."""
+        if role not in ROLES:
+            raise ConfigError(f"role is one of {', '.join(ROLES)}, not {role!r}")
+        if email is not None and (len(email) > 320 or "@" not in email or " " in email):
+            raise ConfigError(f"not an email address: {email!r}")
+        scope = tuple(sorted(set(tenants)))
+        with self._hub.writing() as conn:
+            row = conn.execute(
+                select(s.console_user).where(s.console_user.c.name == name)
+            ).one_or_none()
+            if row is None:
+                return None
+            before = _user(row)
+            conn.execute(
+                update(s.console_user)
+                .where(s.console_user.c.name == name)
+                .values(
+                    role=role, tenants=jsontext.dumps(list(scope)), email=email, changed_at=_now()
+                )
+            )
+            if before.role != role or before.tenants != scope:
+                conn.execute(delete(s.console_session).where(s.console_session.c.user_name == name))
+        return User(name, role, scope, email)
+
     def remove_user(self, name: str) -> bool:
         """Delete a user with its sessions and tokens; False if there was none."""
         with self._hub.writing() as conn:

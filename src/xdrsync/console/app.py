@@ -171,10 +171,11 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             "csrfToken": principal.csrf,
         }
 
-    from xdrsync.console import api, pages
+    from xdrsync.console import admin, api, pages
 
     app.include_router(api.router)
     app.include_router(api.metrics_router)
+    app.include_router(admin.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

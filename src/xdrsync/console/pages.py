@@ -1,5 +1,6 @@
 """The console's pages: server-rendered shells that the console's own scripts fill from the
-REST API (``/api/v1``). Every page needs a signed-in reader; ``/connectors`` needs an admin.
+REST API (``/api/v1``). Every page needs a signed-in reader; ``/connectors`` needs an admin,
+``/users`` an admin of every tenant; ``/tokens`` is everyone's own.
 
 The pages carry no data a script could not read from the API itself: the templates get the
 user, the CSRF token (in a ``<meta>`` tag, for the scripts' edits) and the tenants the user
@@ -130,6 +131,24 @@ def connectors_page(request: Request, principal: Reader) -> HTMLResponse:
         page="connectors",
         connectors=_connectors(request, principal),
     )
+
+
+@router.get("/users", response_class=HTMLResponse)
+def users_page(request: Request, principal: Reader) -> HTMLResponse:
+    """Users and everyone's API tokens (admins of every tenant)."""
+    from xdrsync.console.admin import oversees
+
+    if not oversees(principal.user):
+        return _refused(
+            request, principal, 403, "Users are managed by administrators of every tenant."
+        )
+    return _render(request, principal, "users.html", page="users", manage=True)
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(request: Request, principal: Reader) -> HTMLResponse:
+    """The signed-in user's own API tokens: create, copy once, revoke."""
+    return _render(request, principal, "users.html", page="tokens", manage=False)
 
 
 __all__ = ["router"]

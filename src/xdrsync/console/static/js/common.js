@@ -303,3 +303,36 @@ export function fmtSeconds(seconds) {
   if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
+
+/** Which determinations Defender accepts with which classification (twoway/fields.py). */
+export const PAIRS = {
+  truePositive: ["multiStagedAttack", "maliciousUserActivity", "compromisedAccount", "malware", "phishing", "unwantedSoftware", "apt", "securityPersonnel", "other"],
+  informationalExpectedActivity: ["securityTesting", "lineOfBusinessApplication", "confirmedActivity", "other"],
+  falsePositive: ["notMalicious", "notEnoughDataToValidate", "other"],
+  unknown: ["unknown"],
+};
+
+/** Fill a determination <select> with what goes with the chosen classification. */
+export function fillDeterminations(classification, select) {
+  clear(select);
+  for (const value of PAIRS[classification] || []) select.append(h("option", { value }, DETERMINATIONS[value] ?? humanize(value)));
+  select.disabled = !classification;
+}
+
+export const looksLikeAddress = (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v || "");
+
+/** Wire the "assign to…" form (`#PREFIX-assign`) and the status form (`#PREFIX-status`) to
+ * `edit(changes, label)`, which resolves true when the edit was queued. */
+export function wireAssignAndStatus(prefix, edit) {
+  $(`#${prefix}-assign`).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = event.target.elements.assignee;
+    const who = input.value.trim();
+    edit({ assignedTo: who }, who ? `assign to ${who}` : "unassign").then((ok) => { if (ok) input.value = ""; });
+  });
+  $(`#${prefix}-status`).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const status = event.target.elements.status.value;
+    edit({ status }, `status ${statusLabel(status)}`);
+  });
+}

@@ -5,7 +5,7 @@
 import {
   $, api, can, clear, CLASSIFICATIONS, DETERMINATIONS, every, h, humanize, me,
   productLabel, severityBadge, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast,
-  typing, copyable, utcText, parseTime,
+  typing, copyable, utcText, parseTime, fillDeterminations, looksLikeAddress, wireAssignAndStatus,
 } from "./common.js";
 import { drawGraph } from "./graph.js";
 
@@ -13,12 +13,6 @@ const root = $("#incident");
 const ID = root.dataset.id;
 const EDITABLE = root.dataset.canEdit === "true" && can("responder");
 const PATH = `/api/v1/incidents/${encodeURIComponent(ID)}`;
-const PAIRS = {
-  truePositive: ["multiStagedAttack", "maliciousUserActivity", "compromisedAccount", "malware", "phishing", "unwantedSoftware", "apt", "securityPersonnel", "other"],
-  informationalExpectedActivity: ["securityTesting", "lineOfBusinessApplication", "confirmedActivity", "other"],
-  falsePositive: ["notMalicious", "notEnoughDataToValidate", "other"],
-  unknown: ["unknown"],
-};
 const ENTITY_LABELS = {
   user: "Accounts", account: "Accounts", device: "Devices", host: "Devices", ip: "IP addresses",
   url: "URLs", file: "Files", process: "Processes", mailbox: "Mailboxes", analyzedMessage: "Emails",
@@ -35,7 +29,6 @@ const tracked = new Map(); // edit id → last known state
 let seq = null;
 
 const entityLabel = (kind) => ENTITY_LABELS[kind] ?? humanize(kind);
-const looksLikeAddress = (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v || "");
 
 // -- loading ----------------------------------------------------------------------------------
 
@@ -437,17 +430,7 @@ function setTags(tags, label) {
 function wireActions() {
   if (!EDITABLE) return;
   $("#act-assign-me").addEventListener("click", () => edit({ assignedTo: me.address }, "assign to me"));
-  $("#act-assign").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const input = event.target.elements.assignee;
-    const who = input.value.trim();
-    edit({ assignedTo: who }, who ? `assign to ${who}` : "unassign").then((ok) => { if (ok) input.value = ""; });
-  });
-  $("#act-status").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const status = event.target.elements.status.value;
-    edit({ status }, `status ${statusLabel(status)}`);
-  });
+  wireAssignAndStatus("act", edit);
   $("#act-reopen").addEventListener("click", () => edit({ status: "active" }, "reopen"));
   $("#act-tag").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -461,13 +444,8 @@ function wireActions() {
   const dialog = $("#close-dialog");
   const cls = $("#close-classification");
   const det = $("#close-determination");
-  const fillDeterminations = () => {
-    clear(det);
-    for (const value of PAIRS[cls.value] || []) det.append(h("option", { value }, DETERMINATIONS[value] ?? humanize(value)));
-    det.disabled = !cls.value;
-  };
-  cls.addEventListener("change", fillDeterminations);
-  fillDeterminations();
+  cls.addEventListener("change", () => fillDeterminations(cls.value, det));
+  fillDeterminations(cls.value, det);
   $("#act-close").addEventListener("click", () => {
     $("#close-error").hidden = true;
     dialog.showModal();

@@ -1,10 +1,13 @@
 // The incident queue: counts, incidents over time, filters kept in the URL, sortable dense
-// grid, next pages through nextLink, live updates from /api/v1/changes.
+// grid, next pages through nextLink, live updates from /api/v1/changes; a side pane for the
+// selected incident (pane.js) and bulk actions on the checked ones (bulk.js).
 import {
-  $, $$, api, clear, every, h, humanize, me, productLabel, severityBadge, statusBadge,
+  $, $$, api, can, clear, every, h, humanize, me, productLabel, severityBadge, statusBadge,
   statusLabel, syncBadge, tagChip, timeEl, toast, typing, SEVERITIES,
 } from "./common.js";
 import { timeColumns } from "./chart.js";
+import { createPane } from "./pane.js";
+import { createBulk } from "./bulk.js";
 
 const MULTI = ["status", "severity", "tenant", "product"];
 const SINGLE = ["owner", "tag", "range", "search"];
@@ -17,6 +20,10 @@ const body = $("#queue-rows");
 const statusLine = $("#queue-status");
 const moreButton = $("#load-more");
 const newButton = $("#new-indicator");
+const selectAll = $("#select-all");
+// Responders check rows for bulk actions; readers get no checkbox column at all.
+const EDITABLE = can("responder") && !!selectAll;
+const COLUMNS = 13 + (EDITABLE ? 1 : 0);
 
 let view = readUrl();
 let rows = new Map(); // id → {item, tr}
@@ -25,6 +32,7 @@ let selected = -1;
 let seq = null;
 let newIds = new Set();
 let loading = 0;
+const checked = new Set(); // ids checked for bulk actions
 
 // -- the URL is the view ----------------------------------------------------------------------
 
@@ -157,7 +165,16 @@ function rowFor(item) {
   if (sources.length > 3) products.push(h("span", { class: "chip chip-muted", title: sources.slice(3).map(productLabel).join(", ") }, `+${sources.length - 3}`));
   const tags = (item.customTags || []).slice(0, 4).map((t) => tagChip(t));
   if ((item.customTags || []).length > 4) tags.push(h("span", { class: "muted" }, `+${item.customTags.length - 4}`));
-  const tr = h("tr", { "data-id": item.id, class: [`sev-row-${item.severity || "unknown"}`, item.status === "resolved" ? "resolved" : ""] },
+  let check = null;
+  if (EDITABLE) {
+    const box = h("input", { type: "checkbox", class: "row-check", "aria-label": `Select ${item.incidentId} ${item.displayName || ""}`.trim(), tabindex: -1 });
+    box.checked = checked.has(item.id);
+    box.addEventListener("change", () => { box.checked ? checked.add(item.id) : checked.delete(item.id); selectionChanged(); });
+    check = h("td", { class: "col-check" }, box);
+  }
+  const isChecked = EDITABLE && checked.has(item.id);
+  const tr = h("tr", { "data-id": item.id, class: [`sev-row-${item.severity || "unknown"}`, item.status === "resolved" ? "resolved" : "", isChecked ? "checked" : ""] },
+    check,
     h("td", { class: "col-sev" }, severityBadge(item.severity)),
     h("td", { class: "col-id mono" }, h("a", { href, tabindex: -1, title: item.id }, item.incidentId)),
     h("td", { class: "col-title" },
@@ -180,7 +197,14 @@ function rowFor(item) {
   );
   tr.addEventListener("click", (event) => {
     if (event.target.closest("a")) return;
-    select([...body.children].indexOf(tr));
+    if (event.target.closest(".col-check")) {
+      // A click beside the box toggles it too.
+      const box = $(".row-check", tr);
+      if (event.target !== box) { box.checked = !box.checked; box.dispatchEvent(new Event("change")); }
+      return;
+    }
+    select([...body.querySelectorAll("tr[data-id]")].indexOf(tr));
+    pane.open(item.id);
   });
   tr.addEventListener("dblclick", () => location.assign(href));
   return tr;
@@ -199,8 +223,10 @@ function render(items, append) {
     body.append(tr);
   }
   if (!rows.size) {
-    body.append(h("tr", { class: "empty-row" }, h("td", { colspan: 13, class: "muted" }, "No incidents match these filters.")));
+    body.append(h("tr", { class: "empty-row" }, h("td", { colspan: COLUMNS, class: "muted" }, "No incidents match these filters.")));
   }
+  if (!append) for (const id of [...checked]) if (!rows.has(id)) checked.delete(id);
+  selectionChanged();
   moreButton.hidden = !nextLink;
   statusLine.textContent = `${rows.size}${nextLink ? "+" : ""} incident${rows.size === 1 ? "" : "s"}${describeView()}`;
 }
@@ -265,16 +291,111 @@ function openSelected() {
   if (tr) location.assign(`/incidents/${encodeURIComponent(tr.dataset.id)}`);
 }
 
+const selectedId = () => body.querySelectorAll("tr[data-id]")[selected]?.dataset.id;
+
+// While the pane is open it follows the selection (j/k), once the keys settle.
+let followTimer = 0;
+function paneFollows() {
+  if (!pane.isOpen) return;
+  clearTimeout(followTimer);
+  followTimer = setTimeout(() => { const id = selectedId(); if (id && id !== pane.id) pane.open(id); }, 180);
+}
+
+// -- the side pane and bulk selection ---------------------------------------------------------
+
+const pane = createPane({ onChanged: (id) => refreshRows([id]) });
+
+function selectionChanged() {
+  if (!EDITABLE) return;
+  for (const { item, tr } of rows.values()) {
+    const on = checked.has(item.id);
+    tr.classList.toggle("checked", on);
+    const box = $(".row-check", tr);
+    if (box && box.checked !== on) box.checked = on;
+  }
+  const n = [...rows.keys()].filter((id) => checked.has(id)).length;
+  selectAll.checked = n > 0 && n === rows.size;
+  selectAll.indeterminate = n > 0 && n < rows.size;
+  bulk.update();
+}
+
+const bulk = createBulk({
+  selection: () => [...rows.keys()].filter((id) => checked.has(id)),
+  clearSelection: () => { checked.clear(); selectionChanged(); },
+  onDone: (ids) => refreshRows(ids),
+});
+
+selectAll?.addEventListener("change", () => {
+  if (selectAll.checked) for (const id of rows.keys()) checked.add(id);
+  else checked.clear();
+  selectionChanged();
+});
+
+function toggleChecked() {
+  const id = selectedId();
+  if (!EDITABLE || !id) return;
+  checked.has(id) ? checked.delete(id) : checked.add(id);
+  selectionChanged();
+}
+
+/** Redraw the rows of these incidents in place, from the queue as it now is. */
+async function refreshRows(ids) {
+  const wanted = new Set(ids.filter((id) => rows.has(id)));
+  if (!wanted.size) return;
+  const q = apiParams();
+  q.set("top", String(Math.min(Math.max(rows.size, 50), 500)));
+  let data;
+  try {
+    data = await api(`/api/v1/incidents?${q}`);
+  } catch {
+    return; // the live poll tries again
+  }
+  const byId = new Map(data.value.map((item) => [item.id, item]));
+  for (const id of wanted) {
+    const known = rows.get(id);
+    const item = byId.get(id);
+    if (known && item) replaceRow(known, item);
+  }
+  loadStats();
+}
+
+function replaceRow(known, item) {
+  const tr = rowFor(item);
+  tr.classList.add("flash");
+  if (known.tr.classList.contains("selected")) tr.classList.add("selected");
+  known.tr.replaceWith(tr);
+  rows.set(item.id, { item, tr });
+}
+
+/** Whether a key event lands on something that handles Enter/Space itself. */
+const onControl = (event) => event.target instanceof Element && !!event.target.closest("button, a, summary, [role=button], th[data-sort]");
+
 document.addEventListener("keydown", (event) => {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
   if (typing(event)) {
     if (event.key === "Escape") event.target.blur();
     return;
   }
+  if (event.key === "Escape") {
+    if (pane.isOpen) {
+      event.preventDefault();
+      if (pane.contains(document.activeElement)) document.activeElement.blur();
+      pane.close();
+    }
+    return;
+  }
   if (event.key === "/") { event.preventDefault(); $("#q").focus(); $("#q").select(); }
-  else if (event.key === "j" || event.key === "ArrowDown") { event.preventDefault(); select(selected + 1); }
-  else if (event.key === "k" || event.key === "ArrowUp") { event.preventDefault(); select(selected - 1); }
-  else if (event.key === "Enter" || event.key === "o") { if (selected >= 0) { event.preventDefault(); openSelected(); } }
+  else if (event.key === "j" || event.key === "ArrowDown") { event.preventDefault(); select(selected + 1); paneFollows(); }
+  else if (event.key === "k" || event.key === "ArrowUp") { event.preventDefault(); select(selected - 1); paneFollows(); }
+  else if (event.key === "Enter" || event.key === "o") { if (selected >= 0 && !onControl(event)) { event.preventDefault(); openSelected(); } }
+  else if (event.key === " " || event.key === "p") {
+    if (selected < 0 || (event.key === " " && onControl(event))) return;
+    event.preventDefault();
+    const id = selectedId();
+    if (pane.isOpen && pane.id === id) pane.close();
+    else if (id) pane.open(id);
+  }
+  else if (event.key === "x") { if (selected >= 0 && EDITABLE) { event.preventDefault(); toggleChecked(); } }
   else if (event.key === "r") { event.preventDefault(); apply(); }
 });
 
@@ -365,16 +486,10 @@ async function poll() {
     for (const item of data.value) {
       if (!ids.has(item.id)) continue;
       const known = rows.get(item.id);
-      if (known) {
-        const tr = rowFor(item);
-        tr.classList.add("flash");
-        if (known.tr.classList.contains("selected")) tr.classList.add("selected");
-        known.tr.replaceWith(tr);
-        rows.set(item.id, { item, tr });
-      } else {
-        newIds.add(item.id);
-      }
+      if (known) replaceRow(known, item);
+      else newIds.add(item.id);
     }
+    if (pane.isOpen && ids.has(pane.id)) pane.refresh();
     showNew();
     loadStats();
   } catch (error) {

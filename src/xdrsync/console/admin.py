@@ -1,0 +1,283 @@
+"""Users and personal API tokens from the console (``/api/v1/users``, ``/api/v1/tokens``).
+
+Admins of every tenant manage the users and everyone's tokens; every user manages their own
+tokens. An admin scoped to tenants manages only their own tokens: with the users they could
+give themself every tenant. What keeps an admin from locking everyone out: no admin can
+delete themself, take away their own admin role or scope themself to tenants (409).
+
+Tokens are created from a signed-in session only (with its CSRF token, like every change):
+a token cannot mint further tokens, so revoking a leaked token ends what it can do. A bearer
+token may list and revoke its own user's tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from xdrsync.console.accounts import MAX_PASSWORD, MIN_PASSWORD, Role, TokenInfo, User
+from xdrsync.console.api import MAX_INT, ErrorOut, invalid
+from xdrsync.console.auth import Principal, context, requires
+from xdrsync.console.context import ConsoleContext
+from xdrsync.errors import ConfigError
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    401: {"model": ErrorOut, "description": "Not signed in (no or dead credentials)."},
+    403: {
+        "model": ErrorOut,
+        "description": "Without the role (users and other users' tokens need an admin of "
+        "every tenant), without the CSRF token, or a token creating a token.",
+    },
+}
+_NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
+    404: {"model": ErrorOut, "description": "No such user, or no such token of yours."}
+}
+_SELF: Final[dict[int | str, dict[str, Any]]] = {
+    409: {
+        "model": ErrorOut,
+        "description": "An admin cannot delete themself, drop their own admin role or scope "
+        "themself to tenants.",
+    }
+}
+
+router = APIRouter(prefix="/api/v1", tags=["admin"], responses=_ERRORS)
+Reader = Annotated[Principal, Depends(requires("reader"))]
+Admin = Annotated[Principal, Depends(requires("admin"))]
+Ctx = Annotated[ConsoleContext, Depends(context)]
+
+UserName = Annotated[str, Path(min_length=1, max_length=64)]
+MAX_DAYS: Final = 3650
+ALL: Final = "*"
+
+
+def oversees(user: User) -> bool:
+    """Whether this user manages users and everyone's tokens: an admin of every tenant."""
+    return user.can("admin") and not user.tenants
+
+
+def _manager(principal: Principal) -> User:
+    if not oversees(principal.user):
+        raise HTTPException(403, "managing users needs an admin of every tenant")
+    return principal.user
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserPut(_Body):
+    """A user's role, tenants (none: every tenant) and email; the password is needed to
+    create a user and, left out, is kept when updating one."""
+
+    role: Role
+    tenants: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100
+    )
+    email: str | None = Field(
+        default=None, min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$"
+    )
+    password: str | None = Field(default=None, min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Role
+    tenants: list[str]  # empty: every tenant
+    email: str | None
+
+
+class UsersOut(BaseModel):
+    value: list[UserOut]
+    nextLink: str | None = None  # noqa: N815
+
+
+class TokenBody(_Body):
+    """A token for yourself, or (an admin of every tenant) for ``user``; ``days``: expire
+    after that many days (left out: never)."""
+
+    label: str = Field(min_length=1, max_length=100)
+    days: int | None = Field(default=None, ge=1, le=MAX_DAYS)
+    user: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class TokenOut(BaseModel):
+    id: int
+    user: str
+    label: str
+    prefix: str  # the token's first characters, to tell tokens apart
+    state: Literal["active", "expired", "revoked"]
+    createdAt: datetime  # noqa: N815
+    expiresAt: datetime | None  # noqa: N815
+    lastUsedAt: datetime | None  # noqa: N815
+    revokedAt: datetime | None  # noqa: N815
+
+
+class TokenCreated(TokenOut):
+    token: str  # shown only in this answer; the hub keeps its sha256
+
+
+class TokensOut(BaseModel):
+    value: list[TokenOut]
+    nextLink: str | None = None  # noqa: N815
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(name=user.name, role=user.role, tenants=list(user.tenants), email=user.email)
+
+
+def _token_fields(info: TokenInfo) -> dict[str, Any]:
+    state: Literal["active", "expired", "revoked"] = "active"
+    if info.revoked_at is not None:
+        state = "revoked"
+    elif info.expires_at is not None and info.expires_at <= datetime.now(UTC):
+        state = "expired"
+    return {
+        "id": info.id,
+        "user": info.user_name,
+        "label": info.label,
+        "prefix": info.prefix,
+        "state": state,
+        "createdAt": info.created_at,
+        "expiresAt": info.expires_at,
+        "lastUsedAt": info.last_used_at,
+        "revokedAt": info.revoked_at,
+    }
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+@router.get("/users")
+def list_users(principal: Admin, ctx: Ctx) -> UsersOut:
+    """Every console user: name, role, tenants and email (never a password hash)."""
+    _manager(principal)
+    return UsersOut(value=[_user_out(u) for u in ctx.accounts.users()])
+
+
+@router.put(
+    "/users/{name}",
+    responses={
+        200: {
+            "model": UserOut,
+            "description": "Updated (a new role or tenants ends the user's "
+            "sessions, and so does a new password).",
+        },
+        201: {"model": UserOut, "description": "Created."},
+        **_SELF,
+    },
+)
+def put_user(
+    name: UserName, body: UserPut, principal: Admin, ctx: Ctx, response: Response
+) -> UserOut:
+    """Create a user or change one: role, tenants (configured tenant names; none: every
+    tenant), email, and the password (at least 12 characters; needed to create a user, kept
+    when left out)."""
+    me = _manager(principal)
+    if not name.isprintable() or name != name.strip():
+        raise invalid(("path", "name"), "a user name has printable characters, no outer spaces")
+    known = set(ctx.ids)
+    for index, tenant in enumerate(body.tenants):
+        if tenant not in known:
+            raise invalid(("body", "tenants", str(index)), f"no tenant named {tenant!r}")
+    if name == me.name and (body.role != "admin" or body.tenants):
+        raise HTTPException(409, "you cannot take away your own admin role or scope yourself")
+    accounts = ctx.accounts
+    try:
+        if accounts.get_user(name) is None:
+            if body.password is None:
+                raise invalid(("body", "password"), "a new user needs a password")
+            user = accounts.add_user(name, body.password, body.role, body.tenants, body.email)
+            response.status_code = 201
+        elif body.password is not None:
+            user = accounts.add_user(name, body.password, body.role, body.tenants, body.email)
+        else:
+            updated = accounts.update_user(name, body.role, body.tenants, body.email)
+            if updated is None:  # removed meanwhile
+                raise HTTPException(404, f"no user {name}")
+            user = updated
+    except ConfigError as bad:
+        raise invalid(("body",), str(bad)) from bad
+    return _user_out(user)
+
+
+@router.delete(
+    "/users/{name}",
+    status_code=204,
+    response_class=Response,
+    responses={**_NOT_FOUND, **_SELF},
+)
+def delete_user(name: UserName, principal: Admin, ctx: Ctx) -> None:
+    """Delete a user with their sessions and tokens."""
+    me = _manager(principal)
+    if name == me.name:
+        raise HTTPException(409, "you cannot delete yourself")
+    if not ctx.accounts.remove_user(name):
+        raise HTTPException(404, f"no user {name}")
+
+
+# -- tokens ---------------------------------------------------------------------------------
+
+
+@router.get("/tokens", responses=_NOT_FOUND)
+def list_tokens(
+    principal: Reader,
+    ctx: Ctx,
+    user: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> TokensOut:
+    """Your own tokens (never their values). An admin of every tenant may ask for another
+    user's (``user=NAME``) or everyone's (``user=*``)."""
+    me = principal.user
+    if user is None or user == me.name:
+        found = ctx.accounts.tokens(me.name)
+    elif not oversees(me):
+        raise HTTPException(403, "you may list only your own tokens")
+    elif user == ALL:
+        found = ctx.accounts.tokens()
+    elif ctx.accounts.get_user(user) is None:
+        raise HTTPException(404, f"no user {user}")
+    else:
+        found = ctx.accounts.tokens(user)
+    return TokensOut(value=[TokenOut(**_token_fields(t)) for t in found])
+
+
+@router.post("/tokens", status_code=201, responses=_NOT_FOUND)
+def create_token(body: TokenBody, principal: Reader, ctx: Ctx) -> TokenCreated:
+    """A new personal token, for yourself or (an admin of every tenant) for ``user``. The
+    token is in this answer only. Needs a signed-in session: a token cannot create tokens."""
+    me = principal.user
+    if principal.via != "session":
+        raise HTTPException(403, "tokens are created from a signed-in session, not with a token")
+    owner = body.user or me.name
+    if owner != me.name and not oversees(me):
+        raise HTTPException(403, "you may create tokens only for yourself")
+    label = body.label.strip()
+    if not label:
+        raise invalid(("body", "label"), "a label says what the token is for")
+    if ctx.accounts.get_user(owner) is None:
+        raise HTTPException(404, f"no user {owner}")
+    try:
+        token, info = ctx.accounts.create_token(
+            owner, label, timedelta(days=body.days) if body.days else None
+        )
+    except ConfigError as bad:  # the user was removed meanwhile
+        raise HTTPException(404, str(bad)) from bad
+    return TokenCreated(token=token, **_token_fields(info))
+
+
+@router.delete("/tokens/{token_id}", status_code=204, response_class=Response, responses=_NOT_FOUND)
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=MAX_INT)], principal: Reader, ctx: Ctx
+) -> None:
+    """Revoke one of your tokens (an admin of every tenant: anyone's); it stops working at
+    once. Revoking a revoked token changes nothing."""
+    me = principal.user
+    candidates = ctx.accounts.tokens(None if oversees(me) else me.name)
+    if not any(t.id == token_id for t in candidates):
+        raise HTTPException(404, f"no token {token_id}")
+    ctx.accounts.revoke_token(token_id)
+
+
+__all__ = ["oversees", "router"]
