@@ -1102,11 +1102,6 @@ def tokens_list(
         for column in ("id", "user", "label", "prefix", "created", "last used", "state"):
             table.add_column(column)
         for t in tokens:
-            state = "active"
-            if t.revoked_at is not None:
-                state = "revoked"
-            elif t.expires_at is not None and t.expires_at <= now:
-                state = "expired"
             table.add_row(
                 str(t.id),
                 t.user_name,
@@ -1114,7 +1109,7 @@ def tokens_list(
                 t.prefix + "…",
                 t.created_at.isoformat(timespec="seconds"),
                 t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never",
-                state,
+                t.state(now),
             )
         console.print(table)
 

@@ -75,6 +75,13 @@ class TokenInfo:
     last_used_at: datetime | None
     revoked_at: datetime | None
 
+    def state(self, now: datetime | None = None) -> Literal["active", "expired", "revoked"]:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or _now()):
+            return "expired"
+        return "active"
+
 
 @dataclass(frozen=True, slots=True)
 class Session:

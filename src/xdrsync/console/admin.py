@@ -12,14 +12,14 @@ token may list and revoke its own user's tokens.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from xdrsync.console.accounts import MAX_PASSWORD, MIN_PASSWORD, Role, TokenInfo, User
-from xdrsync.console.api import MAX_INT, ErrorOut, invalid
+from xdrsync.console.api import MAX_INT, ErrorOut, StrictBody, invalid
 from xdrsync.console.auth import Principal, context, requires
 from xdrsync.console.context import ConsoleContext
 from xdrsync.errors import ConfigError
@@ -64,11 +64,7 @@ def _manager(principal: Principal) -> User:
     return principal.user
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class UserPut(_Body):
+class UserPut(StrictBody):
     """A user's role, tenants (none: every tenant) and email; the password is needed to
     create a user and, left out, is kept when updating one."""
 
@@ -94,7 +90,7 @@ class UsersOut(BaseModel):
     nextLink: str | None = None  # noqa: N815
 
 
-class TokenBody(_Body):
+class TokenBody(StrictBody):
     """A token for yourself, or (an admin of every tenant) for ``user``; ``days``: expire
     after that many days (left out: never)."""
 
@@ -129,17 +125,12 @@ def _user_out(user: User) -> UserOut:
 
 
 def _token_fields(info: TokenInfo) -> dict[str, Any]:
-    state: Literal["active", "expired", "revoked"] = "active"
-    if info.revoked_at is not None:
-        state = "revoked"
-    elif info.expires_at is not None and info.expires_at <= datetime.now(UTC):
-        state = "expired"
     return {
         "id": info.id,
         "user": info.user_name,
         "label": info.label,
         "prefix": info.prefix,
-        "state": state,
+        "state": info.state(),
         "createdAt": info.created_at,
         "expiresAt": info.expires_at,
         "lastUsedAt": info.last_used_at,

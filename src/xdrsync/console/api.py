@@ -56,11 +56,13 @@ Sort = Literal[
 ]
 
 
-class _Body(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: unknown fields refused."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class IncidentPatch(_Body):
+class IncidentPatch(StrictBody):
     """Graph's names; a field left out is left as is. ``assignedTo: ""`` unassigns."""
 
     assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
@@ -72,22 +74,22 @@ class IncidentPatch(_Body):
     )
 
 
-class AlertPatch(_Body):
+class AlertPatch(StrictBody):
     assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
     status: str | None = Field(default=None, max_length=64)
     classification: str | None = Field(default=None, max_length=64)
     determination: str | None = Field(default=None, max_length=64)
 
 
-class CommentBody(_Body):
+class CommentBody(StrictBody):
     comment: str = Field(min_length=1, max_length=30_000)
 
 
-class QueryBody(_Body):
+class QueryBody(StrictBody):
     query: str = Field(min_length=1, max_length=64 * 1024)
 
 
-class ResolveBody(_Body):
+class ResolveBody(StrictBody):
     take: Literal["workspace", "defender"]
 
 
