@@ -71,6 +71,8 @@ def test_login_only_goes_on_to_a_page_of_this_site(live_console: LiveConsole) ->
             ("/hunting", "/hunting"),
             ("https://evil.example/", "/"),
             ("//evil.example/x", "/"),
+            ("/\\evil.example/x", "/"),
+            ("/\tevil", "/"),
         ):
             reply = client.post(
                 "/login", data={"username": name, "password": password, "next": target}

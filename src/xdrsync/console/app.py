@@ -40,8 +40,11 @@ _CSP: Final = (
 
 
 def _safe_next(target: str | None) -> str:
-    """A same-site path to go to after login (never another site)."""
+    """A same-site path to go to after login (never another site: browsers read a backslash
+    as a slash, so ``/\\evil.example`` would be ``//evil.example``)."""
     if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or not target.isprintable():
         return "/"
     parts = urlsplit(target)
     return "/" if parts.scheme or parts.netloc else target
