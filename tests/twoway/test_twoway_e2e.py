@@ -340,6 +340,19 @@ def test_edits_on_an_incident_merged_away_follow_the_documented_rule(make_env: A
     assert "moved with the case" in [c["comment"] for c in env.truth(target)["comments"]]
 
 
+def test_a_comment_follows_a_merge_within_the_push_that_finds_it(make_env: Any) -> None:
+    env = make_env()
+    source, target = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    (note,) = env.edit(source, comment="follows the case")
+    env.server.emulator.store(env.tenant.tenant_id).apply(Merge(source, target))
+    for tenant in env.workspace.sources():  # the workspace reads the merge first
+        assert sync_tenant(env.hub, tenant, inbound_settings(env.config)).ok
+    env.pusher.push_due()  # moves the comment to the survivor and posts it there, in one push
+    (row,) = env.hub.edits(ids=[note])
+    assert (row.state, row.entity_id) == ("confirmed", target)
+    assert "follows the case" in [c["comment"] for c in env.truth(target)["comments"]]
+
+
 def test_latest_wins_takes_the_workspace_edit_made_after_defenders_change(make_env: Any) -> None:
     env = make_env("latest_wins")
     incident = env.open_incident()

@@ -62,6 +62,10 @@ class PushTarget:
     read_only: Mapping[EntityType, str] = field(default_factory=dict)
 
 
+#: How many times one push follows a comment from a merged incident to its survivor.
+MAX_RETARGET_PASSES = 8
+
+
 @dataclass
 class PushReport:
     """What one ``push_due`` did; ``writes`` counts PATCH and comment requests sent."""
@@ -69,6 +73,8 @@ class PushReport:
     reads: int = 0
     writes: int = 0
     states: dict[str, int] = field(default_factory=dict)
+    # Comments moved to the survivor of a merge in this push: pushed again before it ends.
+    retargeted: list[int] = field(default_factory=list)
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -78,6 +84,7 @@ class PushReport:
         self.writes += other.writes
         for state, n in other.states.items():
             self.states[state] = self.states.get(state, 0) + n
+        self.retargeted.extend(other.retargeted)
 
 
 def _utcnow() -> datetime:
@@ -172,6 +179,18 @@ class Pusher:
                     if len(held) < len(rows):
                         carry = held
                         rows = [r for r in rows if _record(r) != last]
+                self._push_rows(rows, report)
+            # A comment moved to a merge's survivor goes there in this same push, not the
+            # next: the edits after a merge converge within the cycle that found it. A chain
+            # of merges moves it again; the passes are bounded all the same.
+            for _ in range(MAX_RETARGET_PASSES):
+                moved, report.retargeted = report.retargeted, []
+                rows = (
+                    [r for r in self.hub.edits(ids=moved) if r.state == "pending"] if moved else []
+                )
+                if not rows:
+                    break
+                seen += len(rows)
                 self._push_rows(rows, report)
         if seen:
             log.info(
@@ -441,6 +460,7 @@ class Pusher:
                 settlements.append(
                     Settlement(edit, "pending", "retargeted", detail, entity_id=survivor)
                 )
+                report.retargeted.append(edit.id)
             else:
                 where = f" into {survivor}" if survivor else ""
                 reason = (
