@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from consoledata import (
     NAMES,
     TENANT_A,
@@ -16,17 +12,11 @@ from consoledata import (
     evidence,
     incident_json,
     index,
-    open_hub,
 )
 
 from xdrsync.console.detail import alert_detail, incident_detail
 from xdrsync.hub import Hub
 from xdrsync.hub.records import NewEdit
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    yield from open_hub(tmp_path)
 
 
 def _world(hub: Hub) -> None:

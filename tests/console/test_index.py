@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from consoledata import (
     evidence,
     incident_json,
     index,
-    open_hub,
     rows,
     runner,
 )
@@ -34,11 +31,6 @@ from xdrsync.console.index import (
 )
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    yield from open_hub(tmp_path)
 
 
 def _world(hub: Hub) -> None:

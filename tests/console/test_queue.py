@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -295,11 +294,6 @@ def test_stats_count_what_the_queue_lists(world: Hub) -> None:
     )
     assert len(ranged["overTime"]["points"]) == 11
     assert queue_stats(world, QueueFilter(), [])["total"] == 0
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    yield from open_hub(tmp_path)
 
 
 def _edit(field: str, seen: Any, wanted: Any) -> NewEdit:

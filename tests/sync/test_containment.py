@@ -4,7 +4,6 @@ stream waits as long as Graph asked — across cycles, visibly in its state."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,6 @@ from xdrsync.views import state_tables
 
 TENANT = "t"
 SETTINGS = InboundSettings(initial_backfill=timedelta(days=1))
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with Hub.open(default_url(tmp_path)) as opened:
-        yield opened
 
 
 class OnePage:

@@ -7,9 +7,7 @@ Written to kill the mutants that survived the existing tests (docs/mutation.md).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ import structlog
 from fakegraph import T0, Crash, FakeGraph, FakePage
 
 from xdrsync.errors import RetriableError
-from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.hub import Hub, InboundBatch
 from xdrsync.hub.payload import ticks_from_datetime, version_text
 from xdrsync.jsontext import UnreadableItem
 from xdrsync.sync.inbound import (
@@ -38,12 +36,6 @@ SETTINGS = InboundSettings(
     first_window=timedelta(hours=6),
     smallest_window=timedelta(minutes=1),
 )
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with Hub.open(default_url(tmp_path)) as opened:
-        yield opened
 
 
 def state(hub: Hub, stream: str = INCIDENTS) -> StreamState:

@@ -5,7 +5,6 @@ page, edits become listable late, pages fail, and the order may be ignored."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -31,12 +30,6 @@ SETTINGS = InboundSettings(
     first_window=timedelta(hours=6),
     smallest_window=timedelta(minutes=1),
 )
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with Hub.open(default_url(tmp_path)) as opened:
-        yield opened
 
 
 def stored(hub: Hub, stream: str, graph: FakeGraph) -> dict[str, str]:
