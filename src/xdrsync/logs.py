@@ -19,8 +19,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
-import structlog
-
 _SECRETS: set[str] = set()
 # Access tokens change every hour or so: keep the recent ones only (a token that old has
 # expired and is worthless), so scrubbing does not slow down over months of uptime.
@@ -108,8 +106,21 @@ class _CleanRecords(logging.Filter):
         return True
 
 
+#: The level and format `configure` set last (a worker process logs the same way).
+_CONFIGURED: dict[str, Any] = {"level": "warning", "json": False}
+
+
+def configured() -> tuple[str, bool]:
+    """The level and whether JSON, as `configure` set them last."""
+    return str(_CONFIGURED["level"]), bool(_CONFIGURED["json"])
+
+
 def configure(level: str = "info", *, json: bool = False, file: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to ``file`` (default stderr) at ``level``."""
+    import structlog  # here: the scrubbing above is all that commands which only read need
+
+    _CONFIGURED.update(level=level, json=json)
+
     numeric = getattr(logging, level.upper(), logging.INFO)
     stream = file or sys.stderr
     logging.basicConfig(stream=stream, level=numeric, format="%(message)s", force=True)
@@ -136,4 +147,4 @@ def configure(level: str = "info", *, json: bool = False, file: TextIO | None = 
     )
 
 
-__all__ = ["EVENT_LIMIT", "clean", "configure", "register_secrets", "scrub"]
+__all__ = ["EVENT_LIMIT", "clean", "configure", "configured", "register_secrets", "scrub"]

@@ -14,12 +14,15 @@ from types import TracebackType
 import structlog
 
 from xdrsync.config import Config
-from xdrsync.destinations.runner import DestinationRunner, Fanout
+from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
+from xdrsync.destinations.worker import TablesWorker, WorkerSettings
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
-from xdrsync.layout import LOG_FILE, make_private
+from xdrsync.hub.database import in_memory
+from xdrsync.layout import LOG_FILE, TABLES_DESTINATION, make_private
+from xdrsync.logs import configured
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
@@ -88,9 +91,27 @@ class Workspace:
                 *(build_destination(d, self.config, self.hub) for d in self.config.destinations),
             ]
             self._fanout = Fanout(
-                [DestinationRunner(self.hub, d, batch_size=d.batch_size) for d in destinations]
+                [DestinationRunner(self.hub, d, batch_size=d.batch_size) for d in destinations],
+                offload=self._tables_offload(),
             )
         return self._fanout
+
+    def _tables_offload(self) -> Offload | None:
+        """A large backlog of the log tables goes to a worker process (``destinations.worker``),
+        unless the hub lives in this process's memory, where no other process can read it."""
+        url = configured_url(self.config.workspace)
+        if in_memory(url):
+            return None
+        level, json = configured()
+        settings = WorkerSettings(
+            hub_url=url,
+            log_path=str(self.logs.path),
+            query=self.config.query.model_dump(mode="json"),
+            batch_size=LogTables.batch_size,
+            log_level=level,
+            log_json=json,
+        )
+        return Offload(TABLES_DESTINATION, lambda: TablesWorker(settings))
 
     def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:
         """For each destination with ``two_way = true``: (name, poll, seconds) — reading it

@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
 from xdrsync.destinations.base import Destination
+from xdrsync.destinations.worker import FLOW, FLOW_SECONDS, RESPAWN_SECONDS, TablesWorker
 from xdrsync.errors import ConfigError, ThrottledError
 from xdrsync.hub import Hub
 from xdrsync.logs import clean
@@ -125,6 +127,13 @@ class DestinationRunner:
         self.hub.record_delivery_failure(self.name, text)
         log.warning("destination failed", destination=self.name, error=text, retry_in=delay)
 
+    def took_over(self, delivered: int) -> None:
+        """A worker process delivered for this runner: count it, and read the position
+        afresh before delivering again."""
+        with self._lock:
+            self.delivered += delivered
+            self._position = None
+
     def replay_from(self, seq: int) -> None:
         """Deliver again every change from ``seq`` on (the destination is told first)."""
         with self._lock:
@@ -133,30 +142,96 @@ class DestinationRunner:
             self._position = None
 
 
+@dataclass(frozen=True)
+class Offload:
+    """The runner whose backlogs go to a worker process (``destinations.worker``)."""
+
+    name: str
+    spawn: Callable[[], TablesWorker]
+    flow: int = FLOW  # changes pending, or arriving within `seconds`
+    seconds: float = FLOW_SECONDS
+
+
 class Fanout:
     """All destinations of a workspace, each on its own thread once started.
 
     ``publish()`` drains every destination on the caller's thread (``sync --once``, shutdown)
     and raises the first failure after all were tried; ``wake()`` nudges the threads after a
-    sync cycle committed.
+    sync cycle committed. With ``offload``, that runner's thread hands a backlog to a worker
+    process and delivers again itself only once the worker has left.
     """
 
-    def __init__(self, runners: Sequence[DestinationRunner], *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        runners: Sequence[DestinationRunner],
+        *,
+        interval: float = 1.0,
+        offload: Offload | None = None,
+    ) -> None:
         self.runners = list(runners)
         self.interval = interval
+        self.offload = offload
         self._threads: list[Background] = []
+        self._worker: TablesWorker | None = None
+        self._last_seen: tuple[float, int] | None = None  # (when, newest seq) at a pass
+        self._no_worker_until = 0.0
+        self._worker_lock = threading.Lock()
 
-    @staticmethod
-    def _quiet(runner: DestinationRunner) -> Callable[[], object]:
+    def _quiet(self, runner: DestinationRunner) -> Callable[[], object]:
+        offloaded = self.offload is not None and runner.name == self.offload.name
+
         def run() -> object:
             try:
-                return runner.publish()
+                return self._offloaded(runner) if offloaded else runner.publish()
             except Exception:  # recorded and backed off by the runner; the thread goes on
                 return 0
 
         return run
 
+    def _offloaded(self, runner: DestinationRunner) -> int:
+        assert self.offload is not None
+        with self._worker_lock:
+            worker = self._worker
+            if worker is not None:
+                if worker.running():
+                    worker.wake()
+                    return 0
+                self._worker = None
+                delivered = worker.finish()  # it has exited: this collects its count
+                runner.took_over(delivered)
+                if not delivered:  # it failed (its error is in the log), or found nothing
+                    self._no_worker_until = time.monotonic() + RESPAWN_SECONDS
+            # A heavy flow: a backlog of `flow` changes, or changes arriving at that many
+            # per `seconds` since the last pass (a pass may take long on a busy process).
+            now, top = time.monotonic(), runner.hub.max_seq()
+            last, self._last_seen = self._last_seen, (now, top)
+            pending = top - runner.position()
+            rate = (top - last[1]) / max(now - last[0], 1e-3) if last is not None else 0.0
+            heavy = max(pending, rate * self.offload.seconds) >= self.offload.flow
+            if heavy and now >= self._no_worker_until:
+                self._last_seen = None
+                self._worker = self.offload.spawn().start()
+                log.info("log tables: a backlog goes to a worker process", destination=runner.name)
+                return 0
+        # A bounded pass: the flow is looked at again before the next one.
+        return runner.publish(deadline=time.monotonic() + self.interval)
+
+    def _collect_worker(self, deadline: float | None) -> None:
+        """Wait for the worker (until ``deadline``, then stop it after its current batch) and
+        give its runner the position back."""
+        with self._worker_lock:
+            worker, self._worker = self._worker, None
+        if worker is None or self.offload is None:
+            return
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        delivered = worker.wait(left)
+        if delivered is None:
+            delivered = worker.finish()
+        self.runner(self.offload.name).took_over(delivered)
+
     def start(self) -> Fanout:
+        if self.offload is not None:  # the first pass then sees the flow since the start
+            self._last_seen = (time.monotonic(), self.runner(self.offload.name).hub.max_seq())
         self._threads = [
             Background(self._quiet(r), interval=self.interval, name=f"fanout-{r.name}").start()
             for r in self.runners
@@ -176,15 +251,20 @@ class Fanout:
         self._threads = []
         for runner in self.runners:
             runner.halt.clear()
+        with self._worker_lock:
+            if self._worker is not None:
+                self._worker.drain()  # its backlog, while `publish` or `drain` do the others
 
     def publish(self) -> int:
-        done = 0
+        """Deliver everything pending, on this thread; the first failure is raised after
+        every destination was tried."""
         first: Exception | None = None
-        for runner in self.runners:
-            try:
-                done += runner.publish(force=True)
-            except Exception as failure:
-                first = first or failure
+
+        def failed(runner: DestinationRunner, failure: Exception) -> None:
+            nonlocal first
+            first = first or failure
+
+        done = self._deliver(None, failed)
         if first is not None:
             raise first
         return done
@@ -192,13 +272,29 @@ class Fanout:
     def drain(self, seconds: float) -> int:
         """At shutdown: deliver what is pending for at most ``seconds`` in all (the log tables
         first), logging failures; what is left is delivered after the next start."""
-        deadline = time.monotonic() + seconds
+
+        def failed(runner: DestinationRunner, failure: Exception) -> None:
+            # recorded by the runner; nothing is lost, it resumes later
+            log.warning("destination not drained at shutdown", destination=runner.name)
+
+        return self._deliver(time.monotonic() + seconds, failed)
+
+    def _deliver(
+        self,
+        deadline: float | None,
+        failed: Callable[[DestinationRunner, Exception], None],
+    ) -> int:
+        offloaded = self.offload.name if self.offload is not None else None
+        # A worker finishing the tables' backlog goes on meanwhile: the others come first.
+        order = sorted(self.runners, key=lambda r: r.name == offloaded and self._worker is not None)
         done = 0
-        for runner in self.runners:
+        for runner in order:
             try:
+                if runner.name == offloaded:
+                    self._collect_worker(deadline)
                 done += runner.publish(force=True, deadline=deadline)
-            except Exception:  # recorded by the runner; nothing is lost, it resumes later
-                log.warning("destination not drained at shutdown", destination=runner.name)
+            except Exception as failure:
+                failed(runner, failure)
         return done
 
     def runner(self, name: str) -> DestinationRunner:
@@ -208,5 +304,6 @@ class Fanout:
         raise KeyError(name)
 
     def close(self) -> None:
+        self._collect_worker(time.monotonic())  # a worker still alive stops now
         for runner in self.runners:
             runner.destination.close()

@@ -95,6 +95,15 @@ def _text_guard(engine: Engine, *, nul: bool) -> None:
         return statement, _storable(parameters, nul=nul)
 
 
+def in_memory(url: str) -> bool:
+    """Whether ``url`` names an in-memory SQLite database (seen by this process only)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:")
+
+
 def create_hub_engine(url: str) -> Engine:
     """An engine for ``url`` with the hub's connection settings."""
     parsed = make_url(url)
@@ -103,8 +112,8 @@ def create_hub_engine(url: str) -> Engine:
         _text_guard(engine, nul=True)
         return engine
     database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
-    if in_memory:
+    memory = in_memory(url)
+    if memory:
         # One shared connection, or every checkout would see its own empty database.
         engine = create_engine(
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
@@ -112,7 +121,7 @@ def create_hub_engine(url: str) -> Engine:
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-    _sqlite_settings(engine, wal=not in_memory)
+    _sqlite_settings(engine, wal=not memory)
     _text_guard(engine, nul=False)
     return engine
 

@@ -1,0 +1,220 @@
+"""The log tables' worker process: a backlog written beside the inbound sync, not after it.
+
+Turning changes into log rows (each alert with its evidence and entities) and bulk-loading
+them is the costliest part of the fan-out. On a thread it shares the interpreter lock with
+the inbound sync, so a backfill ran at the pace of both added together: measured on 2,000
+incidents, the inbound's commits took 16 s of wall time for 6 s of CPU. When the tables
+run on a heavy flow of changes (``FLOW`` pending, or arriving within ``FLOW_SECONDS``: a
+backfill, a catch-up), their runner hands over to this worker, a child process running the same
+runner from the same position, and takes over again once the worker has caught up and left
+(``IDLE_EXIT_SECONDS`` without a full batch).
+
+Exactly once still holds, because the two never deliver at the same time and the position
+is the log store's own:
+
+- while a worker lives, the thread only wakes it; it delivers again only after the worker
+  has exited, and then reads the position afresh from the store (``Fanout`` does this);
+- the worker dies with its parent (Linux's parent-death signal, and a check of its parent
+  before every pass), so a restarted service never meets an orphan writing the same tables;
+- a batch is one DuckDB transaction, so a kill anywhere leaves it whole or absent.
+
+The parent sends one JSON line of settings on the worker's standard input (the hub's URL
+may hold a password: it never goes on a command line), then ``wake`` and ``drain`` lines;
+SIGTERM, or the pipe closed without a drain, stops it after its current batch. The worker
+answers one JSON line, ``{"delivered": N}``, on its standard output at exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import IO, Any, Final
+
+#: Changes pending, or arriving within ``FLOW_SECONDS``, that send the log tables to a worker
+#: process: a backfill or a catch-up (200 changes/s), not the steady trickle.
+FLOW: Final = 1000
+FLOW_SECONDS: Final = 5.0
+#: A worker leaves after this long without a full batch to deliver: the thread keeps up.
+IDLE_EXIT_SECONDS: Final = 10.0
+#: After a worker that delivered nothing (it failed to start, or had nothing to do), the
+#: thread keeps the tables this long before it tries another.
+RESPAWN_SECONDS: Final = 60.0
+#: How long a worker waits for a wake before it looks at the hub again.
+POLL_SECONDS: Final = 1.0
+_PR_SET_PDEATHSIG: Final = 1
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the worker needs to open the same hub and log store as its parent."""
+
+    hub_url: str
+    log_path: str
+    query: dict[str, Any]  # the workspace's QuerySettings, as JSON
+    batch_size: int
+    log_level: str
+    log_json: bool
+
+
+class TablesWorker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._process: subprocess.Popen[str] | None = None
+
+    def start(self) -> TablesWorker:
+        self._process = subprocess.Popen(  # our own interpreter and module
+            [sys.executable, "-m", "xdrsync.destinations.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            # Out of the terminal's process group: Ctrl-C is the parent's to handle; the
+            # worker stops when told, or dies with the parent.
+            start_new_session=True,
+        )
+        self._send(json.dumps({**asdict(self.settings), "parent": os.getpid()}))
+        return self
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wake(self) -> None:
+        self._send("wake")
+
+    def drain(self) -> None:
+        """Deliver to the end of the backlog, then exit (``wait`` for it)."""
+        self._send("drain")
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Wait for the worker's exit; how many changes it delivered, None if it is still at
+        work after ``timeout`` seconds (``finish`` then stops it)."""
+        process = self._process
+        if process is None:
+            return 0
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._process = None
+        return _delivered(out)
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Stop the worker after its current batch and return how many changes it delivered
+        (a worker that has to be killed reports none: what it committed is in the store, and
+        the position read afterwards says so)."""
+        process = self._process
+        if process is None:
+            return 0
+        process.terminate()
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            out = ""
+        self._process = None
+        return _delivered(out)
+
+    def _send(self, line: str) -> None:
+        process = self._process
+        if process is None or process.stdin is None or process.stdin.closed:
+            return
+        with contextlib.suppress(OSError, ValueError):  # it has left already
+            process.stdin.write(line + "\n")
+            process.stdin.flush()
+
+
+def _delivered(out: str | None) -> int:
+    try:
+        return int(json.loads((out or "").strip().splitlines()[-1])["delivered"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return 0
+
+
+# -- the child ---------------------------------------------------------------------------------
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the parent dies (Linux); elsewhere the per-pass check covers it."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(0)
+
+
+def _listen(
+    stream: IO[str], wake: threading.Event, drain: threading.Event, stop: threading.Event
+) -> None:
+    for line in stream:
+        if line.strip() == "drain":
+            drain.set()
+        wake.set()
+    if not drain.is_set():
+        stop.set()  # the parent closed the pipe without asking for a drain: it is leaving
+    wake.set()
+
+
+def serve(stream: IO[str], out: IO[str]) -> int:
+    """The worker's body: deliver until told to stop, orphaned, or caught up and idle."""
+    from pathlib import Path
+
+    from xdrsync.config import QueryConfig
+    from xdrsync.destinations.runner import DestinationRunner
+    from xdrsync.destinations.tables import LogTables
+    from xdrsync.hub import Hub
+    from xdrsync.logs import configure, register_secrets
+    from xdrsync.tables.logstore import LogStore
+
+    init = json.loads(stream.readline())
+    parent = int(init["parent"])
+    _die_with(parent)
+    register_secrets([init["hub_url"]])
+    configure(init["log_level"], json=init["log_json"])
+    wake, drain, stop = threading.Event(), threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `finish`: after the current batch
+    threading.Thread(target=_listen, args=(stream, wake, drain, stop), daemon=True).start()
+    hub = Hub.open(init["hub_url"])
+    store = LogStore(Path(init["log_path"]), limits=QueryConfig.model_validate(init["query"]))
+    runner = DestinationRunner(hub, LogTables(hub, store), batch_size=int(init["batch_size"]))
+
+    def halt_on_stop() -> None:  # the parent's stop ends the run after the current batch
+        stop.wait()
+        runner.halt.set()
+
+    threading.Thread(target=halt_on_stop, daemon=True).start()
+    busy_until = time.monotonic() + IDLE_EXIT_SECONDS
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            wake.clear()
+            try:
+                done = runner.publish()
+            except Exception:  # recorded and backed off by the runner, as on a thread
+                done = 0
+            else:
+                if drain.is_set() and not runner.halt.is_set():
+                    break  # to the end of the backlog, as asked
+            if done >= runner.batch_size:
+                busy_until = time.monotonic() + IDLE_EXIT_SECONDS
+            elif time.monotonic() >= busy_until:
+                break  # caught up for a while: the thread keeps up from here
+            wake.wait(POLL_SECONDS)
+    finally:
+        hub.close()
+    out.write(json.dumps({"delivered": runner.delivered}) + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.stdin, sys.stdout))

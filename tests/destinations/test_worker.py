@@ -1,0 +1,211 @@
+"""The log tables' worker process: a heavy flow goes to it, and the tables still hold every
+change exactly once, whether it finishes, is killed, or loses its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+from workload import commit_workload
+
+from xdrsync.config import QueryConfig
+from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
+from xdrsync.destinations.tables import LogTables
+from xdrsync.destinations.worker import TablesWorker, WorkerSettings
+from xdrsync.hub import Hub, default_url
+from xdrsync.layout import TABLES_DESTINATION
+from xdrsync.tables.logstore import LogStore
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux processes")
+
+BATCH = 200
+
+
+class Worker(TablesWorker):
+    """A worker that remembers its process and what it reported."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        super().__init__(settings)
+        self.pid = 0
+        self.reported: list[int] = []
+
+    def start(self) -> Worker:
+        super().start()
+        assert self._process is not None
+        self.pid = self._process.pid
+        return self
+
+    def wait(self, timeout: float | None) -> int | None:
+        found = super().wait(timeout)
+        if found is not None:
+            self.reported.append(found)
+        return found
+
+    def finish(self, timeout: float = 30.0) -> int:
+        found = super().finish(timeout)
+        self.reported.append(found)
+        return found
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+
+def _settings(tmp_path: Path) -> WorkerSettings:
+    return WorkerSettings(
+        hub_url=default_url(tmp_path),
+        log_path=str(tmp_path / "logs.duckdb"),
+        query=QueryConfig().model_dump(mode="json"),
+        batch_size=BATCH,
+        log_level="warning",
+        log_json=False,
+    )
+
+
+def _fanout(
+    hub: Hub, tmp_path: Path, spawned: list[Worker], *, flow: int = 300
+) -> tuple[Fanout, DestinationRunner]:
+    settings = _settings(tmp_path)
+
+    def spawn() -> Worker:
+        worker = Worker(settings)
+        spawned.append(worker)
+        return worker
+
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = DestinationRunner(hub, LogTables(hub, store), batch_size=BATCH)
+    offload = Offload(TABLES_DESTINATION, spawn, flow=flow)
+    return Fanout([runner], interval=0.1, offload=offload), runner
+
+
+def _until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _seqs(tmp_path: Path) -> dict[str, tuple[int, int]]:
+    """Per table: (rows, distinct change seqs)."""
+    with duckdb.connect(str(tmp_path / "logs.duckdb"), read_only=True) as con:
+        return {
+            table: con.execute(
+                f'SELECT count(*), count(DISTINCT _Seq) FROM xdrsync_store."{table}_rows"'
+            ).fetchone()
+            for table in ("SecurityIncident", "SecurityAlert", "AlertInfo")
+        }
+
+
+def _expected(hub: Hub) -> dict[str, tuple[int, int]]:
+    changes = hub.changes_after(0, 100_000)
+    incidents = sum(c.entity_type == "incident" for c in changes)
+    alerts = len(changes) - incidents
+    return {
+        "SecurityIncident": (incidents, incidents),
+        "SecurityAlert": (alerts, alerts),
+        "AlertInfo": (alerts, alerts),
+    }
+
+
+def test_a_heavy_flow_is_written_by_a_worker_process_each_change_once(
+    hub: Hub, tmp_path: Path
+) -> None:
+    commit_workload(hub, incidents=120)  # about 1,100 changes
+    spawned: list[Worker] = []
+    fanout, runner = _fanout(hub, tmp_path, spawned)
+    fanout.start()
+    _until(lambda: bool(spawned))
+    fanout.wake()
+    fanout.stop()
+    fanout.publish()
+    assert len(spawned) == 1
+    assert spawned[0].reported and spawned[0].reported[0] > 0  # it delivered, not the thread
+    assert runner.delivered == hub.max_seq()
+    assert hub.get_cursor(TABLES_DESTINATION) == hub.max_seq()
+    assert _seqs(tmp_path) == _expected(hub)
+
+
+def test_a_worker_killed_in_its_backlog_loses_and_repeats_nothing(hub: Hub, tmp_path: Path) -> None:
+    commit_workload(hub, incidents=300)  # about 2,700 changes: several batches
+    spawned: list[Worker] = []
+    fanout, runner = _fanout(hub, tmp_path, spawned)
+    fanout.start()
+    _until(lambda: bool(spawned))
+    _until(lambda: hub.get_cursor(TABLES_DESTINATION) > 0)  # a batch is in
+    spawned[0].kill()  # anywhere: before, inside or after its next DuckDB transaction
+    fanout.stop()
+    fanout.publish()
+    assert spawned[0].reported == [0]  # a killed worker reports nothing
+    assert _seqs(tmp_path) == _expected(hub)
+    assert hub.get_cursor(TABLES_DESTINATION) == hub.max_seq()
+    assert runner.position() == hub.max_seq()
+
+
+def test_a_steady_trickle_stays_on_the_thread(hub: Hub, tmp_path: Path) -> None:
+    commit_workload(hub, incidents=5)
+    spawned: list[Worker] = []
+    fanout, runner = _fanout(hub, tmp_path, spawned, flow=1000)
+    fanout.start()
+    _until(lambda: runner.delivered == hub.max_seq())
+    fanout.stop()
+    fanout.publish()
+    assert spawned == []
+    assert _seqs(tmp_path) == _expected(hub)
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from pathlib import Path
+    from test_worker import _fanout
+    from workload import commit_workload
+    from xdrsync.hub import Hub, default_url
+
+    folder = Path({folder!r})
+    hub = Hub.open(default_url(folder))
+    commit_workload(hub, incidents=400)
+    spawned = []
+    fanout, _ = _fanout(hub, folder, spawned, flow=1)
+    fanout.start()
+    while not spawned:
+        time.sleep(0.05)
+    print(spawned[0].pid, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_worker_dies_with_its_parent(tmp_path: Path) -> None:
+    code = PARENT.format(tests=str(Path(__file__).parent), folder=str(tmp_path))
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            line = ""
+            while not line.strip().isdigit():  # its log lines come first
+                line = parent.stdout.readline()
+                assert line, "the parent ended before it started a worker"
+            worker = int(line)
+            assert _alive(worker)
+            parent.kill()  # SIGKILL: no cleanup of its own runs
+            parent.wait(10)
+            _until(lambda: not _alive(worker), seconds=10)
+        finally:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited (nobody reaped it yet)
