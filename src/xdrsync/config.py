@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
-import structlog
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,8 +24,6 @@ from pydantic import (
 
 from xdrsync.errors import ConfigError
 from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
-
-log = structlog.get_logger(__name__)
 
 DEFAULT_CONFIG_FILE = Path("xdrsync.toml")
 CONFIG_ENV = "XDRSYNC_CONFIG"
@@ -182,7 +179,9 @@ class AppCredentials(_Frozen):
     def _secret_reference(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             if not value.startswith(("env:", "file:")) and _loading_file(info):
-                log.warning(
+                import structlog  # only here: `query` and the readers load no logging
+
+                structlog.get_logger(__name__).warning(
                     "client_secret is written inline in the config file; "
                     "prefer env:NAME or file:PATH"
                 )

@@ -26,6 +26,9 @@ from xdrsync.hub.payload import (
         ("2024-05-01T12:00:00.5+02:00", "2024-05-01T10:00:00.5000000Z"),
         ("2024-05-01T10:00:00.123456789Z", "2024-05-01T10:00:00.1234567Z"),
         ("2024-05-01T10:00:00", "2024-05-01T10:00:00.0000000Z"),
+        # Graph's DateTimeOffset.MinValue: the year keeps its four digits, so the text
+        # still parses back to the same version
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.0000000Z"),
     ],
 )
 def test_timestamps_keep_graphs_seven_digits(text: str, expected: str) -> None:

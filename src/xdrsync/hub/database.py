@@ -73,11 +73,19 @@ def _storable(parameters: Any, *, nul: bool) -> Any:
     def clean(value: Any) -> Any:
         return storable_text(value, nul=nul) if type(value) is str else value
 
+    def fine(values: Any) -> bool:
+        # The common case, checked without copying: all text is ASCII (and, for
+        # PostgreSQL, free of NUL), so nothing needs replacing.
+        for value in values:
+            if type(value) is str and not (value.isascii() and not (nul and "\x00" in value)):
+                return False
+        return True
+
     def one(row: Any) -> Any:
-        if isinstance(row, dict):
-            return {key: clean(value) for key, value in row.items()}
+        if type(row) is dict:
+            return row if fine(row.values()) else {key: clean(v) for key, v in row.items()}
         if isinstance(row, list | tuple):
-            return type(row)(clean(value) for value in row)
+            return row if fine(row) else type(row)(clean(value) for value in row)
         return row
 
     if isinstance(parameters, list):  # executemany

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -10,19 +9,17 @@ from typing import Any
 
 from xdrsync.models.errors import describe
 
-# Graph writes up to 7 fractional digits (.NET ticks); datetime keeps 6. Anything past the
-# sixth digit is dropped: the original string survives in `raw` for exact round trips.
-_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
-
 
 @lru_cache(maxsize=65536)
 def _parse(text: str) -> datetime:
     # Cached because one alert's evidence usually repeats the same few timestamps, and the
     # same strings are parsed again when serialising back (to detect unchanged fields).
+    # Graph writes up to 7 fractional digits (.NET ticks); datetime keeps 6, and since
+    # Python 3.11 `fromisoformat` drops the rest itself (and reads a `Z`): the original
+    # string survives in `raw` for exact round trips.
     cleaned = text.strip()
-    if cleaned[-1:] in ("Z", "z"):
-        cleaned = cleaned[:-1] + "+00:00"
-    cleaned = _LONG_FRACTION.sub(r"\1", cleaned, count=1)
+    if cleaned[-1:] == "z":
+        cleaned = cleaned[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(cleaned)
     except ValueError:
