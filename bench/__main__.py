@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.console import console_bench
-from bench.harness import table
+from bench.harness import source_tree, table
 from bench.scenarios import (
     backfill,
     emulator_throughput,
     freshness_and_budget,
     idle_service,
+    query_startup,
     scratch,
     throttled_backfill,
 )
@@ -48,7 +49,13 @@ def main() -> None:
             "twoway",
             "sentinel",
             "console",
+            "throughput",
         ],
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="with --only throughput: the git revision measured beside the current tree",
     )
     args = parser.parse_args()
     quick = args.quick
@@ -110,6 +117,11 @@ def main() -> None:
             f"**{ratio:.2f}×** (target ≤ 1.5×).\n"
         )
         print(sections[-1], flush=True)
+
+    if args.only == "throughput":  # only on request: it repeats the backfills per revision
+        for section in throughput(work, baseline=args.baseline, quick=quick):
+            sections.append(section)
+            print(section, flush=True)
 
     if want("throttled"):
         # Two limits: at 30/min the pace is the bound on any machine; at 60/min the budget
@@ -243,6 +255,69 @@ def main() -> None:
     if args.only is None:
         RESULTS.write_text("\n".join(sections) + "\n")
         print(f"wrote {RESULTS}", file=sys.stderr)
+
+
+def throughput(work: Path, *, baseline: str | None, quick: bool) -> list[str]:
+    """Backfill CPU, rate and memory, and the query command's start, for the current tree
+    and (``baseline``) an earlier revision, run in turns so that both see the same machine."""
+    sources: dict[str, Path | None] = {}
+    if baseline:
+        sources[f"before ({baseline})"] = source_tree(baseline, work / "baseline")
+    sources["after (this tree)"] = None
+    sizes = (500, 2000) if quick else (2000, 10_000, 20_000)
+    runs = [
+        backfill(n, work, source=src, label=name) for n in sizes for name, src in sources.items()
+    ]
+    rows = [
+        [
+            r["label"],
+            f"{r['incidents']:,}",
+            f"{r['seconds']:.1f}",
+            f"{r['rate']:.0f}",
+            f"{r['cpu_per_1000']:.1f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['worker_peak_mib']:.0f}" if r["worker_peak_mib"] else "—",
+            f"{r['bare_seconds'] / r['seconds']:.2f}",
+        ]
+        for r in runs
+    ]
+    notes = []
+    for name in sources:
+        mine = [r for r in runs if r["label"] == name]
+        notes.append(
+            f"Peak memory, {mine[-1]['incidents']:,} vs {mine[0]['incidents']:,} incidents, "
+            f"{name}: **{mine[-1]['peak_mib'] / mine[0]['peak_mib']:.2f}×**."
+        )
+    if baseline:
+        by = {(r["label"], r["incidents"]): r for r in runs}
+        before, after = list(sources)
+        for n in sizes:
+            cpu = by[(after, n)]["cpu_per_1000"] / by[(before, n)]["cpu_per_1000"]
+            rate = by[(after, n)]["rate"] / by[(before, n)]["rate"]
+            notes.append(
+                f"{n:,} incidents, after ÷ before: CPU per incident **{cpu:.2f}×**, "
+                f"incidents/s **{rate:.2f}×**."
+            )
+    backfills = table(
+        "Backfill throughput side by side (`xdrsync sync --once` from an empty workspace)",
+        [
+            "tree",
+            "incidents",
+            "seconds",
+            "incidents/s",
+            "CPU s per 1,000 incidents (worker included)",
+            "peak RSS MiB",
+            "worker's peak RSS MiB",
+            "bare paging time / xdrsync time",
+        ],
+        rows,
+    )
+    startup = table(
+        'Query command start (`xdrsync query "SecurityIncident | count"`, 200 incidents)',
+        ["process", "median seconds", "÷ bare import duckdb"],
+        query_startup(work, sources=sources),
+    )
+    return [backfills + "\n" + "\n\n".join(notes) + "\n", startup]
 
 
 if __name__ == "__main__":

@@ -100,11 +100,15 @@ class Measured:
     peak_rss_mib: float
     returncode: int
     output: str
-    cpu_seconds: float = float("nan")  # user + system, every thread of the child
+    cpu_seconds: float = float("nan")  # user + system: every thread, and its own children
+    worker_peak_rss_mib: float = 0.0  # the largest child it waited for (the tables' worker)
 
 
-def run_xdrsync(*args: str, timeout: float = 3600) -> Measured:
-    """Run the CLI in a child that reports its own peak RSS and CPU time when it exits."""
+def run_xdrsync(*args: str, timeout: float = 3600, source: Path | None = None) -> Measured:
+    """Run the CLI in a child that reports its peak RSS and CPU time when it exits, its own
+    children's (the log tables' worker process) included.
+
+    ``source``: another ``src`` tree of xdrsync to run instead of this one (a baseline)."""
     report = (
         Path(os.environ.get("TMPDIR", "/tmp")) / f"xdrsync-rss-{os.getpid()}-{time.monotonic_ns()}"
     )
@@ -112,20 +116,41 @@ def run_xdrsync(*args: str, timeout: float = 3600) -> Measured:
         "import atexit, resource, sys\n"
         "def _report():\n"
         "    use = resource.getrusage(resource.RUSAGE_SELF)\n"
-        f"    open({str(report)!r}, 'w').write(f'{{use.ru_maxrss}} {{use.ru_utime + use.ru_stime}}')\n"
+        "    kids = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "    cpu = use.ru_utime + use.ru_stime + kids.ru_utime + kids.ru_stime\n"
+        f"    open({str(report)!r}, 'w').write(f'{{use.ru_maxrss}} {{cpu}} {{kids.ru_maxrss}}')\n"
         "atexit.register(_report)\n"
         f"sys.argv = ['xdrsync', *{list(args)!r}]\n"
         "from xdrsync.cli import main\nmain()\n"
     )
     started = time.perf_counter()
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, timeout=timeout, env=_env(source)
+    )
     seconds = time.perf_counter() - started
-    peak, cpu = float("nan"), float("nan")
+    peak, cpu, worker = float("nan"), float("nan"), 0.0
     if report.exists():
-        rss, used = report.read_text().split()
-        peak, cpu = int(rss) / 1024, float(used)
+        rss, used, child = report.read_text().split()
+        peak, cpu, worker = int(rss) / 1024, float(used), int(child) / 1024
     report.unlink(missing_ok=True)
-    return Measured(seconds, peak, done.returncode, done.stdout + done.stderr, cpu)
+    return Measured(seconds, peak, done.returncode, done.stdout + done.stderr, cpu, worker)
+
+
+def _env(source: Path | None) -> dict[str, str] | None:
+    if source is None:
+        return None
+    return {**os.environ, "PYTHONPATH": str(source)}
+
+
+def source_tree(revision: str, into: Path) -> Path:
+    """The ``src`` tree of ``revision`` of this repository, exported to ``into``: run with
+    it first on ``PYTHONPATH`` to measure that revision beside the current one."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> str:

@@ -81,21 +81,26 @@ def emulator_throughput(incidents: int) -> list[list[Any]]:
     return rows
 
 
-def backfill(incidents: int, work: Path) -> dict[str, Any]:
-    """`xdrsync sync --once` from nothing against an emulator of ``incidents``."""
+def backfill(
+    incidents: int, work: Path, *, source: Path | None = None, label: str = "current"
+) -> dict[str, Any]:
+    """`xdrsync sync --once` from nothing against an emulator of ``incidents`` (``source``:
+    another revision's ``src`` tree, see ``harness.source_tree``)."""
     with emulator("--incidents", str(incidents)) as emu:
         _, _, bare_seconds = page_everything(emu, expand=True)
         before = emu.graph_calls()
-        config = write_config(work / f"backfill-{incidents}", emu, initial_backfill_days=31)
-        measured = run_xdrsync("sync", "--once", "--config", str(config))
+        config = write_config(work / f"backfill-{incidents}-{label}", emu, initial_backfill_days=31)
+        measured = run_xdrsync("sync", "--once", "--config", str(config), source=source)
         if measured.returncode != 0:
             raise RuntimeError(measured.output[-2000:])
         calls = emu.graph_calls() - before
     return {
+        "label": label,
         "incidents": incidents,
         "seconds": measured.seconds,
         "rate": incidents / measured.seconds,
         "peak_mib": measured.peak_rss_mib,
+        "worker_peak_mib": measured.worker_peak_rss_mib,
         "cpu_per_1000": 1000 * measured.cpu_seconds / incidents,
         "calls": calls,
         "bare_seconds": bare_seconds,
@@ -265,6 +270,36 @@ def _query(config: Path, kql: str) -> list[list[Any]]:
     )
     records = json.loads(done.stdout)
     return [list(r.values()) for r in records]
+
+
+def query_startup(
+    work: Path, *, sources: dict[str, Path | None], repeats: int = 7
+) -> list[list[Any]]:
+    """Whole-process seconds of `xdrsync query "SecurityIncident | count"` on a small
+    workspace against a bare `python -c "import duckdb"`, medians of ``repeats`` runs taken
+    in turns (each revision in ``sources``; None is the current tree)."""
+    with emulator("--incidents", "200") as emu:
+        config = write_config(work / "startup", emu, initial_backfill_days=31)
+        synced = run_xdrsync("sync", "--once", "--config", str(config))
+        if synced.returncode != 0:
+            raise RuntimeError(synced.output[-2000:])
+    query = ["-m", "xdrsync", "query", "--config", str(config), "SecurityIncident | count"]
+    commands: dict[str, tuple[list[str], Path | None]] = {
+        'bare `python -c "import duckdb"`': (["-c", "import duckdb"], None),
+        **{f"`xdrsync query`, {name}": (query, src) for name, src in sources.items()},
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, (args, src) in commands.items():
+            env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+            started = time.perf_counter()
+            subprocess.run([PYTHON, *args], capture_output=True, check=True, env=env)
+            times[name].append(time.perf_counter() - started)
+    bare = statistics.median(next(iter(times.values())))
+    return [
+        [name, f"{statistics.median(t):.3f}", f"{statistics.median(t) / bare:.1f}×"]
+        for name, t in times.items()
+    ]
 
 
 def scratch() -> Path:
