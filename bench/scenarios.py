@@ -90,6 +90,8 @@ def backfill(
         _, _, bare_seconds = page_everything(emu, expand=True)
         before = emu.graph_calls()
         config = write_config(work / f"backfill-{incidents}-{label}", emu, initial_backfill_days=31)
+        if source is not None:  # `sync --once` serves no console; older revisions refuse port 0
+            _drop_section(config, "console")
         measured = run_xdrsync("sync", "--once", "--config", str(config), source=source)
         if measured.returncode != 0:
             raise RuntimeError(measured.output[-2000:])
@@ -105,6 +107,16 @@ def backfill(
         "calls": calls,
         "bare_seconds": bare_seconds,
     }
+
+
+def _drop_section(config: Path, name: str) -> None:
+    kept, skipping = [], False
+    for line in config.read_text().splitlines():
+        if line.startswith("["):
+            skipping = line.strip() == f"[{name}]"
+        if not skipping:
+            kept.append(line)
+    config.write_text("\n".join(kept) + "\n")
 
 
 def budget_under(limit_per_minute: int) -> int:
