@@ -14,8 +14,8 @@ is the log store's own:
 
 - while a worker lives, the thread only wakes it; it delivers again only after the worker
   has exited, and then reads the position afresh from the store (``Fanout`` does this);
-- the worker dies with its parent (Linux's parent-death signal, and a check of its parent
-  before every pass), so a restarted service never meets an orphan writing the same tables;
+- the worker exits within 0.1 s of its parent's death (it watches its parent process), so
+  a restarted service never meets an orphan writing the same tables;
 - a batch is one DuckDB transaction, so a kill anywhere leaves it whole or absent.
 
 The parent sends one JSON line of settings on the worker's standard input (the hub's URL
@@ -27,7 +27,6 @@ answers one JSON line, ``{"delivered": N}``, on its standard output at exit.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -49,7 +48,8 @@ IDLE_EXIT_SECONDS: Final = 10.0
 RESPAWN_SECONDS: Final = 60.0
 #: How long a worker waits for a wake before it looks at the hub again.
 POLL_SECONDS: Final = 1.0
-_PR_SET_PDEATHSIG: Final = 1
+#: How often the worker checks that its parent still lives.
+WATCH_SECONDS: Final = 0.1
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class TablesWorker:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
+        self.returncode: int | None = None  # once it has exited and been waited for
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> TablesWorker:
@@ -104,7 +105,7 @@ class TablesWorker:
             out, _ = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
-        self._process = None
+        self._process, self.returncode = None, process.returncode
         return _delivered(out)
 
     def finish(self, timeout: float = 30.0) -> int:
@@ -121,7 +122,7 @@ class TablesWorker:
             process.kill()
             process.communicate()
             out = ""
-        self._process = None
+        self._process, self.returncode = None, process.returncode
         return _delivered(out)
 
     def _send(self, line: str) -> None:
@@ -144,13 +145,18 @@ def _delivered(out: str | None) -> int:
 
 
 def _die_with(parent: int) -> None:
-    """Be killed when the parent dies (Linux); elsewhere the per-pass check covers it."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the signal was armed
-        os._exit(0)
+    """Exit at once when the parent dies (the worker is then another process's child).
+
+    Not Linux's parent-death signal: it follows the *thread* that started the worker, and
+    the fan-out's threads end at every stop. Leaving in the middle of a batch is safe: the
+    DuckDB transaction is rolled back, and a restarted service finds no orphan writing."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _listen(
@@ -166,7 +172,8 @@ def _listen(
 
 
 def serve(stream: IO[str], out: IO[str]) -> int:
-    """The worker's body: deliver until told to stop, orphaned, or caught up and idle."""
+    """The worker's body: deliver until told to stop or caught up and idle (an orphan
+    leaves at once, see `_die_with`)."""
     from pathlib import Path
 
     from xdrsync.config import QueryConfig
@@ -195,7 +202,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
     threading.Thread(target=halt_on_stop, daemon=True).start()
     busy_until = time.monotonic() + IDLE_EXIT_SECONDS
     try:
-        while not stop.is_set() and os.getppid() == parent:
+        while not stop.is_set():
             wake.clear()
             try:
                 done = runner.publish()
