@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -70,9 +71,14 @@ def _settings(tmp_path: Path) -> WorkerSettings:
 
 
 def _fanout(
-    hub: Hub, tmp_path: Path, spawned: list[Worker], *, flow: int = 300
+    hub: Hub,
+    tmp_path: Path,
+    spawned: list[Worker],
+    *,
+    flow: int = 300,
+    settings: WorkerSettings | None = None,
 ) -> tuple[Fanout, DestinationRunner]:
-    settings = _settings(tmp_path)
+    settings = settings or _settings(tmp_path)
 
     def spawn() -> Worker:
         worker = Worker(settings)
@@ -159,6 +165,22 @@ def test_a_steady_trickle_stays_on_the_thread(hub: Hub, tmp_path: Path) -> None:
     fanout.stop()
     fanout.publish()
     assert spawned == []
+    assert _seqs(tmp_path) == _expected(hub)
+
+
+def test_a_worker_that_cannot_start_leaves_the_tables_to_the_thread(
+    hub: Hub, tmp_path: Path
+) -> None:
+    commit_workload(hub, incidents=120)
+    broken = replace(_settings(tmp_path), hub_url="sqlite:////nonexistent/dir/\0/hub.sqlite3")
+    spawned: list[Worker] = []
+    fanout, runner = _fanout(hub, tmp_path, spawned, settings=broken)
+    fanout.start()
+    _until(lambda: runner.delivered == hub.max_seq())  # the thread, once the worker failed
+    fanout.stop()
+    fanout.publish()
+    assert len(spawned) == 1  # not tried again at every pass
+    assert spawned[0].returncode not in (None, 0)
     assert _seqs(tmp_path) == _expected(hub)
 
 

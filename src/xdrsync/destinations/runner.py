@@ -210,9 +210,14 @@ class Fanout:
             heavy = max(pending, rate * self.offload.seconds) >= self.offload.flow
             if heavy and now >= self._no_worker_until:
                 self._last_seen = None
-                self._worker = self.offload.spawn().start()
-                log.info("log tables: a backlog goes to a worker process", destination=runner.name)
-                return 0
+                try:
+                    self._worker = self.offload.spawn().start()
+                except OSError as failure:  # e.g. a process limit: the thread goes on
+                    self._no_worker_until = now + RESPAWN_SECONDS
+                    log.warning("no worker process", destination=runner.name, error=str(failure))
+                else:
+                    log.info("a backlog goes to a worker process", destination=runner.name)
+                    return 0
         # A bounded pass: the flow is looked at again before the next one.
         return runner.publish(deadline=time.monotonic() + self.interval)
 
@@ -271,7 +276,8 @@ class Fanout:
 
     def drain(self, seconds: float) -> int:
         """At shutdown: deliver what is pending for at most ``seconds`` in all (the log tables
-        first), logging failures; what is left is delivered after the next start."""
+        first, or last while their worker finishes), logging failures; what is left is
+        delivered after the next start."""
 
         def failed(runner: DestinationRunner, failure: Exception) -> None:
             # recorded by the runner; nothing is lost, it resumes later
