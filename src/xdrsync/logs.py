@@ -107,19 +107,23 @@ class _CleanRecords(logging.Filter):
 
 
 #: The level and format `configure` set last (a worker process logs the same way).
-_CONFIGURED: dict[str, Any] = {"level": "warning", "json": False}
+_CONFIGURED: dict[str, Any] = {"level": "warning", "json": False, "file": None}
 
 
-def configured() -> tuple[str, bool]:
-    """The level and whether JSON, as `configure` set them last."""
-    return str(_CONFIGURED["level"]), bool(_CONFIGURED["json"])
+def configured() -> tuple[str, bool, TextIO]:
+    """The level, whether JSON, and the stream, as `configure` set them last."""
+    return (
+        str(_CONFIGURED["level"]),
+        bool(_CONFIGURED["json"]),
+        _CONFIGURED["file"] or sys.stderr,
+    )
 
 
 def configure(level: str = "info", *, json: bool = False, file: TextIO | None = None) -> None:
     """Route structlog and stdlib logging to ``file`` (default stderr) at ``level``."""
     import structlog  # here: the scrubbing above is all that commands which only read need
 
-    _CONFIGURED.update(level=level, json=json)
+    _CONFIGURED.update(level=level, json=json, file=file)
 
     numeric = getattr(logging, level.upper(), logging.INFO)
     stream = file or sys.stderr

@@ -102,7 +102,7 @@ class Workspace:
         url = configured_url(self.config.workspace)
         if in_memory(url):
             return None
-        level, json = configured()
+        level, json, stream = configured()
         settings = WorkerSettings(
             hub_url=url,
             log_path=str(self.logs.path),
@@ -111,7 +111,7 @@ class Workspace:
             log_level=level,
             log_json=json,
         )
-        return Offload(TABLES_DESTINATION, lambda: TablesWorker(settings))
+        return Offload(TABLES_DESTINATION, lambda: TablesWorker(settings, log_stream=stream))
 
     def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:
         """For each destination with ``two_way = true``: (name, poll, seconds) — reading it

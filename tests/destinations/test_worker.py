@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import pytest
@@ -33,8 +34,8 @@ BATCH = 200
 class Worker(TablesWorker):
     """A worker that remembers its process and what it reported."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: WorkerSettings, log_stream: IO[str] | None = None) -> None:
+        super().__init__(settings, log_stream)
         self.pid = 0
         self.reported: list[int] = []
 
@@ -77,11 +78,12 @@ def _fanout(
     *,
     flow: int = 300,
     settings: WorkerSettings | None = None,
+    log: IO[str] | None = None,
 ) -> tuple[Fanout, DestinationRunner]:
     settings = settings or _settings(tmp_path)
 
     def spawn() -> Worker:
-        worker = Worker(settings)
+        worker = Worker(settings, log)
         spawned.append(worker)
         return worker
 
@@ -174,14 +176,16 @@ def test_a_worker_that_cannot_start_leaves_the_tables_to_the_thread(
     commit_workload(hub, incidents=120)
     broken = replace(_settings(tmp_path), hub_url="sqlite:////nonexistent/dir/\0/hub.sqlite3")
     spawned: list[Worker] = []
-    fanout, runner = _fanout(hub, tmp_path, spawned, settings=broken)
-    fanout.start()
-    _until(lambda: runner.delivered == hub.max_seq())  # the thread, once the worker failed
-    fanout.stop()
-    fanout.publish()
+    with (tmp_path / "xdrsync.log").open("w") as log:
+        fanout, runner = _fanout(hub, tmp_path, spawned, settings=broken, log=log)
+        fanout.start()
+        _until(lambda: runner.delivered == hub.max_seq())  # the thread, once the worker failed
+        fanout.stop()
+        fanout.publish()
     assert len(spawned) == 1  # not tried again at every pass
     assert spawned[0].returncode not in (None, 0)
     assert _seqs(tmp_path) == _expected(hub)
+    assert "Traceback" in (tmp_path / "xdrsync.log").read_text()  # in the parent's log
 
 
 PARENT = textwrap.dedent(

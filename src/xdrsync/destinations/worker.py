@@ -58,7 +58,7 @@ class WorkerSettings:
 
     hub_url: str
     log_path: str
-    query: dict[str, Any]  # the workspace's QuerySettings, as JSON
+    query: dict[str, Any]  # the workspace's [query] settings (QueryConfig), as JSON
     batch_size: int
     log_level: str
     log_json: bool
@@ -67,8 +67,9 @@ class WorkerSettings:
 class TablesWorker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, log_stream: IO[str] | None = None) -> None:
         self.settings = settings
+        self.log_stream = log_stream  # where its log lines go: the parent's log (default stderr)
         self.returncode: int | None = None  # once it has exited and been waited for
         self._process: subprocess.Popen[str] | None = None
 
@@ -77,6 +78,7 @@ class TablesWorker:
             [sys.executable, "-m", "xdrsync.destinations.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=_file(self.log_stream),
             text=True,
             # Out of the terminal's process group: Ctrl-C is the parent's to handle; the
             # worker stops when told, or dies with the parent.
@@ -132,6 +134,14 @@ class TablesWorker:
         with contextlib.suppress(OSError, ValueError):  # it has left already
             process.stdin.write(line + "\n")
             process.stdin.flush()
+
+
+def _file(stream: IO[str] | None) -> IO[str] | None:
+    """``stream`` when it is a real file the worker can inherit, else None (stderr)."""
+    try:
+        return stream if stream is not None and stream.fileno() >= 0 else None
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
 
 
 def _delivered(out: str | None) -> int:
