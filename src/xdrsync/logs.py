@@ -106,7 +106,7 @@ class _CleanRecords(logging.Filter):
         return True
 
 
-#: The level and format `configure` set last (a worker process logs the same way).
+#: The level, format and stream `configure` set last (a worker process logs the same way).
 _CONFIGURED: dict[str, Any] = {"level": "warning", "json": False, "file": None}
 
 
