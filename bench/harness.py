@@ -125,7 +125,11 @@ def run_xdrsync(*args: str, timeout: float = 3600, source: Path | None = None) -
     )
     started = time.perf_counter()
     done = subprocess.run(
-        [PYTHON, "-c", code], capture_output=True, text=True, timeout=timeout, env=_env(source)
+        [PYTHON, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=source_env(source),
     )
     seconds = time.perf_counter() - started
     peak, cpu, worker = float("nan"), float("nan"), 0.0
@@ -136,7 +140,8 @@ def run_xdrsync(*args: str, timeout: float = 3600, source: Path | None = None) -
     return Measured(seconds, peak, done.returncode, done.stdout + done.stderr, cpu, worker)
 
 
-def _env(source: Path | None) -> dict[str, str] | None:
+def source_env(source: Path | None) -> dict[str, str] | None:
+    """The environment that runs ``source`` (a ``src`` tree) instead of this one."""
     if source is None:
         return None
     return {**os.environ, "PYTHONPATH": str(source)}

@@ -13,7 +13,15 @@ from typing import Any
 
 import httpx
 
-from bench.harness import PYTHON, Emulator, emulator, graph_calls, run_xdrsync, write_config
+from bench.harness import (
+    PYTHON,
+    Emulator,
+    emulator,
+    graph_calls,
+    run_xdrsync,
+    source_env,
+    write_config,
+)
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.tenants import TenantSpec
 from xdrsync.graph.pacing import default_burst
@@ -303,9 +311,8 @@ def query_startup(
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, (args, src) in commands.items():
-            env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
             started = time.perf_counter()
-            subprocess.run([PYTHON, *args], capture_output=True, check=True, env=env)
+            subprocess.run([PYTHON, *args], capture_output=True, check=True, env=source_env(src))
             times[name].append(time.perf_counter() - started)
     bare = statistics.median(next(iter(times.values())))
     return [
