@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from hubdata import TENANT, batch, incident_json, stamp
+from hubdata import TENANT, alert_json, batch, incident_json, stamp
 from sqlalchemy import inspect, text
 
 from xdrsync.hub import Hub, default_url
@@ -31,7 +31,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0004"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0005"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -129,3 +129,38 @@ def test_a_hub_made_before_two_way_sync_upgrades_with_its_data(tmp_path: Path) -
 def test_the_head_named_in_code_is_alembics_head() -> None:
     # Opening a hub at HEAD_REVISION skips alembic altogether; a new migration must move it.
     assert head_revision() == HEAD_REVISION
+
+
+def test_alerts_stored_before_0005_get_their_summary_columns_on_upgrade(hub_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from xdrsync.console.index import compute_rows, decode_list
+
+    alert = alert_json("a1", "1", stamp(1))
+    alert.update(
+        category="Execution",
+        categories=["Persistence", "Execution"],
+        firstActivityDateTime="2026-03-01T10:00:00.1234567Z",
+        lastActivityDateTime="2026-03-01T11:30:00Z",
+    )
+    with Hub.open(hub_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    # Take the hub back to 0004 (the columns go) and let the next open upgrade it again.
+    engine = create_engine(hub_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "categories" not in {c["name"] for c in inspect(engine).get_columns("alert")}
+    engine.dispose()
+    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT categories, first_activity, last_activity FROM alert")
+        ).one()
+        (row,) = compute_rows(conn, [(TENANT, "1")], 0)
+    assert tuple(stored) == ('["Persistence","Execution"]', 17723592001234567, 17723646000000000)
+    assert decode_list(row["tactics"]) == ["Persistence", "Execution"]
+    assert row["first_activity_at"].isoformat() == "2026-03-01T10:00:00.123456+00:00"
+    assert row["last_activity_at"].isoformat() == "2026-03-01T11:30:00+00:00"

@@ -46,7 +46,7 @@ from xdrsync.destinations.base import Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.hub import schema as s
 from xdrsync.hub.apply import chunks
-from xdrsync.hub.payload import datetime_from_ticks, ticks_from_text
+from xdrsync.hub.payload import datetime_from_ticks
 from xdrsync.hub.reads import _members
 from xdrsync.hub.state import advance_cursor
 from xdrsync.layout import QUEUE_DESTINATION
@@ -104,8 +104,7 @@ class _Parts:
     """What one incident's row is made of, gathered over the batch's few queries."""
 
     incident: Any  # the incident table's row
-    payload: Mapping[str, Any] | None  # the incident's, when already parsed
-    alerts: list[Mapping[str, Any]]
+    alerts: list[Any]  # the alert table's rows (summary columns, no payload)
     alert_ids: list[str]
     texts: list[str]
 
@@ -146,10 +145,7 @@ class QueueIndex:
                 ).scalar_one()
             )
             keys = self._affected(conn, changes)
-            # Payloads the runner already parsed: a record whose current version is one of
-            # these changes is not parsed again.
-            known = {c.seq: c.payload for c in changes}
-            rows = compute_rows(conn, keys, snapshot, self._remember_listed, known)
+            rows = compute_rows(conn, keys, snapshot, self._remember_listed)
         with self.hub.writing() as conn:
             upsert_rows(conn, rows)
             advance_cursor(conn, self.name, changes[-1].seq, self.clock(), reset=False)
@@ -226,12 +222,10 @@ def compute_rows(
     keys: Sequence[Key],
     snapshot: int,
     listed_elsewhere: Callable[[str, str, str], None] | None = None,
-    known: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``queue_entry`` rows of these incidents as the hub holds them now (incidents not
-    stored yet are left out), each stamped with ``snapshot``. ``known``: payloads by change
-    seq, used instead of parsing a current version that is one of them."""
-    known = known or {}
+    stored yet are left out), each stamped with ``snapshot``. Alerts are read from their
+    summary columns: their payloads, mostly evidence, are never parsed here."""
     if not keys:
         return []
     i, a = s.incident, s.alert
@@ -257,19 +251,24 @@ def compute_rows(
                 i.c.payload,
             ).where(i.c.tenant_id == tenant_id, i.c.id.in_(part))
             for row in conn.execute(query):
-                parts[(row.tenant_id, row.id)] = _Parts(row, known.get(row.seq), [], [], [])
+                parts[(row.tenant_id, row.id)] = _Parts(row, [], [], [])
     if not parts:
         return []
     found = sorted(parts)
-    members = _members(conn, found, a.c.seq, a.c.payload)
+    members = _members(
+        conn,
+        found,
+        a.c.service_source,
+        a.c.title,
+        a.c.categories,
+        a.c.first_activity,
+        a.c.last_activity,
+    )
     alert_owner: dict[tuple[str, str], list[Key]] = {}
     for key, rows in members.items():
         part_of = parts[key]
         for member in rows:
-            payload = known.get(member.seq)
-            part_of.alerts.append(
-                payload if payload is not None else jsontext.loads(member.payload)
-            )
+            part_of.alerts.append(member)
             part_of.alert_ids.append(member.id)
             alert_owner.setdefault((key[0], member.id), []).append(key)
             if listed_elsewhere is not None and member.incident_id != key[1]:
@@ -320,7 +319,7 @@ def _gather_texts(
 
 def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
     incident = part.incident
-    payload = part.payload if part.payload is not None else jsontext.loads(incident.payload)
+    payload = jsontext.loads(incident.payload)
     tags = [str(t) for t in payload.get("customTags") or () if t]
     products: dict[str, None] = {}
     tactics: dict[str, None] = {}
@@ -328,19 +327,15 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
     last: int | None = None
     titles: list[str] = []
     for alert in part.alerts:
-        source = alert.get("serviceSource")
-        if isinstance(source, str) and source:
-            products.setdefault(source, None)
-        categories = alert.get("categories")
-        named = [*(categories if isinstance(categories, list) else ()), alert.get("category")]
-        for category in named:
-            if isinstance(category, str) and category and (found := tactic(category)):
+        if alert.service_source:
+            products.setdefault(alert.service_source, None)
+        for category in jsontext.loads(alert.categories) if alert.categories else ():
+            if found := tactic(category):
                 tactics.setdefault(found, None)
-        first = _earliest(first, _ticks(alert.get("firstActivityDateTime")))
-        last = _latest(last, _ticks(alert.get("lastActivityDateTime")))
-        title = alert.get("title")
-        if isinstance(title, str) and title:
-            titles.append(title)
+        first = _earliest(first, alert.first_activity)
+        last = _latest(last, alert.last_activity)
+        if alert.title:
+            titles.append(alert.title)
     return {
         "tenant_id": key[0],
         "incident_id": key[1],
@@ -377,10 +372,6 @@ def search_text(texts: Iterable[str]) -> str:
         if size >= SEARCH_CAP:
             break
     return "\n".join(out)[:SEARCH_CAP]
-
-
-def _ticks(value: object) -> int | None:
-    return ticks_from_text(value) if isinstance(value, str) and value else None
 
 
 def _earliest(a: int | None, b: int | None) -> int | None:

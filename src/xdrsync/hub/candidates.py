@@ -12,6 +12,7 @@ from typing import Any
 from xdrsync.hub.guard import Version
 from xdrsync.hub.payload import (
     alert_ids_of,
+    alert_summary,
     comment_key,
     content_hash,
     enum_text,
@@ -85,6 +86,7 @@ class Candidate:
             "service_source": enum_text(record.service_source),
             "title": record.title,
             "created_date_time": record.created_date_time,
+            **alert_summary(self._raw),
         }
 
     @cached_property

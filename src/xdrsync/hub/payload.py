@@ -141,6 +141,27 @@ def alert_ids_of(raw: Mapping[str, Any]) -> list[str] | None:
     return [str(item["id"]) for item in alerts if isinstance(item, Mapping) and "id" in item]
 
 
+def alert_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """What the incident queue reads of an alert besides its typed columns, kept in columns of
+    its own so that the queue never parses the alert's payload (mostly evidence):
+    ``categories`` (a JSON list: ``categories`` then ``category``, each once) and the
+    ``first_activity``/``last_activity`` ticks."""
+    named: dict[str, None] = {}
+    listed = raw.get("categories")
+    for value in [*(listed if isinstance(listed, list) else ()), raw.get("category")]:
+        if isinstance(value, str) and value:
+            named.setdefault(value, None)
+    return {
+        "categories": jsontext.dumps(list(named)) if named else None,
+        "first_activity": _activity_ticks(raw.get("firstActivityDateTime")),
+        "last_activity": _activity_ticks(raw.get("lastActivityDateTime")),
+    }
+
+
+def _activity_ticks(value: object) -> int | None:
+    return ticks_from_text(value) if isinstance(value, str) and value else None
+
+
 # A JSON object key holding "@odata." (keys are the only strings followed by a colon).
 _ANNOTATION_KEY = re.compile(r'"([^"\\]*@odata\.[^"\\]*)":')
 

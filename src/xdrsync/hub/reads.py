@@ -239,7 +239,7 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
                 version_text=version_text(row.version) or "",
                 kind=row.kind,
                 at=row.at,
-                payload=jsontext.loads(payload),
+                payload_text=payload,
                 alert_ids=tuple(ids) if ids is not None else None,
                 modified_by=row.modified_by,
             )

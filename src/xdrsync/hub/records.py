@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
+
+from xdrsync import jsontext
 
 if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
@@ -138,12 +141,14 @@ class VersionRow:
     alert_ids: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ChangeRow:
     """One entry of the change sequence that destinations read in ``seq`` order.
 
     ``payload`` is that version's Graph payload (an incident's without its alerts; they have
-    their own rows). ``incident_id`` is the alert's incident, or the incident's own id.
+    their own rows), parsed from ``payload_text`` on first use: a destination that needs only
+    the columns (the queue's index) never pays for parsing it. ``incident_id`` is the alert's
+    incident, or the incident's own id.
     """
 
     seq: int
@@ -155,9 +160,14 @@ class ChangeRow:
     version_text: str
     kind: ChangeKind
     at: datetime
-    payload: dict[str, Any]
+    payload_text: str
     alert_ids: tuple[str, ...] | None = None
     modified_by: str | None = None  # the workspace user, when the version echoes our write
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = jsontext.loads(self.payload_text)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,11 @@ alert = Table(
     Column("payload", Text, nullable=False),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # For the incident queue (migration 0005; ``payload.alert_summary``): a JSON list of the
+    # alert's categories, and its first and last activity as ticks.
+    Column("categories", Text),
+    Column("first_activity", BigInteger),
+    Column("last_activity", BigInteger),
     Index("ix_alert_incident", "tenant_id", "incident_id"),
 )
 
