@@ -74,22 +74,28 @@ def _encodable(text: str) -> bool:
 
 
 # A number of 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a
-# float. A JSON number starts a document or follows `:`, `,` or `[` (and whitespace); looking
-# only there is five times faster than looking at every digit, and a digit run inside a string
-# that happens to follow one of them only sends that text to the standard library.
-_NUMBER = r"[ \t\r\n]*-?[0-9]{19}"
-_LONG = (re.compile(_NUMBER), re.compile(r"[:,\[]" + _NUMBER))
-_LONG_BYTES = (re.compile(_NUMBER.encode()), re.compile(rb"[:,\[]" + _NUMBER.encode()))
+# float. A cheap test comes first: with every digit mapped to "0", a run of 19 zeros is a plain
+# substring search, all in C (six times faster than the regex; a digit run is rare in Graph
+# JSON). Only text that has such a run meets the exact test: a JSON number starts a document
+# or follows `:`, `,` or `[` (and whitespace), and a digit run inside a string that happens to
+# follow one of them only sends that text to the standard library.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_DIGIT_RUN = b"0" * 19
+_NUMBER = rb"[ \t\r\n]*-?[0-9]{19}"
+_LONG = (re.compile(_NUMBER), re.compile(rb"[:,\[]" + _NUMBER))
+
+
+def _may_hold_long(data: bytes | bytearray) -> bool:
+    if data.translate(_DIGITS_AS_ZERO).find(_DIGIT_RUN) < 0:
+        return False
+    return bool(_LONG[0].match(data) or _LONG[1].search(data))
 
 
 def loads(text: str | bytes | bytearray) -> Any:
     """Parse JSON text (orjson, or the standard library for what orjson refuses or would
     round: integers beyond 64 bits stay exact)."""
-    if isinstance(text, str):
-        long = bool(_LONG[0].match(text) or _LONG[1].search(text))
-    else:
-        long = bool(_LONG_BYTES[0].match(text) or _LONG_BYTES[1].search(text))
-    if long:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _may_hold_long(data):
         return json.loads(text)
     try:
         return orjson.loads(text)
