@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from xdrsync import collector
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
@@ -275,3 +276,23 @@ def test_commands_that_read_load_only_what_they_use(
     loaded = set(line.split()[1:])
     assert "typer" in loaded  # the probe saw the command's modules
     assert not absent & loaded
+
+
+def test_the_command_line_tunes_the_collector_and_importing_does_not() -> None:
+    # The collector's thresholds are the process's (collector.py): the command line sets them,
+    # a program that only imports xdrsync keeps its own.
+    script = (
+        "import atexit, gc, sys\n"
+        "print(gc.get_threshold())\n"
+        "import xdrsync.cli\n"
+        "print(gc.get_threshold())\n"
+        "atexit.register(lambda: print(gc.get_threshold()))\n"
+        "sys.argv = ['xdrsync', '--help']\n"
+        "xdrsync.cli.main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == lines[1] != str(collector.THRESHOLDS)
+    assert lines[-1] == str(collector.THRESHOLDS)

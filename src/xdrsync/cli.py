@@ -964,6 +964,9 @@ app.command("init")(init_command)
 
 
 def main() -> None:
+    from xdrsync import collector
+
+    collector.tune()
     app()
 
 

@@ -186,6 +186,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
     leaves at once, see `_die_with`)."""
     from pathlib import Path
 
+    from xdrsync import collector
     from xdrsync.config import QueryConfig
     from xdrsync.destinations.runner import DestinationRunner
     from xdrsync.destinations.tables import LogTables
@@ -193,6 +194,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
     from xdrsync.logs import configure, register_secrets
     from xdrsync.tables.logstore import LogStore
 
+    collector.tune()
     init = json.loads(stream.readline())
     parent = int(init["parent"])
     _die_with(parent)
