@@ -90,7 +90,7 @@ def main() -> None:
 
     if want("throttled"):
         # At 60/min the pace is the bound on any machine; at Graph's real 150/min the budget
-        # (139) allows ~116 incidents/s, close to what 2 cores process unthrottled, so the
+        # (144) allows ~118 incidents/s, close to what 2 cores process unthrottled, so the
         # machine may be the bound there (compare with the unthrottled rate above).
         plan = [(30, 800)] if quick else [(60, 9000), (150, 15_000)]
         runs = [throttled_backfill(limit, incidents, work) for limit, incidents in plan]

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 
 def default_burst(per_minute: int) -> int:
-    """A small burst (≤ 10) so a cycle's first calls go out at once, yet a minute's total
-    (budget + burst) stays below Graph's 150/min when the budget is the default 120."""
-    return max(1, min(10, per_minute // 12))
+    """A small burst (≤ 5) so a cycle's first calls go out at once (a quiet cycle makes two, a
+    busy one a few more), yet a minute's total (budget + burst) stays below Graph's 150/min.
+    The smaller the burst, the larger the budget a user can set under a hard limit: 144 under
+    150 (a burst of 10 allowed only 139), which a backfill turns into incidents per second."""
+    return max(1, min(5, per_minute // 24))
 
 
 class Pacer:
