@@ -296,3 +296,32 @@ def test_the_command_line_tunes_the_collector_and_importing_does_not() -> None:
     lines = done.stdout.strip().splitlines()
     assert lines[0] == lines[1] != str(collector.THRESHOLDS)
     assert lines[-1] == str(collector.THRESHOLDS)
+
+
+def test_run_stops_on_a_sigterm_that_lands_on_another_thread(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # The kernel may hand a process's SIGTERM to any of its threads (kill(2) on a thread's id
+    # makes that thread the one that gets it). Python runs the handler in the main thread,
+    # which must therefore wake up by itself to notice.
+    config = str(write_config(tmp_path, emulator))
+    service = subprocess.Popen(
+        [PYTHON, "-m", "xdrsync", "run", "--config", config],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        others: list[int] = []
+        while time.monotonic() < deadline and len(others) < 3:
+            time.sleep(0.5)
+            tasks = Path(f"/proc/{service.pid}/task")
+            others = [int(t.name) for t in tasks.iterdir() if int(t.name) != service.pid]
+        assert others, "the service started no threads"
+        time.sleep(2)
+        os.kill(others[0], signal.SIGTERM)
+        assert service.wait(timeout=30) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(timeout=30)

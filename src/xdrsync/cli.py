@@ -424,7 +424,10 @@ def run_command(
                 f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
             )
             server = _start_console(config, workspace, service.wake_pusher)
-            stop.wait()
+            # Bounded waits: the kernel may hand SIGTERM to any thread, and Python runs the
+            # handler in the main thread only when it next wakes (an unbounded wait never did).
+            while not stop.wait(0.5):
+                pass
             err_console.print("stopping…")
             if server is not None:
                 server.stop()
