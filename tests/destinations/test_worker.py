@@ -203,7 +203,7 @@ PARENT = textwrap.dedent(
     spawned = []
     fanout, _ = _fanout(hub, folder, spawned, flow=1)
     fanout.start()
-    while not spawned:
+    while not (spawned and spawned[0].pid):  # appended by spawn(), its pid set by start()
         time.sleep(0.05)
     print(spawned[0].pid, flush=True)
     time.sleep(120)
