@@ -105,7 +105,6 @@ class _Parts:
 
     incident: Any  # the incident table's row
     alerts: list[Any]  # the alert table's rows (summary columns, no payload)
-    alert_ids: list[str]
     texts: list[str]
 
 
@@ -251,7 +250,7 @@ def compute_rows(
                 i.c.payload,
             ).where(i.c.tenant_id == tenant_id, i.c.id.in_(part))
             for row in conn.execute(query):
-                parts[(row.tenant_id, row.id)] = _Parts(row, [], [], [])
+                parts[(row.tenant_id, row.id)] = _Parts(row, [], [])
     if not parts:
         return []
     found = sorted(parts)
@@ -269,7 +268,6 @@ def compute_rows(
         part_of = parts[key]
         for member in rows:
             part_of.alerts.append(member)
-            part_of.alert_ids.append(member.id)
             alert_owner.setdefault((key[0], member.id), []).append(key)
             if listed_elsewhere is not None and member.incident_id != key[1]:
                 listed_elsewhere(key[0], member.id, key[1])
