@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -284,3 +285,30 @@ def test_a_file_whose_creation_a_crash_cut_short_gets_its_tables_from_the_writer
     store.append("SecurityIncident", [{"IncidentNumber": 1, "_Seq": 7}])
     assert store.max_seq("SecurityIncident") == 7
     assert store.query("SecurityIncident | count").rows == ((1,),)
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left_and_nothing_of_a_live_one(
+    store: LogStore,
+) -> None:
+    # A writer that dies between staging its rows and loading them (os._exit: no cleanup).
+    child = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from xdrsync.tables.logstore import LogStore
+        from xdrsync.tables.schemas import table_schema
+        store = LogStore(Path({str(store.path)!r}))
+        store.path.parent.mkdir(parents=True, exist_ok=True)
+        store._insert_statement(table_schema("SecurityIncident"), [{{"Title": "x"}}], [])
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+    folder = store.path.parent
+    # Staged in the private workspace folder, never in a shared /tmp (it is incident data).
+    left = [p.name for p in folder.iterdir() if p.suffix == ".ndjson"]
+    assert len(left) == 1
+    live = folder / f"{store.path.name}.append-{os.getppid()}-abc.ndjson"  # a running process
+    live.write_text("{}\n")
+    store.append("SecurityIncident", [{"IncidentNumber": 1}])
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".ndjson") == [live.name]

@@ -19,6 +19,7 @@ ever (the allow-list refuses any other name).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tempfile
@@ -102,6 +103,7 @@ class LogStore:
             else max(_MIN_WRITE_WAIT, self._limits.timeout_seconds + _WRITE_WAIT_MARGIN)
         )
         self._ready = False
+        self._swept = False
 
     @property
     def path(self) -> Path:
@@ -134,6 +136,10 @@ class LogStore:
         batches = [(table_schema(t), rows) for t, rows in rows_by_table.items() if rows]
         if not batches:
             return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._swept:
+            sweep_append_files(self._path)
+            self._swept = True
         files: list[Path] = []
         try:
             inserts = [self._insert_statement(schema, rows, files) for schema, rows in batches]
@@ -157,14 +163,15 @@ class LogStore:
             for file in files:
                 file.unlink(missing_ok=True)
 
-    @staticmethod
     def _insert_statement(
-        schema: TableSchema, rows: Sequence[Mapping[str, Any]], files: list[Path]
+        self, schema: TableSchema, rows: Sequence[Mapping[str, Any]], files: list[Path]
     ) -> tuple[str, int]:
         """Write the rows to a temp NDJSON file; the INSERT that bulk-loads it, and the
         ``maximum_object_size`` that INSERT reads with."""
         columns = (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
-        fd, name = tempfile.mkstemp(prefix="xdrsync-append-", suffix=".ndjson")
+        fd, name = tempfile.mkstemp(
+            prefix=_append_prefix(self._path, os.getpid()), suffix=".ndjson", dir=self._path.parent
+        )
         files.append(Path(name))
         with os.fdopen(fd, "wb") as out:
             longest = write_ndjson(out, columns, rows, schema.name)
@@ -309,6 +316,39 @@ class LogStore:
                 con.execute(statement)
             con.execute("COMMIT")
         self._ready = True
+
+
+def _append_prefix(path: Path, pid: int) -> str:
+    return f"{path.name}.append-{pid}-"
+
+
+def sweep_append_files(path: Path) -> list[str]:
+    """Delete the append files a killed writer left beside the log file at `path`; returns
+    their names.
+
+    An append writes its rows to a file beside the log file (in the workspace folder, which
+    is private, never a shared /tmp: the rows are incident data) and removes it when the
+    INSERT is done; a writer killed in between leaves it behind. A file is stale when the
+    process named in it is gone; one of a running process is left alone.
+    """
+    removed: list[str] = []
+    for entry in path.parent.glob(f"{glob.escape(path.name)}.append-*.ndjson"):
+        pid_text = entry.name.removeprefix(f"{path.name}.append-").partition("-")[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another account's process: alive
+        return True
+    return True
 
 
 def _ordering(query: Translated) -> tuple[str, ...]:
