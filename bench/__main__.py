@@ -4,6 +4,7 @@
     python -m bench --quick    # smaller sizes, to check that the scenarios still run
     python -m bench --only twoway   # one scenario (printed, results.md left as is)
     python -m bench --only backfill --baseline REV   # REV's backfills beside this tree's
+    python -m bench --only query --baseline REV      # the query command's start, the same way
 
 Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
 measured side by side in this one run are the figures to compare; absolute times depend on
@@ -44,6 +45,7 @@ def main() -> None:
         choices=[
             "emulator",
             "backfill",
+            "query",
             "throttled",
             "freshness",
             "idle",
@@ -87,6 +89,9 @@ def main() -> None:
         for section in backfills(work, baseline=args.baseline, quick=quick):
             sections.append(section)
             print(section, flush=True)
+    if args.only == "query":  # the full run has it with the backfills
+        sections.append(startup(work, _sources(work, args.baseline)))
+        print(sections[-1], flush=True)
 
     if want("throttled"):
         # At 60/min the pace is the bound on any machine; at Graph's real 150/min the budget
@@ -226,10 +231,7 @@ def backfills(work: Path, *, baseline: str | None, quick: bool) -> list[str]:
     """Unthrottled backfills (rate, CPU, memory, Graph calls) and the query command's start,
     for the current tree and (``baseline``) an earlier revision, run in turns so that both
     see the same machine."""
-    sources: dict[str, Path | None] = {}
-    if baseline:
-        sources[f"before ({baseline})"] = source_tree(baseline, work / "baseline")
-    sources["after (this tree)"] = None
+    sources = _sources(work, baseline)
     sizes = (500, 2000) if quick else (2000, 10_000, 20_000)
     runs = [
         backfill(n, work, source=src, label=name) for n in sizes for name, src in sources.items()
@@ -280,12 +282,24 @@ def backfills(work: Path, *, baseline: str | None, quick: bool) -> list[str]:
         ],
         rows,
     )
-    startup = table(
+    return [backfilled + "\n" + "\n\n".join(notes) + "\n", startup(work, sources)]
+
+
+def _sources(work: Path, baseline: str | None) -> dict[str, Path | None]:
+    """The trees to run side by side: ``baseline``'s (when given), then this one."""
+    sources: dict[str, Path | None] = {}
+    if baseline:
+        sources[f"before ({baseline})"] = source_tree(baseline, work / "baseline")
+    sources["after (this tree)"] = None
+    return sources
+
+
+def startup(work: Path, sources: dict[str, Path | None]) -> str:
+    return table(
         'Query command start (`xdrsync query "SecurityIncident | count"`, 200 incidents)',
         ["process", "median seconds", "÷ bare import duckdb"],
         query_startup(work, sources=sources),
     )
-    return [backfilled + "\n" + "\n\n".join(notes) + "\n", startup]
 
 
 if __name__ == "__main__":

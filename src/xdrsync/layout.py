@@ -12,6 +12,8 @@ from typing import Final
 LOG_FILE: Final = "logs.duckdb"
 HUB_FILE: Final = "hub.sqlite3"
 LOCK_FILE: Final = "sync.lock"
+#: Translations of KQL queries already run (tables/translations.py).
+KQL_CACHE: Final = "kql-cache"
 #: The workspace's log tables as a destination: its name, and the hub cursor mirroring how
 #: far they are filled.
 TABLES_DESTINATION: Final = "tables"

@@ -8,6 +8,8 @@ Modules, from data to query:
 * `logstore`   - `LogStore`: one DuckDB file, `append`/`append_batch`, `query(kql)`, `sql`
 * `querying`   - one KQL query: made compatible, admitted, translated, checked, run
 * `compat`     - rewrites Sentinel KQL duckdb-kql does not translate as written (token-based)
+* `rewritten`  - `Rewritten`: the query as `compat` rewrote it, and the way back to the user's
+* `translations` - translations of queries already run, kept so a repeated query needs no parser
 * `kqltokens`  - the KQL lexer (duckdb-kql's own grammar) and helpers to walk its tokens
 * `guard`      - the allow-list: a query reads the workspace tables and nothing else
 * `generators` - bounds on `range`/`strrep`, which DuckDB can neither interrupt nor account for

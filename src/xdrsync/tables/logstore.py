@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
-from duckdb_kql.types import kusto_type
 
+from xdrsync.layout import KQL_CACHE
 from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import write_ndjson
 from xdrsync.tables.limits import QueryLimits, QuerySettings
@@ -47,6 +47,7 @@ from xdrsync.tables.schemas import (
     table_schema,
 )
 from xdrsync.tables.scope import normalize_tenant_ids, tenant_filter
+from xdrsync.tables.translations import Kept, Translations, kusto_types
 
 #: Storage tables live in their own DuckDB schema under a different name than the KQL view,
 #: because duckdb-kql keys its schema map by bare table name and two relations both called
@@ -104,6 +105,7 @@ class LogStore:
         )
         self._ready = False
         self._swept = False
+        self._translations = Translations(self._path.parent / KQL_CACHE)
 
     @property
     def path(self) -> Path:
@@ -216,22 +218,31 @@ class LogStore:
         """
         scope = normalize_tenant_ids(tenant_ids)
         limits = self._limits if max_rows is None else replace(self._limits, max_rows=max_rows)
-        translated = translate(kql, TABLE_NAMES)  # before the file is opened: no lock held
-        views = hidden_views(translated.hidden, tenant_ids=scope)
+        # Translated before the file is opened (no lock held), or kept from an earlier run.
+        kept = self._translations.get(kql)
+        first = kept.query if kept is not None else translate(kql, TABLE_NAMES)
+        views = hidden_views(first.hidden, tenant_ids=scope)
         self._ensure_exists()
         with open_store(
             self._path,
             read_only=True,
             timeout=self._read_timeout,
             config=query_config(limits),
-            setup=(*views, *_ordering(translated), *LOCK_STATEMENTS),
+            setup=(*views, *_ordering(first), *LOCK_STATEMENTS),
         ) as con:
-            translated = with_bag_keys(con, translated, TABLE_NAMES, limits)
+            translated = with_bag_keys(con, first, TABLE_NAMES, limits)
             fetched = fetch(con, translated, limits, TABLE_NAMES)
+        engine_types = tuple(str(d[1]) for d in fetched.description)
+        if kept is not None and kept.engine_types == engine_types:
+            all_types = kept.kql_types
+        else:
+            all_types = kusto_types(engine_types)
+            if translated is first:  # the text alone made it (no bag keys read from the data)
+                self._translations.put(kql, Kept(translated, engine_types, all_types))
         implied = translated.implied
         keep = [i for i, d in enumerate(fetched.description) if str(d[0]) not in implied]
         columns = tuple(translated.column_name(str(fetched.description[i][0])) for i in keep)
-        types = tuple(kusto_type(str(fetched.description[i][1])) for i in keep)
+        types = tuple(all_types[i] for i in keep)
         rows = (
             fetched.rows
             if len(keep) == len(fetched.description)

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
-import duckdb_kql
 
-from xdrsync.tables.compat import Rewritten, explain_unsupported, rewrite, unchanged
 from xdrsync.tables.errors import (
     QueryError,
     QueryLimitError,
@@ -26,11 +24,13 @@ from xdrsync.tables.errors import (
     one_line,
     unknown_column,
 )
-from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
-from xdrsync.tables.kqlbags import PROBE_COLUMN
 from xdrsync.tables.limits import QueryLimits, time_limit
+from xdrsync.tables.rewritten import Rewritten, unchanged
 from xdrsync.tables.sandbox import check_sql
 from xdrsync.tables.schemas import table_schema
+
+if TYPE_CHECKING:
+    import duckdb_kql
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,13 @@ def translate(
     """Rewrite `kql` for duckdb-kql (unless `compatible` is False), admit it (reading only
     `tables`) and translate it; needs no connection. `bags` adds the keys of bags the data
     showed (`with_bag_keys`) to those the schemas know."""
+    # The parser loads here, on the first query a process translates: a query run before
+    # skips it (`translations`), and so does a process that only writes the tables.
+    import duckdb_kql
+
+    from xdrsync.tables.compat import rewrite
+    from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
+
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
     # The schema comes from the packaged table definitions, which are also what the views
@@ -163,6 +170,8 @@ def with_bag_keys(
 def _bag_keys(
     con: duckdb.DuckDBPyConnection, probe: Translated, tables: tuple[str, ...], limits: QueryLimits
 ) -> list[tuple[str, str]]:
+    from xdrsync.tables.kqlbags import PROBE_COLUMN
+
     bag = f'p."{PROBE_COLUMN}"'
     sql = (
         f"SELECT j.key, list(DISTINCT json_type(j.value)) FROM ({probe.sql}) AS p, "  # noqa: S608
@@ -181,6 +190,8 @@ def _bag_keys(
 
 def _unsupported(exc: duckdb_kql.KqlUnsupportedError, rewritten: Rewritten) -> QueryError:
     """A construct duckdb-kql does not translate, named as the user wrote it."""
+    from xdrsync.tables.compat import explain_unsupported
+
     kind, _, name = exc.construct.partition(":")
     if kind == "function" and any(f.startswith(f"function {name}(") for f in rewritten.functions):
         # The call of a `let` function the layer lifted: what failed is inside its body.
