@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -58,18 +59,21 @@ class Kept:
 
 
 class Translations:
-    """Kept translations, by query text: in memory, and in `folder` when one is given."""
+    """Kept translations, by query text: in memory, and in `folder` when one is given.
+    Safe to share between threads (the console's requests)."""
 
     def __init__(self, folder: Path | None = None) -> None:
         self._folder = folder
         self._memory: OrderedDict[str, Kept] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, kql: str) -> Kept | None:
         key = _key(kql)
-        kept = self._memory.get(key)
-        if kept is not None:
-            self._memory.move_to_end(key)
-            return kept
+        with self._lock:
+            kept = self._memory.get(key)
+            if kept is not None:
+                self._memory.move_to_end(key)
+                return kept
         if self._folder is None:
             return None
         kept = self._read(self._folder / f"{key}{_SUFFIX}", kql)
@@ -89,10 +93,11 @@ class Translations:
             self._write(key, kql, kept)
 
     def _remember(self, key: str, kept: Kept) -> None:
-        self._memory[key] = kept
-        self._memory.move_to_end(key)
-        while len(self._memory) > MEMORY_ENTRIES:
-            self._memory.popitem(last=False)
+        with self._lock:
+            self._memory[key] = kept
+            self._memory.move_to_end(key)
+            while len(self._memory) > MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
 
     @staticmethod
     def _read(path: Path, kql: str) -> Kept | None:
