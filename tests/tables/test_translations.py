@@ -147,4 +147,3 @@ def test_a_workspace_that_cannot_be_written_still_answers(tmp_path: Path) -> Non
     store.append("SecurityIncident", [{"IncidentNumber": 1}])
     (tmp_path / KQL_CACHE).write_text("a file where the folder would be")
     assert LogStore(store.path).query("SecurityIncident | count").rows == ((1,),)
-
