@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from alembic import command
@@ -164,3 +166,26 @@ def test_alerts_stored_before_0005_get_their_summary_columns_on_upgrade(hub_url:
     assert decode_list(row["tactics"]) == ["Persistence", "Execution"]
     assert row["first_activity_at"].isoformat() == "2026-03-01T10:00:00.123456+00:00"
     assert row["last_activity_at"].isoformat() == "2026-03-01T11:30:00+00:00"
+
+
+def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:
+    """Turning a new file to WAL needs a lock that SQLite refuses at once, without its busy
+    timeout, while another connection writes; two processes opening a new hub at the same
+    moment failed that way about one time in ten. Opening now waits as any write does."""
+    path = tmp_path / "hub.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # what a process creating the file holds for a moment
+    script = f"from xdrsync.hub import Hub\nhub = Hub.open('sqlite:///{path}')\nhub.close()\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()  # still waiting, not failed
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    with Hub.open(f"sqlite:///{path}") as hub:
+        assert current_revision(hub.engine) == HEAD_REVISION

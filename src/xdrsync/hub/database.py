@@ -10,6 +10,8 @@ writer got there in between).
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -143,7 +145,7 @@ def _sqlite_settings(engine: Engine, *, wal: bool) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if wal:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _journal_mode_wal(cur)
                 # NORMAL in WAL mode survives a killed process; only power loss can drop the
                 # last commits, and the engine re-reads its lookback window anyway.
                 cur.execute("PRAGMA synchronous = NORMAL")
@@ -155,6 +157,26 @@ def _sqlite_settings(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _journal_mode_wal(cur: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, waiting as long as the busy timeout for the lock.
+
+    Turning a new file to WAL takes an exclusive lock, and SQLite reports a conflict on it
+    at once (``database is locked``) without calling the busy handler: two processes opening
+    a new hub at the same moment failed one time in ten. So the wait is done here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
 
 
 def _config() -> Any:
