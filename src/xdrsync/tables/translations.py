@@ -112,6 +112,7 @@ class Translations:
     def _write(self, key: str, kql: str, kept: Kept) -> None:
         assert self._folder is not None
         text = json.dumps(_encode(kql, kept), separators=(",", ":"))
+        name = ""
         try:
             self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".{key}-", suffix=".tmp", dir=self._folder)
@@ -119,8 +120,9 @@ class Translations:
                 out.write(text)
             os.replace(name, self._folder / f"{key}{_SUFFIX}")
             self._trim()
-        except OSError:
-            return  # a cache that cannot be written is only slower (a read-only workspace)
+        except OSError:  # a cache that cannot be written is only slower (a full disk)
+            if name:
+                Path(name).unlink(missing_ok=True)
 
     def _trim(self) -> None:
         assert self._folder is not None
