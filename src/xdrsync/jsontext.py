@@ -38,22 +38,47 @@ def dumps(
     """Compact JSON text of ``value``; ``default`` turns what JSON lacks into what it has.
     ``replace_surrogates``: lone surrogates become U+FFFD instead of escapes (for stores,
     such as DuckDB, whose JSON reader refuses even the escapes)."""
-    option = orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     try:
-        return orjson.dumps(value, default=default, option=option).decode("utf-8")
+        return orjson.dumps(value, default=default, option=_option(sort_keys)).decode("utf-8")
     except orjson.JSONEncodeError:
-        text = json.dumps(
-            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=default
-        )
-        if _encodable(text):
-            return text
-        if replace_surrogates:
-            return without_surrogates(text)
-        # Lone UTF-16 surrogates (Windows file names allow them) cannot be UTF-8: written as
-        # ``\udc00`` escapes, the text is valid everywhere and parses back to the same value.
-        return json.dumps(
-            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True, default=default
-        )
+        return _standard(value, default, sort_keys, replace_surrogates)
+
+
+def dumps_utf8(
+    value: Any,
+    *,
+    default: Callable[[Any], Any] = str,
+    sort_keys: bool = False,
+    replace_surrogates: bool = False,
+) -> bytes:
+    """`dumps` as UTF-8, without decoding orjson's bytes and encoding them again (for text
+    written to a file)."""
+    try:
+        return orjson.dumps(value, default=default, option=_option(sort_keys))
+    except orjson.JSONEncodeError:
+        return _standard(value, default, sort_keys, replace_surrogates).encode("utf-8")
+
+
+def _option(sort_keys: bool) -> int:
+    return orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+
+
+def _standard(
+    value: Any, default: Callable[[Any], Any], sort_keys: bool, replace_surrogates: bool
+) -> str:
+    """What orjson refused, through the standard library (see the module)."""
+    text = json.dumps(
+        value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=default
+    )
+    if _encodable(text):
+        return text
+    if replace_surrogates:
+        return without_surrogates(text)
+    # Lone UTF-16 surrogates (Windows file names allow them) cannot be UTF-8: written as
+    # ``\udc00`` escapes, the text is valid everywhere and parses back to the same value.
+    return json.dumps(
+        value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True, default=default
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -103,4 +128,4 @@ def loads(text: str | bytes | bytearray) -> Any:
         return json.loads(text)
 
 
-__all__ = ["UnreadableItem", "dumps", "loads", "without_surrogates"]
+__all__ = ["UnreadableItem", "dumps", "dumps_utf8", "loads", "without_surrogates"]

@@ -46,7 +46,7 @@ def json_bytes(value: Any) -> bytes:
     """`compact_json` as UTF-8. Graph JSON may carry lone UTF-16 surrogates (a "\\ud800"
     escape decodes to one); neither UTF-8 nor DuckDB's JSON reader accepts them, so they
     become U+FFFD (the hub keeps the exact text)."""
-    return compact_json(value).encode("utf-8", errors="replace")
+    return jsontext.dumps_utf8(value, default=_json_default, replace_surrogates=True)
 
 
 def _string(value: Any) -> str:
@@ -102,12 +102,12 @@ def encode_value(column: Column, value: Any) -> Any:
     return value  # dynamic: the Python value itself becomes the nested JSON
 
 
-def _column_encoder(column: Column) -> Callable[[Any], Any]:
+def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
+    """How a non-null value of `column` is written; None when it is written as it is."""
     if column.kql_type == "string":
-        # The common case by far; skip the call for values that are already text.
-        return lambda v: v if type(v) is str else _string(v)
+        return _string
     if column.kql_type == "dynamic":
-        return lambda v: v
+        return None
     return lambda v: encode_value(column, v)
 
 
@@ -119,21 +119,45 @@ def write_ndjson(
 ) -> int:
     """Write one JSON object per row and return the longest line's length in bytes.
 
-    Unknown keys are a mapping bug and are refused.
+    Null values are left out: the INSERT reads a missing key as NULL, and a string column's
+    NULL as "" (`string_default`). Unknown keys are a mapping bug and are refused.
     """
     known = {c.name for c in columns}
-    encoders = [(c.name, _column_encoder(c)) for c in columns]
+    strings = frozenset(c.name for c in columns if c.kql_type == "string")
+    encoders = {c.name: _column_encoder(c) for c in columns}
     longest = 0
     for index, row in enumerate(rows):
         if not known.issuperset(row):
             unknown = sorted(set(row) - known)
             raise ValueError(f"{table} row {index}: unknown columns {unknown}")
-        get = row.get
-        line = json_bytes({name: enc(get(name)) for name, enc in encoders})
+        values: dict[str, Any] = {}
+        for name, value in row.items():
+            if value is None:
+                continue
+            if type(value) is str and name in strings:  # the common case by far
+                values[name] = value
+                continue
+            encode = encoders[name]
+            values[name] = value if encode is None else encode(value)
+        line = json_bytes(values)
         longest = max(longest, len(line))
         out.write(line)
         out.write(b"\n")
     return longest
 
 
-__all__ = ["compact_json", "encode_value", "iso_z", "json_bytes", "utc_naive", "write_ndjson"]
+def string_default(column: Column, expression: str) -> str:
+    """The SQL that reads `expression` (the column as loaded) into `column`: Kusto strings
+    are never null, so a string column's NULL (a key `write_ndjson` left out) becomes ""."""
+    return f"coalesce({expression}, '')" if column.kql_type == "string" else expression
+
+
+__all__ = [
+    "compact_json",
+    "encode_value",
+    "iso_z",
+    "json_bytes",
+    "string_default",
+    "utc_naive",
+    "write_ndjson",
+]

@@ -33,7 +33,7 @@ import duckdb
 
 from xdrsync.layout import KQL_CACHE
 from xdrsync.tables.access import open_store
-from xdrsync.tables.encode import write_ndjson
+from xdrsync.tables.encode import string_default, write_ndjson
 from xdrsync.tables.limits import QueryLimits, QuerySettings
 from xdrsync.tables.querying import Translated, fetch, translate, with_bag_keys
 from xdrsync.tables.queryresult import QueryResult, decode_rows
@@ -185,7 +185,7 @@ class LogStore:
         spec = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in columns)
         stored = (*columns, *(c for c in HIDDEN_COLUMNS if c not in _SUPPLIED))
         names = ", ".join(f'"{c.name}"' for c in stored)
-        values = ", ".join(_FILLED.get(c.name, f'"{c.name}"') for c in stored)
+        values = ", ".join(_FILLED.get(c.name) or string_default(c, f'"{c.name}"') for c in stored)
         # Identifiers come from the packaged schemas (checked against _IDENT when the tables
         # are created) and the only literal is our own temp file's quoted path.
         source = (
