@@ -58,3 +58,19 @@ def test_a_long_integer_anywhere_a_number_can_be_stays_exact(text: str) -> None:
 def test_surrogates_can_be_replaced_for_stores_that_refuse_even_escapes() -> None:
     assert jsontext.dumps(["x\udc00"], replace_surrogates=True) == '["x\ufffd"]'
     assert jsontext.dumps(["x\udc00"]) == '["x\\udc00"]'
+
+
+@given(values, st.booleans(), st.booleans())
+def test_the_utf8_form_is_the_text_form_encoded(
+    value: Any, sort_keys: bool, replace_surrogates: bool
+) -> None:
+    text = jsontext.dumps(value, sort_keys=sort_keys, replace_surrogates=replace_surrogates)
+    data = jsontext.dumps_utf8(value, sort_keys=sort_keys, replace_surrogates=replace_surrogates)
+    assert data == text.encode("utf-8")
+
+
+@pytest.mark.parametrize("value", [{"n": 2**70}, {"s": "\ud800x"}, ["\udfff", 10**30]])
+def test_the_utf8_form_takes_the_same_way_round_what_orjson_refuses(value: Any) -> None:
+    for replace in (False, True):
+        data = jsontext.dumps_utf8(value, replace_surrogates=replace)
+        assert data == jsontext.dumps(value, replace_surrogates=replace).encode("utf-8")
