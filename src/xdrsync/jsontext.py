@@ -38,10 +38,10 @@ def dumps(
     """Compact JSON text of ``value``; ``default`` turns what JSON lacks into what it has.
     ``replace_surrogates``: lone surrogates become U+FFFD instead of escapes (for stores,
     such as DuckDB, whose JSON reader refuses even the escapes)."""
-    try:
-        return orjson.dumps(value, default=default, option=_option(sort_keys)).decode("utf-8")
-    except orjson.JSONEncodeError:
-        return _standard(value, default, sort_keys, replace_surrogates)
+    data = dumps_utf8(
+        value, default=default, sort_keys=sort_keys, replace_surrogates=replace_surrogates
+    )
+    return data.decode("utf-8")
 
 
 def dumps_utf8(
@@ -53,14 +53,11 @@ def dumps_utf8(
 ) -> bytes:
     """`dumps` as UTF-8, without decoding orjson's bytes and encoding them again (for text
     written to a file)."""
+    option = orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
     try:
-        return orjson.dumps(value, default=default, option=_option(sort_keys))
+        return orjson.dumps(value, default=default, option=option)
     except orjson.JSONEncodeError:
         return _standard(value, default, sort_keys, replace_surrogates).encode("utf-8")
-
-
-def _option(sort_keys: bool) -> int:
-    return orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_SORT_KEYS if sort_keys else 0)
 
 
 def _standard(
