@@ -50,10 +50,6 @@ def json_bytes(value: Any) -> bytes:
 
 
 def _string(value: Any) -> str:
-    # Kusto strings are never null: an absent string reads as "" (so `Classification == ""`
-    # and `count() by Classification` behave as in Log Analytics). We store it that way.
-    if value is None:
-        return ""
     if isinstance(value, str):
         return value
     if isinstance(value, Enum):
@@ -63,9 +59,7 @@ def _string(value: Any) -> str:
     return str(value)
 
 
-def _datetime(value: Any, name: str) -> str | None:
-    if value is None:
-        return None
+def _datetime(value: Any, name: str) -> str:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
@@ -73,9 +67,7 @@ def _datetime(value: Any, name: str) -> str | None:
     return utc_naive(value).isoformat(sep=" ", timespec="microseconds")
 
 
-def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int | None:
-    if value is None:
-        return None
+def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"column {name}: expected an integer, got {type(value).__name__}")
     number = int(value)
@@ -84,31 +76,24 @@ def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int | None:
     return number
 
 
-def encode_value(column: Column, value: Any) -> Any:
-    """One value, ready for `json.dumps` and DuckDB's `read_json` with the column's type."""
-    kind = column.kql_type
-    if kind == "string":
-        return _string(value)
-    if kind == "datetime":
-        return _datetime(value, column.name)
-    if kind == "int":
-        return _integer(value, column.name, _INT32)
-    if kind == "long":
-        return _integer(value, column.name, _INT64)
-    if kind == "real":
-        return None if value is None else float(value)
-    if kind == "bool":
-        return None if value is None else bool(value)
-    return value  # dynamic: the Python value itself becomes the nested JSON
-
-
 def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
-    """How a non-null value of `column` is written; None when it is written as it is."""
-    if column.kql_type == "string":
+    """How a non-null value of `column` is made ready for DuckDB's `read_json` with the
+    column's type; None when it is written as it is (`dynamic`: the Python value becomes the
+    nested JSON). Nulls never get here (see `write_ndjson`)."""
+    kind, name = column.kql_type, column.name
+    if kind == "string":
         return _string
-    if column.kql_type == "dynamic":
-        return None
-    return lambda v: encode_value(column, v)
+    if kind == "datetime":
+        return lambda v: _datetime(v, name)
+    if kind == "int":
+        return lambda v: _integer(v, name, _INT32)
+    if kind == "long":
+        return lambda v: _integer(v, name, _INT64)
+    if kind == "real":
+        return float
+    if kind == "bool":
+        return bool
+    return None
 
 
 def write_ndjson(
@@ -122,12 +107,12 @@ def write_ndjson(
     Null values are left out: the INSERT reads a missing key as NULL, and a string column's
     NULL as "" (`string_default`). Unknown keys are a mapping bug and are refused.
     """
-    known = {c.name for c in columns}
-    strings = frozenset(c.name for c in columns if c.kql_type == "string")
     encoders = {c.name: _column_encoder(c) for c in columns}
+    known = encoders.keys()
+    strings = frozenset(c.name for c in columns if c.kql_type == "string")
     longest = 0
     for index, row in enumerate(rows):
-        if not known.issuperset(row):
+        if not known >= row.keys():
             unknown = sorted(set(row) - known)
             raise ValueError(f"{table} row {index}: unknown columns {unknown}")
         values: dict[str, Any] = {}
@@ -147,14 +132,15 @@ def write_ndjson(
 
 
 def string_default(column: Column, expression: str) -> str:
-    """The SQL that reads `expression` (the column as loaded) into `column`: Kusto strings
-    are never null, so a string column's NULL (a key `write_ndjson` left out) becomes ""."""
+    """The SQL that reads `expression` (the column as loaded) into `column`. Kusto strings are
+    never null: an absent string reads as "" (so `Classification == ""` and `count() by
+    Classification` behave as in Log Analytics), so a string column's NULL (a key
+    `write_ndjson` left out) is stored as ""."""
     return f"coalesce({expression}, '')" if column.kql_type == "string" else expression
 
 
 __all__ = [
     "compact_json",
-    "encode_value",
     "iso_z",
     "json_bytes",
     "string_default",

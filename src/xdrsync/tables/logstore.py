@@ -172,7 +172,9 @@ class LogStore:
         ``maximum_object_size`` that INSERT reads with."""
         columns = (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
         fd, name = tempfile.mkstemp(
-            prefix=_append_prefix(self._path, os.getpid()), suffix=".ndjson", dir=self._path.parent
+            prefix=f"{_append_stem(self._path)}{os.getpid()}-",
+            suffix=".ndjson",
+            dir=self._path.parent,
         )
         files.append(Path(name))
         with os.fdopen(fd, "wb") as out:
@@ -329,8 +331,10 @@ class LogStore:
         self._ready = True
 
 
-def _append_prefix(path: Path, pid: int) -> str:
-    return f"{path.name}.append-{pid}-"
+def _append_stem(path: Path) -> str:
+    """How the name of an append file of the log file at `path` begins (the writer's pid
+    follows)."""
+    return f"{path.name}.append-"
 
 
 def sweep_append_files(path: Path) -> list[str]:
@@ -342,9 +346,10 @@ def sweep_append_files(path: Path) -> list[str]:
     INSERT is done; a writer killed in between leaves it behind. A file is stale when the
     process named in it is gone; one of a running process is left alone.
     """
+    stem = _append_stem(path)
     removed: list[str] = []
-    for entry in path.parent.glob(f"{glob.escape(path.name)}.append-*.ndjson"):
-        pid_text = entry.name.removeprefix(f"{path.name}.append-").partition("-")[0]
+    for entry in path.parent.glob(f"{glob.escape(stem)}*.ndjson"):
+        pid_text = entry.name.removeprefix(stem).partition("-")[0]
         if not pid_text.isdigit() or _alive(int(pid_text)):
             continue
         entry.unlink(missing_ok=True)
