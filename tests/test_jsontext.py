@@ -46,6 +46,10 @@ def test_integers_beyond_64_bits_are_not_rounded() -> None:
         "[1,123456789012345678901]",
         '{"a":\n\t 123456789012345678901}',
         '[{"a": [1, -98765432109876543210]}]',
+        # digit runs inside strings first (hex hashes, a run of 40), then the number
+        '{"sha1":"d5ab335b8411b6dd7871c5076061704823245132","n":123456789012345678901}',
+        '["1234567890123456789012345678901234567890", 12345678901234567890123]',
+        '{"a":"x:1234567890123456789012","b" :\r\n -12345678901234567890}',
     ],
 )
 def test_a_long_integer_anywhere_a_number_can_be_stays_exact(text: str) -> None:
@@ -53,6 +57,12 @@ def test_a_long_integer_anywhere_a_number_can_be_stays_exact(text: str) -> None:
     for form in (text, text.encode(), bytearray(text.encode())):
         assert jsontext.loads(form) == expected
         assert repr(jsontext.loads(form)) == repr(expected)  # an int, not a rounded float
+
+
+@given(values, st.sampled_from([None, 1, "\t"]))
+def test_long_integers_stay_exact_in_text_with_whitespace(value: Any, indent: Any) -> None:
+    text = json.dumps(value, indent=indent, separators=(", ", " : "))
+    assert repr(jsontext.loads(text)) == repr(json.loads(text))
 
 
 def test_surrogates_can_be_replaced_for_stores_that_refuse_even_escapes() -> None:

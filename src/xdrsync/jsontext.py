@@ -96,21 +96,32 @@ def _encodable(text: str) -> bool:
 
 
 # A number of 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a
-# float. A cheap test comes first: with every digit mapped to "0", a run of 19 zeros is a plain
-# substring search, all in C (six times faster than the regex; a digit run is rare in Graph
-# JSON). Only text that has such a run meets the exact test: a JSON number starts a document
-# or follows `:`, `,` or `[` (and whitespace), and a digit run inside a string that happens to
+# float. With every digit mapped to "0", each run of 19 digits is found by a plain substring
+# search, all in C; a digit run is rare in Graph JSON, and most are inside strings (hex hashes
+# and ids). Only each run's start is then looked at: a JSON number starts a document or follows
+# `:`, `,` or `[` (and whitespace), with an optional `-`. A run inside a string that happens to
 # follow one of them only sends that text to the standard library.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _DIGIT_RUN = b"0" * 19
-_NUMBER = rb"[ \t\r\n]*-?[0-9]{19}"
-_LONG = (re.compile(_NUMBER), re.compile(rb"[:,\[]" + _NUMBER))
+_WHITESPACE = frozenset(b" \t\r\n")
+_BEFORE_NUMBER = frozenset(b":,[")
+_MINUS = ord("-")
 
 
 def _may_hold_long(data: bytes | bytearray) -> bool:
-    if data.translate(_DIGITS_AS_ZERO).find(_DIGIT_RUN) < 0:
-        return False
-    return bool(_LONG[0].match(data) or _LONG[1].search(data))
+    zeros = data.translate(_DIGITS_AS_ZERO)
+    at = zeros.find(_DIGIT_RUN)
+    while at >= 0:
+        i = at - 1
+        if i >= 0 and data[i] == _MINUS:
+            i -= 1
+        while i >= 0 and data[i] in _WHITESPACE:
+            i -= 1
+        if i < 0 or data[i] in _BEFORE_NUMBER:
+            return True
+        # Past this run's first 19 digits: a longer run's next find is preceded by a digit.
+        at = zeros.find(_DIGIT_RUN, at + len(_DIGIT_RUN))
+    return False
 
 
 def loads(text: str | bytes | bytearray) -> Any:

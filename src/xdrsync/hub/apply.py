@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_, updat
 
 from xdrsync.hub import schema as s
 from xdrsync.hub.audit import write_decisions, write_quarantine, write_summary
+from xdrsync.hub.bulk import insert_rows
 from xdrsync.hub.candidates import Candidate, batch_candidates
 from xdrsync.hub.guard import CHANGES, RECORDED, Verdict, Version, decide, needs_history
 from xdrsync.hub.records import (
@@ -228,7 +229,7 @@ def _write_current(
         else:
             inserts.append({**row, "tenant_id": tenant, "id": key, "first_seen_at": now})
     if inserts:
-        conn.execute(table.insert(), inserts)
+        insert_rows(conn, table, inserts)
     if updates:
         # executemany: the SET clause comes from each row's column keys; the WHERE clause
         # binds under other names (b_*), which SQLAlchemy reserves the column names against.
@@ -263,7 +264,7 @@ def _write_history(
         else:
             row["incident_id"] = item.incident_id
         rows.append(row)
-    conn.execute(kind.history.insert(), rows)
+    insert_rows(conn, kind.history, rows)
 
 
 def _write_change_log(
@@ -295,7 +296,7 @@ def _write_change_log(
             }
         )
     if rows:
-        conn.execute(s.change_log.insert(), rows)
+        insert_rows(conn, s.change_log, rows)
 
 
 def _our_writes(
@@ -331,7 +332,7 @@ def _write_evidence(conn: Connection, tenant: str, changed: Sequence[Verdict[Can
         for row in v.item.evidence
     ]
     if rows:
-        conn.execute(s.evidence.insert(), rows)
+        insert_rows(conn, s.evidence, rows)
 
 
 def _write_comments(
@@ -371,4 +372,4 @@ def _write_comments(
         for entity_id, key in conn.execute(query):
             wanted.pop((entity_id, key), None)
     if wanted:
-        conn.execute(table.insert(), list(wanted.values()))
+        insert_rows(conn, table, list(wanted.values()))

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from xdrsync.hub import schema as s
+from xdrsync.hub.bulk import insert_rows
 from xdrsync.hub.candidates import Candidate
 from xdrsync.hub.guard import Verdict
 from xdrsync.hub.payload import version_text
@@ -43,7 +44,7 @@ def write_decisions(
         }
         for v in recorded
     ]
-    conn.execute(s.audit.insert(), rows)
+    insert_rows(conn, s.audit, rows)
 
 
 def _why(verdict: Verdict[Candidate]) -> str | None:
