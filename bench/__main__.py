@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.console import console_bench
 from bench.harness import source_tree, table
+from bench.parsing import parse_paths
 from bench.scenarios import (
     backfill,
     emulator_throughput,
@@ -52,6 +53,7 @@ def main() -> None:
             "twoway",
             "sentinel",
             "console",
+            "parse",
         ],
     )
     parser.add_argument(
@@ -91,6 +93,16 @@ def main() -> None:
             print(section, flush=True)
     if args.only == "query":  # the full run has it with the backfills
         sections.append(startup(work, _sources(work, args.baseline)))
+        print(sections[-1], flush=True)
+
+    if want("parse"):
+        sections.append(
+            table(
+                "Parse paths side by side (CPU seconds, best of 3, one process)",
+                ["path", "corpus", "CPU s", "÷ xdrsync's parse loop"],
+                list(parse_paths(400 if quick else 2000)),
+            )
+        )
         print(sections[-1], flush=True)
 
     if want("throttled"):

@@ -34,10 +34,11 @@ import duckdb
 from xdrsync.layout import KQL_CACHE
 from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import string_default, write_ndjson
+from xdrsync.tables.errors import QueryRefusedError
 from xdrsync.tables.limits import QueryLimits, QuerySettings
 from xdrsync.tables.querying import Translated, fetch, translate, with_bag_keys
 from xdrsync.tables.queryresult import QueryResult, decode_rows
-from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
+from xdrsync.tables.sandbox import LOCK_STATEMENTS, check_sql, query_config
 from xdrsync.tables.schemas import (
     BOOKKEEPING_COLUMNS,
     HIDDEN_COLUMNS,
@@ -222,18 +223,23 @@ class LogStore:
         limits = self._limits if max_rows is None else replace(self._limits, max_rows=max_rows)
         # Translated before the file is opened (no lock held), or kept from an earlier run.
         kept = self._translations.get(kql)
-        first = kept.query if kept is not None else translate(kql, TABLE_NAMES)
-        views = hidden_views(first.hidden, tenant_ids=scope)
-        self._ensure_exists()
-        with open_store(
-            self._path,
-            read_only=True,
-            timeout=self._read_timeout,
-            config=query_config(limits),
-            setup=(*views, *_ordering(first), *LOCK_STATEMENTS),
-        ) as con:
-            translated = with_bag_keys(con, first, TABLE_NAMES, limits)
-            fetched = fetch(con, translated, limits, TABLE_NAMES)
+        while True:
+            first = kept.query if kept is not None else translate(kql, TABLE_NAMES)
+            views = hidden_views(first.hidden, tenant_ids=scope)
+            self._ensure_exists()
+            with open_store(
+                self._path,
+                read_only=True,
+                timeout=self._read_timeout,
+                config=query_config(limits),
+                setup=(*views, *_ordering(first), *LOCK_STATEMENTS),
+            ) as con:
+                if kept is not None and not _one_select(first.sql, con):
+                    kept = None  # a damaged entry: translated again, and replaced below
+                    continue
+                translated = with_bag_keys(con, first, TABLE_NAMES, limits)
+                fetched = fetch(con, translated, limits, TABLE_NAMES)
+            break
         engine_types = tuple(str(d[1]) for d in fetched.description)
         if kept is not None and kept.engine_types == engine_types:
             all_types = kept.kql_types
@@ -371,6 +377,14 @@ def _ordering(query: Translated) -> tuple[str, ...]:
     """One thread for a query whose lists must keep their rows' order (`make-series`):
     DuckDB's `list()` keeps the order of a sorted input only when one thread aggregates."""
     return ("SET threads=1",) if query.rewritten.ordered_lists else ()
+
+
+def _one_select(sql: str, con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        check_sql(sql, con)
+    except QueryRefusedError:
+        return False
+    return True
 
 
 def hidden_views(names: Sequence[str], *, tenant_ids: Sequence[str] | None = None) -> list[str]:

@@ -15,8 +15,9 @@ the data (`bag_unpack` of unknown keys) and not those that bind values (`set que
 A kept entry is keyed by the text and by a fingerprint of the code that translates: xdrsync's
 version and the name, size and modification time of every file of the `xdrsync.tables`
 package and of duckdb-kql. An upgrade or an edit therefore never reads an older translation.
-A kept SQL is checked again (`sandbox.check_sql`) and runs on the same locked, read-only
-connection as any other. An entry that does not read back exactly is a miss, never an error.
+A kept SQL runs on the same locked, read-only connection as any other, and the store checks
+it again there (`sandbox.check_sql`) before it runs: one that is not one SELECT is translated
+again and replaced. An entry that does not read back exactly is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -35,10 +36,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from xdrsync import __version__
-from xdrsync.tables.errors import QueryRefusedError
 from xdrsync.tables.querying import Translated
 from xdrsync.tables.rewritten import Rewritten
-from xdrsync.tables.sandbox import check_sql
 
 #: Entries kept in memory, and on disk (the oldest read go first).
 MEMORY_ENTRIES: Final = 256
@@ -105,7 +104,7 @@ class Translations:
             data = json.loads(path.read_bytes())
             kept = _decode(data, kql)
             os.utime(path)  # read now: the last to go when the folder is trimmed
-        except (OSError, ValueError, TypeError, KeyError, QueryRefusedError):
+        except (OSError, ValueError, TypeError, KeyError):
             return None
         return kept
 
@@ -203,7 +202,6 @@ def _decode(data: Any, kql: str) -> Kept:
     engine_types, kql_types = _strings(data["engine_types"]), _strings(data["kql_types"])
     if not isinstance(sql, str) or len(engine_types) != len(kql_types):
         raise ValueError("bad translation")
-    check_sql(sql)
     query = Translated(sql=sql, parameters={}, rewritten=Rewritten(**values))
     return Kept(query, engine_types, kql_types)
 
