@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from xdrsync.destinations.tables import LogTables
 from xdrsync.hub import Hub, InboundBatch
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.logstore import LogStore
+from xdrsync.tables.schemas import TABLE_NAMES
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
 
@@ -106,6 +108,28 @@ def test_a_backlog_of_versions_shows_each_with_the_alerts_the_incident_has_now(
     rows = _incident_rows(store)
     assert [r[0] for r in rows] == ["New", "Active"]  # both versions, oldest first
     assert all(r[1] == ["da1", "da2", "da3"] for r in rows)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3])
+def test_a_delivery_mapped_in_chunks_writes_the_rows_of_one_mapped_whole(
+    hub: Hub, tmp_path: Path, chunk_size: int
+) -> None:
+    # Chunks split an incident from its alerts, and versions of one incident from each other.
+    _commit(hub, _incident(5, ALERTS[:2]))
+    _commit(hub, _incident(9, ALERTS, status="inProgress"))
+
+    def stored(chunk: int) -> dict[str, list[str]]:
+        store = LogStore(tmp_path / f"logs-{chunk}.duckdb")
+        tables = LogTables(hub, store, clock=lambda: datetime(2026, 12, 5, tzinfo=UTC))
+        tables.chunk_size = chunk
+        assert DestinationRunner(hub, tables, batch_size=1000).publish() == 5
+        return {
+            table: sorted(map(repr, store.sql(f"SELECT * FROM {table}"))) for table in TABLE_NAMES
+        }
+
+    whole = stored(1000)
+    assert sum(map(len, whole.values())) > 5
+    assert stored(chunk_size) == whole
 
 
 def test_publishing_again_appends_nothing_and_a_new_version_appends_one_row(

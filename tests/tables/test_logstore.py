@@ -250,6 +250,22 @@ def test_a_batch_over_several_tables_is_all_or_nothing(store: LogStore) -> None:
     assert store.query("union SecurityIncident, SecurityAlert | count").rows == ((2,),)
 
 
+def test_rows_whose_source_fails_midway_append_nothing_and_leave_no_staged_file(
+    store: LogStore,
+) -> None:
+    store.append("SecurityIncident", [{"IncidentNumber": 1}])
+
+    def rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        yield "SecurityIncident", {"IncidentNumber": 2}
+        yield "SecurityAlert", {"SystemAlertId": "a"}
+        raise RuntimeError("the mapping failed")
+
+    with pytest.raises(RuntimeError, match="mapping"):
+        store.append_rows(rows())
+    assert store.query("union SecurityIncident, SecurityAlert | count").rows == ((1,),)
+    assert not [p for p in store.path.parent.iterdir() if p.suffix == ".ndjson"]
+
+
 def test_a_row_larger_than_duckdbs_default_json_object_limit_is_appended(store: LogStore) -> None:
     """An alert with a huge evidence list must not stall the fan-out (DuckDB's read_json
     refuses objects above 16 MB unless told, and its memory limit must leave room)."""
@@ -296,11 +312,11 @@ def test_the_next_writer_removes_what_a_killed_writer_left_and_nothing_of_a_live
         import os
         from pathlib import Path
         from xdrsync.tables.logstore import LogStore
-        from xdrsync.tables.schemas import table_schema
         store = LogStore(Path({str(store.path)!r}))
-        store.path.parent.mkdir(parents=True, exist_ok=True)
-        store._insert_statement(table_schema("SecurityIncident"), [{{"Title": "x"}}], [])
-        os._exit(0)
+        def rows():
+            yield "SecurityIncident", {{"Title": "x"}}
+            os._exit(0)
+        store.append_rows(rows())
         """
     )
     subprocess.run([sys.executable, "-c", child], check=True, timeout=60)

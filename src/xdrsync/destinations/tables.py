@@ -9,10 +9,11 @@ named ``tables`` only mirrors that position for ``destinations status``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from xdrsync import jsontext
 from xdrsync.destinations.base import Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.layout import TABLES_DESTINATION
@@ -36,7 +37,13 @@ def _utcnow() -> datetime:
 class LogTables:
     """The workspace's own Sentinel-shaped log tables, as a destination."""
 
-    batch_size = 1000  # one DuckDB transaction each; memory stays flat
+    #: Changes per delivery: one DuckDB transaction each. Fewer, larger transactions cost
+    #: less: DuckDB checkpoints the file at every commit (a 2,000-incident backlog appended
+    #: in 4.3 s of CPU at 1,000, 3.1 s at 3,000, and the file was 61 MB against 43 MB).
+    batch_size = 3000
+    #: Changes mapped at a time within a delivery; their rows go to the store's staged files
+    #: as they are made, so memory follows this, not the batch.
+    chunk_size = 1000
 
     def __init__(
         self,
@@ -59,7 +66,7 @@ class LogTables:
         return True  # every tenant's changes
 
     def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
-        self.store.append_batch(self._rows(changes))
+        self.store.append_rows(self._rows(changes))
         return ()
 
     def replay_from(self, seq: int) -> None:
@@ -73,15 +80,26 @@ class LogTables:
     def close(self) -> None:
         return None
 
-    def _rows(self, changes: Sequence[ChangeRow]) -> dict[str, list[Row]]:
+    def _rows(self, changes: Sequence[ChangeRow]) -> Iterator[tuple[str, Row]]:
+        """(table, row) for every change, made `chunk_size` changes at a time."""
         started = self.clock()
+        for start in range(0, len(changes), self.chunk_size):
+            yield from self._chunk(changes[start : start + self.chunk_size], started, start)
+
+    def _chunk(
+        self, changes: Sequence[ChangeRow], started: datetime, first: int
+    ) -> Iterator[tuple[str, Row]]:
         # Each alert version is parsed once: for its own rows and, when it is the current
-        # version, for the incident rows that summarise it.
-        alerts = {c.seq: Alert.from_graph(c.payload) for c in changes if c.entity_type == "alert"}
+        # version, for the incident rows that summarise it. The payloads are parsed here
+        # rather than through `ChangeRow.payload`, which would keep them for the whole batch.
+        alerts = {
+            c.seq: Alert.from_graph(jsontext.loads(c.payload_text))
+            for c in changes
+            if c.entity_type == "alert"
+        }
         keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
         current = self.hub.current_alerts(sorted(keys), alerts) if keys else {}
-        rows: dict[str, list[Row]] = {}
-        for offset, change in enumerate(changes):
+        for offset, change in enumerate(changes, start=first):
             # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks the
             # newest version even when one batch carries several versions of an incident.
             now = started + timedelta(microseconds=offset)
@@ -89,7 +107,7 @@ class LogTables:
             if change.entity_type == "incident":
                 # Every version, the latest or an older one in a backlog, is shown with the
                 # alerts the incident has now (the hub keeps no history of membership).
-                incident = Incident.from_graph(change.payload).model_copy(
+                incident = Incident.from_graph(jsontext.loads(change.payload_text)).model_copy(
                     update={"alerts": tuple(current[(tenant, change.entity_id)])}
                 )
                 row = security_incident_row(
@@ -97,27 +115,22 @@ class LogTables:
                 )
                 if change.modified_by:  # the echo of a workspace edit: its author, not the app
                     row["ModifiedBy"] = change.modified_by
-                _add(rows, "SecurityIncident", row, change)
+                yield _mark("SecurityIncident", row, change)
                 continue
             alert = alerts[change.seq]
-            _add(
-                rows,
+            yield _mark(
                 "SecurityAlert",
                 security_alert_row(alert, time_generated=now, tenant_id=tenant),
                 change,
             )
-            _add(
-                rows,
-                "AlertInfo",
-                alert_info_row(alert, time_generated=now, tenant_id=tenant),
-                change,
+            yield _mark(
+                "AlertInfo", alert_info_row(alert, time_generated=now, tenant_id=tenant), change
             )
             for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
-                _add(rows, "AlertEvidence", evidence, change)
-        return rows
+                yield _mark("AlertEvidence", evidence, change)
 
 
-def _add(rows: dict[str, list[Row]], table: str, row: Row, change: ChangeRow) -> None:
+def _mark(table: str, row: Row, change: ChangeRow) -> tuple[str, Row]:
     row["_Seq"] = change.seq
     row["_TimeReceived"] = change.at  # when the hub received this version from Graph
-    rows.setdefault(table, []).append(row)
+    return table, row

@@ -79,7 +79,7 @@ def _integer(value: Any, name: str, bounds: tuple[int, int]) -> int:
 def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
     """How a non-null value of `column` is made ready for DuckDB's `read_json` with the
     column's type; None when it is written as it is (`dynamic`: the Python value becomes the
-    nested JSON). Nulls never get here (see `write_ndjson`)."""
+    nested JSON). Nulls never get here (see `NdjsonWriter`)."""
     kind, name = column.kql_type, column.name
     if kind == "string":
         return _string
@@ -96,25 +96,28 @@ def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
     return None
 
 
-def write_ndjson(
-    out: BinaryIO,
-    columns: Sequence[Column],
-    rows: Sequence[Mapping[str, Any]],
-    table: str,
-) -> int:
-    """Write one JSON object per row and return the longest line's length in bytes.
+class NdjsonWriter:
+    """One table's rows as the newline-delimited JSON DuckDB's `read_json` bulk-loads, each
+    row written to `out` as it comes (a batch's rows need not all be held at once).
 
     Null values are left out: the INSERT reads a missing key as NULL, and a string column's
     NULL as "" (`string_default`). Unknown keys are a mapping bug and are refused.
     """
-    encoders = {c.name: _column_encoder(c) for c in columns}
-    known = encoders.keys()
-    strings = frozenset(c.name for c in columns if c.kql_type == "string")
-    longest = 0
-    for index, row in enumerate(rows):
-        if not known >= row.keys():
-            unknown = sorted(set(row) - known)
-            raise ValueError(f"{table} row {index}: unknown columns {unknown}")
+
+    def __init__(self, out: BinaryIO, columns: Sequence[Column], table: str) -> None:
+        self._out = out
+        self._table = table
+        self._encoders = {c.name: _column_encoder(c) for c in columns}
+        self._strings = frozenset(c.name for c in columns if c.kql_type == "string")
+        self.rows = 0
+        self.longest = 0  # the longest line's length in bytes
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        encoders = self._encoders
+        if not encoders.keys() >= row.keys():
+            unknown = sorted(set(row) - encoders.keys())
+            raise ValueError(f"{self._table} row {self.rows}: unknown columns {unknown}")
+        strings = self._strings
         values: dict[str, Any] = {}
         for name, value in row.items():
             if value is None:
@@ -125,25 +128,25 @@ def write_ndjson(
             encode = encoders[name]
             values[name] = value if encode is None else encode(value)
         line = json_bytes(values)
-        longest = max(longest, len(line))
-        out.write(line)
-        out.write(b"\n")
-    return longest
+        self.longest = max(self.longest, len(line))
+        self.rows += 1
+        self._out.write(line)
+        self._out.write(b"\n")
 
 
 def string_default(column: Column, expression: str) -> str:
     """The SQL that reads `expression` (the column as loaded) into `column`. Kusto strings are
     never null: an absent string reads as "" (so `Classification == ""` and `count() by
     Classification` behave as in Log Analytics), so a string column's NULL (a key
-    `write_ndjson` left out) is stored as ""."""
+    `NdjsonWriter` left out) is stored as ""."""
     return f"coalesce({expression}, '')" if column.kql_type == "string" else expression
 
 
 __all__ = [
+    "NdjsonWriter",
     "compact_json",
     "iso_z",
     "json_bytes",
     "string_default",
     "utc_naive",
-    "write_ndjson",
 ]
