@@ -79,6 +79,38 @@ def test_values_come_back_with_their_kql_types(store: LogStore) -> None:
     assert result.types == ("datetime", "int", "dynamic")
 
 
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.datetimes(
+            min_value=datetime(1900, 1, 1),
+            max_value=datetime(2200, 1, 1),
+            timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7, minutes=-30))])
+            | st.none(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_any_instant_comes_back_as_the_same_utc_instant(
+    tmp_path: Path, instants: list[datetime]
+) -> None:
+    store = LogStore(tmp_path / "instants.duckdb")  # one file shared by the examples
+    start = next(_round_trips) * 100
+    store.append(
+        "SecurityIncident",
+        [{"IncidentNumber": start + i, "CreatedTime": t} for i, t in enumerate(instants)],
+    )
+    rows = store.query(
+        f"SecurityIncident | where IncidentNumber >= {start} and IncidentNumber < {start + 100}"
+        " | order by IncidentNumber asc | project CreatedTime"
+    ).rows
+    naive_is_utc = [t if t.tzinfo is not None else t.replace(tzinfo=UTC) for t in instants]
+    assert [row[0] for row in rows] == [t.astimezone(UTC) for t in naive_is_utc]
+
+
 def test_kql_datetime_text_is_kusto_formatted(store: LogStore) -> None:
     store.append("SecurityIncident", [{"TimeGenerated": NOW}])
     result = store.query("SecurityIncident | project t = tostring(TimeGenerated)")

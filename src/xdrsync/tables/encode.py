@@ -84,7 +84,13 @@ def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
     if kind == "string":
         return _string
     if kind == "datetime":
-        return lambda v: _datetime(v, name)
+
+        def datetime_text(value: Any) -> str:
+            if type(value) is datetime and value.tzinfo is UTC:  # as parsed from Graph
+                return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+            return _datetime(value, name)
+
+        return datetime_text
     if kind == "int":
         return lambda v: _integer(v, name, _INT32)
     if kind == "long":
