@@ -21,7 +21,13 @@ from workload import commit_workload
 from xdrsync.config import QueryConfig
 from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
-from xdrsync.destinations.worker import TablesWorker, WorkerSettings
+from xdrsync.destinations.worker import (
+    FLOW,
+    IDLE_EXIT_SECONDS,
+    Flow,
+    TablesWorker,
+    WorkerSettings,
+)
 from xdrsync.hub import Hub, default_url
 from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.tables.logstore import LogStore
@@ -156,6 +162,22 @@ def test_a_worker_killed_in_its_backlog_loses_and_repeats_nothing(hub: Hub, tmp_
     assert _seqs(tmp_path) == _expected(hub)
     assert hub.get_cursor(TABLES_DESTINATION) == hub.max_seq()
     assert runner.position() == hub.max_seq()
+
+
+def test_a_worker_that_keeps_up_in_small_passes_stays_while_the_flow_is_heavy() -> None:
+    flow = Flow(0.0)
+    # A backfill at 1,500 changes a second, delivered 300 at a time as the sync commits pages:
+    # no pass comes near a batch, and the worker stays for all of its 60 s.
+    assert all(flow.still_heavy(300, 0.2 * step) for step in range(1, 301))
+    # Then a trickle of 50 a second: it leaves once a whole IDLE_EXIT_SECONDS held fewer than
+    # FLOW changes, not before.
+    now, passes = 60.0, []
+    while now < 60.0 + 3 * IDLE_EXIT_SECONDS:
+        now += 1.0
+        passes.append((now, flow.still_heavy(50, now)))
+    left = next(at for at, heavy in passes if not heavy)
+    assert 60.0 + IDLE_EXIT_SECONDS <= left <= 60.0 + 2 * IDLE_EXIT_SECONDS
+    assert 50 * IDLE_EXIT_SECONDS < FLOW  # the trickle is below the flow that brought it
 
 
 def test_a_steady_trickle_stays_on_the_thread(hub: Hub, tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ from typing import IO, Any, Final
 #: process: a backfill or a catch-up (200 changes/s), not the steady trickle.
 FLOW: Final = 1000
 FLOW_SECONDS: Final = 5.0
-#: A worker leaves after this long without a full batch to deliver: the thread keeps up.
+#: A worker leaves after this long in which it delivered fewer than ``FLOW`` changes: the
+#: thread keeps up from there.
 IDLE_EXIT_SECONDS: Final = 10.0
 #: After a worker that delivered nothing (it failed to start, or had nothing to do), the
 #: thread keeps the tables this long before it tries another.
@@ -154,6 +155,23 @@ def _delivered(out: str | None) -> int:
 # -- the child ---------------------------------------------------------------------------------
 
 
+class Flow:
+    """Whether a worker's flow is still heavy: ``FLOW`` changes delivered within every
+    ``IDLE_EXIT_SECONDS`` (in passes of any size: a worker that keeps up delivers a little
+    at each wake, far less than a batch)."""
+
+    def __init__(self, now: float) -> None:
+        self._until = now + IDLE_EXIT_SECONDS
+        self._delivered = 0
+
+    def still_heavy(self, delivered: int, now: float) -> bool:
+        self._delivered += delivered
+        if self._delivered >= FLOW:
+            self._delivered = 0
+            self._until = now + IDLE_EXIT_SECONDS
+        return now < self._until
+
+
 def _die_with(parent: int) -> None:
     """Exit at once when the parent dies (the worker is then another process's child).
 
@@ -212,7 +230,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
         runner.halt.set()
 
     threading.Thread(target=halt_on_stop, daemon=True).start()
-    busy_until = time.monotonic() + IDLE_EXIT_SECONDS
+    flow = Flow(time.monotonic())
     try:
         while not stop.is_set():
             wake.clear()
@@ -223,9 +241,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
             else:
                 if drain.is_set() and not runner.halt.is_set():
                     break  # to the end of the backlog, as asked
-            if done >= runner.batch_size:
-                busy_until = time.monotonic() + IDLE_EXIT_SECONDS
-            elif time.monotonic() >= busy_until:
+            if not flow.still_heavy(done, time.monotonic()):
                 break  # caught up for a while: the thread keeps up from here
             wake.wait(POLL_SECONDS)
     finally:
