@@ -7,7 +7,7 @@ incidents, the inbound's commits took 16 s of wall time for 6 s of CPU. When the
 run on a heavy flow of changes (``FLOW`` pending, or arriving within ``FLOW_SECONDS``: a
 backfill, a catch-up), their runner hands over to this worker, a child process running the same
 runner from the same position, and takes over again once the worker has caught up and left
-(``IDLE_EXIT_SECONDS`` without a full batch).
+(``IDLE_EXIT_SECONDS`` with fewer than ``FLOW`` changes, see ``Flow``).
 
 Exactly once still holds, because the two never deliver at the same time and the position
 is the log store's own:
