@@ -79,28 +79,37 @@ def _evidence_types() -> list[type[Evidence]]:
     return list(registered_types().values())
 
 
+def _generated(
+    make: Callable[[type[GraphModel], str | None, Callable[[type[GraphModel]], Any]], Any],
+    union: Callable[[tuple[Any, ...]], Any],
+) -> Any:
+    """The Alert type `make` builds for each model class (given its `@odata.type` tag, if an
+    evidence type, and the builder of the types it nests), evidence as a `union` of all."""
+    made: dict[type, Any] = {}
+
+    def build(cls: type[GraphModel]) -> Any:
+        if cls not in made:
+            made[cls] = dict[str, Any]  # a model nested in itself stays a dict
+            if cls is Evidence:
+                made[cls] = union(tuple(build(t) for t in _evidence_types()))
+            else:
+                made[cls] = make(cls, _tag(cls), build)
+        return made[cls]
+
+    return build(Alert)
+
+
 def msgspec_alert() -> Any:
     import msgspec
 
-    made: dict[type, Any] = {}
-
-    def struct(cls: type[GraphModel]) -> Any:
-        if cls in made:
-            return made[cls]
-        tag = _tag(cls)
-        made[cls] = dict[str, Any]  # a model nested in itself stays a dict
-        if cls is Evidence:
-            members = tuple(struct(t) for t in _evidence_types())
-            made[cls] = Union[members]  # noqa: UP007 - built at run time
-            return made[cls]
-        fields = []
-        rename = {}
-        for spec in specs_of(cls).fields:
-            if tag is not None and spec.name == "odata_type":
-                continue  # the tag
-            fields.append((spec.name, _python_type(spec, struct) | None, None))
-            rename[spec.name] = spec.key
-        made[cls] = msgspec.defstruct(
+    def struct(cls: type[GraphModel], tag: str | None, build: Callable[[Any], Any]) -> Any:
+        fields = [
+            (spec.name, _python_type(spec, build) | None, None)
+            for spec in specs_of(cls).fields
+            if tag is None or spec.name != "odata_type"  # the tag
+        ]
+        rename = {spec.name: spec.key for spec in specs_of(cls).fields}
+        return msgspec.defstruct(
             cls.__name__,
             fields,
             rename=rename,
@@ -108,34 +117,26 @@ def msgspec_alert() -> Any:
             tag=tag or None,
             frozen=True,
         )
-        return made[cls]
 
-    return struct(Alert)
+    return _generated(struct, lambda members: Union[members])  # noqa: UP007 - built at run time
 
 
 def pydantic_alert() -> type[BaseModel]:
-    made: dict[type, Any] = {}
     config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    def model(cls: type[GraphModel]) -> Any:
-        if cls in made:
-            return made[cls]
-        tag = _tag(cls)
-        made[cls] = dict[str, Any]  # a model nested in itself stays a dict
-        if cls is Evidence:
-            members = tuple(model(t) for t in _evidence_types())
-            made[cls] = Annotated[Union[members], Field(discriminator="odata_type")]  # noqa: UP007
-            return made[cls]
+    def model(cls: type[GraphModel], tag: str | None, build: Callable[[Any], Any]) -> Any:
         fields: dict[str, Any] = {}
         for spec in specs_of(cls).fields:
             if tag is not None and spec.name == "odata_type":
                 fields[spec.name] = (Literal[tag], Field(alias=spec.key))
             else:
-                fields[spec.name] = (_python_type(spec, model) | None, Field(None, alias=spec.key))
-        made[cls] = create_model(cls.__name__, __config__=config, **fields)
-        return made[cls]
+                fields[spec.name] = (_python_type(spec, build) | None, Field(None, alias=spec.key))
+        return create_model(cls.__name__, __config__=config, **fields)
 
-    return model(Alert)  # type: ignore[no-any-return]
+    def union(members: tuple[Any, ...]) -> Any:
+        return Annotated[Union[members], Field(discriminator="odata_type")]  # noqa: UP007
+
+    return _generated(model, union)  # type: ignore[no-any-return]
 
 
 # -- timing ----------------------------------------------------------------------------------
