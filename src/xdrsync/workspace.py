@@ -116,6 +116,8 @@ class Workspace:
     def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:
         """For each destination with ``two_way = true``: (name, poll, seconds) — reading it
         back for its users' edits, which go to Defender through the outbox."""
+        if not any(entry.two_way for entry in self.config.destinations):
+            return []  # and the Sentinel client is not loaded for nothing
         from xdrsync.destinations.sentinel.destination import SentinelDestination
         from xdrsync.destinations.sentinel.readback import SentinelReadback
 
