@@ -6,12 +6,13 @@ field `xdrsync.models` declares, under its Graph name, nested comments and evide
 specs, so nothing is left out by hand. They are lower bounds for those libraries: their
 enums stay plain strings (xdrsync's open enums map spellings and keep unknown members), an
 unknown `@odata.type` would fail instead of being kept, a model nested in itself (a
-process's parent process) stays a dict, and they keep no `raw`, which the
-lossless round trip needs (the JSON parsed to dicts, the first row, is its price).
+process's parent process) stays a dict, and they keep no `raw`, which the lossless round
+trip needs (the JSON parsed to dicts, the first row, is its price).
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -28,8 +29,6 @@ from xdrsync.models import Alert
 from xdrsync.models.base import GraphModel, specs_of
 from xdrsync.models.evidence import Evidence, registered_types
 from xdrsync.models.fields import FieldSpec, Kind
-
-_SCALAR_KINDS = (Kind.SCALAR, Kind.OBJECT)
 
 
 def collect_alerts(incidents: int) -> list[bytes]:
@@ -155,7 +154,6 @@ def parse_paths(incidents: int) -> Iterator[list[Any]]:
     """Rows: path, CPU seconds for the corpus's alerts, ÷ the current path."""
     import msgspec
 
-    collector.tune()  # as the command line and the worker run
     texts = collect_alerts(incidents)
     dicts = [orjson.loads(t) for t in texts]
     evidence = sum(len(d.get("evidence") or ()) for d in dicts)
@@ -184,7 +182,12 @@ def parse_paths(incidents: int) -> Iterator[list[Any]]:
         ),
         ("JSON text → structs: msgspec (`Decoder.decode`)", lambda: decoder.decode(array)),
     ]
-    paths = [(name, _best(run)) for name, run in runs]
+    thresholds = gc.get_threshold()
+    collector.tune()  # as the command line and the worker run
+    try:
+        paths = [(name, _best(run)) for name, run in runs]
+    finally:
+        gc.set_threshold(*thresholds)
     current = paths[1][1]
     for name, seconds in paths:
         yield [
