@@ -87,16 +87,20 @@ class _Staged:
     """One table's rows of an append, staged in a file for DuckDB's `read_json`."""
 
     schema: TableSchema
-    columns: tuple[Column, ...]
     path: Path
     file: BinaryIO
     writer: NdjsonWriter
 
 
+def _staged_columns(schema: TableSchema) -> tuple[Column, ...]:
+    """The columns a staged row may carry: the table's, and the store's own."""
+    return (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
+
+
 def _insert_statement(stage: _Staged) -> tuple[str, int]:
     """The INSERT that bulk-loads a staged file, and the ``maximum_object_size`` it reads
     with."""
-    columns = stage.columns
+    columns = _staged_columns(stage.schema)
     # DuckDB's JSON reader allocates twice this size for its buffer on every insert, so
     # it follows the data: DuckDB's default, or the longest row when one is larger.
     object_size = max(_DEFAULT_OBJECT_SIZE, stage.writer.longest + 1)
@@ -176,10 +180,6 @@ class LogStore:
         """`append_batch` for rows that come one by one, each as (table, row): each is staged
         as it comes, so a large batch is never held in memory whole. Nothing is appended when
         the iteration fails."""
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._swept:
-            sweep_append_files(self._path)
-            self._swept = True
         staged: dict[str, _Staged] = {}
         try:
             for table, row in rows:
@@ -214,14 +214,18 @@ class LogStore:
 
     def _stage(self, schema: TableSchema) -> _Staged:
         """A new staged NDJSON file for one table's rows, beside the log file."""
-        columns = (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._swept:  # the first file this store stages: what dead writers left goes
+            sweep_append_files(self._path)
+            self._swept = True
         fd, name = tempfile.mkstemp(
             prefix=f"{_append_stem(self._path)}{os.getpid()}-",
             suffix=".ndjson",
             dir=self._path.parent,
         )
         out = os.fdopen(fd, "wb")
-        return _Staged(schema, columns, Path(name), out, NdjsonWriter(out, columns, schema.name))
+        writer = NdjsonWriter(out, _staged_columns(schema), schema.name)
+        return _Staged(schema, Path(name), out, writer)
 
     @property
     def limits(self) -> QueryLimits:
