@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdrsync.models import Alert, Incident
+from xdrsync.models.evidence_enums import EvidenceRole
+from xdrsync.tables.evidence_columns import evidence_direction, evidence_role
 from xdrsync.tables.schemas import table_schema
 from xdrsync.tables.sentinel import (
     alert_evidence_rows,
@@ -461,6 +463,63 @@ def test_one_evidence_row_per_evidence_item_with_its_key_fields() -> None:
         assert row["Timestamp"] == datetime(2021, 4, 27, 12, 19, 27, 721130, tzinfo=UTC)
     # AdditionalFields is the whole Graph evidence item.
     assert rows[0]["AdditionalFields"] == multistage_incident()["alerts"][0]["evidence"][0]
+
+
+def _without_evidence(graph: dict[str, Any]) -> Alert:
+    return Alert.from_graph({k: v for k, v in graph.items() if k != "evidence"})
+
+
+@pytest.mark.parametrize("name", sorted(all_incidents()))
+def test_alert_rows_from_the_evidence_json_are_those_of_the_parsed_evidence(name: str) -> None:
+    # The log tables' worker parses an alert without its evidence and hands the evidence's
+    # JSON to the mapping; its rows must be those of the fully parsed alert.
+    for graph in all_incidents()[name]["alerts"]:
+        full = Alert.from_graph(graph)
+        shallow, items = _without_evidence(graph), graph.get("evidence") or []
+        assert items, "every sample alert has evidence"
+        assert security_alert_row(shallow, time_generated=NOW, evidence=items) == (
+            security_alert_row(full, time_generated=NOW)
+        )
+        assert alert_evidence_rows(shallow, time_generated=NOW, evidence=items) == (
+            alert_evidence_rows(full, time_generated=NOW)
+        )
+
+
+ROLES = [*EvidenceRole.MEMBERS, "policyViolator", "attacker", "somethingNew"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    roles=st.lists(
+        st.tuples(st.sampled_from(ROLES), st.sampled_from([str.lower, str.upper, str.title])),
+        max_size=3,
+    ),
+    detailed=st.lists(st.sampled_from(["main", "MainEntity", "parent", "target"]), max_size=2),
+    created=st.sampled_from(
+        [
+            None,
+            "2021-04-27T12:19:27.7211305Z",
+            "2021-04-27T12:19:27z",
+            "2021-04-27T14:19:27.72+02:00",
+            "2021-04-27T12:19:27",
+        ]
+    ),
+)
+def test_evidence_read_from_its_json_means_what_its_model_holds(
+    roles: list[tuple[str, Any]], detailed: list[str], created: str | None
+) -> None:
+    graph = multistage_incident()["alerts"][0]
+    item = {**graph["evidence"][0], "roles": [case(r) for r, case in roles]}
+    item["detailedRoles"] = detailed
+    item["createdDateTime"] = created
+    graph["evidence"] = [item]
+    model = Alert.from_graph(graph).evidence[0]
+    (row,) = alert_evidence_rows(_without_evidence(graph), time_generated=NOW, evidence=[item])
+    assert row["Timestamp"] == (
+        model.created_date_time or Alert.from_graph(graph).created_date_time
+    )
+    assert row["EvidenceRole"] == evidence_role([str(r) for r in model.roles], list(detailed))
+    assert row["EvidenceDirection"] == evidence_direction([str(r) for r in model.roles])
 
 
 def test_identity_mail_and_app_evidence_columns() -> None:

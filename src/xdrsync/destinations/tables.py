@@ -18,6 +18,7 @@ from xdrsync.destinations.base import Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
+from xdrsync.tables.alert_rows import EvidenceJson, alert_for_rows
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES
 from xdrsync.tables.sentinel import (
@@ -92,11 +93,12 @@ class LogTables:
         # Each alert version is parsed once: for its own rows and, when it is the current
         # version, for the incident rows that summarise it. The payloads are parsed here
         # rather than through `ChangeRow.payload`, which would keep them for the whole batch.
-        alerts = {
-            c.seq: Alert.from_graph(jsontext.loads(c.payload_text))
-            for c in changes
-            if c.entity_type == "alert"
-        }
+        # Evidence stays JSON: the rows read it as such (`alert_rows.evidence_json`).
+        alerts: dict[int, Alert] = {}
+        evidence: dict[int, EvidenceJson] = {}
+        for c in changes:
+            if c.entity_type == "alert":
+                alerts[c.seq], evidence[c.seq] = alert_for_rows(jsontext.loads(c.payload_text))
         keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
         current = self.hub.current_alerts(sorted(keys), alerts) if keys else {}
         for offset, change in enumerate(changes, start=first):
@@ -117,17 +119,19 @@ class LogTables:
                     row["ModifiedBy"] = change.modified_by
                 yield _mark("SecurityIncident", row, change)
                 continue
-            alert = alerts[change.seq]
+            alert, items = alerts[change.seq], evidence[change.seq]
             yield _mark(
                 "SecurityAlert",
-                security_alert_row(alert, time_generated=now, tenant_id=tenant),
+                security_alert_row(alert, time_generated=now, tenant_id=tenant, evidence=items),
                 change,
             )
             yield _mark(
                 "AlertInfo", alert_info_row(alert, time_generated=now, tenant_id=tenant), change
             )
-            for evidence in alert_evidence_rows(alert, time_generated=now, tenant_id=tenant):
-                yield _mark("AlertEvidence", evidence, change)
+            for row in alert_evidence_rows(
+                alert, time_generated=now, tenant_id=tenant, evidence=items
+            ):
+                yield _mark("AlertEvidence", row, change)
 
 
 def _mark(table: str, row: Row, change: ChangeRow) -> tuple[str, Row]:

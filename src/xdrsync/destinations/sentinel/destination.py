@@ -43,7 +43,8 @@ from xdrsync.errors import RetriableError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
 from xdrsync.hub import ChangeRow, Hub, RemoteCopy
-from xdrsync.models import Alert, Incident
+from xdrsync.models import Incident
+from xdrsync.tables.alert_rows import alert_for_rows
 
 log = structlog.get_logger(__name__)
 
@@ -335,12 +336,13 @@ class SentinelDestination:
         evidence_table: list[Row] = []
         for offset, change in enumerate(changes):
             tenant = self._tenants[change.tenant_id.lower()]
-            alert = Alert.from_graph(change.payload)
+            alert, items = alert_for_rows(change.payload)
             twin = (
                 incident_name(change.tenant_id, change.incident_id) if change.incident_id else None
             )
             row, evidence = alert_rows(
                 alert,
+                items,
                 seq=change.seq,
                 time_generated=started + timedelta(microseconds=offset),
                 tenant_id=change.tenant_id,

@@ -37,7 +37,7 @@ from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
 from xdrsync.graph.retry import parse_retry_after
 from xdrsync.logs import clean
-from xdrsync.tables.alert_rows import alert_evidence_rows, security_alert_row
+from xdrsync.tables.alert_rows import EvidenceJson, alert_evidence_rows, security_alert_row
 from xdrsync.tables.encode import iso_z
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str |
 
 def alert_rows(
     alert: Alert,
+    evidence: EvidenceJson | None = None,
     *,
     seq: int,
     time_generated: datetime,
@@ -107,12 +108,17 @@ def alert_rows(
     tenant: str,
     incident: str | None,
 ) -> tuple[Row, list[Row]]:
-    """(the SecurityAlert-shaped row, the AlertEvidence-shaped rows) of one alert version."""
-    alert_row = security_alert_row(alert, time_generated=time_generated, tenant_id=tenant_id)
-    evidence = alert_evidence_rows(alert, time_generated=time_generated, tenant_id=tenant_id)
+    """(the SecurityAlert-shaped row, the AlertEvidence-shaped rows) of one alert version
+    (`evidence`: see `alert_rows.evidence_json`)."""
+    alert_row = security_alert_row(
+        alert, time_generated=time_generated, tenant_id=tenant_id, evidence=evidence
+    )
+    evidence_rows = alert_evidence_rows(
+        alert, time_generated=time_generated, tenant_id=tenant_id, evidence=evidence
+    )
     return (
         custom_row(alert_row, seq=seq, tenant=tenant, incident=incident),
-        [custom_row(r, seq=seq, tenant=tenant, incident=incident) for r in evidence],
+        [custom_row(r, seq=seq, tenant=tenant, incident=incident) for r in evidence_rows],
     )
 
 
