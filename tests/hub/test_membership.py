@@ -9,6 +9,7 @@ from pathlib import Path
 from hubdata import TENANT, alert_json, batch, incident_json, stamp
 
 from xdrsync.hub import Hub
+from xdrsync.models import Alert
 
 DOCS = Path(__file__).parents[1] / "models" / "data" / "list_incidents_expand_alerts.json"
 
@@ -75,3 +76,22 @@ def test_an_alert_listed_by_two_incidents_belongs_to_both(hub: Hub) -> None:
     )
     assert _members(hub, "7")[1] == ["da1"]
     assert _members(hub, "9")[1] == ["da1"]
+
+
+def test_current_alerts_reuses_the_callers_parsed_versions_and_reads_the_rest(hub: Hub) -> None:
+    listed = [alert_json(f"da{n}", "7", stamp(1), created=stamp(n)) for n in (1, 2, 3)]
+    hub.commit_batch(batch(incident_json("7", stamp(1), alerts=listed)))
+    seqs = {c.entity_id: c.seq for c in hub.changes_after(0) if c.entity_type == "alert"}
+    mine = Alert.from_graph({**listed[1], "title": "parsed by the caller"})
+    stale = Alert.from_graph({**listed[2], "title": "an older version"})
+    # da2's current version is known; the seq given for da3 is not its current one.
+    known = {seqs["da2"]: mine, seqs["da3"] - 1000: stale}
+    current = hub.current_alerts([(TENANT, "7"), (TENANT, "8")], known)
+    assert [a.id for a in current[(TENANT, "7")]] == ["da1", "da2", "da3"]
+    assert current[(TENANT, "7")][1] is mine
+    assert [a.title for a in current[(TENANT, "7")]] == [
+        listed[0]["title"],
+        "parsed by the caller",
+        listed[2]["title"],
+    ]
+    assert current[(TENANT, "8")] == []

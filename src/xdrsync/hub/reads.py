@@ -122,9 +122,23 @@ def current_alerts(
     current version has one of those seqs is taken from it instead of parsed again.
     """
     a = s.alert
+    members = _members(conn, keys, a.c.seq)
+    missing: dict[str, set[str]] = {}  # tenant -> ids of alerts the caller has not parsed
+    for (tenant_id, _), rows in members.items():
+        missing.setdefault(tenant_id, set()).update(r.id for r in rows if r.seq not in known)
+    read: dict[tuple[str, str], Alert] = {}
+    for tenant_id, ids in missing.items():  # only their payloads are read
+        for part in chunks(sorted(ids)):
+            where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
+            for alert_id, payload in conn.execute(select(a.c.id, a.c.payload).where(where)):
+                read[(tenant_id, alert_id)] = Alert.from_graph(jsontext.loads(payload))
     return {
-        key: [known.get(row.seq) or Alert.from_graph(jsontext.loads(row.payload)) for row in rows]
-        for key, rows in _members(conn, keys, a.c.seq, a.c.payload).items()
+        key: [
+            alert
+            for row in rows
+            if (alert := known.get(row.seq) or read.get((key[0], row.id))) is not None
+        ]
+        for key, rows in members.items()
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from xdrsync.tables.encode import compact_json
@@ -24,6 +25,7 @@ Ref = dict[str, str]
 _EMPTY: tuple[object, ...] = (None, "", [], {})
 
 
+@lru_cache(maxsize=1024)  # a handful of types, asked about several times per item
 def evidence_kind(odata_type: str | None) -> str:
     """`#microsoft.graph.security.fileHashEvidence` -> `fileHash` ("" when unknown)."""
     name = (odata_type or "").rsplit(".", 1)[-1]
