@@ -99,6 +99,7 @@ def test_any_instant_comes_back_as_the_same_utc_instant(
 ) -> None:
     store = LogStore(tmp_path / "instants.duckdb")  # one file shared by the examples
     start = next(_round_trips) * 100
+    instants = [t for t in instants for _ in (1, 2)]  # each object twice, as a change's rows
     store.append(
         "SecurityIncident",
         [{"IncidentNumber": start + i, "CreatedTime": t} for i, t in enumerate(instants)],

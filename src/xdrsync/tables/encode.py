@@ -84,11 +84,20 @@ def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
     if kind == "string":
         return _string
     if kind == "datetime":
+        # The rows of one change share their TimeGenerated and _TimeReceived objects (an
+        # alert's evidence rows, its Timestamp too), so the last text is kept for the next.
+        last_value: object = None
+        last_text = ""
 
         def datetime_text(value: Any) -> str:
-            if type(value) is datetime and value.tzinfo is UTC:  # as parsed from Graph
-                return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
-            return _datetime(value, name)
+            nonlocal last_value, last_text
+            if value is not last_value:
+                if type(value) is datetime and value.tzinfo is UTC:  # as parsed from Graph
+                    last_text = value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+                else:
+                    last_text = _datetime(value, name)
+                last_value = value
+            return last_text
 
         return datetime_text
     if kind == "int":
