@@ -100,7 +100,7 @@ class LogTables:
             if c.entity_type == "alert":
                 alerts[c.seq], evidence[c.seq] = alert_for_rows(jsontext.loads(c.payload_text))
         keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
-        current = self.hub.current_alerts(sorted(keys), alerts) if keys else {}
+        current = self.hub.current_alerts(sorted(keys), alerts, _alert_only) if keys else {}
         for offset, change in enumerate(changes, start=first):
             # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks the
             # newest version even when one batch carries several versions of an incident.
@@ -132,6 +132,11 @@ class LogTables:
                 alert, time_generated=now, tenant_id=tenant, evidence=items
             ):
                 yield _mark("AlertEvidence", row, change)
+
+
+def _alert_only(payload: Any) -> Alert:
+    """An alert for the incident rows, which summarise alerts but read none of their evidence."""
+    return alert_for_rows(payload)[0]
 
 
 def _mark(table: str, row: Row, change: ChangeRow) -> tuple[str, Row]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, union_all
@@ -114,12 +114,16 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
 
 
 def current_alerts(
-    conn: Connection, keys: Sequence[tuple[str, str]], known: Mapping[int, Alert]
+    conn: Connection,
+    keys: Sequence[tuple[str, str]],
+    known: Mapping[int, Alert],
+    parse: Callable[[Any], Alert] = Alert.from_graph,
 ) -> dict[tuple[str, str], list[Alert]]:
     """The alerts each (tenant, incident) has now (`_members`), in ``get_incident``'s order.
 
     ``known`` maps change seqs to alerts the caller has already parsed; an alert whose
-    current version has one of those seqs is taken from it instead of parsed again.
+    current version has one of those seqs is taken from it instead of parsed again. The
+    others' stored payloads (JSON values) become alerts through ``parse``.
     """
     a = s.alert
     members = _members(conn, keys, a.c.seq)
@@ -131,7 +135,7 @@ def current_alerts(
         for part in chunks(sorted(ids)):
             where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
             for alert_id, payload in conn.execute(select(a.c.id, a.c.payload).where(where)):
-                read[(tenant_id, alert_id)] = Alert.from_graph(jsontext.loads(payload))
+                read[(tenant_id, alert_id)] = parse(jsontext.loads(payload))
     return {
         key: [
             alert

@@ -139,12 +139,16 @@ class Hub:
             return reads.get_incident(conn, tenant_id, incident_id)
 
     def current_alerts(
-        self, keys: Sequence[tuple[str, str]], known: Mapping[int, Alert] | None = None
+        self,
+        keys: Sequence[tuple[str, str]],
+        known: Mapping[int, Alert] | None = None,
+        parse: Callable[[Any], Alert] = Alert.from_graph,
     ) -> dict[tuple[str, str], list[Alert]]:
         """The current alerts of many (tenant, incident) keys in one read; alerts whose
-        current version's change seq is in ``known`` are reused rather than parsed again."""
+        current version's change seq is in ``known`` are reused rather than parsed again,
+        the others are parsed from their stored JSON by ``parse``."""
         with self._read() as conn:
-            return reads.current_alerts(conn, keys, known or {})
+            return reads.current_alerts(conn, keys, known or {}, parse)
 
     def get_alert(self, tenant_id: str, alert_id: str) -> Alert | None:
         with self._read() as conn:
