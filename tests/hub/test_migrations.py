@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from hubdata import TENANT, alert_json, batch, incident_json, stamp
+from hubdata import TENANT, alert_json, batch, evidence_json, incident_json, stamp
 from sqlalchemy import inspect, text
 
 from xdrsync.hub import Hub, default_url
@@ -33,7 +34,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0005"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0006"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -166,6 +167,37 @@ def test_alerts_stored_before_0005_get_their_summary_columns_on_upgrade(hub_url:
     assert decode_list(row["tactics"]) == ["Persistence", "Execution"]
     assert row["first_activity_at"].isoformat() == "2026-03-01T10:00:00.123456+00:00"
     assert row["last_activity_at"].isoformat() == "2026-03-01T11:30:00+00:00"
+
+
+def test_evidence_keeps_its_json_across_0006_both_ways(hub_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    items = [evidence_json(1), evidence_json(2, "user")]
+    with Hub.open(hub_url) as hub:
+        hub.commit_batch(
+            batch(
+                incident_json(
+                    "1", stamp(1), alerts=[alert_json("a1", "1", stamp(1), evidence=items)]
+                )
+            )
+        )
+    engine = create_engine(hub_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    with engine.begin() as conn:  # back to 0005: each row gets its item's JSON again
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0005")
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT payload FROM evidence ORDER BY ordinal")).scalars()
+        assert [json.loads(text) for text in stored] == items
+    assert not next(c for c in inspect(engine).get_columns("evidence") if c["name"] == "payload")[
+        "nullable"
+    ]
+    engine.dispose()
+    with Hub.open(hub_url) as hub:  # and up again: the copies go, the rows read their alert's
+        assert "payload" not in {c["name"] for c in inspect(hub.engine).get_columns("evidence")}
+        assert [row.payload for row in hub.list_evidence(TENANT, "1")] == items
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

@@ -137,7 +137,6 @@ def _evidence_row(ordinal: int, item: Evidence) -> dict[str, Any]:
         "entity_kind": enum_text(key.kind) if key is not None else None,
         "entity_key": key.value if key is not None else None,
         "display_name": item.display_name(),
-        "payload": stored_json(dict(item.raw)),
     }
 
 

@@ -39,7 +39,7 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
 #: The newest migration. Opening a hub already there needs no alembic (it loads only to
 #: migrate), which keeps read-only commands quick; a test checks it is alembic's head.
-HEAD_REVISION: Final = "0005"
+HEAD_REVISION: Final = "0006"
 BUSY_TIMEOUT_MS: Final = 30_000
 WRITE: Final = "xdrsync_write"  # execution option: this connection's transaction writes
 _PG_MIGRATION_LOCK: Final = 0x78647273796E63  # "xdrsync": advisory lock key for migrations

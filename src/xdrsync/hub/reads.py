@@ -326,12 +326,19 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
 
 
 def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[EvidenceRow]:
-    e = s.evidence
+    e, a = s.evidence, s.alert
     query = (
         select(e)
         .where(e.c.tenant_id == tenant_id, e.c.incident_id == incident_id)
         .order_by(e.c.alert_id, e.c.ordinal)
     )
+    rows = conn.execute(query).all()
+    # Each item's JSON is its alert's (the two are written in one transaction).
+    items: dict[str, list[Any]] = {}
+    for part in chunks(sorted({row.alert_id for row in rows})):
+        where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
+        for alert_id, payload in conn.execute(select(a.c.id, a.c.payload).where(where)):
+            items[alert_id] = jsontext.loads(payload).get("evidence") or []
     return [
         EvidenceRow(
             tenant_id=row.tenant_id,
@@ -343,7 +350,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
             entity_kind=row.entity_kind,
             entity_key=row.entity_key,
             display_name=row.display_name,
-            payload=jsontext.loads(row.payload),
+            payload=items[row.alert_id][row.ordinal],
         )
-        for row in conn.execute(query)
+        for row in rows
     ]

@@ -150,7 +150,7 @@ evidence = Table(
     Column("entity_kind", String()),
     Column("entity_key", Text),
     Column("display_name", Text),
-    Column("payload", Text, nullable=False),
+    # The item's JSON is the alert's (``alert.payload``'s ``evidence``; migration 0006).
     ForeignKeyConstraint(
         ["tenant_id", "alert_id"],
         ["alert.tenant_id", "alert.id"],
