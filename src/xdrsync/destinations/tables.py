@@ -9,7 +9,7 @@ named ``tables`` only mirrors that position for ``destinations status``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -134,7 +134,7 @@ class LogTables:
                 yield _mark("AlertEvidence", row, change)
 
 
-def _alert_only(payload: Any) -> Alert:
+def _alert_only(payload: Mapping[str, Any]) -> Alert:
     """An alert for the incident rows, which summarise alerts but read none of their evidence."""
     return alert_for_rows(payload)[0]
 

@@ -117,7 +117,7 @@ def current_alerts(
     conn: Connection,
     keys: Sequence[tuple[str, str]],
     known: Mapping[int, Alert],
-    parse: Callable[[Any], Alert] = Alert.from_graph,
+    parse: Callable[[Mapping[str, Any]], Alert] = Alert.from_graph,
 ) -> dict[tuple[str, str], list[Alert]]:
     """The alerts each (tenant, incident) has now (`_members`), in ``get_incident``'s order.
 
@@ -327,18 +327,18 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
 
 def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[EvidenceRow]:
     e, a = s.evidence, s.alert
+    # Each item's JSON is its alert's: one statement reads both, so they always agree.
     query = (
-        select(e)
+        select(e, a.c.payload)
+        .join(a, and_(a.c.tenant_id == e.c.tenant_id, a.c.id == e.c.alert_id))
         .where(e.c.tenant_id == tenant_id, e.c.incident_id == incident_id)
         .order_by(e.c.alert_id, e.c.ordinal)
     )
     rows = conn.execute(query).all()
-    # Each item's JSON is its alert's (the two are written in one transaction).
     items: dict[str, list[Any]] = {}
-    for part in chunks(sorted({row.alert_id for row in rows})):
-        where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
-        for alert_id, payload in conn.execute(select(a.c.id, a.c.payload).where(where)):
-            items[alert_id] = jsontext.loads(payload).get("evidence") or []
+    for row in rows:
+        if row.alert_id not in items:
+            items[row.alert_id] = jsontext.loads(row.payload).get("evidence") or []
     return [
         EvidenceRow(
             tenant_id=row.tenant_id,

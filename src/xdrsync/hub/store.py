@@ -142,7 +142,7 @@ class Hub:
         self,
         keys: Sequence[tuple[str, str]],
         known: Mapping[int, Alert] | None = None,
-        parse: Callable[[Any], Alert] = Alert.from_graph,
+        parse: Callable[[Mapping[str, Any]], Alert] = Alert.from_graph,
     ) -> dict[tuple[str, str], list[Alert]]:
         """The current alerts of many (tenant, incident) keys in one read; alerts whose
         current version's change seq is in ``known`` are reused rather than parsed again,
