@@ -10,21 +10,61 @@ sync and of the log tables' worker went to them.
 With a young generation of 200,000 objects, a collection still runs every few pages of a
 backfill (cyclic garbage is reclaimed as before, and the pause stays in the milliseconds),
 but no longer after every few hundred values parsed.
+
+The oldest generation, though, is then hardly ever collected, and some garbage only becomes
+garbage there: every SQLAlchemy statement is a small web of references (its bound
+parameters hold the ids of an ``IN``), alive while it runs, so it survives the young
+collections and is dropped later. A 20,000-incident backfill left about 90,000 such objects
+behind and peaked 43 MiB higher than with them collected. So a sweeper thread runs a full
+collection every ``SWEEP_SECONDS`` (0.15 s at the busiest, under 1% of a backfill's CPU),
+and only once the process has used ``SWEEP_CPU_SECONDS`` of CPU since the last: an idle
+service is swept about once a minute, when a sweep costs a few milliseconds.
 """
 
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from typing import Final
 
 #: (young, middle, old) thresholds; measured against (50,000, 20, 20) and the defaults.
 THRESHOLDS: Final = (200_000, 50, 100)
+#: The sweeper's period: a full collection at most this often,
+SWEEP_SECONDS: Final = 10.0
+#: and only after this much CPU (all threads) since the last. Young collections are no sign
+#: of work: a process that frees what it parses keeps the young generation's count near zero.
+SWEEP_CPU_SECONDS: Final = 1.0
+
+_sweeper: threading.Thread | None = None
+_sweeper_lock = threading.Lock()
 
 
-def tune() -> None:
-    """Set the thresholds for this process (the command line and the worker process call it
-    first thing; a library user's process is left as it is)."""
+def tune(
+    sweep_seconds: float = SWEEP_SECONDS, sweep_cpu_seconds: float = SWEEP_CPU_SECONDS
+) -> None:
+    """Set the thresholds and start the sweeper for this process (the command line and the
+    worker process call it first thing; a library user's process is left as it is)."""
+    global _sweeper
     gc.set_threshold(*THRESHOLDS)
+    with _sweeper_lock:
+        if _sweeper is None:
+            _sweeper = threading.Thread(
+                target=_sweep,
+                args=(sweep_seconds, sweep_cpu_seconds),
+                name="xdrsync-gc-sweeper",
+                daemon=True,
+            )
+            _sweeper.start()
 
 
-__all__ = ["THRESHOLDS", "tune"]
+def _sweep(period: float, cpu: float) -> None:
+    used = time.process_time()
+    while True:
+        time.sleep(period)
+        if time.process_time() - used >= cpu:
+            gc.collect()
+            used = time.process_time()
+
+
+__all__ = ["SWEEP_CPU_SECONDS", "SWEEP_SECONDS", "THRESHOLDS", "tune"]
