@@ -203,16 +203,23 @@ def _alert_json(
     }
 
 
-def _evidence_rows(conn: Connection, tenant_id: str, alert_ids: Sequence[str]) -> list[Any]:
+def _evidence_rows(
+    conn: Connection, tenant_id: str, alerts: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[Any, Mapping[str, Any]]]:
+    """The evidence rows of these alerts (alert id -> its stored payload, parsed), each with
+    its item's JSON, which the alert's payload holds (hub migration 0006)."""
     e = s.evidence
-    rows: list[Any] = []
-    for part in chunks(list(alert_ids)):
+    rows: list[tuple[Any, Mapping[str, Any]]] = []
+    for part in chunks(list(alerts)):
         query = (
             select(e)
             .where(e.c.tenant_id == tenant_id, e.c.alert_id.in_(part))
             .order_by(e.c.alert_id, e.c.ordinal)
         )
-        rows.extend(conn.execute(query).all())
+        for row in conn.execute(query):
+            items = alerts[row.alert_id].get("evidence") or ()
+            item = items[row.ordinal] if row.ordinal < len(items) else None
+            rows.append((row, item if isinstance(item, Mapping) else {}))
     return rows
 
 
@@ -248,13 +255,12 @@ def _entities(
     names: Mapping[str, str],
     tenant_id: str,
     incident_id: str,
-    evidence: Sequence[Any],
+    evidence: Sequence[tuple[Any, Mapping[str, Any]]],
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, str], dict[str, Any]], list[Any]]:
     """Entities grouped by kind, the same keyed by (kind, key), and the timeline's evidence."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     timeline: list[Any] = []
-    for row in evidence:
-        payload = jsontext.loads(row.payload)
+    for row, payload in evidence:
         key = _entity_id(row)
         alert = workspace_id(names, tenant_id, row.alert_id)
         entity = found.setdefault(
@@ -355,11 +361,12 @@ def incident_detail(
         payload = jsontext.loads(stored.payload)
         payload.setdefault("lastUpdateDateTime", version_text(stored.version))
         shown = view(payload, incident_edits) if incident_edits else payload
+        stored_alerts = {m.id: jsontext.loads(m.payload) for m in members}
         alerts = [
-            _alert_json(names, tenant_id, jsontext.loads(m.payload), alert_edits.get(m.id, []))
+            _alert_json(names, tenant_id, stored_alerts[m.id], alert_edits.get(m.id, []))
             for m in members
         ]
-        evidence = _evidence_rows(conn, tenant_id, alert_ids)
+        evidence = _evidence_rows(conn, tenant_id, stored_alerts)
         grouped, entities, evidence_times = _entities(conn, names, tenant_id, incident_id, evidence)
         notes = comments(conn, tenant_id, incident_id)
         versions = history(conn, "incident", tenant_id, incident_id)
@@ -426,7 +433,8 @@ def alert_detail(
         if stored is None:
             return None
         edits = _outbox(conn, tenant_id, "alert", [alert_id]).get(alert_id, [])
-        evidence = _evidence_rows(conn, tenant_id, [alert_id])
+        payload = jsontext.loads(stored.payload)
+        evidence = _evidence_rows(conn, tenant_id, {alert_id: payload})
         notes = conn.execute(
             select(c.c.created_date_time, c.c.created_by, c.c.comment).where(
                 c.c.tenant_id == tenant_id, c.c.entity_type == "alert", c.c.entity_id == alert_id
@@ -434,7 +442,6 @@ def alert_detail(
         ).all()
         versions = history(conn, "alert", tenant_id, alert_id)
         audit = _audit_json(conn, tenant_id, "alert", alert_id)
-    payload = jsontext.loads(stored.payload)
     out = _alert_json(names, tenant_id, payload, edits)
     shown = view(payload, edits) if edits else payload
     out.update(
@@ -446,7 +453,7 @@ def alert_detail(
             "description": shown.get("description"),
             "recommendedActions": shown.get("recommendedActions"),
             "lastUpdateDateTime": graph_time(shown.get("lastUpdateDateTime")),
-            "evidence": [_evidence_json(row) for row in evidence],
+            "evidence": [_evidence_json(row, item) for row, item in evidence],
             "comments": sorted(
                 (
                     {
@@ -469,8 +476,7 @@ def alert_detail(
     return out
 
 
-def _evidence_json(row: Any) -> dict[str, Any]:
-    payload = jsontext.loads(row.payload)
+def _evidence_json(row: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "ordinal": row.ordinal,
         "odataType": row.odata_type,
