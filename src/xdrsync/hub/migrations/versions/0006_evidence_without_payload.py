@@ -6,7 +6,8 @@ Create Date: 2026-12-05
 
 An evidence row kept the item's JSON beside the alert's payload, which holds the same JSON
 in its ``evidence`` list: on a 2,000-incident backfill, 38 MB of a 208 MB hub, written on
-every commit and never read but by ``Hub.list_evidence``, which now takes it from the alert.
+every commit. Its readers (the console's incident and alert pages, ``Hub.list_evidence``)
+now take each item from the alert.
 The downgrade copies each item back from its alert's payload (online only, as 0005's fill).
 """
 
