@@ -465,6 +465,27 @@ def test_one_evidence_row_per_evidence_item_with_its_key_fields() -> None:
     assert rows[0]["AdditionalFields"] == multistage_incident()["alerts"][0]["evidence"][0]
 
 
+@pytest.mark.parametrize(
+    "odata_type",
+    [
+        "#microsoft.graph.security.DeviceEvidence",
+        " #microsoft.graph.security.deviceevidence ",
+        "#Microsoft.Graph.Security.deviceEVIDENCE",
+    ],
+)
+def test_an_evidence_type_in_another_spelling_maps_as_its_model_parses(odata_type: str) -> None:
+    # Parsing finds the model class without regard to case or stray spaces; the hub's
+    # evidence rows, the entities and the AlertEvidence columns use the same rule.
+    graph = multistage_incident()
+    graph["alerts"][0]["evidence"][0]["@odata.type"] = odata_type  # the device
+    source = alert(graph)
+    assert source.evidence[0].kind == "device"
+    host = entities(security_alert_row(source, time_generated=NOW))[0]
+    assert (host["Type"], host["HostName"]) == ("host", "WS-0142")
+    row = alert_evidence_rows(source, time_generated=NOW)[0]
+    assert (row["EntityType"], row["DeviceName"]) == ("Machine", "WS-0142.contoso.com")
+
+
 def _without_evidence(graph: dict[str, Any]) -> Alert:
     return Alert.from_graph({k: v for k, v in graph.items() if k != "evidence"})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar, Self, cast
 
 from xdrsync.models.base import GraphModel
@@ -33,12 +34,22 @@ def _short_type(odata_type: str) -> str:
     return odata_type.strip().rsplit(".", 1)[-1].lstrip("#").casefold()
 
 
-def evidence_kind(odata_type: str | None) -> str:
-    """`#microsoft.graph.security.fileHashEvidence` -> `fileHash` (`unknown` when absent)."""
+def _kind_in(odata_type: str | None) -> str:
+    """The kind the type's own name spells: `...fileHashEvidence` -> `fileHash`."""
     name = (odata_type or "").strip().rsplit(".", 1)[-1].lstrip("#")
     if name[-8:].casefold() == "evidence":
         name = name[:-8]
     return name or "unknown"
+
+
+@lru_cache(maxsize=_SEEN_LIMIT)  # a handful of types, asked about several times per item
+def evidence_kind(odata_type: str | None) -> str:
+    """The short kind of an item with this @odata.type, the one rule for every reader:
+    `#microsoft.graph.security.fileHashEvidence` -> `fileHash`. A registered type gives its
+    class's kind, however it is spelled (as parsing finds the class); another type, the kind
+    its name spells; none, `unknown`."""
+    found = Evidence._class_for(odata_type)
+    return found.KIND if found is not UnknownEvidence else _kind_in(odata_type)
 
 
 class Evidence(GraphModel):
@@ -64,7 +75,7 @@ class Evidence(GraphModel):
         super().__pydantic_init_subclass__(**kwargs)
         odata_type = cls.__dict__.get("ODATA_TYPE")
         if odata_type:
-            cls.KIND = evidence_kind(odata_type)
+            cls.KIND = _kind_in(odata_type)
             _REGISTRY[_short_type(odata_type)] = cls
 
     @property
@@ -119,7 +130,7 @@ class UnknownEvidence(Evidence):
 
     @property
     def kind(self) -> str:
-        return evidence_kind(self.odata_type)
+        return _kind_in(self.odata_type)
 
 
 def parse_evidence(data: Mapping[str, Any]) -> Evidence:

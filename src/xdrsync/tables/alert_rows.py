@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from xdrsync.models import Alert
+from xdrsync.models.evidence import evidence_kind
 from xdrsync.models.wire import parse_datetime
 from xdrsync.tables.encode import compact_json, iso_z
-from xdrsync.tables.entities import compromised_entity, evidence_kind, sentinel_entities
+from xdrsync.tables.entities import compromised_entity, sentinel_entities
 from xdrsync.tables.evidence_columns import (
     entity_type,
     evidence_columns,

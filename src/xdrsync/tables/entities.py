@@ -14,22 +14,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
+from xdrsync.models.evidence import evidence_kind
 from xdrsync.tables.encode import compact_json
 from xdrsync.tables.vocab import title_case
 
 Json = dict[str, Any]
 Ref = dict[str, str]
 _EMPTY: tuple[object, ...] = (None, "", [], {})
-
-
-@lru_cache(maxsize=1024)  # a handful of types, asked about several times per item
-def evidence_kind(odata_type: str | None) -> str:
-    """`#microsoft.graph.security.fileHashEvidence` -> `fileHash` ("" when unknown)."""
-    name = (odata_type or "").rsplit(".", 1)[-1]
-    return name[: -len("Evidence")] if name.endswith("Evidence") else name
 
 
 def _kebab(kind: str) -> str:
@@ -348,7 +341,7 @@ _BASE_FIELDS = frozenset(
 
 def _generic(kind: str, raw: Mapping[str, Any]) -> Json:
     body = {k[:1].upper() + k[1:]: v for k, v in raw.items() if k not in _BASE_FIELDS}
-    return {**body, "Type": _kebab(kind) if kind else "unknown"}
+    return {**body, "Type": _kebab(kind)}
 
 
 def entity_for(kind: str, raw: Mapping[str, Any], out: EntityList) -> Ref | None:
@@ -391,7 +384,6 @@ __all__ = [
     "account_entity",
     "compromised_entity",
     "entity_for",
-    "evidence_kind",
     "ip_entity",
     "sentinel_entities",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xdrsync.tables.entities import evidence_kind
+from xdrsync.models.evidence import evidence_kind
 
 Row = dict[str, Any]
 
@@ -50,7 +50,7 @@ _IMPACTED_ROLES = frozenset({"compromised", "attacked", "policyviolator"})
 
 def entity_type(odata_type: str | None) -> str:
     kind = evidence_kind(odata_type)
-    return ENTITY_TYPES.get(kind) or (kind[:1].upper() + kind[1:] if kind else "Unknown")
+    return ENTITY_TYPES.get(kind) or kind[:1].upper() + kind[1:]
 
 
 def evidence_role(roles: list[str], detailed_roles: list[str]) -> str:
