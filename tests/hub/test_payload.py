@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from xdrsync.hub.payload import (
     comment_key,
     content_hash,
     datetime_from_ticks,
+    evidence_item,
     incident_payload,
     ticks_from_text,
     version_text,
@@ -84,3 +86,20 @@ def test_nested_annotations_other_than_the_type_are_ignored() -> None:
     assert content_hash(plain) == content_hash(annotated)
     assert content_hash(plain) != content_hash({"id": "a", "evidence": [{"x": 1}]})
     assert content_hash({"k": "value with @odata.context in it"}) != content_hash({"k": ""})
+
+
+@pytest.mark.parametrize(
+    ("payload", "ordinal", "expected"),
+    [
+        ({"evidence": [{"a": 1}, {"b": 2}]}, 1, {"b": 2}),
+        ({"evidence": [{"a": 1}]}, 1, {}),  # an ordinal past the list
+        ({"evidence": [{"a": 1}]}, -1, {}),  # never counted from the end
+        ({"evidence": None}, 0, {}),
+        ({}, 0, {}),
+        ({"evidence": ["not an object"]}, 0, {}),
+    ],
+)
+def test_an_evidence_item_is_read_from_its_alerts_payload(
+    payload: dict[str, Any], ordinal: int, expected: dict[str, Any]
+) -> None:
+    assert evidence_item(payload, ordinal) == expected

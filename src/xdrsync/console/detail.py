@@ -32,7 +32,12 @@ from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
 from xdrsync.hub.apply import chunks
 from xdrsync.hub.outbox import _row as outbox_row
-from xdrsync.hub.payload import datetime_from_ticks, ticks_from_text, version_text
+from xdrsync.hub.payload import (
+    datetime_from_ticks,
+    evidence_item,
+    ticks_from_text,
+    version_text,
+)
 from xdrsync.hub.reads import _members, comments, history, merged_from
 from xdrsync.hub.records import CommentRow, OutboxRow, VersionRow
 from xdrsync.twoway.edits import view
@@ -216,10 +221,9 @@ def _evidence_rows(
             .where(e.c.tenant_id == tenant_id, e.c.alert_id.in_(part))
             .order_by(e.c.alert_id, e.c.ordinal)
         )
-        for row in conn.execute(query):
-            items = alerts[row.alert_id].get("evidence") or ()
-            item = items[row.ordinal] if row.ordinal < len(items) else None
-            rows.append((row, item if isinstance(item, Mapping) else {}))
+        rows.extend(
+            (row, evidence_item(alerts[row.alert_id], row.ordinal)) for row in conn.execute(query)
+        )
     return rows
 
 

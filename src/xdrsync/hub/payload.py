@@ -141,6 +141,15 @@ def alert_ids_of(raw: Mapping[str, Any]) -> list[str] | None:
     return [str(item["id"]) for item in alerts if isinstance(item, Mapping) and "id" in item]
 
 
+def evidence_item(alert_payload: Mapping[str, Any], ordinal: int) -> dict[str, Any]:
+    """The JSON of an alert's evidence item by its place in the list: the hub's evidence rows
+    hold the columns, and each item's JSON is only in its alert's payload (migration 0006).
+    `{}` when the payload has no such item."""
+    items = alert_payload.get("evidence")
+    item = items[ordinal] if isinstance(items, list) and 0 <= ordinal < len(items) else None
+    return item if isinstance(item, dict) else {}
+
+
 def alert_summary(raw: Mapping[str, Any]) -> dict[str, Any]:
     """What the incident queue reads of an alert besides its typed columns, kept in columns of
     its own so that the queue never parses the alert's payload (mostly evidence):

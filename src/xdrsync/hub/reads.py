@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, union
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
 from xdrsync.hub.apply import chunks
-from xdrsync.hub.payload import datetime_from_ticks, enum_text, version_text
+from xdrsync.hub.payload import datetime_from_ticks, enum_text, evidence_item, version_text
 from xdrsync.hub.records import (
     ChangeRow,
     CommentRow,
@@ -335,10 +335,10 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
         .order_by(e.c.alert_id, e.c.ordinal)
     )
     rows = conn.execute(query).all()
-    items: dict[str, list[Any]] = {}
+    alerts: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row.alert_id not in items:
-            items[row.alert_id] = jsontext.loads(row.payload).get("evidence") or []
+        if row.alert_id not in alerts:
+            alerts[row.alert_id] = jsontext.loads(row.payload)
     return [
         EvidenceRow(
             tenant_id=row.tenant_id,
@@ -350,7 +350,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
             entity_kind=row.entity_kind,
             entity_key=row.entity_key,
             display_name=row.display_name,
-            payload=items[row.alert_id][row.ordinal],
+            payload=evidence_item(alerts[row.alert_id], row.ordinal),
         )
         for row in rows
     ]
