@@ -21,6 +21,7 @@ from xdrsync.models import (
     ProcessEvidence,
     UnknownEvidence,
     UserEvidence,
+    evidence_kind,
     parse_evidence,
     registered_types,
 )
@@ -155,6 +156,24 @@ def test_evidence_without_odata_type_is_unknown() -> None:
     assert evidence.kind == "unknown"
     assert evidence.odata_type is None
     assert evidence.to_graph() == {"verdict": "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("odata_type", "kind"),
+    [
+        ("#microsoft.graph.security.fileHashEvidence", "fileHash"),
+        (" #Microsoft.Graph.Security.FILEHASHEVIDENCE ", "fileHash"),  # found as parsing does
+        ("#microsoft.graph.security.quantumEntanglementEvidence", "quantumEntanglement"),
+        ("", "unknown"),
+        (None, "unknown"),
+        (["#microsoft.graph.security.fileHashEvidence"], "unknown"),  # hostile JSON
+        ({"a": 1}, "unknown"),
+    ],
+)
+def test_evidence_kind_is_the_kind_parsing_gives(odata_type: Any, kind: str) -> None:
+    assert evidence_kind(odata_type) == kind
+    if isinstance(odata_type, str) and odata_type:
+        assert parse_evidence({"@odata.type": odata_type}).kind == kind
 
 
 def test_nested_evidence_takes_the_declared_class_or_a_more_specific_one() -> None:

@@ -42,12 +42,16 @@ def _kind_in(odata_type: str | None) -> str:
     return name or "unknown"
 
 
-@lru_cache(maxsize=_SEEN_LIMIT)  # a handful of types, asked about several times per item
-def evidence_kind(odata_type: str | None) -> str:
+def evidence_kind(odata_type: object) -> str:
     """The short kind of an item with this @odata.type, the one rule for every reader:
     `#microsoft.graph.security.fileHashEvidence` -> `fileHash`. A registered type gives its
     class's kind, however it is spelled (as parsing finds the class); another type, the kind
-    its name spells; none, `unknown`."""
+    its name spells; none (or not a string), `unknown`."""
+    return _kind_of(odata_type) if isinstance(odata_type, str) else "unknown"
+
+
+@lru_cache(maxsize=_SEEN_LIMIT)  # a handful of types, asked about several times per item
+def _kind_of(odata_type: str) -> str:
     found = Evidence._class_for(odata_type)
     return found.KIND if found is not UnknownEvidence else _kind_in(odata_type)
 
