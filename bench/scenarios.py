@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import statistics
@@ -335,4 +336,8 @@ def query_startup(
 
 
 def scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="xdrsync-bench-"))
+    """A folder for this run's workspaces, removed when the process exits (a full run's
+    backfills leave several GB; runs before this one left them behind)."""
+    folder = Path(tempfile.mkdtemp(prefix="xdrsync-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
