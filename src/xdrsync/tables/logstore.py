@@ -71,7 +71,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
 _WRITER_MEMORY: Final = 128 * 2**20  # DuckDB's memory limit while appending (see append_batch)
 #: The columns that hold a whole JSON document per row (an evidence item; an alert's entities
-#: and extended properties): nine tenths of the tables' text. Stored with zstd instead of what
+#: and extended properties): two thirds of the tables' text. Stored with zstd instead of what
 #: DuckDB would pick (dictionary and FSST, whose analysis ran at every checkpoint): on a
 #: 10,000-incident backfill the log file is 66 MiB instead of 246, its appends take a seventh
 #: less CPU, and queries read it as fast (bench/results.md). Tables created before keep theirs.
