@@ -21,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdrsync.models import Alert, Incident
+from xdrsync.models.errors import ModelError
 from xdrsync.models.evidence_enums import EvidenceRole
+from xdrsync.tables.alert_rows import alert_for_rows
 from xdrsync.tables.evidence_columns import evidence_direction, evidence_role
 from xdrsync.tables.schemas import table_schema
 from xdrsync.tables.sentinel import (
@@ -484,6 +486,18 @@ def test_an_evidence_type_in_another_spelling_maps_as_its_model_parses(odata_typ
     assert (host["Type"], host["HostName"]) == ("host", "WS-0142")
     row = alert_evidence_rows(source, time_generated=NOW)[0]
     assert (row["EntityType"], row["DeviceName"]) == ("Machine", "WS-0142.contoso.com")
+
+
+@pytest.mark.parametrize(
+    "evidence", ["not a list", {"@odata.type": "x"}, [{"ok": 1}, "not an object"], [None]]
+)
+def test_evidence_that_is_not_a_list_of_objects_fails_as_the_model_parse_does(
+    evidence: Any,
+) -> None:
+    graph = multistage_incident()["alerts"][0]
+    graph["evidence"] = evidence
+    with pytest.raises(ModelError, match="evidence"):
+        alert_for_rows(graph)
 
 
 def _without_evidence(graph: dict[str, Any]) -> Alert:

@@ -80,8 +80,11 @@ def evidence_json(alert: Alert, given: EvidenceJson | None = None) -> EvidenceJs
 def alert_for_rows(payload: Mapping[str, Any]) -> tuple[Alert, EvidenceJson]:
     """An alert version's Graph JSON as the alert tables read it: the alert parsed without
     its evidence, and the evidence as JSON (`payload` is not changed)."""
+    items = payload.get("evidence") or []
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        Alert.from_graph(payload)  # raises the ModelError that names what is wrong
     body = {k: v for k, v in payload.items() if k != "evidence"}
-    return Alert.from_graph(body), payload.get("evidence") or []
+    return Alert.from_graph(body), items
 
 
 def product(alert: Alert) -> Product:
