@@ -79,6 +79,20 @@ def test_rejected_changes_become_dead_letters_and_the_cursor_moves_past_them(hub
     assert hub.dead_letter_counts() == {"rec": 2}
 
 
+def test_a_publish_asked_for_one_batch_delivers_one_and_the_next_goes_on_from_it(
+    hub: Hub,
+) -> None:
+    commit_workload(hub, incidents=2)
+    dest = Recorder()
+    runner = DestinationRunner(hub, dest, batch_size=4)
+    assert runner.publish(batches=1) == 4
+    assert dest.got == [1, 2, 3, 4]
+    assert hub.get_cursor("rec") == 4
+    assert runner.publish(batches=2) == 8
+    assert runner.publish() == hub.max_seq() - 12
+    assert dest.got == list(range(1, hub.max_seq() + 1))
+
+
 def test_only_the_destinations_tenants_are_delivered_but_the_cursor_covers_all(hub: Hub) -> None:
     commit_workload(hub, incidents=2)
     dest = Recorder(tenants={TENANT_B})

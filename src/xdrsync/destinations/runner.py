@@ -71,18 +71,21 @@ class DestinationRunner:
             self._position = own if own is not None else self.hub.get_cursor(self.name)
         return self._position
 
-    def publish(self, *, force: bool = False, deadline: float | None = None) -> int:
+    def publish(
+        self, *, force: bool = False, deadline: float | None = None, batches: int | None = None
+    ) -> int:
         """Deliver everything after the position (no new batch after ``deadline``, a
-        monotonic time); returns how many changes were acknowledged. A failure is recorded,
-        backed off from (unless ``force``) and raised."""
+        monotonic time, nor after ``batches`` of them); returns how many changes were
+        acknowledged. A failure is recorded, backed off from (unless ``force``) and raised."""
         with self._lock:
             if not force and self._monotonic() < self._retry_at:
                 return 0
-            done = 0
+            done = count = 0
             try:
                 while (
                     not self.halt.is_set()
                     and (deadline is None or self._monotonic() < deadline)
+                    and (batches is None or count < batches)
                     and (changes := self.hub.changes_after(self.position(), self.batch_size))
                 ):
                     wanted = [c for c in changes if self.destination.accepts(c)]
@@ -96,6 +99,7 @@ class DestinationRunner:
                     self.hub.record_delivery(self.name, changes[-1].seq, dead)
                     self._position = changes[-1].seq
                     done += len(changes)
+                    count += 1
                     if self._failures:  # progress: the next failure starts the backoff anew
                         log.info("destination recovered", destination=self.name)
                         self._failures = 0
