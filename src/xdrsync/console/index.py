@@ -111,8 +111,9 @@ class _Parts:
 class QueueIndex:
     """Keeps ``queue_entry`` in step with the hub (a destination; see the module's notes)."""
 
-    #: Changes per delivery: a few bulk queries and one short write each. Replaying a
-    #: 4,000-incident backfill: 1.8 CPU-s in batches of 500, 1.4 in 1,500, 1.35 in 3,000.
+    #: Changes per delivery at most (a backlog: a restart, a replay): a few bulk queries and
+    #: one short write each. Replaying a 4,000-incident backfill's changes took 1.8 CPU-s in
+    #: batches of 500, 1.4 in 1,500 and 1.35 in 3,000.
     batch_size = 1500
 
     def __init__(

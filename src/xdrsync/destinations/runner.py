@@ -31,8 +31,8 @@ RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 300.0
 #: An operator must act on a ConfigError (a role, a permission): no point asking every second.
 CONFIG_RETRY_SECONDS = 60.0
-#: A flow of changes is delivered in whole batches: what is pending goes once a batch is, or
-#: once this long has passed since the last delivery (``DestinationRunner.publish_whole``).
+#: The log tables' worker delivers a flow in whole batches: what is pending goes once a batch
+#: is, or once this long has passed since its last delivery (``publish_whole``).
 GATHER_SECONDS = 1.0
 
 
@@ -126,11 +126,12 @@ class DestinationRunner:
         pending once ``GATHER_SECONDS`` have passed since the last delivery (at once when
         nothing was delivered for that long, so a quiet flow waits for nothing).
 
-        Woken at every commit of a backfill, a runner took the few hundred changes each page
-        brings, and every batch has costs of its own: the log tables' DuckDB transaction and
-        checkpoint, the queue index's bulk queries. Replaying a 4,000-incident backfill, the
-        log tables took 12.2 CPU-s in batches of 400 and 8.4 in batches of 3,000; the queue
-        index 1.8 in batches of 500 and 1.4 in batches of 1,500."""
+        The log tables' worker delivers so: woken at every commit of a backfill, it took the
+        few hundred changes each page brings, and every batch costs a DuckDB transaction and
+        a checkpoint besides its rows. Replaying a 4,000-incident backfill into an empty log
+        file took 12.2 CPU-s in batches of 400 and 8.4 in batches of 3,000. The threads
+        deliver at every wake instead: the console's queue is read straight after a sync
+        cycle, and a second's lag behind the hub showed there."""
         done = 0
         while not self.halt.is_set():
             now = self._monotonic()
@@ -214,7 +215,7 @@ class Fanout:
 
         def run() -> object:
             try:
-                return self._offloaded(runner) if offloaded else runner.publish_whole()
+                return self._offloaded(runner) if offloaded else runner.publish()
             except Exception:  # recorded and backed off by the runner; the thread goes on
                 return 0
 
