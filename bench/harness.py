@@ -121,7 +121,7 @@ def run_xdrsync(*args: str, timeout: float = 3600, source: Path | None = None) -
         f"    open({str(report)!r}, 'w').write(f'{{use.ru_maxrss}} {{cpu}} {{kids.ru_maxrss}}')\n"
         "atexit.register(_report)\n"
         f"sys.argv = ['xdrsync', *{list(args)!r}]\n"
-        "from xdrsync.cli import main\nmain()\n"
+        "import runpy\nrunpy.run_module('xdrsync', run_name='__main__')\n"
     )
     started = time.perf_counter()
     done = subprocess.run(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from xdrsync.cli import main
+from xdrsync.entry import main
 
 main()

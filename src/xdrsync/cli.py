@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from xdrsync import __version__
-from xdrsync.errors import ConfigError, XdrSyncError
+from xdrsync.errors import XdrSyncError
 from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
+from xdrsync.terminal import console, err_console, print_error, report_failure
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
@@ -58,12 +58,9 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="Config file (default ./xdrsync.toml or $XDRSYNC_CONFIG)."),
 ]
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    print_error(message)
     return typer.Exit(code)
 
 
@@ -227,14 +224,10 @@ def _load(config_file: Path | None) -> Config:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Every expected failure becomes one clear line and a non-zero exit code."""
-    from xdrsync.logs import scrub
-
     try:
         yield
-    except ConfigError as bad:
-        raise _fail(scrub(str(bad)), 2) from None
     except XdrSyncError as bad:
-        raise _fail(scrub(str(bad)), 1) from None
+        raise typer.Exit(report_failure(bad)) from None
 
 
 @contextmanager
@@ -594,20 +587,15 @@ def query_command(
     output: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Run KQL over SecurityIncident, SecurityAlert, AlertEvidence and AlertInfo."""
-    from xdrsync.layout import LOG_FILE, make_private
-    from xdrsync.tables.logstore import LogStore
-    from xdrsync.tables.output import format_result
+    # `xdrsync query` usually runs in `cli_query.quick` without reaching this command: here
+    # come the arguments and configs it leaves to typer and pydantic (their help and errors).
+    from xdrsync.cli_query import run_query
 
     if output not in ("table", "json", "csv"):
         raise _fail("--format must be table, json or csv")
     with _errors():
         config = _load(config_file)
-        make_private(config.workspace.path)  # the query may create the log file
-        store = LogStore(config.workspace.path / LOG_FILE, limits=config.query)
-        result = store.query(kql)
-        typer.echo(format_result(result, output), nl=False)  # type: ignore[arg-type]
-        if result.truncation_note and output != "table":  # the table says it under its rows
-            err_console.print(f"[yellow]warning:[/yellow] {result.truncation_note}")
+        run_query(config.workspace.path, config.query, kql, output)  # type: ignore[arg-type]
 
 
 @incidents_app.command("list")
@@ -964,13 +952,6 @@ def demo_command(
 from xdrsync.cli_init import init_command  # noqa: E402 - registered beside the others
 
 app.command("init")(init_command)
-
-
-def main() -> None:
-    from xdrsync import collector
-
-    collector.tune()
-    app()
 
 
 # -- console users and tokens -----------------------------------------------------------------

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self
@@ -22,11 +20,19 @@ from pydantic import (
     model_validator,
 )
 
+from xdrsync.configfile import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_WORKSPACE,
+    config_path,
+    one_line,
+    read_config_file,
+    resolve_path,
+    resolve_secret,
+)
 from xdrsync.errors import ConfigError
 from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 
-DEFAULT_CONFIG_FILE = Path("xdrsync.toml")
-CONFIG_ENV = "XDRSYNC_CONFIG"
 GRAPH_URL = "https://graph.microsoft.com"
 AUTHORITY_URL = "https://login.microsoftonline.com"
 ARM_URL = "https://management.azure.com"
@@ -75,40 +81,6 @@ def check_service_url(value: str, setting: str) -> str:
     return url
 
 
-def resolve_secret(value: str, base_dir: Path | None) -> str:
-    """``env:NAME`` or ``file:PATH`` → the secret; anything else is taken literally.
-
-    Errors name the variable or the file, never a value.
-    """
-    if value.startswith("env:"):
-        name = value[4:].strip()
-        if not name:
-            raise ValueError("'env:' needs a variable name, e.g. env:CONTOSO_CLIENT_SECRET")
-        found = os.environ.get(name, "")
-        if not found:
-            raise ValueError(f"environment variable {name} is not set")
-        return found
-    if value.startswith("file:"):
-        path = _resolve_path(Path(value[5:].strip()), base_dir)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as problem:
-            reason = getattr(problem, "strerror", None) or type(problem).__name__
-            raise ValueError(f"cannot read secret file {path}: {reason}") from None
-        secret = text.strip()  # editors and `echo` add a trailing newline
-        if not secret:
-            raise ValueError(f"secret file {path} is empty")
-        return secret
-    return value
-
-
-def _resolve_path(path: Path, base_dir: Path | None) -> Path:
-    path = path.expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        return base_dir / path
-    return path
-
-
 def _base_dir(info: ValidationInfo) -> Path | None:
     context = info.context if isinstance(info.context, Mapping) else {}
     base = context.get("base_dir")
@@ -126,14 +98,14 @@ class WorkspaceConfig(_Frozen):
     """Where the embedded stores live, or the database URL of a shared hub."""
 
     # Relative paths are taken from the config file's folder, as every other path here.
-    path: Path = Field(default=Path("./xdrsync-data"), validate_default=True)
+    path: Path = Field(default=DEFAULT_WORKSPACE, validate_default=True)
     # May hold a database password, hence secret; `env:`/`file:` references work here too.
     database_url: SecretStr | None = None
 
     @field_validator("path", mode="after")
     @classmethod
     def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        return _resolve_path(value, _base_dir(info))
+        return resolve_path(value, _base_dir(info))
 
     @field_validator("database_url", mode="before")
     @classmethod
@@ -193,7 +165,7 @@ class AppCredentials(_Frozen):
     def _certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
-        path = _resolve_path(value, _base_dir(info))
+        path = resolve_path(value, _base_dir(info))
         try:
             pem = path.read_bytes()
         except OSError as problem:
@@ -212,7 +184,7 @@ class AppCredentials(_Frozen):
     def _ca_bundle(cls, value: bool | str, info: ValidationInfo) -> bool | str:
         if isinstance(value, bool):
             return value
-        path = _resolve_path(Path(value), _base_dir(info))
+        path = resolve_path(Path(value), _base_dir(info))
         if not path.exists():
             raise ValueError(f"CA bundle {path} does not exist (or use true/false)")
         return str(path)
@@ -523,7 +495,7 @@ class Config(_Frozen):
         base_url: str,
         tenants: Iterable[EmulatorTenant | tuple[str, str, str] | tuple[str, str, str, str]],
         *,
-        workspace_path: Path | str = Path("./xdrsync-data"),
+        workspace_path: Path | str = DEFAULT_WORKSPACE,
         sync: SyncConfig | None = None,
         console: ConsoleConfig | None = None,
         rate_limit_per_minute: int = 120,
@@ -570,30 +542,10 @@ class Config(_Frozen):
 # -- loading --------------------------------------------------------------------------------
 
 
-def config_path(path: Path | None = None) -> Path:
-    """The file to read: ``path``, else ``$XDRSYNC_CONFIG``, else ``./xdrsync.toml``."""
-    if path is not None:
-        return path
-    from_env = os.environ.get(CONFIG_ENV, "").strip()
-    return Path(from_env) if from_env else DEFAULT_CONFIG_FILE
-
-
 def load_config(path: Path | None = None) -> Config:
     """Read and validate the config file; any problem is one ``ConfigError`` line."""
     file = config_path(path)
-    problem: str | None = None
-    data: dict[str, Any] = {}
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problem = f"config file not found (pass --config FILE or set {CONFIG_ENV})"
-    except (OSError, UnicodeDecodeError) as error:
-        problem = f"cannot read config file: {getattr(error, 'strerror', None) or error}"
-    except tomllib.TOMLDecodeError as error:
-        problem = f"invalid TOML: {error}"
-    if problem is not None:
-        raise ConfigError(f"{file}: {_one_line(problem)}")
-    return parse_config(data, source=file)
+    return parse_config(read_config_file(file), source=file)
 
 
 def parse_config(
@@ -620,7 +572,7 @@ def describe_validation_error(error: ValidationError, data: Mapping[str, Any]) -
     for item in error.errors(include_url=False, include_input=False, include_context=False):
         location = _location(item["loc"], data)
         parts.append(f"{location}: {_message(item)}" if location else _message(item))
-    return _one_line("; ".join(parts))
+    return one_line("; ".join(parts))
 
 
 def _location(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> str:
@@ -649,10 +601,6 @@ def _message(item: Mapping[str, Any]) -> str:
         if text.startswith(prefix):
             text = text[len(prefix) :]
     return text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 __all__ = [
