@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,30 @@ def test_the_arguments_it_takes(
     args: list[str], parsed: tuple[str, Path | None, str] | None
 ) -> None:
     assert _parse(args) == parsed
+
+
+#: Minutes of work for DuckDB (10^10 joined rows), well inside the default 30 s time limit
+#: when interrupted after a few seconds.
+_LONG = (
+    "range x from 1 to 1000000 step 1 | extend k = x % 100 "
+    "| join kind=inner (range z from 1 to 1000000 step 1 | extend k = z % 100) on k "
+    "| summarize count()"
+)
+
+
+@pytest.mark.parametrize("script", [_MAIN, _TYPER], ids=["short path", "typer"])
+def test_ctrl_c_stops_a_long_query_without_a_traceback(
+    config: Path, tmp_path: Path, script: str
+) -> None:
+    started = subprocess.Popen(
+        [PYTHON, "-c", script, "query", "--config", str(config), _LONG],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PROBE": str(tmp_path / "typer-loaded")},
+    )
+    time.sleep(3)  # the query runs by then (it starts in a fraction of a second)
+    started.send_signal(signal.SIGINT)
+    out, err = started.communicate(timeout=60)
+    assert started.returncode == 130, err
+    assert "Traceback" not in err and not out

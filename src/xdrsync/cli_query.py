@@ -60,6 +60,8 @@ def quick(args: Sequence[str]) -> int | None:
         run_query(config.workspace, QueryLimits(**config.query), kql, output)
     except XdrSyncError as failure:
         return report_failure(failure)
+    except KeyboardInterrupt:  # Ctrl-C: the typer command's exit, without a traceback
+        return 130
     return 0
 
 

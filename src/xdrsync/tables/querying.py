@@ -255,6 +255,10 @@ def fetch(
             rows = cursor.fetchmany(limits.max_rows + 1)
         except duckdb.Error as exc:
             raise _engine_error(exc, watchdog.fired, limits, tables, query.rewritten) from exc
+        except RuntimeError as exc:  # Ctrl-C: DuckDB stops the query and raises this instead
+            if str(exc) == "Query interrupted":
+                raise KeyboardInterrupt from None
+            raise
     truncated = len(rows) > limits.max_rows
     return Fetched(description=description, rows=rows[: limits.max_rows], truncated=truncated)
 
