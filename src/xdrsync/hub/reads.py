@@ -82,7 +82,8 @@ def _members(
         for part in chunks(ids):
             where = and_(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
             rows.extend(conn.execute(select(*wanted).where(where)))
-        for part in chunks(sorted(listed_by)):
+        # Listed alerts mostly point at their incident too: only the others are read again.
+        for part in chunks(sorted(listed_by.keys() - {row.id for row in rows})):
             where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
             rows.extend(conn.execute(select(*wanted).where(where)))
         for row in rows:
