@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from xdrsync.destinations.status import DestinationStatus
 from xdrsync.hub import Hub, IncidentSummary
 from xdrsync.hub.records import DeadLetterRow, OutboxRow
-from xdrsync.models import Incident
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
+
+if TYPE_CHECKING:
+    from xdrsync.models import Incident
 
 
 def _age(moment: datetime | None, now: datetime) -> str:

@@ -30,7 +30,7 @@ from xdrsync.console.index import compute_rows
 from xdrsync.console.queue import QueueItem, iso, item_from_row, workspace_id
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
-from xdrsync.hub.apply import chunks
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.outbox import _row as outbox_row
 from xdrsync.hub.payload import (
     datetime_from_ticks,

@@ -45,7 +45,7 @@ from xdrsync import jsontext
 from xdrsync.destinations.base import Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.hub import schema as s
-from xdrsync.hub.apply import chunks
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.payload import datetime_from_ticks
 from xdrsync.hub.reads import _members
 from xdrsync.hub.state import advance_cursor

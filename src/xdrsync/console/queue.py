@@ -42,7 +42,7 @@ from xdrsync import jsontext
 from xdrsync.console.index import decode_list, like_escape, member_pattern
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
-from xdrsync.hub.apply import chunks
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.outbox import _row as outbox_row
 from xdrsync.hub.payload import enum_text, version_text
 from xdrsync.hub.records import OutboxRow

@@ -8,7 +8,7 @@ incidents with their alerts and evidence costs a fixed, small number of round tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -19,6 +19,7 @@ from xdrsync.hub import schema as s
 from xdrsync.hub.audit import write_decisions, write_quarantine, write_summary
 from xdrsync.hub.bulk import insert_rows
 from xdrsync.hub.candidates import Candidate, batch_candidates
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.guard import CHANGES, RECORDED, Verdict, Version, decide, needs_history
 from xdrsync.hub.records import (
     ApplyResult,
@@ -28,13 +29,6 @@ from xdrsync.hub.records import (
     Quarantined,
 )
 from xdrsync.hub.state import clear_error_and_save, lock_and_read_counter, write_counter
-
-CHUNK: Final = 400  # bound parameters per IN list, well under every engine's limit
-
-
-def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass

@@ -1,15 +1,19 @@
-"""Read queries for the CLI, console and destinations: all tenant-aware and index-backed."""
+"""Read queries for the CLI, console and destinations: all tenant-aware and index-backed.
+
+The models (pydantic, about 0.2 s to load) are imported by the reads that return them, so a
+command that lists or counts (`xdrsync incidents list`, `state show`) does without them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, union_all
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
-from xdrsync.hub.apply import chunks
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.payload import datetime_from_ticks, enum_text, evidence_item, version_text
 from xdrsync.hub.records import (
     ChangeRow,
@@ -19,7 +23,9 @@ from xdrsync.hub.records import (
     IncidentSummary,
     VersionRow,
 )
-from xdrsync.models import Alert, Incident, IncidentStatus
+
+if TYPE_CHECKING:
+    from xdrsync.models import Alert, Incident
 
 MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt cycle
 
@@ -108,6 +114,8 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
     ).scalar_one_or_none()
     if text is None:
         return None
+    from xdrsync.models import Incident
+
     payload = jsontext.loads(text)
     rows = _members(conn, [(tenant_id, incident_id)], s.alert.c.payload)
     payload["alerts"] = [jsontext.loads(row.payload) for row in rows[(tenant_id, incident_id)]]
@@ -118,14 +126,19 @@ def current_alerts(
     conn: Connection,
     keys: Sequence[tuple[str, str]],
     known: Mapping[int, Alert],
-    parse: Callable[[Mapping[str, Any]], Alert] = Alert.from_graph,
+    parse: Callable[[Mapping[str, Any]], Alert] | None = None,
 ) -> dict[tuple[str, str], list[Alert]]:
     """The alerts each (tenant, incident) has now (`_members`), in ``get_incident``'s order.
 
     ``known`` maps change seqs to alerts the caller has already parsed; an alert whose
     current version has one of those seqs is taken from it instead of parsed again. The
-    others' stored payloads (JSON values) become alerts through ``parse``.
+    others' stored payloads (JSON values) become alerts through ``parse`` (by default
+    ``Alert.from_graph``).
     """
+    if parse is None:
+        from xdrsync.models import Alert
+
+        parse = Alert.from_graph
     a = s.alert
     members = _members(conn, keys, a.c.seq)
     missing: dict[str, set[str]] = {}  # tenant -> ids of alerts the caller has not parsed
@@ -151,6 +164,8 @@ def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
     text = conn.execute(
         select(s.alert.c.payload).where(s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id)
     ).scalar_one_or_none()
+    from xdrsync.models import Alert
+
     return Alert.from_graph(jsontext.loads(text)) if text is not None else None
 
 
@@ -165,6 +180,8 @@ def list_incidents(
         query = query.where(t.c.tenant_id == tenant_id)
     if status is not None:
         # Stored statuses are canonical ("inProgress"); accept any spelling Graph accepts.
+        from xdrsync.models import IncidentStatus
+
         wanted = IncidentStatus(status) if isinstance(status, str) else status
         query = query.where(t.c.status == enum_text(wanted))
     rows = conn.execute(query).all()

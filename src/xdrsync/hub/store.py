@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
 from xdrsync.hub import destinations, outbox, reads, status
-from xdrsync.hub.apply import apply_batch, prepare_batch
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
     ApplyResult,
@@ -38,7 +37,9 @@ from xdrsync.hub.records import (
     Written,
 )
 from xdrsync.hub.state import advance_cursor, clear_error_and_save, save_error
-from xdrsync.models import Alert, Incident
+
+if TYPE_CHECKING:
+    from xdrsync.models import Alert, Incident
 
 Clock = Callable[[], datetime]
 
@@ -106,6 +107,8 @@ class Hub:
 
     def commit_batch(self, batch: InboundBatch) -> ApplyResult:
         """Apply one page in one transaction: data, history, change log, state and audit."""
+        from xdrsync.hub.apply import apply_batch, prepare_batch  # the write path, when it writes
+
         prepared = prepare_batch(batch)
         with self._write() as conn:
             return apply_batch(conn, prepared, self._clock())
@@ -142,11 +145,11 @@ class Hub:
         self,
         keys: Sequence[tuple[str, str]],
         known: Mapping[int, Alert] | None = None,
-        parse: Callable[[Mapping[str, Any]], Alert] = Alert.from_graph,
+        parse: Callable[[Mapping[str, Any]], Alert] | None = None,
     ) -> dict[tuple[str, str], list[Alert]]:
         """The current alerts of many (tenant, incident) keys in one read; alerts whose
         current version's change seq is in ``known`` are reused rather than parsed again,
-        the others are parsed from their stored JSON by ``parse``."""
+        the others are parsed from their stored JSON by ``parse`` (``Alert.from_graph``)."""
         with self._read() as conn:
             return reads.current_alerts(conn, keys, known or {}, parse)
 
