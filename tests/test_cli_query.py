@@ -166,3 +166,10 @@ def test_ctrl_c_stops_a_long_query_without_a_traceback(
     out, err = started.communicate(timeout=60)
     assert started.returncode == 130, err
     assert "Traceback" not in err and not out
+
+
+def test_an_error_shows_brackets_as_written(tmp_path: Path) -> None:
+    # Rich reads "[red]" as a style: an error line echoing a path or a query must not.
+    missing = tmp_path / "[red]conf[/red].toml"
+    code, _, err = run(_MAIN, ["--config", str(missing), "print 1"], tmp_path / "probe")
+    assert code == 2 and f"{missing}: config file not found" in err

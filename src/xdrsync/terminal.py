@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from xdrsync.errors import ConfigError, XdrSyncError
 
@@ -11,7 +12,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_error(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}")
+    """``error: message``; brackets in ``message`` (a path, a query) are shown, not styled."""
+    err_console.print(f"[red]error:[/red] {escape(message)}")
 
 
 def report_failure(error: XdrSyncError) -> int:
