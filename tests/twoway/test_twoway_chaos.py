@@ -528,7 +528,10 @@ def test_pusher_killed_at_both_crash_points_loses_and_repeats_nothing(
         posts = stats["by_route"].get(COMMENT_ROUTE, 0)
         assert app_comments == len(comments)
         assert watch.applied["comment"] == len(comments)
-        assert posts - watch.refused[COMMENT_ROUTE] == len(comments), (posts, watch.refused)
+        # A POST cut off by a kill of `xdrsync run` can reach the gate (counted) and not
+        # Defender, and is then sent again: at most one such POST per kill of the service.
+        sent = posts - watch.refused[COMMENT_ROUTE]
+        assert len(comments) <= sent <= len(comments) + kills["run"], (posts, watch.refused)
 
         # The workspace holds Defender's truth: field by field, then in full.
         for incident in truth:
