@@ -6,28 +6,32 @@ the account running xdrsync. Its folder is 0700 and its files 0600, tightened on
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from xdrsync.config import Config
 from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
-from xdrsync.destinations.worker import TablesWorker, WorkerSettings
+from xdrsync.destinations.worker import TablesWorker, WorkerSettings, queue_index_report
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
 from xdrsync.hub.database import in_memory
-from xdrsync.layout import LOG_FILE, TABLES_DESTINATION, make_private
+from xdrsync.layout import LOG_FILE, QUEUE_DESTINATION, TABLES_DESTINATION, make_private
 from xdrsync.logs import configured
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
 from xdrsync.twoway import access
 from xdrsync.twoway.pusher import Pusher, PushTarget
+
+if TYPE_CHECKING:
+    from xdrsync.console.index import QueueIndex
 
 log = structlog.get_logger(__name__)
 
@@ -85,20 +89,22 @@ class Workspace:
             from xdrsync.destinations.base import Destination
             from xdrsync.destinations.factory import build_destination
 
+            index = QueueIndex(self.hub)
             destinations: list[Destination] = [
                 LogTables(self.hub, self.logs),
-                QueueIndex(self.hub),  # the console's queue index, right after the tables
+                index,  # the console's queue index, right after the tables
                 *(build_destination(d, self.config, self.hub) for d in self.config.destinations),
             ]
             self._fanout = Fanout(
                 [DestinationRunner(self.hub, d, batch_size=d.batch_size) for d in destinations],
-                offload=self._tables_offload(),
+                offload=self._tables_offload(index),
             )
         return self._fanout
 
-    def _tables_offload(self) -> Offload | None:
+    def _tables_offload(self, index: QueueIndex) -> Offload | None:
         """A large backlog of the log tables goes to a worker process (``destinations.worker``),
-        unless the hub lives in this process's memory, where no other process can read it."""
+        unless the hub lives in this process's memory, where no other process can read it.
+        The worker keeps the console's queue ``index`` meanwhile (see ``Offload``)."""
         url = configured_url(self.config.workspace)
         if in_memory(url):
             return None
@@ -110,8 +116,22 @@ class Workspace:
             batch_size=LogTables.batch_size,
             log_level=level,
             log_json=json,
+            queue_index=True,
         )
-        return Offload(TABLES_DESTINATION, lambda: TablesWorker(settings, log_stream=stream))
+
+        def spawn() -> TablesWorker:
+            listed = tuple(index.listed_elsewhere())
+            return TablesWorker(replace(settings, listed_elsewhere=listed), log_stream=stream)
+
+        def handed_back(report: Mapping[str, Any]) -> None:
+            index.remember_listed(queue_index_report(report)[1])
+
+        return Offload(
+            TABLES_DESTINATION,
+            spawn,
+            companion=QUEUE_DESTINATION,
+            handed_back=handed_back,
+        )
 
     def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:
         """For each destination with ``two_way = true``: (name, poll, seconds) — reading it

@@ -9,16 +9,18 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 import duckdb
 import pytest
-from workload import commit_workload
+from sqlalchemy import select
+from workload import TENANT_A, TENANT_B, alert_json, commit_workload, incident_json
 
 from xdrsync.config import QueryConfig
+from xdrsync.console.index import QueueIndex
 from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
 from xdrsync.destinations.worker import (
@@ -27,9 +29,12 @@ from xdrsync.destinations.worker import (
     Flow,
     TablesWorker,
     WorkerSettings,
+    queue_index_report,
 )
-from xdrsync.hub import Hub, default_url
-from xdrsync.layout import TABLES_DESTINATION
+from xdrsync.hub import Hub, InboundBatch, default_url
+from xdrsync.hub.schema import queue_entry
+from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
+from xdrsync.models import Incident
 from xdrsync.tables.logstore import LogStore
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux processes")
@@ -259,3 +264,92 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in ("Z", "X")  # a zombie has exited (nobody reaped it yet)
+
+
+def _with_queue_index(
+    hub: Hub, tmp_path: Path, spawned: list[Worker], listed: tuple[tuple[str, str, str], ...]
+) -> tuple[Fanout, DestinationRunner, QueueIndex, list[Mapping[str, object]]]:
+    """The tables and the console's queue index, the worker keeping both (as `Workspace`)."""
+    index = QueueIndex(hub)
+    reports: list[Mapping[str, object]] = []
+    settings = replace(_settings(tmp_path), queue_index=True, listed_elsewhere=listed)
+
+    def spawn() -> Worker:
+        worker = Worker(settings)
+        spawned.append(worker)
+        return worker
+
+    def handed_back(report: Mapping[str, object]) -> None:
+        reports.append(report)
+        index.remember_listed(queue_index_report(report)[1])
+
+    store = LogStore(tmp_path / "logs.duckdb")
+    queue = DestinationRunner(hub, index, batch_size=index.batch_size)
+    offload = Offload(
+        TABLES_DESTINATION, spawn, flow=300, companion=QUEUE_DESTINATION, handed_back=handed_back
+    )
+    runners = [DestinationRunner(hub, LogTables(hub, store), batch_size=BATCH), queue]
+    return Fanout(runners, interval=0.1, offload=offload), queue, index, reports
+
+
+def _commit_more(hub: Hub, first: int, count: int) -> None:
+    """``count`` new incidents per tenant (ids from ``first``), two alerts each."""
+    for tenant in (TENANT_A, TENANT_B):
+        batch = []
+        for n in range(first, first + count):
+            alerts = [alert_json(tenant, f"more{n}-{k}", str(n), n % 500) for k in (1, 2)]
+            batch.append(
+                Incident.from_graph(incident_json(tenant, str(n), n % 500, "active", alerts))
+            )
+        hub.commit_batch(InboundBatch(tenant_id=tenant, stream="incidents", incidents=batch))
+
+
+def _idle(hub: Hub, runner: DestinationRunner) -> int:
+    """What ``runner`` has delivered once the console's cursor is at the end and its thread's
+    pass is over (a pass counts its changes when it ends)."""
+    _until(lambda: hub.get_cursor(QUEUE_DESTINATION) == hub.max_seq())
+    time.sleep(0.5)
+    return runner.delivered
+
+
+def test_the_worker_keeps_the_console_queue_index_while_it_lives(hub: Hub, tmp_path: Path) -> None:
+    commit_workload(hub, incidents=300)  # about 2,700 changes: a worker is started
+    spawned: list[Worker] = []
+    # An alert remembered as listed under another incident goes to the worker and back.
+    listed = (("tenant-x", "alert-1", "incident-9"),)
+    fanout, queue, index, reports = _with_queue_index(hub, tmp_path, spawned, listed)
+    fanout.start()
+    _until(lambda: bool(spawned))
+    before = _idle(hub, queue)  # the thread may have taken the first backlog
+    _commit_more(hub, 1000, 300)  # 1,800 more while the worker lives
+    assert _idle(hub, queue) == before  # the worker kept the index: the thread rested
+    assert spawned[0].running()
+    fanout.stop()
+    fanout.publish()
+    assert len(spawned) == 1 and spawned[0].returncode == 0
+    delivered, back = queue_index_report(reports[0])
+    assert delivered >= 1800 and listed[0] in back
+    assert queue.delivered == before + delivered  # its count, handed to the runner
+    assert hub.get_cursor(QUEUE_DESTINATION) == hub.max_seq()
+    incidents = {(c.tenant_id, c.entity_id) for c in hub.changes_after(0, 100_000)}
+    with hub.reading() as conn:
+        rows = conn.execute(select(queue_entry.c.tenant_id, queue_entry.c.incident_id)).all()
+    assert {tuple(r) for r in rows} == {k for k in incidents if not k[1].startswith(("da", "more"))}
+    assert listed[0] in index.listed_elsewhere()
+    assert _seqs(tmp_path) == _expected(hub)  # the tables as before, each change once
+
+
+def test_the_queue_index_thread_takes_over_when_the_worker_leaves(hub: Hub, tmp_path: Path) -> None:
+    commit_workload(hub, incidents=300)
+    spawned: list[Worker] = []
+    fanout, queue, _, _ = _with_queue_index(hub, tmp_path, spawned, ())
+    fanout.start()
+    _until(lambda: bool(spawned))
+    spawned[0].kill()  # gone without a report: the thread reads the cursor afresh
+    _until(lambda: not spawned[0].running())
+    before = _idle(hub, queue)
+    _commit_more(hub, 1000, 20)  # a trickle after it: the thread delivers it
+    assert _idle(hub, queue) == before + 120
+    fanout.stop()
+    fanout.publish()
+    assert spawned[0].reported == [0]

@@ -215,6 +215,22 @@ class QueueIndex:
             if len(self._listed_elsewhere) < MAX_LISTED_ELSEWHERE:
                 self._listed_elsewhere.setdefault((tenant_id, alert_id), set()).add(incident_id)
 
+    # -- handed between processes (the log tables' worker keeps this index for a while) ------
+
+    def listed_elsewhere(self) -> list[tuple[str, str, str]]:
+        """The alerts remembered as listed under another incident: (tenant, alert, incident)."""
+        with self._lock:
+            return [
+                (tenant_id, alert_id, incident_id)
+                for (tenant_id, alert_id), incidents in self._listed_elsewhere.items()
+                for incident_id in sorted(incidents)
+            ]
+
+    def remember_listed(self, triples: Iterable[tuple[str, str, str]]) -> None:
+        """Remember what another process's index found (``listed_elsewhere``)."""
+        for tenant_id, alert_id, incident_id in triples:
+            self._remember_listed(tenant_id, alert_id, incident_id)
+
 
 # -- computing rows ---------------------------------------------------------------------------
 

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
 from xdrsync.destinations.base import Destination
-from xdrsync.destinations.worker import FLOW, FLOW_SECONDS, RESPAWN_SECONDS, TablesWorker
+from xdrsync.destinations.worker import (
+    FLOW,
+    FLOW_SECONDS,
+    RESPAWN_SECONDS,
+    TablesWorker,
+    queue_index_report,
+)
 from xdrsync.errors import ConfigError, ThrottledError
 from xdrsync.hub import Hub
 from xdrsync.logs import clean
@@ -177,12 +184,20 @@ class DestinationRunner:
 
 @dataclass(frozen=True)
 class Offload:
-    """The runner whose backlogs go to a worker process (``destinations.worker``)."""
+    """The runner whose backlogs go to a worker process (``destinations.worker``).
+
+    ``companion``: a runner whose thread rests while a worker lives, because the worker
+    keeps that destination too: the console's queue index, which on its thread used about
+    6 CPU-s of a 42 s backfill of 10,000 incidents under the sync process's interpreter lock
+    (docs/fanout.md has the measurement). The worker reports what it delivered for it, and
+    ``handed_back`` receives that report (the index's remembered alerts)."""
 
     name: str
     spawn: Callable[[], TablesWorker]
     flow: int = FLOW  # changes pending, or arriving within `seconds`
     seconds: float = FLOW_SECONDS
+    companion: str | None = None
+    handed_back: Callable[[Mapping[str, Any]], None] | None = None
 
 
 class Fanout:
@@ -212,14 +227,26 @@ class Fanout:
 
     def _quiet(self, runner: DestinationRunner) -> Callable[[], object]:
         offloaded = self.offload is not None and runner.name == self.offload.name
+        companion = self.offload is not None and runner.name == self.offload.companion
 
         def run() -> object:
+            if companion and self._worker is not None:
+                return 0  # the worker keeps it until it leaves (`_hand_back`)
             try:
                 return self._offloaded(runner) if offloaded else runner.publish()
             except Exception:  # recorded and backed off by the runner; the thread goes on
                 return 0
 
         return run
+
+    def _hand_back(self, worker: TablesWorker, delivered: int) -> None:
+        """A worker has exited: its runners deliver again from the positions read afresh."""
+        assert self.offload is not None
+        self.runner(self.offload.name).took_over(delivered)
+        if self.offload.companion is not None:
+            self.runner(self.offload.companion).took_over(queue_index_report(worker.report)[0])
+        if self.offload.handed_back is not None:
+            self.offload.handed_back(worker.report)
 
     def _offloaded(self, runner: DestinationRunner) -> int:
         assert self.offload is not None
@@ -229,9 +256,9 @@ class Fanout:
                 if worker.running():
                     worker.wake()
                     return 0
-                self._worker = None
                 delivered = worker.finish()  # it has exited: this collects its count
-                runner.took_over(delivered)
+                self._hand_back(worker, delivered)
+                self._worker = None
                 if not delivered:  # it failed (its error is in the log), or found nothing
                     self._no_worker_until = time.monotonic() + RESPAWN_SECONDS
             # A heavy flow: a backlog of `flow` changes, or changes arriving at that many
@@ -265,7 +292,7 @@ class Fanout:
         delivered = worker.wait(left)
         if delivered is None:
             delivered = worker.finish()
-        self.runner(self.offload.name).took_over(delivered)
+        self._hand_back(worker, delivered)
 
     def start(self) -> Fanout:
         if self.offload is not None:  # the first pass then sees the flow since the start
@@ -324,8 +351,16 @@ class Fanout:
         failed: Callable[[DestinationRunner, Exception], None],
     ) -> int:
         offloaded = self.offload.name if self.offload is not None else None
-        # A worker finishing the tables' backlog goes on meanwhile: the others come first.
-        order = sorted(self.runners, key=lambda r: r.name == offloaded and self._worker is not None)
+        companion = self.offload.companion if self.offload is not None else None
+        # A worker finishing the tables' backlog goes on meanwhile: the others come first,
+        # but the runner it keeps beside the tables only after it has left.
+        order = sorted(
+            self.runners,
+            key=lambda r: (
+                self._worker is not None and r.name in (offloaded, companion),
+                r.name == companion,
+            ),
+        )
         done = 0
         for runner in order:
             try:

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Final
 
@@ -63,6 +64,12 @@ class WorkerSettings:
     batch_size: int
     log_level: str
     log_json: bool
+    #: Also keep the console's queue index (``console.index``) while it runs: its thread in
+    #: the parent holds the interpreter lock the inbound sync needs (see ``Offload``).
+    queue_index: bool = False
+    #: The parent's queue index's alerts listed under another incident, (tenant, alert,
+    #: incident): the worker starts from them and hands its own back in its report.
+    listed_elsewhere: tuple[tuple[str, str, str], ...] = ()
 
 
 class TablesWorker:
@@ -72,6 +79,7 @@ class TablesWorker:
         self.settings = settings
         self.log_stream = log_stream  # where its log lines go: the parent's log (default stderr)
         self.returncode: int | None = None  # once it has exited and been waited for
+        self.report: dict[str, Any] = {}  # its last line, once it has exited
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> TablesWorker:
@@ -109,7 +117,8 @@ class TablesWorker:
         except subprocess.TimeoutExpired:
             return None
         self._process, self.returncode = None, process.returncode
-        return _delivered(out)
+        self.report = _report(out)
+        return _delivered(self.report)
 
     def finish(self, timeout: float = 30.0) -> int:
         """Stop the worker after its current batch and return how many changes it delivered
@@ -126,7 +135,8 @@ class TablesWorker:
             process.communicate()
             out = ""
         self._process, self.returncode = None, process.returncode
-        return _delivered(out)
+        self.report = _report(out)
+        return _delivered(self.report)
 
     def _send(self, line: str) -> None:
         process = self._process
@@ -145,11 +155,31 @@ def _file(stream: IO[str] | None) -> IO[str] | None:
         return None
 
 
-def _delivered(out: str | None) -> int:
+def _report(out: str | None) -> dict[str, Any]:
     try:
-        return int(json.loads((out or "").strip().splitlines()[-1])["delivered"])
-    except (ValueError, KeyError, IndexError, TypeError):
+        found = json.loads((out or "").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _delivered(report: Mapping[str, Any], name: str = "delivered") -> int:
+    try:
+        return int(report[name])
+    except (ValueError, KeyError, TypeError):
         return 0
+
+
+def queue_index_report(report: Mapping[str, Any]) -> tuple[int, list[tuple[str, str, str]]]:
+    """From a worker's report: the changes it delivered to the console's queue index, and the
+    alerts it found listed under another incident."""
+    listed = report.get("listed_elsewhere")
+    triples = [
+        (str(t[0]), str(t[1]), str(t[2]))
+        for t in (listed if isinstance(listed, list) else [])
+        if isinstance(t, list) and len(t) == 3
+    ]
+    return _delivered(report, "queue_index"), triples
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -206,6 +236,7 @@ def serve(stream: IO[str], out: IO[str]) -> int:
 
     from xdrsync import collector
     from xdrsync.config import QueryConfig
+    from xdrsync.console.index import QueueIndex
     from xdrsync.destinations.runner import DestinationRunner
     from xdrsync.destinations.tables import LogTables
     from xdrsync.hub import Hub
@@ -224,10 +255,17 @@ def serve(stream: IO[str], out: IO[str]) -> int:
     hub = Hub.open(init["hub_url"])
     store = LogStore(Path(init["log_path"]), limits=QueryConfig.model_validate(init["query"]))
     runner = DestinationRunner(hub, LogTables(hub, store), batch_size=int(init["batch_size"]))
+    index = QueueIndex(hub) if init.get("queue_index") else None
+    queue: DestinationRunner | None = None
+    if index is not None:
+        index.remember_listed(tuple(t) for t in init.get("listed_elsewhere") or ())
+        queue = DestinationRunner(hub, index, batch_size=index.batch_size)
 
     def halt_on_stop() -> None:  # the parent's stop ends the run after the current batch
         stop.wait()
         runner.halt.set()
+        if queue is not None:
+            queue.halt.set()
 
     threading.Thread(target=halt_on_stop, daemon=True).start()
     flow = Flow(time.monotonic())
@@ -235,19 +273,27 @@ def serve(stream: IO[str], out: IO[str]) -> int:
         while not stop.is_set():
             wake.clear()
             draining = drain.is_set()
+            drained = False
             try:
                 done = runner.publish() if draining else runner.publish_whole()
             except Exception:  # recorded and backed off by the runner, as on a thread
                 done = 0
             else:
-                if draining and not runner.halt.is_set():
-                    break  # to the end of the backlog, as asked
+                drained = draining and not runner.halt.is_set()
+            if queue is not None:  # at every pass, as its thread in the parent did
+                with contextlib.suppress(Exception):  # recorded and backed off likewise
+                    queue.publish()
+            if drained:
+                break  # to the end of the backlog, as asked
             if not flow.still_heavy(done, time.monotonic()):
                 break  # caught up for a while: the thread keeps up from here
             wake.wait(POLL_SECONDS)
     finally:
         hub.close()
-    out.write(json.dumps({"delivered": runner.delivered}) + "\n")
+    report: dict[str, Any] = {"delivered": runner.delivered}
+    if index is not None and queue is not None:
+        report |= {"queue_index": queue.delivered, "listed_elsewhere": index.listed_elsewhere()}
+    out.write(json.dumps(report) + "\n")
     out.flush()
     return 0
 
