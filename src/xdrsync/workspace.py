@@ -6,18 +6,18 @@ the account running xdrsync. Its folder is 0700 and its files 0600, tightened on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from xdrsync.config import Config
 from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
-from xdrsync.destinations.worker import TablesWorker, WorkerSettings, queue_index_report
+from xdrsync.destinations.worker import TablesWorker, WorkerSettings
 from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
@@ -123,14 +123,11 @@ class Workspace:
             listed = tuple(index.listed_elsewhere())
             return TablesWorker(replace(settings, listed_elsewhere=listed), log_stream=stream)
 
-        def handed_back(report: Mapping[str, Any]) -> None:
-            index.remember_listed(queue_index_report(report)[1])
-
         return Offload(
             TABLES_DESTINATION,
             spawn,
             companion=QUEUE_DESTINATION,
-            handed_back=handed_back,
+            handed_back=index.remember_listed,
         )
 
     def readbacks(self) -> list[tuple[str, Callable[[], object], float]]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import IO
@@ -268,10 +268,10 @@ def _alive(pid: int) -> bool:
 
 def _with_queue_index(
     hub: Hub, tmp_path: Path, spawned: list[Worker], listed: tuple[tuple[str, str, str], ...]
-) -> tuple[Fanout, DestinationRunner, QueueIndex, list[Mapping[str, object]]]:
+) -> tuple[Fanout, DestinationRunner, QueueIndex, list[list[tuple[str, str, str]]]]:
     """The tables and the console's queue index, the worker keeping both (as `Workspace`)."""
     index = QueueIndex(hub)
-    reports: list[Mapping[str, object]] = []
+    handed: list[list[tuple[str, str, str]]] = []
     settings = replace(_settings(tmp_path), queue_index=True, listed_elsewhere=listed)
 
     def spawn() -> Worker:
@@ -279,9 +279,9 @@ def _with_queue_index(
         spawned.append(worker)
         return worker
 
-    def handed_back(report: Mapping[str, object]) -> None:
-        reports.append(report)
-        index.remember_listed(queue_index_report(report)[1])
+    def handed_back(listed: list[tuple[str, str, str]]) -> None:
+        handed.append(listed)
+        index.remember_listed(listed)
 
     store = LogStore(tmp_path / "logs.duckdb")
     queue = DestinationRunner(hub, index, batch_size=index.batch_size)
@@ -289,7 +289,7 @@ def _with_queue_index(
         TABLES_DESTINATION, spawn, flow=300, companion=QUEUE_DESTINATION, handed_back=handed_back
     )
     runners = [DestinationRunner(hub, LogTables(hub, store), batch_size=BATCH), queue]
-    return Fanout(runners, interval=0.1, offload=offload), queue, index, reports
+    return Fanout(runners, interval=0.1, offload=offload), queue, index, handed
 
 
 def _commit_more(hub: Hub, first: int, count: int) -> None:
@@ -317,7 +317,7 @@ def test_the_worker_keeps_the_console_queue_index_while_it_lives(hub: Hub, tmp_p
     spawned: list[Worker] = []
     # An alert remembered as listed under another incident goes to the worker and back.
     listed = (("tenant-x", "alert-1", "incident-9"),)
-    fanout, queue, index, reports = _with_queue_index(hub, tmp_path, spawned, listed)
+    fanout, queue, index, handed = _with_queue_index(hub, tmp_path, spawned, listed)
     fanout.start()
     _until(lambda: bool(spawned))
     before = _idle(hub, queue)  # the thread may have taken the first backlog
@@ -327,7 +327,8 @@ def test_the_worker_keeps_the_console_queue_index_while_it_lives(hub: Hub, tmp_p
     fanout.stop()
     fanout.publish()
     assert len(spawned) == 1 and spawned[0].returncode == 0
-    delivered, back = queue_index_report(reports[0])
+    delivered, back = queue_index_report(spawned[0].report)
+    assert handed == [back]  # what the worker reported, given to the parent's index
     assert delivered >= 1800 and listed[0] in back
     assert queue.delivered == before + delivered  # its count, handed to the runner
     assert hub.get_cursor(QUEUE_DESTINATION) == hub.max_seq()

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -190,14 +189,14 @@ class Offload:
     keeps that destination too: the console's queue index, which on its thread used about
     6 CPU-s of a 42 s backfill of 10,000 incidents under the sync process's interpreter lock
     (docs/fanout.md has the measurement). The worker reports what it delivered for it, and
-    ``handed_back`` receives that report (the index's remembered alerts)."""
+    ``handed_back`` receives the alerts it found listed under another incident."""
 
     name: str
     spawn: Callable[[], TablesWorker]
     flow: int = FLOW  # changes pending, or arriving within `seconds`
     seconds: float = FLOW_SECONDS
     companion: str | None = None
-    handed_back: Callable[[Mapping[str, Any]], None] | None = None
+    handed_back: Callable[[list[tuple[str, str, str]]], None] | None = None
 
 
 class Fanout:
@@ -243,10 +242,12 @@ class Fanout:
         """A worker has exited: its runners deliver again from the positions read afresh."""
         assert self.offload is not None
         self.runner(self.offload.name).took_over(delivered)
-        if self.offload.companion is not None:
-            self.runner(self.offload.companion).took_over(queue_index_report(worker.report)[0])
+        if self.offload.companion is None:
+            return
+        kept, listed = queue_index_report(worker.report)
+        self.runner(self.offload.companion).took_over(kept)
         if self.offload.handed_back is not None:
-            self.offload.handed_back(worker.report)
+            self.offload.handed_back(listed)
 
     def _offloaded(self, runner: DestinationRunner) -> int:
         assert self.offload is not None
