@@ -22,6 +22,7 @@ from xdrsync.hub import Hub, default_url
 from xdrsync.hub.database import (
     HEAD_REVISION,
     MIGRATIONS,
+    PAGE_SIZE,
     VERSION_TABLE,
     current_revision,
     head_revision,
@@ -49,6 +50,7 @@ def test_the_migrations_create_exactly_the_schema_the_code_uses(hub: Hub) -> Non
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(hub: Hub) -> None:
     with hub.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA page_size")).scalar() == PAGE_SIZE
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
     assert "tenant_id" in {c["name"] for c in inspect(hub.engine).get_columns("incident")}

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdrsync.errors import RetriableError, XdrSyncError
+from xdrsync.tables import logstore
 from xdrsync.tables.errors import QueryError, StoreBusyError
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES, table_schema
@@ -394,3 +395,40 @@ def test_the_next_writer_removes_what_a_killed_writer_left_and_nothing_of_a_live
     live.write_text("{}\n")
     store.append("SecurityIncident", [{"IncidentNumber": 1}])
     assert sorted(p.name for p in folder.iterdir() if p.suffix == ".ndjson") == [live.name]
+
+
+def _row_groups(store: LogStore, table: str) -> int:
+    con = duckdb.connect(str(store.path), read_only=True)
+    try:
+        info = f"pragma_storage_info('xdrsync_store.\"{table}_rows\"')"
+        return int(con.execute(f"SELECT count(DISTINCT row_group_id) FROM {info}").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def test_a_backlogs_appends_leave_the_row_groups_before_them_and_later_appends_merge_them(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Merging at every append rewrote the table's last row group each time, a cost that grew
+    # with the table: large appends skip it, and the small appends after them catch up.
+    monkeypatch.setattr(logstore, "_MERGE_BELOW_ROWS", 100)
+
+    def append(first: int, count: int) -> None:
+        rows = [{"IncidentNumber": n, "TimeGenerated": NOW} for n in range(first, first + count)]
+        store.append("SecurityIncident", rows)
+
+    append(0, 100)
+    for batch in range(1, 6):
+        append(batch * 100, 100)
+    assert _row_groups(store, "SecurityIncident") == 6  # one per append, none rewritten
+    for n in range(600, 604):
+        append(n, 1)
+    assert _row_groups(store, "SecurityIncident") <= 2
+    found = store.query("SecurityIncident | summarize count(), dcount(IncidentNumber)")
+    assert found.rows == ((604, 604),)
+
+
+def test_small_appends_keep_merging_row_groups(store: LogStore) -> None:
+    for n in range(30):
+        store.append("SecurityIncident", [{"IncidentNumber": n, "TimeGenerated": NOW}])
+    assert _row_groups(store, "SecurityIncident") <= 2

@@ -82,6 +82,15 @@ _DOCUMENT_COLUMNS: Final = frozenset(
         (SECURITY_ALERT, "ExtendedProperties"),
     }
 )
+#: An append of at least this many rows skips DuckDB's merge of small row groups at its
+#: checkpoint; smaller appends merge at most `_MERGE_TASKS` groups of them each. Every
+#: checkpoint merged the row group an append made into the table's last one, so a backlog's
+#: batches rewrote that row group each time (a cost that grew with the table): it was 17 of
+#: the worker's 57 CPU-s in a 20,000-incident backfill, and 2.6 without the merge. The
+#: row groups a backlog leaves (one per batch and table) are merged by the appends after it,
+#: a few at a time so none holds the file long (about 1.5 s each after 20,000 incidents).
+_MERGE_BELOW_ROWS: Final = 10_000
+_MERGE_TASKS: Final = 4
 #: The writer waits at least this long for the file, and always a margin past the query time
 #: limit, so a query stopped at its limit never makes an append give up.
 _MIN_WRITE_WAIT: Final = 30.0
@@ -212,6 +221,9 @@ class LogStore:
             memory = max(_WRITER_MEMORY, 4 * max(size for _, size in inserts))
             with self._connect(read_only=False) as con:
                 con.execute(f"SET memory_limit='{memory // 2**20}MiB'")
+                appended = sum(stage.writer.rows for stage in staged.values())
+                merges = 0 if appended >= _MERGE_BELOW_ROWS else _MERGE_TASKS
+                con.execute(f"SET max_vacuum_tasks = {merges}")
                 self._ensure_schema(con)
                 con.execute("BEGIN TRANSACTION")
                 try:
