@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from xdrsync import collector, entry
 from xdrsync.cli_query import _parse
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
@@ -166,6 +167,21 @@ def test_ctrl_c_stops_a_long_query_without_a_traceback(
     out, err = started.communicate(timeout=60)
     assert started.returncode == 130, err
     assert "Traceback" not in err and not out
+
+
+@pytest.mark.parametrize("argv", [["query", "print 1"], ["state", "show"]])
+def test_ctrl_c_while_the_program_loads_exits_without_a_traceback(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted() -> None:
+        raise KeyboardInterrupt  # as if Ctrl-C came while the modules were being imported
+
+    monkeypatch.setattr(collector, "tune", interrupted)
+    monkeypatch.setattr(sys, "argv", ["xdrsync", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr() == ("", "")
 
 
 def test_an_error_shows_brackets_as_written(tmp_path: Path) -> None:

@@ -590,12 +590,13 @@ def query_command(
     # `xdrsync query` usually runs in `cli_query.quick` without reaching this command: here
     # come the arguments and configs it leaves to typer and pydantic (their help and errors).
     from xdrsync.cli_query import run_query
+    from xdrsync.tables.output import FORMATS
 
-    if output not in ("table", "json", "csv"):
-        raise _fail("--format must be table, json or csv")
+    if output not in FORMATS:
+        raise _fail(f"--format must be {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     with _errors():
         config = _load(config_file)
-        run_query(config.workspace.path, config.query, kql, output)  # type: ignore[arg-type]
+        run_query(config.workspace.path, config.query, kql, output)
 
 
 @incidents_app.command("list")

@@ -7,15 +7,18 @@ import sys
 
 
 def main() -> None:
-    from xdrsync import collector
+    try:
+        from xdrsync import collector
 
-    collector.tune()
-    if sys.argv[1:2] == ["query"]:
-        from xdrsync.cli_query import quick
+        collector.tune()
+        if sys.argv[1:2] == ["query"]:
+            from xdrsync.cli_query import quick
 
-        code = quick(sys.argv[2:])
-        if code is not None:
-            sys.exit(code)
-    from xdrsync.cli import app
+            code = quick(sys.argv[2:])
+            if code is not None:
+                sys.exit(code)
+        from xdrsync.cli import app
 
-    app()
+        app()
+    except KeyboardInterrupt:  # Ctrl-C before a command took charge of it (while importing)
+        sys.exit(130)
