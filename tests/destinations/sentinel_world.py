@@ -205,7 +205,7 @@ def assert_sentinel_matches_defender(
         )
         for incident in defender_truth
     }
-    ids = {incident_name(world.tenant_id, i["id"]): i["id"] for i in defender_truth}
+    truth = {incident_name(world.tenant_id, i["id"]): i for i in defender_truth}
     missing = sorted(expected.keys() - held.keys())
     assert missing == [], f"{len(missing)} Defender incident(s) missing in Sentinel"
     extra = sorted(held.keys() - expected.keys())
@@ -215,13 +215,27 @@ def assert_sentinel_matches_defender(
         props = by_name[name]["properties"]
         shown = {key: props.get(key) for key in COMPARED}
         wanted = {key: desired.properties.get(key) for key in COMPARED}
-        assert shown == wanted, f"incident {ids[name]} ({name}) differs: {shown} != {wanted}"
+        assert shown == wanted, (
+            f"incident {truth[name]['id']} ({name}) differs: {shown} != {wanted}"
+        )
         labels = {label.casefold() for label in label_names(by_name[name])}
         derived = {label.casefold() for label in desired.labels}
         assert derived <= labels, f"incident {name} lacks labels {derived - labels}"
         assert not (desired.retired_labels & labels), f"incident {name} keeps retired labels"
         kept = {label.casefold() for label in (analyst_labels or {}).get(name, set())}
-        assert kept <= labels, f"incident {name} lost the analyst's labels {kept - labels}"
+        assert kept <= labels, (
+            f"incident {truth[name]['id']} ({name}) lost the analyst's labels {kept - labels}; "
+            f"Defender: status {truth[name].get('status')}, tags {truth[name].get('customTags')}"
+            f"; tags in the hub's versions {_tag_history(world, truth[name]['id'])}"
+        )
+
+
+def _tag_history(world: World, incident_id: str) -> list[list[str]]:
+    """The custom tags of each version of an incident the hub holds, oldest first."""
+    return [
+        list(version.payload.get("customTags") or ())
+        for version in world.hub.incident_history(world.tenant_id, incident_id)
+    ]
 
 
 def alert_change_seqs(hub: Hub) -> set[int]:

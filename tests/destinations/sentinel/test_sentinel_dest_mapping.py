@@ -330,6 +330,18 @@ def test_a_tag_removed_in_defender_is_taken_away_and_analysts_labels_stay() -> N
     assert "escalated" in names
 
 
+def test_a_merged_away_incident_keeps_the_tags_defender_moved_to_the_survivor() -> None:
+    # An analyst's Sentinel label went to Defender as a tag; then Defender merged the incident
+    # into another, which empties its tags (they move to the survivor): nobody removed them.
+    before = _desired(_incident(customTags=["vip", "analyst-8"]))
+    current = _sentinel_view(merge(None, before))
+    merged = _incident(customTags=[], status="redirected", redirectIncidentId="42")
+    after = _desired(merged, earlier_tags=["vip", "analyst-8"])
+    names = [label["labelName"] for label in merge(current, after)["labels"]]
+    assert {"vip", "analyst-8", "Redirected"} <= set(names)
+    assert "vip" not in after.retired_labels
+
+
 label_names = st.text(
     alphabet=st.characters(categories=("L", "N", "P", "Zs")), min_size=1, max_size=12
 ).filter(lambda s: s.strip() == s and s != "")
@@ -352,7 +364,7 @@ def test_merge_never_drops_an_analysts_label(
     body = merge(current, desired)
     kept = {label["labelName"].casefold() for label in body["labels"]}
     for name in analyst:
-        if name.casefold() not in desired.retired_labels:
+        if name.casefold() not in desired.retired_labels or status == "redirected":
             assert name.casefold() in kept  # only labels xdrsync itself once set may go
     for name in desired.labels:
         assert name.casefold() in kept

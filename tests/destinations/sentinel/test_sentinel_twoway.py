@@ -4,6 +4,7 @@ yet in Sentinel is never reverted by it."""
 
 from __future__ import annotations
 
+import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,6 +197,53 @@ def test_a_defender_change_not_yet_in_sentinel_is_not_reverted(world: World) -> 
     truth = world.defender_truth(tenant, incident)
     assert truth["status"] == "inProgress" and "phish" in truth["customTags"]
     assert world.sentinel_incident(name)["properties"]["status"] == "Active"
+
+
+def test_a_page_listed_before_our_write_is_not_taken_for_edits(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``xdrsync run`` reads Sentinel back in one thread and delivers in another. A page
+    listed just before a delivery's write must not be judged against the copy that write
+    saved: the difference is our own write, not an analyst's, and taking it for one would
+    revert Defender's tag and take away the analyst's label, in Defender and then Sentinel."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    reply = httpx.post(  # Defender tags the incident; the hub reads it, Sentinel not yet
+        f"{world.defender.base_url}/_emulator/incidents/{incident}",
+        params={"tenant": tenant},
+        json={"customTags": ["Escalated"]},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    for source in world.workspace.sources():
+        sync_tenant(world.workspace.hub, source, inbound_settings(world.config))
+    listed = world.destination.arm.list_page
+    deliveries: list[threading.Thread] = []
+
+    def list_then_write(*args: Any, **kwargs: Any) -> Any:
+        page = listed(*args, **kwargs)  # Sentinel as it is now; then, before it is read:
+        if not deliveries:
+            labels = world.sentinel_incident(name)["properties"]["labels"]
+            world.analyst(name, labels=[*labels, {"labelName": "phish", "labelType": "User"}])
+            delivery = threading.Thread(target=world.workspace.fanout().publish)
+            deliveries.append(delivery)
+            delivery.start()  # the delivery thread writes Defender's tag over the analyst's
+            delivery.join(timeout=2)  # edit (409, read, merge, PUT) if nothing holds it back
+        return page
+
+    monkeypatch.setattr(world.destination.arm, "list_page", list_then_write)
+    world.readback.poll()
+    deliveries[0].join(timeout=60)
+    assert not deliveries[0].is_alive()
+    world.cycle()
+    world.readback.poll()
+    world.cycle()
+    edits = world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident))
+    assert [e for e in edits if e.wanted and e.wanted.get("remove")] == []
+    assert {"Escalated", "phish"} <= set(world.defender_truth(tenant, incident)["customTags"])
+    shown = world.sentinel_incident(name)["properties"]["labels"]
+    assert {"Escalated", "phish"} <= {label["labelName"] for label in shown}
 
 
 def test_only_what_changed_since_our_copy_is_an_edit() -> None:

@@ -11,6 +11,7 @@ become rows (every version, as the log tables keep every version), one upload pe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,10 @@ class SentinelDestination:
         self.comments_rejected = 0
         # Two-way: told of every Sentinel incident read after it changed under us.
         self.on_read: Callable[[str, str, dict[str, Any]], object] | None = None
+        # Held while an incident is written (read, merged, PUT, its copy saved) and while the
+        # two-way reader, in its own thread, lists a page and compares it with the copies: a
+        # page listed before a write must not be compared with the copy that write saved.
+        self.lock = threading.Lock()
 
     @classmethod
     def connect(
@@ -182,6 +187,10 @@ class SentinelDestination:
 
     def _write_incident(self, tenant_id: str, incident_id: str) -> list[str]:
         """Write one incident and its comments; reasons Sentinel refused something, if any."""
+        with self.lock:
+            return self._write_incident_locked(tenant_id, incident_id)
+
+    def _write_incident_locked(self, tenant_id: str, incident_id: str) -> list[str]:
         tenant = self._tenants[tenant_id.lower()]
         incident = self.hub.get_incident(tenant_id, incident_id)
         if incident is None:  # an alert whose incident the hub has not read yet

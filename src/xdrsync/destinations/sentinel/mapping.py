@@ -192,7 +192,9 @@ def desired_incident(
     """The Sentinel incident for this Defender incident (with its current alerts).
 
     ``tenant_id`` is the configured tenant the hub keeps it under (it names the incident);
-    ``earlier_tags`` are custom tags of earlier versions, withdrawn when no longer present.
+    ``earlier_tags`` are custom tags of earlier versions, withdrawn when no longer present;
+    not from a merged-away incident, whose tags Defender moved to the survivor rather than
+    removed (its Sentinel twin keeps them, analysts' labels that became tags among them).
     """
     alerts = incident.alerts
     classification, reason = sentinel_classification(incident)
@@ -213,7 +215,8 @@ def desired_incident(
     }
     labels = incident_labels(incident, tenant_name)
     wanted = {label.casefold() for label in labels}
-    retired = {t.casefold() for t in earlier_tags} | {p.casefold() for p in _PRODUCT_LABELS}
+    earlier = () if incident.is_redirected else earlier_tags
+    retired = {t.casefold() for t in earlier} | {p.casefold() for p in _PRODUCT_LABELS}
     return Desired(
         name=incident_name(tenant_id, incident.id or ""),
         properties=properties,

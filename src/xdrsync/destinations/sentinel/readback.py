@@ -13,7 +13,10 @@ back. Otherwise the fields that differ from the copy are what Sentinel's users c
 they are submitted, so a Defender value Sentinel has not been sent yet is never taken for an
 edit. The edit is queued before the copy moves on, so a crash in between repeats the edit
 (which finds it already queued) rather than losing it. The destination calls the same code
-when a write meets a 409, before it puts Defender's values over the new version.
+when a write meets a 409, before it puts Defender's values over the new version. A page is
+listed and compared under the destination's lock, which every write holds too: a page listed
+before a write is never compared with the copy that write saved (our own write would look
+like an analyst undoing it).
 
 **Comments.** When an incident read back holds more comments (``commentsCount``) than xdrsync
 knows of on it (the ones it mirrored from Defender and the ones it forwarded), its comments are
@@ -205,16 +208,22 @@ class SentinelReadback:
             self.lookback.total_seconds() * TICKS_PER_SECOND
         )
         queued = 0
-        for read in keyset_scan(self._fetch, since):
-            for item in read.page.items:
-                resource = item["resource"]
-                name, etag = resource.get("name"), resource.get("etag")
-                properties = resource.get("properties")
-                if isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict):
-                    queued += self.observe(name, etag, properties)
-            if read.through is not None:
-                watermark = version_text(read.through)
-                self.hub.save_state(self._state_key, STREAM, {"watermark": watermark})
+        # No write may land between listing a page and comparing it with the copies.
+        with self.destination.lock:
+            for read in keyset_scan(self._fetch, since):
+                for item in read.page.items:
+                    resource = item["resource"]
+                    name, etag = resource.get("name"), resource.get("etag")
+                    properties = resource.get("properties")
+                    if (
+                        isinstance(name, str)
+                        and isinstance(etag, str)
+                        and isinstance(properties, dict)
+                    ):
+                        queued += self.observe(name, etag, properties)
+                if read.through is not None:
+                    watermark = version_text(read.through)
+                    self.hub.save_state(self._state_key, STREAM, {"watermark": watermark})
         return queued
 
     def _fetch(self, query: PageQuery) -> _Page:
