@@ -211,20 +211,18 @@ class SentinelReadback:
         # No write may land between listing a page and comparing it with the copies.
         with self.destination.lock:
             for read in keyset_scan(self._fetch, since):
-                for item in read.page.items:
-                    resource = item["resource"]
-                    name, etag = resource.get("name"), resource.get("etag")
-                    properties = resource.get("properties")
-                    if (
-                        isinstance(name, str)
-                        and isinstance(etag, str)
-                        and isinstance(properties, dict)
-                    ):
-                        queued += self.observe(name, etag, properties)
+                queued += sum(self._observe_listed(item["resource"]) for item in read.page.items)
                 if read.through is not None:
                     watermark = version_text(read.through)
                     self.hub.save_state(self._state_key, STREAM, {"watermark": watermark})
         return queued
+
+    def _observe_listed(self, resource: Mapping[str, Any]) -> int:
+        name, etag = resource.get("name"), resource.get("etag")
+        properties = resource.get("properties")
+        if isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict):
+            return self.observe(name, etag, properties)
+        return 0
 
     def _fetch(self, query: PageQuery) -> _Page:
         if query.skip or query.count:
