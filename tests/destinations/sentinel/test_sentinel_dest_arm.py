@@ -16,6 +16,7 @@ from xdrsync.destinations.sentinel.arm import (
     ArmClient,
     EtagConflictError,
     IncidentRejectedError,
+    modified_before,
 )
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.graph.pacing import Pacer
@@ -126,12 +127,26 @@ def test_a_missing_incident_is_none_but_a_missing_workspace_is_config(make: Any)
 
 
 def test_put_sends_the_etag_in_the_body_and_returns_the_new_one(make: Any) -> None:
-    client, recorder, _, _ = make(_incident(etag='"e2"'))
-    assert client.put(NAME, {"title": "T"}, '"e1"') == '"e2"'
+    stamp = "2026-11-01T12:00:00.1234567Z"
+    client, recorder, _, _ = make(_incident(etag='"e2"', lastModifiedTimeUtc=stamp))
+    etag, answered = client.put(NAME, {"title": "T"}, '"e1"')
+    assert etag == '"e2"' and answered["lastModifiedTimeUtc"] == stamp
     assert recorder.requests[0].method == "PUT"
     assert recorder.body() == {"properties": {"title": "T"}, "etag": '"e1"'}
     client.put(NAME, {"title": "T"}, None)
     assert "etag" not in recorder.body()
+
+
+def test_a_read_is_older_than_a_write_by_sentinels_own_stamp_to_the_100_ns() -> None:
+    write = {"lastModifiedTimeUtc": "2026-11-01T12:00:00.1234567Z"}
+    assert modified_before({"lastModifiedTimeUtc": "2026-11-01T12:00:00.1234566Z"}, write)
+    assert not modified_before({"lastModifiedTimeUtc": "2026-11-01T12:00:00.1234567Z"}, write)
+    assert not modified_before({"lastModifiedTimeUtc": "2026-11-01T13:00:01+01:00"}, write)
+    assert modified_before({"lastModifiedTimeUtc": "2026-11-01T12:59:00+01:00"}, write)
+    # Without both stamps nothing can be told: the read is taken as it is.
+    assert not modified_before({}, write)
+    assert not modified_before({"lastModifiedTimeUtc": "soon"}, write)
+    assert not modified_before({"lastModifiedTimeUtc": "2026-11-01T11:00:00Z"}, {})
 
 
 def test_409_is_an_etag_conflict_and_retriable(make: Any) -> None:

@@ -63,7 +63,9 @@ class ScriptedArm:
         etag = None if name in self.etagless else found[0]
         return etag, copy.deepcopy(found[1])
 
-    def put(self, name: str, properties: dict[str, Any], etag: str | None) -> str:
+    def put(
+        self, name: str, properties: dict[str, Any], etag: str | None
+    ) -> tuple[str, dict[str, Any]]:
         self.calls.append(("PUT", name))
         if name in self.refuse:
             raise IncidentRejectedError("400", self.refuse[name])
@@ -71,9 +73,12 @@ class ScriptedArm:
         if stored is not None and etag != stored[0]:
             raise EtagConflictError("409")
         self._version += 1
-        self.incidents[name] = (f'"{self._version}"', copy.deepcopy(properties))
+        # Sentinel stamps each write, and answers with the incident as it now holds it.
+        saved = copy.deepcopy(properties)
+        saved["lastModifiedTimeUtc"] = f"2026-11-01T12:00:{self._version:02d}Z"
+        self.incidents[name] = (f'"{self._version}"', saved)
         self.comments.setdefault(name, {})
-        return f'"{self._version}"'
+        return f'"{self._version}"', copy.deepcopy(saved)
 
     def list_comments(self, name: str) -> list[SentinelComment]:
         self.calls.append(("LIST", name))
@@ -214,6 +219,44 @@ def test_a_merge_of_a_stale_read_is_done_again(hub: Hub) -> None:
     labels = [label["labelName"] for label in arm.incidents[name][1]["labels"]]
     assert "analyst" in labels
     assert arm.incidents[name][1]["status"] == "Active"
+
+
+def test_a_read_older_than_our_last_write_is_neither_an_edit_nor_a_base(hub: Hub) -> None:
+    """A GET that lags behind a write Sentinel already answered shows our own write undone:
+    it is not handed to the two-way reader, not kept as the copy, and read again."""
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    lagging = copy.deepcopy(arm.incidents[name])  # Sentinel as our first write left it
+    _commit(hub, _incident("1", minute=5, status="inProgress"))
+    destination.deliver(hub.changes_after(0))  # our second write: Active
+    _etag, props = copy.deepcopy(arm.incidents[name])
+    props["labels"].append({"labelName": "analyst", "labelType": "User"})
+    props["lastModifiedTimeUtc"] = "2026-11-01T12:00:02.5Z"
+    arm.incidents[name] = ('"analyst-saved"', props)  # an analyst saved since
+    real_get = arm.get
+    reads: list[str] = []
+
+    def lagging_get(wanted: str) -> Any:
+        reads.append(wanted)
+        return copy.deepcopy(lagging) if len(reads) == 1 else real_get(wanted)
+
+    arm.get = lagging_get  # type: ignore[method-assign]
+    seen: list[dict[str, Any]] = []
+    destination.on_read = lambda _name, _etag, properties: seen.append(properties) or 0
+    _commit(hub, _incident("1", minute=9, status="resolved", classification="truePositive"))
+    destination.deliver(hub.changes_after(0))
+    assert [p["status"] for p in seen] == ["Active"]  # the analyst's version only, not "New"
+    assert destination.stale_reads == 1 and len(reads) == 2
+    final = arm.incidents[name][1]
+    assert final["status"] == "Closed"
+    assert "analyst" in [label["labelName"] for label in final["labels"]]
+    kept = hub.get_remote_copy(destination.name, name)
+    assert (
+        kept is not None and kept.properties["lastModifiedTimeUtc"] > props["lastModifiedTimeUtc"]
+    )
 
 
 def test_more_comments_than_sentinel_holds_end_in_a_notice(hub: Hub) -> None:

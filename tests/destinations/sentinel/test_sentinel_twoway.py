@@ -247,6 +247,47 @@ def test_a_page_listed_before_our_write_is_not_taken_for_edits(
     assert {"Escalated", "phish"} <= {label["labelName"] for label in shown}
 
 
+def test_a_listing_that_lags_behind_our_write_is_not_taken_for_edits(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sentinel's list may answer with an incident as it was before a write it has already
+    answered (whether it can is not documented). That older state shows our own write undone;
+    taking it for an analyst's edit would take Defender's tag away in Defender."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    listed = world.destination.arm.list_page
+    pages: list[Any] = []
+
+    def remember_first(*args: Any, **kwargs: Any) -> Any:
+        page = listed(*args, **kwargs)
+        if not pages:
+            pages.append(page)
+        return pages[0]  # every later listing lags: it shows Sentinel as first listed
+
+    monkeypatch.setattr(world.destination.arm, "list_page", remember_first)
+    assert world.readback.poll() == 0
+    reply = httpx.post(  # Defender tags the incident; the next cycle writes the tag
+        f"{world.defender.base_url}/_emulator/incidents/{incident}",
+        params={"tenant": tenant},
+        json={"customTags": ["Escalated"]},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    world.cycle()
+    assert "Escalated" in {
+        lb["labelName"] for lb in world.sentinel_incident(name)["properties"]["labels"]
+    }
+    assert world.readback.poll() == 0  # the lagging page shows the label missing: no edit
+    assert world.readback.stale >= 1
+    monkeypatch.setattr(world.destination.arm, "list_page", listed)
+    assert world.readback.poll() == 0  # Sentinel as it is: our own write, read back
+    world.cycle()
+    edits = world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident))
+    assert edits == []
+    assert "Escalated" in world.defender_truth(tenant, incident)["customTags"]
+
+
 def test_only_what_changed_since_our_copy_is_an_edit() -> None:
     ours = {
         "status": "New",

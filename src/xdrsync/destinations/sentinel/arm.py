@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -62,6 +62,7 @@ from xdrsync.graph.retry import (
     decide,
     parse_retry_after,
 )
+from xdrsync.hub.payload import ticks_from_text
 from xdrsync.jsontext import loads
 from xdrsync.logs import clean
 
@@ -116,6 +117,17 @@ class ListedPage:
     items: list[dict[str, Any]]
     server_date: datetime
     more: bool
+
+
+def modified_before(read: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
+    """Whether ``read`` (incident properties as listed or fetched) is an older state than
+    ``known`` by Sentinel's own ``lastModifiedTimeUtc``: a read that lags behind a write
+    already answered. False when either stamp is missing or unreadable."""
+    then, now = read.get("lastModifiedTimeUtc"), known.get("lastModifiedTimeUtc")
+    if not isinstance(then, str) or not isinstance(now, str):
+        return False
+    read_ticks, known_ticks = ticks_from_text(then), ticks_from_text(now)
+    return read_ticks is not None and known_ticks is not None and read_ticks < known_ticks
 
 
 @dataclass(frozen=True)
@@ -198,17 +210,24 @@ class ArmClient:
             dict(properties) if isinstance(properties, dict) else {},
         )
 
-    def put(self, name: str, properties: dict[str, Any], etag: str | None) -> str | None:
-        """Create (``etag`` None) or replace the incident; the new etag.
-        ``EtagConflictError`` when ``etag`` is stale, ``IncidentRejectedError`` on a 400."""
+    def put(
+        self, name: str, properties: dict[str, Any], etag: str | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Create (``etag`` None) or replace the incident; (the new etag, the properties
+        Sentinel answered with). ``EtagConflictError`` when ``etag`` is stale,
+        ``IncidentRejectedError`` on a 400."""
         body: dict[str, Any] = {"properties": properties}
         if etag is not None:
             body["etag"] = etag
         outcome = self._call(
             "PUT", self._incident_url(name), body, what=f"incident {name}", conflict=True
         )
-        new = (outcome.payload or {}).get("etag") if outcome is not None else None
-        return new if isinstance(new, str) else None
+        payload = (outcome.payload if outcome is not None else None) or {}
+        new, answered = payload.get("etag"), payload.get("properties")
+        return (
+            new if isinstance(new, str) and new else None,
+            dict(answered) if isinstance(answered, dict) else {},
+        )
 
     # -- comments ---------------------------------------------------------------------------
 

@@ -22,7 +22,12 @@ import structlog
 
 from xdrsync.config import Config, SentinelDestinationConfig, TenantConfig
 from xdrsync.destinations.base import Rejection
-from xdrsync.destinations.sentinel.arm import ArmClient, EtagConflictError, IncidentRejectedError
+from xdrsync.destinations.sentinel.arm import (
+    ArmClient,
+    EtagConflictError,
+    IncidentRejectedError,
+    modified_before,
+)
 from xdrsync.destinations.sentinel.comments import (
     MirroredComment,
     mirrored_comments,
@@ -91,6 +96,7 @@ class SentinelDestination:
         self.puts = 0  # incident PUTs that succeeded
         self.skipped_unchanged = 0  # incidents Sentinel already showed as Defender does
         self.conflicts = 0  # 409s met (each followed by a fresh read and merge)
+        self.stale_reads = 0  # reads older than our last write (read again, never merged)
         self.incidents_rejected = 0
         self.comments_put = 0
         self.comments_left_out = 0  # Defender comments with no place left (see the notice)
@@ -247,6 +253,11 @@ class SentinelDestination:
                 (etag, current), known = known, None
             elif (found := self.arm.get(desired.name)) is not None:
                 etag, current = found
+                if copy is not None and modified_before(current, copy.properties):
+                    # Older than what Sentinel answered our last write with: a lagging read,
+                    # neither an analyst's edit nor a base to write on. Read it again.
+                    self.stale_reads += 1
+                    continue
                 if copy is not None and etag is not None and self.on_read is not None:
                     # Sentinel changed since our last write: its users' edits go to Defender
                     # (two-way) before this write puts Defender's values over them.
@@ -265,16 +276,18 @@ class SentinelDestination:
             # reader still knows these values for ours (and an edit since for theirs).
             remember(etag or "", current or {}, pending=body)
             try:
-                new_etag = self.arm.put(desired.name, body, etag)
+                new_etag, answered = self.arm.put(desired.name, body, etag)
             except EtagConflictError:
                 self.conflicts += 1
                 continue
             self.puts += 1
-            remember(new_etag, body)
+            # Sentinel's stamp of this write: a later read older than it is a lagging one.
+            stamp = answered.get("lastModifiedTimeUtc")
+            remember(new_etag, body if stamp is None else {**body, "lastModifiedTimeUtc": stamp})
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
-            f"{MAX_CONFLICTS} writes (409); trying again later"
+            f"{MAX_CONFLICTS} writes (409), or read older than our last write; trying again later"
         )
 
     def _mirror_comments(

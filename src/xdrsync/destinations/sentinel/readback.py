@@ -16,7 +16,9 @@ edit. The edit is queued before the copy moves on, so a crash in between repeats
 when a write meets a 409, before it puts Defender's values over the new version. A page is
 listed and compared under the destination's lock, which every write holds too: a page listed
 before a write is never compared with the copy that write saved (our own write would look
-like an analyst undoing it).
+like an analyst undoing it). Nor is a read older than the copy by Sentinel's own
+``lastModifiedTimeUtc`` (the copy keeps the stamp Sentinel answered our last write with): a
+listing that lagged behind that write would show our own write undone.
 
 **Comments.** When an incident read back holds more comments (``commentsCount``) than xdrsync
 knows of on it (the ones it mirrored from Defender and the ones it forwarded), its comments are
@@ -36,7 +38,7 @@ from typing import Any, Final
 import structlog
 
 from xdrsync.config import Config
-from xdrsync.destinations.sentinel.arm import ListedPage
+from xdrsync.destinations.sentinel.arm import ListedPage, modified_before
 from xdrsync.destinations.sentinel.comments import notice_name
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import INCIDENT_LABEL_PREFIX, REDIRECTED_LABEL
@@ -191,6 +193,7 @@ class SentinelReadback:
         self._state_key = f"destination:{destination.name}"
         self.edits_queued = 0
         self.echoes = 0
+        self.stale = 0
         destination.on_read = self.observe
 
     @property
@@ -247,6 +250,9 @@ class SentinelReadback:
             return 0  # not one xdrsync wrote (Sentinel's own analytics, another connector)
         if copy.etag == etag:
             self.echoes += 1
+            return 0
+        if modified_before(properties, copy.properties):
+            self.stale += 1  # lags behind a write Sentinel already answered: not news
             return 0
         tenant = self._tenants.get(copy.tenant_id.lower())
         queued = 0
