@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from xdrsync.config import ConflictPolicies
-from xdrsync.errors import EditRefusedError
+from xdrsync.errors import EditRefusedError, RetriableError
 from xdrsync.hub import Hub
 from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
@@ -579,5 +579,76 @@ def test_a_later_edit_of_a_field_replaces_its_manual_conflict(tmp_path: Path) ->
         read = copy.deepcopy(defender.record)
         assert defender.patches == []
         assert shown()["status"] == "resolved"
+    finally:
+        hub.close()
+
+
+class Flaky(OneIncident):
+    """Defender whose next PATCHes fail as given (a 503 from Graph, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: list[Exception] = []
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        if self.failures:
+            raise self.failures.pop(0)
+        return super().patch_incident(incident_id, changes)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "field", "ends"),
+    [
+        ({"owner": "bob@contoso.com"}, {"owner": ""}, "assignedTo", None),
+        (
+            {"owner": "bob@contoso.com"},
+            {"owner": "eve@contoso.com"},
+            "assignedTo",
+            "eve@contoso.com",
+        ),
+        ({"add_tags": ("X",)}, {"remove_tags": ("X",)}, "customTags", []),
+        ({"status": "inProgress"}, {"status": "resolved"}, "status", "resolved"),
+    ],
+    ids=["owner-unset", "owner-changed", "tag-removed", "status-changed"],
+)
+@pytest.mark.parametrize("policy", ["latest_wins", "defender_wins", "workspace_wins", "manual"])
+def test_an_edit_waiting_to_retry_is_never_written_over_a_later_one(
+    tmp_path: Path, policy: Any, first: dict[str, Any], then: dict[str, Any], field: str, ends: Any
+) -> None:
+    """The user's second edit of a field arrives while the first waits out a 503: Defender
+    must end with the second, whatever the order the two come due in."""
+    clock = Clock()
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}", clock=clock)
+    try:
+        defender = Flaky()
+        defender.change({"classification": "truePositive", "determination": "malware"})
+        policies = ConflictPolicies(status=policy, owner=policy, classification=policy)
+        pusher = Pusher(
+            hub, [PushTarget("contoso", "t1", defender)], policies, retry_seconds=30, clock=clock
+        )
+        read = copy.deepcopy(defender.record)  # the workspace's last read
+
+        def shown() -> dict[str, Any]:
+            return view(read, hub.edits(tenant_id="t1", entity=("incident", "42")))
+
+        hub.enqueue_edits(plan(shown(), **first))
+        defender.failures.append(RetriableError("503 from Graph"))
+        assert pusher.push_due().states == {"pending": 1}  # waits 30 s for its retry
+        clock.now += timedelta(seconds=1)
+        hub.enqueue_edits(plan(shown(), **then))
+        pusher.push_due()
+        clock.now += timedelta(seconds=120)
+        pusher.push_due()
+        assert (defender.record[field] or None) == (ends or None)
+        edits = hub.edits(tenant_id="t1", entity=("incident", "42"))
+        assert {e.state for e in edits} == {"confirmed"}
     finally:
         hub.close()

@@ -144,15 +144,28 @@ def due(
     tenant_id: str | None = None,
     after_id: int = 0,
 ) -> list[OutboxRow]:
-    """Pending edits whose time has come, oldest first (from ``after_id`` on)."""
-    o = s.outbox
+    """Pending edits of the records one of whose edits' time has come, oldest first (from
+    ``after_id`` on).
+
+    A record's pending edits go together: an older edit waiting for its retry goes with a
+    newer one that is due, and is merged before it. Were the newer one pushed alone, the
+    older would come due later and be written over it (an owner set, then unset, ending set).
+    """
+    o, due_one = s.outbox, s.outbox.alias("due_one")
+    waiting = (
+        select(due_one.c.id)
+        .where(
+            due_one.c.tenant_id == o.c.tenant_id,
+            due_one.c.entity_type == o.c.entity_type,
+            due_one.c.entity_id == o.c.entity_id,
+            due_one.c.state == "pending",
+            or_(due_one.c.next_attempt_at.is_(None), due_one.c.next_attempt_at <= now),
+        )
+        .exists()
+    )
     query = (
         select(o)
-        .where(
-            o.c.state == "pending",
-            o.c.id > after_id,
-            or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
-        )
+        .where(o.c.state == "pending", o.c.id > after_id, waiting)
         .order_by(o.c.id)
         .limit(limit)
     )

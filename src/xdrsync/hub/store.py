@@ -270,7 +270,8 @@ class Hub:
     def due_edits(
         self, limit: int = 200, tenant_id: str | None = None, after_id: int = 0
     ) -> list[OutboxRow]:
-        """Pending edits whose time has come, oldest first (ids above ``after_id``)."""
+        """Pending edits of the records with an edit due now, oldest first (ids above
+        ``after_id``): a record's pending edits go together (``outbox.due``)."""
         with self._read() as conn:
             return outbox.due(conn, self._clock(), limit, tenant_id, after_id)
 
