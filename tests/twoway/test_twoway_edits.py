@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from xdrsync.config import ConflictPolicies
-from xdrsync.errors import EditRefusedError, RetriableError
+from xdrsync.errors import EditRefusedError, FatalSyncError, RetriableError
 from xdrsync.hub import Hub
 from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
@@ -584,16 +584,27 @@ def test_a_later_edit_of_a_field_replaces_its_manual_conflict(tmp_path: Path) ->
 
 
 class Flaky(OneIncident):
-    """Defender whose next PATCHes fail as given (a 503 from Graph, say)."""
+    """Defender whose next PATCHes (or comment POSTs) fail as given (a 503 from Graph, say)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.record["comments"] = []
         self.failures: list[Exception] = []
+        self.comment_failures: list[Exception] = []
 
     def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         if self.failures:
             raise self.failures.pop(0)
         return super().patch_incident(incident_id, changes)
+
+    def add_incident_comment(self, incident_id: str, text: str) -> list[dict[str, Any]]:
+        if self.comment_failures:
+            raise self.comment_failures.pop(0)
+        self.change({})
+        self.record["comments"].append(
+            {"comment": text, "createdByDisplayName": "xdrsync", "createdDateTime": VERSION}
+        )
+        return copy.deepcopy(self.record["comments"])
 
 
 class Clock:
@@ -650,5 +661,29 @@ def test_an_edit_waiting_to_retry_is_never_written_over_a_later_one(
         assert (defender.record[field] or None) == (ends or None)
         edits = hub.edits(tenant_id="t1", entity=("incident", "42"))
         assert {e.state for e in edits} == {"confirmed"}
+    finally:
+        hub.close()
+
+
+def test_a_comment_defender_refuses_fails_alone(tmp_path: Path) -> None:
+    """A 400 on one comment is that comment's refusal: the status, the owner and the next
+    comment of the same record still reach Defender."""
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    try:
+        defender = Flaky()
+        pusher = Pusher(hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies())
+        read = copy.deepcopy(defender.record)
+        first = hub.enqueue_edits(plan(read, status="inProgress", owner="bob@contoso.com"))
+        refused = hub.enqueue_edits(plan(read, comment="x" * 40))
+        later = hub.enqueue_edits(plan(read, comment="second note"))
+        defender.comment_failures.append(FatalSyncError("400 Bad Request: comment too long"))
+        pusher.push_due()
+        assert defender.record["status"] == "inProgress"
+        assert defender.record["assignedTo"] == "bob@contoso.com"
+        assert [c["comment"] for c in defender.record["comments"]] == ["second note"]
+        states = {e.id: e.state for e in hub.edits()}
+        assert [states[i] for i in first + later] == ["confirmed"] * 3
+        (failed,) = hub.edits(ids=refused)
+        assert failed.state == "failed" and "comment too long" in str(failed.outcome)
     finally:
         hub.close()

@@ -408,10 +408,17 @@ class Pusher:
         self.hub.mark_sent([edit.id])
         sent_at = edit.sent_at or self.clock()
         report.writes += 1
-        if kind == "incident":
-            comments = target.api.add_incident_comment(entity_id, text)
-        else:
-            comments = target.api.add_alert_comment(entity_id, text)
+        try:
+            if kind == "incident":
+                comments = target.api.add_incident_comment(entity_id, text)
+            else:
+                comments = target.api.add_alert_comment(entity_id, text)
+        except FatalSyncError as refused:
+            # Defender refused this comment (a 400 with its reason): it fails alone, and the
+            # record's other edits go on. What fails every edit (403, 404, 5xx) propagates.
+            reason = {"reason": clean(f"{type(refused).__name__}: {refused}")}
+            self._settle(report, [Settlement(edit, "failed", "rejected", reason)])
+            return False
         key = _our_comment(comments, text, sent_at, claimed)
         detail = {
             "reason": "posted"
