@@ -687,3 +687,40 @@ def test_a_comment_defender_refuses_fails_alone(tmp_path: Path) -> None:
         assert failed.state == "failed" and "comment too long" in str(failed.outcome)
     finally:
         hub.close()
+
+
+def test_a_write_found_landed_after_a_crash_shows_until_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after Defender took the PATCH, before the hub recorded it. The next
+    push finds the value in Defender and confirms the edit; the workspace must go on showing
+    it until it reads Defender's version, or the user's next edit of the field is planned from
+    the old value and "conflicts" with our own write (overridden under defender_wins)."""
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    try:
+        defender = Flaky()
+        pusher = Pusher(
+            hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies(owner="defender_wins")
+        )
+        read = copy.deepcopy(defender.record)  # the hub does not read Defender in between
+
+        def shown() -> dict[str, Any]:
+            return view(read, hub.edits(tenant_id="t1", entity=("incident", "42")))
+
+        def dies(*_args: Any, **_kwargs: Any) -> None:
+            raise OSError("the process dies here")
+
+        hub.enqueue_edits(plan(shown(), owner="bob@contoso.com"))
+        with monkeypatch.context() as crash:
+            crash.setattr(hub, "settle_edits", dies)
+            with pytest.raises(OSError, match="dies"):
+                pusher.push_due()
+        assert defender.record["assignedTo"] == "bob@contoso.com"  # the PATCH had landed
+        assert pusher.push_due().states == {"confirmed": 1}
+        assert shown()["assignedTo"] == "bob@contoso.com"
+        (then,) = hub.enqueue_edits(plan(shown(), owner="eve@contoso.com"))
+        assert pusher.push_due().states == {"confirmed": 1}
+        assert defender.record["assignedTo"] == "eve@contoso.com"
+        assert hub.edits(ids=[then])[0].state == "confirmed"
+    finally:
+        hub.close()

@@ -357,8 +357,13 @@ class Pusher:
     ) -> list[Settlement]:
         state, decision = _OUTCOMES[plan.action]
         detail = _detail(plan, record, plan.reason)
+        # Defender's record holds the value from the version read: until the hub reads that
+        # version, the workspace shows the value (``edits.view``), not its older read.
+        version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
+        held = version if state == "confirmed" else None
         return [
-            Settlement(rows[i], state, decision, detail, theirs=plan.theirs) for i in plan.intents
+            Settlement(rows[i], state, decision, detail, written_version=held, theirs=plan.theirs)
+            for i in plan.intents
         ]
 
     # -- comments -------------------------------------------------------------------------
