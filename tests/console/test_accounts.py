@@ -119,3 +119,64 @@ def test_the_throttle_pauses_an_address_that_tries_many_names() -> None:
         throttle.failed(f"user{n}", "10.0.0.9")
     assert throttle.wait("someone", "10.0.0.9") > 0
     assert throttle.wait("someone", "10.0.0.8") == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_throttle_keeps_nothing_for_a_login_it_only_looked_up() -> None:
+    throttle = LoginThrottle(attempts=2, pause=60)
+    for n in range(1000):
+        assert throttle.wait(f"user{n}", "10.0.0.1") == 0
+    assert len(throttle) == 0
+    throttle.failed("ana", "10.0.0.1")
+    assert len(throttle) == 2  # the name and the address
+
+
+def test_the_throttle_forgets_failures_once_they_age_out() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, pause=60, clock=clock)
+    for n in range(50):
+        throttle.failed(f"user{n}", f"10.0.0.{n}")
+    assert len(throttle) == 100
+    clock.now += 61
+    throttle.failed("ana", "10.0.1.1")
+    assert len(throttle) == 2
+
+
+def test_the_throttle_is_bounded_and_still_pauses_who_it_paused() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(attempts=2, pause=60, max_entries=40, clock=clock)
+    for _ in range(2):
+        throttle.failed("ana", "10.0.0.1")
+    for n in range(8):
+        throttle.failed(f"user{n}", "10.0.0.9")
+    assert throttle.wait("ana", "10.0.0.2") > 0 and throttle.wait("bob", "10.0.0.9") > 0
+    for n in range(10_000):  # fresh names from fresh addresses, a millisecond apart
+        clock.now += 0.001
+        throttle.failed(f"x{n}", f"10.1.{n // 256}.{n % 256}")
+        assert len(throttle) <= 40
+    assert throttle.wait("ana", "10.0.0.2") > 0  # still paused: by name
+    assert throttle.wait("bob", "10.0.0.9") > 0  # and by address
+    assert throttle.wait("x9999", "10.2.0.1") == 0
+    for _ in range(2):
+        throttle.failed("x9999", "10.2.0.1")
+    assert throttle.wait("x9999", "10.2.0.3") > 0  # a newcomer is paused as ever
+
+
+def test_a_throttle_full_of_paused_logins_forgets_the_oldest() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(attempts=1, pause=60, max_entries=5, clock=clock)
+    for n in range(4):  # four names paused, and their address
+        clock.now += 1
+        throttle.failed(f"user{n}", "10.0.0.1")
+    throttle.failed("cy", "10.0.0.3")
+    assert len(throttle) == 5
+    assert throttle.wait("user0", "10.0.0.2") == throttle.wait("user1", "10.0.0.2") == 0
+    assert throttle.wait("user2", "10.0.0.2") > 0 and throttle.wait("cy", "10.0.0.2") > 0
+    assert throttle.wait("someone", "10.0.0.1") > 0

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from live import LiveConsole
+from prometheus_client.parser import text_string_to_metric_families
+
+from xdrsync.console.app import MAX_BODY
 
 API = "/api/v1"
 
@@ -120,6 +125,39 @@ def test_a_bearer_token_needs_no_csrf_token_and_stops_when_revoked(
         assert script.get(f"{API}/me").status_code == 401
 
 
+def test_a_body_over_1_mib_is_refused_before_it_is_read(live_console: LiveConsole) -> None:
+    path = f"{API}/incidents/{live_console.tenants[0]}~1/comments"
+    json_type = {"content-type": "application/json"}
+    too_large = {"detail": f"the request body is larger than {MAX_BODY} bytes"}
+    with httpx.Client(base_url=live_console.url, timeout=60) as anonymous:
+        # The largest bodies the API takes, every character escaped (12 bytes), are read:
+        # they get as far as the sign-in check.
+        for route, field, length in ((path, "comment", 30_000), (f"{API}/query", "query", 65_536)):
+            largest = json.dumps({field: "\U0001f600" * length}).encode()
+            assert len(largest) > 12 * length
+            assert anonymous.post(route, content=largest, headers=json_type).status_code == 401
+        declared = anonymous.post(path, content=b"0" * (MAX_BODY + 1), headers=json_type)
+        assert declared.status_code == 413 and declared.json() == too_large
+        assert declared.headers["x-content-type-options"] == "nosniff"
+        sent = 0
+
+        def chunked() -> Iterator[bytes]:  # 200 MiB without a Content-Length
+            nonlocal sent
+            for _ in range(200 * 16):
+                sent += 65_536
+                yield b"0" * 65_536
+
+        streamed = anonymous.post(path, content=chunked(), headers=json_type)
+        assert streamed.status_code == 413 and streamed.json() == too_large
+        assert sent < 32 * MAX_BODY  # refused as it went past the limit, not at its end
+        login = anonymous.post(
+            "/login",
+            content=chunked(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert login.status_code == 413
+
+
 def test_every_answer_carries_the_security_headers(live_console: LiveConsole) -> None:
     client = live_console.client("reader")
     for path in ("/", f"{API}/me", "/login"):
@@ -202,6 +240,28 @@ def test_the_queue_filters_sorts_and_pages_with_next_links(live_console: LiveCon
     assert client.get(f"{API}/incidents", params={"sort": "bogus"}).status_code == 422
     assert client.get(f"{API}/incidents", params={"top": 501}).status_code == 422
     assert client.get(f"{API}/incidents", params={"skiptoken": "garbage"}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/incidents", "/incidents/stats"])
+def test_from_and_to_need_a_time_zone(live_console: LiveConsole, path: str) -> None:
+    client = live_console.client("reader")
+    for name in ("from", "to"):
+        for moment in ("2020-01-01T00:00:00", "2020-01-01"):
+            reply = client.get(API + path, params={name: moment})
+            assert reply.status_code == 422, reply.text
+            (problem,) = reply.json()["detail"]
+            assert problem["loc"] == ["query", name]
+            assert "timezone" in problem["msg"]
+        reply = client.get(API + path, params={name: "0001-01-01T00:00:00+01:00"})
+        assert reply.status_code == 422  # before the first time there is in UTC
+    for moment in ("2020-01-01T00:00:00Z", "2020-01-01T02:00:00+02:00"):
+        assert client.get(API + path, params={"from": moment}).status_code == 200
+    every = client.get(API + path, params={"from": "2020-01-01T00:00:00Z"}).json()
+    none = client.get(API + path, params={"to": "2020-01-01T01:00:00+01:00"}).json()
+    if path == "/incidents":
+        assert every["value"] and not none["value"]
+    else:
+        assert every["total"] > 0 and none["total"] == 0
 
 
 def test_an_incident_shows_its_alerts_entities_graph_timeline_and_history(
@@ -308,6 +368,27 @@ def test_health_changes_and_metrics(live_console: LiveConsole) -> None:
     live_console.wait_for(changed, 30, "the portal edit to show in /changes")
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "xdrsync_" in metrics.text
+
+
+def test_metrics_show_a_scoped_user_only_their_tenants(live_console: LiveConsole) -> None:
+    first, second = live_console.tenants
+
+    def tenants(client: httpx.Client) -> set[str]:
+        reply = client.get("/metrics")
+        assert reply.status_code == 200
+        return {
+            sample.labels["tenant"]
+            for family in text_string_to_metric_families(reply.text)
+            for sample in family.samples
+            if "tenant" in sample.labels
+        }
+
+    scoped = live_console.client("scoped")
+    assert tenants(scoped) == {second}
+    assert first not in scoped.get("/metrics").text
+    assert tenants(live_console.client("admin")) == {first, second}
+    with httpx.Client(base_url=live_console.url, timeout=30) as scraper:  # loopback, no sign-in
+        assert tenants(scraper) == {first, second}
 
 
 def test_no_secret_appears_in_any_answer(live_console: LiveConsole) -> None:

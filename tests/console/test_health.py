@@ -164,9 +164,10 @@ def test_metrics_are_prometheus_text_from_a_fresh_registry(synced: Synced) -> No
     calls.reset()
     calls.record(synced.first, "requests", 7)
     before = set(REGISTRY._names_to_collectors)
-    text = metrics_text(synced.hub, synced.config).decode()
+    both = [synced.first, synced.second]
+    text = metrics_text(synced.hub, synced.config, both).decode()
     assert set(REGISTRY._names_to_collectors) == before
-    again = metrics_text(synced.hub, synced.config).decode()  # no duplicate registration
+    again = metrics_text(synced.hub, synced.config, both).decode()  # no duplicate registration
     assert [f.name for f in text_string_to_metric_families(again)] == [
         f.name for f in text_string_to_metric_families(text)
     ]
@@ -194,6 +195,22 @@ def test_metrics_are_prometheus_text_from_a_fresh_registry(synced: Synced) -> No
     assert value("xdrsync_destination_behind_changes", destination="tables", type="log tables") == 0
     assert value("xdrsync_destination_dead_letters", destination="tables", type="log tables") == 0
     assert RAW not in text
+
+
+def test_metrics_are_scoped_to_the_tenants_passed(synced: Synced) -> None:
+    names = {t.tenant_id: t.name for t in synced.config.tenants}
+    text = metrics_text(synced.hub, synced.config, [synced.second]).decode()
+    labelled = {
+        sample.labels["tenant"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "tenant" in sample.labels
+    }
+    assert labelled == {names[synced.second]}
+    assert names[synced.first] not in text and synced.first not in text
+    assert "xdrsync_destination_behind_changes" in text  # the log tables serve every tenant
+    nothing = metrics_text(synced.hub, synced.config, []).decode()
+    assert "tenant=" not in nothing
 
 
 def test_healthz_answers_while_the_hub_does(

@@ -5,14 +5,14 @@ record is looked up within the tenants the caller may see."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from xdrsync.console import queue
 from xdrsync.console.auth import Principal, context, identify, requires
@@ -136,6 +136,18 @@ def invalid(where: tuple[str, ...], message: str) -> RequestValidationError:
 ListParam = Annotated[list[str] | None, Query(max_length=50)]
 
 
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first datetime in UTC
+        raise ValueError("the time is out of range in UTC") from None
+
+
+#: A time with its time zone (``Z`` or ``+02:00``; the hub compares times in UTC): a time
+#: without one would be a guess, and is refused (422).
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
 @dataclass(frozen=True)
 class Filtered:
     """The queue's filters from a request, and the tenants the caller may see among those
@@ -154,8 +166,8 @@ def queue_filter(
     product: ListParam = None,
     tag: ListParam = None,
     owner: Annotated[str | None, Query(max_length=320)] = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[Moment | None, Query(alias="from")] = None,
+    to: Moment | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Filtered:
     """The queue's filters (any of the given values of each), shared by the list and its
@@ -450,15 +462,20 @@ metrics_router = APIRouter()
 
 @metrics_router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, ctx: Ctx) -> Response:
-    """Prometheus text: open to loopback scrapers, otherwise for signed-in readers."""
+    """Prometheus text: open to loopback scrapers (every tenant), otherwise for signed-in
+    readers; with credentials, the tenants their user may see, as ``/api/v1/health``."""
     from xdrsync.config import is_loopback_host
     from xdrsync.console.health import metrics_text
 
-    client = request.client.host if request.client else ""
-    if not is_loopback_host(client) and identify(request) is None:
+    principal = identify(request)
+    if principal is not None:
+        tenant_ids = ctx.visible_tenant_ids(principal.user)
+    elif is_loopback_host(request.client.host if request.client else ""):
+        tenant_ids = [t.tenant_id for t in ctx.config.tenants]
+    else:
         raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
     return PlainTextResponse(
-        metrics_text(ctx.hub, ctx.config), media_type="text/plain; version=0.0.4"
+        metrics_text(ctx.hub, ctx.config, tenant_ids), media_type="text/plain; version=0.0.4"
     )
 
 

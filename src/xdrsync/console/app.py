@@ -14,6 +14,8 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xdrsync import __version__
 from xdrsync.console.auth import (
@@ -37,6 +39,10 @@ _CSP: Final = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
+#: The largest request body read (413 beyond it). The longest a legitimate one gets is a KQL
+#: query of 64 Ki characters (``api.QueryBody``; a comment is at most 30,000): 768 KiB even
+#: with every character written in JSON as an escaped surrogate pair, 12 bytes.
+MAX_BODY: Final = 1024 * 1024
 
 
 def _safe_next(target: str | None) -> str:
@@ -48,6 +54,46 @@ def _safe_next(target: str | None) -> str:
         return "/"
     parts = urlsplit(target)
     return "/" if parts.scheme or parts.netloc else target
+
+
+def _too_large(limit: int) -> HTTPException:
+    # Connection: close, so the server stops taking the rest of the body at once.
+    message = f"the request body is larger than {limit} bytes"
+    return HTTPException(413, message, headers={"Connection": "close"})
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes with 413, in front of all that reads one
+    (FastAPI reads and parses a body before the sign-in check): at once when its
+    ``Content-Length`` says so, else as soon as the bytes received go past the limit. They are
+    counted as they arrive, so no more than ``limit`` are ever held."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
+            refused = _too_large(self.limit)
+            answer = JSONResponse({"detail": refused.detail}, 413, headers=refused.headers)
+            await answer(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _too_large(self.limit)  # the app's HTTPException handler answers
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(ctx: ConsoleContext) -> FastAPI:
@@ -63,6 +109,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         ctx.config.console.login_attempts, ctx.config.console.login_pause_seconds
     )
     tls = ctx.config.console.tls
+    app.add_middleware(BodyLimit, limit=MAX_BODY)  # inside security_headers: its 413 has them
 
     @app.middleware("http")
     async def security_headers(
@@ -204,4 +251,4 @@ def page_context(request: Request, principal: Principal, **extra: object) -> dic
     }
 
 
-__all__ = ["create_app", "page_context", "templates"]
+__all__ = ["MAX_BODY", "BodyLimit", "create_app", "page_context", "templates"]

@@ -13,10 +13,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import islice
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
@@ -29,6 +30,9 @@ SESSION_COOKIE: Final = "xdrsync_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
 CSRF_FIELD: Final = "csrf_token"
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: How many user names and addresses the login throttle holds failures of, at most (under
+#: 1 KB each).
+MAX_THROTTLED: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,35 +119,73 @@ def requires(role: Role) -> Callable[[Request], object]:
 class LoginThrottle:
     """After ``attempts`` failures within ``pause`` seconds for one user name, or four times
     as many from one client address (an office behind one address has many users), further
-    logins are refused until the oldest failure ages out."""
+    logins are refused until the oldest failure ages out.
 
-    def __init__(self, attempts: int, pause: float) -> None:
+    Bounded, as anyone may try any name: only a failure adds an entry (a lookup does not),
+    entries whose failures have all aged out are dropped, and past ``max_entries`` the entry
+    that failed longest ago is dropped: one not pausing logins, unless every one is."""
+
+    def __init__(
+        self,
+        attempts: int,
+        pause: float,
+        *,
+        max_entries: int = MAX_THROTTLED,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 2:
+            raise ValueError("max_entries must be at least 2 (a login's name and address)")
         self.attempts = attempts
         self.pause = pause
-        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.max_entries = max_entries
+        self._clock = clock
+        # key → the times of its last failures (at most its limit), newest last; the keys in
+        # the order of their newest failure, oldest first.
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """How many user names and addresses it holds failures of."""
+        with self._lock:
+            return len(self._failures)
 
     def _keys(self, name: str, client: str) -> tuple[str, str]:
         return f"user:{name.lower()}", f"addr:{client}"
 
+    def _limit(self, key: str) -> int:
+        return self.attempts if key.startswith("user:") else self.attempts * 4
+
+    def _pausing(self, key: str, times: deque[float], now: float) -> bool:
+        return len(times) >= self._limit(key) and times[0] > now - self.pause
+
     def wait(self, name: str, client: str) -> float:
         """Seconds until this login may be tried (0: now)."""
-        now = time.monotonic()
+        now = self._clock()
         longest = 0.0
         with self._lock:
             for key in self._keys(name, client):
-                times = self._failures[key]
-                while times and times[0] <= now - self.pause:
-                    times.popleft()
-                limit = self.attempts if key.startswith("user:") else self.attempts * 4
-                if len(times) >= limit:
+                times = self._failures.get(key)
+                if times is not None and self._pausing(key, times, now):
                     longest = max(longest, times[0] + self.pause - now)
         return longest
 
     def failed(self, name: str, client: str) -> None:
+        keys = self._keys(name, client)
         with self._lock:
-            for key in self._keys(name, client):
-                self._failures[key].append(time.monotonic())
+            now = self._clock()
+            while self._failures:  # forget those whose newest failure has aged out
+                key, times = next(iter(self._failures.items()))
+                if times[-1] > now - self.pause:
+                    break
+                del self._failures[key]
+            for key in keys:
+                times = self._failures.pop(key, deque(maxlen=self._limit(key)))
+                times.append(now)
+                self._failures[key] = times  # moved last: the newest failure
+            while len(self._failures) > self.max_entries:  # never this login's own keys
+                older = islice(self._failures.items(), len(self._failures) - len(keys))
+                idle = next((k for k, t in older if not self._pausing(k, t, now)), None)
+                del self._failures[idle if idle is not None else next(iter(self._failures))]
 
     def succeeded(self, name: str) -> None:
         with self._lock:

@@ -264,16 +264,17 @@ def health(
 
 
 class HealthCollector(Collector):
-    """The health figures of every configured tenant as Prometheus metrics, read from the
-    hub at each scrape."""
+    """The health figures of the configured tenants among ``tenant_ids`` as Prometheus
+    metrics, read from the hub at each scrape (what ``health`` shows for them, no more)."""
 
-    def __init__(self, hub: Hub, config: Config) -> None:
+    def __init__(self, hub: Hub, config: Config, tenant_ids: Sequence[str]) -> None:
         self.hub = hub
         self.config = config
+        self.tenant_ids = list(tenant_ids)
 
     def collect(self) -> Iterable[Metric]:
         now = datetime.now(UTC)
-        figures = health(self.hub, self.config, [t.tenant_id for t in self.config.tenants], now=now)
+        figures = health(self.hub, self.config, self.tenant_ids, now=now)
         stream_labels = ["tenant", "stream"]
         lag = GaugeMetricFamily(
             "xdrsync_stream_watermark_lag_seconds",
@@ -345,11 +346,11 @@ class HealthCollector(Collector):
         yield from (lag, quarantined, committed, failing, records, edits, graph, behind, dead)
 
 
-def metrics_text(hub: Hub, config: Config) -> bytes:
-    """The Prometheus text exposition of every configured tenant's health (a fresh registry
-    each time: never the process-global one)."""
+def metrics_text(hub: Hub, config: Config, tenant_ids: Sequence[str]) -> bytes:
+    """The Prometheus text exposition of the health of the configured tenants among
+    ``tenant_ids`` (a fresh registry each time: never the process-global one)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HealthCollector(hub, config))
+    registry.register(HealthCollector(hub, config, tenant_ids))
     return generate_latest(registry)
 
 
