@@ -95,10 +95,22 @@ class World:
 
     def add_analyst_label(self, name: str, label: str) -> None:
         """An analyst adds a label in the Sentinel portal (the emulator's control surface):
-        the incident's labels as they are now, plus ``label``."""
-        labels = list(self.sentinel.emulator.store.writable(name).get("labels") or [])
-        labels.append({"labelName": label, "labelType": "User"})
-        self.sentinel_control("POST", f"/incidents/{name}", json={"labels": labels})
+        the incident's labels as shown, plus ``label``, saved with the etag of what was shown
+        (shown again and saved again if xdrsync wrote the incident in between)."""
+        store = self.sentinel.emulator.store
+        for _ in range(20):
+            with store.lock:
+                shown = store.incident(name)
+                etag, labels = shown.etag, copy.deepcopy(shown.properties.get("labels") or [])
+            labels.append({"labelName": label, "labelType": "User"})
+            body = {"etag": etag, "properties": {"labels": labels}}
+            reply = self.http.post(
+                f"{self.sentinel.base_url}/_emulator/incidents/{name}", json=body, timeout=60
+            )
+            if reply.status_code != 409:
+                reply.raise_for_status()
+                return
+        raise AssertionError(f"incident {name} changed under 20 saves of the analyst's label")
 
     # -- xdrsync ----------------------------------------------------------------------------------
 

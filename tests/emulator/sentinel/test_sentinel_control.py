@@ -52,6 +52,19 @@ def test_an_analyst_edit_bumps_etag_and_last_modified(sentinel: Any) -> None:
     assert s.control("POST", "/incidents/nope", json={"status": "Active"}).status_code == 404
 
 
+def test_an_analyst_save_with_the_etag_shown_loses_to_a_write_since(sentinel: Any) -> None:
+    s = sentinel()
+    shown = s.put_incident("inc").json()
+    s.put_incident("inc", etag=shown["etag"])  # the app writes while the analyst looks
+    stale = {"etag": shown["etag"], "properties": {"status": "Active"}}
+    assert s.control("POST", "/incidents/inc", json=stale).status_code == 409
+    assert s.arm("GET", "/incidents/inc").json()["properties"]["status"] == "New"
+    now = s.arm("GET", "/incidents/inc").json()
+    fresh = {"etag": now["etag"], "properties": {"status": "Active"}}
+    assert s.control("POST", "/incidents/inc", json=fresh).status_code == 200
+    assert s.arm("GET", "/incidents/inc").json()["properties"]["status"] == "Active"
+
+
 def test_an_analyst_comment_and_the_truth(sentinel: Any) -> None:
     s = sentinel()
     s.put_incident("inc")

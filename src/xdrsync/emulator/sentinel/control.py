@@ -24,6 +24,7 @@ from xdrsync.emulator.sentinel.service import SentinelEmulator
 from xdrsync.emulator.sentinel.settings import SentinelFaults
 from xdrsync.emulator.sentinel.store import (
     CommentLimitError,
+    EtagConflictError,
     UnknownIncidentError,
 )
 from xdrsync.emulator.sentinel.validation import (
@@ -109,16 +110,21 @@ def add_control_routes(app: FastAPI, emulator: SentinelEmulator) -> None:
     @app.post(CONTROL + "/incidents/{name}")
     async def analyst_edit(name: str, request: Request) -> Response:
         body = await read_json(request)
+        etag = None
         if isinstance(body, dict) and isinstance(body.get("properties"), dict):
+            # The portal's save carries the etag of what the analyst was shown.
+            etag = body.get("etag") if isinstance(body.get("etag"), str) else None
             body = body["properties"]
         if not isinstance(body, dict):
             raise bad_request("The body must be an object of incident properties.")
         with store.lock:
             try:
                 written = incident_properties(_merged(store.writable(name), body))
-                incident, _ = store.put_incident(name, written, None, create=False)
+                incident, _ = store.put_incident(name, written, etag, create=False)
             except UnknownIncidentError:
                 return json_response({"error": f"no incident {name}"}, 404)
+            except EtagConflictError:
+                return json_response({"error": f"incident {name} changed since {etag}"}, 409)
             return json_response(incident_resource(emulator, incident))
 
     @app.post(CONTROL + "/incidents/{name}/comments")
