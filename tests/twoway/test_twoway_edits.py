@@ -14,9 +14,10 @@ import pytest
 
 from xdrsync.config import ConflictPolicies
 from xdrsync.errors import EditRefusedError, FatalSyncError, RetriableError
-from xdrsync.hub import Hub
+from xdrsync.hub import Hub, InboundBatch
 from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_text
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
+from xdrsync.models import Incident
 from xdrsync.twoway.edits import READ_ONLY_FIELDS, EditRequest, check_request, plan_edits, view
 from xdrsync.twoway.pusher import Pusher, PushTarget
 
@@ -722,5 +723,51 @@ def test_a_write_found_landed_after_a_crash_shows_until_read_back(
         assert pusher.push_due().states == {"confirmed": 1}
         assert defender.record["assignedTo"] == "eve@contoso.com"
         assert hub.edits(ids=[then])[0].state == "confirmed"
+    finally:
+        hub.close()
+
+
+class LostAnswer(Flaky):
+    """Defender that applies the next PATCH but whose answer never arrives (a timeout)."""
+
+    lose_next = False
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        answer = super().patch_incident(incident_id, changes)
+        if self.lose_next:
+            self.lose_next = False
+            raise RetriableError("timed out reading Graph's answer")
+        return answer
+
+
+def test_a_tag_write_that_landed_unanswered_is_not_applied_over_a_later_change(
+    tmp_path: Path,
+) -> None:
+    """The PATCH adding a tag landed but its answer was lost; the hub then read Defender's
+    version with the tag, and a Defender analyst removed it. The retry must not add it back."""
+    clock = Clock()
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}", clock=clock)
+    try:
+        defender = LostAnswer()
+        pusher = Pusher(
+            hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies(), clock=clock
+        )
+
+        def read_defender() -> None:
+            record = Incident.from_graph(copy.deepcopy(defender.record))
+            hub.commit_batch(InboundBatch(tenant_id="t1", stream="incidents", incidents=[record]))
+
+        defender.at = clock.now  # Defender's clock: its versions come after the send
+        read_defender()
+        (edit,) = hub.enqueue_edits(plan(defender.record, add_tags=("X",)))
+        defender.lose_next = True
+        assert pusher.push_due().states == {"pending": 1}
+        assert defender.record["customTags"] == ["X"]
+        read_defender()  # the hub reads the version our write made
+        defender.change({"customTags": []})  # an analyst takes X away
+        clock.now += timedelta(minutes=1)
+        assert pusher.push_due().states == {"confirmed": 1}
+        assert defender.record["customTags"] == []
+        assert hub.edits(ids=[edit])[0].state == "confirmed"
     finally:
         hub.close()

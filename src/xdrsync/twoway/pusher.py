@@ -281,7 +281,11 @@ class Pusher:
         plans: list[FieldPlan] = []
         for name, group in by_field.items():
             theirs = theirs_of(record, name)
-            landed = _landed(name, group, theirs)
+            if name == TAGS and any(e.sent_at is not None for e in group):
+                history = history or self._history(target.tenant_id, kind, entity_id)
+                landed = _tags_landed(group, history)
+            else:
+                landed = _landed(name, group, theirs)
             if landed:
                 # An attempt that did not live to confirm had written these: they are done,
                 # and the later edits are merged from the value they left in Defender.
@@ -551,14 +555,32 @@ _OUTCOMES: dict[str, tuple[OutboxState, str]] = {
 
 def _landed(name: str, group: Sequence[OutboxRow], theirs: Any) -> list[OutboxRow]:
     """The leading edits of a field that an earlier attempt already wrote: up to the last one
-    that was sent and whose wanted value Defender holds now (tags: never, as set edits apply
-    again harmlessly)."""
-    if name == TAGS:
-        return []
+    that was sent and whose wanted value Defender holds now (tags: ``_tags_landed``)."""
     for index in range(len(group) - 1, -1, -1):
         edit = group[index]
         if edit.sent_at is not None and same(name, theirs, edit.wanted):
             return list(group[: index + 1])
+    return []
+
+
+def _tags_landed(
+    group: Sequence[OutboxRow], history: Sequence[tuple[datetime, Mapping[str, Any]]]
+) -> list[OutboxRow]:
+    """The leading tag edits an earlier attempt wrote: up to the last one that was sent and
+    that a version the hub read since shows applied. Defender's tags now cannot tell: a write
+    whose answer was lost may have landed and been undone in Defender since, and applying it
+    again would undo that. Only versions stamped after the first send count (no allowance for
+    clock skew: a version from before it may show the tags for another reason). A version the
+    hub never read is not seen: the edit then applies again, as set edits do."""
+    for index in range(len(group) - 1, -1, -1):
+        edit = group[index]
+        if edit.sent_at is None:
+            continue
+        add, remove = set(edit.wanted.get("add") or ()), set(edit.wanted.get("remove") or ())
+        for at, payload in history:
+            tags = set(theirs_of(payload, TAGS))
+            if at >= edit.sent_at and add <= tags and not remove & tags:
+                return list(group[: index + 1])
     return []
 
 
