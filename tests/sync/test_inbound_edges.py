@@ -133,13 +133,36 @@ def test_a_backfill_of_a_stream_known_to_ignore_the_order_reads_windows_and_show
 # -- the first cycle's reach --------------------------------------------------------------
 
 
-def test_incidents_backfill_on_the_first_cycle_alerts_start_one_lookback_back(hub: Hub) -> None:
+def test_incidents_backfill_on_the_first_cycle_alerts_start_one_lookback_before_it(
+    hub: Hub,
+) -> None:
     graph = FakeGraph(page_size=5)
     cycle(hub, graph, INCIDENTS)
     cycle(hub, graph, ALERTS)
     lowers = {s: q.lower for s, q in graph.queries}
     assert lowers[INCIDENTS] == ticks_from_datetime(T0 - SETTINGS.initial_backfill)
-    assert lowers[ALERTS] == ticks_from_datetime(T0 + graph.tick - SETTINGS.lookback)
+    assert lowers[ALERTS] == ticks_from_datetime(T0 - SETTINGS.lookback)
+    assert state(hub).began == T0
+
+
+def test_an_alert_changed_during_a_long_incidents_backfill_is_read(hub: Hub) -> None:
+    """Graph paces a 30-day backfill over many minutes. An alert changed meanwhile (after
+    its incident was read, without bumping it) must be read by the alerts stream's first
+    cycle, however long after the backfill's start that cycle comes."""
+    graph = FakeGraph(page_size=2, tick=timedelta(seconds=30))  # 30 s a page
+    for n in range(40):
+        graph.put(INCIDENTS, f"i{n:02d}", T0 - timedelta(days=2) + timedelta(minutes=n))
+    graph.put(ALERTS, "a0", T0 - timedelta(days=2))
+
+    def analyst(g: FakeGraph, stream: str, _query: PageQuery) -> None:
+        if stream == INCIDENTS and g.pages == 5:  # about 2 minutes into the backfill
+            g.edit(ALERTS, "a0")
+
+    graph.hooks.append(analyst)
+    cycle(hub, graph, INCIDENTS)
+    assert graph.now - T0 > 4 * SETTINGS.lookback  # the backfill took much longer
+    cycle(hub, graph, ALERTS)
+    assert current(hub, graph, ALERTS) == graph.truth(ALERTS)
 
 
 def test_an_unknown_stream_is_refused(hub: Hub) -> None:

@@ -130,3 +130,9 @@ def test_cycle_lookback(
 def test_last_sweep_survives_the_state_document() -> None:
     moment = datetime(2026, 12, 4, 1, 2, 3, tzinfo=UTC)
     assert StreamState.from_doc(StreamState(last_sweep=moment).to_doc()).last_sweep == moment
+
+
+def test_the_first_cycles_start_survives_the_state_document() -> None:
+    moment = datetime(2026, 12, 4, 1, 2, 3, tzinfo=UTC)
+    assert StreamState.from_doc(StreamState(began=moment).to_doc()).began == moment
+    assert StreamState.from_doc({"watermark": None}).began is None  # a state from before it

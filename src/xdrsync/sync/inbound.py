@@ -76,12 +76,13 @@ class InboundSettings:
     largest_window: timedelta = timedelta(days=365)
 
     def first_reach(self, stream: str) -> timedelta:
-        """How far back a stream's first cycle reads.
+        """How far back a stream's first cycle reads, at least (see ``first_lower``).
 
         The incidents stream brings every alert with its incident (``$expand=alerts``, read
         after any change the alert had), so the alerts stream need not backfill: it starts
-        one lookback back and from then on catches alert changes that do not bump their
-        incident. This keeps a backfill's Graph budget for incidents.
+        one lookback before the incidents stream first began reading, and from then on
+        catches alert changes that do not bump their incident. This keeps a backfill's Graph
+        budget for incidents.
         """
         return self.initial_backfill if stream == INCIDENTS else self.lookback
 
@@ -231,6 +232,9 @@ def sync_stream(
         server_now=local_now,
         initial_backfill=settings.first_reach(stream),
     )
+    if state.watermark is None:
+        lower = first_lower(hub, tenant_id, stream, lower, settings)
+        state = replace(state, began=state.began or local_now)
     cycle = _Cycle(
         hub, _fetcher(source, stream), tenant_id, stream, report, settings,
         lower, local_now, True, on_window,
@@ -241,6 +245,21 @@ def sync_stream(
         cycle.commit(None, state)
     report.watermark = state.watermark
     return report
+
+
+def first_lower(
+    hub: Hub, tenant_id: str, stream: str, lower: datetime, settings: InboundSettings
+) -> datetime:
+    """Where a stream's first cycle starts: for alerts, no later than one lookback before
+    the incidents stream first began reading. An alert changed after its incident was read
+    by the backfill, without bumping the incident, is then read by the alerts stream however
+    long the backfill took (a 30-day backfill paced at Graph's limit takes many minutes)."""
+    if stream != ALERTS:
+        return lower
+    incidents = StreamState.from_doc(hub.get_state(tenant_id, INCIDENTS))
+    if incidents.began is None:
+        return lower
+    return min(lower, incidents.began - settings.lookback)
 
 
 def backfill_stream(

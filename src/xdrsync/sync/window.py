@@ -86,6 +86,9 @@ class StreamState:
     retry_at: datetime | None = None
     # When a cycle last re-read the whole lookback (``cycle_lookback``), on the local clock.
     last_sweep: datetime | None = None
+    # When the stream's first cycle began reading, on the local clock (kept with its first
+    # page): the incidents backfill read each alert as it was then (``first_reach``).
+    began: datetime | None = None
     version: int = 1
 
     def to_doc(self) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class StreamState:
             "ordered": self.ordered,
             "retry_at": _iso(self.retry_at),
             "last_sweep": _iso(self.last_sweep),
+            "began": _iso(self.began),
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class StreamState:
             ordered=doc.get("ordered"),
             retry_at=_parse(doc.get("retry_at")),
             last_sweep=_parse(doc.get("last_sweep")),
+            began=_parse(doc.get("began")),
         )
 
     def advanced(self, watermark: datetime, at: datetime) -> StreamState:
