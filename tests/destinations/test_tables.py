@@ -176,3 +176,35 @@ def test_rows_carry_when_the_hub_received_them_and_when_the_store_wrote_them(
     ((received, ingested),) = result.rows
     assert received == change.at
     assert ingested >= received
+
+
+def test_a_change_whose_rows_cannot_be_made_is_a_dead_letter_and_the_rest_go_on(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record the hub accepted but whose rows fail (a shape no mapper foresaw) costs only
+    itself: dead-lettered with the reason, while the changes after it reach the tables."""
+    import xdrsync.destinations.tables as fanout
+
+    real = fanout.security_alert_row
+
+    def fragile(alert: Alert, **kwargs: Any) -> dict[str, Any]:
+        if alert.id == "da2":
+            raise AttributeError("'list' object has no attribute 'get'")
+        return real(alert, **kwargs)
+
+    monkeypatch.setattr(fanout, "security_alert_row", fragile)
+    _commit(hub, _incident(5, ALERTS))
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store)
+    assert runner.publish() == 4
+    alerts = store.query("SecurityAlert | order by SystemAlertId asc | project SystemAlertId")
+    assert [r[0] for r in alerts.rows] == ["da1", "da3"]
+    assert store.query("AlertEvidence | where AlertId == 'da2' | count").rows == ((0,),)
+    assert store.query("SecurityIncident | count").rows == ((1,),)
+    (dead,) = hub.list_dead_letters("tables")
+    assert "AttributeError" in dead.reason and dead.seq == next(
+        c.seq for c in hub.changes_after(0) if c.entity_id == "da2"
+    )
+    _commit(hub, _incident(9, ALERTS, status="inProgress"))
+    assert runner.publish() >= 1  # later changes still flow
+    assert store.query("SecurityIncident | count").rows == ((2,),)

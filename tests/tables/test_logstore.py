@@ -160,7 +160,7 @@ def test_absent_strings_read_as_empty_strings_as_in_log_analytics(store: LogStor
 
 
 def test_a_row_with_an_unknown_column_is_refused_and_nothing_is_written(store: LogStore) -> None:
-    with pytest.raises(ValueError, match="IncidentNumbr"):
+    with pytest.raises(KeyError, match="IncidentNumbr"):
         store.append("SecurityIncident", [{"IncidentNumber": 1}, {"IncidentNumbr": 2}])
     assert store.query("SecurityIncident | count").rows == ((0,),)
 
@@ -304,7 +304,7 @@ def test_any_text_and_json_round_trip(tmp_path: Path, title: str, labels: Any) -
 
 
 def test_a_batch_over_several_tables_is_all_or_nothing(store: LogStore) -> None:
-    with pytest.raises(ValueError, match="Nope"):
+    with pytest.raises(KeyError, match="Nope"):
         store.append_batch(
             {
                 "SecurityIncident": [{"IncidentNumber": 1}],
@@ -315,6 +315,27 @@ def test_a_batch_over_several_tables_is_all_or_nothing(store: LogStore) -> None:
         {"SecurityIncident": [{"IncidentNumber": 1}], "SecurityAlert": [{"SystemAlertId": "a"}]}
     )
     assert store.query("union SecurityIncident, SecurityAlert | count").rows == ((2,),)
+
+
+def test_a_change_with_a_value_no_column_holds_is_left_out_whole(store: LogStore) -> None:
+    refused = store.append_changes(
+        [
+            (1, [("SecurityIncident", {"IncidentNumber": 1})]),
+            (
+                2,
+                [("SecurityAlert", {"SystemAlertId": "a"}), ("AlertEvidence", {"FileSize": 2**70})],
+            ),
+            (3, [("SecurityAlert", {"SystemAlertId": "b"}), ("AlertEvidence", {"FileSize": 1.5})]),
+            (4, [("SecurityAlert", {"SystemAlertId": "c"})]),
+        ]
+    )
+    assert sorted(refused) == [2, 3]
+    assert "expected an integer, got float" in refused[3]
+    got = store.query("SecurityAlert | order by SystemAlertId asc | project SystemAlertId")
+    assert [r[0] for r in got.rows] == ["c"]  # neither "a" nor "b": a change goes whole or not
+    assert store.query("SecurityIncident | count").rows == ((1,),)
+    with pytest.raises(KeyError, match="Nope"):  # a mapping bug is no record's fault: it fails
+        store.append_changes([(5, [("SecurityAlert", {"Nope": 1})])])
 
 
 def test_rows_whose_source_fails_midway_append_nothing_and_leave_no_staged_file(

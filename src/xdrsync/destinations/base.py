@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from xdrsync.hub import ChangeRow
 
@@ -27,6 +27,12 @@ class Rejection:
 
     seq: int
     reason: str
+
+
+#: What a row builder raises on values of a shape no one foresaw (the models keep unknown
+#: evidence types as Graph sends them): that change is rejected as a dead letter, not the
+#: batch, so the changes after it go on.
+UNMAPPABLE: Final = (AttributeError, LookupError, TypeError, ValueError, OverflowError)
 
 
 class Destination(Protocol):

@@ -10,11 +10,12 @@ named ``tables`` only mirrors that position for ``destinations status``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from xdrsync import jsontext
-from xdrsync.destinations.base import Rejection
+from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
@@ -67,8 +68,12 @@ class LogTables:
         return True  # every tenant's changes
 
     def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
-        self.store.append_rows(self._rows(changes))
-        return ()
+        """Each change's rows, in one transaction. A change whose rows cannot be made or
+        stored (hostile values the models let through, such as an unknown evidence type
+        with odd shapes) is rejected alone, as a dead letter: the changes after it go on."""
+        refused: dict[int, str] = {}
+        refused.update(self.store.append_changes(self._rows(changes, refused)))
+        return [Rejection(seq, reason) for seq, reason in sorted(refused.items())]
 
     def replay_from(self, seq: int) -> None:
         """Remove the rows of changes from ``seq`` on, so they are written once again."""
@@ -81,15 +86,27 @@ class LogTables:
     def close(self) -> None:
         return None
 
-    def _rows(self, changes: Sequence[ChangeRow]) -> Iterator[tuple[str, Row]]:
-        """(table, row) for every change, made `chunk_size` changes at a time."""
+    def _rows(
+        self, changes: Sequence[ChangeRow], refused: dict[int, str]
+    ) -> Iterator[tuple[int, list[tuple[str, Row]]]]:
+        """(seq, its (table, row)s) for every change, made `chunk_size` changes at a time; a
+        change whose rows cannot be made goes to ``refused`` with the reason."""
         started = self.clock()
-        for start in range(0, len(changes), self.chunk_size):
-            yield from self._chunk(changes[start : start + self.chunk_size], started, start)
+        for first in range(0, len(changes), self.chunk_size):
+            chunk = changes[first : first + self.chunk_size]
+            context = self._context(chunk)
+            for offset, change in enumerate(chunk, start=first):
+                # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks
+                # the newest version even when one batch carries several of an incident.
+                now = started + timedelta(microseconds=offset)
+                try:
+                    made = self._change_rows(change, now, context)
+                except UNMAPPABLE as bad:
+                    refused[change.seq] = f"no log table rows: {type(bad).__name__}: {bad}"
+                    continue
+                yield change.seq, made
 
-    def _chunk(
-        self, changes: Sequence[ChangeRow], started: datetime, first: int
-    ) -> Iterator[tuple[str, Row]]:
+    def _context(self, changes: Sequence[ChangeRow]) -> _Context:
         # Each alert version is parsed once: for its own rows and, when it is the current
         # version, for the incident rows that summarise it. The payloads are parsed here
         # rather than through `ChangeRow.payload`, which would keep them for the whole batch.
@@ -101,37 +118,46 @@ class LogTables:
                 alerts[c.seq], evidence[c.seq] = alert_for_rows(jsontext.loads(c.payload_text))
         keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
         current = self.hub.current_alerts(sorted(keys), alerts, _alert_only) if keys else {}
-        for offset, change in enumerate(changes, start=first):
-            # Later changes get later TimeGenerated, so `arg_max(TimeGenerated, *)` picks the
-            # newest version even when one batch carries several versions of an incident.
-            now = started + timedelta(microseconds=offset)
-            tenant = change.tenant_id
-            if change.entity_type == "incident":
-                # Every version, the latest or an older one in a backlog, is shown with the
-                # alerts the incident has now (the hub keeps no history of membership).
-                incident = Incident.from_graph(jsontext.loads(change.payload_text)).model_copy(
-                    update={"alerts": tuple(current[(tenant, change.entity_id)])}
-                )
-                row = security_incident_row(
-                    incident, time_generated=now, workspace_tenant_id=tenant
-                )
-                if change.modified_by:  # the echo of a workspace edit: its author, not the app
-                    row["ModifiedBy"] = change.modified_by
-                yield _mark("SecurityIncident", row, change)
-                continue
-            alert, items = alerts[change.seq], evidence[change.seq]
-            yield _mark(
+        return _Context(alerts, evidence, current)
+
+    @staticmethod
+    def _change_rows(change: ChangeRow, now: datetime, context: _Context) -> list[tuple[str, Row]]:
+        tenant = change.tenant_id
+        if change.entity_type == "incident":
+            # Every version, the latest or an older one in a backlog, is shown with the
+            # alerts the incident has now (the hub keeps no history of membership).
+            incident = Incident.from_graph(jsontext.loads(change.payload_text)).model_copy(
+                update={"alerts": tuple(context.current[(tenant, change.entity_id)])}
+            )
+            row = security_incident_row(incident, time_generated=now, workspace_tenant_id=tenant)
+            if change.modified_by:  # the echo of a workspace edit: its author, not the app
+                row["ModifiedBy"] = change.modified_by
+            return [_mark("SecurityIncident", row, change)]
+        alert, items = context.alerts[change.seq], context.evidence[change.seq]
+        return [
+            _mark(
                 "SecurityAlert",
                 security_alert_row(alert, time_generated=now, tenant_id=tenant, evidence=items),
                 change,
-            )
-            yield _mark(
-                "AlertInfo", alert_info_row(alert, time_generated=now, tenant_id=tenant), change
-            )
-            for row in alert_evidence_rows(
-                alert, time_generated=now, tenant_id=tenant, evidence=items
-            ):
-                yield _mark("AlertEvidence", row, change)
+            ),
+            _mark("AlertInfo", alert_info_row(alert, time_generated=now, tenant_id=tenant), change),
+            *(
+                _mark("AlertEvidence", row, change)
+                for row in alert_evidence_rows(
+                    alert, time_generated=now, tenant_id=tenant, evidence=items
+                )
+            ),
+        ]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a chunk's rows share: its alerts parsed once, their evidence JSON, and the
+    current alerts of its incidents."""
+
+    alerts: dict[int, Alert]
+    evidence: dict[int, EvidenceJson]
+    current: Mapping[tuple[str, str], Sequence[Alert]]
 
 
 def _alert_only(payload: Mapping[str, Any]) -> Alert:

@@ -116,7 +116,8 @@ class NdjsonWriter:
     row written to `out` as it comes (a batch's rows need not all be held at once).
 
     Null values are left out: the INSERT reads a missing key as NULL, and a string column's
-    NULL as "" (`string_default`). Unknown keys are a mapping bug and are refused.
+    NULL as "" (`string_default`). Unknown keys are a mapping bug and are refused (``KeyError``,
+    not a value error: no record is to blame).
     """
 
     def __init__(self, out: BinaryIO, columns: Sequence[Column], table: str) -> None:
@@ -128,10 +129,15 @@ class NdjsonWriter:
         self.longest = 0  # the longest line's length in bytes
 
     def write(self, row: Mapping[str, Any]) -> None:
+        self.write_line(self.encode(row))
+
+    def encode(self, row: Mapping[str, Any]) -> bytes:
+        """The row's line, without writing it; ``TypeError``/``ValueError`` for a value its
+        column cannot hold."""
         encoders = self._encoders
         if not encoders.keys() >= row.keys():
             unknown = sorted(set(row) - encoders.keys())
-            raise ValueError(f"{self._table} row {self.rows}: unknown columns {unknown}")
+            raise KeyError(f"{self._table} row {self.rows}: unknown columns {unknown}")
         strings = self._strings
         values: dict[str, Any] = {}
         for name, value in row.items():
@@ -142,7 +148,10 @@ class NdjsonWriter:
                 continue
             encode = encoders[name]
             values[name] = value if encode is None else encode(value)
-        line = json_bytes(values)
+        return json_bytes(values)
+
+    def write_line(self, line: bytes) -> None:
+        """Write a line ``encode`` made."""
         self.longest = max(self.longest, len(line))
         self.rows += 1
         self._out.write(line)

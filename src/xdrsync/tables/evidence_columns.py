@@ -70,7 +70,8 @@ def evidence_direction(roles: list[str]) -> str | None:
 
 
 def _account(account: Mapping[str, Any] | None) -> Row:
-    a = account or {}
+    # Evidence of a type the models do not know comes as Graph sent it: any shape at all.
+    a = account if isinstance(account, Mapping) else {}
     return {
         "AccountName": a.get("accountName"),
         "AccountDomain": a.get("domainName"),
@@ -81,13 +82,14 @@ def _account(account: Mapping[str, Any] | None) -> Row:
 
 
 def _file(details: Mapping[str, Any] | None) -> Row:
-    d = details or {}
+    d = details if isinstance(details, Mapping) else {}
+    size = d.get("fileSize")
     return {
         "FileName": d.get("fileName"),
         "FolderPath": d.get("filePath"),
         "SHA1": d.get("sha1"),
         "SHA256": d.get("sha256"),
-        "FileSize": d.get("fileSize"),
+        "FileSize": size if type(size) is int and -(2**63) <= size < 2**63 else None,
     }
 
 

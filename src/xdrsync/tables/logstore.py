@@ -120,6 +120,12 @@ def _staged_columns(schema: TableSchema) -> tuple[Column, ...]:
     return (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
 
 
+def _unstage(staged: Mapping[str, _Staged]) -> None:
+    for stage in staged.values():
+        stage.file.close()
+        stage.path.unlink(missing_ok=True)
+
+
 def _insert_statement(stage: _Staged) -> tuple[str, int]:
     """The INSERT that bulk-loads a staged file, and the ``maximum_object_size`` it reads
     with."""
@@ -206,37 +212,69 @@ class LogStore:
         staged: dict[str, _Staged] = {}
         try:
             for table, row in rows:
-                stage = staged.get(table)
-                if stage is None:
-                    stage = staged[table] = self._stage(table_schema(table))
-                stage.writer.write(row)
-            for stage in staged.values():
-                stage.file.close()
-            if not staged:
-                return
-            inserts = [_insert_statement(stage) for stage in staged.values()]
-            # Without a limit DuckDB sizes its cache to the machine, and the checkpoint at
-            # close held more the larger the tables grew (peak memory grew with the backlog);
-            # with one it evicts instead. Room for the JSON reader's buffer is kept.
-            memory = max(_WRITER_MEMORY, 4 * max(size for _, size in inserts))
-            with self._connect(read_only=False) as con:
-                con.execute(f"SET memory_limit='{memory // 2**20}MiB'")
-                appended = sum(stage.writer.rows for stage in staged.values())
-                merges = 0 if appended >= _MERGE_BELOW_ROWS else _MERGE_TASKS
-                con.execute(f"SET max_vacuum_tasks = {merges}")
-                self._ensure_schema(con)
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    for statement, _ in inserts:
-                        con.execute(statement)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+                self._staged(staged, table).writer.write(row)
+            self._load(staged)
         finally:
-            for stage in staged.values():
-                stage.file.close()
-                stage.path.unlink(missing_ok=True)
+            _unstage(staged)
+
+    def append_changes(
+        self, changes: Iterable[tuple[int, Sequence[tuple[str, Mapping[str, Any]]]]]
+    ) -> dict[int, str]:
+        """Append the rows of each change (its number, its (table, row)s), whole, in one
+        transaction, staged as they come. A change with a value its column cannot hold (an
+        integer beyond 64 bits, a float for a long) is left out whole and returned with the
+        reason: a hostile record costs only itself, never the changes after it."""
+        staged: dict[str, _Staged] = {}
+        refused: dict[int, str] = {}
+        try:
+            for key, rows in changes:
+                encoded = []
+                try:
+                    for table, row in rows:
+                        writer = self._staged(staged, table).writer
+                        encoded.append((writer, writer.encode(row)))
+                except (TypeError, ValueError, OverflowError) as bad:
+                    refused[key] = f"not storable in the log tables: {bad}"
+                    continue
+                for writer, line in encoded:
+                    writer.write_line(line)
+            self._load(staged)
+        finally:
+            _unstage(staged)
+        return refused
+
+    def _staged(self, staged: dict[str, _Staged], table: str) -> _Staged:
+        stage = staged.get(table)
+        if stage is None:
+            stage = staged[table] = self._stage(table_schema(table))
+        return stage
+
+    def _load(self, staged: Mapping[str, _Staged]) -> None:
+        """Bulk-load the staged files in one transaction."""
+        loading = [stage for stage in staged.values() if stage.writer.rows]
+        for stage in staged.values():
+            stage.file.close()
+        if not loading:
+            return
+        inserts = [_insert_statement(stage) for stage in loading]
+        # Without a limit DuckDB sizes its cache to the machine, and the checkpoint at
+        # close held more the larger the tables grew (peak memory grew with the backlog);
+        # with one it evicts instead. Room for the JSON reader's buffer is kept.
+        memory = max(_WRITER_MEMORY, 4 * max(size for _, size in inserts))
+        with self._connect(read_only=False) as con:
+            con.execute(f"SET memory_limit='{memory // 2**20}MiB'")
+            appended = sum(stage.writer.rows for stage in loading)
+            merges = 0 if appended >= _MERGE_BELOW_ROWS else _MERGE_TASKS
+            con.execute(f"SET max_vacuum_tasks = {merges}")
+            self._ensure_schema(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for statement, _ in inserts:
+                    con.execute(statement)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def _stage(self, schema: TableSchema) -> _Staged:
         """A new staged NDJSON file for one table's rows, beside the log file."""

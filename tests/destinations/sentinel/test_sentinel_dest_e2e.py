@@ -244,6 +244,31 @@ def test_alert_rows_arrive_with_their_change_number(world: Callable[..., World])
     assert w.destination.rows_uploaded == 2
 
 
+def test_an_alert_whose_rows_cannot_be_made_is_rejected_alone(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shape no mapper foresaw costs its own alert a dead letter; the other alert of the
+    batch is uploaded and the incident written."""
+    import xdrsync.destinations.sentinel.destination as sentinel
+
+    real = sentinel.alert_rows
+
+    def fragile(alert: Any, *args: Any, **kwargs: Any) -> Any:
+        if alert.id == "da41":
+            raise AttributeError("'list' object has no attribute 'get'")
+        return real(alert, *args, **kwargs)
+
+    monkeypatch.setattr(sentinel, "alert_rows", fragile)
+    w = world()
+    w.commit(_incident("41"), _incident("42"))
+    w.publish()
+    (alert,) = w.truth()["logs"]["Custom-XdrSecurityAlert"]
+    assert alert["SystemAlertId"] == "da42"
+    (dead,) = w.hub.list_dead_letters(w.destination.name)
+    assert "AttributeError" in dead.reason
+    assert {w.incident("41")["name"], w.incident("42")["name"]}  # both incidents written
+
+
 def test_a_merged_incident_closes_its_twin_and_links_the_survivor(
     world: Callable[..., World],
 ) -> None:

@@ -21,7 +21,7 @@ import httpx
 import structlog
 
 from xdrsync.config import Config, SentinelDestinationConfig, TenantConfig
-from xdrsync.destinations.base import Rejection
+from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.destinations.sentinel.arm import (
     ArmClient,
     EtagConflictError,
@@ -356,27 +356,32 @@ class SentinelDestination:
         started = self.clock()
         alert_table: list[Row] = []
         evidence_table: list[Row] = []
+        unmapped: dict[int, str] = {}
         for offset, change in enumerate(changes):
             tenant = self._tenants[change.tenant_id.lower()]
-            alert, items = alert_for_rows(change.payload)
             twin = (
                 incident_name(change.tenant_id, change.incident_id) if change.incident_id else None
             )
-            row, evidence = alert_rows(
-                alert,
-                items,
-                seq=change.seq,
-                time_generated=started + timedelta(microseconds=offset),
-                tenant_id=change.tenant_id,
-                tenant=tenant.name,
-                incident=twin,
-            )
+            try:
+                alert, items = alert_for_rows(change.payload)
+                row, evidence = alert_rows(
+                    alert,
+                    items,
+                    seq=change.seq,
+                    time_generated=started + timedelta(microseconds=offset),
+                    tenant_id=change.tenant_id,
+                    tenant=tenant.name,
+                    incident=twin,
+                )
+            except UNMAPPABLE as bad:  # this alert's rows only: the others are uploaded
+                unmapped[change.seq] = f"no rows for Sentinel: {type(bad).__name__}: {bad}"
+                continue
             alert_table.append(row)
             evidence_table.extend(evidence)
         refused = self.ingestor.upload(self.entry.alert_stream, alert_table)
         for seq, reason in self.ingestor.upload(self.entry.evidence_stream, evidence_table).items():
             refused.setdefault(seq, reason)
-        return refused
+        return refused | unmapped
 
     def stats(self) -> dict[str, Any]:
         """The counters, for the bench and metrics."""
