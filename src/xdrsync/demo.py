@@ -101,7 +101,7 @@ def _view(
     queue = incident_table(workspace.hub.list_incidents(limit=12), names)
     hint = Text(
         f"\nIn another terminal:  .venv/bin/xdrsync query -c {config_path} "
-        "'SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber"
+        "'SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName"
         " | summarize count() by Status'\n"
         f"                      .venv/bin/xdrsync incidents show ID -c {config_path}"
         "      Ctrl-C stops.",

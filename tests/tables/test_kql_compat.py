@@ -63,6 +63,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
             "SecurityIncident | summarize n = countif(Status == 'New')",
         ),
         (
+            "SecurityIncident | extend T = replace(@'is (\\d+)', @'was: \\1', Title)",
+            "SecurityIncident | extend T = replace_regex(Title, @'is (\\d+)', @'was: \\1')",
+        ),
+        (
+            "SecurityIncident | extend T = replace_string(Title, 'a', 'b'), R = x.replace(1, 2)",
+            "SecurityIncident | extend T = replace_string(Title, 'a', 'b'), R = x.replace(1, 2)",
+        ),
+        (
             "SecurityIncident | summarize count() by bin_at(TimeGenerated, 1h, ago(1d))",
             "SecurityIncident | summarize count() by TimeGenerated = (bin((TimeGenerated) - "
             "((ago(1d)) - bin((ago(1d)), 1h)), 1h) + ((ago(1d)) - bin((ago(1d)), 1h)))",
@@ -214,6 +222,12 @@ CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNum
         (
             "SecurityIncident | summarize makeset(Severity), makelist(IncidentNumber) by Status",
             "SecurityIncident | summarize make_set(Severity), make_list(IncidentNumber) by Status",
+        ),
+        (
+            CURRENT + "| project IncidentNumber, "
+            "T = replace(@'(\\w+)-(\\w+)', @'\\2 \\1', replace('i', 'I', Title))",
+            CURRENT + "| project IncidentNumber, "
+            "T = replace_regex(replace_regex(Title, 'i', 'I'), @'(\\w+)-(\\w+)', @'\\2 \\1')",
         ),
         (
             CURRENT + "| evaluate bag_unpack(Owner) | project IncidentNumber, assignedTo",

@@ -110,6 +110,7 @@ def rewrite(
 
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
+    tokens = run("replace", _replace(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
     probes = tuple(bag_probes(tokens, bags or {}))
     tokens = run("bag_unpack", bag_unpack(tokens, bags or {}))
@@ -173,6 +174,39 @@ def _aliases(tokens: list[Token]) -> list[Token]:
         if name and token.kind == kt.IDENTIFIER and kt.is_call(tokens, i):
             out[i] = Token(kt.IDENTIFIER, name, token.origin, synthetic=True)
     return out
+
+
+def _replace(tokens: list[Token]) -> list[Token]:
+    """`replace(regex, rewrite, text)` -> `replace_regex(text, regex, rewrite)`: Kusto's
+    deprecated `replace` is `replace_regex` with the text last (duckdb-kql reads it as
+    `replace_string`, whose text comes first, and matches no regex)."""
+    for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
+        edits: dict[int, tuple[int, list[Token]]] = {}
+        for i, token in enumerate(tokens):
+            if token.text != "replace" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
+                continue
+            if any(first <= i <= last for first, (last, _) in edits.items()):
+                continue
+            open_ = kt.next_sig(tokens, i)
+            assert open_ is not None
+            close = kt.closing(tokens, open_)
+            args = kt.split_top(tokens, open_ + 1, close)
+            if close >= len(tokens) or len(args) != 3:
+                continue
+            regex, rewrite, text = (kt.trim(tokens[a:b]) for a, b in args)
+            comma = kt.fragment(", ", token.origin)
+            edits[i] = (
+                close,
+                [
+                    *kt.fragment("replace_regex(", token.origin),
+                    *text, *comma, *regex, *comma, *rewrite,
+                    *kt.fragment(")", token.origin),
+                ],
+            )  # fmt: skip
+        if not edits:
+            break
+        tokens = kt.apply_edits(tokens, edits)
+    return tokens
 
 
 def _ingestion_time(tokens: list[Token]) -> list[Token]:
