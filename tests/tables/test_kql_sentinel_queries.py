@@ -311,6 +311,19 @@ def test_defender_hunting_join_of_alert_info_and_evidence(store: LogStore) -> No
     assert rows == [{"dcount_DeviceId": 2}]
 
 
+def test_make_list_of_dynamic_values_holds_the_values_not_their_json_text(store: LogStore) -> None:
+    (row,) = q(
+        store,
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName "
+        "| where Status != 'Closed' | summarize Owners = make_list(Owner.assignedTo), "
+        "Labels = make_list(Labels), Closed = make_list(ClosedTime)",
+    )
+    assert KAI in row["Owners"]  # not '"KaiC@..."'
+    assert all(isinstance(labels, list) for labels in row["Labels"])
+    assert any({"labelName": "Demo", "labelType": "User"} in labels for labels in row["Labels"])
+    assert all(t is None or t.tzinfo is UTC for t in row["Closed"])
+
+
 def test_time_arithmetic(store: LogStore) -> None:
     rows = q(
         store,

@@ -344,6 +344,7 @@ class LogStore:
         keep = [i for i, d in enumerate(fetched.description) if str(d[0]) not in implied]
         columns = tuple(translated.column_name(str(fetched.description[i][0])) for i in keep)
         types = tuple(all_types[i] for i in keep)
+        engine = tuple(engine_types[i] for i in keep)
         rows = (
             fetched.rows
             if len(keep) == len(fetched.description)
@@ -352,7 +353,7 @@ class LogStore:
         return QueryResult(
             columns=columns,
             types=types,
-            rows=decode_rows(types, rows),
+            rows=decode_rows(types, rows, engine),
             truncated=fetched.truncated,
         )
 

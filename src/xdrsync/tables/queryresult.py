@@ -52,8 +52,36 @@ def _decode(kql_type: str, value: Any) -> Any:
     return value
 
 
-def decode_rows(types: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
-    return tuple(tuple(_decode(t, v) for t, v in zip(types, row, strict=True)) for row in rows)
+def _decode_list(engine_type: str, value: Any) -> Any:
+    """A `dynamic` list DuckDB returns as a list (not as JSON text), element by element:
+    JSON texts decoded (`make_list` of a dynamic value), times made UTC-aware."""
+    if not isinstance(value, list):
+        return _decode("dynamic", value)
+    element = engine_type[:-2]
+    if element == "JSON":
+        return [json.loads(v) if isinstance(v, str) else v for v in value]
+    if element.endswith("[]"):
+        return [_decode_list(element, v) for v in value]
+    return [_decode("", v) for v in value]
+
+
+def decode_rows(
+    types: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    engine_types: Sequence[str] | None = None,
+) -> tuple[tuple[Any, ...], ...]:
+    """Rows as Python values; `engine_types` (DuckDB's, e.g. `JSON[]`) tell how to read a
+    list's elements."""
+    if engine_types is None or not any(t.endswith("[]") for t in engine_types):
+        return tuple(tuple(_decode(t, v) for t, v in zip(types, row, strict=True)) for row in rows)
+    lists = [e.endswith("[]") for e in engine_types]
+    return tuple(
+        tuple(
+            _decode_list(e, v) if is_list else _decode(t, v)
+            for t, e, v, is_list in zip(types, engine_types, row, lists, strict=True)
+        )
+        for row in rows
+    )
 
 
 __all__ = ["QueryResult", "decode_rows"]
