@@ -15,6 +15,13 @@ $(CHROMIUM):
 	$(APT_GET) update -qq
 	DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium chromium-driver
 
+# The hub's tests on PostgreSQL start Debian's server themselves (tests/pgserver.py).
+POSTGRES := /usr/lib/postgresql
+
+$(POSTGRES):
+	$(APT_GET) update -qq
+	DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq postgresql
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -29,7 +36,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint $(CHROMIUM)
+test: lint $(CHROMIUM) $(POSTGRES)
 	$(BIN)/pytest
 
 bench: setup

@@ -1,12 +1,20 @@
-"""Graph-shaped payload builders for the hub tests (plain dicts, camelCase, as Graph sends)."""
+"""Graph-shaped payload builders for the hub tests (plain dicts, camelCase, as Graph sends), and
+what the schema tests read of a migrated database."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from xdrsync.hub import InboundBatch
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from xdrsync.hub import Hub, InboundBatch
+from xdrsync.hub.database import VERSION_TABLE
+from xdrsync.hub.schema import metadata
 from xdrsync.models import Alert, Incident
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
@@ -168,3 +176,30 @@ def page_of(
             )
         )
     return out
+
+
+def schema_differences(hub: Hub) -> list[Any]:
+    """What autogenerate finds between the migrated database and ``schema.metadata``, less the
+    one expression index, which SQLAlchemy cannot reflect: ``indexed_entity_key`` checks it."""
+
+    def compared(item: Any, name: str | None, kind: str, reflected: bool, _other: Any) -> bool:
+        return not (kind == "index" and name == "ix_evidence_entity")
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
+        with hub.engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE, "include_object": compared}
+            )
+            return list(compare_metadata(context, metadata))
+
+
+def indexed_entity_key(hub: Hub) -> str:
+    """The definition of the evidence entity index, as the database holds it."""
+    with hub.engine.connect() as conn:
+        if hub.engine.dialect.name == "sqlite":
+            query = "SELECT sql FROM sqlite_master WHERE name = 'ix_evidence_entity'"
+        else:
+            query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_evidence_entity'"
+        return str(conn.execute(text(query)).scalar_one())

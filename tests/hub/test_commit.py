@@ -62,10 +62,22 @@ def test_a_reread_of_a_whole_batch_changes_nothing(hub: Hub) -> None:
     assert counts[TENANT]["comments"] == 50
     assert counts[TENANT]["versions"] == 250
     assert hub.changes_after(seq, 10) == []
-    tail = hub.audit_tail(10_000)
-    assert len(tail) == audit + 1  # the batch summary, nothing else
-    assert tail[0].entity_type == "batch"
-    assert tail[0].detail["incidents"]["unchanged"] == 50
+    # Nor any audit row: an idle tenant re-reads its lookback every few seconds.
+    assert len(hub.audit_tail(10_000)) == audit
+
+
+def test_a_page_that_changes_something_leaves_one_summary(hub: Hub) -> None:
+    hub.commit_batch(batch(incident_json("1", stamp(1)), state={"watermark": "a"}))
+    hub.commit_batch(batch(state={"watermark": "b"}))  # an empty page: no row
+    hub.commit_batch(batch(incident_json("1", stamp(1))))  # a re-read: no row
+    hub.commit_batch(batch(incident_json("1", stamp(0))))  # an older version: a row
+    summaries = [row for row in hub.audit_tail(100) if row.entity_type == "batch"]
+    assert [
+        (s.detail["incidents"]["inserted"], s.detail["incidents"]["stale"]) for s in summaries
+    ] == [
+        (0, 1),
+        (1, 0),
+    ]
 
 
 def test_one_history_row_per_real_version(hub: Hub) -> None:

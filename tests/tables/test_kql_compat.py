@@ -152,8 +152,13 @@ def test_positions_map_back_to_the_users_query() -> None:
 
 
 def _rows(store: LogStore, kql: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """The columns, and the rows in no order, nor the lists in them (`make_set`'s and
+    `make_list`'s order follows DuckDB's threads, as Kusto promises none)."""
     result = store.query(kql)
-    return result.columns, sorted(result.rows, key=repr)
+    rows = (
+        tuple(sorted(v, key=repr) if isinstance(v, list) else v for v in r) for r in result.rows
+    )
+    return result.columns, sorted(rows, key=repr)
 
 
 CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber "

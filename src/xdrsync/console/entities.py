@@ -52,6 +52,7 @@ def entities(
                 .where(
                     e.c.tenant_id == tenant_id,
                     e.c.entity_kind == entity_kind,
+                    s.entity_key_prefix(key),  # what the index holds (ENTITY_KEY_INDEXED)
                     e.c.entity_key == key,
                     e.c.incident_id.is_not(None),
                 )

@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
+from xdrsync.errors import ConfigError
 from xdrsync.jsontext import without_surrogates
 from xdrsync.layout import HUB_FILE
 
@@ -39,7 +40,7 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
 #: The newest migration. Opening a hub already there needs no alembic (it loads only to
 #: migrate), which keeps read-only commands quick; a test checks it is alembic's head.
-HEAD_REVISION: Final = "0006"
+HEAD_REVISION: Final = "0007"
 BUSY_TIMEOUT_MS: Final = 30_000
 #: The page size a new SQLite hub is created with. The hub's rows are large (an alert's
 #: payload holds its evidence), and with SQLite's default of 4 KiB a backfill made a
@@ -123,7 +124,13 @@ def create_hub_engine(url: str) -> Engine:
     """An engine for ``url`` with the hub's connection settings."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        engine = create_engine(parsed, pool_pre_ping=True)
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True)
+        except ModuleNotFoundError as missing:  # the driver is an optional dependency
+            raise ConfigError(
+                f"database_url names {parsed.get_backend_name()}, whose driver "
+                f"({missing.name}) is not installed: pip install 'xdrsync[postgres]'"
+            ) from None
         _text_guard(engine, nul=True)
         return engine
     database = parsed.database or ""

@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKeyConstraint,
@@ -24,9 +25,13 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    func,
 )
 
 SEQ_COUNTER: Final = "change_seq"
+#: The id of a table that grows with time: 64-bit (SQLite's row ids are; PostgreSQL's
+#: ``integer`` would stop at 2^31 and fail every commit after; migration 0007).
+_GROWING_ID: Final = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -158,8 +163,23 @@ evidence = Table(
         ondelete="CASCADE",
     ),
     Index("ix_evidence_incident", "tenant_id", "incident_id"),
-    Index("ix_evidence_entity", "tenant_id", "entity_kind", "entity_key"),
 )
+#: How much of an entity key the index holds (a URL's key is the URL, and PostgreSQL refuses
+#: an index entry over about 2,700 bytes; migration 0007). A lookup compares this prefix too
+#: (``entity_key_prefix``), so that both databases use the index.
+ENTITY_KEY_INDEXED: Final = 200
+Index(
+    "ix_evidence_entity",
+    evidence.c.tenant_id,
+    evidence.c.entity_kind,
+    func.substr(evidence.c.entity_key, 1, ENTITY_KEY_INDEXED),
+)
+
+
+def entity_key_prefix(key: str) -> ColumnElement[bool]:
+    """The indexed condition that holds wherever ``evidence.entity_key == key`` does."""
+    return func.substr(evidence.c.entity_key, 1, ENTITY_KEY_INDEXED) == key[:ENTITY_KEY_INDEXED]
+
 
 comment = Table(
     "comment",
@@ -218,7 +238,7 @@ sync_state = Table(
 quarantine = Table(
     "quarantine",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _GROWING_ID, primary_key=True, autoincrement=True),
     _id("tenant_id", nullable=False),
     Column("stream", String(64), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
@@ -230,7 +250,7 @@ quarantine = Table(
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _GROWING_ID, primary_key=True, autoincrement=True),
     Column("at", UtcDateTime(), nullable=False),
     _id("tenant_id", nullable=False),
     Column("stream", String(64)),
@@ -261,7 +281,7 @@ dead_letter = Table(
     "dead_letter",
     metadata,
     # A change a destination rejected for good (its reason); the cursor moved past it.
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _GROWING_ID, primary_key=True, autoincrement=True),
     Column("destination", String(200), nullable=False),
     Column("seq", BigInteger, nullable=False),
     _id("tenant_id", nullable=False),
@@ -297,7 +317,7 @@ outbox = Table(
     metadata,
     # Two-way sync: one row per edit of one field (or one comment), written in the same
     # transaction as the workspace's own change and pushed to Defender by the pusher.
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", _GROWING_ID, primary_key=True, autoincrement=True),
     _id("tenant_id", nullable=False),
     Column("entity_type", String(16), nullable=False),
     _id("entity_id", nullable=False),

@@ -1,0 +1,128 @@
+"""The hub on PostgreSQL, against a real server (``tests/pgserver.py``): the same schema as on
+SQLite, and the limits PostgreSQL has that SQLite does not (index entry size, 32-bit ids)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from hubdata import (
+    TENANT,
+    alert_json,
+    batch,
+    incident_json,
+    indexed_entity_key,
+    schema_differences,
+    stamp,
+)
+from sqlalchemy import create_engine, text
+
+from pgserver import PgServer
+from xdrsync.console.entities import entities
+from xdrsync.errors import ConfigError
+from xdrsync.hub import Hub
+from xdrsync.hub.database import HEAD_REVISION, create_hub_engine, current_revision
+from xdrsync.twoway.edits import EditRequest, plan_edits
+
+
+def _url_evidence(url: str) -> dict[str, object]:
+    return {
+        "@odata.type": "#microsoft.graph.security.urlEvidence",
+        "createdDateTime": stamp(),
+        "verdict": "malicious",
+        "remediationStatus": "none",
+        "roles": [],
+        "detailedRoles": [],
+        "tags": [],
+        "url": url,
+    }
+
+
+def test_the_migrations_create_exactly_the_schema_the_code_uses(pg_hub: Hub) -> None:
+    assert current_revision(pg_hub.engine) == HEAD_REVISION
+    assert schema_differences(pg_hub) == []
+    assert "substr(entity_key, 1, 200)" in indexed_entity_key(pg_hub)
+
+
+def test_an_incident_with_a_long_url_is_stored_and_its_entity_found(pg_hub: Hub) -> None:
+    """A phishing URL of thousands of characters is ordinary evidence. PostgreSQL refuses an
+    index entry over about 2,700 bytes, and the whole incident was quarantined."""
+    url = "https://phish.example/login?" + "&".join(f"p{n}=" + "x" * 40 for n in range(110))
+    assert len(url) > 4000
+    twin = url[:-1] + "y"  # the same first 200 characters: told apart by the whole key
+    alerts = [
+        alert_json("a1", "1", stamp(1), evidence=[_url_evidence(url)]),
+        alert_json("a2", "2", stamp(1), evidence=[_url_evidence(twin)]),
+    ]
+    result = pg_hub.commit_batch(
+        batch(
+            incident_json("1", stamp(1), alerts=alerts[:1]),
+            incident_json("2", stamp(1), alerts=alerts[1:]),
+        )
+    )
+    assert (result.incidents.inserted, result.quarantined) == (2, 0)
+    found = entities(pg_hub, [TENANT], "url", None, 10)
+    assert sorted((e["key"], e["incidents"]) for e in found) == sorted(
+        [(url, ["1"]), (twin, ["2"])]
+    )
+
+
+def test_the_ids_of_growing_tables_go_past_2_to_the_31(pg_hub: Hub) -> None:
+    """An idle tenant audits thousands of pages a day; an ``integer`` id stopped every commit
+    once its sequence reached 2^31."""
+    with pg_hub.engine.begin() as conn:
+        for table in ("audit", "quarantine", "dead_letter", "outbox"):
+            conn.execute(text(f"ALTER SEQUENCE {table}_id_seq RESTART WITH {2**31 + 5}"))
+    for minute in (1, 2, 3):
+        pg_hub.commit_batch(batch(incident_json("1", stamp(minute), name=f"v{minute}")))
+    assert all(row.id > 2**31 for row in pg_hub.audit_tail(3))
+    current = pg_hub.get_incident(TENANT, "1")
+    assert current is not None
+    edits = plan_edits(
+        "incident",
+        TENANT,
+        "1",
+        current.to_graph(),
+        EditRequest(status="inProgress"),
+        author="ana@contoso.com",
+        origin="cli",
+    )
+    (edit,) = pg_hub.enqueue_edits(edits)
+    assert edit > 2**31 and [e.id for e in pg_hub.due_edits()] == [edit]
+
+
+def test_an_upgrade_from_0006_keeps_the_data(pg: PgServer) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from xdrsync.hub.database import MIGRATIONS, VERSION_TABLE
+
+    url = pg.new_database()
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+    engine.dispose()
+    with Hub.open(url) as hub:  # upgrades to head
+        assert current_revision(hub.engine) == HEAD_REVISION
+        hub.commit_batch(batch(incident_json("1", stamp(1))))
+        assert hub.get_incident(TENANT, "1") is not None
+        with hub.engine.connect() as conn:
+            kind = conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.sequences "
+                    "WHERE sequence_name = 'audit_id_seq'"
+                )
+            ).scalar_one()
+        assert kind == "bigint"
+
+
+def test_a_missing_driver_is_a_config_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as on an install without the extra
+    with pytest.raises(ConfigError, match=r"pip install 'xdrsync\[postgres\]'"):
+        create_hub_engine("postgresql+psycopg://hub@127.0.0.1:1/xdrsync")
