@@ -235,6 +235,20 @@ def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:
     assert invalid.returncode == 2 and len(invalid.stderr.strip().splitlines()) == 1
 
 
+def test_a_command_that_reads_refuses_a_workspace_without_a_hub(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A mistyped workspace path must not answer with an empty, newly made hub."""
+    config = write_config(tmp_path, emulator)
+    for args in (["incidents", "list"], ["state", "show"], ["destinations", "status"]):
+        done = xdrsync(*args, "--config", str(config))
+        assert done.returncode == 2, done.stdout
+        assert "no hub at" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ws" / "hub.sqlite3").exists()
+    refused = xdrsync("incidents", "list", "--limit", "0", "--config", str(config))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
 _LOADED = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('LOADED', *sorted(sys.modules), file=sys.stderr))\n"

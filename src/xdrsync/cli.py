@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from xdrsync import __version__
-from xdrsync.errors import XdrSyncError
+from xdrsync.errors import ConfigError, XdrSyncError
 from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 from xdrsync.terminal import console, err_console, print_error, report_failure
 
@@ -248,12 +248,19 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
 
 
 @contextmanager
-def _hub(config: Config) -> Iterator[Hub]:
+def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
     """The workspace's hub alone, for commands that only read it or queue edits in it: none
-    of the sync machinery (Graph client, log tables, fan-out) is loaded."""
+    of the sync machinery (Graph client, log tables, fan-out) is loaded. ``existing``: a
+    command that only reads refuses a workspace with no hub file rather than making one (a
+    mistyped path would otherwise answer with an empty, new hub)."""
     from xdrsync.hub import Hub, configured_url
-    from xdrsync.layout import make_private
+    from xdrsync.layout import HUB_FILE, make_private
 
+    hub_file = config.workspace.path / HUB_FILE
+    if existing and config.workspace.database_url is None and not hub_file.exists():
+        raise ConfigError(
+            f"no hub at {hub_file}: run `xdrsync sync --once` first, or check [workspace] path"
+        )
     make_private(config.workspace.path)  # as private as the sync makes it, if this creates it
     hub = Hub.open(configured_url(config.workspace))
     try:
@@ -568,7 +575,7 @@ def state_show(config_file: ConfigOption = None) -> None:
 
     with _errors():
         config = _load(config_file)
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             for table in state_tables(hub, _names(config), destination_statuses(hub, config)):
                 console.print(table)
             quarantined = hub.list_quarantine(limit=5)
@@ -606,7 +613,7 @@ def incidents_list(
     status: Annotated[
         str | None, typer.Option(help="active, inProgress, resolved, redirected.")
     ] = None,
-    limit: Annotated[int, typer.Option(help="How many.")] = 25,
+    limit: Annotated[int, typer.Option(min=1, help="How many.")] = 25,
 ) -> None:
     """The incident queue, most recently updated first."""
     from xdrsync.views import incident_table
@@ -614,7 +621,7 @@ def incidents_list(
     with _errors():
         config = _load(config_file)
         tenant_id = config.tenant(tenant).tenant_id if tenant else None
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             rows = hub.list_incidents(tenant_id, status, limit=limit)
             console.print(incident_table(rows, _names(config)))
 
@@ -635,7 +642,7 @@ def incidents_show(
     with _errors():
         config = _load(config_file)
         tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             incident = hub.get_incident(tenant_config.tenant_id, incident_id)
             if incident is None:
                 raise _fail(f"no incident {incident_id} in tenant {tenant_config.name}", 1)
@@ -829,7 +836,7 @@ def alerts_show(
     with _errors():
         config = _load(config_file)
         tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             shown = current_view(hub, tenant_config.tenant_id, "alert", alert_id)
             if shown is None:
                 raise _fail(f"no alert {alert_id} in tenant {tenant_config.name}", 1)
@@ -847,7 +854,7 @@ def destinations_status(config_file: ConfigOption = None) -> None:
 
     with _errors():
         config = _load(config_file)
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             for part in destinations_view(destination_statuses(hub, config)):
                 console.print(part)
 
@@ -865,7 +872,7 @@ def destinations_dead_letters(
         config = _load(config_file)
         if name is not None and name != TABLES_DESTINATION:
             name = config.destination(name).name
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             console.print(dead_letters_table(hub.list_dead_letters(name, limit), _names(config)))
 
 
@@ -907,7 +914,7 @@ def conflicts_list(tenant: TenantOption = None, config_file: ConfigOption = None
     with _errors():
         config = _load(config_file)
         tenant_id = config.tenant(tenant).tenant_id if tenant else None
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             rows = hub.edits(tenant_id=tenant_id, states=["conflict"])
             console.print(conflicts_table(rows, _names(config)))
 
@@ -1018,7 +1025,7 @@ def users_list(config_file: ConfigOption = None) -> None:
 
     with _errors():
         config = _load(config_file)
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             users = Accounts(hub).users()
         table = Table(title=f"{len(users)} console users", title_justify="left")
         for column in ("user", "role", "tenants"):
@@ -1083,7 +1090,7 @@ def tokens_list(
 
     with _errors():
         config = _load(config_file)
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             tokens = Accounts(hub).tokens(user)
         now = datetime.now(UTC)
         table = Table(title=f"{len(tokens)} API tokens", title_justify="left")

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from hubdata import (
@@ -25,6 +26,7 @@ from hubdata import (
 )
 from sqlalchemy import inspect, text
 
+from xdrsync.errors import ConfigError
 from xdrsync.hub import Hub, default_url
 from xdrsync.hub.database import (
     HEAD_REVISION,
@@ -228,3 +230,10 @@ def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> Non
     assert proc.returncode == 0, err
     with Hub.open(f"sqlite:///{path}") as hub:
         assert current_revision(hub.engine) == HEAD_REVISION
+
+
+def test_a_hub_written_by_a_newer_xdrsync_is_refused_with_what_to_do(hub_url: str) -> None:
+    with Hub.open(hub_url) as hub, hub.engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
+    with pytest.raises(ConfigError, match="revision 0099, written by a newer xdrsync"):
+        Hub.open(hub_url)

@@ -225,8 +225,14 @@ def upgrade(engine: Engine) -> None:
     write lock (SQLite) or an advisory lock (PostgreSQL), and the second process then finds
     the schema at head and does nothing.
     """
-    if current_revision(engine) == HEAD_REVISION:
+    found = current_revision(engine)
+    if found == HEAD_REVISION:
         return
+    if found is not None and found.isdigit() and int(found) > int(HEAD_REVISION):
+        raise ConfigError(
+            f"the hub is at schema revision {found}, written by a newer xdrsync; this one "
+            f"knows revisions up to {HEAD_REVISION}: run the newer xdrsync"
+        )
     from alembic import command
 
     config = _config()
