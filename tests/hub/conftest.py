@@ -1,5 +1,5 @@
-"""A fresh hub per test: SQLite in a workspace folder under tmp_path, or a database of its own
-on a PostgreSQL server started for the session."""
+"""A fresh hub per test, on each database the hub supports: SQLite in a workspace folder under
+tmp_path, and a database of its own on a PostgreSQL server started for the session."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def hub_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ws' / 'hub.sqlite3'}"
 
 
-@pytest.fixture
-def hub(hub_url: str) -> Iterator[Hub]:
-    opened = Hub.open(hub_url)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, hub_url: str) -> Iterator[Hub]:
+    """A new hub on each backend the hub supports."""
+    url = hub_url if request.param == "sqlite" else request.getfixturevalue("pg").new_database()
+    opened = Hub.open(url)
     try:
         yield opened
     finally:

@@ -54,8 +54,8 @@ def test_the_migrations_create_exactly_the_schema_the_code_uses(hub: Hub) -> Non
     assert "substr(entity_key, 1, 200)" in indexed_entity_key(hub)
 
 
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(hub: Hub) -> None:
-    with hub.engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(hub_url: str) -> None:
+    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA page_size")).scalar() == PAGE_SIZE
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
