@@ -211,6 +211,12 @@ def test_destinations_status_and_a_replay_of_the_log_tables(
     assert unknown.returncode == 2 and "no destination named 'elastic'" in unknown.stderr
     letters = xdrsync("destinations", "dead-letters", "--config", config)
     assert letters.returncode == 0 and "0 dead letters" in letters.stdout
+    cleared = xdrsync("destinations", "clear-dead-letters", "tables", "--config", config)
+    assert cleared.returncode == 0 and "tables: 0 dead letters cleared" in cleared.stdout
+    quarantine = xdrsync("state", "clear-quarantine", "--stream", "alerts", "--config", config)
+    assert quarantine.returncode == 0 and "0 quarantined records cleared" in quarantine.stdout
+    wrong = xdrsync("state", "clear-quarantine", "--stream", "evidence", "--config", config)
+    assert wrong.returncode == 2 and "incidents or alerts" in wrong.stderr
 
 
 def test_demo_runs_and_shows_the_emulator_and_the_sync(tmp_path: Path) -> None:

@@ -606,6 +606,25 @@ def query_command(
         run_query(config.workspace.path, config.query, kql, output)
 
 
+@state_app.command("clear-quarantine")
+def state_clear_quarantine(
+    config_file: ConfigOption = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant (name or id).")] = None,
+    stream: Annotated[
+        str | None, typer.Option(help="Only this stream: incidents or alerts.")
+    ] = None,
+) -> None:
+    """Forget quarantined records once their cause is dealt with (after an upgrade that reads
+    them, `backfill` their period first); the audit keeps how many."""
+    with _errors():
+        config = _load(config_file)
+        tenant_id = config.tenant(tenant).tenant_id if tenant else None
+        if stream is not None and stream not in ("incidents", "alerts"):
+            raise ConfigError(f"--stream is incidents or alerts, not {stream!r}")
+        with _hub(config, existing=True) as hub:
+            console.print(f"{hub.clear_quarantine(tenant_id, stream)} quarantined records cleared")
+
+
 @incidents_app.command("list")
 def incidents_list(
     config_file: ConfigOption = None,
@@ -874,6 +893,21 @@ def destinations_dead_letters(
             name = config.destination(name).name
         with _hub(config, existing=True) as hub:
             console.print(dead_letters_table(hub.list_dead_letters(name, limit), _names(config)))
+
+
+@destinations_app.command("clear-dead-letters")
+def destinations_clear_dead_letters(
+    name: Annotated[str, typer.Argument(help="The destination.")],
+    config_file: ConfigOption = None,
+) -> None:
+    """Forget a destination's dead letters once their cause is dealt with (a replay after an
+    upgrade, or records that will never go); the audit keeps how many."""
+    with _errors():
+        config = _load(config_file)
+        if name not in (TABLES_DESTINATION, QUEUE_DESTINATION):
+            name = config.destination(name).name
+        with _hub(config, existing=True) as hub:
+            console.print(f"{name}: {hub.clear_dead_letters(name)} dead letters cleared")
 
 
 @destinations_app.command("replay")

@@ -104,6 +104,43 @@ def test_quarantined_records_are_visible_and_counted_per_stream(hub: Hub) -> Non
     assert hub.get_state(TENANT, "alerts") == {"w": 2}
 
 
+def test_an_operator_clears_the_quarantine_and_the_dead_letters_and_the_audit_says_so(
+    hub: Hub,
+) -> None:
+    """Counts that only ever go up hide the next problem: once a cause is dealt with, the
+    rows go, by tenant and stream, or by destination, and the audit keeps how many."""
+    for tenant, stream, n in (
+        (TENANT, "alerts", 2),
+        (TENANT, "incidents", 1),
+        ("other", "alerts", 1),
+    ):
+        hub.commit_batch(
+            InboundBatch(
+                tenant_id=tenant,
+                stream=stream,
+                quarantined=[Quarantined(raw=f"[{i}]", reason="bad") for i in range(n)],
+            )
+        )
+    assert hub.clear_quarantine(TENANT, "alerts") == 2
+    assert hub.quarantine_counts() == {(TENANT, "incidents"): 1, ("other", "alerts"): 1}
+    assert hub.clear_quarantine() == 2
+    assert hub.quarantine_counts() == {} and hub.clear_quarantine() == 0
+    cleared = [r for r in hub.audit_tail(20) if r.decision == "quarantine_cleared"]
+    assert sorted((r.tenant_id, r.stream, r.detail["records"]) for r in cleared) == [
+        (TENANT, "alerts", 2),
+        (TENANT, "incidents", 1),
+        ("other", "alerts", 1),
+    ]
+    hub.commit_batch(batch(*page_of(2, stamp(1), alerts=0, evidence=0)))
+    hub.record_delivery("splunk", 2, [(1, TENANT, "incident", "i1", "too big")])
+    hub.record_delivery("elastic", 2, [(2, TENANT, "incident", "i2", "refused")])
+    assert hub.clear_dead_letters("splunk") == 1
+    assert hub.dead_letter_counts() == {"elastic": 1}
+    assert hub.get_cursor("splunk") == 2  # the cursor stays where it was
+    (row,) = [r for r in hub.audit_tail(5) if r.decision == "dead_letters_cleared"]
+    assert (row.entity_id, row.detail) == ("splunk", {"dead_letters": 1})
+
+
 def test_cursors_only_move_forward_unless_reset(hub: Hub) -> None:
     hub.commit_batch(batch(*page_of(3, stamp(1), alerts=1, evidence=0)))
     assert hub.max_seq() == 6

@@ -67,6 +67,27 @@ def add_dead_letters(
         )
 
 
+def clear_dead_letters(conn: Connection, name: str, now: datetime) -> int:
+    """Forget one destination's dead letters (once their cause is dealt with: a replay, or a
+    record that will never map); how many. The audit keeps a row saying how many went."""
+    d = s.dead_letter
+    gone = conn.execute(delete(d).where(d.c.destination == name)).rowcount or 0
+    if gone:
+        conn.execute(
+            s.audit.insert(),
+            {
+                "at": now,
+                "tenant_id": "",
+                "stream": name,
+                "entity_type": "destination",
+                "entity_id": name,
+                "decision": "dead_letters_cleared",
+                "detail": dumps({"dead_letters": gone}),
+            },
+        )
+    return int(gone)
+
+
 def list_dead_letters(conn: Connection, name: str | None, limit: int) -> list[DeadLetterRow]:
     d = s.dead_letter
     query = select(d).order_by(d.c.id.desc()).limit(limit)

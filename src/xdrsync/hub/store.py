@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
-from xdrsync.hub import destinations, outbox, reads, status
+from xdrsync.hub import audit, destinations, outbox, reads, status
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
     ApplyResult,
@@ -241,6 +241,11 @@ class Hub:
         with self._read() as conn:
             return destinations.list_dead_letters(conn, name, limit)
 
+    def clear_dead_letters(self, name: str) -> int:
+        """Forget one destination's dead letters; how many (``destinations.clear_dead_letters``)."""
+        with self._write() as conn:
+            return destinations.clear_dead_letters(conn, name, self._clock())
+
     def dead_letter_counts(self) -> dict[str, int]:
         with self._read() as conn:
             return destinations.dead_letter_counts(conn)
@@ -355,6 +360,11 @@ class Hub:
         """Quarantined records, newest first."""
         with self._read() as conn:
             return status.list_quarantine(conn, limit, tenant_id)
+
+    def clear_quarantine(self, tenant_id: str | None = None, stream: str | None = None) -> int:
+        """Forget the quarantined records (of one tenant, one stream); how many."""
+        with self._write() as conn:
+            return audit.clear_quarantine(conn, self._clock(), tenant_id, stream)
 
     def quarantine_counts(self) -> dict[tuple[str, str], int]:
         """Quarantined records per (tenant, stream)."""
