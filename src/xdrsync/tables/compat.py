@@ -34,7 +34,7 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -176,31 +176,39 @@ def _aliases(tokens: list[Token]) -> list[Token]:
     return out
 
 
+def _calls(
+    tokens: Sequence[Token], name: str, arity: int
+) -> Iterator[tuple[int, int, list[list[Token]]]]:
+    """Each call of the function ``name`` with ``arity`` arguments: (the index of its name, of
+    its closing parenthesis, its arguments without surrounding blanks)."""
+    for i, token in enumerate(tokens):
+        if token.text != name or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
+            continue
+        open_ = kt.next_sig(tokens, i)
+        assert open_ is not None
+        close = kt.closing(tokens, open_)
+        args = kt.split_top(tokens, open_ + 1, close)
+        if close < len(tokens) and len(args) == arity:
+            yield i, close, [kt.trim(tokens[a:b]) for a, b in args]
+
+
 def _replace(tokens: list[Token]) -> list[Token]:
     """`replace(regex, rewrite, text)` -> `replace_regex(text, regex, rewrite)`: Kusto's
     deprecated `replace` is `replace_regex` with the text last (duckdb-kql reads it as
     `replace_string`, whose text comes first, and matches no regex)."""
     for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
         edits: dict[int, tuple[int, list[Token]]] = {}
-        for i, token in enumerate(tokens):
-            if token.text != "replace" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
-                continue
+        for i, close, (regex, rewrite, text) in _calls(tokens, "replace", 3):
             if any(first <= i <= last for first, (last, _) in edits.items()):
                 continue
-            open_ = kt.next_sig(tokens, i)
-            assert open_ is not None
-            close = kt.closing(tokens, open_)
-            args = kt.split_top(tokens, open_ + 1, close)
-            if close >= len(tokens) or len(args) != 3:
-                continue
-            regex, rewrite, text = (kt.trim(tokens[a:b]) for a, b in args)
-            comma = kt.fragment(", ", token.origin)
+            origin = tokens[i].origin
+            comma = kt.fragment(", ", origin)
             edits[i] = (
                 close,
                 [
-                    *kt.fragment("replace_regex(", token.origin),
+                    *kt.fragment("replace_regex(", origin),
                     *text, *comma, *regex, *comma, *rewrite,
-                    *kt.fragment(")", token.origin),
+                    *kt.fragment(")", origin),
                 ],
             )  # fmt: skip
         if not edits:
@@ -376,17 +384,8 @@ def _bin_at(tokens: list[Token]) -> list[Token]:
     `shift = fixed - bin(fixed, size)`: the bin of `size` holding `v`, bins aligned on `fixed`
     (Kusto's `fixed + floor((v - fixed) / size) * size`)."""
     edits: dict[int, tuple[int, list[Token]]] = {}
-    for i, token in enumerate(tokens):
-        if token.text != "bin_at" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
-            continue
-        open_ = kt.next_sig(tokens, i)
-        assert open_ is not None
-        close = kt.closing(tokens, open_)
-        args = kt.split_top(tokens, open_ + 1, close)
-        if close >= len(tokens) or len(args) != 3:
-            continue
-        value, size, fixed = (kt.trim(tokens[a:b]) for a, b in args)
-        o = token.origin
+    for i, close, (value, size, fixed) in _calls(tokens, "bin_at", 3):
+        o = tokens[i].origin
 
         def f(text: str, o: int = o) -> list[Token]:
             return kt.fragment(text, o)
