@@ -81,10 +81,11 @@ def test_make_private_only_ever_adds_umask_bits(tmp_path: Path) -> None:
     assert os.umask(0o022) == 0o177
 
 
-@pytest.mark.parametrize("command", [["incidents", "list"], ["query", "SecurityIncident | count"]])
 def test_a_command_that_only_reads_creates_the_workspace_private(
-    hostile: HostileGraph, tmp_path: Path, command: list[str]
+    hostile: HostileGraph, tmp_path: Path
 ) -> None:
+    """`query` on a new workspace makes an empty, private log file; `incidents list` refuses
+    a workspace without a hub and makes nothing (a mistyped path gets no new hub)."""
     os.umask(0o022)  # what the command inherits: a usual default (files 0644, folders 0755)
     folder = tmp_path / "ws"
     config = hostile.config(folder)
@@ -96,12 +97,19 @@ def test_a_command_that_only_reads_creates_the_workspace_private(
     )
     (tmp_path / "secret").write_text("s")
     (tmp_path / "secret").chmod(0o600)
-    done = subprocess.run(
-        [sys.executable, "-m", "xdrsync", *command, "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "xdrsync", *command, "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = run("incidents", "list")
+    assert refused.returncode == 2 and "no hub at" in refused.stderr
+    assert not folder.exists()
+    done = run("query", "SecurityIncident | count")
     assert done.returncode == 0, done.stderr
     assert mode(folder) == 0o700
     files = [p for p in folder.iterdir() if p.is_file()]

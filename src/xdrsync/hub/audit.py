@@ -1,5 +1,4 @@
-"""The audit trail's rows for one batch: decisions that wrote something, and a summary; and
-the quarantine, which an operator may clear.
+"""The audit trail's rows for one batch: decisions that wrote something, and a summary.
 
 Unchanged re-reads and already-known stale copies appear only in the batch summary's counts
 (a page of re-reads alone leaves no row): re-reads happen every cycle and would drown the
@@ -13,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, select
 
 from xdrsync.hub import schema as s
 from xdrsync.hub.bulk import insert_rows
@@ -106,40 +105,6 @@ def write_quarantine(
         for bad in quarantined
     ]
     conn.execute(s.audit.insert(), audit_rows)
-
-
-def clear_quarantine(
-    conn: Connection, now: datetime, tenant_id: str | None, stream: str | None
-) -> int:
-    """Forget the quarantined records (of one tenant, one stream); how many. The audit keeps
-    one row per tenant and stream saying how many went."""
-    q = s.quarantine
-    where = []
-    if tenant_id is not None:
-        where.append(q.c.tenant_id == tenant_id)
-    if stream is not None:
-        where.append(q.c.stream == stream)
-    groups = (q.c.tenant_id, q.c.stream)
-    counts = conn.execute(select(*groups, func.count()).where(*where).group_by(*groups)).all()
-    if not counts:
-        return 0
-    conn.execute(delete(q).where(*where))
-    conn.execute(
-        s.audit.insert(),
-        [
-            {
-                "at": now,
-                "tenant_id": tenant,
-                "stream": name,
-                "entity_type": "record",
-                "entity_id": None,
-                "decision": "quarantine_cleared",
-                "detail": json.dumps({"records": int(n)}),
-            }
-            for tenant, name, n in counts
-        ],
-    )
-    return sum(int(n) for _, _, n in counts)
 
 
 def write_summary(

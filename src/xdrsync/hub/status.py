@@ -1,11 +1,13 @@
-"""Read queries about the sync itself: stream state, quarantine, audit, cursors, counts."""
+"""Queries about the sync itself: stream state, quarantine, audit, cursors, counts; and clearing
+the quarantine, which an operator does once its cause is dealt with."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, delete, func, select
 
 from xdrsync.hub import schema as s
 from xdrsync.hub.records import AuditRow, CursorRow, QuarantineRow, StreamStateRow
@@ -62,6 +64,40 @@ def list_quarantine(conn: Connection, limit: int, tenant_id: str | None) -> list
         )
         for row in conn.execute(query)
     ]
+
+
+def clear_quarantine(
+    conn: Connection, now: datetime, tenant_id: str | None, stream: str | None
+) -> int:
+    """Forget the quarantined records (of one tenant, one stream); how many. The audit keeps
+    one row per tenant and stream saying how many went."""
+    q = s.quarantine
+    where = []
+    if tenant_id is not None:
+        where.append(q.c.tenant_id == tenant_id)
+    if stream is not None:
+        where.append(q.c.stream == stream)
+    groups = (q.c.tenant_id, q.c.stream)
+    counts = conn.execute(select(*groups, func.count()).where(*where).group_by(*groups)).all()
+    if not counts:
+        return 0
+    conn.execute(delete(q).where(*where))
+    conn.execute(
+        s.audit.insert(),
+        [
+            {
+                "at": now,
+                "tenant_id": tenant,
+                "stream": name,
+                "entity_type": "record",
+                "entity_id": None,
+                "decision": "quarantine_cleared",
+                "detail": json.dumps({"records": int(n)}),
+            }
+            for tenant, name, n in counts
+        ],
+    )
+    return sum(int(n) for _, _, n in counts)
 
 
 def audit_tail(conn: Connection, limit: int, tenant_id: str | None) -> list[AuditRow]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
-from xdrsync.hub import audit, destinations, outbox, reads, status
+from xdrsync.hub import destinations, outbox, reads, status
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
     ApplyResult,
@@ -364,7 +364,7 @@ class Hub:
     def clear_quarantine(self, tenant_id: str | None = None, stream: str | None = None) -> int:
         """Forget the quarantined records (of one tenant, one stream); how many."""
         with self._write() as conn:
-            return audit.clear_quarantine(conn, self._clock(), tenant_id, stream)
+            return status.clear_quarantine(conn, self._clock(), tenant_id, stream)
 
     def quarantine_counts(self) -> dict[tuple[str, str], int]:
         """Quarantined records per (tenant, stream)."""
