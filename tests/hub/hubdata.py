@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from xdrsync.hub import Hub, InboundBatch
-from xdrsync.hub.database import VERSION_TABLE
+from xdrsync.hub.database import MIGRATIONS, VERSION_TABLE
 from xdrsync.hub.schema import metadata
 from xdrsync.models import Alert, Incident
 
@@ -203,3 +205,14 @@ def indexed_entity_key(hub: Hub) -> str:
         else:
             query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_evidence_entity'"
         return str(conn.execute(text(query)).scalar_one())
+
+
+def migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
+    """Take the hub's schema to ``revision`` (up, or ``down``) with its own migrations, as an
+    older or newer xdrsync would have left it."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("version_table", VERSION_TABLE)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, revision)

@@ -21,6 +21,7 @@ from hubdata import (
     evidence_json,
     incident_json,
     indexed_entity_key,
+    migrate,
     schema_differences,
     stamp,
 )
@@ -115,12 +116,8 @@ def test_a_hub_made_before_two_way_sync_upgrades_with_its_data(tmp_path: Path) -
 
     url = default_url(tmp_path)
     engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    migrate(engine, "0001")
     with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        config.set_main_option("version_table", VERSION_TABLE)
-        command.upgrade(config, "0001")
         conn.execute(
             text(
                 "INSERT INTO change_log (seq, tenant_id, entity_type, entity_id, version,"
@@ -159,12 +156,7 @@ def test_alerts_stored_before_0005_get_their_summary_columns_on_upgrade(hub_url:
         hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
     # Take the hub back to 0004 (the columns go) and let the next open upgrade it again.
     engine = create_engine(hub_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("version_table", VERSION_TABLE)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0004")
+    migrate(engine, "0004", down=True)
     assert "categories" not in {c["name"] for c in inspect(engine).get_columns("alert")}
     engine.dispose()
     with Hub.open(hub_url) as hub, hub.engine.connect() as conn:
@@ -191,12 +183,7 @@ def test_evidence_keeps_its_json_across_0006_both_ways(hub_url: str) -> None:
             )
         )
     engine = create_engine(hub_url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("version_table", VERSION_TABLE)
-    with engine.begin() as conn:  # back to 0005: each row gets its item's JSON again
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0005")
+    migrate(engine, "0005", down=True)  # back to 0005: each row gets its item's JSON again
     with engine.connect() as conn:
         stored = conn.execute(text("SELECT payload FROM evidence ORDER BY ordinal")).scalars()
         assert [json.loads(text) for text in stored] == items

@@ -12,6 +12,7 @@ from hubdata import (
     alert_json,
     batch,
     incident_json,
+    migrate,
     stamp,
 )
 from sqlalchemy import create_engine, text
@@ -85,19 +86,9 @@ def test_the_ids_of_growing_tables_go_past_2_to_the_31(pg_hub: Hub) -> None:
 
 
 def test_an_upgrade_from_0006_keeps_the_data(pg: PgServer) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from xdrsync.hub.database import MIGRATIONS, VERSION_TABLE
-
     url = pg.new_database()
     engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("version_table", VERSION_TABLE)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0006")
+    migrate(engine, "0006")
     engine.dispose()
     with Hub.open(url) as hub:  # upgrades to head
         assert current_revision(hub.engine) == HEAD_REVISION
