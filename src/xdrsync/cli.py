@@ -895,6 +895,14 @@ def destinations_dead_letters(
             console.print(dead_letters_table(hub.list_dead_letters(name, limit), _names(config)))
 
 
+def _destination_name(config: Config, name: str) -> str:
+    """A configured destination's name, or one of the workspace's own (log tables, queue
+    index); a ``ConfigError`` naming an unknown one."""
+    if name in (TABLES_DESTINATION, QUEUE_DESTINATION):
+        return name
+    return config.destination(name).name
+
+
 @destinations_app.command("clear-dead-letters")
 def destinations_clear_dead_letters(
     name: Annotated[str, typer.Argument(help="The destination.")],
@@ -904,8 +912,7 @@ def destinations_clear_dead_letters(
     upgrade, or records that will never go); the audit keeps how many."""
     with _errors():
         config = _load(config_file)
-        if name not in (TABLES_DESTINATION, QUEUE_DESTINATION):
-            name = config.destination(name).name
+        name = _destination_name(config, name)
         with _hub(config, existing=True) as hub:
             console.print(f"{name}: {hub.clear_dead_letters(name)} dead letters cleared")
 
@@ -927,8 +934,7 @@ def destinations_replay(
     stopped: the workspace lock is taken). The log tables drop those rows and rewrite them."""
     with _errors():
         config = _load(config_file)
-        if name not in (TABLES_DESTINATION, QUEUE_DESTINATION):
-            name = config.destination(name).name
+        name = _destination_name(config, name)
         with _workspace(config, lock=True) as workspace:
             head = workspace.hub.max_seq()
             if from_seq > head + 1:
