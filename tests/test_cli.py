@@ -211,6 +211,8 @@ def test_destinations_status_and_a_replay_of_the_log_tables(
     assert unknown.returncode == 2 and "no destination named 'elastic'" in unknown.stderr
     letters = xdrsync("destinations", "dead-letters", "--config", config)
     assert letters.returncode == 0 and "0 dead letters" in letters.stdout
+    queue = xdrsync("destinations", "dead-letters", "console", "--config", config)
+    assert queue.returncode == 0 and "0 dead letters" in queue.stdout, queue.stderr
     cleared = xdrsync("destinations", "clear-dead-letters", "tables", "--config", config)
     assert cleared.returncode == 0 and "tables: 0 dead letters cleared" in cleared.stdout
     quarantine = xdrsync("state", "clear-quarantine", "--stream", "alerts", "--config", config)

@@ -889,8 +889,8 @@ def destinations_dead_letters(
 
     with _errors():
         config = _load(config_file)
-        if name is not None and name != TABLES_DESTINATION:
-            name = config.destination(name).name
+        if name is not None:
+            name = _destination_name(config, name)
         with _hub(config, existing=True) as hub:
             console.print(dead_letters_table(hub.list_dead_letters(name, limit), _names(config)))
 
