@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -363,3 +364,38 @@ def test_run_stops_on_a_sigterm_that_lands_on_another_thread(
         if service.poll() is None:
             service.kill()
             service.wait(timeout=30)
+
+
+def test_the_emulator_writes_a_workspace_config_that_syncs_from_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path / "soc"
+    emulate = [
+        PYTHON, "-m", "xdrsync", "emulate", "defender", "--port", str(port), "--incidents", "7",
+        "--write-config", str(folder),
+    ]  # fmt: skip
+    log = tmp_path / "emulator.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(emulate, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        config = str(folder / "xdrsync.toml")
+        assert xdrsync("sync", "--once", "--config", config).returncode == 0
+        counted = xdrsync(
+            "query", "--config", config, "--format", "json", "SecurityIncident | count"
+        )
+        assert counted.returncode == 0, counted.stderr
+        assert json.loads(counted.stdout)[0]["Count"] >= 7
+        again = xdrsync(*emulate[3:], timeout=60)  # the folder's config is never overwritten
+        assert again.returncode == 2 and "exists" in again.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

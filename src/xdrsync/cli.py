@@ -112,8 +112,16 @@ def emulate_defender(
             "tokens carry Read.All roles and writes get Graph's 403.",
         ),
     ] = None,
+    write_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write FOLDER/xdrsync.toml (and each tenant's secret file) for a workspace "
+            "in FOLDER that syncs from this emulator; refused if the file exists.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Microsoft Graph security API v1.0 (Defender XDR) locally."""
+    from xdrsync.emulator.clientconfig import write_client_config
     from xdrsync.emulator.server import serve_forever
     from xdrsync.emulator.service import settings_for
 
@@ -131,6 +139,11 @@ def emulate_defender(
     except ValueError as bad:
         raise _fail(str(bad)) from None
     base = f"http://{host}:{port}"
+    if write_config is not None:
+        if (write_config / "xdrsync.toml").exists():
+            raise _fail(f"{write_config / 'xdrsync.toml'} exists; not overwritten")
+        written = write_client_config(write_config, base, settings.tenants, console={})
+        console.print(f"Wrote {written}: use it with --config or XDRSYNC_CONFIG")
     console.print(
         f"Defender XDR emulator on [bold]{base}[/bold]  (Graph API under {base}/v1.0/security)"
     )
