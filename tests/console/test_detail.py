@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from consoledata import (
     NAMES,
     TENANT_A,
     TENANT_B,
     alert_json,
+    at,
     comment,
     commit,
     evidence,
@@ -16,7 +19,8 @@ from consoledata import (
 
 from xdrsync.console.detail import alert_detail, incident_detail
 from xdrsync.hub import Hub
-from xdrsync.hub.records import NewEdit
+from xdrsync.hub.payload import comment_key
+from xdrsync.hub.records import NewEdit, Settlement
 
 
 def _world(hub: Hub) -> None:
@@ -139,3 +143,55 @@ def test_an_alert_page(hub: Hub) -> None:
     assert page["evidence"][1]["entityKey"] == "10.0.0.1"
     assert page["history"][0]["changed"] == {}
     assert page["edits"] == []
+
+
+def _posted(hub: Hub, text: str, key: str | None) -> None:
+    """A comment written in the console that Defender has confirmed (``key``: the comment
+    Defender's answer listed; None when it listed none)."""
+    (edit_id,) = hub.enqueue_edits(
+        [NewEdit(TENANT_A, "incident", "1", "comment", None, text, "ana", "console")]
+    )
+    (row,) = hub.edits(ids=[edit_id])
+    hub.settle_edits([Settlement(row, "confirmed", "comment_posted", {}, comment_key=key)])
+
+
+def _ours(hub: Hub) -> list[tuple[str, str, str, str]]:
+    page = incident_detail(hub, TENANT_A, "1", NAMES)
+    assert page is not None
+    return [
+        (c["text"], c["state"], c["source"], c["createdBy"])
+        for c in page["comments"]
+        if c["text"] != "first look"
+    ]
+
+
+def _read_back(hub: Hub, *texts: str, made: datetime | None = None) -> None:
+    """The next sync reads incident 1 with these comments, made by xdrsync's app (at
+    ``made``; by default 30 minutes after BASE)."""
+    posted = [comment(text, 30, author="xdrsync app") for text in texts]
+    if made is not None:
+        for item in posted:
+            item["createdDateTime"] = made.isoformat().replace("+00:00", "Z")
+    commit(
+        hub,
+        TENANT_A,
+        [incident_json(TENANT_A, "1", updated=40, comments=[comment("first look", 6), *posted])],
+    )
+
+
+def test_a_confirmed_comment_stays_shown_until_it_is_read_back(hub: Hub) -> None:
+    _world(hub)
+    _posted(hub, "contained", comment_key(at(30), "xdrsync app", "contained"))
+    # Defender has it; the sync has not read it yet: still shown, as confirmed.
+    assert _ours(hub) == [("contained", "confirmed", "workspace", "ana")]
+    _read_back(hub, "contained")
+    # Read back: shown once, as the stored comment, still by its author.
+    assert _ours(hub) == [("contained", "synced", "workspace", "ana")]
+
+
+def test_a_confirmed_comment_defender_did_not_list_is_matched_by_its_text(hub: Hub) -> None:
+    _world(hub)
+    _posted(hub, "escalated", None)
+    assert _ours(hub) == [("escalated", "confirmed", "workspace", "ana")]
+    _read_back(hub, "escalated", made=datetime.now(UTC))
+    assert [(text, state) for text, state, _, _ in _ours(hub)] == [("escalated", "synced")]

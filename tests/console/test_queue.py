@@ -30,6 +30,7 @@ from xdrsync.console.queue import (
     QueueItem,
     list_queue,
     queue_stats,
+    severity_name,
 )
 from xdrsync.hub import Hub
 from xdrsync.hub.records import NewEdit, Settlement
@@ -105,7 +106,9 @@ def _expected(hub: Hub, flt: QueueFilter, visible: list[str]) -> list[tuple[str,
             continue
         if flt.statuses and row["status"].lower() not in {v.lower() for v in flt.statuses}:
             continue
-        if flt.severities and row["severity"] not in {v.lower() for v in flt.severities}:
+        if flt.severities and severity_name(row["severity"]) not in {
+            v.lower() for v in flt.severities
+        }:
             continue
         tags = [t.lower() for t in decode_list(row["tags"])]
         if flt.tags and not any(t.lower() in tags for t in flt.tags):
@@ -116,7 +119,7 @@ def _expected(hub: Hub, flt: QueueFilter, visible: list[str]) -> list[tuple[str,
         owner = row["assigned_to"]
         if flt.owner == "unassigned" and owner:
             continue
-        if flt.owner not in (None, "unassigned") and owner not in (flt.owner, flt.owner.lower()):
+        if flt.owner not in (None, "unassigned") and (owner or "").lower() != flt.owner.lower():
             continue
         if flt.since and row["last_update_at"] < flt.since:
             continue
@@ -139,6 +142,7 @@ FILTERS = [
     QueueFilter(statuses=("inprogress",)),  # any spelling Graph accepts
     QueueFilter(statuses=("active", "resolved")),
     QueueFilter(severities=("high", "LOW")),
+    QueueFilter(severities=("unknown",)),
     QueueFilter(tenant_ids=(TENANT_B,)),
     QueueFilter(products=("microsoftDefenderForOffice365",)),
     QueueFilter(products=("MICROSOFTDEFENDERFORENDPOINT",)),
@@ -174,7 +178,8 @@ def test_filters_find_what_they_should(world: Hub) -> None:
     assert count(search="0%_") == 0
     assert count(tags=("50%",)) == 0
     assert count(tags=("50%_OFF",)) == 10
-    assert count(owner="Bob@Contoso.com") == 16 and count(owner="BOB@contoso.com") == 0
+    # Addresses match in any case ("assigned to me" for Bob@Contoso.com finds bob@contoso.com).
+    assert count(owner="Bob@Contoso.com") == count(owner="BOB@contoso.com") == 16
     assert count(owner="ana@contoso.com") == count(owner="ANA@contoso.com") == 18
 
 

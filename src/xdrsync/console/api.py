@@ -434,9 +434,9 @@ def changes(
     after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> dict[str, Any]:
     """The incidents changed since change ``after`` (for live updates); ``seq`` is the
-    position to ask from next time. ``after=0`` answers the current position only."""
-    if after == 0:
-        return {"seq": ctx.hub.max_seq(), "incidents": []}
+    position to ask from next time. ``after=0`` answers the current position only. A change
+    is named once the queue's index has taken it in, so that a row redrawn from the queue
+    shows it (``seq`` never passes the index)."""
     visible = ctx.visible_tenant_ids(principal.user)
     position, keys = queue.changed_incidents(ctx.hub, after, visible)
     return {"seq": position, "incidents": [ctx.workspace_id(t, i) for t, i in keys]}

@@ -12,8 +12,9 @@ workspace ids (``tenant~defenderId``); ``incidentId``/``alertId`` and
 A comment's ``source`` says where it was written: ``defender`` (in the portal, or by anyone
 else through Graph), ``workspace`` (by a workspace user through xdrsync: the CLI, the API or the
 console; ``origin`` says which) or ``destination`` (read back from a two-way destination such
-as Sentinel; ``origin`` is ``kind:name``). Comments queued but not yet in Defender are listed
-too, with their edit's ``state``.
+as Sentinel; ``origin`` is ``kind:name``). Comments of ours not stored yet are listed too, with
+their edit's ``state``: queued, refused, and confirmed by Defender until the sync reads the
+comment back (so a posted comment never vanishes in between).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from xdrsync.hub.payload import (
 from xdrsync.hub.reads import _members, comments, history, merged_from
 from xdrsync.hub.records import CommentRow, OutboxRow, VersionRow
 from xdrsync.twoway.edits import view
+from xdrsync.twoway.pusher import COMMENT_CLOCK_SKEW
 
 AUDIT_LIMIT: Final = 200  # newest audit rows shown per record
 WORKSPACE_ORIGINS: Final = frozenset({"cli", "api", "console"})
@@ -83,7 +85,11 @@ def comment_source(origin: str | None) -> str:
     return "destination"
 
 
-def _comments_json(rows: Sequence[CommentRow], edits: Sequence[OutboxRow]) -> list[dict[str, Any]]:
+def _comments_json(
+    rows: Sequence[CommentRow], edits: Sequence[OutboxRow], stored_keys: set[str]
+) -> list[dict[str, Any]]:
+    """The stored comments, and ours that are not stored yet: queued, refused, or confirmed
+    by Defender but not read back (a comment must not vanish between the two)."""
     out = [
         {
             "text": c.comment,
@@ -95,8 +101,9 @@ def _comments_json(rows: Sequence[CommentRow], edits: Sequence[OutboxRow]) -> li
         }
         for c in rows
     ]
-    for edit in edits:  # ours, not (yet) in Defender
-        if edit.field == "comment" and edit.comment_key is None and edit.state != "confirmed":
+    unclaimed = [c for c in rows if c.written_from is None]  # no edit of ours names them
+    for edit in edits:
+        if edit.field == "comment" and not _arrived(edit, stored_keys, unclaimed):
             out.append(
                 {
                     "text": edit.wanted,
@@ -108,6 +115,40 @@ def _comments_json(rows: Sequence[CommentRow], edits: Sequence[OutboxRow]) -> li
                 }
             )
     return sorted(out, key=lambda c: (c["createdDateTime"] is None, c["createdDateTime"] or ""))
+
+
+def _arrived(edit: OutboxRow, stored_keys: set[str], unclaimed: list[CommentRow]) -> bool:
+    """Whether the comment an edit made is among the stored ones (then it is listed as that).
+    Defender's answer names it (``comment_key``) when it listed the comment; when it did not,
+    a stored comment with the same text, made no earlier than the edit (less clock skew), that
+    no other edit names, is taken as it (each at most once: ``unclaimed`` loses it)."""
+    if edit.comment_key is not None:
+        return edit.comment_key in stored_keys
+    if edit.state != "confirmed":
+        return False
+    earliest = edit.created_at - COMMENT_CLOCK_SKEW
+    for index, row in enumerate(unclaimed):
+        made = row.created_date_time
+        if row.comment == edit.wanted and (made is None or _aware(made) >= _aware(earliest)):
+            del unclaimed[index]
+            return True
+    return False
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _comment_keys(conn: Connection, tenant_id: str, incident_ids: Sequence[str]) -> set[str]:
+    """The keys of the comments stored for these incidents."""
+    c = s.comment
+    keys: set[str] = set()
+    for part in chunks(list(incident_ids)):
+        query = select(c.c.comment_key).where(
+            c.c.tenant_id == tenant_id, c.c.entity_type == "incident", c.c.entity_id.in_(part)
+        )
+        keys.update(conn.execute(query).scalars())
+    return keys
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
@@ -375,6 +416,7 @@ def incident_detail(
         notes = comments(conn, tenant_id, incident_id)
         versions = history(conn, "incident", tenant_id, incident_id)
         absorbed = merged_from(conn, tenant_id, incident_id)
+        stored_keys = _comment_keys(conn, tenant_id, [incident_id, *absorbed])
         audit = _audit_json(conn, tenant_id, "incident", incident_id)
     out = item.to_json(names)
     out.update(
@@ -389,7 +431,7 @@ def incident_detail(
     )
     out["graph"] = _graph(names, tenant_id, out, alerts, entities)
     history_json = _history_json(versions)
-    comments_json = _comments_json(notes, incident_edits)
+    comments_json = _comments_json(notes, incident_edits, stored_keys)
     timeline: list[dict[str, Any]] = [
         {
             "at": alert["firstActivityDateTime"] or alert["createdDateTime"],

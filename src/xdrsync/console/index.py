@@ -62,8 +62,12 @@ MAX_LISTED_ELSEWHERE: Final = 100_000
 Key = tuple[str, str]  # (tenant_id, incident_id)
 
 
+#: The rank of a missing or unrecognised severity (the queue's "unknown").
+UNKNOWN_RANK: Final = -1
+
+
 def severity_rank(severity: str | None) -> int:
-    return SEVERITY_RANK.get((severity or "").lower(), -1)
+    return SEVERITY_RANK.get((severity or "").lower(), UNKNOWN_RANK)
 
 
 def encode_list(values: Iterable[str]) -> str:
@@ -445,6 +449,7 @@ __all__ = [
     "QUEUE_DESTINATION",
     "SEARCH_CAP",
     "SEVERITY_RANK",
+    "UNKNOWN_RANK",
     "QueueIndex",
     "compute_rows",
     "decode_list",

@@ -33,25 +33,35 @@ from sqlalchemy import (
     and_,
     false,
     func,
+    literal,
     or_,
     select,
     true,
 )
 
 from xdrsync import jsontext
-from xdrsync.console.index import decode_list, like_escape, member_pattern
+from xdrsync.console.index import (
+    SEVERITY_RANK,
+    UNKNOWN_RANK,
+    decode_list,
+    like_escape,
+    member_pattern,
+)
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.outbox import _row as outbox_row
 from xdrsync.hub.payload import enum_text, version_text
 from xdrsync.hub.records import OutboxRow
+from xdrsync.hub.status import get_cursor, max_seq
+from xdrsync.layout import QUEUE_DESTINATION
 from xdrsync.models import IncidentStatus
 from xdrsync.twoway.edits import view
 
 ID_SEPARATOR: Final = "~"
 FAILED_FOR: Final = timedelta(hours=24)
 UNASSIGNED: Final = "unassigned"
+UNKNOWN_SEVERITY: Final = "unknown"
 MAX_BUCKETS: Final = 1000  # zero-filled buckets of queue_stats' time series, at most
 Q = s.queue_entry
 
@@ -85,11 +95,13 @@ def workspace_id(names: Mapping[str, str], tenant_id: str, entity_id: str) -> st
 
 @dataclass(frozen=True)
 class QueueFilter:
-    """What the queue shows. Each tuple means "any of" (empty: no filter); ``owner`` is an
-    address (matched as written or in lower case, so that the owner index serves it),
-    ``"unassigned"``, or None; ``since``/``until`` bound ``lastUpdateDateTime``
-    (``since <= t < until``); ``search`` is a case-insensitive substring of the title,
-    alert titles, entities and comments; ``sort`` is one of ``SORTS``."""
+    """What the queue shows. Each tuple means "any of" (empty: no filter). ``owner`` is an
+    address, matched in any case (``Rui@Contoso.com`` finds ``RUI@CONTOSO.COM``; the owner
+    index, on the column as written, does not serve it), ``"unassigned"``, or None.
+    ``since``/``until`` bound ``lastUpdateDateTime`` (``since <= t < until``). Severity
+    ``unknown`` is a missing or unrecognised one (``severity_name``), as the counts have it.
+    ``search`` is a case-insensitive substring of the title, alert titles, entities and
+    comments; ``sort`` is one of ``SORTS``."""
 
     statuses: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
@@ -186,12 +198,35 @@ def _tenant_condition(tenants: Sequence[str]) -> ColumnElement[bool]:
     return Q.c.tenant_id.concat("").in_(list(tenants))
 
 
+def severity_name(severity: str | None) -> str:
+    """The severity an incident counts and filters under: a Graph severity in lower case, or
+    ``unknown`` for a missing or unrecognised one (``unknownFutureValue``, ``unknown``)."""
+    lowered = (severity or "").lower()
+    return lowered if lowered in SEVERITY_RANK else UNKNOWN_SEVERITY
+
+
+def _severity_condition(values: Sequence[str]) -> ColumnElement[bool]:
+    """Any of these severities; ``unknown`` is every row ``severity_name`` calls so (the index's
+    rank -1), so that the filter lists what ``queue_stats`` counts under it."""
+    wanted = {v.lower() for v in values}
+    ranks = {SEVERITY_RANK[v] for v in wanted if v in SEVERITY_RANK}
+    if UNKNOWN_SEVERITY in wanted:
+        ranks.add(UNKNOWN_RANK)
+    others = wanted - SEVERITY_RANK.keys() - {UNKNOWN_SEVERITY}
+    parts: list[ColumnElement[bool]] = []
+    if ranks:
+        parts.append(Q.c.severity_rank.in_(sorted(ranks)))
+    if others:  # a value spelled out (e.g. unknownFutureValue): as written, in any case
+        parts.append(func.lower(Q.c.severity).in_(sorted(others)))
+    return or_(*parts)
+
+
 def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [_tenant_condition(tenants)]
     if flt.statuses:
         where.append(Q.c.status.in_(sorted({_canonical_status(v) for v in flt.statuses})))
     if flt.severities:
-        where.append(func.lower(Q.c.severity).in_(sorted({v.lower() for v in flt.severities})))
+        where.append(_severity_condition(flt.severities))
     if flt.products:
         where.append(
             or_(*(Q.c.products.ilike(member_pattern(v), escape="\\") for v in flt.products))
@@ -201,8 +236,10 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
     if flt.owner is not None:
         if flt.owner.lower() == UNASSIGNED:
             where.append(or_(Q.c.assigned_to.is_(None), Q.c.assigned_to == ""))
-        else:  # as written, or in lower case: both by the owner index
-            where.append(Q.c.assigned_to.in_(sorted({flt.owner, flt.owner.lower()})))
+        else:  # addresses are case-insensitive (Defender keeps them as they were typed)
+            # Lowered by the engine on both sides, so that both sides fold alike (SQLite's
+            # lower() folds ASCII only, Python's every letter).
+            where.append(func.lower(Q.c.assigned_to) == func.lower(literal(flt.owner)))
     if flt.since is not None:
         where.append(Q.c.last_update_at >= flt.since)
     if flt.until is not None:
@@ -484,7 +521,8 @@ def queue_stats(hub: Hub, flt: QueueFilter, visible_tenant_ids: Sequence[str]) -
     with hub.reading() as conn:
         counted = select(Q.c.severity, Q.c.status, func.count()).where(*where)
         for sev, state, n in conn.execute(counted.group_by(Q.c.severity, Q.c.status)):
-            severity[sev or "unknown"] = severity.get(sev or "unknown", 0) + int(n)
+            name = severity_name(sev)
+            severity[name] = severity.get(name, 0) + int(n)
             status[state or "unknown"] = status.get(state or "unknown", 0) + int(n)
         total = sum(status.values())
         if not total:
@@ -571,13 +609,23 @@ def changed_incidents(
     hub: Hub, after: int, tenant_ids: Sequence[str], limit: int = 1000
 ) -> tuple[int, list[tuple[str, str]]]:
     """The (tenant_id, incident_id) of the changes after ``after`` in these tenants, and the
-    position to ask from next (the last change looked at: at most ``limit`` of them, so a
-    backfill's burst is answered in steps). Reads the change log's keys only."""
+    position to ask from next. ``after=0`` answers the position only.
+
+    The position never passes the queue index's cursor (``QUEUE_DESTINATION``): the hub
+    counts a change when it commits it, the index takes it in later, and a live update that
+    redrew a row from the index in between would draw the old values, with the change
+    already behind it. So a change is named once the index has it; at most ``limit`` of them
+    are looked at (a backfill's burst is answered in steps). Reads the change log's keys."""
     c = s.change_log
     with hub.reading() as conn:
+        indexed = get_cursor(conn, QUEUE_DESTINATION)
+        if after == 0:
+            return min(indexed, max_seq(conn)), []
+        if after >= indexed:  # nothing indexed since (or a replay moved the cursor back)
+            return after, []
         rows = conn.execute(
             select(c.c.seq, c.c.tenant_id, c.c.incident_id)
-            .where(c.c.seq > after)
+            .where(c.c.seq > after, c.c.seq <= indexed)
             .order_by(c.c.seq)
             .limit(limit)
         ).all()
@@ -587,7 +635,7 @@ def changed_incidents(
         for row in rows
         if row.tenant_id in wanted and row.incident_id is not None
     )
-    return (rows[-1].seq if rows else after), list(found)
+    return (rows[-1].seq if len(rows) == limit else indexed), list(found)
 
 
 __all__ = [
@@ -602,6 +650,7 @@ __all__ = [
     "list_queue",
     "queue_item",
     "queue_stats",
+    "severity_name",
     "sync_state",
     "workspace_id",
     "workspace_view",

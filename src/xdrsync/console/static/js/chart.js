@@ -5,6 +5,9 @@ import { clear, h, s, parseTime, utcText } from "./common.js";
 export const PALETTE = ["#5fb3f9", "#f5a524", "#7ad17a", "#e06c75", "#c792ea", "#56d4c8", "#e5c07b", "#98a7bd", "#ff8f6b", "#9ad0ff"];
 
 const fmtShort = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
+// Day buckets are UTC days (queue_stats): labelled as such, whatever the analyst's zone.
+const fmtUtcDay = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+const fmtUtcDayLong = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" });
 const fmtHour = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
 const fmtFull = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 
@@ -47,9 +50,10 @@ function legend(series) {
 
 /**
  * Columns over time: points [{at: ISO, count, parts?: {key: n}}], optional stacking keys.
- * `onPick(point)` is called when a column is clicked.
+ * `bucket: "day"` says each point is a UTC day (labelled in UTC); otherwise times are shown
+ * in the analyst's zone. `onPick(point)` is called when a column is clicked.
  */
-export function timeColumns(container, points, { height = 120, stackKeys = null, onPick = null } = {}) {
+export function timeColumns(container, points, { height = 120, stackKeys = null, onPick = null, bucket = null } = {}) {
   clear(container);
   if (!points.length) {
     container.append(h("div", { class: "empty muted" }, "No incidents in this view."));
@@ -87,14 +91,18 @@ export function timeColumns(container, points, { height = 120, stackKeys = null,
         class: keys ? `bar stack-${key}` : "bar", "data-series": k,
       }));
     });
-    const label = date ? (span > 2 * 86400e3 ? fmtFull.format(date) : fmtFull.format(date)) : String(p.at);
+    const daily = bucket === "day";
+    let label = String(p.at);
+    if (date) label = daily ? `${fmtUtcDayLong.format(date)} (UTC day)` : `${fmtFull.format(date)} (${utcText(date)})`;
     const detail = keys ? keys.filter((k) => p.parts[k]).map((k) => `${k}: ${p.parts[k]}`).join(", ") : "";
-    group.append(s("title", {}, `${label}${date ? ` (${utcText(date)})` : ""}: ${p.count}${detail ? ` — ${detail}` : ""}`));
+    group.append(s("title", {}, `${label}: ${p.count}${detail ? ` — ${detail}` : ""}`));
     group.append(s("rect", { x, y: pad.t, width: bw, height: innerH, class: "hit" }));
     if (onPick) group.addEventListener("click", () => onPick(p));
     svg.append(group);
     if (i % labelEvery === 0 && date) {
-      const text = span > 2 * 86400e3 ? fmtShort.format(date) : fmtHour.format(date);
+      let text;
+      if (daily) text = fmtUtcDay.format(date);
+      else text = span > 2 * 86400e3 ? fmtShort.format(date) : fmtHour.format(date);
       svg.append(s("text", { x: x + bw / 2, y: height - 5, class: "axis", "text-anchor": "middle" }, text));
     }
   });

@@ -312,9 +312,12 @@ export const PAIRS = {
   unknown: ["unknown"],
 };
 
-/** Fill a determination <select> with what goes with the chosen classification. */
+/** Fill a determination <select> with what goes with the chosen classification, after a blank
+ * first option: the analyst picks one or sends none (the server then keeps the incident's
+ * determination where it fits, else "other"), so closing never picks one silently. */
 export function fillDeterminations(classification, select) {
   clear(select);
+  select.append(h("option", { value: "" }, classification ? "— choose (optional) —" : "—"));
   for (const value of PAIRS[classification] || []) select.append(h("option", { value }, DETERMINATIONS[value] ?? humanize(value)));
   select.disabled = !classification;
 }

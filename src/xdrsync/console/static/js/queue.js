@@ -413,7 +413,24 @@ function toggleFilter(name, value) {
   apply();
 }
 
-const OPEN = ["new", "active", "inProgress", "awaitingAction"];
+// Defender's open statuses (it has no "new": Sentinel's New is Defender's active).
+const OPEN = ["active", "inProgress", "awaitingAction"];
+const ALWAYS_SHOWN = ["active", "inProgress"];
+const isOpenOnly = (statuses) => statuses.length === OPEN.length && OPEN.every((st) => statuses.includes(st));
+
+/** A click on an "open by severity" chip shows what it counted: that severity among the open
+ * incidents; a second click goes back (and drops the open statuses the first one added). */
+function toggleOpenSeverity(sev, openOnly) {
+  const on = view.severity.length === 1 && view.severity[0] === sev;
+  if (on) {
+    view.severity = [];
+    if (openOnly && isOpenOnly(view.status)) view.status = [];
+  } else {
+    view.severity = [sev];
+    if (openOnly) view.status = [...OPEN];
+  }
+  apply();
+}
 
 async function loadStats() {
   let stats;
@@ -437,15 +454,18 @@ async function loadStats() {
   const statusBox = $("#count-status");
   clear(statusBox).append(h("span", { class: "count-label" }, "By status"));
   for (const st of [...OPEN, "resolved"]) {
-    if (byStatus[st] == null && !["new", "active"].includes(st)) continue;
+    if (byStatus[st] == null && !ALWAYS_SHOWN.includes(st)) continue;
     statusBox.append(countChip(statusLabel(st), byStatus[st], `st-${st}`, () => toggleFilter("status", st), view.status.length === 1 && view.status[0] === st));
   }
   const sevBox = $("#count-severity");
   const openTotal = open.total ?? 0;
-  clear(sevBox).append(h("span", { class: "count-label" }, view.status.length ? "By severity" : "Open by severity"));
+  // Without a status filter the chips count open incidents only (or, once a chip applied
+  // them, exactly the open statuses): a click filters on the same.
+  const openOnly = !view.status.length || isOpenOnly(view.status);
+  clear(sevBox).append(h("span", { class: "count-label" }, openOnly ? "Open by severity" : "By severity"));
   for (const sev of SEVERITIES) {
     if (!bySeverity[sev] && (sev === "unknown" || sev === "informational")) continue;
-    sevBox.append(countChip(humanize(sev), bySeverity[sev], `sev-${sev}`, () => toggleFilter("severity", sev), view.severity.length === 1 && view.severity[0] === sev));
+    sevBox.append(countChip(humanize(sev), bySeverity[sev], `sev-${sev}`, () => toggleOpenSeverity(sev, openOnly), view.severity.length === 1 && view.severity[0] === sev));
   }
   const over = stats.overTime || {};
   const points = (over.points || []).map((b) => ({ at: b.start, count: b.count ?? 0 }));
@@ -453,9 +473,9 @@ async function loadStats() {
   $("#overtime-note").textContent = [
     total != null ? `${total} in view` : "",
     !view.status.length ? `${openTotal} open` : "",
-    over.bucket ? `per ${over.bucket}, by last update` : "",
+    over.bucket ? `per ${over.bucket === "day" ? "UTC day" : over.bucket}, by last update` : "",
   ].filter(Boolean).join(" · ");
-  timeColumns($("#overtime"), points, { height: 104 });
+  timeColumns($("#overtime"), points, { height: 104, bucket: over.bucket });
 }
 
 // -- live updates -----------------------------------------------------------------------------
