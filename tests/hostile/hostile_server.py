@@ -66,6 +66,9 @@ class Mode(enum.StrEnum):
     BAD_PORT_LINK = "bad-port-link"  # the normal page with a nextLink on port "abc"
     ECHO_AUTHORIZATION = "echo-authorization"  # 401 whose body echoes our Authorization header
     CONTROL_BYTES = "control-bytes"  # 400 whose message holds NUL, ANSI escapes, CR, bidi marks
+    NO_NEXT_LINK = "no-next-link"  # the normal page without its nextLink (a full page too)
+    FUTURE_DATE = "future-date"  # the normal page with a Date header one day ahead
+    PARTIAL = "partial"  # 206 with a Warning, the page's first record left out (§2.10)
 
 
 DEEP_ID = "deep-1"
@@ -212,12 +215,18 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing --------------------------------------------------------------------------
 
     def _send(
-        self, status: int, body: bytes, *, content_type: str = "application/json", **extra: str
+        self,
+        status: int,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        ahead: float = 0.0,  # seconds the Date header is ahead of the real time
+        **extra: str,
     ) -> None:
-        self.send_response(status)
+        self.send_response_only(status)  # without the Date send_response adds: ours only
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Date", formatdate(usegmt=True))
+        self.send_header("Date", formatdate(time.time() + ahead, usegmt=True))
         for name, value in extra.items():
             self.send_header(name.replace("_", "-"), value)
         self.end_headers()
@@ -424,6 +433,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif mode is Mode.CONTROL_BYTES:
             self._error(400, "Bad\x1b[2JRequest", CONTROL_MESSAGE)
+        elif mode is Mode.NO_NEXT_LINK:
+            self._json(200, {k: v for k, v in body.items() if k != "@odata.nextLink"})
+        elif mode is Mode.FUTURE_DATE:
+            self._send(200, json.dumps(body).encode(), ahead=86_400)
+        elif mode is Mode.PARTIAL:
+            warning = '199 - "Microsoft/DefenderForEndpoint/500/Provider answered with an error"'
+            partial = {**body, "value": items[1:]}
+            self._send(206, json.dumps(partial).encode(), Warning=warning)
 
     def _deep_body(self, body: dict[str, Any], items: list[dict[str, Any]]) -> bytes:
         levels = self.state.deep_levels

@@ -192,6 +192,51 @@ def test_a_next_link_with_a_broken_port_cannot_derail_time_boundary_paging(
         assert len(stored_ids(hub, hostile.tenant_id)) == 12
 
 
+def test_a_full_page_without_a_next_link_is_not_taken_for_the_last(
+    hostile: HostileGraph, tmp_path: Path
+) -> None:
+    seed(hostile, 12)
+    hostile.mode = Mode.NO_NEXT_LINK  # every page loses its link (a proxy, a gateway)
+    config = write_config(hostile, tmp_path, page_size_incidents=5)
+    done = xdrsync(hostile, config, "sync", "--once")
+    assert done.returncode == 0, done.stderr
+    with hub_of(config) as hub:  # the first page alone ended the read before: 5 of 12
+        assert len(stored_ids(hub, hostile.tenant_id)) == 12
+
+
+def test_a_date_from_the_future_does_not_carry_the_watermark_there(
+    hostile: HostileGraph, tmp_path: Path
+) -> None:
+    seed(hostile)
+    config = write_config(hostile, tmp_path)
+    assert xdrsync(hostile, config, "sync", "--once").returncode == 0  # the backfill
+    hostile.mode, hostile.times, hostile.routes = Mode.FUTURE_DATE, 1, {"incidents"}
+    assert xdrsync(hostile, config, "sync", "--once").returncode == 0
+    assert hostile.hostile_served == 1
+    with hub_of(config) as hub:
+        state = StreamState.from_doc(hub.get_state(hostile.tenant_id, "incidents"))
+    assert state.watermark is not None
+    assert state.watermark <= datetime.now(UTC)  # was a day ahead: the Date's
+    hostile.records.append(incident(7, datetime.now(UTC) - timedelta(seconds=1)))
+    done = xdrsync(hostile, config, "sync", "--once")
+    assert done.returncode == 0, done.stderr
+    with hub_of(config) as hub:  # updated before the real time reached that Date: read
+        assert "7" in stored_ids(hub, hostile.tenant_id)
+
+
+def test_a_partial_page_is_read_again_not_taken_for_whole(
+    hostile: HostileGraph, tmp_path: Path
+) -> None:
+    seed(hostile)
+    hostile.mode, hostile.times, hostile.routes = Mode.PARTIAL, 1, {"incidents"}
+    config = write_config(hostile, tmp_path)
+    done = xdrsync(hostile, config, "sync", "--once")
+    assert done.returncode == 0, done.stderr
+    assert hostile.hostile_served == 1
+    with hub_of(config) as hub:  # the 206 page lacked incident 1, and ended the read
+        assert stored_ids(hub, hostile.tenant_id) == {str(n) for n in range(1, 7)}
+
+
 def test_an_echoed_token_reaches_no_output_and_no_stored_error(
     hostile: HostileGraph, tmp_path: Path
 ) -> None:

@@ -387,7 +387,10 @@ class GraphClient:
         if parsed.payload is None or problem:
             return _Outcome(Condition.MALFORMED, status=status, detail=f"{status} {problem}")
         if status == 206:  # federated security providers answered partially (§2.10)
-            self._log.warning("graph answered partially", warning=answer.headers.get("Warning"))
+            warning = clean(answer.headers.get("Warning") or "", limit=300)
+            if collection:  # a listing page missing records is never taken for whole
+                return _Outcome(Condition.PARTIAL, status=status, detail=f"206 {warning}")
+            self._log.warning("graph answered partially", warning=warning)
         return _Outcome(
             Condition.OK,
             response=GraphResponse(status, parsed.payload, date, url, request_id),

@@ -43,6 +43,7 @@ class Condition(enum.Enum):
     NOT_SENT = "not sent"  # connect failure or timeout: the server never saw the request
     CONNECTION_LOST = "connection lost"  # reset, or closed mid-response
     MALFORMED = "malformed body"  # 2xx whose body is not the JSON it should be
+    PARTIAL = "partial answer"  # a listing's 206: a provider behind Graph failed (§2.10)
     TOO_LARGE = "response too large"  # body over max_response_bytes (declared or read)
     DEADLINE = "deadline exceeded"  # the answer took longer than request_deadline_seconds
     SIGN_IN_UNAVAILABLE = "sign-in unavailable"  # the token endpoint failed transiently
@@ -87,6 +88,9 @@ RULES: Mapping[Condition, Rule] = {
     Condition.NOT_SENT: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.CONNECTION_LOST: Rule(Action.RETRY, RetriableError),
     Condition.MALFORMED: Rule(Action.RETRY, RetriableError),
+    # A partial page may lack records, and one taken for whole ends the read and moves the
+    # watermark past them: read again, and raised as RetriableError so the watermark stays.
+    Condition.PARTIAL: Rule(Action.RETRY, RetriableError),
     # Our own limits (size, wall clock): a transient server state as far as we can tell,
     # so retried like a timeout; raised as RetriableError so the stream keeps its watermark.
     Condition.TOO_LARGE: Rule(Action.RETRY, RetriableError),

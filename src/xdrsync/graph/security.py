@@ -63,12 +63,18 @@ def listing_params(query: PageQuery, top: int) -> dict[str, str | int]:
     return params
 
 
-def _page(response: GraphResponse, items: tuple[Any, ...], fallback: bool = False) -> ListPage:
+def _page(
+    response: GraphResponse, items: tuple[Any, ...], top: int, fallback: bool = False
+) -> ListPage:
+    """A page of a listing asked for with ``$top=top``. A full page is never taken for the
+    last one, link or not: a next link left off (by a proxy, a gateway or Graph itself) would
+    otherwise end the read early and move the watermark past every record not yet read; the
+    cost is one more request when the last page happens to be exactly full."""
     count = response.json.get("@odata.count")
     return ListPage(
         items=items,
         server_date=response.server_date,
-        more=response.next_link is not None,
+        more=response.next_link is not None or len(items) >= top,
         count=count if isinstance(count, int) and not isinstance(count, bool) else None,
         alerts_fallback=fallback,
     )
@@ -139,13 +145,14 @@ class DefenderApi:
         (then the next page succeeds and saves one call per incident), or the tenant's size
         (then it costs one call per page, not a round of retries).
         """
-        params = listing_params(query, self.sync.page_size_incidents)
+        top = self.sync.page_size_incidents
+        params = listing_params(query, top)
         if expand_alerts:
             try:
                 response = self.client.get(
                     INCIDENTS, {**params, EXPAND: "alerts"}, max_attempts=self._expand_attempts
                 )
-                return _page(response, tuple(response.items))
+                return _page(response, tuple(response.items), top)
             except ThrottledError:
                 raise  # throttling is about our pace, not about $expand
             except RetriableError as failure:
@@ -158,13 +165,15 @@ class DefenderApi:
                 )
         response = self.client.get(INCIDENTS, params)
         if not expand_alerts:
-            return _page(response, tuple(response.items))
-        return _page(response, tuple(self._with_alerts(item) for item in response.items), True)
+            return _page(response, tuple(response.items), top)
+        items = tuple(self._with_alerts(item) for item in response.items)
+        return _page(response, items, top, fallback=True)
 
     def alerts_page(self, query: PageQuery) -> ListPage:
         """One page of alerts_v2 records."""
-        response = self.client.get(ALERTS, listing_params(query, self.sync.page_size_alerts))
-        return _page(response, tuple(response.items))
+        top = self.sync.page_size_alerts
+        response = self.client.get(ALERTS, listing_params(query, top))
+        return _page(response, tuple(response.items), top)
 
     def incident_alerts(self, incident_id: str) -> list[dict[str, Any]]:
         """Every alert of one incident, from ``/security/incidents/{id}/alerts``."""

@@ -48,6 +48,8 @@ log = structlog.get_logger(__name__)
 INCIDENTS = "incidents"
 ALERTS = "alerts"
 STREAMS = (INCIDENTS, ALERTS)
+#: How far Graph's ``Date`` may run ahead of this machine's clock before a warning says so.
+CLOCK_WARNING = timedelta(minutes=1)
 
 
 class DefenderSource(Protocol):
@@ -187,11 +189,25 @@ class _Cycle:
     on_window: OnWindow | None
     state: StreamState = field(default_factory=StreamState)  # as last committed by this read
     started: datetime | None = None  # the server's Date on the read's first page
+    clock: Clock = _utcnow
 
     def see(self, page: Page) -> datetime:
-        """The read's start on the server's clock (its first page's ``Date``)."""
+        """The read's start on the server's clock (its first page's ``Date``), never later
+        than our own clock when that page came: a ``Date`` from the future (a proxy or front
+        end with a wrong clock) would carry the watermark there, and every record updated
+        before the real time caught up would fall behind it unread. A server clock ahead of
+        ours only makes the next cycle read again what a few seconds more hold."""
         if self.started is None:
-            self.started = page.server_date
+            local = self.clock()
+            self.started = min(page.server_date, local)
+            if page.server_date - local > CLOCK_WARNING:
+                log.warning(
+                    "Graph's Date is ahead of this machine's clock; reading by our clock",
+                    tenant=self.tenant_id,
+                    stream=self.stream,
+                    server_date=page.server_date.isoformat(),
+                    local=local.isoformat(),
+                )
         return self.started
 
     def progress(self, reached: datetime) -> None:
@@ -237,7 +253,7 @@ def sync_stream(
         state = replace(state, began=state.began or local_now)
     cycle = _Cycle(
         hub, _fetcher(source, stream), tenant_id, stream, report, settings,
-        lower, local_now, True, on_window,
+        lower, local_now, True, on_window, clock=clock,
     )  # fmt: skip
     state = _read(cycle, lower, None, replace(state, retry_at=None))
     if sweep:  # read to the end: the lookback is covered until the next sweep is due
