@@ -15,6 +15,7 @@ from xdrsync.destinations.sentinel.arm import (
     API_VERSION,
     ArmClient,
     EtagConflictError,
+    IncidentMissingError,
     IncidentRejectedError,
     modified_before,
 )
@@ -257,3 +258,35 @@ def test_a_malformed_answer_is_retried(make: Any) -> None:
     client, recorder, _, _ = make(httpx.Response(200, content=b"{not json"), _incident())
     assert client.get(NAME) is not None
     assert len(recorder.requests) == 2
+
+
+def test_a_404_for_an_incident_written_before_says_it_is_gone(make: Any) -> None:
+    """Deleted in Sentinel: its comments (listed or put) and a PUT with its etag are 404s of
+    the incident, told apart from a missing workspace and from creating one."""
+    gone = _error(404, "NotFound", f"Incident '{NAME}' was not found.")
+    client, _, _, _ = make(gone)
+    with pytest.raises(IncidentMissingError, match="gone from Sentinel"):
+        client.list_comments(NAME)
+    with pytest.raises(IncidentMissingError):
+        client.put_comment(NAME, "c1", "note")
+    with pytest.raises(IncidentMissingError):
+        client.put(NAME, {"title": "T"}, '"e1"')
+    assert client.get(NAME) is None
+    with pytest.raises(RetriableError) as creating:  # no etag: the incident cannot be missing
+        client.put(NAME, {"title": "T"}, None)
+    assert not isinstance(creating.value, IncidentMissingError)
+    workspace, _, _, _ = make(_error(404, "ResourceNotFound", "workspace not found"))
+    with pytest.raises(ConfigError):
+        workspace.put_comment(NAME, "c1", "note")
+
+
+def test_a_body_is_utf8_json_with_a_lone_surrogate_replaced(make: Any) -> None:
+    client, recorder, _, _ = make(_incident(), httpx.Response(201, json={"name": "c1"}))
+    client.put(NAME, {"title": "Attack \ud800 on host"}, None)
+    client.put_comment(NAME, "c1", "note \udfff")
+    for index, wanted in (
+        (0, {"properties": {"title": "Attack \ufffd on host"}}),
+        (1, {"properties": {"message": "note \ufffd"}}),
+    ):
+        assert recorder.requests[index].headers["Content-Type"] == "application/json"
+        assert json.loads(recorder.requests[index].content.decode("utf-8")) == wanted

@@ -12,6 +12,7 @@ from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.sentinel.arm import (
     ArmClient,
     EtagConflictError,
+    IncidentMissingError,
     IncidentRejectedError,
     SentinelComment,
 )
@@ -70,6 +71,8 @@ class ScriptedArm:
         if name in self.refuse:
             raise IncidentRejectedError("400", self.refuse[name])
         stored = self.incidents.get(name)
+        if stored is None and etag is not None:
+            raise IncidentMissingError("404")  # ARM: an etag names an incident that is gone
         if stored is not None and etag != stored[0]:
             raise EtagConflictError("409")
         self._version += 1
@@ -82,11 +85,20 @@ class ScriptedArm:
 
     def list_comments(self, name: str) -> list[SentinelComment]:
         self.calls.append(("LIST", name))
+        if name not in self.incidents:
+            raise IncidentMissingError("404")
         return [SentinelComment(n, m) for n, m in self.comments.get(name, {}).items()]
 
     def put_comment(self, name: str, comment_name: str, message: str) -> None:
         self.calls.append(("COMMENT", name))
+        if name not in self.incidents:
+            raise IncidentMissingError("404")
         self.comments[name][comment_name] = message
+
+    def delete(self, name: str) -> None:
+        """An analyst deletes the incident in Sentinel (its comments go with it)."""
+        del self.incidents[name]
+        del self.comments[name]
 
     def check(self) -> None:
         return None
@@ -330,3 +342,32 @@ def test_comments_written_before_are_not_listed_again_and_a_new_one_is(hub: Hub)
     destination.deliver(hub.changes_after(2))
     assert [verb for verb, _ in arm.calls[before:]] == ["LIST", "COMMENT"]
     assert any("more" in m for m in arm.comments[incident_name(TENANT, "1")].values())
+
+
+def test_an_incident_deleted_in_sentinel_is_written_again_and_blocks_nothing(hub: Hub) -> None:
+    """A PUT with the etag of an incident deleted in Sentinel is a 404: the incident is
+    created again from the hub, with its comments, and the incidents after it are written."""
+    arm = ScriptedArm()
+    note = {
+        "comment": "seen",
+        "createdByDisplayName": "bob",
+        "createdDateTime": "2026-11-01T10:05:00Z",
+    }
+    _commit(hub, _incident("1", comments=[note]))
+    destination = _destination(hub, arm)
+    runner = DestinationRunner(hub, destination)
+    runner.publish(force=True)
+    name = incident_name(TENANT, "1")
+    arm.delete(name)
+    _commit(hub, _incident("1", minute=5, status="inProgress", comments=[note]))
+    _commit(hub, _incident("2", minute=6))
+    runner.publish(force=True)
+    assert hub.list_cursors()[0].seq == hub.max_seq()
+    assert arm.incidents[name][1]["status"] == "Active"
+    assert [m.endswith("seen") for m in arm.comments[name].values()] == [True]
+    assert incident_name(TENANT, "2") in arm.incidents
+    assert destination.recreated == 1
+    before = len(arm.calls)
+    runner.replay_from(1)
+    runner.publish(force=True)  # the copy now names the new incident: nothing to write
+    assert [verb for verb, _ in arm.calls[before:]] == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +338,138 @@ def test_activity_times_round_trip_and_a_redelivery_writes_nothing(
     assert props["firstActivityTimeUtc"].startswith("2026-11-01T09:58:00")
     w.deliver_again()
     assert w.destination.puts == 1
+
+
+def test_a_lone_surrogate_in_defender_text_neither_blocks_nor_rewrites(
+    world: Callable[..., World],
+) -> None:
+    """Graph's JSON may carry a lone UTF-16 surrogate (``\\ud800``), which UTF-8 cannot hold:
+    Sentinel shows U+FFFD in its place, the incidents after it are delivered, and delivering
+    the same changes again (even after a write cut short, which reads Sentinel back) writes
+    nothing."""
+    w = world()
+    comment = {
+        "comment": "note \ud83d from the field",
+        "createdByDisplayName": "bob@contoso.com",
+        "createdDateTime": "2026-11-01T10:30:00Z",
+    }
+    w.commit(
+        _incident(
+            displayName="Attack \ud800 on host",
+            description="desc \udfff end",
+            assignedTo="Ann \udc00 Smith",
+            customTags=["vip\ud800"],
+            comments=[comment],
+        )
+    )
+    w.commit(_incident("42"))
+    assert w.publish() == 4
+    shown = w.incident()
+    props = shown["properties"]
+    assert props["title"] == "Attack \ufffd on host"
+    assert props["description"].startswith("desc \ufffd end\n\n")
+    assert props["owner"]["assignedTo"] == "Ann \ufffd Smith"
+    assert "vip\ufffd" in w.labels()
+    (message,) = [c["properties"]["message"] for c in shown["comments"]]
+    assert message.endswith("note \ufffd from the field")
+    assert w.incident("42")["properties"]["title"] == "Multi-stage attack"
+    assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
+
+    puts, comments = w.destination.puts, w.destination.comments_put
+    w.deliver_again()
+    # A write cut short by a crash leaves the copy without an etag: Sentinel is read back.
+    name = incident_name(TENANT, "41")
+    copy = w.hub.get_remote_copy(w.destination.name, name)
+    assert copy is not None
+    w.hub.save_remote_copy(w.destination.name, replace(copy, etag=""))
+    w.deliver_again()
+    assert (w.destination.puts, w.destination.comments_put) == (puts, comments)
+    assert w.incident()["etag"] == shown["etag"]
+
+
+def test_an_incident_deleted_in_sentinel_comes_back_on_its_next_comment(
+    world: Callable[..., World],
+) -> None:
+    """An analyst deletes the twin; Defender then adds a comment (nothing else changed). The
+    incident is created again with every comment, and a later, unrelated incident arrives."""
+    w = world()
+    w.commit(_incident())
+    w.publish()
+    name = incident_name(TENANT, "41")
+    entry = w.destination.entry
+    token = w.destination.arm.tokens.token()
+    url = f"{entry.arm_url}{entry.workspace_path}/incidents/{name}?api-version=2025-09-01"
+    assert w.http.delete(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    comments = [
+        {
+            "comment": "isolating host-7",
+            "createdByDisplayName": "bob@contoso.com",
+            "createdDateTime": "2026-11-01T10:30:00Z",
+        },
+        {
+            "comment": "new finding",
+            "createdByDisplayName": "bob@contoso.com",
+            "createdDateTime": "2026-11-01T11:04:00Z",
+        },
+    ]
+    w.commit(_incident(minute=5, comments=comments))
+    w.commit(_incident("42", minute=6))
+    w.publish()
+    assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
+    back = w.incident()
+    assert back["properties"]["title"] == "Multi-stage attack"
+    assert "vip" in w.labels()
+    messages = sorted(c["properties"]["message"].rsplit("\n", 1)[-1] for c in back["comments"])
+    assert messages == ["isolating host-7", "new finding"]
+    assert w.incident("42")["properties"]["title"] == "Multi-stage attack"
+    puts = w.destination.puts
+    w.deliver_again()
+    assert w.destination.puts == puts
+    assert len(w.incident()["comments"]) == 2
+
+
+def test_a_large_upload_is_cut_into_bodies_the_service_takes(world: Callable[..., World]) -> None:
+    """~3 MB of small rows: each upload's body, brackets and separators counted, stays under
+    the service's 1 MB, so none is refused (413) and split, and no row is rejected."""
+    w = world()
+    ingestor = w.destination.ingestor
+    assert ingestor is not None
+    stream = w.destination.entry.evidence_stream
+    rows = [
+        {"XdrSeq": seq, "AlertId": f"a{seq:08d}", "EntityType": "Ip", "RemoteIP": "10.0.0.1"}
+        for seq in range(30_000)
+    ]
+    assert ingestor.upload(stream, rows) == {}
+    stats = w.http.get("/_emulator/stats").json()
+    posts = stats["by_route"]["POST /dataCollectionRules/{rule_id}/streams/{stream}"]
+    body = len(json.dumps(rows).encode("utf-8"))
+    assert stats["by_status"].get("413", 0) == 0
+    assert posts == ingestor.uploads <= -(-body // 1_000_000) + 1
+    assert len(w.truth()["logs"][stream]) == len(rows) == ingestor.rows_uploaded
+
+
+def test_an_analysts_label_named_like_a_dropped_tag_stays(world: Callable[..., World]) -> None:
+    """Defender drops its tag "escalated" (xdrsync takes the label away); later an analyst
+    labels the incident "escalated" and with a product name no alert has. Only labels xdrsync
+    wrote itself are ever taken away: both stay through every later Defender change, while a
+    tag Defender drops now still goes."""
+    w = world()
+    name = incident_name(TENANT, "41")
+    w.commit(_incident(minute=0, customTags=["escalated", "phish"]))
+    w.publish()
+    w.commit(_incident(minute=1, customTags=["phish"]))
+    w.publish()
+    assert "escalated" not in w.labels()
+    labels = w.incident()["properties"]["labels"] + [
+        {"labelName": "escalated", "labelType": "User"},
+        {"labelName": "Microsoft Cloud App Security", "labelType": "User"},
+    ]
+    w.http.post(f"/_emulator/incidents/{name}", json={"labels": labels}).raise_for_status()
+    w.commit(_incident(minute=2, customTags=["phish"], severity="medium"))
+    w.publish()
+    w.commit(_incident(minute=3, customTags=[], severity="low"))
+    w.publish()
+    shown = w.labels()
+    assert {"escalated", "Microsoft Cloud App Security"} <= set(shown)
+    assert "phish" not in shown
+    assert w.incident()["properties"]["severity"] == "Low"

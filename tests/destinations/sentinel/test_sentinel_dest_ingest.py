@@ -267,3 +267,16 @@ def test_the_declared_streams_are_exactly_the_columns_the_rows_carry() -> None:
     ]
     types = {c["type"] for s in STREAMS for c in stream_columns(s)}
     assert types <= {"string", "int", "long", "real", "boolean", "datetime", "dynamic"}
+
+
+def test_upload_chunks_count_brackets_and_separators_as_the_sdk_writes_them() -> None:
+    from xdrsync.destinations.sentinel.ingest import upload_chunks
+
+    rows = [{"XdrSeq": seq, "Pad": "x" * (seq % 50)} for seq in range(2_000)]
+    chunks = list(upload_chunks(rows, limit=10_000))
+    assert [row for chunk in chunks for row in chunk] == rows
+    sizes = [len(json.dumps(chunk).encode("utf-8")) for chunk in chunks]
+    assert max(sizes) <= 10_000
+    assert min(sizes[:-1]) > 10_000 - 100  # packed: the next row would not have fitted
+    (alone,) = list(upload_chunks([{"XdrSeq": 1, "Pad": "x" * 20_000}], limit=10_000))
+    assert len(alone) == 1  # too large on its own: sent alone, refused alone

@@ -374,5 +374,34 @@ def test_merge_never_drops_an_analysts_label(
 
 def test_every_managed_property_is_set_or_cleared_by_a_put() -> None:
     current = {name: "stale" for name in MANAGED} | {"labels": []}
-    body = merge(current, _desired())
+    body = merge(current, _desired(_incident(resolvingComment="Defender's note")))
     assert all(body.get(name) != "stale" for name in MANAGED)
+
+
+def test_an_analysts_closing_reason_and_note_survive_defenders_echo() -> None:
+    """Closed in Sentinel as FalsePositive / IncorrectAlertLogic with a note: Defender hears
+    falsePositive (its only word for it) and the note as a comment. Its echo changes neither:
+    the reason is Sentinel's while the classification is the same, the note while Defender
+    has no resolving comment of its own."""
+    closed = _sentinel_view(merge(None, _desired()))
+    closed |= {
+        "status": "Closed",
+        "classification": "FalsePositive",
+        "classificationReason": "IncorrectAlertLogic",
+        "classificationComment": "Rule fires on our backup job",
+    }
+    echo = _desired(_incident(status="resolved", classification="falsePositive"))
+    assert not differs(closed, echo)
+    body = merge(closed, echo)
+    assert body["classificationReason"] == "IncorrectAlertLogic"
+    assert body["classificationComment"] == "Rule fires on our backup job"
+    # Defender says something else: its classification, reason and resolving comment win.
+    other = _incident(
+        status="resolved", classification="truePositive", resolvingComment="Confirmed"
+    )
+    body = merge(closed, _desired(other))
+    assert (body["classification"], body["classificationReason"]) == (
+        "TruePositive",
+        "SuspiciousActivity",
+    )
+    assert body["classificationComment"] == "Confirmed"

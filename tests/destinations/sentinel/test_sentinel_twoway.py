@@ -178,6 +178,30 @@ def test_closing_in_sentinel_as_undetermined_resolves_in_defender(world: World) 
     assert any(c.get("comment") == "Nothing to see" for c in truth["comments"])
 
 
+def test_an_analysts_closing_reason_and_note_survive_defenders_echo(world: World) -> None:
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    world.analyst(
+        name,
+        status="Closed",
+        classification="FalsePositive",
+        classificationReason="IncorrectAlertLogic",
+        classificationComment="Rule fires on our backup job; tuning ticket SOC-123",
+    )
+    world.readback.poll()
+    world.cycle()  # to Defender, back from Defender, fanned out again
+    truth = world.defender_truth(tenant, incident)
+    assert (truth["status"], truth["classification"]) == ("resolved", "falsePositive")
+    shown = world.sentinel_incident(name)["properties"]
+    assert shown["classificationReason"] == "IncorrectAlertLogic"
+    assert shown["classificationComment"] == "Rule fires on our backup job; tuning ticket SOC-123"
+    puts = world.destination.puts
+    world.cycle()
+    assert world.destination.puts == puts
+    assert world.readback.poll() == 0
+
+
 def test_a_defender_change_not_yet_in_sentinel_is_not_reverted(world: World) -> None:
     tenant = world.config.tenants[0].tenant_id
     incident = world.open_incident(tenant)

@@ -10,6 +10,8 @@ answer *means* here, so errors are mapped in this module (microsoft-apis.md §3)
 401                    the cached token is dropped once, then ``ConfigError``
 404 of the workspace   ``ConfigError`` (a missing incident on GET is just ``None``)
 409 on an incident     ``EtagConflictError`` (a ``RetriableError``): re-read and merge again
+404 of the incident    ``IncidentMissingError`` (a ``RetriableError``) on its comments and on a
+                       PUT with an etag: deleted in Sentinel, to be created again
 400 on a write         ``IncidentRejectedError`` with ARM's reason: that incident only
 429                    retried in-line as Graph's are, then ``ThrottledError(retry_after)``
 5xx, transport         retried in-line, then ``RetriableError``
@@ -63,7 +65,7 @@ from xdrsync.graph.retry import (
     parse_retry_after,
 )
 from xdrsync.hub.payload import ticks_from_text
-from xdrsync.jsontext import loads
+from xdrsync.jsontext import dumps_utf8, loads
 from xdrsync.logs import clean
 
 log = structlog.get_logger(__name__)
@@ -86,6 +88,11 @@ _MAX_PAGES: Final = 50  # a comment listing never needs more (100 comments per i
 
 class EtagConflictError(RetriableError):
     """409: the incident changed since it was read (a stale etag); read it again."""
+
+
+class IncidentMissingError(RetriableError):
+    """404 for an incident xdrsync wrote before (its comments, or a PUT with its etag): someone
+    deleted it in Sentinel. The destination forgets its copy and creates the incident again."""
 
 
 class IncidentRejectedError(SkippableError):
@@ -142,6 +149,13 @@ class _Outcome:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """A request body as compact UTF-8 JSON. A lone UTF-16 surrogate in Defender's text (a
+    ``\\ud800`` Graph's JSON may carry) cannot be UTF-8 and would fail every attempt of the same
+    batch: it is sent as U+FFFD, as the mapping shows it too (``text.sendable``)."""
+    return dumps_utf8(body, replace_surrogates=True)
 
 
 def _error_code(answer: Answer) -> str:
@@ -220,7 +234,12 @@ class ArmClient:
         if etag is not None:
             body["etag"] = etag
         outcome = self._call(
-            "PUT", self._incident_url(name), body, what=f"incident {name}", conflict=True
+            "PUT",
+            self._incident_url(name),
+            body,
+            what=f"incident {name}",
+            conflict=True,
+            gone=etag is not None,
         )
         payload = (outcome.payload if outcome is not None else None) or {}
         new, answered = payload.get("etag"), payload.get("properties")
@@ -240,7 +259,7 @@ class ArmClient:
         seen: set[str] = set()
         while url is not None and len(seen) < _MAX_PAGES:
             seen.add(url)
-            outcome = self._call("GET", url, what=f"comments of incident {name}")
+            outcome = self._call("GET", url, what=f"comments of incident {name}", gone=True)
             payload = (outcome.payload if outcome is not None else None) or {}
             for item in payload.get("value") or []:
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -269,7 +288,9 @@ class ArmClient:
             f"{self._incident_url(name, api=False)}/comments/{quote(comment_name, safe='')}"
             f"?api-version={API_VERSION}"
         )
-        self._call("PUT", url, {"properties": {"message": message}}, what=f"comment of {name}")
+        self._call(
+            "PUT", url, {"properties": {"message": message}}, what=f"comment of {name}", gone=True
+        )
 
     # -- reading back (two-way) ---------------------------------------------------------------
 
@@ -325,14 +346,18 @@ class ArmClient:
         what: str,
         conflict: bool = False,
         listing: bool = False,
+        gone: bool = False,
     ) -> _Outcome | None:
-        """One logical call; None for a GET of something that is not there."""
+        """One logical call; None for a GET of something that is not there. ``gone``: the
+        call is about an incident that exists, so a 404 (not of the workspace) means someone
+        deleted it (``IncidentMissingError``)."""
         request_id = str(uuid.uuid4())
+        content = encode_body(body) if body is not None else None
         attempt, refreshed = 0, False
         policy = self.policy
         while True:
             attempt += 1
-            outcome = self._attempt(method, url, body, request_id)
+            outcome = self._attempt(method, url, content, request_id)
             decision = decide(
                 outcome.condition,
                 attempt=attempt,
@@ -351,11 +376,12 @@ class ArmClient:
             if decision.action is Action.RAISE:
                 if (
                     outcome.condition is Condition.NOT_FOUND
-                    and method == "GET"
-                    and not listing
                     and outcome.code.lower() not in WORKSPACE_MISSING
                 ):
-                    return None
+                    if gone:
+                        raise self._missing(url, outcome, what)
+                    if method == "GET" and not listing:
+                        return None
                 raise self._error(
                     method, url, outcome, attempt, what, conflict, decision.retry_after
                 )
@@ -378,9 +404,7 @@ class ArmClient:
     def _pacer(self, method: str) -> Pacer:
         return self.pacer if method == "GET" else self.write_pacer
 
-    def _attempt(
-        self, method: str, url: str, body: dict[str, Any] | None, request_id: str
-    ) -> _Outcome:
+    def _attempt(self, method: str, url: str, content: bytes | None, request_id: str) -> _Outcome:
         try:
             token = self.tokens.token()
         except RetriableError as unavailable:
@@ -397,8 +421,12 @@ class ArmClient:
             "x-ms-client-request-id": request_id,
             "User-Agent": USER_AGENT,
         }
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            answer = send(self._http, method, url, limits=self.limits, headers=headers, json=body)
+            answer = send(
+                self._http, method, url, limits=self.limits, headers=headers, content=content
+            )
         except (httpx.TransportError, httpx.DecodingError, ResponseLimitError) as failure:
             condition = classify_exception(failure)
             if condition is None:  # pragma: no cover - every TransportError is classified
@@ -422,6 +450,18 @@ class ArmClient:
 
     def _where(self, text: str) -> str:
         return f"destination {self.entry.name!r}: {text}"
+
+    def _missing(self, url: str, outcome: _Outcome, what: str) -> IncidentMissingError:
+        error = IncidentMissingError(
+            self._where(f"{what}: the incident is gone from Sentinel ({outcome.detail})")
+        )
+        log.warning(
+            "sentinel incident deleted outside xdrsync",
+            destination=self.entry.name,
+            path=urlsplit(url).path,
+            error=clean(str(error)),
+        )
+        return error
 
     def _error(
         self,
@@ -491,6 +531,7 @@ __all__ = [
     "SENTINEL_ROLE",
     "ArmClient",
     "EtagConflictError",
+    "IncidentMissingError",
     "IncidentRejectedError",
     "SentinelComment",
 ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 from xdrsync.destinations.sentinel.mapping import defender_url, incident_name
 from xdrsync.destinations.sentinel.text import MAX_COMMENT, MAX_COMMENTS, fit
+from xdrsync.jsontext import without_surrogates
 from xdrsync.tables.alert_rows import iso
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def comment_message(row: CommentRow, incident_id: str) -> str:
     )
     header = f"{author} in Defender XDR{where}" + (f", {when}" if when else "") + ":"
     text = row.comment if row.comment and row.comment.strip() else "(empty comment)"
-    return fit(f"{header}\n{text}", MAX_COMMENT, COMMENT_CUT)
+    return without_surrogates(fit(f"{header}\n{text}", MAX_COMMENT, COMMENT_CUT))
 
 
 def mirrored_comments(
@@ -126,11 +127,12 @@ def redirect_comment(
         f"{link}. It continues in Sentinel as incident {twin}."
     )
     name = _name("redirect", tenant_id.lower(), incident.id or "", survivor)
-    return MirroredComment(name, fit(message, MAX_COMMENT, COMMENT_CUT))
+    return MirroredComment(name, without_surrogates(fit(message, MAX_COMMENT, COMMENT_CUT)))
 
 
 def notice_message(count: int, url: str) -> str:
-    return fit(f"{count} more comments are in Defender: {url}", MAX_COMMENT, COMMENT_CUT)
+    text = fit(f"{count} more comments are in Defender: {url}", MAX_COMMENT, COMMENT_CUT)
+    return without_surrogates(text)
 
 
 def plan_comments(

@@ -25,6 +25,7 @@ from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.destinations.sentinel.arm import (
     ArmClient,
     EtagConflictError,
+    IncidentMissingError,
     IncidentRejectedError,
     modified_before,
 )
@@ -43,6 +44,8 @@ from xdrsync.destinations.sentinel.mapping import (
     differs,
     incident_name,
     merge,
+    own_labels,
+    with_own_labels,
 )
 from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.errors import RetriableError
@@ -97,6 +100,7 @@ class SentinelDestination:
         self.skipped_unchanged = 0  # incidents Sentinel already showed as Defender does
         self.conflicts = 0  # 409s met (each followed by a fresh read and merge)
         self.stale_reads = 0  # reads older than our last write (read again, never merged)
+        self.recreated = 0  # incidents deleted in Sentinel, written again from the hub
         self.incidents_rejected = 0
         self.comments_put = 0
         self.comments_left_out = 0  # Defender comments with no place left (see the notice)
@@ -201,18 +205,49 @@ class SentinelDestination:
         incident = self.hub.get_incident(tenant_id, incident_id)
         if incident is None:  # an alert whose incident the hub has not read yet
             return []
+        copy = self.hub.get_remote_copy(self.name, incident_name(tenant_id, incident_id))
         desired = desired_incident(
             incident,
             tenant_id=tenant_id,
             tenant_name=tenant.name,
             earlier_tags=self._earlier_tags(tenant_id, incident_id),
+            written_labels=own_labels(copy.properties) if copy is not None else None,
         )
         try:
-            created = self._put_incident(desired, tenant_id, incident_id)
+            try:
+                return self._write(incident, tenant, tenant_id, desired)
+            except IncidentMissingError:
+                # Deleted in Sentinel since xdrsync wrote it: what the copy says is there is
+                # not. Written again from the hub (once: a second 404 is retried later).
+                self._forget(desired.name)
+                self.recreated += 1
+                log.warning(
+                    "sentinel incident deleted outside xdrsync; writing it again",
+                    destination=self.name,
+                    incident=desired.name,
+                )
+                return self._write(incident, tenant, tenant_id, desired)
         except IncidentRejectedError as refused:
             self.incidents_rejected += 1
             return [f"Sentinel refused incident {desired.name}: {refused.reason}"]
+
+    def _write(
+        self, incident: Incident, tenant: TenantConfig, tenant_id: str, desired: Desired
+    ) -> list[str]:
+        """The incident, then its comments; reasons Sentinel refused a comment, if any."""
+        created = self._put_incident(desired, tenant_id, incident.id or "")
         return self._mirror_comments(incident, tenant, tenant_id, desired.name, created)
+
+    def _forget(self, name: str) -> None:
+        """Drop what the copy says Sentinel holds (its etag, the comments written), so the
+        incident is read (found missing) and created again with a PUT without an etag. Its
+        properties stay, the base a read is compared with (a 404 that was only a lagging
+        replica finds the incident, and only its users' real edits count as edits)."""
+        copy = self.hub.get_remote_copy(self.name, name)
+        if copy is not None:
+            self.hub.save_remote_copy(
+                self.name, replace(copy, etag="", children=frozenset(), pending=None)
+            )
 
     def _earlier_tags(self, tenant_id: str, incident_id: str) -> set[str]:
         tags: set[str] = set()
@@ -233,17 +268,21 @@ class SentinelDestination:
         copy = self.hub.get_remote_copy(self.name, desired.name)
         # A copy without an etag was saved just before a write that may not have landed.
         known = (copy.etag, copy.properties) if copy is not None and copy.etag else None
+        # The labels xdrsync derived at its last write: a read does not change them.
+        written = own_labels(copy.properties) if copy is not None else None
 
         def remember(
-            etag: str | None, properties: dict[str, Any], pending: dict[str, Any] | None = None
+            etag: str | None,
+            properties: dict[str, Any],
+            pending: dict[str, Any] | None = None,
+            labels: tuple[str, ...] | None = written,
         ) -> None:
             if etag is not None:
                 children = copy.children if copy is not None else frozenset()
+                kept = with_own_labels(properties, labels)
                 self.hub.save_remote_copy(
                     self.name,
-                    RemoteCopy(
-                        desired.name, tenant_id, incident_id, etag, properties, children, pending
-                    ),
+                    RemoteCopy(desired.name, tenant_id, incident_id, etag, kept, children, pending),
                 )
 
         for _ in range(MAX_CONFLICTS):
@@ -283,7 +322,8 @@ class SentinelDestination:
             self.puts += 1
             # Sentinel's stamp of this write: a later read older than it is a lagging one.
             stamp = answered.get("lastModifiedTimeUtc")
-            remember(new_etag, body if stamp is None else {**body, "lastModifiedTimeUtc": stamp})
+            answered_body = body if stamp is None else {**body, "lastModifiedTimeUtc": stamp}
+            remember(new_etag, answered_body, labels=desired.labels)
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
@@ -390,6 +430,7 @@ class SentinelDestination:
             "puts": self.puts,
             "skipped_unchanged": self.skipped_unchanged,
             "conflicts": self.conflicts,
+            "recreated": self.recreated,
             "incidents_rejected": self.incidents_rejected,
             "comments_put": self.comments_put,
             "comments_left_out": self.comments_left_out,

@@ -6,8 +6,11 @@ Log Analytics reserves are renamed, datetimes are ISO-8601 text, and every row c
 ``XdrSeq`` (the hub change it comes from: a consumer dedupes a retried batch on it),
 ``XdrTenant`` (the Defender tenant's name) and ``XdrIncidentName`` (the Sentinel incident).
 
-The ``azure-monitor-ingestion`` SDK splits the rows into ≤ 1 MiB gzip chunks and retries 429
-and 5xx itself, honouring ``Retry-After``; it runs on azure-core's own HTTP stack (requests),
+The rows are cut into chunks here, each one upload whose JSON body (``[``, ``]`` and the
+separators counted, as the SDK writes it) is at most ``MAX_UPLOAD_BYTES``: the SDK's own
+chunker counts the rows alone, so its "1 MiB" chunks of small rows pass the service's 1 MB and
+come back 413. The ``azure-monitor-ingestion`` SDK gzips each chunk and retries 429 and 5xx
+itself, honouring ``Retry-After``; it runs on azure-core's own HTTP stack (requests),
 given our TLS settings and timeouts, since azure-core has no httpx transport. Its tokens come
 from our ``TokenProvider`` through a small ``TokenCredential`` adapter. A chunk that still
 fails ends the upload: the whole batch is delivered again later, with the same rows and
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -59,6 +62,9 @@ RENAMED: Final[Mapping[str, str]] = {
 DROPPED: Final = frozenset({"Type"})
 #: How many extra uploads one batch may spend looking for the rows a refused chunk holds.
 MAX_SPLITS: Final = 32
+#: The largest JSON body of one upload: the service refuses more than 1 MB (1,048,576 bytes,
+#: decompressed, microsoft-apis.md §4); this leaves room for the difference.
+MAX_UPLOAD_BYTES: Final = 1_000_000
 _TOKEN_REUSE_SECONDS: Final = 60  # the SDK asks again after this; msal keeps the real cache
 
 
@@ -120,6 +126,23 @@ def alert_rows(
         custom_row(alert_row, seq=seq, tenant=tenant, incident=incident),
         [custom_row(r, seq=seq, tenant=tenant, incident=incident) for r in evidence_rows],
     )
+
+
+def upload_chunks(rows: Sequence[Row], limit: int = MAX_UPLOAD_BYTES) -> Iterator[list[Row]]:
+    """``rows`` in order, in lists whose JSON array as the SDK sends it (``json.dumps``: each
+    row, ``, `` between them, inside ``[`` and ``]``) is at most ``limit`` bytes. A row larger
+    than that on its own is a chunk of its own (refused for its size, alone)."""
+    chunk: list[Row] = []
+    size = 2  # [ and ]
+    for row in rows:
+        length = len(json.dumps(row).encode("utf-8"))
+        if chunk and size + 2 + length > limit:
+            yield chunk
+            chunk, size = [], 2
+        size += length + (2 if chunk else 0)
+        chunk.append(row)
+    if chunk:
+        yield chunk
 
 
 # -- the SDK's credential -------------------------------------------------------------------
@@ -278,8 +301,8 @@ class LogIngestor:
         Anything else raises (``ConfigError``, ``RetriableError``) and the batch is retried."""
         refused: dict[int, str] = {}
         budget = [MAX_SPLITS]
-        if rows:
-            self._send(stream, [dict(r) for r in rows], refused, budget)
+        for chunk in upload_chunks(rows):
+            self._send(stream, [dict(r) for r in chunk], refused, budget)
         return refused
 
     def _send(
@@ -324,6 +347,7 @@ class LogIngestor:
 __all__ = [
     "DROPPED",
     "INGESTION_ROLE",
+    "MAX_UPLOAD_BYTES",
     "RENAMED",
     "LogIngestor",
     "RowsRefused",
@@ -331,4 +355,5 @@ __all__ = [
     "alert_rows",
     "custom_row",
     "map_upload_error",
+    "upload_chunks",
 ]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from xdrsync.destinations.sentinel.text import MAX_DESCRIPTION, fit, head, utf16_len
+from xdrsync.destinations.sentinel.text import MAX_DESCRIPTION, fit, head, sendable, utf16_len
 from xdrsync.tables.alert_rows import iso, product, severity
 from xdrsync.tables.sentinel import incident_name as _table_incident_name
 from xdrsync.tables.vocab import (
@@ -68,6 +68,9 @@ READ_ONLY: Final = frozenset(
         "additionalData",
     }
 )
+#: Kept in the hub's copy of an incident only, never sent: the labels xdrsync derived from
+#: Defender when it last wrote the incident (the only labels it may take away later).
+OWN_LABELS: Final = "xdrsync:ownLabels"
 _TIMES: Final = frozenset({"firstActivityTimeUtc", "lastActivityTimeUtc"})
 _UPN: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SHOWN_ID: Final = 100  # characters of a Defender id shown in a trailer or label
@@ -143,7 +146,7 @@ def incident_labels(incident: Incident, tenant_name: str) -> tuple[str, ...]:
     names.append(f"{INCIDENT_LABEL_PREFIX}{(incident.id or '')[:_SHOWN_ID]}")
     if incident.is_redirected:
         names.append(REDIRECTED_LABEL)
-    return _unique(names)
+    return _unique(sendable(names))
 
 
 def description(incident: Incident, *, tenant_id: str, tenant_name: str) -> str:
@@ -188,6 +191,7 @@ def desired_incident(
     tenant_id: str,
     tenant_name: str,
     earlier_tags: Iterable[str] = (),
+    written_labels: Iterable[str] | None = None,
 ) -> Desired:
     """The Sentinel incident for this Defender incident (with its current alerts).
 
@@ -195,6 +199,10 @@ def desired_incident(
     ``earlier_tags`` are custom tags of earlier versions, withdrawn when no longer present;
     not from a merged-away incident, whose tags Defender moved to the survivor rather than
     removed (its Sentinel twin keeps them, analysts' labels that became tags among them).
+    ``written_labels`` (``own_labels`` of the hub's copy) are the labels xdrsync derived at its
+    last write: only those are withdrawn, so an analyst's label that happens to share a name
+    with a tag Defender dropped before stays. None (a copy from before xdrsync kept them):
+    any earlier tag or product label may be withdrawn.
     """
     alerts = incident.alerts
     classification, reason = sentinel_classification(incident)
@@ -216,10 +224,12 @@ def desired_incident(
     labels = incident_labels(incident, tenant_name)
     wanted = {label.casefold() for label in labels}
     earlier = () if incident.is_redirected else earlier_tags
-    retired = {t.casefold() for t in earlier} | {p.casefold() for p in _PRODUCT_LABELS}
+    retired = {sendable(t).casefold() for t in earlier} | {p.casefold() for p in _PRODUCT_LABELS}
+    if written_labels is not None:
+        retired &= {label.casefold() for label in written_labels}
     return Desired(
         name=incident_name(tenant_id, incident.id or ""),
-        properties=properties,
+        properties=sendable(properties),
         labels=labels,
         retired_labels=frozenset(retired - wanted),
     )
@@ -228,15 +238,64 @@ def desired_incident(
 def merge(current: Mapping[str, Any] | None, desired: Desired) -> Properties:
     """The PUT body's ``properties``: what Sentinel holds that xdrsync does not manage
     (analysts' labels, unknown properties) kept, the managed properties set (or cleared),
-    Defender's labels added and the retired ones taken away."""
+    Defender's labels added and the retired ones taken away. Where Defender has nothing finer
+    to say, an analyst's closing reason and note stay (``_closing_kept``)."""
     body: Properties = {
         name: value
         for name, value in (current or {}).items()
-        if name not in READ_ONLY and name not in MANAGED and name != "labels"
+        if name not in READ_ONLY and name not in MANAGED and name not in ("labels", OWN_LABELS)
     }
     body.update({name: value for name, value in desired.properties.items() if value is not None})
+    body.update(_closing_kept(current or {}, desired))
     body["labels"] = _merge_labels((current or {}).get("labels"), desired)
     return body
+
+
+def own_labels(copy: Mapping[str, Any] | None) -> tuple[str, ...] | None:
+    """The labels xdrsync derived at its last write, as the hub's copy keeps them; None when
+    the copy does not say (no copy, or one saved before xdrsync kept them)."""
+    found = (copy or {}).get(OWN_LABELS)
+    if not isinstance(found, list):
+        return None
+    return tuple(label for label in found if isinstance(label, str))
+
+
+def with_own_labels(properties: Mapping[str, Any], labels: Iterable[str] | None) -> dict[str, Any]:
+    """``properties`` to keep in the hub's copy, with the labels xdrsync derived (if known)."""
+    kept = {name: value for name, value in properties.items() if name != OWN_LABELS}
+    if labels is not None:
+        kept[OWN_LABELS] = list(labels)
+    return kept
+
+
+def _closing_kept(current: Mapping[str, Any], desired: Desired) -> Properties:
+    """What Sentinel's analysts said when closing that Defender cannot say back.
+
+    Defender has no classification reasons: the mapping's reason is only the connector's
+    default for the classification, so when Sentinel already shows that classification its
+    own reason stays (an analyst's FalsePositive / IncorrectAlertLogic, sent to Defender as
+    falsePositive, is not turned into InaccurateData by the echo). Sentinel's classification
+    comment stays unless Defender has a resolving comment of its own (an analyst's closing
+    note reaches Defender as an ordinary comment, never as the resolving one)."""
+    kept: Properties = {}
+    shown, wanted = current.get("classification"), desired.properties.get("classification")
+    reason = current.get("classificationReason")
+    if (
+        isinstance(shown, str)
+        and isinstance(wanted, str)
+        and shown.casefold() == wanted.casefold()
+        and isinstance(reason, str)
+        and reason
+    ):
+        kept["classificationReason"] = reason
+    note = current.get("classificationComment")
+    if (
+        desired.properties.get("classificationComment") is None
+        and isinstance(note, str)
+        and note.strip()
+    ):
+        kept["classificationComment"] = note
+    return kept
 
 
 def _merge_labels(current: object, desired: Desired) -> list[Properties]:
@@ -328,6 +387,7 @@ __all__ = [
     "DESCRIPTION_CUT",
     "INCIDENT_LABEL_PREFIX",
     "MANAGED",
+    "OWN_LABELS",
     "READ_ONLY",
     "REDIRECTED_LABEL",
     "Desired",
@@ -338,7 +398,9 @@ __all__ = [
     "incident_labels",
     "incident_name",
     "merge",
+    "own_labels",
     "sentinel_classification",
     "sentinel_owner",
     "sentinel_status",
+    "with_own_labels",
 ]

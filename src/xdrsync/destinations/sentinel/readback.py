@@ -38,10 +38,15 @@ from typing import Any, Final
 import structlog
 
 from xdrsync.config import Config
-from xdrsync.destinations.sentinel.arm import ListedPage, modified_before
+from xdrsync.destinations.sentinel.arm import IncidentMissingError, ListedPage, modified_before
 from xdrsync.destinations.sentinel.comments import notice_name
 from xdrsync.destinations.sentinel.destination import SentinelDestination
-from xdrsync.destinations.sentinel.mapping import INCIDENT_LABEL_PREFIX, REDIRECTED_LABEL
+from xdrsync.destinations.sentinel.mapping import (
+    INCIDENT_LABEL_PREFIX,
+    REDIRECTED_LABEL,
+    own_labels,
+    with_own_labels,
+)
 from xdrsync.errors import EditRefusedError, FatalSyncError
 from xdrsync.hub import Hub, RemoteCopy
 from xdrsync.hub.payload import (
@@ -288,7 +293,12 @@ class SentinelReadback:
             children = children | known
         self.hub.save_remote_copy(
             self.destination.name,
-            replace(copy, etag=etag, properties=dict(properties), children=children),
+            replace(
+                copy,
+                etag=etag,
+                properties=with_own_labels(properties, own_labels(copy.properties)),
+                children=children,
+            ),
         )
         self.edits_queued += queued
         return queued
@@ -307,7 +317,11 @@ class SentinelReadback:
         ours.add(notice_name(copy.tenant_id, copy.entity_id))
         known: set[str] = set()
         queued = 0
-        for comment in self.destination.arm.list_comments(copy.name):
+        try:
+            comments = self.destination.arm.list_comments(copy.name)
+        except IncidentMissingError:  # deleted since it was listed: the next write recreates it
+            return 0, copy.children
+        for comment in comments:
             known.add(comment.name)
             if comment.name in copy.children or comment.name in ours or not comment.message:
                 continue

@@ -4,11 +4,17 @@ ARM is a .NET service: a string's length is its number of UTF-16 code units, so 
 outside the Basic Multilingual Plane (an emoji) counts twice. Measuring that way keeps every
 text we send within the limit whichever way the server counts; a cut never splits a surrogate
 pair.
+
+Text also has to be UTF-8 on the wire: a lone UTF-16 surrogate (which Graph's JSON may carry
+as ``\\ud800``) is shown as U+FFFD, the same length in UTF-16 code units.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
+
+from xdrsync.jsontext import without_surrogates
 
 #: microsoft-apis.md §3.6 (limits of one Sentinel incident).
 MAX_DESCRIPTION: Final = 5_000
@@ -45,4 +51,25 @@ def fit(text: str, limit: int, marker: str) -> str:
     return head(text, limit - utf16_len(marker)).rstrip() + marker
 
 
-__all__ = ["MAX_COMMENT", "MAX_COMMENTS", "MAX_DESCRIPTION", "fit", "head", "utf16_len"]
+def sendable(value: Any) -> Any:
+    """``value`` as Sentinel will hold it: each lone surrogate of its text (in mappings and
+    lists too) replaced by U+FFFD, as the request body carries it. What xdrsync compares with
+    Sentinel is then what Sentinel shows, so such a character never looks like a change."""
+    if isinstance(value, str):
+        return without_surrogates(value)
+    if isinstance(value, Mapping):
+        return {sendable(k): sendable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(sendable(v) for v in value)
+    return value
+
+
+__all__ = [
+    "MAX_COMMENT",
+    "MAX_COMMENTS",
+    "MAX_DESCRIPTION",
+    "fit",
+    "head",
+    "sendable",
+    "utf16_len",
+]
