@@ -45,6 +45,7 @@ class FakeEntra:
     expires_in: int = 3600
     token_status: int | None = None  # force an answer from the token endpoint
     token_headers: dict[str, str] = field(default_factory=dict)
+    token_body: bytes | None = None  # answer the token request 200 with this body, as it is
     echo_secret_in_errors: bool = False  # a hostile server: our messages must still hide it
     discovery_gets: int = 0
     token_posts: int = 0
@@ -85,6 +86,10 @@ class FakeEntra:
     def _token(self, request: httpx.Request) -> httpx.Response:
         self.token_posts += 1
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        if self.token_body is not None:
+            return httpx.Response(
+                200, content=self.token_body, headers={"Content-Type": "application/json"}
+            )
         if self.token_status is not None:
             body = {"error": "temporarily_unavailable", "error_description": "AADSTS50196: busy"}
             return httpx.Response(self.token_status, json=body, headers=self.token_headers)

@@ -186,6 +186,15 @@ def test_a_throttled_token_endpoint_carries_retry_after(http_clients: list[httpx
     assert raised.value.retry_after == 12.0
 
 
+@pytest.mark.parametrize("body", [b"[]", b'"a proxy says hello"', b"null", b"42"])
+def test_a_token_answer_that_is_not_an_object_is_a_clear_sign_in_error(
+    http_clients: list[httpx.Client], body: bytes
+) -> None:
+    fake = entra(token_body=body)  # a proxy, or an authority_url that is not Entra ID
+    with pytest.raises(ConfigError, match="sign-in"):
+        provider(fake, http_clients).token()
+
+
 def test_an_unreachable_authority_is_retriable(http_clients: list[httpx.Client]) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused")

@@ -122,6 +122,15 @@ def test_endless_throttling_ends_in_throttled_error_after_max_attempts(
     assert h.clock.sleeps == [2.0, 2.0, 2.0]
 
 
+def test_an_outage_asking_for_ten_minutes_is_waited_out_not_polled(harness_factory: Build) -> None:
+    down = graph_error(503, "ServiceUnavailable", "maintenance", **{"Retry-After": "600"})
+    h = harness_factory(script(down, graph_json(OK)))
+    with pytest.raises(ThrottledError) as raised:  # longer than a call may wait in-line ...
+        h.client.get("/security/incidents")
+    assert raised.value.retry_after == 600.0  # ... so the stream keeps it for its next cycle
+    assert len(h.recorder.requests) == 1 and h.clock.sleeps == []
+
+
 def test_429_without_retry_after_backs_off_with_jitter(harness_factory: Build) -> None:
     busy = [graph_error(429, "TooManyRequests", "busy") for _ in range(3)]
     h = harness_factory(script(*busy, graph_json(OK)), rng=lambda: 0.5)

@@ -262,6 +262,17 @@ def test_throttling_during_expand_is_not_mistaken_for_the_expand_bug(
     assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
 
 
+def test_an_outage_asking_for_a_wait_is_not_met_with_the_expand_fallback(
+    harness_factory: Build,
+) -> None:
+    down = graph_error(503, "ServiceUnavailable", "maintenance", **{"Retry-After": "600"})
+    h = harness_factory(lambda request: down)
+    with pytest.raises(ThrottledError) as raised:
+        api_for(h).incidents_page(WINDOW)
+    assert raised.value.retry_after == 600.0
+    assert len(h.recorder.requests) == 1  # no second call without $expand
+
+
 def test_alerts_are_listed_from_alerts_v2_with_their_page_size(harness_factory: Build) -> None:
     fake = FakeDefender([_incident(n, 3) for n in range(1, 5)])
     h = harness_factory(fake)

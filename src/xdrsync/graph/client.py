@@ -39,6 +39,7 @@ from xdrsync.graph.http import (
 from xdrsync.graph.odata import is_collection_path, origin, with_query
 from xdrsync.graph.pacing import Pacer
 from xdrsync.graph.retry import (
+    RULES,
     Action,
     Condition,
     Decision,
@@ -441,7 +442,11 @@ class GraphClient:
         # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings.
         level = self._log.debug if condition is Condition.NOT_FOUND else self._log.warning
         level("graph call failed", method=method, path=parts.path, error=text)
-        if issubclass(kind, ThrottledError):
+        if issubclass(kind, ThrottledError) or (
+            decision.retry_after is not None and RULES[condition].honour_retry_after
+        ):
+            # A 5xx that says when to come back (an outage asking for ten minutes) is kept
+            # across cycles as a 429 is, not answered with a request every poll.
             return ThrottledError(text, retry_after=decision.retry_after)
         return kind(text)
 
