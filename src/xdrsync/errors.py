@@ -5,7 +5,8 @@ XdrSyncError
 │   └── EditRefusedError  an edit Defender would not accept: refused before it is queued
 ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
 ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
-│   └── ThrottledError  the server asked us to wait (429 + Retry-After)
+│   ├── ThrottledError  the server asked us to wait (429 + Retry-After)
+│   └── AnswerTooLargeError  every answer was over max_response_bytes: ask for less
 ├── SkippableError      one record is bad: quarantine it, the stream goes on
 └── ConflictError       a write-back conflict: route it by the field's policy
 """
@@ -42,6 +43,11 @@ class ThrottledError(RetriableError):
         self.retry_after = retry_after
 
 
+class AnswerTooLargeError(RetriableError):
+    """Every attempt's answer was larger than ``max_response_bytes``: the same request will
+    most likely be as large again, a smaller page may not be."""
+
+
 class SkippableError(XdrSyncError):
     """One record cannot be processed; quarantine it with this reason and continue."""
 
@@ -51,6 +57,7 @@ class ConflictError(XdrSyncError):
 
 
 __all__ = [
+    "AnswerTooLargeError",
     "ConfigError",
     "ConflictError",
     "EditRefusedError",

@@ -237,6 +237,31 @@ def test_a_partial_page_is_read_again_not_taken_for_whole(
         assert stored_ids(hub, hostile.tenant_id) == {str(n) for n in range(1, 7)}
 
 
+def test_alerts_pages_too_large_to_read_are_asked_for_in_smaller_pages(
+    hostile: HostileGraph, tmp_path: Path
+) -> None:
+    seed(hostile, 1)
+    now = datetime.now(UTC)
+    for n in range(40):  # alerts changed lately, about 4 KB each: 40 are over the 64 KiB cap
+        alert = incident(100 + n, now - timedelta(seconds=90 - n))["alerts"][0]
+        alert["evidence"] = [
+            {
+                "@odata.type": "#microsoft.graph.security.processEvidence",
+                "processCommandLine": "x" * 4000,
+                "verdict": "suspicious",
+            }
+        ]
+        hostile.alerts.append(alert)
+    config = write_config(hostile, tmp_path, max_response_bytes=64 * 1024)
+    done = xdrsync(hostile, config, "sync", "--once")
+    assert done.returncode == 0, done.stderr  # the alerts stream failed at its first page
+    with hub_of(config) as hub:
+        missing = [
+            a["id"] for a in hostile.alerts if hub.get_alert(hostile.tenant_id, a["id"]) is None
+        ]
+    assert missing == []
+
+
 def test_an_echoed_token_reaches_no_output_and_no_stored_error(
     hostile: HostileGraph, tmp_path: Path
 ) -> None:

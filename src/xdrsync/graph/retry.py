@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from xdrsync.errors import (
+    AnswerTooLargeError,
     ConfigError,
     ConflictError,
     FatalSyncError,
@@ -93,7 +94,7 @@ RULES: Mapping[Condition, Rule] = {
     Condition.PARTIAL: Rule(Action.RETRY, RetriableError),
     # Our own limits (size, wall clock): a transient server state as far as we can tell,
     # so retried like a timeout; raised as RetriableError so the stream keeps its watermark.
-    Condition.TOO_LARGE: Rule(Action.RETRY, RetriableError),
+    Condition.TOO_LARGE: Rule(Action.RETRY, AnswerTooLargeError),
     Condition.DEADLINE: Rule(Action.RETRY, RetriableError),
     Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import structlog
 
 from xdrsync.config import SyncConfig, TenantConfig
-from xdrsync.errors import RetriableError, ThrottledError
+from xdrsync.errors import AnswerTooLargeError, RetriableError, ThrottledError
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import NotFoundError
 from xdrsync.sync.listing import PageQuery
@@ -117,6 +117,7 @@ class DefenderApi:
         self.client = client
         self.sync = sync
         self._expand_attempts = EXPAND_ATTEMPTS  # 1 after the first fallback (see above)
+        self._alerts_top = sync.page_size_alerts  # smaller after a page too large to read
 
     @classmethod
     def connect(cls, tenant: TenantConfig, sync: SyncConfig, **client_options: Any) -> DefenderApi:
@@ -170,10 +171,30 @@ class DefenderApi:
         return _page(response, items, top, fallback=True)
 
     def alerts_page(self, query: PageQuery) -> ListPage:
-        """One page of alerts_v2 records."""
-        top = self.sync.page_size_alerts
-        response = self.client.get(ALERTS, listing_params(query, top))
-        return _page(response, tuple(response.items), top)
+        """One page of alerts_v2 records. A page whose answer stays over
+        ``max_response_bytes`` (alerts heavy with evidence) is asked for again with half as
+        many records, down to one, with one attempt each; the smaller size is kept for the
+        pages after it. Each alert fits, so the stream goes on instead of failing at the same
+        place every cycle."""
+        top, attempts = self._alerts_top, None
+        while True:
+            try:
+                response = self.client.get(
+                    ALERTS, listing_params(query, top), max_attempts=attempts
+                )
+            except AnswerTooLargeError as failure:
+                if top == 1:
+                    raise
+                top, attempts = max(1, top // 2), 1
+                self._alerts_top = top
+                log.warning(
+                    "an alerts page was too large to read; asking for fewer alerts",
+                    tenant=self.client.tenant.name,
+                    page_size=top,
+                    error=str(failure),
+                )
+                continue
+            return _page(response, tuple(response.items), top)
 
     def incident_alerts(self, incident_id: str) -> list[dict[str, Any]]:
         """Every alert of one incident, from ``/security/incidents/{id}/alerts``."""
