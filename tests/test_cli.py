@@ -147,8 +147,11 @@ def test_queries_work_while_the_service_runs(emulator: EmulatorServer, tmp_path:
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
     )
     try:
-        seen = []
         deadline = time.monotonic() + 60
+        while not (tmp_path / "ws").is_dir():  # `query` refuses a workspace not made yet
+            assert time.monotonic() < deadline and service.poll() is None
+            time.sleep(0.1)
+        seen: list[int] = []
         while time.monotonic() < deadline and len(seen) < 6:
             done = xdrsync(
                 "query", "--config", config, "--format", "json", "SecurityIncident | count"
@@ -232,6 +235,125 @@ def test_demo_runs_and_shows_the_emulator_and_the_sync(tmp_path: Path) -> None:
     assert shown > 0  # ... which has received incidents
     assert "incidents" in done.stdout and "Demo stopped" in done.stdout
     assert (tmp_path / "demo" / "xdrsync.toml").exists()
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    """`demo --workspace` pointed at a live workspace must leave it alone."""
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "hub.sqlite3").write_text("the service's hub")
+    done = xdrsync("demo", "--duration", "1", "--workspace", str(live), timeout=60)
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and "not made by" in done.stderr
+    assert sorted(p.name for p in live.iterdir()) == ["hub.sqlite3"]  # not even a lock file
+    assert (live / "hub.sqlite3").read_text() == "the service's hub"
+
+
+def test_demo_takes_the_workspace_lock_before_deleting_anything(tmp_path: Path) -> None:
+    from xdrsync.sync.lock import WorkspaceLock
+
+    earlier = tmp_path / "demo"
+    earlier.mkdir()
+    (earlier / ".xdrsync-demo").write_text("")  # made by an earlier demo
+    (earlier / "hub.sqlite3").write_text("in use")
+    with WorkspaceLock(earlier):  # a service (or another demo) syncs this workspace
+        done = xdrsync("demo", "--duration", "1", "--workspace", str(earlier), timeout=60)
+    assert done.returncode == 2 and "another xdrsync process" in done.stderr, done.stderr
+    assert (earlier / "hub.sqlite3").read_text() == "in use"
+
+
+def test_demo_empties_a_folder_an_earlier_demo_made(tmp_path: Path) -> None:
+    from xdrsync.demo import DEMO_MARKER, _claim
+
+    earlier = tmp_path / "demo"
+    (earlier / "kql-cache").mkdir(parents=True)
+    (earlier / DEMO_MARKER).write_text("")
+    (earlier / "hub.sqlite3").write_text("old run")
+    lock = _claim(earlier)
+    try:
+        assert sorted(p.name for p in earlier.iterdir()) == [DEMO_MARKER, "sync.lock"]
+    finally:
+        lock.release()
+    fresh = tmp_path / "new" / "demo"
+    _claim(fresh).release()
+    assert (fresh / DEMO_MARKER).is_file()  # so the next run may empty it
+
+
+def test_backfill_goes_on_past_a_tenant_that_fails(tmp_path: Path) -> None:
+    with EmulatorServer(settings_for(seed=37, incidents=6, tenants=2)) as server:
+        first, second = server.emulator.settings.tenants
+        config = str(
+            write_client_config(
+                tmp_path,
+                server.base_url,
+                (first, second),
+                workspace="ws",
+                secrets={first.name: "wrong-secret-for-the-first-tenant"},
+            )
+        )
+        done = xdrsync("backfill", "--config", config, "--from", "2020-01-01", "--to", "2030-01-01")
+        listed = xdrsync("incidents", "list", "--tenant", second.name, "--config", config)
+    assert done.returncode == 1, done.stderr
+    failures = [line for line in done.stderr.splitlines() if "failed:" in line]
+    assert len(failures) == 2 and all(line.startswith(first.name) for line in failures)
+    assert "Traceback" not in done.stderr and "wrong-secret" not in done.stderr
+    assert "backfill done" in done.stdout
+    assert listed.returncode == 0 and "6 incidents" in listed.stdout, listed.stdout
+
+
+def test_a_hub_database_that_cannot_be_opened_is_one_line_without_the_password(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    password = "Sup3rS3cretPw-xdr"
+    config = write_config(tmp_path, emulator)
+    text = config.read_text()
+    assert 'path = "ws"\n' in text
+    config.write_text(
+        text.replace('path = "ws"\n', 'path = "ws"\ndatabase_url = "env:XDR_TEST_DB"\n')
+    )
+    env = {**os.environ}
+    for url in (
+        f"postgresql+psycopg://xdr:{password}@127.0.0.1:{port}/xdrhub",  # unreachable
+        f"postgres://xdr:{password}@127.0.0.1:{port}/xdrhub",  # no such SQLAlchemy dialect
+    ):
+        env["XDR_TEST_DB"] = url
+        for args in (["state", "show"], ["sync", "--once"]):
+            done = xdrsync(*args, "--config", str(config), env=env, timeout=60)
+            assert done.returncode == 2, (args, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert f"127.0.0.1:{port}/xdrhub" in done.stderr
+            assert password not in done.stdout + done.stderr
+
+
+def test_tracebacks_never_show_local_variables() -> None:
+    import typer
+
+    from xdrsync import cli
+
+    groups = [value for value in vars(cli).values() if isinstance(value, typer.Typer)]
+    assert cli.app in groups and len(groups) > 1
+    assert all(group.pretty_exceptions_show_locals is False for group in groups)
+
+
+def test_a_console_port_in_use_is_one_plain_line(emulator: EmulatorServer, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_client_config(
+            tmp_path,
+            emulator.base_url,
+            emulator.emulator.settings.tenants,
+            workspace="ws",
+            console={"port": port},
+        )
+        done = xdrsync("run", "--config", str(config), timeout=120)
+    assert done.returncode == 2, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert f"127.0.0.1:{port}" in line and "change [console] port" in line, line
 
 
 def test_errors_are_one_line_with_non_zero_exit(tmp_path: Path) -> None:

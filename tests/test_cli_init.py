@@ -107,10 +107,71 @@ def test_init_writes_the_config_by_reference_and_checks_a_read_write_tenant(
     assert writer.client_secret not in text and f'client_secret = "{ref}"' in text
     loaded = load_config(config)
     (tenant,) = loaded.tenants
-    assert tenant.name == writer.name and tenant.two_way is True
+    assert tenant.name == writer.name and tenant.two_way is None  # not asked: not written
+    assert loaded.writes_to(tenant) is True  # [two_way] enabled defaults to true
     assert tenant.client_secret is not None
     assert tenant.client_secret.get_secret_value() == writer.client_secret
     assert loaded.workspace.path == tmp_path / "xdrsync-data"
+
+
+def test_init_leaves_two_way_to_the_config_unless_asked(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    """Without --two-way, an added tenant follows ``[two_way] enabled = false`` of the config:
+    it is read-only, so the check does not ask for the write permissions."""
+    writer, reader = _tenants(emulator)
+    config = tmp_path / "xdrsync.toml"
+    writer_ref = _secret_file(tmp_path, writer)
+    first = runner.invoke(_app(), _args(emulator, writer, config, "--secret-ref", writer_ref))
+    assert first.exit_code == 0, first.output
+    config.write_text(config.read_text() + "\n[two_way]\nenabled = false\n")
+    reader_ref = _secret_file(tmp_path, reader)
+    added = runner.invoke(
+        _app(), _args(emulator, reader, config, "--secret-ref", reader_ref, "--add-tenant")
+    )
+    assert added.exit_code == 0, added.output
+    assert "Missing permission" not in added.output and "everything works" in added.output
+    assert all("two_way" not in t for t in tomllib.loads(config.read_text())["tenants"])
+    loaded = load_config(config)
+    assert [loaded.writes_to(t) for t in loaded.tenants] == [False, False]
+    asked = runner.invoke(
+        _app(),
+        _args(emulator, writer, config, "--secret-ref", writer_ref, "--two-way", "--force"),
+    )
+    assert asked.exit_code == 0, asked.output
+    assert tomllib.loads(config.read_text())["tenants"][0]["two_way"] is True
+
+
+def test_paths_typed_from_another_folder_are_written_as_the_config_reads_them(
+    emulator: EmulatorServer,
+    runner: CliRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """init run where the secret and the PEM are, writing a config elsewhere: the config,
+    which takes relative paths from its own folder, still finds them."""
+    writer, reader = _tenants(emulator)
+    home = tmp_path / "home"
+    ref = _secret_file(home, writer)  # file:NAME, beside the current folder's files
+    pem = home / "app.pem"
+    pem.write_text(
+        "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
+    )
+    monkeypatch.chdir(home)
+    config = tmp_path / "etc" / "xdrsync.toml"
+    done = runner.invoke(_app(), _args(emulator, writer, config, "--secret-ref", ref))
+    assert done.exit_code == 0 and "everything works" in done.output, done.output
+    added = runner.invoke(
+        _app(),
+        _args(emulator, reader, config, "--certificate", "app.pem", "--add-tenant", "--no-check"),
+    )
+    assert added.exit_code == 0, added.output
+    loaded = load_config(config)
+    first, second = loaded.tenants
+    assert first.client_secret is not None
+    assert first.client_secret.get_secret_value() == writer.client_secret
+    assert second.certificate_path is not None and second.certificate_path.samefile(pem)
 
 
 def test_an_existing_config_is_kept_unless_forced_and_tenants_are_added(

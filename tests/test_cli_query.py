@@ -77,7 +77,7 @@ def test_the_short_path_answers_as_the_typer_command_does(
     short = run(_MAIN, [*args, "-c", str(config)], probe)
     assert probe.read_text() == "False", "the short path answered"
     assert short == run(_TYPER, [*args, "--config", str(config)], probe)
-    assert short[0] == code and short[2 if code else 1].strip()  # rows, or an error line
+    assert short[0] == code and (short[2] if code else short[1]).strip()  # rows, or an error line
 
 
 def test_a_truncated_answer_warns_on_both_paths(config: Path, tmp_path: Path) -> None:
@@ -189,3 +189,21 @@ def test_an_error_shows_brackets_as_written(tmp_path: Path) -> None:
     missing = tmp_path / "[red]conf[/red].toml"
     code, _, err = run(_MAIN, ["--config", str(missing), "print 1"], tmp_path / "probe")
     assert code == 2 and f"{missing}: config file not found" in err
+
+
+def test_a_mistyped_workspace_is_refused_on_both_paths(config: Path, tmp_path: Path) -> None:
+    """Not an empty, new workspace and a count of 0: the same refusal as `incidents list`."""
+    mistyped = config.parent / "mistyped.toml"  # beside it: the same secret file
+    mistyped.write_text(config.read_text().replace('path = "ws"', 'path = "wsx"', 1))
+    probe = tmp_path / "typer-loaded"
+    args = ["--format", "json", "--config", str(mistyped), "SecurityIncident | count"]
+    short = run(_MAIN, args, probe)
+    assert probe.read_text() == "False"
+    assert short == run(_TYPER, args, probe)
+    code, out, err = short
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"no workspace at {config.parent / 'wsx'}" in err and "[workspace] path" in err
+    assert not (config.parent / "wsx").exists()
+    (config.parent / "wsx").mkdir()  # a folder made for it: queried (empty, made private)
+    code, out, err = run(_MAIN, args, probe)
+    assert code == 0 and json.loads(out) == [{"Count": 0}], err

@@ -249,3 +249,78 @@ def test_for_emulator_builds_a_loopback_config_without_a_file(tmp_path: Path) ->
 def test_for_emulator_refuses_a_non_loopback_http_url() -> None:
     with pytest.raises(ConfigError, match="loopback"):
         Config.for_emulator("http://emulator.example:8650", [(TENANT, CLIENT, SECRET)])
+
+
+@pytest.mark.parametrize(
+    ("enabled", "tenant_two_way", "writes"),
+    [
+        ("true", None, True),
+        ("true", "true", True),
+        ("true", "false", False),
+        ("false", None, False),
+        ("false", "true", False),  # the global switch wins: every tenant read-only
+        ("false", "false", False),
+    ],
+)
+def test_two_way_enabled_false_makes_every_tenant_read_only(
+    tmp_path: Path, enabled: str, tenant_two_way: str | None, writes: bool
+) -> None:
+    extra = {} if tenant_two_way is None else {"two_way": tenant_two_way}
+    path = write(tmp_path, tenant_block(**extra) + f"\n[two_way]\nenabled = {enabled}\n")
+    config = load_config(path)
+    assert config.writes_to(config.tenants[0]) is writes
+
+
+def test_console_tls_files_are_taken_from_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "console.pem").write_text("cert")
+    (tmp_path / "console.key").write_text("key")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tls = '\n[console]\ntls_certfile = "console.pem"\ntls_keyfile = "console.key"\n'
+    config = load_config(write(tmp_path, tenant_block() + tls))
+    assert config.console.tls_certfile == tmp_path / "console.pem"
+    assert config.console.tls_keyfile == tmp_path / "console.key"
+    missing = write(tmp_path, tenant_block() + tls.replace("console.key", "gone.key"), "b.toml")
+    message = load_error(missing)
+    assert "console.tls_keyfile" in message and str(tmp_path / "gone.key") in message
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("sqlite:///hub.db", "sqlite:///{base}/hub.db"),
+        (
+            "sqlite+pysqlite:///data/hub.db?timeout=5",
+            "sqlite+pysqlite:///{base}/data/hub.db?timeout=5",
+        ),
+        ("sqlite:////srv/hub.db", "sqlite:////srv/hub.db"),
+        ("sqlite://", "sqlite://"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql+psycopg://u:p@db/hub", "postgresql+psycopg://u:p@db/hub"),
+    ],
+)
+def test_a_relative_sqlite_database_url_is_taken_from_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path.parent)
+    path = write(tmp_path, f'[workspace]\ndatabase_url = "{written}"\n' + tenant_block())
+    url = load_config(path).workspace.database_url
+    assert url is not None and url.get_secret_value() == expected.format(base=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("section", "setting"),
+    [
+        ("query", "timeout_seconds"),
+        ("sync", "request_timeout_seconds"),
+        ("sync", "poll_interval_seconds"),
+        ("two_way", "max_retry_seconds"),
+    ],
+)
+def test_durations_must_be_finite(tmp_path: Path, section: str, setting: str) -> None:
+    path = write(tmp_path, tenant_block() + f"\n[{section}]\n{setting} = inf\n")
+    message = load_error(path)
+    assert f"{section}.{setting}" in message and "finite" in message

@@ -117,3 +117,11 @@ def test_whatever_it_reads_config_reads_the_same(query: dict[str, Any], path: st
     assert quick.workspace == config.workspace.path
     for name, value in quick.query.items():
         assert getattr(config.query, name) == value
+
+
+def test_a_tilde_naming_no_account_is_a_folder_name_on_both_paths(tmp_path: Path) -> None:
+    # Was a RuntimeError traceback from pathlib ("Could not determine home directory").
+    data = document(workspace={"path": "~no-such-account-xdrsync"})
+    quick, config = both(data, tmp_path / "xdrsync.toml")
+    assert quick is not None and config is not None
+    assert quick.workspace == config.workspace.path == tmp_path / "~no-such-account-xdrsync"

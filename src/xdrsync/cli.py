@@ -25,33 +25,33 @@ if TYPE_CHECKING:
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
 
+# Never a traceback with local variables (typer before 0.20 shows them by default): a
+# database URL or a secret would be among them.
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
     help="Lossless, multi-tenant, two-way sync of Microsoft Defender XDR incidents.",
 )
-emulate_app = typer.Typer(
-    no_args_is_help=True, help="Local emulators of the services xdrsync talks to."
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    """A command group of ``app``."""
+    group = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, help=help)
+    app.add_typer(group, name=name)
+    return group
+
+
+emulate_app = _group("emulate", "Local emulators of the services xdrsync talks to.")
+state_app = _group("state", "Inspect sync state.")
+incidents_app = _group("incidents", "The workspace's incidents.")
+alerts_app = _group("alerts", "The workspace's alerts.")
+destinations_app = _group(
+    "destinations", "Where the workspace's changes go: status, dead letters, replay."
 )
-app.add_typer(emulate_app, name="emulate")
-state_app = typer.Typer(no_args_is_help=True, help="Inspect sync state.")
-app.add_typer(state_app, name="state")
-incidents_app = typer.Typer(no_args_is_help=True, help="The workspace's incidents.")
-app.add_typer(incidents_app, name="incidents")
-alerts_app = typer.Typer(no_args_is_help=True, help="The workspace's alerts.")
-app.add_typer(alerts_app, name="alerts")
-destinations_app = typer.Typer(
-    no_args_is_help=True, help="Where the workspace's changes go: status, dead letters, replay."
-)
-app.add_typer(destinations_app, name="destinations")
-conflicts_app = typer.Typer(
-    no_args_is_help=True, help="Edits waiting for a decision (fields with policy manual)."
-)
-app.add_typer(conflicts_app, name="conflicts")
-users_app = typer.Typer(no_args_is_help=True, help="Who may use the console and REST API.")
-app.add_typer(users_app, name="users")
-tokens_app = typer.Typer(no_args_is_help=True, help="Personal API tokens for scripts.")
-app.add_typer(tokens_app, name="tokens")
+conflicts_app = _group("conflicts", "Edits waiting for a decision (fields with policy manual).")
+users_app = _group("users", "Who may use the console and REST API.")
+tokens_app = _group("tokens", "Personal API tokens for scripts.")
 
 ConfigOption = Annotated[
     Path | None,
@@ -243,8 +243,40 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(report_failure(bad)) from None
 
 
+def _database_error(config: Config, failure: Exception) -> ConfigError:
+    """A SQLAlchemy or driver error from opening the hub as one line: the database's
+    address (driver, host, port, database; never the user's password) and the reason."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from xdrsync.configfile import one_line
+    from xdrsync.hub import configured_url
+
+    url = configured_url(config.workspace)
+    setting = "[workspace] database_url" if config.workspace.database_url else "[workspace] path"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return ConfigError(
+            f"{setting} is not a database URL (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB)"
+        )
+    where = f"{parsed.drivername}://"
+    if parsed.host:
+        where += parsed.host + (f":{parsed.port}" if parsed.port else "")
+    where += f"/{parsed.database or ''}"
+    cause = failure.orig if isinstance(failure, DBAPIError) else failure
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    reason = one_line(lines[0]) if lines else type(cause).__name__
+    for secret in (url, parsed.password):
+        if secret:
+            reason = reason.replace(str(secret), "***")
+    return ConfigError(f"cannot open the hub at {where}: {reason}; check {setting}")
+
+
 @contextmanager
 def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.workspace import Workspace
 
@@ -253,7 +285,11 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
     if guard is not None:
         guard.acquire()
     try:
-        with Workspace.open(config) as workspace:
+        try:
+            opened = Workspace.open(config)
+        except SQLAlchemyError as failure:
+            raise _database_error(config, failure) from None
+        with opened as workspace:
             yield workspace
     finally:
         if guard is not None:
@@ -266,6 +302,8 @@ def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
     of the sync machinery (Graph client, log tables, fan-out) is loaded. ``existing``: a
     command that only reads refuses a workspace with no hub file rather than making one (a
     mistyped path would otherwise answer with an empty, new hub)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from xdrsync.hub import Hub, configured_url
     from xdrsync.layout import HUB_FILE, make_private
 
@@ -275,7 +313,10 @@ def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
             f"no hub at {hub_file}: run `xdrsync sync --once` first, or check [workspace] path"
         )
     make_private(config.workspace.path)  # as private as the sync makes it, if this creates it
-    hub = Hub.open(configured_url(config.workspace))
+    try:
+        hub = Hub.open(configured_url(config.workspace))
+    except SQLAlchemyError as failure:
+        raise _database_error(config, failure) from None
     try:
         yield hub
     finally:
@@ -461,7 +502,7 @@ def _start_console(
     except (OSError, RuntimeError) as failure:
         raise _fail(
             f"the console could not listen on {config.console.host}:{config.console.port} "
-            f"({failure}); change \\[console] port, or set enabled = false"
+            f"({failure}); change [console] port, or set enabled = false"
         ) from None
     err_console.print(f"console and REST API on [bold]{server.base_url}[/bold]")
     if not Accounts(workspace.hub).users():
@@ -477,8 +518,11 @@ def backfill_command(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant (name or id).")] = None,
     stream: Annotated[str | None, typer.Option(help="incidents or alerts (default both).")] = None,
 ) -> None:
-    """Re-read a period from Graph into the workspace; the sync watermark is not touched."""
-    from xdrsync.logs import configure
+    """Re-read a period from Graph into the workspace; the sync watermark is not touched. A
+    tenant or stream that fails is reported and the others go on; the exit code is then 1."""
+    from rich.markup import escape
+
+    from xdrsync.logs import configure, scrub
     from xdrsync.sync.inbound import STREAMS, backfill_stream
     from xdrsync.workspace import inbound_settings
 
@@ -489,6 +533,7 @@ def backfill_command(
     streams = STREAMS if stream is None else (stream,)
     if not set(streams) <= set(STREAMS):
         raise _fail(f"--stream must be one of {', '.join(STREAMS)}")
+    failed = False
     with _errors():
         config = _load(config_file)
         settings = inbound_settings(config)
@@ -499,18 +544,26 @@ def backfill_command(
             with _progress() as progress:
                 for source in sources:
                     for name in streams:
-                        backfill_stream(
-                            workspace.hub,
-                            source.source,
-                            tenant_id=source.tenant_id,
-                            stream=name,
-                            lower=lower,
-                            upper=upper,
-                            settings=settings,
-                            on_window=progress.tracker(source.name),
-                        )
-        console.print("backfill done")
+                        try:
+                            backfill_stream(
+                                workspace.hub,
+                                source.source,
+                                tenant_id=source.tenant_id,
+                                stream=name,
+                                lower=lower,
+                                upper=upper,
+                                settings=settings,
+                                on_window=progress.tracker(source.name),
+                            )
+                        except XdrSyncError as bad:
+                            failed = True
+                            err_console.print(
+                                f"[red]{source.name}/{name} failed:[/red] {escape(scrub(str(bad)))}"
+                            )
+        console.print("backfill done" + (", with failures (above)" if failed else ""))
         _print_delivered(publisher)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("check")
@@ -993,7 +1046,12 @@ def conflicts_resolve(
 def demo_command(
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     workspace_dir: Annotated[
-        Path, typer.Option("--workspace", help="Demo workspace (wiped).")
+        Path,
+        typer.Option(
+            "--workspace",
+            help="Demo workspace: a new or empty folder, or one an earlier demo made (emptied "
+            "first); any other folder is refused.",
+        ),
     ] = Path("./xdrsync-data/demo"),
     port: Annotated[int, typer.Option(help="Emulator port (0: any free port).")] = 0,
     console_port: Annotated[

@@ -66,6 +66,22 @@ def _ask_credential() -> tuple[str | None, str | None]:
         )
 
 
+def _for_config(path: str, config_file: Path) -> str:
+    """A path typed by the user, which a shell takes from the current folder, as the config
+    reads it (from its own folder): absolute, unless it names the same file either way or
+    no file here (then it is left for the config's folder, as given)."""
+    given = Path(path.strip()).expanduser()
+    if given.is_absolute():
+        return str(given)
+    here = Path(os.path.abspath(given))
+    if not here.exists():
+        return path.strip()
+    beside = config_file.resolve().parent / given
+    if beside.exists() and beside.resolve() == here.resolve():
+        return path.strip()
+    return str(here)
+
+
 def _print_steps() -> None:
     from xdrsync.connectors import setup_steps
 
@@ -119,6 +135,14 @@ def _load_tenant(file: Path, data: dict[str, Any], name: str) -> tuple[TenantCon
     except ValidationError as invalid:
         raise ValueError(describe_validation_error(invalid, {"tenants": entries})) from None
     return tenant, sync
+
+
+def _writes(data: dict[str, Any], tenant: TenantConfig) -> bool:
+    """Whether the written config sends this tenant's edits to Defender (``Config.writes_to``):
+    ``[two_way] enabled = false`` wins over the tenant's own ``two_way``."""
+    section = data.get("two_way")
+    enabled = section.get("enabled", True) if isinstance(section, dict) else True
+    return enabled is not False and tenant.two_way is not False
 
 
 def _mark(ok: bool | None) -> str:
@@ -199,7 +223,7 @@ def init_command(
         bool | None,
         typer.Option(
             "--two-way/--read-only",
-            help="Write workspace edits back to Defender (default yes).",
+            help="Write workspace edits back to Defender (default: as [two_way] enabled says).",
             show_default=False,
         ),
     ] = None,
@@ -288,7 +312,11 @@ def init_command(
         if authority_url is None:
             authority_url = str(typer.prompt("Authority (sign-in) URL", default=AUTHORITY_URL))
     assert name is not None and tenant_id is not None and client_id is not None
-    two_way = True if two_way is None else two_way
+    # Paths typed here are the current folder's; the config takes its own folder's.
+    if secret_ref is not None and secret_ref.strip().startswith("file:"):
+        secret_ref = "file:" + _for_config(secret_ref.strip()[5:], file)
+    if certificate is not None and str(certificate).strip():
+        certificate = Path(_for_config(str(certificate), file))
 
     try:
         block = render_tenant_toml(
@@ -299,7 +327,7 @@ def init_command(
             certificate_path=certificate,
             graph_url=graph_url or GRAPH_URL,
             authority_url=authority_url or AUTHORITY_URL,
-            two_way=two_way,
+            two_way=two_way,  # written only when asked: None follows [two_way] enabled
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None
@@ -345,7 +373,7 @@ def init_command(
     if tenant.client_secret is not None:
         register_secrets([tenant.client_secret.get_secret_value()])
     console.print(f"Checking tenant {name}…")
-    result = check_tenant(tenant, sync, two_way=two_way)
+    result = check_tenant(tenant, sync, two_way=_writes(written, tenant))
     print_check(result)
     # A missing permission is reported, not failed: the config is right and consent can come
     # later. A sign-in that fails, or a read that fails for another reason, is an error.

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from xdrsync.errors import XdrSyncError
+from xdrsync.errors import ConfigError, XdrSyncError
 from xdrsync.tables.limits import QueryLimits, QuerySettings
 from xdrsync.tables.output import FORMATS, Format, format_result
 from xdrsync.terminal import err_console, report_failure
@@ -25,10 +25,17 @@ _OPTIONS = {"--config": "config", "-c": "config", "--format": "format"}
 
 
 def run_query(workspace: Path, limits: QuerySettings, kql: str, output: Format) -> None:
-    """Run ``kql`` over the workspace's log tables and print the result to stdout."""
+    """Run ``kql`` over the workspace's log tables and print the result to stdout. A
+    workspace folder that does not exist is refused, as the hub's readers refuse a missing
+    hub: a mistyped path would otherwise answer from an empty, new workspace."""
     from xdrsync.layout import LOG_FILE, make_private
     from xdrsync.tables.logstore import LogStore
 
+    if not workspace.is_dir():
+        raise ConfigError(
+            f"no workspace at {workspace}: run `xdrsync sync --once` first, or check "
+            "[workspace] path"
+        )
     make_private(workspace)  # the query may create the log file
     result = LogStore(workspace / LOG_FILE, limits=limits).query(kql)
     sys.stdout.write(format_result(result, output))

@@ -91,7 +91,8 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Every duration and limit is finite: `inf` (TOML has it) would wait or read forever.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class WorkspaceConfig(_Frozen):
@@ -110,7 +111,26 @@ class WorkspaceConfig(_Frozen):
     @field_validator("database_url", mode="before")
     @classmethod
     def _database_reference(cls, value: object, info: ValidationInfo) -> object:
-        return resolve_secret(value, _base_dir(info)) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return _sqlite_relative_to(resolve_secret(value, _base_dir(info)), _base_dir(info))
+
+
+def _sqlite_relative_to(url: str, base_dir: Path | None) -> str:
+    """``url`` with the file of a relative SQLite URL (``sqlite:///hub.db``) taken from
+    ``base_dir`` (the config file's folder) rather than the current one; any other URL, an
+    absolute or in-memory SQLite one among them, as it is."""
+    scheme, sep, rest = url.partition("://")
+    if base_dir is None or not sep or scheme.split("+")[0].lower() != "sqlite":
+        return url
+    if not rest.startswith("/"):
+        return url
+    database, mark, query = rest[1:].partition("?")
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    if Path(database).expanduser().is_absolute():
+        return url
+    return f"{scheme}:///{resolve_path(Path(database), base_dir)}{mark}{query}"
 
 
 class AppCredentials(_Frozen):
@@ -202,7 +222,8 @@ class TenantConfig(AppCredentials):
     graph_url: str = GRAPH_URL
     # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
     rate_limit_per_minute: int = Field(default=120, ge=1, le=10_000)
-    # Two-way sync for this tenant: None follows [two_way] enabled; false makes it read-only.
+    # Two-way sync for this tenant: false makes it read-only; None and true follow
+    # [two_way] enabled, which wins (false there makes every tenant read-only).
     two_way: bool | None = None
 
     @field_validator("graph_url")
@@ -373,6 +394,19 @@ class ConsoleConfig(_Frozen):
     login_attempts: int = Field(default=5, ge=1)
     login_pause_seconds: float = Field(default=300, gt=0)
 
+    @field_validator("tls_certfile", "tls_keyfile", mode="after")
+    @classmethod
+    def _tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = resolve_path(value, _base_dir(info))  # from the config's folder, as every path
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as problem:
+            raise ValueError(f"cannot read {path}: {problem.strerror}") from None
+        return path
+
     @model_validator(mode="after")
     def _exposed_needs_tls(self) -> ConsoleConfig:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
@@ -415,8 +449,10 @@ class Config(_Frozen):
     destinations: tuple[DestinationConfig, ...] = ()
 
     def writes_to(self, tenant: TenantConfig) -> bool:
-        """Whether workspace edits of this tenant go to Defender (else it is read-only)."""
-        return self.two_way.enabled if tenant.two_way is None else tenant.two_way
+        """Whether workspace edits of this tenant go to Defender (else it is read-only):
+        ``[two_way] enabled = false`` makes every tenant read-only, whatever its own
+        ``two_way`` says; a tenant's ``two_way = false`` makes it read-only alone."""
+        return self.two_way.enabled and tenant.two_way is not False
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,7 @@ other command, and every config `for_query` cannot vouch for, to `config.load_co
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tomllib
@@ -52,8 +53,10 @@ def read_config_file(file: Path) -> dict[str, Any]:
 
 
 def resolve_path(path: Path, base_dir: Path | None) -> Path:
-    """``path`` with ``~`` expanded, relative to ``base_dir`` (the config file's folder)."""
-    path = path.expanduser()
+    """``path`` with ``~`` expanded, relative to ``base_dir`` (the config file's folder). A
+    ``~user`` naming no account is left as written, as a shell leaves it."""
+    with contextlib.suppress(RuntimeError):  # no such user, or no home to expand to
+        path = path.expanduser()
     if not path.is_absolute() and base_dir is not None:
         return base_dir / path
     return path

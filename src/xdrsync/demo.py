@@ -29,6 +29,7 @@ from xdrsync.emulator.sentinel import SentinelEmulatorServer, destination_toml
 from xdrsync.emulator.sentinel import settings_for as sentinel_settings_for
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
+from xdrsync.errors import ConfigError
 from xdrsync.logs import configure
 from xdrsync.serving import ServerThread
 from xdrsync.sync.engine import CycleReport, SyncService
@@ -43,6 +44,8 @@ from xdrsync.workspace import Workspace, inbound_settings
 DEMO_USER = "analyst"
 DEMO_EMAIL = "analyst@contoso.com"
 DEMO_FAULTS = "error_rate=0.02,reset_rate=0.01,expand_error_rate=0.002,late_seconds=3"
+#: Written into every folder the demo makes: only such a folder is ever emptied by a demo.
+DEMO_MARKER = ".xdrsync-demo"
 
 
 class _Feed:
@@ -178,9 +181,59 @@ def run_demo(
     console: Console,
     console_port: int = 8080,
 ) -> None:
-    if workspace_dir.exists():
-        shutil.rmtree(workspace_dir)
-    workspace_dir.mkdir(parents=True)
+    lock = _claim(workspace_dir)
+    try:
+        config_path = _run(
+            workspace_dir, duration=duration, port=port, console=console, console_port=console_port
+        )
+    finally:
+        lock.release()
+    console.print(
+        f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"
+        f"  .venv/bin/xdrsync query -c {config_path} 'SecurityIncident | count'"
+    )
+
+
+def _claim(workspace_dir: Path) -> WorkspaceLock:
+    """The demo's workspace, locked and empty but for its marker. A folder that is neither
+    new, empty nor made by an earlier demo is refused untouched (it may be a live
+    workspace); a locked one (a demo or service running there) fails on the lock before
+    anything is deleted."""
+    if workspace_dir.exists() and not workspace_dir.is_dir():
+        raise ConfigError(f"demo workspace {workspace_dir} is not a folder")
+    if not _demo_or_empty(workspace_dir):
+        raise ConfigError(
+            f"{workspace_dir} is not empty and was not made by `xdrsync demo`: not wiped; "
+            "give --workspace a new or empty folder"
+        )
+    lock = WorkspaceLock(workspace_dir).acquire()
+    try:
+        for entry in workspace_dir.iterdir():
+            if entry.name in (DEMO_MARKER, lock.path.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        (workspace_dir / DEMO_MARKER).write_text(
+            "Made by `xdrsync demo`, which empties this folder on each run.\n", encoding="utf-8"
+        )
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _demo_or_empty(folder: Path) -> bool:
+    if not folder.exists() or (folder / DEMO_MARKER).is_file():
+        return True
+    return next(folder.iterdir(), None) is None
+
+
+def _run(
+    workspace_dir: Path, *, duration: float | None, port: int, console: Console, console_port: int
+) -> Path:
+    """The demo in ``workspace_dir``, which the caller holds the lock of; its config file."""
     settings = settings_for(seed=7, incidents=300, activity_per_minute=60, faults=DEMO_FAULTS)
     with (
         (workspace_dir / "xdrsync.log").open("a", encoding="utf-8") as log_file,
@@ -209,7 +262,7 @@ def run_demo(
         config = load_config(config_path)
         names = {t.tenant_id: t.name for t in config.tenants}
         feed = _Feed()
-        with WorkspaceLock(config.workspace.path), Workspace.open(config) as workspace:
+        with Workspace.open(config) as workspace:  # the caller holds its lock
             service = SyncService(
                 workspace.hub,
                 workspace.sources(),
@@ -240,10 +293,7 @@ def run_demo(
             finally:
                 web.stop()
                 service.stop()
-    console.print(
-        f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"
-        f"  .venv/bin/xdrsync query -c {config_path} 'SecurityIncident | count'"
-    )
+    return config_path
 
 
 def _show(console: Console, duration: float | None, view: Callable[[], Group]) -> None:

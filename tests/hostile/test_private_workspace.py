@@ -84,8 +84,9 @@ def test_make_private_only_ever_adds_umask_bits(tmp_path: Path) -> None:
 def test_a_command_that_only_reads_creates_the_workspace_private(
     hostile: HostileGraph, tmp_path: Path
 ) -> None:
-    """`query` on a new workspace makes an empty, private log file; `incidents list` refuses
-    a workspace without a hub and makes nothing (a mistyped path gets no new hub)."""
+    """`incidents list` refuses a workspace without a hub and `query` a workspace folder that
+    does not exist, and both make nothing (a mistyped path gets no new workspace); `query` in
+    an empty folder makes an empty, private log file there."""
     os.umask(0o022)  # what the command inherits: a usual default (files 0644, folders 0755)
     folder = tmp_path / "ws"
     config = hostile.config(folder)
@@ -109,6 +110,10 @@ def test_a_command_that_only_reads_creates_the_workspace_private(
     refused = run("incidents", "list")
     assert refused.returncode == 2 and "no hub at" in refused.stderr
     assert not folder.exists()
+    mistyped = run("query", "SecurityIncident | count")
+    assert mistyped.returncode == 2 and "no workspace at" in mistyped.stderr
+    assert not folder.exists()
+    folder.mkdir(mode=0o755)
     done = run("query", "SecurityIncident | count")
     assert done.returncode == 0, done.stderr
     assert mode(folder) == 0o700
