@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from xdrsync.emulator.faults import FaultSettings
+from xdrsync.emulator.service import settings_for
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
 from xdrsync.emulator.timefmt import graph_time
 
@@ -582,3 +583,41 @@ def test_control_surface_refuses_clients_off_loopback() -> None:
 
     assert asyncio.run(statuses("203.0.113.9")) == [403, 403, 403]
     assert asyncio.run(statuses("127.0.0.1")) == [200, 200, 200]
+
+
+def test_newer_enum_members_are_shown_only_to_a_client_that_asks(
+    run_emulator: Any, tmp_path: Path
+) -> None:
+    """Graph answers members added after unknownFutureValue as unknownFutureValue unless the
+    request sends `Prefer: include-unknown-enum-members` (microsoft-apis.md §2.3, §2.5)."""
+    (seeded,) = run_emulator(seed=5, incidents=1)
+    incident = seeded.all_pages("/incidents", params={"$expand": "alerts"})[0]
+    incident["status"] = "awaitingAction"  # Defender Experts waiting on the customer
+    alert = incident["alerts"][0]
+    alert["serviceSource"], alert["detectionSource"] = "microsoftSentinel", "scheduledAlerts"
+    alert["evidence"][0]["remediationStatus"] = "running"
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps([incident]))
+    (caller,) = run_emulator(settings_for(seed=5, incidents=1, load_file=path))
+    prefer = {"Prefer": "include-unknown-enum-members"}
+
+    def seen(headers: dict[str, str]) -> tuple[str, ...]:
+        got = caller.get("/incidents", params={"$expand": "alerts"}, headers=headers)
+        assert got.status_code == 200, got.text
+        assert ("Preference-Applied" in got.headers) == bool(headers)
+        shown = got.json()["value"][0]
+        first = shown["alerts"][0]
+        return (
+            shown["status"],
+            first["serviceSource"],
+            first["detectionSource"],
+            first["evidence"][0]["remediationStatus"],
+        )
+
+    assert seen({}) == ("unknownFutureValue",) * 4
+    assert seen(prefer) == ("awaitingAction", "microsoftSentinel", "scheduledAlerts", "running")
+    single = caller.get(f"/alerts_v2/{alert['id']}").json()
+    assert single["serviceSource"] == "unknownFutureValue"
+    assert caller.get(f"/alerts_v2/{alert['id']}", headers=prefer).json()["serviceSource"] == (
+        "microsoftSentinel"
+    )

@@ -65,6 +65,26 @@ def test_ties_across_page_boundaries_lose_nothing(make_env: Any, tmp_path: Path)
     assert len(env.hub.list_incidents(limit=1000)) == 137
 
 
+def test_enum_members_newer_than_unknown_future_value_arrive_as_they_are(
+    make_env: Any, tmp_path: Path
+) -> None:
+    base = settings_for(seed=5, incidents=1)
+    incident = json.loads(json.dumps(make_env(base).truth()[0]))
+    incident["status"] = "awaitingAction"  # Defender Experts waiting on the customer
+    incident["alerts"][0]["serviceSource"] = "microsoftSentinel"
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps([incident]))
+    env = make_env(replace(base, load_file=path))
+    (report,) = env.cycle()
+    assert report.ok
+    tenant = env.config.tenants[0].tenant_id
+    assert_hub_matches_truth(env.hub, tenant, env.truth())  # not "unknownFutureValue"
+    shown = env.workspace.logs.query(
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project Status"
+    )
+    assert [tuple(row) for row in shown.rows] == [("Active",)]  # not "New", as unknown
+
+
 def test_late_visible_updates_are_caught_by_the_lookback(make_env: Any) -> None:
     env = make_env(settings_for(seed=3, incidents=40, faults="late_seconds=2"))
     tenant = env.config.tenants[0].tenant_id

@@ -12,6 +12,12 @@ from fastapi.responses import JSONResponse
 
 from xdrsync import jsontext
 from xdrsync.emulator.auth import SignInError, openid_document
+from xdrsync.emulator.evolvable import (
+    PREFER,
+    alert_as_answered,
+    incident_as_answered,
+    wants_newer,
+)
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.gate import GraphGate
 from xdrsync.emulator.graph_errors import error_body
@@ -49,6 +55,18 @@ def _graph_error(status: int, code: str, message: str, request: Request) -> Resp
         status_code=status,
         media_type=JSON,
     )
+
+
+def _newer(request: Request) -> bool:
+    return wants_newer(request.headers.get("Prefer"))
+
+
+def _answer(request: Request, payload: Any) -> Response:
+    """A Graph answer, saying so when the newer enum members were asked for and shown."""
+    response = _json(payload)
+    if _newer(request):
+        response.headers["Preference-Applied"] = PREFER
+    return response
 
 
 def _origin(request: Request) -> str:
@@ -116,12 +134,14 @@ def build_app(emulator: Emulator) -> FastAPI:
             incident = store.incident(incident_id)
         except UnknownEntityError:
             return _not_found("incident", incident_id, request)
-        body = incident if _wants_alerts(request) else _without_alerts(incident)
+        body: Mapping[str, Any] = incident if _wants_alerts(request) else _without_alerts(incident)
+        if not _newer(request):
+            body = incident_as_answered(body)
         body = {
             "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
             **body,
         }
-        return _json(body)
+        return _answer(request, body)
 
     @app.get(GRAPH + "/incidents/{incident_id}/alerts")
     def get_incident_alerts(incident_id: str, request: Request) -> Response:
@@ -150,14 +170,17 @@ def build_app(emulator: Emulator) -> FastAPI:
     @app.get(GRAPH + "/alerts_v2/{alert_id}")
     def get_alert(alert_id: str, request: Request) -> Response:
         try:
-            alert = _store(request, emulator).alert(alert_id)
+            alert: Mapping[str, Any] = _store(request, emulator).alert(alert_id)
         except UnknownEntityError:
             return _not_found("alert", alert_id, request)
-        return _json(
+        if not _newer(request):
+            alert = alert_as_answered(alert)
+        return _answer(
+            request,
             {
                 "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity",
                 **alert,
-            }
+            },
         )
 
     @app.patch(GRAPH + "/alerts_v2/{alert_id}")
@@ -190,13 +213,16 @@ def build_app(emulator: Emulator) -> FastAPI:
                     )
             else:
                 items = [_without_alerts(i) for i in items]
+        if not _newer(request):
+            shown = incident_as_answered if expandable else alert_as_answered
+            items = [shown(i) for i in items]
         body: dict[str, Any] = {"@odata.context": page.context}
         if page.count is not None:
             body["@odata.count"] = page.count
         body["value"] = items
         if page.next_link:
             body["@odata.nextLink"] = page.next_link
-        return _json(body)
+        return _answer(request, body)
 
     def _not_found(kind: str, entity_id: str, request: Request) -> Response:
         return _graph_error(404, "NotFound", f"No {kind} found with id '{entity_id}'.", request)
@@ -233,7 +259,11 @@ def build_app(emulator: Emulator) -> FastAPI:
                 context = "security/alerts_v2/$entity"
         except UnknownEntityError:
             return _not_found("incident" if incident else "alert", entity_id, request)
-        return _json({"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated})
+        if not _newer(request):
+            updated = dict((incident_as_answered if incident else alert_as_answered)(updated))
+        return _answer(
+            request, {"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated}
+        )
 
     async def _comment(request: Request, entity_id: str, *, incident: bool) -> Response:
         body = await _read_body(request)

@@ -355,6 +355,10 @@ class GraphClient:
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
+            # Graph answers enum members added after unknownFutureValue (an incident
+            # awaitingAction, an alert from microsoftSentinel) as unknownFutureValue without
+            # it; the models keep unknown members, and the tables map the real ones.
+            "Prefer": "include-unknown-enum-members",
             "client-request-id": request_id,
             "User-Agent": USER_AGENT,
         }
