@@ -60,7 +60,11 @@ def page_everything(emu: Emulator, *, expand: bool) -> tuple[int, int, float]:
 
 
 def _follow_links(emu: Emulator, http: httpx.Client, *, expand: bool) -> tuple[int, int, float]:
-    headers = {"Authorization": f"Bearer {_token(emu, http)}"}
+    # The header xdrsync sends too: without it the emulator rewrites newer enum members.
+    headers = {
+        "Authorization": f"Bearer {_token(emu, http)}",
+        "Prefer": "include-unknown-enum-members",
+    }
     params: dict[str, str] | None = {"$top": "50"}
     if expand and params is not None:
         params["$expand"] = "alerts"
