@@ -281,7 +281,7 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
     from xdrsync.workspace import Workspace
 
     config.workspace.path.mkdir(parents=True, exist_ok=True)
-    guard = WorkspaceLock(config.workspace.path) if lock else None
+    guard = WorkspaceLock.for_config(config) if lock else None
     if guard is not None:
         guard.acquire()
     try:

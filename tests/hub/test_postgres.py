@@ -5,6 +5,7 @@ other hub test runs on both databases (``conftest.hub``)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from hubdata import (
@@ -22,6 +23,7 @@ from xdrsync.console.entities import entities
 from xdrsync.errors import ConfigError
 from xdrsync.hub import Hub
 from xdrsync.hub.database import HEAD_REVISION, create_hub_engine, current_revision
+from xdrsync.sync.lock import WorkspaceLock
 from xdrsync.twoway.edits import EditRequest, plan_edits
 
 
@@ -110,3 +112,26 @@ def test_a_missing_driver_is_a_config_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as on an install without the extra
     with pytest.raises(ConfigError, match=r"pip install 'xdrsync\[postgres\]'"):
         create_hub_engine("postgresql+psycopg://hub@127.0.0.1:1/xdrsync")
+
+
+def test_two_workspaces_on_one_postgresql_hub_never_sync_side_by_side(
+    pg: PgServer, tmp_path: Path
+) -> None:
+    url = pg.new_database()
+    first = WorkspaceLock(tmp_path / "host-a", url).acquire()  # two machines, one hub
+    try:
+        with pytest.raises(ConfigError, match="another xdrsync process is syncing the hub"):
+            WorkspaceLock(tmp_path / "host-b", url).acquire()
+        assert not (tmp_path / "host-b" / "sync.lock").exists() or _unlocked(tmp_path / "host-b")
+    finally:
+        first.release()
+    WorkspaceLock(tmp_path / "host-b", url).acquire().release()  # free once the first stops
+
+
+def _unlocked(folder: Path) -> bool:
+    """Whether the folder's file lock is free (the refused lock let go of it)."""
+    try:
+        WorkspaceLock(folder).acquire().release()
+    except ConfigError:
+        return False
+    return True

@@ -105,7 +105,7 @@ def deliver(
     ``wait``), or None when the service has them and nobody waits."""
     from xdrsync.sync.lock import WorkspaceLock
 
-    guard = WorkspaceLock(workspace.config.workspace.path)
+    guard = WorkspaceLock.for_config(workspace.config)
     try:
         guard.acquire()
     except ConfigError:  # `xdrsync run` holds it: its pusher takes the edits
