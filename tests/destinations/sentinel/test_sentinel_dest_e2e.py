@@ -473,3 +473,32 @@ def test_an_analysts_label_named_like_a_dropped_tag_stays(world: Callable[..., W
     assert {"escalated", "Microsoft Cloud App Security"} <= set(shown)
     assert "phish" not in shown
     assert w.incident()["properties"]["severity"] == "Low"
+
+
+def test_an_alert_with_thousands_of_evidence_items_still_gets_its_row(
+    world: Callable[..., World],
+) -> None:
+    """3,000 evidence items make an Entities value of about 1.5 MB: the row was refused whole
+    (413) and the alert dead-lettered. It is kept under Logs Ingestion's 64 KB per field, as
+    JSON, so the row lands beside its 3,000 evidence rows."""
+    w = world()
+    big = _alert("big1", "41", "microsoftDefenderForEndpoint")
+    big["evidence"] = [
+        {
+            "@odata.type": "#microsoft.graph.security.processEvidence",
+            "processCommandLine": "powershell.exe -enc " + "A" * 400 + str(n),
+            "processId": n,
+            "imageFile": {"fileName": f"p{n}.exe", "filePath": "C:\\x"},
+            "createdDateTime": "2026-11-01T10:01:00Z",
+            "verdict": "suspicious",
+        }
+        for n in range(3000)
+    ]
+    w.commit(_incident(alerts=[big]))
+    w.publish()
+    logs = w.truth()["logs"]
+    (row,) = logs[w.destination.entry.alert_stream]
+    assert len(logs[w.destination.entry.evidence_stream]) == 3000
+    entities = json.loads(row["Entities"])
+    assert "left out" in entities[-1]["XdrCut"] and len(entities) > 10
+    assert w.hub.list_dead_letters("sentinel") == []

@@ -20,6 +20,7 @@ from xdrsync.destinations.sentinel.ingest import (
     TokenCredentialAdapter,
     alert_rows,
     custom_row,
+    fit_field,
     map_upload_error,
 )
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
@@ -280,3 +281,30 @@ def test_upload_chunks_count_brackets_and_separators_as_the_sdk_writes_them() ->
     assert min(sizes[:-1]) > 10_000 - 100  # packed: the next row would not have fitted
     (alone,) = list(upload_chunks([{"XdrSeq": 1, "Pad": "x" * 20_000}], limit=10_000))
     assert len(alone) == 1  # too large on its own: sent alone, refused alone
+
+
+def test_a_field_over_64_kb_is_cut_where_it_stays_json() -> None:
+    """Logs Ingestion truncates a field over 64 KB: an Entities list cut there is broken JSON
+    in the workspace. xdrsync keeps each value under it, JSON as JSON, with a visible cut."""
+    entities = [{"Type": "process", "CommandLine": "x" * 400, "Id": n} for n in range(3000)]
+    row = custom_row(
+        {
+            "Entities": json.dumps(entities),
+            "ExtendedProperties": json.dumps({f"k{n}": "v" * 100 for n in range(2000)}),
+            "Description": "é" * 70_000,
+            "AlertName": "short",
+        },
+        seq=7,
+        tenant="contoso",
+        incident=None,
+    )
+    for name in ("Entities", "ExtendedProperties", "Description"):
+        assert len(row[name].encode("utf-8")) <= 64_000, name
+    kept = json.loads(row["Entities"])
+    assert kept[:-1] == entities[: len(kept) - 1] and len(kept) > 100
+    assert kept[-1]["XdrCut"].startswith(f"{3000 - len(kept) + 1} of 3000 left out")
+    extended = json.loads(row["ExtendedProperties"])
+    assert "left out" in extended["XdrCut"] and extended["k0"] == "v" * 100
+    assert row["Description"].endswith("[cut: the full value is in Defender]")
+    assert row["AlertName"] == "short"
+    assert fit_field("[1, 2]") == "[1, 2]"  # what fits is left exactly as it was

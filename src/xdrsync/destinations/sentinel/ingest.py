@@ -65,6 +65,11 @@ MAX_SPLITS: Final = 32
 #: The largest JSON body of one upload: the service refuses more than 1 MB (1,048,576 bytes,
 #: decompressed, microsoft-apis.md §4); this leaves room for the difference.
 MAX_UPLOAD_BYTES: Final = 1_000_000
+#: Logs Ingestion truncates a field value over 64 KB (microsoft-apis.md §4): a JSON column cut
+#: there (an alert's ``Entities`` with thousands of evidence items) is no longer JSON, and the
+#: row holding it can pass 1 MB and be refused whole. Values are kept under it here, JSON as JSON.
+MAX_FIELD_BYTES: Final = 64_000
+FIELD_CUT: Final = "the full value is in Defender"
 _TOKEN_REUSE_SECONDS: Final = 60  # the SDK asks again after this; msal keeps the real cache
 
 
@@ -91,13 +96,55 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def fit_field(text: str) -> str:
+    """``text`` within ``MAX_FIELD_BYTES`` of UTF-8: unchanged when it fits; a JSON list or
+    object keeps its leading members and ends with ``{"XdrCut": ...}`` (a list) or an
+    ``XdrCut`` member (an object), so it stays JSON; other text keeps its head and a marker."""
+    if len(text) <= MAX_FIELD_BYTES // 4 or len(text.encode("utf-8", "replace")) <= MAX_FIELD_BYTES:
+        return text
+    try:
+        value = json.loads(text) if text[:1] in ("[", "{") else None
+    except ValueError:
+        value = None
+    room = MAX_FIELD_BYTES - 200  # the marker's room
+    if isinstance(value, list):
+        kept: list[Any] = []
+        size = 2
+        for item in value:
+            size += len(_compact(item).encode("utf-8", "replace")) + 1
+            if size > room:
+                break
+            kept.append(item)
+        cut = f"{len(value) - len(kept)} of {len(value)} left out: {FIELD_CUT}"
+        return _compact([*kept, {"XdrCut": cut}])
+    if isinstance(value, dict):
+        members: dict[str, Any] = {}
+        size = 2
+        for key, item in value.items():
+            size += len(_compact({key: item}).encode("utf-8", "replace"))
+            if size > room:
+                break
+            members[key] = item
+        left = len(value) - len(members)
+        return _compact({**members, "XdrCut": f"{left} of {len(value)} left out: {FIELD_CUT}"})
+    marker = f" … [cut: {FIELD_CUT}]"
+    head = text.encode("utf-8", "replace")[: MAX_FIELD_BYTES - len(marker.encode())]
+    return head.decode("utf-8", "ignore") + marker
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str | None) -> Row:
-    """A log-table row made fit for a custom table, with our three columns added."""
+    """A log-table row made fit for a custom table, with our three columns added; text values
+    within what Logs Ingestion keeps whole (``fit_field``)."""
     out: Row = {}
     for name, value in row.items():
         if name in DROPPED:
             continue
-        out[RENAMED.get(name, name)] = _plain(value)
+        plain = _plain(value)
+        out[RENAMED.get(name, name)] = fit_field(plain) if isinstance(plain, str) else plain
     out["XdrSeq"] = seq
     out["XdrTenant"] = tenant
     out["XdrIncidentName"] = incident
