@@ -382,19 +382,31 @@ def test_render_tenant_toml_round_trips_and_never_takes_a_literal_secret(tmp_pat
         "two_way": False,
     }
     odd = render_tenant_toml(
-        "a", "t1", "c1", certificate_path='C:\\certs\\"x"\x7f.pem', graph_url="http://127.0.0.1:1"
+        "a",
+        "11111111-1111-1111-1111-111111111111",
+        "c1",
+        certificate_path='C:\\certs\\"x"\x7f.pem',
+        graph_url="http://127.0.0.1:1",
     )
     assert tomllib.loads(odd)["tenants"][0]["certificate_path"] == 'C:\\certs\\"x"\x7f.pem'
     for bad in ("s3cr3t-value", "env:", "file:  "):
         with pytest.raises(ValueError, match=r"reference|prefix") as refused:
-            render_tenant_toml("a", "t1", "c1", secret_ref=bad)
+            render_tenant_toml("a", "11111111-1111-1111-1111-111111111111", "c1", secret_ref=bad)
         assert "s3cr3t" not in str(refused.value)
     with pytest.raises(ValueError, match="exactly one"):
-        render_tenant_toml("a", "t1", "c1")
+        render_tenant_toml("a", "11111111-1111-1111-1111-111111111111", "c1")
     with pytest.raises(ValueError, match="name"):
-        render_tenant_toml("bad name!", "t1", "c1", secret_ref="env:X")
+        render_tenant_toml(
+            "bad name!", "11111111-1111-1111-1111-111111111111", "c1", secret_ref="env:X"
+        )
     with pytest.raises(ValueError, match="http"):
-        render_tenant_toml("a", "t1", "c1", secret_ref="env:X", graph_url="http://example.com")
+        render_tenant_toml(
+            "a",
+            "11111111-1111-1111-1111-111111111111",
+            "c1",
+            secret_ref="env:X",
+            graph_url="http://example.com",
+        )
 
 
 def test_setup_steps_name_the_graph_permissions() -> None:

@@ -324,3 +324,26 @@ def test_durations_must_be_finite(tmp_path: Path, section: str, setting: str) ->
     path = write(tmp_path, tenant_block() + f"\n[{section}]\n{setting} = inf\n")
     message = load_error(path)
     assert f"{section}.{setting}" in message and "finite" in message
+
+
+def test_a_defender_tenant_is_named_by_its_guid_a_destination_may_use_a_domain(
+    tmp_path: Path,
+) -> None:
+    """Graph's records carry the tenant's GUID; a tenant keyed by a domain name would be
+    stored apart from its own rows in the tables, its console scope and its Sentinel names."""
+    by_domain = tenant_block().replace(f'tenant_id = "{TENANT}"', 'tenant_id = "contoso.com"')
+    message = load_error(write(tmp_path, by_domain))
+    assert "tenant_id" in message and "GUID" in message
+    destination = """
+        [[destinations]]
+        name = "sentinel-soc"
+        type = "sentinel"
+        subscription_id = "22222222-2222-2222-2222-222222222222"
+        resource_group = "soc"
+        workspace = "soc-law"
+        tenant_id = "fabrikam.com"
+        client_id = "44444444-4444-4444-4444-444444444444"
+        client_secret = "env:CONTOSO_SECRET"
+        """
+    config = load_config(write(tmp_path, tenant_block() + textwrap.dedent(destination)))
+    assert config.destinations[0].tenant_id == "fabrikam.com"

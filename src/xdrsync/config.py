@@ -41,6 +41,7 @@ MONITOR_AUDIENCE = "https://monitor.azure.com"
 # Names end up in metric labels, log fields and CLI arguments; tenant ids in URL paths.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DIRECTORY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
+_GUID = re.compile(r"^[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
 _PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._()-]{0,89}$")
@@ -225,6 +226,19 @@ class TenantConfig(AppCredentials):
     # Two-way sync for this tenant: false makes it read-only; None and true follow
     # [two_way] enabled, which wins (false there makes every tenant read-only).
     two_way: bool | None = None
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_guid(cls, value: str) -> str:
+        # Graph's records carry the tenant's GUID (tenantId), and the tables, the console's
+        # tenant scopes and Sentinel's incident names are keyed by it: a domain name here
+        # would key the hub apart from all of them (a destination may still sign in by one).
+        if not _GUID.match(value.strip()):
+            raise ValueError(
+                "a Defender tenant's tenant_id is its directory (tenant) ID, a GUID (Entra "
+                "admin center, Overview), not a domain name"
+            )
+        return value
 
     @field_validator("graph_url")
     @classmethod
