@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from consoledata import TENANT_A, TENANT_B, commit, incident_json
+from consoledata import TENANT_A, TENANT_B, alert_json, commit, incident_json
 from seeded import SeededConsole, seeded_console
 
 from xdrsync.hub import Hub
@@ -35,6 +35,23 @@ def _populate(hub: Hub) -> None:
             unknown,
             future,
             incident_json(TENANT_A, "7", updated=16, owner="ana@contoso.com"),
+            incident_json(
+                TENANT_A,
+                "8",
+                updated=17,
+                status="resolved",
+                alerts=[
+                    alert_json(TENANT_A, "da8a", "8", category="InitialAccess"),
+                    alert_json(TENANT_A, "da8b", "8", category="lateral_movement"),
+                ],
+            ),
+            incident_json(
+                TENANT_A,
+                "9",
+                updated=18,
+                status="resolved",
+                alerts=[alert_json(TENANT_A, "da9", "9", category="Execution")],
+            ),
         ],
     )
     commit(
@@ -77,7 +94,7 @@ def test_assigned_to_me_finds_my_incidents_whatever_the_case(rui: httpx.Client) 
 def test_the_unknown_severity_lists_what_it_counts(rui: httpx.Client) -> None:
     stats = rui.get(f"{API}/incidents/stats", params={"tenant": "contoso"}).json()
     # No severity, and one Defender added since: both count as unknown, nothing else does.
-    assert stats["bySeverity"] == {"high": 2, "medium": 1, "low": 2, "unknown": 2}
+    assert stats["bySeverity"] == {"high": 2, "medium": 3, "low": 2, "unknown": 2}
     assert _ids(rui, tenant="contoso", severity="unknown") == {"contoso~5", "contoso~6"}
     for severity, n in stats["bySeverity"].items():
         assert len(_ids(rui, tenant="contoso", severity=severity)) == n, severity
@@ -90,6 +107,15 @@ def test_the_unknown_severity_lists_what_it_counts(rui: httpx.Client) -> None:
     ).json()
     assert opened["bySeverity"]["unknown"] == 1
     assert _ids(rui, tenant="contoso", severity="unknown", status=open_statuses) == {"contoso~5"}
+
+
+def test_the_queue_filters_by_mitre_tactic(rui: httpx.Client) -> None:
+    assert _ids(rui, tactic="InitialAccess") == {"contoso~8"}
+    assert _ids(rui, tactic="LateralMovement") == {"contoso~8"}  # Graph wrote lateral_movement
+    assert _ids(rui, tactic=["Execution", "InitialAccess"]) == {"contoso~8", "contoso~9"}
+    assert _ids(rui, tactic="Exfiltration") == set()
+    counted = rui.get(f"{API}/incidents/stats", params={"tactic": "InitialAccess"}).json()
+    assert counted["total"] == 1
 
 
 def _owner_in_queue(client: httpx.Client, workspace_id: str) -> Any:

@@ -107,6 +107,7 @@ class QueueFilter:
     severities: tuple[str, ...] = ()
     tenant_ids: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
+    tactics: tuple[str, ...] = ()  # MITRE tactics of the alerts (InitialAccess, ...)
     tags: tuple[str, ...] = ()
     owner: str | None = None
     since: datetime | None = None
@@ -231,6 +232,8 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
         where.append(
             or_(*(Q.c.products.ilike(member_pattern(v), escape="\\") for v in flt.products))
         )
+    if flt.tactics:
+        where.append(or_(*(Q.c.tactics.ilike(member_pattern(v), escape="\\") for v in flt.tactics)))
     if flt.tags:
         where.append(or_(*(Q.c.tags.ilike(member_pattern(v), escape="\\") for v in flt.tags)))
     if flt.owner is not None:

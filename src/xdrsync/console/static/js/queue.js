@@ -9,7 +9,7 @@ import { timeColumns } from "./chart.js";
 import { createPane } from "./pane.js";
 import { createBulk } from "./bulk.js";
 
-const MULTI = ["status", "severity", "tenant", "product"];
+const MULTI = ["status", "severity", "tenant", "product", "tactic"];
 const SINGLE = ["owner", "tag", "range", "search"];
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3, "90d": 90 * 86400e3 };
 const DEFAULT_SORT = "-lastUpdate";
@@ -119,7 +119,7 @@ $("#f-owner").addEventListener("change", (event) => { view.owner = event.target.
 $("#f-range").addEventListener("change", (event) => { view.range = event.target.value; apply(); });
 $("#f-tag").addEventListener("change", (event) => { view.tag = event.target.value.trim(); apply(); });
 $("#f-clear").addEventListener("click", () => {
-  view = { sort: view.sort, status: [], severity: [], tenant: [], product: [], owner: "", tag: "", range: "", search: "" };
+  view = { sort: view.sort, status: [], severity: [], tenant: [], product: [], tactic: [], owner: "", tag: "", range: "", search: "" };
   syncForm();
   apply();
 });
@@ -238,6 +238,7 @@ function describeView() {
   if (view.owner) parts.push(view.owner === "me" ? "mine" : view.owner);
   if (view.tenant.length) parts.push(view.tenant.join("/"));
   if (view.product.length) parts.push(view.product.map(productLabel).join("/"));
+  if (view.tactic.length) parts.push(view.tactic.map(humanize).join("/"));
   if (view.tag) parts.push(`#${view.tag}`);
   if (view.range) parts.push(`updated in ${view.range}`);
   if (view.search) parts.push(`“${view.search}”`);
