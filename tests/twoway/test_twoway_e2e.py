@@ -377,6 +377,24 @@ def test_a_comment_alone_comes_back_as_the_users_change(make_env: Any) -> None:
     assert [tuple(r) for r in rows.rows] == [("dana@contoso.com",)]
 
 
+def test_a_portal_change_not_yet_read_is_not_credited_to_a_comments_author(
+    make_env: Any,
+) -> None:
+    """Bob resolves the incident in the portal; before the hub reads that, Dana comments in the
+    workspace. The version her comment makes holds Bob's resolve too: it is not hers to claim."""
+    env = make_env()
+    incident = env.open_incident()
+    env.portal(incident, status="resolved", lastModifiedBy="bob@defender-portal")
+    env.edit(incident, author="dana@contoso.com", comment="looking at it")
+    env.cycle()
+    latest = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project Status, ModifiedBy"
+    )
+    ((status, modified_by),) = [tuple(r) for r in latest.rows]
+    assert status == "Closed" and modified_by != "dana@contoso.com"
+
+
 def test_one_records_edits_make_one_patch_across_a_batch_boundary(make_env: Any) -> None:
     env = make_env()
     first, second = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]

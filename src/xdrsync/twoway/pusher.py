@@ -117,6 +117,16 @@ def patch_body(plans: Sequence[FieldPlan]) -> dict[str, Any]:
     return body
 
 
+#: What a comment changes in its record besides the comments themselves.
+_COMMENT_BUMPED = frozenset({"comments", "lastUpdateDateTime", "lastModifiedBy", "alerts"})
+
+
+def _beyond_comments(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's properties that a comment leaves alone (``alerts``: the hub keeps an
+    incident's alerts apart, and a listing may or may not carry them)."""
+    return {k: v for k, v in record.items() if k not in _COMMENT_BUMPED and not k.startswith("@")}
+
+
 def _redirected(record: Mapping[str, Any]) -> str | None:
     target = record.get("redirectIncidentId")
     if str(record.get("status") or "").lower() == "redirected" or target:
@@ -382,13 +392,26 @@ class Pusher:
     ) -> None:
         """A comment makes a new version of its record, but Graph's answer to the POST is the
         comment list only: read the record once to learn that version, so that the inbound
-        stream recognises it as ours. (A change Defender made between the POST and this read
-        would be attributed to the comment's author too; the window is one round trip.)"""
+        stream recognises it as ours. Only when that version is newer than the hub's and
+        differs from it in its comments alone: a change made in Defender that the hub has not
+        read yet (an analyst resolving it meanwhile), or a comment that made no new version
+        (whether Graph makes one is not documented), stays Defender's."""
         try:
             record = self._read(target, kind, entity_id, report)
         except XdrSyncError:
             return  # only the attribution is lost: the version reads as Defender's
         version = ticks_from_text(str((record or {}).get("lastUpdateDateTime") or ""))
+        stored = (
+            self.hub.get_incident(target.tenant_id, entity_id)
+            if kind == "incident"
+            else self.hub.get_alert(target.tenant_id, entity_id)
+        )
+        if stored is not None and record is not None:
+            before = ticks_from_text(str(stored.raw.get("lastUpdateDateTime") or ""))
+            if version is not None and before is not None and version <= before:
+                return  # the comment made no version of its own
+            if _beyond_comments(stored.raw) != _beyond_comments(record):
+                return  # others' changes are in that version too: not ours to claim
         if version is not None:
             written = Written(
                 target.tenant_id,
