@@ -1115,14 +1115,11 @@ def users_add(
         config = _load(config_file)
         if role not in ROLES:
             raise _fail(f"--role is one of {', '.join(ROLES)}, not {role!r}")
-        known = {t.name for t in config.tenants}
-        unknown = [t for t in tenant or () if t not in known]
-        if unknown:
-            raise _fail(f"no tenant named {', '.join(unknown)} in the config")
+        scopes = tuple(config.tenant(t).name for t in tenant or ())  # a name or id, any case
         password = _read_password(password_file)
         check_password(password)
         with _hub(config) as hub:
-            user = Accounts(hub).add_user(name, password, role, tenant or (), email)
+            user = Accounts(hub).add_user(name, password, role, scopes, email)
         scope = ", ".join(user.tenants) or "every tenant"
         console.print(f"user {user.name}: {user.role}, {scope}")
 

@@ -41,7 +41,7 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path, monkeypatch: pytest.Mon
     no_terminal = xdrsync("users", "add", "ana", "--role", "admin", config=config)
     assert no_terminal.returncode != 0 and "--password-file" in no_terminal.stderr
     added = xdrsync(
-        "users", "add", "ana", "--role", "responder", "--tenant", "contoso",
+        "users", "add", "ana", "--role", "responder", "--tenant", "Contoso",
         "--email", "ana@contoso.com", "--password-file", str(secret), config=config,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
@@ -49,7 +49,7 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path, monkeypatch: pytest.Mon
         "users", "add", "bob", "--tenant", "nope", "--password-file", str(secret),
         config=config,
     )  # fmt: skip
-    assert unknown.returncode != 0 and "no tenant named nope" in unknown.stderr
+    assert unknown.returncode != 0 and "no tenant named 'nope'" in unknown.stderr
     listed = xdrsync("users", "list", config=config)
     assert "ana" in listed.stdout and "responder" in listed.stdout
 
@@ -59,6 +59,7 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path, monkeypatch: pytest.Mon
     assert token.startswith("xdr_")
     with Hub.open(default_url(tmp_path / "ws")) as hub:
         user = Accounts(hub).token_user(token)
+        # Named as the config names it, however it was typed (tenants match in any case).
         assert user is not None and user.name == "ana" and user.tenants == ("contoso",)
         assert user.address == "ana@contoso.com"
         (info,) = Accounts(hub).tokens("ana")
