@@ -277,6 +277,13 @@ def test_demo_empties_a_folder_an_earlier_demo_made(tmp_path: Path) -> None:
     fresh = tmp_path / "new" / "demo"
     _claim(fresh).release()
     assert (fresh / DEMO_MARKER).is_file()  # so the next run may empty it
+    # A demo workspace from before the marker (`make demo` run by an earlier version).
+    older = tmp_path / "older" / "demo"
+    older.mkdir(parents=True)
+    (older / "sentinel.secret").write_text("s")
+    (older / "xdrsync.toml").write_text('[[tenants]]\ngraph_url = "http://127.0.0.1:40001"\n')
+    _claim(older).release()
+    assert sorted(p.name for p in older.iterdir()) == [DEMO_MARKER, "sync.lock"]
 
 
 def test_backfill_goes_on_past_a_tenant_that_fails(tmp_path: Path) -> None:

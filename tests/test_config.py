@@ -311,6 +311,26 @@ def test_a_relative_sqlite_database_url_is_taken_from_the_config_folder(
     assert url is not None and url.get_secret_value() == expected.format(base=tmp_path)
 
 
+def test_a_relative_sqlite_hub_read_from_the_current_folder_before_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earlier versions read `sqlite:///hub.db` from the current folder (a service's working
+    directory): where that hub exists and the config's folder has none, the config is refused
+    rather than a new, empty hub opened beside it."""
+    service_dir, config_dir = tmp_path / "srv", tmp_path / "etc"
+    service_dir.mkdir()
+    config_dir.mkdir()
+    (service_dir / "hub.db").write_bytes(b"SQLite format 3\x00")
+    monkeypatch.chdir(service_dir)
+    message = load_error(
+        write(config_dir, '[workspace]\ndatabase_url = "sqlite:///hub.db"\n' + tenant_block())
+    )
+    assert "absolute path" in message and str(service_dir / "hub.db") in message
+    home = write(config_dir, '[workspace]\ndatabase_url = "sqlite:///~/hub.db"\n' + tenant_block())
+    url = load_config(home).workspace.database_url
+    assert url is not None and url.get_secret_value() == f"sqlite:///{Path.home()}/hub.db"
+
+
 @pytest.mark.parametrize(
     ("section", "setting"),
     [

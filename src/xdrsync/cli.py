@@ -256,7 +256,8 @@ def _database_error(config: Config, failure: Exception) -> ConfigError:
     setting = "[workspace] database_url" if config.workspace.database_url else "[workspace] path"
     try:
         parsed = make_url(url)
-    except ArgumentError:
+        parsed.port  # noqa: B018 - a port that is not a number raises here
+    except (ArgumentError, ValueError):
         return ConfigError(
             f"{setting} is not a database URL (e.g. postgresql+psycopg://USER:PASSWORD@HOST/DB)"
         )
@@ -283,7 +284,10 @@ def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
     config.workspace.path.mkdir(parents=True, exist_ok=True)
     guard = WorkspaceLock.for_config(config) if lock else None
     if guard is not None:
-        guard.acquire()
+        try:
+            guard.acquire()  # on PostgreSQL, the hub's lock too: the hub's first connection
+        except (SQLAlchemyError, ValueError) as failure:
+            raise _database_error(config, failure) from None
     try:
         try:
             opened = Workspace.open(config)

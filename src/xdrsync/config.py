@@ -129,9 +129,22 @@ def _sqlite_relative_to(url: str, base_dir: Path | None) -> str:
     database, mark, query = rest[1:].partition("?")
     if not database or database == ":memory:" or database.startswith("file:"):
         return url
-    if Path(database).expanduser().is_absolute():
+    if database.startswith("~"):
+        return f"{scheme}:///{resolve_path(Path(database), base_dir)}{mark}{query}"
+    if Path(database).is_absolute():
         return url
-    return f"{scheme}:///{resolve_path(Path(database), base_dir)}{mark}{query}"
+    resolved = resolve_path(Path(database), base_dir)
+    if not resolved.exists() and Path(database).exists():
+        # Read from the current folder before: a service started elsewhere would quietly
+        # open a new, empty hub instead of its own.
+        raise ValueError(
+            f"{database} is read from the config's folder ({resolved}), where there is no "
+            f"hub, and not from the current folder ({Path(database).resolve()}), where there "
+            "is one: write its absolute path"
+        )
+    if any(char in str(resolved) for char in "?%#"):
+        raise ValueError("the config's folder cannot be written into a URL: use an absolute path")
+    return f"{scheme}:///{resolved}{mark}{query}"
 
 
 class AppCredentials(_Frozen):

@@ -227,7 +227,20 @@ def _claim(workspace_dir: Path) -> WorkspaceLock:
 def _demo_or_empty(folder: Path) -> bool:
     if not folder.exists() or (folder / DEMO_MARKER).is_file():
         return True
-    return next(folder.iterdir(), None) is None
+    return next(folder.iterdir(), None) is None or _made_before_the_marker(folder)
+
+
+def _made_before_the_marker(folder: Path) -> bool:
+    """A demo workspace from before the marker: the demo's two emulators' secrets, and a
+    config reading Graph from a loopback emulator (no real tenant's workspace looks so)."""
+    config = folder / "xdrsync.toml"
+    if not ((folder / "sentinel.secret").is_file() and config.is_file()):
+        return False
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return 'graph_url = "http://127.0.0.1:' in text
 
 
 def _run(

@@ -5,6 +5,7 @@ other hub test runs on both databases (``conftest.hub``)."""
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,27 @@ def _unlocked(folder: Path) -> bool:
     except ConfigError:
         return False
     return True
+
+
+def test_a_writer_whose_hub_lock_is_lost_is_stopped(pg: PgServer, tmp_path: Path) -> None:
+    """A session lock ends with its connection (a restart, a failover, an idle timeout): the
+    writer must stop, or a second machine would take the lock and write beside it."""
+    url = pg.new_database()
+    lost = threading.Event()
+    held = WorkspaceLock(tmp_path / "a", url, on_lost=lost.set, check_seconds=0.1).acquire()
+    try:
+        assert not lost.wait(0.5)  # held, and checked, without a false alarm
+        admin = create_engine(url)
+        try:
+            with admin.connect() as session:  # the server ends the writer's session
+                session.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            admin.dispose()
+        assert lost.wait(10)
+    finally:
+        held.release()

@@ -1,15 +1,28 @@
 """One sync writer per workspace: an advisory file lock the kernel drops if the process dies,
 and, for a hub on PostgreSQL (which other machines and workspace folders may share), a
-session advisory lock on the hub's database, which the server drops with the connection."""
+session advisory lock on the hub's database, which the server drops with the connection.
+
+A session lock ends with its connection (a server restart, a failover, an idle timeout, a
+proxy cutting idle connections), and nothing would tell the process holding it. So a
+watchdog asks the server every ``CHECK_SECONDS`` whether the lock is still this session's;
+when it is not, the process is stopped (SIGTERM: the service finishes its batch and exits,
+and a supervisor's restart takes the lock again, or is refused while another writer has it).
+A pool in transaction mode (PgBouncer's) cannot hold session locks: connect directly.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import os
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
+
+import structlog
 
 from xdrsync.errors import ConfigError
 
@@ -20,6 +33,20 @@ if TYPE_CHECKING:
 HUB_WRITER_KEY: Final = int.from_bytes(
     hashlib.sha256(b"xdrsync hub writer").digest()[:8], "big", signed=True
 )
+#: How often the watchdog checks that the hub's lock is still held.
+CHECK_SECONDS: Final = 15.0
+#: Whether this session holds the writer lock (``objid`` holds the key's low 32 bits).
+_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND objsubid = 1 "
+    "AND classid::bigint = ((:key >> 32) & 4294967295) AND objid::bigint = (:key & 4294967295)"
+)
+
+log = structlog.get_logger(__name__)
+
+
+def _stop_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class WorkspaceLock:
@@ -29,11 +56,22 @@ class WorkspaceLock:
     PostgreSQL hub is then locked too, so that two machines (or two workspace folders) never
     sync into one hub side by side."""
 
-    def __init__(self, workspace: Path, hub_url: str | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        hub_url: str | None = None,
+        *,
+        on_lost: Callable[[], None] = _stop_this_process,
+        check_seconds: float = CHECK_SECONDS,
+    ) -> None:
         self.path = workspace / "sync.lock"
         self._hub_url = hub_url
         self._fd: int | None = None
-        self._hub: Any = None  # the connection holding the hub's lock
+        self._hub: Any = None  # (engine, connection) holding the hub's lock
+        self._on_lost = on_lost
+        self._check_seconds = check_seconds
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     @classmethod
     def for_config(cls, config: Config) -> WorkspaceLock:
@@ -64,15 +102,20 @@ class WorkspaceLock:
     def _lock_hub(self) -> None:
         if self._hub_url is None:
             return
-        from sqlalchemy import create_engine, text
+        from sqlalchemy import text
         from sqlalchemy.engine import make_url
-        from sqlalchemy.pool import NullPool
+
+        from xdrsync.hub.database import create_hub_engine
 
         url = make_url(self._hub_url)
         if url.get_backend_name() != "postgresql":
             return
-        engine = create_engine(url, poolclass=NullPool)
-        connection = engine.connect()
+        engine = create_hub_engine(self._hub_url)  # a missing driver is a ConfigError there
+        try:
+            connection = engine.connect()
+        except BaseException:
+            engine.dispose()
+            raise
         try:
             taken = connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": HUB_WRITER_KEY}
@@ -91,8 +134,37 @@ class WorkspaceLock:
                 "machine); stop it first (queries need no lock)"
             )
         self._hub = (engine, connection)
+        self._stopping.clear()
+        self._watchdog = threading.Thread(target=self._watch, name="xdrsync-hub-lock", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Stop the process once the hub's lock is no longer this session's."""
+        from sqlalchemy import text
+
+        while not self._stopping.wait(self._check_seconds):
+            held = self._hub
+            if held is None:
+                return
+            try:
+                still = held[1].execute(text(_HELD), {"key": HUB_WRITER_KEY}).scalar()
+                held[1].commit()
+            except Exception as failure:  # the connection is gone, and the lock with it
+                still, why = 0, f"{type(failure).__name__}"
+            else:
+                why = "the server no longer shows it"
+            if not still:
+                if self._stopping.is_set():
+                    return  # released meanwhile
+                log.error("the hub's writer lock was lost; stopping", reason=why)
+                self._on_lost()
+                return
 
     def release(self) -> None:
+        self._stopping.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout=5)
+        self._watchdog = None
         if self._hub is not None:
             engine, connection = self._hub
             self._hub = None
