@@ -6,6 +6,7 @@ XdrSyncError
 ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
 ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
 │   ├── ThrottledError  the server asked us to wait (429 + Retry-After)
+│   │   └── ServerBusyError  a 5xx that said when to come back (Retry-After)
 │   └── AnswerTooLargeError  every answer was over max_response_bytes: ask for less
 ├── SkippableError      one record is bad: quarantine it, the stream goes on
 └── ConflictError       a write-back conflict: route it by the field's policy
@@ -43,6 +44,11 @@ class ThrottledError(RetriableError):
         self.retry_after = retry_after
 
 
+class ServerBusyError(ThrottledError):
+    """A 5xx that said when to come back (``Retry-After``): the wait is honoured as a 429's
+    is, but it says nothing about our pace (it may be the failure a fallback gets around)."""
+
+
 class AnswerTooLargeError(RetriableError):
     """Every attempt's answer was larger than ``max_response_bytes``: the same request will
     most likely be as large again, a smaller page may not be."""
@@ -63,6 +69,7 @@ __all__ = [
     "EditRefusedError",
     "FatalSyncError",
     "RetriableError",
+    "ServerBusyError",
     "SkippableError",
     "ThrottledError",
     "XdrSyncError",

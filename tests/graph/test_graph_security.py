@@ -262,15 +262,49 @@ def test_throttling_during_expand_is_not_mistaken_for_the_expand_bug(
     assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
 
 
-def test_an_outage_asking_for_a_wait_is_not_met_with_the_expand_fallback(
+def test_an_outage_asking_for_a_wait_is_waited_out_after_one_fallback(
     harness_factory: Build,
 ) -> None:
     down = graph_error(503, "ServiceUnavailable", "maintenance", **{"Retry-After": "600"})
     h = harness_factory(lambda request: down)
     with pytest.raises(ThrottledError) as raised:
         api_for(h).incidents_page(WINDOW)
-    assert raised.value.retry_after == 600.0
-    assert len(h.recorder.requests) == 1  # no second call without $expand
+    assert raised.value.retry_after == 600.0  # kept by the stream: no call for ten minutes
+    assert len(h.recorder.requests) == 2  # $expand, then once without it
+
+
+def test_expand_failures_that_ask_for_a_wait_still_fall_back(harness_factory: Build) -> None:
+    fake = FakeDefender([_incident(n, 2) for n in range(1, 4)])
+
+    def expand_busy(request: httpx.Request) -> httpx.Response:
+        if "alerts" in request.url.params.get("$expand", ""):
+            return graph_error(
+                500, "InternalServerError", "An internal error", **{"Retry-After": "30"}
+            )
+        return fake(request)
+
+    h = harness_factory(expand_busy)
+    page = api_for(h).incidents_page(WINDOW)
+    assert page.alerts_fallback and [i["id"] for i in page.items] == ["1", "2", "3"]
+    assert all(len(i["alerts"]) == 2 for i in page.items)
+
+
+def test_a_heavy_alert_shrinks_its_page_and_later_pages_grow_back(harness_factory: Build) -> None:
+    incidents = [_incident(n, 1) for n in range(1, 17)]
+    heavy = incidents[2]["alerts"][0]
+    heavy["evidence"][0]["detail"] = "x" * 50_000  # fits alone, not with seven others
+    for incident in incidents:
+        if incident["alerts"][0] is not heavy:
+            incident["alerts"][0]["evidence"][0]["detail"] = "y" * 4_000
+    sync = SyncConfig(page_size_alerts=8, max_response_bytes=64 * 1024, max_attempts=2)
+    h = harness_factory(FakeDefender(incidents), sync=sync)
+    api = api_for(h, sync)
+    read = 0
+    while read < 16:
+        read += len(api.alerts_page(PageQuery(WINDOW.lower, WINDOW.upper, skip=read)).items)
+    tops = [int(r.url.params["$top"]) for r in h.recorder.requests if "alerts_v2" in r.url.path]
+    assert tops[:4] == [8, 8, 4, 8]  # two attempts at 8, half as many, then 8 again
+    assert read == 16
 
 
 def test_alerts_are_listed_from_alerts_v2_with_their_page_size(harness_factory: Build) -> None:

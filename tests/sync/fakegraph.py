@@ -27,6 +27,7 @@ class FakePage:
     server_date: datetime
     more: bool = False
     count: int | None = None
+    full: bool = False
 
 
 class Crash(Exception):  # noqa: N818 - what the test injects

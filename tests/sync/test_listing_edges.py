@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,9 @@ from fakegraph import T0, FakeGraph, FakePage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xdrsync.emulator.listing import INCIDENTS, list_page
 from xdrsync.errors import FatalSyncError, RetriableError
+from xdrsync.graph.security import ListPage
 from xdrsync.hub.payload import (
     datetime_from_ticks,
     ticks_from_datetime,
@@ -508,3 +510,41 @@ def test_no_query_asks_for_skip_beyond_what_graph_serves() -> None:
 )
 def test_only_a_readable_stamp_steers_paging(item: Any, expected: bool) -> None:
     assert (stamp_of(item) is not None) is expected
+
+
+@pytest.mark.parametrize("scan", ["keyset", "window"])
+def test_a_run_of_exactly_the_skip_ceiling_and_a_page_is_read_whole(scan: str) -> None:
+    """550 records with one stamp, pages of 50: the last page at $skip=500 is full, and a full
+    page reads as "more" even without a link; its $count ends the pass before $skip=550,
+    which Graph would refuse."""
+    top, stamp = 50, "2025-01-01T00:00:00.0000000Z"
+    records = [{"id": str(n), "lastUpdateDateTime": stamp} for n in range(MAX_SKIP + top)]
+    skips: list[int] = []
+
+    def fetch(query: PageQuery) -> ListPage:
+        params: dict[str, str] = {"$filter": query.filter_text, "$top": str(top)}
+        if query.ordered:
+            params["$orderby"] = "lastUpdateDateTime asc"
+        if query.skip:
+            params["$skip"] = str(query.skip)
+        if query.count:
+            params["$count"] = "true"
+        skips.append(query.skip)
+        page = list_page(records, params, spec=INCIDENTS, base_url="http://x/v1.0/security")
+        return ListPage(
+            tuple(page.items),
+            datetime(2025, 1, 2, tzinfo=UTC),
+            more=page.next_link is not None,
+            full=len(page.items) >= top,  # as DefenderApi says it
+            count=page.count,
+        )
+
+    lower = ticks_from_text("2024-12-31T00:00:00Z")
+    upper = ticks_from_text("2025-01-01T00:00:01Z")
+    assert lower is not None and upper is not None
+    reads = (
+        keyset_scan(fetch, lower, upper) if scan == "keyset" else window_scan(fetch, lower, upper)
+    )
+    ids = {item["id"] for read in reads for item in read.page.items}
+    assert ids == {r["id"] for r in records}
+    assert max(skips) <= MAX_SKIP

@@ -250,12 +250,13 @@ class TokenProvider:
             texts = [str(failure), str(failure.__context__ or ""), str(failure.__cause__ or "")]
             problem = self._refusal(None if discovery else "invalid_response", " ".join(texts))
         except (AttributeError, TypeError, KeyError) as failure:
-            # JSON that is not an object (a list, a string, null: a proxy, or an authority
-            # that is not Entra ID) trips msal over its own reading of the answer.
-            answer = "OpenID metadata" if discovery else "token answer"
+            if discovery:
+                raise  # building the app: our own code's bug, not the server's answer
+            # A token answer that is JSON but not an object (a list, a string, null: a proxy,
+            # or an authority that is not Entra ID) trips msal over its own reading of it.
             problem = self._refusal(
-                None if discovery else "invalid_response",
-                f"the {answer} is not a JSON object ({type(failure).__name__})",
+                "invalid_response",
+                f"the token answer is not a JSON object ({type(failure).__name__})",
             )
         # Raised outside the handlers so msal's exception (and its text) is not chained.
         raise problem

@@ -22,7 +22,13 @@ import httpx
 import structlog
 
 from xdrsync.config import SyncConfig, TenantConfig
-from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.errors import (
+    FatalSyncError,
+    RetriableError,
+    ServerBusyError,
+    ThrottledError,
+    XdrSyncError,
+)
 from xdrsync.graph import calls
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.errors import ResponseLimitError
@@ -446,12 +452,12 @@ class GraphClient:
         # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings.
         level = self._log.debug if condition is Condition.NOT_FOUND else self._log.warning
         level("graph call failed", method=method, path=parts.path, error=text)
-        if issubclass(kind, ThrottledError) or (
-            decision.retry_after is not None and RULES[condition].honour_retry_after
-        ):
+        if issubclass(kind, ThrottledError):
+            return ThrottledError(text, retry_after=decision.retry_after)
+        if decision.retry_after is not None and RULES[condition].honour_retry_after:
             # A 5xx that says when to come back (an outage asking for ten minutes) is kept
             # across cycles as a 429 is, not answered with a request every poll.
-            return ThrottledError(text, retry_after=decision.retry_after)
+            return ServerBusyError(text, retry_after=decision.retry_after)
         return kind(text)
 
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import structlog
 
 from xdrsync.config import SyncConfig, TenantConfig
-from xdrsync.errors import AnswerTooLargeError, RetriableError, ThrottledError
+from xdrsync.errors import AnswerTooLargeError, RetriableError, ServerBusyError, ThrottledError
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import NotFoundError
 from xdrsync.sync.listing import PageQuery
@@ -45,6 +45,7 @@ class ListPage:
     items: tuple[Any, ...]  # raw elements of ``value``; incidents each carry ``alerts``
     server_date: datetime  # the server's clock when it answered
     more: bool = False  # Graph linked a next page
+    full: bool = False  # as many items as $top asked for: maybe more, link or not
     count: int | None = None  # ``@odata.count``, when asked for
     alerts_fallback: bool = False  # True when alerts were read per incident, not by $expand
 
@@ -66,15 +67,17 @@ def listing_params(query: PageQuery, top: int) -> dict[str, str | int]:
 def _page(
     response: GraphResponse, items: tuple[Any, ...], top: int, fallback: bool = False
 ) -> ListPage:
-    """A page of a listing asked for with ``$top=top``. A full page is never taken for the
-    last one, link or not: a next link left off (by a proxy, a gateway or Graph itself) would
-    otherwise end the read early and move the watermark past every record not yet read; the
-    cost is one more request when the last page happens to be exactly full."""
+    """A page of a listing asked for with ``$top=top``. ``full`` tells the listing that a
+    page without a next link may still not be the last (``sync.listing``): a link left off
+    (by a proxy, a gateway or Graph itself) would otherwise end the read early and move the
+    watermark past every record not yet read; the cost is one more request when the last
+    page happens to be exactly full."""
     count = response.json.get("@odata.count")
     return ListPage(
         items=items,
         server_date=response.server_date,
-        more=response.next_link is not None or len(items) >= top,
+        more=response.next_link is not None,
+        full=len(items) >= top,
         count=count if isinstance(count, int) and not isinstance(count, bool) else None,
         alerts_fallback=fallback,
     )
@@ -154,28 +157,34 @@ class DefenderApi:
                     INCIDENTS, {**params, EXPAND: "alerts"}, max_attempts=self._expand_attempts
                 )
                 return _page(response, tuple(response.items), top)
-            except ThrottledError:
-                raise  # throttling is about our pace, not about $expand
+            except ThrottledError as failure:
+                if not isinstance(failure, ServerBusyError):
+                    raise  # throttling is about our pace, not about $expand
+                self._expand_failed(failure)  # $expand's 500s may carry a Retry-After too
             except RetriableError as failure:
-                self._expand_attempts = 1
-                self.client.record("expand_fallbacks")
-                log.warning(
-                    "$expand=alerts failed; reading alerts per incident",
-                    tenant=self.client.tenant.name,
-                    error=str(failure),
-                )
+                self._expand_failed(failure)
         response = self.client.get(INCIDENTS, params)
         if not expand_alerts:
             return _page(response, tuple(response.items), top)
         items = tuple(self._with_alerts(item) for item in response.items)
         return _page(response, items, top, fallback=True)
 
+    def _expand_failed(self, failure: RetriableError) -> None:
+        self._expand_attempts = 1
+        self.client.record("expand_fallbacks")
+        log.warning(
+            "$expand=alerts failed; reading alerts per incident",
+            tenant=self.client.tenant.name,
+            error=str(failure),
+        )
+
     def alerts_page(self, query: PageQuery) -> ListPage:
         """One page of alerts_v2 records. A page whose answer stays over
         ``max_response_bytes`` (alerts heavy with evidence) is asked for again with half as
-        many records, down to one, with one attempt each; the smaller size is kept for the
-        pages after it. Each alert fits, so the stream goes on instead of failing at the same
-        place every cycle."""
+        many records, down to one, with one attempt each. The next page starts from the size
+        that worked and doubles back to ``page_size_alerts`` page by page: one heavy alert
+        does not leave every later page small. Each alert fits, so the stream goes on instead
+        of failing at the same place every cycle."""
         top, attempts = self._alerts_top, None
         while True:
             try:
@@ -194,6 +203,7 @@ class DefenderApi:
                     error=str(failure),
                 )
                 continue
+            self._alerts_top = min(self.sync.page_size_alerts, top * 2)
             return _page(response, tuple(response.items), top)
 
     def incident_alerts(self, incident_id: str) -> list[dict[str, Any]]:
@@ -231,12 +241,14 @@ class DefenderApi:
                         path, {EXPAND: "alerts"}, max_attempts=EXPAND_ATTEMPTS
                     )
                     return _entity(expanded)
-                except ThrottledError:
-                    raise
+                except ThrottledError as throttled:
+                    if not isinstance(throttled, ServerBusyError):
+                        raise  # our pace: the fallback would be throttled as well
                 except RetriableError:
-                    self.client.record("expand_fallbacks")
-                    incident: dict[str, Any] = self._with_alerts(_entity(self.client.get(path)))
-                    return incident
+                    pass
+                self.client.record("expand_fallbacks")
+                incident: dict[str, Any] = self._with_alerts(_entity(self.client.get(path)))
+                return incident
             return _entity(self.client.get(path))
         except NotFoundError:
             return None

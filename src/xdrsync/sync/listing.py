@@ -90,6 +90,9 @@ class Page(Protocol):
     def more(self) -> bool: ...  # Graph linked a next page
 
     @property
+    def full(self) -> bool: ...  # it held as many records as asked for: maybe more, link or not
+
+    @property
     def count(self) -> int | None: ...  # ``@odata.count``, when asked for
 
 
@@ -173,7 +176,9 @@ def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[
         stamps = _within(_stamps(page.items), query)
         if any(later < earlier for earlier, later in pairwise(stamps)):
             raise Unordered(f"a page under {_describe(query)} is not in ascending order")
-        if not page.more or not page.items:  # an empty page ends it, whatever a link says
+        # An empty page ends it, whatever a link says; a full one does not, link or not (a
+        # link left off by a proxy or by Graph must not end the read before its records).
+        if not (page.more or page.full) or not page.items:
             yield Read(page, through=upper, done=True)
             return
         if horizon is not None and stamps and stamps[-1] >= horizon:
@@ -208,7 +213,7 @@ def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
             counts.add(page.count)
             yield Read(page, through=stamp)
             skip += len(page.items)
-            if not page.more or not page.items:
+            if not page.items or not (page.more or (page.full and _short_of_count(page, skip))):
                 break
             if skip > MAX_SKIP:
                 raise FatalSyncError(
@@ -223,6 +228,13 @@ def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
         f"records stamped {version_text(stamp)} kept changing while they were read "
         f"({MAX_PASSES} passes); they are read again next cycle"
     )
+
+
+def _short_of_count(page: Page, skip: int) -> bool:
+    """Whether a pass has read fewer records than its page's ``$count`` says there are: after
+    a full page without a next link the pass goes on then (the link may have been left off),
+    and ends once the count is read (the next ``$skip`` may be past Graph's ceiling)."""
+    return page.count is not None and skip < page.count
 
 
 def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
@@ -245,7 +257,7 @@ def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
                 yield Read(held, through=None)
             held = page
             skip += len(page.items)
-            if not page.more or not page.items:
+            if not page.items or not (page.more or (page.full and _short_of_count(page, skip))):
                 break
             if skip > MAX_SKIP:
                 raise Unsettled(f"more than {MAX_SKIP} records")

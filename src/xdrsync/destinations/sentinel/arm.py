@@ -124,6 +124,7 @@ class ListedPage:
     items: list[dict[str, Any]]
     server_date: datetime
     more: bool
+    full: bool = False  # ARM's nextLink is trusted: a full page without one is the last
 
 
 def modified_before(read: Mapping[str, Any], known: Mapping[str, Any]) -> bool:

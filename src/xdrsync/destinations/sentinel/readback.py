@@ -91,6 +91,7 @@ class _Page:
     server_date: datetime
     more: bool
     count: int | None = None
+    full: bool = False  # ARM's nextLink is trusted (see ``arm.ListedPage``)
 
 
 def edit_request(
