@@ -150,9 +150,10 @@ def test_a_read_is_older_than_a_write_by_sentinels_own_stamp_to_the_100_ns() -> 
     assert not modified_before({"lastModifiedTimeUtc": "2026-11-01T11:00:00Z"}, {})
 
 
-def test_409_is_an_etag_conflict_and_retriable(make: Any) -> None:
+@pytest.mark.parametrize("status", [409, 412])
+def test_409_is_an_etag_conflict_and_retriable(make: Any, status: int) -> None:
     client, recorder, _, _ = make(
-        _error(409, "Conflict", f"Newer version of resource '{NAME}' exists. Data was not saved")
+        _error(status, "Conflict", f"Newer version of resource '{NAME}' exists. Data was not saved")
     )
     with pytest.raises(EtagConflictError, match="changed since it was read") as caught:
         client.put(NAME, {"title": "T"}, '"e0"')

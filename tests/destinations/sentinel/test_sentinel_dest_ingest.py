@@ -293,6 +293,7 @@ def test_a_field_over_64_kb_is_cut_where_it_stays_json() -> None:
             "ExtendedProperties": json.dumps({f"k{n}": "v" * 100 for n in range(2000)}),
             "Description": "é" * 70_000,
             "AlertName": "short",
+            "AdditionalFields": {"FileName": "a.exe", "ProcessCommandLine": "c" * 100_000},
         },
         seq=7,
         tenant="contoso",
@@ -307,4 +308,7 @@ def test_a_field_over_64_kb_is_cut_where_it_stays_json() -> None:
     assert "left out" in extended["XdrCut"] and extended["k0"] == "v" * 100
     assert row["Description"].endswith("[cut: the full value is in Defender]")
     assert row["AlertName"] == "short"
+    extra = row["AdditionalFields"]  # a dynamic column stays an object, cut as JSON too
+    assert isinstance(extra, dict) and len(json.dumps(extra).encode()) <= 64_000
+    assert extra["FileName"] == "a.exe" and "left out" in extra["XdrCut"]
     assert fit_field("[1, 2]") == "[1, 2]"  # what fits is left exactly as it was

@@ -9,7 +9,7 @@ answer *means* here, so errors are mapped in this module (microsoft-apis.md §3)
 403                    ``ConfigError`` naming the role: Microsoft Sentinel Responder on W
 401                    the cached token is dropped once, then ``ConfigError``
 404 of the workspace   ``ConfigError`` (a missing incident on GET is just ``None``)
-409 on an incident     ``EtagConflictError`` (a ``RetriableError``): re-read and merge again
+409 / 412 on incident  ``EtagConflictError`` (a ``RetriableError``): re-read and merge again
 404 of the incident    ``IncidentMissingError`` (a ``RetriableError``) on its comments and on a
                        PUT with an etag: deleted in Sentinel, to be created again
 400 on a write         ``IncidentRejectedError`` with ARM's reason: that incident only
@@ -434,7 +434,8 @@ class ArmClient:
                 raise
             detail = f"{type(failure).__name__}: {failure}"
             return _Outcome(condition, detail=clean(detail, limit=300))
-        condition = classify_status(answer.status)
+        # ARM documents 409 for a stale etag; a 412 (If-Match's own status) means the same.
+        condition = Condition.CONFLICT if answer.status == 412 else classify_status(answer.status)
         if condition is not Condition.OK:
             date = server_date(answer, self._wall_clock)
             return _Outcome(

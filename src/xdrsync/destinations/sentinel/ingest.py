@@ -144,7 +144,13 @@ def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str |
         if name in DROPPED:
             continue
         plain = _plain(value)
-        out[RENAMED.get(name, name)] = fit_field(plain) if isinstance(plain, str) else plain
+        if isinstance(plain, str):
+            plain = fit_field(plain)
+        elif isinstance(plain, dict | list):  # a dynamic column (AdditionalFields): as JSON
+            text = _compact(plain)
+            fitted = fit_field(text)
+            plain = plain if fitted is text else json.loads(fitted)
+        out[RENAMED.get(name, name)] = plain
     out["XdrSeq"] = seq
     out["XdrTenant"] = tenant
     out["XdrIncidentName"] = incident
