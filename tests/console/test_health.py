@@ -232,6 +232,9 @@ def test_healthz_answers_while_the_hub_does(
     assert not ok and detail == {"hub": "unavailable", "error": "Exception: disk I/O error"}
 
 
+NEW_TENANT = "00000000-0000-0000-0000-0000000000ee"  # a tenant never synced
+
+
 def test_lag_is_none_while_backfilling_and_waiting_is_told(synced: Synced) -> None:
     later = datetime.now(UTC) + timedelta(minutes=5)
     tenant = synced.config.tenants[0].tenant_id
@@ -245,9 +248,9 @@ def test_lag_is_none_while_backfilling_and_waiting_is_told(synced: Synced) -> No
         assert stored is not None
         synced.hub.save_state(tenant, "alerts", stored)  # clears the error again
     fresh = Config.for_emulator(
-        "http://127.0.0.1:9", [("new", "t-new", "c-new", "s")], workspace_path="/nonexistent"
+        "http://127.0.0.1:9", [("new", NEW_TENANT, "c-new", "s")], workspace_path="/nonexistent"
     )
-    report = health(synced.hub, fresh, ["t-new"])
+    report = health(synced.hub, fresh, [NEW_TENANT])
     (streams,) = [t["streams"] for t in report["tenants"]]
     assert all(s["outcome"] == "never" and s["lagSeconds"] is None for s in streams)
     assert all(s["backfilling"] for s in streams)
