@@ -139,18 +139,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _comment_keys(conn: Connection, tenant_id: str, incident_ids: Sequence[str]) -> set[str]:
-    """The keys of the comments stored for these incidents."""
-    c = s.comment
-    keys: set[str] = set()
-    for part in chunks(list(incident_ids)):
-        query = select(c.c.comment_key).where(
-            c.c.tenant_id == tenant_id, c.c.entity_type == "incident", c.c.entity_id.in_(part)
-        )
-        keys.update(conn.execute(query).scalars())
-    return keys
-
-
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     changed: dict[str, Any] = {}
     for name in sorted(set(before) | set(after)):
@@ -416,7 +404,6 @@ def incident_detail(
         notes = comments(conn, tenant_id, incident_id)
         versions = history(conn, "incident", tenant_id, incident_id)
         absorbed = merged_from(conn, tenant_id, incident_id)
-        stored_keys = _comment_keys(conn, tenant_id, [incident_id, *absorbed])
         audit = _audit_json(conn, tenant_id, "incident", incident_id)
     out = item.to_json(names)
     out.update(
@@ -431,6 +418,7 @@ def incident_detail(
     )
     out["graph"] = _graph(names, tenant_id, out, alerts, entities)
     history_json = _history_json(versions)
+    stored_keys = {note.comment_key for note in notes if note.comment_key is not None}
     comments_json = _comments_json(notes, incident_edits, stored_keys)
     timeline: list[dict[str, Any]] = [
         {

@@ -337,6 +337,7 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
                 first_seen_at=row.first_seen_at,
                 written_by=row.written_by,
                 written_from=row.written_from,
+                comment_key=row.comment_key,
             )
             for row in conn.execute(query)
         )

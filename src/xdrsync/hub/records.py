@@ -185,6 +185,7 @@ class CommentRow:
     first_seen_at: datetime
     written_by: str | None = None  # the workspace user, when xdrsync posted it for them
     written_from: str | None = None  # where that user wrote it (the outbox's origin)
+    comment_key: str | None = None  # the hub's key of the comment (what an edit names)
 
 
 @dataclass(frozen=True, slots=True)
