@@ -36,6 +36,7 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
+from xdrsync import jsontext
 from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
 from xdrsync.graph.retry import parse_retry_after
@@ -111,29 +112,27 @@ def fit_field(text: str) -> str:
         kept: list[Any] = []
         size = 2
         for item in value:
-            size += len(_compact(item).encode("utf-8", "replace")) + 1
+            size += len(jsontext.dumps_utf8(item)) + 1
             if size > room:
                 break
             kept.append(item)
-        cut = f"{len(value) - len(kept)} of {len(value)} left out: {FIELD_CUT}"
-        return _compact([*kept, {"XdrCut": cut}])
+        return jsontext.dumps([*kept, {"XdrCut": _left_out(len(kept), len(value))}])
     if isinstance(value, dict):
         members: dict[str, Any] = {}
         size = 2
         for key, item in value.items():
-            size += len(_compact({key: item}).encode("utf-8", "replace"))
+            size += len(jsontext.dumps_utf8({key: item}))
             if size > room:
                 break
             members[key] = item
-        left = len(value) - len(members)
-        return _compact({**members, "XdrCut": f"{left} of {len(value)} left out: {FIELD_CUT}"})
+        return jsontext.dumps({**members, "XdrCut": _left_out(len(members), len(value))})
     marker = f" … [cut: {FIELD_CUT}]"
     head = text.encode("utf-8", "replace")[: MAX_FIELD_BYTES - len(marker.encode())]
     return head.decode("utf-8", "ignore") + marker
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _left_out(kept: int, total: int) -> str:
+    return f"{total - kept} of {total} left out: {FIELD_CUT}"
 
 
 def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str | None) -> Row:
@@ -147,7 +146,7 @@ def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str |
         if isinstance(plain, str):
             plain = fit_field(plain)
         elif isinstance(plain, dict | list):  # a dynamic column (AdditionalFields): as JSON
-            text = _compact(plain)
+            text = jsontext.dumps(plain)
             fitted = fit_field(text)
             plain = plain if fitted is text else json.loads(fitted)
         out[RENAMED.get(name, name)] = plain
