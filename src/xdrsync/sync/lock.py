@@ -45,6 +45,12 @@ _HELD = (
 log = structlog.get_logger(__name__)
 
 
+def _end_session(engine: Any, connection: Any) -> None:
+    """Close the connection and the engine's pool: the server's session ends with them."""
+    connection.close()
+    engine.dispose()
+
+
 def _stop_this_process() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -122,12 +128,10 @@ class WorkspaceLock:
             ).scalar()
             connection.commit()  # the lock is the session's; no transaction stays open
         except BaseException:
-            connection.close()
-            engine.dispose()
+            _end_session(engine, connection)
             raise
         if not taken:
-            connection.close()
-            engine.dispose()
+            _end_session(engine, connection)
             where = f"{url.host or 'localhost'}/{url.database or ''}"
             raise ConfigError(
                 f"another xdrsync process is syncing the hub at {where} (from this or another "
@@ -168,8 +172,7 @@ class WorkspaceLock:
         if self._hub is not None:
             engine, connection = self._hub
             self._hub = None
-            connection.close()  # the session ends, and its advisory lock with it
-            engine.dispose()
+            _end_session(engine, connection)  # and its advisory lock with it
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
