@@ -85,9 +85,7 @@ def comment_source(origin: str | None) -> str:
     return "destination"
 
 
-def _comments_json(
-    rows: Sequence[CommentRow], edits: Sequence[OutboxRow], stored_keys: set[str]
-) -> list[dict[str, Any]]:
+def _comments_json(rows: Sequence[CommentRow], edits: Sequence[OutboxRow]) -> list[dict[str, Any]]:
     """The stored comments, and ours that are not stored yet: queued, refused, or confirmed
     by Defender but not read back (a comment must not vanish between the two)."""
     out = [
@@ -101,6 +99,7 @@ def _comments_json(
         }
         for c in rows
     ]
+    stored_keys = {c.comment_key for c in rows if c.comment_key is not None}
     unclaimed = [c for c in rows if c.written_from is None]  # no edit of ours names them
     for edit in edits:
         if edit.field == "comment" and not _arrived(edit, stored_keys, unclaimed):
@@ -129,14 +128,10 @@ def _arrived(edit: OutboxRow, stored_keys: set[str], unclaimed: list[CommentRow]
     earliest = edit.created_at - COMMENT_CLOCK_SKEW
     for index, row in enumerate(unclaimed):
         made = row.created_date_time
-        if row.comment == edit.wanted and (made is None or _aware(made) >= _aware(earliest)):
+        if row.comment == edit.wanted and (made is None or made >= earliest):
             del unclaimed[index]
             return True
     return False
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
@@ -418,8 +413,7 @@ def incident_detail(
     )
     out["graph"] = _graph(names, tenant_id, out, alerts, entities)
     history_json = _history_json(versions)
-    stored_keys = {note.comment_key for note in notes if note.comment_key is not None}
-    comments_json = _comments_json(notes, incident_edits, stored_keys)
+    comments_json = _comments_json(notes, incident_edits)
     timeline: list[dict[str, Any]] = [
         {
             "at": alert["firstActivityDateTime"] or alert["createdDateTime"],
