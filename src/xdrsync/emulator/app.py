@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -57,16 +57,22 @@ def _graph_error(status: int, code: str, message: str, request: Request) -> Resp
     )
 
 
-def _newer(request: Request) -> bool:
-    return wants_newer(request.headers.get("Prefer"))
-
-
-def _answer(request: Request, payload: Any) -> Response:
-    """A Graph answer, saying so when the newer enum members were asked for and shown."""
-    response = _json(payload)
-    if _newer(request):
+def _answer(
+    request: Request,
+    payload: Mapping[str, Any],
+    shown: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+) -> Response:
+    """A Graph answer: the record (or each of ``value``'s) as ``shown`` has Graph answer a
+    client that did not ask for the enum members newer than unknownFutureValue; as it is,
+    saying so, to one that did."""
+    if wants_newer(request.headers.get("Prefer")):
+        response = _json(payload)
         response.headers["Preference-Applied"] = PREFER
-    return response
+        return response
+    records = payload.get("value")
+    if isinstance(records, list):
+        return _json({**payload, "value": [shown(record) for record in records]})
+    return _json(shown(payload))
 
 
 def _origin(request: Request) -> str:
@@ -134,14 +140,12 @@ def build_app(emulator: Emulator) -> FastAPI:
             incident = store.incident(incident_id)
         except UnknownEntityError:
             return _not_found("incident", incident_id, request)
-        body: Mapping[str, Any] = incident if _wants_alerts(request) else _without_alerts(incident)
-        if not _newer(request):
-            body = incident_as_answered(body)
+        body = incident if _wants_alerts(request) else _without_alerts(incident)
         body = {
             "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
             **body,
         }
-        return _answer(request, body)
+        return _answer(request, body, incident_as_answered)
 
     @app.get(GRAPH + "/incidents/{incident_id}/alerts")
     def get_incident_alerts(incident_id: str, request: Request) -> Response:
@@ -170,17 +174,16 @@ def build_app(emulator: Emulator) -> FastAPI:
     @app.get(GRAPH + "/alerts_v2/{alert_id}")
     def get_alert(alert_id: str, request: Request) -> Response:
         try:
-            alert: Mapping[str, Any] = _store(request, emulator).alert(alert_id)
+            alert = _store(request, emulator).alert(alert_id)
         except UnknownEntityError:
             return _not_found("alert", alert_id, request)
-        if not _newer(request):
-            alert = alert_as_answered(alert)
         return _answer(
             request,
             {
                 "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity",
                 **alert,
             },
+            alert_as_answered,
         )
 
     @app.patch(GRAPH + "/alerts_v2/{alert_id}")
@@ -213,16 +216,13 @@ def build_app(emulator: Emulator) -> FastAPI:
                     )
             else:
                 items = [_without_alerts(i) for i in items]
-        if not _newer(request):
-            shown = incident_as_answered if expandable else alert_as_answered
-            items = [shown(i) for i in items]
         body: dict[str, Any] = {"@odata.context": page.context}
         if page.count is not None:
             body["@odata.count"] = page.count
         body["value"] = items
         if page.next_link:
             body["@odata.nextLink"] = page.next_link
-        return _answer(request, body)
+        return _answer(request, body, incident_as_answered if expandable else alert_as_answered)
 
     def _not_found(kind: str, entity_id: str, request: Request) -> Response:
         return _graph_error(404, "NotFound", f"No {kind} found with id '{entity_id}'.", request)
@@ -259,10 +259,10 @@ def build_app(emulator: Emulator) -> FastAPI:
                 context = "security/alerts_v2/$entity"
         except UnknownEntityError:
             return _not_found("incident" if incident else "alert", entity_id, request)
-        if not _newer(request):
-            updated = dict((incident_as_answered if incident else alert_as_answered)(updated))
         return _answer(
-            request, {"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated}
+            request,
+            {"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated},
+            incident_as_answered if incident else alert_as_answered,
         )
 
     async def _comment(request: Request, entity_id: str, *, incident: bool) -> Response:
