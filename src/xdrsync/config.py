@@ -129,11 +129,9 @@ def _sqlite_relative_to(url: str, base_dir: Path | None) -> str:
     database, mark, query = rest[1:].partition("?")
     if not database or database == ":memory:" or database.startswith("file:"):
         return url
-    if database.startswith("~"):
-        return f"{scheme}:///{resolve_path(Path(database), base_dir)}{mark}{query}"
     if Path(database).is_absolute():
         return url
-    resolved = resolve_path(Path(database), base_dir)
+    resolved = resolve_path(Path(database), base_dir)  # ~ expanded, else the config's folder
     if not resolved.exists() and Path(database).exists():
         # Read from the current folder before: a service started elsewhere would quietly
         # open a new, empty hub instead of its own.
