@@ -83,6 +83,12 @@ def _page(
     )
 
 
+def _our_pace(failure: RetriableError) -> bool:
+    """Whether a failure is Graph throttling us (a 429), not a failure a fallback gets around:
+    a 5xx that asked for a wait (``ServerBusyError``) may be ``$expand``'s own 500."""
+    return isinstance(failure, ThrottledError) and not isinstance(failure, ServerBusyError)
+
+
 def _segment(record_id: str) -> str:
     if not record_id:
         raise ValueError("an id is required")
@@ -157,11 +163,9 @@ class DefenderApi:
                     INCIDENTS, {**params, EXPAND: "alerts"}, max_attempts=self._expand_attempts
                 )
                 return _page(response, tuple(response.items), top)
-            except ThrottledError as failure:
-                if not isinstance(failure, ServerBusyError):
-                    raise  # throttling is about our pace, not about $expand
-                self._expand_failed(failure)  # $expand's 500s may carry a Retry-After too
             except RetriableError as failure:
+                if _our_pace(failure):
+                    raise  # throttling is about our pace, not about $expand
                 self._expand_failed(failure)
         response = self.client.get(INCIDENTS, params)
         if not expand_alerts:
@@ -194,7 +198,7 @@ class DefenderApi:
             except AnswerTooLargeError as failure:
                 if top == 1:
                     raise
-                top, attempts = max(1, top // 2), 1
+                top, attempts = top // 2, 1
                 self._alerts_top = top
                 log.warning(
                     "an alerts page was too large to read; asking for fewer alerts",
@@ -241,11 +245,9 @@ class DefenderApi:
                         path, {EXPAND: "alerts"}, max_attempts=EXPAND_ATTEMPTS
                     )
                     return _entity(expanded)
-                except ThrottledError as throttled:
-                    if not isinstance(throttled, ServerBusyError):
-                        raise  # our pace: the fallback would be throttled as well
-                except RetriableError:
-                    pass
+                except RetriableError as failure:
+                    if _our_pace(failure):
+                        raise  # the fallback would be throttled as well
                 self.client.record("expand_fallbacks")
                 incident: dict[str, Any] = self._with_alerts(_entity(self.client.get(path)))
                 return incident
