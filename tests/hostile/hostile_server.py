@@ -63,6 +63,8 @@ class Mode(enum.StrEnum):
     DUPLICATE_ID = "duplicate-id"  # the first record twice: same id and stamp, other content
     HUGE = "huge"  # a body of ``huge_bytes``, generated lazily
     DRIP = "drip"  # the normal page, one byte every ``drip_interval`` seconds
+    DRIP_HEAD = "drip-head"  # the status line, then one header byte every ``drip_interval``
+    PROCESSING = "processing"  # "102 Processing" every ``drip_interval`` seconds, never an answer
     BAD_PORT_LINK = "bad-port-link"  # the normal page with a nextLink on port "abc"
     ECHO_AUTHORIZATION = "echo-authorization"  # 401 whose body echoes our Authorization header
     CONTROL_BYTES = "control-bytes"  # 400 whose message holds NUL, ANSI escapes, CR, bidi marks
@@ -415,6 +417,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode is Mode.DRIP:
             text = json.dumps(body).encode()
             self._stream(self._drip(text), len(text))
+        elif mode is Mode.DRIP_HEAD:
+            self._raw(self._drip_head())
+        elif mode is Mode.PROCESSING:
+            self._raw(self._processing())
         elif mode is Mode.BAD_PORT_LINK:
             link = urlsplit(self.state.base_url)
             bad = f"{link.scheme}://{link.hostname}:abc/v1.0/security/{route}?$skip=1"
@@ -467,6 +473,27 @@ class _Handler(BaseHTTPRequestHandler):
             yield b"{}" + b" " * max(0, total - sent - 4) + b"]}"
 
         self._stream(chunks(), total if self.state.huge_declares_length else None)
+
+    def _raw(self, chunks: Iterator[bytes]) -> None:
+        """Write an answer's head by hand (http.server cannot dribble one)."""
+        self.close_connection = True
+        try:
+            for chunk in chunks:
+                if self.state.stopping.is_set():
+                    return
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
+
+    def _drip_head(self) -> Iterator[bytes]:
+        yield b"HTTP/1.1 200 OK\r\n"
+        yield from self._drip(b"X-Slow: " + b"a" * 100_000)
+
+    def _processing(self) -> Iterator[bytes]:
+        while True:  # each a whole informational answer; the real one never comes
+            yield b"HTTP/1.1 102 Processing\r\n\r\n"
+            time.sleep(self.state.drip_interval)
 
     def _drip(self, text: bytes) -> Iterator[bytes]:
         for index in range(len(text)):

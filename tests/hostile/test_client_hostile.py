@@ -183,11 +183,14 @@ def test_a_big_cap_still_bounds_memory_well_under_the_body(
     assert peak < 2 * cap
 
 
+@pytest.mark.parametrize("mode", [Mode.DRIP, Mode.DRIP_HEAD, Mode.PROCESSING])
 def test_a_dripping_answer_is_dropped_near_the_deadline(
-    seeded: HostileGraph, record_property: Any
+    seeded: HostileGraph, record_property: Any, mode: Mode
 ) -> None:
+    """A body, a head, or a run of ``102 Processing`` answers, each a little at a time (every
+    wait well inside the per-read timeout) ends at the deadline, not when the server stops."""
     deadline = 3.0
-    seeded.mode, seeded.drip_interval = Mode.DRIP, 0.5
+    seeded.mode, seeded.drip_interval = mode, 0.5
     with client(
         seeded, request_deadline_seconds=deadline, request_timeout_seconds=10, max_attempts=1
     ) as graph:
@@ -199,7 +202,7 @@ def test_a_dripping_answer_is_dropped_near_the_deadline(
     record_property("seconds", round(elapsed, 2))
     assert "deadline exceeded" in str(raised.value)
     assert "request_deadline_seconds = 3 s" in str(raised.value)
-    assert deadline * 0.9 <= elapsed < deadline * 3 + 10
+    assert deadline * 0.9 <= elapsed < deadline + 2
 
 
 def test_a_next_link_with_a_non_numeric_port_is_fatal_not_value_error(

@@ -2,7 +2,8 @@
 
 Every answer (Graph's and the token endpoint's) is read by ``send``: streamed, with a byte cap
 and a wall-clock deadline per attempt, so neither a 3 GB answer nor a server dripping one byte
-at a time can hold the process. Graph listing bodies are parsed by ``parse_body``, which never
+at a time (of its body, its headers, or an endless run of ``1xx`` answers) can hold the
+process. Graph listing bodies are parsed by ``parse_body``, which never
 raises: a page whose JSON no parser can read as a whole is split into its ``value`` elements,
 and only the unreadable ones are lost (handed over as ``UnreadableItem``).
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, cast
 
+import httpcore
 import httpx
 
 from xdrsync import __version__
@@ -43,12 +47,115 @@ def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
         )
     else:
         verify = tenant.verify_tls
-    return httpx.Client(
+    client = httpx.Client(
         timeout=httpx.Timeout(sync.request_timeout_seconds),
         verify=verify,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,  # a redirect would carry our bearer token somewhere else
     )
+    _bound_by_deadline(client)
+    return client
+
+
+# -- the deadline on every socket wait ------------------------------------------------------
+
+#: When the attempt under way must end (``time.monotonic``), set by ``send`` for its thread.
+_DEADLINE: ContextVar[float | None] = ContextVar("xdrsync_http_deadline", default=None)
+
+
+@contextmanager
+def _deadline_at(moment: float) -> Iterator[None]:
+    token = _DEADLINE.set(moment)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The socket wait allowed now: ``timeout``, cut to what is left of the attempt's
+    deadline; ``expired`` is raised once nothing is left."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("request deadline exceeded")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by the deadline of the attempt using it.
+
+    httpx's timeouts bound each socket wait, and httpcore fixes the read timeout once for a
+    whole response head: a server sending a header byte, or a ``102 Processing``, every few
+    seconds never trips it. Cutting each wait to the time left bounds the whole attempt."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        wait = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, wait))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sockets, each wrapped in ``_DeadlineStream``."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        wait = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._backend.connect_tcp(host, port, wait, local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        wait = _left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, wait, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_by_deadline(client: httpx.Client) -> None:
+    """Give every connection pool of ``client`` (its own, and those httpx made for proxies
+    from the environment) the deadline-bound backend.
+
+    httpx takes no network backend, so it goes on the pools it built; tests of the hostile
+    server (a dripped head, a run of 1xx answers) fail if it ever stops reaching them."""
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if pool is not None and hasattr(pool, "_network_backend"):
+            pool._network_backend = _DeadlineBackend()
 
 
 # -- bounded reads --------------------------------------------------------------------------
@@ -97,7 +204,6 @@ def send(
     url: str,
     *,
     limits: Limits,
-    clock: Callable[[], float] = time.monotonic,
     **options: Any,
 ) -> Answer:
     """One request, its body read in full within ``limits``.
@@ -105,26 +211,28 @@ def send(
     ``ResponseTooLargeError`` if the body is announced (Content-Length) or turns out larger than
     ``max_bytes`` (counted after content decoding, so a compressed bomb is caught too);
     ``DeadlineExceededError`` if the answer is not complete ``deadline_seconds`` after sending.
-    Each socket wait is capped by the time left, so an attempt ends within about
-    ``deadline_seconds`` plus one read (at most twice the deadline for a server that stalls
-    mid-body); memory is bounded by ``max_bytes`` plus one chunk. httpx errors pass through.
+    On a client from ``build_http_client`` every socket wait (connecting, the head, the body)
+    is cut to the time left, so an attempt ends at its deadline however the server dribbles;
+    memory is bounded by ``max_bytes`` plus one chunk. httpx errors pass through.
     """
-    deadline = clock() + limits.deadline_seconds
+    deadline = time.monotonic() + limits.deadline_seconds
     timeout = httpx.Timeout(min(limits.read_timeout, limits.deadline_seconds))
     try:
-        with http.stream(method, url, timeout=timeout, **options) as response:
+        with (
+            _deadline_at(deadline),
+            http.stream(method, url, timeout=timeout, **options) as response,
+        ):
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limits.max_bytes:
                 raise ResponseTooLargeError(limits.max_bytes)
-            _cap_body_reads(response, deadline - clock(), limits.read_timeout)
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > limits.max_bytes:
                     raise ResponseTooLargeError(limits.max_bytes)
-                if clock() > deadline:
+                if time.monotonic() > deadline:
                     raise DeadlineExceededError(limits.deadline_seconds)
-            if clock() > deadline:
+            if time.monotonic() > deadline:
                 raise DeadlineExceededError(limits.deadline_seconds)
             return Answer(
                 response.status_code,
@@ -135,21 +243,9 @@ def send(
             )
     except httpx.TimeoutException:
         # A wait cut short by the deadline, not by the per-read timeout: say which limit.
-        if clock() >= deadline - 0.05:
+        if time.monotonic() >= deadline - 0.05:
             raise DeadlineExceededError(limits.deadline_seconds) from None
         raise
-
-
-def _cap_body_reads(response: httpx.Response, remaining: float, read_timeout: float) -> None:
-    """Lower the read timeout of the body to the time left before the deadline.
-
-    httpx fixes timeouts when the request is sent; httpcore reads the request's ``timeout``
-    extension again when the body starts, so the body's reads get what is left.
-    """
-    current = response.request.extensions.get("timeout")
-    if isinstance(current, dict):
-        left = max(0.01, min(read_timeout, remaining))
-        response.request.extensions["timeout"] = {**current, "read": left}
 
 
 # -- the server's clock and its error bodies ------------------------------------------------
