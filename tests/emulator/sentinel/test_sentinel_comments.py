@@ -54,6 +54,12 @@ def test_message_rules_and_the_100_comment_limit(sentinel: Any) -> None:
     assert "message" in too_long.json()["error"]["message"]
     longest = s.arm("PUT", "/incidents/inc/comments/x", json=_comment("m" * 30_000))
     assert longest.status_code == 201
+    # Counted in UTF-16 code units, as .NET counts: an emoji is two.
+    emoji = s.arm("PUT", "/incidents/inc/comments/x", json=_comment("\U0001f600" * 15_001))
+    assert emoji.status_code == 400
+    assert "30002 characters" in emoji.json()["error"]["message"]
+    fits = s.arm("PUT", "/incidents/inc/comments/x", json=_comment("\U0001f600" * 15_000))
+    assert fits.status_code == 200
     for n in range(99):
         reply = s.arm("PUT", f"/incidents/inc/comments/n{n}", json=_comment(f"note {n}"))
         assert reply.status_code == 201, reply.text

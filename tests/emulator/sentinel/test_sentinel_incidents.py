@@ -107,6 +107,8 @@ def test_description_limit_and_closing_without_classification(sentinel: Any) -> 
     too_long = s.put_incident("x", description="d" * 5001)
     assert too_long.status_code == 400
     assert "description" in too_long.json()["error"]["message"]
+    emoji = s.put_incident("x", description="\U0001f600" * 2501)  # 5,002 UTF-16 code units
+    assert emoji.status_code == 400
     unclassified = s.put_incident("x", status="Closed")
     assert unclassified.status_code == 400
     assert "classification" in unclassified.json()["error"]["message"]

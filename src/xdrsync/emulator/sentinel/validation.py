@@ -2,8 +2,10 @@
 
 Enums and limits are Microsoft's (microsoft-apis.md §3.2, §3.3, §3.6); enum values are matched
 exactly, as the API spells them. Read-only and unknown properties in a body are ignored, not
-refused. What the emulator assumes beyond the documentation: ``status`` Closed needs a
-``classification``; a label's ``labelType`` is the server's to set.
+refused. Lengths are counted as the .NET service counts them, in UTF-16 code units: a
+character outside the Basic Multilingual Plane (an emoji) counts twice. What the emulator
+assumes beyond the documentation: ``status`` Closed needs a ``classification``; a label's
+``labelType`` is the server's to set.
 """
 
 from __future__ import annotations
@@ -150,10 +152,10 @@ def incident_properties(props: Mapping[str, Any]) -> dict[str, Any]:
     severity = _enum(props, "severity", SEVERITIES, required=True)
     status = _enum(props, "status", STATUSES, required=True)
     description = _text(props, "description")
-    if description is not None and len(description) > MAX_DESCRIPTION:
+    if description is not None and _length(description) > MAX_DESCRIPTION:
         raise bad_request(
-            f"The 'description' property is {len(description)} characters long; the limit is "
-            f"{MAX_DESCRIPTION}."
+            f"The 'description' property is {_length(description)} characters long; the limit "
+            f"is {MAX_DESCRIPTION}."
         )
     classification = _enum(props, "classification", CLASSIFICATIONS)
     if status == "Closed" and classification is None:
@@ -177,8 +179,14 @@ def incident_properties(props: Mapping[str, Any]) -> dict[str, Any]:
 def comment_message(props: Mapping[str, Any]) -> str:
     message = _text(props, "message", required=True)
     assert message is not None
-    if len(message) > MAX_COMMENT:
+    if _length(message) > MAX_COMMENT:
         raise bad_request(
-            f"The 'message' property is {len(message)} characters long; the limit is {MAX_COMMENT}."
+            f"The 'message' property is {_length(message)} characters long; the limit is "
+            f"{MAX_COMMENT}."
         )
     return message
+
+
+def _length(text: str) -> int:
+    """A .NET ``string.Length``: UTF-16 code units (a lone surrogate counts one)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
