@@ -249,15 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length is not None:
             self.send_header("Content-Length", str(length))
         self.end_headers()
-        self.close_connection = True
-        try:
-            for chunk in chunks:
-                if self.state.stopping.is_set():
-                    return
-                self.wfile.write(chunk)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            return  # the client hung up: what a good client does with a hostile body
+        self._raw(chunks)
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -475,7 +467,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._stream(chunks(), total if self.state.huge_declares_length else None)
 
     def _raw(self, chunks: Iterator[bytes]) -> None:
-        """Write an answer's head by hand (http.server cannot dribble one)."""
+        """Write bytes as they come, then close: a body, or a head written by hand (http.server
+        cannot dribble one)."""
         self.close_connection = True
         try:
             for chunk in chunks:
@@ -484,7 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
-            return
+            return  # the client hung up: what a good client does with a hostile answer
 
     def _drip_head(self) -> Iterator[bytes]:
         yield b"HTTP/1.1 200 OK\r\n"
