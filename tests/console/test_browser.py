@@ -65,13 +65,14 @@ def _open_incidents(live: Any, tenant: str, count: int) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def picks(live_console: Any) -> dict[str, dict[str, Any]]:
     first, second = live_console.tenants[0], live_console.tenants[1]
-    mine = _open_incidents(live_console, first, 4)
+    mine = _open_incidents(live_console, first, 5)
     theirs = _open_incidents(live_console, second, 1)
     return {
-        "browse": mine[0],
-        "edit": mine[1],
-        "portal": mine[2],
-        "reader": mine[3],
+        "tags": mine[0],
+        "browse": mine[1],
+        "edit": mine[2],
+        "portal": mine[3],
+        "reader": mine[4],
         "second": theirs[0],
     }
 
@@ -275,6 +276,60 @@ def test_portal_edit_appears_without_reload(
         # The queue shows it too: the row in place, or a "new" indicator for it.
         expect(row.or_(queue.locator("#new-indicator"))).to_contain_text(
             re.compile("Renamed in the portal|new"), timeout=SYNC_MS
+        )
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_tags_clicked_on_a_stale_page_keep_the_tags_added_in_the_portal(
+    browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
+) -> None:
+    """The page hears of no change (its live updates are held back) while the portal tags the
+    incident and the hub reads it: a tag added or removed there changes only that tag."""
+    incident = picks["tags"]
+    tenant, defender_id = incident["tenant"], incident["incidentId"]
+    api = live_console.client("admin")
+
+    def hub_tags() -> set[str]:
+        return set(api.get(f"/api/v1/incidents/{incident['id']}").json()["customTags"])
+
+    def defender_tags() -> set[str]:
+        return set(live_console.truth(tenant)[defender_id].get("customTags") or ())
+
+    live_console.portal(tenant, defender_id, customTags=["old"])
+    live_console.wait_for(lambda: hub_tags() == {"old"}, SYNC_MS / 1000, "the hub to read it")
+    session = signed_in(browser, live_console, "responder")
+    try:
+        page = session.page
+        page.route("**/api/v1/changes*", lambda route: route.fulfill(json={"seq": 1}))
+        page.goto(f"/incidents/{incident['id']}")
+        expect(page.locator("#h-tags")).to_have_text("old×")
+
+        live_console.portal(tenant, defender_id, customTags=["old", "vip-exec"])
+        live_console.wait_for(lambda: "vip-exec" in hub_tags(), SYNC_MS / 1000, "the hub")
+        with page.expect_request(lambda r: r.method == "PATCH") as sent:
+            page.fill("#act-tag input[name=tag]", "triaged")
+            page.click("#act-tag button")
+        live_console.wait_for(
+            lambda: defender_tags() == {"old", "vip-exec", "triaged"},
+            SYNC_MS / 1000,
+            "the portal's tag kept beside the new one",
+        )
+        body = sent.value.post_data_json
+        assert body["addTags"] == ["triaged"] and "customTags" not in body
+        assert body["seen"]["assignedTo"] == incident["assignedTo"]  # what the page showed
+        expect(page.locator("#act-state .tracked").last).to_contain_text(
+            "confirmed", timeout=SYNC_MS
+        )
+
+        live_console.portal(tenant, defender_id, customTags=["old", "vip-exec", "triaged", "vip-2"])
+        live_console.wait_for(lambda: "vip-2" in hub_tags(), SYNC_MS / 1000, "the hub")
+        page.click("#h-tags button[aria-label='Remove tag old']")
+        live_console.wait_for(
+            lambda: defender_tags() == {"vip-exec", "triaged", "vip-2"},
+            SYNC_MS / 1000,
+            "only the tag removed",
         )
         _no_script_errors(session.errors)
     finally:

@@ -62,16 +62,38 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class IncidentPatch(StrictBody):
-    """Graph's names; a field left out is left as is. ``assignedTo: ""`` unassigns."""
+Tags = Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=200)]
+
+
+class AlertSeen(StrictBody):
+    """The values the page showed when the user edited (``null``: none shown). The merge
+    compares them with Defender's, so a change made in Defender since the page was drawn is
+    a conflict for the field's policy; a field left out counts as the workspace's value at
+    submit."""
 
     assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
     status: str | None = Field(default=None, max_length=64)
     classification: str | None = Field(default=None, max_length=64)
     determination: str | None = Field(default=None, max_length=64)
-    customTags: list[Annotated[str, Field(max_length=256)]] | None = Field(  # noqa: N815
-        default=None, max_length=200
-    )
+
+
+class IncidentSeen(AlertSeen):
+    customTags: Tags | None = None  # noqa: N815
+
+
+class IncidentPatch(StrictBody):
+    """Graph's names; a field left out is left as is. ``assignedTo: ""`` unassigns.
+    ``addTags``/``removeTags`` change only the tags named; ``customTags`` (the whole new list)
+    is diffed against ``seen.customTags``, else against the workspace's tags now."""
+
+    assignedTo: str | None = Field(default=None, max_length=320)  # noqa: N815
+    status: str | None = Field(default=None, max_length=64)
+    classification: str | None = Field(default=None, max_length=64)
+    determination: str | None = Field(default=None, max_length=64)
+    customTags: Tags | None = None  # noqa: N815
+    addTags: Tags | None = None  # noqa: N815
+    removeTags: Tags | None = None  # noqa: N815
+    seen: IncidentSeen | None = None
 
 
 class AlertPatch(StrictBody):
@@ -79,6 +101,12 @@ class AlertPatch(StrictBody):
     status: str | None = Field(default=None, max_length=64)
     classification: str | None = Field(default=None, max_length=64)
     determination: str | None = Field(default=None, max_length=64)
+    seen: AlertSeen | None = None
+
+
+def _seen(body: IncidentPatch | AlertPatch) -> dict[str, Any] | None:
+    """The fields the client said its page showed (an explicit ``null`` included)."""
+    return body.seen.model_dump(exclude_unset=True) if body.seen is not None else None
 
 
 class CommentBody(StrictBody):
@@ -266,16 +294,7 @@ def update_incident(
     incident_id: str, body: IncidentPatch, principal: Responder, ctx: Ctx
 ) -> EditsOut:
     """Queue an edit for Defender (two-way outbox); the answer lists the queued edits."""
-    add: tuple[str, ...] = ()
-    remove: tuple[str, ...] = ()
-    if body.customTags is not None:
-        tenant_id, defender_id = ctx.resolve(principal.user, incident_id)
-        shown = submit.current_view(ctx.hub, tenant_id, "incident", defender_id)
-        if shown is None:
-            raise HTTPException(404, f"no incident {incident_id}")
-        now = [str(t) for t in shown.get("customTags") or ()]
-        add = tuple(t for t in dict.fromkeys(body.customTags) if t not in now)
-        remove = tuple(t for t in now if t not in body.customTags)
+    add, remove = _tag_changes(ctx, principal, incident_id, body)
     request = EditRequest(
         status=body.status,
         owner=body.assignedTo,
@@ -283,8 +302,31 @@ def update_incident(
         determination=body.determination,
         add_tags=add,
         remove_tags=remove,
+        seen=_seen(body),
     )
     return _queue_edit(ctx, principal, "incident", incident_id, request)
+
+
+def _tag_changes(
+    ctx: ConsoleContext, principal: Principal, incident_id: str, body: IncidentPatch
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The tags to add and to remove. A whole list is diffed against the list the client saw
+    (``seen.customTags``), or without it against the workspace's tags now: then a tag added in
+    Defender since the client read the list is removed, which deltas never do."""
+    if body.customTags is None:
+        return tuple(body.addTags or ()), tuple(body.removeTags or ())
+    if body.addTags or body.removeTags:
+        raise invalid(("body", "customTags"), "send customTags or addTags/removeTags, not both")
+    before = body.seen.customTags if body.seen is not None else None
+    if before is None:
+        tenant_id, defender_id = ctx.resolve(principal.user, incident_id)
+        shown = submit.current_view(ctx.hub, tenant_id, "incident", defender_id)
+        if shown is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        before = [str(t) for t in shown.get("customTags") or ()]
+    add = tuple(t for t in dict.fromkeys(body.customTags) if t not in before)
+    remove = tuple(t for t in dict.fromkeys(before) if t not in body.customTags)
+    return add, remove
 
 
 @router.post("/incidents/{incident_id}/comments", tags=["incidents"], status_code=202)
@@ -318,6 +360,7 @@ def update_alert(alert_id: str, body: AlertPatch, principal: Responder, ctx: Ctx
         owner=body.assignedTo,
         classification=body.classification,
         determination=body.determination,
+        seen=_seen(body),
     )
     return _queue_edit(ctx, principal, "alert", alert_id, request)
 

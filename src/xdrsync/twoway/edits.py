@@ -1,7 +1,10 @@
 """From "the user wants this" to outbox rows: checks first, then one row per field (pure).
 
-The value the user saw is the workspace's view of the record: Defender's version as last read,
-with the edits still on their way applied on top (``view``). Checks refuse, with one line,
+The value the user saw is what the user's page showed when the client says so
+(``EditRequest.seen``: a console page may be older than the hub's last read, and a change made
+in Defender since then must reach the merge as a conflict, not pass for what the user saw);
+otherwise the workspace's view of the record at submit: Defender's version as last read, with
+the edits still on their way applied on top (``view``). Checks refuse, with one line,
 anything Defender would refuse; nothing is queued unless every part of the request is valid.
 """
 
@@ -27,7 +30,9 @@ READ_ONLY_FIELDS = {
 
 @dataclass(frozen=True)
 class EditRequest:
-    """What a user asked for; None / empty means "leave as is". ``owner=""`` unassigns."""
+    """What a user asked for; None / empty means "leave as is". ``owner=""`` unassigns.
+    ``seen`` is the record as the user's page showed it (Graph's names); a field it leaves
+    out is taken as the workspace shows it now."""
 
     status: str | None = None
     owner: str | None = None
@@ -37,6 +42,7 @@ class EditRequest:
     remove_tags: tuple[str, ...] = ()
     comment: str | None = None
     other: Mapping[str, Any] | None = None  # any other field named (always refused)
+    seen: Mapping[str, Any] | None = None
 
 
 def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any]:
@@ -66,6 +72,24 @@ def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any
 def _ticks(record: Mapping[str, Any]) -> int | None:
     text = record.get("lastUpdateDateTime")
     return ticks_from_text(str(text)) if text else None
+
+
+def _seen_value(name: str, current: Mapping[str, Any], shown: Mapping[str, Any] | None) -> Any:
+    """What the user saw of ``name``: the page's value (``shown``) where it sent one, else the
+    workspace's. A page shows enums in one spelling (``truePositive``) where Graph may have
+    sent another (``TruePositive``): the same value is kept in the workspace's spelling, so
+    that a spelling never passes for a change made in Defender."""
+    now = theirs_of(current, name)
+    if not shown:
+        return now
+    saw = theirs_of({**current, **shown}, name)
+    return now if _folded(saw) == _folded(now) else saw
+
+
+def _folded(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _folded(part) for key, part in value.items()}
+    return str(value or "").lower()
 
 
 def check_request(kind: EntityType, request: EditRequest) -> None:
@@ -107,8 +131,9 @@ def plan_edits(
     closing_needs_classification: bool = True,
 ) -> list[NewEdit]:
     """The outbox rows for ``request`` against the workspace's view ``current``; raises
-    ``EditRefusedError`` for anything Defender would not accept. Fields already at the wanted
-    value are left out (an empty list: nothing to change)."""
+    ``EditRefusedError`` for anything Defender would not accept. Fields the workspace already
+    shows at the wanted value are left out (an empty list: nothing to change); each row's
+    ``seen`` is what the user's page showed (``request.seen``), else ``current``."""
     check_request(kind, request)
     if str(current.get("status") or "").lower() == "redirected":
         survivor = current.get("redirectIncidentId") or "another incident"
@@ -148,9 +173,8 @@ def plan_edits(
         )
 
     for name, value in wanted.items():
-        seen = theirs_of(current, name)
-        if not same(name, seen, value):
-            add(name, seen, value)
+        if not same(name, theirs_of(current, name), value):
+            add(name, _seen_value(name, current, request.seen), value)
     if adds or removes:
         tags_now = theirs_of(current, f.TAGS)
         real_adds = [t for t in adds if t not in tags_now]

@@ -1,6 +1,5 @@
-"""Queueing an edit from the workspace (CLI today; console and API later), waiting for its
-outcome, and resolving a ``manual`` conflict: the steps around the pure ``edits`` and the
-``Pusher``."""
+"""Queueing an edit from the workspace (CLI, console and REST API), waiting for its outcome,
+and resolving a ``manual`` conflict: the steps around the pure ``edits`` and the ``Pusher``."""
 
 from __future__ import annotations
 
@@ -52,7 +51,9 @@ def submit(
     origin: str,
     closing_needs_classification: bool = True,
 ) -> list[int]:
-    """Check and queue an edit; returns the outbox ids (empty: nothing to change).
+    """Check and queue an edit; returns the outbox ids (empty: nothing to change). What the
+    user saw is ``request.seen`` where the client sent it (a page drawn before the hub's last
+    read), else the workspace's view now.
     ``closing_needs_classification=False`` lets an incident close unclassified (Sentinel
     closes as Undetermined; the workspace's own commands ask for a classification)."""
     check_request(kind, request)

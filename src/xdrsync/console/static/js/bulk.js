@@ -1,16 +1,18 @@
 // Bulk actions on the incidents checked in the queue (responders): assign, status, close with
 // classification (and determination, and an optional comment), add a tag. One PATCH per
 // incident, at most 4 at a time; the bar reports progress and each refusal.
-import { $, api, clear, fillDeterminations, h, me, statusLabel, toast } from "./common.js";
+import { $, api, clear, fillDeterminations, h, me, seenOf, statusLabel, toast } from "./common.js";
 import { assignMeProblem } from "./pane.js";
 
 const PARALLEL = 4;
 
 /**
  * The bar. `selection()` gives the checked ids (in the queue's order), `clearSelection()`
- * unchecks them all, `onDone(ids)` refreshes the rows after a run.
+ * unchecks them all, `onDone(ids)` refreshes the rows after a run, and `shown(id)` gives the
+ * incident as its row shows it (sent as `seen`, so that a change made in Defender since the
+ * row was drawn goes to the field's conflict policy instead of being overwritten).
  */
-export function createBulk({ selection, clearSelection, onDone }) {
+export function createBulk({ selection, clearSelection, onDone, shown = () => null }) {
   const bar = $("#bulk-bar");
   if (!bar) return { update() {} };
   let running = false;
@@ -90,7 +92,11 @@ export function createBulk({ selection, clearSelection, onDone }) {
     await onDone(ids);
   }
 
-  const patch = async (id, body) => ((await api(path(id), { method: "PATCH", body })).edits || []).length;
+  const withSeen = (id, body) => {
+    const row = shown(id);
+    return row ? { ...body, seen: seenOf(row) } : body;
+  };
+  const patch = async (id, body) => ((await api(path(id), { method: "PATCH", body: withSeen(id, body) })).edits || []).length;
 
   $("#bulk-clear").addEventListener("click", () => { clearSelection(); update(); });
   $("#bulk-report-dismiss").addEventListener("click", () => {
@@ -115,13 +121,8 @@ export function createBulk({ selection, clearSelection, onDone }) {
     const input = event.target.elements.tag;
     const tag = input.value.trim();
     if (!tag) { input.focus(); return; }
-    // customTags is the whole new list: read each incident's own tags first (never the row's,
-    // which may lag), so a tag added elsewhere meanwhile is kept.
-    run(`Add tag ${tag}`, async (id) => {
-      const now = (await api(path(id))).customTags || [];
-      if (now.includes(tag)) return 0;
-      return patch(id, { customTags: [...now, tag] });
-    }).then(() => { input.value = ""; });
+    // Only this tag is added: tags added elsewhere meanwhile stay.
+    run(`Add tag ${tag}`, (id) => patch(id, { addTags: [tag] })).then(() => { input.value = ""; });
   });
 
   const closeForm = $("#bulk-close");

@@ -118,6 +118,16 @@ export function clear(node) {
   return node;
 }
 
+/**
+ * What a page shows of the fields an edit may change, sent with the edit as `seen`: Defender
+ * may have changed a field since the page was drawn, and only the value the analyst saw lets
+ * the merge treat that as a conflict (decided by the field's policy) instead of overwriting it.
+ */
+export const seenOf = (d) => ({
+  assignedTo: d.assignedTo ?? null, status: d.status ?? null,
+  classification: d.classification ?? null, determination: d.determination ?? null,
+});
+
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 

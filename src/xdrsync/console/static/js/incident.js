@@ -6,6 +6,7 @@ import {
   $, api, can, clear, CLASSIFICATIONS, DETERMINATIONS, every, h, humanize, me,
   productLabel, severityBadge, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast,
   typing, copyable, utcText, parseTime, fillDeterminations, looksLikeAddress, wireAssignAndStatus,
+  seenOf,
 } from "./common.js";
 import { drawGraph } from "./graph.js";
 
@@ -84,7 +85,7 @@ function renderHeader(d) {
     let remove = null;
     if (EDITABLE) {
       remove = h("button", { type: "button", title: `Remove tag ${tag}`, "aria-label": `Remove tag ${tag}` }, "×");
-      remove.addEventListener("click", () => setTags((current.customTags || []).filter((t) => t !== tag), `remove tag ${tag}`));
+      remove.addEventListener("click", () => edit({ removeTags: [tag] }, `remove tag ${tag}`));
     }
     tags.append(tagChip(tag, remove));
   }
@@ -399,7 +400,7 @@ const anyPending = () => [...tracked.values()].some((state) => state === "pendin
 
 async function edit(body, label) {
   try {
-    const answer = await api(PATH, { method: "PATCH", body });
+    const answer = await api(PATH, { method: "PATCH", body: current ? { ...body, seen: seenOf(current) } : body });
     for (const e of answer.edits || []) tracked.set(e.id, e.state);
     if (!(answer.edits || []).length) toast(`Nothing to change: ${label}`);
     else toast(`Queued: ${label}`);
@@ -423,10 +424,6 @@ async function comment(text) {
   }
 }
 
-function setTags(tags, label) {
-  return edit({ customTags: tags }, label);
-}
-
 function wireActions() {
   if (!EDITABLE) return;
   $("#act-assign-me").addEventListener("click", () => edit({ assignedTo: me.address }, "assign to me"));
@@ -437,9 +434,8 @@ function wireActions() {
     const input = event.target.elements.tag;
     const tag = input.value.trim();
     if (!tag) return;
-    const tags = [...(current?.customTags || [])];
-    if (!tags.includes(tag)) tags.push(tag);
-    setTags(tags, `add tag ${tag}`).then((ok) => { if (ok) input.value = ""; });
+    // Only the tag clicked: a tag added in Defender since the page was drawn stays.
+    edit({ addTags: [tag] }, `add tag ${tag}`).then((ok) => { if (ok) input.value = ""; });
   });
   const dialog = $("#close-dialog");
   const cls = $("#close-classification");

@@ -4,7 +4,7 @@
 import {
   $, api, can, clear, CLASSIFICATIONS, DETERMINATIONS, h, humanize, me, productLabel,
   severityBadge, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast, copyable,
-  fillDeterminations, looksLikeAddress, wireAssignAndStatus,
+  fillDeterminations, looksLikeAddress, seenOf, wireAssignAndStatus,
 } from "./common.js";
 
 /** Why "assign to me" is not possible (empty when it is). */
@@ -222,7 +222,7 @@ export function createPane({ onChanged = () => {} } = {}) {
     const id = currentId;
     if (!id) return false;
     try {
-      const answer = await api(path(id), { method: "PATCH", body });
+      const answer = await api(path(id), { method: "PATCH", body: current ? { ...body, seen: seenOf(current) } : body });
       if (id !== currentId) return true;
       for (const e of answer.edits || []) tracked.set(e.id, e.state);
       toast((answer.edits || []).length ? `Queued: ${label}` : `Nothing to change: ${label}`);

@@ -324,6 +324,7 @@ const bulk = createBulk({
   selection: () => [...rows.keys()].filter((id) => checked.has(id)),
   clearSelection: () => { checked.clear(); selectionChanged(); },
   onDone: (ids) => refreshRows(ids),
+  shown: (id) => rows.get(id)?.item,
 });
 
 selectAll?.addEventListener("change", () => {
