@@ -33,7 +33,11 @@ class FatalSyncError(XdrSyncError):
 
 
 class RetriableError(XdrSyncError):
-    """A transient failure; the same request may succeed later."""
+    """A transient failure; the same request may succeed later. ``unsent``: the request is
+    known never to have reached the server (no connection, no sign-in), so nothing of it can
+    have been applied."""
+
+    unsent: bool = False
 
 
 class ThrottledError(RetriableError):

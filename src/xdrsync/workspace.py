@@ -155,14 +155,14 @@ class Workspace:
     def pusher(self, *, sign_in: bool = True) -> Pusher:
         """The two-way pusher over every configured tenant. With ``sign_in``, each tenant's
         token is read for the permissions its app was granted, and what was found is kept in
-        the hub for ``update`` to refuse edits up front (a tenant that cannot sign in now is
-        left to Graph to decide)."""
+        the hub, where ``update`` and the pusher, at each push, read it to refuse edits up
+        front (a tenant whose token names none is left to what was recorded before, or to
+        Graph)."""
         targets = []
         for tenant, source in zip(self.config.tenants, self.sources(), strict=True):
             api = source.source
             assert isinstance(api, DefenderApi)
             enabled = self.config.writes_to(tenant)
-            roles: frozenset[str] | None = None
             if enabled and sign_in:
                 try:
                     roles = api.granted_roles()
@@ -179,14 +179,14 @@ class Workspace:
                             access.STREAM,
                             access.capability_doc(roles, datetime.now(UTC)),
                         )
-            if roles is None:
-                roles = access.recorded_roles(self.hub.get_state(tenant.tenant_id, access.STREAM))
             targets.append(
                 PushTarget(
                     name=tenant.name,
                     tenant_id=tenant.tenant_id,
                     api=api,
-                    read_only=access.read_only_reasons(tenant.name, enabled, roles),
+                    writes=enabled,
+                    app_id=tenant.client_id,
+                    sign_in_again=api.client.tokens.invalidate,
                 )
             )
         two_way = self.config.two_way

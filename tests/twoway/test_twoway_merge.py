@@ -439,12 +439,13 @@ def field_value(record: Mapping[str, Any], name: str) -> Any:
 
 @dataclass
 class FakeDefender:
-    """Defender's truth for one incident: the record, its version, and when each field last
-    changed (what a perfect observer would know)."""
+    """Defender's truth for one incident: the record, its version, and the version in which
+    each field last changed (what a perfect observer would know). Versions are ticks (100 ns),
+    as Graph's ``lastUpdateDateTime``: two of them can fall within one microsecond."""
 
     record: dict[str, Any]
     ticks: int
-    changed_at: dict[str, datetime] = field(default_factory=dict)
+    changed_in: dict[str, int] = field(default_factory=dict)
     patches: int = 0
 
     @classmethod
@@ -459,7 +460,7 @@ class FakeDefender:
             "customTags": list(tags),
             "lastUpdateDateTime": version_text(ticks),
         }
-        return cls(record, ticks, dict.fromkeys(ALL_FIELDS, T0))
+        return cls(record, ticks, dict.fromkeys(ALL_FIELDS, ticks))
 
     @property
     def updated(self) -> datetime:
@@ -473,7 +474,7 @@ class FakeDefender:
         self.record["lastUpdateDateTime"] = version_text(self.ticks)
         for name in ALL_FIELDS:
             if not same(name, before[name], field_value(self.record, name)):
-                self.changed_at[name] = self.updated
+                self.changed_in[name] = self.ticks
 
 
 @dataclass
@@ -582,7 +583,7 @@ def _record_time(record: Mapping[str, Any]) -> datetime:
 class PushOutcome:
     due: list[OutboxRow]
     record_before: dict[str, Any]
-    changed_before: dict[str, datetime]  # when Defender last changed each field, truly
+    changed_before: dict[str, int]  # the version in which Defender last changed each field
     plans: list[FieldPlan]
     body: dict[str, Any]
 
@@ -596,7 +597,7 @@ def push(
     """One pass of the pusher over the incident: read, merge, one PATCH, settle."""
     due = workspace.pending()
     record = copy.deepcopy(defender.record)
-    changed = dict(defender.changed_at)
+    changed = dict(defender.changed_in)
     if not due:
         return PushOutcome(due, record, changed, [], {})
     plans = plan_push(workspace, record, policies)
@@ -746,14 +747,15 @@ class Run:
 
 
 def read_the_change(
-    name: str, history: Sequence[tuple[datetime, Mapping[str, Any]]], changed_at: datetime
+    name: str, history: Sequence[tuple[datetime, Mapping[str, Any]]], changed_in: int
 ) -> bool:
     """Whether the hub read both the version in which Defender last changed ``name`` and the
-    one before it, so that it knows when that change happened."""
-    times = [version for version, _ in history]
-    if changed_at not in times:
+    one before it, so that it knows when that change happened. Versions are told apart by
+    their ticks: the times the history keeps (microseconds) can be one for two versions."""
+    versions = [ticks_from_text(str(payload["lastUpdateDateTime"])) for _, payload in history]
+    if changed_in not in versions:
         return False
-    i = times.index(changed_at)
+    i = versions.index(changed_in)
     return i > 0 and not same(
         name, theirs_of(history[i - 1][1], name), theirs_of(history[i][1], name)
     )
@@ -791,8 +793,9 @@ def check_policy(
             if last.created_at >= _record_time(outcome.record_before):
                 # the edit is later than anything Defender did: the workspace wins
                 assert plan.action == "write"
-            changed_at = outcome.changed_before[plan.field]
-            if read_the_change(plan.field, history, changed_at):
+            changed_in = outcome.changed_before[plan.field]
+            if read_the_change(plan.field, history, changed_in):
+                changed_at = datetime_from_ticks(changed_in)
                 # the hub saw when Defender made its change: the later side wins, the
                 # workspace a tie
                 later = "write" if last.created_at >= changed_at else "defender_won"

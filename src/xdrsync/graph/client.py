@@ -458,7 +458,10 @@ class GraphClient:
             # A 5xx that says when to come back (an outage asking for ten minutes) is kept
             # across cycles as a 429 is, not answered with a request every poll.
             return ServerBusyError(text, retry_after=decision.retry_after)
-        return kind(text)
+        error = kind(text)
+        if isinstance(error, RetriableError):
+            error.unsent = condition in (Condition.NOT_SENT, Condition.SIGN_IN_UNAVAILABLE)
+        return error
 
 
 __all__ = ["API_VERSION", "GraphClient", "GraphResponse", "Tokens"]

@@ -218,7 +218,8 @@ def settle(
     reseen: tuple[Any] | None = None,
 ) -> None:
     """Move one edit to ``state`` (``pending`` with a ``next_attempt_at`` in ``detail`` to
-    retry later) and audit the decision."""
+    retry later) and audit the decision. ``attempts`` in ``detail`` is the edit's tries so
+    far, and ``sent_at`` (None) says that its write never left: nothing to look for."""
     o = s.outbox
     values: dict[str, Any] = {
         "state": state,
@@ -226,6 +227,10 @@ def settle(
         "done_at": None if state in OPEN else now,
         "next_attempt_at": detail.get("next_attempt_at"),
     }
+    if "attempts" in detail:
+        values["attempts"] = detail["attempts"]
+    if "sent_at" in detail:
+        values["sent_at"] = detail["sent_at"]
     if written_version is not None:
         values["written_version"] = written_version
     if comment_key is not None:

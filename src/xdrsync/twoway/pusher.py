@@ -10,6 +10,7 @@ posted again.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,13 +21,21 @@ from typing import Any, Protocol
 import structlog
 
 from xdrsync.config import ConflictPolicies
-from xdrsync.errors import FatalSyncError, ThrottledError, XdrSyncError
+from xdrsync.errors import (
+    ConflictError,
+    FatalSyncError,
+    RetriableError,
+    ServerBusyError,
+    ThrottledError,
+    XdrSyncError,
+)
 from xdrsync.graph.errors import ForbiddenError, NotFoundError
 from xdrsync.hub import Hub
 from xdrsync.hub.payload import comment_key, datetime_from_ticks, ticks_from_text
 from xdrsync.hub.records import EntityType, OutboxRow, OutboxState, Settlement, Written
 from xdrsync.logs import clean
 from xdrsync.models.comment import Comment
+from xdrsync.twoway import access
 from xdrsync.twoway.fields import CLASSIFICATION, COMMENT, OWNER, STATUS, TAGS
 from xdrsync.twoway.merge import FieldPlan, Intent, Policy, merge_field, merge_tags, same
 from xdrsync.twoway.merge import theirs_since as field_since
@@ -36,6 +45,19 @@ log = structlog.get_logger(__name__)
 #: How long before our first attempt a comment found in Defender may have been made and still
 #: be ours (clocks of two machines): only comments with our exact text are considered.
 COMMENT_CLOCK_SKEW = timedelta(minutes=5)
+
+#: How Defender names the author of a comment an application posted: this prefix and the app,
+#: its client id (the emulator) or its registration's display name (as Graph answers have
+#: shown it). People's comments carry their own names.
+APP_AUTHOR = "API-App:"
+_CLIENT_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+#: How many tries of an edit Defender may answer 409 Conflict before the edit fails. Graph
+#: documents no 409 for these calls; Azure's APIs answer it to a write that raced another
+#: ("Newer version of resource exists. Data was not saved", microsoft-apis.md §3.4), which a
+#: later try, merged again from Defender's current record, gets past. One that persists is
+#: not a race: the edit fails with Defender's answer instead of waiting forever.
+MAX_CONFLICT_TRIES = 4
 
 
 class DefenderWriter(Protocol):
@@ -53,13 +75,18 @@ class DefenderWriter(Protocol):
 
 @dataclass(frozen=True)
 class PushTarget:
-    """One tenant the pusher writes to; ``read_only`` says why a kind of record may not be
-    written (``twoway.access.read_only_reasons``)."""
+    """One tenant the pusher writes to. ``writes``: the configuration lets its edits through
+    (``Config.writes_to``); whether its app may write is what the hub last recorded of its
+    roles, read again at every push (``twoway.access``). ``app_id``: its app's client id,
+    to tell our comments from others' (``_ours_by_author``). ``sign_in_again``: forgets the
+    tenant's access token, so that the next call signs in afresh (``Pusher._refused``)."""
 
     name: str
     tenant_id: str
     api: DefenderWriter
-    read_only: Mapping[EntityType, str] = field(default_factory=dict)
+    writes: bool = True
+    app_id: str | None = None
+    sign_in_again: Callable[[], None] | None = None
 
 
 #: How many times one push follows a comment from a merged incident to its survivor.
@@ -75,6 +102,8 @@ class PushReport:
     states: dict[str, int] = field(default_factory=dict)
     # Comments moved to the survivor of a merge in this push: pushed again before it ends.
     retargeted: list[int] = field(default_factory=list)
+    # Edits settled in this push (a failure after them leaves them as they were settled).
+    settled: set[int] = field(default_factory=set)
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -85,6 +114,7 @@ class PushReport:
         for state, n in other.states.items():
             self.states[state] = self.states.get(state, 0) + n
         self.retargeted.extend(other.retargeted)
+        self.settled |= other.settled
 
 
 def _utcnow() -> datetime:
@@ -154,6 +184,10 @@ class Pusher:
         self.max_retry_seconds = max_retry_seconds
         self.clock = clock
         self._lock = threading.Lock()
+        # Why a tenant's kinds of record may not be written, read once per push (``_refused``),
+        # and when the roles it was read from were recorded.
+        self._read_only: dict[str, dict[EntityType, str]] = {}
+        self._checked = {tid: self._capability(tid).get("checked_at") for tid in self.targets}
 
     def policy(self, name: str) -> Policy:
         if name == STATUS:
@@ -173,6 +207,7 @@ class Pusher:
         after = 0
         carry: list[OutboxRow] = []
         with self._lock:
+            self._read_only = {}
             while True:
                 rows = self.hub.due_edits(batch, tenant_id, after_id=after)
                 if not rows and not carry:
@@ -213,6 +248,28 @@ class Pusher:
             )
         return report
 
+    def _refused(self, target: PushTarget, kind: EntityType) -> str | None:
+        """Why ``kind`` records of the tenant may not be written (None: they may), from the
+        roles the hub has recorded, read once per push and tenant: a permission granted and
+        recorded (``xdrsync check``) counts from the next push, as it does for ``update``
+        (``submit``), without restarting the service."""
+        reasons = self._read_only.get(target.tenant_id)
+        if reasons is None:
+            doc = self._capability(target.tenant_id)
+            checked = doc.get("checked_at")
+            if checked != self._checked.get(target.tenant_id) and target.sign_in_again:
+                # Checked again since: the token we hold names the permissions of its own
+                # sign-in, and Graph would refuse a permission granted after it.
+                target.sign_in_again()
+            self._checked[target.tenant_id] = checked
+            roles = access.recorded_roles(doc)
+            reasons = access.read_only_reasons(target.name, target.writes, roles)
+            self._read_only[target.tenant_id] = reasons
+        return reasons.get(kind)
+
+    def _capability(self, tenant_id: str) -> Mapping[str, Any]:
+        return self.hub.get_state(tenant_id, access.STREAM) or {}
+
     def _push_rows(self, rows: list[OutboxRow], report: PushReport) -> None:
         groups: dict[tuple[str, str, str], list[OutboxRow]] = {}
         for row in rows:
@@ -225,7 +282,7 @@ class Pusher:
 
     def _push_record(self, target: PushTarget, edits: list[OutboxRow]) -> PushReport:
         report = PushReport()
-        refused = target.read_only.get(edits[0].entity_type)
+        refused = self._refused(target, edits[0].entity_type)
         if refused is not None:
             self._settle(report, [_done(e, "failed", "refused", refused) for e in edits])
             return report
@@ -445,13 +502,13 @@ class Pusher:
                 comments = target.api.add_incident_comment(entity_id, text)
             else:
                 comments = target.api.add_alert_comment(entity_id, text)
-        except FatalSyncError as refused:
-            # Defender refused this comment (a 400 with its reason): it fails alone, and the
-            # record's other edits go on. What fails every edit (403, 404, 5xx) propagates.
-            reason = {"reason": clean(f"{type(refused).__name__}: {refused}")}
-            self._settle(report, [Settlement(edit, "failed", "rejected", reason)])
+        except (FatalSyncError, ConflictError) as refused:
+            # Defender answered this comment alone (a 400 with its reason, a 409): it fails or
+            # waits alone, and the record's other edits go on. What stops every edit of the
+            # record (403, 404, 5xx, no connection) propagates.
+            self._failed_call(report, [edit], refused)
             return False
-        key = _our_comment(comments, text, sent_at, claimed)
+        key = _our_comment(comments, text, sent_at, claimed, target.app_id)
         detail = {
             "reason": "posted"
             if key
@@ -474,7 +531,9 @@ class Pusher:
         if edit.sent_at is None or record is None:
             return False
         claimed = self.hub.claimed_comment_keys(target.tenant_id, edit.entity_type, edit.entity_id)
-        found = _our_comment(record.get("comments") or (), str(edit.wanted), edit.sent_at, claimed)
+        found = _our_comment(
+            record.get("comments") or (), str(edit.wanted), edit.sent_at, claimed, target.app_id
+        )
         if found is None:
             return False
         detail = {"reason": "found in Defender: an earlier attempt had posted it"}
@@ -514,27 +573,46 @@ class Pusher:
     ) -> None:
         message = clean(f"{type(failure).__name__}: {failure}")
         # Defender refused the edit itself (403 naming the permission, 400 with its reason,
-        # 404): that is final. Anything else (5xx, 429, sign-in trouble, a bug) is not the
-        # edit's fault: it waits and is tried again.
-        state: OutboxState = (
-            "failed"
-            if isinstance(failure, ForbiddenError | FatalSyncError | NotFoundError)
-            else "pending"
-        )
+        # 404): that is final. A 409 is tried again, merged from Defender's record as it is
+        # then, up to MAX_CONFLICT_TRIES. Anything else (5xx, 429, sign-in trouble, a bug) is
+        # not the edit's fault: it waits and is tried again.
+        final = isinstance(failure, ForbiddenError | FatalSyncError | NotFoundError)
+        unsent = _never_sent(failure)
+        before = {e.id: e for e in edits}
+        current = [
+            e
+            for e in self.hub.edits(ids=list(before))
+            # not settled before the failure (a comment of the record, posted or refused)
+            if e.state == "pending" and e.id not in report.settled
+        ]
+        # Every try counts, whether it got as far as a write (``mark_sent`` counted those) or
+        # not: the record's edits wait together, doubling with the record's tries, so a record
+        # whose read keeps failing backs off as one whose write does.
+        tries = {e.id: max(e.attempts, before[e.id].attempts + 1) for e in current}
+        wait = self.retry_seconds * 2 ** min(max(tries.values(), default=1) - 1, 16)
+        if isinstance(failure, ThrottledError) and failure.retry_after:
+            wait = max(wait, failure.retry_after)
+        next_attempt_at = self.clock() + timedelta(seconds=min(self.max_retry_seconds, wait))
         settlements: list[Settlement] = []
-        now = self.clock()
-        for edit in self.hub.edits(ids=[e.id for e in edits]):
-            if edit.state != "pending":
-                continue  # settled before the failure (an earlier comment of the record)
-            if state == "pending":
-                wait = min(self.max_retry_seconds, self.retry_seconds * 2 ** min(edit.attempts, 16))
-                if isinstance(failure, ThrottledError) and failure.retry_after:
-                    wait = min(self.max_retry_seconds, max(wait, failure.retry_after))
-                detail = {"reason": message, "next_attempt_at": now + timedelta(seconds=wait)}
-                settlements.append(Settlement(edit, "pending", "push_retry", detail))
-            else:
+        for edit in current:
+            if final:
                 decision = "refused" if isinstance(failure, ForbiddenError) else "rejected"
                 settlements.append(Settlement(edit, "failed", decision, {"reason": message}))
+                continue
+            if isinstance(failure, ConflictError) and tries[edit.id] >= MAX_CONFLICT_TRIES:
+                reason = f"{message} (after {tries[edit.id]} tries; Defender kept refusing)"
+                settlements.append(Settlement(edit, "failed", "rejected", {"reason": reason}))
+                continue
+            detail: dict[str, Any] = {
+                "reason": message,
+                "attempts": tries[edit.id],
+                "next_attempt_at": next_attempt_at,
+            }
+            if unsent and before[edit.id].sent_at is None and edit.sent_at is not None:
+                # The write never reached Graph: nothing to look for before sending it again
+                # (a comment found then would be someone else's with the same text).
+                detail["sent_at"] = None
+            settlements.append(Settlement(edit, "pending", "push_retry", detail))
         self._settle(report, settlements)
 
     def _settle(
@@ -544,6 +622,7 @@ class Pusher:
             self.hub.settle_edits(settlements, written)
         for item in settlements:
             report.count(item.state)
+            report.settled.add(item.row.id)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -635,16 +714,18 @@ def _done(edit: OutboxRow, state: OutboxState, decision: str, reason: str) -> Se
 
 
 def _our_comment(
-    comments: Sequence[Any], text: str, sent_at: datetime, claimed: set[str]
+    comments: Sequence[Any], text: str, sent_at: datetime, claimed: set[str], app_id: str | None
 ) -> str | None:
-    """The key of the newest comment with exactly our text, made no earlier than our first
-    attempt (less clock skew) and not already matched to another edit."""
+    """The key of the newest comment with exactly our text, posted by our app, made no earlier
+    than our first attempt (less clock skew) and not already matched to another edit."""
     for raw in reversed(list(comments)):
         if not isinstance(raw, Mapping) or raw.get("comment") != text:
             continue
         try:
             parsed = Comment.from_graph(raw)
         except (ValueError, XdrSyncError):  # not a comment we could have made
+            continue
+        if not _ours_by_author(parsed.created_by_display_name, app_id):
             continue
         created = parsed.created_date_time
         if created is not None and created < sent_at - COMMENT_CLOCK_SKEW:
@@ -653,6 +734,27 @@ def _our_comment(
         if key not in claimed:
             return key
     return None
+
+
+def _ours_by_author(author: str | None, app_id: str | None) -> bool:
+    """Whether a comment's author can be our app: ``API-App:`` and our client id, or a name
+    (Graph shows the app registration's display name, which the config does not hold), but
+    not another app's client id. A comment without an author is not taken as ours: taking
+    someone's comment would leave ours never posted and show theirs under our user, while
+    posting ours again only risks a visible duplicate (and Graph names every comment's
+    author, so this is for an answer that breaks its contract)."""
+    if not author or not author.startswith(APP_AUTHOR):
+        return False
+    app = author.removeprefix(APP_AUTHOR)
+    return app_id is None or app.lower() == app_id.lower() or not _CLIENT_ID.fullmatch(app)
+
+
+def _never_sent(failure: BaseException) -> bool:
+    """Whether the failure proves the request never reached Graph, so nothing of it can have
+    landed: a 429 (Graph did not act on it), or no connection or no token."""
+    if isinstance(failure, ThrottledError):
+        return not isinstance(failure, ServerBusyError)  # a 5xx may have acted on it
+    return isinstance(failure, RetriableError) and failure.unsent
 
 
 __all__ = ["DefenderWriter", "PushReport", "PushTarget", "Pusher", "patch_body", "theirs_of"]

@@ -1,0 +1,425 @@
+"""The pusher when Graph fails in particular ways, against the emulator in one process: a
+comment whose POST never left or whose answer was lost, a 409 on a comment or a PATCH, reads
+that keep failing, and a permission granted while the service runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from xdrsync.config import Config, load_config
+from xdrsync.emulator.clientconfig import write_client_config
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.errors import EditRefusedError
+from xdrsync.graph.retry import RetryPolicy
+from xdrsync.graph.security import DefenderApi
+from xdrsync.hub import Hub
+from xdrsync.sync.engine import sync_tenant
+from xdrsync.twoway.edits import EditRequest
+from xdrsync.twoway.pusher import MAX_CONFLICT_TRIES, Pusher
+from xdrsync.twoway.submit import Tenant, submit
+from xdrsync.workspace import Workspace, inbound_settings
+
+TEXT = "False positive - closing"
+CONFLICT = {
+    "error": {"code": "Conflict", "message": "Newer version of resource exists. Data was not saved"}
+}
+
+#: What a request does instead of reaching the emulator: None lets it through.
+Fault = Callable[[httpx.Request, httpx.BaseTransport], httpx.Response | None]
+
+
+class Faulty(httpx.BaseTransport):
+    """Between the Graph client and the emulator: ``fault`` decides each request's fate."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.fault: Fault | None = None
+        self.hits = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.fault is not None:
+            answer = self.fault(request, self.inner)
+            if answer is not None:
+                self.hits += 1
+                return answer
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def posting_comment(request: httpx.Request) -> bool:
+    return request.method == "POST" and request.url.path.endswith("/comments")
+
+
+def patching(request: httpx.Request) -> bool:
+    return request.method == "PATCH"
+
+
+def reading_one_incident(request: httpx.Request) -> bool:
+    path = request.url.path
+    return request.method == "GET" and re.search(r"/security/incidents/\d+$", path) is not None
+
+
+@dataclass
+class Env:
+    server: EmulatorServer
+    config: Config
+    workspace: Workspace
+    pusher: Pusher
+    wire: Faulty
+    config_file: Path
+
+    @property
+    def hub(self) -> Hub:
+        return self.workspace.hub
+
+    @property
+    def tenant(self) -> Tenant:
+        t = self.config.tenants[0]
+        return Tenant(t.name, t.tenant_id, self.config.writes_to(t))
+
+    def cycle(self) -> None:
+        """One full cycle as ``sync --once`` runs it: push, inbound, log tables."""
+        self.pusher.push_due()
+        for source in self.workspace.sources():
+            report = sync_tenant(self.hub, source, inbound_settings(self.config))
+            assert report.ok, report.errors
+        self.workspace.fanout().publish()
+
+    def edit(self, incident_id: str, author: str = "alice@contoso.com", **fields: Any) -> list[int]:
+        request = EditRequest(**fields)
+        return submit(
+            self.hub, self.tenant, "incident", incident_id, request, author=author, origin="test"
+        )
+
+    def push_until_settled(self, ids: list[int], seconds: float = 20) -> None:
+        """Push as the service does (every few ms) until none of ``ids`` is pending."""
+        deadline = time.monotonic() + seconds
+        while any(r.state == "pending" for r in self.hub.edits(ids=ids)):
+            assert time.monotonic() < deadline, self.hub.edits(ids=ids)
+            self.pusher.push_due()
+            time.sleep(0.02)
+
+    def truth(self, incident_id: str) -> dict[str, Any]:
+        reply = httpx.get(f"{self.server.base_url}/_emulator/truth", timeout=30)
+        return next(i for i in reply.json()["value"] if i["id"] == incident_id)
+
+    def portal_comment(self, incident_id: str, text: str, author: str) -> None:
+        """A comment made in Defender by someone else (an analyst in the portal, an app)."""
+        comment = {"comment": text, "createdByDisplayName": author}
+        reply = httpx.post(
+            f"{self.server.base_url}/_emulator/incidents/{incident_id}",
+            json={"comments": [comment]},
+            timeout=30,
+        )
+        reply.raise_for_status()
+
+    def defender_comments(self, incident_id: str, text: str) -> list[str]:
+        """Who wrote each of Defender's comments with ``text``."""
+        comments = self.truth(incident_id).get("comments") or ()
+        return sorted(c["createdByDisplayName"] for c in comments if c["comment"] == text)
+
+    def shown_comments(self, incident_id: str, text: str) -> list[tuple[str | None, str | None]]:
+        """Each workspace comment with ``text``: Defender's author, and the workspace user."""
+        rows = self.hub.list_comments(self.tenant.tenant_id, incident_id)
+        return sorted(
+            ((c.created_by, c.written_by) for c in rows if c.comment == text),
+            key=lambda pair: (pair[0] or "", pair[1] or ""),
+        )
+
+    def open_incident(self) -> str:
+        for summary in self.hub.list_incidents(limit=200):
+            if summary.status in ("active", "inProgress") and not summary.merged_into:
+                return summary.id
+        raise AssertionError("no open incident")
+
+    @property
+    def app(self) -> str:
+        return f"API-App:{self.config.tenants[0].client_id}"
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    made: list[Env] = []
+
+    def _make(**settings: Any) -> Env:
+        server = EmulatorServer(settings_for(seed=11, incidents=12, **settings)).start()
+        folder = tmp_path / f"env{len(made)}"
+        config_file = write_client_config(
+            folder,
+            server.base_url,
+            server.emulator.settings.tenants,
+            workspace="ws",
+            sync={"poll_interval_seconds": 0.5, "lookback_seconds": 60, "max_attempts": 4},
+            rate_limit_per_minute=6000,
+        )
+        with config_file.open("a") as out:
+            out.write("[two_way]\nretry_seconds = 0.05\n")
+        config = load_config(config_file)
+        workspace = Workspace.open(config)
+        pusher = workspace.pusher()  # what `xdrsync run` builds when it starts
+        (api,) = [target.api for target in pusher.targets.values()]
+        assert isinstance(api, DefenderApi)
+        # Every request between the client and the emulator passes ``Faulty``; one attempt
+        # per call, so that a refused connection is not slept through in retries.
+        http = api.client._http
+        wire = Faulty(http._transport)
+        http._transport = wire
+        api.client.policy = RetryPolicy(max_attempts=1)
+        env = Env(server, config, workspace, pusher, wire, config_file)
+        made.append(env)
+        env.cycle()
+        return env
+
+    yield _make
+    for env in made:
+        env.workspace.close()
+        env.server.stop()
+
+
+# -- A: a comment matched to someone else's with the same text ----------------------------
+
+
+def test_a_comment_whose_post_never_left_is_posted_and_not_taken_for_another_apps(
+    make_env: Callable[..., Env],
+) -> None:
+    """The POST meets a refused connection (it never left). Meanwhile another integration
+    posts the same text in Defender. When the network is back, Alice's comment is posted:
+    the failed try proved nothing was sent, so nothing in Defender is taken for it."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, comment=TEXT)
+
+    def refused(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if posting_comment(request):
+            raise httpx.ConnectError("connection refused", request=request)
+        return None
+
+    env.wire.fault = refused
+    env.pusher.push_due()
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "pending" and "not sent" in (row.outcome or "")
+    env.portal_comment(incident, TEXT, "API-App:Contoso SOAR")
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed"
+    assert env.defender_comments(incident, TEXT) == sorted(["API-App:Contoso SOAR", env.app])
+    assert env.shown_comments(incident, TEXT) == sorted(
+        [("API-App:Contoso SOAR", None), (env.app, "alice@contoso.com")]
+    )
+
+
+def test_a_comment_whose_answer_was_lost_is_not_matched_to_a_portal_analysts(
+    make_env: Callable[..., Env],
+) -> None:
+    """The POST times out without reaching Defender, so it may have landed. Bob wrote the
+    same text in the portal a minute earlier. The next try looks for Alice's comment among
+    those our app posted: Bob's is his, and Alice's is posted, once, under the app."""
+    env = make_env()
+    incident = env.open_incident()
+    env.portal_comment(incident, TEXT, "bob@contoso.com")
+    (edit,) = env.edit(incident, comment=TEXT)
+
+    def lost(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if posting_comment(request):
+            raise httpx.ReadTimeout("no answer", request=request)
+        return None
+
+    env.wire.fault = lost
+    env.pusher.push_due()
+    assert env.hub.edits(ids=[edit])[0].state == "pending"
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed"
+    assert env.defender_comments(incident, TEXT) == sorted(["bob@contoso.com", env.app])
+    assert env.shown_comments(incident, TEXT) == sorted(
+        [("bob@contoso.com", None), (env.app, "alice@contoso.com")]
+    )
+
+
+def test_a_comment_that_landed_though_its_answer_was_lost_is_found_not_posted_again(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender took the POST but the answer never came: the next try finds the comment our
+    app posted and confirms it, so it appears once on each side."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, comment=TEXT)
+
+    def landed(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if posting_comment(request):
+            inner.handle_request(request).close()
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return None
+
+    env.wire.fault = landed
+    env.pusher.push_due()
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed"
+    assert env.defender_comments(incident, TEXT) == [env.app]
+    assert env.shown_comments(incident, TEXT) == [(env.app, "alice@contoso.com")]
+
+
+# -- B: 409 Conflict, and how long a failing record waits ---------------------------------
+
+
+def conflict_on(match: Callable[[httpx.Request], Any], times: int | None = None) -> Fault:
+    """A 409 for the requests ``match`` takes (the first ``times`` of them, or all)."""
+    answered = [0]
+
+    def fault(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if match(request) and (times is None or answered[0] < times):
+            answered[0] += 1
+            return httpx.Response(409, json=CONFLICT)
+        return None
+
+    return fault
+
+
+def test_a_comment_defender_answers_409_fails_alone_and_the_owner_still_goes(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    env.wire.fault = conflict_on(posting_comment)
+    owner, comment = env.edit(incident, owner="bob@contoso.com", comment="hello")
+
+    env.pusher.push_due()
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+    assert env.hub.edits(ids=[owner])[0].state == "confirmed"
+
+    env.push_until_settled([comment])
+    (row,) = env.hub.edits(ids=[comment])
+    assert row.state == "failed"
+    assert "409" in (row.outcome or "") and "Data was not saved" in (row.outcome or "")
+    assert env.wire.hits == MAX_CONFLICT_TRIES
+    assert "hello" not in [c["comment"] for c in env.truth(incident).get("comments") or ()]
+
+
+def test_a_patch_defender_keeps_answering_409_ends_failed_after_a_few_tries(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident)["assignedTo"]
+    env.wire.fault = conflict_on(patching)
+    (edit,) = env.edit(incident, owner="bob@contoso.com")
+
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "failed"
+    assert "409" in (row.outcome or "") and f"{MAX_CONFLICT_TRIES} tries" in (row.outcome or "")
+    assert env.wire.hits == MAX_CONFLICT_TRIES
+    assert env.truth(incident)["assignedTo"] == before
+    trail = [a.decision for a in env.hub.audit_tail(300) if a.detail.get("outbox") == edit]
+    assert trail == ["rejected", *["push_retry"] * (MAX_CONFLICT_TRIES - 1), "edit_queued"]
+
+
+def test_a_patch_answered_409_once_goes_through_on_the_next_try(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env()
+    incident = env.open_incident()
+    env.wire.fault = conflict_on(patching, times=1)
+    (edit,) = env.edit(incident, owner="bob@contoso.com")
+
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+
+
+def test_a_record_whose_read_keeps_failing_waits_longer_each_time(
+    make_env: Callable[..., Env],
+) -> None:
+    """Graph answers 503 to every read of the incident: the edit never gets as far as a
+    write, and still each try counts, and the wait doubles."""
+    env = make_env()
+    incident = env.open_incident()
+
+    def down(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        return httpx.Response(503) if reading_one_incident(request) else None
+
+    env.wire.fault = down
+    (edit,) = env.edit(incident, owner="bob@contoso.com")
+    waits: list[float] = []
+    for tries in range(1, 5):
+        row = env.hub.edits(ids=[edit])[0]
+        if row.next_attempt_at is not None:
+            time.sleep(max(0.0, (_aware(row.next_attempt_at) - _now()).total_seconds()) + 0.01)
+        env.pusher.push_due()
+        row = env.hub.edits(ids=[edit])[0]
+        assert row.state == "pending" and row.attempts == tries
+        assert row.next_attempt_at is not None
+        waits.append((_aware(row.next_attempt_at) - _now()).total_seconds())
+    assert all(later > 1.5 * earlier for earlier, later in itertools.pairwise(waits)), waits
+
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# -- C: a permission granted while the service runs ---------------------------------------
+
+
+def test_a_permission_granted_and_checked_is_used_by_the_running_pusher(
+    make_env: Callable[..., Env],
+) -> None:
+    """The app could only read: `update` refuses and says to grant the permission and run
+    `xdrsync check`. The admin grants it, `check` records it; the service's pusher, started
+    before all that, then writes the next edit without a restart."""
+    env = make_env(read_only_tenants=[0])
+    incident = env.open_incident()
+    with pytest.raises(EditRefusedError, match=r"then run `xdrsync check`"):
+        env.edit(incident, owner="alice@contoso.com")
+
+    emulator = env.server.emulator  # admin consent: the app now holds ReadWrite
+    for specs in (emulator.issuer_keys(), emulator.tenants):
+        for key, spec in list(specs.items()):
+            specs[key] = dataclasses.replace(spec, read_only=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "xdrsync", "check", "--config", str(env.config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "two-way sync on" in done.stdout
+
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.pusher.push_due()
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed", row.outcome
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
