@@ -189,7 +189,7 @@ def test_incident_row_of_the_multistage_incident() -> None:
     }
     assert row["Labels"] == [
         {"labelName": "Demo", "labelType": "User"},
-        {"labelName": "Defender Experts", "labelType": "System"},
+        {"labelName": "Defender Experts", "labelType": "AutoAssigned"},
     ]
     assert row["AlertIds"] == [
         "da637551227677560813_-961444813",
@@ -263,7 +263,8 @@ def test_closed_incident_carries_resolution() -> None:
     row = incident_row(false_positive_incident())
     assert row["Status"] == "Closed"
     assert row["ClassificationComment"] == "Nightly build runs this script."
-    # Closure is when its alerts were resolved, not the later bookkeeping update.
+    # Closed when first read: closure is when its alerts were resolved, not the later
+    # bookkeeping update.
     assert row["ClosedTime"] == datetime(2021, 9, 20, 16, 0, tzinfo=UTC)
 
 
@@ -271,7 +272,7 @@ def test_merged_incident_is_closed_and_tagged_redirected() -> None:
     row = incident_row(redirected_incident())
     assert row["Status"] == "Closed"
     assert row["Classification"] == "Undetermined"
-    assert row["Labels"] == [{"labelName": "Redirected", "labelType": "System"}]
+    assert row["Labels"] == [{"labelName": "Redirected", "labelType": "AutoAssigned"}]
     assert row["ClosedTime"] == datetime(2021, 8, 13, 9, 0, tzinfo=UTC)
     assert row["AlertIds"] == []
     assert row["AdditionalData"]["alertsCount"] == 0
@@ -633,7 +634,7 @@ def test_any_incident_maps_into_sentinels_vocabulary(
     assert (row["ClosedTime"] is None) == (row["Status"] != "Closed")
     names = [lb["labelName"] for lb in row["Labels"]]
     assert len(names) == len(set(names)) or set(custom) & set(system)  # tags kept once per kind
-    assert all(lb["labelType"] in {"User", "System"} for lb in row["Labels"])
+    assert all(lb["labelType"] in {"User", "AutoAssigned"} for lb in row["Labels"])
     if status == "redirected":
         assert "redirected" in {n.lower() for n in names}
     json.dumps(row["Labels"])  # dynamic columns stay plain JSON

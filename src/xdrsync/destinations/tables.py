@@ -10,24 +10,31 @@ named ``tables`` only mirrors that position for ``destinations status``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from xdrsync import jsontext
 from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.hub import ChangeRow, Hub
+from xdrsync.hub.payload import datetime_from_ticks
+from xdrsync.hub.reads import IncidentStep
 from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.alert_rows import EvidenceJson, alert_for_rows
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES
 from xdrsync.tables.sentinel import (
+    IncidentTimes,
+    IncidentVersion,
     alert_evidence_rows,
     alert_info_row,
+    incident_status,
+    incident_times,
     security_alert_row,
     security_incident_row,
 )
+from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
 
@@ -113,12 +120,29 @@ class LogTables:
         # Evidence stays JSON: the rows read it as such (`alert_rows.evidence_json`).
         alerts: dict[int, Alert] = {}
         evidence: dict[int, EvidenceJson] = {}
+        incidents: dict[int, dict[str, Any]] = {}
         for c in changes:
             if c.entity_type == "alert":
                 alerts[c.seq], evidence[c.seq] = alert_for_rows(jsontext.loads(c.payload_text))
-        keys = {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
-        current = self.hub.current_alerts(sorted(keys), alerts, _alert_only) if keys else {}
-        return _Context(alerts, evidence, current)
+            else:
+                incidents[c.seq] = jsontext.loads(c.payload_text)
+        keys = sorted({(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"})
+        if not keys:
+            return _Context(alerts, evidence, incidents, {}, {}, {})
+        current = self.hub.current_alerts(keys, alerts, _alert_only)
+        # The times Sentinel sets once come from the incidents' recorded versions up to this
+        # chunk's last: those before the chunk are read with their payloads, the chunk's own
+        # are parsed above. Only an incident with no alerts now has its listings read.
+        steps = self.hub.incident_steps(keys, changes[0].seq, changes[-1].seq)
+        times: dict[int, IncidentTimes] = {}
+        for key, recorded in steps.items():
+            found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
+            times.update((seq, found[seq]) for seq in found.keys() & incidents.keys())
+        listed = sorted(
+            {(c.tenant_id, a) for c in changes if c.seq in times for a in times[c.seq].listed}
+        )
+        activity = self.hub.alert_activity(listed) if listed else {}
+        return _Context(alerts, evidence, incidents, current, times, activity)
 
     @staticmethod
     def _change_rows(change: ChangeRow, now: datetime, context: _Context) -> list[tuple[str, Row]]:
@@ -126,10 +150,15 @@ class LogTables:
         if change.entity_type == "incident":
             # Every version, the latest or an older one in a backlog, is shown with the
             # alerts the incident has now (the hub keeps no history of membership).
-            incident = Incident.from_graph(jsontext.loads(change.payload_text)).model_copy(
+            incident = Incident.from_graph(context.incidents[change.seq]).model_copy(
                 update={"alerts": tuple(context.current[(tenant, change.entity_id)])}
             )
-            row = security_incident_row(incident, time_generated=now, workspace_tenant_id=tenant)
+            times = context.times.get(change.seq)
+            if times is not None and times.listed:
+                times = _with_activity(times, tenant, context.activity)
+            row = security_incident_row(
+                incident, time_generated=now, workspace_tenant_id=tenant, times=times
+            )
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
             return [_mark("SecurityIncident", row, change)]
@@ -152,12 +181,46 @@ class LogTables:
 
 @dataclass(frozen=True)
 class _Context:
-    """What a chunk's rows share: its alerts parsed once, their evidence JSON, and the
-    current alerts of its incidents."""
+    """What a chunk's rows share: its alerts parsed once, their evidence JSON, its incident
+    payloads, the current alerts of its incidents, the times their versions set (by seq) and
+    the activity of the alerts listed by incidents that have none now."""
 
     alerts: dict[int, Alert]
     evidence: dict[int, EvidenceJson]
+    incidents: dict[int, dict[str, Any]]
     current: Mapping[tuple[str, str], Sequence[Alert]]
+    times: Mapping[int, IncidentTimes]
+    activity: Mapping[tuple[str, str], tuple[datetime | None, datetime | None]]
+
+
+def _versions(
+    steps: Sequence[IncidentStep], held: Mapping[int, Mapping[str, Any]], *, named: bool
+) -> Iterator[IncidentVersion]:
+    """An incident's recorded changes as `incident_times` reads them; ``held``: the payloads
+    of the chunk's versions; ``named``: whether to read the alerts each version listed."""
+    for step in steps:
+        payload = held.get(step.seq, {}) if step.payload is None else jsontext.loads(step.payload)
+        redirected = bool(payload.get("redirectIncidentId"))
+        yield IncidentVersion(
+            seq=step.seq,
+            modified=datetime_from_ticks(step.version) if step.version else None,
+            closed=incident_status(payload.get("status"), redirected) == CLOSED,
+            alert_ids=jsontext.loads(step.alert_ids) if named and step.alert_ids else None,
+        )
+
+
+def _with_activity(
+    times: IncidentTimes,
+    tenant: str,
+    activity: Mapping[tuple[str, str], tuple[datetime | None, datetime | None]],
+) -> IncidentTimes:
+    """``times`` with the first and last activity of the alerts it lists."""
+    known = [activity[(tenant, a)] for a in times.listed if (tenant, a) in activity]
+    return replace(
+        times,
+        first_activity=min((first for first, _ in known if first), default=None),
+        last_activity=max((last for _, last in known if last), default=None),
+    )
 
 
 def _alert_only(payload: Mapping[str, Any]) -> Alert:

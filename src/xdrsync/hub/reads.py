@@ -7,9 +7,10 @@ command that lists or counts (`xdrsync incidents list`, `state show`) does witho
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, union_all
+from sqlalchemy import ColumnElement, Connection, Row, and_, case, func, null, select, union_all
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
@@ -158,6 +159,65 @@ def current_alerts(
         ]
         for key, rows in members.items()
     }
+
+
+class IncidentStep(NamedTuple):
+    """One recorded change of an incident (a version with a seq), as the log tables read the
+    incident's history: ``version`` in ticks, ``payload`` the stored JSON (None for the seqs
+    the caller holds itself), ``alert_ids`` the JSON list of alerts the version named."""
+
+    seq: int
+    version: int
+    payload: str | None
+    alert_ids: str | None
+
+
+def incident_steps(
+    conn: Connection, keys: Sequence[tuple[str, str]], held_from: int, up_to: int
+) -> dict[tuple[str, str], list[IncidentStep]]:
+    """The recorded changes of each (tenant, incident) up to seq ``up_to``, oldest first. A
+    late version (kept in the history, never a change) has no seq and is left out, so what
+    this returns for a seq never changes. Payloads are read only below ``held_from``: the
+    caller has those from ``held_from`` on."""
+    iv = s.incident_version
+    payload = case((iv.c.seq < held_from, iv.c.payload), else_=null())
+    found: dict[tuple[str, str], list[IncidentStep]] = {key: [] for key in keys}
+    for tenant_id in sorted({tenant for tenant, _ in keys}):
+        ids = sorted({key for tenant, key in keys if tenant == tenant_id})
+        for part in chunks(ids):
+            query = (
+                select(iv.c.incident_id, iv.c.seq, iv.c.version, payload, iv.c.alert_ids)
+                .where(
+                    iv.c.tenant_id == tenant_id,
+                    iv.c.incident_id.in_(part),
+                    iv.c.seq.is_not(None),
+                    iv.c.seq <= up_to,
+                )
+                .order_by(iv.c.seq)
+            )
+            for incident_id, *step in conn.execute(query):
+                found[(tenant_id, incident_id)].append(IncidentStep(*step))
+    return found
+
+
+def alert_activity(
+    conn: Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[datetime | None, datetime | None]]:
+    """The first and last activity of each (tenant, alert) the hub holds, from its columns."""
+    a = s.alert
+    found: dict[tuple[str, str], tuple[datetime | None, datetime | None]] = {}
+    for tenant_id in sorted({tenant for tenant, _ in keys}):
+        ids = sorted({key for tenant, key in keys if tenant == tenant_id})
+        for part in chunks(ids):
+            where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
+            query = select(a.c.id, a.c.first_activity, a.c.last_activity).where(where)
+            for alert_id, first, last in conn.execute(query):
+                found[(tenant_id, alert_id)] = (_moment(first), _moment(last))
+    return found
+
+
+def _moment(ticks: int | None) -> datetime | None:
+    return datetime_from_ticks(ticks) if ticks is not None else None
 
 
 def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:

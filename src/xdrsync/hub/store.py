@@ -153,6 +153,21 @@ class Hub:
         with self._read() as conn:
             return reads.current_alerts(conn, keys, known or {}, parse)
 
+    def incident_steps(
+        self, keys: Sequence[tuple[str, str]], held_from: int, up_to: int
+    ) -> dict[tuple[str, str], list[reads.IncidentStep]]:
+        """The recorded changes of many (tenant, incident) keys up to seq ``up_to``, oldest
+        first, in one read; payloads only below ``held_from`` (``reads.incident_steps``)."""
+        with self._read() as conn:
+            return reads.incident_steps(conn, keys, held_from, up_to)
+
+    def alert_activity(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[datetime | None, datetime | None]]:
+        """First and last activity of many (tenant, alert) keys, in one read."""
+        with self._read() as conn:
+            return reads.alert_activity(conn, keys)
+
     def get_alert(self, tenant_id: str, alert_id: str) -> Alert | None:
         with self._read() as conn:
             return reads.get_alert(conn, tenant_id, alert_id)

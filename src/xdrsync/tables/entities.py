@@ -69,9 +69,15 @@ def _os_family(platform: object) -> str | None:
 def account_entity(account: Mapping[str, Any] | None) -> Json:
     upn = _get(account, "userPrincipalName")
     name = _get(account, "accountName") or (upn.split("@", 1)[0] if upn else None)
+    # Graph's userAccount has one `domainName` (reference §2.6), which holds either the
+    # NetBIOS name ("CONTOSO") or the DNS name ("contoso.com"); Sentinel's account entity
+    # keeps the two apart, so a dotted name is the DNS domain.
+    domain = _get(account, "domainName")
+    dotted = isinstance(domain, str) and "." in domain
     return {
         "Name": name,
-        "NTDomain": _get(account, "domainName"),
+        "NTDomain": None if dotted else domain,
+        "DnsDomain": domain if dotted else None,
         "UPNSuffix": upn.split("@", 1)[1] if upn and "@" in upn else None,
         "UserPrincipalName": upn,
         "Sid": _get(account, "userSid"),

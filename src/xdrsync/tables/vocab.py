@@ -86,7 +86,9 @@ PRODUCTS: Final[dict[str, Product]] = {
     "microsoftsentinel": Product("Azure Sentinel", "ASI Scheduled Alerts"),
 }
 
-#: Graph serviceSource -> the display name advanced hunting (AlertInfo/AlertEvidence) shows.
+#: Graph serviceSource -> the display name advanced hunting (AlertInfo/AlertEvidence) shows:
+#: the product's current name, spelled as Microsoft spells it ("for" in lower case, "365" as
+#: its own word). Every serviceSource member of reference §2.5 but unknown/unknownFutureValue.
 SERVICE_DISPLAY: Final[dict[str, str]] = {
     "microsoftdefenderforendpoint": "Microsoft Defender for Endpoint",
     "microsoftdefenderforidentity": "Microsoft Defender for Identity",
@@ -99,26 +101,57 @@ SERVICE_DISPLAY: Final[dict[str, str]] = {
     "microsoftdefenderforcloud": "Microsoft Defender for Cloud",
     "microsoftsentinel": "Microsoft Sentinel",
     "microsoftinsiderriskmanagement": "Microsoft Insider Risk Management",
+    "microsoftthreatintelligence": "Microsoft Threat Intelligence",
+    "microsoftsecurityforai": "Microsoft Security for AI",
 }
 
-#: Graph detectionSource -> advanced hunting's DetectionSource text (UNVERIFIED beyond the
-#: names Defender's docs show: EDR, Antivirus, Custom detection, Custom TI, ...). Anything
-#: else is spelled out from its camelCase.
+#: Graph detectionSource -> advanced hunting's DetectionSource text, for every detectionSource
+#: member of reference §2.5 but unknown/unknownFutureValue. The reference lists the Graph
+#: members only, not the text Defender writes, so these are UNVERIFIED beyond the names
+#: Defender's docs show (EDR, Antivirus, Custom detection, Custom TI, ...): a detection
+#: source that is a product carries the product's name as SERVICE_DISPLAY spells it, the
+#: Defender for Cloud plans their plan's name. Members added later are spelled out from
+#: their camelCase (`spell_out`).
 DETECTION_DISPLAY: Final[dict[str, str]] = {
     "microsoftdefenderforendpoint": "EDR",
     "antivirus": "Antivirus",
     "smartscreen": "SmartScreen",
     "customti": "Custom TI",
-    "customdetection": "Custom detection",
+    "microsoftdefenderforoffice365": SERVICE_DISPLAY["microsoftdefenderforoffice365"],
     "automatedinvestigation": "Automated investigation",
     "microsoftthreatexperts": "Microsoft Defender Experts",
-    "cloudappsecurity": "Microsoft Defender for Cloud Apps",
-    "microsoft365defender": "Microsoft Defender XDR",
-    "azureadidentityprotection": "Microsoft Entra ID Protection",
+    "customdetection": "Custom detection",
+    "microsoftdefenderforidentity": SERVICE_DISPLAY["microsoftdefenderforidentity"],
+    "cloudappsecurity": SERVICE_DISPLAY["microsoftdefenderforcloudapps"],
+    "microsoft365defender": SERVICE_DISPLAY["microsoft365defender"],
+    "azureadidentityprotection": SERVICE_DISPLAY["azureadidentityprotection"],
     "manual": "Manual",
-    "microsoftdatalossprevention": "Microsoft Data Loss Prevention",
-    "scheduledalerts": "Scheduled Alerts",
+    "microsoftdatalossprevention": SERVICE_DISPLAY["datalossprevention"],
+    "appgovernancepolicy": "App Governance Policy",
+    "appgovernancedetection": "App Governance Detection",
+    "microsoftdefenderforcloud": SERVICE_DISPLAY["microsoftdefenderforcloud"],
+    "microsoftdefenderforiot": "Microsoft Defender for IoT",
+    "microsoftdefenderforservers": "Microsoft Defender for Servers",
+    "microsoftdefenderforstorage": "Microsoft Defender for Storage",
+    "microsoftdefenderfordns": "Microsoft Defender for DNS",
+    "microsoftdefenderfordatabases": "Microsoft Defender for Databases",
+    "microsoftdefenderforcontainers": "Microsoft Defender for Containers",
+    "microsoftdefenderfornetwork": "Microsoft Defender for Network",
+    "microsoftdefenderforappservice": "Microsoft Defender for App Service",
+    "microsoftdefenderforkeyvault": "Microsoft Defender for Key Vault",
+    "microsoftdefenderforresourcemanager": "Microsoft Defender for Resource Manager",
+    "microsoftdefenderforapimanagement": "Microsoft Defender for API Management",
     "nrtalerts": "NRT Alerts",
+    "scheduledalerts": "Scheduled Alerts",
+    "microsoftdefenderthreatintelligenceanalytics": (
+        "Microsoft Defender Threat Intelligence Analytics"
+    ),
+    "builtinml": "Built-in ML",
+    "microsoftinsiderriskmanagement": SERVICE_DISPLAY["microsoftinsiderriskmanagement"],
+    "microsoftthreatintelligence": SERVICE_DISPLAY["microsoftthreatintelligence"],
+    "microsoftdefenderforaiservices": "Microsoft Defender for AI Services",
+    "securitycopilot": "Security Copilot",
+    "microsoftsentinel": SERVICE_DISPLAY["microsoftsentinel"],
 }
 
 #: MITRE ATT&CK tactics as Sentinel spells them (PascalCase, no spaces). Graph `categories`
@@ -147,6 +180,13 @@ MITRE_TACTICS: Final[frozenset[str]] = frozenset(
 _TACTIC_BY_KEY: Final = {t.lower(): t for t in MITRE_TACTICS}
 
 
+#: `spell_out`'s words: an acronym Graph writes in camelCase (`IoT`, `customTi`, `builtInMl`),
+#: a run of capitals, a capitalised or lower-case word, a number.
+_WORD: Final = re.compile(r"IoT(?![a-z])|[A-Z]+(?=[A-Z][a-z]|\d|$)|[A-Z]?[a-z]+|\d+|[A-Z]+")
+_ACRONYMS: Final = {w.lower(): w for w in ("AI", "API", "DNS", "EDR", "IoT", "ML", "NRT", "TI")}
+_SMALL_WORDS: Final = frozenset({"and", "for", "of"})
+
+
 def wire(value: object) -> str | None:
     """The Graph wire string of an enum member or plain string (None when absent)."""
     if value is None:
@@ -168,12 +208,18 @@ def title_case(value: object) -> str | None:
 
 
 def spell_out(value: object) -> str | None:
-    """`microsoftDefenderForIoT` -> `Microsoft Defender For Io T` style fallback display text."""
+    """`microsoftDefenderForIoT` -> `Microsoft Defender for IoT`: the display text of a value
+    the tables above do not know yet, spelled as Microsoft spells product names ("for" in
+    lower case, acronyms whole, `365` a word of its own)."""
     text = wire(value)
     if not text:
         return None
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text).split()
-    return " ".join(w[:1].upper() + w[1:] for w in words)
+    words = _WORD.findall(text) or [text]
+    return " ".join(
+        _ACRONYMS.get(w.lower())
+        or (w.lower() if i and w.lower() in _SMALL_WORDS else w[:1].upper() + w[1:])
+        for i, w in enumerate(words)
+    )
 
 
 def tactic(category: str) -> str | None:
