@@ -129,6 +129,33 @@ SecurityIncident
     "parenthesised-source": """(SecurityIncident | where Severity == "High")
 | summarize arg_max(TimeGenerated, *) by IncidentNumber
 | count""",
+    "mean-time-to-close": f"""{CURRENT}
+| where Status == "Closed"
+| extend TimeToClose = ClosedTime - CreatedTime
+| summarize MeanTimeToClose = avg(TimeToClose)""",
+    "closed-state-lookup": f"""{CURRENT}
+| project IncidentNumber
+| join kind=leftouter (SecurityIncident | where Status == "Closed"
+    | distinct IncidentNumber, State = Status) on IncidentNumber
+| summarize count() by State""",
+    "last-closed-if": """SecurityIncident
+| summarize LastClosed = maxif(ClosedTime, Status == "Closed"),
+    OpenIncidents = dcountif(IncidentNumber, Status != "Closed")""",
+    "weeks-open": f"""{CURRENT}
+| where Status != "Closed"
+| extend WeeksOpen = datetime_diff('week', now(), CreatedTime)
+| project IncidentNumber, WeeksOpen""",
+    "obfuscated-title-search": """SecurityIncident
+| where Title has h"phish"
+| distinct IncidentNumber""",
+    "incident-number-prefix": f"""{CURRENT}
+| where IncidentNumber startswith "29723"
+| count""",
+    "serialized-latest": """SecurityIncident
+| sort by TimeGenerated desc
+| serialize
+| take 1
+| project IncidentNumber""",
     # -- timecharts ----------------------------------------------------------------------------
     "hourly-timechart": """SecurityIncident
 | where TimeGenerated > ago(2d)
@@ -259,6 +286,12 @@ Current()
 | extend SystemAlertId = tostring(AlertIds)
 | join kind=inner (AlertsOf("Azure Advanced Threat Protection")) on SystemAlertId
 | distinct IncidentNumber""",
+    "alerts-of-closed-incidents": """let closedAlerts = SecurityIncident
+| where Status == "Closed"
+| summarize make_set(AlertIds);
+SecurityAlert
+| where SystemAlertId in (closedAlerts)
+| distinct SystemAlertId""",
     "alert-tactics-union": """union SecurityAlert, AlertInfo
 | summarize count() by Type""",
     # -- advanced hunting tables ---------------------------------------------------------------

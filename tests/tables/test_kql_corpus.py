@@ -75,6 +75,9 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     "incident-function-join": [(MULTISTAGE,)],
     "incidents-with-host": [(MULTISTAGE,)],
     "parenthesised-source": [(1,)],
+    "closed-state-lookup": [("", 2), ("Closed", 3)],
+    "obfuscated-title-search": [(PHISHING,)],
+    "incident-number-prefix": [(5,)],
 }
 
 

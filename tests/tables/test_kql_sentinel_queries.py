@@ -203,7 +203,7 @@ def test_microsoft_mean_time_to_closure_query(store: LogStore) -> None:
         "90th_Percentile=percentile(TimeToClosure, 90)",
     )
     # Closed: the merge (20 min after creation), the false positive (6 h 55 min, the alert's
-    # resolution) and the benign positive (27 h 25 min).
+    # resolution: it was closed when first read) and the benign positive (27 h 25 min).
     assert rows[0]["5th_Percentile"] == pytest.approx(20 / 60)
     assert rows[0]["50th_Percentile"] == pytest.approx(6 + 55 / 60)
     assert rows[0]["90th_Percentile"] == pytest.approx(27 + 25 / 60)
@@ -222,7 +222,7 @@ def test_redirected_label_owner_and_comments(store: LogStore) -> None:
         current + '| mv-expand Labels | where tostring(Labels.labelName) == "Redirected" '
         "| project IncidentNumber, Labels.labelType",
     )
-    assert rows == [{"IncidentNumber": REDIRECTED, "Labels_labelType": "System"}]
+    assert rows == [{"IncidentNumber": REDIRECTED, "Labels_labelType": "AutoAssigned"}]
     rows = q(
         store, current + f'| where tostring(Owner.assignedTo) == "{KAI}" | project IncidentNumber'
     )
@@ -377,10 +377,10 @@ def test_a_query_result_renders_for_the_cli(store: LogStore) -> None:
         {
             "IncidentNumber": REDIRECTED,
             "ClosedTime": "2021-08-13T09:00:00.000000Z",
-            "Labels": [{"labelName": "Redirected", "labelType": "System"}],
+            "Labels": [{"labelName": "Redirected", "labelType": "AutoAssigned"}],
         }
     ]
     assert format_result(result, "csv").splitlines() == [
         "IncidentNumber,ClosedTime,Labels",
-        '2972399,2021-08-13T09:00:00.000000Z,"[{""labelName"":""Redirected"",""labelType"":""System""}]"',
+        '2972399,2021-08-13T09:00:00.000000Z,"[{""labelName"":""Redirected"",""labelType"":""AutoAssigned""}]"',
     ]

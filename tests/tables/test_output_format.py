@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,6 +87,28 @@ def test_an_empty_result_still_shows_its_columns() -> None:
     assert "Count" in format_result(empty, "table", color=False)
     assert json.loads(format_result(empty, "json")) == []
     assert format_result(empty, "csv") == "Count\n"
+
+
+def _strict(text: str) -> object:
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_reals_that_are_not_numbers_are_written_as_kql_prints_them() -> None:
+    # JSON has no NaN or Infinity; `avg()` of no values is NaN. Written as KQL (and the
+    # console) print them, as text, so the document stays JSON.
+    reals = QueryResult(
+        columns=("a", "b", "c", "d"),
+        types=("real", "real", "real", "dynamic"),
+        rows=((math.nan, math.inf, -math.inf, [math.nan, 1.5]),),
+    )
+    assert _strict(format_result(reals, "json")) == [
+        {"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": ["NaN", 1.5]}
+    ]
+    assert format_result(reals, "csv").splitlines()[1] == 'NaN,Infinity,-Infinity,"[""NaN"",1.5]"'
+    assert "NaN" in format_result(reals, "table", color=False)
 
 
 def test_an_unknown_format_is_refused() -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.encode import compact_json, iso_z
 from xdrsync.tables.errors import QueryError, QueryLimitError, QueryRefusedError, StoreBusyError
 from xdrsync.tables.logstore import LogStore
-from xdrsync.tables.output import timespan
+from xdrsync.tables.output import real, timespan
 from xdrsync.tables.querying import error_position
 from xdrsync.tables.queryresult import QueryResult
 
@@ -111,9 +110,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return real(value)
     if isinstance(value, datetime):
         return iso_z(value)
     if isinstance(value, timedelta):

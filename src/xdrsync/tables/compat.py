@@ -6,6 +6,20 @@ of it - exactly as it checks any other, so nothing here widens what a query may 
 
 Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltokens`):
 
+* `h"..."`, `H@'...'` (obfuscated literals) -> the literal without the `h` (the value is
+  the same; Kusto only keeps it out of its logs), a multi-line ```...``` literal -> a quoted
+  literal holding the same text;
+* `datetime_diff('week', a, b)` -> `datetime_diff('day', startofweek(a), startofweek(b)) / 7`:
+  Kusto counts the week boundaries (Sundays) between the two, not whole 7-day spans;
+* `| serialize` -> nothing, `| serialize x = ...` -> `| extend x = ...` (it only marks the
+  rows as ordered, which every operator here keeps);
+* `x has "1"` (and the other string operators) with `x` a non-string column of a table the
+  query reads -> `tostring(x) has "1"`, as Kusto converts it;
+* `maxif`, `minif`, `take_anyif`, `make_list_if`, `make_set_if` -> `max`, `min`, `take_any`,
+  `make_list`, `make_set` of `iff(predicate, x, NULL_MARK)` (`sqlpatch` makes `NULL_MARK` an
+  untyped SQL null), `count_distinct(if)` -> `dcount(if)`, `make_list(x, n)` and
+  `make_set(x, n)` -> `array_slice(make_list(x), 0, n - 1)` (duckdb-kql ignored `n`), each
+  named as Kusto names it;
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -44,6 +58,7 @@ from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
+from xdrsync.tables.sqlpatch import NULL_MARK
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -91,9 +106,11 @@ def rewrite(
     kql: str,
     columns: Mapping[str, Sequence[str]],
     bags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    types: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Rewritten:
-    """Rewrite `kql` for duckdb-kql; `columns` maps each workspace table to its columns, and
-    `bags` each `dynamic` column whose keys are known to its (key, KQL type) pairs.
+    """Rewrite `kql` for duckdb-kql; `columns` maps each workspace table to its columns,
+    `bags` each `dynamic` column whose keys are known to its (key, KQL type) pairs, and
+    `types` each table to its columns' KQL types (when known).
 
     Text that does not lex is returned unchanged: the parser reports it with its position.
     """
@@ -108,6 +125,7 @@ def rewrite(
             applied.append(name)
         return new
 
+    tokens = run("string-literal", _string_literals(tokens))
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
     tokens = run("replace", _replace(tokens))
@@ -118,6 +136,10 @@ def rewrite(
     tokens = run("count-column", _count_column(tokens))
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
+    tokens = run("aggregate", _aggregates(tokens))
+    tokens = run("week-diff", _week_diffs(tokens))
+    tokens = run("serialize", _serialize(tokens))
+    tokens = run("string-operand", _string_operands(tokens, columns, types or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("tabular-parameter", _tabular_parameters(tokens))
     tokens = run("paren-source", _paren_sources(tokens, columns))
@@ -153,6 +175,41 @@ def rewrite(
 
 
 # -- small rewrites ---------------------------------------------------------------------------
+
+
+#: What a character of a triple-backtick literal is written as in a quoted one.
+_ESCAPES: Final = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _string_literals(tokens: list[Token]) -> list[Token]:
+    """`h"..."` / `H@'...'` -> `"..."` / `@'...'`; ```` ```...``` ```` -> `'...'`.
+
+    An `h` only asks Kusto to keep the literal out of its logs: the value is the literal's. A
+    triple-backtick literal is its text as written, across lines and with no escapes: the
+    same text in quotes, its backslashes, quotes and line breaks escaped (a quoted literal
+    holds no line break). duckdb-kql read both as text with the `h` or the backticks in it
+    (`has h"spray"` looked for `h"spray"`).
+    """
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        if token.kind != kt.STRING:
+            continue
+        text = token.text[1:] if token.text[:1] in "hH" else token.text
+        if len(text) >= 6 and text.startswith("```") and text.endswith("```"):
+            text = "'" + "".join(_ESCAPES.get(ch, ch) for ch in text[3:-3]) + "'"
+        if text != token.text and _one_string(text):
+            out[i] = Token(kt.STRING, text, token.origin, synthetic=True)
+    return out
+
+
+def _one_string(text: str) -> bool:
+    """Whether `text` lexes as one string literal (what `_string_literals` writes always
+    does; checked, so that no literal's text can ever become query structure)."""
+    try:
+        tokens = kt.tokenize(text)
+    except kt.LexError:
+        return False
+    return len(tokens) == 1 and tokens[0].kind == kt.STRING
 
 
 def _path_steps(tokens: list[Token]) -> list[Token]:
@@ -402,6 +459,283 @@ def _bin_at(tokens: list[Token]) -> list[Token]:
         if _in_by_clause(tokens, i) and len(words) == 1 and words[0].is_word:
             new = [*kt.fragment(f"{words[0].text} = ", o), *new]
         edits[i] = (close, new)
+    return kt.apply_edits(tokens, edits)
+
+
+#: Kusto's conditional aggregates duckdb-kql has no mapping for -> (the aggregate that takes
+#: `iff(predicate, x, null)` instead, the prefix of the name Kusto gives the result; None when
+#: Kusto names it after `x` itself, as `take_anyif(x, p)` is named `x`).
+_CONDITIONAL: Final[dict[str, tuple[str, str | None]]] = {
+    "maxif": ("max", "maxif"),
+    "minif": ("min", "minif"),
+    "take_anyif": ("take_any", None),
+    "make_list_if": ("make_list", "list"),
+    "make_set_if": ("make_set", "set"),
+}
+#: Aggregates with a maximum size duckdb-kql ignores -> the prefix of their name.
+_SIZED: Final = {"make_list": "list", "make_set": "set"}
+#: Exact distinct counts -> duckdb-kql's `dcount`, which counts exactly.
+_DISTINCT_COUNTS: Final = {"count_distinct": "dcount", "count_distinctif": "dcountif"}
+#: Conversions Kusto names after their argument (`maxif(tostring(x), p)` is `maxif_x`).
+_NAME_PRESERVING: Final = frozenset(
+    {"tostring", "toint", "tolong", "toreal", "todouble", "todatetime", "totimespan", "tobool"}
+)
+
+
+def _argument_name(arg: Sequence[Token]) -> str | None:
+    """The name Kusto derives from an aggregate's argument: a column (`x`), a path (`a.b`
+    -> `a_b`) or either in a conversion; None for anything else (a positional name)."""
+    sig = [t for t in arg if not t.hidden]
+    if (
+        len(sig) >= 4
+        and sig[0].lower() in _NAME_PRESERVING
+        and sig[1].kind == kt.OPENPAREN
+        and sig[-1].kind == kt.CLOSEPAREN
+    ):
+        return _argument_name(sig[2:-1])
+    words = sig[::2]
+    if not sig or len(sig) % 2 == 0 or not all(t.is_word for t in words):
+        return None
+    if not all(t.kind == kt.DOT for t in sig[1::2]):
+        return None
+    return "_".join(t.text for t in words)
+
+
+def _whole_item(tokens: Sequence[Token], i: int, close: int) -> bool:
+    """Whether the call from `i` to `close` is a whole unnamed `summarize` item."""
+    before = kt.prev_sig(tokens, i)
+    after = kt.next_sig(tokens, close)
+    return (
+        before is not None
+        and tokens[before].kind in (KqlLexer.SUMMARIZE, kt.COMMA)
+        and (after is None or tokens[after].kind in (kt.COMMA, KqlLexer.BY, kt.BAR, kt.SEMICOLON))
+    )
+
+
+def _free_name(tokens: Sequence[Token], i: int, name: str, given: dict[int, set[str]]) -> str:
+    """`name` for the unnamed `summarize` item at `i`, or `name1`, `name2`, ... when the
+    clause already names a column so (or an earlier item got `name` here), as Kusto
+    numbers a repeated name; `given` collects the names handed out, by clause."""
+    clause = _summarize_at(tokens, i)
+    taken = given.setdefault(clause, set())
+    if not taken and clause >= 0:
+        end = kt.segment_end(tokens, clause + 1)
+        for j in kt.sig_indices(tokens, clause + 1, end):
+            after = kt.next_sig(tokens, j)
+            if tokens[j].is_word and after is not None and tokens[after].kind == kt.EQUAL:
+                taken.add(tokens[j].text)
+    free, n = name, 0
+    while free in taken:
+        n += 1
+        free = f"{name}{n}"
+    taken.add(free)
+    return free
+
+
+def _summarize_at(tokens: Sequence[Token], i: int) -> int:
+    """The index of the `summarize` whose clause holds `i`, or -1."""
+    depth = 0
+    for j in range(i - 1, -1, -1):
+        kind = tokens[j].kind
+        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth += 1
+        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            if depth == 0:
+                return -1
+            depth -= 1
+        elif depth == 0 and kind in (kt.BAR, kt.SEMICOLON):
+            return -1
+        elif depth == 0 and kind == KqlLexer.SUMMARIZE:
+            return j
+    return -1
+
+
+def _aggregates(tokens: list[Token]) -> list[Token]:
+    """Aggregates duckdb-kql lacks or reads otherwise, as ones it has, named as Kusto names
+    them (`maxif_x`, `list_x`, and `list_x1` for a second one):
+
+    * `maxif(x, p)` -> `max(iff(p, x, NULL_MARK))`, and so `minif`, `take_anyif`,
+      `make_list_if`, `make_set_if`: each aggregate skips nulls, so it sees `x` on exactly the
+      rows where `p` holds. KQL has no untyped null to write for the other rows: `NULL_MARK`
+      stands for one until the SQL is made (`sqlpatch`), where it becomes a null of `x`'s type;
+    * `make_list(x, n)`, `make_set(x, n)` (and the `_if` forms) -> `array_slice(make_list(x),
+      0, (n) - 1)`: at most `n` values, as Kusto returns (duckdb-kql returned every value);
+    * `count_distinct(x)`, `count_distinctif(x, p)` -> `dcount`, `dcountif`, which duckdb-kql
+      counts exactly.
+    """
+    for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
+        edits: dict[int, tuple[int, list[Token]]] = {}
+        given: dict[int, set[str]] = {}
+        for i, token in enumerate(tokens):
+            if any(first <= i <= last for first, (last, _) in edits.items()):
+                continue
+            found = _aggregate(tokens, i)
+            if found is None:
+                continue
+            close, call, label = found
+            if label is not None and _whole_item(tokens, i, close):
+                o = token.origin
+                call = [*kt.fragment(f"{_free_name(tokens, i, label, given)} = ", o), *call]
+            edits[i] = (close, call)
+        if not edits:
+            break
+        tokens = kt.apply_edits(tokens, edits)
+    return tokens
+
+
+def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str | None] | None:
+    """For a call at `i` that `_aggregates` rewrites: the index of its closing parenthesis,
+    what replaces it, and the name Kusto gives it unnamed (None: duckdb-kql's own)."""
+    name = tokens[i].text  # KQL's function names are case-sensitive
+    if (
+        (name not in _CONDITIONAL and name not in _DISTINCT_COUNTS and name not in _SIZED)
+        or not kt.is_call(tokens, i)
+        or kt.after_dot(tokens, i)
+    ):
+        return None
+    open_ = kt.next_sig(tokens, i)
+    assert open_ is not None
+    close = kt.closing(tokens, open_)
+    args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
+    if close >= len(tokens) or not all(args):
+        return None
+    o = tokens[i].origin
+
+    def f(text: str) -> list[Token]:
+        return kt.fragment(text, o)
+
+    derived = _argument_name(args[0]) or ""
+    if name in _DISTINCT_COUNTS:
+        if len(args) != (1 if name == "count_distinct" else 2):
+            return None
+        call = [*f(f"{_DISTINCT_COUNTS[name]}("), *args[0]]
+        for arg in args[1:]:
+            call.extend([*f(", "), *arg])
+        return close, [*call, *f(")")], f"{name}_{derived}"
+    prefix: str | None
+    if name in _SIZED:
+        if len(args) != 2:
+            return None
+        value, size = args
+        target, prefix = name, _SIZED[name]
+    else:
+        target, prefix = _CONDITIONAL[name]
+        sized = target in _SIZED
+        if len(args) not in ((2, 3) if sized else (2,)):
+            return None
+        value = [*f("iff("), *args[1], *f(", "), *args[0], *f(f", {NULL_MARK})")]
+        size = args[2] if len(args) == 3 else []
+    call = [*f(f"{target}("), *value, *f(")")]
+    if size:
+        call = [*f("array_slice("), *call, *f(", 0, ("), *size, *f(") - 1)")]
+    label = (derived or None) if prefix is None else f"{prefix}_{derived}"
+    return close, call, label
+
+
+def _week_diffs(tokens: list[Token]) -> list[Token]:
+    """`datetime_diff('week', a, b)` -> `(datetime_diff('day', startofweek(a),
+    startofweek(b)) / 7)`: Kusto counts the week boundaries between the two (a week starts on
+    Sunday), where DuckDB's `date_diff` counts whole 7-day spans; two Sundays at midnight are
+    a whole number of days apart, so the division is exact."""
+    for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
+        edits: dict[int, tuple[int, list[Token]]] = {}
+        for i, close, (period, first, second) in _calls(tokens, "datetime_diff", 3):
+            if any(first_ <= i <= last for first_, (last, _) in edits.items()):
+                continue
+            sig = [t for t in period if not t.hidden]
+            value = kt.string_value(sig[0]) if len(sig) == 1 else None
+            if value is None or value.lower() != "week":
+                continue
+            o = tokens[i].origin
+            edits[i] = (
+                close,
+                [
+                    *kt.fragment("(datetime_diff('day', startofweek(", o), *first,
+                    *kt.fragment("), startofweek(", o), *second, *kt.fragment(")) / 7)", o),
+                ],
+            )  # fmt: skip
+        if not edits:
+            break
+        tokens = kt.apply_edits(tokens, edits)
+    return tokens
+
+
+def _serialize(tokens: list[Token]) -> list[Token]:
+    """`| serialize` -> nothing; `| serialize x = ...` -> `| extend x = ...`.
+
+    `serialize` only marks the rows as ordered so that `row_number()`, `prev()` and `next()`
+    may read them; duckdb-kql reads them in order wherever it can, so the operator has nothing
+    left to do but the columns it may add, which is `extend`.
+    """
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        bar = kt.prev_sig(tokens, i)
+        if token.kind != KqlLexer.SERIALIZE or bar is None or tokens[bar].kind != kt.BAR:
+            continue
+        end = kt.segment_end(tokens, i + 1)
+        if kt.sig_indices(tokens, i + 1, end):
+            out[i] = Token(KqlLexer.EXTEND, "extend", token.origin, synthetic=True)
+        else:
+            out[bar : i + 1] = kt.blank(tokens[bar : i + 1])
+    return out
+
+
+#: Kusto's string operators: a non-string left operand is converted to its text first.
+_STRING_OPERATORS: Final = frozenset(
+    getattr(KqlLexer, name)
+    for name in KqlLexer.symbolicNames
+    if name
+    and name.removeprefix("NOT")
+    .removeprefix("_")
+    .startswith(("HAS", "CONTAINS", "STARTSWITH", "ENDSWITH", "MATCHES_REGEX"))
+)
+#: The KQL types a string operator reads as text (`tostring`); `dynamic` duckdb-kql reads.
+_NON_STRING_TYPES: Final = frozenset({"int", "long", "real", "datetime", "bool", "timespan"})
+#: Tokens that can stand right before an operand that is a whole left operand.
+_OPERAND_STARTS: Final = frozenset(
+    {
+        KqlLexer.WHERE, KqlLexer.AND, KqlLexer.OR, kt.OPENPAREN, kt.COMMA, kt.EQUAL,
+        KqlLexer.FILTER, KqlLexer.BY,
+    }
+)  # fmt: skip
+
+
+def _string_operands(
+    tokens: list[Token],
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> list[Token]:
+    """`IncidentNumber contains "1"` -> `tostring(IncidentNumber) contains "1"`.
+
+    Kusto applies `has`, `contains`, `startswith`, `matches regex` and the rest to the text of
+    a number or a datetime; DuckDB's string functions refuse them. Done for a column, written
+    alone on the left, that a table the query reads holds as a non-string type; for a string
+    (or a name that shadows the column with one) `tostring` changes nothing.
+    """
+    read = _tables_read(tokens, columns)
+    typed = {
+        column
+        for table in read
+        for column, kind in types.get(table, {}).items()
+        if kind in _NON_STRING_TYPES
+    }
+    if not typed:
+        return tokens
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.kind not in _STRING_OPERATORS:
+            continue
+        left = kt.prev_sig(tokens, i)
+        if left is None or tokens[left].kind != kt.IDENTIFIER or tokens[left].text not in typed:
+            continue
+        before = kt.prev_sig(tokens, left)
+        if before is None or tokens[before].kind not in _OPERAND_STARTS:
+            continue
+        o = tokens[left].origin
+        edits[left] = (
+            left,
+            [*kt.fragment("tostring(", o), tokens[left], *kt.fragment(")", o)],
+        )
     return kt.apply_edits(tokens, edits)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -41,8 +42,19 @@ def timespan(value: timedelta) -> str:
     return f"{sign}{days}.{text}" if days else f"{sign}{text}"
 
 
+def real(value: float) -> float | str:
+    """A real as JSON data: itself when finite, else `"NaN"`, `"Infinity"` or `"-Infinity"`,
+    as KQL prints them (JSON has no such numbers, and `NaN` in a document is not JSON)."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
 def _json_value(value: Any) -> Any:
-    """A value as JSON data: dynamic stays structured, datetimes become ISO-8601 `Z` strings."""
+    """A value as JSON data: dynamic stays structured, datetimes become ISO-8601 `Z` strings,
+    non-finite reals KQL's words for them (`real`)."""
+    if isinstance(value, float):
+        return real(value)
     if isinstance(value, datetime):
         return iso_z(value)
     if isinstance(value, timedelta):
@@ -108,7 +120,7 @@ def _json(result: QueryResult) -> str:
         {name: _json_value(value) for name, value in zip(result.columns, row, strict=True)}
         for row in result.rows
     ]
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def format_result(
@@ -132,4 +144,4 @@ def format_result(
     raise ValueError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-__all__ = ["FORMATS", "Format", "format_result", "timespan"]
+__all__ = ["FORMATS", "Format", "format_result", "real", "timespan"]

@@ -10,6 +10,7 @@ at its time limit, DuckDB at its memory limit, and only `max_rows` rows are ever
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -84,6 +85,7 @@ def translate(
 
     from xdrsync.tables.compat import rewrite
     from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
+    from xdrsync.tables.sqlpatch import patch
 
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
@@ -97,7 +99,10 @@ def translate(
         for column in table_schema(name).columns
         if column.keys
     }
-    rewritten = rewrite(kql, schema, {**known, **(bags or {})}) if compatible else unchanged(kql)
+    types = {name: {c.name: c.kql_type for c in table_schema(name).columns} for name in tables}
+    rewritten = (
+        rewrite(kql, schema, {**known, **(bags or {})}, types) if compatible else unchanged(kql)
+    )
     if rewritten.probes:
         # Pending: which columns `bag_unpack` makes depends on the data (`with_bag_keys`
         # translates it again, and admits it then; each probe is admitted before it runs).
@@ -127,7 +132,7 @@ def translate(
     if result.unbound:
         names = ", ".join(result.unbound)
         raise QueryError(f"KQL error: declared query parameter with no value: {names}")
-    sql = str(result)
+    sql = patch(str(result)) if compatible else str(result)
     check_sql(sql)
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
 
@@ -193,6 +198,8 @@ def _unsupported(exc: duckdb_kql.KqlUnsupportedError, rewritten: Rewritten) -> Q
     from xdrsync.tables.compat import explain_unsupported
 
     kind, _, name = exc.construct.partition(":")
+    if name and "SEM0100" in (exc.hint or ""):
+        return QueryError(f"KQL error: {_same_clause(kind, rewritten.restore(name), rewritten)}")
     if kind == "function" and any(f.startswith(f"function {name}(") for f in rewritten.functions):
         # The call of a `let` function the layer lifted: what failed is inside its body.
         body = one_line(exc.hint or "").removeprefix("in its body: ")
@@ -200,6 +207,38 @@ def _unsupported(exc: duckdb_kql.KqlUnsupportedError, rewritten: Rewritten) -> Q
         return QueryError(f"KQL error: in the body of let function {name}: {body}")
     line, column = (exc.span.line, exc.span.column) if exc.span else (None, None)
     return QueryError(f"KQL error: {explain_unsupported(exc.construct, line, column, rewritten)}")
+
+
+def _same_clause(operator: str, name: str, rewritten: Rewritten) -> str:
+    """`extend a = 1, b = a + 1`: Kusto resolves every item of one clause against the
+    operator's input, where `a` is not a column yet, and refuses it (SEM0100); so does this,
+    saying how to write it."""
+    where = _read_position(name, rewritten)
+    at = f" at {where[0]}:{where[1]}" if where else ""
+    return (
+        f"'{name}'{at} is assigned in the same {operator} that reads it and is not an input "
+        f"column: Kusto cannot resolve it either (SEM0100); assign it first, in an extend of "
+        f"its own (`extend {name} = ... | {operator} ... {name} ...`)"
+    )
+
+
+def _read_position(name: str, rewritten: Rewritten) -> tuple[int, int] | None:
+    """Where the user's query first reads `name`, rather than assigns it (`name = ...`)."""
+    from xdrsync.tables import kqltokens as kt
+
+    try:
+        tokens = kt.tokenize(rewritten.original)
+    except kt.LexError:
+        return None
+    for i, token in enumerate(tokens):
+        after = kt.next_sig(tokens, i)
+        if (
+            token.is_word
+            and token.text == name
+            and (after is None or tokens[after].kind != kt.EQUAL)
+        ):
+            return kt.line_col(rewritten.original, token.origin)
+    return None
 
 
 def _kql_message(message: str, rewritten: Rewritten) -> str:
@@ -285,6 +324,9 @@ def _engine_error(
         return QueryRefusedError("query refused: it tried to use the file system or a setting")
     if "configuration has been locked" in str(exc):
         return QueryRefusedError("query refused: it tried to change a setting")
+    hint = _engine_hint(str(exc))
+    if hint is not None:
+        return QueryError(f"query failed: {hint}")
     message, name = engine_message(str(exc), tables), unknown_column(str(exc))
     if name is not None:
         name = rewritten.restore(name)
@@ -292,6 +334,37 @@ def _engine_error(
         at = f" at {where[0]}:{where[1]}" if where else ""
         message = f"unknown column '{name}'{at}"
     return QueryError(f"query failed: {rewritten.restore(message)}")
+
+
+#: DuckDB's string functions behind KQL's string operators (`has`, `contains`, `=~`, ...).
+_STRING_FUNCTIONS: Final = re.compile(
+    r"argument types '(?:i?like_escape|regexp_matches|lower|upper|starts_with|ends_with|"
+    r"contains|prefix|suffix|strpos|instr)\((?!VARCHAR|STRING_LITERAL|JSON)"
+)
+
+
+def _engine_hint(text: str) -> str | None:
+    """What a DuckDB error that a KQL construct xdrsync does not handle yet leads to means in
+    KQL, with what to write instead; None for any other error."""
+    if "argument types 'sum(INTERVAL)'" in text:
+        return (
+            "not supported yet: sum() of a timespan; sum it as a number of seconds and "
+            "convert back: `Total = sum(x / 1s) * 1s` (avg() of a timespan works)"
+        )
+    if _STRING_FUNCTIONS.search(text):
+        return (
+            "a string operator or function (has, contains, startswith, =~, in~, tolower, ...) "
+            "was given a number, datetime, timespan or bool that xdrsync could not convert: "
+            "write tostring(x), as Kusto converts it"
+        )
+    if "Malformed JSON" in text and "Conversion Error" in text:
+        return (
+            "not supported yet: comparing a string with a dynamic column of the same row "
+            "(`x in (DynamicCol)`, `x == DynamicCol`): for membership write "
+            "set_has_element(DynamicCol, x) (or mv-expand the column first), else "
+            "tostring(DynamicCol)"
+        )
+    return None
 
 
 __all__ = ["Fetched", "Translated", "error_position", "fetch", "translate", "with_bag_keys"]

@@ -1,0 +1,290 @@
+"""duckdb-kql's SQL, patched where it answers otherwise than Kusto and the right answer depends
+on a type only DuckDB knows.
+
+The compatibility layer (`compat`) rewrites the KQL before translation, but KQL text carries
+no types, and these differences turn on one: a string column is never null in Kusto, a
+timespan averages to a timespan, a `dynamic` array in an `in (...)` list is its elements. Each
+patch turns one shape duckdb-kql emits into SQL that asks `typeof(...)`, which DuckDB answers
+when it binds the query, so the branch for the actual type is the only one that runs while
+every branch still binds (duckdb-kql's own way with `toscalar`). The patches read the SQL with
+the inside of every string literal and quoted name masked, so text in them is never taken for
+structure; a shape that is not there leaves the SQL as it is.
+
+* after an outer `join` or `lookup`, and in an outer `union`, a string column a row has no
+  value for is `""`, not null (Kusto has no null string; `== ""` and `by` must see it);
+* `avg()` and `avgif()` of a timespan are timespans (duckdb-kql's NaN default for an empty
+  average is a real, which did not bind against an interval);
+* `x in (T)` with T's first column `dynamic` compares `x` with the elements of its arrays
+  (and its scalars), as Kusto flattens them (`in (T | summarize make_set(y))`), where DuckDB
+  read `x` as JSON, or compared it with a whole list, and failed;
+* `NULL_MARK`, the name `compat` writes where KQL has no untyped null (`maxif(x, p)` is
+  `max(iff(p, x, NULL_MARK))`), is `NULL`, which takes the type of the other branch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+#: A name no query means: `compat` writes it for a null of whatever type its context needs.
+NULL_MARK: Final = "__xdrsync_null"
+_MASK: Final = "\x01"
+
+
+#: SQL longer than this is left as duckdb-kql wrote it: a patch copies a subquery (`in`), so
+#: nested ones would double it at each level, and each patch reads the whole text.
+MAX_PATCHED_SQL: Final = 1_000_000
+
+
+def patch(sql: str) -> str:
+    """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows)."""
+    if f'"{NULL_MARK}"' in sql:
+        sql = _replace_name(sql, f'"{NULL_MARK}"', "NULL")
+    for one in (_outer_joins, _outer_unions, _interval_averages, _dynamic_in_subqueries):
+        sql = one(sql)
+    return sql
+
+
+# -- reading SQL ------------------------------------------------------------------------------
+
+
+_QUOTED: Final = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def _mask(sql: str) -> str:
+    """`sql` with the inside of each string literal and quoted name replaced by `_MASK`, so
+    offsets stay and brackets and keywords in them are not seen."""
+    return _QUOTED.sub(lambda m: m[0][0] + _MASK * (len(m[0]) - 2) + m[0][-1], sql)
+
+
+def _replace_name(sql: str, name: str, new: str) -> str:
+    """`sql` with each quoted name `name` (outside string literals) replaced by `new`."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        quote = sql[i]
+        if quote not in "'\"":
+            out.append(quote)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and not (sql[j] == quote and sql[j + 1 : j + 2] != quote):
+            j += 2 if sql[j] == quote else 1
+        text = sql[i : j + 1]
+        out.append(new if quote == '"' and text == name else text)
+        i = j + 1
+    return "".join(out)
+
+
+def _close(masked: str, i: int) -> int:
+    """The index of the bracket closing the one at `i`, or -1."""
+    depth = 0
+    for j in range(i, len(masked)):
+        if masked[j] == "(":
+            depth += 1
+        elif masked[j] == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _open_before(masked: str, i: int) -> int:
+    """The index of the innermost bracket still open at `i`, or -1."""
+    depth = 0
+    for j in range(i - 1, -1, -1):
+        if masked[j] == ")":
+            depth += 1
+        elif masked[j] == "(":
+            if depth == 0:
+                return j
+            depth -= 1
+    return -1
+
+
+def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str | None]) -> str:
+    """Apply `edit(sql, masked, start)` at each match of `find` in the masked SQL, last first
+    (an edit never moves what comes before it); `edit` returns the new SQL or None."""
+    starts = [m.start() for m in find.finditer(_mask(sql))]
+    for start in reversed(starts):
+        if len(sql) > MAX_PATCHED_SQL:
+            break
+        changed = edit(sql, _mask(sql), start)
+        if changed is not None:
+            sql = changed
+    return sql
+
+
+# -- strings are never null -------------------------------------------------------------------
+
+
+def _not_null_string(value: str) -> str:
+    """`value`, with a null made `""` when its type is VARCHAR; other types untouched."""
+    return f"CASE WHEN typeof({value}) = 'VARCHAR' AND {value} IS NULL THEN '' ELSE {value} END"
+
+
+_NAME: Final = r'"[^"]*"'
+_ITEM: Final = rf"_[lr]\.{_NAME} AS {_NAME}"
+# Patterns of the SQL duckdb-kql writes, not SQL being built (and so for the rest of the file:
+# what the patches write is that SQL rearranged, and `sandbox.check_sql` checks it after them).
+_JOIN: Final = re.compile(
+    rf"SELECT ((?:{_ITEM}, )*{_ITEM}) FROM \S+ AS _l (LEFT|RIGHT|FULL OUTER) JOIN \("  # noqa: S608
+)
+_JOIN_ITEM: Final = re.compile(rf"(_[lr])\.({_NAME}) AS ({_NAME})")
+_OUTER_SIDES: Final = {"LEFT": ("_r",), "RIGHT": ("_l",), "FULL OUTER": ("_l", "_r")}
+
+
+def _outer_joins(sql: str) -> str:
+    """An outer `join`/`lookup`: the other side's string columns of an unmatched row -> `""`."""
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        found = _JOIN.match(masked, start)
+        if found is None:
+            return None
+        sides = _OUTER_SIDES[found.group(2)]
+        begin, end = found.span(1)
+        items: list[str] = []
+        for item in _JOIN_ITEM.finditer(masked, begin, end):
+            side = item.group(1)
+            source = sql[item.start(2) : item.end(2)]
+            target = sql[item.start(3) : item.end(3)]
+            value = f"{side}.{source}"
+            items.append(f"{_not_null_string(value) if side in sides else value} AS {target}")
+        return sql[:begin] + ", ".join(items) + sql[end:]
+
+    return _each(sql, re.compile(r"SELECT _[lr]\."), edit)
+
+
+_UNION: Final = re.compile(rf"SELECT ((?:{_NAME}, )*{_NAME}) FROM \(")  # noqa: S608
+_UNION_ARM: Final = "\nUNION ALL BY NAME "
+
+
+def _outer_unions(sql: str) -> str:
+    """An outer `union`: a string column a branch does not have -> `""` in its rows."""
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        found = _UNION.match(masked, start)
+        if found is None:
+            return None
+        open_ = found.end() - 1
+        close = _close(masked, open_)
+        if close < 0 or not _at_depth(masked, open_ + 1, close, _UNION_ARM):
+            return None
+        begin, end = found.span(1)
+        names = [sql[m.start() : m.end()] for m in re.compile(_NAME).finditer(masked, begin, end)]
+        items = [f"{_not_null_string(name)} AS {name}" for name in names]
+        return sql[:begin] + ", ".join(items) + sql[end:]
+
+    return _each(sql, re.compile(r"SELECT \""), edit)
+
+
+def _at_depth(masked: str, start: int, end: int, text: str) -> bool:
+    """Whether `text` occurs in `masked[start:end]` outside every bracket opened there."""
+    depth = 0
+    for j in range(start, end):
+        if masked[j] == "(":
+            depth += 1
+        elif masked[j] == ")":
+            depth -= 1
+        elif depth == 0 and masked.startswith(text, j):
+            return True
+    return False
+
+
+# -- the average of timespans -----------------------------------------------------------------
+
+_NAN_DEFAULT: Final = ", CAST('NaN' AS DOUBLE))"
+_AVERAGE: Final = re.compile(r"coalesce\(avg\(")
+
+
+def _interval_averages(sql: str) -> str:
+    """`coalesce(avg(x) [FILTER (...)], NaN)` -> the average itself when `x` is a timespan
+    (an interval; null for no rows), the coalesced real otherwise."""
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        avg = start + len("coalesce(")
+        close = _close(masked, avg + len("avg"))
+        if close < 0:
+            return None
+        end = close + 1
+        if masked.startswith(" FILTER (", end):
+            end = _close(masked, end + len(" FILTER ")) + 1
+            if end <= 0:
+                return None
+        if not sql.startswith(_NAN_DEFAULT, end) or _AVERAGE.search(masked, avg, end):
+            return None  # the average is written three times: only the innermost is patched
+        aggregate = sql[avg:end]
+        new = (
+            f"CASE WHEN typeof({aggregate}) = 'INTERVAL' THEN {aggregate} "
+            f"ELSE coalesce({aggregate}, 'NaN') END"
+        )
+        return sql[:start] + new + sql[end + len(_NAN_DEFAULT) :]
+
+    return _each(sql, _AVERAGE, edit)
+
+
+# -- `in` over a tabular expression of dynamic values -------------------------------------------
+
+_IN_SUBQUERY: Final = re.compile(r" IN \(SELECT (_c1|lower\(CAST\(_c1 AS VARCHAR\)\)) FROM \(")
+_ALIAS: Final = ") AS _q(_c1))"
+
+
+def _flattened(body: str, lower: bool) -> str:
+    """The elements of the `dynamic` first column of `body`'s rows, as one list of text: an
+    array's elements, a scalar's value."""
+    json = "to_json(_c1)"
+    values = (
+        f"CASE WHEN json_type({json}) = 'ARRAY' THEN CAST({json} AS VARCHAR[]) "
+        f"ELSE [json_extract_string({json}, '$')] END"
+    )
+    if lower:
+        values = f"list_transform({values}, lambda v: lower(v))"
+    return (
+        f"(SELECT flatten(list({values})) FROM ({body}) AS _q(_c1) "  # noqa: S608
+        "WHERE typeof(_c1) = 'JSON')"
+    )
+
+
+def _dynamic_in_subqueries(sql: str) -> str:
+    """`(x IN (SELECT _c1 FROM (T) AS _q(_c1)))` -> the same test over the elements of T's
+    first column when it is a typed value or a DuckDB list (`make_list`'s: `unnest` of `[v]`,
+    recursively, is `v` itself or the elements of a list, nested ones too), or membership of
+    `x`'s text in the flattened values when it is JSON (`make_set`'s). Which one T has is its
+    type, so one side is always empty, and DuckDB drops it before running anything (the JSON
+    side's `x IN` would otherwise read `x` as JSON, and fail). T is written twice, so a T that
+    holds another `in (...)` of its own keeps duckdb-kql's SQL (nesting would double it at
+    every level); the innermost is patched."""
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        found = _IN_SUBQUERY.match(masked, start)
+        if found is None:
+            return None
+        group = _open_before(masked, start)
+        body_open = found.end() - 1
+        body_close = _close(masked, body_open)
+        if group < 0 or body_close < 0 or not sql.startswith(_ALIAS, body_close):
+            return None
+        end = body_close + len(_ALIAS)
+        if masked[end : end + 1] != ")" or _close(masked, group) != end:
+            return None
+        if _IN_SUBQUERY.search(masked, body_open, body_close):
+            return None  # the body is copied: only the innermost, so nesting cannot multiply it
+        value = sql[group + 1 : start]
+        selected = sql[found.start(1) : found.end(1)]
+        body = sql[body_open + 1 : body_close]
+        lower = selected != "_c1"
+        elements = (
+            f"SELECT unnest([_c1], recursive := true) AS _c1 FROM ({body}) AS _q(_c1) "  # noqa: S608
+            "WHERE typeof(_c1) <> 'JSON'"
+        )
+        typed = f"({value} IN (SELECT {selected} FROM ({elements}) AS _q(_c1)))"  # noqa: S608
+        flat = (
+            f"coalesce(list_contains({_flattened(body, lower)}, CAST({value} AS VARCHAR)), FALSE)"
+        )
+        return sql[:group] + f"({typed} OR {flat})" + sql[end + 1 :]
+
+    return _each(sql, _IN_SUBQUERY, edit)
+
+
+__all__ = ["NULL_MARK", "patch"]
