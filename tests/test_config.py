@@ -128,20 +128,40 @@ def test_a_literal_secret_works_but_is_warned_about_without_showing_it(tmp_path:
     assert SECRET not in repr(events)
 
 
-def test_a_missing_environment_variable_is_one_line_naming_file_field_and_variable(
-    tmp_path: Path,
+def secret_error(path: Path) -> str:
+    """A tenant's secret that cannot be read loads (the other tenants go on) and fails when
+    its client asks for it: one line naming the tenant and what is missing."""
+    (tenant,) = load_config(path).tenants
+    assert tenant.client_secret is not None
+    with pytest.raises(ConfigError) as raised:
+        tenant.client_secret.get_secret_value()
+    message = str(raised.value)
+    assert "\n" not in message and raised.value.__cause__ is None
+    return message
+
+
+def test_a_missing_environment_variable_fails_its_tenant_naming_field_and_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write(tmp_path, tenant_block('client_secret = "env:NOT_SET_ANYWHERE"'))
-    message = load_error(path)
-    assert str(path) in message
-    assert "tenants[0].client_secret" in message
-    assert "'contoso'" in message
-    assert "NOT_SET_ANYWHERE is not set" in message
+    message = secret_error(path)
+    assert message == (
+        "tenant 'contoso': client_secret: environment variable NOT_SET_ANYWHERE is not set"
+    )
+    monkeypatch.setenv("NOT_SET_ANYWHERE", SECRET)  # read again when asked: set it, it works
+    (tenant,) = load_config(path).tenants
+    assert tenant.client_secret is not None and tenant.client_secret.get_secret_value() == SECRET
+    assert SECRET not in repr(tenant)
 
 
 def test_an_unreadable_secret_file_names_the_file(tmp_path: Path) -> None:
-    message = load_error(write(tmp_path, tenant_block('client_secret = "file:nope.txt"')))
-    assert "nope.txt" in message and "client_secret" in message
+    message = secret_error(write(tmp_path, tenant_block('client_secret = "file:nope.txt"')))
+    assert "nope.txt" in message and "client_secret" in message and "'contoso'" in message
+
+
+def test_a_secret_reference_without_a_name_is_still_a_config_error(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, tenant_block('client_secret = "env: "')))
+    assert "tenants[0].client_secret (tenant 'contoso')" in message and "variable name" in message
 
 
 def test_a_missing_config_file(tmp_path: Path) -> None:

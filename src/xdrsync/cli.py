@@ -6,6 +6,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -18,7 +19,7 @@ from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
 from xdrsync.terminal import console, err_console, print_error, report_failure
 
 if TYPE_CHECKING:
-    from xdrsync.config import Config
+    from xdrsync.config import Config, SyncConfig, TenantConfig
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
     from xdrsync.serving import ServerThread
@@ -226,9 +227,15 @@ def _load(config_file: Path | None) -> Config:
     from xdrsync.logs import register_secrets
 
     config = load_config(config_file)
-    register_secrets(
-        t.client_secret.get_secret_value() for t in config.tenants if t.client_secret is not None
-    )
+    readable = []
+    for tenant in config.tenants:
+        if tenant.client_secret is None:
+            continue
+        try:
+            readable.append(tenant.client_secret.get_secret_value())
+        except ConfigError:  # not readable now: that tenant alone fails, at sign-in
+            continue
+    register_secrets(readable)
     if config.workspace.database_url is not None:
         register_secrets([config.workspace.database_url.get_secret_value()])
     return config
@@ -405,7 +412,8 @@ def sync_command(
     once: Annotated[bool, typer.Option("--once", help="One full cycle, then exit.")] = False,
 ) -> None:
     """One full sync cycle: two-way destinations read back, edits pushed, inbound for every
-    tenant, then every destination."""
+    tenant, then every destination. Exit code 1 if a tenant or stream failed, or was not read
+    because Graph asked us to wait (Retry-After) until later; 2 for a config error."""
     from xdrsync.logs import configure
     from xdrsync.sync.engine import sync_tenant
     from xdrsync.workspace import inbound_settings
@@ -435,6 +443,14 @@ def sync_command(
                         on_window=progress.tracker(tenant.name),
                     )
                 for stream in report.streams:
+                    if stream.waiting_until is not None:  # not read at all this cycle
+                        failed = True
+                        until = stream.waiting_until.astimezone(UTC)
+                        err_console.print(
+                            f"[yellow]{tenant.name}/{stream.stream} skipped:[/yellow] Graph "
+                            f"asked us to wait until {until:%H:%M:%S} UTC; not read"
+                        )
+                        continue
                     console.print(
                         f"{tenant.name}/{stream.stream}: {stream.records} read, "
                         f"{stream.inserted} new, {stream.updated} updated, "
@@ -489,7 +505,19 @@ def run_command(
             err_console.print("stopping…")
             if server is not None:
                 server.stop()
-            service.stop()
+            if not service.stop():
+                # A thread is still inside a Graph request after the stop's deadline: it
+                # starts no other call and commits no other page, but leave nothing to
+                # chance. Exit now without releasing the workspace lock: the kernel drops it
+                # only once this process, and that thread with it, is gone, so no other
+                # writer starts beside it. What was committed is whole, as after a kill.
+                import os
+                import sys
+
+                err_console.print("stopped; a request still under way was abandoned")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
 
 
 def _start_console(
@@ -570,13 +598,75 @@ def backfill_command(
         raise typer.Exit(1)
 
 
+#: How many tenants ``check`` checks at once (each waits on the network, not the CPU).
+CHECK_THREADS = 32
+
+
+@dataclass
+class _TenantCheck:
+    """What ``check`` found for one tenant: lines to print (``ok`` None: a warning), and the
+    permissions its token carries, to record in the hub."""
+
+    lines: list[tuple[bool | None, str]] = field(default_factory=list)
+    roles: frozenset[str] = frozenset()
+
+    @property
+    def ok(self) -> bool:
+        return all(ok is not False for ok, _ in self.lines)
+
+
+def _check_tenant(tenant: TenantConfig, config: Config, sync: SyncConfig) -> _TenantCheck:
+    """Sign in and read the last minute's incidents, once: a failure, a 429 among them, is
+    the answer at once (its Retry-After is told, never slept through)."""
+    from xdrsync.connectors import probe_incidents
+    from xdrsync.errors import ServerBusyError, ThrottledError
+    from xdrsync.graph.security import DefenderApi
+    from xdrsync.logs import scrub
+    from xdrsync.twoway.access import read_only_reasons
+
+    found = _TenantCheck()
+    try:
+        api = DefenderApi.connect(tenant, sync)  # a secret that cannot be read fails here
+    except XdrSyncError as bad:
+        found.lines.append((False, f"{tenant.name}: {scrub(str(bad))}"))
+        return found
+    try:
+        page = probe_incidents(api)
+        found.lines.append(
+            (
+                True,
+                f"{tenant.name}: signed in, incidents readable "
+                f"(server time {page.server_date.isoformat(timespec='seconds')})",
+            )
+        )
+        found.roles = api.granted_roles()
+        refused = read_only_reasons(tenant.name, config.writes_to(tenant), found.roles)
+        if not refused:
+            known = "" if found.roles else " (the token names no permissions: Graph decides)"
+            found.lines.append((True, f"{tenant.name}: two-way sync on{known}"))
+        found.lines.extend((None, reason) for reason in dict.fromkeys(refused.values()))
+    except ThrottledError as bad:
+        what = "busy" if isinstance(bad, ServerBusyError) else "throttled"
+        wait = f"Graph asks to retry after {bad.retry_after:.0f} s" if bad.retry_after else ""
+        text = f"{what}: {wait} ({scrub(str(bad))})" if wait else scrub(str(bad))
+        found.lines.append((False, f"{tenant.name}: {text}"))
+    except XdrSyncError as bad:
+        found.lines.append((False, f"{tenant.name}: {scrub(str(bad))}"))
+    finally:
+        api.close()
+    return found
+
+
 @app.command("check")
 def check_command(config_file: ConfigOption = None) -> None:
-    """Validate the config, sign in, and make one cheap call per tenant and destination."""
-    from xdrsync.connectors import probe_incidents
-    from xdrsync.graph.security import DefenderApi
-    from xdrsync.logs import configure, scrub
-    from xdrsync.twoway.access import STREAM, capability_doc, read_only_reasons
+    """Validate the config, sign in, and make one cheap call per tenant and destination.
+    Tenants are checked at once, each call tried once: a throttled, slow or unreachable
+    tenant is reported (with Graph's Retry-After), never waited for; output in config order.
+    Exit code 1 if any tenant or destination fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xdrsync.logs import configure
+    from xdrsync.twoway.access import STREAM, capability_doc
 
     configure("error")
     with _errors():
@@ -584,32 +674,28 @@ def check_command(config_file: ConfigOption = None) -> None:
         console.print(
             f"config OK: {len(config.tenants)} tenant(s), workspace {config.workspace.path}"
         )
+        once = config.sync.model_copy(update={"max_attempts": 1})
         failed = 0
-        for tenant in config.tenants:
-            api = DefenderApi.connect(tenant, config.sync)
-            try:
-                page = probe_incidents(api)
-                console.print(
-                    f"[green]✓[/green] {tenant.name}: signed in, incidents readable "
-                    f"(server time {page.server_date.isoformat(timespec='seconds')})"
-                )
-                roles = api.granted_roles()
-                refused = read_only_reasons(tenant.name, config.writes_to(tenant), roles)
-                if roles:
-                    with _workspace(config, lock=False) as workspace:
-                        workspace.hub.save_state(
-                            tenant.tenant_id, STREAM, capability_doc(roles, datetime.now(UTC))
-                        )
-                if not refused:
-                    known = "" if roles else " (the token names no permissions: Graph decides)"
-                    console.print(f"[green]✓[/green] {tenant.name}: two-way sync on{known}")
-                for reason in dict.fromkeys(refused.values()):
-                    console.print(f"[yellow]![/yellow] {reason}")
-            except XdrSyncError as bad:
-                failed += 1
-                err_console.print(f"[red]✗[/red] {tenant.name}: {scrub(str(bad))}")
-            finally:
-                api.close()
+        granted: dict[str, frozenset[str]] = {}
+        marks = {True: "[green]✓[/green]", None: "[yellow]![/yellow]"}
+        with ThreadPoolExecutor(
+            max_workers=min(len(config.tenants), CHECK_THREADS), thread_name_prefix="check"
+        ) as pool:
+            checks = [pool.submit(_check_tenant, t, config, once) for t in config.tenants]
+            for tenant, pending in zip(config.tenants, checks, strict=True):
+                found = pending.result()
+                for ok, line in found.lines:
+                    if ok is False:
+                        err_console.print(f"[red]✗[/red] {line}")
+                    else:
+                        console.print(f"{marks[ok]} {line}")
+                failed += not found.ok
+                if found.roles:
+                    granted[tenant.tenant_id] = found.roles
+        if granted:
+            with _hub(config) as hub:
+                for tenant_id, roles in granted.items():
+                    hub.save_state(tenant_id, STREAM, capability_doc(roles, datetime.now(UTC)))
         failed += _check_destinations(config)
     if failed:
         raise typer.Exit(1)
@@ -638,15 +724,27 @@ def _check_destinations(config: Config) -> int:
 
 
 @state_app.command("show")
-def state_show(config_file: ConfigOption = None) -> None:
-    """Cursors, lag, errors and quarantine per stream; stored totals; destinations."""
+def state_show(
+    config_file: ConfigOption = None,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Also the streams of tenants no longer in the config (no lag shown)."
+        ),
+    ] = False,
+) -> None:
+    """Cursors, lag, errors and quarantine per stream of every configured tenant ("never
+    synced" until a read succeeds); stored totals; destinations."""
     from xdrsync.destinations.status import destination_statuses
     from xdrsync.views import state_tables
 
     with _errors():
         config = _load(config_file)
         with _hub(config, existing=True) as hub:
-            for table in state_tables(hub, _names(config), destination_statuses(hub, config)):
+            statuses = destination_statuses(hub, config)
+            for table in state_tables(
+                hub, _names(config), statuses, hide_unconfigured=not show_all
+            ):
                 console.print(table)
             quarantined = hub.list_quarantine(limit=5)
             if quarantined:

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -145,12 +145,49 @@ def _sqlite_relative_to(url: str, base_dir: Path | None) -> str:
     return f"{scheme}:///{resolved}{mark}{query}"
 
 
+class DeferredSecret(SecretStr):
+    """A ``client_secret`` reference (``env:NAME``, ``file:PATH``) that could not be read when
+    the config loaded. It is read again at each ``get_secret_value()``, when the tenant's
+    client is built, and raises ``ConfigError`` naming the tenant while it still cannot be:
+    that tenant fails alone (its streams record the error) and the others sync.
+
+    ``repr``, ``str`` and ``len`` see the reference, never a secret; two compare equal when
+    they hold the same reference."""
+
+    def __init__(self, reference: str, base_dir: Path | None, owner: str) -> None:
+        super().__init__(reference)
+        self._base_dir = base_dir
+        self._owner = owner
+
+    def get_secret_value(self) -> str:
+        try:
+            return resolve_secret(self._secret_value, self._base_dir)
+        except ValueError as problem:
+            raise ConfigError(f"tenant {self._owner!r}: client_secret: {problem}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeferredSecret) and (self._secret_value, self._base_dir) == (
+            other._secret_value,
+            other._base_dir,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._secret_value, self._base_dir))
+
+
 class AppCredentials(_Frozen):
     """An app registration in one Entra tenant, and how xdrsync signs in with it.
 
     ``client_secret`` takes ``env:NAME`` or ``file:PATH`` (resolved at load). A literal secret
     is accepted but discouraged: config files get copied, committed and pasted into tickets.
+
+    For a Defender tenant (``defers_credentials``) in a whole config, a secret reference or
+    certificate file that cannot be read at load is not an error of the config: it is read
+    again when the tenant's client is built, and fails that tenant alone (``DeferredSecret``;
+    ``graph.auth.certificate_credential``).
     """
+
+    defers_credentials: ClassVar[bool] = False
 
     name: str
     tenant_id: str
@@ -189,6 +226,11 @@ class AppCredentials(_Frozen):
                     "client_secret is written inline in the config file; "
                     "prefer env:NAME or file:PATH"
                 )
+            if _defers(cls, info) and value.partition(":")[2].strip():
+                try:
+                    return resolve_secret(value, _base_dir(info))
+                except ValueError:  # unset or unreadable now: tried again at sign-in
+                    return DeferredSecret(value, _base_dir(info), str(info.data.get("name")))
             return resolve_secret(value, _base_dir(info))
         return value
 
@@ -201,6 +243,8 @@ class AppCredentials(_Frozen):
         try:
             pem = path.read_bytes()
         except OSError as problem:
+            if _defers(cls, info):
+                return path  # read again at sign-in, where it fails this tenant alone
             raise ValueError(f"cannot read certificate file {path}: {problem.strerror}") from None
         if not _PEM_KEY.search(pem) or _PEM_CERT not in pem:
             raise ValueError(f"{path} must be a PEM file holding the private key and certificate")
@@ -230,6 +274,8 @@ class AppCredentials(_Frozen):
 
 class TenantConfig(AppCredentials):
     """One Defender tenant: its app registration and where its Graph API is."""
+
+    defers_credentials: ClassVar[bool] = True
 
     graph_url: str = GRAPH_URL
     # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
@@ -334,6 +380,14 @@ DestinationConfig = SentinelDestinationConfig  # a union as more destination typ
 
 def _loading_file(info: ValidationInfo) -> bool:
     return isinstance(info.context, Mapping) and bool(info.context.get("from_file"))
+
+
+def _defers(model: type[AppCredentials], info: ValidationInfo) -> bool:
+    """Whether an unreadable credential of ``model`` waits for sign-in: Defender tenants in a
+    whole config (``parse_config``); a tenant validated alone (``xdrsync init``) is checked
+    at once."""
+    deferring = isinstance(info.context, Mapping) and bool(info.context.get("defer_credentials"))
+    return deferring and model.defers_credentials
 
 
 class SyncConfig(_Frozen):
@@ -616,6 +670,7 @@ def parse_config(
     context = {
         "base_dir": source.resolve().parent if source is not None else None,
         "from_file": source is not None,
+        "defer_credentials": True,
     }
     message: str | None = None
     try:
@@ -674,6 +729,7 @@ __all__ = [
     "AppCredentials",
     "Config",
     "ConsoleConfig",
+    "DeferredSecret",
     "DestinationConfig",
     "EmulatorTenant",
     "QueryConfig",

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from xdrsync.destinations.status import DestinationStatus
 from xdrsync.hub import Hub, IncidentSummary
-from xdrsync.hub.records import DeadLetterRow, OutboxRow
+from xdrsync.hub.records import DeadLetterRow, OutboxRow, StreamStateRow
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
 
@@ -29,10 +29,67 @@ def _age(moment: datetime | None, now: datetime) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+#: The inbound streams every tenant has (``sync.inbound.STREAMS``, not imported: ``state
+#: show`` loads none of the sync machinery).
+INBOUND_STREAMS = ("incidents", "alerts")
+NOT_IN_CONFIG = "(not in config)"
+
+
+def tenant_label(tenant_id: str, tenant_names: dict[str, str]) -> str:
+    """The tenant's configured name; a tenant no longer configured, by id and marked so."""
+    name = tenant_names.get(tenant_id)
+    return name if name is not None else f"{tenant_id} {NOT_IN_CONFIG}"
+
+
+def never_synced(row: StreamStateRow | None) -> bool:
+    """No read of the stream ever succeeded: no state, or only errors recorded on it (a
+    first backfill that committed pages has read, though it has no watermark yet)."""
+    return row is None or (row.last_commit_at is None and not (row.doc or {}).get("watermark"))
+
+
+def _stream_cells(
+    row: StreamStateRow | None, stream: str, label: str, configured: bool, now: datetime
+) -> list[str]:
+    doc = (row.doc if row is not None else None) or {}
+    mark = doc.get("watermark")
+    watermark = datetime.fromisoformat(mark) if mark else None
+    wait = doc.get("retry_at")
+    retry_at = datetime.fromisoformat(wait) if wait else None
+    last_error = row.last_error if row is not None else None
+    if not configured:
+        lag = "—"  # not synced any more: a lag that grows for ever would be a false alarm
+    elif never_synced(row):
+        lag = "never synced"
+        if row is not None and last_error and row.last_error_at is not None:
+            lag += f"; failed {_age(row.last_error_at, now)}"
+    else:
+        lag = _age(watermark, now) if watermark else "backfilling"
+    if retry_at is not None and retry_at > now:  # Graph asked us to wait (Retry-After)
+        lag += f"; waiting until {retry_at:%H:%M:%S} UTC"
+    return [
+        label,
+        stream,
+        watermark.isoformat(timespec="seconds") if watermark else "—",
+        lag,
+        _age(row.last_commit_at, now) if row is not None else "never",
+        str(row.quarantined if row is not None else 0),
+        last_error or "",
+    ]
+
+
 def state_tables(
-    hub: Hub, tenant_names: dict[str, str], destinations: list[DestinationStatus]
+    hub: Hub,
+    tenant_names: dict[str, str],
+    destinations: list[DestinationStatus],
+    *,
+    hide_unconfigured: bool = False,
 ) -> list[Any]:
-    """Streams (cursor, lag, last error, quarantine), stored totals, destinations."""
+    """Streams (cursor, lag, last error, quarantine), stored totals, destinations.
+
+    ``tenant_names`` (id to name, in config order) are the configured tenants: each has a row
+    per inbound stream, ``never synced`` until a read of it succeeds. Streams of tenants not
+    among them are marked ``(not in config)``, with no lag; ``hide_unconfigured`` leaves them
+    out, and a line says how many."""
     now = datetime.now(UTC)
     streams = Table(title="Inbound streams", title_justify="left")
     for column in (
@@ -45,25 +102,28 @@ def state_tables(
         "last error",
     ):
         streams.add_column(column)
-    for row in hub.list_states():
-        if row.stream == TWO_WAY:
-            continue  # not an inbound stream: the tenant's permissions, shown with the edits
-        doc = row.doc or {}
-        mark = doc.get("watermark")
-        watermark = datetime.fromisoformat(mark) if mark else None
-        wait = doc.get("retry_at")
-        retry_at = datetime.fromisoformat(wait) if wait else None
-        lag = _age(watermark, now) if watermark else "backfilling"
-        if retry_at is not None and retry_at > now:  # Graph asked us to wait (Retry-After)
-            lag += f"; waiting until {retry_at:%H:%M:%S} UTC"
-        streams.add_row(
-            tenant_names.get(row.tenant_id, row.tenant_id),
-            row.stream,
-            watermark.isoformat(timespec="seconds") if watermark else "—",
-            lag,
-            _age(row.last_commit_at, now),
-            str(row.quarantined),
-            row.last_error or "",
+    # Not inbound streams: a tenant's permissions, shown with the edits.
+    states = {(r.tenant_id, r.stream): r for r in hub.list_states() if r.stream != TWO_WAY}
+    for tenant_id, name in tenant_names.items():
+        extra = sorted(s for t, s in states if t == tenant_id and s not in INBOUND_STREAMS)
+        for stream in (*INBOUND_STREAMS, *extra):
+            row = states.get((tenant_id, stream))
+            streams.add_row(*_stream_cells(row, stream, name, True, now))
+    order = {stream: i for i, stream in enumerate(INBOUND_STREAMS)}
+    gone = sorted(
+        (row for (tenant_id, _), row in states.items() if tenant_id not in tenant_names),
+        key=lambda row: (row.tenant_id, order.get(row.stream, len(order)), row.stream),
+    )
+    hidden: list[str] = []
+    if not hide_unconfigured:
+        for row in gone:
+            label = tenant_label(row.tenant_id, tenant_names)
+            streams.add_row(*_stream_cells(row, row.stream, label, False, now))
+    elif gone:
+        tenants = len({row.tenant_id for row in gone})
+        hidden.append(
+            f"  {len(gone)} stream(s) of {tenants} tenant(s) no longer in the config not shown "
+            "(their records stay in the workspace): `xdrsync state show --all`"
         )
     totals = Table(title="Workspace", title_justify="left")
     counts = hub.counts()
@@ -71,9 +131,17 @@ def state_tables(
     totals.add_column("tenant")
     for kind in kinds:
         totals.add_column(kind, justify="right")
-    for tenant_id, per in sorted(counts.items()):
-        totals.add_row(tenant_names.get(tenant_id, tenant_id), *(str(per.get(k, 0)) for k in kinds))
-    return [streams, totals, *destinations_view(destinations), *edits_summary(hub, tenant_names)]
+    others = sorted(t for t in counts if t not in tenant_names)
+    for tenant_id in (*tenant_names, *others):
+        per = counts.get(tenant_id, {})
+        totals.add_row(tenant_label(tenant_id, tenant_names), *(str(per.get(k, 0)) for k in kinds))
+    return [
+        streams,
+        *hidden,
+        totals,
+        *destinations_view(destinations),
+        *edits_summary(hub, tenant_names),
+    ]
 
 
 def destinations_view(statuses: list[DestinationStatus]) -> list[Any]:
@@ -133,8 +201,9 @@ def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
     failures = {r.tenant_id: r for r in hub.edits(states=["failed"], limit=50)}
     roles = {r.tenant_id: recorded_roles(r.doc) for r in hub.list_states() if r.stream == TWO_WAY}
     lines: list[Any] = []
-    for tenant_id in sorted({t for t, _ in counts} | set(roles)):
-        name = tenant_names.get(tenant_id, tenant_id)
+    known = {t for t, _ in counts} | set(roles)
+    for tenant_id in [*(t for t in tenant_names if t in known), *sorted(known - set(tenant_names))]:
+        name = tenant_label(tenant_id, tenant_names)
         granted = roles.get(tenant_id)
         refused = read_only_reasons(name, True, granted)
         table.add_row(

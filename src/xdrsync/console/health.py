@@ -6,6 +6,13 @@ watermark, lag, last commit and last error; per tenant Graph calls and throttlin
 quarantined records, edits on their way to Defender (the outbox) and stored totals; and the
 destinations.
 
+Every configured tenant is there from the start, synced or not. A stream no read of which
+ever succeeded is ``neverSynced``. A tenant none of whose streams has read anything
+``NEVER_SYNCED_GRACE`` after this process started (a hung or throttled tenant may record
+nothing for minutes) has them in ``error``, never ``ok``. ``/healthz`` says only whether the
+service and its hub answer (anyone who reaches the port may ask): tenants are watched
+through the metrics.
+
 Quarantined records are shown with their raw payload exactly as stored: it is the element of
 a Graph answer that could not be parsed (Defender's data, never our credentials), so nothing
 is redacted from it.
@@ -14,7 +21,7 @@ is redacted from it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,6 +45,9 @@ INBOUND_STREAMS: Final = ("incidents", "alerts")
 EDIT_STATES: Final = ("pending", "confirmed", "failed", "conflict", "overridden", "replaced")
 #: How many quarantined records ``health`` shows per tenant (the newest).
 QUARANTINE_SHOWN: Final = 5
+#: How long after this process started a tenant may have no successful read before its
+#: streams are reported in error (a first read takes seconds; a hung one, minutes).
+NEVER_SYNCED_GRACE: Final = timedelta(minutes=5)
 
 _GRAPH_NAMES: Final = {
     "requests": "requests",
@@ -82,6 +92,7 @@ def _stream(row: StreamStateRow | None, stream: str, now: datetime) -> dict[str,
     last_error = row.last_error if row is not None else None
     last_error_at = _aware(row.last_error_at) if row is not None else None
     waiting = retry_at is not None and retry_at > now
+    never = last_commit is None and watermark is None  # no read of it ever succeeded
     if last_error:
         outcome = "error"
     elif waiting:
@@ -108,13 +119,29 @@ def _stream(row: StreamStateRow | None, stream: str, now: datetime) -> dict[str,
         "failingSince": _iso(last_commit) if last_error else None,
         "retryAt": _iso(retry_at) if waiting else None,
         "quarantined": row.quarantined if row is not None else 0,
+        "neverSynced": never,
     }
 
 
-def _streams(rows: Iterable[StreamStateRow], tenant_id: str, now: datetime) -> list[dict[str, Any]]:
+def _streams(
+    rows: Iterable[StreamStateRow], tenant_id: str, now: datetime, started: datetime
+) -> list[dict[str, Any]]:
+    """The tenant's streams; while none ever read successfully, ``NEVER_SYNCED_GRACE`` after
+    ``started``, those without an error of their own are in error for it."""
     mine = {r.stream: r for r in rows if r.tenant_id == tenant_id and r.stream != TWO_WAY}
     names = [*INBOUND_STREAMS, *sorted(s for s in mine if s not in INBOUND_STREAMS)]
-    return [_stream(mine.get(name), name, now) for name in names]
+    streams = [_stream(mine.get(name), name, now) for name in names]
+    if all(s["neverSynced"] for s in streams) and now - started >= NEVER_SYNCED_GRACE:
+        minutes = (now - started).total_seconds() / 60
+        for stream in streams:
+            if stream["outcome"] == "never":
+                stream["outcome"] = "error"
+                stream["lastError"] = (
+                    f"never synced: no read of Graph succeeded in the {minutes:.0f} min "
+                    "since the service started"
+                )
+                stream["failingSince"] = _iso(started)
+    return streams
 
 
 def _graph(tenant_id: str) -> dict[str, Any]:
@@ -207,10 +234,13 @@ def health(
     *,
     quarantine_shown: int = QUARANTINE_SHOWN,
     now: datetime | None = None,
+    started: datetime | None = None,
 ) -> dict[str, Any]:
     """The JSON of ``GET /api/v1/health`` for the configured tenants among ``tenant_ids``
-    (in config order); nothing about any other tenant is in it."""
+    (in config order); nothing about any other tenant is in it. ``started``: when the
+    service started (default: when this process started counting Graph calls)."""
     now = now or datetime.now(UTC)
+    started = started or calls.started_at()
     wanted = set(tenant_ids)
     tenants = [t for t in config.tenants if t.tenant_id in wanted]
     states = [r for r in hub.list_states() if r.tenant_id in wanted]
@@ -222,11 +252,13 @@ def health(
         tid = tenant.tenant_id
         quarantined = hub.list_quarantine(limit=quarantine_shown, tenant_id=tid)
         totals = stored.get(tid, {})
+        streams = _streams(states, tid, now, started)
         entries.append(
             {
                 "tenant": tenant.name,
                 "tenantId": tid,
-                "streams": _streams(states, tid, now),
+                "neverSynced": all(s["neverSynced"] for s in streams),
+                "streams": streams,
                 "graph": _graph(tid),
                 "records": {
                     "incidents": totals.get("incidents", 0),
@@ -293,7 +325,14 @@ class HealthCollector(Collector):
         )
         failing = GaugeMetricFamily(
             "xdrsync_stream_error",
-            "1 while the stream's last cycle failed, else 0.",
+            "1 while the stream's last cycle failed, or its tenant has had no successful "
+            f"read {NEVER_SYNCED_GRACE.total_seconds() / 60:.0f} min after the service "
+            "started, else 0.",
+            labels=stream_labels,
+        )
+        never = GaugeMetricFamily(
+            "xdrsync_stream_never_synced",
+            "1 while no read of the stream has ever succeeded (no watermark, no commit), else 0.",
             labels=stream_labels,
         )
         records = GaugeMetricFamily(
@@ -322,6 +361,7 @@ class HealthCollector(Collector):
                 if moment is not None:
                     committed.add_metric(labels, moment.timestamp())
                 failing.add_metric(labels, 1.0 if stream["outcome"] == "error" else 0.0)
+                never.add_metric(labels, 1.0 if stream["neverSynced"] else 0.0)
             for kind, count in tenant["records"].items():
                 records.add_metric([name, kind], count)
             for state, count in tenant["writeBacks"]["counts"].items():
@@ -343,7 +383,8 @@ class HealthCollector(Collector):
             labels = [destination["name"], destination["type"]]
             behind.add_metric(labels, destination["behind"])
             dead.add_metric(labels, destination["deadLetters"])
-        yield from (lag, quarantined, committed, failing, records, edits, graph, behind, dead)
+        yield from (lag, quarantined, committed, failing, never, records, edits, graph)
+        yield from (behind, dead)
 
 
 def metrics_text(hub: Hub, config: Config, tenant_ids: Sequence[str]) -> bytes:
@@ -375,6 +416,7 @@ def healthz(hub: Hub) -> tuple[bool, dict[str, Any]]:
 __all__ = [
     "EDIT_STATES",
     "INBOUND_STREAMS",
+    "NEVER_SYNCED_GRACE",
     "QUARANTINE_SHOWN",
     "HealthCollector",
     "health",

@@ -199,10 +199,9 @@ class TokenProvider:
         self._adapter = MsalHttpAdapter(http, plain_http_origin=shim, limits=limits)
         self._app: Any = None
         self._lock = threading.Lock()
-        self._secret = (
-            tenant.client_secret.get_secret_value() if tenant.client_secret is not None else ""
-        )
-        register_secrets([self._secret])
+        # Read when the app is built (the first token), not here: a secret that cannot be
+        # read fails this tenant's calls alone (a ConfigError), as a certificate does.
+        self._secret = ""
 
     @property
     def token_requests(self) -> int:
@@ -272,6 +271,9 @@ class TokenProvider:
         if self.tenant.certificate_path is not None:
             credential = certificate_credential(self.tenant.certificate_path)
         else:
+            if not self._secret and self.tenant.client_secret is not None:
+                self._secret = self.tenant.client_secret.get_secret_value()
+                register_secrets([self._secret])
             credential = self._secret
         # The constructor already fetches the tenant's OpenID metadata (msal's tenant
         # discovery), so an unknown tenant fails here, as a ValueError.

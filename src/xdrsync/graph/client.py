@@ -43,7 +43,7 @@ from xdrsync.graph.http import (
     server_date,
 )
 from xdrsync.graph.odata import is_collection_path, origin, with_query
-from xdrsync.graph.pacing import Pacer
+from xdrsync.graph.pacing import Pacer, check_stop, wait
 from xdrsync.graph.retry import (
     RULES,
     Action,
@@ -61,6 +61,14 @@ log = structlog.get_logger(__name__)
 
 API_VERSION = "v1.0"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})  # PATCH sets absolute values
+#: How long one call may wait in all for Retry-After (429, a 5xx that says when to come back)
+#: before it gives up with the wait in its error: the stream is then parked until then between
+#: cycles (``sync.engine``), and an edit waits in the outbox (``twoway.pusher``), instead of a
+#: thread sleeping through minutes while the tenant's other work queues behind it.
+INLINE_RETRY_AFTER = 60.0
+#: The longest a throttled tenant's calls are held here (a Retry-After of a year is a server's
+#: mistake; the engine parks a stream as long at most).
+MAX_PAUSE = 3600.0
 
 
 class Tokens(Protocol):
@@ -137,7 +145,7 @@ class GraphClient:
         tokens: Tokens | None = None,
         pacer: Pacer | None = None,
         policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = wait,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utcnow,
         rng: Callable[[], float] = random.random,
@@ -298,14 +306,27 @@ class GraphClient:
     ) -> GraphResponse:
         policy = policy or self.policy
         request_id = str(uuid.uuid4())  # one id per logical call: retries correlate in logs
-        attempt, refreshed = 0, False
+        attempt, refreshed, waited = 0, False, 0.0
         while True:
             attempt += 1
-            outcome = self._attempt(method, url, body, request_id, collection)
+            check_stop()  # no call starts once the service is stopping
+            # What is left of the call's Retry-After allowance: a longer wait is raised.
+            allowed = max(0.0, min(policy.max_retry_after, INLINE_RETRY_AFTER - waited))
+            paused = self.pacer.paused_for()
+            if paused > allowed:
+                # Graph told this tenant to wait (another call's 429) longer than this call
+                # may: it fails as throttled at once, without a request.
+                outcome = _Outcome(
+                    Condition.THROTTLED,
+                    retry_after=paused,
+                    detail="not sent: Graph asked this tenant to wait (Retry-After)",
+                )
+            else:
+                outcome = self._attempt(method, url, body, request_id, collection)
             decision = decide(
                 outcome.condition,
                 attempt=attempt,
-                policy=policy,
+                policy=replace(policy, max_retry_after=allowed),
                 idempotent=method in _IDEMPOTENT,
                 refreshed=refreshed,
                 retry_after=outcome.retry_after,
@@ -321,8 +342,13 @@ class GraphClient:
                 continue
             if decision.action is Action.RAISE:
                 self.record("failures")
+                if outcome.condition is Condition.THROTTLED and decision.retry_after:
+                    # The tenant's next call, whichever stream or edit makes it, waits too.
+                    self.pacer.pause(min(decision.retry_after, MAX_PAUSE))
                 raise self._error(decision, outcome, method, url, attempt, policy)
             self.record("retries")
+            if decision.retry_after is not None and RULES[outcome.condition].honour_retry_after:
+                waited += decision.delay
             if outcome.condition is Condition.THROTTLED:
                 self.record("throttled")
                 self.pacer.pause(decision.delay)  # every thread of this tenant waits

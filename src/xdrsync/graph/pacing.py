@@ -3,13 +3,59 @@
 Graph limits are per app *and tenant* (microsoft-apis.md §2.10), so each tenant gets its own
 ``Pacer`` and one slow or throttled tenant never holds up another. Retrying early into a 429
 only prolongs it (peers.md §4, item 8), so a 429 pauses every thread of that tenant.
+
+The waits between calls (pacing, Retry-After, backoff) end early at shutdown: work run under
+``stop_on(event)`` (the sync service's threads) raises ``Stopped`` from ``wait`` or
+``check_stop`` once ``event`` is set, so no Graph call starts after a stop was asked for.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+#: The stop event of the work running in this context (None: nothing stops it).
+_STOP: ContextVar[threading.Event | None] = ContextVar("xdrsync_stop", default=None)
+
+
+class Stopped(BaseException):
+    """A stop was asked for: the work under way ends before its next Graph call or wait.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is, so that no handler of failures (which
+    would record an error, or count an edit's try) takes a shutdown for one; whoever called
+    ``stop_on`` catches it."""
+
+
+@contextmanager
+def stop_on(event: threading.Event) -> Iterator[None]:
+    """Run the block (and the threads it starts with its context, e.g. ``prefetch``) so that
+    ``wait`` and ``check_stop`` raise ``Stopped`` once ``event`` is set."""
+    token = _STOP.set(event)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
+def check_stop() -> None:
+    """Raise ``Stopped`` if the stop of this context was asked for."""
+    event = _STOP.get()
+    if event is not None and event.is_set():
+        raise Stopped
+
+
+def wait(seconds: float) -> None:
+    """``time.sleep``, cut short by this context's stop (then ``Stopped``)."""
+    event = _STOP.get()
+    if event is None:
+        if seconds > 0:
+            time.sleep(seconds)
+        return
+    if event.wait(max(0.0, seconds)):
+        raise Stopped
 
 
 def default_burst(per_minute: int) -> int:
@@ -33,7 +79,7 @@ class Pacer:
         *,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = wait,
     ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be at least 1")
@@ -80,4 +126,4 @@ class Pacer:
             return max(0.0, self._paused_until - self._clock())
 
 
-__all__ = ["Pacer", "default_burst"]
+__all__ = ["Pacer", "Stopped", "check_stop", "default_burst", "stop_on", "wait"]

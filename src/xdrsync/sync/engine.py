@@ -1,7 +1,18 @@
 """The sync service: every tenant on its own thread, the destinations fed behind them.
 
 A tenant's failure (bad credentials, throttling, an outage) is recorded on its streams and
-retried next cycle; it never stalls another tenant, and it never stops the fan-out.
+retried later; it never stalls another tenant, and it never stops the fan-out. Each tenant
+pushes its workspace edits on a thread of its own too, so a tenant whose Graph hangs delays
+only its own edits.
+
+How soon a failed tenant is tried again depends on the failure: an outage at the next poll;
+a 429 once the Retry-After has passed (the tenant's other stream is not read meanwhile); a
+failure only the operator can fix (a wrong secret, a missing permission) after a wait that
+doubles with each failed cycle up to ``MAX_BACKOFF`` (and is said in the stream's error).
+
+``stop()`` ends every thread against one deadline: the waits between Graph calls end at
+once (``graph.pacing.stop_on``), a read stops between pages (each page is committed whole,
+with the state it proves), and only a request already on the wire is waited for.
 """
 
 from __future__ import annotations
@@ -11,11 +22,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 import structlog
 
-from xdrsync.errors import ConfigError, ThrottledError, XdrSyncError
+from xdrsync.errors import ConfigError, ServerBusyError, ThrottledError, XdrSyncError
+from xdrsync.graph.pacing import Stopped, stop_on
 from xdrsync.hub import Hub
 from xdrsync.logs import clean
 from xdrsync.sync.inbound import (
@@ -32,6 +45,14 @@ log = structlog.get_logger(__name__)
 
 #: At shutdown the destinations get this long to take what the last cycles committed.
 DRAIN_SECONDS = 10.0
+#: At shutdown every thread (tenants, pushers, read-backs) gets this long in all to end.
+STOP_SECONDS = 20.0
+#: The longest wait before a tenant that failed for configuration is tried again.
+MAX_BACKOFF = 900.0
+#: A parked tenant wakes this much after the Retry-After, so that its stream is due by then.
+_PARK_MARGIN = 0.1
+#: Due edits read at once to find the tenants that have some (``SyncService._dispatch``).
+_DISPATCH_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,12 @@ class CycleReport:
     started: datetime
     streams: list[StreamReport] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    # A stream failed for configuration (credentials, permissions): only the operator can fix it.
+    misconfigured: bool = False
+    # Graph throttled the tenant (429) and asked it to wait until then: no call before.
+    retry_at: datetime | None = None
+    # Streams not started after a failure that the next would share (left for a later cycle).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -69,11 +96,16 @@ def sync_tenant(
     *,
     on_window: OnWindow | None = None,
     streams: Sequence[str] = STREAMS,
+    retry_in: timedelta | None = None,
 ) -> CycleReport:
     """The tenant's ``streams`` (both by default), one after the other; each failure is kept,
-    not raised."""
+    not raised.
+
+    After a failure for configuration or a 429, the tenant's next stream is not started: it
+    would fail the same way, or spend the wait Graph asked for. ``retry_in``: when the caller
+    tries again after a failure for configuration, said in the stream's error."""
     report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
-    for stream in streams:
+    for index, stream in enumerate(streams):
         began = time.monotonic()
         try:
             done = sync_stream(
@@ -102,6 +134,8 @@ def sync_tenant(
             retry_at = _retry_at(failure)
             if retry_at is not None:
                 message += f" (Graph asked us to wait: not read before {retry_at:%H:%M:%S} UTC)"
+            elif retry_in is not None and isinstance(failure, ConfigError):
+                message += f" (next attempt at {datetime.now(UTC) + retry_in:%H:%M:%S} UTC)"
             report.errors[stream] = message
             if isinstance(failure, XdrSyncError):
                 log.warning("stream failed", tenant=tenant.name, stream=stream, error=message)
@@ -112,8 +146,20 @@ def sync_tenant(
             except Exception:
                 log.exception("could not record the stream's error", tenant=tenant.name)
             if isinstance(failure, ConfigError):
-                break  # the other stream would fail the same way
+                report.misconfigured = True
+            elif _throttled(failure):
+                report.retry_at = retry_at  # Graph's limit is the tenant's, not the stream's
+            else:
+                continue
+            report.skipped = list(streams[index + 1 :])
+            break  # the other stream would fail the same way, or spend Graph's wait
     return report
+
+
+def _throttled(failure: BaseException) -> bool:
+    """A 429: the tenant's budget is spent. (A 5xx that says when to come back is one
+    endpoint's trouble, which the other stream may not share.)"""
+    return isinstance(failure, ThrottledError) and not isinstance(failure, ServerBusyError)
 
 
 #: The longest wait a Retry-After can impose on a stream; a larger (or absurd) value is read
@@ -135,20 +181,29 @@ def _retry_at(failure: BaseException) -> datetime | None:
 
 
 class Background:
-    """Runs ``publish`` on its own thread when woken and every ``interval`` seconds: the
-    fan-out, so the log store fills while tenants sync (a backfill's pages are in the tables
-    as they land), and the two-way pusher, so an edit leaves within ``interval``.
+    """Runs ``publish`` on its own thread when woken and every ``interval`` seconds (None:
+    only when woken): the fan-out, so the log store fills while tenants sync (a backfill's
+    pages are in the tables as they land), and the two-way pushers, so an edit leaves soon.
+
+    ``stoppable``: ``publish`` runs under ``graph.pacing.stop_on``, so that ``halt()`` ends
+    its waits between Graph calls at once (``Stopped`` ends the run, nothing is logged).
 
     ``stop()`` ends the thread without a last run: the caller drains with ``publish()`` on
     its own thread, where a failure is its to report.
     """
 
     def __init__(
-        self, publish: Callable[[], object], *, interval: float, name: str = "fanout"
+        self,
+        publish: Callable[[], object],
+        *,
+        interval: float | None,
+        name: str = "fanout",
+        stoppable: bool = False,
     ) -> None:
         self.publish = publish
         self.interval = interval
         self.name = name
+        self.stoppable = stoppable
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -160,13 +215,32 @@ class Background:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def halt(self) -> None:
+        """Ask the thread to end (after the run under way); ``join`` waits for it."""
         self._stopping.set()
         self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the thread; True once it has ended."""
         if self._thread.is_alive():
-            self._thread.join(timeout=timeout)
+            self._thread.join(timeout=max(0.0, timeout))
+        return not self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.halt()
+        self.join(timeout)
 
     def _loop(self) -> None:
+        if not self.stoppable:
+            self._runs()
+            return
+        with stop_on(self._stopping):
+            try:
+                self._runs()
+            except Stopped:
+                return
+
+    def _runs(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -189,8 +263,9 @@ class Publisher(Protocol):
 
 class SyncService:
     """Runs ``sync_tenant`` in a loop per tenant, the fan-out to destinations behind them
-    (woken after each cycle), and ``push`` (the two-way pusher) every ``push_interval``
-    seconds beside them."""
+    (woken after each cycle), and ``push(tenant_id)`` (the two-way pusher) beside them: one
+    thread per tenant, woken when an edit of the tenant is due (looked for every
+    ``push_interval`` seconds), so that a tenant's pushes never wait for another's."""
 
     def __init__(
         self,
@@ -203,9 +278,10 @@ class SyncService:
         alerts_interval: float | None = None,
         fanout: Publisher | None = None,
         on_report: Callable[[CycleReport], None] | None = None,
-        push: Callable[[], object] | None = None,
+        push: Callable[[str], object] | None = None,
         push_interval: float = 0.2,
         periodic: Sequence[tuple[str, Callable[[], object], float]] = (),
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
         self.hub = hub
         self.tenants = tenants
@@ -216,11 +292,28 @@ class SyncService:
         # alerts_v2 is read at most this often: the incidents stream brings, with $expand,
         # every alert whose change reaches its incident; this stream is for the rest.
         self.alerts_interval = max(poll_interval, alerts_interval or poll_interval)
+        self.max_backoff = max(poll_interval, max_backoff)
         self.on_report = on_report
         self.stopping = threading.Event()
         self._fanout = fanout
-        self._pusher = (
-            Background(push, interval=push_interval, name="pusher") if push is not None else None
+        # Each tenant's pusher runs when the dispatcher finds an edit of the tenant due.
+        self._pushers = (
+            {
+                t.tenant_id: Background(
+                    partial(push, t.tenant_id),
+                    interval=None,
+                    name=f"pusher-{t.name}",
+                    stoppable=True,
+                )
+                for t in tenants
+            }
+            if push is not None
+            else {}
+        )
+        self._dispatcher = (
+            Background(self._dispatch, interval=push_interval, name="pusher")
+            if push is not None
+            else None
         )
         # Other work beside the sync, each (name, function, seconds between runs): e.g.
         # reading a two-way destination back for its users' edits.
@@ -233,8 +326,8 @@ class SyncService:
     def wake_pusher(self) -> None:
         """Push queued edits now rather than at the pusher's next poll (the console calls
         this after queueing an edit)."""
-        if self._pusher is not None:
-            self._pusher.wake()
+        if self._dispatcher is not None:
+            self._dispatcher.wake()
 
     def start(self) -> SyncService:
         for tenant in self.tenants:
@@ -245,27 +338,62 @@ class SyncService:
             self._threads.append(thread)
         if self._fanout is not None:
             self._fanout.start()
-        if self._pusher is not None:
-            self._pusher.start()
-        for job in self._periodic:
+        for job in self._jobs():
             job.start()
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Stop every thread, waiting ``timeout`` seconds in all (not per thread), then let the
+        destinations take what was committed. True when every thread has ended; False when
+        one is still inside a Graph request (bounded by ``request_timeout_seconds``): it
+        will neither start another call nor commit another page, yet the caller must not
+        hand the workspace to another writer before this process is gone."""
+        deadline = time.monotonic() + timeout
         self.stopping.set()
-        for job in self._periodic:
-            job.stop(timeout)
-        if self._pusher is not None:
-            self._pusher.stop(timeout)
-        for thread in self._threads:
-            thread.join(timeout=timeout)
+        jobs = self._jobs()
+        for job in jobs:
+            job.halt()
+        left = [t.name for t in self._threads if not _joined(t, deadline)]
+        left += [job.name for job in jobs if not job.join(deadline - time.monotonic())]
+        if left:
+            log.warning("threads still busy at the stop deadline", threads=left)
         if self._fanout is not None:
             self._fanout.stop(timeout)
             # What the last cycles committed; a slow destination takes the rest after a restart.
             self._fanout.drain(DRAIN_SECONDS)
+        return not left
+
+    def _jobs(self) -> list[Background]:
+        dispatcher = [self._dispatcher] if self._dispatcher is not None else []
+        return [*dispatcher, *self._pushers.values(), *self._periodic]
+
+    def _dispatch(self) -> None:
+        """Wake the pusher of every tenant with an edit due (one read of the outbox for all;
+        a backlog larger than one read wakes every tenant's, each looking for its own)."""
+        due = self.hub.due_edits(_DISPATCH_BATCH)
+        tenants = (
+            set(self._pushers) if len(due) >= _DISPATCH_BATCH else {row.tenant_id for row in due}
+        )
+        for tenant_id in tenants:
+            pusher = self._pushers.get(tenant_id)
+            if pusher is not None:
+                pusher.wake()
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before a tenant is tried again after ``failures`` cycles in a row failed
+        for configuration: twice the poll interval, doubling up to ``max_backoff``."""
+        return min(self.poll_interval * 2.0 ** min(failures, 32), self.max_backoff)
 
     def _tenant_loop(self, tenant: TenantSource) -> None:
+        with stop_on(self.stopping):
+            try:
+                self._cycles(tenant)
+            except Stopped:  # between pages or Graph calls: what was committed stays whole
+                log.info("tenant stopped", tenant=tenant.name)
+
+    def _cycles(self, tenant: TenantSource) -> None:
         alerts_due = 0.0
+        refused = 0  # cycles in a row that failed for configuration
         while not self.stopping.is_set():
             wait = self.poll_interval
             streams: tuple[str, ...] = STREAMS
@@ -275,8 +403,15 @@ class SyncService:
                 # Due again a little early, so a cycle that lands just short of the interval
                 # does not push the read a whole poll later.
                 alerts_due = time.monotonic() + self.alerts_interval - self.poll_interval / 2
+            retry_in = self.backoff(refused + 1)
             try:
-                report = sync_tenant(self.hub, tenant, self.settings, streams=streams)
+                report = sync_tenant(
+                    self.hub,
+                    tenant,
+                    self.settings,
+                    streams=streams,
+                    retry_in=timedelta(seconds=retry_in),
+                )
             except Exception:  # a bug must not kill the service silently: log and go on
                 log.exception("cycle crashed", tenant=tenant.name)
             else:
@@ -286,4 +421,17 @@ class SyncService:
                     self._fanout.wake()
                 if report.quiet:  # a quiet tenant is read less often; any change resets it
                     wait = self.idle_poll_interval
+                if ALERTS in report.skipped:
+                    alerts_due = 0.0  # left out of this cycle: read at the next one
+                refused = refused + 1 if report.misconfigured else 0
+                if report.misconfigured:
+                    wait = retry_in
+                if report.retry_at is not None:  # parked until Graph's wait has passed
+                    left = (report.retry_at - datetime.now(UTC)).total_seconds()
+                    wait = max(wait, left + _PARK_MARGIN)
             self.stopping.wait(wait)
+
+
+def _joined(thread: threading.Thread, deadline: float) -> bool:
+    thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    return not thread.is_alive()

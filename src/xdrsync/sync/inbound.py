@@ -12,7 +12,9 @@ The rules that make it lossless (design §3; ``docs/guarantees.md``; tested in t
 * the new watermark is never later than the server's ``Date`` at the start of the read, so
   an update that becomes listable late is re-read by the next cycle's lookback;
 * a record that cannot be parsed or stored is quarantined with its reason and raw text, and
-  every other record of its page is committed; the hub's version guard makes re-reads no-ops.
+  every other record of its page is committed; the hub's version guard makes re-reads no-ops;
+* a read run under ``graph.pacing.stop_on`` (the service's) ends between pages once a stop
+  is asked for (``Stopped``), after committing the page in hand: never half a page.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from xdrsync.errors import RetriableError
+from xdrsync.graph.pacing import check_stop
 from xdrsync.hub import ApplyResult, Hub, InboundBatch, Quarantined
 from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
 from xdrsync.jsontext import UnreadableItem
@@ -344,6 +347,7 @@ def _read_keyset(cycle: _Cycle, lower: datetime, upper: datetime | None) -> Stre
             cycle.report.windows += 1
         elif read.through is not None:
             cycle.progress(datetime_from_ticks(read.through))
+        check_stop()
     cycle.progress(cycle.end)
     return state
 
@@ -388,6 +392,7 @@ def _read_window(
             state = replace(state.advanced(min(upper, started), at=started), ordered=False)
             moved = state
         cycle.commit(read.page, moved)
+        check_stop()
     cycle.report.windows += 1
     return state
 

@@ -183,7 +183,9 @@ class Pusher:
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.clock = clock
-        self._lock = threading.Lock()
+        # One push at a time per tenant (a record's edits stay in order); tenants apart.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         # Why a tenant's kinds of record may not be written, read once per push (``_refused``),
         # and when the roles it was read from were recorded.
         self._read_only: dict[str, dict[EntityType, str]] = {}
@@ -199,15 +201,24 @@ class Pusher:
     # -- one pass -------------------------------------------------------------------------
 
     def push_due(self, tenant_id: str | None = None, batch: int = 200) -> PushReport:
-        """Push every edit due now (of one tenant, or all), each once, ``batch`` edits read at
-        a time; returns what was done."""
+        """Push every edit due now (of one tenant, or of each tenant in turn), each once,
+        ``batch`` edits read at a time; returns what was done.
+
+        Thread-safe: pushes of one tenant run one at a time, those of different tenants side
+        by side (the service pushes each tenant on its own thread, so a tenant whose Graph
+        hangs holds up only its own edits)."""
+        if tenant_id is None:
+            report = PushReport()
+            for each in self.targets:
+                report.merge(self.push_due(each, batch))
+            return report
         report = PushReport()
         began = time.monotonic()
         seen = 0
         after = 0
         carry: list[OutboxRow] = []
-        with self._lock:
-            self._read_only = {}
+        with self._lock_of(tenant_id):
+            self._read_only.pop(tenant_id, None)
             while True:
                 rows = self.hub.due_edits(batch, tenant_id, after_id=after)
                 if not rows and not carry:
@@ -238,8 +249,10 @@ class Pusher:
                 seen += len(rows)
                 self._push_rows(rows, report)
         if seen:
+            target = self.targets.get(tenant_id)
             log.info(
                 "edits pushed",
+                tenant=target.name if target is not None else tenant_id,
                 edits=seen,
                 writes=report.writes,
                 reads=report.reads,
@@ -247,6 +260,10 @@ class Pusher:
                 **report.states,
             )
         return report
+
+    def _lock_of(self, tenant_id: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(tenant_id, threading.Lock())
 
     def _refused(self, target: PushTarget, kind: EntityType) -> str | None:
         """Why ``kind`` records of the tenant may not be written (None: they may), from the

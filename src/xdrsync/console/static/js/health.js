@@ -25,7 +25,12 @@ function pretty(raw) {
 function tenantCard(t) {
   const wb = t.writeBacks || {};
   const graph = t.graph || {};
-  const worst = (t.streams || []).some((s) => s.outcome === "error") ? "error" : (t.streams || []).some((s) => s.outcome === "waiting") ? "waiting" : "ok";
+  const tenantStreams = t.streams || [];
+  // A tenant none of whose streams has read anything yet is not "ok" (a hung or throttled
+  // tenant from the start); the server turns it to "error" once its grace has passed.
+  const worst = tenantStreams.some((s) => s.outcome === "error") ? "error"
+    : tenantStreams.some((s) => s.outcome === "waiting") ? "waiting"
+    : tenantStreams.length && tenantStreams.every((s) => s.neverSynced) ? "never" : "ok";
   const streams = h("table", { class: "grid" },
     h("thead", {}, h("tr", {}, ["Stream", "Outcome", "Watermark", "Lag", "Last commit", "Last full read", "Cycles", "Quarantined", "Last error"].map((c) => h("th", {}, c)))),
     h("tbody", {}, (t.streams || []).map((s) => h("tr", {},

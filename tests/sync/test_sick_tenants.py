@@ -1,0 +1,339 @@
+"""Sick tenants among healthy ones, as an MSSP runs them: a tenant whose Graph hangs, throttles
+or refuses us holds up nobody else — not another tenant's edits, not the tenant's own other
+stream beyond Graph's wait, not the shutdown — and one that cannot work until the operator
+fixes it is tried less and less often. Real emulator, real service, a proxy making tenants
+sick (``sick_proxy``); every wait is bounded."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sick_proxy import Call, Sick, SickProxy
+from truth import assert_hub_matches_truth
+
+from xdrsync.config import Config, SyncConfig, TwoWayConfig, load_config
+from xdrsync.emulator.clientconfig import write_client_config
+from xdrsync.emulator.server import EmulatorServer
+from xdrsync.emulator.service import settings_for
+from xdrsync.hub import Hub, configured_url
+from xdrsync.sync.engine import SyncService, sync_tenant
+from xdrsync.sync.lock import WorkspaceLock
+from xdrsync.twoway.edits import EditRequest
+from xdrsync.twoway.submit import Tenant, submit
+from xdrsync.workspace import Workspace, inbound_settings
+
+INCIDENTS = "/v1.0/security/incidents"
+
+
+@pytest.fixture
+def world() -> Iterator[Callable[[int], tuple[EmulatorServer, SickProxy]]]:
+    """An emulator with ``n`` tenants and the proxy in front of it."""
+    made: list[tuple[EmulatorServer, SickProxy]] = []
+
+    def make(tenants: int) -> tuple[EmulatorServer, SickProxy]:
+        server = EmulatorServer(settings_for(seed=23, incidents=8, tenants=tenants)).start()
+        proxy = SickProxy(server.base_url)
+        made.append((server, proxy))
+        return server, proxy
+
+    yield make
+    for server, proxy in made:
+        proxy.stop()
+        server.stop()
+
+
+def _config(
+    server: EmulatorServer,
+    proxy: SickProxy,
+    folder: Path,
+    sync: SyncConfig,
+    secrets: dict[str, str] | None = None,
+) -> Config:
+    """Every tenant behind its own port of the proxy."""
+    tenants = server.emulator.settings.tenants
+    config = Config.for_emulator(
+        server.base_url,
+        [
+            (t.name, t.tenant_id, t.client_id, (secrets or {}).get(t.name, t.client_secret))
+            for t in tenants
+        ],
+        workspace_path=folder,
+        sync=sync,
+        rate_limit_per_minute=6000,
+    )
+    fronted = []
+    for tenant in config.tenants:
+        url = proxy.front(tenant.name)
+        fronted.append(tenant.model_copy(update={"graph_url": url, "authority_url": url}))
+    return config.model_copy(
+        update={"tenants": tuple(fronted), "two_way": TwoWayConfig(retry_seconds=0.5)}
+    )
+
+
+def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)
+
+
+def _open_incident(hub: Hub, tenant_id: str) -> str:
+    for summary in hub.list_incidents(tenant_id, limit=100):
+        if summary.status in ("active", "inProgress") and not summary.merged_into:
+            return summary.id
+    raise AssertionError("no open incident")
+
+
+def test_a_healthy_tenants_edit_is_pushed_while_another_tenants_graph_hangs(
+    world: Any, tmp_path: Path
+) -> None:
+    server, proxy = world(2)
+    sync = SyncConfig(poll_interval_seconds=0.5, max_attempts=2, request_timeout_seconds=8)
+    config = _config(server, proxy, tmp_path / "ws", sync)
+    healthy, hung = config.tenants
+    with Workspace.open(config) as workspace:
+        hub = workspace.hub
+        for source in workspace.sources():
+            assert sync_tenant(hub, source, inbound_settings(config)).ok
+        pusher = workspace.pusher()
+        proxy.set(hung.name, Sick("hang"))
+        # The hung tenant's edit is queued first, as it was when the reviewer saw it.
+        edits = {
+            t.name: submit(
+                hub,
+                Tenant(t.name, t.tenant_id, True),
+                "incident",
+                _open_incident(hub, t.tenant_id),
+                EditRequest(owner=f"analyst@{t.name}.example"),
+                author="alice",
+                origin="test",
+            )
+            for t in (hung, healthy)
+        }
+        service = SyncService(
+            hub,
+            workspace.sources(),
+            inbound_settings(config),
+            poll_interval=0.5,
+            push=pusher.push_due,
+            push_interval=0.1,
+        ).start()
+        began = time.monotonic()
+        try:
+            _wait_for(
+                lambda: hub.edits(ids=edits[healthy.name])[0].state == "confirmed",
+                6,  # the hung tenant's edit alone holds a pusher 2 x 8 s
+                f"{healthy.name}'s edit pushed",
+            )
+            took = time.monotonic() - began
+            assert hub.edits(ids=edits[hung.name])[0].state == "pending"
+            assert proxy.calls(hung.name, INCIDENTS)  # its push is under way, hung
+        finally:
+            proxy.stop()  # the hung calls end
+            stopped = service.stop(timeout=15)
+    assert took < 3
+    assert stopped
+
+
+def test_after_a_429_the_tenants_other_stream_waits_for_the_retry_after(
+    world: Any, tmp_path: Path
+) -> None:
+    server, proxy = world(1)
+    sync = SyncConfig(poll_interval_seconds=0.2, max_attempts=2)
+    config = _config(server, proxy, tmp_path / "ws", sync)
+    (tenant,) = config.tenants
+    # The incidents listing is throttled twice (its two attempts), asking for 2 s each time.
+    proxy.set(tenant.name, Sick("429", retry_after=2, times=2, routes=(INCIDENTS,)))
+    with Workspace.open(config) as workspace:
+        service = SyncService(
+            workspace.hub, workspace.sources(), inbound_settings(config), poll_interval=0.2
+        ).start()
+        try:
+            _wait_for(
+                lambda: len([c for c in proxy.calls(tenant.name) if c.status == 200]) >= 2,
+                15,
+                "both streams read after the throttling",
+            )
+        finally:
+            stopped = service.stop(timeout=10)
+    calls = proxy.calls(tenant.name)
+    last_429 = max(i for i, c in enumerate(calls) if c.status == 429)
+    throttled, after = calls[last_429], calls[last_429 + 1]
+    # No call of the tenant, whichever stream, before Graph's wait had passed; and the first
+    # one then reads the incidents that were throttled.
+    assert after.at - throttled.at >= 1.9, _timeline(calls)
+    assert after.path == INCIDENTS, _timeline(calls)
+    assert stopped
+
+
+def test_a_long_retry_after_parks_the_tenant_between_cycles(world: Any, tmp_path: Path) -> None:
+    server, proxy = world(1)
+    config = _config(server, proxy, tmp_path / "ws", SyncConfig(poll_interval_seconds=0.2))
+    (tenant,) = config.tenants
+    proxy.set(tenant.name, Sick("429", retry_after=120, times=1, routes=(INCIDENTS,)))
+    with Workspace.open(config) as workspace:
+        hub = workspace.hub
+        service = SyncService(
+            hub, workspace.sources(), inbound_settings(config), poll_interval=0.2
+        ).start()
+        try:
+            _wait_for(lambda: proxy.calls(tenant.name), 10, "the first call")
+            time.sleep(2)  # ten polls
+            state = {s.stream: s for s in hub.list_states()}.get("incidents")
+        finally:
+            began = time.monotonic()
+            stopped = service.stop(timeout=10)
+            stopping = time.monotonic() - began
+    # One call, throttled; none since. The wait is the stream's, shown where state show and
+    # the health page read it, not a thread asleep inside a call: the stop is immediate.
+    assert [c.status for c in proxy.calls(tenant.name)] == [429]
+    assert state is not None and state.last_error and "not read before" in state.last_error
+    retry_at = datetime.fromisoformat(state.doc["retry_at"])
+    assert 100 < (retry_at - datetime.now(UTC)).total_seconds() <= 120
+    assert stopped and stopping < 2
+
+
+@pytest.mark.parametrize("trouble", ["wrong secret", "403"])
+def test_a_tenant_only_the_operator_can_fix_is_tried_less_and_less_often(
+    world: Any, tmp_path: Path, trouble: str
+) -> None:
+    server, proxy = world(1)
+    name = server.emulator.settings.tenants[0].name
+    secrets = {name: "not-the-secret"} if trouble == "wrong secret" else None
+    config = _config(
+        server, proxy, tmp_path / "ws", SyncConfig(poll_interval_seconds=0.05), secrets
+    )
+    (tenant,) = config.tenants
+    if trouble == "403":
+        proxy.set(name, Sick("403"))
+    tried = "/token" if trouble == "wrong secret" else INCIDENTS
+
+    def attempts() -> list[Call]:
+        return [c for c in proxy.calls(name, "/") if c.path.endswith(tried)]
+
+    with Workspace.open(config) as workspace:
+        hub = workspace.hub
+        service = SyncService(
+            hub, workspace.sources(), inbound_settings(config), poll_interval=0.05
+        ).start()
+        try:
+            time.sleep(3)
+            seen = attempts()
+            state = {s.stream: s for s in hub.list_states()}["incidents"]
+            if trouble == "403":  # fixed (the permission granted): the next try works
+                proxy.set(name, Sick())
+                _wait_for(lambda: hub.get_state(tenant.tenant_id, "alerts"), 5, "synced")
+        finally:
+            stopped = service.stop(timeout=10)
+    gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
+    # At the poll interval (every 0.05 s) that would be some 40 tries; doubling from 0.1 s
+    # it is 5 (0.1, 0.2, 0.4, 0.8 s apart, plus the tries' own time).
+    assert 4 <= len(seen) <= 7, gaps
+    assert gaps[-1] >= 0.6 and gaps[-1] > 3 * gaps[0], gaps
+    assert state.last_error and "next attempt at" in state.last_error
+    assert stopped
+
+
+def test_the_backoff_doubles_from_twice_the_poll_up_to_a_cap() -> None:
+    service = SyncService(
+        None,  # type: ignore[arg-type]  # never started
+        [],
+        None,  # type: ignore[arg-type]
+        poll_interval=5,
+    )
+    waits = [service.backoff(n) for n in range(1, 11)]
+    assert waits == [10, 20, 40, 80, 160, 320, 640, 900, 900, 900]
+    assert service.backoff(10_000) == 900
+
+
+def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
+    world: Any, tmp_path: Path
+) -> None:
+    server, proxy = world(3)
+    tenants = server.emulator.settings.tenants
+    folder = tmp_path / "cfg"
+    path = write_client_config(
+        folder, server.base_url, tenants, workspace="ws", sync={"poll_interval_seconds": 0.5}
+    )
+    fronts = {t.name: proxy.front(t.name) for t in tenants}
+    lines, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.startswith("name = "):
+            current = line.split('"')[1]
+        if line.startswith(("graph_url = ", "authority_url = ")):
+            line = f'{line.split(" = ")[0]} = "{fronts[current]}"'
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    config = load_config(path)
+    _, hung, throttled = (t.name for t in tenants)
+    said = (tmp_path / "run.err").open("w")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "xdrsync", "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=said,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    hub_url = configured_url(config.workspace)
+    try:
+        _wait_for(lambda: "syncing 3 tenant(s)" in (tmp_path / "run.err").read_text(), 60, "run")
+        with Hub.open(hub_url) as hub:
+            _wait_for(
+                lambda: len([s for s in hub.list_states() if (s.doc or {}).get("watermark")]) >= 6,
+                60,
+                "every tenant's streams synced once",
+            )
+        proxy.set(hung, Sick("hang"))
+        proxy.set(throttled, Sick("429", retry_after=30))
+        _wait_for(
+            lambda: (
+                any(c.status is None for c in proxy.calls(hung))
+                and any(c.status == 429 for c in proxy.calls(throttled))
+            ),
+            30,
+            "a hung call and a throttled one",
+        )
+        run.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        run.wait(timeout=120)
+        took = time.monotonic() - began
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        said.close()
+    log = (tmp_path / "run.err").read_text()
+    assert run.returncode == 0, log[-3000:]
+    # The stop's deadline (20 s for every thread together) and the destinations' drain; no
+    # longer whatever the tenants do (systemd's default stop timeout is 90 s).
+    assert took < 35, log[-3000:]
+    calls_after = [c for c in proxy.calls(throttled) if c.at > began + 1]
+    assert not calls_after  # no Graph call after SIGTERM
+    # Nothing was half written: every tenant's hub is Defender's, and the lock is free.
+    with Hub.open(hub_url) as hub:
+        for tenant in tenants:
+            assert_hub_matches_truth(hub, tenant.tenant_id, _truth(server, tenant.tenant_id))
+    WorkspaceLock.for_config(config).acquire().release()
+
+
+def _truth(server: EmulatorServer, tenant_id: str) -> list[dict[str, Any]]:
+    reply = httpx.get(
+        f"{server.base_url}/_emulator/truth", params={"tenant": tenant_id}, timeout=60
+    )
+    reply.raise_for_status()
+    return list(reply.json()["value"])
+
+
+def _timeline(calls: list[Call]) -> str:
+    start = calls[0].at if calls else 0.0
+    return "; ".join(f"{c.at - start:.2f}s {c.path} {c.status}" for c in calls)
