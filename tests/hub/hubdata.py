@@ -216,3 +216,13 @@ def migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def members(hub: Hub, incident_id: str) -> tuple[list[str], list[str], int]:
+    """An incident's alerts as each of the hub's reads sees them: (get_incident's alerts,
+    current_alerts, list_incidents' count)."""
+    incident = hub.get_incident(TENANT, incident_id)
+    assert incident is not None
+    current = hub.current_alerts([(TENANT, incident_id)])[(TENANT, incident_id)]
+    (summary,) = [s for s in hub.list_incidents(TENANT) if s.id == incident_id]
+    return [a.id for a in incident.alerts], [a.id for a in current], summary.alert_count

@@ -6,21 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hubdata import TENANT, alert_json, batch, incident_json, stamp
+from hubdata import TENANT, alert_json, batch, incident_json, members, stamp
 
 from xdrsync.hub import Hub
 from xdrsync.models import Alert
 
 DOCS = Path(__file__).parents[1] / "models" / "data" / "list_incidents_expand_alerts.json"
-
-
-def _members(hub: Hub, incident_id: str) -> tuple[list[str], list[str], int]:
-    """(get_incident's alerts, current_alerts, list_incidents' count) for one incident."""
-    incident = hub.get_incident(TENANT, incident_id)
-    assert incident is not None
-    current = hub.current_alerts([(TENANT, incident_id)])[(TENANT, incident_id)]
-    (summary,) = [s for s in hub.list_incidents(TENANT) if s.id == incident_id]
-    return [a.id for a in incident.alerts], [a.id for a in current], summary.alert_count
 
 
 def test_microsofts_documented_example_keeps_the_alert_the_incident_lists(hub: Hub) -> None:
@@ -30,7 +21,7 @@ def test_microsofts_documented_example_keeps_the_alert_the_incident_lists(hub: H
     (alert,) = documented["alerts"]
     assert alert["incidentId"] != documented["id"]
     hub.commit_batch(batch(documented))
-    assert _members(hub, documented["id"]) == ([alert["id"]], [alert["id"]], 1)
+    assert members(hub, documented["id"]) == ([alert["id"]], [alert["id"]], 1)
 
 
 def test_an_alert_read_after_the_listing_joins_through_its_incident_id(hub: Hub) -> None:
@@ -39,7 +30,7 @@ def test_an_alert_read_after_the_listing_joins_through_its_incident_id(hub: Hub)
     later = alert_json("da2", "7", stamp(2), created=stamp(0))
     hub.commit_batch(batch(alerts=[later], stream="alerts"))
     # Creation order, as get_incident always gave it: da2 was created first.
-    assert _members(hub, "7") == (["da2", "da1"], ["da2", "da1"], 2)
+    assert members(hub, "7") == (["da2", "da1"], ["da2", "da1"], 2)
 
 
 def test_the_newest_listing_decides_and_an_alert_moved_away_leaves(hub: Hub) -> None:
@@ -53,8 +44,8 @@ def test_the_newest_listing_decides_and_an_alert_moved_away_leaves(hub: Hub) -> 
             incident_json("8", stamp(2), alerts=[moved]),
         )
     )
-    assert _members(hub, "7") == (["da1"], ["da1"], 1)
-    assert _members(hub, "8") == (["da2"], ["da2"], 1)
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    assert members(hub, "8") == (["da2"], ["da2"], 1)
 
 
 def test_an_incident_read_without_its_alerts_keeps_its_last_listing(hub: Hub) -> None:
@@ -63,7 +54,7 @@ def test_an_incident_read_without_its_alerts_keeps_its_last_listing(hub: Hub) ->
     bare = incident_json("7", stamp(2), status="inProgress")
     del bare["alerts"]  # read without $expand: the version says nothing about its alerts
     hub.commit_batch(batch(bare))
-    assert _members(hub, "7") == (["da1"], ["da1"], 1)
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
 
 
 def test_an_alert_listed_by_two_incidents_belongs_to_both(hub: Hub) -> None:
@@ -74,8 +65,8 @@ def test_an_alert_listed_by_two_incidents_belongs_to_both(hub: Hub) -> None:
             incident_json("9", stamp(1), alerts=[shared]),
         )
     )
-    assert _members(hub, "7")[1] == ["da1"]
-    assert _members(hub, "9")[1] == ["da1"]
+    assert members(hub, "7")[1] == ["da1"]
+    assert members(hub, "9")[1] == ["da1"]
 
 
 def test_current_alerts_reuses_the_callers_parsed_versions_and_reads_the_rest(hub: Hub) -> None:

@@ -6,18 +6,9 @@ when each incident step was committed."""
 
 from __future__ import annotations
 
-from hubdata import TENANT, alert_json, batch, incident_json, stamp
+from hubdata import TENANT, alert_json, batch, incident_json, members, stamp
 
 from xdrsync.hub import Hub
-
-
-def _members(hub: Hub, incident_id: str) -> tuple[list[str], list[str], int]:
-    """(get_incident's alerts, current_alerts, list_incidents' count) for one incident."""
-    incident = hub.get_incident(TENANT, incident_id)
-    assert incident is not None
-    current = hub.current_alerts([(TENANT, incident_id)])[(TENANT, incident_id)]
-    (summary,) = [s for s in hub.list_incidents(TENANT) if s.id == incident_id]
-    return [a.id for a in incident.alerts], [a.id for a in current], summary.alert_count
 
 
 def _two_incidents(hub: Hub) -> list[dict[str, object]]:
@@ -43,16 +34,16 @@ def test_an_alert_moved_away_leaves_the_incident_whose_old_listing_names_it(hub:
             incident_json("8", stamp(5), alerts=[alert_json("db1", "8", stamp(1)), moved]),
         )
     )
-    assert _members(hub, "7") == (["da1"], ["da1"], 1)
-    assert sorted(_members(hub, "8")[1]) == ["da2", "db1"]
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    assert sorted(members(hub, "8")[1]) == ["da2", "db1"]
 
 
 def test_the_move_counts_when_only_the_alerts_stream_reads_it(hub: Hub) -> None:
     _two_incidents(hub)
     # Neither incident is read again: the alert's own newer record is all the hub knows.
     hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
-    assert _members(hub, "7") == (["da1"], ["da1"], 1)
-    assert _members(hub, "8") == (["da2", "db1"], ["da2", "db1"], 2)
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    assert members(hub, "8") == (["da2", "db1"], ["da2", "db1"], 2)
 
 
 def test_at_the_listings_version_or_before_the_listing_still_decides(hub: Hub) -> None:
@@ -60,9 +51,9 @@ def test_at_the_listings_version_or_before_the_listing_still_decides(hub: Hub) -
     # listing wins a tie, as it wins for its documented example (an older alert).
     tied = alert_json("da1", "28282", stamp(3))
     hub.commit_batch(batch(incident_json("7", stamp(3), alerts=[tied])))
-    assert _members(hub, "7") == (["da1"], ["da1"], 1)
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
     hub.commit_batch(batch(alerts=[alert_json("da1", "28282", stamp(4))], stream="alerts"))
-    assert _members(hub, "7") == ([], [], 0)
+    assert members(hub, "7") == ([], [], 0)
 
 
 def test_an_alerts_incident_before_a_seq_and_when_incident_steps_were_committed(
