@@ -14,7 +14,7 @@ import pytest
 from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
-from xdrsync.errors import ThrottledError
+from xdrsync.errors import RetriableError, ThrottledError
 from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
 from xdrsync.hub.payload import ticks_from_datetime
 from xdrsync.sync.listing import PageQuery
@@ -260,6 +260,23 @@ def test_throttling_during_expand_is_not_mistaken_for_the_expand_bug(
     with pytest.raises(ThrottledError):
         api_for(h, SyncConfig(max_attempts=2)).incidents_page(WINDOW)
     assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
+
+
+def test_a_network_that_refuses_every_connection_is_not_taken_for_the_expand_bug(
+    harness_factory: Build,
+) -> None:
+    """No connection reaches Graph: a read without $expand would fail the same way, so the
+    page fails as what it is, once, without a fallback round logged as $expand's."""
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    h = harness_factory(refused, sync=SyncConfig(max_attempts=2))
+    with pytest.raises(RetriableError, match="ConnectError") as raised:
+        api_for(h, SyncConfig(max_attempts=2)).incidents_page(WINDOW)
+    assert raised.value.unsent
+    assert all(r.url.params.get("$expand") == "alerts" for r in h.recorder.requests)
+    assert h.client.stats().get("expand_fallbacks", 0) == 0
 
 
 def test_an_outage_asking_for_a_wait_is_waited_out_after_one_fallback(

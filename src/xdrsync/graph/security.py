@@ -83,10 +83,13 @@ def _page(
     )
 
 
-def _our_pace(failure: RetriableError) -> bool:
-    """Whether a failure is Graph throttling us (a 429), not a failure a fallback gets around:
-    a 5xx that asked for a wait (``ServerBusyError``) may be ``$expand``'s own 500."""
-    return isinstance(failure, ThrottledError) and not isinstance(failure, ServerBusyError)
+def _not_expands_fault(failure: RetriableError) -> bool:
+    """Whether a failure is one a read without ``$expand`` would meet as well: Graph
+    throttling us (a 429), or a request that never reached Graph (no connection, no sign-in).
+    A 5xx, even one that asked for a wait (``ServerBusyError``), may be ``$expand``'s own."""
+    if isinstance(failure, ThrottledError):
+        return not isinstance(failure, ServerBusyError)
+    return failure.unsent
 
 
 def _segment(record_id: str) -> str:
@@ -164,8 +167,8 @@ class DefenderApi:
                 )
                 return _page(response, tuple(response.items), top)
             except RetriableError as failure:
-                if _our_pace(failure):
-                    raise  # throttling is about our pace, not about $expand
+                if _not_expands_fault(failure):
+                    raise  # our pace or the network, not $expand
                 self._expand_failed(failure)
         response = self.client.get(INCIDENTS, params)
         if not expand_alerts:
@@ -246,8 +249,8 @@ class DefenderApi:
                     )
                     return _entity(expanded)
                 except RetriableError as failure:
-                    if _our_pace(failure):
-                        raise  # the fallback would be throttled as well
+                    if _not_expands_fault(failure):
+                        raise  # the fallback would fail as well
                 self.client.record("expand_fallbacks")
                 incident: dict[str, Any] = self._with_alerts(_entity(self.client.get(path)))
                 return incident
