@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from xdrsync import jsontext
 from xdrsync.destinations.base import UNMAPPABLE, Rejection
@@ -126,60 +126,39 @@ class LogTables:
                 alerts[c.seq], evidence[c.seq] = alert_for_rows(jsontext.loads(c.payload_text))
             else:
                 incidents[c.seq] = jsontext.loads(c.payload_text)
-        moves = self._moves(changes)
-        keys = sorted(
-            {(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"}
-            | {key for moved in moves.values() for key in moved}
-        )
+        keys = sorted({(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"})
         if not keys:
-            return _Context(alerts, evidence, incidents, {}, {}, {}, {})
+            return _Context(alerts, evidence, incidents, {}, {}, {})
         current = self.hub.current_alerts(keys, alerts, _alert_only)
         # The times Sentinel sets once come from the incidents' recorded versions up to this
         # chunk's last: those before the chunk are read with their payloads, the chunk's own
         # are parsed above. Only an incident with no alerts now has its listings read.
         steps = self.hub.incident_steps(keys, changes[0].seq, changes[-1].seq)
-        at = {c.seq: c.at for c in changes}
-        refreshed = _refreshed(moves, steps, at, incidents)
-        wanted = incidents.keys() | {shown.seq for each in refreshed.values() for shown in each}
         times: dict[int, IncidentTimes] = {}
-        listed: set[tuple[str, str]] = set()
         for key, recorded in steps.items():
             found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
-            for seq in found.keys() & wanted:
-                times[seq] = found[seq]
-                listed.update((key[0], a) for a in found[seq].listed)
-        activity = self.hub.alert_activity(sorted(listed)) if listed else {}
-        return _Context(alerts, evidence, incidents, current, times, activity, refreshed)
-
-    def _moves(self, changes: Sequence[ChangeRow]) -> dict[int, tuple[tuple[str, str], ...]]:
-        """The alert changes that move their alert to another incident, by seq: each with the
-        (tenant, incident)s it left and joined. An alert's previous incident is the one its
-        previous change named: in this chunk, or read from the hub (one read, for the alerts
-        whose first change here is an update)."""
-        first: dict[tuple[str, str], ChangeRow] = {}
-        for c in changes:
-            if c.entity_type == "alert":
-                first.setdefault((c.tenant_id, c.entity_id), c)
-        asked = sorted(key for key, c in first.items() if c.kind != "insert")
-        named = self.hub.alert_incidents_before(asked, changes[0].seq) if asked else {}
-        moves: dict[int, tuple[tuple[str, str], ...]] = {}
-        for c in changes:
-            key = (c.tenant_id, c.entity_id)
-            if c.entity_type != "alert":
-                continue
-            if c.kind != "insert" and key in named and named[key] != c.incident_id:
-                moves[c.seq] = tuple(
-                    (c.tenant_id, i) for i in (named[key], c.incident_id) if i is not None
-                )
-            named[key] = c.incident_id
-        return moves
+            times.update((seq, found[seq]) for seq in found.keys() & incidents.keys())
+        listed = sorted(
+            {(c.tenant_id, a) for c in changes if c.seq in times for a in times[c.seq].listed}
+        )
+        activity = self.hub.alert_activity(listed) if listed else {}
+        return _Context(alerts, evidence, incidents, current, times, activity)
 
     @staticmethod
     def _change_rows(change: ChangeRow, now: datetime, context: _Context) -> list[tuple[str, Row]]:
         tenant = change.tenant_id
         if change.entity_type == "incident":
-            key = (tenant, change.entity_id)
-            row = _incident_row(context.incidents[change.seq], key, change.seq, now, context)
+            # Every version, the latest or an older one in a backlog, is shown with the
+            # alerts the incident has now (the hub keeps no history of membership).
+            incident = Incident.from_graph(context.incidents[change.seq]).model_copy(
+                update={"alerts": tuple(context.current[(tenant, change.entity_id)])}
+            )
+            times = context.times.get(change.seq)
+            if times is not None and times.listed:
+                times = _with_activity(times, tenant, context.activity)
+            row = security_incident_row(
+                incident, time_generated=now, workspace_tenant_id=tenant, times=times
+            )
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
             return [_mark("SecurityIncident", row, change)]
@@ -197,16 +176,14 @@ class LogTables:
                     alert, time_generated=now, tenant_id=tenant, evidence=items
                 )
             ),
-            *(_mark("SecurityIncident", row, change) for row in _moved_rows(change, now, context)),
         ]
 
 
 @dataclass(frozen=True)
 class _Context:
     """What a chunk's rows share: its alerts parsed once, their evidence JSON, its incident
-    payloads, the current alerts of its incidents, the times their versions set (by seq),
-    the activity of the alerts listed by incidents that have none now, and the incidents
-    each alert change that moves its alert shows again (by the change's seq)."""
+    payloads, the current alerts of its incidents, the times their versions set (by seq) and
+    the activity of the alerts listed by incidents that have none now."""
 
     alerts: dict[int, Alert]
     evidence: dict[int, EvidenceJson]
@@ -214,74 +191,6 @@ class _Context:
     current: Mapping[tuple[str, str], Sequence[Alert]]
     times: Mapping[int, IncidentTimes]
     activity: Mapping[tuple[str, str], tuple[datetime | None, datetime | None]]
-    refreshed: Mapping[int, Sequence[_Shown]]
-
-
-class _Shown(NamedTuple):
-    """An incident shown again by an alert change that moved an alert to or from it: at its
-    last recorded change up to the move (``seq``, ``payload``)."""
-
-    key: tuple[str, str]
-    seq: int
-    payload: Mapping[str, Any]
-
-
-def _refreshed(
-    moves: Mapping[int, Sequence[tuple[str, str]]],
-    steps: Mapping[tuple[str, str], Sequence[IncidentStep]],
-    at: Mapping[int, datetime],
-    held: Mapping[int, Mapping[str, Any]],
-) -> dict[int, list[_Shown]]:
-    """For each move (by seq), the incidents that get a row with it: each incident the alert
-    left or joined, at its last recorded change up to the move. Left out: an incident the hub
-    had not recorded by then (its first row will list the alert), and one with a change in
-    the move's own commit (read with the move, that change's row already shows it). ``at``:
-    when the chunk's changes were committed; ``held``: the chunk's incident payloads."""
-    refreshed: dict[int, list[_Shown]] = {}
-    for seq, moved in moves.items():
-        for key in moved:
-            shown = [step for step in steps.get(key, ()) if step.seq <= seq]
-            if not shown or shown[-1].recorded_at == at[seq]:
-                continue
-            last = shown[-1]
-            payload = held[last.seq] if last.payload is None else jsontext.loads(last.payload)
-            refreshed.setdefault(seq, []).append(_Shown(key, last.seq, payload))
-    return refreshed
-
-
-def _incident_row(
-    payload: Mapping[str, Any], key: tuple[str, str], seq: int, now: datetime, context: _Context
-) -> Row:
-    """The SecurityIncident row of the incident's version with this seq (``payload``).
-
-    Every version, the latest or an older one in a backlog, is shown with the alerts the
-    incident has now (the hub keeps no history of membership)."""
-    incident = Incident.from_graph(payload).model_copy(
-        update={"alerts": tuple(context.current[key])}
-    )
-    times = context.times.get(seq)
-    if times is not None and times.listed:
-        times = _with_activity(times, key[0], context.activity)
-    return security_incident_row(
-        incident, time_generated=now, workspace_tenant_id=key[0], times=times
-    )
-
-
-def _moved_rows(change: ChangeRow, now: datetime, context: _Context) -> Iterator[Row]:
-    """The rows of the incidents an alert change moved its alert between (``_refreshed``),
-    each at its last recorded version with the alerts it has now: Sentinel updates both
-    incidents, so `arg_max(TimeGenerated, *)` shows each alert in one. A move is an update:
-    LastModifiedTime is the alert's `lastUpdateDateTime` when that is later. A row that
-    cannot be made is left out (its incident's own change was refused for it)."""
-    for shown in context.refreshed.get(change.seq, ()):
-        try:
-            row = _incident_row(shown.payload, shown.key, shown.seq, now, context)
-        except UNMAPPABLE:
-            continue
-        modified = row["LastModifiedTime"]
-        if modified is None or change.version > modified:
-            row["LastModifiedTime"] = change.version
-        yield row
 
 
 def _versions(

@@ -161,14 +161,6 @@ class Hub:
         with self._read() as conn:
             return reads.incident_steps(conn, keys, held_from, up_to)
 
-    def alert_incidents_before(
-        self, keys: Sequence[tuple[str, str]], before: int
-    ) -> dict[tuple[str, str], str | None]:
-        """The incident each (tenant, alert) key named in its last recorded change before seq
-        ``before``, in one read (``reads.alert_incidents_before``)."""
-        with self._read() as conn:
-            return reads.alert_incidents_before(conn, keys, before)
-
     def alert_activity(
         self, keys: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[datetime | None, datetime | None]]:
