@@ -68,6 +68,9 @@ class Worker(TablesWorker):
         return found
 
     def kill(self) -> None:
+        # The factory hands the worker over before it starts: wait for its process. (With
+        # pid 0, os.kill would SIGKILL this whole process group, pytest and make included.)
+        _until(lambda: self.pid > 0)
         os.kill(self.pid, signal.SIGKILL)
 
 
