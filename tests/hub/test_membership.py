@@ -86,3 +86,49 @@ def test_current_alerts_reuses_the_callers_parsed_versions_and_reads_the_rest(hu
         listed[2]["title"],
     ]
     assert current[(TENANT, "8")] == []
+
+
+def _seven_and_eight(hub: Hub) -> list[dict[str, object]]:
+    """Incident 7 lists da1 and da2, incident 8 lists db1 (all as of minute 1)."""
+    sevens = [alert_json(f"da{n}", "7", stamp(1), created=stamp(n)) for n in (1, 2)]
+    hub.commit_batch(
+        batch(
+            incident_json("7", stamp(1), alerts=sevens),
+            incident_json("8", stamp(1), alerts=[alert_json("db1", "8", stamp(1))]),
+        )
+    )
+    return sevens
+
+
+def test_an_alert_moved_later_leaves_an_incident_not_read_again(hub: Hub) -> None:
+    # Whether a move bumps the incident the alert left is undocumented: when Defender does
+    # not, only the alert's own newer record says it moved, and that later statement wins.
+    _seven_and_eight(hub)
+    hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    assert members(hub, "8") == (["da2", "db1"], ["da2", "db1"], 2)
+
+
+def test_a_move_read_with_the_joined_incident_leaves_the_other_too(hub: Hub) -> None:
+    sevens = _seven_and_eight(hub)
+    # 8 is bumped and lists da2 (now naming 8 at minute 5); 7 is read at its old version,
+    # so its newest listing in the hub still names da2.
+    moved = alert_json("da2", "8", stamp(5), created=stamp(2))
+    hub.commit_batch(
+        batch(
+            incident_json("7", stamp(1), alerts=sevens),
+            incident_json("8", stamp(5), alerts=[alert_json("db1", "8", stamp(1)), moved]),
+        )
+    )
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    assert sorted(members(hub, "8")[1]) == ["da2", "db1"]
+
+
+def test_at_the_listings_version_or_before_the_listing_still_decides(hub: Hub) -> None:
+    # Read at the listing's own version and naming another incident: Defender's listing wins
+    # the tie, as it does for its documented example (an older alert).
+    tied = alert_json("da1", "28282", stamp(3))
+    hub.commit_batch(batch(incident_json("7", stamp(3), alerts=[tied])))
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    hub.commit_batch(batch(alerts=[alert_json("da1", "28282", stamp(4))], stream="alerts"))
+    assert members(hub, "7") == ([], [], 0)

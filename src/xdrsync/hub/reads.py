@@ -37,12 +37,13 @@ def _json(text: str | None) -> Any:
 
 def _named_alert_ids(
     conn: Connection, tenant_id: str, incident_ids: Sequence[str]
-) -> dict[str, list[str]]:
+) -> dict[str, tuple[int, list[str]]]:
     """The alerts each incident's newest version read with its alerts named, as Graph listed
-    them: Defender's own statement of membership, which an alert's ``incidentId`` may not
-    match (Microsoft's documented ``$expand=alerts`` example has such an alert)."""
+    them, with that version (ticks): Defender's own statement of membership, which an
+    alert's ``incidentId`` may not match (Microsoft's documented ``$expand=alerts`` example
+    has such an alert)."""
     iv = s.incident_version
-    named: dict[str, list[str]] = {}
+    named: dict[str, tuple[int, list[str]]] = {}
     for part in chunks(incident_ids):
         listed = and_(
             iv.c.tenant_id == tenant_id, iv.c.incident_id.in_(part), iv.c.alert_ids.is_not(None)
@@ -54,7 +55,7 @@ def _named_alert_ids(
             .subquery()
         )
         query = (
-            select(iv.c.incident_id, iv.c.alert_ids)
+            select(iv.c.incident_id, iv.c.version, iv.c.alert_ids)
             .join(
                 newest,
                 and_(iv.c.incident_id == newest.c.incident_id, iv.c.version == newest.c.version),
@@ -62,8 +63,8 @@ def _named_alert_ids(
             .where(listed)
             .order_by(iv.c.recorded_at)  # two contents of one version: the later one read
         )
-        for incident_id, ids in conn.execute(query):
-            named[incident_id] = [str(i) for i in jsontext.loads(ids)]
+        for incident_id, version, ids in conn.execute(query):
+            named[incident_id] = (version, [str(i) for i in jsontext.loads(ids)])
     return named
 
 
@@ -73,18 +74,25 @@ def _members(
     """The stored alerts of each (tenant, incident): those the incident's newest listing
     named, and those whose own ``incidentId`` points at it (an alert read after that listing).
 
+    When the two disagree, the later statement wins. A listed alert whose stored record names
+    another incident, at a version (``lastUpdateDateTime``) later than the listing's, has
+    left: Defender moved it, and the incident it left need not be read again (whether a move
+    bumps that incident's ``lastUpdateDateTime`` is undocumented). At the listing's version
+    or earlier, the listing stays Defender's word (its documented example lists such an
+    alert).
+
     Each row holds ``columns``; alerts come in creation order (undated first), then by id.
     """
     a = s.alert
-    wanted = (a.c.id, a.c.incident_id, a.c.created_date_time, *columns)
+    wanted = (a.c.id, a.c.incident_id, a.c.version, a.c.created_date_time, *columns)
     found: dict[tuple[str, str], dict[str, Row[Any]]] = {key: {} for key in keys}
     for tenant_id in {tenant for tenant, _ in keys}:
         ids = sorted({key for tenant, key in keys if tenant == tenant_id})
         named = _named_alert_ids(conn, tenant_id, ids)
-        listed_by: dict[str, list[str]] = {}
-        for incident_id, alert_ids in named.items():
+        listed_by: dict[str, list[tuple[str, int]]] = {}  # alert -> (incident, listing version)
+        for incident_id, (version, alert_ids) in named.items():
             for alert_id in alert_ids:
-                listed_by.setdefault(alert_id, []).append(incident_id)
+                listed_by.setdefault(alert_id, []).append((incident_id, version))
         rows: list[Row[Any]] = []
         for part in chunks(ids):
             where = and_(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
@@ -94,8 +102,12 @@ def _members(
             where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
             rows.extend(conn.execute(select(*wanted).where(where)))
         for row in rows:
-            owners = [*listed_by.get(row.id, ()), row.incident_id]
-            for incident_id in owners:
+            owners = [
+                incident_id
+                for incident_id, version in listed_by.get(row.id, ())
+                if not _moved_since(row, incident_id, version)
+            ]
+            for incident_id in (*owners, row.incident_id):
                 if (tenant_id, incident_id) in found:
                     found[(tenant_id, incident_id)][row.id] = row
     return {
@@ -105,6 +117,16 @@ def _members(
         )
         for key, alerts in found.items()
     }
+
+
+def _moved_since(alert: Row[Any], incident_id: str, listed_at: int) -> bool:
+    """Whether the stored ``alert`` left ``incident_id`` after that incident's listing at
+    version ``listed_at`` named it: its own record, of a later version, names another."""
+    return (
+        alert.incident_id is not None
+        and alert.incident_id != incident_id
+        and alert.version > listed_at
+    )
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
