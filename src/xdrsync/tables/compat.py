@@ -48,7 +48,7 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -249,29 +249,44 @@ def _calls(
             yield i, close, [kt.trim(tokens[a:b]) for a, b in args]
 
 
-def _replace(tokens: list[Token]) -> list[Token]:
-    """`replace(regex, rewrite, text)` -> `replace_regex(text, regex, rewrite)`: Kusto's
-    deprecated `replace` is `replace_regex` with the text last (duckdb-kql reads it as
-    `replace_string`, whose text comes first, and matches no regex)."""
-    for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
+def _rewrite_calls(
+    tokens: list[Token],
+    name: str,
+    arity: int,
+    rewrite: Callable[[int, list[list[Token]]], list[Token] | None],
+) -> list[Token]:
+    """Each call of ``name`` with ``arity`` arguments replaced by what ``rewrite`` makes of
+    (the call's origin, its arguments); a call it returns None for is kept. A call inside
+    another's arguments is rewritten on the next pass (at most eight)."""
+    for _ in range(8):
         edits: dict[int, tuple[int, list[Token]]] = {}
-        for i, close, (regex, rewrite, text) in _calls(tokens, "replace", 3):
+        for i, close, args in _calls(tokens, name, arity):
             if any(first <= i <= last for first, (last, _) in edits.items()):
                 continue
-            origin = tokens[i].origin
-            comma = kt.fragment(", ", origin)
-            edits[i] = (
-                close,
-                [
-                    *kt.fragment("replace_regex(", origin),
-                    *text, *comma, *regex, *comma, *rewrite,
-                    *kt.fragment(")", origin),
-                ],
-            )  # fmt: skip
+            made = rewrite(tokens[i].origin, args)
+            if made is not None:
+                edits[i] = (close, made)
         if not edits:
             break
         tokens = kt.apply_edits(tokens, edits)
     return tokens
+
+
+def _replace(tokens: list[Token]) -> list[Token]:
+    """`replace(regex, rewrite, text)` -> `replace_regex(text, regex, rewrite)`: Kusto's
+    deprecated `replace` is `replace_regex` with the text last (duckdb-kql reads it as
+    `replace_string`, whose text comes first, and matches no regex)."""
+
+    def swapped(origin: int, args: list[list[Token]]) -> list[Token]:
+        regex, rewrite, text = args
+        comma = kt.fragment(", ", origin)
+        return [
+            *kt.fragment("replace_regex(", origin),
+            *text, *comma, *regex, *comma, *rewrite,
+            *kt.fragment(")", origin),
+        ]  # fmt: skip
+
+    return _rewrite_calls(tokens, "replace", 3, swapped)
 
 
 def _ingestion_time(tokens: list[Token]) -> list[Token]:
@@ -637,27 +652,20 @@ def _week_diffs(tokens: list[Token]) -> list[Token]:
     startofweek(b)) / 7)`: Kusto counts the week boundaries between the two (a week starts on
     Sunday), where DuckDB's `date_diff` counts whole 7-day spans; two Sundays at midnight are
     a whole number of days apart, so the division is exact."""
-    for _ in range(8):  # a call inside another's arguments is rewritten on the next pass
-        edits: dict[int, tuple[int, list[Token]]] = {}
-        for i, close, (period, first, second) in _calls(tokens, "datetime_diff", 3):
-            if any(first_ <= i <= last for first_, (last, _) in edits.items()):
-                continue
-            sig = [t for t in period if not t.hidden]
-            value = kt.string_value(sig[0]) if len(sig) == 1 else None
-            if value is None or value.lower() != "week":
-                continue
-            o = tokens[i].origin
-            edits[i] = (
-                close,
-                [
-                    *kt.fragment("(datetime_diff('day', startofweek(", o), *first,
-                    *kt.fragment("), startofweek(", o), *second, *kt.fragment(")) / 7)", o),
-                ],
-            )  # fmt: skip
-        if not edits:
-            break
-        tokens = kt.apply_edits(tokens, edits)
-    return tokens
+
+    def in_days(origin: int, args: list[list[Token]]) -> list[Token] | None:
+        period, first, second = args
+        sig = [t for t in period if not t.hidden]
+        value = kt.string_value(sig[0]) if len(sig) == 1 else None
+        if value is None or value.lower() != "week":
+            return None
+        return [
+            *kt.fragment("(datetime_diff('day', startofweek(", origin), *first,
+            *kt.fragment("), startofweek(", origin), *second,
+            *kt.fragment(")) / 7)", origin),
+        ]  # fmt: skip
+
+    return _rewrite_calls(tokens, "datetime_diff", 3, in_days)
 
 
 def _serialize(tokens: list[Token]) -> list[Token]:
