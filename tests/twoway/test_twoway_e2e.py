@@ -11,60 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
+import twowayenv
 
 from xdrsync.config import Config, ConflictPolicies, SyncConfig, TwoWayConfig
 from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import EditRefusedError
-from xdrsync.hub import Hub
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.edits import EditRequest
-from xdrsync.twoway.pusher import Pusher
-from xdrsync.twoway.submit import Tenant, resolve, submit
+from xdrsync.twoway.submit import resolve, submit
 from xdrsync.workspace import Workspace, inbound_settings
 
 
 @dataclass
-class Env:
-    server: EmulatorServer
-    config: Config
-    workspace: Workspace
-    pusher: Pusher
-
-    @property
-    def hub(self) -> Hub:
-        return self.workspace.hub
-
-    @property
-    def tenant(self) -> Tenant:
-        t = self.config.tenants[0]
-        return Tenant(t.name, t.tenant_id, self.config.writes_to(t))
-
-    def cycle(self) -> None:
-        """One full cycle as ``sync --once`` runs it: push, inbound, log tables."""
-        self.pusher.push_due()
-        settings = inbound_settings(self.config)
-        for source in self.workspace.sources():
-            report = sync_tenant(self.hub, source, settings)
-            assert report.ok, report.errors
-        self.workspace.fanout().publish()
-
-    def edit(self, incident_id: str, author: str = "alice@contoso.com", **fields: Any) -> list[int]:
-        return submit(
-            self.hub,
-            self.tenant,
-            "incident",
-            incident_id,
-            EditRequest(**fields),
-            author=author,
-            origin="test",
-        )
-
-    def truth(self, incident_id: str) -> dict[str, Any]:
-        reply = httpx.get(f"{self.server.base_url}/_emulator/truth", timeout=30)
-        return next(i for i in reply.json()["value"] if i["id"] == incident_id)
-
+class Env(twowayenv.Env):
     def portal(self, incident_id: str, **changes: Any) -> None:
         """An analyst's edit in the Defender portal."""
         reply = httpx.post(
@@ -80,13 +41,6 @@ class Env:
             for route, n in stats["by_route"].items()
             if route.startswith(("PATCH ", "POST /v1.0/"))
         )
-
-    def open_incident(self) -> str:
-        """An incident that is open and not merged."""
-        for summary in self.hub.list_incidents(limit=200):
-            if summary.status in ("active", "inProgress") and not summary.merged_into:
-                return summary.id
-        raise AssertionError("no open incident")
 
 
 @pytest.fixture
@@ -117,8 +71,7 @@ def make_env(tmp_path: Path) -> Iterator[Any]:
 
     yield _make
     for env in made:
-        env.workspace.close()
-        env.server.stop()
+        env.close()
 
 
 def test_an_edit_reaches_defender_once_and_comes_back_as_the_users_change(make_env: Any) -> None:

@@ -18,20 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+import twowayenv
 
-from xdrsync.config import Config, load_config
+from xdrsync.config import load_config
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import EditRefusedError
 from xdrsync.graph.retry import RetryPolicy
 from xdrsync.graph.security import DefenderApi
-from xdrsync.hub import Hub
-from xdrsync.sync.engine import sync_tenant
-from xdrsync.twoway.edits import EditRequest
-from xdrsync.twoway.pusher import MAX_CONFLICT_TRIES, Pusher
-from xdrsync.twoway.submit import Tenant, submit
-from xdrsync.workspace import Workspace, inbound_settings
+from xdrsync.twoway.pusher import MAX_CONFLICT_TRIES
+from xdrsync.workspace import Workspace
 
 TEXT = "False positive - closing"
 CONFLICT = {
@@ -76,36 +73,11 @@ def reading_one_incident(request: httpx.Request) -> bool:
 
 
 @dataclass
-class Env:
-    server: EmulatorServer
-    config: Config
-    workspace: Workspace
-    pusher: Pusher
+class Env(twowayenv.Env):
+    """With every request passing ``wire`` on its way to the emulator."""
+
     wire: Faulty
     config_file: Path
-
-    @property
-    def hub(self) -> Hub:
-        return self.workspace.hub
-
-    @property
-    def tenant(self) -> Tenant:
-        t = self.config.tenants[0]
-        return Tenant(t.name, t.tenant_id, self.config.writes_to(t))
-
-    def cycle(self) -> None:
-        """One full cycle as ``sync --once`` runs it: push, inbound, log tables."""
-        self.pusher.push_due()
-        for source in self.workspace.sources():
-            report = sync_tenant(self.hub, source, inbound_settings(self.config))
-            assert report.ok, report.errors
-        self.workspace.fanout().publish()
-
-    def edit(self, incident_id: str, author: str = "alice@contoso.com", **fields: Any) -> list[int]:
-        request = EditRequest(**fields)
-        return submit(
-            self.hub, self.tenant, "incident", incident_id, request, author=author, origin="test"
-        )
 
     def push_until_settled(self, ids: list[int], seconds: float = 20) -> None:
         """Push as the service does (every few ms) until none of ``ids`` is pending."""
@@ -114,10 +86,6 @@ class Env:
             assert time.monotonic() < deadline, self.hub.edits(ids=ids)
             self.pusher.push_due()
             time.sleep(0.02)
-
-    def truth(self, incident_id: str) -> dict[str, Any]:
-        reply = httpx.get(f"{self.server.base_url}/_emulator/truth", timeout=30)
-        return next(i for i in reply.json()["value"] if i["id"] == incident_id)
 
     def portal_comment(self, incident_id: str, text: str, author: str) -> None:
         """A comment made in Defender by someone else (an analyst in the portal, an app)."""
@@ -141,12 +109,6 @@ class Env:
             ((c.created_by, c.written_by) for c in rows if c.comment == text),
             key=lambda pair: (pair[0] or "", pair[1] or ""),
         )
-
-    def open_incident(self) -> str:
-        for summary in self.hub.list_incidents(limit=200):
-            if summary.status in ("active", "inProgress") and not summary.merged_into:
-                return summary.id
-        raise AssertionError("no open incident")
 
     @property
     def app(self) -> str:
@@ -188,8 +150,7 @@ def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
 
     yield _make
     for env in made:
-        env.workspace.close()
-        env.server.stop()
+        env.close()
 
 
 # -- A: a comment matched to someone else's with the same text ----------------------------
