@@ -4,7 +4,7 @@ pages or the API on known records (``seeded_console``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +55,18 @@ class SeededConsole:
 
 
 @contextmanager
-def seeded_console(folder: Path, populate: Callable[[Hub], None]) -> Iterator[SeededConsole]:
+def seeded_console(
+    folder: Path,
+    populate: Callable[[Hub], None],
+    more_tenants: Sequence[tuple[str, str]] = (),
+) -> Iterator[SeededConsole]:
     """The console over a workspace in ``folder`` that ``populate`` filled (then indexed);
-    tenants ``contoso`` (TENANT_A) and ``fabrikam`` (TENANT_B)."""
+    tenants ``contoso`` (TENANT_A) and ``fabrikam`` (TENANT_B), then ``more_tenants`` (name,
+    tenant id) in the config."""
+    extra = [(name, tenant_id, f"c-{name}", "x") for name, tenant_id in more_tenants]
     config = Config.for_emulator(
         "http://127.0.0.1:9",  # never called: nothing syncs or pushes
-        [("contoso", TENANT_A, "c-a", "x"), ("fabrikam", TENANT_B, "c-b", "x")],
+        [("contoso", TENANT_A, "c-a", "x"), ("fabrikam", TENANT_B, "c-b", "x"), *extra],
         workspace_path=folder,
     ).model_copy(update={"two_way": TwoWayConfig(enabled=True)})
     workspace = Workspace.open(config)
