@@ -5,11 +5,13 @@ bounds to the tick; every page is evaluated again from the current records, so a
 between two pages shifts records across the boundary exactly as Graph's offset ``$skip`` does;
 its clock moves forward with every page; an edited record can stay invisible to listings for
 a while (Graph's indexing delay); it can ignore ``$orderby`` (newest created first, as Graph's
-default order) to drive the engine's window mode; and it can fail on any page (a crash).
+default order) to drive the engine's window mode; it can serve equal stamps in a new order
+on every request; and it can fail on any page (a crash).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,6 +45,9 @@ class FakeGraph:
 
     page_size: int = 3
     ordered: bool = True
+    # Records with equal stamps in a new order on every request (None: by id, always the same):
+    # their order is unspecified in OData, and nothing says Graph keeps it.
+    shuffle_ties: random.Random | None = None
     tick: timedelta = timedelta(seconds=1)
     late: timedelta = timedelta(0)  # how long an edit stays invisible to listings
     now: datetime = T0
@@ -102,10 +107,13 @@ class FakeGraph:
         if self.pages in self.fail_at:
             raise Crash(f"page {self.pages} failed")
         rows = [r for r in self.records[stream].values() if self._listed(stream, r, query)]
+        rows.sort(key=lambda r: r["id"])
+        if self.shuffle_ties is not None:
+            self.shuffle_ties.shuffle(rows)
         if self.ordered and query.ordered:
-            rows.sort(key=lambda r: (_ticks(r), r["id"]))
+            rows.sort(key=_ticks)  # stable: equal stamps keep the order above
         else:  # the order ignored: newest first (a page of two stamps shows it at once)
-            rows.sort(key=lambda r: (_ticks(r), r["id"]), reverse=True)
+            rows.sort(key=_ticks, reverse=True)
         page = rows[query.skip : query.skip + self.page_size]
         self.served[stream].update(r["id"] for r in page)
         return FakePage(

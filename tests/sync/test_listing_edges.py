@@ -5,6 +5,7 @@ Written to kill the mutants that survived the engine-level tests (docs/mutation.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,9 @@ from xdrsync.hub.payload import (
 from xdrsync.sync.listing import (
     CHASE_PAGES,
     MAX_PASSES,
+    MAX_SHUFFLED_PASSES,
     MAX_SKIP,
+    STALLED_PASSES,
     PageQuery,
     Read,
     Unordered,
@@ -548,3 +551,99 @@ def test_a_run_of_exactly_the_skip_ceiling_and_a_page_is_read_whole(scan: str) -
     ids = {item["id"] for read in reads for item in read.page.items}
     assert ids == {r["id"] for r in records}
     assert max(skips) <= MAX_SKIP
+
+
+# -- equal stamps served in another order on each request ----------------------------------
+
+
+@settings(
+    max_examples=120, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    page_size=st.integers(2, 12),
+    size=st.integers(1, 60),
+    others=st.integers(0, 6),
+)
+def test_a_tie_served_in_a_new_order_on_each_request_is_read_whole(
+    seed: int, page_size: int, size: int, others: int
+) -> None:
+    """Which of equal stamps comes first is unspecified: a `$skip` pass then serves some of
+    a group twice and others never, while `$count` holds. Passes are pooled until every
+    counted record has been served, or the read fails and proves nothing past the group."""
+    graph = FakeGraph(page_size=page_size, shuffle_ties=random.Random(seed))
+    stamp = LOWER + 60 * SECOND
+    tie(graph, size, stamp)
+    for n in range(others):
+        graph.put(S, f"x{n}", T0 - timedelta(hours=1 + n))
+    fetch = Recorder(graph)
+    proven: list[int] = []
+    try:
+        drain(keyset_scan(fetch, LOWER), proven)
+    except RetriableError:
+        assert not proven or max(proven) <= stamp
+        assert size > page_size  # a group a page holds is served whole by any order
+        return
+    assert not fetch.unread_before(ticks_from_datetime(graph.now))
+
+
+def test_the_reviewers_tie_of_forty_in_pages_of_ten_is_read_whole() -> None:
+    # The order among ties changes per request: one pass read 42 of the 48 records before.
+    graph = FakeGraph(page_size=10, shuffle_ties=random.Random(1))
+    stamp = LOWER + 60 * SECOND
+    tie(graph, 40, stamp)
+    for n in range(8):
+        graph.put(S, f"x{n}", T0 - timedelta(hours=1 + n))
+    fetch = Recorder(graph)
+    reads = list(keyset_scan(fetch, LOWER))
+    assert reads[-1].done
+    assert {key for key, _ in fetch.served} == set(graph.records[S])
+    passes = [q for q in fetch.queries if q.count and q.skip == 0]
+    assert 1 < len(passes) <= MAX_SHUFFLED_PASSES
+
+
+def test_a_window_served_in_a_new_order_on_each_request_is_read_whole() -> None:
+    graph = FakeGraph(page_size=4, ordered=False, shuffle_ties=random.Random(3))
+    for n in range(30):
+        graph.put(S, f"r{n:03d}", T0 - timedelta(minutes=n % 3))  # three stamps, ten each
+    fetch = Recorder(graph)
+    upper = ticks_from_datetime(T0 + timedelta(hours=1))
+    reads = list(window_scan(fetch, LOWER, upper))
+    assert reads[-1].done and reads[-1].through == upper
+    assert {key for key, _ in fetch.served} == set(graph.records[S])
+
+
+def test_a_count_above_what_graph_lists_ends_after_the_stalled_passes_not_never() -> None:
+    # Graph counts one record it never lists: the same records come back pass after pass.
+    stamp = LOWER + 60 * SECOND
+    listed = Tie(12, 5, stamp)
+
+    def overcounted(query: PageQuery) -> FakePage:
+        page = listed(query)
+        count = None if page.count is None else page.count + 1
+        return FakePage(page.items, page.server_date, page.more, count)
+
+    reads = list(keyset_scan(overcounted, LOWER))
+    assert reads[-1].done
+    passes = [q for q in listed.queries if q.count and q.skip == 0]
+    assert len(passes) == 1 + STALLED_PASSES
+    assert len(listed.served) == 12
+
+
+def test_records_without_an_id_are_told_apart_by_content_and_number() -> None:
+    # Two identical records without an id are two records: a pass serving both settles.
+    stamp = LOWER + 60 * SECOND
+    item = {"lastUpdateDateTime": version_text(stamp)}
+    queries: list[PageQuery] = []
+
+    def twins(query: PageQuery) -> FakePage:
+        queries.append(query)
+        if not query.count and query.lower_inclusive:  # a short page of the stamp, more to come
+            return FakePage((item,), T0, more=True)
+        if query.count:  # the group, a record a page
+            return FakePage((item, item)[query.skip : query.skip + 1], T0, query.skip < 1, 2)
+        return FakePage((), T0)  # past the group
+
+    reads = list(keyset_scan(twins, LOWER))
+    assert reads[-1].done
+    assert len([q for q in queries if q.count and q.skip == 0]) == 1
