@@ -69,7 +69,7 @@ def test_a_read_only_tenant_reads_but_every_write_is_refused(run_emulator: Any) 
     # The writer's own tenant is unaffected.
     mine = writer.get("/incidents", params={"$top": "1"}).json()["value"][0]
     patched = writer.request("PATCH", f"/incidents/{mine['id']}", json={"status": "inProgress"})
-    assert patched.status_code == 200 and patched.json()["status"] == "inProgress"
+    assert patched.status_code == 200 and patched.json()["status"] == "InProgress"
     mine_alert = writer.get("/alerts_v2", params={"$top": "1"}).json()["value"][0]
     commented = writer.request(
         "POST", f"/alerts_v2/{mine_alert['id']}/comments", json={"comment": "seen"}

@@ -375,7 +375,8 @@ def test_patch_and_comments(run_emulator: Any) -> None:
     )
     assert updated.status_code == 200, updated.text
     body = updated.json()
-    assert body["status"] == "inProgress" and body["assignedTo"] == "kai@contoso.com"
+    # The answer spells enums as Graph's documented PATCH answer does ("Active").
+    assert body["status"] == "InProgress" and body["assignedTo"] == "kai@contoso.com"
     assert body["customTags"] == ["x", "y"]
     assert body["lastUpdateDateTime"] > incident["lastUpdateDateTime"]
     assert body["lastModifiedBy"].startswith("API-App:")
@@ -391,7 +392,8 @@ def test_patch_and_comments(run_emulator: Any) -> None:
     both = caller.request(
         "PATCH", path, json={"classification": "truePositive", "determination": "CompromisedUser"}
     )
-    assert both.json()["determination"] == "compromisedUser"
+    assert both.json()["determination"] == "CompromisedUser"
+    assert caller.get(path).json()["determination"] == "compromisedUser"
     before = len(caller.get(path).json()["comments"])
     posted = caller.request(
         "POST",
@@ -404,7 +406,7 @@ def test_patch_and_comments(run_emulator: Any) -> None:
     assert set(comments[-1]) == {"comment", "createdByDisplayName", "createdDateTime"}
     assert caller.request("POST", f"{path}/comments", json={}).status_code == 400
     resolved = caller.request("PATCH", path, json={"status": "resolved"}).json()
-    assert resolved["status"] == "resolved"
+    assert resolved["status"] == "Resolved"
     alerts = caller.get(f"{path}/alerts").json()["value"]
     assert all(a["status"] == "resolved" for a in alerts)  # resolving resolves the alerts
 
@@ -412,7 +414,7 @@ def test_patch_and_comments(run_emulator: Any) -> None:
     changed = caller.request(
         "PATCH", f"/alerts_v2/{alert_id}", json={"status": "inProgress", "assignedTo": "a@b.c"}
     )
-    assert changed.status_code == 200 and changed.json()["status"] == "inProgress"
+    assert changed.status_code == 200 and changed.json()["status"] == "InProgress"
     assert (
         caller.request("PATCH", f"/alerts_v2/{alert_id}", json={"customTags": ["x"]}).status_code
         == 400
@@ -621,3 +623,58 @@ def test_newer_enum_members_are_shown_only_to_a_client_that_asks(
     assert caller.get(f"/alerts_v2/{alert['id']}", headers=prefer).json()["serviceSource"] == (
         "microsoftSentinel"
     )
+
+
+def test_patch_answers_spell_enums_as_graphs_documented_example(run_emulator: Any) -> None:
+    """Graph's documented PATCH answer (security-incident-update) says "TruePositive",
+    "MultiStagedAttack", "Active" where reads say truePositive (microsoft-apis.md §2.3): the
+    emulator answers a PATCH that way, with or without the Prefer header, and stores and
+    serves the members as before."""
+    (caller,) = run_emulator(incidents=3)
+    incident = caller.get("/incidents", params={"$top": "1"}).json()["value"][0]
+    path = f"/incidents/{incident['id']}"
+    wanted = {"status": "active", "classification": "truePositive"}
+    body = {**wanted, "determination": "multiStagedAttack", "assignedTo": "kai@contoso.com"}
+    prefer = {"Prefer": "include-unknown-enum-members"}
+    for headers in ({}, prefer):
+        answer = caller.request("PATCH", path, json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        shown = answer.json()
+        assert (shown["status"], shown["classification"], shown["determination"]) == (
+            "Active",
+            "TruePositive",
+            "MultiStagedAttack",
+        )
+        assert shown["assignedTo"] == "kai@contoso.com"  # free text is left as it is
+        assert shown["severity"] == incident["severity"]
+    read = caller.get(path).json()
+    assert (read["status"], read["classification"], read["determination"]) == (
+        "active",
+        "truePositive",
+        "multiStagedAttack",
+    )
+    alert_id = caller.get(f"{path}/alerts").json()["value"][0]["id"]
+    answer = caller.request("PATCH", f"/alerts_v2/{alert_id}", json={"status": "new"}).json()
+    assert answer["status"] == "New"
+    assert caller.get(f"/alerts_v2/{alert_id}").json()["status"] == "new"
+
+
+def test_patch_refuses_a_status_only_defender_experts_set(run_emulator: Any) -> None:
+    """awaitingAction is for Defender Experts only (microsoft-apis.md §2.3) and not among the
+    statuses §2.9 lists as settable: an app's PATCH is refused it, an analyst's portal edit
+    (the control surface) is not. The statuses xdrsync sets stay accepted."""
+    (caller,) = run_emulator(incidents=2)
+    incident = caller.get("/incidents", params={"$top": "1"}).json()["value"][0]
+    path = f"/incidents/{incident['id']}"
+    for spelling in ("awaitingAction", "AwaitingAction"):
+        refused = caller.request("PATCH", path, json={"status": spelling})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "BadRequest"
+        assert "Defender Experts" in refused.json()["error"]["message"]
+    assert caller.get(path).json()["lastUpdateDateTime"] == incident["lastUpdateDateTime"]
+    for status in ("active", "inProgress", "resolved"):
+        assert caller.request("PATCH", path, json={"status": status}).status_code == 200
+    edited = caller.control("POST", path, json={"status": "awaitingAction"})
+    assert edited.status_code == 200, edited.text
+    prefer = {"Prefer": "include-unknown-enum-members"}
+    assert caller.get(path, headers=prefer).json()["status"] == "awaitingAction"

@@ -410,3 +410,49 @@ def test_a_later_edit_is_merged_from_what_an_unconfirmed_attempt_wrote(
     rows = {r.id: r.state for r in env.hub.edits(ids=[first, *later])}
     assert rows == {first: "confirmed", later[0]: "confirmed"}
     assert env.truth(incident)["assignedTo"] == "carol@contoso.com"
+
+
+def test_a_classification_edit_is_confirmed_when_defender_answers_in_pascal_case(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph's documented PATCH answer spells the pair "TruePositive"/"MultiStagedAttack"
+    (microsoft-apis.md §2.3), as the emulator answers: the edit is confirmed, not failed as
+    "Defender answered the write with ...", and the version it made reads back as the user's
+    change, not Defender's."""
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident)
+    pair = ("truePositive", "multiStagedAttack")
+    if (before["classification"], before["determination"]) == pair:
+        pair = ("falsePositive", "notMalicious")
+    target = next(iter(env.pusher.targets.values()))
+    answers: list[dict[str, Any]] = []
+    real_patch = target.api.patch_incident
+
+    def patch_incident(entity_id: str, body: Any) -> Any:
+        answer = real_patch(entity_id, body)
+        answers.append(dict(answer))
+        return answer
+
+    monkeypatch.setattr(target.api, "patch_incident", patch_incident)
+    (edit,) = env.edit(
+        incident, author="dana@contoso.com", classification=pair[0], determination=pair[1]
+    )
+    env.cycle()
+    (answer,) = answers
+    assert (answer["classification"], answer["determination"]) == tuple(
+        v[0].upper() + v[1:] for v in pair
+    )
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed", row.outcome
+    truth = env.truth(incident)
+    assert (truth["classification"], truth["determination"]) == pair
+    rows = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId "
+        "| project ModifiedBy, Classification"
+    )
+    assert [r[0] for r in rows.rows] == ["dana@contoso.com"]
+    writes = env.writes()
+    env.cycle()
+    assert env.writes() == writes  # the version read back is not taken for a new change

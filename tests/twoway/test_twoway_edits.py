@@ -771,3 +771,68 @@ def test_a_tag_write_that_landed_unanswered_is_not_applied_over_a_later_change(
         assert hub.edits(ids=[edit])[0].state == "confirmed"
     finally:
         hub.close()
+
+
+class Respelled(OneIncident):
+    """Defender that applies a PATCH and answers with its enum values spelled otherwise:
+    PascalCase, as Graph's documented PATCH answer, or under older documented names."""
+
+    def __init__(self, answer: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.answer = dict(answer)
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        return {**super().patch_incident(incident_id, changes), **self.answer}
+
+
+def test_a_write_answered_in_other_spellings_of_the_sent_values_is_confirmed(
+    tmp_path: Path,
+) -> None:
+    """Graph spells enums in PascalCase in some answers and names four determinations two
+    ways (microsoft-apis.md §2.3): "FalsePositive"/"Clean"/"Resolved" is what was sent, so
+    the edits are confirmed and Defender's version of the write is recorded as ours."""
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    try:
+        defender = Respelled(
+            {"classification": "FalsePositive", "determination": "Clean", "status": "Resolved"}
+        )
+        pusher = Pusher(hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies())
+        read = copy.deepcopy(defender.record)
+        ids = hub.enqueue_edits(
+            plan(read, status="resolved", classification="falsePositive", determination="clean")
+        )
+        assert pusher.push_due().states == {"confirmed": 2}
+        assert defender.patches == [
+            {
+                "status": "resolved",
+                "classification": "falsePositive",
+                "determination": "notMalicious",
+            }
+        ]
+        written = ticks_from_text(defender.record["lastUpdateDateTime"])
+        assert [(e.state, e.written_version) for e in hub.edits(ids=ids)] == [
+            ("confirmed", written)
+        ] * 2
+    finally:
+        hub.close()
+
+
+def test_a_write_answered_with_another_value_still_fails(tmp_path: Path) -> None:
+    """Only spellings of the sent member pass: an answer naming another determination is a
+    write Defender did not apply as asked."""
+    hub = Hub.open(f"sqlite:///{tmp_path / 'hub.sqlite3'}")
+    try:
+        defender = Respelled(
+            {"classification": "FalsePositive", "determination": "NotEnoughDataToValidate"}
+        )
+        pusher = Pusher(hub, [PushTarget("contoso", "t1", defender)], ConflictPolicies())
+        read = copy.deepcopy(defender.record)
+        (edit,) = hub.enqueue_edits(
+            plan(read, classification="falsePositive", determination="notMalicious")
+        )
+        assert pusher.push_due().states == {"failed": 1}
+        (row,) = hub.edits(ids=[edit])
+        assert "Defender answered the write with" in str(row.outcome)
+        assert row.written_version is None
+    finally:
+        hub.close()

@@ -37,7 +37,7 @@ from xdrsync.emulator.store import (
     TenantStore,
     UnknownEntityError,
 )
-from xdrsync.emulator.validation import PatchError, validate_patch
+from xdrsync.emulator.validation import PatchError, as_patch_answered, validate_patch
 
 GRAPH = "/v1.0/security"
 JSON = "application/json"
@@ -61,18 +61,21 @@ def _answer(
     request: Request,
     payload: Mapping[str, Any],
     shown: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    spelled: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Response:
     """A Graph answer: the record (or each of ``value``'s) as ``shown`` has Graph answer a
     client that did not ask for the enum members newer than unknownFutureValue; as it is,
-    saying so, to one that did."""
+    saying so, to one that did. ``spelled`` then respells a single record's enum values, as
+    Graph's answer to a PATCH does (``as_patch_answered``)."""
     if wants_newer(request.headers.get("Prefer")):
-        response = _json(payload)
+        response = _json(payload if spelled is None else spelled(payload))
         response.headers["Preference-Applied"] = PREFER
         return response
     records = payload.get("value")
     if isinstance(records, list):
         return _json({**payload, "value": [shown(record) for record in records]})
-    return _json(shown(payload))
+    record = shown(payload)
+    return _json(record if spelled is None else spelled(record))
 
 
 def _origin(request: Request) -> str:
@@ -259,10 +262,14 @@ def build_app(emulator: Emulator) -> FastAPI:
                 context = "security/alerts_v2/$entity"
         except UnknownEntityError:
             return _not_found("incident" if incident else "alert", entity_id, request)
+        # Graph's documented answer spells status, classification and determination in
+        # PascalCase ("TruePositive") where the emulator's reads say "truePositive": a client
+        # must not take the spelling for a different value (reference §2.3).
         return _answer(
             request,
             {"@odata.context": f"{_origin(request)}/v1.0/$metadata#{context}", **updated},
             incident_as_answered if incident else alert_as_answered,
+            as_patch_answered,
         )
 
     async def _comment(request: Request, entity_id: str, *, incident: bool) -> Response:
@@ -377,7 +384,7 @@ def build_app(emulator: Emulator) -> FastAPI:
             return body
         comments = body.pop("comments", [])
         try:
-            changes = validate_patch(body, PORTAL_EDITABLE, incident=True)
+            changes = validate_patch(body, PORTAL_EDITABLE, incident=True, portal=True)
         except PatchError as bad:
             return _json({"error": str(bad)}, 400)
         store = emulator.store(tenant_id)

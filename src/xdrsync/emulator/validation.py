@@ -1,11 +1,15 @@
-"""Checks on PATCH bodies: only writable properties, only valid enum members (any case)."""
+"""Checks on PATCH bodies: only writable properties, only valid enum members (any case);
+and how Graph spells the enum values in its answer to a PATCH."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 _INCIDENT_STATUS = ("active", "resolved", "inProgress", "redirected", "awaitingAction")
+#: Only Defender Experts set ``awaitingAction`` (reference §2.3); §2.9's settable statuses
+#: leave it out. An app's PATCH is refused it; an analyst's portal edit is not.
+_EXPERTS_ONLY_STATUS = frozenset({"awaitingAction"})
 _ALERT_STATUS = ("new", "inProgress", "resolved")
 _SEVERITY = ("unknown", "informational", "low", "medium", "high")
 _CLASSIFICATION = ("unknown", "falsePositive", "truePositive", "informationalExpectedActivity")
@@ -50,9 +54,13 @@ def _enum(field: str, value: Any, members: tuple[str, ...], *, nullable: bool = 
 
 
 def validate_patch(
-    body: Mapping[str, Any], writable: Collection[str], *, incident: bool
+    body: Mapping[str, Any], writable: Collection[str], *, incident: bool, portal: bool = False
 ) -> dict[str, Any]:
-    """Return the body with enum values in their canonical spelling, or raise PatchError."""
+    """Return the body with enum values in their canonical spelling, or raise PatchError.
+
+    ``portal``: the edit is an analyst's in the Defender portal (the control surface), who
+    may also set what only Defender Experts may (``awaitingAction``); else it is an app's
+    Graph PATCH."""
     unknown = sorted(set(body) - set(writable) - {"@odata.type"})
     if unknown:
         raise PatchError(
@@ -65,6 +73,11 @@ def validate_patch(
             continue
         if field == "status":
             changes[field] = _enum(field, value, _INCIDENT_STATUS if incident else _ALERT_STATUS)
+            if changes[field] in _EXPERTS_ONLY_STATUS and not portal:
+                raise PatchError(
+                    f"Invalid value '{value}' for property '{field}': only Microsoft Defender "
+                    "Experts can set it."
+                )
         elif field == "severity":
             changes[field] = _enum(field, value, _SEVERITY)
         elif field == "classification":
@@ -80,3 +93,21 @@ def validate_patch(
         else:
             changes[field] = value
     return changes
+
+
+#: The properties Graph's documented PATCH answer spells in PascalCase
+#: (security-incident-update: ``"classification": "TruePositive", "determination":
+#: "MultiStagedAttack", "status": "Active"``; reference §2.3), where its other answers and
+#: the emulator's store say ``truePositive``.
+PASCAL_IN_PATCH_ANSWER: Final = ("status", "classification", "determination")
+
+
+def as_patch_answered(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as Graph's answer to a PATCH spells it: ``PASCAL_IN_PATCH_ANSWER`` in
+    PascalCase (the emulator takes the documented example as the rule, for alerts too)."""
+    out = dict(record)
+    for field in PASCAL_IN_PATCH_ANSWER:
+        value = out.get(field)
+        if isinstance(value, str) and value:
+            out[field] = value[:1].upper() + value[1:]
+    return out

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS, Pair
+from xdrsync.models.enums import AlertStatus, Classification, Determination, IncidentStatus
+from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS
 
 Policy = Literal["latest_wins", "defender_wins", "workspace_wins", "manual"]
 POLICIES: Final[tuple[Policy, ...]] = ("latest_wins", "defender_wins", "workspace_wins", "manual")
@@ -55,14 +56,42 @@ class FieldPlan:
 
 
 def same(field: str, a: Any, b: Any) -> bool:
-    """Whether two values of ``field`` are the same to Defender."""
+    """Whether two values of ``field`` are the same to Defender.
+
+    Enum values compare as the models parse them: Graph answers in camelCase or PascalCase
+    (its documented PATCH answer says ``"TruePositive"``, ``"MultiStagedAttack"``,
+    ``"Active"``) and under the older documented names (``clean`` is ``notMalicious``), all
+    the same member (reference §2.3). Any other difference is a different value."""
     if field == CLASSIFICATION:
-        return Pair.from_json(a) == Pair.from_json(b)
+        return _pair(a) == _pair(b)
     if field == TAGS:
         return set(a or ()) == set(b or ())
-    if field in (STATUS, OWNER):
+    if field == STATUS:
+        return _status(a) == _status(b)
+    if field == OWNER:
         return (a or "").lower() == (b or "").lower()
     return bool(a == b)
+
+
+def _pair(value: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """A classification/determination pair as canonical member names (None when unset)."""
+    if not value:
+        return None
+    return (
+        Classification.parse(str(value.get("classification") or "unknown")).value,
+        Determination.parse(str(value.get("determination") or "unknown")).value,
+    )
+
+
+def _status(value: Any) -> str:
+    """An incident's or an alert's status as its member's name; case-folded if neither
+    enum knows it (``same`` is not told which kind of record the value is from)."""
+    text = str(value or "")
+    for enum in (IncidentStatus, AlertStatus):
+        parsed = enum.parse(text)
+        if parsed.is_known:
+            return parsed.value
+    return text.casefold()
 
 
 def merge_field(
