@@ -702,3 +702,29 @@ def test_following_next_links_serves_each_match_once_in_order(
     top = int(query["$top"])
     assert all(len(p) == top for p in pages[:-1])
     assert len(pages[-1]) <= top
+
+
+def test_equal_stamps_in_a_new_order_per_request_overlap_across_offset_pages() -> None:
+    # tie_shuffle_rate: OData leaves the order among equal $orderby values to the service.
+    tied = [incident(n, created_s=n, updated_s=50) for n in range(1, 41)]
+    around = [incident(100 + n, created_s=n, updated_s=n) for n in (10, 90)]
+    records = [*tied, *around]
+    query = {"$orderby": "lastUpdateDateTime asc", "$top": "10"}
+    rng = random.Random(4)
+    served: list[str] = []
+    for skip in range(0, 50, 10):
+        served += ids(
+            list_page(
+                records, {**query, "$skip": str(skip)}, spec=INCIDENTS, base_url=INCIDENTS_URL,
+                ties=rng,
+            ).items
+        )  # fmt: skip
+    assert len(served) == 42
+    assert served[0] == "110" and served[-1] == "190"  # the stamps' order holds
+    assert len(set(served)) < 42  # some tied records twice, so others never
+    assert served[1:41] != sorted(served[1:41], key=int)  # not by id
+    # Without a draw, the order is by id and the pages partition the listing.
+    plain = [
+        i for s in range(0, 50, 10) for i in ids(page(records, {**query, "$skip": str(s)}).items)
+    ]
+    assert sorted(plain, key=int) == sorted(ids(records), key=int)

@@ -205,7 +205,14 @@ def build_app(emulator: Emulator) -> FastAPI:
         query = dict(request.query_params)
         base_url = f"{_origin(request)}{request.url.path}"
         try:
-            page = list_page(records, query, spec=spec, base_url=base_url, paging=paging["mode"])
+            page = list_page(
+                records,
+                query,
+                spec=spec,
+                base_url=base_url,
+                paging=paging["mode"],
+                ties=emulator.tie_order(),
+            )
         except ListingError as bad:
             return _graph_error(bad.status, bad.code, bad.message, request)
         items = list(page.items)

@@ -27,6 +27,9 @@ class FaultSettings:
     slow_seconds: float = 2.0
     expand_error_rate: float = 0.0
     late_seconds: float = 0.0
+    #: Listing requests whose records sharing a stamp come in a new random order (OData
+    #: leaves the order among equal ``$orderby`` values to the service).
+    tie_shuffle_rate: float = 0.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSettings:

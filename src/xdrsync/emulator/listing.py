@@ -40,12 +40,14 @@ import binascii
 import hashlib
 import hmac
 import json
+import random
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import groupby
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -373,10 +375,15 @@ def _read_token(token: str, fingerprint: str) -> SortKey:
 # -- the page ------------------------------------------------------------------------------------
 
 
-def _select(ordered: _Ordered, q: _Query) -> tuple[list[int], bool]:
-    """Indices (into ordered.rows) of the page, and whether a later match exists."""
+def _select(
+    ordered: _Ordered, q: _Query, ties: random.Random | None = None
+) -> tuple[list[int], bool]:
+    """Indices (into ordered.rows) of the page, and whether a later match exists; ``ties``:
+    records sharing a stamp come in an order drawn from it, not by id."""
     if q.top == 0:
         return [], False
+    if ties is not None:
+        return _select_shuffled(ordered, q, ties)
     keys, rows = ordered.keys, ordered.rows
     if q.descending:
         start = len(rows) - 1 if q.after is None else bisect_left(keys, q.after) - 1
@@ -397,6 +404,27 @@ def _select(ordered: _Ordered, q: _Query) -> tuple[list[int], bool]:
             return picked, True
         picked.append(i)
     return picked, False
+
+
+def _select_shuffled(ordered: _Ordered, q: _Query, ties: random.Random) -> tuple[list[int], bool]:
+    """``_select`` with each run of equal stamps in a new order: what OData allows for
+    records its ``$orderby`` does not tell apart, so offset pages over a run overlap."""
+    keys, rows = ordered.keys, ordered.rows
+    if q.descending:
+        start = len(rows) - 1 if q.after is None else bisect_left(keys, q.after) - 1
+        positions: Iterable[int] = range(start, -1, -1)
+    else:
+        start = 0 if q.after is None else bisect_right(keys, q.after)
+        positions = range(start, len(rows))
+    match = q.filter.matches if q.filter is not None else None
+    matching = [i for i in positions if match is None or match(rows[i])]
+    shuffled: list[int] = []
+    for _, run in groupby(matching, key=lambda i: keys[i][0]):
+        members = list(run)
+        ties.shuffle(members)
+        shuffled.extend(members)
+    end = q.skip + q.top
+    return shuffled[q.skip : end], len(shuffled) > end
 
 
 def _context(base_url: str, spec: EntitySetSpec) -> str:
@@ -424,19 +452,21 @@ def list_page(
     spec: EntitySetSpec,
     base_url: str,
     paging: Paging = "offset",
+    ties: random.Random | None = None,
 ) -> ListPage:
     """The page a Graph list request answers, or ListingError with Graph's status and message.
 
     ``records``: every listable record of the entity set (Graph JSON, never mutated after being
     passed); ``query``: the decoded query parameters; ``base_url``: scheme, host and path of the
     request (``http://127.0.0.1:8000/v1.0/security/incidents``), the stem of next links;
-    ``paging``: ``"offset"`` (Graph's ``$skip`` next links) or ``"keyset"`` (``$skiptoken``).
+    ``paging``: ``"offset"`` (Graph's ``$skip`` next links) or ``"keyset"`` (``$skiptoken``);
+    ``ties``: serve records that share a stamp in an order drawn from it (offset paging).
     """
     if paging not in PAGING_MODES:
         raise ValueError(f"unknown paging mode {paging!r}; known: {', '.join(PAGING_MODES)}")
     q = _parse_query(query, spec, paging)
     ordered = _ordered(records, q.field)
-    picked, more = _select(ordered, q)
+    picked, more = _select(ordered, q, ties if paging == "offset" else None)
     items = tuple(ordered.rows[i] for i in picked)
     next_link = None
     if more and picked:

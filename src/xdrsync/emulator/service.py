@@ -136,6 +136,16 @@ class Emulator:
         with self._rng_lock:
             return self.faults.draw(self._rng)
 
+    def tie_order(self) -> random.Random | None:
+        """For one listing request: the order in which its records sharing a stamp come, when
+        ``tie_shuffle_rate`` draws a new one (None: by id, as always)."""
+        if self.paused or not self.faults.tie_shuffle_rate:
+            return None
+        with self._rng_lock:
+            if self._rng.random() >= self.faults.tie_shuffle_rate:
+                return None
+            return random.Random(self._rng.getrandbits(64))
+
     def error_status(self) -> int:
         with self._rng_lock:
             return self._rng.choice((500, 503))
