@@ -30,7 +30,10 @@ from xdrsync.sync.window import StreamState
 KILLS = 22
 # expand_error_rate is per incident: at 0.005 about one page in five of 50 incidents fails
 # $expand and take the per-incident fallback.
-FAULTS = "error_rate=0.05,reset_rate=0.03,slow_rate=0.02,slow_seconds=0.3,expand_error_rate=0.005,late_seconds=2"
+FAULTS = (
+    "error_rate=0.05,reset_rate=0.03,slow_rate=0.02,slow_seconds=0.3,expand_error_rate=0.005,"
+    "late_seconds=2,tie_shuffle_rate=0.5"
+)
 
 
 def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_path: Path) -> None:
