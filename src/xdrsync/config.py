@@ -466,6 +466,10 @@ class ConsoleConfig(_Frozen):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     allow_plain_http: bool = False
+    # The reverse proxies in front of the console (addresses or networks): from these only,
+    # X-Forwarded-For names the client (for the per-address login pause) and the Host header
+    # is the proxy's to check. Empty: no proxy, the forwarding headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
     # A session ends this long after login, or after this long without a request.
     session_hours: float = Field(default=12, gt=0, le=24 * 30)
     idle_minutes: float = Field(default=60, gt=0)
@@ -485,6 +489,19 @@ class ConsoleConfig(_Frozen):
         except OSError as problem:
             raise ValueError(f"cannot read {path}: {problem.strerror}") from None
         return path
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _proxy_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"console: trusted_proxies holds addresses or networks "
+                    f"(127.0.0.1, 10.0.0.0/8), not {item!r}"
+                ) from None
+        return tuple(item.strip() for item in value)
 
     @model_validator(mode="after")
     def _exposed_needs_tls(self) -> ConsoleConfig:

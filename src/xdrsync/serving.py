@@ -13,7 +13,13 @@ import uvicorn
 
 
 def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Config:
-    """``extra``: more uvicorn settings (the console's ``ssl_certfile``/``ssl_keyfile``)."""
+    """``extra``: more uvicorn settings (the console's ``ssl_certfile``/``ssl_keyfile``).
+
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are ignored: uvicorn would otherwise take
+    them from any loopback client (or the addresses in ``FORWARDED_ALLOW_IPS``), letting any
+    local process choose the client address an app sees. The console honours them from its
+    configured ``trusted_proxies`` only (``console/app.py``)."""
+    settings: dict[str, Any] = {"proxy_headers": False, **extra}
     return uvicorn.Config(
         app,
         host=host,
@@ -22,7 +28,7 @@ def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
         access_log=False,
         lifespan="off",
         timeout_keep_alive=30,
-        **extra,
+        **settings,
     )
 
 

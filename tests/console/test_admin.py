@@ -423,7 +423,7 @@ def test_the_openapi_document_names_every_answer(live_console: LiveConsole) -> N
         paths = anyone.get("/openapi.json").json()["paths"]
     expected = {
         ("/api/v1/users", "get"): {"200", "401", "403"},
-        ("/api/v1/users/{name}", "put"): {"200", "201", "401", "403", "409", "422"},
+        ("/api/v1/users/{name}", "put"): {"200", "201", "401", "403", "409", "422", "429"},
         ("/api/v1/users/{name}", "delete"): {"204", "401", "403", "404", "409", "422"},
         ("/api/v1/tokens", "get"): {"200", "401", "403", "404", "422"},
         ("/api/v1/tokens", "post"): {"201", "401", "403", "404", "422"},

@@ -5,9 +5,11 @@ tokens. An admin scoped to tenants manages only their own tokens: with the users
 give themself every tenant. What keeps an admin from locking everyone out: no admin can
 delete themself, take away their own admin role or scope themself to tenants (409).
 
-Tokens are created from a signed-in session only (with its CSRF token, like every change):
-a token cannot mint further tokens, so revoking a leaked token ends what it can do. A bearer
-token may list and revoke its own user's tokens.
+Tokens are created, and users managed (created, changed, given a password, deleted), from a
+signed-in session only (with its CSRF token, like every change): a token can neither mint
+further tokens nor set a password to sign in with, so revoking a leaked token ends what it can
+do. A bearer token may list and revoke its own user's tokens, and an admin's may list users.
+Changing your own password needs your current one (a stolen session cannot take the account).
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from xdrsync.console.accounts import MAX_PASSWORD, MIN_PASSWORD, Role, TokenInfo, User
 from xdrsync.console.api import MAX_INT, ErrorOut, StrictBody, invalid
-from xdrsync.console.auth import Principal, context, requires
+from xdrsync.console.auth import LoginThrottle, Principal, context, requires
 from xdrsync.console.context import ConsoleContext
 from xdrsync.errors import ConfigError
 
@@ -29,7 +31,8 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     403: {
         "model": ErrorOut,
         "description": "Without the role (users and other users' tokens need an admin of "
-        "every tenant), without the CSRF token, or a token creating a token.",
+        "every tenant), without the CSRF token, a token creating a token or changing a user, "
+        "or a wrong current password.",
     },
 }
 _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
@@ -61,12 +64,30 @@ def oversees(user: User) -> bool:
 def _manager(principal: Principal) -> User:
     if not oversees(principal.user):
         raise HTTPException(403, "managing users needs an admin of every tenant")
+    if principal.via != "session":
+        # With a password or a new admin of its choosing, a leaked token would outlive its
+        # revocation.
+        raise HTTPException(403, "users are managed from a signed-in session, not with a token")
     return principal.user
+
+
+def _check_current_password(request: Request, ctx: ConsoleContext, me: User, given: str) -> None:
+    """Your own password is changed only with the current one, paced like logins (403 when
+    wrong, 429 after too many wrong ones)."""
+    throttle: LoginThrottle = request.app.state.throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.attempt(me.name, client)
+    if wait > 0:
+        raise HTTPException(429, f"too many wrong passwords; try again in {wait:.0f} seconds")
+    if ctx.accounts.authenticate(me.name, given) is None:
+        raise HTTPException(403, "the current password is wrong")
+    throttle.succeeded(me.name, client)
 
 
 class UserPut(StrictBody):
     """A user's role, tenants (none: every tenant) and email; the password is needed to
-    create a user and, left out, is kept when updating one."""
+    create a user and, left out, is kept when updating one. Your own new password needs
+    ``currentPassword``."""
 
     role: Role
     tenants: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
@@ -76,6 +97,9 @@ class UserPut(StrictBody):
         default=None, min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$"
     )
     password: str | None = Field(default=None, min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)
+    currentPassword: str | None = Field(  # noqa: N815
+        default=None, min_length=1, max_length=MAX_PASSWORD
+    )
 
 
 class UserOut(BaseModel):
@@ -144,7 +168,8 @@ def _token_fields(info: TokenInfo) -> dict[str, Any]:
 @router.get("/users")
 def list_users(principal: Admin, ctx: Ctx) -> UsersOut:
     """Every console user: name, role, tenants and email (never a password hash)."""
-    _manager(principal)
+    if not oversees(principal.user):
+        raise HTTPException(403, "managing users needs an admin of every tenant")
     return UsersOut(value=[_user_out(u) for u in ctx.accounts.users()])
 
 
@@ -158,14 +183,21 @@ def list_users(principal: Admin, ctx: Ctx) -> UsersOut:
         },
         201: {"model": UserOut, "description": "Created."},
         **_SELF,
+        429: {"model": ErrorOut, "description": "Too many wrong current passwords: wait."},
     },
 )
 def put_user(
-    name: UserName, body: UserPut, principal: Admin, ctx: Ctx, response: Response
+    name: UserName,
+    body: UserPut,
+    principal: Admin,
+    ctx: Ctx,
+    request: Request,
+    response: Response,
 ) -> UserOut:
     """Create a user or change one: role, tenants (configured tenant names; none: every
     tenant), email, and the password (at least 12 characters; needed to create a user, kept
-    when left out)."""
+    when left out; your own only with ``currentPassword``). From a signed-in session only,
+    not with a token."""
     me = _manager(principal)
     if not name.isprintable() or name != name.strip():
         raise invalid(("path", "name"), "a user name has printable characters, no outer spaces")
@@ -175,6 +207,12 @@ def put_user(
             raise invalid(("body", "tenants", str(index)), f"no tenant named {tenant!r}")
     if name == me.name and (body.role != "admin" or body.tenants):
         raise HTTPException(409, "you cannot take away your own admin role or scope yourself")
+    if name == me.name and body.password is not None:
+        if body.currentPassword is None:
+            raise invalid(
+                ("body", "currentPassword"), "changing your own password needs your current one"
+            )
+        _check_current_password(request, ctx, me, body.currentPassword)
     accounts = ctx.accounts
     try:
         if accounts.get_user(name) is None:
@@ -201,7 +239,7 @@ def put_user(
     responses={**_NOT_FOUND, **_SELF},
 )
 def delete_user(name: UserName, principal: Admin, ctx: Ctx) -> None:
-    """Delete a user with their sessions and tokens."""
+    """Delete a user with their sessions and tokens (from a signed-in session only)."""
     me = _manager(principal)
     if name == me.name:
         raise HTTPException(409, "you cannot delete yourself")

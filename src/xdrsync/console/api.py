@@ -11,10 +11,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from xdrsync.console import queue
+from xdrsync.console.answers import JSONAnswer
 from xdrsync.console.auth import Principal, context, identify, requires
 from xdrsync.console.context import ConsoleContext
 from xdrsync.errors import EditRefusedError
@@ -411,8 +412,8 @@ def run_query(body: QueryBody, principal: Reader, ctx: Ctx) -> Response:
         if answer is None:
             raise
         busy = answer["error"]["code"] == "busy"  # the log store is being written: retry
-        return JSONResponse(answer, status_code=503 if busy else 400)
-    return JSONResponse(result)
+        return JSONAnswer(answer, status_code=503 if busy else 400)
+    return JSONAnswer(result)
 
 
 @router.get("/query/examples", tags=["hunting"])
@@ -503,19 +504,34 @@ def check_connector(
 
 
 metrics_router = APIRouter()
+_FORWARDED: Final = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def _local_scraper(request: Request, ctx: ConsoleContext) -> bool:
+    """Whether a request without credentials may read ``/metrics``: one from this machine
+    (loopback) to a console with no proxy in front of it. Behind a proxy every request comes
+    from the proxy, so none is known to be local; a request carrying forwarding headers
+    came through a proxy too (if not a configured one)."""
+    from xdrsync.config import is_loopback_host
+
+    if ctx.config.console.trusted_proxies:
+        return False
+    if any(name in request.headers for name in _FORWARDED):
+        return False
+    return is_loopback_host(request.client.host if request.client else "")
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
 def metrics(request: Request, ctx: Ctx) -> Response:
-    """Prometheus text: open to loopback scrapers (every tenant), otherwise for signed-in
-    readers; with credentials, the tenants their user may see, as ``/api/v1/health``."""
-    from xdrsync.config import is_loopback_host
+    """Prometheus text: open to loopback scrapers of a console with no proxy in front (every
+    tenant), otherwise for signed-in readers; with credentials, the tenants their user may
+    see, as ``/api/v1/health``."""
     from xdrsync.console.health import metrics_text
 
     principal = identify(request)
     if principal is not None:
         tenant_ids = ctx.visible_tenant_ids(principal.user)
-    elif is_loopback_host(request.client.host if request.client else ""):
+    elif _local_scraper(request, ctx):
         tenant_ids = [t.tenant_id for t in ctx.config.tenants]
     else:
         raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})

@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, cast
 from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Form, Request, Response
-from fastapi.exceptions import HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from xdrsync import __version__
+from xdrsync.console.answers import JSONAnswer
 from xdrsync.console.auth import (
     CSRF_FIELD,
     SESSION_COOKIE,
@@ -27,6 +31,7 @@ from xdrsync.console.auth import (
     context,
     identify,
     requires,
+    same_origin,
 )
 from xdrsync.console.context import ConsoleContext
 
@@ -79,7 +84,7 @@ class BodyLimit:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
             refused = _too_large(self.limit)
-            answer = JSONResponse({"detail": refused.detail}, 413, headers=refused.headers)
+            answer = JSONAnswer({"detail": refused.detail}, 413, headers=refused.headers)
             await answer(scope, receive, send)
             return
         received = 0
@@ -96,6 +101,77 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8080`` → ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    name, colon, port = header.rpartition(":")
+    return name if colon and port.isdigit() and ":" not in name else header
+
+
+def _names_no_dns(name: str) -> bool:
+    """Whether a host name reaches this machine without a DNS lookup: ``localhost`` or an IP
+    address. A DNS-rebinding page is always on a DNS name (the attacker's)."""
+    if name.rstrip(".") == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class ProxyAndHost:
+    """In front of the routes (and of ``BodyLimit``), for every request:
+
+    * From a configured ``trusted_proxies`` address, the client address (and scheme) is taken
+      from ``X-Forwarded-For`` (and ``X-Forwarded-Proto``), as uvicorn's proxy middleware
+      does; from any other address those headers are ignored, so no local process can choose
+      the address the login pause and ``/metrics`` go by.
+    * Over plain HTTP, a request not from a trusted proxy must name in ``Host`` an IP address,
+      ``localhost`` or the configured ``host`` (400 otherwise): a page that rebinds its own
+      DNS name to this machine cannot read the console. Under TLS the certificate already
+      refuses a foreign name; behind a proxy, the proxy checks the names it serves.
+    """
+
+    def __init__(self, app: ASGIApp, *, proxies: Sequence[str], host: str, tls: bool) -> None:
+        self.app = app
+        forwarding = ProxyHeadersMiddleware(app, trusted_hosts=list(proxies))  # type: ignore[arg-type]
+        self.proxied = cast(ASGIApp, forwarding)
+        self.networks = [ipaddress.ip_network(p, strict=False) for p in proxies]
+        self.host = _host_name(host)
+        self.tls = tls
+
+    def _from_proxy(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        if client and self._from_proxy(client[0]):
+            await self.proxied(scope, receive, send)
+            return
+        if not self.tls:
+            name = _host_name(Headers(scope=scope).get("host", ""))
+            if not (_names_no_dns(name) or (name and name.rstrip(".") == self.host.rstrip("."))):
+                detail = (
+                    f"unknown host name {name!r} in the Host header: open the console by IP "
+                    "address, localhost or its configured host; behind a reverse proxy, list "
+                    "the proxy in [console] trusted_proxies"
+                )
+                refused = JSONAnswer({"detail": detail}, 400)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(ctx: ConsoleContext) -> FastAPI:
     app = FastAPI(
         title="xdrsync",
@@ -103,13 +179,18 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         description="The xdrsync workspace: Defender XDR incidents, two-way. See docs/api.md.",
         docs_url=None,
         redoc_url=None,
+        # Every answer through one encoder that writes lone surrogates as escapes (answers.py).
+        default_response_class=JSONAnswer,
     )
     app.state.ctx = ctx
     app.state.throttle = LoginThrottle(
         ctx.config.console.login_attempts, ctx.config.console.login_pause_seconds
     )
-    tls = ctx.config.console.tls
-    app.add_middleware(BodyLimit, limit=MAX_BODY)  # inside security_headers: its 413 has them
+    settings = ctx.config.console
+    tls = settings.tls
+    # The last added runs first; both inside security_headers: their 400 and 413 have them.
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(ProxyAndHost, proxies=settings.trusted_proxies, host=settings.host, tls=tls)
 
     @app.middleware("http")
     async def security_headers(
@@ -137,16 +218,14 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         if wants_page and "text/html" in request.headers.get("accept", ""):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
-        return JSONResponse(
-            {"detail": exc.detail}, status_code=401, headers=dict(exc.headers or {})
-        )
+        return JSONAnswer({"detail": exc.detail}, status_code=401, headers=dict(exc.headers or {}))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
         from xdrsync.console.health import healthz as check
 
         ok, detail = check(ctx.hub)
-        return JSONResponse(
+        return JSONAnswer(
             {"status": "ok" if ok else "failing", **detail}, status_code=200 if ok else 503
         )
 
@@ -175,14 +254,17 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
                 status_code=status,
             )
 
-        wait = throttle.wait(username, client)
+        if not same_origin(request):  # login CSRF: signing a victim in as someone else
+            return refuse("Sign in from the console's own login page.", 403)
+        # Taken (as a failure) before the slow password check and given back on success, so
+        # concurrent logins cannot all be checked before the first of them has failed.
+        wait = throttle.attempt(username, client)
         if wait > 0:
             return refuse(f"Too many failed logins. Try again in {wait:.0f} seconds.", 429)
         user = ctx.accounts.authenticate(username, password)
         if user is None:
-            throttle.failed(username, client)
             return refuse("Wrong user name or password.", 401)
-        throttle.succeeded(username)
+        throttle.succeeded(username, client)
         lifetime = timedelta(hours=ctx.config.console.session_hours)
         secret, _session = ctx.accounts.start_session(user, lifetime)
         response = RedirectResponse(target, status_code=303)
@@ -231,9 +313,15 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONResponse(
+        return JSONAnswer(
             {"detail": exc.detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, through JSONAnswer: the errors echo the input, which may hold
+        # a lone surrogate.
+        return JSONAnswer({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
     return app
 

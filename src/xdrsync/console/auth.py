@@ -60,7 +60,11 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _same_origin(request: Request) -> bool:
+def same_origin(request: Request) -> bool:
+    """False for a browser's request from another site: ``Sec-Fetch-Site: cross-site``, or an
+    ``Origin`` that is not this console's (``Host``)."""
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return False
     origin = request.headers.get("origin")
     if origin is None:  # not a browser's cross-site request (those always name their origin)
         return True
@@ -87,7 +91,7 @@ async def check_csrf(request: Request, principal: Principal) -> None:
     """Refuse a state-changing session request without its CSRF token (403)."""
     if request.method in _SAFE or principal.via == "token":
         return
-    if not _same_origin(request):
+    if not same_origin(request):
         raise HTTPException(403, "cross-site request refused")
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(
@@ -158,38 +162,66 @@ class LoginThrottle:
     def _pausing(self, key: str, times: deque[float], now: float) -> bool:
         return len(times) >= self._limit(key) and times[0] > now - self.pause
 
+    def _wait(self, keys: tuple[str, str], now: float) -> float:
+        longest = 0.0
+        for key in keys:
+            times = self._failures.get(key)
+            if times is not None and self._pausing(key, times, now):
+                longest = max(longest, times[0] + self.pause - now)
+        return longest
+
     def wait(self, name: str, client: str) -> float:
         """Seconds until this login may be tried (0: now)."""
-        now = self._clock()
-        longest = 0.0
         with self._lock:
-            for key in self._keys(name, client):
-                times = self._failures.get(key)
-                if times is not None and self._pausing(key, times, now):
-                    longest = max(longest, times[0] + self.pause - now)
-        return longest
+            return self._wait(self._keys(name, client), self._clock())
+
+    def attempt(self, name: str, client: str) -> float:
+        """Take one login attempt before checking the password: the seconds to wait (nothing
+        taken), or 0 with the attempt counted as a failure at once, in one step under the
+        lock, so concurrent logins cannot all pass before any has failed. ``succeeded`` gives
+        the attempt back."""
+        keys = self._keys(name, client)
+        with self._lock:
+            now = self._clock()
+            longest = self._wait(keys, now)
+            if longest > 0:
+                return longest
+            self._record(keys, now)
+        return 0.0
 
     def failed(self, name: str, client: str) -> None:
         keys = self._keys(name, client)
         with self._lock:
-            now = self._clock()
-            while self._failures:  # forget those whose newest failure has aged out
-                key, times = next(iter(self._failures.items()))
-                if times[-1] > now - self.pause:
-                    break
-                del self._failures[key]
-            for key in keys:
-                times = self._failures.pop(key, deque(maxlen=self._limit(key)))
-                times.append(now)
-                self._failures[key] = times  # moved last: the newest failure
-            while len(self._failures) > self.max_entries:  # never this login's own keys
-                older = islice(self._failures.items(), len(self._failures) - len(keys))
-                idle = next((k for k, t in older if not self._pausing(k, t, now)), None)
-                del self._failures[idle if idle is not None else next(iter(self._failures))]
+            self._record(keys, self._clock())
 
-    def succeeded(self, name: str) -> None:
+    def _record(self, keys: tuple[str, str], now: float) -> None:
+        while self._failures:  # forget those whose newest failure has aged out
+            key, times = next(iter(self._failures.items()))
+            if times[-1] > now - self.pause:
+                break
+            del self._failures[key]
+        for key in keys:
+            times = self._failures.pop(key, deque(maxlen=self._limit(key)))
+            times.append(now)
+            self._failures[key] = times  # moved last: the newest failure
+        while len(self._failures) > self.max_entries:  # never this login's own keys
+            older = islice(self._failures.items(), len(self._failures) - len(keys))
+            idle = next((k for k, t in older if not self._pausing(k, t, now)), None)
+            del self._failures[idle if idle is not None else next(iter(self._failures))]
+
+    def succeeded(self, name: str, client: str | None = None) -> None:
+        """A login with the right password: the user name's failures are forgotten, and the
+        attempt ``attempt`` took from ``client`` is given back."""
         with self._lock:
             self._failures.pop(f"user:{name.lower()}", None)
+            if client is None:
+                return
+            key = f"addr:{client}"
+            times = self._failures.get(key)
+            if times:
+                times.pop()  # one attempt of this address (which one does not matter)
+                if not times:
+                    del self._failures[key]
 
 
 __all__ = [
@@ -203,4 +235,5 @@ __all__ = [
     "context",
     "identify",
     "requires",
+    "same_origin",
 ]

@@ -86,8 +86,23 @@ function fillForm(user) {
   for (const box of $$('input[name="tenant"]', form)) box.checked = user.tenants.includes(box.value);
   form.elements.email.value = user.email || "";
   form.elements.password.value = "";
+  form.elements.current.value = "";
+  showCurrent();
   showError($("#user-form-error"), "");
   form.elements.name.focus();
+}
+
+/** Your own new password needs your current one: its field shows while you change yourself. */
+function ownPasswordChange(form) {
+  return form.elements.name.value.trim() === me.name && form.elements.password.value !== "";
+}
+
+function showCurrent() {
+  const form = $("#user-form");
+  const row = $("#uf-current-row");
+  if (!form || !row) return;
+  row.hidden = !ownPasswordChange(form);
+  form.elements.current.required = !row.hidden;
 }
 
 async function saveUser(event) {
@@ -105,12 +120,18 @@ async function saveUser(event) {
     email: form.elements.email.value.trim() || null,
   };
   if (password) body.password = password;
+  if (ownPasswordChange(form)) {
+    const current = form.elements.current.value;
+    if (!current) return showError(error, "Changing your own password needs your current password.");
+    body.currentPassword = current;
+  }
   const save = $("#uf-save");
   save.disabled = true;
   try {
     await api(`/api/v1/users/${encodeURIComponent(name)}`, { method: "PUT", body });
     showError(error, "");
     form.reset();
+    showCurrent();
     toast(exists ? `Changed ${name}` : `Added ${name}`, "ok");
     if (name === me.name && password) {
       location.assign("/login?next=/users"); // a new password ends your own sessions too
@@ -236,7 +257,11 @@ $("#token-copy")?.addEventListener("click", copyToken);
 $("#token-done")?.addEventListener("click", hideOnce);
 if (manage) {
   $("#user-form")?.addEventListener("submit", saveUser);
-  $("#user-form")?.addEventListener("reset", () => showError($("#user-form-error"), ""));
+  $("#user-form")?.addEventListener("reset", () => {
+    showError($("#user-form-error"), "");
+    setTimeout(showCurrent); // after the fields are cleared
+  });
+  $("#user-form")?.addEventListener("input", showCurrent);
   await loadUsers();
 }
 await loadTokens();
