@@ -138,10 +138,11 @@ def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: P
             rate_limit_per_minute=900,
             faults=DEFENDER_FAULTS,
         ),
-        # 300 ARM calls per sliding minute: the backfill and the activity use them up after
-        # about half a minute; from then on 429s with Retry-After (up to ~30 s once, then
-        # shorter), honoured by the service in the call and by the processes started after.
-        sentinel_settings(seed=7, rate_limit_per_minute=300, faults=SENTINEL_FAULTS),
+        # 200 ARM calls per sliding minute: the backfill and the activity use them up within
+        # the run even on a slow machine (at 300, a slow one made too few calls to meet it);
+        # from then on 429s with Retry-After (up to ~30 s once, then shorter), honoured by the
+        # service in the call and by the processes started after.
+        sentinel_settings(seed=7, rate_limit_per_minute=200, faults=SENTINEL_FAULTS),
         sync=sync,
         rate_limit_per_minute=900,
         two_way=True,

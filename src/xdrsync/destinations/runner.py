@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -26,6 +27,7 @@ from xdrsync.destinations.worker import (
     queue_index_report,
 )
 from xdrsync.errors import ConfigError, ThrottledError
+from xdrsync.graph.pacing import Stopped, check_stop, stop_on
 from xdrsync.hub import Hub
 from xdrsync.logs import clean
 from xdrsync.sync.engine import Background
@@ -86,46 +88,63 @@ class DestinationRunner:
     ) -> int:
         """Deliver everything after the position (no new batch after ``deadline``, a
         monotonic time, nor after ``batches`` of them); returns how many changes were
-        acknowledged. A failure is recorded, backed off from (unless ``force``) and raised."""
-        with self._lock:
-            if not force and self._monotonic() < self._retry_at:
-                return 0
-            done = count = 0
-            try:
-                while (
-                    not self.halt.is_set()
-                    and (deadline is None or self._monotonic() < deadline)
-                    and (batches is None or count < batches)
-                    and (changes := self.hub.changes_after(self.position(), self.batch_size))
-                ):
-                    wanted = [c for c in changes if self.destination.accepts(c)]
-                    rejected = self.destination.deliver(wanted) if wanted else ()
-                    by_seq = {c.seq: c for c in wanted}
-                    dead = [
-                        (r.seq, c.tenant_id, c.entity_type, c.entity_id, r.reason)
-                        for r in rejected
-                        if (c := by_seq.get(r.seq)) is not None
-                    ]
-                    self.hub.record_delivery(self.name, changes[-1].seq, dead)
-                    self._position = changes[-1].seq
-                    done += len(changes)
-                    count += 1
-                    if self._failures:  # progress: the next failure starts the backoff anew
-                        log.info("destination recovered", destination=self.name)
-                        self._failures = 0
-                    if dead:
-                        log.warning(
-                            "destination rejected changes for good (dead letters)",
-                            destination=self.name,
-                            count=len(dead),
-                            first_reason=dead[0][4],
-                        )
-            except Exception as failure:
-                self._back_off(failure)
-                raise
-            finally:
-                self.delivered += done
-            return done
+        acknowledged. A failure is recorded, backed off from (unless ``force``) and raised.
+
+        With a ``deadline``, waiting for a run under way on another thread (one that outlived
+        its stop timeout) ends there too, with nothing delivered. Run under ``stop_on``, the
+        stop ends the run before its next batch, and the destination's own waits (pacing,
+        ``Retry-After``) at once, with ``Stopped``: the batch under way is not acknowledged and
+        is delivered again later, so nothing is lost."""
+        if deadline is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(0.0, deadline - self._monotonic())):
+            log.warning("destination busy in another run; not delivered", destination=self.name)
+            return 0
+        try:
+            return self._publish_locked(force, deadline, batches)
+        finally:
+            self._lock.release()
+
+    def _publish_locked(self, force: bool, deadline: float | None, batches: int | None) -> int:
+        if not force and self._monotonic() < self._retry_at:
+            return 0
+        done = count = 0
+        try:
+            while (
+                not self.halt.is_set()
+                and (deadline is None or self._monotonic() < deadline)
+                and (batches is None or count < batches)
+                and (changes := self.hub.changes_after(self.position(), self.batch_size))
+            ):
+                check_stop()  # a stopped thread starts no batch (``stop_on``)
+                wanted = [c for c in changes if self.destination.accepts(c)]
+                rejected = self.destination.deliver(wanted) if wanted else ()
+                by_seq = {c.seq: c for c in wanted}
+                dead = [
+                    (r.seq, c.tenant_id, c.entity_type, c.entity_id, r.reason)
+                    for r in rejected
+                    if (c := by_seq.get(r.seq)) is not None
+                ]
+                self.hub.record_delivery(self.name, changes[-1].seq, dead)
+                self._position = changes[-1].seq
+                done += len(changes)
+                count += 1
+                if self._failures:  # progress: the next failure starts the backoff anew
+                    log.info("destination recovered", destination=self.name)
+                    self._failures = 0
+                if dead:
+                    log.warning(
+                        "destination rejected changes for good (dead letters)",
+                        destination=self.name,
+                        count=len(dead),
+                        first_reason=dead[0][4],
+                    )
+        except Exception as failure:
+            self._back_off(failure)
+            raise
+        finally:
+            self.delivered += done
+        return done
 
     def publish_whole(self) -> int:
         """``publish`` in whole batches: a batch as soon as one is pending, and what is
@@ -298,8 +317,12 @@ class Fanout:
     def start(self) -> Fanout:
         if self.offload is not None:  # the first pass then sees the flow since the start
             self._last_seen = (time.monotonic(), self.runner(self.offload.name).hub.max_seq())
+        # Stoppable: a destination waiting out a throttle (ARM's Retry-After, its pacing)
+        # ends the wait at ``stop``; the batch under way is delivered again after a restart.
         self._threads = [
-            Background(self._quiet(r), interval=self.interval, name=f"fanout-{r.name}").start()
+            Background(
+                self._quiet(r), interval=self.interval, name=f"fanout-{r.name}", stoppable=True
+            ).start()
             for r in self.runners
         ]
         return self
@@ -309,11 +332,17 @@ class Fanout:
             thread.wake()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the threads, each after the batch it is delivering."""
+        """Stop the threads (``timeout`` seconds in all, not per thread): each ends after the
+        batch it is delivering, or at once from a wait (pacing, ``Retry-After``), leaving that
+        batch unacknowledged (delivered again later). A thread still inside a request when
+        ``timeout`` is over is left to end by itself; it starts no other batch."""
+        deadline = time.monotonic() + timeout
         for runner in self.runners:
             runner.halt.set()
         for thread in self._threads:
-            thread.stop(timeout)
+            thread.halt()
+        for thread in self._threads:
+            thread.join(deadline - time.monotonic())
         self._threads = []
         for runner in self.runners:
             runner.halt.clear()
@@ -346,6 +375,24 @@ class Fanout:
 
         return self._deliver(time.monotonic() + seconds, failed)
 
+    @staticmethod
+    @contextmanager
+    def _until(deadline: float | None) -> Iterator[None]:
+        """Run the block so that its waits (a destination's pacing, ``Retry-After``) end
+        with ``Stopped`` at ``deadline``; a block without a deadline is not touched."""
+        if deadline is None:
+            yield
+            return
+        expired = threading.Event()
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), expired.set)
+        timer.daemon = True
+        timer.start()
+        try:
+            with stop_on(expired):
+                yield
+        finally:
+            timer.cancel()
+
     def _deliver(
         self,
         deadline: float | None,
@@ -367,7 +414,10 @@ class Fanout:
             try:
                 if runner.name == offloaded:
                     self._collect_worker(deadline)
-                done += runner.publish(force=True, deadline=deadline)
+                with self._until(deadline):
+                    done += runner.publish(force=True, deadline=deadline)
+            except Stopped:  # the deadline passed in a wait: the batch goes after a restart
+                log.warning("destination not drained by the deadline", destination=runner.name)
             except Exception as failure:
                 failed(runner, failure)
         return done

@@ -358,7 +358,7 @@ class SyncService:
         if left:
             log.warning("threads still busy at the stop deadline", threads=left)
         if self._fanout is not None:
-            self._fanout.stop(timeout)
+            self._fanout.stop(max(0.0, deadline - time.monotonic()))  # within the same timeout
             # What the last cycles committed; a slow destination takes the rest after a restart.
             self._fanout.drain(DRAIN_SECONDS)
         return not left

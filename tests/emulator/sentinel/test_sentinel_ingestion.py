@@ -44,27 +44,31 @@ def test_the_real_client_uploads_rows_that_land_per_stream(sentinel: Any) -> Non
     s = sentinel()
     client = LogsIngestionClient(endpoint=s.base, credential=EmulatorCredential(s))
     alerts: list[MutableMapping[str, Any]] = [
-        {"AlertId": "da1", "Title": "Ransomware", "TimeGenerated": "2025-01-01T00:00:00Z"},
-        {"AlertId": "da2", "Title": "Phish"},
+        {
+            "SystemAlertId": "da1",
+            "AlertName": "Ransomware",
+            "TimeGenerated": "2025-01-01T00:00:00Z",
+        },
+        {"SystemAlertId": "da2", "AlertName": "Phish"},
     ]
     evidence: list[MutableMapping[str, Any]] = [
-        {"AlertId": "da1", "EntityType": "Host", "HostName": "pc-1"}
+        {"AlertId": "da1", "EntityType": "Host", "DeviceName": "pc-1"}
     ]
     with client:
         client.upload(s.settings.rule_id, ALERTS, alerts, enforce_https=False)
         client.upload(s.settings.rule_id, EVIDENCE, evidence, enforce_https=False)
         # Over 1 MiB in all: the client splits it into gzip chunks of at most 1 MiB each.
         big: list[MutableMapping[str, Any]] = [
-            {"AlertId": f"big{n}", "Blob": "x" * 100_000} for n in range(15)
+            {"SystemAlertId": f"big{n}", "Description": "x" * 100_000} for n in range(15)
         ]
         client.upload(s.settings.rule_id, ALERTS, big, enforce_https=False)
     logs = s.truth()["logs"]
-    assert [row["AlertId"] for row in logs[ALERTS]] == ["da1", "da2"] + [
+    assert [row["SystemAlertId"] for row in logs[ALERTS]] == ["da1", "da2"] + [
         f"big{n}" for n in range(15)
     ]
     assert logs[ALERTS][0]["TimeGenerated"] == "2025-01-01T00:00:00Z"
     assert logs[ALERTS][1]["TimeGenerated"].endswith("Z")
-    assert logs[EVIDENCE][0]["HostName"] == "pc-1"
+    assert logs[EVIDENCE][0]["DeviceName"] == "pc-1"
     routes = s.control("GET", "/stats").json()["by_route"]
     uploads = routes["POST /dataCollectionRules/{rule_id}/streams/{stream}"]
     assert uploads >= 4  # two small uploads and at least two chunks
@@ -72,10 +76,10 @@ def test_the_real_client_uploads_rows_that_land_per_stream(sentinel: Any) -> Non
 
 def test_a_gzip_body_is_accepted(sentinel: Any) -> None:
     s = sentinel()
-    rows = json.dumps([{"AlertId": "gz", "Title": "compressed"}]).encode()
+    rows = json.dumps([{"SystemAlertId": "gz", "AlertName": "compressed"}]).encode()
     reply = s.ingest(ALERTS, gzip.compress(rows), **{"Content-Encoding": "gzip"})
     assert reply.status_code == 204, reply.text
-    assert s.truth()["logs"][ALERTS][0]["AlertId"] == "gz"
+    assert s.truth()["logs"][ALERTS][0]["SystemAlertId"] == "gz"
 
 
 def test_over_one_megabyte_is_413_compressed_or_not(sentinel: Any) -> None:

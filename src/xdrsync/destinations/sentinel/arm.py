@@ -16,6 +16,10 @@ answer *means* here, so errors are mapped in this module (microsoft-apis.md §3)
 429                    retried in-line as Graph's are, then ``ThrottledError(retry_after)``
 5xx, transport         retried in-line, then ``RetriableError``
 =====================  ==================================================================
+
+The waits (pacing, ``Retry-After``, backoff) are ``pacing.wait``: under ``pacing.stop_on`` (the
+fan-out's threads, a drain's deadline) a stop ends them at once with ``Stopped``, and no call
+starts after it.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from xdrsync.graph.http import (
     server_date,
 )
 from xdrsync.graph.odata import origin
-from xdrsync.graph.pacing import Pacer
+from xdrsync.graph.pacing import Pacer, check_stop, wait
 from xdrsync.graph.retry import (
     Action,
     Condition,
@@ -181,7 +185,7 @@ class ArmClient:
         tokens: Tokens | None = None,
         pacer: Pacer | None = None,
         policy: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = wait,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utcnow,
         rng: Callable[[], float] = random.random,
@@ -358,6 +362,7 @@ class ArmClient:
         policy = self.policy
         while True:
             attempt += 1
+            check_stop()  # no call starts once a stop was asked for (``pacing.stop_on``)
             outcome = self._attempt(method, url, content, request_id)
             decision = decide(
                 outcome.condition,

@@ -151,6 +151,10 @@ class SentinelDestination:
         return change.tenant_id.lower() in self._tenants
 
     def deliver(self, changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        if self.ingestor is not None and changes:
+            # Uploads remembered from an earlier try of this batch stay (rows Logs Ingestion
+            # accepted are not sent twice); those of batches before it were acknowledged.
+            self.ingestor.begin_batch(changes[0].seq)
         reasons: dict[int, list[str]] = {}
         touched: dict[tuple[str, str], list[int]] = {}
         for change in changes:
@@ -170,7 +174,10 @@ class SentinelDestination:
         return [Rejection(seq, "; ".join(found)) for seq, found in sorted(reasons.items())]
 
     def replay_from(self, seq: int) -> None:
-        """Nothing to prepare: every write is idempotent (names, merge, ``XdrSeq``)."""
+        """Every write is idempotent (names, merge, ``XdrSeq``); only the uploads remembered
+        for a batch under way are forgotten, so the rows go again."""
+        if self.ingestor is not None:
+            self.ingestor.forget()
 
     def close(self) -> None:
         if self.ingestor is not None:
@@ -436,6 +443,7 @@ class SentinelDestination:
             "comments_left_out": self.comments_left_out,
             "comments_rejected": self.comments_rejected,
             "rows_uploaded": self.rows_uploaded,
+            "rows_not_resent": self.ingestor.rows_not_resent if self.ingestor is not None else 0,
         }
 
 

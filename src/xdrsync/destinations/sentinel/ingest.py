@@ -14,8 +14,12 @@ itself, honouring ``Retry-After``; it runs on azure-core's own HTTP stack (reque
 given our TLS settings and timeouts, since azure-core has no httpx transport. Its tokens come
 from our ``TokenProvider`` through a small ``TokenCredential`` adapter. A chunk that still
 fails ends the upload: the whole batch is delivered again later, with the same rows and
-``XdrSeq``. A chunk refused for its content (400, 413) is split in halves to find the rows at
-fault; only those are rejected.
+``XdrSeq``, except those the service already accepted (204) or refused for good, which the
+ingestor remembers until the batch is acknowledged: Logs Ingestion keeps every copy it is sent.
+A chunk refused for its content (400, 413) is split in halves to find the rows at fault; only
+those are rejected. When ``MAX_SPLITS`` extra uploads did not find them, the batch is retried
+later and the search goes on from what was found, with a doubled budget; a healthy row is never
+rejected.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
 from xdrsync import jsontext
 from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph.pacing import check_stop, wait
 from xdrsync.graph.retry import parse_retry_after
 from xdrsync.logs import clean
 from xdrsync.tables.alert_rows import EvidenceJson, alert_evidence_rows, security_alert_row
@@ -48,6 +54,10 @@ if TYPE_CHECKING:
     from xdrsync.models import Alert
 
 Row = dict[str, Any]
+#: A row of one upload: (stream, its change's ``XdrSeq``, its place among that change's rows
+#: in the stream). The rows of a change are made the same way every time, so a retried batch
+#: names its rows alike.
+RowKey = tuple[str, int, int]
 
 INGESTION_ROLE: Final = "Monitoring Metrics Publisher"
 #: Column names Log Analytics reserves in custom tables (§4), and what they become.
@@ -61,7 +71,9 @@ RENAMED: Final[Mapping[str, str]] = {
 }
 #: ``Type`` is the table's own name in Log Analytics (``XdrSecurityAlert_CL``): not sent.
 DROPPED: Final = frozenset({"Type"})
-#: How many extra uploads one batch may spend looking for the rows a refused chunk holds.
+#: How many extra uploads the first try of a batch may spend looking for the rows a refused
+#: chunk holds; then the batch is retried later, going on from what was found, with twice the
+#: budget at each try (a batch of many bad rows still ends within a few tries).
 MAX_SPLITS: Final = 32
 #: The largest JSON body of one upload: the service refuses more than 1 MB (1,048,576 bytes,
 #: decompressed, microsoft-apis.md §4); this leaves room for the difference.
@@ -225,6 +237,19 @@ class TokenCredentialAdapter:
         return None
 
 
+class StoppableTransport(RequestsTransport):  # type: ignore[misc]
+    """azure-core's requests transport whose waits between retries (``Retry-After``, backoff)
+    are ``pacing.wait``: under ``pacing.stop_on`` (the fan-out's threads, a drain's deadline)
+    a stop ends them at once with ``Stopped``, and no retry starts after it."""
+
+    def sleep(self, duration: float) -> None:
+        wait(duration)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        check_stop()
+        return super().send(request, **kwargs)
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -333,9 +358,11 @@ class LogIngestor:
             self.endpoint,
             TokenCredentialAdapter(tokens),
             credential_scopes=[f"{entry.ingestion_audience}/.default"],
-            connection_verify=entry.verify_tls,
-            connection_timeout=sync.request_timeout_seconds,
-            read_timeout=sync.request_timeout_seconds,
+            transport=StoppableTransport(
+                connection_verify=entry.verify_tls,
+                connection_timeout=sync.request_timeout_seconds,
+                read_timeout=sync.request_timeout_seconds,
+            ),
             # azure-core counts each kind of failure on its own budget (3 each by default):
             # give 5xx answers, dropped connections and cut-off reads the same as the total.
             retry_total=max(0, sync.max_attempts - 1),
@@ -347,50 +374,123 @@ class LogIngestor:
         self.rows_uploaded = 0
         self.uploads = 0
         self.rows_refused = 0
+        self.rows_not_resent = 0  # rows of a retried batch accepted (or refused) before
+        # What each row's upload came to, until its batch is acknowledged (``upload``):
+        # None accepted (204), text refused for good.
+        self._outcome: dict[RowKey, str | None] = {}
+        self._batch: int | None = None  # the first change of the batch under way
+        self._tries = 0  # earlier tries of that batch
 
     def upload(self, stream: str, rows: Sequence[Row]) -> dict[int, str]:
         """Upload every row; rows refused for their content come back as ``XdrSeq`` → reason.
-        Anything else raises (``ConfigError``, ``RetriableError``) and the batch is retried."""
+        Anything else raises (``ConfigError``, ``RetriableError``) and the batch is retried.
+
+        What each row's upload came to (204, or refused for good) is remembered until
+        ``forget_before`` passes its change: when the same batch is delivered again, a row
+        already accepted is not sent twice (Logs Ingestion keeps every copy), and a row
+        already found at fault is refused again without an upload."""
         refused: dict[int, str] = {}
-        budget = [MAX_SPLITS]
-        for chunk in upload_chunks(rows):
-            self._send(stream, [dict(r) for r in chunk], refused, budget)
+        pending: list[tuple[RowKey | None, Row]] = []
+        ordinals: dict[int, int] = {}
+        for row in rows:
+            seq = row.get("XdrSeq")
+            key: RowKey | None = None
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                ordinal = ordinals[seq] = ordinals.get(seq, -1) + 1
+                key = (stream, seq, ordinal)
+                if key in self._outcome:
+                    self.rows_not_resent += 1
+                    reason = self._outcome[key]
+                    if reason is not None:
+                        refused.setdefault(seq, reason)
+                    continue
+            pending.append((key, row))
+        budget = [self.split_budget]
+        offset = 0
+        for chunk in upload_chunks([row for _, row in pending]):
+            items = pending[offset : offset + len(chunk)]
+            offset += len(chunk)
+            self._send(stream, [(key, dict(row)) for key, row in items], refused, budget)
         return refused
+
+    def begin_batch(self, seq: int) -> None:
+        """A delivery of the batch starting at change ``seq`` begins. The uploads of changes
+        before it are forgotten (acknowledged); a batch tried again keeps what it found, and
+        its search for refused rows may spend twice as many uploads as at its last try."""
+        self._outcome = {k: v for k, v in self._outcome.items() if k[1] >= seq}
+        if seq == self._batch:
+            self._tries += 1
+        else:
+            self._batch, self._tries = seq, 0
+
+    def forget(self) -> None:
+        """Forget every upload (``destinations replay``: send them all again)."""
+        self._outcome = {}
+        self._batch, self._tries = None, 0
+
+    @property
+    def split_budget(self) -> int:
+        """Extra uploads one stream's upload may spend on refused chunks at this try."""
+        return MAX_SPLITS << min(self._tries, 10)
 
     def _send(
         self,
         stream: str,
-        rows: list[MutableMapping[str, Any]],
+        items: list[tuple[RowKey | None, Row]],
         refused: dict[int, str],
         budget: list[int],
     ) -> None:
-        failed: list[tuple[list[MutableMapping[str, Any]], str]] = []
+        own = {id(row): (key, row) for key, row in items}
+        failed: list[tuple[list[tuple[RowKey | None, Row]], str]] = []
+        strangers: list[bool] = []
 
         def on_error(problem: LogsUploadError) -> None:
             meaning = map_upload_error(problem.error, self.entry, stream, self.tokens)
             if isinstance(meaning, RowsRefused):
-                failed.append(([dict(r) for r in problem.failed_logs], meaning.reason))
+                chunk = [own.get(id(r)) or (None, dict(r)) for r in problem.failed_logs]
+                if any(id(r) not in own for r in problem.failed_logs):
+                    strangers.append(True)  # which rows failed is not known for sure
+                failed.append((chunk, meaning.reason))
                 return
             raise _Abort(meaning)
 
+        rows: list[MutableMapping[str, Any]] = [row for _, row in items]
         self.uploads += 1
         try:
             self._client.upload(self.rule_id, stream, rows, on_error=on_error, **self._options)
         except _Abort as abort:
             raise abort.error from None
-        self.rows_uploaded += len(rows) - sum(len(chunk) for chunk, _ in failed)
+        failed_rows = {id(row) for chunk, _ in failed for _, row in chunk}
+        self.rows_uploaded += len(rows) - len(failed_rows)
+        for key, row in items:
+            if key is not None and not strangers and id(row) not in failed_rows:
+                self._outcome[key] = None  # 204: never sent again for this batch
         for chunk, reason in failed:
-            if len(chunk) > 1 and budget[0] > 0:
+            if len(chunk) > 1:
+                if budget[0] <= 0:
+                    # The rows at fault are not found yet. Refusing the whole chunk would
+                    # dead-letter healthy rows: the batch is retried instead, and goes on from
+                    # what was found (accepted rows are not sent again, rows at fault are
+                    # known), so even a batch of many bad rows ends after a few attempts.
+                    raise RetriableError(
+                        f"destination {self.entry.name!r}: upload to stream {stream}: "
+                        f"{len(chunk)} rows refused ({reason}) and the rows at fault not found "
+                        f"within {self.split_budget} extra uploads; the search goes on at the "
+                        "next try"
+                    )
                 budget[0] -= 1
                 middle = len(chunk) // 2
                 self._send(stream, chunk[:middle], refused, budget)
                 self._send(stream, chunk[middle:], refused, budget)
                 continue
             self.rows_refused += len(chunk)
-            for row in chunk:
+            for key, row in chunk:
                 seq = row.get("XdrSeq")
+                text = f"Logs Ingestion refused the row ({reason})"
+                if key is not None:
+                    self._outcome[key] = text
                 if isinstance(seq, int):
-                    refused.setdefault(seq, f"Logs Ingestion refused the row ({reason})")
+                    refused.setdefault(seq, text)
 
     def close(self) -> None:
         self._client.close()

@@ -3,15 +3,27 @@
 One data collection rule (its immutable id derives from the seed) declares the emulator's
 streams. A call needs a token for ``https://monitor.azure.com`` (checked by the gate), the
 ``api-version``, ``Content-Type: application/json`` and a JSON array of objects, optionally
-gzip-compressed. Success is 204; rows are kept per stream, with ``TimeGenerated`` added when a
-row has none (as a DCR transformation would). A body over 1 MB (1,048,576 bytes), compressed or
-once decompressed, is refused with 413 (microsoft-apis.md §4).
+gzip-compressed. Success is 204. A body over 1 MB (1,048,576 bytes), compressed or once
+decompressed, is refused with 413 (microsoft-apis.md §4).
+
+The rule's ``streamDeclarations`` are the ones xdrsync prints for its setup
+(``destinations.sentinel.dcr``), and rows are stored as a ``kind: Direct`` DCR with
+``transformKql: source`` lands them in the table: only the columns the stream declares, each
+value of the declared type or null, ``TimeGenerated`` set to the ingestion time when a row has
+none (§4: the body's objects must match the stream declaration; the reserved names
+``_ResourceId, id, _SubscriptionId, TenantId, Type, UniqueId, Title`` cannot be columns of a
+custom table, so they never land). The call still answers 204, as the service does not name
+what it dropped; ``/_emulator/stats`` counts it (``ingestion_dropped``), so a test sees a row
+that does not match the rule.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
@@ -22,6 +34,10 @@ from xdrsync.emulator.sentinel.service import SentinelEmulator
 from xdrsync.emulator.timefmt import graph_time, utcnow
 
 MAX_BODY_BYTES: Final = 1_048_576
+#: Column names Log Analytics reserves: never a column of a custom table (microsoft-apis.md §4).
+RESERVED: Final = frozenset(
+    {"_ResourceId", "id", "_SubscriptionId", "TenantId", "Type", "UniqueId", "Title"}
+)
 API_VERSIONS: Final = ("2023-01-01", "2021-11-01-preview")
 _DRAIN_LIMIT: Final = 64 * MAX_BODY_BYTES
 
@@ -79,6 +95,69 @@ def _rows(data: bytes) -> list[dict[str, Any]]:
     return parsed
 
 
+def declared_columns(stream: str) -> dict[str, str]:
+    """Column → type of a stream the rule declares (the DCR of the setup); reserved names never
+    count as declared."""
+    from xdrsync.destinations.sentinel.dcr import STREAMS, stream_columns
+
+    if stream not in STREAMS:
+        return {}
+    return {c["name"]: c["type"] for c in stream_columns(stream) if c["name"] not in RESERVED}
+
+
+def _is_datetime(value: str) -> bool:
+    text = value.strip()
+    if not text:
+        return False
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def fits(kind: str, value: Any) -> bool:
+    """Whether a JSON value lands in a column of this type (else the column is null)."""
+    if value is None or kind == "dynamic":
+        return True
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "datetime":
+        return isinstance(value, str) and _is_datetime(value)
+    if kind in ("long", "int"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "real":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    return True  # a type the emulator does not check
+
+
+def shape_rows(
+    rows: list[dict[str, Any]], columns: Mapping[str, str], now: str
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The rows as the table keeps them, and what was left out: ``column: <name>`` for each
+    value of an undeclared (or reserved) column dropped, ``type: <name>`` for each value of
+    the wrong type made null."""
+    lost: Counter[str] = Counter()
+    shaped = []
+    for row in rows:
+        out: dict[str, Any] = {}
+        for name, value in row.items():
+            kind = columns.get(name)
+            if kind is None:
+                lost[f"column: {name}"] += 1
+            elif fits(kind, value):
+                out[name] = value
+            else:
+                lost[f"type: {name}"] += 1
+                out[name] = None
+        if out.get("TimeGenerated") is None:
+            out["TimeGenerated"] = now
+        shaped.append(out)
+    return shaped, lost
+
+
 def add_ingestion_routes(app: FastAPI, emulator: SentinelEmulator) -> None:
     settings = emulator.settings
 
@@ -133,9 +212,7 @@ def add_ingestion_routes(app: FastAPI, emulator: SentinelEmulator) -> None:
             body = _gunzip(body)
         elif encoding not in ("", "identity"):
             raise invalid_payload(f"Content-Encoding '{encoding}' is not supported; use gzip.")
-        rows = _rows(body)
-        now = graph_time(utcnow())
-        for row in rows:
-            row.setdefault("TimeGenerated", now)
+        rows, lost = shape_rows(_rows(body), declared_columns(stream), graph_time(utcnow()))
+        emulator.count_dropped(stream, lost)
         emulator.store.append_rows(stream, rows)
         return Response(status_code=204)

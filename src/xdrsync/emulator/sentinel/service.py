@@ -92,6 +92,12 @@ class SentinelEmulator:
             for key in keys:
                 self._stats[key] += 1
 
+    def count_dropped(self, stream: str, lost: Counter[str]) -> None:
+        """Values an upload lost to the rule's declaration (``ingestion.shape_rows``)."""
+        with self._stats_lock:
+            for key, n in lost.items():
+                self._stats[f"dropped:{stream} {key}"] += n
+
     def stats_snapshot(self) -> dict[str, Any]:
         with self._stats_lock:
             stats = dict(self._stats)
@@ -114,4 +120,7 @@ class SentinelEmulator:
             "paused": self.paused,
             "incidents": self.store.count(),
             "log_rows": self.store.row_counts(),
+            # "<stream> column: <name>" (undeclared or reserved, dropped) and
+            # "<stream> type: <name>" (not of the declared type, made null) → values.
+            "ingestion_dropped": group("dropped:"),
         }
