@@ -228,8 +228,11 @@ def test_a_tenant_only_the_operator_can_fix_is_tried_less_and_less_often(
             hub, workspace.sources(), inbound_settings(config), poll_interval=0.05
         ).start()
         try:
-            time.sleep(3)
-            seen = attempts()
+            # Five tries: at the poll interval (every 0.05 s) they would take a quarter of a
+            # second; doubling from 0.1 s they are 0.1, 0.2, 0.4 and 0.8 s apart, plus the
+            # tries' own time (the first sign-in may take a second on a loaded machine).
+            _wait_for(lambda: len(attempts()) >= 5, 20, "five tries")
+            seen = attempts()[:5]
             state = {s.stream: s for s in hub.list_states()}["incidents"]
             if trouble == "403":  # fixed (the permission granted): the next try works
                 proxy.set(name, Sick())
@@ -237,10 +240,7 @@ def test_a_tenant_only_the_operator_can_fix_is_tried_less_and_less_often(
         finally:
             stopped = service.stop(timeout=10)
     gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
-    # At the poll interval (every 0.05 s) that would be some 40 tries; doubling from 0.1 s
-    # it is 5 (0.1, 0.2, 0.4, 0.8 s apart, plus the tries' own time).
-    assert 4 <= len(seen) <= 7, gaps
-    assert gaps[-1] >= 0.6 and gaps[-1] > 3 * gaps[0], gaps
+    assert gaps[-1] >= 0.6 and gaps[-1] > 3 * min(gaps), gaps
     assert state.last_error and "next attempt at" in state.last_error
     assert stopped
 
