@@ -44,7 +44,7 @@ import random
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
@@ -384,13 +384,8 @@ def _select(
         return [], False
     if ties is not None:
         return _select_shuffled(ordered, q, ties)
-    keys, rows = ordered.keys, ordered.rows
-    if q.descending:
-        start = len(rows) - 1 if q.after is None else bisect_left(keys, q.after) - 1
-        positions = range(start, -1, -1)
-    else:
-        start = 0 if q.after is None else bisect_right(keys, q.after)
-        positions = range(start, len(rows))
+    rows = ordered.rows
+    positions = _positions(ordered, q)
     match = q.filter.matches if q.filter is not None else None
     skip = q.skip
     picked: list[int] = []
@@ -406,18 +401,23 @@ def _select(
     return picked, False
 
 
+def _positions(ordered: _Ordered, q: _Query) -> range:
+    """The indices (into ordered.rows) a page may start from, in the requested order: after
+    the keyset token's key, if any."""
+    keys = ordered.keys
+    if q.descending:
+        start = len(keys) - 1 if q.after is None else bisect_left(keys, q.after) - 1
+        return range(start, -1, -1)
+    start = 0 if q.after is None else bisect_right(keys, q.after)
+    return range(start, len(keys))
+
+
 def _select_shuffled(ordered: _Ordered, q: _Query, ties: random.Random) -> tuple[list[int], bool]:
     """``_select`` with each run of equal stamps in a new order: what OData allows for
     records its ``$orderby`` does not tell apart, so offset pages over a run overlap."""
     keys, rows = ordered.keys, ordered.rows
-    if q.descending:
-        start = len(rows) - 1 if q.after is None else bisect_left(keys, q.after) - 1
-        positions: Iterable[int] = range(start, -1, -1)
-    else:
-        start = 0 if q.after is None else bisect_right(keys, q.after)
-        positions = range(start, len(rows))
     match = q.filter.matches if q.filter is not None else None
-    matching = [i for i in positions if match is None or match(rows[i])]
+    matching = [i for i in _positions(ordered, q) if match is None or match(rows[i])]
     shuffled: list[int] = []
     for _, run in groupby(matching, key=lambda i: keys[i][0]):
         members = list(run)
