@@ -87,7 +87,11 @@ def new_session(browser: Browser, base_url: str) -> Session:
 
 def login(page: Page, live: Any, role: str, next_path: str = "/") -> None:
     """Sign in through the login form as ``role`` of ``live.users``; lands on ``next_path``."""
-    name, password = live.users[role]
+    login_as(page, *live.users[role], next_path)
+
+
+def login_as(page: Page, name: str, password: str, next_path: str = "/") -> None:
+    """Sign in through the login form as ``name``; lands on ``next_path``."""
     target = "/login" if next_path == "/" else f"/login?next={next_path}"
     page.goto(target)
     page.fill("#username", name)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import chromium, chromium_available, new_session
+from browser import chromium, chromium_available, login_as, new_session
 from consoledata import TENANT_A, alert_json, commit, incident_json
 from playwright.sync_api import expect
 from seeded import PASSWORD, SeededConsole, seeded_console
@@ -356,14 +356,6 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
-def _page_login(page: Any, name: str, password: str, next_path: str) -> None:
-    page.goto(f"/login?next={next_path}")
-    page.fill("#username", name)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not chromium_available() and not os.environ.get("CI"),
@@ -377,7 +369,7 @@ def test_an_admin_changes_their_own_password_in_the_page_with_the_current_one(
     session = new_session(browser, seeded.url)
     try:
         page = session.page
-        _page_login(page, boss, PASSWORD, "/users")
+        login_as(page, boss, PASSWORD, "/users")
         expect(page.locator(f"#users tr[data-user='{boss}']")).to_be_visible()
         current = page.locator("#uf-current-row")
         page.click(f"#users tr[data-user='{boss}'] [data-edit]")
@@ -391,7 +383,7 @@ def test_an_admin_changes_their_own_password_in_the_page_with_the_current_one(
         with page.expect_navigation():
             page.click("#uf-save")
         expect(page).to_have_url(re.compile(r"/login\?next=/users$"))
-        _page_login(page, boss, new, "/users")
+        login_as(page, boss, new, "/users")
         expect(page).to_have_url(re.compile(r"/users$"))
         # Someone else's password needs no current password.
         other = _fresh("reader")
