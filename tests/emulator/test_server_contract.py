@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -475,6 +476,61 @@ def test_injected_faults(run_emulator: Any) -> None:
     assert stats["faults"]["expand"] >= 1 and stats["faults"]["error"] >= 1
     assert stats["faults"]["reset"] >= 1 and stats["faults"]["slow"] >= 1
     assert caller.control("POST", "/faults", content="bogus=1").status_code == 400
+
+
+def test_injected_error_shapes_of_graph_and_the_gateways_in_front_of_it(
+    run_emulator: Any,
+) -> None:
+    """503/504 with Retry-After, 429 without it, and a gateway's HTML 502/503/504 page."""
+    (caller,) = run_emulator(incidents=5, faults="retry_after_error_rate=1,retry_after_seconds=3")
+    busy = [caller.get("/incidents") for _ in range(12)]
+    assert {r.status_code for r in busy} == {503, 504}
+    for reply in busy:
+        assert reply.headers["Retry-After"] == "3"
+        assert reply.headers["Content-Type"] == "application/json"
+        code = {503: "ServiceUnavailable", 504: "GatewayTimeout"}[reply.status_code]
+        assert reply.json()["error"]["code"] == code
+    caller.control("POST", "/faults", content="bare_throttle_rate=1")
+    bare = caller.get("/incidents")
+    assert bare.status_code == 429 and "Retry-After" not in bare.headers
+    assert bare.json()["error"]["code"] == "TooManyRequests"
+    caller.control("POST", "/faults", content="html_error_rate=1")
+    pages = [caller.get("/incidents") for _ in range(20)]
+    assert {r.status_code for r in pages} == {502, 503, 504}
+    for reply in pages:
+        assert reply.headers["Content-Type"].startswith("text/html")
+        assert reply.text.lstrip().lower().startswith(("<!doctype html", "<html"))
+        with pytest.raises(json.JSONDecodeError):
+            reply.json()
+    faults = caller.control("GET", "/stats").json()["faults"]
+    assert faults["retry_after_error"] == 12 and faults["html_error"] == 20
+    assert faults["bare_throttle"] == 1
+    caller.control("POST", "/pause")
+    assert caller.get("/incidents").status_code == 200  # paused: no faults
+
+
+def test_request_faults_share_one_draw_at_their_rates() -> None:
+    assert not FaultSettings().any_request_faults  # every rate defaults to 0
+    spec = FaultSettings.parse(
+        "error_rate=0.1,retry_after_error_rate=0.2,bare_throttle_rate=0.15,html_error_rate=0.25"
+    )
+    assert spec.any_request_faults and spec.retry_after_seconds == 1.0
+    rng = random.Random(3)
+    drawn = [spec.draw(rng).value for _ in range(20_000)]
+    shares = {name: drawn.count(name) / len(drawn) for name in set(drawn)}
+    expected = {
+        "error": 0.1,
+        "retry_after_error": 0.2,
+        "bare_throttle": 0.15,
+        "html_error": 0.25,
+        "none": 0.3,
+    }
+    assert shares.keys() == expected.keys()
+    for name, share in expected.items():
+        assert abs(shares[name] - share) < 0.02, name
+    for bad in ("html_error_rate=1.5", "bare_throttle_rate=-1", "retry_after_seconds=x"):
+        with pytest.raises(ValueError, match="fault setting"):
+            FaultSettings.parse(bad)
 
 
 def test_late_visibility_hides_fresh_updates_from_listing_only(run_emulator: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from xdrsync import __version__
 from xdrsync.config import SyncConfig
 from xdrsync.errors import ConfigError, FatalSyncError, RetriableError, ThrottledError
 from xdrsync.graph.errors import NotFoundError
+from xdrsync.graph.http import graph_error_detail
 
 INCIDENTS = f"{GRAPH}/v1.0/security/incidents"
 Build = Callable[..., Harness]
@@ -131,11 +133,96 @@ def test_an_outage_asking_for_ten_minutes_is_waited_out_not_polled(harness_facto
     assert len(h.recorder.requests) == 1 and h.clock.sleeps == []
 
 
-def test_429_without_retry_after_backs_off_with_jitter(harness_factory: Build) -> None:
+@pytest.mark.parametrize(
+    ("fraction", "sleeps"),
+    [(0.0, [0.5, 1.0, 2.0]), (0.5, [0.75, 1.5, 3.0]), (1.0, [1.0, 2.0, 4.0])],
+)
+def test_429_without_retry_after_backs_off_with_jitter_but_never_at_once(
+    harness_factory: Build, fraction: float, sleeps: list[float]
+) -> None:
+    """Microsoft's guidance for a 429 without Retry-After is exponential backoff; even the
+    lowest jitter draw waits half the ceiling, as a retry right after a 429 prolongs it."""
     busy = [graph_error(429, "TooManyRequests", "busy") for _ in range(3)]
-    h = harness_factory(script(*busy, graph_json(OK)), rng=lambda: 0.5)
+    h = harness_factory(script(*busy, graph_json(OK)), rng=lambda: fraction)
     h.client.get("/security/incidents")
-    assert h.clock.sleeps == [0.5, 1.0, 2.0]
+    assert h.clock.sleeps == sleeps
+    assert h.client.stats()["throttled"] == 3
+
+
+def test_a_429_is_retried_with_the_full_budget_in_a_call_with_a_way_out(
+    harness_factory: Build,
+) -> None:
+    """A call that gives up early for a cheaper way out (the $expand fallback, one attempt
+    after a first fallback) still rides out a 429: no way out gets around the tenant's
+    budget, and before, one 429 without Retry-After failed the stream for the cycle."""
+    busy = [graph_error(429, "TooManyRequests", "busy") for _ in range(2)]
+    h = harness_factory(script(*busy, graph_json(OK)), sync=SyncConfig(max_attempts=6))
+    assert h.client.get("/security/incidents", max_attempts=1).json == OK
+    assert len(h.recorder.requests) == 3
+    assert h.clock.sleeps == [0.75, 1.5]
+
+
+def test_a_5xx_in_a_call_with_a_way_out_gives_up_early(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(*[graph_error(500, "InternalServerError", "boom") for _ in range(5)]),
+        sync=SyncConfig(max_attempts=6),
+    )
+    with pytest.raises(RetriableError, match="2 attempt"):
+        h.client.get("/security/incidents", max_attempts=2)
+    assert len(h.recorder.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("content_type", "page", "shown", "hidden"),
+    [
+        (
+            "text/html",
+            b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><HTML><HEAD><TITLE>Service '
+            b"Unavailable</TITLE></HEAD><BODY><h2>Service Unavailable</h2><hr><p>HTTP Error "
+            b"503. The service is unavailable.</p></BODY></HTML>",
+            "503 Service Unavailable (HTML page): HTTP Error 503. The service is unavailable.",
+            "<",
+        ),
+        (
+            "text/html; charset=utf-8",
+            b"<html><head><title>503</title><style>body { font-family: Segoe UI; }</style>"
+            b"<script>var x = '<p>no</p>';</script><!-- build 42 --></head><body><h1>Our "
+            b"services aren&#39;t available right now</h1></body></html>",
+            "Our services aren't available right now",
+            "font-family",
+        ),
+        (
+            "",  # no content type: still recognised by its first byte
+            b"  <html><body><center><h1>502 Bad Gateway</h1></center></body></html>",
+            "(HTML page)",
+            "<",
+        ),
+        ("text/plain", b"upstream request timeout", "upstream request timeout", "HTML"),
+    ],
+)
+def test_a_gateway_page_instead_of_graphs_json_is_retried_then_reported_readably(
+    harness_factory: Build, content_type: str, page: bytes, shown: str, hidden: str
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    pages = [httpx.Response(503, headers=headers, content=page) for _ in range(3)]
+    h = harness_factory(script(*pages), sync=SyncConfig(max_attempts=3))
+    with pytest.raises(RetriableError) as raised:
+        h.client.get("/security/incidents")
+    assert len(h.recorder.requests) == 3  # retried as any 5xx, not a decode error
+    message = str(raised.value)
+    assert "failed after 3 attempt(s): server error (503 " in message
+    assert shown in message and hidden not in message
+    assert "JSON" not in message and "Expecting value" not in message
+
+
+def test_reading_a_hostile_html_page_takes_linear_time() -> None:
+    started = time.monotonic()
+    for page in (b"<a " * 30_000, b"<a b='" * 15_000, b"<!--" * 20_000, b"<script" * 10_000):
+        detail = graph_error_detail(
+            httpx.Response(502, headers={"Content-Type": "text/html"}, content=page)
+        )
+        assert detail.startswith("502 Bad Gateway (HTML page)")
+    assert time.monotonic() - started < 5  # html.parser takes over half a minute on "<a "
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])

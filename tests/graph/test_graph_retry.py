@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -151,6 +152,48 @@ def test_throttled_without_retry_after_backs_off_exponentially() -> None:
         for attempt in range(1, 6)
     ]
     assert delays == [1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def test_throttled_without_retry_after_never_retries_at_once() -> None:
+    """The lowest jitter draw still waits half the ceiling: a retry right after a 429
+    only prolongs the throttling (microsoft-apis.md §2.10: back off exponentially)."""
+    delays = [
+        decide(
+            Condition.THROTTLED,
+            attempt=attempt,
+            policy=POLICY,
+            idempotent=True,
+            refreshed=False,
+            retry_after=None,
+            rng=lambda: 0.0,
+        ).delay
+        for attempt in range(1, 6)
+    ]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize(
+    ("condition", "action"),
+    [
+        (Condition.THROTTLED, Action.RETRY),  # the fallback would meet the same 429
+        (Condition.SERVER_ERROR, Action.RAISE),  # maybe $expand's own: fall back now
+        (Condition.TIMEOUT, Action.RAISE),
+        (Condition.CONNECTION_LOST, Action.RAISE),
+    ],
+)
+def test_a_lowered_budget_binds_every_condition_but_throttling(
+    condition: Condition, action: Action
+) -> None:
+    decision = decide(
+        condition,
+        attempt=1,
+        policy=replace(POLICY, fallback_attempts=1),
+        idempotent=True,
+        refreshed=False,
+        retry_after=None,
+        rng=half,
+    )
+    assert decision.action is action
 
 
 def test_a_503_with_retry_after_waits_as_asked() -> None:
@@ -316,3 +359,17 @@ def test_full_jitter_stays_within_its_bounds(
     policy = RetryPolicy(max_attempts=50, base_delay=base, max_delay=ceiling)
     delay = policy.backoff(attempt, lambda: fraction)
     assert 0.0 <= delay <= min(ceiling, base * 2 ** (attempt - 1)) + 1e-9
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attempt=st.integers(min_value=1, max_value=40),
+    fraction=st.floats(min_value=-1.0, max_value=2.0),
+    floor=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_jitter_with_a_floor_stays_between_the_floor_and_the_ceiling(
+    attempt: int, fraction: float, floor: float
+) -> None:
+    top = min(POLICY.max_delay, POLICY.base_delay * 2 ** (attempt - 1))
+    delay = POLICY.backoff(attempt, lambda: fraction, floor)
+    assert top * floor - 1e-9 <= delay <= top + 1e-9

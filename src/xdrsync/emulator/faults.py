@@ -13,6 +13,9 @@ class Fault(Enum):
 
     NONE = "none"
     ERROR = "error"  # 500 or 503 with Graph's error body
+    RETRY_AFTER_ERROR = "retry_after_error"  # 503 or 504 with Graph's error body and Retry-After
+    BARE_THROTTLE = "bare_throttle"  # 429 with Graph's error body and no Retry-After
+    HTML_ERROR = "html_error"  # 502, 503 or 504 from a gateway in front: an HTML page, not JSON
     RESET = "reset"  # the connection drops in the middle of the response
     SLOW = "slow"  # the answer comes, but only after ``slow_seconds``
 
@@ -22,6 +25,14 @@ class FaultSettings:
     """Rates are probabilities per Graph request; ``late_seconds`` delays listing visibility."""
 
     error_rate: float = 0.0
+    #: 503 (Graph busy) or 504 (gateway timeout) saying when to come back: ``Retry-After``
+    #: of ``retry_after_seconds`` (Graph's throttling guidance honours it on 503 too).
+    retry_after_error_rate: float = 0.0
+    retry_after_seconds: float = 1.0
+    #: 429 without ``Retry-After``: the client has to pick its own backoff.
+    bare_throttle_rate: float = 0.0
+    #: 502, 503 or 504 whose body is a front door's or proxy's HTML page (text/html).
+    html_error_rate: float = 0.0
     reset_rate: float = 0.0
     slow_rate: float = 0.0
     slow_seconds: float = 2.0
@@ -60,16 +71,23 @@ class FaultSettings:
 
     @property
     def any_request_faults(self) -> bool:
-        return self.error_rate > 0 or self.reset_rate > 0 or self.slow_rate > 0
+        return any(rate > 0 for _, rate in self._request_rates())
 
-    def draw(self, rng: random.Random) -> Fault:
-        """Pick the fault for one request (at most one)."""
-        roll = rng.random()
-        for fault, rate in (
+    def _request_rates(self) -> tuple[tuple[Fault, float], ...]:
+        return (
             (Fault.ERROR, self.error_rate),
+            (Fault.RETRY_AFTER_ERROR, self.retry_after_error_rate),
+            (Fault.BARE_THROTTLE, self.bare_throttle_rate),
+            (Fault.HTML_ERROR, self.html_error_rate),
             (Fault.RESET, self.reset_rate),
             (Fault.SLOW, self.slow_rate),
-        ):
+        )
+
+    def draw(self, rng: random.Random) -> Fault:
+        """Pick the fault for one request (at most one; rates adding up past 1 leave the
+        later faults the rest)."""
+        roll = rng.random()
+        for fault, rate in self._request_rates():
             if roll < rate:
                 return fault
             roll -= rate

@@ -10,13 +10,14 @@ import asyncio
 import ipaddress
 import logging
 import math
+import random
 from typing import Any
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from xdrsync.emulator.faults import Fault
-from xdrsync.emulator.graph_errors import error_body
+from xdrsync.emulator.graph_errors import error_body, gateway_page
 from xdrsync.emulator.service import Emulator
 from xdrsync.emulator.tenants import (
     ALERT_READ,
@@ -94,6 +95,8 @@ class GraphGate:
         self.app = app
         self.emulator = emulator
         self.routes = routes
+        # The status of a fault that can take several (its kind is drawn by the emulator).
+        self._rng = random.Random(f"xdrsync-emulator-gate/{emulator.settings.seed}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,6 +154,30 @@ class GraphGate:
             code = "ServiceUnavailable" if status == 503 else "InternalServerError"
             await _respond(send, status, error_body(code, "Injected fault.", client_request_id), [])
             return
+        if fault is Fault.RETRY_AFTER_ERROR:
+            status = self._rng.choice((503, 504))
+            code = "ServiceUnavailable" if status == 503 else "GatewayTimeout"
+            retry_after = str(math.ceil(em.faults.retry_after_seconds)).encode()
+            await _respond(
+                send,
+                status,
+                error_body(code, "Injected fault; retry after Retry-After.", client_request_id),
+                [(b"retry-after", retry_after)],
+            )
+            return
+        if fault is Fault.BARE_THROTTLE:
+            await _respond(
+                send,
+                429,
+                error_body("TooManyRequests", "Too many requests.", client_request_id),
+                [],
+            )
+            return
+        if fault is Fault.HTML_ERROR:
+            status = self._rng.choice((502, 503, 504))
+            page = gateway_page(status)
+            await _respond(send, status, page, [], content_type=b"text/html; charset=utf-8")
+            return
         if fault is Fault.RESET:
             await drop_connection(send, send)
         if fault is Fault.SLOW:
@@ -178,9 +205,16 @@ def _from_loopback(scope: Scope) -> bool:
         return False
 
 
-async def _respond(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]],
+    *,
+    content_type: bytes = b"application/json",
+) -> None:
     headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         *extra,
     ]

@@ -179,7 +179,8 @@ class GraphClient:
         collection: bool | None = None,
     ) -> GraphResponse:
         """GET a path or a Graph link. ``max_attempts`` lowers the retry budget for a call
-        that has a cheaper way out than retrying (the ``$expand`` fallback).
+        that has a cheaper way out than retrying (the ``$expand`` fallback); a 429 keeps the
+        full budget, since no way out gets around it (``retry.Rule.full_budget``).
 
         ``collection``: the caller expects a listing (default: inferred from the path, see
         ``odata.is_collection_path``). A listing whose body lacks a list ``value`` (or has
@@ -188,7 +189,7 @@ class GraphClient:
         """
         policy = self.policy
         if max_attempts is not None:
-            policy = replace(policy, max_attempts=max(1, min(max_attempts, policy.max_attempts)))
+            policy = replace(policy, fallback_attempts=max(1, max_attempts))
         url = self.url_for(path_or_url, params)
         listing = is_collection_path(url) if collection is None else collection
         return self._call("GET", url, policy=policy, collection=listing)
@@ -467,7 +468,7 @@ class GraphClient:
             Condition.UNEXPECTED,
         ):
             text = f"{where}: {detail}"
-        elif method not in _IDEMPOTENT and attempts < policy.max_attempts:
+        elif method not in _IDEMPOTENT and attempts < policy.attempts_for(RULES[condition]):
             text = (
                 f"{where} ended in {condition.value} ({detail}); "
                 "not resent, as Graph may have applied it"

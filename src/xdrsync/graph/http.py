@@ -10,6 +10,7 @@ and only the unreadable ones are lost (handed over as ``UnreadableItem``).
 
 from __future__ import annotations
 
+import html
 import re
 import ssl
 import time
@@ -266,7 +267,10 @@ def server_date(response: httpx.Response | Answer, fallback: Callable[[], dateti
 
 def graph_error_detail(answer: httpx.Response | Answer) -> str:
     """``status code: message`` from Graph's error body, or the status text; one line of
-    server text, cleaned (no secrets, no control bytes) and capped: it goes into messages."""
+    server text, cleaned (no secrets, no control bytes) and capped: it goes into messages.
+
+    A body that is not JSON (a gateway's or proxy's own 502/503/504 page) never raises; an
+    HTML page is given as its text, without markup, styles or scripts."""
     if isinstance(answer, Answer):
         status, reason, content = answer.status, answer.reason, bytes(answer.content)
     else:
@@ -280,9 +284,55 @@ def graph_error_detail(answer: httpx.Response | Answer) -> str:
         error = body["error"]
         code, message = error.get("code"), error.get("message")
         detail = ": ".join(str(part) for part in (code, message) if part) or detail
+    elif _is_html(answer.headers.get("Content-Type", ""), content):
+        text = _page_text(content, skip={detail, f"{status} {detail}"})
+        detail = f"{detail} (HTML page){': ' + text if text else ''}"
     elif content.strip():
         detail = f"{detail}: {content[: DETAIL_LIMIT * 4].decode('utf-8', 'replace')}"
     return clean(" ".join(f"{status} {detail}".split()), limit=DETAIL_LIMIT)
+
+
+#: How much of an HTML error page is read for its text (a styled page puts its words last).
+_PAGE_TEXT_BYTES = 64 * 1024
+
+
+def _is_html(content_type: str, content: bytes) -> bool:
+    return "html" in content_type.lower() or content.lstrip()[:1] == b"<"
+
+
+# Linear-time on any input (html.parser is quadratic on some hostile ones, e.g. "<a " repeated).
+_HIDDEN_OPEN = re.compile(r"<!--|<(script|style)\b", re.IGNORECASE)
+_HIDDEN_CLOSE = {
+    None: re.compile(r"-->"),
+    "script": re.compile(r"</script\s*>", re.IGNORECASE),
+    "style": re.compile(r"</style\s*>", re.IGNORECASE),
+}
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def _page_text(content: bytes | bytearray, *, skip: set[str]) -> str:
+    """The words of an HTML page (no tags, comments, scripts or styles), each chunk once,
+    without those in ``skip`` (the status line a page repeats as its title and heading)."""
+    page = bytes(content[:_PAGE_TEXT_BYTES]).decode("utf-8", "replace")
+    shown: list[str] = []
+    at = 0
+    while (opened := _HIDDEN_OPEN.search(page, at)) is not None:
+        shown.append(page[at : opened.start()])
+        kind = opened.group(1)
+        closed = _HIDDEN_CLOSE[kind.lower() if kind else None].search(page, opened.end())
+        if closed is None:
+            at = len(page)
+            break
+        at = closed.end()
+    shown.append(page[at:])
+    seen = set(skip)
+    kept: list[str] = []
+    for part in _TAG.split("".join(shown)):
+        chunk = " ".join(html.unescape(part).split())
+        if chunk and chunk not in seen:
+            seen.add(chunk)
+            kept.append(chunk)
+    return " ".join(kept)
 
 
 def required_permission(method: str, path: str) -> str:

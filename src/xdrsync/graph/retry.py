@@ -70,19 +70,33 @@ class Rule:
     ``error`` is raised when the rule says so, or when retries run out. ``never_applied``
     marks conditions where the server certainly did not act on the request, so even a
     non-idempotent POST (a comment) may be resent; otherwise only idempotent requests are.
+    ``backoff_floor``: the share of the backoff ceiling always waited when the server named
+    no wait (0: full jitter). ``full_budget``: retried up to ``max_attempts`` even in a call
+    that gives up sooner for a cheaper way out (``RetryPolicy.fallback_attempts``), because
+    no way out gets around it.
     """
 
     action: Action
     error: type[XdrSyncError] | None = None
     honour_retry_after: bool = False
     never_applied: bool = False
+    backoff_floor: float = 0.0
+    full_budget: bool = False
 
 
 RULES: Mapping[Condition, Rule] = {
     Condition.OK: Rule(Action.RETURN),
-    # Wait exactly as long as Graph asks, every time it asks (microsoft-apis.md §2.10).
+    # Wait exactly as long as Graph asks, every time it asks (microsoft-apis.md §2.10). A 429
+    # without Retry-After backs off exponentially, never less than half the ceiling: a retry
+    # right after a 429 only prolongs it. The tenant's budget is spent, so a fallback (a read
+    # without $expand) would meet the same 429: the call keeps its full retry budget.
     Condition.THROTTLED: Rule(
-        Action.RETRY, ThrottledError, honour_retry_after=True, never_applied=True
+        Action.RETRY,
+        ThrottledError,
+        honour_retry_after=True,
+        never_applied=True,
+        backoff_floor=0.5,
+        full_budget=True,
     ),
     Condition.SERVER_ERROR: Rule(Action.RETRY, RetriableError, honour_retry_after=True),
     Condition.TIMEOUT: Rule(Action.RETRY, RetriableError),
@@ -153,7 +167,8 @@ def classify_exception(error: Exception) -> Condition | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounds of the retry loop. Backoff is exponential with full jitter."""
+    """Bounds of the retry loop. Backoff is exponential with jitter (full unless a rule
+    sets a floor)."""
 
     max_attempts: int = 6
     base_delay: float = 1.0
@@ -161,12 +176,23 @@ class RetryPolicy:
     # A Retry-After longer than this is not slept through in-line: the caller gets a
     # ThrottledError carrying it, and its stream retries next cycle.
     max_retry_after: float = 300.0
+    # A call with a cheaper way out than retrying (the $expand fallback) gives up after this
+    # many attempts, except on conditions no way out gets around (``Rule.full_budget``).
+    fallback_attempts: int | None = None
 
-    def backoff(self, attempt: int, rng: Callable[[], float]) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    def backoff(self, attempt: int, rng: Callable[[], float], floor: float = 0.0) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): a random share
+        of the exponential ceiling, never below ``floor`` (0 to 1) of it."""
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** max(0, attempt - 1))
-        fraction = rng()
-        return ceiling * min(1.0, max(0.0, fraction))
+        fraction = min(1.0, max(0.0, rng()))
+        floor = min(1.0, max(0.0, floor))
+        return ceiling * (floor + (1.0 - floor) * fraction)
+
+    def attempts_for(self, rule: Rule) -> int:
+        """How many attempts a call makes when it keeps ending as ``rule`` says."""
+        if self.fallback_attempts is None or rule.full_budget:
+            return self.max_attempts
+        return max(1, min(self.fallback_attempts, self.max_attempts))
 
 
 @dataclass(frozen=True)
@@ -203,10 +229,10 @@ def decide(
         # checks what happened before trying again.
         return Decision(Action.RAISE, error=rule.error, retry_after=retry_after)
     wait = retry_after if rule.honour_retry_after else None
-    if attempt >= policy.max_attempts or (wait is not None and wait > policy.max_retry_after):
+    if attempt >= policy.attempts_for(rule) or (wait is not None and wait > policy.max_retry_after):
         return Decision(Action.RAISE, error=rule.error, retry_after=retry_after)
     if wait is None:
-        wait = policy.backoff(attempt, rng)
+        wait = policy.backoff(attempt, rng, rule.backoff_floor)
     return Decision(Action.RETRY, delay=wait, retry_after=retry_after)
 
 
