@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from xdrsync.errors import XdrSyncError
 from xdrsync.tables.access import open_store
 from xdrsync.tables.errors import QueryError, QueryLimitError, QueryRefusedError
 from xdrsync.tables.generators import MAX_RANGE_ROWS
-from xdrsync.tables.limits import QueryLimits
+from xdrsync.tables.limits import QueryLimits, time_limit
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.output import format_result
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, check_sql, query_config
@@ -445,3 +447,46 @@ def test_the_cli_prints_one_line_and_fails_for_refusals_and_limits(
     assert capped.returncode == 0, capped.stderr
     assert len(json.loads(capped.stdout)) == 3
     assert "truncated" in capped.stderr
+
+
+class _Engine:
+    """Stands in for a DuckDB connection busy in native code: only `interrupt` ends it."""
+
+    def __init__(self) -> None:
+        self.interrupted = threading.Event()
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+
+
+def _busy_in_native_code(engine: _Engine) -> None:
+    """Ctrl-C from another process while this thread waits in native code for the engine:
+    SIGINT blocked here, as a thread inside DuckDB does not run Python's handler, so it
+    lands on another thread and only the watchdog's wake-up can pass it on."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        engine.interrupted.wait(10)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # the handler runs now
+
+
+def test_ctrl_c_interrupts_the_engine_while_the_main_thread_is_busy_in_it() -> None:
+    # DuckDB looks for a pending signal only between its tasks: a long join on two threads
+    # missed most Ctrl-Cs and ran on to its end or to the time limit.
+    engine = _Engine()
+    with pytest.raises(KeyboardInterrupt), time_limit(engine, 60) as watchdog:  # type: ignore[arg-type]
+        _busy_in_native_code(engine)
+    assert engine.interrupted.is_set() and watchdog.signalled and not watchdog.fired
+
+
+def test_the_time_limit_still_fires_and_leaves_ctrl_c_as_it_was() -> None:
+    engine = _Engine()
+    before = signal.getsignal(signal.SIGINT), signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(before[1])
+    with time_limit(engine, 0.2) as watchdog:  # type: ignore[arg-type]
+        assert engine.interrupted.wait(10)
+    assert watchdog.fired and not watchdog.signalled
+    after = signal.getsignal(signal.SIGINT), signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(after[1])
+    assert after == before

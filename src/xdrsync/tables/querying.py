@@ -293,6 +293,8 @@ def fetch(
             description = tuple(tuple(d) for d in cursor.description or ())
             rows = cursor.fetchmany(limits.max_rows + 1)
         except duckdb.Error as exc:
+            if watchdog.signalled:  # Ctrl-C: the watchdog interrupted the engine for it
+                raise KeyboardInterrupt from None
             raise _engine_error(exc, watchdog.fired, limits, tables, query.rewritten) from exc
         except RuntimeError as exc:  # Ctrl-C: DuckDB stops the query and raises this instead
             if str(exc) == "Query interrupted":
