@@ -138,7 +138,16 @@ def test_retry_after_is_waited_exactly_when_throttled() -> None:
     assert (decision.action, decision.delay) == (Action.RETRY, 17.0)
 
 
-def test_throttled_without_retry_after_backs_off_exponentially() -> None:
+@pytest.mark.parametrize(
+    ("draw", "expected"),
+    [(1.0, [1.0, 2.0, 4.0, 8.0, 16.0]), (0.0, [0.5, 1.0, 2.0, 4.0, 8.0])],
+    ids=["highest draw", "lowest draw"],
+)
+def test_throttled_without_retry_after_backs_off_exponentially_never_at_once(
+    draw: float, expected: list[float]
+) -> None:
+    """Even the lowest jitter draw waits half the ceiling: a retry right after a 429 only
+    prolongs the throttling (microsoft-apis.md §2.10: back off exponentially)."""
     delays = [
         decide(
             Condition.THROTTLED,
@@ -147,29 +156,11 @@ def test_throttled_without_retry_after_backs_off_exponentially() -> None:
             idempotent=True,
             refreshed=False,
             retry_after=None,
-            rng=lambda: 1.0,
+            rng=lambda: draw,
         ).delay
         for attempt in range(1, 6)
     ]
-    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0]
-
-
-def test_throttled_without_retry_after_never_retries_at_once() -> None:
-    """The lowest jitter draw still waits half the ceiling: a retry right after a 429
-    only prolongs the throttling (microsoft-apis.md §2.10: back off exponentially)."""
-    delays = [
-        decide(
-            Condition.THROTTLED,
-            attempt=attempt,
-            policy=POLICY,
-            idempotent=True,
-            refreshed=False,
-            retry_after=None,
-            rng=lambda: 0.0,
-        ).delay
-        for attempt in range(1, 6)
-    ]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert delays == expected
 
 
 @pytest.mark.parametrize(
