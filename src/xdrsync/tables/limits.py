@@ -16,7 +16,7 @@ Memory and threads are DuckDB settings fixed when the query connection opens (se
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import signal
 import socket
 import threading
@@ -170,15 +170,16 @@ def _wait(done: threading.Event, wakeup: _Wakeup | None, seconds: float) -> bool
     if wakeup is None:
         return not done.wait(seconds)
     deadline = time.monotonic() + seconds
-    while not done.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return True
-        ready, _, _ = select.select([wakeup.reader], [], [], remaining)
-        if ready:
-            wakeup.read()
-            if wakeup.signalled:
-                return not done.is_set()
+    with selectors.DefaultSelector() as selector:  # not select(): any descriptor number
+        selector.register(wakeup.reader, selectors.EVENT_READ)
+        while not done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if selector.select(remaining):
+                wakeup.read()
+                if wakeup.signalled:
+                    return not done.is_set()
     return False
 
 
