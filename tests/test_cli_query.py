@@ -152,6 +152,12 @@ _LONG = (
 _LIMIT_SECONDS = 20
 
 
+def _as_from_a_shell() -> None:
+    """Ctrl-C as a terminal's shell leaves it to a command: not ignored, as a test runner's
+    worker process may have it (and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("script", [_MAIN, _TYPER], ids=["short path", "typer"])
 def test_ctrl_c_stops_a_long_query_without_a_traceback(
     config: Path, tmp_path: Path, script: str
@@ -166,6 +172,7 @@ def test_ctrl_c_stops_a_long_query_without_a_traceback(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PROBE": str(tmp_path / "typer-loaded")},
+        preexec_fn=_as_from_a_shell,
     )
     time.sleep(3)  # the query runs by then (it starts in a fraction of a second)
     started.send_signal(signal.SIGINT)
