@@ -31,6 +31,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import httpx
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -44,6 +45,7 @@ from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 from xdrsync import jsontext
 from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
+from xdrsync.graph.http import graph_error_detail
 from xdrsync.graph.pacing import check_stop, wait
 from xdrsync.graph.retry import parse_retry_after
 from xdrsync.logs import clean
@@ -262,27 +264,28 @@ class RowsRefused(Exception):  # noqa: N818 - not an error of the tree: an answe
 
 
 def _detail(error: HttpResponseError) -> tuple[str, str]:
-    """(error code, ``status code: message``) from the service's error body."""
-    status = error.status_code
-    code, message = "", error.reason or "error"
+    """(error code, ``status code: message``) from the service's error body, worded as ARM's
+    answers are (``graph_error_detail``): a gateway's HTML page in front of the endpoint gives
+    its words, never its markup."""
+    content, content_type = b"", ""
     response = error.response
-    text = ""
     if response is not None:
         try:
-            text = response.text()
+            content = (response.text() or "").encode("utf-8")  # gzip already undone
+            headers = getattr(response, "headers", None) or {}
+            content_type = str(headers.get("Content-Type") or "")
         except Exception:  # a body that cannot be read is just not shown
-            text = ""
+            content = b""
     try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError:
+        body = json.loads(content) if content.strip() else None
+    except (ValueError, RecursionError):
         body = None
     inner = body.get("error") if isinstance(body, dict) else None
-    if isinstance(inner, dict):
-        code = str(inner.get("code") or "")
-        message = ": ".join(str(p) for p in (code, inner.get("message")) if p) or message
-    elif text.strip():
-        message = f"{message}: {text[:600]}"
-    return code, clean(" ".join(f"{status} {message}".split()), limit=300)
+    code = str(inner.get("code") or "") if isinstance(inner, dict) else ""
+    answer = httpx.Response(
+        error.status_code or 0, headers={"Content-Type": content_type}, content=content
+    )
+    return code, graph_error_detail(answer)
 
 
 def map_upload_error(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
+import random
 from typing import Any
 
 from starlette.routing import Match
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from xdrsync.emulator.faults import Fault
 from xdrsync.emulator.gate import drop_connection
+from xdrsync.emulator.graph_errors import gateway_page
 from xdrsync.emulator.sentinel.auth import ARM_AUDIENCES, MONITOR_AUDIENCE
 from xdrsync.emulator.sentinel.errors import ArmError
 from xdrsync.emulator.sentinel.service import ARM, INGESTION, SentinelEmulator
@@ -63,11 +65,24 @@ async def _send_error(send: Send, error: ArmError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_page(send: Send, status: int) -> None:
+    """A gateway's own HTML error page in front of ARM or Logs Ingestion (text/html)."""
+    body = gateway_page(status)
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class SentinelGate:
     def __init__(self, app: ASGIApp, emulator: SentinelEmulator, routes: Any) -> None:
         self.app = app
         self.emulator = emulator
         self.routes = routes
+        # The status of a fault that can take several (its kind is drawn by the emulator).
+        self._rng = random.Random(f"xdrsync-sentinel-gate/{emulator.settings.seed}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -119,6 +134,23 @@ class SentinelGate:
             status = em.error_status()
             code = "ServiceUnavailable" if status == 503 else "InternalServerError"
             await _send_error(counted_send, ArmError(status, code, "Injected fault."))
+            return
+        if fault is Fault.RETRY_AFTER_ERROR:
+            status = self._rng.choice((503, 504))
+            code = "ServiceUnavailable" if status == 503 else "GatewayTimeout"
+            wait_for = str(math.ceil(em.faults.requests.retry_after_seconds))
+            await _send_error(
+                counted_send,
+                ArmError(
+                    status,
+                    code,
+                    "Injected fault; retry after Retry-After.",
+                    {"Retry-After": wait_for},
+                ),
+            )
+            return
+        if fault is Fault.HTML_ERROR:
+            await _send_page(counted_send, self._rng.choice((502, 503, 504)))
             return
         if fault is Fault.RESET:
             await drop_connection(counted_send, send)

@@ -22,14 +22,27 @@ STREAMS = (ALERT_STREAM, EVIDENCE_STREAM)
 INGESTION_REQUESTS_PER_MINUTE = 12_000
 
 # Fault keys the Sentinel emulator understands; the request faults are the Defender emulator's.
-_REQUEST_FAULT_KEYS = ("error_rate", "reset_rate", "slow_rate", "slow_seconds")
+# ``bare_throttle_rate`` (a 429 without Retry-After) stays refused: the Logs Ingestion API
+# documents its 429 with Retry-After (microsoft-apis.md §4 [S51]), as ARM's throttling page does
+# for ARM's (§3.6 cites it as [S41]), and both emulated surfaces always send one; a 429 without
+# it is only reported of Graph (§2.10 [S16]), whose emulator has that fault.
+_REQUEST_FAULT_KEYS = (
+    "error_rate",
+    "retry_after_error_rate",
+    "retry_after_seconds",
+    "html_error_rate",
+    "reset_rate",
+    "slow_rate",
+    "slow_seconds",
+)
 _FAULT_KEYS = (*_REQUEST_FAULT_KEYS, "conflict_rate")
 
 
 @dataclass(frozen=True)
 class SentinelFaults:
-    """``requests``: errors, resets and slow answers per ARM or ingestion request (the Defender
-    emulator's machinery); ``conflict_rate``: the chance that an incident PUT meets a concurrent
+    """``requests``: errors (ARM's JSON, with or without ``Retry-After``, or a gateway's HTML
+    page), resets and slow answers per ARM or ingestion request (the Defender emulator's
+    machinery); ``conflict_rate``: the chance that an incident PUT meets a concurrent
     edit that has just changed the stored etag."""
 
     requests: FaultSettings = field(default_factory=FaultSettings)
@@ -37,7 +50,8 @@ class SentinelFaults:
 
     @classmethod
     def parse(cls, spec: str | None) -> SentinelFaults:
-        """Parse ``error_rate=..,reset_rate=..,slow_rate=..,slow_seconds=..,conflict_rate=..``.
+        """Parse ``error_rate=..,retry_after_error_rate=..,retry_after_seconds=..,
+        html_error_rate=..,reset_rate=..,slow_rate=..,slow_seconds=..,conflict_rate=..``.
 
         Unknown keys, values that are not numbers and rates outside [0, 1] raise ValueError.
         """
