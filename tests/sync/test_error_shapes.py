@@ -144,7 +144,7 @@ def test_503_and_504_with_retry_after_are_waited_out_as_asked_and_lose_nothing(
     make_env: Any,
 ) -> None:
     env = make_env(
-        settings_for(seed=43, incidents=30, faults="retry_after_error_rate=0.25"), sync=SYNC
+        settings_for(seed=44, incidents=30, faults="retry_after_error_rate=0.25"), sync=SYNC
     )
     with watched(env) as tenant:
         report = tenant.sync_once()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from enum import Enum
+from typing import Final
 
 
 class Fault(Enum):
@@ -18,6 +20,20 @@ class Fault(Enum):
     HTML_ERROR = "html_error"  # 502, 503 or 504 from a gateway in front: an HTML page, not JSON
     RESET = "reset"  # the connection drops in the middle of the response
     SLOW = "slow"  # the answer comes, but only after ``slow_seconds``
+
+
+#: The statuses an injected error answers with, one drawn per request.
+ERROR_STATUSES: Final[Mapping[Fault, tuple[int, ...]]] = {
+    Fault.ERROR: (500, 503),
+    Fault.RETRY_AFTER_ERROR: (503, 504),
+    Fault.HTML_ERROR: (502, 503, 504),
+}
+#: The code Graph's and ARM's JSON error bodies give each status.
+ERROR_CODES: Final[Mapping[int, str]] = {
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
 
 
 @dataclass(frozen=True)

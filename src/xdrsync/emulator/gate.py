@@ -10,13 +10,12 @@ import asyncio
 import ipaddress
 import logging
 import math
-import random
 from typing import Any
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from xdrsync.emulator.faults import Fault
+from xdrsync.emulator.faults import ERROR_CODES, Fault
 from xdrsync.emulator.graph_errors import error_body, gateway_page
 from xdrsync.emulator.service import Emulator
 from xdrsync.emulator.tenants import (
@@ -95,8 +94,6 @@ class GraphGate:
         self.app = app
         self.emulator = emulator
         self.routes = routes
-        # The status of a fault that can take several (its kind is drawn by the emulator).
-        self._rng = random.Random(f"xdrsync-emulator-gate/{emulator.settings.seed}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,21 +146,14 @@ class GraphGate:
         fault = em.draw_fault()
         if fault is not Fault.NONE:
             em.count(f"fault:{fault.value}")
-        if fault is Fault.ERROR:
-            status = em.error_status()
-            code = "ServiceUnavailable" if status == 503 else "InternalServerError"
-            await _respond(send, status, error_body(code, "Injected fault.", client_request_id), [])
-            return
-        if fault is Fault.RETRY_AFTER_ERROR:
-            status = self._rng.choice((503, 504))
-            code = "ServiceUnavailable" if status == 503 else "GatewayTimeout"
-            retry_after = str(math.ceil(em.faults.retry_after_seconds)).encode()
-            await _respond(
-                send,
-                status,
-                error_body(code, "Injected fault; retry after Retry-After.", client_request_id),
-                [(b"retry-after", retry_after)],
-            )
+        if fault in (Fault.ERROR, Fault.RETRY_AFTER_ERROR):
+            status = em.error_status(fault)
+            message, extra = "Injected fault.", []
+            if fault is Fault.RETRY_AFTER_ERROR:
+                message = "Injected fault; retry after Retry-After."
+                extra = [(b"retry-after", str(math.ceil(em.faults.retry_after_seconds)).encode())]
+            body = error_body(ERROR_CODES[status], message, client_request_id)
+            await _respond(send, status, body, extra)
             return
         if fault is Fault.BARE_THROTTLE:
             await _respond(
@@ -174,7 +164,7 @@ class GraphGate:
             )
             return
         if fault is Fault.HTML_ERROR:
-            status = self._rng.choice((502, 503, 504))
+            status = em.error_status(fault)
             page = gateway_page(status)
             await _respond(send, status, page, [], content_type=b"text/html; charset=utf-8")
             return

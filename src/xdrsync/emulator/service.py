@@ -15,7 +15,7 @@ from typing import Any
 
 from xdrsync.emulator.activity import ActivityGenerator
 from xdrsync.emulator.auth import TokenIssuer
-from xdrsync.emulator.faults import Fault, FaultSettings
+from xdrsync.emulator.faults import ERROR_STATUSES, Fault, FaultSettings
 from xdrsync.emulator.store import TenantStore
 from xdrsync.emulator.stories import generate_incidents
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
@@ -146,9 +146,10 @@ class Emulator:
                 return None
             return random.Random(self._rng.getrandbits(64))
 
-    def error_status(self) -> int:
+    def error_status(self, fault: Fault) -> int:
+        """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
         with self._rng_lock:
-            return self._rng.choice((500, 503))
+            return self._rng.choice(ERROR_STATUSES[fault])
 
     def expand_fails(self, tenant_id: str, incident_ids: list[str]) -> bool:
         if self.paused:

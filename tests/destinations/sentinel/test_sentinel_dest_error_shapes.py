@@ -79,8 +79,8 @@ def test_503_504_with_retry_after_are_waited_out_and_delivered(
 
     monkeypatch.setattr(arm_module, "send", arm_send)
     monkeypatch.setattr(StoppableTransport, "send", ingest_send)
-    # Seed 7 gives both surfaces 503/504s.
-    w = world(faults="retry_after_error_rate=0.3,retry_after_seconds=1", seed=7)
+    # Seed 3 gives both surfaces 503/504s.
+    w = world(faults="retry_after_error_rate=0.3,retry_after_seconds=1", seed=3)
     ids = ["61", "62", "63"]
     w.commit(*(_incident(i) for i in ids))
     _deliver_all(w)

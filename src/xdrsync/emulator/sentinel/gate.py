@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
-import random
 from typing import Any
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xdrsync.emulator.faults import Fault
+from xdrsync.emulator.faults import ERROR_CODES, Fault
 from xdrsync.emulator.gate import drop_connection
 from xdrsync.emulator.graph_errors import gateway_page
 from xdrsync.emulator.sentinel.auth import ARM_AUDIENCES, MONITOR_AUDIENCE
@@ -81,8 +80,6 @@ class SentinelGate:
         self.app = app
         self.emulator = emulator
         self.routes = routes
-        # The status of a fault that can take several (its kind is drawn by the emulator).
-        self._rng = random.Random(f"xdrsync-sentinel-gate/{emulator.settings.seed}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,27 +127,16 @@ class SentinelGate:
         fault = em.draw_fault()
         if fault is not Fault.NONE:
             em.count(f"fault:{fault.value}")
-        if fault is Fault.ERROR:
-            status = em.error_status()
-            code = "ServiceUnavailable" if status == 503 else "InternalServerError"
-            await _send_error(counted_send, ArmError(status, code, "Injected fault."))
-            return
-        if fault is Fault.RETRY_AFTER_ERROR:
-            status = self._rng.choice((503, 504))
-            code = "ServiceUnavailable" if status == 503 else "GatewayTimeout"
-            wait_for = str(math.ceil(em.faults.requests.retry_after_seconds))
-            await _send_error(
-                counted_send,
-                ArmError(
-                    status,
-                    code,
-                    "Injected fault; retry after Retry-After.",
-                    {"Retry-After": wait_for},
-                ),
-            )
+        if fault in (Fault.ERROR, Fault.RETRY_AFTER_ERROR):
+            status = em.error_status(fault)
+            message, headers = "Injected fault.", {}
+            if fault is Fault.RETRY_AFTER_ERROR:
+                message = "Injected fault; retry after Retry-After."
+                headers = {"Retry-After": str(math.ceil(em.faults.requests.retry_after_seconds))}
+            await _send_error(counted_send, ArmError(status, ERROR_CODES[status], message, headers))
             return
         if fault is Fault.HTML_ERROR:
-            await _send_page(counted_send, self._rng.choice((502, 503, 504)))
+            await _send_page(counted_send, em.error_status(fault))
             return
         if fault is Fault.RESET:
             await drop_connection(counted_send, send)

@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from xdrsync.emulator.faults import Fault
+from xdrsync.emulator.faults import ERROR_STATUSES, Fault
 from xdrsync.emulator.sentinel.auth import WorkspaceIssuer
 from xdrsync.emulator.sentinel.settings import SentinelFaults, SentinelSettings
 from xdrsync.emulator.sentinel.store import WorkspaceStore
@@ -68,9 +68,10 @@ class SentinelEmulator:
         with self._rng_lock:
             return self.faults.requests.draw(self._rng)
 
-    def error_status(self) -> int:
+    def error_status(self, fault: Fault) -> int:
+        """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
         with self._rng_lock:
-            return self._rng.choice((500, 503))
+            return self._rng.choice(ERROR_STATUSES[fault])
 
     def draw_conflict(self) -> bool:
         """Whether a concurrent writer saves the incident just before this PUT."""
