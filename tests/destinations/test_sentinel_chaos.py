@@ -119,6 +119,8 @@ def _analyst_edit(
     return True
 
 
+# One chaos test at a time in `make test`: each counts events a loaded machine may starve.
+@pytest.mark.xdist_group("chaos")
 @pytest.mark.slow
 def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(20261204)
@@ -259,6 +261,8 @@ def _count(workspace: Workspace, table: str) -> int:
     return int(workspace.logs.query(f"{table} | count").rows[0][0])
 
 
+# One chaos test at a time in `make test`: each counts events a loaded machine may starve.
+@pytest.mark.xdist_group("chaos")
 @pytest.mark.slow
 def test_a_sentinel_outage_holds_back_nothing_else_and_is_caught_up(tmp_path: Path) -> None:
     sync = SyncConfig(
