@@ -37,7 +37,7 @@ lint: setup
 	$(BIN)/mypy
 
 # Three test processes: the suite mostly waits (servers, subprocesses, timers), and one
-# process kept 2 cores about 40% busy; three take it from 17-18 minutes to under 8. The chaos
+# process kept 2 cores about 40% busy; three take it from 17-18 minutes to about 8. The chaos
 # tests (xdist_group "chaos") run one after another in one of them.
 test: lint $(CHROMIUM) $(POSTGRES)
 	$(BIN)/pytest -n 3 --dist loadgroup
