@@ -5,6 +5,7 @@
     python -m bench --only twoway   # one scenario (printed, results.md left as is)
     python -m bench --only backfill --baseline REV   # REV's backfills beside this tree's
     python -m bench --only query --baseline REV      # the query command's start, the same way
+    python -m bench --only tenants --baseline REV    # `sync --once` over many slow tenants
 
 Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
 measured side by side in this one run are the figures to compare; absolute times depend on
@@ -24,10 +25,13 @@ from bench.console import console_bench
 from bench.harness import source_tree, table
 from bench.parsing import parse_paths
 from bench.scenarios import (
+    GRAPH_LIMIT_PER_MINUTE,
+    SLOW_GRAPH_SECONDS,
     backfill,
     emulator_throughput,
     freshness_and_budget,
     idle_service,
+    many_tenants,
     query_startup,
     scratch,
     throttled_backfill,
@@ -46,6 +50,7 @@ def main() -> None:
         choices=[
             "emulator",
             "backfill",
+            "tenants",
             "query",
             "throttled",
             "freshness",
@@ -91,6 +96,9 @@ def main() -> None:
         for section in backfills(work, baseline=args.baseline, quick=quick):
             sections.append(section)
             print(section, flush=True)
+    if want("tenants"):
+        sections.append(slow_tenants(work, baseline=args.baseline, quick=quick))
+        print(sections[-1], flush=True)
     if args.only == "query":  # the full run has it with the backfills
         sections.append(startup(work, _sources(work, args.baseline)))
         print(sections[-1], flush=True)
@@ -295,6 +303,75 @@ def backfills(work: Path, *, baseline: str | None, quick: bool) -> list[str]:
         rows,
     )
     return [backfilled + "\n" + "\n\n".join(notes) + "\n", startup(work, sources)]
+
+
+def slow_tenants(work: Path, *, baseline: str | None, quick: bool) -> str:
+    """`sync --once` over many tenants whose Graph answers slowly, for the current tree and
+    (``baseline``) an earlier revision in turns: how far from one tenant after another."""
+    sources = _sources(work, baseline)
+    n, k = (4, 100) if quick else (8, 250)
+    result = many_tenants(work, tenants=n, incidents=k, sources=sources)
+    rows = []
+    for tree in result["trees"]:
+        for count, run, share in (
+            (n, tree["many"], f"**{tree['many']['seconds'] / tree['alone']['seconds']:.2f}×**"),
+            (1, tree["alone"], "—"),
+        ):
+            rows.append(
+                [
+                    tree["label"],
+                    f"{count} × {k}",
+                    f"{run['seconds']:.1f}",
+                    f"{count * k / run['seconds']:.0f}",
+                    f"{run['cpu']:.1f}",
+                    f"{run['peak_mib']:.0f}",
+                    f"{run['calls']:g}",
+                    share,
+                ]
+            )
+    notes = [
+        f"Every Graph answer delayed {SLOW_GRAPH_SECONDS} s; the emulator answers 429 above "
+        f"{GRAPH_LIMIT_PER_MINUTE} calls/min per tenant, xdrsync's budget is "
+        f"{result['budget']}/min ({result['throttled']} 429 answers in all). Medians of "
+        f"{result['repeats']} runs per row, the trees in turn; every run's hub held all the "
+        "incidents the emulator serves its tenants. The last column: the N tenants' time ÷ "
+        "one tenant's, each a whole process (its start included); N for tenants read one "
+        "after another if starting cost nothing.",
+        "Wall seconds of each run: "
+        + "; ".join(
+            f"{t['label']}, {n} tenants: {', '.join(f'{s:.1f}' for s in t['many']['each_seconds'])}"
+            f" (one alone: {', '.join(f'{s:.1f}' for s in t['alone']['each_seconds'])})"
+            for t in result["trees"]
+        )
+        + ".",
+    ]
+    if baseline:
+        before, after = result["trees"]
+        wall = after["many"]["seconds"] / before["many"]["seconds"]
+        cpu = after["many"]["cpu"] / before["many"]["cpu"]
+        notes.append(
+            f"{n} tenants, after ÷ before wall time **{wall:.2f}×**, CPU seconds {cpu:.2f}×."
+        )
+    return (
+        table(
+            f"Many slow tenants (`xdrsync sync --once` from an empty workspace, {n} tenants × "
+            f"{k} incidents, every Graph answer {SLOW_GRAPH_SECONDS} s)",
+            [
+                "tree",
+                "tenants × incidents",
+                "seconds",
+                "incidents/s",
+                "CPU s",
+                "peak RSS MiB",
+                "Graph calls",
+                "÷ one tenant alone",
+            ],
+            rows,
+        )
+        + "\n"
+        + "\n\n".join(notes)
+        + "\n"
+    )
 
 
 def _sources(work: Path, baseline: str | None) -> dict[str, Path | None]:

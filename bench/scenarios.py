@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -27,7 +28,7 @@ from bench.harness import (
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.tenants import TenantSpec
 from xdrsync.graph.pacing import default_burst
-from xdrsync.layout import KQL_CACHE
+from xdrsync.layout import HUB_FILE, KQL_CACHE
 
 SCOPE = "https://graph.microsoft.com/.default"
 
@@ -166,6 +167,104 @@ def throttled_backfill(limit_per_minute: int, incidents: int, work: Path) -> dic
         "throttled": stats["throttled"],
         "calls": graph_calls(stats),
     }
+
+
+#: Every Graph answer's delay in the many-tenant scenario: Graph's own list answers with
+#: $expand=alerts take about this or more, so a tenant's sync mostly waits on them.
+SLOW_GRAPH_SECONDS = 0.3
+GRAPH_LIMIT_PER_MINUTE = 150  # Graph's own limit on security calls, per tenant
+
+
+def many_tenants(
+    work: Path,
+    *,
+    tenants: int,
+    incidents: int,
+    sources: dict[str, Path | None],
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """`xdrsync sync --once` from nothing over ``tenants`` tenants of ``incidents`` each
+    whose every Graph answer takes ``SLOW_GRAPH_SECONDS``, and over the first of them alone,
+    for each tree in ``sources`` (None: this one): ``repeats`` turns, the trees in turn within
+    each, one emulator for all (no activity, so every run finds the same data). Medians per
+    tree; each run's hub must hold every incident the emulator serves those tenants."""
+    budget = budget_under(GRAPH_LIMIT_PER_MINUTE)
+    specs = [TenantSpec.derived(7, i) for i in range(tenants)]
+    args = ["--tenants", str(tenants), "--incidents", str(incidents)]
+    args += ["--rate-limit", str(GRAPH_LIMIT_PER_MINUTE)]
+    args += ["--faults", f"slow_rate=1,slow_seconds={SLOW_GRAPH_SECONDS}"]
+    samples: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    with emulator(*args) as emu:
+        served: dict[str, int] = emu.stats()["incidents"]
+        if sorted(served) != sorted(t.tenant_id for t in specs) or any(
+            n != incidents for n in served.values()
+        ):
+            raise RuntimeError(f"the emulator serves {served}, not {tenants} × {incidents}")
+        for turn in range(repeats):
+            for index, (name, src) in enumerate(sources.items()):
+                for count in (tenants, 1):
+                    folder = work / f"tenants-{index}-{count}-{turn}"
+                    run = _sync_tenants(emu, specs[:count], folder, src, budget, served)
+                    samples.setdefault((name, count), []).append(run)
+        throttled = emu.stats()["throttled"]
+    trees = []
+    for name in sources:
+        many, alone = (_medians(samples[(name, count)]) for count in (tenants, 1))
+        trees.append({"label": name, "many": many, "alone": alone})
+    return {
+        "tenants": tenants,
+        "incidents": incidents,
+        "budget": budget,
+        "throttled": throttled,
+        "repeats": repeats,
+        "trees": trees,
+    }
+
+
+def _sync_tenants(
+    emu: Emulator,
+    tenants: list[TenantSpec],
+    folder: Path,
+    source: Path | None,
+    budget: int,
+    served: dict[str, int],
+) -> dict[str, Any]:
+    config = write_client_config(
+        folder,
+        emu.base_url,
+        tenants,
+        sync={"initial_backfill_days": 31},
+        rate_limit_per_minute=budget,
+    )
+    _drop_section(config, "console")  # `sync --once` serves none; older revisions refuse port 0
+    before = emu.stats()
+    measured = run_xdrsync("sync", "--once", "--config", str(config), source=source)
+    after = emu.stats()
+    if measured.returncode != 0:
+        raise RuntimeError(measured.output[-2000:])
+    hub = folder / HUB_FILE
+    if not hub.exists():
+        raise RuntimeError(f"no hub at {hub} after the sync")
+    with sqlite3.connect(hub) as conn:
+        stored = dict(conn.execute("SELECT tenant_id, count(*) FROM incident GROUP BY tenant_id"))
+    conn.close()
+    expected = {t.tenant_id: served[t.tenant_id] for t in tenants}
+    if stored != expected:
+        raise RuntimeError(f"the hub holds {stored} incidents per tenant, the emulator {expected}")
+    return {
+        "seconds": measured.seconds,
+        "cpu": measured.cpu_seconds,
+        "peak_mib": measured.peak_rss_mib,
+        "stored": sum(stored.values()),
+        "calls": graph_calls(after) - graph_calls(before),
+        "throttled": after["throttled"] - before["throttled"],
+    }
+
+
+def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    merged["each_seconds"] = [r["seconds"] for r in runs]
+    return merged
 
 
 def freshness_and_budget(

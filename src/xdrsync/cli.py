@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
     from xdrsync.serving import ServerThread
+    from xdrsync.sync.engine import TenantSource
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.workspace import Workspace
+
+T = TypeVar("T")
 
 # Never a traceback with local variables (typer before 0.20 shows them by default): a
 # database URL or a secret would be among them.
@@ -379,13 +382,15 @@ class _WindowProgress:
             transient=False,
         )
         self.tasks: dict[str, Any] = {}
+        self.lock = threading.Lock()  # tenants are synced on threads of their own
 
     def tracker(self, tenant: str) -> Callable[[WindowDone], None]:
         def advance(done: WindowDone) -> None:
             name = f"{tenant}/{done.report.stream}"
             total = max((done.end - done.start).total_seconds(), 1.0)
-            if name not in self.tasks:
-                self.tasks[name] = self.bars.add_task(name, total=total, done="")
+            with self.lock:
+                if name not in self.tasks:
+                    self.tasks[name] = self.bars.add_task(name, total=total, done="")
             self.bars.update(
                 self.tasks[name],
                 completed=(done.reached - done.start).total_seconds(),
@@ -434,14 +439,19 @@ def sync_command(
             pushed = workspace.pusher().push_due()
             if pushed.states:
                 console.print(f"write-back: {_push_summary(pushed.states)}")
-            for tenant in workspace.sources():
-                with _progress() as progress:
-                    report = sync_tenant(
+            sources = workspace.sources()
+            settings = inbound_settings(config)
+            with _progress() as progress:
+                reports = _each_tenant(
+                    sources,
+                    lambda tenant: sync_tenant(
                         workspace.hub,
                         tenant,
-                        inbound_settings(config),
+                        settings,
                         on_window=progress.tracker(tenant.name),
-                    )
+                    ),
+                )
+            for tenant, report in zip(sources, reports, strict=True):
                 for stream in report.streams:
                     if stream.waiting_until is not None:  # not read at all this cycle
                         failed = True
@@ -462,6 +472,29 @@ def sync_command(
         _print_delivered(publisher)
     if failed:
         raise typer.Exit(1)
+
+
+def _each_tenant(sources: Sequence[TenantSource], work: Callable[[TenantSource], T]) -> list[T]:
+    """``work`` for several tenants at once (``engine.each_tenant``). After Ctrl-C, when a
+    tenant is still inside a Graph request, the process ends at once without releasing the
+    workspace, as ``run`` does: the kernel drops the lock only once that thread is gone."""
+    from xdrsync.sync.engine import Interrupted, each_tenant
+
+    try:
+        return each_tenant(sources, work)
+    except Interrupted as stopped:
+        if stopped.abandoned:
+            import os
+            import sys
+
+            err_console.print(
+                f"interrupted; a Graph request still under way was abandoned: "
+                f"{', '.join(stopped.abandoned)}"
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise
 
 
 @app.command("run")
@@ -573,25 +606,33 @@ def backfill_command(
             sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
             if not sources:
                 raise _fail(f"no tenant {tenant!r} in the config")
+
+            def backfill_tenant(source: TenantSource) -> list[str]:
+                """The tenant's streams, one after the other; the failures' messages."""
+                failures = []
+                for name in streams:
+                    try:
+                        backfill_stream(
+                            workspace.hub,
+                            source.source,
+                            tenant_id=source.tenant_id,
+                            stream=name,
+                            lower=lower,
+                            upper=upper,
+                            settings=settings,
+                            on_window=progress.tracker(source.name),
+                        )
+                    except XdrSyncError as bad:
+                        failures.append(
+                            f"[red]{source.name}/{name} failed:[/red] {escape(scrub(str(bad)))}"
+                        )
+                return failures
+
             with _progress() as progress:
-                for source in sources:
-                    for name in streams:
-                        try:
-                            backfill_stream(
-                                workspace.hub,
-                                source.source,
-                                tenant_id=source.tenant_id,
-                                stream=name,
-                                lower=lower,
-                                upper=upper,
-                                settings=settings,
-                                on_window=progress.tracker(source.name),
-                            )
-                        except XdrSyncError as bad:
-                            failed = True
-                            err_console.print(
-                                f"[red]{source.name}/{name} failed:[/red] {escape(scrub(str(bad)))}"
-                            )
+                found = _each_tenant(sources, backfill_tenant)
+            for line in (line for failures in found for line in failures):
+                failed = True
+                err_console.print(line)
         console.print("backfill done" + (", with failures (above)" if failed else ""))
         _print_delivered(publisher)
     if failed:

@@ -81,6 +81,26 @@ def _config(
     )
 
 
+def _config_file(
+    server: EmulatorServer, proxy: SickProxy, folder: Path, sync: dict[str, Any]
+) -> Path:
+    """``folder``/xdrsync.toml for a process: every tenant behind its own port of the proxy,
+    the workspace in ``folder``/ws."""
+    path = write_client_config(
+        folder, server.base_url, server.emulator.settings.tenants, workspace="ws", sync=sync
+    )
+    fronts = {t.name: proxy.front(t.name) for t in server.emulator.settings.tenants}
+    lines, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.startswith("name = "):
+            current = line.split('"')[1]
+        if line.startswith(("graph_url = ", "authority_url = ")):
+            line = f'{line.split(" = ")[0]} = "{fronts[current]}"'
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -262,19 +282,7 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
 ) -> None:
     server, proxy = world(3)
     tenants = server.emulator.settings.tenants
-    folder = tmp_path / "cfg"
-    path = write_client_config(
-        folder, server.base_url, tenants, workspace="ws", sync={"poll_interval_seconds": 0.5}
-    )
-    fronts = {t.name: proxy.front(t.name) for t in tenants}
-    lines, current = [], ""
-    for line in path.read_text().splitlines():
-        if line.startswith("name = "):
-            current = line.split('"')[1]
-        if line.startswith(("graph_url = ", "authority_url = ")):
-            line = f'{line.split(" = ")[0]} = "{fronts[current]}"'
-        lines.append(line)
-    path.write_text("\n".join(lines) + "\n")
+    path = _config_file(server, proxy, tmp_path / "cfg", {"poll_interval_seconds": 0.5})
     config = load_config(path)
     _, hung, throttled = (t.name for t in tenants)
     said = (tmp_path / "run.err").open("w")
@@ -289,7 +297,7 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
         _wait_for(lambda: "syncing 3 tenant(s)" in (tmp_path / "run.err").read_text(), 60, "run")
         with Hub.open(hub_url) as hub:
             _wait_for(
-                lambda: len([s for s in hub.list_states() if (s.doc or {}).get("watermark")]) >= 6,
+                lambda: len(_synced(hub)) >= 6,
                 60,
                 "every tenant's streams synced once",
             )
@@ -324,6 +332,74 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
         for tenant in tenants:
             assert_hub_matches_truth(hub, tenant.tenant_id, _truth(server, tenant.tenant_id))
     WorkspaceLock.for_config(config).acquire().release()
+
+
+def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
+    world: Any, tmp_path: Path
+) -> None:
+    """`sync --once` for an MSSP: the tenants are read at once, so the first tenant's hung
+    Graph holds up none of the others (read one after another, they waited for its request
+    timeout and its retries). Ctrl-C then ends the command within seconds though a request
+    is still under way, and what was committed is whole."""
+    server, proxy = world(3)
+    tenants = server.emulator.settings.tenants
+    hung, *healthy = tenants
+    path = _config_file(
+        server, proxy, tmp_path / "cfg", {"request_timeout_seconds": 120, "max_attempts": 2}
+    )
+    proxy.set(hung.name, Sick("hang"))
+    config = load_config(path)
+    said = (tmp_path / "sync.err").open("w")
+    once = subprocess.Popen(
+        [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=said,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_as_from_a_shell,
+    )
+    hub_url = configured_url(config.workspace)
+    try:
+        # Graph is called once the hub is made.
+        _wait_for(lambda: all(proxy.calls(t.name) for t in healthy), 60, "the first calls")
+        with Hub.open(hub_url) as hub:
+            wanted = {(t.tenant_id, stream) for t in healthy for stream in ("incidents", "alerts")}
+            _wait_for(
+                lambda: wanted <= {(s.tenant_id, s.stream) for s in _synced(hub)},
+                60,
+                "both healthy tenants' streams synced while the first tenant hangs",
+            )
+            for tenant in healthy:
+                assert_hub_matches_truth(hub, tenant.tenant_id, _truth(server, tenant.tenant_id))
+            assert not hub.list_incidents(hung.tenant_id, limit=1)
+        assert any(c.status is None for c in proxy.calls(hung.name)), "the first tenant hangs"
+        assert once.poll() is None  # still waiting for the hung tenant
+        once.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        once.wait(timeout=60)
+        took = time.monotonic() - began
+    finally:
+        if once.poll() is None:
+            once.kill()
+            once.wait()
+        said.close()
+    log = (tmp_path / "sync.err").read_text()
+    assert once.returncode == 130, log[-3000:]
+    assert took < 30, log[-3000:]  # the tenants' 5 s to stop, not the 120 s request timeout
+    with Hub.open(hub_url) as hub:
+        for tenant in healthy:
+            assert_hub_matches_truth(hub, tenant.tenant_id, _truth(server, tenant.tenant_id))
+    WorkspaceLock.for_config(config).acquire().release()
+
+
+def _synced(hub: Hub) -> list[Any]:
+    """The streams that have read to a watermark."""
+    return [s for s in hub.list_states() if (s.doc or {}).get("watermark")]
+
+
+def _as_from_a_shell() -> None:
+    """Ctrl-C as a shell's child gets it: a test runner's workers may ignore SIGINT, and an
+    ignored signal stays ignored across ``exec``."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _truth(server: EmulatorServer, tenant_id: str) -> list[dict[str, Any]]:

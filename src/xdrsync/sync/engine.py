@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -53,6 +53,16 @@ MAX_BACKOFF = 900.0
 _PARK_MARGIN = 0.1
 #: Due edits read at once to find the tenants that have some (``SyncService._dispatch``).
 _DISPATCH_BATCH = 500
+#: Tenants that ``each_tenant`` (``sync --once``, ``backfill``) reads at once. Each mostly
+#: waits on Graph, for its answers and for its pace under the tenant's rate limit, so tenants
+#: read one after another took the sum of their times, and one slow or throttled tenant held
+#: up all the others. (The service gives each tenant a thread of its own.)
+ONCE_THREADS = 8
+#: After Ctrl-C, the tenants under way get this long to stop (before their next Graph call,
+#: or after the page they are committing); one still inside a request is abandoned.
+INTERRUPT_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,80 @@ def sync_tenant(
             report.skipped = list(streams[index + 1 :])
             break  # the other stream would fail the same way, or spend Graph's wait
     return report
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while ``each_tenant`` ran: every tenant was asked to stop. ``abandoned`` names
+    those still inside a Graph request at the deadline; the caller should then end the
+    process without releasing the workspace (``os._exit``), as ``run`` does, so that no
+    other writer starts while such a thread might still commit its page."""
+
+    def __init__(self, abandoned: Sequence[str]) -> None:
+        super().__init__()
+        self.abandoned = list(abandoned)
+
+
+def each_tenant(
+    tenants: Sequence[TenantSource],
+    work: Callable[[TenantSource], T],
+    *,
+    threads: int = ONCE_THREADS,
+    interrupt_seconds: float = INTERRUPT_SECONDS,
+) -> list[T]:
+    """``work(tenant)`` for every tenant, ``threads`` tenants at a time, each on a thread of
+    its own under ``graph.pacing.stop_on``; the results in the tenants' order.
+
+    Ctrl-C (``KeyboardInterrupt`` in the calling thread) asks every tenant to stop and is
+    raised again as ``Interrupted`` once they have, or after ``interrupt_seconds``. An
+    exception ``work`` lets out (a bug: ``sync_tenant`` keeps its failures) stops the other
+    tenants the same way and is raised. A single tenant is read on the calling thread."""
+    if len(tenants) <= 1 or threads <= 1:
+        return [work(tenant) for tenant in tenants]
+    results: dict[int, T] = {}
+    failures: list[BaseException] = []
+    working: dict[str, str] = {}  # thread name -> the tenant it reads
+    stop = threading.Event()
+    queue = iter(list(enumerate(tenants)))
+    queue_lock = threading.Lock()
+
+    def run() -> None:
+        name = threading.current_thread().name
+        with stop_on(stop):
+            try:
+                while not stop.is_set():
+                    with queue_lock:
+                        index, tenant = next(queue, (-1, None))
+                    if tenant is None:
+                        return
+                    working[name] = tenant.name
+                    results[index] = work(tenant)
+            except Stopped:
+                return
+            except BaseException as failure:  # raised again on the calling thread
+                failures.append(failure)
+                stop.set()
+            finally:
+                working.pop(name, None)
+
+    workers = [
+        threading.Thread(target=run, name=f"sync-{index}", daemon=True)
+        for index in range(min(len(tenants), threads))
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for worker in workers:
+            # Bounded waits: Python runs the Ctrl-C handler in this thread only when it wakes.
+            while worker.is_alive():
+                worker.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        deadline = time.monotonic() + interrupt_seconds
+        left = [w.name for w in workers if not _joined(w, deadline)]
+        raise Interrupted([working.get(name, name) for name in left]) from None
+    if failures:
+        raise failures[0]
+    return [results[index] for index in range(len(tenants))]
 
 
 def _throttled(failure: BaseException) -> bool:

@@ -1,0 +1,119 @@
+"""`each_tenant`: how `sync --once` and `backfill` read several tenants at once. Every wait
+here is bounded; a test that needed the tenants one after another would time out."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from xdrsync.graph import pacing
+from xdrsync.sync.engine import Interrupted, TenantSource, each_tenant
+
+
+def _tenants(n: int) -> list[TenantSource]:
+    return [TenantSource(f"t{i}", f"id-{i}", source=Any) for i in range(n)]
+
+
+def test_the_tenants_run_at_once_at_most_threads_at_a_time_results_in_order() -> None:
+    running, most = 0, 0
+    lock = threading.Lock()
+    # The first three meet before any ends: read one after another, the first would wait
+    # for the others for ever (bounded here by the barrier's timeout).
+    met = threading.Barrier(3, timeout=10)
+
+    def work(tenant: TenantSource) -> str:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        if tenant.name in ("t0", "t1", "t2"):
+            met.wait()
+        time.sleep(0.01)
+        with lock:
+            running -= 1
+        return tenant.tenant_id
+
+    assert each_tenant(_tenants(7), work, threads=3) == [f"id-{i}" for i in range(7)]
+    assert most == 3
+
+
+def test_one_tenant_is_read_on_the_calling_thread() -> None:
+    seen = each_tenant(_tenants(1), lambda _: threading.current_thread(), threads=8)
+    assert seen == [threading.current_thread()]
+
+
+def test_a_bug_in_one_tenant_stops_the_others_and_is_raised() -> None:
+    stopped: list[str] = []
+
+    def work(tenant: TenantSource) -> None:
+        if tenant.name == "t1":
+            time.sleep(0.1)
+            raise RuntimeError("a bug")
+        try:
+            while True:
+                pacing.wait(0.05)  # between Graph calls: ends at once on a stop
+        except pacing.Stopped:
+            stopped.append(tenant.name)
+            raise
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        each_tenant(_tenants(3), work, threads=3)
+    assert sorted(stopped) == ["t0", "t2"]
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler (a test runner's worker may ignore SIGINT), and a SIGINT
+    to this process a moment after the test starts waiting."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_stops_every_tenant_before_its_next_call() -> None:
+    stopped: list[str] = []
+
+    def work(tenant: TenantSource) -> None:
+        try:
+            while True:
+                pacing.wait(0.05)
+        except pacing.Stopped:
+            stopped.append(tenant.name)
+            raise
+
+    began = time.monotonic()
+    with pytest.raises(Interrupted) as interrupted:
+        each_tenant(_tenants(4), work, threads=4, interrupt_seconds=10)
+    assert time.monotonic() - began < 5
+    assert interrupted.value.abandoned == []
+    assert sorted(stopped) == ["t0", "t1", "t2", "t3"]
+
+
+@pytest.mark.usefixtures("ctrl_c")
+def test_ctrl_c_names_the_tenants_still_inside_a_request_at_the_deadline() -> None:
+    release = threading.Event()
+
+    def work(tenant: TenantSource) -> None:
+        if tenant.name == "t1":
+            release.wait(30)  # a request on the wire: no stop reaches it
+            return
+        while True:
+            pacing.wait(0.05)
+
+    try:
+        with pytest.raises(Interrupted) as interrupted:
+            each_tenant(_tenants(3), work, threads=3, interrupt_seconds=0.5)
+    finally:
+        release.set()
+    assert interrupted.value.abandoned == ["t1"]
