@@ -715,6 +715,41 @@ def test_patch_answers_spell_enums_as_graphs_documented_example(run_emulator: An
     assert caller.get(f"/alerts_v2/{alert_id}").json()["status"] == "new"
 
 
+def test_respelled_records_read_as_some_of_graphs_answers_spell_them(run_emulator: Any) -> None:
+    """``respelled_rate`` picks records by id: every read of one (listed, expanded under its
+    incident, or fetched alone) spells status, severity, classification and determination in
+    PascalCase, a determination under the incident page's older name (microsoft-apis.md
+    §2.3); the others read as stored, and so does the ground truth."""
+    (caller,) = run_emulator(incidents=40, faults="respelled_rate=0.5")
+    listed = caller.all_pages("/incidents", params={"$expand": "alerts"})
+    truth = {i["id"]: i for i in caller.control("GET", "/truth").json()["value"]}
+    respelled = [i for i in listed if i["status"][:1].isupper()]
+    assert 0 < len(respelled) < len(listed)
+    for incident in listed:
+        stored = truth[incident["id"]]
+        fetched = caller.get(f"/incidents/{incident['id']}").json()
+        for shown in (incident, fetched):
+            if incident in respelled:
+                assert shown["severity"] == stored["severity"][:1].upper() + stored["severity"][1:]
+                assert shown["classification"][:1].isupper()
+            else:
+                for key in ("status", "severity", "classification", "determination"):
+                    assert shown[key] == stored[key]
+    alerts = [a for i in listed for a in i["alerts"]]
+    assert any(a["status"][:1].isupper() for a in alerts)
+    assert any(a["status"][:1].islower() for a in alerts)
+    for alert in alerts[:20]:
+        assert caller.get(f"/alerts_v2/{alert['id']}").json()["status"] == alert["status"]
+    older = {"notMalicious": "Clean", "compromisedAccount": "CompromisedUser"}
+    target = respelled[0]["id"]
+    for determination, spelled in older.items():
+        body = {"classification": "falsePositive", "determination": determination}
+        if determination == "compromisedAccount":
+            body["classification"] = "truePositive"
+        assert caller.request("PATCH", f"/incidents/{target}", json=body).status_code == 200
+        assert caller.get(f"/incidents/{target}").json()["determination"] == spelled
+
+
 def test_patch_refuses_a_status_only_defender_experts_set(run_emulator: Any) -> None:
     """awaitingAction is for Defender Experts only (microsoft-apis.md §2.3) and not among the
     statuses §2.9 lists as settable: an app's PATCH is refused it, an analyst's portal edit

@@ -456,3 +456,36 @@ def test_a_classification_edit_is_confirmed_when_defender_answers_in_pascal_case
     writes = env.writes()
     env.cycle()
     assert env.writes() == writes  # the version read back is not taken for a new change
+
+
+def test_an_edit_of_one_half_of_the_pair_keeps_defenders_other_half_however_graph_spells_it(
+    make_env: Any,
+) -> None:
+    """Some of Graph's answers spell enum values in PascalCase and determinations under the
+    incident page's older names ("Clean" for notMalicious; microsoft-apis.md §2.3), as the
+    emulator's reads do with ``respelled_rate``. An edit naming one half of the pair keeps
+    the other half Defender holds: closing a false positive keeps its notMalicious (it was
+    overwritten with ``other``), and a new determination for a "TruePositive" is accepted (it
+    was refused as not going with that classification)."""
+    env = make_env(faults="respelled_rate=1")
+    clean, malware = [s.id for s in env.hub.list_incidents(limit=200) if s.status == "active"][:2]
+    env.portal(clean, classification="falsePositive", determination="notMalicious")
+    env.portal(malware, classification="truePositive", determination="malware")
+    env.cycle()
+    stored = env.hub.get_incident(env.tenant.tenant_id, clean)
+    assert stored is not None
+    assert (stored.raw["classification"], stored.raw["determination"]) == ("FalsePositive", "Clean")
+
+    env.edit(clean, status="resolved", classification="falsePositive")
+    env.edit(malware, determination="phishing")
+    env.cycle()
+    assert [env.truth(clean)[k] for k in ("status", "classification", "determination")] == [
+        "resolved",
+        "falsePositive",
+        "notMalicious",
+    ]
+    assert [env.truth(malware)[k] for k in ("classification", "determination")] == [
+        "truePositive",
+        "phishing",
+    ]
+    assert {e.state for e in env.hub.edits(tenant_id=env.tenant.tenant_id)} == {"confirmed"}

@@ -146,7 +146,7 @@ def build_app(emulator: Emulator) -> FastAPI:
         body = incident if _wants_alerts(request) else _without_alerts(incident)
         body = {
             "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
-            **body,
+            **emulator.as_read(request.state.tenant_id, body),
         }
         return _answer(request, body, incident_as_answered)
 
@@ -184,7 +184,7 @@ def build_app(emulator: Emulator) -> FastAPI:
             request,
             {
                 "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity",
-                **alert,
+                **emulator.as_read(request.state.tenant_id, alert),
             },
             alert_as_answered,
         )
@@ -226,6 +226,7 @@ def build_app(emulator: Emulator) -> FastAPI:
                     )
             else:
                 items = [_without_alerts(i) for i in items]
+        items = [emulator.as_read(request.state.tenant_id, i) for i in items]
         body: dict[str, Any] = {"@odata.context": page.context}
         if page.count is not None:
             body["@odata.count"] = page.count

@@ -57,6 +57,9 @@ class FaultSettings:
     #: Listing requests whose records sharing a stamp come in a new random order (OData
     #: leaves the order among equal ``$orderby`` values to the service).
     tie_shuffle_rate: float = 0.0
+    #: That share of records, chosen by id (the same on every read), read with their enum
+    #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
+    respelled_rate: float = 0.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSettings:
@@ -115,7 +118,19 @@ class FaultSettings:
         Deterministic per incident, like the real failure (it follows big incidents, not
         chance): retrying the same page keeps failing, so only a fallback gets through.
         """
-        if self.expand_error_rate <= 0:
-            return False
-        digest = hashlib.sha256(f"{tenant_id}/{incident_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < self.expand_error_rate
+        return self.expand_error_rate > 0 and _share(f"{tenant_id}/{incident_id}") < (
+            self.expand_error_rate
+        )
+
+    def respelled(self, tenant_id: str, record_id: str) -> bool:
+        """Whether reads spell this record's enum values otherwise (deterministic per record,
+        so a record reads the same every time)."""
+        return self.respelled_rate > 0 and _share(f"respelled/{tenant_id}/{record_id}") < (
+            self.respelled_rate
+        )
+
+
+def _share(key: str) -> float:
+    """A number in [0, 1) that ``key`` always gives."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +20,7 @@ from xdrsync.emulator.store import TenantStore
 from xdrsync.emulator.stories import generate_incidents
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
 from xdrsync.emulator.timefmt import utcnow
+from xdrsync.emulator.validation import as_respelled
 
 
 class RateLimiter:
@@ -150,6 +151,18 @@ class Emulator:
         """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
         with self._rng_lock:
             return self._rng.choice(ERROR_STATUSES[fault])
+
+    def as_read(self, tenant_id: str, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``record`` as a read answers it: respelled when ``respelled_rate`` picks it (an
+        incident's alerts each by its own id)."""
+        if self.paused or not self.faults.respelled_rate or not isinstance(record, Mapping):
+            return record  # (a replayed file may hold anything)
+        alerts = record.get("alerts")
+        if isinstance(alerts, list):
+            record = {**record, "alerts": [self.as_read(tenant_id, a) for a in alerts]}
+        if self.faults.respelled(tenant_id, str(record.get("id"))):
+            return as_respelled(record)
+        return record
 
     def expand_fails(self, tenant_id: str, incident_ids: list[str]) -> bool:
         if self.paused:

@@ -1,5 +1,5 @@
 """Checks on PATCH bodies: only writable properties, only valid enum members (any case);
-and how Graph spells the enum values in its answer to a PATCH."""
+and how Graph spells the enum values in its answer to a PATCH and in some reads."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ _EXPERTS_ONLY_STATUS = frozenset({"awaitingAction"})
 _ALERT_STATUS = ("new", "inProgress", "resolved")
 _SEVERITY = ("unknown", "informational", "low", "medium", "high")
 _CLASSIFICATION = ("unknown", "falsePositive", "truePositive", "informationalExpectedActivity")
+#: The names the incident resource page and the older update page give four determinations
+#: (reference §2.3), where the generated SDK and the alert page say the key's.
+OLDER_DETERMINATIONS: Final = {
+    "compromisedAccount": "compromisedUser",
+    "notMalicious": "clean",
+    "notEnoughDataToValidate": "insufficientData",
+    "confirmedActivity": "confirmedUserActivity",
+}
 # Both documented vocabularies are accepted on write, as the service does.
 _DETERMINATION = (
     "unknown",
@@ -23,17 +31,11 @@ _DETERMINATION = (
     "unwantedSoftware",
     "other",
     "multiStagedAttack",
-    "compromisedAccount",
-    "compromisedUser",
     "phishing",
     "maliciousUserActivity",
-    "notMalicious",
-    "clean",
-    "notEnoughDataToValidate",
-    "insufficientData",
-    "confirmedActivity",
-    "confirmedUserActivity",
     "lineOfBusinessApplication",
+    *OLDER_DETERMINATIONS,
+    *OLDER_DETERMINATIONS.values(),
 )
 
 
@@ -105,8 +107,28 @@ PASCAL_IN_PATCH_ANSWER: Final = ("status", "classification", "determination")
 def as_patch_answered(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record as Graph's answer to a PATCH spells it: ``PASCAL_IN_PATCH_ANSWER`` in
     PascalCase (the emulator takes the documented example as the rule, for alerts too)."""
+    return _pascal(record, PASCAL_IN_PATCH_ANSWER)
+
+
+#: What a respelled read spells in PascalCase (the documented examples' "Active", "Medium",
+#: "TruePositive").
+PASCAL_IN_RESPELLED_READ: Final = ("status", "severity", "classification", "determination")
+
+
+def as_respelled(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as some of Graph's answers spell it (``FaultSettings.respelled_rate``): its
+    determination under the older name, then ``PASCAL_IN_RESPELLED_READ`` in PascalCase
+    (``notMalicious`` reads ``Clean``). What a client must take for the same value."""
     out = dict(record)
-    for field in PASCAL_IN_PATCH_ANSWER:
+    determination = out.get("determination")
+    if isinstance(determination, str):
+        out["determination"] = OLDER_DETERMINATIONS.get(determination, determination)
+    return _pascal(out, PASCAL_IN_RESPELLED_READ)
+
+
+def _pascal(record: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(record)
+    for field in names:
         value = out.get(field)
         if isinstance(value, str) and value:
             out[field] = value[:1].upper() + value[1:]

@@ -85,11 +85,14 @@ class Pair:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any] | None) -> Pair | None:
+        """The pair in its members' canonical names, however Graph spelled it: some answers
+        say ``TruePositive``, and determinations come under older names too (``clean`` is
+        ``notMalicious``; reference §2.3), which ``PAIRS`` and ``pair`` would not know."""
         if not value:
             return None
         return cls(
-            str(value.get("classification") or "unknown"),
-            str(value.get("determination") or "unknown"),
+            Classification(str(value.get("classification") or "unknown")).value,
+            Determination(str(value.get("determination") or "unknown")).value,
         )
 
 
