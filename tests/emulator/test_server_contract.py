@@ -186,6 +186,23 @@ def test_newest_first_unless_ordered_otherwise(run_emulator: Any) -> None:
     assert updated == sorted(updated)
 
 
+def test_an_ignored_orderby_serves_the_default_order(run_emulator: Any) -> None:
+    """``ignored_orderby_rate``: the listing comes newest created first, as without
+    ``$orderby``, still filtered and paged by ``$skip``; each such request is counted."""
+    (caller,) = run_emulator(incidents=120, faults="ignored_orderby_rate=1")
+    params = {
+        "$orderby": "lastUpdateDateTime asc",
+        "$filter": "lastUpdateDateTime ge 2000-01-01T00:00:00Z",
+    }
+    served = caller.all_pages("/alerts_v2", params=params)
+    created = [a["createdDateTime"] for a in served]
+    assert created == sorted(created, reverse=True)
+    updated = [a["lastUpdateDateTime"] for a in served]
+    assert updated != sorted(updated)  # what was asked for is not what came
+    assert len({a["id"] for a in served}) == len(caller.all_pages("/alerts_v2"))
+    assert caller.control("GET", "/stats").json()["faults"]["ignored_orderby"] >= 2
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status", "fragment"),
     [

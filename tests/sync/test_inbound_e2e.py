@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from truth import assert_hub_matches_truth
 
+from xdrsync.config import SyncConfig
 from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.service import settings_for
@@ -71,6 +72,45 @@ def test_ties_across_page_boundaries_lose_nothing(
     assert report.ok
     assert_hub_matches_truth(env.hub, env.config.tenants[0].tenant_id, env.truth())
     assert len(env.hub.list_incidents(limit=1000)) == 137
+
+
+@pytest.mark.parametrize("ignored", [1.0, 0.3])
+def test_a_graph_that_ignores_orderby_is_read_in_windows_and_nothing_is_lost(
+    make_env: Any, ignored: float
+) -> None:
+    """Microsoft documents no $orderby for the security lists (microsoft-apis.md §2.8): the
+    emulator serves its default order to that share of listing requests. The sync notices
+    the first page out of order, reads in closed windows from then on (remembered in the
+    stream's state), and under live activity and shuffled ties ends with Defender's data."""
+    faults = f"ignored_orderby_rate={ignored},tie_shuffle_rate=0.3"
+    env = make_env(
+        settings_for(seed=19, incidents=220, activity_per_minute=900, faults=faults),
+        sync=SyncConfig(poll_interval_seconds=0.3, lookback_seconds=30, max_attempts=8),
+    )
+    tenant = env.config.tenants[0].tenant_id
+    reports: list[Any] = []
+    service = SyncService(
+        env.hub,
+        env.workspace.sources(),
+        inbound_settings(env.config),
+        poll_interval=0.3,
+        on_report=reports.append,
+    ).start()
+    try:
+        deadline = time.monotonic() + 60
+        while len([r for r in reports if r.ok]) < 6:  # cycles under way while Defender changes
+            assert time.monotonic() < deadline, [r.errors for r in reports]
+            time.sleep(0.1)
+    finally:
+        service.stop()
+    env.control("POST", "/pause")
+    (report,) = env.cycle()
+    assert report.ok, report.errors
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+    states = {s.stream: s.doc or {} for s in env.hub.list_states() if s.tenant_id == tenant}
+    assert states["incidents"].get("ordered") is False
+    assert len(env.truth()) > 220  # Defender changed under the reads: new incidents came
+    assert env.server.emulator.stats_snapshot()["faults"]["ignored_orderby"] > 0
 
 
 def test_enum_members_newer_than_unknown_future_value_arrive_as_they_are(

@@ -212,6 +212,7 @@ def build_app(emulator: Emulator) -> FastAPI:
                 base_url=base_url,
                 paging=paging["mode"],
                 ties=emulator.tie_order(),
+                order_ignored=emulator.order_ignored(),
             )
         except ListingError as bad:
             return _graph_error(bad.status, bad.code, bad.message, request)

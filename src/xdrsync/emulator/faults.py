@@ -57,6 +57,10 @@ class FaultSettings:
     #: Listing requests whose records sharing a stamp come in a new random order (OData
     #: leaves the order among equal ``$orderby`` values to the service).
     tie_shuffle_rate: float = 0.0
+    #: Listing requests answered in the default order (newest created first) whatever
+    #: ``$orderby`` asks: Microsoft documents no ``$orderby`` for these lists (reference §2.8),
+    #: so a client must notice and read otherwise.
+    ignored_orderby_rate: float = 0.0
     #: That share of records, chosen by id (the same on every read), read with their enum
     #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
     respelled_rate: float = 0.0

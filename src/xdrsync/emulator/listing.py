@@ -45,7 +45,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import groupby
 from typing import Any, Final, Literal
@@ -453,6 +453,7 @@ def list_page(
     base_url: str,
     paging: Paging = "offset",
     ties: random.Random | None = None,
+    order_ignored: bool = False,
 ) -> ListPage:
     """The page a Graph list request answers, or ListingError with Graph's status and message.
 
@@ -460,11 +461,17 @@ def list_page(
     passed); ``query``: the decoded query parameters; ``base_url``: scheme, host and path of the
     request (``http://127.0.0.1:8000/v1.0/security/incidents``), the stem of next links;
     ``paging``: ``"offset"`` (Graph's ``$skip`` next links) or ``"keyset"`` (``$skiptoken``);
-    ``ties``: serve records that share a stamp in an order drawn from it (offset paging).
+    ``ties``: serve records that share a stamp in an order drawn from it (offset paging);
+    ``order_ignored``: serve the default order whatever ``$orderby`` asks (offset paging), as
+    a service that does not support it may (Microsoft documents no ``$orderby`` for these
+    lists, reference §2.8).
     """
     if paging not in PAGING_MODES:
         raise ValueError(f"unknown paging mode {paging!r}; known: {', '.join(PAGING_MODES)}")
     q = _parse_query(query, spec, paging)
+    if order_ignored and paging == "offset":
+        field, descending = _order(None)
+        q = replace(q, field=field, descending=descending)
     ordered = _ordered(records, q.field)
     picked, more = _select(ordered, q, ties if paging == "offset" else None)
     items = tuple(ordered.rows[i] for i in picked)

@@ -147,6 +147,16 @@ class Emulator:
                 return None
             return random.Random(self._rng.getrandbits(64))
 
+    def order_ignored(self) -> bool:
+        """For one listing request: whether ``ignored_orderby_rate`` has it ignore $orderby."""
+        if self.paused or not self.faults.ignored_orderby_rate:
+            return False
+        with self._rng_lock:
+            ignored = self._rng.random() < self.faults.ignored_orderby_rate
+        if ignored:
+            self.count("fault:ignored_orderby")
+        return ignored
+
     def error_status(self, fault: Fault) -> int:
         """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
         with self._rng_lock:
