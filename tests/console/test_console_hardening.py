@@ -256,6 +256,29 @@ def test_behind_a_configured_proxy_the_forwarded_client_counts(seeded: SeededCon
             assert client.get("/metrics").status_code == 200
 
 
+def test_behind_a_proxy_that_terminates_tls_the_session_cookie_is_secure(
+    seeded: SeededConsole,
+) -> None:
+    """The proxy says the browser came over HTTPS: the cookie is ``Secure`` and HSTS is
+    sent, so the browser never sends the session over plain HTTP. The header counts only
+    from a trusted proxy."""
+    login = {"username": "rita", "password": PASSWORD}
+    with _another_console(seeded, trusted_proxies=("127.0.0.1",)) as url:
+        for proto, secure in (("https", True), ("http", False)):
+            headers = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": proto}
+            with _client(url, **headers) as client:
+                reply = client.post("/login", data=login)
+                assert reply.status_code == 303, reply.text
+                cookie = reply.headers["set-cookie"].lower()
+                assert ("; secure" in cookie) is secure, (proto, cookie)
+                assert ("strict-transport-security" in reply.headers) is secure
+    with _client(seeded.url, **{"X-Forwarded-Proto": "https"}) as client:  # no proxy trusted
+        reply = client.post("/login", data=login)
+        assert reply.status_code == 303, reply.text
+        assert "; secure" not in reply.headers["set-cookie"].lower()
+        assert "strict-transport-security" not in reply.headers
+
+
 def test_a_foreign_host_name_is_refused(seeded: SeededConsole) -> None:
     port = seeded.url.rsplit(":", 1)[1]
     for host in ("attacker.example", f"attacker.example:{port}", f"127.0.0.1.nip.io:{port}"):

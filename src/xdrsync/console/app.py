@@ -172,6 +172,14 @@ class ProxyAndHost:
         await self.app(scope, receive, send)
 
 
+def _over_https(request: Request, tls: bool) -> bool:
+    """Whether the browser reached the console over HTTPS: the console's own TLS, or a
+    trusted proxy that terminates TLS and says so (``X-Forwarded-Proto: https``; from any
+    other peer the header is ignored, see ``ProxyAndHost``). Then the session cookie is
+    ``Secure`` and HSTS is sent, so the browser never sends the cookie over plain HTTP."""
+    return tls or request.url.scheme == "https"
+
+
 def create_app(ctx: ConsoleContext) -> FastAPI:
     app = FastAPI(
         title="xdrsync",
@@ -208,7 +216,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if not request.url.path.startswith("/static/"):
             headers["Cache-Control"] = "no-store"
-        if tls:
+        if _over_https(request, tls):
             headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
@@ -274,7 +282,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             max_age=int(lifetime.total_seconds()),
             httponly=True,
             samesite="strict",
-            secure=tls,
+            secure=_over_https(request, tls),
             path="/",
         )
         return response
