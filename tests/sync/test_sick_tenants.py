@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -285,15 +286,8 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
     path = _config_file(server, proxy, tmp_path / "cfg", {"poll_interval_seconds": 0.5})
     config = load_config(path)
     _, hung, throttled = (t.name for t in tenants)
-    said = (tmp_path / "run.err").open("w")
-    run = subprocess.Popen(
-        [sys.executable, "-m", "xdrsync", "run", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=said,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     hub_url = configured_url(config.workspace)
-    try:
+    with _xdrsync(["run", "--config", str(path)], tmp_path / "run.err") as run:
         _wait_for(lambda: "syncing 3 tenant(s)" in (tmp_path / "run.err").read_text(), 60, "run")
         with Hub.open(hub_url) as hub:
             _wait_for(
@@ -311,15 +305,7 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
             30,
             "a hung call and a throttled one",
         )
-        run.send_signal(signal.SIGTERM)
-        began = time.monotonic()
-        run.wait(timeout=120)
-        took = time.monotonic() - began
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-        said.close()
+        began, took = _stopped_by(run, signal.SIGTERM)
     log = (tmp_path / "run.err").read_text()
     assert run.returncode == 0, log[-3000:]
     # The stop's deadline (20 s for every thread together) and the destinations' drain; no
@@ -349,16 +335,8 @@ def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
     )
     proxy.set(hung.name, Sick("hang"))
     config = load_config(path)
-    said = (tmp_path / "sync.err").open("w")
-    once = subprocess.Popen(
-        [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(path)],
-        stdout=subprocess.DEVNULL,
-        stderr=said,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=_as_from_a_shell,
-    )
     hub_url = configured_url(config.workspace)
-    try:
+    with _xdrsync(["sync", "--once", "--config", str(path)], tmp_path / "sync.err") as once:
         # Graph is called once the hub is made.
         _wait_for(lambda: all(proxy.calls(t.name) for t in healthy), 60, "the first calls")
         with Hub.open(hub_url) as hub:
@@ -373,15 +351,7 @@ def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
             assert not hub.list_incidents(hung.tenant_id, limit=1)
         assert any(c.status is None for c in proxy.calls(hung.name)), "the first tenant hangs"
         assert once.poll() is None  # still waiting for the hung tenant
-        once.send_signal(signal.SIGINT)
-        began = time.monotonic()
-        once.wait(timeout=60)
-        took = time.monotonic() - began
-    finally:
-        if once.poll() is None:
-            once.kill()
-            once.wait()
-        said.close()
+        _, took = _stopped_by(once, signal.SIGINT)
     log = (tmp_path / "sync.err").read_text()
     assert once.returncode == 130, log[-3000:]
     assert took < 30, log[-3000:]  # the tenants' 5 s to stop, not the 120 s request timeout
@@ -391,15 +361,39 @@ def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
     WorkspaceLock.for_config(config).acquire().release()
 
 
+@contextmanager
+def _xdrsync(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``xdrsync ARGS`` as a process, its stderr in ``log``, killed if it outlives the block.
+    It gets Ctrl-C as a shell's child does: a test runner's workers may ignore SIGINT, and
+    an ignored signal stays ignored across ``exec``."""
+    with log.open("w") as said:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xdrsync", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=said,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _stopped_by(process: subprocess.Popen[bytes], signum: int) -> tuple[float, float]:
+    """Send ``signum`` and wait (at most 120 s) for the process to end: when the signal was
+    sent (``time.monotonic``) and the seconds the process took to end."""
+    began = time.monotonic()
+    process.send_signal(signum)
+    process.wait(timeout=120)
+    return began, time.monotonic() - began
+
+
 def _synced(hub: Hub) -> list[Any]:
     """The streams that have read to a watermark."""
     return [s for s in hub.list_states() if (s.doc or {}).get("watermark")]
-
-
-def _as_from_a_shell() -> None:
-    """Ctrl-C as a shell's child gets it: a test runner's workers may ignore SIGINT, and an
-    ignored signal stays ignored across ``exec``."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _truth(server: EmulatorServer, tenant_id: str) -> list[dict[str, Any]]:
