@@ -308,6 +308,38 @@ def test_backfill_goes_on_past_a_tenant_that_fails(tmp_path: Path) -> None:
     assert listed.returncode == 0 and "6 incidents" in listed.stdout, listed.stdout
 
 
+def test_a_backfill_stream_that_crashes_costs_only_itself(tmp_path: Path) -> None:
+    """An unforeseen exception in one tenant's stream (a bug, a hub that stays locked) is
+    that stream's failure, told on one line: the tenants read beside it finish."""
+    with EmulatorServer(settings_for(seed=37, incidents=6, tenants=3)) as server:
+        first, *others = server.emulator.settings.tenants
+        config = str(
+            write_client_config(tmp_path, server.base_url, [first, *others], workspace="ws")
+        )
+        # The command in a process of its own, one stream made to crash in it.
+        crash = f"""
+import sys
+from xdrsync.sync import inbound
+real = inbound.backfill_stream
+def crashing(hub, source, *, tenant_id, stream, **kw):
+    if tenant_id == {first.tenant_id!r} and stream == "incidents":
+        raise RuntimeError("database is locked")
+    return real(hub, source, tenant_id=tenant_id, stream=stream, **kw)
+inbound.backfill_stream = crashing
+sys.argv = ["xdrsync", "backfill", "--config", {config!r}, "--from", "2020-01-01", "--to", "2030-01-01"]
+from xdrsync.entry import main
+main()
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", crash], capture_output=True, text=True, timeout=180
+        )
+    assert done.returncode == 1, done.stderr
+    assert f"{first.name}/incidents failed: RuntimeError: database is locked" in done.stderr
+    for tenant in others:
+        listed = xdrsync("incidents", "list", "--tenant", tenant.name, "--config", config)
+        assert "6 incidents" in listed.stdout, listed.stdout
+
+
 def test_a_hub_database_that_cannot_be_opened_is_one_line_without_the_password(
     emulator: EmulatorServer, tmp_path: Path
 ) -> None:

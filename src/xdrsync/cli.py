@@ -428,7 +428,11 @@ def sync_command(
     configure("warning")
     with _errors():
         config = _load(config_file)
-        with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
+        with (
+            _workspace(config, lock=True) as workspace,
+            _abandoning(),
+            _publishing(workspace) as publisher,
+        ):
             failed = False
             for name, read_back, _seconds in workspace.readbacks():
                 try:
@@ -475,22 +479,34 @@ def sync_command(
 
 
 def _each_tenant(sources: Sequence[TenantSource], work: Callable[[TenantSource], T]) -> list[T]:
-    """``work`` for several tenants at once (``engine.each_tenant``). After Ctrl-C, when a
-    tenant is still inside a Graph request, the process ends at once without releasing the
-    workspace, as ``run`` does: the kernel drops the lock only once that thread is gone."""
-    from xdrsync.sync.engine import Interrupted, each_tenant
+    """``work`` for several tenants at once (``engine.each_tenant``); Ctrl-C is said at once."""
+    from xdrsync.sync.engine import INTERRUPT_SECONDS, each_tenant
+
+    def stopping() -> None:
+        err_console.print(
+            f"stopping: each tenant ends before its next Graph call (at most "
+            f"{INTERRUPT_SECONDS:g} s; Ctrl-C again to leave at once)"
+        )
+
+    return each_tenant(sources, work, on_interrupt=stopping)
+
+
+@contextmanager
+def _abandoning() -> Iterator[None]:
+    """Inside the workspace (its lock held), outside the fan-out and the progress bars: after
+    Ctrl-C, when a tenant is still at work, the process ends here without releasing the
+    workspace, as ``run`` does: the kernel drops the lock only once that thread is gone. The
+    fan-out and the bars have been stopped on the way out."""
+    from xdrsync.sync.engine import Interrupted
 
     try:
-        return each_tenant(sources, work)
+        yield
     except Interrupted as stopped:
         if stopped.abandoned:
             import os
             import sys
 
-            err_console.print(
-                f"interrupted; a Graph request still under way was abandoned: "
-                f"{', '.join(stopped.abandoned)}"
-            )
+            err_console.print(f"interrupted; left still at work: {', '.join(stopped.abandoned)}")
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
@@ -585,6 +601,7 @@ def backfill_command(
 ) -> None:
     """Re-read a period from Graph into the workspace; the sync watermark is not touched. A
     tenant or stream that fails is reported and the others go on; the exit code is then 1."""
+    import structlog
     from rich.markup import escape
 
     from xdrsync.logs import configure, scrub
@@ -602,7 +619,11 @@ def backfill_command(
     with _errors():
         config = _load(config_file)
         settings = inbound_settings(config)
-        with _workspace(config, lock=True) as workspace, _publishing(workspace) as publisher:
+        with (
+            _workspace(config, lock=True) as workspace,
+            _abandoning(),
+            _publishing(workspace) as publisher,
+        ):
             sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
             if not sources:
                 raise _fail(f"no tenant {tenant!r} in the config")
@@ -622,9 +643,15 @@ def backfill_command(
                             settings=settings,
                             on_window=progress.tracker(source.name),
                         )
-                    except XdrSyncError as bad:
+                    except Exception as bad:  # one stream's failure stays its own
+                        text = str(bad)
+                        if not isinstance(bad, XdrSyncError):  # a bug: keep the traceback
+                            structlog.get_logger(__name__).exception(
+                                "backfill crashed", tenant=source.name, stream=name
+                            )
+                            text = f"{type(bad).__name__}: {bad}"
                         failures.append(
-                            f"[red]{source.name}/{name} failed:[/red] {escape(scrub(str(bad)))}"
+                            f"[red]{source.name}/{name} failed:[/red] {escape(scrub(text))}"
                         )
                 return failures
 

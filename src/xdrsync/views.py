@@ -377,6 +377,8 @@ def incident_detail(hub: Hub, incident: Incident, shown: dict[str, Any] | None =
         if comment.written_by:
             author = f"{comment.written_by} (workspace, posted as {author})"
         comments.add_row(when, author + origin, comment.comment or "")
+    from xdrsync.models.enums import IncidentStatus  # here: `incidents list` never needs it
+
     history = Table(title="Version history", title_justify="left")
     for column in ("version", "recorded", "status", "owner"):
         history.add_column(column)
@@ -384,7 +386,7 @@ def incident_detail(hub: Hub, incident: Incident, shown: dict[str, Any] | None =
         history.add_row(
             version.version_text,
             version.recorded_at.isoformat(timespec="seconds"),
-            str(version.payload.get("status", "")),
+            str(IncidentStatus.canonical(version.payload.get("status")) or ""),
             str(version.payload.get("assignedTo") or ""),
         )
     for edit in edits:

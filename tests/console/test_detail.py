@@ -145,6 +145,26 @@ def test_an_alert_page(hub: Hub) -> None:
     assert page["edits"] == []
 
 
+def test_alerts_show_their_enum_values_as_members_however_graph_spelled_them(hub: Hub) -> None:
+    # Some of Graph's answers say "Resolved", "High", "FalsePositive", and "Clean" for
+    # notMalicious (microsoft-apis.md §2.3): the page's styles and labels go by members.
+    spelled = alert_json(TENANT_A, "sp1", "9", status="Resolved")
+    spelled.update(severity="High", classification="FalsePositive", determination="Clean")
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "9", updated=10, alerts=[spelled])])
+    for page in (
+        alert_detail(hub, TENANT_A, "sp1", NAMES),
+        incident_detail(hub, TENANT_A, "9", NAMES),
+    ):
+        assert page is not None
+        shown = page if "alertId" in page else page["alerts"][0]
+        assert [shown[k] for k in ("status", "severity", "classification", "determination")] == [
+            "resolved",
+            "high",
+            "falsePositive",
+            "notMalicious",
+        ]
+
+
 def _posted(hub: Hub, text: str, key: str | None) -> None:
     """A comment written in the console that Defender has confirmed (``key``: the comment
     Defender's answer listed; None when it listed none)."""

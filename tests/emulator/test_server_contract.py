@@ -660,11 +660,13 @@ def test_control_surface_refuses_clients_off_loopback() -> None:
     assert asyncio.run(statuses("127.0.0.1")) == [200, 200, 200]
 
 
+@pytest.mark.parametrize("respelled", [False, True])
 def test_newer_enum_members_are_shown_only_to_a_client_that_asks(
-    run_emulator: Any, tmp_path: Path
+    run_emulator: Any, tmp_path: Path, respelled: bool
 ) -> None:
     """Graph answers members added after unknownFutureValue as unknownFutureValue unless the
-    request sends `Prefer: include-unknown-enum-members` (microsoft-apis.md §2.3, §2.5)."""
+    request sends `Prefer: include-unknown-enum-members` (microsoft-apis.md §2.3, §2.5);
+    a respelled record too, in its own spelling."""
     (seeded,) = run_emulator(seed=5, incidents=1)
     incident = seeded.all_pages("/incidents", params={"$expand": "alerts"})[0]
     incident["status"] = "awaitingAction"  # Defender Experts waiting on the customer
@@ -673,8 +675,10 @@ def test_newer_enum_members_are_shown_only_to_a_client_that_asks(
     alert["evidence"][0]["remediationStatus"] = "running"
     path = tmp_path / "newer.json"
     path.write_text(json.dumps([incident]))
-    (caller,) = run_emulator(settings_for(seed=5, incidents=1, load_file=path))
+    faults = "respelled_rate=1" if respelled else None
+    (caller,) = run_emulator(settings_for(seed=5, incidents=1, load_file=path, faults=faults))
     prefer = {"Prefer": "include-unknown-enum-members"}
+    spell = (lambda value: value[:1].upper() + value[1:]) if respelled else (lambda value: value)
 
     def seen(headers: dict[str, str]) -> tuple[str, ...]:
         got = caller.get("/incidents", params={"$expand": "alerts"}, headers=headers)
@@ -689,8 +693,13 @@ def test_newer_enum_members_are_shown_only_to_a_client_that_asks(
             first["evidence"][0]["remediationStatus"],
         )
 
-    assert seen({}) == ("unknownFutureValue",) * 4
-    assert seen(prefer) == ("awaitingAction", "microsoftSentinel", "scheduledAlerts", "running")
+    assert seen({}) == (spell("unknownFutureValue"), *("unknownFutureValue",) * 3)
+    assert seen(prefer) == (
+        spell("awaitingAction"),
+        "microsoftSentinel",
+        "scheduledAlerts",
+        "running",
+    )
     single = caller.get(f"/alerts_v2/{alert['id']}").json()
     assert single["serviceSource"] == "unknownFutureValue"
     assert caller.get(f"/alerts_v2/{alert['id']}", headers=prefer).json()["serviceSource"] == (

@@ -41,6 +41,7 @@ from xdrsync.hub.payload import (
 )
 from xdrsync.hub.reads import _members, comments, history, merged_from
 from xdrsync.hub.records import CommentRow, OutboxRow, VersionRow
+from xdrsync.models.enums import AlertStatus, Classification, Determination, Severity
 from xdrsync.twoway.edits import view
 from xdrsync.twoway.pusher import COMMENT_CLOCK_SKEW
 
@@ -215,11 +216,12 @@ def _alert_json(
         "id": workspace_id(names, tenant_id, alert_id),
         "alertId": alert_id,
         "title": shown.get("title"),
-        "severity": shown.get("severity"),
-        "status": shown.get("status"),
+        # As members, however Graph spelled them ("Resolved", "Clean"; reference §2.3).
+        "severity": Severity.canonical(shown.get("severity")),
+        "status": AlertStatus.canonical(shown.get("status")),
         "assignedTo": shown.get("assignedTo"),
-        "classification": shown.get("classification"),
-        "determination": shown.get("determination"),
+        "classification": Classification.canonical(shown.get("classification")),
+        "determination": Determination.canonical(shown.get("determination")),
         "serviceSource": shown.get("serviceSource"),
         "productName": shown.get("productName"),
         "detectionSource": shown.get("detectionSource"),

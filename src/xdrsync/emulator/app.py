@@ -57,25 +57,34 @@ def _graph_error(status: int, code: str, message: str, request: Request) -> Resp
     )
 
 
+_Record = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def _same(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return record
+
+
 def _answer(
     request: Request,
     payload: Mapping[str, Any],
-    shown: Callable[[Mapping[str, Any]], Mapping[str, Any]],
-    spelled: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    shown: _Record,
+    spelled: _Record = _same,
 ) -> Response:
     """A Graph answer: the record (or each of ``value``'s) as ``shown`` has Graph answer a
     client that did not ask for the enum members newer than unknownFutureValue; as it is,
-    saying so, to one that did. ``spelled`` then respells a single record's enum values, as
-    Graph's answer to a PATCH does (``as_patch_answered``)."""
-    if wants_newer(request.headers.get("Prefer")):
-        response = _json(payload if spelled is None else spelled(payload))
-        response.headers["Preference-Applied"] = PREFER
-        return response
+    saying so, to one that did. ``spelled`` then respells each record's enum values: as
+    Graph's answer to a PATCH does (``as_patch_answered``), or as some reads do
+    (``Emulator.as_read``)."""
+    newer = wants_newer(request.headers.get("Prefer"))
+    show = spelled if newer else lambda record: spelled(shown(record))
     records = payload.get("value")
     if isinstance(records, list):
-        return _json({**payload, "value": [shown(record) for record in records]})
-    record = shown(payload)
-    return _json(record if spelled is None else spelled(record))
+        response = _json({**payload, "value": [show(record) for record in records]})
+    else:
+        response = _json(show(payload))
+    if newer:
+        response.headers["Preference-Applied"] = PREFER
+    return response
 
 
 def _origin(request: Request) -> str:
@@ -146,9 +155,9 @@ def build_app(emulator: Emulator) -> FastAPI:
         body = incident if _wants_alerts(request) else _without_alerts(incident)
         body = {
             "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
-            **emulator.as_read(request.state.tenant_id, body),
+            **body,
         }
-        return _answer(request, body, incident_as_answered)
+        return _answer(request, body, incident_as_answered, _read_as(request))
 
     @app.get(GRAPH + "/incidents/{incident_id}/alerts")
     def get_incident_alerts(incident_id: str, request: Request) -> Response:
@@ -184,9 +193,10 @@ def build_app(emulator: Emulator) -> FastAPI:
             request,
             {
                 "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/alerts_v2/$entity",
-                **emulator.as_read(request.state.tenant_id, alert),
+                **alert,
             },
             alert_as_answered,
+            _read_as(request),
         )
 
     @app.patch(GRAPH + "/alerts_v2/{alert_id}")
@@ -212,7 +222,7 @@ def build_app(emulator: Emulator) -> FastAPI:
                 base_url=base_url,
                 paging=paging["mode"],
                 ties=emulator.tie_order(),
-                order_ignored=emulator.order_ignored(),
+                order_ignored=paging["mode"] == "offset" and emulator.order_ignored(),
             )
         except ListingError as bad:
             return _graph_error(bad.status, bad.code, bad.message, request)
@@ -227,14 +237,23 @@ def build_app(emulator: Emulator) -> FastAPI:
                     )
             else:
                 items = [_without_alerts(i) for i in items]
-        items = [emulator.as_read(request.state.tenant_id, i) for i in items]
         body: dict[str, Any] = {"@odata.context": page.context}
         if page.count is not None:
             body["@odata.count"] = page.count
         body["value"] = items
         if page.next_link:
             body["@odata.nextLink"] = page.next_link
-        return _answer(request, body, incident_as_answered if expandable else alert_as_answered)
+        return _answer(
+            request,
+            body,
+            incident_as_answered if expandable else alert_as_answered,
+            _read_as(request),
+        )
+
+    def _read_as(request: Request) -> _Record:
+        """How this read spells each record (``respelled_rate``)."""
+        tenant_id = request.state.tenant_id
+        return lambda record: emulator.as_read(tenant_id, record)
 
     def _not_found(kind: str, entity_id: str, request: Request) -> Response:
         return _graph_error(404, "NotFound", f"No {kind} found with id '{entity_id}'.", request)

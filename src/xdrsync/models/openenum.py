@@ -99,6 +99,13 @@ class OpenEnum(str):
         return str.__str__(self) in self._known
 
     @classmethod
+    def canonical(cls, value: object) -> object:
+        """A raw JSON value as this enum names it, however Graph spelled it (``"Resolved"``
+        is ``"resolved"``, ``"clean"`` is ``"notMalicious"``); anything but a non-empty
+        string as it is."""
+        return cls(value).value if isinstance(value, str) and value else value
+
+    @classmethod
     def parse(cls, value: object) -> Self:
         """Like the constructor, but raises ValueError (a validation failure) for non-strings."""
         if not isinstance(value, str):

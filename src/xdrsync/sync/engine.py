@@ -168,9 +168,10 @@ def sync_tenant(
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C while ``each_tenant`` ran: every tenant was asked to stop. ``abandoned`` names
-    those still inside a Graph request at the deadline; the caller should then end the
-    process without releasing the workspace (``os._exit``), as ``run`` does, so that no
-    other writer starts while such a thread might still commit its page."""
+    those still at work at the deadline (inside a Graph request, or waiting for the hub);
+    the caller should then end the process without releasing the workspace (``os._exit``),
+    as ``run`` does, so that no other writer starts while such a thread might still commit
+    its page."""
 
     def __init__(self, abandoned: Sequence[str]) -> None:
         super().__init__()
@@ -183,58 +184,73 @@ def each_tenant(
     *,
     threads: int = ONCE_THREADS,
     interrupt_seconds: float = INTERRUPT_SECONDS,
+    on_interrupt: Callable[[], object] | None = None,
 ) -> list[T]:
     """``work(tenant)`` for every tenant, ``threads`` tenants at a time, each on a thread of
     its own under ``graph.pacing.stop_on``; the results in the tenants' order.
 
-    Ctrl-C (``KeyboardInterrupt`` in the calling thread) asks every tenant to stop and is
-    raised again as ``Interrupted`` once they have, or after ``interrupt_seconds``. An
-    exception ``work`` lets out (a bug: ``sync_tenant`` keeps its failures) stops the other
-    tenants the same way and is raised. A single tenant is read on the calling thread."""
-    if len(tenants) <= 1 or threads <= 1:
-        return [work(tenant) for tenant in tenants]
+    Ctrl-C (``KeyboardInterrupt`` in the calling thread) asks every tenant to stop, calls
+    ``on_interrupt``, and is raised again as ``Interrupted`` once they have, after
+    ``interrupt_seconds``, or at a second Ctrl-C. An exception ``work`` lets out (a bug:
+    ``sync_tenant`` keeps its failures) stops the other tenants the same way and is raised."""
     results: dict[int, T] = {}
     failures: list[BaseException] = []
     working: dict[str, str] = {}  # thread name -> the tenant it reads
     stop = threading.Event()
     queue = iter(list(enumerate(tenants)))
-    queue_lock = threading.Lock()
+    lock = threading.Lock()
+    count = min(len(tenants), max(1, threads))
+    running = [count]
+    ended = threading.Event()  # set by the last thread to end
 
     def run() -> None:
         name = threading.current_thread().name
         with stop_on(stop):
             try:
                 while not stop.is_set():
-                    with queue_lock:
+                    with lock:
                         index, tenant = next(queue, (-1, None))
-                    if tenant is None:
-                        return
-                    working[name] = tenant.name
+                        if tenant is None:
+                            return
+                        working[name] = tenant.name
                     results[index] = work(tenant)
+                    with lock:
+                        del working[name]
             except Stopped:
                 return
             except BaseException as failure:  # raised again on the calling thread
                 failures.append(failure)
                 stop.set()
             finally:
-                working.pop(name, None)
+                with lock:
+                    working.pop(name, None)
+                    running[0] -= 1
+                    if not running[0]:
+                        ended.set()
 
-    workers = [
-        threading.Thread(target=run, name=f"sync-{index}", daemon=True)
-        for index in range(min(len(tenants), threads))
-    ]
-    for worker in workers:
-        worker.start()
+    # Waits on an event in short steps, never in ``Thread.join``: Python runs the Ctrl-C
+    # handler in this thread only when it wakes, and a join that Ctrl-C interrupts can take
+    # a live thread for ended (Python 3.11).
     try:
-        for worker in workers:
-            # Bounded waits: Python runs the Ctrl-C handler in this thread only when it wakes.
-            while worker.is_alive():
-                worker.join(timeout=0.2)
+        if not count:
+            return []
+        for index in range(count):
+            threading.Thread(target=run, name=f"sync-{index}", daemon=True).start()
+        while not ended.wait(0.2):
+            pass
     except KeyboardInterrupt:
         stop.set()
+        if on_interrupt is not None:
+            on_interrupt()
         deadline = time.monotonic() + interrupt_seconds
-        left = [w.name for w in workers if not _joined(w, deadline)]
-        raise Interrupted([working.get(name, name) for name in left]) from None
+        try:
+            while not ended.wait(max(0.0, min(0.2, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C: leave whoever is still at work
+            pass
+        with lock:
+            raise Interrupted(sorted(working.values())) from None
     if failures:
         raise failures[0]
     return [results[index] for index in range(len(tenants))]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from xdrsync.models.enums import AlertStatus, Classification, Determination, IncidentStatus
-from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS
+from xdrsync.models.enums import AlertStatus, IncidentStatus
+from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS, Pair
 
 Policy = Literal["latest_wins", "defender_wins", "workspace_wins", "manual"]
 POLICIES: Final[tuple[Policy, ...]] = ("latest_wins", "defender_wins", "workspace_wins", "manual")
@@ -75,12 +75,8 @@ def same(field: str, a: Any, b: Any) -> bool:
 
 def _pair(value: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """A classification/determination pair as canonical member names (None when unset)."""
-    if not value:
-        return None
-    return (
-        Classification.parse(str(value.get("classification") or "unknown")).value,
-        Determination.parse(str(value.get("determination") or "unknown")).value,
-    )
+    pair = Pair.from_json(value)
+    return (pair.classification, pair.determination) if pair is not None else None
 
 
 def _status(value: Any) -> str:
