@@ -489,3 +489,27 @@ def test_an_edit_of_one_half_of_the_pair_keeps_defenders_other_half_however_grap
         "phishing",
     ]
     assert {e.state for e in env.hub.edits(tenant_id=env.tenant.tenant_id)} == {"confirmed"}
+
+
+def test_a_write_defender_applies_to_another_incident_is_not_confirmed(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third party reports that Graph applies an update of a merged incident to the
+    survivor (microsoft-apis.md §1.6, unverified). Merged between the pusher's read and its
+    PATCH, the answer is then the survivor's record: the edit is not confirmed on the
+    incident the user edited, and its outcome names the survivor."""
+    env = make_env()
+    source, survivor = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    target = next(iter(env.pusher.targets.values()))
+    real_patch = target.api.patch_incident
+
+    def merged_meanwhile(entity_id: str, body: Any) -> Any:
+        env.server.emulator.store(env.tenant.tenant_id).apply(Merge(entity_id, survivor))
+        return real_patch(survivor, body)  # as the third party says Graph does
+
+    monkeypatch.setattr(target.api, "patch_incident", merged_meanwhile)
+    (edit,) = env.edit(source, owner="late@contoso.com")
+    env.pusher.push_due()
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "failed", row.outcome
+    assert survivor in str(row.outcome)

@@ -412,6 +412,12 @@ class Pusher:
             answer = target.api.patch_incident(entity_id, body)
         else:
             answer = target.api.patch_alert(entity_id, body)
+        answered = str(answer.get("id") or entity_id)
+        if answered != entity_id:
+            # A third party reports that Graph applies an update of a merged incident to the
+            # survivor (reference §1.6, unverified): merged between the read and the PATCH.
+            self._applied_elsewhere(report, plans, rows, record, kind, answered)
+            return
         version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
         settlements: list[Settlement] = []
         applied: dict[str, Any] = {}
@@ -439,6 +445,32 @@ class Pusher:
             else None
         )
         self._settle(report, settlements, written)
+
+    def _applied_elsewhere(
+        self,
+        report: PushReport,
+        plans: Sequence[FieldPlan],
+        rows: Mapping[int, OutboxRow],
+        record: Mapping[str, Any],
+        kind: EntityType,
+        answered: str,
+    ) -> None:
+        """Defender answered the write with another record: the written fields failed here
+        (the documented rule for a merged incident), saying where they went instead."""
+        settlements: list[Settlement] = []
+        for plan in plans:
+            if plan.action != "write":
+                settlements.extend(self._decided(plan, rows, record))
+                continue
+            reason = (
+                f"Defender applied the write to {kind} {answered}, not to this one (merged "
+                f"into it meanwhile?): check {answered} and edit it there"
+            )
+            detail = _detail(plan, record, reason)
+            settlements.extend(
+                Settlement(rows[i], "failed", "merged_away", detail) for i in plan.intents
+            )
+        self._settle(report, settlements)
 
     def _decided(
         self, plan: FieldPlan, rows: Mapping[int, OutboxRow], record: Mapping[str, Any]
