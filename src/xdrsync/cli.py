@@ -494,19 +494,20 @@ def _each_tenant(sources: Sequence[TenantSource], work: Callable[[TenantSource],
 @contextmanager
 def _abandoning() -> Iterator[None]:
     """Inside the workspace (its lock held), outside the fan-out and the progress bars: after
-    Ctrl-C, when a tenant is still at work, the process ends here without releasing the
-    workspace, as ``run`` does: the kernel drops the lock only once that thread is gone. The
-    fan-out and the bars have been stopped on the way out."""
-    from xdrsync.sync.engine import Interrupted
-
+    Ctrl-C, while a tenant is still at work (``engine.still_at_work``), the process ends here
+    without releasing the workspace, as ``run`` does: the kernel drops the lock only once
+    that thread is gone. The fan-out and the bars have been stopped on the way out."""
     try:
         yield
-    except Interrupted as stopped:
-        if stopped.abandoned:
+    except KeyboardInterrupt:  # ``Interrupted``, or a Ctrl-C again on the way out
+        from xdrsync.sync.engine import still_at_work
+
+        left = still_at_work()
+        if left:
             import os
             import sys
 
-            err_console.print(f"interrupted; left still at work: {', '.join(stopped.abandoned)}")
+            err_console.print(f"interrupted; left still at work: {', '.join(left)}")
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)

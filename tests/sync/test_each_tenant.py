@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from xdrsync.graph import pacing
-from xdrsync.sync.engine import Interrupted, TenantSource, each_tenant
+from xdrsync.sync.engine import Interrupted, TenantSource, each_tenant, still_at_work
 
 
 def _tenants(n: int) -> list[TenantSource]:
@@ -145,3 +145,32 @@ def test_a_second_ctrl_c_leaves_at_once_naming_the_tenants_still_at_work() -> No
         release.set()
     assert time.monotonic() - began < 10  # not the 20 s the tenants were given
     assert interrupted.value.abandoned == ["t1"]
+
+
+def test_a_thread_that_cannot_start_stops_the_ones_that_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stopped: list[str] = []
+    real_start = threading.Thread.start
+    starts = 0
+
+    def start(thread: threading.Thread) -> None:
+        nonlocal starts
+        starts += 1
+        if starts == 2:
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    def work(tenant: TenantSource) -> None:
+        try:
+            while True:
+                pacing.wait(0.05)
+        except pacing.Stopped:
+            stopped.append(tenant.name)
+            raise
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start"):
+        each_tenant(_tenants(3), work, threads=3, interrupt_seconds=10)
+    assert stopped == ["t0"]
+    assert still_at_work() == []

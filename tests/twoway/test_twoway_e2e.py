@@ -513,3 +513,10 @@ def test_a_write_defender_applies_to_another_incident_is_not_confirmed(
     (row,) = env.hub.edits(ids=[edit])
     assert row.state == "failed", row.outcome
     assert survivor in str(row.outcome)
+    # The survivor's version that carries the write reads back as the user's change.
+    env.cycle()
+    rows = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{survivor}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy"
+    )
+    assert [r[0] for r in rows.rows] == ["alice@contoso.com"]

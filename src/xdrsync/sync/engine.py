@@ -64,6 +64,11 @@ INTERRUPT_SECONDS = 5.0
 
 T = TypeVar("T")
 
+#: The tenants ``each_tenant``'s threads are working on (thread ident -> tenant name), kept
+#: under ``_AT_WORK_LOCK``: what ``still_at_work`` tells.
+_AT_WORK: dict[int, str] = {}
+_AT_WORK_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class TenantSource:
@@ -168,14 +173,20 @@ def sync_tenant(
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C while ``each_tenant`` ran: every tenant was asked to stop. ``abandoned`` names
-    those still at work at the deadline (inside a Graph request, or waiting for the hub);
-    the caller should then end the process without releasing the workspace (``os._exit``),
-    as ``run`` does, so that no other writer starts while such a thread might still commit
-    its page."""
+    those still at work at the deadline (inside a Graph request, or waiting for the hub)."""
 
     def __init__(self, abandoned: Sequence[str]) -> None:
         super().__init__()
         self.abandoned = list(abandoned)
+
+
+def still_at_work() -> list[str]:
+    """The tenants ``each_tenant``'s threads are still working on. After Ctrl-C, while any
+    is, the caller should end the process without releasing the workspace (``os._exit``),
+    as ``run`` does, so that no other writer starts while such a thread might still commit
+    its page."""
+    with _AT_WORK_LOCK:
+        return sorted(_AT_WORK.values())
 
 
 def each_tenant(
@@ -195,62 +206,77 @@ def each_tenant(
     ``sync_tenant`` keeps its failures) stops the other tenants the same way and is raised."""
     results: dict[int, T] = {}
     failures: list[BaseException] = []
-    working: dict[str, str] = {}  # thread name -> the tenant it reads
     stop = threading.Event()
     queue = iter(list(enumerate(tenants)))
-    lock = threading.Lock()
     count = min(len(tenants), max(1, threads))
     running = [count]
     ended = threading.Event()  # set by the last thread to end
+    if not count:
+        return []
 
     def run() -> None:
-        name = threading.current_thread().name
+        me = threading.get_ident()
         with stop_on(stop):
             try:
-                while not stop.is_set():
-                    with lock:
-                        index, tenant = next(queue, (-1, None))
+                while True:
+                    with _AT_WORK_LOCK:
+                        index, tenant = next(queue, (-1, None)) if not stop.is_set() else (-1, None)
                         if tenant is None:
                             return
-                        working[name] = tenant.name
+                        _AT_WORK[me] = tenant.name
                     results[index] = work(tenant)
-                    with lock:
-                        del working[name]
+                    with _AT_WORK_LOCK:
+                        del _AT_WORK[me]
             except Stopped:
                 return
             except BaseException as failure:  # raised again on the calling thread
                 failures.append(failure)
                 stop.set()
             finally:
-                with lock:
-                    working.pop(name, None)
-                    running[0] -= 1
-                    if not running[0]:
-                        ended.set()
+                _ended(me)
+
+    def _ended(me: int | None, threads: int = 1) -> None:
+        with _AT_WORK_LOCK:
+            if me is not None:
+                _AT_WORK.pop(me, None)
+            running[0] -= threads
+            if running[0] <= 0:
+                ended.set()
+
+    def stop_all(seconds: float) -> None:
+        """Ask every tenant to stop and wait ``seconds`` at most (a Ctrl-C cuts it short)."""
+        stop.set()
+        deadline = time.monotonic() + seconds
+        try:
+            while not ended.wait(max(0.0, min(0.2, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    return
+        except KeyboardInterrupt:  # a second Ctrl-C: leave whoever is still at work
+            return
 
     # Waits on an event in short steps, never in ``Thread.join``: Python runs the Ctrl-C
     # handler in this thread only when it wakes, and a join that Ctrl-C interrupts can take
     # a live thread for ended (Python 3.11).
+    started = 0
     try:
-        if not count:
-            return []
         for index in range(count):
-            threading.Thread(target=run, name=f"sync-{index}", daemon=True).start()
+            threading.Thread(target=run, name=f"tenant-{index}", daemon=True).start()
+            started += 1
         while not ended.wait(0.2):
             pass
     except KeyboardInterrupt:
+        _ended(None, count - started)
         stop.set()
-        if on_interrupt is not None:
-            on_interrupt()
-        deadline = time.monotonic() + interrupt_seconds
         try:
-            while not ended.wait(max(0.0, min(0.2, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
-                    break
-        except KeyboardInterrupt:  # a second Ctrl-C: leave whoever is still at work
-            pass
-        with lock:
-            raise Interrupted(sorted(working.values())) from None
+            if on_interrupt is not None:
+                on_interrupt()
+        finally:
+            stop_all(interrupt_seconds)
+            raise Interrupted(still_at_work()) from (failures[0] if failures else None)
+    except BaseException:  # a thread that could not start
+        _ended(None, count - started)
+        stop_all(interrupt_seconds)
+        raise
     if failures:
         raise failures[0]
     return [results[index] for index in range(len(tenants))]

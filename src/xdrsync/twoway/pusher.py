@@ -416,7 +416,7 @@ class Pusher:
         if answered != entity_id:
             # A third party reports that Graph applies an update of a merged incident to the
             # survivor (reference §1.6, unverified): merged between the read and the PATCH.
-            self._applied_elsewhere(report, plans, rows, record, kind, answered)
+            self._applied_elsewhere(target, report, plans, rows, record, answer)
             return
         version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
         settlements: list[Settlement] = []
@@ -448,29 +448,42 @@ class Pusher:
 
     def _applied_elsewhere(
         self,
+        target: PushTarget,
         report: PushReport,
         plans: Sequence[FieldPlan],
         rows: Mapping[int, OutboxRow],
         record: Mapping[str, Any],
-        kind: EntityType,
-        answered: str,
+        answer: Mapping[str, Any],
     ) -> None:
         """Defender answered the write with another record: the written fields failed here
-        (the documented rule for a merged incident), saying where they went instead."""
+        (the documented rule for a merged incident), saying where they went instead. What
+        the answer shows written is remembered as that record's version by the user, so the
+        inbound read does not take it for a change made in Defender."""
+        kind, elsewhere = rows[plans[0].intents[0]].entity_type, str(answer.get("id"))
         settlements: list[Settlement] = []
+        applied: dict[str, Any] = {}
         for plan in plans:
             if plan.action != "write":
                 settlements.extend(self._decided(plan, rows, record))
                 continue
+            if same(plan.field, theirs_of(answer, plan.field), plan.value):
+                applied[plan.field] = plan.value
             reason = (
-                f"Defender applied the write to {kind} {answered}, not to this one (merged "
-                f"into it meanwhile?): check {answered} and edit it there"
+                f"Defender applied the write to {kind} {elsewhere}, not to this one (merged "
+                f"into it meanwhile?): check {elsewhere} and edit it there"
             )
             detail = _detail(plan, record, reason)
             settlements.extend(
                 Settlement(rows[i], "failed", "merged_away", detail) for i in plan.intents
             )
-        self._settle(report, settlements)
+        version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
+        last = rows[max(i for p in plans if p.action == "write" for i in p.intents)]
+        written = (
+            Written(target.tenant_id, kind, elsewhere, version, last.author, last.origin, applied)
+            if version is not None and applied
+            else None
+        )
+        self._settle(report, settlements, written)
 
     def _decided(
         self, plan: FieldPlan, rows: Mapping[int, OutboxRow], record: Mapping[str, Any]
