@@ -93,6 +93,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
             "SecurityIncident | extend owner__ci1_ = tostring(Owner.assignedTo) "
             "| where owner__ci1_ != ''",
         ),
+        ("let n = 5; SecurityIncident | take n", "let n = 5; SecurityIncident | take 5"),
+        (
+            "let n = 3;\nSecurityAlert | top n by TimeGenerated | limit n",
+            "let n = 3;\nSecurityAlert | top 3 by TimeGenerated | limit 3",
+        ),
         (
             "let F = (sev:string) { SecurityIncident | where Severity == sev };\nF('High')",
             "                                                                  \nF('High')",
@@ -118,6 +123,11 @@ def test_rewrites(kql: str, expected: str) -> None:
         # A scalar let function and a parenthesised scalar stay as they are.
         "let f = (x:int) { x * 2 }; SecurityIncident | extend y = f(IncidentNumber)",
         "let n = (1 + 2); SecurityIncident | take n",
+        # A count only from a name bound to a number before it.
+        "SecurityIncident | take n",
+        "let n = 'five'; SecurityIncident | take n",
+        "SecurityIncident | take n; let n = 5; SecurityIncident | take 1",
+        "let n = 5; SecurityIncident | extend m = n | take 2",
         "SecurityIncident | summarize count() by Severity",
     ],
 )
@@ -255,6 +265,10 @@ CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNum
             " | join kind=fullouter high on IncidentNumber"
             " | extend IncidentNumber = iff(isnull(IncidentNumber), IncidentNumber1, IncidentNumber)"
             " | project-away IncidentNumber1 | distinct IncidentNumber",
+        ),
+        (
+            "let n = 4; " + CURRENT + "| top n by IncidentNumber | project IncidentNumber",
+            CURRENT + "| top 4 by IncidentNumber | project IncidentNumber",
         ),
         (
             "(SecurityIncident | where Severity == 'High') | distinct IncidentNumber",

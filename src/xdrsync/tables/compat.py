@@ -13,6 +13,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   Kusto counts the week boundaries (Sundays) between the two, not whole 7-day spans;
 * `| serialize` -> nothing, `| serialize x = ...` -> `| extend x = ...` (it only marks the
   rows as ordered, which every operator here keeps);
+* `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
+  number;
 * `x has "1"` (and the other string operators) with `x` a non-string column of a table the
   query reads -> `tostring(x) has "1"`, as Kusto converts it;
 * `maxif`, `minif`, `take_anyif`, `make_list_if`, `make_set_if` -> `max`, `min`, `take_any`,
@@ -139,6 +141,7 @@ def rewrite(
     tokens = run("aggregate", _aggregates(tokens))
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("serialize", _serialize(tokens))
+    tokens = run("count-let", _count_lets(tokens))
     tokens = run("string-operand", _string_operands(tokens, columns, types or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("tabular-parameter", _tabular_parameters(tokens))
@@ -685,6 +688,37 @@ def _serialize(tokens: list[Token]) -> list[Token]:
             out[i] = Token(KqlLexer.EXTEND, "extend", token.origin, synthetic=True)
         else:
             out[bar : i + 1] = kt.blank(tokens[bar : i + 1])
+    return out
+
+
+#: The operators whose row count Kusto takes as any constant, duckdb-kql as a number only.
+_COUNTED: Final = frozenset({KqlLexer.TAKE, KqlLexer.LIMIT, KqlLexer.TOP})
+
+
+def _count_lets(tokens: list[Token]) -> list[Token]:
+    """`let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`): the count
+    as the number the name was last bound to before it, by a top-level `let`."""
+    numbers: list[tuple[int, str, str]] = []  # (where, name, the number)
+    for start in kt.statement_starts(tokens):
+        binding = kt.let_binding(tokens, start)
+        if binding is None:
+            continue
+        value = kt.sig_indices(tokens, start, kt.segment_end(tokens, start))
+        if len(value) == 1 and tokens[value[0]].kind == KqlLexer.LONGLITERAL:
+            numbers.append((start, tokens[binding[1]].text, tokens[value[0]].text))
+    if not numbers:
+        return tokens
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        if token.kind not in _COUNTED or not kt.prev_sig(tokens, i):
+            continue
+        name = kt.next_sig(tokens, i)
+        if name is None or not tokens[name].is_word or kt.is_call(tokens, name):
+            continue
+        wanted = tokens[name].text
+        bound = [number for at, bound_name, number in numbers if at < i and bound_name == wanted]
+        if bound:
+            out[name] = Token(KqlLexer.LONGLITERAL, bound[-1], tokens[name].origin, synthetic=True)
     return out
 
 
