@@ -18,6 +18,7 @@ from xdrsync.config import SyncConfig
 from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.service import settings_for
+from xdrsync.emulator.stories import NEWER_EVIDENCE_TYPE
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
 from xdrsync.emulator.timefmt import graph_time
 from xdrsync.sync.engine import SyncService
@@ -131,6 +132,36 @@ def test_enum_members_newer_than_unknown_future_value_arrive_as_they_are(
         "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName | project Status"
     )
     assert [tuple(row) for row in shown.rows] == [("Active",)]  # not "New", as unknown
+
+
+def test_evidence_of_a_type_no_client_knows_yet_is_kept_whole_and_shown(make_env: Any) -> None:
+    """Graph keeps adding evidence types (microsoft-apis.md §2.6): with ``new_evidence_rate``
+    the emulator's seeded alerts carry one of a type none of xdrsync's models know. Nothing
+    is quarantined, the hub gives every alert back exactly, and each such item is an
+    AlertEvidence row of its own kind with the item whole in AdditionalFields."""
+    env = make_env(settings_for(seed=13, incidents=40, faults="new_evidence_rate=0.5"))
+    tenant = env.config.tenants[0].tenant_id
+    (report,) = env.cycle()
+    assert report.ok, report.errors
+    assert [s.quarantined for s in report.streams] == [0, 0]
+    truth = env.truth()
+    assert_hub_matches_truth(env.hub, tenant, truth)
+    newer = {
+        a["id"]: item
+        for i in truth
+        for a in i.get("alerts") or []
+        for item in a["evidence"]
+        if item["@odata.type"] == NEWER_EVIDENCE_TYPE
+    }
+    assert 0 < len(newer) < sum(len(i.get("alerts") or []) for i in truth)
+    rows = env.workspace.logs.query(
+        "AlertEvidence | where EntityType == 'AiModelDeployment' "
+        "| project AlertId, AdditionalFields"
+    )
+    shown = {alert_id: fields for alert_id, fields in rows.rows}
+    assert shown.keys() == newer.keys()
+    for alert_id, fields in shown.items():
+        assert (json.loads(fields) if isinstance(fields, str) else fields) == newer[alert_id]
 
 
 def test_late_visible_updates_are_caught_by_the_lookback(make_env: Any) -> None:

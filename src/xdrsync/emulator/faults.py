@@ -64,6 +64,9 @@ class FaultSettings:
     #: That share of records, chosen by id (the same on every read), read with their enum
     #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
     respelled_rate: float = 0.0
+    #: That share of seeded alerts, chosen by id, carry one more evidence item of a type no
+    #: client knows yet (``stories.newer_evidence``): "new types keep appearing" (§2.6).
+    new_evidence_rate: float = 0.0
 
     @classmethod
     def parse(cls, spec: str | None) -> FaultSettings:
@@ -131,6 +134,12 @@ class FaultSettings:
         so a record reads the same every time)."""
         return self.respelled_rate > 0 and _share(f"respelled/{tenant_id}/{record_id}") < (
             self.respelled_rate
+        )
+
+    def new_evidence(self, tenant_id: str, alert_id: str) -> bool:
+        """Whether this seeded alert carries an evidence item of a type no client knows."""
+        return self.new_evidence_rate > 0 and _share(f"new-evidence/{tenant_id}/{alert_id}") < (
+            self.new_evidence_rate
         )
 
 

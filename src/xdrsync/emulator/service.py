@@ -17,7 +17,7 @@ from xdrsync.emulator.activity import ActivityGenerator
 from xdrsync.emulator.auth import TokenIssuer
 from xdrsync.emulator.faults import ERROR_STATUSES, Fault, FaultSettings
 from xdrsync.emulator.store import TenantStore
-from xdrsync.emulator.stories import generate_incidents
+from xdrsync.emulator.stories import generate_incidents, newer_evidence
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
 from xdrsync.emulator.timefmt import utcnow
 from xdrsync.emulator.validation import as_respelled
@@ -90,6 +90,10 @@ class Emulator:
                     now=self.started_at,
                     span=timedelta(days=settings.history_days),
                 )
+                for incident in mine:
+                    for alert in incident.get("alerts") or ():
+                        if self.faults.new_evidence(tenant.tenant_id, str(alert["id"])):
+                            alert["evidence"].append(newer_evidence(alert))
             self.stores[tenant.tenant_id] = TenantStore(
                 tenant.tenant_id, mine, late_seconds=self._late_seconds
             )

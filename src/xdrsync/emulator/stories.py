@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from xdrsync.emulator import catalog as cat
 from xdrsync.emulator.timefmt import graph_time
@@ -342,6 +342,26 @@ def _ev(
         "roles": roles,
         "detailedRoles": detailed or [],
         "tags": [],
+    }
+
+
+#: A type Graph could add tomorrow: none of the documented ones (reference §2.6).
+NEWER_EVIDENCE_TYPE: Final = "#microsoft.graph.security.aiModelDeploymentEvidence"
+
+
+def newer_evidence(alert: Json) -> Json:
+    """An evidence item of ``NEWER_EVIDENCE_TYPE`` for ``alert``: the base properties, then
+    properties of its own, nested objects, lists and an enum value no client knows."""
+    tag = _stable_hex(str(alert.get("id")), 12)
+    return {
+        **_ev("aiModelDeployment", str(alert.get("createdDateTime")), "suspicious", ["contextual"]),
+        "@odata.type": NEWER_EVIDENCE_TYPE,
+        "deploymentId": f"dep-{tag}",
+        "displayName": f"model-{tag[:6]}",
+        "riskLevel": "elevated",
+        "endpoint": {"region": "westeurope", "uri": f"https://{tag}.models.example"},
+        "owners": [{"userPrincipalName": f"owner-{tag[:4]}@contoso.com", "role": "admin"}],
+        "limits": {"tokensPerMinute": 120_000, "quotas": [1, 2.5, None, True]},
     }
 
 
