@@ -408,6 +408,11 @@ class SyncConfig(_Frozen):
     # re-reads the whole lookback for late-indexed updates. Equal to the lookback: no sweeps.
     fresh_lookback_seconds: float = Field(default=20, ge=0)
     sweep_interval_seconds: float = Field(default=60, gt=0)
+    # Every reconcile_interval_seconds a cycle re-reads reconcile_days before the watermark:
+    # what Defender changed without moving lastUpdateDateTime (undocumented for comments,
+    # merges and moved alerts) arrives within that interval. 0 days: never.
+    reconcile_days: float = Field(default=7, ge=0)
+    reconcile_interval_seconds: float = Field(default=6 * 3600, gt=0)
     initial_backfill_days: float = Field(default=30, ge=0)
     page_size_incidents: int = Field(default=50, ge=1, le=50)  # Graph rejects $top > 50
     page_size_alerts: int = Field(default=500, ge=1, le=1000)  # Graph caps $top at 1000

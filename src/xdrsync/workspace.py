@@ -43,6 +43,8 @@ def inbound_settings(config: Config) -> InboundSettings:
         lookback=timedelta(seconds=config.sync.lookback_seconds),
         fresh_lookback=timedelta(seconds=config.sync.fresh_lookback_seconds),
         sweep_every=timedelta(seconds=config.sync.sweep_interval_seconds),
+        reconcile=timedelta(days=days) if (days := config.sync.reconcile_days) else None,
+        reconcile_every=timedelta(seconds=config.sync.reconcile_interval_seconds),
         initial_backfill=timedelta(days=config.sync.initial_backfill_days),
     )
 

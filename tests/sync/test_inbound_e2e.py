@@ -185,6 +185,40 @@ def test_late_visible_updates_are_caught_by_the_lookback(make_env: Any) -> None:
     assert_hub_matches_truth(env.hub, tenant, env.truth())
 
 
+def test_a_comment_that_does_not_move_last_update_arrives_with_the_next_reconcile(
+    make_env: Any,
+) -> None:
+    """Whether a comment moves its incident's lastUpdateDateTime is undocumented; with
+    ``unbumped_comment_rate`` the emulator's do not. A listing from the watermark cannot see
+    such a change, so the cycles after it miss it; the next reconcile re-reads the records
+    updated within ``reconcile_days`` and brings it."""
+    env = make_env(
+        settings_for(seed=3, incidents=30, faults="unbumped_comment_rate=1"),
+        sync=SyncConfig(
+            poll_interval_seconds=0.5,
+            lookback_seconds=60,
+            reconcile_days=31,
+            reconcile_interval_seconds=8,  # the cycles before it take far less, even loaded
+        ),
+    )
+    tenant = env.config.tenants[0].tenant_id
+    began = time.monotonic()
+    (first,) = env.cycle()
+    assert first.ok, first.errors
+    hour_ago = graph_time(datetime.now(UTC) - timedelta(hours=1))
+    target = next(i for i in env.truth() if i["lastUpdateDateTime"] < hour_ago)
+    env.control("POST", f"/incidents/{target['id']}", json={"comments": [{"comment": "quiet"}]})
+    now = {i["id"]: i for i in env.truth()}[target["id"]]
+    assert now["lastUpdateDateTime"] == target["lastUpdateDateTime"]  # the comment moved nothing
+    env.cycle()  # within the reconcile interval: a listing from the watermark cannot see it
+    assert "quiet" not in [c.comment for c in env.hub.list_comments(tenant, target["id"])]
+    time.sleep(max(0.0, began + 8.2 - time.monotonic()))
+    (reconciled,) = env.cycle()
+    assert reconciled.ok, reconciled.errors
+    assert "quiet" in [c.comment for c in env.hub.list_comments(tenant, target["id"])]
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+
+
 def test_merges_link_the_absorbed_incident_and_keep_its_comments(make_env: Any) -> None:
     env = make_env(settings_for(seed=9, incidents=30))
     tenant = env.config.tenants[0].tenant_id

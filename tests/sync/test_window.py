@@ -13,6 +13,7 @@ from xdrsync.sync.window import (
     StreamState,
     adapt_span,
     cycle_lookback,
+    reconcile_due,
     start_of_cycle,
 )
 
@@ -127,9 +128,28 @@ def test_cycle_lookback(
     assert got == (expected[0] * _S, expected[1])
 
 
-def test_last_sweep_survives_the_state_document() -> None:
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        (None, True),  # never reconciled (a workspace from before): at once
+        (-3599, False),
+        (-3600, True),  # the interval is up
+        (0, False),
+        (+30, True),  # the clock went back: reconcile rather than trust it
+    ],
+)
+def test_reconcile_due(last: int | None, expected: bool) -> None:
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    moment = None if last is None else now + last * _S
+    assert reconcile_due(moment, now, 3600 * _S) is expected
+
+
+def test_last_sweep_and_reconcile_survive_the_state_document() -> None:
     moment = datetime(2026, 12, 4, 1, 2, 3, tzinfo=UTC)
-    assert StreamState.from_doc(StreamState(last_sweep=moment).to_doc()).last_sweep == moment
+    again = StreamState.from_doc(
+        StreamState(last_sweep=moment, last_reconcile=moment + _S).to_doc()
+    )
+    assert (again.last_sweep, again.last_reconcile) == (moment, moment + _S)
 
 
 def test_the_first_cycles_start_survives_the_state_document() -> None:

@@ -64,6 +64,9 @@ class FaultSettings:
     #: That share of records, chosen by id (the same on every read), read with their enum
     #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
     respelled_rate: float = 0.0
+    #: That share of comments leave their record's ``lastUpdateDateTime`` as it was: whether
+    #: a comment moves it is undocumented (reference §2.8), so a client must not rely on it.
+    unbumped_comment_rate: float = 0.0
     #: That share of seeded alerts, chosen by id, carry one more evidence item of a type no
     #: client knows yet (``stories.newer_evidence``): "new types keep appearing" (§2.6).
     new_evidence_rate: float = 0.0

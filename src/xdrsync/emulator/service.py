@@ -95,7 +95,10 @@ class Emulator:
                         if self.faults.new_evidence(tenant.tenant_id, str(alert["id"])):
                             alert["evidence"].append(newer_evidence(alert))
             self.stores[tenant.tenant_id] = TenantStore(
-                tenant.tenant_id, mine, late_seconds=self._late_seconds
+                tenant.tenant_id,
+                mine,
+                late_seconds=self._late_seconds,
+                comment_bumps=self._comment_bumps,
             )
             if tenant.rate_limit_per_minute:
                 self.limiters[tenant.tenant_id] = RateLimiter(tenant.rate_limit_per_minute)
@@ -150,6 +153,13 @@ class Emulator:
             if self._rng.random() >= self.faults.tie_shuffle_rate:
                 return None
             return random.Random(self._rng.getrandbits(64))
+
+    def _comment_bumps(self) -> bool:
+        """For one comment: whether it moves its record's lastUpdateDateTime."""
+        if self.paused or not self.faults.unbumped_comment_rate:
+            return True
+        with self._rng_lock:
+            return self._rng.random() >= self.faults.unbumped_comment_rate
 
     def order_ignored(self) -> bool:
         """For one listing request: whether ``ignored_orderby_rate`` has it ignore $orderby."""

@@ -56,10 +56,13 @@ class TenantStore:
         *,
         late_seconds: Callable[[], float],
         clock: Callable[[], datetime] = utcnow,
+        comment_bumps: Callable[[], bool] = lambda: True,
     ) -> None:
         self.tenant_id = tenant_id
         self.lock = threading.RLock()
         self._late_seconds = late_seconds
+        # Whether the next comment moves its record's lastUpdateDateTime (undocumented).
+        self._comment_bumps = comment_bumps
         self._clock = clock
         self._truth: dict[str, Json] = {}
         self._alert_owner: dict[str, str] = {}
@@ -201,7 +204,10 @@ class TenantStore:
                     "createdDateTime": graph_time(now),
                 }
             )
-            self._touched(incident, now)
+            if self._comment_bumps():
+                self._touched(incident, now)
+            else:
+                self._snapshot(incident, now)
             return copy.deepcopy(incident["comments"])
 
     def add_alert_comment(self, alert_id: str, text: str, author: str) -> list[Json]:
@@ -215,7 +221,8 @@ class TenantStore:
                     "createdDateTime": graph_time(now),
                 }
             )
-            alert["lastUpdateDateTime"] = graph_time(now)
+            if self._comment_bumps():
+                alert["lastUpdateDateTime"] = graph_time(now)
             self._snapshot(self._get(self._alert_owner[alert_id]), now)
             return copy.deepcopy(alert["comments"])
 

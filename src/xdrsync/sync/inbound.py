@@ -44,7 +44,13 @@ from xdrsync.sync.listing import (
     window_scan,
 )
 from xdrsync.sync.prefetch import prefetched
-from xdrsync.sync.window import StreamState, adapt_span, cycle_lookback, start_of_cycle
+from xdrsync.sync.window import (
+    StreamState,
+    adapt_span,
+    cycle_lookback,
+    reconcile_due,
+    start_of_cycle,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +77,12 @@ class InboundSettings:
     # ``sweep_every`` (``window.cycle_lookback``). None: every cycle reads the lookback.
     fresh_lookback: timedelta | None = None
     sweep_every: timedelta = timedelta(minutes=1)
+    # Every ``reconcile_every`` a cycle re-reads this far before the watermark (None: never):
+    # what Defender changed without moving ``lastUpdateDateTime`` (whether a comment, a merge
+    # or an alert moving moves it is undocumented) arrives within that time, for records
+    # updated within the window.
+    reconcile: timedelta | None = None
+    reconcile_every: timedelta = timedelta(hours=6)
     initial_backfill: timedelta = timedelta(days=30)
     # Only for a source that ignores the order (see ``sync.listing``): windows adapt to the
     # data (``window.adapt_span``), about ``window_target`` records each — below what
@@ -245,6 +257,13 @@ def sync_stream(
         fresh=settings.fresh_lookback,
         sweep_every=settings.sweep_every,
     )
+    reconcile = (
+        settings.reconcile is not None
+        and state.watermark is not None
+        and reconcile_due(state.last_reconcile, local_now, settings.reconcile_every)
+    )
+    if reconcile and settings.reconcile is not None:
+        lookback, sweep = max(lookback, settings.reconcile), True
     lower = start_of_cycle(
         state.watermark,
         lookback=lookback,
@@ -253,7 +272,8 @@ def sync_stream(
     )
     if state.watermark is None:
         lower = first_lower(hub, tenant_id, stream, lower, settings)
-        state = replace(state, began=state.began or local_now)
+        # The first cycle reads the whole history: the next reconcile is one interval away.
+        state = replace(state, began=state.began or local_now, last_reconcile=local_now)
     cycle = _Cycle(
         hub, _fetcher(source, stream), tenant_id, stream, report, settings,
         lower, local_now, True, on_window, clock=clock,
@@ -261,6 +281,8 @@ def sync_stream(
     state = _read(cycle, lower, None, replace(state, retry_at=None))
     if sweep:  # read to the end: the lookback is covered until the next sweep is due
         state = replace(state, last_sweep=local_now)
+        if reconcile:
+            state = replace(state, last_reconcile=local_now)
         cycle.commit(None, state)
     report.watermark = state.watermark
     return report

@@ -53,6 +53,12 @@ def cycle_lookback(
     return (lookback, True) if due else (fresh, False)
 
 
+def reconcile_due(last: datetime | None, now: datetime, every: timedelta) -> bool:
+    """Whether this cycle re-reads the reconcile window: ``every`` after the last one (or at
+    once when there was none, or the clock went back past it)."""
+    return last is None or not last <= now < last + every
+
+
 def adapt_span(
     span: timedelta,
     records: int,
@@ -86,6 +92,8 @@ class StreamState:
     retry_at: datetime | None = None
     # When a cycle last re-read the whole lookback (``cycle_lookback``), on the local clock.
     last_sweep: datetime | None = None
+    # When a cycle last re-read the reconcile window (``reconcile_due``), on the local clock.
+    last_reconcile: datetime | None = None
     # When the stream's first cycle began reading, on the local clock (kept with its first
     # page): the incidents backfill read each alert as it was then (``first_reach``).
     began: datetime | None = None
@@ -100,6 +108,7 @@ class StreamState:
             "ordered": self.ordered,
             "retry_at": _iso(self.retry_at),
             "last_sweep": _iso(self.last_sweep),
+            "last_reconcile": _iso(self.last_reconcile),
             "began": _iso(self.began),
         }
 
@@ -114,6 +123,7 @@ class StreamState:
             ordered=doc.get("ordered"),
             retry_at=_parse(doc.get("retry_at")),
             last_sweep=_parse(doc.get("last_sweep")),
+            last_reconcile=_parse(doc.get("last_reconcile")),
             began=_parse(doc.get("began")),
         )
 
