@@ -7,6 +7,7 @@ Written to kill the mutants that survived the existing tests (docs/mutation.md).
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -560,3 +561,51 @@ def test_an_item_nested_too_deeply_to_print_is_quarantined_as_what_it_is(hub: Hu
         "not a JSON object: list",
         "<a list nested too deeply to print>",
     )
+
+
+# -- reconcile ----------------------------------------------------------------------------
+
+
+def test_a_reconcile_reads_a_few_pages_a_cycle_and_brings_changes_that_moved_no_stamp(
+    hub: Hub,
+) -> None:
+    """A change that does not move ``lastUpdateDateTime`` is invisible to a listing from the
+    watermark; the reconcile finds it. It reads ``reconcile_pages`` pages after each cycle's
+    own read, goes on where it stopped (kept in the state), never moves the watermark, and
+    is recorded once it reached where the cycle began reading."""
+    graph = FakeGraph(page_size=3)
+    spread(graph, INCIDENTS, 30)
+    settings = replace(
+        SETTINGS,
+        reconcile=timedelta(days=3),
+        reconcile_every=timedelta(hours=1),
+        reconcile_pages=2,
+    )
+
+    def run() -> StreamState:
+        report = sync_stream(
+            hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=settings,
+            clock=lambda: graph.now,
+        )  # fmt: skip
+        assert report.watermark is not None
+        return state(hub)
+
+    first = run()
+    assert first.last_reconcile is not None and first.reconcile_at is None
+    graph.records[INCIDENTS]["i025"]["severity"] = "high"  # same stamp, new content
+    again = run()  # within the hour: no reconcile
+    assert again.reconcile_at is None
+    assert hub.get_incident(TENANT, "i025").to_graph()["severity"] == "low"  # type: ignore[union-attr]
+    graph.now += timedelta(hours=2)
+    slices: list[StreamState] = []
+    while not slices or slices[-1].reconcile_at is not None:
+        slices.append(run())
+        assert len(slices) < 20, "the reconcile never ends"
+    assert len(slices) >= 3  # 30 records, 3 a page, 2 pages a cycle
+    marks = [s.reconcile_at for s in slices[:-1]]
+    assert all(m is not None for m in marks) and marks == sorted(marks)  # type: ignore[type-var]
+    assert [s.watermark for s in slices] == sorted(s.watermark for s in slices)  # type: ignore[type-var]
+    assert (
+        slices[-1].last_reconcile is not None and slices[-1].last_reconcile > first.last_reconcile
+    )
+    assert hub.get_incident(TENANT, "i025").to_graph()["severity"] == "high"  # type: ignore[union-attr]

@@ -128,6 +128,9 @@ def test_rewrites(kql: str, expected: str) -> None:
         "let n = 'five'; SecurityIncident | take n",
         "SecurityIncident | take n; let n = 5; SecurityIncident | take 1",
         "let n = 5; SecurityIncident | extend m = n | take 2",
+        # A later binding to anything but a number wins.
+        "let n = 5; let n = 'x'; SecurityIncident | take n",
+        "let n = 5; let n = n * 2; SecurityIncident | take n",
         "SecurityIncident | summarize count() by Severity",
     ],
 )
@@ -135,6 +138,18 @@ def test_leaves_alone(kql: str) -> None:
     rewritten = rewrite(kql, COLUMNS)
     assert rewritten.text == kql
     assert rewritten.applied == ()
+
+
+@pytest.mark.parametrize(
+    "kql",
+    [
+        "let n = 5; let F = (n:long) { SecurityIncident | take n }; F(2)",
+        "let n = 5; let F = () { let n = 2; SecurityIncident | take n }; F()",
+    ],
+)
+def test_a_count_inside_a_function_body_is_the_bodys_own(kql: str) -> None:
+    # A parameter or a let of the body may bind the name: the outer number is not used.
+    assert "take 5" not in repr(rewrite(kql, COLUMNS))
 
 
 def test_lifted_function_definition() -> None:

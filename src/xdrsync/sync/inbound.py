@@ -83,6 +83,9 @@ class InboundSettings:
     # updated within the window.
     reconcile: timedelta | None = None
     reconcile_every: timedelta = timedelta(hours=6)
+    # Pages of the reconcile read per cycle at most: it goes on at the next cycle, so the
+    # cycles stay short and fresh (``_reconcile``).
+    reconcile_pages: int = 10
     initial_backfill: timedelta = timedelta(days=30)
     # Only for a source that ignores the order (see ``sync.listing``): windows adapt to the
     # data (``window.adapt_span``), about ``window_target`` records each — below what
@@ -257,13 +260,6 @@ def sync_stream(
         fresh=settings.fresh_lookback,
         sweep_every=settings.sweep_every,
     )
-    reconcile = (
-        settings.reconcile is not None
-        and state.watermark is not None
-        and reconcile_due(state.last_reconcile, local_now, settings.reconcile_every)
-    )
-    if reconcile and settings.reconcile is not None:
-        lookback, sweep = max(lookback, settings.reconcile), True
     lower = start_of_cycle(
         state.watermark,
         lookback=lookback,
@@ -281,11 +277,58 @@ def sync_stream(
     state = _read(cycle, lower, None, replace(state, retry_at=None))
     if sweep:  # read to the end: the lookback is covered until the next sweep is due
         state = replace(state, last_sweep=local_now)
-        if reconcile:
-            state = replace(state, last_reconcile=local_now)
         cycle.commit(None, state)
+    if settings.reconcile is not None and (
+        state.reconcile_at is not None
+        or reconcile_due(state.last_reconcile, local_now, settings.reconcile_every)
+    ):
+        state = _reconcile(cycle, lower, state, local_now)
     report.watermark = state.watermark
     return report
+
+
+def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime) -> StreamState:
+    """A slice of the reconcile, after the cycle's own read: at most ``reconcile_pages``
+    pages of ``[now - reconcile, upper)`` (``upper``: where the cycle began reading),
+    oldest first, from where the last slice stopped (``reconcile_at``, kept with each page,
+    so a failure or a stop costs one page). Records read again that changed without moving
+    their ``lastUpdateDateTime`` are new versions; the watermark is not touched. Never
+    further back than the stream's first cycle reached (``initial_backfill_days``)."""
+    settings = cycle.settings
+    assert settings.reconcile is not None
+    lower = state.reconcile_at or now - settings.reconcile
+    if state.began is not None:
+        lower = max(lower, state.began - settings.first_reach(cycle.stream))
+    pages = 0
+    done = lower >= upper
+    if not done and state.ordered is False:
+        # Windows (a source that ignores the order) are read whole: each is bounded already.
+        reread = replace(cycle, start=lower, end=upper, advance=False)
+        _read_windows(reread, lower, upper, state)
+        done = True
+    elif not done:
+        scan = keyset_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
+        try:
+            for read in prefetched(scan):
+                cycle.report.pages += 1
+                pages += 1
+                done = read.done
+                if read.through is not None and not done:
+                    state = replace(state, reconcile_at=datetime_from_ticks(read.through))
+                cycle.commit(read.page, state)
+                if done or pages >= settings.reconcile_pages:
+                    break
+                check_stop()
+        except Unordered:  # found here first: the next slice reads in windows
+            state = replace(state, ordered=False)
+            cycle.commit(None, state)
+    if done:
+        state = replace(state, reconcile_at=None, last_reconcile=now)
+        cycle.commit(None, state)
+    elif state.reconcile_at is None:  # a slice that proved nothing yet: start from lower again
+        state = replace(state, reconcile_at=lower)
+        cycle.commit(None, state)
+    return state
 
 
 def first_lower(

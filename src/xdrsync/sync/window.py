@@ -92,8 +92,10 @@ class StreamState:
     retry_at: datetime | None = None
     # When a cycle last re-read the whole lookback (``cycle_lookback``), on the local clock.
     last_sweep: datetime | None = None
-    # When a cycle last re-read the reconcile window (``reconcile_due``), on the local clock.
+    # When a reconcile last read to its end (``reconcile_due``), on the local clock; and
+    # where the one under way has read to (None: none under way).
     last_reconcile: datetime | None = None
+    reconcile_at: datetime | None = None
     # When the stream's first cycle began reading, on the local clock (kept with its first
     # page): the incidents backfill read each alert as it was then (``first_reach``).
     began: datetime | None = None
@@ -109,6 +111,7 @@ class StreamState:
             "retry_at": _iso(self.retry_at),
             "last_sweep": _iso(self.last_sweep),
             "last_reconcile": _iso(self.last_reconcile),
+            "reconcile_at": _iso(self.reconcile_at),
             "began": _iso(self.began),
         }
 
@@ -124,6 +127,7 @@ class StreamState:
             retry_at=_parse(doc.get("retry_at")),
             last_sweep=_parse(doc.get("last_sweep")),
             last_reconcile=_parse(doc.get("last_reconcile")),
+            reconcile_at=_parse(doc.get("reconcile_at")),
             began=_parse(doc.get("began")),
         )
 

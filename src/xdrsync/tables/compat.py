@@ -696,28 +696,39 @@ _COUNTED: Final = frozenset({KqlLexer.TAKE, KqlLexer.LIMIT, KqlLexer.TOP})
 
 
 def _count_lets(tokens: list[Token]) -> list[Token]:
-    """`let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`): the count
-    as the number the name was last bound to before it, by a top-level `let`."""
-    numbers: list[tuple[int, str, str]] = []  # (where, name, the number)
+    """`let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`): the count as the
+    number the name was last bound to by a top-level `let` before it. Not inside a function
+    body (`{...}`), where a parameter or a `let` of its own may bind the same name; not when
+    the last binding is anything but a number."""
+    bindings: list[tuple[int, str, str | None]] = []  # (where, name, the number or None)
     for start in kt.statement_starts(tokens):
         binding = kt.let_binding(tokens, start)
         if binding is None:
             continue
         value = kt.sig_indices(tokens, start, kt.segment_end(tokens, start))
-        if len(value) == 1 and tokens[value[0]].kind == KqlLexer.LONGLITERAL:
-            numbers.append((start, tokens[binding[1]].text, tokens[value[0]].text))
-    if not numbers:
+        number = (
+            tokens[value[0]].text
+            if len(value) == 1 and tokens[value[0]].kind == KqlLexer.LONGLITERAL
+            else None
+        )
+        bindings.append((start, tokens[binding[1]].text, number))
+    if not any(number for _, _, number in bindings):
         return tokens
     out = list(tokens)
+    depth = 0
     for i, token in enumerate(tokens):
-        if token.kind not in _COUNTED or not kt.prev_sig(tokens, i):
+        if token.kind == kt.OPENBRACE:
+            depth += 1
+        elif token.kind == kt.CLOSEBRACE:
+            depth -= 1
+        if depth or token.kind not in _COUNTED or not kt.prev_sig(tokens, i):
             continue
         name = kt.next_sig(tokens, i)
         if name is None or not tokens[name].is_word or kt.is_call(tokens, name):
             continue
         wanted = tokens[name].text
-        bound = [number for at, bound_name, number in numbers if at < i and bound_name == wanted]
-        if bound:
+        bound = [number for at, bound_name, number in bindings if at < i and bound_name == wanted]
+        if bound and bound[-1] is not None:
             out[name] = Token(KqlLexer.LONGLITERAL, bound[-1], tokens[name].origin, synthetic=True)
     return out
 
