@@ -566,6 +566,60 @@ def test_an_item_nested_too_deeply_to_print_is_quarantined_as_what_it_is(hub: Hu
 # -- reconcile ----------------------------------------------------------------------------
 
 
+def _reconciling(hub: Hub, graph: FakeGraph, pages: int) -> Any:
+    """One cycle at a time with a reconcile of ``pages`` pages a cycle; the state after it."""
+    settings = replace(
+        SETTINGS,
+        reconcile=timedelta(days=3),
+        reconcile_every=timedelta(hours=1),
+        reconcile_pages=pages,
+    )
+
+    def run() -> StreamState:
+        asked = graph.pages
+        report = sync_stream(
+            hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=settings,
+            clock=lambda: graph.now,
+        )  # fmt: skip
+        assert report.watermark is not None
+        wasted.append(graph.pages - asked - report.pages)  # pages asked for and not read
+        return state(hub)
+
+    wasted: list[int] = []
+    run.wasted = wasted  # type: ignore[attr-defined]
+    return run
+
+
+def _until_reconciled(run: Any, graph: FakeGraph) -> list[StreamState]:
+    graph.now += timedelta(hours=2)  # a reconcile is due
+    slices: list[StreamState] = []
+    while not slices or slices[-1].reconcile_at is not None:
+        slices.append(run())
+        assert len(slices) < 20, "the reconcile never ends"
+    return slices
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_reconcile_gets_past_a_run_of_one_stamp_longer_than_its_pages(
+    hub: Hub, ordered: bool
+) -> None:
+    """Twelve records of one stamp, three a page, two pages a slice: a slice reads the run
+    whole (the next would start it again at its stamp), and asks Graph for no page it does
+    not use. Without the order, windows are the slices."""
+    graph = FakeGraph(page_size=3, ordered=ordered)
+    spread(graph, INCIDENTS, 9)
+    for n in range(12):
+        graph.put(INCIDENTS, f"tie{n:02d}", T0 - timedelta(hours=12))
+    run = _reconciling(hub, graph, pages=2)
+    run()
+    graph.records[INCIDENTS]["tie07"]["severity"] = "high"
+    slices = _until_reconciled(run, graph)
+    assert hub.get_incident(TENANT, "tie07").to_graph()["severity"] == "high"  # type: ignore[union-attr]
+    if ordered:
+        assert len(slices) >= 2
+        assert run.wasted == [0] * len(run.wasted)  # no page asked for that was not read
+
+
 def test_a_reconcile_reads_a_few_pages_a_cycle_and_brings_changes_that_moved_no_stamp(
     hub: Hub,
 ) -> None:
@@ -575,20 +629,7 @@ def test_a_reconcile_reads_a_few_pages_a_cycle_and_brings_changes_that_moved_no_
     is recorded once it reached where the cycle began reading."""
     graph = FakeGraph(page_size=3)
     spread(graph, INCIDENTS, 30)
-    settings = replace(
-        SETTINGS,
-        reconcile=timedelta(days=3),
-        reconcile_every=timedelta(hours=1),
-        reconcile_pages=2,
-    )
-
-    def run() -> StreamState:
-        report = sync_stream(
-            hub, graph, tenant_id=TENANT, stream=INCIDENTS, settings=settings,
-            clock=lambda: graph.now,
-        )  # fmt: skip
-        assert report.watermark is not None
-        return state(hub)
+    run = _reconciling(hub, graph, pages=2)
 
     first = run()
     assert first.last_reconcile is not None and first.reconcile_at is None
@@ -596,11 +637,7 @@ def test_a_reconcile_reads_a_few_pages_a_cycle_and_brings_changes_that_moved_no_
     again = run()  # within the hour: no reconcile
     assert again.reconcile_at is None
     assert hub.get_incident(TENANT, "i025").to_graph()["severity"] == "low"  # type: ignore[union-attr]
-    graph.now += timedelta(hours=2)
-    slices: list[StreamState] = []
-    while not slices or slices[-1].reconcile_at is not None:
-        slices.append(run())
-        assert len(slices) < 20, "the reconcile never ends"
+    slices = _until_reconciled(run, graph)
     assert len(slices) >= 3  # 30 records, 3 a page, 2 pages a cycle
     marks = [s.reconcile_at for s in slices[:-1]]
     assert all(m is not None for m in marks) and marks == sorted(marks)  # type: ignore[type-var]

@@ -20,7 +20,7 @@ The rules that make it lossless (design §3; ``docs/guarantees.md``; tested in t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from xdrsync.sync.listing import (
     Fetch,
     Page,
     PageQuery,
+    Read,
     Unordered,
     Unsettled,
     keyset_scan,
@@ -288,36 +289,41 @@ def sync_stream(
 
 
 def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime) -> StreamState:
-    """A slice of the reconcile, after the cycle's own read: at most ``reconcile_pages``
-    pages of ``[now - reconcile, upper)`` (``upper``: where the cycle began reading),
-    oldest first, from where the last slice stopped (``reconcile_at``, kept with each page,
-    so a failure or a stop costs one page). Records read again that changed without moving
-    their ``lastUpdateDateTime`` are new versions; the watermark is not touched. Never
-    further back than the stream's first cycle reached (``initial_backfill_days``)."""
+    """A slice of the reconcile, after the cycle's own read: about ``reconcile_pages`` pages
+    of ``[now - reconcile, upper)`` (``upper``: where the cycle began reading), oldest first,
+    from where the last slice stopped (``reconcile_at``, kept with each page or window, so a
+    failure or a stop costs one). Records read again that changed without moving their
+    ``lastUpdateDateTime`` are new versions; the watermark is not touched. Never further
+    back than the stream's first cycle reached (``initial_backfill_days``)."""
     settings = cycle.settings
     assert settings.reconcile is not None
     lower = state.reconcile_at or now - settings.reconcile
     if state.began is not None:
         lower = max(lower, state.began - settings.first_reach(cycle.stream))
-    pages = 0
     done = lower >= upper
     if not done and state.ordered is False:
-        # Windows (a source that ignores the order) are read whole: each is bounded already.
         reread = replace(cycle, start=lower, end=upper, advance=False)
-        _read_windows(reread, lower, upper, state)
-        done = True
+        budget = [settings.reconcile_pages]
+
+        def settled(window_end: datetime) -> bool:
+            nonlocal state
+            state = replace(state, reconcile_at=window_end)
+            cycle.commit(None, state)
+            budget[0] -= 1
+            return budget[0] > 0
+
+        _read_windows(reread, lower, upper, state, settled)
+        done = state.reconcile_at is not None and state.reconcile_at >= upper
     elif not done:
-        scan = keyset_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
+        start = ticks_from_datetime(lower)
+        scan = keyset_scan(cycle.fetch, start, ticks_from_datetime(upper))
         try:
-            for read in prefetched(scan):
+            for read in prefetched(_slice(scan, start, settings.reconcile_pages)):
                 cycle.report.pages += 1
-                pages += 1
                 done = read.done
                 if read.through is not None and not done:
                     state = replace(state, reconcile_at=datetime_from_ticks(read.through))
                 cycle.commit(read.page, state)
-                if done or pages >= settings.reconcile_pages:
-                    break
                 check_stop()
         except Unordered:  # found here first: the next slice reads in windows
             state = replace(state, ordered=False)
@@ -325,10 +331,25 @@ def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime
     if done:
         state = replace(state, reconcile_at=None, last_reconcile=now)
         cycle.commit(None, state)
-    elif state.reconcile_at is None:  # a slice that proved nothing yet: start from lower again
+    elif state.reconcile_at is None:  # nothing proven yet: the next slice starts from lower
         state = replace(state, reconcile_at=lower)
         cycle.commit(None, state)
     return state
+
+
+def _slice(scan: Iterator[Read], start: int, pages: int) -> Iterator[Read]:
+    """``scan``'s pages until its end, or until ``pages`` have been read and a page proves a
+    mark past ``start`` and past the page before it: a run of one stamp is read whole, since
+    the next slice would start it again at its stamp (so every slice gets further)."""
+    last = start
+    for count, read in enumerate(scan, start=1):
+        yield read
+        if read.done:
+            return
+        if read.through is not None:
+            if count >= pages and read.through > last and read.through > start:
+                return
+            last = read.through
 
 
 def first_lower(
@@ -418,10 +439,15 @@ def _read_keyset(cycle: _Cycle, lower: datetime, upper: datetime | None) -> Stre
 
 
 def _read_windows(
-    cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
+    cycle: _Cycle,
+    lower: datetime,
+    upper: datetime,
+    state: StreamState,
+    settled: Callable[[datetime], bool] | None = None,
 ) -> StreamState:
     """Closed windows from ``lower`` to ``upper``, sized to the data; a window that cannot be
-    read as it is (too dense, or changing while read) is read again at half the span."""
+    read as it is (too dense, or changing while read) is read again at half the span.
+    ``settled``: told each window's end once it is read; the read ends when it says False."""
     settings = cycle.settings
     span = settings.first_window
     while lower < upper:
@@ -440,6 +466,8 @@ def _read_windows(
         lower = window_end
         cycle.progress(lower)
         span = _adapt(span, cycle.report.records - before, settings)
+        if settled is not None and not settled(lower):
+            break
     return state
 
 
