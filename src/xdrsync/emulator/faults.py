@@ -38,7 +38,9 @@ ERROR_CODES: Final[Mapping[int, str]] = {
 
 @dataclass(frozen=True)
 class FaultSettings:
-    """Rates are probabilities per Graph request; ``late_seconds`` delays listing visibility."""
+    """Rates are probabilities per Graph request (per record where a field says so: the
+    same record then always gets the same answer); ``late_seconds`` delays listing
+    visibility."""
 
     error_rate: float = 0.0
     #: 503 (Graph busy) or 504 (gateway timeout) saying when to come back: ``Retry-After``
@@ -128,25 +130,21 @@ class FaultSettings:
         Deterministic per incident, like the real failure (it follows big incidents, not
         chance): retrying the same page keeps failing, so only a fallback gets through.
         """
-        return self.expand_error_rate > 0 and _share(f"{tenant_id}/{incident_id}") < (
-            self.expand_error_rate
-        )
+        return _picked(self.expand_error_rate, f"{tenant_id}/{incident_id}")
 
     def respelled(self, tenant_id: str, record_id: str) -> bool:
         """Whether reads spell this record's enum values otherwise (deterministic per record,
         so a record reads the same every time)."""
-        return self.respelled_rate > 0 and _share(f"respelled/{tenant_id}/{record_id}") < (
-            self.respelled_rate
-        )
+        return _picked(self.respelled_rate, f"respelled/{tenant_id}/{record_id}")
 
     def new_evidence(self, tenant_id: str, alert_id: str) -> bool:
         """Whether this seeded alert carries an evidence item of a type no client knows."""
-        return self.new_evidence_rate > 0 and _share(f"new-evidence/{tenant_id}/{alert_id}") < (
-            self.new_evidence_rate
-        )
+        return _picked(self.new_evidence_rate, f"new-evidence/{tenant_id}/{alert_id}")
 
 
-def _share(key: str) -> float:
-    """A number in [0, 1) that ``key`` always gives."""
+def _picked(rate: float, key: str) -> bool:
+    """Whether ``key`` is among the share ``rate`` of all keys (the same answer every time)."""
+    if rate <= 0:
+        return False
     digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
