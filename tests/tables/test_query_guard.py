@@ -496,3 +496,17 @@ def test_the_time_limit_still_fires_and_leaves_ctrl_c_as_it_was() -> None:
     after = signal.getsignal(signal.SIGINT), signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(after[1])
     assert after == before
+
+
+def test_a_connection_closed_while_the_watchdog_interrupts_it_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C can end the query, and the block its connection, between the watchdog's look at
+    # whether the block is done and its next interrupt: that printed a traceback at Ctrl-C.
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    con = duckdb.connect()
+    with time_limit(con, 0.05):
+        con.close()
+        time.sleep(0.5)  # the watchdog fires on the closed connection
+    assert raised == []

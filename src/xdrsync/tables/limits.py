@@ -102,7 +102,12 @@ def time_limit(con: duckdb.DuckDBPyConnection, seconds: float) -> Iterator[Watch
             else:
                 watchdog.fired = True
             while not done.is_set():
-                con.interrupt()
+                try:
+                    con.interrupt()
+                except duckdb.ConnectionException:
+                    # Closed under us: Ctrl-C ended the query, and the block its connection,
+                    # between our look at ``done`` and the interrupt. Nothing is left to stop.
+                    return
                 done.wait(_REPEAT_SECONDS)
 
         thread = threading.Thread(target=watch, name="xdrsync-query-watchdog", daemon=True)
