@@ -412,12 +412,18 @@ class Pusher:
             answer = target.api.patch_incident(entity_id, body)
         else:
             answer = target.api.patch_alert(entity_id, body)
+        # A third party reports that Graph applies an update of a merged incident to the
+        # survivor (reference §1.6, unverified): merged between the read and the PATCH, the
+        # answer is the survivor's. The fields then fail here, saying where they went; what
+        # the answer shows written is remembered as that record's version by the user, so
+        # the inbound read does not take it for a change made in Defender.
         answered = str(answer.get("id") or entity_id)
-        if answered != entity_id:
-            # A third party reports that Graph applies an update of a merged incident to the
-            # survivor (reference §1.6, unverified): merged between the read and the PATCH.
-            self._applied_elsewhere(target, report, plans, rows, record, answer)
-            return
+        elsewhere = (
+            f"Defender applied the write to {kind} {answered}, not to this one (merged into "
+            f"it meanwhile?): check {answered} and edit it there"
+            if answered != entity_id
+            else None
+        )
         version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
         settlements: list[Settlement] = []
         applied: dict[str, Any] = {}
@@ -428,58 +434,25 @@ class Pusher:
             got = theirs_of(answer, plan.field)
             if same(plan.field, got, plan.value):
                 applied[plan.field] = plan.value
-                detail = _detail(plan, record, "written; Defender confirmed")
-                for i in plan.intents:
-                    settlements.append(
+                if elsewhere is None:
+                    detail = _detail(plan, record, "written; Defender confirmed")
+                    settlements.extend(
                         Settlement(rows[i], "confirmed", "pushed", detail, written_version=version)
+                        for i in plan.intents
                     )
+                    continue
+            if elsewhere is not None:
+                decision, reason = "merged_away", elsewhere
             else:
+                decision = "not_applied"
                 reason = f"Defender answered the write with {got!r}, not {plan.value!r}"
-                detail = _detail(plan, record, reason)
-                for i in plan.intents:
-                    settlements.append(Settlement(rows[i], "failed", "not_applied", detail))
-        last = rows[max(i for p in plans if p.action == "write" for i in p.intents)]
-        written = (
-            Written(target.tenant_id, kind, entity_id, version, last.author, last.origin, applied)
-            if version is not None and applied
-            else None
-        )
-        self._settle(report, settlements, written)
-
-    def _applied_elsewhere(
-        self,
-        target: PushTarget,
-        report: PushReport,
-        plans: Sequence[FieldPlan],
-        rows: Mapping[int, OutboxRow],
-        record: Mapping[str, Any],
-        answer: Mapping[str, Any],
-    ) -> None:
-        """Defender answered the write with another record: the written fields failed here
-        (the documented rule for a merged incident), saying where they went instead. What
-        the answer shows written is remembered as that record's version by the user, so the
-        inbound read does not take it for a change made in Defender."""
-        kind, elsewhere = rows[plans[0].intents[0]].entity_type, str(answer.get("id"))
-        settlements: list[Settlement] = []
-        applied: dict[str, Any] = {}
-        for plan in plans:
-            if plan.action != "write":
-                settlements.extend(self._decided(plan, rows, record))
-                continue
-            if same(plan.field, theirs_of(answer, plan.field), plan.value):
-                applied[plan.field] = plan.value
-            reason = (
-                f"Defender applied the write to {kind} {elsewhere}, not to this one (merged "
-                f"into it meanwhile?): check {elsewhere} and edit it there"
-            )
             detail = _detail(plan, record, reason)
             settlements.extend(
-                Settlement(rows[i], "failed", "merged_away", detail) for i in plan.intents
+                Settlement(rows[i], "failed", decision, detail) for i in plan.intents
             )
-        version = ticks_from_text(str(answer.get("lastUpdateDateTime") or ""))
         last = rows[max(i for p in plans if p.action == "write" for i in p.intents)]
         written = (
-            Written(target.tenant_id, kind, elsewhere, version, last.author, last.origin, applied)
+            Written(target.tenant_id, kind, answered, version, last.author, last.origin, applied)
             if version is not None and applied
             else None
         )
