@@ -19,6 +19,18 @@ def _tenants(n: int) -> list[TenantSource]:
     return [TenantSource(f"t{i}", f"id-{i}", source=Any) for i in range(n)]
 
 
+def _until_stopped(tenant: TenantSource, stopped: list[str] | None = None) -> None:
+    """A tenant between Graph calls until the stop ends its wait; its name then goes to
+    ``stopped``."""
+    try:
+        while True:
+            pacing.wait(0.05)  # between Graph calls: ends at once on a stop
+    except pacing.Stopped:
+        if stopped is not None:
+            stopped.append(tenant.name)
+        raise
+
+
 def test_the_tenants_run_at_once_at_most_threads_at_a_time_results_in_order() -> None:
     running, most = 0, 0
     lock = threading.Lock()
@@ -49,12 +61,7 @@ def test_a_bug_in_one_tenant_stops_the_others_and_is_raised() -> None:
         if tenant.name == "t1":
             time.sleep(0.1)
             raise RuntimeError("a bug")
-        try:
-            while True:
-                pacing.wait(0.05)  # between Graph calls: ends at once on a stop
-        except pacing.Stopped:
-            stopped.append(tenant.name)
-            raise
+        _until_stopped(tenant, stopped)
 
     with pytest.raises(RuntimeError, match="a bug"):
         each_tenant(_tenants(3), work, threads=3)
@@ -80,20 +87,11 @@ def ctrl_c() -> Iterator[None]:
 def test_ctrl_c_stops_every_tenant_before_its_next_call(tenants: int) -> None:
     stopped: list[str] = []
     told: list[str] = []
-
-    def work(tenant: TenantSource) -> None:
-        try:
-            while True:
-                pacing.wait(0.05)
-        except pacing.Stopped:
-            stopped.append(tenant.name)
-            raise
-
     began = time.monotonic()
     with pytest.raises(Interrupted) as interrupted:
         each_tenant(
             _tenants(tenants),
-            work,
+            lambda tenant: _until_stopped(tenant, stopped),
             threads=4,
             interrupt_seconds=10,
             on_interrupt=lambda: told.append("stopping"),
@@ -112,8 +110,7 @@ def test_ctrl_c_names_the_tenants_still_inside_a_request_at_the_deadline() -> No
         if tenant.name == "t1":
             release.wait(30)  # a request on the wire: no stop reaches it
             return
-        while True:
-            pacing.wait(0.05)
+        _until_stopped(tenant)
 
     try:
         with pytest.raises(Interrupted) as interrupted:
@@ -131,8 +128,7 @@ def test_a_second_ctrl_c_leaves_at_once_naming_the_tenants_still_at_work() -> No
         if tenant.name == "t1":
             release.wait(30)
             return
-        while True:
-            pacing.wait(0.05)
+        _until_stopped(tenant)
 
     def again() -> None:  # the user presses Ctrl-C again while the tenants stop
         threading.Timer(0.2, signal.raise_signal, (signal.SIGINT,)).start()
@@ -161,16 +157,10 @@ def test_a_thread_that_cannot_start_stops_the_ones_that_did(
             raise RuntimeError("can't start new thread")
         real_start(thread)
 
-    def work(tenant: TenantSource) -> None:
-        try:
-            while True:
-                pacing.wait(0.05)
-        except pacing.Stopped:
-            stopped.append(tenant.name)
-            raise
-
     monkeypatch.setattr(threading.Thread, "start", start)
     with pytest.raises(RuntimeError, match="can't start"):
-        each_tenant(_tenants(3), work, threads=3, interrupt_seconds=10)
+        each_tenant(
+            _tenants(3), lambda tenant: _until_stopped(tenant, stopped), interrupt_seconds=10
+        )
     assert stopped == ["t0"]
     assert still_at_work() == []

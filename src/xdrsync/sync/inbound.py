@@ -303,14 +303,14 @@ def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime
     done = lower >= upper
     if not done and state.ordered is False:
         reread = replace(cycle, start=lower, end=upper, advance=False)
-        budget = [settings.reconcile_pages]
+        budget = settings.reconcile_pages
 
         def settled(window_end: datetime) -> bool:
-            nonlocal state
+            nonlocal state, budget
             state = replace(state, reconcile_at=window_end)
             cycle.commit(None, state)
-            budget[0] -= 1
-            return budget[0] > 0
+            budget -= 1
+            return budget > 0
 
         _read_windows(reread, lower, upper, state, settled)
         done = state.reconcile_at is not None and state.reconcile_at >= upper
