@@ -34,30 +34,6 @@ class _Series:
     groups: tuple[str, ...]
 
 
-def _pipeline_start(tokens: Sequence[Token], bar: int, starts: set[int]) -> tuple[int, bool]:
-    """Where the tabular expression whose operator follows `bar` begins, and whether it sits
-    inside a function body (braces), where a `let` could not be lifted out of it."""
-    depth = 0
-    start = 0
-    for j in range(bar - 1, -1, -1):
-        kind = tokens[j].kind
-        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth += 1
-        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            if depth == 0:
-                start = kt.next_sig(tokens, j) or j + 1
-                break
-            depth -= 1
-        elif depth == 0 and (j in starts or kind == kt.SEMICOLON):
-            start = j if j in starts else (kt.next_sig(tokens, j) or j + 1)
-            break
-    inside = sum(
-        1 if t.kind == kt.OPENBRACE else -1 if t.kind == kt.CLOSEBRACE else 0
-        for t in tokens[:start]
-    )
-    return start, inside > 0
-
-
 def _parse_series(tokens: Sequence[Token], first: int, end: int) -> _Series | None:
     """`make-series [N =] agg [default = d], ... on A from F to T step S [by G, ...]`, or
     None for any other shape (parameters, a missing bound, computed groups)."""
@@ -184,7 +160,7 @@ def make_series(tokens: list[Token]) -> list[Token]:
             continue
         end = kt.segment_end(tokens, i + 1)
         series = _parse_series(tokens, i + 1, end)
-        start, in_body = _pipeline_start(tokens, bar, starts)
+        start, in_body = kt.pipeline_start(tokens, bar, starts)
         if series is None or any(start <= e <= end for e in edits):
             continue
         source = kt.sig_indices(tokens, start, bar)

@@ -334,3 +334,26 @@ def open_depth(tokens: Sequence[Token], start: int, end: int) -> int:
         elif tokens[j].kind in (CLOSEPAREN, CLOSEBRACKET, CLOSEBRACE):
             depth -= 1
     return depth
+
+
+def pipeline_start(tokens: Sequence[Token], bar: int, starts: set[int]) -> tuple[int, bool]:
+    """Where the tabular expression whose operator follows `bar` begins, and whether it sits
+    inside a function body (braces), where a `let` could not be lifted out of it."""
+    depth = 0
+    start = 0
+    for j in range(bar - 1, -1, -1):
+        kind = tokens[j].kind
+        if kind in (CLOSEPAREN, CLOSEBRACKET, CLOSEBRACE):
+            depth += 1
+        elif kind in (OPENPAREN, OPENBRACKET, OPENBRACE):
+            if depth == 0:
+                start = next_sig(tokens, j) or j + 1
+                break
+            depth -= 1
+        elif depth == 0 and (j in starts or kind == SEMICOLON):
+            start = j if j in starts else (next_sig(tokens, j) or j + 1)
+            break
+    inside = sum(
+        1 if t.kind == OPENBRACE else -1 if t.kind == CLOSEBRACE else 0 for t in tokens[:start]
+    )
+    return start, inside > 0
