@@ -15,6 +15,7 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   rows as ordered, which every operator here keeps);
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
   number;
+* `pack_all()` -> `bag_pack("A", A, ...)` over the input's columns (`kqlcolumns`);
 * `search "x"`, `T | search "x*"`, `where * has "x"` -> `union withsource=$table ...` and
   `where`, one test per column of the input (`kqlsearch`);
 * `x has "1"` (and the other string operators) with `x` a non-string column of a table the
@@ -58,6 +59,7 @@ from typing import Final
 
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import bag_probes, bag_unpack
+from xdrsync.tables.kqlcolumns import pack_all
 from xdrsync.tables.kqlsearch import search
 from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
@@ -145,6 +147,7 @@ def rewrite(
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("serialize", _serialize(tokens))
     tokens = run("count-let", _count_lets(tokens))
+    tokens = run("pack_all", pack_all(tokens, columns, types or {}))
     tokens = run("search", search(tokens, columns, types or {}))
     tokens = run("string-operand", _string_operands(tokens, columns, types or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))

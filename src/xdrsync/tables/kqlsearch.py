@@ -10,10 +10,8 @@ a case-insensitive `matches regex`; `kind=case_sensitive` makes each the `_cs` t
 regex case-sensitive). `Column:"x"` tests that column alone; every other predicate (`C ==
 "x"`, `C > 10`, `and`, `or`, brackets) is kept as written.
 
-The columns come from the table schemas and the operators before the search, when those keep
-or name them (`where`, `take`, `sort`, `extend a = ...`, `project`, `project-away`, ...);
-after any other (a `summarize`, a `join`) the input's columns are not known here, and the
-query is left for duckdb-kql to report as not supported. Searching tables (`search "x"`,
+The input's columns are those `kqlcolumns` follows; where it cannot, the query is left for
+duckdb-kql to report as not supported. Searching tables (`search "x"`,
 `search in (T1, T2) "x"`, `T | search "x"`) gives the `$table` column, the name of the table
 each row comes from, as Kusto does. Pure, like the rest of the layer.
 """
@@ -26,20 +24,11 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
+from xdrsync.tables.kqlcolumns import TEXT_TYPES, input_columns, operator_bar, table_columns
 from xdrsync.tables.kqltokens import KqlLexer, Token
 
 #: The column naming each row's table, as Kusto names it.
 SOURCE_COLUMN: Final = "$table"
-#: Operators whose output has their input's columns.
-_KEEPS_COLUMNS: Final = frozenset(
-    {
-        KqlLexer.WHERE, KqlLexer.FILTER, KqlLexer.TAKE, KqlLexer.LIMIT, KqlLexer.SORT,
-        KqlLexer.ORDER, KqlLexer.TOP, KqlLexer.SAMPLE, KqlLexer.SERIALIZE,
-        KqlLexer.PROJECTREORDER, KqlLexer.SEARCH,
-    }
-)  # fmt: skip
-#: Types whose column a string test reads as it is; any other is tested on its text.
-_TEXT_TYPES: Final = frozenset({"string", "dynamic"})
 _REGEX_SPECIAL: Final = frozenset("\\.^$|?*+()[]{}")
 
 
@@ -90,11 +79,11 @@ def _star_has(
             not in (KqlLexer.WHERE, KqlLexer.FILTER, KqlLexer.AND, KqlLexer.OR, kt.OPENPAREN)
         ):
             continue
-        bar = _operator_bar(tokens, i)
+        bar = operator_bar(tokens, i)
         if bar is None:
             continue
         start, _ = kt.pipeline_start(tokens, bar, starts)
-        known = _input_columns(tokens, start, bar, columns, types)
+        known = input_columns(tokens, start, bar, columns, types)
         if known is None:
             continue
         test = _any_column(known, "has", tokens[value].text)
@@ -117,7 +106,7 @@ def _piped_search(
     if begin is None or tokens[begin].kind == KqlLexer.IN:  # `in` goes with no input
         return
     start, _ = kt.pipeline_start(tokens, bar, starts)
-    known = _input_columns(tokens, start, bar, columns, types)
+    known = input_columns(tokens, start, bar, columns, types)
     if not known:
         return
     predicate = _predicate(tokens, begin, end, known, sensitive)
@@ -157,7 +146,7 @@ def _table_search(
     tables = [t for t in tables if named <= set(columns[t])] or tables
     branches: list[str] = []
     for table in tables:
-        known = _table_columns([table], columns, types)
+        known = table_columns([table], columns, types)
         predicate = _predicate(tokens, begin, end, known, sensitive)
         if predicate is None:
             return
@@ -172,24 +161,6 @@ def _labelled(table: str, names: Sequence[str]) -> str:
 
 
 # -- the pieces -------------------------------------------------------------------------------
-
-
-def _operator_bar(tokens: Sequence[Token], i: int) -> int | None:
-    """The `|` before the operator holding token `i` (None for a pipeline's source)."""
-    depth = 0
-    for j in range(i - 1, -1, -1):
-        kind = tokens[j].kind
-        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth += 1
-        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            if depth == 0:
-                return None
-            depth -= 1
-        elif depth == 0 and kind == kt.BAR:
-            return j
-        elif depth == 0 and kind == kt.SEMICOLON:
-            return None
-    return None
 
 
 def _kind(tokens: Sequence[Token], start: int, end: int) -> tuple[int | None, bool]:
@@ -225,112 +196,6 @@ def _table_list(
         tables.extend(t for t in matched if t not in tables)
     rest = kt.next_sig(tokens, closing)
     return (tables, rest) if rest is not None and rest < end else None
-
-
-def _input_columns(
-    tokens: Sequence[Token],
-    start: int,
-    bar: int,
-    columns: Mapping[str, Sequence[str]],
-    types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None] | None:
-    """The columns (name -> KQL type, None when not known) of the pipeline `[start, bar)`,
-    or None when an operator there makes columns this cannot follow."""
-    segments = kt.split_top(tokens, start, bar, kt.BAR)
-    known = _source_columns(tokens, *segments[0], columns, types)
-    for a, b in segments[1:]:
-        if known is None:
-            return None
-        known = _after(tokens, a, b, known)
-    return known
-
-
-def _source_columns(
-    tokens: Sequence[Token],
-    start: int,
-    end: int,
-    columns: Mapping[str, Sequence[str]],
-    types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None] | None:
-    sig = kt.sig_indices(tokens, start, end)
-    if len(sig) == 1 and tokens[sig[0]].text in columns:
-        tables = [tokens[sig[0]].text]
-    elif sig and tokens[sig[0]].kind == KqlLexer.UNION:
-        names = [t for t in sig[1:] if tokens[t].kind != kt.COMMA]
-        tables = [tokens[t].text for t in names]
-        if not tables or any(t not in columns for t in tables):
-            return None  # `withsource=`, `kind=`, bracketed pipelines: not followed here
-    else:
-        return None
-    return _table_columns(tables, columns, types)
-
-
-def _table_columns(
-    tables: Sequence[str],
-    columns: Mapping[str, Sequence[str]],
-    types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None]:
-    """The columns of `tables` together; a name of a text type in one table and not in
-    another is tested on its text."""
-    known: dict[str, str | None] = {}
-    for table in tables:
-        for column in columns[table]:
-            kind = types.get(table, {}).get(column)
-            if column not in known or (kind not in _TEXT_TYPES and kind is not None):
-                known[column] = kind
-    return known
-
-
-def _after(
-    tokens: Sequence[Token], start: int, end: int, known: dict[str, str | None]
-) -> dict[str, str | None] | None:
-    """The columns after the operator `[start, end)`, given those before it."""
-    first = kt.first_sig(tokens, start, end)
-    if first is None:
-        return None
-    kind = tokens[first].kind
-    if kind in _KEEPS_COLUMNS:
-        return known
-    items = [kt.sig_indices(tokens, a, b) for a, b in kt.split_top(tokens, first + 1, end)]
-    if kind in (KqlLexer.EXTEND, KqlLexer.PROJECT):
-        named: dict[str, str | None] = {} if kind == KqlLexer.PROJECT else dict(known)
-        for item in items:
-            name = _item_name(tokens, item)
-            if name is None:
-                return None
-            # a bare column keeps its type; anything computed is tested on its text
-            named[name] = known.get(name) if len(item) == 1 else None
-        return named
-    if kind == KqlLexer.PROJECTRENAME:
-        renamed = dict(known)
-        for item in items:
-            if len(item) != 3 or tokens[item[1]].kind != kt.EQUAL:
-                return None
-            new, old = tokens[item[0]].text, tokens[item[2]].text
-            if old not in renamed:
-                return None
-            renamed = {new if k == old else k: v for k, v in renamed.items()}
-        return renamed
-    if kind in (KqlLexer.PROJECTAWAY, KqlLexer.PROJECTKEEP):
-        patterns = [kt.render(tokens[i] for i in item) for item in items]
-        if not all(patterns):
-            return None
-
-        def listed(column: str) -> bool:
-            return any(fnmatch.fnmatchcase(column, p) for p in patterns)
-
-        keep = kind == KqlLexer.PROJECTKEEP
-        return {k: v for k, v in known.items() if listed(k) == keep}
-    return None
-
-
-def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
-    """The column an `extend`/`project` item makes: `Name` or `Name = ...`."""
-    if not item or not tokens[item[0]].is_word:
-        return None
-    if len(item) == 1 or tokens[item[1]].kind == kt.EQUAL:
-        return tokens[item[0]].text
-    return None
 
 
 def _predicate(
@@ -442,7 +307,7 @@ def _any_column(known: Mapping[str, str | None], op: str, literal: str) -> str:
     # column to DuckDB, holding both tables' values: one test reads them all.
     folded: dict[str, str] = {}
     for name, kind in known.items():
-        folded.setdefault(name.lower(), name if kind in _TEXT_TYPES else f"tostring({name})")
+        folded.setdefault(name.lower(), name if kind in TEXT_TYPES else f"tostring({name})")
     tests = [f"{operand} {op} {literal}" for operand in folded.values()]
     return "(" + " or ".join(tests) + ")"
 

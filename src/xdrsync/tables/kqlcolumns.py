@@ -1,0 +1,189 @@
+"""What the compatibility layer (`compat`) knows of the columns an operator reads, and the
+rewrite that lists them: `pack_all()` -> `bag_pack("A", A, "B", B, ...)`.
+
+duckdb-kql has no `pack_all()`, `search` or `* has`; each needs the input's columns written
+out. They are followed from the table schemas through the operators that keep or name them
+(`where`, `take`, `sort`, `top`, `extend a = ...`, `project`, `project-away`, `-keep`,
+`-rename`, `-reorder`); after any other (`summarize`, `join`, `mv-expand`, a `let` table) they
+are not known here and the query is left for duckdb-kql to report as not supported. Pure,
+like the rest of the layer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from xdrsync.tables import kqltokens as kt
+from xdrsync.tables.kqltokens import KqlLexer, Token
+
+#: Operators whose output has their input's columns.
+_KEEPS_COLUMNS: Final = frozenset(
+    {
+        KqlLexer.WHERE, KqlLexer.FILTER, KqlLexer.TAKE, KqlLexer.LIMIT, KqlLexer.SORT,
+        KqlLexer.ORDER, KqlLexer.TOP, KqlLexer.SAMPLE, KqlLexer.SERIALIZE,
+        KqlLexer.PROJECTREORDER, KqlLexer.SEARCH,
+    }
+)  # fmt: skip
+#: Types whose column a string test reads as it is; any other is tested on its text.
+TEXT_TYPES: Final = frozenset({"string", "dynamic"})
+
+
+def pack_all(
+    tokens: list[Token],
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> list[Token]:
+    """`extend p = pack_all()` -> `extend p = bag_pack("A", A, ...)` over the columns of the
+    operator's input, nulls and empty values included as Kusto includes them (its
+    `pack_all(true)`, which leaves them out, is left as written)."""
+    starts = set(kt.statement_starts(tokens))
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.lower() != "pack_all" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
+            continue
+        opening = kt.next_sig(tokens, i)
+        assert opening is not None  # is_call
+        closing = kt.closing(tokens, opening)
+        argument = kt.render(kt.trim(tokens[opening + 1 : closing])).lower()
+        if argument not in ("", "false"):
+            continue
+        bar = operator_bar(tokens, i)
+        if bar is None:
+            continue
+        start, _ = kt.pipeline_start(tokens, bar, starts)
+        known = input_columns(tokens, start, bar, columns, types)
+        if not known:
+            continue
+        pairs = ", ".join(f"{json.dumps(name)}, {name}" for name in known)
+        edits[i] = (closing, kt.fragment(f"bag_pack({pairs})", token.origin))
+    return kt.apply_edits(tokens, edits)
+
+
+def operator_bar(tokens: Sequence[Token], i: int) -> int | None:
+    """The `|` before the operator holding token `i` (None for a pipeline's source)."""
+    depth = 0
+    for j in range(i - 1, -1, -1):
+        kind = tokens[j].kind
+        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
+            depth += 1
+        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
+            if depth == 0:
+                return None
+            depth -= 1
+        elif depth == 0 and kind == kt.BAR:
+            return j
+        elif depth == 0 and kind == kt.SEMICOLON:
+            return None
+    return None
+
+
+def input_columns(
+    tokens: Sequence[Token],
+    start: int,
+    bar: int,
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> dict[str, str | None] | None:
+    """The columns (name -> KQL type, None when not known) of the pipeline `[start, bar)`,
+    or None when an operator there makes columns this cannot follow."""
+    segments = kt.split_top(tokens, start, bar, kt.BAR)
+    known = _source_columns(tokens, *segments[0], columns, types)
+    for a, b in segments[1:]:
+        if known is None:
+            return None
+        known = _after(tokens, a, b, known)
+    return known
+
+
+def _source_columns(
+    tokens: Sequence[Token],
+    start: int,
+    end: int,
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> dict[str, str | None] | None:
+    sig = kt.sig_indices(tokens, start, end)
+    if len(sig) == 1 and tokens[sig[0]].text in columns:
+        tables = [tokens[sig[0]].text]
+    elif sig and tokens[sig[0]].kind == KqlLexer.UNION:
+        names = [t for t in sig[1:] if tokens[t].kind != kt.COMMA]
+        tables = [tokens[t].text for t in names]
+        if not tables or any(t not in columns for t in tables):
+            return None  # `withsource=`, `kind=`, bracketed pipelines: not followed here
+    else:
+        return None
+    return table_columns(tables, columns, types)
+
+
+def table_columns(
+    tables: Sequence[str],
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> dict[str, str | None]:
+    """The columns of `tables` together; a name of a text type in one table and not in
+    another is tested on its text."""
+    known: dict[str, str | None] = {}
+    for table in tables:
+        for column in columns[table]:
+            kind = types.get(table, {}).get(column)
+            if column not in known or (kind not in TEXT_TYPES and kind is not None):
+                known[column] = kind
+    return known
+
+
+def _after(
+    tokens: Sequence[Token], start: int, end: int, known: dict[str, str | None]
+) -> dict[str, str | None] | None:
+    """The columns after the operator `[start, end)`, given those before it."""
+    first = kt.first_sig(tokens, start, end)
+    if first is None:
+        return None
+    kind = tokens[first].kind
+    if kind in _KEEPS_COLUMNS:
+        return known
+    items = [kt.sig_indices(tokens, a, b) for a, b in kt.split_top(tokens, first + 1, end)]
+    if kind in (KqlLexer.EXTEND, KqlLexer.PROJECT):
+        named: dict[str, str | None] = {} if kind == KqlLexer.PROJECT else dict(known)
+        for item in items:
+            name = _item_name(tokens, item)
+            if name is None:
+                return None
+            # a bare column keeps its type; anything computed is tested on its text
+            named[name] = known.get(name) if len(item) == 1 else None
+        return named
+    if kind == KqlLexer.PROJECTRENAME:
+        renamed = dict(known)
+        for item in items:
+            if len(item) != 3 or tokens[item[1]].kind != kt.EQUAL:
+                return None
+            new, old = tokens[item[0]].text, tokens[item[2]].text
+            if old not in renamed:
+                return None
+            renamed = {new if k == old else k: v for k, v in renamed.items()}
+        return renamed
+    if kind in (KqlLexer.PROJECTAWAY, KqlLexer.PROJECTKEEP):
+        patterns = [kt.render(tokens[i] for i in item) for item in items]
+        if not all(patterns):
+            return None
+
+        def listed(column: str) -> bool:
+            return any(fnmatch.fnmatchcase(column, p) for p in patterns)
+
+        keep = kind == KqlLexer.PROJECTKEEP
+        return {k: v for k, v in known.items() if listed(k) == keep}
+    return None
+
+
+def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
+    """The column an `extend`/`project` item makes: `Name` or `Name = ...`."""
+    if not item or not tokens[item[0]].is_word:
+        return None
+    if len(item) == 1 or tokens[item[1]].kind == kt.EQUAL:
+        return tokens[item[0]].text
+    return None
+
+
+__all__ = ["TEXT_TYPES", "input_columns", "operator_bar", "pack_all", "table_columns"]

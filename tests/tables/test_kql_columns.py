@@ -1,0 +1,55 @@
+"""`pack_all()` over the columns the compatibility layer follows (`kqlcolumns`), on the
+seeded Sentinel workspace: the bag holds every column of the operator's input, each with the
+row's own value."""
+
+from __future__ import annotations
+
+import pytest
+from sentinel_workspace import seeded_store
+
+from xdrsync.tables.errors import QueryError
+from xdrsync.tables.logstore import LogStore
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
+    return seeded_store(tmp_path_factory.mktemp("columns") / "logs.duckdb")
+
+
+def test_pack_all_holds_every_column_of_its_input(store: LogStore) -> None:
+    rows = store.query("SecurityIncident | sort by IncidentName asc | take 3").rows
+    bags = store.query(
+        "SecurityIncident | sort by IncidentName asc | take 3 | extend Bag = pack_all()"
+    )
+    assert bags.columns[-1] == "Bag"
+    columns = store.query("SecurityIncident | take 1").columns
+    for row, answered in zip(rows, bags.rows, strict=True):
+        bag = answered[-1]
+        assert list(bag) == list(columns)  # every column, in order, and not Bag itself
+        assert bag["Title"] == row[columns.index("Title")]
+        assert bag["IncidentNumber"] == row[columns.index("IncidentNumber")]
+
+
+def test_pack_all_follows_project_extend_and_rename(store: LogStore) -> None:
+    kql = (
+        "SecurityIncident | take 1 | project Title, IncidentNumber, Severity"
+        " | extend Twice = IncidentNumber * 2 | project-rename Name = Title"
+        " | project-away Severity | project Bag = pack_all()"
+    )
+    (bag,) = store.query(kql).rows[0]
+    assert list(bag) == ["Name", "IncidentNumber", "Twice"]
+    assert bag["Twice"] == 2 * bag["IncidentNumber"]
+
+
+@pytest.mark.parametrize(
+    "kql",
+    [
+        "SecurityIncident | summarize c = count() by Severity | extend p = pack_all()",
+        "SecurityIncident | project Title | extend p = pack_all(true)",
+    ],
+)
+def test_pack_all_where_the_columns_are_not_followed_is_refused_clearly(
+    store: LogStore, kql: str
+) -> None:
+    with pytest.raises(QueryError, match=r"not supported yet: pack_all\(\)"):
+        store.query(kql)
