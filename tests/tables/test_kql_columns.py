@@ -53,3 +53,13 @@ def test_pack_all_where_the_columns_are_not_followed_is_refused_clearly(
 ) -> None:
     with pytest.raises(QueryError, match=r"not supported yet: pack_all\(\)"):
         store.query(kql)
+
+
+def test_pack_all_inside_a_call_and_after_a_bracketed_name(store: LogStore) -> None:
+    (listed,) = store.query("SecurityIncident | summarize L = make_list(pack_all())").rows[0]
+    assert len(listed) == store.query("SecurityIncident | count").rows[0][0]
+    assert all("Title" in bag for bag in listed)
+    (bag,) = store.query(
+        "SecurityIncident | take 1 | project-away ['Title'] | project Bag = pack_all()"
+    ).rows[0]
+    assert "Title" not in bag and "Description" in bag

@@ -2,8 +2,8 @@
 
 Each answer is checked against the rows themselves: every table is read whole, and a row
 matches a term when the text of one of its columns holds it as Kusto's search predicate says
-(`"x"` a whole term, `"x*"` a term's start, `"*x"` its end, `"*x*"` anywhere, `"x*y"` a
-regex), so the rewrite is checked for the columns it tests, not against itself.
+(`"x"` a whole term, `"x*"` a term's start, `"*x"` its end, `"*x*"` anywhere, `"x*y"` the
+regex `\bx.*y\b`), so the rewrite is checked for the columns it tests, not against itself.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ MATCHERS: dict[str, Callable[[str, str], bool]] = {
     "phish*": lambda text, _: any(t.lower().startswith("phish") for t in _terms(text)),
     "*ishing": lambda text, _: any(t.lower().endswith("ishing") for t in _terms(text)),
     "*hish*": lambda text, _: "hish" in text.lower(),
-    "ph*ng": lambda text, _: re.search("ph.*ng", text, re.IGNORECASE) is not None,
+    "ph*ng": lambda text, _: re.search(r"\bph.*ng\b", text, re.IGNORECASE) is not None,
 }
 
 
@@ -144,3 +144,62 @@ def test_after_operators_that_keep_or_name_columns_the_input_is_searched(
 def test_after_a_summarize_search_is_refused_clearly(store: LogStore) -> None:
     with pytest.raises(QueryError, match="not supported yet: search"):
         store.query('SecurityIncident | summarize count() by Title | search "phish"')
+
+
+def test_a_term_with_an_asterisk_inside_starts_and_ends_on_word_boundaries(store: LogStore) -> None:
+    # "Phish campaign: credential phishing ..." holds "hish...ing" only inside words
+    assert store.query('SecurityIncident | project Title | search "hish*ing"').rows == ()
+    assert len(store.query('SecurityIncident | project Title | search "phish*ing"').rows) == 2
+
+
+def test_search_star_and_verbatim_terms(store: LogStore) -> None:
+    everything = sum(store.query(f"{t} | count").rows[0][0] for t in TABLE_NAMES)
+    assert store.query("search * | count").rows == ((everything,),)
+    url = store.query('search in (AlertEvidence) @"https://login.phish*" | count').rows
+    assert url == store.query('search in (AlertEvidence) "https://login.phish*" | count').rows
+    assert url[0][0] > 0
+
+
+def test_terms_inside_not_are_terms(store: LogStore) -> None:
+    def count(kql: str) -> int:
+        return int(store.query(f"{kql} | count").rows[0][0])
+
+    assert count('SecurityIncident | search "phish" and not("campaign")') == 0
+    assert count('SecurityIncident | search not("phish")') == count("SecurityIncident") - 2
+
+
+def test_a_search_of_every_table_takes_further_operators(store: LogStore) -> None:
+    kql = 'search "phish" | where $table == "AlertEvidence" | sort by TimeGenerated | take 3'
+    rows = store.query(kql)
+    assert len(rows.rows) == 3 and {r[0] for r in rows.rows} == {"AlertEvidence"}
+    # AlertEvidence's ResourceID and the others' ResourceId are one column, as DuckDB reads them
+    assert [c for c in rows.columns if c.lower() == "resourceid"] == ["ResourceId"]
+
+
+def test_a_table_without_a_named_column_still_matches_other_terms(store: LogStore) -> None:
+    """`or` keeps a table that lacks the column: there the column is null."""
+    either = store.query('search "phish" or Severity == "nothing" | summarize count() by $table')
+    alone = store.query('search "phish" | summarize count() by $table')
+    assert sorted(either.rows) == sorted(alone.rows) and len(alone.rows) == 4
+    named = store.query('let s = "nothing"; search Severity == s or "phish" | count')
+    assert named.rows == store.query('search "phish" | count').rows
+
+
+def test_a_comment_in_the_predicate_ends_at_its_line(store: LogStore) -> None:
+    kql = 'SecurityIncident | project Title | search "phish" // the term\n| count'
+    assert store.query(kql).rows == ((2,),)
+
+
+def test_columns_named_search_and_names_differing_in_case_are_columns(store: LogStore) -> None:
+    assert store.query("print search = 1").rows == ((1,),)
+    assert store.query("SecurityIncident | take 1 | project search = 2").rows == ((2,),)
+    kql = 'SecurityIncident | extend owner = "zzunique" | where * has "zzunique" | count'
+    assert store.query(kql).rows == store.query("SecurityIncident | count").rows
+
+
+def test_star_has_inside_brackets(store: LogStore) -> None:
+    total = store.query("SecurityIncident | count").rows[0][0]
+    assert store.query('SecurityIncident | where (* has "phish") | count').rows == ((2,),)
+    assert store.query('SecurityIncident | where not(* has "phish") | count').rows == (
+        (total - 2,),
+    )

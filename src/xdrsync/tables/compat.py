@@ -16,8 +16,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
   number;
 * `pack_all()` -> `bag_pack("A", A, ...)` over the input's columns (`kqlcolumns`);
-* `search "x"`, `T | search "x*"`, `where * has "x"` -> `union withsource=$table ...` and
-  `where`, one test per column of the input (`kqlsearch`);
+* `search "x"` -> `union (T | where ... | project $table = "T", ...), ...`, `T | search
+  "x*"` and `where * has "x"` -> `where`, one test per column of the input (`kqlsearch`);
 * `x has "1"` (and the other string operators) with `x` a non-string column of a table the
   query reads -> `tostring(x) has "1"`, as Kusto converts it;
 * `maxif`, `minif`, `take_anyif`, `make_list_if`, `make_set_if` -> `max`, `min`, `take_any`,

@@ -11,8 +11,8 @@ like the rest of the layer.
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -27,8 +27,14 @@ _KEEPS_COLUMNS: Final = frozenset(
         KqlLexer.PROJECTREORDER, KqlLexer.SEARCH,
     }
 )  # fmt: skip
-#: Types whose column a string test reads as it is; any other is tested on its text.
+#: Types a string test reads as they are; any other is tested on its text.
 TEXT_TYPES: Final = frozenset({"string", "dynamic"})
+#: A column as `project-away` names it: a name with `*` wildcards, or `['Name']`.
+_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_*]+")
+_BRACKETED: Final = re.compile(r"\[\s*(['\"])(.*)\1\s*\]", re.DOTALL)
+
+#: Column name -> KQL type (None: computed, type not known).
+Columns = dict[str, str | None]
 
 
 def pack_all(
@@ -50,11 +56,7 @@ def pack_all(
         argument = kt.render(kt.trim(tokens[opening + 1 : closing])).lower()
         if argument not in ("", "false"):
             continue
-        bar = operator_bar(tokens, i)
-        if bar is None:
-            continue
-        start, _ = kt.pipeline_start(tokens, bar, starts)
-        known = input_columns(tokens, start, bar, columns, types)
+        known = columns_before(tokens, i, starts, columns, types)
         if not known:
             continue
         pairs = ", ".join(f"{json.dumps(name)}, {name}" for name in known)
@@ -62,33 +64,19 @@ def pack_all(
     return kt.apply_edits(tokens, edits)
 
 
-def operator_bar(tokens: Sequence[Token], i: int) -> int | None:
-    """The `|` before the operator holding token `i` (None for a pipeline's source)."""
-    depth = 0
-    for j in range(i - 1, -1, -1):
-        kind = tokens[j].kind
-        if kind in (kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.CLOSEBRACE):
-            depth += 1
-        elif kind in (kt.OPENPAREN, kt.OPENBRACKET, kt.OPENBRACE):
-            if depth == 0:
-                return None
-            depth -= 1
-        elif depth == 0 and kind == kt.BAR:
-            return j
-        elif depth == 0 and kind == kt.SEMICOLON:
-            return None
-    return None
-
-
-def input_columns(
+def columns_before(
     tokens: Sequence[Token],
-    start: int,
-    bar: int,
+    i: int,
+    starts: set[int],
     columns: Mapping[str, Sequence[str]],
     types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None] | None:
-    """The columns (name -> KQL type, None when not known) of the pipeline `[start, bar)`,
-    or None when an operator there makes columns this cannot follow."""
+) -> Columns | None:
+    """The columns of the input of the operator holding token `i` (`starts`: the query's
+    `statement_starts`), or None when they are not followed here."""
+    bar = kt.operator_bar(tokens, i)
+    if bar is None:
+        return None
+    start, _ = kt.pipeline_start(tokens, bar, starts)
     segments = kt.split_top(tokens, start, bar, kt.BAR)
     known = _source_columns(tokens, *segments[0], columns, types)
     for a, b in segments[1:]:
@@ -98,45 +86,44 @@ def input_columns(
     return known
 
 
+def table_columns(
+    tables: Sequence[str],
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> Columns:
+    """The columns of `tables` together (a `union`): a name of a text type in one table and
+    of another type in another is tested on its text, and names that differ only in case
+    (`ResourceId`, `ResourceID`) are one column, as DuckDB reads them, under the first
+    table's spelling."""
+    known: Columns = {}
+    spelled: dict[str, str] = {}
+    for table in tables:
+        for column in columns[table]:
+            name = spelled.setdefault(column.lower(), column)
+            kind = types.get(table, {}).get(column)
+            if name not in known or (kind not in TEXT_TYPES and kind is not None):
+                known[name] = kind
+    return known
+
+
 def _source_columns(
     tokens: Sequence[Token],
     start: int,
     end: int,
     columns: Mapping[str, Sequence[str]],
     types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None] | None:
+) -> Columns | None:
     sig = kt.sig_indices(tokens, start, end)
     if len(sig) == 1 and tokens[sig[0]].text in columns:
-        tables = [tokens[sig[0]].text]
-    elif sig and tokens[sig[0]].kind == KqlLexer.UNION:
-        names = [t for t in sig[1:] if tokens[t].kind != kt.COMMA]
-        tables = [tokens[t].text for t in names]
-        if not tables or any(t not in columns for t in tables):
-            return None  # `withsource=`, `kind=`, bracketed pipelines: not followed here
-    else:
-        return None
-    return table_columns(tables, columns, types)
+        return table_columns([tokens[sig[0]].text], columns, types)
+    if sig and tokens[sig[0]].kind == KqlLexer.UNION:
+        tables = [tokens[t].text for t in sig[1:] if tokens[t].kind != kt.COMMA]
+        if tables and all(t in columns for t in tables):
+            return table_columns(tables, columns, types)
+    return None  # `withsource=`, `kind=`, bracketed pipelines, `let` tables: not followed
 
 
-def table_columns(
-    tables: Sequence[str],
-    columns: Mapping[str, Sequence[str]],
-    types: Mapping[str, Mapping[str, str]],
-) -> dict[str, str | None]:
-    """The columns of `tables` together; a name of a text type in one table and not in
-    another is tested on its text."""
-    known: dict[str, str | None] = {}
-    for table in tables:
-        for column in columns[table]:
-            kind = types.get(table, {}).get(column)
-            if column not in known or (kind not in TEXT_TYPES and kind is not None):
-                known[column] = kind
-    return known
-
-
-def _after(
-    tokens: Sequence[Token], start: int, end: int, known: dict[str, str | None]
-) -> dict[str, str | None] | None:
+def _after(tokens: Sequence[Token], start: int, end: int, known: Columns) -> Columns | None:
     """The columns after the operator `[start, end)`, given those before it."""
     first = kt.first_sig(tokens, start, end)
     if first is None:
@@ -146,7 +133,7 @@ def _after(
         return known
     items = [kt.sig_indices(tokens, a, b) for a, b in kt.split_top(tokens, first + 1, end)]
     if kind in (KqlLexer.EXTEND, KqlLexer.PROJECT):
-        named: dict[str, str | None] = {} if kind == KqlLexer.PROJECT else dict(known)
+        named: Columns = {} if kind == KqlLexer.PROJECT else dict(known)
         for item in items:
             name = _item_name(tokens, item)
             if name is None:
@@ -160,21 +147,31 @@ def _after(
             if len(item) != 3 or tokens[item[1]].kind != kt.EQUAL:
                 return None
             new, old = tokens[item[0]].text, tokens[item[2]].text
-            if old not in renamed:
+            if old not in renamed or not tokens[item[0]].is_word:
                 return None
             renamed = {new if k == old else k: v for k, v in renamed.items()}
         return renamed
     if kind in (KqlLexer.PROJECTAWAY, KqlLexer.PROJECTKEEP):
-        patterns = [kt.render(tokens[i] for i in item) for item in items]
-        if not all(patterns):
+        patterns = [_name_pattern(kt.render(tokens[i] for i in item)) for item in items]
+        if any(p is None for p in patterns):
             return None
-
-        def listed(column: str) -> bool:
-            return any(fnmatch.fnmatchcase(column, p) for p in patterns)
-
         keep = kind == KqlLexer.PROJECTKEEP
-        return {k: v for k, v in known.items() if listed(k) == keep}
+        return {
+            k: v
+            for k, v in known.items()
+            if any(p.fullmatch(k) for p in patterns if p is not None) == keep
+        }
     return None
+
+
+def _name_pattern(text: str) -> re.Pattern[str] | None:
+    """A `project-away`/`-keep` item as a pattern: `*` is its only wildcard."""
+    bracketed = _BRACKETED.fullmatch(text)
+    if bracketed is not None:
+        return re.compile(re.escape(bracketed.group(2)))
+    if not _NAME_PATTERN.fullmatch(text):
+        return None
+    return re.compile(".*".join(re.escape(part) for part in text.split("*")))
 
 
 def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
@@ -186,4 +183,4 @@ def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
     return None
 
 
-__all__ = ["TEXT_TYPES", "input_columns", "operator_bar", "pack_all", "table_columns"]
+__all__ = ["TEXT_TYPES", "Columns", "columns_before", "pack_all", "table_columns"]

@@ -3,33 +3,40 @@ the compatibility layer, `compat`).
 
 Kusto's `search` looks for a term in every column of the tables it reads, and `* has "x"` in
 every column of its input. duckdb-kql has neither, so the layer writes the columns out: each
-term becomes one test per column joined by `or`, over the columns the input is known to have.
-A term's asterisks choose the test, as Kusto's search predicate syntax does: `"x"` is `has`,
-`"x*"` `hasprefix`, `"*x"` `hassuffix`, `"*x*"` `contains`, and an asterisk inside (`"x*y"`)
-a case-insensitive `matches regex`; `kind=case_sensitive` makes each the `_cs` test (and the
-regex case-sensitive). `Column:"x"` tests that column alone; every other predicate (`C ==
-"x"`, `C > 10`, `and`, `or`, brackets) is kept as written.
+term becomes one test per column joined by `or`. A term's asterisks choose the test, as
+Kusto's search predicate syntax does: `"x"` is `has`, `"x*"` `hasprefix`, `"*x"`
+`hassuffix`, `"*x*"` `contains`, an asterisk inside (`"x*y"`) `matches regex @"\\bx.*y\\b"`,
+and `*` alone every row; `kind=case_sensitive` makes each the `_cs` test (and the regex
+case-sensitive). `Column:"x"` tests that column alone; every other predicate (`C == "x"`,
+`C > 10`, `and`, `or`, `not(...)`, brackets) is kept as written.
 
-The input's columns are those `kqlcolumns` follows; where it cannot, the query is left for
-duckdb-kql to report as not supported. Searching tables (`search "x"`,
-`search in (T1, T2) "x"`, `T | search "x"`) gives the `$table` column, the name of the table
-each row comes from, as Kusto does. Pure, like the rest of the layer.
+A search of tables (`search "x"`, `search in (T1, Security*) "x"`) is a `union` of one
+pipeline per table, `T | where ... | project $table = "T", ...`: each table is tested on its
+own columns (a column the predicate names that the table lacks is null there), and `$table`,
+the table each row comes from, comes first, as in Kusto; `T | search "x"` with T a table's
+name gives it too. The input's columns otherwise are those `kqlcolumns` follows; where it
+cannot, the query is left for duckdb-kql to report as not supported. Pure, like the rest of
+the layer.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
-from xdrsync.tables.kqlcolumns import TEXT_TYPES, input_columns, operator_bar, table_columns
+from xdrsync.tables.kqlcolumns import TEXT_TYPES, Columns, columns_before, table_columns
 from xdrsync.tables.kqltokens import KqlLexer, Token
 
 #: The column naming each row's table, as Kusto names it.
 SOURCE_COLUMN: Final = "$table"
 _REGEX_SPECIAL: Final = frozenset("\\.^$|?*+()[]{}")
+_ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
+#: The escapes a term's literal is read with (as duckdb-kql reads them); any other is not
+#: read, and the term is tested as written.
+_ESCAPED: Final = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
 
 def search(
@@ -44,10 +51,13 @@ def search(
     for i, token in enumerate(tokens):
         if token.kind != KqlLexer.SEARCH or any(a <= i <= b for a, (b, _) in edits.items()):
             continue
-        bar = kt.prev_sig(tokens, i)
-        if bar is not None and tokens[bar].kind == kt.BAR:
-            _piped_search(tokens, i, bar, starts, columns, types, edits)
-        else:
+        # the operator where a pipeline starts or goes on; elsewhere a column's name
+        before = kt.prev_sig(tokens, i)
+        if before is not None and tokens[before].kind == kt.BAR:
+            _piped_search(tokens, i, starts, columns, types, edits)
+        elif i in starts or (
+            before is not None and tokens[before].kind in (kt.OPENPAREN, kt.OPENBRACE)
+        ):
             _table_search(tokens, i, columns, types, edits)
     return kt.apply_edits(tokens, edits)
 
@@ -79,12 +89,8 @@ def _star_has(
             not in (KqlLexer.WHERE, KqlLexer.FILTER, KqlLexer.AND, KqlLexer.OR, kt.OPENPAREN)
         ):
             continue
-        bar = operator_bar(tokens, i)
-        if bar is None:
-            continue
-        start, _ = kt.pipeline_start(tokens, bar, starts)
-        known = input_columns(tokens, start, bar, columns, types)
-        if known is None:
+        known = columns_before(tokens, i, starts, columns, types)
+        if not known:
             continue
         test = _any_column(known, "has", tokens[value].text)
         edits[i] = (value, kt.fragment(test, token.origin))
@@ -94,7 +100,6 @@ def _star_has(
 def _piped_search(
     tokens: list[Token],
     i: int,
-    bar: int,
     starts: set[int],
     columns: Mapping[str, Sequence[str]],
     types: Mapping[str, Mapping[str, str]],
@@ -105,17 +110,20 @@ def _piped_search(
     begin, sensitive = _kind(tokens, i + 1, end)
     if begin is None or tokens[begin].kind == KqlLexer.IN:  # `in` goes with no input
         return
-    start, _ = kt.pipeline_start(tokens, bar, starts)
-    known = input_columns(tokens, start, bar, columns, types)
+    known = columns_before(tokens, i, starts, columns, types)
     if not known:
         return
     predicate = _predicate(tokens, begin, end, known, sensitive)
     if predicate is None:
         return
     text = f"where {predicate}"
+    bar = kt.prev_sig(tokens, i)
+    assert bar is not None  # a piped search
+    start, _ = kt.pipeline_start(tokens, bar, starts)
     source = kt.sig_indices(tokens, start, bar)
     if len(source) == 1 and tokens[source[0]].text in columns:
-        text += f" | {_labelled(tokens[source[0]].text, list(known))}"
+        table = tokens[source[0]].text
+        text += f" | {_labelled(table, columns[table], known)}"
     edits[i] = (end - 1, kt.fragment(f"{text} ", tokens[i].origin))
 
 
@@ -127,9 +135,10 @@ def _table_search(
     edits: dict[int, tuple[int, list[Token]]],
 ) -> None:
     """`search [in (T, ...)] P` -> `union (T | where P' | project $table = "T", ...), ...`
-    over every table of the workspace without `in`. Each table is searched on its own
-    columns: a `where` after a `union` of tables whose columns differ only in case
-    (`ResourceId`, `ResourceID`) is refused by duckdb-kql."""
+    over every table of the workspace without `in`. Each table is tested on its own columns:
+    duckdb-kql refuses a `where` after a `union` of tables whose columns differ only in case
+    (`ResourceId`, `ResourceID`), so each table's pipeline projects them under one spelling,
+    and the union's result takes further operators."""
     end = kt.segment_end(tokens, i + 1)
     begin, sensitive = _kind(tokens, i + 1, end)
     if begin is None:
@@ -140,27 +149,37 @@ def _table_search(
         if listed is None:
             return
         tables, begin = listed
-    # Across tables, a table without a column the predicate names cannot match it: it is
-    # left out (unless every table is, when the query's error names the column).
-    named = _names_read(tokens, begin, end, {c for t in tables for c in columns[t]})
-    tables = [t for t in tables if named <= set(columns[t])] or tables
+    every = table_columns(tables, columns, types)
+    named = _names_read(tokens, begin, end, every)
     branches: list[str] = []
     for table in tables:
         known = table_columns([table], columns, types)
+        # a column the predicate names that this table lacks is null here, as in Kusto
+        missing = [name for name in named if name not in known]
         predicate = _predicate(tokens, begin, end, known, sensitive)
         if predicate is None:
             return
-        branches.append(f"{table} | where {predicate} | {_labelled(table, list(known))}")
+        nulls = f"extend {', '.join(f'{m} = dynamic(null)' for m in missing)} | " if missing else ""
+        labelled = _labelled(table, columns[table], every)
+        branches.append(f"{table} | {nulls}where {predicate} | {labelled}")
     text = branches[0] if len(branches) == 1 else "union " + ", ".join(f"({b})" for b in branches)
     edits[i] = (end - 1, kt.fragment(f"{text} ", tokens[i].origin))
 
 
-def _labelled(table: str, names: Sequence[str]) -> str:
-    """The `project` that puts `$table` first, as Kusto's `search` does."""
-    return f'project {SOURCE_COLUMN} = "{table}", {", ".join(names)}'
-
-
 # -- the pieces -------------------------------------------------------------------------------
+
+
+def _labelled(table: str, own: Sequence[str], spelled: Columns) -> str:
+    """The `project` that puts `$table` first, as Kusto's `search` does, and names each of
+    the table's columns as `spelled` does (one spelling for names differing only in case)."""
+    names = {name.lower(): name for name in spelled}
+    listed = [
+        column
+        if names.get(column.lower(), column) == column
+        else f"{names[column.lower()]} = {column}"
+        for column in own
+    ]
+    return f'project {SOURCE_COLUMN} = "{table}", {", ".join(listed)}'
 
 
 def _kind(tokens: Sequence[Token], start: int, end: int) -> tuple[int | None, bool]:
@@ -182,7 +201,8 @@ def _kind(tokens: Sequence[Token], start: int, end: int) -> tuple[int | None, bo
 def _table_list(
     tokens: Sequence[Token], at: int, end: int, columns: Mapping[str, Sequence[str]]
 ) -> tuple[list[str], int] | None:
-    """`in (T1, Security*)`: the workspace tables it names, and where the predicate begins."""
+    """`in (T1, Security*)`: the workspace tables it names (`*` the only wildcard), and where
+    the predicate begins."""
     opening = kt.next_sig(tokens, at)
     if opening is None or tokens[opening].kind != kt.OPENPAREN:
         return None
@@ -190,7 +210,8 @@ def _table_list(
     tables: list[str] = []
     for a, b in kt.split_top(tokens, opening + 1, closing):
         name = kt.render(kt.trim(tokens[a:b]))
-        matched = [t for t in columns if fnmatch.fnmatchcase(t, name)]
+        pattern = re.compile(".*".join(re.escape(part) for part in name.split("*")))
+        matched = [t for t in columns if pattern.fullmatch(t)]
         if not matched:
             return None  # not a workspace table: duckdb-kql says so
         tables.extend(t for t in matched if t not in tables)
@@ -199,11 +220,7 @@ def _table_list(
 
 
 def _predicate(
-    tokens: Sequence[Token],
-    start: int,
-    end: int,
-    known: Mapping[str, str | None],
-    sensitive: bool,
+    tokens: Sequence[Token], start: int, end: int, known: Columns, sensitive: bool
 ) -> str | None:
     """The search predicate `[start, end)` as a `where` predicate over the `known` columns."""
     out: list[str] = []
@@ -211,57 +228,35 @@ def _predicate(
     i = start
     while i < end:
         token = tokens[i]
+        if token.hidden:
+            out.append(" " if token.kind == kt.COMMENT else token.text)
+            i += 1
+            continue
         before = kt.prev_sig(tokens, i)
         before = before if before is not None and before >= start else None
         after = kt.next_sig(tokens, i)
         after = after if after is not None and after < end else None
-        if token.kind == kt.OPENPAREN and _term_position(tokens, before, grouping):
+        alone = after is None or tokens[after].kind in (KqlLexer.AND, KqlLexer.OR, kt.CLOSEPAREN)
+        term = _term_position(tokens, before, grouping)
+        if token.kind == kt.OPENPAREN and (term or _after_not(tokens, before, start, grouping)):
             grouping.add(i)
-        if (
-            token.kind == kt.STRING
-            and _term_position(tokens, before, grouping)
-            and (after is None or tokens[after].kind in (KqlLexer.AND, KqlLexer.OR, kt.CLOSEPAREN))
-        ):
-            test = _term(token.text, sensitive, known)
-            if test is None:
-                return None
+        if term and alone and token.kind in (kt.STRING, KqlLexer.ASTERISK):
+            test = (
+                "true" if token.kind == KqlLexer.ASTERISK else _term(token.text, sensitive, known)
+            )
             out.append(test)
             i += 1
             continue
-        if (
-            token.kind != kt.STRING
-            and token.is_word
-            and after is not None
-            and tokens[after].kind == kt.COLON
-            and _term_position(tokens, before, grouping)
-        ):
+        if term and token.is_word and after is not None and tokens[after].kind == kt.COLON:
             value = kt.next_sig(tokens, after)
             if value is None or value >= end or tokens[value].kind != kt.STRING:
                 return None
-            test = _term(tokens[value].text, sensitive, {token.text: known.get(token.text)})
-            if test is None:
-                return None
-            out.append(test)
+            out.append(_term(tokens[value].text, sensitive, {token.text: known.get(token.text)}))
             i = value + 1
             continue
         out.append(token.text)
         i += 1
     return "".join(out).strip()
-
-
-def _names_read(tokens: Sequence[Token], start: int, end: int, column_names: set[str]) -> set[str]:
-    """The names a predicate reads as columns: identifiers (and keywords spelled as a
-    column, `Type`) that are not calls or members."""
-    return {
-        tokens[j].text
-        for j in kt.sig_indices(tokens, start, end)
-        if (
-            tokens[j].kind == kt.IDENTIFIER
-            or (tokens[j].is_word and tokens[j].text in column_names)
-        )
-        and not kt.is_call(tokens, j)
-        and not kt.after_dot(tokens, j)
-    }
 
 
 def _term_position(tokens: Sequence[Token], before: int | None, grouping: set[int]) -> bool:
@@ -271,17 +266,46 @@ def _term_position(tokens: Sequence[Token], before: int | None, grouping: set[in
     )
 
 
-def _term(literal: str, sensitive: bool, known: Mapping[str, str | None]) -> str | None:
+def _after_not(tokens: Sequence[Token], before: int | None, start: int, grouping: set[int]) -> bool:
+    """Whether a bracket opens `not(...)` where a term may stand (its inside holds terms)."""
+    if before is None or tokens[before].lower() != "not":
+        return False
+    earlier = kt.prev_sig(tokens, before)
+    return _term_position(
+        tokens, earlier if earlier is not None and earlier >= start else None, grouping
+    )
+
+
+def _names_read(tokens: Sequence[Token], start: int, end: int, known: Columns) -> list[str]:
+    """The `known` columns a predicate names (a `let` name or a function is not one)."""
+    names: list[str] = []
+    for j in kt.sig_indices(tokens, start, end):
+        text = tokens[j].text
+        if (
+            tokens[j].is_word
+            and text in known
+            and text not in names
+            and not kt.is_call(tokens, j)
+            and not kt.after_dot(tokens, j)
+        ):
+            names.append(text)
+    return names
+
+
+def _term(literal: str, sensitive: bool, known: Columns) -> str:
     """One search term over the `known` columns, its test chosen by its asterisks."""
-    value = kt.string_value(Token(kt.STRING, literal, 0))
-    if value is None:  # escapes or a verbatim literal: tested as written
+    value = _literal_value(literal)
+    if value is None:  # an escape this does not read: tested as written
         return _any_column(known, "has_cs" if sensitive else "has", literal)
     core = value.strip("*")
     if not core:
         return "true"
     cs = "_cs" if sensitive else ""
     if "*" in core:
-        pattern = ".*".join(_regex_escaped(part) for part in core.split("*"))
+        # Kusto's own rewrite: `"Lab*PC"` is `matches regex @"\bLab.*PC\b"`
+        lead = "" if value.startswith("*") else r"\b"
+        trail = "" if value.endswith("*") else r"\b"
+        pattern = lead + ".*".join(_regex_escaped(part) for part in core.split("*")) + trail
         pattern = pattern if sensitive else f"(?i){pattern}"
         return _any_column(known, "matches regex", '@"' + pattern.replace('"', '""') + '"')
     quoted = json.dumps(core, ensure_ascii=False)
@@ -294,21 +318,45 @@ def _term(literal: str, sensitive: bool, known: Mapping[str, str | None]) -> str
     return _any_column(known, f"has{cs}", quoted)
 
 
+def _literal_value(text: str) -> str | None:
+    """The value of a KQL string literal (`"x"`, `'it\\'s'`, `@"C:\\x"`, `h"x"`), or None
+    for one this does not read."""
+    if text[:1] in "hH":
+        text = text[1:]
+    verbatim = text.startswith("@")
+    if verbatim:
+        text = text[1:]
+    quote = text[:1]
+    if quote not in ("'", '"') or len(text) < 2 or text[-1] != quote:
+        return None
+    body = text[1:-1]
+    if verbatim:
+        return body.replace(quote * 2, quote)
+
+    def unescaped(match: re.Match[str]) -> str:
+        if match.group(1) not in _ESCAPED:
+            raise ValueError(match.group(1))
+        return _ESCAPED[match.group(1)]
+
+    try:
+        return _ESCAPE.sub(unescaped, body)
+    except ValueError:
+        return None
+
+
 def _regex_escaped(text: str) -> str:
     return "".join(f"\\{ch}" if ch in _REGEX_SPECIAL else ch for ch in text)
 
 
-def _any_column(known: Mapping[str, str | None], op: str, literal: str) -> str:
+def _any_column(known: Columns, op: str, literal: str) -> str:
     """`(A op literal or tostring(B) op literal ...)`: a column not of a text type (or of
     a type not known) is tested on its text, as Kusto tests it."""
     if not known:
         return "false"
-    # Names that differ only in case (`ResourceId`, `ResourceID` of two tables) are one
-    # column to DuckDB, holding both tables' values: one test reads them all.
-    folded: dict[str, str] = {}
-    for name, kind in known.items():
-        folded.setdefault(name.lower(), name if kind in TEXT_TYPES else f"tostring({name})")
-    tests = [f"{operand} {op} {literal}" for operand in folded.values()]
+    tests = [
+        f"{name if kind in TEXT_TYPES else f'tostring({name})'} {op} {literal}"
+        for name, kind in known.items()
+    ]
     return "(" + " or ".join(tests) + ")"
 
 

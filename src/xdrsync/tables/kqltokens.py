@@ -357,3 +357,24 @@ def pipeline_start(tokens: Sequence[Token], bar: int, starts: set[int]) -> tuple
         1 if t.kind == OPENBRACE else -1 if t.kind == CLOSEBRACE else 0 for t in tokens[:start]
     )
     return start, inside > 0
+
+
+def operator_bar(tokens: Sequence[Token], i: int) -> int | None:
+    """The `|` before the operator holding token `i`, through the brackets of calls and
+    groupings it sits in (`make_list(pack_all())`, `where (x and y)`); None for a pipeline's
+    source, or a token in a function body's braces with no `|` before it there."""
+    depth = 0
+    for j in range(i - 1, -1, -1):
+        kind = tokens[j].kind
+        if kind in (CLOSEPAREN, CLOSEBRACKET, CLOSEBRACE):
+            depth += 1
+        elif kind in (OPENPAREN, OPENBRACKET, OPENBRACE):
+            if depth > 0:
+                depth -= 1
+            elif kind == OPENBRACE:
+                return None
+        elif depth == 0 and kind == BAR:
+            return j
+        elif depth == 0 and kind == SEMICOLON:
+            return None
+    return None
