@@ -57,13 +57,19 @@ def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConso
             accounts.add_user(name, password, role, email=f"{name}@contoso.com")  # type: ignore[arg-type]
     live = LiveConsole(console.base_url, server.base_url, config, workspace, service, users)
     live.wait_for(lambda: len(live.hub.list_incidents(limit=100)) >= 50, 120, "the first sync")
-    # The log tables (hunting, the queue's index) follow on their own threads: tests that
-    # query them must not run before they have caught up with that first sync.
+    # The log tables (hunting) and the queue's index (the incident list) follow on their own
+    # threads: tests that read them must not run before they have caught up with that sync.
     synced = len(live.hub.list_incidents(limit=100))
     live.wait_for(
         lambda: workspace.logs.query("SecurityIncident | count").rows[0][0] >= synced,
         120,
         "the log tables",
+    )
+    admin = live.client("admin")
+    live.wait_for(
+        lambda: len(admin.get("/api/v1/incidents", params={"top": 200}).json()["value"]) >= synced,
+        120,
+        "the queue's index",
     )
     try:
         yield live
