@@ -46,6 +46,7 @@ def test_pack_all_follows_project_extend_and_rename(store: LogStore) -> None:
     [
         "SecurityIncident | summarize c = count() by Severity | extend p = pack_all()",
         "SecurityIncident | project Title | extend p = pack_all(true)",
+        "SecurityIncident | extend b = toscalar(print p = pack_all())",
     ],
 )
 def test_pack_all_where_the_columns_are_not_followed_is_refused_clearly(
@@ -63,3 +64,8 @@ def test_pack_all_inside_a_call_and_after_a_bracketed_name(store: LogStore) -> N
         "SecurityIncident | take 1 | project-away ['Title'] | project Bag = pack_all()"
     ).rows[0]
     assert "Title" not in bag and "Description" in bag
+
+
+def test_pack_all_after_a_search_holds_its_table_column(store: LogStore) -> None:
+    (bag,) = store.query('SecurityIncident | search "phish" | project B = pack_all()').rows[0]
+    assert next(iter(bag.items())) == ("$table", "SecurityIncident")

@@ -203,3 +203,21 @@ def test_star_has_inside_brackets(store: LogStore) -> None:
     assert store.query('SecurityIncident | where not(* has "phish") | count').rows == (
         (total - 2,),
     )
+
+
+def test_a_column_a_table_lacks_is_empty_there_as_in_a_union(store: LogStore) -> None:
+    """SecurityAlert names its title AlertName: its rows have an empty Title."""
+    found = dict(store.query('search Title == "" | summarize count() by $table').rows)
+    assert found == {"SecurityAlert": store.query("SecurityAlert | count").rows[0][0]}
+
+
+def test_a_column_spelled_two_ways_across_tables_is_refused_clearly(store: LogStore) -> None:
+    # AlertEvidence has ResourceID, the other tables ResourceId: DuckDB cannot tell them apart
+    with pytest.raises(QueryError, match="not supported yet: search"):
+        store.query('search ResourceId:"x" or "phish"')
+    assert store.query('search in (AlertEvidence) ResourceID:"x" | count').rows == ((0,),)
+
+
+def test_a_line_break_in_a_wildcard_term_is_matched_not_a_crash(store: LogStore) -> None:
+    assert store.query('search "ph\\n*ng" | count').rows == ((0,),)
+    assert store.query('SecurityIncident | search "ph\\r*ng" | count').rows == ((0,),)

@@ -175,8 +175,9 @@ def _name_pattern(text: str) -> re.Pattern[str] | None:
 
 
 def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
-    """The column an `extend`/`project` item makes: `Name` or `Name = ...`."""
-    if not item or not tokens[item[0]].is_word:
+    """The column an `extend`/`project` item makes: `Name` or `Name = ...` (`$table`, which a
+    rewritten `search` projects, included)."""
+    if not item or not (tokens[item[0]].is_word or tokens[item[0]].text == "$table"):
         return None
     if len(item) == 1 or tokens[item[1]].kind == kt.EQUAL:
         return tokens[item[0]].text

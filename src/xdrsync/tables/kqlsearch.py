@@ -33,6 +33,7 @@ from xdrsync.tables.kqltokens import KqlLexer, Token
 #: The column naming each row's table, as Kusto names it.
 SOURCE_COLUMN: Final = "$table"
 _REGEX_SPECIAL: Final = frozenset("\\.^$|?*+()[]{}")
+_REGEX_CONTROLS: Final = {"\n": r"\n", "\r": r"\r", "\t": r"\t"}
 _ESCAPE: Final = re.compile(r"\\(.)", re.DOTALL)
 #: The escapes a term's literal is read with (as duckdb-kql reads them); any other is not
 #: read, and the term is tested as written.
@@ -150,16 +151,24 @@ def _table_search(
             return
         tables, begin = listed
     every = table_columns(tables, columns, types)
-    named = _names_read(tokens, begin, end, every)
+    spellings: dict[str, set[str]] = {}
+    for table in tables:
+        for column in columns[table]:
+            spellings.setdefault(column.lower(), set()).add(column)
+    named = _names_read(tokens, begin, end, spellings)
+    if any(len(spellings[name.lower()]) > 1 for name in named):
+        return  # `ResourceId` and `ResourceID` are one column to DuckDB: not searched apart
     branches: list[str] = []
     for table in tables:
         known = table_columns([table], columns, types)
-        # a column the predicate names that this table lacks is null here, as in Kusto
+        # A column the predicate names that this table lacks is empty here, as a `union`
+        # leaves it: "" for a string (Kusto has no null string), null of its type otherwise.
         missing = [name for name in named if name not in known]
         predicate = _predicate(tokens, begin, end, known, sensitive)
         if predicate is None:
             return
-        nulls = f"extend {', '.join(f'{m} = dynamic(null)' for m in missing)} | " if missing else ""
+        empty = ", ".join(f"{m} = {_empty(every.get(m))}" for m in missing)
+        nulls = f"extend {empty} | " if missing else ""
         labelled = _labelled(table, columns[table], every)
         branches.append(f"{table} | {nulls}where {predicate} | {labelled}")
     text = branches[0] if len(branches) == 1 else "union " + ", ".join(f"({b})" for b in branches)
@@ -276,14 +285,26 @@ def _after_not(tokens: Sequence[Token], before: int | None, start: int, grouping
     )
 
 
-def _names_read(tokens: Sequence[Token], start: int, end: int, known: Columns) -> list[str]:
-    """The `known` columns a predicate names (a `let` name or a function is not one)."""
+def _empty(kind: str | None) -> str:
+    """The value of a column a table lacks, as a `union` gives it."""
+    if kind == "string":
+        return '""'
+    return (
+        f"{kind}(null)" if kind in ("int", "long", "real", "bool", "datetime") else "dynamic(null)"
+    )
+
+
+def _names_read(
+    tokens: Sequence[Token], start: int, end: int, spellings: Mapping[str, set[str]]
+) -> list[str]:
+    """The columns a predicate names, as it spells them (`spellings`: the tables' columns by
+    their lower-case name; a `let` name or a function is not one)."""
     names: list[str] = []
     for j in kt.sig_indices(tokens, start, end):
         text = tokens[j].text
         if (
             tokens[j].is_word
-            and text in known
+            and text.lower() in spellings
             and text not in names
             and not kt.is_call(tokens, j)
             and not kt.after_dot(tokens, j)
@@ -345,7 +366,11 @@ def _literal_value(text: str) -> str | None:
 
 
 def _regex_escaped(text: str) -> str:
-    return "".join(f"\\{ch}" if ch in _REGEX_SPECIAL else ch for ch in text)
+    """`text` matched literally by RE2, written so a verbatim literal can hold it (one holds
+    no line break)."""
+    return "".join(
+        _REGEX_CONTROLS.get(ch) or (f"\\{ch}" if ch in _REGEX_SPECIAL else ch) for ch in text
+    )
 
 
 def _any_column(known: Columns, op: str, literal: str) -> str:

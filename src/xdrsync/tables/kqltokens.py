@@ -371,10 +371,29 @@ def operator_bar(tokens: Sequence[Token], i: int) -> int | None:
         elif kind in (OPENPAREN, OPENBRACKET, OPENBRACE):
             if depth > 0:
                 depth -= 1
-            elif kind == OPENBRACE:
-                return None
+            elif not _scalar_bracket(tokens, j):
+                return None  # a tabular argument (`toscalar(print ...)`), a body, a list
         elif depth == 0 and kind == BAR:
             return j
         elif depth == 0 and kind == SEMICOLON:
             return None
     return None
+
+
+#: Calls whose bracket holds a tabular expression, not a value.
+_TABULAR_CALLS: Final = frozenset(
+    {"toscalar", "materialize", "view", "table", "union", "join", "lookup", "database", "cluster"}
+)
+
+
+def _scalar_bracket(tokens: Sequence[Token], j: int) -> bool:
+    """Whether the `(` at `j` belongs to an expression: a call of a scalar function (or of
+    `not`, an operator's grouping after `where`, `and`, `=`) rather than a tabular argument."""
+    if tokens[j].kind != OPENPAREN:
+        return False
+    before = prev_sig(tokens, j)
+    if before is None:
+        return False
+    if tokens[before].kind in (EQUAL, OPENPAREN):
+        return True
+    return tokens[before].is_word and tokens[before].lower() not in _TABULAR_CALLS
