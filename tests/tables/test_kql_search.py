@@ -142,8 +142,10 @@ def test_after_operators_that_keep_or_name_columns_the_input_is_searched(
 
 
 def test_after_a_summarize_search_is_refused_clearly(store: LogStore) -> None:
-    with pytest.raises(QueryError, match="not supported yet: search"):
+    with pytest.raises(QueryError, match="not supported yet: search at 1:48"):
         store.query('SecurityIncident | summarize count() by Title | search "phish"')
+    with pytest.raises(QueryError, match=r"not supported yet: \* has at 1:54"):
+        store.query('SecurityIncident | summarize count() by Title | where * has "phish"')
 
 
 def test_a_term_with_an_asterisk_inside_starts_and_ends_on_word_boundaries(store: LogStore) -> None:

@@ -1164,6 +1164,8 @@ def _construct(construct: str, rewritten: Rewritten, where: tuple[int, int] | No
         return f"{name}() in summarize"
     if kind == "source" and name == "ParenthesizedExpression":
         return "a parenthesised source"
+    if kind == "expression" and name == "StringStarOperatorExpression":
+        return "* has"  # where the layer does not know the input's columns (`kqlsearch`)
     if construct.endswith("Operator") and where is not None:
         try:
             tokens = kt.tokenize(rewritten.original)
