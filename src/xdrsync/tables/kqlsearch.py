@@ -12,11 +12,11 @@ case-sensitive). `Column:"x"` tests that column alone; every other predicate (`C
 
 A search of tables (`search "x"`, `search in (T1, Security*) "x"`) is a `union` of one
 pipeline per table, `T | where ... | project $table = "T", ...`: each table is tested on its
-own columns (a column the predicate names that the table lacks is null there), and `$table`,
-the table each row comes from, comes first, as in Kusto; `T | search "x"` with T a table's
-name gives it too. The input's columns otherwise are those `kqlcolumns` follows; where it
-cannot, the query is left for duckdb-kql to report as not supported. Pure, like the rest of
-the layer.
+own columns (a column the predicate names that the table lacks is empty there, as a `union`
+leaves it), and `$table`, the table each row comes from, comes first, as in Kusto; `T |
+search "x"` with T a table's name gives it too. The input's columns otherwise are those
+`kqlcolumns` follows; where it cannot, the query is left for duckdb-kql to report as not
+supported. Pure, like the rest of the layer.
 """
 
 from __future__ import annotations
