@@ -6,6 +6,7 @@
     python -m bench --only backfill --baseline REV   # REV's backfills beside this tree's
     python -m bench --only query --baseline REV      # the query command's start, the same way
     python -m bench --only tenants --baseline REV    # `sync --once` over many slow tenants
+    python -m bench --only search   # KQL `search` beside the query it stands for
 
 Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
 measured side by side in this one run are the figures to compare; absolute times depend on
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from bench.console import console_bench
 from bench.harness import source_tree, table
+from bench.kql import search_costs
 from bench.parsing import parse_paths
 from bench.scenarios import (
     GRAPH_LIMIT_PER_MINUTE,
@@ -59,6 +61,7 @@ def main() -> None:
             "sentinel",
             "console",
             "parse",
+            "search",
         ],
     )
     parser.add_argument(
@@ -109,6 +112,16 @@ def main() -> None:
                 "Parse paths side by side (CPU seconds, best of 3, one process)",
                 ["path", "corpus", "CPU s", "÷ xdrsync's parse loop"],
                 list(parse_paths(400 if quick else 2000)),
+            )
+        )
+        print(sections[-1], flush=True)
+
+    if want("search"):
+        sections.append(
+            table(
+                "KQL `search` beside the query it stands for (`bench/kql.py`, medians of 3)",
+                ["search", "seconds", "targeted query", "seconds", "÷"],
+                search_costs(work, 400 if quick else 2000),
             )
         )
         print(sections[-1], flush=True)

@@ -1,7 +1,9 @@
-"""KQL translation overhead of the compatibility layer, side by side in one run.
+"""KQL translation overhead of the compatibility layer, side by side in one run; and what a
+`search` costs beside the query it stands for.
 
     python -m bench.kql            # prints a Markdown table
     python -m bench.kql --rounds 50
+    python -m bench --only search  # searches over a synced workspace (`search_costs`)
 
 For a short and a long query that duckdb-kql translates as written (so both paths run the
 same query), the milliseconds per `translate()` with the layer (`compat.rewrite`, then the
@@ -15,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import statistics
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from bench.harness import emulator, run_xdrsync, write_config
+from xdrsync.layout import LOG_FILE
 from xdrsync.tables.errors import QueryError
+from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.querying import translate
 from xdrsync.tables.schemas import TABLE_NAMES
 
@@ -106,6 +112,55 @@ def run(rounds: int) -> str:
         f"({100 * bare / len(corpus):.0f}%), {layered} with it ({100 * layered / len(corpus):.0f}%)."
     )
     return "\n".join(lines)
+
+
+#: (search, the query a user would write who knows where the term is), side by side.
+SEARCHES = (
+    ('search "mimikatz"', 'SecurityAlert | where AlertName has "mimikatz"'),
+    ('search "*mimi*"', 'SecurityAlert | where AlertName contains "mimi"'),
+    ('search "mimi*tz"', 'SecurityAlert | where AlertName matches regex @"(?i)\\bmimi.*tz\\b"'),
+    ('SecurityAlert | where * has "mimikatz"', 'SecurityAlert | where AlertName has "mimikatz"'),
+)
+
+
+def search_costs(work: Path, incidents: int, repeats: int = 3) -> list[list[str]]:
+    """Seconds of each search in `SEARCHES` and of its targeted query, over the log tables of
+    a backfill of `incidents`, medians of `repeats` taken in turns, each translation kept
+    from a first untimed run (as `xdrsync query` keeps it): the cost of reading every column
+    of every row instead of one column of one table."""
+    with emulator("--incidents", str(incidents)) as emu:
+        config = write_config(work / "search", emu, initial_backfill_days=31)
+        synced = run_xdrsync("sync", "--once", "--config", str(config))
+        if synced.returncode != 0:
+            raise RuntimeError(synced.output[-2000:])
+    store = LogStore(config.parent / LOG_FILE)
+    rows_in = sum(int(store.query(f"{t} | count").rows[0][0]) for t in TABLE_NAMES)
+    queries = [q for pair in SEARCHES for q in pair]
+    times: dict[str, list[float]] = {q: [] for q in queries}
+    for turn in range(repeats + 1):
+        for kql in queries:
+            started = time.perf_counter()
+            store.query(kql)
+            if turn:
+                times[kql].append(time.perf_counter() - started)
+
+    def cell(kql: str) -> str:
+        return "`" + kql.replace("|", "\\|") + "`"  # a bar inside a Markdown table cell
+
+    rows = []
+    for searched, targeted in SEARCHES:
+        cost, aimed = statistics.median(times[searched]), statistics.median(times[targeted])
+        rows.append(
+            [
+                cell(searched),
+                f"{cost:.2f}",
+                cell(targeted),
+                f"{aimed:.3f}",
+                f"{cost / aimed:.0f}×",
+            ]
+        )
+    rows.append([f"({incidents:,} incidents, {rows_in:,} rows in the log tables)", "", "", "", ""])
+    return rows
 
 
 def main() -> None:
