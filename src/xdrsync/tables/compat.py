@@ -15,6 +15,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   rows as ordered, which every operator here keeps);
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
   number;
+* `row_number()`, `row_number(n)` -> `ROW_NUMBER_MARK` (plus `n - 1`), which `sqlpatch`
+  numbers in the order of the `sort` before it;
 * `pack_all()` -> `bag_pack("A", A, ...)` over the input's columns (`kqlcolumns`);
 * `search "x"` -> `union (T | where ... | project $table = "T", ...), ...`, `T | search
   "x*"` and `where * has "x"` -> `where`, one test per column of the input (`kqlsearch`);
@@ -65,7 +67,7 @@ from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
-from xdrsync.tables.sqlpatch import NULL_MARK
+from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -147,6 +149,7 @@ def rewrite(
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("serialize", _serialize(tokens))
     tokens = run("count-let", _count_lets(tokens))
+    tokens = run("row_number", _row_numbers(tokens))
     tokens = run("search", search(tokens, columns, types or {}))
     tokens = run("pack_all", pack_all(tokens, columns, types or {}))
     tokens = run("string-operand", _string_operands(tokens, columns, types or {}))
@@ -696,6 +699,28 @@ def _serialize(tokens: list[Token]) -> list[Token]:
         else:
             out[bar : i + 1] = kt.blank(tokens[bar : i + 1])
     return out
+
+
+def _row_numbers(tokens: list[Token]) -> list[Token]:
+    """`row_number()` -> `ROW_NUMBER_MARK`, `row_number(10)` -> `(ROW_NUMBER_MARK + 9)`:
+    `sqlpatch` numbers the rows there in the order of the `sort` before them. Restarting
+    (`row_number(1, predicate)`) is left as written: duckdb-kql says it is not supported."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.lower() != "row_number" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
+            continue
+        opening = kt.next_sig(tokens, i)
+        assert opening is not None  # is_call
+        closing = kt.closing(tokens, opening)
+        argument = kt.render(kt.trim(tokens[opening + 1 : closing]))
+        if argument == "":
+            text = ROW_NUMBER_MARK
+        elif argument.lstrip("-").isdigit():
+            text = f"({ROW_NUMBER_MARK} + {int(argument) - 1})"
+        else:
+            continue
+        edits[i] = (closing, kt.fragment(text, token.origin))
+    return kt.apply_edits(tokens, edits)
 
 
 #: The operators whose row count Kusto takes as any constant, duckdb-kql as a number only.

@@ -85,7 +85,7 @@ def translate(
 
     from xdrsync.tables.compat import rewrite
     from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
-    from xdrsync.tables.sqlpatch import patch
+    from xdrsync.tables.sqlpatch import RowOrderError, patch
 
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
@@ -132,7 +132,13 @@ def translate(
     if result.unbound:
         names = ", ".join(result.unbound)
         raise QueryError(f"KQL error: declared query parameter with no value: {names}")
-    sql = patch(str(result)) if compatible else str(result)
+    try:
+        sql = patch(str(result)) if compatible else str(result)
+    except RowOrderError:
+        raise QueryError(
+            "KQL error: row_number() numbers rows in an order: put a `sort by` (or `top`) "
+            "before it, with only `where`, `extend`, `project` or `take` between"
+        ) from None
     check_sql(sql)
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
 

@@ -18,7 +18,11 @@ structure; a shape that is not there leaves the SQL as it is.
   (and its scalars), as Kusto flattens them (`in (T | summarize make_set(y))`), where DuckDB
   read `x` as JSON, or compared it with a whole list, and failed;
 * `NULL_MARK`, the name `compat` writes where KQL has no untyped null (`maxif(x, p)` is
-  `max(iff(p, x, NULL_MARK))`), is `NULL`, which takes the type of the other branch.
+  `max(iff(p, x, NULL_MARK))`), is `NULL`, which takes the type of the other branch;
+* `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is `row_number() OVER
+  (ORDER BY ...)` in the order of the `sort` (or `top`) before it, through the operators
+  that keep the rows' order (`where`, `extend`, `project`, `take`); without one it is an
+  error, as Kusto's `row_number()` wants serialized rows.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Final
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
+#: Another: `compat` writes it for `row_number()`, numbered here in the order of the rows.
+ROW_NUMBER_MARK: Final = "__xdrsync_row_number"
 _MASK: Final = "\x01"
 
 
@@ -41,6 +47,8 @@ def patch(sql: str) -> str:
     """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows)."""
     if f'"{NULL_MARK}"' in sql:
         sql = _replace_name(sql, f'"{NULL_MARK}"', "NULL")
+    if f'"{ROW_NUMBER_MARK}"' in sql:
+        sql = _row_numbers(sql)
     for one in (_outer_joins, _outer_unions, _interval_averages, _dynamic_in_subqueries):
         sql = one(sql)
     return sql
@@ -113,6 +121,81 @@ def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str |
         changed = edit(sql, _mask(sql), start)
         if changed is not None:
             sql = changed
+    return sql
+
+
+# -- row numbers --------------------------------------------------------------------------------
+
+#: A step of duckdb-kql's pipeline: `_s3 AS (` (the name, then the bracket).
+_STEP: Final = re.compile(r"\b(_s\d+) AS \(")
+#: A step that keeps its source's row order, with the depth-0 text of its body (brackets'
+#: insides blanked): `SELECT ... FROM _s2` then a `WHERE`, `ORDER BY` or `LIMIT`.
+_ORDERED_STEP: Final = re.compile(
+    r"SELECT .+? FROM (_s\d+)(?: WHERE .+| ORDER BY (.+?)(?: LIMIT \d+)?| LIMIT \d+)?",
+    re.DOTALL,
+)
+_REORDERS: Final = re.compile(r"\b(?:GROUP BY|JOIN|UNION|DISTINCT|HAVING|QUALIFY)\b")
+
+
+class RowOrderError(ValueError):
+    """`row_number()` over rows that no `sort` ordered."""
+
+
+def _depth0(masked: str) -> str:
+    """`masked` with the inside of every bracket blanked (offsets kept)."""
+    out: list[str] = []
+    depth = 0
+    for ch in masked:
+        if ch == ")":
+            depth -= 1
+        out.append(ch if depth == 0 else " ")
+        if ch == "(":
+            depth += 1
+    return "".join(out)
+
+
+def _row_numbers(sql: str) -> str:
+    """Each `ROW_NUMBER_MARK` -> `row_number() OVER (ORDER BY <the sort before it>)`."""
+    masked = _mask(sql)
+    steps = {m[1]: m.end() - 1 for m in _STEP.finditer(masked)}
+
+    def body(step: str) -> tuple[int, int]:
+        opening = steps[step]
+        return opening + 1, _close(masked, opening)
+
+    def step_of(i: int) -> str | None:
+        """The pipeline step whose body holds offset `i`."""
+        j = _open_before(masked, i)
+        while j >= 0:
+            for name, opening in steps.items():
+                if opening == j:
+                    return name
+            j = _open_before(masked, j)
+        return None
+
+    def order_before(step: str) -> str:
+        start, end = body(step)
+        shape = _ORDERED_STEP.fullmatch(_depth0(masked[start:end]))
+        while shape is not None and not _REORDERS.search(_depth0(masked[start:end])):
+            source = shape[1]
+            if source not in steps:
+                break
+            start, end = body(source)
+            shape = _ORDERED_STEP.fullmatch(_depth0(masked[start:end]))
+            if shape is not None and shape[2] is not None:
+                return sql[start + shape.start(2) : start + shape.end(2)]
+        raise RowOrderError(ROW_NUMBER_MARK)
+
+    name = f'"{ROW_NUMBER_MARK}"'
+    found = [m.start() for m in re.finditer(re.escape(name), sql)]
+    for at in reversed(found):  # an edit never moves what comes before it
+        if masked[at : at + len(name)] != f'"{_MASK * len(ROW_NUMBER_MARK)}"':
+            continue  # inside a string literal
+        step = step_of(at)
+        if step is None:
+            raise RowOrderError(ROW_NUMBER_MARK)
+        window = f"row_number() OVER (ORDER BY {order_before(step)})"
+        sql = sql[:at] + window + sql[at + len(name) :]
     return sql
 
 
@@ -287,4 +370,4 @@ def _dynamic_in_subqueries(sql: str) -> str:
     return _each(sql, _IN_SUBQUERY, edit)
 
 
-__all__ = ["NULL_MARK", "patch"]
+__all__ = ["NULL_MARK", "ROW_NUMBER_MARK", "RowOrderError", "patch"]

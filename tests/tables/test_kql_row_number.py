@@ -1,0 +1,81 @@
+"""`row_number()` (`compat` writes a mark, `sqlpatch` numbers the rows there in the order of
+the `sort` before it), on the seeded Sentinel workspace: the numbers follow the rows as they
+come out, from 1 or the start given, ties included; without a sort before it the query is
+refused with what to write."""
+
+from __future__ import annotations
+
+import pytest
+from sentinel_workspace import seeded_store
+
+from xdrsync.tables.errors import QueryError
+from xdrsync.tables.logstore import LogStore
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> LogStore:
+    return seeded_store(tmp_path_factory.mktemp("row_number") / "logs.duckdb")
+
+
+def test_rows_are_numbered_in_the_order_they_come_out_ties_included(store: LogStore) -> None:
+    rows = store.query(
+        "range x from 1 to 5000 step 1 | extend y = x % 7 | sort by y asc"
+        " | extend r = row_number() | project y, r"
+    ).rows
+    assert [r for _, r in rows] == list(range(1, 5001))
+    ys = [y for y, _ in rows]
+    assert ys == sorted(ys)  # 7 values: every row ties with about 700 others
+
+
+def test_a_start_and_the_operators_that_keep_the_order_between(store: LogStore) -> None:
+    rows = store.query(
+        'SecurityIncident | sort by IncidentNumber desc | where Severity != "nothing"'
+        " | extend r = row_number(10) | project IncidentNumber, r"
+    ).rows
+    assert [r for _, r in rows] == list(range(10, 10 + len(rows)))
+    numbers = [n for n, _ in rows]
+    assert numbers == sorted(numbers, reverse=True) and len(rows) == 7
+
+
+def test_ranks_after_top_and_after_a_summarize_sorted(store: LogStore) -> None:
+    top = store.query(
+        "SecurityIncident | top 3 by IncidentNumber | extend Rank = row_number()"
+        " | project IncidentNumber, Rank"
+    ).rows
+    assert [rank for _, rank in top] == [1, 2, 3]
+    assert [n for n, _ in top] == sorted((n for n, _ in top), reverse=True)
+    ranked = store.query(
+        "SecurityIncident | summarize n = count() by Severity | sort by n desc"
+        " | extend Rank = row_number()"
+    ).rows
+    assert [rank for *_, rank in ranked] == list(range(1, len(ranked) + 1))
+    assert [n for _, n, _ in ranked] == sorted((n for _, n, _ in ranked), reverse=True)
+
+
+def test_without_a_sort_before_it_the_query_is_refused_with_what_to_write(
+    store: LogStore,
+) -> None:
+    with pytest.raises(QueryError, match=r"put a `sort by` \(or `top`\) before it"):
+        store.query("SecurityIncident | extend r = row_number()")
+    with pytest.raises(QueryError, match=r"put a `sort by`"):
+        store.query(
+            "SecurityIncident | sort by Title | distinct Severity | extend r = row_number()"
+        )
+    with pytest.raises(QueryError, match=r"put a `sort by`"):
+        store.query(
+            "SecurityIncident | sort by Title | summarize count() by Severity"
+            " | extend r = row_number()"
+        )
+
+
+def test_restarting_is_not_supported_and_a_string_is_left_alone(store: LogStore) -> None:
+    with pytest.raises(QueryError, match=r"not supported yet: row_number\(\)"):
+        store.query(
+            "SecurityIncident | sort by IncidentNumber"
+            " | extend r = row_number(1, prev(Severity) != Severity)"
+        )
+    rows = store.query(
+        'SecurityIncident | sort by IncidentNumber | project x = "row_number()", r = row_number()'
+        " | take 2"
+    ).rows
+    assert rows == (("row_number()", 1), ("row_number()", 2))
