@@ -79,3 +79,44 @@ def test_restarting_is_not_supported_and_a_string_is_left_alone(store: LogStore)
         " | take 2"
     ).rows
     assert rows == (("row_number()", 1), ("row_number()", 2))
+
+
+def test_the_order_is_the_sorts_even_when_later_steps_change_its_columns(
+    store: LogStore,
+) -> None:
+    rows = store.query(
+        "SecurityIncident | sort by IncidentNumber asc | project N = IncidentNumber"
+        " | extend N = 100 - N | extend r = row_number()"
+    )
+    assert rows.columns == ("N", "r")  # the carried place of each row is never shown
+    assert [n for n, _ in rows.rows] == sorted((n for n, _ in rows.rows), reverse=True)
+    assert [r for _, r in rows.rows] == list(range(1, 8))
+
+
+def test_every_row_number_of_a_query_agrees_on_ties(store: LogStore) -> None:
+    kql = (
+        "range x from 1 to 5000 step 1 | extend y = x % 7 | sort by y asc"
+        " | extend r = row_number() | extend s = row_number() | where r != s | count"
+    )
+    assert store.query(kql).rows == ((0,),)
+
+
+def test_each_pipeline_is_numbered_by_its_own_sort(store: LogStore) -> None:
+    """duckdb-kql names the steps of every nested pipeline `_s0`, `_s1`, ... again."""
+    unioned = store.query(
+        "union (SecurityIncident | sort by IncidentNumber asc | extend r = row_number()"
+        " | project IncidentNumber, r), (SecurityIncident | sort by Title asc | take 2)"
+        " | where isnotnull(r) | project IncidentNumber, r | sort by r asc"
+    ).rows
+    assert [n for n, _ in unioned] == sorted(n for n, _ in unioned)
+    let = store.query(
+        "let t = SecurityIncident | sort by IncidentNumber desc | extend r = row_number();"
+        " t | project IncidentNumber, r"
+    ).rows
+    assert [r for _, r in let] == list(range(1, 8))
+    assert [n for n, _ in let] == sorted((n for n, _ in let), reverse=True)
+
+
+def test_row_number_in_a_where_says_to_number_first(store: LogStore) -> None:
+    with pytest.raises(QueryError, match=r"extend n = row_number\(\) \| where n"):
+        store.query("SecurityIncident | sort by IncidentNumber | where row_number() > 2")

@@ -134,11 +134,8 @@ def translate(
         raise QueryError(f"KQL error: declared query parameter with no value: {names}")
     try:
         sql = patch(str(result)) if compatible else str(result)
-    except RowOrderError:
-        raise QueryError(
-            "KQL error: row_number() numbers rows in an order: put a `sort by` (or `top`) "
-            "before it, with only `where`, `extend`, `project` or `take` between"
-        ) from None
+    except RowOrderError as why:
+        raise QueryError(f"KQL error: {why}") from None
     check_sql(sql)
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
 

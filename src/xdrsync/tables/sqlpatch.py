@@ -19,16 +19,17 @@ structure; a shape that is not there leaves the SQL as it is.
   read `x` as JSON, or compared it with a whole list, and failed;
 * `NULL_MARK`, the name `compat` writes where KQL has no untyped null (`maxif(x, p)` is
   `max(iff(p, x, NULL_MARK))`), is `NULL`, which takes the type of the other branch;
-* `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is `row_number() OVER
-  (ORDER BY ...)` in the order of the `sort` (or `top`) before it, through the operators
-  that keep the rows' order (`where`, `extend`, `project`, `take`); without one it is an
-  error, as Kusto's `row_number()` wants serialized rows.
+* `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is the rows' number in
+  the order of the `sort` (or `top`) before it, through the steps that keep the rows' order
+  (`where`, `extend`, `project`, `take`); without one it is an error, as Kusto's
+  `row_number()` wants serialized rows.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
@@ -126,19 +127,31 @@ def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str |
 
 # -- row numbers --------------------------------------------------------------------------------
 
-#: A step of duckdb-kql's pipeline: `_s3 AS (` (the name, then the bracket).
+#: A step of duckdb-kql's pipeline: `_s3 AS (` (the name, then the bracket). Every nested
+#: `WITH` (a `let`, a `union` or `join` argument, `toscalar`) names its steps `_s0`, `_s1`, ...
+#: again, so a step is known by its name and the bracket it sits in.
 _STEP: Final = re.compile(r"\b(_s\d+) AS \(")
-#: A step that keeps its source's row order, with the depth-0 text of its body (brackets'
-#: insides blanked): `SELECT ... FROM _s2` then a `WHERE`, `ORDER BY` or `LIMIT`.
+#: A step that keeps its source's row order, read at depth 0 (brackets' insides blanked):
+#: `SELECT <list> FROM _s2` then perhaps a `WHERE`, an `ORDER BY` (a sort) or a `LIMIT`.
 _ORDERED_STEP: Final = re.compile(
-    r"SELECT .+? FROM (_s\d+)(?: WHERE .+| ORDER BY (.+?)(?: LIMIT \d+)?| LIMIT \d+)?",
+    r"SELECT (.+?) FROM (_s\d+)(?: WHERE .+| ORDER BY (.+?)(?: LIMIT \d+)?| LIMIT \d+)?",
     re.DOTALL,
 )
 _REORDERS: Final = re.compile(r"\b(?:GROUP BY|JOIN|UNION|DISTINCT|HAVING|QUALIFY)\b")
+#: The rows' place in the sort, carried from the sort's step to the numbering one (never shown).
+_POSITION: Final = '"__xdrsync_position"'
 
 
 class RowOrderError(ValueError):
-    """`row_number()` over rows that no `sort` ordered."""
+    """`row_number()` where this cannot number rows in their order; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Step:
+    name: str
+    scope: int  # the bracket its `WITH` sits in (-1: the query's own)
+    start: int  # its body, inside the brackets
+    end: int
 
 
 def _depth0(masked: str) -> str:
@@ -155,48 +168,79 @@ def _depth0(masked: str) -> str:
 
 
 def _row_numbers(sql: str) -> str:
-    """Each `ROW_NUMBER_MARK` -> `row_number() OVER (ORDER BY <the sort before it>)`."""
+    """Each `ROW_NUMBER_MARK` -> the rows' number in the order of the sort before it.
+
+    The sort's step gets the place of each row in its order (`row_number() OVER (ORDER BY
+    <its clause>)`, over the columns it sorted, before any later step changes them); the
+    steps after it carry that place; the marked step numbers its rows by it. So a filter in
+    between leaves no gaps, and every `row_number()` of the query agrees on ties."""
     masked = _mask(sql)
-    steps = {m[1]: m.end() - 1 for m in _STEP.finditer(masked)}
+    steps: dict[tuple[int, str], _Step] = {}
+    openings: dict[int, _Step] = {}
+    for m in _STEP.finditer(masked):
+        opening = m.end() - 1
+        step = _Step(m[1], _open_before(masked, m.start()), opening + 1, _close(masked, opening))
+        steps[(step.scope, step.name)] = openings[opening] = step
 
-    def body(step: str) -> tuple[int, int]:
-        opening = steps[step]
-        return opening + 1, _close(masked, opening)
+    def shape(step: _Step) -> re.Match[str] | None:
+        body = _depth0(masked[step.start : step.end])
+        if _REORDERS.search(body):
+            return None
+        return _ORDERED_STEP.fullmatch(body)
 
-    def step_of(i: int) -> str | None:
-        """The pipeline step whose body holds offset `i`."""
+    def step_of(i: int) -> _Step | None:
         j = _open_before(masked, i)
-        while j >= 0:
-            for name, opening in steps.items():
-                if opening == j:
-                    return name
+        while j >= 0 and j not in openings:
             j = _open_before(masked, j)
-        return None
+        return openings.get(j)
 
-    def order_before(step: str) -> str:
-        start, end = body(step)
-        shape = _ORDERED_STEP.fullmatch(_depth0(masked[start:end]))
-        while shape is not None and not _REORDERS.search(_depth0(masked[start:end])):
-            source = shape[1]
-            if source not in steps:
-                break
-            start, end = body(source)
-            shape = _ORDERED_STEP.fullmatch(_depth0(masked[start:end]))
-            if shape is not None and shape[2] is not None:
-                return sql[start + shape.start(2) : start + shape.end(2)]
-        raise RowOrderError(ROW_NUMBER_MARK)
-
+    edits: dict[int, tuple[int, str]] = {}  # offset -> (length replaced, new text)
     name = f'"{ROW_NUMBER_MARK}"'
-    found = [m.start() for m in re.finditer(re.escape(name), sql)]
-    for at in reversed(found):  # an edit never moves what comes before it
-        if masked[at : at + len(name)] != f'"{_MASK * len(ROW_NUMBER_MARK)}"':
+    hidden = f'"{_MASK * len(ROW_NUMBER_MARK)}"'
+    for found in re.finditer(re.escape(name), sql):
+        at = found.start()
+        if masked[at : at + len(name)] != hidden:
             continue  # inside a string literal
-        step = step_of(at)
-        if step is None:
-            raise RowOrderError(ROW_NUMBER_MARK)
-        window = f"row_number() OVER (ORDER BY {order_before(step)})"
-        sql = sql[:at] + window + sql[at + len(name) :]
+        marked = step_of(at)
+        own = shape(marked) if marked is not None else None
+        if marked is None or own is None:
+            raise RowOrderError(_NO_ORDER)
+        where = _depth0(masked[marked.start : marked.end]).find(" WHERE ")
+        if 0 <= where < at - marked.start:
+            raise RowOrderError(
+                "row_number() in a `where`: number the rows first, "
+                "`| extend n = row_number() | where n ...`"
+            )
+        between: list[tuple[_Step, re.Match[str]]] = []
+        step, source = marked, own
+        while True:
+            earlier = steps.get((step.scope, source[2]))
+            read = shape(earlier) if earlier is not None else None
+            if earlier is None or read is None:
+                raise RowOrderError(_NO_ORDER)
+            step, source = earlier, read
+            if source[3] is not None:
+                break
+            between.append((step, source))
+        if source[1] != "*":
+            raise RowOrderError(_NO_ORDER)
+        clause = sql[step.start + source.start(3) : step.start + source.end(3)]
+        place = f", row_number() OVER (ORDER BY {clause}) AS {_POSITION}"
+        edits[step.start + source.end(1)] = (0, place)
+        for carrier, listed in between:
+            if listed[1] != "*":
+                edits[carrier.start + listed.end(1)] = (0, f", {_POSITION}")
+        edits[at] = (len(name), f"row_number() OVER (ORDER BY {_POSITION})")
+    for at in sorted(edits, reverse=True):  # an edit never moves what comes before it
+        length, text = edits[at]
+        sql = sql[:at] + text + sql[at + length :]
     return sql
+
+
+_NO_ORDER: Final = (
+    "row_number() numbers rows in an order: put a `sort by` (or `top`) before it, with only "
+    "operators that keep the rows' order between (`where`, `extend`, `project`, `take`)"
+)
 
 
 # -- strings are never null -------------------------------------------------------------------
