@@ -117,6 +117,21 @@ def test_each_pipeline_is_numbered_by_its_own_sort(store: LogStore) -> None:
     assert [n for n, _ in let] == sorted((n for n, _ in let), reverse=True)
 
 
-def test_row_number_in_a_where_says_to_number_first(store: LogStore) -> None:
+@pytest.mark.parametrize(
+    "kql",
+    [
+        "SecurityIncident | sort by IncidentNumber | where row_number() > 2",
+        "SecurityIncident | sort by IncidentNumber asc | sort by row_number() desc",
+    ],
+)
+def test_row_number_in_a_where_or_a_sort_says_to_number_first(store: LogStore, kql: str) -> None:
     with pytest.raises(QueryError, match=r"extend n = row_number\(\) \| where n"):
-        store.query("SecurityIncident | sort by IncidentNumber | where row_number() > 2")
+        store.query(kql)
+
+
+def test_the_place_carried_for_the_numbers_is_never_a_column(store: LogStore) -> None:
+    kql = (
+        "datatable(x:int)[3, 1, 2] | sort by x asc | where x > 0 | extend r = row_number()"
+        " | getschema | project ColumnName"
+    )
+    assert store.query(kql).rows == (("x",), ("r",))

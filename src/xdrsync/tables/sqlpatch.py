@@ -205,10 +205,10 @@ def _row_numbers(sql: str) -> str:
         own = shape(marked) if marked is not None else None
         if marked is None or own is None:
             raise RowOrderError(_NO_ORDER)
-        where = _depth0(masked[marked.start : marked.end]).find(" WHERE ")
-        if 0 <= where < at - marked.start:
+        if at - marked.start > own.end(1) or own[1].startswith("*"):
+            # not among the columns an `extend` or `project` makes: a `where`, a `sort`
             raise RowOrderError(
-                "row_number() in a `where`: number the rows first, "
+                "row_number() in a `where` or `sort by`: number the rows first, "
                 "`| extend n = row_number() | where n ...`"
             )
         between: list[tuple[_Step, re.Match[str]]] = []
@@ -239,7 +239,8 @@ def _row_numbers(sql: str) -> str:
 
 _NO_ORDER: Final = (
     "row_number() numbers rows in an order: put a `sort by` (or `top`) before it, with only "
-    "operators that keep the rows' order between (`where`, `extend`, `project`, `take`)"
+    "operators that keep the rows' order between (`where`, `extend`, `project`, `take`; "
+    "none of them with a `toscalar()`)"
 )
 
 
