@@ -55,7 +55,7 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -246,22 +246,6 @@ def _aliases(tokens: list[Token]) -> list[Token]:
     return out
 
 
-def _calls(
-    tokens: Sequence[Token], name: str, arity: int
-) -> Iterator[tuple[int, int, list[list[Token]]]]:
-    """Each call of the function ``name`` with ``arity`` arguments: (the index of its name, of
-    its closing parenthesis, its arguments without surrounding blanks)."""
-    for i, token in enumerate(tokens):
-        if token.text != name or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
-            continue
-        open_ = kt.next_sig(tokens, i)
-        assert open_ is not None
-        close = kt.closing(tokens, open_)
-        args = kt.split_top(tokens, open_ + 1, close)
-        if close < len(tokens) and len(args) == arity:
-            yield i, close, [kt.trim(tokens[a:b]) for a, b in args]
-
-
 def _rewrite_calls(
     tokens: list[Token],
     name: str,
@@ -273,7 +257,7 @@ def _rewrite_calls(
     another's arguments is rewritten on the next pass (at most eight)."""
     for _ in range(8):
         edits: dict[int, tuple[int, list[Token]]] = {}
-        for i, close, args in _calls(tokens, name, arity):
+        for i, close, args in kt.calls(tokens, name, arity):
             if any(first <= i <= last for first, (last, _) in edits.items()):
                 continue
             made = rewrite(tokens[i].origin, args)
@@ -469,7 +453,7 @@ def _bin_at(tokens: list[Token]) -> list[Token]:
     `shift = fixed - bin(fixed, size)`: the bin of `size` holding `v`, bins aligned on `fixed`
     (Kusto's `fixed + floor((v - fixed) / size) * size`)."""
     edits: dict[int, tuple[int, list[Token]]] = {}
-    for i, close, (value, size, fixed) in _calls(tokens, "bin_at", 3):
+    for i, close, (value, size, fixed) in kt.calls(tokens, "bin_at", 3):
         o = tokens[i].origin
 
         def f(text: str, o: int = o) -> list[Token]:
@@ -705,22 +689,16 @@ def _row_numbers(tokens: list[Token]) -> list[Token]:
     """`row_number()` -> `ROW_NUMBER_MARK`, `row_number(10)` -> `(ROW_NUMBER_MARK + 9)`:
     `sqlpatch` numbers the rows there in the order of the `sort` before them. Restarting
     (`row_number(1, predicate)`) is left as written: duckdb-kql says it is not supported."""
-    edits: dict[int, tuple[int, list[Token]]] = {}
-    for i, token in enumerate(tokens):
-        if token.lower() != "row_number" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
-            continue
-        opening = kt.next_sig(tokens, i)
-        assert opening is not None  # is_call
-        closing = kt.closing(tokens, opening)
-        argument = kt.render(kt.trim(tokens[opening + 1 : closing]))
-        if argument == "":
-            text = ROW_NUMBER_MARK
-        elif argument.lstrip("-").isdigit():
-            text = f"({ROW_NUMBER_MARK} + {int(argument) - 1})"
-        else:
-            continue
-        edits[i] = (closing, kt.fragment(text, token.origin))
-    return kt.apply_edits(tokens, edits)
+
+    def numbered(origin: int, args: list[list[Token]]) -> list[Token] | None:
+        start = kt.render(args[0])
+        if start == "":
+            return kt.fragment(ROW_NUMBER_MARK, origin)
+        if start.lstrip("-").isdigit():
+            return kt.fragment(f"({ROW_NUMBER_MARK} + {int(start) - 1})", origin)
+        return None
+
+    return _rewrite_calls(tokens, "row_number", 1, numbered)
 
 
 #: The operators whose row count Kusto takes as any constant, duckdb-kql as a number only.

@@ -47,20 +47,14 @@ def pack_all(
     `pack_all(true)`, which leaves them out, is left as written)."""
     starts = set(kt.statement_starts(tokens))
     edits: dict[int, tuple[int, list[Token]]] = {}
-    for i, token in enumerate(tokens):
-        if token.lower() != "pack_all" or not kt.is_call(tokens, i) or kt.after_dot(tokens, i):
-            continue
-        opening = kt.next_sig(tokens, i)
-        assert opening is not None  # is_call
-        closing = kt.closing(tokens, opening)
-        argument = kt.render(kt.trim(tokens[opening + 1 : closing])).lower()
-        if argument not in ("", "false"):
+    for i, closing, (argument,) in kt.calls(tokens, "pack_all", 1):
+        if kt.render(argument).lower() not in ("", "false"):
             continue
         known = columns_before(tokens, i, starts, columns, types)
         if not known:
             continue
         pairs = ", ".join(f"{json.dumps(name)}, {name}" for name in known)
-        edits[i] = (closing, kt.fragment(f"bag_pack({pairs})", token.origin))
+        edits[i] = (closing, kt.fragment(f"bag_pack({pairs})", tokens[i].origin))
     return kt.apply_edits(tokens, edits)
 
 

@@ -14,7 +14,7 @@ to one in the query the user wrote.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -267,6 +267,22 @@ def string_value(token: Token) -> str | None:
     if len(text) < 2 or text[0] not in "'\"" or text[-1] != text[0] or "\\" in text:
         return None
     return text[1:-1]
+
+
+def calls(
+    tokens: Sequence[Token], name: str, arity: int
+) -> Iterator[tuple[int, int, list[list[Token]]]]:
+    """Each call of the function ``name`` with ``arity`` arguments: (the index of its name, of
+    its closing parenthesis, its arguments without surrounding blanks)."""
+    for i, token in enumerate(tokens):
+        if token.text != name or not is_call(tokens, i) or after_dot(tokens, i):
+            continue
+        open_ = next_sig(tokens, i)
+        assert open_ is not None
+        close = closing(tokens, open_)
+        args = split_top(tokens, open_ + 1, close)
+        if close < len(tokens) and len(args) == arity:
+            yield i, close, [trim(tokens[a:b]) for a, b in args]
 
 
 def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]]) -> list[Token]:
