@@ -1,9 +1,12 @@
-"""`row_number()` (`compat` writes a mark, `sqlpatch` numbers the rows there in the order of
-the `sort` before it), on the seeded Sentinel workspace: the numbers follow the rows as they
-come out, from 1 or the start given, ties included; without a sort before it the query is
-refused with what to write."""
+"""`row_number()`, `prev()` and `next()` (`compat` writes a mark, `sqlpatch` reads the rows
+there in the order of the `sort` before it), on the seeded Sentinel workspace: the numbers
+follow the rows as they come out, from 1 or the start given, ties included, and `prev`/`next`
+read the rows before and after; without a sort before them the query is refused with what to
+write."""
 
 from __future__ import annotations
+
+from itertools import pairwise
 
 import pytest
 from sentinel_workspace import seeded_store
@@ -55,7 +58,7 @@ def test_ranks_after_top_and_after_a_summarize_sorted(store: LogStore) -> None:
 def test_without_a_sort_before_it_the_query_is_refused_with_what_to_write(
     store: LogStore,
 ) -> None:
-    with pytest.raises(QueryError, match=r"put a `sort by` \(or `top`\) before it"):
+    with pytest.raises(QueryError, match=r"put a `sort by` \(or `top`\) before them"):
         store.query("SecurityIncident | extend r = row_number()")
     with pytest.raises(QueryError, match=r"put a `sort by`"):
         store.query(
@@ -135,3 +138,38 @@ def test_the_place_carried_for_the_numbers_is_never_a_column(store: LogStore) ->
         " | getschema | project ColumnName"
     )
     assert store.query(kql).rows == (("x",), ("r",))
+
+
+def test_prev_and_next_read_the_rows_before_and_after_in_the_sorts_order(
+    store: LogStore,
+) -> None:
+    rows = store.query(
+        "range x from 1 to 50 step 1 | extend y = (x * 37) % 50 | sort by y asc"
+        " | extend p = prev(y), n = next(y, 2), r = row_number() | project y, p, n, r"
+    ).rows
+    ys = [y for y, *_ in rows]
+    assert ys == sorted(ys)
+    assert [p for _, p, _, _ in rows] == [None, *ys[:-1]]
+    assert [n for _, _, n, _ in rows] == [*ys[2:], None, None]
+
+
+def test_prev_gives_the_time_since_the_row_before(store: LogStore) -> None:
+    rows = store.query(
+        "SecurityIncident | sort by CreatedTime asc"
+        " | extend Gap = CreatedTime - prev(CreatedTime) | project CreatedTime, Gap"
+    ).rows
+    assert rows[0][1] is None
+    assert all(gap == now - before for (before, _), (now, gap) in pairwise(rows))
+
+
+@pytest.mark.parametrize(
+    ("kql", "message"),
+    [
+        ("SecurityIncident | extend p = prev(Title)", r"put a `sort by` \(or `top`\) before"),
+        ("SecurityIncident | sort by Title | where prev(Title) == Title", "make a column of it"),
+        ("SecurityIncident | sort by Title | extend p = prev(Title, 1, 'none')", r"prev\(\)"),
+    ],
+)
+def test_prev_where_it_cannot_read_says_so(store: LogStore, kql: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        store.query(kql)

@@ -16,7 +16,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
   number;
 * `row_number()`, `row_number(n)` -> `ROW_NUMBER_MARK` (plus `n - 1`), which `sqlpatch`
-  numbers in the order of the `sort` before it;
+  numbers in the order of the `sort` before it, and `prev(x, n)`, `next(x, n)` -> a mark
+  it reads there as the value `n` rows before or after;
 * `pack_all()` -> `bag_pack("A", A, ...)` over the input's columns (`kqlcolumns`);
 * `search "x"` -> `union (T | where ... | project $table = "T", ...), ...`, `T | search
   "x*"` and `where * has "x"` -> `where`, one test per column of the input (`kqlsearch`);
@@ -67,7 +68,7 @@ from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
-from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK
+from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK, prev_mark
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -158,6 +159,7 @@ def rewrite(
     tokens = run("paren-source", _paren_sources(tokens, columns))
     renamed, renames = _case_renames(tokens, columns)
     tokens = run("case-rename", renamed)
+    tokens = run("prev-next", _neighbours(tokens))
     lifted, functions = _let_functions(tokens, columns)
     tokens = run("let-function", lifted)
     words = {t.text for t in tokens if t.is_word}
@@ -699,6 +701,29 @@ def _row_numbers(tokens: list[Token]) -> list[Token]:
         return None
 
     return _rewrite_calls(tokens, "row_number", 1, numbered)
+
+
+def _neighbours(tokens: list[Token]) -> list[Token]:
+    """`prev(x)`, `prev(x, 2)`, `next(x)`, `next(x, 2)` of a column `x` -> a mark naming it
+    (`prev_mark`), which `sqlpatch` reads `2` rows before or after in the order of the `sort`
+    before it. A default value (a third argument) or an expression is left as written:
+    duckdb-kql says it is not supported. After the case renames, so `x` is named as the
+    translation names it."""
+
+    def marked(function: str) -> Callable[[int, list[list[Token]]], list[Token] | None]:
+        def mark(origin: int, args: list[list[Token]]) -> list[Token] | None:
+            column = args[0]
+            offset = kt.render(args[1]) if len(args) > 1 else "1"
+            if len(column) != 1 or not column[0].is_word or not offset.isdigit():
+                return None
+            return kt.fragment(prev_mark(function, column[0].text, int(offset)), origin)
+
+        return mark
+
+    for function in ("prev", "next"):
+        for arity in (1, 2):
+            tokens = _rewrite_calls(tokens, function, arity, marked(function))
+    return tokens
 
 
 #: The operators whose row count Kusto takes as any constant, duckdb-kql as a number only.

@@ -22,7 +22,8 @@ structure; a shape that is not there leaves the SQL as it is.
 * `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is the rows' number in
   the order of the `sort` (or `top`) before it, through the steps that keep the rows' order
   (`where`, `extend`, `project`, `take`); without one it is an error, as Kusto's
-  `row_number()` wants serialized rows.
+  `row_number()` wants serialized rows. `prev_mark`/`next_mark` names (`prev(x, n)`,
+  `next(x, n)`) are the column's value `n` rows before or after, in the same order.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ from typing import Final
 NULL_MARK: Final = "__xdrsync_null"
 #: Another: `compat` writes it for `row_number()`, numbered here in the order of the rows.
 ROW_NUMBER_MARK: Final = "__xdrsync_row_number"
+#: The names of the marks read in the rows' order: `row_number()`, and `prev(x, n)` and
+#: `next(x, n)` (`prev_mark`) of a column `x`.
+_ORDER_MARK: Final = re.compile(
+    rf'"(?:{ROW_NUMBER_MARK}|__xdrsync_(prev|next)_(\d+)_([A-Za-z_][A-Za-z0-9_]*))"'
+)
+
+
+def prev_mark(function: str, column: str, offset: int) -> str:
+    """The name `compat` writes for `prev(column, offset)` (or `next`), read here."""
+    return f"__xdrsync_{function}_{offset}_{column}"
+
+
 _MASK: Final = "\x01"
 
 
@@ -48,7 +61,7 @@ def patch(sql: str) -> str:
     """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows)."""
     if f'"{NULL_MARK}"' in sql:
         sql = _replace_name(sql, f'"{NULL_MARK}"', "NULL")
-    if f'"{ROW_NUMBER_MARK}"' in sql:
+    if _ORDER_MARK.search(sql):
         sql = _row_numbers(sql)
     for one in (_outer_joins, _outer_unions, _interval_averages, _dynamic_in_subqueries):
         sql = one(sql)
@@ -195,11 +208,9 @@ def _row_numbers(sql: str) -> str:
         return openings.get(j)
 
     edits: dict[int, tuple[int, str]] = {}  # offset -> (length replaced, new text)
-    name = f'"{ROW_NUMBER_MARK}"'
-    hidden = f'"{_MASK * len(ROW_NUMBER_MARK)}"'
-    for found in re.finditer(re.escape(name), sql):
+    for found in _ORDER_MARK.finditer(sql):
         at = found.start()
-        if masked[at : at + len(name)] != hidden:
+        if masked[at] != '"' or masked[at + 1] != _MASK:
             continue  # inside a string literal
         marked = step_of(at)
         own = shape(marked) if marked is not None else None
@@ -208,8 +219,8 @@ def _row_numbers(sql: str) -> str:
         if at - marked.start > own.end(1) or own[1].startswith("*"):
             # not among the columns an `extend` or `project` makes: a `where`, a `sort`
             raise RowOrderError(
-                "row_number() in a `where` or `sort by`: number the rows first, "
-                "`| extend n = row_number() | where n ...`"
+                "row_number(), prev() or next() in a `where` or `sort by`: make a column of "
+                "it first, `| extend n = row_number() | where n ...`"
             )
         between: list[tuple[_Step, re.Match[str]]] = []
         step, source = marked, own
@@ -230,7 +241,11 @@ def _row_numbers(sql: str) -> str:
         for carrier, listed in between:
             if listed[1] != "*":
                 edits[carrier.start + listed.end(1)] = (0, f", {_POSITION}")
-        edits[at] = (len(name), f"row_number() OVER (ORDER BY {_POSITION})")
+        if found[1] is None:
+            window = "row_number()"
+        else:
+            window = f'{"lag" if found[1] == "prev" else "lead"}("{found[3]}", {found[2]})'
+        edits[at] = (len(found[0]), f"{window} OVER (ORDER BY {_POSITION})")
     for at in sorted(edits, reverse=True):  # an edit never moves what comes before it
         length, text = edits[at]
         sql = sql[:at] + text + sql[at + length :]
@@ -238,7 +253,8 @@ def _row_numbers(sql: str) -> str:
 
 
 _NO_ORDER: Final = (
-    "row_number() numbers rows in an order: put a `sort by` (or `top`) before it, with only "
+    "row_number(), prev() and next() read rows in an order: put a `sort by` (or `top`) "
+    "before them, with only "
     "operators that keep the rows' order between (`where`, `extend`, `project`, `take`; "
     "none of them with a `toscalar()`)"
 )
@@ -415,4 +431,4 @@ def _dynamic_in_subqueries(sql: str) -> str:
     return _each(sql, _IN_SUBQUERY, edit)
 
 
-__all__ = ["NULL_MARK", "ROW_NUMBER_MARK", "RowOrderError", "patch"]
+__all__ = ["NULL_MARK", "ROW_NUMBER_MARK", "RowOrderError", "patch", "prev_mark"]
