@@ -138,7 +138,7 @@ def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str |
     return sql
 
 
-# -- row numbers --------------------------------------------------------------------------------
+# -- rows in their order: row_number(), prev(), next() -----------------------------------------
 
 #: A step of duckdb-kql's pipeline: `_s3 AS (` (the name, then the bracket). Every nested
 #: `WITH` (a `let`, a `union` or `join` argument, `toscalar`) names its steps `_s0`, `_s1`, ...
@@ -156,7 +156,8 @@ _POSITION: Final = '"__xdrsync_position"'
 
 
 class RowOrderError(ValueError):
-    """`row_number()` where this cannot number rows in their order; the message says why."""
+    """`row_number()`, `prev()` or `next()` where this cannot read the rows in their order;
+    the message says why."""
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,13 @@ def _depth0(masked: str) -> str:
 
 
 def _row_numbers(sql: str) -> str:
-    """Each `ROW_NUMBER_MARK` -> the rows' number in the order of the sort before it.
+    """Each `ROW_NUMBER_MARK` -> the rows' number in the order of the sort before it, and
+    each `prev_mark` -> the column's value that many rows before (`lag`) or after (`lead`).
 
     The sort's step gets the place of each row in its order (`row_number() OVER (ORDER BY
     <its clause>)`, over the columns it sorted, before any later step changes them); the
-    steps after it carry that place; the marked step numbers its rows by it. So a filter in
-    between leaves no gaps, and every `row_number()` of the query agrees on ties."""
+    steps after it carry that place; the marked step reads its rows in that order. So a
+    filter in between leaves no gaps, and every mark of the query agrees on ties."""
     masked = _mask(sql)
     steps: dict[tuple[int, str], _Step] = {}
     openings: dict[int, _Step] = {}
