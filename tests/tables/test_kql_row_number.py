@@ -173,3 +173,41 @@ def test_prev_gives_the_time_since_the_row_before(store: LogStore) -> None:
 def test_prev_where_it_cannot_read_says_so(store: LogStore, kql: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         store.query(kql)
+
+
+def test_a_string_past_either_end_is_empty_not_null(store: LogStore) -> None:
+    kql = "SecurityIncident | sort by IncidentNumber asc | extend p = next(Title) | where p == ''"
+    assert store.query(f"{kql} | count").rows == ((1,),)
+    numbers = "SecurityIncident | sort by IncidentNumber asc | extend p = prev(IncidentNumber)"
+    assert store.query(f"{numbers} | project p | take 1").rows == ((None,),)
+
+
+def test_the_querys_own_functions_of_those_names_are_called(store: LogStore) -> None:
+    kql = (
+        "let next = (v:long) { v * 2 }; let row_number = () { 7 };"
+        " SecurityIncident | take 1 | extend y = next(IncidentNumber), r = row_number()"
+        " | project IncidentNumber, y, r"
+    )
+    ((number, doubled, seven),) = store.query(kql).rows
+    assert doubled == 2 * number and seven == 7
+
+
+@pytest.mark.parametrize(
+    ("kql", "message"),
+    [
+        (
+            "SecurityIncident | sort by IncidentNumber | project IncidentNumber, prev(IncidentNumber)",
+            "need a column name",
+        ),
+        ("SecurityIncident | sort by IncidentNumber | extend row_number()", "need a column name"),
+        (
+            "SecurityIncident | sort by IncidentNumber | extend p = prev(prev(IncidentNumber))",
+            r"not supported yet: prev\(\)",
+        ),
+    ],
+)
+def test_unnamed_and_nested_calls_say_what_to_write(
+    store: LogStore, kql: str, message: str
+) -> None:
+    with pytest.raises(QueryError, match=message):
+        store.query(kql)

@@ -700,6 +700,8 @@ def _row_numbers(tokens: list[Token]) -> list[Token]:
             return kt.fragment(f"({ROW_NUMBER_MARK} + {int(start) - 1})", origin)
         return None
 
+    if kt.defines(tokens, "row_number"):
+        return tokens  # the query's own function of that name
     return _rewrite_calls(tokens, "row_number", 1, numbered)
 
 
@@ -716,11 +718,15 @@ def _neighbours(tokens: list[Token]) -> list[Token]:
             offset = kt.render(args[1]) if len(args) > 1 else "1"
             if len(column) != 1 or not column[0].is_word or not offset.isdigit():
                 return None
+            if column[0].text.startswith("__xdrsync_"):
+                return None  # `prev(prev(x))`: the inner call's mark, not a column
             return kt.fragment(prev_mark(function, column[0].text, int(offset)), origin)
 
         return mark
 
     for function in ("prev", "next"):
+        if kt.defines(tokens, function):
+            continue  # the query's own function of that name
         for arity in (1, 2):
             tokens = _rewrite_calls(tokens, function, arity, marked(function))
     return tokens

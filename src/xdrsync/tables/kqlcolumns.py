@@ -45,6 +45,8 @@ def pack_all(
     """`extend p = pack_all()` -> `extend p = bag_pack("A", A, ...)` over the columns of the
     operator's input, nulls and empty values included as Kusto includes them (its
     `pack_all(true)`, which leaves them out, is left as written)."""
+    if kt.defines(tokens, "pack_all"):
+        return tokens  # the query's own function of that name
     starts = set(kt.statement_starts(tokens))
     edits: dict[int, tuple[int, list[Token]]] = {}
     for i, closing, (argument,) in kt.calls(tokens, "pack_all", 1):

@@ -285,6 +285,16 @@ def calls(
             yield i, close, [trim(tokens[a:b]) for a, b in args]
 
 
+def defines(tokens: Sequence[Token], name: str) -> bool:
+    """Whether the query binds `name` itself (`let name = ...`)."""
+    for i, token in enumerate(tokens):
+        if token.kind == KqlLexer.LET:
+            after = next_sig(tokens, i)
+            if after is not None and tokens[after].text == name:
+                return True
+    return False
+
+
 def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]]) -> list[Token]:
     """Replace `tokens[i:last+1]` with the new tokens for every `i -> (last, new)`."""
     if not edits:

@@ -243,11 +243,20 @@ def _row_numbers(sql: str) -> str:
         for carrier, listed in between:
             if listed[1] != "*":
                 edits[carrier.start + listed.end(1)] = (0, f", {_POSITION}")
+        if sql[max(at - 4, 0) : at] == " AS ":
+            raise RowOrderError(  # duckdb-kql named the column after the mark
+                "row_number(), prev() and next() need a column name: "
+                "`| extend n = row_number()`, `| extend p = prev(x)`"
+            )
         if found[1] is None:
-            window = "row_number()"
+            window = f"row_number() OVER (ORDER BY {_POSITION})"
         else:
-            window = f'{"lag" if found[1] == "prev" else "lead"}("{found[3]}", {found[2]})'
-        edits[at] = (len(found[0]), f"{window} OVER (ORDER BY {_POSITION})")
+            function = "lag" if found[1] == "prev" else "lead"
+            # past either end: "" for a string, as Kusto has no null string
+            window = _not_null_string(
+                f'{function}("{found[3]}", {found[2]}) OVER (ORDER BY {_POSITION})'
+            )
+        edits[at] = (len(found[0]), window)
     for at in sorted(edits, reverse=True):  # an edit never moves what comes before it
         length, text = edits[at]
         sql = sql[:at] + text + sql[at + length :]
