@@ -13,7 +13,7 @@ from xdrsync.sync.window import (
     StreamState,
     adapt_span,
     cycle_lookback,
-    reconcile_due,
+    due,
     start_of_cycle,
 )
 
@@ -141,7 +141,7 @@ def test_cycle_lookback(
 def test_reconcile_due(last: int | None, expected: bool) -> None:
     now = datetime(2026, 12, 4, tzinfo=UTC)
     moment = None if last is None else now + last * _S
-    assert reconcile_due(moment, now, 3600 * _S) is expected
+    assert due(moment, now, 3600 * _S) is expected
 
 
 def test_last_sweep_and_reconcile_survive_the_state_document() -> None:

@@ -49,7 +49,7 @@ from xdrsync.sync.window import (
     StreamState,
     adapt_span,
     cycle_lookback,
-    reconcile_due,
+    due,
     start_of_cycle,
 )
 
@@ -281,7 +281,7 @@ def sync_stream(
         cycle.commit(None, state)
     if settings.reconcile is not None and (
         state.reconcile_at is not None
-        or reconcile_due(state.last_reconcile, local_now, settings.reconcile_every)
+        or due(state.last_reconcile, local_now, settings.reconcile_every)
     ):
         state = _reconcile(cycle, lower, state, local_now)
     report.watermark = state.watermark

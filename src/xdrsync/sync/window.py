@@ -48,14 +48,13 @@ def cycle_lookback(
     """
     if fresh is None or fresh >= lookback:
         return lookback, False
-    every = min(sweep_every, lookback / 2)
-    due = last_sweep is None or not last_sweep <= now < last_sweep + every
-    return (lookback, True) if due else (fresh, False)
+    sweep = due(last_sweep, now, min(sweep_every, lookback / 2))
+    return (lookback, True) if sweep else (fresh, False)
 
 
-def reconcile_due(last: datetime | None, now: datetime, every: timedelta) -> bool:
-    """Whether this cycle re-reads the reconcile window: ``every`` after the last one (or at
-    once when there was none, or the clock went back past it)."""
+def due(last: datetime | None, now: datetime, every: timedelta) -> bool:
+    """Whether a periodic read (a sweep, a reconcile) is due: ``every`` after the last one,
+    or at once when there was none or the clock went back past it."""
     return last is None or not last <= now < last + every
 
 
@@ -92,7 +91,7 @@ class StreamState:
     retry_at: datetime | None = None
     # When a cycle last re-read the whole lookback (``cycle_lookback``), on the local clock.
     last_sweep: datetime | None = None
-    # When a reconcile last read to its end (``reconcile_due``), on the local clock; and
+    # When a reconcile last read to its end (``due``), on the local clock; and
     # where the one under way has read to (None: none under way).
     last_reconcile: datetime | None = None
     reconcile_at: datetime | None = None
