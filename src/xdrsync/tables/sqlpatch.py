@@ -22,7 +22,7 @@ structure; a shape that is not there leaves the SQL as it is.
 * `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is the rows' number in
   the order of the `sort` (or `top`) before it, through the steps that keep the rows' order
   (`where`, `extend`, `project`, `take`); without one it is an error, as Kusto's
-  `row_number()` wants serialized rows. `prev_mark`/`next_mark` names (`prev(x, n)`,
+  `row_number()` wants serialized rows. The names `prev_mark` makes (for `prev(x, n)` and
   `next(x, n)`) are the column's value `n` rows before or after, in the same order.
 """
 
