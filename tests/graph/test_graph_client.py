@@ -14,6 +14,7 @@ from graph_fakes import GRAPH, Harness, graph_error, graph_json
 from xdrsync import __version__
 from xdrsync.config import SyncConfig
 from xdrsync.errors import ConfigError, FatalSyncError, RetriableError, ThrottledError
+from xdrsync.graph.client import GraphClient
 from xdrsync.graph.errors import NotFoundError
 from xdrsync.graph.http import graph_error_detail
 
@@ -356,12 +357,24 @@ def test_404_is_a_distinct_skippable_not_found(harness_factory: Build) -> None:
     assert len(h.recorder.requests) == 1
 
 
-def test_a_post_is_not_resent_when_graph_may_have_applied_it(harness_factory: Build) -> None:
+@pytest.mark.parametrize(
+    ("method", "send"),
+    [
+        ("POST", lambda c: c.post("/security/incidents/1/comments", {"comment": "hi"})),
+        # Resent, a PATCH that landed would undo a change made in the portal meanwhile: the
+        # pusher reads the record and merges again instead.
+        ("PATCH", lambda c: c.patch("/security/incidents/1", {"status": "resolved"})),
+    ],
+)
+def test_a_write_is_not_resent_when_graph_may_have_applied_it(
+    harness_factory: Build, method: str, send: Callable[[GraphClient], object]
+) -> None:
     h = harness_factory(script(graph_error(500, "InternalServerError", "boom"), graph_json(OK)))
     with pytest.raises(RetriableError) as raised:
-        h.client.post("/security/incidents/1/comments", {"comment": "hi"})
-    assert len(h.recorder.requests) == 1
+        send(h.client)
+    assert [r.method for r in h.recorder.requests] == [method]
     assert "not resent" in str(raised.value)
+    assert not raised.value.unsent  # it may have landed: the caller looks before a new try
 
 
 def test_a_throttled_post_is_resent(harness_factory: Build) -> None:

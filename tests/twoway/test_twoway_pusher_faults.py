@@ -1,6 +1,7 @@
 """The pusher when Graph fails in particular ways, against the emulator in one process: a
 comment whose POST never left or whose answer was lost, a 409 on a comment or a PATCH, reads
-that keep failing, and a permission granted while the service runs."""
+that keep failing, a PATCH that landed though its answer was lost, and a permission granted
+while the service runs."""
 
 from __future__ import annotations
 
@@ -94,6 +95,13 @@ class Env(twowayenv.Env):
             f"{self.server.base_url}/_emulator/incidents/{incident_id}",
             json={"comments": [comment]},
             timeout=30,
+        )
+        reply.raise_for_status()
+
+    def portal_edit(self, incident_id: str, **fields: Any) -> None:
+        """A change made in Defender by someone else (an analyst in the portal)."""
+        reply = httpx.post(
+            f"{self.server.base_url}/_emulator/incidents/{incident_id}", json=fields, timeout=30
         )
         reply.raise_for_status()
 
@@ -352,7 +360,50 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-# -- C: a permission granted while the service runs ---------------------------------------
+# -- C: a PATCH whose answer was lost ------------------------------------------------------
+
+
+def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_later_portal_change(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender applies Alice's PATCH, but its answer is lost (a read timeout). Before any
+    second try, Bob assigns the incident to himself in the portal. Sending the same PATCH
+    again would silently undo Bob's later change. The next try reads the record instead,
+    finds Bob's change made after Alice's edit, and the field's policy (latest wins) keeps
+    it: Alice's edit ends overridden, on record, and Defender keeps Bob."""
+    env = make_env()
+    (api,) = [target.api for target in env.pusher.targets.values()]
+    assert isinstance(api, DefenderApi)
+    api.client.policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    patches: list[str] = []
+
+    def landed_then_portal(
+        request: httpx.Request, inner: httpx.BaseTransport
+    ) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        patches.append(request.content.decode())
+        if len(patches) > 1:
+            return None  # a try after the first one reaches Defender as it is
+        inner.handle_request(request).close()
+        env.portal_edit(incident, assignedTo="bob@contoso.com")
+        raise httpx.ReadTimeout("answer lost", request=request)
+
+    env.wire.fault = landed_then_portal
+    env.pusher.push_due()
+    assert len(patches) == 1, patches
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+    assert env.hub.edits(ids=[edit])[0].state == "pending"
+
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, env.truth(incident)["assignedTo"]) == ("overridden", "bob@contoso.com")
+    assert len(patches) == 1, patches
+
+
+# -- D: a permission granted while the service runs ---------------------------------------
 
 
 def test_a_permission_granted_and_checked_is_used_by_the_running_pusher(

@@ -60,7 +60,12 @@ from xdrsync.logs import clean
 log = structlog.get_logger(__name__)
 
 API_VERSION = "v1.0"
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "PATCH"})  # PATCH sets absolute values
+#: What is sent again after an outcome that may have been applied (a timeout, a lost
+#: connection, a 5xx): reads only. A PATCH sets absolute values, but between a try that
+#: landed and its repeat someone may change the same field in the portal, and the repeat would
+#: silently undo that later change. So a write that may have landed goes back to its caller
+#: (the pusher), which reads the record and merges again before writing (``twoway.pusher``).
+_RESENDABLE = frozenset({"GET", "HEAD"})
 #: How long one call may wait in all for Retry-After (429, a 5xx that says when to come back)
 #: before it gives up with the wait in its error: the stream is then parked until then between
 #: cycles (``sync.engine``), and an edit waits in the outbox (``twoway.pusher``), instead of a
@@ -328,7 +333,7 @@ class GraphClient:
                 outcome.condition,
                 attempt=attempt,
                 policy=replace(policy, max_retry_after=allowed),
-                idempotent=method in _IDEMPOTENT,
+                idempotent=method in _RESENDABLE,
                 refreshed=refreshed,
                 retry_after=outcome.retry_after,
                 rng=self._rng,
@@ -468,7 +473,7 @@ class GraphClient:
             Condition.UNEXPECTED,
         ):
             text = f"{where}: {detail}"
-        elif method not in _IDEMPOTENT and attempts < policy.attempts_for(RULES[condition]):
+        elif method not in _RESENDABLE and attempts < policy.attempts_for(RULES[condition]):
             text = (
                 f"{where} ended in {condition.value} ({detail}); "
                 "not resent, as Graph may have applied it"
