@@ -28,6 +28,9 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   untyped SQL null), `count_distinct(if)` -> `dcount(if)`, `make_list(x, n)` and
   `make_set(x, n)` -> `array_slice(make_list(x), 0, n - 1)` (duckdb-kql ignored `n`), each
   named as Kusto names it;
+* `ipv4_compare`, `ipv4_is_match`, `ipv4_is_in_range`, `ipv4_is_private`,
+  `parse_ipv4_mask`, `ipv4_netmask_suffix` -> comparisons of `parse_ipv4` under the
+  combined prefix, as Kusto documents them (`kqlipv4`);
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -63,6 +66,7 @@ from typing import Final
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import bag_probes, bag_unpack
 from xdrsync.tables.kqlcolumns import pack_all
+from xdrsync.tables.kqlipv4 import ipv4_functions
 from xdrsync.tables.kqlsearch import search
 from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
@@ -148,6 +152,7 @@ def rewrite(
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
     tokens = run("week-diff", _week_diffs(tokens))
+    tokens = run("ipv4", ipv4_functions(tokens))
     tokens = run("serialize", _serialize(tokens))
     tokens = run("count-let", _count_lets(tokens))
     tokens = run("row_number", _row_numbers(tokens))
@@ -248,29 +253,6 @@ def _aliases(tokens: list[Token]) -> list[Token]:
     return out
 
 
-def _rewrite_calls(
-    tokens: list[Token],
-    name: str,
-    arity: int,
-    rewrite: Callable[[int, list[list[Token]]], list[Token] | None],
-) -> list[Token]:
-    """Each call of ``name`` with ``arity`` arguments replaced by what ``rewrite`` makes of
-    (the call's origin, its arguments); a call it returns None for is kept. A call inside
-    another's arguments is rewritten on the next pass (at most eight)."""
-    for _ in range(8):
-        edits: dict[int, tuple[int, list[Token]]] = {}
-        for i, close, args in kt.calls(tokens, name, arity):
-            if any(first <= i <= last for first, (last, _) in edits.items()):
-                continue
-            made = rewrite(tokens[i].origin, args)
-            if made is not None:
-                edits[i] = (close, made)
-        if not edits:
-            break
-        tokens = kt.apply_edits(tokens, edits)
-    return tokens
-
-
 def _replace(tokens: list[Token]) -> list[Token]:
     """`replace(regex, rewrite, text)` -> `replace_regex(text, regex, rewrite)`: Kusto's
     deprecated `replace` is `replace_regex` with the text last (duckdb-kql reads it as
@@ -285,7 +267,7 @@ def _replace(tokens: list[Token]) -> list[Token]:
             *kt.fragment(")", origin),
         ]  # fmt: skip
 
-    return _rewrite_calls(tokens, "replace", 3, swapped)
+    return kt.rewrite_calls(tokens, "replace", 3, swapped)
 
 
 def _ingestion_time(tokens: list[Token]) -> list[Token]:
@@ -664,7 +646,7 @@ def _week_diffs(tokens: list[Token]) -> list[Token]:
             *kt.fragment(")) / 7)", origin),
         ]  # fmt: skip
 
-    return _rewrite_calls(tokens, "datetime_diff", 3, in_days)
+    return kt.rewrite_calls(tokens, "datetime_diff", 3, in_days)
 
 
 def _serialize(tokens: list[Token]) -> list[Token]:
@@ -702,7 +684,7 @@ def _row_numbers(tokens: list[Token]) -> list[Token]:
 
     if kt.defines(tokens, "row_number"):
         return tokens  # the query's own function of that name
-    return _rewrite_calls(tokens, "row_number", 1, numbered)
+    return kt.rewrite_calls(tokens, "row_number", 1, numbered)
 
 
 def _neighbours(tokens: list[Token]) -> list[Token]:
@@ -728,7 +710,7 @@ def _neighbours(tokens: list[Token]) -> list[Token]:
         if kt.defines(tokens, function):
             continue  # the query's own function of that name
         for arity in (1, 2):
-            tokens = _rewrite_calls(tokens, function, arity, marked(function))
+            tokens = kt.rewrite_calls(tokens, function, arity, marked(function))
     return tokens
 
 

@@ -14,7 +14,7 @@ to one in the query the user wrote.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -310,6 +310,29 @@ def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]
             out.append(tokens[i])
             i += 1
     return out
+
+
+def rewrite_calls(
+    tokens: list[Token],
+    name: str,
+    arity: int,
+    rewrite: Callable[[int, list[list[Token]]], list[Token] | None],
+) -> list[Token]:
+    """Each call of ``name`` with ``arity`` arguments replaced by what ``rewrite`` makes of
+    (the call's origin, its arguments); a call it returns None for is kept. A call inside
+    another's arguments is rewritten on the next pass (at most eight)."""
+    for _ in range(8):
+        edits: dict[int, tuple[int, list[Token]]] = {}
+        for i, close, args in calls(tokens, name, arity):
+            if any(first <= i <= last for first, (last, _) in edits.items()):
+                continue
+            made = rewrite(tokens[i].origin, args)
+            if made is not None:
+                edits[i] = (close, made)
+        if not edits:
+            break
+        tokens = apply_edits(tokens, edits)
+    return tokens
 
 
 def let_binding(tokens: Sequence[Token], start: int) -> tuple[int, int] | None:
