@@ -383,6 +383,39 @@ def test_a_list_holds_at_most_its_maximum_size(store: LogStore) -> None:
     assert set(two) <= {*OPEN, *CLOSED} and len(set(three)) == 3
 
 
+def test_percentiles_give_a_column_per_percentile_named_as_kusto_names_them(
+    store: LogStore,
+) -> None:
+    """Kusto's documented names (`percentile_DamageProperty_5`, ...), a dot in the
+    percentile written `_`; a tuple of names takes them in order; each value is the one
+    `percentile()` gives alone."""
+    by = " by Status | sort by Status asc"
+    alone = store.query(
+        "SecurityIncident | summarize a = percentile(IncidentNumber, 5),"
+        " b = percentile(IncidentNumber, 50), c = percentile(IncidentNumber, 99.5)" + by
+    )
+    unnamed = store.query(
+        "SecurityIncident | summarize percentiles(IncidentNumber, 5, 50, 99.5)" + by
+    )
+    assert unnamed.columns == (
+        "Status",
+        "percentile_IncidentNumber_5",
+        "percentile_IncidentNumber_50",
+        "percentile_IncidentNumber_99_5",
+    )
+    tupled = store.query(
+        "SecurityIncident | summarize n = count(), (p5, p50) = percentiles(IncidentNumber, 5, 50),"
+        " percentile(IncidentNumber, 99.5)" + by
+    )
+    assert tupled.columns == ("Status", "n", "p5", "p50", "percentile_IncidentNumber_99_5")
+    assert [tuple(r) for r in unnamed.rows] == [tuple(r) for r in alone.rows]
+    assert [(s, a, b, c) for s, _, a, b, c in tupled.rows] == [tuple(r) for r in alone.rows]
+    one = store.query("SecurityIncident | summarize p = percentiles(IncidentNumber, 50)")
+    assert one.columns == ("p",)
+    with pytest.raises(QueryError, match="percentiles"):  # Kusto wants a name per column
+        store.query("SecurityIncident | summarize p = percentiles(IncidentNumber, 50, 90)")
+
+
 def test_conditional_aggregates(store: LogStore) -> None:
     result = store.query(
         "SecurityIncident | summarize maxif(IncidentNumber, Status == 'Closed'), "

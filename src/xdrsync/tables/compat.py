@@ -31,6 +31,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `ipv4_compare`, `ipv4_is_match`, `ipv4_is_in_range`, `ipv4_is_private`,
   `parse_ipv4_mask`, `ipv4_netmask_suffix` -> comparisons of `parse_ipv4` under the
   combined prefix, as Kusto documents them (`kqlipv4`);
+* `percentiles(x, 5, 99.5)` -> `percentile_x_5 = percentile(x, 5), percentile_x_99_5 =
+  percentile(x, 99.5)`, `(a, b) = percentiles(x, 5, 50)` -> `a = percentile(x, 5), b = ...`;
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -59,6 +61,7 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -151,6 +154,7 @@ def rewrite(
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
+    tokens = run("percentiles", _percentiles(tokens))
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("ipv4", ipv4_functions(tokens))
     tokens = run("serialize", _serialize(tokens))
@@ -626,6 +630,99 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
         call = [*f("array_slice("), *call, *f(", 0, ("), *size, *f(") - 1)")]
     label = (derived or None) if prefix is None else f"{prefix}_{derived}"
     return close, call, label
+
+
+_PERCENT: Final = re.compile(r"\d+(\.\d+)?")
+
+
+def _percentiles(tokens: list[Token]) -> list[Token]:
+    """`percentiles(x, 5, 99.5)` -> `percentile_x_5 = percentile(x, 5), percentile_x_99_5 =
+    percentile(x, 99.5)`, and `(p5, p99) = percentiles(x, 5, 99)` -> `p5 = percentile(x, 5),
+    p99 = percentile(x, 99)`: a column per percentile, named as Kusto names them (a dot in the
+    percentile becomes `_`). An unnamed `percentile(x, 99.5)` is named so too (duckdb-kql
+    kept the dot). Each percentile must be a number, as Kusto wants a constant; several under
+    one name are left as they are (Kusto wants a name each)."""
+    if kt.defines(tokens, "percentiles") or kt.defines(tokens, "percentile"):
+        return tokens
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    given: dict[int, set[str]] = {}
+    for i, token in enumerate(tokens):
+        if token.text not in ("percentiles", "percentile") or not kt.is_call(tokens, i):
+            continue
+        if kt.after_dot(tokens, i):
+            continue
+        open_ = kt.next_sig(tokens, i)
+        assert open_ is not None  # is_call
+        close = kt.closing(tokens, open_)
+        args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
+        levels = [level for arg in args[1:] if (level := _percent(arg)) is not None]
+        if close >= len(tokens) or len(args) < 2 or not args[0] or len(levels) < len(args) - 1:
+            continue
+        before = kt.prev_sig(tokens, i)
+        named = _tuple_names(tokens, i)
+        names: list[str | None]
+        if named is not None:  # `(p5, p50) = percentiles(x, 5, 50)`
+            start, names = named[0], list(named[1])
+            if len(names) != len(levels):
+                continue
+        elif before is not None and tokens[before].kind == kt.EQUAL:  # `p = percentiles(x, 5)`
+            if token.text == "percentile" or len(levels) != 1:
+                continue
+            start, names = i, [None]
+        elif _whole_item(tokens, i, close) and (token.text == "percentiles" or "." in levels[0]):
+            derived = _argument_name(args[0]) or ""
+            start, names = (
+                i,
+                [
+                    _free_name(tokens, i, f"percentile_{derived}_{level.replace('.', '_')}", given)
+                    for level in levels
+                ],
+            )
+        else:
+            continue
+        o = token.origin
+        items: list[Token] = []
+        for name, level in zip(names, levels, strict=True):
+            if items:
+                items.extend(kt.fragment(", ", o))
+            head = "percentile(" if name is None else f"{name} = percentile("
+            items.extend([*kt.fragment(head, o), *args[0], *kt.fragment(f", {level})", o)])
+        edits[start] = (close, items)
+    return kt.apply_edits(tokens, edits)
+
+
+def _percent(arg: Sequence[Token]) -> str | None:
+    """The percentile an argument gives, if it is a number as written."""
+    sig = [t for t in arg if not t.hidden]
+    if len(sig) == 1 and _PERCENT.fullmatch(sig[0].text):
+        return sig[0].text
+    return None
+
+
+def _tuple_names(tokens: Sequence[Token], i: int) -> tuple[int, list[str]] | None:
+    """For the call at `i` named by a tuple, `(a, b) = percentiles(...)` as a whole
+    `summarize` item: where the tuple starts, and its names."""
+    equal = kt.prev_sig(tokens, i)
+    if equal is None or tokens[equal].kind != kt.EQUAL:
+        return None
+    close = kt.prev_sig(tokens, equal)
+    if close is None or tokens[close].kind != kt.CLOSEPAREN:
+        return None
+    names: list[str] = []
+    j = kt.prev_sig(tokens, close)
+    while j is not None and tokens[j].is_word:
+        names.append(tokens[j].text)
+        j = kt.prev_sig(tokens, j)
+        if j is not None and tokens[j].kind == kt.COMMA:
+            j = kt.prev_sig(tokens, j)
+            continue
+        break
+    if j is None or tokens[j].kind != kt.OPENPAREN or not names:
+        return None
+    before = kt.prev_sig(tokens, j)
+    if before is None or tokens[before].kind not in (KqlLexer.SUMMARIZE, kt.COMMA):
+        return None
+    return j, names[::-1]
 
 
 def _week_diffs(tokens: list[Token]) -> list[Token]:
