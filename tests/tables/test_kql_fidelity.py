@@ -25,7 +25,7 @@ from sentinel_workspace import (
 )
 
 from xdrsync.tables.compat import rewrite
-from xdrsync.tables.errors import QueryError
+from xdrsync.tables.errors import QueryError, QueryRefusedError
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.output import format_result
 from xdrsync.tables.schemas import TABLE_NAMES, table_schema
@@ -381,6 +381,42 @@ def test_a_list_holds_at_most_its_maximum_size(store: LogStore) -> None:
     ((two, three, one, every),) = result.rows
     assert (len(two), len(three), len(one), len(every)) == (2, 3, 1, 5)
     assert set(two) <= {*OPEN, *CLOSED} and len(set(three)) == 3
+
+
+def test_a_fuzzy_union_leaves_out_the_tables_the_workspace_lacks(store: LogStore) -> None:
+    """Sentinel's content unions tables a workspace may not have (`union isfuzzy=true
+    SecurityAlert, DeviceEvents, ...`): Kusto runs the legs that resolve, and fails only
+    when none does."""
+
+    def count(kql: str) -> int:
+        ((n,),) = store.query(kql).rows
+        return int(n)
+
+    incidents, alerts = count("SecurityIncident | count"), count("SecurityAlert | count")
+    assert count("union isfuzzy=true DeviceEvents, SecurityIncident, SigninLogs | count") == (
+        incidents
+    )
+    assert (
+        count(
+            "union kind=outer isfuzzy=true hint.concurrency=2 (DeviceEvents | where Foo == 1),"
+            " SecurityIncident, (SecurityAlert | where isnotempty(AlertName)), Nope | count"
+        )
+        == incidents + alerts
+    )
+    assert count("SecurityIncident | union isfuzzy=true DeviceEvents | count") == incidents
+    assert count("let A = SecurityAlert; union isfuzzy=true A, DeviceEvents | count") == alerts
+    by_source = store.query(
+        "union withsource=Source isfuzzy=true SecurityIncident, DeviceEvents"
+        " | summarize count() by Source"
+    ).rows
+    assert [tuple(r) for r in by_source] == [("SecurityIncident", incidents)]
+    for refused in (
+        "union isfuzzy=true DeviceEvents, SigninLogs | count",  # nothing resolves
+        "union isfuzzy=false SecurityIncident, DeviceEvents | count",
+        "union SecurityIncident, DeviceEvents | count",
+    ):
+        with pytest.raises(QueryRefusedError, match="unknown table 'DeviceEvents'"):
+            store.query(refused)
 
 
 def test_percentiles_give_a_column_per_percentile_named_as_kusto_names_them(

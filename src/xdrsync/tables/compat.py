@@ -33,6 +33,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   combined prefix, as Kusto documents them (`kqlipv4`);
 * `percentiles(x, 5, 99.5)` -> `percentile_x_5 = percentile(x, 5), percentile_x_99_5 =
   percentile(x, 99.5)`, `(a, b) = percentiles(x, 5, 50)` -> `a = percentile(x, 5), b = ...`;
+* `union isfuzzy=true T, Missing, (Other | ...)` -> `union isfuzzy=true T`: the legs whose
+  tables do not resolve are left out, as Kusto leaves them out;
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -145,6 +147,7 @@ def rewrite(
     tokens = run("string-literal", _string_literals(tokens))
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
+    tokens = run("fuzzy-union", _fuzzy_unions(tokens, columns))
     tokens = run("replace", _replace(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
     probes = tuple(bag_probes(tokens, bags or {}))
@@ -632,6 +635,7 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
     return close, call, label
 
 
+_PARAMETER: Final = re.compile(r"[A-Za-z_][\w.]*")
 _PERCENT: Final = re.compile(r"\d+(\.\d+)?")
 
 
@@ -997,6 +1001,74 @@ def _is_tabular(tokens: Sequence[Token], start: int, end: int, tabular: set[str]
     if head.kind == kt.OPENPAREN:
         return _is_tabular(tokens, sig[0] + 1, kt.closing(tokens, sig[0]), tabular)
     return head.kind == kt.IDENTIFIER and head.text in tabular
+
+
+def _fuzzy_unions(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
+    """`union isfuzzy=true SecurityAlert, DeviceEvents, (SigninLogs | where ...)` ->
+    `union isfuzzy=true SecurityAlert`: Kusto leaves out the legs whose table does not
+    resolve and runs the rest (Sentinel's content unions tables a workspace may lack). A leg
+    is left out when it is a table name, or a bracketed pipeline reading one, that is neither
+    a workspace table nor a name the query binds (`let`); wildcards, calls and other sources
+    stay. With no leg left, `T | union isfuzzy=true Missing` is `T`, and a `union` of missing
+    tables alone stays as it is, to fail as in Kusto."""
+    out = list(tokens)
+    for i, token in enumerate(tokens):
+        if token.kind != KqlLexer.UNION:
+            continue
+        end = kt.segment_end(tokens, i + 1)
+        sig = kt.sig_indices(tokens, i + 1, end)
+        first, fuzzy = _union_parameters(tokens, sig)
+        if not fuzzy or first >= len(sig):
+            continue
+        legs = kt.split_top(tokens, sig[first], end)
+        kept = [not _missing_leg(tokens, a, b, columns) for a, b in legs]
+        if all(kept):
+            continue
+        bar = kt.prev_sig(tokens, i)
+        if not any(kept):
+            if bar is not None and tokens[bar].kind == kt.BAR:  # `T | union` of nothing: T
+                out[bar:end] = kt.blank(tokens[bar:end])
+            continue
+        for n, ((a, b), keep) in enumerate(zip(legs, kept, strict=True)):
+            # The comma before a leg stays only between two legs that stay.
+            comma = a - 1 if n else None
+            if not keep:
+                out[a:b] = kt.blank(tokens[a:b])
+            if comma is not None and not (keep and any(kept[:n])):
+                out[comma] = kt.blank([tokens[comma]])[0]
+    return out
+
+
+def _union_parameters(tokens: Sequence[Token], sig: Sequence[int]) -> tuple[int, bool]:
+    """Where a `union`'s legs start among its significant tokens `sig` (after `kind=...`,
+    `withsource=...`, `hint.x=...`), and whether it says `isfuzzy=true`."""
+    k, fuzzy = 0, False
+    while k < len(sig):
+        m = k
+        while m + 2 < len(sig) and tokens[sig[m + 1]].kind == kt.DOT:
+            m += 2
+        named = _PARAMETER.fullmatch(tokens[sig[m]].text)  # `hint.concurrency` is one token
+        if not (m + 2 < len(sig) and named and tokens[sig[m + 1]].kind == kt.EQUAL):
+            break
+        name = "".join(tokens[j].text for j in sig[k : m + 1]).lower()
+        fuzzy = fuzzy or (name == "isfuzzy" and tokens[sig[m + 2]].text.lower() == "true")
+        k = m + 3
+    return k, fuzzy
+
+
+def _missing_leg(
+    tokens: Sequence[Token], a: int, b: int, columns: Mapping[str, Sequence[str]]
+) -> bool:
+    """Whether the union leg `[a, b)` reads a table that does not resolve."""
+    sig = kt.sig_indices(tokens, a, b)
+    if sig and tokens[sig[0]].kind == kt.OPENPAREN and kt.closing(tokens, sig[0]) == sig[-1]:
+        inner = kt.sig_indices(tokens, sig[0] + 1, sig[-1])
+        head = inner[:2]
+        sig = head[:1] if len(head) == 1 or tokens[head[1]].kind == kt.BAR else []
+    if len(sig) != 1 or tokens[sig[0]].kind != kt.IDENTIFIER:
+        return False
+    name = tokens[sig[0]].text
+    return name not in columns and not kt.defines(tokens, name)
 
 
 def _paren_sources(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> list[Token]:
