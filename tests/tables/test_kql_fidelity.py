@@ -383,6 +383,42 @@ def test_a_list_holds_at_most_its_maximum_size(store: LogStore) -> None:
     assert set(two) <= {*OPEN, *CLOSED} and len(set(three)) == 3
 
 
+def test_mv_apply_with_a_row_by_row_subquery(store: LogStore) -> None:
+    """`mv-apply` whose subquery filters and computes row by row: Microsoft's
+    `with_itemindex` example, the hunting idiom over `Entities` (the same rows as the
+    `mv-expand` an analyst would write by hand), a `project` inside keeping the record's
+    columns, an empty array giving no row; a subquery over each subtable as a whole
+    (`take`, `summarize`) is still refused, naming `mv-apply`."""
+    documented = store.query(
+        "datatable(row: int, Arr: dynamic) [0, dynamic([5, 1, 3]), 1, dynamic([4, 10, 8, 7])]"
+        " | mv-apply with_itemindex=index value=Arr to typeof(long) on ("
+        "\n  // here you have 'index' column\n  where index >= 2\n)"
+        " | project row, value, index"
+    ).rows
+    assert [tuple(r) for r in documented] == [(0, 3, 2), (1, 8, 2), (1, 7, 3)]
+    hunting = store.query(
+        "SecurityAlert | mv-apply e = todynamic(Entities) on (where e.Type == 'account'"
+        " | project Account = tostring(e.Name)) | summarize n = count() by SystemAlertId, Account"
+        " | sort by SystemAlertId asc, Account asc"
+    ).rows
+    by_hand = store.query(
+        "SecurityAlert | mv-expand e = todynamic(Entities) | where e.Type == 'account'"
+        " | extend Account = tostring(e.Name)"
+        " | summarize n = count() by SystemAlertId, Account | sort by SystemAlertId asc, Account asc"
+    ).rows
+    assert hunting and [tuple(r) for r in hunting] == [tuple(r) for r in by_hand]
+    kept = store.query(
+        "print a = dynamic([1, 2, 3]), b = 7"
+        " | mv-apply x = a to typeof(long) on (where x > 1 | project y = x * 10)"
+    )
+    assert kept.columns == ("a", "b", "y")
+    assert [r[1:] for r in kept.rows] == [(7, 20), (7, 30)]
+    assert store.query("print a = dynamic([]) | mv-apply x = a on (extend z = 1)").rows == ()
+    for whole in ("take 1", "summarize make_list(x)", "top 1 by x"):
+        with pytest.raises(QueryError, match="mv-apply"):
+            store.query(f"print a = dynamic([1, 2]) | mv-apply x = a on ({whole})")
+
+
 def test_a_fuzzy_union_leaves_out_the_tables_the_workspace_lacks(store: LogStore) -> None:
     """Sentinel's content unions tables a workspace may not have (`union isfuzzy=true
     SecurityAlert, DeviceEvents, ...`): Kusto runs the legs that resolve, and fails only

@@ -35,6 +35,9 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   percentile(x, 99.5)`, `(a, b) = percentiles(x, 5, 50)` -> `a = percentile(x, 5), b = ...`;
 * `union isfuzzy=true T, Missing, (Other | ...)` -> `union isfuzzy=true T`: the legs whose
   tables do not resolve are left out, as Kusto leaves them out;
+* `mv-apply e = E on (where ... | extend ... | project ...)`, a subquery that works row by
+  row, -> `mv-expand e = E | where ... | ...`, its `project` keeping the record's columns
+  (`kqlmvapply`);
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -72,6 +75,7 @@ from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import bag_probes, bag_unpack
 from xdrsync.tables.kqlcolumns import pack_all
 from xdrsync.tables.kqlipv4 import ipv4_functions
+from xdrsync.tables.kqlmvapply import mv_apply
 from xdrsync.tables.kqlsearch import search
 from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
@@ -148,6 +152,7 @@ def rewrite(
     tokens = run("path-step", _path_steps(tokens))
     tokens = run("alias", _aliases(tokens))
     tokens = run("fuzzy-union", _fuzzy_unions(tokens, columns))
+    tokens = run("mv-apply", mv_apply(tokens))
     tokens = run("replace", _replace(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
     probes = tuple(bag_probes(tokens, bags or {}))
