@@ -351,7 +351,7 @@ def test_unnamed_mv_expand_is_named_after_the_column_it_reads(store: LogStore) -
     ("kql", "construct"),
     [
         (
-            'SecurityAlert | mv-apply E = todynamic(Entities) on (top 1 by tostring(E.Type))',
+            "SecurityAlert | mv-apply E = todynamic(Entities) on (top 1 by tostring(E.Type))",
             "not supported yet: mv-apply at 1:16",
         ),
         (
