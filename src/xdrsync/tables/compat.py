@@ -164,7 +164,7 @@ def rewrite(
     tokens = run("aggregate", _aggregates(tokens))
     tokens = run("percentiles", _percentiles(tokens))
     tokens = run("week-diff", _week_diffs(tokens))
-    tokens = run("ipv4", ipv4_functions(tokens))
+    tokens = run("ipv4", ipv4_functions(tokens, _text_columns(types or {}), kql))
     tokens = run("serialize", _serialize(tokens))
     tokens = run("count-let", _count_lets(tokens))
     tokens = run("row_number", _row_numbers(tokens))
@@ -204,6 +204,13 @@ def rewrite(
         hidden=hidden,
         probes=probes,
     )
+
+
+def _text_columns(types: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """The columns that are `string` in every table that has them."""
+    kinds = [(c, kind) for columns in types.values() for c, kind in columns.items()]
+    other = {c for c, kind in kinds if kind != "string"}
+    return {c for c, kind in kinds if kind == "string" and c not in other}
 
 
 # -- small rewrites ---------------------------------------------------------------------------

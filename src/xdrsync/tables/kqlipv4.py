@@ -9,57 +9,92 @@ them:
 
 * `ipv4_compare(a, b [, p])` -> -1, 0 or 1 as `a` is below, equal to or above `b`;
 * `ipv4_is_match(a, b [, p])` -> whether they are equal;
-* `ipv4_is_in_range(ip, range)` -> whether `ip` is in `range` (`"10.0.0.0/8"`);
-* `ipv4_is_private(ip)` -> whether it is in 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16;
+* `ipv4_is_in_range(ip, range)` -> whether `ip` is in `range` (`"10.0.0.0/8"`), as a match;
+* `ipv4_is_private(ip)` -> whether `ip` (its whole block, when it carries a prefix) lies in
+  10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16;
 * `parse_ipv4_mask(ip, p)` -> the number of `ip` under the prefix `p`;
 * `ipv4_netmask_suffix(ip)` -> the prefix it carries (32 when none).
 
-Each is null when an address (or the prefix) is not valid. The arguments are any
-expressions, columns and values from a `join` as well as literals; each is written out
-where it is used, which is only longer, not different, since expressions have no side
-effects. Pure, like the rest of the layer (`compat`).
+Each is null when an address is not one, or a prefix argument is not 0 to 32. Two numbers
+are equal under a prefix when the first bits of their `binary_xor` are 0, which names each
+argument once there; the null check and the prefix name it again, so an argument is written
+out three times or so. An argument holding another of these functions would multiply that
+(and `prev()`/`next()` would read no row inside `parse_ipv4`'s subquery): it is refused,
+saying to name it first. Pure, like the rest of the layer (`compat`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqltokens import Token
+from xdrsync.tables.rewritten import RewriteRefusedError
 
-#: RFC 1918's private ranges, as `ipv4_is_private` documents them.
-PRIVATE_RANGES: Final = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+#: RFC 1918's private ranges, as `ipv4_is_private` documents them: (first, last, prefix).
+PRIVATE_RANGES: Final = (
+    (0x0A000000, 0x0AFFFFFF, 8),  # 10.0.0.0/8
+    (0xAC100000, 0xAC1FFFFF, 12),  # 172.16.0.0/12
+    (0xC0A80000, 0xC0A8FFFF, 16),  # 192.168.0.0/16
+)
+_ONE_ADDRESS: Final = frozenset({"ipv4_is_private", "parse_ipv4_mask", "ipv4_netmask_suffix"})
+#: Calls that may not stand in an argument (see the module's notes).
+_NESTED: Final = frozenset({"prev", "next", "row_number"})
 
 
-def ipv4_functions(tokens: list[Token]) -> list[Token]:
+def ipv4_functions(tokens: list[Token], strings: Collection[str], kql: str) -> list[Token]:
     """Every call of the functions above, written with `parse_ipv4`; a function the query
-    defines itself (`let ipv4_compare = ...`) is left to it."""
+    defines itself (`let ipv4_compare = ...`) is left to it. ``strings``: the columns that
+    are text in every table (they need no `tostring()`); ``kql``: the query, for messages."""
+    refused = {name for name, _, _ in _REWRITES} | _NESTED
     for name, arity, write in _REWRITES:
-        if not kt.defines(tokens, name):
-            tokens = kt.rewrite_calls(tokens, name, arity, _writer(write))
+        if kt.defines(tokens, name):
+            continue
+
+        def rewrite(
+            origin: int,
+            args: list[list[Token]],
+            name: str = name,
+            write: Callable[[list[str]], str] = write,
+        ) -> list[Token]:
+            for arg in args:
+                if any(t.text in refused and kt.is_call(arg, j) for j, t in enumerate(arg)):
+                    line, column = kt.line_col(kql, origin)
+                    raise RewriteRefusedError(
+                        f"{name}() at {line}:{column}: an argument holding another IPv4 "
+                        "function, prev(), next() or row_number() is not supported; name it "
+                        f"first (`extend ip = ... | where {name}(ip, ...)`)"
+                    )
+            # The addresses come first; a prefix argument, last, is a number.
+            addresses = 1 if name in _ONE_ADDRESS else 2
+            texts = [
+                _text(kt.render(arg), strings) if n < addresses else kt.render(arg).strip()
+                for n, arg in enumerate(args)
+            ]
+            return kt.fragment(write(texts), origin)
+
+        tokens = kt.rewrite_calls(tokens, name, arity, rewrite)
     return tokens
 
 
-def _writer(
-    write: Callable[[list[str]], str],
-) -> Callable[[int, list[list[Token]]], list[Token]]:
-    """A `rewrite_calls` callback from a function of the arguments' text."""
-
-    def rewrite(origin: int, args: list[list[Token]]) -> list[Token]:
-        return kt.fragment(write([kt.render(arg) for arg in args]), origin)
-
-    return rewrite
+def _text(arg: str, strings: Collection[str]) -> str:
+    """The argument as text: a string literal or text column as it is, else `tostring()`
+    (which duckdb-kql writes as a long `CASE` over its argument's type)."""
+    bare = arg.strip()
+    if bare in strings or (bare[:1] in "\"'" and bare[-1:] == bare[:1]):
+        return bare
+    return f"tostring({bare})"
 
 
 def _number(ip: str) -> str:
     """`parse_ipv4` of `ip`: its address under its own prefix, null when it is no address."""
-    return f"parse_ipv4(tostring({ip}))"
+    return f"parse_ipv4({ip})"
 
 
 def _prefix(ip: str) -> str:
-    """The prefix `ip` carries, null when none."""
-    return f'toint(extract("/([0-9]+)$", 1, tostring({ip})))'
+    """The prefix `ip` carries, null when none (`parse_ipv4` allows blanks around it)."""
+    return f'toint(extract(@"/\\s*([0-9]+)\\s*$", 1, {ip}))'
 
 
 def _combined(ips: Sequence[str], prefix: str | None) -> str:
@@ -70,50 +105,57 @@ def _combined(ips: Sequence[str], prefix: str | None) -> str:
     return f"min_of({', '.join(parts)}, 32)"
 
 
-def _top(ip: str, bits: str) -> str:
-    """The first `bits` bits of `ip`'s number: a comparison of these is one under that
-    prefix (the number carries `ip`'s own prefix already, which is never shorter)."""
-    return f"binary_shift_right({_number(ip)}, 32 - {bits})"
+def _guarded(ips: Sequence[str], prefix: str | None, value: str, null: str) -> str:
+    """`value`, or the typed `null` when one of `ips` is no address or `prefix` is not 0 to 32:
+    Kusto's `==` and `<` answer false, not null, when a side is null."""
+    invalid = [f"isnull({_number(ip)})" for ip in ips]
+    if prefix is not None and not (prefix.isdigit() and int(prefix) <= 32):
+        number = f"toint({prefix})"
+        invalid.append(f"isnull({number}) or not({number} between (0 .. 32))")
+    return f"iff({' or '.join(invalid)}, {null}, {value})"
 
 
-def _guarded(ips: Sequence[str], value: str, null: str) -> str:
-    """`value`, or the typed `null` when one of `ips` is no address: Kusto's `==` and `<`
-    answer false, not null, when a side is null, and the functions answer null then."""
-    invalid = " or ".join(f"isnull({_number(ip)})" for ip in ips)
-    return f"iff({invalid}, {null}, {value})"
+def _different_bits(a: str, b: str, prefix: str | None) -> str:
+    """Non-zero when `a` and `b` differ under their combined prefix."""
+    bits = _combined([a, b], prefix)
+    return f"binary_shift_right(binary_xor({_number(a)}, {_number(b)}), 32 - {bits})"
 
 
 def _compare(args: list[str]) -> str:
     a, b, *rest = args
-    bits = _combined([a, b], rest[0] if rest else None)
-    x, y = _top(a, bits), _top(b, bits)
-    return _guarded([a, b], f"tolong({x} > {y}) - tolong({x} < {y})", "long(null)")
+    prefix = rest[0] if rest else None
+    differ = f"tolong({_different_bits(a, b, prefix)} != 0)"
+    order = f"tolong({_number(a)} > {_number(b)}) - tolong({_number(a)} < {_number(b)})"
+    # Differing under the prefix, they differ first there: the whole numbers order alike.
+    return _guarded([a, b], prefix, f"{differ} * ({order})", "long(null)")
 
 
 def _match(args: list[str]) -> str:
     a, b, *rest = args
-    bits = _combined([a, b], rest[0] if rest else None)
-    return _guarded([a, b], f"{_top(a, bits)} == {_top(b, bits)}", "bool(null)")
+    prefix = rest[0] if rest else None
+    return _guarded([a, b], prefix, f"{_different_bits(a, b, prefix)} == 0", "bool(null)")
 
 
 def _private(args: list[str]) -> str:
     (ip,) = args
-    tests = []
-    for network in PRIVATE_RANGES:
-        bits = _combined([ip], network.partition("/")[2])
-        tests.append(f"{_top(ip, bits)} == {_top(f'{network!r}', bits)}")
-    return _guarded([ip], " or ".join(tests), "bool(null)")
+    number, prefix = _number(ip), f"coalesce({_prefix(ip)}, 32)"
+    inside = " or ".join(
+        f"({number} between ({first} .. {last}) and {prefix} >= {bits})"
+        for first, last, bits in PRIVATE_RANGES
+    )
+    return _guarded([ip], None, inside, "bool(null)")
 
 
 def _mask(args: list[str]) -> str:
     ip, prefix = args
     bits = _combined([ip], prefix)
-    return f"binary_shift_left({_top(ip, bits)}, 32 - {bits})"
+    top = f"binary_shift_right({_number(ip)}, 32 - {bits})"
+    return _guarded([ip], prefix, f"binary_shift_left({top}, 32 - {bits})", "long(null)")
 
 
 def _suffix(args: list[str]) -> str:
     (ip,) = args
-    return f"iff(isnull({_number(ip)}), int(null), coalesce({_prefix(ip)}, 32))"
+    return _guarded([ip], None, f"coalesce({_prefix(ip)}, 32)", "int(null)")
 
 
 _REWRITES: Final[tuple[tuple[str, int, Callable[[list[str]], str]], ...]] = (

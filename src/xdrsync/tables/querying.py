@@ -26,7 +26,7 @@ from xdrsync.tables.errors import (
     unknown_column,
 )
 from xdrsync.tables.limits import QueryLimits, time_limit
-from xdrsync.tables.rewritten import Rewritten, unchanged
+from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
 from xdrsync.tables.sandbox import check_sql
 from xdrsync.tables.schemas import table_schema
 
@@ -100,9 +100,12 @@ def translate(
         if column.keys
     }
     types = {name: {c.name: c.kql_type for c in table_schema(name).columns} for name in tables}
-    rewritten = (
-        rewrite(kql, schema, {**known, **(bags or {})}, types) if compatible else unchanged(kql)
-    )
+    try:
+        rewritten = (
+            rewrite(kql, schema, {**known, **(bags or {})}, types) if compatible else unchanged(kql)
+        )
+    except RewriteRefusedError as why:
+        raise QueryError(f"KQL error: {why}") from None
     if rewritten.probes:
         # Pending: which columns `bag_unpack` makes depends on the data (`with_bag_keys`
         # translates it again, and admits it then; each probe is admitted before it runs).

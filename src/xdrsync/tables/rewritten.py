@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
+class RewriteRefusedError(ValueError):
+    """A form the compatibility layer recognises and refuses; the message says what to write."""
+
+
 @dataclass(frozen=True)
 class Rewritten:
     """A query as duckdb-kql will see it, with what is needed to speak about the original."""
@@ -73,4 +77,4 @@ def unchanged(kql: str) -> Rewritten:
     return Rewritten(original=kql, text=kql)
 
 
-__all__ = ["Rewritten", "unchanged"]
+__all__ = ["RewriteRefusedError", "Rewritten", "unchanged"]
