@@ -484,8 +484,26 @@ def test_percentiles_give_a_column_per_percentile_named_as_kusto_names_them(
     assert [(s, a, b, c) for s, _, a, b, c in tupled.rows] == [tuple(r) for r in alone.rows]
     one = store.query("SecurityIncident | summarize p = percentiles(IncidentNumber, 50)")
     assert one.columns == ("p",)
-    with pytest.raises(QueryError, match="percentiles"):  # Kusto wants a name per column
-        store.query("SecurityIncident | summarize p = percentiles(IncidentNumber, 50, 90)")
+    # In brackets, a `let` body, after a hint; the same name on both sides of a union.
+    for kql in (
+        "union (SecurityIncident | summarize percentiles(IncidentNumber, 50, 99.5))",
+        "let f = () { SecurityIncident | summarize percentiles(IncidentNumber, 50, 99.5) }; f()",
+        "SecurityIncident | summarize hint.strategy=shuffle percentiles(IncidentNumber, 50, 99.5)",
+        "SecurityIncident | summarize percentile(IncidentNumber, 50),"
+        " percentile(IncidentNumber, 99.5) | union (SecurityIncident"
+        " | summarize percentiles(IncidentNumber, 50, 99.5))",
+    ):
+        assert store.query(kql).columns == (
+            "percentile_IncidentNumber_50",
+            "percentile_IncidentNumber_99_5",
+        ), kql
+    for refused, message in (
+        ("p = percentiles(IncidentNumber, 50, 90)", "one name for 2 percentiles"),
+        ("(a, b) = percentiles(IncidentNumber, 50)", "2 names for 1 percentiles"),
+        ("percentiles(IncidentNumber, long(50))", "each percentile must be a number"),
+    ):
+        with pytest.raises(QueryError, match=rf"percentiles\(\) at 1:\d+: {message}"):
+            store.query(f"SecurityIncident | summarize {refused}")
 
 
 def test_conditional_aggregates(store: LogStore) -> None:

@@ -79,7 +79,7 @@ from xdrsync.tables.kqlmvapply import mv_apply
 from xdrsync.tables.kqlsearch import search
 from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
-from xdrsync.tables.rewritten import Rewritten, unchanged
+from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
 from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK, prev_mark
 
@@ -162,7 +162,7 @@ def rewrite(
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
-    tokens = run("percentiles", _percentiles(tokens))
+    tokens = run("percentiles", _percentiles(tokens, kql))
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("ipv4", ipv4_functions(tokens, _text_columns(types or {}), kql))
     tokens = run("serialize", _serialize(tokens))
@@ -517,13 +517,24 @@ def _argument_name(arg: Sequence[Token]) -> str | None:
 
 
 def _whole_item(tokens: Sequence[Token], i: int, close: int) -> bool:
-    """Whether the call from `i` to `close` is a whole unnamed `summarize` item."""
+    """Whether the call from `i` to `close` is a whole unnamed `summarize` item (after the
+    operator's `hint.x = y` parameters; ending the clause, or the bracket or `let` body the
+    `summarize` is in)."""
     before = kt.prev_sig(tokens, i)
+    while before is not None and (equal := kt.prev_sig(tokens, before)) is not None:
+        hint = kt.prev_sig(tokens, equal)
+        if tokens[equal].kind != kt.EQUAL or hint is None:
+            break
+        if not tokens[hint].text.lower().startswith("hint."):
+            break
+        before = kt.prev_sig(tokens, hint)
     after = kt.next_sig(tokens, close)
+    ends = (kt.COMMA, KqlLexer.BY, kt.BAR, kt.SEMICOLON, kt.CLOSEPAREN, kt.CLOSEBRACE)
     return (
         before is not None
         and tokens[before].kind in (KqlLexer.SUMMARIZE, kt.COMMA)
-        and (after is None or tokens[after].kind in (kt.COMMA, KqlLexer.BY, kt.BAR, kt.SEMICOLON))
+        and (after is None or tokens[after].kind in ends)
+        and _summarize_at(tokens, i) >= 0
     )
 
 
@@ -651,13 +662,13 @@ _PARAMETER: Final = re.compile(r"[A-Za-z_][\w.]*")
 _PERCENT: Final = re.compile(r"\d+(\.\d+)?")
 
 
-def _percentiles(tokens: list[Token]) -> list[Token]:
+def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
     """`percentiles(x, 5, 99.5)` -> `percentile_x_5 = percentile(x, 5), percentile_x_99_5 =
     percentile(x, 99.5)`, and `(p5, p99) = percentiles(x, 5, 99)` -> `p5 = percentile(x, 5),
     p99 = percentile(x, 99)`: a column per percentile, named as Kusto names them (a dot in the
     percentile becomes `_`). An unnamed `percentile(x, 99.5)` is named so too (duckdb-kql
-    kept the dot). Each percentile must be a number, as Kusto wants a constant; several under
-    one name are left as they are (Kusto wants a name each)."""
+    kept the dot). Each percentile must be a number, as Kusto wants a constant, and several
+    under one name are refused saying so (Kusto wants a name each)."""
     if kt.defines(tokens, "percentiles") or kt.defines(tokens, "percentile"):
         return tokens
     edits: dict[int, tuple[int, list[Token]]] = {}
@@ -672,18 +683,28 @@ def _percentiles(tokens: list[Token]) -> list[Token]:
         close = kt.closing(tokens, open_)
         args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
         levels = [level for arg in args[1:] if (level := _percent(arg)) is not None]
-        if close >= len(tokens) or len(args) < 2 or not args[0] or len(levels) < len(args) - 1:
+        if close >= len(tokens) or len(args) < 2 or not args[0]:
             continue
+        where = "{}() at {}:{}".format(token.text, *kt.line_col(kql, token.origin))
+        if len(levels) < len(args) - 1:
+            raise RewriteRefusedError(f"{where}: each percentile must be a number, as written")
         before = kt.prev_sig(tokens, i)
         named = _tuple_names(tokens, i)
         names: list[str | None]
         if named is not None:  # `(p5, p50) = percentiles(x, 5, 50)`
             start, names = named[0], list(named[1])
             if len(names) != len(levels):
-                continue
+                raise RewriteRefusedError(
+                    f"{where}: {len(names)} names for {len(levels)} percentiles; give one each"
+                )
         elif before is not None and tokens[before].kind == kt.EQUAL:  # `p = percentiles(x, 5)`
-            if token.text == "percentile" or len(levels) != 1:
+            if token.text == "percentile":
                 continue
+            if len(levels) != 1:
+                raise RewriteRefusedError(
+                    f"{where}: one name for {len(levels)} percentiles; name each, as in "
+                    f"`(p{levels[0].replace('.', '_')}, ...) = percentiles(...)`, or none"
+                )
             start, names = i, [None]
         elif _whole_item(tokens, i, close) and (token.text == "percentiles" or "." in levels[0]):
             derived = _argument_name(args[0]) or ""
