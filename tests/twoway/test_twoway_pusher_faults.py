@@ -403,6 +403,41 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_later_portal_change(
     assert len(patches) == 1, patches
 
 
+def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(
+    make_env: Callable[..., Env],
+) -> None:
+    """No one changes the incident meanwhile: the next try finds Alice's value in Defender
+    and confirms it, and the version her write made reads back as her change (ModifiedBy),
+    not as one made in Defender, as it would have had the answer come."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    patches: list[str] = []
+
+    def landed(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        patches.append(request.content.decode())
+        inner.handle_request(request).close()
+        raise httpx.ReadTimeout("answer lost", request=request)
+
+    env.wire.fault = landed
+    env.pusher.push_due()
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, len(patches)) == ("confirmed", 1)
+    latest = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}'"
+        " | summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy, Owner"
+    ).rows
+    ((modified_by, owner),) = [tuple(r) for r in latest]
+    assert modified_by == "alice@contoso.com"
+    assert "alice@contoso.com" in str(owner)
+
+
 # -- D: a permission granted while the service runs ---------------------------------------
 
 

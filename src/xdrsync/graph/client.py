@@ -476,7 +476,8 @@ class GraphClient:
         elif method not in _RESENDABLE and attempts < policy.attempts_for(RULES[condition]):
             text = (
                 f"{where} ended in {condition.value} ({detail}); "
-                "not resent, as Graph may have applied it"
+                "not resent at once, as Graph may have applied it: it is looked for before "
+                "another try"
             )
         else:
             text = f"{where} failed after {attempts} attempt(s): {condition.value} ({detail})"

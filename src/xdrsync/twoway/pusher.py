@@ -403,7 +403,10 @@ class Pusher:
         body = patch_body(plans)
         rows = {e.id: e for e in edits}
         if not body:
-            self._settle(report, [s for p in plans for s in self._decided(p, rows, record)])
+            decided = [s for p in plans for s in self._decided(p, rows, record)]
+            self._settle(
+                report, decided, _landed_version(target, kind, entity_id, plans, rows, record)
+            )
             return
         writing = [i for p in plans if p.action == "write" for i in p.intents]
         self.hub.mark_sent(writing)
@@ -769,6 +772,30 @@ def _our_comment(
         if key not in claimed:
             return key
     return None
+
+
+def _landed_version(
+    target: PushTarget,
+    kind: EntityType,
+    entity_id: str,
+    plans: Sequence[FieldPlan],
+    rows: Mapping[int, OutboxRow],
+    record: Mapping[str, Any],
+) -> Written | None:
+    """The record's version as ours when an earlier attempt's write landed though its answer
+    was lost, and nothing changed the incident after it: Defender names our app as its last
+    modifier. It is then the workspace user's change (ModifiedBy, no echo), as it would have
+    been had the answer come."""
+    landed = [i for p in plans if p.action == "already" for i in p.intents]
+    version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
+    modifier = record.get("lastModifiedBy")
+    if not landed or version is None or kind != "incident" or not isinstance(modifier, str):
+        return None
+    if not _ours_by_author(modifier, target.app_id):
+        return None
+    last = rows[max(landed)]
+    fields = {p.field: p.theirs for p in plans if p.action == "already"}
+    return Written(target.tenant_id, kind, entity_id, version, last.author, last.origin, fields)
 
 
 def _ours_by_author(author: str | None, app_id: str | None) -> bool:
