@@ -320,4 +320,31 @@ SecurityAlert
 | summarize count() by tostring(Techniques)""",
     "service-source": """AlertInfo
 | summarize Alerts = dcount(AlertId) by ServiceSource, DetectionSource""",
+    # -- forms the compatibility layer writes out (`compat`) -----------------------------------
+    "entity-accounts-mv-apply": """SecurityAlert
+| mv-apply Entity = todynamic(Entities) on (
+    where Entity.Type == "account"
+    | project AccountName = tostring(Entity.Name), Sid = tostring(Entity.Sid)
+)
+| summarize Alerts = dcount(SystemAlertId) by AccountName""",
+    "public-remote-addresses": """AlertEvidence
+| where isnotempty(RemoteIP) and not(ipv4_is_private(RemoteIP))
+| summarize Alerts = dcount(AlertId) by RemoteIP
+| top 10 by Alerts""",
+    "addresses-in-watchlist-ranges": """let ranges = datatable(Network: string, Site: string) [
+    "10.0.0.0/8", "corporate", "192.168.0.0/16", "lab", "203.0.113.0/24", "partners"];
+AlertEvidence
+| where isnotempty(LocalIP)
+| extend k = 1
+| join kind=inner (ranges | extend k = 1) on k
+| where ipv4_is_in_range(LocalIP, Network)
+| summarize Evidence = count() by Site""",
+    "time-to-close-percentiles": f"""{CURRENT}
+| where Status == "Closed"
+| extend Minutes = datetime_diff("minute", ClosedTime, CreatedTime)
+| summarize (p50, p90) = percentiles(Minutes, 50, 90), percentiles(Minutes, 99.5) by Severity""",
+    "fuzzy-union-of-content-tables": """union isfuzzy=true SecurityAlert, DeviceProcessEvents,
+    (IdentityLogonEvents | where ActionType == "LogonFailed")
+| where TimeGenerated > ago(30d)
+| summarize count() by Type""",
 }
