@@ -69,3 +69,32 @@ def test_pack_all_inside_a_call_and_after_a_bracketed_name(store: LogStore) -> N
 def test_pack_all_after_a_search_holds_its_table_column(store: LogStore) -> None:
     (bag,) = store.query('SecurityIncident | search "phish" | project B = pack_all()').rows[0]
     assert next(iter(bag.items())) == ("$table", "SecurityIncident")
+
+
+def test_project_keep_and_project_reorder_over_followed_columns(store: LogStore) -> None:
+    """`project-keep` keeps the named columns (wildcards too) in the input's order;
+    `project-reorder` puts the named ones first, in the order named, and the rest after as
+    they were; values stay with their columns."""
+    whole = store.query("SecurityIncident | sort by IncidentNumber asc | take 2")
+    columns = list(whole.columns)
+    kept = store.query(
+        "SecurityIncident | sort by IncidentNumber asc | take 2 | extend x = 1"
+        " | project-keep x, Title, Sev*"
+    )
+    assert list(kept.columns) == ["Title", "Severity", "x"]
+    reordered = store.query(
+        "SecurityIncident | sort by IncidentNumber asc | take 2 | project-reorder Title, Sev*"
+    )
+    rest = [c for c in columns if c not in ("Title", "Severity")]
+    assert list(reordered.columns) == ["Title", "Severity", *rest]
+    for before, after in zip(whole.rows, reordered.rows, strict=True):
+        assert dict(zip(columns, before, strict=True)) == dict(
+            zip(reordered.columns, after, strict=True)
+        )
+    # A wildcard's columns sorted by name, or an input not followed here: as before.
+    for kql in (
+        "SecurityIncident | project-reorder Sev* asc",
+        "SecurityIncident | summarize count() by Severity | project-keep Severity",
+    ):
+        with pytest.raises(QueryError, match="not supported yet: project-"):
+            store.query(kql)

@@ -38,6 +38,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `mv-apply e = E on (where ... | extend ... | project ...)`, a subquery that works row by
   row, -> `mv-expand e = E | where ... | ...`, its `project` keeping the record's columns
   (`kqlmvapply`);
+* `project-keep A, B*`, `project-reorder B, A*` -> `project` of those columns in the
+  input's order, or of the named ones first and the rest after (`kqlcolumns`);
 * `x.[3]` path steps -> `x[3]`;
 * `parsejson(...)`, `makelist(...)`, `makeset(...)`, `columnifexists(...)`, deprecated
   spellings -> `parse_json(...)`, `make_list(...)`, `make_set(...)`, `column_ifexists(...)`;
@@ -73,7 +75,7 @@ from typing import Final
 
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import bag_probes, bag_unpack
-from xdrsync.tables.kqlcolumns import pack_all
+from xdrsync.tables.kqlcolumns import pack_all, project_keep
 from xdrsync.tables.kqlipv4 import ipv4_functions
 from xdrsync.tables.kqlmvapply import mv_apply
 from xdrsync.tables.kqlsearch import search
@@ -170,6 +172,7 @@ def rewrite(
     tokens = run("row_number", _row_numbers(tokens))
     tokens = run("search", search(tokens, columns, types or {}))
     tokens = run("pack_all", pack_all(tokens, columns, types or {}))
+    tokens = run("project-keep", project_keep(tokens, columns, types or {}))
     tokens = run("string-operand", _string_operands(tokens, columns, types or {}))
     tokens = run("mv-expand-name", _mv_expand_names(tokens))
     tokens = run("tabular-parameter", _tabular_parameters(tokens))

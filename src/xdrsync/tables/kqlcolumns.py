@@ -60,6 +60,48 @@ def pack_all(
     return kt.apply_edits(tokens, edits)
 
 
+def project_keep(
+    tokens: list[Token],
+    columns: Mapping[str, Sequence[str]],
+    types: Mapping[str, Mapping[str, str]],
+) -> list[Token]:
+    """`project-keep A, B*` -> `project` of the input's columns it names, in the input's
+    order; `project-reorder B, A*` -> `project` of the columns it names first (a wildcard's in
+    the input's order), then the others as they were. Where the input's columns are followed
+    here; a `project-reorder` sorting what a wildcard matches (`asc`, `desc`, ...) is left as
+    written."""
+    starts = set(kt.statement_starts(tokens))
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.kind not in (KqlLexer.PROJECTKEEP, KqlLexer.PROJECTREORDER):
+            continue
+        known = columns_before(tokens, i, starts, columns, types)
+        end = kt.segment_end(tokens, i + 1)
+        if not known:
+            continue
+        if token.kind == KqlLexer.PROJECTKEEP:
+            kept = _after(tokens, i, end, known)
+            order = list(kept or ())
+        else:
+            order = _reordered(tokens, i, end, list(known))
+        if not order:
+            continue
+        last = kt.sig_indices(tokens, i, end)[-1]
+        edits[i] = (last, kt.fragment("project " + ", ".join(order), token.origin))
+    return kt.apply_edits(tokens, edits)
+
+
+def _reordered(tokens: Sequence[Token], i: int, end: int, names: list[str]) -> list[str]:
+    """The columns in `project-reorder`'s order; [] when it cannot be followed."""
+    first: list[str] = []
+    for a, b in kt.split_top(tokens, i + 1, end):
+        pattern = _name_pattern(kt.render(kt.trim(tokens[a:b])))
+        if pattern is None:
+            return []  # `asc`/`desc` after a wildcard, or not a name
+        first.extend(n for n in names if pattern.fullmatch(n) and n not in first)
+    return [*first, *(n for n in names if n not in first)]
+
+
 def columns_before(
     tokens: Sequence[Token],
     i: int,
@@ -180,4 +222,11 @@ def _item_name(tokens: Sequence[Token], item: Sequence[int]) -> str | None:
     return None
 
 
-__all__ = ["TEXT_TYPES", "Columns", "columns_before", "pack_all", "table_columns"]
+__all__ = [
+    "TEXT_TYPES",
+    "Columns",
+    "columns_before",
+    "pack_all",
+    "project_keep",
+    "table_columns",
+]
