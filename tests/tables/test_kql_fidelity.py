@@ -497,10 +497,22 @@ def test_percentiles_give_a_column_per_percentile_named_as_kusto_names_them(
             "percentile_IncidentNumber_50",
             "percentile_IncidentNumber_99_5",
         ), kql
+    # A percentile as any constant where no name is derived from it; `50.0` named `50`.
+    for kql, columns in (
+        ("let p = 50; SecurityIncident | summarize percentile(IncidentNumber, p)",
+         ("percentile_IncidentNumber_50",)),
+        ("let p = 90; SecurityIncident | summarize (a, b) = percentiles(IncidentNumber, 50, p)",
+         ("a", "b")),
+        ("SecurityIncident | summarize hint.strategy = shuffle (p5, p50) ="
+         " percentiles(IncidentNumber, 5, 50)", ("p5", "p50")),
+        ("SecurityIncident | summarize percentiles(IncidentNumber, 50.0, 99.50)",
+         ("percentile_IncidentNumber_50", "percentile_IncidentNumber_99_5")),
+    ):  # fmt: skip
+        assert store.query(kql).columns == columns, kql
     for refused, message in (
-        ("p = percentiles(IncidentNumber, 50, 90)", "one name for 2 percentiles"),
-        ("(a, b) = percentiles(IncidentNumber, 50)", "2 names for 1 percentiles"),
-        ("percentiles(IncidentNumber, long(50))", "each percentile must be a number"),
+        ("p = percentiles(IncidentNumber, 50, 90)", r"one name for 2 percentiles"),
+        ("(a, b) = percentiles(IncidentNumber, 50)", r"2 name\(s\) for 1 percentile\(s\)"),
+        ("percentiles(IncidentNumber, long(50))", "a percentile that is not a number"),
     ):
         with pytest.raises(QueryError, match=rf"percentiles\(\) at 1:\d+: {message}"):
             store.query(f"SecurityIncident | summarize {refused}")

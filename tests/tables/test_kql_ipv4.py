@@ -232,7 +232,30 @@ def test_an_argument_holding_another_of_them_or_prev_is_refused_saying_what_to_w
     assert [tuple(r) for r in rows] == [("1.2.3.4", True)]
 
 
+@pytest.mark.parametrize(
+    "kql",
+    [
+        'print RemoteIP = dynamic("10.1.2.3") | extend p = ipv4_is_private(RemoteIP)',
+        'let RemoteIP = dynamic("10.1.2.3"); print p = ipv4_is_private(RemoteIP)',
+        'datatable(RemoteIP: dynamic) [dynamic("10.1.2.3")] | extend p = ipv4_is_private(RemoteIP)',
+        'print x = dynamic(["10.1.2.3"]) | summarize RemoteIP = make_set(x) | mv-expand RemoteIP'
+        " | extend p = ipv4_is_private(RemoteIP)",
+    ],
+)
+def test_a_text_columns_name_the_query_binds_to_something_else_is_read_as_it_holds(
+    store: LogStore, kql: str
+) -> None:
+    """A workspace text column (`RemoteIP`) is used as it is; the same name bound by the
+    query to a dynamic value is read through `tostring()`, as any other value."""
+    rows = store.query(kql).rows
+    assert [row[-1] for row in rows] == [True]
+
+
 def test_a_function_the_query_defines_under_the_same_name_is_its_own(store: LogStore) -> None:
     assert one_row(
         store, 'let ipv4_is_private = (ip: string) { "mine" }; print x = ipv4_is_private("1.1.1.1")'
     ) == ("mine",)
+    # and may stand in an argument, as no other function of those names may
+    assert one_row(
+        store, 'let prev = (s: string) { s }; print x = ipv4_is_private(prev("10.1.1.1"))'
+    ) == (True,)

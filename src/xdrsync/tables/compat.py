@@ -519,10 +519,9 @@ def _argument_name(arg: Sequence[Token]) -> str | None:
     return "_".join(t.text for t in words)
 
 
-def _whole_item(tokens: Sequence[Token], i: int, close: int) -> bool:
-    """Whether the call from `i` to `close` is a whole unnamed `summarize` item (after the
-    operator's `hint.x = y` parameters; ending the clause, or the bracket or `let` body the
-    `summarize` is in)."""
+def _before_item(tokens: Sequence[Token], i: int) -> int | None:
+    """The token before the item starting at `i`, past the `hint.x = y` parameters of a
+    `summarize` (so `summarize` itself, for its first item)."""
     before = kt.prev_sig(tokens, i)
     while before is not None and (equal := kt.prev_sig(tokens, before)) is not None:
         hint = kt.prev_sig(tokens, equal)
@@ -531,6 +530,14 @@ def _whole_item(tokens: Sequence[Token], i: int, close: int) -> bool:
         if not tokens[hint].text.lower().startswith("hint."):
             break
         before = kt.prev_sig(tokens, hint)
+    return before
+
+
+def _whole_item(tokens: Sequence[Token], i: int, close: int) -> bool:
+    """Whether the call from `i` to `close` is a whole unnamed `summarize` item (after the
+    operator's `hint.x = y` parameters; ending the clause, or the bracket or `let` body the
+    `summarize` is in)."""
+    before = _before_item(tokens, i)
     after = kt.next_sig(tokens, close)
     ends = (kt.COMMA, KqlLexer.BY, kt.BAR, kt.SEMICOLON, kt.CLOSEPAREN, kt.CLOSEBRACE)
     return (
@@ -685,12 +692,11 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
         assert open_ is not None  # is_call
         close = kt.closing(tokens, open_)
         args = [kt.trim(tokens[a:b]) for a, b in kt.split_top(tokens, open_ + 1, close)]
-        levels = [level for arg in args[1:] if (level := _percent(arg)) is not None]
         if close >= len(tokens) or len(args) < 2 or not args[0]:
             continue
+        levels = [kt.render(arg).strip() for arg in args[1:]]
+        numbers = [_percent(arg) for arg in args[1:]]
         where = "{}() at {}:{}".format(token.text, *kt.line_col(kql, token.origin))
-        if len(levels) < len(args) - 1:
-            raise RewriteRefusedError(f"{where}: each percentile must be a number, as written")
         before = kt.prev_sig(tokens, i)
         named = _tuple_names(tokens, i)
         names: list[str | None]
@@ -698,7 +704,7 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
             start, names = named[0], list(named[1])
             if len(names) != len(levels):
                 raise RewriteRefusedError(
-                    f"{where}: {len(names)} names for {len(levels)} percentiles; give one each"
+                    f"{where}: {len(names)} name(s) for {len(levels)} percentile(s); give one each"
                 )
         elif before is not None and tokens[before].kind == kt.EQUAL:  # `p = percentiles(x, 5)`
             if token.text == "percentile":
@@ -706,16 +712,23 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
             if len(levels) != 1:
                 raise RewriteRefusedError(
                     f"{where}: one name for {len(levels)} percentiles; name each, as in "
-                    f"`(p{levels[0].replace('.', '_')}, ...) = percentiles(...)`, or none"
+                    "`(p50, p90) = percentiles(x, 50, 90)`, or none"
                 )
             start, names = i, [None]
-        elif _whole_item(tokens, i, close) and (token.text == "percentiles" or "." in levels[0]):
+        elif _whole_item(tokens, i, close):
+            if token.text == "percentile" and (numbers[0] is None or "_" not in numbers[0]):
+                continue  # duckdb-kql names it as Kusto does
+            if None in numbers:
+                raise RewriteRefusedError(
+                    f"{where}: a percentile that is not a number as written gives no column "
+                    "name; name the columns, as in `(p50, p90) = percentiles(x, 50, p)`"
+                )
             derived = _argument_name(args[0]) or ""
             start, names = (
                 i,
                 [
-                    _free_name(tokens, i, f"percentile_{derived}_{level.replace('.', '_')}", given)
-                    for level in levels
+                    _free_name(tokens, i, f"percentile_{derived}_{number}", given)
+                    for number in numbers
                 ],
             )
         else:
@@ -732,11 +745,13 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
 
 
 def _percent(arg: Sequence[Token]) -> str | None:
-    """The percentile an argument gives, if it is a number as written."""
+    """A percentile written as a number, as its column's name ends (`99.5` -> `99_5`,
+    `50.0` -> `50`); None for anything else."""
     sig = [t for t in arg if not t.hidden]
-    if len(sig) == 1 and _PERCENT.fullmatch(sig[0].text):
-        return sig[0].text
-    return None
+    if len(sig) != 1 or not _PERCENT.fullmatch(sig[0].text):
+        return None
+    value = float(sig[0].text)
+    return str(int(value)) if value.is_integer() else sig[0].text.rstrip("0").replace(".", "_")
 
 
 def _tuple_names(tokens: Sequence[Token], i: int) -> tuple[int, list[str]] | None:
@@ -759,7 +774,7 @@ def _tuple_names(tokens: Sequence[Token], i: int) -> tuple[int, list[str]] | Non
         break
     if j is None or tokens[j].kind != kt.OPENPAREN or not names:
         return None
-    before = kt.prev_sig(tokens, j)
+    before = _before_item(tokens, j)
     if before is None or tokens[before].kind not in (KqlLexer.SUMMARIZE, kt.COMMA):
         return None
     return j, names[::-1]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
-from xdrsync.tables.kqltokens import Token
+from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import RewriteRefusedError
 
 #: RFC 1918's private ranges, as `ipv4_is_private` documents them: (first, last, prefix).
@@ -39,6 +39,8 @@ PRIVATE_RANGES: Final = (
     (0xC0A80000, 0xC0A8FFFF, 16),  # 192.168.0.0/16
 )
 _ONE_ADDRESS: Final = frozenset({"ipv4_is_private", "parse_ipv4_mask", "ipv4_netmask_suffix"})
+#: Keywords after which a name is bound (a `let`, a column `mv-expand` retypes).
+_BINDERS: Final = frozenset({KqlLexer.LET, KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND})
 #: Calls that may not stand in an argument (see the module's notes).
 _NESTED: Final = frozenset({"prev", "next", "row_number"})
 
@@ -47,7 +49,8 @@ def ipv4_functions(tokens: list[Token], strings: Collection[str], kql: str) -> l
     """Every call of the functions above, written with `parse_ipv4`; a function the query
     defines itself (`let ipv4_compare = ...`) is left to it. ``strings``: the columns that
     are text in every table (they need no `tostring()`); ``kql``: the query, for messages."""
-    refused = {name for name, _, _ in _REWRITES} | _NESTED
+    refused = {n for n in {name for name, _, _ in _REWRITES} | _NESTED if not kt.defines(tokens, n)}
+    text = set(strings) - _rebound(tokens)
     for name, arity, write in _REWRITES:
         if kt.defines(tokens, name):
             continue
@@ -56,26 +59,55 @@ def ipv4_functions(tokens: list[Token], strings: Collection[str], kql: str) -> l
             origin: int,
             args: list[list[Token]],
             name: str = name,
+            arity: int = arity,
             write: Callable[[list[str]], str] = write,
         ) -> list[Token]:
             for arg in args:
                 if any(t.text in refused and kt.is_call(arg, j) for j, t in enumerate(arg)):
                     line, column = kt.line_col(kql, origin)
+                    call = f"{name}(ip)" if arity == 1 else f"{name}(ip, ...)"
                     raise RewriteRefusedError(
                         f"{name}() at {line}:{column}: an argument holding another IPv4 "
                         "function, prev(), next() or row_number() is not supported; name it "
-                        f"first (`extend ip = ... | where {name}(ip, ...)`)"
+                        f"first (`extend ip = ... | where {call}`)"
                     )
             # The addresses come first; a prefix argument, last, is a number.
             addresses = 1 if name in _ONE_ADDRESS else 2
             texts = [
-                _text(kt.render(arg), strings) if n < addresses else kt.render(arg).strip()
+                _text(kt.render(arg), text) if n < addresses else kt.render(arg).strip()
                 for n, arg in enumerate(args)
             ]
             return kt.fragment(write(texts), origin)
 
         tokens = kt.rewrite_calls(tokens, name, arity, rewrite)
     return tokens
+
+
+def _rebound(tokens: Sequence[Token]) -> set[str]:
+    """The names the query binds itself (`x = ...`, `x: type`, `let x`, `mv-expand x`, a
+    tuple `(x, y) = ...`): a text column's name may hold anything there."""
+    bound: set[str] = set()
+    for i, token in enumerate(tokens):
+        if token.kind in (KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND):  # `mv-expand a, b`
+            for a, b in kt.split_top(tokens, i + 1, kt.segment_end(tokens, i + 1)):
+                first = kt.first_sig(tokens, a, b)
+                if first is not None and tokens[first].kind == kt.IDENTIFIER:
+                    bound.add(tokens[first].text)
+        if token.kind != kt.IDENTIFIER:
+            continue
+        after, before = kt.next_sig(tokens, i), kt.prev_sig(tokens, i)
+        assigned = after is not None and tokens[after].kind in (kt.EQUAL, kt.COLON)
+        if assigned or (before is not None and tokens[before].kind in _BINDERS):
+            bound.add(token.text)
+        elif before is not None and tokens[before].kind in (kt.OPENPAREN, kt.COMMA):
+            opener: int | None = before
+            while opener is not None and tokens[opener].kind != kt.OPENPAREN:
+                opener = kt.prev_sig(tokens, opener)
+            close = kt.closing(tokens, opener) if opener is not None else len(tokens)
+            following = kt.next_sig(tokens, close) if close < len(tokens) else None
+            if following is not None and tokens[following].kind == kt.EQUAL:
+                bound.add(token.text)
+    return bound
 
 
 def _text(arg: str, strings: Collection[str]) -> str:
