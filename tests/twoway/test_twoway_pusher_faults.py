@@ -22,6 +22,7 @@ import pytest
 import twowayenv
 
 from xdrsync.config import load_config
+from xdrsync.emulator.activity import NewAlert
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
@@ -436,6 +437,44 @@ def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(
     ((modified_by, owner),) = [tuple(r) for r in latest]
     assert modified_by == "alice@contoso.com"
     assert "alice@contoso.com" in str(owner)
+
+
+def test_a_landed_patch_stays_defenders_when_defender_changed_the_incident_after_it(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice's write lands, its answer is lost, and Defender then correlates a new alert into
+    the incident (it bumps the version and leaves the last modifier as it was). That version
+    holds Defender's change too: it is not credited to Alice."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    store = env.server.emulator.store(env.tenant.tenant_id)
+
+    def landed_then_correlated(
+        request: httpx.Request, inner: httpx.BaseTransport
+    ) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        inner.handle_request(request).close()
+        alert = {**env.truth(incident)["alerts"][0], "id": "da-correlated-after-the-write"}
+        store.apply(NewAlert(incident, alert))
+        raise httpx.ReadTimeout("answer lost", request=request)
+
+    env.wire.fault = landed_then_correlated
+    env.pusher.push_due()
+    env.wire.fault = None
+    env.push_until_settled([edit])
+    env.cycle()
+
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    latest = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}'"
+        " | summarize arg_max(TimeGenerated, *) by ProviderIncidentId"
+        " | project ModifiedBy, Alerts = array_length(AlertIds)"
+    ).rows
+    ((modified_by, alerts),) = [tuple(r) for r in latest]
+    assert alerts == len(env.truth(incident)["alerts"])
+    assert modified_by != "alice@contoso.com"
 
 
 # -- D: a permission granted while the service runs ---------------------------------------

@@ -404,9 +404,12 @@ class Pusher:
         rows = {e.id: e for e in edits}
         if not body:
             decided = [s for p in plans for s in self._decided(p, rows, record)]
-            self._settle(
-                report, decided, _landed_version(target, kind, entity_id, plans, rows, record)
+            ours = (
+                self._landed_version(target, entity_id, plans, rows, record)
+                if kind == "incident"
+                else None
             )
+            self._settle(report, decided, ours)
             return
         writing = [i for p in plans if p.action == "write" for i in p.intents]
         self.hub.mark_sent(writing)
@@ -460,6 +463,53 @@ class Pusher:
             else None
         )
         self._settle(report, settlements, written)
+
+    def _landed_version(
+        self,
+        target: PushTarget,
+        entity_id: str,
+        plans: Sequence[FieldPlan],
+        rows: Mapping[int, OutboxRow],
+        record: Mapping[str, Any],
+    ) -> Written | None:
+        """The incident's version as the workspace user's (ModifiedBy, no echo), as it would
+        have been had the answer come, when an earlier attempt's write landed though its
+        answer was lost and nothing else changed the incident since the hub last read it:
+        Defender names our app as the last modifier, the version is newer than the hub's, and
+        it differs from the hub's in the landed fields alone, alerts included (read again
+        with them). Anything less is left as Defender's change."""
+        landed = [i for p in plans if p.action == "already" for i in p.intents]
+        version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
+        modifier = record.get("lastModifiedBy")
+        if not landed or version is None or not isinstance(modifier, str):
+            return None
+        stored = self.hub.get_incident(target.tenant_id, entity_id)
+        if not _ours_by_author(modifier, target.app_id) or stored is None:
+            return None
+        before = ticks_from_text(str(stored.raw.get("lastUpdateDateTime") or ""))
+        if before is None or version <= before:
+            return None
+        keys = {k for p in plans if p.action == "already" for k in _graph_keys(p.field)}
+        if _unchanged_beyond(stored.raw, keys) != _unchanged_beyond(record, keys):
+            return None
+        try:
+            expanded = target.api.get_incident(entity_id)
+        except XdrSyncError:
+            return None
+        if expanded is None or expanded.get("lastUpdateDateTime") != record.get(
+            "lastUpdateDateTime"
+        ):
+            return None
+        alerts = sorted(
+            str(a.get("id")) for a in expanded.get("alerts") or () if isinstance(a, Mapping)
+        )
+        if alerts != sorted(str(a.id) for a in stored.alerts):
+            return None
+        last = rows[max(landed)]
+        fields = {p.field: p.theirs for p in plans if p.action == "already"}
+        return Written(
+            target.tenant_id, "incident", entity_id, version, last.author, last.origin, fields
+        )
 
     def _decided(
         self, plan: FieldPlan, rows: Mapping[int, OutboxRow], record: Mapping[str, Any]
@@ -774,28 +824,24 @@ def _our_comment(
     return None
 
 
-def _landed_version(
-    target: PushTarget,
-    kind: EntityType,
-    entity_id: str,
-    plans: Sequence[FieldPlan],
-    rows: Mapping[int, OutboxRow],
-    record: Mapping[str, Any],
-) -> Written | None:
-    """The record's version as ours when an earlier attempt's write landed though its answer
-    was lost, and nothing changed the incident after it: Defender names our app as its last
-    modifier. It is then the workspace user's change (ModifiedBy, no echo), as it would have
-    been had the answer come."""
-    landed = [i for p in plans if p.action == "already" for i in p.intents]
-    version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
-    modifier = record.get("lastModifiedBy")
-    if not landed or version is None or kind != "incident" or not isinstance(modifier, str):
-        return None
-    if not _ours_by_author(modifier, target.app_id):
-        return None
-    last = rows[max(landed)]
-    fields = {p.field: p.theirs for p in plans if p.action == "already"}
-    return Written(target.tenant_id, kind, entity_id, version, last.author, last.origin, fields)
+def _graph_keys(name: str) -> tuple[str, ...]:
+    """The Graph properties a workspace field is (`theirs_of`)."""
+    if name == CLASSIFICATION:
+        return ("classification", "determination")
+    return ("customTags",) if name == TAGS else (name,)
+
+
+#: What any write changes in its record besides the fields it sets.
+_WRITE_BUMPED = frozenset({"lastUpdateDateTime", "lastModifiedBy", "alerts"})
+
+
+def _unchanged_beyond(record: Mapping[str, Any], keys: set[str]) -> dict[str, Any]:
+    """A record's properties but ``keys`` and those every write changes."""
+    return {
+        k: v
+        for k, v in record.items()
+        if k not in keys and k not in _WRITE_BUMPED and not k.startswith("@")
+    }
 
 
 def _ours_by_author(author: str | None, app_id: str | None) -> bool:
