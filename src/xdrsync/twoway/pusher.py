@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -147,14 +147,18 @@ def patch_body(plans: Sequence[FieldPlan]) -> dict[str, Any]:
     return body
 
 
-#: What a comment changes in its record besides the comments themselves.
-_COMMENT_BUMPED = frozenset({"comments", "lastUpdateDateTime", "lastModifiedBy", "alerts"})
+#: What any write changes in its record besides what it sets (``alerts``: the hub keeps an
+#: incident's alerts apart, and a read may or may not carry them).
+_WRITE_BUMPED = frozenset({"lastUpdateDateTime", "lastModifiedBy", "alerts"})
 
 
-def _beyond_comments(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A record's properties that a comment leaves alone (``alerts``: the hub keeps an
-    incident's alerts apart, and a listing may or may not carry them)."""
-    return {k: v for k, v in record.items() if k not in _COMMENT_BUMPED and not k.startswith("@")}
+def _unchanged_beyond(record: Mapping[str, Any], keys: Collection[str]) -> dict[str, Any]:
+    """A record's properties but ``keys`` (what a write set) and those any write changes."""
+    return {
+        k: v
+        for k, v in record.items()
+        if k not in keys and k not in _WRITE_BUMPED and not k.startswith("@")
+    }
 
 
 def _redirected(record: Mapping[str, Any]) -> str | None:
@@ -555,7 +559,8 @@ class Pusher:
             before = ticks_from_text(str(stored.raw.get("lastUpdateDateTime") or ""))
             if version is not None and before is not None and version <= before:
                 return  # the comment made no version of its own
-            if _beyond_comments(stored.raw) != _beyond_comments(record):
+            comments = {"comments"}
+            if _unchanged_beyond(stored.raw, comments) != _unchanged_beyond(record, comments):
                 return  # others' changes are in that version too: not ours to claim
         if version is not None:
             written = Written(
@@ -829,19 +834,6 @@ def _graph_keys(name: str) -> tuple[str, ...]:
     if name == CLASSIFICATION:
         return ("classification", "determination")
     return ("customTags",) if name == TAGS else (name,)
-
-
-#: What any write changes in its record besides the fields it sets.
-_WRITE_BUMPED = frozenset({"lastUpdateDateTime", "lastModifiedBy", "alerts"})
-
-
-def _unchanged_beyond(record: Mapping[str, Any], keys: set[str]) -> dict[str, Any]:
-    """A record's properties but ``keys`` and those every write changes."""
-    return {
-        k: v
-        for k, v in record.items()
-        if k not in keys and k not in _WRITE_BUMPED and not k.startswith("@")
-    }
 
 
 def _ours_by_author(author: str | None, app_id: str | None) -> bool:
