@@ -668,7 +668,6 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
     return close, call, label
 
 
-_PARAMETER: Final = re.compile(r"[A-Za-z_][\w.]*")
 _PERCENT: Final = re.compile(r"\d+(\.\d+)?")
 
 
@@ -676,9 +675,10 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
     """`percentiles(x, 5, 99.5)` -> `percentile_x_5 = percentile(x, 5), percentile_x_99_5 =
     percentile(x, 99.5)`, and `(p5, p99) = percentiles(x, 5, 99)` -> `p5 = percentile(x, 5),
     p99 = percentile(x, 99)`: a column per percentile, named as Kusto names them (a dot in the
-    percentile becomes `_`). An unnamed `percentile(x, 99.5)` is named so too (duckdb-kql
-    kept the dot). Each percentile must be a number, as Kusto wants a constant, and several
-    under one name are refused saying so (Kusto wants a name each)."""
+    percentile becomes `_`, `50.0` is `50`). An unnamed `percentile(x, 99.5)` is named so too
+    (duckdb-kql kept the dot). A percentile that is not a number as written (`p`, bound by
+    `let`) is kept where the columns are named, and refused where its name would make one's;
+    several percentiles under one name are refused saying so (Kusto wants a name each)."""
     if kt.defines(tokens, "percentiles") or kt.defines(tokens, "percentile"):
         return tokens
     edits: dict[int, tuple[int, list[Token]]] = {}
@@ -1090,20 +1090,20 @@ def _fuzzy_unions(tokens: list[Token], columns: Mapping[str, Sequence[str]]) -> 
     return out
 
 
+#: A `union` parameter's name (`kind`, `withsource`, `isfuzzy`, `hint.concurrency`).
+_PARAMETER: Final = re.compile(r"[a-z_][\w.]*")
+
+
 def _union_parameters(tokens: Sequence[Token], sig: Sequence[int]) -> tuple[int, bool]:
     """Where a `union`'s legs start among its significant tokens `sig` (after `kind=...`,
     `withsource=...`, `hint.x=...`), and whether it says `isfuzzy=true`."""
     k, fuzzy = 0, False
-    while k < len(sig):
-        m = k
-        while m + 2 < len(sig) and tokens[sig[m + 1]].kind == kt.DOT:
-            m += 2
-        named = _PARAMETER.fullmatch(tokens[sig[m]].text)  # `hint.concurrency` is one token
-        if not (m + 2 < len(sig) and named and tokens[sig[m + 1]].kind == kt.EQUAL):
+    while k + 2 < len(sig) and tokens[sig[k + 1]].kind == kt.EQUAL:
+        name = tokens[sig[k]].text.lower()  # `hint.concurrency` is one token
+        if not _PARAMETER.fullmatch(name):
             break
-        name = "".join(tokens[j].text for j in sig[k : m + 1]).lower()
-        fuzzy = fuzzy or (name == "isfuzzy" and tokens[sig[m + 2]].text.lower() == "true")
-        k = m + 3
+        fuzzy = fuzzy or (name == "isfuzzy" and tokens[sig[k + 2]].text.lower() == "true")
+        k += 3
     return k, fuzzy
 
 

@@ -62,7 +62,7 @@ def _rewrite(tokens: Sequence[Token], i: int) -> tuple[int, list[Token]] | None:
     o = tokens[i].origin
     out = [*kt.fragment("mv-expand", o), *tokens[i + 1 : on]]
     for a, b in kt.split_top(tokens, after + 1, close, kt.BAR):
-        step = _step(tokens, kt.trim(tokens[a:b]), names, o)
+        step = _step(kt.trim(tokens[a:b]), names, o)
         if step is None:
             return None
         for part in step:
@@ -93,9 +93,7 @@ def _expanded_names(tokens: Sequence[Token], start: int, on: int) -> set[str] | 
     return names or None
 
 
-def _step(
-    tokens: Sequence[Token], op: list[Token], names: set[str], origin: int
-) -> list[list[Token]] | None:
+def _step(op: list[Token], names: set[str], origin: int) -> list[list[Token]] | None:
     """One operator of the subquery as operators over the expanded rows (updating `names`,
     the subtable's columns); None when it does not work row by row."""
     sig = [j for j, t in enumerate(op) if not t.hidden]
