@@ -364,6 +364,36 @@ def _aware(moment: datetime) -> datetime:
 # -- C: a PATCH whose answer was lost ------------------------------------------------------
 
 
+@dataclass
+class AnswerLost:
+    """A fault: the first PATCH reaches Defender, then ``meanwhile`` runs (a change made in
+    Defender before any second try), and the answer never comes (a read timeout); later
+    PATCHes go through. ``sent`` holds every PATCH body sent."""
+
+    meanwhile: Callable[[], object] = lambda: None
+    sent: list[str] = dataclasses.field(default_factory=list)
+
+    def __call__(self, request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        self.sent.append(request.content.decode())
+        if len(self.sent) > 1:
+            return None
+        inner.handle_request(request).close()
+        self.meanwhile()
+        raise httpx.ReadTimeout("answer lost", request=request)
+
+
+def latest_row(env: Env, incident: str, columns: str) -> tuple[Any, ...]:
+    """The incident's latest SecurityIncident row, these columns of it."""
+    rows = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}'"
+        f" | summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project {columns}"
+    ).rows
+    (row,) = rows
+    return tuple(row)
+
+
 def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_later_portal_change(
     make_env: Callable[..., Env],
 ) -> None:
@@ -378,30 +408,18 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_later_portal_change(
     api.client.policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
     incident = env.open_incident()
     (edit,) = env.edit(incident, owner="alice@contoso.com")
-    patches: list[str] = []
+    lost = AnswerLost(lambda: env.portal_edit(incident, assignedTo="bob@contoso.com"))
 
-    def landed_then_portal(
-        request: httpx.Request, inner: httpx.BaseTransport
-    ) -> httpx.Response | None:
-        if not patching(request):
-            return None
-        patches.append(request.content.decode())
-        if len(patches) > 1:
-            return None  # a try after the first one reaches Defender as it is
-        inner.handle_request(request).close()
-        env.portal_edit(incident, assignedTo="bob@contoso.com")
-        raise httpx.ReadTimeout("answer lost", request=request)
-
-    env.wire.fault = landed_then_portal
+    env.wire.fault = lost
     env.pusher.push_due()
-    assert len(patches) == 1, patches
+    assert len(lost.sent) == 1, lost.sent
     assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
     assert env.hub.edits(ids=[edit])[0].state == "pending"
 
     env.push_until_settled([edit])
     (row,) = env.hub.edits(ids=[edit])
     assert (row.state, env.truth(incident)["assignedTo"]) == ("overridden", "bob@contoso.com")
-    assert len(patches) == 1, patches
+    assert len(lost.sent) == 1, lost.sent
 
 
 def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(
@@ -413,28 +431,14 @@ def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(
     env = make_env()
     incident = env.open_incident()
     (edit,) = env.edit(incident, owner="alice@contoso.com")
-    patches: list[str] = []
-
-    def landed(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
-        if not patching(request):
-            return None
-        patches.append(request.content.decode())
-        inner.handle_request(request).close()
-        raise httpx.ReadTimeout("answer lost", request=request)
-
-    env.wire.fault = landed
+    env.wire.fault = lost = AnswerLost()
     env.pusher.push_due()
-    env.wire.fault = None
     env.push_until_settled([edit])
     env.cycle()
 
     (row,) = env.hub.edits(ids=[edit])
-    assert (row.state, len(patches)) == ("confirmed", 1)
-    latest = env.workspace.logs.query(
-        f"SecurityIncident | where ProviderIncidentId == '{incident}'"
-        " | summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy, Owner"
-    ).rows
-    ((modified_by, owner),) = [tuple(r) for r in latest]
+    assert (row.state, len(lost.sent)) == ("confirmed", 1)
+    modified_by, owner = latest_row(env, incident, "ModifiedBy, Owner")
     assert modified_by == "alice@contoso.com"
     assert "alice@contoso.com" in str(owner)
 
@@ -450,29 +454,17 @@ def test_a_landed_patch_stays_defenders_when_defender_changed_the_incident_after
     (edit,) = env.edit(incident, owner="alice@contoso.com")
     store = env.server.emulator.store(env.tenant.tenant_id)
 
-    def landed_then_correlated(
-        request: httpx.Request, inner: httpx.BaseTransport
-    ) -> httpx.Response | None:
-        if not patching(request):
-            return None
-        inner.handle_request(request).close()
+    def correlated() -> None:
         alert = {**env.truth(incident)["alerts"][0], "id": "da-correlated-after-the-write"}
         store.apply(NewAlert(incident, alert))
-        raise httpx.ReadTimeout("answer lost", request=request)
 
-    env.wire.fault = landed_then_correlated
+    env.wire.fault = AnswerLost(correlated)
     env.pusher.push_due()
-    env.wire.fault = None
     env.push_until_settled([edit])
     env.cycle()
 
     assert env.hub.edits(ids=[edit])[0].state == "confirmed"
-    latest = env.workspace.logs.query(
-        f"SecurityIncident | where ProviderIncidentId == '{incident}'"
-        " | summarize arg_max(TimeGenerated, *) by ProviderIncidentId"
-        " | project ModifiedBy, Alerts = array_length(AlertIds)"
-    ).rows
-    ((modified_by, alerts),) = [tuple(r) for r in latest]
+    modified_by, alerts = latest_row(env, incident, "ModifiedBy, array_length(AlertIds)")
     assert alerts == len(env.truth(incident)["alerts"])
     assert modified_by != "alice@contoso.com"
 
