@@ -505,8 +505,11 @@ def test_percentiles_give_a_column_per_percentile_named_as_kusto_names_them(
          ("a", "b")),
         ("SecurityIncident | summarize hint.strategy = shuffle (p5, p50) ="
          " percentiles(IncidentNumber, 5, 50)", ("p5", "p50")),
-        ("SecurityIncident | summarize percentiles(IncidentNumber, 50.0, 99.50)",
-         ("percentile_IncidentNumber_50", "percentile_IncidentNumber_99_5")),
+        ("SecurityIncident | summarize percentiles(IncidentNumber, 50.0, 99.50, 05.50)",
+         ("percentile_IncidentNumber_50", "percentile_IncidentNumber_99_5",
+          "percentile_IncidentNumber_5_5")),
+        ("let p = 99.5; SecurityIncident | summarize percentile(IncidentNumber, p)",
+         ("percentile_IncidentNumber_99_5",)),
     ):  # fmt: skip
         assert store.query(kql).columns == columns, kql
     for refused, message in (

@@ -240,6 +240,9 @@ def test_an_argument_holding_another_of_them_or_prev_is_refused_saying_what_to_w
         'datatable(RemoteIP: dynamic) [dynamic("10.1.2.3")] | extend p = ipv4_is_private(RemoteIP)',
         'print x = dynamic(["10.1.2.3"]) | summarize RemoteIP = make_set(x) | mv-expand RemoteIP'
         " | extend p = ipv4_is_private(RemoteIP)",
+        "print ['RemoteIP'] = dynamic(\"10.1.2.3\") | extend p = ipv4_is_private(RemoteIP)",
+        "datatable(['RemoteIP']: dynamic) [dynamic(\"10.1.2.3\")]"
+        " | extend p = ipv4_is_private(RemoteIP)",
     ],
 )
 def test_a_text_columns_name_the_query_binds_to_something_else_is_read_as_it_holds(

@@ -371,6 +371,7 @@ class AnswerLost:
     PATCHes go through. ``sent`` holds every PATCH body sent."""
 
     meanwhile: Callable[[], object] = lambda: None
+    before: Callable[[], object] = lambda: None  # a change in Defender just before it lands
     sent: list[str] = dataclasses.field(default_factory=list)
 
     def __call__(self, request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
@@ -379,6 +380,7 @@ class AnswerLost:
         self.sent.append(request.content.decode())
         if len(self.sent) > 1:
             return None
+        self.before()
         inner.handle_request(request).close()
         self.meanwhile()
         raise httpx.ReadTimeout("answer lost", request=request)
@@ -441,6 +443,49 @@ def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(
     modified_by, owner = latest_row(env, incident, "ModifiedBy, Owner")
     assert modified_by == "alice@contoso.com"
     assert "alice@contoso.com" in str(owner)
+
+
+def test_a_landed_patch_with_a_comment_of_the_same_push_is_the_users_change(
+    make_env: Callable[..., Env],
+) -> None:
+    """Closing with a comment: the push posts the comment, then the PATCH lands and its
+    answer is lost. The version holds only Alice's doing (her comment, her fields)."""
+    env = make_env()
+    incident = env.open_incident()
+    edits = env.edit(
+        incident,
+        status="resolved",
+        classification="falsePositive",
+        determination="other",
+        comment="closing: benign",
+    )
+    env.wire.fault = AnswerLost()
+    env.pusher.push_due()
+    env.push_until_settled(edits)
+    env.cycle()
+
+    assert {row.state for row in env.hub.edits(ids=edits)} == {"confirmed"}
+    assert latest_row(env, incident, "ModifiedBy") == ("alice@contoso.com",)
+
+
+def test_a_landed_patch_stays_defenders_when_the_portal_changed_another_field_before_it(
+    make_env: Callable[..., Env],
+) -> None:
+    """Bob raises the severity in the portal just before Alice's write lands (its answer
+    lost). The version Alice's write made holds Bob's change too: it is not hers."""
+    env = make_env()
+    incident = env.open_incident()
+    severity = env.truth(incident)["severity"]
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    other = "low" if severity != "low" else "high"
+    env.wire.fault = AnswerLost(before=lambda: env.portal_edit(incident, severity=other))
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    env.cycle()
+
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["severity"] == other
+    assert latest_row(env, incident, "ModifiedBy") != ("alice@contoso.com",)
 
 
 def test_a_landed_patch_stays_defenders_when_defender_changed_the_incident_after_it(

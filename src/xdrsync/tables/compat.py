@@ -71,6 +71,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
@@ -683,6 +684,7 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
         return tokens
     edits: dict[int, tuple[int, list[Token]]] = {}
     given: dict[int, set[str]] = {}
+    lets = _let_numbers(tokens)
     for i, token in enumerate(tokens):
         if token.text not in ("percentiles", "percentile") or not kt.is_call(tokens, i):
             continue
@@ -695,7 +697,7 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
         if close >= len(tokens) or len(args) < 2 or not args[0]:
             continue
         levels = [kt.render(arg).strip() for arg in args[1:]]
-        numbers = [_percent(arg) for arg in args[1:]]
+        numbers = [_percent(arg, lets) for arg in args[1:]]
         where = "{}() at {}:{}".format(token.text, *kt.line_col(kql, token.origin))
         before = kt.prev_sig(tokens, i)
         named = _tuple_names(tokens, i)
@@ -744,14 +746,28 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
     return kt.apply_edits(tokens, edits)
 
 
-def _percent(arg: Sequence[Token]) -> str | None:
-    """A percentile written as a number, as its column's name ends (`99.5` -> `99_5`,
-    `50.0` -> `50`); None for anything else."""
+def _percent(arg: Sequence[Token], lets: Mapping[str, str]) -> str | None:
+    """A percentile written as a number (or a name `lets` binds to one), as its column's name
+    ends (`99.5` -> `99_5`, `50.0` -> `50`, `05.50` -> `5_5`); None for anything else."""
     sig = [t for t in arg if not t.hidden]
-    if len(sig) != 1 or not _PERCENT.fullmatch(sig[0].text):
+    text = lets.get(sig[0].text, sig[0].text) if len(sig) == 1 else ""
+    if not _PERCENT.fullmatch(text):
         return None
-    value = float(sig[0].text)
-    return str(int(value)) if value.is_integer() else sig[0].text.rstrip("0").replace(".", "_")
+    return format(Decimal(text).normalize(), "f").replace(".", "_")
+
+
+def _let_numbers(tokens: Sequence[Token]) -> dict[str, str]:
+    """The names bound once, by a `let` of the query's own, to a number as written."""
+    found: dict[str, str | None] = {}
+    for start in kt.statement_starts(tokens):
+        binding = kt.let_binding(tokens, start)
+        if binding is None:
+            continue
+        value = kt.sig_indices(tokens, start, kt.segment_end(tokens, start))
+        name = tokens[binding[1]].text
+        number = tokens[value[0]].text if len(value) == 1 else ""
+        found[name] = number if name not in found and _PERCENT.fullmatch(number) else None
+    return {name: number for name, number in found.items() if number is not None}
 
 
 def _tuple_names(tokens: Sequence[Token], i: int) -> tuple[int, list[str]] | None:

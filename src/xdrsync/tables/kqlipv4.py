@@ -41,6 +41,9 @@ PRIVATE_RANGES: Final = (
 _ONE_ADDRESS: Final = frozenset({"ipv4_is_private", "parse_ipv4_mask", "ipv4_netmask_suffix"})
 #: Keywords after which a name is bound (a `let`, a column `mv-expand` retypes).
 _BINDERS: Final = frozenset({KqlLexer.LET, KqlLexer.MV_EXPAND, KqlLexer.MVEXPAND})
+_ASSIGNS: Final = frozenset({kt.EQUAL, kt.COLON})
+#: Tokens that end a value, after which `[` indexes it.
+_VALUE_ENDS: Final = frozenset({kt.IDENTIFIER, kt.CLOSEPAREN, kt.CLOSEBRACKET, kt.STRING})
 #: Calls that may not stand in an argument (see the module's notes).
 _NESTED: Final = frozenset({"prev", "next", "row_number"})
 
@@ -93,10 +96,16 @@ def _rebound(tokens: Sequence[Token]) -> set[str]:
                 first = kt.first_sig(tokens, a, b)
                 if first is not None and tokens[first].kind == kt.IDENTIFIER:
                     bound.add(tokens[first].text)
+        if token.kind == kt.STRING:  # `['RemoteIP'] = ...`, `datatable(['RemoteIP']: dynamic)`
+            name = _bracketed_name(tokens, i)
+            after = kt.next_sig(tokens, kt.next_sig(tokens, i) or i)
+            if name is not None and after is not None and tokens[after].kind in _ASSIGNS:
+                bound.add(name)
+            continue
         if token.kind != kt.IDENTIFIER:
             continue
         after, before = kt.next_sig(tokens, i), kt.prev_sig(tokens, i)
-        assigned = after is not None and tokens[after].kind in (kt.EQUAL, kt.COLON)
+        assigned = after is not None and tokens[after].kind in _ASSIGNS
         if assigned or (before is not None and tokens[before].kind in _BINDERS):
             bound.add(token.text)
         elif before is not None and tokens[before].kind in (kt.OPENPAREN, kt.COMMA):
@@ -108,6 +117,20 @@ def _rebound(tokens: Sequence[Token]) -> set[str]:
             if following is not None and tokens[following].kind == kt.EQUAL:
                 bound.add(token.text)
     return bound
+
+
+def _bracketed_name(tokens: Sequence[Token], i: int) -> str | None:
+    """The name the string at `i` spells as `['Name']`, a column name, not an index into a
+    value (`x['key']`)."""
+    opener, closer = kt.prev_sig(tokens, i), kt.next_sig(tokens, i)
+    if opener is None or closer is None or tokens[opener].kind != kt.OPENBRACKET:
+        return None
+    if tokens[closer].kind != kt.CLOSEBRACKET:
+        return None
+    before = kt.prev_sig(tokens, opener)
+    if before is not None and tokens[before].kind in _VALUE_ENDS:
+        return None
+    return kt.string_value(tokens[i])
 
 
 def _text(arg: str, strings: Collection[str]) -> str:

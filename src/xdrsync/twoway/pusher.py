@@ -409,7 +409,7 @@ class Pusher:
         if not body:
             decided = [s for p in plans for s in self._decided(p, rows, record)]
             ours = (
-                self._landed_version(target, entity_id, plans, rows, record)
+                self._landed_version(target, entity_id, plans, rows, record, report)
                 if kind == "incident"
                 else None
             )
@@ -475,13 +475,14 @@ class Pusher:
         plans: Sequence[FieldPlan],
         rows: Mapping[int, OutboxRow],
         record: Mapping[str, Any],
+        report: PushReport,
     ) -> Written | None:
         """The incident's version as the workspace user's (ModifiedBy, no echo), as it would
         have been had the answer come, when an earlier attempt's write landed though its
         answer was lost and nothing else changed the incident since the hub last read it:
-        Defender names our app as the last modifier, the version is newer than the hub's, and
-        it differs from the hub's in the landed fields alone, alerts included (read again
-        with them). Anything less is left as Defender's change."""
+        Defender names our app as the last modifier, the version is newer than the hub's, it
+        differs from the hub's in the landed fields and our app's comments alone, and it lists
+        the same alerts (read again with them). Anything less is left as Defender's change."""
         landed = [i for p in plans if p.action == "already" for i in p.intents]
         version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
         modifier = record.get("lastModifiedBy")
@@ -494,8 +495,10 @@ class Pusher:
         if before is None or version <= before:
             return None
         keys = {k for p in plans if p.action == "already" for k in _graph_keys(p.field)}
-        if _unchanged_beyond(stored.raw, keys) != _unchanged_beyond(record, keys):
+        before_write = _unchanged_beyond(_others_comments(stored.raw, target.app_id), keys)
+        if before_write != _unchanged_beyond(_others_comments(record, target.app_id), keys):
             return None
+        report.reads += 1
         try:
             expanded = target.api.get_incident(entity_id)
         except XdrSyncError:
@@ -834,6 +837,19 @@ def _graph_keys(name: str) -> tuple[str, ...]:
     if name == CLASSIFICATION:
         return ("classification", "determination")
     return ("customTags",) if name == TAGS else (name,)
+
+
+def _others_comments(record: Mapping[str, Any], app_id: str | None) -> Mapping[str, Any]:
+    """``record`` without the comments our app wrote (the push posts them before its PATCH)."""
+    comments = record.get("comments")
+    if not isinstance(comments, list):
+        return record
+    others = [
+        c
+        for c in comments
+        if not (isinstance(c, Mapping) and _ours_by_author(c.get("createdByDisplayName"), app_id))
+    ]
+    return {**record, "comments": others}
 
 
 def _ours_by_author(author: str | None, app_id: str | None) -> bool:
