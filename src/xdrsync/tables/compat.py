@@ -680,6 +680,8 @@ def _percentiles(tokens: list[Token], kql: str) -> list[Token]:
     (duckdb-kql kept the dot). A percentile that is not a number as written (`p`, bound by
     `let`) is kept where the columns are named, and refused where its name would make one's;
     several percentiles under one name are refused saying so (Kusto wants a name each)."""
+    if not any(t.text in ("percentiles", "percentile") for t in tokens):
+        return tokens
     if kt.defines(tokens, "percentiles") or kt.defines(tokens, "percentile"):
         return tokens
     edits: dict[int, tuple[int, list[Token]]] = {}
@@ -756,16 +758,26 @@ def _percent(arg: Sequence[Token], lets: Mapping[str, str]) -> str | None:
     return format(Decimal(text).normalize(), "f").replace(".", "_")
 
 
-def _let_numbers(tokens: Sequence[Token]) -> dict[str, str]:
-    """The names bound once, by a `let` of the query's own, to a number as written."""
-    found: dict[str, str | None] = {}
+def _let_values(tokens: Sequence[Token]) -> list[tuple[int, str, Token | None]]:
+    """Each top-level `let` of the query, in order: where its value starts, the name it
+    binds, and the value when it is a single token (a number, a string, a name)."""
+    found: list[tuple[int, str, Token | None]] = []
     for start in kt.statement_starts(tokens):
         binding = kt.let_binding(tokens, start)
         if binding is None:
             continue
         value = kt.sig_indices(tokens, start, kt.segment_end(tokens, start))
-        name = tokens[binding[1]].text
-        number = tokens[value[0]].text if len(value) == 1 else ""
+        found.append(
+            (start, tokens[binding[1]].text, tokens[value[0]] if len(value) == 1 else None)
+        )
+    return found
+
+
+def _let_numbers(tokens: Sequence[Token]) -> dict[str, str]:
+    """The names bound once, by a `let` of the query's own, to a number as written."""
+    found: dict[str, str | None] = {}
+    for _, name, value in _let_values(tokens):
+        number = value.text if value is not None else ""
         found[name] = number if name not in found and _PERCENT.fullmatch(number) else None
     return {name: number for name, number in found.items() if number is not None}
 
@@ -891,18 +903,14 @@ def _count_lets(tokens: list[Token]) -> list[Token]:
     number the name was last bound to by a top-level `let` before it. Not inside a function
     body (`{...}`), where a parameter or a `let` of its own may bind the same name; not when
     the last binding is anything but a number."""
-    bindings: list[tuple[int, str, str | None]] = []  # (where, name, the number or None)
-    for start in kt.statement_starts(tokens):
-        binding = kt.let_binding(tokens, start)
-        if binding is None:
-            continue
-        value = kt.sig_indices(tokens, start, kt.segment_end(tokens, start))
-        number = (
-            tokens[value[0]].text
-            if len(value) == 1 and tokens[value[0]].kind == KqlLexer.LONGLITERAL
-            else None
+    bindings = [  # (where, name, the number or None)
+        (
+            start,
+            name,
+            value.text if value is not None and value.kind == KqlLexer.LONGLITERAL else None,
         )
-        bindings.append((start, tokens[binding[1]].text, number))
+        for start, name, value in _let_values(tokens)
+    ]
     if not any(number for _, _, number in bindings):
         return tokens
     out = list(tokens)

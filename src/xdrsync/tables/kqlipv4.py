@@ -52,7 +52,10 @@ def ipv4_functions(tokens: list[Token], strings: Collection[str], kql: str) -> l
     """Every call of the functions above, written with `parse_ipv4`; a function the query
     defines itself (`let ipv4_compare = ...`) is left to it. ``strings``: the columns that
     are text in every table (they need no `tostring()`); ``kql``: the query, for messages."""
-    refused = {n for n in {name for name, _, _ in _REWRITES} | _NESTED if not kt.defines(tokens, n)}
+    names = {name for name, _, _ in _REWRITES}
+    if not any(t.text in names for t in tokens):  # most queries: no pass over them at all
+        return tokens
+    refused = {n for n in names | _NESTED if not kt.defines(tokens, n)}
     text = set(strings) - _rebound(tokens)
     for name, arity, write in _REWRITES:
         if kt.defines(tokens, name):
