@@ -133,17 +133,19 @@ def theirs_of(record: Mapping[str, Any], name: str) -> Any:
     return record.get(name)
 
 
+def _graph_keys(name: str) -> tuple[str, ...]:
+    """The Graph properties a workspace field is (the pair is two; `theirs_of`)."""
+    return ("classification", "determination") if name == CLASSIFICATION else (name,)
+
+
 def patch_body(plans: Sequence[FieldPlan]) -> dict[str, Any]:
     """The PATCH for the fields that need writing (the pair as its two Graph properties)."""
     body: dict[str, Any] = {}
     for plan in plans:
         if plan.action != "write":
             continue
-        if plan.field == CLASSIFICATION:
-            body["classification"] = plan.value["classification"]
-            body["determination"] = plan.value["determination"]
-        else:
-            body[plan.field] = plan.value
+        keys = _graph_keys(plan.field)
+        body.update({k: plan.value[k] for k in keys} if len(keys) > 1 else {keys[0]: plan.value})
     return body
 
 
@@ -830,13 +832,6 @@ def _our_comment(
         if key not in claimed:
             return key
     return None
-
-
-def _graph_keys(name: str) -> tuple[str, ...]:
-    """The Graph properties a workspace field is (`theirs_of`)."""
-    if name == CLASSIFICATION:
-        return ("classification", "determination")
-    return ("customTags",) if name == TAGS else (name,)
 
 
 def _others_comments(record: Mapping[str, Any], app_id: str | None) -> Mapping[str, Any]:
