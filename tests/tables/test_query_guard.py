@@ -281,6 +281,22 @@ def test_translated_sql_must_be_exactly_one_select(sql: str) -> None:
         check_sql(sql)
 
 
+@pytest.mark.parametrize("sql", ["SELECT 1; DROP TABLE SecurityIncident", "ATTACH 'x.duckdb'"])
+def test_the_store_runs_only_one_select_whatever_the_translator_returned(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch, sql: str
+) -> None:
+    # The check sits where the SQL runs (`querying.fetch`), not in the translator.
+    from xdrsync.tables import logstore
+    from xdrsync.tables.querying import Translated
+    from xdrsync.tables.rewritten import unchanged
+
+    monkeypatch.setattr(
+        logstore, "translate", lambda kql, tables: Translated(sql, {}, unchanged(kql))
+    )
+    with pytest.raises(QueryRefusedError, match="not one SELECT"):
+        store.query(f"SecurityIncident | take 1 | project Title, '{sql}'")  # not kept before
+
+
 def test_a_runaway_cross_join_stops_at_the_time_limit(store: LogStore) -> None:
     started = time.monotonic()
     with pytest.raises(QueryLimitError) as caught:

@@ -139,7 +139,6 @@ def translate(
         sql = patch(str(result)) if compatible else str(result)
     except RowOrderError as why:
         raise QueryError(f"KQL error: {why}") from None
-    check_sql(sql)
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
 
 
@@ -188,7 +187,6 @@ def _bag_keys(
         f"SELECT j.key, list(DISTINCT json_type(j.value)) FROM ({probe.sql}) AS p, "  # noqa: S608
         f"json_each({bag}) AS j WHERE json_type({bag}) = 'OBJECT' GROUP BY j.key ORDER BY j.key"
     )
-    check_sql(sql)
     found = fetch(con, replace(probe, sql=sql), replace(limits, max_rows=MAX_BAG_KEYS), tables)
     if found.truncated:
         raise QueryError(f"KQL error: bag_unpack: the bags have more than {MAX_BAG_KEYS} keys")
@@ -289,9 +287,11 @@ def fetch(
     limits: QueryLimits,
     tables: tuple[str, ...],
 ) -> Fetched:
-    """Run `query` on a sandboxed `con` under `limits`; limit hits become `QueryLimitError`."""
+    """Run `query` on a sandboxed `con` under `limits`; limit hits become `QueryLimitError`.
+    Its SQL must be exactly one SELECT (`check_sql`, parsed on `con`), else `QueryRefusedError`."""
     if not query.sql:
         raise QueryError("KQL error: the query is not translated yet (bag_unpack keys unread)")
+    check_sql(query.sql, con)
     with time_limit(con, limits.timeout_seconds) as watchdog:
         try:
             params = dict(query.parameters)
