@@ -49,6 +49,9 @@ def test_kql_sees_exactly_the_published_columns_and_bookkeeping_stays_hidden(
         assert store.query(f"{table} | take 1").columns == table_schema(table).column_names
     assert store.max_seq("SecurityIncident") == 42
     assert store.max_seq("SecurityAlert") is None
+    store.append("AlertEvidence", [{"AlertId": "a", "TimeGenerated": NOW, "_Seq": 43}])
+    assert store.max_seq("SecurityIncident", "SecurityAlert") == 42
+    assert store.max_seq() == 43  # every table: where the publisher resumes
 
 
 def test_the_json_documents_are_stored_with_zstd_and_read_back_whole(store: LogStore) -> None:

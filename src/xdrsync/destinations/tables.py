@@ -23,7 +23,6 @@ from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.alert_rows import EvidenceJson, alert_for_rows
 from xdrsync.tables.logstore import LogStore
-from xdrsync.tables.schemas import TABLE_NAMES
 from xdrsync.tables.sentinel import (
     IncidentTimes,
     IncidentVersion,
@@ -68,8 +67,7 @@ class LogTables:
         self.clock = clock
 
     def position(self) -> int:
-        stored = [self.store.max_seq(table) for table in TABLE_NAMES]
-        return max((s for s in stored if s is not None), default=0)
+        return self.store.max_seq() or 0
 
     def accepts(self, change: ChangeRow) -> bool:
         return True  # every tenant's changes

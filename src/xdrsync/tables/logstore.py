@@ -383,12 +383,17 @@ class LogStore:
                 con.execute("ROLLBACK")
                 raise
 
-    def max_seq(self, table: str) -> int | None:
-        """The highest `_Seq` stored in a table, to resume feeding it after a crash. Asked by
-        the writer, on a writing connection: a file whose creation a crash cut short (no
-        tables yet) gets its tables here instead of failing every later publish."""
-        table_schema(table)
-        rows = self.sql(f"SELECT max(_Seq) FROM {_storage(table)}", write=True)  # noqa: S608
+    def max_seq(self, *tables: str) -> int | None:
+        """The highest `_Seq` stored in `tables` (every table when none is named), to resume
+        feeding them after a crash; one connection for all. Asked by the writer, on a writing
+        connection: a file whose creation a crash cut short (no tables yet) gets its tables
+        here instead of failing every later publish."""
+        names = tables or TABLE_NAMES
+        parts = " UNION ALL ".join(
+            f"SELECT max(_Seq) AS s FROM {_storage(table_schema(t).name)}"  # noqa: S608
+            for t in names
+        )
+        rows = self.sql(f"SELECT max(s) FROM ({parts})", write=True)  # noqa: S608
         value = rows[0][0] if rows else None
         return int(value) if value is not None else None
 
