@@ -17,6 +17,7 @@ from xdrsync.destinations.runner import (
     GATHER_SECONDS,
     DestinationRunner,
     Fanout,
+    Offload,
 )
 from xdrsync.destinations.status import destination_statuses
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
@@ -266,3 +267,59 @@ def test_the_backoff_starts_anew_once_a_batch_goes_through(hub: Hub) -> None:
             runner.publish(force=True)
         waits.append(runner._retry_at - start)
     assert waits == [2, 2, 2, 2]  # each failure follows a delivered batch: no doubling
+
+
+class _Worker:
+    """A stand-in for the log tables' worker process: alive from its start until drained."""
+
+    def __init__(self, started: threading.Event) -> None:
+        self.started = started
+        self.alive = False
+
+    def start(self) -> _Worker:
+        self.alive = True
+        self.started.set()
+        return self
+
+    def running(self) -> bool:
+        return self.alive
+
+    def wake(self) -> None:
+        return None
+
+    def drain(self) -> None:
+        self.alive = False
+
+
+def test_the_queue_index_rests_from_its_next_batch_once_a_worker_keeps_it(hub: Hub) -> None:
+    commit_workload(hub, incidents=20)  # 180 changes: 18 batches of 10
+    tables, queue = Recorder("tables"), Recorder("queue")
+    queue.gate = threading.Event()  # its first batch waits until the worker lives
+    entered, started = threading.Event(), threading.Event()
+    original = queue.deliver
+
+    def deliver(changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        entered.set()
+        return original(changes)
+
+    queue.deliver = deliver  # type: ignore[method-assign]
+
+    def spawn() -> _Worker:
+        assert entered.wait(10)  # the worker starts while the index delivers its first batch
+        return _Worker(started)
+
+    offload = Offload("tables", spawn, flow=1, companion="queue")  # type: ignore[arg-type]
+    fanout = Fanout(
+        [DestinationRunner(hub, tables), DestinationRunner(hub, queue, batch_size=10)],
+        interval=0.05,
+        offload=offload,
+    ).start()
+    try:
+        assert started.wait(10)
+        time.sleep(0.1)  # the fan-out takes the worker in hand
+        queue.gate.set()
+        time.sleep(0.5)  # several passes of the index's thread
+        assert len(queue.got) == 10  # the batch under way, and no other: the worker keeps it
+        assert tables.got == []  # the tables went to the worker whole
+    finally:
+        fanout.stop()

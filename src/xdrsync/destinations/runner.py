@@ -248,14 +248,24 @@ class Fanout:
         companion = self.offload is not None and runner.name == self.offload.companion
 
         def run() -> object:
-            if companion and self._worker is not None:
-                return 0  # the worker keeps it until it leaves (`_hand_back`)
             try:
-                return self._offloaded(runner) if offloaded else runner.publish()
+                if offloaded:
+                    return self._offloaded(runner)
+                return self._until_worker(runner) if companion else runner.publish()
             except Exception:  # recorded and backed off by the runner; the thread goes on
                 return 0
 
         return run
+
+    def _until_worker(self, runner: DestinationRunner) -> int:
+        """The companion's pass: batch by batch while no worker lives, since a worker keeps
+        it from its start until it leaves (`_hand_back`). A pass that ran on to the end of a
+        backfill's stream of commits did, in the sync process, a third of the index's work
+        that the worker had started for."""
+        done = 0
+        while self._worker is None and (delivered := runner.publish(batches=1)):
+            done += delivered
+        return done
 
     def _hand_back(self, worker: TablesWorker, delivered: int) -> None:
         """A worker has exited: its runners deliver again from the positions read afresh."""
