@@ -17,8 +17,12 @@ SCRIPT = textwrap.dedent(
     class Node:
         pass
 
-    if sys.argv[1] == "tuned":
+    if sys.argv[1] in ("tuned", "frozen"):
         collector.tune(sweep_seconds=0.2, sweep_cpu_seconds=0.2)
+    if sys.argv[1] == "frozen":  # what start-up made: out of the sweeps from here
+        import xdrsync.cli
+        collector.freeze_startup()
+        assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
     else:
         gc.set_threshold(*collector.THRESHOLDS)
     node = Node()
@@ -45,6 +49,10 @@ def _run(mode: str) -> str:
 
 def test_the_sweeper_collects_garbage_that_died_old() -> None:
     assert _run("tuned") == "collected"
+
+
+def test_after_the_start_up_heap_is_frozen_the_sweeper_still_collects_new_garbage() -> None:
+    assert _run("frozen") == "collected"
 
 
 def test_without_the_sweeper_such_garbage_stays() -> None:

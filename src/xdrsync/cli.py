@@ -520,6 +520,7 @@ def run_command(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
     """The sync service: every tenant in a loop, until SIGTERM or Ctrl-C."""
+    from xdrsync import collector
     from xdrsync.logs import configure
     from xdrsync.sync.engine import SyncService
     from xdrsync.workspace import inbound_settings
@@ -548,6 +549,7 @@ def run_command(
                 f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
             )
             server = _start_console(config, workspace, service.wake_pusher)
+            collector.freeze_startup()
             # Bounded waits: the kernel may hand SIGTERM to any thread, and Python runs the
             # handler in the main thread only when it next wakes (an unbounded wait never did).
             while not stop.wait(0.5):

@@ -65,6 +65,16 @@ def tune(
             _sweeper.start()
 
 
+def freeze_startup() -> None:
+    """Leave what a long-lived process made to start (modules, its configuration, the
+    console's app) out of every later collection, so that a sweep walks only what its work
+    made since: the service calls it once it runs. A sweep of an idle service walked its
+    start-up heap each time, 137,000 objects in 68 ms, about a seventh of its CPU.
+    Reference counting still frees those objects; only a cycle among them would stay."""
+    gc.collect()
+    gc.freeze()
+
+
 def _sweep(period: float, cpu: float) -> None:
     used = time.process_time()
     wait = period
@@ -77,4 +87,11 @@ def _sweep(period: float, cpu: float) -> None:
             used = time.process_time()
 
 
-__all__ = ["SWEEP_CPU_SECONDS", "SWEEP_SECONDS", "SWEEP_SHARE", "THRESHOLDS", "tune"]
+__all__ = [
+    "SWEEP_CPU_SECONDS",
+    "SWEEP_SECONDS",
+    "SWEEP_SHARE",
+    "THRESHOLDS",
+    "freeze_startup",
+    "tune",
+]

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from xdrsync.hub import Hub
+from xdrsync.hub.records import NewEdit
 from xdrsync.sync import engine
 from xdrsync.sync.engine import CycleReport, SyncService, TenantSource
 from xdrsync.sync.inbound import StreamReport
@@ -104,3 +106,35 @@ def test_alerts_are_read_at_most_every_alerts_interval(monkeypatch: pytest.Monke
     assert reads[0][1] == ("incidents", "alerts")  # the first cycle reads both
     assert 2 <= len(alerts) < len(reads) / 4
     assert all(b - a >= 0.3 - 0.02 for a, b in itertools.pairwise(alerts))
+
+
+def test_the_pusher_reads_due_edits_only_when_an_edit_is_pending(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []
+    due_edits = hub.due_edits
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return due_edits(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "due_edits", counted)
+    monkeypatch.setattr(engine, "sync_tenant", lambda *_, **__: _report(False))
+    pushed = threading.Event()
+    tenant = TenantSource(name="contoso", tenant_id="t", source=None)  # type: ignore[arg-type]
+    service = SyncService(
+        hub,
+        [tenant],
+        None,  # type: ignore[arg-type]
+        poll_interval=60,
+        push=lambda tenant_id: pushed.set(),
+        push_interval=0.01,
+    ).start()
+    try:
+        time.sleep(0.3)  # about 30 looks at an empty outbox
+        assert reads == [] and not pushed.is_set()
+        hub.enqueue_edits([NewEdit("t", "incident", "1", "status", "active", "new", "ana", "cli")])
+        assert pushed.wait(5)  # the tenant's pusher, woken within a look or two
+        assert reads
+    finally:
+        service.stop()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, exists, func, or_, select, update
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
@@ -135,6 +135,11 @@ def _replace_conflicts(conn: Connection, edit: NewEdit, now: datetime) -> None:
             "conflict_replaced",
             {"reason": "replaced by a later edit of the same field", "wanted_now": edit.wanted},
         )
+
+
+def any_pending(conn: Connection) -> bool:
+    """Whether any edit is pending, due or not (one look at the state index)."""
+    return bool(conn.execute(select(exists().where(s.outbox.c.state == "pending"))).scalar())
 
 
 def due(

@@ -495,7 +495,12 @@ class SyncService:
 
     def _dispatch(self) -> None:
         """Wake the pusher of every tenant with an edit due (one read of the outbox for all;
-        a backlog larger than one read wakes every tenant's, each looking for its own)."""
+        a backlog larger than one read wakes every tenant's, each looking for its own).
+
+        An empty outbox, the steady state, costs one look at its state index: the whole
+        query five times a second was 40% of an idle service's CPU (10 tenants)."""
+        if not self.hub.edits_pending():
+            return
         due = self.hub.due_edits(_DISPATCH_BATCH)
         tenants = (
             set(self._pushers) if len(due) >= _DISPATCH_BATCH else {row.tenant_id for row in due}
