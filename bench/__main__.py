@@ -6,6 +6,7 @@
     python -m bench --only backfill --baseline REV   # REV's backfills beside this tree's
     python -m bench --only query --baseline REV      # the query command's start, the same way
     python -m bench --only tenants --baseline REV    # `sync --once` over many slow tenants
+    python -m bench --only idle --baseline REV       # an idle service, REV and this tree in turns
     python -m bench --only search   # KQL `search` beside the query it stands for
 
 Every scenario runs the emulator and xdrsync as separate processes on 127.0.0.1. Ratios
@@ -21,6 +22,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.console import console_bench
 from bench.harness import source_tree, table
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="the git revision whose backfills run beside the current tree's, in turns",
+        help="the git revision run beside the current tree, in turns (backfill, query, tenants, idle)",
     )
     args = parser.parse_args()
     quick = args.quick
@@ -211,12 +213,23 @@ def main() -> None:
 
     if want("idle"):
         # Side by side in one run: a cycle every 5 s however quiet, against the default.
+        # With --baseline: the default settings, that revision's tree and this one, in turns.
         tenants = 3 if quick else 10
-        variants = [
+        quiet: list[tuple[str, str, dict[str, Any]]] = [
             ("a cycle every 5 s", "every-5s", {"idle_poll_interval_seconds": 5}),
             ("default: 10 s after a quiet cycle", "default", {}),
         ]
-        runs = [idle_service(work, tenants=tenants, label=label, **s) for _, label, s in variants]
+        trees: list[Path | None] = [None, None]
+        if args.baseline:
+            sources = _sources(work, args.baseline)
+            defaults: dict[str, Any] = {}
+            quiet = [(f"default, {name}", f"tree{i}", defaults) for i, name in enumerate(sources)]
+            quiet *= 2
+            trees = [*sources.values()] * 2
+        runs = [
+            idle_service(work, tenants=tenants, label=f"{label}-{i}", src=tree, **s)
+            for i, ((_, label, s), tree) in enumerate(zip(quiet, trees, strict=True))
+        ]
         rows = [
             [
                 "Graph calls per tenant per minute",
@@ -234,7 +247,7 @@ def main() -> None:
         sections.append(
             table(
                 f"Idle service (`xdrsync run`, {tenants} tenants, no activity, one minute)",
-                ["measure", *(name for name, _, _ in variants)],
+                ["measure", *(name for name, _, _ in quiet)],
                 rows,
             )
         )

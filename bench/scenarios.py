@@ -343,9 +343,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def idle_service(work: Path, *, tenants: int, label: str, **sync: Any) -> dict[str, Any]:
+def idle_service(
+    work: Path, *, tenants: int, label: str, src: Path | None = None, **sync: Any
+) -> dict[str, Any]:
     """`xdrsync run` over ``tenants`` tenants with no activity: the CPU the service process
-    uses and the Graph calls it makes in a quiet minute, after its first cycles are done."""
+    uses and the Graph calls it makes in a quiet minute, after its first cycles are done
+    (``src``: the tree to run, None for this one)."""
     with emulator("--tenants", str(tenants), "--incidents", "50", "--activity", "0") as emu:
         specs = [TenantSpec.derived(7, i) for i in range(tenants)]
         config = write_client_config(
@@ -355,6 +358,7 @@ def idle_service(work: Path, *, tenants: int, label: str, **sync: Any) -> dict[s
             [PYTHON, "-m", "xdrsync", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=source_env(src),
         )
         try:
             time.sleep(30)  # the first cycles (backfill of 50 incidents per tenant) are done
