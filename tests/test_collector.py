@@ -17,14 +17,14 @@ SCRIPT = textwrap.dedent(
     class Node:
         pass
 
-    if sys.argv[1] in ("tuned", "frozen"):
+    if sys.argv[1] == "thresholds only":
+        gc.set_threshold(*collector.THRESHOLDS)
+    else:
         collector.tune(sweep_seconds=0.2, sweep_cpu_seconds=0.2)
     if sys.argv[1] == "frozen":  # what start-up made: out of the sweeps from here
         import xdrsync.cli
         collector.freeze_startup()
         assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()
-    else:
-        gc.set_threshold(*collector.THRESHOLDS)
     node = Node()
     node.self = node
     alive = weakref.ref(node)

@@ -543,13 +543,14 @@ def run_command(
                 push=workspace.pusher().push_due,
                 push_interval=config.two_way.poll_seconds,
                 periodic=workspace.readbacks(),
-            ).start()
+            )
+            server = _start_console(config, workspace, service.wake_pusher)
+            collector.freeze_startup()  # all made, nothing synced yet
+            service.start()
             err_console.print(
                 f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "
                 f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
             )
-            server = _start_console(config, workspace, service.wake_pusher)
-            collector.freeze_startup()
             # Bounded waits: the kernel may hand SIGTERM to any thread, and Python runs the
             # handler in the main thread only when it next wakes (an unbounded wait never did).
             while not stop.wait(0.5):

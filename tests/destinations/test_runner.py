@@ -316,7 +316,9 @@ def test_the_queue_index_rests_from_its_next_batch_once_a_worker_keeps_it(hub: H
     ).start()
     try:
         assert started.wait(10)
-        time.sleep(0.1)  # the fan-out takes the worker in hand
+        deadline = time.monotonic() + 10
+        while fanout._worker is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # the fan-out takes the worker in hand
         queue.gate.set()
         time.sleep(0.5)  # several passes of the index's thread
         assert len(queue.got) == 10  # the batch under way, and no other: the worker keeps it

@@ -38,6 +38,7 @@ def test_a_fresh_workspace_answers_queries_with_empty_tables(store: LogStore) ->
     for table in TABLE_NAMES:
         assert store.query(f"{table} | count").rows == ((0,),)
     assert store.path.exists()
+    assert store.max_seq() is None  # nothing stored: the publisher starts from the hub's cursor
 
 
 def test_kql_sees_exactly_the_published_columns_and_bookkeeping_stays_hidden(

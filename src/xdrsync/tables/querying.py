@@ -182,6 +182,7 @@ def _bag_keys(
 ) -> list[tuple[str, str]]:
     from xdrsync.tables.kqlbags import PROBE_COLUMN
 
+    check_sql(probe.sql, con)  # a SELECT by itself, before it is wrapped in another
     bag = f'p."{PROBE_COLUMN}"'
     sql = (
         f"SELECT j.key, list(DISTINCT json_type(j.value)) FROM ({probe.sql}) AS p, "  # noqa: S608
