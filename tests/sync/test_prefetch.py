@@ -73,3 +73,36 @@ def test_a_reader_that_stops_early_stops_and_closes_the_source() -> None:
     time.sleep(0.3)
     assert len(produced) == count <= 3 + 4
     assert not [t for t in threading.enumerate() if t.name == "prefetch"]
+
+
+def _threads_seen(items: list[int], *, last_at: int | None) -> list[str]:
+    names: list[str] = []
+
+    def pages() -> Iterator[int]:
+        for item in items:
+            names.append(threading.current_thread().name)
+            yield item
+
+    got = list(prefetched(pages(), last=lambda item: item == last_at))
+    assert got == items
+    return names
+
+
+def test_a_read_whose_first_page_is_its_last_starts_no_thread() -> None:
+    # A quiet tenant's cycle: one page, marked as the scan's last.
+    assert _threads_seen([7], last_at=7) == [threading.current_thread().name]
+
+
+def test_the_pages_after_the_first_are_read_ahead_on_the_worker() -> None:
+    here = threading.current_thread().name
+    assert _threads_seen([1, 2, 3], last_at=3) == [here, "prefetch", "prefetch"]
+
+
+def test_a_failure_of_the_first_page_is_raised_as_it_was() -> None:
+    def pages() -> Iterator[int]:
+        raise ConnectionError("refused")
+        yield 1  # pragma: no cover - a generator that fails at once
+
+    with pytest.raises(ConnectionError, match="refused"):
+        list(prefetched(pages(), last=lambda _: True))
+    assert not [t for t in threading.enumerate() if t.name == "prefetch"]

@@ -38,27 +38,19 @@ def write_counter(conn: Connection, value: int) -> None:
     conn.execute(update(s.counter).where(s.counter.c.name == s.SEQ_COUNTER).values(value=value))
 
 
-def _state_row(conn: Connection, tenant_id: str, stream: str) -> int | None:
-    return conn.execute(
-        select(s.sync_state.c.row_version).where(
-            s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
-        )
-    ).scalar_one_or_none()
-
-
 def _upsert_state(conn: Connection, tenant_id: str, stream: str, values: dict[str, Any]) -> None:
-    # A plain read-then-write is safe: every caller holds the writer lock.
-    row_version = _state_row(conn, tenant_id, stream)
+    # An update, then an insert where there was no row: safe, as every caller holds the
+    # writer lock. One statement on every commit but a stream's first (a read had come
+    # before each write).
     table = s.sync_state
-    if row_version is None:
+    updated = conn.execute(
+        update(table)
+        .where(table.c.tenant_id == tenant_id, table.c.stream == stream)
+        .values(row_version=table.c.row_version + 1, **values)
+    )
+    if not updated.rowcount:
         conn.execute(
             table.insert().values(tenant_id=tenant_id, stream=stream, row_version=1, **values)
-        )
-    else:
-        conn.execute(
-            update(table)
-            .where(table.c.tenant_id == tenant_id, table.c.stream == stream)
-            .values(row_version=row_version + 1, **values)
         )
 
 

@@ -318,7 +318,7 @@ def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime
         start = ticks_from_datetime(lower)
         scan = keyset_scan(cycle.fetch, start, ticks_from_datetime(upper))
         try:
-            for read in prefetched(_slice(scan, start, settings.reconcile_pages)):
+            for read in prefetched(_slice(scan, start, settings.reconcile_pages), last=_done):
                 cycle.report.pages += 1
                 done = read.done
                 if read.through is not None and not done:
@@ -335,6 +335,11 @@ def _reconcile(cycle: _Cycle, upper: datetime, state: StreamState, now: datetime
         state = replace(state, reconcile_at=lower)
         cycle.commit(None, state)
     return state
+
+
+def _done(read: Read) -> bool:
+    """Whether a scan's read is its last (nothing more to read ahead)."""
+    return read.done
 
 
 def _slice(scan: Iterator[Read], start: int, pages: int) -> Iterator[Read]:
@@ -414,7 +419,9 @@ def _read(
 def _read_keyset(cycle: _Cycle, lower: datetime, upper: datetime | None) -> StreamState:
     state = cycle.state
     upper_ticks = None if upper is None else ticks_from_datetime(upper)
-    for read in prefetched(keyset_scan(cycle.fetch, ticks_from_datetime(lower), upper_ticks)):
+    for read in prefetched(
+        keyset_scan(cycle.fetch, ticks_from_datetime(lower), upper_ticks), last=_done
+    ):
         started = cycle.see(read.page)
         cycle.report.pages += 1
         moved: StreamState | None = None
@@ -475,7 +482,7 @@ def _read_window(
     cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
 ) -> StreamState:
     scan = window_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
-    for read in prefetched(scan):
+    for read in prefetched(scan, last=_done):
         # Never past the server's clock at the start of the whole read (windows reach the
         # local clock, which may be ahead of Graph's).
         started = cycle.see(read.page)

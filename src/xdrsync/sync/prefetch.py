@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar, cast
 
@@ -29,15 +29,36 @@ class _Failed:
 _END: Final = object()
 
 
-def prefetched(items: Iterator[T], *, depth: int = 1) -> Iterator[T]:
+def prefetched(
+    items: Iterator[T], *, depth: int = 1, last: Callable[[T], bool] = lambda _: False
+) -> Iterator[T]:
     """Yield what ``items`` yields, produced on a worker thread up to ``depth`` ahead.
+
+    The first item is produced on the caller's thread, and the worker starts only if ``last``
+    does not say that it was the last: most cycles of a quiet tenant read one page, and the
+    thread started for it cost more than the rest of the read (about 0.6 ms of CPU, of a
+    quiet stream's 3). Once started, the worker reads the second page while the first is
+    committed, as it read every page before.
 
     An exception in ``items`` is raised here, after the items before it. If the reader stops
     early (an exception of its own, or ``close()``), the worker is told to stop, closes
     ``items`` on its own thread, and is waited for, so no request outlives the iteration.
     """
+    try:
+        first = next(items)
+    except StopIteration:
+        return
+    if last(first):
+        try:
+            yield first
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        return
     ahead = _Ahead(items, depth)
     try:
+        yield first
         while True:
             got = ahead.take()
             if got is _END:
