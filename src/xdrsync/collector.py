@@ -72,9 +72,8 @@ def freeze_startup() -> None:
     made since: `xdrsync run` calls it once all is built, before its threads start. The
     sweeps of an idle 10-tenant service walked that heap again and again: 0.31 CPU-s a
     minute, a seventh of its CPU (its modules alone are 137,000 objects, 68 ms a walk).
-    Reference counting
-    still frees frozen objects; garbage in a cycle through one of them would stay, and at
-    start-up nothing is in flight to make any."""
+    Reference counting still frees frozen objects; garbage in a cycle through one of them
+    would stay, and at start-up nothing is in flight to make any."""
     gc.collect()
     gc.freeze()
 
