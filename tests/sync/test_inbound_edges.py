@@ -19,6 +19,7 @@ from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub, InboundBatch
 from xdrsync.hub.payload import ticks_from_datetime, version_text
 from xdrsync.jsontext import UnreadableItem
+from xdrsync.sync import prefetch
 from xdrsync.sync.inbound import (
     ALERTS,
     INCIDENTS,
@@ -249,6 +250,27 @@ def test_a_keyset_cycle_reports_what_it_did_and_shows_progress(hub: Hub) -> None
     again = cycle(hub, graph)
     assert again.updated == 1 and again.inserted == 0
     assert state(hub).cycles == 2
+
+
+def test_a_quiet_cycle_reads_its_one_page_without_a_read_ahead_thread(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    ahead = prefetch._Ahead
+
+    def counted(*args: Any) -> Any:
+        started.append(1)
+        return ahead(*args)
+
+    monkeypatch.setattr(prefetch, "_Ahead", counted)
+    graph = FakeGraph(page_size=4)
+    spread(graph, INCIDENTS, 10)
+    first = cycle(hub, graph)  # the backfill's pages: each read ahead of its commit
+    assert first.pages > 1 and started
+    started.clear()
+    quiet = cycle(hub, graph)
+    assert (quiet.pages, quiet.inserted, quiet.updated) == (1, 0, 0)
+    assert started == []  # its one page, known as the scan's last, read on this thread
 
 
 def test_a_throttled_stream_waits_until_exactly_the_time_graph_gave(hub: Hub) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from xdrsync.sync import prefetch
 from xdrsync.sync.prefetch import prefetched
 
 
@@ -75,34 +77,59 @@ def test_a_reader_that_stops_early_stops_and_closes_the_source() -> None:
     assert not [t for t in threading.enumerate() if t.name == "prefetch"]
 
 
-def _threads_seen(items: list[int], *, last_at: int | None) -> list[str]:
-    names: list[str] = []
+def _read(items: list[int], *, last_at: int | None, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Read ``items`` through ``prefetched`` (``last_at``: the item ``last`` calls the last);
+    returns how many read-ahead threads were started."""
+    started: list[int] = []
+    ahead = prefetch._Ahead
 
-    def pages() -> Iterator[int]:
-        for item in items:
-            names.append(threading.current_thread().name)
-            yield item
+    def counted(*args: Any) -> Any:
+        started.append(1)
+        return ahead(*args)
 
-    got = list(prefetched(pages(), last=lambda item: item == last_at))
-    assert got == items
-    return names
+    monkeypatch.setattr(prefetch, "_Ahead", counted)
+    assert list(prefetched(iter(items), last=lambda item: item == last_at)) == items
+    return len(started)
 
 
-def test_a_read_whose_first_page_is_its_last_starts_no_thread() -> None:
+def test_a_read_whose_first_page_is_its_last_starts_no_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A quiet tenant's cycle: one page, marked as the scan's last.
-    assert _threads_seen([7], last_at=7) == [threading.current_thread().name]
+    assert _read([7], last_at=7, monkeypatch=monkeypatch) == 0
+    assert _read([7], last_at=None, monkeypatch=monkeypatch) == 1  # not known to be the last
 
 
 def test_the_pages_after_the_first_are_read_ahead_on_the_worker() -> None:
-    here = threading.current_thread().name
-    assert _threads_seen([1, 2, 3], last_at=3) == [here, "prefetch", "prefetch"]
+    names: list[str] = []
 
-
-def test_a_failure_of_the_first_page_is_raised_as_it_was() -> None:
     def pages() -> Iterator[int]:
-        raise ConnectionError("refused")
-        yield 1  # pragma: no cover - a generator that fails at once
+        for item in (1, 2, 3):
+            names.append(threading.current_thread().name)
+            yield item
 
-    with pytest.raises(ConnectionError, match="refused"):
-        list(prefetched(pages(), last=lambda _: True))
-    assert not [t for t in threading.enumerate() if t.name == "prefetch"]
+    assert list(prefetched(pages(), last=lambda item: item == 3)) == [1, 2, 3]
+    assert names == [threading.current_thread().name, "prefetch", "prefetch"]
+
+
+def test_what_follows_an_item_called_the_last_is_still_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No page is lost if a scan ever yielded after the read it marked as its last.
+    assert _read([1, 2, 3], last_at=1, monkeypatch=monkeypatch) == 0
+
+
+def test_a_reader_that_stops_at_the_only_page_closes_the_source() -> None:
+    closed = threading.Event()
+
+    def pages() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2  # pragma: no cover - never asked for
+        finally:
+            closed.set()
+
+    reader = prefetched(pages(), last=lambda _: True)
+    assert next(reader) == 1
+    reader.close()
+    assert closed.is_set()

@@ -39,9 +39,9 @@ def write_counter(conn: Connection, value: int) -> None:
 
 
 def _upsert_state(conn: Connection, tenant_id: str, stream: str, values: dict[str, Any]) -> None:
-    # An update, then an insert where there was no row: safe, as every caller holds the
-    # writer lock. One statement on every commit but a stream's first (a read had come
-    # before each write).
+    # An update, then an insert where there was no row: one statement on every save but a
+    # stream's first (a read had come before each write). Safe, as every caller holds the
+    # writer lock (`lock_and_read_counter`): two first saves of a stream never both insert.
     table = s.sync_state
     updated = conn.execute(
         update(table)
@@ -78,7 +78,7 @@ def save_error(
     *,
     retry_at: datetime | None = None,
 ) -> None:
-    lock_and_read_counter(conn)  # the writer lock makes the read-then-write upsert safe
+    lock_and_read_counter(conn)  # the writer lock makes the update-then-insert upsert safe
     values: dict[str, Any] = {"last_error": message, "last_error_at": now}
     if retry_at is not None:
         stored = conn.execute(

@@ -36,7 +36,12 @@ from xdrsync.hub.records import (
     VersionRow,
     Written,
 )
-from xdrsync.hub.state import advance_cursor, clear_error_and_save, save_error
+from xdrsync.hub.state import (
+    advance_cursor,
+    clear_error_and_save,
+    lock_and_read_counter,
+    save_error,
+)
 
 if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
@@ -124,6 +129,7 @@ class Hub:
     def save_state(self, tenant_id: str, stream: str, doc: Mapping[str, Any]) -> None:
         """Store a state document outside an inbound batch (e.g. a tenant's permissions)."""
         with self._write() as conn:
+            lock_and_read_counter(conn)  # the writer lock: one first save of a stream
             clear_error_and_save(conn, tenant_id, stream, doc, self._clock())
 
     def get_state(self, tenant_id: str, stream: str) -> dict[str, Any] | None:

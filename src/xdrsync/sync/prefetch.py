@@ -32,17 +32,20 @@ _END: Final = object()
 def prefetched(
     items: Iterator[T], *, depth: int = 1, last: Callable[[T], bool] = lambda _: False
 ) -> Iterator[T]:
-    """Yield what ``items`` yields, produced on a worker thread up to ``depth`` ahead.
+    """Yield what ``items`` yields, the first on the caller's thread and the rest produced
+    on a worker thread up to ``depth`` ahead.
 
-    The first item is produced on the caller's thread, and the worker starts only if ``last``
-    does not say that it was the last: most cycles of a quiet tenant read one page, and the
-    thread started for it cost more than the rest of the read (about 0.6 ms of CPU, of a
-    quiet stream's 3). Once started, the worker reads the second page while the first is
-    committed, as it read every page before.
+    The worker starts only if ``last`` does not say that the first item was the last: most
+    cycles of a quiet tenant read one page, and the thread started for it cost more than the
+    rest of the read (about 0.6 ms of CPU, of a quiet stream's 3). Whatever ``items`` yields
+    after an item ``last`` called the last is still yielded, read on the caller's thread.
+    Once started, the worker reads the second page while the first is committed, as it read
+    every page before.
 
     An exception in ``items`` is raised here, after the items before it. If the reader stops
-    early (an exception of its own, or ``close()``), the worker is told to stop, closes
-    ``items`` on its own thread, and is waited for, so no request outlives the iteration.
+    early (an exception of its own, or ``close()``), ``items`` is closed, by the worker on
+    its own thread when there is one, which is waited for: no request outlives the
+    iteration.
     """
     try:
         first = next(items)
@@ -51,6 +54,7 @@ def prefetched(
     if last(first):
         try:
             yield first
+            yield from items  # nothing, for a scan that ends at its last page
         finally:
             close = getattr(items, "close", None)
             if close is not None:
@@ -75,7 +79,7 @@ class _Ahead(Generic[T]):
         self._items = items
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
         self._stopping = threading.Event()
-        context = contextvars.copy_context()  # keep the caller's bound log fields
+        context = contextvars.copy_context()  # the caller's stop (`graph.pacing.stop_on`)
         self._thread = threading.Thread(
             target=context.run, args=(self._produce,), name="prefetch", daemon=True
         )
