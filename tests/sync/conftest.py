@@ -14,6 +14,7 @@ from xdrsync.config import Config, SyncConfig
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.tenants import EmulatorSettings
 from xdrsync.hub import Hub
+from xdrsync.sync import prefetch
 from xdrsync.sync.engine import CycleReport, sync_tenant
 from xdrsync.workspace import Workspace, inbound_settings
 
@@ -78,3 +79,17 @@ def make_env(tmp_path: Path) -> Iterator[Any]:
     for env in made:
         env.workspace.close()
         env.server.stop()
+
+
+@pytest.fixture
+def read_aheads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Grows by one for each read-ahead thread `prefetched` starts."""
+    started: list[int] = []
+    ahead = prefetch._Ahead
+
+    def counted(*args: Any) -> Any:
+        started.append(1)
+        return ahead(*args)
+
+    monkeypatch.setattr(prefetch, "_Ahead", counted)
+    return started

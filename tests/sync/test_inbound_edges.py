@@ -19,7 +19,6 @@ from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub, InboundBatch
 from xdrsync.hub.payload import ticks_from_datetime, version_text
 from xdrsync.jsontext import UnreadableItem
-from xdrsync.sync import prefetch
 from xdrsync.sync.inbound import (
     ALERTS,
     INCIDENTS,
@@ -253,16 +252,9 @@ def test_a_keyset_cycle_reports_what_it_did_and_shows_progress(hub: Hub) -> None
 
 
 def test_a_quiet_cycle_reads_its_one_page_without_a_read_ahead_thread(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, read_aheads: list[int]
 ) -> None:
-    started: list[int] = []
-    ahead = prefetch._Ahead
-
-    def counted(*args: Any) -> Any:
-        started.append(1)
-        return ahead(*args)
-
-    monkeypatch.setattr(prefetch, "_Ahead", counted)
+    started = read_aheads
     graph = FakeGraph(page_size=4)
     spread(graph, INCIDENTS, 10)
     first = cycle(hub, graph)  # the backfill's pages: each read ahead of its commit

@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from xdrsync.sync import prefetch
 from xdrsync.sync.prefetch import prefetched
 
 
@@ -77,27 +75,18 @@ def test_a_reader_that_stops_early_stops_and_closes_the_source() -> None:
     assert not [t for t in threading.enumerate() if t.name == "prefetch"]
 
 
-def _read(items: list[int], *, last_at: int | None, monkeypatch: pytest.MonkeyPatch) -> int:
+def _read(items: list[int], *, last_at: int | None, read_aheads: list[int]) -> int:
     """Read ``items`` through ``prefetched`` (``last_at``: the item ``last`` calls the last);
     returns how many read-ahead threads were started."""
-    started: list[int] = []
-    ahead = prefetch._Ahead
-
-    def counted(*args: Any) -> Any:
-        started.append(1)
-        return ahead(*args)
-
-    monkeypatch.setattr(prefetch, "_Ahead", counted)
+    before = len(read_aheads)
     assert list(prefetched(iter(items), last=lambda item: item == last_at)) == items
-    return len(started)
+    return len(read_aheads) - before
 
 
-def test_a_read_whose_first_page_is_its_last_starts_no_thread(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_read_whose_first_page_is_its_last_starts_no_thread(read_aheads: list[int]) -> None:
     # A quiet tenant's cycle: one page, marked as the scan's last.
-    assert _read([7], last_at=7, monkeypatch=monkeypatch) == 0
-    assert _read([7], last_at=None, monkeypatch=monkeypatch) == 1  # not known to be the last
+    assert _read([7], last_at=7, read_aheads=read_aheads) == 0
+    assert _read([7], last_at=None, read_aheads=read_aheads) == 1  # not known to be the last
 
 
 def test_the_pages_after_the_first_are_read_ahead_on_the_worker() -> None:
@@ -112,11 +101,9 @@ def test_the_pages_after_the_first_are_read_ahead_on_the_worker() -> None:
     assert names == [threading.current_thread().name, "prefetch", "prefetch"]
 
 
-def test_what_follows_an_item_called_the_last_is_still_read(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_what_follows_an_item_called_the_last_is_still_read(read_aheads: list[int]) -> None:
     # No page is lost if a scan ever yielded after the read it marked as its last.
-    assert _read([1, 2, 3], last_at=1, monkeypatch=monkeypatch) == 0
+    assert _read([1, 2, 3], last_at=1, read_aheads=read_aheads) == 0
 
 
 def test_a_reader_that_stops_at_the_only_page_closes_the_source() -> None:
