@@ -44,7 +44,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0007"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0008"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -194,6 +194,65 @@ def test_evidence_keeps_its_json_across_0006_both_ways(hub_url: str) -> None:
     with Hub.open(hub_url) as hub:  # and up again: the copies go, the rows read their alert's
         assert "payload" not in {c["name"] for c in inspect(hub.engine).get_columns("evidence")}
         assert [row.payload for row in hub.list_evidence(TENANT, "1")] == items
+
+
+def _stored(hub_url: str) -> tuple[object, object]:
+    with Hub.open(hub_url) as hub:
+        incident = hub.get_incident(TENANT, "1")
+        assert incident is not None
+        return incident.to_graph(), [a.to_graph() for a in incident.alerts]
+
+
+def test_payloads_move_to_the_history_across_0008_both_ways(hub_url: str) -> None:
+    from sqlalchemy import create_engine
+
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
+    with Hub.open(hub_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+        with hub.engine.connect() as conn:
+            history = {
+                table: conn.execute(text(f"SELECT payload FROM {table}_version")).scalar_one()
+                for table in ("alert", "incident")
+            }
+    before = _stored(hub_url)
+    engine = create_engine(hub_url)
+    migrate(engine, "0007", down=True)  # back to 0007: the current rows get their copy again
+    with engine.connect() as conn:
+        copies = {
+            table: conn.execute(text(f"SELECT payload FROM {table}")).scalar_one()
+            for table in ("alert", "incident")
+        }
+    assert copies == history
+    engine.dispose()
+    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:  # and up: the copies go
+        for table in ("alert", "incident"):
+            assert conn.execute(text(f"SELECT payload FROM {table}")).scalar_one() == ""
+    assert _stored(hub_url) == before  # the reads take the history's
+
+
+def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(hub_url: str) -> None:
+    """The upgrade drops the current rows' copies only once each is in the history: a row
+    made without its history row (none is, by any xdrsync version) gets one from its copy."""
+    from sqlalchemy import create_engine
+
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
+    with Hub.open(hub_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    before = _stored(hub_url)
+    engine = create_engine(hub_url)
+    migrate(engine, "0007", down=True)
+    with engine.begin() as conn:
+        seqs = conn.execute(text("SELECT seq FROM alert UNION ALL SELECT seq FROM incident"))
+        expected = sorted(seqs.scalars())
+        conn.execute(text("DELETE FROM alert_version"))
+        conn.execute(text("DELETE FROM incident_version"))
+    engine.dispose()
+    assert _stored(hub_url) == before
+    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:
+        restored = conn.execute(
+            text("SELECT seq FROM alert_version UNION ALL SELECT seq FROM incident_version")
+        )
+        assert sorted(restored.scalars()) == expected  # the log tables find them by seq
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

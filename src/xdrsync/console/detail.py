@@ -374,14 +374,14 @@ def incident_detail(
     i, a = s.incident, s.alert
     with hub.reading() as conn:
         stored = conn.execute(
-            select(i.c.payload, i.c.version).where(
+            select(s.current_payload(i), i.c.version).where(
                 i.c.tenant_id == tenant_id, i.c.id == incident_id
             )
         ).first()
         if stored is None:
             return None
         key = (tenant_id, incident_id)
-        members = _members(conn, [key], a.c.payload)[key]
+        members = _members(conn, [key], s.current_payload(a))[key]
         alert_ids = [m.id for m in members]
         incident_edits = _outbox(conn, tenant_id, "incident", [incident_id]).get(incident_id, [])
         alert_edits = _outbox(conn, tenant_id, "alert", alert_ids)
@@ -456,7 +456,7 @@ def alert_detail(
     a, c = s.alert, s.comment
     with hub.reading() as conn:
         stored = conn.execute(
-            select(a.c.payload, a.c.incident_id).where(
+            select(s.current_payload(a), a.c.incident_id).where(
                 a.c.tenant_id == tenant_id, a.c.id == alert_id
             )
         ).first()

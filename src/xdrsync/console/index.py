@@ -270,7 +270,7 @@ def compute_rows(
                 i.c.determination,
                 i.c.created_date_time,
                 i.c.merged_into,
-                i.c.payload,
+                s.current_payload(i),
             ).where(i.c.tenant_id == tenant_id, i.c.id.in_(part))
             for row in conn.execute(query):
                 parts[(row.tenant_id, row.id)] = _Parts(row, [], [])

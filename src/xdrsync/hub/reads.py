@@ -131,7 +131,7 @@ def _moved_since(alert: Row[Any], incident_id: str, listed_at: int) -> bool:
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
     text = conn.execute(
-        select(s.incident.c.payload).where(
+        select(s.current_payload(s.incident)).where(
             s.incident.c.tenant_id == tenant_id, s.incident.c.id == incident_id
         )
     ).scalar_one_or_none()
@@ -140,7 +140,7 @@ def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident
     from xdrsync.models import Incident
 
     payload = jsontext.loads(text)
-    rows = _members(conn, [(tenant_id, incident_id)], s.alert.c.payload)
+    rows = _members(conn, [(tenant_id, incident_id)], s.current_payload(s.alert))
     payload["alerts"] = [jsontext.loads(row.payload) for row in rows[(tenant_id, incident_id)]]
     return Incident.from_graph(payload)
 
@@ -171,7 +171,9 @@ def current_alerts(
     for tenant_id, ids in missing.items():  # only their payloads are read
         for part in chunks(sorted(ids)):
             where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
-            for alert_id, payload in conn.execute(select(a.c.id, a.c.payload).where(where)):
+            for alert_id, payload in conn.execute(
+                select(a.c.id, s.current_payload(a)).where(where)
+            ):
                 read[(tenant_id, alert_id)] = parse(jsontext.loads(payload))
     return {
         key: [
@@ -244,7 +246,9 @@ def _moment(ticks: int | None) -> datetime | None:
 
 def get_alert(conn: Connection, tenant_id: str, alert_id: str) -> Alert | None:
     text = conn.execute(
-        select(s.alert.c.payload).where(s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id)
+        select(s.current_payload(s.alert)).where(
+            s.alert.c.tenant_id == tenant_id, s.alert.c.id == alert_id
+        )
     ).scalar_one_or_none()
     from xdrsync.models import Alert
 
@@ -430,7 +434,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
     e, a = s.evidence, s.alert
     # Each item's JSON is its alert's: one statement reads both, so they always agree.
     query = (
-        select(e, a.c.payload)
+        select(e, s.current_payload(a))
         .join(a, and_(a.c.tenant_id == e.c.tenant_id, a.c.id == e.c.alert_id))
         .where(e.c.tenant_id == tenant_id, e.c.incident_id == incident_id)
         .order_by(e.c.alert_id, e.c.ordinal)
