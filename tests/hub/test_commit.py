@@ -103,6 +103,37 @@ def test_same_version_with_different_content_is_an_update(hub: Hub) -> None:
     assert update.detail["same_version"] is True
 
 
+def test_each_json_is_stored_once_in_its_history(hub: Hub) -> None:
+    """The current rows name their version, and that version's history row holds the JSON:
+    after a newer version, and an older one read late, the incident, its alert and the
+    alert's evidence are read as the current version."""
+    from sqlalchemy import text
+
+    def alert(updated: str, title: str) -> dict[str, object]:
+        return alert_json("a1", "1", updated, title=title, evidence=[evidence_json(1)])
+
+    hub.commit_batch(
+        batch(incident_json("1", stamp(1), name="first", alerts=[alert(stamp(1), "first")]))
+    )
+    hub.commit_batch(
+        batch(incident_json("1", stamp(3), name="current", alerts=[alert(stamp(3), "current")]))
+    )
+    hub.commit_batch(
+        batch(incident_json("1", stamp(2), name="late", alerts=[alert(stamp(2), "late")]))
+    )
+    with hub.engine.connect() as conn:
+        copies = conn.execute(
+            text("SELECT payload FROM incident UNION ALL SELECT payload FROM alert")
+        )
+        assert copies.scalars().all() == ["", ""]
+    incident = hub.get_incident(TENANT, "1")
+    assert incident is not None and incident.display_name == "current"
+    assert [a.title for a in incident.alerts] == ["current"]
+    found = hub.get_alert(TENANT, "a1")
+    assert found is not None and found.title == "current"
+    assert [row.payload for row in hub.list_evidence(TENANT, "1")] == [evidence_json(1)]
+
+
 def test_versions_100ns_apart_are_both_kept(hub: Hub) -> None:
     hub.commit_batch(batch(incident_json("5", stamp(1, extra_ticks=1), name="first")))
     hub.commit_batch(batch(incident_json("5", stamp(1, extra_ticks=2), name="second")))
