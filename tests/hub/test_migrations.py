@@ -196,6 +196,12 @@ def test_evidence_keeps_its_json_across_0006_both_ways(hub_url: str) -> None:
         assert [row.payload for row in hub.list_evidence(TENANT, "1")] == items
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request: pytest.FixtureRequest, hub_url: str) -> str:
+    """A new hub's URL on each backend (the hub itself is made by the test)."""
+    return hub_url if request.param == "sqlite" else request.getfixturevalue("pg").new_database()
+
+
 def _stored(hub_url: str) -> tuple[object, object]:
     with Hub.open(hub_url) as hub:
         incident = hub.get_incident(TENANT, "1")
@@ -203,19 +209,19 @@ def _stored(hub_url: str) -> tuple[object, object]:
         return incident.to_graph(), [a.to_graph() for a in incident.alerts]
 
 
-def test_payloads_move_to_the_history_across_0008_both_ways(hub_url: str) -> None:
+def test_payloads_move_to_the_history_across_0008_both_ways(any_url: str) -> None:
     from sqlalchemy import create_engine
 
     alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
-    with Hub.open(hub_url) as hub:
+    with Hub.open(any_url) as hub:
         hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
         with hub.engine.connect() as conn:
             history = {
                 table: conn.execute(text(f"SELECT payload FROM {table}_version")).scalar_one()
                 for table in ("alert", "incident")
             }
-    before = _stored(hub_url)
-    engine = create_engine(hub_url)
+    before = _stored(any_url)
+    engine = create_engine(any_url)
     migrate(engine, "0007", down=True)  # back to 0007: the current rows get their copy again
     with engine.connect() as conn:
         copies = {
@@ -224,22 +230,22 @@ def test_payloads_move_to_the_history_across_0008_both_ways(hub_url: str) -> Non
         }
     assert copies == history
     engine.dispose()
-    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:  # and up: the copies go
+    with Hub.open(any_url) as hub, hub.engine.connect() as conn:  # and up: the copies go
         for table in ("alert", "incident"):
             assert conn.execute(text(f"SELECT payload FROM {table}")).scalar_one() == ""
-    assert _stored(hub_url) == before  # the reads take the history's
+    assert _stored(any_url) == before  # the reads take the history's
 
 
-def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(hub_url: str) -> None:
+def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(any_url: str) -> None:
     """The upgrade drops the current rows' copies only once each is in the history: a row
     made without its history row (none is, by any xdrsync version) gets one from its copy."""
     from sqlalchemy import create_engine
 
     alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
-    with Hub.open(hub_url) as hub:
+    with Hub.open(any_url) as hub:
         hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
-    before = _stored(hub_url)
-    engine = create_engine(hub_url)
+    before = _stored(any_url)
+    engine = create_engine(any_url)
     migrate(engine, "0007", down=True)
     with engine.begin() as conn:
         seqs = conn.execute(text("SELECT seq FROM alert UNION ALL SELECT seq FROM incident"))
@@ -247,8 +253,8 @@ def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(hub_u
         conn.execute(text("DELETE FROM alert_version"))
         conn.execute(text("DELETE FROM incident_version"))
     engine.dispose()
-    assert _stored(hub_url) == before
-    with Hub.open(hub_url) as hub, hub.engine.connect() as conn:
+    assert _stored(any_url) == before
+    with Hub.open(any_url) as hub, hub.engine.connect() as conn:
         restored = conn.execute(
             text("SELECT seq FROM alert_version UNION ALL SELECT seq FROM incident_version")
         )
