@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from hubdata import (
     OTHER_TENANT,
     TENANT,
@@ -104,34 +106,40 @@ def test_same_version_with_different_content_is_an_update(hub: Hub) -> None:
 
 
 def test_each_json_is_stored_once_in_its_history(hub: Hub) -> None:
-    """The current rows name their version, and that version's history row holds the JSON:
-    after a newer version, and an older one read late, the incident, its alert and the
-    alert's evidence are read as the current version."""
+    """The current rows name their version (version and content hash), whose history row
+    holds the JSON. Two contents of one version, the second written with the clock stepped
+    back, then an older version read late: the incident, its alert and the alert's evidence
+    read as the content the current row names, not as the newest or latest-written row."""
     from sqlalchemy import text
 
-    def alert(updated: str, title: str) -> dict[str, object]:
-        return alert_json("a1", "1", updated, title=title, evidence=[evidence_json(1)])
+    moments = iter(datetime(2026, 1, 1, hour, tzinfo=UTC) for hour in (12, 11, 13))
+    stepped = Hub(hub.engine, clock=lambda: next(moments))
 
-    hub.commit_batch(
-        batch(incident_json("1", stamp(1), name="first", alerts=[alert(stamp(1), "first")]))
-    )
-    hub.commit_batch(
-        batch(incident_json("1", stamp(3), name="current", alerts=[alert(stamp(3), "current")]))
-    )
-    hub.commit_batch(
-        batch(incident_json("1", stamp(2), name="late", alerts=[alert(stamp(2), "late")]))
-    )
+    def page(updated: str, name: str, item: int) -> dict[str, object]:
+        alert = alert_json("a1", "1", updated, title=name, evidence=[evidence_json(item)])
+        return incident_json("1", updated, name=name, alerts=[alert])
+
+    stepped.commit_batch(batch(page(stamp(2), "first", 1)))
+    stepped.commit_batch(batch(page(stamp(2), "current", 2)))  # same version, new content
+    stepped.commit_batch(batch(page(stamp(1), "late", 3)))
     with hub.engine.connect() as conn:
         copies = conn.execute(
             text("SELECT payload FROM incident UNION ALL SELECT payload FROM alert")
         )
         assert copies.scalars().all() == ["", ""]
+    # The history lists versions by version, then time written: the current content is not
+    # the last row, so neither the newest nor the latest-written row is the current one.
+    assert [row.payload["displayName"] for row in hub.incident_history(TENANT, "1")] == [
+        "late",
+        "current",
+        "first",
+    ]
     incident = hub.get_incident(TENANT, "1")
     assert incident is not None and incident.display_name == "current"
     assert [a.title for a in incident.alerts] == ["current"]
     found = hub.get_alert(TENANT, "a1")
     assert found is not None and found.title == "current"
-    assert [row.payload for row in hub.list_evidence(TENANT, "1")] == [evidence_json(1)]
+    assert [row.payload for row in hub.list_evidence(TENANT, "1")] == [evidence_json(2)]
 
 
 def test_versions_100ns_apart_are_both_kept(hub: Hub) -> None:

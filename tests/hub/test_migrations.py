@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -202,33 +203,44 @@ def any_url(request: pytest.FixtureRequest, hub_url: str) -> str:
     return hub_url if request.param == "sqlite" else request.getfixturevalue("pg").new_database()
 
 
-def _stored(hub_url: str) -> tuple[object, object]:
-    with Hub.open(hub_url) as hub:
+def _three_versions(url: str) -> tuple[object, object]:
+    """An incident and its alert in three versions, each with evidence of its own, the
+    current one neither the first nor the last written; how the hub reads them then."""
+    moments = iter(datetime(2026, 1, 1, hour, tzinfo=UTC) for hour in (12, 11, 13))
+
+    def page(updated: str, name: str, item: int) -> dict[str, object]:
+        alert = alert_json("a1", "1", updated, title=name, evidence=[evidence_json(item)])
+        return incident_json("1", updated, name=name, alerts=[alert])
+
+    with Hub.open(url, clock=lambda: next(moments)) as hub:
+        hub.commit_batch(batch(page(stamp(2), "first", 1)))
+        hub.commit_batch(batch(page(stamp(2), "current", 2)))  # same version, clock back
+        hub.commit_batch(batch(page(stamp(1), "late", 3)))
+    return _stored(url)
+
+
+def _stored(url: str) -> tuple[object, object]:
+    with Hub.open(url) as hub:
         incident = hub.get_incident(TENANT, "1")
-        assert incident is not None
-        return incident.to_graph(), [a.to_graph() for a in incident.alerts]
+        assert incident is not None and incident.display_name == "current"
+        evidence = [row.payload for row in hub.list_evidence(TENANT, "1")]
+        assert evidence == [evidence_json(2)]
+        return incident.to_graph(), evidence
 
 
 def test_payloads_move_to_the_history_across_0008_both_ways(any_url: str) -> None:
     from sqlalchemy import create_engine
 
-    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
-    with Hub.open(any_url) as hub:
-        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
-        with hub.engine.connect() as conn:
-            history = {
-                table: conn.execute(text(f"SELECT payload FROM {table}_version")).scalar_one()
-                for table in ("alert", "incident")
-            }
-    before = _stored(any_url)
+    before = _three_versions(any_url)
     engine = create_engine(any_url)
     migrate(engine, "0007", down=True)  # back to 0007: the current rows get their copy again
     with engine.connect() as conn:
         copies = {
-            table: conn.execute(text(f"SELECT payload FROM {table}")).scalar_one()
+            table: json.loads(conn.execute(text(f"SELECT payload FROM {table}")).scalar_one())
             for table in ("alert", "incident")
         }
-    assert copies == history
+    assert (copies["incident"]["displayName"], copies["alert"]["title"]) == ("current", "current")
+    assert copies["alert"]["evidence"] == [evidence_json(2)]
     engine.dispose()
     with Hub.open(any_url) as hub, hub.engine.connect() as conn:  # and up: the copies go
         for table in ("alert", "incident"):
@@ -241,24 +253,29 @@ def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(any_u
     made without its history row (none is, by any xdrsync version) gets one from its copy."""
     from sqlalchemy import create_engine
 
-    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
-    with Hub.open(any_url) as hub:
-        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
-    before = _stored(any_url)
+    before = _three_versions(any_url)
     engine = create_engine(any_url)
     migrate(engine, "0007", down=True)
     with engine.begin() as conn:
         seqs = conn.execute(text("SELECT seq FROM alert UNION ALL SELECT seq FROM incident"))
         expected = sorted(seqs.scalars())
-        conn.execute(text("DELETE FROM alert_version"))
-        conn.execute(text("DELETE FROM incident_version"))
+        for table, key in (("alert", "alert_id"), ("incident", "incident_id")):
+            conn.execute(  # only the current version's row: the other two stay
+                text(
+                    f"DELETE FROM {table}_version WHERE EXISTS (SELECT 1 FROM {table} c "
+                    f"WHERE c.id = {table}_version.{key} AND c.version = {table}_version.version "
+                    f"AND c.content_hash = {table}_version.content_hash)"
+                )
+            )
     engine.dispose()
     assert _stored(any_url) == before
     with Hub.open(any_url) as hub, hub.engine.connect() as conn:
-        restored = conn.execute(
+        kept = conn.execute(
             text("SELECT seq FROM alert_version UNION ALL SELECT seq FROM incident_version")
         )
-        assert sorted(restored.scalars()) == expected  # the log tables find them by seq
+        restored = sorted(seq for seq in kept.scalars() if seq in expected)
+        assert restored == expected  # the log tables find them by seq
+        assert len(hub.incident_history(TENANT, "1")) == 3
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

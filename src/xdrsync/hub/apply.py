@@ -200,7 +200,7 @@ def _current_row(verdict: Verdict[Candidate], seq: int, now: datetime) -> dict[s
         "version": item.version.ticks,
         "content_hash": item.version.content_hash,
         "seq": seq,
-        "payload": "",  # the JSON is the version's, in the history (``current_payload``)
+        "empty_payload": "",  # the JSON is the version's, in the history (``current_payload``)
         "updated_at": now,
     }
 

@@ -432,9 +432,12 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
 
 def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[EvidenceRow]:
     e, a = s.evidence, s.alert
-    # Each item's JSON is its alert's: one statement reads both, so they always agree.
+    # Each item's JSON is its alert's: one statement reads both, so they always agree. The
+    # alert's JSON (which holds all its evidence) comes once, on its first item's row: an
+    # alert's items are replaced whole, numbered from 0.
+    first = case((e.c.ordinal == 0, s.current_payload(a)), else_=null()).label("payload")
     query = (
-        select(e, s.current_payload(a))
+        select(e, first)
         .join(a, and_(a.c.tenant_id == e.c.tenant_id, a.c.id == e.c.alert_id))
         .where(e.c.tenant_id == tenant_id, e.c.incident_id == incident_id)
         .order_by(e.c.alert_id, e.c.ordinal)
@@ -442,7 +445,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
     rows = conn.execute(query).all()
     alerts: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row.alert_id not in alerts:
+        if row.payload is not None:
             alerts[row.alert_id] = jsontext.loads(row.payload)
     return [
         EvidenceRow(
@@ -455,7 +458,7 @@ def evidence(conn: Connection, tenant_id: str, incident_id: str) -> list[Evidenc
             entity_kind=row.entity_kind,
             entity_key=row.entity_key,
             display_name=row.display_name,
-            payload=evidence_item(alerts[row.alert_id], row.ordinal),
+            payload=evidence_item(alerts.get(row.alert_id, {}), row.ordinal),
         )
         for row in rows
     ]

@@ -66,6 +66,12 @@ def _id(name: str, **kw: Any) -> Column[str]:
     return Column(name, String(), **kw)
 
 
+def _empty_payload() -> Column[str]:
+    """The current tables' old ``payload`` column, always "" (see ``current_payload``), under
+    another key: code that reads ``.c.payload`` of ``incident`` or ``alert`` fails at once."""
+    return Column("payload", Text, nullable=False, key="empty_payload")
+
+
 incident = Table(
     "incident",
     metadata,
@@ -82,7 +88,7 @@ incident = Table(
     Column("assigned_to", String()),
     Column("created_date_time", UtcDateTime()),
     _id("merged_into"),
-    Column("payload", Text, nullable=False),  # always "": see ``current_payload``
+    _empty_payload(),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("ix_incident_queue", "tenant_id", "version"),
@@ -105,7 +111,7 @@ alert = Table(
     Column("service_source", String()),
     Column("title", Text),
     Column("created_date_time", UtcDateTime()),
-    Column("payload", Text, nullable=False),  # always "": see ``current_payload``
+    _empty_payload(),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     # For the incident queue (migration 0005; ``payload.alert_summary``): a JSON list of the
@@ -153,9 +159,9 @@ def current_payload(table: Table) -> Label[str]:
     Each JSON is stored once, in the history: the current row names its version (version and
     content hash), and that version's row, written in the same commit, holds the payload.
     A copy in the current tables as well had doubled the largest writes of every commit
-    (migration 0008). Their ``payload`` column stays, always empty: dropping a column makes
-    SQLite copy the table, and dropping the old ``alert`` would empty ``evidence`` through
-    its foreign key.
+    (migration 0008). Their ``payload`` column stays, always empty: SQLite before 3.35 drops
+    a column only by copying the table (alembic's batch mode does so on any version), and
+    dropping the old ``alert`` would empty ``evidence`` through its foreign key.
     """
     if table is incident:
         history, key = incident_version, incident_version.c.incident_id

@@ -266,9 +266,9 @@ class LogStore:
             appended = sum(stage.writer.rows for stage in loading)
             merges = 0 if appended >= _MERGE_BELOW_ROWS else _MERGE_TASKS
             con.execute(f"SET max_vacuum_tasks = {merges}")
-            # One thread: a second one saved no time on these loads and cost about a sixth
+            # One thread: a second one saved no time on these loads and cost about a fifth
             # more CPU (a 3,000-change batch loaded alone), and the worker's peak memory is
-            # 4-11% lower without it (bench/results.md).
+            # 3-11% lower without it (bench/results.md).
             con.execute("SET threads = 1")
             self._ensure_schema(con)
             con.execute("BEGIN TRANSACTION")

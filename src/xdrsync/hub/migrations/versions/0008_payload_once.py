@@ -8,9 +8,10 @@ The current tables (``incident``, ``alert``) kept the payload of the version the
 the history row of that same version (``incident_version``, ``alert_version``), written in the
 same commit: the largest writes of every commit, twice. Readers now take it from the history
 (``schema.current_payload``), and the current rows' ``payload`` is emptied. The column stays:
-dropping it makes SQLite copy the table, and dropping the old ``alert`` would empty
-``evidence`` through its foreign key. SQLite reuses the freed pages for later writes (a
-``VACUUM`` gives them back to the file system).
+SQLite before 3.35 drops a column only by copying the table (alembic's batch mode does so on
+any version), and dropping the old ``alert`` would empty ``evidence`` through its foreign
+key. SQLite reuses the freed pages for later writes, and ``VACUUM`` gives them back to the
+file system; PostgreSQL's vacuum reclaims them as usual.
 
 A current row whose version has no history row (no xdrsync version wrote one) gets that row
 here, from its own copy, before the copy goes: the upgrade loses no JSON. The downgrade copies
