@@ -67,8 +67,11 @@ def _id(name: str, **kw: Any) -> Column[str]:
 
 
 def _empty_payload() -> Column[str]:
-    """The current tables' old ``payload`` column, always "" (see ``current_payload``), under
-    another key: code that reads ``.c.payload`` of ``incident`` or ``alert`` fails at once."""
+    """The current tables' old ``payload`` column, always "" since migration 0008 (the JSON is
+    the history's, ``current_payload``). It stays because SQLite before 3.35 drops a column
+    only by copying the table (alembic's batch mode does so on any version), and dropping the
+    old ``alert`` would empty ``evidence`` through its foreign key. Under another key, so
+    that code reading ``.c.payload`` of ``incident`` or ``alert`` fails at once."""
     return Column("payload", Text, nullable=False, key="empty_payload")
 
 
@@ -159,9 +162,7 @@ def current_payload(table: Table) -> Label[str]:
     Each JSON is stored once, in the history: the current row names its version (version and
     content hash), and that version's row, written in the same commit, holds the payload.
     A copy in the current tables as well had doubled the largest writes of every commit
-    (migration 0008). Their ``payload`` column stays, always empty: SQLite before 3.35 drops
-    a column only by copying the table (alembic's batch mode does so on any version), and
-    dropping the old ``alert`` would empty ``evidence`` through its foreign key.
+    (migration 0008; their emptied column is ``_empty_payload``).
     """
     if table is incident:
         history, key = incident_version, incident_version.c.incident_id
