@@ -37,12 +37,18 @@ class _Kind:
 
     entity_type: EntityType
     table: Table
-    history: Table
-    history_key: str
+
+    @property
+    def history(self) -> Table:
+        return s.history_of(self.table)[0]
+
+    @property
+    def history_key(self) -> str:
+        return s.history_of(self.table)[1]
 
 
-_INCIDENTS: Final = _Kind("incident", s.incident, s.incident_version, "incident_id")
-_ALERTS: Final = _Kind("alert", s.alert, s.alert_version, "alert_id")
+_INCIDENTS: Final = _Kind("incident", s.incident)
+_ALERTS: Final = _Kind("alert", s.alert)
 
 
 @dataclass

@@ -316,11 +316,7 @@ def _version_row(entity_type: EntityType, entity_id: str, row: Row[Any]) -> Vers
 def history(
     conn: Connection, entity_type: EntityType, tenant_id: str, entity_id: str
 ) -> list[VersionRow]:
-    table, key = (
-        (s.incident_version, "incident_id")
-        if entity_type == "incident"
-        else (s.alert_version, "alert_id")
-    )
+    table, key = s.history_of(s.incident if entity_type == "incident" else s.alert)
     query = (
         select(table)
         .where(table.c.tenant_id == tenant_id, table.c[key] == entity_id)

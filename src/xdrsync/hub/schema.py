@@ -155,6 +155,15 @@ alert_version = Table(
 )
 
 
+def history_of(table: Table) -> tuple[Table, str]:
+    """The history of ``incident`` or ``alert``, and its column that holds the record's id."""
+    if table is incident:
+        return incident_version, "incident_id"
+    if table is alert:
+        return alert_version, "alert_id"
+    raise ValueError(f"{table.name} keeps no history")
+
+
 def current_payload(table: Table) -> Label[str]:
     """The stored JSON of each row of ``incident`` or ``alert``, as a column named ``payload``
     for any statement over that table.
@@ -164,17 +173,12 @@ def current_payload(table: Table) -> Label[str]:
     A copy in the current tables as well had doubled the largest writes of every commit
     (migration 0008; their emptied column is ``_empty_payload``).
     """
-    if table is incident:
-        history, key = incident_version, incident_version.c.incident_id
-    elif table is alert:
-        history, key = alert_version, alert_version.c.alert_id
-    else:
-        raise ValueError(f"{table.name} keeps no payload")
+    history, key = history_of(table)
     return (
         select(history.c.payload)
         .where(
             history.c.tenant_id == table.c.tenant_id,
-            key == table.c.id,
+            history.c[key] == table.c.id,
             history.c.version == table.c.version,
             history.c.content_hash == table.c.content_hash,
         )
