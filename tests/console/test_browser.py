@@ -110,6 +110,39 @@ def test_signed_out_visitor_is_sent_to_login(browser: Browser, live_console: Any
         session.close()
 
 
+def test_a_call_the_ended_session_refuses_leaves_sign_out_at_the_login_page(
+    browser: Browser, live_console: Any
+) -> None:
+    """A call the page has in flight when the user signs out is answered 401 by the ended
+    session: it must not send the browser back to the login page with ``next`` set to the
+    page just left (the sign-out's own navigation goes to the plain login page)."""
+    session = signed_in(browser, live_console, "reader")
+    try:
+        page = session.page
+        page.goto("/hunting")
+        held: dict[str, Any] = {}
+        page.route("**/api/v1/me", lambda route: held.setdefault("call", route))
+        page.route("**/logout", lambda route: held.setdefault("logout", route))
+        # A call through the pages' own client (the module instance the shell imports).
+        page.evaluate(
+            "() => { import('/static/js/common.js').then((m) => m.api('/api/v1/me').catch(() => {})); }"
+        )
+        page.click(".usermenu summary")
+        page.click(".logout-form button")
+        for _ in range(50):  # bounded: both requests reach their routes within 5 s
+            if len(held) == 2:
+                break
+            page.wait_for_timeout(100)
+        assert set(held) == {"call", "logout"}
+        held["call"].fulfill(status=401, json={"detail": "signed out"})  # the ended session
+        page.wait_for_timeout(300)
+        held["logout"].continue_()
+        expect(page).to_have_url(re.compile(r"/login$"))
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
 def test_queue_filters_live_in_the_url(browser: Browser, live_console: Any) -> None:
     session = signed_in(browser, live_console, "responder")
     try:

@@ -14,6 +14,12 @@ const RANK = { reader: 0, responder: 1, admin: 2 };
 export const can = (role) => (RANK[me.role] ?? -1) >= RANK[role];
 export const csrfToken = () => meta("csrf-token");
 
+// Set once the user signs out: a call the ended session then answers with 401 (one the page
+// had in flight, such as its first loads) leaves the navigation to the sign-out, which goes
+// to the plain login page rather than back to this one.
+let signingOut = false;
+export const beginSignOut = () => { signingOut = true; };
+
 export class ApiError extends Error {
   constructor(status, detail, data) {
     super(typeof detail === "string" ? detail : JSON.stringify(detail));
@@ -37,7 +43,7 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   });
   if (response.status === 401) {
     const here = location.pathname + location.search;
-    location.assign(`/login?next=${encodeURIComponent(here)}`);
+    if (!signingOut) location.assign(`/login?next=${encodeURIComponent(here)}`);
     throw new ApiError(401, "signed out");
   }
   let data = null;

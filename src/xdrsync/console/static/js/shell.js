@@ -1,5 +1,5 @@
 // Every page: keyboard shortcuts (g i, g h, g c, g s, ?), the help dialog, the user menu.
-import { csrfToken, typing } from "./common.js";
+import { beginSignOut, csrfToken, typing } from "./common.js";
 
 const help = document.getElementById("help");
 document.getElementById("help-open")?.addEventListener("click", () => help?.showModal());
@@ -38,6 +38,7 @@ document.addEventListener("click", (event) => {
 const logout = document.querySelector(".logout-form");
 logout?.addEventListener("submit", async (event) => {
   event.preventDefault();
+  beginSignOut();
   try {
     await fetch("/logout", {
       method: "POST",
