@@ -347,4 +347,19 @@ AlertEvidence
     (IdentityLogonEvents | where ActionType == "LogonFailed")
 | where TimeGenerated > ago(30d)
 | summarize count() by Type""",
+    # -- functions duckdb-kql lacks (`kqlfunctions`) ------------------------------------------
+    "owners-by-severity-bag": f"""{CURRENT}
+| summarize Owners = make_bag(bag_pack(tostring(IncidentNumber), tostring(Owner.assignedTo)))
+    by Severity""",
+    "additional-data-keys": f"""{CURRENT}
+| mv-expand Key = bag_keys(AdditionalData)
+| summarize Incidents = count() by tostring(Key)""",
+    "new-tactics-this-week": """let before = toscalar(SecurityIncident
+    | where TimeGenerated < ago(7d)
+    | mv-expand Tactic = AdditionalData.tactics
+    | summarize make_set(tostring(Tactic)));
+SecurityIncident
+| where TimeGenerated >= ago(7d)
+| summarize Tactics = make_set(AdditionalData.tactics)
+| extend New = set_difference(Tactics, before)""",
 }

@@ -22,6 +22,16 @@ from xdrsync.tables.logstore import LogStore
 
 ANALYST_A = "AnalystA@contoso.onmicrosoft.com"
 DAVID = "DavidS@contoso.onmicrosoft.com"
+#: The keys of every seeded incident's AdditionalData.
+ADDITIONAL_DATA_KEYS = (
+    "alertsCount",
+    "bookmarksCount",
+    "commentsCount",
+    "alertProductNames",
+    "tactics",
+    "techniques",
+    "providerIncidentUrl",
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +88,13 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     "closed-state-lookup": [("", 2), ("Closed", 3)],
     "obfuscated-title-search": [(PHISHING,)],
     "incident-number-prefix": [(5,)],
+    "owners-by-severity-bag": [
+        ("High", {str(PHISHING): ANALYST_A}),
+        ("Medium", {str(MULTISTAGE): KAI, str(REDIRECTED): ""}),
+        ("Low", {str(FALSE_POSITIVE): DAVID}),
+        ("Informational", {str(BENIGN): KAI}),
+    ],
+    "additional-data-keys": [(key, 5) for key in ADDITIONAL_DATA_KEYS],
 }
 
 

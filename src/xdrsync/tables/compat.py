@@ -26,8 +26,12 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `maxif`, `minif`, `take_anyif`, `make_list_if`, `make_set_if` -> `max`, `min`, `take_any`,
   `make_list`, `make_set` of `iff(predicate, x, NULL_MARK)` (`sqlpatch` makes `NULL_MARK` an
   untyped SQL null), `count_distinct(if)` -> `dcount(if)`, `make_list(x, n)` and
-  `make_set(x, n)` -> `array_slice(make_list(x), 0, n - 1)` (duckdb-kql ignored `n`), each
-  named as Kusto names it;
+  `make_set(x, n)` -> `array_slice(make_list(x), 0, n - 1)` (duckdb-kql ignored `n`),
+  `make_bag(x [, n])`, `make_bag_if(x, p [, n])` -> the mark of a merge of `make_list(x)`'s
+  bags (`sqlpatch.function_mark`), each named as Kusto names it;
+* `set_union`, `set_intersect`, `set_difference`, `bag_merge`, `bag_keys`, `string_size`,
+  `new_guid` -> a mark `sqlpatch` makes DuckDB's SQL, `unixtime_seconds_todatetime(x)` and
+  its kin -> `datetime(1970-01-01) + (x) * 1s` (`kqlfunctions`);
 * `ipv4_compare`, `ipv4_is_match`, `ipv4_is_in_range`, `ipv4_is_private`,
   `parse_ipv4_mask`, `ipv4_netmask_suffix` -> comparisons of `parse_ipv4` under the
   combined prefix, as Kusto documents them (`kqlipv4`);
@@ -77,6 +81,7 @@ from typing import Final
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import bag_probes, bag_unpack
 from xdrsync.tables.kqlcolumns import pack_all, project_keep
+from xdrsync.tables.kqlfunctions import missing_functions
 from xdrsync.tables.kqlipv4 import ipv4_functions
 from xdrsync.tables.kqlmvapply import mv_apply
 from xdrsync.tables.kqlsearch import search
@@ -84,7 +89,7 @@ from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
-from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK, prev_mark
+from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK, function_mark, prev_mark
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -165,6 +170,7 @@ def rewrite(
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
+    tokens = run("function", missing_functions(tokens))
     tokens = run("percentiles", _percentiles(tokens, kql))
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("ipv4", ipv4_functions(tokens, _text_columns(types or {}), kql))
@@ -490,9 +496,11 @@ _CONDITIONAL: Final[dict[str, tuple[str, str | None]]] = {
     "take_anyif": ("take_any", None),
     "make_list_if": ("make_list", "list"),
     "make_set_if": ("make_set", "set"),
+    "make_bag_if": ("make_bag", "bag"),
 }
-#: Aggregates with a maximum size duckdb-kql ignores -> the prefix of their name.
-_SIZED: Final = {"make_list": "list", "make_set": "set"}
+#: Aggregates with a maximum size duckdb-kql ignores (or lacks, `make_bag`) -> the prefix of
+#: their name.
+_SIZED: Final = {"make_list": "list", "make_set": "set", "make_bag": "bag"}
 #: Exact distinct counts -> duckdb-kql's `dcount`, which counts exactly.
 _DISTINCT_COUNTS: Final = {"count_distinct": "dcount", "count_distinctif": "dcountif"}
 #: Conversions Kusto names after their argument (`maxif(tostring(x), p)` is `maxif_x`).
@@ -597,6 +605,8 @@ def _aggregates(tokens: list[Token]) -> list[Token]:
       stands for one until the SQL is made (`sqlpatch`), where it becomes a null of `x`'s type;
     * `make_list(x, n)`, `make_set(x, n)` (and the `_if` forms) -> `array_slice(make_list(x),
       0, (n) - 1)`: at most `n` values, as Kusto returns (duckdb-kql returned every value);
+    * `make_bag(x [, n])` (and `make_bag_if`) -> a mark `sqlpatch` makes the merge of the
+      bags in `make_list(x)`, at most `n` keys (`function_mark`);
     * `count_distinct(x)`, `count_distinctif(x, p)` -> `dcount`, `dcountif`, which duckdb-kql
       counts exactly.
     """
@@ -651,9 +661,9 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
         return close, [*call, *f(")")], f"{name}_{derived}"
     prefix: str | None
     if name in _SIZED:
-        if len(args) != 2:
+        if len(args) != 2 and not (name == "make_bag" and len(args) == 1):
             return None
-        value, size = args
+        value, size = args[0], args[1] if len(args) == 2 else []
         target, prefix = name, _SIZED[name]
     else:
         target, prefix = _CONDITIONAL[name]
@@ -662,9 +672,13 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
             return None
         value = [*f("iff("), *args[1], *f(", "), *args[0], *f(f", {NULL_MARK})")]
         size = args[2] if len(args) == 3 else []
-    call = [*f(f"{target}("), *value, *f(")")]
-    if size:
-        call = [*f("array_slice("), *call, *f(", 0, ("), *size, *f(") - 1)")]
+    if target == "make_bag":  # duckdb-kql has none: a merge of the list of the group's values
+        texts = [f"make_list({kt.render(value)})", *([kt.render(size)] if size else [])]
+        call = f(function_mark("make_bag", texts))
+    else:
+        call = [*f(f"{target}("), *value, *f(")")]
+        if size:
+            call = [*f("array_slice("), *call, *f(", 0, ("), *size, *f(") - 1)")]
     label = (derived or None) if prefix is None else f"{prefix}_{derived}"
     return close, call, label
 

@@ -270,10 +270,11 @@ def string_value(token: Token) -> str | None:
 
 
 def calls(
-    tokens: Sequence[Token], name: str, arity: int
+    tokens: Sequence[Token], name: str, arity: int | None
 ) -> Iterator[tuple[int, int, list[list[Token]]]]:
-    """Each call of the function ``name`` with ``arity`` arguments: (the index of its name, of
-    its closing parenthesis, its arguments without surrounding blanks)."""
+    """Each call of the function ``name`` with ``arity`` arguments (None: any number; `name()`
+    has one, empty): (the index of its name, of its closing parenthesis, its arguments
+    without surrounding blanks)."""
     for i, token in enumerate(tokens):
         if token.text != name or not is_call(tokens, i) or after_dot(tokens, i):
             continue
@@ -281,7 +282,7 @@ def calls(
         assert open_ is not None
         close = closing(tokens, open_)
         args = split_top(tokens, open_ + 1, close)
-        if close < len(tokens) and len(args) == arity:
+        if close < len(tokens) and (arity is None or len(args) == arity):
             yield i, close, [trim(tokens[a:b]) for a, b in args]
 
 
@@ -315,7 +316,7 @@ def apply_edits(tokens: list[Token], edits: Mapping[int, tuple[int, list[Token]]
 def rewrite_calls(
     tokens: list[Token],
     name: str,
-    arity: int,
+    arity: int | None,
     rewrite: Callable[[int, list[list[Token]]], list[Token] | None],
 ) -> list[Token]:
     """Each call of ``name`` with ``arity`` arguments replaced by what ``rewrite`` makes of
