@@ -541,3 +541,16 @@ def test_conditional_aggregates(store: LogStore) -> None:
     assert sorted(closed) == sorted(CLOSED)
     assert sorted(versions) == ["Active", "New"]
     assert never is None and none == []
+
+
+def test_a_set_of_text_that_reads_as_json_keeps_the_text(store: LogStore) -> None:
+    """Kusto spreads a `dynamic` array in `make_set`, never a string; duckdb-kql read the string
+    `"[1,2]"` as an array and the query failed."""
+    (row,) = store.query('datatable(s:string)["[1,2]", "a", "[1,2]"] | summarize make_set(s)').rows
+    assert sorted(row[0]) == ["[1,2]", "a"]
+    (row,) = store.query(
+        "datatable(d:dynamic)[dynamic([1,2]), dynamic(3)] | summarize make_set(d)"
+    ).rows
+    assert sorted(row[0]) == [1, 2, 3]
+    tactics = store.query(f"{CURRENT}| summarize make_set(tostring(AdditionalData.tactics))")
+    assert '["InitialAccess"]' in tactics.rows[0][0]

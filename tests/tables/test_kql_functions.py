@@ -6,7 +6,7 @@ Where Kusto documents an example, the test runs it and expects Kusto's printed a
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -158,8 +158,9 @@ def test_make_bag_by_group_over_the_incidents(store: LogStore) -> None:
 def test_make_bag_is_rewritten_into_a_named_mark() -> None:
     text = rewrite("T | summarize make_bag(X), b = make_bag_if(Y, p, 3)", COLUMNS).text
     assert text == (
-        'T | summarize bag_X = bag_pack("__xdrsync_fn_make_bag", make_list(X)), '
-        'b = bag_pack("__xdrsync_fn_make_bag", make_list(iff(p, Y, __xdrsync_null)), "2", 3)'
+        'T | summarize bag_X = bag_pack("__xdrsync_fn_make_bag", "", "1", make_list(X)), '
+        'b = bag_pack("__xdrsync_fn_make_bag", "", "1", make_list(iff(p, Y, __xdrsync_null)), '
+        '"2", 3)'
     )
 
 
@@ -235,3 +236,116 @@ def test_a_users_bag_or_text_holding_the_marks_name_is_left_as_written(store: Lo
 def test_a_call_with_a_wrong_number_of_arguments_is_refused(store: LogStore) -> None:
     with pytest.raises(QueryError, match=r"set_union\(\)"):
         store.query("print s = set_union(dynamic([1]))")
+
+
+# -- more bags and arrays ------------------------------------------------------------------------
+
+
+def test_bag_has_key_finds_a_key_or_a_json_path(store: LogStore) -> None:
+    row = one(
+        store,
+        "print a = bag_has_key(dynamic({'a': {'b': 1}}), 'a'), "
+        "b = bag_has_key(dynamic({'a': {'b': 1}}), '$.a.b'), "
+        "c = bag_has_key(dynamic({'a': 1}), 'b'), d = bag_has_key(dynamic([1]), 'a') "
+        "| extend e = iff(a and b, 'both', 'not both')",
+    )
+    assert row == (True, True, False, False, "both")
+
+
+def test_bag_set_and_remove_keys_on_the_bags_own_keys(store: LogStore) -> None:
+    row = one(
+        store,
+        "print s = bag_set_key(dynamic({'a': 1}), 'b', 2), "
+        "o = bag_set_key(dynamic({'a': 1}), 'a', dynamic({'x': [1]})), "
+        "r = bag_remove_keys(dynamic({'a': 1, 'b': 2, 'c': 3}), dynamic(['a', 'c'])), "
+        "n = bag_remove_keys(dynamic([1]), dynamic(['a']))",
+    )
+    assert row == ({"a": 1, "b": 2}, {"a": {"x": [1]}}, {"b": 2}, None)
+
+
+@pytest.mark.parametrize(
+    "kql",
+    [
+        "print bag_set_key(dynamic({'a': {}}), '$.a.b', 1)",
+        "print bag_remove_keys(dynamic({'a': {'b': 1}}), dynamic(['$.a.b']))",
+    ],
+)
+def test_a_json_path_into_nested_bags_is_refused_by_name(store: LogStore, kql: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        store.query(kql)
+    assert "not supported yet:" in str(caught.value)
+    assert "JSONPath" in str(caught.value)
+    assert "Invalid Input Error" not in str(caught.value)
+
+
+def test_array_rotations_and_shifts_answer_kustos_documented_examples(store: LogStore) -> None:
+    row = one(
+        store,
+        "print arr = dynamic([1,2,3,4,5]) "
+        "| project l = array_rotate_left(arr, 2), r = array_rotate_right(arr, 2), "
+        "l7 = array_rotate_left(arr, -7), s = array_shift_left(arr, 2), "
+        "sd = array_shift_left(arr, 2, -1), sn = array_shift_left(arr, -2, -1), "
+        "sr = array_shift_right(arr, 2), all = array_shift_left(arr, 9)",
+    )
+    assert row == (
+        [3, 4, 5, 1, 2],
+        [4, 5, 1, 2, 3],
+        [4, 5, 1, 2, 3],
+        [3, 4, 5, None, None],
+        [3, 4, 5, -1, -1],
+        [-1, -1, 1, 2, 3],
+        [None, None, 1, 2, 3],
+        [None] * 5,
+    )
+
+
+def test_a_shifted_array_of_strings_is_filled_with_empty_strings(store: LogStore) -> None:
+    assert one(store, "print array_shift_right(dynamic(['a', 'b']), 1)") == (["", "a"],)
+
+
+def test_jaccard_index_answers_kustos_documented_example(store: LogStore) -> None:
+    row = one(
+        store,
+        "print j = jaccard_index(dynamic([1,2,3]), dynamic([1,2,3,4])), "
+        "d = jaccard_index(dynamic([1, 1, 2]), dynamic([2])), t = gettype(j)",
+    )
+    assert row == (0.75, 0.5, "real")
+
+
+# -- more strings and times ----------------------------------------------------------------------
+
+
+def test_tohex_isascii_and_url_decode(store: LogStore) -> None:
+    row = one(
+        store,
+        "print a = tohex(256), b = tohex(-256), c = tohex(10, 20), "
+        "d = isascii('abc'), e = isascii('é'), "
+        "f = url_decode('https%3a%2f%2fwww.bing.com%2f'), g = url_decode('a+b')",
+    )
+    assert row == ("100", "ffffffffffffff00", "0000000000000000000a", True, False,
+                   "https://www.bing.com/", "a+b")  # fmt: skip
+
+
+def test_datetimes_move_between_utc_and_a_time_zone(store: LogStore) -> None:
+    row = one(
+        store,
+        "print s = datetime_utc_to_local(datetime(2024-07-01 00:00), 'Europe/Paris'), "
+        "w = datetime_utc_to_local(datetime(2024-01-01 00:00), 'Europe/Paris'), "
+        "back = datetime_local_to_utc(datetime(2024-07-01 02:00), 'Europe/Paris')",
+    )
+    assert row == (
+        datetime(2024, 7, 1, 2, tzinfo=UTC),  # summer time: UTC+2
+        datetime(2024, 1, 1, 1, tzinfo=UTC),
+        datetime(2024, 7, 1, tzinfo=UTC),
+    )
+    shifted = one(
+        store,
+        "SecurityIncident | take 1 "
+        "| project d = datetime_utc_to_local(CreatedTime, 'Asia/Tokyo') - CreatedTime",
+    )
+    assert shifted == (timedelta(hours=9),)
+
+
+def test_an_unknown_time_zone_is_named(store: LogStore) -> None:
+    with pytest.raises(QueryError, match="unknown time zone 'Mars/Olympus'"):
+        store.query("print datetime_utc_to_local(now(), 'Mars/Olympus')")

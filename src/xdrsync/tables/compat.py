@@ -29,9 +29,9 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   `make_set(x, n)` -> `array_slice(make_list(x), 0, n - 1)` (duckdb-kql ignored `n`),
   `make_bag(x [, n])`, `make_bag_if(x, p [, n])` -> the mark of a merge of `make_list(x)`'s
   bags (`sqlpatch.function_mark`), each named as Kusto names it;
-* `set_union`, `set_intersect`, `set_difference`, `bag_merge`, `bag_keys`, `string_size`,
-  `new_guid` -> a mark `sqlpatch` makes DuckDB's SQL, `unixtime_seconds_todatetime(x)` and
-  its kin -> `datetime(1970-01-01) + (x) * 1s` (`kqlfunctions`);
+* `set_union`, `bag_keys`, `string_size`, `datetime_utc_to_local` and the other functions
+  `functionsql` lists -> a mark `sqlpatch` makes DuckDB's SQL, `unixtime_seconds_todatetime(x)`
+  and its kin -> `datetime(1970-01-01) + todouble(x) * 1s` (`kqlfunctions`);
 * `ipv4_compare`, `ipv4_is_match`, `ipv4_is_in_range`, `ipv4_is_private`,
   `parse_ipv4_mask`, `ipv4_netmask_suffix` -> comparisons of `parse_ipv4` under the
   combined prefix, as Kusto documents them (`kqlipv4`);

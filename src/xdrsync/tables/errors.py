@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from xdrsync.errors import RetriableError, XdrSyncError
 
 _UNKNOWN_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
 _UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+_UNKNOWN_ZONE = re.compile(r"Unknown TimeZone '([^']*)'")
+#: What the SQL of a function the layer writes (`functionsql`) says when it refuses a value.
+REFUSAL: Final = "not supported yet: "
 
 
 class QueryError(XdrSyncError):
@@ -51,10 +55,17 @@ def engine_message(text: str, tables: tuple[str, ...]) -> str:
     column = _UNKNOWN_COLUMN.search(text)
     if column:
         return f"unknown column '{column.group(1)}'"
+    zone = _UNKNOWN_ZONE.search(text)
+    if zone:
+        return f"unknown time zone '{zone.group(1)}' (write an IANA name, such as Europe/Paris)"
+    refused = text.find(REFUSAL)
+    if refused >= 0:  # raised by the SQL of a function the layer writes: no engine words
+        return one_line(text[refused:])
     return one_line(re.split(r"\n\s*LINE \d+:", text, maxsplit=1)[0])
 
 
 __all__ = [
+    "REFUSAL",
     "QueryError",
     "QueryLimitError",
     "QueryRefusedError",

@@ -17,6 +17,8 @@ structure; a shape that is not there leaves the SQL as it is.
 * `x in (T)` with T's first column `dynamic` compares `x` with the elements of its arrays
   (and its scalars), as Kusto flattens them (`in (T | summarize make_set(y))`), where DuckDB
   read `x` as JSON, or compared it with a whole list, and failed;
+* `make_set()` of text that reads as a JSON array keeps it as one string, where duckdb-kql
+  spread it (and failed);
 * `NULL_MARK`, the name `compat` writes where KQL has no untyped null (`maxif(x, p)` is
   `max(iff(p, x, NULL_MARK))`), is `NULL`, which takes the type of the other branch;
 * `ROW_NUMBER_MARK`, the name `compat` writes for `row_number()`, is the rows' number in
@@ -32,6 +34,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from xdrsync.tables.functionsql import FUNCTIONS
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
@@ -52,16 +56,14 @@ def prev_mark(function: str, column: str, offset: int) -> str:
 #: The key of the property bag `compat` writes for a call of a function duckdb-kql lacks
 #: (`function_mark`); the function's name follows it.
 FUNCTION_MARK: Final = "__xdrsync_fn_"
-#: Kusto's functions over several arrays or bags take from 2 to 64 of them.
-MANY_ARGUMENTS: Final = range(2, 65)
 
 
 def function_mark(name: str, args: Sequence[str]) -> str:
-    """The KQL `compat` writes for `name(args)`: `bag_pack("__xdrsync_fn_<name>", a1, "2",
-    a2, ...)`, which duckdb-kql translates as `json_object(...)` with each argument as JSON,
-    and which `patch` makes the function's SQL over them."""
-    pairs = [f'"{FUNCTION_MARK}{name}", {args[0] if args else chr(34) * 2}']
-    pairs.extend(f'"{n}", {arg}' for n, arg in enumerate(args[1:], start=2))
+    """The KQL `compat` writes for `name(args)`: `bag_pack("__xdrsync_fn_<name>", "", "1",
+    a1, "2", a2, ...)`, which duckdb-kql translates as `json_object(...)` with each argument
+    as JSON, and which `patch` makes the function's SQL (`functionsql`)."""
+    pairs = [f'"{FUNCTION_MARK}{name}", ""']
+    pairs.extend(f'"{n}", {arg}' for n, arg in enumerate(args, start=1))
     return f"bag_pack({', '.join(pairs)})"
 
 
@@ -81,7 +83,13 @@ def patch(sql: str) -> str:
         sql = _replace_name(sql, f'"{NULL_MARK}"', "NULL")
     if _ORDER_MARK.search(sql):
         sql = _row_numbers(sql)
-    for one in (_outer_joins, _outer_unions, _interval_averages, _dynamic_in_subqueries):
+    for one in (
+        _string_sets,
+        _outer_joins,
+        _outer_unions,
+        _interval_averages,
+        _dynamic_in_subqueries,
+    ):
         sql = one(sql)
     return sql
 
@@ -291,95 +299,13 @@ _NO_ORDER: Final = (
 
 # -- functions duckdb-kql lacks (`kqlfunctions`, and `compat`'s make_bag) ----------------------
 
-#: Each lambda parameter below starts so: no name duckdb-kql writes does.
-_P: Final = "__xf_"
-
-
-def _bind(value: str, name: str, body: str) -> str:
-    """`body` with `name` bound to `value`, which is written (and computed) once."""
-    return f"list_transform([{value}], lambda {_P}{name}: {body})[1]"
-
-
-def _distinct(values: str) -> str:
-    """The list `values` without repeats, in the order each first appears."""
-    seen = f"list_position({_P}l, {_P}x) = {_P}i"
-    return _bind(values, "l", f"list_filter({_P}l, lambda {_P}x, {_P}i: {seen})")
-
-
-def _arrays(args: Sequence[str], body: Callable[[str], str]) -> str:
-    """`body` of the arrays, null unless every argument is one (`body` gets a name for the
-    list of them)."""
-    lists = ", ".join(f"TRY_CAST({arg} AS JSON[])" for arg in args)
-    s = f"{_P}s"
-    return _bind(f"[{lists}]", "s", f"CASE WHEN list_count({s}) = len({s}) THEN {body(s)} END")
-
-
-def _set_union(args: Sequence[str]) -> str:
-    return _arrays(args, lambda s: f"to_json({_distinct(f'flatten({s})')})")
-
-
-def _set_filter(args: Sequence[str], found: bool) -> str:
-    def body(s: str) -> str:
-        test = "IS NOT NULL" if found else "IS NULL"
-        tests = " AND ".join(
-            f"list_position({s}[{k}], {_P}x) {test}" for k in range(2, len(args) + 1)
-        )
-        return f"to_json(list_filter({_distinct(f'{s}[1]')}, lambda {_P}x: {tests}))"
-
-    return _arrays(args, body)
-
-
-def _bags(bags: str, limit: str | None = None) -> str:
-    """One bag (JSON) of the keys of the JSON values in the list `bags` that are bags, the
-    first value of a key winning, in the order the keys first appear; at most `limit` keys."""
-    entries = (
-        f"flatten(list_transform({bags}, lambda {_P}o: "
-        f"map_entries(TRY_CAST({_P}o AS MAP(VARCHAR, JSON)))))"
-    )
-    # Sorted by key then place, the first of each key is its first value: O(n log n), where
-    # looking each key up in the list would be O(n²) over a large group's bags.
-    placed = (
-        f"list_transform({entries}, lambda {_P}x, {_P}i: "
-        f"{{'k': {_P}x.key, 'i': {_P}i, 'v': {_P}x.value}})"
-    )
-    first = f"list_filter({_P}s, lambda {_P}x, {_P}j: {_P}j = 1 OR {_P}s[{_P}j - 1].k <> {_P}x.k)"
-    in_order = (
-        f"list_sort(list_transform({first}, lambda {_P}x: "
-        f"{{'i': {_P}x.i, 'key': {_P}x.k, 'value': {_P}x.v}}))"
-    )
-    if limit is not None:
-        in_order = f"{in_order}[1:greatest(CAST({limit} AS BIGINT), 0)]"
-    kept = f"list_transform({in_order}, lambda {_P}x: {{'key': {_P}x.key, 'value': {_P}x.value}})"
-    return _bind(f"list_sort({placed})", "s", f"to_json(map_from_entries({kept}))")
-
-
-def _make_bag(args: Sequence[str]) -> str:
-    rows = f"TRY_CAST({args[0]} AS JSON[])"
-    return _bags(rows, f"({args[1]})" if len(args) > 1 else None)
-
-
-_FUNCTION_SQL_OF: Final[dict[str, tuple[Sequence[int], Callable[[Sequence[str]], str]]]] = {
-    "set_union": (MANY_ARGUMENTS, _set_union),
-    "set_intersect": (MANY_ARGUMENTS, lambda a: _set_filter(a, found=True)),
-    "set_difference": (MANY_ARGUMENTS, lambda a: _set_filter(a, found=False)),
-    "bag_merge": (MANY_ARGUMENTS, lambda a: _bags(f"[{', '.join(a)}]")),
-    "bag_keys": (
-        (1,),
-        lambda a: _bind(
-            f"TRY_CAST({a[0]} AS MAP(VARCHAR, JSON))", "m", f"to_json(map_keys({_P}m))"
-        ),
-    ),
-    "make_bag": ((1, 2), _make_bag),
-    "string_size": ((1,), lambda a: f"to_json(octet_length(encode({a[0]} ->> '$')))"),
-    "new_guid": ((1,), lambda a: "to_json(CAST(uuid() AS VARCHAR))"),
-}
 _FUNCTION_SQL: Final = re.compile(rf"json_object\('{FUNCTION_MARK}([a-z_]+)', ")
 
 
 def _functions(sql: str) -> str:
-    """Each `function_mark` made the SQL of its function, innermost first. A mark whose shape
-    is not one `function_mark` writes (a user's own `bag_pack` of such a key) is left as it
-    is; one inside a string literal is no mark."""
+    """Each `function_mark` made the SQL of its function (`functionsql`), innermost first. A
+    mark whose shape is not one `function_mark` writes (a user's own `bag_pack` of such a
+    key) is left as it is; one inside a string literal is no mark."""
     bound = len(sql)
     while True:
         masked = _mask(sql)
@@ -395,14 +321,14 @@ def _functions(sql: str) -> str:
         assert found is not None
         opening = start + len("json_object")
         end = _close(masked, opening)
-        if end < 0 or found[1] not in _FUNCTION_SQL_OF:
+        function = FUNCTIONS.get(found[1])
+        if end < 0 or function is None:
             continue
         parts = _split(sql, masked, opening + 1, end)
-        arities, write = _FUNCTION_SQL_OF[found[1]]
-        args = parts[1::2]
-        if len(parts) % 2 or len(args) not in arities:
+        args = parts[3::2]
+        if len(parts) % 2 or len(args) not in function.arities:
             continue
-        sql = sql[:start] + f"({write(args)})" + sql[end + 1 :]
+        sql = sql[:start] + f"({function.sql(args)})" + sql[end + 1 :]
 
 
 def _split(sql: str, masked: str, start: int, end: int) -> list[str]:
@@ -420,6 +346,31 @@ def _split(sql: str, masked: str, start: int, end: int) -> list[str]:
             at = i + 1
     parts.append(sql[at:end].strip())
     return parts
+
+
+# -- a set of strings ---------------------------------------------------------------------------
+
+#: duckdb-kql's `make_set(x)` spreads each value that reads as a JSON array into its elements;
+#: so for a string, `to_json` of which is a JSON string, the `CAST(... AS JSON[])` failed.
+_SPREAD: Final = re.compile(r"CASE WHEN json_type\(TRY_CAST\(")
+
+
+def _string_sets(sql: str) -> str:
+    """`make_set()` of text that looks like a JSON array (`"[1,2]"`) keeps the text as one
+    value, as Kusto does: only a `dynamic` array is spread."""
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        opening = start + len("CASE WHEN json_type(TRY_CAST")
+        end = _close(masked, opening)
+        inside = sql[opening + 1 : end]
+        tail = f" = 'ARRAY' THEN CAST(to_json({inside.removesuffix(' AS JSON')}) AS JSON[])"
+        if end < 0 or not inside.endswith(" AS JSON") or not sql.startswith(tail, end + 2):
+            return None
+        at = start + len("CASE WHEN ")
+        value = inside.removesuffix(" AS JSON")
+        return f"{sql[:at]}typeof({value}) <> 'VARCHAR' AND {sql[at:]}"
+
+    return _each(sql, _SPREAD, edit)
 
 
 # -- strings are never null -------------------------------------------------------------------

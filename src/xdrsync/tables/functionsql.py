@@ -1,0 +1,255 @@
+"""The Kusto functions duckdb-kql lacks, as data: how `compat` writes a call of each
+(`kqlfunctions`), and the DuckDB SQL `sqlpatch` makes of it.
+
+Each call is written as a mark, `bag_pack("__xdrsync_fn_<name>", a1, "2", a2, ...)`, which
+duckdb-kql translates as `json_object(...)` with every argument turned into JSON (a datetime
+as Kusto's text of it). So each function's SQL here reads JSON arguments and answers JSON.
+To duckdb-kql the mark is `dynamic`: a function whose Kusto type is another is written
+inside the conversion to it (`kql`), so the operators after it see Kusto's type.
+
+What each answers, as Kusto documents it:
+
+* `set_union(a, b, ...)`, `set_intersect(...)`, `set_difference(...)`: the distinct values,
+  in the order they first appear, of all the arrays, of the first array found in all the
+  others, of the first array found in none of them; null when an argument is not an array;
+  `jaccard_index(a, b)`: the distinct values in both over those in either;
+* `bag_merge(a, b, ...)`: one bag of all their keys, the leftmost bag's value winning; a
+  value that is not a bag adds nothing. `make_bag(x [, n])` in `summarize` (`compat`'s
+  aggregates write it over `make_list(x)`): the same merge of the group's bags, at most `n`
+  keys; where rows disagree on a key, Kusto takes any of their values and this the first's;
+* `bag_keys(bag)`: its keys, in its order; `bag_has_key(bag, key)` (a key, or a JSONPath
+  starting with `$`); `bag_remove_keys(bag, keys)` and `bag_set_key(bag, key, value)` on the
+  bag's own keys (a JSONPath into nested bags is refused when the query runs); each null,
+  or false, for a value that is not a bag;
+* `array_rotate_left/right(a, n)`, `array_shift_left/right(a, n [, fill])`: the array turned
+  or moved by `n` (the other way when negative); a shift fills with `fill`, else with "" in
+  an array of strings and null in any other;
+* `string_size(s)`: the bytes of `s` in UTF-8; `isascii(s)`; `url_decode(s)` (percent
+  escapes; `+` stays `+`); `tohex(n [, width])` (two's complement for a negative `n`, zeros
+  in front up to `width`); `new_guid()`, a random guid on each row;
+* `datetime_utc_to_local(t, zone)`, `datetime_local_to_utc(t, zone)`: the wall-clock time in
+  an IANA time zone, and back (an unknown zone fails the query, naming it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from xdrsync.tables.errors import REFUSAL
+
+#: Kusto's functions over several arrays or bags take from 2 to 64 of them.
+MANY_ARGUMENTS: Final = range(2, 65)
+#: Each lambda parameter below starts so: no name duckdb-kql writes does.
+_P: Final = "__xf_"
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function: how many arguments it takes, its SQL over them, the KQL around its mark
+    that gives Kusto's type (`{}`: the mark), and which arguments are passed as text
+    (`tostring()` first, as Kusto converts them)."""
+
+    arities: Sequence[int]
+    sql: Callable[[Sequence[str]], str]
+    kql: str = "{}"
+    texts: tuple[int, ...] = ()
+    #: False for an aggregate, which `compat`'s aggregates write (inside `summarize`).
+    scalar: bool = True
+
+
+def _bind(value: str, name: str, body: str) -> str:
+    """`body` with `name` bound to `value`, which is written (and computed) once."""
+    return f"list_transform([{value}], lambda {_P}{name}: {body})[1]"
+
+
+def _text(arg: str) -> str:
+    """The text a JSON string holds (its value, unquoted)."""
+    return f"({arg} ->> '$')"
+
+
+def _distinct(values: str) -> str:
+    """The list `values` without repeats, in the order each first appears."""
+    seen = f"list_position({_P}l, {_P}x) = {_P}i"
+    return _bind(values, "l", f"list_filter({_P}l, lambda {_P}x, {_P}i: {seen})")
+
+
+def _arrays(args: Sequence[str], body: Callable[[str], str]) -> str:
+    """`body` of the arrays, null unless every argument is one (`body` gets a name for the
+    list of them)."""
+    lists = ", ".join(f"TRY_CAST({arg} AS JSON[])" for arg in args)
+    s = f"{_P}s"
+    return _bind(f"[{lists}]", "s", f"CASE WHEN list_count({s}) = len({s}) THEN {body(s)} END")
+
+
+def _found(s: str, count: int, *, everywhere: bool) -> str:
+    """Whether `{_P}x` is in every one (or in none) of the arrays `s[2]` to `s[count]`."""
+    test = "IS NOT NULL" if everywhere else "IS NULL"
+    return " AND ".join(f"list_position({s}[{k}], {_P}x) {test}" for k in range(2, count + 1))
+
+
+def _set_union(args: Sequence[str]) -> str:
+    return _arrays(args, lambda s: f"to_json({_distinct(f'flatten({s})')})")
+
+
+def _set_filter(args: Sequence[str], *, everywhere: bool) -> str:
+    def body(s: str) -> str:
+        found = _found(s, len(args), everywhere=everywhere)
+        return f"to_json(list_filter({_distinct(f'{s}[1]')}, lambda {_P}x: {found}))"
+
+    return _arrays(args, body)
+
+
+def _jaccard(args: Sequence[str]) -> str:
+    def body(s: str) -> str:
+        both = f"list_filter({_distinct(f'{s}[1]')}, lambda {_P}x: {_found(s, 2, everywhere=True)})"
+        return f"to_json(len({both}) / len({_distinct(f'flatten({s})')}))"
+
+    return _arrays(args, body)
+
+
+def _map(bag: str) -> str:
+    """The bag as a DuckDB map (null when it is not a bag)."""
+    return f"TRY_CAST({bag} AS MAP(VARCHAR, JSON))"
+
+
+def _bags(bags: str, limit: str | None = None) -> str:
+    """One bag (JSON) of the keys of the JSON values in the list `bags` that are bags, the
+    first value of a key winning, in the order the keys first appear; at most `limit` keys."""
+    entries = f"flatten(list_transform({bags}, lambda {_P}o: map_entries({_map(f'{_P}o')})))"
+    # Sorted by key then place, the first of each key is its first value: O(n log n), where
+    # looking each key up in the list would be O(n²) over a large group's bags.
+    placed = (
+        f"list_transform({entries}, lambda {_P}x, {_P}i: "
+        f"{{'k': {_P}x.key, 'i': {_P}i, 'v': {_P}x.value}})"
+    )
+    first = f"list_filter({_P}s, lambda {_P}x, {_P}j: {_P}j = 1 OR {_P}s[{_P}j - 1].k <> {_P}x.k)"
+    in_order = (
+        f"list_sort(list_transform({first}, lambda {_P}x: "
+        f"{{'i': {_P}x.i, 'key': {_P}x.k, 'value': {_P}x.v}}))"
+    )
+    if limit is not None:
+        in_order = f"{in_order}[1:greatest(CAST({limit} AS BIGINT), 0)]"
+    kept = f"list_transform({in_order}, lambda {_P}x: {{'key': {_P}x.key, 'value': {_P}x.value}})"
+    return _bind(f"list_sort({placed})", "s", f"to_json(map_from_entries({kept}))")
+
+
+def _make_bag(args: Sequence[str]) -> str:
+    rows = f"TRY_CAST({args[0]} AS JSON[])"
+    return _bags(rows, f"({args[1]})" if len(args) > 1 else None)
+
+
+def _own_keys(function: str, path: str, body: str) -> str:
+    """`body`, or an error where `path` holds (a JSONPath key, into nested bags: not done)."""
+    refused = f"error('{REFUSAL}{function}() with a JSONPath key into nested bags')"
+    return f"CASE WHEN {path} THEN {refused} ELSE {body} END"
+
+
+def _bag_has_key(args: Sequence[str]) -> str:
+    bag, key = args[0], _text(args[1])
+    own = f"coalesce(list_contains(map_keys({_map(bag)}), {key}), false)"
+    path = f"coalesce(json_type({bag}) = 'OBJECT' AND json_exists({bag}, {key}), false)"
+    return f"to_json(CASE WHEN starts_with({key}, '$') THEN {path} ELSE {own} END)"
+
+
+def _bag_remove_keys(args: Sequence[str]) -> str:
+    keys = f"list_transform(TRY_CAST({args[1]} AS JSON[]), lambda {_P}k: {_P}k ->> '$')"
+    kept = (
+        f"map_from_entries(list_filter(map_entries({_P}m), "
+        f"lambda {_P}e: NOT list_contains({_P}r, {_P}e.key)))"
+    )
+    body = _bind(_map(args[0]), "m", f"CASE WHEN {_P}m IS NOT NULL THEN to_json({kept}) END")
+    path = f"list_bool_or(list_transform({_P}r, lambda {_P}k: starts_with({_P}k, '$')))"
+    return _bind(keys, "r", _own_keys("bag_remove_keys", f"coalesce({path}, false)", body))
+
+
+def _bag_set_key(args: Sequence[str]) -> str:
+    bag, key, value = args[0], _text(args[1]), args[2]
+    others = f"list_filter(map_entries({_P}m), lambda {_P}e: {_P}e.key <> {key})"
+    entry = f"{{'key': {key}, 'value': CAST({value} AS JSON)}}"
+    made = f"to_json(map_from_entries(list_append({others}, {entry})))"
+    body = _bind(_map(bag), "m", f"CASE WHEN {_P}m IS NOT NULL THEN {made} END")
+    return _own_keys("bag_set_key", f"starts_with({key}, '$')", body)
+
+
+def _rotate(args: Sequence[str], *, left: bool) -> str:
+    by = f"CAST({args[1]} AS BIGINT)" if left else f"-CAST({args[1]} AS BIGINT)"
+    n = f"len({_P}a)"
+    k = f"((({by}) % {n}) + {n}) % {n}"
+    turned = f"list_concat({_P}a[{k} + 1:], {_P}a[1:{k}])"
+    body = f"CASE WHEN {n} = 0 THEN to_json({_P}a) ELSE to_json({turned}) END"
+    return _bind(f"TRY_CAST({args[0]} AS JSON[])", "a", body)
+
+
+def _shift(args: Sequence[str], *, left: bool) -> str:
+    by = f"CAST({args[1]} AS BIGINT)" if left else f"-CAST({args[1]} AS BIGINT)"
+    n = f"len({_P}a)"
+    strings = f"list_bool_and(list_transform({_P}a, lambda {_P}x: json_type({_P}x) = 'VARCHAR'))"
+    empty = f"CASE WHEN {strings} THEN '\"\"'::JSON END"  # "" among strings, else null
+    fill = f"CAST({args[2]} AS JSON)" if len(args) > 2 else empty
+    k = f"least(abs({by}), {n})"
+    filler = f"list_resize([]::JSON[], {k}, {fill})"
+    moved = (
+        f"CASE WHEN {by} >= 0 THEN list_concat({_P}a[{k} + 1:], {filler}) "
+        f"ELSE list_concat({filler}, {_P}a[1:{n} - {k}]) END"
+    )
+    return _bind(f"TRY_CAST({args[0]} AS JSON[])", "a", f"to_json({moved})")
+
+
+def _tohex(args: Sequence[str]) -> str:
+    digits = f"lower(hex(TRY_CAST({args[0]} AS BIGINT)))"
+    if len(args) == 1:
+        return f"to_json({digits})"
+    width = f"TRY_CAST({args[1]} AS INTEGER)"
+    padded = f"CASE WHEN len({_P}h) >= {width} THEN {_P}h ELSE lpad({_P}h, {width}, '0') END"
+    return _bind(digits, "h", f"to_json({padded})")
+
+
+FUNCTIONS: Final[dict[str, Function]] = {
+    "set_union": Function(MANY_ARGUMENTS, _set_union),
+    "set_intersect": Function(MANY_ARGUMENTS, lambda a: _set_filter(a, everywhere=True)),
+    "set_difference": Function(MANY_ARGUMENTS, lambda a: _set_filter(a, everywhere=False)),
+    "jaccard_index": Function((2,), _jaccard, kql="toreal({})"),
+    "bag_merge": Function(MANY_ARGUMENTS, lambda a: _bags(f"[{', '.join(a)}]")),
+    "make_bag": Function((1, 2), _make_bag, scalar=False),
+    "bag_keys": Function((1,), lambda a: _bind(_map(a[0]), "m", f"to_json(map_keys({_P}m))")),
+    "bag_has_key": Function((2,), _bag_has_key, kql="tobool({})", texts=(1,)),
+    "bag_remove_keys": Function((2,), _bag_remove_keys),
+    "bag_set_key": Function((3,), _bag_set_key, texts=(1,)),
+    "array_rotate_left": Function((2,), lambda a: _rotate(a, left=True)),
+    "array_rotate_right": Function((2,), lambda a: _rotate(a, left=False)),
+    "array_shift_left": Function((2, 3), lambda a: _shift(a, left=True)),
+    "array_shift_right": Function((2, 3), lambda a: _shift(a, left=False)),
+    "string_size": Function(
+        (1,), lambda a: f"to_json(octet_length(encode({_text(a[0])})))", "tolong({})", (0,)
+    ),
+    "isascii": Function(
+        (1,),
+        lambda a: f"to_json(NOT regexp_matches({_text(a[0])}, '[^\\x00-\\x7F]'))",
+        "tobool({})",
+        (0,),
+    ),
+    "url_decode": Function(
+        (1,), lambda a: f"to_json(url_decode({_text(a[0])}))", "tostring({})", (0,)
+    ),
+    "tohex": Function((1, 2), _tohex, kql="tostring({})"),
+    "new_guid": Function(
+        (0,), lambda a: "to_json(CAST(uuid() AS VARCHAR))", kql="toguid(tostring({}))"
+    ),
+    "datetime_utc_to_local": Function(
+        (2,),
+        lambda a: f"to_json(timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMPTZ)))",
+        "todatetime({})",
+        (1,),
+    ),
+    "datetime_local_to_utc": Function(
+        (2,),
+        lambda a: f"to_json(timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMP)))",
+        "todatetime({})",
+        (1,),
+    ),
+}
+
+
+__all__ = ["FUNCTIONS", "MANY_ARGUMENTS", "Function"]
