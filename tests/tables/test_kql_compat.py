@@ -421,8 +421,8 @@ def test_case_renamed_join_keys(store: LogStore) -> None:
         ),
         ("print h = hash('x')", r"not supported yet: hash\(\)"),
         (
-            "SecurityIncident | summarize percentiles_array(IncidentNumber, 50)",
-            r"not supported yet: percentiles_array\(\) in summarize",
+            "SecurityIncident | summarize tdigest(IncidentNumber)",
+            r"not supported yet: tdigest\(\) in summarize",
         ),
         ("print r = range(1, 3, 1)", r"not supported yet: range\(\)"),
         (
@@ -494,3 +494,47 @@ def test_the_layer_can_be_turned_off() -> None:
     with pytest.raises(QueryError, match=r"not supported yet: Title\(\) in summarize"):
         translate("SecurityIncident | summarize count(Title)", TABLE_NAMES, compatible=False)
     assert translate("SecurityIncident | summarize count(Title)", TABLE_NAMES).sql
+
+
+# -- sample, percentiles_array -------------------------------------------------------------------
+
+
+def test_sample_draws_that_many_rows_at_random(store: LogStore) -> None:
+    all_numbers = set(store.query(f"{CURRENT} | project IncidentNumber").column("IncidentNumber"))
+    drawn: set[int] = set()
+    for _ in range(20):
+        result = store.query(f"{CURRENT} | sample 2 | project IncidentNumber")
+        numbers = result.column("IncidentNumber")
+        assert len(numbers) == 2 == len(set(numbers))
+        assert set(numbers) <= all_numbers
+        drawn.update(numbers)
+    assert len(drawn) > 2  # not the same two rows every time (5 incidents, 20 draws)
+    assert store.query(f"{CURRENT} | sample 100 | count").rows == ((len(all_numbers),),)
+    assert "__xdrsync" not in " ".join(store.query(f"{CURRENT} | sample 1").columns)
+
+
+def test_sample_distinct_draws_among_the_columns_values(store: LogStore) -> None:
+    severities = set(store.query("SecurityIncident | distinct Severity").column("Severity"))
+    result = store.query("SecurityIncident | sample-distinct 2 of Severity")
+    assert result.columns == ("Severity",)
+    assert len(result.rows) == 2 and set(result.column("Severity")) <= severities
+    everything = store.query("let n = 10; SecurityIncident | sample-distinct n of Severity")
+    assert set(everything.column("Severity")) == severities
+
+
+def test_percentiles_array_is_the_percentiles_in_one_array(store: LogStore) -> None:
+    single = store.query(
+        f"{CURRENT} | summarize p10 = percentile(IncidentNumber, 10), "
+        "p50 = percentile(IncidentNumber, 50), p90 = percentile(IncidentNumber, 90) by Severity"
+    )
+    expected = {row[0]: list(row[1:]) for row in single.rows}
+    listed = store.query(
+        f"{CURRENT} | summarize percentiles_array(IncidentNumber, 10, 50, 90) by Severity"
+    )
+    assert listed.columns == ("Severity", "percentiles_IncidentNumber")
+    assert dict(listed.rows) == expected
+    dynamic = store.query(
+        f"{CURRENT} | summarize p = percentiles_array(IncidentNumber, dynamic([10, 50, 90])) "
+        "by Severity"
+    )
+    assert dict(dynamic.rows) == expected

@@ -349,3 +349,17 @@ def test_datetimes_move_between_utc_and_a_time_zone(store: LogStore) -> None:
 def test_an_unknown_time_zone_is_named(store: LogStore) -> None:
     with pytest.raises(QueryError, match="unknown time zone 'Mars/Olympus'"):
         store.query("print datetime_utc_to_local(now(), 'Mars/Olympus')")
+
+
+def test_rand_draws_reals_below_one_and_whole_numbers_below_n(store: LogStore) -> None:
+    row = one(
+        store,
+        "range x from 1 to 2000 step 1 | extend r = rand(), n = rand(10) "
+        "| summarize min(r), max(r), min(n), max(n), dcount(n), dcount(r), "
+        "tr = take_any(gettype(r)), tn = take_any(gettype(n))",
+    )
+    low, high, nlow, nhigh, values, reals, real_type, long_type = row
+    assert 0 <= low < 0.05 and 0.95 < high < 1
+    assert (nlow, nhigh, values) == (0, 9, 10)
+    assert reals > 1900  # a new draw on every row
+    assert (real_type, long_type) == ("real", "long")

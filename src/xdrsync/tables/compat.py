@@ -13,6 +13,10 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   Kusto counts the week boundaries (Sundays) between the two, not whole 7-day spans;
 * `| serialize` -> nothing, `| serialize x = ...` -> `| extend x = ...` (it only marks the
   rows as ordered, which every operator here keeps);
+* `| sample n` -> `| extend key = rand() | top n by key | project-away key`, and
+  `| sample-distinct n of C` -> `| summarize by C | ` and the same;
+* `percentiles_array(x, 5, 50)` (or `dynamic([5, 50])`) -> `pack_array(percentile(x, 5),
+  percentile(x, 50))`, named `percentiles_x`;
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
   number;
 * `row_number()`, `row_number(n)` -> `ROW_NUMBER_MARK` (plus `n - 1`), which `sqlpatch`
@@ -170,11 +174,13 @@ def rewrite(
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
-    tokens = run("function", missing_functions(tokens))
+    tokens = run("percentiles_array", _percentiles_arrays(tokens))
     tokens = run("percentiles", _percentiles(tokens, kql))
     tokens = run("week-diff", _week_diffs(tokens))
     tokens = run("ipv4", ipv4_functions(tokens, _text_columns(types or {}), kql))
     tokens = run("serialize", _serialize(tokens))
+    tokens = run("sample", _samples(tokens))
+    tokens = run("function", missing_functions(tokens))
     tokens = run("count-let", _count_lets(tokens))
     tokens = run("row_number", _row_numbers(tokens))
     tokens = run("search", search(tokens, columns, types or {}))
@@ -683,6 +689,42 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
     return close, call, label
 
 
+def _percentiles_arrays(tokens: list[Token]) -> list[Token]:
+    """`percentiles_array(x, 5, 50)` and `percentiles_array(x, dynamic([5, 50]))` ->
+    `pack_array(percentile(x, 5), percentile(x, 50))`, named `percentiles_x` unnamed, as
+    Kusto names it (duckdb-kql has no `percentiles_array`)."""
+    if kt.defines(tokens, "percentiles_array"):
+        return tokens
+    given: dict[int, set[str]] = {}
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, close, args in kt.calls(tokens, "percentiles_array", None):
+        if len(args) < 2 or not args[0]:
+            continue
+        levels = [kt.render(arg).strip() for arg in args[1:]]
+        listed = _listed(args[1]) if len(args) == 2 else None
+        if listed is not None:
+            levels = listed
+        value = kt.render(args[0]).strip()
+        made = "pack_array({})".format(", ".join(f"percentile({value}, {p})" for p in levels))
+        if _whole_item(tokens, i, close):
+            name = _free_name(tokens, i, f"percentiles_{_argument_name(args[0]) or ''}", given)
+            made = f"{name} = {made}"
+        edits[i] = (close, kt.fragment(made, tokens[i].origin))
+    return kt.apply_edits(tokens, edits)
+
+
+def _listed(arg: Sequence[Token]) -> list[str] | None:
+    """The items of a `dynamic([a, b])` literal as written, or None for anything else."""
+    sig = [t for t in arg if not t.hidden]
+    if len(sig) < 5 or sig[0].lower() != "dynamic" or sig[1].kind != kt.OPENPAREN:
+        return None
+    if sig[2].kind != kt.OPENBRACKET or sig[-2].kind != kt.CLOSEBRACKET:
+        return None
+    inside = arg[arg.index(sig[2]) + 1 : arg.index(sig[-2])]
+    items = [kt.render(inside[a:b]).strip() for a, b in kt.split_top(inside, 0, len(inside))]
+    return items if all(items) else None
+
+
 _PERCENT: Final = re.compile(r"\d+(\.\d+)?")
 
 
@@ -861,6 +903,42 @@ def _serialize(tokens: list[Token]) -> list[Token]:
         else:
             out[bar : i + 1] = kt.blank(tokens[bar : i + 1])
     return out
+
+
+#: The column `_samples` draws its random order in (dropped before the user sees the rows).
+_SAMPLE_KEY: Final = "__xdrsync_sample"
+
+
+def _samples(tokens: list[Token]) -> list[Token]:
+    """`| sample n` -> `| extend key = rand() | top n by key | project-away key`: `n` rows
+    drawn at random, as Kusto's `sample` draws them (duckdb-kql has no `sample`);
+    `| sample-distinct n of C` -> `| summarize by C | ` and the same: `n` of C's values."""
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if token.kind not in (KqlLexer.SAMPLE, KqlLexer.SAMPLE_DISTINCT):
+            continue
+        bar = kt.prev_sig(tokens, i)
+        if bar is None or tokens[bar].kind != kt.BAR:
+            continue
+        end = kt.segment_end(tokens, i + 1)
+        text = kt.render(tokens[i + 1 : end]).strip()
+        if token.kind == KqlLexer.SAMPLE:
+            count, distinct = text, None
+        else:
+            count, of, column = text.partition(" of ")
+            if not of:
+                continue
+            count, distinct = count.strip(), column.strip()
+        if not count:
+            continue
+        drawn = (
+            f"extend {_SAMPLE_KEY} = rand() | top {count} by {_SAMPLE_KEY} "
+            f"| project-away {_SAMPLE_KEY}"
+        )
+        if distinct is not None:
+            drawn = f"summarize by {distinct} | {drawn}"
+        edits[i] = (end - 1, kt.fragment(f"{drawn} ", token.origin))
+    return kt.apply_edits(tokens, edits)
 
 
 def _row_numbers(tokens: list[Token]) -> list[Token]:

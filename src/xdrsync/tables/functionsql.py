@@ -26,14 +26,15 @@ What each answers, as Kusto documents it:
   an array of strings and null in any other;
 * `string_size(s)`: the bytes of `s` in UTF-8; `isascii(s)`; `url_decode(s)` (percent
   escapes; `+` stays `+`); `tohex(n [, width])` (two's complement for a negative `n`, zeros
-  in front up to `width`); `new_guid()`, a random guid on each row;
+  in front up to `width`); `new_guid()`, a random guid on each row; `rand()`, a random real
+  from 0 up to 1, and `rand(n)`, a random whole number from 0 up to `n`;
 * `datetime_utc_to_local(t, zone)`, `datetime_local_to_utc(t, zone)`: the wall-clock time in
   an IANA time zone, and back (an unknown zone fails the query, naming it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,7 +54,8 @@ class Function:
 
     arities: Sequence[int]
     sql: Callable[[Sequence[str]], str]
-    kql: str = "{}"
+    #: Or by the number of arguments, where the type depends on it (`rand()`, `rand(n)`).
+    kql: str | Mapping[int, str] = "{}"
     texts: tuple[int, ...] = ()
     #: False for an aggregate, which `compat`'s aggregates write (inside `summarize`).
     scalar: bool = True
@@ -234,6 +236,15 @@ FUNCTIONS: Final[dict[str, Function]] = {
         (1,), lambda a: f"to_json(url_decode({_text(a[0])}))", "tostring({})", (0,)
     ),
     "tohex": Function((1, 2), _tohex, kql="tostring({})"),
+    "rand": Function(
+        (0, 1),
+        lambda a: (
+            f"to_json(CAST(floor(random() * TRY_CAST({a[0]} AS BIGINT)) AS BIGINT))"
+            if a
+            else "to_json(random())"
+        ),
+        kql={0: "toreal({})", 1: "tolong({})"},
+    ),
     "new_guid": Function(
         (0,), lambda a: "to_json(CAST(uuid() AS VARCHAR))", kql="toguid(tostring({}))"
     ),

@@ -59,7 +59,8 @@ def missing_functions(tokens: list[Token]) -> list[Token]:
             if len(texts) not in function.arities:
                 return None  # duckdb-kql names it, as not supported
             texts = [f"tostring({t})" if n in function.texts else t for n, t in enumerate(texts)]
-            return kt.fragment(function.kql.format(function_mark(name, texts)), origin)
+            kql = function.kql if isinstance(function.kql, str) else function.kql[len(texts)]
+            return kt.fragment(kql.format(function_mark(name, texts)), origin)
 
         tokens = kt.rewrite_calls(tokens, name, None, marked)
     for name, (per_second, unit) in _UNIX_TIMES.items():
