@@ -354,6 +354,10 @@ AlertEvidence
     "additional-data-keys": f"""{CURRENT}
 | mv-expand Key = bag_keys(AdditionalData)
 | summarize Incidents = count() by tostring(Key)""",
+    "daily-severity-pivot": f"""{CURRENT}
+| summarize Count = count() by Day = bin(CreatedTime, 1d), Severity
+| evaluate pivot(Severity, sum(Count))
+| sort by Day asc""",
     "new-tactics-this-week": """let before = toscalar(SecurityIncident
     | where TimeGenerated < ago(7d)
     | mv-expand Tactic = AdditionalData.tactics

@@ -62,6 +62,9 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
 * `evaluate bag_unpack(C [, 'prefix'])` -> `extend key = tostring(C['key']), ... |
   project-away C`, each key with its type, the keys from the schema or read from the data
   (`kqlbags`);
+* `evaluate pivot(C [, agg(x)] [, col, ...])` -> `summarize ['v'] = aggif(x, tostring(C) ==
+  "v"), ... by col, ...`, C's values (and the input's columns) read from the data
+  (`kqlpivot`);
 * `make-series ... on A from F to T step S [by G]` -> `range`, joins and `make_list` in bin
   order (`kqlseries`);
 * tabular `let` functions with tabular parameters -> their bodies, expanded at each call;
@@ -88,6 +91,7 @@ from xdrsync.tables.kqlcolumns import pack_all, project_keep
 from xdrsync.tables.kqlfunctions import missing_functions
 from xdrsync.tables.kqlipv4 import ipv4_functions
 from xdrsync.tables.kqlmvapply import mv_apply
+from xdrsync.tables.kqlpivot import pivot, pivot_probes
 from xdrsync.tables.kqlsearch import search
 from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
@@ -167,8 +171,9 @@ def rewrite(
     tokens = run("mv-apply", mv_apply(tokens))
     tokens = run("replace", _replace(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
-    probes = tuple(bag_probes(tokens, bags or {}))
+    probes = (*bag_probes(tokens, bags or {}), *pivot_probes(tokens, bags or {}, kql))
     tokens = run("bag_unpack", bag_unpack(tokens, bags or {}))
+    tokens = run("pivot", pivot(tokens, bags or {}, kql))
     tokens = run("column_ifexists", _column_ifexists(tokens, columns))
     tokens = run("count-column", _count_column(tokens))
     tokens = run("make-series", make_series(tokens))

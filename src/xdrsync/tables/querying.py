@@ -168,13 +168,30 @@ def with_bag_keys(
     if not query.rewritten.probes:
         return query
     if depth >= _MAX_PROBE_DEPTH:
-        raise QueryError("KQL error: not supported yet: bag_unpack of a bag_unpack this deep")
+        raise QueryError(
+            "KQL error: not supported yet: evaluate bag_unpack or pivot nested this deep"
+        )
+    from xdrsync.tables.kqlpivot import PIVOT_COLUMNS
+
     keys = dict(bags or {})
     for column, probe in query.rewritten.probes:
         inner = translate(probe, tables, bags=keys)
         inner = with_bag_keys(con, inner, tables, limits, keys, depth + 1)
-        keys[column] = _bag_keys(con, inner, tables, limits)
+        if column.startswith(PIVOT_COLUMNS):
+            keys[column] = _columns(con, inner, tables, limits)
+        else:
+            keys[column] = _bag_keys(con, inner, tables, limits)
     return translate(query.rewritten.original, tables, bags=keys)
+
+
+def _columns(
+    con: duckdb.DuckDBPyConnection, probe: Translated, tables: tuple[str, ...], limits: QueryLimits
+) -> list[tuple[str, str]]:
+    """The columns `probe` answers with, by the names the user's query gives them."""
+    check_sql(probe.sql, con)  # a SELECT by itself, before it is wrapped in another
+    sql = f"SELECT * FROM ({probe.sql}) AS p LIMIT 0"  # noqa: S608
+    found = fetch(con, replace(probe, sql=sql), limits, tables)
+    return [(probe.rewritten.restore(str(d[0])), "") for d in found.description]
 
 
 def _bag_keys(
@@ -190,7 +207,9 @@ def _bag_keys(
     )
     found = fetch(con, replace(probe, sql=sql), replace(limits, max_rows=MAX_BAG_KEYS), tables)
     if found.truncated:
-        raise QueryError(f"KQL error: bag_unpack: the bags have more than {MAX_BAG_KEYS} keys")
+        raise QueryError(
+            f"KQL error: evaluate bag_unpack or pivot: more than {MAX_BAG_KEYS} keys or values"
+        )
     keys: list[tuple[str, str]] = []
     for key, kinds in found.rows:
         types = {_JSON_KQL_TYPES.get(str(kind), "dynamic") for kind in kinds if kind != "NULL"}
