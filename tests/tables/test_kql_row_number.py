@@ -6,6 +6,7 @@ write."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
@@ -13,6 +14,8 @@ from sentinel_workspace import seeded_store
 
 from xdrsync.tables.errors import QueryError
 from xdrsync.tables.logstore import LogStore
+
+CURRENT = "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber "
 
 
 @pytest.fixture(scope="module")
@@ -167,12 +170,30 @@ def test_prev_gives_the_time_since_the_row_before(store: LogStore) -> None:
     [
         ("SecurityIncident | extend p = prev(Title)", r"put a `sort by` \(or `top`\) before"),
         ("SecurityIncident | sort by Title | where prev(Title) == Title", "make a column of it"),
-        ("SecurityIncident | sort by Title | extend p = prev(Title, 1, 'none')", r"prev\(\)"),
+        ("SecurityIncident | extend p = prev(Title, 1, 'none')", r"put a `sort by`"),
+        ("SecurityIncident | sort by Title | extend p = prev(strlen(Title), 1, 0)", r"prev\(\)"),
     ],
 )
 def test_prev_where_it_cannot_read_says_so(store: LogStore, kql: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         store.query(kql)
+
+
+def test_a_default_value_is_given_only_past_the_first_or_last_rows(store: LogStore) -> None:
+    rows = store.query(
+        f"{CURRENT}| sort by IncidentNumber asc"
+        " | extend p = prev(IncidentNumber, 1, -1), n = next(IncidentNumber, 2, 0),"
+        " t = prev(Title, 1, 'none'), c = prev(ClosedTime, 1, datetime(2000-01-01))"
+        " | project IncidentNumber, p, n, t, c, ClosedTime, Title"
+    ).rows
+    numbers = [r[0] for r in rows]
+    assert [r[1] for r in rows] == [-1, *numbers[:-1]]
+    assert [r[2] for r in rows] == [*numbers[2:], 0, 0]
+    assert [r[3] for r in rows] == ["none", *(r[6] for r in rows[:-1])]
+    # Past the first row the default; after it the row before's value, a null one included.
+    assert rows[0][4] == datetime(2000, 1, 1, tzinfo=UTC)
+    assert [r[4] for r in rows[1:]] == [r[5] for r in rows[:-1]]
+    assert None in [r[5] for r in rows[:-1]]
 
 
 def test_a_string_past_either_end_is_empty_not_null(store: LogStore) -> None:

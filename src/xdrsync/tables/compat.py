@@ -97,7 +97,13 @@ from xdrsync.tables.kqlseries import make_series
 from xdrsync.tables.kqltokens import KqlLexer, Token
 from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
 from xdrsync.tables.schemas import HIDDEN_COLUMNS
-from xdrsync.tables.sqlpatch import NULL_MARK, ROW_NUMBER_MARK, function_mark, prev_mark
+from xdrsync.tables.sqlpatch import (
+    NULL_MARK,
+    POSITION_MARK,
+    ROW_NUMBER_MARK,
+    function_mark,
+    prev_mark,
+)
 
 _PREDICATE_KINDS: Final = frozenset(
     getattr(KqlLexer, name)
@@ -967,26 +973,31 @@ def _row_numbers(tokens: list[Token]) -> list[Token]:
 def _neighbours(tokens: list[Token]) -> list[Token]:
     """`prev(x)`, `prev(x, 2)`, `next(x)`, `next(x, 2)` of a column `x` -> a mark naming it
     (`prev_mark`), which `sqlpatch` reads `2` rows before or after in the order of the `sort`
-    before it. A default value (a third argument) or an expression is left as written:
-    duckdb-kql says it is not supported. After the case renames, so `x` is named as the
-    translation names it."""
+    before it; `prev(x, 2, d)` -> `iff(isnull(<the mark of the rows' place 2 rows before>),
+    d, <the mark>)`: the default only past the first (or last) row, as Kusto gives it, not
+    where `x` is null. An expression is left as written: duckdb-kql says it is not
+    supported. After the case renames, so `x` is named as the translation names it."""
 
     def marked(function: str) -> Callable[[int, list[list[Token]]], list[Token] | None]:
         def mark(origin: int, args: list[list[Token]]) -> list[Token] | None:
             column = args[0]
-            offset = kt.render(args[1]) if len(args) > 1 else "1"
+            offset = kt.render(args[1]).strip() if len(args) > 1 else "1"
             if len(column) != 1 or not column[0].is_word or not offset.isdigit():
                 return None
             if column[0].text.startswith("__xdrsync_"):
                 return None  # `prev(prev(x))`: the inner call's mark, not a column
-            return kt.fragment(prev_mark(function, column[0].text, int(offset)), origin)
+            read = prev_mark(function, column[0].text, int(offset))
+            if len(args) == 3 and args[2]:
+                beyond = prev_mark(function, POSITION_MARK, int(offset))
+                read = f"iff(isnull({beyond}), {kt.render(args[2]).strip()}, {read})"
+            return kt.fragment(read, origin)
 
         return mark
 
     for function in ("prev", "next"):
         if kt.defines(tokens, function):
             continue  # the query's own function of that name
-        for arity in (1, 2):
+        for arity in (1, 2, 3):
             tokens = kt.rewrite_calls(tokens, function, arity, marked(function))
     return tokens
 

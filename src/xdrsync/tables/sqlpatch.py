@@ -177,8 +177,10 @@ _ORDERED_STEP: Final = re.compile(
     re.DOTALL,
 )
 _REORDERS: Final = re.compile(r"\b(?:GROUP BY|JOIN|UNION|DISTINCT|HAVING|QUALIFY)\b")
-#: The rows' place in the sort, carried from the sort's step to the numbering one (never shown).
-_POSITION: Final = '"__xdrsync_position"'
+#: The rows' place in the sort, carried from the sort's step to the numbering one (never shown);
+#: `prev(POSITION_MARK, n)` is null exactly past the first rows (`compat`'s default values).
+POSITION_MARK: Final = "__xdrsync_position"
+_POSITION: Final = f'"{POSITION_MARK}"'
 
 
 class RowOrderError(ValueError):
