@@ -166,7 +166,8 @@ def rewrite(
     applied: list[str] = []
 
     def run(name: str, new: list[Token]) -> list[Token]:
-        if kt.render(new) != kt.render(tokens):
+        # A pass that changes nothing mostly hands back its input: no need to render both.
+        if new is not tokens and kt.render(new) != kt.render(tokens):
             applied.append(name)
         return new
 

@@ -107,9 +107,10 @@ def pivot_probes(
     """For each pivot at the top level of a statement whose values (or, without columns to
     keep, whose input's columns) are not known: (its key, the query up to it made to show
     them: its values as a bag's keys, under `PROBE_COLUMN`; or its input's columns)."""
-    starts = kt.statement_starts(tokens)
+    pivots = _pivots(tokens, kql)
+    starts = kt.statement_starts(tokens) if pivots else []
     probes: list[tuple[str, str]] = []
-    for pivot in _pivots(tokens, kql):
+    for pivot in pivots:
         bar = kt.prev_sig(tokens, pivot.evaluate)
         start = max((s for s in starts if s <= pivot.evaluate), default=None)
         if bar is None or start is None or tokens[bar].kind != kt.BAR:

@@ -360,6 +360,8 @@ _SPREAD: Final = re.compile(r"CASE WHEN json_type\(TRY_CAST\(")
 def _string_sets(sql: str) -> str:
     """`make_set()` of text that looks like a JSON array (`"[1,2]"`) keeps the text as one
     value, as Kusto does: only a `dynamic` array is spread."""
+    if "CASE WHEN json_type(TRY_CAST(" not in sql:
+        return sql  # most queries: no pass over a masked copy
 
     def edit(sql: str, masked: str, start: int) -> str | None:
         opening = start + len("CASE WHEN json_type(TRY_CAST")
