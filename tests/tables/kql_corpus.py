@@ -358,12 +358,12 @@ AlertEvidence
 | summarize Count = count() by Day = bin(CreatedTime, 1d), Severity
 | evaluate pivot(Severity, sum(Count))
 | sort by Day asc""",
-    "new-tactics-this-week": """let before = toscalar(SecurityIncident
-    | where TimeGenerated < ago(7d)
+    "new-tactics-since-september": """let before = toscalar(SecurityIncident
+    | where CreatedTime < datetime(2021-09-01)
     | mv-expand Tactic = AdditionalData.tactics
     | summarize make_set(tostring(Tactic)));
 SecurityIncident
-| where TimeGenerated >= ago(7d)
+| where CreatedTime >= datetime(2021-09-01)
 | summarize Tactics = make_set(AdditionalData.tactics)
-| extend New = set_difference(Tactics, before)""",
+| project New = array_sort_asc(set_difference(Tactics, before))""",
 }

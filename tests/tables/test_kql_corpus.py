@@ -95,6 +95,8 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
         ("Informational", {str(BENIGN): KAI}),
     ],
     "additional-data-keys": [(key, 5) for key in ADDITIONAL_DATA_KEYS],
+    # Before September only the multi-stage incident had tactics; after it, two new ones.
+    "new-tactics-since-september": [(["Exfiltration", "InitialAccess"],)],
 }
 
 

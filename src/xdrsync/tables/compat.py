@@ -145,6 +145,9 @@ _ALIASES: Final = {
 _JOIN_SIDES: Final = frozenset({"$left", "$right"})
 #: A suffix no Sentinel column carries, so an internal name is never mistaken for a real one.
 _RENAME_MARK: Final = "__ci"
+#: The starts of the names the layer writes (marks, helper columns, the SQL's lambda
+#: parameters, `functionsql`): a query of the user's may not name anything so.
+RESERVED_PREFIXES: Final = ("__xdrsync", "__xf_")
 
 
 def rewrite(
@@ -163,6 +166,12 @@ def rewrite(
         tokens = kt.tokenize(kql)
     except kt.LexError:
         return unchanged(kql)
+    for token in tokens:
+        if token.is_word and token.text.startswith(RESERVED_PREFIXES):
+            raise RewriteRefusedError(
+                f"'{token.text}': names starting with {' or '.join(RESERVED_PREFIXES)} are "
+                "xdrsync's own (the layer writes them); name it otherwise"
+            )
     applied: list[str] = []
 
     def run(name: str, new: list[Token]) -> list[Token]:

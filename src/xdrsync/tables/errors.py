@@ -12,6 +12,8 @@ _UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 _UNKNOWN_ZONE = re.compile(r"Unknown TimeZone '([^']*)'")
 #: What the SQL of a function the layer writes (`functionsql`) says when it refuses a value.
 REFUSAL: Final = "not supported yet: "
+#: How DuckDB words what SQL's `error()` raises.
+_RAISED: Final = "Invalid Input Error: "
 
 
 class QueryError(XdrSyncError):
@@ -58,10 +60,10 @@ def engine_message(text: str, tables: tuple[str, ...]) -> str:
     zone = _UNKNOWN_ZONE.search(text)
     if zone:
         return f"unknown time zone '{zone.group(1)}' (write an IANA name, such as Europe/Paris)"
-    refused = text.find(REFUSAL)
-    if refused >= 0:  # raised by the SQL of a function the layer writes: no engine words
-        return one_line(text[refused:])
-    return one_line(re.split(r"\n\s*LINE \d+:", text, maxsplit=1)[0])
+    text = re.split(r"\n\s*LINE \d+:", text, maxsplit=1)[0]
+    if text.startswith(f"{_RAISED}{REFUSAL}"):  # by a function the layer writes (`error()`)
+        text = text.removeprefix(_RAISED)
+    return one_line(text)
 
 
 __all__ = [

@@ -1,11 +1,13 @@
 """The Kusto functions duckdb-kql lacks, as data: how `compat` writes a call of each
 (`kqlfunctions`), and the DuckDB SQL `sqlpatch` makes of it.
 
-Each call is written as a mark, `bag_pack("__xdrsync_fn_<name>", a1, "2", a2, ...)`, which
+Each call is written as a mark, `bag_pack("__xdrsync_fn_<name>", "", "1", a1, ...)`, which
 duckdb-kql translates as `json_object(...)` with every argument turned into JSON (a datetime
-as Kusto's text of it). So each function's SQL here reads JSON arguments and answers JSON.
-To duckdb-kql the mark is `dynamic`: a function whose Kusto type is another is written
-inside the conversion to it (`kql`), so the operators after it see Kusto's type.
+as Kusto's text of it). So each function's SQL here reads JSON arguments, and answers in the
+SQL type of Kusto's answer (JSON for `dynamic`). A function whose Kusto type is not
+`dynamic` names it (`returns`): its mark is written as `iff(true, <mark>, long(null))`, so
+duckdb-kql types it so, with the mark written once (a conversion such as `tolong()` would
+copy it several times, and a call nested in another's argument again each time).
 
 What each answers, as Kusto documents it:
 
@@ -18,16 +20,19 @@ What each answers, as Kusto documents it:
   aggregates write it over `make_list(x)`): the same merge of the group's bags, at most `n`
   keys; where rows disagree on a key, Kusto takes any of their values and this the first's;
 * `bag_keys(bag)`: its keys, in its order; `bag_has_key(bag, key)` (a key, or a JSONPath
-  starting with `$`); `bag_remove_keys(bag, keys)` and `bag_set_key(bag, key, value)` on the
-  bag's own keys (a JSONPath into nested bags is refused when the query runs); each null,
-  or false, for a value that is not a bag;
+  `$.a.b`); `bag_remove_keys(bag, keys)` and `bag_set_key(bag, key, value)` on the bag's own
+  keys (a key, or `$.a`; a JSONPath into nested bags is refused when the query runs); each
+  null, or false, for a value that is not a bag, and `bag_remove_keys` for keys that are not
+  an array;
 * `array_rotate_left/right(a, n)`, `array_shift_left/right(a, n [, fill])`: the array turned
-  or moved by `n` (the other way when negative); a shift fills with `fill`, else with "" in
-  an array of strings and null in any other;
-* `string_size(s)`: the bytes of `s` in UTF-8; `isascii(s)`; `url_decode(s)` (percent
-  escapes; `+` stays `+`); `tohex(n [, width])` (two's complement for a negative `n`, zeros
-  in front up to `width`); `new_guid()`, a random guid on each row; `rand()`, a random real
-  from 0 up to 1, and `rand(n)`, a random whole number from 0 up to `n`;
+  or moved by `n` (the other way when negative; null for a null `n`); a shift fills with
+  `fill`, else with "" in an array of strings and null in any other;
+* `string_size(s)`: the bytes of `s` in UTF-8; `isascii(s)`; `url_decode(s)` (form
+  encoding, the inverse of Kusto's `url_encode`: `+` is a space; null where the escapes are
+  no UTF-8); `tohex(n [, width])` of a whole number (64-bit two's complement below zero,
+  where Kusto takes 32 bits for an `int`; zeros in front up to `width`, at most 16);
+  `new_guid()`, a random guid on each row; `rand()`, a random real from 0 up to 1, and
+  `rand(n)`, a random whole number from 0 up to `n`;
 * `datetime_utc_to_local(t, zone)`, `datetime_local_to_utc(t, zone)`: the wall-clock time in
   an IANA time zone, and back (an unknown zone fails the query, naming it).
 """
@@ -48,15 +53,12 @@ _P: Final = "__xf_"
 
 @dataclass(frozen=True)
 class Function:
-    """One function: how many arguments it takes, its SQL over them, the KQL around its mark
-    that gives Kusto's type (`{}`: the mark), and which arguments are passed as text
-    (`tostring()` first, as Kusto converts them)."""
+    """One function: how many arguments it takes, its SQL over them, and the KQL type of its
+    answer when that is not `dynamic` (by the number of arguments where it depends on it)."""
 
     arities: Sequence[int]
     sql: Callable[[Sequence[str]], str]
-    #: Or by the number of arguments, where the type depends on it (`rand()`, `rand(n)`).
-    kql: str | Mapping[int, str] = "{}"
-    texts: tuple[int, ...] = ()
+    returns: str | Mapping[int, str] | None = None
     #: False for an aggregate, which `compat`'s aggregates write (inside `summarize`).
     scalar: bool = True
 
@@ -106,7 +108,7 @@ def _set_filter(args: Sequence[str], *, everywhere: bool) -> str:
 def _jaccard(args: Sequence[str]) -> str:
     def body(s: str) -> str:
         both = f"list_filter({_distinct(f'{s}[1]')}, lambda {_P}x: {_found(s, 2, everywhere=True)})"
-        return f"to_json(len({both}) / len({_distinct(f'flatten({s})')}))"
+        return f"len({both}) / len({_distinct(f'flatten({s})')})"
 
     return _arrays(args, body)
 
@@ -142,37 +144,50 @@ def _make_bag(args: Sequence[str]) -> str:
     return _bags(rows, f"({args[1]})" if len(args) > 1 else None)
 
 
-def _own_keys(function: str, path: str, body: str) -> str:
-    """`body`, or an error where `path` holds (a JSONPath key, into nested bags: not done)."""
+#: A JSONPath Kusto's bag functions take: `$.a`, `$.a.b`, ...
+_PATH: Final = r"'^\$(\.[A-Za-z_][A-Za-z0-9_]*)+$'"
+
+
+def _own_key(function: str, key: str) -> str:
+    """The bag's own key `key` names: itself, or `a` for the JSONPath `$.a`; a JSONPath into
+    nested bags (`$.a.b`) is refused when the query runs."""
     refused = f"error('{REFUSAL}{function}() with a JSONPath key into nested bags')"
-    return f"CASE WHEN {path} THEN {refused} ELSE {body} END"
+    return (
+        f"CASE WHEN NOT regexp_matches({key}, {_PATH}) THEN {key} "
+        f"WHEN strpos(substr({key}, 3), '.') = 0 THEN substr({key}, 3) ELSE {refused} END"
+    )
 
 
 def _bag_has_key(args: Sequence[str]) -> str:
     bag, key = args[0], _text(args[1])
     own = f"coalesce(list_contains(map_keys({_map(bag)}), {key}), false)"
-    path = f"coalesce(json_type({bag}) = 'OBJECT' AND json_exists({bag}, {key}), false)"
-    return f"to_json(CASE WHEN starts_with({key}, '$') THEN {path} ELSE {own} END)"
+    # A key that is no JSONPath never reaches `json_exists`, which checks a constant path as
+    # the query binds: it reads the root instead.
+    checked = f"CASE WHEN regexp_matches({key}, {_PATH}) THEN {key} ELSE '$' END"
+    path = f"coalesce(json_type({bag}) = 'OBJECT' AND json_exists({bag}, {checked}), false)"
+    return f"CASE WHEN regexp_matches({key}, {_PATH}) THEN {path} ELSE {own} END"
 
 
 def _bag_remove_keys(args: Sequence[str]) -> str:
-    keys = f"list_transform(TRY_CAST({args[1]} AS JSON[]), lambda {_P}k: {_P}k ->> '$')"
+    keys = (
+        f"list_transform(TRY_CAST({args[1]} AS JSON[]), lambda {_P}k: "
+        f"{_own_key('bag_remove_keys', f'({_P}k ->> {chr(39)}${chr(39)})')})"
+    )
     kept = (
         f"map_from_entries(list_filter(map_entries({_P}m), "
         f"lambda {_P}e: NOT list_contains({_P}r, {_P}e.key)))"
     )
     body = _bind(_map(args[0]), "m", f"CASE WHEN {_P}m IS NOT NULL THEN to_json({kept}) END")
-    path = f"list_bool_or(list_transform({_P}r, lambda {_P}k: starts_with({_P}k, '$')))"
-    return _bind(keys, "r", _own_keys("bag_remove_keys", f"coalesce({path}, false)", body))
+    return _bind(keys, "r", f"CASE WHEN {_P}r IS NOT NULL THEN {body} END")
 
 
 def _bag_set_key(args: Sequence[str]) -> str:
-    bag, key, value = args[0], _text(args[1]), args[2]
+    key = f"{_P}k"
     others = f"list_filter(map_entries({_P}m), lambda {_P}e: {_P}e.key <> {key})"
-    entry = f"{{'key': {key}, 'value': CAST({value} AS JSON)}}"
+    entry = f"{{'key': {key}, 'value': CAST({args[2]} AS JSON)}}"
     made = f"to_json(map_from_entries(list_append({others}, {entry})))"
-    body = _bind(_map(bag), "m", f"CASE WHEN {_P}m IS NOT NULL THEN {made} END")
-    return _own_keys("bag_set_key", f"starts_with({key}, '$')", body)
+    body = _bind(_map(args[0]), "m", f"CASE WHEN {_P}m IS NOT NULL THEN {made} END")
+    return _bind(_own_key("bag_set_key", _text(args[1])), "k", body)
 
 
 def _rotate(args: Sequence[str], *, left: bool) -> str:
@@ -180,7 +195,10 @@ def _rotate(args: Sequence[str], *, left: bool) -> str:
     n = f"len({_P}a)"
     k = f"((({by}) % {n}) + {n}) % {n}"
     turned = f"list_concat({_P}a[{k} + 1:], {_P}a[1:{k}])"
-    body = f"CASE WHEN {n} = 0 THEN to_json({_P}a) ELSE to_json({turned}) END"
+    body = (
+        f"CASE WHEN {by} IS NULL THEN NULL WHEN {n} = 0 THEN to_json({_P}a) "
+        f"ELSE to_json({turned}) END"
+    )
     return _bind(f"TRY_CAST({args[0]} AS JSON[])", "a", body)
 
 
@@ -196,69 +214,62 @@ def _shift(args: Sequence[str], *, left: bool) -> str:
         f"CASE WHEN {by} >= 0 THEN list_concat({_P}a[{k} + 1:], {filler}) "
         f"ELSE list_concat({filler}, {_P}a[1:{n} - {k}]) END"
     )
-    return _bind(f"TRY_CAST({args[0]} AS JSON[])", "a", f"to_json({moved})")
+    body = f"CASE WHEN {by} IS NOT NULL THEN to_json({moved}) END"
+    return _bind(f"TRY_CAST({args[0]} AS JSON[])", "a", body)
 
 
 def _tohex(args: Sequence[str]) -> str:
-    digits = f"lower(hex(TRY_CAST({args[0]} AS BIGINT)))"
+    whole = f"json_type({args[0]}) IN ('BIGINT', 'UBIGINT')"
+    digits = f"CASE WHEN {whole} THEN lower(hex(CAST({args[0]} AS BIGINT))) ELSE '' END"
     if len(args) == 1:
-        return f"to_json({digits})"
-    width = f"TRY_CAST({args[1]} AS INTEGER)"
+        return digits
+    width = f"least(TRY_CAST({args[1]} AS INTEGER), 16)"
     padded = f"CASE WHEN len({_P}h) >= {width} THEN {_P}h ELSE lpad({_P}h, {width}, '0') END"
-    return _bind(digits, "h", f"to_json({padded})")
+    return _bind(digits, "h", padded)
 
 
 FUNCTIONS: Final[dict[str, Function]] = {
     "set_union": Function(MANY_ARGUMENTS, _set_union),
     "set_intersect": Function(MANY_ARGUMENTS, lambda a: _set_filter(a, everywhere=True)),
     "set_difference": Function(MANY_ARGUMENTS, lambda a: _set_filter(a, everywhere=False)),
-    "jaccard_index": Function((2,), _jaccard, kql="toreal({})"),
+    "jaccard_index": Function((2,), _jaccard, "real"),
     "bag_merge": Function(MANY_ARGUMENTS, lambda a: _bags(f"[{', '.join(a)}]")),
     "make_bag": Function((1, 2), _make_bag, scalar=False),
     "bag_keys": Function((1,), lambda a: _bind(_map(a[0]), "m", f"to_json(map_keys({_P}m))")),
-    "bag_has_key": Function((2,), _bag_has_key, kql="tobool({})", texts=(1,)),
+    "bag_has_key": Function((2,), _bag_has_key, "bool"),
     "bag_remove_keys": Function((2,), _bag_remove_keys),
-    "bag_set_key": Function((3,), _bag_set_key, texts=(1,)),
+    "bag_set_key": Function((3,), _bag_set_key),
     "array_rotate_left": Function((2,), lambda a: _rotate(a, left=True)),
     "array_rotate_right": Function((2,), lambda a: _rotate(a, left=False)),
     "array_shift_left": Function((2, 3), lambda a: _shift(a, left=True)),
     "array_shift_right": Function((2, 3), lambda a: _shift(a, left=False)),
-    "string_size": Function(
-        (1,), lambda a: f"to_json(octet_length(encode({_text(a[0])})))", "tolong({})", (0,)
-    ),
+    "string_size": Function((1,), lambda a: f"octet_length(encode({_text(a[0])}))", "long"),
     "isascii": Function(
-        (1,),
-        lambda a: f"to_json(NOT regexp_matches({_text(a[0])}, '[^\\x00-\\x7F]'))",
-        "tobool({})",
-        (0,),
+        (1,), lambda a: f"NOT regexp_matches({_text(a[0])}, '[^\\x00-\\x7F]')", "bool"
     ),
     "url_decode": Function(
-        (1,), lambda a: f"to_json(url_decode({_text(a[0])}))", "tostring({})", (0,)
+        (1,),
+        lambda a: f"coalesce(try(url_decode(replace({_text(a[0])}, '+', ' '))), '')",
+        "string",
     ),
-    "tohex": Function((1, 2), _tohex, kql="tostring({})"),
+    "tohex": Function((1, 2), _tohex, "string"),
     "rand": Function(
         (0, 1),
         lambda a: (
-            f"to_json(CAST(floor(random() * TRY_CAST({a[0]} AS BIGINT)) AS BIGINT))"
-            if a
-            else "to_json(random())"
+            f"CAST(floor(random() * TRY_CAST({a[0]} AS BIGINT)) AS BIGINT)" if a else "random()"
         ),
-        kql={0: "toreal({})", 1: "tolong({})"},
+        {0: "real", 1: "long"},
     ),
-    "new_guid": Function(
-        (0,), lambda a: "to_json(CAST(uuid() AS VARCHAR))", kql="toguid(tostring({}))"
-    ),
+    "new_guid": Function((0,), lambda a: "uuid()", "guid"),
     "datetime_utc_to_local": Function(
         (2,),
-        lambda a: f"to_json(timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMPTZ)))",
-        "todatetime({})",
-        (1,),
+        lambda a: f"timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMPTZ))",
+        "datetime",
     ),
     "datetime_local_to_utc": Function(
         (2,),
-        lambda a: f"to_json(timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMP)))",
-        "todatetime({})",
-        (1,),
+        lambda a: f"CAST(timezone({_text(a[1])}, CAST({_text(a[0])} AS TIMESTAMP)) AS TIMESTAMP)",
+        "datetime",
     ),
 }
 

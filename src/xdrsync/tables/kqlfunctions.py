@@ -2,9 +2,9 @@
 compatibility layer, pure like the rest of it).
 
 * each scalar function `functionsql` lists (`set_union`, `bag_keys`, `string_size`, ...) ->
-  its mark (`sqlpatch.function_mark`), inside the conversion that gives Kusto's type, with the
-  arguments Kusto reads as text passed through `tostring()`; `sqlpatch` makes the mark the
-  function's SQL after translation. (`make_bag()` and `make_bag_if()`, aggregates, are
+  its mark (`sqlpatch.function_mark`), typed for duckdb-kql as `iff(true, <mark>,
+  long(null))` when Kusto's type is not `dynamic`; `sqlpatch` makes the mark the function's
+  SQL after translation. (`make_bag()` and `make_bag_if()`, aggregates, are
   `compat`'s: they are named as Kusto names them.) A call with a number of arguments Kusto
   does not take is left as written, for duckdb-kql to name;
 * `unixtime_seconds_todatetime(x)` (and `_milliseconds_`, `_microseconds_`,
@@ -17,6 +17,7 @@ A query that defines a function of the same name (`let bag_keys = ...`) keeps it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
@@ -58,9 +59,15 @@ def missing_functions(tokens: list[Token]) -> list[Token]:
                 texts = []  # `new_guid()`
             if len(texts) not in function.arities:
                 return None  # duckdb-kql names it, as not supported
-            texts = [f"tostring({t})" if n in function.texts else t for n, t in enumerate(texts)]
-            kql = function.kql if isinstance(function.kql, str) else function.kql[len(texts)]
-            return kt.fragment(kql.format(function_mark(name, texts)), origin)
+            made = function_mark(name, texts)
+            returns = function.returns
+            if isinstance(returns, Mapping):
+                returns = returns[len(texts)]
+            if returns is not None:  # typed for duckdb-kql, the mark written once
+                # KQL has no null string: its empty one types the `iff` as well.
+                other = '""' if returns == "string" else f"{returns}(null)"
+                made = f"iff(true, {made}, {other})"
+            return kt.fragment(made, origin)
 
         tokens = kt.rewrite_calls(tokens, name, None, marked)
     for name, (per_second, unit) in _UNIX_TIMES.items():

@@ -85,7 +85,7 @@ def translate(
 
     from xdrsync.tables.compat import rewrite
     from xdrsync.tables.guard import MAX_KQL_CHARS, NO_CLUSTERS, NO_ENTITY_GROUPS, admit
-    from xdrsync.tables.sqlpatch import RowOrderError, patch
+    from xdrsync.tables.sqlpatch import PatchError, patch
 
     if len(kql) > MAX_KQL_CHARS:
         raise QueryRefusedError(f"query refused: longer than {MAX_KQL_CHARS} characters")
@@ -137,7 +137,7 @@ def translate(
         raise QueryError(f"KQL error: declared query parameter with no value: {names}")
     try:
         sql = patch(str(result)) if compatible else str(result)
-    except RowOrderError as why:
+    except PatchError as why:
         raise QueryError(f"KQL error: {why}") from None
     return Translated(sql=sql, parameters=dict(result.parameters), rewritten=rewritten)
 

@@ -70,13 +70,28 @@ def function_mark(name: str, args: Sequence[str]) -> str:
 _MASK: Final = "\x01"
 
 
-#: SQL longer than this is left as duckdb-kql wrote it: a patch copies a subquery (`in`), so
-#: nested ones would double it at each level, and each patch reads the whole text.
+#: SQL longer than this is not patched: a patch copies a subquery (`in`), so nested ones would
+#: double it at each level, and each patch reads the whole text. A query that needs a patch
+#: then is refused (`SqlTooLargeError`), rather than run unpatched to a wrong answer.
 MAX_PATCHED_SQL: Final = 1_000_000
 
 
+class PatchError(ValueError):
+    """The SQL cannot be made to answer as Kusto does; the message says why, in KQL's terms."""
+
+
+class SqlTooLargeError(PatchError):
+    """The SQL needs a patch and is longer than `MAX_PATCHED_SQL`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"the query's SQL is longer than {MAX_PATCHED_SQL:,} characters once translated; "
+            "nest fewer calls in one another (name an inner result first: `extend x = ...`)"
+        )
+
+
 def patch(sql: str) -> str:
-    """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows)."""
+    """`sql` with every patch applied; `PatchError` where one cannot be."""
     if f"'{FUNCTION_MARK}" in sql:
         sql = _functions(sql)
     if f'"{NULL_MARK}"' in sql:
@@ -157,7 +172,7 @@ def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str |
     starts = [m.start() for m in find.finditer(_mask(sql))]
     for start in reversed(starts):
         if len(sql) > MAX_PATCHED_SQL:
-            break
+            raise SqlTooLargeError
         changed = edit(sql, _mask(sql), start)
         if changed is not None:
             sql = changed
@@ -183,7 +198,7 @@ POSITION_MARK: Final = "__xdrsync_position"
 _POSITION: Final = f'"{POSITION_MARK}"'
 
 
-class RowOrderError(ValueError):
+class RowOrderError(PatchError):
     """`row_number()`, `prev()` or `next()` where this cannot read the rows in their order;
     the message says why."""
 
@@ -305,20 +320,18 @@ _FUNCTION_SQL: Final = re.compile(rf"json_object\('{FUNCTION_MARK}([a-z_]+)', ")
 
 
 def _functions(sql: str) -> str:
-    """Each `function_mark` made the SQL of its function (`functionsql`), innermost first. A
-    mark whose shape is not one `function_mark` writes (a user's own `bag_pack` of such a
-    key) is left as it is; one inside a string literal is no mark."""
-    bound = len(sql)
-    while True:
-        masked = _mask(sql)
-        starts = [
-            m.start()
-            for m in _FUNCTION_SQL.finditer(sql, 0, bound)
-            if masked.startswith("json_object('", m.start())
-        ]
-        if not starts:
-            return sql
-        start = bound = starts[-1]
+    """Each `function_mark` made the SQL of its function (`functionsql`), innermost (last)
+    first, in one pass. A mark whose shape is not one `function_mark` writes (a user's own
+    `bag_pack` of such a key) is left as it is; one inside a string literal is no mark."""
+    masked = _mask(sql)
+    starts = [
+        m.start()
+        for m in _FUNCTION_SQL.finditer(sql)
+        if masked.startswith("json_object('", m.start())
+    ]
+    for start in reversed(starts):  # a mark's arguments come after it: edited already
+        if len(sql) > MAX_PATCHED_SQL:
+            raise SqlTooLargeError
         found = _FUNCTION_SQL.match(sql, start)
         assert found is not None
         opening = start + len("json_object")
@@ -328,9 +341,13 @@ def _functions(sql: str) -> str:
             continue
         parts = _split(sql, masked, opening + 1, end)
         args = parts[3::2]
-        if len(parts) % 2 or len(args) not in function.arities:
+        numbered = parts[2::2] == [f"'{n}'" for n in range(1, len(args) + 1)]
+        if len(parts) % 2 or not numbered or len(args) not in function.arities:
             continue
-        sql = sql[:start] + f"({function.sql(args)})" + sql[end + 1 :]
+        made = f"({function.sql(args)})"
+        sql = sql[:start] + made + sql[end + 1 :]
+        masked = masked[:start] + _mask(made) + masked[end + 1 :]  # what comes before stays
+    return sql
 
 
 def _split(sql: str, masked: str, start: int, end: int) -> list[str]:
@@ -548,4 +565,12 @@ def _dynamic_in_subqueries(sql: str) -> str:
     return _each(sql, _IN_SUBQUERY, edit)
 
 
-__all__ = ["NULL_MARK", "ROW_NUMBER_MARK", "RowOrderError", "patch", "prev_mark"]
+__all__ = [
+    "NULL_MARK",
+    "ROW_NUMBER_MARK",
+    "PatchError",
+    "RowOrderError",
+    "SqlTooLargeError",
+    "patch",
+    "prev_mark",
+]
