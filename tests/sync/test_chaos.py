@@ -29,6 +29,8 @@ from xdrsync.emulator.service import settings_for
 from xdrsync.sync.window import StreamState
 
 KILLS = 22
+#: What `xdrsync run` prints once it starts its sync loops.
+STARTED = ": syncing 1 tenant(s) into "
 # expand_error_rate is per incident: at 0.005 about one page in five of 50 incidents fails
 # $expand and take the per-incident fallback.
 FAULTS = (
@@ -64,8 +66,16 @@ def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_pa
     began = time.time()
     with logs.open("ab") as sink:
         while kills < KILLS:
+            started = logs.read_text().count(STARTED)
             process = subprocess.Popen(command, stdout=sink, stderr=sink, env=environment)
-            time.sleep(rng.uniform(2.0, 6.0))  # the service needs 1-2 s to start
+            # The kill comes at a random moment of the work, not of the start-up: a loaded
+            # machine can take longer than the whole window to start the service (CI did so
+            # once, and no killed service had synced an incident).
+            deadline = time.monotonic() + 60
+            while logs.read_text().count(STARTED) == started and time.monotonic() < deadline:
+                assert process.poll() is None, logs.read_text()[-3000:]
+                time.sleep(0.05)
+            time.sleep(rng.uniform(1.0, 5.0))
             assert process.poll() is None, logs.read_text()[-3000:]
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)

@@ -87,7 +87,7 @@ def test_a_pivot_inside_a_let_and_after_a_rename(store: LogStore) -> None:
     [
         (
             f"{CURRENT}| project Classification, Status | evaluate pivot(Classification)",
-            r"Classification holds a value that names no column \(''\); filter it out first",
+            r"Classification holds a value that names no column \(''\); leave it out first",
         ),
         (
             "SecurityIncident | evaluate pivot(Severity, percentile(IncidentNumber, 5))",
@@ -102,3 +102,47 @@ def test_a_pivot_inside_a_let_and_after_a_rename(store: LogStore) -> None:
 def test_what_a_pivot_cannot_make_is_named(store: LogStore, kql: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         store.query(kql)
+
+
+def test_values_and_columns_that_are_no_identifiers(store: LogStore) -> None:
+    result = store.query(
+        f"{CURRENT}| project Severity = strcat(Severity, ' \"x\" é'), ['the status'] = Status "
+        "| evaluate pivot(Severity)"
+    )
+    assert result.columns[0] == "the status"
+    assert 'High "x" é' in result.columns
+    assert "__xdrsync_pivot" not in result.columns
+    assert sum(sum(row[1:]) for row in result.rows) == 5  # every current incident once
+
+
+def test_numbers_and_datetimes_pivot_by_their_text(store: LogStore) -> None:
+    result = store.query(
+        f"{CURRENT}| project Day = startofday(CreatedTime), N = IncidentNumber % 2 "
+        "| evaluate pivot(N)"
+    )
+    assert set(result.columns) == {"Day", "0", "1"}
+    assert sum(sum(row[1:]) for row in result.rows) == 5
+
+
+def test_a_word_in_a_string_of_the_aggregate_keeps_that_column(store: LogStore) -> None:
+    result = store.query(
+        f"{CURRENT}| project Severity, Status, N = IncidentNumber "
+        '| evaluate pivot(Severity, max(strcat("Status:", N)))'
+    )
+    assert result.columns[0] == "Status"  # N is read, "Status:" is only text
+    assert len(result.rows) == len(store.query(f"{CURRENT}| distinct Status").rows)
+
+
+def test_the_daily_workbook_pivot_answers_as_the_counts_do(store: LogStore) -> None:
+    from kql_corpus import CORPUS
+
+    result = store.query(CORPUS["daily-severity-pivot"])
+    expected = grouped(
+        store,
+        f"{CURRENT}| summarize n = count() by Day = bin(CreatedTime, 1d), Severity",
+    )
+    for day, *counts in result.rows:
+        got = {c: v for c, v in zip(result.columns[1:], counts, strict=True) if v}
+        assert got == expected[day]
+    days = [row[0] for row in result.rows]
+    assert days == sorted(days) and set(days) == set(expected)

@@ -166,10 +166,11 @@ def rewrite(
         tokens = kt.tokenize(kql)
     except kt.LexError:
         return unchanged(kql)
-    for token in tokens:
-        if token.is_word and token.text.startswith(RESERVED_PREFIXES):
+    for i, token in enumerate(tokens):
+        name = token.text if token.is_word else _bracketed(tokens, i)
+        if name is not None and name.startswith(RESERVED_PREFIXES):
             raise RewriteRefusedError(
-                f"'{token.text}': names starting with {' or '.join(RESERVED_PREFIXES)} are "
+                f"'{name}': names starting with {' or '.join(RESERVED_PREFIXES)} are "
                 "xdrsync's own (the layer writes them); name it otherwise"
             )
     applied: list[str] = []
@@ -188,8 +189,8 @@ def rewrite(
     tokens = run("replace", _replace(tokens))
     tokens = run("ingestion_time", _ingestion_time(tokens))
     probes = (*bag_probes(tokens, bags or {}), *pivot_probes(tokens, bags or {}, kql))
+    tokens = run("pivot", pivot(tokens, bags or {}, kql))  # keyed by the same text as its probes
     tokens = run("bag_unpack", bag_unpack(tokens, bags or {}))
-    tokens = run("pivot", pivot(tokens, bags or {}, kql))
     tokens = run("column_ifexists", _column_ifexists(tokens, columns))
     tokens = run("count-column", _count_column(tokens))
     tokens = run("make-series", make_series(tokens))
@@ -241,6 +242,16 @@ def rewrite(
         hidden=hidden,
         probes=probes,
     )
+
+
+def _bracketed(tokens: Sequence[Token], i: int) -> str | None:
+    """The name a string at `i` spells as `['name']` (or an index `x['key']`), else None."""
+    if tokens[i].kind != kt.STRING:
+        return None
+    opener, closer = kt.prev_sig(tokens, i), kt.next_sig(tokens, i)
+    if opener is None or closer is None or tokens[opener].kind != kt.OPENBRACKET:
+        return None
+    return kt.string_value(tokens[i]) if tokens[closer].kind == kt.CLOSEBRACKET else None
 
 
 def _text_columns(types: Mapping[str, Mapping[str, str]]) -> set[str]:

@@ -32,14 +32,14 @@ What each answers, as Kusto documents it:
   no UTF-8); `tohex(n [, width])` of a whole number (64-bit two's complement below zero,
   where Kusto takes 32 bits for an `int`; zeros in front up to `width`, at most 16);
   `new_guid()`, a random guid on each row; `rand()`, a random real from 0 up to 1, and
-  `rand(n)`, a random whole number from 0 up to `n`;
+  `rand(n)`, a random whole number from 0 up to `n`, a real as Kusto gives it;
 * `datetime_utc_to_local(t, zone)`, `datetime_local_to_utc(t, zone)`: the wall-clock time in
   an IANA time zone, and back (an unknown zone fails the query, naming it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,11 +54,11 @@ _P: Final = "__xf_"
 @dataclass(frozen=True)
 class Function:
     """One function: how many arguments it takes, its SQL over them, and the KQL type of its
-    answer when that is not `dynamic` (by the number of arguments where it depends on it)."""
+    answer when that is not `dynamic`."""
 
     arities: Sequence[int]
     sql: Callable[[Sequence[str]], str]
-    returns: str | Mapping[int, str] | None = None
+    returns: str | None = None
     #: False for an aggregate, which `compat`'s aggregates write (inside `summarize`).
     scalar: bool = True
 
@@ -255,10 +255,8 @@ FUNCTIONS: Final[dict[str, Function]] = {
     "tohex": Function((1, 2), _tohex, "string"),
     "rand": Function(
         (0, 1),
-        lambda a: (
-            f"CAST(floor(random() * TRY_CAST({a[0]} AS BIGINT)) AS BIGINT)" if a else "random()"
-        ),
-        {0: "real", 1: "long"},
+        lambda a: f"floor(random() * TRY_CAST({a[0]} AS BIGINT))" if a else "random()",
+        "real",
     ),
     "new_guid": Function((0,), lambda a: "uuid()", "guid"),
     "datetime_utc_to_local": Function(

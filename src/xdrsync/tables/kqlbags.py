@@ -104,22 +104,13 @@ def bag_probes(
 ) -> list[tuple[str, str]]:
     """For each `bag_unpack` of a bag whose keys are not known, at the top level of a
     statement: (its column, the query up to it with one column, `PROBE_COLUMN`, of bags)."""
-    starts = kt.statement_starts(tokens)
     probes: list[tuple[str, str]] = []
     for unpack in _unpacks(tokens):
         if unpack.column in bags:
             continue
-        bar = kt.prev_sig(tokens, unpack.evaluate)
-        start = max((s for s in starts if s <= unpack.evaluate), default=None)
-        if bar is None or start is None or tokens[bar].kind != kt.BAR:
-            continue
-        if kt.open_depth(tokens, start, bar) != 0:
-            continue  # inside brackets: the query up to it is no query of its own
-        binding = kt.let_binding(tokens, start)
-        head = kt.render(tokens[: binding[0] if binding else start])
-        body = kt.render(tokens[start:bar])
-        probe = f"{head}{body}| project {PROBE_COLUMN} = {unpack.column}"
-        probes.append((unpack.column, probe))
+        before = kt.query_before(tokens, unpack.evaluate)
+        if before is not None:
+            probes.append((unpack.column, f"{before}| project {PROBE_COLUMN} = {unpack.column}"))
     return probes
 
 

@@ -17,7 +17,6 @@ A query that defines a function of the same name (`let bag_keys = ...`) keeps it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
@@ -61,8 +60,6 @@ def missing_functions(tokens: list[Token]) -> list[Token]:
                 return None  # duckdb-kql names it, as not supported
             made = function_mark(name, texts)
             returns = function.returns
-            if isinstance(returns, Mapping):
-                returns = returns[len(texts)]
             if returns is not None:  # typed for duckdb-kql, the mark written once
                 # KQL has no null string: its empty one types the `iff` as well.
                 other = '""' if returns == "string" else f"{returns}(null)"

@@ -8,16 +8,19 @@ every column of T but C and x. Which columns that makes depends on the data, as 
 (and, without given columns, T's columns: `querying.with_bag_keys`), and the rewrite runs
 again with them:
 
-    | summarize ['v1'] = aggif(x, tostring(C) == "v1"), ... by col1, ...
+    | extend v = tostring(C) | summarize ["v1"] = aggif(x, v == "v1"), ... by col1, ...
 
 (`countif(...)` for `count()`). The value columns come in name order. A value that names no
-column (empty) is refused, saying to filter it out first; so is an aggregate Kusto's pivot
-does not take, and an output schema. Pure, like the rest of the layer (`compat`).
+column (empty, or with a character that is not printable) is refused, saying so; so is an
+aggregate Kusto's pivot does not take, an output schema, and a pivot inside brackets (a
+`join` or `union` argument), whose input is no query of its own to probe. Pure, like the
+rest of the layer (`compat`).
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -30,7 +33,8 @@ from xdrsync.tables.rewritten import RewriteRefusedError
 #: Keys of the probes' answers in `bags`: a pivot's values, and the columns of its input.
 PIVOT_VALUES: Final = "pivot-values:"
 PIVOT_COLUMNS: Final = "pivot-columns:"
-_WORD: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The column the rewrite reads the pivot column's text from, once (dropped by the summarize).
+_TEXT: Final = "__xdrsync_pivot"
 #: The aggregates Kusto's pivot takes -> their conditional form (the predicate last).
 _CONDITIONAL: Final = {
     "count": "countif",
@@ -57,13 +61,9 @@ class _Pivot:
     column: str
     aggregate: str  # as Kusto names it: `count`, `sum`, ...
     argument: str  # the aggregate's argument ("" for `count()`)
+    read: frozenset[str]  # the names the argument reads (kept out of the default columns)
     by: tuple[str, ...]
     where: str  # `evaluate pivot at L:C`, for messages
-
-    @property
-    def key(self) -> str:
-        """Its identity among the query's pivots (the query is rewritten again, whole)."""
-        return f"{self.where}:{self.column}"
 
 
 def _pivots(tokens: Sequence[Token], kql: str) -> list[_Pivot]:
@@ -85,10 +85,12 @@ def _pivots(tokens: Sequence[Token], kql: str) -> list[_Pivot]:
         if not names[0].isidentifier():
             raise RewriteRefusedError(f"{where}: name the column to pivot (extend it first)")
         aggregate, argument, rest = "count", "", names[1:]
+        read: frozenset[str] = frozenset()
         if rest and kt.is_call(args[1], 0):
             aggregate = args[1][0].text
             close = kt.closing(args[1], 1)
             argument = kt.render(args[1][2:close]).strip()
+            read = frozenset(t.text for t in args[1][2:close] if t.is_word)
             rest = rest[1:]
             if aggregate not in _CONDITIONAL or close != len(args[1]) - 1:
                 raise RewriteRefusedError(
@@ -97,8 +99,14 @@ def _pivots(tokens: Sequence[Token], kql: str) -> list[_Pivot]:
                 )
         if not all(name.isidentifier() for name in rest):
             raise RewriteRefusedError(f"{where}: the columns to keep must be names")
-        found.append(_Pivot(s, sig[-1], names[0], aggregate, argument, tuple(rest), where))
+        found.append(_Pivot(s, sig[-1], names[0], aggregate, argument, read, tuple(rest), where))
     return found
+
+
+def _key(pivot: _Pivot, before: str) -> str:
+    """A pivot's identity among a query's (and its probes'): its column and the text of the
+    query up to it, which is the same however often the query is rewritten."""
+    return f"{pivot.column}:{hashlib.sha256(before.encode()).hexdigest()[:24]}"
 
 
 def pivot_probes(
@@ -107,27 +115,23 @@ def pivot_probes(
     """For each pivot at the top level of a statement whose values (or, without columns to
     keep, whose input's columns) are not known: (its key, the query up to it made to show
     them: its values as a bag's keys, under `PROBE_COLUMN`; or its input's columns)."""
-    pivots = _pivots(tokens, kql)
-    starts = kt.statement_starts(tokens) if pivots else []
     probes: list[tuple[str, str]] = []
-    for pivot in pivots:
-        bar = kt.prev_sig(tokens, pivot.evaluate)
-        start = max((s for s in starts if s <= pivot.evaluate), default=None)
-        if bar is None or start is None or tokens[bar].kind != kt.BAR:
+    for pivot in _pivots(tokens, kql):
+        before = kt.query_before(tokens, pivot.evaluate)
+        if before is None:
             continue
-        if kt.open_depth(tokens, start, bar) != 0:
-            continue  # inside brackets: the query up to it is no query of its own
-        binding = kt.let_binding(tokens, start)
-        head = kt.render(tokens[: binding[0] if binding else start])
-        body = kt.render(tokens[start:bar])
-        if PIVOT_VALUES + pivot.key not in known:
+        key = _key(pivot, before)
+        if PIVOT_VALUES + key not in known:
             values = f"bag_pack(tostring({pivot.column}), 0)"
-            probes.append(
-                (PIVOT_VALUES + pivot.key, f"{head}{body}| project {PROBE_COLUMN} = {values}")
-            )
-        if not pivot.by and PIVOT_COLUMNS + pivot.key not in known:
-            probes.append((PIVOT_COLUMNS + pivot.key, f"{head}{body}| take 0"))
+            probes.append((PIVOT_VALUES + key, f"{before}| project {PROBE_COLUMN} = {values}"))
+        if not pivot.by and PIVOT_COLUMNS + key not in known:
+            probes.append((PIVOT_COLUMNS + key, f"{before}| take 0"))
     return probes
+
+
+def _name(column: str) -> str:
+    """`column` as KQL names it anywhere: bare when it is an identifier, else `["..."]`."""
+    return column if column.isidentifier() else f"[{json.dumps(column, ensure_ascii=False)}]"
 
 
 def pivot(
@@ -136,28 +140,33 @@ def pivot(
     """Each pivot whose values (and columns) are known, as the `summarize` it means."""
     edits: dict[int, tuple[int, list[Token]]] = {}
     for p in _pivots(tokens, kql):
-        values = known.get(PIVOT_VALUES + p.key)
-        columns = known.get(PIVOT_COLUMNS + p.key)
+        before = kt.query_before(tokens, p.evaluate)
+        if before is None:
+            continue
+        values = known.get(PIVOT_VALUES + _key(p, before))
+        columns = known.get(PIVOT_COLUMNS + _key(p, before))
         if values is None or (not p.by and columns is None):
             continue
-        read = {p.column, *_WORD.findall(p.argument)}  # the columns the values come from
-        by = p.by or tuple(name for name, _ in columns or () if name not in read)
+        by = p.by or tuple(
+            name for name, _ in columns or () if name != p.column and name not in p.read
+        )
         items = []
         for value, _ in values:
-            if not value or not value.isprintable() or any(ch in value for ch in "'\\"):
+            if not value or not value.isprintable():
                 raise RewriteRefusedError(
                     f"{p.where}: {p.column} holds a value that names no column "
-                    f"({value!r}); filter it out first (`where isnotempty({p.column})`)"
+                    f"({value!r}); leave it out first (`where ...`)"
                 )
-            test = f'tostring({p.column}) == "{value}"'
-            call = _CONDITIONAL[p.aggregate]
+            text = json.dumps(value, ensure_ascii=False)
+            test = f"{_TEXT} == {text}"
             args = f"{p.argument}, {test}" if p.argument else test
-            items.append(f"['{value}'] = {call}({args})")
+            items.append(f"[{text}] = {_CONDITIONAL[p.aggregate]}({args})")
+        keep = f" by {', '.join(_name(c) for c in by)}" if by else ""
         if not items:  # no rows: Kusto's pivot is the columns kept, without a row
-            text = f"summarize by {', '.join(by)} | take 0" if by else "take 0"
+            made = f"summarize{keep} | take 0" if by else "take 0"
         else:
-            text = f"summarize {', '.join(items)}" + (f" by {', '.join(by)}" if by else "")
-        edits[p.evaluate] = (p.last, kt.fragment(text, tokens[p.evaluate].origin))
+            made = f"extend {_TEXT} = tostring({p.column}) | summarize {', '.join(items)}{keep}"
+        edits[p.evaluate] = (p.last, kt.fragment(made, tokens[p.evaluate].origin))
     return kt.apply_edits(tokens, edits)
 
 

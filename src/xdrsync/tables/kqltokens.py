@@ -375,6 +375,20 @@ def statement_starts(tokens: Sequence[Token]) -> list[int]:
     return starts
 
 
+def query_before(tokens: Sequence[Token], operator: int) -> str | None:
+    """The query up to the operator at `operator` (which follows a `|`), as a query of its
+    own: the statements before its own (its `let`s), then its tabular expression up to the
+    `|`. None where the operator sits inside brackets, whose contents are no query alone."""
+    bar = prev_sig(tokens, operator)
+    start = max((s for s in statement_starts(tokens) if s <= operator), default=None)
+    if bar is None or start is None or tokens[bar].kind != BAR:
+        return None
+    if open_depth(tokens, start, bar) != 0:
+        return None
+    binding = let_binding(tokens, start)
+    return render(tokens[: binding[0] if binding else start]) + render(tokens[start:bar])
+
+
 def open_depth(tokens: Sequence[Token], start: int, end: int) -> int:
     """How many brackets opened in `[start, end)` are still open at `end`."""
     depth = 0

@@ -310,7 +310,10 @@ def fetch(
     """Run `query` on a sandboxed `con` under `limits`; limit hits become `QueryLimitError`.
     Its SQL must be exactly one SELECT (`check_sql`, parsed on `con`), else `QueryRefusedError`."""
     if not query.sql:
-        raise QueryError("KQL error: the query is not translated yet (bag_unpack keys unread)")
+        raise QueryError(
+            "KQL error: the query is not translated yet (an evaluate bag_unpack or pivot's "
+            "keys, values or columns unread)"
+        )
     check_sql(query.sql, con)
     with time_limit(con, limits.timeout_seconds) as watchdog:
         try:

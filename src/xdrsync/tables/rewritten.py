@@ -33,7 +33,9 @@ class Rewritten:
     #: Log Analytics' hidden standard columns the query names (`schemas.HIDDEN_COLUMNS`).
     hidden: tuple[str, ...] = ()
     #: For each `evaluate bag_unpack(C)` whose keys are not known: (C, a query whose one
-    #: column `PROBE_COLUMN` holds the bags), so the caller can read the keys from the data.
+    #: column `PROBE_COLUMN` holds the bags), so the caller can read the keys from the data;
+    #: and for each `evaluate pivot` whose values or input columns are not known, the same
+    #: under a key `kqlpivot.PIVOT_VALUES` or `PIVOT_COLUMNS` starts (its columns: any query).
     probes: tuple[tuple[str, str], ...] = ()
 
     @property

@@ -70,9 +70,9 @@ def function_mark(name: str, args: Sequence[str]) -> str:
 _MASK: Final = "\x01"
 
 
-#: SQL longer than this is not patched: a patch copies a subquery (`in`), so nested ones would
-#: double it at each level, and each patch reads the whole text. A query that needs a patch
-#: then is refused (`SqlTooLargeError`), rather than run unpatched to a wrong answer.
+#: SQL longer than this is left as duckdb-kql wrote it: a patch copies a subquery (`in`), so
+#: nested ones would double it at each level, and each patch reads the whole text. A query
+#: holding a function mark, which means nothing unpatched, is refused then (`SqlTooLargeError`).
 MAX_PATCHED_SQL: Final = 1_000_000
 
 
@@ -81,17 +81,18 @@ class PatchError(ValueError):
 
 
 class SqlTooLargeError(PatchError):
-    """The SQL needs a patch and is longer than `MAX_PATCHED_SQL`."""
+    """The SQL holds a function mark and is longer than `MAX_PATCHED_SQL`."""
 
     def __init__(self) -> None:
         super().__init__(
             f"the query's SQL is longer than {MAX_PATCHED_SQL:,} characters once translated; "
-            "nest fewer calls in one another (name an inner result first: `extend x = ...`)"
+            "make it shorter, or name a nested call's result first (`extend x = ...`)"
         )
 
 
 def patch(sql: str) -> str:
-    """`sql` with every patch applied; `PatchError` where one cannot be."""
+    """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows); `PatchError`
+    where one must be and cannot."""
     if f"'{FUNCTION_MARK}" in sql:
         sql = _functions(sql)
     if f'"{NULL_MARK}"' in sql:
@@ -172,7 +173,7 @@ def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str |
     starts = [m.start() for m in find.finditer(_mask(sql))]
     for start in reversed(starts):
         if len(sql) > MAX_PATCHED_SQL:
-            raise SqlTooLargeError
+            break
         changed = edit(sql, _mask(sql), start)
         if changed is not None:
             sql = changed
