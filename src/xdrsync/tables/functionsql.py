@@ -28,7 +28,7 @@ What each answers, as Kusto documents it:
   or moved by `n` (the other way when negative; null for a null `n`); a shift fills with
   `fill`, else with "" in an array of strings and null in any other;
 * `string_size(s)`: the bytes of `s` in UTF-8; `isascii(s)`; `url_decode(s)` (form
-  encoding, the inverse of Kusto's `url_encode`: `+` is a space; null where the escapes are
+  encoding, the inverse of Kusto's `url_encode`: `+` is a space; "" where the escapes are
   no UTF-8); `tohex(n [, width])` of a whole number (64-bit two's complement below zero,
   where Kusto takes 32 bits for an `int`; zeros in front up to `width`, at most 16);
   `new_guid()`, a random guid on each row; `rand()`, a random real from 0 up to 1, and
@@ -171,7 +171,7 @@ def _bag_has_key(args: Sequence[str]) -> str:
 def _bag_remove_keys(args: Sequence[str]) -> str:
     keys = (
         f"list_transform(TRY_CAST({args[1]} AS JSON[]), lambda {_P}k: "
-        f"{_own_key('bag_remove_keys', f'({_P}k ->> {chr(39)}${chr(39)})')})"
+        f"{_own_key('bag_remove_keys', _text(f'{_P}k'))})"
     )
     kept = (
         f"map_from_entries(list_filter(map_entries({_P}m), "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from xdrsync.tables import kqltokens as kt
-from xdrsync.tables.kqltokens import KqlLexer, Token
+from xdrsync.tables.kqltokens import Token
 
 _CONVERT: Final = {
     "string": "tostring",
@@ -43,13 +43,7 @@ class _Unpack:
 def _unpacks(tokens: Sequence[Token]) -> list[_Unpack]:
     """Every `evaluate bag_unpack(C)` or `bag_unpack(C, 'prefix')` the layer can rewrite."""
     found: list[_Unpack] = []
-    for s, token in enumerate(tokens):
-        if token.kind != KqlLexer.EVALUATE:
-            continue
-        end = kt.segment_end(tokens, s + 1)
-        sig = kt.sig_indices(tokens, s + 1, end)
-        if len(sig) < 4 or tokens[sig[0]].text != "bag_unpack":
-            continue
+    for s, sig in kt.plugin_calls(tokens, "bag_unpack"):
         if tokens[sig[1]].kind != kt.OPENPAREN or kt.closing(tokens, sig[1]) != sig[-1]:
             continue  # an output schema or anything after the call: not rewritten
         args = kt.split_top(tokens, sig[1] + 1, sig[-1])

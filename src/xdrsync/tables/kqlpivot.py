@@ -27,7 +27,7 @@ from typing import Final
 
 from xdrsync.tables import kqltokens as kt
 from xdrsync.tables.kqlbags import PROBE_COLUMN
-from xdrsync.tables.kqltokens import KqlLexer, Token
+from xdrsync.tables.kqltokens import Token
 from xdrsync.tables.rewritten import RewriteRefusedError
 
 #: Keys of the probes' answers in `bags`: a pivot's values, and the columns of its input.
@@ -69,14 +69,8 @@ class _Pivot:
 def _pivots(tokens: Sequence[Token], kql: str) -> list[_Pivot]:
     """Every `evaluate pivot(C [, agg(x)] [, col, ...])` at the end of an operator."""
     found: list[_Pivot] = []
-    for s, token in enumerate(tokens):
-        if token.kind != KqlLexer.EVALUATE:
-            continue
-        end = kt.segment_end(tokens, s + 1)
-        sig = kt.sig_indices(tokens, s + 1, end)
-        if len(sig) < 4 or tokens[sig[0]].text != "pivot":
-            continue
-        line, col = kt.line_col(kql, token.origin)
+    for s, sig in kt.plugin_calls(tokens, "pivot"):
+        line, col = kt.line_col(kql, tokens[s].origin)
         where = f"evaluate pivot at {line}:{col}"
         if tokens[sig[1]].kind != kt.OPENPAREN or kt.closing(tokens, sig[1]) != sig[-1]:
             raise RewriteRefusedError(f"not supported yet: {where} with an output schema")

@@ -375,6 +375,17 @@ def statement_starts(tokens: Sequence[Token]) -> list[int]:
     return starts
 
 
+def plugin_calls(tokens: Sequence[Token], plugin: str) -> Iterator[tuple[int, list[int]]]:
+    """Each `evaluate <plugin>(...)`: the index of `evaluate`, and the indices of the
+    significant tokens of the operator after it (the plugin's name, its bracket, ...)."""
+    for s, token in enumerate(tokens):
+        if token.kind != KqlLexer.EVALUATE:
+            continue
+        sig = sig_indices(tokens, s + 1, segment_end(tokens, s + 1))
+        if len(sig) >= 4 and tokens[sig[0]].text == plugin:
+            yield s, sig
+
+
 def query_before(tokens: Sequence[Token], operator: int) -> str | None:
     """The query up to the operator at `operator` (which follows a `|`), as a query of its
     own: the statements before its own (its `let`s), then its tabular expression up to the
