@@ -167,7 +167,7 @@ def rewrite(
     except kt.LexError:
         return unchanged(kql)
     for i, token in enumerate(tokens):
-        name = token.text if token.is_word else _bracketed(tokens, i)
+        name = token.text if token.is_word else kt.bracketed_string(tokens, i)
         if name is not None and name.startswith(RESERVED_PREFIXES):
             raise RewriteRefusedError(
                 f"'{name}': names starting with {' or '.join(RESERVED_PREFIXES)} are "
@@ -242,16 +242,6 @@ def rewrite(
         hidden=hidden,
         probes=probes,
     )
-
-
-def _bracketed(tokens: Sequence[Token], i: int) -> str | None:
-    """The name a string at `i` spells as `['name']` (or an index `x['key']`), else None."""
-    if tokens[i].kind != kt.STRING:
-        return None
-    opener, closer = kt.prev_sig(tokens, i), kt.next_sig(tokens, i)
-    if opener is None or closer is None or tokens[opener].kind != kt.OPENBRACKET:
-        return None
-    return kt.string_value(tokens[i]) if tokens[closer].kind == kt.CLOSEBRACKET else None
 
 
 def _text_columns(types: Mapping[str, Mapping[str, str]]) -> set[str]:

@@ -125,15 +125,12 @@ def _rebound(tokens: Sequence[Token]) -> set[str]:
 def _bracketed_name(tokens: Sequence[Token], i: int) -> str | None:
     """The name the string at `i` spells as `['Name']`, a column name, not an index into a
     value (`x['key']`)."""
-    opener, closer = kt.prev_sig(tokens, i), kt.next_sig(tokens, i)
-    if opener is None or closer is None or tokens[opener].kind != kt.OPENBRACKET:
+    value = kt.bracketed_string(tokens, i)
+    opener = kt.prev_sig(tokens, i)
+    before = kt.prev_sig(tokens, opener) if opener is not None else None
+    if value is None or (before is not None and tokens[before].kind in _VALUE_ENDS):
         return None
-    if tokens[closer].kind != kt.CLOSEBRACKET:
-        return None
-    before = kt.prev_sig(tokens, opener)
-    if before is not None and tokens[before].kind in _VALUE_ENDS:
-        return None
-    return kt.string_value(tokens[i])
+    return value
 
 
 def _text(arg: str, strings: Collection[str]) -> str:

@@ -269,6 +269,17 @@ def string_value(token: Token) -> str | None:
     return text[1:-1]
 
 
+def bracketed_string(tokens: Sequence[Token], i: int) -> str | None:
+    """The value of the plain string literal at `i` when it stands alone inside `[...]`: a
+    name `['Name']`, or an index into a value `x['key']`; else None."""
+    if tokens[i].kind != STRING:
+        return None
+    opener, closer = prev_sig(tokens, i), next_sig(tokens, i)
+    if opener is None or closer is None or tokens[opener].kind != OPENBRACKET:
+        return None
+    return string_value(tokens[i]) if tokens[closer].kind == CLOSEBRACKET else None
+
+
 def calls(
     tokens: Sequence[Token], name: str, arity: int | None
 ) -> Iterator[tuple[int, int, list[list[Token]]]]:
