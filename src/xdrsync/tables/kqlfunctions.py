@@ -44,11 +44,12 @@ _END_SECOND: Final = 253_402_300_800
 def missing_functions(tokens: list[Token]) -> list[Token]:
     """Every call of the functions above that the query does not define itself, as a mark
     (or, for the Unix times, as the KQL it means)."""
-    if not any(t.text in _MARKED or t.text in _UNIX_TIMES for t in tokens):
+    named = {t.text for t in tokens if t.is_word}
+    if named.isdisjoint(_MARKED) and named.isdisjoint(_UNIX_TIMES):
         return tokens  # most queries: no pass over them at all
     for name, function in _MARKED.items():
-        if kt.defines(tokens, name):
-            continue
+        if name not in named or kt.defines(tokens, name):
+            continue  # a pass over the tokens only for the functions the query names
 
         def marked(
             origin: int, args: list[list[Token]], name: str = name, function: Function = function
@@ -68,7 +69,7 @@ def missing_functions(tokens: list[Token]) -> list[Token]:
 
         tokens = kt.rewrite_calls(tokens, name, None, marked)
     for name, (per_second, unit) in _UNIX_TIMES.items():
-        if kt.defines(tokens, name):
+        if name not in named or kt.defines(tokens, name):
             continue
 
         def since_1970(
