@@ -17,6 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -285,7 +286,7 @@ def test_translated_sql_must_be_exactly_one_select(sql: str) -> None:
 def test_the_store_runs_only_one_select_whatever_the_translator_returned(
     store: LogStore, monkeypatch: pytest.MonkeyPatch, sql: str
 ) -> None:
-    # The check sits where the SQL runs (`querying.fetch`), not in the translator.
+    # The check sits where the SQL runs (`querying.run`), not in the translator.
     from xdrsync.tables import logstore
     from xdrsync.tables.querying import Translated
     from xdrsync.tables.rewritten import unchanged
@@ -526,3 +527,29 @@ def test_a_connection_closed_while_the_watchdog_interrupts_it_is_left_alone(
         con.close()
         time.sleep(0.5)  # the watchdog fires on the closed connection
     assert raised == []
+
+
+def test_probes_and_the_query_share_one_time_limit(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A query whose `bag_unpack`s read their keys from the data first: each read (slowed
+    # here to 0.7 s) is well under the 1 s limit, but the whole query is not, and the limit
+    # is the query's (each probe had a limit of its own, so a query could run (probes + 1)
+    # times its limit).
+    from xdrsync.tables import querying
+
+    read_keys = querying._bag_keys
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.7)
+        return read_keys(*args, **kwargs)
+
+    monkeypatch.setattr(querying, "_bag_keys", slow)
+    two_probes = (
+        "SecurityAlert | project SystemAlertId, P = parse_json('{\"a\": 1}')"
+        " | evaluate bag_unpack(P) | extend Q = parse_json('{\"b\": 2}') | evaluate bag_unpack(Q)"
+    )
+    with pytest.raises(QueryLimitError, match="longer than its 1 s time limit"):
+        store.query(two_probes)
+    monkeypatch.setattr(querying, "_bag_keys", read_keys)
+    assert store.query(two_probes + " | take 1").columns == ("SystemAlertId", "a", "b")

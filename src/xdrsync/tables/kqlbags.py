@@ -3,7 +3,7 @@ layer).
 
 A bag's keys become columns. When the schema lists the keys (`Owner`, `AdditionalData`) the
 rewrite writes one typed `extend` per key; otherwise `bag_probes` gives the query up to the
-`bag_unpack`, which the caller runs to read the keys the data has (`querying.with_bag_keys`),
+`bag_unpack`, which the caller runs to read the keys the data has (`querying.run`),
 and the rewrite runs again with them. Pure, like the rest of the layer (`compat`).
 """
 

@@ -5,7 +5,7 @@ layer; duckdb-kql has no pivot plugin).
 column holding `agg(x)` over its rows (`count()` by default), by the given columns, or by
 every column of T but C and x. Which columns that makes depends on the data, as in Kusto:
 `pivot_probes` gives the query up to the pivot, which the caller runs to read C's values
-(and, without given columns, T's columns: `querying.with_bag_keys`), and the rewrite runs
+(and, without given columns, T's columns: `querying.run`), and the rewrite runs
 again with them:
 
     | extend v = tostring(C) | summarize ["v1"] = aggif(x, v == "v1"), ... by col1, ...

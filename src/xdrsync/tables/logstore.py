@@ -36,7 +36,7 @@ from xdrsync.tables.access import open_store
 from xdrsync.tables.encode import NdjsonWriter, string_default
 from xdrsync.tables.errors import QueryRefusedError
 from xdrsync.tables.limits import QueryLimits, QuerySettings
-from xdrsync.tables.querying import Translated, fetch, translate, with_bag_keys
+from xdrsync.tables.querying import Translated, run, translate
 from xdrsync.tables.queryresult import QueryResult, decode_rows
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, check_sql, query_config
 from xdrsync.tables.schemas import (
@@ -334,8 +334,7 @@ class LogStore:
                 if kept is not None and not _one_select(first.sql, con):
                     kept = None  # a damaged entry: translated again, and replaced below
                     continue
-                translated = with_bag_keys(con, first, TABLE_NAMES, limits)
-                fetched = fetch(con, translated, limits, TABLE_NAMES)
+                translated, fetched = run(con, first, limits, TABLE_NAMES)
             break
         engine_types = tuple(str(d[1]) for d in fetched.description)
         if kept is not None and kept.engine_types == engine_types:

@@ -25,7 +25,7 @@ from xdrsync.tables.errors import (
     one_line,
     unknown_column,
 )
-from xdrsync.tables.limits import QueryLimits, time_limit
+from xdrsync.tables.limits import QueryLimits, Watchdog, time_limit
 from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
 from xdrsync.tables.sandbox import check_sql
 from xdrsync.tables.schemas import table_schema
@@ -78,7 +78,7 @@ def translate(
 ) -> Translated:
     """Rewrite `kql` for duckdb-kql (unless `compatible` is False), admit it (reading only
     `tables`) and translate it; needs no connection. `bags` adds the keys of bags the data
-    showed (`with_bag_keys`) to those the schemas know."""
+    showed (`run`) to those the schemas know."""
     # The parser loads here, on the first query a process translates: a query run before
     # skips it (`translations`), and so does a process that only writes the tables.
     import duckdb_kql
@@ -107,7 +107,7 @@ def translate(
     except RewriteRefusedError as why:
         raise QueryError(f"KQL error: {why}") from None
     if rewritten.probes:
-        # Pending: which columns `bag_unpack` makes depends on the data (`with_bag_keys`
+        # Pending: which columns `bag_unpack` makes depends on the data (`run`
         # translates it again, and admits it then; each probe is admitted before it runs).
         return Translated(sql="", parameters={}, rewritten=rewritten)
     if rewritten.hidden:  # shown only to a query that names them, as in Log Analytics
@@ -154,11 +154,28 @@ MAX_BAG_KEYS: Final = 1000
 _MAX_PROBE_DEPTH: Final = 4
 
 
-def with_bag_keys(
+def run(
+    con: duckdb.DuckDBPyConnection,
+    query: Translated,
+    limits: QueryLimits,
+    tables: tuple[str, ...],
+) -> tuple[Translated, Fetched]:
+    """Run `query` on a sandboxed `con` under `limits`: first the probes that read what its
+    `bag_unpack` and `pivot` need from the data (`_with_bag_keys`), then the query as that
+    made it. One time limit covers all of it, so probes cannot stretch a query past
+    `timeout_seconds`. Limit hits become `QueryLimitError`; SQL that is not exactly one
+    SELECT (`check_sql`, parsed on `con`), `QueryRefusedError`."""
+    with time_limit(con, limits.timeout_seconds) as watchdog:
+        translated = _with_bag_keys(con, query, tables, limits, watchdog)
+        return translated, _fetch(con, translated, limits, tables, watchdog)
+
+
+def _with_bag_keys(
     con: duckdb.DuckDBPyConnection,
     query: Translated,
     tables: tuple[str, ...],
     limits: QueryLimits,
+    watchdog: Watchdog,
     bags: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     depth: int = 0,
 ) -> Translated:
@@ -176,26 +193,34 @@ def with_bag_keys(
     keys = dict(bags or {})
     for column, probe in query.rewritten.probes:
         inner = translate(probe, tables, bags=keys)
-        inner = with_bag_keys(con, inner, tables, limits, keys, depth + 1)
+        inner = _with_bag_keys(con, inner, tables, limits, watchdog, keys, depth + 1)
         if column.startswith(PIVOT_COLUMNS):
-            keys[column] = _columns(con, inner, tables, limits)
+            keys[column] = _columns(con, inner, tables, limits, watchdog)
         else:
-            keys[column] = _bag_keys(con, inner, tables, limits)
+            keys[column] = _bag_keys(con, inner, tables, limits, watchdog)
     return translate(query.rewritten.original, tables, bags=keys)
 
 
 def _columns(
-    con: duckdb.DuckDBPyConnection, probe: Translated, tables: tuple[str, ...], limits: QueryLimits
+    con: duckdb.DuckDBPyConnection,
+    probe: Translated,
+    tables: tuple[str, ...],
+    limits: QueryLimits,
+    watchdog: Watchdog,
 ) -> list[tuple[str, str]]:
     """The columns `probe` answers with, by the names the user's query gives them."""
     check_sql(probe.sql, con)  # a SELECT by itself, before it is wrapped in another
     sql = f"SELECT * FROM ({probe.sql}) AS p LIMIT 0"  # noqa: S608
-    found = fetch(con, replace(probe, sql=sql), limits, tables)
+    found = _fetch(con, replace(probe, sql=sql), limits, tables, watchdog)
     return [(probe.rewritten.restore(str(d[0])), "") for d in found.description]
 
 
 def _bag_keys(
-    con: duckdb.DuckDBPyConnection, probe: Translated, tables: tuple[str, ...], limits: QueryLimits
+    con: duckdb.DuckDBPyConnection,
+    probe: Translated,
+    tables: tuple[str, ...],
+    limits: QueryLimits,
+    watchdog: Watchdog,
 ) -> list[tuple[str, str]]:
     from xdrsync.tables.kqlbags import PROBE_COLUMN
 
@@ -205,7 +230,8 @@ def _bag_keys(
         f"SELECT j.key, list(DISTINCT json_type(j.value)) FROM ({probe.sql}) AS p, "  # noqa: S608
         f"json_each({bag}) AS j WHERE json_type({bag}) = 'OBJECT' GROUP BY j.key ORDER BY j.key"
     )
-    found = fetch(con, replace(probe, sql=sql), replace(limits, max_rows=MAX_BAG_KEYS), tables)
+    few = replace(limits, max_rows=MAX_BAG_KEYS)
+    found = _fetch(con, replace(probe, sql=sql), few, tables, watchdog)
     if found.truncated:
         raise QueryError(
             f"KQL error: evaluate bag_unpack or pivot: more than {MAX_BAG_KEYS} keys or values"
@@ -301,34 +327,35 @@ def error_position(message: str) -> tuple[int, int] | None:
     return (found[2], found[3]) if found is not None else None
 
 
-def fetch(
+def _fetch(
     con: duckdb.DuckDBPyConnection,
     query: Translated,
     limits: QueryLimits,
     tables: tuple[str, ...],
+    watchdog: Watchdog,
 ) -> Fetched:
-    """Run `query` on a sandboxed `con` under `limits`; limit hits become `QueryLimitError`.
-    Its SQL must be exactly one SELECT (`check_sql`, parsed on `con`), else `QueryRefusedError`."""
+    """One statement of `run`, under its time limit (`watchdog`)."""
     if not query.sql:
         raise QueryError(
             "KQL error: the query is not translated yet (an evaluate bag_unpack or pivot's "
             "keys, values or columns unread)"
         )
     check_sql(query.sql, con)
-    with time_limit(con, limits.timeout_seconds) as watchdog:
-        try:
-            params = dict(query.parameters)
-            cursor = con.execute(query.sql, params) if params else con.execute(query.sql)
-            description = tuple(tuple(d) for d in cursor.description or ())
-            rows = cursor.fetchmany(limits.max_rows + 1)
-        except duckdb.Error as exc:
-            if watchdog.signalled:  # Ctrl-C: the watchdog interrupted the engine for it
-                raise KeyboardInterrupt from None
-            raise _engine_error(exc, watchdog.fired, limits, tables, query.rewritten) from exc
-        except RuntimeError as exc:  # Ctrl-C: DuckDB stops the query and raises this instead
-            if str(exc) == "Query interrupted":
-                raise KeyboardInterrupt from None
-            raise
+    try:
+        if watchdog.fired:  # spent on the statements before this one
+            raise duckdb.InterruptException("the time limit passed between statements")
+        params = dict(query.parameters)
+        cursor = con.execute(query.sql, params) if params else con.execute(query.sql)
+        description = tuple(tuple(d) for d in cursor.description or ())
+        rows = cursor.fetchmany(limits.max_rows + 1)
+    except duckdb.Error as exc:
+        if watchdog.signalled:  # Ctrl-C: the watchdog interrupted the engine for it
+            raise KeyboardInterrupt from None
+        raise _engine_error(exc, watchdog.fired, limits, tables, query.rewritten) from exc
+    except RuntimeError as exc:  # Ctrl-C: DuckDB stops the query and raises this instead
+        if str(exc) == "Query interrupted":
+            raise KeyboardInterrupt from None
+        raise
     truncated = len(rows) > limits.max_rows
     return Fetched(description=description, rows=rows[: limits.max_rows], truncated=truncated)
 
@@ -398,4 +425,4 @@ def _engine_hint(text: str) -> str | None:
     return None
 
 
-__all__ = ["Fetched", "Translated", "error_position", "fetch", "translate", "with_bag_keys"]
+__all__ = ["Fetched", "Translated", "error_position", "run", "translate"]
