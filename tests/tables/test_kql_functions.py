@@ -387,11 +387,23 @@ def test_nested_calls_stay_small_once_translated(store: LogStore) -> None:
 
 
 def test_a_large_query_without_these_functions_still_translates() -> None:
-    """Only a query holding one of these functions is refused for its size: another is left
-    as duckdb-kql wrote it, as before (running one this large takes DuckDB a while)."""
+    """Only a query that needs a patch is refused for its size: another is left as
+    duckdb-kql wrote it (running one this large takes DuckDB a while)."""
     columns = ", ".join(f"a{n} = strcat(tostring(TimeGenerated), '{n}')" for n in range(1200))
     kql = f"SecurityIncident | extend {columns} | take 1 | project a7"
     assert len(translate(kql, TABLE_NAMES).sql) > 1_000_000
+
+
+def test_a_large_query_that_needs_a_patch_is_refused_not_run_unpatched() -> None:
+    """Unpatched, an outer join's unmatched string columns would read null where Kusto
+    reads "": a query that large is refused rather than answered otherwise."""
+    columns = ", ".join(f"a{n} = strcat(tostring(TimeGenerated), '{n}')" for n in range(1200))
+    kql = (
+        f"SecurityIncident | extend {columns} | join kind=leftouter (SecurityAlert "
+        "| project AlertName) on $left.Title == $right.AlertName | take 1 | project AlertName"
+    )
+    with pytest.raises(QueryError, match="longer than 1,000,000 characters once translated"):
+        translate(kql, TABLE_NAMES)
 
 
 def test_sql_too_large_to_patch_is_refused_not_run_unpatched(store: LogStore) -> None:

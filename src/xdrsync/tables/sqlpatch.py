@@ -70,9 +70,10 @@ def function_mark(name: str, args: Sequence[str]) -> str:
 _MASK: Final = "\x01"
 
 
-#: SQL longer than this is left as duckdb-kql wrote it: a patch copies a subquery (`in`), so
-#: nested ones would double it at each level, and each patch reads the whole text. A query
-#: holding a function mark, which means nothing unpatched, is refused then (`SqlTooLargeError`).
+#: SQL longer than this is not patched: a patch copies a subquery (`in`), so nested ones
+#: would double it at each level, and each patch reads the whole text. A query that needs a
+#: patch then (a function mark, which means nothing unpatched, or any other place a patch
+#: would change) is refused (`SqlTooLargeError`); one that needs none runs as it is.
 MAX_PATCHED_SQL: Final = 1_000_000
 
 
@@ -81,7 +82,7 @@ class PatchError(ValueError):
 
 
 class SqlTooLargeError(PatchError):
-    """The SQL holds a function mark and is longer than `MAX_PATCHED_SQL`."""
+    """The SQL needs a patch and is longer than `MAX_PATCHED_SQL`."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -170,13 +171,16 @@ def _open_before(masked: str, i: int) -> int:
 def _each(sql: str, find: re.Pattern[str], edit: Callable[[str, str, int], str | None]) -> str:
     """Apply `edit(sql, masked, start)` at each match of `find` in the masked SQL, last first
     (an edit never moves what comes before it); `edit` returns the new SQL or None."""
-    starts = [m.start() for m in find.finditer(_mask(sql))]
+    masked = _mask(sql)
+    starts = [m.start() for m in find.finditer(masked)]
     for start in reversed(starts):
-        if len(sql) > MAX_PATCHED_SQL:
-            break
-        changed = edit(sql, _mask(sql), start)
-        if changed is not None:
-            sql = changed
+        changed = edit(sql, masked, start)
+        if changed is None:
+            continue
+        if len(sql) > MAX_PATCHED_SQL:  # it would answer otherwise than Kusto unpatched
+            raise SqlTooLargeError
+        sql = changed
+        masked = _mask(sql)
     return sql
 
 
