@@ -83,10 +83,24 @@ def test_status_maps_as_the_connector_does(
         ("informational", "Informational"),
         ("High", "High"),
         ("unknown", "Informational"),
+        (None, "Informational"),
+        # A member newer than this version (Graph sends it as it is) must not read as the
+        # lowest severity, which would hide it from `Severity == "High"` rules.
+        ("critical", "High"),
     ],
 )
-def test_severity_maps_to_sentinels_four_values(severity: str, expected: str) -> None:
+def test_severity_maps_to_sentinels_four_values(severity: str | None, expected: str) -> None:
     assert incident_row(multistage_incident(), severity=severity)["Severity"] == expected
+
+
+def test_an_alert_of_a_newer_severity_reads_as_high_in_every_alert_table() -> None:
+    graph = multistage_incident()
+    graph["alerts"][0]["severity"] = "critical"
+    newer = alert(graph)
+    assert security_alert_row(newer, time_generated=NOW)["AlertSeverity"] == "High"
+    assert alert_info_row(newer, time_generated=NOW)["Severity"] == "High"
+    rows = alert_evidence_rows(newer, time_generated=NOW)
+    assert rows and {r["Severity"] for r in rows} == {"High"}
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from xdrsync.tables.schemas import ALERT_EVIDENCE, ALERT_INFO, SECURITY_ALERT, t
 from xdrsync.tables.vocab import (
     ALERT_STATUS,
     DETECTION_DISPLAY,
+    NEWER_SEVERITY,
     PRODUCTS,
     SERVICE_DISPLAY,
     SEVERITY,
@@ -46,7 +47,10 @@ def empty_row(table: str) -> Row:
 
 
 def severity(value: object) -> str:
-    return SEVERITY.get(key(value), "Informational")
+    """Sentinel's severity for Defender's: one of High, Medium, Low, Informational (a missing
+    one is Informational, one newer than this version `NEWER_SEVERITY`)."""
+    wanted = key(value)
+    return SEVERITY.get(wanted, NEWER_SEVERITY if wanted else "Informational")
 
 
 def unique(values: Iterable[str | None]) -> list[str]:

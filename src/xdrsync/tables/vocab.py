@@ -17,7 +17,9 @@ INCIDENT_PROVIDER_NAME: Final = "Microsoft XDR"
 VENDOR_NAME: Final = "Microsoft"
 
 #: Sentinel's severity enum has no "unknown"; Defender's `unknown` (legacy "UnSpecified") is
-#: the least severe value Sentinel can hold. UNVERIFIED for `unknown`.
+#: the least severe value Sentinel can hold. UNVERIFIED for `unknown`. A severity this table
+#: does not know (a member newer than this version: xdrsync asks Graph for new members as
+#: they are) is `NEWER_SEVERITY`.
 SEVERITY: Final[dict[str, str]] = {
     "high": "High",
     "medium": "Medium",
@@ -26,6 +28,12 @@ SEVERITY: Final[dict[str, str]] = {
     "unknown": "Informational",
     "unknownfuturevalue": "Informational",
 }
+#: A severity newer than this version (Graph's `critical`, say) reads as the highest Sentinel
+#: has: shown as the lowest, it would hide the incident from every rule and query that looks
+#: for the severe ones (`Severity == "High"`), where a new member is far likelier to be more
+#: severe than less. The console shows Defender's own word. UNVERIFIED: how Microsoft's
+#: connector maps a new member is not documented.
+NEWER_SEVERITY: Final = "High"
 
 #: Incident status, §1.3: Defender Active -> Sentinel New (documented); In progress -> Active,
 #: Resolved -> Closed (the obvious reading, UNVERIFIED); merged (`redirected`) incidents are
@@ -235,6 +243,7 @@ __all__ = [
     "INCIDENT_PROVIDER_NAME",
     "INCIDENT_STATUS",
     "MITRE_TACTICS",
+    "NEWER_SEVERITY",
     "PRODUCTS",
     "SERVICE_DISPLAY",
     "SEVERITY",

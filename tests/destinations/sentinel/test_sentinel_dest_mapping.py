@@ -92,7 +92,7 @@ def test_names_are_deterministic_and_distinct_across_tenants(first: str, second:
         ("low", "Low"),
         ("informational", "Informational"),
         ("unknown", "Informational"),
-        ("critical", "Informational"),
+        ("critical", "High"),  # newer than this version: never the lowest (vocab.NEWER_SEVERITY)
         (None, "Informational"),
     ],
 )
