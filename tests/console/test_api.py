@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from live import LiveConsole
 from prometheus_client.parser import text_string_to_metric_families
 
 from xdrsync.console.app import MAX_BODY
+from xdrsync.models.enums import ServiceSource
 
 API = "/api/v1"
 
@@ -423,3 +425,23 @@ def test_an_admin_checks_a_connectors_sign_in_permissions_and_reads(
     assert {p["state"] for p in answer["permissions"]} <= {"granted", "implied"}
     assert answer["incidents"]["state"] == answer["alerts"]["state"] == "ok"
     assert admin.post(f"{API}/connectors/nobody/check").status_code == 404
+
+
+def test_every_product_filter_of_the_queue_page_finds_its_incidents(
+    live_console: LiveConsole,
+) -> None:
+    # The menu's values are Graph's serviceSource members (its Data Loss Prevention entry
+    # once sent a detectionSource name and matched nothing).
+    client = live_console.client("admin")
+    page = client.get("/").text
+    menu = page[page.index('data-name="product"') :]
+    menu = menu[: menu.index("</div>\n  </div>")]
+    offered = re.findall(r'type="checkbox" value="([^"]+)"', menu)
+    assert "dataLossPrevention" in offered
+    assert set(offered) == set(ServiceSource.MEMBERS) - {"unknown", "unknownFutureValue"}
+    every = client.get(f"{API}/incidents", params={"top": 500}).json()["value"]
+    for product in {p for i in every for p in i["productSources"]}:
+        assert product in offered
+        found = client.get(f"{API}/incidents", params={"product": product, "top": 500})
+        expected = {i["id"] for i in every if product in i["productSources"]}
+        assert {i["id"] for i in found.json()["value"]} == expected

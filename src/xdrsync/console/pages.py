@@ -15,8 +15,17 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from xdrsync.console.auth import Principal, context, requires
+from xdrsync.models.enums import ServiceSource
+from xdrsync.tables.vocab import SERVICE_DISPLAY
 
 router = APIRouter(include_in_schema=False)
+
+#: The queue's product filter: (Graph's serviceSource, its name), every member Graph lists.
+PRODUCTS: tuple[tuple[str, str], ...] = tuple(
+    (member, SERVICE_DISPLAY[member.lower()].removeprefix("Microsoft "))
+    for member in ServiceSource.MEMBERS
+    if member.lower() in SERVICE_DISPLAY
+)
 
 Reader = Annotated[Principal, Depends(requires("reader"))]
 
@@ -56,7 +65,7 @@ def _refused(
 @router.get("/", response_class=HTMLResponse)
 def queue_page(request: Request, principal: Reader) -> HTMLResponse:
     """The incident queue: counts, incidents over time, filters, the grid, live updates."""
-    return _render(request, principal, "queue.html", page="incidents")
+    return _render(request, principal, "queue.html", page="incidents", products=PRODUCTS)
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

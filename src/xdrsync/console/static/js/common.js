@@ -194,12 +194,14 @@ export const PRODUCT_LABELS = {
   microsoftDefenderForCloudApps: "MDA",
   microsoftDefenderForCloud: "MDC",
   azureAdIdentityProtection: "Entra IdP",
-  microsoftDataLossPrevention: "DLP",
+  dataLossPrevention: "DLP",
   microsoftInsiderRiskManagement: "IRM",
   microsoft365Defender: "XDR",
   microsoftSentinel: "Sentinel",
   microsoftAppGovernance: "App Gov",
   microsoftDefenderThreatIntelligenceAnalytics: "MDTI",
+  microsoftThreatIntelligence: "MTI",
+  microsoftSecurityForAI: "Security for AI",
 };
 export const CLASSIFICATIONS = {
   unknown: "Unknown",
