@@ -269,6 +269,19 @@ def test_the_search_text_is_capped(hub: Hub) -> None:
     assert len(rows(hub)[(TENANT_A, "9")]["search"]) <= 16 * 1024
 
 
+def test_comments_stay_searchable_on_an_incident_with_many_entities(hub: Hub) -> None:
+    # The search text is capped: evidence (150 long names here) goes after the comments, so
+    # what the cap cuts is never an analyst's note.
+    items = [evidence("user", f"user-{n:03d}-" + "y" * 120) for n in range(150)]
+    note = comment("Ransom note found on the file server")
+    alert = alert_json(TENANT_A, "da9", "9", items=items, comments=[comment("Alert triage")])
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "9", alerts=[alert], comments=[note])])
+    index(hub)
+    search = rows(hub)[(TENANT_A, "9")]["search"]
+    assert len(search) <= 16 * 1024 and "user-000" in search
+    assert "ransom note found" in search and "alert triage" in search
+
+
 def test_list_encoding_round_trips_awkward_values() -> None:
     values = ["plain", "with|bar", "100%", "a_b", "%7C"]
     assert decode_list(encode_list(values)) == values

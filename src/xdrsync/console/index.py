@@ -109,7 +109,8 @@ class _Parts:
 
     incident: Any  # the incident table's row
     alerts: list[Any]  # the alert table's rows (summary columns, no payload)
-    texts: list[str]
+    comments: list[str]  # the incident's and its alerts' comments
+    texts: list[str]  # its evidence's names and keys
 
 
 class QueueIndex:
@@ -273,7 +274,7 @@ def compute_rows(
                 s.current_payload(i),
             ).where(i.c.tenant_id == tenant_id, i.c.id.in_(part))
             for row in conn.execute(query):
-                parts[(row.tenant_id, row.id)] = _Parts(row, [], [])
+                parts[(row.tenant_id, row.id)] = _Parts(row, [], [], [])
     if not parts:
         return []
     found = sorted(parts)
@@ -324,7 +325,7 @@ def _gather_texts(
             for alert_id, text in conn.execute(notes):
                 if text:
                     for key in alert_owner[(tenant_id, alert_id)]:
-                        parts[key].texts.append(text)
+                        parts[key].comments.append(text)
     incidents_by_tenant: dict[str, list[str]] = {}
     for tenant_id, incident_id in parts:
         incidents_by_tenant.setdefault(tenant_id, []).append(incident_id)
@@ -335,7 +336,7 @@ def _gather_texts(
             )
             for incident_id, text in conn.execute(query):
                 if text:
-                    parts[(tenant_id, incident_id)].texts.append(text)
+                    parts[(tenant_id, incident_id)].comments.append(text)
 
 
 def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
@@ -377,7 +378,9 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
         "first_activity_at": datetime_from_ticks(first) if first is not None else None,
         "last_activity_at": datetime_from_ticks(last) if last is not None else None,
         "merged_into": incident.merged_into,
-        "search": search_text([incident.display_name or "", *titles, *part.texts]),
+        # Evidence last: an incident with many entities fills the cap, and what is cut
+        # must not be its comments.
+        "search": search_text([incident.display_name or "", *titles, *part.comments, *part.texts]),
     }
 
 
