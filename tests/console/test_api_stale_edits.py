@@ -166,6 +166,20 @@ def test_a_whole_tag_list_is_diffed_against_the_list_the_client_saw(
     assert set(d.truth()["customTags"]) == {*shown, "vip-exec", "triaged"}
 
 
+def test_a_whole_tag_list_over_a_page_that_showed_no_tags_removes_none(
+    desk: Callable[[str], Desk],
+) -> None:
+    # `"customTags": null` in `seen` is "the page showed none" (docs/api.md), not "left out":
+    # a tag added in the portal since is no tag the client meant to remove.
+    d = desk("latest_wins")
+    d.portal(customTags=["vip-exec"])
+
+    d.patch({"customTags": ["triaged"], "seen": {"customTags": None}})
+    d.cycle()
+
+    assert set(d.truth()["customTags"]) == {"vip-exec", "triaged"}
+
+
 def test_a_whole_tag_list_without_seen_still_sets_the_list_as_documented(
     desk: Callable[[str], Desk],
 ) -> None:

@@ -318,8 +318,10 @@ def _tag_changes(
         return tuple(body.addTags or ()), tuple(body.removeTags or ())
     if body.addTags or body.removeTags:
         raise invalid(("body", "customTags"), "send customTags or addTags/removeTags, not both")
-    before = body.seen.customTags if body.seen is not None else None
-    if before is None:
+    seen = body.seen
+    if seen is not None and "customTags" in seen.model_fields_set:
+        before = list(seen.customTags or ())  # `null`: the client showed none
+    else:
         tenant_id, defender_id = ctx.resolve(principal.user, incident_id)
         shown = submit.current_view(ctx.hub, tenant_id, "incident", defender_id)
         if shown is None:
