@@ -21,6 +21,7 @@ from xdrsync.console.detail import alert_detail, incident_detail
 from xdrsync.hub import Hub
 from xdrsync.hub.payload import comment_key
 from xdrsync.hub.records import NewEdit, Settlement
+from xdrsync.models.wire import parse_datetime
 
 
 def _world(hub: Hub) -> None:
@@ -91,7 +92,7 @@ def test_an_incident_page_has_every_part(hub: Hub) -> None:
     pc = next(n for n in nodes if n.startswith("entity:device:"))
     assert {("contoso~1", "contoso~da1"), ("contoso~da1", pc), ("contoso~da2", pc)} <= edges
     times = [t["at"] for t in page["timeline"] if t["at"] is not None]
-    assert times == sorted(times)
+    assert times == sorted(times, key=parse_datetime)
     assert {t["kind"] for t in page["timeline"]} == {"alert", "evidence", "comment", "version"}
     assert page["comments"][0]["text"] == "first look"
     assert page["comments"][0]["source"] == "defender"
@@ -215,3 +216,16 @@ def test_a_confirmed_comment_defender_did_not_list_is_matched_by_its_text(hub: H
     assert _ours(hub) == [("escalated", "confirmed", "workspace", "ana")]
     _read_back(hub, "escalated", made=datetime.now(UTC))
     assert [(text, state) for text, state, _, _ in _ours(hub)] == [("escalated", "synced")]
+
+
+def test_comments_and_the_timeline_are_in_time_order_within_a_second(hub: Hub) -> None:
+    # Times on a whole second are written without a fraction (`10:06:00Z`), which sorts
+    # after `10:06:00.300000Z` as text, though it comes first.
+    notes = [comment("later", 6.005), comment("sooner", 6)]
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "7", comments=notes)])
+    index(hub)
+    page = incident_detail(hub, TENANT_A, "7", NAMES)
+    assert page is not None
+    assert [c["text"] for c in page["comments"]] == ["sooner", "later"]
+    said = [t["text"] for t in page["timeline"] if t["kind"] == "comment"]
+    assert said == ["sooner", "later"]

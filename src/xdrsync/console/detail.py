@@ -42,6 +42,7 @@ from xdrsync.hub.payload import (
 from xdrsync.hub.reads import _members, comments, history, merged_from
 from xdrsync.hub.records import CommentRow, OutboxRow, VersionRow
 from xdrsync.models.enums import AlertStatus, Classification, Determination, Severity
+from xdrsync.models.wire import parse_datetime
 from xdrsync.twoway.edits import view
 from xdrsync.twoway.pusher import COMMENT_CLOCK_SKEW
 
@@ -114,7 +115,7 @@ def _comments_json(rows: Sequence[CommentRow], edits: Sequence[OutboxRow]) -> li
                     "state": edit.state,
                 }
             )
-    return sorted(out, key=lambda c: (c["createdDateTime"] is None, c["createdDateTime"] or ""))
+    return sorted(out, key=lambda c: _chronological(c["createdDateTime"]))
 
 
 def _arrived(edit: OutboxRow, stored_keys: set[str], unclaimed: list[CommentRow]) -> bool:
@@ -355,7 +356,20 @@ def _graph(
 
 
 def _timeline_sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(items, key=lambda t: (t["at"] is None, t["at"] or "", t["kind"]))
+    return sorted(items, key=lambda t: (*_chronological(t["at"]), t["kind"]))
+
+
+_NEVER: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def _chronological(at: object) -> tuple[bool, datetime, str]:
+    """A sort key: the moment `at` names, however it is spelled (`10:00:00Z` is before
+    `10:00:00.3Z`, though not as text); a missing or unreadable one goes last."""
+    try:
+        moment = parse_datetime(at) if isinstance(at, str) else None
+    except ValueError:
+        moment = None
+    return moment is None, moment or _NEVER, str(at or "")
 
 
 def _fresh_item(
