@@ -33,6 +33,7 @@ from xdrsync.console.queue import (
     severity_name,
 )
 from xdrsync.hub import Hub
+from xdrsync.hub.payload import ticks_from_text
 from xdrsync.hub.records import NewEdit, Settlement
 
 BOTH = [TENANT_A, TENANT_B]
@@ -330,3 +331,22 @@ def test_sync_state_and_the_workspace_view(hub: Hub) -> None:
         hub, QueueFilter(), [TENANT_A], now=row.created_at + timedelta(days=2)
     ).items[0]
     assert later.sync_state == "pending"  # the tags edit is still on its way
+
+
+def test_a_confirmed_edit_shows_until_the_index_has_the_version_that_holds_it(hub: Hub) -> None:
+    # Defender's answer to a close is read back (version 2) before the queue index runs:
+    # the row's values are still version 1's, so the close is shown as on its way, never
+    # as the open incident marked "synced".
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "1", updated=1)])
+    index(hub)
+    [edit] = hub.enqueue_edits([_edit("status", "active", "resolved")])
+    read_back = incident_json(TENANT_A, "1", updated=5, status="resolved")
+    commit(hub, TENANT_A, [read_back])
+    (row,) = hub.edits(ids=[edit])
+    written = ticks_from_text(read_back["lastUpdateDateTime"])
+    hub.settle_edits([Settlement(row, "confirmed", "written", {}, written_version=written)])
+    item = _one(hub)
+    assert (item.status, item.sync_state) == ("resolved", "pending")
+    index(hub)
+    item = _one(hub)
+    assert (item.status, item.sync_state) == ("resolved", "synced")

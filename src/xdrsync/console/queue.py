@@ -51,7 +51,12 @@ from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.outbox import _row as outbox_row
-from xdrsync.hub.payload import enum_text, version_text
+from xdrsync.hub.payload import (
+    datetime_from_ticks,
+    enum_text,
+    ticks_from_datetime,
+    version_text,
+)
 from xdrsync.hub.records import OutboxRow
 from xdrsync.hub.status import get_cursor, max_seq
 from xdrsync.layout import QUEUE_DESTINATION
@@ -457,6 +462,7 @@ def item_from_row(
 ) -> QueueItem:
     """A queue item from an index row (anything with its columns as attributes), the
     incident's exact version (ticks) and its outbox rows, oldest first."""
+    version = _version_shown(row, version)
     shown: dict[str, Any] = {
         "status": row.status,
         "assignedTo": row.assigned_to,
@@ -487,6 +493,21 @@ def item_from_row(
         sync_state=sync_state(edits, version, now),
         seq=row.seq,
     )
+
+
+def _version_shown(row: Any, version: int | None) -> int | None:
+    """The version the row's values are of: the incident's (``version``) when the index has
+    caught up with it, else the older one it was computed from. The edits Defender confirmed
+    in between are not in the row yet, and still count as on their way (a confirmed close
+    must not show the incident open again, as "synced", until the index catches up)."""
+    if version is None or row.last_update_at is None:
+        return version
+    indexed = row.last_update_at
+    if indexed.tzinfo is None:
+        indexed = indexed.replace(tzinfo=UTC)
+    if indexed >= datetime_from_ticks(version):  # the same version (ticks keep a 7th digit)
+        return version
+    return ticks_from_datetime(indexed)
 
 
 def queue_item(
