@@ -445,3 +445,26 @@ def test_every_product_filter_of_the_queue_page_finds_its_incidents(
         found = client.get(f"{API}/incidents", params={"product": product, "top": 500})
         expected = {i["id"] for i in every if product in i["productSources"]}
         assert {i["id"] for i in found.json()["value"]} == expected
+
+
+def test_an_entitys_also_in_link_lists_the_incidents_it_counts(live_console: LiveConsole) -> None:
+    # "also in N incidents" on an entity opens the queue filtered on that entity exactly, in
+    # the incident's tenant: those N and the incident itself (a text search found others).
+    client = live_console.client("admin")
+    every = client.get(f"{API}/incidents", params={"top": 500}).json()["value"]
+    checked = 0
+    for incident in every[:40]:
+        page = client.get(f"{API}/incidents/{incident['id']}").json()
+        for entity in (e for group in page["entities"].values() for e in group):
+            if not entity["otherIncidents"] or checked >= 6:
+                continue
+            params = {"entity": f"{entity['kind']}:{entity['entityKey']}", "tenant": page["tenant"]}
+            listed = client.get(f"{API}/incidents", params={**params, "top": 500}).json()["value"]
+            others = {i["id"] for i in listed} - {incident["id"]}
+            assert len(others) == entity["otherIncidents"], entity
+            assert incident["id"] in {i["id"] for i in listed}
+            assert all(i["tenant"] == page["tenant"] for i in listed)
+            checked += 1
+    assert checked, "the seeded console has entities shared across incidents"
+    bad = client.get(f"{API}/incidents", params={"entity": "no-colon"})
+    assert bad.status_code == 422

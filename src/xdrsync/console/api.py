@@ -199,9 +199,10 @@ def queue_filter(
     from_: Annotated[Moment | None, Query(alias="from")] = None,
     to: Moment | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
+    entity: Annotated[str | None, Query(max_length=8192)] = None,
 ) -> Filtered:
     """The queue's filters (any of the given values of each), shared by the list and its
-    counts. ``owner=me`` is the caller's address."""
+    counts. ``owner=me`` is the caller's address; ``entity`` is ``kind:key``."""
     visible = ctx.visible_tenant_ids(principal.user)
     if tenant:
         wanted = {ctx.ids.get(name) for name in tenant}
@@ -218,8 +219,19 @@ def queue_filter(
         since=from_,
         until=to,
         search=(search or "").strip() or None,
+        entity=_entity(entity),
     )
     return Filtered(flt, visible)
+
+
+def _entity(text: str | None) -> tuple[str, str] | None:
+    """``kind:key`` (the key may hold colons) as (kind, key)."""
+    if text is None:
+        return None
+    kind, colon, key = text.partition(":")
+    if not (kind and colon and key):
+        raise invalid(("query", "entity"), "entity is kind:key, e.g. ip:10.0.0.1")
+    return kind, key
 
 
 QueueFilters = Annotated[Filtered, Depends(queue_filter)]

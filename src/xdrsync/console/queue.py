@@ -31,6 +31,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    exists,
     false,
     func,
     literal,
@@ -106,7 +107,8 @@ class QueueFilter:
     ``since``/``until`` bound ``lastUpdateDateTime`` (``since <= t < until``). Severity
     ``unknown`` is a missing or unrecognised one (``severity_name``), as the counts have it.
     ``search`` is a case-insensitive substring of the title, alert titles, entities and
-    comments; ``sort`` is one of ``SORTS``."""
+    comments; ``entity`` (kind, key) an entity the incidents' evidence names, exactly (the
+    incident page's "also in N incidents"); ``sort`` is one of ``SORTS``."""
 
     statuses: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
@@ -118,6 +120,7 @@ class QueueFilter:
     since: datetime | None = None
     until: datetime | None = None
     search: str | None = None
+    entity: tuple[str, str] | None = None
     sort: str = "lastUpdate"
     descending: bool = True
 
@@ -255,6 +258,18 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
     if flt.search:
         pattern = "%" + like_escape(flt.search.strip().lower()) + "%"
         where.append(Q.c.search.like(pattern, escape="\\"))
+    if flt.entity is not None:
+        kind, key = flt.entity
+        e = s.evidence
+        where.append(
+            exists().where(
+                e.c.tenant_id == Q.c.tenant_id,
+                e.c.incident_id == Q.c.incident_id,
+                e.c.entity_kind == kind,
+                s.entity_key_prefix(key),  # what the index holds (ENTITY_KEY_INDEXED)
+                e.c.entity_key == key,
+            )
+        )
     return where
 
 

@@ -212,15 +212,17 @@ function renderGraph(d) {
           h("dt", {}, "Verdict"), h("dd", { class: `verdict-${e.verdict}` }, humanize(e.verdict) || "—"),
           h("dt", {}, "Remediation"), h("dd", {}, humanize(e.remediationStatus) || "—"),
           h("dt", {}, "In alerts"), h("dd", {}, (e.alertIds || []).map((id) => h("div", {}, alerts.get(id)?.title || id))),
-          h("dt", {}, "Elsewhere"), h("dd", {}, e.otherIncidents ? alsoIn(e) : "only this incident")));
+          h("dt", {}, "Elsewhere"), h("dd", {}, e.otherIncidents ? alsoIn(e, d) : "only this incident")));
       }
     },
   });
 }
 
-function alsoIn(e) {
-  const q = e.displayName || e.entityKey || "";
-  return h("span", { class: "also" }, h("a", { href: `/?search=${encodeURIComponent(q)}`, title: "Incidents that share this entity" }, `also in ${e.otherIncidents} incident${e.otherIncidents === 1 ? "" : "s"}`));
+// The queue of this tenant's incidents whose evidence names the entity exactly (this one
+// among them): the incidents the count is of.
+function alsoIn(e, d) {
+  const q = new URLSearchParams({ entity: `${e.kind}:${e.entityKey}`, tenant: d.tenant });
+  return h("span", { class: "also" }, h("a", { href: `/?${q}`, title: "Incidents that share this entity" }, `also in ${e.otherIncidents} incident${e.otherIncidents === 1 ? "" : "s"}`));
 }
 
 // -- entities ---------------------------------------------------------------------------------
@@ -240,7 +242,7 @@ function renderEntities(d) {
             e.remediationStatus && e.remediationStatus !== "none" ? h("span", {}, `remediation: ${humanize(e.remediationStatus)}`) : null,
             h("span", {}, `${e.alertIds.length} alert${e.alertIds.length === 1 ? "" : "s"}`),
             e.evidenceKind && e.evidenceKind !== e.kind ? h("span", {}, humanize(e.evidenceKind)) : null,
-            e.otherIncidents ? alsoIn(e) : null));
+            e.otherIncidents ? alsoIn(e, d) : null));
         node.addEventListener("click", (event) => {
           if (event.target.closest("a")) return;
           graphApi?.pick(`entity:${e.kind}:${e.entityKey ?? e.displayName}`);

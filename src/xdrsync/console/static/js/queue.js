@@ -10,7 +10,7 @@ import { createPane } from "./pane.js";
 import { createBulk } from "./bulk.js";
 
 const MULTI = ["status", "severity", "tenant", "product", "tactic"];
-const SINGLE = ["owner", "tag", "range", "search"];
+const SINGLE = ["owner", "tag", "range", "search", "entity"];
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3, "90d": 90 * 86400e3 };
 const DEFAULT_SORT = "-lastUpdate";
 const POLL_MS = 2500;
@@ -59,6 +59,7 @@ function apiParams(withSort = true) {
   if (view.owner) q.set("owner", view.owner);
   if (view.tag) q.append("tag", view.tag);
   if (view.search) q.set("search", view.search);
+  if (view.entity) q.set("entity", view.entity);
   if (view.range && RANGES[view.range]) q.set("from", new Date(Date.now() - RANGES[view.range]).toISOString());
   if (withSort) q.set("sort", view.sort);
   return q;
@@ -119,7 +120,7 @@ $("#f-owner").addEventListener("change", (event) => { view.owner = event.target.
 $("#f-range").addEventListener("change", (event) => { view.range = event.target.value; apply(); });
 $("#f-tag").addEventListener("change", (event) => { view.tag = event.target.value.trim(); apply(); });
 $("#f-clear").addEventListener("click", () => {
-  view = { sort: view.sort, status: [], severity: [], tenant: [], product: [], tactic: [], owner: "", tag: "", range: "", search: "" };
+  view = { sort: view.sort, status: [], severity: [], tenant: [], product: [], tactic: [], owner: "", tag: "", range: "", search: "", entity: "" };
   syncForm();
   apply();
 });
@@ -242,6 +243,7 @@ function describeView() {
   if (view.tag) parts.push(`#${view.tag}`);
   if (view.range) parts.push(`updated in ${view.range}`);
   if (view.search) parts.push(`“${view.search}”`);
+  if (view.entity) parts.push(`with ${view.entity.replace(":", " ")}`);
   return parts.length ? ` · ${parts.join(" · ")}` : "";
 }
 
