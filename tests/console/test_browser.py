@@ -216,6 +216,45 @@ def test_incident_page_shows_alerts_entities_graph_timeline(
         session.close()
 
 
+def _shared_entity(live: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An incident page (from the API) and one of its entities that other incidents share."""
+    client = live.client("admin")
+    try:
+        every = client.get("/api/v1/incidents", params={"top": 100}).json()["value"]
+        for incident in every:
+            page = client.get(f"/api/v1/incidents/{incident['id']}").json()
+            for group in page["entities"].values():
+                for entity in group:
+                    if entity["otherIncidents"]:
+                        return page, entity
+    finally:
+        client.close()
+    raise AssertionError("the seeded console has no entity shared across incidents")
+
+
+def test_an_entitys_also_in_link_opens_the_queue_of_its_incidents(
+    browser: Browser, live_console: Any
+) -> None:
+    incident, entity = _shared_entity(live_console)
+    session = signed_in(browser, live_console, "reader")
+    try:
+        page = session.page
+        page.goto(f"/incidents/{incident['id']}")
+        expect(page.locator("#entity-groups .entity").first).to_be_visible()
+        named = page.locator(".entity-name", has_text=entity["displayName"] or entity["entityKey"])
+        card = page.locator("#entity-groups .entity").filter(has=named).first
+        card.locator(".also a").click()
+        # The exact entity, in the incident's tenant (a text search of its name listed
+        # other tenants' incidents and near-matches).
+        expect(page).to_have_url(re.compile(r"[?&]entity=.+&tenant="))
+        rows = page.locator("#queue-rows tr[data-id]")
+        expect(rows).to_have_count(entity["otherIncidents"] + 1)
+        expect(page.locator(f'#queue-rows tr[data-id="{incident["id"]}"]')).to_have_count(1)
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
 def test_responder_assigns_classifies_and_comments(
     browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
 ) -> None:
