@@ -255,6 +255,32 @@ def test_an_entitys_also_in_link_opens_the_queue_of_its_incidents(
         session.close()
 
 
+def test_a_merged_incidents_page_offers_no_edit_defender_would_refuse(
+    browser: Browser, live_console: Any
+) -> None:
+    client = live_console.client("admin")
+    try:
+        every = client.get("/api/v1/incidents", params={"top": 500}).json()["value"]
+    finally:
+        client.close()
+    merged = next((i for i in every if i["mergedInto"]), None)
+    assert merged is not None, "the seeded console has an incident merged into another"
+    session = signed_in(browser, live_console, "responder")
+    try:
+        page = session.page
+        page.goto(f"/incidents/{merged['id']}")
+        expect(page.locator("#h-merged")).to_contain_text("close it there")
+        expect(page.locator("#actions")).to_be_hidden()
+        page.locator("body").press("a")  # the assign-to-me key does nothing here
+        expect(page.locator("#act-state")).to_be_empty()
+        page.locator("#h-merged a").click()
+        expect(page).to_have_url(re.compile(re.escape(f"/incidents/{merged['mergedInto']}") + "$"))
+        expect(page.locator("#actions")).to_be_visible()
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
 def test_responder_assigns_classifies_and_comments(
     browser: Browser, live_console: Any, picks: dict[str, dict[str, Any]]
 ) -> None:

@@ -93,13 +93,18 @@ function renderHeader(d) {
   const merged = $("#h-merged");
   clear(merged);
   const parts = [];
-  if (d.mergedInto) parts.push(h("span", {}, "Merged into ", h("a", { href: `/incidents/${encodeURIComponent(d.mergedInto)}` }, d.mergedInto), ". "));
+  if (d.mergedInto) {
+    const survivor = h("a", { href: `/incidents/${encodeURIComponent(d.mergedInto)}` }, d.mergedInto);
+    // Defender takes no edit of an incident merged away; comments go on to the survivor.
+    parts.push(h("span", {}, "Merged into ", survivor, EDITABLE ? ": assign, change status and close it there. " : ". "));
+  }
   if ((d.mergedFrom || []).length) {
     parts.push(h("span", {}, "Merged from ", d.mergedFrom.map((m, i) => [i ? ", " : "", h("a", { href: `/incidents/${encodeURIComponent(m)}` }, m)]), "."));
   }
   merged.append(...parts);
   merged.hidden = !parts.length;
   if (EDITABLE) {
+    $("#actions").hidden = !!d.mergedInto;
     const closed = d.status === "resolved";
     $("#act-close").hidden = closed;
     $("#act-reopen").hidden = !closed;
@@ -487,7 +492,7 @@ function wireActions() {
 document.addEventListener("keydown", (event) => {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
   if (!EDITABLE) return;
-  if (event.key === "a" && !$("#act-assign-me").disabled) { event.preventDefault(); $("#act-assign-me").click(); }
+  if (event.key === "a" && !$("#act-assign-me").disabled && !$("#actions").hidden) { event.preventDefault(); $("#act-assign-me").click(); }
   else if (event.key === "c") { event.preventDefault(); $("#comment-text").focus(); }
 });
 
