@@ -468,3 +468,22 @@ def test_an_entitys_also_in_link_lists_the_incidents_it_counts(live_console: Liv
     assert checked, "the seeded console has entities shared across incidents"
     bad = client.get(f"{API}/incidents", params={"entity": "no-colon"})
     assert bad.status_code == 422
+
+
+def test_the_queue_lists_incidents_by_id_within_what_the_caller_sees(
+    live_console: LiveConsole,
+) -> None:
+    # The queue's live updates redraw rows that left its filters by their ids.
+    admin = live_console.client("admin")
+    every = admin.get(f"{API}/incidents", params={"top": 500}).json()["value"]
+    first, second = live_console.tenants[0], live_console.tenants[1]
+    mine = [i["id"] for i in every if i["tenant"] == second][:3]
+    theirs = next(i["id"] for i in every if i["tenant"] == first)
+    wanted = [*mine, theirs, "nobody~1", "no-separator"]
+    listed = admin.get(f"{API}/incidents", params={"id": wanted, "status": "resolved"}).json()
+    assert {i["id"] for i in listed["value"]} <= set(mine) | {theirs}  # other filters still apply
+    listed = admin.get(f"{API}/incidents", params={"id": wanted}).json()["value"]
+    assert {i["id"] for i in listed} == {*mine, theirs}
+    scoped = live_console.client("scoped")  # sees the second tenant only
+    listed = scoped.get(f"{API}/incidents", params={"id": wanted}).json()["value"]
+    assert {i["id"] for i in listed} == set(mine)

@@ -56,9 +56,9 @@ def picks(live_console: Any, tenant: str) -> dict[str, Any]:
         for i in reply.json()["value"]
         if not i["mergedInto"] and i["syncState"] == "synced" and i["alertCount"]
     ]
-    assert len(items) >= 5, f"{tenant} has only {len(items)} open incidents with alerts"
-    items = items[-5:]
-    return {"pane": items[0], "bulk": items[1:4], "reader": items[4]}
+    assert len(items) >= 6, f"{tenant} has only {len(items)} open incidents with alerts"
+    items = items[-6:]
+    return {"pane": items[0], "bulk": items[1:4], "reader": items[4], "resolved": items[5]}
 
 
 def _queue(page: Page, tenant: str) -> None:
@@ -152,6 +152,29 @@ def test_pane_shows_the_incident_and_assigns_it(
         # Enter still opens the incident's page.
         page.keyboard.press("Enter")
         expect(page).to_have_url(re.compile(r"/incidents/"))
+        _no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
+def test_a_row_that_a_change_moves_out_of_the_filter_shows_the_change(
+    browser: Browser, live_console: Any, tenant: str, picks: dict[str, Any]
+) -> None:
+    # Filtered on active incidents, one is resolved in the portal: the filtered list no
+    # longer holds it, yet its row must not keep showing it active (with a stale pending
+    # badge after an edit): it shows the change, marked as out of the view.
+    incident = picks["resolved"]
+    session = signed_in(browser, live_console, "reader")
+    try:
+        page = session.page
+        page.goto(f"/?tenant={tenant}&status=active")
+        row = _row(page, incident)
+        expect(row.locator("td.col-status")).to_contain_text("Active")
+        live_console.portal(
+            tenant, incident["incidentId"], status="resolved", classification="falsePositive"
+        )
+        expect(row.locator("td.col-status")).to_contain_text("Resolved", timeout=SYNC_MS)
+        expect(row).to_have_class(re.compile("left-view"))
         _no_script_errors(session.errors)
     finally:
         session.close()

@@ -4,6 +4,7 @@ record is looked up within the tenants the caller may see."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -17,7 +18,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from xdrsync.console import queue
 from xdrsync.console.answers import JSONAnswer
 from xdrsync.console.auth import Principal, context, identify, requires
-from xdrsync.console.context import ConsoleContext
+from xdrsync.console.context import ID_SEPARATOR, ConsoleContext
 from xdrsync.errors import EditRefusedError
 from xdrsync.hub.records import EntityType, OutboxRow
 from xdrsync.twoway import submit
@@ -200,9 +201,11 @@ def queue_filter(
     to: Moment | None = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     entity: Annotated[str | None, Query(max_length=8192)] = None,
+    id: ListParam = None,
 ) -> Filtered:
     """The queue's filters (any of the given values of each), shared by the list and its
-    counts. ``owner=me`` is the caller's address; ``entity`` is ``kind:key``."""
+    counts. ``owner=me`` is the caller's address; ``entity`` is ``kind:key``; ``id`` a
+    workspace id (one the caller may not see matches nothing)."""
     visible = ctx.visible_tenant_ids(principal.user)
     if tenant:
         wanted = {ctx.ids.get(name) for name in tenant}
@@ -220,8 +223,20 @@ def queue_filter(
         until=to,
         search=(search or "").strip() or None,
         entity=_entity(entity),
+        incidents=tuple(_incident_keys(ctx, id or ())),
     )
     return Filtered(flt, visible)
+
+
+def _incident_keys(ctx: ConsoleContext, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(tenant id, incident id) of each workspace id; the tenants' scoping is the list's."""
+    for workspace_id in ids:
+        name, sep, incident_id = workspace_id.partition(ID_SEPARATOR)
+        tenant_id = ctx.ids.get(name)
+        if sep and incident_id and tenant_id is not None:
+            yield tenant_id, incident_id
+        else:
+            yield "", workspace_id  # matches no incident, as an id of nothing should
 
 
 def _entity(text: str | None) -> tuple[str, str] | None:

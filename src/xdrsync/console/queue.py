@@ -38,6 +38,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
 )
 
 from xdrsync import jsontext
@@ -108,7 +109,9 @@ class QueueFilter:
     ``unknown`` is a missing or unrecognised one (``severity_name``), as the counts have it.
     ``search`` is a case-insensitive substring of the title, alert titles, entities and
     comments; ``entity`` (kind, key) an entity the incidents' evidence names, exactly (the
-    incident page's "also in N incidents"); ``sort`` is one of ``SORTS``."""
+    incident page's "also in N incidents"); ``incidents`` (tenant id, incident id) pairs, any
+    of them (the queue's live updates refresh rows that left its filters by them);
+    ``sort`` is one of ``SORTS``."""
 
     statuses: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
@@ -121,6 +124,7 @@ class QueueFilter:
     until: datetime | None = None
     search: str | None = None
     entity: tuple[str, str] | None = None
+    incidents: tuple[tuple[str, str], ...] = ()
     sort: str = "lastUpdate"
     descending: bool = True
 
@@ -258,6 +262,8 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
     if flt.search:
         pattern = "%" + like_escape(flt.search.strip().lower()) + "%"
         where.append(Q.c.search.like(pattern, escape="\\"))
+    if flt.incidents:
+        where.append(tuple_(Q.c.tenant_id, Q.c.incident_id).in_(sorted(set(flt.incidents))))
     if flt.entity is not None:
         kind, key = flt.entity
         e = s.evidence

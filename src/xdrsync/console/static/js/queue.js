@@ -360,15 +360,40 @@ async function refreshRows(ids) {
     const item = byId.get(id);
     if (known && item) replaceRow(known, item);
   }
+  try {
+    await refreshLeft(wanted, byId);
+  } catch {
+    // the live poll tries again
+  }
   loadStats();
 }
 
-function replaceRow(known, item) {
+function replaceRow(known, item, { left = false } = {}) {
   const tr = rowFor(item);
   tr.classList.add("flash");
   if (known.tr.classList.contains("selected")) tr.classList.add("selected");
+  if (left) {
+    tr.classList.add("left-view");
+    tr.title = "No longer matches the filters (it stays until the list is loaded again)";
+  }
   known.tr.replaceWith(tr);
   rows.set(item.id, { item, tr });
+}
+
+/** Redraw the shown rows among `ids` that the filtered list no longer holds (an edit or a
+ * change in Defender moved them out of the view) from their own data, marked as such: a row
+ * is never left showing what it was before the change. */
+async function refreshLeft(ids, listed) {
+  const left = [...ids].filter((id) => rows.has(id) && !listed.has(id));
+  for (let i = 0; i < left.length; i += 50) {
+    const q = new URLSearchParams({ top: "50" });
+    for (const id of left.slice(i, i + 50)) q.append("id", id);
+    const data = await api(`/api/v1/incidents?${q}`);
+    for (const item of data.value) {
+      const known = rows.get(item.id);
+      if (known) replaceRow(known, item, { left: true });
+    }
+  }
 }
 
 /** Whether a key event lands on something that handles Enter/Space itself. */
@@ -513,6 +538,7 @@ async function poll() {
       if (known) replaceRow(known, item);
       else newIds.add(item.id);
     }
+    await refreshLeft(ids, new Set(data.value.map((item) => item.id)));
     if (pane.isOpen && ids.has(pane.id)) pane.refresh();
     showNew();
     loadStats();
