@@ -3,9 +3,10 @@ second of an outbox that is mostly empty."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from xdrsync.hub import Hub
+from xdrsync.hub import Hub, RemoteCopy
 from xdrsync.hub.records import NewEdit, Settlement
 
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -28,3 +29,25 @@ def test_an_edit_is_pending_from_its_queueing_until_it_is_settled(hub: Hub) -> N
     (waiting,) = hub.edits(ids=[edit])
     hub.settle_edits([Settlement(waiting, "confirmed", "confirmed", {})])
     assert not hub.edits_pending()  # settled: nothing left to look at
+
+
+def test_an_edit_is_dated_when_it_was_made_and_never_after_it_was_queued(hub: Hub) -> None:
+    made = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    future = datetime.now(UTC) + timedelta(days=1)  # a remote clock ahead of ours
+    before = datetime.now(UTC)
+    ids = hub.enqueue_edits([replace(_edit(), at=made), replace(_edit(), at=future), _edit()])
+    after = datetime.now(UTC)
+    earlier, ahead, now = hub.edits(ids=ids)
+    assert earlier.created_at == made
+    assert before <= ahead.created_at <= after
+    assert before <= now.created_at <= after
+
+
+def test_a_remote_copy_and_the_edits_read_from_it_are_saved_together(hub: Hub) -> None:
+    copy = RemoteCopy("twin", TENANT, "1", '"etag-2"', {"status": "Active"}, frozenset({"c1"}))
+    (queued,) = hub.save_remote_copy("sentinel", copy, [_edit()])
+    assert hub.get_remote_copy("sentinel", "twin") == copy
+    (row,) = hub.edits()
+    assert (row.id, row.field, row.wanted, row.state) == (queued, "status", "inProgress", "pending")
+    assert hub.save_remote_copy("sentinel", replace(copy, etag='"etag-3"')) == []
+    assert len(hub.edits()) == 1

@@ -73,7 +73,8 @@ def audit(
 
 
 def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[int]:
-    """Queue edits (one transaction with the caller's other writes); returns their ids."""
+    """Queue edits (one transaction with the caller's other writes); returns their ids. An
+    edit's ``created_at`` is when it was made (``NewEdit.at``), never later than ``now``."""
     ids: list[int] = []
     for edit in edits:
         if edit.field != "comment":
@@ -89,7 +90,7 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
                 "wanted": _dump(edit.wanted),
                 "author": edit.author,
                 "origin": edit.origin,
-                "created_at": now,
+                "created_at": now if edit.at is None else min(edit.at, now),
                 "state": "pending",
                 "attempts": 0,
             },

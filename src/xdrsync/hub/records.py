@@ -285,6 +285,9 @@ class NewEdit:
     wanted: Any
     author: str
     origin: str
+    #: When the user made the edit, where the client knows it (Sentinel's
+    #: ``lastModifiedTimeUtc``); None: when it is queued. ``latest_wins`` compares it.
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,10 +276,16 @@ class Hub:
         with self._read() as conn:
             return destinations.get_remote_copy(conn, destination, name)
 
-    def save_remote_copy(self, destination: str, copy: RemoteCopy) -> None:
-        """Store (replace) the copy, ``children`` included."""
+    def save_remote_copy(
+        self, destination: str, copy: RemoteCopy, edits: Sequence[NewEdit] = ()
+    ) -> list[int]:
+        """Store (replace) the copy, ``children`` included, and queue ``edits`` (what was read
+        from it for Defender) in the same transaction: returns their outbox ids. An edit is
+        then never queued twice, nor lost, whatever stops the reader in between."""
+        now = self._clock()
         with self._write() as conn:
-            destinations.save_remote_copy(conn, destination, copy, self._clock())
+            destinations.save_remote_copy(conn, destination, copy, now)
+            return outbox.enqueue(conn, edits, now) if edits else []
 
     def change_time(self, seq: int) -> datetime | None:
         """When the first change after ``seq`` was recorded (None: nothing after it)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from xdrsync.errors import EditRefusedError
@@ -32,7 +33,8 @@ READ_ONLY_FIELDS = {
 class EditRequest:
     """What a user asked for; None / empty means "leave as is". ``owner=""`` unassigns.
     ``seen`` is the record as the user's page showed it (Graph's names); a field it leaves
-    out is taken as the workspace shows it now."""
+    out is taken as the workspace shows it now. ``at`` is when the user made the edit, where
+    the client knows it (else: when it is queued)."""
 
     status: str | None = None
     owner: str | None = None
@@ -43,6 +45,7 @@ class EditRequest:
     comment: str | None = None
     other: Mapping[str, Any] | None = None  # any other field named (always refused)
     seen: Mapping[str, Any] | None = None
+    at: datetime | None = None
 
 
 def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any]:
@@ -169,7 +172,17 @@ def plan_edits(
 
     def add(name: str, seen: Any, value: Any) -> None:
         edits.append(
-            NewEdit(tenant_id, kind, entity_id, name, seen, value, author=author, origin=origin)
+            NewEdit(
+                tenant_id,
+                kind,
+                entity_id,
+                name,
+                seen,
+                value,
+                author=author,
+                origin=origin,
+                at=request.at,
+            )
         )
 
     for name, value in wanted.items():

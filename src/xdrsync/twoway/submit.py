@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from xdrsync.errors import ConfigError, EditRefusedError
 from xdrsync.hub import Hub
-from xdrsync.hub.records import EntityType, OutboxRow, Settlement
+from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, Settlement
 from xdrsync.twoway import access
 from xdrsync.twoway.edits import EditRequest, check_request, plan_edits, view
 
@@ -56,6 +56,32 @@ def submit(
     read), else the workspace's view now.
     ``closing_needs_classification=False`` lets an incident close unclassified (Sentinel
     closes as Undetermined; the workspace's own commands ask for a classification)."""
+    edits = prepare(
+        hub,
+        tenant,
+        kind,
+        entity_id,
+        request,
+        author=author,
+        origin=origin,
+        closing_needs_classification=closing_needs_classification,
+    )
+    return hub.enqueue_edits(edits) if edits else []
+
+
+def prepare(
+    hub: Hub,
+    tenant: Tenant,
+    kind: EntityType,
+    entity_id: str,
+    request: EditRequest,
+    *,
+    author: str,
+    origin: str,
+    closing_needs_classification: bool = True,
+) -> list[NewEdit]:
+    """``submit`` without the queueing: the checked outbox rows, for a caller that queues
+    them in one transaction with its own writes."""
     check_request(kind, request)
     roles = access.recorded_roles(hub.get_state(tenant.tenant_id, access.STREAM))
     refused = access.read_only_reasons(tenant.name, tenant.writes, roles).get(kind)
@@ -64,7 +90,7 @@ def submit(
     record = current_view(hub, tenant.tenant_id, kind, entity_id)
     if record is None:
         raise EditRefusedError(f"no {kind} {entity_id} in tenant {tenant.name}")
-    edits = plan_edits(
+    return plan_edits(
         kind,
         tenant.tenant_id,
         entity_id,
@@ -74,7 +100,6 @@ def submit(
         origin=origin,
         closing_needs_classification=closing_needs_classification,
     )
-    return hub.enqueue_edits(edits) if edits else []
 
 
 def _wait(
@@ -161,4 +186,4 @@ def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
     return hub.edits(ids=[outbox_id])[0]
 
 
-__all__ = ["Tenant", "current_view", "deliver", "resolve", "submit"]
+__all__ = ["Tenant", "current_view", "deliver", "prepare", "resolve", "submit"]

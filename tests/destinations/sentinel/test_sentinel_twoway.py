@@ -5,6 +5,7 @@ yet in Sentinel is never reverted by it."""
 from __future__ import annotations
 
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ import pytest
 from xdrsync.config import Config, SyncConfig
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
-from xdrsync.destinations.sentinel.readback import SentinelReadback, edit_request
+from xdrsync.destinations.sentinel.readback import SentinelReadback, defender_seen, edit_request
+from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.sentinel import SentinelEmulatorServer
 from xdrsync.emulator.sentinel import settings_for as sentinel_settings
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
+from xdrsync.errors import RetriableError
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.fields import TAGS
 from xdrsync.twoway.pusher import Pusher
@@ -420,3 +423,217 @@ def test_a_write_cut_short_by_a_crash_is_neither_taken_for_an_edit_nor_hides_one
     closed = {**confirmed, "status": "Closed"}
     request = edit_request(confirmed, closed, "contoso", {**writing, "status": "New"})
     assert request is not None and request.status == "Closed"
+
+
+def _portal(world: World, tenant: str, incident: str, **changes: Any) -> None:
+    """An analyst's save in the Defender portal, read into the hub (not yet in Sentinel)."""
+    reply = httpx.post(
+        f"{world.defender.base_url}/_emulator/incidents/{incident}",
+        params={"tenant": tenant},
+        json=changes,
+        timeout=30,
+    )
+    reply.raise_for_status()
+    for source in world.workspace.sources():
+        assert sync_tenant(world.workspace.hub, source, inbound_settings(world.config)).ok
+
+
+def _comment(world: World, name: str, message: str) -> None:
+    """An analyst's comment in the Sentinel portal (the incident itself is not saved)."""
+    reply = httpx.post(
+        f"{world.sentinel.base_url}/_emulator/incidents/{name}/comments",
+        json={"message": message, "author": "Ann"},
+        timeout=30,
+    )
+    reply.raise_for_status()
+
+
+def test_a_comment_added_alone_in_sentinel_reaches_defender(world: World) -> None:
+    """A comment does not change the incident's etag: the incident, listed again after
+    xdrsync's own write, looks like that write read back, yet holds the analyst's comment."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    _comment(world, name, "Checked the proxy logs: benign")
+    _portal(world, tenant, incident, customTags=["Escalated"])
+    puts = world.destination.puts
+    world.cycle()  # Defender's change written over the twin, with the etag xdrsync knew
+    assert world.destination.puts == puts + 1
+    assert world.readback.poll() == 1
+    world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
+    assert texts.count("Checked the proxy logs: benign") == 1
+    shown = [c["properties"]["message"] for c in world.sentinel_incident(name)["comments"]]
+    assert shown.count("Checked the proxy logs: benign") == 1
+    assert world.readback.poll() == 0
+
+
+@pytest.mark.parametrize("later", ["defender", "sentinel"])
+def test_of_an_analysts_sentinel_edit_and_a_defender_change_the_later_wins(
+    world: World, later: str
+) -> None:
+    """Both sides assign the incident before the Sentinel edit is read: that is a conflict,
+    which ``latest_wins`` gives to the later change, by when each was made, not by when
+    xdrsync happened to read the Sentinel edit."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    ann = {"userPrincipalName": "ann@contoso.com", "assignedTo": "Ann", "ownerType": "User"}
+    if later == "defender":
+        world.analyst(name, owner=ann)
+        time.sleep(0.05)
+        _portal(world, tenant, incident, assignedTo="bob@contoso.com")
+    else:
+        _portal(world, tenant, incident, assignedTo="bob@contoso.com")
+        time.sleep(0.05)
+        world.analyst(name, owner=ann)
+    assert world.readback.poll() == 1
+    world.cycle()
+    world.cycle()
+    (edit,) = world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident))
+    winner = "bob@contoso.com" if later == "defender" else "ann@contoso.com"
+    assert edit.state == ("overridden" if later == "defender" else "confirmed")
+    assert world.defender_truth(tenant, incident)["assignedTo"] == winner
+    assert world.sentinel_incident(name)["properties"]["owner"]["userPrincipalName"] == winner
+
+
+@pytest.mark.parametrize(
+    ("shown", "current", "seen"),
+    [
+        # The twin shows what Defender holds: nothing to say (Defender's own value stands,
+        # with what Sentinel cannot show: awaitingAction, a determination, a name's case).
+        ({"status": "Active"}, {"status": "awaitingAction"}, {}),
+        (
+            {"classification": "TruePositive"},
+            {"classification": "truePositive", "determination": "malware"},
+            {},
+        ),
+        (
+            {"owner": {"userPrincipalName": "Ann@Contoso.com"}},
+            {"assignedTo": "ann@contoso.com"},
+            {},
+        ),
+        ({"status": "New", "owner": None}, {"status": "active", "assignedTo": None}, {}),
+        # The twin shows an older Defender value: the value behind it.
+        ({"status": "New"}, {"status": "inProgress"}, {"status": "active"}),
+        ({"status": "Closed"}, {"status": "active"}, {"status": "resolved"}),
+        (
+            {"classification": "Undetermined"},
+            {"classification": "truePositive", "determination": "malware"},
+            {"classification": "unknown", "determination": "unknown"},
+        ),
+        (
+            {"classification": "FalsePositive"},
+            {"classification": "truePositive", "determination": "malware"},
+            {"classification": "falsePositive", "determination": "other"},
+        ),
+        ({"owner": None}, {"assignedTo": "bob@contoso.com"}, {"assignedTo": None}),
+        (
+            {"owner": {"userPrincipalName": "ann@contoso.com", "assignedTo": "Ann"}},
+            {"assignedTo": "bob@contoso.com"},
+            {"assignedTo": "ann@contoso.com"},
+        ),
+        ({"owner": {"assignedTo": "Tier 2"}}, {"assignedTo": None}, {"assignedTo": "Tier 2"}),
+    ],
+)
+def test_what_the_twin_showed_is_taken_for_the_defender_value_behind_it(
+    shown: dict[str, Any], current: dict[str, Any], seen: dict[str, Any]
+) -> None:
+    base = {"status": "New", "classification": None, "owner": None}
+    now = {"status": "active", "classification": "unknown", "assignedTo": None}
+    assert defender_seen({**base, **shown}, {**now, **current}) == seen
+
+
+@pytest.mark.parametrize("failing", ["list_comments", "save_remote_copy"])
+def test_a_closing_note_and_a_comment_reach_defender_once_after_a_read_back_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Reading an incident's comments back fails once (a 503), or the hub's write does (the
+    process dies): the next poll reads the incident again, and queues its edits once."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    _comment(world, name, "see ticket SOC-123")
+    world.analyst(
+        name,
+        status="Closed",
+        classification="FalsePositive",
+        classificationReason="IncorrectAlertLogic",
+        classificationComment="Backup job; tuning ticket SOC-123",
+    )
+    owner = world.destination.arm if failing == "list_comments" else world.workspace.hub
+    real = getattr(owner, failing)
+    calls: list[object] = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RetriableError("503 Service Unavailable (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, failing, fails_once)
+    with pytest.raises(RetriableError):
+        world.readback.poll()
+    world.readback.poll()
+    world.cycle()
+    assert world.readback.poll() == 0
+    world.cycle()
+    truth = world.defender_truth(tenant, incident)
+    assert (truth["status"], truth["classification"]) == ("resolved", "falsePositive")
+    texts = [c.get("comment") or "" for c in truth["comments"]]
+    assert texts.count("Backup job; tuning ticket SOC-123") == 1
+    assert texts.count("see ticket SOC-123") == 1
+
+
+def test_sentinel_comments_on_a_merged_incident_reach_the_survivor(world: World) -> None:
+    """Defender merged the incident away: its twin stays in Sentinel, closed. A comment
+    there goes to the incident it was merged into (where the merged incident's comments are
+    reachable); an edit of its fields cannot go anywhere, and the audit trail says so."""
+    tenant = world.config.tenants[0].tenant_id
+    source = world.open_incident(tenant)
+    target = next(
+        s.id
+        for s in world.workspace.hub.list_incidents(limit=200)
+        if s.tenant_id == tenant and s.id != source and s.status == "active"
+    )
+    world.defender.emulator.store(tenant).apply(Merge(source, target))
+    world.cycle()
+    name = incident_name(tenant, source)
+    shown = world.sentinel_incident(name)["properties"]
+    assert shown["status"] == "Closed"
+    _comment(world, name, "This was the CFO's laptop")
+    world.analyst(name, labels=[*shown["labels"], {"labelName": "reviewed", "labelType": "User"}])
+    assert world.readback.poll() == 1  # the comment; the label has nowhere to go
+    world.cycle()
+    (edit,) = world.workspace.hub.edits(tenant_id=tenant)
+    assert (edit.entity_id, edit.state) == (target, "confirmed")
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, target)["comments"]]
+    assert texts.count("This was the CFO's laptop") == 1
+    (refused,) = [
+        a for a in world.workspace.hub.audit_tail(50, tenant) if a.decision == "edit_refused"
+    ]
+    assert refused.entity_id == source
+    assert refused.detail["add_tags"] == ["reviewed"]
+    assert f"merged into {target}" in refused.detail["reason"]
+    assert world.readback.poll() == 0
+
+
+def test_a_sentinel_comment_met_by_a_write_before_any_poll_reaches_defender_once(
+    world: World,
+) -> None:
+    """The write that meets the analyst's version (409) reads it and forwards the comment;
+    the copy it then saves still knows that comment, so no later read forwards it again."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    _comment(world, name, "Met by a write")
+    world.analyst(name, status="Active")
+    _portal(world, tenant, incident, assignedTo="bob@contoso.com")
+    conflicts = world.destination.conflicts
+    world.cycle()
+    assert world.destination.conflicts == conflicts + 1
+    for _ in range(2):
+        world.readback.poll()
+        world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
+    assert texts.count("Met by a write") == 1

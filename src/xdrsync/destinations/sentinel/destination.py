@@ -308,6 +308,9 @@ class SentinelDestination:
                     # Sentinel changed since our last write: its users' edits go to Defender
                     # (two-way) before this write puts Defender's values over them.
                     self.on_read(desired.name, etag, current)
+                    # It saved the copy with the comments it forwarded: kept from here on,
+                    # or the next read would take them for new and forward them again.
+                    copy = self.hub.get_remote_copy(self.name, desired.name) or copy
                 remember(etag, current)
             if current is not None and not differs(current, desired):
                 self.skipped_unchanged += 1

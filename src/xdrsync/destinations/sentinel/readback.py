@@ -11,54 +11,74 @@ offset too), from a watermark the hub keeps, re-reading a lookback on every poll
 wrote or read it (``remote_copy``). An incident whose etag is the copy's is our own write read
 back. Otherwise the fields that differ from the copy are what Sentinel's users changed: only
 they are submitted, so a Defender value Sentinel has not been sent yet is never taken for an
-edit. The edit is queued before the copy moves on, so a crash in between repeats the edit
-(which finds it already queued) rather than losing it. The destination calls the same code
-when a write meets a 409, before it puts Defender's values over the new version. A page is
-listed and compared under the destination's lock, which every write holds too: a page listed
-before a write is never compared with the copy that write saved (our own write would look
-like an analyst undoing it). Nor is a read older than the copy by Sentinel's own
-``lastModifiedTimeUtc`` (the copy keeps the stamp Sentinel answered our last write with): a
-listing that lagged behind that write would show our own write undone.
+edit. What the analyst saw (``EditRequest.seen``) is the Defender value behind what the copy
+shows, and the edit is dated by Sentinel's ``lastModifiedTimeUtc``: a Defender change made
+meanwhile is a conflict for the field's policy, not a value the analyst saw. The edits are
+queued in the transaction that moves the copy on, after everything is read from Sentinel: a
+failed read or a crash queues nothing, and the next poll finds the edits still new, once. The
+destination calls the same code when a write meets a 409, before it puts Defender's values over
+the new version. A page is listed and compared under the destination's lock, which every write
+holds too: a page listed before a write is never compared with the copy that write saved (our
+own write would look like an analyst undoing it). Nor is a read older than the copy by
+Sentinel's own ``lastModifiedTimeUtc`` (the copy keeps the stamp Sentinel answered our last
+write with): a listing that lagged behind that write would show our own write undone.
 
 **Comments.** When an incident read back holds more comments (``commentsCount``) than xdrsync
 knows of on it (the ones it mirrored from Defender and the ones it forwarded), its comments are
-listed and the new ones are posted to Defender for their author. Their echo is not mirrored
-back: a hub comment posted from this destination is left out of the mirror. A comment alone
-is seen when the incident is next listed: whether a new comment moves Sentinel's
-``lastModifiedTimeUtc`` is not documented (the emulator assumes it does not).
+listed and the new ones are posted to Defender for their author, even when the incident is
+otherwise our own write read back (a comment does not change the incident's etag). Their echo
+is not mirrored back: a hub comment posted from this destination is left out of the mirror. A
+comment alone is seen when the incident is next listed (in the lookback, or after a write):
+whether a new comment moves Sentinel's ``lastModifiedTimeUtc`` is not documented (the
+emulator assumes it does not).
+
+**Merged incidents.** Defender keeps a merged incident's comments where they were, reachable
+from the incident it was merged into: a comment (or closing note) on a merged incident's twin
+is posted there. Its fields are another incident's now: an edit of them is refused, and the
+audit trail says so (``edit_refused``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
 
 from xdrsync.config import Config
-from xdrsync.destinations.sentinel.arm import IncidentMissingError, ListedPage, modified_before
-from xdrsync.destinations.sentinel.comments import notice_name
+from xdrsync.destinations.sentinel.arm import (
+    IncidentMissingError,
+    ListedPage,
+    SentinelComment,
+    modified_before,
+)
+from xdrsync.destinations.sentinel.comments import notice_name, redirect_comment
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import (
     INCIDENT_LABEL_PREFIX,
     REDIRECTED_LABEL,
     own_labels,
+    sentinel_owner,
     with_own_labels,
 )
 from xdrsync.errors import EditRefusedError, FatalSyncError
 from xdrsync.hub import Hub, RemoteCopy
 from xdrsync.hub.payload import (
     TICKS_PER_SECOND,
+    datetime_from_ticks,
     ticks_from_datetime,
     ticks_from_text,
     version_text,
 )
+from xdrsync.hub.records import NewEdit
 from xdrsync.sync.listing import PageQuery, keyset_scan
-from xdrsync.tables.vocab import PRODUCTS, UNDETERMINED
+from xdrsync.tables.vocab import CLASSIFICATION, INCIDENT_STATUS, PRODUCTS, UNDETERMINED, key
+from xdrsync.twoway import fields as f
 from xdrsync.twoway.edits import EditRequest
-from xdrsync.twoway.submit import Tenant, submit
+from xdrsync.twoway.pusher import theirs_of
+from xdrsync.twoway.submit import Tenant, current_view, prepare
 
 log = structlog.get_logger(__name__)
 
@@ -197,6 +217,7 @@ class SentinelReadback:
             for t in config.tenants_of(destination.entry)
         }
         self._state_key = f"destination:{destination.name}"
+        self._author = f"Microsoft Sentinel ({destination.name})"
         self.edits_queued = 0
         self.echoes = 0
         self.stale = 0
@@ -254,55 +275,113 @@ class SentinelReadback:
         copy = self.hub.get_remote_copy(self.destination.name, name)
         if copy is None:
             return 0  # not one xdrsync wrote (Sentinel's own analytics, another connector)
-        if copy.etag == etag:
+        tenant = self._tenants.get(copy.tenant_id.lower())
+        ours = copy.etag == etag  # our own write read back: its fields are no edit ...
+        commented = tenant is not None and self._new_comments(copy, properties)  # ... but
+        if ours and not commented:  # a comment added since is (it keeps the etag)
             self.echoes += 1
             return 0
-        if modified_before(properties, copy.properties):
+        if not ours and modified_before(properties, copy.properties):
             self.stale += 1  # lags behind a write Sentinel already answered: not news
             return 0
-        tenant = self._tenants.get(copy.tenant_id.lower())
-        queued = 0
-        request = edit_request(
-            copy.properties, properties, tenant.name if tenant else "", copy.pending
-        )
-        if tenant is not None and request is not None:
-            try:
-                queued = len(
-                    submit(
-                        self.hub,
-                        tenant,
-                        "incident",
-                        copy.entity_id,
-                        request,
-                        author=f"Microsoft Sentinel ({self.destination.name})",
-                        origin=self.origin,
-                        closing_needs_classification=False,
-                    )
-                )
-            except EditRefusedError as refused:
-                log.warning(
-                    "a Sentinel edit cannot go to Defender",
-                    destination=self.destination.name,
-                    incident=copy.entity_id,
-                    tenant=tenant.name,
-                    reason=str(refused),
-                )
-        children = copy.children
-        if tenant is not None and self._new_comments(copy, properties):
-            forwarded, known = self._forward_comments(tenant, copy)
-            queued += forwarded
-            children = children | known
-        self.hub.save_remote_copy(
-            self.destination.name,
-            replace(
-                copy,
-                etag=etag,
-                properties=with_own_labels(properties, own_labels(copy.properties)),
-                children=children,
-            ),
-        )
+        # Sentinel is read before anything is queued: a failed read queues nothing, and the
+        # next poll finds the incident as unread as this one did.
+        comments = self._comments(copy) if commented else None
+        edits: list[NewEdit] = []
+        if tenant is not None and not ours:
+            edits += self._field_edits(tenant, copy, properties)
+        if tenant is not None and comments:
+            edits += self._comment_edits(tenant, copy, comments)
+        children = copy.children | {c.name for c in comments or ()}
+        if ours:
+            copy = replace(copy, children=children)
+        else:
+            kept = with_own_labels(properties, own_labels(copy.properties))
+            copy = replace(copy, etag=etag, properties=kept, children=children)
+        # The edits and the copy that no longer shows them as news, in one transaction.
+        queued = len(self.hub.save_remote_copy(self.destination.name, copy, edits))
         self.edits_queued += queued
         return queued
+
+    def _field_edits(
+        self, tenant: Tenant, copy: RemoteCopy, properties: Mapping[str, Any]
+    ) -> list[NewEdit]:
+        """The edits of the incident's fields (and closing note) made in Sentinel since the
+        copy. Each is merged in Defender from what the twin showed before it (``seen``), at
+        the time Sentinel stamped it: a Defender change made since is a conflict, decided by
+        the field's policy, not a value the analyst saw and overwrote."""
+        request = edit_request(copy.properties, properties, tenant.name, copy.pending)
+        if request is None:
+            return []
+        edits: list[NewEdit] = []
+        fields = replace(request, comment=None)
+        if fields != EditRequest():
+            current = current_view(self.hub, tenant.tenant_id, "incident", copy.entity_id)
+            seen = None if current is None else _seen_before(copy, current)
+            fields = replace(fields, seen=seen, at=_stamp(properties))
+            edits += self._plan(tenant, copy.entity_id, fields, self._author, closing=False)
+        if request.comment is not None:
+            note = EditRequest(comment=request.comment)
+            edits += self._plan(tenant, self._survivor(tenant, copy.entity_id), note, self._author)
+        return edits
+
+    def _plan(
+        self,
+        tenant: Tenant,
+        entity_id: str,
+        request: EditRequest,
+        author: str,
+        *,
+        closing: bool = True,
+    ) -> list[NewEdit]:
+        """The outbox rows for one request from Sentinel; a refusal is logged and audited
+        (nothing of the request goes to Defender, and the trail says why)."""
+        try:
+            return prepare(
+                self.hub,
+                tenant,
+                "incident",
+                entity_id,
+                request,
+                author=author,
+                origin=self.origin,
+                closing_needs_classification=closing,
+            )
+        except EditRefusedError as refused:
+            log.warning(
+                "a Sentinel edit cannot go to Defender",
+                destination=self.destination.name,
+                incident=entity_id,
+                tenant=tenant.name,
+                reason=str(refused),
+            )
+            asked = {
+                k: v
+                for k, v in asdict(request).items()
+                if k not in ("seen", "at", "other") and v not in (None, ())
+            }
+            self.hub.record_audit(
+                tenant.tenant_id,
+                "incident",
+                entity_id,
+                "edit_refused",
+                {"reason": str(refused), "author": author, "origin": self.origin, **asked},
+            )
+            return []
+
+    def _survivor(self, tenant: Tenant, entity_id: str) -> str:
+        """Where a comment on ``entity_id`` goes: the incident Defender merged it into (through
+        every later merge), as its comments stay reachable from there; else itself."""
+        passed = {entity_id}
+        incident = self.hub.get_incident(tenant.tenant_id, entity_id)
+        while incident is not None and incident.is_redirected:
+            survivor = incident.redirect_incident_id
+            if not survivor or survivor in passed:
+                break
+            entity_id = survivor
+            passed.add(survivor)
+            incident = self.hub.get_incident(tenant.tenant_id, entity_id)
+        return entity_id
 
     @staticmethod
     def _new_comments(copy: RemoteCopy, properties: Mapping[str, Any]) -> bool:
@@ -311,39 +390,79 @@ class SentinelReadback:
         count = extra.get("commentsCount") if isinstance(extra, Mapping) else None
         return isinstance(count, int) and count > len(copy.children)
 
-    def _forward_comments(self, tenant: Tenant, copy: RemoteCopy) -> tuple[int, frozenset[str]]:
-        """Post the incident's new Sentinel comments to Defender; (edits queued, the names of
-        every comment now accounted for)."""
+    def _comments(self, copy: RemoteCopy) -> list[SentinelComment] | None:
+        """The incident's comments in Sentinel; None when it is gone (deleted since it was
+        listed: the next write recreates it)."""
+        try:
+            return self.destination.arm.list_comments(copy.name)
+        except IncidentMissingError:
+            return None
+
+    def _comment_edits(
+        self, tenant: Tenant, copy: RemoteCopy, comments: Sequence[SentinelComment]
+    ) -> list[NewEdit]:
+        """The incident's new Sentinel comments, to be posted to Defender for their author
+        (on the incident Defender merged it into, if it did)."""
         ours = {c.name for c in self.destination.mirrored(copy.tenant_id, copy.entity_id)}
         ours.add(notice_name(copy.tenant_id, copy.entity_id))
-        known: set[str] = set()
-        queued = 0
-        try:
-            comments = self.destination.arm.list_comments(copy.name)
-        except IncidentMissingError:  # deleted since it was listed: the next write recreates it
-            return 0, copy.children
+        incident = self.hub.get_incident(copy.tenant_id, copy.entity_id)
+        if incident is not None:
+            redirect = redirect_comment(incident, tenant_id=copy.tenant_id, tenant_name=tenant.name)
+            ours.update(() if redirect is None else (redirect.name,))
+        target = self._survivor(tenant, copy.entity_id)
+        edits: list[NewEdit] = []
         for comment in comments:
-            known.add(comment.name)
             if comment.name in copy.children or comment.name in ours or not comment.message:
                 continue
-            author = comment.author or "an analyst"
-            try:
-                queued += len(
-                    submit(
-                        self.hub,
-                        tenant,
-                        "incident",
-                        copy.entity_id,
-                        EditRequest(comment=comment.message),
-                        author=f"{author} (Microsoft Sentinel)",
-                        origin=self.origin,
-                    )
-                )
-            except EditRefusedError as refused:
-                log.warning(
-                    "a Sentinel comment cannot go to Defender",
-                    destination=self.destination.name,
-                    incident=copy.entity_id,
-                    reason=str(refused),
-                )
-        return queued, frozenset(known)
+            author = f"{comment.author or 'an analyst'} (Microsoft Sentinel)"
+            edits += self._plan(tenant, target, EditRequest(comment=comment.message), author)
+        return edits
+
+
+def _seen_before(copy: RemoteCopy, current: Mapping[str, Any]) -> dict[str, Any]:
+    """What Defender held when the twin showed the copy, as ``EditRequest.seen``. Were
+    xdrsync writing when it last stopped (``copy.pending``), a field either state shows as
+    Defender does now is taken as now (the write may have landed)."""
+    seen = defender_seen(copy.properties, current)
+    if copy.pending is None:
+        return seen
+    writing = defender_seen(copy.pending, current)
+    return {name: value for name, value in seen.items() if name in writing}
+
+
+def defender_seen(shown: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """Defender's values (Graph's names) behind what a Sentinel twin shows (``shown``), in
+    the fields it shows otherwise than the connector would show ``current``, the workspace's
+    view of the incident now. A field shown as ``current``'s is left out: it is taken as
+    ``current``'s, with what Sentinel cannot show (an ``awaitingAction``, a determination)."""
+    seen: dict[str, Any] = {}
+    status = _text(shown, "status")
+    if status.casefold() != INCIDENT_STATUS.get(key(current.get("status")), "").casefold():
+        mapped = f.SENTINEL_STATUS["incident"].get(status.casefold())
+        if mapped is not None:
+            seen["status"] = mapped
+    now = CLASSIFICATION.get(key(current.get("classification")), (UNDETERMINED, None))[0]
+    shown_class = (_text(shown, "classification") or UNDETERMINED).casefold()
+    if shown_class != now.casefold() and shown_class in DEFENDER_CLASSIFICATION:
+        was = f.Pair.from_json(theirs_of(current, f.CLASSIFICATION))
+        seen.update(f.pair(DEFENDER_CLASSIFICATION[shown_class], None, was).to_json())
+    owner = _assignee(shown.get("owner"))
+    now_owner = _assignee(sentinel_owner(current.get(f.OWNER)))
+    if (owner or "").casefold() != (now_owner or "").casefold():
+        seen[f.OWNER] = owner
+    return seen
+
+
+def _assignee(owner: object) -> str | None:
+    """Defender's ``assignedTo`` for a Sentinel owner: its address, else its name; None when
+    it names nobody."""
+    upn = _upn(owner)
+    if upn is None and isinstance(owner, Mapping):
+        upn = _text(owner, "assignedTo")
+    return upn or None
+
+
+def _stamp(properties: Mapping[str, Any]) -> datetime | None:
+    """When Sentinel says the incident was last changed (its users' edit, at the latest)."""
+    ticks = ticks_from_text(_text(properties, "lastModifiedTimeUtc"))
+    return datetime_from_ticks(ticks) if ticks is not None else None
