@@ -1,7 +1,7 @@
 """The pusher when Graph fails in particular ways, against the emulator in one process: a
 comment whose POST never left or whose answer was lost, a 409 on a comment or a PATCH, reads
-that keep failing, a PATCH that landed though its answer was lost, and a permission granted
-while the service runs."""
+that keep failing, a PATCH that landed though its answer was lost (and was undone in the
+portal, or not), one that never landed, and a permission granted while the service runs."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import httpx
 import pytest
 import twowayenv
 
-from xdrsync.config import load_config
+from xdrsync.config import ConflictPolicies, load_config
 from xdrsync.emulator.activity import NewAlert
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
@@ -29,8 +29,10 @@ from xdrsync.emulator.service import settings_for
 from xdrsync.errors import EditRefusedError
 from xdrsync.graph.retry import RetryPolicy
 from xdrsync.graph.security import DefenderApi
+from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.pusher import MAX_CONFLICT_TRIES
-from xdrsync.workspace import Workspace
+from xdrsync.twoway.submit import resolve
+from xdrsync.workspace import Workspace, inbound_settings
 
 TEXT = "False positive - closing"
 CONFLICT = {
@@ -386,6 +388,13 @@ class AnswerLost:
         raise httpx.ReadTimeout("answer lost", request=request)
 
 
+def read_defender(env: Env) -> None:
+    """The service's inbound read of Defender, without a push."""
+    settings = inbound_settings(env.config)
+    for source in env.workspace.sources():
+        assert sync_tenant(env.hub, source, settings).ok
+
+
 def latest_row(env: Env, incident: str, columns: str) -> tuple[Any, ...]:
     """The incident's latest SecurityIncident row, these columns of it."""
     rows = env.workspace.logs.query(
@@ -422,6 +431,178 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_later_portal_change(
     (row,) = env.hub.edits(ids=[edit])
     assert (row.state, env.truth(incident)["assignedTo"]) == ("overridden", "bob@contoso.com")
     assert len(lost.sent) == 1, lost.sent
+
+
+def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_portal_undo(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender applies Alice's PATCH, its answer is lost, and Bob puts the owner back in the
+    portal, to the value Alice had seen, before any second try. Defender's owner then reads as
+    unchanged since Alice looked: sending the same PATCH again would silently undo Bob's later
+    change. The next try finds the record changed since the write went out and in nothing but
+    the owner: the write landed and was undone, and latest wins keeps Bob's value, as it does
+    when Bob assigns someone else."""
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident).get("assignedTo")
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    lost = AnswerLost(lambda: env.portal_edit(incident, assignedTo=before))
+
+    env.wire.fault = lost
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, env.truth(incident).get("assignedTo")) == ("overridden", before)
+    assert len(lost.sent) == 1, lost.sent
+
+
+def test_a_lost_patch_the_hub_read_landed_is_not_resent_over_a_portal_undo_and_comment(
+    make_env: Callable[..., Env],
+) -> None:
+    """As above, but the service reads Alice's value from Defender before Bob undoes it, and
+    Bob comments too: the record no longer differs from before the write in the owner alone,
+    and the version the hub read is what shows the write landed. Bob's value stays."""
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident).get("assignedTo")
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.wire.fault = lost = AnswerLost()
+    env.pusher.push_due()
+    read_defender(env)
+    env.portal_comment(incident, "taking this back", "bob@contoso.com")
+    env.portal_edit(incident, assignedTo=before)
+
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, env.truth(incident).get("assignedTo")) == ("overridden", before)
+    assert len(lost.sent) == 1, lost.sent
+
+
+def test_a_patch_that_never_landed_is_sent_again_though_the_portal_changed_another_field(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender answers Alice's PATCH 503 without applying it, and Bob raises the severity
+    meanwhile. The record changed since the write went out, but in another field: nothing
+    says the write landed, and Alice's owner is written on the next try, not lost to Bob's
+    unrelated change."""
+    env = make_env()
+    incident = env.open_incident()
+    severity = env.truth(incident)["severity"]
+    other = "low" if severity != "low" else "high"
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+
+    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request) or env.wire.hits:
+            return None
+        env.portal_edit(incident, severity=other)
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+    env.wire.fault = busy
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert (env.truth(incident)["assignedTo"], env.truth(incident)["severity"]) == (
+        "alice@contoso.com",
+        other,
+    )
+
+
+def test_a_patch_that_never_landed_writes_the_field_the_portal_left_alone(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice sets the owner and the status in one PATCH; Defender answers 503 without
+    applying it, and Bob assigns Carol meanwhile. Bob's later owner wins (latest wins), but
+    the status he left alone is not taken for a write of Alice's that he undid: it is written."""
+    env = make_env()
+    incident = env.open_incident()
+    status = "inProgress" if env.truth(incident)["status"] == "active" else "active"
+    owner, state = env.edit(incident, owner="alice@contoso.com", status=status)
+
+    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request) or env.wire.hits:
+            return None
+        env.portal_edit(incident, assignedTo="carol@contoso.com")
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+    env.wire.fault = busy
+    env.pusher.push_due()
+    env.push_until_settled([owner, state])
+    states = {row.field: row.state for row in env.hub.edits(ids=[owner, state])}
+    assert states == {"assignedTo": "overridden", "status": "confirmed"}
+    truth = env.truth(incident)
+    assert (truth["assignedTo"], truth["status"]) == ("carol@contoso.com", status)
+
+
+def test_a_patch_that_never_landed_is_sent_again_though_a_comment_of_ours_came_since(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender answers Alice's PATCH 503 without applying it, and a comment of our app's
+    (another user's, pushed while the owner waits its retry) makes a new version: that version
+    is not taken for Alice's write undone, and her owner is written on the next try."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+
+    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request) or env.wire.hits:
+            return None
+        env.portal_comment(incident, "looking into it", env.app)
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+    env.wire.fault = busy
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+
+
+def test_a_patch_that_never_landed_is_sent_again_though_defender_correlated_an_alert(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender answers Alice's PATCH 503 without applying it, then correlates a new alert
+    into the incident (a new version, its properties as they were): the alerts it lists show
+    that something else made the new version, and Alice's owner is written on the next try."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    store = env.server.emulator.store(env.tenant.tenant_id)
+
+    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request) or env.wire.hits:
+            return None
+        alert = {**env.truth(incident)["alerts"][0], "id": "da-correlated-after-the-send"}
+        store.apply(NewAlert(incident, alert))
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+    env.wire.fault = busy
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+
+
+def test_an_undone_lost_patch_under_manual_waits_and_goes_once_resolved(
+    make_env: Callable[..., Env],
+) -> None:
+    """Under the manual policy Bob's undo of Alice's landed write (its answer lost) is a
+    conflict; resolved for the workspace, Alice's owner is written once more and confirmed,
+    not taken again for the write Bob undid."""
+    env = make_env()
+    env.pusher.policies = ConflictPolicies(owner="manual")
+    incident = env.open_incident()
+    before = env.truth(incident).get("assignedTo")
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.wire.fault = lost = AnswerLost(lambda: env.portal_edit(incident, assignedTo=before))
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "conflict"
+    assert env.truth(incident).get("assignedTo") == before
+
+    resolve(env.hub, edit, "workspace")
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+    assert len(lost.sent) == 2, lost.sent
 
 
 def test_a_patch_that_landed_though_its_answer_was_lost_is_the_users_change(

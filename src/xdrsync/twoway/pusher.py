@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from xdrsync.errors import (
     XdrSyncError,
 )
 from xdrsync.graph.errors import ForbiddenError, NotFoundError
-from xdrsync.hub import Hub
+from xdrsync.hub import Hub, VersionRow
 from xdrsync.hub.payload import comment_key, datetime_from_ticks, ticks_from_text
 from xdrsync.hub.records import EntityType, OutboxRow, OutboxState, Settlement, Written
 from xdrsync.logs import clean
@@ -161,6 +161,13 @@ def _unchanged_beyond(record: Mapping[str, Any], keys: Collection[str]) -> dict[
         for k, v in record.items()
         if k not in keys and k not in _WRITE_BUMPED and not k.startswith("@")
     }
+
+
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[str]:
+    """The properties that differ between two versions of a record, but those any write
+    changes (``_WRITE_BUMPED``)."""
+    keys = (before.keys() | after.keys()) - _WRITE_BUMPED
+    return {k for k in keys if not k.startswith("@") and before.get(k) != after.get(k)}
 
 
 def _redirected(record: Mapping[str, Any]) -> str | None:
@@ -368,6 +375,20 @@ class Pusher:
         for edit in edits:
             by_field.setdefault(edit.field, []).append(edit)
         history: list[tuple[datetime, dict[str, Any]]] | None = None
+        # What changed in Defender's record since our unconfirmed writes went out: found once,
+        # when a field first needs it.
+        since_sent: list[set[str] | None] = []
+
+        def undone(name: str) -> bool:
+            """Whether a write of ours of the field landed and was undone since: the record
+            has a new version, changed in nothing that can be seen but that field."""
+            if not since_sent:
+                since_sent.append(
+                    self._changed_since_sent(target, kind, entity_id, edits, record, report)
+                )
+            changed = since_sent[0]
+            return changed is not None and changed <= set(_graph_keys(name))
+
         plans: list[FieldPlan] = []
         for name, group in by_field.items():
             theirs = theirs_of(record, name)
@@ -393,19 +414,12 @@ class Pusher:
                 group = group[len(landed) :]
                 if not group:
                     continue
-            intents = [_intent(e) for e in group]
             if name == TAGS:
-                plans.append(merge_tags(intents, theirs))
+                plans.append(merge_tags([_intent(e) for e in group], theirs))
                 continue
             if history is None:
                 history = self._history(target.tenant_id, kind, entity_id)
-            since = field_since(
-                name,
-                theirs,
-                [(at, theirs_of(payload, name)) for at, payload in history],
-                _time(record.get("lastUpdateDateTime")),
-            )
-            plans.append(merge_field(name, intents, theirs, since, self.policy(name)))
+            plans.append(self._merge(name, group, record, history, undone))
         body = patch_body(plans)
         rows = {e.id: e for e in edits}
         if not body:
@@ -470,6 +484,113 @@ class Pusher:
         )
         self._settle(report, settlements, written)
 
+    def _merge(
+        self,
+        name: str,
+        group: Sequence[OutboxRow],
+        record: Mapping[str, Any],
+        history: Sequence[tuple[datetime, Mapping[str, Any]]],
+        undone: Callable[[str], bool],
+    ) -> FieldPlan:
+        """Merge a field's edits (but those found landed) with Defender's value.
+
+        An earlier write of the field whose answer never came may have landed and Defender's
+        value been changed since: put back to what the user saw, say, by an analyst who
+        un-assigned. Defender then holds what the user saw, which reads as "nothing changed",
+        and writing again would undo the analyst's later change. So when the write is shown
+        (``_written``) or inferred (``undone``) to have landed, Defender's value is a change
+        made after it: merged as if the user had seen the value the write left, under the
+        field's policy, as a change to a third value is. A write that cannot be told to have
+        landed is merged from Defender's value as it stands (sent again)."""
+        intents = [_intent(e) for e in group]
+        theirs = theirs_of(record, name)
+        stamp = _time(record.get("lastUpdateDateTime"))
+        after = _written(name, group, history)
+        if after is None and any(e.sent_at is not None for e in group) and undone(name):
+            after = max(i for i, e in enumerate(group) if e.sent_at is not None)
+        if after is None:
+            values = [(at, theirs_of(payload, name)) for at, payload in history]
+            since = field_since(name, theirs, values, stamp)
+            return merge_field(name, intents, theirs, since, self.policy(name))
+        landed = group[after]
+        assert landed.sent_at is not None
+        intents[0] = replace(intents[0], seen=landed.wanted)
+        # When Defender's value was set after the write: as the hub read it since, else the
+        # record's version.
+        values = [(at, theirs_of(payload, name)) for at, payload in history if at >= landed.sent_at]
+        plan = merge_field(
+            name, intents, theirs, field_since(name, theirs, values, stamp), self.policy(name)
+        )
+        if plan.action == "already":
+            return plan
+        reason = (
+            f"the write of {landed.wanted!r}, its answer lost, landed and was changed in "
+            f"Defender since; {plan.reason}"
+        )
+        return replace(plan, reason=reason)
+
+    def _changed_since_sent(
+        self,
+        target: PushTarget,
+        kind: EntityType,
+        entity_id: str,
+        edits: Sequence[OutboxRow],
+        record: Mapping[str, Any],
+        report: PushReport,
+    ) -> set[str] | None:
+        """The properties in which Defender's record differs from the version the hub read
+        before our first unconfirmed write (but what any write changes, and the comments our
+        app made before it), when the record is newer than that write; None when it is not
+        (nothing changed it since: the write never landed), when the hub read no version
+        before it, or when the incident's alerts changed too or cannot be compared.
+
+        That tells a write put back from one that never landed when no version the hub read
+        shows it (``_written``: the undo may follow within seconds, before any read). A field
+        that Defender holds as the user saw it, in a record with a new version since our write
+        of it that changed nothing that can be seen but that field: the one change known to
+        have been on its way was our write, and it was undone (``undone`` in
+        ``_write_fields``). A change seen anywhere else (a comment, ours too, another field,
+        even one our write set, an alert correlated) may have made the new version on its own,
+        the write never having landed (a 5xx that did not act on it, a crash before it left):
+        the field is written again, as it always was. That misses an undo that came with other
+        changes (unless the hub read the write); taking them for one would end edits
+        overridden by others' changes to other fields (an analyst resolving the incident as
+        the user did), a loss of the user's write that nobody contradicted. Stamps are
+        compared with no allowance for clock skew, as for tags (``_tags_landed``)."""
+        sent = [e.sent_at for e in edits if e.sent_at is not None]
+        stamp = _time(record.get("lastUpdateDateTime"))
+        if not sent or stamp is None or stamp < min(sent):
+            return None
+        first = min(sent)
+        before = [
+            row for row in self._versions(target.tenant_id, kind, entity_id) if row.version < first
+        ]
+        if not before:
+            return None
+        changed = _changed(
+            _others_comments(before[-1].payload, target.app_id, first),
+            _others_comments(record, target.app_id, first),
+        )
+        written = {k for e in edits if e.sent_at is not None for k in _graph_keys(e.field)}
+        if not changed <= written or kind != "incident":
+            return changed  # beyond our writes no field is taken for undone: alerts not read
+        listed = [row.alert_ids for row in before if row.alert_ids is not None]
+        if not listed:
+            return None
+        report.reads += 1
+        try:
+            expanded = target.api.get_incident(entity_id)
+        except XdrSyncError:
+            return None
+        if expanded is None or expanded.get("lastUpdateDateTime") != record.get(
+            "lastUpdateDateTime"
+        ):
+            return None
+        alerts = sorted(
+            str(a.get("id")) for a in expanded.get("alerts") or () if isinstance(a, Mapping)
+        )
+        return changed if alerts == sorted(listed[-1]) else None
+
     def _landed_version(
         self,
         target: PushTarget,
@@ -529,6 +650,10 @@ class Pusher:
         # version, the workspace shows the value (``edits.view``), not its older read.
         version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
         held = version if state == "confirmed" else None
+        if state == "conflict":
+            # The conflict settles what the earlier write did: resolved for the workspace, the
+            # edit is written over the value Defender had, not taken for that write undone.
+            detail["sent_at"] = None
         return [
             Settlement(rows[i], state, decision, detail, written_version=held, theirs=plan.theirs)
             for i in plan.intents
@@ -738,12 +863,12 @@ class Pusher:
     def _history(
         self, tenant_id: str, kind: EntityType, entity_id: str
     ) -> list[tuple[datetime, dict[str, Any]]]:
-        rows = (
-            self.hub.incident_history(tenant_id, entity_id)
-            if kind == "incident"
-            else self.hub.alert_history(tenant_id, entity_id)
-        )
-        return [(row.version, row.payload) for row in rows]
+        return [(row.version, row.payload) for row in self._versions(tenant_id, kind, entity_id)]
+
+    def _versions(self, tenant_id: str, kind: EntityType, entity_id: str) -> list[VersionRow]:
+        if kind == "incident":
+            return self.hub.incident_history(tenant_id, entity_id)
+        return self.hub.alert_history(tenant_id, entity_id)
 
 
 _OUTCOMES: dict[str, tuple[OutboxState, str]] = {
@@ -761,6 +886,22 @@ def _landed(name: str, group: Sequence[OutboxRow], theirs: Any) -> list[OutboxRo
         if edit.sent_at is not None and same(name, theirs, edit.wanted):
             return list(group[: index + 1])
     return []
+
+
+def _written(
+    name: str, group: Sequence[OutboxRow], history: Sequence[tuple[datetime, Mapping[str, Any]]]
+) -> int | None:
+    """The index of the last edit of a field that was sent and that a version the hub read
+    since shows applied (Defender may hold another value now: ``Pusher._merge``). Only versions
+    stamped after the first send count, as for tags (``_tags_landed``)."""
+    for index in range(len(group) - 1, -1, -1):
+        edit = group[index]
+        if edit.sent_at is None:
+            continue
+        sent_at = edit.sent_at
+        if any(at >= sent_at and same(name, theirs_of(p, name), edit.wanted) for at, p in history):
+            return index
+    return None
 
 
 def _tags_landed(
@@ -834,17 +975,26 @@ def _our_comment(
     return None
 
 
-def _others_comments(record: Mapping[str, Any], app_id: str | None) -> Mapping[str, Any]:
-    """``record`` without the comments our app wrote (the push posts them before its PATCH)."""
+def _others_comments(
+    record: Mapping[str, Any], app_id: str | None, before: datetime | None = None
+) -> Mapping[str, Any]:
+    """``record`` without the comments our app wrote (the push posts them before its PATCH),
+    or only those it wrote ``before`` a moment."""
     comments = record.get("comments")
     if not isinstance(comments, list):
         return record
-    others = [
-        c
-        for c in comments
-        if not (isinstance(c, Mapping) and _ours_by_author(c.get("createdByDisplayName"), app_id))
-    ]
+    others = [c for c in comments if not _ours_before(c, app_id, before)]
     return {**record, "comments": others}
+
+
+def _ours_before(comment: Any, app_id: str | None, before: datetime | None) -> bool:
+    """Whether our app wrote a Graph comment (``before`` a moment, when given)."""
+    if not isinstance(comment, Mapping):
+        return False
+    if not _ours_by_author(comment.get("createdByDisplayName"), app_id):
+        return False
+    made = _time(comment.get("createdDateTime"))
+    return before is None or (made is not None and made < before)
 
 
 def _ours_by_author(author: str | None, app_id: str | None) -> bool:
