@@ -91,6 +91,13 @@ def emulate_defender(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8650,
     seed: Annotated[int, typer.Option(help="Seed of the generated tenants and stories.")] = 7,
     incidents: Annotated[int, typer.Option(help="Incidents per tenant at start.")] = 200,
+    big_incident_alerts: Annotated[
+        int,
+        typer.Option(
+            help="Grow each tenant's newest incident to this many alerts (over 1,000, its "
+            "$expand=alerts fails as Graph's does).",
+        ),
+    ] = 0,
     tenants: Annotated[int, typer.Option(help="How many tenants to serve.")] = 1,
     load: Annotated[
         Path | None,
@@ -139,6 +146,7 @@ def emulate_defender(
             faults=faults,
             load_file=load,
             read_only_tenants=read_only or (),
+            big_incident_alerts=big_incident_alerts,
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None

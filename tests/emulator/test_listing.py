@@ -728,3 +728,16 @@ def test_equal_stamps_in_a_new_order_per_request_overlap_across_offset_pages() -
         i for s in range(0, 50, 10) for i in ids(page(records, {**query, "$skip": str(s)}).items)
     ]
     assert sorted(plain, key=int) == sorted(ids(records), key=int)
+
+
+def test_a_refused_orderby_is_answered_in_odatas_words_and_only_when_asked_for() -> None:
+    records = incidents(5)
+    ordered = {"$orderby": "lastUpdateDateTime asc"}
+    for spec in (INCIDENTS, ALERTS):
+        url = INCIDENTS_URL if spec is INCIDENTS else ALERTS_URL
+        with pytest.raises(ListingError) as caught:
+            list_page(records, ordered, spec=spec, base_url=url, order_refused=True)
+        assert caught.value.status == 400
+        assert caught.value.message.startswith("Query option 'OrderBy' is not allowed.")
+        plain = list_page(records, {"$top": "3"}, spec=spec, base_url=url, order_refused=True)
+        assert len(plain.items) == 3

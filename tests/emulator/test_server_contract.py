@@ -795,3 +795,26 @@ def test_patch_refuses_a_status_only_defender_experts_set(run_emulator: Any) -> 
     assert edited.status_code == 200, edited.text
     prefer = {"Prefer": "include-unknown-enum-members"}
     assert caller.get(path, headers=prefer).json()["status"] == "awaitingAction"
+
+
+def test_a_big_incident_cannot_be_expanded_and_its_alerts_stop_at_skip_500(
+    run_emulator: Any,
+) -> None:
+    """Graph's lasting 500 on ``$expand=alerts`` for big incidents (microsoft-apis.md §0.4,
+    §6) and its ``$skip`` ceiling (§2.8), as a client meets them on an incident of 1,100
+    alerts: the expanded list and the expanded incident fail on every request, and the
+    incident's own alerts listing links to a ``$skip`` Graph refuses."""
+    (caller,) = run_emulator(incidents=5, big_incident_alerts=1100)
+    listed = caller.get("/incidents", params={"$top": "50"}).json()["value"]
+    big = max(listed, key=lambda i: i["createdDateTime"])["id"]  # the newest one grew
+    for _ in range(2):
+        assert caller.get("/incidents", params={"$expand": "alerts"}).status_code == 500
+        assert caller.get(f"/incidents/{big}", params={"$expand": "alerts"}).status_code == 500
+    first = caller.get(f"/incidents/{big}/alerts").json()
+    assert len(first["value"]) == 1000
+    refused = caller.get(first["@odata.nextLink"])
+    assert refused.status_code == 400 and "Skip" in refused.json()["error"]["message"]
+    stamps = {a["lastUpdateDateTime"] for a in first["value"]}
+    assert len(stamps) == 1000  # each alert has a stamp of its own: time-boundary paging works
+    others = [i["id"] for i in listed if i["id"] != big]
+    assert caller.get(f"/incidents/{others[0]}", params={"$expand": "alerts"}).status_code == 200

@@ -18,7 +18,7 @@ from xdrsync.errors import (
     SkippableError,
     ThrottledError,
 )
-from xdrsync.graph.errors import ForbiddenError, NotFoundError
+from xdrsync.graph.errors import BadRequestError, ForbiddenError, NotFoundError
 from xdrsync.graph.retry import (
     RULES,
     Action,
@@ -99,7 +99,7 @@ def test_every_condition_has_a_rule() -> None:
         (Condition.SIGN_IN_UNAVAILABLE, Action.RETRY, None),
         (Condition.UNAUTHORIZED, Action.REFRESH_TOKEN, None),
         (Condition.FORBIDDEN, Action.RAISE, ForbiddenError),
-        (Condition.BAD_REQUEST, Action.RAISE, FatalSyncError),
+        (Condition.BAD_REQUEST, Action.RAISE, BadRequestError),
         (Condition.NOT_FOUND, Action.RAISE, NotFoundError),
         (Condition.CONFLICT, Action.RAISE, ConflictError),
         (Condition.UNEXPECTED, Action.RAISE, FatalSyncError),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,9 +15,10 @@ from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
 from xdrsync.errors import RetriableError, ThrottledError
+from xdrsync.graph.errors import BadRequestError
 from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
 from xdrsync.hub.payload import ticks_from_datetime
-from xdrsync.sync.listing import PageQuery
+from xdrsync.sync.listing import PageQuery, Unordered
 
 Build = Callable[..., Harness]
 BASE = f"{GRAPH}/v1.0/security"
@@ -360,6 +361,40 @@ def test_get_incident_falls_back_when_expand_fails(harness_factory: Build) -> No
 
     h = harness_factory(handler, sync=SyncConfig(max_attempts=2))
     assert api_for(h).get_incident("7") == fake.incidents[0]
+
+
+ORDER_REFUSED = (
+    "Query option 'OrderBy' is not allowed. To allow it, set the 'AllowedQueryOptions' "
+    "property on EnableQueryAttribute or QueryValidationSettings."
+)
+
+
+@pytest.mark.parametrize("stream", ["incidents", "alerts"])
+def test_a_refused_orderby_tells_the_engine_to_read_in_windows(
+    harness_factory: Build, stream: str
+) -> None:
+    """Graph documents no ``$orderby`` on these lists (microsoft-apis.md §2.8): its 400
+    refusing it is the signal that the order is not served, not a failure of the stream."""
+    fake = FakeDefender([_incident(1, 2)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "$orderby" in request.url.params:
+            return graph_error(400, "BadRequest", ORDER_REFUSED)
+        return fake(request)
+
+    api = api_for(harness_factory(handler))
+    read = api.incidents_page if stream == "incidents" else api.alerts_page
+    with pytest.raises(Unordered, match="OrderBy"):
+        read(WINDOW)
+    assert read(replace(WINDOW, ordered=False)).items  # windows ask without it, and read
+
+
+def test_another_bad_request_stays_a_failure(harness_factory: Build) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return graph_error(400, "BadRequest", "The limit of '50' for Top query has been exceeded.")
+
+    with pytest.raises(BadRequestError, match="Top query"):
+        api_for(harness_factory(handler)).incidents_page(WINDOW)
 
 
 def test_patch_sends_only_documented_writable_fields(harness_factory: Build) -> None:

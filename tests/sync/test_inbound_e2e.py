@@ -15,7 +15,7 @@ import pytest
 from truth import assert_hub_matches_truth
 
 from xdrsync.config import SyncConfig
-from xdrsync.emulator.activity import Merge
+from xdrsync.emulator.activity import Merge, NewIncident
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.service import settings_for
 from xdrsync.emulator.stories import NEWER_EVIDENCE_TYPE
@@ -112,6 +112,26 @@ def test_a_graph_that_ignores_orderby_is_read_in_windows_and_nothing_is_lost(
     assert states["incidents"].get("ordered") is False
     assert len(env.truth()) > 220  # Defender changed under the reads: new incidents came
     assert env.server.emulator.stats_snapshot()["faults"]["ignored_orderby"] > 0
+
+
+@pytest.mark.parametrize("refused", [1.0, 0.3])
+def test_a_graph_that_refuses_orderby_is_read_in_windows_and_nothing_is_lost(
+    make_env: Any, refused: float
+) -> None:
+    """A service without ``$orderby`` may refuse it with OData's 400 ("Query option
+    'OrderBy' is not allowed") rather than ignore it: both streams read in windows from
+    then on, every cycle succeeds, and the hub ends with Defender's data."""
+    env = make_env(settings_for(seed=19, incidents=150, faults=f"refused_orderby_rate={refused}"))
+    tenant = env.config.tenants[0].tenant_id
+    for _ in range(2):
+        (report,) = env.cycle()
+        assert report.ok, report.errors
+        assert_hub_matches_truth(env.hub, tenant, env.truth())
+    assert env.server.emulator.stats_snapshot()["faults"]["refused_orderby"] > 0
+    if refused == 1.0:  # (at 0.3, the alerts stream's one page may have been served)
+        states = {s.stream: s.doc or {} for s in env.hub.list_states() if s.tenant_id == tenant}
+        assert states["incidents"].get("ordered") is False
+        assert states["alerts"].get("ordered") is False
 
 
 def test_enum_members_newer_than_unknown_future_value_arrive_as_they_are(
@@ -245,6 +265,46 @@ def test_failing_expand_falls_back_to_per_incident_alerts(make_env: Any) -> None
     assert report.ok, report.errors
     assert_hub_matches_truth(env.hub, env.config.tenants[0].tenant_id, env.truth())
     assert env.server.emulator.stats_snapshot()["faults"].get("expand", 0) >= 1
+
+
+@pytest.mark.parametrize("faults", [None, "ignored_orderby_rate=1", "refused_orderby_rate=1"])
+def test_an_incident_too_big_to_expand_is_read_whole_and_new_incidents_keep_coming(
+    make_env: Any, faults: str | None
+) -> None:
+    """Graph's ``$expand=alerts`` fails for good on big incidents (microsoft-apis.md §0.4,
+    §6), and the next links of an incident's alerts stop at ``$skip`` 500 (§2.8): an
+    incident of 1,100 alerts must neither stop the incidents stream nor arrive with part of
+    its alerts, whether Graph honours ``$orderby`` or not."""
+    env = make_env(settings_for(seed=5, incidents=30, big_incident_alerts=1100, faults=faults))
+    tenant = env.config.tenants[0].tenant_id
+    (report,) = env.cycle()
+    assert report.ok, report.errors
+    big = max(env.truth(), key=lambda incident: len(incident["alerts"]))
+    assert len(big["alerts"]) == 1100
+    stored = env.hub.get_incident(tenant, big["id"])
+    assert stored is not None
+    assert {a["id"] for a in stored.to_graph()["alerts"]} == {a["id"] for a in big["alerts"]}
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+    faults = env.server.emulator.stats_snapshot()["faults"]
+    assert faults.get("expand_big_incident", 0) >= 1  # Graph's failure was met, not avoided
+
+    def watermark() -> str:
+        (state,) = [
+            s for s in env.hub.list_states() if s.tenant_id == tenant and s.stream == "incidents"
+        ]
+        return str((state.doc or {})["watermark"])
+
+    before = watermark()
+    template = json.loads(json.dumps(min(env.truth(), key=lambda i: len(i["alerts"]))))
+    for alert in template["alerts"]:
+        alert["id"] += "-new"
+    new_id = env.server.emulator.store(tenant).apply(NewIncident(template))
+    time.sleep(1.1)  # past the Date of the first cycle's read, to the second
+    (again,) = env.cycle()
+    assert again.ok, again.errors
+    assert env.hub.get_incident(tenant, new_id) is not None
+    assert watermark() > before
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
 
 
 def test_malformed_records_are_quarantined_and_the_stream_goes_on(

@@ -37,6 +37,7 @@ from xdrsync.sync.listing import (
     Unsettled,
     keyset_scan,
     stamp_of,
+    whole_scan,
     window_scan,
 )
 
@@ -647,3 +648,34 @@ def test_records_without_an_id_are_told_apart_by_content_and_number() -> None:
     reads = list(keyset_scan(twins, LOWER))
     assert reads[-1].done
     assert len([q for q in queries if q.count and q.skip == 0]) == 1
+
+
+# -- a whole listing (one incident's alerts) -------------------------------------------------
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "order ignored"])
+def test_a_listing_far_beyond_skip_500_is_read_whole_with_its_edits(ordered: bool) -> None:
+    """An incident of 1,700 alerts, two of them edited while it is read: every alert at its
+    newest version, and never a ``$skip`` Graph refuses (the Recorder checks each query)."""
+    graph = FakeGraph(page_size=100, ordered=ordered)
+    for n in range(1700):
+        graph.put(S, f"a{n:04d}", T0 - timedelta(hours=30) + n * timedelta(seconds=7))
+
+    def edit(g: FakeGraph, _s: str, _q: PageQuery) -> None:
+        if g.pages in (3, 9):
+            g.edit(S, f"a{g.pages:04d}")
+
+    graph.hooks.append(edit)
+    fetch = Recorder(graph)
+    read = {item["id"] for page in whole_scan(fetch) for item in page.items}
+    assert read == set(graph.records[S])
+    assert not fetch.unread_before(ticks_from_datetime(graph.now) + 1, lower=0)
+    assert all(query.ordered is ordered for query in fetch.queries[1:])
+
+
+def test_a_tick_holding_more_than_skip_can_reach_fails_clearly_and_asks_no_deeper() -> None:
+    graph = FakeGraph(page_size=100, ordered=False)
+    tie(graph, 700, ticks_from_datetime(T0 - timedelta(hours=1)))
+    graph.put(S, "newer", T0 - timedelta(minutes=30))  # the first page shows the disorder
+    with pytest.raises(RetriableError, match="cannot be read whole"):
+        list(whole_scan(Recorder(graph)))

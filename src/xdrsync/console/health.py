@@ -57,6 +57,7 @@ _GRAPH_NAMES: Final = {
     "token_refreshes": "tokenRefreshes",
     "expand_fallbacks": "expandFallbacks",
     "fallback_alert_reads": "fallbackAlertReads",
+    "whole_alert_reads": "wholeAlertReads",
 }
 
 

@@ -106,6 +106,10 @@ def _wants_alerts(request: Request) -> bool:
     )
 
 
+def _asks_order(request: Request) -> bool:
+    return any(key.lower() == "$orderby" for key in request.query_params)
+
+
 def build_app(emulator: Emulator) -> FastAPI:
     app = FastAPI(title="xdrsync Defender XDR emulator", docs_url=None, redoc_url=None)
     # How next links page: "offset" ($skip, as Graph does) unless switched to "keyset" on the
@@ -152,7 +156,14 @@ def build_app(emulator: Emulator) -> FastAPI:
             incident = store.incident(incident_id)
         except UnknownEntityError:
             return _not_found("incident", incident_id, request)
-        body = incident if _wants_alerts(request) else _without_alerts(incident)
+        if not _wants_alerts(request):
+            body = _without_alerts(incident)
+        elif emulator.too_big_to_expand([incident]):
+            return _graph_error(
+                500, "InternalServerError", "An internal server error occurred.", request
+            )
+        else:
+            body = incident
         body = {
             "@odata.context": f"{_origin(request)}/v1.0/$metadata#security/incidents/$entity",
             **body,
@@ -223,14 +234,14 @@ def build_app(emulator: Emulator) -> FastAPI:
                 paging=paging["mode"],
                 ties=emulator.tie_order(),
                 order_ignored=paging["mode"] == "offset" and emulator.order_ignored(),
+                order_refused=_asks_order(request) and emulator.order_refused(),
             )
         except ListingError as bad:
             return _graph_error(bad.status, bad.code, bad.message, request)
         items = list(page.items)
         if expandable:
             if _wants_alerts(request):
-                ids = [str(i.get("id")) for i in items]
-                if emulator.expand_fails(request.state.tenant_id, ids):
+                if emulator.expand_fails(request.state.tenant_id, items):
                     emulator.count("fault:expand")
                     return _graph_error(
                         500, "InternalServerError", "An internal server error occurred.", request

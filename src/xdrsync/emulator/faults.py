@@ -63,6 +63,9 @@ class FaultSettings:
     #: ``$orderby`` asks: Microsoft documents no ``$orderby`` for these lists (reference §2.8),
     #: so a client must notice and read otherwise.
     ignored_orderby_rate: float = 0.0
+    #: Listing requests with ``$orderby`` refused with OData's 400 ("Query option 'OrderBy'
+    #: is not allowed..."): a service without it may refuse it rather than ignore it.
+    refused_orderby_rate: float = 0.0
     #: That share of records, chosen by id (the same on every read), read with their enum
     #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
     respelled_rate: float = 0.0

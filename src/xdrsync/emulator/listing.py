@@ -281,12 +281,17 @@ def _order(raw: str | None) -> tuple[str, bool]:
     return by_name[words[0].lower()], len(words) == 2 and words[1].lower() == "desc"
 
 
+def _not_allowed(option: str) -> ListingError:
+    """OData's (ASP.NET's) 400 for a query option the service does not allow."""
+    return _bad(
+        f"Query option '{option}' is not allowed. To allow it, set the 'AllowedQueryOptions' "
+        "property on EnableQueryAttribute or QueryValidationSettings."
+    )
+
+
 def _check_expand(raw: str, spec: EntitySetSpec) -> None:
     if not spec.expandable:
-        raise _bad(
-            "Query option 'Expand' is not allowed. To allow it, set the 'AllowedQueryOptions' "
-            "property on EnableQueryAttribute or QueryValidationSettings."
-        )
+        raise _not_allowed("Expand")
     allowed = {e.lower() for e in spec.expandable}
     for item in raw.split(","):
         if item.strip().lower() not in allowed:
@@ -454,6 +459,7 @@ def list_page(
     paging: Paging = "offset",
     ties: random.Random | None = None,
     order_ignored: bool = False,
+    order_refused: bool = False,
 ) -> ListPage:
     """The page a Graph list request answers, or ListingError with Graph's status and message.
 
@@ -464,11 +470,14 @@ def list_page(
     ``ties``: serve records that share a stamp in an order drawn from it (offset paging);
     ``order_ignored``: serve the default order whatever ``$orderby`` asks (offset paging), as
     a service that does not support it may (Microsoft documents no ``$orderby`` for these
-    lists, reference §2.8).
+    lists, reference §2.8); ``order_refused``: answer a request with ``$orderby`` with
+    OData's 400 for an option not allowed, as such a service may instead.
     """
     if paging not in PAGING_MODES:
         raise ValueError(f"unknown paging mode {paging!r}; known: {', '.join(PAGING_MODES)}")
     q = _parse_query(query, spec, paging)
+    if order_refused and "$orderby" in q.raw:
+        raise _not_allowed("OrderBy")
     if order_ignored and paging == "offset":
         field, descending = _order(None)
         q = replace(q, field=field, descending=descending)

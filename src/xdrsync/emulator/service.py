@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ from xdrsync.emulator.activity import ActivityGenerator
 from xdrsync.emulator.auth import TokenIssuer
 from xdrsync.emulator.faults import ERROR_STATUSES, Fault, FaultSettings
 from xdrsync.emulator.store import TenantStore
-from xdrsync.emulator.stories import generate_incidents, newer_evidence
+from xdrsync.emulator.stories import generate_incidents, newer_evidence, swell
 from xdrsync.emulator.tenants import EmulatorSettings, TenantSpec
 from xdrsync.emulator.timefmt import utcnow
 from xdrsync.emulator.validation import as_respelled
@@ -90,6 +90,8 @@ class Emulator:
                     now=self.started_at,
                     span=timedelta(days=settings.history_days),
                 )
+                if mine and settings.big_incident_alerts:
+                    swell(mine[-1], settings.big_incident_alerts)
                 for incident in mine:
                     for alert in incident.get("alerts") or ():
                         if self.faults.new_evidence(tenant.tenant_id, str(alert["id"])):
@@ -171,6 +173,17 @@ class Emulator:
             self.count("fault:ignored_orderby")
         return ignored
 
+    def order_refused(self) -> bool:
+        """For one listing request with ``$orderby``: whether ``refused_orderby_rate`` has
+        it refused."""
+        if self.paused or not self.faults.refused_orderby_rate:
+            return False
+        with self._rng_lock:
+            refused = self._rng.random() < self.faults.refused_orderby_rate
+        if refused:
+            self.count("fault:refused_orderby")
+        return refused
+
     def error_status(self, fault: Fault) -> int:
         """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
         with self._rng_lock:
@@ -188,10 +201,22 @@ class Emulator:
             return as_respelled(record)
         return record
 
-    def expand_fails(self, tenant_id: str, incident_ids: list[str]) -> bool:
+    def expand_fails(self, tenant_id: str, incidents: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether ``$expand=alerts`` answers 500 for a page of these incidents: one of them
+        is too big (always, as Graph does), or ``expand_error_rate`` picked one."""
+        if self.too_big_to_expand(incidents):
+            return True
         if self.paused:
             return False
-        return any(self.faults.expand_fails_for(tenant_id, i) for i in incident_ids)
+        return any(self.faults.expand_fails_for(tenant_id, str(i.get("id"))) for i in incidents)
+
+    def too_big_to_expand(self, incidents: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether one of these incidents has more alerts than ``expand_alert_limit``."""
+        limit = self.settings.expand_alert_limit
+        if limit and any(len(i.get("alerts") or ()) > limit for i in incidents):
+            self.count("fault:expand_big_incident")
+            return True
+        return False
 
     def count(self, *keys: str) -> None:
         with self._stats_lock:
@@ -276,12 +301,13 @@ def settings_for(
     load_file: Path | None = None,
     token_lifetime_seconds: int = 3599,
     read_only_tenants: Collection[int | str] = (),
+    big_incident_alerts: int = 0,
 ) -> EmulatorSettings:
     """Settings as the command line builds them: ``tenants`` derived tenants sharing the knobs.
 
     ``read_only_tenants`` names the tenants whose app was granted read permissions only, by
     index (0 is the first, as an int or digits), name or tenant id; one that matches no tenant
-    is a ValueError.
+    is a ValueError. ``big_incident_alerts``: see ``EmulatorSettings``.
     """
     specs = [
         TenantSpec.derived(
@@ -299,4 +325,5 @@ def settings_for(
         faults=FaultSettings.parse(faults),
         load_file=load_file,
         token_lifetime_seconds=token_lifetime_seconds,
+        big_incident_alerts=big_incident_alerts,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -1097,6 +1098,24 @@ def build_alert(
         "additionalData": {},
         "customDetails": {},
     }
+
+
+def swell(incident: Json, total: int) -> None:
+    """Grow ``incident`` to ``total`` alerts, as a detection firing on every device of a
+    fleet does: its alerts again, each with a new id, created with its original and updated
+    at a moment of its own between that and the original's last update (so no two share a
+    ``lastUpdateDateTime`` and the incident's own stays the newest)."""
+    originals = list(incident.get("alerts") or ())
+    if not originals or total <= len(originals):
+        return
+    for n in range(len(originals), total):
+        alert = copy.deepcopy(originals[n % len(originals)])
+        created, updated = _parse(alert["createdDateTime"]), _parse(alert["lastUpdateDateTime"])
+        alert_id = f"{alert['id']}-{n}"
+        alert["alertWebUrl"] = str(alert.get("alertWebUrl")).replace(alert["id"], alert_id)
+        alert["id"] = alert_id
+        alert["lastUpdateDateTime"] = graph_time(created + (updated - created) * n / total)
+        incident["alerts"].append(alert)
 
 
 def incident_url(incident_id: str, tenant_id: str) -> str:

@@ -66,3 +66,10 @@ class EmulatorSettings:
     load_file: Path | None = None
     token_lifetime_seconds: int = 3599
     history_days: int = 30
+    #: The newest generated incident of each tenant grows to this many alerts (0: as
+    #: generated): a detection firing on a whole fleet (``stories.swell``).
+    big_incident_alerts: int = 0
+    #: ``$expand=alerts`` answers 500 for a page holding an incident with more alerts than
+    #: this, on every request: Graph's lasting failure on big incidents (microsoft-apis.md
+    #: §0.4, §6; the size at which it starts is not published). 0: never.
+    expand_alert_limit: int = 1000

@@ -31,7 +31,7 @@ from xdrsync.errors import (
 )
 from xdrsync.graph import calls
 from xdrsync.graph.auth import TokenProvider
-from xdrsync.graph.errors import ResponseLimitError
+from xdrsync.graph.errors import BadRequestError, ResponseLimitError
 from xdrsync.graph.http import (
     USER_AGENT,
     Limits,
@@ -491,6 +491,8 @@ class GraphClient:
             # A 5xx that says when to come back (an outage asking for ten minutes) is kept
             # across cycles as a 429 is, not answered with a request every poll.
             return ServerBusyError(text, retry_after=decision.retry_after)
+        if issubclass(kind, BadRequestError):
+            return BadRequestError(text, detail=detail)
         error = kind(text)
         if isinstance(error, RetriableError):
             error.unsent = condition in (Condition.NOT_SENT, Condition.SIGN_IN_UNAVAILABLE)

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from xdrsync.errors import ConfigError, SkippableError
+from xdrsync.errors import ConfigError, FatalSyncError, SkippableError
+
+
+class BadRequestError(FatalSyncError):
+    """Graph answered 400: it refuses the request as asked. ``detail`` is Graph's own
+    ``status code: message``, which tells what it refused (``$skip`` past 500, ``$top``
+    past 50, ``$orderby``...); the message also names the request."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ForbiddenError(ConfigError):
@@ -36,4 +46,10 @@ class DeadlineExceededError(ResponseLimitError):
         self.seconds = seconds
 
 
-__all__ = ["DeadlineExceededError", "NotFoundError", "ResponseLimitError", "ResponseTooLargeError"]
+__all__ = [
+    "BadRequestError",
+    "DeadlineExceededError",
+    "NotFoundError",
+    "ResponseLimitError",
+    "ResponseTooLargeError",
+]

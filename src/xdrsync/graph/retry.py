@@ -27,6 +27,7 @@ from xdrsync.errors import (
     XdrSyncError,
 )
 from xdrsync.graph.errors import (
+    BadRequestError,
     DeadlineExceededError,
     ForbiddenError,
     NotFoundError,
@@ -113,7 +114,7 @@ RULES: Mapping[Condition, Rule] = {
     Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
     Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),
     Condition.FORBIDDEN: Rule(Action.RAISE, ForbiddenError),
-    Condition.BAD_REQUEST: Rule(Action.RAISE, FatalSyncError),
+    Condition.BAD_REQUEST: Rule(Action.RAISE, BadRequestError),
     Condition.NOT_FOUND: Rule(Action.RAISE, NotFoundError),
     Condition.CONFLICT: Rule(Action.RAISE, ConflictError),
     Condition.UNEXPECTED: Rule(Action.RAISE, FatalSyncError),

@@ -21,6 +21,10 @@ member leaving is the only way a group changes), otherwise the group is read aga
 with ``$count``. A window whose count changed while it was read may have lost a record to a
 shift, so it is read again; one holding more than the ``$skip`` ceiling can reach is split.
 The stream's state moves only when a window has been read to its end.
+
+**Whole** (one incident's alerts, which may be more than one page): the same keyset read from
+the oldest stamp, or, for a source that ignores the order, windows over all time, each split
+at its middle stamp until ``$skip`` reaches the end of each (``whole_scan``).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ MAX_SHUFFLED_PASSES: Final = 16
 #: about two thirds of it, so a record still missing escapes eight more in about 1 case of
 #: 3,000; a stable order re-serves the same records, and stalls at once.
 STALLED_PASSES: Final = 8
+#: The span a whole listing is read over (``whole_scan``): 1970 to 9999-01-01.
+EARLIEST: Final = 0
+LATEST: Final = 2_533_707_648_000_000_000
 
 
 @dataclass(frozen=True)
@@ -348,7 +355,55 @@ def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
             return
 
 
+def whole_scan(fetch: Fetch) -> Iterator[Page]:
+    """Every page of a listing, however many records it holds (an incident's alerts): by
+    time boundary from the oldest stamp (``keyset_scan``); from a source that ignores the
+    order, by closed windows over all time, each split at the middle stamp read in it until
+    ``$skip`` reaches its end.
+
+    Pages overlap (a record at a page boundary, or in a window read again, comes twice), so
+    the caller keeps each record once. Raises ``RetriableError`` when one tick holds more
+    records than ``$skip`` can reach, or a window keeps changing: never a partial listing.
+    """
+    seen: list[int] = []  # every stamp read: where a window too full to read is split
+
+    def watched(query: PageQuery) -> Page:
+        page = fetch(query)
+        seen.extend(_within(_stamps(page.items), query))
+        return page
+
+    try:
+        for read in keyset_scan(watched, EARLIEST):
+            yield read.page
+        return
+    except Unordered:
+        pass  # what was read stays read; the windows read everything again
+    pending = [(EARLIEST, LATEST)]  # popped from the end: oldest first
+    while pending:
+        lower, upper = pending.pop()
+        try:
+            for read in window_scan(watched, lower, upper):
+                yield read.page
+        except Unsettled as why:
+            if upper - lower <= 1:
+                raise RetriableError(
+                    f"the records stamped {version_text(lower)} cannot be read whole ({why}); "
+                    "they are read again next cycle"
+                ) from None
+            middle = _middle(lower, upper, seen)
+            pending += [(middle, upper), (lower, middle)]
+
+
+def _middle(lower: int, upper: int, seen: Sequence[int]) -> int:
+    """Where to split ``[lower, upper)``: at the median of the stamps read inside it, so each
+    half holds about half its records (the midpoint when none was read)."""
+    inside = sorted(stamp for stamp in seen if lower < stamp < upper)
+    return inside[len(inside) // 2] if inside else (lower + upper) // 2
+
+
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "MAX_PASSES",
     "MAX_SKIP",
     "Fetch",
@@ -359,5 +414,6 @@ __all__ = [
     "Unsettled",
     "keyset_scan",
     "stamp_of",
+    "whole_scan",
     "window_scan",
 ]
