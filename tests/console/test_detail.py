@@ -19,8 +19,8 @@ from consoledata import (
 
 from xdrsync.console.detail import alert_detail, incident_detail
 from xdrsync.hub import Hub
-from xdrsync.hub.payload import comment_key
-from xdrsync.hub.records import NewEdit, Settlement
+from xdrsync.hub.payload import comment_key, ticks_from_text
+from xdrsync.hub.records import NewEdit, Settlement, Written
 from xdrsync.models.wire import parse_datetime
 
 
@@ -229,3 +229,29 @@ def test_comments_and_the_timeline_are_in_time_order_within_a_second(hub: Hub) -
     assert [c["text"] for c in page["comments"]] == ["sooner", "later"]
     said = [t["text"] for t in page["timeline"] if t["kind"] == "comment"]
     assert said == ["sooner", "later"]
+
+
+def test_the_history_says_who_made_each_version(hub: Hub) -> None:
+    # Defender's own identity (an automation, an analyst), or the workspace user whose edit
+    # a version is the echo of (Defender names only the app for it).
+    first = incident_json(TENANT_A, "5", updated=1)
+    first["lastModifiedBy"] = "Automation"
+    commit(hub, TENANT_A, [first])
+    echo = incident_json(TENANT_A, "5", updated=2, status="inProgress")
+    echo["lastModifiedBy"] = "API-App:00000000-0000-0000-0000-000000000001"
+    version = ticks_from_text(echo["lastUpdateDateTime"])
+    assert version is not None
+    hub.settle_edits([], Written(TENANT_A, "incident", "5", version, "ana", "console", {}))
+    commit(hub, TENANT_A, [echo])
+    portal = incident_json(TENANT_A, "5", updated=3, status="inProgress", severity="high")
+    portal["lastModifiedBy"] = "bob@contoso.com"
+    commit(hub, TENANT_A, [portal])
+    index(hub)
+    page = incident_detail(hub, TENANT_A, "5", NAMES)
+    assert page is not None
+    shown = [(v["modifiedBy"], v["viaWorkspace"], v["changed"]) for v in page["history"]]
+    assert shown == [
+        ("Automation", False, {}),
+        ("ana", True, {"status": {"from": "active", "to": "inProgress"}}),
+        ("bob@contoso.com", False, {"severity": {"from": "medium", "to": "high"}}),
+    ]

@@ -51,7 +51,7 @@ WORKSPACE_ORIGINS: Final = frozenset({"cli", "api", "console"})
 #: Verdicts from the most to the least telling; an entity shows its most telling one.
 _VERDICT_ORDER: Final = {"malicious": 0, "suspicious": 1, "noThreatsFound": 2, "unknown": 3}
 #: Fields that change with every version or are shown elsewhere, left out of ``history``.
-_NOT_HISTORY: Final = frozenset({"lastUpdateDateTime", "comments"})
+_NOT_HISTORY: Final = frozenset({"lastUpdateDateTime", "lastModifiedBy", "comments"})
 
 
 def graph_time(value: object) -> str | None:
@@ -149,20 +149,42 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, A
     return changed
 
 
-def _history_json(versions: Sequence[VersionRow]) -> list[dict[str, Any]]:
+def _history_json(
+    versions: Sequence[VersionRow], authors: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """Each version with what it changed and who made it: the workspace user whose edit it
+    is the echo of (``authors``, by seq), else the identity Defender names
+    (``lastModifiedBy``: an analyst, an automation, an app)."""
     out: list[dict[str, Any]] = []
     previous: Mapping[str, Any] = {}
     for number, version in enumerate(versions):
+        author = authors.get(version.seq) if version.seq is not None else None
+        by = version.payload.get("lastModifiedBy")
         out.append(
             {
                 "version": version.version_text,
                 "recordedAt": iso(version.recorded_at),
                 "seq": version.seq,
+                "modifiedBy": author or (by if isinstance(by, str) and by else None),
+                "viaWorkspace": author is not None,
                 "changed": _changed(previous, version.payload) if number else {},
             }
         )
         previous = version.payload
     return out
+
+
+def _authors(conn: Connection, versions: Sequence[VersionRow]) -> dict[int, str]:
+    """The workspace users whose edits these versions echo, by seq."""
+    seqs = [v.seq for v in versions if v.seq is not None]
+    log = s.change_log
+    found: dict[int, str] = {}
+    for part in chunks(seqs):
+        query = select(log.c.seq, log.c.modified_by).where(
+            log.c.seq.in_(part), log.c.modified_by.is_not(None)
+        )
+        found.update((int(seq), str(by)) for seq, by in conn.execute(query) if by)
+    return found
 
 
 def _audit_json(conn: Connection, tenant_id: str, entity_type: str, entity_id: str) -> list[Any]:
@@ -414,6 +436,7 @@ def incident_detail(
         grouped, entities, evidence_times = _entities(conn, names, tenant_id, incident_id, evidence)
         notes = comments(conn, tenant_id, incident_id)
         versions = history(conn, "incident", tenant_id, incident_id)
+        authors = _authors(conn, versions)
         absorbed = merged_from(conn, tenant_id, incident_id)
         audit = _audit_json(conn, tenant_id, "incident", incident_id)
     out = item.to_json(names)
@@ -428,7 +451,7 @@ def incident_detail(
         }
     )
     out["graph"] = _graph(names, tenant_id, out, alerts, entities)
-    history_json = _history_json(versions)
+    history_json = _history_json(versions, authors)
     comments_json = _comments_json(notes, incident_edits)
     timeline: list[dict[str, Any]] = [
         {
@@ -485,6 +508,7 @@ def alert_detail(
             )
         ).all()
         versions = history(conn, "alert", tenant_id, alert_id)
+        authors = _authors(conn, versions)
         audit = _audit_json(conn, tenant_id, "alert", alert_id)
     out = _alert_json(names, tenant_id, payload, edits)
     shown = view(payload, edits) if edits else payload
@@ -510,9 +534,9 @@ def alert_detail(
                     }
                     for at, by, text in notes
                 ),
-                key=lambda n: (n["createdDateTime"] is None, n["createdDateTime"] or ""),
+                key=lambda n: _chronological(n["createdDateTime"]),
             ),
-            "history": _history_json(versions),
+            "history": _history_json(versions, authors),
             "audit": audit,
             "edits": [_edit_json(names, e) for e in edits],
         }

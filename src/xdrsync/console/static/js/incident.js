@@ -360,7 +360,9 @@ function renderHistory(d) {
   for (const v of [...(d.history || [])].reverse()) {
     const changed = Object.entries(v.changed || {});
     list.append(h("li", { class: "hist" },
-      h("div", {}, timeEl(v.version || v.recordedAt, { style: "long" }), h("span", { class: "muted small" }, " read ", timeEl(v.recordedAt, { style: "ago" }))),
+      h("div", {}, timeEl(v.version || v.recordedAt, { style: "long" }),
+        v.modifiedBy ? h("span", { class: "hist-by" }, ` by ${v.modifiedBy}${v.viaWorkspace ? " (in the workspace)" : ""}`) : null,
+        h("span", { class: "muted small" }, " read ", timeEl(v.recordedAt, { style: "ago" }))),
       changed.length
         ? changed.map(([field, c]) => h("div", { class: "hist-change" }, h("strong", {}, field), ": ", changeText(c)))
         : h("div", { class: "muted small" }, "first version read")));
