@@ -153,8 +153,17 @@ def test_queue_filters_live_in_the_url(browser: Browser, live_console: Any) -> N
         expect(page.locator("#overtime svg rect.bar").first).to_be_attached()
         shoot(page, "queue.png")
 
-        page.click(".multi[data-name=severity] .multi-btn")
+        button = page.locator(".multi[data-name=severity] .multi-btn")
+        menu = page.locator(".multi[data-name=severity] .multi-menu")
+        expect(button).to_have_attribute("aria-expanded", "false")
+        button.click()
+        expect(button).to_have_attribute("aria-expanded", "true")
         page.check(".multi[data-name=severity] input[value=high]")
+        # Esc closes the menu from the keyboard, back on its button.
+        page.keyboard.press("Escape")
+        expect(menu).to_be_hidden()
+        expect(button).to_have_attribute("aria-expanded", "false")
+        expect(button).to_be_focused()
         expect(page).to_have_url(re.compile(r"[?&]severity=high"))
         expect(page.locator("#queue-status")).to_contain_text("high")
         expect(page.locator("#queue")).to_have_attribute("aria-busy", "false")
@@ -206,6 +215,14 @@ def test_incident_page_shows_alerts_entities_graph_timeline(
         entity = page.locator("#graph-canvas .g-node.entity").first
         entity.click()
         expect(page.locator("#graph-details h4")).not_to_be_empty()
+        expect(page.locator("#graph-details")).to_contain_text("In alerts")
+        # From the keyboard too: an alert row and an entity card take focus, Enter picks.
+        page.locator("#alerts-table tbody tr[data-alert]").first.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#graph-details")).to_contain_text("Severity")
+        card = page.locator("#entity-groups .entity").first
+        card.focus()
+        page.keyboard.press("Enter")
         expect(page.locator("#graph-details")).to_contain_text("In alerts")
         expect(page.locator("#timeline-list .tl-alert").first).to_be_visible()
         # Times are the browser's zone with UTC in the tooltip.

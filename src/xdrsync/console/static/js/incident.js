@@ -167,7 +167,7 @@ function renderAlerts(d) {
       h("td", { class: "col-time" }, timeEl(a.firstActivityDateTime)),
       h("td", { class: "col-time" }, timeEl(a.lastActivityDateTime)),
       h("td", { class: "col-time" }, timeEl(a.createdDateTime)));
-    tr.addEventListener("click", (event) => { if (!event.target.closest("a")) { graphApi?.pick(a.id); } });
+    pickable(tr, () => graphApi?.pick(a.id), `Show alert ${a.title || a.alertId} in the graph`);
     tbody.append(tr);
   }
   if (!(d.alerts || []).length) tbody.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No alerts.")));
@@ -225,6 +225,20 @@ function renderGraph(d) {
 
 // The queue of this tenant's incidents whose evidence names the entity exactly (this one
 // among them): the incidents the count is of.
+/** `element` shows its item in the graph when clicked (not on a link in it), or from the
+ * keyboard: it takes focus, and Enter or Space picks it. (No button role: a table row keeps
+ * its cells, and an entity card holds a link of its own.) */
+function pickable(element, pick, hint) {
+  element.tabIndex = 0;
+  element.title ||= hint;
+  element.addEventListener("click", (event) => { if (!event.target.closest("a")) pick(); });
+  element.addEventListener("keydown", (event) => {
+    if (event.target !== element || (event.key !== "Enter" && event.key !== " ")) return;
+    event.preventDefault();
+    pick();
+  });
+}
+
 function alsoIn(e, d) {
   const q = new URLSearchParams({ entity: `${e.kind}:${e.entityKey}`, tenant: d.tenant });
   return h("span", { class: "also" }, h("a", { href: `/?${q}`, title: "Incidents that share this entity" }, `also in ${e.otherIncidents} incident${e.otherIncidents === 1 ? "" : "s"}`));
@@ -248,10 +262,8 @@ function renderEntities(d) {
             h("span", {}, `${e.alertIds.length} alert${e.alertIds.length === 1 ? "" : "s"}`),
             e.evidenceKind && e.evidenceKind !== e.kind ? h("span", {}, humanize(e.evidenceKind)) : null,
             e.otherIncidents ? alsoIn(e, d) : null));
-        node.addEventListener("click", (event) => {
-          if (event.target.closest("a")) return;
-          graphApi?.pick(`entity:${e.kind}:${e.entityKey ?? e.displayName}`);
-        });
+        const name = e.displayName || e.entityKey || "entity";
+        pickable(node, () => graphApi?.pick(`entity:${e.kind}:${e.entityKey ?? e.displayName}`), `Show ${name} in the graph`);
         return node;
       })));
   }

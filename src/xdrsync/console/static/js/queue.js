@@ -93,13 +93,26 @@ function labelMulti(box) {
 
 // -- filters ----------------------------------------------------------------------------------
 
+/** Open one filter menu (or none), saying so to assistive technology. */
+function showMenu(menu) {
+  for (const box of $$(".multi", form)) {
+    const other = $(".multi-menu", box);
+    other.hidden = other !== menu;
+    $(".multi-btn", box).setAttribute("aria-expanded", String(other === menu));
+  }
+}
+
 for (const box of $$(".multi", form)) {
   const button = $(".multi-btn", box);
   const menu = $(".multi-menu", box);
-  button.addEventListener("click", () => {
-    const open = menu.hidden;
-    for (const other of $$(".multi-menu", form)) other.hidden = true;
-    menu.hidden = !open;
+  button.setAttribute("aria-expanded", "false");
+  button.addEventListener("click", () => showMenu(menu.hidden ? menu : null));
+  box.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || menu.hidden) return;
+    event.preventDefault();
+    event.stopPropagation();
+    showMenu(null);
+    button.focus();
   });
   menu.addEventListener("change", () => {
     view[box.dataset.name] = $$("input:checked", menu).map((i) => i.value);
@@ -108,7 +121,7 @@ for (const box of $$(".multi", form)) {
   });
 }
 document.addEventListener("click", (event) => {
-  if (!event.target.closest(".multi")) for (const menu of $$(".multi-menu", form)) menu.hidden = true;
+  if (!event.target.closest(".multi")) showMenu(null);
 });
 
 let searchTimer = 0;
