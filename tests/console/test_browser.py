@@ -224,6 +224,8 @@ def test_incident_page_shows_alerts_entities_graph_timeline(
         card.focus()
         page.keyboard.press("Enter")
         expect(page.locator("#graph-details")).to_contain_text("In alerts")
+        # With its key attributes (advanced hunting's names: DeviceName, AccountUpn, ...).
+        expect(page.locator("#graph-details dt").nth(4)).not_to_have_text("In alerts")
         expect(page.locator("#timeline-list .tl-alert").first).to_be_visible()
         # Times are the browser's zone with UTC in the tooltip.
         title = page.locator("#h-created time").get_attribute("title") or ""

@@ -85,6 +85,9 @@ def test_an_incident_page_has_every_part(hub: Hub) -> None:
     assert pc01["alertIds"] == ["contoso~da1", "contoso~da2"]
     assert pc01["verdict"] == "malicious"  # the most telling of its mentions
     assert pc01["otherIncidents"] == 1  # incident 2 has it too
+    # Its key attributes, by advanced hunting's names.
+    assert pc01["attributes"]["DeviceName"] == "pc01.contoso.com"
+    assert pc01["attributes"]["DeviceId"] == "mde-pc01"
     assert page["entities"]["ip"][0]["otherIncidents"] == 0
     nodes = {n["id"]: n["kind"] for n in page["graph"]["nodes"]}
     assert nodes["contoso~1"] == "incident" and nodes["contoso~da2"] == "alert"

@@ -43,6 +43,7 @@ from xdrsync.hub.reads import _members, comments, history, merged_from
 from xdrsync.hub.records import CommentRow, OutboxRow, VersionRow
 from xdrsync.models.enums import AlertStatus, Classification, Determination, Severity
 from xdrsync.models.wire import parse_datetime
+from xdrsync.tables.evidence_columns import evidence_columns
 from xdrsync.twoway.edits import view
 from xdrsync.twoway.pusher import COMMENT_CLOCK_SKEW
 
@@ -327,10 +328,18 @@ def _entities(
                 "remediationStatus": None,
                 "alertIds": [],
                 "otherIncidents": 0,
+                "attributes": {},
             },
         )
         if alert not in entity["alertIds"]:
             entity["alertIds"].append(alert)
+        # Its key attributes, named as advanced hunting's AlertEvidence names them (UPN,
+        # device name, hashes, command line, ...); the first mention of each wins.
+        odata_type = payload.get("@odata.type")
+        for name, value in evidence_columns(
+            odata_type if isinstance(odata_type, str) else None, payload
+        ).items():
+            entity["attributes"].setdefault(name, value)
         verdict = payload.get("verdict")
         if isinstance(verdict, str) and _VERDICT_ORDER.get(verdict, 9) < _VERDICT_ORDER.get(
             entity["verdict"] or "", 10
