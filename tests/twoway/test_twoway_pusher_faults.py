@@ -439,9 +439,10 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_portal_undo(
     """Defender applies Alice's PATCH, its answer is lost, and Bob puts the owner back in the
     portal, to the value Alice had seen, before any second try. Defender's owner then reads as
     unchanged since Alice looked: sending the same PATCH again would silently undo Bob's later
-    change. The next try finds the record changed since the write went out and in nothing but
-    the owner: the write landed and was undone, and latest wins keeps Bob's value, as it does
-    when Bob assigns someone else."""
+    change. The next try finds the record newer than the write and differing in nothing
+    visible from before it: the write may have landed and been undone, or never landed under
+    a version Defender made on its own. Neither writing again nor giving up is safe to choose
+    alone: it is a conflict for the user, and Bob's value stays meanwhile."""
     env = make_env()
     incident = env.open_incident()
     before = env.truth(incident).get("assignedTo")
@@ -452,8 +453,44 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_portal_undo(
     env.pusher.push_due()
     env.push_until_settled([edit])
     (row,) = env.hub.edits(ids=[edit])
-    assert (row.state, env.truth(incident).get("assignedTo")) == ("overridden", before)
+    assert (row.state, env.truth(incident).get("assignedTo")) == ("conflict", before)
     assert len(lost.sent) == 1, lost.sent
+
+
+def test_a_write_that_never_landed_under_a_version_defender_made_is_not_given_up(
+    make_env: Callable[..., Env],
+) -> None:
+    """The PATCH answers 503 and is not applied; before the next try Defender makes a version
+    that changes nothing visible (an alert updated, an automation's save). That looks like a
+    write landed and undone, and the edit must not be settled as overridden by it: it is a
+    conflict the user settles, and settled for the workspace the owner is written."""
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident).get("assignedTo")
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    store = env.server.emulator.store(env.tenant.tenant_id)
+    sent: list[bytes] = []
+
+    def unavailable(request: httpx.Request, inner: Any) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        sent.append(request.content)
+        if len(sent) > 1:
+            return None
+        with store.lock:  # Defender's own version of the incident, nothing visible changed
+            store._touched(store._get(incident), store._clock())
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+    env.wire.fault = unavailable
+    env.pusher.push_due()
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, env.truth(incident).get("assignedTo")) == ("conflict", before)
+
+    resolve(env.hub, edit, "workspace")
+    env.push_until_settled([edit])
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
 
 
 def test_a_lost_patch_the_hub_read_landed_is_not_resent_over_a_portal_undo_and_comment(

@@ -497,30 +497,38 @@ class Pusher:
         An earlier write of the field whose answer never came may have landed and Defender's
         value been changed since: put back to what the user saw, say, by an analyst who
         un-assigned. Defender then holds what the user saw, which reads as "nothing changed",
-        and writing again would undo the analyst's later change. So when the write is shown
-        (``_written``) or inferred (``undone``) to have landed, Defender's value is a change
-        made after it: merged as if the user had seen the value the write left, under the
-        field's policy, as a change to a third value is. A write that cannot be told to have
-        landed is merged from Defender's value as it stands (sent again)."""
+        and writing again would undo the analyst's later change. So when a version the hub
+        read shows the write landed (``_written``), Defender's value is a change made after
+        it: merged as if the user had seen the value the write left, under the field's
+        policy, as a change to a third value is. When that is only inferred (``undone``: a
+        newer record that differs in nothing visible), it is a conflict for the user to
+        settle, whatever the policy. A write that cannot be told to have landed is merged
+        from Defender's value as it stands (sent again)."""
         intents = [_intent(e) for e in group]
         theirs = theirs_of(record, name)
         stamp = _time(record.get("lastUpdateDateTime"))
         after = _written(name, group, history)
-        if after is None and any(e.sent_at is not None for e in group) and undone(name):
+        policy = self.policy(name)
+        sent = any(e.sent_at is not None for e in group)
+        # Defender holding what the user saw is the one case a write undone reads wrongly
+        # (any other value is a change since the user looked, merged as such below).
+        if after is None and sent and same(name, theirs, intents[0].seen) and undone(name):
             after = max(i for i, e in enumerate(group) if e.sent_at is not None)
+            # Only inferred: a version that changed nothing visible may also be Defender's
+            # own (an alert updated, an automation's save) over a write that never landed.
+            # Neither writing again nor giving up is safe to decide alone: the user does.
+            policy = "manual"
         if after is None:
             values = [(at, theirs_of(payload, name)) for at, payload in history]
             since = field_since(name, theirs, values, stamp)
-            return merge_field(name, intents, theirs, since, self.policy(name))
+            return merge_field(name, intents, theirs, since, policy)
         landed = group[after]
         assert landed.sent_at is not None
         intents[0] = replace(intents[0], seen=landed.wanted)
         # When Defender's value was set after the write: as the hub read it since, else the
         # record's version.
         values = [(at, theirs_of(payload, name)) for at, payload in history if at >= landed.sent_at]
-        plan = merge_field(
-            name, intents, theirs, field_since(name, theirs, values, stamp), self.policy(name)
-        )
+        plan = merge_field(name, intents, theirs, field_since(name, theirs, values, stamp), policy)
         if plan.action == "already":
             return plan
         reason = (
