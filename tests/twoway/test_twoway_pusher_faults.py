@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -764,3 +764,21 @@ def test_a_permission_granted_and_checked_is_used_by_the_running_pusher(
     (row,) = env.hub.edits(ids=[edit])
     assert row.state == "confirmed", row.outcome
     assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+
+
+def test_an_edit_made_earlier_but_queued_later_is_not_the_one_written(
+    make_env: Callable[..., Env],
+) -> None:
+    """A Sentinel analyst assigns Ann a minute ago; a console user assigns Carol now; the
+    read-back queues Ann's edit after Carol's, dated when it was made. The later edit is the
+    value Defender gets."""
+    env = make_env()
+    incident = env.open_incident()
+    (later,) = env.edit(incident, owner="carol@contoso.com")
+    made = datetime.now(UTC) - timedelta(minutes=1)
+    (earlier,) = env.edit(
+        incident, author="Ann (Microsoft Sentinel)", owner="ann@contoso.com", at=made
+    )
+    env.push_until_settled([later, earlier])
+    assert env.truth(incident)["assignedTo"] == "carol@contoso.com"
+    assert env.hub.edits(ids=[later])[0].state == "confirmed"

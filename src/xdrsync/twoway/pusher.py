@@ -372,7 +372,9 @@ class Pusher:
         report: PushReport,
     ) -> None:
         by_field: dict[str, list[OutboxRow]] = {}
-        for edit in edits:
+        # In the order they were made, the latest last (it is the value written): an edit
+        # read back from Sentinel is dated by Sentinel and may be queued after a later one.
+        for edit in sorted(edits, key=lambda e: (e.created_at, e.id)):
             by_field.setdefault(edit.field, []).append(edit)
         history: list[tuple[datetime, dict[str, Any]]] | None = None
         # What changed in Defender's record since our unconfirmed writes went out: found once,
