@@ -397,14 +397,23 @@ function replaceRow(known, item, { left = false } = {}) {
  * change in Defender moved them out of the view) from their own data, marked as such: a row
  * is never left showing what it was before the change. */
 async function refreshLeft(ids, listed) {
-  const left = [...ids].filter((id) => rows.has(id) && !listed.has(id));
-  for (let i = 0; i < left.length; i += 50) {
-    const q = new URLSearchParams({ top: "50" });
-    for (const id of left.slice(i, i + 50)) q.append("id", id);
-    const data = await api(`/api/v1/incidents?${q}`);
-    for (const item of data.value) {
-      const known = rows.get(item.id);
-      if (known) replaceRow(known, item, { left: true });
+  const unlisted = [...ids].filter((id) => rows.has(id) && !listed.has(id));
+  for (let i = 0; i < unlisted.length; i += 50) {
+    const part = unlisted.slice(i, i + 50);
+    // Beyond the first page, or pushed past it by newer incidents, a row may still match:
+    // asked by id with the filters, it comes back; only one that does not has left.
+    for (const filtered of [true, false]) {
+      const q = filtered ? apiParams(false) : new URLSearchParams();
+      q.set("top", "50");
+      for (const id of part) q.append("id", id);
+      const data = await api(`/api/v1/incidents?${q}`);
+      for (const item of data.value) {
+        const known = rows.get(item.id);
+        if (known && part.includes(item.id)) replaceRow(known, item, { left: !filtered });
+      }
+      const found = new Set(data.value.map((item) => item.id));
+      part.splice(0, part.length, ...part.filter((id) => !found.has(id)));
+      if (!part.length) break;
     }
   }
 }
