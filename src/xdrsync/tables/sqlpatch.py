@@ -92,8 +92,8 @@ class SqlTooLargeError(PatchError):
 
 
 def patch(sql: str) -> str:
-    """`sql` with every patch applied (as far as `MAX_PATCHED_SQL` allows); `PatchError`
-    where one must be and cannot."""
+    """`sql` with every patch applied; `PatchError` where one must be and cannot
+    (`SqlTooLargeError`: a patch would rewrite SQL longer than `MAX_PATCHED_SQL`)."""
     if f"'{FUNCTION_MARK}" in sql:
         sql = _functions(sql)
     if f'"{NULL_MARK}"' in sql:
