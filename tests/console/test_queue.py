@@ -350,3 +350,14 @@ def test_a_confirmed_edit_shows_until_the_index_has_the_version_that_holds_it(hu
     index(hub)
     item = _one(hub)
     assert (item.status, item.sync_state) == ("resolved", "synced")
+
+
+def test_a_status_the_counts_call_unknown_is_what_the_unknown_filter_lists(hub: Hub) -> None:
+    bare = incident_json(TENANT_A, "1")
+    del bare["status"]  # Defender sent none
+    commit(hub, TENANT_A, [bare, incident_json(TENANT_A, "2")])
+    index(hub)
+    stats = queue_stats(hub, QueueFilter(), [TENANT_A])
+    assert stats["byStatus"] == {"active": 1, "unknown": 1}
+    listed = list_queue(hub, QueueFilter(statuses=("unknown",)), [TENANT_A]).items
+    assert [i.incident_id for i in listed] == ["1"]

@@ -68,6 +68,7 @@ from xdrsync.twoway.edits import view
 ID_SEPARATOR: Final = "~"
 FAILED_FOR: Final = timedelta(hours=24)
 UNASSIGNED: Final = "unassigned"
+#: A missing or unrecognised severity, and a missing status, as the counts name them.
 UNKNOWN_SEVERITY: Final = "unknown"
 MAX_BUCKETS: Final = 1000  # zero-filled buckets of queue_stats' time series, at most
 Q = s.queue_entry
@@ -237,7 +238,12 @@ def _severity_condition(values: Sequence[str]) -> ColumnElement[bool]:
 def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [_tenant_condition(tenants)]
     if flt.statuses:
-        where.append(Q.c.status.in_(sorted({_canonical_status(v) for v in flt.statuses})))
+        wanted: ColumnElement[bool] = Q.c.status.in_(
+            sorted({_canonical_status(v) for v in flt.statuses})
+        )
+        if any(v.lower() == UNKNOWN_SEVERITY for v in flt.statuses):  # as the counts name it
+            wanted = or_(wanted, Q.c.status.is_(None), Q.c.status == "")
+        where.append(wanted)
     if flt.severities:
         where.append(_severity_condition(flt.severities))
     if flt.products:
