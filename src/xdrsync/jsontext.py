@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,16 @@ class UnreadableItem:
 
     raw: str
     reason: str
+
+
+class UnreadableRecord(dict[str, Any]):
+    """A record read whole from its listing that cannot be taken as it is (an incident whose
+    alerts cannot all be read): the sync engine quarantines it with ``reason``, while its
+    ``lastUpdateDateTime`` still steers paging past it, as any record's does."""
+
+    def __init__(self, record: Mapping[str, Any], reason: str) -> None:
+        super().__init__(record)
+        self.reason = reason
 
 
 def dumps(
@@ -136,4 +146,11 @@ def loads(text: str | bytes | bytearray) -> Any:
         return json.loads(text)
 
 
-__all__ = ["UnreadableItem", "dumps", "dumps_utf8", "loads", "without_surrogates"]
+__all__ = [
+    "UnreadableItem",
+    "UnreadableRecord",
+    "dumps",
+    "dumps_utf8",
+    "loads",
+    "without_surrogates",
+]

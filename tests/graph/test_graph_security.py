@@ -18,7 +18,8 @@ from xdrsync.errors import RetriableError, ThrottledError
 from xdrsync.graph.errors import BadRequestError
 from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
 from xdrsync.hub.payload import ticks_from_datetime
-from xdrsync.sync.listing import PageQuery, Unordered
+from xdrsync.sync.inbound import _parse
+from xdrsync.sync.listing import PageQuery, Unordered, stamp_of
 
 Build = Callable[..., Harness]
 BASE = f"{GRAPH}/v1.0/security"
@@ -395,6 +396,32 @@ def test_another_bad_request_stays_a_failure(harness_factory: Build) -> None:
 
     with pytest.raises(BadRequestError, match="Top query"):
         api_for(harness_factory(handler)).incidents_page(WINDOW)
+
+
+def test_an_incident_whose_alerts_cannot_be_read_whole_is_quarantined_not_stalling_the_page(
+    harness_factory: Build,
+) -> None:
+    """The expand fallback reads incident 2's alerts, and Graph refuses that read for good
+    (a 400: a filter the route does not take, more alerts on one stamp than ``$skip``
+    reaches). Failing the page would fail it every cycle and stop the stream; storing the
+    incident with part of its alerts would lose them. It is quarantined with the reason,
+    and the page's other incidents are taken."""
+    fake = FakeDefender([_incident(n, 2) for n in range(1, 4)], expand_fails_at={0})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/incidents/2/alerts"):
+            return graph_error(400, "BadRequest", "Query option 'Filter' is not allowed.")
+        return fake(request)
+
+    sync = SyncConfig(max_attempts=2)
+    page = api_for(harness_factory(handler, sync=sync), sync).incidents_page(WINDOW)
+    assert [i["id"] for i in page.items] == ["1", "2", "3"]
+    assert stamp_of(page.items[1]) == stamp_of(_incident(2, 2))  # it still steers paging
+    incidents, _, quarantined = _parse("incidents", page.items)
+    assert [i.id for i in incidents] == ["1", "3"]
+    (bad,) = quarantined
+    assert "alerts cannot be read whole" in bad.reason and "Filter" in bad.reason
+    assert json.loads(bad.raw)["id"] == "2"
 
 
 def test_patch_sends_only_documented_writable_fields(harness_factory: Build) -> None:

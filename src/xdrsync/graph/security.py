@@ -16,9 +16,16 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import structlog
 
 from xdrsync.config import SyncConfig, TenantConfig
-from xdrsync.errors import AnswerTooLargeError, RetriableError, ServerBusyError, ThrottledError
+from xdrsync.errors import (
+    AnswerTooLargeError,
+    FatalSyncError,
+    RetriableError,
+    ServerBusyError,
+    ThrottledError,
+)
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import BadRequestError, NotFoundError
+from xdrsync.jsontext import UnreadableRecord
 from xdrsync.sync.listing import Page, PageQuery, Unordered, stamp_of, whole_scan
 
 log = structlog.get_logger(__name__)
@@ -305,6 +312,14 @@ class DefenderApi:
         except NotFoundError:
             # Merged or deleted since it was listed; the next cycle reads its new state.
             alerts = []
+        except FatalSyncError as why:
+            # Its alerts cannot be read whole (more sharing one stamp than $skip reaches, a
+            # filter this route refuses): the incident is quarantined with the reason, never
+            # stored with part of its alerts, and the stream goes on; it is read again when it
+            # next changes, or at the reconcile.
+            self.client.record("unreadable_incidents")
+            reason = f"its alerts cannot be read whole: {type(why).__name__}: {why}"
+            return UnreadableRecord(incident, reason[:2000])
         return {**incident, "alerts": alerts}
 
     # -- single records -------------------------------------------------------------------

@@ -32,7 +32,7 @@ from xdrsync.errors import RetriableError
 from xdrsync.graph.pacing import check_stop
 from xdrsync.hub import ApplyResult, Hub, InboundBatch, Quarantined
 from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
-from xdrsync.jsontext import UnreadableItem
+from xdrsync.jsontext import UnreadableItem, UnreadableRecord
 from xdrsync.models import Alert, Incident
 from xdrsync.sync.listing import (
     Fetch,
@@ -159,6 +159,9 @@ def _parse(
     for raw in items:
         if isinstance(raw, UnreadableItem):
             bad.append(Quarantined(raw=raw.raw, reason=raw.reason))
+            continue
+        if isinstance(raw, UnreadableRecord):
+            bad.append(Quarantined(raw=_dump(dict(raw)), reason=raw.reason))
             continue
         if not isinstance(raw, Mapping):
             bad.append(Quarantined(raw=_dump(raw), reason=f"not a JSON object: {_kind(raw)}"))
