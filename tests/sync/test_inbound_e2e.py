@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from truth import assert_hub_matches_truth
 
 from xdrsync.config import SyncConfig
-from xdrsync.emulator.activity import Merge, NewIncident
+from xdrsync.emulator.activity import IncidentEdit, Merge, NewIncident
 from xdrsync.emulator.faults import FaultSettings
 from xdrsync.emulator.service import settings_for
 from xdrsync.emulator.stories import NEWER_EVIDENCE_TYPE
@@ -304,6 +305,41 @@ def test_an_incident_too_big_to_expand_is_read_whole_and_new_incidents_keep_comi
     assert again.ok, again.errors
     assert env.hub.get_incident(tenant, new_id) is not None
     assert watermark() > before
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+
+
+@pytest.mark.parametrize("faults", [None, "ignored_orderby_rate=1"])
+def test_resolving_an_incident_of_1100_alerts_stamps_them_alike_and_no_stream_stalls(
+    make_env: Any, faults: str | None
+) -> None:
+    """Resolving an incident resolves its alerts with one ``lastUpdateDateTime`` (as the
+    emulator does; whether Defender does is unverified): more records share that stamp than
+    ``$skip`` reaches (§2.8). They are read whole, in parts, and both streams go on."""
+    env = make_env(settings_for(seed=5, incidents=30, big_incident_alerts=1100, faults=faults))
+    tenant = env.config.tenants[0].tenant_id
+    (report,) = env.cycle()
+    assert report.ok, report.errors
+    store = env.server.emulator.store(tenant)
+    big = max(env.truth(), key=lambda incident: len(incident["alerts"]))
+    store.apply(IncidentEdit(big["id"], {"status": "resolved"}))
+    resolved = next(i for i in env.truth() if i["id"] == big["id"])
+    stamps = Counter(alert["lastUpdateDateTime"] for alert in resolved["alerts"])
+    assert stamps.most_common(1)[0][1] > 600  # beyond $skip 500 and a page
+    time.sleep(1.1)  # past the Date of the first cycle's read, to the second
+    (again,) = env.cycle()
+    assert again.ok, again.errors
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+
+    template = json.loads(json.dumps(min(env.truth(), key=lambda i: len(i["alerts"]))))
+    for alert in template["alerts"]:
+        alert["id"] += "-new"
+    new_id = store.apply(NewIncident(template))
+    time.sleep(1.1)
+    (third,) = env.cycle()
+    assert third.ok, third.errors
+    stored = env.hub.get_incident(tenant, new_id)
+    assert stored is not None  # the incidents and alerts after the tie still arrive
+    assert {a["id"] for a in stored.to_graph()["alerts"]} == {a["id"] for a in template["alerts"]}
     assert_hub_matches_truth(env.hub, tenant, env.truth())
 
 

@@ -209,11 +209,11 @@ def test_a_tie_that_ends_exactly_at_skip_500_is_read_whole() -> None:
 
 
 @pytest.mark.parametrize(("size", "page_size"), [(MAX_SKIP + 6, 5), (MAX_SKIP + 2, 3)])
-def test_a_tie_beyond_skip_500_fails_clearly_without_asking_beyond_it(
+def test_a_tie_beyond_skip_500_that_no_filter_splits_fails_clearly_without_asking_beyond_it(
     size: int, page_size: int
 ) -> None:
     stamp = LOWER + 60 * SECOND
-    fetch = Tie(size, page_size, stamp)
+    fetch = Tie(size, page_size, stamp)  # no createdDateTime, severity or status to split by
     proven: list[int] = []
     # the message names the stamp, so an operator can find the records in Defender
     with pytest.raises(
@@ -221,6 +221,121 @@ def test_a_tie_beyond_skip_500_fails_clearly_without_asking_beyond_it(
     ):
         drain(keyset_scan(fetch, LOWER), proven)
     assert max(proven) == stamp  # nothing after the group was claimed read
+
+
+TIE = "2025-01-01T00:00:00.0000000Z"
+
+
+@dataclass
+class Emulated:
+    """The emulator's listing over ``records`` (pages of ``top``, the order among equal
+    stamps by id, or none honoured at all): the queries asked and the ids served."""
+
+    records: list[dict[str, Any]]
+    top: int = 50
+    order_ignored: bool = False
+    queries: list[PageQuery] = field(default_factory=list)
+    served: set[str] = field(default_factory=set)
+
+    def __call__(self, query: PageQuery) -> ListPage:
+        assert 0 <= query.skip <= MAX_SKIP, "Graph answers 400 above $skip=500"
+        self.queries.append(query)
+        params: dict[str, str] = {"$filter": query.filter_text, "$top": str(self.top)}
+        if query.ordered:
+            params["$orderby"] = "lastUpdateDateTime asc"
+        if query.skip:
+            params["$skip"] = str(query.skip)
+        if query.count:
+            params["$count"] = "true"
+        page = list_page(
+            self.records,
+            params,
+            spec=INCIDENTS,
+            base_url="http://x/v1.0/security",
+            order_ignored=self.order_ignored,
+        )
+        self.served.update(item["id"] for item in page.items)
+        return ListPage(
+            tuple(page.items),
+            datetime(2025, 1, 2, tzinfo=UTC),
+            more=page.next_link is not None,
+            full=len(page.items) >= self.top,
+            count=page.count,
+        )
+
+
+def tied(n: int, created: str, **fields: Any) -> dict[str, Any]:
+    return {"id": f"t{n:05d}", "lastUpdateDateTime": TIE, "createdDateTime": created, **fields}
+
+
+@pytest.mark.parametrize("scan", ["keyset", "whole", "whole-unordered"])
+def test_a_tie_beyond_skip_500_is_read_whole_in_parts_by_created_date(scan: str) -> None:
+    """1,700 records stamped alike (an incident resolved with all its alerts) would stop the
+    stream at their stamp for good: they are read in parts by createdDateTime instead."""
+    records = [
+        tied(n, version_text(ticks_from_text("2024-12-01T00:00:00Z") + n * SECOND))  # type: ignore[operator]
+        for n in range(1700)
+    ]
+    records.append({"id": "later", "lastUpdateDateTime": "2025-01-01T00:00:01Z"})
+    fetch = Emulated(records, order_ignored=scan == "whole-unordered")
+    lower = ticks_from_text("2024-12-31T00:00:00Z")
+    assert lower is not None
+    if scan == "keyset":
+        reads = list(keyset_scan(fetch, lower))
+        assert reads[-1].done  # the stream goes on past the tie, to its end
+        assert {read.through for read in reads} == {ticks_from_text(TIE), None}
+    else:
+        list(whole_scan(fetch))
+    assert fetch.served == {r["id"] for r in records}
+    assert any("createdDateTime" in q.filter_text for q in fetch.queries)
+    assert len(fetch.queries) < 200  # parts of about half of what $skip reaches, not pages
+
+
+def test_records_sharing_both_stamps_beyond_reach_are_split_by_severity_then_status() -> None:
+    created = "2024-12-01T00:00:00Z"
+    records = [
+        *(
+            tied(n, created, severity="high", status=("active", "resolved")[n % 2])
+            for n in range(800)
+        ),
+        *(tied(n, created, severity="medium", status="active") for n in range(800, 1200)),
+        *(tied(n, created, severity="low", status="active") for n in range(1200, 1300)),
+        *(tied(n, created, status="active") for n in range(1300, 1310)),  # no severity
+    ]
+    fetch = Emulated(records)
+    lower = ticks_from_text("2024-12-31T00:00:00Z")
+    assert lower is not None
+    proven: list[int] = []
+    drain(keyset_scan(fetch, lower), proven)
+    assert fetch.served == {r["id"] for r in records}
+    filters = {q.filter_text for q in fetch.queries}
+    assert any("severity eq 'high' and status eq 'resolved'" in f for f in filters)
+    assert any("not (severity eq 'high')" in f for f in filters)  # the other values
+
+
+def test_a_tie_no_filter_tells_apart_beyond_reach_fails_clearly_asking_no_deeper() -> None:
+    records = [tied(n, "2024-12-01T00:00:00Z", severity="low", status="new") for n in range(600)]
+    fetch = Emulated(records)
+    lower = ticks_from_text("2024-12-31T00:00:00Z")
+    assert lower is not None
+    with pytest.raises(FatalSyncError, match=rf"share lastUpdateDateTime {TIE} .*\$skip=500"):
+        drain(keyset_scan(fetch, lower), [])
+    assert max(q.skip for q in fetch.queries) <= MAX_SKIP  # Emulated asserts it of each
+
+
+def test_records_of_a_split_tie_in_no_part_are_not_skipped_unseen() -> None:
+    """Records without a createdDateTime fall in no part by it: the tie's count tells, and
+    the tie is read again rather than passed."""
+    stamped = "2024-12-01T00:00:00Z"
+    records = [tied(n, version_text(ticks_from_text(stamped) + n * SECOND)) for n in range(600)]  # type: ignore[operator]
+    records += [{"id": f"u{n}", "lastUpdateDateTime": TIE} for n in range(3)]
+    fetch = Emulated(records)
+    lower = ticks_from_text("2024-12-31T00:00:00Z")
+    assert lower is not None
+    proven: list[int] = []
+    with pytest.raises(RetriableError, match=r"603 records share .* hold 600; .*again"):
+        drain(keyset_scan(fetch, lower), proven)
+    assert max(proven) == ticks_from_text(TIE)  # nothing past the tie was claimed read
 
 
 def test_a_tie_that_keeps_changing_is_given_up_after_four_passes_proving_nothing_after_it() -> None:
@@ -674,8 +789,8 @@ def test_a_listing_far_beyond_skip_500_is_read_whole_with_its_edits(ordered: boo
 
 
 def test_a_tick_holding_more_than_skip_can_reach_fails_clearly_and_asks_no_deeper() -> None:
-    graph = FakeGraph(page_size=100, ordered=False)
+    graph = FakeGraph(page_size=100, ordered=False)  # ignores createdDateTime, severity, status
     tie(graph, 700, ticks_from_datetime(T0 - timedelta(hours=1)))
     graph.put(S, "newer", T0 - timedelta(minutes=30))  # the first page shows the disorder
-    with pytest.raises(RetriableError, match="cannot be read whole"):
+    with pytest.raises(FatalSyncError, match="cannot all be read"):
         list(whole_scan(Recorder(graph)))

@@ -15,7 +15,9 @@ which the hub's version guard absorbs). Everything older than ``C`` has been rea
 watermark may follow ``C`` page by page and a crash costs one page. When more records share
 one stamp than a page holds, that run is read as a group with ``$skip`` (bounded by Graph's
 ceiling) and ``$count``: a pass during which the count stayed the same saw the whole group (a
-member leaving is the only way a group changes), otherwise the group is read again.
+member leaving is the only way a group changes), otherwise the group is read again. A group
+beyond the ceiling is read in parts narrowed by ``createdDateTime`` (then ``severity``,
+``status``), each read whole the same way.
 
 **Windows** (the order is not honoured): closed windows ``[lower, upper)`` read by offsets
 with ``$count``. A window whose count changed while it was read may have lost a record to a
@@ -24,14 +26,15 @@ The stream's state moves only when a window has been read to its end.
 
 **Whole** (one incident's alerts, which may be more than one page): the same keyset read from
 the oldest stamp, or, for a source that ignores the order, windows over all time, each split
-at its middle stamp until ``$skip`` reaches the end of each (``whole_scan``).
+at its middle stamp until ``$skip`` reaches the end of each, a single tick as a group
+(``whole_scan``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import pairwise
 from typing import Any, Final, Protocol
@@ -77,6 +80,7 @@ class PageQuery:
     ordered: bool = True  # ask for lastUpdateDateTime ascending
     skip: int = 0
     count: bool = False
+    narrow: str = ""  # further ``$filter`` clauses: one part of a tie (``_group``)
 
     def __post_init__(self) -> None:
         if self.skip < 0 or self.skip > MAX_SKIP:
@@ -91,6 +95,8 @@ class PageQuery:
         if self.upper is not None:
             text += f" and lastUpdateDateTime {'le' if self.upper_inclusive else 'lt'} "
             text += str(version_text(self.upper))
+        if self.narrow:
+            text += f" and {self.narrow}"
         return text
 
 
@@ -221,31 +227,156 @@ def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[
 
 
 def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
-    """Every record stamped exactly ``stamp``, by ``$skip`` passes checked with ``$count``."""
-    passes = _Passes(f"records stamped {version_text(stamp)}")
+    """Every record stamped exactly ``stamp``, by ``$skip`` passes checked with ``$count``.
+
+    More records may share a stamp than ``$skip`` can reach (Defender may stamp every alert
+    of an incident resolved at once alike); failing there would stop the stream at that stamp
+    for good. So a part too big to read is split by another property Graph filters on
+    (``_Part.split``) until each part is read whole, and the parts' counts are checked to
+    cover the whole tie: no record is skipped unseen. Only records that no filter tells apart
+    fail, as clearly as before, without asking beyond ``$skip=500``.
+    """
+    parts, counts, split = [_Part()], list[int](), False
+    while parts:
+        part = parts.pop()
+        try:
+            counts.append((yield from _read_part(fetch, stamp, part)))
+        except _TooMany as many:
+            children = part.split(many.items)
+            if not children:
+                raise FatalSyncError(
+                    f"more than {many.read} records share lastUpdateDateTime "
+                    f"{version_text(stamp)}{part.described}; Graph cannot page past "
+                    f"$skip={MAX_SKIP}, so they cannot all be read"
+                ) from None
+            parts += reversed(children)
+            split = True
+    if not split:
+        return
+    # Every part was read whole; a record in none of them (one without a createdDateTime)
+    # would be skipped unseen. Records only leave a past stamp (a late one may still join),
+    # so a count above the parts' sum means some were in no part: the tie is read again.
+    page = fetch(PageQuery(stamp, stamp, upper_inclusive=True, count=True))
+    yield Read(page, through=stamp)
+    if page.count is None:
+        raise FatalSyncError("Graph answered $count=true without @odata.count")
+    if page.count > sum(counts):
+        raise RetriableError(
+            f"{page.count} records share lastUpdateDateTime {version_text(stamp)}, but the "
+            f"parts they were read in hold {sum(counts)}; they are read again next cycle"
+        )
+
+
+def _read_part(fetch: Fetch, stamp: int, part: _Part) -> Generator[Read, None, int]:
+    """The records stamped ``stamp`` within ``part``, read whole; returns their count.
+    Raises ``_TooMany`` when a pass would need ``$skip`` past Graph's ceiling."""
+    passes = _Passes(f"records stamped {version_text(stamp)}{part.described}")
     while True:
-        skip, counts = 0, set[int | None]()
+        skip, counts, items = 0, set[int | None](), list[Any]()
         while True:
-            query = PageQuery(stamp, stamp, upper_inclusive=True, skip=skip, count=True)
+            query = PageQuery(
+                stamp, stamp, upper_inclusive=True, skip=skip, count=True, narrow=part.narrow
+            )
             page = fetch(query)
             counts.add(page.count)
             passes.saw(page.items)
+            items += page.items
             yield Read(page, through=stamp)
             skip += len(page.items)
             if not page.items or not (page.more or (page.full and _short_of_count(page, skip))):
                 break
             if skip > MAX_SKIP:
-                raise FatalSyncError(
-                    f"more than {skip} records share lastUpdateDateTime {version_text(stamp)}; "
-                    f"Graph cannot page past $skip={MAX_SKIP}, so they cannot all be read"
-                )
+                raise _TooMany(skip, items)
         if None in counts:
             raise FatalSyncError("Graph answered $count=true without @odata.count")
         try:
             if passes.settled(counts):
-                return
+                (count,) = counts
+                assert count is not None  # settled only on one count
+                return count
         except Unsettled as unsettled:
             raise RetriableError(f"{unsettled}; they are read again next cycle") from None
+
+
+class _TooMany(Exception):  # noqa: N818 - a signal to _group
+    """A part holds more records than ``$skip`` can reach: ``items``, those a pass read."""
+
+    def __init__(self, read: int, items: Sequence[Any]) -> None:
+        super().__init__(read)
+        self.read, self.items = read, items
+
+
+#: Properties Graph filters on for incidents and alerts alike (reference §2.8) whose values
+#: are a few enum members: what splits records that share ``createdDateTime`` as well.
+_ENUMERABLE: Final = ("severity", "status")
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of a tie: ``createdDateTime`` in ``[after, before)`` (None: unbounded) and
+    ``clauses`` on the ``_ENUMERABLE`` properties in ``split_by``."""
+
+    after: int | None = None
+    before: int | None = None
+    clauses: tuple[str, ...] = ()
+    split_by: tuple[str, ...] = ()
+
+    @property
+    def narrow(self) -> str:
+        bounds = []
+        if self.after is not None:
+            bounds.append(f"createdDateTime ge {version_text(self.after)}")
+        if self.before is not None:
+            bounds.append(f"createdDateTime lt {version_text(self.before)}")
+        return " and ".join((*bounds, *self.clauses))
+
+    @property
+    def described(self) -> str:
+        return f" ({self.narrow})" if self.narrow else ""
+
+    def split(self, items: Sequence[Any]) -> list[_Part]:
+        """Parts that together hold exactly this part's records, each smaller; none when no
+        property splits it further. By ``createdDateTime`` first, around the median of those
+        read (the tick at the median is a part of its own, so every split makes progress);
+        a single tick by each enumerable property's values read (``eq`` each, and a part
+        for every other value: ``not (... or ...)``, which also holds nulls)."""
+        created = sorted(
+            tick
+            for tick in map(_created, items)
+            if tick is not None
+            and (self.after is None or tick >= self.after)
+            and (self.before is None or tick < self.before)
+        )
+        if created and (self.after is None or self.before is None or self.before - self.after > 1):
+            middle = created[len(created) // 2]
+            parts = [
+                replace(self, before=middle),
+                replace(self, after=middle, before=middle + 1),
+                replace(self, after=middle + 1),
+            ]
+            return [p for p in parts if p.after is None or p.before is None or p.after < p.before]
+        for name in _ENUMERABLE:
+            values = sorted(
+                {
+                    value
+                    for item in items
+                    if isinstance(item, Mapping) and isinstance(value := item.get(name), str)
+                }
+            )
+            if name in self.split_by or not values:
+                continue
+            each = [f"{name} eq '{value.replace(chr(39), chr(39) * 2)}'" for value in values]
+            return [
+                replace(self, clauses=(*self.clauses, clause), split_by=(*self.split_by, name))
+                for clause in (*each, f"not ({' or '.join(each)})")
+            ]
+        return []
+
+
+def _created(item: Any) -> int | None:
+    """A record's ``createdDateTime`` in ticks (None: it has no readable one)."""
+    text = item.get("createdDateTime") if isinstance(item, Mapping) else None
+    return ticks_from_text(text) if isinstance(text, str) else None
 
 
 class _Passes:
@@ -362,8 +493,9 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
     ``$skip`` reaches its end.
 
     Pages overlap (a record at a page boundary, or in a window read again, comes twice), so
-    the caller keeps each record once. Raises ``RetriableError`` when one tick holds more
-    records than ``$skip`` can reach, or a window keeps changing: never a partial listing.
+    the caller keeps each record once. Raises ``RetriableError`` when a window keeps
+    changing, ``FatalSyncError`` when records of one tick cannot be told apart (``_group``):
+    never a partial listing.
     """
     seen: list[int] = []  # every stamp read: where a window too full to read is split
 
@@ -384,12 +516,11 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
         try:
             for read in window_scan(watched, lower, upper):
                 yield read.page
-        except Unsettled as why:
-            if upper - lower <= 1:
-                raise RetriableError(
-                    f"the records stamped {version_text(lower)} cannot be read whole ({why}); "
-                    "they are read again next cycle"
-                ) from None
+        except Unsettled:
+            if upper - lower <= 1:  # one tick: a tie, read in parts if need be
+                for read in _group(watched, lower):
+                    yield read.page
+                continue
             middle = _middle(lower, upper, seen)
             pending += [(middle, upper), (lower, middle)]
 
