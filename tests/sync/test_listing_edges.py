@@ -788,6 +788,27 @@ def test_a_listing_far_beyond_skip_500_is_read_whole_with_its_edits(ordered: boo
     assert all(query.ordered is ordered for query in fetch.queries[1:])
 
 
+def test_a_whole_listing_whose_records_all_change_while_it_is_read_is_never_taken_part_read() -> (
+    None
+):
+    """The incident is resolved while its 1,700 alerts are read: every alert moves ahead of
+    the cursor. A stream chases them a few pages and reads the rest next cycle; a whole
+    listing cut there would be an incident stored with part of its alerts (595 of 1,700),
+    so it fails and is read again."""
+    graph = FakeGraph(page_size=100, ordered=True)
+    for n in range(1700):
+        graph.put(S, f"a{n:04d}", T0 - timedelta(hours=30) + n * timedelta(seconds=7))
+
+    def resolve(g: FakeGraph, _s: str, _q: PageQuery) -> None:
+        if g.pages == 3:
+            for i, key in enumerate(sorted(g.records[S])):
+                g.put(S, key, g.now + i * timedelta(microseconds=1), version=1)
+
+    graph.hooks.append(resolve)
+    with pytest.raises(RetriableError, match="kept changing"):
+        list(whole_scan(graph.incidents_page))
+
+
 def test_a_tick_holding_more_than_skip_can_reach_fails_clearly_and_asks_no_deeper() -> None:
     graph = FakeGraph(page_size=100, ordered=False)  # ignores createdDateTime, severity, status
     tie(graph, 700, ticks_from_datetime(T0 - timedelta(hours=1)))

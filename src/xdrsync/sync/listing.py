@@ -507,6 +507,13 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
     try:
         for read in keyset_scan(watched, EARLIEST):
             yield read.page
+            if read.done and read.page.items and (read.page.more or read.page.full):
+                # The chase after records updated meanwhile gave up (``CHASE_PAGES``): a
+                # stream reads the rest next cycle, but a whole listing would be a part.
+                raise RetriableError(
+                    "the records kept changing while they were read (an incident's alerts "
+                    "updated together, say); they are read again next cycle"
+                )
         return
     except Unordered:
         pass  # what was read stays read; the windows read everything again
