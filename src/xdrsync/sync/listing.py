@@ -534,9 +534,13 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
 
 def _middle(lower: int, upper: int, seen: Sequence[int]) -> int:
     """Where to split ``[lower, upper)``: at the median of the stamps read inside it, so each
-    half holds about half its records (the midpoint when none was read)."""
-    inside = sorted(stamp for stamp in seen if lower < stamp < upper)
-    return inside[len(inside) // 2] if inside else (lower + upper) // 2
+    half holds about half its records (the midpoint when none was read). A median on
+    ``lower`` splits that tick off, to be read as a tie, rather than halving the window
+    towards it request by request."""
+    inside = sorted(stamp for stamp in seen if lower <= stamp < upper)
+    if not inside:
+        return (lower + upper) // 2
+    return max(inside[len(inside) // 2], lower + 1)
 
 
 __all__ = [
