@@ -242,7 +242,6 @@ def build_app(emulator: Emulator) -> FastAPI:
         if expandable:
             if _wants_alerts(request):
                 if emulator.expand_fails(request.state.tenant_id, items):
-                    emulator.count("fault:expand")
                     return _graph_error(
                         500, "InternalServerError", "An internal server error occurred.", request
                     )

@@ -205,10 +205,13 @@ class Emulator:
         """Whether ``$expand=alerts`` answers 500 for a page of these incidents: one of them
         is too big (always, as Graph does), or ``expand_error_rate`` picked one."""
         if self.too_big_to_expand(incidents):
-            return True
+            return True  # counted as expand_big_incident
         if self.paused:
             return False
-        return any(self.faults.expand_fails_for(tenant_id, str(i.get("id"))) for i in incidents)
+        if any(self.faults.expand_fails_for(tenant_id, str(i.get("id"))) for i in incidents):
+            self.count("fault:expand")
+            return True
+        return False
 
     def too_big_to_expand(self, incidents: Sequence[Mapping[str, Any]]) -> bool:
         """Whether one of these incidents has more alerts than ``expand_alert_limit``."""
