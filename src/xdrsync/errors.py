@@ -4,6 +4,7 @@ XdrSyncError
 ├── ConfigError         the operator must fix something (config, credentials, permissions)
 │   └── EditRefusedError  an edit Defender would not accept: refused before it is queued
 ├── FatalSyncError      a bug or a broken contract: stop this stream, keep its state
+│   └── UnreadableError  a listing Graph will not let us read whole: quarantine its record
 ├── RetriableError      transient: back off and try again (5xx, timeouts, resets)
 │   ├── ThrottledError  the server asked us to wait (429 + Retry-After)
 │   │   └── ServerBusyError  a 5xx that said when to come back (Retry-After)
@@ -30,6 +31,13 @@ class EditRefusedError(ConfigError):
 
 class FatalSyncError(XdrSyncError):
     """A contract was broken (e.g. the server rejected our own query); stop the stream."""
+
+
+class UnreadableError(FatalSyncError):
+    """A listing Graph will not let us read whole (more records on one stamp than ``$skip``
+    reaches, a filter its route refuses). Stopping at it would stop its stream at that
+    place for good: the record it belongs to (an incident, for its alerts) is quarantined
+    instead, and the stream goes on."""
 
 
 class RetriableError(XdrSyncError):
@@ -76,5 +84,6 @@ __all__ = [
     "ServerBusyError",
     "SkippableError",
     "ThrottledError",
+    "UnreadableError",
     "XdrSyncError",
 ]

@@ -14,7 +14,7 @@ import pytest
 from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
-from xdrsync.errors import RetriableError, ThrottledError
+from xdrsync.errors import FatalSyncError, RetriableError, ThrottledError
 from xdrsync.graph.errors import BadRequestError
 from xdrsync.graph.security import EXPAND_ATTEMPTS, DefenderApi
 from xdrsync.hub.payload import ticks_from_datetime
@@ -401,17 +401,24 @@ def test_another_bad_request_stays_a_failure(harness_factory: Build) -> None:
 def test_an_incident_whose_alerts_cannot_be_read_whole_is_quarantined_not_stalling_the_page(
     harness_factory: Build,
 ) -> None:
-    """The expand fallback reads incident 2's alerts, and Graph refuses that read for good
-    (a 400: a filter the route does not take, more alerts on one stamp than ``$skip``
-    reaches). Failing the page would fail it every cycle and stop the stream; storing the
-    incident with part of its alerts would lose them. It is quarantined with the reason,
-    and the page's other incidents are taken."""
+    """The expand fallback reads incident 2's alerts: more than a page, linked by ``$skip``,
+    so they are read whole by time, and the route refuses that read for good (a filter it
+    does not take; so would more alerts on one stamp than ``$skip`` reaches). Failing the
+    page would fail it every cycle and stop the stream; storing the incident with part of
+    its alerts would lose them. It is quarantined with the reason, and the page's other
+    incidents are taken. Another failure of the route fails the page, as ever."""
     fake = FakeDefender([_incident(n, 2) for n in range(1, 4)], expand_fails_at={0})
+    first_page_fails = False
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/incidents/2/alerts"):
+        if not request.url.path.endswith("/incidents/2/alerts"):
+            return fake(request)
+        if first_page_fails:
+            return graph_error(405, "MethodNotAllowed", "no")
+        if "$filter" in request.url.params:
             return graph_error(400, "BadRequest", "Query option 'Filter' is not allowed.")
-        return fake(request)
+        link = f"{GRAPH}{request.url.path}?$skip=1"
+        return graph_json({"value": [_incident(2, 2)["alerts"][0]], "@odata.nextLink": link})
 
     sync = SyncConfig(max_attempts=2)
     page = api_for(harness_factory(handler, sync=sync), sync).incidents_page(WINDOW)
@@ -422,6 +429,9 @@ def test_an_incident_whose_alerts_cannot_be_read_whole_is_quarantined_not_stalli
     (bad,) = quarantined
     assert "alerts cannot be read whole" in bad.reason and "Filter" in bad.reason
     assert json.loads(bad.raw)["id"] == "2"
+    first_page_fails = True
+    with pytest.raises(FatalSyncError):
+        api_for(harness_factory(handler, sync=sync), sync).incidents_page(WINDOW)
 
 
 def test_patch_sends_only_documented_writable_fields(harness_factory: Build) -> None:

@@ -268,10 +268,11 @@ def tied(n: int, created: str, **fields: Any) -> dict[str, Any]:
     return {"id": f"t{n:05d}", "lastUpdateDateTime": TIE, "createdDateTime": created, **fields}
 
 
-@pytest.mark.parametrize("scan", ["keyset", "whole", "whole-unordered"])
+@pytest.mark.parametrize("scan", ["keyset", "whole", "whole-unordered", "whole-order-refused"])
 def test_a_tie_beyond_skip_500_is_read_whole_in_parts_by_created_date(scan: str) -> None:
     """1,700 records stamped alike (an incident resolved with all its alerts) would stop the
-    stream at their stamp for good: they are read in parts by createdDateTime instead."""
+    stream at their stamp for good: they are read in parts by createdDateTime instead. A
+    source that refuses ``$orderby`` is never asked for it again once it has refused."""
     records = [
         tied(n, version_text(ticks_from_text("2024-12-01T00:00:00Z") + n * SECOND))  # type: ignore[operator]
         for n in range(1700)
@@ -284,6 +285,14 @@ def test_a_tie_beyond_skip_500_is_read_whole_in_parts_by_created_date(scan: str)
         reads = list(keyset_scan(fetch, lower))
         assert reads[-1].done  # the stream goes on past the tie, to its end
         assert {read.through for read in reads} == {ticks_from_text(TIE), None}
+    elif scan == "whole-order-refused":
+
+        def refusing(query: PageQuery) -> ListPage:
+            if query.ordered:
+                raise Unordered("Query option 'OrderBy' is not allowed.")
+            return fetch(query)
+
+        list(whole_scan(refusing))
     else:
         list(whole_scan(fetch))
     assert fetch.served == {r["id"] for r in records}

@@ -18,10 +18,10 @@ import structlog
 from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import (
     AnswerTooLargeError,
-    FatalSyncError,
     RetriableError,
     ServerBusyError,
     ThrottledError,
+    UnreadableError,
 )
 from xdrsync.graph.client import GraphClient, GraphResponse
 from xdrsync.graph.errors import BadRequestError, NotFoundError
@@ -299,7 +299,10 @@ class DefenderApi:
             tenant=self.client.tenant.name,
             incident=incident_id,
         )
-        return _each_once(whole_scan(lambda query: self._alerts_page(path, query)))
+        try:
+            return _each_once(whole_scan(lambda query: self._alerts_page(path, query)))
+        except BadRequestError as refused:  # a filter or option this route does not take
+            raise UnreadableError(f"Graph refused to list them by time: {refused}") from None
 
     def _with_alerts(self, incident: Any) -> Any:
         if not isinstance(incident, dict):
@@ -312,11 +315,11 @@ class DefenderApi:
         except NotFoundError:
             # Merged or deleted since it was listed; the next cycle reads its new state.
             alerts = []
-        except FatalSyncError as why:
+        except UnreadableError as why:
             # Its alerts cannot be read whole (more sharing one stamp than $skip reaches, a
             # filter this route refuses): the incident is quarantined with the reason, never
             # stored with part of its alerts, and the stream goes on; it is read again when it
-            # next changes, or at the reconcile.
+            # next changes, or at the reconcile. Any other failure fails the page, as ever.
             self.client.record("unreadable_incidents")
             reason = f"its alerts cannot be read whole: {type(why).__name__}: {why}"
             return UnreadableRecord(incident, reason[:2000])

@@ -39,7 +39,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any, Final, Protocol
 
-from xdrsync.errors import FatalSyncError, RetriableError
+from xdrsync.errors import FatalSyncError, RetriableError, UnreadableError
 from xdrsync.hub.payload import (
     TICKS_PER_SECOND,
     ticks_from_datetime,
@@ -226,7 +226,7 @@ def keyset_scan(fetch: Fetch, lower: int, upper: int | None = None) -> Iterator[
         inclusive = False  # the group is read: go on strictly after it
 
 
-def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
+def _group(fetch: Fetch, stamp: int, *, ordered: bool = True) -> Iterator[Read]:
     """Every record stamped exactly ``stamp``, by ``$skip`` passes checked with ``$count``.
 
     More records may share a stamp than ``$skip`` can reach (Defender may stamp every alert
@@ -234,17 +234,18 @@ def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
     for good. So a part too big to read is split by another property Graph filters on
     (``_Part.split``) until each part is read whole, and the parts' counts are checked to
     cover the whole tie: no record is skipped unseen. Only records that no filter tells apart
-    fail, as clearly as before, without asking beyond ``$skip=500``.
+    fail (``UnreadableError``), as clearly as before, without asking beyond ``$skip=500``.
+    ``ordered``: ask for the order (not of a source that ignores or refuses it).
     """
     parts, counts, split = [_Part()], list[int](), False
     while parts:
         part = parts.pop()
         try:
-            counts.append((yield from _read_part(fetch, stamp, part)))
+            counts.append((yield from _read_part(fetch, stamp, part, ordered)))
         except _TooMany as many:
             children = part.split(many.items)
             if not children:
-                raise FatalSyncError(
+                raise UnreadableError(
                     f"more than {many.read} records share lastUpdateDateTime "
                     f"{version_text(stamp)}{part.described}; Graph cannot page past "
                     f"$skip={MAX_SKIP}, so they cannot all be read"
@@ -256,7 +257,7 @@ def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
     # Every part was read whole; a record in none of them (one without a createdDateTime)
     # would be skipped unseen. Records only leave a past stamp (a late one may still join),
     # so a count above the parts' sum means some were in no part: the tie is read again.
-    page = fetch(PageQuery(stamp, stamp, upper_inclusive=True, count=True))
+    page = fetch(PageQuery(stamp, stamp, upper_inclusive=True, ordered=ordered, count=True))
     yield Read(page, through=stamp)
     if page.count is None:
         raise FatalSyncError("Graph answered $count=true without @odata.count")
@@ -267,7 +268,7 @@ def _group(fetch: Fetch, stamp: int) -> Iterator[Read]:
         )
 
 
-def _read_part(fetch: Fetch, stamp: int, part: _Part) -> Generator[Read, None, int]:
+def _read_part(fetch: Fetch, stamp: int, part: _Part, ordered: bool) -> Generator[Read, None, int]:
     """The records stamped ``stamp`` within ``part``, read whole; returns their count.
     Raises ``_TooMany`` when a pass would need ``$skip`` past Graph's ceiling."""
     passes = _Passes(f"records stamped {version_text(stamp)}{part.described}")
@@ -275,7 +276,13 @@ def _read_part(fetch: Fetch, stamp: int, part: _Part) -> Generator[Read, None, i
         skip, counts, items = 0, set[int | None](), list[Any]()
         while True:
             query = PageQuery(
-                stamp, stamp, upper_inclusive=True, skip=skip, count=True, narrow=part.narrow
+                stamp,
+                stamp,
+                upper_inclusive=True,
+                ordered=ordered,
+                skip=skip,
+                count=True,
+                narrow=part.narrow,
             )
             page = fetch(query)
             counts.add(page.count)
@@ -525,7 +532,8 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
                 yield read.page
         except Unsettled:
             if upper - lower <= 1:  # one tick: a tie, read in parts if need be
-                for read in _group(watched, lower):
+                # Asked without $orderby, as the windows are: this source ignores or refuses it.
+                for read in _group(watched, lower, ordered=False):
                     yield read.page
                 continue
             middle = _middle(lower, upper, seen)
