@@ -19,7 +19,7 @@ from xdrsync.errors import EditRefusedError
 from xdrsync.hub.payload import ticks_from_text
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow
 from xdrsync.twoway import fields as f
-from xdrsync.twoway.merge import same
+from xdrsync.twoway.merge import in_order_made, same
 from xdrsync.twoway.pusher import theirs_of
 
 #: Fields a user may ask about that Defender does not take in a PATCH (reference §2.9).
@@ -50,10 +50,11 @@ class EditRequest:
 
 def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any]:
     """The record as the workspace shows it: Defender's version with the edits that Defender
-    has not confirmed yet, or that the hub has not read back yet, applied in order."""
+    has not confirmed yet, or that the hub has not read back yet, applied in the order they
+    were made (``in_order_made``)."""
     out = dict(record)
     version = _ticks(record)
-    for edit in edits:
+    for edit in in_order_made(edits):
         waiting = edit.state in ("pending", "conflict") or (
             edit.state == "confirmed"
             and edit.written_version is not None

@@ -16,11 +16,12 @@ Defender's current set, so both sides' changes survive and nothing conflicts. Co
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from xdrsync.hub.records import OutboxRow
 from xdrsync.models.enums import AlertStatus, IncidentStatus
 from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS, Pair
 
@@ -28,6 +29,17 @@ Policy = Literal["latest_wins", "defender_wins", "workspace_wins", "manual"]
 POLICIES: Final[tuple[Policy, ...]] = ("latest_wins", "defender_wins", "workspace_wins", "manual")
 Side = Literal["workspace", "defender"]
 Action = Literal["write", "already", "defender_won", "conflict"]
+
+
+_BEFORE_ALL: Final = datetime.min.replace(tzinfo=UTC)
+
+
+def in_order_made(edits: Iterable[OutboxRow]) -> list[OutboxRow]:
+    """Edits in the order their users made them, so that a field's latest is last: by when
+    each was made, then queued (an edit read back from Sentinel is dated by Sentinel and may
+    be queued after a later one). Tag edits keep the order they were queued in: they merge
+    as sets, and the pusher takes a sent prefix of them as written (``_tags_landed``)."""
+    return sorted(edits, key=lambda e: (_BEFORE_ALL if e.field == TAGS else e.created_at, e.id))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,15 @@ from xdrsync.logs import clean
 from xdrsync.models.comment import Comment
 from xdrsync.twoway import access
 from xdrsync.twoway.fields import CLASSIFICATION, COMMENT, OWNER, STATUS, TAGS
-from xdrsync.twoway.merge import FieldPlan, Intent, Policy, merge_field, merge_tags, same
+from xdrsync.twoway.merge import (
+    FieldPlan,
+    Intent,
+    Policy,
+    in_order_made,
+    merge_field,
+    merge_tags,
+    same,
+)
 from xdrsync.twoway.merge import theirs_since as field_since
 
 log = structlog.get_logger(__name__)
@@ -372,9 +380,7 @@ class Pusher:
         report: PushReport,
     ) -> None:
         by_field: dict[str, list[OutboxRow]] = {}
-        # In the order they were made, the latest last (it is the value written): an edit
-        # read back from Sentinel is dated by Sentinel and may be queued after a later one.
-        for edit in sorted(edits, key=lambda e: (e.created_at, e.id)):
+        for edit in in_order_made(edits):  # a field's latest last: the value written
             by_field.setdefault(edit.field, []).append(edit)
         history: list[tuple[datetime, dict[str, Any]]] | None = None
         # What changed in Defender's record since our unconfirmed writes went out: found once,
@@ -478,7 +484,7 @@ class Pusher:
             settlements.extend(
                 Settlement(rows[i], "failed", decision, detail) for i in plan.intents
             )
-        last = rows[max(i for p in plans if p.action == "write" for i in p.intents)]
+        last = in_order_made(rows[i] for p in plans if p.action == "write" for i in p.intents)[-1]
         written = (
             Written(target.tenant_id, kind, answered, version, last.author, last.origin, applied)
             if version is not None and applied
@@ -645,7 +651,7 @@ class Pusher:
         )
         if alerts != sorted(str(a.id) for a in stored.alerts):
             return None
-        last = rows[max(landed)]
+        last = in_order_made(rows[i] for i in landed)[-1]
         fields = {p.field: p.theirs for p in plans if p.action == "already"}
         return Written(
             target.tenant_id, "incident", entity_id, version, last.author, last.origin, fields

@@ -216,7 +216,7 @@ function renderGraph(d) {
           h("dt", {}, "Key"), h("dd", {}, e.entityKey ? copyable(e.entityKey) : "—"),
           h("dt", {}, "Verdict"), h("dd", { class: `verdict-${e.verdict}` }, humanize(e.verdict) || "—"),
           h("dt", {}, "Remediation"), h("dd", {}, humanize(e.remediationStatus) || "—"),
-          Object.entries(e.attributes || {}).map(([name, value]) => [h("dt", {}, name), h("dd", { class: "mono" }, copyable(String(value)))]),
+          Object.entries(e.attributes || {}).map(([name, value]) => [h("dt", {}, name), h("dd", { class: "mono" }, copyable(typeof value === "object" ? JSON.stringify(value) : String(value)))]),
           h("dt", {}, "In alerts"), h("dd", {}, (e.alertIds || []).map((id) => h("div", {}, alerts.get(id)?.title || id))),
           h("dt", {}, "Elsewhere"), h("dd", {}, e.otherIncidents ? alsoIn(e, d) : "only this incident")));
       }
