@@ -593,6 +593,14 @@ class Pusher:
         listed = [row.alert_ids for row in before if row.alert_ids is not None]
         if not listed:
             return None
+        alerts = self._alert_ids(target, entity_id, record, report)
+        return changed if alerts is not None and alerts == sorted(listed[-1]) else None
+
+    def _alert_ids(
+        self, target: PushTarget, entity_id: str, record: Mapping[str, Any], report: PushReport
+    ) -> list[str] | None:
+        """The ids of the alerts the incident lists at ``record``'s version, read again with
+        them (sorted); None when that cannot be read, or the incident has moved on since."""
         report.reads += 1
         try:
             expanded = target.api.get_incident(entity_id)
@@ -602,10 +610,9 @@ class Pusher:
             "lastUpdateDateTime"
         ):
             return None
-        alerts = sorted(
+        return sorted(
             str(a.get("id")) for a in expanded.get("alerts") or () if isinstance(a, Mapping)
         )
-        return changed if alerts == sorted(listed[-1]) else None
 
     def _landed_version(
         self,
@@ -637,19 +644,8 @@ class Pusher:
         before_write = _unchanged_beyond(_others_comments(stored.raw, target.app_id), keys)
         if before_write != _unchanged_beyond(_others_comments(record, target.app_id), keys):
             return None
-        report.reads += 1
-        try:
-            expanded = target.api.get_incident(entity_id)
-        except XdrSyncError:
-            return None
-        if expanded is None or expanded.get("lastUpdateDateTime") != record.get(
-            "lastUpdateDateTime"
-        ):
-            return None
-        alerts = sorted(
-            str(a.get("id")) for a in expanded.get("alerts") or () if isinstance(a, Mapping)
-        )
-        if alerts != sorted(str(a.id) for a in stored.alerts):
+        alerts = self._alert_ids(target, entity_id, record, report)
+        if alerts is None or alerts != sorted(str(a.id) for a in stored.alerts):
             return None
         last = in_order_made(rows[i] for i in landed)[-1]
         fields = {p.field: p.theirs for p in plans if p.action == "already"}
