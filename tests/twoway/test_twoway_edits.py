@@ -19,6 +19,8 @@ from xdrsync.hub.payload import ticks_from_datetime, ticks_from_text, version_te
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
 from xdrsync.models import Incident
 from xdrsync.twoway.edits import READ_ONLY_FIELDS, EditRequest, check_request, plan_edits, view
+from xdrsync.twoway.fields import OWNER, TAGS
+from xdrsync.twoway.merge import in_order_made
 from xdrsync.twoway.pusher import Pusher, PushTarget
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -63,6 +65,7 @@ def row(
     seen: Any = None,
     written_version: int | None = None,
     id_: int = 1,
+    created_at: datetime = T0,
 ) -> OutboxRow:
     return OutboxRow(
         id=id_,
@@ -74,7 +77,7 @@ def row(
         wanted=wanted,
         author="ana@contoso.com",
         origin="cli",
-        created_at=T0,
+        created_at=created_at,
         state=state,
         attempts=0,
         next_attempt_at=None,
@@ -836,3 +839,20 @@ def test_a_write_answered_with_another_value_still_fails(tmp_path: Path) -> None
         assert row.written_version is None
     finally:
         hub.close()
+
+
+def test_edits_apply_in_the_order_made_but_tags_in_the_order_queued() -> None:
+    # A Sentinel edit read back later (higher id) but made earlier is not the owner shown or
+    # written; tag edits merge as sets and keep their queue order (a sent prefix of them is
+    # taken as written: reordered, an unsent one could be taken for written and lost).
+    earlier = T0 - timedelta(minutes=1)
+    carol = row(OWNER, "carol@contoso.com", id_=1)
+    ann = row(OWNER, "ann@contoso.com", id_=2, created_at=earlier)
+    tag_y = row(TAGS, {"add": ["Y"], "remove": []}, id_=3)
+    tag_x = row(TAGS, {"add": ["X"], "remove": []}, id_=4, created_at=earlier)
+    ordered = in_order_made([carol, ann, tag_y, tag_x])
+    assert [e.id for e in ordered if e.field == OWNER] == [2, 1]
+    assert [e.id for e in ordered if e.field == TAGS] == [3, 4]
+    shown = view({"assignedTo": None, "customTags": []}, [carol, ann, tag_y, tag_x])
+    assert shown["assignedTo"] == "carol@contoso.com"
+    assert shown["customTags"] == ["Y", "X"]

@@ -34,7 +34,6 @@ from xdrsync.twoway.merge import (
     Intent,
     Policy,
     Side,
-    in_order_made,
     merge_field,
     merge_tags,
     same,
@@ -1117,43 +1116,3 @@ def test_tags_from_both_sides_survive(tags: list[str], history: Any) -> None:
         assert len(now_tags) == len(set(now_tags))
     check_converged(run)
     assert set(workspace.view()["customTags"]) == set(defender.record["customTags"])
-
-
-def _row(row_id: int, name: str, wanted: Any, made: datetime) -> OutboxRow:
-    return OutboxRow(
-        id=row_id,
-        tenant_id="t",
-        entity_type="incident",
-        entity_id="1",
-        field=name,
-        seen=None,
-        wanted=wanted,
-        author="ana",
-        origin="sentinel:s",
-        created_at=made,
-        state="pending",
-        attempts=0,
-        next_attempt_at=None,
-        sent_at=None,
-        done_at=None,
-        outcome=None,
-        written_version=None,
-        comment_key=None,
-    )
-
-
-def test_edits_apply_in_the_order_made_but_tags_in_the_order_queued() -> None:
-    # A Sentinel edit read back later (higher id) but made earlier is not the owner shown or
-    # written; tag edits merge as sets and keep their queue order (a sent prefix of them is
-    # taken as written: reordered, an unsent one could be taken for written and lost).
-    now = datetime(2025, 1, 1, tzinfo=UTC)
-    carol = _row(1, OWNER, "carol@contoso.com", now)
-    ann = _row(2, OWNER, "ann@contoso.com", now - timedelta(minutes=1))
-    tag_y = _row(3, TAGS, {"add": ["Y"], "remove": []}, now)
-    tag_x = _row(4, TAGS, {"add": ["X"], "remove": []}, now - timedelta(minutes=1))
-    ordered = in_order_made([carol, ann, tag_y, tag_x])
-    assert [e.id for e in ordered if e.field == OWNER] == [2, 1]
-    assert [e.id for e in ordered if e.field == TAGS] == [3, 4]
-    shown = view({"assignedTo": None, "customTags": []}, [carol, ann, tag_y, tag_x])
-    assert shown["assignedTo"] == "carol@contoso.com"
-    assert shown["customTags"] == ["Y", "X"]

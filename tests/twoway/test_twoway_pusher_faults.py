@@ -388,6 +388,24 @@ class AnswerLost:
         raise httpx.ReadTimeout("answer lost", request=request)
 
 
+@dataclass
+class Unavailable:
+    """A fault: the first PATCH never reaches Defender; ``meanwhile`` runs (a change made in
+    Defender before any second try) and it is answered 503; later PATCHes go through."""
+
+    meanwhile: Callable[[], object] = lambda: None
+    sent: int = 0
+
+    def __call__(self, request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        self.sent += 1
+        if self.sent > 1:
+            return None
+        self.meanwhile()
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+
+
 def read_defender(env: Env) -> None:
     """The service's inbound read of Defender, without a push."""
     settings = inbound_settings(env.config)
@@ -469,19 +487,12 @@ def test_a_write_that_never_landed_under_a_version_defender_made_is_not_given_up
     before = env.truth(incident).get("assignedTo")
     (edit,) = env.edit(incident, owner="alice@contoso.com")
     store = env.server.emulator.store(env.tenant.tenant_id)
-    sent: list[bytes] = []
 
-    def unavailable(request: httpx.Request, inner: Any) -> httpx.Response | None:
-        if not patching(request):
-            return None
-        sent.append(request.content)
-        if len(sent) > 1:
-            return None
+    def touched() -> None:
         with store.lock:  # Defender's own version of the incident, nothing visible changed
             store._touched(store._get(incident), store._clock())
-        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
 
-    env.wire.fault = unavailable
+    env.wire.fault = Unavailable(touched)
     env.pusher.push_due()
     env.push_until_settled([edit])
     (row,) = env.hub.edits(ids=[edit])
@@ -528,13 +539,7 @@ def test_a_patch_that_never_landed_is_sent_again_though_the_portal_changed_anoth
     other = "low" if severity != "low" else "high"
     (edit,) = env.edit(incident, owner="alice@contoso.com")
 
-    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
-        if not patching(request) or env.wire.hits:
-            return None
-        env.portal_edit(incident, severity=other)
-        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
-
-    env.wire.fault = busy
+    env.wire.fault = Unavailable(lambda: env.portal_edit(incident, severity=other))
     env.pusher.push_due()
     env.push_until_settled([edit])
     assert env.hub.edits(ids=[edit])[0].state == "confirmed"
@@ -555,13 +560,7 @@ def test_a_patch_that_never_landed_writes_the_field_the_portal_left_alone(
     status = "inProgress" if env.truth(incident)["status"] == "active" else "active"
     owner, state = env.edit(incident, owner="alice@contoso.com", status=status)
 
-    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
-        if not patching(request) or env.wire.hits:
-            return None
-        env.portal_edit(incident, assignedTo="carol@contoso.com")
-        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
-
-    env.wire.fault = busy
+    env.wire.fault = Unavailable(lambda: env.portal_edit(incident, assignedTo="carol@contoso.com"))
     env.pusher.push_due()
     env.push_until_settled([owner, state])
     states = {row.field: row.state for row in env.hub.edits(ids=[owner, state])}
@@ -580,13 +579,7 @@ def test_a_patch_that_never_landed_is_sent_again_though_a_comment_of_ours_came_s
     incident = env.open_incident()
     (edit,) = env.edit(incident, owner="alice@contoso.com")
 
-    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
-        if not patching(request) or env.wire.hits:
-            return None
-        env.portal_comment(incident, "looking into it", env.app)
-        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
-
-    env.wire.fault = busy
+    env.wire.fault = Unavailable(lambda: env.portal_comment(incident, "looking into it", env.app))
     env.pusher.push_due()
     env.push_until_settled([edit])
     assert env.hub.edits(ids=[edit])[0].state == "confirmed"
@@ -604,14 +597,11 @@ def test_a_patch_that_never_landed_is_sent_again_though_defender_correlated_an_a
     (edit,) = env.edit(incident, owner="alice@contoso.com")
     store = env.server.emulator.store(env.tenant.tenant_id)
 
-    def busy(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
-        if not patching(request) or env.wire.hits:
-            return None
+    def correlate() -> None:
         alert = {**env.truth(incident)["alerts"][0], "id": "da-correlated-after-the-send"}
         store.apply(NewAlert(incident, alert))
-        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
 
-    env.wire.fault = busy
+    env.wire.fault = Unavailable(correlate)
     env.pusher.push_due()
     env.push_until_settled([edit])
     assert env.hub.edits(ids=[edit])[0].state == "confirmed"
