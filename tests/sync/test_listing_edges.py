@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from xdrsync.emulator.listing import INCIDENTS, list_page
 from xdrsync.errors import FatalSyncError, RetriableError
-from xdrsync.graph.security import ListPage
+from xdrsync.graph.security import ListPage, listing_params
 from xdrsync.hub.payload import (
     datetime_from_ticks,
     ticks_from_datetime,
@@ -240,13 +240,7 @@ class Emulated:
     def __call__(self, query: PageQuery) -> ListPage:
         assert 0 <= query.skip <= MAX_SKIP, "Graph answers 400 above $skip=500"
         self.queries.append(query)
-        params: dict[str, str] = {"$filter": query.filter_text, "$top": str(self.top)}
-        if query.ordered:
-            params["$orderby"] = "lastUpdateDateTime asc"
-        if query.skip:
-            params["$skip"] = str(query.skip)
-        if query.count:
-            params["$count"] = "true"
+        params = {k: str(v) for k, v in listing_params(query, self.top).items()}
         page = list_page(
             self.records,
             params,
@@ -650,13 +644,7 @@ def test_a_run_of_exactly_the_skip_ceiling_and_a_page_is_read_whole(scan: str) -
     skips: list[int] = []
 
     def fetch(query: PageQuery) -> ListPage:
-        params: dict[str, str] = {"$filter": query.filter_text, "$top": str(top)}
-        if query.ordered:
-            params["$orderby"] = "lastUpdateDateTime asc"
-        if query.skip:
-            params["$skip"] = str(query.skip)
-        if query.count:
-            params["$count"] = "true"
+        params = {k: str(v) for k, v in listing_params(query, top).items()}
         skips.append(query.skip)
         page = list_page(records, params, spec=INCIDENTS, base_url="http://x/v1.0/security")
         return ListPage(
