@@ -165,24 +165,23 @@ class Emulator:
 
     def order_ignored(self) -> bool:
         """For one listing request: whether ``ignored_orderby_rate`` has it ignore $orderby."""
-        if self.paused or not self.faults.ignored_orderby_rate:
-            return False
-        with self._rng_lock:
-            ignored = self._rng.random() < self.faults.ignored_orderby_rate
-        if ignored:
-            self.count("fault:ignored_orderby")
-        return ignored
+        return self._drawn(self.faults.ignored_orderby_rate, "ignored_orderby")
 
     def order_refused(self) -> bool:
         """For one listing request with ``$orderby``: whether ``refused_orderby_rate`` has
         it refused."""
-        if self.paused or not self.faults.refused_orderby_rate:
+        return self._drawn(self.faults.refused_orderby_rate, "refused_orderby")
+
+    def _drawn(self, rate: float, fault: str) -> bool:
+        """Whether a fault of this ``rate`` strikes one request (counted; never while
+        paused)."""
+        if self.paused or not rate:
             return False
         with self._rng_lock:
-            refused = self._rng.random() < self.faults.refused_orderby_rate
-        if refused:
-            self.count("fault:refused_orderby")
-        return refused
+            struck = self._rng.random() < rate
+        if struck:
+            self.count(f"fault:{fault}")
+        return struck
 
     def error_status(self, fault: Fault) -> int:
         """The status an injected error answers with this time (``faults.ERROR_STATUSES``)."""
