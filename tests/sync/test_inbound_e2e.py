@@ -343,6 +343,38 @@ def test_resolving_an_incident_of_1100_alerts_stamps_them_alike_and_no_stream_st
     assert_hub_matches_truth(env.hub, tenant, env.truth())
 
 
+def test_a_bulk_close_beyond_skip_is_read_from_a_source_that_ignores_the_order(
+    make_env: Any,
+) -> None:
+    """A source that ignores ``$orderby`` is read in closed windows; an analyst then closes
+    hundreds of incidents at once, more within seconds than ``$skip`` reaches (§2.8). The
+    smallest window holding them is read split at their stamps: the stream used to fail
+    that window every cycle, and no incident after it ever arrived."""
+    env = make_env(settings_for(seed=3, incidents=1000, faults="ignored_orderby_rate=1"))
+    tenant = env.config.tenants[0].tenant_id
+    (report,) = env.cycle()
+    assert report.ok, report.errors
+    (state,) = [
+        s for s in env.hub.list_states() if s.tenant_id == tenant and s.stream == "incidents"
+    ]
+    assert (state.doc or {}).get("ordered") is False  # read in windows from now on
+    store = env.server.emulator.store(tenant)
+    closing = [i["id"] for i in env.truth() if i["status"] != "resolved"][:650]
+    assert len(closing) == 650
+    for incident_id in closing:
+        store.apply(IncidentEdit(incident_id, {"status": "resolved"}))
+    closed = [i for i in env.truth() if i["id"] in set(closing)]
+    stamps = sorted(i["lastUpdateDateTime"] for i in closed)
+    span = datetime.fromisoformat(stamps[-1][:26]) - datetime.fromisoformat(stamps[0][:26])
+    assert span < timedelta(minutes=10)  # one smallest window holds them all
+    time.sleep(1.1)  # past the Date of the first cycle's read, to the second
+    (again,) = env.cycle()
+    assert again.ok, again.errors
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+    queries = env.server.emulator.stats_snapshot()
+    assert queries["faults"]["ignored_orderby"] > 0
+
+
 def test_malformed_records_are_quarantined_and_the_stream_goes_on(
     make_env: Any, tmp_path: Path
 ) -> None:

@@ -36,12 +36,14 @@ from xdrsync.jsontext import UnreadableItem, UnreadableRecord
 from xdrsync.models import Alert, Incident
 from xdrsync.sync.listing import (
     Fetch,
+    Overfull,
     Page,
     PageQuery,
     Read,
     Unordered,
     Unsettled,
     keyset_scan,
+    split_scan,
     window_scan,
 )
 from xdrsync.sync.prefetch import prefetched
@@ -456,7 +458,10 @@ def _read_windows(
     settled: Callable[[datetime], bool] | None = None,
 ) -> StreamState:
     """Closed windows from ``lower`` to ``upper``, sized to the data; a window that cannot be
-    read as it is (too dense, or changing while read) is read again at half the span.
+    read as it is (too dense, or changing while read) is read again at half the span, and
+    one of the smallest span still too full to read is read split at the stamps in it
+    (``split_scan``): a bulk action can stamp more records within seconds than ``$skip``
+    reaches, and failing there would stop the stream at that window for good.
     ``settled``: told each window's end once it is read; the read ends when it says False."""
     settings = cycle.settings
     span = settings.first_window
@@ -464,15 +469,17 @@ def _read_windows(
         window_end = min(lower + span, upper)
         before = cycle.report.records
         try:
-            state = _read_window(cycle, lower, window_end, state)
+            state = _read_window(cycle, lower, window_end, state, window_scan)
         except Unsettled as why:
-            if span <= settings.smallest_window:
+            if span > settings.smallest_window:
+                span = max(settings.smallest_window, span / 2)
+                continue
+            if not isinstance(why, Overfull):
                 raise RetriableError(
                     f"the {cycle.stream} window {lower.isoformat()} .. {window_end.isoformat()} "
                     f"cannot be read reliably ({why}); it is read again next cycle"
                 ) from None
-            span = max(settings.smallest_window, span / 2)
-            continue
+            state = _read_window(cycle, lower, window_end, state, split_scan)
         lower = window_end
         cycle.progress(lower)
         span = _adapt(span, cycle.report.records - before, settings)
@@ -482,10 +489,14 @@ def _read_windows(
 
 
 def _read_window(
-    cycle: _Cycle, lower: datetime, upper: datetime, state: StreamState
+    cycle: _Cycle,
+    lower: datetime,
+    upper: datetime,
+    state: StreamState,
+    scan: Callable[[Fetch, int, int], Iterator[Read]],
 ) -> StreamState:
-    scan = window_scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
-    for read in prefetched(scan, last=_done):
+    reads = scan(cycle.fetch, ticks_from_datetime(lower), ticks_from_datetime(upper))
+    for read in prefetched(reads, last=_done):
         # Never past the server's clock at the start of the whole read (windows reach the
         # local clock, which may be ahead of Graph's).
         started = cycle.see(read.page)

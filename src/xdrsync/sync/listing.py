@@ -21,12 +21,12 @@ beyond the ceiling is read in parts narrowed by ``createdDateTime`` (then ``seve
 
 **Windows** (the order is not honoured): closed windows ``[lower, upper)`` read by offsets
 with ``$count``. A window whose count changed while it was read may have lost a record to a
-shift, so it is read again; one holding more than the ``$skip`` ceiling can reach is split.
-The stream's state moves only when a window has been read to its end.
+shift, so it is read again; one holding more than the ``$skip`` ceiling can reach is split,
+down to one tick read as a group (``split_scan``). The stream's state moves only when a
+window has been read to its end.
 
 **Whole** (one incident's alerts, which may be more than one page): the same keyset read from
-the oldest stamp, or, for a source that ignores the order, windows over all time, each split
-at its middle stamp until ``$skip`` reaches the end of each, a single tick as a group
+the oldest stamp, or, for a source that ignores the order, ``split_scan`` over all time
 (``whole_scan``).
 """
 
@@ -140,6 +140,11 @@ class Unordered(Exception):  # noqa: N818 - a signal to the engine, not an error
 class Unsettled(Exception):  # noqa: N818
     """A window cannot be read reliably as it is (too many records, or membership kept
     changing): read it in smaller windows."""
+
+
+class Overfull(Unsettled):
+    """A window holds more records than ``$skip`` can reach: however long it stays still,
+    it can only be read split (``split_scan``)."""
 
 
 def stamp_of(item: Any) -> int | None:
@@ -476,7 +481,7 @@ def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
             if page.count is None:
                 raise FatalSyncError("Graph answered $count=true without @odata.count")
             if page.count > MAX_SKIP + max(len(page.items), 1):
-                raise Unsettled(f"{page.count} records: more than $skip can reach")
+                raise Overfull(f"{page.count} records: more than $skip can reach")
             counts.add(page.count)
             passes.saw(page.items)
             if held is not None:
@@ -486,7 +491,7 @@ def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
             if not page.items or not (page.more or (page.full and _short_of_count(page, skip))):
                 break
             if skip > MAX_SKIP:
-                raise Unsettled(f"more than {MAX_SKIP} records")
+                raise Overfull(f"more than {MAX_SKIP} records")
         settled = passes.settled(counts)
         yield Read(held, through=upper if settled else None, done=settled)
         if settled:
@@ -496,15 +501,14 @@ def window_scan(fetch: Fetch, lower: int, upper: int) -> Iterator[Read]:
 def whole_scan(fetch: Fetch) -> Iterator[Page]:
     """Every page of a listing, however many records it holds (an incident's alerts): by
     time boundary from the oldest stamp (``keyset_scan``); from a source that ignores the
-    order, by closed windows over all time, each split at the middle stamp read in it until
-    ``$skip`` reaches its end.
+    order, by ``split_scan`` over all time.
 
     Pages overlap (a record at a page boundary, or in a window read again, comes twice), so
     the caller keeps each record once. Raises ``RetriableError`` when a window keeps
     changing, ``FatalSyncError`` when records of one tick cannot be told apart (``_group``):
     never a partial listing.
     """
-    seen: list[int] = []  # every stamp read: where a window too full to read is split
+    seen: list[int] = []  # every stamp read: where a window too full to read is split first
 
     def watched(query: PageQuery) -> Page:
         page = fetch(query)
@@ -524,20 +528,48 @@ def whole_scan(fetch: Fetch) -> Iterator[Page]:
         return
     except Unordered:
         pass  # what was read stays read; the windows read everything again
-    pending = [(EARLIEST, LATEST)]  # popped from the end: oldest first
+    for read in split_scan(fetch, EARLIEST, LATEST, seen):
+        yield read.page
+
+
+def split_scan(fetch: Fetch, lower: int, upper: int, seen: Sequence[int] = ()) -> Iterator[Read]:
+    """Every record stamped in ``[lower, upper)`` from a source that ignores the order,
+    however many share the span (a bulk action stamps hundreds within a second): closed
+    windows (``window_scan``), each too full to read, or changing while read, split at the
+    middle stamp read in it (``_middle``; ``seen``: stamps read in the span before) until
+    ``$skip`` reaches its end, and a single tick read as a group, in parts if need be
+    (``_group``). Only the last read is ``done``, with ``through=upper``.
+
+    Raises ``RetriableError`` when a tick keeps changing while it is read and
+    ``UnreadableError`` when records of one tick cannot be told apart: never a part of the
+    span taken for the whole."""
+    held: Read | None = None
+    for read in _split_reads(fetch, lower, upper, list(seen)):
+        if held is not None:
+            yield replace(held, through=None, done=False)
+        held = read
+    if held is not None:
+        yield replace(held, through=upper, done=True)
+
+
+def _split_reads(fetch: Fetch, lower: int, upper: int, seen: list[int]) -> Iterator[Read]:
+    def watched(query: PageQuery) -> Page:
+        page = fetch(query)
+        seen.extend(_within(_stamps(page.items), query))
+        return page
+
+    pending = [(lower, upper)]  # popped from the end: oldest first
     while pending:
-        lower, upper = pending.pop()
+        low, high = pending.pop()
         try:
-            for read in window_scan(watched, lower, upper):
-                yield read.page
+            yield from window_scan(watched, low, high)
         except Unsettled:
-            if upper - lower <= 1:  # one tick: a tie, read in parts if need be
+            if high - low <= 1:  # one tick: a tie, read in parts if need be
                 # Asked without $orderby, as the windows are: this source ignores or refuses it.
-                for read in _group(watched, lower, ordered=False):
-                    yield read.page
+                yield from _group(watched, low, ordered=False)
                 continue
-            middle = _middle(lower, upper, seen)
-            pending += [(middle, upper), (lower, middle)]
+            middle = _middle(low, high, seen)
+            pending += [(middle, high), (low, middle)]
 
 
 def _middle(lower: int, upper: int, seen: Sequence[int]) -> int:
@@ -557,12 +589,14 @@ __all__ = [
     "MAX_PASSES",
     "MAX_SKIP",
     "Fetch",
+    "Overfull",
     "Page",
     "PageQuery",
     "Read",
     "Unordered",
     "Unsettled",
     "keyset_scan",
+    "split_scan",
     "stamp_of",
     "whole_scan",
     "window_scan",
