@@ -797,6 +797,33 @@ def test_patch_refuses_a_status_only_defender_experts_set(run_emulator: Any) -> 
     assert caller.get(path, headers=prefer).json()["status"] == "awaitingAction"
 
 
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_a_pair_outside_the_documented_table_is_refused_only_when_asked(
+    run_emulator: Any, rate: float
+) -> None:
+    """``refused_pair_rate``: a PATCH setting a classification/determination pair outside the
+    legacy update page's table (microsoft-apis.md §2.3) gets 400 with an OData error naming
+    the pair, and nothing of it is applied; the documented pairs (in either vocabulary) and a
+    PATCH without both halves go through. Off by default: Graph documents no such check."""
+    (caller,) = run_emulator(incidents=2, faults=f"refused_pair_rate={rate:g}")
+    incident = caller.get("/incidents", params={"$top": "1"}).json()["value"][0]
+    path = f"/incidents/{incident['id']}"
+    body = {"status": "resolved", "classification": "truePositive", "determination": "apt"}
+    answer = caller.request("PATCH", path, json=body)
+    if rate:
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "BadRequest"
+        assert "'apt' for property 'determination' with classification" in error["message"]
+        assert caller.get(path).json()["status"] == incident["status"]
+    else:
+        assert answer.status_code == 200, answer.text
+    for pair in (("falsePositive", "clean"), ("truePositive", "malware"), ("unknown", "unknown")):
+        body = dict(zip(("classification", "determination"), pair, strict=True))
+        assert caller.request("PATCH", path, json=body).status_code == 200
+    assert caller.request("PATCH", path, json={"determination": "apt"}).status_code == 200
+
+
 def test_a_big_incident_cannot_be_expanded_and_its_alerts_stop_at_skip_500(
     run_emulator: Any,
 ) -> None:

@@ -51,3 +51,21 @@ def test_a_remote_copy_and_the_edits_read_from_it_are_saved_together(hub: Hub) -
     assert (row.id, row.field, row.wanted, row.state) == (queued, "status", "inProgress", "pending")
     assert hub.save_remote_copy("sentinel", replace(copy, etag='"etag-3"')) == []
     assert len(hub.edits()) == 1
+
+
+def test_a_standing_conflict_is_replaced_only_by_an_edit_made_no_earlier(hub: Hub) -> None:
+    """Of one field's edits the one made last decides (a tie: the one queued last), as the
+    pusher orders them: an edit made before a waiting conflict is set aside, not the conflict."""
+    made = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    (waiting,) = hub.enqueue_edits([replace(_edit(), at=made)])
+    (row,) = hub.edits(ids=[waiting])
+    hub.settle_edits([Settlement(row, "conflict", "conflict_manual", {"reason": "both"})])
+    (older,) = hub.enqueue_edits([replace(_edit(), at=made - timedelta(seconds=1))])
+    assert [r.state for r in hub.edits(ids=[waiting, older])] == ["conflict", "replaced"]
+    (set_aside,) = hub.edits(ids=[older])
+    assert f"made before edit #{waiting}" in (set_aside.outcome or "")
+    assert hub.due_edits() == []  # nothing of the older edit goes to Defender
+    (other,) = hub.enqueue_edits([replace(_edit("assignedTo"), at=made - timedelta(hours=1))])
+    assert hub.edits(ids=[other])[0].state == "pending"  # another field: untouched
+    (same_time,) = hub.enqueue_edits([replace(_edit(), at=made)])
+    assert [r.state for r in hub.edits(ids=[waiting, same_time])] == ["replaced", "pending"]

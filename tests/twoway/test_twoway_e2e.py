@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -520,3 +521,80 @@ def test_a_write_defender_applies_to_another_incident_is_not_confirmed(
         "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy"
     )
     assert [r[0] for r in rows.rows] == ["alice@contoso.com"]
+
+
+def test_an_edit_made_before_a_standing_conflict_does_not_replace_it(make_env: Any) -> None:
+    """Alice's owner edit waits in conflict (policy manual). An edit of the same field that
+    Bob made before hers, queued only now (read back late from Sentinel, say), is not the
+    user's latest decision: Alice's conflict stays to be resolved and her value reaches
+    Defender; Bob's older edit is set aside. An edit made after hers replaces it."""
+    env = make_env("manual")
+    incident = env.open_incident()
+    (alice,) = env.edit(incident, owner="alice@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    (row,) = env.hub.edits(ids=[alice])
+    assert row.state == "conflict"
+    earlier = row.created_at - timedelta(minutes=5)
+    (bob,) = env.edit(incident, author="bob@contoso.com", owner="bob@contoso.com", at=earlier)
+    env.cycle()
+    assert [r.id for r in env.hub.edits(states=["conflict"])] == [alice]  # `conflicts list`
+    (older,) = env.hub.edits(ids=[bob])
+    assert older.state == "replaced"
+    assert env.truth(incident)["assignedTo"] == "portal@contoso.com"
+    assert resolve(env.hub, alice, "workspace").state == "pending"
+    env.cycle()
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+    # An edit made after a standing conflict still replaces it (the user decided again).
+    (carol,) = env.edit(incident, owner="carol@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    assert env.hub.edits(ids=[carol])[0].state == "conflict"
+    (dave,) = env.edit(incident, author="dave@contoso.com", owner="dave@contoso.com")
+    assert env.hub.edits(ids=[carol])[0].state == "replaced"
+    env.cycle()
+    assert env.hub.edits(ids=[dave])[0].state == "conflict"
+
+
+def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(
+    make_env: Any,
+) -> None:
+    """Alice resolves, assigns, tags and classifies in one update; Defender refuses the
+    classification (a pair outside the documented table) with 400. The fields it takes are
+    written; only the classification fails, with Defender's message, where the user sees
+    edits (the edit's outcome, the audit trail)."""
+    env = make_env(faults="refused_pair_rate=1")
+    incident = env.open_incident()
+    before = env.truth(incident)
+    ids = env.edit(
+        incident,
+        status="resolved",
+        classification="truePositive",
+        determination="apt",
+        owner="alice@contoso.com",
+        add_tags=("bec",),
+        comment="Mailbox rule removed",
+    )
+    env.cycle()
+    truth = env.truth(incident)
+    assert truth["status"] == "resolved"
+    assert truth["assignedTo"] == "alice@contoso.com"
+    assert "bec" in truth["customTags"]
+    assert [c["comment"] for c in truth["comments"]].count("Mailbox rule removed") == 1
+    pair = (truth.get("classification"), truth.get("determination"))
+    assert pair == (before.get("classification"), before.get("determination"))
+    rows = {r.field: r for r in env.hub.edits(ids=ids)}
+    refused = rows.pop("classification")
+    assert refused.state == "failed"
+    assert "Invalid value 'apt' for property 'determination'" in (refused.outcome or "")
+    assert {field: r.state for field, r in rows.items()} == dict.fromkeys(rows, "confirmed")
+    trail = [a for a in env.hub.audit_tail(200) if a.detail.get("outbox") == refused.id]
+    assert trail[0].decision == "edit_refused"
+    assert "Invalid value 'apt'" in trail[0].detail["reason"]
+    # Settled: the next cycles write nothing, and the workspace shows Defender's values.
+    writes = env.writes()
+    env.cycle()
+    env.cycle()
+    assert env.writes() == writes
+    current = env.hub.get_incident(env.tenant.tenant_id, incident)
+    assert current is not None and current.assigned_to == "alice@contoso.com"

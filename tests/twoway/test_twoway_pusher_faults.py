@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 import subprocess
 import sys
@@ -772,3 +773,59 @@ def test_an_edit_made_earlier_but_queued_later_is_not_the_one_written(
     env.push_until_settled([later, earlier])
     assert env.truth(incident)["assignedTo"] == "carol@contoso.com"
     assert env.hub.edits(ids=[later])[0].state == "confirmed"
+
+
+# -- C: Graph refuses some fields of a PATCH ------------------------------------------------
+
+
+def test_fields_graph_refuses_fail_alone_each_with_its_message_and_the_rest_land(
+    make_env: Callable[..., Env],
+) -> None:
+    """Graph answers 400 to any PATCH that sets the owner or the tags (its OData error
+    names the property). Of Alice's four fields the status and the classification land;
+    the owner and the tags fail, each with Graph's message about it. Nothing is tried
+    again afterwards."""
+    env = make_env()
+    incident = env.open_incident()
+    before = env.truth(incident)
+
+    def refusing(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        for name in ("assignedTo", "customTags"):
+            if name in json.loads(request.content):
+                error = {"code": "BadRequest", "message": f"Invalid value for property '{name}'."}
+                return httpx.Response(400, json={"error": error})
+        return None
+
+    env.wire.fault = refusing
+    ids = env.edit(
+        incident,
+        status="inProgress",
+        owner="bob@contoso.com",
+        add_tags=("triaged",),
+        classification="truePositive",
+        determination="malware",
+    )
+    env.push_until_settled(ids)
+    truth = env.truth(incident)
+    assert truth["status"] == "inProgress"
+    assert (truth["classification"], truth["determination"]) == ("truePositive", "malware")
+    assert truth.get("assignedTo") == before.get("assignedTo")
+    assert truth.get("customTags") == before.get("customTags")
+    rows = {r.field: r for r in env.hub.edits(ids=ids)}
+    assert {f: r.state for f, r in rows.items()} == {
+        "status": "confirmed",
+        "classification": "confirmed",
+        "assignedTo": "failed",
+        "customTags": "failed",
+    }
+    assert "Invalid value for property 'assignedTo'" in (rows["assignedTo"].outcome or "")
+    assert "Invalid value for property 'customTags'" in (rows["customTags"].outcome or "")
+    refused = {r.id for f, r in rows.items() if r.state == "failed"}
+    trail = [a for a in env.hub.audit_tail(300) if a.detail.get("outbox") in refused]
+    assert sorted(a.decision for a in trail) == ["edit_queued"] * 2 + ["edit_refused"] * 2
+    hits = env.wire.hits
+    env.cycle()
+    env.pusher.push_due()
+    assert env.wire.hits == hits  # settled: no PATCH is tried again

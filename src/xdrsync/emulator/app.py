@@ -37,7 +37,12 @@ from xdrsync.emulator.store import (
     TenantStore,
     UnknownEntityError,
 )
-from xdrsync.emulator.validation import PatchError, as_patch_answered, validate_patch
+from xdrsync.emulator.validation import (
+    PatchError,
+    as_patch_answered,
+    unlisted_pair,
+    validate_patch,
+)
 
 GRAPH = "/v1.0/security"
 JSON = "application/json"
@@ -289,6 +294,9 @@ def build_app(emulator: Emulator) -> FastAPI:
             changes = validate_patch(body, writable, incident=incident)
         except PatchError as bad:
             return _graph_error(400, "BadRequest", str(bad), request)
+        unlisted = unlisted_pair(changes)
+        if unlisted is not None and emulator.pair_refused():
+            return _graph_error(400, "BadRequest", unlisted, request)
         store = _store(request, emulator)
         editor = f"API-App:{request.state.client_id}"
         try:

@@ -66,6 +66,11 @@ class FaultSettings:
     #: Listing requests with ``$orderby`` refused with OData's 400 ("Query option 'OrderBy'
     #: is not allowed..."): a service without it may refuse it rather than ignore it.
     refused_orderby_rate: float = 0.0
+    #: That share of PATCHes setting a classification/determination pair outside the legacy
+    #: update page's table (reference §2.3; ``apt`` and ``securityPersonnel`` are in no row,
+    #: deprecated since 2022) refused with 400 naming the pair (``validation.unlisted_pair``).
+    #: Whether Graph refuses such a pair is not documented; a client must cope if it does.
+    refused_pair_rate: float = 0.0
     #: That share of records, chosen by id (the same on every read), read with their enum
     #: values spelled as some of Graph's answers spell them (``validation.as_respelled``).
     respelled_rate: float = 0.0

@@ -172,6 +172,11 @@ class Emulator:
         it refused."""
         return self._drawn(self.faults.refused_orderby_rate, "refused_orderby")
 
+    def pair_refused(self) -> bool:
+        """For one PATCH setting a pair outside the documented table: whether
+        ``refused_pair_rate`` has it refused."""
+        return self._drawn(self.faults.refused_pair_rate, "refused_pair")
+
     def _drawn(self, rate: float, fault: str) -> bool:
         """Whether a fault of this ``rate`` strikes one request (counted; never while
         paused)."""

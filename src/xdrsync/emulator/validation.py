@@ -39,6 +39,31 @@ _DETERMINATION = (
 )
 
 
+#: Which determinations go with which classification: the legacy update page's table
+#: (reference §2.3), in the SDK's names; ``other`` goes with each class, ``unknown`` with
+#: ``unknown``. ``apt`` and ``securityPersonnel`` are in no row (deprecated in 2022, §2.3).
+DOCUMENTED_PAIRS: Final[Mapping[str, tuple[str, ...]]] = {
+    "truePositive": (
+        "multiStagedAttack",
+        "maliciousUserActivity",
+        "compromisedAccount",
+        "malware",
+        "phishing",
+        "unwantedSoftware",
+        "other",
+    ),
+    "informationalExpectedActivity": (
+        "securityTesting",
+        "lineOfBusinessApplication",
+        "confirmedActivity",
+        "other",
+    ),
+    "falsePositive": ("notMalicious", "notEnoughDataToValidate", "other"),
+    "unknown": ("unknown",),
+}
+_NEWER_DETERMINATIONS: Final = {old: new for new, old in OLDER_DETERMINATIONS.items()}
+
+
 class PatchError(ValueError):
     """The body asks for something Graph would refuse with 400."""
 
@@ -95,6 +120,23 @@ def validate_patch(
         else:
             changes[field] = value
     return changes
+
+
+def unlisted_pair(changes: Mapping[str, Any]) -> str | None:
+    """Graph's 400 message for the classification/determination pair a PATCH sets (``changes``
+    as ``validate_patch`` returns them), when the pair is not in ``DOCUMENTED_PAIRS``; None
+    when it is, or when the PATCH does not set both halves. The wording is the emulator's:
+    Graph's for this refusal is not documented."""
+    classification, determination = changes.get("classification"), changes.get("determination")
+    if not isinstance(classification, str) or not isinstance(determination, str):
+        return None
+    allowed = DOCUMENTED_PAIRS.get(classification, ())
+    if _NEWER_DETERMINATIONS.get(determination, determination) in allowed:
+        return None
+    return (
+        f"Invalid value '{determination}' for property 'determination' with classification "
+        f"'{classification}'. Allowed values: {', '.join(allowed) or 'none'}."
+    )
 
 
 #: The properties Graph's documented PATCH answer spells in PascalCase

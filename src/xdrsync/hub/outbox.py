@@ -74,11 +74,19 @@ def audit(
 
 def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[int]:
     """Queue edits (one transaction with the caller's other writes); returns their ids. An
-    edit's ``created_at`` is when it was made (``NewEdit.at``), never later than ``now``."""
+    edit's ``created_at`` is when it was made (``NewEdit.at``), never later than ``now``.
+
+    A field's standing conflicts made no later than the new edit are settled by it
+    (``replaced``: the user decided again). One made later stands, and the new edit, older
+    than that decision still waiting, is set aside at once (``replaced``, audited
+    ``edit_superseded``): of one field's edits the one made last decides, as the pusher
+    merges them (``twoway.merge.in_order_made``), whatever order they were queued in (an
+    edit read back from Sentinel is dated by Sentinel and may be queued after a later one).
+    """
     ids: list[int] = []
     for edit in edits:
-        if edit.field != "comment":
-            _replace_conflicts(conn, edit, now)
+        made = now if edit.at is None else min(edit.at, now)
+        standing = _replace_conflicts(conn, edit, made, now) if edit.field != "comment" else None
         result = conn.execute(
             s.outbox.insert(),
             {
@@ -90,7 +98,7 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
                 "wanted": _dump(edit.wanted),
                 "author": edit.author,
                 "origin": edit.origin,
-                "created_at": now if edit.at is None else min(edit.at, now),
+                "created_at": made,
                 "state": "pending",
                 "attempts": 0,
             },
@@ -114,28 +122,60 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
                 "origin": edit.origin,
             },
         )
+        if standing is not None:
+            (row,) = rows(conn, ids=ids[-1:])
+            settle(
+                conn,
+                row,
+                "replaced",
+                now,
+                "edit_superseded",
+                {
+                    "reason": (
+                        f"made before edit #{standing.id} of the same field "
+                        f"({standing.created_at.isoformat()}, by {standing.author}), which "
+                        "waits in conflict: the edit made later decides the field"
+                    ),
+                    "superseded_by": standing.id,
+                    "wanted_then": standing.wanted,
+                },
+            )
     return ids
 
 
-def _replace_conflicts(conn: Connection, edit: NewEdit, now: datetime) -> None:
-    """A new edit of a field settles that field's open conflict: the user decided again."""
+def _replace_conflicts(
+    conn: Connection, edit: NewEdit, made: datetime, now: datetime
+) -> OutboxRow | None:
+    """A new edit of a field settles that field's open conflicts made no later than it (the
+    user decided again; a tie goes to the edit queued last, as in ``in_order_made``).
+    Returns the newest conflict made after it, which stands: the new edit is the older."""
     o = s.outbox
-    query = select(o).where(
-        o.c.tenant_id == edit.tenant_id,
-        o.c.entity_type == edit.entity_type,
-        o.c.entity_id == edit.entity_id,
-        o.c.field == edit.field,
-        o.c.state == "conflict",
+    query = (
+        select(o)
+        .where(
+            o.c.tenant_id == edit.tenant_id,
+            o.c.entity_type == edit.entity_type,
+            o.c.entity_id == edit.entity_id,
+            o.c.field == edit.field,
+            o.c.state == "conflict",
+        )
+        .order_by(o.c.created_at, o.c.id)
     )
-    for row in conn.execute(query).all():
+    standing: OutboxRow | None = None
+    for found in conn.execute(query).all():
+        row = _row(found)
+        if row.created_at > made:
+            standing = row
+            continue
         settle(
             conn,
-            _row(row),
+            row,
             "replaced",
             now,
             "conflict_replaced",
             {"reason": "replaced by a later edit of the same field", "wanted_now": edit.wanted},
         )
+    return standing
 
 
 def any_pending(conn: Connection) -> bool:

@@ -1,11 +1,12 @@
 """The pusher: takes pending workspace edits from the outbox to Defender.
 
 For each record with pending edits it reads Defender's current value once, merges every field
-three ways (``merge``), sends one PATCH with the fields that need writing, checks Defender's
-answer, and posts new comments. Every decision is settled in the hub with an audit row; a
-crash anywhere leaves the edit pending, and the next attempt starts again from Defender's
-current value, so a field is never written twice and a comment is looked for before it is
-posted again.
+three ways (``merge``), sends one PATCH with the fields that need writing (sent again in
+halves when Graph refuses a value in it, so that only the refused field fails: ``_patch``),
+checks Defender's answer, and posts new comments. Every decision is settled in the hub
+with an audit row; a crash anywhere leaves the edit pending, and the next attempt starts
+again from Defender's current value, so a field is never written twice and a comment is
+looked for before it is posted again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from xdrsync.errors import (
     ThrottledError,
     XdrSyncError,
 )
-from xdrsync.graph.errors import ForbiddenError, NotFoundError
+from xdrsync.graph.errors import BadRequestError, ForbiddenError, NotFoundError
 from xdrsync.hub import Hub, VersionRow
 from xdrsync.hub.payload import comment_key, datetime_from_ticks, ticks_from_text
 from xdrsync.hub.records import EntityType, OutboxRow, OutboxState, Settlement, Written
@@ -439,13 +440,80 @@ class Pusher:
             )
             self._settle(report, decided, ours)
             return
-        writing = [i for p in plans if p.action == "write" for i in p.intents]
-        self.hub.mark_sent(writing)
+        writes = [p for p in plans if p.action == "write"]
+        self.hub.mark_sent([i for p in writes for i in p.intents])
+        # The fields decided without a write are settled with the first answer Defender gives.
+        decided = [s for p in plans if p.action != "write" for s in self._decided(p, rows, record)]
+        self._patch(target, kind, entity_id, writes, rows, record, report, decided)
+
+    def _patch(
+        self,
+        target: PushTarget,
+        kind: EntityType,
+        entity_id: str,
+        plans: Sequence[FieldPlan],
+        rows: Mapping[int, OutboxRow],
+        record: Mapping[str, Any],
+        report: PushReport,
+        decided: list[Settlement],
+    ) -> None:
+        """PATCH the fields ``plans`` write in one request, and settle them (with
+        ``decided``, emptied once settled) from Defender's answer.
+
+        Graph answers a PATCH that sets one value it does not take (a classification and
+        determination that do not go together, a status it does not accept) with 400 for
+        the whole request. The fields are then sent again in halves, down to the field
+        Graph refuses: that one fails alone, with Graph's message (``edit_refused``), and
+        the fields Graph takes are written, the user's valid edits not dropped with it.
+        Sending a half again is safe whether or not the refused PATCH applied any of it
+        (Graph documents no partial update; the emulator applies none): it sets the same
+        values. A record's fields number four at most, so one refused field costs at most
+        four more PATCHes (two more when the record has two), and a refusal of every field
+        at most six. A half that fails otherwise (5xx, no answer) propagates as a PATCH
+        does, leaving what is not settled yet to the retry, merged afresh."""
+        body = patch_body(plans)
         report.writes += 1
-        if kind == "incident":
-            answer = target.api.patch_incident(entity_id, body)
-        else:
-            answer = target.api.patch_alert(entity_id, body)
+        try:
+            if kind == "incident":
+                answer = target.api.patch_incident(entity_id, body)
+            else:
+                answer = target.api.patch_alert(entity_id, body)
+        except BadRequestError as refused:
+            if len(plans) > 1:
+                half = len(plans) // 2
+                for part in (plans[:half], plans[half:]):
+                    self._patch(target, kind, entity_id, part, rows, record, report, decided)
+                return
+            (plan,) = plans
+            reason = clean(f"Graph answered {refused.detail or refused}")
+            log.warning(
+                "defender refused a field's value",
+                tenant=target.name,
+                entity=entity_id,
+                field=plan.field,
+                reason=reason,
+            )
+            detail = _detail(plan, record, reason)
+            failed = [Settlement(rows[i], "failed", "edit_refused", detail) for i in plan.intents]
+            self._settle(report, [*decided, *failed])
+            decided.clear()
+            return
+        settlements, written = self._answered(target, kind, entity_id, plans, rows, record, answer)
+        self._settle(report, [*decided, *settlements], written)
+        decided.clear()
+
+    def _answered(
+        self,
+        target: PushTarget,
+        kind: EntityType,
+        entity_id: str,
+        plans: Sequence[FieldPlan],
+        rows: Mapping[int, OutboxRow],
+        record: Mapping[str, Any],
+        answer: Mapping[str, Any],
+    ) -> tuple[list[Settlement], Written | None]:
+        """What Defender's answer to a PATCH of ``plans`` says of each field written, and the
+        version it made of the write (None when it shows none of them written)."""
         # A third party reports that Graph applies an update of a merged incident to the
         # survivor (reference §1.6, unverified): merged between the read and the PATCH, the
         # answer is the survivor's. The fields then fail here, saying where they went; what
@@ -462,9 +530,6 @@ class Pusher:
         settlements: list[Settlement] = []
         applied: dict[str, Any] = {}
         for plan in plans:
-            if plan.action != "write":
-                settlements.extend(self._decided(plan, rows, record))
-                continue
             got = theirs_of(answer, plan.field)
             if same(plan.field, got, plan.value):
                 applied[plan.field] = plan.value
@@ -484,13 +549,13 @@ class Pusher:
             settlements.extend(
                 Settlement(rows[i], "failed", decision, detail) for i in plan.intents
             )
-        last = in_order_made(rows[i] for p in plans if p.action == "write" for i in p.intents)[-1]
+        last = in_order_made(rows[i] for p in plans for i in p.intents)[-1]
         written = (
             Written(target.tenant_id, kind, answered, version, last.author, last.origin, applied)
             if version is not None and applied
             else None
         )
-        self._settle(report, settlements, written)
+        return settlements, written
 
     def _merge(
         self,

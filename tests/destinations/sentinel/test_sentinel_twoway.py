@@ -637,3 +637,29 @@ def test_a_sentinel_comment_met_by_a_write_before_any_poll_reaches_defender_once
         world.cycle()
     texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
     assert texts.count("Met by a write") == 1
+
+
+def test_a_comment_added_after_one_was_deleted_in_sentinel_reaches_defender(world: World) -> None:
+    """Between two read-backs an analyst deletes a comment xdrsync knows of, writes another
+    and sets the incident Active: the incident holds as many comments as before, yet the new
+    one reaches Defender, once, and the earlier one is not posted again."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    _comment(world, name, "First look: a VPN exit node")
+    world.analyst(name, status="Active")
+    world.readback.poll()
+    world.cycle()
+    store = world.sentinel.emulator.store
+    (first,) = [c.name for c in store.comments(name) if "VPN" in c.properties["message"]]
+    count = world.sentinel_incident(name)["properties"]["additionalData"]["commentsCount"]
+    store.delete_comment(name, first)  # as the analyst's DELETE in the portal
+    _comment(world, name, "Correction: the sign-in came from our proxy")
+    world.analyst(name, status="Active", severity="Low")
+    assert world.sentinel_incident(name)["properties"]["additionalData"]["commentsCount"] == count
+    world.readback.poll()
+    world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
+    assert texts.count("Correction: the sign-in came from our proxy") == 1
+    assert texts.count("First look: a VPN exit node") == 1
+    assert world.readback.poll() == 0

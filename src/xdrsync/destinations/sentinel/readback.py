@@ -23,14 +23,26 @@ own write would look like an analyst undoing it). Nor is a read older than the c
 Sentinel's own ``lastModifiedTimeUtc`` (the copy keeps the stamp Sentinel answered our last
 write with): a listing that lagged behind that write would show our own write undone.
 
-**Comments.** When an incident read back holds more comments (``commentsCount``) than xdrsync
-knows of on it (the ones it mirrored from Defender and the ones it forwarded), its comments are
-listed and the new ones are posted to Defender for their author, even when the incident is
-otherwise our own write read back (a comment does not change the incident's etag). Their echo
-is not mirrored back: a hub comment posted from this destination is left out of the mirror. A
-comment alone is seen when the incident is next listed (in the lookback, or after a write):
-whether a new comment moves Sentinel's ``lastModifiedTimeUtc`` is not documented (the
-emulator assumes it does not).
+**Comments.** Sentinel gives no documented sign on an incident that its comments changed
+but ``additionalData.commentsCount`` (microsoft-apis.md §3.2-3.3: a comment is a resource of
+its own, with its own etag; whether adding or deleting one moves the incident's etag or
+``lastModifiedTimeUtc`` is not documented, and the emulator assumes it does not), and
+comments can be listed only incident by incident, one ARM read each. A count alone misses a
+comment deleted and another added between two reads. So an incident read back has its
+comments listed when
+
+* it holds more comments than xdrsync knows of on it (the ones it mirrored from Defender and
+  the ones it forwarded), even when it is otherwise our own write read back; or
+* it was changed in Sentinel since xdrsync last wrote or read it (its etag is not the
+  copy's), whatever its count: analysts comment while they work an incident, and this costs
+  one listing per change an analyst saves, not one per incident and poll.
+
+The new ones are posted to Defender for their author. Their echo is not mirrored back: a hub
+comment posted from this destination is left out of the mirror. The design's blind spot,
+chosen over listing every incident's comments on every poll: a comment deleted and another
+added on an incident nobody otherwise changed in Sentinel keeps the count and the etag, and
+is not seen (a later save of the incident in Sentinel brings it). A comment alone is seen
+when the incident is next listed (in the lookback, or after a write).
 
 **Merged incidents.** Defender keeps a merged incident's comments where they were, reachable
 from the incident it was merged into: a comment (or closing note) on a merged incident's twin
@@ -277,12 +289,14 @@ class SentinelReadback:
             return 0  # not one xdrsync wrote (Sentinel's own analytics, another connector)
         tenant = self._tenants.get(copy.tenant_id.lower())
         ours = copy.etag == etag  # our own write read back: its fields are no edit ...
-        commented = tenant is not None and self._new_comments(copy, properties)  # ... but
-        if ours and not commented:  # a comment added since is (it keeps the etag)
-            self.echoes += 1
-            return 0
         if not ours and modified_before(properties, copy.properties):
             self.stale += 1  # lags behind a write Sentinel already answered: not news
+            return 0
+        # ... but a comment added since is (it keeps the etag); and an incident changed in
+        # Sentinel since the copy has its comments listed whatever their count says.
+        commented = tenant is not None and (not ours or self._new_comments(copy, properties))
+        if ours and not commented:
+            self.echoes += 1
             return 0
         # Sentinel is read before anything is queued: a failed read queues nothing, and the
         # next poll finds the incident as unread as this one did.
