@@ -11,6 +11,7 @@ from xdrsync.emulator import catalog
 from xdrsync.emulator.activity import (
     ActivityGenerator,
     AlertEdit,
+    AlertMove,
     Change,
     IncidentComment,
     IncidentEdit,
@@ -73,6 +74,13 @@ class DictStore:
                 alert["incidentId"] = target["id"]
             target["alerts"] += source["alerts"]
             source.update(alerts=[], status="redirected", redirectIncidentId=target["id"])
+        elif isinstance(change, AlertMove):
+            owner = self.alert_owner(change.alert_id)
+            assert owner is not None
+            alert = next(a for a in owner["alerts"] if a["id"] == change.alert_id)
+            owner["alerts"].remove(alert)
+            alert["incidentId"] = change.target_id
+            self.incidents[change.target_id]["alerts"].append(alert)
 
 
 def _open(incident: dict[str, Any]) -> bool:
@@ -128,15 +136,20 @@ def check_valid(change: Change, store: DictStore) -> None:
         source, target = incidents[change.source_id], incidents[change.target_id]
         assert change.source_id != change.target_id
         assert _open(source) and _open(target)
+    elif isinstance(change, AlertMove):
+        # An alert of an open incident that keeps others, to another open incident.
+        owner, target = store.alert_owner(change.alert_id), incidents[change.target_id]
+        assert owner is not None and owner["id"] != change.target_id
+        assert _open(owner) and _open(target) and len(owner["alerts"]) >= 2
 
 
-def _run(steps: int, seed: int = 3) -> tuple[list[Change], DictStore]:
+def _run(steps: int, seed: int = 3, moves: float = 0.0) -> tuple[list[Change], DictStore]:
     store = DictStore(generate_incidents(seed=seed, count=40, tenant_id=TENANT, now=START))
     generator = ActivityGenerator(seed=seed, tenant_id=TENANT)
     changes = []
     for step in range(steps):
         now = START + timedelta(seconds=20 * step)
-        change = generator.next_change(store.incidents, now)
+        change = generator.next_change(store.incidents, now, move_rate=moves)
         check_valid(change, store)
         store.apply(change)
         changes.append(change)
@@ -231,3 +244,14 @@ def test_new_incidents_are_fresh_and_complete() -> None:
         assert max(a["createdDateTime"] for a in incident["alerts"]) <= now.strftime(
             "%Y-%m-%dT%H:%M:%S.%f0Z"
         )
+
+
+def test_alert_moves_come_only_when_asked_for_and_are_all_valid() -> None:
+    plain, _ = _run(400)
+    assert not any(isinstance(c, AlertMove) for c in plain)
+    changes, store = _run(400, moves=0.2)
+    moves = [c for c in changes if isinstance(c, AlertMove)]
+    assert 0.1 * len(changes) <= len(moves) <= 0.3 * len(changes)
+    assert len({c.alert_id for c in moves}) > len(moves) / 2
+    for incident in store.incidents.values():
+        assert all(a["incidentId"] == incident["id"] for a in incident["alerts"])

@@ -19,6 +19,7 @@ from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.hub import ChangeRow, Hub
 from xdrsync.hub.payload import datetime_from_ticks
 from xdrsync.hub.reads import IncidentStep
+from xdrsync.hub.records import MEMBERSHIP
 from xdrsync.layout import TABLES_DESTINATION
 from xdrsync.models import Alert, Incident
 from xdrsync.tables.alert_rows import EvidenceJson, alert_for_rows
@@ -132,10 +133,20 @@ class LogTables:
         # chunk's last: those before the chunk are read with their payloads, the chunk's own
         # are parsed above. Only an incident with no alerts now has its listings read.
         steps = self.hub.incident_steps(keys, changes[0].seq, changes[-1].seq)
+        # A membership change has no version of its own: it takes the times of the version
+        # recorded last before it (the one it shows).
+        remade: dict[tuple[str, str], list[int]] = {}
+        for c in changes:
+            if c.kind == MEMBERSHIP:
+                remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
         times: dict[int, IncidentTimes] = {}
         for key, recorded in steps.items():
             found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
             times.update((seq, found[seq]) for seq in found.keys() & incidents.keys())
+            for seq in remade.get(key, ()):
+                before = [step.seq for step in recorded if step.seq < seq]
+                if before:
+                    times[seq] = found[max(before)]
         listed = sorted(
             {(c.tenant_id, a) for c in changes if c.seq in times for a in times[c.seq].listed}
         )
@@ -159,6 +170,10 @@ class LogTables:
             )
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
+            if change.kind == MEMBERSHIP:
+                # Alerts left it without a new version (`hub.membership`): the row is made
+                # again, modified when they moved, so `arg_max(LastModifiedTime, *)` finds it.
+                row["LastModifiedTime"] = change.version
             return [_mark("SecurityIncident", row, change)]
         alert, items = context.alerts[change.seq], context.evidence[change.seq]
         return [

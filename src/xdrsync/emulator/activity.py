@@ -1,4 +1,5 @@
-"""Live Defender activity: one seeded change at a time (incidents, alerts, analyst work, merges)."""
+"""Live Defender activity: one seeded change at a time (incidents, alerts, analyst work, merges,
+and, when asked for, alerts moved between incidents)."""
 
 from __future__ import annotations
 
@@ -70,7 +71,18 @@ class Merge:
     target_id: str
 
 
-Change: TypeAlias = NewIncident | NewAlert | IncidentEdit | AlertEdit | IncidentComment | Merge
+@dataclass(frozen=True)
+class AlertMove:
+    """Defender re-homes one alert without a merge (an analyst links it to another incident,
+    or correlation does): ``target`` is an open incident other than the alert's own."""
+
+    alert_id: str
+    target_id: str
+
+
+Change: TypeAlias = (
+    NewIncident | NewAlert | IncidentEdit | AlertEdit | IncidentComment | Merge | AlertMove
+)
 
 _KINDS = ("incident", "alert", "edit", "comment", "alert_edit", "merge")
 _WEIGHTS = (25, 20, 30, 15, 5, 5)
@@ -102,10 +114,23 @@ class ActivityGenerator:
         self._hosts = {h.mde_id: h for h in (*self._world.workstations, *self._world.servers)}
         self._recent: list[Scene] = []
 
-    def next_change(self, incidents: Mapping[str, Mapping[str, Any]], now: datetime) -> Change:
+    def next_change(
+        self,
+        incidents: Mapping[str, Mapping[str, Any]],
+        now: datetime,
+        *,
+        move_rate: float = 0.0,
+    ) -> Change:
+        """The next change; that share (``move_rate``) of them moves an alert to another open
+        incident when there is one. At 0 (the default) the draws, and so the changes of a
+        seed, are those of an emulator without moves."""
         rng = self._rng
         now = now.astimezone(UTC)
         ids = list(incidents)
+        if move_rate and rng.random() < move_rate:
+            move = self._move(incidents, ids)
+            if move is not None:
+                return move
         kind = rng.choices(_KINDS, weights=_WEIGHTS)[0]
         if kind == "merge":
             merge = self._merge(incidents, ids)
@@ -252,6 +277,23 @@ class ActivityGenerator:
             i for i in ids if i != fallback and _status(incidents[i]) in _OPEN
         ]
         return Merge(fallback, rng.choice(others)) if others else None
+
+    def _move(
+        self, incidents: Mapping[str, Mapping[str, Any]], ids: Sequence[str]
+    ) -> AlertMove | None:
+        """One alert of a recent open incident that has others, to another recent open
+        incident, preferably one sharing a user or device with it."""
+        rng = self._rng
+        window = [i for i in ids[-_MERGE_WINDOW:] if _status(incidents[i]) in _OPEN]
+        sources = [i for i in window if len(incidents[i].get("alerts") or ()) > 1]
+        if not sources or len(window) < 2:
+            return None
+        source = rng.choice(sources)
+        keys = entity_keys(incidents[source])
+        others = [i for i in window if i != source]
+        sharing = [i for i in others if keys & entity_keys(incidents[i])]
+        alert = rng.choice(list(incidents[source].get("alerts") or ()))
+        return AlertMove(str(alert["id"]), rng.choice(sharing or others))
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -451,5 +451,26 @@ def build_app(emulator: Emulator) -> FastAPI:
             return _json({"error": f"no incident {incident_id}"}, 404)
         return _json(updated)
 
+    @app.post("/_emulator/alerts/{alert_id}/move")
+    async def move_alert(alert_id: str, request: Request) -> Response:
+        """Defender moves the alert to the incident ``{"incidentId": ...}`` names, without a
+        merge: the alert and that incident are stamped, the incident it leaves is not."""
+        tenant_id = _tenant_param(request)
+        if isinstance(tenant_id, Response):
+            return tenant_id
+        body = await _read_body(request)
+        if isinstance(body, Response):
+            return body
+        target = body.get("incidentId")
+        if not isinstance(target, str) or not target:
+            return _json({"error": "the body names the incident as 'incidentId'"}, 400)
+        try:
+            source, alert = emulator.store(tenant_id).move_alert(alert_id, target)
+        except UnknownEntityError as missing:
+            return _json({"error": f"no alert or incident {missing.args[0]}"}, 404)
+        except ValueError as refused:
+            return _json({"error": str(refused)}, 409)
+        return _json({"from": source, "to": target, "alert": alert})
+
     app.add_middleware(GraphGate, emulator=emulator, routes=app.router.routes)
     return app

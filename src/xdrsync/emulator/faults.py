@@ -77,6 +77,11 @@ class FaultSettings:
     #: That share of comments leave their record's ``lastUpdateDateTime`` as it was: whether
     #: a comment moves it is undocumented (reference §2.8), so a client must not rely on it.
     unbumped_comment_rate: float = 0.0
+    #: That share of live-activity steps move one alert of an open incident to another open
+    #: incident without a merge (an analyst's or correlation's move), stamping the alert and
+    #: the incident it joins but not the one it leaves: whether Defender stamps that one is
+    #: undocumented (reference §1.6), so a client must not wait for its new version.
+    moved_alert_rate: float = 0.0
     #: That share of seeded alerts, chosen by id, carry one more evidence item of a type no
     #: client knows yet (``stories.newer_evidence``): "new types keep appearing" (§2.6).
     new_evidence_rate: float = 0.0

@@ -284,7 +284,9 @@ class Emulator:
             if self.paused:
                 continue
             with store.lock:
-                change = generator.next_change(store.incidents_view(), utcnow())
+                change = generator.next_change(
+                    store.incidents_view(), utcnow(), move_rate=self.faults.moved_alert_rate
+                )
                 store.apply(change)
             self.count("activity")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from xdrsync.emulator.activity import (
     AlertEdit,
+    AlertMove,
     Change,
     IncidentComment,
     IncidentEdit,
@@ -151,6 +152,9 @@ class TenantStore:
             if isinstance(change, Merge):
                 self._merge(change.source_id, change.target_id, now)
                 return change.target_id
+            if isinstance(change, AlertMove):
+                self._move_alert(change.alert_id, change.target_id, now)
+                return change.target_id
             raise TypeError(f"unknown change {change!r}")
 
     def edit_incident(
@@ -226,6 +230,13 @@ class TenantStore:
             self._snapshot(self._get(self._alert_owner[alert_id]), now)
             return copy.deepcopy(alert["comments"])
 
+    def move_alert(self, alert_id: str, target_id: str) -> tuple[str, Json]:
+        """Move an alert to another incident as Defender does (``_move_alert``); returns the
+        id of the incident it left and the alert as it is now."""
+        with self.lock:
+            source_id = self._move_alert(alert_id, target_id, self._clock())
+            return source_id, copy.deepcopy(self._find_alert(alert_id))
+
     # -- internals -----------------------------------------------------------------------
 
     def _get(self, incident_id: str) -> Json:
@@ -295,6 +306,30 @@ class TenantStore:
         source["redirectIncidentId"] = target_id
         self._touched(source, now)
         self._touched(target, now)
+
+    def _move_alert(self, alert_id: str, target_id: str, now: datetime) -> str:
+        """Defender's move of one alert to another incident, without a merge; returns the id
+        of the incident it left.
+
+        The alert names its new incident and is stamped; the incident it joins lists it and
+        is stamped. The incident it leaves lists it no more, but keeps its
+        ``lastUpdateDateTime``: whether a move stamps that one is undocumented (reference
+        §1.6), and a client must not rely on it. Unknown ids raise ``UnknownEntityError``;
+        a move to the alert's own incident or to a redirected one, ``ValueError``.
+        """
+        source_id = self._alert_owner.get(alert_id)
+        if source_id is None:
+            raise UnknownEntityError(alert_id)
+        target = self._get(target_id)
+        if source_id == target_id or str(target.get("status", "")).lower() == "redirected":
+            raise ValueError(f"alert {alert_id} cannot be moved to incident {target_id}")
+        source = self._get(source_id)
+        alert = self._find_alert(alert_id)
+        source["alerts"] = [a for a in source.get("alerts") or () if a is not alert]
+        self._attach_alert(target, alert, now)
+        self._snapshot(source, now)  # listing shows the source without it, not re-stamped
+        self._touched(target, now)
+        return source_id
 
     def _touched(self, incident: Json, now: datetime) -> None:
         incident["lastUpdateDateTime"] = graph_time(now)

@@ -21,6 +21,7 @@ from xdrsync.hub.bulk import insert_rows
 from xdrsync.hub.candidates import Candidate, batch_candidates
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.guard import CHANGES, RECORDED, Verdict, Version, decide, needs_history
+from xdrsync.hub.membership import departures, record_departures
 from xdrsync.hub.records import (
     ApplyResult,
     EntityCounts,
@@ -58,6 +59,8 @@ class _Plan:
     kind: _Kind
     verdicts: list[Verdict[Candidate]] = field(default_factory=list)
     existing: set[str] = field(default_factory=set)
+    #: Alerts only: the incident each stored alert named before the batch.
+    owners: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,11 @@ def apply_batch(conn: Connection, prepared: PreparedBatch, now: datetime) -> App
                 seqs[id(verdict)] = seq
     for plan in plans:
         _write(conn, batch, plan, seqs, now)
+    # Alerts that moved: the incidents they left and Graph did not show again get a change.
+    moved = departures(plans[1].owners, plans[1].verdicts)
+    if moved:
+        changed = set(_changed_ids(plans[0]))
+        seq = record_departures(conn, batch, moved, changed, seq, now)
     write_quarantine(conn, batch, quarantined, now)
     clear_error_and_save(conn, batch.tenant_id, batch.stream, batch.state, now)
     result = ApplyResult(
@@ -118,30 +126,41 @@ def _plan(conn: Connection, tenant_id: str, kind: _Kind, rows: list[Candidate]) 
     by_key: dict[str, list[tuple[Version, Candidate]]] = {}
     for row in rows:
         by_key.setdefault(row.id, []).append((row.version, row))
-    stored = _stored_versions(conn, tenant_id, kind, list(by_key))
+    owners: dict[str, str | None] = {}
+    stored = _stored_versions(conn, tenant_id, kind, list(by_key), owners)
     doubtful = [
         key
         for key, copies in by_key.items()
         if needs_history(stored.get(key), (version for version, _ in copies))
     ]
     known = _known_versions(conn, tenant_id, kind, doubtful)
-    plan = _Plan(kind, existing=set(stored))
+    plan = _Plan(kind, existing=set(stored), owners=owners)
     for key, copies in by_key.items():
         plan.verdicts.extend(decide(stored.get(key), copies, known.get(key, ())))
     return plan
 
 
 def _stored_versions(
-    conn: Connection, tenant_id: str, kind: _Kind, keys: Sequence[str]
+    conn: Connection,
+    tenant_id: str,
+    kind: _Kind,
+    keys: Sequence[str],
+    owners: dict[str, str | None],
 ) -> dict[str, Version]:
+    """The stored version of each key; for alerts, ``owners`` gets the incident each names
+    (in the same query: a move is told by the incident changing)."""
     table = kind.table
+    alerts = kind.entity_type == "alert"
+    columns = [table.c.id, table.c.version, table.c.content_hash]
+    if alerts:
+        columns.append(table.c.incident_id)
     found: dict[str, Version] = {}
     for part in chunks(keys):
-        query = select(table.c.id, table.c.version, table.c.content_hash).where(
-            table.c.tenant_id == tenant_id, table.c.id.in_(part)
-        )
-        for key, ticks, digest in conn.execute(query):
-            found[key] = Version(ticks, digest)
+        query = select(*columns).where(table.c.tenant_id == tenant_id, table.c.id.in_(part))
+        for row in conn.execute(query):
+            found[row.id] = Version(row.version, row.content_hash)
+            if alerts:
+                owners[row.id] = row.incident_id
     return found
 
 

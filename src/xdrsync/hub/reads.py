@@ -10,13 +10,25 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, case, func, null, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    case,
+    func,
+    null,
+    select,
+    tuple_,
+    union_all,
+)
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.payload import datetime_from_ticks, enum_text, evidence_item, version_text
 from xdrsync.hub.records import (
+    MEMBERSHIP,
     ChangeRow,
     CommentRow,
     EntityType,
@@ -79,7 +91,9 @@ def _members(
     left: Defender moved it, and the incident it left need not be read again (whether a move
     bumps that incident's ``lastUpdateDateTime`` is undocumented). At the listing's version
     or earlier, the listing stays Defender's word (its documented example lists such an
-    alert).
+    alert). So, the other way round: an alert whose record names the incident, at the
+    version of the incident's newest listing or earlier, but which that listing leaves out,
+    has left too (a merge's source read before the alerts it gave away).
 
     Each row holds ``columns``; alerts come in creation order (undated first), then by id.
     """
@@ -90,7 +104,9 @@ def _members(
         ids = sorted({key for tenant, key in keys if tenant == tenant_id})
         named = _named_alert_ids(conn, tenant_id, ids)
         listed_by: dict[str, list[tuple[str, int]]] = {}  # alert -> (incident, listing version)
+        listings: dict[str, tuple[int, frozenset[str]]] = {}
         for incident_id, (version, alert_ids) in named.items():
+            listings[incident_id] = (version, frozenset(alert_ids))
             for alert_id in alert_ids:
                 listed_by.setdefault(alert_id, []).append((incident_id, version))
         rows: list[Row[Any]] = []
@@ -107,7 +123,9 @@ def _members(
                 for incident_id, version in listed_by.get(row.id, ())
                 if not _moved_since(row, incident_id, version)
             ]
-            for incident_id in (*owners, row.incident_id):
+            if not _left_before(row, listings.get(row.incident_id)):
+                owners.append(row.incident_id)
+            for incident_id in owners:
                 if (tenant_id, incident_id) in found:
                     found[(tenant_id, incident_id)][row.id] = row
     return {
@@ -127,6 +145,13 @@ def _moved_since(alert: Row[Any], incident_id: str, listed_at: int) -> bool:
         and alert.incident_id != incident_id
         and alert.version > listed_at
     )
+
+
+def _left_before(alert: Row[Any], listing: tuple[int, frozenset[str]] | None) -> bool:
+    """Whether the stored ``alert`` left the incident its record names: that incident's
+    newest ``listing`` (version, alert ids), as new as the alert's record or newer, leaves it
+    out."""
+    return listing is not None and alert.version <= listing[0] and alert.id not in listing[1]
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -342,10 +367,13 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
     )
     for number, payload, extra in conn.execute(query):
         payloads[int(number)] = (payload, extra)
+    _membership_payloads(conn, [row for row in rows if row.seq not in payloads], payloads)
     result: list[ChangeRow] = []
     for row in rows:
         payload, extra = payloads[row.seq]
-        ids = _json(extra) if row.entity_type == "incident" else None
+        # A membership change shows a version whose listing is no longer the incident's.
+        listing = row.entity_type == "incident" and row.kind != MEMBERSHIP
+        ids = _json(extra) if listing else None
         result.append(
             ChangeRow(
                 seq=row.seq,
@@ -363,6 +391,24 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
             )
         )
     return result
+
+
+def _membership_payloads(
+    conn: Connection, rows: Sequence[Row[Any]], payloads: dict[int, tuple[str, str | None]]
+) -> None:
+    """The payloads of ``membership`` changes (``hub.membership``), which have no version of
+    their own: each shows the version of its incident that its ``content_hash`` names."""
+    iv = s.incident_version
+    wanted: dict[tuple[str, str, str], list[int]] = {}
+    for row in rows:
+        wanted.setdefault((row.tenant_id, row.entity_id, row.content_hash), []).append(row.seq)
+    for part in chunks(sorted(wanted)):
+        query = select(
+            iv.c.tenant_id, iv.c.incident_id, iv.c.content_hash, iv.c.payload, iv.c.alert_ids
+        ).where(tuple_(iv.c.tenant_id, iv.c.incident_id, iv.c.content_hash).in_(part))
+        for tenant_id, incident_id, digest, payload, ids in conn.execute(query):
+            for number in wanted[(tenant_id, incident_id, digest)]:
+                payloads[number] = (payload, ids)
 
 
 def merged_from(conn: Connection, tenant_id: str, incident_id: str) -> list[str]:

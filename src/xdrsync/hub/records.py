@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from xdrsync import jsontext
 
@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
 
 EntityType = Literal["incident", "alert"]
-ChangeKind = Literal["insert", "update"]
+ChangeKind = Literal["insert", "update", "membership"]
+#: The kind of change an incident gets when alerts left it and Graph did not show it again
+#: (``hub.membership``): its current version, shown with the alerts it has now.
+MEMBERSHIP: Final = "membership"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,10 @@ class ChangeRow:
     their own rows), parsed from ``payload_text`` on first use: a destination that needs only
     the columns (the queue's index) never pays for parsing it. ``incident_id`` is the alert's
     incident, or the incident's own id.
+
+    A ``membership`` change (``kind``) is an incident's whose alerts changed without a new
+    version of it (``hub.membership``): ``payload`` is its current version then, ``version``
+    the later of that version's and the move's, ``alert_ids`` None.
     """
 
     seq: int

@@ -19,7 +19,7 @@ from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.emulator.sentinel import SentinelEmulatorServer, settings_for
 from xdrsync.errors import ConfigError, RetriableError
 from xdrsync.hub import Hub, InboundBatch, default_url
-from xdrsync.models import Incident
+from xdrsync.models import Alert, Incident
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
 OTHER = "00000000-0000-0000-0000-00000000000b"
@@ -502,3 +502,30 @@ def test_an_alert_with_thousands_of_evidence_items_still_gets_its_row(
     entities = json.loads(row["Entities"])
     assert "left out" in entities[-1]["XdrCut"] and len(entities) > 10
     assert w.hub.list_dead_letters("sentinel") == []
+
+
+def test_the_incident_an_alert_left_drops_what_the_alert_gave_it(
+    world: Callable[..., World],
+) -> None:
+    """Defender moves an alert to another incident and does not stamp the one it left: the
+    hub's membership change for that one rewrites its Sentinel twin without the alert."""
+    w = world()
+    office = _alert("dx", "41", "microsoftDefenderForOffice365")
+    w.commit(_incident(alerts=[_alert("da41", "41", "microsoftDefenderForEndpoint"), office]))
+    w.commit(_incident("42", customTags=[]))
+    w.publish()
+    only_endpoint = [
+        "contoso",
+        "Microsoft Defender Advanced Threat Protection",
+        "vip",
+        "defender-incident:41",
+    ]
+    assert len(w.labels("41")) == len(only_endpoint) + 1  # Office 365's product too
+    moved = {**office, "incidentId": "42", "lastUpdateDateTime": "2026-11-01T11:30:00Z"}
+    w.hub.commit_batch(
+        InboundBatch(tenant_id=TENANT, stream="alerts", alerts=[Alert.from_graph(moved)])
+    )
+    w.publish()
+    assert w.labels("41") == only_endpoint
+    assert any("Office 365" in label for label in w.labels("42"))  # at once, from the alert
+    assert w.deliver_again() > 0 and w.labels("41") == only_endpoint

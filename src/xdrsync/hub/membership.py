@@ -1,0 +1,158 @@
+"""Alerts that left an incident which Graph did not show again: the incident's rows made again.
+
+Defender moves an alert to another incident without a merge (an analyst links it elsewhere,
+or correlation re-homes it), and a merge moves all of them. The alert's ``incidentId`` and
+``lastUpdateDateTime`` change, the incident it joins lists it; whether the incident it left
+gets a new ``lastUpdateDateTime`` is undocumented (reference §1.6), and even when it does,
+the alert may be read first (from alerts_v2, or on an earlier page). The hub's reads already
+take the alert out of the incident it left (``reads._members``: the later statement wins),
+but destinations make an incident's rows only from a change *of that incident*: without one,
+the log tables' latest SecurityIncident row, the Sentinel incident and the like would go on
+showing the alert under the incident it left.
+
+So when a batch applies an alert version that names another incident than the alert's
+previous one, the incident it left gets a change of its own in the same transaction (kind
+``membership``): its current version, shown with the alerts it has now. Its seq comes from
+the same counter, so a crash loses or repeats nothing, and every destination delivers it
+exactly once like any other change. None is needed, and none is made, when:
+
+* the incident has a change in the same batch (its rows are made with its current alerts);
+* the hub does not hold the incident;
+* its newest listing (a version read with its alerts) is as new as the alert's move or newer:
+  the rows of that version never showed the alert (``reads._members``), and those of earlier
+  versions were made again when it came.
+
+The change's ``version`` is the later of the incident's version and the alert's: the moment
+the incident, as a SIEM shows it, last changed (its payload stays the incident's own version,
+found by its ``content_hash``). The incident an alert *joins* gets no such change: it lists
+the alert, so Defender stamps it, and its new version brings its rows; the hub's reads, the
+console and Sentinel (which follow the alert's own change) show it there at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from xdrsync.hub import schema as s
+from xdrsync.hub.bulk import insert_rows
+from xdrsync.hub.candidates import Candidate
+from xdrsync.hub.chunks import chunks
+from xdrsync.hub.guard import CHANGES, Verdict
+from xdrsync.hub.payload import version_text
+from xdrsync.hub.reads import _named_alert_ids
+from xdrsync.hub.records import MEMBERSHIP, InboundBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """``alert_id`` left ``incident_id`` for ``joined`` by its version of ``ticks``."""
+
+    incident_id: str
+    alert_id: str
+    joined: str | None
+    ticks: int
+
+
+def departures(
+    owners: Mapping[str, str | None], verdicts: Iterable[Verdict[Candidate]]
+) -> list[Departure]:
+    """The incidents alerts left in a batch (pure): for each alert, its stored incident
+    (``owners``) and then the incident of each of its changes, in order; each step to another
+    incident is a departure from the one before."""
+    chains: dict[str, list[tuple[str | None, int]]] = {}
+    for verdict in verdicts:
+        if verdict.decision in CHANGES:
+            item = verdict.item
+            chains.setdefault(item.id, []).append((item.incident_id, item.version.ticks))
+    found: list[Departure] = []
+    for alert_id, steps in chains.items():
+        before = owners.get(alert_id)
+        for incident_id, ticks in steps:
+            if before is not None and incident_id != before:
+                found.append(Departure(before, alert_id, incident_id, ticks))
+            before = incident_id
+    return found
+
+
+def record_departures(
+    conn: Connection,
+    batch: InboundBatch,
+    found: Iterable[Departure],
+    changed: Collection[str],
+    seq: int,
+    now: datetime,
+) -> int:
+    """Write a ``membership`` change (and its audit row) for each incident an alert left that
+    needs one (see the module's notes); returns the last seq used (``seq`` if none)."""
+    tenant = batch.tenant_id
+    left: dict[str, list[Departure]] = {}
+    for departure in found:
+        if departure.incident_id not in changed:
+            left.setdefault(departure.incident_id, []).append(departure)
+    if not left:
+        return seq
+    i = s.incident
+    current: dict[str, tuple[int, str]] = {}
+    for part in chunks(sorted(left)):
+        query = select(i.c.id, i.c.version, i.c.content_hash).where(
+            i.c.tenant_id == tenant, i.c.id.in_(part)
+        )
+        current.update((key, (version, digest)) for key, version, digest in conn.execute(query))
+    listings = _named_alert_ids(conn, tenant, sorted(current))
+    changes: list[dict[str, object]] = []
+    audits: list[dict[str, object]] = []
+    for incident_id in sorted(current):
+        moves = left[incident_id]
+        moved_at = max(d.ticks for d in moves)
+        listing = listings.get(incident_id)
+        if listing is not None and listing[0] >= moved_at:
+            continue  # its newest listing already says where its alerts are
+        version, digest = current[incident_id]
+        shown = max(version, moved_at)
+        seq += 1
+        changes.append(
+            {
+                "seq": seq,
+                "tenant_id": tenant,
+                "entity_type": "incident",
+                "entity_id": incident_id,
+                "incident_id": incident_id,
+                "version": shown,
+                "content_hash": digest,
+                "kind": MEMBERSHIP,
+                "origin": "graph",
+                "at": now,
+                "modified_by": None,
+            }
+        )
+        detail = {
+            "alerts_left": sorted({d.alert_id for d in moves}),
+            "joined": sorted({d.joined for d in moves if d.joined}),
+            "note": "alerts moved to another incident; its rows are made again with its "
+            "current alerts",
+        }
+        audits.append(
+            {
+                "at": now,
+                "tenant_id": tenant,
+                "stream": batch.stream,
+                "entity_type": "incident",
+                "entity_id": incident_id,
+                "decision": MEMBERSHIP,
+                "old_version": version_text(version),
+                "new_version": version_text(shown),
+                "seq": seq,
+                "detail": json.dumps(detail, sort_keys=True),
+            }
+        )
+    insert_rows(conn, s.change_log, changes)
+    insert_rows(conn, s.audit, audits)
+    return seq
+
+
+__all__ = ["MEMBERSHIP", "Departure", "departures", "record_departures"]
