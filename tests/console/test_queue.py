@@ -361,3 +361,37 @@ def test_a_status_the_counts_call_unknown_is_what_the_unknown_filter_lists(hub: 
     assert stats["byStatus"] == {"active": 1, "unknown": 1}
     listed = list_queue(hub, QueueFilter(statuses=("unknown",)), [TENANT_A]).items
     assert [i.incident_id for i in listed] == ["1"]
+
+
+def test_a_newer_severity_counts_filters_and_sorts_as_high(hub: Hub) -> None:
+    # Graph's `critical` (newer than this version's enum) is High, as the log tables and
+    # Sentinel read it (tables.vocab.NEWER_SEVERITY); `unknown`, `unknownFutureValue` and
+    # none are the queue's "unknown". The item keeps Defender's word.
+    sent = {"1": "critical", "2": "high", "3": "unknownFutureValue", "4": None, "5": "low"}
+    incidents = []
+    for incident_id, severity in sent.items():
+        incident = incident_json(TENANT_A, incident_id, updated=int(incident_id))
+        incident["severity"] = severity
+        incidents.append(incident)
+    commit(hub, TENANT_A, incidents)
+    index(hub)
+    assert [severity_name(v) for v in sent.values()] == [
+        "high",
+        "high",
+        "unknown",
+        "unknown",
+        "low",
+    ]
+    stats = queue_stats(hub, QueueFilter(), [TENANT_A])
+    assert stats["bySeverity"] == {"high": 2, "low": 1, "unknown": 2}
+
+    def listed(*severities: str, sort: str = "lastUpdate") -> list[str]:
+        flt = QueueFilter(severities=severities, sort=sort)
+        return [i.incident_id for i in list_queue(hub, flt, [TENANT_A]).items]
+
+    assert listed("high") == ["2", "1"]
+    assert listed("unknown") == ["4", "3"]
+    assert listed("critical") == ["1"]  # asked for as written, it is found too
+    assert listed(sort="severity") == ["2", "1", "5", "4", "3"]
+    (item,) = [i for i in list_queue(hub, QueueFilter(), [TENANT_A]).items if i.incident_id == "1"]
+    assert item.severity == "critical"

@@ -45,7 +45,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0008"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0009"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -276,6 +276,42 @@ def test_a_current_row_whose_version_has_no_history_keeps_its_json_on_0008(any_u
         restored = sorted(seq for seq in kept.scalars() if seq in expected)
         assert restored == expected  # the log tables find them by seq
         assert len(hub.incident_history(TENANT, "1")) == 3
+
+
+def test_a_newer_severity_indexed_before_0009_is_ranked_high_on_upgrade(any_url: str) -> None:
+    """The queue's index ranked a severity newer than this version (``critical``) with the
+    missing ones, so the queue counted and filtered it as "unknown": 0009 ranks such rows as
+    High, as the index now does, and its downgrade as the older code did."""
+    from sqlalchemy import create_engine
+
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+
+    severities = {"1": "critical", "2": "unknownFutureValue", "3": "low", "4": None}
+    with Hub.open(any_url) as hub:
+        payloads = []
+        for incident_id, severity in severities.items():
+            payload = incident_json(incident_id, stamp(int(incident_id)))
+            payload["severity"] = severity
+            payloads.append(payload)
+        hub.commit_batch(batch(*payloads))
+        QueueIndex(hub).deliver(hub.changes_after(0, 100))
+
+    def ranks() -> dict[str, int]:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT incident_id, severity_rank FROM queue_entry"))
+            return {str(key): int(rank) for key, rank in found}
+
+    engine = create_engine(any_url)
+    assert ranks() == {"1": 3, "2": -1, "3": 1, "4": -1}
+    migrate(engine, "0008", down=True)
+    assert ranks() == {"1": -1, "2": -1, "3": 1, "4": -1}  # as an older version left it
+    migrate(engine, "0009")
+    assert ranks() == {"1": 3, "2": -1, "3": 1, "4": -1}
+    engine.dispose()
+    with Hub.open(any_url) as hub:
+        listed = list_queue(hub, QueueFilter(severities=("high",)), [TENANT]).items
+        assert [item.incident_id for item in listed] == ["1"]
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ from xdrsync.hub.payload import datetime_from_ticks
 from xdrsync.hub.reads import _members
 from xdrsync.hub.state import advance_cursor
 from xdrsync.layout import QUEUE_DESTINATION
-from xdrsync.tables.vocab import tactic
+from xdrsync.tables.vocab import NEWER_SEVERITY, tactic
 
 SEARCH_CAP: Final = 16 * 1024  # characters of ``search`` per incident
 #: Graph severities in rank order; anything else (unknownFutureValue, missing) ranks -1.
@@ -62,12 +62,29 @@ MAX_LISTED_ELSEWHERE: Final = 100_000
 Key = tuple[str, str]  # (tenant_id, incident_id)
 
 
-#: The rank of a missing or unrecognised severity (the queue's "unknown").
+#: The rank of a missing or unknown severity (the queue's "unknown").
 UNKNOWN_RANK: Final = -1
+#: Graph's own words for "no severity": the queue's "unknown" (``unknownFutureValue`` is the
+#: sentinel Graph sends to a client that did not ask for newer members).
+UNKNOWN_SEVERITIES: Final = frozenset({"", "unknown", "unknownfuturevalue"})
+#: The rank of a severity newer than this version (Graph's ``critical``, say): High's, as the
+#: log tables and Sentinel read it (``tables.vocab.NEWER_SEVERITY``), so that it counts,
+#: filters and sorts with the severe incidents rather than below the informational ones.
+NEWER_RANK: Final = SEVERITY_RANK[NEWER_SEVERITY.lower()]
 
 
 def severity_rank(severity: str | None) -> int:
-    return SEVERITY_RANK.get((severity or "").lower(), UNKNOWN_RANK)
+    lowered = (severity or "").strip().lower()
+    if lowered in SEVERITY_RANK:
+        return SEVERITY_RANK[lowered]
+    return UNKNOWN_RANK if lowered in UNKNOWN_SEVERITIES else NEWER_RANK
+
+
+def is_newer_severity(severity: str | None) -> bool:
+    """Whether ``severity`` is a member newer than this version (neither a Graph severity
+    this version knows nor a missing/unknown one)."""
+    lowered = (severity or "").strip().lower()
+    return lowered not in SEVERITY_RANK and lowered not in UNKNOWN_SEVERITIES
 
 
 def encode_list(values: Iterable[str]) -> str:
@@ -457,6 +474,7 @@ __all__ = [
     "compute_rows",
     "decode_list",
     "encode_list",
+    "is_newer_severity",
     "like_escape",
     "member_pattern",
     "search_text",

@@ -46,6 +46,7 @@ from xdrsync.console.index import (
     SEVERITY_RANK,
     UNKNOWN_RANK,
     decode_list,
+    is_newer_severity,
     like_escape,
     member_pattern,
 )
@@ -63,12 +64,13 @@ from xdrsync.hub.records import OutboxRow
 from xdrsync.hub.status import get_cursor, max_seq
 from xdrsync.layout import QUEUE_DESTINATION
 from xdrsync.models import IncidentStatus
+from xdrsync.tables.vocab import NEWER_SEVERITY
 from xdrsync.twoway.edits import view
 
 ID_SEPARATOR: Final = "~"
 FAILED_FOR: Final = timedelta(hours=24)
 UNASSIGNED: Final = "unassigned"
-#: A missing or unrecognised severity, and a missing status, as the counts name them.
+#: A missing or unknown severity, and a missing status, as the counts name them.
 UNKNOWN_SEVERITY: Final = "unknown"
 MAX_BUCKETS: Final = 1000  # zero-filled buckets of queue_stats' time series, at most
 Q = s.queue_entry
@@ -106,8 +108,9 @@ class QueueFilter:
     """What the queue shows. Each tuple means "any of" (empty: no filter). ``owner`` is an
     address, matched in any case (``Rui@Contoso.com`` finds ``RUI@CONTOSO.COM``; the owner
     index, on the column as written, does not serve it), ``"unassigned"``, or None.
-    ``since``/``until`` bound ``lastUpdateDateTime`` (``since <= t < until``). Severity
-    ``unknown`` is a missing or unrecognised one (``severity_name``), as the counts have it.
+    ``since``/``until`` bound ``lastUpdateDateTime`` (``since <= t < until``). Severities
+    are as the counts name them (``severity_name``): ``high`` takes one newer than this
+    version, ``unknown`` a missing or unknown one.
     ``search`` is a case-insensitive substring of the title, alert titles, entities and
     comments; ``entity`` (kind, key) an entity the incidents' evidence names, exactly (the
     incident page's "also in N incidents"); ``incidents`` (tenant id, incident id) pairs, any
@@ -213,15 +216,21 @@ def _tenant_condition(tenants: Sequence[str]) -> ColumnElement[bool]:
 
 
 def severity_name(severity: str | None) -> str:
-    """The severity an incident counts and filters under: a Graph severity in lower case, or
-    ``unknown`` for a missing or unrecognised one (``unknownFutureValue``, ``unknown``)."""
-    lowered = (severity or "").lower()
-    return lowered if lowered in SEVERITY_RANK else UNKNOWN_SEVERITY
+    """The severity an incident counts and filters under: a Graph severity in lower case,
+    ``high`` for one newer than this version (Graph's ``critical``, say: High, as the log
+    tables and Sentinel read it, ``tables.vocab.NEWER_SEVERITY``), or ``unknown`` for a
+    missing or unknown one (``unknown``, ``unknownFutureValue``). The items keep Defender's
+    own word."""
+    lowered = (severity or "").strip().lower()
+    if lowered in SEVERITY_RANK:
+        return lowered
+    return NEWER_SEVERITY.lower() if is_newer_severity(severity) else UNKNOWN_SEVERITY
 
 
 def _severity_condition(values: Sequence[str]) -> ColumnElement[bool]:
-    """Any of these severities; ``unknown`` is every row ``severity_name`` calls so (the index's
-    rank -1), so that the filter lists what ``queue_stats`` counts under it."""
+    """Any of these severities, by the index's rank (``index.severity_rank``), so that the
+    filter lists what ``queue_stats`` counts under each: ``high`` takes a newer severity too,
+    ``unknown`` a missing or unknown one (rank -1)."""
     wanted = {v.lower() for v in values}
     ranks = {SEVERITY_RANK[v] for v in wanted if v in SEVERITY_RANK}
     if UNKNOWN_SEVERITY in wanted:
@@ -230,7 +239,7 @@ def _severity_condition(values: Sequence[str]) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if ranks:
         parts.append(Q.c.severity_rank.in_(sorted(ranks)))
-    if others:  # a value spelled out (e.g. unknownFutureValue): as written, in any case
+    if others:  # a value spelled out (e.g. critical): as written, in any case
         parts.append(func.lower(Q.c.severity).in_(sorted(others)))
     return or_(*parts)
 

@@ -237,9 +237,32 @@ export function humanize(value) {
 export const statusLabel = (v) => STATUS_LABELS[v] ?? humanize(v);
 export const productLabel = (v) => PRODUCT_LABELS[v] ?? humanize(String(v).replace(/^microsoft/, ""));
 
+/** Graph's severities in rank order (console/index.py SEVERITY_RANK). */
+export const SEVERITY_RANK = { informational: 0, low: 1, medium: 2, high: 3 };
+const NO_SEVERITY = new Set(["", "unknown", "unknownfuturevalue"]);
+
+/** The severity an incident counts, filters and sorts under (console/queue.py severity_name):
+ * Graph's, "unknown" for a missing or unknown one, and "high" for one newer than this version
+ * (Graph's `critical`, say), as the log tables and Sentinel read it. */
+export function severityName(severity) {
+  const lowered = String(severity ?? "").trim().toLowerCase();
+  if (Object.hasOwn(SEVERITY_RANK, lowered)) return lowered;
+  return NO_SEVERITY.has(lowered) ? "unknown" : "high";
+}
+
+/** The sort rank of a severity (console/index.py severity_rank): -1 when unknown. */
+export const severityRank = (severity) => SEVERITY_RANK[severityName(severity)] ?? -1;
+
+/** A severity badge in Defender's own word, coloured as it counts: a newer severity reads
+ * "Critical" in High's colours, and says so on hover. */
 export function severityBadge(severity) {
   const value = severity || "unknown";
-  return h("span", { class: ["badge", "sev", `sev-${value}`], title: `Severity: ${humanize(value)}` }, humanize(value));
+  const name = severityName(severity);
+  const newer = name === "high" && String(severity).trim().toLowerCase() !== "high";
+  const title = newer
+    ? `Severity: ${humanize(value)} (Defender's word; newer than this version, so counted, filtered and sorted as High)`
+    : `Severity: ${humanize(value)}`;
+  return h("span", { class: ["badge", "sev", `sev-${name}`, newer ? "sev-newer" : ""], title, "data-severity": value }, humanize(value));
 }
 
 export function statusBadge(status) {

@@ -1,7 +1,7 @@
 // The investigation graph: incident → alerts → entities in columns, entities ordered next to
 // the alerts that name them, entities shared by several alerts drawn with their own colour
 // so the alerts they connect stand out. Clicking (or Enter on) a node shows its details.
-import { clear, s } from "./common.js";
+import { clear, s, severityName } from "./common.js";
 
 const NODE_W = { incident: 160, alert: 220, entity: 210 };
 const NODE_H = 28;
@@ -92,7 +92,7 @@ export function drawGraph(container, graph, { describe, onPick }) {
     const info = describe(node);
     const kindClass = node.kind === "incident" || node.kind === "alert" ? node.kind : "entity";
     const g = s("g", {
-      class: ["g-node", kindClass, info.severity ? `sev-${info.severity}` : "", info.shared ? "shared" : "", info.verdict || ""],
+      class: ["g-node", kindClass, info.severity ? `sev-${severityName(info.severity)}` : "", info.shared ? "shared" : "", info.verdict || ""],
       transform: `translate(${p.x},${p.y})`, tabindex: 0, role: "button", "data-node": node.id,
       "aria-label": `${info.kind}: ${info.title}`,
     },

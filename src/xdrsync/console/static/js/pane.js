@@ -309,5 +309,13 @@ export function createPane({ onChanged = () => {} } = {}) {
     get isOpen() { return !root.hidden; },
     contains: (node) => root.contains(node),
     refresh: () => (currentId ? load() : undefined),
+    /** Assign the incident shown to me, as the button does; false when the pane cannot
+     * (not loaded yet, already mine, no address). */
+    assignToMe: () => {
+      const button = $("#pane-assign-me");
+      if (!editable || !current || current.id !== currentId || !button || button.disabled) return false;
+      button.click();
+      return true;
+    },
   };
 }

@@ -1,12 +1,22 @@
 // The incident queue: counts, incidents over time, filters kept in the URL, sortable dense
 // grid, next pages through nextLink, live updates from /api/v1/changes; a side pane for the
 // selected incident (pane.js) and bulk actions on the checked ones (bulk.js).
+//
+// Live updates: every POLL_MS the page asks which incidents changed since the change it holds
+// (GET /api/v1/changes?after=seq), then asks for those incidents only, by id, with the view's
+// filters (GET /api/v1/incidents?id=...): a loaded row is redrawn in place, wherever it is in
+// the list; a loaded one that no longer matches is redrawn from its own data, dimmed; one not
+// loaded that matches and that the sort puts among the loaded rows is counted as new. Rows are
+// never moved under the analyst's pointer or keyboard selection: a row the sort now puts
+// elsewhere is marked (↑/↓), and the indicator offers one click to re-sort the loaded rows
+// (the new ones put in their places), which asks the server nothing.
 import {
-  $, $$, api, can, clear, every, h, humanize, me, productLabel, severityBadge, statusBadge,
-  statusLabel, syncBadge, tagChip, timeEl, toast, typing, SEVERITIES,
+  $, $$, api, can, clear, every, h, humanize, me, productLabel, seenOf, severityBadge,
+  severityName, severityRank, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast,
+  typing, SEVERITIES,
 } from "./common.js";
 import { timeColumns } from "./chart.js";
-import { createPane } from "./pane.js";
+import { assignMeProblem, createPane } from "./pane.js";
 import { createBulk } from "./bulk.js";
 
 const MULTI = ["status", "severity", "tenant", "product", "tactic"];
@@ -14,6 +24,18 @@ const SINGLE = ["owner", "tag", "range", "search", "entity"];
 const RANGES = { "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3, "90d": 90 * 86400e3 };
 const DEFAULT_SORT = "-lastUpdate";
 const POLL_MS = 2500;
+const BY_ID = 50; // ids per request (the API's limit of a list parameter)
+const MAX_UNLOADED = 200; // changed incidents not loaded that a tick checks, at most
+// The API's sorts (console/queue.py SORTS): the items' fields, most significant first; the
+// tenant and the incident id break ties.
+const SORT_FIELDS = {
+  lastUpdate: ["lastUpdateDateTime"],
+  created: ["createdDateTime"],
+  severity: ["severity", "lastUpdateDateTime"],
+  firstActivity: ["firstActivityDateTime"],
+  lastActivity: ["lastActivityDateTime"],
+  alertCount: ["alertCount", "lastUpdateDateTime"],
+};
 
 const form = $("#filters");
 const body = $("#queue-rows");
@@ -30,8 +52,13 @@ let rows = new Map(); // id → {item, tr}
 let nextLink = null;
 let selected = -1;
 let seq = null;
-let newIds = new Set();
 let loading = 0;
+// The last item the server listed (as it was then): the loaded rows end there in the sort,
+// and the next page (nextLink) goes on after it.
+let boundary = null;
+const pendingNew = new Map(); // id → item: new in the view, among the loaded rows by the sort
+const touched = new Set(); // ids redrawn by live updates since the rows were last sorted
+let overflow = false; // more changed incidents than a tick checks: only a reload tells
 const checked = new Set(); // ids checked for bulk actions
 
 // -- the URL is the view ----------------------------------------------------------------------
@@ -187,7 +214,7 @@ function rowFor(item) {
     check = h("td", { class: "col-check" }, box);
   }
   const isChecked = EDITABLE && checked.has(item.id);
-  const tr = h("tr", { "data-id": item.id, class: [`sev-row-${item.severity || "unknown"}`, item.status === "resolved" ? "resolved" : "", isChecked ? "checked" : ""] },
+  const tr = h("tr", { "data-id": item.id, class: [`sev-row-${severityName(item.severity)}`, item.status === "resolved" ? "resolved" : "", isChecked ? "checked" : ""] },
     check,
     h("td", { class: "col-sev" }, severityBadge(item.severity)),
     h("td", { class: "col-id mono" }, h("a", { href, tabindex: -1, title: item.id }, item.incidentId)),
@@ -229,17 +256,29 @@ function render(items, append) {
     clear(body);
     rows = new Map();
     selected = -1;
+    pendingNew.clear();
+    touched.clear();
+    overflow = false;
+    boundary = null;
   }
+  if (items.length) boundary = items[items.length - 1];
   for (const item of items) {
+    pendingNew.delete(item.id);
     if (rows.has(item.id)) continue;
     const tr = rowFor(item);
     rows.set(item.id, { item, tr });
     body.append(tr);
   }
+  if (!append) for (const id of [...checked]) if (!rows.has(id)) checked.delete(id);
+  showCount();
+  markOrder();
+}
+
+function showCount() {
+  $(".empty-row", body)?.remove();
   if (!rows.size) {
     body.append(h("tr", { class: "empty-row" }, h("td", { colspan: COLUMNS, class: "muted" }, "No incidents match these filters.")));
   }
-  if (!append) for (const id of [...checked]) if (!rows.has(id)) checked.delete(id);
   selectionChanged();
   moreButton.hidden = !nextLink;
   statusLine.textContent = `${rows.size}${nextLink ? "+" : ""} incident${rows.size === 1 ? "" : "s"}${describeView()}`;
@@ -268,9 +307,8 @@ async function load() {
     const data = await api(`/api/v1/incidents?${apiParams()}`);
     if (ticket !== loading) return;
     nextLink = data.nextLink;
-    newIds = new Set();
-    showNew();
     render(data.value, false);
+    showPending();
     if (rows.size) select(0, false);
   } catch (error) {
     if (ticket !== loading) return;
@@ -287,6 +325,7 @@ moreButton.addEventListener("click", async () => {
     const data = await api(url.pathname + url.search);
     nextLink = data.nextLink;
     render(data.value, true);
+    showPending();
   } catch (error) {
     toast(`Could not load more: ${error.message}`, "error");
   } finally {
@@ -348,6 +387,30 @@ selectAll?.addEventListener("change", () => {
   selectionChanged();
 });
 
+/** The `a` key: assign the selected incident to me, as the pane's button does (through the
+ * pane when it shows that incident, so it follows the edit to confirmed), with what the row
+ * showed as `seen`. Nothing is sent for an incident already mine, or merged away (Defender
+ * refuses its edits), or when my user has no address. */
+async function assignSelectedToMe() {
+  const id = selectedId();
+  const item = id && rows.get(id)?.item;
+  if (!item) return;
+  const problem = assignMeProblem();
+  if (problem) { toast(problem, "error", 6000); return; }
+  if (item.mergedInto) { toast(`${item.incidentId} was merged into ${item.mergedInto}: assign that one`, "error", 6000); return; }
+  if ((item.assignedTo || "").toLowerCase() === me.address.toLowerCase()) { toast(`${item.incidentId} is already yours`); return; }
+  if (pane.isOpen && pane.id === id && pane.assignToMe()) return;
+  try {
+    const answer = await api(`/api/v1/incidents/${encodeURIComponent(id)}`, {
+      method: "PATCH", body: { assignedTo: me.address, seen: seenOf(item) },
+    });
+    toast((answer.edits || []).length ? `Queued: assign ${item.incidentId} to me` : `Nothing to change: ${item.incidentId}`);
+    refreshRows([id]);
+  } catch (error) {
+    toast(`Assign ${item.incidentId} to me: ${error.message}`, "error", 9000);
+  }
+}
+
 function toggleChecked() {
   const id = selectedId();
   if (!EDITABLE || !id) return;
@@ -355,30 +418,65 @@ function toggleChecked() {
   selectionChanged();
 }
 
-/** Redraw the rows of these incidents in place, from the queue as it now is. */
+/** Redraw the rows of these incidents in place, from the queue as it now is (an edit from
+ * the pane or the bulk bar, or a live update). */
 async function refreshRows(ids) {
-  const wanted = new Set(ids.filter((id) => rows.has(id)));
-  if (!wanted.size) return;
-  const q = apiParams();
-  q.set("top", String(Math.min(Math.max(rows.size, 50), 500)));
-  let data;
   try {
-    data = await api(`/api/v1/incidents?${q}`);
+    await refreshIds(ids);
   } catch {
     return; // the live poll tries again
   }
-  const byId = new Map(data.value.map((item) => [item.id, item]));
-  for (const id of wanted) {
+  loadStats();
+}
+
+/** Ask for these incidents only, by id, with the view's filters: a loaded row is redrawn in
+ * place wherever it is (the first page or the tenth), a loaded one the filters no longer hold
+ * is redrawn from its own data and dimmed (it stays until the list is loaded or re-sorted),
+ * and one not loaded that matches and that the sort puts among the loaded rows counts as new.
+ * The queue itself is never listed again: the requests grow with the changes, not the rows. */
+async function refreshIds(ids) {
+  const ticket = loading;
+  const loaded = [...new Set(ids)].filter((id) => rows.has(id));
+  let unloaded = [...new Set(ids)].filter((id) => !rows.has(id));
+  if (unloaded.length > MAX_UNLOADED) {
+    overflow = true;
+    unloaded = [];
+  }
+  const matched = await byId([...loaded, ...unloaded], true);
+  if (ticket !== loading) return; // the list was loaded again meanwhile
+  for (const id of loaded) {
     const known = rows.get(id);
-    const item = byId.get(id);
+    const item = matched.get(id);
     if (known && item) replaceRow(known, item);
   }
-  try {
-    await refreshLeft(wanted, byId);
-  } catch {
-    // the live poll tries again
+  for (const id of unloaded) {
+    const item = matched.get(id);
+    if (item && !rows.has(id) && withinLoaded(item)) pendingNew.set(id, item);
+    else pendingNew.delete(id);
   }
-  loadStats();
+  const left = loaded.filter((id) => !matched.has(id));
+  const own = await byId(left, false);
+  if (ticket !== loading) return;
+  for (const id of left) {
+    const known = rows.get(id);
+    const item = own.get(id);
+    if (known && item) replaceRow(known, item, { left: true });
+  }
+  markOrder();
+  showPending();
+}
+
+/** These incidents (id → item), asked for by id: with the view's filters, or without. */
+async function byId(ids, filtered) {
+  const found = new Map();
+  for (let i = 0; i < ids.length; i += BY_ID) {
+    const q = filtered ? apiParams() : new URLSearchParams();
+    q.set("top", String(BY_ID));
+    for (const id of ids.slice(i, i + BY_ID)) q.append("id", id);
+    const data = await api(`/api/v1/incidents?${q}`);
+    for (const item of data.value) found.set(item.id, item);
+  }
+  return found;
 }
 
 function replaceRow(known, item, { left = false } = {}) {
@@ -387,35 +485,121 @@ function replaceRow(known, item, { left = false } = {}) {
   if (known.tr.classList.contains("selected")) tr.classList.add("selected");
   if (left) {
     tr.classList.add("left-view");
-    tr.title = "No longer matches the filters (it stays until the list is loaded again)";
+    tr.title = "No longer matches the filters (it stays until the list is loaded or re-sorted)";
   }
   known.tr.replaceWith(tr);
   rows.set(item.id, { item, tr });
+  touched.add(item.id);
 }
 
-/** Redraw the shown rows among `ids` that the filtered list no longer holds (an edit or a
- * change in Defender moved them out of the view) from their own data, marked as such: a row
- * is never left showing what it was before the change. */
-async function refreshLeft(ids, listed) {
-  const unlisted = [...ids].filter((id) => rows.has(id) && !listed.has(id));
-  for (let i = 0; i < unlisted.length; i += 50) {
-    const part = unlisted.slice(i, i + 50);
-    // Beyond the first page, or pushed past it by newer incidents, a row may still match:
-    // asked by id with the filters, it comes back; only one that does not has left.
-    for (const filtered of [true, false]) {
-      const q = filtered ? apiParams(false) : new URLSearchParams();
-      q.set("top", "50");
-      for (const id of part) q.append("id", id);
-      const data = await api(`/api/v1/incidents?${q}`);
-      for (const item of data.value) {
-        const known = rows.get(item.id);
-        if (known && part.includes(item.id)) replaceRow(known, item, { left: !filtered });
-      }
-      const found = new Set(data.value.map((item) => item.id));
-      part.splice(0, part.length, ...part.filter((id) => !found.has(id)));
-      if (!part.length) break;
+// -- the order of the loaded rows ---------------------------------------------------------------
+
+/** A time as text that sorts as the time does ("…T10:00:00.500000" after "…T10:00:00"). */
+function timeKey(text) {
+  if (!text) return null;
+  const bare = String(text).replace(/Z$/, "");
+  return bare.includes(".") ? bare.padEnd(26, "0") : `${bare}.000000`;
+}
+
+function sortValue(item, field) {
+  if (field === "severity") return severityRank(item.severity);
+  if (field === "alertCount") return item.alertCount ?? 0;
+  return timeKey(item[field]);
+}
+
+/** -1, 0 or 1; a missing value is the smallest of all, as the server has it. */
+function compare(x, y) {
+  if (x === y) return 0;
+  if (x === null || x === undefined) return -1;
+  if (y === null || y === undefined) return 1;
+  return x < y ? -1 : 1;
+}
+
+/** Below zero when `a` comes before `b` in the view's sort (the server's order; ties between
+ * tenants go by name here, by id there, which can only swap rows whose values are equal). */
+function order(a, b) {
+  const descending = view.sort.startsWith("-");
+  const fields = SORT_FIELDS[view.sort.replace(/^-/, "")] || SORT_FIELDS.lastUpdate;
+  let c = 0;
+  for (const field of fields) {
+    c = compare(sortValue(a, field), sortValue(b, field));
+    if (c) break;
+  }
+  if (!c) c = compare(a.tenant, b.tenant) || compare(a.incidentId, b.incidentId);
+  return descending ? -c : c;
+}
+
+/** Whether the sort puts this item among the loaded rows (the next page starts after them). */
+const withinLoaded = (item) => !nextLink || !boundary || order(item, boundary) <= 0;
+
+const inView = (tr) => !tr.classList.contains("left-view");
+
+/** Mark the rows that live updates left where the sort no longer puts them: ↑ or ↓ beside
+ * the severity, and the indicator offers a re-sort. */
+function markOrder() {
+  const shown = [...body.querySelectorAll("tr[data-id]")].filter(inView);
+  shown.forEach((tr, i) => {
+    const item = rows.get(tr.dataset.id)?.item;
+    let direction = "";
+    if (item && touched.has(item.id)) {
+      const before = shown[i - 1] && rows.get(shown[i - 1].dataset.id)?.item;
+      const after = shown[i + 1] && rows.get(shown[i + 1].dataset.id)?.item;
+      if (before && order(before, item) > 0) direction = "up";
+      else if ((after && order(item, after) > 0) || !withinLoaded(item)) direction = "down";
+    }
+    const mark = $(".moved-mark", tr);
+    tr.classList.toggle("moved", !!direction);
+    if (!direction) { mark?.remove(); return; }
+    const text = direction === "up" ? "↑" : "↓";
+    const title = direction === "up"
+      ? "Changed: the sort now puts it higher — re-sort to move it"
+      : "Changed: the sort now puts it lower — re-sort to move it";
+    if (mark && mark.textContent === text) return;
+    mark?.remove();
+    $(".col-sev", tr).prepend(h("span", { class: "moved-mark", title, "aria-label": title }, text));
+  });
+}
+
+/** Put the loaded rows where the sort puts them now, with the new ones in their places; rows
+ * that left the filters go, and so do rows the sort now puts after the loaded ones (the next
+ * page brings them where they belong). The selection stays on its incident. Asks the server
+ * nothing. */
+function resort() {
+  if (overflow) {
+    load();
+    window.scrollTo({ top: 0 });
+    return;
+  }
+  const keep = selectedId();
+  const was = selected;
+  for (const [id, item] of pendingNew) {
+    if (rows.has(id)) continue;
+    const tr = rowFor(item);
+    tr.classList.add("flash");
+    rows.set(id, { item, tr });
+  }
+  pendingNew.clear();
+  const kept = [];
+  for (const [id, entry] of [...rows]) {
+    if (inView(entry.tr) && withinLoaded(entry.item)) kept.push(entry);
+    else {
+      entry.tr.remove();
+      rows.delete(id);
+      checked.delete(id);
     }
   }
+  kept.sort((a, b) => order(a.item, b.item));
+  rows = new Map(kept.map((entry) => [entry.item.id, entry]));
+  for (const { tr } of kept) body.append(tr); // appending a row that is there moves it
+  touched.clear();
+  markOrder();
+  const list = [...body.querySelectorAll("tr[data-id]")];
+  const at = list.findIndex((tr) => tr.dataset.id === keep);
+  list.forEach((tr) => tr.classList.remove("selected"));
+  selected = -1;
+  if (list.length) select(at >= 0 ? at : Math.max(was, 0), false);
+  showCount();
+  showPending();
 }
 
 /** Whether a key event lands on something that handles Enter/Space itself. */
@@ -447,6 +631,7 @@ document.addEventListener("keydown", (event) => {
     else if (id) pane.open(id);
   }
   else if (event.key === "x") { if (selected >= 0 && EDITABLE) { event.preventDefault(); toggleChecked(); } }
+  else if (event.key === "a") { if (selected >= 0 && EDITABLE) { event.preventDefault(); assignSelectedToMe(); } }
   else if (event.key === "r") { event.preventDefault(); apply(); }
 });
 
@@ -531,11 +716,23 @@ async function loadStats() {
 
 // -- live updates -----------------------------------------------------------------------------
 
-function showNew() {
-  newButton.hidden = newIds.size === 0;
-  newButton.textContent = `${newIds.size} new or moved — show`;
+/** The indicator: how many new incidents the loaded rows miss and how many rows the sort
+ * puts elsewhere now; one click re-sorts (or, after more changes than a tick checks, loads). */
+function showPending() {
+  const moved = body.querySelectorAll("tr.moved").length;
+  const parts = [];
+  if (overflow) parts.push("Many incidents changed");
+  else {
+    if (pendingNew.size) parts.push(`${pendingNew.size} new`);
+    if (moved) parts.push(`${moved} out of order`);
+  }
+  newButton.hidden = !parts.length;
+  newButton.textContent = `${parts.join(" · ")} — ${overflow ? "reload" : "re-sort"}`;
+  newButton.title = overflow
+    ? "Load the list again"
+    : "Put the loaded rows where the sort puts them now, with the new incidents in their places";
 }
-newButton.addEventListener("click", () => { load(); window.scrollTo({ top: 0 }); });
+newButton.addEventListener("click", resort);
 
 async function poll() {
   const live = $("#live");
@@ -546,24 +743,14 @@ async function poll() {
       return;
     }
     const changed = await api(`/api/v1/changes?after=${seq}`);
-    seq = changed.seq;
     live.classList.remove("off");
-    if (!changed.incidents?.length) return;
-    const ids = new Set(changed.incidents);
-    const top = Math.min(Math.max(rows.size, 50), 500);
-    const q = apiParams();
-    q.set("top", String(top));
-    const data = await api(`/api/v1/incidents?${q}`);
-    for (const item of data.value) {
-      if (!ids.has(item.id)) continue;
-      const known = rows.get(item.id);
-      if (known) replaceRow(known, item);
-      else newIds.add(item.id);
+    const ids = changed.incidents || [];
+    if (ids.length) {
+      await refreshIds(ids);
+      if (pane.isOpen && ids.includes(pane.id)) pane.refresh();
+      loadStats();
     }
-    await refreshLeft(ids, new Set(data.value.map((item) => item.id)));
-    if (pane.isOpen && ids.has(pane.id)) pane.refresh();
-    showNew();
-    loadStats();
+    seq = changed.seq; // only once the rows show the changes (a failed tick asks again)
   } catch (error) {
     live.classList.add("off");
     live.title = `Live updates paused: ${error.message}`;
