@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
@@ -29,21 +30,28 @@ _NONE = ("", "unknown", "unknownfuturevalue")
 _UNKNOWN_RANK = -1
 _HIGH_RANK = 3
 
+_QUEUE = sa.table(
+    "queue_entry", sa.column("severity", sa.Text), sa.column("severity_rank", sa.Integer)
+)
 
-def _newer() -> str:
-    words = ", ".join(f"'{word}'" for word in (*_RANKED, *_NONE))
-    return f"severity IS NOT NULL AND lower(trim(severity)) NOT IN ({words})"
+
+def _rank_newer(old: int, new: int) -> None:
+    """Rank ``new`` the rows ranked ``old`` whose severity is newer than the enum."""
+    severity = _QUEUE.c.severity
+    op.execute(
+        sa.update(_QUEUE)
+        .where(
+            _QUEUE.c.severity_rank == old,
+            severity.is_not(None),
+            sa.func.lower(sa.func.trim(severity)).not_in([*_RANKED, *_NONE]),
+        )
+        .values(severity_rank=new)
+    )
 
 
 def upgrade() -> None:
-    op.execute(
-        f"UPDATE queue_entry SET severity_rank = {_HIGH_RANK} "
-        f"WHERE severity_rank = {_UNKNOWN_RANK} AND {_newer()}"
-    )
+    _rank_newer(_UNKNOWN_RANK, _HIGH_RANK)
 
 
 def downgrade() -> None:
-    op.execute(
-        f"UPDATE queue_entry SET severity_rank = {_UNKNOWN_RANK} "
-        f"WHERE severity_rank = {_HIGH_RANK} AND {_newer()}"
-    )
+    _rank_newer(_HIGH_RANK, _UNKNOWN_RANK)
