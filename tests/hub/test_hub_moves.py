@@ -41,9 +41,9 @@ def test_the_incident_an_alert_left_unstamped_gets_a_membership_change(hub: Hub)
     changes = _since(hub, before)
     assert _kinds(changes) == [("alert", "da2", "update"), ("incident", "7", "membership")]
     left = changes[1]
-    # 7's own version (minute 1), shown as modified when the alert left (minute 5).
+    # 7's own version (minute 1), stated again with the alerts it has now.
     assert left.payload["lastUpdateDateTime"] == stamp(1)
-    assert left.version_text == version_text(_ticks(stamp(5)))
+    assert left.version_text == version_text(_ticks(stamp(1)))
     assert left.incident_id == "7" and left.alert_ids is None
     assert members(hub, "7") == (["da1"], ["da1"], 1)
     (audit,) = [a for a in hub.audit_tail(tenant_id=TENANT) if a.decision == "membership"]
@@ -85,24 +85,32 @@ def test_no_membership_change_when_the_incident_it_left_comes_in_the_same_batch(
     assert members(hub, "7") == (["da1"], ["da1"], 1)
 
 
-def test_a_listing_as_new_as_the_move_needs_no_membership_change(hub: Hub) -> None:
-    """A merge's source read on a page before its alerts (or alerts_v2 later): its newest
-    listing already leaves them out, and the hub takes them out at once."""
+def test_a_listing_newer_than_the_move_still_gets_a_membership_change(hub: Hub) -> None:
+    """A merge's source read on a page before its alerts: its newer listing leaves them out,
+    but a listing only adds alerts (it may be a part), so they stay under it, and in the
+    rows made of that version, until their new records come; then the source gets a
+    membership change that shows it without them."""
     before = _seven_and_eight(hub)
-    hub.commit_batch(
-        batch(
-            incident_json(
-                "7",
-                stamp(5),
-                alerts=[alert_json("da1", "7", stamp(1), created=stamp(1))],
-            )
-        )
-    )
-    # da2's stored record (minute 1) still names 7, but 7's newer listing leaves it out.
-    assert members(hub, "7") == (["da1"], ["da1"], 1)
+    first = alert_json("da1", "7", stamp(1), created=stamp(1))
+    hub.commit_batch(batch(incident_json("7", stamp(5), alerts=[first])))
+    # da2's stored record (minute 1) still names 7: it stays there for now.
+    assert members(hub, "7") == (["da1", "da2"], ["da1", "da2"], 2)
     hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
-    assert _kinds(_since(hub, before)) == [("incident", "7", "update"), ("alert", "da2", "update")]
+    assert _kinds(_since(hub, before)) == [
+        ("incident", "7", "update"),
+        ("alert", "da2", "update"),
+        ("incident", "7", "membership"),
+    ]
+    assert members(hub, "7") == (["da1"], ["da1"], 1)
     assert members(hub, "8")[1] == ["da2", "db1"]
+
+
+def test_an_incident_stored_without_its_alerts_keeps_those_that_name_it(hub: Hub) -> None:
+    """An incident whose alerts route answered 404 is stored with an empty listing: the
+    alerts whose records name it are not taken away (they would be under no incident)."""
+    _seven_and_eight(hub)
+    hub.commit_batch(batch(incident_json("7", stamp(5), alerts=[])))
+    assert members(hub, "7") == (["da1", "da2"], ["da1", "da2"], 2)
 
 
 def test_an_alert_new_to_the_hub_or_an_incident_it_does_not_hold_make_no_change(
@@ -129,7 +137,8 @@ def test_moves_within_one_batch_and_away_from_two_incidents(hub: Hub) -> None:
     )
     changes = _since(hub, before)
     membership = {c.entity_id: c.version_text for c in changes if c.kind == "membership"}
-    assert membership == {"7": version_text(_ticks(stamp(5))), "8": version_text(_ticks(stamp(7)))}
+    # Each states its incident's own version again (minute 1), with the alerts it has now.
+    assert membership == {"7": version_text(_ticks(stamp(1))), "8": version_text(_ticks(stamp(1)))}
     shown, current, count = members(hub, "7")
     assert sorted(shown) == sorted(current) == ["da1", "da2", "db1"] and count == 3
     assert members(hub, "8") == ([], [], 0)

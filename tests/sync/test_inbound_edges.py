@@ -17,7 +17,7 @@ from fakegraph import T0, Crash, FakeGraph, FakePage
 
 from xdrsync.errors import RetriableError, UnreadableError
 from xdrsync.hub import Hub, InboundBatch
-from xdrsync.hub.payload import ticks_from_datetime, version_text
+from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime, version_text
 from xdrsync.jsontext import UnreadableItem
 from xdrsync.sync.inbound import (
     ALERTS,
@@ -220,6 +220,40 @@ def test_a_smallest_window_too_full_to_read_is_read_split_at_its_stamps(hub: Hub
     assert report.pages < 60  # 42: the 1,102 records fill 23 pages; each was read once
     assert report.records == 1102
     assert report.quarantined == 0
+
+
+def test_a_part_of_a_split_window_that_keeps_changing_is_split_until_it_settles(
+    hub: Hub,
+) -> None:
+    """A window too full to read is split; in its parts a record shows up late and is
+    updated out again on every page, so no part of more than a page ever reads the same
+    twice. Parts are split on until each is read in one page, which cannot change while it
+    is read: the cycle ends with every record, in a bounded number of requests (289 here),
+    rather than failing there every cycle for as long as the tenant is busy."""
+    graph = FakeGraph(page_size=50, ordered=False)
+    burst = T0 - timedelta(hours=2)
+    for n in range(1100):
+        graph.put(INCIDENTS, f"b{n:04d}", burst + timedelta(milliseconds=10 * n))
+    smallest = ticks_from_datetime(T0) - ticks_from_datetime(T0 - SETTINGS.smallest_window)
+    pages = itertools.count()
+
+    def flip(fake: FakeGraph, stream: str, query: PageQuery) -> None:
+        if query.upper is not None and query.upper - query.lower < smallest:
+            n = next(pages)
+            when = datetime_from_ticks(query.lower) if n % 2 == 0 else fake.now
+            fake.put(INCIDENTS, f"late{n // 2:04d}", when)
+
+    graph.hooks.append(flip)
+    cycle(hub, graph)
+    graph.hooks.clear()
+    assert graph.pages < 400, graph.pages
+    assert state(hub).watermark == T0
+    stored = current(hub, graph)
+    assert all(
+        stored.get(key) == when for key, when in graph.truth(INCIDENTS).items() if key[0] == "b"
+    )
+    cycle(hub, graph)  # the late records updated past the cycle's end arrive with the next
+    assert current(hub, graph) == graph.truth(INCIDENTS)
 
 
 @pytest.mark.parametrize("changing", [False, True])

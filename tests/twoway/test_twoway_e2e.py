@@ -19,6 +19,7 @@ from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import EditRefusedError
+from xdrsync.graph.errors import BadRequestError
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.edits import EditRequest
 from xdrsync.twoway.submit import resolve, submit
@@ -521,6 +522,40 @@ def test_a_write_defender_applies_to_another_incident_is_not_confirmed(
         "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy"
     )
     assert [r[0] for r in rows.rows] == ["alice@contoso.com"]
+
+
+def test_a_refused_patch_sends_no_more_halves_once_an_answer_comes_from_a_survivor(
+    make_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Graph refuses Alice's PATCH of owner and status (400), so it is sent again in halves;
+    the incident is merged away before the first half, whose answer is the survivor's. The
+    second half is not sent (Graph would apply it to the survivor too): the next push finds
+    the merge and fails it as merged away."""
+    env = make_env()
+    source, survivor = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    target = next(iter(env.pusher.targets.values()))
+    real_patch = target.api.patch_incident
+    sent: list[tuple[str, ...]] = []
+
+    def refused_then_merged(entity_id: str, body: Any) -> Any:
+        sent.append(tuple(sorted(body)))
+        if len(sent) == 1:
+            raise BadRequestError("Graph answered 400", "BadRequest: Invalid value for 'status'.")
+        if len(sent) == 2:
+            env.server.emulator.store(env.tenant.tenant_id).apply(Merge(entity_id, survivor))
+            return real_patch(survivor, body)  # as the third party says Graph does
+        return real_patch(entity_id, body)
+
+    monkeypatch.setattr(target.api, "patch_incident", refused_then_merged)
+    ids = env.edit(source, owner="late@contoso.com", status="inProgress")
+    env.pusher.push_due()
+    assert len(sent) == 2  # the whole PATCH, then one half: never the other half
+    env.cycle()
+    env.pusher.push_due()
+    assert len(sent) == 2
+    rows = env.hub.edits(ids=ids)
+    assert {r.state for r in rows} == {"failed"}
+    assert all(survivor in str(r.outcome) for r in rows), [r.outcome for r in rows]
 
 
 def test_an_edit_made_before_a_standing_conflict_does_not_replace_it(make_env: Any) -> None:

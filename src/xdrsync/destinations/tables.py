@@ -37,6 +37,8 @@ from xdrsync.tables.sentinel import (
 from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
+#: How much later than the version it states again a membership change's row is modified.
+RESTATED = timedelta(microseconds=1)
 
 
 def _utcnow() -> datetime:
@@ -171,9 +173,11 @@ class LogTables:
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
             if change.kind == MEMBERSHIP:
-                # Alerts left it without a new version (`hub.membership`): the row is made
-                # again, modified when they moved, so `arg_max(LastModifiedTime, *)` finds it.
-                row["LastModifiedTime"] = change.version
+                # Alerts left it without a new version (`hub.membership`): its version is
+                # stated again with the alerts it has now, a microsecond after that version,
+                # so that `arg_max(LastModifiedTime, *)` takes it over the first statement,
+                # and any later version over it.
+                row["LastModifiedTime"] = change.version + RESTATED
             return [_mark("SecurityIncident", row, change)]
         alert, items = context.alerts[change.seq], context.evidence[change.seq]
         return [

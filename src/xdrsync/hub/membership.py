@@ -14,19 +14,19 @@ So when a batch applies an alert version that names another incident than the al
 previous one, the incident it left gets a change of its own in the same transaction (kind
 ``membership``): its current version, shown with the alerts it has now. Its seq comes from
 the same counter, so a crash loses or repeats nothing, and every destination delivers it
-exactly once like any other change. None is needed, and none is made, when:
+exactly once like any other change. None is needed, and none is made, when the incident has
+a change in the same batch (its rows are made with its current alerts), or when the hub does
+not hold it. An incident whose newest listing already leaves the alert out gets one too: its
+rows were made while the alert's record still named it, and a listing alone never takes an
+alert away (``reads._members``: it may be a part). Its rows then show the same alerts twice.
 
-* the incident has a change in the same batch (its rows are made with its current alerts);
-* the hub does not hold the incident;
-* its newest listing (a version read with its alerts) is as new as the alert's move or newer:
-  the rows of that version never showed the alert (``reads._members``), and those of earlier
-  versions were made again when it came.
-
-The change's ``version`` is the later of the incident's version and the alert's: the moment
-the incident, as a SIEM shows it, last changed (its payload stays the incident's own version,
-found by its ``content_hash``). The incident an alert *joins* gets no such change: it lists
-the alert, so Defender stamps it, and its new version brings its rows; the hub's reads, the
-console and Sentinel (which follow the alert's own change) show it there at once.
+The change's ``version`` and ``content_hash`` are those of the incident's current version:
+it states that version again, with the alerts the incident has now (a later real version
+read afterwards, older than the move, must still come after it: a stamp of the move would
+put this change after that version in every order by version). The incident an alert
+*joins* gets no such change: it lists the alert, so Defender stamps it, and its new version
+brings its rows; the hub's reads, the console and Sentinel (which follow the alert's own
+change) show it there at once.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from xdrsync.hub.candidates import Candidate
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.guard import CHANGES, Verdict
 from xdrsync.hub.payload import version_text
-from xdrsync.hub.reads import _named_alert_ids
 from xdrsync.hub.records import MEMBERSHIP, InboundBatch
 
 
@@ -103,17 +102,11 @@ def record_departures(
             i.c.tenant_id == tenant, i.c.id.in_(part)
         )
         current.update((key, (version, digest)) for key, version, digest in conn.execute(query))
-    listings = _named_alert_ids(conn, tenant, sorted(current))
     changes: list[dict[str, object]] = []
     audits: list[dict[str, object]] = []
     for incident_id in sorted(current):
         moves = left[incident_id]
-        moved_at = max(d.ticks for d in moves)
-        listing = listings.get(incident_id)
-        if listing is not None and listing[0] >= moved_at:
-            continue  # its newest listing already says where its alerts are
         version, digest = current[incident_id]
-        shown = max(version, moved_at)
         seq += 1
         changes.append(
             {
@@ -122,7 +115,7 @@ def record_departures(
                 "entity_type": "incident",
                 "entity_id": incident_id,
                 "incident_id": incident_id,
-                "version": shown,
+                "version": version,
                 "content_hash": digest,
                 "kind": MEMBERSHIP,
                 "origin": "graph",
@@ -133,6 +126,7 @@ def record_departures(
         detail = {
             "alerts_left": sorted({d.alert_id for d in moves}),
             "joined": sorted({d.joined for d in moves if d.joined}),
+            "moved": version_text(max(d.ticks for d in moves)),
             "note": "alerts moved to another incident; its rows are made again with its "
             "current alerts",
         }
@@ -145,7 +139,7 @@ def record_departures(
                 "entity_id": incident_id,
                 "decision": MEMBERSHIP,
                 "old_version": version_text(version),
-                "new_version": version_text(shown),
+                "new_version": version_text(version),
                 "seq": seq,
                 "detail": json.dumps(detail, sort_keys=True),
             }

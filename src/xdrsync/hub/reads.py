@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
-from xdrsync.hub.chunks import chunks
+from xdrsync.hub.chunks import CHUNK, chunks
 from xdrsync.hub.payload import datetime_from_ticks, enum_text, evidence_item, version_text
 from xdrsync.hub.records import (
     MEMBERSHIP,
@@ -91,9 +91,10 @@ def _members(
     left: Defender moved it, and the incident it left need not be read again (whether a move
     bumps that incident's ``lastUpdateDateTime`` is undocumented). At the listing's version
     or earlier, the listing stays Defender's word (its documented example lists such an
-    alert). So, the other way round: an alert whose record names the incident, at the
-    version of the incident's newest listing or earlier, but which that listing leaves out,
-    has left too (a merge's source read before the alerts it gave away).
+    alert). A listing only ever adds alerts to an incident: one that leaves out an alert
+    whose record names the incident may be a part (an incident whose alerts route answered
+    404 is stored with none), and would put that alert under no incident at all. An alert
+    that moved away is taken out when its new record comes (``hub.membership``).
 
     Each row holds ``columns``; alerts come in creation order (undated first), then by id.
     """
@@ -104,9 +105,7 @@ def _members(
         ids = sorted({key for tenant, key in keys if tenant == tenant_id})
         named = _named_alert_ids(conn, tenant_id, ids)
         listed_by: dict[str, list[tuple[str, int]]] = {}  # alert -> (incident, listing version)
-        listings: dict[str, tuple[int, frozenset[str]]] = {}
         for incident_id, (version, alert_ids) in named.items():
-            listings[incident_id] = (version, frozenset(alert_ids))
             for alert_id in alert_ids:
                 listed_by.setdefault(alert_id, []).append((incident_id, version))
         rows: list[Row[Any]] = []
@@ -123,9 +122,7 @@ def _members(
                 for incident_id, version in listed_by.get(row.id, ())
                 if not _moved_since(row, incident_id, version)
             ]
-            if not _left_before(row, listings.get(row.incident_id)):
-                owners.append(row.incident_id)
-            for incident_id in owners:
+            for incident_id in (*owners, row.incident_id):
                 if (tenant_id, incident_id) in found:
                     found[(tenant_id, incident_id)][row.id] = row
     return {
@@ -145,13 +142,6 @@ def _moved_since(alert: Row[Any], incident_id: str, listed_at: int) -> bool:
         and alert.incident_id != incident_id
         and alert.version > listed_at
     )
-
-
-def _left_before(alert: Row[Any], listing: tuple[int, frozenset[str]] | None) -> bool:
-    """Whether the stored ``alert`` left the incident its record names: that incident's
-    newest ``listing`` (version, alert ids), as new as the alert's record or newer, leaves it
-    out."""
-    return listing is not None and alert.version <= listing[0] and alert.id not in listing[1]
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -396,13 +386,14 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
 def _membership_payloads(
     conn: Connection, rows: Sequence[Row[Any]], payloads: dict[int, tuple[str, str | None]]
 ) -> None:
-    """The payloads of ``membership`` changes (``hub.membership``), which have no version of
-    their own: each shows the version of its incident that its ``content_hash`` names."""
+    """The payloads of ``membership`` changes (``hub.membership``), which have no history row
+    of their own: each states again the version of its incident that its ``content_hash``
+    names."""
     iv = s.incident_version
     wanted: dict[tuple[str, str, str], list[int]] = {}
     for row in rows:
         wanted.setdefault((row.tenant_id, row.entity_id, row.content_hash), []).append(row.seq)
-    for part in chunks(sorted(wanted)):
+    for part in chunks(sorted(wanted), CHUNK // 3):  # three values bound per key
         query = select(
             iv.c.tenant_id, iv.c.incident_id, iv.c.content_hash, iv.c.payload, iv.c.alert_ids
         ).where(tuple_(iv.c.tenant_id, iv.c.incident_id, iv.c.content_hash).in_(part))

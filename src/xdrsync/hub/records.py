@@ -154,8 +154,8 @@ class ChangeRow:
     incident, or the incident's own id.
 
     A ``membership`` change (``kind``) is an incident's whose alerts changed without a new
-    version of it (``hub.membership``): ``payload`` is its current version then, ``version``
-    the later of that version's and the move's, ``alert_ids`` None.
+    version of it (``hub.membership``): ``payload`` and ``version`` are its current version
+    then, stated again, ``alert_ids`` None.
     """
 
     seq: int

@@ -456,9 +456,10 @@ class Pusher:
         record: Mapping[str, Any],
         report: PushReport,
         decided: list[Settlement],
-    ) -> None:
+    ) -> bool:
         """PATCH the fields ``plans`` write in one request, and settle them (with
-        ``decided``, emptied once settled) from Defender's answer.
+        ``decided``, emptied once settled) from Defender's answer; False when the answer
+        came from another record (merged meanwhile).
 
         Graph answers a PATCH that sets one value it does not take (a classification and
         determination that do not go together, a status it does not accept) with 400 for
@@ -470,7 +471,9 @@ class Pusher:
         values. A record's fields number four at most, so one refused field costs at most
         four more PATCHes (two more when the record has two), and a refusal of every field
         at most six. A half that fails otherwise (5xx, no answer) propagates as a PATCH
-        does, leaving what is not settled yet to the retry, merged afresh."""
+        does, leaving what is not settled yet to the retry, merged afresh; after a half
+        whose answer shows the record merged into another, no other half is sent (Graph
+        would apply it to the survivor): the retry finds the merge."""
         body = patch_body(plans)
         report.writes += 1
         try:
@@ -481,9 +484,10 @@ class Pusher:
         except BadRequestError as refused:
             if len(plans) > 1:
                 half = len(plans) // 2
-                for part in (plans[:half], plans[half:]):
+                return all(  # stops after a half whose answer came from another record
                     self._patch(target, kind, entity_id, part, rows, record, report, decided)
-                return
+                    for part in (plans[:half], plans[half:])
+                )
             (plan,) = plans
             reason = clean(f"Graph answered {refused.detail or refused}")
             log.warning(
@@ -497,10 +501,11 @@ class Pusher:
             failed = [Settlement(rows[i], "failed", "edit_refused", detail) for i in plan.intents]
             self._settle(report, [*decided, *failed])
             decided.clear()
-            return
+            return True
         settlements, written = self._answered(target, kind, entity_id, plans, rows, record, answer)
         self._settle(report, [*decided, *settlements], written)
         decided.clear()
+        return str(answer.get("id") or entity_id) == entity_id
 
     def _answered(
         self,
