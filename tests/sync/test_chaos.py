@@ -12,6 +12,7 @@ comments, histories and the log tables — to exactly the emulator's ground trut
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -32,10 +33,11 @@ KILLS = 22
 #: What `xdrsync run` prints once it starts its sync loops.
 STARTED = ": syncing 1 tenant(s) into "
 # expand_error_rate is per incident: at 0.005 about one page in five of 50 incidents fails
-# $expand and take the per-incident fallback.
+# $expand and take the per-incident fallback. moved_alert_rate: one activity step in twenty
+# moves an alert to another incident without stamping the one it left.
 FAULTS = (
     "error_rate=0.05,reset_rate=0.03,slow_rate=0.02,slow_seconds=0.3,expand_error_rate=0.005,"
-    "late_seconds=2,tie_shuffle_rate=0.5"
+    "late_seconds=2,tie_shuffle_rate=0.5,moved_alert_rate=0.05"
 )
 
 
@@ -118,6 +120,17 @@ def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_pa
             "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber | count"
         )
         assert latest.rows[0][0] == len(truth)
+        # Each incident's latest row lists the alerts it has now, alerts moved away included.
+        listed = workspace.logs.query(
+            "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber "
+            "| project ProviderIncidentId, AlertIds"
+        )
+        shown = {
+            incident_id: sorted(json.loads(ids) if isinstance(ids, str) else ids)
+            for incident_id, ids in listed.rows
+        }
+        assert shown == {i["id"]: sorted(a["id"] for a in i.get("alerts") or []) for i in truth}
+        assert stats["faults"].get("moved_alert", 0) > 0
         alerts = {a["id"]: a for i in truth for a in i.get("alerts") or []}
         rows = workspace.logs.query(
             "SecurityAlert | summarize arg_max(TimeGenerated, *) by SystemAlertId "

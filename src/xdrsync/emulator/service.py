@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from xdrsync.emulator.activity import ActivityGenerator
+from xdrsync.emulator.activity import ActivityGenerator, AlertMove
 from xdrsync.emulator.auth import TokenIssuer
 from xdrsync.emulator.faults import ERROR_STATUSES, Fault, FaultSettings
 from xdrsync.emulator.store import TenantStore
@@ -289,6 +289,8 @@ class Emulator:
                 )
                 store.apply(change)
             self.count("activity")
+            if isinstance(change, AlertMove):
+                self.count("fault:moved_alert")
 
 
 def _tenant_index(specs: list[TenantSpec], wanted: int | str) -> int:
