@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
+from xdrsync.emulator.catalog import DETERMINATIONS
+
 _INCIDENT_STATUS = ("active", "resolved", "inProgress", "redirected", "awaitingAction")
 #: Only Defender Experts set ``awaitingAction`` (reference §2.3); §2.9's settable statuses
 #: leave it out. An app's PATCH is refused it; an analyst's portal edit is not.
@@ -40,25 +42,11 @@ _DETERMINATION = (
 
 
 #: Which determinations go with which classification: the legacy update page's table
-#: (reference §2.3), in the SDK's names; ``other`` goes with each class, ``unknown`` with
-#: ``unknown``. ``apt`` and ``securityPersonnel`` are in no row (deprecated in 2022, §2.3).
+#: (reference §2.3, ``catalog.DETERMINATIONS``, which the seeded stories draw from), and
+#: ``unknown`` with ``unknown``. ``apt`` and ``securityPersonnel`` are in no row (deprecated
+#: in 2022, §2.3).
 DOCUMENTED_PAIRS: Final[Mapping[str, tuple[str, ...]]] = {
-    "truePositive": (
-        "multiStagedAttack",
-        "maliciousUserActivity",
-        "compromisedAccount",
-        "malware",
-        "phishing",
-        "unwantedSoftware",
-        "other",
-    ),
-    "informationalExpectedActivity": (
-        "securityTesting",
-        "lineOfBusinessApplication",
-        "confirmedActivity",
-        "other",
-    ),
-    "falsePositive": ("notMalicious", "notEnoughDataToValidate", "other"),
+    **DETERMINATIONS,
     "unknown": ("unknown",),
 }
 _NEWER_DETERMINATIONS: Final = {old: new for new, old in OLDER_DETERMINATIONS.items()}
