@@ -125,7 +125,9 @@ def test_the_incident_an_alert_left_lists_it_no_more_without_a_new_version(
         # Its version (11:05) stated again: a microsecond later, so that it wins over the
         # version's first row and any later version wins over it.
         assert left["modified"] == _moment(_at(5, 11)) + timedelta(microseconds=1)
-    # The incident it joined lists it from its own new version on (Defender stamps it).
+    # The incident it joined lists it at once, stated again likewise; and so does its own
+    # new version, when Defender stamps it.
+    assert sorted(_latest(store)[42]["alerts"]) == ["da2", "db1"]
     _commit(hub, _incident("42", 30, [DB1, _moved(DA2, "42", 30)]))
     runner.publish()
     latest = _latest(store)
@@ -136,7 +138,7 @@ def test_the_incident_an_alert_left_lists_it_no_more_without_a_new_version(
     runner.replay_from(1)
     runner.publish()
     assert _latest(store) == latest
-    assert store.query("SecurityIncident | count").rows == ((4,),)
+    assert store.query("SecurityIncident | count").rows == ((5,),)
 
 
 def test_a_merges_source_read_after_its_alerts_moved_ends_closed_with_none(

@@ -39,16 +39,26 @@ def test_the_incident_an_alert_left_unstamped_gets_a_membership_change(hub: Hub)
     # The alert is read from alerts_v2, naming 8 at minute 5; neither incident is read again.
     hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
     changes = _since(hub, before)
-    assert _kinds(changes) == [("alert", "da2", "update"), ("incident", "7", "membership")]
-    left = changes[1]
+    assert _kinds(changes) == [
+        ("alert", "da2", "update"),
+        ("incident", "7", "membership"),
+        ("incident", "8", "membership"),
+    ]
+    left, joined = changes[1], changes[2]
     # 7's own version (minute 1), stated again with the alerts it has now.
     assert left.payload["lastUpdateDateTime"] == stamp(1)
     assert left.version_text == version_text(_ticks(stamp(1)))
     assert left.incident_id == "7" and left.alert_ids is None
     assert members(hub, "7") == (["da1"], ["da1"], 1)
-    (audit,) = [a for a in hub.audit_tail(tenant_id=TENANT) if a.decision == "membership"]
-    assert (audit.entity_type, audit.entity_id, audit.seq) == ("incident", "7", left.seq)
-    assert audit.detail["alerts_left"] == ["da2"] and audit.detail["joined"] == ["8"]
+    # 8, which Defender did not stamp either, is stated again with da2 among its alerts.
+    assert joined.payload["lastUpdateDateTime"] == stamp(1) and joined.alert_ids is None
+    assert members(hub, "8")[1] == ["da2", "db1"]
+    audits = {
+        a.entity_id: a for a in hub.audit_tail(tenant_id=TENANT) if a.decision == "membership"
+    }
+    assert (audits["7"].entity_type, audits["7"].seq) == ("incident", left.seq)
+    assert audits["7"].detail["alerts_left"] == ["da2"] and audits["7"].detail["joined"] == ["8"]
+    assert audits["8"].detail["alerts_joined"] == ["da2"] and audits["8"].detail["left"] == ["7"]
     # The same version read again (the lookback, the other stream) changes nothing.
     seq = hub.max_seq()
     hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
@@ -100,6 +110,7 @@ def test_a_listing_newer_than_the_move_still_gets_a_membership_change(hub: Hub) 
         ("incident", "7", "update"),
         ("alert", "da2", "update"),
         ("incident", "7", "membership"),
+        ("incident", "8", "membership"),
     ]
     assert members(hub, "7") == (["da1"], ["da1"], 1)
     assert members(hub, "8")[1] == ["da2", "db1"]
@@ -116,11 +127,15 @@ def test_an_incident_stored_without_its_alerts_keeps_those_that_name_it(hub: Hub
 def test_an_alert_new_to_the_hub_or_an_incident_it_does_not_hold_make_no_change(
     hub: Hub,
 ) -> None:
+    """A new alert joining an incident is no move (Defender stamps the incident); an
+    incident the hub does not hold gets no change, the one it holds does."""
     before = _seven_and_eight(hub)
     hub.commit_batch(batch(alerts=[alert_json("dx1", "8", stamp(5))], stream="alerts"))
     hub.commit_batch(batch(alerts=[alert_json("dy1", "99", stamp(5))], stream="alerts"))
-    hub.commit_batch(batch(alerts=[alert_json("dy1", "8", stamp(6))], stream="alerts"))
     assert [k for k in _kinds(_since(hub, before)) if k[2] == "membership"] == []
+    hub.commit_batch(batch(alerts=[alert_json("dy1", "8", stamp(6))], stream="alerts"))
+    moved = [k for k in _kinds(_since(hub, before)) if k[2] == "membership"]
+    assert moved == [("incident", "8", "membership")]
 
 
 def test_moves_within_one_batch_and_away_from_two_incidents(hub: Hub) -> None:
@@ -158,7 +173,7 @@ def test_a_failure_after_the_membership_change_leaves_nothing_behind(
     assert hub.max_seq() == before and _since(hub, before) == []
     monkeypatch.undo()
     hub.commit_batch(batch(alerts=[alert_json("da2", "8", stamp(5))], stream="alerts"))
-    assert [c.seq for c in _since(hub, before)] == [before + 1, before + 2]
+    assert [c.seq for c in _since(hub, before)] == [before + 1, before + 2, before + 3]
 
 
 def _ticks(text: str) -> int:

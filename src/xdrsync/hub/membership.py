@@ -1,4 +1,4 @@
-"""Alerts that left an incident which Graph did not show again: the incident's rows made again.
+"""Alerts that moved between incidents Graph did not show again: their rows made again.
 
 Defender moves an alert to another incident without a merge (an analyst links it elsewhere,
 or correlation re-homes it), and a merge moves all of them. The alert's ``incidentId`` and
@@ -14,19 +14,19 @@ So when a batch applies an alert version that names another incident than the al
 previous one, the incident it left gets a change of its own in the same transaction (kind
 ``membership``): its current version, shown with the alerts it has now. Its seq comes from
 the same counter, so a crash loses or repeats nothing, and every destination delivers it
-exactly once like any other change. None is needed, and none is made, when the incident has
-a change in the same batch (its rows are made with its current alerts), or when the hub does
-not hold it. An incident whose newest listing already leaves the alert out gets one too: its
-rows were made while the alert's record still named it, and a listing alone never takes an
-alert away (``reads._members``: it may be a part). Its rows then show the same alerts twice.
+exactly once like any other change. The incident the alert *joins* gets one too: whether
+Defender stamps it is undocumented as well, and until its next version its rows would not
+show the alert (when Defender does stamp it, its new version brings rows of the same alerts
+again). None is needed, and none is made, when the incident has a change in the same batch
+(its rows are made with its current alerts), or when the hub does not hold it. An incident
+whose newest listing already leaves the alert out gets one too: its rows were made while the
+alert's record still named it, and a listing alone never takes an alert away
+(``reads._members``: it may be a part).
 
 The change's ``version`` and ``content_hash`` are those of the incident's current version:
 it states that version again, with the alerts the incident has now (a later real version
 read afterwards, older than the move, must still come after it: a stamp of the move would
-put this change after that version in every order by version). The incident an alert
-*joins* gets no such change: it lists the alert, so Defender stamps it, and its new version
-brings its rows; the hub's reads, the console and Sentinel (which follow the alert's own
-change) show it there at once.
+put this change after that version in every order by version).
 """
 
 from __future__ import annotations
@@ -86,18 +86,21 @@ def record_departures(
     seq: int,
     now: datetime,
 ) -> int:
-    """Write a ``membership`` change (and its audit row) for each incident an alert left that
-    needs one (see the module's notes); returns the last seq used (``seq`` if none)."""
+    """Write a ``membership`` change (and its audit row) for each incident an alert left or
+    joined that needs one (see the module's notes); returns the last seq used (``seq`` if
+    none)."""
     tenant = batch.tenant_id
-    left: dict[str, list[Departure]] = {}
+    moved: dict[str, tuple[list[Departure], list[Departure]]] = {}  # incident: (left, joined)
     for departure in found:
         if departure.incident_id not in changed:
-            left.setdefault(departure.incident_id, []).append(departure)
-    if not left:
+            moved.setdefault(departure.incident_id, ([], []))[0].append(departure)
+        if departure.joined is not None and departure.joined not in changed:
+            moved.setdefault(departure.joined, ([], []))[1].append(departure)
+    if not moved:
         return seq
     i = s.incident
     current: dict[str, tuple[int, str]] = {}
-    for part in chunks(sorted(left)):
+    for part in chunks(sorted(moved)):
         query = select(i.c.id, i.c.version, i.c.content_hash).where(
             i.c.tenant_id == tenant, i.c.id.in_(part)
         )
@@ -105,7 +108,7 @@ def record_departures(
     changes: list[dict[str, object]] = []
     audits: list[dict[str, object]] = []
     for incident_id in sorted(current):
-        moves = left[incident_id]
+        left, joined = moved[incident_id]
         version, digest = current[incident_id]
         seq += 1
         changes.append(
@@ -124,10 +127,12 @@ def record_departures(
             }
         )
         detail = {
-            "alerts_left": sorted({d.alert_id for d in moves}),
-            "joined": sorted({d.joined for d in moves if d.joined}),
-            "moved": version_text(max(d.ticks for d in moves)),
-            "note": "alerts moved to another incident; its rows are made again with its "
+            "alerts_left": sorted({d.alert_id for d in left}),
+            "joined": sorted({d.joined for d in left if d.joined}),
+            "alerts_joined": sorted({d.alert_id for d in joined}),
+            "left": sorted({d.incident_id for d in joined}),
+            "moved": version_text(max(d.ticks for d in (*left, *joined))),
+            "note": "alerts moved between incidents; its rows are made again with its "
             "current alerts",
         }
         audits.append(
