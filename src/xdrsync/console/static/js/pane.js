@@ -1,6 +1,8 @@
 // The queue's side pane: one incident's summary, alerts, top entities and last comments,
 // with quick actions for responders (assign, status, close) followed pending → confirmed,
 // without leaving the queue. Data: GET /api/v1/incidents/{id}; edits: PATCH the same path.
+// An incident merged into another offers no edit (Defender refuses them), as on its page: the
+// pane points to the survivor instead.
 import {
   $, api, can, clear, CLASSIFICATIONS, DETERMINATIONS, h, humanize, me, productLabel,
   severityBadge, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast, copyable,
@@ -68,6 +70,7 @@ export function createPane({ onChanged = () => {} } = {}) {
     clear($("#pane-severity"));
     clear($("#pane-facts"));
     clear($("#pane-tags"));
+    clear($("#pane-merged")).hidden = true;
     for (const sel of ["#pane-alerts", "#pane-entities", "#pane-comments"]) clear($(sel));
     for (const sel of ["#pane-n-alerts", "#pane-n-entities", "#pane-n-comments"]) $(sel).textContent = "";
     if (editable) clear($("#pane-state"));
@@ -123,6 +126,7 @@ export function createPane({ onChanged = () => {} } = {}) {
     const tags = clear($("#pane-tags"));
     for (const tag of d.customTags || []) tags.append(tagChip(tag));
     if (!(d.customTags || []).length) tags.append(h("span", { class: "muted small" }, "no tags"));
+    renderMerged(d);
 
     const alerts = d.alerts || [];
     $("#pane-n-alerts").textContent = String(alerts.length);
@@ -161,7 +165,25 @@ export function createPane({ onChanged = () => {} } = {}) {
     if (editable) renderActions(d);
   }
 
+  /** Merged incidents both ways, as the incident's page shows them. */
+  function renderMerged(d) {
+    const box = clear($("#pane-merged"));
+    const parts = [];
+    if (d.mergedInto) {
+      const survivor = h("a", { href: href(d.mergedInto), id: "pane-survivor" }, d.mergedInto);
+      parts.push(h("span", {}, "Merged into ", survivor, editable ? ": assign, change status and close it there. " : ". "));
+    }
+    if ((d.mergedFrom || []).length) {
+      parts.push(h("span", {}, "Merged from ", d.mergedFrom.map((m, i) => [i ? ", " : "", h("a", { href: href(m) }, m)]), "."));
+    }
+    box.append(...parts);
+    box.hidden = !parts.length;
+  }
+
   function renderActions(d) {
+    // Defender takes no edit of an incident merged away: no actions, the pointer instead.
+    $("#pane-actions").hidden = !!d.mergedInto;
+    if (d.mergedInto) hideCloseForm();
     const closed = d.status === "resolved";
     $("#pane-close-open").hidden = closed;
     $("#pane-reopen").hidden = !closed;
@@ -221,8 +243,12 @@ export function createPane({ onChanged = () => {} } = {}) {
   async function edit(body, label) {
     const id = currentId;
     if (!id) return false;
+    // Nothing is sent before the pane knows the incident (it may be merged away), nor for one
+    // merged away (a click or `a` on a row that still showed it otherwise).
+    if (!current || current.id !== id) { toast(`${label}: the incident has not loaded yet`, "error", 6000); return false; }
+    if (current.mergedInto) { toast(`${current.incidentId} was merged into ${current.mergedInto}: edit that one`, "error", 6000); return false; }
     try {
-      const answer = await api(path(id), { method: "PATCH", body: current ? { ...body, seen: seenOf(current) } : body });
+      const answer = await api(path(id), { method: "PATCH", body: { ...body, seen: seenOf(current) } });
       if (id !== currentId) return true;
       for (const e of answer.edits || []) tracked.set(e.id, e.state);
       toast((answer.edits || []).length ? `Queued: ${label}` : `Nothing to change: ${label}`);

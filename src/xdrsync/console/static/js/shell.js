@@ -5,27 +5,37 @@ const help = document.getElementById("help");
 document.getElementById("help-open")?.addEventListener("click", () => help?.showModal());
 
 const GO = { i: "/", h: "/hunting", c: "/conflicts", s: "/health" };
+/** How long after `g` the next key completes the chord. */
+const CHORD_MS = 1200;
+/** Keys that neither complete nor end a chord (a modifier pressed on its own). */
+const MODIFIERS = new Set(["Shift", "Control", "Alt", "Meta", "AltGraph", "CapsLock"]);
+/** Keys that end a chord and keep their meaning (focus moves, a dialog or the pane closes). */
+const PASSED = new Set(["Tab", "Escape"]);
 let pendingG = 0;
 
+// In the capture phase, so it comes before every page's and element's own key handlers: a key
+// it consumes (preventDefault and stopPropagation) reaches none of them.
 document.addEventListener("keydown", (event) => {
-  if (event.ctrlKey || event.metaKey || event.altKey || typing(event)) return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (typing(event)) { pendingG = 0; return; }
+  if (pendingG && MODIFIERS.has(event.key)) return;
+  if (pendingG && Date.now() - pendingG < CHORD_MS && !PASSED.has(event.key)) {
+    // `g` then a key: a destination, or nothing at all. The key is never passed on to the
+    // page (`g` then `a` must not assign the selected incident).
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    pendingG = event.key === "g" ? Date.now() : 0; // `g` again starts the chord again
+    if (Object.hasOwn(GO, event.key)) location.assign(GO[event.key]);
+    return;
+  }
+  pendingG = 0;
   if (event.key === "?") {
     event.preventDefault();
     help?.open ? help.close() : help?.showModal();
     return;
   }
-  if (event.key === "g") {
-    pendingG = Date.now();
-    return;
-  }
-  if (pendingG && Date.now() - pendingG < 1200 && GO[event.key]) {
-    event.preventDefault();
-    pendingG = 0;
-    location.assign(GO[event.key]);
-    return;
-  }
-  pendingG = 0;
-});
+  if (event.key === "g") pendingG = Date.now();
+}, { capture: true });
 
 const menu = document.querySelector(".usermenu");
 document.addEventListener("click", (event) => {
