@@ -97,7 +97,7 @@ def apply_batch(conn: Connection, prepared: PreparedBatch, now: datetime) -> App
                 seqs[id(verdict)] = seq
     for plan in plans:
         _write(conn, batch, plan, seqs, now)
-    # Alerts that moved: the incidents they left and Graph did not show again get a change.
+    # Alerts that moved: the incidents they left or joined, not in this batch, get a change.
     moved = departures(plans[1].owners, plans[1].verdicts)
     if moved:
         changed = set(_changed_ids(plans[0]))
