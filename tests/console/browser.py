@@ -4,7 +4,7 @@ browser), signing in through the login form, and collecting what the page's scri
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,11 @@ class Session:
 
     def close(self) -> None:
         self.context.close()
+
+
+def no_script_errors(errors: Sequence[str]) -> None:
+    """What a page's scripts reported (``Session.errors``): nothing, or the test fails."""
+    assert not errors, f"the page's scripts reported errors: {list(errors)}"
 
 
 def _watch(page: Page, errors: list[str]) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from browser import chromium
 from live import PASSWORD, LiveConsole
+from playwright.sync_api import Browser
 
 from xdrsync.config import Config, SyncConfig, TwoWayConfig
 from xdrsync.console.accounts import Accounts
@@ -14,6 +16,13 @@ from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.sync.engine import SyncService
 from xdrsync.workspace import Workspace, inbound_settings
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, one per test module (its tests open their own contexts)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from browser import chromium, chromium_available, fetch_status, new_session, signed_in
+from browser import chromium_available, fetch_status, new_session, signed_in
 from live import PASSWORD, LiveConsole
 from playwright.sync_api import expect
 
@@ -438,12 +437,6 @@ def test_the_openapi_document_names_every_answer(live_console: LiveConsole) -> N
 
 
 # -- in a browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.mark.slow

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from browser import (
     STEP_MS,
-    chromium,
     chromium_available,
     fetch_json,
     fetch_status,
     new_session,
+    no_script_errors,
     shoot,
     signed_in,
 )
@@ -36,12 +35,6 @@ pytestmark = [
 
 #: How long an edit may take to reach the emulator and come back confirmed.
 SYNC_MS = 25_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 def _open_incidents(live: Any, tenant: str, count: int) -> list[dict[str, Any]]:
@@ -77,10 +70,6 @@ def picks(live_console: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-def _no_script_errors(errors: list[str]) -> None:
-    assert not errors, f"the page's scripts reported errors: {errors}"
-
-
 def test_signed_out_visitor_is_sent_to_login(browser: Browser, live_console: Any) -> None:
     session = new_session(browser, live_console.url)
     try:
@@ -105,7 +94,7 @@ def test_signed_out_visitor_is_sent_to_login(browser: Browser, live_console: Any
         expect(page).to_have_url(re.compile(r"/login$"))
         page.goto("/")
         expect(page).to_have_url(re.compile(r"/login\?next=(%2F|/)$"))
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -138,7 +127,7 @@ def test_a_call_the_ended_session_refuses_leaves_sign_out_at_the_login_page(
         page.wait_for_timeout(300)
         held["logout"].continue_()
         expect(page).to_have_url(re.compile(r"/login$"))
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -188,7 +177,7 @@ def test_queue_filters_live_in_the_url(browser: Browser, live_console: Any) -> N
         expect(page.locator("#queue")).to_have_attribute("aria-busy", "false")
         counts = [int(t) for t in page.locator("#queue-rows .col-alerts").all_inner_texts()]
         assert counts == sorted(counts, reverse=True)
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -230,7 +219,7 @@ def test_incident_page_shows_alerts_entities_graph_timeline(
         # Times are the browser's zone with UTC in the tooltip.
         title = page.locator("#h-created time").get_attribute("title") or ""
         assert "UTC" in title
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -269,7 +258,7 @@ def test_an_entitys_also_in_link_opens_the_queue_of_its_incidents(
         rows = page.locator("#queue-rows tr[data-id]")
         expect(rows).to_have_count(entity["otherIncidents"] + 1)
         expect(page.locator(f'#queue-rows tr[data-id="{incident["id"]}"]')).to_have_count(1)
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -295,7 +284,7 @@ def test_a_merged_incidents_page_offers_no_edit_defender_would_refuse(
         page.locator("#h-merged a").click()
         expect(page).to_have_url(re.compile(re.escape(f"/incidents/{merged['mergedInto']}") + "$"))
         expect(page.locator("#actions")).to_be_visible()
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -361,7 +350,7 @@ def test_responder_assigns_classifies_and_comments(
         comment = page.locator("#comment-list .comment-body", has_text="browser test")
         expect(comment).to_have_text("Closed from the browser test <script>x</script>")
         shoot(page, "incident.png")
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -394,7 +383,7 @@ def test_portal_edit_appears_without_reload(
         expect(row.or_(queue.locator("#new-indicator"))).to_contain_text(
             re.compile("Renamed in the portal|new"), timeout=SYNC_MS
         )
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -448,7 +437,7 @@ def test_tags_clicked_on_a_stale_page_keep_the_tags_added_in_the_portal(
             SYNC_MS / 1000,
             "only the tag removed",
         )
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -480,7 +469,7 @@ def test_hunting_query_with_chart_and_errors(browser: Browser, live_console: Any
         editor.press("Control+Enter")
         expect(page.locator("#query-error")).to_be_visible()
         expect(page.locator("#query-error .where")).to_contain_text("line")
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -502,7 +491,7 @@ def test_reader_sees_no_actions_and_is_refused(
         assert fetch_status(page, "POST", f"{path}/comments", {"comment": "no"}) == 403
         page.goto("/connectors")
         expect(page.locator(".error-code")).to_have_text("403")
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -537,7 +526,7 @@ def test_scoped_user_never_sees_another_tenant(
         assert answer["status"] == 200
         ids = {row[0] for row in answer["body"]["rows"]}
         assert ids == {live_console.config.tenants[1].tenant_id}
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -556,6 +545,6 @@ def test_request_without_csrf_token_is_refused(
         assert fetch_status(page, "POST", "/api/v1/query", {"query": "print 1"}, csrf=False) == 403
         # The same request with the page's token goes through.
         assert fetch_status(page, "POST", "/api/v1/query", {"query": "print 1"}) == 200
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()

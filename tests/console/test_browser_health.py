@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from browser import chromium, chromium_available, signed_in
+from browser import chromium_available, signed_in
 from consoledata import TENANT_A, TENANT_B, commit, incident_json
 from playwright.sync_api import Browser, Locator, expect
 from seeded import SeededConsole, seeded_console
@@ -43,12 +43,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededConsole]:
     folder = tmp_path_factory.mktemp("browser-health")
     with seeded_console(folder, _populate, [("northwind", SILENT)]) as console:
         yield console
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 def _badge(card: Locator) -> Locator:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import Session, chromium, chromium_available, signed_in
+from browser import chromium_available, no_script_errors, signed_in
 from consoledata import TENANT_A, commit, incident_json
 from playwright.sync_api import Browser, Page, Request, expect
 from seeded import SeededConsole, seeded_console
@@ -45,16 +45,6 @@ def _merged(hub: Hub) -> None:
 def merged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededConsole]:
     with seeded_console(tmp_path_factory.mktemp("pane-merged"), _merged) as console:
         yield console
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-def _no_script_errors(session: Session) -> None:
-    assert not session.errors, f"the page's scripts reported errors: {session.errors}"
 
 
 def _open_queue(page: Page) -> None:
@@ -123,7 +113,7 @@ def test_the_pane_offers_no_edit_of_a_merged_incident_and_points_to_the_survivor
         page.locator("#pane-survivor").click()
         expect(page).to_have_url(re.compile(r"/incidents/contoso~1$"))
         assert sent == []
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -135,7 +125,7 @@ def test_the_pane_offers_no_edit_of_a_merged_incident_and_points_to_the_survivor
         expect(page.locator("#pane-title")).to_have_text("Incident 2")
         expect(page.locator("#pane-merged")).to_contain_text("Merged into contoso~1")
         expect(page.locator("#pane-merged")).not_to_contain_text("close it there")
-        _no_script_errors(reader)
+        no_script_errors(reader.errors)
     finally:
         reader.close()
 
@@ -171,6 +161,6 @@ def test_g_then_a_key_that_names_no_destination_does_nothing(
         page.keyboard.press("g")
         page.keyboard.press("h")
         expect(page).to_have_url(re.compile(r"/hunting$"))
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()

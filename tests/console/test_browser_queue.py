@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import STEP_MS, chromium, chromium_available, signed_in
+from browser import STEP_MS, chromium_available, no_script_errors, signed_in
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = [
@@ -28,12 +27,6 @@ pytestmark = [
 #: How long an edit may take to reach the emulator and come back confirmed.
 SYNC_MS = 25_000
 TAG = "bulk-triage"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +63,6 @@ def _queue(page: Page, tenant: str) -> None:
 
 def _row(page: Page, incident: dict[str, Any]) -> Any:
     return page.locator(f'#queue-rows tr[data-id="{incident["id"]}"]')
-
-
-def _no_script_errors(errors: list[str]) -> None:
-    assert not errors, f"the page's scripts reported errors: {errors}"
 
 
 def test_pane_shows_the_incident_and_assigns_it(
@@ -152,7 +141,7 @@ def test_pane_shows_the_incident_and_assigns_it(
         # Enter still opens the incident's page.
         page.keyboard.press("Enter")
         expect(page).to_have_url(re.compile(r"/incidents/"))
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -175,7 +164,7 @@ def test_a_row_that_a_change_moves_out_of_the_filter_shows_the_change(
         )
         expect(row.locator("td.col-status")).to_contain_text("Resolved", timeout=SYNC_MS)
         expect(row).to_have_class(re.compile("left-view"))
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -257,7 +246,7 @@ def test_bulk_tag_reaches_defender_and_refusals_are_listed(
         expect(page.locator("#queue-rows .row-check:checked")).to_have_count(0)
         page.click("#bulk-report-dismiss")
         expect(bar).to_be_hidden()
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -283,6 +272,6 @@ def test_reader_gets_the_pane_without_actions_and_no_bulk(
         expect(page.locator("#pane button")).to_have_count(1)  # only the pane's close button
         page.keyboard.press("x")  # checking rows is a responder's
         expect(page.locator("#bulk-bar")).to_have_count(0)
-        _no_script_errors(session.errors)
+        no_script_errors(session.errors)
     finally:
         session.close()

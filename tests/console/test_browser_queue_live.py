@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import Session, chromium, chromium_available, signed_in
+from browser import chromium_available, no_script_errors, signed_in
 from consoledata import TENANT_A, TENANT_B, commit, incident_json
 from playwright.sync_api import Browser, Page, Request, expect
 from seeded import SeededConsole, seeded_console
@@ -96,16 +96,6 @@ def few(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededConsole]:
         yield console
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-def _no_script_errors(session: Session) -> None:
-    assert not session.errors, f"the page's scripts reported errors: {session.errors}"
-
-
 def _open_queue(page: Page, path: str) -> None:
     """The queue at ``path``, loaded, with the live updates' starting position taken (a
     change committed before it would be behind the page's position, never shown)."""
@@ -177,7 +167,7 @@ def test_live_updates_reach_rows_loaded_past_the_first_500_asking_for_them_only(
         for url in asked:
             assert "id=" in url, f"the live update listed the queue again: {url}"
             assert "top=500" not in url
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -219,7 +209,7 @@ def test_a_row_the_sort_now_puts_elsewhere_is_marked_and_one_click_re_sorts(
         expect(indicator).to_be_hidden()
         expect(_row(page, "fabrikam~3")).to_have_class(re.compile("selected"))
         expect(page.locator("#queue-rows tr.selected")).to_have_count(1)
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -257,7 +247,7 @@ def test_a_newer_severity_counts_filters_and_sorts_as_high_and_shows_defenders_w
         page.goto("/incidents/contoso~7")
         expect(page.locator("#h-severity")).to_have_text("Critical")
         expect(page.locator("#h-severity")).to_have_attribute("title", re.compile("High"))
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -282,7 +272,7 @@ def test_the_a_key_assigns_the_selected_incident_to_me(
         expect(_row(page, "contoso~9").locator("td.col-owner")).to_have_text(
             "Rui@Contoso.com", timeout=LIVE_MS
         )
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import STEP_MS, VIEWPORT, Session, chromium, chromium_available, login, signed_in
+from browser import (
+    STEP_MS,
+    VIEWPORT,
+    chromium_available,
+    login,
+    no_script_errors,
+    signed_in,
+)
 from consoledata import TENANT_A, TENANT_B, commit, incident_json
 from playwright.sync_api import Browser, Page, expect
 from seeded import SeededConsole, seeded_console
@@ -56,16 +63,6 @@ def _populate(hub: Hub) -> None:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededConsole]:
     with seeded_console(tmp_path_factory.mktemp("browser-seeded"), _populate) as console:
         yield console
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-def _no_script_errors(session: Session) -> None:
-    assert not session.errors, f"the page's scripts reported errors: {session.errors}"
 
 
 def _sent_patch(page: Page, submit: str) -> Any:
@@ -123,7 +120,7 @@ def test_closing_sends_no_determination_unless_one_is_picked(
         expect(page.locator("#bulk-determination")).to_have_value("")
         body = _sent_patch(page, "#bulk-close-submit")
         assert body == {"status": "resolved", "classification": "informationalExpectedActivity"}
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -145,7 +142,7 @@ def test_status_choices_are_the_ones_defender_has(browser: Browser, seeded: Seed
             "options => options.map(o => o.value)"
         )
         assert settable == ["active", "inProgress"]
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 
@@ -174,7 +171,7 @@ def test_an_open_by_severity_chip_shows_what_it_counted(
         _chip(page, label).click()
         expect(page.locator("#queue-rows tr[data-id]")).to_have_count(10)
         assert "status=" not in page.url and "severity=" not in page.url
-        _no_script_errors(session)
+        no_script_errors(session.errors)
     finally:
         session.close()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import chromium, chromium_available, login_as, new_session
+from browser import chromium_available, login_as, new_session
 from consoledata import TENANT_A, alert_json, commit, incident_json
 from playwright.sync_api import expect
 from seeded import PASSWORD, SeededConsole, seeded_console
@@ -371,12 +371,6 @@ def test_a_refusal_echoing_a_lone_surrogate_is_answered_as_json(
 
 
 # -- the Users page: your own password --------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.mark.slow
