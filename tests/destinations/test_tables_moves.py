@@ -203,3 +203,40 @@ def test_a_version_older_than_the_move_read_after_it_is_the_latest_row(
     for by in ("TimeGenerated", "LastModifiedTime"):
         left = _latest(store, by)[41]
         assert (left["status"], left["alerts"]) == ("Closed", ["da1"]), by
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_a_version_stated_again_twice_has_one_latest_row(
+    hub: Hub, tmp_path: Path, batch_size: int
+) -> None:
+    """da2 leaves 41 at 11:30, db1 joins it at 11:40, and Defender stamps 41 neither time:
+    its 11:05 version is stated again twice, with other alerts each time. Each statement is
+    a row of its own, a microsecond after the one before, so that the latest row, taken
+    either way, lists the alerts 41 has now (a tie would let either win)."""
+    _commit(hub, _incident("41", 5, [DA1, DA2]), _incident("42", 5, [DB1]))
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store, batch_size)
+    runner.publish()
+    _commit(hub, alerts=(_moved(DA2, "42", 30),))
+    runner.publish()
+    _commit(hub, alerts=(_moved(DB1, "41", 40),))
+    runner.publish()
+    for by in ("TimeGenerated", "LastModifiedTime"):
+        left = _latest(store, by)[41]
+        assert (left["alerts"], left["count"]) == (["da1", "db1"], 2), by
+        assert left["modified"] == _moment(_at(5, 11)) + timedelta(microseconds=2)
+    modified = store.query(
+        "SecurityIncident | where IncidentNumber == 41 | project LastModifiedTime "
+        "| order by LastModifiedTime asc"
+    )
+    start = _moment(_at(5, 11))
+    assert [row[0] - start for row in modified.rows] == [
+        timedelta(0),
+        timedelta(microseconds=1),
+        timedelta(microseconds=2),
+    ]
+    # A replay numbers them the same way.
+    latest = _latest(store, "LastModifiedTime")
+    runner.replay_from(1)
+    runner.publish()
+    assert _latest(store, "LastModifiedTime") == latest

@@ -37,7 +37,8 @@ from xdrsync.tables.sentinel import (
 from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
-#: How much later than the version it states again a membership change's row is modified.
+#: How much later than the version it states again a membership change's row is modified,
+#: times the number of times that version has been stated again (`Hub.restatements`).
 RESTATED = timedelta(microseconds=1)
 
 
@@ -129,7 +130,7 @@ class LogTables:
                 incidents[c.seq] = jsontext.loads(c.payload_text)
         keys = sorted({(c.tenant_id, c.entity_id) for c in changes if c.entity_type == "incident"})
         if not keys:
-            return _Context(alerts, evidence, incidents, {}, {}, {})
+            return _Context(alerts, evidence, incidents, {}, {}, {}, {})
         current = self.hub.current_alerts(keys, alerts, _alert_only)
         # The times Sentinel sets once come from the incidents' recorded versions up to this
         # chunk's last: those before the chunk are read with their payloads, the chunk's own
@@ -137,10 +138,12 @@ class LogTables:
         steps = self.hub.incident_steps(keys, changes[0].seq, changes[-1].seq)
         # A membership change has no version of its own: it takes the times of the version
         # recorded last before it (the one it shows).
+        members = [c for c in changes if c.kind == MEMBERSHIP]
         remade: dict[tuple[str, str], list[int]] = {}
-        for c in changes:
-            if c.kind == MEMBERSHIP:
-                remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
+        for c in members:
+            remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
+        keyed = [(c.tenant_id, c.entity_id, c.version_text, c.seq) for c in members]
+        restated = self.hub.restatements(keyed) if keyed else {}
         times: dict[int, IncidentTimes] = {}
         for key, recorded in steps.items():
             found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
@@ -153,7 +156,7 @@ class LogTables:
             {(c.tenant_id, a) for c in changes if c.seq in times for a in times[c.seq].listed}
         )
         activity = self.hub.alert_activity(listed) if listed else {}
-        return _Context(alerts, evidence, incidents, current, times, activity)
+        return _Context(alerts, evidence, incidents, current, times, activity, restated)
 
     @staticmethod
     def _change_rows(change: ChangeRow, now: datetime, context: _Context) -> list[tuple[str, Row]]:
@@ -173,11 +176,11 @@ class LogTables:
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
             if change.kind == MEMBERSHIP:
-                # Alerts left it without a new version (`hub.membership`): its version is
-                # stated again with the alerts it has now, a microsecond after that version,
-                # so that `arg_max(LastModifiedTime, *)` takes it over the first statement,
-                # and any later version over it.
-                row["LastModifiedTime"] = change.version + RESTATED
+                # Alerts left or joined it without a new version (`hub.membership`): its
+                # version is stated again with the alerts it has now, n microseconds after
+                # that version the n-th time, so that `arg_max(LastModifiedTime, *)` takes it
+                # over the earlier statements, and any later version over it.
+                row["LastModifiedTime"] = change.version + RESTATED * context.restated[change.seq]
             return [_mark("SecurityIncident", row, change)]
         alert, items = context.alerts[change.seq], context.evidence[change.seq]
         return [
@@ -199,8 +202,9 @@ class LogTables:
 @dataclass(frozen=True)
 class _Context:
     """What a chunk's rows share: its alerts parsed once, their evidence JSON, its incident
-    payloads, the current alerts of its incidents, the times their versions set (by seq) and
-    the activity of the alerts listed by incidents that have none now."""
+    payloads, the current alerts of its incidents, the times their versions set (by seq), the
+    activity of the alerts listed by incidents that have none now, and how many times each
+    membership change's version had been stated again (by seq)."""
 
     alerts: dict[int, Alert]
     evidence: dict[int, EvidenceJson]
@@ -208,6 +212,7 @@ class _Context:
     current: Mapping[tuple[str, str], Sequence[Alert]]
     times: Mapping[int, IncidentTimes]
     activity: Mapping[tuple[str, str], tuple[datetime | None, datetime | None]]
+    restated: Mapping[int, int]
 
 
 def _versions(
