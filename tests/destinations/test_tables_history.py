@@ -249,3 +249,34 @@ def test_a_replay_rebuilds_the_same_times(hub: Hub, tmp_path: Path) -> None:
     tables.chunk_size = 1
     DestinationRunner(hub, tables, batch_size=1).publish()
     assert _all_rows(again) == live
+
+
+@pytest.mark.parametrize("one_delivery", [True, False])
+def test_content_changed_at_the_same_version_is_the_latest_row(
+    hub: Hub, tmp_path: Path, one_delivery: bool
+) -> None:
+    """Defender assigns 41 and then closes it without a new `lastUpdateDateTime` (the hub
+    keeps each as a change: same stamp, new content). Each statement of that version has a
+    row of its own, a microsecond after the one before, so `arg_max(LastModifiedTime, *)`
+    takes the last, where the rows tied and either could win."""
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store)
+    _commit(hub, _incident("41", 30, ALERTS))
+    if not one_delivery:
+        runner.publish()
+    _commit(hub, _incident("41", 30, ALERTS, assignedTo="a@contoso.com"))
+    _commit(hub, _incident("41", 30, ALERTS, status="resolved", assignedTo="a@contoso.com"))
+    runner.publish()
+    rows = store.query(
+        "SecurityIncident | order by LastModifiedTime asc | project LastModifiedTime, Status, Owner"
+    ).as_dicts()
+    assert [(r["LastModifiedTime"] - _at(30), r["Status"]) for r in rows] == [
+        (timedelta(0), "New"),
+        (timedelta(microseconds=1), "New"),
+        (timedelta(microseconds=2), "Closed"),
+    ]
+    latest = store.query(
+        "SecurityIncident | summarize arg_max(LastModifiedTime, *) by IncidentNumber "
+        "| project Status"
+    ).as_dicts()
+    assert latest == [{"Status": "Closed"}]

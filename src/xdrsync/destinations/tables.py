@@ -17,7 +17,7 @@ from typing import Any
 from xdrsync import jsontext
 from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.hub import ChangeRow, Hub
-from xdrsync.hub.payload import datetime_from_ticks
+from xdrsync.hub.payload import datetime_from_ticks, ticks_from_text
 from xdrsync.hub.reads import IncidentStep
 from xdrsync.hub.records import MEMBERSHIP
 from xdrsync.layout import TABLES_DESTINATION
@@ -37,8 +37,8 @@ from xdrsync.tables.sentinel import (
 from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
-#: How much later than the version it states again a membership change's row is modified,
-#: times the number of times that version has been stated again (`Hub.restatements`).
+#: How much later than the version it states again a change's row is modified, times the
+#: number of changes that stated that version before it (`Hub.restatements`).
 RESTATED = timedelta(microseconds=1)
 
 
@@ -138,12 +138,12 @@ class LogTables:
         steps = self.hub.incident_steps(keys, changes[0].seq, changes[-1].seq)
         # A membership change has no version of its own: it takes the times of the version
         # recorded last before it (the one it shows).
-        members = [c for c in changes if c.kind == MEMBERSHIP]
         remade: dict[tuple[str, str], list[int]] = {}
-        for c in members:
-            remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
-        keyed = [(c.tenant_id, c.entity_id, c.version_text, c.seq) for c in members]
-        restated = self.hub.restatements(keyed) if keyed else {}
+        for c in changes:
+            if c.kind == MEMBERSHIP:
+                remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
+        again = [(c.tenant_id, c.entity_id, c.version_text, c.seq) for c in _again(changes, steps)]
+        restated = self.hub.restatements(again) if again else {}
         times: dict[int, IncidentTimes] = {}
         for key, recorded in steps.items():
             found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
@@ -175,11 +175,12 @@ class LogTables:
             )
             if change.modified_by:  # the echo of a workspace edit: its author, not the app
                 row["ModifiedBy"] = change.modified_by
-            if change.kind == MEMBERSHIP:
-                # Alerts left or joined it without a new version (`hub.membership`): its
-                # version is stated again with the alerts it has now, n microseconds after
-                # that version the n-th time, so that `arg_max(LastModifiedTime, *)` takes it
-                # over the earlier statements, and any later version over it.
+            if change.seq in context.restated:
+                # Its version stated again: with the alerts it has now, alerts having left or
+                # joined it without a new version (`hub.membership`), or (rare) with content
+                # Defender changed without a new stamp. The n-th time, n microseconds after
+                # that version, so that `arg_max(LastModifiedTime, *)` takes it over the
+                # earlier statements, and any later version over it.
                 row["LastModifiedTime"] = change.version + RESTATED * context.restated[change.seq]
             return [_mark("SecurityIncident", row, change)]
         alert, items = context.alerts[change.seq], context.evidence[change.seq]
@@ -203,8 +204,8 @@ class LogTables:
 class _Context:
     """What a chunk's rows share: its alerts parsed once, their evidence JSON, its incident
     payloads, the current alerts of its incidents, the times their versions set (by seq), the
-    activity of the alerts listed by incidents that have none now, and how many times each
-    membership change's version had been stated again (by seq)."""
+    activity of the alerts listed by incidents that have none now, and how many changes had
+    stated the version of each change that states it again (by seq)."""
 
     alerts: dict[int, Alert]
     evidence: dict[int, EvidenceJson]
@@ -229,6 +230,24 @@ def _versions(
             closed=incident_status(payload.get("status"), redirected) == CLOSED,
             alert_ids=jsontext.loads(step.alert_ids) if named and step.alert_ids else None,
         )
+
+
+def _again(
+    changes: Sequence[ChangeRow], steps: Mapping[tuple[str, str], Sequence[IncidentStep]]
+) -> list[ChangeRow]:
+    """The incident changes that may state a version stated before: ``membership`` changes,
+    and (rare) new content at the same version, which an earlier recorded step shows."""
+    twice = {key for key, found in steps.items() if len({s.version for s in found}) < len(found)}
+    again: list[ChangeRow] = []
+    for c in changes:
+        key = (c.tenant_id, c.entity_id)
+        if c.kind == MEMBERSHIP:
+            again.append(c)
+        elif c.entity_type == "incident" and key in twice:
+            ticks = ticks_from_text(c.version_text)
+            if any(s.version == ticks and s.seq < c.seq for s in steps[key]):
+                again.append(c)
+    return again
 
 
 def _with_activity(

@@ -27,8 +27,8 @@ The change's ``version`` and ``content_hash`` are those of the incident's curren
 it states that version again, with the alerts the incident has now (a later real version
 read afterwards, older than the move, must still come after it: a stamp of the move would
 put this change after that version in every order by version). One version can be stated
-again more than once (an alert leaves, another joins later): ``restatements`` numbers them,
-from the audit rows written with them, so that each has a row of its own in every order.
+again more than once (an alert leaves, another joins later): ``reads.restatements`` numbers
+them, from the audit rows written with them, so that each has a row of its own in every order.
 """
 
 from __future__ import annotations
@@ -156,32 +156,4 @@ def record_departures(
     return seq
 
 
-def restatements(conn: Connection, changes: Iterable[tuple[str, str, str, int]]) -> dict[int, int]:
-    """For each ``membership`` change given as (tenant, incident, version text, seq): how many
-    times, counting it, its version of the incident had been stated again by then (1, 2, …),
-    by seq. Read from the audit rows written with the changes (indexed by entity), so what it
-    returns for a seq never changes."""
-    wanted: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for tenant, incident_id, version, seq in changes:
-        wanted.setdefault((tenant, incident_id), []).append((version, seq))
-    made: dict[tuple[str, str], list[tuple[str | None, int]]] = {key: [] for key in wanted}
-    a = s.audit
-    for tenant in sorted({tenant for tenant, _ in wanted}):
-        for part in chunks(sorted(key for t, key in wanted if t == tenant)):
-            query = select(a.c.entity_id, a.c.new_version, a.c.seq).where(
-                a.c.tenant_id == tenant,
-                a.c.entity_type == "incident",
-                a.c.entity_id.in_(part),
-                a.c.decision == MEMBERSHIP,
-                a.c.seq.is_not(None),
-            )
-            for incident_id, version, seq in conn.execute(query):
-                made[(tenant, incident_id)].append((version, seq))
-    return {
-        seq: sum(1 for stated, at in made[key] if stated == version and at <= seq)
-        for key, asked in wanted.items()
-        for version, seq in asked
-    }
-
-
-__all__ = ["MEMBERSHIP", "Departure", "departures", "record_departures", "restatements"]
+__all__ = ["MEMBERSHIP", "Departure", "departures", "record_departures"]

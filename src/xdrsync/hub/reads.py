@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
 
 MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt cycle
+#: The audit decisions that state a version of a record as a change (``restatements``).
+STATEMENTS: Final = ("insert", "update", MEMBERSHIP)
 
 
 def _json(text: str | None) -> Any:
@@ -237,6 +239,35 @@ def incident_steps(
             for incident_id, *step in conn.execute(query):
                 found[(tenant_id, incident_id)].append(IncidentStep(*step))
     return found
+
+
+def restatements(conn: Connection, changes: Sequence[tuple[str, str, str, int]]) -> dict[int, int]:
+    """For each incident change given as (tenant, incident, version text, seq): how many
+    changes before it had stated the same version of that incident (its own first change,
+    new content at that version, ``membership`` changes), by seq. Read from the audit rows
+    written with the changes (indexed by entity), so what it returns for a seq never
+    changes."""
+    wanted: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for tenant, incident_id, version, seq in changes:
+        wanted.setdefault((tenant, incident_id), []).append((version, seq))
+    stated: dict[tuple[str, str], list[tuple[str | None, int]]] = {key: [] for key in wanted}
+    a = s.audit
+    for tenant_id in sorted({tenant for tenant, _ in wanted}):
+        for part in chunks(sorted(key for tenant, key in wanted if tenant == tenant_id)):
+            query = select(a.c.entity_id, a.c.new_version, a.c.seq).where(
+                a.c.tenant_id == tenant_id,
+                a.c.entity_type == "incident",
+                a.c.entity_id.in_(part),
+                a.c.decision.in_(STATEMENTS),
+                a.c.seq.is_not(None),
+            )
+            for incident_id, version, seq in conn.execute(query):
+                stated[(tenant_id, incident_id)].append((version, seq))
+    return {
+        seq: sum(1 for version_at, at in stated[key] if version_at == version and at < seq)
+        for key, asked in wanted.items()
+        for version, seq in asked
+    }
 
 
 def alert_activity(

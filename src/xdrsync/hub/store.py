@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 
-from xdrsync.hub import destinations, membership, outbox, reads, status
+from xdrsync.hub import destinations, outbox, reads, status
 from xdrsync.hub.database import WRITE, create_hub_engine, upgrade
 from xdrsync.hub.records import (
     ApplyResult,
@@ -168,11 +168,11 @@ class Hub:
             return reads.incident_steps(conn, keys, held_from, up_to)
 
     def restatements(self, changes: Sequence[tuple[str, str, str, int]]) -> dict[int, int]:
-        """How many times, by then, each ``membership`` change's version had been stated
-        again, given (tenant, incident, version text, seq), by seq
-        (``membership.restatements``)."""
+        """How many changes before each of these incident changes, given as (tenant,
+        incident, version text, seq), had stated its version, by seq
+        (``reads.restatements``)."""
         with self._read() as conn:
-            return membership.restatements(conn, changes)
+            return reads.restatements(conn, changes)
 
     def alert_activity(
         self, keys: Sequence[tuple[str, str]]
