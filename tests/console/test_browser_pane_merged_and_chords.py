@@ -1,6 +1,7 @@
 """The queue's side pane on an incident merged into another, and the `g` chord, in a real
 browser (Debian's Chromium driven by Playwright) over fixed data: the pane offers no edit
-Defender would refuse and points to the survivor, as the incident's page does; `g` followed by
+Defender would refuse and points to the survivor, as the incident's page does, and no edit at
+all while the next incident loads; `g` followed by
 a key that names no destination does nothing (it never reaches the page's own shortcuts)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from browser import chromium_available, no_script_errors, signed_in
 from consoledata import TENANT_A, commit, incident_json
-from playwright.sync_api import Browser, Page, Request, expect
+from playwright.sync_api import Browser, Page, Request, Route, expect
 from seeded import SeededConsole, seeded_console
 
 from xdrsync.hub import Hub
@@ -128,6 +129,47 @@ def test_the_pane_offers_no_edit_of_a_merged_incident_and_points_to_the_survivor
         no_script_errors(reader.errors)
     finally:
         reader.close()
+
+
+def test_the_pane_offers_no_action_while_the_next_incident_loads(
+    browser: Browser, merged: SeededConsole
+) -> None:
+    """Moving from one incident to the next, the pane hides the actions until the next has
+    loaded: they would otherwise stand under the next one's "Loading…" title and act on
+    nothing."""
+    session = signed_in(browser, merged, "responder")
+    try:
+        page = session.page
+        _open_queue(page)
+        _row(page, "contoso~1").locator("td.col-status").click()
+        expect(page.locator("#pane-title")).to_have_text("Incident 1")
+        actions = page.locator("#pane-actions")
+        expect(actions).to_be_visible()
+        held: list[Route] = []
+        page.route("**/api/v1/incidents/contoso~3", lambda route: held.append(route))
+        sent = _patches(page)
+        _row(page, "contoso~3").locator("td.col-status").click()
+        expect(page.locator("#pane-title")).to_have_text("Loading…")
+        expect(page.locator("#pane")).to_have_attribute("aria-busy", "true")
+        expect(actions).to_be_hidden()
+        # Its answer comes: the actions are back, for incident 3.
+        for _ in range(50):  # the request reaches the route within the page's next turns
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert len(held) == 1, held
+        held[0].continue_()
+        expect(page.locator("#pane-title")).to_have_text("Incident 3")
+        expect(actions).to_be_visible()
+        page.unroute("**/api/v1/incidents/contoso~3")
+        with page.expect_request(
+            lambda r: r.method == "PATCH" and r.url.endswith("/api/v1/incidents/contoso~3")
+        ):
+            page.locator("#pane-assign-me").click()
+        assert all(url.endswith("contoso~3") for url in sent), sent
+        no_script_errors(session.errors)
+    finally:
+        session.close()
 
 
 def test_g_then_a_key_that_names_no_destination_does_nothing(

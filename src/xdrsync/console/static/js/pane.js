@@ -73,7 +73,11 @@ export function createPane({ onChanged = () => {} } = {}) {
     clear($("#pane-merged")).hidden = true;
     for (const sel of ["#pane-alerts", "#pane-entities", "#pane-comments"]) clear($(sel));
     for (const sel of ["#pane-n-alerts", "#pane-n-entities", "#pane-n-comments"]) $(sel).textContent = "";
-    if (editable) clear($("#pane-state"));
+    // No actions until the incident has loaded: they would act on what the pane showed before.
+    if (editable) {
+      clear($("#pane-state"));
+      $("#pane-actions").hidden = true;
+    }
     root.setAttribute("aria-busy", "true");
   }
 
