@@ -1,7 +1,7 @@
 """The queue's live updates, order, severities and keys in a real browser (Debian's Chromium
 driven by Playwright), over fixed data: a change reaches every loaded row, past the first
 500 too, by asking for the changed incidents only; a row the sort now puts elsewhere is
-marked and one click re-sorts; a severity newer than this version counts, filters and sorts
+marked and one click re-sorts, and rows tied across tenants keep the server's order; a severity newer than this version counts, filters and sorts
 as High and shows Defender's word; ``a`` assigns the selected incident to me.
 
 Changes are committed to the hub and indexed by the test, as the sync service would."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,6 +217,47 @@ def test_a_row_the_sort_now_puts_elsewhere_is_marked_and_one_click_re_sorts(
 
 def _chip(page: Page, label: str) -> Any:
     return page.locator("#count-severity .count", has=page.locator(".count-l", has_text=label))
+
+
+#: A tenant whose name sorts first and whose id sorts last.
+TENANT_Z = "00000000-0000-0000-0000-0000000000ff"
+
+
+def _tied(hub: Hub) -> None:
+    """Incident 1 of contoso and of aardvark, updated at the same moment; contoso's 2 later."""
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "1", updated=10)])
+    commit(hub, TENANT_Z, [incident_json(TENANT_Z, "1", updated=10)])
+    commit(hub, TENANT_A, [incident_json(TENANT_A, "2", updated=20)])
+
+
+def test_rows_tied_across_tenants_keep_the_servers_order_when_one_changes(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The server breaks ties by tenant id: a change to a tied row that leaves its sort
+    value alone leaves it in place, unmarked (the page broke ties by tenant name, and marked
+    the row ↑ as out of order)."""
+    with seeded_console(tmp_path, _tied, more_tenants=[("aardvark", TENANT_Z)]) as tied:
+        session = signed_in(browser, tied, "responder")
+        try:
+            page = session.page
+            _open_queue(page, "/")
+            order = ["contoso~2", "aardvark~1", "contoso~1"]
+            assert _ids(page) == order
+            # Defender assigns contoso's incident 1 without a new lastUpdateDateTime.
+            commit(
+                tied.hub,
+                TENANT_A,
+                [incident_json(TENANT_A, "1", updated=10, owner="zoe@contoso.com")],
+            )
+            tied.index()
+            changed = _row(page, "contoso~1")
+            expect(changed.locator("td.col-owner")).to_have_text("zoe@contoso.com", timeout=LIVE_MS)
+            expect(changed.locator(".moved-mark")).to_have_count(0)
+            expect(page.locator("#new-indicator")).to_be_hidden()
+            assert _ids(page) == order
+            no_script_errors(session.errors)
+        finally:
+            session.close()
 
 
 def test_a_newer_severity_counts_filters_and_sorts_as_high_and_shows_defenders_word(

@@ -162,6 +162,7 @@ class QueueItem:
             "id": workspace_id(names, self.tenant_id, self.incident_id),
             "incidentId": self.incident_id,
             "tenant": names.get(self.tenant_id, self.tenant_id),
+            "tenantId": self.tenant_id,
             "displayName": self.display_name,
             "severity": self.severity,
             "status": self.status,

@@ -515,8 +515,8 @@ function compare(x, y) {
   return x < y ? -1 : 1;
 }
 
-/** Below zero when `a` comes before `b` in the view's sort (the server's order; ties between
- * tenants go by name here, by id there, which can only swap rows whose values are equal). */
+/** Below zero when `a` comes before `b` in the view's sort: the server's order, ties going
+ * by tenant id, then incident id. */
 function order(a, b) {
   const descending = view.sort.startsWith("-");
   const fields = SORT_FIELDS[view.sort.replace(/^-/, "")] || SORT_FIELDS.lastUpdate;
@@ -525,7 +525,7 @@ function order(a, b) {
     c = compare(sortValue(a, field), sortValue(b, field));
     if (c) break;
   }
-  if (!c) c = compare(a.tenant, b.tenant) || compare(a.incidentId, b.incidentId);
+  if (!c) c = compare(a.tenantId, b.tenantId) || compare(a.incidentId, b.incidentId);
   return descending ? -c : c;
 }
 
