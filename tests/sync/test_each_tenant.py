@@ -15,6 +15,18 @@ from xdrsync.graph import pacing
 from xdrsync.sync.engine import Interrupted, TenantSource, each_tenant, still_at_work
 
 
+@pytest.fixture(autouse=True)
+def _no_thread_left_at_work() -> Iterator[None]:
+    """A test that abandons a tenant's thread releases it at its end; the thread still has
+    to wake and leave `still_at_work`, which a loaded machine can delay past the start of the
+    next test (CI once saw a released `t1` there)."""
+    yield
+    deadline = time.monotonic() + 30
+    while still_at_work() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert still_at_work() == []
+
+
 def _tenants(n: int) -> list[TenantSource]:
     return [TenantSource(f"t{i}", f"id-{i}", source=Any) for i in range(n)]
 
