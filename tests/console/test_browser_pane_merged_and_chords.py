@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -152,21 +153,21 @@ def test_the_pane_offers_no_action_while_the_next_incident_loads(
         expect(page.locator("#pane-title")).to_have_text("Loading…")
         expect(page.locator("#pane")).to_have_attribute("aria-busy", "true")
         expect(actions).to_be_hidden()
+        # A click that reaches the hidden button anyway (a script) is refused in the page.
+        page.locator("#pane-assign-me").dispatch_event("click")
+        expect(page.locator("#toasts")).to_contain_text("has not loaded yet")
         # Its answer comes: the actions are back, for incident 3.
-        for _ in range(50):  # the request reaches the route within the page's next turns
-            if held:
-                break
+        deadline = time.monotonic() + 30  # the request reaches the route in the page's turns
+        while not held and time.monotonic() < deadline:
             page.wait_for_timeout(100)
         assert len(held) == 1, held
         held[0].continue_()
         expect(page.locator("#pane-title")).to_have_text("Incident 3")
         expect(actions).to_be_visible()
+        expect(page.locator("#pane-assign-me")).to_be_enabled()
         page.unroute("**/api/v1/incidents/contoso~3")
-        with page.expect_request(
-            lambda r: r.method == "PATCH" and r.url.endswith("/api/v1/incidents/contoso~3")
-        ):
-            page.locator("#pane-assign-me").click()
-        assert all(url.endswith("contoso~3") for url in sent), sent
+        # (Nothing is assigned here: the other tests of this module share its incidents.)
+        assert sent == [], sent
         no_script_errors(session.errors)
     finally:
         session.close()

@@ -170,6 +170,7 @@ def test_sigkill_while_delivering_to_a_faulty_sentinel_loses_nothing(tmp_path: P
                 while log.read_text().count(STARTED) == started and time.monotonic() < deadline:
                     assert process.poll() is None, log.read_text()[-3000:]
                     time.sleep(0.05)
+                assert log.read_text().count(STARTED) > started, log.read_text()[-3000:]
                 span = rng.uniform(0.5, 3.0)
                 edit_at = span * rng.uniform(0.3, 0.7)
                 time.sleep(edit_at)

@@ -1,7 +1,8 @@
-"""SecurityIncident's once-set times, from the incident's versions in the hub: time to triage
-(FirstModifiedTime), ClosedTime that later updates do not move, and the activity times of an
-incident whose alerts were merged into another. A replay of the log tables rebuilds them
-with the same values."""
+"""SecurityIncident's times, from the incident's versions in the hub: time to triage
+(FirstModifiedTime), ClosedTime that later updates do not move, the activity times of an
+incident whose alerts were merged into another, and a LastModifiedTime of its own for each
+row that states a version again. A replay of the log tables rebuilds them with the same
+values."""
 
 from __future__ import annotations
 
@@ -280,3 +281,51 @@ def test_content_changed_at_the_same_version_is_the_latest_row(
         "| project Status"
     ).as_dicts()
     assert latest == [{"Status": "Closed"}]
+
+
+TENANT_B = "00000000-0000-0000-0000-00000000000b"
+
+
+def test_each_tenants_incident_numbers_its_own_restatements(hub: Hub, tmp_path: Path) -> None:
+    """Incident 41 in two tenants, an alert whose id is also 41: alerts leave contoso's 41
+    twice and fabrikam's once without a new stamp. Each incident's rows count only its own
+    statements: contoso's 41 at +1 and +2 µs, fabrikam's at +1 µs."""
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store)
+    alerts = [_alert("41", "41", 1, 3), _alert("da2", "41", 2, 5), _alert("da3", "41", 2, 5)]
+    _commit(hub, _incident("41", 30, alerts), _incident("42", 30, []))
+    hub.commit_batch(
+        InboundBatch(
+            tenant_id=TENANT_B,
+            stream="incidents",
+            incidents=[_incident("41", 30, alerts), _incident("42", 30, [])],
+        )
+    )
+    runner.publish()
+    for tenant, alert, minute in ((TENANT, "41", 40), (TENANT_B, "da2", 41), (TENANT, "da3", 42)):
+        moved = {**_alert(alert, "42", 2, 5), "lastUpdateDateTime": _text(_at(minute))}
+        hub.commit_batch(
+            InboundBatch(tenant_id=tenant, stream="alerts", alerts=[Alert.from_graph(moved)])
+        )
+        runner.publish()
+    rows = store.query(
+        "SecurityIncident | where IncidentNumber == 41 "
+        "| project TenantId, LastModifiedTime, AlertIds | order by LastModifiedTime asc"
+    ).as_dicts()
+    shown = {
+        tenant: [
+            (r["LastModifiedTime"] - _at(30), sorted(r["AlertIds"]))
+            for r in rows
+            if r["TenantId"] == tenant
+        ]
+        for tenant in (TENANT, TENANT_B)
+    }
+    assert shown[TENANT] == [
+        (timedelta(0), ["41", "da2", "da3"]),
+        (timedelta(microseconds=1), ["da2", "da3"]),
+        (timedelta(microseconds=2), ["da2"]),
+    ]
+    assert shown[TENANT_B] == [
+        (timedelta(0), ["41", "da2", "da3"]),
+        (timedelta(microseconds=1), ["41", "da3"]),
+    ]

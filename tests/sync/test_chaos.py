@@ -77,6 +77,7 @@ def test_sigkill_at_random_moments_then_exact_ground_truth(make_env: Any, tmp_pa
             while logs.read_text().count(STARTED) == started and time.monotonic() < deadline:
                 assert process.poll() is None, logs.read_text()[-3000:]
                 time.sleep(0.05)
+            assert logs.read_text().count(STARTED) > started, logs.read_text()[-3000:]
             time.sleep(rng.uniform(1.0, 5.0))
             assert process.poll() is None, logs.read_text()[-3000:]
             process.send_signal(signal.SIGKILL)

@@ -38,7 +38,7 @@ from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
 #: How much later than the version it states again a change's row is modified, times the
-#: number of changes that stated that version before it (`Hub.restatements`).
+#: number of changes that stated that version before it (`LogTables._restated`).
 RESTATED = timedelta(microseconds=1)
 
 
@@ -142,8 +142,7 @@ class LogTables:
         for c in changes:
             if c.kind == MEMBERSHIP:
                 remade.setdefault((c.tenant_id, c.entity_id), []).append(c.seq)
-        again = [(c.tenant_id, c.entity_id, c.version_text, c.seq) for c in _again(changes, steps)]
-        restated = self.hub.restatements(again) if again else {}
+        restated = self._restated(changes, steps)
         times: dict[int, IncidentTimes] = {}
         for key, recorded in steps.items():
             found = incident_times(_versions(recorded, incidents, named=not current.get(key)))
@@ -157,6 +156,35 @@ class LogTables:
         )
         activity = self.hub.alert_activity(listed) if listed else {}
         return _Context(alerts, evidence, incidents, current, times, activity, restated)
+
+    def _restated(
+        self, changes: Sequence[ChangeRow], steps: Mapping[tuple[str, str], Sequence[IncidentStep]]
+    ) -> dict[int, int]:
+        """For each incident change that states a version stated before, by seq: how many
+        changes before it stated that version (its recorded versions, ``steps``, and its
+        ``membership`` changes). Only incidents with a ``membership`` change in the chunk or
+        a version recorded twice (new content at one stamp) can have one."""
+        keys = {(c.tenant_id, c.entity_id) for c in changes if c.kind == MEMBERSHIP}
+        keys |= {
+            key for key, found in steps.items() if len({s.version for s in found}) < len(found)
+        }
+        if not keys:
+            return {}
+        memberships = self.hub.membership_versions(sorted(keys))
+        restated: dict[int, int] = {}
+        for c in changes:
+            key = (c.tenant_id, c.entity_id)
+            if c.entity_type != "incident" or key not in keys:
+                continue
+            ticks = ticks_from_text(c.version_text)
+            stated = [s.seq for s in steps[key] if s.version == ticks]
+            stated += [seq for version, seq in memberships.get(key, ()) if version == ticks]
+            n = sum(1 for seq in stated if seq < c.seq)
+            if c.kind == MEMBERSHIP:
+                n = max(n, 1)  # at least after the version it states, whatever is recorded
+            if n:
+                restated[c.seq] = n
+        return restated
 
     @staticmethod
     def _change_rows(change: ChangeRow, now: datetime, context: _Context) -> list[tuple[str, Row]]:
@@ -230,24 +258,6 @@ def _versions(
             closed=incident_status(payload.get("status"), redirected) == CLOSED,
             alert_ids=jsontext.loads(step.alert_ids) if named and step.alert_ids else None,
         )
-
-
-def _again(
-    changes: Sequence[ChangeRow], steps: Mapping[tuple[str, str], Sequence[IncidentStep]]
-) -> list[ChangeRow]:
-    """The incident changes that may state a version stated before: ``membership`` changes,
-    and (rare) new content at the same version, which an earlier recorded step shows."""
-    twice = {key for key, found in steps.items() if len({s.version for s in found}) < len(found)}
-    again: list[ChangeRow] = []
-    for c in changes:
-        key = (c.tenant_id, c.entity_id)
-        if c.kind == MEMBERSHIP:
-            again.append(c)
-        elif c.entity_type == "incident" and key in twice:
-            ticks = ticks_from_text(c.version_text)
-            if any(s.version == ticks and s.seq < c.seq for s in steps[key]):
-                again.append(c)
-    return again
 
 
 def _with_activity(

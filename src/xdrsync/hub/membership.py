@@ -27,8 +27,9 @@ The change's ``version`` and ``content_hash`` are those of the incident's curren
 it states that version again, with the alerts the incident has now (a later real version
 read afterwards, older than the move, must still come after it: a stamp of the move would
 put this change after that version in every order by version). One version can be stated
-again more than once (an alert leaves, another joins later): ``reads.restatements`` numbers
-them, from the audit rows written with them, so that each has a row of its own in every order.
+again more than once (an alert leaves, another joins later): the log tables number them
+(``LogTables._restated``, from the audit rows written with them), so that each has a row of
+its own in every order.
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ from sqlalchemy import (
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
 from xdrsync.hub.chunks import CHUNK, chunks
-from xdrsync.hub.payload import datetime_from_ticks, enum_text, evidence_item, version_text
+from xdrsync.hub.payload import (
+    datetime_from_ticks,
+    enum_text,
+    evidence_item,
+    ticks_from_text,
+    version_text,
+)
 from xdrsync.hub.records import (
     MEMBERSHIP,
     ChangeRow,
@@ -41,8 +47,6 @@ if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
 
 MAX_MERGE_DEPTH: Final = 64  # merge chains are short; this only stops a corrupt cycle
-#: The audit decisions that state a version of a record as a change (``restatements``).
-STATEMENTS: Final = ("insert", "update", MEMBERSHIP)
 
 
 def _json(text: str | None) -> Any:
@@ -241,33 +245,27 @@ def incident_steps(
     return found
 
 
-def restatements(conn: Connection, changes: Sequence[tuple[str, str, str, int]]) -> dict[int, int]:
-    """For each incident change given as (tenant, incident, version text, seq): how many
-    changes before it had stated the same version of that incident (its own first change,
-    new content at that version, ``membership`` changes), by seq. Read from the audit rows
-    written with the changes (indexed by entity), so what it returns for a seq never
-    changes."""
-    wanted: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for tenant, incident_id, version, seq in changes:
-        wanted.setdefault((tenant, incident_id), []).append((version, seq))
-    stated: dict[tuple[str, str], list[tuple[str | None, int]]] = {key: [] for key in wanted}
+def membership_versions(
+    conn: Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """The versions (ticks) the ``membership`` changes of each (tenant, incident) stated again,
+    with their seqs, from the audit rows written with them (indexed by entity)."""
+    found: dict[tuple[str, str], list[tuple[int, int]]] = {}
     a = s.audit
-    for tenant_id in sorted({tenant for tenant, _ in wanted}):
-        for part in chunks(sorted(key for tenant, key in wanted if tenant == tenant_id)):
+    for tenant_id in sorted({tenant for tenant, _ in keys}):
+        for part in chunks(sorted({key for tenant, key in keys if tenant == tenant_id})):
             query = select(a.c.entity_id, a.c.new_version, a.c.seq).where(
                 a.c.tenant_id == tenant_id,
                 a.c.entity_type == "incident",
                 a.c.entity_id.in_(part),
-                a.c.decision.in_(STATEMENTS),
+                a.c.decision == MEMBERSHIP,
                 a.c.seq.is_not(None),
             )
             for incident_id, version, seq in conn.execute(query):
-                stated[(tenant_id, incident_id)].append((version, seq))
-    return {
-        seq: sum(1 for version_at, at in stated[key] if version_at == version and at < seq)
-        for key, asked in wanted.items()
-        for version, seq in asked
-    }
+                ticks = ticks_from_text(version or "")
+                if ticks is not None:
+                    found.setdefault((tenant_id, incident_id), []).append((ticks, seq))
+    return found
 
 
 def alert_activity(

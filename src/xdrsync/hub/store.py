@@ -167,12 +167,13 @@ class Hub:
         with self._read() as conn:
             return reads.incident_steps(conn, keys, held_from, up_to)
 
-    def restatements(self, changes: Sequence[tuple[str, str, str, int]]) -> dict[int, int]:
-        """How many changes before each of these incident changes, given as (tenant,
-        incident, version text, seq), had stated its version, by seq
-        (``reads.restatements``)."""
+    def membership_versions(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        """The versions the ``membership`` changes of many (tenant, incident) keys stated
+        again, with their seqs (``reads.membership_versions``)."""
         with self._read() as conn:
-            return reads.restatements(conn, changes)
+            return reads.membership_versions(conn, keys)
 
     def alert_activity(
         self, keys: Sequence[tuple[str, str]]

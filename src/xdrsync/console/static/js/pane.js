@@ -74,9 +74,12 @@ export function createPane({ onChanged = () => {} } = {}) {
     for (const sel of ["#pane-alerts", "#pane-entities", "#pane-comments"]) clear($(sel));
     for (const sel of ["#pane-n-alerts", "#pane-n-entities", "#pane-n-comments"]) $(sel).textContent = "";
     // No actions until the incident has loaded: they would act on what the pane showed before.
+    // Their space is kept, so that the sections below do not jump at every move.
     if (editable) {
       clear($("#pane-state"));
-      $("#pane-actions").hidden = true;
+      const actions = $("#pane-actions");
+      actions.style.visibility = "hidden";
+      actions.inert = true;
     }
     root.setAttribute("aria-busy", "true");
   }
@@ -186,7 +189,10 @@ export function createPane({ onChanged = () => {} } = {}) {
 
   function renderActions(d) {
     // Defender takes no edit of an incident merged away: no actions, the pointer instead.
-    $("#pane-actions").hidden = !!d.mergedInto;
+    const actions = $("#pane-actions");
+    actions.style.visibility = "";
+    actions.inert = false;
+    actions.hidden = !!d.mergedInto;
     if (d.mergedInto) hideCloseForm();
     const closed = d.status === "resolved";
     $("#pane-close-open").hidden = closed;
