@@ -150,20 +150,19 @@ def test_a_healthy_tenants_edit_is_pushed_while_another_tenants_graph_hangs(
             push=pusher.push_due,
             push_interval=0.1,
         ).start()
-        began = time.monotonic()
         try:
+            # Within 10 s, where the hung tenant's edit alone holds a pusher 2 x 8 s (a
+            # tighter bound only measures how loaded the machine is).
             _wait_for(
                 lambda: hub.edits(ids=edits[healthy.name])[0].state == "confirmed",
-                6,  # the hung tenant's edit alone holds a pusher 2 x 8 s
+                10,
                 f"{healthy.name}'s edit pushed",
             )
-            took = time.monotonic() - began
             assert hub.edits(ids=edits[hung.name])[0].state == "pending"
             assert proxy.calls(hung.name, INCIDENTS)  # its push is under way, hung
         finally:
             proxy.stop()  # the hung calls end
             stopped = service.stop(timeout=15)
-    assert took < 3
     assert stopped
 
 
