@@ -252,6 +252,7 @@ def test_an_item_is_the_documented_json(world: Hub) -> None:
         "id",
         "incidentId",
         "tenant",
+        "tenantId",
         "displayName",
         "severity",
         "status",
@@ -272,6 +273,7 @@ def test_an_item_is_the_documented_json(world: Hub) -> None:
     assert body["id"] == "contoso~14"
     assert body["incidentId"] == "14"
     assert body["tenant"] == "contoso"
+    assert body["tenantId"] == TENANT_A
     assert body["alertCount"] == 1
     assert body["productSources"] == ["microsoftDefenderForOffice365"]
     assert body["tactics"] == ["Execution"]
