@@ -93,6 +93,18 @@ def test_closing_sends_no_determination_unless_one_is_picked(
         determination = page.locator("#close-determination")
         expect(determination).to_have_value("")  # nothing chosen for the analyst
         expect(determination.locator("option").first).to_have_text(re.compile("—"))
+        # What Defender's portal offers: not the determinations Microsoft deprecated.
+        offered = determination.locator("option").evaluate_all("os => os.map(o => o.value)")
+        assert offered == [
+            "",
+            "multiStagedAttack",
+            "maliciousUserActivity",
+            "compromisedAccount",
+            "malware",
+            "phishing",
+            "unwantedSoftware",
+            "other",
+        ]
         body = _sent_patch(page, "#close-submit")
         assert body == {"status": "resolved", "classification": "truePositive"}
 

@@ -345,9 +345,12 @@ export function fmtSeconds(seconds) {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
-/** Which determinations Defender accepts with which classification (twoway/fields.py). */
+/** The determinations the close forms offer with each classification: those of Defender's
+ * update table (reference §2.3), as its portal offers them. The API (twoway/fields.py PAIRS)
+ * also takes `apt` and `securityPersonnel`, which Microsoft deprecated in 2022 and older
+ * incidents carry; the forms do not offer them. */
 export const PAIRS = {
-  truePositive: ["multiStagedAttack", "maliciousUserActivity", "compromisedAccount", "malware", "phishing", "unwantedSoftware", "apt", "securityPersonnel", "other"],
+  truePositive: ["multiStagedAttack", "maliciousUserActivity", "compromisedAccount", "malware", "phishing", "unwantedSoftware", "other"],
   informationalExpectedActivity: ["securityTesting", "lineOfBusinessApplication", "confirmedActivity", "other"],
   falsePositive: ["notMalicious", "notEnoughDataToValidate", "other"],
   unknown: ["unknown"],
