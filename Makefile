@@ -38,9 +38,10 @@ lint: setup
 
 # Three test processes: the suite mostly waits (servers, subprocesses, timers), and one
 # process kept 2 cores about 40% busy; three take it from 17-18 minutes to about 8. The chaos
-# tests (xdist_group "chaos") run one after another in one of them.
+# tests (xdist_group "chaos") run one after another in one of them. The 25 slowest tests are
+# listed at the end, to keep the suite's time in view.
 test: lint $(CHROMIUM) $(POSTGRES)
-	$(BIN)/pytest -n 3 --dist loadgroup
+	$(BIN)/pytest -n 3 --dist loadgroup --durations=25
 
 bench: setup
 	$(BIN)/python -m bench
