@@ -208,3 +208,37 @@ def test_a_change_whose_rows_cannot_be_made_is_a_dead_letter_and_the_rest_go_on(
     _commit(hub, _incident(9, ALERTS, status="inProgress"))
     assert runner.publish() >= 1  # later changes still flow
     assert store.query("SecurityIncident | count").rows == ((2,),)
+
+
+def test_rows_written_after_the_clock_stepped_back_still_come_last(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """The machine's clock steps back an hour between two versions of incident 41 (an NTP
+    correction, a resumed VM). The second version's rows still come after the first's in
+    `TimeGenerated`, in the same writer and in one started afresh, so that
+    `arg_max(TimeGenerated, *)` shows the incident as it is now."""
+    times = iter(
+        [datetime(2026, 12, 5, 12, tzinfo=UTC), *[datetime(2026, 12, 5, 11, tzinfo=UTC)] * 9]
+    )
+    store = LogStore(tmp_path / "logs.duckdb")
+
+    def runner() -> DestinationRunner:
+        return DestinationRunner(hub, LogTables(hub, store, clock=lambda: next(times)))
+
+    writer = runner()
+    _commit(hub, _incident(5, ALERTS))
+    writer.publish()
+    _commit(hub, _incident(9, ALERTS, status="inProgress"))
+    writer.publish()  # the clock an hour behind
+    latest = (
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber | project Status"
+    )
+    assert store.query(latest).rows == (("Active",),)
+    _commit(hub, _incident(12, ALERTS, status="resolved"))
+    runner().publish()  # a writer started afresh, the clock still behind
+    assert store.query(latest).rows == (("Closed",),)
+    stamps = store.query(
+        "SecurityIncident | order by LastModifiedTime asc | project TimeGenerated"
+    ).rows
+    assert [row[0] for row in stamps] == sorted(row[0] for row in stamps)
+    assert stamps[0][0] == datetime(2026, 12, 5, 12, tzinfo=UTC)

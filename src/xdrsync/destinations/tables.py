@@ -69,6 +69,9 @@ class LogTables:
         self.store = store
         self.name = name
         self.clock = clock
+        #: The earliest `TimeGenerated` the next delivery may use: after every row written
+        #: (read from the store at the first delivery), whatever this machine's clock says.
+        self._next_time: datetime | None = None
 
     def position(self) -> int:
         return self.store.max_seq() or 0
@@ -100,7 +103,8 @@ class LogTables:
     ) -> Iterator[tuple[int, list[tuple[str, Row]]]]:
         """(seq, its (table, row)s) for every change, made `chunk_size` changes at a time; a
         change whose rows cannot be made goes to ``refused`` with the reason."""
-        started = self.clock()
+        started = self._start()
+        self._next_time = started + timedelta(microseconds=len(changes))
         for first in range(0, len(changes), self.chunk_size):
             chunk = changes[first : first + self.chunk_size]
             context = self._context(chunk)
@@ -114,6 +118,16 @@ class LogTables:
                     refused[change.seq] = f"no log table rows: {type(bad).__name__}: {bad}"
                     continue
                 yield change.seq, made
+
+    def _start(self) -> datetime:
+        """The first `TimeGenerated` of a delivery: now, or just after every row already
+        written if the clock has stepped back (NTP, a resumed VM), so that the newest version
+        stays the latest row for `arg_max(TimeGenerated, *)`."""
+        if self._next_time is None:
+            latest = self.store.latest_time_generated()
+            self._next_time = latest + timedelta(microseconds=1) if latest else None
+        now = self.clock()
+        return max(now, self._next_time) if self._next_time else now
 
     def _context(self, changes: Sequence[ChangeRow]) -> _Context:
         # Each alert version is parsed once: for its own rows and, when it is the current

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -391,14 +392,26 @@ class LogStore:
         feeding them after a crash; one connection for all. Asked by the writer, on a writing
         connection: a file whose creation a crash cut short (no tables yet) gets its tables
         here instead of failing every later publish."""
-        names = tables or TABLE_NAMES
-        parts = " UNION ALL ".join(
-            f"SELECT max(_Seq) AS s FROM {_storage(table_schema(t).name)}"  # noqa: S608
-            for t in names
-        )
-        rows = self.sql(f"SELECT max(s) FROM ({parts})", write=True)  # noqa: S608
-        value = rows[0][0] if rows else None
+        value = self._highest("_Seq", tables or TABLE_NAMES)
         return int(value) if value is not None else None
+
+    def latest_time_generated(self) -> datetime | None:
+        """The latest `TimeGenerated` stored in any table (UTC): the writer's next rows come
+        after it, even when this machine's clock has stepped back."""
+        value: datetime | None = self._highest("TimeGenerated", TABLE_NAMES)
+        if value is None:
+            return None
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def _highest(self, column: str, tables: Sequence[str]) -> Any:
+        """The highest value of ``column`` in ``tables``, on a writing connection (see
+        ``max_seq``)."""
+        parts = " UNION ALL ".join(
+            f"SELECT max({column}) AS v FROM {_storage(table_schema(t).name)}"  # noqa: S608
+            for t in tables
+        )
+        rows = self.sql(f"SELECT max(v) FROM ({parts})", write=True)  # noqa: S608
+        return rows[0][0] if rows else None
 
     # -- connections ------------------------------------------------------------------------
 
