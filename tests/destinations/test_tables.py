@@ -237,8 +237,19 @@ def test_rows_written_after_the_clock_stepped_back_still_come_last(
     _commit(hub, _incident(12, ALERTS, status="resolved"))
     runner().publish()  # a writer started afresh, the clock still behind
     assert store.query(latest).rows == (("Closed",),)
+    # Another writer of the same tables (the worker process a backlog goes to) wrote later
+    # rows meanwhile, with a clock that had not stepped back; the first takes over again.
+    _commit(hub, _incident(15, ALERTS, status="active"))
+    DestinationRunner(
+        hub, LogTables(hub, store, clock=lambda: datetime(2026, 12, 5, 13, tzinfo=UTC))
+    ).publish()
+    _commit(hub, _incident(18, ALERTS, status="resolved"))
+    writer.took_over(1)
+    writer.publish()
+    assert store.query(latest).rows == (("Closed",),)
     stamps = store.query(
         "SecurityIncident | order by LastModifiedTime asc | project TimeGenerated"
     ).rows
     assert [row[0] for row in stamps] == sorted(row[0] for row in stamps)
     assert stamps[0][0] == datetime(2026, 12, 5, 12, tzinfo=UTC)
+    assert len(stamps) == 5

@@ -74,6 +74,9 @@ class LogTables:
         self._next_time: datetime | None = None
 
     def position(self) -> int:
+        # Read when the runner starts and after another writer (its worker process, a replay):
+        # the latest TimeGenerated is read afresh too, at the next delivery (`_start`).
+        self._next_time = None
         return self.store.max_seq() or 0
 
     def accepts(self, change: ChangeRow) -> bool:
