@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.tables import LogTables
@@ -229,7 +230,10 @@ def test_rows_written_after_the_clock_stepped_back_still_come_last(
     _commit(hub, _incident(5, ALERTS))
     writer.publish()
     _commit(hub, _incident(9, ALERTS, status="inProgress"))
-    writer.publish()  # the clock an hour behind
+    with capture_logs() as logs:
+        writer.publish()  # the clock an hour behind: said in the log
+    (said,) = [e for e in logs if e["log_level"] == "warning"]
+    assert said["behind_seconds"] == 3600
     latest = (
         "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentNumber | project Status"
     )
@@ -253,3 +257,34 @@ def test_rows_written_after_the_clock_stepped_back_still_come_last(
     assert [row[0] for row in stamps] == sorted(row[0] for row in stamps)
     assert stamps[0][0] == datetime(2026, 12, 5, 12, tzinfo=UTC)
     assert len(stamps) == 5
+
+
+def test_a_hub_failing_after_the_rows_were_written_gets_no_second_copy(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log store commits a batch, then the hub fails to record the delivery (a dropped
+    PostgreSQL connection, say). The next publish starts from the store's own position: each
+    change's rows are there once, where the retry wrote them again."""
+    _commit(hub, _incident(5, ALERTS))
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store)
+    record = hub.record_delivery
+    failures = iter([OSError("connection to the hub lost")])
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        record(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "record_delivery", flaky)
+    with pytest.raises(OSError, match="connection to the hub lost"):
+        runner.publish()
+    assert runner.publish(force=True) == 0  # nothing left to deliver: the store has it all
+    counts = {
+        t: store.query(f"{t} | count").rows[0][0] for t in ("SecurityIncident", "SecurityAlert")
+    }
+    assert counts == {"SecurityIncident": 1, "SecurityAlert": 3}
+    _commit(hub, _incident(9, ALERTS, status="resolved"))
+    assert runner.publish(force=True) == 1
+    assert [r[0] for r in _incident_rows(store)] == ["New", "Closed"]

@@ -140,6 +140,10 @@ class DestinationRunner:
                         first_reason=dead[0][4],
                     )
         except Exception as failure:
+            # The destination may hold a batch the hub did not record (the hub failed after
+            # the delivery): a destination that keeps its own position is asked for it again,
+            # rather than given the batch twice.
+            self._position = None
             self._back_off(failure)
             raise
         finally:
