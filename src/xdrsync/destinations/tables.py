@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from xdrsync import jsontext
 from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.hub import ChangeRow, Hub
@@ -37,6 +39,10 @@ from xdrsync.tables.sentinel import (
 from xdrsync.tables.vocab import CLOSED
 
 Row = dict[str, Any]
+log = structlog.get_logger(__name__)
+#: How far behind the latest row stored this machine's clock may be before a delivery says so
+#: (a clock that was far ahead once, and rows stamped then, hold later rows in the future).
+CLOCK_BEHIND = timedelta(minutes=1)
 #: How much later than the version it states again a change's row is modified, times the
 #: number of changes that stated that version before it (`LogTables._restated`).
 RESTATED = timedelta(microseconds=1)
@@ -72,6 +78,7 @@ class LogTables:
         #: The earliest `TimeGenerated` the next delivery may use: after every row written
         #: (read from the store at the first delivery), whatever this machine's clock says.
         self._next_time: datetime | None = None
+        self._said_behind = False
 
     def position(self) -> int:
         # Read when the runner starts and after another writer (its worker process, a replay):
@@ -130,7 +137,18 @@ class LogTables:
             latest = self.store.latest_time_generated()
             self._next_time = latest + timedelta(microseconds=1) if latest else None
         now = self.clock()
-        return max(now, self._next_time) if self._next_time else now
+        if self._next_time is None or now >= self._next_time:
+            self._said_behind = False
+            return now
+        if self._next_time - now > CLOCK_BEHIND and not self._said_behind:
+            self._said_behind = True  # once, until the clock catches up
+            log.warning(
+                "the log tables hold rows stamped after this machine's clock: new rows are "
+                "stamped after them until it catches up",
+                latest=self._next_time.isoformat(),
+                behind_seconds=round((self._next_time - now).total_seconds()),
+            )
+        return self._next_time
 
     def _context(self, changes: Sequence[ChangeRow]) -> _Context:
         # Each alert version is parsed once: for its own rows and, when it is the current

@@ -223,7 +223,7 @@ export const DETERMINATIONS = {
   maliciousUserActivity: "Malicious user activity",
   notMalicious: "Not malicious",
   notEnoughDataToValidate: "Not enough data to validate",
-  confirmedUserActivity: "Confirmed user activity",
+  confirmedActivity: "Confirmed activity",
   lineOfBusinessApplication: "Line-of-business application",
 };
 
