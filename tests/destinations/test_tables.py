@@ -216,7 +216,8 @@ def test_rows_written_after_the_clock_stepped_back_still_come_last(
 ) -> None:
     """The machine's clock steps back an hour between two versions of incident 41 (an NTP
     correction, a resumed VM). The second version's rows still come after the first's in
-    `TimeGenerated`, in the same writer and in one started afresh, so that
+    `TimeGenerated` — in the same writer (which says in the log that the clock is behind), in
+    one started afresh, and after another writer took a turn — so that
     `arg_max(TimeGenerated, *)` shows the incident as it is now."""
     times = iter(
         [datetime(2026, 12, 5, 12, tzinfo=UTC), *[datetime(2026, 12, 5, 11, tzinfo=UTC)] * 9]
