@@ -198,7 +198,7 @@ def _check(hub: Hub, store: LogStore, model: Model) -> dict[int, tuple[Any, ...]
     return latest
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_each_incident_has_one_latest_row_showing_it_as_it_is_now(
     scenario: tuple[int, list[int], list[Step]],
