@@ -1,8 +1,9 @@
 """The queue's live updates, order, severities and keys in a real browser (Debian's Chromium
 driven by Playwright), over fixed data: a change reaches every loaded row, past the first
 500 too, by asking for the changed incidents only; a row the sort now puts elsewhere is
-marked and one click re-sorts, and rows tied across tenants keep the server's order; a severity newer than this version counts, filters and sorts
-as High and shows Defender's word; ``a`` assigns the selected incident to me.
+marked and one click re-sorts, and rows tied across tenants keep the server's order; a
+severity newer than this version counts, filters and sorts as High and shows Defender's
+word; ``a`` assigns the selected incident to me.
 
 Changes are committed to the hub and indexed by the test, as the sync service would."""
 
