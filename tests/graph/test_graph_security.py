@@ -490,3 +490,85 @@ def test_ids_cannot_escape_their_path_segment(harness_factory: Build) -> None:
     assert h.recorder.requests[0].url.raw_path.startswith(
         b"/v1.0/security/incidents/..%2Falerts_v2"
     )
+
+
+def _honouring_filters(alerts: list[dict[str, Any]], request: httpx.Request) -> httpx.Response:
+    """An incident's alerts route as Graph pages it: ``lastUpdateDateTime`` bounds, oldest
+    first, ``$top`` (1,000 when none is asked) and ``$skip``, with an offset next link."""
+    params = request.url.params
+    bounds = re.findall(r"lastUpdateDateTime (ge|gt|le|lt) (\S+)", params.get("$filter", ""))
+    tests = {"ge": str.__ge__, "gt": str.__gt__, "le": str.__le__, "lt": str.__lt__}
+    kept = sorted(
+        (a for a in alerts if all(tests[op](a["lastUpdateDateTime"], v) for op, v in bounds)),
+        key=lambda a: a["lastUpdateDateTime"],
+    )
+    top, skip = int(params.get("$top", "1000")), int(params.get("$skip", "0"))
+    body: dict[str, Any] = {"value": kept[skip : skip + top]}
+    if skip + top < len(kept):
+        query = str(httpx.QueryParams({**dict(params), "$skip": str(skip + top)}))
+        body["@odata.nextLink"] = f"{GRAPH}{request.url.path}?{query}"
+    return graph_json(body)
+
+
+def test_an_incident_whose_alerts_answer_too_large_is_read_in_pages_that_fit(
+    harness_factory: Build,
+) -> None:
+    """The expand fallback read an incident's alerts in one answer; alerts heavy with
+    evidence (the kind of incident whose ``$expand`` fails) made it larger than
+    ``max_response_bytes`` every time, so the page failed every cycle and the incidents
+    stream stopped there for good, although each alert fits alone. They are read by time
+    boundary in pages that fit, as the alerts stream reads."""
+    incidents = [_incident(1, 8), _incident(2, 1)]
+    for k, alert in enumerate(incidents[0]["alerts"]):
+        alert["lastUpdateDateTime"] = f"2025-02-01T00:0{k}:00.0000000Z"
+        alert["evidence"][0]["detail"] = "x" * 12_000  # 8 of them: about 100 KB together
+    fake = FakeDefender(incidents, expand_fails_at={0})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/incidents/1/alerts"):
+            return _honouring_filters(incidents[0]["alerts"], request)
+        return fake(request)
+
+    sync = SyncConfig(max_response_bytes=64 * 1024, max_attempts=2)
+    page = api_for(harness_factory(handler, sync=sync), sync).incidents_page(WINDOW)
+    assert [[a["id"] for a in i["alerts"]] for i in page.items] == [
+        [a["id"] for a in i["alerts"]] for i in incidents
+    ]
+    assert page.items[0]["alerts"] == incidents[0]["alerts"]
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        {"alerts@odata.nextLink": f"{GRAPH}/v1.0/security/incidents/1/alerts?$skiptoken=2"},
+        {"alerts@odata.count": 5},
+    ],
+    ids=["next-link", "count"],
+)
+def test_an_expanded_alerts_list_that_says_it_has_more_is_read_whole(
+    harness_factory: Build, annotations: dict[str, Any]
+) -> None:
+    """OData lets a server page an expanded collection: the incident then carries its first
+    alerts with ``alerts@odata.nextLink``, or an ``alerts@odata.count`` above them. Stored as
+    it came (the hub drops the annotations), the incident would list part of its alerts and
+    the rest would be read by no stream (the alerts stream reads from its start, not
+    back). Such an incident's alerts are read from its alerts route, in a listing and by
+    ``get_incident`` alike."""
+    incident = _incident(1, 5)
+    fake = FakeDefender([incident], alerts_page_size=10)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = fake(request)
+        if "alerts" not in request.url.params.get("$expand", ""):
+            return answer
+        body = json.loads(answer.content)
+        for record in body.get("value", [body]):
+            record.update({"alerts": record["alerts"][:2], **annotations})
+        return graph_json(body)
+
+    api = api_for(harness_factory(handler))
+    (listed,) = api.incidents_page(WINDOW).items
+    assert [a["id"] for a in listed["alerts"]] == [a["id"] for a in incident["alerts"]]
+    got = api.get_incident("1")
+    assert got is not None
+    assert [a["id"] for a in got["alerts"]] == [a["id"] for a in incident["alerts"]]

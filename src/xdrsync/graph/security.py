@@ -120,6 +120,19 @@ def _refuses_order(refused: BadRequestError) -> bool:
     return "orderby" in refused.detail.lower()
 
 
+def _alerts_cut_short(item: Any) -> bool:
+    """Whether an expanded incident says its ``alerts`` are only the first of them: OData
+    lets a server page an expanded collection (``alerts@odata.nextLink``, or an
+    ``alerts@odata.count`` above the list's length). Stored so, the incident would list part
+    of its alerts, and the alerts left out would be read by no stream."""
+    if not isinstance(item, dict):
+        return False
+    if item.get("alerts@odata.nextLink"):
+        return True
+    count, alerts = item.get("alerts@odata.count"), item.get("alerts")
+    return type(count) is int and isinstance(alerts, list) and count > len(alerts)
+
+
 def _by_offset(link: str) -> bool:
     """Whether a next link pages by ``$skip`` (an offset) rather than a server's cursor."""
     return any(name.lower() == "$skip" for name, _ in parse_qsl(urlsplit(link).query))
@@ -201,7 +214,11 @@ class DefenderApi:
                     query,
                     max_attempts=self._expand_attempts,
                 )
-                return _page(response, tuple(response.items), top)
+                items = tuple(
+                    self._with_alerts(item) if _alerts_cut_short(item) else item
+                    for item in response.items
+                )
+                return _page(response, items, top)
             except RetriableError as failure:
                 if _not_expands_fault(failure):
                     raise  # our pace or the network, not $expand
@@ -280,16 +297,22 @@ class DefenderApi:
         incidents stream would stop there; an offset also skips an alert when one before it
         leaves meanwhile. So at the first ``$skip`` link the alerts are read whole by time
         boundary instead (``sync.listing.whole_scan``), each kept once at its newest version
-        read; a listing that cannot be read whole raises: an incident is never stored with
-        part of its alerts.
+        read. So are alerts too heavy with evidence for one answer, in pages sized to fit. A
+        listing that cannot be read whole raises: an incident is never stored with part of
+        its alerts.
         """
         self.client.record("fallback_alert_reads")
         path = f"{INCIDENTS}/{_segment(incident_id)}/alerts"
         alerts: list[Any] = []
-        for page in self.client.paginate(path):
-            alerts.extend(page.items)
-            if page.next_link is not None and _by_offset(page.next_link):
-                return self._whole_alerts(path, incident_id)
+        try:
+            for page in self.client.paginate(path):
+                alerts.extend(page.items)
+                if page.next_link is not None and _by_offset(page.next_link):
+                    return self._whole_alerts(path, incident_id)
+        except AnswerTooLargeError:
+            # Alerts heavy with evidence, more than one answer may hold (the kind of incident
+            # whose $expand fails): read in pages sized to fit, as the alerts stream is.
+            return self._whole_alerts(path, incident_id)
         return alerts
 
     def _whole_alerts(self, path: str, incident_id: str) -> list[Any]:
@@ -338,7 +361,8 @@ class DefenderApi:
                     expanded = self.client.get(
                         path, {EXPAND: "alerts"}, max_attempts=EXPAND_ATTEMPTS
                     )
-                    return _entity(expanded)
+                    found = _entity(expanded)
+                    return self._with_alerts(found) if _alerts_cut_short(found) else found
                 except RetriableError as failure:
                     if _not_expands_fault(failure):
                         raise  # the fallback would fail as well
