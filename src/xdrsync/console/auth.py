@@ -100,7 +100,10 @@ async def check_csrf(request: Request, principal: Principal) -> None:
         form = await request.form()
         field = form.get(CSRF_FIELD)
         sent = field if isinstance(field, str) else None
-    if sent is None or principal.csrf is None or not secrets.compare_digest(sent, principal.csrf):
+    if sent is None or principal.csrf is None:
+        raise HTTPException(403, "missing or wrong CSRF token")
+    # As bytes: `compare_digest` refuses text with non-ASCII characters (a TypeError, a 500).
+    if not secrets.compare_digest(sent.encode("utf-8", "surrogatepass"), principal.csrf.encode()):
         raise HTTPException(403, "missing or wrong CSRF token")
 
 

@@ -208,7 +208,10 @@ def error_json(exc: BaseException) -> dict[str, Any] | None:
     """
     if not isinstance(exc, QueryError | StoreBusyError):
         return None
-    message = str(exc)
+    # The busy error names the log file, for the command line and the logs; a reader of
+    # the console (perhaps a customer's, scoped to one tenant) is not told where it lives.
+    busy = isinstance(exc, StoreBusyError)
+    message = "the log store is busy being written; try again" if busy else str(exc)
     where = error_position(message)
     return {
         "error": {

@@ -379,12 +379,17 @@ def _token_value(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise bad
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                raise bad  # the hub binds zoned times only
+            return moment.astimezone(UTC)
+        except (ValueError, OverflowError):  # not a time, or none UTC can hold
             raise bad from None
     wanted = int if name in ("severity_rank", "alert_count") else str
     if not isinstance(value, wanted) or isinstance(value, bool):
         raise bad
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise bad  # beyond what the database's integers hold
     return value
 
 

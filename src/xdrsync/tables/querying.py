@@ -79,6 +79,24 @@ def translate(
     """Rewrite `kql` for duckdb-kql (unless `compatible` is False), admit it (reading only
     `tables`) and translate it; needs no connection. `bags` adds the keys of bags the data
     showed (`run`) to those the schemas know."""
+    try:
+        return _translate(kql, tables, compatible=compatible, bags=bags)
+    except RecursionError:
+        # duckdb-kql's parser descends once per nested expression, and each `or` of a chain
+        # nests one deeper: past Python's recursion limit the query is refused, not a crash.
+        raise QueryRefusedError(
+            "query refused: it nests too deeply to translate (a long chain of `or`"
+            " comparisons with one column reads as `in (...)` or `has_any (...)`)"
+        ) from None
+
+
+def _translate(
+    kql: str,
+    tables: tuple[str, ...],
+    *,
+    compatible: bool,
+    bags: Mapping[str, Sequence[tuple[str, str]]] | None,
+) -> Translated:
     # The parser loads here, on the first query a process translates: a query run before
     # skips it (`translations`), and so does a process that only writes the tables.
     import duckdb_kql
