@@ -1221,7 +1221,11 @@ def conflicts_resolve(
         with _hub(config) as hub:
             row = resolve(hub, edit_id, take)
         word = "goes to Defender" if row.state == "pending" else "dropped: Defender's value kept"
-        console.print(f"#{row.id} {row.field}: {word}")
+        # The field's conflict is settled whole: its latest edit is the one that goes.
+        latest = (
+            f" (the field's latest edit; #{edit_id} replaced by it)" if row.id != edit_id else ""
+        )
+        console.print(f"#{row.id} {row.field}: {word}{latest}")
 
 
 @app.command("demo")

@@ -22,7 +22,7 @@ from xdrsync.errors import EditRefusedError
 from xdrsync.graph.errors import BadRequestError
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.edits import EditRequest
-from xdrsync.twoway.submit import resolve, submit
+from xdrsync.twoway.submit import current_view, resolve, submit
 from xdrsync.workspace import Workspace, inbound_settings
 
 
@@ -589,6 +589,81 @@ def test_an_edit_made_before_a_standing_conflict_does_not_replace_it(make_env: A
     assert env.hub.edits(ids=[carol])[0].state == "replaced"
     env.cycle()
     assert env.hub.edits(ids=[dave])[0].state == "conflict"
+
+
+@pytest.mark.parametrize("named", ["first", "last"])
+def test_resolving_a_conflict_of_several_edits_of_one_field_settles_them_all(
+    make_env: Any, named: str
+) -> None:
+    """Alice assigns the incident to herself, then, before the push, to Bob: one change of
+    the owner. The portal assigned it meanwhile (policy manual): both edits wait in conflict.
+    Resolved for the workspace on either edit, Bob's (the latest) goes to Defender and the
+    other is replaced: nothing is left in `conflicts list`, and the workspace shows Bob."""
+    env = make_env("manual")
+    incident = env.open_incident()
+    (first,) = env.edit(incident, owner="alice@contoso.com")
+    (last,) = env.edit(incident, owner="bob@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    assert {r.state for r in env.hub.edits(ids=[first, last])} == {"conflict"}
+    decided = resolve(env.hub, first if named == "first" else last, "workspace")
+    assert (decided.id, decided.state) == (last, "pending")
+    assert env.hub.edits(states=["conflict"]) == []  # `conflicts list`
+    env.cycle()
+    env.cycle()
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+    states = {r.id: r.state for r in env.hub.edits(ids=[first, last])}
+    assert states == {first: "replaced", last: "confirmed"}
+    shown = current_view(env.hub, env.tenant.tenant_id, "incident", incident)
+    assert shown is not None and shown["assignedTo"] == "bob@contoso.com"
+
+
+def test_keeping_defenders_value_over_several_edits_of_one_field_drops_them_all(
+    make_env: Any,
+) -> None:
+    """Alice's two owner edits wait in conflict with the portal's owner (policy manual).
+    Resolved for Defender on her latest, both are overridden: nothing is left in `conflicts
+    list`, Defender keeps the portal's owner, and the workspace shows it, not her first
+    value."""
+    env = make_env("manual")
+    incident = env.open_incident()
+    (first,) = env.edit(incident, owner="alice@contoso.com")
+    (last,) = env.edit(incident, owner="bob@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    assert resolve(env.hub, last, "defender").state == "overridden"
+    assert {r.state for r in env.hub.edits(ids=[first, last])} == {"overridden"}
+    assert env.hub.edits(states=["conflict"]) == []  # `conflicts list`
+    env.cycle()
+    assert env.truth(incident)["assignedTo"] == "portal@contoso.com"
+    shown = current_view(env.hub, env.tenant.tenant_id, "incident", incident)
+    assert shown is not None and shown["assignedTo"] == "portal@contoso.com"
+
+
+def test_a_conflict_with_an_owner_unassigned_in_the_portal_shows_it_and_resolves(
+    make_env: Any,
+) -> None:
+    """Alice's owner edit meets the portal's owner (policy manual) and she takes the
+    workspace's side; before the push the portal unassigns the incident: a conflict again,
+    now with Defender's owner unset. `conflicts list` shows Defender's owner as unset, not
+    the portal's from the first conflict, and taking the workspace's side writes Alice."""
+    env = make_env("manual")
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.portal(incident, assignedTo="portal@contoso.com")
+    env.cycle()
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, row.theirs) == ("conflict", "portal@contoso.com")
+    assert resolve(env.hub, edit, "workspace").state == "pending"
+    env.portal(incident, assignedTo=None)
+    env.cycle()
+    assert env.truth(incident).get("assignedTo") is None
+    (row,) = env.hub.edits(ids=[edit])
+    assert (row.state, row.theirs) == ("conflict", None)
+    assert resolve(env.hub, edit, "workspace").state == "pending"
+    env.cycle()
+    assert env.hub.edits(ids=[edit])[0].state == "confirmed"
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
 
 
 def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(

@@ -1,7 +1,8 @@
 """The pusher when Graph fails in particular ways, against the emulator in one process: a
 comment whose POST never left or whose answer was lost, a 409 on a comment or a PATCH, reads
 that keep failing, a PATCH that landed though its answer was lost (and was undone in the
-portal, or not), one that never landed, and a permission granted while the service runs."""
+portal, or not), one that never landed (also after an earlier edit of the field landed), and a
+permission granted while the service runs."""
 
 from __future__ import annotations
 
@@ -525,6 +526,43 @@ def test_a_lost_patch_the_hub_read_landed_is_not_resent_over_a_portal_undo_and_c
     (row,) = env.hub.edits(ids=[edit])
     assert (row.state, env.truth(incident).get("assignedTo")) == ("overridden", before)
     assert len(lost.sent) == 1, lost.sent
+
+
+def test_a_later_edit_whose_patch_never_landed_is_sent_again_after_an_earlier_one_landed(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice assigns the incident to herself: Defender applies the PATCH, its answer is lost.
+    She reassigns it to Bob; the next push finds her write landed and PATCHes Bob, which
+    Defender answers 503 without applying it. Nobody changed the incident since Alice's
+    write, which went out before Bob's: Bob's write never landed, and goes again (under
+    latest_wins) instead of waiting in conflict as if it had been undone."""
+    env = make_env()
+    incident = env.open_incident()
+    patches: list[str] = []
+
+    def fault(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not patching(request):
+            return None
+        patches.append(request.content.decode())
+        if len(patches) == 1:  # Alice's PATCH lands; its answer is lost
+            inner.handle_request(request).close()
+            raise httpx.ReadTimeout("answer lost", request=request)
+        if len(patches) == 2:  # Bob's is refused with 503, not applied
+            return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+        return None
+
+    env.wire.fault = fault
+    (alice,) = env.edit(incident, owner="alice@contoso.com")
+    env.pusher.push_due()
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+    (bob,) = env.edit(incident, owner="bob@contoso.com")
+    env.pusher.push_due()
+    assert len(patches) == 2 and "bob@contoso.com" in patches[1], patches
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+    env.push_until_settled([alice, bob])
+    states = {r.id: r.state for r in env.hub.edits(ids=[alice, bob])}
+    assert states == {alice: "confirmed", bob: "confirmed"}
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
 
 
 def test_a_patch_that_never_landed_is_sent_again_though_the_portal_changed_another_field(

@@ -260,12 +260,14 @@ def settle(
     written_version: int | None = None,
     comment_key: str | None = None,
     entity_id: str | None = None,
-    theirs: Any = None,
+    theirs: tuple[Any] | None = None,
     reseen: tuple[Any] | None = None,
 ) -> None:
     """Move one edit to ``state`` (``pending`` with a ``next_attempt_at`` in ``detail`` to
     retry later) and audit the decision. ``attempts`` in ``detail`` is the edit's tries so
-    far, and ``sent_at`` (None) says that its write never left: nothing to look for."""
+    far, and ``sent_at`` (None) says that its write never left: nothing to look for.
+    ``theirs`` and ``reseen`` are boxed (None: left as they are) so that None, an unset
+    value in Defender, is stored as one."""
     o = s.outbox
     values: dict[str, Any] = {
         "state": state,
@@ -284,7 +286,7 @@ def settle(
     if entity_id is not None:
         values["entity_id"] = entity_id
     if theirs is not None:
-        values["theirs"] = _dump(theirs)
+        values["theirs"] = _dump(theirs[0])
     if reseen is not None:
         values["seen"] = _dump(reseen[0])
     conn.execute(update(o).where(o.c.id == row.id).values(**values))

@@ -336,7 +336,9 @@ class Settlement:
     written_version: int | None = None
     comment_key: str | None = None
     entity_id: str | None = None  # retargeted (a comment on an incident merged away)
-    theirs: Any = None  # Defender's value at the merge (kept with a conflict)
+    # Defender's value at the merge (kept with a conflict), boxed so that None can be one: a
+    # conflict against an unassigned owner must not keep the owner an earlier merge saw.
+    theirs: tuple[Any] | None = None
     # A new "seen", boxed so that None can be one (a conflict resolved for the workspace is
     # merged again from the value Defender had).
     reseen: tuple[Any] | None = None

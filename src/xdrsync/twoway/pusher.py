@@ -384,19 +384,15 @@ class Pusher:
         for edit in in_order_made(edits):  # a field's latest last: the value written
             by_field.setdefault(edit.field, []).append(edit)
         history: list[tuple[datetime, dict[str, Any]]] | None = None
-        # What changed in Defender's record since our unconfirmed writes went out: found once,
-        # when a field first needs it.
-        since_sent: list[set[str] | None] = []
 
-        def undone(name: str) -> bool:
-            """Whether a write of ours of the field landed and was undone since: the record
-            has a new version, changed in nothing that can be seen but that field."""
-            if not since_sent:
-                since_sent.append(
-                    self._changed_since_sent(target, kind, entity_id, edits, record, report)
-                )
-            changed = since_sent[0]
-            return changed is not None and changed <= set(_graph_keys(name))
+        def undone(group: Sequence[OutboxRow]) -> bool:
+            """Whether a write of these edits of one field (those not found landed) landed and
+            was undone since: the record has a new version since their first send, changed in
+            nothing that can be seen but that field. Measured from their own sends: an
+            earlier edit of the field that landed, or another field's write, went out before
+            them, and a version it made says nothing of whether theirs landed."""
+            changed = self._changed_since_sent(target, kind, entity_id, group, record, report)
+            return changed is not None and changed <= set(_graph_keys(group[0].field))
 
         plans: list[FieldPlan] = []
         for name, group in by_field.items():
@@ -568,7 +564,7 @@ class Pusher:
         group: Sequence[OutboxRow],
         record: Mapping[str, Any],
         history: Sequence[tuple[datetime, Mapping[str, Any]]],
-        undone: Callable[[str], bool],
+        undone: Callable[[Sequence[OutboxRow]], bool],
     ) -> FieldPlan:
         """Merge a field's edits (but those found landed) with Defender's value.
 
@@ -590,7 +586,7 @@ class Pusher:
         sent = any(e.sent_at is not None for e in group)
         # Defender holding what the user saw is the one case a write undone reads wrongly
         # (any other value is a change since the user looked, merged as such below).
-        if after is None and sent and same(name, theirs, intents[0].seen) and undone(name):
+        if after is None and sent and same(name, theirs, intents[0].seen) and undone(group):
             after = max(i for i, e in enumerate(group) if e.sent_at is not None)
             # Only inferred: a version that changed nothing visible may also be Defender's
             # own (an alert updated, an automation's save) over a write that never landed.
@@ -625,10 +621,13 @@ class Pusher:
         report: PushReport,
     ) -> set[str] | None:
         """The properties in which Defender's record differs from the version the hub read
-        before our first unconfirmed write (but what any write changes, and the comments our
-        app made before it), when the record is newer than that write; None when it is not
-        (nothing changed it since: the write never landed), when the hub read no version
-        before it, or when the incident's alerts changed too or cannot be compared.
+        before the first send of ``edits`` (one field's edits not found landed: ``undone`` in
+        ``_write_fields``; but what any write changes, and the comments our app made before
+        it), when the record is newer than that send; None when it is not (nothing changed it
+        since: the write never landed), when the hub read no version before it, or when the
+        incident's alerts changed too or cannot be compared. An earlier send (of an edit of
+        the field that landed, or of another field) is not the measure: a record newer than it
+        only is no sign that these edits' write landed.
 
         That tells a write put back from one that never landed when no version the hub read
         shows it (``_written``: the undo may follow within seconds, before any read). A field
@@ -737,7 +736,9 @@ class Pusher:
             # edit is written over the value Defender had, not taken for that write undone.
             detail["sent_at"] = None
         return [
-            Settlement(rows[i], state, decision, detail, written_version=held, theirs=plan.theirs)
+            Settlement(
+                rows[i], state, decision, detail, written_version=held, theirs=(plan.theirs,)
+            )
             for i in plan.intents
         ]
 

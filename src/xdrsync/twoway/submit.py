@@ -13,6 +13,7 @@ from xdrsync.hub import Hub
 from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, Settlement
 from xdrsync.twoway import access
 from xdrsync.twoway.edits import EditRequest, check_request, plan_edits, view
+from xdrsync.twoway.merge import in_order_made
 
 if TYPE_CHECKING:
     from xdrsync.workspace import Workspace
@@ -154,36 +155,65 @@ def deliver(
 
 def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
     """Decide a ``manual`` conflict: ``defender`` keeps Defender's value (the edit is
-    overridden), ``workspace`` pushes the edit again over the value Defender had then."""
+    overridden), ``workspace`` pushes the edit again over the value Defender had then.
+
+    The decision is the field's, not one edit's: several edits of one field waiting together
+    are one change (``merge.merge_field``) and went to conflict together, so naming any of
+    them settles them all. Defender's side overrides every one; the workspace's sends the one
+    made last (``in_order_made``: what the change wants), the others replaced by it, as a new
+    edit of the field replaces them (``outbox.enqueue``). One left in conflict would stay in
+    ``conflicts list`` for good, and the workspace's view, which shows a waiting edit's value
+    (``edits.view``), would show its stale one. Returns the edit that carries the decision:
+    the one sent again, or the one named."""
     found = hub.edits(ids=[outbox_id])
     if not found:
         raise EditRefusedError(f"no edit {outbox_id} in the outbox")
     row = found[0]
     if row.state != "conflict":
         raise EditRefusedError(f"edit {outbox_id} is {row.state}, not in conflict")
-    if take == "defender":
-        settlement = Settlement(
-            row,
-            "overridden",
-            "conflict_resolved",
-            {"reason": "resolved by hand: Defender's value kept", "take": "defender"},
-        )
-    elif take == "workspace":
-        settlement = Settlement(
-            row,
-            "pending",
-            "conflict_resolved",
-            {
-                "reason": "resolved by hand: the workspace edit goes to Defender",
-                "take": "workspace",
-                "next_attempt_at": None,
-            },
-            reseen=(row.theirs,),
-        )
-    else:
+    if take not in ("workspace", "defender"):
         raise EditRefusedError(f"--take is workspace or defender, not {take!r}")
-    hub.settle_edits([settlement])
-    return hub.edits(ids=[outbox_id])[0]
+    waiting = hub.edits(
+        tenant_id=row.tenant_id, entity=(row.entity_type, row.entity_id), states=["conflict"]
+    )
+    *earlier, latest = in_order_made(e for e in waiting if e.field == row.field)
+    if take == "defender":
+        reason = "resolved by hand: Defender's value kept"
+        settlements = [
+            Settlement(e, "overridden", "conflict_resolved", {"reason": reason, "take": take})
+            for e in (*earlier, latest)
+        ]
+        decided = row
+    else:
+        reason = (
+            f"resolved by hand: replaced by edit #{latest.id}, the latest of the field, "
+            "which goes to Defender"
+        )
+        settlements = [
+            Settlement(
+                e,
+                "replaced",
+                "conflict_resolved",
+                {"reason": reason, "take": take, "replaced_by": latest.id},
+            )
+            for e in earlier
+        ]
+        settlements.append(
+            Settlement(
+                latest,
+                "pending",
+                "conflict_resolved",
+                {
+                    "reason": "resolved by hand: the workspace edit goes to Defender",
+                    "take": take,
+                    "next_attempt_at": None,
+                },
+                reseen=(latest.theirs,),
+            )
+        )
+        decided = latest
+    hub.settle_edits(settlements)
+    return hub.edits(ids=[decided.id])[0]
 
 
 __all__ = ["Tenant", "current_view", "deliver", "prepare", "resolve", "submit"]
