@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import operator
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,13 +17,16 @@ from xdrsync.destinations.sentinel.arm import (
     EtagConflictError,
     IncidentMissingError,
     IncidentRejectedError,
+    ListedPage,
     SentinelComment,
 )
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.readback import SentinelReadback
 from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub, InboundBatch
+from xdrsync.hub.payload import ticks_from_text
 from xdrsync.models import Incident
 
 TENANT = "00000000-0000-0000-0000-00000000000a"
@@ -54,7 +60,26 @@ class ScriptedArm:
         self.refuse: dict[str, str] = {}
         self.etagless: set[str] = set()
         self.calls: list[tuple[str, str]] = []
+        self.now = datetime(2026, 11, 1, 12, 0, 30, tzinfo=UTC)  # the Date a listing answers
         self._version = 0
+
+    def list_page(self, filter_text: str, top: int) -> ListedPage:
+        """The incidents within the ``$filter``'s bounds on ``lastModifiedTimeUtc``, oldest
+        first, as ARM lists them."""
+        self.calls.append(("LIST_INCIDENTS", filter_text))
+        within = {"ge": operator.ge, "gt": operator.gt, "lt": operator.lt}
+        bounds = [
+            (within[op], ticks_from_text(edge))
+            for op, edge in re.findall(r"lastModifiedTimeUtc (ge|gt|lt) (\S+)", filter_text)
+        ]
+        found = []
+        for name, (etag, props) in self.incidents.items():
+            stamp = ticks_from_text(props["lastModifiedTimeUtc"])
+            if all(compare(stamp, edge) for compare, edge in bounds):
+                found.append((stamp, {"name": name, "etag": etag, "properties": props}))
+        found.sort(key=lambda pair: pair[0])
+        items = [copy.deepcopy(item) for _, item in found[:top]]
+        return ListedPage(items=items, server_date=self.now, more=len(found) > top)
 
     def get(self, name: str) -> tuple[str | None, dict[str, Any]] | None:
         self.calls.append(("GET", name))
@@ -371,3 +396,78 @@ def test_an_incident_deleted_in_sentinel_is_written_again_and_blocks_nothing(hub
     runner.replay_from(1)
     runner.publish(force=True)  # the copy now names the new incident: nothing to write
     assert [verb for verb, _ in arm.calls[before:]] == []
+
+
+def test_an_analysts_comment_reaches_defender_once_though_a_write_met_a_lagging_404(
+    hub: Hub,
+) -> None:
+    """A write meets a 404 from a replica that lags, although the incident is there: it is
+    read again and found with the analyst's comment xdrsync already forwarded to Defender,
+    which is not forwarded a second time."""
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    reader = SentinelReadback(destination, CONFIG, hub, clock=lambda: arm.now)
+    # An analyst comments in Sentinel and labels the incident; the reader forwards the comment.
+    arm.comments[name]["analyst-comment-1"] = "host looks clean, see ticket 42"
+    _etag, props = arm.incidents[name]
+    props = {
+        **props,
+        "lastModifiedTimeUtc": "2026-11-01T12:00:20Z",
+        "labels": [*props["labels"], {"labelName": "triage", "labelType": "User"}],
+    }
+    arm.incidents[name] = ('"analyst"', props)
+    reader.poll()
+
+    def forwarded() -> list[Any]:
+        return [e.wanted for e in hub.edits(tenant_id=TENANT) if e.field == "comment"]
+
+    assert forwarded() == ["host looks clean, see ticket 42"]
+    real_put = arm.put
+    lagging = [True]
+
+    def put_after_a_lagging_404(n: str, properties: dict[str, Any], etag: str | None) -> Any:
+        if lagging and etag is not None:
+            lagging.clear()
+            raise IncidentMissingError("404 NotFound")
+        return real_put(n, properties, etag)
+
+    arm.put = put_after_a_lagging_404  # type: ignore[method-assign]
+    _commit(hub, _incident("1", minute=5, status="inProgress"))
+    destination.deliver(hub.changes_after(1))
+    assert arm.incidents[name][1]["status"] == "Active"
+    assert forwarded() == ["host looks clean, see ticket 42"]
+    assert reader.poll() == 0
+
+
+def test_comments_reach_an_incident_recreated_by_a_put_whose_answer_was_lost(hub: Hub) -> None:
+    """The incident was deleted in Sentinel; the PUT that creates it again lands, but its
+    answer is lost (or the process dies). The next delivery finds the new incident, which
+    holds none of the comments written on the deleted one, and writes them."""
+    arm = ScriptedArm()
+    note = {
+        "comment": "seen",
+        "createdByDisplayName": "bob",
+        "createdDateTime": "2026-11-01T10:05:00Z",
+    }
+    _commit(hub, _incident("1", comments=[note]))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    arm.delete(name)
+    real_put = arm.put
+
+    def lost_answer(n: str, properties: dict[str, Any], etag: str | None) -> Any:
+        real_put(n, properties, etag)
+        raise RetriableError("connection reset after the PUT was sent")
+
+    arm.put = lost_answer  # type: ignore[method-assign]
+    _commit(hub, _incident("1", minute=5, status="inProgress", comments=[note]))
+    with pytest.raises(RetriableError):
+        destination.deliver(hub.changes_after(1))
+    assert arm.comments[name] == {}  # created again, without its comments
+    arm.put = real_put  # type: ignore[method-assign]
+    destination.deliver(hub.changes_after(1))
+    assert [m.endswith("seen") for m in arm.comments[name].values()] == [True]

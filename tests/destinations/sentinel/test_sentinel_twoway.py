@@ -9,11 +9,20 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from test_sentinel_dest_destination import (
+    CONFIG,
+    TENANT,
+    ScriptedArm,
+    _commit,
+    _destination,
+    _incident,
+)
 
 from xdrsync.config import Config, SyncConfig
 from xdrsync.destinations.sentinel.destination import SentinelDestination
@@ -25,6 +34,7 @@ from xdrsync.emulator.sentinel import settings_for as sentinel_settings
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import RetriableError
+from xdrsync.hub import Hub
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.fields import TAGS
 from xdrsync.twoway.pusher import Pusher
@@ -663,3 +673,34 @@ def test_a_comment_added_after_one_was_deleted_in_sentinel_reaches_defender(worl
     assert texts.count("Correction: the sign-in came from our proxy") == 1
     assert texts.count("First look: a VPN exit node") == 1
     assert world.readback.poll() == 0
+
+
+def test_an_edit_made_in_sentinel_while_xdrsync_was_stopped_reaches_defender(hub: Hub) -> None:
+    """The reader keeps its watermark in the hub: after a restart (or an outage, or a slow
+    poll) it reads on from where it stopped, not from a minute before now, so an analyst's
+    edit saved meanwhile is read, once."""
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    reader = SentinelReadback(destination, CONFIG, hub, clock=lambda: arm.now)
+    assert reader.poll() == 0  # at 12:00:30, our own write read back
+    assert reader.echoes == 1
+    # xdrsync stops; at 12:02 an analyst closes the incident in Sentinel.
+    _etag, props = arm.incidents[name]
+    props = {
+        **props,
+        "status": "Closed",
+        "classification": "FalsePositive",
+        "classificationReason": "IncorrectAlertLogic",
+        "lastModifiedTimeUtc": "2026-11-01T12:02:00Z",
+    }
+    arm.incidents[name] = ('"analyst"', props)
+    arm.now = datetime(2026, 11, 1, 12, 10, tzinfo=UTC)  # xdrsync starts again
+    restarted = SentinelReadback(destination, CONFIG, hub, clock=lambda: arm.now)
+    assert restarted.poll() >= 1
+    wanted = {e.field: e.wanted for e in hub.edits(tenant_id=TENANT)}
+    assert wanted["status"] == "resolved"
+    arm.now = datetime(2026, 11, 1, 12, 20, tzinfo=UTC)
+    assert restarted.poll() == 0  # read once

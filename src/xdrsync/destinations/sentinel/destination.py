@@ -246,15 +246,14 @@ class SentinelDestination:
         return self._mirror_comments(incident, tenant, tenant_id, desired.name, created)
 
     def _forget(self, name: str) -> None:
-        """Drop what the copy says Sentinel holds (its etag, the comments written), so the
-        incident is read (found missing) and created again with a PUT without an etag. Its
-        properties stay, the base a read is compared with (a 404 that was only a lagging
-        replica finds the incident, and only its users' real edits count as edits)."""
+        """Drop the copy's etag, so the incident is read (found missing) and created again
+        with a PUT without an etag. Its properties and the comments it names stay, the base a
+        read is compared with: a 404 that was only a lagging replica finds the incident, and
+        only its users' real edits and new comments are news. The PUT that creates the
+        incident anew drops the comments (``_put_incident``)."""
         copy = self.hub.get_remote_copy(self.name, name)
         if copy is not None:
-            self.hub.save_remote_copy(
-                self.name, replace(copy, etag="", children=frozenset(), pending=None)
-            )
+            self.hub.save_remote_copy(self.name, replace(copy, etag="", pending=None))
 
     def _earlier_tags(self, tenant_id: str, incident_id: str) -> set[str]:
         tags: set[str] = set()
@@ -321,6 +320,10 @@ class SentinelDestination:
                     "not overwriting it blindly"
                 )
             body = merge(current, desired)
+            if current is None and copy is not None:
+                # The PUT creates the incident anew: the comments the copy names went with
+                # the one deleted in Sentinel, and are written again.
+                copy = replace(copy, children=frozenset())
             # What is about to be written, first: if the process dies after the PUT, the
             # reader still knows these values for ours (and an edit since for theirs).
             remember(etag or "", current or {}, pending=body)

@@ -5,7 +5,10 @@ conflict policy and echo suppression as an edit made with ``xdrsync incidents up
 
 **Reading.** Sentinel incidents are listed by ``lastModifiedTimeUtc`` with the time-boundary
 paging Defender's streams use (``sync/listing.keyset_scan``; Sentinel's ``nextLink`` pages by
-offset too), from a watermark the hub keeps, re-reading a lookback on every poll.
+offset too), from a watermark the hub keeps, re-reading a lookback on every poll. As in the
+inbound engine, the watermark follows the pages, and a poll read to its end moves it to
+Sentinel's ``Date`` at the first page (never later than our clock, never back): an edit
+stamped before that but listed only later is in the next poll's lookback.
 
 **Telling edits from echoes.** The hub keeps a copy of each Sentinel incident as xdrsync last
 wrote or read it (``remote_copy``). An incident whose etag is the copy's is our own write read
@@ -245,19 +248,36 @@ class SentinelReadback:
         state = self.hub.get_state(self._state_key, STREAM) or {}
         mark = state.get("watermark")
         # The first poll starts at now: edits made before two-way was on are not replayed.
-        start = ticks_from_text(mark) if isinstance(mark, str) else None
-        since = (start or ticks_from_datetime(self.clock())) - int(
+        watermark = ticks_from_text(mark) if isinstance(mark, str) else None
+        since = (watermark or ticks_from_datetime(self.clock())) - int(
             self.lookback.total_seconds() * TICKS_PER_SECOND
         )
         queued = 0
+        started: int | None = None
         # No write may land between listing a page and comparing it with the copies.
         with self.destination.lock:
             for read in keyset_scan(self._fetch, since):
+                if started is None:
+                    started = self._started(read.page.server_date)
                 queued += sum(self._observe_listed(item["resource"]) for item in read.page.items)
-                if read.through is not None:
-                    watermark = version_text(read.through)
-                    self.hub.save_state(self._state_key, STREAM, {"watermark": watermark})
+                # Read: everything stamped before the page's cursor, and once the scan is
+                # done, before the server's clock at its first page. Never later than that
+                # clock: a write stamped before it but listed only later is in the lookback.
+                if read.done:
+                    reached: int | None = started
+                else:
+                    reached = None if read.through is None else min(read.through, started)
+                if reached is not None and (watermark is None or reached > watermark):
+                    watermark = reached  # never back
+                    state = {"watermark": version_text(watermark)}
+                    self.hub.save_state(self._state_key, STREAM, state)
         return queued
+
+    def _started(self, server_date: datetime) -> int:
+        """The poll's start on Sentinel's clock (its first page's ``Date``), never later than
+        our own clock: a ``Date`` from the future would carry the watermark past edits not
+        yet made (as the inbound engine's ``_Cycle.see``)."""
+        return ticks_from_datetime(min(server_date, self.clock()))
 
     def _observe_listed(self, resource: Mapping[str, Any]) -> int:
         name, etag = resource.get("name"), resource.get("etag")
