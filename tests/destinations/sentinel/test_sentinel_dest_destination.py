@@ -61,6 +61,7 @@ class ScriptedArm:
         self.etagless: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.now = datetime(2026, 11, 1, 12, 0, 30, tzinfo=UTC)  # the Date a listing answers
+        self.links = True  # False: a listing never links a next page (a proxy drops it)
         self._version = 0
 
     def list_page(self, filter_text: str, top: int) -> ListedPage:
@@ -79,7 +80,8 @@ class ScriptedArm:
                 found.append((stamp, {"name": name, "etag": etag, "properties": props}))
         found.sort(key=lambda pair: pair[0])
         items = [copy.deepcopy(item) for _, item in found[:top]]
-        return ListedPage(items=items, server_date=self.now, more=len(found) > top)
+        more = self.links and len(found) > top
+        return ListedPage(items=items, server_date=self.now, more=more, full=len(items) >= top)
 
     def get(self, name: str) -> tuple[str | None, dict[str, Any]] | None:
         self.calls.append(("GET", name))

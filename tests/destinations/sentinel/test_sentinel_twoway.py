@@ -25,6 +25,7 @@ from test_sentinel_dest_destination import (
 )
 
 from xdrsync.config import Config, SyncConfig
+from xdrsync.destinations.sentinel import readback
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.sentinel.readback import SentinelReadback, defender_seen, edit_request
@@ -673,6 +674,39 @@ def test_a_comment_added_after_one_was_deleted_in_sentinel_reaches_defender(worl
     assert texts.count("Correction: the sign-in came from our proxy") == 1
     assert texts.count("First look: a VPN exit node") == 1
     assert world.readback.poll() == 0
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["linked", "links-dropped"])
+def test_edits_beyond_one_page_are_all_read_though_no_link_says_there_are_more(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """A full page does not end a poll, link or not: once the poll is read to its end the
+    watermark moves to Sentinel's clock, so an edit left on a page never asked for (its link
+    dropped by a proxy) would never be read."""
+    monkeypatch.setattr(readback, "PAGE_SIZE", 2)
+    arm = ScriptedArm()
+    arm.links = links
+    for number in ("1", "2", "3"):
+        _commit(hub, _incident(number))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    reader = SentinelReadback(destination, CONFIG, hub, clock=lambda: arm.now)
+    reader.poll()  # at 12:00:30: our own writes read back
+    for minute, number in enumerate(("1", "2", "3"), start=1):  # analysts close all three
+        name = incident_name(TENANT, number)
+        _etag, props = arm.incidents[name]
+        closed = {
+            **props,
+            "status": "Closed",
+            "classification": "FalsePositive",
+            "classificationReason": "IncorrectAlertLogic",
+            "lastModifiedTimeUtc": f"2026-11-01T12:0{minute}:00Z",
+        }
+        arm.incidents[name] = (f'"analyst-{number}"', closed)
+    arm.now = datetime(2026, 11, 1, 12, 10, tzinfo=UTC)
+    reader.poll()
+    closed_ids = {e.entity_id for e in hub.edits(tenant_id=TENANT) if e.field == "status"}
+    assert closed_ids == {"1", "2", "3"}
 
 
 def test_an_edit_made_in_sentinel_while_xdrsync_was_stopped_reaches_defender(hub: Hub) -> None:

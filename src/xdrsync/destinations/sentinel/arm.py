@@ -128,7 +128,10 @@ class ListedPage:
     items: list[dict[str, Any]]
     server_date: datetime
     more: bool
-    full: bool = False  # ARM's nextLink is trusted: a full page without one is the last
+    # As many as asked for: perhaps more, link or not (a link left off by a proxy, or a
+    # server's page cut at exactly `top`, would otherwise end the read there, and the
+    # read-back's watermark would pass what it never listed; `sync.listing.keyset_scan`).
+    full: bool = False
 
 
 def modified_before(read: Mapping[str, Any], known: Mapping[str, Any]) -> bool:
@@ -313,7 +316,12 @@ class ArmClient:
         items = [item for item in payload.get("value") or [] if isinstance(item, dict)]
         answer = outcome.answer if outcome is not None else None
         date = server_date(answer, self._wall_clock) if answer is not None else self._wall_clock()
-        return ListedPage(items=items, server_date=date, more=bool(payload.get("nextLink")))
+        return ListedPage(
+            items=items,
+            server_date=date,
+            more=bool(payload.get("nextLink")),
+            full=len(items) >= top,
+        )
 
     # -- health -----------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ class _Page:
     server_date: datetime
     more: bool
     count: int | None = None
-    full: bool = False  # ARM's nextLink is trusted (see ``arm.ListedPage``)
+    full: bool = False  # see ``arm.ListedPage``
 
 
 def edit_request(
@@ -300,7 +300,7 @@ class SentinelReadback:
             stamp = properties.get("lastModifiedTimeUtc") if isinstance(properties, dict) else None
             if isinstance(stamp, str) and ticks_from_text(stamp) is not None:
                 items.append({"lastUpdateDateTime": stamp, "resource": resource})
-        return _Page(items=items, server_date=page.server_date, more=page.more)
+        return _Page(items=items, server_date=page.server_date, more=page.more, full=page.full)
 
     def observe(self, name: str, etag: str, properties: dict[str, Any]) -> int:
         """One Sentinel incident as read now: queue its users' edits; returns how many."""
