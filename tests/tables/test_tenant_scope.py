@@ -285,3 +285,71 @@ def test_scoping_and_the_row_cap_work_together(tmp_path: Path) -> None:
     one = store.query("SecurityAlert | project SystemAlertId", tenant_ids=[OURS], max_rows=1)
     assert len(one.rows) == 1 and one.truncated
     assert not leaked(_answer(ours)) and not leaked(_answer(one))
+
+
+# -- the tenant a row carries -------------------------------------------------------------------
+
+#: Read with OURS' credentials, but claiming THEIRS (a hostile or misbehaving answer).
+CLAIMING_THEIRS = {
+    "id": "42",
+    "tenantId": THEIRS,
+    "displayName": "Ransomware on FIN-SRV-01",
+    "severity": "high",
+    "status": "active",
+    "createdDateTime": "2024-05-01T10:00:00Z",
+    "lastUpdateDateTime": "2024-05-01T11:00:00Z",
+    "alerts": [
+        {
+            "id": "da1",
+            "tenantId": THEIRS,
+            "incidentId": "42",
+            "title": "an alert of ours",
+            "severity": "high",
+            "status": "new",
+            "createdDateTime": "2024-05-01T10:00:00Z",
+            "lastUpdateDateTime": "2024-05-01T11:00:00Z",
+        }
+    ],
+}
+
+
+def test_a_record_claiming_another_tenant_stays_in_the_tenant_it_was_read_from(
+    tmp_path: Path,
+) -> None:
+    """Scoping filters on `TenantId`, so the rows carry the configured tenant whose app read
+    the record, not the `tenantId` the record claims: a record read for one tenant that names
+    another does not land in the other's hunting (nor leave its own)."""
+    from xdrsync.models import Incident
+    from xdrsync.tables.sentinel import alert_info_row, security_alert_row, security_incident_row
+
+    incident = Incident.from_graph(CLAIMING_THEIRS)
+    alert = incident.alerts[0]
+    rows = {
+        "SecurityIncident": [
+            security_incident_row(incident, time_generated=WHEN, workspace_tenant_id=OURS)
+        ],
+        "SecurityAlert": [security_alert_row(alert, time_generated=WHEN, tenant_id=OURS)],
+        "AlertInfo": [alert_info_row(alert, time_generated=WHEN, tenant_id=OURS)],
+    }
+    assert {row["TenantId"] for table in rows.values() for row in table} == {OURS}
+    store = LogStore(tmp_path / "logs.duckdb")
+    store.append_batch(rows)
+    kql = "union SecurityIncident, SecurityAlert, AlertInfo | count"
+    assert store.query(kql, tenant_ids=[THEIRS]).rows == ((0,),)
+    assert store.query(kql, tenant_ids=[OURS]).rows == ((3,),)
+
+
+@pytest.mark.parametrize(
+    ("configured", "claimed", "carried"),
+    [
+        (OURS.upper(), THEIRS, OURS),  # a GUID configured in capitals: as Graph writes them
+        (OURS, None, OURS),
+        ("contoso.onmicrosoft.com", THEIRS, THEIRS),  # no GUID configured: the record's own
+        ("contoso.onmicrosoft.com", None, "contoso.onmicrosoft.com"),
+        (None, THEIRS, THEIRS),
+    ],
+)
+def test_a_row_carries_the_configured_tenant_when_it_is_a_guid(
+    configured: str | None, claimed: str | None, carried: str
+) -> None:
+    assert scope.row_tenant(configured, claimed) == carried

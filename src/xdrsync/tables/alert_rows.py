@@ -24,6 +24,7 @@ from xdrsync.tables.evidence_columns import (
     evidence_role,
 )
 from xdrsync.tables.schemas import ALERT_EVIDENCE, ALERT_INFO, SECURITY_ALERT, table_schema
+from xdrsync.tables.scope import row_tenant
 from xdrsync.tables.vocab import (
     ALERT_STATUS,
     DETECTION_DISPLAY,
@@ -163,8 +164,8 @@ def security_alert_row(
     tenant_id: str | None = None,
     evidence: EvidenceJson | None = None,
 ) -> Row:
-    """One SecurityAlert row for this version of the alert (`tenant_id`: fallback tenant;
-    `evidence`: see `evidence_json`)."""
+    """One SecurityAlert row for this version of the alert (`tenant_id`: the configured
+    tenant, see `scope.row_tenant`; `evidence`: see `evidence_json`)."""
     names = product(alert)
     typed = _typed(evidence_json(alert, evidence))
     techniques, sub_techniques = split_techniques(alert.mitre_techniques)
@@ -196,7 +197,7 @@ def security_alert_row(
             "SystemAlertId": alert.id,
             "Tactics": ", ".join(alert_tactics(alert)) or None,
             "Techniques": compact_json(techniques) if techniques else None,
-            "TenantId": alert.tenant_id or tenant_id,
+            "TenantId": row_tenant(tenant_id, alert.tenant_id),
             "TimeGenerated": time_generated,
             "Type": SECURITY_ALERT,
             "VendorName": VENDOR_NAME,
@@ -223,7 +224,7 @@ def alert_info_row(alert: Alert, *, time_generated: datetime, tenant_id: str | N
     row = empty_row(ALERT_INFO)
     row.update(
         {
-            "TenantId": alert.tenant_id or tenant_id,
+            "TenantId": row_tenant(tenant_id, alert.tenant_id),
             "TimeGenerated": time_generated,
             "Timestamp": alert.created_date_time,
             "AlertId": alert.id,
@@ -249,7 +250,7 @@ def alert_evidence_rows(
     """One AlertEvidence row per evidence item of this version of the alert (`evidence`: see
     `evidence_json`)."""
     common = {
-        "TenantId": alert.tenant_id or tenant_id,
+        "TenantId": row_tenant(tenant_id, alert.tenant_id),
         "TimeGenerated": time_generated,
         "AlertId": alert.id,
         "Title": alert.title,

@@ -13,6 +13,7 @@ so a scoped query is refused outright while such a table exists (never answered 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -23,6 +24,18 @@ from xdrsync.tables.schemas import TableSchema
 TENANT_COLUMN: Final = "TenantId"
 #: Longest tenant id accepted (an Entra tenant id is a 36-character GUID).
 _MAX_TENANT_ID: Final = 128
+_GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
+def row_tenant(configured: str | None, claimed: str | None) -> str | None:
+    """The `TenantId` a row carries: the configured tenant whose app read the record, not
+    the `tenantId` the record claims. Graph's answers are untrusted input, and scoping filters
+    on this column: a record read for tenant A that names tenant B must not land in B's
+    hunting and leave A's. A tenant configured by its domain name has no GUID to write; the
+    record's own is kept then (and the configured name when the record names none)."""
+    if configured and _GUID.fullmatch(configured.strip()):
+        return configured.strip().lower()
+    return claimed or configured
 
 
 def tenant_column(schema: TableSchema) -> str | None:

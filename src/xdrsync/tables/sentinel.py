@@ -29,6 +29,7 @@ from xdrsync.tables.alert_rows import (
     unique,
 )
 from xdrsync.tables.schemas import ALERT_EVIDENCE, ALERT_INFO, SECURITY_ALERT, SECURITY_INCIDENT
+from xdrsync.tables.scope import row_tenant
 from xdrsync.tables.vocab import (
     CLASSIFICATION,
     CLOSED,
@@ -190,11 +191,11 @@ def security_incident_row(
     """One SecurityIncident row for this version of the incident.
 
     `time_generated` is when the row is written (Sentinel: when this version was recorded).
-    `workspace_tenant_id` is the configured tenant the incident was read from, used when Graph
-    left `tenantId` out. `times` are what the incident's earlier versions say (`incident_times`);
-    without them this version is taken as the first one recorded.
+    `workspace_tenant_id` is the configured tenant the incident was read from, the row's
+    `TenantId` (`scope.row_tenant`). `times` are what the incident's earlier versions say
+    (`incident_times`); without them this version is taken as the first one recorded.
     """
-    tenant = incident.tenant_id or workspace_tenant_id
+    tenant = row_tenant(workspace_tenant_id, incident.tenant_id)
     incident_id = incident.id or ""
     redirected = incident.is_redirected
     status = incident_status(incident.status, redirected)
@@ -272,7 +273,7 @@ def incident_rows(
     workspace_tenant_id: str | None = None,
 ) -> dict[str, list[Row]]:
     """Rows for every table from one incident version and the alerts it carries."""
-    tenant = incident.tenant_id or workspace_tenant_id
+    tenant = row_tenant(workspace_tenant_id, incident.tenant_id)
     alerts = incident.alerts
     kwargs: dict[str, Any] = {"time_generated": time_generated, "tenant_id": tenant}
     return {
