@@ -174,6 +174,29 @@ def test_paths_typed_from_another_folder_are_written_as_the_config_reads_them(
     assert second.certificate_path is not None and second.certificate_path.samefile(pem)
 
 
+def test_an_existing_workspace_typed_from_another_folder_is_the_one_the_config_names(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`init --force -c conf/xdrsync.toml --workspace xdrsync-data` run beside the service's
+    workspace: the config, which reads its workspace from its own folder, names that one, not
+    a new, empty conf/xdrsync-data (a fresh backfill, no console users, no edits)."""
+    (tmp_path / "xdrsync-data").mkdir()
+    (tmp_path / "xdrsync-data" / "hub.sqlite3").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    done = runner.invoke(
+        _app(),
+        [
+            "init", "--no-check", "--config", "conf/xdrsync.toml", "--workspace", "xdrsync-data",
+            "--name", "contoso", "--tenant-id", "00000000-0000-0000-0000-000000000001",
+            "--client-id", "11111111-1111-1111-1111-111111111111",
+            "--secret-ref", f"env:{SECRET_VAR}",
+        ],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    loaded = load_config(tmp_path / "conf" / "xdrsync.toml")
+    assert loaded.workspace.path.resolve() == (tmp_path / "xdrsync-data").resolve()
+
+
 def test_an_existing_config_is_kept_unless_forced_and_tenants_are_added(
     emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
 ) -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +22,7 @@ from xdrsync.config import (
     load_config,
 )
 from xdrsync.errors import ConfigError
+from xdrsync.logs import configure
 
 SECRET = "Xq8~very.secret-value_123"
 TENANT = "00000000-0000-0000-0000-00000000000a"
@@ -119,13 +125,60 @@ def test_a_file_reference_is_read_relative_to_the_config(tmp_path: Path) -> None
     assert secret is not None and secret.get_secret_value() == SECRET
 
 
-def test_a_literal_secret_works_but_is_warned_about_without_showing_it(tmp_path: Path) -> None:
-    with structlog.testing.capture_logs() as events:
-        config = load_config(write(tmp_path, tenant_block(f'client_secret = "{SECRET}"')))
+def test_an_environment_reference_is_trimmed_like_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable filled from a file (a Kubernetes secret, an env file) may end with a newline;
+    sent with it, the secret fails sign-in."""
+    monkeypatch.setenv("CONTOSO_SECRET", f" {SECRET}\n")
+    config = load_config(write(tmp_path, tenant_block()))
     secret = config.tenants[0].client_secret
     assert secret is not None and secret.get_secret_value() == SECRET
-    assert any("inline" in event["event"] for event in events)
-    assert SECRET not in repr(events)
+
+
+def test_a_literal_secret_works_but_is_warned_about_without_showing_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_config(write(tmp_path, tenant_block(f'client_secret = "{SECRET}"')))
+    secret = config.tenants[0].client_secret
+    assert secret is not None and secret.get_secret_value() == SECRET
+    assert [r.levelname for r in caplog.records if "inline" in r.getMessage()] == ["WARNING"]
+    assert SECRET not in caplog.text
+
+
+def test_the_literal_secret_warning_goes_to_stderr_not_into_a_commands_output(
+    tmp_path: Path,
+) -> None:
+    """`query` and the other commands that only read configure no logging: the warning must
+    not land in their output, where `--format json` feeds a script or jq."""
+    config = write(tmp_path, tenant_block(f'client_secret = "{SECRET}"'))
+    (tmp_path / "xdrsync-data").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "xdrsync", "query", "--config", str(config), "--format", "json",
+         "SecurityIncident | take 1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+    assert "written inline" in done.stderr and SECRET not in done.stderr
+
+
+def test_the_literal_secret_warning_is_a_line_of_the_services_json_log(tmp_path: Path) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    configure("info", json=True, file=buffer)
+    try:
+        load_config(write(tmp_path, tenant_block(f'client_secret = "{SECRET}"')))
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    (line,) = buffer.getvalue().splitlines()
+    event = json.loads(line)
+    assert event["level"] == "warning" and "written inline" in event["event"]
 
 
 def secret_error(path: Path) -> str:

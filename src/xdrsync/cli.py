@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from xdrsync.serving import ServerThread
     from xdrsync.sync.engine import TenantSource
     from xdrsync.sync.inbound import WindowDone
+    from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.workspace import Workspace
 
 T = TypeVar("T")
@@ -293,14 +294,19 @@ def _database_error(config: Config, failure: Exception) -> ConfigError:
 
 
 @contextmanager
-def _workspace(config: Config, *, lock: bool) -> Iterator[Workspace]:
+def _workspace(config: Config, *, lock: bool | WorkspaceLock) -> Iterator[Workspace]:
+    """The workspace, opened; with ``lock``, under its writer lock (or under this one, which
+    ``run`` keeps to ask afterwards whether it was lost)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.workspace import Workspace
 
     config.workspace.path.mkdir(parents=True, exist_ok=True)
-    guard = WorkspaceLock.for_config(config) if lock else None
+    if isinstance(lock, WorkspaceLock):
+        guard: WorkspaceLock | None = lock
+    else:
+        guard = WorkspaceLock.for_config(config) if lock else None
     if guard is not None:
         try:
             guard.acquire()  # on PostgreSQL, the hub's lock too: the hub's first connection
@@ -527,16 +533,22 @@ def run_command(
     config_file: ConfigOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
-    """The sync service: every tenant in a loop, until SIGTERM or Ctrl-C."""
+    """The sync service: every tenant in a loop, until SIGTERM or Ctrl-C. Exit code 1 if it
+    stopped because its PostgreSQL hub's writer lock was lost; 2 for a config error."""
     from xdrsync import collector
     from xdrsync.logs import configure
     from xdrsync.sync.engine import SyncService
+    from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.workspace import inbound_settings
 
     configure("info", json=log_json)
     with _errors():
         config = _load(config_file)
-        with _workspace(config, lock=True) as workspace:
+        # Kept: its watchdog stops the service with the SIGTERM an operator's stop sends, and
+        # only `lost` tells the two apart. A lost lock is a failure (exit 1), so that a
+        # supervisor restarting on failure alone starts the service again.
+        guard = WorkspaceLock.for_config(config)
+        with _workspace(config, lock=guard) as workspace:
             stop = threading.Event()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
@@ -576,9 +588,19 @@ def run_command(
                 import sys
 
                 err_console.print("stopped; a request still under way was abandoned")
+                if guard.lost:
+                    print_error(_LOCK_LOST)
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os._exit(0)
+                os._exit(1 if guard.lost else 0)
+        if guard.lost:
+            raise _fail(_LOCK_LOST, code=1)
+
+
+_LOCK_LOST = (
+    "the service stopped: the hub's writer lock was lost (its database session ended: a "
+    "server restart, a failover, an idle timeout); a restart takes it again"
+)
 
 
 def _start_console(

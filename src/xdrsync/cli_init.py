@@ -313,6 +313,8 @@ def init_command(
             authority_url = str(typer.prompt("Authority (sign-in) URL", default=AUTHORITY_URL))
     assert name is not None and tenant_id is not None and client_id is not None
     # Paths typed here are the current folder's; the config takes its own folder's.
+    if workspace is not None and workspace.strip():
+        workspace = _for_config(workspace, file)
     if secret_ref is not None and secret_ref.strip().startswith("file:"):
         secret_ref = "file:" + _for_config(secret_ref.strip()[5:], file)
     if certificate is not None and str(certificate).strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -220,9 +221,11 @@ class AppCredentials(_Frozen):
     def _secret_reference(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             if not value.startswith(("env:", "file:")) and _loading_file(info):
-                import structlog  # only here: `query` and the readers load no logging
-
-                structlog.get_logger(__name__).warning(
+                # The standard library's logging, not structlog: a command that configures
+                # no logging (`query`, `state show`, `incidents show --json`) then has it on
+                # stderr (logging's last resort) rather than in its output on stdout, which
+                # is structlog's default; `logs.configure` sends it to the service's log.
+                logging.getLogger(__name__).warning(
                     "client_secret is written inline in the config file; "
                     "prefer env:NAME or file:PATH"
                 )

@@ -71,7 +71,10 @@ def resolve_secret(value: str, base_dir: Path | None) -> str:
         name = value[4:].strip()
         if not name:
             raise ValueError("'env:' needs a variable name, e.g. env:CONTOSO_CLIENT_SECRET")
-        found = os.environ.get(name, "")
+        # Trimmed as a file's content is: a variable filled from a file (a Kubernetes
+        # secret made from one, an env file written by a template) may end with a newline,
+        # and a secret sent with it fails sign-in.
+        found = os.environ.get(name, "").strip()
         if not found:
             raise ValueError(f"environment variable {name} is not set")
         return found

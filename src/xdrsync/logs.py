@@ -137,6 +137,23 @@ def configure(level: str = "info", *, json: bool = False, file: TextIO | None = 
         if json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    if json:
+        # The standard library's records (httpx, msal, alembic, the config's warnings) as
+        # JSON lines too: a log shipper reading `--log-json` gets no line it cannot parse.
+        records = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                _scrub_event,
+                renderer,
+            ],
+        )
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(records)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

@@ -4,8 +4,10 @@ other hub test runs on both databases (``conftest.hub``)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -158,5 +160,54 @@ def test_a_writer_whose_hub_lock_is_lost_is_stopped(pg: PgServer, tmp_path: Path
         finally:
             admin.dispose()
         assert lost.wait(10)
+        assert held.lost  # said before the stop, which asks why it came
     finally:
         held.release()
+
+
+def test_a_service_that_lost_its_hub_lock_exits_with_a_failure(
+    pg: PgServer, tmp_path: Path
+) -> None:
+    """The watchdog stops `run` with the SIGTERM an operator's stop sends; a clean exit 0
+    would leave a service restarted on failure only (systemd `Restart=on-failure`, Docker's
+    `on-failure`) down, with no exit status saying why."""
+    url = pg.new_database()
+    config = tmp_path / "xdrsync.toml"
+    config.write_text(
+        f'[workspace]\npath = "ws"\ndatabase_url = "{url}"\n\n[console]\nenabled = false\n\n'
+        '[[tenants]]\nname = "contoso"\ntenant_id = "00000000-0000-0000-0000-000000000001"\n'
+        'client_id = "11111111-1111-1111-1111-111111111111"\nclient_secret = "env:UNSET_HERE"\n'
+        # never Microsoft's: the tenant fails (its secret is unset), is tried again, runs on
+        'graph_url = "http://127.0.0.1:9"\nauthority_url = "http://127.0.0.1:9"\n'
+    )
+    said = tmp_path / "run.err"
+    with said.open("w") as err:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "xdrsync", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "syncing 1 tenant" not in said.read_text():
+            assert service.poll() is None and time.monotonic() < deadline, said.read_text()
+            time.sleep(0.2)
+        admin = create_engine(url)
+        try:
+            with admin.connect() as session:  # the server ends the writer's lock session
+                ended = session.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar()
+        finally:
+            admin.dispose()
+        assert ended == 1
+        code = service.wait(timeout=90)  # the watchdog checks every 15 s
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    errors = [line for line in said.read_text().splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "writer lock was lost" in errors[0], said.read_text()

@@ -1,12 +1,15 @@
 """One sync writer per workspace: an advisory file lock the kernel drops if the process dies,
-and, for a hub on PostgreSQL (which other machines and workspace folders may share), a
-session advisory lock on the hub's database, which the server drops with the connection.
+and, for a hub that other workspace folders may share, a lock on the hub too: for a SQLite
+file named by ``database_url``, a file lock beside it; on PostgreSQL (which other machines may
+share as well), a session advisory lock on the hub's database, which the server drops with
+the connection.
 
 A session lock ends with its connection (a server restart, a failover, an idle timeout, a
 proxy cutting idle connections), and nothing would tell the process holding it. So a
 watchdog asks the server every ``CHECK_SECONDS`` whether the lock is still this session's;
-when it is not, the process is stopped (SIGTERM: the service finishes its batch and exits,
-and a supervisor's restart takes the lock again, or is refused while another writer has it).
+when it is not, the process is stopped (SIGTERM: the service finishes its batch and exits
+non-zero, since ``lost`` tells it why, and a supervisor's restart takes the lock again, or is
+refused while another writer has it).
 A pool in transaction mode (PgBouncer's) cannot hold session locks: connect directly.
 """
 
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from xdrsync.errors import ConfigError
+from xdrsync.layout import HUB_FILE, LOCK_FILE
 
 if TYPE_CHECKING:
     from xdrsync.config import Config
@@ -55,12 +59,31 @@ def _stop_this_process() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _lock_file(path: Path, what: str) -> int:
+    """The descriptor of ``path`` (made 0600 if new), locked for this process, which it
+    names; a ConfigError if another process holds it, syncing ``what``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another xdrsync process is syncing {what}; stop it first (queries need no lock)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 class WorkspaceLock:
     """Held by ``run`` and ``sync --once``; a second writer fails fast with a clear message.
 
-    ``hub_url``: the hub's database URL when it is not the workspace's own SQLite file; a
-    PostgreSQL hub is then locked too, so that two machines (or two workspace folders) never
-    sync into one hub side by side."""
+    ``hub_url``: the hub's database URL when it is not the workspace's own SQLite file; that
+    hub is then locked too, so that two machines (or two workspace folders) never sync into
+    one hub side by side. ``lost`` is set when the watchdog found the PostgreSQL hub's lock
+    gone, before ``on_lost`` is called: the writer stopped for that, not at an operator's
+    request."""
 
     def __init__(
         self,
@@ -70,10 +93,12 @@ class WorkspaceLock:
         on_lost: Callable[[], None] = _stop_this_process,
         check_seconds: float = CHECK_SECONDS,
     ) -> None:
-        self.path = workspace / "sync.lock"
+        self.path = workspace / LOCK_FILE
         self._hub_url = hub_url
         self._fd: int | None = None
         self._hub: Any = None  # (engine, connection) holding the hub's lock
+        self._hub_fd: int | None = None  # the lock file beside a SQLite hub
+        self.lost = False
         self._on_lost = on_lost
         self._check_seconds = check_seconds
         self._stopping = threading.Event()
@@ -85,19 +110,7 @@ class WorkspaceLock:
         return cls(config.workspace.path, url.get_secret_value() if url is not None else None)
 
     def acquire(self) -> WorkspaceLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(
-                f"another xdrsync process is syncing workspace {self.path.parent}; "
-                "stop it first (queries need no lock)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        self._fd = _lock_file(self.path, f"workspace {self.path.parent}")
         try:
             self._lock_hub()
         except BaseException:
@@ -111,9 +124,13 @@ class WorkspaceLock:
         from sqlalchemy import text
         from sqlalchemy.engine import make_url
 
-        from xdrsync.hub.database import create_hub_engine
+        from xdrsync.hub.database import create_hub_engine, in_memory
 
         url = make_url(self._hub_url)
+        if url.get_backend_name() == "sqlite":
+            if not in_memory(self._hub_url):  # seen by this process alone
+                self._lock_hub_file(Path(url.database or ""))
+            return
         if url.get_backend_name() != "postgresql":
             return
         engine = create_hub_engine(self._hub_url)  # a missing driver is a ConfigError there
@@ -138,9 +155,23 @@ class WorkspaceLock:
                 "machine); stop it first (queries need no lock)"
             )
         self._hub = (engine, connection)
+        self.lost = False
         self._stopping.clear()
         self._watchdog = threading.Thread(target=self._watch, name="xdrsync-hub-lock", daemon=True)
         self._watchdog.start()
+
+    def _lock_hub_file(self, database: Path) -> None:
+        """Lock a SQLite hub that ``database_url`` names: several workspace folders may name
+        one file. The lock is the file beside it (``hub.db.lock``); for a file named as a
+        workspace's own hub (``hub.sqlite3``), its folder's ``sync.lock``, the one that
+        workspace's ``run`` takes, so that neither syncs beside the other."""
+        # As SQLite opens it: a relative path from the current folder (the config has made
+        # a relative `sqlite:///` path absolute from its own folder already), links followed.
+        hub = database.resolve()
+        lock = hub.with_name(LOCK_FILE if hub.name == HUB_FILE else f"{hub.name}.lock")
+        if lock == self.path.resolve():
+            return  # this workspace's own hub, locked already
+        self._hub_fd = _lock_file(lock, f"the hub at {hub}")
 
     def _watch(self) -> None:
         """Stop the process once the hub's lock is no longer this session's."""
@@ -161,6 +192,7 @@ class WorkspaceLock:
                 if self._stopping.is_set():
                     return  # released meanwhile
                 log.error("the hub's writer lock was lost; stopping", reason=why)
+                self.lost = True  # before the stop, which asks why it came
                 self._on_lost()
                 return
 
@@ -173,6 +205,10 @@ class WorkspaceLock:
             engine, connection = self._hub
             self._hub = None
             _end_session(engine, connection)  # and its advisory lock with it
+        if self._hub_fd is not None:
+            fcntl.flock(self._hub_fd, fcntl.LOCK_UN)
+            os.close(self._hub_fd)
+            self._hub_fd = None
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
