@@ -141,6 +141,25 @@ def test_the_incident_an_alert_left_lists_it_no_more_without_a_new_version(
     assert store.query("SecurityIncident | count").rows == ((5,),)
 
 
+def test_an_alert_moved_at_its_old_stamp_leaves_the_incident_it_left(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """The reconcile brings da2 naming 42 with its lastUpdateDateTime as it was (whether a
+    move bumps it is undocumented), and both incidents as they are now, their stamps unmoved:
+    41's latest row lists da2 no more."""
+    _commit(hub, _incident("41", 5, [DA1, DA2]), _incident("42", 5, [DB1]))
+    store = LogStore(tmp_path / "logs.duckdb")
+    runner = _runner(hub, store)
+    runner.publish()
+    moved = {**DA2, "incidentId": "42"}
+    _commit(hub, _incident("42", 5, [DB1, moved]), _incident("41", 5, [DA1]))
+    runner.publish()
+    for by in ("TimeGenerated", "LastModifiedTime"):
+        latest = _latest(store, by)
+        assert sorted(latest[42]["alerts"]) == ["da2", "db1"], by
+        assert (latest[41]["alerts"], latest[41]["count"]) == (["da1"], 1), by
+
+
 def test_a_merges_source_read_after_its_alerts_moved_ends_closed_with_none(
     hub: Hub, tmp_path: Path
 ) -> None:

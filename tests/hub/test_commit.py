@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hubdata import (
     OTHER_TENANT,
     TENANT,
@@ -15,6 +16,7 @@ from hubdata import (
     stamp,
 )
 
+from xdrsync.console.entities import entities
 from xdrsync.hub import Hub
 
 
@@ -127,12 +129,12 @@ def test_each_json_is_stored_once_in_its_history(hub: Hub) -> None:
             text("SELECT payload FROM incident UNION ALL SELECT payload FROM alert")
         )
         assert copies.scalars().all() == ["", ""]
-    # The history lists versions by version, then time written: the current content is not
-    # the last row, so neither the newest nor the latest-written row is the current one.
+    # The history lists versions by version, then in the order they were applied (the clock
+    # stepped back between the two contents): the current content is the last row.
     assert [row.payload["displayName"] for row in hub.incident_history(TENANT, "1")] == [
         "late",
-        "current",
         "first",
+        "current",
     ]
     incident = hub.get_incident(TENANT, "1")
     assert incident is not None and incident.display_name == "current"
@@ -247,6 +249,18 @@ def test_an_alert_update_replaces_its_evidence(hub: Hub) -> None:
     assert [(row.ordinal, row.kind) for row in rows] == [(0, "user"), (1, "device")]
     assert rows[0].payload["userAccount"]["accountName"] == "user2"
     assert rows[1].entity_key is not None
+
+
+@pytest.mark.parametrize("search", ["SÉBASTIEN", "sébastien", "Sébastien-pc", "astien-PC"])
+def test_an_entity_is_found_by_any_case_of_its_non_ascii_name(hub: Hub, search: str) -> None:
+    """SQLite's own lower() folds ASCII letters only: the search lowers every letter of both
+    the names and the text searched for, alike on both databases."""
+    device = evidence_json(1) | {"hostName": "SÉBASTIEN-PC", "deviceDnsName": "SÉBASTIEN-PC"}
+    alert = alert_json("a1", "1", stamp(1), evidence=[device])
+    hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    found = entities(hub, [TENANT], None, search, 10)
+    assert [e["name"] for e in found] == ["SÉBASTIEN-PC"]
+    assert entities(hub, [TENANT], None, "sebastien", 10) == []  # an É is not an e
 
 
 def test_get_incident_rebuilds_the_graph_payload(hub: Hub) -> None:

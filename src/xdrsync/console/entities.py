@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, literal, select
 
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
@@ -13,9 +13,11 @@ from xdrsync.hub import schema as s
 MAX_INCIDENTS_LISTED = 50
 
 
-def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def _like(text: str) -> ColumnElement[str]:
+    """A LIKE pattern of ``text`` anywhere, lowered by the database as the names it meets are
+    (``Lowered``): the same fold on both sides, whatever the letters."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return s.Lowered(literal(f"%{escaped}%"))
 
 
 def entities(
@@ -33,8 +35,8 @@ def entities(
     if search:
         pattern = _like(search)
         where.append(
-            func.lower(e.c.entity_key).like(pattern, escape="\\")
-            | func.lower(e.c.display_name).like(pattern, escape="\\")
+            s.Lowered(e.c.entity_key).like(pattern, escape="\\")
+            | s.Lowered(e.c.display_name).like(pattern, escape="\\")
         )
     shared = func.count(func.distinct(e.c.incident_id))
     query = (

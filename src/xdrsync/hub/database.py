@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from xdrsync.errors import ConfigError
+from xdrsync.hub.schema import SQLITE_LOWER, python_lower
 from xdrsync.jsontext import without_surrogates
 from xdrsync.layout import HUB_FILE
 
@@ -165,6 +166,8 @@ def _sqlite_settings(engine: Engine, *, wal: bool) -> None:
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
             cur.close()
+        # What ``schema.Lowered`` compiles to: SQLite's lower() folds ASCII letters only.
+        dbapi_connection.create_function(SQLITE_LOWER, 1, python_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Table,
     and_,
     case,
     func,
@@ -53,15 +54,23 @@ def _json(text: str | None) -> Any:
     return jsontext.loads(text) if text is not None else None
 
 
+class _Listing(NamedTuple):
+    """An incident's newest listing of its alerts: its version (ticks), its seq (None for a
+    version kept only as history) and the alert ids, as Graph listed them."""
+
+    version: int
+    seq: int | None
+    alert_ids: list[str]
+
+
 def _named_alert_ids(
     conn: Connection, tenant_id: str, incident_ids: Sequence[str]
-) -> dict[str, tuple[int, list[str]]]:
-    """The alerts each incident's newest version read with its alerts named, as Graph listed
-    them, with that version (ticks): Defender's own statement of membership, which an
-    alert's ``incidentId`` may not match (Microsoft's documented ``$expand=alerts`` example
-    has such an alert)."""
+) -> dict[str, _Listing]:
+    """The alerts each incident's newest version read with its alerts named: Defender's own
+    statement of membership, which an alert's ``incidentId`` may not match (Microsoft's
+    documented ``$expand=alerts`` example has such an alert)."""
     iv = s.incident_version
-    named: dict[str, tuple[int, list[str]]] = {}
+    named: dict[str, _Listing] = {}
     for part in chunks(incident_ids):
         listed = and_(
             iv.c.tenant_id == tenant_id, iv.c.incident_id.in_(part), iv.c.alert_ids.is_not(None)
@@ -73,17 +82,26 @@ def _named_alert_ids(
             .subquery()
         )
         query = (
-            select(iv.c.incident_id, iv.c.version, iv.c.alert_ids)
+            select(iv.c.incident_id, iv.c.version, iv.c.seq, iv.c.alert_ids)
             .join(
                 newest,
                 and_(iv.c.incident_id == newest.c.incident_id, iv.c.version == newest.c.version),
             )
             .where(listed)
-            .order_by(iv.c.recorded_at)  # two contents of one version: the later one read
+            .order_by(*_version_order(iv))  # two contents of one version: the current one last
         )
-        for incident_id, version, ids in conn.execute(query):
-            named[incident_id] = (version, [str(i) for i in jsontext.loads(ids)])
+        for incident_id, version, seq, ids in conn.execute(query):
+            named[incident_id] = _Listing(version, seq, [str(i) for i in jsontext.loads(ids)])
     return named
+
+
+def _version_order(table: Table) -> tuple[ColumnElement[Any], ...]:
+    """The order of a history's rows: by version, and the copies of one version in the order
+    they were applied. Two contents of one version read in one batch share ``recorded_at``;
+    the guard applies them in reading order, each with the next seq, and the last becomes
+    the current row. A copy kept only as history (a late version, never current) has no seq:
+    it comes before the copies of its version that were current, then by when it was read."""
+    return (table.c.version, table.c.seq.asc().nulls_first(), table.c.recorded_at)
 
 
 def _members(
@@ -95,25 +113,31 @@ def _members(
     When the two disagree, the later statement wins. A listed alert whose stored record names
     another incident, at a version (``lastUpdateDateTime``) later than the listing's, has
     left: Defender moved it, and the incident it left need not be read again (whether a move
-    bumps that incident's ``lastUpdateDateTime`` is undocumented). At the listing's version
-    or earlier, the listing stays Defender's word (its documented example lists such an
-    alert). A listing only ever adds alerts to an incident: one that leaves out an alert
+    bumps that incident's ``lastUpdateDateTime`` is undocumented). So has one whose record
+    named the incident at the very stamp it has now, and names another since a change the
+    hub recorded after the listing: whether a move bumps the alert's own stamp is
+    undocumented too, and when it does not, the order the hub read them in is the only order
+    there is (``_left_unstamped``). Otherwise, at the listing's version or earlier, the
+    listing stays Defender's word (its documented example lists an alert that names another
+    incident). A listing only ever adds alerts to an incident: one that leaves out an alert
     whose record names the incident may be a part (an incident whose alerts route answered
     404 is stored with none), and would put that alert under no incident at all. An alert
     that moved away is taken out when its new record comes (``hub.membership``).
 
-    Each row holds ``columns``; alerts come in creation order (undated first), then by id.
+    Each row holds the alert's ``id``, ``incident_id``, ``version``, ``seq``,
+    ``created_date_time`` and ``columns``; alerts come in creation order (undated first), then
+    by id.
     """
     a = s.alert
-    wanted = (a.c.id, a.c.incident_id, a.c.version, a.c.created_date_time, *columns)
+    wanted = (a.c.id, a.c.incident_id, a.c.version, a.c.seq, a.c.created_date_time, *columns)
     found: dict[tuple[str, str], dict[str, Row[Any]]] = {key: {} for key in keys}
     for tenant_id in {tenant for tenant, _ in keys}:
         ids = sorted({key for tenant, key in keys if tenant == tenant_id})
         named = _named_alert_ids(conn, tenant_id, ids)
-        listed_by: dict[str, list[tuple[str, int]]] = {}  # alert -> (incident, listing version)
-        for incident_id, (version, alert_ids) in named.items():
-            for alert_id in alert_ids:
-                listed_by.setdefault(alert_id, []).append((incident_id, version))
+        listed_by: dict[str, list[tuple[str, _Listing]]] = {}  # alert -> (incident, listing)
+        for incident_id, listing in named.items():
+            for alert_id in listing.alert_ids:
+                listed_by.setdefault(alert_id, []).append((incident_id, listing))
         rows: list[Row[Any]] = []
         for part in chunks(ids):
             where = and_(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
@@ -122,11 +146,26 @@ def _members(
         for part in chunks(sorted(listed_by.keys() - {row.id for row in rows})):
             where = and_(a.c.tenant_id == tenant_id, a.c.id.in_(part))
             rows.extend(conn.execute(select(*wanted).where(where)))
+        # Listed alerts whose record names another incident, at the listing's version or
+        # before, and changed after the listing: did that change take them out of it?
+        doubtful = [
+            (row, incident_id)
+            for row in rows
+            for incident_id, listing in listed_by.get(row.id, ())
+            if _named_elsewhere(row, incident_id)
+            and row.version <= listing.version
+            and listing.seq is not None
+            and row.seq > listing.seq
+        ]
+        left = _left_unstamped(conn, tenant_id, doubtful)
         for row in rows:
             owners = [
                 incident_id
-                for incident_id, version in listed_by.get(row.id, ())
-                if not _moved_since(row, incident_id, version)
+                for incident_id, listing in listed_by.get(row.id, ())
+                if not (
+                    _named_elsewhere(row, incident_id)
+                    and (row.version > listing.version or (row.id, incident_id) in left)
+                )
             ]
             for incident_id in (*owners, row.incident_id):
                 if (tenant_id, incident_id) in found:
@@ -140,14 +179,29 @@ def _members(
     }
 
 
-def _moved_since(alert: Row[Any], incident_id: str, listed_at: int) -> bool:
-    """Whether the stored ``alert`` left ``incident_id`` after that incident's listing at
-    version ``listed_at`` named it: its own record, of a later version, names another."""
-    return (
-        alert.incident_id is not None
-        and alert.incident_id != incident_id
-        and alert.version > listed_at
-    )
+def _named_elsewhere(alert: Row[Any], incident_id: str) -> bool:
+    """Whether the stored ``alert``'s own record names an incident other than this one."""
+    return alert.incident_id is not None and alert.incident_id != incident_id
+
+
+def _left_unstamped(
+    conn: Connection, tenant_id: str, doubtful: Sequence[tuple[Row[Any], str]]
+) -> set[tuple[str, str]]:
+    """The (alert, incident) pairs of ``doubtful`` (alerts changed after the incident's
+    listing named them) whose history holds a record naming that incident at the alert's
+    current stamp: the alert moved without a new ``lastUpdateDateTime``, after the listing
+    (the reconcile brings such a move: new content at the same stamp). An alert that never
+    named the incident is Microsoft's documented case, and stays listed."""
+    av = s.alert_version
+    wanted = {(row.id, row.version, incident_id) for row, incident_id in doubtful}
+    found: set[tuple[str, str]] = set()
+    for part in chunks(sorted(wanted), CHUNK // 3):  # three values bound per key
+        query = select(av.c.alert_id, av.c.incident_id).where(
+            av.c.tenant_id == tenant_id,
+            tuple_(av.c.alert_id, av.c.version, av.c.incident_id).in_(part),
+        )
+        found.update((alert_id, incident_id) for alert_id, incident_id in conn.execute(query))
+    return found
 
 
 def get_incident(conn: Connection, tenant_id: str, incident_id: str) -> Incident | None:
@@ -184,7 +238,7 @@ def current_alerts(
 
         parse = Alert.from_graph
     a = s.alert
-    members = _members(conn, keys, a.c.seq)
+    members = _members(conn, keys)
     missing: dict[str, set[str]] = {}  # tenant -> ids of alerts the caller has not parsed
     for (tenant_id, _), rows in members.items():
         missing.setdefault(tenant_id, set()).update(r.id for r in rows if r.seq not in known)
@@ -364,7 +418,7 @@ def history(
     query = (
         select(table)
         .where(table.c.tenant_id == tenant_id, table.c[key] == entity_id)
-        .order_by(table.c.version, table.c.recorded_at, table.c.content_hash)
+        .order_by(*_version_order(table), table.c.content_hash)
     )
     return [_version_row(entity_type, entity_id, row) for row in conn.execute(query)]
 

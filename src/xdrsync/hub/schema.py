@@ -29,6 +29,9 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 SEQ_COUNTER: Final = "change_seq"
 #: The id of a table that grows with time: 64-bit (SQLite's row ids are; PostgreSQL's
@@ -223,6 +226,37 @@ Index(
 def entity_key_prefix(key: str) -> ColumnElement[bool]:
     """The indexed condition that holds wherever ``evidence.entity_key == key`` does."""
     return func.substr(evidence.c.entity_key, 1, ENTITY_KEY_INDEXED) == key[:ENTITY_KEY_INDEXED]
+
+
+#: The SQL function behind ``Lowered`` on SQLite: Python's ``str.lower``, registered on every
+#: connection (``database``) under a name of its own, so SQLite's ``lower()`` stays as built.
+SQLITE_LOWER: Final = "xdrsync_lower"
+
+
+def python_lower(text: str | None) -> str | None:
+    """``SQLITE_LOWER``: every letter lowered, as Python does (NULL stays NULL)."""
+    return text.lower() if isinstance(text, str) else text
+
+
+class Lowered(FunctionElement[str]):
+    """Text lowered on every letter, on both databases. SQLite's own ``lower()`` folds ASCII
+    letters only (``SÉBASTIEN`` gives ``sÉbastien``), PostgreSQL's every letter: on SQLite
+    this is ``SQLITE_LOWER``, on PostgreSQL ``lower()``. Lower both sides of a comparison
+    with it, so that each database compares a name and a search folded alike."""
+
+    type = Text()
+    name = "lowered"
+    inherit_cache = True
+
+
+@compiles(Lowered)
+def _lowered(element: Lowered, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Lowered, "sqlite")
+def _lowered_sqlite(element: Lowered, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{SQLITE_LOWER}({compiler.process(element.clauses, **kw)})"
 
 
 comment = Table(
