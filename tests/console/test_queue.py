@@ -39,7 +39,7 @@ from xdrsync.hub.records import NewEdit, Settlement
 BOTH = [TENANT_A, TENANT_B]
 SEVERITIES = ["high", "medium", "low", "informational"]
 STATUSES = ["active", "inProgress", "resolved"]
-OWNERS = ["ana@contoso.com", None, "Bob@Contoso.com"]
+OWNERS = ["ana@contoso.com", None, "Éva@Contoso.com"]  # a capital beyond ASCII
 NAMED = {13: "Password spray 500 hits", 14: "50% discount", 15: "Phish_kit found"}
 
 
@@ -58,6 +58,7 @@ def _incident(tenant: str, n: int) -> dict[str, Any]:
         for k in range(n % 3)
     ]
     tags = (["phish"] if n % 2 else []) + (["50%_off"] if n % 5 == 0 else [])
+    tags += ["Überprüfung"] if n % 4 == 1 else []
     return incident_json(
         tenant,
         incident_id,
@@ -150,9 +151,11 @@ FILTERS = [
     QueueFilter(tags=("phish",)),
     QueueFilter(tags=("50%_off",)),
     QueueFilter(tags=("50%",)),  # a member is matched whole, never by prefix
+    QueueFilter(tags=("überprüfung",)),
     QueueFilter(owner="ana@contoso.com"),
-    QueueFilter(owner="bob@contoso.com"),
-    QueueFilter(owner="Bob@Contoso.com"),
+    QueueFilter(owner="éva@contoso.com"),
+    QueueFilter(owner="Éva@Contoso.com"),
+    QueueFilter(owner="ÉVA@CONTOSO.COM"),
     QueueFilter(owner="unassigned"),
     QueueFilter(since=at(60 * 24)),
     QueueFilter(since=at(60 * 24), until=at(3 * 60 * 24)),
@@ -179,8 +182,11 @@ def test_filters_find_what_they_should(world: Hub) -> None:
     assert count(search="0%_") == 0
     assert count(tags=("50%",)) == 0
     assert count(tags=("50%_OFF",)) == 10
-    # Addresses match in any case ("assigned to me" for Bob@Contoso.com finds bob@contoso.com).
-    assert count(owner="Bob@Contoso.com") == count(owner="BOB@contoso.com") == 16
+    # Addresses and tags match in any case of any letter, on SQLite as on PostgreSQL ("assigned
+    # to me" for éva@contoso.com finds Éva@Contoso.com).
+    assert count(owner="Éva@Contoso.com") == count(owner="éva@contoso.com") == 16
+    assert count(owner="ÉVA@CONTOSO.COM") == 16
+    assert count(tags=("überprüfung",)) == count(tags=("ÜBERPRÜFUNG",)) == 13
     assert count(owner="ana@contoso.com") == count(owner="ANA@contoso.com") == 18
 
 

@@ -262,15 +262,17 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
         )
     if flt.tactics:
         where.append(or_(*(Q.c.tactics.ilike(member_pattern(v), escape="\\") for v in flt.tactics)))
-    if flt.tags:
-        where.append(or_(*(Q.c.tags.ilike(member_pattern(v), escape="\\") for v in flt.tags)))
+    if flt.tags:  # any case of any letter, as the owner below
+        tags = s.Lowered(Q.c.tags)
+        where.append(
+            or_(*(tags.like(s.Lowered(literal(member_pattern(v))), escape="\\") for v in flt.tags))
+        )
     if flt.owner is not None:
         if flt.owner.lower() == UNASSIGNED:
             where.append(or_(Q.c.assigned_to.is_(None), Q.c.assigned_to == ""))
         else:  # addresses are case-insensitive (Defender keeps them as they were typed)
-            # Lowered by the engine on both sides, so that both sides fold alike (SQLite's
-            # lower() folds ASCII only, Python's every letter).
-            where.append(func.lower(Q.c.assigned_to) == func.lower(literal(flt.owner)))
+            # Both sides folded alike, every letter on both databases (`schema.Lowered`).
+            where.append(s.Lowered(Q.c.assigned_to) == s.Lowered(literal(flt.owner)))
     if flt.since is not None:
         where.append(Q.c.last_update_at >= flt.since)
     if flt.until is not None:
