@@ -477,6 +477,29 @@ def test_a_patch_whose_answer_was_lost_is_not_resent_over_a_portal_undo(
     assert len(lost.sent) == 1, lost.sent
 
 
+@pytest.mark.parametrize("respelled", [False, True], ids=["comments-now", "comments-older"])
+def test_a_lost_patch_sent_with_a_comment_is_not_resent_over_a_portal_undo(
+    make_env: Callable[..., Env], respelled: bool
+) -> None:
+    """As above, with a comment posted in the same push (comments go first): our own comment
+    is no change of anyone's, in either shape Graph's documented answers give comments
+    (``{createdByDisplayName, createdDateTime}``, or the list and update examples' older
+    ``{createdBy, createdTime}``, which the emulator's respelled reads serve). Taken for
+    someone's change, it hid the undo, and Alice's owner was written over Bob's."""
+    env = make_env(faults="respelled_rate=1" if respelled else None)
+    incident = env.open_incident()
+    before = env.truth(incident).get("assignedTo")
+    edits = env.edit(incident, owner="alice@contoso.com", comment="taking this one")
+    lost = AnswerLost(lambda: env.portal_edit(incident, assignedTo=before))
+
+    env.wire.fault = lost
+    env.pusher.push_due()
+    env.push_until_settled(edits)
+    owner = next(r for r in env.hub.edits(ids=edits) if r.field != "comment")
+    assert (owner.state, env.truth(incident).get("assignedTo")) == ("conflict", before)
+    assert len(lost.sent) == 1, lost.sent
+
+
 def test_a_write_that_never_landed_under_a_version_defender_made_is_not_given_up(
     make_env: Callable[..., Env],
 ) -> None:

@@ -148,12 +148,27 @@ PASCAL_IN_RESPELLED_READ: Final = ("status", "severity", "classification", "dete
 def as_respelled(record: Mapping[str, Any]) -> dict[str, Any]:
     """A record as some of Graph's answers spell it (``FaultSettings.respelled_rate``): its
     determination under the older name, then ``PASCAL_IN_RESPELLED_READ`` in PascalCase
-    (``notMalicious`` reads ``Clean``). What a client must take for the same value."""
+    (``notMalicious`` reads ``Clean``), and its comments in the older shape of the same
+    documented list and update examples (reference §2.7): ``{comment, createdBy,
+    createdTime}``. What a client must take for the same values."""
     out = dict(record)
     determination = out.get("determination")
     if isinstance(determination, str):
         out["determination"] = OLDER_DETERMINATIONS.get(determination, determination)
+    comments = out.get("comments")
+    if isinstance(comments, list):
+        out["comments"] = [_older_comment(c) for c in comments]
     return _pascal(out, PASCAL_IN_RESPELLED_READ)
+
+
+def _older_comment(comment: Any) -> Any:
+    if not isinstance(comment, Mapping):
+        return comment
+    return {
+        "comment": comment.get("comment"),
+        "createdBy": comment.get("createdByDisplayName"),
+        "createdTime": comment.get("createdDateTime"),
+    }
 
 
 def _pascal(record: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

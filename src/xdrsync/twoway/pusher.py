@@ -1071,12 +1071,18 @@ def _others_comments(
 
 
 def _ours_before(comment: Any, app_id: str | None, before: datetime | None) -> bool:
-    """Whether our app wrote a Graph comment (``before`` a moment, when given)."""
+    """Whether our app wrote a Graph comment (``before`` a moment, when given). Read through
+    the model, as ``_our_comment`` reads: Graph's documented incident answers also show the
+    older shape (``createdBy``, ``createdTime``)."""
     if not isinstance(comment, Mapping):
         return False
-    if not _ours_by_author(comment.get("createdByDisplayName"), app_id):
+    try:
+        parsed = Comment.from_graph(comment)
+    except (ValueError, XdrSyncError):  # not a comment we could have made
         return False
-    made = _time(comment.get("createdDateTime"))
+    if not _ours_by_author(parsed.created_by_display_name, app_id):
+        return False
+    made = parsed.created_date_time
     return before is None or (made is not None and made < before)
 
 
