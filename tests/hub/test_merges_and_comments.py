@@ -106,6 +106,27 @@ def test_chained_merges_reach_every_absorbed_incident(hub: Hub) -> None:
     assert [c.comment for c in hub.list_comments(TENANT, "C")] == ["a", "b", "c"]
 
 
+def test_a_comment_a_merge_copied_to_the_survivor_is_listed_once(hub: Hub) -> None:
+    """Defender's comment migration (in preview, reference §1.6) may copy the source's
+    comments to the survivor: the same comment (time, author, text) is then both incidents'.
+    The survivor lists it once, as its own (so Sentinel mirrors it once); a comment that
+    stayed behind is still listed as the source's."""
+    copied, stayed = comment_json("isolated the laptop", 1), comment_json("left on A", 2)
+    hub.commit_batch(
+        batch(
+            incident_json(
+                "A", stamp(5), status="redirected", redirect="B", comments=[copied, stayed]
+            ),
+            incident_json("B", stamp(5), comments=[comment_json("on B", 3), copied]),
+        )
+    )
+    assert [(c.comment, c.incident_id) for c in hub.list_comments(TENANT, "B")] == [
+        ("isolated the laptop", "B"),
+        ("left on A", "A"),
+        ("on B", "B"),
+    ]
+
+
 def test_alert_comments_are_kept_with_the_alert_payload(hub: Hub) -> None:
     alert = alert_json("x", "1", stamp(1), comments=[comment_json("alert note", 1)])
     hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))

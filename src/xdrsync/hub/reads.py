@@ -502,7 +502,8 @@ def merged_from(conn: Connection, tenant_id: str, incident_id: str) -> list[str]
 
 
 def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[CommentRow]:
-    """The incident's comments and those of every incident merged into it, oldest first."""
+    """The incident's comments and those of every incident merged into it, oldest first (a
+    comment a merge copied to it, once)."""
     c, o = s.comment, s.outbox
     owners = [incident_id, *merged_from(conn, tenant_id, incident_id)]
     rows: list[CommentRow] = []
@@ -543,6 +544,11 @@ def comments(conn: Connection, tenant_id: str, incident_id: str) -> list[Comment
             )
             for row in conn.execute(query)
         )
+    # A merge may carry the source's comments over (Defender's comment migration, in
+    # preview: reference §1.6): the same comment (time, author, text) is then the target's
+    # own and the source's, and is shown once, as the target's.
+    own = {r.comment_key for r in rows if r.entity_id == incident_id}
+    rows = [r for r in rows if r.entity_id == incident_id or r.comment_key not in own]
     return sorted(rows, key=lambda r: (r.created_date_time is None, r.created_date_time, r.comment))
 
 
