@@ -16,7 +16,7 @@ from seeded import PASSWORD, SeededConsole, seeded_console
 
 from xdrsync.console.server import console_server
 from xdrsync.hub import Hub
-from xdrsync.tables.access import _process_lock
+from xdrsync.tables.access import open_store
 from xdrsync.tables.logstore import LogStore
 
 API = "/api/v1"
@@ -150,15 +150,12 @@ def test_a_busy_log_store_answer_does_not_reveal_the_server_path(seeded: SeededC
     impatient = LogStore(path, read_timeout=0.3, limits=config.query)
     impatient.initialize()  # the file exists, as in any workspace that has synced
     server = console_server(config, seeded.hub, impatient, port=0).start()
-    lock = _process_lock(path)  # as a writer of this process holds it while appending
     try:
-        assert lock.acquire(timeout=30)
-        try:
+        # as a writer of this process holds it while appending
+        with open_store(path, read_only=False, timeout=30):
             reply = _reader_at(seeded, server.base_url).post(
                 f"{API}/query", json={"query": "SecurityIncident | count"}
             )
-        finally:
-            lock.release()
     finally:
         server.stop()
     assert reply.status_code == 503, reply.text

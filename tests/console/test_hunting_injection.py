@@ -247,6 +247,7 @@ HOSTILE: list[tuple[str, str]] = [
     ("range x from 1 to toscalar(SecurityAlert | count) step 1", "refused"),  # not constant
     ('print s = strrep("a", 100000000)', "too_large"),
     ("SecurityAlert | extend s = strrep(AlertName, ConfidenceScore)", "too_large"),
+    ('print n = strlen(strrep(strrep(strrep("abcdefgh", 1024), 1024), 256))', "too_large"),
 ]
 
 

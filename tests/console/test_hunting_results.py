@@ -255,6 +255,11 @@ def test_error_bodies(empty: LogStore) -> None:
     body = error_json(caught.value)
     assert body is not None and body["error"]["code"] == "invalid"
     assert body["error"]["line"] == 2 and isinstance(body["error"]["column"], int)
+    with pytest.raises(QueryError) as caught:  # over strrep's bound, as the query runs
+        run_query(empty, 'let s = strrep("abcdefgh", 1024); print strrep(s, 9)', tenant_ids=None)
+    body = error_json(caught.value)
+    assert body is not None and body["error"]["code"] == "too_large", body
+    assert "strrep would make a string longer than 65,536 bytes" in body["error"]["message"]
     busy = error_json(StoreBusyError("log store x is locked"))
     assert busy is not None and busy["error"]["code"] == "busy"
     assert error_json(RuntimeError("a bug")) is None  # not a query's failure: raised, not told

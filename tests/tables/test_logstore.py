@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -21,7 +23,8 @@ from hypothesis import strategies as st
 
 from xdrsync.errors import RetriableError, XdrSyncError
 from xdrsync.tables import logstore
-from xdrsync.tables.errors import QueryError, StoreBusyError
+from xdrsync.tables.errors import QueryError, QueryLimitError, StoreBusyError
+from xdrsync.tables.limits import QueryLimits
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.schemas import TABLE_NAMES, table_schema
 
@@ -273,6 +276,113 @@ def test_a_lock_held_too_long_is_a_retriable_busy_error(tmp_path: Path) -> None:
         assert isinstance(caught.value, RetriableError)
         with pytest.raises(StoreBusyError):
             impatient.append("SecurityAlert", [{"SystemAlertId": "a"}])
+
+
+# -- queries side by side in one process (the console's threads) -------------------------------
+
+#: 10^10 rows: runs until its time limit stops it.
+CROSS_JOIN = (
+    "range x from 1 to 100000 step 1 | extend k = 1"
+    " | join kind=inner (range y from 1 to 100000 step 1 | extend k = 1) on k | count"
+)
+#: Needs far more than 64 MiB: a million distinct 800-byte strings in one set.
+MEMORY_HOG = (
+    'range x from 1 to 1000000 step 1 | extend s = strcat(tostring(x), strrep("abcdefgh", 100))'
+    " | summarize dcount(s), make_set(s) | project n = 1"
+)
+TENANT_A = "0a0a0a0a-1111-4111-8111-00000000000a"
+TENANT_B = "0b0b0b0b-2222-4222-8222-00000000000b"
+
+
+@contextmanager
+def _running(work: Callable[[], object]) -> Iterator[list[BaseException]]:
+    """`work` on a thread of its own, started and running, for the `with` block; the block
+    gets the list of what it raised, filled once the thread is done (at the block's end)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.5)  # it is running
+    try:
+        yield raised
+    finally:
+        thread.join()
+
+
+def test_a_slow_query_leaves_other_users_queries_running_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one analyst's query runs to its time limit, the others' queries answer at once,
+    each over its own tenant's rows (or every tenant's, or with the hidden columns it names),
+    in UTC whatever the machine's zone, and none of them is "busy"."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # DuckDB's default zone: +05:30
+    store = LogStore(
+        tmp_path / "logs.duckdb", read_timeout=2, limits=QueryLimits(timeout_seconds=6)
+    )
+    store.append("SecurityIncident", [{"TenantId": TENANT_A, "IncidentNumber": n} for n in (1, 2)])
+    store.append(
+        "SecurityIncident", [{"TenantId": TENANT_B, "IncidentNumber": n} for n in (3, 4, 5)]
+    )
+    asked = [
+        ("SecurityIncident | count", [TENANT_B], ((3,),)),
+        ("SecurityIncident | count", [TENANT_A], ((2,),)),
+        ("SecurityIncident | count", None, ((5,),)),
+        (
+            "SecurityIncident | where isnotempty(_ItemId) | summarize max(IncidentNumber)",
+            [TENANT_A],
+            ((2,),),
+        ),
+        (
+            'print t = datetime(2024-05-01 10:00) | project h = hourofday(t), d = format_datetime(t, "HH:mm")',
+            None,
+            ((10, "10:00"),),
+        ),
+    ] * 4
+    with _running(lambda: store.query(CROSS_JOIN, tenant_ids=[TENANT_A])) as raised:
+        started = time.monotonic()
+        with ThreadPoolExecutor(len(asked)) as pool:
+            answers = list(pool.map(lambda a: store.query(a[0], tenant_ids=a[1]).rows, asked))
+        elapsed = time.monotonic() - started
+    assert answers == [expected for _, _, expected in asked]
+    assert elapsed < 5, elapsed  # before the slow query's 6 s were up
+    assert len(raised) == 1 and isinstance(raised[0], QueryLimitError), raised
+
+
+def test_a_query_with_other_limits_waits_its_turn_and_runs_under_its_own(tmp_path: Path) -> None:
+    """Queries that run side by side share one database, and its limits: a query with other
+    limits waits for those running to finish, and then has its own."""
+    path = tmp_path / "logs.duckdb"
+    roomy = LogStore(path, limits=QueryLimits(timeout_seconds=2, memory_limit_mb=1024))
+    tight = LogStore(path, limits=QueryLimits(timeout_seconds=30, memory_limit_mb=64))
+    roomy.initialize()
+    with (
+        _running(lambda: roomy.query(CROSS_JOIN)) as raised,
+        pytest.raises(QueryLimitError, match="64 MiB memory limit"),
+    ):
+        tight.query(MEMORY_HOG)
+    assert len(raised) == 1 and "time limit" in str(raised[0]), raised
+
+
+def test_an_append_waits_for_the_queries_running_and_goes_before_those_that_come_after(
+    tmp_path: Path,
+) -> None:
+    """The sync's appends are not starved by a busy console: a query that comes while an
+    append waits for the queries running sees the appended rows."""
+    store = LogStore(tmp_path / "logs.duckdb", limits=QueryLimits(timeout_seconds=2))
+    store.initialize()
+    row = {"TenantId": TENANT_A, "IncidentNumber": 1}
+    with (
+        _running(lambda: store.query(CROSS_JOIN)),
+        _running(lambda: store.append("SecurityIncident", [row])) as appending,
+    ):
+        assert store.query("SecurityIncident | count").rows == ((1,),)
+    assert appending == []
 
 
 def _stored(text: str) -> str:

@@ -25,11 +25,13 @@ import pytest
 from xdrsync.errors import XdrSyncError
 from xdrsync.tables.access import open_store
 from xdrsync.tables.errors import QueryError, QueryLimitError, QueryRefusedError
-from xdrsync.tables.generators import MAX_RANGE_ROWS
+from xdrsync.tables.generators import MAX_RANGE_ROWS, MAX_STRREP_BYTES
 from xdrsync.tables.limits import QueryLimits, time_limit
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.output import format_result
+from xdrsync.tables.querying import translate
 from xdrsync.tables.sandbox import LOCK_STATEMENTS, check_sql, query_config
+from xdrsync.tables.schemas import TABLE_NAMES
 
 SECRET = "TOPSECRET-4f1c9e"
 TABLES = ("SecurityIncident", "SecurityAlert", "AlertEvidence", "AlertInfo")
@@ -43,6 +45,8 @@ MEMORY_HOG = (
     'range x from 1 to 1000000 step 1 | extend s = strcat(tostring(x), strrep("abcdefgh", 100))'
     " | summarize dcount(s), make_set(s) | project n = 1"
 )
+#: 2 GiB in one string, from three multipliers each within strrep's cap of 1024.
+NESTED_STRREP = 'print n = strlen(strrep(strrep(strrep("abcdefgh", 1024), 1024), 256))'
 
 
 @pytest.fixture(scope="module")
@@ -339,6 +343,88 @@ def test_generators_duckdb_cannot_interrupt_are_bounded_before_running(
     with pytest.raises(QueryError):
         store.query(kql)
     assert time.monotonic() - started < 20  # refused up front, never run
+
+
+@pytest.mark.parametrize("kql", [NESTED_STRREP, 'print s = strrep(strrep("abcdefgh", 1024), 9)'])
+def test_a_strrep_of_literals_longer_than_its_bound_is_refused_before_any_sql_exists(
+    kql: str,
+) -> None:
+    with pytest.raises(QueryRefusedError, match=r"strrep would make a string of [0-9,]+ bytes"):
+        translate(kql, TABLE_NAMES)
+
+
+def test_a_strrep_up_to_its_bound_answers(store: LogStore) -> None:
+    exact = 'print n = strlen(strrep(strrep("abcdefgh", 8), 1024))'
+    assert store.query(exact).rows == ((MAX_STRREP_BYTES,),)
+    let = 'let s = strrep("ab", 3); print t = strrep(s, 2), u = strrep("é", 2), v = strrep("", 9)'
+    assert store.query(let).rows == (("abababababab", "éé", ""),)
+    doubled = store.query(
+        "SecurityAlert | take 1 | project a = AlertName, s = strrep(AlertName, 2)"
+    )
+    ((name, twice),) = doubled.rows
+    assert twice == name * 2
+
+
+_STRREP_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    from pathlib import Path
+    from xdrsync.tables.limits import QueryLimits
+    from xdrsync.tables.logstore import LogStore
+    store = LogStore(Path(sys.argv[1]) / "logs.duckdb",
+                     limits=QueryLimits(timeout_seconds=1, memory_limit_mb=64, threads=1))
+    store.initialize()
+    started = time.monotonic()
+    try:
+        store.query(sys.argv[2])
+        outcome = "answered"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    print(json.dumps({
+        "outcome": outcome,
+        "elapsed": time.monotonic() - started,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "kql",
+    [
+        NESTED_STRREP,
+        # the same, out of sight of the text: a `let` name's value is known only as it runs
+        'let s = strrep("abcdefgh", 1024); print n = strlen(strrep(strrep(s, 1024), 256))',
+        # a column's: ~700 KB on each of 2,000 rows
+        'range x from 1 to 2000 step 1 | extend s = strrep(strcat("abcdefgh", tostring(x)), 1024)'
+        " | summarize max(strlen(strrep(s, 64)))",
+    ],
+)
+def test_a_long_strrep_fails_at_once_within_the_time_and_memory_limits(
+    tmp_path: Path, kql: str
+) -> None:
+    """However a `strrep` grows its string, past its bound the query fails at once with a
+    clear error: never a value DuckDB can neither interrupt nor count against the memory
+    limit (it was 9 s and 4 GiB under a 1 s / 64 MiB limit)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _STRREP_CHILD, str(tmp_path), kql],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(report)
+    assert report["outcome"] in (
+        f"QueryRefusedError: query refused: strrep would make a string of {2**31:,} bytes; "
+        f"at most {MAX_STRREP_BYTES:,} are allowed",
+        f"QueryLimitError: query stopped: strrep would make a string longer than "
+        f"{MAX_STRREP_BYTES:,} bytes",
+    ), report
+    assert report["elapsed"] < 5, report
+    assert report["rss_mb"] < 1024, report
 
 
 def test_the_row_cap_truncates_and_says_so(store: LogStore) -> None:

@@ -188,7 +188,7 @@ def error_code(exc: BaseException) -> ErrorCode:
         return "timeout" if "time limit" in message else "too_large"
     if isinstance(exc, QueryRefusedError):
         # Refused for its size, not for what it reads: a huge `range`/`strrep`, a long text.
-        sized = ("range would generate", "strrep needs", "longer than")
+        sized = ("range would generate", "strrep needs", "strrep would make", "longer than")
         return "too_large" if any(s in message for s in sized) else "refused"
     return "invalid"
 
@@ -202,7 +202,8 @@ def error_json(exc: BaseException) -> dict[str, Any] | None:
     `code` is `refused` (it reads something other than the workspace tables, or a command
     that is not `.show tables`), `invalid` (KQL or engine error), `timeout` (stopped at the
     time limit), `too_large` (memory limit, or a generator or text over its bound) or `busy`
-    (the log store stayed locked by the writer; worth retrying). `message` is one line.
+    (the log store stayed locked by the writer, or by queries this one cannot run beside;
+    worth retrying). `message` is one line.
     `line` and `column` (both 1-based, for an editor's marker) point into the query when the
     message names a place (`at L:C`, where duckdb-kql counts columns from 0), else null.
     """
@@ -211,7 +212,9 @@ def error_json(exc: BaseException) -> dict[str, Any] | None:
     # The busy error names the log file, for the command line and the logs; a reader of
     # the console (perhaps a customer's, scoped to one tenant) is not told where it lives.
     busy = isinstance(exc, StoreBusyError)
-    message = "the log store is busy being written; try again" if busy else str(exc)
+    message = (
+        "the log store is busy (being written, or running queries); try again" if busy else str(exc)
+    )
     where = error_position(message)
     return {
         "error": {

@@ -12,6 +12,9 @@ _UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 _UNKNOWN_ZONE = re.compile(r"Unknown TimeZone '([^']*)'")
 #: What the SQL of a function the layer writes (`functionsql`) says when it refuses a value.
 REFUSAL: Final = "not supported yet: "
+#: What the SQL of a bound the layer writes (`sqlpatch`: `strrep`'s) says when a value would
+#: pass it: the query stopped at a limit.
+TOO_LARGE: Final = "too large: "
 #: How DuckDB words what SQL's `error()` raises.
 _RAISED: Final = "Invalid Input Error: "
 
@@ -30,7 +33,8 @@ class QueryLimitError(QueryError):
 
 
 class StoreBusyError(RetriableError):
-    """Another process held the log store's file lock for longer than we were willing to wait."""
+    """The log store stayed taken for longer than we were willing to wait: by a writer of
+    another process, or in this one by an append or queries of other settings."""
 
 
 def one_line(text: str, limit: int = 400) -> str:
@@ -43,6 +47,15 @@ def unknown_column(text: str) -> str | None:
     """The column a DuckDB binder error says it cannot find, if that is what it says."""
     column = _UNKNOWN_COLUMN.search(text)
     return column.group(1) if column else None
+
+
+def too_large(text: str) -> str | None:
+    """What a bound the layer writes (`TOO_LARGE`) says in a DuckDB error; None for any other."""
+    head = f"{_RAISED}{TOO_LARGE}"
+    if head not in text:
+        return None
+    said = text.split(head, 1)[1]
+    return one_line(re.split(r"\n\s*LINE \d+:", said, maxsplit=1)[0])
 
 
 def engine_message(text: str, tables: tuple[str, ...]) -> str:
@@ -68,11 +81,13 @@ def engine_message(text: str, tables: tuple[str, ...]) -> str:
 
 __all__ = [
     "REFUSAL",
+    "TOO_LARGE",
     "QueryError",
     "QueryLimitError",
     "QueryRefusedError",
     "StoreBusyError",
     "engine_message",
     "one_line",
+    "too_large",
     "unknown_column",
 ]

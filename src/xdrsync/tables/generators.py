@@ -7,6 +7,13 @@ as `repeat()`, one string. DuckDB can neither interrupt nor account for that sin
 (measured: a 100,000,000-row `range` took 33 s under a 1 s limit and 7 GB under a 64 MiB one).
 So their size is decided from the query text before it runs: their bounds must be literals
 (numbers, `datetime()`, timespans, `now()`, `ago()`, sums of those) within the caps below.
+
+A `strrep` multiplier within its cap still multiplies whatever it repeats: nested calls, or a
+long column value, made one value of gigabytes from a short query (`strrep(strrep(strrep(
+"abcdefgh", 1024), 1024), 256)` is 2 GiB: 9 s under a 1 s limit, 4 GiB under a 64 MiB one). So
+its result is bounded too (`MAX_STRREP_BYTES`): refused here when the text shows it (literals
+and the `strrep`s of them), and checked where it runs for everything else (`let` names, column
+values; `sqlpatch`), where a result over the bound fails the query at once.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from duckdb_kql.params import as_datetime, parse_timespan
 MAX_RANGE_ROWS: Final = 1_000_000
 #: Kusto's own cap on `strrep`'s multiplier.
 MAX_STRREP: Final = 1024
+#: The longest string one `strrep` may make (64 characters repeated 1024 times). The bound is on
+#: each value, and DuckDB works on 2,048 rows at a time, so a column's `strrep` holds at most
+#: 128 MiB of them at once (measured: 1 s for 20,000 such rows, where a 1 MiB bound took 36 s
+#: and 4 GiB).
+MAX_STRREP_BYTES: Final = 64 * 1024
 
 Value = float | datetime | timedelta
 
@@ -76,6 +88,19 @@ def range_rows(source: ir.RangeSource, now: datetime | None = None) -> int | Non
     return int(span / stride) + 1
 
 
+def _text_bytes(expr: ir.Expr) -> int | None:
+    """The length in bytes (UTF-8) of a string literal, or of the `strrep`s of one; None for
+    anything else (its length shows only when the query runs)."""
+    if isinstance(expr, ir.Literal):
+        return len(expr.value.encode()) if isinstance(expr.value, str) else None
+    if isinstance(expr, ir.FunctionCall) and expr.name == "strrep" and len(expr.args) == 2:
+        inner = _text_bytes(expr.args[0])
+        count = _value(expr.args[1], datetime.now(UTC))
+        if inner is not None and isinstance(count, float):
+            return inner * max(int(count), 0)
+    return None
+
+
 def generator_problems(node: ir.Node) -> Iterator[str]:
     """Why `node` (a source or an expression) would generate more than its cap."""
     if isinstance(node, ir.RangeSource):
@@ -91,6 +116,17 @@ def generator_problems(node: ir.Node) -> Iterator[str]:
         count = _value(node.args[1], datetime.now(UTC)) if len(node.args) > 1 else None
         if not isinstance(count, float) or count > MAX_STRREP:
             yield f"strrep needs a constant multiplier of at most {MAX_STRREP}"
+        elif (size := _text_bytes(node)) is not None and size > MAX_STRREP_BYTES:
+            yield (
+                f"strrep would make a string of {size:,} bytes; "
+                f"at most {MAX_STRREP_BYTES:,} are allowed"
+            )
 
 
-__all__ = ["MAX_RANGE_ROWS", "MAX_STRREP", "generator_problems", "range_rows"]
+__all__ = [
+    "MAX_RANGE_ROWS",
+    "MAX_STRREP",
+    "MAX_STRREP_BYTES",
+    "generator_problems",
+    "range_rows",
+]

@@ -325,12 +325,15 @@ class LogStore:
             first = kept.query if kept is not None else translate(kql, TABLE_NAMES)
             views = hidden_views(first.hidden, tenant_ids=scope)
             self._ensure_exists()
+            # Queries of this process with the same settings run side by side, each on its
+            # own connection with its own temporary views (`access`).
             with open_store(
                 self._path,
                 read_only=True,
                 timeout=self._read_timeout,
-                config=query_config(limits),
-                setup=(*views, *_ordering(first), *LOCK_STATEMENTS),
+                config=query_config(_ordering(first, limits)),
+                setup=LOCK_STATEMENTS,
+                session=views,
             ) as con:
                 if kept is not None and not _one_select(first.sql, con):
                     kept = None  # a damaged entry: translated again, and replaced below
@@ -488,10 +491,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ordering(query: Translated) -> tuple[str, ...]:
+def _ordering(query: Translated, limits: QueryLimits) -> QueryLimits:
     """One thread for a query whose lists must keep their rows' order (`make-series`):
-    DuckDB's `list()` keeps the order of a sorted input only when one thread aggregates."""
-    return ("SET threads=1",) if query.rewritten.ordered_lists else ()
+    DuckDB's `list()` keeps the order of a sorted input only when one thread aggregates. A
+    setting of the database, so such a query does not share it with the others (`access`)."""
+    return replace(limits, threads=1) if query.rewritten.ordered_lists else limits
 
 
 def _one_select(sql: str, con: duckdb.DuckDBPyConnection) -> bool:

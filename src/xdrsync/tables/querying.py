@@ -23,6 +23,7 @@ from xdrsync.tables.errors import (
     QueryRefusedError,
     engine_message,
     one_line,
+    too_large,
     unknown_column,
 )
 from xdrsync.tables.limits import QueryLimits, Watchdog, time_limit
@@ -395,6 +396,9 @@ def _engine_error(
             f"query stopped: it needed more than its {limits.memory_limit_mb} MiB memory limit "
             "(query.memory_limit_mb)"
         )
+    bound = too_large(str(exc))
+    if bound is not None:  # a bound of the layer's own (`sqlpatch`), hit before it ran away
+        return QueryLimitError(f"query stopped: {bound}")
     if isinstance(exc, duckdb.PermissionException):
         # Only reachable if something got past the allow-list; say no more than that.
         return QueryRefusedError("query refused: it tried to use the file system or a setting")

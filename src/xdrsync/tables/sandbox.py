@@ -23,8 +23,9 @@ import duckdb
 from xdrsync.tables.errors import QueryRefusedError
 from xdrsync.tables.limits import QueryLimits
 
-#: Set once the session zone is UTC (KQL datetimes are UTC); nothing may change after it.
-LOCK_STATEMENTS: Final[tuple[str, ...]] = ("SET TimeZone='UTC'", "SET lock_configuration=true")
+#: Run once the zone is UTC (KQL datetimes are UTC; `access` sets it for the database, which
+#: every query's cursor reads): nothing may change after it, on any connection to the database.
+LOCK_STATEMENTS: Final[tuple[str, ...]] = ("SET lock_configuration=true",)
 
 
 def query_config(limits: QueryLimits) -> dict[str, str | int | bool]:

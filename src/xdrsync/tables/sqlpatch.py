@@ -26,6 +26,10 @@ structure; a shape that is not there leaves the SQL as it is.
   (`where`, `extend`, `project`, `take`); without one it is an error, as Kusto's
   `row_number()` wants serialized rows. The names `prev_mark` makes (for `prev(x, n)` and
   `next(x, n)`) are the column's value `n` rows before or after, in the same order.
+
+One patch is a bound, not a difference: `strrep`'s `repeat()` fails the query with a clear
+error, where it would make a string longer than `generators.MAX_STRREP_BYTES`, before it
+makes it (DuckDB can neither interrupt nor account for one value; see `generators`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from xdrsync.tables.errors import TOO_LARGE
 from xdrsync.tables.functionsql import FUNCTIONS
+from xdrsync.tables.generators import MAX_STRREP_BYTES
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
@@ -101,6 +107,7 @@ def patch(sql: str) -> str:
     if _ORDER_MARK.search(sql):
         sql = _row_numbers(sql)
     for one in (
+        _bounded_repeats,
         _string_sets,
         _outer_joins,
         _outer_unions,
@@ -370,6 +377,43 @@ def _split(sql: str, masked: str, start: int, end: int) -> list[str]:
             at = i + 1
     parts.append(sql[at:end].strip())
     return parts
+
+
+# -- strrep's bound ---------------------------------------------------------------------------
+
+_REPEAT: Final = re.compile(r"\brepeat\(")
+#: What the query fails with when a `strrep` would pass its bound (`errors.TOO_LARGE` first,
+#: so the store reports it as a limit hit).
+_REPEAT_TOO_LONG: Final = (
+    f"{TOO_LARGE}strrep would make a string longer than {MAX_STRREP_BYTES:,} bytes"
+)
+
+
+def _bounded_repeats(sql: str) -> str:
+    """`repeat(s, n)` (duckdb-kql's `strrep`) -> an error when `s` is longer than the bound
+    allows for `n` copies, else the same `repeat`. `s` is written once, bound to a lambda's
+    parameter, so nested calls cost no more SQL than before; `n` is a constant (`guard`),
+    written twice."""
+    if "repeat(" not in sql:
+        return sql  # most queries: no pass over a masked copy
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        opening = start + len("repeat")
+        end = _close(masked, opening)
+        if end < 0:
+            return None
+        parts = _split(sql, masked, opening + 1, end)
+        if len(parts) != 2:
+            return None
+        value, count = parts
+        s = "__xdrsync_s"
+        too_long = f"strlen(CAST({s} AS VARCHAR)) * CAST({count} AS DOUBLE) > {MAX_STRREP_BYTES}"
+        checked = (
+            f"CASE WHEN {too_long} THEN error('{_REPEAT_TOO_LONG}') ELSE repeat({s}, {count}) END"
+        )
+        return f"{sql[:start]}list_transform([{value}], lambda {s}: {checked})[1]{sql[end + 1 :]}"
+
+    return _each(sql, _REPEAT, edit)
 
 
 # -- a set of strings ---------------------------------------------------------------------------
