@@ -369,6 +369,36 @@ def test_a_query_with_other_limits_waits_its_turn_and_runs_under_its_own(tmp_pat
     assert len(raised) == 1 and "time limit" in str(raised[0]), raised
 
 
+def test_queries_that_waited_behind_other_limits_then_run_side_by_side(tmp_path: Path) -> None:
+    """Two queries of the usual limits that came while one of other limits ran (a
+    `make-series`, on one thread) run side by side once it is done: neither of them waits for
+    the other, as a waiting query's own count once made it do."""
+    from xdrsync.tables.access import open_store
+
+    path = tmp_path / "logs.duckdb"
+    LogStore(path).initialize()
+    spans: dict[str, tuple[float, float]] = {}
+
+    def read(name: str, threads: int, start: float, hold: float) -> None:
+        time.sleep(start)
+        with open_store(path, read_only=True, timeout=30, config={"threads": threads}):
+            began = time.monotonic()
+            time.sleep(hold)
+            spans[name] = (began, time.monotonic())
+
+    readers = [
+        threading.Thread(target=read, args=args)
+        for args in (("other", 1, 0.0, 1.0), ("first", 2, 0.2, 1.5), ("second", 2, 0.3, 1.5))
+    ]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    (first_in, first_out), (second_in, second_out) = spans["first"], spans["second"]
+    assert first_in < second_out and second_in < first_out, spans  # they overlapped
+    assert min(first_in, second_in) >= spans["other"][1], spans  # after the other limits
+
+
 def test_an_append_waits_for_the_queries_running_and_goes_before_those_that_come_after(
     tmp_path: Path,
 ) -> None:

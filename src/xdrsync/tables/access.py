@@ -218,8 +218,10 @@ def _reading(
         yield con
     finally:
         with state.changed:
-            con.close()
-            _leave(state)
+            try:
+                con.close()
+            finally:
+                _leave(state)  # whatever the close does, or the count would stay up for good
 
 
 def _join(
@@ -230,6 +232,9 @@ def _join(
     other = False  # counted in `others_waiting`
     try:
         while True:
+            if other and state.key == key:  # our configuration's turn: no longer in the way
+                state.others_waiting -= 1
+                other = False
             if not state.writing and not state.writers_waiting:
                 if state.readers == 0:
                     state.readers, state.key = 1, key
