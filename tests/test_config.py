@@ -139,6 +139,8 @@ def test_an_environment_reference_is_trimmed_like_a_file(
 def test_a_literal_secret_works_but_is_warned_about_without_showing_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # At WARNING whatever level a command run earlier in this process left logging at.
+    caplog.set_level(logging.WARNING, logger="xdrsync.config")
     config = load_config(write(tmp_path, tenant_block(f'client_secret = "{SECRET}"')))
     secret = config.tenants[0].client_secret
     assert secret is not None and secret.get_secret_value() == SECRET
