@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ from xdrsync.config import Config
 from xdrsync.destinations.runner import DestinationRunner, Fanout, Offload
 from xdrsync.destinations.tables import LogTables
 from xdrsync.destinations.worker import TablesWorker, WorkerSettings
-from xdrsync.errors import XdrSyncError
 from xdrsync.graph.security import DefenderApi
 from xdrsync.hub import Hub, configured_url
 from xdrsync.hub.database import in_memory
@@ -27,7 +25,6 @@ from xdrsync.logs import configured
 from xdrsync.sync.engine import TenantSource
 from xdrsync.sync.inbound import InboundSettings
 from xdrsync.tables.logstore import LogStore
-from xdrsync.twoway import access
 from xdrsync.twoway.pusher import Pusher, PushTarget
 
 if TYPE_CHECKING:
@@ -155,32 +152,18 @@ class Workspace:
         return jobs
 
     def pusher(self, *, sign_in: bool = True) -> Pusher:
-        """The two-way pusher over every configured tenant. With ``sign_in``, each tenant's
-        token is read for the permissions its app was granted, and what was found is kept in
-        the hub, where ``update`` and the pusher, at each push, read it to refuse edits up
-        front (a tenant whose token names none is left to what was recorded before, or to
-        Graph)."""
+        """The two-way pusher over every configured tenant. With ``sign_in``, the pusher reads
+        each tenant's token for the permissions its app was granted at its first push of the
+        tenant (``Pusher._sign_in``), not here: building it signs no tenant in, so that one
+        whose sign-in hangs holds up neither the others nor the service's start. What was
+        found is kept in the hub, where ``update`` and the pusher, at each push, read it to
+        refuse edits up front (a tenant whose token names none is left to what was recorded
+        before, or to Graph)."""
         targets = []
         for tenant, source in zip(self.config.tenants, self.sources(), strict=True):
             api = source.source
             assert isinstance(api, DefenderApi)
             enabled = self.config.writes_to(tenant)
-            if enabled and sign_in:
-                try:
-                    roles = api.granted_roles()
-                except XdrSyncError as failure:
-                    log.warning(
-                        "could not read the app's permissions",
-                        tenant=tenant.name,
-                        error=str(failure),
-                    )
-                else:
-                    if roles:
-                        self.hub.save_state(
-                            tenant.tenant_id,
-                            access.STREAM,
-                            access.capability_doc(roles, datetime.now(UTC)),
-                        )
             targets.append(
                 PushTarget(
                     name=tenant.name,
@@ -189,6 +172,7 @@ class Workspace:
                     writes=enabled,
                     app_id=tenant.client_id,
                     sign_in_again=api.client.tokens.invalidate,
+                    granted_roles=api.granted_roles if enabled and sign_in else None,
                 )
             )
         two_way = self.config.two_way

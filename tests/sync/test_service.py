@@ -120,19 +120,27 @@ def test_the_pusher_reads_due_edits_only_when_an_edit_is_pending(
 
     monkeypatch.setattr(hub, "due_edits", counted)
     monkeypatch.setattr(engine, "sync_tenant", lambda *_, **__: _report(False))
+    pushes: list[str] = []
     pushed = threading.Event()
+
+    def push(tenant_id: str) -> None:
+        pushes.append(tenant_id)
+        pushed.set()
+
     tenant = TenantSource(name="contoso", tenant_id="t", source=None)  # type: ignore[arg-type]
     service = SyncService(
         hub,
         [tenant],
         None,  # type: ignore[arg-type]
         poll_interval=60,
-        push=lambda tenant_id: pushed.set(),
+        push=push,
         push_interval=0.01,
     ).start()
     try:
+        assert pushed.wait(5)  # once as the service starts (the tenant's sign-in, ``Pusher``)
+        pushed.clear()
         time.sleep(0.3)  # about 30 looks at an empty outbox
-        assert reads == [] and not pushed.is_set()
+        assert reads == [] and pushes == ["t"]
         hub.enqueue_edits([NewEdit("t", "incident", "1", "status", "active", "new", "ana", "cli")])
         assert pushed.wait(5)  # the tenant's pusher, woken within a look or two
         assert reads

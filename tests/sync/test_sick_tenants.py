@@ -319,6 +319,57 @@ def test_run_stops_within_seconds_of_sigterm_with_a_hung_and_a_throttled_tenant(
     WorkspaceLock.for_config(config).acquire().release()
 
 
+def _run_while_a_tenants_sign_in_hangs(world: Any, tmp_path: Path) -> tuple[Any, Path, Path]:
+    """Two tenants; every route of the first, its sign-in too, hangs from the start (an
+    Entra outage, a proxy): the healthy tenant, ``xdrsync run``'s config and its log."""
+    server, proxy = world(2)
+    hung, healthy = server.emulator.settings.tenants
+    path = _config_file(
+        server,
+        proxy,
+        tmp_path / "cfg",
+        {"poll_interval_seconds": 0.5, "request_timeout_seconds": 60, "max_attempts": 2},
+    )
+    proxy.set(hung.name, Sick("hang", routes=("/",)))
+    return healthy, path, tmp_path / "run.err"
+
+
+def test_run_syncs_and_signs_in_a_healthy_tenant_while_anothers_sign_in_hangs_at_start(
+    world: Any, tmp_path: Path
+) -> None:
+    """The tenants are signed in for their app's permissions each on its own thread, not
+    one after another before the service starts: the healthy tenant is synced at once, and
+    its permissions are recorded (the health page shows them, `update` refuses up front by
+    them), while the other tenant's sign-in waits for its request timeout."""
+    healthy, path, err = _run_while_a_tenants_sign_in_hangs(world, tmp_path)
+    hub_url = configured_url(load_config(path).workspace)
+    with _xdrsync(["run", "--config", str(path)], err):
+        _wait_for(lambda: Path(hub_url.removeprefix("sqlite:///")).exists(), 30, "the hub")
+        with Hub.open(hub_url) as hub:
+            _wait_for(
+                lambda: (
+                    {s.stream for s in _synced(hub) if s.tenant_id == healthy.tenant_id}
+                    >= {"incidents", "alerts"}
+                    and (hub.get_state(healthy.tenant_id, "two_way") or {}).get("roles")
+                ),
+                20,  # a healthy tenant's first cycle takes about a second
+                "the healthy tenant synced and its permissions recorded; "
+                + err.read_text()[-1500:],
+            )
+
+
+def test_run_stops_within_40_s_of_sigterm_while_a_tenants_sign_in_hangs_at_start(
+    world: Any, tmp_path: Path
+) -> None:
+    _, path, err = _run_while_a_tenants_sign_in_hangs(world, tmp_path)
+    with _xdrsync(["run", "--config", str(path)], err) as run:
+        time.sleep(5)  # started, the hung tenant's sign-in under way
+        assert run.poll() is None
+        _, took = _stopped_by(run, signal.SIGTERM)
+    # operations.md: "The service is gone within about 40 s whatever its tenants do".
+    assert took < 40, err.read_text()[-1500:]
+
+
 def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
     world: Any, tmp_path: Path
 ) -> None:

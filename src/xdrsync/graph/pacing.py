@@ -6,7 +6,8 @@ only prolongs it (peers.md §4, item 8), so a 429 pauses every thread of that te
 
 The waits between calls (pacing, Retry-After, backoff) end early at shutdown: work run under
 ``stop_on(event)`` (the sync service's threads) raises ``Stopped`` from ``wait`` or
-``check_stop`` once ``event`` is set, so no Graph call starts after a stop was asked for.
+``check_stop`` once ``event`` is set, so no Graph call starts after a stop was asked for; a
+wait for a lock another thread holds (``holding``) ends so too.
 """
 
 from __future__ import annotations
@@ -56,6 +57,29 @@ def wait(seconds: float) -> None:
         return
     if event.wait(max(0.0, seconds)):
         raise Stopped
+
+
+#: How often a wait for a lock (``holding``) looks whether the stop was asked for: a lock
+#: cannot be waited for together with an event.
+LOCK_POLL_SECONDS = 0.1
+
+
+@contextmanager
+def holding(lock: threading.Lock) -> Iterator[None]:
+    """``with lock``, the wait for it cut short by this context's stop (then ``Stopped``), as
+    ``wait`` is: the thread holding it may be inside a request on the wire, which no stop
+    cuts short, and a stopped thread, or a drain at its deadline, must not wait for that."""
+    stop = _STOP.get()
+    if stop is None:
+        lock.acquire()
+    else:
+        while not lock.acquire(timeout=LOCK_POLL_SECONDS):
+            if stop.is_set():
+                raise Stopped
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def default_burst(per_minute: int) -> int:
@@ -126,4 +150,4 @@ class Pacer:
             return max(0.0, self._paused_until - self._clock())
 
 
-__all__ = ["Pacer", "Stopped", "check_stop", "default_burst", "stop_on", "wait"]
+__all__ = ["Pacer", "Stopped", "check_stop", "default_burst", "holding", "stop_on", "wait"]

@@ -309,7 +309,8 @@ def _retry_at(failure: BaseException) -> datetime | None:
 class Background:
     """Runs ``publish`` on its own thread when woken and every ``interval`` seconds (None:
     only when woken): the fan-out, so the log store fills while tenants sync (a backfill's
-    pages are in the tables as they land), and the two-way pushers, so an edit leaves soon.
+    pages are in the tables as they land), the two-way pushers, so an edit leaves soon, and
+    the read-backs of two-way destinations.
 
     ``stoppable``: ``publish`` runs under ``graph.pacing.stop_on``, so that ``halt()`` ends
     its waits between Graph calls at once (``Stopped`` ends the run, nothing is logged).
@@ -442,9 +443,10 @@ class SyncService:
             else None
         )
         # Other work beside the sync, each (name, function, seconds between runs): e.g.
-        # reading a two-way destination back for its users' edits.
+        # reading a two-way destination back for its users' edits. Stoppable as the pushers
+        # are: a stop ends its waits (ARM's pacing, a Retry-After) at once, not after them.
         self._periodic = [
-            Background(function, interval=seconds, name=name)
+            Background(function, interval=seconds, name=name, stoppable=True)
             for name, function, seconds in periodic
         ]
         self._threads: list[threading.Thread] = []
@@ -466,6 +468,10 @@ class SyncService:
             self._fanout.start()
         for job in self._jobs():
             job.start()
+        # Each tenant's pusher pushes once at the start, on its own thread: what was left
+        # due goes out, and it signs the tenant in for its app's permissions (``Pusher``).
+        for pusher in self._pushers.values():
+            pusher.wake()
         return self
 
     def stop(self, timeout: float = STOP_SECONDS) -> bool:

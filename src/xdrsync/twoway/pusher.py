@@ -88,7 +88,9 @@ class PushTarget:
     (``Config.writes_to``); whether its app may write is what the hub last recorded of its
     roles, read again at every push (``twoway.access``). ``app_id``: its app's client id,
     to tell our comments from others' (``_ours_by_author``). ``sign_in_again``: forgets the
-    tenant's access token, so that the next call signs in afresh (``Pusher._refused``)."""
+    tenant's access token, so that the next call signs in afresh (``Pusher._refused``).
+    ``granted_roles``: signs in and reads the permissions the app was granted, which the
+    pusher records at its first push of the tenant (``Pusher._sign_in``)."""
 
     name: str
     tenant_id: str
@@ -96,6 +98,7 @@ class PushTarget:
     writes: bool = True
     app_id: str | None = None
     sign_in_again: Callable[[], None] | None = None
+    granted_roles: Callable[[], Collection[str]] | None = None
 
 
 #: How many times one push follows a comment from a merged incident to its survivor.
@@ -212,6 +215,8 @@ class Pusher:
         # and when the roles it was read from were recorded.
         self._read_only: dict[str, dict[EntityType, str]] = {}
         self._checked = {tid: self._capability(tid).get("checked_at") for tid in self.targets}
+        # Tenants whose granted roles are still to be read (``_sign_in``).
+        self._unsigned = {t.tenant_id for t in targets if t.granted_roles is not None}
 
     def policy(self, name: str) -> Policy:
         if name == STATUS:
@@ -241,6 +246,7 @@ class Pusher:
         carry: list[OutboxRow] = []
         with self._lock_of(tenant_id):
             self._read_only.pop(tenant_id, None)
+            self._sign_in(tenant_id)
             while True:
                 rows = self.hub.due_edits(batch, tenant_id, after_id=after)
                 if not rows and not carry:
@@ -286,6 +292,29 @@ class Pusher:
     def _lock_of(self, tenant_id: str) -> threading.Lock:
         with self._locks_lock:
             return self._locks.setdefault(tenant_id, threading.Lock())
+
+    def _sign_in(self, tenant_id: str) -> None:
+        """Read the permissions the tenant's app was granted and record them in the hub, where
+        ``update``, the health page and ``_refused`` read them; once, at the tenant's first
+        push (again at the next, if it failed). Here, on the thread pushing this tenant, and
+        not when the pusher is built: a tenant whose sign-in hangs then holds up no other
+        tenant, nor the start of the service, nor its stop."""
+        target = self.targets.get(tenant_id)
+        if tenant_id not in self._unsigned or target is None or target.granted_roles is None:
+            return
+        try:
+            roles = target.granted_roles()
+        except XdrSyncError as failure:
+            log.warning(
+                "could not read the app's permissions", tenant=target.name, error=str(failure)
+            )
+            return
+        self._unsigned.discard(tenant_id)
+        if roles:
+            doc = access.capability_doc(roles, self.clock())
+            self.hub.save_state(tenant_id, access.STREAM, doc)
+            # Read from the token we hold: no need to sign in again for them (``_refused``).
+            self._checked[tenant_id] = doc["checked_at"]
 
     def _refused(self, target: PushTarget, kind: EntityType) -> str | None:
         """Why ``kind`` records of the tenant may not be written (None: they may), from the

@@ -1,5 +1,6 @@
-"""The Sentinel destination when things go wrong mid-batch: shutdown while ARM throttles, rows
-Logs Ingestion refuses, and a stream failing after another was accepted."""
+"""The Sentinel destination when things go wrong mid-batch: shutdown while ARM throttles or
+hangs (the two-way read-back's calls too), rows Logs Ingestion refuses, and a stream failing
+after another was accepted."""
 
 from __future__ import annotations
 
@@ -10,16 +11,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from test_sentinel_dest_destination import CONFIG, ScriptedArm, _commit, _destination
 from test_sentinel_dest_e2e import World, _incident
 from test_sentinel_dest_e2e import world as world  # the fixture
 from test_sentinel_dest_ingest import ENTRY, FakeClient, FakeTokens, _http_error
 
 from xdrsync.config import SyncConfig
-from xdrsync.destinations.runner import Fanout
+from xdrsync.destinations.runner import DestinationRunner, Fanout
+from xdrsync.destinations.sentinel.arm import ListedPage
 from xdrsync.destinations.sentinel.ingest import LogIngestor
 from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.readback import SentinelReadback
 from xdrsync.errors import RetriableError
 from xdrsync.graph.pacing import Stopped, stop_on
+from xdrsync.hub import Hub
+from xdrsync.sync import engine
+from xdrsync.sync.engine import SyncService
 
 ALERTS = "Custom-XdrSecurityAlert"
 EVIDENCE = "Custom-XdrAlertEvidence"
@@ -96,6 +103,86 @@ def test_a_stop_ends_the_ingestion_sdks_retry_after_wait(world: Callable[..., Wo
     stop.set()
     worker.join(10)
     assert ended and ended[0][0] == "stopped" and ended[0][1] < 5, ended
+
+
+def _reading_back(
+    hub: Hub, readback: SentinelReadback, fanout: Fanout | None = None
+) -> SyncService:
+    """The service of `xdrsync run` with a two-way destination's read-back, and no tenant."""
+    return SyncService(
+        hub,
+        [],
+        None,  # type: ignore[arg-type]
+        poll_interval=60,
+        fanout=fanout,
+        periodic=[("readback-sentinel", readback.poll, 0.01)],
+    ).start()
+
+
+def test_a_stop_ends_the_read_backs_wait_for_arms_retry_after_at_once(
+    world: Callable[..., World],
+) -> None:
+    """ARM answers the two-way read-back's listing 429 with a Retry-After of up to a minute,
+    waited out in-line: the service's stop ends that wait at once, as it ends the fan-out's
+    and the pushers' (a thread still waiting at the deadline would be abandoned)."""
+    w = world(rate_limit_per_minute=3)  # 3 ARM calls per sliding minute, then 429
+    service = _reading_back(w.hub, SentinelReadback(w.destination, w.config, w.hub))
+    began = time.monotonic()
+    while _throttled(w) == 0 and time.monotonic() - began < 30:
+        time.sleep(0.2)
+    assert _throttled(w), "ARM never throttled"
+    time.sleep(0.5)  # the read-back waits out the Retry-After
+
+    began = time.monotonic()
+    stopped = service.stop(timeout=5)
+    took = time.monotonic() - began
+    assert stopped, f"the read-back was still waiting at the stop's deadline ({took:.1f} s)"
+    assert took < 2
+
+
+#: How long the hung listing below takes to fail, as a request ends by its timeout.
+REQUEST_TIMEOUT = 20.0
+
+
+class _HungListing(ScriptedArm):
+    """ARM whose listing hangs: a request on the wire, which no stop cuts short; it fails
+    after ``REQUEST_TIMEOUT`` (``request_timeout_seconds``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing = threading.Event()
+        self.timed_out = threading.Event()
+
+    def list_page(self, filter_text: str, top: int) -> ListedPage:
+        self.listing.set()
+        self.timed_out.wait(REQUEST_TIMEOUT)
+        raise RetriableError("ARM: the request timed out")
+
+
+def test_a_read_back_inside_a_hung_request_holds_the_shutdown_no_longer_than_its_deadlines(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-back lists a page under the destination's lock, which every write takes too,
+    and ARM's listing hangs. At the stop that thread is left inside its request, and the
+    drain of what was committed gives up waiting for the lock at its deadline: the service
+    stops within its seconds (the stop's, then the drain's), and the incident is written to
+    Sentinel after the next start."""
+    monkeypatch.setattr(engine, "DRAIN_SECONDS", 2.0)
+    arm = _HungListing()
+    destination = _destination(hub, arm)
+    fanout = Fanout([DestinationRunner(hub, destination)], interval=3600)
+    service = _reading_back(hub, SentinelReadback(destination, CONFIG, hub), fanout)
+    try:
+        assert arm.listing.wait(5)
+        _commit(hub, _incident("1"))  # committed before the stop: the drain's to deliver
+        began = time.monotonic()
+        stopped = service.stop(timeout=1)
+        took = time.monotonic() - began
+    finally:
+        arm.timed_out.set()
+    assert not stopped  # the read-back is still inside its request: `run` exits at once
+    assert took < 5, f"the stop took {took:.1f} s (the hung request: {REQUEST_TIMEOUT:g} s)"
+    assert not arm.incidents and hub.get_cursor(destination.name) == 0  # nothing half done
 
 
 # -- rows refused by Logs Ingestion -----------------------------------------------------------

@@ -51,6 +51,7 @@ from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.errors import RetriableError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
+from xdrsync.graph.pacing import holding
 from xdrsync.hub import ChangeRow, Hub, RemoteCopy
 from xdrsync.models import Incident
 from xdrsync.tables.alert_rows import alert_for_rows
@@ -110,6 +111,8 @@ class SentinelDestination:
         # Held while an incident is written (read, merged, PUT, its copy saved) and while the
         # two-way reader, in its own thread, lists a page and compares it with the copies: a
         # page listed before a write must not be compared with the copy that write saved.
+        # Waited for with ``pacing.holding``: the reader may hold it through ARM's throttling
+        # or a request that hangs, and a drain at its deadline, or a stop, must not wait.
         self.lock = threading.Lock()
 
     @classmethod
@@ -204,7 +207,7 @@ class SentinelDestination:
 
     def _write_incident(self, tenant_id: str, incident_id: str) -> list[str]:
         """Write one incident and its comments; reasons Sentinel refused something, if any."""
-        with self.lock:
+        with holding(self.lock):
             return self._write_incident_locked(tenant_id, incident_id)
 
     def _write_incident_locked(self, tenant_id: str, incident_id: str) -> list[str]:

@@ -79,6 +79,7 @@ from xdrsync.destinations.sentinel.mapping import (
     with_own_labels,
 )
 from xdrsync.errors import EditRefusedError, FatalSyncError
+from xdrsync.graph.pacing import holding
 from xdrsync.hub import Hub, RemoteCopy
 from xdrsync.hub.payload import (
     TICKS_PER_SECOND,
@@ -255,7 +256,7 @@ class SentinelReadback:
         queued = 0
         started: int | None = None
         # No write may land between listing a page and comparing it with the copies.
-        with self.destination.lock:
+        with holding(self.destination.lock):
             for read in keyset_scan(self._fetch, since):
                 if started is None:
                     started = self._started(read.page.server_date)
