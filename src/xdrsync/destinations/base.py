@@ -30,9 +30,16 @@ class Rejection:
 
 
 #: What a row builder raises on values of a shape no one foresaw (the models keep unknown
-#: evidence types as Graph sends them): that change is rejected as a dead letter, not the
-#: batch, so the changes after it go on.
-UNMAPPABLE: Final = (AttributeError, LookupError, TypeError, ValueError, OverflowError)
+#: evidence types as Graph sends them), or nested deeper than Python recurses: that change is
+#: rejected as a dead letter, not the batch, so the changes after it go on.
+UNMAPPABLE: Final = (
+    AttributeError,
+    LookupError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+)
 
 
 class Destination(Protocol):

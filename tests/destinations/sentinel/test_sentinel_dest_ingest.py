@@ -312,3 +312,34 @@ def test_a_field_over_64_kb_is_cut_where_it_stays_json() -> None:
     assert isinstance(extra, dict) and len(json.dumps(extra).encode()) <= 64_000
     assert extra["FileName"] == "a.exe" and "left out" in extra["XdrCut"]
     assert fit_field("[1, 2]") == "[1, 2]"  # what fits is left exactly as it was
+
+
+def test_a_long_value_that_looks_like_deeply_nested_json_is_cut_as_text() -> None:
+    """An attacker's command line of 2,000 `[` then text (92 KB) made the JSON parse of the
+    cut raise RecursionError: the batch failed at every try, and no later change reached
+    Sentinel. It is cut as text, with the marker, like any other."""
+    poison = "[" * 2_000 + "中" * 30_000
+    cut = fit_field(poison)
+    assert cut.startswith("[" * 2_000) and cut.endswith("[cut: the full value is in Defender]")
+    assert len(cut.encode("utf-8")) <= 64_000
+
+
+def test_a_lone_surrogate_is_sent_as_u_fffd_in_every_column() -> None:
+    """A Windows file name may hold a lone UTF-16 surrogate, which UTF-8 cannot: text and
+    dynamic columns alike go out with U+FFFD in its place, never the `\\udc80` escape a
+    strict reader refuses (nor the `?` a cut made of it)."""
+    name = "report\udc80.docx"
+    row = custom_row(
+        {
+            "FileName": name,
+            "ProcessCommandLine": "\udc80" + "x" * 70_000,
+            "AdditionalFields": {"FileName": name},
+        },
+        seq=1,
+        tenant="contoso",
+        incident=None,
+    )
+    assert "\\udc80" not in json.dumps([row])  # what the SDK posts
+    assert row["FileName"] == "report\ufffd.docx"
+    assert row["ProcessCommandLine"].startswith("\ufffd")
+    assert row["AdditionalFields"] == {"FileName": "report\ufffd.docx"}

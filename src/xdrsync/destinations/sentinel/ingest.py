@@ -119,7 +119,7 @@ def fit_field(text: str) -> str:
         return text
     try:
         value = json.loads(text) if text[:1] in ("[", "{") else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past what Python parses: text
         value = None
     room = MAX_FIELD_BYTES - 200  # the marker's room
     if isinstance(value, list):
@@ -157,12 +157,15 @@ def custom_row(row: Mapping[str, Any], *, seq: int, tenant: str, incident: str |
         if name in DROPPED:
             continue
         plain = _plain(value)
+        # A lone UTF-16 surrogate (a Windows file name may hold one; UTF-8 cannot) is sent as
+        # U+FFFD, in text and in dynamic columns alike: a reader stricter than JSON's grammar
+        # would refuse the escape, and the row with it.
         if isinstance(plain, str):
-            plain = fit_field(plain)
+            plain = fit_field(jsontext.without_surrogates(plain))
         elif isinstance(plain, dict | list):  # a dynamic column (AdditionalFields): as JSON
-            text = jsontext.dumps(plain)
+            text = jsontext.dumps(plain, replace_surrogates=True)
             fitted = fit_field(text)
-            plain = plain if fitted is text else json.loads(fitted)
+            plain = plain if fitted is text and "\ufffd" not in text else json.loads(fitted)
         out[RENAMED.get(name, name)] = plain
     out["XdrSeq"] = seq
     out["XdrTenant"] = tenant
