@@ -554,3 +554,42 @@ def test_a_set_of_text_that_reads_as_json_keeps_the_text(store: LogStore) -> Non
     assert sorted(row[0]) == [1, 2, 3]
     tactics = store.query(f"{CURRENT}| summarize make_set(tostring(AdditionalData.tactics))")
     assert '["InitialAccess"]' in tactics.rows[0][0]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("50.0", "50"),  # a whole real: no ".0"
+        ("round(100.0 * 3 / 6, 1)", "50"),
+        ("-2.0", "-2"),
+        ("0.0", "0"),
+        ("0.1", "0.1"),
+        ("0.30000000000000004", "0.30000000000000004"),
+        ("123456789012345.0", "123456789012345"),
+        ("1e15", "1E+15"),  # .NET's exponent from 15 up, DuckDB's from 16
+        ("1234567890123456.0", "1.234567890123456E+15"),
+        ("-1e15", "-1E+15"),
+        ("1e20", "1E+20"),
+        ("0.0001", "0.0001"),
+        ("0.00001", "1E-05"),
+        ("1.5e-7", "1.5E-07"),
+        ("real(+inf)", "Infinity"),
+        ("real(-inf)", "-Infinity"),
+        ("real(nan)", "NaN"),
+    ],
+)
+def test_a_real_made_text_reads_as_kusto_writes_it(store: LogStore, value: str, text: str) -> None:
+    """Kusto writes a real as .NET does: the shortest digits that read back, a whole number
+    without `.0`, exponents as `E+20`/`E-07`. DuckDB wrote "50.0" and "1e+20": a widely
+    shared SOC query's `strcat(round(Closed * 100.0 / Total, 1), "%")` read "50.0%", and a
+    filter on `tostring()` of a real column matched nothing."""
+    answer = store.query(f"print t = tostring({value}), s = strcat({value}, '%')")
+    assert answer.rows == ((text, f"{text}%"),)
+
+
+def test_a_filter_on_the_text_of_a_real_finds_its_rows(store: LogStore) -> None:
+    kql = (
+        f"{CURRENT}| extend Share = round(100.0 * IncidentNumber / IncidentNumber, 1) "
+        "| where tostring(Share) == '100' | count"
+    )
+    assert store.query(kql).rows == ((5,),)

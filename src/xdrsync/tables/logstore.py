@@ -39,7 +39,7 @@ from xdrsync.tables.errors import QueryRefusedError
 from xdrsync.tables.limits import QueryLimits, QuerySettings
 from xdrsync.tables.querying import Translated, run, translate
 from xdrsync.tables.queryresult import QueryResult, decode_rows
-from xdrsync.tables.sandbox import LOCK_STATEMENTS, check_sql, query_config
+from xdrsync.tables.sandbox import LOCK_STATEMENTS, SESSION_STATEMENTS, check_sql, query_config
 from xdrsync.tables.schemas import (
     ALERT_EVIDENCE,
     BOOKKEEPING_COLUMNS,
@@ -333,7 +333,7 @@ class LogStore:
                 timeout=self._read_timeout,
                 config=query_config(_ordering(first, limits)),
                 setup=LOCK_STATEMENTS,
-                session=views,
+                session=(*SESSION_STATEMENTS, *views),
             ) as con:
                 if kept is not None and not _one_select(first.sql, con):
                     kept = None  # a damaged entry: translated again, and replaced below

@@ -27,6 +27,25 @@ from xdrsync.tables.limits import QueryLimits
 #: every query's cursor reads): nothing may change after it, on any connection to the database.
 LOCK_STATEMENTS: Final[tuple[str, ...]] = ("SET lock_configuration=true",)
 
+#: DuckDB's text of a real as .NET, and so Kusto, writes it (`sqlpatch._dotnet_reals` calls
+#: it): `50` for 50.0, `1E+20`, `1E-07`, `Infinity`. The shortest digits that read back are
+#: the same on both sides; .NET turns to an exponent from 1E+15, DuckDB from 1e+16. Only
+#: text functions, so a call binds whatever type its argument was made from.
+REAL_TEXT: Final = "__xdrsync_real_text"
+_DIGITS = "rtrim(replace(ltrim(t, '-'), '.', ''), '0')"
+#: Made on each query's own connection (a temporary macro, like its views).
+SESSION_STATEMENTS: Final[tuple[str, ...]] = (
+    f"CREATE OR REPLACE TEMP MACRO {REAL_TEXT}(t) AS CASE "
+    "WHEN t IN ('nan', '-nan') THEN 'NaN' "
+    "WHEN t = 'inf' THEN 'Infinity' WHEN t = '-inf' THEN '-Infinity' "
+    "WHEN contains(t, 'e') THEN replace(replace(t, 'e+', 'E+'), 'e-', 'E-') "
+    "WHEN regexp_matches(t, '^-?[0-9]{16}[.]') THEN "
+    "CASE WHEN starts_with(t, '-') THEN '-' ELSE '' END || "
+    f"left({_DIGITS}, 1) || "
+    f"CASE WHEN length({_DIGITS}) > 1 THEN '.' || substr({_DIGITS}, 2) ELSE '' END || 'E+15' "
+    "ELSE regexp_replace(t, '[.]0$', '') END",
+)
+
 
 def query_config(limits: QueryLimits) -> dict[str, str | int | bool]:
     """`duckdb.connect(config=...)` for a query connection under `limits`."""

@@ -27,6 +27,10 @@ structure; a shape that is not there leaves the SQL as it is.
   `row_number()` wants serialized rows. The names `prev_mark` makes (for `prev(x, n)` and
   `next(x, n)`) are the column's value `n` rows before or after, in the same order.
 
+* a `real` made text (`tostring`, `strcat`) reads as .NET writes it, as Kusto does: a
+  whole number without `.0` (`round(50.0, 1)` is "50"), exponents as `E+20` and `E-07`,
+  `Infinity` (DuckDB writes "50.0", "1e+20", "inf"; `sandbox.REAL_TEXT`).
+
 One patch is a bound, not a difference: `strrep`'s `repeat()` fails the query with a clear
 error, where it would make a string longer than `generators.MAX_STRREP_BYTES`, before it
 makes it (DuckDB can neither interrupt nor account for one value; see `generators`).
@@ -42,6 +46,7 @@ from typing import Final
 from xdrsync.tables.errors import TOO_LARGE
 from xdrsync.tables.functionsql import FUNCTIONS
 from xdrsync.tables.generators import MAX_STRREP_BYTES
+from xdrsync.tables.sandbox import REAL_TEXT
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
@@ -108,6 +113,7 @@ def patch(sql: str) -> str:
         sql = _row_numbers(sql)
     for one in (
         _bounded_repeats,
+        _dotnet_reals,
         _string_sets,
         _outer_joins,
         _outer_unions,
@@ -377,6 +383,37 @@ def _split(sql: str, masked: str, start: int, end: int) -> list[str]:
             at = i + 1
     parts.append(sql[at:end].strip())
     return parts
+
+
+# -- a real's text ----------------------------------------------------------------------------
+
+#: duckdb-kql's `tostring` of a DOUBLE (also inside `strcat`), read masked: `CASE CAST(x AS
+#: VARCHAR) WHEN 'nan' THEN 'NaN' WHEN '-nan' THEN 'NaN' ELSE CAST(x AS VARCHAR) END`.
+_DOUBLE_TEXT: Final = re.compile(f"WHEN '{_MASK}{{6}}' THEN (CASE CAST)\\(")
+_DOUBLE_TAIL: Final = " WHEN 'nan' THEN 'NaN' WHEN '-nan' THEN 'NaN' ELSE CAST("
+
+
+def _dotnet_reals(sql: str) -> str:
+    """duckdb-kql's text of a DOUBLE -> `sandbox.REAL_TEXT` of it, the macro each query's
+    connection makes (`sandbox.SESSION_STATEMENTS`); `x` is written once, not twice."""
+    if "'DOUBLE' THEN CASE CAST(" not in sql:
+        return sql  # most queries: no pass over a masked copy
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        found = _DOUBLE_TEXT.match(masked, start)
+        if found is None or sql[start + 6 : start + 12] != "DOUBLE":
+            return None
+        opening = found.end() - 1
+        end = _close(masked, opening)
+        inner = sql[opening + 1 : end]
+        if end < 0 or not inner.endswith(" AS VARCHAR"):
+            return None
+        tail = f"{_DOUBLE_TAIL}{inner}) END"
+        if not sql.startswith(tail, end + 1):
+            return None
+        return f"{sql[: found.start(1)]}{REAL_TEXT}(CAST({inner})){sql[end + 1 + len(tail) :]}"
+
+    return _each(sql, re.compile(r"WHEN '"), edit)
 
 
 # -- strrep's bound ---------------------------------------------------------------------------
