@@ -61,6 +61,9 @@ ONCE_THREADS = 8
 #: After Ctrl-C, the tenants under way get this long to stop (before their next Graph call,
 #: or after the page they are committing); one still inside a request is abandoned.
 INTERRUPT_SECONDS = 5.0
+#: How often a background job failing the same way says so again (its first failure is
+#: logged with its trace, a new failure at once).
+REPEAT_LOG_SECONDS = 60.0
 
 T = TypeVar("T")
 
@@ -368,6 +371,10 @@ class Background:
                 return
 
     def _runs(self) -> None:
+        # The failure repeating since it was logged with its trace, how often, and when it
+        # was last said: a hub that is down fails the pusher's look five times a second, and
+        # the same trace each time would drown the log.
+        failing, repeats, said = "", 0, 0.0
         while not self._stopping.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -375,8 +382,20 @@ class Background:
                 return
             try:
                 self.publish()
-            except Exception:  # logged and retried next time; the sync goes on
-                log.exception(f"{self.name} failed")
+            except Exception as failure:  # logged and retried next time; the sync goes on
+                what = f"{type(failure).__name__}: {failure}"
+                if what != failing:
+                    log.exception(f"{self.name} failed")
+                    failing, repeats, said = what, 0, time.monotonic()
+                    continue
+                repeats += 1
+                if time.monotonic() - said >= REPEAT_LOG_SECONDS:
+                    log.warning(f"{self.name} still failing", error=what, times=repeats)
+                    repeats, said = 0, time.monotonic()
+            else:
+                if failing:
+                    log.info(f"{self.name} works again")
+                    failing, repeats = "", 0
 
 
 class Publisher(Protocol):
