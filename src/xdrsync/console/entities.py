@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal, select
 
+from xdrsync.console.index import like_escape
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
 
@@ -16,8 +17,7 @@ MAX_INCIDENTS_LISTED = 50
 def _like(text: str) -> ColumnElement[str]:
     """A LIKE pattern of ``text`` anywhere, lowered by the database as the names it meets are
     (``Lowered``): the same fold on both sides, whatever the letters."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return s.Lowered(literal(f"%{escaped}%"))
+    return s.Lowered(literal(f"%{like_escape(text)}%"))
 
 
 def entities(

@@ -401,7 +401,7 @@ def _dotnet_reals(sql: str) -> str:
 
     def edit(sql: str, masked: str, start: int) -> str | None:
         found = _DOUBLE_TEXT.match(masked, start)
-        if found is None or sql[start + 6 : start + 12] != "DOUBLE":
+        if found is None or sql[start + 6 : start + 12] != "DOUBLE":  # another masked literal
             return None
         opening = found.end() - 1
         end = _close(masked, opening)
@@ -413,7 +413,7 @@ def _dotnet_reals(sql: str) -> str:
             return None
         return f"{sql[: found.start(1)]}{REAL_TEXT}(CAST({inner})){sql[end + 1 + len(tail) :]}"
 
-    return _each(sql, re.compile(r"WHEN '"), edit)
+    return _each(sql, _DOUBLE_TEXT, edit)
 
 
 # -- strrep's bound ---------------------------------------------------------------------------
