@@ -148,16 +148,15 @@ def test_the_pusher_reads_due_edits_only_when_an_edit_is_pending(
         service.stop()
 
 
-def test_a_background_job_failing_the_same_way_logs_its_trace_once() -> None:
-    """The hub down made the pusher's look fail five times a second, each with its trace: the
-    same failure is logged once with it, a new one at once, and the recovery is said."""
+def _logged_by_a_job(failures: list[Exception]) -> list[dict[str, Any]]:
+    """What a background job logs that raises ``failures`` one run each, then succeeds."""
     import structlog
 
-    failures = iter([RuntimeError("hub down")] * 20 + [RuntimeError("other")] + [None] * 3)
+    left = iter(failures)
     done = threading.Event()
 
     def publish() -> None:
-        failure = next(failures, None)
+        failure = next(left, None)
         if failure is None:
             done.set()
             return
@@ -168,6 +167,13 @@ def test_a_background_job_failing_the_same_way_logs_its_trace_once() -> None:
         assert done.wait(10)
         time.sleep(0.05)
         job.stop(5)
+    return events
+
+
+def test_a_background_job_failing_the_same_way_logs_its_trace_once() -> None:
+    """The hub down made the pusher's look fail five times a second, each with its trace: the
+    same failure is logged once with it, a new one at once, and the recovery is said."""
+    events = _logged_by_a_job([RuntimeError("hub down")] * 20 + [RuntimeError("other")])
     said = [(e["log_level"], e["event"]) for e in events]
     assert said == [
         ("error", "pusher failed"),  # hub down, once though it failed 20 times
@@ -179,23 +185,8 @@ def test_a_background_job_failing_the_same_way_logs_its_trace_once() -> None:
 def test_a_background_job_still_failing_says_so_now_and_then(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import structlog
-
     monkeypatch.setattr(engine, "REPEAT_LOG_SECONDS", 0.0)  # every repeat is "now and then"
-    failures = iter([RuntimeError("hub down")] * 3)
-    done = threading.Event()
-
-    def publish() -> None:
-        failure = next(failures, None)
-        if failure is None:
-            done.set()
-            return
-        raise failure
-
-    with structlog.testing.capture_logs() as events:
-        job = engine.Background(publish, interval=0.001, name="pusher").start()
-        assert done.wait(10)
-        job.stop(5)
+    events = _logged_by_a_job([RuntimeError("hub down")] * 3)
     said = [(e["event"], e.get("times")) for e in events]
     assert said == [
         ("pusher failed", None),
