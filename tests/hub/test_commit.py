@@ -320,3 +320,24 @@ def test_list_incidents_newest_first_with_filters_and_paging(hub: Hub) -> None:
     assert [row.id for row in hub.list_incidents(TENANT, limit=1, offset=1)] == ["3"]
     summary = hub.list_incidents(TENANT, limit=2)[1]
     assert (summary.alert_count, summary.status, summary.severity) == (1, "active", "medium")
+
+
+@pytest.mark.parametrize("bad", ["7\x00", "7\udc80"], ids=["nul", "lone-surrogate"])
+def test_a_record_whose_id_no_database_can_key_by_is_quarantined_and_its_incident_kept(
+    hub: Hub, bad: str
+) -> None:
+    """An id holding NUL (PostgreSQL's text has none) or a lone surrogate (no driver encodes
+    one) was bound as U+FFFD, so the stored key never equalled the record's own again: its
+    next version was taken for a new record and collided with the first, and the whole
+    incident was quarantined at every read from then on. Such a record is quarantined at
+    once, with the reason, on both databases; its incident goes on without it."""
+    first = hub.commit_batch(batch(incident_json(bad, stamp(1))))
+    assert (first.incidents.inserted, first.quarantined) == (0, 1)
+    alert = alert_json(f"da{bad}", "8", stamp(1))
+    kept = hub.commit_batch(batch(incident_json("8", stamp(1), alerts=[alert])))
+    assert (kept.incidents.inserted, kept.alerts.inserted, kept.quarantined) == (1, 0, 1)
+    renamed = incident_json("8", stamp(2), name="renamed", alerts=[alert])
+    again = hub.commit_batch(batch(renamed))
+    assert (again.incidents.updated, again.quarantined) == (1, 1)
+    reasons = [q.reason for q in hub.list_quarantine(tenant_id=TENANT)]
+    assert any("no database can key by" in r for r in reasons)

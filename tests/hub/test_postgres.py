@@ -211,3 +211,91 @@ def test_a_service_that_lost_its_hub_lock_exits_with_a_failure(
             service.wait()
     errors = [line for line in said.read_text().splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 1 and "writer lock was lost" in errors[0], said.read_text()
+
+
+def _database_in_zone(pg: PgServer, zone: str) -> str:
+    """A new database whose sessions default to ``zone``, as a server set up in that zone
+    (postgresql.conf's timezone comes from the host at initdb) has them."""
+    url = pg.new_database()
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = '{zone}'"))
+    finally:
+        admin.dispose()
+    return url
+
+
+@pytest.mark.parametrize(
+    ("zone", "when"),
+    [("America/New_York", "0001-01-01T00:00:00Z"), ("Europe/Berlin", "9999-12-31T23:59:59Z")],
+)
+def test_dates_at_the_ends_of_time_read_back_whatever_the_servers_zone(
+    pg: PgServer, zone: str, when: str
+) -> None:
+    """Graph writes "never" as 0001-01-01T00:00:00Z. Read in a zone west of UTC that is a
+    date in 1 BC, and 9999-12-31 late in the evening is in the year 10000 east of it: the
+    driver refuses both, so every read of the row failed, and the console's queue index,
+    retrying it for ever, stopped for every incident after it."""
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.destinations.runner import DestinationRunner
+
+    with Hub.open(_database_in_zone(pg, zone)) as hub:
+        edge = incident_json("1", stamp(1))
+        edge["createdDateTime"] = when
+        hub.commit_batch(batch(edge, incident_json("2", stamp(1))))
+        stored = hub.get_incident(TENANT, "1")
+        assert stored is not None
+        assert stored.to_graph()["createdDateTime"] == when
+        index = DestinationRunner(hub, QueueIndex(hub), batch_size=500)
+        index.publish()
+        assert index.position() == hub.max_seq(), "the queue index is stuck on the row"
+        page = list_queue(hub, QueueFilter(), [TENANT], top=10)
+        assert sorted(item.incident_id for item in page.items) == ["1", "2"]
+
+
+def test_names_fold_in_any_case_on_a_database_made_with_the_c_locale(pg: PgServer) -> None:
+    """PostgreSQL's ``lower()`` folds by the database's LC_CTYPE: under C (``initdb
+    --no-locale``, a common choice) ASCII letters only, so the queue's owner filter for
+    ``éva@contoso.com`` missed ``Éva@Contoso.com`` and entity search for ``sébastien`` missed
+    ``SÉBASTIEN Müller``. The hub folds in a collation of the server that folds them."""
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.destinations.runner import DestinationRunner
+
+    name = pg.new_database().rsplit("/", 1)[1] + "_c"
+    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE 'C' ENCODING 'UTF8'")
+            )
+    finally:
+        admin.dispose()
+    user = {
+        "@odata.type": "#microsoft.graph.security.userEvidence",
+        "createdDateTime": stamp(),
+        "verdict": "unknown",
+        "remediationStatus": "none",
+        "roles": [],
+        "detailedRoles": [],
+        "tags": [],
+        "userAccount": {
+            "accountName": "SÉBASTIEN",
+            "azureAdUserId": "aad-7",
+            "displayName": "SÉBASTIEN Müller",
+        },
+    }
+    with Hub.open(pg.url(name)) as hub:
+        owned = incident_json(
+            "1", stamp(1), alerts=[alert_json("a1", "1", stamp(1), evidence=[user])]
+        )
+        owned["assignedTo"] = "Éva@Contoso.com"
+        hub.commit_batch(batch(owned, incident_json("2", stamp(1))))
+        DestinationRunner(hub, QueueIndex(hub), batch_size=500).publish()
+        page = list_queue(hub, QueueFilter(owner="éva@contoso.com"), [TENANT], top=10)
+        assert [item.incident_id for item in page.items] == ["1"]
+        found = entities(hub, [TENANT], None, "sébastien", 10)
+        assert [e["incidents"] for e in found] == [["1"]]

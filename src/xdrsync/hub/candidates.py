@@ -152,6 +152,22 @@ def _has_id(record: Incident | Alert) -> bool:
     return record.id is not None and str(record.id) != ""
 
 
+def _storable_id(value: str) -> bool:
+    """Whether an id can be a key as it is: PostgreSQL's text holds no NUL, and neither
+    database's driver encodes a lone UTF-16 surrogate. The engine would bind U+FFFD for
+    either (``database.storable_text``), so the stored key would never equal the record's
+    own again, and every later version would collide with the first."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def batch_candidates(
     incidents: Sequence[Incident], alerts: Sequence[Alert]
 ) -> tuple[list[Candidate], list[Candidate], list[Rejected]]:
@@ -159,9 +175,13 @@ def batch_candidates(
     rejected: list[Rejected] = []
 
     def keyed(record: Incident | Alert, what: str) -> bool:
-        if _has_id(record):
+        if not _has_id(record):
+            reason = f"{what} without an id"
+        elif not _storable_id(str(record.id)):
+            reason = f"{what} has an id no database can key by (it holds NUL or a lone surrogate)"
+        else:
             return True
-        rejected.append(Rejected(stored_json(dict(record.raw)), f"{what} without an id"))
+        rejected.append(Rejected(stored_json(dict(record.raw)), reason))
         return False
 
     incident_rows: list[Candidate] = []

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from xdrsync.errors import ConfigError
-from xdrsync.hub.schema import SQLITE_LOWER, python_lower
+from xdrsync.hub.schema import FOLD_COLLATION, SQLITE_LOWER, python_lower
 from xdrsync.jsontext import without_surrogates
 from xdrsync.layout import HUB_FILE
 
@@ -133,6 +133,7 @@ def create_hub_engine(url: str) -> Engine:
                 f"({missing.name}) is not installed: pip install 'xdrsync[postgres]'"
             ) from None
         _text_guard(engine, nul=True)
+        _postgres_sessions(engine)
         return engine
     database = parsed.database or ""
     memory = in_memory(url)
@@ -147,6 +148,56 @@ def create_hub_engine(url: str) -> Engine:
     _sqlite_settings(engine, wal=not memory)
     _text_guard(engine, nul=False)
     return engine
+
+
+def _postgres_sessions(engine: Engine) -> None:
+    """Every PostgreSQL session in UTC, and the collation ``schema.Lowered`` folds with.
+
+    The hub binds aware UTC datetimes, but a ``timestamptz`` is read back in the session's
+    zone, the server's own by default: there, Graph's "never" (0001-01-01T00:00:00Z) is a
+    date in 1 BC west of UTC, and 9999-12-31 late in the evening is in the year 10000 east
+    of it. The driver refuses both, and every read of the row failed (the console's queue
+    index retried it for ever)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # session settings, outside any transaction
+        try:
+            cur = dbapi_connection.cursor()
+            try:
+                cur.execute("SET TIME ZONE 'UTC'")
+                if not hasattr(engine.dialect, FOLD_COLLATION):
+                    setattr(engine.dialect, FOLD_COLLATION, _fold_collation(cur))
+            finally:
+                cur.close()
+        finally:
+            dbapi_connection.autocommit = autocommit
+
+
+def _fold_collation(cur: Any) -> str | None:
+    """A collation whose ``lower()`` folds every letter, when the database's own does not.
+
+    ``lower()`` folds by the database's LC_CTYPE: under C (``initdb --no-locale``, a common
+    choice) ASCII letters only, so an owner filter for ``éva@contoso.com`` missed
+    ``Éva@Contoso.com``. Then an ICU or C.UTF-8 collation the server has is used; None when
+    the database's own folds (any other ctype), or when the server has none of them (its
+    LC_CTYPE is then the limit)."""
+    cur.execute("SHOW lc_ctype")
+    ctype = str(cur.fetchone()[0])
+    if ctype.upper() not in ("C", "POSIX"):
+        return None
+    cur.execute(
+        "SELECT collname FROM pg_collation WHERE collname = ANY(%s) "
+        "AND collencoding IN (-1, pg_char_to_encoding(current_setting('server_encoding')))",
+        (list(FOLDING_COLLATIONS),),
+    )
+    found = {str(row[0]) for row in cur.fetchall()}
+    return next((name for name in FOLDING_COLLATIONS if name in found), None)
+
+
+#: Collations whose ``lower()`` folds every letter, in the order tried (``_fold_collation``).
+FOLDING_COLLATIONS: Final = ("und-x-icu", "pg_c_utf8", "C.utf8", "C.UTF-8")
 
 
 def _sqlite_settings(engine: Engine, *, wal: bool) -> None:

@@ -238,11 +238,19 @@ def python_lower(text: str | None) -> str | None:
     return text.lower() if isinstance(text, str) else text
 
 
+#: The dialect attribute naming the collation PostgreSQL's ``lower()`` folds with, when the
+#: database's own folds ASCII letters only (set at the first connection:
+#: ``database._fold_collation``).
+FOLD_COLLATION: Final = "xdrsync_fold_collation"
+
+
 class Lowered(FunctionElement[str]):
     """Text lowered on every letter, on both databases. SQLite's own ``lower()`` folds ASCII
-    letters only (``SÉBASTIEN`` gives ``sÉbastien``), PostgreSQL's every letter: on SQLite
-    this is ``SQLITE_LOWER``, on PostgreSQL ``lower()``. Lower both sides of a comparison
-    with it, so that each database compares a name and a search folded alike."""
+    letters only (``SÉBASTIEN`` gives ``sÉbastien``), and so does PostgreSQL's in a database
+    whose LC_CTYPE is C: on SQLite this is ``SQLITE_LOWER``, on PostgreSQL ``lower()``, in a
+    collation that folds every letter when the database's own does not. Lower both sides of
+    a comparison with it, so that each database compares a name and a search folded
+    alike."""
 
     type = Text()
     name = "lowered"
@@ -252,6 +260,13 @@ class Lowered(FunctionElement[str]):
 @compiles(Lowered)
 def _lowered(element: Lowered, compiler: SQLCompiler, **kw: Any) -> str:
     return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(Lowered, "postgresql")
+def _lowered_postgresql(element: Lowered, compiler: SQLCompiler, **kw: Any) -> str:
+    text = compiler.process(element.clauses, **kw)
+    collation = getattr(compiler.dialect, FOLD_COLLATION, None)
+    return f'lower({text} COLLATE "{collation}")' if collation else f"lower({text})"
 
 
 @compiles(Lowered, "sqlite")
