@@ -45,7 +45,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0009"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0010"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -312,6 +312,49 @@ def test_a_newer_severity_indexed_before_0009_is_ranked_high_on_upgrade(any_url:
     with Hub.open(any_url) as hub:
         listed = list_queue(hub, QueueFilter(severities=("high",)), [TENANT]).items
         assert [item.incident_id for item in listed] == ["1"]
+
+
+def test_an_index_made_before_0010_finds_what_the_entity_cards_show_on_upgrade(
+    any_url: str,
+) -> None:
+    """The queue's search knew each entity's key and one name only: 0010 keeps the identifying
+    attributes of each alert's evidence in a column (filled from the stored payloads) and moves
+    the index's cursor back, so that every row is recomputed with them; the rows indexed
+    before stay listed meanwhile."""
+    from sqlalchemy import create_engine
+
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.layout import QUEUE_DESTINATION
+
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(7)])
+    with Hub.open(any_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+        QueueIndex(hub).deliver(hub.changes_after(0, 100))
+    engine = create_engine(any_url)
+    migrate(engine, "0009", down=True)
+    with engine.begin() as conn:  # the row as 0009's index wrote it
+        conn.execute(text("UPDATE queue_entry SET search = 'pc0007'"))
+    migrate(engine, "0010")
+    with engine.connect() as conn:
+        terms = conn.execute(text("SELECT evidence_terms FROM alert")).scalar_one()
+        cursor = conn.execute(
+            text("SELECT seq FROM cursor WHERE name = :n"), {"n": QUEUE_DESTINATION}
+        ).scalar_one()
+    engine.dispose()
+    assert terms.split("\n") == ["pc0007.contoso.com", "mde-0007", "pc0007"]
+    assert cursor == 0
+
+    def found(hub: Hub, term: str) -> list[str]:
+        listed = list_queue(hub, QueueFilter(search=term), [TENANT]).items
+        return [item.incident_id for item in listed]
+
+    with Hub.open(any_url) as hub:
+        assert found(hub, "pc0007") == ["1"]  # listed while the index catches up
+        assert found(hub, "pc0007.contoso.com") == []
+        index = QueueIndex(hub)
+        index.deliver(hub.changes_after(0, 100))
+        assert found(hub, "pc0007.contoso.com") == ["1"]
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

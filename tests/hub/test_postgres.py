@@ -299,3 +299,27 @@ def test_names_fold_in_any_case_on_a_database_made_with_the_c_locale(pg: PgServe
         assert [item.incident_id for item in page.items] == ["1"]
         found = entities(hub, [TENANT], None, "sébastien", 10)
         assert [e["incidents"] for e in found] == [["1"]]
+
+
+def test_an_incident_with_an_oversized_owner_does_not_stop_the_queue_index(
+    pg_hub: Hub,
+) -> None:
+    """PostgreSQL refuses an index entry over about 2,700 bytes, and the queue's indexes hold
+    the owner, status and severity: one incident whose `assignedTo` (Graph's text) was 3,000
+    characters failed every batch of the console's queue index, for every tenant, for ever."""
+    from xdrsync.console.index import INDEXED_TEXT, QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.destinations.runner import DestinationRunner
+
+    owner = "".join(chr(ord("a") + (i * 7919) % 26) for i in range(3000)) + "@contoso.com"
+    long = incident_json("1", stamp(1))
+    long["assignedTo"] = owner
+    pg_hub.commit_batch(batch(long))
+    pg_hub.commit_batch(batch(incident_json("2", stamp(2))))
+    index = DestinationRunner(pg_hub, QueueIndex(pg_hub), batch_size=500)
+    index.publish()
+    assert index.position() == pg_hub.max_seq(), "the queue index is stuck on the row"
+    page = list_queue(pg_hub, QueueFilter(), [TENANT], top=10)
+    assert sorted(item.incident_id for item in page.items) == ["1", "2"]
+    listed = {item.incident_id: item for item in page.items}
+    assert listed["1"].assigned_to == owner[:INDEXED_TEXT]

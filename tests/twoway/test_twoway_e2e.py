@@ -308,6 +308,25 @@ def test_a_comment_follows_a_merge_within_the_push_that_finds_it(make_env: Any) 
     assert "follows the case" in [c["comment"] for c in env.truth(target)["comments"]]
 
 
+def test_a_comment_made_on_an_incident_already_merged_goes_to_the_survivor(make_env: Any) -> None:
+    """Once the workspace knows of the merge, a comment made on the merged incident is queued
+    for the survivor (the pusher's rule for comments made before the merge); field edits of
+    it are still refused."""
+    env = make_env()
+    source, target = [s.id for s in env.hub.list_incidents(limit=50) if s.status == "active"][:2]
+    env.server.emulator.store(env.tenant.tenant_id).apply(Merge(source, target))
+    env.cycle()
+    (note,) = env.edit(source, comment="after the merge")
+    (row,) = env.hub.edits(ids=[note])
+    assert (row.state, row.entity_id) == ("pending", target)
+    with pytest.raises(EditRefusedError, match=f"merged into {target}"):
+        env.edit(source, owner="alice@contoso.com", comment="and mine")
+    env.cycle()
+    (row,) = env.hub.edits(ids=[note])
+    assert (row.state, row.entity_id) == ("confirmed", target)
+    assert "after the merge" in [c["comment"] for c in env.truth(target)["comments"]]
+
+
 def test_latest_wins_takes_the_workspace_edit_made_after_defenders_change(make_env: Any) -> None:
     env = make_env("latest_wins")
     incident = env.open_incident()

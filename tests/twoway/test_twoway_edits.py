@@ -253,6 +253,34 @@ def test_closing_an_incident_that_is_already_classified_is_fine() -> None:
     assert edits["status"].wanted == "resolved"
 
 
+def test_a_closed_incident_cannot_lose_its_classification() -> None:
+    """Clearing the classification of an incident that stays closed leaves it closed and
+    unclassified, as closing it unclassified would: refused the same way."""
+    closed = incident(status="resolved", classification="truePositive", determination="malware")
+    message = refusal(closed, classification="unknown")
+    assert message == (
+        "a closed incident needs a classification: reopen it to clear its classification"
+    )
+    assert "closing an incident needs" in refusal(
+        closed, status="resolved", classification="unknown"
+    )
+
+
+def test_reopening_and_clearing_the_classification_together_is_fine() -> None:
+    closed = incident(status="resolved", classification="truePositive", determination="malware")
+    edits = by_field(plan(closed, status="active", classification="unknown"))
+    assert set(edits) == {"status", "classification"}
+
+
+def test_a_closed_unclassified_incident_still_takes_other_edits() -> None:
+    """Defender may show an incident closed and unclassified (closed there, or from
+    Sentinel): what leaves its classification alone is not refused."""
+    edits = by_field(
+        plan(incident(status="resolved"), owner="ana@contoso.com", comment="seen", add_tags=["x"])
+    )
+    assert set(edits) == {"assignedTo", "customTags", "comment"}
+
+
 def test_closing_with_only_a_determination_is_refused_by_the_pair() -> None:
     message = refusal(incident(), status="resolved", determination="malware")
     assert "does not go with classification 'unknown'" in message

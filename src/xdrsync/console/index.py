@@ -26,8 +26,10 @@ Columns: ``products`` holds the alerts' Graph ``serviceSource`` values (e.g.
 ``microsoftDefenderForEndpoint``): the one product vocabulary that is stable, enumerable and
 what the portal's "Service sources" filter uses (``productName`` is free text and often
 missing). ``tactics`` are the MITRE tactics named by the alerts' ``category``/``categories``.
-``search`` is the lower-cased title, alert titles, evidence names and entity keys, and
-comments (incident and alert), at most ``SEARCH_CAP`` characters.
+``search`` is the lower-cased title, alert titles, comments (incident and alert), evidence
+names and entity keys, and the identifying attributes the entity cards show (a device's DNS
+name, a file's hashes, an account's UPN: the alert's ``evidence_terms``, hub migration 0010),
+at most ``SEARCH_CAP`` characters.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class _Parts:
     incident: Any  # the incident table's row
     alerts: list[Any]  # the alert table's rows (summary columns, no payload)
     comments: list[str]  # the incident's and its alerts' comments
-    texts: list[str]  # its evidence's names and keys
+    texts: list[str]  # its evidence's names and keys (its attributes: the alerts' columns)
 
 
 class QueueIndex:
@@ -303,6 +305,7 @@ def compute_rows(
         a.c.categories,
         a.c.first_activity,
         a.c.last_activity,
+        a.c.evidence_terms,
     )
     alert_owner: dict[tuple[str, str], list[Key]] = {}
     for key, rows in members.items():
@@ -356,6 +359,17 @@ def _gather_texts(
                     parts[(tenant_id, incident_id)].comments.append(text)
 
 
+#: The longest text kept in a column the queue's indexes hold: PostgreSQL refuses an index
+#: entry over about 2,700 bytes, and one incident's oversized owner (Graph's text, not
+#: typed in the console, which caps an owner at 320 characters) failed every batch after
+#: it. A user principal name is at most 113 characters; Graph's enums are shorter still.
+INDEXED_TEXT: Final = 512
+
+
+def _indexed(value: str | None) -> str | None:
+    return value[:INDEXED_TEXT] if value is not None and len(value) > INDEXED_TEXT else value
+
+
 def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
     incident = part.incident
     payload = jsontext.loads(incident.payload)
@@ -365,6 +379,7 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
     first: int | None = None
     last: int | None = None
     titles: list[str] = []
+    terms: list[str] = []
     for alert in part.alerts:
         if alert.service_source:
             products.setdefault(alert.service_source, None)
@@ -375,15 +390,17 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
         last = _latest(last, alert.last_activity)
         if alert.title:
             titles.append(alert.title)
+        if alert.evidence_terms:
+            terms.extend(alert.evidence_terms.split("\n"))
     return {
         "tenant_id": key[0],
         "incident_id": key[1],
         "seq": snapshot,
         "display_name": incident.display_name,
-        "severity": incident.severity,
+        "severity": _indexed(incident.severity),
         "severity_rank": severity_rank(incident.severity),
-        "status": incident.status,
-        "assigned_to": incident.assigned_to,
+        "status": _indexed(incident.status),
+        "assigned_to": _indexed(incident.assigned_to),
         "classification": incident.classification,
         "determination": incident.determination,
         "tags": encode_list(dict.fromkeys(tags)),
@@ -397,7 +414,9 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
         "merged_into": incident.merged_into,
         # Evidence last: an incident with many entities fills the cap, and what is cut
         # must not be its comments.
-        "search": search_text([incident.display_name or "", *titles, *part.comments, *part.texts]),
+        "search": search_text(
+            [incident.display_name or "", *titles, *part.comments, *part.texts, *terms]
+        ),
     }
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from xdrsync.console.auth import Principal, context, requires
 from xdrsync.models.enums import ServiceSource
 from xdrsync.tables.vocab import SERVICE_DISPLAY
+from xdrsync.twoway.fields import MAX_TAG_LENGTH
 
 router = APIRouter(include_in_schema=False)
 
@@ -65,7 +66,14 @@ def _refused(
 @router.get("/", response_class=HTMLResponse)
 def queue_page(request: Request, principal: Reader) -> HTMLResponse:
     """The incident queue: counts, incidents over time, filters, the grid, live updates."""
-    return _render(request, principal, "queue.html", page="incidents", products=PRODUCTS)
+    return _render(
+        request,
+        principal,
+        "queue.html",
+        page="incidents",
+        products=PRODUCTS,
+        max_tag_length=MAX_TAG_LENGTH,
+    )
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -80,7 +88,14 @@ def incident_page(request: Request, principal: Reader, incident_id: str) -> HTML
         return _refused(request, principal, 404, f"There is no incident {incident_id}.")
     if current_view(ctx.hub, tenant_id, "incident", defender_id) is None:
         return _refused(request, principal, 404, f"There is no incident {incident_id}.")
-    return _render(request, principal, "incident.html", page="incidents", incident_id=incident_id)
+    return _render(
+        request,
+        principal,
+        "incident.html",
+        page="incidents",
+        incident_id=incident_id,
+        max_tag_length=MAX_TAG_LENGTH,
+    )
 
 
 @router.get("/hunting", response_class=HTMLResponse)

@@ -16,6 +16,7 @@ from xdrsync.hub.payload import (
     comment_key,
     content_hash,
     enum_text,
+    evidence_terms,
     incident_payload,
     stored_json,
     version_ticks,
@@ -87,6 +88,7 @@ class Candidate:
             "title": record.title,
             "created_date_time": record.created_date_time,
             **alert_summary(self._raw),
+            "evidence_terms": evidence_terms(self._raw),
         }
 
     @cached_property

@@ -123,6 +123,29 @@ def check_request(kind: EntityType, request: EditRequest) -> None:
         raise EditRefusedError("nothing to change: name at least one field or a comment")
 
 
+def _check_closed_keeps_classification(
+    request: EditRequest,
+    wanted: Mapping[str, Any],
+    current: Mapping[str, Any],
+    pair_now: f.Pair | None,
+) -> None:
+    """An incident is never left closed without a classification: neither by closing it
+    unclassified nor by clearing the classification of an incident that stays closed (the
+    status the edit wants, else the status it has). An incident Defender already shows closed
+    and unclassified keeps taking the edits that leave its classification alone."""
+    if f.is_closed("incident", wanted.get(f.STATUS)):
+        raise EditRefusedError(
+            "closing an incident needs a classification (--classification), as in Sentinel"
+        )
+    stays_closed = request.status is None and f.is_closed(
+        "incident", str(current.get("status") or "")
+    )
+    if stays_closed and f.classified(pair_now):
+        raise EditRefusedError(
+            "a closed incident needs a classification: reopen it to clear its classification"
+        )
+
+
 def plan_edits(
     kind: EntityType,
     tenant_id: str,
@@ -154,15 +177,8 @@ def plan_edits(
     if request.classification is not None or request.determination is not None:
         new_pair = f.pair(request.classification, request.determination, pair_now)
         wanted[f.CLASSIFICATION] = new_pair.to_json()
-    if (
-        closing_needs_classification
-        and f.is_closed(kind, wanted.get(f.STATUS))
-        and kind == "incident"
-        and not f.classified(new_pair)
-    ):
-        raise EditRefusedError(
-            "closing an incident needs a classification (--classification), as in Sentinel"
-        )
+    if closing_needs_classification and kind == "incident" and not f.classified(new_pair):
+        _check_closed_keeps_classification(request, wanted, current, pair_now)
     adds, removes = f.tags(request.add_tags), f.tags(request.remove_tags)
     both = set(adds) & set(removes)
     if both:

@@ -91,16 +91,51 @@ def prepare(
     record = current_view(hub, tenant.tenant_id, kind, entity_id)
     if record is None:
         raise EditRefusedError(f"no {kind} {entity_id} in tenant {tenant.name}")
+    target = entity_id
+    if kind == "incident" and _only_a_comment(request) and _is_merged(record):
+        # The pusher's rule for a merged incident: comments move on to the survivor.
+        target = survivor(hub, tenant.tenant_id, entity_id)
+        record = current_view(hub, tenant.tenant_id, kind, target)
+        if record is None:
+            raise EditRefusedError(
+                f"incident {entity_id} was merged into {target} by Defender, which the "
+                f"workspace has not read yet: comment on {target} once it has"
+            )
     return plan_edits(
         kind,
         tenant.tenant_id,
-        entity_id,
+        target,
         record,
         request,
         author=author,
         origin=origin,
         closing_needs_classification=closing_needs_classification,
     )
+
+
+def survivor(hub: Hub, tenant_id: str, incident_id: str) -> str:
+    """Where a comment on ``incident_id`` goes: the incident Defender merged it into (through
+    every later merge), as its comments stay reachable from there; else itself."""
+    passed = {incident_id}
+    incident = hub.get_incident(tenant_id, incident_id)
+    while incident is not None and incident.is_redirected:
+        into = incident.redirect_incident_id
+        if not into or into in passed:
+            break
+        incident_id = into
+        passed.add(into)
+        incident = hub.get_incident(tenant_id, incident_id)
+    return incident_id
+
+
+def _only_a_comment(request: EditRequest) -> bool:
+    return request.comment is not None and request == EditRequest(
+        comment=request.comment, seen=request.seen, at=request.at
+    )
+
+
+def _is_merged(record: dict[str, Any]) -> bool:
+    return str(record.get("status") or "").lower() == "redirected"
 
 
 def _wait(
@@ -216,4 +251,4 @@ def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
     return hub.edits(ids=[decided.id])[0]
 
 
-__all__ = ["Tenant", "current_view", "deliver", "prepare", "resolve", "submit"]
+__all__ = ["Tenant", "current_view", "deliver", "prepare", "resolve", "submit", "survivor"]

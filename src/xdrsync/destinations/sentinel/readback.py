@@ -94,7 +94,7 @@ from xdrsync.tables.vocab import CLASSIFICATION, INCIDENT_STATUS, PRODUCTS, UNDE
 from xdrsync.twoway import fields as f
 from xdrsync.twoway.edits import EditRequest
 from xdrsync.twoway.pusher import theirs_of
-from xdrsync.twoway.submit import Tenant, current_view, prepare
+from xdrsync.twoway.submit import Tenant, current_view, prepare, survivor
 
 log = structlog.get_logger(__name__)
 
@@ -357,7 +357,9 @@ class SentinelReadback:
             edits += self._plan(tenant, copy.entity_id, fields, self._author, closing=False)
         if request.comment is not None:
             note = EditRequest(comment=request.comment)
-            edits += self._plan(tenant, self._survivor(tenant, copy.entity_id), note, self._author)
+            edits += self._plan(
+                tenant, survivor(self.hub, tenant.tenant_id, copy.entity_id), note, self._author
+            )
         return edits
 
     def _plan(
@@ -404,20 +406,6 @@ class SentinelReadback:
             )
             return []
 
-    def _survivor(self, tenant: Tenant, entity_id: str) -> str:
-        """Where a comment on ``entity_id`` goes: the incident Defender merged it into (through
-        every later merge), as its comments stay reachable from there; else itself."""
-        passed = {entity_id}
-        incident = self.hub.get_incident(tenant.tenant_id, entity_id)
-        while incident is not None and incident.is_redirected:
-            survivor = incident.redirect_incident_id
-            if not survivor or survivor in passed:
-                break
-            entity_id = survivor
-            passed.add(survivor)
-            incident = self.hub.get_incident(tenant.tenant_id, entity_id)
-        return entity_id
-
     @staticmethod
     def _new_comments(copy: RemoteCopy, properties: Mapping[str, Any]) -> bool:
         """Whether Sentinel holds more comments than xdrsync knows of on this incident."""
@@ -444,7 +432,7 @@ class SentinelReadback:
         if incident is not None:
             redirect = redirect_comment(incident, tenant_id=copy.tenant_id, tenant_name=tenant.name)
             ours.update(() if redirect is None else (redirect.name,))
-        target = self._survivor(tenant, copy.entity_id)
+        target = survivor(self.hub, tenant.tenant_id, copy.entity_id)
         edits: list[NewEdit] = []
         for comment in comments:
             if comment.name in copy.children or comment.name in ours or not comment.message:

@@ -62,7 +62,9 @@ export function describe(detail) {
   if (detail == null) return "request failed";
   if (typeof detail === "string") return detail;
   if (Array.isArray(detail)) {
-    return detail.map((d) => (d && d.msg ? `${(d.loc || []).slice(1).join(".")}: ${d.msg}` : String(d))).join("; ");
+    // FastAPI's loc starts with "body" (or "query"); a problem of the whole body has no more.
+    const where = (d) => (d.loc || []).slice(1).join(".");
+    return detail.map((d) => (d && d.msg ? (where(d) ? `${where(d)}: ${d.msg}` : String(d.msg)) : String(d))).join("; ");
   }
   if (typeof detail === "object" && detail.message) return String(detail.message);
   return JSON.stringify(detail);
@@ -288,14 +290,20 @@ export function tagChip(tag, extra) {
   return h("span", { class: "tag" }, tag, extra);
 }
 
+/** An id the analyst copies with a click, or with Enter or Space once tabbed to: a button. */
 export function copyable(text, attrs = {}) {
-  const node = h("span", { class: ["mono", "copyable", attrs.class], title: attrs.title ?? "Click to copy" }, text);
+  const node = h("button", { type: "button", class: ["mono", "copyable", attrs.class], title: attrs.title ?? "Click to copy" }, text);
+  wireCopy(node, text);
+  return node;
+}
+
+/** Make ``node`` (a button the page drew, such as the breadcrumb's id) copy ``text``. */
+export function wireCopy(node, text) {
   node.addEventListener("click", (event) => {
     event.preventDefault();
     event.stopPropagation();
-    navigator.clipboard?.writeText(text).then(() => toast(`Copied ${text}`), () => {});
+    navigator.clipboard?.writeText(text).then(() => toast(`Copied ${text}`), () => toast(`Could not copy ${text}`, "error"));
   });
-  return node;
 }
 
 // -- feedback -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import {
   $, api, can, clear, CLASSIFICATIONS, DETERMINATIONS, every, h, humanize, me,
   productLabel, severityBadge, statusBadge, statusLabel, syncBadge, tagChip, timeEl, toast,
-  typing, copyable, utcText, parseTime, fillDeterminations, looksLikeAddress, wireAssignAndStatus,
+  typing, copyable, wireCopy, utcText, parseTime, fillDeterminations, looksLikeAddress, wireAssignAndStatus,
   seenOf,
 } from "./common.js";
 import { drawGraph } from "./graph.js";
@@ -96,7 +96,7 @@ function renderHeader(d) {
   if (d.mergedInto) {
     const survivor = h("a", { href: `/incidents/${encodeURIComponent(d.mergedInto)}` }, d.mergedInto);
     // Defender takes no edit of an incident merged away; comments go on to the survivor.
-    parts.push(h("span", {}, "Merged into ", survivor, EDITABLE ? ": assign, change status and close it there. " : ". "));
+    parts.push(h("span", {}, "Merged into ", survivor, EDITABLE ? ": assign, change status and close it there; comments added here go there. " : ". "));
   }
   if ((d.mergedFrom || []).length) {
     parts.push(h("span", {}, "Merged from ", d.mergedFrom.map((m, i) => [i ? ", " : "", h("a", { href: `/incidents/${encodeURIComponent(m)}` }, m)]), "."));
@@ -437,7 +437,11 @@ async function edit(body, label) {
 async function comment(text) {
   try {
     const answer = await api(`${PATH}/comments`, { method: "POST", body: { comment: text } });
-    for (const e of answer.edits || []) tracked.set(e.id, e.state);
+    const edits = answer.edits || [];
+    for (const e of edits) if (e.target === ID) tracked.set(e.id, e.state);
+    // An incident merged away: the comment went on to the survivor, followed on its page.
+    const elsewhere = edits.find((e) => e.target !== ID);
+    if (elsewhere) toast(`Comment sent to incident ${elsewhere.target}, which this one was merged into`, "info", 9000);
     await load();
     return true;
   } catch (error) {
@@ -523,6 +527,7 @@ async function poll() {
   if ((changed.incidents || []).includes(ID) || anyPending()) await load();
 }
 
+wireCopy($("#crumb-id"), ID);
 wireActions();
 load();
 poll();

@@ -45,7 +45,7 @@ const newButton = $("#new-indicator");
 const selectAll = $("#select-all");
 // Responders check rows for bulk actions; readers get no checkbox column at all.
 const EDITABLE = can("responder") && !!selectAll;
-const COLUMNS = 13 + (EDITABLE ? 1 : 0);
+const COLUMNS = 14 + (EDITABLE ? 1 : 0);
 
 let view = readUrl();
 let rows = new Map(); // id → {item, tr}
@@ -231,6 +231,7 @@ function rowFor(item) {
     h("td", { class: "col-products" }, products),
     h("td", { class: "col-alerts num" }, String(item.alertCount ?? "")),
     h("td", { class: "col-tags" }, tags),
+    h("td", { class: "col-time" }, timeEl(item.createdDateTime)),
     h("td", { class: "col-time" }, timeEl(item.firstActivityDateTime)),
     h("td", { class: "col-time" }, timeEl(item.lastActivityDateTime)),
     h("td", { class: "col-time" }, timeEl(item.lastUpdateDateTime, { style: "ago" })),
