@@ -344,6 +344,106 @@ def test_the_sum_of_timespans_fails_in_kql_terms_with_what_to_write(store: LogSt
     assert isinstance(total, timedelta) and total > timedelta(0)
 
 
+def test_a_timespan_divided_by_a_number_is_a_timespan(store: LogStore) -> None:
+    # Kusto: timespans "may be added, subtracted, and divided"; `1h / 2` is 00:30:00.
+    row = store.query("print a = 1h / 2, b = 1d / 2.5, c = -1h / 8, d = 1h / 30m, e = 7 / 2").rows
+    assert row == (
+        (timedelta(minutes=30), timedelta(hours=9, minutes=36), -timedelta(minutes=7.5), 2.0, 3),
+    )
+    result = store.query(TIME_TO_CLOSE + "| project Half = TTC / 2, Full = TTC, Hours = TTC / 1h")
+    assert result.types == ("timespan", "timespan", "real")
+    assert result.rows and all(half * 2 == full for half, full, _ in result.rows)
+    assert all(hours == full / timedelta(hours=1) for _, full, hours in result.rows)
+    nested = store.query(TIME_TO_CLOSE + "| project q = TTC / 2 / 2, f = TTC | take 1").rows
+    assert nested[0][0] * 4 == nested[0][1]
+
+
+def test_a_number_divided_by_a_timespan_is_refused_in_kql_terms(store: LogStore) -> None:
+    assert "cannot be divided by a timespan" in failure(store, "print a = 2 / 1h")
+    assert "cannot be divided by a timespan" in failure(store, TIME_TO_CLOSE + "| project 2 / TTC")
+
+
+@pytest.mark.parametrize(
+    ("kql", "said"),
+    [
+        ("print a = now() * 2", "the operator * does not take values of types (datetime, long)"),
+        ("print a = strlen(1h)", "does not take values of types (timespan)"),
+    ],
+)
+def test_types_that_do_not_bind_are_named_in_kql_terms(
+    store: LogStore, kql: str, said: str
+) -> None:
+    assert said in failure(store, kql)
+
+
+# -- lists of datetimes and timespans ------------------------------------------------------------
+
+
+def test_a_list_of_timespans_expands_to_timespans_kusto_can_read_back(store: LogStore) -> None:
+    # Kusto keeps each timespan of make_list() as its text ("1.03:25:00"), which totimespan()
+    # reads back; DuckDB's '1 day 03:25:00' read null.
+    result = store.query(
+        TIME_TO_CLOSE + "| summarize L = make_list(TTC) | mv-expand L "
+        "| project s = tostring(L), t = totimespan(L)"
+    )
+    spans = store.query(TIME_TO_CLOSE + "| project TTC").rows
+    assert sorted(t for _, t in result.rows) == sorted(t for (t,) in spans)
+    assert not any("day" in s for s, _ in result.rows)
+    assert "1.03:25:00" in {s for s, _ in result.rows}
+
+
+def test_the_text_of_a_list_of_timespans_is_json(store: LogStore) -> None:
+    ((text,),) = store.query(TIME_TO_CLOSE + "| summarize s = tostring(make_list(TTC))").rows
+    assert sorted(json.loads(text)) == ["00:20:00", "06:55:00", "1.03:25:00"]
+
+
+def test_a_list_or_set_of_datetimes_holds_kusto_datetime_text(store: LogStore) -> None:
+    # Kusto writes a datetime in a dynamic as ISO 8601 ("2021-09-20T16:00:00.0000000Z"), as
+    # pack_array() does; make_set() and a sized make_list() held DuckDB's '2021-09-20 16:00:00'.
+    result = store.query(
+        TIME_TO_CLOSE + "| summarize S = make_set(ClosedTime), L = make_list(ClosedTime, 5), "
+        "A = make_list(ClosedTime), P = make_list(pack_array(ClosedTime)) "
+        "| mv-expand S, L, A, P | project s = tostring(S), l = tostring(L), a = tostring(A), "
+        "p = tostring(P[0]), back = todatetime(S)"
+    )
+    assert len(result.rows) == 3
+    for *texts, back in result.rows:
+        for text in texts:
+            assert text.endswith(".0000000Z") and "T" in text, text
+        assert back.strftime("%Y-%m-%dT%H:%M:%S.0000000Z") == texts[0]
+
+
+def test_lists_of_numbers_strings_and_dynamic_values_keep_their_values(store: LogStore) -> None:
+    result = store.query(
+        "datatable(n:long, s:string, d:dynamic) [1, 'x', dynamic([1]), 2, 'y', dynamic({'a': 2})] "
+        "| summarize N = make_list(n), S = make_list(s), D = make_list(d), M = make_set(n) "
+        "| extend k = array_length(N), f = S[0], total = toint(N[0]) + toint(N[1])"
+    )
+    ((n, s, d, m, *rest),) = result.rows
+    assert (n, s, d, sorted(m), *rest) == ([1, 2], ["x", "y"], [[1], {"a": 2}], [1, 2], 2, "x", 3)
+
+
+# -- round() -------------------------------------------------------------------------------------
+
+
+def test_round_answers_kustos_documented_examples(store: LogStore) -> None:
+    # learn.microsoft.com/kusto/query/round-function: round(2.15, 1) is 2.2 (DuckDB: 2.1).
+    assert store.query(
+        "print round_1 = round(2.98765, 3), round_2 = round(2.15, 1), round_3 = round(2.15), "
+        "round_4 = round(-50.55, -2), round_5 = round(21.5, -1)"
+    ).rows == ((2.988, 2.2, 2.0, -100.0, 20.0),)
+
+
+def test_round_keeps_reals_and_their_text(store: LogStore) -> None:
+    result = store.query(
+        "print a = round(-2.15, 1), b = round(1.005, 2), c = round(1234.5678, 20), "
+        "d = round(12345, -2), e = tostring(round(2.15, 1)), f = tostring(round(50.0, 1)), "
+        "g = round(real(null), 1)"
+    )
+    assert result.types[:4] == ("real",) * 4
+    assert result.rows == ((-2.2, 1.0, 1234.5678, 12300.0, "2.2", "50", None),)
+
+
 # -- operators ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ import pytest
 from sentinel_workspace import seeded_store
 
 from xdrsync.tables.compat import rewrite
-from xdrsync.tables.errors import QueryError
+from xdrsync.tables.errors import QueryError, QueryLimitError
 from xdrsync.tables.logstore import LogStore
 from xdrsync.tables.querying import translate
 from xdrsync.tables.schemas import TABLE_NAMES, table_schema
@@ -232,6 +232,81 @@ def test_a_users_bag_or_text_holding_the_marks_name_is_left_as_written(store: Lo
         "t = \"json_object('__xdrsync_fn_set_union', 1)\"",
     )
     assert row == ({"__xdrsync_fn_set_union": [1, 1]}, "json_object('__xdrsync_fn_set_union', 1)")
+
+
+def test_split_at_an_index_answers_kustos_documented_examples(store: LogStore) -> None:
+    row = one(
+        store,
+        'print a = split("aaa_bbb_ccc", "_", 1), b = split("aaa_bbb_ccc", "_", 3), '
+        'c = split("aa_bb", "_")',
+    )
+    assert row == (["bbb"], [], ["aa", "bb"])
+
+
+def test_indexof_with_start_length_and_occurrence_answers_kustos_documented_examples(
+    store: LogStore,
+) -> None:
+    row = one(
+        store,
+        'print idx1 = indexof("abcdefg","cde"), idx2 = indexof("abcdefg","cde",1,4), '
+        'idx3 = indexof("abcdefg","cde",1,2), idx4 = indexof("abcdefg","cde",3,4), '
+        'idx5 = indexof("abcdefg","cde",-5), idx6 = indexof(1234567,5,1,4), '
+        'idx7 = indexof("abcdefg","cde",2,-1), '
+        'idx8 = indexof("abcdefgabcdefg", "cde", 1, 10, 2), '
+        'idx9 = indexof("abcdefgabcdefg", "cde", 1, -1, 3), bad = indexof("abc", "b", 0, -2)',
+    )
+    assert row == (2, 2, -1, -1, 2, 4, 2, 9, -1, None)
+
+
+def test_strrep_with_a_delimiter_answers_kustos_documented_examples(store: LogStore) -> None:
+    row = one(
+        store,
+        'print a = strrep("ABC", 2, ","), b = strrep(123, 3, "."), c = strrep(3s, 2, " "), '
+        'd = strrep("ABC", 2), e = strlen(strrep("x", 5000, ","))',
+    )
+    assert row == ("ABC,ABC", "123.123.123", "00:00:03 00:00:03", "ABCABC", 2047)  # 1024 copies
+
+
+def test_strrep_with_a_delimiter_keeps_the_bound_on_its_length(store: LogStore) -> None:
+    with pytest.raises(QueryLimitError, match="strrep would make a string longer"):
+        store.query('print a = strrep(strrep("x", 1000), 1000, ",")')
+
+
+def test_make_datetime_of_five_parts(store: LogStore) -> None:
+    row = one(store, "print a = make_datetime(2017, 10, 01, 12, 10) == datetime(2017-10-01 12:10)")
+    assert row == (True,)
+
+
+def test_parse_path_answers_kustos_documented_example(store: LogStore) -> None:
+    result = store.query(
+        'datatable(p:string) [@"C:\\temp\\file.txt", @"temp\\file.txt", '
+        '"file://C:/temp/file.txt:some.exe", @"\\\\shared\\users\\temp\\file.txt.gz", '
+        '"/usr/lib/temp/file.txt"] | project parse_path(p)'
+    )
+    keys = ("Scheme", "RootPath", "DirectoryPath", "DirectoryName", "Filename", "Extension")
+    parts = [tuple(bag[k] for k in (*keys, "AlternateDataStreamName")) for (bag,) in result.rows]
+    assert parts == [
+        ("", "C:", "C:\\temp", "temp", "file.txt", "txt", ""),
+        ("", "", "temp", "temp", "file.txt", "txt", ""),
+        ("file", "C:", "C:/temp", "temp", "file.txt", "txt", "some.exe"),
+        ("", "", "\\\\shared\\users\\temp", "temp", "file.txt.gz", "gz", ""),
+        ("", "", "/usr/lib/temp", "temp", "file.txt", "txt", ""),
+    ]
+    assert one(store, 'print a = tostring(parse_path(@"C:\\temp\\file.txt").Filename)') == (
+        "file.txt",
+    )
+
+
+def test_strcat_array_of_an_aggregate_in_summarize(store: LogStore) -> None:
+    result = store.query(
+        'datatable(a:string, k:long) ["x", 1, "y", 1, "x", 1, "z", 2] '
+        '| summarize s = strcat_array(make_set(a), ","), l = strcat_array(make_list(a), "-") by k '
+        "| order by k asc"
+    )
+    assert result.columns == ("k", "s", "l")
+    (k1, s1, l1), second = result.rows
+    assert (k1, sorted(s1.split(",")), l1) == (1, ["x", "y"], "x-y-x")
+    assert second == (2, "z", "z")
 
 
 def test_a_call_with_a_wrong_number_of_arguments_is_refused(store: LogStore) -> None:

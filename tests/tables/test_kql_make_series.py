@@ -40,7 +40,8 @@ def test_series_per_group_with_defaults_checked_by_hand(store: LogStore) -> None
     assert result.columns == ("Severity", "Versions", "Top", "TimeGenerated")
     assert result.types[1:] == ("dynamic", "dynamic", "dynamic")
     series = {row[0]: row[1:] for row in result.rows}
-    bins = [lo + timedelta(hours=h) for h in (0, 2, 4, 6)]  # UTC, as every time comes back
+    # A `dynamic` array holds each datetime as Kusto's text of it, as in Kusto.
+    bins = [f"{lo + timedelta(hours=h):%Y-%m-%dT%H:%M:%S}.0000000Z" for h in (0, 2, 4, 6)]
     assert all(list(axis) == bins for _, _, axis in series.values())
     assert series["Medium"][:2] == ([0, 2, 0, 1], [-1, 2972399, -1, 2972395])
     assert series["High"][:2] == ([0, 0, 1, 1], [-1, -1, 2972396, 2972396])

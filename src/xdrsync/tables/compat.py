@@ -15,6 +15,8 @@ Every rewrite keeps Kusto's meaning; each is one pass over the tokens (`kqltoken
   rows as ordered, which every operator here keeps);
 * `| sample n` -> `| extend key = rand() | top n by key | project-away key`, and
   `| sample-distinct n of C` -> `| summarize by C | ` and the same;
+* `strcat_array(make_set(x), ",")` inside `summarize` -> `strcat("", strcat_array(...))`,
+  which duckdb-kql takes around an aggregate;
 * `percentiles_array(x, 5, 50)` (or `dynamic([5, 50])`) -> `pack_array(percentile(x, 5),
   percentile(x, 50))`, named `percentiles_x`;
 * `let n = 10; ... | take n` -> `| take 10` (and `limit`, `top`), for a name bound to a
@@ -196,6 +198,7 @@ def rewrite(
     tokens = run("make-series", make_series(tokens))
     tokens = run("bin_at", _bin_at(tokens))
     tokens = run("aggregate", _aggregates(tokens))
+    tokens = run("summarized-strcat_array", _summarized_strcat_arrays(tokens))
     tokens = run("percentiles_array", _percentiles_arrays(tokens))
     tokens = run("percentiles", _percentiles(tokens, kql))
     tokens = run("week-diff", _week_diffs(tokens))
@@ -709,6 +712,33 @@ def _aggregate(tokens: Sequence[Token], i: int) -> tuple[int, list[Token], str |
             call = [*f("array_slice("), *call, *f(", 0, ("), *size, *f(") - 1)")]
     label = (derived or None) if prefix is None else f"{prefix}_{derived}"
     return close, call, label
+
+
+def _summarized_strcat_arrays(tokens: list[Token]) -> list[Token]:
+    """`strcat_array(make_set(x), ",")` in a `summarize` -> `strcat("", strcat_array(...))`:
+    the same text, in a function duckdb-kql takes around an aggregate (it read a
+    `strcat_array` there as an aggregate it lacks)."""
+    if "strcat_array" not in {t.text for t in tokens} or kt.defines(tokens, "strcat_array"):
+        return tokens
+    edits: dict[int, tuple[int, list[Token]]] = {}
+    for i, token in enumerate(tokens):
+        if (
+            token.text != "strcat_array"
+            or not kt.is_call(tokens, i)
+            or kt.after_dot(tokens, i)
+            or _summarize_at(tokens, i) < 0
+            or any(first <= i <= last for first, (last, _) in edits.items())
+        ):
+            continue
+        open_ = kt.next_sig(tokens, i)
+        assert open_ is not None
+        close = kt.closing(tokens, open_)
+        if close >= len(tokens):
+            continue
+        o = token.origin
+        made = [*kt.fragment('strcat("", ', o), *tokens[i : close + 1], *kt.fragment(")", o)]
+        edits[i] = (close, made)
+    return kt.apply_edits(tokens, edits) if edits else tokens
 
 
 def _percentiles_arrays(tokens: list[Token]) -> list[Token]:

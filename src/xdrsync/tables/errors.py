@@ -8,7 +8,11 @@ from typing import Final
 from xdrsync.errors import RetriableError, XdrSyncError
 
 _UNKNOWN_TABLE = re.compile(r'Table with name "?([^"\s!]+)"? does not exist')
-_UNKNOWN_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+#: A column DuckDB does not find: not at all, or only as one the same SELECT makes (a
+#: hidden column's name in another case, `_ItemID`).
+_UNKNOWN_COLUMN = re.compile(
+    r'(?:Referenced column|Column) "([^"]+)" (?:not found|referenced that exists in the SELECT)'
+)
 _UNKNOWN_ZONE = re.compile(r"Unknown TimeZone '([^']*)'")
 #: What the SQL of a function the layer writes (`functionsql`) says when it refuses a value.
 REFUSAL: Final = "not supported yet: "

@@ -33,6 +33,11 @@ What each answers, as Kusto documents it:
   where Kusto takes 32 bits for an `int`; zeros in front up to `width`, at most 16);
   `new_guid()`, a random guid on each row; `rand()`, a random real from 0 up to 1, and
   `rand(n)`, a random whole number from 0 up to `n`, a real as Kusto gives it;
+* the forms of `split(s, d, index)`, `indexof(s, m, start [, length [, occurrence]])` and
+  `strrep(s, n, delimiter)` duckdb-kql lacks (its own translates the shorter ones), and
+  `parse_path(p)`: the part at `index` (`[]` past the end); the place of the match as .NET's
+  `IndexOf` finds it, each search from one past the last within `length` characters; at most
+  1,024 copies (`sqlpatch` bounds the bytes); the path's parts, by Kusto's names;
 * `datetime_utc_to_local(t, zone)`, `datetime_local_to_utc(t, zone)`: the wall-clock time in
   an IANA time zone, and back (an unknown zone fails the query, naming it).
 """
@@ -228,6 +233,75 @@ def _tohex(args: Sequence[str]) -> str:
     return _bind(digits, "h", padded)
 
 
+def _split_at(args: Sequence[str]) -> str:
+    index = f"TRY_CAST({args[2]} AS BIGINT)"
+    parts = f"string_split({_text(args[0])}, {_text(args[1])})"
+    kept = f"CASE WHEN {index} >= 0 AND {index} < len({_P}p) THEN [{_P}p[{index} + 1]] END"
+    return _bind(parts, "p", f"to_json(coalesce({kept}, []::VARCHAR[]))")
+
+
+#: The most copies `strrep` makes (Kusto's bound; `sqlpatch` bounds the bytes as well).
+_MAX_COPIES: Final = 1024
+
+
+def _strrep(args: Sequence[str]) -> str:
+    copies = f"least(TRY_CAST({args[1]} AS BIGINT), {_MAX_COPIES})"
+    value, delimiter = f"{_P}v", _text(args[2])
+    body = (
+        f"CASE WHEN {copies} IS NULL THEN NULL WHEN {copies} < 1 THEN '' "
+        f"ELSE repeat({value} || {delimiter}, {copies} - 1) || {value} END"
+    )
+    return _bind(_text(args[0]), "v", body)
+
+
+def _indexof(args: Sequence[str]) -> str:
+    """The place of the `occurrence`-th match, each search as .NET's `IndexOf(match, from,
+    length)`: the first from `start`, each next from one past the last, every one within
+    `length` characters of where it began (-1: to the end)."""
+    s, m = f"{_P}s", f"{_P}m"
+    start = f"TRY_CAST({args[2]} AS BIGINT)"
+    length = f"TRY_CAST({args[3]} AS BIGINT)" if len(args) > 3 else "-1"
+    occurrence = f"greatest(TRY_CAST({args[4]} AS BIGINT), 1)" if len(args) > 4 else "1"
+    first = f"CASE WHEN {start} < 0 THEN greatest(len({s}) + {start}, 0) ELSE {start} END"
+    found = (
+        f"list_filter(range({first}, len({s}) - len({m}) + 1), "
+        f"lambda {_P}i: substr({s}, {_P}i + 1, len({m})) = {m})"
+    )
+    p = f"{_P}p"
+    began = f"CASE WHEN {_P}j = 1 THEN {first} ELSE {p}[{_P}j - 1] + 1 END"
+    within = (
+        f"list_bool_and(list_transform(range(1, {occurrence} + 1), lambda {_P}j: "
+        f"{length} = -1 OR {p}[{_P}j] + len({m}) <= {began} + {length}))"
+    )
+    answer = (
+        f"CASE WHEN {length} < -1 OR TRY_CAST({args[4] if len(args) > 4 else '1'} AS BIGINT) < 0 "
+        f"THEN NULL WHEN len({p}) < {occurrence} OR NOT {within} THEN -1 "
+        f"ELSE {p}[{occurrence}] END"
+    )
+    return _bind(_text(args[0]), "s", _bind(_text(args[1]), "m", _bind(found, "p", answer)))
+
+
+def _parse_path(args: Sequence[str]) -> str:
+    """The parts of a path, as Kusto's `parse_path` names them: a scheme (`file://`), a
+    drive (`C:`), the directory and its last name, the file, its extension, and the
+    alternate data stream after a `:` in the file's name."""
+    sep = "[\\\\/]"  # either slash
+    rest = f"{_P}r"
+    leaf = f"regexp_extract({rest}, '([^\\\\/]*)$', 1)"
+    filename = f"regexp_extract({leaf}, '^([^:]*)', 1)"
+    directory = f"regexp_extract({rest}, '^(.*){sep}', 1)"
+    parts = (
+        f"json_object('Scheme', {_P}c, 'RootPath', regexp_extract({rest}, '^([A-Za-z]:)', 1), "
+        f"'DirectoryPath', {directory}, "
+        f"'DirectoryName', regexp_extract({directory}, '([^\\\\/]*)$', 1), "
+        f"'Filename', {filename}, 'Extension', regexp_extract({filename}, '[.]([^.]*)$', 1), "
+        f"'AlternateDataStreamName', regexp_extract({leaf}, ':(.*)$', 1))"
+    )
+    after = f"CASE WHEN {_P}c = '' THEN {_P}p ELSE substr({_P}p, len({_P}c) + 4) END"
+    scheme = f"regexp_extract({_P}p, '^([A-Za-z][A-Za-z0-9+.-]*)://', 1)"
+    return _bind(_text(args[0]), "p", _bind(scheme, "c", _bind(after, "r", parts)))
+
+
 FUNCTIONS: Final[dict[str, Function]] = {
     "set_union": Function(MANY_ARGUMENTS, _set_union),
     "set_intersect": Function(MANY_ARGUMENTS, lambda a: _set_filter(a, everywhere=True)),
@@ -253,6 +327,11 @@ FUNCTIONS: Final[dict[str, Function]] = {
         "string",
     ),
     "tohex": Function((1, 2), _tohex, "string"),
+    # Only the forms duckdb-kql lacks: its own translates the two-argument ones.
+    "split": Function((3,), _split_at),
+    "strrep": Function((3,), _strrep, "string"),
+    "indexof": Function((3, 4, 5), _indexof, "long"),
+    "parse_path": Function((1,), _parse_path),
     "rand": Function(
         (0, 1),
         lambda a: f"floor(random() * TRY_CAST({a[0]} AS BIGINT))" if a else "random()",

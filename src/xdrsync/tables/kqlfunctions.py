@@ -10,7 +10,9 @@ compatibility layer, pure like the rest of it).
 * `unixtime_seconds_todatetime(x)` (and `_milliseconds_`, `_microseconds_`,
   `_nanoseconds_`) -> `iff(..., datetime(1970-01-01) + todouble(x) * 1s, datetime(null))`:
   the datetime `x` units after 1970, to the nearest microsecond (as DuckDB keeps them), null
-  outside Kusto's datetimes (years 1 to 9999).
+  outside Kusto's datetimes (years 1 to 9999);
+* `make_datetime(y, m, d, h, mi)` -> `make_datetime(y, m, d, h, mi, 0)` (duckdb-kql takes three
+  or six parts; Kusto's five-part form has no seconds).
 
 A query that defines a function of the same name (`let bag_keys = ...`) keeps its own.
 """
@@ -45,6 +47,13 @@ def missing_functions(tokens: list[Token]) -> list[Token]:
     """Every call of the functions above that the query does not define itself, as a mark
     (or, for the Unix times, as the KQL it means)."""
     named = {t.text for t in tokens if t.is_word}
+    if "make_datetime" in named and not kt.defines(tokens, "make_datetime"):
+
+        def with_seconds(origin: int, args: list[list[Token]]) -> list[Token]:
+            parts = [kt.render(arg).strip() for arg in args]
+            return kt.fragment(f"make_datetime({', '.join([*parts, '0'])})", origin)
+
+        tokens = kt.rewrite_calls(tokens, "make_datetime", 5, with_seconds)
     if named.isdisjoint(_MARKED) and named.isdisjoint(_UNIX_TIMES):
         return tokens  # most queries: no pass over them at all
     for name, function in _MARKED.items():

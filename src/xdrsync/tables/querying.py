@@ -28,7 +28,7 @@ from xdrsync.tables.errors import (
 )
 from xdrsync.tables.limits import QueryLimits, Watchdog, time_limit
 from xdrsync.tables.rewritten import RewriteRefusedError, Rewritten, unchanged
-from xdrsync.tables.sandbox import check_sql
+from xdrsync.tables.sandbox import NUMBER_BY_TIMESPAN, check_sql
 from xdrsync.tables.schemas import table_schema
 
 if TYPE_CHECKING:
@@ -408,12 +408,70 @@ def _engine_error(
     if hint is not None:
         return QueryError(f"query failed: {hint}")
     message, name = engine_message(str(exc), tables), unknown_column(str(exc))
+    if name is None and message.startswith(("Binder Error", "Catalog Error")):
+        message = _bind_message(message)
     if name is not None:
         name = rewritten.restore(name)
         where = rewritten.locate(name)
         at = f" at {where[0]}:{where[1]}" if where else ""
         message = f"unknown column '{name}'{at}"
     return QueryError(f"query failed: {rewritten.restore(message)}")
+
+
+#: DuckDB's type names -> KQL's, for what a query's values were when they did not bind.
+_KQL_TYPE_NAMES: Final = (
+    (
+        re.compile(
+            r"\b(?:TINY|SMALL|BIG|HUGE|U?)INT(?:EGER)?(?:_LITERAL)?\b|\bU(?:TINY|SMALL|BIG|HUGE)INT\b"
+        ),
+        "long",
+    ),
+    (re.compile(r"\b(?:DOUBLE|FLOAT|DECIMAL(?:\(\d+,\s*\d+\))?)\b"), "real"),
+    (re.compile(r"\b(?:VARCHAR|STRING_LITERAL)\b"), "string"),
+    (re.compile(r"\bINTERVAL\b"), "timespan"),
+    (re.compile(r"\bTIMESTAMP(?: WITH TIME ZONE)?\b"), "datetime"),
+    (re.compile(r"\bBOOLEAN\b"), "bool"),
+    (re.compile(r"\bJSON\b|\b\w+\[\]"), "dynamic"),
+)
+_NO_MATCH: Final = re.compile(r"argument types '([^'(]*)\(([^']*)\)'")
+_MIXED: Final = re.compile(r"Cannot mix values of type (\S+) and (\S+)")
+_NO_FUNCTION: Final = re.compile(
+    r"(?:Scalar|Aggregate|Table) Function with name \"?([^\s\"]+)\"? does"
+)
+
+
+def _kql_types(text: str) -> str:
+    for pattern, name in _KQL_TYPE_NAMES:
+        text = pattern.sub(name, text)
+    return text
+
+
+def _bind_message(message: str) -> str:
+    """A DuckDB binder or catalog error the layer has no better word for, in KQL's terms:
+    which operator or function was given which types (never DuckDB's own SQL or names)."""
+    found = _NO_MATCH.search(message)
+    if found is not None:
+        function = found[1].strip('"')
+        function = "/" if function == "//" else function
+        what = f"the operator {function}" if not function[:1].isalpha() else f"{function}()"
+        return (
+            f"{what} does not take values of types ({_kql_types(found[2])}): convert them "
+            "first (tolong(), todouble(), totimespan(), tostring(), ...)"
+        )
+    found = _MIXED.search(message)
+    if found is not None:
+        kinds = f"{_kql_types(found[1])} and {_kql_types(found[2])}"
+        return (
+            f"values of types {kinds} are mixed where one type is needed (the branches of "
+            "iff(), case(), coalesce(), or a list): convert them to one type"
+        )
+    found = _NO_FUNCTION.search(message)
+    if found is not None:
+        return f"unknown function '{found[1]}'"
+    said = re.sub(r"^(?:Binder|Catalog) Error: ", "", message)
+    if re.search(r"SELECT|Candidate|LINE \d", said):  # SQL, or DuckDB's own catalogue
+        return "the query's values do not fit the operators and functions it applies to them"
+    return said
 
 
 #: DuckDB's string functions behind KQL's string operators (`has`, `contains`, `=~`, ...).
@@ -426,6 +484,11 @@ _STRING_FUNCTIONS: Final = re.compile(
 def _engine_hint(text: str) -> str | None:
     """What a DuckDB error that a KQL construct xdrsync does not handle yet leads to means in
     KQL, with what to write instead; None for any other error."""
+    if NUMBER_BY_TIMESPAN in text:
+        return (
+            "a number cannot be divided by a timespan (Kusto refuses it too): divide two "
+            "timespans for a real (`x / 1h`), or a timespan by a number (`x / 2`)"
+        )
     if "argument types 'sum(INTERVAL)'" in text:
         return (
             "not supported yet: sum() of a timespan; sum it as a number of seconds and "

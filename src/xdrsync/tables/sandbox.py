@@ -32,6 +32,62 @@ LOCK_STATEMENTS: Final[tuple[str, ...]] = ("SET lock_configuration=true",)
 #: the same on both sides; .NET turns to an exponent from 1E+15, DuckDB from 1e+16. Only
 #: text functions, so a call binds whatever type its argument was made from.
 REAL_TEXT: Final = "__xdrsync_real_text"
+#: A value as a `dynamic` holds it (`sqlpatch._dynamic_lists`): a datetime or timespan as
+#: Kusto writes it (`2021-09-20T16:00:00.0000000Z`, `1.03:25:00`), as duckdb-kql's
+#: `pack_array` writes each of its values; any other value as DuckDB's JSON of it.
+DYNAMIC_VALUE: Final = "__xdrsync_dynamic_value"
+_US = "abs(_us)"
+_TIMESPAN_TEXT = (
+    "list_transform([epoch_us(CAST(v AS INTERVAL))], lambda _us: "
+    "CASE WHEN _us < 0 THEN '-' ELSE '' END"
+    f" || CASE WHEN {_US} >= 86400000000 THEN CAST({_US} // 86400000000 AS VARCHAR) || '.'"
+    " ELSE '' END"
+    f" || lpad(CAST({_US} // 3600000000 % 24 AS VARCHAR), 2, '0')"
+    f" || ':' || lpad(CAST({_US} // 60000000 % 60 AS VARCHAR), 2, '0')"
+    f" || ':' || lpad(CAST({_US} // 1000000 % 60 AS VARCHAR), 2, '0')"
+    f" || CASE WHEN {_US} % 1000000 <> 0"
+    f" THEN '.' || lpad(CAST({_US} % 1000000 AS VARCHAR), 6, '0') || '0' ELSE '' END)[1]"
+)
+#: `a / b` where either may be a timespan (`sqlpatch._timespan_divisions` calls it): a timespan
+#: divided by a number is a timespan (microseconds, rounded as .NET rounds a tick count), by a
+#: timespan a real, and numbers divide as duckdb-kql divides them. The branch is chosen by the
+#: operands' types when DuckDB binds the query (a struct's member named by a constant), so each
+#: result keeps its own type, which no `CASE` could. A number divided by a timespan names no
+#: member, and the query fails to bind with `NUMBER_BY_TIMESPAN` in DuckDB's message, as Kusto
+#: refuses it when it compiles the query.
+DIVIDE: Final = "__xdrsync_divide"
+NUMBER_BY_TIMESPAN: Final = "a number divided by a timespan"
+
+
+def _typed(v: str, kept: str, other: str) -> str:
+    """`v` when its type is (`kept` 'INTERVAL') or is not ('NUMBER') a timespan, else `other`."""
+    test = "=" if kept == "INTERVAL" else "<>"
+    return (
+        f"{{'v': {v}, 'o': {other}}}[CASE WHEN typeof({v}) {test} 'INTERVAL' THEN 'v' ELSE 'o' END]"
+    )
+
+
+_NUMBER_L, _NUMBER_R = _typed("l", "NUMBER", "0"), _typed("r", "NUMBER", "0")
+_SPAN_L, _SPAN_R = (_typed(v, "INTERVAL", "INTERVAL 0 SECONDS") for v in "lr")
+_DIVISION = (
+    f"{{'n': {_NUMBER_L} // NULLIF({_NUMBER_R}, 0), "
+    f"'s': to_microseconds(CAST(round(epoch_us({_SPAN_L}) / NULLIF({_NUMBER_R}, 0)) AS BIGINT)), "
+    f"'r': epoch({_SPAN_L}) / epoch({_SPAN_R})}}"
+    "[CASE WHEN typeof(r) = 'INTERVAL' THEN CASE WHEN typeof(l) = 'INTERVAL' THEN 'r' "
+    f"ELSE '{NUMBER_BY_TIMESPAN}' END WHEN typeof(l) = 'INTERVAL' THEN 's' ELSE 'n' END]"
+)
+#: `round(x, digits)` as Kusto answers it (`sqlpatch._scaled_rounds` calls it): `x` scaled by
+#: the power of ten, rounded half away from zero, scaled back, so `round(2.15, 1)` is 2.2, where
+#: DuckDB rounds the double 2.1499999... to 2.1 (and `round(1.005, 2)` stays 1.0, the double
+#: being 1.00499...). A negative `digits` rounds to tens, hundreds; a number the scale would take
+#: past a double's whole digits (2^52) has no digit to round at `digits`, and is kept.
+ROUND: Final = "__xdrsync_round"
+_ROUNDING = (
+    "CASE WHEN x IS NULL OR d IS NULL THEN NULL WHEN isnan(x) OR isinf(x) THEN x "
+    "WHEN d >= 0 THEN CASE WHEN abs(x) * pow(10, d) >= 4503599627370496 THEN x "
+    "ELSE round(x * pow(10, d)) / pow(10, d) END "
+    "ELSE round(x / pow(10, -d)) * pow(10, -d) END"
+)
 _DIGITS = "rtrim(replace(ltrim(t, '-'), '.', ''), '0')"
 #: Made on each query's own connection (a temporary macro, like its views).
 SESSION_STATEMENTS: Final[tuple[str, ...]] = (
@@ -44,6 +100,12 @@ SESSION_STATEMENTS: Final[tuple[str, ...]] = (
     f"left({_DIGITS}, 1) || "
     f"CASE WHEN length({_DIGITS}) > 1 THEN '.' || substr({_DIGITS}, 2) ELSE '' END || 'E+15' "
     "ELSE regexp_replace(t, '[.]0$', '') END",
+    f"CREATE OR REPLACE TEMP MACRO {DYNAMIC_VALUE}(v) AS CASE typeof(v) "
+    "WHEN 'TIMESTAMP' THEN "
+    "to_json(strftime(CAST(v AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f') || '0Z') "
+    f"WHEN 'INTERVAL' THEN to_json({_TIMESPAN_TEXT}) ELSE to_json(v) END",
+    f"CREATE OR REPLACE TEMP MACRO {DIVIDE}(l, r) AS {_DIVISION}",
+    f"CREATE OR REPLACE TEMP MACRO {ROUND}(x, d) AS {_ROUNDING}",
 )
 
 

@@ -31,6 +31,14 @@ structure; a shape that is not there leaves the SQL as it is.
   whole number without `.0` (`round(50.0, 1)` is "50"), exponents as `E+20` and `E-07`,
   `Infinity` (DuckDB writes "50.0", "1e+20", "inf"; `sandbox.REAL_TEXT`).
 
+* `make_list()` and `make_set()` hold each datetime and timespan as the text Kusto keeps in
+  a `dynamic` (`sandbox.DYNAMIC_VALUE`, as duckdb-kql's `pack_array` writes it), where DuckDB's
+  lists held its own values, which its JSON writes `2021-09-20 16:00:00`, `1 day 03:25:00`;
+* `a / b`: a timespan divided by a number is a timespan, two timespans a real, a number divided
+  by a timespan refused (`sandbox.DIVIDE`, which picks its branch by type as DuckDB binds);
+* `round(x, digits)` rounds `x` scaled by the power of ten (`sandbox.ROUND`): `round(2.15, 1)`
+  is 2.2, as Kusto documents, where DuckDB's answer was 2.1.
+
 One patch is a bound, not a difference: `strrep`'s `repeat()` fails the query with a clear
 error, where it would make a string longer than `generators.MAX_STRREP_BYTES`, before it
 makes it (DuckDB can neither interrupt nor account for one value; see `generators`).
@@ -46,7 +54,7 @@ from typing import Final
 from xdrsync.tables.errors import TOO_LARGE
 from xdrsync.tables.functionsql import FUNCTIONS
 from xdrsync.tables.generators import MAX_STRREP_BYTES
-from xdrsync.tables.sandbox import REAL_TEXT
+from xdrsync.tables.sandbox import DIVIDE, DYNAMIC_VALUE, REAL_TEXT, ROUND
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
@@ -114,7 +122,10 @@ def patch(sql: str) -> str:
     for one in (
         _bounded_repeats,
         _dotnet_reals,
+        _timespan_divisions,
+        _scaled_rounds,
         _string_sets,
+        _dynamic_lists,
         _outer_joins,
         _outer_unions,
         _interval_averages,
@@ -416,6 +427,86 @@ def _dotnet_reals(sql: str) -> str:
     return _each(sql, _DOUBLE_TEXT, edit)
 
 
+# -- round(x, digits) --------------------------------------------------------------------------
+
+_ROUND: Final = re.compile(r"(?<![\w.\x01\"])round\(CAST\(")
+
+
+def _scaled_rounds(sql: str) -> str:
+    """duckdb-kql's `round(CAST(x AS DOUBLE), CAST(d AS INTEGER))` -> `sandbox.ROUND` of the
+    same: `round(2.15, 1)` is 2.2, as Kusto documents, where DuckDB's answer was 2.1. The
+    one-argument `round(x)` already rounds half away from zero; the result stays a real."""
+    if "round(CAST(" not in sql:
+        return sql  # most queries: no pass over a masked copy
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        opening = start + len("round")
+        end = _close(masked, opening)
+        if end < 0:
+            return None
+        parts = _split(sql, masked, opening + 1, end)
+        if len(parts) != 2 or not parts[1].endswith(" AS INTEGER)"):
+            return None
+        return f"{sql[:start]}{ROUND}({parts[0]}, {parts[1]}){sql[end + 1 :]}"
+
+    return _each(sql, _ROUND, edit)
+
+
+# -- a timespan divided ----------------------------------------------------------------------
+
+#: duckdb-kql's `a / b`, read masked: `(epoch(a) / epoch(b))` when it sees a timespan on either
+#: side (a literal, `1h`), `(a // NULLIF(b, 0))` when it sees no type (columns).
+_DIVISION: Final = re.compile(r"(?<![\w.\x01\"])\(epoch\(| // NULLIF\(")
+
+
+def _timespan_divisions(sql: str) -> str:
+    """`a / b` -> `sandbox.DIVIDE(a, b)`: a timespan divided by a number is a timespan, as in
+    Kusto (`1h / 2` is `00:30:00`), where DuckDB had no such division (`epoch(2)`, `interval //
+    bigint` failed to bind); two timespans still divide to a real, and numbers as before."""
+    if "epoch(" not in sql and " // NULLIF(" not in sql:
+        return sql  # most queries: no pass over a masked copy
+
+    def division(sql: str, masked: str, start: int) -> tuple[int, str] | None:
+        """(where the division's bracket opens, its new SQL up to the end), or None."""
+        epoch = masked.startswith("(epoch(", start)
+        if epoch:
+            outer = start
+            left_end = _close(masked, start + len("(epoch"))
+            if left_end < 0 or not masked.startswith(") / epoch(", left_end):
+                return None
+            left = sql[start + len("(epoch(") : left_end]
+            right_open = left_end + len(") / epoch")
+        else:
+            outer = _open_before(masked, start)
+            left = sql[outer + 1 : start]
+            right_open = start + len(" // NULLIF")
+            if outer < 0 or left.startswith("_bin."):  # `bin()`'s own: numbers only
+                return None
+        right_end = _close(masked, right_open)
+        right = sql[right_open + 1 : right_end]
+        if right_end < 0 or not (epoch or right.endswith(", 0")):
+            return None
+        end = right_end + 1
+        if masked[end : end + 1] != ")" or _close(masked, outer) != end:
+            return None
+        right = right if epoch else right.removesuffix(", 0")
+        return outer, f"{sql[:outer]}{DIVIDE}({left}, {right}){sql[end + 1 :]}"
+
+    # Innermost (last-opened) first; an edit changes the text from its division's bracket on,
+    # which may hold the operator of one opened before it: so each round reads the SQL anew.
+    bound = len(sql)
+    while True:
+        masked = _mask(sql)
+        found = [d for m in _DIVISION.finditer(masked) if (d := division(sql, masked, m.start()))]
+        found = [d for d in found if d[0] < bound]
+        if not found:
+            return sql
+        bound, changed = max(found)
+        if len(changed) > MAX_PATCHED_SQL:
+            raise SqlTooLargeError
+        sql = changed
+
+
 # -- strrep's bound ---------------------------------------------------------------------------
 
 _REPEAT: Final = re.compile(r"\brepeat\(")
@@ -478,6 +569,40 @@ def _string_sets(sql: str) -> str:
         return f"{sql[:at]}typeof({value}) <> 'VARCHAR' AND {sql[at:]}"
 
     return _each(sql, _SPREAD, edit)
+
+
+# -- datetimes and timespans in a list or set ----------------------------------------------
+
+#: duckdb-kql's `make_list(x)`, read masked: `coalesce(list(x) FILTER (WHERE x IS NOT NULL), [])`,
+#: and the element of its `make_set(x)`: `ELSE [to_json(x)] END) FILTER (WHERE x IS NOT NULL)`.
+_LIST: Final = re.compile(r"coalesce\(list\(|ELSE \[to_json\(")
+
+
+def _dynamic_lists(sql: str) -> str:
+    """The values `make_list()` and `make_set()` collect -> `sandbox.DYNAMIC_VALUE` of each:
+    a datetime or timespan as the text Kusto keeps in a `dynamic` (`2021-09-20T16:00:00.0000000Z`,
+    `1.03:25:00`), as `pack_array` writes it, where DuckDB's list held its own values (which its
+    JSON writes `2021-09-20 16:00:00`, `1 day 03:25:00`). A list is then a list of JSON values
+    whatever it collects, as a `dynamic` array is in Kusto."""
+    if "coalesce(list(" not in sql and "ELSE [to_json(" not in sql:
+        return sql  # most queries: no pass over a masked copy
+
+    def edit(sql: str, masked: str, start: int) -> str | None:
+        listed = sql.startswith("coalesce(list(", start)
+        opening = start + (len("coalesce(list") if listed else len("ELSE [to_json"))
+        end = _close(masked, opening)
+        if end < 0:
+            return None
+        value = sql[opening + 1 : end]
+        if listed:
+            tail, head, rest = f") FILTER (WHERE {value} IS NOT NULL), [])", "coalesce(list(", end
+        else:
+            tail, head, rest = f")] END) FILTER (WHERE {value} IS NOT NULL)", "ELSE [", end + 1
+        if not sql.startswith(tail, end):
+            return None
+        return f"{sql[:start]}{head}{DYNAMIC_VALUE}({value}){sql[rest:]}"
+
+    return _each(sql, _LIST, edit)
 
 
 # -- strings are never null -------------------------------------------------------------------
@@ -606,7 +731,7 @@ def _flattened(body: str, lower: bool) -> str:
         values = f"list_transform({values}, lambda v: lower(v))"
     return (
         f"(SELECT flatten(list({values})) FROM ({body}) AS _q(_c1) "  # noqa: S608
-        "WHERE typeof(_c1) = 'JSON')"
+        "WHERE typeof(_c1) IN ('JSON', 'JSON[]'))"
     )
 
 
@@ -640,7 +765,7 @@ def _dynamic_in_subqueries(sql: str) -> str:
         lower = selected != "_c1"
         elements = (
             f"SELECT unnest([_c1], recursive := true) AS _c1 FROM ({body}) AS _q(_c1) "  # noqa: S608
-            "WHERE typeof(_c1) <> 'JSON'"
+            "WHERE typeof(_c1) NOT IN ('JSON', 'JSON[]')"
         )
         typed = f"({value} IN (SELECT {selected} FROM ({elements}) AS _q(_c1)))"  # noqa: S608
         flat = (
