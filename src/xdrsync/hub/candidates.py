@@ -16,12 +16,12 @@ from xdrsync.hub.payload import (
     comment_key,
     content_hash,
     enum_text,
-    evidence_terms,
     incident_payload,
     stored_json,
     version_ticks,
 )
 from xdrsync.hub.records import EntityType
+from xdrsync.hub.terms import evidence_terms
 from xdrsync.models import Alert, Comment, Evidence, Incident
 
 

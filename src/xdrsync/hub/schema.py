@@ -125,7 +125,7 @@ alert = Table(
     Column("categories", Text),
     Column("first_activity", BigInteger),
     Column("last_activity", BigInteger),
-    # For the queue's search (migration 0010; ``payload.evidence_terms``): the identifying
+    # For the queue's search (migration 0010; ``terms.evidence_terms``): the identifying
     # attributes of the alert's evidence, one per line.
     Column("evidence_terms", Text),
     Index("ix_alert_incident", "tenant_id", "incident_id"),

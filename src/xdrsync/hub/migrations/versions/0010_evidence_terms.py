@@ -7,7 +7,7 @@ Create Date: 2026-12-07
 
 The queue's search found an incident by each entity's key and one name, not by what its
 entity cards show (a device's DNS name, a file's SHA1). The alert now keeps those attributes
-(``payload.evidence_terms``), which the queue's index reads without parsing the payload. Stored
+(``terms.evidence_terms``), which the queue's index reads without parsing the payload. Stored
 alerts are filled from their payloads in the same upgrade, and the index's cursor is moved back
 to the first change: every incident's row is recomputed as the changes come again, while the
 rows indexed before stay listed meanwhile. An offline upgrade (``alembic upgrade --sql``) can
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from xdrsync import jsontext
-from xdrsync.hub.payload import evidence_terms
+from xdrsync.hub.terms import evidence_terms
 
 revision: str = "0010"
 down_revision: str | None = "0009"
