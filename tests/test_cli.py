@@ -560,3 +560,157 @@ def test_the_emulator_writes_a_workspace_config_that_syncs_from_it(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _json_lines(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the lines that are JSON objects, the others)."""
+    events, plain = [], []
+    for line in text.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            plain.append(line)
+    return events, plain
+
+
+def test_run_log_json_writes_only_json_lines_to_stderr(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """operations.md §4: `--log-json` writes one JSON object per line to stderr. What `run`
+    tells its operator (the console's address, no users yet, what it syncs, stopping) comes
+    as log events then, and so does an error."""
+    config = str(write_config(tmp_path, emulator))
+    err = tmp_path / "run.err"
+    with err.open("w") as sink:
+        service = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "run", "--config", config, "--log-json"],
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and "syncing" not in err.read_text():
+                time.sleep(0.2)
+            time.sleep(1)
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.wait(timeout=60)
+    assert service.returncode == 0, err.read_text()[-2000:]
+    events, plain = _json_lines(err.read_text())
+    assert plain == []
+    said = " | ".join(str(e.get("event")) for e in events)
+    for words in ("console and REST API on http://", "no console users yet", "syncing", "stopping"):
+        assert words in said, said
+    refused = xdrsync("run", "--log-json", "--config", str(tmp_path / "missing.toml"))
+    assert refused.returncode == 2
+    events, plain = _json_lines(refused.stderr)
+    assert plain == [] and events[-1]["level"] == "error", refused.stderr
+
+
+def test_a_workspace_folder_that_cannot_be_made_is_one_error_line(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A `[workspace] path` that cannot be created (a file in the way, or no permission) is
+    one `error:` line and exit 2, for every command that opens the workspace."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    config = write_client_config(
+        tmp_path / "cfg",
+        emulator.base_url,
+        emulator.emulator.settings.tenants,
+        workspace=str(blocker / "ws"),
+    )
+    commands = (
+        ["sync", "--once"],
+        ["check"],
+        ["backfill", "--from", "2026-01-01", "--to", "2026-01-02"],
+        ["incidents", "update", "1", "--owner", "a@contoso.com"],
+        ["conflicts", "resolve", "1", "--take", "defender"],
+    )
+    for command in commands:
+        done = xdrsync(*command, "--config", str(config))
+        assert "Traceback" not in done.stderr, f"{command}: {done.stderr[-400:]}"
+        assert done.returncode == 2, command
+        assert done.stderr.startswith("error: cannot create the workspace folder"), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_incidents_list_refuses_an_unknown_status_and_takes_updates_aliases(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A typo in `incidents list --status` is one error line (exit 2), not an empty queue;
+    the statuses `update --status` takes are taken and mapped the same way (Sentinel's
+    `Closed` is `resolved`)."""
+    config = str(write_config(tmp_path, emulator))
+    assert xdrsync("sync", "--once", "--config", config).returncode == 0
+    typo = xdrsync("incidents", "list", "--status", "activ", "--config", config)
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert "--status 'activ' is not an incident status" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    listed = {}
+    for status in ("resolved", "Closed", "RESOLVED", "redirected", "inprogress", "Active"):
+        done = xdrsync(
+            "incidents", "list", "--status", status, "--limit", "500", "--config", config
+        )
+        assert done.returncode == 0, done.stderr
+        listed[status] = done.stdout.splitlines()[0]
+    assert listed["resolved"] == listed["Closed"] == listed["RESOLVED"]
+    assert listed["inprogress"] == listed["Active"]  # Sentinel's Active is inProgress
+    assert listed["resolved"] != "0 incidents"
+
+
+@pytest.fixture
+def bracket_graph() -> Iterator[str]:
+    """A Graph on 127.0.0.1 that answers every GET with a 400 whose message holds brackets,
+    as Graph's and gateways' messages may ("... [/lastUpdateDateTime] ...")."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            message = "Invalid filter clause [/lastUpdateDateTime] [red]severity[/red]"
+            body = json.dumps({"error": {"code": "BadRequest", "message": message}}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_servers_error_text_with_brackets_is_shown_not_read_as_markup(
+    emulator: EmulatorServer, tmp_path: Path, bracket_graph: str
+) -> None:
+    """Graph's error text reaches the terminal as it is: `[/x]` must not stop `sync --once`,
+    `check` or `state show` with rich's MarkupError, nor `[red]` restyle it."""
+    first = emulator.emulator.settings.tenants[0]
+    config = write_client_config(
+        tmp_path / "cfg",
+        emulator.base_url,
+        [first],
+        workspace=str(tmp_path / "ws"),
+        sync={"max_attempts": 1},
+    )
+    config.write_text(
+        config.read_text().replace(
+            f'graph_url = "{emulator.base_url}"', f'graph_url = "{bracket_graph}"'
+        )
+    )
+    for command in (["sync", "--once"], ["check"], ["state", "show"]):
+        done = xdrsync(*command, "--config", str(config), env={**os.environ, "COLUMNS": "400"})
+        assert "Traceback" not in done.stderr, f"{command}: {done.stderr[-300:]}"
+        assert done.returncode == (0 if command == ["state", "show"] else 1), command
+        shown = done.stdout + done.stderr
+        assert "[/lastUpdateDateTime] [red]severity[/red]" in shown, command

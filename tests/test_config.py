@@ -442,3 +442,29 @@ def test_a_defender_tenant_is_named_by_its_guid_a_destination_may_use_a_domain(
         """
     config = load_config(write(tmp_path, tenant_block() + textwrap.dedent(destination)))
     assert config.destinations[0].tenant_id == "fabrikam.com"
+
+
+def test_a_malformed_id_is_explained_as_the_model_takes_it(tmp_path: Path) -> None:
+    """Only a destination's tenant_id may be a domain name: a Defender tenant's malformed
+    tenant_id is told it must be a GUID, never offered the domain name it would refuse, and
+    a client_id is the app's GUID for both."""
+    malformed = tenant_block().replace(f'tenant_id = "{TENANT}"', 'tenant_id = "not a guid!"')
+    message = load_error(write(tmp_path, malformed))
+    assert "a GUID" in message and "domain name" in message  # "... not a domain name"
+    assert "verified domain name" not in message and "not a domain name" in message
+    bad_client = tenant_block().replace("client_id = ", 'client_id = "x y" #', 1)
+    message = load_error(write(tmp_path, bad_client))
+    assert "client_id" in message and "application (client) ID, a GUID" in message
+    destination = """
+        [[destinations]]
+        name = "sentinel-soc"
+        type = "sentinel"
+        subscription_id = "22222222-2222-2222-2222-222222222222"
+        resource_group = "soc"
+        workspace = "soc-law"
+        tenant_id = "not a domain!"
+        client_id = "44444444-4444-4444-4444-444444444444"
+        client_secret = "env:CONTOSO_SECRET"
+        """
+    message = load_error(write(tmp_path, tenant_block() + textwrap.dedent(destination)))
+    assert "a GUID, or a verified domain name" in message

@@ -16,16 +16,17 @@ import typer
 from xdrsync import __version__
 from xdrsync.errors import ConfigError, XdrSyncError
 from xdrsync.layout import QUEUE_DESTINATION, TABLES_DESTINATION
-from xdrsync.terminal import console, err_console, print_error, report_failure
+from xdrsync.terminal import console, err_console, notice, print_error, report_failure
 
 if TYPE_CHECKING:
     from xdrsync.config import Config, SyncConfig, TenantConfig
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
     from xdrsync.serving import ServerThread
-    from xdrsync.sync.engine import TenantSource
+    from xdrsync.sync.engine import CycleReport, TenantSource
     from xdrsync.sync.inbound import WindowDone
     from xdrsync.sync.lock import WorkspaceLock
+    from xdrsync.twoway.pusher import Pusher, PushReport
     from xdrsync.workspace import Workspace
 
 T = TypeVar("T")
@@ -85,6 +86,12 @@ def _root(
     ] = False,
 ) -> None:
     """Lossless, multi-tenant, two-way sync of Microsoft Defender XDR incidents."""
+    # Every command's log lines go to stderr, warnings and worse by default (structlog's own
+    # default is stdout, where they would mix into a command's output); `run`, `sync` and
+    # the others that log more set their level, and `run --log-json` the format, over this.
+    from xdrsync.logs import configure
+
+    configure("warning")
 
 
 @emulate_app.command("defender")
@@ -156,7 +163,7 @@ def emulate_defender(
         if (write_config / "xdrsync.toml").exists():
             raise _fail(f"{write_config / 'xdrsync.toml'} exists; not overwritten")
         written = write_client_config(write_config, base, settings.tenants, console={})
-        console.print(f"Wrote {written}: use it with --config or XDRSYNC_CONFIG")
+        console.print(f"Wrote {written}: use it with --config or XDRSYNC_CONFIG", markup=False)
     console.print(
         f"Defender XDR emulator on [bold]{base}[/bold]  (Graph API under {base}/v1.0/security)"
     )
@@ -293,6 +300,20 @@ def _database_error(config: Config, failure: Exception) -> ConfigError:
     return ConfigError(f"cannot open the hub at {where}: {reason}; check {setting}")
 
 
+def _make_folder(config: Config) -> None:
+    """The workspace folder, made if missing; a ``ConfigError`` if it cannot be (a file in
+    the way, no permission on its parent)."""
+    path = config.workspace.path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as failure:
+        reason = failure.strerror or type(failure).__name__
+        raise ConfigError(
+            f"cannot create the workspace folder {path}: {reason}; check [workspace] path "
+            "and that the account running xdrsync may write there"
+        ) from None
+
+
 @contextmanager
 def _workspace(config: Config, *, lock: bool | WorkspaceLock) -> Iterator[Workspace]:
     """The workspace, opened; with ``lock``, under its writer lock (or under this one, which
@@ -302,7 +323,7 @@ def _workspace(config: Config, *, lock: bool | WorkspaceLock) -> Iterator[Worksp
     from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.workspace import Workspace
 
-    config.workspace.path.mkdir(parents=True, exist_ok=True)
+    _make_folder(config)
     if isinstance(lock, WorkspaceLock):
         guard: WorkspaceLock | None = lock
     else:
@@ -340,6 +361,7 @@ def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
         raise ConfigError(
             f"no hub at {hub_file}: run `xdrsync sync --once` first, or check [workspace] path"
         )
+    _make_folder(config)
     make_private(config.workspace.path)  # as private as the sync makes it, if this creates it
     try:
         hub = Hub.open(configured_url(config.workspace))
@@ -366,7 +388,7 @@ def _publishing(workspace: Workspace) -> Iterator[Fanout]:
 def _print_delivered(fanout: Fanout) -> None:
     for runner in fanout.runners:
         label = "workspace tables" if runner.name == TABLES_DESTINATION else runner.name
-        console.print(f"{label}: {runner.delivered} changes published")
+        console.print(f"{label}: {runner.delivered} changes published", markup=False)
 
 
 def _names(config: Config) -> dict[str, str]:
@@ -430,11 +452,19 @@ def sync_command(
     config_file: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="One full cycle, then exit.")] = False,
 ) -> None:
-    """One full sync cycle: two-way destinations read back, edits pushed, inbound for every
-    tenant, then every destination. Exit code 1 if a tenant or stream failed, or was not read
-    because Graph asked us to wait (Retry-After) until later; 2 for a config error."""
+    """One full sync cycle: two-way destinations read back; then each tenant, on a thread of
+    its own, gets its due edits pushed to Defender and is read; then every destination.
+
+    Exit code 1 if a tenant or stream failed, or was not read because Graph asked us to wait
+    (Retry-After) until later, or if an edit failed for good in the write-back (refused by
+    Defender, or out of attempts); an edit left pending for a retry, or in conflict waiting
+    for a person's decision (`xdrsync conflicts list`), does not fail it. 2 for a config
+    error."""
+    from rich.markup import escape
+
     from xdrsync.logs import configure
     from xdrsync.sync.engine import sync_tenant
+    from xdrsync.twoway.pusher import PushReport
     from xdrsync.workspace import inbound_settings
 
     if not once:
@@ -453,43 +483,81 @@ def sync_command(
                     read_back()
                 except XdrSyncError as bad:
                     failed = True
-                    err_console.print(f"[red]{name} failed:[/red] {bad}")
-            pushed = workspace.pusher().push_due()
-            if pushed.states:
-                console.print(f"write-back: {_push_summary(pushed.states)}")
+                    err_console.print(f"[red]{escape(name)} failed:[/red] {_shown(bad)}")
+            pusher = workspace.pusher()
             sources = workspace.sources()
             settings = inbound_settings(config)
-            with _progress() as progress:
-                reports = _each_tenant(
-                    sources,
-                    lambda tenant: sync_tenant(
-                        workspace.hub,
-                        tenant,
-                        settings,
-                        on_window=progress.tracker(tenant.name),
-                    ),
+
+            def cycle(tenant: TenantSource) -> tuple[PushReport | str, CycleReport]:
+                """The tenant's due edits pushed, then the tenant read: on the tenant's own
+                thread, so that one whose Graph hangs holds up none of the others; the push
+                first, so that the read brings back what Defender made of the edits."""
+                return _push_tenant(pusher, tenant), sync_tenant(
+                    workspace.hub, tenant, settings, on_window=progress.tracker(tenant.name)
                 )
-            for tenant, report in zip(sources, reports, strict=True):
+
+            with _progress() as progress:
+                cycles = _each_tenant(sources, cycle)
+            pushed = PushReport()
+            for tenant, (push, _) in zip(sources, cycles, strict=True):
+                if isinstance(push, str):
+                    failed = True
+                    err_console.print(
+                        f"[red]{escape(tenant.name)} write-back failed:[/red] {escape(push)}"
+                    )
+                else:
+                    pushed.merge(push)
+            if pushed.states:
+                console.print(f"write-back: {_push_summary(pushed.states)}")
+            failed = failed or bool(pushed.states.get("failed"))
+            for tenant, (_, report) in zip(sources, cycles, strict=True):
                 for stream in report.streams:
                     if stream.waiting_until is not None:  # not read at all this cycle
                         failed = True
                         until = stream.waiting_until.astimezone(UTC)
                         err_console.print(
-                            f"[yellow]{tenant.name}/{stream.stream} skipped:[/yellow] Graph "
-                            f"asked us to wait until {until:%H:%M:%S} UTC; not read"
+                            f"[yellow]{escape(tenant.name)}/{stream.stream} skipped:[/yellow] "
+                            f"Graph asked us to wait until {until:%H:%M:%S} UTC; not read"
                         )
                         continue
                     console.print(
                         f"{tenant.name}/{stream.stream}: {stream.records} read, "
                         f"{stream.inserted} new, {stream.updated} updated, "
-                        f"{stream.quarantined} quarantined"
+                        f"{stream.quarantined} quarantined",
+                        markup=False,
                     )
                 for stream_name, error in report.errors.items():
                     failed = True
-                    err_console.print(f"[red]{tenant.name}/{stream_name} failed:[/red] {error}")
+                    err_console.print(
+                        f"[red]{escape(tenant.name)}/{stream_name} failed:[/red] {escape(error)}"
+                    )
         _print_delivered(publisher)
     if failed:
         raise typer.Exit(1)
+
+
+def _shown(error: BaseException) -> str:
+    """An error's text for a rich line: secrets scrubbed, brackets shown, not read as markup
+    (a server's message may hold ``[/x]``)."""
+    from rich.markup import escape
+
+    from xdrsync.logs import scrub
+
+    return escape(scrub(str(error)))
+
+
+def _push_tenant(pusher: Pusher, tenant: TenantSource) -> PushReport | str:
+    """``pusher.push_due`` for one tenant; what went wrong instead, if it raised (the
+    tenant's read goes on: its edits are pushed again at the next cycle)."""
+    import structlog
+
+    from xdrsync.logs import clean
+
+    try:
+        return pusher.push_due(tenant.tenant_id)
+    except Exception as failure:  # the tenant's push alone; a stop (BaseException) goes on up
+        structlog.get_logger(__name__).exception("write-back crashed", tenant=tenant.name)
+        return clean(f"{type(failure).__name__}: {failure}")
 
 
 def _each_tenant(sources: Sequence[TenantSource], work: Callable[[TenantSource], T]) -> list[T]:
@@ -521,7 +589,7 @@ def _abandoning() -> Iterator[None]:
             import os
             import sys
 
-            err_console.print(f"interrupted; left still at work: {', '.join(left)}")
+            err_console.print(f"interrupted; left still at work: {', '.join(left)}", markup=False)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(130)
@@ -567,15 +635,18 @@ def run_command(
             server = _start_console(config, workspace, service.wake_pusher)
             collector.freeze_startup()  # all made, nothing synced yet
             service.start()
-            err_console.print(
+            notice(
                 f"xdrsync {__version__}: syncing {len(config.tenants)} tenant(s) into "
-                f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s"
+                f"{config.workspace.path} every {config.sync.poll_interval_seconds:g}s",
+                version=__version__,
+                tenants=len(config.tenants),
+                workspace=str(config.workspace.path),
             )
             # Bounded waits: the kernel may hand SIGTERM to any thread, and Python runs the
             # handler in the main thread only when it next wakes (an unbounded wait never did).
             while not stop.wait(0.5):
                 pass
-            err_console.print("stopping…")
+            notice("stopping…")
             if server is not None:
                 server.stop()
             if not service.stop():
@@ -587,7 +658,7 @@ def run_command(
                 import os
                 import sys
 
-                err_console.print("stopped; a request still under way was abandoned")
+                notice("stopped; a request still under way was abandoned")
                 if guard.lost:
                     print_error(_LOCK_LOST)
                 sys.stdout.flush()
@@ -619,9 +690,9 @@ def _start_console(
             f"the console could not listen on {config.console.host}:{config.console.port} "
             f"({failure}); change [console] port, or set enabled = false"
         ) from None
-    err_console.print(f"console and REST API on [bold]{server.base_url}[/bold]")
+    notice(f"console and REST API on {server.base_url}", url=server.base_url)
     if not Accounts(workspace.hub).users():
-        err_console.print("no console users yet: add one with  xdrsync users add NAME --role admin")
+        notice("no console users yet: add one with  xdrsync users add NAME --role admin")
     return server
 
 
@@ -767,6 +838,8 @@ def check_command(config_file: ConfigOption = None) -> None:
     Exit code 1 if any tenant or destination fails."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from rich.markup import escape
+
     from xdrsync.logs import configure
     from xdrsync.twoway.access import STREAM, capability_doc
 
@@ -774,7 +847,8 @@ def check_command(config_file: ConfigOption = None) -> None:
     with _errors():
         config = _load(config_file)
         console.print(
-            f"config OK: {len(config.tenants)} tenant(s), workspace {config.workspace.path}"
+            f"config OK: {len(config.tenants)} tenant(s), workspace {config.workspace.path}",
+            markup=False,
         )
         once = config.sync.model_copy(update={"max_attempts": 1})
         failed = 0
@@ -786,11 +860,11 @@ def check_command(config_file: ConfigOption = None) -> None:
             checks = [pool.submit(_check_tenant, t, config, once) for t in config.tenants]
             for tenant, pending in zip(config.tenants, checks, strict=True):
                 found = pending.result()
-                for ok, line in found.lines:
+                for ok, line in found.lines:  # a server's words in them: shown, not styled
                     if ok is False:
-                        err_console.print(f"[red]✗[/red] {line}")
+                        err_console.print(f"[red]✗[/red] {escape(line)}")
                     else:
-                        console.print(f"{marks[ok]} {line}")
+                        console.print(f"{marks[ok]} {escape(line)}")
                 failed += not found.ok
                 if found.roles:
                     granted[tenant.tenant_id] = found.roles
@@ -805,8 +879,9 @@ def check_command(config_file: ConfigOption = None) -> None:
 
 def _check_destinations(config: Config) -> int:
     """Sign in to each configured destination and make its cheap calls; how many failed."""
+    from rich.markup import escape
+
     from xdrsync.destinations.factory import build_destination
-    from xdrsync.logs import scrub
 
     failed = 0
     if not config.destinations:
@@ -816,10 +891,10 @@ def _check_destinations(config: Config) -> int:
             destination = build_destination(entry, config, workspace.hub)
             try:
                 for line in destination.check():
-                    console.print(f"[green]✓[/green] {line}")
+                    console.print(f"[green]✓[/green] {escape(line)}")
             except XdrSyncError as bad:
                 failed += 1
-                err_console.print(f"[red]✗[/red] {entry.name}: {scrub(str(bad))}")
+                err_console.print(f"[red]✗[/red] {escape(entry.name)}: {_shown(bad)}")
             finally:
                 destination.close()
     return failed
@@ -853,7 +928,8 @@ def state_show(
                 console.print("Recently quarantined records:")
                 for row in quarantined:
                     console.print(
-                        f"  {row.at.isoformat(timespec='seconds')} {row.stream}: {row.reason}"
+                        f"  {row.at.isoformat(timespec='seconds')} {row.stream}: {row.reason}",
+                        markup=False,
                     )
 
 
@@ -895,12 +971,36 @@ def state_clear_quarantine(
             console.print(f"{hub.clear_quarantine(tenant_id, stream)} quarantined records cleared")
 
 
+def _listed_status(value: str) -> str:
+    """An incident status to list, in Defender's spelling: what `incidents update --status`
+    takes, mapped the same way (Sentinel's ``New``, ``Active``, ``Closed`` included), and
+    ``redirected``; a ``ConfigError`` for anything else (a typo must not list nothing)."""
+    from xdrsync.errors import EditRefusedError
+    from xdrsync.twoway.fields import SENTINEL_STATUS, SETTABLE_STATUS
+    from xdrsync.twoway.fields import status as settable
+
+    if value.strip().lower() == "redirected":
+        return "redirected"
+    try:
+        return settable("incident", value)
+    except EditRefusedError:
+        known = ", ".join((*SETTABLE_STATUS["incident"], "redirected"))
+        aliases = ", ".join(name.capitalize() for name in SENTINEL_STATUS["incident"])
+        raise ConfigError(
+            f"--status {value!r} is not an incident status: {known} (or {aliases})"
+        ) from None
+
+
 @incidents_app.command("list")
 def incidents_list(
     config_file: ConfigOption = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant name or id.")] = None,
     status: Annotated[
-        str | None, typer.Option(help="active, inProgress, resolved, redirected.")
+        str | None,
+        typer.Option(
+            help="active, inProgress, resolved or redirected (or, as `update` takes them, "
+            "New, Active, Closed)."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many.")] = 25,
 ) -> None:
@@ -908,38 +1008,80 @@ def incidents_list(
     from xdrsync.views import incident_table
 
     with _errors():
+        wanted = None if status is None else _listed_status(status)
         config = _load(config_file)
         tenant_id = config.tenant(tenant).tenant_id if tenant else None
         with _hub(config, existing=True) as hub:
-            rows = hub.list_incidents(tenant_id, status, limit=limit)
+            rows = hub.list_incidents(tenant_id, wanted, limit=limit)
             console.print(incident_table(rows, _names(config)))
+
+
+def _find_in_tenants(
+    config: Config, tenant: str | None, what: str, find: Callable[[str], T | None]
+) -> tuple[TenantConfig, T]:
+    """``find(tenant_id)`` in the tenant named; with none named, in every configured tenant:
+    ids are per tenant, so an id that several tenants have is refused (naming them) rather
+    than one of them picked. Exit 1 if none has it."""
+    if tenant is not None:
+        chosen = config.tenant(tenant)
+        found = find(chosen.tenant_id)
+        if found is None:
+            raise _fail(f"no {what} in tenant {chosen.name}", 1)
+        return chosen, found
+    hits = [(t, found) for t in config.tenants if (found := find(t.tenant_id)) is not None]
+    if len(hits) > 1:
+        names = ", ".join(t.name for t, _ in hits)
+        raise _fail(f"{what} is in several tenants ({names}): name one with --tenant")
+    if not hits:
+        where = f"tenant {config.tenants[0].name}" if len(config.tenants) == 1 else "any tenant"
+        raise _fail(f"no {what} in {where}", 1)
+    return hits[0]
+
+
+ShowTenantOption = Annotated[
+    str | None,
+    typer.Option(help="Tenant name or id (needed when several tenants have the id)."),
+]
 
 
 @incidents_app.command("show")
 def incidents_show(
     incident_id: Annotated[str, typer.Argument(help="Defender incident id.")],
     config_file: ConfigOption = None,
-    tenant: Annotated[
-        str | None, typer.Option(help="Tenant name or id (default: the first).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Graph JSON instead of tables.")] = False,
+    tenant: ShowTenantOption = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Defender's version as Graph JSON, alone on stdout (edits on their way are "
+            "listed on stderr).",
+        ),
+    ] = False,
 ) -> None:
-    """One incident: fields, alerts, evidence by entity, comments, history, edits."""
+    """One incident: fields, alerts, evidence by entity, comments, history, edits. Without
+    --tenant, looked for in every tenant; refused if several have the id."""
     from xdrsync.twoway.submit import current_view
-    from xdrsync.views import incident_detail, to_json
+    from xdrsync.views import edits_table, incident_detail, to_json
 
     with _errors():
         config = _load(config_file)
-        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
         with _hub(config, existing=True) as hub:
-            incident = hub.get_incident(tenant_config.tenant_id, incident_id)
-            if incident is None:
-                raise _fail(f"no incident {incident_id} in tenant {tenant_config.name}", 1)
+            tenant_config, incident = _find_in_tenants(
+                config,
+                tenant,
+                f"incident {incident_id}",
+                lambda tenant_id: hub.get_incident(tenant_id, incident_id),
+            )
             if as_json:
                 typer.echo(to_json(incident.to_graph()))
+                edits = hub.edits(
+                    tenant_id=tenant_config.tenant_id, entity=("incident", incident_id)
+                )
+                if edits:  # stdout stays JSON alone, for jq
+                    err_console.print(edits_table(edits))
                 return
             shown = current_view(hub, tenant_config.tenant_id, "incident", incident_id)
-            for part in incident_detail(hub, incident, shown):
+            for part in incident_detail(hub, incident, shown, tenant_name=tenant_config.name):
                 console.print(part)
 
 
@@ -972,6 +1114,8 @@ def _update(
 ) -> None:
     import getpass
 
+    from rich.markup import escape
+
     from xdrsync.twoway import submit
 
     with _errors():
@@ -993,7 +1137,10 @@ def _update(
                 origin="cli",
             )
             if not ids:
-                console.print(f"nothing to change: {kind} {entity_id} already has these values")
+                console.print(
+                    f"nothing to change: {kind} {entity_id} already has these values",
+                    markup=False,
+                )
                 return
             console.print(f"queued {len(ids)} edit(s) for Defender: #{', #'.join(map(str, ids))}")
             rows = submit.deliver(
@@ -1005,7 +1152,7 @@ def _update(
         for row in rows:
             line = f"#{row.id} {row.field}: {_DONE_WORDS.get(row.state, row.state)}"
             if row.state != "confirmed" and row.outcome:
-                line += f" — {row.outcome}"
+                line += f" — {escape(row.outcome)}"  # Defender's words: shown, not styled
             console.print(line)
         if any(r.state in ("failed", "overridden", "conflict") for r in rows):
             raise typer.Exit(1)
@@ -1115,24 +1262,28 @@ def alerts_update(
 @alerts_app.command("show")
 def alerts_show(
     alert_id: Annotated[str, typer.Argument(help="Defender alert id.")],
-    tenant: TenantOption = None,
+    tenant: ShowTenantOption = None,
     config_file: ConfigOption = None,
 ) -> None:
-    """One alert as the workspace has it (Graph JSON, edits on their way applied)."""
+    """One alert as the workspace has it: Graph JSON, edits on their way applied, alone on
+    stdout (for jq); the edits themselves are listed on stderr. Without --tenant, looked for
+    in every tenant; refused if several have the id."""
     from xdrsync.twoway.submit import current_view
     from xdrsync.views import edits_table, to_json
 
     with _errors():
         config = _load(config_file)
-        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
         with _hub(config, existing=True) as hub:
-            shown = current_view(hub, tenant_config.tenant_id, "alert", alert_id)
-            if shown is None:
-                raise _fail(f"no alert {alert_id} in tenant {tenant_config.name}", 1)
+            tenant_config, shown = _find_in_tenants(
+                config,
+                tenant,
+                f"alert {alert_id}",
+                lambda tenant_id: current_view(hub, tenant_id, "alert", alert_id),
+            )
             typer.echo(to_json(shown))
             edits = hub.edits(tenant_id=tenant_config.tenant_id, entity=("alert", alert_id))
             if edits:
-                console.print(edits_table(edits))
+                err_console.print(edits_table(edits))
 
 
 @destinations_app.command("status")
@@ -1184,7 +1335,9 @@ def destinations_clear_dead_letters(
         config = _load(config_file)
         name = _destination_name(config, name)
         with _hub(config, existing=True) as hub:
-            console.print(f"{name}: {hub.clear_dead_letters(name)} dead letters cleared")
+            console.print(
+                f"{name}: {hub.clear_dead_letters(name)} dead letters cleared", markup=False
+            )
 
 
 @destinations_app.command("replay")
@@ -1247,7 +1400,7 @@ def conflicts_resolve(
         latest = (
             f" (the field's latest edit; #{edit_id} replaced by it)" if row.id != edit_id else ""
         )
-        console.print(f"#{row.id} {row.field}: {word}{latest}")
+        console.print(f"#{row.id} {row.field}: {word}{latest}", markup=False)
 
 
 @app.command("demo")
@@ -1329,15 +1482,14 @@ def users_add(
         with _hub(config) as hub:
             user = Accounts(hub).add_user(name, password, role, scopes, email)
         scope = ", ".join(user.tenants) or "every tenant"
-        console.print(f"user {user.name}: {user.role}, {scope}")
+        console.print(f"user {user.name}: {user.role}, {scope}", markup=False)
 
 
 @users_app.command("list")
 def users_list(config_file: ConfigOption = None) -> None:
     """The console's users, their roles and tenants."""
-    from rich.table import Table
-
     from xdrsync.console.accounts import Accounts
+    from xdrsync.views import Table  # names shown as given, never read as markup
 
     with _errors():
         config = _load(config_file)
@@ -1364,7 +1516,7 @@ def users_remove(
         with _hub(config) as hub:
             if not Accounts(hub).remove_user(name):
                 raise _fail(f"no console user {name!r}")
-        console.print(f"user {name} removed")
+        console.print(f"user {name} removed", markup=False)
 
 
 @tokens_app.command("create")
@@ -1389,7 +1541,8 @@ def tokens_create(
             )
         err_console.print(
             f"token {info.id} for {info.user_name} ({info.prefix}…); send it as "
-            "'Authorization: Bearer TOKEN'. It is shown only now:"
+            "'Authorization: Bearer TOKEN'. It is shown only now:",
+            markup=False,
         )
         print(token)
 
@@ -1400,9 +1553,8 @@ def tokens_list(
     config_file: ConfigOption = None,
 ) -> None:
     """Tokens (never their values): id, user, label, created, last used, state."""
-    from rich.table import Table
-
     from xdrsync.console.accounts import Accounts
+    from xdrsync.views import Table  # labels shown as given, never read as markup
 
     with _errors():
         config = _load(config_file)

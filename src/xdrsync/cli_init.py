@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from xdrsync.terminal import print_error
 
 if TYPE_CHECKING:
     from xdrsync.config import SyncConfig, TenantConfig
@@ -37,7 +40,7 @@ def _interactive() -> bool:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    print_error(message)  # brackets in a path or a server's words: shown, not styled
     return typer.Exit(code)
 
 
@@ -56,7 +59,7 @@ def _ask_credential() -> tuple[str | None, str | None]:
             try:
                 return check_secret_reference(answer), None
             except ValueError as bad:
-                err_console.print(f"[yellow]![/yellow] {bad}")
+                err_console.print(f"[yellow]![/yellow] {escape(str(bad))}")
                 continue
         if answer and Path(answer).expanduser().is_file():
             return None, answer
@@ -157,7 +160,7 @@ def print_check(result: ConnectorCheck) -> None:
     for column in ("", "what", "result"):
         table.add_column(column, overflow="fold")
     table.add_row(
-        _mark(result.token_ok), "sign-in (access token)", result.token_error or "signed in"
+        _mark(result.token_ok), "sign-in (access token)", escape(result.token_error or "signed in")
     )
     for permission in result.permissions:
         need = "needed" if permission.needed else "not needed (read-only)"
@@ -176,10 +179,12 @@ def print_check(result: ConnectorCheck) -> None:
             when = call.server_time.isoformat(timespec="seconds") if call.server_time else ""
             table.add_row(_mark(True), label, f"ok (server time {when})")
         else:
-            table.add_row(_mark(None if call.state == "skipped" else False), label, call.error)
+            table.add_row(
+                _mark(None if call.state == "skipped" else False), label, escape(call.error or "")
+            )
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]![/yellow] {note}")
+        console.print(f"[yellow]![/yellow] {escape(note)}")
     if result.missing:
         console.print(
             f"[yellow]![/yellow] Missing permission(s): {', '.join(result.missing)}. Add them "
@@ -368,7 +373,7 @@ def init_command(
         tenant, sync = _load_tenant(file, written, name)
     except ValueError as bad:
         err_console.print(
-            f"[red]✗[/red] cannot check tenant {name}: {scrub(str(bad))}; fix it, then run "
+            f"[red]✗[/red] cannot check tenant {name}: {escape(scrub(str(bad)))}; fix it, then run "
             "`xdrsync check`"
         )
         raise typer.Exit(1) from None

@@ -176,6 +176,12 @@ class DeferredSecret(SecretStr):
         return hash((self._secret_value, self._base_dir))
 
 
+_TENANT_GUID_ONLY = (
+    "a Defender tenant's tenant_id is its directory (tenant) ID, a GUID (Entra admin center, "
+    "Overview), not a domain name"
+)
+
+
 class AppCredentials(_Frozen):
     """An app registration in one Entra tenant, and how xdrsync signs in with it.
 
@@ -189,6 +195,9 @@ class AppCredentials(_Frozen):
     """
 
     defers_credentials: ClassVar[bool] = False
+    # Whether ``tenant_id`` may be a verified domain name (a destination's sign-in may use
+    # one; a Defender tenant's may not, see ``TenantConfig._tenant_guid``).
+    domain_tenant_id: ClassVar[bool] = True
 
     name: str
     tenant_id: str
@@ -210,7 +219,13 @@ class AppCredentials(_Frozen):
     def _directory_id(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
         if not _DIRECTORY_ID.match(value):
-            raise ValueError("expected a GUID (or, for tenant_id, a verified domain name)")
+            if info.field_name == "client_id":
+                raise ValueError("expected the app's application (client) ID, a GUID")
+            if cls.domain_tenant_id:
+                raise ValueError(
+                    "expected the directory (tenant) ID, a GUID, or a verified domain name"
+                )
+            raise ValueError(_TENANT_GUID_ONLY)
         if info.field_name == "tenant_id" and value.lower() in _MULTI_TENANT_ALIASES:
             # An app signs in to one tenant's directory; these aliases name none.
             raise ValueError(f"{value!r} is not a tenant; use the tenant's GUID")
@@ -279,6 +294,7 @@ class TenantConfig(AppCredentials):
     """One Defender tenant: its app registration and where its Graph API is."""
 
     defers_credentials: ClassVar[bool] = True
+    domain_tenant_id: ClassVar[bool] = False
 
     graph_url: str = GRAPH_URL
     # Our own pacing budget: Graph allows 150 requests/min per app per tenant on /security.
@@ -294,10 +310,7 @@ class TenantConfig(AppCredentials):
         # tenant scopes and Sentinel's incident names are keyed by it: a domain name here
         # would key the hub apart from all of them (a destination may still sign in by one).
         if not _GUID.match(value.strip()):
-            raise ValueError(
-                "a Defender tenant's tenant_id is its directory (tenant) ID, a GUID (Entra "
-                "admin center, Overview), not a domain name"
-            )
+            raise ValueError(_TENANT_GUID_ONLY)
         return value
 
     @field_validator("graph_url")

@@ -11,9 +11,34 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _json_logs() -> bool:
+    """Whether ``--log-json`` is in force: every line on stderr must then be a JSON object."""
+    from xdrsync.logs import configured
+
+    return configured()[1]
+
+
 def print_error(message: str) -> None:
-    """``error: message``; brackets in ``message`` (a path, a query) are shown, not styled."""
+    """``error: message``; brackets in ``message`` (a path, a query) are shown, not styled.
+    Under ``--log-json``, an ``error`` log event instead."""
+    if _json_logs():
+        import structlog
+
+        structlog.get_logger("xdrsync").error(message)
+        return
     err_console.print(f"[red]error:[/red] {escape(message)}")
+
+
+def notice(message: str, **fields: object) -> None:
+    """A line for the operator on stderr (``message`` shown as is, never read as markup);
+    under ``--log-json``, an ``info`` log event with ``fields``, so that a log shipper reads
+    nothing but JSON there."""
+    if _json_logs():
+        import structlog
+
+        structlog.get_logger("xdrsync").info(message, **fields)
+        return
+    err_console.print(message, markup=False)
 
 
 def report_failure(error: XdrSyncError) -> int:
@@ -25,4 +50,4 @@ def report_failure(error: XdrSyncError) -> int:
     return 2 if isinstance(error, ConfigError) else 1
 
 
-__all__ = ["console", "err_console", "print_error", "report_failure"]
+__all__ = ["console", "err_console", "notice", "print_error", "report_failure"]

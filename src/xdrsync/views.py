@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
+from rich import table as rich_table
+from rich.console import RenderableType
+from rich.text import Text
 
 from xdrsync.destinations.status import DestinationStatus
 from xdrsync.hub import Hub, IncidentSummary
@@ -16,6 +18,27 @@ from xdrsync.twoway.access import read_only_reasons, recorded_roles
 
 if TYPE_CHECKING:
     from xdrsync.models import Incident
+
+
+class Table(rich_table.Table):
+    """A rich table whose text (title, cells) is shown as given, never read as markup: the
+    cells hold a server's words (errors, names, titles, comments), where ``[/x]`` would stop
+    the print with a MarkupError or ``[red]`` restyle it."""
+
+    def __init__(self, *headers: str, title: str | None = None, **options: Any) -> None:
+        super().__init__(*headers, title=None if title is None else Text(title), **options)
+
+    def add_row(
+        self,
+        *renderables: RenderableType | None,
+        style: Any = None,
+        end_section: bool = False,
+    ) -> None:
+        super().add_row(
+            *(Text(cell) if isinstance(cell, str) else cell for cell in renderables),
+            style=style,
+            end_section=end_section,
+        )
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
@@ -287,10 +310,17 @@ def incident_table(rows: list[IncidentSummary], tenant_names: dict[str, str]) ->
     return table
 
 
-def incident_detail(hub: Hub, incident: Incident, shown: dict[str, Any] | None = None) -> list[Any]:
+def incident_detail(
+    hub: Hub,
+    incident: Incident,
+    shown: dict[str, Any] | None = None,
+    *,
+    tenant_name: str | None = None,
+) -> list[Any]:
     """The incident's fields, alerts, evidence by entity, comments, version history and
     workspace edits; ``shown`` is the workspace's view (edits not yet in Defender applied),
-    whose differences from Defender's version are marked pending."""
+    whose differences from Defender's version are marked pending. The heading names the
+    tenant (``tenant_name``, else its id): incident ids are per tenant."""
     tenant = incident.tenant_id or ""
     incident_id = incident.id or ""
     edits = hub.edits(tenant_id=tenant, entity=("incident", incident_id))
@@ -310,7 +340,7 @@ def incident_detail(hub: Hub, incident: Incident, shown: dict[str, Any] | None =
         return text
 
     head = Table(
-        title=f"Incident {incident.id}: {incident.display_name}",
+        title=f"Incident {incident.id} (tenant {tenant_name or tenant}): {incident.display_name}",
         title_justify="left",
         show_header=False,
     )

@@ -457,3 +457,68 @@ def _truth(server: EmulatorServer, tenant_id: str) -> list[dict[str, Any]]:
 def _timeline(calls: list[Call]) -> str:
     start = calls[0].at if calls else 0.0
     return "; ".join(f"{c.at - start:.2f}s {c.path} {c.status}" for c in calls)
+
+
+def test_sync_once_pushes_each_tenants_edits_on_its_own_thread_before_reading_it(
+    world: Any, tmp_path: Path
+) -> None:
+    """operations.md §3: with `sync --once` a hung tenant holds up none of the others, its
+    write-back included: each tenant's due edits are pushed on the tenant's own thread, just
+    before it is read, so a hung tenant with an edit waiting delays only itself (pushed on
+    the main thread, tenant after tenant, it held every other tenant's read for its whole
+    retry budget)."""
+    server, proxy = world(2)
+    hung, healthy = server.emulator.settings.tenants
+    path = _config_file(
+        server,
+        proxy,
+        tmp_path / "cfg",
+        {"request_timeout_seconds": 5, "request_deadline_seconds": 5, "max_attempts": 2},
+    )
+    first = subprocess.run(
+        [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    hub_url = configured_url(load_config(path).workspace)
+    with Hub.open(hub_url) as hub:
+        edits = {
+            t.name: submit(
+                hub,
+                Tenant(t.name, t.tenant_id, True),
+                "incident",
+                _open_incident(hub, t.tenant_id),
+                EditRequest(owner=f"analyst@{t.name}.example"),
+                author="alice",
+                origin="test",
+            )
+            for t in (hung, healthy)  # the hung tenant's first, and first in the config
+        }
+    proxy.set(hung.name, Sick("hang"))
+    done = subprocess.run(
+        [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # the hung tenant failed
+    with Hub.open(hub_url) as hub:
+        row = next(
+            r
+            for r in hub.list_states()
+            if r.tenant_id == healthy.tenant_id and r.stream == "incidents"
+        )
+        assert hub.edits(ids=edits[healthy.name])[0].state == "confirmed"
+        assert hub.edits(ids=edits[hung.name])[0].state == "pending"  # retried next time
+    # Measured against the hung tenant's own first request (its sign-in, which hangs for the
+    # request timeout, 5 s): the healthy tenant was pushed and read within it, where pushed
+    # tenant after tenant it was read only once every attempt of the hung push had ended.
+    first_hung = proxy.calls(hung.name, "/")[0]
+    hung_until = datetime.fromtimestamp(time.time() - time.monotonic() + first_hung.at + 5, UTC)
+    assert row.updated_at is not None
+    assert row.updated_at < hung_until, (
+        f"the healthy tenant was read at {row.updated_at:%H:%M:%S.%f}, after the hung "
+        f"tenant's first request had hung to its end ({hung_until:%H:%M:%S.%f})"
+    )

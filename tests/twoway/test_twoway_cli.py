@@ -3,8 +3,10 @@ processes, a real emulator. Every refusal is one clear line and leaves the outbo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,9 +27,11 @@ from xdrsync.hub import Hub, default_url
 PYTHON = sys.executable
 
 
-def xdrsync(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def xdrsync(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "xdrsync", *args], capture_output=True, text=True, timeout=timeout
+        [PYTHON, "-m", "xdrsync", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -222,3 +226,165 @@ def test_with_the_service_running_an_edit_leaves_at_once(
         _, err = service.communicate(timeout=60)
     # One info line per stream per cycle, and one per push.
     assert '"stream synced"' in err and '"edits pushed"' in err
+
+
+# -- what an operator scripting around the edits sees --------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unreachable(config: Path, base_url: str) -> None:
+    """``config`` with Graph at a closed port: edits queued with it wait in the outbox."""
+    config.write_text(
+        config.read_text().replace(
+            f'graph_url = "{base_url}"', f'graph_url = "http://127.0.0.1:{_closed_port()}"'
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def synced(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A workspace with both tenants synced: ``good`` config, and ``dead`` (same workspace,
+    Graph unreachable, one attempt per call) to leave edits pending."""
+    folder = tmp_path_factory.mktemp("scripted")
+    ws = str(folder / "ws")
+    tenants = emulator.emulator.settings.tenants
+    good = write_client_config(folder / "good", emulator.base_url, tenants, workspace=ws)
+    dead = write_client_config(
+        folder / "dead", emulator.base_url, tenants, workspace=ws, sync={"max_attempts": 1}
+    )
+    _unreachable(dead, emulator.base_url)
+    done = xdrsync("sync", "--once", "--config", str(good))
+    assert done.returncode == 0, done.stderr
+    return {
+        "good": str(good),
+        "dead": str(dead),
+        "tenant": tenants[0].name,
+        "other": tenants[1].name,
+    }
+
+
+def test_alerts_show_prints_json_alone_on_stdout_and_pending_edits_on_stderr(
+    synced: dict[str, str],
+) -> None:
+    """`alerts show ID | jq`: with an edit waiting for Defender, the edits table goes to
+    stderr, so stdout stays one JSON document (the edit applied in it)."""
+    incident = xdrsync(
+        "incidents", "show", "1", "--tenant", synced["tenant"], "--json", "--config", synced["good"]
+    )
+    alert = str(json.loads(incident.stdout)["alerts"][0]["id"])
+    queued = xdrsync(
+        "alerts", "update", alert, "--tenant", synced["tenant"], "--status", "inProgress",
+        "--config", synced["dead"],
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    shown = xdrsync(
+        "alerts", "show", alert, "--tenant", synced["tenant"], "--config", synced["good"]
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "inProgress"
+    assert "Workspace edits" in shown.stderr
+
+
+def test_incidents_show_json_stays_json_alone_with_a_pending_edit(synced: dict[str, str]) -> None:
+    queued = xdrsync(
+        "incidents", "update", "1", "--tenant", synced["tenant"], "--owner", "eve@contoso.com",
+        "--config", synced["dead"],
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    shown = xdrsync(
+        "incidents", "show", "1", "--tenant", synced["tenant"], "--json", "--config", synced["good"]
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == "1"
+    assert "Workspace edits" in shown.stderr
+
+
+def test_update_writes_its_log_lines_to_stderr_not_stdout(synced: dict[str, str]) -> None:
+    """`incidents update` pushes inline when no service runs: the pusher's log lines
+    ("graph call failed", "edits pushed") go to stderr, stdout keeps the command's answer."""
+    done = xdrsync(
+        "incidents", "update", "2", "--tenant", synced["tenant"], "--owner", "bob@contoso.com",
+        "--config", synced["dead"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    noise = [line for line in done.stdout.splitlines() if "graph call" in line or "pushed" in line]
+    assert noise == [], done.stdout
+    assert "queued 1 edit" in done.stdout
+    assert "graph call failed" in done.stderr
+
+
+def test_show_refuses_an_id_several_tenants_have_and_names_the_tenant_in_its_heading(
+    synced: dict[str, str],
+) -> None:
+    """Incident ids are per tenant (every tenant has an incident 1): without --tenant,
+    `incidents show 1` refuses as `update` does, naming the tenants, rather than showing the
+    first tenant's; with it, the heading names the tenant."""
+    wide = {**os.environ, "COLUMNS": "400"}
+    refused = xdrsync("incidents", "show", "1", "--config", synced["good"])
+    assert refused.returncode == 2, refused.stdout
+    assert refused.stdout == ""
+    assert "several tenants" in refused.stderr and "--tenant" in refused.stderr
+    assert synced["tenant"] in refused.stderr and synced["other"] in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    for name in (synced["tenant"], synced["other"]):
+        shown = xdrsync(
+            "incidents", "show", "1", "--tenant", name, "--config", synced["good"], env=wide
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert f"(tenant {name})" in shown.stdout.splitlines()[0]
+    # An alert id is one tenant's: found without --tenant, in the tenant that has it.
+    incident = xdrsync(
+        "incidents", "show", "1", "--tenant", synced["other"], "--json", "--config", synced["good"]
+    )
+    alert = str(json.loads(incident.stdout)["alerts"][0]["id"])
+    found = xdrsync("alerts", "show", alert, "--config", synced["good"])
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["id"] == alert
+    missing = xdrsync("alerts", "show", "no-such-alert", "--config", synced["good"])
+    assert missing.returncode == 1 and "no alert no-such-alert in any tenant" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def twin_emulators() -> Iterator[tuple[EmulatorServer, EmulatorServer]]:
+    """The same tenant twice (same seed): its app with write permissions, then with Read.All
+    permissions only (Graph answers writes with 403), as after consent was taken back."""
+    with (
+        EmulatorServer(settings_for(seed=54, incidents=6, tenants=1)) as writable,
+        EmulatorServer(
+            settings_for(seed=54, incidents=6, tenants=1, read_only_tenants=["0"])
+        ) as read_only,
+    ):
+        yield writable, read_only
+
+
+def test_sync_once_exits_1_when_defender_refuses_a_write_back(
+    twin_emulators: tuple[EmulatorServer, EmulatorServer], tmp_path: Path
+) -> None:
+    """design.md: `sync --once` is one full cycle, write-back included, with a non-zero exit
+    on failure: an edit Defender refuses (403: the app lost its write permission) fails the
+    command, so a cron job hears of it."""
+    writable, read_only = twin_emulators
+    tenants = writable.emulator.settings.tenants
+    ws = str(tmp_path / "ws")
+    first = write_client_config(tmp_path / "a", writable.base_url, tenants, workspace=ws)
+    assert xdrsync("sync", "--once", "--config", str(first)).returncode == 0
+    dead = write_client_config(
+        tmp_path / "dead", writable.base_url, tenants, workspace=ws, sync={"max_attempts": 1}
+    )
+    _unreachable(dead, writable.base_url)
+    queued = xdrsync(
+        "incidents", "update", "1", "--owner", "ana@contoso.com", "--config", str(dead)
+    )
+    assert "queued 1 edit" in queued.stdout, queued.stdout + queued.stderr
+    time.sleep(3)  # past the edit's retry backoff ([two_way] retry_seconds = 2)
+    ro = write_client_config(tmp_path / "ro", read_only.base_url, tenants, workspace=ws)
+    done = xdrsync("sync", "--once", "--config", str(ro))
+    assert "write-back: 1 failed" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    # The inbound read went well: the write-back alone failed the command.
+    assert "/incidents failed" not in done.stderr and "/alerts failed" not in done.stderr
