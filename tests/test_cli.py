@@ -714,3 +714,38 @@ def test_a_servers_error_text_with_brackets_is_shown_not_read_as_markup(
         assert done.returncode == (0 if command == ["state", "show"] else 1), command
         shown = done.stdout + done.stderr
         assert "[/lastUpdateDateTime] [red]severity[/red]" in shown, command
+
+
+def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
+    tmp_path: Path,
+) -> None:
+    """After a tenant's first stream fails for configuration (here its secret's variable is
+    unset), its other stream is not started. `state show` listed that one as never synced
+    with no error, which operations.md explains as a hung first request: it says why now."""
+    (tmp_path / "xdrsync.toml").write_text(
+        '[workspace]\npath = "./ws"\n\n[[tenants]]\nname = "tailspin"\n'
+        'tenant_id = "11111111-2222-3333-4444-555555555555"\n'
+        'client_id = "11111111-2222-3333-4444-555555555556"\n'
+        'client_secret = "env:XDRSYNC_TEST_UNSET_SECRET"\n'
+        'graph_url = "http://127.0.0.1:9"\nauthority_url = "http://127.0.0.1:9"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "COLUMNS": "400"}
+    env.pop("XDRSYNC_TEST_UNSET_SECRET", None)
+    run = [sys.executable, "-m", "xdrsync"]
+    synced = subprocess.run(
+        [*run, "sync", "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    assert synced.returncode == 1
+    shown = subprocess.run(
+        [*run, "state", "show"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    ).stdout
+    rows = {
+        stream: [
+            line for line in shown.splitlines() if "tailspin" in line and f"│ {stream} " in line
+        ]
+        for stream in ("incidents", "alerts")
+    }
+    for (row,) in rows.values():
+        assert "XDRSYNC_TEST_UNSET_SECRET" in row, shown
+    assert "incidents failed first" in rows["alerts"][0], shown

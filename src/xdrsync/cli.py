@@ -459,7 +459,7 @@ def sync_command(
     (Retry-After) until later, or if an edit failed for good in the write-back (refused by
     Defender, or out of attempts); an edit left pending for a retry, or in conflict waiting
     for a person's decision (`xdrsync conflicts list`), does not fail it. 2 for a config
-    error."""
+    error, or when another process holds the workspace."""
     from rich.markup import escape
 
     from xdrsync.logs import configure
@@ -602,7 +602,8 @@ def run_command(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
     """The sync service: every tenant in a loop, until SIGTERM or Ctrl-C. Exit code 1 if it
-    stopped because its PostgreSQL hub's writer lock was lost; 2 for a config error."""
+    stopped because its PostgreSQL hub's writer lock was lost; 2 for a config error, or when
+    another process holds the workspace."""
     from xdrsync import collector
     from xdrsync.logs import configure
     from xdrsync.sync.engine import SyncService

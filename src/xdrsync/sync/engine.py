@@ -170,8 +170,22 @@ def sync_tenant(
             else:
                 continue
             report.skipped = list(streams[index + 1 :])
+            why = f"not read: {stream} failed first: {message}"
+            for skipped in report.skipped:  # said on each: `state show` lists every stream
+                _record_skip(hub, tenant, skipped, why, retry_at)
             break  # the other stream would fail the same way, or spend Graph's wait
     return report
+
+
+def _record_skip(
+    hub: Hub, tenant: TenantSource, stream: str, message: str, retry_at: datetime | None
+) -> None:
+    """A stream left unread after the tenant's other one failed: its state says why, or
+    `state show` listed it as never synced with no error, as a hung first request would be."""
+    try:
+        hub.record_stream_error(tenant.tenant_id, stream, message, retry_at=retry_at)
+    except Exception:
+        log.exception("could not record the stream's error", tenant=tenant.name)
 
 
 class Interrupted(KeyboardInterrupt):
