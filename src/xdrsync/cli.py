@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 import typer
 
@@ -188,6 +188,10 @@ def emulate_defender(
         raise _fail(f"cannot serve on {base}: {bad}") from None
 
 
+#: The variable `emulate sentinel`'s printed block reads the emulator's app secret from.
+SENTINEL_SECRET_VARIABLE: Final = "XDRSYNC_SENTINEL_SECRET"  # noqa: S105 (a name)
+
+
 @emulate_app.command("sentinel")
 def emulate_sentinel(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8660,
@@ -230,8 +234,18 @@ def emulate_sentinel(
         raise _fail(str(bad)) from None
     base = f"http://{host}:{port}"
     console.print(f"Microsoft Sentinel emulator on [bold]{base}[/bold]")
-    console.print("Add this to xdrsync.toml (also at GET /_emulator/config):")
-    console.print(destination_toml(settings, base), markup=False, highlight=False)
+    # The secret by reference, as every config should hold one (the emulator's own is no
+    # secret, but a pasted literal would be warned about at every command).
+    console.print(
+        "Set its app's secret where xdrsync runs, and add this to xdrsync.toml:\n"
+        f"  export {SENTINEL_SECRET_VARIABLE}={settings.client_secret}",
+        markup=False,
+        highlight=False,
+    )
+    reference = f"env:{SENTINEL_SECRET_VARIABLE}"
+    console.print(
+        destination_toml(settings, base, client_secret=reference), markup=False, highlight=False
+    )
     try:
         serve_forever(settings, host=host, port=port)
     except OSError as bad:
