@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from xdrsync import collector
+from xdrsync.config import load_config
 from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
@@ -560,6 +562,51 @@ def test_the_emulator_writes_a_workspace_config_that_syncs_from_it(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_sentinel_emulators_block_takes_its_secret_by_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """design.md: secrets by reference, never inline in examples. The block `emulate
+    sentinel` prints to paste reads the app's secret from a variable, and the line to set it
+    comes with it: pasted as printed, the config loads with no inline-secret warning."""
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "emulator.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "emulate", "sentinel", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "[[destinations]]" not in log.read_text() or "rule_id" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    printed = log.read_text()
+    (export,) = [line.strip() for line in printed.splitlines() if "export " in line]
+    name, _, secret = export.removeprefix("export ").partition("=")
+    block = printed[printed.index("[[destinations]]") :]
+    assert f'client_secret = "env:{name}"' in block
+    assert secret and secret not in block
+    (tmp_path / "t.secret").write_text("s3cret")
+    tenant = (
+        '[[tenants]]\nname = "contoso"\ntenant_id = "11111111-2222-3333-4444-555555555555"\n'
+        'client_id = "11111111-2222-3333-4444-555555555556"\nclient_secret = "file:t.secret"\n'
+    )
+    (tmp_path / "xdrsync.toml").write_text(f'[workspace]\npath = "./ws"\n\n{tenant}\n{block}')
+    monkeypatch.setenv(name, secret)
+    with caplog.at_level(logging.WARNING):
+        config = load_config(tmp_path / "xdrsync.toml")
+    (destination,) = config.destinations
+    assert destination.client_secret is not None
+    assert destination.client_secret.get_secret_value() == secret
+    assert not [r for r in caplog.records if "inline" in r.getMessage()]
 
 
 def _json_lines(text: str) -> tuple[list[dict[str, Any]], list[str]]:
