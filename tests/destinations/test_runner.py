@@ -6,11 +6,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from workload import TENANT_A, TENANT_B, commit_workload
 
 from xdrsync.config import parse_config
+from xdrsync.destinations import runner as runner_module
 from xdrsync.destinations.base import Rejection
 from xdrsync.destinations.runner import (
     CONFIG_RETRY_SECONDS,
@@ -325,3 +327,76 @@ def test_the_queue_index_rests_from_its_next_batch_once_a_worker_keeps_it(hub: H
         assert tables.got == []  # the tables went to the worker whole
     finally:
         fanout.stop()
+
+
+# -- when a worker process is started: a steady trickle never starts one --------------------
+
+
+class _TrickleHub:
+    def __init__(self) -> None:
+        self.top = 0
+
+    def max_seq(self) -> int:
+        return self.top
+
+
+class _CaughtUpRunner:
+    """The log tables' runner, caught up at every pass (a steady trickle)."""
+
+    name = "tables"
+
+    def __init__(self, hub: _TrickleHub) -> None:
+        self.hub = hub
+        self.position_ = 0
+
+    def position(self) -> int:
+        return self.position_
+
+    def publish(self, **_: Any) -> int:
+        delivered = self.hub.top - self.position_
+        self.position_ = self.hub.top
+        return delivered
+
+
+class _IdleWorker:
+    def start(self) -> _IdleWorker:
+        return self
+
+    def running(self) -> bool:
+        return True
+
+    def wake(self) -> None:
+        return None
+
+
+def test_a_steady_trickle_never_spawns_a_worker_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 tenants at 120 changes/min each made about 17 changes/s in the hub (a page of an
+    incident with its alerts commits 30-50 changes at once), far below FLOW (1,000 in 5 s,
+    i.e. 200/s). The rate in `Fanout._offloaded` is measured between two passes of the
+    tables' thread, which a commit's wake may bring 20 ms apart: one commit of 40 changes
+    then reads as 2,000 changes/s, and a worker process (a fresh interpreter, ~120 MiB,
+    1-3 CPU-s to start) is spawned every 15-40 s of a steady trickle."""
+    clock = [1000.0]
+    monkeypatch.setattr(runner_module.time, "monotonic", lambda: clock[0])
+    spawned: list[_IdleWorker] = []
+
+    def spawn() -> _IdleWorker:
+        worker = _IdleWorker()
+        spawned.append(worker)
+        return worker
+
+    hub = _TrickleHub()
+    runner = _CaughtUpRunner(hub)
+    fanout = Fanout([runner], interval=1.0, offload=Offload("tables", spawn))  # type: ignore[list-item]
+    # 60 s of 17 changes/s, committed as a page of 40 changes every ~2.35 s; the thread
+    # passes once a second and once more 20 ms after each commit's wake.
+    for second in range(60):
+        clock[0] += 1.0
+        fanout._offloaded(runner)  # type: ignore[arg-type]
+        if second % 2 == 0:
+            hub.top += 40
+            clock[0] += 0.02
+            fanout._offloaded(runner)  # type: ignore[arg-type]
+        if spawned:
+            break
+    assert spawned == [], "a worker process was spawned for a trickle of ~20 changes/s"

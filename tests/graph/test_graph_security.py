@@ -572,3 +572,72 @@ def test_an_expanded_alerts_list_that_says_it_has_more_is_read_whole(
     got = api.get_incident("1")
     assert got is not None
     assert [a["id"] for a in got["alerts"]] == [a["id"] for a in incident["alerts"]]
+
+
+# -- $expand=alerts after a fallback -----------------------------------------------------------
+
+
+class _FlakyGraph:
+    """A Graph client whose incidents listing meets transient 5xx: ``fail_next`` attempts of
+    the next listing fail, then it answers. Counts the per-incident alert reads."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.tenant = SimpleNamespace(name="contoso")
+        self.fail_next = 0
+        self.alert_reads = 0
+        self.listings = 0
+
+    def record(self, _: str) -> None:
+        return None
+
+    def get(
+        self, path: str, params: Any = None, *, max_attempts: int | None = None, **_: Any
+    ) -> Any:
+        from datetime import UTC, datetime
+
+        from xdrsync.errors import RetriableError
+        from xdrsync.graph.client import GraphResponse
+
+        attempts = max_attempts or 6
+        for _attempt in range(attempts):
+            self.listings += 1
+            if self.fail_next:
+                self.fail_next -= 1
+                continue
+            value = [{"id": str(i), "alerts": []} for i in range(50)]
+            return GraphResponse(200, {"value": value}, datetime.now(UTC), path, "r")
+        raise RetriableError(f"GET {path} failed after {attempts} attempt(s): server error (503)")
+
+    def paginate(self, path: str) -> Any:
+        from datetime import UTC, datetime
+
+        from xdrsync.graph.client import GraphResponse
+
+        self.alert_reads += 1
+        yield GraphResponse(200, {"value": []}, datetime.now(UTC), path, "r")
+
+
+def test_one_expand_fallback_does_not_make_every_later_blip_cost_a_page_of_calls() -> None:
+    """Seen in the soak: a burst of 5xx (error_rate=0.1) made one incidents page fail its 3
+    $expand attempts; from then on `DefenderApi._expand_attempts` stays 1 for the life of
+    the process (graph/security.py:250, never reset), so a single reset or 5xx on any later
+    page, which one retry clears, reads the page again without $expand and each incident's
+    alerts one call at a time: 50 calls instead of 1, against a 120 calls/min budget, for
+    weeks. Expected: once $expand pages succeed again, a lone blip is retried."""
+    from xdrsync.config import SyncConfig
+    from xdrsync.graph.security import DefenderApi
+    from xdrsync.sync.listing import PageQuery
+
+    graph = _FlakyGraph()
+    api = DefenderApi(graph, SyncConfig())  # type: ignore[arg-type]
+    graph.fail_next = 3  # a short outage: the three $expand attempts fail
+    api.incidents_page(PageQuery(lower=0))
+    assert graph.alert_reads == 50  # the fallback, as designed
+    for _ in range(100):  # hours of healthy $expand pages
+        api.incidents_page(PageQuery(lower=0))
+    graph.alert_reads = 0
+    graph.fail_next = 1  # one transient 503, which a single retry clears
+    api.incidents_page(PageQuery(lower=0))
+    assert graph.alert_reads == 0, f"a lone blip cost {graph.alert_reads} per-incident reads"

@@ -34,6 +34,8 @@ from xdrsync.sync.engine import Background
 
 log = structlog.get_logger(__name__)
 
+#: The shortest span the flow's rate is measured over (``Fanout._offloaded``).
+RATE_SECONDS = 1.0
 #: A failing destination is tried again after this, doubling up to the maximum.
 RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 300.0
@@ -297,10 +299,16 @@ class Fanout:
                     self._no_worker_until = time.monotonic() + RESPAWN_SECONDS
             # A heavy flow: a backlog of `flow` changes, or changes arriving at that many
             # per `seconds` since the last pass (a pass may take long on a busy process).
+            # The rate is measured over RATE_SECONDS at least: a commit's wake may bring a
+            # pass 20 ms after the last, and one page of 40 changes then read as 2,000 a
+            # second (a steady trickle of 17 a second started a worker every 45 s).
             now, top = time.monotonic(), runner.hub.max_seq()
-            last, self._last_seen = self._last_seen, (now, top)
+            last = self._last_seen
+            if last is None or now - last[0] >= RATE_SECONDS:
+                self._last_seen = (now, top)
             pending = top - runner.position()
-            rate = (top - last[1]) / max(now - last[0], 1e-3) if last is not None else 0.0
+            span = max(now - last[0], RATE_SECONDS) if last is not None else 0.0
+            rate = (top - last[1]) / span if last is not None else 0.0
             heavy = max(pending, rate * self.offload.seconds) >= self.offload.flow
             if heavy and now >= self._no_worker_until:
                 self._last_seen = None

@@ -174,7 +174,7 @@ class DefenderApi:
     def __init__(self, client: GraphClient, sync: SyncConfig) -> None:
         self.client = client
         self.sync = sync
-        self._expand_attempts = EXPAND_ATTEMPTS  # 1 after the first fallback (see above)
+        self._expand_attempts = EXPAND_ATTEMPTS  # 1 after a fallback, until $expand answers
         self._alerts_top = sync.page_size_alerts  # smaller after a page too large to read
 
     @classmethod
@@ -200,9 +200,10 @@ class DefenderApi:
         ``$expand=alerts`` is known to fail with 5xx on big tenants (microsoft-apis.md §0.4).
         When a page still fails after retries, the same page is read without ``$expand`` and
         each incident's alerts come from ``/incidents/{id}/alerts``. Later pages try
-        ``$expand`` again, but only once each: the failure may follow particular incidents
-        (then the next page succeeds and saves one call per incident), or the tenant's size
-        (then it costs one call per page, not a round of retries).
+        ``$expand`` again, but only once each until one answers: the failure may follow
+        particular incidents (then the next page succeeds and saves one call per incident,
+        and retries are as at first again), or the tenant's size (then it costs one call per
+        page, not a round of retries).
         """
         top = self.sync.page_size_incidents
         params = listing_params(query, top)
@@ -214,6 +215,9 @@ class DefenderApi:
                     query,
                     max_attempts=self._expand_attempts,
                 )
+                # It answers again: a later blip is retried as at first, not sent to the
+                # fallback (a page of calls) at its first failure for the process's life.
+                self._expand_attempts = EXPAND_ATTEMPTS
                 items = tuple(
                     self._with_alerts(item) if _alerts_cut_short(item) else item
                     for item in response.items

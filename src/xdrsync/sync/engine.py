@@ -135,7 +135,10 @@ def sync_tenant(
                 on_window=on_window,
             )
             report.streams.append(done)
-            log.info(
+            # A quiet cycle is said at debug: at info, an idle tenant's two streams wrote
+            # about 11 lines a minute (3 MB a day), every one of them "read=0".
+            said = log.info if done.records or done.quarantined else log.debug
+            said(
                 "stream synced",
                 tenant=tenant.name,
                 stream=stream,
