@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from xdrsync.console.accounts import Accounts
 from xdrsync.console.auth import LoginThrottle
@@ -75,6 +75,48 @@ def test_a_session_lives_until_expiry_or_idle_and_ends_with_a_new_password(
     assert accounts.session(expired, timedelta(minutes=30)) is None
     accounts.add_user("ana", PASSWORD + "2", "reader")  # a new password ends every session
     assert accounts.session(secret, timedelta(minutes=30)) is None
+
+
+def test_a_check_that_is_not_use_keeps_the_session_but_not_its_idle_timer(
+    accounts: Accounts,
+) -> None:
+    user = accounts.add_user("ana", PASSWORD, "reader")
+    secret, _ = accounts.start_session(user, timedelta(hours=12))
+    hub: Hub = accounts._hub
+    t = s.console_session
+
+    def idle(minutes: float) -> None:
+        with hub.writing() as conn:
+            seen = conn.execute(select(t.c.last_seen_at)).scalar_one()
+            conn.execute(update(t).values(last_seen_at=seen - timedelta(minutes=minutes)))
+
+    idle(59)
+    assert accounts.session(secret, timedelta(minutes=60), touch=False) is not None
+    idle(2)
+    assert accounts.session(secret, timedelta(minutes=60), touch=False) is None
+    assert accounts.session(secret, timedelta(minutes=60)) is None
+    again, _ = accounts.start_session(user, timedelta(hours=12))
+    accounts.end_session(secret)  # one session at a time: `idle` moves the only one
+    idle(59)
+    assert accounts.session(again, timedelta(minutes=60)) is not None  # use: timer reset
+    idle(2)
+    assert accounts.session(again, timedelta(minutes=60)) is not None
+
+
+def test_a_new_password_revokes_the_users_tokens_and_no_one_elses(accounts: Accounts) -> None:
+    accounts.add_user("ana", PASSWORD, "reader")
+    accounts.add_user("bob", PASSWORD, "reader")
+    first, _ = accounts.create_token("ana", "one")
+    second, _ = accounts.create_token("ana", "two")
+    others, _ = accounts.create_token("bob", "theirs")
+    assert accounts.update_user("ana", "responder") is not None  # no new password: kept
+    assert accounts.token_user(first) is not None
+    accounts.add_user("ana", PASSWORD + "2", "responder")
+    assert accounts.token_user(first) is None and accounts.token_user(second) is None
+    assert {t.state() for t in accounts.tokens("ana")} == {"revoked"}
+    assert accounts.token_user(others) is not None
+    later, _ = accounts.create_token("ana", "after")  # a token made after it works
+    assert accounts.token_user(later) is not None
 
 
 def test_a_token_is_shown_once_kept_hashed_and_stops_when_revoked(accounts: Accounts) -> None:

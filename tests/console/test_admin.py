@@ -20,6 +20,9 @@ from playwright.sync_api import expect
 from xdrsync.console.accounts import Accounts
 
 API = "/api/v1"
+#: The signed-in user's own password, which creating a user or a token, setting a password
+#: and granting the admin role need (every fixture user has PASSWORD).
+ME = {"currentPassword": PASSWORD}
 _serial = itertools.count(1)
 
 
@@ -47,7 +50,9 @@ def _bearer(live: LiveConsole, token: str) -> httpx.Client:
 
 def _add(live: LiveConsole, admin: httpx.Client, role: str = "reader", **body: Any) -> str:
     name = _fresh(role)
-    reply = admin.put(f"{API}/users/{name}", json={"role": role, "password": PASSWORD, **body})
+    reply = admin.put(
+        f"{API}/users/{name}", json={"role": role, "password": PASSWORD, **ME, **body}
+    )
     assert reply.status_code == 201, reply.text
     return name
 
@@ -135,6 +140,7 @@ def test_an_admin_creates_and_updates_a_user(live_console: LiveConsole) -> None:
             "tenants": [tenant],
             "email": "ana@contoso.com",
             "password": PASSWORD,
+            **ME,
         },
     )
     assert created.status_code == 201, created.text
@@ -164,7 +170,7 @@ def test_an_admin_creates_and_updates_a_user(live_console: LiveConsole) -> None:
     new_password = "another long passphrase"
     assert (
         admin.put(
-            f"{API}/users/{name}", json={"role": "reader", "password": new_password}
+            f"{API}/users/{name}", json={"role": "reader", "password": new_password, **ME}
         ).status_code
         == 200
     )
@@ -179,7 +185,9 @@ def test_a_user_updated_to_another_role_loses_their_sessions(live_console: LiveC
     name = _add(live_console, admin, "responder")
     first, second = _sign_in(live_console, name), _sign_in(live_console, name)
     assert first.get(f"{API}/me").json()["role"] == "responder"
-    reply = admin.put(f"{API}/users/{name}", json={"role": "admin"})
+    assert admin.put(f"{API}/users/{name}", json={"role": "admin"}).status_code == 422
+    assert first.get(f"{API}/me").status_code == 200  # refused: nothing changed
+    reply = admin.put(f"{API}/users/{name}", json={"role": "admin", **ME})
     assert reply.status_code == 200
     assert first.get(f"{API}/me").status_code == 401
     assert second.get(f"{API}/me").status_code == 401
@@ -242,7 +250,7 @@ def test_deleting_a_user_ends_their_sessions_and_tokens(live_console: LiveConsol
     admin = live_console.client("admin")
     name = _add(live_console, admin, "responder")
     session = _sign_in(live_console, name)
-    token = session.post(f"{API}/tokens", json={"label": "soar"}).json()["token"]
+    token = session.post(f"{API}/tokens", json={"label": "soar", **ME}).json()["token"]
     script = _bearer(live_console, token)
     assert script.get(f"{API}/me").status_code == 200
     assert admin.delete(f"{API}/users/{name}").status_code == 204
@@ -258,7 +266,7 @@ def test_deleting_a_user_ends_their_sessions_and_tokens(live_console: LiveConsol
 def test_changes_need_the_csrf_token_and_this_site(live_console: LiveConsole) -> None:
     admin = live_console.client("admin")
     name = _add(live_console, admin)
-    token_id = admin.post(f"{API}/tokens", json={"label": "keep"}).json()["id"]
+    token_id = admin.post(f"{API}/tokens", json={"label": "keep", **ME}).json()["id"]
     bare = _without_csrf(admin)
     live_console.clients.append(bare)
     assert bare.get(f"{API}/users").status_code == 200  # reading needs none
@@ -289,9 +297,9 @@ def test_a_responder_manages_only_their_own_tokens(live_console: LiveConsole) ->
     admin = live_console.client("admin")
     name = _add(live_console, admin, "responder")
     mine = _sign_in(live_console, name)
-    admins_token = admin.post(f"{API}/tokens", json={"label": "admin's"}).json()
+    admins_token = admin.post(f"{API}/tokens", json={"label": "admin's", **ME}).json()
 
-    created = mine.post(f"{API}/tokens", json={"label": "SOAR", "days": 7})
+    created = mine.post(f"{API}/tokens", json={"label": "SOAR", "days": 7, **ME})
     assert created.status_code == 201, created.text
     made = created.json()
     assert made["token"].startswith("xdr_") and made["token"].startswith(made["prefix"])
@@ -333,8 +341,8 @@ def test_a_token_lists_and_revokes_its_users_tokens_but_creates_none(
     admin = live_console.client("admin")
     name = _add(live_console, admin, "reader")
     session = _sign_in(live_console, name)
-    first = session.post(f"{API}/tokens", json={"label": "one"}).json()
-    second = session.post(f"{API}/tokens", json={"label": "two"}).json()
+    first = session.post(f"{API}/tokens", json={"label": "one", **ME}).json()
+    second = session.post(f"{API}/tokens", json={"label": "two", **ME}).json()
     script = _bearer(live_console, first["token"])
     listed = script.get(f"{API}/tokens")
     assert listed.status_code == 200
@@ -350,7 +358,7 @@ def test_a_token_lists_and_revokes_its_users_tokens_but_creates_none(
 def test_an_admin_manages_everyones_tokens(live_console: LiveConsole) -> None:
     admin = live_console.client("admin")
     name = _add(live_console, admin, "reader")
-    reply = admin.post(f"{API}/tokens", json={"label": "for them", "user": name})
+    reply = admin.post(f"{API}/tokens", json={"label": "for them", "user": name, **ME})
     assert reply.status_code == 201, reply.text
     theirs = reply.json()
     assert theirs["user"] == name and theirs["expiresAt"] is None
@@ -362,7 +370,7 @@ def test_an_admin_manages_everyones_tokens(live_console: LiveConsole) -> None:
     just_theirs = admin.get(f"{API}/tokens", params={"user": name}).json()["value"]
     assert [t["id"] for t in just_theirs] == [theirs["id"]]
     # The admin's own token, made here: whether another test made one depends on the order.
-    assert admin.post(f"{API}/tokens", json={"label": "the admin's"}).status_code == 201
+    assert admin.post(f"{API}/tokens", json={"label": "the admin's", **ME}).status_code == 201
     everyone = admin.get(f"{API}/tokens", params={"user": "*"}).json()["value"]
     assert theirs["id"] in {t["id"] for t in everyone}
     assert {"ada", name} <= {t["user"] for t in everyone}
@@ -375,7 +383,7 @@ def test_an_admin_manages_everyones_tokens(live_console: LiveConsole) -> None:
 
 def test_a_scoped_user_manages_their_own_tokens(live_console: LiveConsole) -> None:
     scoped = live_console.client("scoped")
-    made = scoped.post(f"{API}/tokens", json={"label": "scoped script"})
+    made = scoped.post(f"{API}/tokens", json={"label": "scoped script", **ME})
     assert made.status_code == 201
     token = made.json()
     script = _bearer(live_console, token["token"])
@@ -427,7 +435,7 @@ def test_the_openapi_document_names_every_answer(live_console: LiveConsole) -> N
         ("/api/v1/users/{name}", "put"): {"200", "201", "401", "403", "409", "422", "429"},
         ("/api/v1/users/{name}", "delete"): {"204", "401", "403", "404", "409", "422"},
         ("/api/v1/tokens", "get"): {"200", "401", "403", "404", "422"},
-        ("/api/v1/tokens", "post"): {"201", "401", "403", "404", "422"},
+        ("/api/v1/tokens", "post"): {"201", "401", "403", "404", "422", "429"},
         ("/api/v1/tokens/{token_id}", "delete"): {"204", "401", "403", "404", "422"},
     }
     for (path, method), codes in expected.items():
@@ -461,6 +469,11 @@ def test_an_admin_adds_a_user_in_the_page_who_then_signs_in(
         page.check(f"#user-form input[name=tenant][value={live_console.tenants[0]}]")
         page.fill("#uf-email", f"{name}@contoso.com")
         page.fill("#uf-password", password)
+        # Adding a user asks for the admin's own password.
+        expect(page.locator("#uf-current-row")).to_be_visible()
+        expect(page.locator("#uf-current-row")).to_contain_text("to add a user")
+        expect(page.locator("#uf-current")).to_have_attribute("required", "")
+        page.fill("#uf-current", PASSWORD)
         page.click("#uf-save")
         row = page.locator(f"#users tr[data-user='{name}']")
         expect(row).to_contain_text("responder")
@@ -482,6 +495,7 @@ def test_an_admin_adds_a_user_in_the_page_who_then_signs_in(
             expect(other.locator(".mainnav a[href='/users']")).to_have_count(0)
             expect(other.locator("#tokens-status")).to_have_text("No tokens yet.")
             other.fill("#tf-label", "my script")
+            other.fill("#tf-current", password)  # a token needs your password
             other.click("#tf-create")
             expect(other.locator("#token-once")).to_be_visible()
             expect(other.locator("#token-once")).to_contain_text("shown only this once")

@@ -124,10 +124,19 @@ def test_live_updates_reach_rows_loaded_past_the_first_500_asking_for_them_only(
     try:
         page = session.page
         _open_queue(page, "/?tenant=contoso")
+        clicked: list[str | None] = []  # the analyst's own requests count as use
+
+        def by_hand(request: Request) -> None:
+            if "/api/v1/incidents?" in request.url:
+                clicked.append(request.headers.get("x-xdrsync-background"))
+
+        page.on("request", by_hand)
         more = page.locator("#load-more")
         while more.is_visible():
             more.click()
             expect(more).to_be_enabled()
+        page.remove_listener("request", by_hand)
+        assert clicked and set(clicked) == {None}
         expect(page.locator("#queue-rows tr[data-id]")).to_have_count(MANY)
         # Incident 21 is row 540 (newest first); incident 300 is among the first 500.
         deep, shallow = "contoso~21", "contoso~300"
@@ -135,10 +144,15 @@ def test_live_updates_reach_rows_loaded_past_the_first_500_asking_for_them_only(
         expect(_row(page, deep).locator("td.col-owner")).to_have_text("unassigned")
 
         asked: list[str] = []
+        # The live poll and what it refreshes are the page's own: marked, so they do not
+        # keep an unattended session from idling out.
+        background: set[str | None] = set()
 
         def listing(request: Request) -> None:
             if "/api/v1/incidents?" in request.url:
                 asked.append(request.url)
+            if "/api/v1/incidents" in request.url or "/api/v1/changes" in request.url:
+                background.add(request.headers.get("x-xdrsync-background"))
 
         page.on("request", listing)
         # Edits in Defender that keep both where they are in the order (between their
@@ -169,6 +183,7 @@ def test_live_updates_reach_rows_loaded_past_the_first_500_asking_for_them_only(
         for url in asked:
             assert "id=" in url, f"the live update listed the queue again: {url}"
             assert "top=500" not in url
+        assert background == {"1"}, background
         no_script_errors(session.errors)
     finally:
         session.close()

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -24,12 +25,15 @@ from browser import chromium_available, login_as, new_session
 from consoledata import TENANT_A, alert_json, commit, incident_json
 from playwright.sync_api import expect
 from seeded import PASSWORD, SeededConsole, seeded_console
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from xdrsync.config import ConsoleConfig
-from xdrsync.console.accounts import Accounts, User
+from xdrsync.console.accounts import Accounts, User, digest
 from xdrsync.console.auth import LoginThrottle
 from xdrsync.console.server import console_server
 from xdrsync.hub import Hub
+from xdrsync.hub import schema as s
 
 API = "/api/v1"
 #: A Windows file name may hold a lone UTF-16 surrogate; Defender reports it as it is.
@@ -159,13 +163,174 @@ def test_your_own_new_password_needs_your_current_one(seeded: SeededConsole) -> 
     assert done.status_code == 200, done.text
     assert session.get(f"{API}/me").status_code == 401  # a new password ends the sessions
     assert _logs_in(seeded.url, boss, new) == 303
-    # An admin still sets someone else's password without knowing it.
+    # An admin sets someone else's password without knowing it, with their own.
     other = _fresh("reader")
     Accounts(seeded.hub).add_user(other, PASSWORD, "reader")
     admin = _sign_in(seeded, boss, new)
-    reply = admin.put(f"{API}/users/{other}", json={"role": "reader", "password": new})
-    assert reply.status_code == 200
+    body = {"role": "reader", "password": new, "currentPassword": new}
+    assert admin.put(f"{API}/users/{other}", json=body).status_code == 200
     assert _logs_in(seeded.url, other, new) == 303
+
+
+# -- a stolen session cannot make itself a lasting way in -------------------------------------
+
+
+def test_a_stolen_admin_session_can_neither_make_an_admin_nor_set_a_password_without_its_own(
+    seeded: SeededConsole,
+) -> None:
+    """The thief holds the admin's session, not the password: a second admin of their own
+    (whose session then sets the victim's password) or a password they chose would outlive
+    the session. Each needs the signed-in admin's own current password."""
+    victim = _new_admin(seeded)
+    stolen = _sign_in(seeded, victim)
+    chosen = "the thief's own password"
+    helper = _fresh("helper")
+    made = stolen.put(f"{API}/users/{helper}", json={"role": "admin", "password": chosen})
+    assert made.status_code == 422
+    assert made.json()["detail"][0]["loc"] == ["body", "currentPassword"]
+    guessed = {"role": "admin", "password": chosen, "currentPassword": "a guess at it"}
+    refused = stolen.put(f"{API}/users/{helper}", json=guessed)
+    assert refused.status_code == 403 and "current password" in refused.json()["detail"]
+    assert Accounts(seeded.hub).get_user(helper) is None
+    # Nor a new password for another admin, nor the admin role for a user who is not one.
+    other = _new_admin(seeded)
+    reset = stolen.put(f"{API}/users/{other}", json={"role": "admin", "password": chosen})
+    assert reset.status_code == 422
+    assert _logs_in(seeded.url, other, chosen) == 401
+    reader = _fresh("reader")
+    Accounts(seeded.hub).add_user(reader, PASSWORD, "reader")
+    promoted = stolen.put(f"{API}/users/{reader}", json={"role": "admin"})
+    assert promoted.status_code == 422
+    assert Accounts(seeded.hub).get_user(reader) == User(reader, "reader", ())
+    scoped = _fresh("scoped")
+    Accounts(seeded.hub).add_user(
+        scoped, PASSWORD, "admin", [seeded.workspace.config.tenants[0].name]
+    )
+    widened = stolen.put(f"{API}/users/{scoped}", json={"role": "admin"})
+    assert widened.status_code == 422
+    # What needs no password: changes that give no one more (a demotion, an email).
+    assert (
+        stolen.put(f"{API}/users/{reader}", json={"role": "reader", "email": "r@x.io"}).status_code
+        == 200
+    )
+    assert stolen.put(f"{API}/users/{other}", json={"role": "responder"}).status_code == 200
+    # The victim still signs in with their own password, and the admin who knows it can.
+    assert _logs_in(seeded.url, victim, chosen) == 401
+    assert _logs_in(seeded.url, victim, PASSWORD) == 303
+    body = {"role": "admin", "password": chosen, "currentPassword": PASSWORD}
+    assert stolen.put(f"{API}/users/{helper}", json=body).status_code == 201
+
+
+def test_a_stolen_session_cannot_mint_a_token_and_a_new_password_revokes_the_users_tokens(
+    seeded: SeededConsole,
+) -> None:
+    """A token outlives the session it is made from, so making one needs the password; and a
+    new password (the answer to a stolen session) revokes the user's tokens as well as
+    ending their sessions."""
+    victim = _fresh("reader")
+    Accounts(seeded.hub).add_user(victim, PASSWORD, "reader")
+    stolen = _sign_in(seeded, victim)
+    bare = stolen.post(f"{API}/tokens", json={"label": "backup"})
+    assert bare.status_code == 422
+    assert bare.json()["detail"][0]["loc"] == ["body", "currentPassword"]
+    wrong = stolen.post(f"{API}/tokens", json={"label": "backup", "currentPassword": "a guess"})
+    assert wrong.status_code == 403
+    assert Accounts(seeded.hub).tokens(victim) == []
+    made = stolen.post(f"{API}/tokens", json={"label": "mine", "currentPassword": PASSWORD})
+    assert made.status_code == 201, made.text
+    from_page = _client(seeded.url, Authorization=f"Bearer {made.json()['token']}")
+    seeded.clients.append(from_page)
+    from_cli = _token(seeded, victim)
+    bystander = _token(seeded, "rita")
+    assert from_page.get(f"{API}/incidents").status_code == 200
+    # An admin sets a new password for the user (or the operator: `xdrsync users add`).
+    admin = _sign_in(seeded, "ada")
+    body = {"role": "reader", "password": "a brand new password", "currentPassword": PASSWORD}
+    assert admin.put(f"{API}/users/{victim}", json=body).status_code == 200
+    assert stolen.get(f"{API}/me").status_code == 401
+    assert from_page.get(f"{API}/incidents").status_code == 401
+    assert from_cli.get(f"{API}/incidents").status_code == 401
+    assert {t.state() for t in Accounts(seeded.hub).tokens(victim)} == {"revoked"}
+    assert bystander.get(f"{API}/incidents").status_code == 200  # no one else's
+
+
+# -- idle sessions ------------------------------------------------------------------------------
+
+
+def _idle_for(seeded: SeededConsole, client: httpx.Client, minutes: float) -> None:
+    """Move the session's last use ``minutes`` further into the past (time passing unused)."""
+    secret = client.cookies["xdrsync_session"]
+    t = s.console_session
+    with seeded.hub.writing() as conn:
+        row = conn.execute(t.select().where(t.c.token_hash == digest(secret))).one()
+        shifted = row.last_seen_at - timedelta(minutes=minutes)
+        conn.execute(update(t).where(t.c.token_hash == digest(secret)).values(last_seen_at=shifted))
+
+
+def test_an_unattended_pages_polls_do_not_keep_its_session_alive(seeded: SeededConsole) -> None:
+    """The queue asks /api/v1/changes every 2.5 s on its own, and refreshes what changed
+    with X-Xdrsync-Background: neither is the analyst's use, so the session still idles
+    out; a request the analyst makes does count."""
+    name = _fresh("responder")
+    Accounts(seeded.hub).add_user(name, PASSWORD, "responder")
+    browser = _sign_in(seeded, name)
+    _idle_for(seeded, browser, 59)
+    assert browser.get(f"{API}/changes", params={"after": 0}).status_code == 200
+    background = {"X-Xdrsync-Background": "1"}
+    assert browser.get(f"{API}/incidents", headers=background).status_code == 200
+    _idle_for(seeded, browser, 2)  # 61 minutes since the analyst last did anything
+    assert browser.get(f"{API}/changes", params={"after": 0}).status_code == 401
+    assert browser.get(f"{API}/me").status_code == 401
+    # The analyst's own request resets the timer.
+    again = _sign_in(seeded, name)
+    _idle_for(seeded, again, 59)
+    assert again.get(f"{API}/incidents").status_code == 200
+    _idle_for(seeded, again, 2)
+    assert again.get(f"{API}/me").status_code == 200
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_is_answered_with_the_security_headers_and_nothing_of_it(
+    seeded: SeededConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's database goes away (PostgreSQL restarting, a full disk): the 500 that
+    Starlette's outermost middleware sends has the same headers as every answer, and tells
+    nothing of the error."""
+    browser = _sign_in(seeded, "rita")
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("the database system is starting up"))
+
+    monkeypatch.setattr(Accounts, "session", unavailable)
+    for path, accept in (("/", "text/html"), (f"{API}/incidents", "application/json")):
+        # The server closes a connection whose request failed: a new one for each.
+        with _client(seeded.url, accept=accept) as fresh:
+            fresh.cookies = browser.cookies
+            answer = fresh.get(path)
+        assert answer.status_code == 500
+        assert answer.headers["content-security-policy"].startswith("default-src 'self'")
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.json() == {"detail": "internal server error"}
+        assert "starting up" not in answer.text and "Traceback" not in answer.text
+
+
+def test_healthz_tells_an_anonymous_caller_nothing_of_the_hubs_error(
+    seeded: SeededConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xdrsync.console import health
+
+    why = "OperationalError: could not connect to server at db.internal:5432 as xdrsync"
+    monkeypatch.setattr(
+        health, "healthz", lambda hub: (False, {"hub": "unavailable", "error": why})
+    )
+    with _client(seeded.url) as anonymous:
+        answer = anonymous.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json() == {"status": "failing", "hub": "unavailable"}
 
 
 # -- the login throttle under concurrent guesses ----------------------------------------------
@@ -402,13 +567,18 @@ def test_an_admin_changes_their_own_password_in_the_page_with_the_current_one(
         expect(page).to_have_url(re.compile(r"/login\?next=/users$"))
         login_as(page, boss, new, "/users")
         expect(page).to_have_url(re.compile(r"/users$"))
-        # Someone else's password needs no current password.
+        # Someone else's password needs the admin's own current password too; a new email
+        # for them does not.
         other = _fresh("reader")
         Accounts(seeded.hub).add_user(other, PASSWORD, "reader")
         page.reload()
         page.click(f"#users tr[data-user='{other}'] [data-edit]")
-        page.fill("#uf-password", new)
+        page.fill("#uf-email", "other@contoso.com")
         expect(current).to_be_hidden()
+        page.fill("#uf-password", new)
+        expect(current).to_be_visible()
+        expect(current).to_contain_text("to set a password")
+        page.fill("#uf-current", new)
         page.click("#uf-save")
         expect(page.locator("#uf-name")).to_have_value("")  # saved: the form is cleared
         assert _logs_in(seeded.url, other, new) == 303

@@ -114,7 +114,8 @@ class Accounts:
         email: str | None = None,
     ) -> User:
         """Create a user, or replace the password, role and tenants of an existing one (which
-        also ends its sessions)."""
+        also ends its sessions and revokes its API tokens: a new password is the answer to a
+        stolen session, and a token minted from that session must not outlive it)."""
         if not name or len(name) > 64 or not name.isprintable() or name != name.strip():
             raise ConfigError("a user name has 1-64 printable characters, no outer spaces")
         if role not in ROLES:
@@ -137,6 +138,11 @@ class Accounts:
             if not done.rowcount:
                 conn.execute(insert(s.console_user).values(name=name, created_at=now, **values))
             conn.execute(delete(s.console_session).where(s.console_session.c.user_name == name))
+            conn.execute(
+                update(s.api_token)
+                .where(s.api_token.c.user_name == name, s.api_token.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
         return User(name, role, tuple(sorted(set(tenants))), email)
 
     def update_user(
@@ -231,9 +237,10 @@ class Accounts:
             )
         return secret, Session(user, csrf, now + lifetime)
 
-    def session(self, secret: str, idle: timedelta) -> Session | None:
+    def session(self, secret: str, idle: timedelta, *, touch: bool = True) -> Session | None:
         """The live session this cookie value names; it ends after ``idle`` without use and at
-        its expiry, whichever comes first."""
+        its expiry, whichever comes first. ``touch=False``: a request the page made on its own
+        (a poll), checked like any other but not counted as use."""
         now = _now()
         t, u = s.console_session, s.console_user
         with self._hub.reading() as conn:
@@ -245,7 +252,7 @@ class Accounts:
             ).one_or_none()
         if row is None or row.expires_at <= now or row.last_seen_at + idle <= now:
             return None
-        if now - row.last_seen_at > timedelta(seconds=60):  # not a write per request
+        if touch and now - row.last_seen_at > timedelta(seconds=60):  # not a write per request
             with self._hub.writing() as conn:
                 conn.execute(
                     update(t).where(t.c.token_hash == digest(secret)).values(last_seen_at=now)

@@ -9,7 +9,13 @@ Tokens are created, and users managed (created, changed, given a password, delet
 signed-in session only (with its CSRF token, like every change): a token can neither mint
 further tokens nor set a password to sign in with, so revoking a leaked token ends what it can
 do. A bearer token may list and revoke its own user's tokens, and an admin's may list users.
-Changing your own password needs your current one (a stolen session cannot take the account).
+
+What lasts beyond a session needs the signed-in user's own current password
+(``currentPassword``, paced like logins): creating a user, setting anyone's password, making
+someone an admin (or widening an admin's tenants), and creating a token. So a stolen session
+cannot make itself a lasting way in: no account of its own, no password it chose, no token.
+A new password ends the user's sessions and revokes their tokens. The operator's
+``xdrsync users`` and ``xdrsync tokens`` commands, on the machine, need no password.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
         "model": ErrorOut,
         "description": "Without the role (users and other users' tokens need an admin of "
         "every tenant), without the CSRF token, a token creating a token or changing a user, "
-        "or a wrong current password.",
+        "or a wrong ``currentPassword``.",
     },
 }
 _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {
@@ -71,9 +77,33 @@ def _manager(principal: Principal) -> User:
     return principal.user
 
 
+_THROTTLED: Final[dict[int | str, dict[str, Any]]] = {
+    429: {"model": ErrorOut, "description": "Too many wrong current passwords: wait."}
+}
+
+
+def _reauthenticate(
+    request: Request, ctx: ConsoleContext, me: User, given: str | None, what: str
+) -> None:
+    """``what`` needs the signed-in user's own current password (422 without it, 403 when
+    wrong, 429 after too many wrong ones, like logins): a stolen session does not know it."""
+    if given is None:
+        raise invalid(("body", "currentPassword"), f"{what} needs your current password")
+    _check_current_password(request, ctx, me, given)
+
+
+def _grants_admin(before: User | None, role: Role, tenants: list[str]) -> bool:
+    """Whether this change makes an admin, or gives an admin tenants they had not."""
+    if role != "admin":
+        return False
+    if before is None or before.role != "admin":
+        return True
+    return bool(before.tenants) and (not tenants or not set(tenants) <= set(before.tenants))
+
+
 def _check_current_password(request: Request, ctx: ConsoleContext, me: User, given: str) -> None:
-    """Your own password is changed only with the current one, paced like logins (403 when
-    wrong, 429 after too many wrong ones)."""
+    """Check the signed-in user's current password, paced like logins (403 when wrong, 429
+    after too many wrong ones)."""
     throttle: LoginThrottle = request.app.state.throttle
     client = request.client.host if request.client else "unknown"
     wait = throttle.attempt(me.name, client)
@@ -86,8 +116,9 @@ def _check_current_password(request: Request, ctx: ConsoleContext, me: User, giv
 
 class UserPut(StrictBody):
     """A user's role, tenants (none: every tenant) and email; the password is needed to
-    create a user and, left out, is kept when updating one. Your own new password needs
-    ``currentPassword``."""
+    create a user and, left out, is kept when updating one. ``currentPassword`` is the
+    signed-in admin's own password, needed to create a user, set a password or grant the
+    admin role."""
 
     role: Role
     tenants: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
@@ -116,11 +147,15 @@ class UsersOut(BaseModel):
 
 class TokenBody(StrictBody):
     """A token for yourself, or (an admin of every tenant) for ``user``; ``days``: expire
-    after that many days (left out: never)."""
+    after that many days (left out: never). ``currentPassword``: your own password (a
+    token outlives the session it is made from)."""
 
     label: str = Field(min_length=1, max_length=100)
     days: int | None = Field(default=None, ge=1, le=MAX_DAYS)
     user: str | None = Field(default=None, min_length=1, max_length=64)
+    currentPassword: str | None = Field(  # noqa: N815
+        default=None, min_length=1, max_length=MAX_PASSWORD
+    )
 
 
 class TokenOut(BaseModel):
@@ -179,11 +214,11 @@ def list_users(principal: Admin, ctx: Ctx) -> UsersOut:
         200: {
             "model": UserOut,
             "description": "Updated (a new role or tenants ends the user's "
-            "sessions, and so does a new password).",
+            "sessions; a new password ends them and revokes the user's tokens).",
         },
         201: {"model": UserOut, "description": "Created."},
         **_SELF,
-        429: {"model": ErrorOut, "description": "Too many wrong current passwords: wait."},
+        **_THROTTLED,
     },
 )
 def put_user(
@@ -196,8 +231,9 @@ def put_user(
 ) -> UserOut:
     """Create a user or change one: role, tenants (configured tenant names; none: every
     tenant), email, and the password (at least 12 characters; needed to create a user, kept
-    when left out; your own only with ``currentPassword``). From a signed-in session only,
-    not with a token."""
+    when left out). Creating a user, setting a password (anyone's; it also revokes their
+    tokens) and granting the admin role need your own ``currentPassword``. From a signed-in
+    session only, not with a token."""
     me = _manager(principal)
     if not name.isprintable() or name != name.strip():
         raise invalid(("path", "name"), "a user name has printable characters, no outer spaces")
@@ -207,21 +243,24 @@ def put_user(
             raise invalid(("body", "tenants", str(index)), f"no tenant named {tenant!r}")
     if name == me.name and (body.role != "admin" or body.tenants):
         raise HTTPException(409, "you cannot take away your own admin role or scope yourself")
-    if name == me.name and body.password is not None:
-        if body.currentPassword is None:
-            raise invalid(
-                ("body", "currentPassword"), "changing your own password needs your current one"
-            )
-        _check_current_password(request, ctx, me, body.currentPassword)
     accounts = ctx.accounts
+    before = accounts.get_user(name)
+    password = body.password
+    if before is None and password is None:
+        raise invalid(("body", "password"), "a new user needs a password")
+    # What would outlive this session needs the admin's own password (a thief has only the
+    # session): a new user, a password they chose, a new admin.
+    if before is None:
+        _reauthenticate(request, ctx, me, body.currentPassword, "creating a user")
+    elif password is not None:
+        what = "changing your own password" if name == me.name else "setting a password"
+        _reauthenticate(request, ctx, me, body.currentPassword, what)
+    elif _grants_admin(before, body.role, body.tenants):
+        _reauthenticate(request, ctx, me, body.currentPassword, "granting the admin role")
     try:
-        if accounts.get_user(name) is None:
-            if body.password is None:
-                raise invalid(("body", "password"), "a new user needs a password")
-            user = accounts.add_user(name, body.password, body.role, body.tenants, body.email)
-            response.status_code = 201
-        elif body.password is not None:
-            user = accounts.add_user(name, body.password, body.role, body.tenants, body.email)
+        if password is not None:  # creates the user, or replaces the password
+            user = accounts.add_user(name, password, body.role, body.tenants, body.email)
+            response.status_code = 201 if before is None else 200
         else:
             updated = accounts.update_user(name, body.role, body.tenants, body.email)
             if updated is None:  # removed meanwhile
@@ -272,10 +311,11 @@ def list_tokens(
     return TokensOut(value=[TokenOut(**_token_fields(t)) for t in found])
 
 
-@router.post("/tokens", status_code=201, responses=_NOT_FOUND)
-def create_token(body: TokenBody, principal: Reader, ctx: Ctx) -> TokenCreated:
+@router.post("/tokens", status_code=201, responses={**_NOT_FOUND, **_THROTTLED})
+def create_token(body: TokenBody, principal: Reader, ctx: Ctx, request: Request) -> TokenCreated:
     """A new personal token, for yourself or (an admin of every tenant) for ``user``. The
-    token is in this answer only. Needs a signed-in session: a token cannot create tokens."""
+    token is in this answer only. Needs a signed-in session (a token cannot create tokens)
+    and your own ``currentPassword``: a token outlives the session it is made from."""
     me = principal.user
     if principal.via != "session":
         raise HTTPException(403, "tokens are created from a signed-in session, not with a token")
@@ -287,6 +327,7 @@ def create_token(body: TokenBody, principal: Reader, ctx: Ctx) -> TokenCreated:
         raise invalid(("body", "label"), "a label says what the token is for")
     if ctx.accounts.get_user(owner) is None:
         raise HTTPException(404, f"no user {owner}")
+    _reauthenticate(request, ctx, me, body.currentPassword, "creating a token")
     try:
         token, info = ctx.accounts.create_token(
             owner, label, timedelta(days=body.days) if body.days else None

@@ -200,11 +200,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(ProxyAndHost, proxies=settings.trusted_proxies, host=settings.host, tls=tls)
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
+    def secure(request: Request, response: Response) -> Response:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", _CSP)
         headers["X-Content-Type-Options"] = "nosniff"
@@ -220,6 +216,19 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
 
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        return secure(request, await call_next(request))
+
+    @app.exception_handler(500)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette's outermost middleware answers an unexpected error (outside the one
+        # above), through this handler: the same headers, and nothing of the error itself
+        # (it is logged by the server).
+        return secure(request, JSONAnswer({"detail": "internal server error"}, 500))
+
     @app.exception_handler(NotSignedIn)
     async def signed_out(request: Request, exc: NotSignedIn) -> Response:
         wants_page = request.method == "GET" and not request.url.path.startswith("/api/")
@@ -233,6 +242,9 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         from xdrsync.console.health import healthz as check
 
         ok, detail = check(ctx.hub)
+        # Anyone may ask: the hub's state only, never its error text (a database's address,
+        # user or path).
+        detail.pop("error", None)
         return JSONAnswer(
             {"status": "ok" if ok else "failing", **detail}, status_code=200 if ok else 503
         )

@@ -29,6 +29,12 @@ from xdrsync.console.context import ConsoleContext
 SESSION_COOKIE: Final = "xdrsync_session"
 CSRF_HEADER: Final = "X-CSRF-Token"
 CSRF_FIELD: Final = "csrf_token"
+#: Sent (``1``) by the console's scripts on the requests they make on their own (live polls
+#: and the refreshes they trigger): those keep the session valid but are not use, so an
+#: unattended page still idles out.
+BACKGROUND_HEADER: Final = "X-Xdrsync-Background"
+#: Paths only ever asked on a timer (the live polls): never use, with or without the header.
+_POLLS: Final = frozenset({"/api/v1/changes"})
 _SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: How many user names and addresses the login throttle holds failures of, at most (under
 #: 1 KB each).
@@ -83,7 +89,10 @@ def identify(request: Request) -> Principal | None:
     if not cookie or len(cookie) > 200:
         return None
     settings = ctx.config.console
-    session = ctx.accounts.session(cookie, timedelta(minutes=settings.idle_minutes))
+    background = request.headers.get(BACKGROUND_HEADER) == "1" or request.url.path in _POLLS
+    session = ctx.accounts.session(
+        cookie, timedelta(minutes=settings.idle_minutes), touch=not background
+    )
     return Principal(session.user, "session", session.csrf) if session is not None else None
 
 
@@ -228,6 +237,7 @@ class LoginThrottle:
 
 
 __all__ = [
+    "BACKGROUND_HEADER",
     "CSRF_FIELD",
     "CSRF_HEADER",
     "SESSION_COOKIE",

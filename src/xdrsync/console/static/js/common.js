@@ -29,9 +29,13 @@ export class ApiError extends Error {
   }
 }
 
-/** Call the console's API; JSON in, JSON out. Edits carry the session's CSRF token. */
-export async function api(path, { method = "GET", body, signal } = {}) {
+/** Call the console's API; JSON in, JSON out. Edits carry the session's CSRF token.
+ * ``background``: the page asks on its own (a live poll, or the refresh it triggers), not the
+ * analyst: the session stays valid but its idle timer is not reset, so an unattended page
+ * still signs out after the idle minutes. */
+export async function api(path, { method = "GET", body, signal, background = false } = {}) {
   const headers = { Accept: "application/json" };
+  if (background === true) headers["X-Xdrsync-Background"] = "1";
   if (method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -317,7 +321,8 @@ export function toast(message, kind = "info", ms = 3500) {
   setTimeout(() => item.remove(), ms + 400);
 }
 
-/** A timer that skips work while the tab is hidden and never overlaps itself. */
+/** A timer that skips work while the tab is hidden and never overlaps itself; ``work`` gets
+ * ``{ background: true }``, to pass on to ``api`` (its requests are not the analyst's). */
 export function every(ms, work) {
   let running = false;
   let stopped = false;
@@ -325,7 +330,7 @@ export function every(ms, work) {
     if (stopped) return;
     if (!running && !document.hidden) {
       running = true;
-      try { await work(); } catch (error) { console.warn(error); }
+      try { await work({ background: true }); } catch (error) { console.warn(error); }
       running = false;
     }
     if (!stopped) setTimeout(tick, ms);

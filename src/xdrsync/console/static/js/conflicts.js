@@ -50,9 +50,9 @@ function rowFor(row) {
   return h("tr", { "data-id": row.id }, cells);
 }
 
-async function load() {
+async function load({ background = false } = {}) {
   try {
-    const data = await api("/api/v1/conflicts");
+    const data = await api("/api/v1/conflicts", { background });
     clear(tbody);
     for (const row of data.value) tbody.append(rowFor(row));
     status.textContent = data.value.length ? `${data.value.length} conflict${data.value.length === 1 ? "" : "s"} waiting` : "No conflicts: every edit is in step with Defender.";

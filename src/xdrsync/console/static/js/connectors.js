@@ -1,10 +1,10 @@
 // Connectors: each configured tenant's live health next to its settings.
 import { $$, api, clear, every, fmtSeconds, h } from "./common.js";
 
-async function load() {
+async function load({ background = false } = {}) {
   let data;
   try {
-    data = await api("/api/v1/health");
+    data = await api("/api/v1/health", { background });
   } catch {
     return;
   }

@@ -97,9 +97,9 @@ function quarantineList(tenants) {
   if (!any) quarantine.append(h("p", { class: "muted" }, "Nothing quarantined."));
 }
 
-async function load() {
+async function load({ background = false } = {}) {
   try {
-    const data = await api("/api/v1/health");
+    const data = await api("/api/v1/health", { background });
     clear(box);
     for (const t of data.tenants || []) box.append(tenantCard(t));
     const dest = destinationCard(data.destinations);

@@ -33,9 +33,9 @@ const entityLabel = (kind) => ENTITY_LABELS[kind] ?? humanize(kind);
 
 // -- loading ----------------------------------------------------------------------------------
 
-async function load() {
+async function load({ background = false } = {}) {
   try {
-    const data = await api(PATH);
+    const data = await api(PATH, { background });
     current = data;
     render(data);
     followEdits(data.edits || []);
@@ -517,14 +517,17 @@ document.addEventListener("keydown", (event) => {
 
 // -- live -------------------------------------------------------------------------------------
 
+// The page's own requests: they do not count as the analyst's use of the session.
+const BG = { background: true };
+
 async function poll() {
   if (seq === null) {
-    seq = (await api("/api/v1/changes?after=0")).seq;
+    seq = (await api("/api/v1/changes?after=0", BG)).seq;
     return;
   }
-  const changed = await api(`/api/v1/changes?after=${seq}`);
+  const changed = await api(`/api/v1/changes?after=${seq}`, BG);
   seq = changed.seq;
-  if ((changed.incidents || []).includes(ID) || anyPending()) await load();
+  if ((changed.incidents || []).includes(ID) || anyPending()) await load(BG);
 }
 
 wireCopy($("#crumb-id"), ID);

@@ -84,11 +84,11 @@ export function createPane({ onChanged = () => {} } = {}) {
     root.setAttribute("aria-busy", "true");
   }
 
-  async function load() {
+  async function load({ background = false } = {}) {
     const id = currentId;
     const mine = ++ticket;
     try {
-      const data = await api(path(id));
+      const data = await api(path(id), { background });
       if (mine !== ticket || id !== currentId) return;
       current = data;
       render(data);
@@ -247,7 +247,7 @@ export function createPane({ onChanged = () => {} } = {}) {
   function schedulePoll() {
     clearTimeout(pollTimer);
     if (!anyPending() || !currentId || Date.now() > pollUntil) return;
-    pollTimer = setTimeout(load, POLL_MS);
+    pollTimer = setTimeout(() => load({ background: true }), POLL_MS);
   }
 
   async function edit(body, label) {
@@ -344,7 +344,7 @@ export function createPane({ onChanged = () => {} } = {}) {
     get id() { return currentId; },
     get isOpen() { return !root.hidden; },
     contains: (node) => root.contains(node),
-    refresh: () => (currentId ? load() : undefined),
+    refresh: (options) => (currentId ? load(options) : undefined),
     /** Assign the incident shown to me, as the button does; false when the pane cannot
      * (not loaded yet, already mine, no address). */
     assignToMe: () => {

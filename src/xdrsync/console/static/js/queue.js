@@ -435,7 +435,7 @@ async function refreshRows(ids) {
  * is redrawn from its own data and dimmed (it stays until the list is loaded or re-sorted),
  * and one not loaded that matches and that the sort puts among the loaded rows counts as new.
  * The queue itself is never listed again: the requests grow with the changes, not the rows. */
-async function refreshIds(ids) {
+async function refreshIds(ids, { background = false } = {}) {
   const ticket = loading;
   const loaded = [...new Set(ids)].filter((id) => rows.has(id));
   let unloaded = [...new Set(ids)].filter((id) => !rows.has(id));
@@ -443,7 +443,7 @@ async function refreshIds(ids) {
     overflow = true;
     unloaded = [];
   }
-  const matched = await byId([...loaded, ...unloaded], true);
+  const matched = await byId([...loaded, ...unloaded], true, background);
   if (ticket !== loading) return; // the list was loaded again meanwhile
   for (const id of loaded) {
     const known = rows.get(id);
@@ -456,7 +456,7 @@ async function refreshIds(ids) {
     else pendingNew.delete(id);
   }
   const left = loaded.filter((id) => !matched.has(id));
-  const own = await byId(left, false);
+  const own = await byId(left, false, background);
   if (ticket !== loading) return;
   for (const id of left) {
     const known = rows.get(id);
@@ -468,13 +468,13 @@ async function refreshIds(ids) {
 }
 
 /** These incidents (id → item), asked for by id: with the view's filters, or without. */
-async function byId(ids, filtered) {
+async function byId(ids, filtered, background = false) {
   const found = new Map();
   for (let i = 0; i < ids.length; i += BY_ID) {
     const q = filtered ? apiParams() : new URLSearchParams();
     q.set("top", String(BY_ID));
     for (const id of ids.slice(i, i + BY_ID)) q.append("id", id);
-    const data = await api(`/api/v1/incidents?${q}`);
+    const data = await api(`/api/v1/incidents?${q}`, { background });
     for (const item of data.value) found.set(item.id, item);
   }
   return found;
@@ -669,18 +669,18 @@ function toggleOpenSeverity(sev, openOnly) {
   apply();
 }
 
-async function loadStats() {
+async function loadStats({ background = false } = {}) {
   let stats;
   let open;
   try {
     const all = apiParams(false);
     if (view.status.length) {
-      stats = await api(`/api/v1/incidents/stats?${all}`);
+      stats = await api(`/api/v1/incidents/stats?${all}`, { background });
       open = stats;
     } else {
       const openOnly = apiParams(false);
       for (const st of OPEN) openOnly.append("status", st);
-      [stats, open] = await Promise.all([api(`/api/v1/incidents/stats?${all}`), api(`/api/v1/incidents/stats?${openOnly}`)]);
+      [stats, open] = await Promise.all([api(`/api/v1/incidents/stats?${all}`, { background }), api(`/api/v1/incidents/stats?${openOnly}`, { background })]);
     }
   } catch (error) {
     $("#overtime-note").textContent = `(unavailable: ${error.message})`;
@@ -735,21 +735,25 @@ function showPending() {
 }
 newButton.addEventListener("click", resort);
 
+// The live poll and what it refreshes are the page's own requests, not the analyst's: they
+// do not keep the session from idling out (X-Xdrsync-Background, docs/security.md).
+const BG = { background: true };
+
 async function poll() {
   const live = $("#live");
   try {
     if (seq === null) {
-      seq = (await api("/api/v1/changes?after=0")).seq;
+      seq = (await api("/api/v1/changes?after=0", BG)).seq;
       live.classList.remove("off");
       return;
     }
-    const changed = await api(`/api/v1/changes?after=${seq}`);
+    const changed = await api(`/api/v1/changes?after=${seq}`, BG);
     live.classList.remove("off");
     const ids = changed.incidents || [];
     if (ids.length) {
-      await refreshIds(ids);
-      if (pane.isOpen && ids.includes(pane.id)) pane.refresh();
-      loadStats();
+      await refreshIds(ids, BG);
+      if (pane.isOpen && ids.includes(pane.id)) pane.refresh(BG);
+      loadStats(BG);
     }
     seq = changed.seq; // only once the rows show the changes (a failed tick asks again)
   } catch (error) {

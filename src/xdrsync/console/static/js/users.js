@@ -92,17 +92,29 @@ function fillForm(user) {
   form.elements.name.focus();
 }
 
-/** Your own new password needs your current one: its field shows while you change yourself. */
-function ownPasswordChange(form) {
-  return form.elements.name.value.trim() === me.name && form.elements.password.value !== "";
+/** What of this change needs your own current password, or "" for nothing: creating a user,
+ * setting a password (yours or anyone's), making an admin or widening an admin's tenants. A
+ * stolen session does not know it, so it cannot make itself a lasting way in. */
+function needsPassword(form) {
+  const name = form.elements.name.value.trim();
+  if (!name) return "";
+  const before = users.find((u) => u.name === name);
+  if (!before) return "to add a user";
+  if (form.elements.password.value !== "") return name === me.name ? "to change your own password" : "to set a password";
+  if (form.elements.role.value !== "admin") return "";
+  const tenants = $$('input[name="tenant"]:checked', form).map((box) => box.value);
+  const widens = before.tenants.length > 0 && (!tenants.length || tenants.some((t) => !before.tenants.includes(t)));
+  return before.role !== "admin" || widens ? "to make an admin" : "";
 }
 
 function showCurrent() {
   const form = $("#user-form");
   const row = $("#uf-current-row");
   if (!form || !row) return;
-  row.hidden = !ownPasswordChange(form);
+  const why = needsPassword(form);
+  row.hidden = !why;
   form.elements.current.required = !row.hidden;
+  $("#uf-current-why").textContent = why ? `(${why})` : "";
 }
 
 async function saveUser(event) {
@@ -120,9 +132,10 @@ async function saveUser(event) {
     email: form.elements.email.value.trim() || null,
   };
   if (password) body.password = password;
-  if (ownPasswordChange(form)) {
+  const why = needsPassword(form);
+  if (why) {
     const current = form.elements.current.value;
-    if (!current) return showError(error, "Changing your own password needs your current password.");
+    if (!current) return showError(error, `Your current password is needed ${why}.`);
     body.currentPassword = current;
   }
   const save = $("#uf-save");
@@ -209,6 +222,8 @@ async function createToken(event) {
   const days = form.elements.days.value.trim();
   if (days) body.days = Number(days);
   if (manage && form.elements.user.value && form.elements.user.value !== me.name) body.user = form.elements.user.value;
+  body.currentPassword = form.elements.current.value;
+  if (!body.currentPassword) return showError(error, "Your current password is needed to create a token.");
   const create = $("#tf-create");
   create.disabled = true;
   try {
@@ -216,6 +231,7 @@ async function createToken(event) {
     showError(error, "");
     form.elements.label.value = "";
     form.elements.days.value = "";
+    form.elements.current.value = "";
     showOnce(made.token);
     await loadTokens();
   } catch (failure) {
