@@ -471,8 +471,9 @@ def sync_command(
 
     Exit code 1 if a tenant or stream failed, or was not read because Graph asked us to wait
     (Retry-After) until later, or if an edit failed for good in the write-back (refused by
-    Defender, or out of attempts); an edit left pending for a retry, or in conflict waiting
-    for a person's decision (`xdrsync conflicts list`), does not fail it. 2 for a config
+    Defender, or out of attempts); an edit left pending for a retry, in conflict waiting for
+    a person's decision (`xdrsync conflicts list`), or ended because Defender merged or
+    deleted its incident, does not fail it. 2 for a config
     error, or when another process holds the workspace."""
     from rich.markup import escape
 
@@ -523,7 +524,7 @@ def sync_command(
                     pushed.merge(push)
             if pushed.states:
                 console.print(f"write-back: {_push_summary(pushed.states)}")
-            failed = failed or bool(pushed.states.get("failed"))
+            failed = failed or pushed.refused > 0
             for tenant, (_, report) in zip(sources, cycles, strict=True):
                 for stream in report.streams:
                     if stream.waiting_until is not None:  # not read at all this cycle

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -105,6 +105,11 @@ class PushTarget:
 MAX_RETARGET_PASSES = 8
 
 
+#: Why an edit may end failed with nothing for an operator to do: Defender merged its
+#: incident into another (field edits are not carried over) or deleted the record.
+ENDED_BY_DEFENDER: Final = frozenset({"merged_away", "gone"})
+
+
 @dataclass
 class PushReport:
     """What one ``push_due`` did; ``writes`` counts PATCH and comment requests sent."""
@@ -116,6 +121,9 @@ class PushReport:
     retargeted: list[int] = field(default_factory=list)
     # Edits settled in this push (a failure after them leaves them as they were settled).
     settled: set[int] = field(default_factory=set)
+    # Edits that failed for a reason an operator may have to act on (Defender refused them,
+    # or they ran out of attempts), not because Defender merged or deleted their record.
+    refused: int = 0
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -127,6 +135,7 @@ class PushReport:
             self.states[state] = self.states.get(state, 0) + n
         self.retargeted.extend(other.retargeted)
         self.settled |= other.settled
+        self.refused += other.refused
 
 
 def _utcnow() -> datetime:
@@ -958,6 +967,8 @@ class Pusher:
         for item in settlements:
             report.count(item.state)
             report.settled.add(item.row.id)
+            if item.state == "failed" and item.decision not in ENDED_BY_DEFENDER:
+                report.refused += 1
 
     # -- reads ----------------------------------------------------------------------------
 
