@@ -54,6 +54,13 @@ class SeededConsole:
         return index(self.hub)
 
 
+def listed_ids(client: httpx.Client, **params: object) -> set[str]:
+    """The ids the queue lists with ``params`` (one page of up to 100)."""
+    reply = client.get("/api/v1/incidents", params={"top": 100, **params})
+    assert reply.status_code == 200, reply.text
+    return {item["id"] for item in reply.json()["value"]}
+
+
 @contextmanager
 def seeded_console(
     folder: Path,

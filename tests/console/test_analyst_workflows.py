@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from consoledata import TENANT_A, TENANT_B, alert_json, commit, evidence, incident_json, stamp
-from seeded import SeededConsole, seeded_console
+from seeded import SeededConsole, listed_ids, seeded_console
 
 from xdrsync.hub import Hub
 
@@ -71,12 +71,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededConsole]:
 @pytest.fixture(scope="module")
 def rui(seeded: SeededConsole) -> httpx.Client:
     return seeded.client("responder")
-
-
-def _ids(client: httpx.Client, **params: Any) -> set[str]:
-    reply = client.get(f"{API}/incidents", params={"top": 100, **params})
-    assert reply.status_code == 200, reply.text
-    return {item["id"] for item in reply.json()["value"]}
 
 
 # -- edits Defender/Sentinel would not accept ---------------------------------------------------
@@ -155,7 +149,7 @@ def test_the_queue_search_finds_an_incident_by_what_its_entity_cards_show(
     cards = rui.get(f"{API}/incidents/contoso~1").json()["entities"]
     attributes = {v for group in cards.values() for e in group for v in e["attributes"].values()}
     assert term in attributes  # the page shows it
-    assert "contoso~1" in _ids(rui, search=term), f"searching {what} finds nothing"
+    assert "contoso~1" in listed_ids(rui, search=term), f"searching {what} finds nothing"
 
 
 # -- the grid -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from consoledata import TENANT_A, TENANT_B, alert_json, commit, incident_json
-from seeded import SeededConsole, seeded_console
+from seeded import SeededConsole, listed_ids, seeded_console
 
 from xdrsync.hub import Hub
 from xdrsync.layout import QUEUE_DESTINATION
@@ -75,18 +75,12 @@ def rui(seeded: SeededConsole) -> httpx.Client:
     return seeded.client("responder")
 
 
-def _ids(client: httpx.Client, **params: Any) -> set[str]:
-    reply = client.get(f"{API}/incidents", params={"top": 100, **params})
-    assert reply.status_code == 200, reply.text
-    return {item["id"] for item in reply.json()["value"]}
-
-
 def test_assigned_to_me_finds_my_incidents_whatever_the_case(rui: httpx.Client) -> None:
     mine = {"contoso~1", "contoso~2", "contoso~3", "fabrikam~1"}
-    assert _ids(rui, owner="me") == mine
-    assert _ids(rui, owner="rui@contoso.com") == mine
-    assert _ids(rui, owner="RUI@contoso.COM") == mine
-    assert _ids(rui, owner="Ana@Contoso.com") == {"contoso~4", "contoso~7"}
+    assert listed_ids(rui, owner="me") == mine
+    assert listed_ids(rui, owner="rui@contoso.com") == mine
+    assert listed_ids(rui, owner="RUI@contoso.COM") == mine
+    assert listed_ids(rui, owner="Ana@Contoso.com") == {"contoso~4", "contoso~7"}
     counted = rui.get(f"{API}/incidents/stats", params={"owner": "me"}).json()
     assert counted["total"] == len(mine)
 
@@ -95,25 +89,28 @@ def test_the_unknown_severity_lists_what_it_counts(rui: httpx.Client) -> None:
     stats = rui.get(f"{API}/incidents/stats", params={"tenant": "contoso"}).json()
     # No severity, and one Defender added since: both count as unknown, nothing else does.
     assert stats["bySeverity"] == {"high": 2, "medium": 3, "low": 2, "unknown": 2}
-    assert _ids(rui, tenant="contoso", severity="unknown") == {"contoso~5", "contoso~6"}
+    assert listed_ids(rui, tenant="contoso", severity="unknown") == {"contoso~5", "contoso~6"}
     for severity, n in stats["bySeverity"].items():
-        assert len(_ids(rui, tenant="contoso", severity=severity)) == n, severity
+        assert len(listed_ids(rui, tenant="contoso", severity=severity)) == n, severity
     # Spelled out, a value still finds its own rows only.
-    assert _ids(rui, severity="unknownFutureValue") == {"contoso~6"}
+    assert listed_ids(rui, severity="unknownFutureValue") == {"contoso~6"}
     # Among the open ones, as the "open by severity" chips count them.
     open_statuses = ["active", "inProgress", "awaitingAction"]
     opened = rui.get(
         f"{API}/incidents/stats", params={"tenant": "contoso", "status": open_statuses}
     ).json()
     assert opened["bySeverity"]["unknown"] == 1
-    assert _ids(rui, tenant="contoso", severity="unknown", status=open_statuses) == {"contoso~5"}
+    assert listed_ids(rui, tenant="contoso", severity="unknown", status=open_statuses) == {
+        "contoso~5"
+    }
 
 
 def test_the_queue_filters_by_mitre_tactic(rui: httpx.Client) -> None:
-    assert _ids(rui, tactic="InitialAccess") == {"contoso~8"}
-    assert _ids(rui, tactic="LateralMovement") == {"contoso~8"}  # Graph wrote lateral_movement
-    assert _ids(rui, tactic=["Execution", "InitialAccess"]) == {"contoso~8", "contoso~9"}
-    assert _ids(rui, tactic="Exfiltration") == set()
+    assert listed_ids(rui, tactic="InitialAccess") == {"contoso~8"}
+    # Graph wrote lateral_movement:
+    assert listed_ids(rui, tactic="LateralMovement") == {"contoso~8"}
+    assert listed_ids(rui, tactic=["Execution", "InitialAccess"]) == {"contoso~8", "contoso~9"}
+    assert listed_ids(rui, tactic="Exfiltration") == set()
     counted = rui.get(f"{API}/incidents/stats", params={"tactic": "InitialAccess"}).json()
     assert counted["total"] == 1
 

@@ -213,17 +213,22 @@ def test_a_service_that_lost_its_hub_lock_exits_with_a_failure(
     assert code == 1 and len(errors) == 1 and "writer lock was lost" in errors[0], said.read_text()
 
 
+def _as_administrator(pg: PgServer, *statements: str) -> None:
+    """``statements`` run on the server's own database, as its administrator would."""
+    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
 def _database_in_zone(pg: PgServer, zone: str) -> str:
     """A new database whose sessions default to ``zone``, as a server set up in that zone
     (postgresql.conf's timezone comes from the host at initdb) has them."""
     url = pg.new_database()
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"ALTER DATABASE \"{name}\" SET timezone = '{zone}'"))
-    finally:
-        admin.dispose()
+    _as_administrator(pg, f"ALTER DATABASE \"{url.rsplit('/', 1)[1]}\" SET timezone = '{zone}'")
     return url
 
 
@@ -266,14 +271,9 @@ def test_names_fold_in_any_case_on_a_database_made_with_the_c_locale(pg: PgServe
     from xdrsync.destinations.runner import DestinationRunner
 
     name = pg.new_database().rsplit("/", 1)[1] + "_c"
-    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(
-                text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE 'C' ENCODING 'UTF8'")
-            )
-    finally:
-        admin.dispose()
+    _as_administrator(
+        pg, f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE 'C' ENCODING 'UTF8'"
+    )
     user = {
         "@odata.type": "#microsoft.graph.security.userEvidence",
         "createdDateTime": stamp(),

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,18 +130,7 @@ def test_a_healthy_tenants_edit_is_pushed_while_another_tenants_graph_hangs(
         pusher = workspace.pusher()
         proxy.set(hung.name, Sick("hang"))
         # The hung tenant's edit is queued first, as it was when the reviewer saw it.
-        edits = {
-            t.name: submit(
-                hub,
-                Tenant(t.name, t.tenant_id, True),
-                "incident",
-                _open_incident(hub, t.tenant_id),
-                EditRequest(owner=f"analyst@{t.name}.example"),
-                author="alice",
-                origin="test",
-            )
-            for t in (hung, healthy)
-        }
+        edits = _owner_edits(hub, (hung, healthy))
         service = SyncService(
             hub,
             workspace.sources(),
@@ -454,6 +443,22 @@ def _truth(server: EmulatorServer, tenant_id: str) -> list[dict[str, Any]]:
     return list(reply.json()["value"])
 
 
+def _owner_edits(hub: Hub, tenants: Sequence[Any]) -> dict[str, list[int]]:
+    """An owner edit queued on an open incident of each tenant, in order; their ids by name."""
+    return {
+        t.name: submit(
+            hub,
+            Tenant(t.name, t.tenant_id, True),
+            "incident",
+            _open_incident(hub, t.tenant_id),
+            EditRequest(owner=f"analyst@{t.name}.example"),
+            author="alice",
+            origin="test",
+        )
+        for t in tenants
+    }
+
+
 def _timeline(calls: list[Call]) -> str:
     start = calls[0].at if calls else 0.0
     return "; ".join(f"{c.at - start:.2f}s {c.path} {c.status}" for c in calls)
@@ -484,18 +489,7 @@ def test_sync_once_pushes_each_tenants_edits_on_its_own_thread_before_reading_it
     assert first.returncode == 0, first.stderr
     hub_url = configured_url(load_config(path).workspace)
     with Hub.open(hub_url) as hub:
-        edits = {
-            t.name: submit(
-                hub,
-                Tenant(t.name, t.tenant_id, True),
-                "incident",
-                _open_incident(hub, t.tenant_id),
-                EditRequest(owner=f"analyst@{t.name}.example"),
-                author="alice",
-                origin="test",
-            )
-            for t in (hung, healthy)  # the hung tenant's first, and first in the config
-        }
+        edits = _owner_edits(hub, (hung, healthy))  # the hung tenant's first, as in the config
     proxy.set(hung.name, Sick("hang"))
     done = subprocess.run(
         [sys.executable, "-m", "xdrsync", "sync", "--once", "--config", str(path)],

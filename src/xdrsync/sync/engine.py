@@ -162,10 +162,7 @@ def sync_tenant(
                 log.warning("stream failed", tenant=tenant.name, stream=stream, error=message)
             else:  # a bug or a hostile input we did not foresee: keep the traceback
                 log.exception("stream crashed", tenant=tenant.name, stream=stream, error=message)
-            try:
-                hub.record_stream_error(tenant.tenant_id, stream, message, retry_at=retry_at)
-            except Exception:
-                log.exception("could not record the stream's error", tenant=tenant.name)
+            _record_error(hub, tenant, stream, message, retry_at)
             if isinstance(failure, ConfigError):
                 report.misconfigured = True
             elif _throttled(failure):
@@ -175,16 +172,18 @@ def sync_tenant(
             report.skipped = list(streams[index + 1 :])
             why = f"not read: {stream} failed first: {message}"
             for skipped in report.skipped:  # said on each: `state show` lists every stream
-                _record_skip(hub, tenant, skipped, why, retry_at)
+                _record_error(hub, tenant, skipped, why, retry_at)
             break  # the other stream would fail the same way, or spend Graph's wait
     return report
 
 
-def _record_skip(
+def _record_error(
     hub: Hub, tenant: TenantSource, stream: str, message: str, retry_at: datetime | None
 ) -> None:
-    """A stream left unread after the tenant's other one failed: its state says why, or
-    `state show` listed it as never synced with no error, as a hung first request would be."""
+    """The stream's state says why it was not read: it failed, or it was left unread after
+    the tenant's other one failed (without a word of its own, `state show` listed it as never
+    synced with no error, as a hung first request would be). A hub that cannot take it is
+    logged, never raised: the cycle's report still says it."""
     try:
         hub.record_stream_error(tenant.tenant_id, stream, message, retry_at=retry_at)
     except Exception:
