@@ -423,6 +423,19 @@ def test_lists_of_numbers_strings_and_dynamic_values_keep_their_values(store: Lo
     assert (n, s, d, sorted(m), *rest) == ([1, 2], ["x", "y"], [[1], {"a": 2}], [1, 2], 2, "x", 3)
 
 
+def test_the_text_of_a_list_is_compact_json_as_kusto_writes_a_dynamic(store: LogStore) -> None:
+    # Kusto writes a dynamic array without spaces, strings quoted: `["a","b"]`, `[1,2]`.
+    # DuckDB's text of a list was `[a, b]` (split's) and `[1, 2]` (make_list's).
+    result = store.query(
+        "datatable(n:long, s:string) [1, 'a,b', 2, 'c'] "
+        "| summarize N = make_list(n), S = make_list(s) "
+        "| extend n = tostring(N), parts = tostring(split('a,b', ',')), "
+        "joined = strcat('ids: ', N), bag = tostring(bag_pack('k', N))"
+    )
+    ((_, _, n, parts, joined, bag),) = result.rows
+    assert (n, parts, joined, bag) == ("[1,2]", '["a","b"]', "ids: [1,2]", '{"k":[1,2]}')
+
+
 # -- round() -------------------------------------------------------------------------------------
 
 

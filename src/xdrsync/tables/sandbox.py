@@ -36,6 +36,10 @@ REAL_TEXT: Final = "__xdrsync_real_text"
 #: Kusto writes it (`2021-09-20T16:00:00.0000000Z`, `1.03:25:00`), as duckdb-kql's
 #: `pack_array` writes each of its values; any other value as DuckDB's JSON of it.
 DYNAMIC_VALUE: Final = "__xdrsync_dynamic_value"
+#: Any other value's text, as `tostring` and `strcat` write it (`sqlpatch._dotnet_reals` calls
+#: it): a list or a struct (a bag) as compact JSON, as Kusto writes a `dynamic`; the rest as
+#: DuckDB writes it.
+VALUE_TEXT: Final = "__xdrsync_value_text"
 _US = "abs(_us)"
 _TIMESPAN_TEXT = (
     "list_transform([epoch_us(CAST(v AS INTERVAL))], lambda _us: "
@@ -104,6 +108,9 @@ SESSION_STATEMENTS: Final[tuple[str, ...]] = (
     "WHEN 'TIMESTAMP' THEN "
     "to_json(strftime(CAST(v AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f') || '0Z') "
     f"WHEN 'INTERVAL' THEN to_json({_TIMESPAN_TEXT}) ELSE to_json(v) END",
+    f"CREATE OR REPLACE TEMP MACRO {VALUE_TEXT}(v) AS CASE "
+    "WHEN ends_with(typeof(v), '[]') OR starts_with(typeof(v), 'STRUCT(') "
+    "THEN CAST(to_json(v) AS VARCHAR) ELSE CAST(v AS VARCHAR) END",
     f"CREATE OR REPLACE TEMP MACRO {DIVIDE}(l, r) AS {_DIVISION}",
     f"CREATE OR REPLACE TEMP MACRO {ROUND}(x, d) AS {_ROUNDING}",
 )

@@ -54,7 +54,7 @@ from typing import Final
 from xdrsync.tables.errors import TOO_LARGE
 from xdrsync.tables.functionsql import FUNCTIONS
 from xdrsync.tables.generators import MAX_STRREP_BYTES
-from xdrsync.tables.sandbox import DIVIDE, DYNAMIC_VALUE, REAL_TEXT, ROUND
+from xdrsync.tables.sandbox import DIVIDE, DYNAMIC_VALUE, REAL_TEXT, ROUND, VALUE_TEXT
 
 #: A name no query means: `compat` writes it for a null of whatever type its context needs.
 NULL_MARK: Final = "__xdrsync_null"
@@ -406,7 +406,10 @@ _DOUBLE_TAIL: Final = " WHEN 'nan' THEN 'NaN' WHEN '-nan' THEN 'NaN' ELSE CAST("
 
 def _dotnet_reals(sql: str) -> str:
     """duckdb-kql's text of a DOUBLE -> `sandbox.REAL_TEXT` of it, the macro each query's
-    connection makes (`sandbox.SESSION_STATEMENTS`); `x` is written once, not twice."""
+    connection makes (`sandbox.SESSION_STATEMENTS`); `x` is written once, not twice. The
+    branch after it, any other type's text, -> `sandbox.VALUE_TEXT`: a list (`make_list`'s,
+    `split`'s) as Kusto writes a dynamic array, `[1,2]` and `["a","b"]`, not DuckDB's `[1, 2]`
+    and `[a, b]`."""
     if "'DOUBLE' THEN CASE CAST(" not in sql:
         return sql  # most queries: no pass over a masked copy
 
@@ -422,7 +425,14 @@ def _dotnet_reals(sql: str) -> str:
         tail = f"{_DOUBLE_TAIL}{inner}) END"
         if not sql.startswith(tail, end + 1):
             return None
-        return f"{sql[: found.start(1)]}{REAL_TEXT}(CAST({inner})){sql[end + 1 + len(tail) :]}"
+        rest = end + 1 + len(tail)
+        real = f"{REAL_TEXT}(CAST({inner}))"
+        other = f" ELSE CAST({inner}) END"
+        if not sql.startswith(other, rest):
+            return f"{sql[: found.start(1)]}{real}{sql[rest:]}"
+        value = inner.removesuffix(" AS VARCHAR")
+        after = rest + len(other)
+        return f"{sql[: found.start(1)]}{real} ELSE {VALUE_TEXT}({value}) END{sql[after:]}"
 
     return _each(sql, _DOUBLE_TEXT, edit)
 
