@@ -535,8 +535,11 @@ def sync_command(
                             f"Graph asked us to wait until {until:%H:%M:%S} UTC; not read"
                         )
                         continue
+                    within = (
+                        f" (with {stream.alerts_within} alerts)" if stream.alerts_within else ""
+                    )
                     console.print(
-                        f"{tenant.name}/{stream.stream}: {stream.records} read, "
+                        f"{tenant.name}/{stream.stream}: {stream.records} read{within}, "
                         f"{stream.inserted} new, {stream.updated} updated, "
                         f"{stream.quarantined} quarantined",
                         markup=False,

@@ -143,6 +143,7 @@ def sync_tenant(
                 tenant=tenant.name,
                 stream=stream,
                 read=done.records,
+                alerts_within=done.alerts_within,
                 new=done.inserted,
                 updated=done.updated,
                 quarantined=done.quarantined,

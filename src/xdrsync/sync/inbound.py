@@ -119,6 +119,9 @@ class StreamReport:
     windows: int = 0
     pages: int = 0
     records: int = 0
+    #: The alerts read within the incidents read (`$expand=alerts`): `inserted` and `updated`
+    #: count them too, as records of their own.
+    alerts_within: int = 0
     inserted: int = 0
     updated: int = 0
     quarantined: int = 0
@@ -573,6 +576,7 @@ def _commit(
         )
         results = _commit_each(hub, batch)
     report.records += len(items)
+    report.alerts_within += sum(len(incident.alerts) for incident in incidents)
     report.quarantined += sum(result.quarantined for result in results)
     report.inserted += sum(result.inserted for result in results)
     report.updated += sum(result.updated for result in results)
