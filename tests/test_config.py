@@ -468,3 +468,100 @@ def test_a_malformed_id_is_explained_as_the_model_takes_it(tmp_path: Path) -> No
         """
     message = load_error(write(tmp_path, tenant_block() + textwrap.dedent(destination)))
     assert "a GUID, or a verified domain name" in message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a certificate\n", b"0\x82\x01\x0a\x02\x82\x01\x01\x00"],
+    ids=["text", "der"],
+)
+def test_a_ca_bundle_without_pem_certificates_is_one_line_at_load(
+    tmp_path: Path, content: bytes
+) -> None:
+    # A corporate CA exported as DER, or the wrong file: refused when the config loads,
+    # not as a traceback when the first tenant's client is built.
+    (tmp_path / "corp-ca.crt").write_bytes(content)
+    body = tenant_block(verify_tls='"corp-ca.crt"')
+    message = load_error(write(tmp_path, body))
+    assert "tenants[0].verify_tls" in message and "corp-ca.crt" in message
+    assert "PEM" in message
+
+
+def test_an_empty_ca_bundle_path_is_not_taken_for_the_config_folder(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, tenant_block(verify_tls='""')))
+    assert "tenants[0].verify_tls" in message
+
+
+@pytest.mark.parametrize("literal", ['""', '"   "'])
+def test_an_empty_client_secret_is_refused_at_load(tmp_path: Path, literal: str) -> None:
+    message = load_error(write(tmp_path, tenant_block(f"client_secret = {literal}")))
+    assert "tenants[0].client_secret" in message and "empty" in message
+
+
+def test_a_pfx_certificate_and_its_password_by_reference_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "app.pfx").write_bytes(b"0\x82\x0a\x00 a PKCS#12 file, opened at sign-in")
+    monkeypatch.setenv("CONTOSO_PFX_PASSWORD", "pfx-pass\n")
+    body = tenant_block(
+        "# a certificate instead",
+        certificate_path='"app.pfx"',
+        certificate_password='"env:CONTOSO_PFX_PASSWORD"',
+    )
+    tenant = load_config(write(tmp_path, body)).tenants[0]
+    assert tenant.certificate_path == tmp_path / "app.pfx"
+    assert tenant.certificate_password is not None
+    assert tenant.certificate_password.get_secret_value() == "pfx-pass"
+    assert "pfx-pass" not in repr(tenant)
+
+
+def test_an_unset_certificate_password_fails_its_tenant_at_sign_in_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "-----BEGIN PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\n", "app.pem")
+    body = tenant_block(
+        "# a certificate instead",
+        certificate_path='"app.pem"',
+        certificate_password='"env:NOT_SET_ANYWHERE"',
+    )
+    tenant = load_config(write(tmp_path, body)).tenants[0]
+    assert tenant.certificate_password is not None
+    with pytest.raises(ConfigError, match="certificate_password: environment variable"):
+        tenant.certificate_password.get_secret_value()
+
+
+def test_a_secret_file_written_with_a_byte_order_mark_is_read_without_it(tmp_path: Path) -> None:
+    # PowerShell 5's `Set-Content -Encoding UTF8` and old Notepad write a BOM first; sent
+    # with it, the secret fails sign-in (AADSTS7000215) though the file looks right.
+    (tmp_path / "contoso.secret").write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\r\n")
+    config = load_config(write(tmp_path, tenant_block('client_secret = "file:contoso.secret"')))
+    secret = config.tenants[0].client_secret
+    assert secret is not None and secret.get_secret_value() == SECRET
+
+
+def test_a_config_file_written_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "xdrsync.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + tenant_block().encode())
+    assert load_config(path).tenants[0].name == "contoso"
+
+
+def test_a_blank_environment_variable_is_called_empty_not_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `env | grep CONTOSO_SECRET` shows it: "not set" would send the operator the wrong way.
+    monkeypatch.setenv("CONTOSO_SECRET", " \n")
+    tenant = load_config(write(tmp_path, tenant_block())).tenants[0]
+    assert tenant.client_secret is not None
+    with pytest.raises(ConfigError, match="environment variable CONTOSO_SECRET is empty"):
+        tenant.client_secret.get_secret_value()
+
+
+def test_turning_tls_verification_off_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client secret and every bearer token then go to whoever answers: allowed (a lab),
+    # never silently.
+    caplog.set_level(logging.WARNING, logger="xdrsync.config")
+    load_config(write(tmp_path, tenant_block(verify_tls="false")))
+    warned = [r.getMessage() for r in caplog.records if "verify_tls" in r.getMessage()]
+    assert len(warned) == 1 and "CA bundle" in warned[0]

@@ -81,6 +81,7 @@ def test_the_default_workspace_is_the_config_files_folder(tmp_path: Path) -> Non
         document(tenants=[{**TENANT, "client_secret": "env:NOT_SET_ANYWHERE"}]),
         document(tenants=[{**TENANT, "client_secret": "inline-secret-value"}]),
         document(tenants=[{**TENANT, "client_secret": "file:missing.secret"}]),
+        document(tenants=[{**TENANT, "certificate_password": "inline-password"}]),
     ],
 )
 def test_what_it_cannot_vouch_for_goes_to_config(data: dict[str, Any], tmp_path: Path) -> None:

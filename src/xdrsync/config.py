@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, Self
@@ -47,6 +48,20 @@ _PEM_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
 _PEM_CERT = b"-----BEGIN CERTIFICATE-----"
 _ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._()-]{0,89}$")
 _MULTI_TENANT_ALIASES = frozenset({"common", "organizations", "consumers"})
+#: The cloud of each Graph and Entra ID host we know: a token from one cloud's Entra ID is
+#: never accepted by another cloud's Graph (AADSTS500011), so a pair across clouds is refused.
+_CLOUD_OF_HOST: Mapping[str, str] = {
+    "graph.microsoft.com": "global",
+    "login.microsoftonline.com": "global",
+    "login.microsoft.com": "global",
+    "login.windows.net": "global",
+    "graph.microsoft.us": "US Government",
+    "dod-graph.microsoft.us": "US Government",
+    "login.microsoftonline.us": "US Government",
+    "microsoftgraph.chinacloudapi.cn": "China (21Vianet)",
+    "login.chinacloudapi.cn": "China (21Vianet)",
+    "login.partner.microsoftonline.cn": "China (21Vianet)",
+}
 
 
 # -- small pure helpers (also used by xdrsync.graph) ---------------------------------------
@@ -81,6 +96,23 @@ def check_service_url(value: str, setting: str) -> str:
             "(127.0.0.1, ::1, localhost); use https"
         )
     return url
+
+
+def check_ca_bundle(path: Path) -> ssl.SSLContext:
+    """The TLS context trusting the CA bundle at ``path`` (a PEM file, or a folder hashed by
+    ``c_rehash``); ``ValueError`` naming the file if it holds no PEM certificate or cannot be
+    read (a DER file, the wrong file), so the mistake is one line, not a TLS failure later."""
+    try:
+        if path.is_dir():
+            return ssl.create_default_context(capath=str(path))
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        raise ValueError(
+            f"CA bundle {path} holds no PEM certificate (convert a DER one with "
+            "`openssl x509 -inform der -in FILE -out FILE.pem`)"
+        ) from None
+    except OSError as problem:
+        raise ValueError(f"cannot read CA bundle {path}: {problem.strerror}") from None
 
 
 def _base_dir(info: ValidationInfo) -> Path | None:
@@ -155,16 +187,19 @@ class DeferredSecret(SecretStr):
     ``repr``, ``str`` and ``len`` see the reference, never a secret; two compare equal when
     they hold the same reference."""
 
-    def __init__(self, reference: str, base_dir: Path | None, owner: str) -> None:
+    def __init__(
+        self, reference: str, base_dir: Path | None, owner: str, setting: str = "client_secret"
+    ) -> None:
         super().__init__(reference)
         self._base_dir = base_dir
         self._owner = owner
+        self._setting = setting
 
     def get_secret_value(self) -> str:
         try:
             return resolve_secret(self._secret_value, self._base_dir)
         except ValueError as problem:
-            raise ConfigError(f"tenant {self._owner!r}: client_secret: {problem}") from None
+            raise ConfigError(f"tenant {self._owner!r}: {self._setting}: {problem}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DeferredSecret) and (self._secret_value, self._base_dir) == (
@@ -203,7 +238,10 @@ class AppCredentials(_Frozen):
     tenant_id: str
     client_id: str
     client_secret: SecretStr | None = None
-    certificate_path: Path | None = None  # PEM holding the private key and the certificate
+    # A PEM file holding the private key and its certificate, or a PKCS#12 file (.pfx/.p12).
+    certificate_path: Path | None = None
+    # Opens an encrypted PEM key or a .pfx; a reference (env:NAME, file:PATH) as client_secret.
+    certificate_password: SecretStr | None = None
     authority_url: str = AUTHORITY_URL
     verify_tls: bool | str = True  # or the path of a CA bundle
 
@@ -231,24 +269,29 @@ class AppCredentials(_Frozen):
             raise ValueError(f"{value!r} is not a tenant; use the tenant's GUID")
         return value
 
-    @field_validator("client_secret", mode="before")
+    @field_validator("client_secret", "certificate_password", mode="before")
     @classmethod
     def _secret_reference(cls, value: object, info: ValidationInfo) -> object:
+        setting = info.field_name or "client_secret"
         if isinstance(value, str):
+            if not value.strip():
+                # Would be sent as no secret at all, and refused by Entra ID with a puzzle.
+                raise ValueError(f"{setting} is empty; use env:NAME or file:PATH")
             if not value.startswith(("env:", "file:")) and _loading_file(info):
                 # The standard library's logging, not structlog: a command that configures
                 # no logging (`query`, `state show`, `incidents show --json`) then has it on
                 # stderr (logging's last resort) rather than in its output on stdout, which
                 # is structlog's default; `logs.configure` sends it to the service's log.
                 logging.getLogger(__name__).warning(
-                    "client_secret is written inline in the config file; "
-                    "prefer env:NAME or file:PATH"
+                    "%s is written inline in the config file; prefer env:NAME or file:PATH",
+                    setting,
                 )
             if _defers(cls, info) and value.partition(":")[2].strip():
                 try:
                     return resolve_secret(value, _base_dir(info))
                 except ValueError:  # unset or unreadable now: tried again at sign-in
-                    return DeferredSecret(value, _base_dir(info), str(info.data.get("name")))
+                    owner = str(info.data.get("name"))
+                    return DeferredSecret(value, _base_dir(info), owner, setting)
             return resolve_secret(value, _base_dir(info))
         return value
 
@@ -264,29 +307,53 @@ class AppCredentials(_Frozen):
             if _defers(cls, info):
                 return path  # read again at sign-in, where it fails this tenant alone
             raise ValueError(f"cannot read certificate file {path}: {problem.strerror}") from None
-        if not _PEM_KEY.search(pem) or _PEM_CERT not in pem:
-            raise ValueError(f"{path} must be a PEM file holding the private key and certificate")
+        # A PKCS#12 file is DER (an ASN.1 SEQUENCE): opened, with its password, at sign-in.
+        pkcs12 = pem[:1] == b"\x30" and path.suffix.lower() in (".pfx", ".p12")
+        if not pkcs12 and (not _PEM_KEY.search(pem) or _PEM_CERT not in pem):
+            raise ValueError(
+                f"{path} must be a PEM file holding the private key and certificate "
+                "(or a PKCS#12 .pfx/.p12 file)"
+            )
         return path
 
     @field_validator("authority_url")
     @classmethod
     def _authority_url(cls, value: str, info: ValidationInfo) -> str:
-        return check_service_url(value, info.field_name or "url")
+        url = check_service_url(value, info.field_name or "url")
+        if urlsplit(url).path.strip("/"):
+            # The tenant is added from tenant_id: a pasted endpoint URL would ask Entra ID
+            # for the metadata of a tenant named by its path, and fail as an unknown tenant.
+            raise ValueError(
+                f"authority_url is the sign-in host only, e.g. {AUTHORITY_URL}: "
+                "without a tenant or /oauth2 path (tenant_id names the tenant)"
+            )
+        return url
 
     @field_validator("verify_tls", mode="after")
     @classmethod
     def _ca_bundle(cls, value: bool | str, info: ValidationInfo) -> bool | str:
+        if value is False and _loading_file(info):
+            logging.getLogger(__name__).warning(
+                "%s: verify_tls = false: TLS certificates are not checked, so the client "
+                "secret and access tokens go to whoever answers; give a CA bundle path instead",
+                info.data.get("name"),
+            )
         if isinstance(value, bool):
             return value
+        if not value.strip():
+            raise ValueError("verify_tls is true, false or the path of a CA bundle")
         path = resolve_path(Path(value), _base_dir(info))
         if not path.exists():
             raise ValueError(f"CA bundle {path} does not exist (or use true/false)")
+        check_ca_bundle(path)
         return str(path)
 
     @model_validator(mode="after")
     def _one_credential(self) -> Self:
         if (self.client_secret is None) == (self.certificate_path is None):
             raise ValueError("set exactly one of client_secret or certificate_path")
+        if self.certificate_password is not None and self.certificate_path is None:
+            raise ValueError("certificate_password goes with certificate_path")
         return self
 
 
@@ -317,9 +384,21 @@ class TenantConfig(AppCredentials):
     @classmethod
     def _graph_url(cls, value: str) -> str:
         url = check_service_url(value, "graph_url")
-        if urlsplit(url).path.rstrip("/").endswith("/v1.0"):
-            raise ValueError("graph_url is the service root, without /v1.0")
+        if urlsplit(url).path.rstrip("/").lower().endswith(("/v1.0", "/beta")):
+            raise ValueError("graph_url is the service root, without /v1.0 (or /beta)")
         return url
+
+    @model_validator(mode="after")
+    def _one_cloud(self) -> Self:
+        graph = _CLOUD_OF_HOST.get(urlsplit(self.graph_url).hostname or "")
+        authority = _CLOUD_OF_HOST.get(urlsplit(self.authority_url).hostname or "")
+        if graph and authority and graph != authority:
+            raise ValueError(
+                f"graph_url is in the {graph} cloud but authority_url in the {authority} "
+                "cloud: set both to the same cloud (US Government: https://graph.microsoft.us "
+                "with https://login.microsoftonline.us)"
+            )
+        return self
 
     @property
     def scope(self) -> str:
@@ -775,6 +854,7 @@ __all__ = [
     "SyncConfig",
     "TenantConfig",
     "WorkspaceConfig",
+    "check_ca_bundle",
     "check_service_url",
     "config_path",
     "is_loopback_host",

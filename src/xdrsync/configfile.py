@@ -42,7 +42,7 @@ def config_path(path: Path | None = None) -> Path:
 def read_config_file(file: Path) -> dict[str, Any]:
     """The file's TOML document; any problem is one ``ConfigError`` line naming the file."""
     try:
-        return tomllib.loads(file.read_text(encoding="utf-8"))
+        return tomllib.loads(file.read_text(encoding="utf-8-sig"))  # a BOM (Windows) is no TOML
     except FileNotFoundError:
         problem = f"config file not found (pass --config FILE or set {CONFIG_ENV})"
     except (OSError, UnicodeDecodeError) as error:
@@ -74,14 +74,16 @@ def resolve_secret(value: str, base_dir: Path | None) -> str:
         # Trimmed as a file's content is: a variable filled from a file (a Kubernetes
         # secret made from one, an env file written by a template) may end with a newline,
         # and a secret sent with it fails sign-in.
-        found = os.environ.get(name, "").strip()
-        if not found:
+        found = os.environ.get(name)
+        if found is None:
             raise ValueError(f"environment variable {name} is not set")
-        return found
+        if not found.strip():
+            raise ValueError(f"environment variable {name} is empty")
+        return found.strip()
     if value.startswith("file:"):
         path = resolve_path(Path(value[5:].strip()), base_dir)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # without a BOM (PowerShell, Notepad)
         except (OSError, UnicodeDecodeError) as problem:
             reason = getattr(problem, "strerror", None) or type(problem).__name__
             raise ValueError(f"cannot read secret file {path}: {reason}") from None
@@ -138,7 +140,8 @@ def for_query(data: Mapping[str, Any], source: Path) -> ForQuery | None:
     ):
         return None
     client_secrets = [t.get("client_secret") for t in tenants]
-    if any(isinstance(v, str) and not v.startswith(_SECRET_REFERENCES) for v in client_secrets):
+    written = [*client_secrets, *(t.get("certificate_password") for t in tenants)]
+    if any(isinstance(v, str) and not v.startswith(_SECRET_REFERENCES) for v in written):
         return None  # a secret written in the file, which `Config` warns about
     secrets = []
     for value in (workspace.get("database_url"), *client_secrets):

@@ -13,10 +13,19 @@ import httpx
 import pytest
 import structlog
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from entra_fake import FakeEntra, self_signed, write_pem
-from graph_fakes import CLIENT_ID, SECRET, TENANT_ID, graph_error, graph_json, make_tenant
+from graph_fakes import (
+    CLIENT_ID,
+    GRAPH,
+    SECRET,
+    TENANT_ID,
+    graph_error,
+    graph_json,
+    make_tenant,
+)
 from pydantic import SecretStr, ValidationError
 
 from xdrsync.config import SyncConfig, TenantConfig
@@ -308,3 +317,248 @@ def test_secrets_and_tokens_never_reach_logs_or_errors(
         assert token not in everything
     assert SECRET not in everything
     assert raised.value.__cause__ is None and refused.value.__cause__ is None
+
+
+def test_a_pem_with_its_chain_signs_in_with_the_certificate_of_its_key(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    # `openssl pkcs12 -nodes` and Windows exports may write the issuing CA before the leaf.
+    key, certificate = keypair
+    _, issuer = self_signed("corp-issuing-ca")
+    pem = write_pem(tmp_path / "chain.pem", key, certificate)
+    pem.write_bytes(issuer.public_bytes(serialization.Encoding.PEM) + pem.read_bytes())
+    fake = entra(secret=None, certificate=certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    assert provider(fake, http_clients, tenant).token() == fake.issued[0]
+
+
+def test_an_encrypted_key_signs_in_with_its_certificate_password(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    key, certificate = keypair
+    pem = write_pem(tmp_path / "locked.pem", key, certificate, password=b"pass phrase")
+    fake = entra(secret=None, certificate=certificate)
+    tenant = make_tenant(
+        client_secret=None, certificate_path=pem, certificate_password=SecretStr("pass phrase")
+    )
+    assert provider(fake, http_clients, tenant).token() == fake.issued[0]
+
+
+def test_a_wrong_certificate_password_is_one_clear_line_without_the_password(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    pem = write_pem(tmp_path / "locked.pem", *keypair, password=b"right")
+    tenant = make_tenant(
+        client_secret=None, certificate_path=pem, certificate_password=SecretStr("wr0ng-pw")
+    )
+    with pytest.raises(ConfigError) as raised:
+        provider(entra(), http_clients, tenant).token()
+    message = str(raised.value)
+    assert "certificate_password" in message and "locked.pem" in message
+    assert "wr0ng-pw" not in message and "\n" not in message
+
+
+def _pfx(
+    path: Path, key: rsa.RSAPrivateKey, certificate: x509.Certificate, password: bytes | None
+) -> Path:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    _, issuer = self_signed("corp-issuing-ca")
+    path.write_bytes(
+        pkcs12.serialize_key_and_certificates(b"xdrsync", key, certificate, [issuer], encryption)
+    )
+    return path
+
+
+@pytest.mark.parametrize("password", [b"pfx-pass", None], ids=["password", "none"])
+def test_a_pfx_file_signs_in(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+    password: bytes | None,
+) -> None:
+    key, certificate = keypair
+    pfx = _pfx(tmp_path / "app.pfx", key, certificate, password)
+    fake = entra(secret=None, certificate=certificate)
+    extra = {"certificate_password": SecretStr(password.decode())} if password else {}
+    tenant = make_tenant(client_secret=None, certificate_path=pfx, **extra)
+    assert provider(fake, http_clients, tenant).token() == fake.issued[0]
+
+
+def test_a_pfx_without_its_password_is_one_clear_line(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    pfx = _pfx(tmp_path / "app.pfx", *keypair, b"pfx-pass")
+    tenant = make_tenant(client_secret=None, certificate_path=pfx)
+    with pytest.raises(ConfigError, match=r"app\.pfx: .*certificate_password"):
+        provider(entra(), http_clients, tenant).token()
+
+
+def test_a_certificate_password_needs_a_certificate() -> None:
+    with pytest.raises(ValidationError, match="certificate_password goes with certificate_path"):
+        make_tenant(certificate_password=SecretStr("x"))
+
+
+@pytest.mark.parametrize(
+    ("graph_url", "authority_url"),
+    [
+        ("https://graph.microsoft.us", LOGIN),
+        ("https://dod-graph.microsoft.us", LOGIN),
+        ("https://microsoftgraph.chinacloudapi.cn", LOGIN),
+        ("https://graph.microsoft.com", "https://login.microsoftonline.us"),
+    ],
+)
+def test_graph_and_authority_of_different_clouds_are_refused_at_load(
+    graph_url: str, authority_url: str
+) -> None:
+    # Entra ID of one cloud knows no Graph of another: sign-in would fail with AADSTS500011.
+    with pytest.raises(ValidationError, match="same cloud"):
+        make_tenant(graph_url=graph_url, authority_url=authority_url)
+
+
+@pytest.mark.parametrize(
+    ("graph_url", "authority_url"),
+    [
+        ("https://graph.microsoft.us", "https://login.microsoftonline.us"),
+        ("https://dod-graph.microsoft.us", "https://login.microsoftonline.us/"),
+        ("https://microsoftgraph.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+        ("https://graph.microsoft.com", "https://login.microsoft.com"),
+        ("https://graph.contoso-proxy.example", LOGIN),  # a host we do not know: not judged
+    ],
+)
+def test_national_clouds_sign_in_with_their_own_authority(
+    graph_url: str, authority_url: str
+) -> None:
+    tenant = make_tenant(graph_url=graph_url, authority_url=authority_url)
+    assert tenant.scope == f"{graph_url}/.default"
+    assert msal_authority(tenant)[0] == f"{authority_url.rstrip('/')}/{TENANT_ID}"
+
+
+def test_an_unknown_resource_names_the_cloud_settings(http_clients: list[httpx.Client]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return entra()(request)
+        body = {
+            "error": "invalid_resource",
+            "error_description": "AADSTS500011: The resource principal named "
+            "https://graph.microsoft.us was not found in the tenant named contoso.\r\nTrace ID: x",
+        }
+        return httpx.Response(400, json=body)
+
+    with pytest.raises(ConfigError, match=r"AADSTS500011.*graph_url and authority_url"):
+        provider(refuse, http_clients).token()
+
+
+@pytest.mark.parametrize(
+    "authority",
+    [
+        f"{LOGIN}/{TENANT_ID}",
+        f"{LOGIN}/{TENANT_ID}/oauth2/v2.0/token",
+        f"{LOGIN}/organizations/v2.0",
+    ],
+)
+def test_an_authority_url_with_a_tenant_or_endpoint_path_is_refused_at_load(
+    authority: str,
+) -> None:
+    # Copied from the app's Endpoints page: msal would ask for {authority}/{tenant_id}, whose
+    # OpenID metadata does not exist, and sign-in would fail as an unknown tenant.
+    with pytest.raises(ValidationError, match="authority_url is the sign-in host"):
+        make_tenant(authority_url=authority)
+
+
+def test_a_beta_graph_url_is_refused_at_load() -> None:
+    with pytest.raises(ValidationError, match=r"without /v1\.0"):
+        make_tenant(graph_url=f"{GRAPH}/beta")
+
+
+def test_a_us_government_tenant_signs_in_at_its_own_authority_for_its_own_graph(
+    http_clients: list[httpx.Client],
+) -> None:
+    gov = "https://login.microsoftonline.us"
+    fake = entra(advertised=gov)
+    tenant = make_tenant(graph_url="https://graph.microsoft.us", authority_url=gov)
+    tokens = provider(fake, http_clients, tenant)
+    assert tokens.token() == fake.issued[0]
+    assert all(url.startswith(f"{gov}/{TENANT_ID}/") for url in fake.seen_urls)
+    assert tokens.scope == "https://graph.microsoft.us/.default"
+
+
+def test_a_client_assertion_out_of_its_time_range_points_at_the_clock(
+    http_clients: list[httpx.Client],
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return entra()(request)
+        body = {
+            "error": "invalid_client",
+            "error_description": "AADSTS700024: Client assertion is not within its valid "
+            "time range. Current time: 2026-12-07T12:00:00Z, assertion valid from "
+            "2026-12-07T12:20:00Z.\r\nTrace ID: x",
+        }
+        return httpx.Response(401, json=body)
+
+    with pytest.raises(ConfigError, match=r"AADSTS700024.*clock"):
+        provider(refuse, http_clients).token()
+
+
+def test_a_refused_certificate_names_the_thumbprint_to_look_for_in_entra_id(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    # The app holds another certificate (an old one, before a rotation): the portal lists
+    # certificates by thumbprint, so the error says which one we signed with.
+    key, certificate = keypair
+    _, uploaded = self_signed("the-one-in-entra")
+    pem = write_pem(tmp_path / "app.pem", key, certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    with pytest.raises(ConfigError) as raised:
+        provider(entra(secret=None, certificate=uploaded), http_clients, tenant).token()
+    assert certificate_thumbprint(certificate) in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ["pem", "pfx"])
+def test_a_password_for_a_file_that_needs_none_is_harmless(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+    kind: str,
+) -> None:
+    key, certificate = keypair
+    path = (
+        write_pem(tmp_path / "app.pem", key, certificate)
+        if kind == "pem"
+        else _pfx(tmp_path / "app.pfx", key, certificate, None)
+    )
+    fake = entra(secret=None, certificate=certificate)
+    tenant = make_tenant(
+        client_secret=None, certificate_path=path, certificate_password=SecretStr("unneeded")
+    )
+    assert provider(fake, http_clients, tenant).token() == fake.issued[0]
+
+
+def test_a_damaged_key_with_a_password_is_a_config_error_not_an_unknown_tenant(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    pem = write_pem(tmp_path / "app.pem", *keypair)
+    text = pem.read_text()
+    begin = text.index("-----BEGIN PRIVATE KEY-----\n") + len("-----BEGIN PRIVATE KEY-----\n")
+    pem.write_text(text[:begin] + "AAAA" + text[begin + 4 :])
+    tenant = make_tenant(
+        client_secret=None, certificate_path=pem, certificate_password=SecretStr("whatever")
+    )
+    with pytest.raises(ConfigError, match=r"app\.pem: its private key cannot be opened"):
+        provider(entra(), http_clients, tenant).token()

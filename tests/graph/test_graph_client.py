@@ -6,17 +6,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
-from graph_fakes import GRAPH, Harness, graph_error, graph_json
+from cryptography.hazmat.primitives import serialization
+from entra_fake import self_signed
+from graph_fakes import GRAPH, Harness, graph_error, graph_json, make_tenant
 
 from xdrsync import __version__
 from xdrsync.config import SyncConfig
 from xdrsync.errors import ConfigError, FatalSyncError, RetriableError, ThrottledError
 from xdrsync.graph.client import GraphClient
 from xdrsync.graph.errors import NotFoundError
-from xdrsync.graph.http import graph_error_detail
+from xdrsync.graph.http import build_http_client, graph_error_detail
 
 INCIDENTS = f"{GRAPH}/v1.0/security/incidents"
 Build = Callable[..., Harness]
@@ -36,6 +39,7 @@ def script(*responses: httpx.Response | Exception) -> Callable[[httpx.Request], 
 
 
 OK = {"value": []}
+_PEM_CA = self_signed("corp-ca")[1].public_bytes(serialization.Encoding.PEM)
 
 
 def test_every_request_carries_token_accept_request_id_and_user_agent(
@@ -436,3 +440,92 @@ def test_stats_count_requests_retries_and_throttles(harness_factory: Build) -> N
     h.client.get("/security/incidents")
     stats = h.client.stats()
     assert (stats["requests"], stats["retries"], stats["throttled"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["/v1.0/security/incidents?$skiptoken=abc", "security/incidents?$skiptoken=abc"],
+    ids=["absolute-path", "service-root-relative"],
+)
+def test_a_relative_next_link_is_resolved_against_the_service_root(
+    harness_factory: Build, link: str
+) -> None:
+    # OData allows relative links (relative to the service root, as the context URL is).
+    h = harness_factory(
+        script(
+            graph_json({"value": [{"id": "1"}], "@odata.nextLink": link}),
+            graph_json({"value": [{"id": "2"}]}),
+        )
+    )
+    pages = list(h.client.paginate("/security/incidents"))
+    assert [item["id"] for page in pages for item in page.items] == ["1", "2"]
+    assert h.recorder.urls[1] == f"{INCIDENTS}?$skiptoken=abc"
+
+
+def test_a_network_path_next_link_to_another_host_is_refused(harness_factory: Build) -> None:
+    h = harness_factory(
+        script(graph_json({"value": [], "@odata.nextLink": "//evil.example/v1.0/steal"}))
+    )
+    with pytest.raises(FatalSyncError, match="off the Graph origin"):
+        list(h.client.paginate("/security/incidents"))
+    assert len(h.recorder.requests) == 1
+
+
+class _ThrottledSignIn:
+    """Sign-in whose token endpoint first answers 429 with a Retry-After, then a token."""
+
+    def __init__(self, retry_after: float, times: int = 1) -> None:
+        self.retry_after, self.left = retry_after, times
+
+    def token(self) -> str:
+        if self.left:
+            self.left -= 1
+            raise ThrottledError("sign-in throttled (429)", retry_after=self.retry_after)
+        return "token-1"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def _client_with_tokens(h: Harness, tokens: object) -> GraphClient:
+    return GraphClient(
+        h.client.tenant,
+        SyncConfig(),
+        http=h.client._http,
+        tokens=tokens,  # type: ignore[arg-type]
+        pacer=h.client.pacer,
+        sleep=h.clock.sleep,
+        clock=h.clock,
+        wall_clock=h.clock.wall,
+        rng=lambda: 0.5,
+    )
+
+
+def test_a_throttled_sign_in_waits_its_retry_after(harness_factory: Build) -> None:
+    h = harness_factory(script(graph_json(OK)))
+    client = _client_with_tokens(h, _ThrottledSignIn(retry_after=30))
+    client.get("/security/incidents")
+    assert h.clock.sleeps == [30.0]  # as the token endpoint asked, not a 0.5 s backoff
+
+
+def test_a_long_sign_in_throttle_is_handed_to_the_caller_with_its_wait(
+    harness_factory: Build,
+) -> None:
+    h = harness_factory(script(graph_json(OK)))
+    client = _client_with_tokens(h, _ThrottledSignIn(retry_after=600))
+    with pytest.raises(ThrottledError) as raised:
+        client.get("/security/incidents")
+    assert raised.value.retry_after == 600.0  # the stream is parked that long, not polled
+    assert raised.value.unsent
+    assert h.recorder.requests == []
+
+
+def test_a_ca_bundle_spoiled_after_load_fails_its_tenant_as_one_config_error(
+    tmp_path: Path,
+) -> None:
+    bundle = tmp_path / "corp-ca.pem"
+    bundle.write_bytes(_PEM_CA)
+    tenant = make_tenant(verify_tls=str(bundle))
+    bundle.write_bytes(b"replaced by something else\n")
+    with pytest.raises(ConfigError, match=r"tenant 'contoso': verify_tls: CA bundle .*corp-ca"):
+        build_http_client(tenant, SyncConfig())

@@ -21,6 +21,7 @@ import msal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from msal.exceptions import MsalServiceError
 
 from xdrsync.config import (
@@ -32,7 +33,7 @@ from xdrsync.config import (
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.graph.errors import ResponseLimitError
 from xdrsync.graph.http import Limits, send
-from xdrsync.graph.retry import parse_retry_after
+from xdrsync.graph.retry import Condition, classify_exception, parse_retry_after
 from xdrsync.logs import clean, register_secrets
 
 _PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z]+ )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
@@ -43,6 +44,8 @@ _HINTS = {
     "unauthorized_client": "check client_id",
     "invalid_request": "check tenant_id",
     "invalid_response": "check authority_url: the answer was not Entra ID's",
+    # AADSTS500011: no such resource (Graph) in this tenant's cloud.
+    "invalid_resource": "check that graph_url and authority_url name the same cloud",
 }
 
 
@@ -136,35 +139,39 @@ def _form(data: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def certificate_credential(path: Path) -> dict[str, str]:
-    """msal's credential for a PEM holding an RSA private key and its certificate.
+def certificate_credential(path: Path, password: str | None = None) -> dict[str, str]:
+    """msal's credential for an RSA private key and its certificate: a PEM file holding both
+    (the key encrypted or not), or a PKCS#12 file (``.pfx``/``.p12``). ``password`` opens an
+    encrypted key or a PKCS#12 file (``certificate_password``).
 
-    RS256 with the certificate's SHA-1 thumbprint (``x5t``) is the form Entra ID has always
-    accepted and the one the local emulator verifies.
+    Of the certificates in the file (a chain, in whatever order a tool wrote it), the one of
+    the key is used. RS256 with its SHA-1 thumbprint (``x5t``) is the form Entra ID has
+    always accepted and the one the local emulator verifies.
     """
     try:
-        pem = path.read_bytes()
+        data = path.read_bytes()
     except OSError as problem:
         raise ConfigError(f"cannot read certificate file {path}: {problem.strerror}") from None
-    key_block, cert_block = _PEM_KEY.search(pem), _PEM_CERT.search(pem)
-    if key_block is None or cert_block is None:
-        raise ConfigError(f"{path} must be a PEM file holding the private key and certificate")
-    problem_text: str | None = None
-    try:
-        key = serialization.load_pem_private_key(key_block.group(0), password=None)
-        certificate = x509.load_pem_x509_certificate(cert_block.group(0))
-    except TypeError:
-        problem_text = "its private key is encrypted; store it unencrypted with tight file mode"
-    except ValueError:
-        problem_text = "its private key or certificate cannot be parsed"
-    if problem_text is not None:
-        raise ConfigError(f"{path}: {problem_text}")
+    if password:
+        register_secrets([password])
+    secret = password.encode("utf-8") if password else None
+    loaded = _pem_parts(data, secret) if _PEM_KEY.search(data) else _pkcs12_parts(data, secret)
+    if isinstance(loaded, str):
+        raise ConfigError(f"{path}: {loaded}")
+    key, certificates = loaded
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ConfigError(f"{path}: Entra ID app certificates need an RSA key")
-    public = certificate.public_key()
-    if not isinstance(public, rsa.RSAPublicKey) or (
-        public.public_numbers() != key.public_key().public_numbers()
-    ):
+    mine = key.public_key().public_numbers()
+    certificate = next(
+        (
+            found
+            for found in certificates
+            if isinstance(public := found.public_key(), rsa.RSAPublicKey)
+            and public.public_numbers() == mine
+        ),
+        None,
+    )
+    if certificate is None:
         raise ConfigError(f"{path}: the private key does not belong to the certificate")
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -173,6 +180,54 @@ def certificate_credential(path: Path) -> dict[str, str]:
     ).decode("ascii")
     register_secrets([private_pem])
     return {"private_key": private_pem, "thumbprint": certificate_thumbprint(certificate)}
+
+
+_Loaded = tuple[Any, list[x509.Certificate]]
+
+
+def _pem_parts(pem: bytes, password: bytes | None) -> _Loaded | str:
+    """The key and certificates of a PEM file, or why they cannot be read."""
+    key_block = _PEM_KEY.search(pem)
+    cert_blocks = [found.group(0) for found in _PEM_CERT.finditer(pem)]
+    if key_block is None or not cert_blocks:
+        return "must be a PEM file holding the private key and certificate"
+    try:
+        try:
+            key = serialization.load_pem_private_key(key_block.group(0), password=password)
+        except TypeError:
+            if password is None:
+                return "its private key is encrypted: set certificate_password (env:NAME)"
+            # A password for a key that has none: the key is read as it is.
+            key = serialization.load_pem_private_key(key_block.group(0), password=None)
+    except ValueError:
+        if password is not None:
+            return "its private key cannot be opened: wrong certificate_password, or damaged"
+        return "its private key cannot be parsed"
+    try:
+        certificates = [x509.load_pem_x509_certificate(block) for block in cert_blocks]
+    except ValueError:
+        return "a certificate in it cannot be parsed"
+    return key, certificates
+
+
+def _pkcs12_parts(data: bytes, password: bytes | None) -> _Loaded | str:
+    """The key and certificates of a PKCS#12 (``.pfx``) file, or why they cannot be read."""
+    try:
+        key, certificate, chain = pkcs12.load_key_and_certificates(data, password)
+    except ValueError:
+        if password is None:
+            return (
+                "not a PEM file with key and certificate, nor a PKCS#12 (.pfx) file that "
+                "opens without a password (set certificate_password)"
+            )
+        # A password for a file exported without one: read it as it is.
+        unlocked = _pkcs12_parts(data, None)
+        if not isinstance(unlocked, str):
+            return unlocked
+        return "cannot be opened as PKCS#12 (.pfx): wrong certificate_password, or not one"
+    if key is None or certificate is None:
+        return "the PKCS#12 (.pfx) file must hold the private key and its certificate"
+    return key, [certificate, *chain]
 
 
 def certificate_thumbprint(certificate: x509.Certificate) -> str:
@@ -202,6 +257,7 @@ class TokenProvider:
         # Read when the app is built (the first token), not here: a secret that cannot be
         # read fails this tenant's calls alone (a ConfigError), as a certificate does.
         self._secret = ""
+        self._thumbprint = ""  # of the certificate signing in, for the refusal's hint
 
     @property
     def token_requests(self) -> int:
@@ -234,9 +290,17 @@ class TokenProvider:
         try:
             return call()
         except httpx.TransportError as failure:
-            problem = RetriableError(
-                self._text(f"sign-in unavailable: {type(failure).__name__}: {failure}")
-            )
+            said = f"{type(failure).__name__}: {failure}"
+            if classify_exception(failure) is Condition.UNTRUSTED:  # no retry gets past it
+                problem = ConfigError(
+                    self._text(
+                        f"sign-in refused: {self.tenant.authority_url}'s TLS certificate is "
+                        f"not trusted ({said}); if a proxy inspects TLS, set verify_tls to "
+                        "its CA bundle"
+                    )
+                )
+            else:
+                problem = RetriableError(self._text(f"sign-in unavailable: {said}"))
         except ResponseLimitError as failure:  # the token endpoint's answer was too big/slow
             problem = RetriableError(self._text(f"sign-in unavailable: {failure}"))
         except MsalServiceError:  # msal raises it for 5xx answers
@@ -269,7 +333,12 @@ class TokenProvider:
     def _build_app(self) -> Any:
         credential: str | dict[str, str]
         if self.tenant.certificate_path is not None:
-            credential = certificate_credential(self.tenant.certificate_path)
+            password = self.tenant.certificate_password
+            credential = certificate_credential(
+                self.tenant.certificate_path,
+                password.get_secret_value() if password is not None else None,
+            )
+            self._thumbprint = credential["thumbprint"]
         else:
             if not self._secret and self.tenant.client_secret is not None:
                 self._secret = self.tenant.client_secret.get_secret_value()
@@ -301,7 +370,14 @@ class TokenProvider:
             why = reason if found else "no OpenID metadata for it"
             return ConfigError(self._text(f"{what} ({why})"))
         hint = _HINTS.get(error, "check the app registration")
-        if error == "invalid_scope":
+        if reason.startswith("AADSTS700024:"):  # the assertion is dated by our clock
+            hint = "check this machine's clock (sync it with NTP): it dates the assertion"
+        elif error == "invalid_client" and self._thumbprint:
+            hint = (
+                f"check that the certificate with thumbprint {self._thumbprint} "
+                f"({self.tenant.certificate_path}) is uploaded to app {self.tenant.client_id}"
+            )
+        elif error == "invalid_scope":
             hint = f"check the service URL this scope is made from ({self.scope})"
         return ConfigError(self._text(f"Entra ID refused sign-in ({error}: {reason}); {hint}"))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import structlog
@@ -232,7 +232,17 @@ class GraphClient:
             page = fetch(url) if fetch is not None else self.get(url, collection=True)
             yield page
             link = page.next_link
-            url = self.url_for(link) if link is not None else None
+            url = self.url_for(self._resolve_link(link)) if link is not None else None
+
+    def _resolve_link(self, link: str) -> str:
+        """A next link as an absolute URL. OData lets a server write it relative to the
+        service root (``security/incidents?...``), as an absolute path (``/v1.0/...``) or as a
+        network path (``//host/...``): each is resolved as a browser would, so an absolute
+        path is not put under ``/v1.0`` twice and a network path to another host is refused
+        by ``url_for`` like any link off the Graph origin."""
+        if link.startswith(("http://", "https://")):
+            return link
+        return urljoin(f"{self._base}/", link)
 
     def url_for(self, path_or_url: str, params: Mapping[str, str | int] | None = None) -> str:
         """An absolute URL on this tenant's Graph origin; anything else is refused, since
@@ -464,6 +474,11 @@ class GraphClient:
                 f"{where} rejected a fresh access token ({detail}); check that the app "
                 f"registration {self.tenant.client_id} exists in tenant {self.tenant.tenant_id}"
             )
+        elif condition is Condition.UNTRUSTED:
+            text = (
+                f"{where}: the server's TLS certificate is not trusted ({detail}); if a proxy "
+                "inspects TLS, set verify_tls to its CA bundle"
+            )
         elif condition is Condition.BAD_REQUEST:
             query = f"?{parts.query}" if parts.query else ""
             text = f"{where}{query} was rejected by Graph ({detail})"
@@ -487,6 +502,11 @@ class GraphClient:
         level("graph call failed", method=method, path=parts.path, error=text)
         if issubclass(kind, ThrottledError):
             return ThrottledError(text, retry_after=decision.retry_after)
+        if condition is Condition.SIGN_IN_UNAVAILABLE and decision.retry_after is not None:
+            # The token endpoint throttled us (only its 429 names a wait): nothing was sent.
+            throttled = ThrottledError(text, retry_after=decision.retry_after)
+            throttled.unsent = True
+            return throttled
         if decision.retry_after is not None and RULES[condition].honour_retry_after:
             # A 5xx that says when to come back (an outage asking for ten minutes) is kept
             # across cycles as a 429 is, not answered with a request every poll.

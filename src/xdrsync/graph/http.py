@@ -27,7 +27,8 @@ import httpcore
 import httpx
 
 from xdrsync import __version__
-from xdrsync.config import AppCredentials, SyncConfig
+from xdrsync.config import AppCredentials, SyncConfig, TenantConfig, check_ca_bundle
+from xdrsync.errors import ConfigError
 from xdrsync.graph.errors import DeadlineExceededError, ResponseTooLargeError
 from xdrsync.jsontext import UnreadableItem, loads
 from xdrsync.logs import clean
@@ -40,20 +41,28 @@ def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
     """The httpx client for one app registration: our timeout, our TLS settings, no redirects."""
     verify: ssl.SSLContext | bool
     if isinstance(tenant.verify_tls, str):
-        bundle = Path(tenant.verify_tls)
-        verify = (
-            ssl.create_default_context(capath=str(bundle))
-            if bundle.is_dir()
-            else ssl.create_default_context(cafile=str(bundle))
-        )
+        try:
+            verify = check_ca_bundle(Path(tenant.verify_tls))
+        except ValueError as problem:  # changed since the config loaded
+            kind = "tenant" if isinstance(tenant, TenantConfig) else "destination"
+            raise ConfigError(f"{kind} {tenant.name!r}: verify_tls: {problem}") from None
     else:
         verify = tenant.verify_tls
-    client = httpx.Client(
-        timeout=httpx.Timeout(sync.request_timeout_seconds),
-        verify=verify,
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,  # a redirect would carry our bearer token somewhere else
-    )
+    try:
+        client = httpx.Client(
+            timeout=httpx.Timeout(sync.request_timeout_seconds),
+            verify=verify,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,  # a redirect would carry our bearer token somewhere else
+        )
+    except (ImportError, ValueError, httpx.InvalidURL) as problem:
+        # httpx reads the proxies from the environment here: a malformed one, or a SOCKS
+        # proxy without httpx[socks], is the operator's to fix, in one line.
+        kind = "tenant" if isinstance(tenant, TenantConfig) else "destination"
+        raise ConfigError(
+            f"{kind} {tenant.name!r}: the proxy set in the environment (HTTPS_PROXY, "
+            f"HTTP_PROXY, ALL_PROXY) cannot be used: {clean(str(problem), limit=200)}"
+        ) from None
     _bound_by_deadline(client)
     return client
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class Condition(enum.Enum):
     SERVER_ERROR = "server error"  # 5xx
     TIMEOUT = "timeout"  # read/write timeout or 408: the server may have acted on it
     NOT_SENT = "not sent"  # connect failure or timeout: the server never saw the request
+    UNTRUSTED = "TLS certificate not trusted"  # the server's certificate failed verification
     CONNECTION_LOST = "connection lost"  # reset, or closed mid-response
     MALFORMED = "malformed body"  # 2xx whose body is not the JSON it should be
     PARTIAL = "partial answer"  # a listing's 206: a provider behind Graph failed (§2.10)
@@ -102,6 +104,9 @@ RULES: Mapping[Condition, Rule] = {
     Condition.SERVER_ERROR: Rule(Action.RETRY, RetriableError, honour_retry_after=True),
     Condition.TIMEOUT: Rule(Action.RETRY, RetriableError),
     Condition.NOT_SENT: Rule(Action.RETRY, RetriableError, never_applied=True),
+    # Another try meets the same certificate (a TLS-inspecting proxy's, whose CA verify_tls
+    # does not name): the operator must act, so it is said at once, not after six tries.
+    Condition.UNTRUSTED: Rule(Action.RAISE, ConfigError),
     Condition.CONNECTION_LOST: Rule(Action.RETRY, RetriableError),
     Condition.MALFORMED: Rule(Action.RETRY, RetriableError),
     # A partial page may lack records, and one taken for whole ends the read and moves the
@@ -111,7 +116,11 @@ RULES: Mapping[Condition, Rule] = {
     # so retried like a timeout; raised as RetriableError so the stream keeps its watermark.
     Condition.TOO_LARGE: Rule(Action.RETRY, AnswerTooLargeError),
     Condition.DEADLINE: Rule(Action.RETRY, RetriableError),
-    Condition.SIGN_IN_UNAVAILABLE: Rule(Action.RETRY, RetriableError, never_applied=True),
+    # The token endpoint's own 429 carries its Retry-After (``auth.TokenProvider``): waited
+    # as Graph's is, and a long one handed to the caller, whose stream is parked that long.
+    Condition.SIGN_IN_UNAVAILABLE: Rule(
+        Action.RETRY, RetriableError, honour_retry_after=True, never_applied=True
+    ),
     Condition.UNAUTHORIZED: Rule(Action.REFRESH_TOKEN, ConfigError, never_applied=True),
     Condition.FORBIDDEN: Rule(Action.RAISE, ForbiddenError),
     Condition.BAD_REQUEST: Rule(Action.RAISE, BadRequestError),
@@ -133,6 +142,11 @@ STATUS_CONDITIONS: Mapping[int, Condition] = {
     503: Condition.SERVER_ERROR,
     504: Condition.SERVER_ERROR,
 }
+
+# Looked for along the failure's causes first: httpx wraps ssl's error (twice) in ConnectError.
+CAUSE_CONDITIONS: tuple[tuple[type[Exception], Condition], ...] = (
+    (ssl.SSLCertVerificationError, Condition.UNTRUSTED),
+)
 
 # Checked in order: the first matching exception type wins (subclasses before bases).
 EXCEPTION_CONDITIONS: tuple[tuple[type[Exception], Condition], ...] = (
@@ -160,6 +174,14 @@ def classify_status(status: int) -> Condition:
 
 def classify_exception(error: Exception) -> Condition | None:
     """The condition of a transport failure, or None if it is not one (a bug: let it raise)."""
+    cause: BaseException | None = error
+    for _ in range(8):  # a chain is short; a cycle must not hold us
+        if cause is None:
+            break
+        for kind, condition in CAUSE_CONDITIONS:
+            if isinstance(cause, kind):
+                return condition
+        cause = cause.__cause__ or cause.__context__
     for kind, condition in EXCEPTION_CONDITIONS:
         if isinstance(error, kind):
             return condition
@@ -263,6 +285,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 __all__ = [
+    "CAUSE_CONDITIONS",
     "EXCEPTION_CONDITIONS",
     "RULES",
     "STATUS_CONDITIONS",

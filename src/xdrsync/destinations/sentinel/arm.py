@@ -523,6 +523,13 @@ class ArmClient:
             error = IncidentRejectedError(self._where(f"{call} rejected ({detail})"), reason)
         elif condition is Condition.BAD_REQUEST:
             error = ConfigError(self._where(f"{call} rejected ({detail})"))
+        elif condition is Condition.UNTRUSTED:
+            error = ConfigError(
+                self._where(
+                    f"{call}: the server's TLS certificate is not trusted ({detail}); if a "
+                    "proxy inspects TLS, set verify_tls to its CA bundle"
+                )
+            )
         elif condition is Condition.THROTTLED:
             error = ThrottledError(
                 self._where(f"{call} throttled after {attempts} attempt(s) ({detail})"),
