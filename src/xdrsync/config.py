@@ -179,10 +179,12 @@ def _sqlite_relative_to(url: str, base_dir: Path | None) -> str:
 
 
 class DeferredSecret(SecretStr):
-    """A ``client_secret`` reference (``env:NAME``, ``file:PATH``) that could not be read when
-    the config loaded. It is read again at each ``get_secret_value()``, when the tenant's
-    client is built, and raises ``ConfigError`` naming the tenant while it still cannot be:
-    that tenant fails alone (its streams record the error) and the others sync.
+    """A ``client_secret`` or ``certificate_password`` reference (``env:NAME``,
+    ``file:PATH``). It is read again at each ``get_secret_value()``, when the client signs in
+    with a new app: a secret rotated in its file is taken without a restart
+    (``auth.TokenProvider``). One that could not be read when the config loaded raises
+    ``ConfigError`` naming its owner while it still cannot be: that tenant fails alone (its
+    streams record the error) and the others sync.
 
     ``repr``, ``str`` and ``len`` see the reference, never a secret; two compare equal when
     they hold the same reference."""
@@ -199,7 +201,7 @@ class DeferredSecret(SecretStr):
         try:
             return resolve_secret(self._secret_value, self._base_dir)
         except ValueError as problem:
-            raise ConfigError(f"tenant {self._owner!r}: {self._setting}: {problem}") from None
+            raise ConfigError(f"{self._owner}: {self._setting}: {problem}") from None
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DeferredSecret) and (self._secret_value, self._base_dir) == (
@@ -286,12 +288,16 @@ class AppCredentials(_Frozen):
                     "%s is written inline in the config file; prefer env:NAME or file:PATH",
                     setting,
                 )
-            if _defers(cls, info) and value.partition(":")[2].strip():
+            if value.startswith(("env:", "file:")) and value.partition(":")[2].strip():
                 try:
-                    return resolve_secret(value, _base_dir(info))
-                except ValueError:  # unset or unreadable now: tried again at sign-in
-                    owner = str(info.data.get("name"))
-                    return DeferredSecret(value, _base_dir(info), owner, setting)
+                    resolve_secret(value, _base_dir(info))  # readable now, as it should be
+                except ValueError:
+                    if not _defers(cls, info):
+                        raise
+                    # unset or unreadable now: tried again at sign-in
+                kind = "tenant" if cls.defers_credentials else "destination"
+                owner = f"{kind} {str(info.data.get('name'))!r}"
+                return DeferredSecret(value, _base_dir(info), owner, setting)
             return resolve_secret(value, _base_dir(info))
         return value
 

@@ -167,6 +167,47 @@ def test_a_refused_secret_is_a_config_error_that_never_shows_the_secret(
     assert "\n" not in message
 
 
+def test_a_secret_rotated_in_its_file_is_taken_without_a_restart(
+    tmp_path: Path, http_clients: list[httpx.Client]
+) -> None:
+    # A secret store (Key Vault's CSI driver, a Kubernetes secret) writes the new secret to
+    # the file, and the old one is revoked: the next sign-in must use the file's new content.
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("old-secret\n")
+    fake = entra(secret="old-secret")
+    tokens = provider(fake, http_clients, make_tenant(client_secret=f"file:{secret_file}"))
+    first = tokens.token()
+    secret_file.write_text("new-secret\n")
+    fake.secret = "new-secret"
+    tokens.invalidate()  # the token expired: the next one is asked for
+    assert tokens.token() not in (first, None)
+    assert fake.token_posts == 3  # the old secret refused once, then the new one
+    # Still wrong after reading it again: refused, once, without asking twice.
+    fake.secret = "newer-secret"
+    tokens.invalidate()
+    with pytest.raises(ConfigError, match="AADSTS7000215"):
+        tokens.token()
+    assert fake.token_posts == 4
+
+
+def test_a_certificate_renewed_in_its_file_is_taken_without_a_restart(
+    tmp_path: Path,
+    http_clients: list[httpx.Client],
+    keypair: tuple[rsa.RSAPrivateKey, x509.Certificate],
+) -> None:
+    key, certificate = keypair
+    pem = write_pem(tmp_path / "app.pem", key, certificate)
+    fake = entra(secret=None, certificate=certificate)
+    tokens = provider(fake, http_clients, make_tenant(client_secret=None, certificate_path=pem))
+    tokens.token()
+    new_key, renewed = self_signed("renewed")
+    write_pem(pem, new_key, renewed)
+    fake.certificate = renewed
+    tokens.invalidate()
+    tokens.token()
+    assert fake.assertion_headers[-1]["x5t"] != fake.assertion_headers[0]["x5t"]
+
+
 def test_an_unknown_client_id_is_a_config_error(http_clients: list[httpx.Client]) -> None:
     fake = entra(client_id="99999999-9999-9999-9999-999999999999")
     with pytest.raises(ConfigError, match="check client_id"):

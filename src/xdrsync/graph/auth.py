@@ -230,6 +230,12 @@ def _pkcs12_parts(data: bytes, password: bytes | None) -> _Loaded | str:
     return key, [certificate, *chain]
 
 
+def _error(result: Any) -> str | None:
+    """The OAuth error code of msal's answer (None: a token, or no answer it could read)."""
+    error = result.get("error") if isinstance(result, dict) else None
+    return str(error) if error else None
+
+
 def certificate_thumbprint(certificate: x509.Certificate) -> str:
     """The SHA-1 thumbprint Entra ID shows for an uploaded certificate (upper-case hex)."""
     # SHA-1 here is an identifier mandated by the x5t header, not a security primitive.
@@ -258,6 +264,7 @@ class TokenProvider:
         # read fails this tenant's calls alone (a ConfigError), as a certificate does.
         self._secret = ""
         self._thumbprint = ""  # of the certificate signing in, for the refusal's hint
+        self._built_with: str | dict[str, str] = ""  # the credential the app was built with
 
     @property
     def token_requests(self) -> int:
@@ -268,21 +275,36 @@ class TokenProvider:
         """A valid access token; ``ConfigError`` if sign-in is refused, ``RetriableError``
         (``ThrottledError``) if the authority is unreachable or busy."""
         with self._lock:
-            if self._app is None:
-                self._app = self._guarded(self._build_app, discovery=True)
-            app = self._app
-            result = self._guarded(
-                lambda: app.acquire_token_for_client(scopes=[self.scope]), discovery=False
-            )
+            result = self._acquire()
+            if _error(result) == "invalid_client" and self._rotated():
+                # The secret or certificate was replaced since the app was built (rotated in
+                # its file, the old one then revoked): sign in with the new one, no restart.
+                self._app = None
+                result = self._acquire()
         if isinstance(result, dict) and isinstance(result.get("access_token"), str):
             token = str(result["access_token"])
             # Before anyone can echo it: a server that reflects our Authorization header
             # in an error body must not put the token into logs or stored errors.
             register_secrets([token], ephemeral=True)
             return token
-        error = result.get("error") if isinstance(result, dict) else None
         description = result.get("error_description") if isinstance(result, dict) else None
-        raise self._refusal(str(error or "no_token"), str(description or ""))
+        raise self._refusal(str(_error(result) or "no_token"), str(description or ""))
+
+    def _acquire(self) -> Any:
+        """msal's answer for a token, from its cache or the token endpoint."""
+        if self._app is None:
+            self._app = self._guarded(self._build_app, discovery=True)
+        app = self._app
+        return self._guarded(
+            lambda: app.acquire_token_for_client(scopes=[self.scope]), discovery=False
+        )
+
+    def _rotated(self) -> bool:
+        """Whether the credential reads differently now than when the app was built."""
+        try:
+            return self._credential() != self._built_with
+        except ConfigError:  # unreadable now: the refusal stands as it is
+            return False
 
     def _guarded(self, call: Callable[[], Any], *, discovery: bool) -> Any:
         """Run an msal call, mapping its failures onto our errors."""
@@ -330,20 +352,27 @@ class TokenProvider:
             if self._app is not None:
                 self._app.remove_tokens_for_client()
 
-    def _build_app(self) -> Any:
-        credential: str | dict[str, str]
+    def _credential(self) -> str | dict[str, str]:
+        """The credential as its settings read now: a secret's reference and a certificate's
+        file are read again each time."""
         if self.tenant.certificate_path is not None:
             password = self.tenant.certificate_password
-            credential = certificate_credential(
+            return certificate_credential(
                 self.tenant.certificate_path,
                 password.get_secret_value() if password is not None else None,
             )
+        secret = self.tenant.client_secret
+        return secret.get_secret_value() if secret is not None else ""
+
+    def _build_app(self) -> Any:
+        credential = self._credential()
+        if isinstance(credential, dict):
             self._thumbprint = credential["thumbprint"]
         else:
-            if not self._secret and self.tenant.client_secret is not None:
-                self._secret = self.tenant.client_secret.get_secret_value()
-                register_secrets([self._secret])
-            credential = self._secret
+            self._secret = credential
+            if credential:
+                register_secrets([credential])
+        self._built_with = credential
         # The constructor already fetches the tenant's OpenID metadata (msal's tenant
         # discovery), so an unknown tenant fails here, as a ValueError.
         return msal.ConfidentialClientApplication(
