@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from xdrsync.destinations.sentinel.comments import (
     redirect_comment,
 )
 from xdrsync.destinations.sentinel.mapping import incident_name
-from xdrsync.destinations.sentinel.text import MAX_COMMENT, MAX_COMMENTS, utf16_len
+from xdrsync.destinations.sentinel.text import MAX_COMMENT, MAX_COMMENTS, shown, utf16_len
 from xdrsync.hub import CommentRow
 from xdrsync.models import Incident
 
@@ -83,6 +84,41 @@ def test_a_message_names_its_author_time_and_origin() -> None:
     assert ours.startswith("ann (through xdrsync) in Defender XDR")
 
 
+class _Shown(HTMLParser):
+    """What a browser shows of an HTML fragment: its text, tags dropped, references read."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _shown(message: str) -> str:
+    parser = _Shown()
+    parser.feed(message)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def test_a_message_shows_defenders_text_as_written_though_sentinel_renders_html() -> None:
+    """Sentinel renders a comment's message as HTML (and Markdown), whoever wrote it: a
+    Defender comment's angle brackets and ampersands (a command line's ``2>&1``, a host
+    named ``<host-7>``, an attacker's ``<script>``) are shown as written, never taken for
+    markup that drops them or turns into something else."""
+    text = 'cmd /c type <host-7>\\c$\\out.txt 2>&1 &amp; <script>alert("x")</script> <b>x</b>'
+    author = "<img src=x onerror=alert(1)>bob"
+    message = comment_message(_row(text, author=author), "41")
+    assert _shown(message) == f"{author} in Defender XDR, 2026-11-01 10:30 UTC:\n{text}"
+    assert "<" not in message and ">" not in message
+    # Cut where an entity would be split: what is shown never ends in the pieces of one.
+    long = comment_message(_row("&" * 40_000), "41")
+    assert utf16_len(long) <= MAX_COMMENT
+    assert long.endswith(COMMENT_CUT)
+    assert set(_shown(long).removesuffix(COMMENT_CUT).split(":\n", 1)[1]) == {"&"}
+
+
 @settings(max_examples=40)
 @given(
     st.builds(
@@ -94,7 +130,7 @@ def test_a_message_names_its_author_time_and_origin() -> None:
 def test_a_message_never_exceeds_30000_and_cuts_visibly(text: str) -> None:
     message = comment_message(_row(text), "41")
     assert utf16_len(message) <= MAX_COMMENT
-    if text.strip() and text not in message:
+    if text.strip() and shown(text) not in message:
         assert message.endswith(COMMENT_CUT)
 
 

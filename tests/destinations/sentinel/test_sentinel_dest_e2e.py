@@ -216,6 +216,31 @@ def test_an_analyst_edit_since_our_write_is_merged_and_their_label_survives(
     assert len(labels) == len(set(labels))
 
 
+def test_an_owner_sentinel_knows_by_object_id_keeps_it_through_defenders_next_change(
+    world: Callable[..., World],
+) -> None:
+    """Ann takes the incident in Sentinel (her object id, e-mail and name); Defender already
+    names her (by UPN) and then changes the status: the write keeps her owner as Sentinel
+    holds it, so the incident stays in her "Assigned to me" view."""
+    w = world()
+    w.commit(_incident())
+    w.publish()
+    name = incident_name(TENANT, "41")
+    ann = {
+        "objectId": "3f49ac52-8132-4f99-ae1f-052e3036e60a",
+        "email": "ann@contoso.com",
+        "assignedTo": "Ann Analyst",
+        "userPrincipalName": "ann@contoso.com",
+    }
+    reply = w.http.post(f"/_emulator/incidents/{name}", json={"owner": ann})
+    assert reply.status_code == 200, reply.text
+    w.commit(_incident(minute=5, status="inProgress"))
+    w.publish()
+    props = w.incident()["properties"]
+    assert props["status"] == "Active"
+    assert props["owner"] == ann | {"ownerType": "User"}
+
+
 def test_an_incident_that_keeps_changing_is_retried_later(world: Callable[..., World]) -> None:
     w = world(faults="conflict_rate=1")
     w.commit(_incident())

@@ -405,3 +405,24 @@ def test_an_analysts_closing_reason_and_note_survive_defenders_echo() -> None:
         "SuspiciousActivity",
     )
     assert body["classificationComment"] == "Confirmed"
+
+
+def test_the_owner_sentinel_resolved_stays_while_defender_names_the_same_person() -> None:
+    """An analyst assigns herself in Sentinel: the owner carries her object id, e-mail and
+    name (what "Assigned to me" and the owner column go by). Defender hears her UPN. A later
+    write of anything else (a new alert, a status) keeps that owner whole rather than putting
+    back a bare UPN; another person in Defender replaces it."""
+    current = _sentinel_view(merge(None, _desired(_incident(assignedTo="ann@contoso.com"))))
+    resolved = {
+        "objectId": "3f49ac52-8132-4f99-ae1f-052e3036e60a",
+        "email": "Ann@contoso.com",
+        "assignedTo": "Ann Analyst",
+        "userPrincipalName": "Ann@contoso.com",
+        "ownerType": "User",
+    }
+    current["owner"] = resolved
+    same = _desired(_incident(assignedTo="ann@contoso.com", status="inProgress"))
+    assert merge(current, same)["owner"] == resolved
+    other = merge(current, _desired(_incident(assignedTo="bob@contoso.com")))
+    assert other["owner"] == sentinel_owner("bob@contoso.com")
+    assert "owner" not in merge(current, _desired(_incident(assignedTo=None)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from xdrsync.emulator.sentinel import settings_for
@@ -59,3 +60,22 @@ def test_a_429_without_retry_after_is_refused() -> None:
     parsed = settings_for(faults="retry_after_error_rate=0.2,retry_after_seconds=1")
     assert parsed.faults.requests.retry_after_error_rate == 0.2
     assert settings_for(faults="html_error_rate=0.3").faults.requests.html_error_rate == 0.3
+
+
+def test_a_write_whose_connection_drops_may_have_been_applied(sentinel: Any) -> None:
+    """A connection that drops in the middle of the answer to a write (an incident or comment
+    PUT, an upload) comes after the service applied it, as it can with ARM and Logs Ingestion
+    (microsoft-apis.md §4: a client's retry after a lost 204 can duplicate rows): a client
+    must meet the write it already made when it tries again, never only a write that was
+    not made."""
+    s = sentinel(faults="reset_rate=1")
+    with pytest.raises(httpx.TransportError):
+        s.put_incident("x")
+    with pytest.raises(httpx.TransportError):
+        s.ingest("Custom-XdrSecurityAlert", ROWS)
+    with pytest.raises(httpx.TransportError):
+        s.arm("GET", "/incidents")
+    s.control("POST", "/pause")
+    truth = s.truth()
+    assert [i["name"] for i in truth["incidents"]] == ["x"]
+    assert len(truth["logs"]["Custom-XdrSecurityAlert"]) == 1

@@ -123,6 +123,18 @@ def test_description_limit_and_closing_without_classification(sentinel: Any) -> 
     assert closed.json()["properties"]["classification"] == "TruePositive"
 
 
+def test_a_classification_other_than_undetermined_needs_its_reason(sentinel: Any) -> None:
+    """Sentinel answers 400 "classification 'BenignPositive' must have classificationReason"
+    (seen by a third party closing incidents through the API): closing as a true, false or
+    benign positive takes a reason too; Undetermined has none."""
+    s = sentinel()
+    for classification in ("TruePositive", "FalsePositive", "BenignPositive"):
+        refused = s.put_incident("x", status="Closed", classification=classification)
+        assert refused.status_code == 400, classification
+        assert "classificationReason" in refused.json()["error"]["message"]
+    assert s.put_incident("x", status="Closed", classification="Undetermined").status_code == 201
+
+
 def test_read_only_properties_in_the_body_are_ignored(sentinel: Any) -> None:
     s = sentinel()
     reply = s.put_incident(

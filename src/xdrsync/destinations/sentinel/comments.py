@@ -6,6 +6,8 @@ writes it once. Sentinel holds at most 100 comments of at most 30,000 characters
 (microsoft-apis.md §3.3, §3.6): a longer comment is cut visibly, and when more comments would
 be needed the last free place holds a notice of how many more are in Defender — kept up to
 date under its own fixed name — never a silent drop.
+
+Sentinel renders a message as HTML and Markdown: Defender's text is escaped (``text.shown``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from xdrsync.destinations.sentinel.mapping import defender_url, incident_name
-from xdrsync.destinations.sentinel.text import MAX_COMMENT, MAX_COMMENTS, fit
+from xdrsync.destinations.sentinel.text import MAX_COMMENT, MAX_COMMENTS, fit, fit_shown, shown
 from xdrsync.jsontext import without_surrogates
 from xdrsync.tables.alert_rows import iso
 
@@ -87,9 +89,9 @@ def comment_message(row: CommentRow, incident_id: str) -> str:
         if row.incident_id != (incident_id)
         else ""
     )
-    header = f"{author} in Defender XDR{where}" + (f", {when}" if when else "") + ":"
-    text = row.comment if row.comment and row.comment.strip() else "(empty comment)"
-    return without_surrogates(fit(f"{header}\n{text}", MAX_COMMENT, COMMENT_CUT))
+    header = f"{shown(author)} in Defender XDR{where}" + (f", {when}" if when else "") + ":"
+    text = shown(row.comment) if row.comment and row.comment.strip() else "(empty comment)"
+    return without_surrogates(fit_shown(f"{header}\n{text}", MAX_COMMENT, COMMENT_CUT))
 
 
 def mirrored_comments(

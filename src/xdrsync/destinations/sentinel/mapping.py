@@ -239,7 +239,8 @@ def merge(current: Mapping[str, Any] | None, desired: Desired) -> Properties:
     """The PUT body's ``properties``: what Sentinel holds that xdrsync does not manage
     (analysts' labels, unknown properties) kept, the managed properties set (or cleared),
     Defender's labels added and the retired ones taken away. Where Defender has nothing finer
-    to say, an analyst's closing reason and note stay (``_closing_kept``)."""
+    to say, an analyst's closing reason and note stay (``_closing_kept``), and so does the
+    owner as Sentinel resolved it (``_owner_kept``)."""
     body: Properties = {
         name: value
         for name, value in (current or {}).items()
@@ -247,6 +248,7 @@ def merge(current: Mapping[str, Any] | None, desired: Desired) -> Properties:
     }
     body.update({name: value for name, value in desired.properties.items() if value is not None})
     body.update(_closing_kept(current or {}, desired))
+    body.update(_owner_kept(current or {}, desired))
     body["labels"] = _merge_labels((current or {}).get("labels"), desired)
     return body
 
@@ -296,6 +298,17 @@ def _closing_kept(current: Mapping[str, Any], desired: Desired) -> Properties:
     ):
         kept["classificationComment"] = note
     return kept
+
+
+def _owner_kept(current: Mapping[str, Any], desired: Desired) -> Properties:
+    """Sentinel's owner while it names whom Defender names: the object id, e-mail and name
+    Sentinel holds (what "Assigned to me" and the owner column go by, an analyst's own
+    assignment among them) are not put back as the bare UPN Defender knows."""
+    shown, wanted = current.get("owner"), desired.properties.get("owner")
+    if wanted is None or not isinstance(shown, Mapping):
+        return {}
+    same = _owner_key(shown) is not None and _owner_key(shown) == _owner_key(wanted)
+    return {"owner": dict(shown)} if same else {}
 
 
 def _merge_labels(current: object, desired: Desired) -> list[Properties]:

@@ -7,10 +7,17 @@ pair.
 
 Text also has to be UTF-8 on the wire: a lone UTF-16 surrogate (which Graph's JSON may carry
 as ``\\ud800``) is shown as U+FFFD, the same length in UTF-16 code units.
+
+Sentinel renders an incident's comments as HTML and Markdown, whoever wrote them (Microsoft
+Sentinel blog, "HTML and Markdown support for incident comment"). Defender's text is plain: its
+``&``, ``<`` and ``>`` are escaped (``shown``), so a command line's ``2>&1``, a ``<host>`` or an
+attacker's ``<script>`` is shown as written, never dropped or taken for markup.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -20,6 +27,7 @@ from xdrsync.jsontext import without_surrogates
 MAX_DESCRIPTION: Final = 5_000
 MAX_COMMENT: Final = 30_000
 MAX_COMMENTS: Final = 100
+_SPLIT_ENTITY: Final = re.compile(r"&[a-z]*$")  # what a cut leaves of an escaped character
 
 
 def utf16_len(text: str) -> int:
@@ -51,6 +59,19 @@ def fit(text: str, limit: int, marker: str) -> str:
     return head(text, limit - utf16_len(marker)).rstrip() + marker
 
 
+def shown(text: str) -> str:
+    """Plain text as Sentinel's HTML rendering shows it as written."""
+    return html.escape(text, quote=False)
+
+
+def fit_shown(text: str, limit: int, marker: str) -> str:
+    """``fit`` for escaped text (``shown``): a cut never leaves the pieces of an ``&amp;``."""
+    fitted = fit(text, limit, marker)
+    if fitted is text or not fitted.endswith(marker):
+        return fitted
+    return _SPLIT_ENTITY.sub("", fitted.removesuffix(marker)).rstrip() + marker
+
+
 def sendable(value: Any) -> Any:
     """``value`` as Sentinel will hold it: each lone surrogate of its text (in mappings and
     lists too) replaced by U+FFFD, as the request body carries it. What xdrsync compares with
@@ -69,7 +90,9 @@ __all__ = [
     "MAX_COMMENTS",
     "MAX_DESCRIPTION",
     "fit",
+    "fit_shown",
     "head",
     "sendable",
+    "shown",
     "utf16_len",
 ]

@@ -28,6 +28,14 @@ INGESTION_PREFIX = "/dataCollectionRules/"
 CONTROL_PREFIX = "/_emulator/"
 
 
+#: Requests whose connection drops after they were applied (a reset fault).
+WRITES = frozenset({"PUT", "POST", "DELETE"})
+
+
+async def _discard(message: Message) -> None:
+    """Where the answer of a write whose connection drops goes."""
+
+
 def surface_of(path: str) -> str | None:
     if path.startswith(ARM_PREFIX):
         return ARM
@@ -138,12 +146,16 @@ class SentinelGate:
         if fault is Fault.HTML_ERROR:
             await _send_page(counted_send, em.error_status(fault))
             return
+        scope.setdefault("state", {})
+        scope["state"]["grant"] = grant
         if fault is Fault.RESET:
+            if scope["method"] in WRITES:
+                # The service applied the write; its answer is what is lost (the harder case
+                # for a client: trying again meets its own write).
+                await self.app(scope, receive, _discard)
             await drop_connection(counted_send, send)
         if fault is Fault.SLOW:
             await asyncio.sleep(em.faults.requests.slow_seconds)
-        scope.setdefault("state", {})
-        scope["state"]["grant"] = grant
         await self.app(scope, receive, counted_send)
 
     def _template(self, scope: Scope) -> str:

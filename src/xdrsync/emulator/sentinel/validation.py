@@ -5,7 +5,8 @@ exactly, as the API spells them. Read-only and unknown properties in a body are 
 refused. Lengths are counted as the .NET service counts them, in UTF-16 code units: a
 character outside the Basic Multilingual Plane (an emoji) counts twice. What the emulator
 assumes beyond the documentation: ``status`` Closed needs a ``classification``; a label's
-``labelType`` is the server's to set.
+``labelType`` is the server's to set. Observed by a third party: a classification other than
+Undetermined needs a ``classificationReason``.
 """
 
 from __future__ import annotations
@@ -160,13 +161,17 @@ def incident_properties(props: Mapping[str, Any]) -> dict[str, Any]:
     classification = _enum(props, "classification", CLASSIFICATIONS)
     if status == "Closed" and classification is None:
         raise bad_request("The 'classification' property is required when 'status' is 'Closed'.")
+    reason = _enum(props, "classificationReason", CLASSIFICATION_REASONS)
+    if classification not in (None, "Undetermined") and reason is None:
+        # Sentinel's own words, as a third party met them closing an incident.
+        raise bad_request(f"classification '{classification}' must have classificationReason.")
     written: dict[str, Any] = {
         "title": title,
         "description": description,
         "severity": severity,
         "status": status,
         "classification": classification,
-        "classificationReason": _enum(props, "classificationReason", CLASSIFICATION_REASONS),
+        "classificationReason": reason,
         "classificationComment": _text(props, "classificationComment"),
         "owner": _owner(props.get("owner")),
         "labels": _labels(props.get("labels")),
