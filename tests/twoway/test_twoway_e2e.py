@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +339,42 @@ def test_latest_wins_takes_the_workspace_edit_made_after_defenders_change(make_e
     assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
 
 
+def test_a_latest_wins_decision_names_the_time_of_defenders_change_it_compared(
+    make_env: Any,
+) -> None:
+    """Carol is assigned in the portal and the workspace reads it; Alice, on a page drawn
+    before, assigns herself; then the incident changes in Defender in another way (its
+    severity). Alice's edit is the later change of the owner and wins. The audit row shows
+    when Defender's owner was set, the time the policy compared, not only the record's last
+    update, which is after Alice's edit and would say the opposite."""
+    env = make_env("latest_wins")
+    incident = env.open_incident()
+    before = env.truth(incident)
+    env.portal(incident, assignedTo="carol@contoso.com")
+    env.cycle()
+    time.sleep(0.01)
+    (edit,) = env.edit(
+        incident, owner="alice@contoso.com", seen={"assignedTo": before.get("assignedTo")}
+    )
+    time.sleep(0.01)
+    env.portal(incident, severity="low" if before["severity"] != "low" else "high")
+    env.pusher.push_due()
+
+    assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
+    (pushed,) = [
+        a
+        for a in env.hub.audit_tail(200)
+        if a.detail.get("outbox") == edit and a.decision == "pushed"
+    ]
+    assert pushed.detail["defender"] == "carol@contoso.com"
+    changed_at = pushed.detail.get("defender_changed_at")
+    assert changed_at is not None, pushed.detail
+    edited_at = datetime.fromisoformat(pushed.detail["edited_at"])
+    if edited_at.tzinfo is None:
+        edited_at = edited_at.replace(tzinfo=UTC)
+    assert datetime.fromisoformat(changed_at) < edited_at, pushed.detail
+
+
 def test_a_comment_alone_comes_back_as_the_users_change(make_env: Any) -> None:
     env = make_env()
     incident = env.open_incident()
@@ -367,6 +403,28 @@ def test_a_portal_change_not_yet_read_is_not_credited_to_a_comments_author(
     )
     ((status, modified_by),) = [tuple(r) for r in latest.rows]
     assert status == "Closed" and modified_by != "dana@contoso.com"
+
+
+def test_a_portal_comment_not_yet_read_is_not_credited_to_a_comments_author(
+    make_env: Any,
+) -> None:
+    """Bob comments in the portal; before the hub reads that, Dana comments in the workspace.
+    The version her comment makes holds Bob's comment too: it is not hers to claim."""
+    env = make_env()
+    incident = env.open_incident()
+    reply = httpx.post(
+        f"{env.server.base_url}/_emulator/incidents/{incident}",
+        json={"comments": [{"comment": "on it", "createdByDisplayName": "bob@contoso.com"}]},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    env.edit(incident, author="dana@contoso.com", comment="looking at it")
+    env.cycle()
+    latest = env.workspace.logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident}' "
+        "| summarize arg_max(TimeGenerated, *) by ProviderIncidentId | project ModifiedBy"
+    )
+    assert [tuple(r) for r in latest.rows] != [("dana@contoso.com",)]
 
 
 def test_one_records_edits_make_one_patch_across_a_batch_boundary(make_env: Any) -> None:

@@ -890,3 +890,129 @@ def test_fields_graph_refuses_fail_alone_each_with_its_message_and_the_rest_land
     env.cycle()
     env.pusher.push_due()
     assert env.wire.hits == hits  # settled: no PATCH is tried again
+
+
+# -- E: review findings ---------------------------------------------------------------------
+
+
+def test_a_value_another_app_set_before_any_attempt_is_not_credited_to_the_user(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice's edit waits (the service has not pushed yet) while the MSSP's SOAR playbook, an
+    app, assigns the incident to her in Defender. The push finds the value there and
+    confirms the edit without a write; the version the playbook made is not hers: no attempt
+    of hers ever went out."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, owner="alice@contoso.com")
+    env.portal_edit(incident, assignedTo="alice@contoso.com", lastModifiedBy="API-App:Contoso SOAR")
+    env.pusher.push_due()
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed", row.outcome
+    assert latest_row(env, incident, "ModifiedBy") == ("API-App:Contoso SOAR",)
+
+
+def test_a_permission_revoked_while_running_is_refused_up_front_after_the_first_403(
+    make_env: Callable[..., Env],
+) -> None:
+    """The app could write when the service started; an admin then takes the permission away
+    and the app's next token lacks it. The first edit fails with Graph's 403; the next one is
+    refused by `update` itself, naming the permission, instead of being queued to fail too."""
+    env = make_env()
+    incident = env.open_incident()
+    (first,) = env.edit(incident, owner="alice@contoso.com")
+    env.pusher.push_due()  # the first push records the roles the app had then
+    assert env.hub.edits(ids=[first])[0].state == "confirmed"
+
+    emulator = env.server.emulator  # the write permission revoked
+    for specs in (emulator.issuer_keys(), emulator.tenants):
+        for key, spec in list(specs.items()):
+            specs[key] = dataclasses.replace(spec, read_only=True)
+    (target,) = env.pusher.targets.values()
+    assert target.sign_in_again is not None
+    target.sign_in_again()  # the token in hand expires: the next one lacks the permission
+
+    (second,) = env.edit(incident, owner="bob@contoso.com")
+    env.pusher.push_due()
+    (row,) = env.hub.edits(ids=[second])
+    assert row.state == "failed" and "SecurityIncident.ReadWrite.All" in str(row.outcome)
+    with pytest.raises(EditRefusedError, match=r"then run `xdrsync check`"):
+        env.edit(incident, owner="carol@contoso.com")
+
+
+def test_a_single_409_after_an_outage_does_not_end_the_edit_failed(
+    make_env: Callable[..., Env],
+) -> None:
+    """Graph is down for a few tries (its reads answer 503), then a write races another once
+    (409). That is one conflict, not the fourth: the next try goes through."""
+    env = make_env()
+    incident = env.open_incident()
+    outage = [0]
+    conflict = conflict_on(patching, times=1)
+
+    def fault(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if reading_one_incident(request) and outage[0] < MAX_CONFLICT_TRIES - 1:
+            outage[0] += 1
+            return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+        return conflict(request, inner)
+
+    env.wire.fault = fault
+    (edit,) = env.edit(incident, owner="bob@contoso.com")
+    env.push_until_settled([edit])
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed", row.outcome
+    assert env.truth(incident)["assignedTo"] == "bob@contoso.com"
+
+
+def test_a_comment_on_an_incident_defender_no_longer_has_ends_gone_not_refused(
+    make_env: Callable[..., Env],
+) -> None:
+    """The incident aged out of Defender's retention: its comment's POST is answered 404. The
+    edit ends as one whose record is gone (nothing for an operator to fix, so `sync --once`
+    does not fail for it), as an edit whose read finds the record gone does."""
+    env = make_env()
+    incident = env.open_incident()
+
+    def gone(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if posting_comment(request):
+            body = {"error": {"code": "NotFound", "message": f"Incident {incident} not found"}}
+            return httpx.Response(404, json=body)
+        return None
+
+    env.wire.fault = gone
+    (edit,) = env.edit(incident, comment="still looking")
+    report = env.pusher.push_due()
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "failed"
+    trail = [a.decision for a in env.hub.audit_tail(50) if a.detail.get("outbox") == edit]
+    assert trail[0] == "gone", trail
+    assert report.refused == 0
+
+
+def test_a_comment_the_answer_does_not_list_is_still_shown_as_the_users(
+    make_env: Callable[..., Env],
+) -> None:
+    """Defender takes the POST but its answer lists no comments (an answer cut short). The
+    comment is there all the same: the workspace shows it as Alice's, once, as when the
+    answer lists it, and not as one the app wrote on its own."""
+    env = make_env()
+    incident = env.open_incident()
+    (edit,) = env.edit(incident, comment=TEXT)
+
+    def short(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        if not posting_comment(request):
+            return None
+        inner.handle_request(request).close()
+        return httpx.Response(200, json={"value": []})
+
+    env.wire.fault = short
+    env.pusher.push_due()
+    env.wire.fault = None
+    env.cycle()
+
+    (row,) = env.hub.edits(ids=[edit])
+    assert row.state == "confirmed"
+    assert env.defender_comments(incident, TEXT) == [env.app]
+    assert env.shown_comments(incident, TEXT) == [(env.app, "alice@contoso.com")]

@@ -65,6 +65,9 @@ class FieldPlan:
     theirs: Any
     ours: Any
     reason: str
+    #: When Defender's value was set, as far as the hub can tell: what ``latest_wins``
+    #: compares with the edit's time (None: not known, or not a policy field).
+    theirs_at: datetime | None = None
 
 
 def same(field: str, a: Any, b: Any) -> bool:
@@ -124,7 +127,7 @@ def merge_field(
 
     def plan(action: Action, reason: str) -> FieldPlan:
         value = wanted if action == "write" else None
-        return FieldPlan(field, action, value, ids, theirs, wanted, reason)
+        return FieldPlan(field, action, value, ids, theirs, wanted, reason, theirs_at)
 
     if same(field, theirs, wanted):
         return plan("already", "Defender already has the wanted value")

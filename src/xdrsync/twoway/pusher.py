@@ -61,7 +61,7 @@ COMMENT_CLOCK_SKEW = timedelta(minutes=5)
 APP_AUTHOR = "API-App:"
 _CLIENT_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
-#: How many tries of an edit Defender may answer 409 Conflict before the edit fails. Graph
+#: How many tries of an edit in a row Defender may answer 409 Conflict before it fails. Graph
 #: documents no 409 for these calls; Azure's APIs answer it to a write that raced another
 #: ("Newer version of resource exists. Data was not saved", microsoft-apis.md §3.4), which a
 #: later try, merged again from Defender's current record, gets past. One that persists is
@@ -325,6 +325,17 @@ class Pusher:
             # Read from the token we hold: no need to sign in again for them (``_refused``).
             self._checked[tenant_id] = doc["checked_at"]
 
+    def _lost_permission(self, target: PushTarget) -> None:
+        """Graph refused a call for a missing permission: the roles the hub recorded are out
+        of date (revoked since, the token in hand being newer than them). Read them again from
+        that token now, so that ``update`` and the rest of this push refuse edits up front
+        rather than queue them to fail the same way."""
+        if target.granted_roles is None:
+            return
+        self._unsigned.add(target.tenant_id)
+        self._sign_in(target.tenant_id)
+        self._read_only.pop(target.tenant_id, None)
+
     def _refused(self, target: PushTarget, kind: EntityType) -> str | None:
         """Why ``kind`` records of the tenant may not be written (None: they may), from the
         roles the hub has recorded, read once per push and tenant: a permission granted and
@@ -367,6 +378,8 @@ class Pusher:
             self._merge_and_write(target, edits, report)
         except XdrSyncError as failure:
             self._failed_call(report, edits, failure)
+            if isinstance(failure, ForbiddenError):
+                self._lost_permission(target)
         except Exception as failure:  # a bug must not lose an edit: retried later
             log.exception("push crashed", tenant=target.name, entity=edits[0].entity_id)
             self._failed_call(report, edits, failure)
@@ -735,8 +748,15 @@ class Pusher:
         answer was lost and nothing else changed the incident since the hub last read it:
         Defender names our app as the last modifier, the version is newer than the hub's, it
         differs from the hub's in the landed fields and our app's comments alone, and it lists
-        the same alerts (read again with them). Anything less is left as Defender's change."""
-        landed = [i for p in plans if p.action == "already" for i in p.intents]
+        the same alerts (read again with them). Anything less is left as Defender's change.
+        Only fields an attempt was sent for: a value found already there before any attempt
+        was set by someone else (another app, a playbook), whatever its last modifier."""
+        plans = [
+            p
+            for p in plans
+            if p.action == "already" and any(rows[i].sent_at is not None for i in p.intents)
+        ]
+        landed = [i for p in plans for i in p.intents]
         version = ticks_from_text(str(record.get("lastUpdateDateTime") or ""))
         modifier = record.get("lastModifiedBy")
         if not landed or version is None or not isinstance(modifier, str):
@@ -795,7 +815,8 @@ class Pusher:
         stream recognises it as ours. Only when that version is newer than the hub's and
         differs from it in its comments alone: a change made in Defender that the hub has not
         read yet (an analyst resolving it meanwhile), or a comment that made no new version
-        (whether Graph makes one is not documented), stays Defender's."""
+        (whether Graph makes one is not documented), stays Defender's; so does one that also
+        holds a comment someone else made meanwhile."""
         try:
             record = self._read(target, kind, entity_id, report)
         except XdrSyncError:
@@ -810,8 +831,11 @@ class Pusher:
             before = ticks_from_text(str(stored.raw.get("lastUpdateDateTime") or ""))
             if version is not None and before is not None and version <= before:
                 return  # the comment made no version of its own
-            comments = {"comments"}
-            if _unchanged_beyond(stored.raw, comments) != _unchanged_beyond(record, comments):
+            # Others' comments count as changes (an analyst commenting meanwhile); only our
+            # app's comments are the push's own.
+            if _with_others_comments(stored.raw, target.app_id) != _with_others_comments(
+                record, target.app_id
+            ):
                 return  # others' changes are in that version too: not ours to claim
         if version is not None:
             written = Written(
@@ -853,10 +877,19 @@ class Pusher:
             self._failed_call(report, [edit], refused)
             return False
         key = _our_comment(comments, text, sent_at, claimed, target.app_id)
+        if key is None:
+            # The answer did not list it (cut short): Defender's record does, once posted.
+            try:
+                since = self._read(target, kind, entity_id, report)
+            except XdrSyncError:
+                since = None
+            found = (since or {}).get("comments") or ()
+            key = _our_comment(found, text, sent_at, claimed, target.app_id)
         detail = {
             "reason": "posted"
             if key
-            else "posted; Defender's answer did not list it (it will be matched when read)"
+            else "posted; neither Defender's answer nor its record lists it: the workspace "
+            "shows it as the app's"
         }
         self._settle(
             report, [Settlement(edit, "confirmed", "comment_posted", detail, comment_key=key)]
@@ -940,15 +973,27 @@ class Pusher:
         settlements: list[Settlement] = []
         for edit in current:
             if final:
-                decision = "refused" if isinstance(failure, ForbiddenError) else "rejected"
+                decision = (
+                    "refused"
+                    if isinstance(failure, ForbiddenError)
+                    # a write answered 404: the record is gone, as when a read finds it so
+                    else "gone"
+                    if isinstance(failure, NotFoundError)
+                    else "rejected"
+                )
                 settlements.append(Settlement(edit, "failed", decision, {"reason": message}))
                 continue
-            if isinstance(failure, ConflictError) and tries[edit.id] >= MAX_CONFLICT_TRIES:
-                reason = f"{message} (after {tries[edit.id]} tries; Defender kept refusing)"
-                settlements.append(Settlement(edit, "failed", "rejected", {"reason": reason}))
-                continue
+            reason = message
+            if isinstance(failure, ConflictError):
+                # Only 409s in a row count: tries that failed otherwise (an outage) are no race.
+                conflicts = _conflicts_before(before[edit.id]) + 1
+                if conflicts >= MAX_CONFLICT_TRIES:
+                    reason = f"{message} (after {conflicts} tries; Defender kept refusing)"
+                    settlements.append(Settlement(edit, "failed", "rejected", {"reason": reason}))
+                    continue
+                reason = f"{message} (409 answer {conflicts} of {MAX_CONFLICT_TRIES})"
             detail: dict[str, Any] = {
-                "reason": message,
+                "reason": reason,
                 "attempts": tries[edit.id],
                 "next_attempt_at": next_attempt_at,
             }
@@ -1062,13 +1107,18 @@ def _time(text: Any) -> datetime | None:
 
 
 def _detail(plan: FieldPlan, record: Mapping[str, Any], reason: str) -> dict[str, Any]:
-    return {
+    detail = {
         "reason": reason,
         "defender": plan.theirs,
         "defender_modified_by": record.get("lastModifiedBy"),
         "defender_updated": record.get("lastUpdateDateTime"),
         "workspace": plan.ours,
     }
+    if plan.theirs_at is not None:
+        # When Defender's value was set (``latest_wins`` compares it with the edit's time):
+        # the record's last update may be a later change of another field.
+        detail["defender_changed_at"] = plan.theirs_at
+    return detail
 
 
 def _done(edit: OutboxRow, state: OutboxState, decision: str, reason: str) -> Settlement:
@@ -1110,6 +1160,13 @@ def _others_comments(
     return {**record, "comments": others}
 
 
+def _with_others_comments(record: Mapping[str, Any], app_id: str | None) -> dict[str, Any]:
+    """A record's properties but those any write changes, its comments those our app did not
+    write (none when it lists none)."""
+    others = _others_comments(record, app_id)
+    return {**_unchanged_beyond(others, ()), "comments": others.get("comments") or []}
+
+
 def _ours_before(comment: Any, app_id: str | None, before: datetime | None) -> bool:
     """Whether our app wrote a Graph comment (``before`` a moment, when given). Read through
     the model, as ``_our_comment`` reads: Graph's documented incident answers also show the
@@ -1137,6 +1194,16 @@ def _ours_by_author(author: str | None, app_id: str | None) -> bool:
         return False
     app = author.removeprefix(APP_AUTHOR)
     return app_id is None or app.lower() == app_id.lower() or not _CLIENT_ID.fullmatch(app)
+
+
+_CONFLICT_COUNT: Final = re.compile(r"\(409 answer (\d+) of \d+\)$")
+
+
+def _conflicts_before(edit: OutboxRow) -> int:
+    """How many tries in a row Defender answered the edit 409 before this one, as its last
+    outcome says (``Pusher._failed_call`` writes the count there)."""
+    found = _CONFLICT_COUNT.search(edit.outcome or "")
+    return int(found.group(1)) if found else 0
 
 
 def _never_sent(failure: BaseException) -> bool:
