@@ -284,6 +284,18 @@ def test_an_unset_variable_is_reported_and_the_config_kept(
     assert config.exists()
 
 
+def test_the_file_written_is_named_as_it_is_even_with_brackets(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
+) -> None:
+    """``[prod]/xdrsync.toml`` was announced as ``/xdrsync.toml``: its name taken as markup."""
+    writer, _ = _tenants(emulator)
+    config = tmp_path / "[prod]" / "xdrsync.toml"
+    args = _args(emulator, writer, config, "--secret-ref", "env:X", "--no-check")
+    done = runner.invoke(_app(), args)
+    assert done.exit_code == 0, done.output
+    assert f"wrote {config} (tenant {writer.name})" in done.output, done.output
+
+
 def test_a_literal_secret_is_refused(
     emulator: EmulatorServer, runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -342,6 +354,39 @@ def test_interactive_prompts_fill_what_options_did_not(
     assert writer.client_secret not in config.read_text()
     # Read-only: the write permissions are not needed, so nothing is missing.
     assert "everything works" in done.output
+
+
+def test_a_wrong_answer_is_asked_again_at_once_not_after_every_prompt(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A domain typed for the tenant id (which many tools take) was refused only after all
+    the other answers, and every answer was lost with it."""
+    writer, _ = _tenants(emulator)
+    monkeypatch.setattr(cli_init, "_interactive", lambda: True)
+    ref = _secret_file(tmp_path, writer)
+    config = tmp_path / "xdrsync.toml"
+    answers = [
+        "ws",
+        "Contoso Ltd",  # not a name the config takes: asked again
+        writer.name,
+        "contoso.onmicrosoft.com",  # a domain, not the GUID: asked again
+        writer.tenant_id,
+        writer.client_id,
+        ref,
+        "y",
+        "https://graph.microsoft.com/v1.0",  # with the version: asked again
+        emulator.base_url,
+        emulator.base_url,
+    ]
+    args = ["init", "--config", str(config), "--no-check"]
+    done = runner.invoke(_app(), args, input="\n".join(answers) + "\n")
+    assert done.exit_code == 0, done.output
+    assert done.output.count("Tenant name (short, e.g. contoso):") == 2, done.output
+    assert done.output.count("Directory (tenant) ID:") == 2 and "a GUID" in done.output
+    assert done.output.count("Graph URL [") == 2 and "without /v1.0" in done.output
+    (tenant,) = tomllib.loads(config.read_text())["tenants"]
+    assert (tenant["name"], tenant["tenant_id"]) == (writer.name, writer.tenant_id)
+    assert tenant["graph_url"] == emulator.base_url
 
 
 # -- connectors -----------------------------------------------------------------------------

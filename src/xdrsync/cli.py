@@ -701,8 +701,12 @@ def _start_console(
         return None
     from xdrsync.console.accounts import Accounts
     from xdrsync.console.server import console_server
+    from xdrsync.serving import listen_error
 
     try:
+        refused = listen_error(config.console.host, config.console.port)
+        if refused is not None:
+            raise OSError(refused.errno, refused.strerror)  # before uvicorn prints its own
         server = console_server(config, workspace.hub, workspace.logs, wake_pusher=wake).start()
     except (OSError, RuntimeError) as failure:
         raise _fail(
@@ -1435,7 +1439,7 @@ def demo_command(
     ] = Path("./xdrsync-data/demo"),
     port: Annotated[int, typer.Option(help="Emulator port (0: any free port).")] = 0,
     console_port: Annotated[
-        int, typer.Option(help="Console port (0: any free port; 8080 falls back to any).")
+        int, typer.Option(help="Console port (0: any free port; one in use falls back to any).")
     ] = 8080,
 ) -> None:
     """Emulated Defender with live activity, synced into a workspace with its console, shown

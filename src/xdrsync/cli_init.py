@@ -69,6 +69,39 @@ def _ask_credential() -> tuple[str | None, str | None]:
         )
 
 
+#: Valid values of the other settings, so that one answer can be checked on its own.
+_CHECKED_WITH: dict[str, str] = {
+    "name": "tenant",
+    "tenant_id": "00000000-0000-0000-0000-000000000000",
+    "client_id": "00000000-0000-0000-0000-000000000000",
+}
+
+
+def _refusal(setting: str, answer: str) -> str | None:
+    """Why the config would refuse ``answer`` for this tenant setting (None: it takes it)."""
+    from pydantic import SecretStr, ValidationError
+
+    from xdrsync.config import TenantConfig, describe_validation_error
+
+    secret = SecretStr("checked-by-reference")  # nothing is resolved here
+    candidate = {**_CHECKED_WITH, "client_secret": secret, setting: answer.strip()}
+    try:
+        TenantConfig.model_validate(candidate)
+    except ValidationError as invalid:
+        return describe_validation_error(invalid, candidate).removeprefix(f"{setting}: ")
+    return None
+
+
+def _ask(text: str, setting: str, default: str | None = None) -> str:
+    """An answer the config takes for ``setting``, asked again until it is one."""
+    while True:
+        answer = str(typer.prompt(text, default=default))
+        refused = _refusal(setting, answer)
+        if refused is None:
+            return answer
+        err_console.print(f"[yellow]![/yellow] {escape(refused)}")
+
+
 def _for_config(path: str, config_file: Path) -> str:
     """A path typed by the user, which a shell takes from the current folder, as the config
     reads it (from its own folder): absolute, unless it names the same file either way or
@@ -300,11 +333,11 @@ def init_command(
         if workspace is None and not add_tenant:
             workspace = str(typer.prompt("Workspace folder", default=DEFAULT_WORKSPACE))
         if name is None:
-            name = str(typer.prompt("Tenant name (short, e.g. contoso)"))
+            name = _ask("Tenant name (short, e.g. contoso)", "name")
         if tenant_id is None:
-            tenant_id = str(typer.prompt("Directory (tenant) ID"))
+            tenant_id = _ask("Directory (tenant) ID", "tenant_id")
         if client_id is None:
-            client_id = str(typer.prompt("Application (client) ID"))
+            client_id = _ask("Application (client) ID", "client_id")
         if secret_ref is None and certificate is None:
             secret_ref, cert_answer = _ask_credential()
             certificate = Path(cert_answer) if cert_answer is not None else None
@@ -313,9 +346,9 @@ def init_command(
                 typer.confirm("Two-way sync (send workspace edits to Defender)?", default=True)
             )
         if graph_url is None:
-            graph_url = str(typer.prompt("Graph URL", default=GRAPH_URL))
+            graph_url = _ask("Graph URL", "graph_url", GRAPH_URL)
         if authority_url is None:
-            authority_url = str(typer.prompt("Authority (sign-in) URL", default=AUTHORITY_URL))
+            authority_url = _ask("Authority (sign-in) URL", "authority_url", AUTHORITY_URL)
     assert name is not None and tenant_id is not None and client_id is not None
     # Paths typed here are the current folder's; the config takes its own folder's.
     if workspace is not None and workspace.strip():
@@ -364,7 +397,7 @@ def init_command(
     except tomllib.TOMLDecodeError as problem:  # e.g. tenants written inline in the old file
         raise _fail(f"{file}: adding the tenant would not be valid TOML ({problem})") from None
     _write(file, text)
-    console.print(f"[green]✓[/green] wrote {file} (tenant {name})")
+    console.print(f"[green]✓[/green] wrote {escape(str(file))} (tenant {name})")
 
     if no_check:
         console.print("check skipped (--no-check): run `xdrsync check` when ready")

@@ -9,6 +9,7 @@ Sentinel on the other side are local.
 from __future__ import annotations
 
 import secrets
+import shlex
 import shutil
 import threading
 import time
@@ -31,7 +32,7 @@ from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import ConfigError
 from xdrsync.logs import configure
-from xdrsync.serving import ServerThread
+from xdrsync.serving import ServerThread, listen_error
 from xdrsync.sync.engine import CycleReport, SyncService
 from xdrsync.sync.lock import WorkspaceLock
 from xdrsync.views import incident_table
@@ -102,11 +103,12 @@ def _view(
     with feed.lock:
         events = Text("\n".join(feed.events) or "waiting for the first cycle…", style="dim")
     queue = incident_table(workspace.hub.list_incidents(limit=12), names)
+    config = shlex.quote(str(config_path))  # pasted into a shell as printed
     hint = Text(
-        f"\nIn another terminal:  .venv/bin/xdrsync query -c {config_path} "
+        f"\nIn another terminal:  .venv/bin/xdrsync query -c {config} "
         "'SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName"
         " | summarize count() by Status'\n"
-        f"                      .venv/bin/xdrsync incidents show ID -c {config_path}"
+        f"                      .venv/bin/xdrsync incidents show ID -c {config}"
         "      Ctrl-C stops.",
         style="cyan",
     )
@@ -157,7 +159,9 @@ def _start_console(
 
     password = secrets.token_urlsafe(12)
     Accounts(workspace.hub).add_user(DEMO_USER, password, "admin", email=DEMO_EMAIL)
-    for attempt in dict.fromkeys((port, 0)):
+    # A port seen taken is not tried: uvicorn would print its bind error on the terminal.
+    first = 0 if listen_error(workspace.config.console.host, port) else port
+    for attempt in dict.fromkeys((first, 0)):
         server = console_server(
             workspace.config,
             workspace.hub,
@@ -190,7 +194,8 @@ def run_demo(
         lock.release()
     console.print(
         f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"
-        f"  .venv/bin/xdrsync query -c {config_path} 'SecurityIncident | count'"
+        f"  .venv/bin/xdrsync query -c {shlex.quote(str(config_path))} 'SecurityIncident | count'",
+        markup=False,  # a folder's name is not markup
     )
 
 
@@ -247,6 +252,12 @@ def _run(
     workspace_dir: Path, *, duration: float | None, port: int, console: Console, console_port: int
 ) -> Path:
     """The demo in ``workspace_dir``, which the caller holds the lock of; its config file."""
+    refused = listen_error("127.0.0.1", port)
+    if refused is not None:
+        raise ConfigError(
+            f"the emulator cannot listen on 127.0.0.1:{port} ({refused.strerror}): pick "
+            "another --port, or 0 for any free port"
+        )
     settings = settings_for(seed=7, incidents=300, activity_per_minute=60, faults=DEMO_FAULTS)
     with (
         (workspace_dir / "xdrsync.log").open("a", encoding="utf-8") as log_file,
@@ -294,15 +305,16 @@ def _run(
             ).start()
             web, user, password = _start_console(workspace, service, console_port)
             login = f"{web.base_url}  (user {user}, password {password})"
-            console.print(f"Console: {login}")
             try:
+                console.print(f"Console: {login}", markup=False)
                 _show(
                     console,
                     duration,
                     lambda: _view(workspace, server, sentinel, feed, config_path, names, login),
                 )
             except KeyboardInterrupt:
-                pass
+                # The sync and the fan-out end their turn first: seconds, said at once.
+                console.print("Stopping the demo… (Ctrl-C again quits at once)")
             finally:
                 web.stop()
                 service.stop()

@@ -4,6 +4,7 @@ Defender and Sentinel emulators."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from types import TracebackType
@@ -30,6 +31,21 @@ def uvicorn_config(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Conf
         timeout_keep_alive=30,
         **settings,
     )
+
+
+def listen_error(host: str, port: int) -> OSError | None:
+    """Why ``port`` on ``host`` cannot be listened on now (None: it can; port 0 always can),
+    bound as uvicorn binds. Asked first, so that a port in use is one line of the caller's,
+    not uvicorn's bind error on stderr beside it."""
+    if port == 0:
+        return None
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as refused:
+            return refused
+    return None
 
 
 class ServerThread:

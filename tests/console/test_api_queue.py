@@ -5,11 +5,12 @@ changes that never run ahead of the queue's index."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from consoledata import TENANT_A, TENANT_B, alert_json, commit, incident_json
+from consoledata import TENANT_A, TENANT_B, alert_json, commit, evidence, incident_json
 from seeded import SeededConsole, listed_ids, seeded_console
 
 from xdrsync.hub import Hub
@@ -142,3 +143,43 @@ def test_live_changes_wait_until_the_queue_shows_them(
     assert answer == {"seq": hub.max_seq(), "incidents": ["fabrikam~2"]}
     assert _owner_in_queue(rui, "fabrikam~2") == "bo@fabrikam.com"
     assert rui.get(f"{API}/changes").json()["seq"] == hub.max_seq()
+
+
+def _shared_entities(hub: Hub) -> None:
+    """Twelve incidents, each naming an IP and a device of its own and a user shared by
+    incidents of the same parity; a device named in both tenants."""
+    for tenant in (TENANT_A, TENANT_B):
+        incidents = []
+        for n in range(1, 13):
+            items = [
+                evidence("ip", f"10.0.0.{n}"),
+                evidence("device", f"host{n}"),
+                evidence("user", f"user{n % 2}"),
+            ]
+            alert = alert_json(tenant, f"e{n}", str(n), items=items)
+            incidents.append(incident_json(tenant, str(n), updated=n, alerts=[alert]))
+        commit(hub, tenant, incidents)
+
+
+def test_entities_page_with_next_links_to_the_last_one(tmp_path: Path) -> None:
+    """docs/api.md: lists answer ``nextLink``, followed unchanged until null."""
+    with seeded_console(tmp_path, _shared_entities) as console:
+        reader = console.client("reader")
+        whole = reader.get(f"{API}/entities", params={"top": 500}).json()
+        assert whole["nextLink"] is None and len(whole["value"]) == 2 * (12 + 12 + 2)
+        pages, seen = 0, []
+        link: str | None = f"{console.url}{API}/entities?top=7"
+        while link is not None and pages < 20:
+            reply = reader.get(link)
+            assert reply.status_code == 200, reply.text
+            pages += 1
+            seen += reply.json()["value"]
+            link = reply.json()["nextLink"]
+        assert pages == 8 and seen == whole["value"]  # the same order, nothing twice
+        # The filters go on in the link; a token of another server is refused.
+        users = reader.get(f"{API}/entities", params={"kind": "user", "top": 3}).json()
+        rest = reader.get(users["nextLink"]).json()
+        assert [e["kind"] for e in users["value"] + rest["value"]] == ["user"] * 4
+        assert rest["nextLink"] is None
+        bad = reader.get(f"{API}/entities", params={"skiptoken": "not-a-token"})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "skiptoken"

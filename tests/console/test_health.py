@@ -197,6 +197,32 @@ def test_metrics_are_prometheus_text_from_a_fresh_registry(synced: Synced) -> No
     assert RAW not in text
 
 
+def test_every_graph_event_is_a_series_from_the_first_scrape(synced: Synced) -> None:
+    """A counter that appears at its first increment loses that increment to ``rate()`` and
+    ``increase()``: every event is there at 0 from the start, named alike (camelCase)."""
+
+    def events(text: str, tenant: str) -> dict[str, float]:
+        return {
+            sample.labels["event"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "xdrsync_graph_calls_total" and sample.labels["tenant"] == tenant
+        }
+
+    calls.reset()
+    names = {t.tenant_id: t.name for t in synced.config.tenants}
+    first = events(
+        metrics_text(synced.hub, synced.config, [synced.first]).decode(), names[synced.first]
+    )
+    assert {"requests", "expandFallbacks", "unreadableIncidents"} <= set(first)
+    assert set(first.values()) == {0}
+    calls.record(synced.first, "unreadable_incidents")
+    then = events(
+        metrics_text(synced.hub, synced.config, [synced.first]).decode(), names[synced.first]
+    )
+    assert set(then) == set(first) and then["unreadableIncidents"] == 1
+
+
 def test_metrics_are_scoped_to_the_tenants_passed(synced: Synced) -> None:
     names = {t.tenant_id: t.name for t in synced.config.tenants}
     text = metrics_text(synced.hub, synced.config, [synced.second]).decode()

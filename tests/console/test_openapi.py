@@ -4,12 +4,16 @@ what the document says is invalid."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from live import LiveConsole
 from schemathesis.checks import positive_data_acceptance
+from seeded import seeded_console
 
 
 def test_the_api_keeps_to_its_openapi_document(live_console: LiveConsole) -> None:
@@ -36,3 +40,21 @@ def test_the_api_keeps_to_its_openapi_document(live_console: LiveConsole) -> Non
         conforms()
         checked.append(operation.label)
     assert len(checked) >= 14, checked  # every operation of docs/api.md was exercised
+
+
+def test_every_operation_documents_what_it_answers_without_credentials(
+    tmp_path: Path,
+) -> None:
+    """A script without (or with a dead) token gets the 401 the document lists for it."""
+    with seeded_console(tmp_path, lambda hub: None) as console:
+        document = httpx.get(f"{console.url}/openapi.json").json()
+        answered = {}
+        for path, operations in document["paths"].items():
+            url = console.url + re.sub(r"\{[^}]+\}", "1", path)
+            for method, operation in operations.items():
+                reply = httpx.request(method, url, json={}, headers={"Origin": console.url})
+                answered[f"{method.upper()} {path}"] = (reply.status_code, operation["responses"])
+    undocumented = {
+        label: status for label, (status, listed) in answered.items() if str(status) not in listed
+    }
+    assert len(answered) >= 20 and not undocumented, undocumented

@@ -16,7 +16,7 @@ from hubdata import (
     stamp,
 )
 
-from xdrsync.console.entities import entities
+from xdrsync.console.entities import entities, entity_token
 from xdrsync.hub import Hub
 
 
@@ -341,3 +341,24 @@ def test_a_record_whose_id_no_database_can_key_by_is_quarantined_and_its_inciden
     assert (again.incidents.updated, again.quarantined) == (1, 1)
     reasons = [q.reason for q in hub.list_quarantine(tenant_id=TENANT)]
     assert any("no database can key by" in r for r in reasons)
+
+
+def test_entities_page_after_a_token_in_the_same_order(hub: Hub) -> None:
+    """Each page goes on where the last one ended, ties of incidents sharing broken by kind,
+    key and tenant alike on both databases."""
+    alerts = [
+        alert_json(f"a{n}", str(n), stamp(1), evidence=[evidence_json(n % 4), evidence_json(n)])
+        for n in range(1, 13)
+    ]
+    hub.commit_batch(batch(*(incident_json(a["incidentId"], stamp(1), alerts=[a]) for a in alerts)))
+    whole = entities(hub, [TENANT], None, None, 100)
+    pages, after = [], None
+    while len(pages) < 10:
+        page = entities(hub, [TENANT], None, None, 5, after=after)
+        pages.append(page)
+        if len(page) < 5:
+            break
+        after = entity_token(page[-1])
+    assert [e for page in pages for e in page] == whole and len(pages) == 3
+    with pytest.raises(ValueError, match="not one this server made"):
+        entities(hub, [TENANT], None, None, 5, after="bm90IGEgdG9rZW4")

@@ -29,12 +29,12 @@ class ErrorOut(BaseModel):
     detail: Any
 
 
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorOut, "description": "Not signed in (no or dead credentials)."},
     403: {"model": ErrorOut, "description": "Without the role, or without the CSRF token."},
     404: {"model": ErrorOut, "description": "No such record among the tenants you may see."},
 }
-router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 Reader = Annotated[Principal, Depends(requires("reader"))]
 Responder = Annotated[Principal, Depends(requires("responder"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
@@ -267,12 +267,15 @@ def list_incidents(
         page = queue.list_queue(ctx.hub, flt, filtered.tenant_ids, top=top, after=skiptoken)
     except ValueError as bad:
         raise invalid(("query", "skiptoken"), str(bad)) from bad
-    next_link = None
-    if page.next_token is not None:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "skiptoken"]
-        params.append(("skiptoken", page.next_token))
-        next_link = str(request.url.replace(query=urlencode(params)))
+    next_link = _next_link(request, page.next_token) if page.next_token is not None else None
     return {"value": [item.to_json(ctx.names) for item in page.items], "nextLink": next_link}
+
+
+def _next_link(request: Request, token: str) -> str:
+    """This request's address with its page token replaced by ``token``."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "skiptoken"]
+    params.append(("skiptoken", token))
+    return str(request.url.replace(query=urlencode(params)))
 
 
 @router.get("/incidents/stats", tags=["incidents"])
@@ -397,21 +400,31 @@ def update_alert(alert_id: str, body: AlertPatch, principal: Responder, ctx: Ctx
 
 @router.get("/entities", tags=["entities"])
 def list_entities(
+    request: Request,
     principal: Reader,
     ctx: Ctx,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     search: Annotated[str | None, Query(max_length=200)] = None,
     top: Annotated[int, Query(ge=1, le=MAX_TOP)] = 50,
+    skiptoken: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """Entities seen in evidence, most shared first, with the incidents that share each."""
-    from xdrsync.console.entities import entities
+    from xdrsync.console.entities import entities, entity_token
 
-    rows = entities(ctx.hub, ctx.visible_tenant_ids(principal.user), kind, search, top)
+    visible = ctx.visible_tenant_ids(principal.user)
+    try:
+        rows = entities(ctx.hub, visible, kind, search, top + 1, after=skiptoken or None)
+    except ValueError as bad:
+        raise invalid(("query", "skiptoken"), str(bad)) from bad
+    next_link = None
+    if len(rows) > top:
+        rows = rows[:top]
+        next_link = _next_link(request, entity_token(rows[-1]))
     for row in rows:
         tenant_id = row.pop("tenantId")
         row["tenant"] = ctx.names.get(tenant_id, tenant_id)
         row["incidents"] = [ctx.workspace_id(tenant_id, i) for i in row["incidents"]]
-    return {"value": rows, "nextLink": None}
+    return {"value": rows, "nextLink": next_link}
 
 
 # -- hunting --------------------------------------------------------------------------------
@@ -569,4 +582,4 @@ def metrics(request: Request, ctx: Ctx) -> Response:
     )
 
 
-__all__ = ["metrics_router", "router"]
+__all__ = ["ERRORS", "metrics_router", "router"]

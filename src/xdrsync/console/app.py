@@ -311,7 +311,9 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    @app.get("/api/v1/me", tags=["session"])
+    from xdrsync.console import admin, api, pages
+
+    @app.get("/api/v1/me", tags=["session"], responses={401: api.ERRORS[401]})
     def me(principal: Annotated[Principal, Depends(requires("reader"))]) -> dict[str, object]:
         """The signed-in user, their role and tenants, and the CSRF token for their edits."""
         user = principal.user
@@ -322,8 +324,6 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             "email": user.address,
             "csrfToken": principal.csrf,
         }
-
-    from xdrsync.console import admin, api, pages
 
     app.include_router(api.router)
     app.include_router(api.metrics_router)

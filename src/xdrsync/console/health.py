@@ -58,6 +58,7 @@ _GRAPH_NAMES: Final = {
     "expand_fallbacks": "expandFallbacks",
     "fallback_alert_reads": "fallbackAlertReads",
     "whole_alert_reads": "wholeAlertReads",
+    "unreadable_incidents": "unreadableIncidents",
 }
 
 
@@ -147,8 +148,11 @@ def _streams(
 
 def _graph(tenant_id: str) -> dict[str, Any]:
     counted = calls.tenant_calls(tenant_id)
+    # Every event from the start, at 0 until counted: a metric series that appeared at its
+    # first increment would lose that increment to Prometheus' rate() and increase().
     figures: dict[str, Any] = {
-        _GRAPH_NAMES.get(name, name): value for name, value in sorted(counted.counts.items())
+        _GRAPH_NAMES.get(name, name): value
+        for name, value in sorted((dict.fromkeys(_GRAPH_NAMES, 0) | counted.counts).items())
     }
     figures["lastThrottledAt"] = _iso(counted.last_throttled_at)
     figures["countingSince"] = _iso(calls.started_at())
