@@ -400,3 +400,66 @@ def test_a_steady_trickle_never_spawns_a_worker_process(monkeypatch: pytest.Monk
         if spawned:
             break
     assert spawned == [], "a worker process was spawned for a trickle of ~20 changes/s"
+
+
+class _BusyWorker:
+    """The log tables' worker still inside a long batch when the drain's deadline comes."""
+
+    def __init__(self) -> None:
+        self.report: dict[str, Any] = {}
+        self.waited: list[float | None] = []
+        self.finished: list[float] = []
+
+    def running(self) -> bool:
+        return True
+
+    def drain(self) -> None:
+        return None
+
+    def wait(self, timeout: float | None) -> int | None:
+        self.waited.append(timeout)
+        return None  # still at work
+
+    def finish(self, timeout: float = 30.0) -> int:
+        self.finished.append(timeout)
+        return 0
+
+
+def test_a_drain_waits_for_a_busy_worker_no_longer_than_its_deadline(hub: Hub) -> None:
+    """At shutdown the drain has 10 s for what the last cycles committed; the worker still in
+    a batch at that deadline is then stopped at once (its batch is one DuckDB transaction:
+    it is written again after the restart), not given 30 s more to end it, which carried the
+    service's stop past its documented bound."""
+    commit_workload(hub, incidents=2)
+    worker = _BusyWorker()
+    offload = Offload("tables", lambda: worker)  # type: ignore[arg-type, return-value]
+    fanout = Fanout([DestinationRunner(hub, Recorder("tables"))], offload=offload)
+    fanout._worker = worker  # type: ignore[assignment]
+    fanout.drain(0.5)
+    assert len(worker.waited) == 1 and worker.waited[0] is not None
+    assert worker.waited[0] <= 0.5
+    assert len(worker.finished) == 1 and worker.finished[0] <= 0.5
+
+
+def test_a_destination_throttled_with_no_wait_backs_off_all_the_same(hub: Hub) -> None:
+    """A server that throttles with `Retry-After: 0`, or with an HTTP-date already past (its
+    clock behind ours), asks for no wait at all: the runner must not try again at every wake
+    (after every sync cycle and every second), each time with a warning in the log and a
+    write to the hub, for as long as the server throttles. It waits at least as a failure
+    does, doubling, and at least as long as a server asks."""
+    commit_workload(hub, incidents=1)
+    clock = Clock()
+    dest = Recorder()
+    dest.fail = ThrottledError("429", retry_after=0.0)
+    runner = DestinationRunner(hub, dest, retry_seconds=2, monotonic=clock)
+    waits = []
+    for _ in range(4):
+        start = clock.now
+        with pytest.raises(ThrottledError):
+            runner.publish(force=True)
+        waits.append(runner._retry_at - start)
+    assert waits == [2, 4, 8, 16]
+    dest.fail = ThrottledError("429", retry_after=300)
+    with pytest.raises(ThrottledError):
+        runner.publish(force=True)
+    assert runner._retry_at - clock.now == 300

@@ -289,3 +289,76 @@ def test_a_hub_failing_after_the_rows_were_written_gets_no_second_copy(
     _commit(hub, _incident(9, ALERTS, status="resolved"))
     assert runner.publish(force=True) == 1
     assert [r[0] for r in _incident_rows(store)] == ["New", "Closed"]
+
+
+def test_a_rejected_last_change_is_one_dead_letter_across_restarts_and_stays_cleared(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last change the hub holds is rejected (no rows can be made of it). A runner that
+    starts afresh — the next `sync --once`, the thread taking over from the worker process,
+    or one recovering from a failure — resumes after it, not before it: it is not rejected
+    again with a second dead letter, nor back after an operator cleared its dead letter. A
+    replay from before it does deliver it again."""
+    import xdrsync.destinations.tables as fanout
+
+    _commit(hub, _incident(5, ALERTS))
+    last = hub.changes_after(0)[-1]
+    assert last.entity_type == "alert"
+    real = fanout.security_alert_row
+
+    def fragile(alert: Alert, **kwargs: Any) -> dict[str, Any]:
+        if alert.id == last.entity_id:
+            raise AttributeError("'list' object has no attribute 'get'")
+        return real(alert, **kwargs)
+
+    monkeypatch.setattr(fanout, "security_alert_row", fragile)
+    store = LogStore(tmp_path / "logs.duckdb")
+    assert _runner(hub, store).publish() == 4
+    assert [d.seq for d in hub.list_dead_letters("tables")] == [last.seq]
+    assert _runner(hub, store).publish() == 0  # the next sync --once
+    assert [d.seq for d in hub.list_dead_letters("tables")] == [last.seq]
+    assert hub.clear_dead_letters("tables") == 1
+    assert _runner(hub, store).publish() == 0
+    assert hub.list_dead_letters("tables") == []
+    assert store.query("SecurityAlert | count").rows == ((2,),)
+    runner = _runner(hub, store)
+    runner.replay_from(1)
+    assert runner.publish() == 4
+    assert [d.seq for d in hub.list_dead_letters("tables")] == [last.seq]
+    assert store.query("SecurityAlert | count").rows == ((2,),)
+
+
+def test_a_crash_before_the_acknowledgement_keeps_the_dead_letters_of_the_batch(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log store commits a batch in which one change was rejected, then the process dies
+    (or the hub fails) before the hub records the delivery with its dead letter. The runner
+    started afresh resumes after the batch, from the store's own position: the rejected
+    change still gets its dead letter, and the hub's cursor catches up (`destinations
+    status` shows nothing behind)."""
+    import xdrsync.destinations.tables as fanout
+
+    real = fanout.security_alert_row
+
+    def fragile(alert: Alert, **kwargs: Any) -> dict[str, Any]:
+        if alert.id == "da2":
+            raise AttributeError("'list' object has no attribute 'get'")
+        return real(alert, **kwargs)
+
+    monkeypatch.setattr(fanout, "security_alert_row", fragile)
+    _commit(hub, _incident(5, ALERTS))
+    store = LogStore(tmp_path / "logs.duckdb")
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise OSError("killed before the acknowledgement")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(hub, "record_delivery", killed)
+        with pytest.raises(OSError, match="killed"):
+            _runner(hub, store).publish()
+    assert hub.list_dead_letters("tables") == []
+    assert _runner(hub, store).publish() == 0  # after the restart: nothing twice
+    (dead,) = hub.list_dead_letters("tables")
+    assert dead.entity_id == "da2" and "AttributeError" in dead.reason
+    assert hub.get_cursor("tables") == hub.max_seq()
+    assert store.query("SecurityAlert | count").rows == ((2,),)

@@ -597,3 +597,193 @@ def test_small_appends_keep_merging_row_groups(store: LogStore) -> None:
     for n in range(30):
         store.append("SecurityIncident", [{"IncidentNumber": n, "TimeGenerated": NOW}])
     assert _row_groups(store, "SecurityIncident") <= 2
+
+
+def test_a_full_disk_fails_the_append_and_leaves_no_staged_file(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace's disk fills while an append stages its rows: the append fails (the
+    runner retries it later) and removes what it staged, though closing the file fails too
+    (its buffer cannot be written either). Each retry of a long-running writer, whose pid
+    lives on, would otherwise leave one more file, where the disk is full already."""
+    import errno
+    import io
+
+    store.append("SecurityIncident", [{"IncidentNumber": 1}])
+
+    class Full(io.FileIO):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: io.BufferedWriter(Full(fd, "wb")))
+    changes = (
+        (n, [("SecurityIncident", {"IncidentNumber": n, "Title": "x" * 1000})])
+        for n in range(2, 40)
+    )
+    with pytest.raises(OSError, match="No space left"):
+        store.append_changes(changes)
+    monkeypatch.undo()
+    assert not [p for p in store.path.parent.iterdir() if p.suffix == ".ndjson"]
+    assert store.query("SecurityIncident | count").rows == ((1,),)
+
+
+PROGRESS_BAR = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from xdrsync.tables.access import open_store
+    from xdrsync.tables.logstore import LogStore
+    from xdrsync.tables.sandbox import LOCK_STATEMENTS, query_config
+
+    store = LogStore(Path({path!r}))
+    store.initialize()
+    setting = "SELECT current_setting('enable_progress_bar')"
+    with open_store(store.path, read_only=False, timeout=10) as con:
+        print("writer", con.execute(setting).fetchall()[0][0])
+    config = query_config(store.limits)
+    with open_store(
+        store.path, read_only=True, timeout=10, config=config, setup=LOCK_STATEMENTS
+    ) as con:
+        print("reader", con.execute(setting).fetchall()[0][0])
+    """
+)
+
+
+def test_no_connection_prints_duckdbs_progress_bar(store: LogStore) -> None:
+    """DuckDB prints a progress bar on standard output for any statement that runs over two
+    seconds, into a pipe too: a writer's long load (a backlog's batch, its checkpoint) wrote
+    bars into the output of `sync --once`, and into the worker process's standard output, a
+    pipe its parent reads only once it has exited (full after 64 KiB of bars, the worker
+    would hang inside a load, holding the file). Asked in a process of its own: DuckDB leaves
+    the bar off under pytest."""
+    child = PROGRESS_BAR.format(path=str(store.path))
+    done = subprocess.run(
+        [sys.executable, "-c", child], check=True, timeout=60, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["writer", "False", "reader", "False"]
+
+
+def test_a_file_left_by_a_dead_writer_that_had_this_writers_pid_is_removed(
+    store: LogStore,
+) -> None:
+    """In a container the service has the same pid at every start (often 1), so the file a
+    writer killed mid-append left (a backlog's batch: megabytes) names a pid that is alive
+    again: this process's own. It is no file this process is staging, so it goes; one this
+    process is staging stays."""
+    folder = store.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    left = folder / f"{store.path.name}.append-{os.getpid()}-old.ndjson"
+    left.write_text('{"Title": "x"}\n')
+    staging = LogStore(store.path)
+
+    def rows() -> Iterator[tuple[str, dict[str, Any]]]:
+        yield "SecurityIncident", {"IncidentNumber": 1}
+        # Another store of this process stages meanwhile: its first file sweeps the folder.
+        LogStore(store.path).append("SecurityIncident", [{"IncidentNumber": 2}])
+        yield "SecurityIncident", {"IncidentNumber": 3}
+
+    staging.append_rows(rows())
+    assert not left.exists()
+    assert not [p for p in folder.iterdir() if p.suffix == ".ndjson"]
+    numbers = store.query("SecurityIncident | order by IncidentNumber asc | project IncidentNumber")
+    assert [r[0] for r in numbers.rows] == [1, 2, 3]
+
+
+DISK_FULL = textwrap.dedent(
+    """
+    import os, resource, signal
+    from pathlib import Path
+    from xdrsync.tables.logstore import LogStore
+
+    folder = Path({folder!r})
+    store = LogStore(folder / "logs.duckdb")
+    store.append("SecurityIncident", [{{"IncidentNumber": 1, "_Seq": 1}}])
+    load = LogStore._load
+
+    def full(self, staged, refused=None):
+        # The disk fills once the rows are staged: no file may grow any more.
+        for stage in staged.values():
+            stage.file.flush()
+        largest = max(os.path.getsize(p) for p in folder.iterdir())
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails instead (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (largest + 1, resource.RLIM_INFINITY))
+        try:
+            return load(self, staged, refused)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+    LogStore._load = full
+    try:
+        store.append_changes(
+            (n, [("SecurityIncident", {{"IncidentNumber": n, "_Seq": n}})])
+            for n in range(2, 20000)
+        )
+    except Exception as failure:
+        print(f"{{type(failure).__name__}}: {{failure}}")
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE as on Linux")
+def test_a_disk_full_at_commit_is_the_error_the_operator_reads(tmp_path: Path) -> None:
+    """The disk fills while DuckDB commits a batch. What fails the delivery, and so what
+    `destinations status` shows as its last error, is the write DuckDB could not make, not
+    the rollback that followed it (DuckDB had ended the transaction already); the batch is
+    absent whole and the store goes on."""
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    child = DISK_FULL.format(folder=str(folder))
+    done = subprocess.run(
+        [sys.executable, "-c", child], check=True, timeout=120, capture_output=True, text=True
+    )
+    assert "File too large" in done.stdout, done.stdout
+    assert "rollback" not in done.stdout
+    store = LogStore(folder / "logs.duckdb")
+    assert store.max_seq() == 1
+    store.append("SecurityIncident", [{"IncidentNumber": 2, "_Seq": 2}])
+    assert store.max_seq() == 2
+    assert not [p for p in folder.iterdir() if p.suffix == ".ndjson"]
+
+
+def test_a_writer_removes_what_its_worker_left_when_killed_without_restarting(
+    store: LogStore,
+) -> None:
+    """The service's own store writes, a worker process takes a backlog and is killed in the
+    middle of an append (its staged file, a batch's rows, stays), and the service's store
+    writes again: it removes that file, though it is not its first append; a service that
+    runs for months would keep every such file until its next restart."""
+    store.append("SecurityIncident", [{"IncidentNumber": 1}])  # the service's first append
+    child = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from xdrsync.tables.logstore import LogStore
+        store = LogStore(Path({str(store.path)!r}))
+        def rows():
+            yield "SecurityIncident", {{"Title": "x"}}
+            os._exit(0)
+        store.append_rows(rows())
+        """
+    )
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+    folder = store.path.parent
+    assert len([p for p in folder.iterdir() if p.suffix == ".ndjson"]) == 1
+    store.append("SecurityIncident", [{"IncidentNumber": 2}])
+    assert not [p for p in folder.iterdir() if p.suffix == ".ndjson"]
+
+
+def test_changes_left_out_for_good_count_in_the_stores_position_until_removed(
+    store: LogStore,
+) -> None:
+    """The position a writer resumes from (`max_seq`) includes the changes left out, whether
+    the store could not hold them or the caller rejected them, even in a batch of nothing
+    else; a replay's `remove_from_seq` takes them back."""
+    row = {"IncidentNumber": 1, "_Seq": 1}
+    assert store.append_changes([(1, [("SecurityIncident", row)])]) == {}
+    huge = [("AlertEvidence", {"FileSize": 2**70, "_Seq": 2})]
+    assert list(store.append_changes([(2, huge)], {3: "no rows"})) == [2]
+    assert store.max_seq() == 3
+    assert store.refused_after(1) == {2: store.refused_after(0)[2], 3: "no rows"}
+    assert store.query("union SecurityIncident, AlertEvidence | count").rows == ((1,),)
+    store.remove_from_seq(2)
+    assert store.max_seq() == 1 and store.refused_after(0) == {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from xdrsync.hub import ChangeRow
 
@@ -79,3 +79,14 @@ class Destination(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsRefusals(Protocol):
+    """A destination that keeps its own position (``Destination.position``) and, in the same
+    transaction, the changes it rejected for good: after a crash between its commit and the
+    hub's acknowledgement, the runner records their dead letters from here."""
+
+    def refused_after(self, seq: int) -> dict[int, str]:
+        """The changes after ``seq`` it rejected for good, with their reasons, by seq."""
+        ...

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from xdrsync.destinations.base import Destination
+from xdrsync.destinations.base import Destination, KeepsRefusals
 from xdrsync.destinations.worker import (
     FLOW,
     FLOW_SECONDS,
@@ -82,8 +82,31 @@ class DestinationRunner:
     def position(self) -> int:
         if self._position is None:
             own = self.destination.position()
+            if own is not None:
+                self._acknowledge_held(own)
             self._position = own if own is not None else self.hub.get_cursor(self.name)
         return self._position
+
+    def _acknowledge_held(self, own: int) -> None:
+        """A destination keeping its own position may hold changes the hub never heard it
+        took (the process died, or the hub failed, between its commit and the
+        acknowledgement): acknowledged now, with the dead letters of those it rejected, so
+        that the cursor passes none of them without a trace."""
+        acknowledged = self.hub.get_cursor(self.name)
+        if own <= acknowledged:
+            return
+        refused = (
+            self.destination.refused_after(acknowledged)
+            if isinstance(self.destination, KeepsRefusals)
+            else {}
+        )
+        dead = [
+            (seq, c.tenant_id, c.entity_type, c.entity_id, reason)
+            for seq, reason in sorted(refused.items())
+            for c in self.hub.changes_after(seq - 1, 1)
+            if c.seq == seq
+        ]
+        self.hub.record_delivery(self.name, own, dead)
 
     def publish(
         self, *, force: bool = False, deadline: float | None = None, batches: int | None = None
@@ -179,12 +202,15 @@ class DestinationRunner:
 
     def _back_off(self, failure: Exception) -> None:
         self._failures += 1
+        backoff = self.retry_seconds * 2 ** min(self._failures - 1, 16)
         if isinstance(failure, ThrottledError) and failure.retry_after is not None:
-            delay = failure.retry_after
+            # As long as the server asked, and never less than a failure's backoff: a
+            # `Retry-After: 0` (or a date already past) asked for a retry at every wake.
+            delay = max(failure.retry_after, backoff)
         elif isinstance(failure, ConfigError):
             delay = CONFIG_RETRY_SECONDS
         else:
-            delay = self.retry_seconds * 2 ** min(self._failures - 1, 16)
+            delay = backoff
         delay = min(delay, self.max_retry_seconds)
         self._retry_at = self._monotonic() + delay
         text = clean(f"{type(failure).__name__}: {failure}")
@@ -324,8 +350,9 @@ class Fanout:
         return runner.publish(deadline=time.monotonic() + self.interval)
 
     def _collect_worker(self, deadline: float | None) -> None:
-        """Wait for the worker (until ``deadline``, then stop it after its current batch) and
-        give its runner the position back."""
+        """Wait for the worker (until ``deadline``, then stop it: within what is left of the
+        deadline, so in the middle of its batch, one DuckDB transaction, written again after
+        a restart) and give its runner the position back."""
         with self._worker_lock:
             worker, self._worker = self._worker, None
         if worker is None or self.offload is None:
@@ -333,7 +360,8 @@ class Fanout:
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         delivered = worker.wait(left)
         if delivered is None:
-            delivered = worker.finish()
+            assert deadline is not None  # without one, `wait` returns at its exit
+            delivered = worker.finish(max(deadline - time.monotonic(), 0.0))
         self._hand_back(worker, delivered)
 
     def start(self) -> Fanout:

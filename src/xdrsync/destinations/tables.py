@@ -94,8 +94,11 @@ class LogTables:
         stored (hostile values the models let through, such as an unknown evidence type
         with odd shapes) is rejected alone, as a dead letter: the changes after it go on."""
         refused: dict[int, str] = {}
-        refused.update(self.store.append_changes(self._rows(changes, refused)))
+        refused.update(self.store.append_changes(self._rows(changes, refused), refused))
         return [Rejection(seq, reason) for seq, reason in sorted(refused.items())]
+
+    def refused_after(self, seq: int) -> dict[int, str]:
+        return self.store.refused_after(seq)
 
     def replay_from(self, seq: int) -> None:
         """Remove the rows of changes from ``seq`` on, so they are written once again."""

@@ -108,6 +108,9 @@ def _open(
 ) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(path), read_only=read_only, config=dict(config))
     try:
+        # DuckDB prints a progress bar on stdout for a statement over 2 s, into a pipe too:
+        # a long load in the worker process filled its stdout, read by its parent at its exit.
+        con.execute("SET enable_progress_bar = false")
         # KQL datetimes are UTC, and DuckDB reads the session zone when it casts: set for the
         # database, so every reader's cursor starts with it.
         con.execute("SET GLOBAL TimeZone='UTC'")

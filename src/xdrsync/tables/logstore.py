@@ -23,8 +23,9 @@ import glob
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,10 @@ _FILLED: Final = {
     "_ItemId": """coalesce(nullif("_ItemId", ''), CAST(uuid() AS VARCHAR))""",
 }
 _STORE_SUFFIX: Final = "_rows"
+#: The changes left out of the tables for good (dead letters), by `_Seq`, written in the
+#: transaction that would have held their rows: the store's position (`max_seq`) is past
+#: them, so a writer started afresh does not reject them again.
+_REFUSED: Final = "refused_changes"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
 _WRITER_MEMORY: Final = 128 * 2**20  # DuckDB's memory limit while appending (see append_batch)
@@ -121,9 +126,19 @@ def _staged_columns(schema: TableSchema) -> tuple[Column, ...]:
     return (*schema.columns, *_SUPPLIED, *BOOKKEEPING_COLUMNS)
 
 
+#: The append files this process is writing (absolute paths), which a sweep leaves alone.
+_staging: set[str] = set()
+_staging_lock = threading.Lock()  # a file is made and counted at once, as a sweep sees it
+
+
 def _unstage(staged: Mapping[str, _Staged]) -> None:
+    """Remove the staged files, whatever closing them says: on a full disk, the close of a
+    file whose rows could not all be written fails too (its buffer cannot be flushed), and
+    the append is failing already (``_load`` closes them first when it is not)."""
     for stage in staged.values():
-        stage.file.close()
+        with suppress(OSError):
+            stage.file.close()
+        _staging.discard(os.path.abspath(stage.path))  # a sweep removes it, if this cannot
         stage.path.unlink(missing_ok=True)
 
 
@@ -173,7 +188,6 @@ class LogStore:
             else max(_MIN_WRITE_WAIT, self._limits.timeout_seconds + _WRITE_WAIT_MARGIN)
         )
         self._ready = False
-        self._swept = False
         self._translations = Translations(self._path.parent / KQL_CACHE)
 
     @property
@@ -219,12 +233,18 @@ class LogStore:
             _unstage(staged)
 
     def append_changes(
-        self, changes: Iterable[tuple[int, Sequence[tuple[str, Mapping[str, Any]]]]]
+        self,
+        changes: Iterable[tuple[int, Sequence[tuple[str, Mapping[str, Any]]]]],
+        rejected: Mapping[int, str] | None = None,
     ) -> dict[int, str]:
         """Append the rows of each change (its number, its (table, row)s), whole, in one
         transaction, staged as they come. A change with a value its column cannot hold (an
         integer beyond 64 bits, a float for a long) is left out whole and returned with the
-        reason: a hostile record costs only itself, never the changes after it."""
+        reason: a hostile record costs only itself, never the changes after it.
+
+        The changes left out, and those the caller ``rejected`` before they came here (read
+        once ``changes`` is consumed: a mapping filled as they are made), are recorded in the
+        same transaction, so that ``max_seq`` counts them as held."""
         staged: dict[str, _Staged] = {}
         refused: dict[int, str] = {}
         try:
@@ -239,7 +259,7 @@ class LogStore:
                     continue
                 for writer, line in encoded:
                     writer.write_line(line)
-            self._load(staged)
+            self._load(staged, {**(rejected or {}), **refused})
         finally:
             _unstage(staged)
         return refused
@@ -247,21 +267,27 @@ class LogStore:
     def _staged(self, staged: dict[str, _Staged], table: str) -> _Staged:
         stage = staged.get(table)
         if stage is None:
+            # An append's first file: what dead writers left goes, at every append (a
+            # worker process killed in a load leaves a batch's rows while this one lives).
+            if not staged:
+                sweep_append_files(self._path)
             stage = staged[table] = self._stage(table_schema(table))
         return stage
 
-    def _load(self, staged: Mapping[str, _Staged]) -> None:
-        """Bulk-load the staged files in one transaction."""
+    def _load(
+        self, staged: Mapping[str, _Staged], refused: Mapping[int, str] | None = None
+    ) -> None:
+        """Bulk-load the staged files in one transaction, with the changes ``refused``."""
         loading = [stage for stage in staged.values() if stage.writer.rows]
         for stage in staged.values():
             stage.file.close()
-        if not loading:
+        if not loading and not refused:
             return
         inserts = [_insert_statement(stage) for stage in loading]
         # Without a limit DuckDB sizes its cache to the machine, and the checkpoint at
         # close held more the larger the tables grew (peak memory grew with the backlog);
         # with one it evicts instead. Room for the JSON reader's buffer is kept.
-        memory = max(_WRITER_MEMORY, 4 * max(size for _, size in inserts))
+        memory = max(_WRITER_MEMORY, 4 * max((size for _, size in inserts), default=0))
         with self._connect(read_only=False) as con:
             con.execute(f"SET memory_limit='{memory // 2**20}MiB'")
             appended = sum(stage.writer.rows for stage in loading)
@@ -276,22 +302,26 @@ class LogStore:
             try:
                 for statement, _ in inserts:
                     con.execute(statement)
+                if refused:
+                    con.executemany(
+                        f"INSERT INTO {_STORE_SCHEMA}.{_REFUSED} VALUES (?, ?)",  # noqa: S608
+                        sorted(refused.items()),
+                    )
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _roll_back(con)
                 raise
 
     def _stage(self, schema: TableSchema) -> _Staged:
         """A new staged NDJSON file for one table's rows, beside the log file."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        if not self._swept:  # the first file this store stages: what dead writers left goes
-            sweep_append_files(self._path)
-            self._swept = True
-        fd, name = tempfile.mkstemp(
-            prefix=f"{_append_stem(self._path)}{os.getpid()}-",
-            suffix=".ndjson",
-            dir=self._path.parent,
-        )
+        with _staging_lock:
+            fd, name = tempfile.mkstemp(
+                prefix=f"{_append_stem(self._path)}{os.getpid()}-",
+                suffix=".ndjson",
+                dir=self._path.parent,
+            )
+            _staging.add(os.path.abspath(name))
         out = os.fdopen(fd, "wb")
         writer = NdjsonWriter(out, _staged_columns(schema), schema.name)
         return _Staged(schema, Path(name), out, writer)
@@ -383,35 +413,46 @@ class LogStore:
             self._ensure_schema(con)
             con.execute("BEGIN TRANSACTION")
             try:
-                for table in TABLE_NAMES:
-                    con.execute(f"DELETE FROM {_storage(table)} WHERE _Seq >= ?", [seq])  # noqa: S608
+                for table in (*map(_storage, TABLE_NAMES), f"{_STORE_SCHEMA}.{_REFUSED}"):
+                    con.execute(f"DELETE FROM {table} WHERE _Seq >= ?", [seq])  # noqa: S608
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _roll_back(con)
                 raise
 
     def max_seq(self, *tables: str) -> int | None:
-        """The highest `_Seq` stored in `tables` (every table when none is named), to resume
-        feeding them after a crash; one connection for all. Asked by the writer, on a writing
-        connection: a file whose creation a crash cut short (no tables yet) gets its tables
-        here instead of failing every later publish."""
-        value = self._highest("_Seq", tables or TABLE_NAMES)
+        """The highest `_Seq` stored in `tables` (every table when none is named, and the
+        changes refused for good), to resume feeding them after a crash; one connection for
+        all. Asked by the writer, on a writing connection: a file whose creation a crash cut
+        short (no tables yet) gets its tables here instead of failing every later publish."""
+        names = [_storage(table_schema(t).name) for t in tables or TABLE_NAMES]
+        value = self._highest("_Seq", names if tables else [*names, f"{_STORE_SCHEMA}.{_REFUSED}"])
         return int(value) if value is not None else None
+
+    def refused_after(self, seq: int) -> dict[int, str]:
+        """The changes after ``seq`` left out for good (``append_changes``), with the reasons;
+        on a writing connection, as ``max_seq``."""
+        rows = self.sql(
+            f"SELECT _Seq, Reason FROM {_STORE_SCHEMA}.{_REFUSED} WHERE _Seq > ?",  # noqa: S608
+            [seq],
+            write=True,
+        )
+        return {int(number): str(reason) for number, reason in rows}
 
     def latest_time_generated(self) -> datetime | None:
         """The latest `TimeGenerated` stored in any table (UTC): the writer's next rows come
         after it, even when this machine's clock has stepped back."""
-        value: datetime | None = self._highest("TimeGenerated", TABLE_NAMES)
+        value: datetime | None = self._highest("TimeGenerated", list(map(_storage, TABLE_NAMES)))
         if value is None:
             return None
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
     def _highest(self, column: str, tables: Sequence[str]) -> Any:
-        """The highest value of ``column`` in ``tables``, on a writing connection (see
-        ``max_seq``)."""
+        """The highest value of ``column`` in ``tables`` (storage names), on a writing
+        connection (see ``max_seq``)."""
         parts = " UNION ALL ".join(
-            f"SELECT max({column}) AS v FROM {_storage(table_schema(t).name)}"  # noqa: S608
-            for t in tables
+            f"SELECT max({column}) AS v FROM {table}"  # noqa: S608
+            for table in tables
         )
         rows = self.sql(f"SELECT max(v) FROM ({parts})", write=True)  # noqa: S608
         return rows[0][0] if rows else None
@@ -447,12 +488,24 @@ class LogStore:
         statements = [f"CREATE SCHEMA IF NOT EXISTS {_STORE_SCHEMA}"]
         for name in TABLE_NAMES:
             statements.extend(_schema_statements(table_schema(name), existing, views))
+        if _REFUSED not in existing:
+            statements.append(
+                f"CREATE TABLE {_STORE_SCHEMA}.{_REFUSED} (_Seq BIGINT, Reason VARCHAR)"
+            )
         if len(statements) > 1:
             con.execute("BEGIN TRANSACTION")
             for statement in statements:
                 con.execute(statement)
             con.execute("COMMIT")
         self._ready = True
+
+
+def _roll_back(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back after a failure, which is what the caller raises (and `destinations status`
+    shows): a COMMIT that could not write (a full disk) has ended the transaction, and the
+    ROLLBACK's own error ("no transaction is active") would hide why."""
+    with suppress(duckdb.Error):
+        con.execute("ROLLBACK")
 
 
 def _append_stem(path: Path) -> str:
@@ -468,16 +521,22 @@ def sweep_append_files(path: Path) -> list[str]:
     An append writes its rows to a file beside the log file (in the workspace folder, which
     is private, never a shared /tmp: the rows are incident data) and removes it when the
     INSERT is done; a writer killed in between leaves it behind. A file is stale when the
-    process named in it is gone; one of a running process is left alone.
+    process named in it is gone, or when it names this process but this process is not
+    writing it (a container's service has the same pid at every start); one of another
+    running process is left alone.
     """
     stem = _append_stem(path)
     removed: list[str] = []
-    for entry in path.parent.glob(f"{glob.escape(stem)}*.ndjson"):
-        pid_text = entry.name.removeprefix(stem).partition("-")[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
-            continue
-        entry.unlink(missing_ok=True)
-        removed.append(entry.name)
+    with _staging_lock:
+        for entry in path.parent.glob(f"{glob.escape(stem)}*.ndjson"):
+            pid_text = entry.name.removeprefix(stem).partition("-")[0]
+            if not pid_text.isdigit():
+                continue
+            pid = int(pid_text)
+            if os.path.abspath(entry) in _staging if pid == os.getpid() else _alive(pid):
+                continue
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
     return removed
 
 
