@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -153,11 +154,15 @@ class FakeEntra:
         )
 
 
-def self_signed(common_name: str = "xdrsync-test") -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def self_signed(
+    common_name: str = "xdrsync-test", *, server_ip: str | None = None
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    """A key and its self-signed certificate; with ``server_ip``, a TLS server's for that
+    address, and its own CA (a bundle that trusts it)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -165,9 +170,13 @@ def self_signed(common_name: str = "xdrsync-test") -> tuple[rsa.RSAPrivateKey, x
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
     )
-    return key, certificate
+    if server_ip is not None:
+        address = x509.IPAddress(ipaddress.ip_address(server_ip))
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([address]), critical=False
+        ).add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return key, builder.sign(key, hashes.SHA256())
 
 
 def write_pem(

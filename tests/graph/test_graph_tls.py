@@ -3,21 +3,17 @@ certificate nobody trusts (a TLS-inspecting proxy) told apart from a network fai
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from entra_fake import self_signed
 from graph_fakes import FakeClock, StaticTokens, make_tenant
 
 from xdrsync.config import SyncConfig
@@ -44,7 +40,7 @@ class TlsServer:
 def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     """A server on 127.0.0.1 whose certificate no public CA signed; it answers every
     request it can read with an empty listing. Bounded: a few connections, then it stops."""
-    key, certificate = _server_certificate()
+    key, certificate = self_signed("127.0.0.1", server_ip="127.0.0.1")
     cert_file, key_file = tmp_path / "server.crt", tmp_path / "server.key"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -88,29 +84,6 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     stop.set()
     thread.join(timeout=10)
     listener.close()
-
-
-def _server_certificate() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """A self-signed certificate for 127.0.0.1 (its own CA bundle)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
 
 
 def _client(server: TlsServer, clock: FakeClock, **tenant: object) -> GraphClient:
