@@ -47,7 +47,7 @@ from xdrsync.hub.candidates import Candidate
 from xdrsync.hub.chunks import chunks
 from xdrsync.hub.guard import CHANGES, Verdict
 from xdrsync.hub.payload import version_text
-from xdrsync.hub.records import MEMBERSHIP, InboundBatch
+from xdrsync.hub.records import MEMBERSHIP, InboundBatch, restated_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,21 +114,6 @@ def record_departures(
         left, joined = moved[incident_id]
         version, digest = current[incident_id]
         seq += 1
-        changes.append(
-            {
-                "seq": seq,
-                "tenant_id": tenant,
-                "entity_type": "incident",
-                "entity_id": incident_id,
-                "incident_id": incident_id,
-                "version": version,
-                "content_hash": digest,
-                "kind": MEMBERSHIP,
-                "origin": "graph",
-                "at": now,
-                "modified_by": None,
-            }
-        )
         detail = {
             "alerts_left": sorted({d.alert_id for d in left}),
             "joined": sorted({d.joined for d in left if d.joined}),
@@ -138,19 +123,10 @@ def record_departures(
             "note": "alerts moved between incidents; its rows are made again with its "
             "current alerts",
         }
+        change, audit = restated_rows(seq, tenant, incident_id, (version, digest), now)
+        changes.append(change)
         audits.append(
-            {
-                "at": now,
-                "tenant_id": tenant,
-                "stream": batch.stream,
-                "entity_type": "incident",
-                "entity_id": incident_id,
-                "decision": MEMBERSHIP,
-                "old_version": version_text(version),
-                "new_version": version_text(version),
-                "seq": seq,
-                "detail": json.dumps(detail, sort_keys=True),
-            }
+            {**audit, "stream": batch.stream, "detail": json.dumps(detail, sort_keys=True)}
         )
     insert_rows(conn, s.change_log, changes)
     insert_rows(conn, s.audit, audits)

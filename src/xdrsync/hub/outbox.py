@@ -15,10 +15,21 @@ from sqlalchemy import Connection, Row, and_, exists, func, or_, select, update
 
 from xdrsync import jsontext
 from xdrsync.hub import schema as s
-from xdrsync.hub.records import EntityType, NewEdit, OutboxRow, OutboxState
+from xdrsync.hub.records import (
+    MEMBERSHIP,
+    EntityType,
+    NewEdit,
+    OutboxRow,
+    OutboxState,
+    restated_rows,
+)
+from xdrsync.hub.state import lock_and_read_counter, write_counter
 
 STREAM: Final = "two_way"
 OPEN: Final[tuple[OutboxState, ...]] = ("pending", "conflict")
+#: The ends of an edit Defender did not take: a destination that kept it on its twin is sent
+#: Defender's value again (``restate``).
+LOST: Final[tuple[OutboxState, ...]] = ("failed", "overridden", "replaced")
 
 
 def _dump(value: Any) -> str:
@@ -306,6 +317,46 @@ def settle(
             **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in detail.items()},
         },
     )
+    if state in LOST and row.entity_type == "incident" and _read_back(row):
+        restate(conn, row.tenant_id, row.entity_id, now, f"edit #{row.id} ended {state}")
+
+
+def _read_back(row: OutboxRow) -> bool:
+    """Whether the edit was read back from a destination (origin ``<type>:<name>``, as
+    ``sentinel:soc``) and is one of a field's: a comment is posted or not, and shows nothing
+    on the destination's twin that Defender's value would have to replace."""
+    return ":" in row.origin and row.field != "comment"
+
+
+def restate(conn: Connection, tenant_id: str, incident_id: str, now: datetime, why: str) -> None:
+    """Put the incident's current version into the change sequence again (a ``membership``
+    change, as ``hub.membership`` makes them), so that every destination delivers it again.
+
+    A destination keeps its analysts' edit on the twin while the edit is on its way to
+    Defender (``destinations.sentinel.mapping.hold``); when the edit ends without Defender
+    taking it (refused, Defender's value won the conflict, set aside), Defender may make no
+    new version at all, and the twin would go on showing the value Defender does not have.
+    Once per incident and transaction: several edits of it settled together state it once."""
+    i, log = s.incident, s.change_log
+    found = conn.execute(
+        select(i.c.version, i.c.content_hash).where(
+            i.c.tenant_id == tenant_id, i.c.id == incident_id
+        )
+    ).first()
+    if found is None:
+        return
+    seq = lock_and_read_counter(conn)
+    last = conn.execute(
+        select(log.c.tenant_id, log.c.entity_id, log.c.kind, log.c.at).where(log.c.seq == seq)
+    ).first()
+    if last is not None and tuple(last) == (tenant_id, incident_id, MEMBERSHIP, now):
+        return
+    seq += 1
+    change, audit = restated_rows(seq, tenant_id, incident_id, tuple(found), now)
+    note = f"stated again for the destinations: {why}, Defender's value stands"
+    conn.execute(log.insert(), change)
+    conn.execute(s.audit.insert(), {**audit, "stream": STREAM, "detail": _dump({"note": note})})
+    write_counter(conn, seq)
 
 
 def record_written(
@@ -390,6 +441,7 @@ __all__ = [
     "enqueue",
     "mark_sent",
     "record_written",
+    "restate",
     "rows",
     "settle",
 ]

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from xdrsync import jsontext
+from xdrsync.hub.payload import version_text
 
 if TYPE_CHECKING:
     from xdrsync.models import Alert, Incident
@@ -355,3 +356,37 @@ class Written:
     author: str
     origin: str
     fields: Mapping[str, Any]
+
+
+def restated_rows(
+    seq: int, tenant_id: str, incident_id: str, current: tuple[int, str], now: datetime
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The change-log row and the audit row (without its stream and detail) of a
+    ``membership`` change: the incident's current version (``current``: its version and
+    content hash) stated again at ``seq``, so that every destination delivers it again
+    (``hub.membership``, ``hub.outbox.restate``)."""
+    version, digest = current
+    change: dict[str, object] = {
+        "seq": seq,
+        "tenant_id": tenant_id,
+        "entity_type": "incident",
+        "entity_id": incident_id,
+        "incident_id": incident_id,
+        "version": version,
+        "content_hash": digest,
+        "kind": MEMBERSHIP,
+        "origin": "graph",
+        "at": now,
+        "modified_by": None,
+    }
+    audit: dict[str, object] = {
+        "at": now,
+        "tenant_id": tenant_id,
+        "entity_type": "incident",
+        "entity_id": incident_id,
+        "decision": MEMBERSHIP,
+        "old_version": version_text(version),
+        "new_version": version_text(version),
+        "seq": seq,
+    }
+    return change, audit

@@ -55,12 +55,7 @@ def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any
     out = dict(record)
     version = _ticks(record)
     for edit in in_order_made(edits):
-        waiting = edit.state in ("pending", "conflict") or (
-            edit.state == "confirmed"
-            and edit.written_version is not None
-            and (version is None or edit.written_version > version)
-        )
-        if not waiting or edit.field == f.COMMENT:
+        if not waiting(edit, version) or edit.field == f.COMMENT:
             continue
         if edit.field == f.CLASSIFICATION:
             out["classification"] = edit.wanted["classification"]
@@ -71,6 +66,17 @@ def view(record: Mapping[str, Any], edits: Sequence[OutboxRow]) -> dict[str, Any
         else:
             out[edit.field] = edit.wanted
     return out
+
+
+def waiting(edit: OutboxRow, version: int | None) -> bool:
+    """Whether ``edit`` is still on its way to the record as the hub holds it at ``version``
+    (its ``lastUpdateDateTime`` ticks): open (pending, or a conflict), or confirmed by a
+    version of Defender's that the hub has not read yet."""
+    return edit.state in ("pending", "conflict") or (
+        edit.state == "confirmed"
+        and edit.written_version is not None
+        and (version is None or edit.written_version > version)
+    )
 
 
 def _ticks(record: Mapping[str, Any]) -> int | None:
@@ -216,4 +222,4 @@ def plan_edits(
     return edits
 
 
-__all__ = ["READ_ONLY_FIELDS", "EditRequest", "check_request", "plan_edits", "view"]
+__all__ = ["READ_ONLY_FIELDS", "EditRequest", "check_request", "plan_edits", "view", "waiting"]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xdrsync.destinations.sentinel.comments import (
+    ANALYST_RESERVE,
     COMMENT_CUT,
     MirroredComment,
     comment_message,
@@ -157,26 +158,50 @@ def test_everything_fits_without_a_notice() -> None:
     assert again.puts == ()
 
 
-def test_the_hundredth_comment_is_a_notice_of_how_many_more_are_in_defender() -> None:
+def test_the_last_place_the_mirror_takes_is_a_notice_of_how_many_more_are_in_defender() -> None:
     notice = notice_name(TENANT, "41")
     plan = plan_comments(_wanted(150), {}, notice=notice, url=URL)
-    assert len(plan.puts) == MAX_COMMENTS
+    assert len(plan.puts) == MAX_COMMENTS - ANALYST_RESERVE  # the last 10 are the analysts'
     assert plan.puts[-1].name == notice
-    assert plan.puts[-1].message == f"51 more comments are in Defender: {URL}"
-    assert plan.left_out == 51
+    assert plan.puts[-1].message == f"61 more comments are in Defender: {URL}"
+    assert plan.left_out == 61
     # Later: two more Defender comments; the notice is rewritten in place, nothing else fits.
     existing = {c.name: c.message for c in plan.puts}
     later = plan_comments(_wanted(152), existing, notice=notice, url=URL)
     assert [c.name for c in later.puts] == [notice]
-    assert later.puts[0].message.startswith("53 more comments")
+    assert later.puts[0].message.startswith("63 more comments")
     unchanged = plan_comments(_wanted(150), existing, notice=notice, url=URL)
     assert unchanged.puts == ()
-    assert unchanged.left_out == 51
+    assert unchanged.left_out == 61
+    # Analysts write their ten: the mirror takes none of their places.
+    existing |= {f"analyst-{i}": "note" for i in range(ANALYST_RESERVE)}
+    assert len(existing) == MAX_COMMENTS
+    full = plan_comments(_wanted(152), existing, notice=notice, url=URL)
+    assert [c.name for c in full.puts] == [notice]  # rewritten in place: no new place
+    assert full.left_out == 63
+
+
+def test_a_notice_that_counts_comments_now_shown_is_rewritten() -> None:
+    """Analysts took places, then gave them back: every Defender comment fits now, and the
+    notice (which the app cannot delete) no longer says comments are missing."""
+    notice = notice_name(TENANT, "41")
+    analysts = {f"analyst-{i}": "note" for i in range(30)}
+    first = plan_comments(_wanted(65), analysts, notice=notice, url=URL)
+    assert first.left_out == 6 and first.puts[-1].message.startswith("6 more comments")
+    existing = {c.name: c.message for c in first.puts} | {f"analyst-{i}": "note" for i in range(10)}
+    plan = plan_comments(_wanted(65), existing, notice=notice, url=URL)
+    assert plan.left_out == 0
+    assert len(plan.puts) == 7 and plan.puts[-1].name == notice
+    assert plan.puts[-1].message == (
+        f"Every comment of the Defender incident is shown here now: {URL}"
+    )
+    after = existing | {c.name: c.message for c in plan.puts}
+    assert plan_comments(_wanted(65), after, notice=notice, url=URL).puts == ()
 
 
 def test_analysts_comments_count_and_a_full_incident_is_reported() -> None:
     notice = notice_name(TENANT, "41")
-    analysts = {f"analyst-{i}": "note" for i in range(MAX_COMMENTS)}
+    analysts = {f"analyst-{i}": "note" for i in range(MAX_COMMENTS - ANALYST_RESERVE)}
     plan = plan_comments(_wanted(3), analysts, notice=notice, url=URL)
     assert plan.puts == ()
     assert plan.left_out == 3
@@ -188,24 +213,26 @@ def test_analysts_comments_count_and_a_full_incident_is_reported() -> None:
     analysts=st.integers(min_value=0, max_value=MAX_COMMENTS),
     mirrored_before=st.integers(min_value=0, max_value=160),
 )
-def test_never_more_than_100_comments_and_never_a_silent_drop(
+def test_analysts_always_keep_their_places_and_nothing_is_dropped_silently(
     wanted: int, analysts: int, mirrored_before: int
 ) -> None:
     notice = notice_name(TENANT, "41")
     existing = {f"analyst-{i}": "note" for i in range(analysts)}
     first = plan_comments(_wanted(min(mirrored_before, wanted)), existing, notice=notice, url=URL)
     existing.update({c.name: c.message for c in first.puts})
-    assert len(existing) <= MAX_COMMENTS
+    assert len(existing) <= max(analysts, MAX_COMMENTS - ANALYST_RESERVE)
     plan = plan_comments(_wanted(wanted), existing, notice=notice, url=URL)
     after = dict(existing) | {c.name: c.message for c in plan.puts}
-    assert len(after) <= MAX_COMMENTS
+    # The mirror takes a new place only while it leaves the analysts' reserve free.
+    assert len(after) <= max(len(existing), MAX_COMMENTS - ANALYST_RESERVE)
     ours = {c.name for c in _wanted(wanted)}
     missing = len(ours - set(after))
     assert plan.left_out == missing  # every comment that found no place is counted
-    if missing and len(after) < MAX_COMMENTS:
-        raise AssertionError("a free place was left while comments were missing")
-    if missing and notice in after:
-        assert after[notice].startswith(f"{missing} more comments are in Defender")
+    if missing and len(after) < MAX_COMMENTS - ANALYST_RESERVE:
+        raise AssertionError("a place the mirror may take was left while comments were missing")
+    if notice in after:
+        counted = f"{missing} more comments are in Defender" if missing else "Every comment"
+        assert after[notice].startswith(counted)
 
 
 def test_a_merged_incident_links_its_survivor() -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from xdrsync.config import Config, parse_config
 from xdrsync.destinations.runner import DestinationRunner
@@ -20,6 +21,7 @@ from xdrsync.destinations.sentinel.arm import (
     ListedPage,
     SentinelComment,
 )
+from xdrsync.destinations.sentinel.comments import ANALYST_RESERVE
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.sentinel.readback import SentinelReadback
@@ -177,14 +179,19 @@ def test_a_refused_incident_is_a_rejection_and_the_others_go_on(hub: Hub) -> Non
     destination = _destination(hub, arm)
     changes = hub.changes_after(0)
     rejected = destination.deliver(changes)
-    refused = {c.seq for c in changes if c.incident_id == "2" or c.entity_id == "2"}
-    assert {r.seq for r in rejected} == refused  # the incident's own change and its alert's
+    refused = {c.seq for c in changes if c.entity_type == "incident" and c.entity_id == "2"}
+    assert {r.seq for r in rejected} == refused  # the incident's own change, not its alert's
     assert all("title' property is too long" in r.reason for r in rejected)
     assert set(arm.incidents) == {incident_name(TENANT, "1"), incident_name(TENANT, "3")}
     assert destination.incidents_rejected == 1
     runner = DestinationRunner(hub, destination)
     runner.publish(force=True)
     assert len(hub.list_dead_letters("soc")) == len(refused)
+    # A change of its alert alone (no change of the incident came with it) is the refusal's
+    # dead letter: otherwise the refusal would leave none.
+    (alert,) = [c for c in changes if c.entity_type == "alert" and c.incident_id == "2"]
+    (again,) = destination.deliver([alert])
+    assert again.seq == alert.seq
 
 
 def test_each_incident_is_written_once_per_batch_from_its_current_state(hub: Hub) -> None:
@@ -298,26 +305,53 @@ def test_a_read_older_than_our_last_write_is_neither_an_edit_nor_a_base(hub: Hub
     )
 
 
-def test_more_comments_than_sentinel_holds_end_in_a_notice(hub: Hub) -> None:
-    arm = ScriptedArm()
+def _busy(hub: Hub, count: int = 120) -> None:
     comments = [
         {
             "comment": f"note {i}",
             "createdByDisplayName": "bob",
             "createdDateTime": f"2026-11-01T{10 + i // 60:02d}:{i % 60:02d}:00Z",
         }
-        for i in range(120)
+        for i in range(count)
     ]
     _commit(hub, _incident("1", comments=comments))
+
+
+def test_more_comments_than_sentinel_holds_end_in_a_notice(hub: Hub) -> None:
+    arm = ScriptedArm()
+    _busy(hub)
     destination = _destination(hub, arm)
     destination.deliver(hub.changes_after(0))
-    stored = arm.comments[incident_name(TENANT, "1")]
-    assert len(stored) == MAX_COMMENTS
-    assert any(m.startswith("21 more comments are in Defender: https://") for m in stored.values())
-    assert destination.comments_left_out == 21
+    name = incident_name(TENANT, "1")
+    stored = arm.comments[name]
+    assert len(stored) == MAX_COMMENTS - ANALYST_RESERVE  # analysts keep ten places
+    assert any(m.startswith("31 more comments are in Defender: https://") for m in stored.values())
+    assert destination.comments_left_out == 31
     again = len(arm.calls)
     destination.deliver(hub.changes_after(0))  # delivered twice: nothing more is written
     assert [verb for verb, _ in arm.calls[again:]] == ["LIST"]  # the incident is as written
+    for number in range(ANALYST_RESERVE):  # analysts write their ten: Sentinel takes each
+        arm.comments[name][f"analyst-{number}"] = "note"
+    assert len(arm.comments[name]) == MAX_COMMENTS
+
+
+def test_comments_left_out_are_counted_and_warned_of_once(hub: Hub) -> None:
+    """The same comments found no place at every delivery of the incident: counted once,
+    and warned of once, until their number changes."""
+    arm = ScriptedArm()
+    _busy(hub)
+    destination = _destination(hub, arm)
+    with capture_logs() as logs:
+        destination.deliver(hub.changes_after(0))
+        first = destination.comments_left_out
+        assert first > 0
+        destination.deliver(hub.changes_after(0))
+        assert destination.comments_left_out == first
+        _busy(hub, 125)  # five more in Defender, and no place for them
+        destination.deliver(hub.changes_after(0))
+    assert destination.comments_left_out == first + 5
+    warned = [e for e in logs if e["event"] == "sentinel incident has no room for more comments"]
+    assert [e["left_out"] for e in warned] == [first, first + 5]
 
 
 def test_an_unchanged_incident_costs_no_call_even_after_a_restart(hub: Hub) -> None:

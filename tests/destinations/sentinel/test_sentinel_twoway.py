@@ -26,9 +26,11 @@ from test_sentinel_dest_destination import (
 
 from xdrsync.config import Config, SyncConfig
 from xdrsync.destinations.sentinel import readback
+from xdrsync.destinations.sentinel.comments import ANALYST_RESERVE
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
 from xdrsync.destinations.sentinel.readback import SentinelReadback, defender_seen, edit_request
+from xdrsync.destinations.sentinel.text import MAX_COMMENTS
 from xdrsync.emulator.activity import Merge
 from xdrsync.emulator.sentinel import SentinelEmulatorServer
 from xdrsync.emulator.sentinel import settings_for as sentinel_settings
@@ -36,6 +38,7 @@ from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import RetriableError
 from xdrsync.hub import Hub
+from xdrsync.hub.records import NewEdit, Settlement
 from xdrsync.sync.engine import sync_tenant
 from xdrsync.twoway.fields import TAGS
 from xdrsync.twoway.pusher import Pusher
@@ -738,3 +741,169 @@ def test_an_edit_made_in_sentinel_while_xdrsync_was_stopped_reaches_defender(hub
     assert wanted["status"] == "resolved"
     arm.now = datetime(2026, 11, 1, 12, 20, tzinfo=UTC)
     assert restarted.poll() == 0  # read once
+
+
+ANN = {"userPrincipalName": "ann@contoso.com", "assignedTo": "Ann", "ownerType": "User"}
+
+
+def _statuses(world: World, name: str, log: list[str]) -> None:
+    status = world.sentinel_incident(name)["properties"]["status"]
+    if not log or log[-1] != status:
+        log.append(status)
+
+
+def test_an_analysts_edit_on_its_way_to_defender_is_not_written_over(world: World) -> None:
+    """The analyst sets the incident Active in Sentinel; Defender's change of another field
+    comes first, while the edit is queued and then while it is confirmed but its version not
+    read yet. No write puts Defender's older "New" over it: the twin goes New → Active once,
+    and Sentinel's automation rules fire once."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    shown: list[str] = []
+    _statuses(world, name, shown)
+    world.analyst(name, status="Active")
+    _statuses(world, name, shown)
+    assert world.readback.poll() == 1
+    _portal(world, tenant, incident, assignedTo="bob@contoso.com")
+    world.workspace.fanout().publish()  # the edit is pending: Defender's owner, not its status
+    _statuses(world, name, shown)
+    assert world.sentinel_incident(name)["properties"]["owner"]["userPrincipalName"] == (
+        "bob@contoso.com"
+    )
+    _portal(world, tenant, incident, customTags=["Escalated"])
+    world.pusher.push_due()  # confirmed; the hub has not read Defender's version of it yet
+    world.workspace.fanout().publish()
+    _statuses(world, name, shown)
+    labels = {lb["labelName"] for lb in world.sentinel_incident(name)["properties"]["labels"]}
+    assert "Escalated" in labels
+    world.cycle()
+    world.cycle()
+    _statuses(world, name, shown)
+    assert shown == ["New", "Active"]
+    assert world.defender_truth(tenant, incident)["status"] == "inProgress"
+    assert world.readback.poll() == 0
+
+
+def test_an_analysts_edit_met_by_a_write_is_not_written_over_after_the_409(world: World) -> None:
+    """The write meets the analyst's version (409): the read queues the edit, and the merge
+    that follows keeps the analyst's status while the edit is on its way."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    world.analyst(
+        name,
+        status="Closed",
+        classification="FalsePositive",
+        classificationReason="IncorrectAlertLogic",
+    )
+    _portal(world, tenant, incident, assignedTo="bob@contoso.com")
+    conflicts = world.destination.conflicts
+    world.workspace.fanout().publish()
+    assert world.destination.conflicts == conflicts + 1
+    shown = world.sentinel_incident(name)["properties"]
+    assert (shown["status"], shown["classification"]) == ("Closed", "FalsePositive")
+    assert shown["owner"]["userPrincipalName"] == "bob@contoso.com"
+    world.cycle()
+    truth = world.defender_truth(tenant, incident)
+    assert (truth["status"], truth["classification"]) == ("resolved", "falsePositive")
+    shown = world.sentinel_incident(name)["properties"]
+    assert (shown["status"], shown["classificationReason"]) == ("Closed", "IncorrectAlertLogic")
+
+
+def test_an_analysts_edit_that_loses_is_put_right_in_sentinel_without_a_new_version(
+    world: World,
+) -> None:
+    """Defender's later owner wins the conflict (``latest_wins``): the edit ends overridden,
+    Defender makes no new version, yet the twin is written with Defender's owner by the next
+    delivery (the settlement states the incident again)."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    world.analyst(name, owner=ANN)
+    assert world.readback.poll() == 1
+    time.sleep(0.05)
+    _portal(world, tenant, incident, assignedTo="bob@contoso.com")  # later: Defender's wins
+    world.workspace.fanout().publish()
+    owner = world.sentinel_incident(name)["properties"]["owner"]
+    assert owner["userPrincipalName"] == "ann@contoso.com"  # on its way: kept
+    world.cycle()
+    (edit,) = world.workspace.hub.edits(tenant_id=tenant, entity=("incident", incident))
+    assert edit.state == "overridden"
+    owner = world.sentinel_incident(name)["properties"]["owner"]
+    assert owner["userPrincipalName"] == "bob@contoso.com"
+    assert world.defender_truth(tenant, incident)["assignedTo"] == "bob@contoso.com"
+    assert world.readback.poll() == 0
+    puts = world.destination.puts
+    world.cycle()
+    assert world.destination.puts == puts
+
+
+def test_an_analysts_edit_refused_by_defender_is_put_right_once(hub: Hub) -> None:
+    """While the analyst's status is on its way, a write of Defender's other change keeps
+    it; Defender then refuses the edit, and makes no new version: settling the edit states
+    the incident again (once, however many of its edits end together), and its delivery
+    puts Defender's status back. An edit made in the workspace itself states nothing."""
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))
+    name = incident_name(TENANT, "1")
+    reader = SentinelReadback(destination, CONFIG, hub, clock=lambda: arm.now)
+    reader.poll()
+    _etag, props = arm.incidents[name]
+    props = {
+        **props,
+        "status": "Active",
+        "owner": ANN,
+        "lastModifiedTimeUtc": "2026-11-01T12:02:00Z",
+    }
+    arm.incidents[name] = ('"analyst"', props)
+    arm.now = datetime(2026, 11, 1, 12, 10, tzinfo=UTC)
+    assert reader.poll() == 2
+    seq = hub.changes_after(0)[-1].seq
+    _commit(hub, _incident("1", minute=5, severity="high"))
+    destination.deliver(hub.changes_after(seq))
+    shown = arm.incidents[name][1]
+    assert (shown["severity"], shown["status"]) == ("High", "Active")
+    assert shown["owner"]["userPrincipalName"] == "ann@contoso.com"
+    seq = hub.changes_after(0)[-1].seq
+    ours = hub.edits(tenant_id=TENANT)
+    hub.enqueue_edits(
+        [NewEdit(TENANT, "incident", "1", "status", None, "resolved", "alice", origin="cli")]
+    )
+    (theirs,) = [e for e in hub.edits(tenant_id=TENANT) if e.origin == "cli"]
+    hub.settle_edits([Settlement(theirs, "failed", "edit_refused", {"reason": "no"})])
+    assert hub.changes_after(seq) == []
+    hub.settle_edits([Settlement(e, "failed", "edit_refused", {"reason": "no"}) for e in ours])
+    (restated,) = hub.changes_after(seq)
+    assert (restated.entity_id, restated.kind) == ("1", "membership")
+    destination.deliver([restated])
+    shown = arm.incidents[name][1]
+    assert (shown["severity"], shown["status"], shown.get("owner")) == ("High", "New", None)
+    assert reader.poll() == 0
+
+
+def test_analysts_can_comment_on_an_incident_busy_with_defender_comments(world: World) -> None:
+    """Defender holds more comments than Sentinel has places: the mirror leaves analysts
+    their reserve, so an analyst's comment is taken (not refused with 400) and reaches
+    Defender."""
+    tenant = world.config.tenants[0].tenant_id
+    incident = world.open_incident(tenant)
+    name = incident_name(tenant, incident)
+    store = world.defender.emulator.store(tenant)
+    for number in range(120):
+        store.add_incident_comment(incident, f"automation note {number}", "playbook@contoso.com")
+    world.cycle()
+    shown = world.sentinel_incident(name)["comments"]
+    assert len(shown) == MAX_COMMENTS - ANALYST_RESERVE
+    assert world.destination.comments_left_out > 0
+    for number in range(ANALYST_RESERVE):
+        _comment(world, name, f"Analyst finding {number}")
+    labels = world.sentinel_incident(name)["properties"]["labels"]
+    world.analyst(name, labels=[*labels, {"labelName": "reviewed", "labelType": "User"}])
+    assert world.readback.poll() == ANALYST_RESERVE + 1  # the comments and the tag
+    world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, incident)["comments"]]
+    assert sum(t.startswith("Analyst finding") for t in texts) == ANALYST_RESERVE
+    assert len(world.sentinel_incident(name)["comments"]) == MAX_COMMENTS

@@ -3,9 +3,12 @@
 Pure functions. Each Defender comment becomes one Sentinel comment whose name is a uuid5 of the
 incident and the comment's identity (time, author, text), so delivering the same change twice
 writes it once. Sentinel holds at most 100 comments of at most 30,000 characters per incident
-(microsoft-apis.md §3.3, §3.6): a longer comment is cut visibly, and when more comments would
-be needed the last free place holds a notice of how many more are in Defender — kept up to
-date under its own fixed name — never a silent drop.
+(microsoft-apis.md §3.3, §3.6): a longer comment is cut visibly. The mirror never takes the
+last ``ANALYST_RESERVE`` places: Sentinel refuses an incident's 101st comment (400), and an
+incident xdrsync filled would leave its analysts no room to write, nor two-way sync any
+comment to carry back. When more comments would be needed, the last place the mirror may take
+holds a notice of how many more are in Defender — kept up to date under its own fixed name,
+and saying so once every comment found a place — never a silent drop.
 
 Sentinel renders a message as HTML and Markdown: Defender's text is escaped (``text.shown``).
 """
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 #: Namespace of comment names (uuid5 of the incident and the comment's identity).
 COMMENT_NAME_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:xdrsync:SentinelComment")
 COMMENT_CUT: Final = "\n… [cut: the full comment is in Defender]"
+#: Places of an incident's 100 the mirror leaves to Sentinel's analysts.
+ANALYST_RESERVE: Final = 10
 
 
 @dataclass(frozen=True)
@@ -133,8 +138,16 @@ def redirect_comment(
 
 
 def notice_message(count: int, url: str) -> str:
-    text = fit(f"{count} more comments are in Defender: {url}", MAX_COMMENT, COMMENT_CUT)
-    return without_surrogates(text)
+    """The notice of ``count`` comments left out; with none left out (places came free), a
+    notice that no longer counts any: the app cannot delete a comment (Microsoft Sentinel
+    Responder has no delete on incidents), so the notice is rewritten rather than left
+    saying comments are missing."""
+    text = (
+        f"{count} more comments are in Defender: {url}"
+        if count
+        else f"Every comment of the Defender incident is shown here now: {url}"
+    )
+    return without_surrogates(fit(text, MAX_COMMENT, COMMENT_CUT))
 
 
 def plan_comments(
@@ -144,30 +157,30 @@ def plan_comments(
     notice: str,
     url: str,
     limit: int = MAX_COMMENTS,
+    reserve: int = ANALYST_RESERVE,
 ) -> CommentPlan:
     """Which of ``wanted`` (in order of priority) to PUT, given the comments the Sentinel
-    incident has (name → message, analysts' included), so it never holds more than ``limit``.
-    When they do not all fit, the last free place goes to the notice named ``notice``."""
+    incident has (name → message, analysts' included), so that the mirror never takes the
+    last ``reserve`` of its ``limit`` places. When they do not all fit, the last place the
+    mirror may take goes to the notice named ``notice``; once it stands, it is kept saying how
+    many are left out (none, when places came free and they all fit)."""
     missing = [c for c in wanted if c.name not in existing]
-    if not missing:
-        return CommentPlan()
     has_notice = notice in existing
-    free = limit - len(existing)
-    if not has_notice and len(missing) <= free:
+    room = limit - reserve - len(existing)  # places the mirror may still take
+    if not has_notice and len(missing) <= room:
         return CommentPlan(tuple(missing))
-    slots = free if has_notice else free - 1
-    if slots < 0:  # not even room for the notice (analysts filled the incident)
+    slots = room if has_notice else room - 1  # the notice's own place
+    if slots < 0 and not has_notice:  # not even room for the notice (analysts wrote)
         return CommentPlan(left_out=len(missing))
-    taken = missing[:slots]
+    taken = missing[: max(slots, 0)]
     rest = len(missing) - len(taken)
-    if rest == 0:
-        return CommentPlan(tuple(taken))
     note = MirroredComment(notice, notice_message(rest, url))
     puts = (*taken, note) if existing.get(notice) != note.message else tuple(taken)
     return CommentPlan(puts, left_out=rest, notice=note)
 
 
 __all__ = [
+    "ANALYST_RESERVE",
     "COMMENT_CUT",
     "COMMENT_NAME_NAMESPACE",
     "CommentPlan",

@@ -4,7 +4,10 @@ rows over the Logs Ingestion API.
 For each incident a batch touches (its own changes, or changes of its alerts), the incident's
 *current* state in the hub is written, once per batch: GET (with its etag), merge with what
 Sentinel holds, PUT only if something xdrsync manages differs, and on 409 read, merge and try
-again. Then the Defender comments Sentinel lacks are PUT under deterministic names. Every
+again. Fields with an analyst's edit from this destination still on its way to Defender keep
+what Sentinel holds (``mapping.hold``), so the hub's older value never flaps them back. Then
+the Defender comments Sentinel lacks are PUT under deterministic names, leaving analysts
+their reserve of places (``comments.ANALYST_RESERVE``). Every
 write is idempotent, so a batch delivered twice changes nothing the second time. Alert changes
 become rows (every version, as the log tables keep every version), one upload per stream.
 """
@@ -38,10 +41,13 @@ from xdrsync.destinations.sentinel.comments import (
 )
 from xdrsync.destinations.sentinel.ingest import INGESTION_ROLE, LogIngestor, Row, alert_rows
 from xdrsync.destinations.sentinel.mapping import (
+    SHOWN_AS,
     Desired,
+    Held,
     defender_url,
     desired_incident,
     differs,
+    hold,
     incident_name,
     merge,
     own_labels,
@@ -53,8 +59,12 @@ from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
 from xdrsync.graph.pacing import holding
 from xdrsync.hub import ChangeRow, Hub, RemoteCopy
+from xdrsync.hub.payload import ticks_from_text
 from xdrsync.models import Incident
 from xdrsync.tables.alert_rows import alert_for_rows
+from xdrsync.twoway.edits import waiting
+from xdrsync.twoway.fields import TAGS
+from xdrsync.twoway.merge import in_order_made
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +114,8 @@ class SentinelDestination:
         self.recreated = 0  # incidents deleted in Sentinel, written again from the hub
         self.incidents_rejected = 0
         self.comments_put = 0
-        self.comments_left_out = 0  # Defender comments with no place left (see the notice)
+        # Defender comments with no place left (see the notice), per incident, as last found.
+        self._left_out: dict[str, int] = {}
         self.comments_rejected = 0
         # Two-way: told of every Sentinel incident read after it changed under us.
         self.on_read: Callable[[str, str, dict[str, Any]], object] | None = None
@@ -159,16 +170,20 @@ class SentinelDestination:
             # accepted are not sent twice); those of batches before it were acknowledged.
             self.ingestor.begin_batch(changes[0].seq)
         reasons: dict[int, list[str]] = {}
-        touched: dict[tuple[str, str], list[int]] = {}
+        # Per incident: its own changes, and its alerts' (which write it too).
+        touched: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
         for change in changes:
-            incident_id = (
-                change.entity_id if change.entity_type == "incident" else change.incident_id
-            )
+            itself = change.entity_type == "incident"
+            incident_id = change.entity_id if itself else change.incident_id
             if incident_id:
-                touched.setdefault((change.tenant_id, incident_id), []).append(change.seq)
-        for (tenant_id, incident_id), seqs in touched.items():
+                found = touched.setdefault((change.tenant_id, incident_id), ([], []))
+                found[0 if itself else 1].append(change.seq)
+        for (tenant_id, incident_id), (own, of_alerts) in touched.items():
+            # A refusal is the incident's own changes' dead letter; its alerts' rows went
+            # (or go) up whatever the incident's write: an alert change is one only when no
+            # change of the incident came with it, so that the refusal is never lost.
             for reason in self._write_incident(tenant_id, incident_id):
-                for seq in seqs:
+                for seq in own or of_alerts:
                     reasons.setdefault(seq, []).append(reason)
         alerts = [c for c in changes if c.entity_type == "alert"]
         if alerts and self.ingestor is not None:
@@ -245,7 +260,8 @@ class SentinelDestination:
         self, incident: Incident, tenant: TenantConfig, tenant_id: str, desired: Desired
     ) -> list[str]:
         """The incident, then its comments; reasons Sentinel refused a comment, if any."""
-        created = self._put_incident(desired, tenant_id, incident.id or "")
+        version = ticks_from_text(str(incident.raw.get("lastUpdateDateTime") or ""))
+        created = self._put_incident(desired, tenant_id, incident.id or "", version)
         return self._mirror_comments(incident, tenant, tenant_id, desired.name, created)
 
     def _forget(self, name: str) -> None:
@@ -267,13 +283,17 @@ class SentinelDestination:
                     tags.update(t for t in found if isinstance(t, str))
         return tags
 
-    def _put_incident(self, desired: Desired, tenant_id: str, incident_id: str) -> bool:
+    def _put_incident(
+        self, desired: Desired, tenant_id: str, incident_id: str, version: int | None
+    ) -> bool:
         """GET, merge, PUT if it differs; True if the incident was created.
 
         The copy the hub keeps of what xdrsync last wrote (or read) there — its etag and
         properties — stands in for the GET: when Defender's state is what it shows, nothing
         is sent; otherwise the PUT carries its etag, and an edit made in Sentinel since then
-        makes it a 409, after which the incident is read and merged as usual."""
+        makes it a 409, after which the incident is read and merged as usual. What analysts
+        changed there that is still on its way to Defender is kept as Sentinel holds it
+        (``mapping.hold``; ``version``: the hub's version of the incident)."""
         copy = self.hub.get_remote_copy(self.name, desired.name)
         # A copy without an etag was saved just before a write that may not have landed.
         known = (copy.etag, copy.properties) if copy is not None and copy.etag else None
@@ -314,7 +334,9 @@ class SentinelDestination:
                     # or the next read would take them for new and forward them again.
                     copy = self.hub.get_remote_copy(self.name, desired.name) or copy
                 remember(etag, current)
-            if current is not None and not differs(current, desired):
+            # Asked after the read: a 409's read has just queued its analysts' edits.
+            wanted = hold(desired, current, self._held(tenant_id, incident_id, version))
+            if current is not None and not differs(current, wanted):
                 self.skipped_unchanged += 1
                 return False
             if current is not None and etag is None:
@@ -322,7 +344,7 @@ class SentinelDestination:
                     f"destination {self.name!r}: incident {desired.name} came without an etag; "
                     "not overwriting it blindly"
                 )
-            body = merge(current, desired)
+            body = merge(current, wanted)
             if current is None and copy is not None:
                 # The PUT creates the incident anew: the comments the copy names went with
                 # the one deleted in Sentinel, and are written again.
@@ -339,12 +361,32 @@ class SentinelDestination:
             # Sentinel's stamp of this write: a later read older than it is a lagging one.
             stamp = answered.get("lastModifiedTimeUtc")
             answered_body = body if stamp is None else {**body, "lastModifiedTimeUtc": stamp}
-            remember(new_etag, answered_body, labels=desired.labels)
+            remember(new_etag, answered_body, labels=wanted.labels)
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
             f"{MAX_CONFLICTS} writes (409), or read older than our last write; trying again later"
         )
+
+    def _held(self, tenant_id: str, incident_id: str, version: int | None) -> Held:
+        """What this destination's analysts changed that has not come back from Defender yet
+        (their edits still ``waiting`` against the hub's ``version``), as ``mapping.hold``
+        keeps it."""
+        edits = self.hub.edits(tenant_id=tenant_id, entity=("incident", incident_id))
+        ours = [e for e in edits if e.origin == self.origin and waiting(e, version)]
+        if not ours:
+            return Held()
+        added: set[str] = set()
+        removed: set[str] = set()
+        for edit in in_order_made(e for e in ours if e.field == TAGS):
+            for tag in edit.wanted.get("add") or ():
+                added.add(tag.casefold())
+                removed.discard(tag.casefold())
+            for tag in edit.wanted.get("remove") or ():
+                removed.add(tag.casefold())
+                added.discard(tag.casefold())
+        fields = frozenset(e.field for e in ours if e.field in SHOWN_AS)
+        return Held(fields, frozenset(added), frozenset(removed))
 
     def _mirror_comments(
         self, incident: Incident, tenant: TenantConfig, tenant_id: str, name: str, created: bool
@@ -368,17 +410,9 @@ class SentinelDestination:
             notice=notice_name(tenant_id, incident_id),
             url=defender_url(incident, tenant_id),
         )
-        if plan.left_out:
-            self.comments_left_out += plan.left_out
-            log.warning(
-                "sentinel incident has no room for more comments",
-                destination=self.name,
-                incident=name,
-                left_out=plan.left_out,
-                notice=plan.notice is not None,
-            )
+        self._count_left_out(name, plan.left_out, noticed=plan.notice is not None)
         reasons: list[str] = []
-        there = names & set(existing)
+        there = (names | {plan.notice.name} if plan.notice else names) & set(existing)
         for comment in plan.puts:
             try:
                 self.arm.put_comment(name, comment.name, comment.message)
@@ -391,6 +425,30 @@ class SentinelDestination:
         if copy is not None and not there <= written:
             self.hub.save_remote_copy(self.name, replace(copy, children=written | frozenset(there)))
         return reasons
+
+    def _count_left_out(self, name: str, left_out: int, *, noticed: bool) -> None:
+        """Remember how many of the incident's Defender comments found no place; warned once
+        per incident and number, not at every delivery that finds the same ones missing."""
+        before = self._left_out.get(name, 0)
+        if left_out == before:
+            return
+        if left_out:
+            self._left_out[name] = left_out
+            log.warning(
+                "sentinel incident has no room for more comments",
+                destination=self.name,
+                incident=name,
+                left_out=left_out,
+                notice=noticed,
+            )
+        else:
+            del self._left_out[name]
+
+    @property
+    def comments_left_out(self) -> int:
+        """Defender comments with no place left in Sentinel, over the incidents this
+        destination wrote since it started (each incident counted as last found)."""
+        return sum(self._left_out.values())
 
     @property
     def origin(self) -> str:

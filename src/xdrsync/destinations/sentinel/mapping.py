@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -235,6 +235,48 @@ def desired_incident(
     )
 
 
+#: The Sentinel properties that show each two-way field (``twoway.fields``' names).
+SHOWN_AS: Final[dict[str, tuple[str, ...]]] = {
+    "status": ("status",),
+    "assignedTo": ("owner",),
+    "classification": ("classification", "classificationReason"),
+}
+
+
+@dataclass(frozen=True)
+class Held:
+    """What analysts changed on the Sentinel twin that is still on its way to Defender (an
+    edit of theirs queued, or confirmed by a version the hub has not read yet): the two-way
+    fields (``SHOWN_AS``' keys), and the labels added and taken away (case-folded)."""
+
+    fields: frozenset[str] = frozenset()
+    labels_added: frozenset[str] = frozenset()
+    labels_removed: frozenset[str] = frozenset()
+
+
+def hold(desired: Desired, current: Mapping[str, Any] | None, held: Held) -> Desired:
+    """``desired`` with what Sentinel holds (``current``) in the fields ``held`` names.
+
+    Until Defender's version with an analyst's edit comes back, the hub holds Defender's
+    older value: written over the twin, it would turn Active back into New, then Active
+    again once the edit lands, and fire Sentinel's automation rules twice. Should the edit
+    not win (refused, or Defender's value wins the conflict), settling it states the
+    incident again (``hub.outbox``), and the next delivery writes Defender's value."""
+    if current is None or held == Held():
+        return desired
+    properties = dict(desired.properties)
+    for name in held.fields:
+        for shown in SHOWN_AS.get(name, ()):
+            properties[shown] = current.get(shown)
+    labels = tuple(label for label in desired.labels if label.casefold() not in held.labels_removed)
+    return replace(
+        desired,
+        properties=properties,
+        labels=labels,
+        retired_labels=desired.retired_labels - held.labels_added,
+    )
+
+
 def merge(current: Mapping[str, Any] | None, desired: Desired) -> Properties:
     """The PUT body's ``properties``: what Sentinel holds that xdrsync does not manage
     (analysts' labels, unknown properties) kept, the managed properties set (or cleared),
@@ -403,11 +445,14 @@ __all__ = [
     "OWN_LABELS",
     "READ_ONLY",
     "REDIRECTED_LABEL",
+    "SHOWN_AS",
     "Desired",
+    "Held",
     "defender_url",
     "description",
     "desired_incident",
     "differs",
+    "hold",
     "incident_labels",
     "incident_name",
     "merge",
