@@ -876,3 +876,38 @@ def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
     for (row,) in rows.values():
         assert "XDRSYNC_TEST_UNSET_SECRET" in row, shown
     assert "incidents failed first" in rows["alerts"][0], shown
+
+
+@pytest.mark.parametrize(("which", "extra"), [("defender", ("--incidents", "3")), ("sentinel", ())])
+def test_an_emulator_on_port_0_prints_the_port_it_bound(
+    tmp_path: Path, which: str, extra: tuple[str, ...]
+) -> None:
+    """`--port 0` lets the system pick a free port: the URLs and commands the emulator prints
+    name that port, not 0, and it answers there."""
+    log = tmp_path / "emulator.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "emulate", which, "--port", "0", *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "emulator on" not in log.read_text() or "127.0.0.1:" not in log.read_text():
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(0.5)  # the rest of the printed block
+        printed = log.read_text()
+        ports = set(re.findall(r"http://127\.0\.0\.1:(\d+)", printed))
+        (port,) = ports
+        assert port != "0", printed
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_emulator/stats", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -389,6 +389,78 @@ def test_a_wrong_answer_is_asked_again_at_once_not_after_every_prompt(
     assert tenant["graph_url"] == emulator.base_url
 
 
+#: An encrypted PEM as the config's check sees one (the key is never opened by init).
+_LOCKED_PEM = (
+    b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n"
+)
+
+
+def test_init_writes_the_certificate_password_by_reference(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encrypted PEM key or a .pfx needs ``certificate_password``: init takes it as it
+    takes the client secret, by reference only, and the config reads it back."""
+    writer, _ = _tenants(emulator)
+    pem = tmp_path / "contoso.pem"
+    pem.write_bytes(_LOCKED_PEM)
+    monkeypatch.setenv("CONTOSO_CERT_PASSWORD", "pass phrase")
+    config = tmp_path / "xdrsync.toml"
+    by_ref = ["--certificate", str(pem), "--certificate-password-ref", "env:CONTOSO_CERT_PASSWORD"]
+    done = runner.invoke(_app(), _args(emulator, writer, config, *by_ref, "--no-check"))
+    assert done.exit_code == 0, done.output
+    (entry,) = tomllib.loads(config.read_text())["tenants"]
+    assert entry["certificate_password"] == "env:CONTOSO_CERT_PASSWORD"
+    assert "client_secret" not in entry and "pass phrase" not in config.read_text()
+    (tenant,) = load_config(config).tenants
+    assert tenant.certificate_password is not None
+    assert tenant.certificate_password.get_secret_value() == "pass phrase"
+
+    for more, said in (
+        (["--certificate", str(pem), "--certificate-password-ref", "hunter2"], "reference"),
+        (["--secret-ref", "env:X", "--certificate-password-ref", "env:Y"], "--certificate"),
+    ):
+        other = tmp_path / "other.toml"
+        refused = runner.invoke(_app(), _args(emulator, writer, other, *more, "--no-check"))
+        assert refused.exit_code == 2 and said in refused.output, refused.output
+        assert "hunter2" not in refused.output and not other.exists()
+
+
+def test_init_asks_for_the_password_of_an_encrypted_certificate(
+    emulator: EmulatorServer, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, _ = _tenants(emulator)
+    monkeypatch.setattr(cli_init, "_interactive", lambda: True)
+    pem = tmp_path / "contoso.pem"
+    pem.write_bytes(_LOCKED_PEM)
+    password = tmp_path / "cert.password"
+    password.write_text("pass phrase\n")
+    config = tmp_path / "xdrsync.toml"
+    answers = [
+        "ws",
+        writer.name,
+        writer.tenant_id,
+        writer.client_id,
+        str(pem),
+        "hunter2",  # the password itself: refused, not echoed, asked again
+        f"file:{password}",
+        "n",
+        emulator.base_url,
+        emulator.base_url,
+    ]
+    args = ["init", "--config", str(config), "--no-check"]
+    done = runner.invoke(_app(), args, input="\n".join(answers) + "\n")
+    assert done.exit_code == 0, done.output
+    assert done.output.count("Certificate password reference") == 2, done.output
+    assert "the certificate password is written by reference only" in done.output
+    (entry,) = tomllib.loads(config.read_text())["tenants"]
+    assert entry["certificate_password"] == f"file:{password}"
+    assert "hunter2" not in config.read_text()
+    (tenant,) = load_config(config).tenants
+    assert tenant.certificate_password is not None
+    assert tenant.certificate_password.get_secret_value() == "pass phrase"
+
+
 # -- connectors -----------------------------------------------------------------------------
 
 
@@ -463,6 +535,32 @@ def test_render_tenant_toml_round_trips_and_never_takes_a_literal_secret(tmp_pat
         assert "s3cr3t" not in str(refused.value)
     with pytest.raises(ValueError, match="exactly one"):
         render_tenant_toml("a", "11111111-1111-1111-1111-111111111111", "c1")
+    locked = render_tenant_toml(
+        "a",
+        "11111111-1111-1111-1111-111111111111",
+        "22222222-2222-2222-2222-222222222222",
+        certificate_path="certs/a.pfx",
+        certificate_password_ref=" file:a.password ",
+    )
+    (entry,) = tomllib.loads(locked)["tenants"]
+    assert entry["certificate_path"] == "certs/a.pfx"
+    assert entry["certificate_password"] == "file:a.password"
+    with pytest.raises(ValueError, match="certificate password is written by reference"):
+        render_tenant_toml(
+            "a",
+            "11111111-1111-1111-1111-111111111111",
+            "c1",
+            certificate_path="a.pfx",
+            certificate_password_ref="s3cr3t-value",
+        )
+    with pytest.raises(ValueError, match="goes with a certificate path"):
+        render_tenant_toml(
+            "a",
+            "11111111-1111-1111-1111-111111111111",
+            "c1",
+            secret_ref="env:X",
+            certificate_password_ref="env:Y",
+        )
     with pytest.raises(ValueError, match="name"):
         render_tenant_toml(
             "bad name!", "11111111-1111-1111-1111-111111111111", "c1", secret_ref="env:X"

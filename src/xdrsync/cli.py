@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -158,10 +159,12 @@ def emulate_defender(
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None
+    if write_config is not None and (write_config / "xdrsync.toml").exists():
+        raise _fail(f"{write_config / 'xdrsync.toml'} exists; not overwritten")
+    sock = _listening(host, port)  # before printing: with --port 0, the port printed is bound
+    port = int(sock.getsockname()[1])
     base = f"http://{host}:{port}"
     if write_config is not None:
-        if (write_config / "xdrsync.toml").exists():
-            raise _fail(f"{write_config / 'xdrsync.toml'} exists; not overwritten")
         written = write_client_config(write_config, base, settings.tenants, console={})
         console.print(f"Wrote {written}: use it with --config or XDRSYNC_CONFIG", markup=False)
     console.print(
@@ -183,9 +186,21 @@ def emulate_defender(
         f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/v1.0/security/incidents?$top=5'"
     )
     try:
-        serve_forever(settings, host=host, port=port)
+        serve_forever(settings, host=host, port=port, sock=sock)
     except OSError as bad:
         raise _fail(f"cannot serve on {base}: {bad}") from None
+    finally:
+        sock.close()
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    """The emulator's socket, bound before anything is printed (``serving.listening``)."""
+    from xdrsync.serving import listening
+
+    try:
+        return listening(host, port)
+    except OSError as bad:
+        raise _fail(f"cannot serve on http://{host}:{port}: {bad}") from None
 
 
 #: The variable `emulate sentinel`'s printed block reads the emulator's app secret from.
@@ -232,6 +247,8 @@ def emulate_sentinel(
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None
+    sock = _listening(host, port)  # before printing: with --port 0, the port printed is bound
+    port = int(sock.getsockname()[1])
     base = f"http://{host}:{port}"
     console.print(f"Microsoft Sentinel emulator on [bold]{base}[/bold]")
     # The secret by reference, as every config should hold one (the emulator's own is no
@@ -247,9 +264,11 @@ def emulate_sentinel(
         destination_toml(settings, base, client_secret=reference), markup=False, highlight=False
     )
     try:
-        serve_forever(settings, host=host, port=port)
+        serve_forever(settings, host=host, port=port, sock=sock)
     except OSError as bad:
         raise _fail(f"cannot serve on {base}: {bad}") from None
+    finally:
+        sock.close()
 
 
 # -- shared plumbing --------------------------------------------------------------------------

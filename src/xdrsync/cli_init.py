@@ -69,6 +69,38 @@ def _ask_credential() -> tuple[str | None, str | None]:
         )
 
 
+def _needs_password(certificate: Path) -> bool:
+    """Whether the certificate file is opened with a password: an encrypted PEM key
+    (``ENCRYPTED PRIVATE KEY``, or OpenSSL's older ``Proc-Type: 4,ENCRYPTED``) or a PKCS#12
+    file, which usually has one. False when it cannot be read here (the check says why)."""
+    path = Path(certificate).expanduser()
+    if path.suffix.lower() in (".pfx", ".p12"):
+        return True
+    try:
+        return b"ENCRYPTED" in path.read_bytes()
+    except OSError:
+        return False
+
+
+def _ask_password_reference(certificate: Path) -> str | None:
+    """The certificate password's reference (None: a .pfx without one). Anything that is not
+    a reference is refused without being echoed: it may be the password itself."""
+    from xdrsync.connectors import check_secret_reference
+
+    pkcs12 = Path(certificate).suffix.lower() in (".pfx", ".p12")
+    text = "Certificate password reference (env:NAME or file:PATH)" + (
+        "; empty if the file has none" if pkcs12 else ""
+    )
+    while True:
+        answer = str(typer.prompt(text, default="", show_default=False)).strip()
+        if not answer and pkcs12:
+            return None
+        try:
+            return check_secret_reference(answer, "the certificate password")
+        except ValueError as bad:
+            err_console.print(f"[yellow]![/yellow] {escape(str(bad))}")
+
+
 #: Valid values of the other settings, so that one answer can be checked on its own.
 _CHECKED_WITH: dict[str, str] = {
     "name": "tenant",
@@ -257,6 +289,14 @@ def init_command(
             "--certificate", help="PEM with the private key and certificate (instead of a secret)."
         ),
     ] = None,
+    certificate_password_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-password-ref",
+            help="The certificate's password by reference, env:NAME or file:PATH (an "
+            "encrypted PEM key or a .pfx).",
+        ),
+    ] = None,
     two_way: Annotated[
         bool | None,
         typer.Option(
@@ -291,6 +331,7 @@ def init_command(
     of sign-in, permissions and one read of incidents and alerts."""
     from xdrsync.config import AUTHORITY_URL, GRAPH_URL, config_path
     from xdrsync.connectors import check_tenant, render_tenant_toml
+    from xdrsync.errors import ConfigError
     from xdrsync.logs import configure, register_secrets, scrub
 
     configure("error")
@@ -309,6 +350,8 @@ def init_command(
         raise _fail(f"--add-tenant keeps the workspace of {file}: leave out --workspace")
     if secret_ref is not None and certificate is not None:
         raise _fail("give --secret-ref or --certificate, not both")
+    if certificate_password_ref is not None and secret_ref is not None:
+        raise _fail("--certificate-password-ref goes with --certificate, not --secret-ref")
     current = _existing(file) if add_tenant else {}
 
     interactive = _interactive()
@@ -341,6 +384,12 @@ def init_command(
         if secret_ref is None and certificate is None:
             secret_ref, cert_answer = _ask_credential()
             certificate = Path(cert_answer) if cert_answer is not None else None
+        if (
+            certificate is not None
+            and certificate_password_ref is None
+            and _needs_password(certificate)
+        ):
+            certificate_password_ref = _ask_password_reference(certificate)
         if two_way is None:
             two_way = bool(
                 typer.confirm("Two-way sync (send workspace edits to Defender)?", default=True)
@@ -357,6 +406,10 @@ def init_command(
         secret_ref = "file:" + _for_config(secret_ref.strip()[5:], file)
     if certificate is not None and str(certificate).strip():
         certificate = Path(_for_config(str(certificate), file))
+    if certificate_password_ref is not None and certificate_password_ref.strip().startswith(
+        "file:"
+    ):
+        certificate_password_ref = "file:" + _for_config(certificate_password_ref.strip()[5:], file)
 
     try:
         block = render_tenant_toml(
@@ -365,6 +418,7 @@ def init_command(
             client_id,
             secret_ref=secret_ref,
             certificate_path=certificate,
+            certificate_password_ref=certificate_password_ref,
             graph_url=graph_url or GRAPH_URL,
             authority_url=authority_url or AUTHORITY_URL,
             two_way=two_way,  # written only when asked: None follows [two_way] enabled
@@ -388,7 +442,8 @@ def init_command(
 
         text = (
             "# Written by `xdrsync init`; see docs/configuration.md for every setting.\n"
-            "# Secrets are never written here: client_secret is env:NAME or file:PATH.\n\n"
+            "# Secrets are never written here: client_secret and certificate_password are\n"
+            "# env:NAME or file:PATH.\n\n"
             "[workspace]\n"
             f"path = {toml_string(workspace or DEFAULT_WORKSPACE)}\n\n" + block
         )
@@ -410,8 +465,12 @@ def init_command(
             "`xdrsync check`"
         )
         raise typer.Exit(1) from None
-    if tenant.client_secret is not None:
-        register_secrets([tenant.client_secret.get_secret_value()])
+    for secret in (tenant.client_secret, tenant.certificate_password):
+        if secret is not None:
+            try:
+                register_secrets([secret.get_secret_value()])
+            except ConfigError:  # unreadable now: the check says so
+                continue
     console.print(f"Checking tenant {name}…")
     result = check_tenant(tenant, sync, two_way=_writes(written, tenant))
     print_check(result)

@@ -348,12 +348,13 @@ def toml_string(value: str) -> str:
     return "".join(out)
 
 
-def check_secret_reference(reference: str) -> str:
-    """``env:NAME`` or ``file:PATH``, trimmed; a literal secret (anything else) is refused."""
+def check_secret_reference(reference: str, setting: str = "the client secret") -> str:
+    """``env:NAME`` or ``file:PATH``, trimmed; a literal secret (anything else) is refused.
+    ``setting`` names what the reference is of, in the refusal."""
     reference = reference.strip()
     if not reference.startswith(_REFERENCE_PREFIXES):
         raise ValueError(
-            "the client secret is written by reference only: env:NAME (an environment "
+            f"{setting} is written by reference only: env:NAME (an environment "
             "variable) or file:PATH (a file holding it), never the secret itself"
         )
     rest = reference.split(":", 1)[1].strip()
@@ -371,18 +372,27 @@ def render_tenant_toml(
     *,
     secret_ref: str | None = None,
     certificate_path: Path | str | None = None,
+    certificate_password_ref: str | None = None,
     graph_url: str = GRAPH_URL,
     authority_url: str = AUTHORITY_URL,
     two_way: bool | None = None,
 ) -> str:
     """A ``[[tenants]]`` block. The secret goes in by reference (``env:NAME`` or
-    ``file:PATH``), never as a value; or a certificate path. Everything is validated as the
-    config loader would, without resolving the secret or reading the certificate;
-    ``ValueError`` (one line, no values) if anything is wrong. ``two_way`` None leaves it to
-    ``[two_way] enabled``."""
+    ``file:PATH``), never as a value; or a certificate path, with the password of an
+    encrypted key or a .pfx by reference too (``certificate_password_ref``). Everything is
+    validated as the config loader would, without resolving a secret or reading the
+    certificate; ``ValueError`` (one line, no values) if anything is wrong. ``two_way`` None
+    leaves it to ``[two_way] enabled``."""
     if (secret_ref is None) == (certificate_path is None):
         raise ValueError("give exactly one of a secret reference or a certificate path")
+    if certificate_password_ref is not None and certificate_path is None:
+        raise ValueError("a certificate password goes with a certificate path")
     reference = check_secret_reference(secret_ref) if secret_ref is not None else None
+    password = (
+        check_secret_reference(certificate_password_ref, "the certificate password")
+        if certificate_password_ref is not None
+        else None
+    )
     candidate: Mapping[str, Any] = {
         "name": name.strip(),
         "tenant_id": tenant_id.strip(),
@@ -407,6 +417,8 @@ def render_tenant_toml(
         lines.append(f"client_secret = {toml_string(reference)}")
     else:
         lines.append(f"certificate_path = {toml_string(str(certificate_path).strip())}")
+        if password is not None:
+            lines.append(f"certificate_password = {toml_string(password)}")
     lines += [
         f"graph_url = {toml_string(checked.graph_url)}",
         f"authority_url = {toml_string(checked.authority_url)}",

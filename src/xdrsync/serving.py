@@ -89,6 +89,22 @@ class ServerThread:
         self.stop()
 
 
-def serve(app: Any, *, host: str, port: int) -> None:
-    """In the foreground until Ctrl-C or SIGTERM."""
-    uvicorn.Server(uvicorn_config(app, host, port)).run()
+def listening(host: str, port: int) -> socket.socket:
+    """A socket bound to ``port`` on ``host`` as uvicorn binds one, for ``serve``: bound
+    first, a server on ``port=0`` knows the port the system picked before it says where it
+    is. Raises OSError when the port cannot be bound (in use)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Any, *, host: str, port: int, sock: socket.socket | None = None) -> None:
+    """In the foreground until Ctrl-C or SIGTERM; on ``sock`` when given (``listening``)."""
+    server = uvicorn.Server(uvicorn_config(app, host, port))
+    server.run(sockets=[sock] if sock is not None else None)

@@ -18,7 +18,7 @@ def test_the_seeded_tenants_are_kept_out_of_the_collectors_way(
     # the server for over a second, several times in a backfill.
     seen: dict[str, int] = {}
 
-    def serve(app: Any, *, host: str, port: int) -> None:
+    def serve(app: Any, *, host: str, port: int, sock: Any = None) -> None:
         seen["frozen"] = gc.get_freeze_count()
 
     monkeypatch.setattr(server, "serve", serve)

@@ -785,3 +785,66 @@ def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(
     assert env.writes() == writes
     current = env.hub.get_incident(env.tenant.tenant_id, incident)
     assert current is not None and current.assigned_to == "alice@contoso.com"
+
+
+@pytest.mark.parametrize(
+    ("portal", "ends"),
+    [
+        # another analyst's verdict meanwhile: the close goes with it, and the trail says so
+        (("informationalExpectedActivity", "securityTesting"), "informationalExpectedActivity"),
+        # the classification cleared meanwhile: the closer's goes with the close
+        (("unknown", "unknown"), "falsePositive"),
+    ],
+)
+def test_a_close_whose_classification_lost_never_closes_unclassified(
+    make_env: Any, portal: tuple[str, str], ends: str
+) -> None:
+    """Two-way.md, "A close and its classification": status and classification are merged
+    one by one, and with ``defender_wins`` the classification of a close-and-classify loses to
+    a change made in the portal meanwhile; the close still goes, so it must go with a
+    classification: Defender's when it has one, else the closer's."""
+    env = make_env("defender_wins")
+    incident = env.open_incident()
+    env.portal(incident, classification="truePositive", determination="malware")
+    env.cycle()
+    status, classification = env.edit(
+        incident, status="resolved", classification="falsePositive", determination="notMalicious"
+    )
+    env.portal(incident, classification=portal[0], determination=portal[1])
+    env.cycle()
+    truth = env.truth(incident)
+    assert truth["status"] == "resolved"
+    assert truth["classification"] == ends and truth["classification"] != "unknown"
+    (row,) = env.hub.edits(ids=[classification])
+    trail = [a for a in env.hub.audit_tail(200) if a.detail.get("outbox") == classification]
+    if ends == "falsePositive":
+        assert row.state == "confirmed"
+        (pushed,) = [a for a in trail if a.decision == "pushed"]
+        assert "the closer's goes with the close" in pushed.detail["merge"]
+    else:
+        assert row.state == "overridden"
+        (lost,) = [a for a in trail if a.decision == "conflict_defender_won"]
+        assert "the close goes with Defender's classification" in lost.detail["reason"]
+    assert env.hub.edits(ids=[status])[0].state == "confirmed"
+
+
+def test_a_close_alone_on_a_classification_cleared_meanwhile_fails_with_the_reason(
+    make_env: Any,
+) -> None:
+    env = make_env("latest_wins")
+    incident = env.open_incident()
+    env.portal(incident, classification="truePositive", determination="malware")
+    env.cycle()
+    (status,) = env.edit(incident, status="resolved")  # closed with the classification shown
+    env.portal(incident, classification="unknown", determination="unknown")
+    env.cycle()
+    truth = env.truth(incident)
+    assert truth["status"] != "resolved" and truth["classification"] == "unknown"
+    (row,) = env.hub.edits(ids=[status])
+    assert row.state == "failed"
+    (refused,) = [
+        a
+        for a in env.hub.audit_tail(200)
+        if a.detail.get("outbox") == status and a.decision == "edit_refused"
+    ]
+    assert "needs a classification" in refused.detail["reason"]

@@ -34,6 +34,7 @@ from xdrsync.twoway.merge import (
     Intent,
     Policy,
     Side,
+    close_classified,
     merge_field,
     merge_tags,
     same,
@@ -293,6 +294,131 @@ def test_tags_already_in_defender_write_nothing(
     assert plan.action == "already"
     assert plan.value is None
     assert patch_body([plan]) == {}
+
+
+# -- close_classified: a close goes with a classification -------------------------------------
+
+TP = pair("truePositive", "malware")
+FP = pair("falsePositive", "notMalicious")
+NONE = pair("unknown", "unknown")
+ANALYST = pair("informationalExpectedActivity", "securityTesting")
+
+
+def _close(policy: Policy, *, seen: Any, theirs: Any, wanted: Any = TP) -> list[FieldPlan]:
+    """A close with a classification, merged per field: the user saw the incident active and
+    classified ``seen``; Defender's classification is ``theirs`` now, set after the edit (so
+    ``latest_wins`` gives it to Defender)."""
+    return [
+        merge_field(STATUS, [intent(STATUS, "active", "resolved", id_=1)], "active", None, policy),
+        merge_field(
+            CLASSIFICATION, [intent(CLASSIFICATION, seen, wanted, id_=2)], theirs, at(99), policy
+        ),
+    ]
+
+
+# (policy, Defender's classification now, the status's action, the classification's action,
+#  the pair Defender ends with)
+CLOSES: list[tuple[Policy, Any, Action, Action, Any]] = [
+    # Another analyst classified meanwhile: the close goes with that verdict, and says so.
+    ("latest_wins", ANALYST, "write", "defender_won", ANALYST),
+    ("defender_wins", ANALYST, "write", "defender_won", ANALYST),
+    ("manual", ANALYST, "write", "conflict", ANALYST),
+    # Defender's classification was cleared: the closer's goes with the close...
+    ("latest_wins", NONE, "write", "write", TP),
+    ("defender_wins", NONE, "write", "write", TP),
+    # ...unless a human is to decide it: the close waits with it.
+    ("manual", NONE, "conflict", "conflict", NONE),
+    # The workspace wins the field: as before.
+    ("workspace_wins", ANALYST, "write", "write", TP),
+    ("workspace_wins", NONE, "write", "write", TP),
+]
+
+
+@pytest.mark.parametrize(("policy", "theirs", "status", "classification", "ends"), CLOSES)
+def test_a_close_never_goes_out_without_a_classification(
+    policy: Policy, theirs: Any, status: Action, classification: Action, ends: Any
+) -> None:
+    plans = close_classified(_close(policy, seen=FP, theirs=theirs), "active", theirs)
+    st, cl = plans
+    assert (st.action, cl.action) == (status, classification), plans
+    body = patch_body(plans)
+    final = {**theirs, **{k: body[k] for k in ("classification", "determination") if k in body}}
+    assert same(CLASSIFICATION, final, ends)
+    if st.action == "write":
+        assert body["status"] == "resolved" and final["classification"] != "unknown"
+    if theirs == ANALYST and cl.action != "write":
+        # the trail of the lost classification says which one the close went with
+        assert "the close goes with Defender's classification" in cl.reason
+    if cl.action == "write" and policy != "workspace_wins":
+        assert "Defender has no classification" in cl.reason and policy in cl.reason
+    if st.action == "conflict":
+        assert "waits with its classification" in st.reason
+
+
+def test_a_close_whose_classification_was_cleared_meanwhile_is_refused() -> None:
+    """A close alone, made on a classified incident whose classification Defender cleared
+    since: nothing to close with, as ``plan_edits`` would refuse had it seen the clearing."""
+    status = merge_field(
+        STATUS, [intent(STATUS, "active", "resolved")], "active", None, "latest_wins"
+    )
+    (plan,) = close_classified([status], "active", NONE)
+    assert plan.action == "refused" and plan.value is None
+    assert "needs a classification" in plan.reason
+    assert patch_body([plan]) == {}
+    # A Sentinel analyst may close as Undetermined: that close goes.
+    (lax,) = close_classified([status], "active", NONE, {1: "sentinel:soc"})
+    assert lax.action == "write"
+    # Defender classified: the close goes with it.
+    (fine,) = close_classified([status], "active", ANALYST)
+    assert fine == status
+
+
+@pytest.mark.parametrize(
+    ("status_plan", "action"),
+    [
+        (None, "refused"),  # closed in Defender meanwhile: the clearing is refused
+        (("resolved", "latest_wins"), "refused"),  # closed by both sides: refused too
+        (("active", "manual"), "conflict"),  # a reopen that waits: the clearing waits with it
+        (("active", "workspace_wins"), "write"),  # reopened with it: cleared on an open incident
+    ],
+)
+def test_a_classification_is_not_cleared_on_an_incident_defender_holds_closed(
+    status_plan: tuple[str, Policy] | None, action: Action
+) -> None:
+    clear = merge_field(
+        CLASSIFICATION, [intent(CLASSIFICATION, TP, NONE, id_=2)], TP, None, "latest_wins"
+    )
+    plans = [clear]
+    if status_plan is not None:
+        wanted, policy = status_plan
+        status = merge_field(
+            STATUS, [intent(STATUS, "inProgress", wanted)], "resolved", at(99), policy
+        )
+        plans = [status, clear]
+    decided = close_classified(plans, "resolved", TP)[-1]
+    assert decided.action == action, decided
+    assert (decided.value == NONE) == (action == "write")
+    if action == "refused":
+        assert "reopen it to clear it" in decided.reason
+    # From Sentinel (closed as Undetermined is allowed there): the clearing goes.
+    lax = close_classified(plans, "resolved", TP, {1: "sentinel:soc", 2: "sentinel:soc"})
+    assert lax == plans
+
+
+def test_fields_that_need_nothing_of_each_other_pass_unchanged() -> None:
+    owner = merge_field(OWNER, [intent(OWNER, None, "alice@contoso.com")], None, None, "manual")
+    reopen = merge_field(
+        STATUS, [intent(STATUS, "resolved", "active", id_=2)], "resolved", None, "manual"
+    )
+    classify = merge_field(
+        CLASSIFICATION, [intent(CLASSIFICATION, NONE, TP, id_=3)], NONE, None, "manual"
+    )
+    for plans in ([owner], [owner, reopen], [reopen, classify], [classify]):
+        assert close_classified(plans, "active", NONE) == plans
+    # A close whose classification is written with it.
+    closes = _close("latest_wins", seen=NONE, theirs=NONE)
+    assert [p.action for p in closes] == ["write", "write"]
+    assert close_classified(closes, "active", NONE) == closes
 
 
 # -- theirs_since ---------------------------------------------------------------------------
@@ -592,6 +718,7 @@ _SETTLED: dict[str, OutboxState] = {
     "already": "confirmed",
     "defender_won": "overridden",
     "conflict": "conflict",
+    "refused": "failed",
 }
 
 
@@ -620,6 +747,11 @@ def plan_push(
     return plans
 
 
+def settle_push(plans: list[FieldPlan], record: Mapping[str, Any]) -> list[FieldPlan]:
+    """The incident's plans with the close's classification settled, as the pusher does."""
+    return close_classified(plans, record["status"], theirs_of(record, CLASSIFICATION))
+
+
 def _record_time(record: Mapping[str, Any]) -> datetime:
     ticks = ticks_from_text(str(record["lastUpdateDateTime"]))
     assert ticks is not None
@@ -633,6 +765,7 @@ class PushOutcome:
     changed_before: dict[str, int]  # the version in which Defender last changed each field
     plans: list[FieldPlan]
     body: dict[str, Any]
+    merged: list[FieldPlan] = field(default_factory=list)  # per field, before close_classified
 
 
 def push(
@@ -647,7 +780,8 @@ def push(
     changed = dict(defender.changed_in)
     if not due:
         return PushOutcome(due, record, changed, [], {})
-    plans = plan_push(workspace, record, policies)
+    merged = plan_push(workspace, record, policies)
+    plans = settle_push(merged, record)
     body = patch_body(plans)
     version: int | None = None
     if body:
@@ -663,7 +797,7 @@ def push(
                 written_version=version if plan.action == "write" else None,
                 theirs=plan.theirs if plan.action == "conflict" else None,
             )
-    return PushOutcome(due, record, changed, plans, body)
+    return PushOutcome(due, record, changed, plans, body, merged)
 
 
 def resolve(workspace: Workspace, take: Side) -> int | None:
@@ -782,6 +916,7 @@ class Run:
             for i in plan.intents:
                 self.decisions.setdefault(i, []).append(plan.action)
         check_policy(outcome, self.defender, self.policies, self.workspace.history)
+        check_closed_classified(outcome, self.defender)
         check_retry_writes_nothing(self.workspace, outcome, self.defender, self.policies)
         # workspace tag edits take effect in Defender when they are pushed
         for plan in outcome.plans:
@@ -814,14 +949,29 @@ def check_policy(
     policies: Mapping[str, Policy],
     history: Sequence[tuple[datetime, Mapping[str, Any]]],
 ) -> None:
-    """(d) the field's policy decided each conflict, and Defender holds the winner."""
+    """(d) the field's policy decided each conflict, and Defender holds the winner; but where
+    a close's classification overrode the field's merge (``close_classified``): a close held
+    back or a clearing refused leaves Defender's value, and a classification that lost to the
+    policy goes with a close only when Defender has none."""
     rows = {r.id: r for r in outcome.due}
+    merged = {p.field: p for p in outcome.merged}
     for plan in outcome.plans:
         if plan.field == TAGS:
             continue
         first, last = rows[plan.intents[0]], rows[plan.intents[-1]]
         before = theirs_of(outcome.record_before, plan.field)
         now = theirs_of(defender.record, plan.field)
+        if plan.action != merged[plan.field].action:
+            was = merged[plan.field].action
+            if plan.action == "write":
+                assert (plan.field, was) == (CLASSIFICATION, "defender_won"), plan
+                assert before["classification"] == "unknown"
+                assert outcome.body.get("status") == "resolved"
+                assert same(plan.field, now, last.wanted)
+            else:
+                assert (was, plan.action) in (("write", "conflict"), ("write", "refused")), plan
+                assert same(plan.field, now, before), plan
+            continue
         changed = not same(plan.field, before, first.seen) and not same(
             plan.field, before, last.wanted
         )
@@ -851,6 +1001,15 @@ def check_policy(
             assert same(plan.field, now, expected)
 
 
+def check_closed_classified(outcome: PushOutcome, defender: FakeDefender) -> None:
+    """(f) a push that writes the status or the classification never leaves the incident
+    closed without a classification (Defender may close one unclassified on its own)."""
+    if {"status", "classification", "determination"} & outcome.body.keys():
+        record = defender.record
+        closed = str(record["status"]).lower() == "resolved"
+        assert not closed or record["classification"] != "unknown", (outcome.plans, record)
+
+
 def check_retry_writes_nothing(
     workspace: Workspace,
     outcome: PushOutcome,
@@ -862,7 +1021,7 @@ def check_retry_writes_nothing(
     if not outcome.body:
         return
     replay = Workspace(workspace.record, workspace.history, list(outcome.due))
-    again = plan_push(replay, defender.record, policies)
+    again = settle_push(plan_push(replay, defender.record, policies), defender.record)
     written = {p.field for p in outcome.plans if p.action == "write"}
     assert all(p.action == "already" for p in again if p.field in written), again
     assert patch_body([p for p in again if p.field in written]) == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import socket
 
 from xdrsync.emulator.app import build_app
 from xdrsync.emulator.service import Emulator
@@ -29,8 +30,11 @@ class EmulatorServer(ServerThread):
         super().stop()
 
 
-def serve_forever(settings: EmulatorSettings, *, host: str, port: int) -> None:
-    """Foreground run for ``xdrsync emulate defender``; returns on Ctrl-C or SIGTERM."""
+def serve_forever(
+    settings: EmulatorSettings, *, host: str, port: int, sock: socket.socket | None = None
+) -> None:
+    """Foreground run for ``xdrsync emulate defender``, on ``sock`` when given (bound by the
+    caller, ``serving.listening``); returns on Ctrl-C or SIGTERM."""
     emulator = Emulator(settings)
     # The seeded tenants are millions of objects that live as long as the process: kept out
     # of every collection (reference counting still frees what an update replaces), a full
@@ -38,6 +42,6 @@ def serve_forever(settings: EmulatorSettings, *, host: str, port: int) -> None:
     gc.freeze()
     emulator.start_activity()
     try:
-        serve(build_app(emulator), host=host, port=port)
+        serve(build_app(emulator), host=host, port=port, sock=sock)
     finally:
         emulator.stop()

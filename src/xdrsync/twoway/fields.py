@@ -190,3 +190,13 @@ def is_closed(entity: EntityType, value: str | None) -> bool:
 
 def classified(value: Pair | None) -> bool:
     return value is not None and value.classification != "unknown"
+
+
+#: Where an edit comes from when an incident may close unclassified by it: Sentinel closes
+#: as Undetermined (an analyst's edit read back from a Sentinel destination); the workspace's
+#: own commands need a classification to close.
+UNCLASSIFIED_CLOSE_ORIGINS: Final = ("sentinel:",)
+
+
+def may_close_unclassified(origin: str) -> bool:
+    return origin.startswith(UNCLASSIFIED_CLOSE_ORIGINS)

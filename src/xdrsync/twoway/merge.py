@@ -12,23 +12,36 @@ For each field the pusher knows what the user saw when editing (``seen``), what 
 Several pending edits of one field are one change: from what the first one saw to what the
 last one wants. Tags are not a value but a set: each edit's adds and removes are applied to
 Defender's current set, so both sides' changes survive and nothing conflicts. Comments append.
+
+Fields are merged one by one, but an incident's status and classification depend on each
+other: a closed incident has a classification. ``close_classified`` settles what the per-field
+merges of one push would leave breaking that (a close that lost its classification).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from xdrsync.hub.records import OutboxRow
 from xdrsync.models.enums import AlertStatus, IncidentStatus
-from xdrsync.twoway.fields import CLASSIFICATION, OWNER, STATUS, TAGS, Pair
+from xdrsync.twoway.fields import (
+    CLASSIFICATION,
+    OWNER,
+    STATUS,
+    TAGS,
+    Pair,
+    classified,
+    is_closed,
+    may_close_unclassified,
+)
 
 Policy = Literal["latest_wins", "defender_wins", "workspace_wins", "manual"]
 POLICIES: Final[tuple[Policy, ...]] = ("latest_wins", "defender_wins", "workspace_wins", "manual")
 Side = Literal["workspace", "defender"]
-Action = Literal["write", "already", "defender_won", "conflict"]
+Action = Literal["write", "already", "defender_won", "conflict", "refused"]
 
 
 _BEFORE_ALL: Final = datetime.min.replace(tzinfo=UTC)
@@ -167,6 +180,116 @@ def merge_tags(intents: Sequence[Intent], theirs: Sequence[str] | None) -> Field
     return FieldPlan(TAGS, "write", result, ids, current, result, "tags merged set-wise")
 
 
+def close_classified(
+    plans: Sequence[FieldPlan],
+    status_theirs: Any,
+    pair_theirs: Mapping[str, Any] | None,
+    origins: Mapping[int, str] | None = None,
+) -> list[FieldPlan]:
+    """An incident's field plans of one push (``merge_field`` per field; a field's last plan
+    decides it), settled so that no close goes out without a classification and no write
+    leaves a closed incident without one. ``status_theirs`` and ``pair_theirs`` are Defender's
+    values now; ``origins`` the edits' origins by id (None: the workspace's own).
+
+    The rule, for a close (the status written is ``resolved``) whose classification edit
+    lost to the field's policy (Defender's classification changed meanwhile):
+
+    ================================ ===========================================================
+    Defender's classification now    what goes out
+    ================================ ===========================================================
+    a real one (another human's)     the close, with Defender's classification: the audit of
+                                     the lost classification says the close went with it
+    none, the edit lost to policy    the close with the closer's classification: a close needs
+                                     one, and the closer's is the only judgement there is
+    none, the edit waits (manual)    nothing: the close waits with it, as a conflict (the
+                                     policy asks a human for the classification, and the close
+                                     needs it)
+    ================================ ===========================================================
+
+    A close with no classification to go with it (Defender's cleared since the user saw it,
+    and none edited) is *refused*: the edit fails, as ``edits.plan_edits`` refuses it when the
+    clearing is seen (classify and close again). A classification cleared on an incident
+    Defender holds closed is refused the same way, or waits with a reopen that waits as a
+    conflict. Neither refusal, nor the wait of the last row, applies when every edit of the
+    two fields comes from where an incident may close unclassified (Sentinel closes as
+    Undetermined: ``fields.may_close_unclassified``); the first two rows do.
+
+    Why: a SOC closes an incident with a verdict. Another analyst's later verdict is as good a
+    one, and the policy chose it; closing with it keeps the field-level merge (status and
+    classification each decided as configured) and the promise, and the trail says whose
+    verdict it went with. A verdict cleared meanwhile is no verdict, so the closer's is the
+    one that makes the close possible; only a conflict kept for a human (``manual``) is not
+    decided here. Tested table-driven and, over any history, by the merge's property test."""
+    last = {plan.field: index for index, plan in enumerate(plans)}
+    out = list(plans)
+    if STATUS not in last and CLASSIFICATION not in last:
+        return out
+    st = out[last[STATUS]] if STATUS in last else None
+    cl = out[last[CLASSIFICATION]] if CLASSIFICATION in last else None
+    strict = origins is None or not all(
+        may_close_unclassified(origins.get(i, ""))
+        for plan in (st, cl)
+        if plan is not None
+        for i in plan.intents
+    )
+    theirs_classified = classified(Pair.from_json(pair_theirs))
+
+    def put(plan: FieldPlan, action: Action, reason: str) -> None:
+        value = plan.ours if action == "write" else None
+        out[last[plan.field]] = replace(plan, action=action, value=value, reason=reason)
+
+    closes = st is not None and st.action == "write" and is_closed("incident", st.value)
+    if closes:
+        assert st is not None
+        if cl is not None and cl.action in ("defender_won", "conflict"):
+            wanted = classified(Pair.from_json(cl.ours))
+            if theirs_classified:
+                put(cl, cl.action, f"{cl.reason}; the close goes with Defender's classification")
+                return out
+            if wanted and cl.action == "defender_won":
+                put(
+                    cl,
+                    "write",
+                    f"{cl.reason}; but Defender has no classification and a close needs one: "
+                    "the closer's goes with the close",
+                )
+                return out
+            if wanted and strict:
+                put(
+                    st,
+                    "conflict",
+                    "the close waits with its classification, in conflict: Defender has none, "
+                    "and a closed incident needs one",
+                )
+                return out
+        final = cl.value if cl is not None and cl.action == "write" else pair_theirs
+        if strict and not classified(Pair.from_json(final)):
+            put(
+                st,
+                "refused",
+                "a closed incident needs a classification, and Defender's incident has none "
+                "(cleared since the edit was made?): classify it and close again",
+            )
+        return out
+    closed = is_closed(
+        "incident",
+        str((st.ours if st is not None and st.action == "write" else status_theirs) or ""),
+    )
+    clears = cl is not None and cl.action == "write" and not classified(Pair.from_json(cl.value))
+    if strict and closed and clears:
+        assert cl is not None
+        if st is not None and st.action == "conflict" and not is_closed("incident", st.ours):
+            put(cl, "conflict", "the classification cleared waits with the reopen, in conflict")
+        else:
+            put(
+                cl,
+                "refused",
+                "Defender's incident is closed, and a closed incident keeps its "
+                "classification: reopen it to clear it",
+            )
+    return out
+
+
 def theirs_since(
     field: str, theirs: Any, history: Sequence[tuple[datetime, Any]], fallback: datetime | None
 ) -> datetime | None:
@@ -187,6 +310,7 @@ __all__ = [
     "Intent",
     "Policy",
     "Side",
+    "close_classified",
     "merge_field",
     "merge_tags",
     "same",

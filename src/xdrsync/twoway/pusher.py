@@ -42,6 +42,7 @@ from xdrsync.twoway.merge import (
     FieldPlan,
     Intent,
     Policy,
+    close_classified,
     in_order_made,
     merge_field,
     merge_tags,
@@ -476,6 +477,11 @@ class Pusher:
             if history is None:
                 history = self._history(target.tenant_id, kind, entity_id)
             plans.append(self._merge(name, group, record, history, undone))
+        if kind == "incident":  # a close goes with a classification (merge.close_classified)
+            origins = {e.id: e.origin for e in edits}
+            plans = close_classified(
+                plans, record.get(STATUS), theirs_of(record, CLASSIFICATION), origins
+            )
         body = patch_body(plans)
         rows = {e.id: e for e in edits}
         if not body:
@@ -1043,6 +1049,7 @@ _OUTCOMES: dict[str, tuple[OutboxState, str]] = {
     "already": ("confirmed", "already_in_defender"),
     "defender_won": ("overridden", "conflict_defender_won"),
     "conflict": ("conflict", "conflict_manual"),
+    "refused": ("failed", "edit_refused"),
 }
 
 
@@ -1114,6 +1121,8 @@ def _detail(plan: FieldPlan, record: Mapping[str, Any], reason: str) -> dict[str
         "defender_updated": record.get("lastUpdateDateTime"),
         "workspace": plan.ours,
     }
+    if plan.reason != reason:  # how the merge decided a write (a close's classification)
+        detail["merge"] = plan.reason
     if plan.theirs_at is not None:
         # When Defender's value was set (``latest_wins`` compares it with the edit's time):
         # the record's last update may be a later change of another field.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from xdrsync.emulator.sentinel.app import build_app
 from xdrsync.emulator.sentinel.service import SentinelEmulator
 from xdrsync.emulator.sentinel.settings import SentinelSettings
@@ -26,6 +28,13 @@ class SentinelEmulatorServer(ServerThread):
         return self
 
 
-def serve_forever(settings: SentinelSettings, *, host: str = "127.0.0.1", port: int) -> None:
-    """Foreground run for ``xdrsync emulate sentinel``; returns on Ctrl-C or SIGTERM."""
-    serve(build_app(SentinelEmulator(settings)), host=host, port=port)
+def serve_forever(
+    settings: SentinelSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    sock: socket.socket | None = None,
+) -> None:
+    """Foreground run for ``xdrsync emulate sentinel``, on ``sock`` when given (bound by the
+    caller, ``serving.listening``); returns on Ctrl-C or SIGTERM."""
+    serve(build_app(SentinelEmulator(settings)), host=host, port=port, sock=sock)
