@@ -241,6 +241,12 @@ def edits_summary(hub: Hub, tenant_names: dict[str, str]) -> list[Any]:
                 f"{failure.entity_id}, {failure.field}): {failure.outcome}"
             )
         lines.extend(f"  {reason}" for reason in dict.fromkeys(refused.values()))
+        waiting = counts.get((tenant_id, "pending"), 0)
+        if waiting and tenant_id not in tenant_names:
+            lines.append(
+                f"  {name}: {waiting} pending edit(s) wait for their tenant: not pushed "
+                "until it is back in the config"
+            )
     return [table, *lines]
 
 

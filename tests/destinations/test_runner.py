@@ -22,6 +22,7 @@ from xdrsync.destinations.runner import (
     Offload,
 )
 from xdrsync.destinations.status import destination_statuses
+from xdrsync.destinations.worker import IDLE_EXIT_SECONDS, backoff_report
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.hub import ChangeRow, Hub
 
@@ -345,6 +346,8 @@ class _CaughtUpRunner:
 
     name = "tables"
 
+    failures = 0  # it never fails
+
     def __init__(self, hub: _TrickleHub) -> None:
         self.hub = hub
         self.position_ = 0
@@ -400,6 +403,89 @@ def test_a_steady_trickle_never_spawns_a_worker_process(monkeypatch: pytest.Monk
         if spawned:
             break
     assert spawned == [], "a worker process was spawned for a trickle of ~20 changes/s"
+
+
+class _FailingWorker:
+    """The log tables' worker on a full disk: its batches fail, so after ``IDLE_EXIT_SECONDS``
+    without a delivery it leaves, having delivered nothing, backing off."""
+
+    def __init__(self, clock: list[float], destination: Recorder) -> None:
+        self.clock, self.destination = clock, destination
+        self.report: dict[str, Any] = {}
+        self.until = 0.0
+
+    def start(self) -> _FailingWorker:
+        self.until = self.clock[0] + IDLE_EXIT_SECONDS
+        return self
+
+    def running(self) -> bool:
+        return self.clock[0] < self.until
+
+    def wake(self) -> None:
+        return None
+
+    def finish(self, timeout: float = 30.0) -> int:
+        failing = self.destination.fail is not None
+        self.report = {"delivered": 0, **({"failures": 3, "retry_in": 4.0} if failing else {})}
+        return 0
+
+
+def test_a_destination_that_keeps_failing_is_not_given_worker_after_worker(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lasting failure of the log tables (a full disk) with a backlog: a worker process
+    (a few CPU-seconds to start) was started, failed, left, and another came every 70 s.
+    The thread tries the destination again at the end of each backoff, and a worker goes
+    once a delivery has succeeded."""
+    commit_workload(hub, incidents=20)
+    clock = [1000.0]
+    monkeypatch.setattr(runner_module.time, "monotonic", lambda: clock[0])
+    tables = Recorder("tables")
+    tables.fail = RetriableError("IO Error: No space left on device")
+    tried: list[float] = []
+    deliver = tables.deliver
+
+    def counted(changes: Sequence[ChangeRow]) -> Sequence[Rejection]:
+        tried.append(clock[0])
+        clock[0] += 0.3  # a batch takes time: a pass on the thread ends after a few
+        return deliver(changes)
+
+    tables.deliver = counted  # type: ignore[method-assign]
+    spawned: list[_FailingWorker] = []
+
+    def spawn() -> _FailingWorker:
+        spawned.append(_FailingWorker(clock, tables))
+        return spawned[-1]
+
+    runner = DestinationRunner(hub, tables, batch_size=10, monotonic=lambda: clock[0])
+    fanout = Fanout([runner], offload=Offload("tables", spawn, flow=10))  # type: ignore[arg-type]
+    passes = fanout._quiet(runner)
+    for _ in range(3600):  # an hour, a pass each second
+        clock[0] += 1.0
+        passes()
+    assert len(spawned) == 1, f"{len(spawned)} workers started for a failing destination"
+    assert 5 <= len(tried) <= 20  # tried by the thread, less and less often
+    tables.fail = None  # the disk has room again
+    for _ in range(310):  # within the longest backoff
+        clock[0] += 1.0
+        passes()
+        if len(spawned) == 2:
+            break
+    assert len(spawned) == 2 and tables.got  # a pass on the thread, then a worker
+
+
+def test_a_worker_leaving_failing_hands_its_backoff_to_the_thread(hub: Hub) -> None:
+    commit_workload(hub, incidents=2)
+    clock = Clock()
+    tables = Recorder("tables")
+    runner = DestinationRunner(hub, tables, monotonic=clock)
+    failures, retry_in = backoff_report({"delivered": 0, "failures": 3, "retry_in": 4.0})
+    runner.took_over(0, failures, retry_in)
+    assert (runner.failures, runner.retry_in()) == (3, 4.0)
+    assert runner.publish() == 0 and tables.got == []  # its next try is not due yet
+    clock.now += 4
+    assert runner.publish() == hub.max_seq() and runner.failures == 0
+    assert backoff_report({"delivered": 5}) == (0, 0.0)  # it left healthy
 
 
 class _BusyWorker:

@@ -46,7 +46,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0010"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0011"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -358,6 +358,54 @@ def test_an_index_made_before_0010_finds_what_the_entity_cards_show_on_upgrade(
         index = QueueIndex(hub)
         index.deliver(hub.changes_after(0, 100))
         assert found(hub, "pc0007.contoso.com") == ["1"]
+
+
+def test_dead_letters_rejected_twice_before_0011_are_one_each_on_upgrade(any_url: str) -> None:
+    """Before 0011 a change rejected again after a replay had a second dead letter: the
+    upgrade keeps the newest row of each destination and change, and makes that the rule."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import IntegrityError
+
+    with Hub.open(any_url) as hub:
+        hub.commit_batch(batch(incident_json("1", stamp(1)), incident_json("2", stamp(2))))
+    engine = create_engine(any_url)
+    migrate(engine, "0010", down=True)
+    insert = text(
+        "INSERT INTO dead_letter (destination, seq, tenant_id, entity_type, entity_id, "
+        "reason, at) VALUES (:d, :seq, :t, 'incident', :e, :r, :at)"
+    )
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    rows = [
+        ("splunk", 1, "first"),
+        ("splunk", 1, "again"),
+        ("splunk", 2, "other"),
+        ("elastic", 1, "elsewhere"),
+        ("splunk", 1, "latest"),
+    ]
+    with engine.begin() as conn:  # as a replay left them
+        for destination, seq, reason in rows:
+            conn.execute(
+                insert,
+                {"d": destination, "seq": seq, "t": TENANT, "e": str(seq), "r": reason, "at": at},
+            )
+    migrate(engine, "0011")
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT destination, seq, reason FROM dead_letter"))
+        assert sorted(tuple(row) for row in kept) == [
+            ("elastic", 1, "elsewhere"),
+            ("splunk", 1, "latest"),
+            ("splunk", 2, "other"),
+        ]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            insert, {"d": "splunk", "seq": 2, "t": TENANT, "e": "2", "r": "twice", "at": at}
+        )
+    migrate(engine, "0010", down=True)  # and down: the index is plain again
+    with engine.begin() as conn:
+        conn.execute(
+            insert, {"d": "splunk", "seq": 2, "t": TENANT, "e": "2", "r": "twice", "at": at}
+        )
+    engine.dispose()
 
 
 def test_opening_waits_for_a_writer_that_holds_a_new_file(tmp_path: Path) -> None:

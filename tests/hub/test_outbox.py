@@ -31,6 +31,16 @@ def test_an_edit_is_pending_from_its_queueing_until_it_is_settled(hub: Hub) -> N
     assert not hub.edits_pending()  # settled: nothing left to look at
 
 
+def test_the_look_and_the_due_edits_can_be_of_some_tenants_only(hub: Hub) -> None:
+    """The service looks at the edits of the tenants it syncs: another's (a tenant removed
+    from the config) wait for it, pending."""
+    (edit,) = hub.enqueue_edits([_edit()])
+    assert hub.edits_pending([TENANT]) and not hub.edits_pending(["other"])
+    assert not hub.edits_pending([])
+    assert [r.id for r in hub.due_edits(tenant_ids=[TENANT, "other"])] == [edit]
+    assert hub.due_edits(tenant_ids=["other"]) == []
+
+
 def test_an_edit_is_dated_when_it_was_made_and_never_after_it_was_queued(hub: Hub) -> None:
     made = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     future = datetime.now(UTC) + timedelta(days=1)  # a remote clock ahead of ours

@@ -141,6 +141,26 @@ def test_an_operator_clears_the_quarantine_and_the_dead_letters_and_the_audit_sa
     assert (row.entity_id, row.detail) == ("splunk", {"dead_letters": 1})
 
 
+def test_a_change_rejected_again_after_a_replay_is_one_dead_letter(hub: Hub) -> None:
+    """`destinations replay` delivers rejected changes again: one rejected again (its cause
+    not dealt with) had a second row, so `destinations status` counted it twice."""
+    hub.commit_batch(batch(*page_of(3, stamp(1), alerts=0, evidence=0)))
+    hub.record_delivery("splunk", 3, [(1, TENANT, "incident", "i1", "too big")])
+    hub.record_delivery("elastic", 3, [(1, TENANT, "incident", "i1", "refused")])
+    hub.reset_cursor("splunk", 0)  # replay from the first change
+    hub.record_delivery(
+        "splunk",
+        3,
+        [(1, TENANT, "incident", "i1", "still too big"), (2, TENANT, "incident", "i2", "odd")],
+    )
+    assert hub.dead_letter_counts() == {"splunk": 2, "elastic": 1}
+    letters = hub.list_dead_letters("splunk")
+    assert sorted((d.seq, d.reason) for d in letters) == [(1, "still too big"), (2, "odd")]
+    (first,) = [d for d in letters if d.seq == 1]
+    (other,) = hub.list_dead_letters("elastic")
+    assert first.at >= other.at  # the latest rejection's time
+
+
 def test_cursors_only_move_forward_unless_reset(hub: Hub) -> None:
     hub.commit_batch(batch(*page_of(3, stamp(1), alerts=1, evidence=0)))
     assert hub.max_seq() == 6

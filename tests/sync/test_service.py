@@ -148,6 +148,79 @@ def test_the_pusher_reads_due_edits_only_when_an_edit_is_pending(
         service.stop()
 
 
+def test_edits_of_a_tenant_no_longer_synced_wait_for_it_without_a_query_at_each_look(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Edits of a tenant removed from the config stay pending: every look of the dispatcher
+    (five a second) had found them and read the due edits, 40% of an idle service's CPU."""
+    hub.enqueue_edits([NewEdit("gone", "incident", "1", "status", "active", "new", "ana", "cli")])
+    monkeypatch.setattr(engine, "sync_tenant", lambda *_, **__: _report(False))
+    reads: list[int] = []
+    looks: list[int] = []
+    looked = threading.Event()
+    due_edits, edits_pending = hub.due_edits, hub.edits_pending
+
+    def counted_reads(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return due_edits(*args, **kwargs)
+
+    def counted_looks(*args: Any, **kwargs: Any) -> Any:
+        looks.append(1)
+        if len(looks) >= 30:
+            looked.set()
+        return edits_pending(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "due_edits", counted_reads)
+    monkeypatch.setattr(hub, "edits_pending", counted_looks)
+    pushes: list[str] = []
+
+    def service(*tenant_ids: str) -> SyncService:
+        tenants = [TenantSource(name=t, tenant_id=t, source=None) for t in tenant_ids]  # type: ignore[arg-type]
+        return SyncService(
+            hub,
+            tenants,
+            None,  # type: ignore[arg-type]
+            poll_interval=60,
+            push=pushes.append,
+            push_interval=0.01,
+        )
+
+    running = service("t").start()
+    try:
+        assert looked.wait(10)  # 30 looks at an outbox holding only the other tenant's edit
+    finally:
+        running.stop()
+    assert reads == [] and set(pushes) <= {"t"}  # "t" once as the service started, at most
+    assert [r.state for r in hub.edits(tenant_id="gone")] == ["pending"]  # kept for it
+    # The tenant back in the config: its edit is due, and its pusher is woken for it.
+    pushes.clear()
+    running = service("t", "gone").start()
+    try:
+        deadline = time.monotonic() + 10
+        while pushes.count("gone") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        running.stop()
+    assert pushes.count("gone") >= 3 and reads  # woken again and again: the edit is due
+
+
+def test_state_show_says_the_edits_of_a_tenant_no_longer_configured_wait_for_it(
+    hub: Hub,
+) -> None:
+    from rich.console import Console
+
+    from xdrsync.views import edits_summary
+
+    hub.enqueue_edits([NewEdit("gone", "incident", "1", "status", "active", "new", "ana", "cli")])
+    hub.enqueue_edits([NewEdit("t", "incident", "2", "status", "active", "new", "ana", "cli")])
+    console = Console(width=400, record=True)
+    for part in edits_summary(hub, {"t": "contoso"}):
+        console.print(part)
+    text = console.export_text()
+    assert "gone (not in config): 1 pending edit(s) wait for their tenant" in text, text
+    assert "contoso:" not in text  # a synced tenant's edit goes as usual
+
+
 def _logged_by_a_job(failures: list[Exception]) -> list[dict[str, Any]]:
     """What a background job logs that raises ``failures`` one run each, then succeeds."""
     import structlog

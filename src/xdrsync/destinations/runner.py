@@ -24,6 +24,7 @@ from xdrsync.destinations.worker import (
     FLOW_SECONDS,
     RESPAWN_SECONDS,
     TablesWorker,
+    backoff_report,
     queue_index_report,
 )
 from xdrsync.errors import ConfigError, ThrottledError
@@ -78,6 +79,15 @@ class DestinationRunner:
     @property
     def name(self) -> str:
         return self.destination.name
+
+    @property
+    def failures(self) -> int:
+        """Deliveries that failed in a row: backing off until one succeeds (0 then)."""
+        return self._failures
+
+    def retry_in(self) -> float:
+        """Seconds before a failing destination is tried again (0: it is due)."""
+        return max(0.0, self._retry_at - self._monotonic())
 
     def position(self) -> int:
         if self._position is None:
@@ -217,12 +227,18 @@ class DestinationRunner:
         self.hub.record_delivery_failure(self.name, text)
         log.warning("destination failed", destination=self.name, error=text, retry_in=delay)
 
-    def took_over(self, delivered: int) -> None:
+    def took_over(self, delivered: int, failures: int = 0, retry_in: float = 0.0) -> None:
         """A worker process delivered for this runner: count it, and read the position
-        afresh before delivering again."""
+        afresh before delivering again. A worker that left failing (``failures`` in a row,
+        its next try due in ``retry_in`` seconds) hands its backoff over: it goes on here."""
         with self._lock:
             self.delivered += delivered
             self._position = None
+            if failures:
+                self._failures = max(self._failures, failures)
+                self._retry_at = max(self._retry_at, self._monotonic() + retry_in)
+            elif delivered:
+                self._failures = 0
 
     def replay_from(self, seq: int) -> None:
         """Deliver again every change from ``seq`` on (the destination is told first)."""
@@ -302,7 +318,8 @@ class Fanout:
     def _hand_back(self, worker: TablesWorker, delivered: int) -> None:
         """A worker has exited: its runners deliver again from the positions read afresh."""
         assert self.offload is not None
-        self.runner(self.offload.name).took_over(delivered)
+        failures, retry_in = backoff_report(worker.report)
+        self.runner(self.offload.name).took_over(delivered, failures, retry_in)
         if self.offload.companion is None:
             return
         kept, listed = queue_index_report(worker.report)
@@ -336,7 +353,11 @@ class Fanout:
             span = max(now - last[0], RATE_SECONDS) if last is not None else 0.0
             rate = (top - last[1]) / span if last is not None else 0.0
             heavy = max(pending, rate * self.offload.seconds) >= self.offload.flow
-            if heavy and now >= self._no_worker_until:
+            # Not for a destination that is failing: the thread tries it again when its
+            # backoff ends, and a worker goes once a delivery succeeds. During a lasting
+            # failure (a full disk) a worker started, failed, and left every 70 s, a few
+            # CPU-seconds each.
+            if heavy and now >= self._no_worker_until and not runner.failures:
                 self._last_seen = None
                 try:
                     self._worker = self.offload.spawn().start()

@@ -21,7 +21,8 @@ is the log store's own:
 The parent sends one JSON line of settings on the worker's standard input (the hub's URL
 may hold a password: it never goes on a command line), then ``wake`` and ``drain`` lines;
 SIGTERM, or the pipe closed without a drain, stops it after its current batch. The worker
-answers one JSON line, ``{"delivered": N}``, on its standard output at exit.
+answers one JSON line, ``{"delivered": N}``, on its standard output at exit (with its
+``failures`` in a row and ``retry_in`` when it leaves failing: the thread backs off on).
 """
 
 from __future__ import annotations
@@ -170,6 +171,16 @@ def _delivered(report: Mapping[str, Any], name: str = "delivered") -> int:
         return 0
 
 
+def backoff_report(report: Mapping[str, Any]) -> tuple[int, float]:
+    """From a worker's report: the deliveries that failed in a row when it left (0: the
+    last succeeded), and the seconds until its next try was due."""
+    try:
+        retry_in = max(0.0, float(report.get("retry_in") or 0.0))
+    except (TypeError, ValueError):
+        retry_in = 0.0
+    return _delivered(report, "failures"), retry_in
+
+
 def queue_index_report(report: Mapping[str, Any]) -> tuple[int, list[tuple[str, str, str]]]:
     """From a worker's report: the changes it delivered to the console's queue index, and the
     alerts it found listed under another incident."""
@@ -291,6 +302,8 @@ def serve(stream: IO[str], out: IO[str]) -> int:
     finally:
         hub.close()
     report: dict[str, Any] = {"delivered": runner.delivered}
+    if runner.failures:  # leaving failing: its backoff goes on in the parent
+        report |= {"failures": runner.failures, "retry_in": round(runner.retry_in(), 3)}
     if index is not None and queue is not None:
         report |= {"queue_index": queue.delivered, "listed_elsewhere": index.listed_elsewhere()}
     out.write(json.dumps(report) + "\n")

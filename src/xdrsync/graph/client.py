@@ -12,6 +12,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -74,6 +76,23 @@ INLINE_RETRY_AFTER = 60.0
 #: The longest a throttled tenant's calls are held here (a Retry-After of a year is a server's
 #: mistake; the engine parks a stream as long at most).
 MAX_PAUSE = 3600.0
+
+#: Set while the caller logs each failed call itself (``failures_reported``).
+_REPORTED: ContextVar[bool] = ContextVar("graph_failures_reported", default=False)
+
+
+@contextmanager
+def failures_reported() -> Iterator[None]:
+    """Run the block (and the threads it starts with its context, e.g. ``prefetch``) with
+    the client saying its failed calls at debug only: the caller logs each failure it gets,
+    with the same text. The sync engine does for its streams (``stream failed``), which an
+    outage had made two warnings per failure, every cycle. Other callers (the pusher,
+    ``check``, a backfill) get the client's warning."""
+    token = _REPORTED.set(True)
+    try:
+        yield
+    finally:
+        _REPORTED.reset(token)
 
 
 class Tokens(Protocol):
@@ -497,8 +516,10 @@ class GraphClient:
         else:
             text = f"{where} failed after {attempts} attempt(s): {condition.value} ({detail})"
         text = clean(text)  # server text (details, link paths) never carries secrets or escapes
-        # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings.
-        level = self._log.debug if condition is Condition.NOT_FOUND else self._log.warning
+        # A 404 is an answer (deleted, merged), not a malfunction: keep it out of warnings;
+        # so is a failure the caller logs itself (``failures_reported``).
+        quiet = condition is Condition.NOT_FOUND or _REPORTED.get()
+        level = self._log.debug if quiet else self._log.warning
         level("graph call failed", method=method, path=parts.path, error=text)
         if issubclass(kind, ThrottledError):
             return ThrottledError(text, retry_after=decision.retry_after)
@@ -519,4 +540,4 @@ class GraphClient:
         return error
 
 
-__all__ = ["API_VERSION", "GraphClient", "GraphResponse", "Tokens"]
+__all__ = ["API_VERSION", "GraphClient", "GraphResponse", "Tokens", "failures_reported"]

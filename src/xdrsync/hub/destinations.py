@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, select, update
 
 from xdrsync.hub import schema as s
+from xdrsync.hub.chunks import chunks
 from xdrsync.hub.records import DeadLetterRow, RemoteCopy
 from xdrsync.hub.state import advance_cursor
 from xdrsync.jsontext import dumps, loads
@@ -48,8 +49,15 @@ def record_failure(conn: Connection, name: str, error: str, now: datetime) -> No
 def add_dead_letters(
     conn: Connection, name: str, letters: Sequence[tuple[int, str, str, str, str]], now: datetime
 ) -> None:
-    """``letters``: (seq, tenant_id, entity_type, entity_id, reason) each."""
+    """``letters``: (seq, tenant_id, entity_type, entity_id, reason) each. One row per
+    destination and change: a change rejected again (after ``destinations replay``) takes
+    the place of its earlier row, with this reason and time, listed as the newest."""
     if letters:
+        latest = {letter[0]: letter for letter in letters}
+        letters = list(latest.values())
+        d = s.dead_letter
+        for part in chunks(sorted(latest)):
+            conn.execute(delete(d).where(d.c.destination == name, d.c.seq.in_(part)))
         conn.execute(
             s.dead_letter.insert(),
             [

@@ -7,7 +7,7 @@ each decision with both sides' values: an edit is never dropped without a trace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -189,9 +189,14 @@ def _replace_conflicts(
     return standing
 
 
-def any_pending(conn: Connection) -> bool:
-    """Whether any edit is pending, due or not (one look at the state index)."""
-    return bool(conn.execute(select(exists().where(s.outbox.c.state == "pending"))).scalar())
+def any_pending(conn: Connection, tenant_ids: Collection[str] | None = None) -> bool:
+    """Whether any edit is pending, due or not (one look at the state index); of
+    ``tenant_ids`` only when given."""
+    o = s.outbox
+    pending = exists().where(o.c.state == "pending")
+    if tenant_ids is not None:
+        pending = pending.where(o.c.tenant_id.in_(list(tenant_ids)))
+    return bool(conn.execute(select(pending)).scalar())
 
 
 def due(
@@ -200,9 +205,10 @@ def due(
     limit: int,
     tenant_id: str | None = None,
     after_id: int = 0,
+    tenant_ids: Collection[str] | None = None,
 ) -> list[OutboxRow]:
     """Pending edits of the records one of whose edits' time has come, oldest first (from
-    ``after_id`` on).
+    ``after_id`` on; of ``tenant_id``, or of ``tenant_ids``, only when given).
 
     A record's pending edits go together: an older edit waiting for its retry goes with a
     newer one that is due, and is merged before it. Were the newer one pushed alone, the
@@ -228,6 +234,8 @@ def due(
     )
     if tenant_id is not None:
         query = query.where(o.c.tenant_id == tenant_id)
+    if tenant_ids is not None:
+        query = query.where(o.c.tenant_id.in_(list(tenant_ids)))
     return [_row(r) for r in conn.execute(query)]
 
 

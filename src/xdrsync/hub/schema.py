@@ -376,7 +376,8 @@ cursor = Table(
 dead_letter = Table(
     "dead_letter",
     metadata,
-    # A change a destination rejected for good (its reason); the cursor moved past it.
+    # A change a destination rejected for good (its reason); the cursor moved past it. One
+    # row per destination and change: rejected again (after a replay), its reason and time.
     Column("id", _GROWING_ID, primary_key=True, autoincrement=True),
     Column("destination", String(200), nullable=False),
     Column("seq", BigInteger, nullable=False),
@@ -385,7 +386,7 @@ dead_letter = Table(
     _id("entity_id", nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
-    Index("ix_dead_letter_destination", "destination", "seq"),
+    Index("ix_dead_letter_destination", "destination", "seq", unique=True),
 )
 
 remote_copy = Table(

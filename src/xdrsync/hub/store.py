@@ -6,7 +6,7 @@ several processes may share one database: writers queue on the database's write 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -307,20 +307,27 @@ class Hub:
         with self._write() as conn:
             return outbox.enqueue(conn, edits, self._clock())
 
-    def edits_pending(self) -> bool:
+    def edits_pending(self, tenant_ids: Collection[str] | None = None) -> bool:
         """Whether any edit is pending, due now or waiting for its retry: the pusher's look,
         five times a second, at an outbox that is mostly empty (about half the CPU of
-        `due_edits`, whose query it then skips)."""
+        `due_edits`, whose query it then skips). With ``tenant_ids``, of those tenants
+        only: the edits of a tenant the service does not sync (one removed from the
+        config) wait for it, and must not make every look a whole query."""
         with self._read() as conn:
-            return outbox.any_pending(conn)
+            return outbox.any_pending(conn, tenant_ids)
 
     def due_edits(
-        self, limit: int = 200, tenant_id: str | None = None, after_id: int = 0
+        self,
+        limit: int = 200,
+        tenant_id: str | None = None,
+        after_id: int = 0,
+        tenant_ids: Collection[str] | None = None,
     ) -> list[OutboxRow]:
         """Pending edits of the records with an edit due now, oldest first (ids above
-        ``after_id``): a record's pending edits go together (``outbox.due``)."""
+        ``after_id``; of ``tenant_id``, or ``tenant_ids``, only when given): a record's
+        pending edits go together (``outbox.due``)."""
         with self._read() as conn:
-            return outbox.due(conn, self._clock(), limit, tenant_id, after_id)
+            return outbox.due(conn, self._clock(), limit, tenant_id, after_id, tenant_ids)
 
     def edits(
         self,

@@ -122,18 +122,23 @@ def sync_tenant(
     After a failure for configuration or a 429, the tenant's next stream is not started: it
     would fail the same way, or spend the wait Graph asked for. ``retry_in``: when the caller
     tries again after a failure for configuration, said in the stream's error."""
+    # Here, not at the top: the log tables' worker imports this module without Graph's stack.
+    from xdrsync.graph.client import failures_reported
+
     report = CycleReport(tenant=tenant.name, started=datetime.now(UTC))
     for index, stream in enumerate(streams):
         began = time.monotonic()
         try:
-            done = sync_stream(
-                hub,
-                tenant.source,
-                tenant_id=tenant.tenant_id,
-                stream=stream,
-                settings=settings,
-                on_window=on_window,
-            )
+            # A failed Graph call is said once, below ("stream failed"), not by the client too.
+            with failures_reported():
+                done = sync_stream(
+                    hub,
+                    tenant.source,
+                    tenant_id=tenant.tenant_id,
+                    stream=stream,
+                    settings=settings,
+                    on_window=on_window,
+                )
             report.streams.append(done)
             # A quiet cycle is said at debug: at info, an idle tenant's two streams wrote
             # about 11 lines a minute (3 MB a day), every one of them "read=0".
@@ -540,10 +545,14 @@ class SyncService:
         a backlog larger than one read wakes every tenant's, each looking for its own).
 
         An empty outbox, the steady state, costs one look at its state index: the whole
-        query five times a second was 40% of an idle service's CPU (10 tenants)."""
-        if not self.hub.edits_pending():
+        query five times a second was 40% of an idle service's CPU (10 tenants). Only the
+        edits of the tenants this service syncs count: those of a tenant removed from the
+        config wait in the outbox for it (re-added, it pushes them) without making every
+        look a whole query."""
+        synced = list(self._pushers)
+        if not self.hub.edits_pending(synced):
             return
-        due = self.hub.due_edits(_DISPATCH_BATCH)
+        due = self.hub.due_edits(_DISPATCH_BATCH, tenant_ids=synced)
         tenants = (
             set(self._pushers) if len(due) >= _DISPATCH_BATCH else {row.tenant_id for row in due}
         )
