@@ -39,12 +39,10 @@ def listen_error(host: str, port: int) -> OSError | None:
     not uvicorn's bind error on stderr beside it."""
     if port == 0:
         return None
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as refused:
-            return refused
+    try:
+        listening(host, port).close()
+    except OSError as refused:
+        return refused
     return None
 
 
