@@ -247,6 +247,12 @@ class AppCredentials(_Frozen):
     authority_url: str = AUTHORITY_URL
     verify_tls: bool | str = True  # or the path of a CA bundle
 
+    @classmethod
+    def owner_label(cls, name: object) -> str:
+        """How messages name the owner of these credentials: ``tenant 'contoso'`` (a Defender
+        tenant), ``destination 'soc'``."""
+        return f"{'tenant' if cls.defers_credentials else 'destination'} {str(name)!r}"
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -295,8 +301,7 @@ class AppCredentials(_Frozen):
                     if not _defers(cls, info):
                         raise
                     # unset or unreadable now: tried again at sign-in
-                kind = "tenant" if cls.defers_credentials else "destination"
-                owner = f"{kind} {str(info.data.get('name'))!r}"
+                owner = cls.owner_label(info.data.get("name"))
                 return DeferredSecret(value, _base_dir(info), owner, setting)
             return resolve_secret(value, _base_dir(info))
         return value

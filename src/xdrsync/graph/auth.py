@@ -411,8 +411,7 @@ class TokenProvider:
         return ConfigError(self._text(f"Entra ID refused sign-in ({error}: {reason}); {hint}"))
 
     def _text(self, message: str) -> str:
-        kind = "tenant" if isinstance(self.tenant, TenantConfig) else "destination"
-        text = f"{kind} {self.tenant.name!r}: {' '.join(message.split())}"
+        text = f"{self.tenant.owner_label(self.tenant.name)}: {' '.join(message.split())}"
         if self._secret:
             text = text.replace(self._secret, "***")
         return clean(text, limit=600)

@@ -27,7 +27,7 @@ import httpcore
 import httpx
 
 from xdrsync import __version__
-from xdrsync.config import AppCredentials, SyncConfig, TenantConfig, check_ca_bundle
+from xdrsync.config import AppCredentials, SyncConfig, check_ca_bundle
 from xdrsync.errors import ConfigError
 from xdrsync.graph.errors import DeadlineExceededError, ResponseTooLargeError
 from xdrsync.jsontext import UnreadableItem, loads
@@ -44,8 +44,7 @@ def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
         try:
             verify = check_ca_bundle(Path(tenant.verify_tls))
         except ValueError as problem:  # changed since the config loaded
-            kind = "tenant" if isinstance(tenant, TenantConfig) else "destination"
-            raise ConfigError(f"{kind} {tenant.name!r}: verify_tls: {problem}") from None
+            raise ConfigError(f"{tenant.owner_label(tenant.name)}: verify_tls: {problem}") from None
     else:
         verify = tenant.verify_tls
     try:
@@ -58,9 +57,8 @@ def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
     except (ImportError, ValueError, httpx.InvalidURL) as problem:
         # httpx reads the proxies from the environment here: a malformed one, or a SOCKS
         # proxy without httpx[socks], is the operator's to fix, in one line.
-        kind = "tenant" if isinstance(tenant, TenantConfig) else "destination"
         raise ConfigError(
-            f"{kind} {tenant.name!r}: the proxy set in the environment (HTTPS_PROXY, "
+            f"{tenant.owner_label(tenant.name)}: the proxy set in the environment (HTTPS_PROXY, "
             f"HTTP_PROXY, ALL_PROXY) cannot be used: {clean(str(problem), limit=200)}"
         ) from None
     _bound_by_deadline(client)
