@@ -9,8 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -28,7 +30,7 @@ from hubdata import (
 )
 from sqlalchemy import inspect, text
 
-from xdrsync.errors import ConfigError
+from xdrsync.errors import ConfigError, ConflictError
 from xdrsync.hub import Hub, default_url
 from xdrsync.hub.database import (
     HEAD_REVISION,
@@ -46,7 +48,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0011"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0012"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -405,6 +407,89 @@ def test_dead_letters_rejected_twice_before_0011_are_one_each_on_upgrade(any_url
         conn.execute(
             insert, {"d": "splunk", "seq": 2, "t": TENANT, "e": "2", "r": "twice", "at": at}
         )
+    engine.dispose()
+
+
+class AlwaysRacing:
+    """Defender for the pusher: one incident whose every PATCH Graph answers 409 Conflict."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.patches = 0
+
+    def get_incident(self, incident_id: str, *, expand_alerts: bool = True) -> dict[str, Any]:
+        return dict(self.record)
+
+    def patch_incident(self, incident_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        self.patches += 1
+        raise ConflictError(f"PATCH incident {incident_id}: Newer version of resource exists")
+
+    def add_incident_comment(self, incident_id: str, text: str) -> list[dict[str, Any]]:
+        raise AssertionError("no comments here")
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        raise AssertionError("no alerts here")
+
+    def patch_alert(self, alert_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        raise AssertionError("no alerts here")
+
+    def add_alert_comment(self, alert_id: str, text: str) -> list[dict[str, Any]]:
+        raise AssertionError("no alerts here")
+
+
+def test_an_edit_midway_through_its_409s_keeps_its_count_across_0012(any_url: str) -> None:
+    """Before 0012 an edit's 409 answers in a row were counted in its outcome's text; 0012
+    keeps the count in ``outbox.conflicts``, read from that text once. An edit Defender had
+    answered 409 twice gives up after two more 409s, as it would have; an edit whose last try
+    failed otherwise starts from none."""
+    from sqlalchemy import create_engine
+
+    from xdrsync.config import ConflictPolicies
+    from xdrsync.hub.records import NewEdit
+    from xdrsync.twoway.pusher import MAX_CONFLICT_TRIES, Pusher, PushTarget
+
+    record = incident_json("1", stamp(1))
+    with Hub.open(any_url) as hub:
+        hub.commit_batch(batch(record, incident_json("2", stamp(2))))
+        racing, outage = hub.enqueue_edits(
+            [
+                NewEdit(
+                    TENANT, "incident", entity, "assignedTo", None, "bob@contoso.com", "ana", "cli"
+                )
+                for entity in ("1", "2")
+            ]
+        )
+    engine = create_engine(any_url)
+    migrate(engine, "0011", down=True)
+    race = "tenant 'contoso': Newer version of resource exists (409 answer 2 of 4)"
+    busy = "tenant 'contoso': failed after 1 attempt(s): 503 (Service Unavailable)"
+    with engine.begin() as conn:  # as the pusher before 0012 left them
+        for edit_id, outcome in ((racing, race), (outage, busy)):
+            conn.execute(
+                text("UPDATE outbox SET outcome = :o, attempts = 2 WHERE id = :i"),
+                {"o": outcome, "i": edit_id},
+            )
+    engine.dispose()
+    with Hub.open(any_url) as hub:  # upgrades to head
+        assert {r.id: r.conflicts for r in hub.edits()} == {racing: 2, outage: 0}
+        assert hub.edits(ids=[racing])[0].outcome == race  # the message is left as it was
+        defender = AlwaysRacing(record)
+        pusher = Pusher(hub, [PushTarget("contoso", TENANT, defender)], ConflictPolicies())
+        pusher.push_due()
+        (row,) = hub.edits(ids=[racing])
+        assert (row.state, row.conflicts) == ("pending", 3)
+        assert row.outcome is not None and row.outcome.endswith("(409 answer 3 of 4)")
+        with hub.engine.begin() as conn:  # the retry's time comes
+            conn.execute(text("UPDATE outbox SET next_attempt_at = NULL"))
+        pusher.push_due()
+        (row,) = hub.edits(ids=[racing])
+        assert (row.state, row.conflicts) == ("failed", MAX_CONFLICT_TRIES)
+        assert f"after {MAX_CONFLICT_TRIES} tries" in (row.outcome or "")
+        (other,) = hub.edits(ids=[outage])
+        assert (other.state, other.conflicts) == ("pending", 2)
+    engine = create_engine(any_url)
+    migrate(engine, "0011", down=True)  # and down: the column goes
+    assert "conflicts" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
     engine.dispose()
 
 

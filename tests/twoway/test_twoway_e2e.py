@@ -743,13 +743,14 @@ def test_a_conflict_with_an_owner_unassigned_in_the_portal_shows_it_and_resolves
     assert env.truth(incident)["assignedTo"] == "alice@contoso.com"
 
 
-def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(
+def test_a_close_whose_classification_defender_refuses_fails_with_it_and_the_rest_land(
     make_env: Any,
 ) -> None:
     """Alice resolves, assigns, tags and classifies in one update; Defender refuses the
-    classification (a pair outside the documented table) with 400. The fields it takes are
-    written; only the classification fails, with Defender's message, where the user sees
-    edits (the edit's outcome, the audit trail)."""
+    classification (a pair outside the documented table) with 400. The close goes only with
+    its classification (merge.close_classified): both fail, with Defender's message, where
+    the user sees edits (the edit's outcome, the audit trail), and the incident is not left
+    closed unclassified. The fields Defender takes (owner, tags, comment) are written."""
     env = make_env(faults="refused_pair_rate=1")
     incident = env.open_incident()
     before = env.truth(incident)
@@ -764,20 +765,22 @@ def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(
     )
     env.cycle()
     truth = env.truth(incident)
-    assert truth["status"] == "resolved"
+    assert truth["status"] == before["status"] != "resolved"
     assert truth["assignedTo"] == "alice@contoso.com"
     assert "bec" in truth["customTags"]
     assert [c["comment"] for c in truth["comments"]].count("Mailbox rule removed") == 1
     pair = (truth.get("classification"), truth.get("determination"))
     assert pair == (before.get("classification"), before.get("determination"))
     rows = {r.field: r for r in env.hub.edits(ids=ids)}
-    refused = rows.pop("classification")
-    assert refused.state == "failed"
-    assert "Invalid value 'apt' for property 'determination'" in (refused.outcome or "")
+    refused = [rows.pop("classification"), rows.pop("status")]
+    for row in refused:
+        assert row.state == "failed"
+        assert "Invalid value 'apt' for property 'determination'" in (row.outcome or "")
+        trail = [a for a in env.hub.audit_tail(200) if a.detail.get("outbox") == row.id]
+        assert trail[0].decision == "edit_refused"
+        assert "Invalid value 'apt'" in trail[0].detail["reason"]
+    assert "refused together with classification" in (refused[1].outcome or "")
     assert {field: r.state for field, r in rows.items()} == dict.fromkeys(rows, "confirmed")
-    trail = [a for a in env.hub.audit_tail(200) if a.detail.get("outbox") == refused.id]
-    assert trail[0].decision == "edit_refused"
-    assert "Invalid value 'apt'" in trail[0].detail["reason"]
     # Settled: the next cycles write nothing, and the workspace shows Defender's values.
     writes = env.writes()
     env.cycle()
@@ -785,6 +788,7 @@ def test_a_value_defender_refuses_fails_alone_and_the_record_s_other_edits_land(
     assert env.writes() == writes
     current = env.hub.get_incident(env.tenant.tenant_id, incident)
     assert current is not None and current.assigned_to == "alice@contoso.com"
+    assert current.status == before["status"]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from xdrsync.twoway.merge import (
     merge_tags,
     same,
     theirs_since,
+    write_units,
 )
 from xdrsync.twoway.pusher import patch_body, theirs_of
 
@@ -421,6 +422,37 @@ def test_fields_that_need_nothing_of_each_other_pass_unchanged() -> None:
     assert close_classified(closes, "active", NONE) == closes
 
 
+def _write(name: str, seen: Any, wanted: Any, id_: int) -> FieldPlan:
+    return merge_field(name, [intent(name, seen, wanted, id_=id_)], seen, None, "latest_wins")
+
+
+def test_a_close_and_its_classification_are_one_unit_of_a_refused_patch() -> None:
+    """When Graph refuses a PATCH with 400 the pusher sends it again unit by unit: the close
+    and its classification go together or not at all (either alone could leave the incident
+    closed unclassified); every other field, a reopen with a new verdict included, alone."""
+    owner = _write(OWNER, None, "alice@contoso.com", 1)
+    close = _write(STATUS, "active", "resolved", 2)
+    reopen = _write(STATUS, "resolved", "active", 2)
+    classify = _write(CLASSIFICATION, NONE, TP, 3)
+    clear = _write(CLASSIFICATION, TP, NONE, 3)
+    tags = merge_tags([intent(TAGS, None, {"add": ["bec"], "remove": []}, id_=4)], [])
+    kept = merge_field(CLASSIFICATION, [intent(CLASSIFICATION, FP, TP, id_=3)], TP, None, "manual")
+    assert write_units([owner, close, tags, classify]) == [(owner,), (close, classify), (tags,)]
+    assert write_units([classify, owner, close]) == [(close, classify), (owner,)]
+    assert write_units([reopen, clear, owner]) == [(reopen, clear), (owner,)]
+    assert write_units([reopen, classify]) == [(reopen,), (classify,)]
+    # A close whose classification Defender already has: nothing to tie it to.
+    assert kept.action == "already"
+    assert write_units([close, kept, owner]) == [(close,), (owner,)]
+    assert write_units([classify, owner]) == [(classify,), (owner,)]
+    # Edits read back from Sentinel may close unclassified: not tied.
+    assert write_units([close, classify], {2: "sentinel:soc", 3: "sentinel:soc"}) == [
+        (close,),
+        (classify,),
+    ]
+    assert write_units([close, classify], {2: "cli", 3: "sentinel:soc"}) == [(close, classify)]
+
+
 # -- theirs_since ---------------------------------------------------------------------------
 
 
@@ -620,6 +652,13 @@ class FakeDefender:
     ticks: int
     changed_in: dict[str, int] = field(default_factory=dict)
     patches: int = 0
+    #: Classifications Graph answers 400 to, refusing the whole PATCH that sets one, as it
+    #: may a pair outside its table (the emulator's ``refused_pair_rate``); the portal's
+    #: edits are not refused.
+    refused: frozenset[str] = frozenset()
+
+    def refuses(self, body: Mapping[str, Any]) -> bool:
+        return "classification" in body and body["classification"] in self.refused
 
     @classmethod
     def new(cls, tags: Sequence[str]) -> FakeDefender:
@@ -766,6 +805,8 @@ class PushOutcome:
     plans: list[FieldPlan]
     body: dict[str, Any]
     merged: list[FieldPlan] = field(default_factory=list)  # per field, before close_classified
+    refused: set[str] = field(default_factory=set)  # fields Graph refused with 400
+    applied: dict[str, Any] = field(default_factory=dict)  # what Graph took of the body
 
 
 def push(
@@ -774,7 +815,9 @@ def push(
     policies: Mapping[str, Policy],
     now: datetime,
 ) -> PushOutcome:
-    """One pass of the pusher over the incident: read, merge, one PATCH, settle."""
+    """One pass of the pusher over the incident: read, merge, one PATCH, settle. A PATCH
+    Graph refuses with 400 is sent again in halves, down to the unit it refuses, which
+    fails whole (``Pusher._patch`` over ``merge.write_units``)."""
     due = workspace.pending()
     record = copy.deepcopy(defender.record)
     changed = dict(defender.changed_in)
@@ -784,10 +827,29 @@ def push(
     plans = settle_push(merged, record)
     body = patch_body(plans)
     version: int | None = None
-    if body:
-        defender.apply(body, now)
+    refused: set[str] = set()
+    applied: dict[str, Any] = {}
+
+    def send(units: Sequence[tuple[FieldPlan, ...]]) -> None:
+        nonlocal version
+        part = patch_body([plan for unit in units for plan in unit])
         defender.patches += 1
-        version = defender.ticks
+        if not defender.refuses(part):
+            defender.apply(part, now)
+            applied.update(part)
+            version = defender.ticks
+        elif len(units) > 1:
+            send(units[: len(units) // 2])
+            send(units[len(units) // 2 :])
+        else:
+            refused.update(plan.field for plan in units[0])
+
+    if body:
+        send(write_units(plans))
+    plans = [
+        dataclasses.replace(p, action="refused", value=None) if p.field in refused else p
+        for p in plans
+    ]
     for plan in plans:
         for row_id in plan.intents:
             state = _SETTLED[plan.action]
@@ -797,7 +859,7 @@ def push(
                 written_version=version if plan.action == "write" else None,
                 theirs=plan.theirs if plan.action == "conflict" else None,
             )
-    return PushOutcome(due, record, changed, plans, body, merged)
+    return PushOutcome(due, record, changed, plans, body, merged, refused, applied)
 
 
 def resolve(workspace: Workspace, take: Side) -> int | None:
@@ -961,6 +1023,9 @@ def check_policy(
         first, last = rows[plan.intents[0]], rows[plan.intents[-1]]
         before = theirs_of(outcome.record_before, plan.field)
         now = theirs_of(defender.record, plan.field)
+        if plan.field in outcome.refused:  # Graph refused it: Defender's value stands
+            assert same(plan.field, now, before), plan
+            continue
         if plan.action != merged[plan.field].action:
             was = merged[plan.field].action
             if plan.action == "write":
@@ -1003,8 +1068,9 @@ def check_policy(
 
 def check_closed_classified(outcome: PushOutcome, defender: FakeDefender) -> None:
     """(f) a push that writes the status or the classification never leaves the incident
-    closed without a classification (Defender may close one unclassified on its own)."""
-    if {"status", "classification", "determination"} & outcome.body.keys():
+    closed without a classification (Defender may close one unclassified on its own, and
+    a push whose writes of them Graph refused changed neither)."""
+    if {"status", "classification", "determination"} & outcome.applied.keys():
         record = defender.record
         closed = str(record["status"]).lower() == "resolved"
         assert not closed or record["classification"] != "unknown", (outcome.plans, record)
@@ -1037,8 +1103,14 @@ def check_converged(run: Run) -> None:
         assert same(name, theirs_of(shown, name), theirs_of(run.defender.record, name)), name
 
 
-def simulate(policies: dict[str, Policy], tags: list[str], history: Any) -> Run:
+def simulate(
+    policies: dict[str, Policy],
+    tags: list[str],
+    history: Any,
+    refused: frozenset[str] = frozenset(),
+) -> Run:
     defender = FakeDefender.new(tags)
+    defender.refused = refused
     workspace = Workspace({"lastUpdateDateTime": None}, [])
     workspace.read(defender)
     run = Run(defender, workspace, policies, initial_tags=list(tags))
@@ -1074,17 +1146,29 @@ def simulate(policies: dict[str, Policy], tags: list[str], history: Any) -> Run:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policies=policy_sets, tags=st.lists(st.sampled_from(TAG_POOL), unique=True), history=steps)
+@given(
+    policies=policy_sets,
+    tags=st.lists(st.sampled_from(TAG_POOL), unique=True),
+    history=steps,
+    refused=st.frozensets(st.sampled_from([c for c, _ in PAIRS]), max_size=2),
+)
 def test_both_sides_converge_and_no_edit_is_lost(
-    policies: dict[str, Policy], tags: list[str], history: Any
+    policies: dict[str, Policy],
+    tags: list[str],
+    history: Any,
+    refused: frozenset[str],
 ) -> None:
     """Any policy per field, any interleaving of workspace edits (through ``plan_edits`` on
-    the workspace's view), Defender-side edits, inbound reads, pushes and manual resolutions;
-    then one push and one read. Checked along the way: every push decides each due edit once
-    and Defender ends with the winner of the field's policy; a push that died before recording
-    its outcome writes nothing when run again; after any read with nothing pending the
-    workspace shows Defender's values (except a field with a conflict waiting)."""
-    run = simulate(policies, tags, history)
+    the workspace's view), Defender-side edits, inbound reads, pushes and manual resolutions,
+    with Graph refusing (400) any PATCH that sets some classifications; then one push and one
+    read.
+    Checked along the way: every push decides each due edit once and Defender ends with the
+    winner of the field's policy (or keeps its value, for a field Graph refused); no push
+    leaves the incident closed unclassified, also when Graph refuses the classification of
+    a close; a push that died before recording its outcome writes nothing when run again;
+    after any read with nothing pending the workspace shows Defender's values (except a field
+    with a conflict waiting)."""
+    run = simulate(policies, tags, history, refused)
     outbox = run.workspace.outbox
 
     # (a) every edit has a decision, and the last one is where it stands; an edit is decided

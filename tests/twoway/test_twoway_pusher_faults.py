@@ -836,6 +836,41 @@ def test_an_edit_made_earlier_but_queued_later_is_not_the_one_written(
     assert env.hub.edits(ids=[later])[0].state == "confirmed"
 
 
+def test_an_edit_waiting_for_its_retry_is_not_overtaken_by_a_later_one_in_the_next_batch(
+    make_env: Callable[..., Env],
+) -> None:
+    """Alice tags an incident, Bob edits another, Alice removes the tag again: three edits
+    due together, read two at a time. The first read of Alice's incident meets a 503, so
+    her tag waits for its retry; her removal, in the next batch of the same push, must not
+    go ahead of it alone (it would find no tag to remove, and the tag would then be added
+    after it). The two go together once the retry is due: the tag ends removed."""
+    env = make_env()
+    incident = env.open_incident()
+    other = next(
+        s.id
+        for s in env.hub.list_incidents(limit=200)
+        if s.id != incident and s.status in ("active", "inProgress") and not s.merged_into
+    )
+    failed = [0]
+
+    def once(request: httpx.Request, inner: httpx.BaseTransport) -> httpx.Response | None:
+        path = request.url.path
+        if reading_one_incident(request) and path.endswith(f"/{incident}") and not failed[0]:
+            failed[0] += 1
+            return httpx.Response(503, json={"error": {"code": "ServiceUnavailable"}})
+        return None
+
+    env.wire.fault = once
+    (add,) = env.edit(incident, add_tags=("contained",))
+    (owner,) = env.edit(other, author="bob@contoso.com", owner="bob@contoso.com")
+    (remove,) = env.edit(incident, remove_tags=("contained",))
+    env.pusher.push_due(batch=2)
+    assert failed == [1]
+    env.push_until_settled([add, owner, remove])
+    assert "contained" not in (env.truth(incident).get("customTags") or [])
+    assert env.truth(other)["assignedTo"] == "bob@contoso.com"
+
+
 # -- C: Graph refuses some fields of a PATCH ------------------------------------------------
 
 

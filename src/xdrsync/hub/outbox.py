@@ -57,6 +57,7 @@ def _row(row: Row[Any]) -> OutboxRow:
         written_version=row.written_version,
         comment_key=row.comment_key,
         theirs=jsontext.loads(row.theirs) if row.theirs is not None else None,
+        conflicts=row.conflicts,
     )
 
 
@@ -112,6 +113,7 @@ def enqueue(conn: Connection, edits: Sequence[NewEdit], now: datetime) -> list[i
                 "created_at": made,
                 "state": "pending",
                 "attempts": 0,
+                "conflicts": 0,
             },
         )
         key = result.inserted_primary_key
@@ -284,7 +286,9 @@ def settle(
 ) -> None:
     """Move one edit to ``state`` (``pending`` with a ``next_attempt_at`` in ``detail`` to
     retry later) and audit the decision. ``attempts`` in ``detail`` is the edit's tries so
-    far, and ``sent_at`` (None) says that its write never left: nothing to look for.
+    far, ``conflicts`` how many of the last ones in a row Defender answered 409 (none when
+    not given: a try that failed otherwise, or an edit settled, ends the run), and
+    ``sent_at`` (None) says that its write never left: nothing to look for.
     ``theirs`` and ``reseen`` are boxed (None: left as they are) so that None, an unset
     value in Defender, is stored as one."""
     o = s.outbox
@@ -293,6 +297,7 @@ def settle(
         "outcome": str(detail.get("reason") or decision),
         "done_at": None if state in OPEN else now,
         "next_attempt_at": detail.get("next_attempt_at"),
+        "conflicts": int(detail.get("conflicts") or 0),
     }
     if "attempts" in detail:
         values["attempts"] = detail["attempts"]

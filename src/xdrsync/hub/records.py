@@ -324,6 +324,9 @@ class OutboxRow:
     written_version: int | None
     comment_key: str | None
     theirs: Any = None
+    #: Tries in a row Defender answered 409 Conflict (``Pusher._failed_call``): 0 once a try
+    #: fails otherwise or the edit is settled.
+    conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)

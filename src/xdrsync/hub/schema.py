@@ -433,6 +433,9 @@ outbox = Table(
     Column("theirs", Text),  # JSON: Defender's value when the edit was last merged
     Column("written_version", BigInteger),  # Defender's version that carries our write
     _id("comment_key"),  # the comment Defender made of ours
+    # Tries in a row Defender answered 409 (the pusher gives up after a few): a count, not
+    # a number read back from the outcome's text, which is a message for people.
+    Column("conflicts", Integer, nullable=False, server_default="0"),
     Index("ix_outbox_state", "state", "next_attempt_at"),
     Index("ix_outbox_entity", "tenant_id", "entity_type", "entity_id"),
 )

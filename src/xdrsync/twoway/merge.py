@@ -15,7 +15,9 @@ Defender's current set, so both sides' changes survive and nothing conflicts. Co
 
 Fields are merged one by one, but an incident's status and classification depend on each
 other: a closed incident has a classification. ``close_classified`` settles what the per-field
-merges of one push would leave breaking that (a close that lost its classification).
+merges of one push would leave breaking that (a close that lost its classification), and
+``write_units`` keeps a close and its classification together when Graph refuses a PATCH and
+the pusher sends it again in parts.
 """
 
 from __future__ import annotations
@@ -290,6 +292,48 @@ def close_classified(
     return out
 
 
+def write_units(
+    plans: Sequence[FieldPlan], origins: Mapping[int, str] | None = None
+) -> list[tuple[FieldPlan, ...]]:
+    """The writes of an incident's push (``plans`` as ``close_classified`` settled them) as
+    the units Graph must take or refuse whole: when Graph refuses a PATCH with 400, the
+    pusher sends it again in parts, unit by unit (``Pusher._patch``), and a unit it refuses
+    fails whole.
+
+    A close and the classification written with it are one unit, and so are a reopen and
+    the classification it clears: either half landing alone (the close, its classification
+    refused; the clearing, the reopen refused) could leave the incident closed unclassified,
+    which ``close_classified`` settled never to happen. Every other write is a unit of its
+    own, so that the fields Graph takes are still written. The unit stands where its first
+    write stands. Edits that may close unclassified (Sentinel's, ``origins``; None: the
+    workspace's own) are not tied, as ``close_classified`` does not hold them to the rule.
+    Incidents only: an alert may be resolved unclassified."""
+    writes = [plan for plan in plans if plan.action == "write"]
+    st = next((p for p in writes if p.field == STATUS), None)
+    cl = next((p for p in writes if p.field == CLASSIFICATION), None)
+    tied = (
+        st is not None
+        and cl is not None
+        and (is_closed("incident", str(st.value or "")) or not classified(Pair.from_json(cl.value)))
+        and (
+            origins is None
+            or not all(
+                may_close_unclassified(origins.get(i, "")) for p in (st, cl) for i in p.intents
+            )
+        )
+    )
+    if not tied:
+        return [(plan,) for plan in writes]
+    assert st is not None and cl is not None
+    units: list[tuple[FieldPlan, ...]] = []
+    for plan in writes:
+        if plan is not st and plan is not cl:
+            units.append((plan,))
+        elif (st, cl) not in units:
+            units.append((st, cl))
+    return units
+
+
 def theirs_since(
     field: str, theirs: Any, history: Sequence[tuple[datetime, Any]], fallback: datetime | None
 ) -> datetime | None:
@@ -315,4 +359,5 @@ __all__ = [
     "merge_tags",
     "same",
     "theirs_since",
+    "write_units",
 ]

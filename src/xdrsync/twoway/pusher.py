@@ -47,6 +47,7 @@ from xdrsync.twoway.merge import (
     merge_field,
     merge_tags,
     same,
+    write_units,
 )
 from xdrsync.twoway.merge import theirs_since as field_since
 
@@ -125,6 +126,8 @@ class PushReport:
     # Edits that failed for a reason an operator may have to act on (Defender refused them,
     # or they ran out of attempts), not because Defender merged or deleted their record.
     refused: int = 0
+    # Records (tenant, kind, id) whose edits this push left waiting for a retry.
+    waiting: set[tuple[str, str, str]] = field(default_factory=set)
 
     def count(self, state: str) -> None:
         self.states[state] = self.states.get(state, 0) + 1
@@ -137,6 +140,7 @@ class PushReport:
         self.retargeted.extend(other.retargeted)
         self.settled |= other.settled
         self.refused += other.refused
+        self.waiting |= other.waiting
 
 
 def _utcnow() -> datetime:
@@ -265,7 +269,13 @@ class Pusher:
                 after = rows[-1].id if rows else after
                 seen += len(rows)
                 rows, carry = carry + rows, []
-                if full:
+                # A record whose push in this pass left an edit waiting for its retry (its
+                # edits went on past the batch read with it): its later edits wait with it,
+                # and go together at its retry (``due`` hands a record's edits over together,
+                # the older merged first). Pushed alone now, a later edit would be written
+                # before the earlier one, which, out of its wait, would be written over it.
+                rows = [r for r in rows if _record(r) not in report.waiting]
+                if full and rows:
                     # The last record's edits may go on in the next batch: keep them for it,
                     # so that one record's edits still make one PATCH.
                     last = _record(rows[-1])
@@ -497,28 +507,38 @@ class Pusher:
         self.hub.mark_sent([i for p in writes for i in p.intents])
         # The fields decided without a write are settled with the first answer Defender gives.
         decided = [s for p in plans if p.action != "write" for s in self._decided(p, rows, record)]
-        self._patch(target, kind, entity_id, writes, rows, record, report, decided)
+        # What Graph must take or refuse whole if it refuses the PATCH: a close goes only
+        # with its classification (merge.write_units); an alert's fields each alone.
+        units = (
+            write_units(plans, {e.id: e.origin for e in edits})
+            if kind == "incident"
+            else [(p,) for p in writes]
+        )
+        self._patch(target, kind, entity_id, units, rows, record, report, decided)
 
     def _patch(
         self,
         target: PushTarget,
         kind: EntityType,
         entity_id: str,
-        plans: Sequence[FieldPlan],
+        units: Sequence[tuple[FieldPlan, ...]],
         rows: Mapping[int, OutboxRow],
         record: Mapping[str, Any],
         report: PushReport,
         decided: list[Settlement],
     ) -> bool:
-        """PATCH the fields ``plans`` write in one request, and settle them (with
+        """PATCH the fields ``units`` write in one request, and settle them (with
         ``decided``, emptied once settled) from Defender's answer; False when the answer
         came from another record (merged meanwhile).
 
         Graph answers a PATCH that sets one value it does not take (a classification and
         determination that do not go together, a status it does not accept) with 400 for
-        the whole request. The fields are then sent again in halves, down to the field
+        the whole request. The fields are then sent again in halves, down to the unit
         Graph refuses: that one fails alone, with Graph's message (``edit_refused``), and
-        the fields Graph takes are written, the user's valid edits not dropped with it.
+        the fields Graph takes are written, the user's valid edits not dropped with it. A
+        unit is one field, or a close and its classification (``merge.write_units``): a
+        close whose classification Graph refuses is not written either, since it would
+        leave the incident closed unclassified (``merge.close_classified``).
         Sending a half again is safe whether or not the refused PATCH applied any of it
         (Graph documents no partial update; the emulator applies none): it sets the same
         values. A record's fields number four at most, so one refused field costs at most
@@ -527,6 +547,7 @@ class Pusher:
         does, leaving what is not settled yet to the retry, merged afresh; after a half
         whose answer shows the record merged into another, no other half is sent (Graph
         would apply it to the survivor): the retry finds the merge."""
+        plans = [plan for unit in units for plan in unit]
         body = patch_body(plans)
         report.writes += 1
         try:
@@ -535,23 +556,34 @@ class Pusher:
             else:
                 answer = target.api.patch_alert(entity_id, body)
         except BadRequestError as refused:
-            if len(plans) > 1:
-                half = len(plans) // 2
+            if len(units) > 1:
+                half = len(units) // 2
                 return all(  # stops after a half whose answer came from another record
                     self._patch(target, kind, entity_id, part, rows, record, report, decided)
-                    for part in (plans[:half], plans[half:])
+                    for part in (units[:half], units[half:])
                 )
-            (plan,) = plans
+            (unit,) = units
             reason = clean(f"Graph answered {refused.detail or refused}")
             log.warning(
                 "defender refused a field's value",
                 tenant=target.name,
                 entity=entity_id,
-                field=plan.field,
+                field=",".join(plan.field for plan in unit),
                 reason=reason,
             )
-            detail = _detail(plan, record, reason)
-            failed = [Settlement(rows[i], "failed", "edit_refused", detail) for i in plan.intents]
+            failed: list[Settlement] = []
+            for plan in unit:
+                why = reason
+                if len(unit) > 1:
+                    others = " and ".join(p.field for p in unit if p is not plan)
+                    why = (
+                        f"{reason} (refused together with {others}: a closed incident "
+                        "needs its classification)"
+                    )
+                detail = _detail(plan, record, why)
+                failed.extend(
+                    Settlement(rows[i], "failed", "edit_refused", detail) for i in plan.intents
+                )
             self._settle(report, [*decided, *failed])
             decided.clear()
             return True
@@ -989,25 +1021,26 @@ class Pusher:
                 )
                 settlements.append(Settlement(edit, "failed", decision, {"reason": message}))
                 continue
-            reason = message
+            detail: dict[str, Any] = {"reason": message}
             if isinstance(failure, ConflictError):
-                # Only 409s in a row count: tries that failed otherwise (an outage) are no race.
-                conflicts = _conflicts_before(before[edit.id]) + 1
+                # Only 409s in a row count (the outbox's ``conflicts``): a try that failed
+                # otherwise (an outage) is no race, and ends the run (``outbox.settle``).
+                conflicts = before[edit.id].conflicts + 1
+                detail["conflicts"] = conflicts
                 if conflicts >= MAX_CONFLICT_TRIES:
-                    reason = f"{message} (after {conflicts} tries; Defender kept refusing)"
-                    settlements.append(Settlement(edit, "failed", "rejected", {"reason": reason}))
+                    detail["reason"] = (
+                        f"{message} (after {conflicts} tries; Defender kept refusing)"
+                    )
+                    settlements.append(Settlement(edit, "failed", "rejected", detail))
                     continue
-                reason = f"{message} (409 answer {conflicts} of {MAX_CONFLICT_TRIES})"
-            detail: dict[str, Any] = {
-                "reason": reason,
-                "attempts": tries[edit.id],
-                "next_attempt_at": next_attempt_at,
-            }
+                detail["reason"] = f"{message} (409 answer {conflicts} of {MAX_CONFLICT_TRIES})"
+            detail.update(attempts=tries[edit.id], next_attempt_at=next_attempt_at)
             if unsent and before[edit.id].sent_at is None and edit.sent_at is not None:
                 # The write never reached Graph: nothing to look for before sending it again
                 # (a comment found then would be someone else's with the same text).
                 detail["sent_at"] = None
             settlements.append(Settlement(edit, "pending", "push_retry", detail))
+            report.waiting.add(_record(edit))
         self._settle(report, settlements)
 
     def _settle(
@@ -1203,16 +1236,6 @@ def _ours_by_author(author: str | None, app_id: str | None) -> bool:
         return False
     app = author.removeprefix(APP_AUTHOR)
     return app_id is None or app.lower() == app_id.lower() or not _CLIENT_ID.fullmatch(app)
-
-
-_CONFLICT_COUNT: Final = re.compile(r"\(409 answer (\d+) of \d+\)$")
-
-
-def _conflicts_before(edit: OutboxRow) -> int:
-    """How many tries in a row Defender answered the edit 409 before this one, as its last
-    outcome says (``Pusher._failed_call`` writes the count there)."""
-    found = _CONFLICT_COUNT.search(edit.outcome or "")
-    return int(found.group(1)) if found else 0
 
 
 def _never_sent(failure: BaseException) -> bool:
