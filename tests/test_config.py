@@ -565,3 +565,23 @@ def test_turning_tls_verification_off_is_warned_about(
     load_config(write(tmp_path, tenant_block(verify_tls="false")))
     warned = [r.getMessage() for r in caplog.records if "verify_tls" in r.getMessage()]
     assert len(warned) == 1 and "CA bundle" in warned[0]
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "72F988BF-86F1-41AF-91AB-2D7CD011DB47",  # as some tools print it
+        "{72f988bf-86f1-41af-91ab-2d7cd011db47}",  # as the registry writes it
+        " { 72F988BF-86f1-41af-91AB-2d7cd011db47 } ",
+    ],
+)
+def test_a_tenant_id_in_capitals_or_braces_is_the_tenant_graph_names(
+    tmp_path: Path, spelled: str
+) -> None:
+    """A GUID compares without regard to case or braces, and Graph writes it lower case: the
+    hub, the log tables, the console's scopes and the outbox key a tenant by it, so the config
+    writes every spelling of one tenant as that one (not a second tenant beside the first)."""
+    text = tenant_block().replace(f'tenant_id = "{TENANT}"', f'tenant_id = "{spelled}"')
+    config = load_config(write(tmp_path, text))
+    assert config.tenants[0].tenant_id == "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    assert config.tenant(spelled).name == "contoso"  # `--tenant` takes any spelling too

@@ -213,6 +213,15 @@ class DeferredSecret(SecretStr):
         return hash((self._secret_value, self._base_dir))
 
 
+def _tenant_id_spelling(text: str) -> str:
+    """A tenant id as the config keeps it: without surrounding spaces or braces, lower case
+    (a GUID compares without regard to case; Graph writes it lower case)."""
+    text = text.strip()
+    if text.startswith("{") and text.endswith("}"):
+        text = text[1:-1].strip()
+    return text.lower()
+
+
 _TENANT_GUID_ONLY = (
     "a Defender tenant's tenant_id is its directory (tenant) ID, a GUID (Entra admin center, "
     "Overview), not a domain name"
@@ -380,6 +389,15 @@ class TenantConfig(AppCredentials):
     # Two-way sync for this tenant: false makes it read-only; None and true follow
     # [two_way] enabled, which wins (false there makes every tenant read-only).
     two_way: bool | None = None
+
+    @field_validator("tenant_id", mode="before")
+    @classmethod
+    def _tenant_spelling(cls, value: object) -> object:
+        # A GUID compares without regard to case, and is written with or without braces; the
+        # hub, the log tables, the console's scopes and the outbox key a tenant by this text,
+        # and Graph writes it lower case. So one spelling, whatever the config says: the
+        # tenant of `{72F988BF-...}` is the tenant of `72f988bf-...` (not a second one).
+        return _tenant_id_spelling(value) if isinstance(value, str) else value
 
     @field_validator("tenant_id")
     @classmethod
@@ -724,10 +742,10 @@ class Config(_Frozen):
         return tuple(t for t in self.tenants if t.name.lower() in wanted)
 
     def tenant(self, name_or_id: str) -> TenantConfig:
-        """The tenant with this name or tenant id (case-insensitive)."""
+        """The tenant with this name or tenant id (case-insensitive; an id also in braces)."""
         wanted = name_or_id.lower()
         for tenant in self.tenants:
-            if wanted in (tenant.name.lower(), tenant.tenant_id.lower()):
+            if wanted == tenant.name.lower() or _tenant_id_spelling(wanted) == tenant.tenant_id:
                 return tenant
         known = ", ".join(t.name for t in self.tenants)
         raise ConfigError(f"no tenant named {name_or_id!r} in the config (known: {known})")

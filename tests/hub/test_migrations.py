@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0012"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0013"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -521,3 +522,68 @@ def test_a_hub_written_by_a_newer_xdrsync_is_refused_with_what_to_do(hub_url: st
         conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
     with pytest.raises(ConfigError, match="revision 0099, written by a newer xdrsync"):
         Hub.open(hub_url)
+
+
+def test_a_tenant_keyed_in_capitals_before_0013_is_the_configs_tenant_after_it(
+    any_url: str,
+) -> None:
+    """A config that wrote the tenant's GUID in capitals keyed the hub so; the config now
+    writes every tenant id in lower case, and 0013 brings the stored ids to it: the same
+    incidents, evidence, history, comments, changes and sync state, under one tenant. A record
+    the hub held under both spellings (the config's spelling changed once) is kept once."""
+    from sqlalchemy import create_engine
+
+    from xdrsync.config import TenantConfig
+
+    capitals = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
+    configured = TenantConfig(
+        name="contoso", tenant_id=capitals, client_id=TENANT, client_secret="x"
+    ).tenant_id
+    assert configured == capitals.lower()
+
+    def page(incident_id: str, minute: float) -> dict[str, object]:
+        alert = alert_json(
+            f"a{incident_id}", incident_id, stamp(minute), evidence=[evidence_json(1)]
+        )
+        return incident_json(incident_id, stamp(minute), alerts=[alert])
+
+    with Hub.open(any_url) as hub:
+        hub.commit_batch(batch(page("1", 1), page("2", 1), tenant=capitals, state={"at": "upper"}))
+        hub.commit_batch(batch(page("1", 2), tenant=capitals))
+        # ...and, after the config's spelling changed, incident 2 read again in lower case.
+        hub.commit_batch(batch(page("2", 1), tenant=configured, state={"at": "lower"}))
+        before = hub.incident_history(capitals, "1")
+    engine = create_engine(any_url)
+    migrate(engine, "0011", down=True)  # as the last xdrsync left it
+    migrate(engine, "0013")
+    engine.dispose()
+    with Hub.open(any_url) as hub:
+        assert sorted(i.id for i in hub.list_incidents(configured, limit=10)) == ["1", "2"]
+        assert hub.list_incidents(capitals, limit=10) == []
+        assert hub.incident_history(configured, "1") == [
+            replace(v, tenant_id=configured) for v in before
+        ]
+        assert {row.entity_key for row in hub.list_evidence(configured, "1")}
+        assert {c.tenant_id for c in hub.changes_after(0)} == {configured}
+        assert {(r.tenant_id, r.stream) for r in hub.list_states()} == {(configured, "incidents")}
+        assert hub.get_state(configured, "incidents") == {"at": "lower"}
+        assert hub.counts()[configured]["incidents"] == 2
+        # Synced on: the next version of 1 is a new version of the same incident.
+        hub.commit_batch(batch(page("1", 3), tenant=configured))
+        assert len(hub.incident_history(configured, "1")) == 3
+
+
+def test_0013_lowers_the_tenant_of_every_table_that_holds_one() -> None:
+    """A table added later with a tenant id needs its own care when it is older than 0013."""
+    import importlib.util
+
+    from xdrsync.hub import schema
+
+    path = MIGRATIONS / "versions" / "0013_tenant_ids_lower_case.py"
+    spec = importlib.util.spec_from_file_location("m0013", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handled = {"alert", "evidence", *module._KEYED, *module._CARRIED}
+    holding = {t.name for t in schema.metadata.sorted_tables if "tenant_id" in t.c}
+    assert handled == holding

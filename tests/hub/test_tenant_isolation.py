@@ -3,9 +3,19 @@ own versions, history, evidence and comments, and a re-read of one never touches
 
 from __future__ import annotations
 
-from hubdata import alert_json, batch, comment_json, evidence_json, incident_json, stamp
+from pathlib import Path
 
-from xdrsync.hub import Hub
+from hubdata import alert_json, batch, comment_json, evidence_json, incident_json, stamp
+from sqlalchemy import select
+
+from xdrsync.console.index import QueueIndex
+from xdrsync.destinations.runner import DestinationRunner
+from xdrsync.destinations.tables import LogTables
+from xdrsync.hub import Hub, InboundBatch
+from xdrsync.hub import schema as s
+from xdrsync.tables.logstore import LogStore
+from xdrsync.twoway import submit
+from xdrsync.twoway.edits import EditRequest
 
 A, B = "tenant-a", "tenant-b"
 
@@ -130,3 +140,82 @@ def test_our_write_is_one_records_version_only(hub: Hub) -> None:
     with hub.engine.connect() as conn:
         rows = conn.execute(text("SELECT entity_type, entity_id, origin FROM change_log")).all()
     assert sorted(tuple(r) for r in rows) == [("alert", "da1", "graph"), ("incident", "1", "graph")]
+
+
+def test_incident_1_of_two_tenants_stays_apart_in_merges_edits_the_queue_and_the_tables(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """Defender's ids are small integers per tenant: incident "1" (with alert "da1") and "2"
+    exist in both. In one "2" is merged into "1", in the other it is not. Every consumer of
+    the hub keeps them apart: the merge, an edit and a comment queued for one, the change
+    sequence, the console's queue index and the log tables (and a scoped query of them)."""
+    ta, tb = "0000000a-0000-4000-8000-00000000000a", "0000000b-0000-4000-8000-00000000000b"
+
+    def world(tenant: str, note: str, merged: bool) -> InboundBatch:
+        alert = alert_json("da1", "1", stamp(1), title=f"alert of {note}")
+        first = incident_json("1", stamp(1), name=f"one of {note}", alerts=[alert])
+        second = incident_json(
+            "2",
+            stamp(2),
+            name=f"two of {note}",
+            status="redirected" if merged else "active",
+            redirect="1" if merged else None,
+        )
+        return batch(first, second, tenant=tenant)
+
+    hub.commit_batch(world(ta, "a", merged=True))
+    hub.commit_batch(world(tb, "b", merged=False))
+    changes = hub.changes_after(0)
+    assert sorted((c.tenant_id, c.entity_type, c.entity_id) for c in changes) == sorted(
+        (t, kind, key)
+        for t in (ta, tb)
+        for kind, key in (("incident", "1"), ("incident", "2"), ("alert", "da1"))
+    )
+
+    # A comment on A's merged "2" goes to A's survivor "1"; B's "1" and "2" get nothing.
+    a = submit.Tenant("a", ta, writes=True)
+    b = submit.Tenant("b", tb, writes=True)
+    submit.submit(hub, a, "incident", "2", EditRequest(comment="for a"), author="x", origin="api")
+    submit.submit(
+        hub, b, "incident", "2", EditRequest(status="inProgress"), author="y", origin="api"
+    )
+    assert [(e.entity_id, e.field) for e in hub.edits(tenant_id=ta)] == [("1", "comment")]
+    assert [(e.entity_id, e.field) for e in hub.edits(tenant_id=tb)] == [("2", "status")]
+    assert submit.survivor(hub, tb, "2") == "2" and submit.survivor(hub, ta, "2") == "1"
+
+    # The queue's index: four rows, each with its own tenant's values.
+    DestinationRunner(hub, QueueIndex(hub)).publish()
+    q = s.queue_entry
+    with hub.reading() as conn:
+        indexed = {
+            (r.tenant_id, r.incident_id): (r.display_name, r.status)
+            for r in conn.execute(
+                select(q.c.tenant_id, q.c.incident_id, q.c.display_name, q.c.status)
+            )
+        }
+    assert indexed == {
+        (ta, "1"): ("one of a", "active"),
+        (ta, "2"): ("two of a", "redirected"),
+        (tb, "1"): ("one of b", "active"),
+        (tb, "2"): ("two of b", "active"),
+    }
+
+    # The log tables: one current row per tenant and incident, and a scoped query sees its own.
+    store = LogStore(tmp_path / "logs.duckdb")
+    DestinationRunner(hub, LogTables(hub, store)).publish()
+    current = (
+        "SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName"
+        " | project TenantId, ProviderIncidentId, Title, Status | sort by Title asc"
+    )
+    assert [tuple(r) for r in store.query(current).rows] == [
+        (ta, "1", "one of a", "New"),
+        (tb, "1", "one of b", "New"),
+        (ta, "2", "two of a", "Closed"),
+        (tb, "2", "two of b", "New"),
+    ]
+    assert [r[2] for r in store.query(current, tenant_ids=[tb]).rows] == ["one of b", "two of b"]
+    alerts = "SecurityAlert | summarize arg_max(TimeGenerated, *) by SystemAlertId, TenantId"
+    assert sorted(store.query(f"{alerts} | project AlertName").column("AlertName")) == [
+        "alert of a",
+        "alert of b",
+    ]
