@@ -285,14 +285,24 @@ class Hub:
             return destinations.get_remote_copy(conn, destination, name)
 
     def save_remote_copy(
-        self, destination: str, copy: RemoteCopy, edits: Sequence[NewEdit] = ()
+        self,
+        destination: str,
+        copy: RemoteCopy,
+        edits: Sequence[NewEdit] = (),
+        *,
+        restate: str | None = None,
     ) -> list[int]:
         """Store (replace) the copy, ``children`` included, and queue ``edits`` (what was read
         from it for Defender) in the same transaction: returns their outbox ids. An edit is
-        then never queued twice, nor lost, whatever stops the reader in between."""
+        then never queued twice, nor lost, whatever stops the reader in between. ``restate``
+        (why) states the copy's incident again in the same transaction (``outbox.restate``):
+        the reader refused an edit read from it, and the twin must be put back to Defender's
+        value, which a copy saved without it would leave to Defender's next version."""
         now = self._clock()
         with self._write() as conn:
             destinations.save_remote_copy(conn, destination, copy, now)
+            if restate is not None:
+                outbox.restate(conn, copy.tenant_id, copy.entity_id, now, restate)
             return outbox.enqueue(conn, edits, now) if edits else []
 
     def change_time(self, seq: int) -> datetime | None:

@@ -473,6 +473,54 @@ def test_a_large_upload_is_cut_into_bodies_the_service_takes(world: Callable[...
     assert len(w.truth()["logs"][stream]) == len(rows) == ingestor.rows_uploaded
 
 
+def test_multi_byte_text_is_cut_into_bodies_the_service_takes(
+    world: Callable[..., World],
+) -> None:
+    """The SDK writes non-ASCII text as JSON escapes (an emoji is 12 bytes on the wire, not
+    4): the uploads are cut by the body as sent, so none passes 1 MB and none is refused."""
+    w = world()
+    ingestor = w.destination.ingestor
+    assert ingestor is not None
+    stream = w.destination.entry.evidence_stream
+    rows = [{"XdrSeq": seq, "AlertId": "é😀中" * 1_000 + str(seq)} for seq in range(300)]
+    assert ingestor.upload(stream, rows) == {}
+    stats = w.http.get("/_emulator/stats").json()
+    assert stats["by_status"].get("413", 0) == 0
+    assert [r["AlertId"] for r in w.truth()["logs"][stream]] == [r["AlertId"] for r in rows]
+
+
+def test_an_alert_whose_row_passes_one_megabyte_is_refused_alone(
+    world: Callable[..., World],
+) -> None:
+    """Every value is kept under 64 KB, yet an alert of many long values (escaped on the
+    wire) makes a row over 1 MB: it is sent alone, refused (413) and dead-lettered; the
+    other alert's rows land, the cursor moves on and the next delivery is not held up."""
+    w = world()
+    huge = "😀" * 20_000
+    big = _alert("big1", "41", "microsoftDefenderForEndpoint")
+    big.update(title=huge, description=huge, providerAlertId=huge, detectorId=huge)
+    big["evidence"] = [
+        {
+            "@odata.type": "#microsoft.graph.security.processEvidence",
+            "processCommandLine": "😀" * 5_000 + str(n),
+            "processId": n,
+        }
+        for n in range(13)
+    ]
+    fine = _alert("ok1", "41", "microsoftDefenderForEndpoint")
+    w.commit(_incident(alerts=[big, fine]))
+    w.publish()
+    assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
+    (dead,) = w.hub.list_dead_letters(w.destination.name)
+    assert dead.entity_id == "big1" and "413" in dead.reason
+    alerts = w.truth()["logs"][w.destination.entry.alert_stream]
+    assert [row["SystemAlertId"] for row in alerts] == ["ok1"]
+    w.commit(_incident("42"))
+    w.publish()
+    assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
+    assert len(w.truth()["logs"][w.destination.entry.alert_stream]) == 2
+
+
 def test_an_analysts_label_named_like_a_dropped_tag_stays(world: Callable[..., World]) -> None:
     """Defender drops its tag "escalated" (xdrsync takes the label away); later an analyst
     labels the incident "escalated" and with a product name no alert has. Only labels xdrsync

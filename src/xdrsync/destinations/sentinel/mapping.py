@@ -386,6 +386,12 @@ def differs(current: Mapping[str, Any] | None, desired: Desired) -> bool:
     return _label_names(current.get("labels")) != _label_names(merged.get("labels"))
 
 
+def shown_alike(name: str, one: object, other: object) -> bool:
+    """Whether two values of the managed property ``name`` show the same in Sentinel (as
+    ``differs`` compares them)."""
+    return _comparable(name, one) == _comparable(name, other)
+
+
 def _label_names(labels: object) -> list[str]:
     if not isinstance(labels, list):
         return []
@@ -460,5 +466,6 @@ __all__ = [
     "sentinel_classification",
     "sentinel_owner",
     "sentinel_status",
+    "shown_alike",
     "with_own_labels",
 ]

@@ -51,6 +51,14 @@ when the incident is next listed (in the lookback, or after a write).
 from the incident it was merged into: a comment (or closing note) on a merged incident's twin
 is posted there. Its fields are another incident's now: an edit of them is refused, and the
 audit trail says so (``edit_refused``).
+
+**Refusals are put right.** A change the reader refuses itself (a read-only tenant, a merged
+incident, a value Defender would not take, a property Graph cannot write, an owner with no
+address) never reaches the outbox, so no settlement states the incident again as it does for
+an edit that loses in Defender (``hub.outbox.restate``); and the copy saved here shows the
+analyst's value, so nothing would write the twin before Defender's next version, which a
+quiet incident may never make. The reader states the incident again itself, in the
+transaction that saves the copy: the next delivery writes Defender's value, once.
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ from xdrsync.destinations.sentinel.mapping import (
     REDIRECTED_LABEL,
     own_labels,
     sentinel_owner,
+    shown_alike,
     with_own_labels,
 )
 from xdrsync.errors import EditRefusedError, FatalSyncError
@@ -110,6 +119,19 @@ DEFENDER_CLASSIFICATION: Final[dict[str, str]] = {
     "benignpositive": "informationalExpectedActivity",
     UNDETERMINED.casefold(): "unknown",
 }
+#: Properties xdrsync manages on the twin that no edit can carry to Defender: Graph's PATCH
+#: takes status, assignedTo, classification, determination and customTags only
+#: (microsoft-apis.md §2.9: severity is documented as not writable; title and description
+#: are not in the list), and the activity times are the alerts'.
+NOT_WRITABLE: Final = (
+    "title",
+    "description",
+    "severity",
+    "firstActivityTimeUtc",
+    "lastActivityTimeUtc",
+)
+_WRITABLE: Final = "status, assignedTo, classification, determination and customTags"
+_SHOWN_CHARS: Final = 200  # of a refused value, in the audit trail
 _DERIVED_LABELS: Final = frozenset(
     {p.product_name.casefold() for p in PRODUCTS.values()} | {REDIRECTED_LABEL.casefold()}
 )
@@ -180,6 +202,48 @@ def edit_request(
     )
 
 
+def uncarried(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    pending: Mapping[str, Any] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """The changes from ``before`` (our copy) to ``after`` (Sentinel now) that no edit can
+    carry to Defender, each as (reason, what the analyst set): a managed property Graph
+    cannot write (``NOT_WRITABLE``), and an owner that names no address for Defender's
+    ``assignedTo``. ``edit_request`` leaves them out; the reader refuses them as it refuses
+    an edit Defender would not take, and puts the twin back. A value equal to ``pending`` is
+    our own write landed."""
+    ours = [before] if pending is None else [before, pending]
+
+    def changed(name: str) -> bool:
+        return all(not shown_alike(name, after.get(name), known.get(name)) for known in ours)
+
+    refused: list[tuple[str, dict[str, Any]]] = []
+    fixed = {name: _shown(after.get(name)) for name in NOT_WRITABLE if changed(name)}
+    if fixed:
+        what = ", ".join(fixed)
+        refused.append(
+            (f"{what} cannot be changed in Defender (Graph's PATCH takes only {_WRITABLE})", fixed)
+        )
+    owner = after.get("owner")
+    if _upn(owner) is None and changed("owner"):
+        refused.append(
+            (
+                "Sentinel's owner names no address (userPrincipalName or email) that "
+                "Defender's assignedTo could take",
+                {"owner": _shown(_assignee(owner))},
+            )
+        )
+    return refused
+
+
+def _shown(value: object) -> object:
+    """A refused value as the audit trail keeps it: long text (a description) cut."""
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return value[:_SHOWN_CHARS] + " …"
+    return value
+
+
 def _text(properties: Mapping[str, Any], name: str) -> str:
     value = properties.get(name)
     return value.strip() if isinstance(value, str) else ""
@@ -235,6 +299,7 @@ class SentinelReadback:
         self._state_key = f"destination:{destination.name}"
         self._author = f"Microsoft Sentinel ({destination.name})"
         self.edits_queued = 0
+        self.edits_refused = 0  # refusals of field edits, each put right in Sentinel
         self.echoes = 0
         self.stale = 0
         destination.on_read = self.observe
@@ -323,8 +388,9 @@ class SentinelReadback:
         # next poll finds the incident as unread as this one did.
         comments = self._comments(copy) if commented else None
         edits: list[NewEdit] = []
+        refused: list[str] = []
         if tenant is not None and not ours:
-            edits += self._field_edits(tenant, copy, properties)
+            edits, refused = self._field_edits(tenant, copy, properties)
         if tenant is not None and comments:
             edits += self._comment_edits(tenant, copy, comments)
         children = copy.children | {c.name for c in comments or ()}
@@ -333,34 +399,56 @@ class SentinelReadback:
         else:
             kept = with_own_labels(properties, own_labels(copy.properties))
             copy = replace(copy, etag=etag, properties=kept, children=children)
+        # A refused edit stays on the twin until the incident is written again, and nothing
+        # else writes it before Defender's next version (the copy saved here shows the
+        # analyst's value as read): the incident is stated again, as when an edit loses in
+        # Defender (``hub.outbox.restate``), and the next delivery writes Defender's value.
+        # Once: the copy now holds the refused value, so the next poll finds nothing new.
+        why = f"a Sentinel edit was refused ({'; '.join(refused)})" if refused else None
         # The edits and the copy that no longer shows them as news, in one transaction.
-        queued = len(self.hub.save_remote_copy(self.destination.name, copy, edits))
+        queued = len(self.hub.save_remote_copy(self.destination.name, copy, edits, restate=why))
         self.edits_queued += queued
+        self.edits_refused += len(refused)
         return queued
 
     def _field_edits(
         self, tenant: Tenant, copy: RemoteCopy, properties: Mapping[str, Any]
-    ) -> list[NewEdit]:
+    ) -> tuple[list[NewEdit], list[str]]:
         """The edits of the incident's fields (and closing note) made in Sentinel since the
-        copy. Each is merged in Defender from what the twin showed before it (``seen``), at
-        the time Sentinel stamped it: a Defender change made since is a conflict, decided by
-        the field's policy, not a value the analyst saw and overwrote."""
+        copy, and the reasons the changes that cannot go to Defender were refused (each
+        audited). Each edit is merged in Defender from what the twin showed before it
+        (``seen``), at the time Sentinel stamped it: a Defender change made since is a
+        conflict, decided by the field's policy, not a value the analyst saw and overwrote."""
+        refused: list[str] = []
+        for reason, asked in uncarried(copy.properties, properties, copy.pending):
+            self._refuse(tenant, copy.entity_id, reason, self._author, asked)
+            refused.append(reason)
         request = edit_request(copy.properties, properties, tenant.name, copy.pending)
         if request is None:
-            return []
+            return [], refused
         edits: list[NewEdit] = []
         fields = replace(request, comment=None)
         if fields != EditRequest():
             current = current_view(self.hub, tenant.tenant_id, "incident", copy.entity_id)
             seen = None if current is None else _seen_before(copy, current)
             fields = replace(fields, seen=seen, at=_stamp(properties))
-            edits += self._plan(tenant, copy.entity_id, fields, self._author, closing=False)
+            planned, refusal = self._plan(
+                tenant, copy.entity_id, fields, self._author, closing=False
+            )
+            edits += planned
+            # Labels an analyst added stay on the twin whatever Defender says (xdrsync keeps
+            # analysts' labels): refused alone, they leave nothing to put back.
+            put_back = replace(fields, add_tags=(), seen=None, at=None) != EditRequest()
+            if refusal is not None and put_back:
+                refused.append(refusal)
         if request.comment is not None:
+            # A closing note refused stays as written: Sentinel keeps the analysts' note
+            # (``mapping._closing_kept``), so there is nothing to put back.
             note = EditRequest(comment=request.comment)
             edits += self._plan(
                 tenant, survivor(self.hub, tenant.tenant_id, copy.entity_id), note, self._author
-            )
-        return edits
+            )[0]
+        return edits, refused
 
     def _plan(
         self,
@@ -370,11 +458,12 @@ class SentinelReadback:
         author: str,
         *,
         closing: bool = True,
-    ) -> list[NewEdit]:
-        """The outbox rows for one request from Sentinel; a refusal is logged and audited
-        (nothing of the request goes to Defender, and the trail says why)."""
+    ) -> tuple[list[NewEdit], str | None]:
+        """The outbox rows for one request from Sentinel, or the reason it was refused: a
+        refusal is logged and audited (nothing of the request goes to Defender, and the
+        trail says why)."""
         try:
-            return prepare(
+            planned = prepare(
                 self.hub,
                 tenant,
                 "incident",
@@ -385,26 +474,34 @@ class SentinelReadback:
                 closing_needs_classification=closing,
             )
         except EditRefusedError as refused:
-            log.warning(
-                "a Sentinel edit cannot go to Defender",
-                destination=self.destination.name,
-                incident=entity_id,
-                tenant=tenant.name,
-                reason=str(refused),
-            )
             asked = {
                 k: v
                 for k, v in asdict(request).items()
                 if k not in ("seen", "at", "other") and v not in (None, ())
             }
-            self.hub.record_audit(
-                tenant.tenant_id,
-                "incident",
-                entity_id,
-                "edit_refused",
-                {"reason": str(refused), "author": author, "origin": self.origin, **asked},
-            )
-            return []
+            self._refuse(tenant, entity_id, str(refused), author, asked)
+            return [], str(refused)
+        return planned, None
+
+    def _refuse(
+        self, tenant: Tenant, entity_id: str, reason: str, author: str, asked: Mapping[str, Any]
+    ) -> None:
+        """Log and audit (``edit_refused``) a change read from Sentinel that cannot go to
+        Defender, with what the analyst asked for."""
+        log.warning(
+            "a Sentinel edit cannot go to Defender",
+            destination=self.destination.name,
+            incident=entity_id,
+            tenant=tenant.name,
+            reason=reason,
+        )
+        self.hub.record_audit(
+            tenant.tenant_id,
+            "incident",
+            entity_id,
+            "edit_refused",
+            {"reason": reason, "author": author, "origin": self.origin, **asked},
+        )
 
     @staticmethod
     def _new_comments(copy: RemoteCopy, properties: Mapping[str, Any]) -> bool:
@@ -438,7 +535,7 @@ class SentinelReadback:
             if comment.name in copy.children or comment.name in ours or not comment.message:
                 continue
             author = f"{comment.author or 'an analyst'} (Microsoft Sentinel)"
-            edits += self._plan(tenant, target, EditRequest(comment=comment.message), author)
+            edits += self._plan(tenant, target, EditRequest(comment=comment.message), author)[0]
         return edits
 
 
