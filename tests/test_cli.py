@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -108,6 +109,41 @@ def test_sync_once_then_query_list_show_and_state(emulator: EmulatorServer, tmp_
     assert backfill.returncode == 0, backfill.stderr
     check = xdrsync("check", "--config", config)
     assert check.returncode == 0 and "signed in" in check.stdout
+
+
+def test_check_tries_an_unreachable_destination_once_as_a_tenant(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """`check` makes each call once: a destination was tried six times, with backoff (about
+    20 s), before its line said so."""
+    config = write_config(tmp_path, emulator)
+    with socket.socket() as closed:  # bound, never listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        destination = f"""
+[[destinations]]
+name = "soc"
+type = "sentinel"
+subscription_id = "22222222-2222-2222-2222-222222222222"
+resource_group = "soc"
+workspace = "soc-law"
+tenant_id = "33333333-3333-3333-3333-333333333333"
+client_id = "44444444-4444-4444-4444-444444444444"
+client_secret = "file:{tenant_secret_file(config)}"
+authority_url = "{nobody}"
+arm_url = "{nobody}"
+"""
+        config.write_text(config.read_text() + destination)
+        check = xdrsync("check", "--config", str(config))
+    assert check.returncode == 1, check.stdout
+    assert "signed in" in check.stdout  # the tenant
+    (line,) = [x for x in check.stderr.splitlines() if x.startswith("✗ soc:")]
+    assert "failed after 1 attempt(s)" in line and "Connection refused" in line, line
+
+
+def tenant_secret_file(config: Path) -> Path:
+    """The file holding the emulator tenant's secret that ``write_config`` wrote."""
+    return next(config.parent.glob("*.secret"))
 
 
 def test_secrets_never_appear_in_output_logs_or_errors(
@@ -306,14 +342,20 @@ def test_demo_says_it_is_stopping_as_soon_as_ctrl_c_is_pressed(tmp_path: Path) -
 
 
 def test_the_query_the_demo_prints_at_the_end_runs_as_printed(tmp_path: Path) -> None:
-    """Pasted into a shell, whatever the folder's name (here one with a space)."""
-    folder = tmp_path / "my demo"
-    done = xdrsync("demo", "--duration", "1", "--workspace", str(folder), timeout=240)
+    """Pasted into a shell as printed, in another folder (another terminal), whatever the
+    workspace folder's name (here a relative one with a space). It named
+    `.venv/bin/xdrsync` and a relative config: neither is there from another folder."""
+    started, elsewhere = tmp_path / "started here", tmp_path / "elsewhere"
+    started.mkdir()
+    elsewhere.mkdir()
+    done = xdrsync("demo", "--duration", "1", "--workspace", "my demo", cwd=started, timeout=240)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     printed = lines[lines.index(next(x for x in lines if x.startswith("Demo stopped"))) + 1]
-    command = printed.strip().replace(".venv/bin/xdrsync", f"{PYTHON} -m xdrsync", 1)
-    ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert shlex.split(printed)[:3] == [PYTHON, "-m", "xdrsync"], printed  # as it was started
+    ran = subprocess.run(
+        ["bash", "-c", printed.strip()], capture_output=True, text=True, timeout=120, cwd=elsewhere
+    )
     assert ran.returncode == 0 and "Count" in ran.stdout, (printed, ran.stderr)
 
 

@@ -585,3 +585,91 @@ def test_a_tenant_id_in_capitals_or_braces_is_the_tenant_graph_names(
     config = load_config(write(tmp_path, text))
     assert config.tenants[0].tenant_id == "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert config.tenant(spelled).name == "contoso"  # `--tenant` takes any spelling too
+
+
+# -- an outbound proxy ------------------------------------------------------------------------
+
+PROXY_PASSWORD = "Pr0xy-pass/w:rd@1"
+
+
+def test_a_proxy_and_its_password_by_reference_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORP_PROXY_PASSWORD", PROXY_PASSWORD)
+    body = tenant_block(
+        proxy='"http://svc-xdrsync@proxy.corp:3128/"',
+        proxy_password='"env:CORP_PROXY_PASSWORD"',
+    )
+    tenant = load_config(write(tmp_path, body)).tenants[0]
+    assert tenant.proxy == "http://svc-xdrsync@proxy.corp:3128"
+    assert tenant.proxy_password is not None
+    assert tenant.proxy_password.get_secret_value() == PROXY_PASSWORD
+    assert PROXY_PASSWORD not in repr(tenant) and PROXY_PASSWORD not in str(tenant)
+    assert load_config(write(tmp_path, tenant_block())).tenants[0].proxy is None  # default
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"proxy": '"proxy.corp:3128"'}, "http://, https://, socks5://"),  # no scheme
+        ({"proxy": '"ftp://proxy.corp:21"'}, "http://, https://, socks5://"),
+        ({"proxy": '"http://"'}, "with a host"),
+        ({"proxy": '"http://proxy.corp:port"'}, "not a URL such as"),
+        ({"proxy": '"http://proxy.corp:3128/path?x=1"'}, "host and port only"),
+        ({"proxy": f'"http://svc:{PROXY_PASSWORD}@proxy.corp:3128"'}, "goes in proxy_password"),
+        (
+            {"proxy": '"http://svc@proxy.corp:3128"', "proxy_password": f'"{PROXY_PASSWORD}"'},
+            "reference only",
+        ),
+        ({"proxy_password": '"env:CONTOSO_SECRET"'}, "proxy_password goes with proxy"),
+        (
+            {"proxy": '"http://proxy.corp:3128"', "proxy_password": '"env:CONTOSO_SECRET"'},
+            "needs the proxy's user name",
+        ),
+    ],
+)
+def test_a_bad_proxy_is_one_line_at_load_that_never_shows_a_password(
+    tmp_path: Path, extra: dict[str, str], expected: str
+) -> None:
+    message = load_error(write(tmp_path, tenant_block(**extra)))
+    assert "tenants[0]" in message and "(tenant 'contoso')" in message
+    assert expected in message, message
+    assert PROXY_PASSWORD not in message and "Pr0xy" not in message
+
+
+def test_a_socks_proxy_without_its_package_is_one_line_at_load(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: a SOCKS proxy is usable")
+    message = load_error(write(tmp_path, tenant_block(proxy='"socks5://127.0.0.1:1080"')))
+    assert "httpx[socks]" in message
+
+
+def test_a_destinations_proxy_password_must_be_readable_at_load(tmp_path: Path) -> None:
+    """A Defender tenant's is read when its client is built (it fails alone); a
+    destination's, as its client_secret, at load."""
+    body = tenant_block(
+        proxy='"http://svc@proxy.corp:3128"', proxy_password='"env:NOT_SET_ANYWHERE"'
+    )
+    tenant = load_config(write(tmp_path, body)).tenants[0]
+    assert tenant.proxy_password is not None
+    with pytest.raises(ConfigError, match=r"tenant 'contoso': proxy_password: environment"):
+        tenant.proxy_password.get_secret_value()
+    destination = textwrap.dedent(
+        """
+        [[destinations]]
+        name = "soc"
+        type = "sentinel"
+        subscription_id = "22222222-2222-2222-2222-222222222222"
+        resource_group = "soc"
+        workspace = "soc-law"
+        tenant_id = "33333333-3333-3333-3333-333333333333"
+        client_id = "44444444-4444-4444-4444-444444444444"
+        client_secret = "env:CONTOSO_SECRET"
+        proxy = "http://svc@proxy.corp:3128"
+        proxy_password = "env:NOT_SET_ANYWHERE"
+        """
+    )
+    message = load_error(write(tmp_path, tenant_block() + destination))
+    assert "destinations[0].proxy_password" in message and "NOT_SET_ANYWHERE" in message

@@ -82,6 +82,9 @@ def test_the_default_workspace_is_the_config_files_folder(tmp_path: Path) -> Non
         document(tenants=[{**TENANT, "client_secret": "inline-secret-value"}]),
         document(tenants=[{**TENANT, "client_secret": "file:missing.secret"}]),
         document(tenants=[{**TENANT, "certificate_password": "inline-password"}]),
+        # a proxy's password inline, which Config refuses (in proxy_password or the URL)
+        document(tenants=[{**TENANT, "proxy": "http://u@p:3128", "proxy_password": "pw123"}]),
+        document(tenants=[{**TENANT, "proxy": "http://u:pw123@p:3128"}]),
     ],
 )
 def test_what_it_cannot_vouch_for_goes_to_config(data: dict[str, Any], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import re
@@ -95,6 +96,42 @@ def check_service_url(value: str, setting: str) -> str:
             f"{setting} uses plain http, which is only accepted for a loopback address "
             "(127.0.0.1, ::1, localhost); use https"
         )
+    return url
+
+
+#: What httpx can send through (socks5 with the ``httpx[socks]`` extra).
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_PROXY_EXAMPLE = "http://proxy.corp:3128"
+
+
+def check_proxy_url(value: str) -> str:
+    """An outbound proxy's URL (``http://[USER@]host:port``), without trailing slash.
+
+    Its password goes in ``proxy_password`` by reference, never in the URL: config files get
+    copied and pasted, and a URL is what messages would name. No message here repeats the
+    value, which may hold one."""
+    url = value.strip().rstrip("/")
+    # Before parsing: a password holding '/', '?' or '#' would end the host part early, and
+    # the mistake then be reported as another (up to the last '@' is userinfo, as for curl).
+    if ":" in url.partition("://")[2].rpartition("@")[0]:
+        raise ValueError(
+            'the proxy\'s password goes in proxy_password = "env:NAME" (or "file:PATH"), '
+            "never in the URL"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is no number (or out of range)
+    except ValueError:  # an unclosed [IPv6 address, a port that is no number
+        raise ValueError(f"proxy is not a URL such as {_PROXY_EXAMPLE}") from None
+    if parts.scheme.lower() not in _PROXY_SCHEMES or not parts.hostname:
+        raise ValueError(
+            f"proxy must be an http://, https://, socks5:// or socks5h:// URL with a host, "
+            f"e.g. {_PROXY_EXAMPLE}"
+        )
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(f"proxy is a host and port only, e.g. {_PROXY_EXAMPLE} (no path, ?, #)")
+    if parts.scheme.lower().startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise ValueError("a socks5 proxy needs the socksio package: pip install 'httpx[socks]'")
     return url
 
 
@@ -255,6 +292,11 @@ class AppCredentials(_Frozen):
     certificate_password: SecretStr | None = None
     authority_url: str = AUTHORITY_URL
     verify_tls: bool | str = True  # or the path of a CA bundle
+    # The outbound proxy of every call these credentials make (sign-in, Graph or ARM, Logs
+    # Ingestion), ``http://[USER@]host:port``; None: the environment's (HTTPS_PROXY, ...).
+    proxy: str | None = None
+    # The proxy user's password, by reference only (env:NAME, file:PATH): never inline.
+    proxy_password: SecretStr | None = None
 
     @classmethod
     def owner_label(cls, name: object) -> str:
@@ -286,7 +328,7 @@ class AppCredentials(_Frozen):
             raise ValueError(f"{value!r} is not a tenant; use the tenant's GUID")
         return value
 
-    @field_validator("client_secret", "certificate_password", mode="before")
+    @field_validator("client_secret", "certificate_password", "proxy_password", mode="before")
     @classmethod
     def _secret_reference(cls, value: object, info: ValidationInfo) -> object:
         setting = info.field_name or "client_secret"
@@ -294,6 +336,9 @@ class AppCredentials(_Frozen):
             if not value.strip():
                 # Would be sent as no secret at all, and refused by Entra ID with a puzzle.
                 raise ValueError(f"{setting} is empty; use env:NAME or file:PATH")
+            if setting == "proxy_password" and not value.startswith(("env:", "file:")):
+                # A new setting, so no inline value to keep accepting: references only.
+                raise ValueError("proxy_password takes a reference only: env:NAME or file:PATH")
             if not value.startswith(("env:", "file:")) and _loading_file(info):
                 # The standard library's logging, not structlog: a command that configures
                 # no logging (`query`, `state show`, `incidents show --json`) then has it on
@@ -367,6 +412,23 @@ class AppCredentials(_Frozen):
             raise ValueError(f"CA bundle {path} does not exist (or use true/false)")
         check_ca_bundle(path)
         return str(path)
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_proxy_url(value)
+
+    @model_validator(mode="after")
+    def _proxy_user(self) -> Self:
+        if self.proxy_password is None:
+            return self
+        if self.proxy is None:
+            raise ValueError("proxy_password goes with proxy")
+        if not urlsplit(self.proxy).username:
+            raise ValueError(
+                "proxy_password needs the proxy's user name in proxy (http://USER@proxy.corp:3128)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_credential(self) -> Self:
@@ -884,6 +946,7 @@ __all__ = [
     "TenantConfig",
     "WorkspaceConfig",
     "check_ca_bundle",
+    "check_proxy_url",
     "check_service_url",
     "config_path",
     "is_loopback_host",

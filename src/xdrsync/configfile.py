@@ -140,9 +140,18 @@ def for_query(data: Mapping[str, Any], source: Path) -> ForQuery | None:
     ):
         return None
     client_secrets = [t.get("client_secret") for t in tenants]
-    written = [*client_secrets, *(t.get("certificate_password") for t in tenants)]
+    written = [
+        *client_secrets,
+        *(
+            t.get(setting)
+            for t in tenants
+            for setting in ("certificate_password", "proxy_password")
+        ),
+    ]
     if any(isinstance(v, str) and not v.startswith(_SECRET_REFERENCES) for v in written):
-        return None  # a secret written in the file, which `Config` warns about
+        return None  # a secret written in the file, which `Config` warns about (or refuses)
+    if any("@" in str(t.get("proxy", "")) for t in tenants):
+        return None  # credentials in a proxy's URL, which `Config` refuses
     secrets = []
     for value in (workspace.get("database_url"), *client_secrets):
         if value is None:

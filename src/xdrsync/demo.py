@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 import shlex
 import shutil
+import sys
 import threading
 import time
 from collections import deque
@@ -103,16 +104,31 @@ def _view(
     with feed.lock:
         events = Text("\n".join(feed.events) or "waiting for the first cycle…", style="dim")
     queue = incident_table(workspace.hub.list_incidents(limit=12), names)
-    config = shlex.quote(str(config_path))  # pasted into a shell as printed
+    config = shlex.quote(str(config_path.resolve()))  # pasted into a shell as printed
+    command = this_command()
     hint = Text(
-        f"\nIn another terminal:  .venv/bin/xdrsync query -c {config} "
+        f"\nIn another terminal:  {command} query -c {config} "
         "'SecurityIncident | summarize arg_max(TimeGenerated, *) by IncidentName"
         " | summarize count() by Status'\n"
-        f"                      .venv/bin/xdrsync incidents show ID -c {config}"
+        f"                      {command} incidents show ID -c {config}"
         "      Ctrl-C stops.",
         style="cyan",
     )
     return Group(header, queue, events, hint)
+
+
+def this_command() -> str:
+    """xdrsync as this process was started, to paste into a shell (another terminal, another
+    folder): ``xdrsync`` when that is what ran and the PATH finds it, else the script's path,
+    else ``python -m xdrsync`` with this interpreter. A fixed ``.venv/bin/xdrsync`` named a
+    file that exists only in a checkout's folder."""
+    started = Path(sys.argv[0])
+    if started.name in ("xdrsync", "xdrsync.exe"):
+        found = shutil.which("xdrsync")
+        if found is not None and Path(found).resolve() == started.resolve():
+            return "xdrsync"
+        return shlex.quote(str(started.resolve()))
+    return f"{shlex.quote(sys.executable)} -m xdrsync"
 
 
 def _sentinel_analyst(sentinel: SentinelEmulatorServer, feed: _Feed) -> None:
@@ -192,9 +208,10 @@ def run_demo(
         )
     finally:
         lock.release()
+    config = shlex.quote(str(config_path.resolve()))
     console.print(
         f"Demo stopped. The workspace stays in {workspace_dir}; query it with\n"
-        f"  .venv/bin/xdrsync query -c {shlex.quote(str(config_path))} 'SecurityIncident | count'",
+        f"  {this_command()} query -c {config} 'SecurityIncident | count'",
         markup=False,  # a folder's name is not markup
     )
 

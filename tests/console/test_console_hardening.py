@@ -333,6 +333,24 @@ def test_healthz_tells_an_anonymous_caller_nothing_of_the_hubs_error(
     assert answer.json() == {"status": "failing", "hub": "unavailable"}
 
 
+@pytest.mark.parametrize("hub_ok", [True, False], ids=["ok", "failing"])
+def test_healthz_answers_a_head_probe_as_it_answers_get(
+    seeded: SeededConsole, monkeypatch: pytest.MonkeyPatch, hub_ok: bool
+) -> None:
+    """Load balancers and uptime checkers that probe with HEAD got 405 and marked the
+    service down; HEAD gets GET's status and headers, without a body."""
+    from xdrsync.console import health
+
+    detail = {"hub": "ok"} if hub_ok else {"hub": "unavailable"}
+    monkeypatch.setattr(health, "healthz", lambda hub: (hub_ok, dict(detail)))
+    with _client(seeded.url) as anonymous:
+        head, get = anonymous.head("/healthz"), anonymous.get("/healthz")
+    assert head.status_code == get.status_code == (200 if hub_ok else 503)
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["cache-control"] == "no-store"
+
+
 # -- the login throttle under concurrent guesses ----------------------------------------------
 
 

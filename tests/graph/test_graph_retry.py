@@ -48,6 +48,7 @@ def half() -> float:
         (401, Condition.UNAUTHORIZED),
         (403, Condition.FORBIDDEN),
         (404, Condition.NOT_FOUND),
+        (407, Condition.PROXY_REFUSED),  # a forward proxy wants (other) credentials
         (408, Condition.TIMEOUT),
         (409, Condition.CONFLICT),
         (429, Condition.THROTTLED),
@@ -75,6 +76,9 @@ def test_status_codes_are_classified(status: int, condition: Condition) -> None:
         (httpx.RemoteProtocolError("peer closed connection mid-body"), Condition.CONNECTION_LOST),
         (httpx.ReadError("reset by peer"), Condition.CONNECTION_LOST),
         (httpx.DecodingError("bad gzip"), Condition.MALFORMED),
+        # a CONNECT refused: for its credentials (said at once), or otherwise (not sent)
+        (httpx.ProxyError("407 Proxy Authentication Required"), Condition.PROXY_REFUSED),
+        (httpx.ProxyError("502 Bad Gateway"), Condition.NOT_SENT),
         (ValueError("a bug, not a transport failure"), None),
     ],
 )
@@ -103,6 +107,7 @@ def test_every_condition_has_a_rule() -> None:
         (Condition.NOT_FOUND, Action.RAISE, NotFoundError),
         (Condition.CONFLICT, Action.RAISE, ConflictError),
         (Condition.UNEXPECTED, Action.RAISE, FatalSyncError),
+        (Condition.PROXY_REFUSED, Action.RAISE, ConfigError),
     ],
 )
 def test_first_failure_of_each_condition(

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from graph_fakes import GRAPH, Harness, graph_error, graph_json
 
 from xdrsync.config import SyncConfig
@@ -240,6 +241,36 @@ def test_after_a_fallback_each_page_tries_expand_only_once(harness_factory: Buil
     assert [page.alerts_fallback for page in pages] == [False, True, True]
     page_three = [r.url for r in h.recorder.requests if r.url.params.get("$skip") == "8"]
     assert [u.params.get("$expand") for u in page_three] == ["alerts", None]
+
+
+def test_an_expand_outage_is_one_warning_as_it_starts_and_one_line_as_it_ends(
+    harness_factory: Build,
+) -> None:
+    """While Graph kept failing $expand, the fallback's warning came back every cycle."""
+    fake = FakeDefender([_incident(1, 2)], expand_fails_at={0})
+    h = harness_factory(fake, sync=SyncConfig(max_attempts=2))
+    api = api_for(h, SyncConfig(max_attempts=2))
+    expand = "$expand=alerts failed; reading alerts per incident"
+    again = "$expand=alerts works again; alerts come with their incidents"
+
+    def cycles(count: int) -> list[dict[str, Any]]:
+        with structlog.testing.capture_logs() as events:
+            for _ in range(count):
+                assert api.incidents_page(WINDOW).items == tuple(fake.incidents)
+        return [e for e in events if e["event"] in (expand, again)]
+
+    said = cycles(4)  # an outage of $expand over four cycles
+    assert [(e["event"], e["log_level"]) for e in said if e["log_level"] != "debug"] == [
+        (expand, "warning")
+    ]
+    assert said[0]["tenant"] == h.client.tenant.name and "500" in said[0]["error"]
+    assert h.client.stats()["expand_fallbacks"] == 4  # each fallback still counted
+    fake.expand_fails_at.clear()  # $expand answers again
+    assert [(e["event"], e["log_level"]) for e in cycles(3)] == [(again, "info")]
+    fake.expand_fails_at.add(0)  # a later outage is said again
+    assert [(e["event"], e["log_level"]) for e in cycles(2) if e["log_level"] != "debug"] == [
+        (expand, "warning")
+    ]
 
 
 def test_the_expand_fallback_does_not_wait_out_a_full_retry_budget(

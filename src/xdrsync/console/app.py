@@ -237,7 +237,9 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return JSONAnswer({"detail": exc.detail}, status_code=401, headers=dict(exc.headers or {}))
 
-    @app.get("/healthz", include_in_schema=False)
+    # HEAD as well as GET: load balancers and uptime checkers that probe with HEAD would
+    # otherwise get 405 and mark the service down (FastAPI, unlike Starlette, adds no HEAD).
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     def healthz() -> JSONResponse:
         from xdrsync.console.health import healthz as check
 

@@ -32,7 +32,7 @@ from xdrsync.config import (
 )
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
 from xdrsync.graph.errors import ResponseLimitError
-from xdrsync.graph.http import Limits, send
+from xdrsync.graph.http import PROXY_REFUSED_HINT, Answer, Limits, graph_error_detail, send
 from xdrsync.graph.retry import Condition, classify_exception, parse_retry_after
 from xdrsync.logs import clean, register_secrets
 
@@ -71,6 +71,18 @@ def msal_authority(tenant: AppCredentials) -> tuple[str, str | None]:
     return f"https{root[len('http') :]}/{tenant.tenant_id}", shimmed
 
 
+class _ProxyRefused(Exception):  # noqa: N818 - internal: the adapter to TokenProvider
+    """The outbound proxy answered 407 to a sign-in request; the text is its status line."""
+
+
+def _past_proxy(answer: Answer) -> Answer:
+    """``answer``, unless it is the proxy's 407: msal would take that for Entra ID's word
+    (an unknown tenant, a refused sign-in) and the message would send the operator astray."""
+    if answer.status == 407:
+        raise _ProxyRefused(graph_error_detail(answer))
+    return answer
+
+
 class MsalHttpAdapter:
     """The ``http_client`` msal expects (``get``/``post``/``close``), on our httpx client, so
     TLS settings, proxies, timeouts and response limits are ours. httpx responses already
@@ -102,8 +114,15 @@ class MsalHttpAdapter:
         headers: dict[str, str] | None = None,
         **_: Any,
     ) -> httpx.Response:
-        return send(
-            self._http, "GET", self._url(url), limits=self._limits, params=params, headers=headers
+        return _past_proxy(
+            send(
+                self._http,
+                "GET",
+                self._url(url),
+                limits=self._limits,
+                params=params,
+                headers=headers,
+            )
         ).as_response()
 
     def post(
@@ -117,8 +136,16 @@ class MsalHttpAdapter:
         self.token_requests += 1
         target = self._url(url)
         body: dict[str, Any] = {"content": data} if isinstance(data, str) else {"data": _form(data)}
-        response = send(
-            self._http, "POST", target, limits=self._limits, params=params, headers=headers, **body
+        response = _past_proxy(
+            send(
+                self._http,
+                "POST",
+                target,
+                limits=self._limits,
+                params=params,
+                headers=headers,
+                **body,
+            )
         ).as_response()
         self.last_post_status = response.status_code
         self.last_post_retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -311,9 +338,13 @@ class TokenProvider:
         problem: Exception | None = None
         try:
             return call()
+        except _ProxyRefused as refused:  # a 407 to a plain-http request (the emulator's)
+            problem = ConfigError(self._text(f"sign-in: {PROXY_REFUSED_HINT} ({refused})"))
         except httpx.TransportError as failure:
             said = f"{type(failure).__name__}: {failure}"
-            if classify_exception(failure) is Condition.UNTRUSTED:  # no retry gets past it
+            if classify_exception(failure) is Condition.PROXY_REFUSED:  # a CONNECT's 407
+                problem = ConfigError(self._text(f"sign-in: {PROXY_REFUSED_HINT} ({said})"))
+            elif classify_exception(failure) is Condition.UNTRUSTED:  # no retry gets past it
                 problem = ConfigError(
                     self._text(
                         f"sign-in refused: {self.tenant.authority_url}'s TLS certificate is "

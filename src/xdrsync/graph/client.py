@@ -35,6 +35,7 @@ from xdrsync.graph import calls
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.errors import BadRequestError, ResponseLimitError
 from xdrsync.graph.http import (
+    PROXY_REFUSED_HINT,
     USER_AGENT,
     Limits,
     build_http_client,
@@ -498,6 +499,8 @@ class GraphClient:
                 f"{where}: the server's TLS certificate is not trusted ({detail}); if a proxy "
                 "inspects TLS, set verify_tls to its CA bundle"
             )
+        elif condition is Condition.PROXY_REFUSED:
+            text = f"{where}: {PROXY_REFUSED_HINT} ({detail})"
         elif condition is Condition.BAD_REQUEST:
             query = f"?{parts.query}" if parts.query else ""
             text = f"{where}{query} was rejected by Graph ({detail})"

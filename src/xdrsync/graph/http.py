@@ -1,5 +1,9 @@
 """The wire around Graph calls: our httpx client, bounded reads, the server's clock, bodies.
 
+``build_http_client`` is the one HTTP policy of every outbound client (Graph, sign-in through
+msal, Sentinel's ARM): TLS, timeouts, no redirects, and the configured proxy
+(``requests_proxies`` gives the same proxy to the Logs Ingestion SDK's own transport).
+
 Every answer (Graph's and the token endpoint's) is read by ``send``: streamed, with a byte cap
 and a wall-clock deadline per attempt, so neither a 3 GB answer nor a server dripping one byte
 at a time (of its body, its headers, or an endless run of ``1xx`` answers) can hold the
@@ -10,10 +14,13 @@ and only the unreadable ones are lost (handed over as ``UnreadableItem``).
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import ssl
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,48 +28,163 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpcore
 import httpx
 
 from xdrsync import __version__
-from xdrsync.config import AppCredentials, SyncConfig, check_ca_bundle
+from xdrsync.config import AppCredentials, SyncConfig, check_ca_bundle, is_loopback_host
 from xdrsync.errors import ConfigError
 from xdrsync.graph.errors import DeadlineExceededError, ResponseTooLargeError
 from xdrsync.jsontext import UnreadableItem, loads
-from xdrsync.logs import clean
+from xdrsync.logs import clean, register_secrets
+
+T = TypeVar("T")
 
 USER_AGENT = f"xdrsync/{__version__}"
+#: What a proxy's 407 means to the operator (Graph's, ARM's and sign-in's messages say it).
+PROXY_REFUSED_HINT = (
+    "the outbound proxy refused our credentials (407); check the user name in proxy and "
+    "proxy_password, or the environment's HTTPS_PROXY/HTTP_PROXY"
+)
 DETAIL_LIMIT = 300  # characters of server text kept in an error message
 
 
 def build_http_client(tenant: AppCredentials, sync: SyncConfig) -> httpx.Client:
-    """The httpx client for one app registration: our timeout, our TLS settings, no redirects."""
+    """The httpx client for one app registration: our timeout, our TLS settings, no
+    redirects, and its ``proxy`` if one is set (else the environment's, as httpx reads it).
+
+    A ``proxy_password`` is read at the first request through the proxy (``ProxyRoute``)."""
+    owner = tenant.owner_label(tenant.name)
     verify: ssl.SSLContext | bool
     if isinstance(tenant.verify_tls, str):
         try:
             verify = check_ca_bundle(Path(tenant.verify_tls))
         except ValueError as problem:  # changed since the config loaded
-            raise ConfigError(f"{tenant.owner_label(tenant.name)}: verify_tls: {problem}") from None
+            raise ConfigError(f"{owner}: verify_tls: {problem}") from None
     else:
         verify = tenant.verify_tls
+    options: dict[str, Any] = {
+        "timeout": httpx.Timeout(sync.request_timeout_seconds),
+        "headers": {"User-Agent": USER_AGENT},
+        "follow_redirects": False,  # a redirect would carry our bearer token somewhere else
+    }
+    if tenant.proxy is not None:
+        # A transport of our own: httpx then reads no proxy from the environment.
+        return httpx.Client(transport=ProxyRoute(tenant, tenant.proxy, verify), **options)
     try:
-        client = httpx.Client(
-            timeout=httpx.Timeout(sync.request_timeout_seconds),
-            verify=verify,
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,  # a redirect would carry our bearer token somewhere else
-        )
+        client = httpx.Client(verify=verify, **options)
     except (ImportError, ValueError, httpx.InvalidURL) as problem:
         # httpx reads the proxies from the environment here: a malformed one, or a SOCKS
         # proxy without httpx[socks], is the operator's to fix, in one line.
         raise ConfigError(
-            f"{tenant.owner_label(tenant.name)}: the proxy set in the environment (HTTPS_PROXY, "
-            f"HTTP_PROXY, ALL_PROXY) cannot be used: {clean(str(problem), limit=200)}"
+            f"{owner}: the proxy set in the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY) "
+            f"cannot be used: {clean(str(problem), limit=200)}"
         ) from None
     _bound_by_deadline(client)
     return client
+
+
+# -- the configured proxy --------------------------------------------------------------------
+
+
+def _proxy(tenant: AppCredentials, proxy: str, verify: ssl.SSLContext | bool) -> httpx.Proxy:
+    """``proxy`` (``tenant.proxy``) with its password, read now (``ConfigError`` naming its
+    owner if it cannot be) and hidden from every log line and message from then on."""
+    url = httpx.URL(proxy)
+    auth: tuple[str, str] | None = None
+    if tenant.proxy_password is not None:
+        password = tenant.proxy_password.get_secret_value()  # ConfigError: this tenant fails
+        auth = (url.username, password)
+        basic = base64.b64encode(f"{url.username}:{password}".encode()).decode()
+        register_secrets([password, basic])  # the Proxy-Authorization a proxy might echo
+    elif url.username:
+        auth = (url.username, "")
+    return httpx.Proxy(
+        url.copy_with(username=None, password=None),
+        auth=auth,
+        # An https proxy is trusted as the endpoints are: a CA bundle in verify_tls (a
+        # corporate CA) names the proxy's too; otherwise the system's store.
+        ssl_context=verify if isinstance(verify, ssl.SSLContext) else None,
+    )
+
+
+def _direct_for() -> Callable[[str, str], bool]:
+    """Whether a request to a host goes around the configured proxy, given the proxy's host.
+
+    ``NO_PROXY`` (or ``no_proxy``) is honoured as for the environment's proxies. A loopback
+    address (the local emulator) goes through the proxy only if the proxy is on this machine
+    too: a proxy elsewhere would reach its own loopback, not ours, and the plain http that
+    loopback is allowed would cross the network."""
+    # Read once per client, as httpx reads the environment's proxies once per client.
+    names = [
+        entry.strip().lower().lstrip(".").strip("[]")
+        for entry in urllib.request.getproxies_environment().get("no", "").split(",")
+    ]
+
+    def direct(host: str, proxy_host: str) -> bool:
+        if is_loopback_host(host) and not is_loopback_host(proxy_host):
+            return True
+        host = host.lower().strip("[]").rstrip(".")
+        # As curl and httpx read it: `*` is every host; a name, itself and its subdomains.
+        return any(
+            name == "*" or host == name or host.endswith(f".{name}") for name in names if name
+        )
+
+    return direct
+
+
+class ProxyRoute(httpx.BaseTransport):
+    """Every request through the configured proxy, but those ``_direct_for`` keeps off it.
+    Both ways out keep the per-attempt deadline on every socket wait (``_bound``)."""
+
+    def __init__(self, tenant: AppCredentials, proxy: str, verify: ssl.SSLContext | bool) -> None:
+        self._tenant, self._url, self._verify = tenant, proxy, verify
+        self.proxy_host = httpx.URL(proxy).host
+        self.direct = _bound(httpx.HTTPTransport(verify=verify))
+        self._proxied: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+        self._direct = _direct_for()
+
+    @property
+    def proxied(self) -> httpx.HTTPTransport:
+        """The way through the proxy, built at its first request: a Defender tenant's
+        ``proxy_password`` is read then, not as the service starts, so one that cannot be
+        read fails that tenant's calls alone (its streams say why), as a ``client_secret``
+        does, and is read again at the next request until it can be."""
+        with self._lock:
+            if self._proxied is None:
+                proxy = _proxy(self._tenant, self._url, self._verify)
+                self._proxied = _bound(httpx.HTTPTransport(verify=self._verify, proxy=proxy))
+            return self._proxied
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        direct = self._direct(request.url.host, self.proxy_host)
+        return (self.direct if direct else self.proxied).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proxied is not None:
+                self._proxied.close()
+        self.direct.close()
+
+
+def requests_proxies(tenant: AppCredentials, url: str) -> dict[str, str]:
+    """The configured proxy as the ``proxies`` of a requests-based SDK (azure-core's, for
+    Logs Ingestion) calling ``url``: empty when no proxy is set (the environment's apply, as
+    before) or when ``url`` goes around it (``_direct_for``). requests takes the credentials
+    in the URL only; the password is registered as a secret first."""
+    if tenant.proxy is None:
+        return {}
+    proxy = httpx.URL(tenant.proxy)
+    if _direct_for()(httpx.URL(url).host, proxy.host):
+        return {}
+    if tenant.proxy_password is not None:
+        password = tenant.proxy_password.get_secret_value()
+        proxy = proxy.copy_with(username=proxy.username, password=password)
+        register_secrets([password, proxy.userinfo.decode().partition(":")[2]])  # as written
+    return {"http": str(proxy), "https": str(proxy)}
 
 
 # -- the deadline on every socket wait ------------------------------------------------------
@@ -161,9 +283,15 @@ def _bound_by_deadline(client: httpx.Client) -> None:
     server (a dripped head, a run of 1xx answers) fail if it ever stops reaching them."""
     transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
     for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        if pool is not None and hasattr(pool, "_network_backend"):
-            pool._network_backend = _DeadlineBackend()
+        _bound(transport)
+
+
+def _bound(transport: T) -> T:
+    """``transport`` with its connection pool (if it has one) on the deadline-bound backend."""
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = _DeadlineBackend()
+    return transport
 
 
 # -- bounded reads --------------------------------------------------------------------------
@@ -490,13 +618,16 @@ def split_listing(text: bytes) -> tuple[bytes, list[bytes]] | None:
 
 __all__ = [
     "DETAIL_LIMIT",
+    "PROXY_REFUSED_HINT",
     "USER_AGENT",
     "Answer",
     "Body",
     "Limits",
+    "ProxyRoute",
     "build_http_client",
     "graph_error_detail",
     "parse_body",
+    "requests_proxies",
     "required_permission",
     "send",
     "server_date",

@@ -45,6 +45,7 @@ class Condition(enum.Enum):
     TIMEOUT = "timeout"  # read/write timeout or 408: the server may have acted on it
     NOT_SENT = "not sent"  # connect failure or timeout: the server never saw the request
     UNTRUSTED = "TLS certificate not trusted"  # the server's certificate failed verification
+    PROXY_REFUSED = "proxy refused our credentials"  # 407 from the outbound proxy
     CONNECTION_LOST = "connection lost"  # reset, or closed mid-response
     MALFORMED = "malformed body"  # 2xx whose body is not the JSON it should be
     PARTIAL = "partial answer"  # a listing's 206: a provider behind Graph failed (§2.10)
@@ -107,6 +108,9 @@ RULES: Mapping[Condition, Rule] = {
     # Another try meets the same certificate (a TLS-inspecting proxy's, whose CA verify_tls
     # does not name): the operator must act, so it is said at once, not after six tries.
     Condition.UNTRUSTED: Rule(Action.RAISE, ConfigError),
+    # The proxy wants (other) credentials: every try meets the same refusal, and the request
+    # never reached the server. The operator's to fix, said at once.
+    Condition.PROXY_REFUSED: Rule(Action.RAISE, ConfigError, never_applied=True),
     Condition.CONNECTION_LOST: Rule(Action.RETRY, RetriableError),
     Condition.MALFORMED: Rule(Action.RETRY, RetriableError),
     # A partial page may lack records, and one taken for whole ends the read and moves the
@@ -134,6 +138,7 @@ STATUS_CONDITIONS: Mapping[int, Condition] = {
     401: Condition.UNAUTHORIZED,
     403: Condition.FORBIDDEN,
     404: Condition.NOT_FOUND,
+    407: Condition.PROXY_REFUSED,  # a forward proxy's answer to a plain-http request
     408: Condition.TIMEOUT,
     409: Condition.CONFLICT,
     429: Condition.THROTTLED,
@@ -155,6 +160,9 @@ EXCEPTION_CONDITIONS: tuple[tuple[type[Exception], Condition], ...] = (
     (httpx.ConnectTimeout, Condition.NOT_SENT),
     (httpx.PoolTimeout, Condition.NOT_SENT),
     (httpx.ConnectError, Condition.NOT_SENT),
+    # The proxy refused the tunnel (CONNECT answered other than 2xx, its status first in the
+    # text; 407 is ``PROXY_REFUSED``): the server never saw the request.
+    (httpx.ProxyError, Condition.NOT_SENT),
     (httpx.TimeoutException, Condition.TIMEOUT),
     (httpx.TransportError, Condition.CONNECTION_LOST),  # incl. RemoteProtocolError, ReadError
     (httpx.DecodingError, Condition.MALFORMED),  # a body whose content-encoding is broken
@@ -182,6 +190,8 @@ def classify_exception(error: Exception) -> Condition | None:
             if isinstance(cause, kind):
                 return condition
         cause = cause.__cause__ or cause.__context__
+    if isinstance(error, httpx.ProxyError) and str(error).startswith("407"):
+        return Condition.PROXY_REFUSED  # a CONNECT answered 407 (for an https server)
     for kind, condition in EXCEPTION_CONDITIONS:
         if isinstance(error, kind):
             return condition

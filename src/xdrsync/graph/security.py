@@ -175,6 +175,10 @@ class DefenderApi:
         self.client = client
         self.sync = sync
         self._expand_attempts = EXPAND_ATTEMPTS  # 1 after a fallback, until $expand answers
+        # Whether listing pages fall back (since $expand last failed, until it answers): the
+        # fallback is said once as it starts and once as it ends, as a background job's
+        # failure is (``sync.engine``), not every cycle of an outage that keeps failing it.
+        self._expand_failing = False
         self._alerts_top = sync.page_size_alerts  # smaller after a page too large to read
 
     @classmethod
@@ -218,6 +222,12 @@ class DefenderApi:
                 # It answers again: a later blip is retried as at first, not sent to the
                 # fallback (a page of calls) at its first failure for the process's life.
                 self._expand_attempts = EXPAND_ATTEMPTS
+                if self._expand_failing:
+                    self._expand_failing = False
+                    log.info(
+                        "$expand=alerts works again; alerts come with their incidents",
+                        tenant=self.client.tenant.name,
+                    )
                 items = tuple(
                     self._with_alerts(item) if _alerts_cut_short(item) else item
                     for item in response.items
@@ -252,8 +262,10 @@ class DefenderApi:
 
     def _expand_failed(self, failure: RetriableError) -> None:
         self._expand_attempts = 1
-        self.client.record("expand_fallbacks")
-        log.warning(
+        self.client.record("expand_fallbacks")  # every fallback still counts (stats)
+        said = log.debug if self._expand_failing else log.warning
+        self._expand_failing = True
+        said(
             "$expand=alerts failed; reading alerts per incident",
             tenant=self.client.tenant.name,
             error=str(failure),

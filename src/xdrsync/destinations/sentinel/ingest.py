@@ -45,7 +45,7 @@ from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 from xdrsync import jsontext
 from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError, XdrSyncError
-from xdrsync.graph.http import graph_error_detail
+from xdrsync.graph.http import graph_error_detail, requests_proxies
 from xdrsync.graph.pacing import check_stop, wait
 from xdrsync.graph.retry import parse_retry_after
 from xdrsync.logs import clean
@@ -364,6 +364,7 @@ class LogIngestor:
             self.endpoint,
             TokenCredentialAdapter(tokens),
             credential_scopes=[f"{entry.ingestion_audience}/.default"],
+            proxies=requests_proxies(entry, self.endpoint),  # the destination's proxy, if set
             transport=StoppableTransport(
                 connection_verify=entry.verify_tls,
                 connection_timeout=sync.request_timeout_seconds,
