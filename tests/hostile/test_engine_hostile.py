@@ -125,6 +125,52 @@ def test_non_objects_are_quarantined_with_a_trace_and_the_records_around_them_ke
     assert "5" in [cell.strip() for cell in row.split("│")]  # the quarantined column
 
 
+EVIDENCE = "#microsoft.graph.security."
+
+
+def test_evidence_that_does_not_fit_its_type_keeps_its_incident_among_non_objects(
+    hostile: HostileGraph, tmp_path: Path
+) -> None:
+    """A page of good incidents with non-objects among them, where one incident's alert
+    holds evidence items whose values do not fit their types and another's an item that is
+    not an object at all: the first is stored and shown, said once in the log; the second
+    and the non-objects are quarantined."""
+    seed(hostile)
+    misfits = [
+        {"@odata.type": EVIDENCE + "processEvidence", "processId": "abc"},
+        {"@odata.type": EVIDENCE + "ipEvidence", "ipAddress": 12, "roles": ["attacker"]},
+    ]
+    hostile.records[1]["alerts"][0]["evidence"] = misfits
+    hostile.records[3]["alerts"][0]["evidence"] = [misfits[0], "not an object"]
+    hostile.mode, hostile.routes = Mode.NON_OBJECTS, {"incidents"}
+    config = write_config(hostile, tmp_path)
+    done = xdrsync(hostile, config, "sync", "--once")
+    assert done.returncode == 0, done.stderr
+    again = xdrsync(hostile, config, "sync", "--once")
+    assert again.returncode == 0, again.stderr
+    with hub_of(config) as hub:
+        assert stored_ids(hub, hostile.tenant_id) == {"1", "2", "3", "5", "6"}
+        kept = hub.get_alert(hostile.tenant_id, "da000002_0")
+        assert kept is not None and kept.to_graph() == hostile.records[1]["alerts"][0]
+        bad = hub.list_quarantine(limit=100)
+        assert len(bad) == 6  # the five non-objects and incident 4, each once
+        (four,) = [row for row in bad if '"id": "4"' in row.raw]
+        assert "evidence[1]" in four.reason
+    warned = [line for line in done.stderr.splitlines() if "does not fit its type" in line]
+    assert len(warned) == 2, done.stderr  # one per problem, the process's only
+    assert all("da000002_0" in line and hostile.tenant_id in line for line in warned)
+    rows = xdrsync(
+        hostile,
+        config,
+        "query",
+        "--format",
+        "csv",
+        "AlertEvidence | where AlertId == 'da000002_0' | project EntityType, EvidenceRole",
+    )
+    assert rows.returncode == 0, rows.stderr
+    assert sorted(rows.stdout.split()[1:]) == ["Ip,Related", "Process,Related"]
+
+
 def test_a_record_nested_too_deep_for_any_parser_is_quarantined_with_its_bytes(
     hostile: HostileGraph, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,10 @@ from xdrsync.models import (
     Incident,
     IpEvidence,
     ModelError,
+    ProcessEvidence,
     Severity,
+    UnknownEvidence,
+    UnparsedEvidence,
     parse_evidence,
 )
 
@@ -30,22 +34,8 @@ from xdrsync.models import (
         ({"alerts": ["x"]}, "alerts[0]"),
         ({"alerts": [{"severity": True}]}, "alerts[0].severity"),
         ({"alerts": [{}, {"evidence": [{}, 7]}]}, "alerts[1].evidence[1]"),
-        ({"alerts": [{"evidence": [{"verdict": 1}]}]}, "alerts[0].evidence[0].verdict"),
-        (
-            {
-                "alerts": [
-                    {
-                        "evidence": [
-                            {
-                                "@odata.type": "#microsoft.graph.security.ipEvidence",
-                                "ipAddress": ["10.0.0.1"],
-                            }
-                        ]
-                    }
-                ]
-            },
-            "alerts[0].evidence[0].ipAddress",
-        ),
+        ({"alerts": [{"evidence": "x", "title": "t"}]}, "alerts[0].evidence"),
+        ({"alerts": [{"evidence": [{}], "severity": 2}]}, "alerts[0].severity"),
         ({"customTags": "Demo"}, "customTags"),
         ({"customTags": ["Demo", 3]}, "customTags[1]"),
         ({"tags": [None]}, "tags[0]"),
@@ -72,33 +62,75 @@ def test_incident_type_errors_name_the_field(payload: dict[str, Any], field: str
         ({"evidence": [None]}, "evidence[0]"),
         ({"additionalData": ["a"]}, "additionalData"),
         ({"roles": 5, "mitreTechniques": [1]}, "mitreTechniques[0]"),
-        ({"evidence": [{"roles": ["source", 1]}]}, "evidence[0].roles[1]"),
-        (
-            {
-                "evidence": [
-                    {"@odata.type": "#microsoft.graph.security.deviceEvidence", "osBuild": "22424"}
-                ]
-            },
-            "evidence[0].osBuild",
-        ),
-        (
-            {
-                "evidence": [
-                    {
-                        "@odata.type": "#microsoft.graph.security.deviceEvidence",
-                        "vmMetadata": {"cloudProvider": 1},
-                    }
-                ]
-            },
-            "evidence[0].vmMetadata.cloudProvider",
-        ),
-        ({"evidence": [{"@odata.type": 42}]}, "evidence[0].@odata.type"),
+        ({"evidence": [{}, "x"]}, "evidence[1]"),
+        ({"evidence": [{"verdict": 1}], "lastUpdateDateTime": "soon"}, "lastUpdateDateTime"),
     ],
 )
 def test_alert_type_errors_name_the_field(payload: dict[str, Any], field: str) -> None:
     with pytest.raises(ModelError) as caught:
         Alert.from_graph(payload)
     assert caught.value.field == field
+
+
+DEVICE = "#microsoft.graph.security.deviceEvidence"
+PROCESS = "#microsoft.graph.security.processEvidence"
+IP = "#microsoft.graph.security.ipEvidence"
+
+
+@pytest.mark.parametrize(
+    ("item", "kind", "problem"),
+    [
+        ({"@odata.type": PROCESS, "processId": "abc"}, "process", "ProcessEvidence: field "
+         "'processId': expected an integer, got a string"),
+        ({"@odata.type": DEVICE, "createdDateTime": "yesterday"}, "device", "createdDateTime"),
+        ({"@odata.type": IP, "ipAddress": 12}, "ip", "'ipAddress': expected a string"),
+        ({"@odata.type": IP, "ipAddress": ["10.0.0.1"]}, "ip", "ipAddress"),
+        ({"@odata.type": DEVICE, "osBuild": "22424"}, "device", "osBuild"),
+        ({"@odata.type": DEVICE, "vmMetadata": {"cloudProvider": 1}}, "device",
+         "'vmMetadata.cloudProvider'"),
+        ({"@odata.type": DEVICE, "loggedOnUsers": "alice"}, "device", "loggedOnUsers"),
+        ({"roles": ["source", 1]}, "unknown", "roles[1]"),
+        ({"verdict": 1}, "unknown", "verdict"),
+        ({"@odata.type": 42}, "unknown", "@odata.type"),
+        ({"@odata.type": "#microsoft.graph.security.aiThingEvidence", "tags": "x"}, "aiThing",
+         "tags"),
+    ],
+)  # fmt: skip
+def test_an_evidence_item_that_does_not_fit_its_type_is_kept_whole_not_the_alert_lost(
+    item: dict[str, Any], kind: str, problem: str
+) -> None:
+    """Graph changing one property's shape in one evidence type costs neither the alert nor
+    its incident: the item is kept whole, unparsed, and says why."""
+    good = {"@odata.type": IP, "ipAddress": "10.0.0.1"}
+    alert = {"id": "da1", "title": "t", "evidence": [good, copy.deepcopy(item)]}
+    incident = {"id": "7", "alerts": [alert]}
+    parsed = Incident.from_graph(copy.deepcopy(incident))
+    assert parsed.to_graph() == incident  # the whole payload, exactly as received
+    (read,) = parsed.alerts
+    assert read.id == "da1" and read.title == "t"
+    assert isinstance(read.evidence[0], IpEvidence)  # the items around it parse as ever
+    kept = read.evidence[1]
+    assert isinstance(kept, UnparsedEvidence)
+    assert kept.raw == item and kept.to_graph() == item
+    assert kept.kind == kind
+    assert kept.entity_key() is None and kept.display_name() == kind
+    assert problem in kept.problem
+    assert parse_evidence(item).to_graph() == item
+
+
+def test_code_and_specific_classes_still_refuse_what_graph_input_keeps() -> None:
+    item = {"@odata.type": PROCESS, "processId": "abc"}
+    with pytest.raises(ModelError) as caught:
+        Incident(alerts=[{"evidence": [item]}])  # Graph JSON handed to code: strict, any depth
+    assert caught.value.field == "alerts[0].evidence[0].processId"
+    with pytest.raises(ModelError) as caught:
+        Alert.from_graph_strict({"evidence": [item]})
+    assert caught.value.field == "evidence[0].processId"
+    with pytest.raises(ModelError) as caught:
+        ProcessEvidence.from_graph(item)  # a specific class cannot hand back another one
+    assert caught.value.field == "processId"
+    with pytest.raises(ModelError):
+        ProcessEvidence(process_id="abc")  # type: ignore[arg-type]
 
 
 def test_model_error_is_skippable_and_does_not_echo_values() -> None:
@@ -138,6 +170,6 @@ def test_models_built_in_code_raise_model_error_too() -> None:
 
 def test_strings_are_not_lists_of_enums() -> None:
     with pytest.raises(ModelError) as caught:
-        parse_evidence({"roles": "attacker"})
+        UnknownEvidence.from_graph({"roles": "attacker"})
     assert caught.value.field == "roles"
     assert Severity("x")  # any string is a (possibly unknown) member

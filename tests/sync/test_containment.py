@@ -3,16 +3,21 @@ stream waits as long as Graph asked — across cycles, visibly in its state."""
 
 from __future__ import annotations
 
+import json
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from fakegraph import T0, FakeGraph, FakePage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from truth import assert_hub_matches_truth
 
+from xdrsync.emulator.service import settings_for
 from xdrsync.errors import ThrottledError
 from xdrsync.hub import Hub, default_url
 from xdrsync.hub.payload import ticks_from_datetime, version_text
@@ -54,6 +59,36 @@ nested = st.one_of(json_leaf, st.lists(json_leaf, max_size=3))
 json_value = st.one_of(nested, st.dictionaries(odd_text, nested, max_size=3))
 
 
+T = "#microsoft.graph.security."
+#: Evidence items of known types whose values do not fit the type (Graph changed a
+#: property's shape): kept whole, they cost neither their alert nor its incident.
+misfit_evidence = st.sampled_from(
+    [
+        {"@odata.type": T + "processEvidence", "processId": "abc"},
+        {"@odata.type": T + "deviceEvidence", "createdDateTime": "yesterday"},
+        {"@odata.type": T + "ipEvidence", "ipAddress": 12},
+        {"@odata.type": T + "userEvidence", "userAccount": "alice", "roles": "compromised"},
+    ]
+)
+fitting_evidence = st.sampled_from(
+    [
+        {"@odata.type": T + "ipEvidence", "ipAddress": "10.0.0.1"},
+        {"@odata.type": T + "deviceEvidence", "mdeDeviceId": "d1", "roles": ["compromised"]},
+    ]
+)
+
+
+@st.composite
+def alert_of(draw: st.DrawFn, n: int, stamp: str) -> dict[str, Any]:
+    return {
+        "id": f"a{n}",
+        "incidentId": f"v{n}",
+        "lastUpdateDateTime": stamp,
+        "severity": "high",
+        "evidence": draw(st.lists(misfit_evidence | fitting_evidence, max_size=3)),
+    }
+
+
 @st.composite
 def valid_incident(draw: st.DrawFn, n: int) -> dict[str, Any]:
     stamp = version_text(ticks_from_datetime(T0 - timedelta(minutes=draw(st.integers(1, 600)))))
@@ -67,7 +102,7 @@ def valid_incident(draw: st.DrawFn, n: int) -> dict[str, Any]:
         "customTags": draw(st.lists(odd_text, max_size=3)),
         "comments": [],
         "unknownProperty": draw(json_value),
-        "alerts": [],
+        "alerts": draw(st.lists(alert_of(n, stamp), max_size=1)),
     }
 
 
@@ -76,6 +111,15 @@ invalid_item = st.one_of(
     st.builds(lambda t: {"displayName": t}, odd_text),  # no id
     st.builds(lambda v: {"id": [v], "lastUpdateDateTime": "2026-01-01T00:00:00Z"}, st.integers()),
     st.builds(lambda t: UnreadableItem(raw='{"id":"deep","x":' + t, reason="too deep"), odd_text),
+    # An alert's own field malformed, or an evidence item that is not an object: the incident
+    # goes to quarantine (only what does not fit inside an evidence item is kept).
+    st.builds(
+        lambda e: {"id": "bad-alert", "alerts": [{"id": "x", "severity": 5, "evidence": [e]}]},
+        misfit_evidence,
+    ),
+    st.builds(
+        lambda e: {"id": "bad-item", "alerts": [{"id": "y", "evidence": [e, 7]}]}, misfit_evidence
+    ),
 )
 
 
@@ -103,6 +147,9 @@ def test_every_valid_record_of_a_mixed_page_is_committed_and_every_invalid_one_q
             stored = hub.get_incident(TENANT, record["id"])
             assert stored is not None
             assert stored.to_graph() == record  # exactly as served, odd text included
+            for alert in record["alerts"]:  # misfit evidence included
+                kept = hub.get_alert(TENANT, alert["id"])
+                assert kept is not None and kept.to_graph() == alert
         assert report.quarantined == len(invalid)
         assert sum(hub.quarantine_counts().values()) == len(
             {repr(item) if not isinstance(item, UnreadableItem) else item.raw for item in invalid}
@@ -185,3 +232,76 @@ def test_an_absurd_retry_after_parks_a_stream_for_an_hour_at_most(hub: Hub, aske
     state = StreamState.from_doc(hub.get_state(TENANT, INCIDENTS))
     assert state.retry_at is not None
     assert state.retry_at - datetime.now(UTC) <= timedelta(hours=1)
+
+
+MISFITS = [
+    {"@odata.type": T + "processEvidence", "processId": "abc", "processCommandLine": "x.exe"},
+    {"@odata.type": T + "deviceEvidence", "createdDateTime": "yesterday", "hostName": "pc9"},
+    {"@odata.type": T + "ipEvidence", "ipAddress": 12},
+]
+
+
+def test_an_alert_whose_evidence_does_not_fit_its_type_is_synced_shown_and_warned_of_once(
+    make_env: Any, tmp_path: Path
+) -> None:
+    """End to end: Defender (the emulator replaying a file) serves an incident whose alert
+    holds evidence items whose values do not fit their types. `sync --once` (in process)
+    stores the incident and its alert exactly as served, quarantines nothing, the log tables
+    show its SecurityIncident, SecurityAlert and AlertEvidence rows (each misfit of its own
+    kind, whole in AdditionalFields), and the log says so once per problem, not per cycle."""
+    base = settings_for(seed=5, incidents=1)
+    incident = json.loads(json.dumps(make_env(base).truth()[0]))
+    alert = incident["alerts"][0]
+    fitting = len(alert["evidence"])
+    alert["evidence"] = [*alert["evidence"], *MISFITS]
+    path = tmp_path / "misfit.json"
+    path.write_text(json.dumps([incident]))
+    env = make_env(replace(base, load_file=path))
+    tenant = env.config.tenants[0].tenant_id
+    with structlog.testing.capture_logs() as events:
+        reports = [*env.cycle(), *env.cycle()]  # the second re-reads it (lookback)
+    assert all(r.ok for r in reports), [r.errors for r in reports]
+    assert [s.quarantined for r in reports for s in r.streams] == [0, 0, 0, 0]
+    assert env.hub.quarantine_counts() == {}
+    assert_hub_matches_truth(env.hub, tenant, env.truth())
+    stored = env.hub.get_alert(tenant, alert["id"])
+    assert stored is not None and stored.to_graph() == alert
+    items = env.hub.list_evidence(tenant, incident["id"])
+    kinds = [row.kind for row in items if row.alert_id == alert["id"]]
+    assert kinds[fitting:] == ["process", "device", "ip"]  # the hub's evidence rows too
+
+    warned = [e for e in events if str(e["event"]).startswith("an evidence item does not fit")]
+    assert sorted(e["evidence_type"] for e in warned) == sorted(m["@odata.type"] for m in MISFITS)
+    for event in warned:  # once each, across both streams and both cycles
+        assert (event["tenant"], event["alert"], event["log_level"]) == (
+            tenant,
+            alert["id"],
+            "warning",
+        )
+    assert {e["reason"] for e in warned} == {
+        "ProcessEvidence: field 'processId': expected an integer, got a string",
+        "DeviceEvidence: field 'createdDateTime': expected an ISO 8601 date-time string",
+        "IpEvidence: field 'ipAddress': expected a string, got a number",
+    }
+
+    logs = env.workspace.logs
+    shown = logs.query(
+        f"SecurityIncident | where ProviderIncidentId == '{incident['id']}' | count"
+    ).rows
+    assert shown[0][0] >= 1
+    alerts = logs.query(f"SecurityAlert | where SystemAlertId == '{alert['id']}' | count").rows
+    assert alerts[0][0] >= 1
+    rows = logs.query(
+        f"AlertEvidence | where AlertId == '{alert['id']}' "
+        "| project AdditionalFields, EntityType, ProcessCommandLine, DeviceName, RemoteIP"
+    ).rows
+    assert len(rows) == len(alert["evidence"])  # one row per item, none twice
+    shown_items = {
+        json.dumps(json.loads(f) if isinstance(f, str) else f, sort_keys=True): tuple(rest)
+        for f, *rest in rows
+    }
+    assert [shown_items[json.dumps(m, sort_keys=True)] for m in MISFITS] == [
+        ("Process", "x.exe", "", ""),
+        ("Machine", "", "pc9", ""),
+        ("Ip", "", "", ""),  # 12 is no address: it is in AdditionalFields only
+    ]

@@ -2,7 +2,8 @@
 
 Entry points: `Incident.from_graph`, `Alert.from_graph`, `Comment.from_graph`,
 `parse_evidence`, and `.to_graph()` on every model; for any Graph JSON `d`,
-`X.from_graph(d).to_graph() == d`. Wrong value types raise `ModelError`.
+`X.from_graph(d).to_graph() == d`. Wrong value types raise `ModelError`, except inside an
+evidence item read from Graph: that item is kept whole as `UnparsedEvidence`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from xdrsync.models.errors import ModelError
 from xdrsync.models.evidence import (
     Evidence,
     UnknownEvidence,
+    UnparsedEvidence,
     evidence_kind,
     parse_evidence,
     registered_types,
@@ -216,6 +218,7 @@ __all__ = [
     "TeamsMessageDeliveryAction",
     "TeamsMessageEvidence",
     "UnknownEvidence",
+    "UnparsedEvidence",
     "UrlEvidence",
     "UserAccount",
     "UserEvidence",

@@ -51,7 +51,8 @@ class Specs:
     by_key: dict[str, FieldSpec]
     by_name: dict[str, FieldSpec]
     defaults: dict[str, Any]
-    parse_table: dict[str, _Entry]
+    parse_table: dict[str, _Entry]  # Graph input (`from_graph`)
+    strict_table: dict[str, _Entry]  # Graph JSON in code (`from_graph_strict`)
 
 
 _SPECS: dict[type, Specs] = {}
@@ -81,17 +82,21 @@ def specs_of(cls: type[GraphModel]) -> Specs:
     # `raw` is included so that assembled instances keep pydantic's field order.
     defaults = {name: info.default for name, info in cls.model_fields.items() if name != "raw"}
     defaults = {"raw": _UNSET_RAW, **defaults} if "raw" in cls.model_fields else defaults
-    table: dict[str, _Entry] = {
-        key: (
-            spec.name,
-            spec.exact,
-            spec.prepare,
-            None if key == spec.key else spec.key,
-            defaults[spec.name],  # None, or () for the tuple kinds
-        )
-        for key, spec in by_key.items()
-    }
-    specs = Specs(fields, by_key, {spec.name: spec for spec in fields}, defaults, table)
+
+    def table(strict: bool) -> dict[str, _Entry]:
+        return {
+            key: (
+                spec.name,
+                spec.exact,
+                spec.prepare if strict or spec.read is None else spec.read,
+                None if key == spec.key else spec.key,
+                defaults[spec.name],  # None, or () for the tuple kinds
+            )
+            for key, spec in by_key.items()
+        }
+
+    by_name = {spec.name: spec for spec in fields}
+    specs = Specs(fields, by_key, by_name, defaults, table(False), table(True))
     _SPECS[cls] = specs
     return specs
 
@@ -126,15 +131,22 @@ class GraphModel(BaseModel):
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> Self:
         """Parse one Graph JSON object. Missing or extra properties never fail; a value of
-        the wrong type raises `ModelError` naming the property."""
+        the wrong type raises `ModelError` naming the property (except in an alert's
+        evidence items, which are kept whole instead: `Evidence.from_graph`)."""
         return cls._parse_graph(data)
 
     @classmethod
-    def _parse_graph(cls, data: Mapping[str, Any]) -> Self:
+    def from_graph_strict(cls, data: Mapping[str, Any]) -> Self:
+        """`from_graph` with no leniency at any depth: how Graph JSON handed to a model built
+        in code is read (a wrong value there is the caller's mistake, not Graph's drift)."""
+        return cls._parse_graph(data, strict=True)
+
+    @classmethod
+    def _parse_graph(cls, data: Mapping[str, Any], *, strict: bool = False) -> Self:
         if not isinstance(data, Mapping):
             raise ModelError(cls.__name__, (), f"expected a JSON object, got {describe(data)}")
         specs = _SPECS.get(cls) or specs_of(cls)
-        table = specs.parse_table
+        table = specs.strict_table if strict else specs.parse_table
         values = specs.defaults.copy()
         key: str = ""
         try:

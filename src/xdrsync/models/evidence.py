@@ -2,7 +2,9 @@
 
 Subtypes live in the `evidence_*` modules and register themselves by their `ODATA_TYPE`.
 An @odata.type nobody registered parses as `UnknownEvidence`, which keeps the whole payload
-in `raw` (Graph keeps adding evidence types; none may be lost).
+in `raw` (Graph keeps adding evidence types; none may be lost). An item whose values do not
+fit its type (Graph changed the shape of a property) is `UnparsedEvidence`, kept whole and
+unparsed: one drifted property must not cost the alert, and with it its incident.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from xdrsync.models.base import GraphModel
 from xdrsync.models.errors import ModelError, describe
 from xdrsync.models.evidence_enums import EvidenceRemediationStatus, EvidenceRole, EvidenceVerdict
 from xdrsync.models.identity import EntityKey
+from xdrsync.models.wire import copy_json
 
 ODATA_PREFIX = "#microsoft.graph.security."
 
@@ -104,11 +107,24 @@ class Evidence(GraphModel):
 
     @classmethod
     def from_graph(cls, data: Mapping[str, Any]) -> Self:
-        """Parse an evidence item into the class its @odata.type names (a subclass of `cls`);
-        on the base class an unregistered type gives `UnknownEvidence`."""
+        """Parse an evidence item into the class its @odata.type names (a subclass of `cls`).
+
+        On the base class, which reads an alert's evidence from Graph, an unregistered type
+        gives `UnknownEvidence`, and an object whose values do not fit its type
+        `UnparsedEvidence` rather than a `ModelError`. A subclass (`IpEvidence.from_graph`)
+        and models built in code (`from_graph_strict`) stay strict."""
+        try:
+            return cls.from_graph_strict(data)
+        except ModelError:
+            if cls is not Evidence or not isinstance(data, Mapping):
+                raise  # a specific class was asked for, or not an object: nothing to keep
+            return cast(Self, UnparsedEvidence.keep(data))
+
+    @classmethod
+    def from_graph_strict(cls, data: Mapping[str, Any]) -> Self:
         if not isinstance(data, Mapping):
             raise ModelError(cls.__name__, (), f"expected a JSON object, got {describe(data)}")
-        return cls._class_for(data.get("@odata.type"))._parse_graph(data)
+        return cls._class_for(data.get("@odata.type"))._parse_graph(data, strict=True)
 
     @classmethod
     def _class_for(cls, odata_type: object) -> type[Self]:
@@ -137,8 +153,47 @@ class UnknownEvidence(Evidence):
         return _kind_in(self.odata_type)
 
 
+class UnparsedEvidence(Evidence):
+    """An item whose values do not fit its type (a property whose shape Graph changed, e.g.
+    a string `processId` on a processEvidence), or whose base properties do not fit an
+    unregistered type: kept whole in `raw`, no property parsed but `@odata.type`.
+
+    `to_graph()` gives `raw` back exactly; `kind` is the kind its @odata.type names (the log
+    tables show it as such); it names no entity (`entity_key()` is None), since none of its
+    values can be trusted to mean what the type says; `problem` says why it was not parsed.
+    """
+
+    @classmethod
+    def keep(cls, data: Mapping[str, Any]) -> UnparsedEvidence:
+        """`data`, an item that does not parse as its type, kept whole."""
+        odata_type = data.get("@odata.type")
+        model = cls._parse_graph({"@odata.type": odata_type} if type(odata_type) is str else {})
+        model.__dict__["raw"] = data
+        return model
+
+    @property
+    def kind(self) -> str:
+        return evidence_kind(self.odata_type)
+
+    @property
+    def problem(self) -> str:
+        """Why the item was not parsed, as its type reads it: `ProcessEvidence: field
+        'processId': expected an integer, got a string` (types only, never values). Found
+        again on each call: it is asked for rarely, and the model holds nothing else."""
+        try:
+            Evidence.from_graph_strict(self.raw)
+        except ModelError as exc:
+            return str(exc)
+        return ""
+
+    def to_graph(self) -> dict[str, Any]:
+        # Nothing was parsed, so nothing can have changed: the item exactly as received.
+        return cast(dict[str, Any], copy_json(self.raw))
+
+
 def parse_evidence(data: Mapping[str, Any]) -> Evidence:
-    """One Graph evidence object -> the Evidence subclass its @odata.type names."""
+    """One Graph evidence object -> the Evidence subclass its @odata.type names
+    (`UnknownEvidence`, `UnparsedEvidence`: see `Evidence.from_graph`)."""
     return Evidence.from_graph(data)
 
 
@@ -151,6 +206,7 @@ __all__ = [
     "ODATA_PREFIX",
     "Evidence",
     "UnknownEvidence",
+    "UnparsedEvidence",
     "evidence_kind",
     "parse_evidence",
     "registered_types",

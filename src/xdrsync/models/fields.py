@@ -12,7 +12,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union, cast, get_args, get_origin
 
 from xdrsync.models.errors import ModelError, describe
 from xdrsync.models.openenum import OpenEnum
@@ -49,6 +49,11 @@ class FieldSpec:
     exact: type | None  # a value of exactly this type (or None) needs no conversion
     prepare: Callable[[Any], Any]  # JSON or Python value -> field value; ValueError if wrong
     nested: bool = False  # a model or tuple of models (serialised by the models themselves)
+    #: What `from_graph` converts Graph's value with: `prepare`, except that nested models
+    #: are read by their `from_graph` (Graph input, with the leniency a class allows it, see
+    #: `Evidence.from_graph`) where `prepare` reads Graph JSON handed to a model built in
+    #: code strictly (`GraphModel.from_graph_strict`).
+    read: Callable[[Any], Any] | None = None
 
 
 def camel(name: str) -> str:
@@ -149,18 +154,22 @@ def _enum(target: type[OpenEnum]) -> Callable[[Any], Any]:
     return prepare
 
 
-def _model(target: type[GraphModel]) -> Callable[[Any], Any]:
+#: How a nested model reads a JSON object: `target.from_graph` or `target.from_graph_strict`.
+_Parse = Callable[[Mapping[str, Any]], Any]
+
+
+def _model(parse: _Parse, target: type[GraphModel]) -> Callable[[Any], Any]:
     def prepare(value: object) -> GraphModel | None:
         if value is None or isinstance(value, target):
             return value
         if isinstance(value, Mapping):
-            return target.from_graph(value)
+            return cast("GraphModel", parse(value))
         raise ValueError(f"expected an object, got {describe(value)}")
 
     return prepare
 
 
-def _models(target: type[GraphModel]) -> Callable[[Any], Any]:
+def _models(parse: _Parse, target: type[GraphModel]) -> Callable[[Any], Any]:
     def prepare(value: object) -> tuple[GraphModel, ...]:
         if value is None:
             return ()
@@ -170,7 +179,7 @@ def _models(target: type[GraphModel]) -> Callable[[Any], Any]:
                 out.append(item)
             elif isinstance(item, Mapping):
                 try:
-                    out.append(target.from_graph(item))
+                    out.append(parse(item))
                 except ModelError as exc:
                     raise exc.under("", index) from None
             else:
@@ -189,7 +198,7 @@ def _element(tp: Any) -> tuple[Kind, Any, type | None, Callable[[Any], Any]]:
     if _is_sub(tp, OpenEnum):
         return Kind.ENUM, tp, None, _enum(tp)
     if _is_sub(tp, GraphModel):
-        return Kind.MODEL, tp, None, _model(tp)
+        return Kind.MODEL, tp, None, _model(tp.from_graph_strict, tp)
     if tp in _TYPE_NAMES:
         return Kind.SCALAR, None, tp, _scalar(tp)
     if tp is dict or get_origin(tp) in (dict, Mapping) or tp is Mapping:
@@ -202,11 +211,18 @@ def build_spec(name: str, annotation: Any, key: str, legacy: tuple[str, ...]) ->
     if get_origin(tp) is tuple:
         kind, target, exact, item = _element(_bare(get_args(tp)[0]))
         if kind is Kind.MODEL:
-            return FieldSpec(name, key, legacy, Kind.MODELS, target, None, _models(target), True)
+            strict, read = (
+                _models(target.from_graph_strict, target),
+                _models(target.from_graph, target),
+            )
+            return FieldSpec(name, key, legacy, Kind.MODELS, target, None, strict, True, read)
         tuple_kind = Kind.ENUMS if kind is Kind.ENUM else Kind.SCALARS
         return FieldSpec(name, key, legacy, tuple_kind, target, None, _scalars(item, exact))
     kind, target, exact, prepare = _element(tp)
-    return FieldSpec(name, key, legacy, kind, target, exact, prepare, kind is Kind.MODEL)
+    if kind is Kind.MODEL:
+        read = _model(target.from_graph, target)
+        return FieldSpec(name, key, legacy, kind, target, exact, prepare, True, read)
+    return FieldSpec(name, key, legacy, kind, target, exact, prepare)
 
 
 def encode(spec: FieldSpec, value: Any) -> Any:

@@ -13,6 +13,8 @@ The rules that make it lossless (design §3; ``docs/guarantees.md``; tested in t
   an update that becomes listable late is re-read by the next cycle's lookback;
 * a record that cannot be parsed or stored is quarantined with its reason and raw text, and
   every other record of its page is committed; the hub's version guard makes re-reads no-ops;
+  an evidence item that does not fit its type costs nothing: the models keep it whole
+  (``UnparsedEvidence``), its alert is stored, and a warning says so once per process;
 * a read run under ``graph.pacing.stop_on`` (the service's) ends between pages once a stop
   is asked for (``Stopped``), after committing the page in hand: never half a page.
 """
@@ -33,7 +35,7 @@ from xdrsync.graph.pacing import check_stop
 from xdrsync.hub import ApplyResult, Hub, InboundBatch, Quarantined
 from xdrsync.hub.payload import datetime_from_ticks, ticks_from_datetime
 from xdrsync.jsontext import UnreadableItem, UnreadableRecord
-from xdrsync.models import Alert, Incident
+from xdrsync.models import Alert, Incident, UnparsedEvidence
 from xdrsync.sync.listing import (
     Fetch,
     Overfull,
@@ -179,6 +181,42 @@ def _parse(
         except Exception as problem:  # whatever one record does, it is that record's alone
             bad.append(Quarantined(raw=_dump(raw), reason=_reason(problem)))
     return incidents, alerts, bad
+
+
+#: Evidence problems already warned about, by (tenant, @odata.type, reason): each is said
+#: once per process, not for every item, alert and cycle that reads it again (lookback,
+#: reconcile). Bounded: when full it starts over, so that no new problem goes unsaid.
+_told: set[tuple[str, str, str]] = set()
+_TOLD_LIMIT = 1000
+
+
+def _warn_unparsed(
+    tenant_id: str, stream: str, incidents: Sequence[Incident], alerts: Sequence[Alert]
+) -> None:
+    """A warning for each new kind of evidence item the models kept unparsed: Graph changed
+    the shape of a property, which an operator wants to hear of (its rows and console show
+    less of the item than of one that fits)."""
+    for alert in (*alerts, *(a for incident in incidents for a in incident.alerts)):
+        for item in alert.evidence:
+            if not isinstance(item, UnparsedEvidence):
+                continue
+            reason = item.problem
+            told = (tenant_id, item.odata_type or "", reason)
+            if told in _told:
+                continue
+            if len(_told) >= _TOLD_LIMIT:
+                _told.clear()
+            _told.add(told)
+            log.warning(
+                "an evidence item does not fit its type: kept whole and unparsed, its alert "
+                "stored; other items with this problem are not logged again by this process",
+                tenant=tenant_id,
+                stream=stream,
+                alert=alert.id,
+                incident=alert.incident_id,
+                evidence_type=item.odata_type,
+                reason=reason,
+            )
 
 
 def _kind(raw: Any) -> str:
@@ -554,6 +592,7 @@ def _commit(
 ) -> None:
     items: Sequence[Any] = page.items if page is not None else ()
     incidents, alerts, bad = _parse(stream, items)
+    _warn_unparsed(tenant_id, stream, incidents, alerts)
     batch = InboundBatch(
         tenant_id=tenant_id,
         stream=stream,

@@ -22,6 +22,7 @@ from xdrsync.tables.evidence_columns import (
     evidence_columns,
     evidence_direction,
     evidence_role,
+    texts,
 )
 from xdrsync.tables.schemas import ALERT_EVIDENCE, ALERT_INFO, SECURITY_ALERT, table_schema
 from xdrsync.tables.scope import row_tenant
@@ -152,8 +153,9 @@ def _extended_properties(alert: Alert) -> Row:
 
 def _resource_id(evidence: Sequence[tuple[str | None, Mapping[str, Any]]]) -> str | None:
     for odata_type, raw in evidence:
-        if evidence_kind(odata_type) == "azureResource" and raw.get("resourceId"):
-            return str(raw["resourceId"])
+        found = raw.get("resourceId")
+        if evidence_kind(odata_type) == "azureResource" and found and isinstance(found, str):
+            return found
     return None
 
 
@@ -240,6 +242,13 @@ def alert_info_row(alert: Alert, *, time_generated: datetime, tenant_id: str | N
     return row
 
 
+def _created(raw: Mapping[str, Any]) -> datetime | None:
+    try:
+        return parse_datetime(raw.get("createdDateTime"))
+    except ValueError:  # not a date-time: an item whose values do not fit its type
+        return None
+
+
 def alert_evidence_rows(
     alert: Alert,
     *,
@@ -264,15 +273,16 @@ def alert_evidence_rows(
     rows: list[Row] = []
     for raw in evidence_json(alert, evidence):
         odata_type = raw.get("@odata.type")
-        # Read from the JSON as the model would (roles are compared without case below).
-        roles = [r for r in raw.get("roles") or () if r]
-        detailed = [str(d) for d in raw.get("detailedRoles") or ()]
+        # Read from the JSON as the model would (roles are compared without case below), of
+        # any shape: an item that does not fit its type is kept as Graph sent it.
+        roles = texts(raw.get("roles"))
+        detailed = texts(raw.get("detailedRoles"))
         row = empty_row(ALERT_EVIDENCE)
         row.update(common)
         row.update(evidence_columns(odata_type, raw))
         row.update(
             {
-                "Timestamp": parse_datetime(raw.get("createdDateTime")) or alert.created_date_time,
+                "Timestamp": _created(raw) or alert.created_date_time,
                 "EntityType": entity_type(odata_type),
                 "EvidenceRole": evidence_role(roles, detailed),
                 "EvidenceDirection": evidence_direction(roles),

@@ -8,6 +8,10 @@ FileHashes, a process's ImageFile). Queries read them with
 `parse_json(Entities) | mv-expand ... | where tostring(E.Type) == "host"`, so the field names
 follow Sentinel's entity schema. Evidence types Sentinel has no entity for keep their Graph
 properties, PascalCased, under a Type derived from the evidence name.
+
+The builders read an item's JSON of any shape (an item whose values do not fit its type is
+Graph's JSON as sent, see `UnparsedEvidence`): they never assume a property is an object,
+a list or a string, and carry a value of another shape into the entity as it is.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ def _get(raw: Mapping[str, Any] | None, *path: str) -> Any:
             return None
         node = node.get(part)
     return node
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 class EntityList:
@@ -68,7 +76,8 @@ def _os_family(platform: object) -> str | None:
 
 def account_entity(account: Mapping[str, Any] | None) -> Json:
     upn = _get(account, "userPrincipalName")
-    name = _get(account, "accountName") or (upn.split("@", 1)[0] if upn else None)
+    parts = upn.split("@", 1) if isinstance(upn, str) and upn else []
+    name = _get(account, "accountName") or (parts[0] if parts else None)
     # Graph's userAccount has one `domainName` (reference §2.6), which holds either the
     # NetBIOS name ("CONTOSO") or the DNS name ("contoso.com"); Sentinel's account entity
     # keeps the two apart, so a dotted name is the DNS domain.
@@ -78,7 +87,7 @@ def account_entity(account: Mapping[str, Any] | None) -> Json:
         "Name": name,
         "NTDomain": None if dotted else domain,
         "DnsDomain": domain if dotted else None,
-        "UPNSuffix": upn.split("@", 1)[1] if upn and "@" in upn else None,
+        "UPNSuffix": parts[1] if len(parts) == 2 else None,
         "UserPrincipalName": upn,
         "Sid": _get(account, "userSid"),
         "AadUserId": _get(account, "azureAdUserId"),
@@ -109,7 +118,7 @@ def _host(r: Mapping[str, Any], _: EntityList) -> Json:
         "LastExternalIpAddress": r.get("lastExternalIpAddress"),
         "LoggedOnUsers": [
             {"AccountName": u.get("accountName"), "DomainName": u.get("domainName")}
-            for u in r.get("loggedOnUsers") or []
+            for u in _list(r.get("loggedOnUsers"))
             if isinstance(u, Mapping)
         ],
         "Type": "host",
@@ -117,18 +126,18 @@ def _host(r: Mapping[str, Any], _: EntityList) -> Json:
 
 
 def ip_entity(r: Mapping[str, Any] | None) -> Json:
-    location = _get(r, "location") or {}
+    location = _get(r, "location")
     return {
         "Address": _get(r, "ipAddress"),
         "Location": {
             k: v
             for k, v in {
-                "CountryCode": _get(r, "countryLetterCode") or location.get("countryCode"),
-                "CountryName": location.get("countryName"),
-                "State": location.get("state"),
-                "City": location.get("city"),
-                "Latitude": location.get("latitude"),
-                "Longitude": location.get("longitude"),
+                "CountryCode": _get(r, "countryLetterCode") or _get(location, "countryCode"),
+                "CountryName": _get(location, "countryName"),
+                "State": _get(location, "state"),
+                "City": _get(location, "city"),
+                "Latitude": _get(location, "latitude"),
+                "Longitude": _get(location, "longitude"),
             }.items()
             if v is not None
         },
@@ -188,16 +197,16 @@ def _registry_value(r: Mapping[str, Any], out: EntityList) -> Json:
 
 
 def _mail_message(r: Mapping[str, Any], _: EntityList) -> Json:
-    p1, p2 = r.get("p1Sender") or {}, r.get("p2Sender") or {}
+    p1, p2 = r.get("p1Sender"), r.get("p2Sender")
     return {
         "Recipient": r.get("recipientEmailAddress"),
-        "Sender": p1.get("emailAddress") or p2.get("emailAddress"),
-        "P1Sender": p1.get("emailAddress"),
-        "P1SenderDisplayName": p1.get("displayName"),
-        "P1SenderDomain": p1.get("domainName"),
-        "P2Sender": p2.get("emailAddress"),
-        "P2SenderDisplayName": p2.get("displayName"),
-        "P2SenderDomain": p2.get("domainName"),
+        "Sender": _get(p1, "emailAddress") or _get(p2, "emailAddress"),
+        "P1Sender": _get(p1, "emailAddress"),
+        "P1SenderDisplayName": _get(p1, "displayName"),
+        "P1SenderDomain": _get(p1, "domainName"),
+        "P2Sender": _get(p2, "emailAddress"),
+        "P2SenderDisplayName": _get(p2, "displayName"),
+        "P2SenderDomain": _get(p2, "domainName"),
         "SenderIP": r.get("senderIp"),
         "Subject": r.get("subject"),
         "NetworkMessageId": r.get("networkMessageId"),
@@ -219,7 +228,7 @@ def _dns(r: Mapping[str, Any], out: EntityList) -> Json:
         "DomainName": r.get("domainName"),
         "IpAddresses": [
             ref
-            for ip in r.get("ipAddresses") or []
+            for ip in _list(r.get("ipAddresses"))
             if isinstance(ip, Mapping) and (ref := out.add(ip_entity(ip)))
         ],
         "DnsServerIp": out.add(ip_entity(r.get("dnsServerIp"))) if r.get("dnsServerIp") else None,
@@ -370,19 +379,20 @@ def compromised_entity(evidence: Sequence[tuple[str | None, Mapping[str, Any]]])
     for odata_type, raw in evidence:
         by_kind.setdefault(evidence_kind(odata_type), []).append(raw)
     for raw in by_kind.get("device", []):
-        name = raw.get("deviceDnsName") or raw.get("hostName")
-        if name:
-            return str(name)
+        if name := _first_text(raw.get("deviceDnsName"), raw.get("hostName")):
+            return name
     for raw in by_kind.get("user", []):
-        name = _get(raw, "userAccount", "userPrincipalName") or _get(
-            raw, "userAccount", "accountName"
-        )
-        if name:
-            return str(name)
+        account = raw.get("userAccount")
+        if name := _first_text(_get(account, "userPrincipalName"), _get(account, "accountName")):
+            return name
     for raw in by_kind.get("mailbox", []):
-        if raw.get("primaryAddress"):
-            return str(raw["primaryAddress"])
+        if name := _first_text(raw.get("primaryAddress")):
+            return name
     return None
+
+
+def _first_text(*values: object) -> str | None:
+    return next((v for v in values if v and isinstance(v, str)), None)
 
 
 __all__ = [

@@ -5,6 +5,10 @@ receives under the same name: EntityType values such as `Machine`, `User`, `Mail
 `MailMessage`, `Ip`, `Url`, `File`, `Process`, `RegistryKey`, `RegistryValue`,
 `CloudApplication`, `OAuthApplication`. Graph evidence types advanced hunting has no name for
 are PascalCased from the evidence name (`kubernetesPodEvidence` -> `KubernetesPod`).
+
+Every reader here takes the item's JSON as it comes, of any shape: an item of a type the
+models do not know, or one whose values do not fit its type (`UnparsedEvidence`), is Graph's
+JSON as sent. A column takes only a value of its own type; the rest stays in AdditionalFields.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
+from xdrsync.tables.schemas import ALERT_EVIDENCE, table_schema
 
 Row = dict[str, Any]
 
@@ -51,6 +56,11 @@ _IMPACTED_ROLES = frozenset({"compromised", "attacked", "policyviolator"})
 def entity_type(odata_type: str | None) -> str:
     kind = evidence_kind(odata_type)
     return ENTITY_TYPES.get(kind) or kind[:1].upper() + kind[1:]
+
+
+def texts(value: object) -> list[str]:
+    """The non-empty strings of a JSON list (anything else: none), e.g. an item's `roles`."""
+    return [v for v in value if v and isinstance(v, str)] if isinstance(value, list) else []
 
 
 def evidence_role(roles: list[str], detailed_roles: list[str]) -> str:
@@ -93,9 +103,13 @@ def _file(details: Mapping[str, Any] | None) -> Row:
     }
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _registry_key(r: Mapping[str, Any]) -> str | None:
-    hive, key = r.get("registryHive"), r.get("registryKey")
-    if hive and key and not str(key).upper().startswith(str(hive).upper()):
+    hive, key = _text(r.get("registryHive")), _text(r.get("registryKey"))
+    if hive and key and not key.upper().startswith(hive.upper()):
         return f"{hive}\\{key}"
     return key or hive
 
@@ -143,8 +157,9 @@ def _cloud_resource(platform: str, id_field: str) -> Callable[[Mapping[str, Any]
     def build(r: Mapping[str, Any]) -> Row:
         resource_id = r.get(id_field)
         subscription = None
-        if platform == "Azure" and resource_id and "/subscriptions/" in str(resource_id).lower():
-            parts = str(resource_id).split("/")
+        azure_id = resource_id if platform == "Azure" and isinstance(resource_id, str) else ""
+        if "/subscriptions/" in azure_id.lower():
+            parts = azure_id.split("/")
             lowered = [p.lower() for p in parts]
             subscription = parts[lowered.index("subscriptions") + 1]
         return {
@@ -156,6 +171,11 @@ def _cloud_resource(platform: str, id_field: str) -> Callable[[Mapping[str, Any]
         }
 
     return build
+
+
+def _nested(r: Mapping[str, Any], outer: str, inner: str) -> Any:
+    found = r.get(outer)
+    return found.get(inner) if isinstance(found, Mapping) else None
 
 
 def _app_id(value: object) -> int | None:
@@ -210,8 +230,8 @@ _COLUMNS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
         "DeviceName": r.get("deviceName"),
     },
     "networkConnection": lambda r: {
-        "RemoteIP": (r.get("destinationAddress") or {}).get("ipAddress"),
-        "LocalIP": (r.get("sourceAddress") or {}).get("ipAddress"),
+        "RemoteIP": _nested(r, "destinationAddress", "ipAddress"),
+        "LocalIP": _nested(r, "sourceAddress", "ipAddress"),
     },
     "dns": lambda r: {"RemoteUrl": r.get("domainName")},
     "azureResource": _cloud_resource("Azure", "resourceId"),
@@ -220,12 +240,22 @@ _COLUMNS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
 }
 
 
+#: The AlertEvidence columns `_COLUMNS` fills, with the Python type each holds.
+_HOLDS: dict[str, type] = {
+    c.name: str if c.kql_type == "string" else int
+    for c in table_schema(ALERT_EVIDENCE).columns
+    if c.kql_type in ("string", "int", "long")
+}
+
+
 def evidence_columns(odata_type: str | None, raw: Mapping[str, Any]) -> Row:
-    """The entity-specific AlertEvidence columns for one evidence item (others stay null)."""
+    """The entity-specific AlertEvidence columns for one evidence item (others stay null):
+    those whose value has the column's type (a property Graph sent in another shape is in
+    AdditionalFields only)."""
     build = _COLUMNS.get(evidence_kind(odata_type))
     if build is None:
         return {}
-    return {k: v for k, v in build(raw).items() if v is not None}
+    return {k: v for k, v in build(raw).items() if type(v) is _HOLDS[k]}
 
 
 __all__ = [
@@ -234,4 +264,5 @@ __all__ = [
     "evidence_columns",
     "evidence_direction",
     "evidence_role",
+    "texts",
 ]
