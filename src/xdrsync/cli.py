@@ -21,6 +21,7 @@ from xdrsync.terminal import console, err_console, notice, print_error, report_f
 
 if TYPE_CHECKING:
     from xdrsync.config import Config, SyncConfig, TenantConfig
+    from xdrsync.console.accounts import Accounts
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
     from xdrsync.serving import ServerThread
@@ -1514,37 +1515,51 @@ def users_add(
     config_file: ConfigOption = None,
 ) -> None:
     """Add a console user (or change an existing one's password, role and tenants)."""
-    from xdrsync.console.accounts import ROLES, Accounts, check_password
+    from xdrsync.console.accounts import ROLES, Accounts, check_password, describe, grants
 
     with _errors():
         config = _load(config_file)
         if role not in ROLES:
             raise _fail(f"--role is one of {', '.join(ROLES)}, not {role!r}")
-        scopes = tuple(config.tenant(t).name for t in tenant or ())  # a name or id, any case
+        # A name or id, any case, kept as the tenant's id: a later tenant of that name is
+        # not this user's.
+        scopes = grants(config, tenant or ())
         password = _read_password(password_file)
         check_password(password)
         with _hub(config) as hub:
-            user = Accounts(hub).add_user(name, password, role, scopes, email)
-        scope = ", ".join(user.tenants) or "every tenant"
+            accounts = Accounts(hub)
+            _settle_scopes(accounts, config)
+            user = accounts.add_user(name, password, role, scopes, email)
+        scope = ", ".join(describe(user.scope, config.tenants)) or "every tenant"
         console.print(f"user {user.name}: {user.role}, {scope}", markup=False)
 
 
 @users_app.command("list")
 def users_list(config_file: ConfigOption = None) -> None:
-    """The console's users, their roles and tenants."""
-    from xdrsync.console.accounts import Accounts
+    """The console's users, their roles and tenants (by their current names)."""
+    from xdrsync.console.accounts import Accounts, describe
     from xdrsync.views import Table  # names shown as given, never read as markup
 
     with _errors():
         config = _load(config_file)
         with _hub(config, existing=True) as hub:
-            users = Accounts(hub).users()
+            accounts = Accounts(hub)
+            _settle_scopes(accounts, config)
+            users = accounts.users()
         table = Table(title=f"{len(users)} console users", title_justify="left")
         for column in ("user", "role", "tenants"):
             table.add_column(column)
         for user in users:
-            table.add_row(user.name, user.role, ", ".join(user.tenants) or "every tenant")
+            shown = ", ".join(describe(user.scope, config.tenants)) or "every tenant"
+            table.add_row(user.name, user.role, shown)
         console.print(table)
+
+
+def _settle_scopes(accounts: Accounts, config: Config) -> None:
+    """Resolve, once, the tenant names a hub kept as scopes before migration 0014 (the
+    console does it too, at its start); a name the config no longer has is said here."""
+    for warning in accounts.settle_scopes(config.tenants):
+        err_console.print(f"warning: {warning}", markup=False)
 
 
 @users_app.command("remove")

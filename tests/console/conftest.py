@@ -10,7 +10,7 @@ from live import PASSWORD, LiveConsole
 from playwright.sync_api import Browser
 
 from xdrsync.config import Config, SyncConfig, TwoWayConfig
-from xdrsync.console.accounts import Accounts
+from xdrsync.console.accounts import Accounts, grants
 from xdrsync.console.server import console_server
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
@@ -61,7 +61,8 @@ def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConso
     }
     for role, (name, password) in users.items():
         if role == "scoped":
-            accounts.add_user(name, password, "responder", [config.tenants[1].name])
+            scope = grants(config, [config.tenants[1].name])
+            accounts.add_user(name, password, "responder", scope)
         else:
             accounts.add_user(name, password, role, email=f"{name}@contoso.com")  # type: ignore[arg-type]
     live = LiveConsole(console.base_url, server.base_url, config, workspace, service, users)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from xdrsync.console.accounts import Accounts
+from xdrsync.console.accounts import Accounts, Grant
 from xdrsync.console.auth import LoginThrottle
 from xdrsync.errors import ConfigError
 from xdrsync.hub import Hub, default_url
@@ -34,12 +34,14 @@ def _stored(accounts: Accounts, table: str) -> list[dict[str, object]]:
 
 
 def test_a_password_is_kept_as_an_argon2id_hash_and_checked(accounts: Accounts) -> None:
-    accounts.add_user("ana", PASSWORD, "responder", ["contoso"])
+    accounts.add_user("ana", PASSWORD, "responder", [Grant("id-c", "contoso")])
     (row,) = _stored(accounts, "console_user")
     assert str(row["password_hash"]).startswith("$argon2id$")
     assert PASSWORD not in str(row)
     user = accounts.authenticate("ana", PASSWORD)
-    assert user is not None and user.role == "responder" and user.tenants == ("contoso",)
+    assert (
+        user is not None and user.role == "responder" and user.scope == (Grant("id-c", "contoso"),)
+    )
     assert accounts.authenticate("ana", PASSWORD + "x") is None
     assert accounts.authenticate("nobody", PASSWORD) is None
 
@@ -53,11 +55,12 @@ def test_short_passwords_and_unknown_roles_are_refused(accounts: Accounts) -> No
 
 def test_roles_are_ordered_and_scopes_limit_tenants(accounts: Accounts) -> None:
     reader = accounts.add_user("rita", PASSWORD, "reader")
-    admin = accounts.add_user("ada", PASSWORD, "admin", ["b"])
+    admin = accounts.add_user("ada", PASSWORD, "admin", [Grant("id-b", "b")])
     assert reader.can("reader") and not reader.can("responder")
     assert admin.can("responder") and admin.can("admin")
-    assert reader.sees("a") and reader.sees("b")
-    assert admin.sees("b") and not admin.sees("a")
+    assert reader.sees("id-a") and reader.sees("id-b")
+    assert admin.sees("id-b") and not admin.sees("id-a")
+    assert not admin.sees("b")  # by the tenant's id, never by its name
 
 
 def test_a_session_lives_until_expiry_or_idle_and_ends_with_a_new_password(

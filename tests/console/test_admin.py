@@ -89,6 +89,7 @@ def test_an_admin_lists_users_without_their_hashes(live_console: LiveConsole) ->
         "name": "ada",
         "role": "admin",
         "tenants": [],
+        "formerTenants": [],
         "email": "ada@contoso.com",
     }
     assert users["sam"]["role"] == "responder"
@@ -122,7 +123,8 @@ def test_only_admins_of_every_tenant_manage_users(live_console: LiveConsole) -> 
         assert "administrators of every tenant" in page.text
         assert 'href="/users"' not in page.text  # no Users link in their menu
     scoped_user = Accounts(live_console.hub).get_user(scoped_admin)
-    assert scoped_user is not None and scoped_user.tenants == (live_console.tenants[0],)
+    first = live_console.config.tenants[0]
+    assert scoped_user is not None and scoped_user.tenant_ids == {first.tenant_id}
     assert {u.name for u in Accounts(live_console.hub).users()} >= {"ada", "rui", "rita", "sam"}
     page = admin.get("/users", headers={"accept": "text/html"})
     assert page.status_code == 200 and 'id="user-form"' in page.text
@@ -148,6 +150,7 @@ def test_an_admin_creates_and_updates_a_user(live_console: LiveConsole) -> None:
         "name": name,
         "role": "responder",
         "tenants": [tenant],
+        "formerTenants": [],
         "email": "ana@contoso.com",
     }
     ana = _sign_in(live_console, name)
@@ -156,7 +159,13 @@ def test_an_admin_creates_and_updates_a_user(live_console: LiveConsole) -> None:
     # Without a password the password is kept; the new role and tenants end her sessions.
     updated = admin.put(f"{API}/users/{name}", json={"role": "reader", "email": None})
     assert updated.status_code == 200, updated.text
-    assert updated.json() == {"name": name, "role": "reader", "tenants": [], "email": None}
+    assert updated.json() == {
+        "name": name,
+        "role": "reader",
+        "tenants": [],
+        "formerTenants": [],
+        "email": None,
+    }
     assert ana.get(f"{API}/me").status_code == 401
     again = _sign_in(live_console, name)
     assert again.get(f"{API}/me").json()["role"] == "reader"
@@ -232,7 +241,7 @@ def test_an_unknown_tenant_is_refused_when_updating_too(live_console: LiveConsol
         == 422
     )
     user = Accounts(live_console.hub).get_user(name)
-    assert user is not None and user.tenants == ()
+    assert user is not None and user.scope == ()
 
 
 def test_an_admin_cannot_delete_or_demote_themself(live_console: LiveConsole) -> None:
@@ -242,7 +251,7 @@ def test_an_admin_cannot_delete_or_demote_themself(live_console: LiveConsole) ->
     scope = {"role": "admin", "tenants": [live_console.tenants[0]]}
     assert admin.put(f"{API}/users/ada", json=scope).status_code == 409
     user = Accounts(live_console.hub).get_user("ada")
-    assert user is not None and user.role == "admin" and user.tenants == ()
+    assert user is not None and user.role == "admin" and user.scope == ()
     assert admin.get(f"{API}/me").status_code == 200  # still signed in
 
 

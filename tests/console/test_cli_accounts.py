@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xdrsync.console.accounts import Accounts
+from xdrsync.console.accounts import Accounts, Grant
 from xdrsync.hub import Hub, default_url
 
 
@@ -59,8 +59,9 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path, monkeypatch: pytest.Mon
     assert token.startswith("xdr_")
     with Hub.open(default_url(tmp_path / "ws")) as hub:
         user = Accounts(hub).token_user(token)
-        # Named as the config names it, however it was typed (tenants match in any case).
-        assert user is not None and user.name == "ana" and user.tenants == ("contoso",)
+        # Kept by the tenant's id, however its name was typed (names match in any case).
+        contoso = Grant("00000000-0000-0000-0000-000000000001", "contoso")
+        assert user is not None and user.name == "ana" and user.scope == (contoso,)
         assert user.address == "ana@contoso.com"
         (info,) = Accounts(hub).tokens("ana")
     shown = xdrsync("tokens", "list", config=config)

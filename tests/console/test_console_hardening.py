@@ -29,7 +29,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from xdrsync.config import ConsoleConfig
-from xdrsync.console.accounts import Accounts, User, digest
+from xdrsync.console.accounts import Accounts, User, digest, grants
 from xdrsync.console.auth import LoginThrottle
 from xdrsync.console.server import console_server
 from xdrsync.hub import Hub
@@ -204,7 +204,10 @@ def test_a_stolen_admin_session_can_neither_make_an_admin_nor_set_a_password_wit
     assert Accounts(seeded.hub).get_user(reader) == User(reader, "reader", ())
     scoped = _fresh("scoped")
     Accounts(seeded.hub).add_user(
-        scoped, PASSWORD, "admin", [seeded.workspace.config.tenants[0].name]
+        scoped,
+        PASSWORD,
+        "admin",
+        grants(seeded.workspace.config, [seeded.workspace.config.tenants[0].name]),
     )
     widened = stolen.put(f"{API}/users/{scoped}", json={"role": "admin"})
     assert widened.status_code == 422

@@ -109,3 +109,29 @@ def test_metrics_tell_a_tenant_that_never_synced_and_leave_out_a_removed_one(
     # The removed tenant's three-day-old watermark is no lag to alarm on.
     assert GONE not in text
     assert {k[1] for k in late if k[1]} == {"synced", "sick", "half"}
+
+
+def test_a_scoped_user_sees_no_destination_figures_that_count_other_tenants(
+    seeded: Hub,
+) -> None:
+    """A destination's position, backlog, dead letters and times count every tenant's
+    changes: a user scoped to some tenants of a destination serving more would read from
+    them how busy the other customers are. They see the destination, without those."""
+    from consoledata import commit, incident_json
+
+    commit(seeded, SICK, [incident_json(SICK, str(n)) for n in range(3)])
+
+    def tables(tenant_ids: list[str]) -> dict[str, object]:
+        found = health(seeded, CONFIG, tenant_ids)["destinations"]
+        (table,) = [d for d in found if d["type"] == "log tables"]
+        return table
+
+    everyone = tables(EVERY)
+    assert (everyone["position"], everyone["behind"], everyone["deadLetters"]) == (0, 3, 0)
+    assert everyone["oldestPendingAt"] is not None
+    scoped = tables([SYNCED])
+    hidden = ("position", "behind", "deadLetters", "oldestPendingAt", "deliveredAt")
+    assert {k: scoped[k] for k in hidden} == dict.fromkeys(hidden)
+    name = "xdrsync_destination_behind_changes"
+    assert f'{name}{{destination="tables"' in metrics_text(seeded, CONFIG, EVERY).decode()
+    assert f"{name}{{" not in metrics_text(seeded, CONFIG, [SYNCED]).decode()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from xdrsync.config import Config, SyncConfig, TwoWayConfig
-from xdrsync.console.accounts import Accounts
+from xdrsync.console.accounts import Accounts, grants
 from xdrsync.console.server import console_server
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
@@ -77,7 +77,8 @@ def test_a_scoped_users_console_works_while_another_tenants_graph_hangs(
                 config, workspace.hub, workspace.logs, wake_pusher=service.wake_pusher, port=0
             ).start()
             accounts = Accounts(workspace.hub)
-            accounts.add_user("sam", PASSWORD, "responder", [healthy.name], email="sam@x.com")
+            scope = grants(config, [healthy.name])
+            accounts.add_user("sam", PASSWORD, "responder", scope, email="sam@x.com")
             token, _ = accounts.create_token("sam", "tests")
             client = httpx.Client(
                 base_url=console.base_url,

@@ -49,7 +49,7 @@ def test_reopening_an_existing_file_keeps_the_data(hub_url: str) -> None:
         hub.commit_batch(batch(incident_json("1", stamp(1)), state={"w": 1}))
     for _ in range(2):
         with Hub.open(hub_url) as hub:
-            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0013"
+            assert current_revision(hub.engine) == head_revision() == HEAD_REVISION == "0014"
             assert hub.get_incident(TENANT, "1") is not None
             assert hub.get_state(TENANT, "incidents") == {"w": 1}
             assert hub.max_seq() == 1
@@ -587,3 +587,117 @@ def test_0013_lowers_the_tenant_of_every_table_that_holds_one() -> None:
     handled = {"alert", "evidence", *module._KEYED, *module._CARRIED}
     holding = {t.name for t in schema.metadata.sorted_tables if "tenant_id" in t.c}
     assert handled == holding
+
+
+def test_scopes_kept_by_name_before_0014_follow_the_tenant_and_a_lost_name_gives_none(
+    any_url: str,
+) -> None:
+    """Before 0014 a console user's tenants were names. 0014 has no config: every tenant stays
+    every tenant, and a scope by names gives no tenant until the first start with a config
+    resolves it, once, to tenant ids. A name that config no longer has gives that user no
+    access — never every tenant — with one warning naming the user; a tenant that takes the
+    name later is not theirs."""
+    from sqlalchemy import create_engine
+
+    from xdrsync.config import Config
+    from xdrsync.console.accounts import Accounts, Grant
+
+    acme, other = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000b2"
+    with Hub.open(any_url) as hub:
+        pass
+    engine = create_engine(any_url)
+    migrate(engine, "0013", down=True)  # as the last xdrsync left it
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        for name, tenants in (
+            ("kept", '["acme"]'),
+            ("lost", '["gone"]'),
+            ("half", '["acme","gone"]'),
+            ("all", "[]"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO console_user (name, password_hash, role, tenants, created_at, "
+                    "changed_at) VALUES (:n, 'x', 'reader', :t, :at, :at)"
+                ),
+                {"n": name, "t": tenants, "at": now},
+            )
+    engine.dispose()
+    before = Config.for_emulator("http://127.0.0.1:9", [("acme", acme, "c", "s")]).tenants
+    later = Config.for_emulator("http://127.0.0.1:9", [("acme", other, "c", "s")]).tenants
+    with Hub.open(any_url) as hub:  # upgrades to head
+        accounts = Accounts(hub)
+        users = {u.name: u for u in accounts.users()}
+        assert not users["all"].scoped and users["all"].sees(acme)
+        # Not settled yet: scoped users see nothing meanwhile.
+        assert all(users[n].scoped and not users[n].sees(acme) for n in ("kept", "lost", "half"))
+        warnings = accounts.settle_scopes(before)
+        assert len(warnings) == 2
+        assert any("'lost'" in w and "'gone'" in w for w in warnings)
+        assert any("'half'" in w and "'gone'" in w for w in warnings)
+        assert accounts.settle_scopes(before) == []  # once
+        assert accounts.settle_scopes(later) == []  # settled: a later config changes nothing
+        users = {u.name: u for u in accounts.users()}
+        assert users["kept"].scope == (Grant(acme, "acme"),)
+        assert users["half"].scope == (Grant(acme, "acme"), Grant(None, "gone"))
+        assert users["lost"].scoped and users["lost"].tenant_ids == frozenset()
+        assert not users["lost"].sees(acme) and not users["lost"].sees(other)
+        assert not users["kept"].sees(other)  # the tenant that takes the name later
+        assert not users["all"].scoped
+    engine = create_engine(any_url)
+    migrate(engine, "0013", down=True)  # and down: the names stay, the ids go
+    assert "scope" not in {c["name"] for c in inspect(engine).get_columns("console_user")}
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT name, tenants FROM console_user")).all())
+    assert rows == {"kept": '["acme"]', "lost": '["gone"]', "half": '["acme","gone"]', "all": "[]"}
+    engine.dispose()
+
+
+def test_the_shell_warns_once_of_a_scope_whose_tenant_name_is_gone_after_0014(
+    tmp_path: Path,
+) -> None:
+    """The first command with a config after the upgrade settles the scopes kept by name:
+    ``users list`` names the user whose tenant name the config no longer has, once, and
+    shows that tenant as giving no access."""
+    from sqlalchemy import create_engine
+
+    config = tmp_path / "xdrsync.toml"
+    config.write_text(
+        '[workspace]\npath = "ws"\n\n[[tenants]]\nname = "acme"\n'
+        'tenant_id = "00000000-0000-0000-0000-0000000000a1"\n'
+        'client_id = "00000000-0000-0000-0000-000000000002"\nclient_secret = "x"\n',
+        encoding="utf-8",
+    )
+    url = default_url(tmp_path / "ws")
+    with Hub.open(url):
+        pass
+    engine = create_engine(url)
+    migrate(engine, "0013", down=True)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO console_user (name, password_hash, role, tenants, created_at, "
+                "changed_at) VALUES ('lost', 'x', 'reader', '[\"gone\"]', :at, :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+    engine.dispose()
+
+    def users_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "xdrsync", "users", "list", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    first = users_list()
+    assert first.returncode == 0, first.stderr
+    (warning,) = [line for line in first.stderr.splitlines() if line.startswith("warning:")]
+    assert "'lost'" in warning and "'gone'" in warning
+    assert "gone (no longer in the config: no access)" in " ".join(first.stdout.split())
+    again = users_list()
+    assert again.returncode == 0 and "warning" not in again.stderr
+    assert "every tenant" not in again.stdout

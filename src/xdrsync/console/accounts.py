@@ -3,16 +3,20 @@
 Passwords are hashed with argon2id (``argon2-cffi``, its current default parameters, rehashed
 on login when those change). Tokens and session ids are 256 random bits; only their sha256 is
 stored, so a copy of the hub lets nobody in. Every lookup is by that hash.
+
+A user's tenants are kept by tenant id, never by name: a name is the config's label, and a
+customer who leaves the config may be followed by another under the same name. Tokens and
+sessions carry no scope of their own: each request reads its user's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -22,6 +26,9 @@ from xdrsync import jsontext
 from xdrsync.errors import ConfigError
 from xdrsync.hub import Hub
 from xdrsync.hub import schema as s
+
+if TYPE_CHECKING:
+    from xdrsync.config import Config, TenantConfig
 
 Role = Literal["reader", "responder", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("reader", "responder", "admin")
@@ -45,11 +52,30 @@ def digest(secret: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """One tenant a user is scoped to: its tenant id, and its name when granted (a label, shown
+    only once the tenant has left the config)."""
+
+    tenant_id: str | None  # None: a name from before 0014 the config did not have: no tenant
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     name: str
     role: Role
-    tenants: tuple[str, ...]  # tenant names; empty: every tenant
+    scope: tuple[Grant, ...] = ()  # empty: every tenant
     email: str | None = None  # what "assign to me" assigns to (Defender owners are addresses)
+
+    @property
+    def scoped(self) -> bool:
+        """Whether this user sees only some tenants (possibly none)."""
+        return bool(self.scope)
+
+    @property
+    def tenant_ids(self) -> frozenset[str]:
+        """The ids of the tenants a scoped user may see (meaningless when not ``scoped``)."""
+        return frozenset(g.tenant_id for g in self.scope if g.tenant_id is not None)
 
     @property
     def address(self) -> str | None:
@@ -60,8 +86,9 @@ class User:
         """Whether this user holds ``role`` or one above it."""
         return _RANK[self.role] >= _RANK[role]
 
-    def sees(self, tenant: str) -> bool:
-        return not self.tenants or tenant in self.tenants
+    def sees(self, tenant_id: str) -> bool:
+        """Whether this user may see the tenant with this id (never by its name)."""
+        return not self.scope or tenant_id in self.tenant_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +117,29 @@ class Session:
     expires_at: datetime
 
 
+def grants(config: Config, wanted: Sequence[str]) -> tuple[Grant, ...]:
+    """The scope for tenants named by the config's name or by tenant id (any case; an unknown
+    one is a ``ConfigError``): resolved now, so that a later tenant of the same name is not
+    theirs."""
+    found = (config.tenant(t) for t in wanted)
+    return _sorted({t.tenant_id: Grant(t.tenant_id, t.name) for t in found}.values())
+
+
+def _sorted(scope: Iterable[Grant]) -> tuple[Grant, ...]:
+    return tuple(sorted(set(scope), key=lambda g: (g.name, g.tenant_id or "")))
+
+
+def describe(scope: Sequence[Grant], tenants: Sequence[TenantConfig]) -> list[str]:
+    """The scope for people: each tenant's current name, or what it was called when granted
+    and that it is no longer in the config (so it gives no access)."""
+    names = {t.tenant_id: t.name for t in tenants}
+    shown = []
+    for grant in scope:
+        current = names.get(grant.tenant_id) if grant.tenant_id is not None else None
+        shown.append(current or f"{grant.name} (no longer in the config: no access)")
+    return shown
+
+
 def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise ConfigError(f"a password needs at least {MIN_PASSWORD} characters")
@@ -110,7 +160,7 @@ class Accounts:
         name: str,
         password: str,
         role: Role,
-        tenants: Sequence[str] = (),
+        scope: Sequence[Grant] = (),
         email: str | None = None,
     ) -> User:
         """Create a user, or replace the password, role and tenants of an existing one (which
@@ -124,10 +174,11 @@ class Accounts:
         if email is not None and (len(email) > 320 or "@" not in email or " " in email):
             raise ConfigError(f"not an email address: {email!r}")
         now = _now()
+        granted = _sorted(scope)
         values = {
             "password_hash": _hasher.hash(password),
             "role": role,
-            "tenants": jsontext.dumps(sorted(set(tenants))),
+            **_scope_columns(granted),
             "email": email,
             "changed_at": now,
         }
@@ -143,10 +194,10 @@ class Accounts:
                 .where(s.api_token.c.user_name == name, s.api_token.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
-        return User(name, role, tuple(sorted(set(tenants))), email)
+        return User(name, role, granted, email)
 
     def update_user(
-        self, name: str, role: Role, tenants: Sequence[str] = (), email: str | None = None
+        self, name: str, role: Role, scope: Sequence[Grant] = (), email: str | None = None
     ) -> User | None:
         """Change an existing user's role, tenants and email, keeping the password; a change
         of role or tenants ends the user's sessions. None if there is no such user."""
@@ -154,7 +205,7 @@ class Accounts:
             raise ConfigError(f"role is one of {', '.join(ROLES)}, not {role!r}")
         if email is not None and (len(email) > 320 or "@" not in email or " " in email):
             raise ConfigError(f"not an email address: {email!r}")
-        scope = tuple(sorted(set(tenants)))
+        granted = _sorted(scope)
         with self._hub.writing() as conn:
             row = conn.execute(
                 select(s.console_user).where(s.console_user.c.name == name)
@@ -165,13 +216,12 @@ class Accounts:
             conn.execute(
                 update(s.console_user)
                 .where(s.console_user.c.name == name)
-                .values(
-                    role=role, tenants=jsontext.dumps(list(scope)), email=email, changed_at=_now()
-                )
+                .values(role=role, **_scope_columns(granted), email=email, changed_at=_now())
             )
-            if before.role != role or before.tenants != scope:
+            tenants_before = {g.tenant_id for g in before.scope}
+            if before.role != role or tenants_before != {g.tenant_id for g in granted}:
                 conn.execute(delete(s.console_session).where(s.console_session.c.user_name == name))
-        return User(name, role, scope, email)
+        return User(name, role, granted, email)
 
     def remove_user(self, name: str) -> bool:
         """Delete a user with its sessions and tokens; False if there was none."""
@@ -181,6 +231,37 @@ class Accounts:
             return bool(
                 conn.execute(delete(s.console_user).where(s.console_user.c.name == name)).rowcount
             )
+
+    def settle_scopes(self, tenants: Sequence[TenantConfig]) -> list[str]:
+        """Resolve, once, the scopes that migration 0014 found kept by name, with the config
+        of this first start: each name the config has becomes its tenant's id; a name it no
+        longer has stays in the scope as no tenant (never as every tenant), with a warning
+        naming the user. Answers those warnings (none once every scope is settled), for the
+        caller to report (the service's log, the shell)."""
+        ids = {t.name.lower(): t.tenant_id for t in tenants}
+        u = s.console_user
+        warnings = []
+        unsettled = select(u.c.name, u.c.tenants).where(u.c.scope.is_(None))
+        with self._hub.reading() as conn:  # no write (nor its lock) once all are settled
+            if not conn.execute(unsettled.limit(1)).first():
+                return []
+        with self._hub.writing() as conn:
+            for row in conn.execute(unsettled).all():
+                names = [str(n) for n in jsontext.loads(row.tenants)]
+                scope = _sorted([Grant(ids.get(n.lower()), n) for n in names])
+                settled = conn.execute(
+                    update(u)
+                    .where(u.c.name == row.name, u.c.scope.is_(None))  # another process's first
+                    .values(scope=_scope_json(scope))
+                ).rowcount
+                lost = [g.name for g in scope if g.tenant_id is None]
+                if settled and lost:
+                    warnings.append(
+                        f"console user {row.name!r} was scoped to "
+                        f"{', '.join(repr(n) for n in lost)}, which the config no longer has: "
+                        "no access to it (xdrsync users add NAME --tenant ... to grant another)"
+                    )
+        return warnings
 
     def users(self) -> list[User]:
         with self._hub.reading() as conn:
@@ -246,7 +327,7 @@ class Accounts:
         with self._hub.reading() as conn:
             row = conn.execute(
                 select(t.c.csrf, t.c.expires_at, t.c.last_seen_at, u.c.name, u.c.role, u.c.tenants)
-                .add_columns(u.c.email)
+                .add_columns(u.c.scope, u.c.email)
                 .join(u, u.c.name == t.c.user_name)
                 .where(t.c.token_hash == digest(secret))
             ).one_or_none()
@@ -335,7 +416,7 @@ class Accounts:
         with self._hub.reading() as conn:
             row = conn.execute(
                 select(t.c.id, t.c.expires_at, t.c.revoked_at, t.c.last_used_at, u.c.name)
-                .add_columns(u.c.role, u.c.tenants, u.c.email)
+                .add_columns(u.c.role, u.c.tenants, u.c.scope, u.c.email)
                 .join(u, u.c.name == t.c.user_name)
                 .where(t.c.token_hash == digest(token))
             ).one_or_none()
@@ -349,9 +430,33 @@ class Accounts:
         return _user(row)
 
 
+def _scope_json(scope: Sequence[Grant]) -> str:
+    return jsontext.dumps([{"id": g.tenant_id, "name": g.name} for g in scope])
+
+
+def _scope_columns(scope: Sequence[Grant]) -> dict[str, str]:
+    """``scope``, and the names as granted in ``tenants`` (what a downgrade reads)."""
+    return {"scope": _scope_json(scope), "tenants": jsontext.dumps([g.name for g in scope])}
+
+
 def _user(row: Any) -> User:
-    tenants = tuple(str(t) for t in jsontext.loads(row.tenants))
-    return User(row.name, cast(Role, row.role), tenants, row.email)
+    if row.scope is None:  # by name before 0014, not settled yet: no tenant until it is
+        names = [str(n) for n in jsontext.loads(row.tenants)]
+        scope = _sorted([Grant(None, n) for n in names])
+    else:
+        scope = tuple(Grant(g["id"], str(g["name"])) for g in jsontext.loads(row.scope))
+    return User(row.name, cast(Role, row.role), scope, row.email)
 
 
-__all__ = ["ROLES", "Accounts", "Role", "Session", "TokenInfo", "User", "check_password"]
+__all__ = [
+    "ROLES",
+    "Accounts",
+    "Grant",
+    "Role",
+    "Session",
+    "TokenInfo",
+    "User",
+    "check_password",
+    "describe",
+    "grants",
+]

@@ -26,7 +26,15 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from xdrsync.console.accounts import MAX_PASSWORD, MIN_PASSWORD, Role, TokenInfo, User
+from xdrsync.console.accounts import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    Grant,
+    Role,
+    TokenInfo,
+    User,
+    grants,
+)
 from xdrsync.console.api import MAX_INT, ErrorOut, StrictBody, invalid
 from xdrsync.console.auth import LoginThrottle, Principal, context, requires
 from xdrsync.console.context import ConsoleContext
@@ -64,7 +72,7 @@ ALL: Final = "*"
 
 def oversees(user: User) -> bool:
     """Whether this user manages users and everyone's tokens: an admin of every tenant."""
-    return user.can("admin") and not user.tenants
+    return user.can("admin") and not user.scoped
 
 
 def _manager(principal: Principal) -> User:
@@ -92,13 +100,14 @@ def _reauthenticate(
     _check_current_password(request, ctx, me, given)
 
 
-def _grants_admin(before: User | None, role: Role, tenants: list[str]) -> bool:
-    """Whether this change makes an admin, or gives an admin tenants they had not."""
+def _grants_admin(before: User | None, role: Role, scope: tuple[Grant, ...]) -> bool:
+    """Whether this change makes an admin, or gives an admin tenants they had not (by id)."""
     if role != "admin":
         return False
     if before is None or before.role != "admin":
         return True
-    return bool(before.tenants) and (not tenants or not set(tenants) <= set(before.tenants))
+    wanted = {g.tenant_id for g in scope}
+    return before.scoped and (not scope or not wanted <= before.tenant_ids)
 
 
 def _check_current_password(request: Request, ctx: ConsoleContext, me: User, given: str) -> None:
@@ -136,7 +145,12 @@ class UserPut(StrictBody):
 class UserOut(BaseModel):
     name: str
     role: Role
-    tenants: list[str]  # empty: every tenant
+    # The current names of the tenants the user is scoped to; with ``formerTenants`` both
+    # empty: every tenant.
+    tenants: list[str]
+    # Tenants the user was scoped to that have left the config, by their name when granted:
+    # they give no access (a tenant now configured under that name is another one).
+    formerTenants: list[str]  # noqa: N815
     email: str | None
 
 
@@ -179,8 +193,13 @@ class TokensOut(BaseModel):
     nextLink: str | None = None  # noqa: N815
 
 
-def _user_out(user: User) -> UserOut:
-    return UserOut(name=user.name, role=user.role, tenants=list(user.tenants), email=user.email)
+def _user_out(ctx: ConsoleContext, user: User) -> UserOut:
+    names = ctx.names
+    current = sorted(names[g.tenant_id] for g in user.scope if g.tenant_id in names)
+    former = sorted(g.name for g in user.scope if g.tenant_id not in names)
+    return UserOut(
+        name=user.name, role=user.role, tenants=current, formerTenants=former, email=user.email
+    )
 
 
 def _token_fields(info: TokenInfo) -> dict[str, Any]:
@@ -205,7 +224,7 @@ def list_users(principal: Admin, ctx: Ctx) -> UsersOut:
     """Every console user: name, role, tenants and email (never a password hash)."""
     if not oversees(principal.user):
         raise HTTPException(403, "managing users needs an admin of every tenant")
-    return UsersOut(value=[_user_out(u) for u in ctx.accounts.users()])
+    return UsersOut(value=[_user_out(ctx, u) for u in ctx.accounts.users()])
 
 
 @router.put(
@@ -229,18 +248,20 @@ def put_user(
     request: Request,
     response: Response,
 ) -> UserOut:
-    """Create a user or change one: role, tenants (configured tenant names; none: every
-    tenant), email, and the password (at least 12 characters; needed to create a user, kept
-    when left out). Creating a user, setting a password (anyone's; it also revokes their
-    tokens) and granting the admin role need your own ``currentPassword``. From a signed-in
-    session only, not with a token."""
+    """Create a user or change one: role, tenants (configured tenant names or ids, kept by
+    id; none: every tenant), email, and the password (at least 12 characters; needed to create
+    a user, kept when left out). Creating a user, setting a password (anyone's; it also
+    revokes their tokens) and granting the admin role need your own ``currentPassword``. From
+    a signed-in session only, not with a token."""
     me = _manager(principal)
     if not name.isprintable() or name != name.strip():
         raise invalid(("path", "name"), "a user name has printable characters, no outer spaces")
-    known = set(ctx.ids)
     for index, tenant in enumerate(body.tenants):
-        if tenant not in known:
-            raise invalid(("body", "tenants", str(index)), f"no tenant named {tenant!r}")
+        try:
+            grants(ctx.config, [tenant])
+        except ConfigError:
+            raise invalid(("body", "tenants", str(index)), f"no tenant named {tenant!r}") from None
+    scope = grants(ctx.config, body.tenants)  # by id from now on: a name is only a label
     if name == me.name and (body.role != "admin" or body.tenants):
         raise HTTPException(409, "you cannot take away your own admin role or scope yourself")
     accounts = ctx.accounts
@@ -255,20 +276,20 @@ def put_user(
     elif password is not None:
         what = "changing your own password" if name == me.name else "setting a password"
         _reauthenticate(request, ctx, me, body.currentPassword, what)
-    elif _grants_admin(before, body.role, body.tenants):
+    elif _grants_admin(before, body.role, scope):
         _reauthenticate(request, ctx, me, body.currentPassword, "granting the admin role")
     try:
         if password is not None:  # creates the user, or replaces the password
-            user = accounts.add_user(name, password, body.role, body.tenants, body.email)
+            user = accounts.add_user(name, password, body.role, scope, body.email)
             response.status_code = 201 if before is None else 200
         else:
-            updated = accounts.update_user(name, body.role, body.tenants, body.email)
+            updated = accounts.update_user(name, body.role, scope, body.email)
             if updated is None:  # removed meanwhile
                 raise HTTPException(404, f"no user {name}")
             user = updated
     except ConfigError as bad:
         raise invalid(("body",), str(bad)) from bad
-    return _user_out(user)
+    return _user_out(ctx, user)
 
 
 @router.delete(

@@ -443,7 +443,7 @@ def run_query(body: QueryBody, principal: Reader, ctx: Ctx) -> Response:
     tenants gets their rows only."""
     from xdrsync.console import hunting
 
-    scoped = principal.user.tenants
+    scoped = principal.user.scoped
     tenant_ids = ctx.visible_tenant_ids(principal.user) if scoped else None
     try:
         result = hunting.run_query(
@@ -539,7 +539,7 @@ def check_connector(
     from xdrsync.connectors import check_tenant
 
     found = next((t for t in ctx.config.tenants if t.name == tenant), None)
-    if found is None or not principal.user.sees(tenant):
+    if found is None or not principal.user.sees(found.tenant_id):
         raise HTTPException(404, f"no tenant {tenant}")
     result = check_tenant(found, ctx.config.sync, two_way=ctx.config.writes_to(found))
     return result.to_dict()

@@ -322,7 +322,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         return {
             "name": user.name,
             "role": user.role,
-            "tenants": list(user.tenants) or sorted(ctx.ids),
+            "tenants": ctx.visible_names(user),
             "email": user.address,
             "csrfToken": principal.csrf,
         }
@@ -355,7 +355,7 @@ def page_context(request: Request, principal: Principal, **extra: object) -> dic
         "user": principal.user,
         "csrf_token": principal.csrf or "",
         "csrf_field": CSRF_FIELD,
-        "tenants": [n for n in sorted(ctx.ids) if principal.user.sees(n)],
+        "tenants": ctx.visible_names(principal.user),
         "version": __version__,
         **extra,
     }

@@ -7,12 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+import structlog
 from fastapi import HTTPException
 
 from xdrsync.config import Config
 from xdrsync.console.accounts import Accounts, User
 from xdrsync.hub import Hub
 from xdrsync.tables.logstore import LogStore
+
+log = structlog.get_logger(__name__)
 
 #: Between the tenant's name and Defender's id in a workspace id; never in a tenant name.
 ID_SEPARATOR: Final = "~"
@@ -29,6 +32,9 @@ class ConsoleContext:
 
     def __post_init__(self) -> None:
         self.accounts = Accounts(self.hub)
+        # Scopes a hub kept by name before 0014, resolved once with this config.
+        for warning in self.accounts.settle_scopes(self.config.tenants):
+            log.warning(warning)
 
     @property
     def names(self) -> dict[str, str]:
@@ -41,8 +47,13 @@ class ConsoleContext:
         return {t.name: t.tenant_id for t in self.config.tenants}
 
     def visible_tenant_ids(self, user: User) -> list[str]:
-        """The tenant ids this user may see (every configured tenant for an unscoped user)."""
-        return [t.tenant_id for t in self.config.tenants if user.sees(t.name)]
+        """The tenant ids this user may see (every configured tenant for an unscoped user; by
+        id, so a tenant that took a removed one's name is not a scoped user's)."""
+        return [t.tenant_id for t in self.config.tenants if user.sees(t.tenant_id)]
+
+    def visible_names(self, user: User) -> list[str]:
+        """The names of the configured tenants this user may see, sorted."""
+        return sorted(t.name for t in self.config.tenants if user.sees(t.tenant_id))
 
     def workspace_id(self, tenant_id: str, entity_id: str) -> str:
         return f"{self.names.get(tenant_id, tenant_id)}{ID_SEPARATOR}{entity_id}"
@@ -52,7 +63,7 @@ class ConsoleContext:
         the same answer whether the record is in another tenant or nowhere."""
         name, sep, entity_id = workspace_id.partition(ID_SEPARATOR)
         tenant_id = self.ids.get(name)
-        if not sep or not entity_id or tenant_id is None or not user.sees(name):
+        if not sep or not entity_id or tenant_id is None or not user.sees(tenant_id):
             raise HTTPException(404, f"no {kind} {workspace_id}")
         return tenant_id, entity_id
 

@@ -200,29 +200,33 @@ def _write_backs(
     }
 
 
-def _destination(status: DestinationStatus, show_error: bool) -> dict[str, Any]:
+def _destination(status: DestinationStatus, complete: bool) -> dict[str, Any]:
+    """A destination's health. ``complete``: the user sees every tenant it serves. Otherwise
+    its error is not shown, and neither are the figures that count or date every tenant's
+    changes (position, behind, dead letters, oldest pending, delivered): they would tell a
+    scoped user how busy the other customers are (null: not shown)."""
     error = status.error
-    if error and not show_error:
+    if error and not complete:
         error = "failing (the error is shown to users who see every tenant it serves)"
     return {
         "name": status.name,
         "type": status.kind,
-        "position": status.position,
-        "behind": status.behind,
-        "oldestPendingAt": _iso(status.oldest_pending_at),
-        "deliveredAt": _iso(status.delivered_at),
+        "position": status.position if complete else None,
+        "behind": status.behind if complete else None,
+        "oldestPendingAt": _iso(status.oldest_pending_at) if complete else None,
+        "deliveredAt": _iso(status.delivered_at) if complete else None,
         "error": error,
         "failingSince": _iso(status.failing_since),
-        "deadLetters": status.dead_letters,
+        "deadLetters": status.dead_letters if complete else None,
     }
 
 
 def _visible_destinations(
     hub: Hub, config: Config, tenant_ids: Sequence[str]
 ) -> Iterator[tuple[DestinationStatus, bool]]:
-    """Each destination serving at least one of ``tenant_ids``, and whether its error may be
-    shown (it serves none but those). A cursor no longer configured, or the log tables (every
-    tenant), count as serving every configured tenant."""
+    """Each destination serving at least one of ``tenant_ids``, and whether its error and
+    figures may be shown (it serves none but those). A cursor no longer configured, or the
+    log tables (every tenant), count as serving every configured tenant."""
     scope = set(tenant_ids)
     everyone = {t.tenant_id for t in config.tenants}
     configured = {d.name: {t.tenant_id for t in config.tenants_of(d)} for d in config.destinations}
@@ -386,8 +390,9 @@ class HealthCollector(Collector):
         )
         for destination in figures["destinations"]:
             labels = [destination["name"], destination["type"]]
-            behind.add_metric(labels, destination["behind"])
-            dead.add_metric(labels, destination["deadLetters"])
+            if destination["behind"] is not None:  # None: it serves tenants the user may not see
+                behind.add_metric(labels, destination["behind"])
+                dead.add_metric(labels, destination["deadLetters"])
         yield from (lag, quarantined, committed, failing, never, records, edits, graph)
         yield from (behind, dead)
 

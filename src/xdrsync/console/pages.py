@@ -124,7 +124,7 @@ def _connectors(request: Request, principal: Principal) -> list[dict[str, Any]]:
     ctx = context(request)
     rows: list[dict[str, Any]] = []
     for tenant in ctx.config.tenants:
-        if not principal.user.sees(tenant.name):
+        if not principal.user.sees(tenant.tenant_id):
             continue
         row: dict[str, Any] = {
             "name": tenant.name,

@@ -41,7 +41,7 @@ MIGRATIONS: Final = Path(__file__).with_name("migrations")
 VERSION_TABLE: Final = "xdrsync_hub_version"
 #: The newest migration. Opening a hub already there needs no alembic (it loads only to
 #: migrate), which keeps read-only commands quick; a test checks it is alembic's head.
-HEAD_REVISION: Final = "0013"
+HEAD_REVISION: Final = "0014"
 BUSY_TIMEOUT_MS: Final = 30_000
 #: The page size a new SQLite hub is created with. The hub's rows are large (an alert's
 #: payload holds its evidence), and with SQLite's default of 4 KiB a backfill made a

@@ -464,7 +464,12 @@ console_user = Table(
     Column("password_hash", Text, nullable=False),  # argon2id, with its parameters
     Column("role", String(16), nullable=False),  # reader, responder, admin
     Column("email", Text),  # the address incidents are assigned to ("assign to me")
-    Column("tenants", Text, nullable=False),  # JSON list of tenant names; [] = every tenant
+    # JSON list of tenant names as granted; before 0014 the scope itself, now only for a
+    # downgrade and for resolving a scope that 0014 found (``scope`` NULL) at the first start.
+    Column("tenants", Text, nullable=False),
+    # The scope (0014): JSON list of {"id": tenant id, "name": its name when granted}; [] =
+    # every tenant. NULL: granted by name before 0014, not yet resolved (no tenant meanwhile).
+    Column("scope", Text),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("changed_at", UtcDateTime(), nullable=False),
 )

@@ -37,9 +37,14 @@ function showError(node, message) {
 // -- users ----------------------------------------------------------------------------------
 
 let users = [];
+let widenAsked = null; // the user whose widening to every tenant was pointed out once
 
-function tenantsText(list) {
-  return list.length ? list.join(", ") : h("span", { class: "muted" }, "every tenant");
+/** The tenants by their current names; one that left the config gives no access and says so
+ * (never "every tenant": a user scoped only to such tenants sees none). */
+function tenantsText(user) {
+  const former = (user.formerTenants || []).map((name) => `${name} (no longer in the config: no access)`);
+  const all = [...user.tenants, ...former];
+  return all.length ? all.join(", ") : h("span", { class: "muted" }, "every tenant");
 }
 
 function userRow(user) {
@@ -59,7 +64,7 @@ function userRow(user) {
   return h("tr", { "data-user": user.name },
     h("td", { class: "mono" }, user.name),
     h("td", {}, h("span", { class: ["role", `role-${user.role}`] }, user.role)),
-    h("td", {}, tenantsText(user.tenants)),
+    h("td", {}, tenantsText(user)),
     h("td", {}, user.email || h("span", { class: "muted" }, "—")),
     actions,
   );
@@ -103,7 +108,8 @@ function needsPassword(form) {
   if (form.elements.password.value !== "") return name === me.name ? "to change your own password" : "to set a password";
   if (form.elements.role.value !== "admin") return "";
   const tenants = $$('input[name="tenant"]:checked', form).map((box) => box.value);
-  const widens = before.tenants.length > 0 && (!tenants.length || tenants.some((t) => !before.tenants.includes(t)));
+  const scoped = before.tenants.length > 0 || (before.formerTenants || []).length > 0;
+  const widens = scoped && (!tenants.length || tenants.some((t) => !before.tenants.includes(t)));
   return before.role !== "admin" || widens ? "to make an admin" : "";
 }
 
@@ -131,6 +137,14 @@ async function saveUser(event) {
     tenants: $$('input[name="tenant"]:checked', form).map((box) => box.value),
     email: form.elements.email.value.trim() || null,
   };
+  // A user whose tenants all left the config sees none; no box ticked would give them every
+  // tenant. Say so once before doing it (a second Save does).
+  const before = users.find((u) => u.name === name);
+  if (before && !before.tenants.length && (before.formerTenants || []).length && !body.tenants.length && widenAsked !== name) {
+    widenAsked = name;
+    return showError(error, `${name}'s tenants have left the config, so they see none. With no tenant ticked they would see every tenant: tick theirs, or Save again to give every tenant.`);
+  }
+  widenAsked = null;
   if (password) body.password = password;
   const why = needsPassword(form);
   if (why) {
