@@ -920,6 +920,40 @@ def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
     assert "incidents failed first" in rows["alerts"][0], shown
 
 
+def test_state_show_before_the_first_sync_shows_the_workspace_totals_at_zero(
+    tmp_path: Path,
+) -> None:
+    """A workspace nothing was synced into yet (the first sync failed: its secret's variable
+    is unset) has a hub and no rows. `state show`'s Workspace table had a tenant column and
+    nothing else; it shows the tenant with every total at 0."""
+    (tmp_path / "xdrsync.toml").write_text(
+        '[workspace]\npath = "./ws"\n\n[[tenants]]\nname = "tailspin"\n'
+        'tenant_id = "11111111-2222-3333-4444-555555555555"\n'
+        'client_id = "11111111-2222-3333-4444-555555555556"\n'
+        'client_secret = "env:XDRSYNC_TEST_UNSET_SECRET"\n'
+        'graph_url = "http://127.0.0.1:9"\nauthority_url = "http://127.0.0.1:9"\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "COLUMNS": "400"}
+    env.pop("XDRSYNC_TEST_UNSET_SECRET", None)
+    run = [sys.executable, "-m", "xdrsync"]
+    synced = subprocess.run(
+        [*run, "sync", "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    assert synced.returncode == 1
+    shown = subprocess.run(
+        [*run, "state", "show"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    table = lines[lines.index("Workspace") :]
+    header = [cell.strip() for cell in table[2].strip("┃").split("┃")]
+    row = next(line for line in table if "tailspin" in line)
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert header[0] == "tenant" and {"incidents", "alerts", "quarantined"} <= set(header)
+    assert cells == ["tailspin", *["0"] * (len(header) - 1)], shown.stdout
+
+
 @pytest.mark.parametrize(("which", "extra"), [("defender", ("--incidents", "3")), ("sentinel", ())])
 def test_an_emulator_on_port_0_prints_the_port_it_bound(
     tmp_path: Path, which: str, extra: tuple[str, ...]

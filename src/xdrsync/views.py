@@ -13,6 +13,9 @@ from rich.text import Text
 from xdrsync.destinations.status import DestinationStatus
 from xdrsync.hub import Hub, IncidentSummary
 from xdrsync.hub.records import DeadLetterRow, OutboxRow, StreamStateRow
+from xdrsync.hub.status import COUNTED
+from xdrsync.hub.unparsed import ADVICE as UNPARSED_ADVICE
+from xdrsync.hub.unparsed import UnparsedTally
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
 
@@ -71,7 +74,12 @@ def never_synced(row: StreamStateRow | None) -> bool:
 
 
 def _stream_cells(
-    row: StreamStateRow | None, stream: str, label: str, configured: bool, now: datetime
+    row: StreamStateRow | None,
+    stream: str,
+    label: str,
+    configured: bool,
+    now: datetime,
+    unparsed: bool = False,
 ) -> list[str]:
     doc = (row.doc if row is not None else None) or {}
     mark = doc.get("watermark")
@@ -96,8 +104,29 @@ def _stream_cells(
         lag,
         _age(row.last_commit_at, now) if row is not None else "never",
         str(row.quarantined if row is not None else 0),
+        *([str(UnparsedTally.from_doc(doc).items)] if unparsed else []),
         last_error or "",
     ]
+
+
+def unparsed_lines(
+    rows: list[StreamStateRow], tenant_names: dict[str, str], now: datetime
+) -> list[str]:
+    """For each stream with evidence items kept unparsed: how many, the latest reason, and
+    (once) what to do; each on its own line, so it is read whole."""
+    lines: list[str] = []
+    for row in rows:
+        tally = UnparsedTally.from_doc(row.doc)
+        if not tally.items:
+            continue
+        lines.append(
+            f"  {tenant_label(row.tenant_id, tenant_names)}/{row.stream}: {tally.items} "
+            f"evidence item(s) did not fit their type and were kept unparsed; the latest "
+            f"{_age(tally.last_seen, now)}, in alert {tally.alert_id}: {tally.reason}"
+        )
+    if lines:
+        lines.append(f"  {UNPARSED_ADVICE}")
+    return lines
 
 
 def state_tables(
@@ -107,13 +136,25 @@ def state_tables(
     *,
     hide_unconfigured: bool = False,
 ) -> list[Any]:
-    """Streams (cursor, lag, last error, quarantine), stored totals, destinations.
+    """Streams (cursor, lag, last error, quarantine, evidence kept unparsed), stored totals,
+    destinations.
 
     ``tenant_names`` (id to name, in config order) are the configured tenants: each has a row
     per inbound stream, ``never synced`` until a read of it succeeds. Streams of tenants not
     among them are marked ``(not in config)``, with no lag; ``hide_unconfigured`` leaves them
     out, and a line says how many."""
     now = datetime.now(UTC)
+    # Not inbound streams: a tenant's permissions, shown with the edits.
+    states = {(r.tenant_id, r.stream): r for r in hub.list_states() if r.stream != TWO_WAY}
+    shown = [
+        row
+        for (tenant_id, _), row in states.items()
+        if tenant_id in tenant_names or not hide_unconfigured
+    ]
+    notes = unparsed_lines(shown, tenant_names, now)
+    # The column only when there is something in it: an 80-column terminal has no room to
+    # spare (the stream's name was cut short); the lines below the table say the rest.
+    unparsed = bool(notes)
     streams = Table(title="Inbound streams", title_justify="left")
     for column in (
         "tenant",
@@ -122,35 +163,34 @@ def state_tables(
         "lag",
         "last commit",
         "quarantined",
+        *(["unparsed evidence"] if unparsed else []),
         "last error",
     ):
         streams.add_column(column)
-    # Not inbound streams: a tenant's permissions, shown with the edits.
-    states = {(r.tenant_id, r.stream): r for r in hub.list_states() if r.stream != TWO_WAY}
     for tenant_id, name in tenant_names.items():
         extra = sorted(s for t, s in states if t == tenant_id and s not in INBOUND_STREAMS)
         for stream in (*INBOUND_STREAMS, *extra):
             row = states.get((tenant_id, stream))
-            streams.add_row(*_stream_cells(row, stream, name, True, now))
+            streams.add_row(*_stream_cells(row, stream, name, True, now, unparsed))
     order = {stream: i for i, stream in enumerate(INBOUND_STREAMS)}
     gone = sorted(
         (row for (tenant_id, _), row in states.items() if tenant_id not in tenant_names),
         key=lambda row: (row.tenant_id, order.get(row.stream, len(order)), row.stream),
     )
-    hidden: list[str] = []
     if not hide_unconfigured:
         for row in gone:
             label = tenant_label(row.tenant_id, tenant_names)
-            streams.add_row(*_stream_cells(row, row.stream, label, False, now))
+            streams.add_row(*_stream_cells(row, row.stream, label, False, now, unparsed))
     elif gone:
         tenants = len({row.tenant_id for row in gone})
-        hidden.append(
+        notes.append(
             f"  {len(gone)} stream(s) of {tenants} tenant(s) no longer in the config not shown "
             "(their records stay in the workspace): `xdrsync state show --all`"
         )
     totals = Table(title="Workspace", title_justify="left")
     counts = hub.counts()
-    kinds = sorted({k for per in counts.values() for k in per})
+    # Every figure, at 0 for a tenant not synced yet (a fresh workspace has no rows at all).
+    kinds = sorted({*COUNTED, *(k for per in counts.values() for k in per)})
     totals.add_column("tenant")
     for kind in kinds:
         totals.add_column(kind, justify="right")
@@ -160,7 +200,7 @@ def state_tables(
         totals.add_row(tenant_label(tenant_id, tenant_names), *(str(per.get(k, 0)) for k in kinds))
     return [
         streams,
-        *hidden,
+        *notes,
         totals,
         *destinations_view(destinations),
         *edits_summary(hub, tenant_names),

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from hubdata import OTHER_TENANT, TENANT, batch, incident_json, page_of, stamp
+from hubdata import (
+    BASE,
+    OTHER_TENANT,
+    TENANT,
+    alert_json,
+    batch,
+    evidence_json,
+    incident_json,
+    page_of,
+    stamp,
+)
 
 import xdrsync.hub.apply
 from xdrsync.hub import Hub, InboundBatch, Quarantined
+from xdrsync.hub.unparsed import UnparsedTally
 
 
 def test_state_is_saved_with_the_batch_and_none_leaves_it_alone(hub: Hub) -> None:
@@ -25,7 +36,7 @@ def test_a_failure_inside_the_transaction_keeps_neither_data_nor_state(
     hub.commit_batch(batch(incident_json("1", stamp(1)), state={"watermark": "old"}))
     before = (hub.max_seq(), hub.counts(), len(hub.audit_tail(1000)))
 
-    def crash(*_args: object) -> None:
+    def crash(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
     # The state write comes after every data write of the batch.
@@ -207,3 +218,73 @@ def test_records_without_an_id_are_quarantined_not_stored(hub: Hub) -> None:
     (row,) = hub.list_quarantine(5)
     assert row.reason == "incident without an id"
     assert '"displayName":"Incident x"' in row.raw
+
+
+MISFIT = {"@odata.type": "#microsoft.graph.security.processEvidence", "processId": "abc"}
+ODD_IP = {"@odata.type": "#microsoft.graph.security.ipEvidence", "ipAddress": 12}
+
+
+def unparsed(hub: Hub, stream: str = "incidents") -> UnparsedTally:
+    return UnparsedTally.from_doc(hub.get_state(TENANT, stream))
+
+
+def test_evidence_kept_unparsed_is_counted_once_per_stored_version_and_kept_by_every_save(
+    hub: Hub,
+) -> None:
+    """`state show`'s count of evidence items that did not fit their type: one per item of
+    each alert version stored, in the page's transaction. The lookback re-reads the same
+    version every cycle, and the other stream reads it too: neither counts it again. The
+    engine's state documents (which know nothing of the count) and a stream error keep it."""
+    first = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1), MISFIT])
+    page = incident_json("1", stamp(1), alerts=[first])
+    hub.commit_batch(batch(page, state={"watermark": stamp(1)}))
+    tally = unparsed(hub)
+    assert (tally.items, tally.evidence_type, tally.alert_id) == (
+        1,
+        MISFIT["@odata.type"],
+        "a1",
+    )
+    assert tally.reason == "ProcessEvidence: field 'processId': expected an integer, got a string"
+    assert tally.last_seen is not None
+    for _ in range(3):  # the lookback, and the alerts stream, read the same version again
+        hub.commit_batch(batch(page, state={"watermark": stamp(1)}))
+        hub.commit_batch(batch(alerts=[first], stream="alerts", state={"watermark": stamp(1)}))
+    assert unparsed(hub).items == 1
+    assert unparsed(hub, "alerts").items == 0
+    # A new version of the alert holds both items again, and another: 3 more; a backfill
+    # page (no state) counts too, and leaves the watermark alone.
+    second = alert_json("a1", "1", stamp(2), evidence=[MISFIT, ODD_IP], status="inProgress")
+    hub.commit_batch(batch(alerts=[second], stream="alerts"))
+    assert unparsed(hub, "alerts").items == 2
+    assert unparsed(hub, "alerts").reason == (
+        "IpEvidence: field 'ipAddress': expected a string, got a number"
+    )
+    hub.commit_batch(batch(incident_json("1", stamp(2), alerts=[second]), state=None))
+    assert unparsed(hub).items == 1  # the same version: stored already (by the alerts stream)
+    hub.commit_batch(batch(incident_json("2", stamp(3)), state={"watermark": stamp(3), "v": 2}))
+    hub.record_stream_error(TENANT, "incidents", "RetriableError: 503", retry_at=BASE)
+    doc = hub.get_state(TENANT, "incidents")
+    assert doc is not None and (doc["watermark"], doc["v"]) == (stamp(3), 2)
+    assert unparsed(hub).items == 1
+    (row,) = [r for r in hub.list_states() if r.stream == "incidents"]
+    assert UnparsedTally.from_doc(row.doc).items == 1  # what `state show` reads
+
+
+def test_a_failed_commit_counts_no_unparsed_evidence(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count is written with the page: a page that fails is counted when it is read
+    again and stored, once."""
+    page = incident_json("1", stamp(1), alerts=[alert_json("a1", "1", stamp(1), evidence=[MISFIT])])
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(xdrsync.hub.apply, "write_summary", crash)  # after the state's write
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        hub.commit_batch(batch(page, state={"watermark": stamp(1)}))
+    monkeypatch.undo()
+    assert hub.get_state(TENANT, "incidents") is None
+    hub.commit_batch(batch(page, state={"watermark": stamp(1)}))
+    hub.commit_batch(batch(page, state={"watermark": stamp(1)}))
+    assert unparsed(hub).items == 1

@@ -4,6 +4,10 @@ stream waits as long as Graph asked — across cycles, visibly in its state."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,9 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from truth import assert_hub_matches_truth
 
+from xdrsync.config import load_config
+from xdrsync.console.health import health, metrics_text
+from xdrsync.emulator.clientconfig import write_client_config
 from xdrsync.emulator.service import settings_for
+from xdrsync.emulator.tenants import EmulatorSettings
 from xdrsync.errors import ThrottledError
-from xdrsync.hub import Hub, default_url
+from xdrsync.hub import Hub, configured_url, default_url
 from xdrsync.hub.payload import ticks_from_datetime, version_text
 from xdrsync.jsontext import UnreadableItem
 from xdrsync.sync.engine import TenantSource, sync_tenant
@@ -241,6 +249,24 @@ MISFITS = [
 ]
 
 
+def misfit_incident(
+    make_env: Any, folder: Path, misfits: list[dict[str, Any]], *, updated: str | None = None
+) -> tuple[EmulatorSettings, dict[str, Any], int]:
+    """Emulator settings that serve (``--load``) one incident whose first alert holds, after
+    its own evidence, ``misfits``; that incident as served, and how many items fit.
+    ``updated``: the incident's and that alert's ``lastUpdateDateTime`` instead of theirs."""
+    base = settings_for(seed=5, incidents=1)
+    incident = json.loads(json.dumps(make_env(base).truth()[0]))
+    alert = incident["alerts"][0]
+    fitting = len(alert["evidence"])
+    alert["evidence"] = [*alert["evidence"], *misfits]
+    if updated is not None:
+        incident["lastUpdateDateTime"] = alert["lastUpdateDateTime"] = updated
+    path = folder / "misfit.json"
+    path.write_text(json.dumps([incident]))
+    return replace(base, load_file=path), incident, fitting
+
+
 def test_an_alert_whose_evidence_does_not_fit_its_type_is_synced_shown_and_warned_of_once(
     make_env: Any, tmp_path: Path
 ) -> None:
@@ -249,14 +275,9 @@ def test_an_alert_whose_evidence_does_not_fit_its_type_is_synced_shown_and_warne
     stores the incident and its alert exactly as served, quarantines nothing, the log tables
     show its SecurityIncident, SecurityAlert and AlertEvidence rows (each misfit of its own
     kind, whole in AdditionalFields), and the log says so once per problem, not per cycle."""
-    base = settings_for(seed=5, incidents=1)
-    incident = json.loads(json.dumps(make_env(base).truth()[0]))
+    served, incident, fitting = misfit_incident(make_env, tmp_path, MISFITS)
     alert = incident["alerts"][0]
-    fitting = len(alert["evidence"])
-    alert["evidence"] = [*alert["evidence"], *MISFITS]
-    path = tmp_path / "misfit.json"
-    path.write_text(json.dumps([incident]))
-    env = make_env(replace(base, load_file=path))
+    env = make_env(served)
     tenant = env.config.tenants[0].tenant_id
     with structlog.testing.capture_logs() as events:
         reports = [*env.cycle(), *env.cycle()]  # the second re-reads it (lookback)
@@ -305,3 +326,72 @@ def test_an_alert_whose_evidence_does_not_fit_its_type_is_synced_shown_and_warne
         ("Machine", "", "pc9", ""),
         ("Ip", "", "", ""),  # 12 is no address: it is in AdditionalFields only
     ]
+
+
+def test_state_show_counts_an_unparsed_evidence_item_once_with_its_reason(
+    make_env: Any, tmp_path: Path
+) -> None:
+    """End to end, as an operator sees it: Defender serves an alert with one evidence item
+    whose value does not fit its type; `xdrsync sync --once` runs twice (the second re-reads
+    it in the lookback, from both streams). `state show` says 1 such item (not 2, nor one
+    per stream), the reason, the alert, and that nothing is lost; the health JSON and the
+    metrics say the same."""
+    # Updated within the lookback, which every cycle reads whole: both runs read it from
+    # both streams.
+    updated = version_text(ticks_from_datetime(datetime.now(UTC) - timedelta(minutes=10)))
+    served, incident, _ = misfit_incident(make_env, tmp_path, MISFITS[:1], updated=updated)
+    alert_id = incident["alerts"][0]["id"]
+    env = make_env(served)
+    tenant = served.tenants[0]
+    lookback = {"lookback_seconds": 3600, "fresh_lookback_seconds": 3600}
+    config = write_client_config(
+        tmp_path / "cli", env.server.base_url, served.tenants, sync=lookback
+    )
+
+    def xdrsync(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "xdrsync", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "COLUMNS": "400"},
+        )
+
+    for run in range(2):
+        done = xdrsync("sync", "--once")
+        assert done.returncode == 0, done.stderr
+        read = re.findall(r"/(incidents|alerts): (\d+) read", done.stdout)
+        assert sorted(read) == [("alerts", "1"), ("incidents", "1")], (run, done.stdout)
+    shown = xdrsync("state", "show")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    reason = "ProcessEvidence: field 'processId': expected an integer, got a string"
+    said = re.findall(r"(\S+)/(\w+): (\d+) evidence item\(s\) did not fit their type", out)
+    assert said == [(tenant.name, "incidents", "1")], out
+    assert f"in alert {alert_id}: {reason}" in out
+    assert "Nothing is lost" in out and "AdditionalFields" in out
+    header = next(line for line in out.splitlines() if "quarantined" in line)
+    columns = [cell.strip() for cell in header.strip("┃").split("┃")]
+    figures = {
+        cells[1]: dict(zip(columns, cells, strict=True))
+        for line in out.splitlines()
+        if line.startswith("│") and tenant.name in line
+        for cells in [[cell.strip() for cell in line.strip("│").split("│")]]
+        if cells[1] in ("incidents", "alerts")
+    }
+    assert figures["incidents"]["unparsed evidence"] == "1", out
+    assert figures["alerts"]["unparsed evidence"] == "0", out
+    assert figures["incidents"]["quarantined"] == "0", out
+
+    loaded = load_config(config)
+    with Hub.open(configured_url(loaded.workspace)) as hub:
+        figures = health(hub, loaded, [tenant.tenant_id])
+        metrics = metrics_text(hub, loaded, [tenant.tenant_id]).decode()
+    streams = {s["stream"]: s["unparsedEvidence"] for s in figures["tenants"][0]["streams"]}
+    assert (streams["incidents"]["items"], streams["incidents"]["reason"]) == (1, reason)
+    assert streams["incidents"]["alertId"] == alert_id
+    assert streams["alerts"]["items"] == 0
+    assert (
+        f'xdrsync_stream_unparsed_evidence_items_total{{stream="incidents",tenant="{tenant.name}"}}'
+        " 1.0"
+    ) in metrics

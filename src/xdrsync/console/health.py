@@ -34,6 +34,7 @@ from xdrsync.destinations.status import DestinationStatus, destination_statuses
 from xdrsync.graph import calls
 from xdrsync.hub import Hub
 from xdrsync.hub.records import OutboxRow, StreamStateRow
+from xdrsync.hub.unparsed import UnparsedTally
 from xdrsync.logs import clean, scrub
 from xdrsync.twoway.access import STREAM as TWO_WAY
 from xdrsync.twoway.access import read_only_reasons, recorded_roles
@@ -121,7 +122,20 @@ def _stream(row: StreamStateRow | None, stream: str, now: datetime) -> dict[str,
         "failingSince": _iso(last_commit) if last_error else None,
         "retryAt": _iso(retry_at) if waiting else None,
         "quarantined": row.quarantined if row is not None else 0,
+        "unparsedEvidence": _unparsed(doc),
         "neverSynced": never,
+    }
+
+
+def _unparsed(doc: dict[str, Any]) -> dict[str, Any]:
+    """Evidence items of stored alert versions kept unparsed (``hub.unparsed``), the latest."""
+    tally = UnparsedTally.from_doc(doc)
+    return {
+        "items": tally.items,
+        "lastSeenAt": _iso(tally.last_seen),
+        "reason": tally.reason or None,
+        "evidenceType": tally.evidence_type or None,
+        "alertId": tally.alert_id or None,
     }
 
 
@@ -327,6 +341,12 @@ class HealthCollector(Collector):
             "Records of the stream kept in quarantine (could not be parsed).",
             labels=stream_labels,
         )
+        unparsed = CounterMetricFamily(
+            "xdrsync_stream_unparsed_evidence_items",
+            "Evidence items of stored alert versions that did not fit their type (Graph "
+            "changed a property's shape): kept whole and unparsed.",
+            labels=stream_labels,
+        )
         committed = GaugeMetricFamily(
             "xdrsync_stream_last_commit_timestamp_seconds",
             "When the stream last committed a batch (Unix time; absent if never).",
@@ -366,6 +386,7 @@ class HealthCollector(Collector):
                 if stream["lagSeconds"] is not None:
                     lag.add_metric(labels, stream["lagSeconds"])
                 quarantined.add_metric(labels, stream["quarantined"])
+                unparsed.add_metric(labels, stream["unparsedEvidence"]["items"])
                 moment = _parse(stream["lastCommitAt"])
                 if moment is not None:
                     committed.add_metric(labels, moment.timestamp())
@@ -393,7 +414,7 @@ class HealthCollector(Collector):
             if destination["behind"] is not None:  # None: it serves tenants the user may not see
                 behind.add_metric(labels, destination["behind"])
                 dead.add_metric(labels, destination["deadLetters"])
-        yield from (lag, quarantined, committed, failing, never, records, edits, graph)
+        yield from (lag, quarantined, unparsed, committed, failing, never, records, edits, graph)
         yield from (behind, dead)
 
 

@@ -30,6 +30,8 @@ from xdrsync.hub.records import (
     Quarantined,
 )
 from xdrsync.hub.state import clear_error_and_save, lock_and_read_counter, write_counter
+from xdrsync.hub.unparsed import UnparsedTally
+from xdrsync.models import Alert, UnparsedEvidence
 
 
 @dataclass
@@ -103,7 +105,8 @@ def apply_batch(conn: Connection, prepared: PreparedBatch, now: datetime) -> App
         changed = set(_changed_ids(plans[0]))
         seq = record_departures(conn, batch, moved, changed, seq, now)
     write_quarantine(conn, batch, quarantined, now)
-    clear_error_and_save(conn, batch.tenant_id, batch.stream, batch.state, now)
+    unparsed = _unparsed(plans[1], now)
+    clear_error_and_save(conn, batch.tenant_id, batch.stream, batch.state, now, unparsed=unparsed)
     result = ApplyResult(
         incidents=_counts(plans[0]),
         alerts=_counts(plans[1]),
@@ -189,6 +192,24 @@ def _counts(plan: _Plan) -> EntityCounts:
         unchanged=tally["unchanged"],
         stale=tally["stale"] + tally["late"],
     )
+
+
+def _unparsed(plan: _Plan, now: datetime) -> UnparsedTally:
+    """The evidence items kept unparsed in the alert versions this batch stores (``RECORDED``:
+    a re-read of a stored version counts nothing), with the last of them."""
+    items = 0
+    last: tuple[str, UnparsedEvidence] | None = None
+    for verdict in plan.verdicts:
+        if verdict.decision not in RECORDED or not isinstance(verdict.item.record, Alert):
+            continue
+        for item in verdict.item.record.evidence:
+            if isinstance(item, UnparsedEvidence):
+                items += 1
+                last = (verdict.item.id, item)
+    if last is None:
+        return UnparsedTally()
+    alert_id, item = last
+    return UnparsedTally(items, item.problem, item.odata_type or "", alert_id, now)
 
 
 def _changed_ids(plan: _Plan) -> tuple[str, ...]:

@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from xdrsync.hub import schema as s
+from xdrsync.hub.unparsed import KEY as UNPARSED_KEY
+from xdrsync.hub.unparsed import UnparsedTally
 
 
 def lock_and_read_counter(conn: Connection) -> int:
@@ -60,13 +62,38 @@ def clear_error_and_save(
     stream: str,
     doc: Mapping[str, Any] | None,
     now: datetime,
+    *,
+    unparsed: UnparsedTally | None = None,
 ) -> None:
-    """Mark a successful commit; store the new state document unless it is None."""
+    """Mark a successful commit; store the new state document unless it is None.
+
+    ``unparsed``: evidence items kept unparsed in the versions this transaction stored,
+    added to the stream's tally (``hub.unparsed``). The stored tally is kept whatever
+    document is saved: the engine's documents know nothing of it."""
     values: dict[str, Any] = {"last_commit_at": now, "last_error": None, "last_error_at": None}
-    if doc is not None:
-        values["doc"] = json.dumps(dict(doc), sort_keys=True, default=str)
-        values["updated_at"] = now
+    adding = unparsed is not None and unparsed.items > 0
+    if doc is not None or adding:
+        stored = _stored_doc(conn, tenant_id, stream)
+        saved = dict(doc) if doc is not None else dict(stored)
+        tally = UnparsedTally.from_doc(stored)
+        if unparsed is not None:
+            tally = tally.plus(unparsed)
+        saved.pop(UNPARSED_KEY, None)
+        if tally.items:
+            saved[UNPARSED_KEY] = tally.to_doc()
+        values["doc"] = json.dumps(saved, sort_keys=True, default=str)
+        if doc is not None:
+            values["updated_at"] = now
     _upsert_state(conn, tenant_id, stream, values)
+
+
+def _stored_doc(conn: Connection, tenant_id: str, stream: str) -> dict[str, Any]:
+    stored = conn.execute(
+        select(s.sync_state.c.doc).where(
+            s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
+        )
+    ).scalar_one_or_none()
+    return dict(json.loads(stored)) if stored else {}
 
 
 def save_error(
@@ -81,12 +108,7 @@ def save_error(
     lock_and_read_counter(conn)  # the writer lock makes the update-then-insert upsert safe
     values: dict[str, Any] = {"last_error": message, "last_error_at": now}
     if retry_at is not None:
-        stored = conn.execute(
-            select(s.sync_state.c.doc).where(
-                s.sync_state.c.tenant_id == tenant_id, s.sync_state.c.stream == stream
-            )
-        ).scalar_one_or_none()
-        doc = json.loads(stored) if stored else {}
+        doc = _stored_doc(conn, tenant_id, stream)
         doc["retry_at"] = retry_at.astimezone(UTC).isoformat()
         values["doc"] = json.dumps(doc, sort_keys=True, default=str)
     _upsert_state(conn, tenant_id, stream, values)

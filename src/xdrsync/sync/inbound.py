@@ -14,7 +14,8 @@ The rules that make it lossless (design §3; ``docs/guarantees.md``; tested in t
 * a record that cannot be parsed or stored is quarantined with its reason and raw text, and
   every other record of its page is committed; the hub's version guard makes re-reads no-ops;
   an evidence item that does not fit its type costs nothing: the models keep it whole
-  (``UnparsedEvidence``), its alert is stored, and a warning says so once per process;
+  (``UnparsedEvidence``), its alert is stored, a warning says so once per process, and the
+  hub counts such items per stream for ``state show`` (``hub.unparsed``);
 * a read run under ``graph.pacing.stop_on`` (the service's) ends between pages once a stop
   is asked for (``Stopped``), after committing the page in hand: never half a page.
 """
@@ -209,7 +210,8 @@ def _warn_unparsed(
             _told.add(told)
             log.warning(
                 "an evidence item does not fit its type: kept whole and unparsed, its alert "
-                "stored; other items with this problem are not logged again by this process",
+                "stored; other items with this problem are not logged again by this process "
+                "(`xdrsync state show` counts them all)",
                 tenant=tenant_id,
                 stream=stream,
                 alert=alert.id,

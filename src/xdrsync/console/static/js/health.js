@@ -32,7 +32,7 @@ function tenantCard(t) {
     : tenantStreams.some((s) => s.outcome === "waiting") ? "waiting"
     : tenantStreams.length && tenantStreams.every((s) => s.neverSynced) ? "never" : "ok";
   const streams = h("table", { class: "grid" },
-    h("thead", {}, h("tr", {}, ["Stream", "Outcome", "Watermark", "Lag", "Last commit", "Last full read", "Cycles", "Quarantined", "Last error"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["Stream", "Outcome", "Watermark", "Lag", "Last commit", "Last full read", "Cycles", "Quarantined", "Unparsed evidence", "Last error"].map((c) => h("th", {}, c)))),
     h("tbody", {}, (t.streams || []).map((s) => h("tr", {},
       h("td", {}, s.stream),
       h("td", {}, outcome(s.outcome), s.backfilling ? h("span", { class: "muted small" }, " backfilling") : null),
@@ -42,6 +42,7 @@ function tenantCard(t) {
       h("td", { class: "col-time" }, timeEl(s.lastSuccessAt, { style: "ago" })),
       h("td", { class: "num" }, fmtNumber(s.cycles)),
       h("td", { class: ["num", s.quarantined ? "warn" : ""] }, fmtNumber(s.quarantined)),
+      h("td", { class: ["num", s.unparsedEvidence?.items ? "warn" : ""], title: s.unparsedEvidence?.reason || "" }, fmtNumber(s.unparsedEvidence?.items ?? 0)),
       h("td", { class: "small" }, s.lastError ? h("span", { class: "bad" }, s.lastError) : h("span", { class: "muted" }, "—"),
         s.retryAt ? h("div", { class: "muted" }, "retry ", timeEl(s.retryAt, { style: "ago" })) : null),
     ))));
