@@ -150,8 +150,8 @@ def for_query(data: Mapping[str, Any], source: Path) -> ForQuery | None:
     ]
     if any(isinstance(v, str) and not v.startswith(_SECRET_REFERENCES) for v in written):
         return None  # a secret written in the file, which `Config` warns about (or refuses)
-    if any("@" in str(t.get("proxy", "")) for t in tenants):
-        return None  # credentials in a proxy's URL, which `Config` refuses
+    if any(":" in str(t.get("proxy", "")).partition("://")[2].rpartition("@")[0] for t in tenants):
+        return None  # a password in a proxy's URL, which `Config` refuses (a user is allowed)
     secrets = []
     for value in (workspace.get("database_url"), *client_secrets):
         if value is None:

@@ -573,6 +573,41 @@ def test_a_tenant_keyed_in_capitals_before_0013_is_the_configs_tenant_after_it(
         assert len(hub.incident_history(configured, "1")) == 3
 
 
+def test_0013_keeps_the_newer_version_whichever_spelling_holds_it(any_url: str) -> None:
+    """A config whose spelling went the other way (lower case, then capitals) left the newer
+    version under the capitals: 0013 keeps it current. It had kept the older lower-case row
+    while the history held the newer, so reading the newer again failed its insert and the
+    incident was quarantined every cycle. A Sentinel read-back's watermark, kept under
+    "destination:" and the destination's name, is no tenant and keeps its spelling."""
+    from sqlalchemy import create_engine
+
+    capitals = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
+    lower = capitals.lower()
+
+    def page(minute: float) -> dict[str, object]:
+        alert = alert_json("a1", "1", stamp(minute), evidence=[evidence_json(1)])
+        return incident_json("1", stamp(minute), alerts=[alert])
+
+    with Hub.open(any_url) as hub:
+        hub.commit_batch(batch(page(1), tenant=lower, state={"at": "lower"}))
+        hub.commit_batch(batch(page(2), tenant=capitals, state={"at": "upper"}))
+        hub.save_state("destination:Sentinel-Prod", "readback", {"watermark": "w"})
+    engine = create_engine(any_url)
+    migrate(engine, "0011", down=True)
+    migrate(engine, "0013")
+    engine.dispose()
+    with Hub.open(any_url) as hub:
+        current = hub.get_incident(lower, "1")
+        newer = datetime(2024, 5, 1, 10, 2, tzinfo=UTC)  # stamp(2)
+        assert current is not None and current.last_update_date_time == newer
+        assert len(hub.incident_history(lower, "1")) == 2
+        assert {row.entity_key for row in hub.list_evidence(lower, "1")}
+        result = hub.commit_batch(batch(page(2), tenant=lower))  # read again: nothing new
+        assert result.first_seq is None and result.unchanged == 2
+        assert len(hub.incident_history(lower, "1")) == 2
+        assert hub.get_state("destination:Sentinel-Prod", "readback") == {"watermark": "w"}
+
+
 def test_0013_lowers_the_tenant_of_every_table_that_holds_one() -> None:
     """A table added later with a tenant id needs its own care when it is older than 0013."""
     import importlib.util
@@ -584,7 +619,7 @@ def test_0013_lowers_the_tenant_of_every_table_that_holds_one() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    handled = {"alert", "evidence", *module._KEYED, *module._CARRIED}
+    handled = {*module._CURRENT, *module._FOLLOWING, *module._SAME, *module._CARRIED}
     holding = {t.name for t in schema.metadata.sorted_tables if "tenant_id" in t.c}
     assert handled == holding
 

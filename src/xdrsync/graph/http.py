@@ -117,20 +117,17 @@ def _direct_for() -> Callable[[str, str], bool]:
     address (the local emulator) goes through the proxy only if the proxy is on this machine
     too: a proxy elsewhere would reach its own loopback, not ours, and the plain http that
     loopback is allowed would cross the network."""
-    # Read once per client, as httpx reads the environment's proxies once per client.
-    names = [
-        entry.strip().lower().lstrip(".").strip("[]")
-        for entry in urllib.request.getproxies_environment().get("no", "").split(",")
-    ]
+    # Read once per client, as httpx reads the environment's proxies once per client; the
+    # standard library matches the names as curl does (`*`, a name and its subdomains):
+    # `proxy_bypass_environment` is what `urllib.request.proxy_bypass` uses, unlisted in
+    # typeshed.
+    proxies = urllib.request.getproxies_environment()
+    bypass: Callable[[str, dict[str, str]], bool] = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
 
     def direct(host: str, proxy_host: str) -> bool:
         if is_loopback_host(host) and not is_loopback_host(proxy_host):
             return True
-        host = host.lower().strip("[]").rstrip(".")
-        # As curl and httpx read it: `*` is every host; a name, itself and its subdomains.
-        return any(
-            name == "*" or host == name or host.endswith(f".{name}") for name in names if name
-        )
+        return bool(proxies.get("no")) and bypass(host.strip("[]"), proxies)
 
     return direct
 
