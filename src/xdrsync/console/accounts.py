@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
@@ -129,15 +129,21 @@ def _sorted(scope: Iterable[Grant]) -> tuple[Grant, ...]:
     return tuple(sorted(set(scope), key=lambda g: (g.name, g.tenant_id or "")))
 
 
+def split_scope(scope: Sequence[Grant], names: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """``scope`` as people read it, given the configured tenants' names by id: the current
+    names of its tenants, and the names (when granted) of those no longer in the config, which
+    give no access. Both empty: every tenant."""
+    held = [(g.name, names.get(g.tenant_id or "")) for g in scope]
+    current = sorted(name for _, name in held if name is not None)
+    former = sorted(granted for granted, name in held if name is None)
+    return current, former
+
+
 def describe(scope: Sequence[Grant], tenants: Sequence[TenantConfig]) -> list[str]:
-    """The scope for people: each tenant's current name, or what it was called when granted
-    and that it is no longer in the config (so it gives no access)."""
-    names = {t.tenant_id: t.name for t in tenants}
-    shown = []
-    for grant in scope:
-        current = names.get(grant.tenant_id) if grant.tenant_id is not None else None
-        shown.append(current or f"{grant.name} (no longer in the config: no access)")
-    return shown
+    """``scope`` for the shell: each tenant's current name, or what it was called when
+    granted and that it is no longer in the config (so it gives no access)."""
+    current, former = split_scope(scope, {t.tenant_id: t.name for t in tenants})
+    return [*current, *(f"{name} (no longer in the config: no access)" for name in former)]
 
 
 def check_password(password: str) -> None:
@@ -459,4 +465,5 @@ __all__ = [
     "check_password",
     "describe",
     "grants",
+    "split_scope",
 ]

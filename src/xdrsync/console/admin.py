@@ -34,6 +34,7 @@ from xdrsync.console.accounts import (
     TokenInfo,
     User,
     grants,
+    split_scope,
 )
 from xdrsync.console.api import MAX_INT, ErrorOut, StrictBody, invalid
 from xdrsync.console.auth import LoginThrottle, Principal, context, requires
@@ -194,9 +195,7 @@ class TokensOut(BaseModel):
 
 
 def _user_out(ctx: ConsoleContext, user: User) -> UserOut:
-    names = ctx.names
-    current = sorted(names[g.tenant_id] for g in user.scope if g.tenant_id in names)
-    former = sorted(g.name for g in user.scope if g.tenant_id not in names)
+    current, former = split_scope(user.scope, ctx.names)
     return UserOut(
         name=user.name, role=user.role, tenants=current, formerTenants=former, email=user.email
     )
