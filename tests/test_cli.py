@@ -885,12 +885,10 @@ def test_a_servers_error_text_with_brackets_is_shown_not_read_as_markup(
         assert "[/lastUpdateDateTime] [red]severity[/red]" in shown, command
 
 
-def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
-    tmp_path: Path,
-) -> None:
-    """After a tenant's first stream fails for configuration (here its secret's variable is
-    unset), its other stream is not started. `state show` listed that one as never synced
-    with no error, which operations.md explains as a hung first request: it says why now."""
+def _first_sync_failed(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """A workspace in ``tmp_path`` whose one tenant's first `sync --once` failed for
+    configuration (its secret's variable is unset): the command line and environment to run
+    more commands there."""
     (tmp_path / "xdrsync.toml").write_text(
         '[workspace]\npath = "./ws"\n\n[[tenants]]\nname = "tailspin"\n'
         'tenant_id = "11111111-2222-3333-4444-555555555555"\n'
@@ -906,6 +904,16 @@ def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
         [*run, "sync", "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=120
     )
     assert synced.returncode == 1
+    return run, env
+
+
+def test_a_stream_left_unread_after_its_tenant_failed_says_why_in_state_show(
+    tmp_path: Path,
+) -> None:
+    """After a tenant's first stream fails for configuration (here its secret's variable is
+    unset), its other stream is not started. `state show` listed that one as never synced
+    with no error, which operations.md explains as a hung first request: it says why now."""
+    run, env = _first_sync_failed(tmp_path)
     shown = subprocess.run(
         [*run, "state", "show"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     ).stdout
@@ -926,21 +934,7 @@ def test_state_show_before_the_first_sync_shows_the_workspace_totals_at_zero(
     """A workspace nothing was synced into yet (the first sync failed: its secret's variable
     is unset) has a hub and no rows. `state show`'s Workspace table had a tenant column and
     nothing else; it shows the tenant with every total at 0."""
-    (tmp_path / "xdrsync.toml").write_text(
-        '[workspace]\npath = "./ws"\n\n[[tenants]]\nname = "tailspin"\n'
-        'tenant_id = "11111111-2222-3333-4444-555555555555"\n'
-        'client_id = "11111111-2222-3333-4444-555555555556"\n'
-        'client_secret = "env:XDRSYNC_TEST_UNSET_SECRET"\n'
-        'graph_url = "http://127.0.0.1:9"\nauthority_url = "http://127.0.0.1:9"\n',
-        encoding="utf-8",
-    )
-    env = {**os.environ, "COLUMNS": "400"}
-    env.pop("XDRSYNC_TEST_UNSET_SECRET", None)
-    run = [sys.executable, "-m", "xdrsync"]
-    synced = subprocess.run(
-        [*run, "sync", "--once"], cwd=tmp_path, env=env, capture_output=True, timeout=120
-    )
-    assert synced.returncode == 1
+    run, env = _first_sync_failed(tmp_path)
     shown = subprocess.run(
         [*run, "state", "show"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

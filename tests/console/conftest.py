@@ -6,16 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 from browser import chromium
-from live import PASSWORD, LiveConsole
+from live import PASSWORD, LiveConsole, serve
 from playwright.sync_api import Browser
 
 from xdrsync.config import Config, SyncConfig, TwoWayConfig
 from xdrsync.console.accounts import Accounts, grants
-from xdrsync.console.server import console_server
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
-from xdrsync.sync.engine import SyncService
-from xdrsync.workspace import Workspace, inbound_settings
+from xdrsync.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +38,7 @@ def live_console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveConso
         rate_limit_per_minute=6000,
     ).model_copy(update={"two_way": TwoWayConfig(retry_seconds=0.1)})
     workspace = Workspace.open(config)
-    service = SyncService(
-        workspace.hub,
-        workspace.sources(),
-        inbound_settings(config),
-        poll_interval=0.5,
-        fanout=workspace.fanout(),
-        push=workspace.pusher().push_due,
-        push_interval=0.2,
-    ).start()
-    console = console_server(
-        config, workspace.hub, workspace.logs, wake_pusher=service.wake_pusher, port=0
-    ).start()
+    service, console = serve(config, workspace)
     accounts = Accounts(workspace.hub)
     users = {
         "admin": ("ada", PASSWORD),

@@ -12,11 +12,31 @@ import httpx
 
 from xdrsync.config import Config
 from xdrsync.console.accounts import Accounts
+from xdrsync.console.server import console_server
 from xdrsync.hub import Hub
+from xdrsync.serving import ServerThread
 from xdrsync.sync.engine import SyncService
-from xdrsync.workspace import Workspace
+from xdrsync.workspace import Workspace, inbound_settings
 
 PASSWORD = "correct horse battery staple"
+
+
+def serve(config: Config, workspace: Workspace) -> tuple[SyncService, ServerThread]:
+    """The sync service started on ``workspace`` (quick polls and pushes), and the console
+    served beside it on a free loopback port; the caller stops both."""
+    service = SyncService(
+        workspace.hub,
+        workspace.sources(),
+        inbound_settings(config),
+        poll_interval=0.5,
+        fanout=workspace.fanout(),
+        push=workspace.pusher().push_due,
+        push_interval=0.2,
+    ).start()
+    console = console_server(
+        config, workspace.hub, workspace.logs, wake_pusher=service.wake_pusher, port=0
+    ).start()
+    return service, console
 
 
 @dataclass

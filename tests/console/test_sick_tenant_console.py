@@ -12,16 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live import PASSWORD, serve
 
 from xdrsync.config import Config, SyncConfig, TwoWayConfig
 from xdrsync.console.accounts import Accounts, grants
-from xdrsync.console.server import console_server
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
-from xdrsync.sync.engine import SyncService
-from xdrsync.workspace import Workspace, inbound_settings
-
-PASSWORD = "correct horse battery staple"
+from xdrsync.workspace import Workspace
 
 
 def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
@@ -64,18 +61,7 @@ def test_a_scoped_users_console_works_while_another_tenants_graph_hangs(
             update={"tenants": (hung, healthy), "two_way": TwoWayConfig(retry_seconds=0.2)}
         )
         with Workspace.open(config) as workspace:
-            service = SyncService(
-                workspace.hub,
-                workspace.sources(),
-                inbound_settings(config),
-                poll_interval=0.5,
-                fanout=workspace.fanout(),
-                push=workspace.pusher().push_due,
-                push_interval=0.2,
-            ).start()
-            console = console_server(
-                config, workspace.hub, workspace.logs, wake_pusher=service.wake_pusher, port=0
-            ).start()
+            service, console = serve(config, workspace)
             accounts = Accounts(workspace.hub)
             scope = grants(config, [healthy.name])
             accounts.add_user("sam", PASSWORD, "responder", scope, email="sam@x.com")
