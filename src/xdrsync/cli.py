@@ -33,19 +33,30 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: The commands' docstrings are their help: written as Markdown, so that `--help` flows a
+#: paragraph to the terminal's width (typer's default keeps every line break after the first
+#: paragraph) and shows `code` and lists as such.
+HELP_MARKUP: Final = "markdown"
+
 # Never a traceback with local variables (typer before 0.20 shows them by default): a
 # database URL or a secret would be among them.
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=HELP_MARKUP,
     help="Lossless, multi-tenant, two-way sync of Microsoft Defender XDR incidents.",
 )
 
 
 def _group(name: str, help: str) -> typer.Typer:
     """A command group of ``app``."""
-    group = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False, help=help)
+    group = typer.Typer(
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+        rich_markup_mode=HELP_MARKUP,
+        help=help,
+    )
     app.add_typer(group, name=name)
     return group
 
