@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Final
 
 from xdrsync import jsontext
@@ -37,23 +38,41 @@ def ticks_from_text(text: str) -> int | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    # What ``datetime`` accepts, counted without making one (a commit reads some 13 of
+    # these per incident): the day through its calendar, the time and the zone by range.
+    if hours > 23 or minutes > 59 or seconds > 59:
+        return None
+    offset = _zone_seconds(zone)
     try:
-        tz = _zone(zone)
-        whole = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
-        )
+        days = _epoch_days(int(year), int(month), int(day))
     except ValueError:
         return None
+    if offset is None:
+        return None
+    whole = days * 86_400 + hours * 3600 + minutes * 60 + seconds - offset
     digits = (fraction or "")[:7].ljust(7, "0")
-    return (whole - EPOCH) // timedelta(seconds=1) * TICKS_PER_SECOND + int(digits)
+    return whole * TICKS_PER_SECOND + int(digits)
 
 
-def _zone(zone: str | None) -> timezone:
+_EPOCH_ORDINAL: Final = EPOCH.toordinal()
+
+
+@lru_cache(maxsize=4096)  # a backfill's timestamps fall on few days
+def _epoch_days(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 to a date; ValueError when there is no such date."""
+    return date(year, month, day).toordinal() - _EPOCH_ORDINAL
+
+
+@lru_cache(maxsize=256)
+def _zone_seconds(zone: str | None) -> int | None:
+    """A zone's offset east of UTC in seconds; None when ``timezone`` would refuse it (a day
+    or more)."""
     if zone is None or zone in ("Z", "z"):
-        return UTC
+        return 0
     sign = -1 if zone[0] == "-" else 1
-    hours, minutes = int(zone[1:3]), int(zone[-2:])
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    offset = int(zone[1:3]) * 3600 + int(zone[-2:]) * 60
+    return sign * offset if offset < 86_400 else None
 
 
 def ticks_from_datetime(moment: datetime) -> int:
@@ -114,9 +133,9 @@ def _strip_annotations(value: Any, *, top: bool) -> Any:
     return value
 
 
-def canonical_json(value: Any) -> str:
-    """Compact JSON with sorted keys: equal content gives equal text."""
-    return jsontext.dumps(value, sort_keys=True)
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON with sorted keys, as UTF-8: equal content gives equal bytes."""
+    return jsontext.dumps_utf8(value, sort_keys=True)
 
 
 def stored_json(value: Any) -> str:
@@ -171,23 +190,26 @@ def _activity_ticks(value: object) -> int | None:
     return ticks_from_text(value) if isinstance(value, str) and value else None
 
 
-# A JSON object key holding "@odata." (keys are the only strings followed by a colon).
-_ANNOTATION_KEY = re.compile(r'"([^"\\]*@odata\.[^"\\]*)":')
+# A JSON object key holding "@odata." (keys are the only strings followed by a colon; UTF-8
+# never puts a quote or a backslash byte inside another character).
+_ANNOTATION_KEY = re.compile(rb'"([^"\\]*@odata\.[^"\\]*)":')
 
 
 def content_hash(payload: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of a payload without its OData annotations."""
-    top = {key: value for key, value in payload.items() if not _is_annotation(key)}
+    """sha256 of the canonical JSON (UTF-8) of a payload without its OData annotations."""
+    top = {key: value for key, value in payload.items() if "@odata." not in key}
     body = canonical_json(top)
     # Walking every nested object is the costliest part of a commit, and nested annotations
     # other than the evidence discriminators are rare: walk only when the text has one.
     # Counting is quick; the keys are looked at only when some "@odata." is not a
     # discriminator key (another annotation, or the text inside a value).
-    if body.count("@odata.") != body.count('"@odata.type":') and any(
-        key != "@odata.type" for key in _ANNOTATION_KEY.findall(body)
+    if body.count(b"@odata.") != body.count(b'"@odata.type":') and any(
+        key != b"@odata.type" for key in _ANNOTATION_KEY.findall(body)
     ):
         body = canonical_json(_strip_annotations(top, top=False))
-    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    # The bytes hashed are the text's UTF-8, as they always were (the text was once made,
+    # then encoded again): a stored hash keeps matching an unchanged record.
+    return hashlib.sha256(body).hexdigest()
 
 
 def comment_key(created: datetime | None, author: str | None, text: str | None) -> str:
@@ -206,6 +228,8 @@ def enum_text(value: object) -> str | None:
     Graph wrote ``Redirected`` or ``redirected``; None stays None."""
     if value is None:
         return None
+    if type(value) is str:  # most calls (an evidence item's kind): no ``value`` to look up
+        return value
     canonical = getattr(value, "value", None)
     if isinstance(value, Enum) or isinstance(canonical, str):
         return str(canonical)
