@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 import typer
 from typer.testing import CliRunner
 
@@ -36,14 +35,6 @@ def emulator() -> Iterator[EmulatorServer]:
     settings = settings_for(seed=41, incidents=10, tenants=2, read_only_tenants=[1])
     with EmulatorServer(settings) as server:
         yield server
-
-
-@pytest.fixture
-def runner() -> Iterator[CliRunner]:
-    """Runs the command in this process; the logging it configures is put back after."""
-    saved = structlog.get_config()
-    yield CliRunner()
-    structlog.configure(**saved)
 
 
 def _app() -> typer.Typer:
