@@ -112,7 +112,7 @@ class Workspace:
             hub_url=url,
             log_path=str(self.logs.path),
             query=self.config.query.model_dump(mode="json"),
-            batch_size=LogTables.batch_size,
+            batch_size=LogTables.backlog_batch_size,
             log_level=level,
             log_json=json,
             queue_index=True,

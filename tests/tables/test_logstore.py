@@ -615,7 +615,7 @@ def test_a_full_disk_fails_the_append_and_leaves_no_staged_file(
         def write(self, data: Any) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: io.BufferedWriter(Full(fd, "wb")))
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode, **_: io.BufferedWriter(Full(fd, "wb")))
     changes = (
         (n, [("SecurityIncident", {"IncidentNumber": n, "Title": "x" * 1000})])
         for n in range(2, 40)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
-from xdrsync.tables.encode import compact_json
+from xdrsync.tables.encode import json_bytes
 from xdrsync.tables.vocab import title_case
 
 Json = dict[str, Any]
@@ -51,17 +51,18 @@ class EntityList:
 
     def __init__(self) -> None:
         self.items: list[Json] = []
-        self._ids: dict[str, str] = {}
+        self._ids: dict[bytes, str] = {}  # by the entity's JSON
 
     def add(self, entity: Mapping[str, Any]) -> Ref | None:
         body = {k: v for k, v in entity.items() if v not in _EMPTY}
-        if set(body) <= {"Type"}:
+        if body.keys() <= {"Type"}:
             return None
-        signature = compact_json(body)
-        if signature not in self._ids:
-            self._ids[signature] = str(len(self.items) + 1)
-            self.items.append({"$id": self._ids[signature], **body})
-        return {"$ref": self._ids[signature]}
+        signature = json_bytes(body)
+        found = self._ids.get(signature)
+        if found is None:
+            found = self._ids[signature] = str(len(self.items) + 1)
+            self.items.append({"$id": found, **body})
+        return {"$ref": found}
 
 
 def _os_family(platform: object) -> str | None:

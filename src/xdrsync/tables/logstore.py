@@ -76,6 +76,10 @@ _REFUSED: Final = "refused_changes"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DEFAULT_OBJECT_SIZE: Final = 16 * 2**20  # read_json's own default maximum_object_size
 _WRITER_MEMORY: Final = 128 * 2**20  # DuckDB's memory limit while appending (see append_batch)
+#: The staged files' write buffer. With the default 8 KiB, every few rows (an evidence row
+#: is about 1.5 KB) made a system call: 67,000 lines of 1.5 KB took 0.13 CPU-s to write,
+#: 0.03 with this (a 2,000-incident backlog stages 67,000 rows).
+_STAGE_BUFFER: Final = 2**20
 #: The columns that hold a whole JSON document per row (an evidence item; an alert's entities
 #: and extended properties): two thirds of the tables' text. Stored with zstd instead of what
 #: DuckDB would pick (dictionary and FSST, whose analysis ran at every checkpoint): on a
@@ -322,7 +326,7 @@ class LogStore:
                 dir=self._path.parent,
             )
             _staging.add(os.path.abspath(name))
-        out = os.fdopen(fd, "wb")
+        out = os.fdopen(fd, "wb", buffering=_STAGE_BUFFER)
         writer = NdjsonWriter(out, _staged_columns(schema), schema.name)
         return _Staged(schema, Path(name), out, writer)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from xdrsync.tables.alert_rows import (
     alert_evidence_rows,
+    alert_evidence_values,
     alert_info_row,
     alert_tactics,
     empty_row,
@@ -296,6 +297,7 @@ __all__ = [
     "IncidentTimes",
     "IncidentVersion",
     "alert_evidence_rows",
+    "alert_evidence_values",
     "alert_info_row",
     "alert_tactics",
     "incident_name",
