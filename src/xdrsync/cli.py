@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from xdrsync.hub import Hub
     from xdrsync.serving import ServerThread
     from xdrsync.sync.engine import CycleReport, TenantSource
-    from xdrsync.sync.inbound import WindowDone
+    from xdrsync.sync.inbound import StreamReport, WindowDone
     from xdrsync.sync.lock import WorkspaceLock
     from xdrsync.twoway.pusher import Pusher, PushReport
     from xdrsync.workspace import Workspace
@@ -352,11 +352,14 @@ def _make_folder(config: Config) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as failure:
-        reason = failure.strerror or type(failure).__name__
-        raise ConfigError(
-            f"cannot create the workspace folder {path}: {reason}; check [workspace] path "
-            "and that the account running xdrsync may write there"
-        ) from None
+        raise _folder_error(path, failure.strerror or type(failure).__name__) from None
+
+
+def _folder_error(path: Path, reason: str) -> ConfigError:
+    return ConfigError(
+        f"cannot create the workspace folder {path}: {reason}; check [workspace] path "
+        "and that the account running xdrsync may write there"
+    )
 
 
 @contextmanager
@@ -390,6 +393,28 @@ def _workspace(config: Config, *, lock: bool | WorkspaceLock) -> Iterator[Worksp
             guard.release()
 
 
+def _require_hub(config: Config) -> None:
+    """A ``ConfigError`` when the workspace has no hub file yet: a command that reads the
+    hub, or acts on what it holds (an edit of an incident, a replay, a decision), refuses a
+    mistyped path rather than making an empty, new workspace there and answering from it."""
+    import errno
+    import os
+
+    from xdrsync.layout import HUB_FILE
+
+    hub_file = config.workspace.path / HUB_FILE
+    if config.workspace.database_url is None and not hub_file.exists():
+        # A file where the folder should be is said as `_make_folder` says it, without
+        # making anything on the way.
+        path = config.workspace.path
+        found = next((p for p in (path, *path.parents) if p.exists()), None)
+        if found is not None and not found.is_dir():
+            raise _folder_error(path, os.strerror(errno.ENOTDIR))
+        raise ConfigError(
+            f"no hub at {hub_file}: run `xdrsync sync --once` first, or check [workspace] path"
+        )
+
+
 @contextmanager
 def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
     """The workspace's hub alone, for commands that only read it or queue edits in it: none
@@ -399,13 +424,10 @@ def _hub(config: Config, *, existing: bool = False) -> Iterator[Hub]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from xdrsync.hub import Hub, configured_url
-    from xdrsync.layout import HUB_FILE, make_private
+    from xdrsync.layout import make_private
 
-    hub_file = config.workspace.path / HUB_FILE
-    if existing and config.workspace.database_url is None and not hub_file.exists():
-        raise ConfigError(
-            f"no hub at {hub_file}: run `xdrsync sync --once` first, or check [workspace] path"
-        )
+    if existing:
+        _require_hub(config)
     _make_folder(config)
     make_private(config.workspace.path)  # as private as the sync makes it, if this creates it
     try:
@@ -440,12 +462,21 @@ def _names(config: Config) -> dict[str, str]:
     return {t.tenant_id: t.name for t in config.tenants}
 
 
-def _parse_time(text: str) -> datetime:
+def _parse_time(text: str, option: str) -> datetime:
+    """An ISO-8601 date or time given to ``option``, in UTC: one without an offset is UTC;
+    ``Z`` in either case, as RFC 3339 allows. In UTC at once, so that a moment whose UTC
+    falls outside the calendar (``0001-01-01T00:00+01:00``) is refused here, as one line,
+    rather than failing every stream of the backfill later."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
-        raise _fail(f"not an ISO-8601 date or time: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        raise _fail(
+            f"{option} {text!r} is not an ISO-8601 date or time (e.g. 2026-12-01, "
+            "2026-12-01T10:00:00Z, 2026-12-01T10:00:00+02:00; without an offset, UTC)"
+        ) from None
+    except OverflowError:
+        raise _fail(f"{option} {text!r} is out of range in UTC") from None
 
 
 class _WindowProgress:
@@ -566,15 +597,7 @@ def sync_command(
                             f"Graph asked us to wait until {until:%H:%M:%S} UTC; not read"
                         )
                         continue
-                    within = (
-                        f" (with {stream.alerts_within} alerts)" if stream.alerts_within else ""
-                    )
-                    console.print(
-                        f"{tenant.name}/{stream.stream}: {stream.records} read{within}, "
-                        f"{stream.inserted} new, {stream.updated} updated, "
-                        f"{stream.quarantined} quarantined",
-                        markup=False,
-                    )
+                    console.print(_stream_line(tenant.name, stream), markup=False)
                 for stream_name, error in report.errors.items():
                     failed = True
                     err_console.print(
@@ -752,14 +775,22 @@ def _start_console(
 
 @app.command("backfill")
 def backfill_command(
-    from_: Annotated[str, typer.Option("--from", help="Start (ISO-8601, inclusive).")],
-    to: Annotated[str, typer.Option("--to", help="End (ISO-8601, exclusive).")],
+    from_: Annotated[
+        str, typer.Option("--from", help="Start (ISO-8601, inclusive; without an offset, UTC).")
+    ],
+    to: Annotated[
+        str, typer.Option("--to", help="End (ISO-8601, exclusive; without an offset, UTC).")
+    ],
     config_file: ConfigOption = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant (name or id).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant (name or id, any case).")
+    ] = None,
     stream: Annotated[str | None, typer.Option(help="incidents or alerts (default both).")] = None,
 ) -> None:
-    """Re-read a period from Graph into the workspace; the sync watermark is not touched. A
-    tenant or stream that fails is reported and the others go on; the exit code is then 1."""
+    """Re-read a period from Graph into the workspace; the sync watermark is not touched.
+    Each tenant's streams are said with what they read (as `sync --once` says them). A
+    tenant or stream that fails is reported and the others go on; the exit code is then 1.
+    A period that starts in the future, or ends before it starts, is refused (exit 2)."""
     import structlog
     from rich.markup import escape
 
@@ -768,39 +799,51 @@ def backfill_command(
     from xdrsync.workspace import inbound_settings
 
     configure("warning")
-    lower, upper = _parse_time(from_), _parse_time(to)
+    lower, upper = _parse_time(from_, "--from"), _parse_time(to, "--to")
     if upper <= lower:
-        raise _fail("--to must be after --from")
+        raise _fail(f"--to ({upper.isoformat()}) must be after --from ({lower.isoformat()})")
+    # Nothing can have been updated after now: a period wholly in the future (a year typed
+    # wrong) read nothing and said "backfill done", as if it had re-read something.
+    now = datetime.now(UTC)
+    if lower > now:
+        raise _fail(
+            f"--from {lower.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})"
+            ": nothing to re-read"
+        )
     streams = STREAMS if stream is None else (stream,)
     if not set(streams) <= set(STREAMS):
         raise _fail(f"--stream must be one of {', '.join(STREAMS)}")
     failed = False
     with _errors():
         config = _load(config_file)
+        # As every other command takes it (any case, an id in braces), and before the lock:
+        # an exact match alone refused `--tenant CONTOSO` as "no tenant in the config".
+        wanted = None if tenant is None else config.tenant(tenant).tenant_id
         settings = inbound_settings(config)
         with (
             _workspace(config, lock=True) as workspace,
             _abandoning(),
             _publishing(workspace) as publisher,
         ):
-            sources = [s for s in workspace.sources() if tenant in (None, s.name, s.tenant_id)]
-            if not sources:
-                raise _fail(f"no tenant {tenant!r} in the config")
+            sources = [s for s in workspace.sources() if wanted in (None, s.tenant_id)]
 
-            def backfill_tenant(source: TenantSource) -> list[str]:
-                """The tenant's streams, one after the other; the failures' messages."""
-                failures = []
+            def backfill_tenant(source: TenantSource) -> list[StreamReport | str]:
+                """The tenant's streams, one after the other: what each read, or the line
+                saying how it failed."""
+                done: list[StreamReport | str] = []
                 for name in streams:
                     try:
-                        backfill_stream(
-                            workspace.hub,
-                            source.source,
-                            tenant_id=source.tenant_id,
-                            stream=name,
-                            lower=lower,
-                            upper=upper,
-                            settings=settings,
-                            on_window=progress.tracker(source.name),
+                        done.append(
+                            backfill_stream(
+                                workspace.hub,
+                                source.source,
+                                tenant_id=source.tenant_id,
+                                stream=name,
+                                lower=lower,
+                                upper=upper,
+                                settings=settings,
+                                on_window=progress.tracker(source.name),
+                            )
                         )
                     except Exception as bad:  # one stream's failure stays its own
                         text = str(bad)
@@ -809,20 +852,33 @@ def backfill_command(
                                 "backfill crashed", tenant=source.name, stream=name
                             )
                             text = f"{type(bad).__name__}: {bad}"
-                        failures.append(
-                            f"[red]{source.name}/{name} failed:[/red] {escape(scrub(text))}"
+                        done.append(
+                            f"[red]{escape(source.name)}/{name} failed:[/red] {escape(scrub(text))}"
                         )
-                return failures
+                return done
 
             with _progress() as progress:
                 found = _each_tenant(sources, backfill_tenant)
-            for line in (line for failures in found for line in failures):
-                failed = True
-                err_console.print(line)
+            for source, done in zip(sources, found, strict=True):
+                for result in done:
+                    if isinstance(result, str):
+                        failed = True
+                        err_console.print(result)
+                    else:
+                        console.print(_stream_line(source.name, result), markup=False)
         console.print("backfill done" + (", with failures (above)" if failed else ""))
         _print_delivered(publisher)
     if failed:
         raise typer.Exit(1)
+
+
+def _stream_line(tenant: str, stream: StreamReport) -> str:
+    """What one stream of a tenant read, as `sync --once` and `backfill` say it."""
+    within = f" (with {stream.alerts_within} alerts)" if stream.alerts_within else ""
+    return (
+        f"{tenant}/{stream.stream}: {stream.records} read{within}, {stream.inserted} new, "
+        f"{stream.updated} updated, {stream.quarantined} quarantined"
+    )
 
 
 #: How many tenants ``check`` checks at once (each waits on the network, not the CPU).
@@ -1182,6 +1238,7 @@ def _update(
         target = submit.Tenant(
             tenant_config.name, tenant_config.tenant_id, config.writes_to(tenant_config)
         )
+        _require_hub(config)
         with _workspace(config, lock=False) as workspace:
             ids = submit.submit(
                 workspace.hub,
@@ -1224,7 +1281,7 @@ AuthorOption = Annotated[
 WaitOption = Annotated[
     bool, typer.Option("--wait", help="Wait for Defender's answer; non-zero exit if refused.")
 ]
-TimeoutOption = Annotated[float, typer.Option(help="How long --wait waits, in seconds.")]
+TimeoutOption = Annotated[float, typer.Option(min=0, help="How long --wait waits, in seconds.")]
 TenantOption = Annotated[
     str | None, typer.Option(help="Tenant name or id (needed with several tenants).")
 ]
@@ -1374,9 +1431,11 @@ def destinations_dead_letters(
 
 def _destination_name(config: Config, name: str) -> str:
     """A configured destination's name, or one of the workspace's own (log tables, queue
-    index); a ``ConfigError`` naming an unknown one."""
-    if name in (TABLES_DESTINATION, QUEUE_DESTINATION):
-        return name
+    index); a ``ConfigError`` naming an unknown one. In any case, as a configured one is
+    taken (``Config.destination``): ``TABLES`` was "no destination named 'TABLES'"."""
+    for own in (TABLES_DESTINATION, QUEUE_DESTINATION):
+        if name.lower() == own:
+            return own
     return config.destination(name).name
 
 
@@ -1410,15 +1469,32 @@ def destinations_replay(
     config_file: ConfigOption = None,
 ) -> None:
     """Send every change from --from-seq on to one destination again (the service must be
-    stopped: the workspace lock is taken). The log tables drop those rows and rewrite them."""
+    stopped: the workspace lock is taken). The log tables drop those rows and rewrite them.
+    A replay only goes back: one past what the destination has delivered is refused (it
+    would skip the changes between)."""
     with _errors():
         config = _load(config_file)
         name = _destination_name(config, name)
+        _require_hub(config)
         with _workspace(config, lock=True) as workspace:
             head = workspace.hub.max_seq()
             if from_seq > head + 1:
                 raise _fail(f"--from-seq {from_seq} is past the last change ({head})")
-            workspace.fanout().runner(name).replay_from(from_seq)
+            runner = workspace.fanout().runner(name)
+            # The replay sets the destination's position to --from-seq - 1, forward too: from
+            # past its position, the changes between would never be delivered.
+            position = runner.position()
+            if from_seq > position + 1:
+                skipped = position + 1, from_seq - 1
+                raise _fail(
+                    f"{name} has delivered up to change {position}: a replay from {from_seq} "
+                    f"would skip {'..'.join(map(str, dict.fromkeys(skipped)))}, never delivered; "
+                    f"replay from {position + 1} or earlier"
+                )
+            if from_seq > head:
+                console.print(f"{name}: nothing to replay, no change after {head}", markup=False)
+                return
+            runner.replay_from(from_seq)
         console.print(
             f"{name}: changes {from_seq}..{head} will be delivered again "
             "(now by `xdrsync sync --once`, or by the running service once started)"
@@ -1449,7 +1525,7 @@ def conflicts_resolve(
 
     with _errors():
         config = _load(config_file)
-        with _hub(config) as hub:
+        with _hub(config, existing=True) as hub:
             row = resolve(hub, edit_id, take)
         word = "goes to Defender" if row.state == "pending" else "dropped: Defender's value kept"
         # The field's conflict is settled whole: its latest edit is the one that goes.

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Final, TextIO
+
 from rich.console import Console
 from rich.markup import escape
 
 from xdrsync.errors import ConfigError, XdrSyncError
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+#: The width of a table written to a pipe or a file. Rich's default there is 80 columns, in
+#: which `incidents list`, `state show` and the others cut their values short ("2026-12-…",
+#: "conto…") or fold a title over lines: what a script or `grep` reads was lost. A table
+#: takes only the width its values need, so this is a bound, not a size.
+PIPED_WIDTH: Final = 4096
+
+
+def _width(stream: TextIO | None) -> int | None:
+    """None (rich's own choice: the terminal's width, or $COLUMNS when set) on a terminal or
+    when $COLUMNS says; ``PIPED_WIDTH`` otherwise."""
+    isatty = getattr(stream, "isatty", None)  # no stream at all under pythonw
+    if os.environ.get("COLUMNS") or (callable(isatty) and isatty()):
+        return None
+    return PIPED_WIDTH
+
+
+console = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 
 def _json_logs() -> bool:

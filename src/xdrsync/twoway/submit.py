@@ -200,14 +200,14 @@ def resolve(hub: Hub, outbox_id: int, take: str) -> OutboxRow:
     ``conflicts list`` for good, and the workspace's view, which shows a waiting edit's value
     (``edits.view``), would show its stale one. Returns the edit that carries the decision:
     the one sent again, or the one named."""
+    if take not in ("workspace", "defender"):  # first: a typo is said as such, whatever the edit
+        raise EditRefusedError(f"--take is workspace or defender, not {take!r}")
     found = hub.edits(ids=[outbox_id])
     if not found:
         raise EditRefusedError(f"no edit {outbox_id} in the outbox")
     row = found[0]
     if row.state != "conflict":
         raise EditRefusedError(f"edit {outbox_id} is {row.state}, not in conflict")
-    if take not in ("workspace", "defender"):
-        raise EditRefusedError(f"--take is workspace or defender, not {take!r}")
     waiting = hub.edits(
         tenant_id=row.tenant_id, entity=(row.entity_type, row.entity_id), states=["conflict"]
     )
