@@ -195,3 +195,26 @@ def test_piped_tables_keep_their_values_whole(synced: Path) -> None:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", cells[6]), row
     state = xdrsync("state", "show", "--config", str(synced), env=env)
     assert re.search(r"contoso +│ incidents +│ \d{4}-\d\d-\d\dT", state.stdout), state.stdout
+
+
+def test_an_update_finds_the_tenant_of_an_id_as_show_does(
+    synced: Path, emulator: EmulatorServer
+) -> None:
+    """With several tenants, `incidents update` and `alerts update` needed --tenant even for
+    an id that only one of them has; `show` found it. An id that several have is still
+    refused, naming them."""
+    config = str(synced)
+    contoso = emulator.emulator.settings.tenants[0].tenant_id
+    hub = Hub.open(configured_url(load_config(synced).workspace))
+    try:
+        alert = hub.current_alerts([(contoso, "1")])[(contoso, "1")][0]
+    finally:
+        hub.close()
+    done = xdrsync("alerts", "update", str(alert.id), "--comment", "seen", "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert "queued 1 edit(s)" in done.stdout
+    both = xdrsync("incidents", "update", "1", "--comment", "x", "--config", config)
+    assert both.returncode == 2
+    assert "in several tenants (contoso, fabrikam)" in one_error_line(both)
+    none = xdrsync("alerts", "update", "no-such-alert", "--status", "resolved", "--config", config)
+    assert none.returncode == 1 and "no alert no-such-alert in any tenant" in one_error_line(none)

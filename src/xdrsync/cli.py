@@ -1150,7 +1150,7 @@ def _find_in_tenants(
     return hits[0]
 
 
-ShowTenantOption = Annotated[
+IdTenantOption = Annotated[
     str | None,
     typer.Option(help="Tenant name or id (needed when several tenants have the id)."),
 ]
@@ -1160,7 +1160,7 @@ ShowTenantOption = Annotated[
 def incidents_show(
     incident_id: Annotated[str, typer.Argument(help="Defender incident id.")],
     config_file: ConfigOption = None,
-    tenant: ShowTenantOption = None,
+    tenant: IdTenantOption = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -1232,13 +1232,21 @@ def _update(
 
     with _errors():
         config = _load(config_file)
+        _require_hub(config)
         if tenant is None and len(config.tenants) > 1:
-            raise _fail("several tenants are configured: name one with --tenant")
-        tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
+            # Found as `show` finds it: ids are per tenant, so one that several tenants
+            # have is refused, naming them (it had needed --tenant whenever several tenants
+            # were configured, even for an id only one of them has).
+            with _hub(config, existing=True) as hub:
+                get = hub.get_incident if kind == "incident" else hub.get_alert
+                tenant_config, _ = _find_in_tenants(
+                    config, None, f"{kind} {entity_id}", lambda t: get(t, entity_id)
+                )
+        else:
+            tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
         target = submit.Tenant(
             tenant_config.name, tenant_config.tenant_id, config.writes_to(tenant_config)
         )
-        _require_hub(config)
         with _workspace(config, lock=False) as workspace:
             ids = submit.submit(
                 workspace.hub,
@@ -1282,9 +1290,7 @@ WaitOption = Annotated[
     bool, typer.Option("--wait", help="Wait for Defender's answer; non-zero exit if refused.")
 ]
 TimeoutOption = Annotated[float, typer.Option(min=0, help="How long --wait waits, in seconds.")]
-TenantOption = Annotated[
-    str | None, typer.Option(help="Tenant name or id (needed with several tenants).")
-]
+TenantOption = Annotated[str | None, typer.Option(help="Only this tenant (name or id).")]
 
 
 @incidents_app.command("update")
@@ -1304,7 +1310,7 @@ def incidents_update(
     comment: Annotated[str | None, typer.Option(help="Add a comment.")] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = 60.0,
-    tenant: TenantOption = None,
+    tenant: IdTenantOption = None,
     author: AuthorOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -1345,7 +1351,7 @@ def alerts_update(
     comment: Annotated[str | None, typer.Option(help="Add a comment.")] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = 60.0,
-    tenant: TenantOption = None,
+    tenant: IdTenantOption = None,
     author: AuthorOption = None,
     config_file: ConfigOption = None,
 ) -> None:
@@ -1375,7 +1381,7 @@ def alerts_update(
 @alerts_app.command("show")
 def alerts_show(
     alert_id: Annotated[str, typer.Argument(help="Defender alert id.")],
-    tenant: ShowTenantOption = None,
+    tenant: IdTenantOption = None,
     config_file: ConfigOption = None,
 ) -> None:
     """One alert as the workspace has it: Graph JSON, edits on their way applied, alone on
