@@ -1489,7 +1489,7 @@ def destinations_replay(
             runner = workspace.fanout().runner(name)
             # The replay sets the destination's position to --from-seq - 1, forward too: from
             # past its position, the changes between would never be delivered.
-            position = runner.position()
+            position = runner.held()
             if from_seq > position + 1:
                 skipped = position + 1, from_seq - 1
                 raise _fail(
@@ -1497,10 +1497,13 @@ def destinations_replay(
                     f"would skip {'..'.join(map(str, dict.fromkeys(skipped)))}, never delivered; "
                     f"replay from {position + 1} or earlier"
                 )
-            if from_seq > head:
+            if from_seq > head and position <= head:
                 console.print(f"{name}: nothing to replay, no change after {head}", markup=False)
                 return
             runner.replay_from(from_seq)
+        if from_seq > head:  # it held changes past the hub's last (a hub restored from a copy)
+            console.print(f"{name}: what it held past change {head} is dropped", markup=False)
+            return
         console.print(
             f"{name}: changes {from_seq}..{head} will be delivered again "
             "(now by `xdrsync sync --once`, or by the running service once started)"

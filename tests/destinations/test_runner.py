@@ -549,3 +549,41 @@ def test_a_destination_throttled_with_no_wait_backs_off_all_the_same(hub: Hub) -
     with pytest.raises(ThrottledError):
         runner.publish(force=True)
     assert runner._retry_at - clock.now == 300
+
+
+class _Ahead(Recorder):
+    """A destination keeping its own position, which holds changes up to ``held``."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__("tables")
+        self.held = held
+        self.dropped_from: int | None = None
+
+    def position(self) -> int | None:
+        return self.held
+
+    def replay_from(self, seq: int) -> None:
+        self.dropped_from = seq
+        self.held = min(self.held, seq - 1)
+
+
+def test_a_destination_holding_changes_past_the_hubs_last_drops_them_and_takes_the_hubs(
+    hub: Hub,
+) -> None:
+    """A hub restored from a copy older than the log tables: the tables held changes the
+    hub never made, and the acknowledgement failed ("seq N was never assigned") at every
+    delivery until the hub's numbers passed the tables', which then skipped the changes
+    between for good."""
+    commit_workload(hub, incidents=2)
+    head = hub.max_seq()
+    dest = _Ahead(held=head + 5)
+    runner = DestinationRunner(hub, dest)
+    assert runner.held() == head + 5  # read without dropping anything
+    assert dest.dropped_from is None
+    assert runner.position() == head
+    assert dest.dropped_from == head + 1
+    assert hub.get_cursor("tables") == head
+    commit_workload(hub, incidents=3)  # more changes after the restore
+    assert hub.max_seq() > head
+    runner.publish()
+    assert dest.got == list(range(head + 1, hub.max_seq() + 1))  # none skipped

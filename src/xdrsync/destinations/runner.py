@@ -93,9 +93,37 @@ class DestinationRunner:
         if self._position is None:
             own = self.destination.position()
             if own is not None:
+                own = self._not_past_head(own)
                 self._acknowledge_held(own)
             self._position = own if own is not None else self.hub.get_cursor(self.name)
         return self._position
+
+    def held(self) -> int:
+        """The position as the destination holds it (its own, else the hub's cursor), read
+        without acknowledging or dropping anything (``position`` may do both)."""
+        own = self.destination.position()
+        return own if own is not None else self.hub.get_cursor(self.name)
+
+    def _not_past_head(self, own: int) -> int:
+        """A destination keeping its own position beyond the hub's last change holds
+        changes this hub never made: the hub was restored from an older copy, and will
+        number its next changes as those. They are dropped (their rows are another hub's),
+        so that the changes made from here are delivered under their numbers; before, the
+        acknowledgement failed at every delivery until the hub's numbers passed the
+        destination's, which then skipped the changes between for good."""
+        head = self.hub.max_seq()
+        if own <= head:
+            return own
+        log.warning(
+            "a destination holds changes past the hub's last (was the hub restored from an "
+            "older copy?): they are dropped, and the hub's changes from here are delivered",
+            destination=self.name,
+            held=own,
+            last_change=head,
+        )
+        self.destination.replay_from(head + 1)
+        self.hub.reset_cursor(self.name, min(self.hub.get_cursor(self.name), head))
+        return min(self.destination.position() or 0, head)
 
     def _acknowledge_held(self, own: int) -> None:
         """A destination keeping its own position may hold changes the hub never heard it
