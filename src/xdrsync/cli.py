@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
@@ -805,7 +805,7 @@ def backfill_command(
     # Nothing can have been updated after now: a period wholly in the future (a year typed
     # wrong) read nothing and said "backfill done", as if it had re-read something.
     now = datetime.now(UTC)
-    if lower > now:
+    if lower > now + CLOCK_LEEWAY:  # a time copied from Graph, whose clock may lead this one
         raise _fail(
             f"--from {lower.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})"
             ": nothing to re-read"
@@ -870,6 +870,11 @@ def backfill_command(
         _print_delivered(publisher)
     if failed:
         raise typer.Exit(1)
+
+
+#: How far ahead of this machine's clock a backfill's --from may be before it is refused as
+#: in the future.
+CLOCK_LEEWAY: Final = timedelta(minutes=5)
 
 
 def _stream_line(tenant: str, stream: StreamReport) -> str:
