@@ -32,6 +32,7 @@ from xdrsync.emulator.sentinel import settings_for as sentinel_settings_for
 from xdrsync.emulator.server import EmulatorServer
 from xdrsync.emulator.service import settings_for
 from xdrsync.errors import ConfigError
+from xdrsync.layout import make_private
 from xdrsync.logs import configure
 from xdrsync.serving import ServerThread, listen_error
 from xdrsync.sync.engine import CycleReport, SyncService
@@ -230,6 +231,9 @@ def _claim(workspace_dir: Path) -> WorkspaceLock:
         )
     lock = WorkspaceLock(workspace_dir).acquire()
     try:
+        # Private from here, as every workspace is (docs/security.md): its marker, log, config
+        # and the emulated Sentinel's secret are written before the workspace opens.
+        make_private(workspace_dir)
         for entry in workspace_dir.iterdir():
             if entry.name in (DEMO_MARKER, lock.path.name):
                 continue
