@@ -44,7 +44,7 @@ def _open_incidents(live: Any, tenant: str, count: int) -> list[dict[str, Any]]:
     try:
         reply = client.get(
             "/api/v1/incidents",
-            params={"tenant": tenant, "status": ["new", "active"], "top": 100},
+            params={"tenant": tenant, "status": "active", "top": 100},
         )
         reply.raise_for_status()
         items: list[dict[str, Any]] = reply.json()["value"]

@@ -41,7 +41,7 @@ def picks(live_console: Any, tenant: str) -> dict[str, Any]:
     for the pane, three for the bulk edits, one for the reader."""
     client = live_console.client("admin")
     reply = client.get(
-        "/api/v1/incidents", params={"tenant": tenant, "status": ["new", "active"], "top": 100}
+        "/api/v1/incidents", params={"tenant": tenant, "status": "active", "top": 100}
     )
     reply.raise_for_status()
     items = [

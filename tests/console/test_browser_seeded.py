@@ -210,3 +210,30 @@ def test_the_chart_labels_utc_days_in_any_zone(browser: Browser, seeded: SeededC
         assert tip is not None and tip.startswith("1 Nov 2026 (UTC day)"), tip
     finally:
         context.close()
+
+
+def test_a_bookmarked_tenant_that_left_shows_the_queue_with_a_message(
+    browser: Browser, seeded: SeededConsole
+) -> None:
+    # The API refuses a tenant the user does not see (422): the page drops it from the view,
+    # says so, and shows the queue of the rest.
+    session = signed_in(browser, seeded, "reader", "/?tenant=northwind&tenant=fabrikam")
+    try:
+        page = session.page
+        page.goto("/?tenant=northwind&tenant=fabrikam&status=active")
+        notice = page.locator("#queue-notice")
+        expect(notice).to_be_visible()
+        expect(notice).to_contain_text("northwind")
+        expect(page.locator("#queue-rows tr[data-id]")).to_have_count(1)
+        expect(_row(page, "fabrikam~1")).to_be_visible()
+        expect(page.locator("#queue-status")).to_contain_text("fabrikam")
+        assert "northwind" not in page.url and "tenant=fabrikam" in page.url
+        page.goto("/?tenant=northwind")  # the only tenant asked for: every one shown
+        expect(page.locator("#queue-notice")).to_contain_text("every tenant you see")
+        expect(page.locator("#queue-rows tr[data-id]")).to_have_count(10)
+        expect(page.locator("#overtime-note")).to_contain_text("10 in view")
+        page.select_option("#f-range", "90d")  # a change of the view: the note has had its say
+        expect(page.locator("#queue-notice")).to_be_hidden()
+        no_script_errors(session.errors)
+    finally:
+        session.close()

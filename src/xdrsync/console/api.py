@@ -21,6 +21,9 @@ from xdrsync.console.auth import Principal, context, identify, requires
 from xdrsync.console.context import ID_SEPARATOR, ConsoleContext
 from xdrsync.errors import EditRefusedError
 from xdrsync.hub.records import EntityType, OutboxRow
+from xdrsync.models.enums import IncidentStatus, ServiceSource, Severity
+from xdrsync.models.identity import ENTITY_KINDS
+from xdrsync.tables.vocab import MITRE_TACTICS
 from xdrsync.twoway import submit
 from xdrsync.twoway.edits import EditRequest
 
@@ -205,11 +208,9 @@ def queue_filter(
 ) -> Filtered:
     """The queue's filters (any of the given values of each), shared by the list and its
     counts. ``owner=me`` is the caller's address; ``entity`` is ``kind:key``; ``id`` a
-    workspace id (one the caller may not see matches nothing)."""
+    workspace id (one the caller may not see matches nothing). A value that can match no
+    incident is refused (``_refusals``), not answered with an empty list."""
     visible = ctx.visible_tenant_ids(principal.user)
-    if tenant:
-        wanted = {ctx.ids.get(name) for name in tenant}
-        visible = [t for t in visible if t in wanted]
     if owner == "me":
         owner = principal.user.address or principal.user.name
     flt = queue.QueueFilter(
@@ -225,7 +226,108 @@ def queue_filter(
         entity=_entity(entity),
         incidents=tuple(_incident_keys(ctx, id or ())),
     )
+    problems = _refusals(ctx, visible, flt, tenant or ())
+    if problems:
+        raise RequestValidationError(
+            [{"loc": ("query", name), "msg": msg, "type": "value_error"} for name, msg in problems]
+        )
+    if tenant:
+        wanted = {ctx.ids.get(name) for name in tenant}
+        visible = [t for t in visible if t in wanted]
     return Filtered(flt, visible)
+
+
+# -- values that match nothing --------------------------------------------------------------
+#
+# A filter value no incident can have answers an empty list, which a script reads as "no
+# incidents" (a typo'd tenant, `status=Actve`, Sentinel's `new`): such a value is refused
+# with a 422 naming it. What "can have" means depends on the set the value comes from:
+#
+# * closed sets, known to this version: a tenant (those the caller may see: one they may not
+#   is refused exactly as one that does not exist, naming only theirs), a MITRE tactic (the
+#   index keeps only the names ``tables.vocab.tactic`` gives), an entity kind;
+# * Graph's evolvable enums (status, severity, product): a value Defender adds later is
+#   stored as sent, counted under its own name (``byStatus``), and must stay filterable. So
+#   a member this version knows (in any case) is always taken, and any other value only
+#   while some incident the caller may see has it (the counts show it: filter on it);
+# * free text (tags, owners, searches, entity keys, ids) can turn up at any time, and only
+#   an empty tag, which no incident holds, is refused. An ``id`` is a record's name rather
+#   than a filter: one the caller may not see matches nothing, like a 404 (docs/api.md).
+
+_TACTICS: Final = frozenset(t.casefold() for t in MITRE_TACTICS)  # matched in any case
+
+
+def _named(values: Sequence[str]) -> str:
+    return ", ".join(repr(v) for v in dict.fromkeys(values))
+
+
+def _not_members(values: Sequence[str], members: Sequence[str]) -> tuple[str, ...]:
+    """The values that are none of ``members`` in any case."""
+    folded = {m.casefold() for m in members}
+    return tuple(v for v in values if v.casefold() not in folded)
+
+
+def _refusals(
+    ctx: ConsoleContext, visible: Sequence[str], flt: queue.QueueFilter, tenants: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(parameter, message) for each filter of the queue holding a value that matches no
+    incident the caller may see, now or later (see above)."""
+    problems: list[tuple[str, str]] = []
+    names = sorted(ctx.names[t] for t in visible)
+    if bad := [t for t in tenants if t not in names]:
+        yours = ", ".join(names) if names else "none"
+        problems.append(("tenant", f"no tenant {_named(bad)}: the tenants you see are {yours}"))
+    unknown = queue.QueueFilter(
+        statuses=_not_members(flt.statuses, (*IncidentStatus.MEMBERS, queue.UNKNOWN_SEVERITY)),
+        severities=_not_members(flt.severities, Severity.MEMBERS),
+        products=_not_members(flt.products, ServiceSource.MEMBERS),
+    )
+    unmatched = queue.unmatched(ctx.hub, unknown, visible)
+    if unmatched.statuses:
+        sentinel = any(v.casefold() == "new" for v in unmatched.statuses)
+        problems.append(
+            (
+                "status",
+                f"no incident has status {_named(unmatched.statuses)}: the statuses are "
+                f"Defender's {', '.join(IncidentStatus.MEMBERS)}, unknown (none), or one an "
+                "incident has"
+                + ("; Defender has no new (Sentinel's New is its active)" if sentinel else ""),
+            )
+        )
+    if unmatched.severities:
+        problems.append(
+            (
+                "severity",
+                f"no incident has severity {_named(unmatched.severities)}: the severities are "
+                "high (with any newer than this version, such as critical), medium, low, "
+                "informational, unknown (none), or one an incident has",
+            )
+        )
+    if unmatched.products:
+        problems.append(
+            (
+                "product",
+                f"no incident has product {_named(unmatched.products)}: Graph's service "
+                f"sources are {', '.join(ServiceSource.MEMBERS)}, or one an incident has",
+            )
+        )
+    if bad := [t for t in flt.tactics if t.casefold() not in _TACTICS]:
+        tactics = ", ".join(sorted(MITRE_TACTICS))
+        problems.append(("tactic", f"not a MITRE tactic: {_named(bad)}; the tactics are {tactics}"))
+    if "" in flt.tags:
+        problems.append(("tag", "an empty tag matches no incident"))
+    if flt.since is not None and flt.until is not None and flt.since >= flt.until:
+        problems.append(("to", "to must be after from (from <= last update < to)"))
+    if flt.entity is not None and (kind := _entity_kind(flt.entity[0])):
+        problems.append(("entity", kind))
+    return problems
+
+
+def _entity_kind(kind: str) -> str | None:
+    """Why ``kind`` names no entity kind, or None when it names one."""
+    if kind in ENTITY_KINDS:
+        return None
+    return f"no entity kind {kind!r}: the kinds are {', '.join(sorted(ENTITY_KINDS))}"
 
 
 def _incident_keys(ctx: ConsoleContext, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
@@ -411,6 +513,8 @@ def list_entities(
     """Entities seen in evidence, most shared first, with the incidents that share each."""
     from xdrsync.console.entities import entities, entity_token
 
+    if kind and (wrong := _entity_kind(kind)):
+        raise invalid(("query", "kind"), wrong)
     visible = ctx.visible_tenant_ids(principal.user)
     try:
         rows = entities(ctx.hub, visible, kind, search, top + 1, after=skiptoken or None)

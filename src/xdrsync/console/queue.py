@@ -297,6 +297,38 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
     return where
 
 
+def unmatched(hub: Hub, flt: QueueFilter, visible_tenant_ids: Sequence[str]) -> QueueFilter:
+    """The values of ``flt``'s statuses, severities and products that no incident of these
+    tenants has now, compared as ``_conditions`` compares them (a status canonical, a
+    severity or product in any case). Reads each column asked about once (the API asks only
+    about values this version does not know, so a request of known ones reads nothing)."""
+    if not (flt.statuses or flt.severities or flt.products):
+        return flt
+    tenants = list(dict.fromkeys(visible_tenant_ids))
+    found: dict[str, set[str]] = {"status": set(), "severity": set(), "products": set()}
+    asked = [
+        name
+        for name, values in (
+            ("status", flt.statuses),
+            ("severity", flt.severities),
+            ("products", flt.products),
+        )
+        if values
+    ]
+    if tenants:
+        with hub.reading() as conn:
+            for name in asked:
+                query = select(Q.c[name]).where(_tenant_condition(tenants)).distinct()
+                for value in conn.execute(query).scalars():
+                    members = decode_list(value) if name == "products" else [value]
+                    found[name].update(m if name == "status" else m.lower() for m in members if m)
+    return QueueFilter(
+        statuses=tuple(v for v in flt.statuses if _canonical_status(v) not in found["status"]),
+        severities=tuple(v for v in flt.severities if v.lower() not in found["severity"]),
+        products=tuple(v for v in flt.products if v.lower() not in found["products"]),
+    )
+
+
 # -- keyset paging ----------------------------------------------------------------------------
 
 
@@ -720,6 +752,7 @@ __all__ = [
     "queue_stats",
     "severity_name",
     "sync_state",
+    "unmatched",
     "workspace_id",
     "workspace_view",
 ]

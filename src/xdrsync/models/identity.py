@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import NamedTuple
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from xdrsync.models.wire import format_datetime
@@ -23,6 +23,62 @@ class EntityKey(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.value}"
+
+
+#: Every ``EntityKey.kind`` the evidence models make (their ``entity_key``): what the
+#: console's entity filters take, spelled so (the hub compares kinds exactly).
+#: tests/console/test_api_refusals.py holds it to the models' calls.
+ENTITY_KINDS: Final = frozenset(
+    {
+        "activeDirectoryDomain",
+        "aiAgent",
+        "amazonResource",
+        "analyzedMessage",
+        "azureResource",
+        "blob",
+        "blobContainer",
+        "cloudApplication",
+        "cloudLogonRequest",
+        "cloudLogonSession",
+        "container",
+        "containerImage",
+        "containerRegistry",
+        "device",
+        "dns",
+        "file",
+        "gitHubOrganization",
+        "gitHubRepo",
+        "gitHubUser",
+        "googleCloudResource",
+        "hostLogonSession",
+        "ioTDevice",
+        "ip",
+        "kubernetesCluster",
+        "kubernetesController",
+        "kubernetesNamespace",
+        "kubernetesPod",
+        "kubernetesSecret",
+        "kubernetesService",
+        "kubernetesServiceAccount",
+        "mailCluster",
+        "mailbox",
+        "mailboxConfiguration",
+        "malware",
+        "networkConnection",
+        "nic",
+        "oauthApplication",
+        "process",
+        "registryKey",
+        "registryValue",
+        "sasToken",
+        "securityGroup",
+        "servicePrincipal",
+        "submissionMail",
+        "teamsMessage",
+        "url",
+        "user",
+    }
+)
 
 
 def text(value: str | None) -> str | None:
@@ -99,6 +155,7 @@ def make_key(kind: str, value: str | None) -> EntityKey | None:
 
 
 __all__ = [
+    "ENTITY_KINDS",
     "EntityKey",
     "folded",
     "instant",

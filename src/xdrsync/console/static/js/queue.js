@@ -48,6 +48,8 @@ const EDITABLE = can("responder") && !!selectAll;
 const COLUMNS = 14 + (EDITABLE ? 1 : 0);
 
 let view = readUrl();
+const notice = $("#queue-notice");
+dropUnseenTenants();
 let rows = new Map(); // id → {item, tr}
 let nextLink = null;
 let selected = -1;
@@ -69,6 +71,21 @@ function readUrl() {
   for (const k of MULTI) v[k] = q.getAll(k).filter(Boolean);
   for (const k of SINGLE) v[k] = q.get(k) || "";
   return v;
+}
+
+/** A view kept in a bookmark may name a tenant the user no longer sees (it left the config,
+ * or their scope narrowed): the API refuses it (422) as one that does not exist. The page
+ * knows the tenants it may ask for (the menu's), so it drops such a tenant from the view and
+ * says so, and shows the queue without it rather than nothing. */
+function dropUnseenTenants() {
+  const seen = new Set($$('.multi[data-name="tenant"] input', form).map((input) => input.value));
+  const gone = view.tenant.filter((name) => !seen.has(name));
+  if (!gone.length) return;
+  view.tenant = view.tenant.filter((name) => seen.has(name));
+  writeUrl();
+  const names = gone.map((name) => `“${name}”`).join(", ");
+  notice.textContent = `${gone.length === 1 ? "Tenant" : "Tenants"} ${names} ${gone.length === 1 ? "is" : "are"} not among the tenants you see (no longer configured, or not yours): showing ${view.tenant.length ? "the others you asked for" : "every tenant you see"} instead.`;
+  notice.hidden = false;
 }
 
 function writeUrl() {
@@ -185,6 +202,7 @@ for (const th of $$("th[data-sort]")) {
 }
 
 function apply() {
+  notice.hidden = true; // it was about the view the page opened with
   writeUrl();
   syncForm();
   load();
