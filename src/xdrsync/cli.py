@@ -1238,21 +1238,21 @@ def _update(
     with _errors():
         config = _load(config_file)
         _require_hub(config)
-        if tenant is None and len(config.tenants) > 1:
-            # Found as `show` finds it: ids are per tenant, so one that several tenants
-            # have is refused, naming them (it had needed --tenant whenever several tenants
-            # were configured, even for an id only one of them has).
-            with _hub(config, existing=True) as hub:
+        with _workspace(config, lock=False) as workspace:
+            if tenant is None and len(config.tenants) > 1:
+                # Found as `show` finds it: ids are per tenant, so one that several tenants
+                # have is refused, naming them (it had needed --tenant whenever several
+                # tenants were configured, even for an id only one of them has).
+                hub = workspace.hub
                 get = hub.get_incident if kind == "incident" else hub.get_alert
                 tenant_config, _ = _find_in_tenants(
                     config, None, f"{kind} {entity_id}", lambda t: get(t, entity_id)
                 )
-        else:
-            tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
-        target = submit.Tenant(
-            tenant_config.name, tenant_config.tenant_id, config.writes_to(tenant_config)
-        )
-        with _workspace(config, lock=False) as workspace:
+            else:
+                tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
+            target = submit.Tenant(
+                tenant_config.name, tenant_config.tenant_id, config.writes_to(tenant_config)
+            )
             ids = submit.submit(
                 workspace.hub,
                 target,
