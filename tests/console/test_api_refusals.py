@@ -223,3 +223,41 @@ def test_the_entity_kinds_are_the_ones_the_models_key_evidence_under() -> None:
                 if isinstance(first, ast.Constant) and isinstance(first.value, str):
                     found.add(first.value)
     assert found == ENTITY_KINDS
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (f"{API}/incidents", {"tenat": "fabrikam"}),
+        (f"{API}/incidents/stats", {"severty": "high"}),
+        (f"{API}/entities", {"knd": "ip"}),
+        (f"{API}/changes", {"since": "0"}),
+        (f"{API}/incidents/contoso~1", {"expand": "alerts"}),
+    ],
+)
+def test_a_query_parameter_the_route_does_not_read_is_refused(
+    reader: httpx.Client, path: str, params: dict[str, str]
+) -> None:
+    # A misspelt filter must not answer every incident, as though it had filtered them.
+    (name,) = params
+    problem = _one(reader, path, **params)
+    assert problem["loc"] == ["query", name]
+    assert "unknown query parameter" in problem["msg"]
+
+
+def test_the_parameters_a_route_reads_are_named_and_still_taken(reader: httpx.Client) -> None:
+    problem = _one(reader, f"{API}/incidents", tenat="fabrikam")
+    for name in ("tenant", "status", "from", "sort", "top", "skiptoken"):
+        assert name in problem["msg"]
+    assert listed_ids(reader, tenant="fabrikam", sort="created", **{"from": "2000-01-01T00:00Z"})
+
+
+def test_the_admin_routes_refuse_unknown_parameters_too(seeded: SeededConsole) -> None:
+    admin = seeded.client("admin")
+    assert admin.get(f"{API}/users").status_code == 200
+    assert _one(admin, f"{API}/users", role="admin")["loc"] == ["query", "role"]
+
+
+def test_every_unknown_parameter_is_named_in_one_answer(reader: httpx.Client) -> None:
+    problems = _refused(reader, f"{API}/incidents", tenat="a", staus="b", tenant="fabrikam")
+    assert [p["loc"][1] for p in problems] == ["staus", "tenat"]

@@ -39,6 +39,7 @@ from xdrsync.console.accounts import (
 from xdrsync.console.api import MAX_INT, ErrorOut, StrictBody, invalid
 from xdrsync.console.auth import LoginThrottle, Principal, context, requires
 from xdrsync.console.context import ConsoleContext
+from xdrsync.console.parameters import known_parameters
 from xdrsync.errors import ConfigError
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
@@ -61,7 +62,9 @@ _SELF: Final[dict[int | str, dict[str, Any]]] = {
     }
 }
 
-router = APIRouter(prefix="/api/v1", tags=["admin"], responses=_ERRORS)
+router = APIRouter(
+    prefix="/api/v1", tags=["admin"], responses=_ERRORS, dependencies=[Depends(known_parameters)]
+)
 Reader = Annotated[Principal, Depends(requires("reader"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
 Ctx = Annotated[ConsoleContext, Depends(context)]

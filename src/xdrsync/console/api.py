@@ -19,6 +19,7 @@ from xdrsync.console import queue
 from xdrsync.console.answers import JSONAnswer
 from xdrsync.console.auth import Principal, context, identify, requires
 from xdrsync.console.context import ID_SEPARATOR, ConsoleContext
+from xdrsync.console.parameters import known_parameters
 from xdrsync.errors import EditRefusedError
 from xdrsync.hub.records import EntityType, OutboxRow
 from xdrsync.models.enums import IncidentStatus, ServiceSource, Severity
@@ -37,7 +38,7 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     403: {"model": ErrorOut, "description": "Without the role, or without the CSRF token."},
     404: {"model": ErrorOut, "description": "No such record among the tenants you may see."},
 }
-router = APIRouter(prefix="/api/v1", responses=ERRORS)
+router = APIRouter(prefix="/api/v1", responses=ERRORS, dependencies=[Depends(known_parameters)])
 Reader = Annotated[Principal, Depends(requires("reader"))]
 Responder = Annotated[Principal, Depends(requires("responder"))]
 Admin = Annotated[Principal, Depends(requires("admin"))]
