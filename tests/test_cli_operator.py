@@ -220,3 +220,16 @@ def test_an_update_finds_the_tenant_of_an_id_as_show_does(
     assert "in several tenants (contoso, fabrikam)" in one_error_line(both)
     none = xdrsync("alerts", "update", "no-such-alert", "--status", "resolved", "--config", config)
     assert none.returncode == 1 and "no alert no-such-alert in any tenant" in one_error_line(none)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "said"), [(0, ""), (1, " (with 1 alert)"), (7, " (with 7 alerts)")]
+)
+def test_a_streams_line_counts_its_alerts_in_english(alerts: int, said: str) -> None:
+    from xdrsync.cli import _stream_line
+    from xdrsync.sync.inbound import StreamReport
+
+    report = StreamReport("t", "incidents", records=1, alerts_within=alerts, inserted=1)
+    assert _stream_line("contoso", report) == (
+        f"contoso/incidents: 1 read{said}, 1 new, 0 updated, 0 quarantined"
+    )

@@ -857,8 +857,16 @@ def backfill_command(
                         )
                 return done
 
-            with _progress() as progress:
-                found = _each_tenant(sources, backfill_tenant)
+            try:
+                with _progress() as progress:
+                    found = _each_tenant(sources, backfill_tenant)
+            except KeyboardInterrupt:  # each page read was committed as it came
+                err_console.print(
+                    "backfill interrupted: what it read is kept; the same backfill again "
+                    "reads the whole period, and what is already held is skipped",
+                    markup=False,
+                )
+                raise
             for source, done in zip(sources, found, strict=True):
                 for result in done:
                     if isinstance(result, str):
@@ -879,7 +887,8 @@ CLOCK_LEEWAY: Final = timedelta(minutes=5)
 
 def _stream_line(tenant: str, stream: StreamReport) -> str:
     """What one stream of a tenant read, as `sync --once` and `backfill` say it."""
-    within = f" (with {stream.alerts_within} alerts)" if stream.alerts_within else ""
+    n = stream.alerts_within
+    within = f" (with {n} alert{'' if n == 1 else 's'})" if n else ""
     return (
         f"{tenant}/{stream.stream}: {stream.records} read{within}, {stream.inserted} new, "
         f"{stream.updated} updated, {stream.quarantined} quarantined"

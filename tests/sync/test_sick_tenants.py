@@ -400,6 +400,34 @@ def test_sync_once_reads_every_healthy_tenant_while_the_first_ones_graph_hangs(
     WorkspaceLock.for_config(config).acquire().release()
 
 
+def test_an_interrupted_backfill_says_what_it_read_is_kept(world: Any, tmp_path: Path) -> None:
+    """Ctrl-C in a backfill while one tenant's Graph hangs: the command says that what it
+    read stays in the workspace and how to finish, and what it read is whole."""
+    server, proxy = world(2)
+    hung, healthy = server.emulator.settings.tenants
+    path = _config_file(
+        server, proxy, tmp_path / "cfg", {"request_timeout_seconds": 120, "max_attempts": 2}
+    )
+    proxy.set(hung.name, Sick("hang"))
+    hub_url = configured_url(load_config(path).workspace)
+    args = ["backfill", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z"]
+    with _xdrsync([*args, "--config", str(path)], tmp_path / "backfill.err") as backfill:
+        _wait_for(lambda: proxy.calls(hung.name), 60, "the hung tenant's first call")
+        with Hub.open(hub_url) as hub:
+            _wait_for(
+                lambda: len(hub.list_incidents(healthy.tenant_id, limit=100)) == 8,
+                60,
+                "the healthy tenant's incidents read",
+            )
+        assert backfill.poll() is None  # still waiting for the hung tenant
+        _stopped_by(backfill, signal.SIGINT)
+    said = (tmp_path / "backfill.err").read_text()
+    assert backfill.returncode == 130, said[-3000:]
+    assert "backfill interrupted: what it read is kept" in said, said[-3000:]
+    with Hub.open(hub_url) as hub:
+        assert_hub_matches_truth(hub, healthy.tenant_id, _truth(server, healthy.tenant_id))
+
+
 @contextmanager
 def _xdrsync(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``xdrsync ARGS`` as a process, its stderr in ``log``, killed if it outlives the block.
