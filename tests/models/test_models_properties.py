@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,8 @@ from xdrsync.models import (
 )
 from xdrsync.models.base import specs_of
 from xdrsync.models.fields import FieldSpec, Kind
+from xdrsync.models.wire import _parse as _parse_datetime_text
+from xdrsync.models.wire import _parse_general
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_DEPTH = 3
@@ -357,3 +361,109 @@ def test_guid_identified_entities_ignore_case(guids: tuple[str, str]) -> None:
 )
 def test_datetimes_survive_formatting(moment: datetime) -> None:
     assert parse_datetime(format_datetime(moment)) == moment
+
+
+# -- the fast paths against the general ones ------------------------------------------------
+
+
+def assert_parsed_alike(cls: type[GraphModel], data: dict[str, Any]) -> None:
+    """The parse functions compiled for `cls` read `data` as the table loop does: the same
+    model (values and their spelling, `__dict__` order, fields set, `raw` the input itself),
+    or a failure where the loop fails (which `_parse_graph` then leaves to the loop)."""
+    specs = specs_of(cls)
+    legacy = {old for spec in specs.fields for old in spec.legacy}
+    for strict, compiled in ((False, specs.parse_compiled), (True, specs.strict_compiled)):
+        try:
+            fast = compiled(data)
+        except (ValueError, ModelError):
+            with pytest.raises(ModelError):
+                cls._parse_table(specs, data, strict)
+            continue
+        if fast is None:  # an older property name: left to the table loop
+            assert not legacy.isdisjoint(data)
+            continue
+        slow = cls._parse_table(specs, data, strict)
+        assert type(fast) is type(slow)
+        assert fast == slow
+        assert repr(list(fast.__dict__.items())) == repr(list(slow.__dict__.items()))
+        assert fast.__pydantic_fields_set__ == slow.__pydantic_fields_set__
+        assert (fast.__pydantic_extra__, fast.__pydantic_private__) == (None, None)
+        assert fast.raw is data
+
+
+def every_model_class() -> list[type[GraphModel]]:
+    found: list[type[GraphModel]] = []
+    todo: list[type[GraphModel]] = [GraphModel]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return sorted(set(found), key=lambda cls: cls.__qualname__)
+
+
+@st.composite
+def any_model_json(draw: st.DrawFn) -> tuple[type[GraphModel], dict[str, Any]]:
+    """A class and a Graph object for it, often with one property of a shape it does not
+    have (a failure both paths must see)."""
+    cls = draw(st.sampled_from(every_model_class()))
+    body = draw(graph_object(cls, MAX_DEPTH - 1))
+    keys = sorted(specs_of(cls).by_key)
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(keys))
+        body[key] = draw(json_values | graph_datetimes() | st.just("yesterday"))
+    return cls, body
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(any_model_json())
+def test_compiled_parse_functions_read_json_as_the_table_loop(
+    case: tuple[type[GraphModel], dict[str, Any]],
+) -> None:
+    assert_parsed_alike(*case)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    graph_datetimes()
+    | st.builds(lambda a, b: a + b, graph_datetimes(), st.sampled_from(["Z", " Z", "+00:00Z"]))
+    | st.text("0123456789-:T.Z+ ", max_size=30)
+)
+def test_the_fast_datetime_path_reads_text_as_the_general_one(text: str) -> None:
+    try:
+        fast: datetime | str = _parse_datetime_text.__wrapped__(text)
+    except ValueError:
+        fast = "fails"
+    try:
+        general: datetime | str = _parse_general(text)
+    except ValueError:
+        general = "fails"
+    assert fast == general
+    if isinstance(fast, datetime) and isinstance(general, datetime):
+        assert fast.tzinfo is general.tzinfo is UTC
+
+
+def _nested(model: GraphModel) -> list[GraphModel]:
+    found = [model]
+    for value in model.__dict__.values():
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, GraphModel):
+                found += _nested(item)
+    return found
+
+
+def test_compiled_parse_functions_read_the_documented_examples_as_the_table_loop() -> None:
+    data = Path(__file__).parent / "data"
+    incidents = [
+        *json.loads((data / "list_incidents.json").read_text("utf-8"))["value"],
+        *json.loads((data / "list_incidents_expand_alerts.json").read_text("utf-8"))["value"],
+    ]
+    models: list[GraphModel] = [Incident.from_graph(item) for item in incidents]
+    models.append(Alert.from_graph(json.loads((data / "get_alert.json").read_text("utf-8"))))
+    samples = json.loads((data / "evidence_samples.json").read_text("utf-8"))
+    models += [parse_evidence(sample["payload"]) for sample in samples.values()]
+    seen: set[type[GraphModel]] = set()
+    for model in (nested for top in models for nested in _nested(top)):
+        assert_parsed_alike(type(model), cast(dict[str, Any], model.raw))
+        seen.add(type(model))
+    assert len(seen) > 40  # every evidence type of the samples, and the types they nest

@@ -9,8 +9,9 @@ while models built in code serialise to canonical Graph JSON.
 
 Parsing (`from_graph`) is the hot path (tens of thousands of incidents, hundreds of
 thousands of evidence items): one pass over the input converts and strictly type-checks
-each known property, then the instance is assembled directly. Models built in code go
-through pydantic validation with the same converters.
+each known property, then the instance is assembled directly; for a JSON object, that pass
+is a function generated once per class (`compiled`). Models built in code go through
+pydantic validation with the same converters.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from xdrsync.models.compiled import Compiled, compile_parser
 from xdrsync.models.errors import ModelError, PathPart, describe
 from xdrsync.models.fields import FieldSpec, build_spec, camel, emit, encode
 from xdrsync.models.wire import copy_json
@@ -53,6 +55,8 @@ class Specs:
     defaults: dict[str, Any]
     parse_table: dict[str, _Entry]  # Graph input (`from_graph`)
     strict_table: dict[str, _Entry]  # Graph JSON in code (`from_graph_strict`)
+    parse_compiled: Compiled  # the same, unrolled for the class (`compiled`)
+    strict_compiled: Compiled
 
 
 _SPECS: dict[type, Specs] = {}
@@ -95,8 +99,24 @@ def specs_of(cls: type[GraphModel]) -> Specs:
             for key, spec in by_key.items()
         }
 
+    def compiled(strict: bool) -> Compiled:
+        converters = tuple(
+            spec.prepare if strict or spec.read is None else spec.read for spec in fields
+        )
+        return compile_parser(cls, fields, converters, defaults, legacy_keys)
+
     by_name = {spec.name: spec for spec in fields}
-    specs = Specs(fields, by_key, by_name, defaults, table(False), table(True))
+    legacy_keys = frozenset(old for spec in fields for old in spec.legacy)
+    specs = Specs(
+        fields,
+        by_key,
+        by_name,
+        defaults,
+        table(False),
+        table(True),
+        compiled(False),
+        compiled(True),
+    )
     _SPECS[cls] = specs
     return specs
 
@@ -143,9 +163,24 @@ class GraphModel(BaseModel):
 
     @classmethod
     def _parse_graph(cls, data: Mapping[str, Any], *, strict: bool = False) -> Self:
+        specs = _SPECS.get(cls) or specs_of(cls)
+        # The usual input, a JSON object as parsed (a dict), goes through the function
+        # compiled for the class; the rest, and any value that fails there, through the
+        # table loop, which names the first bad property in the input's order.
+        if type(data) is dict:
+            parse = specs.strict_compiled if strict else specs.parse_compiled
+            try:
+                model: Self | None = parse(data)
+            except (ValueError, ModelError):
+                model = None
+            if model is not None:
+                return model
+        return cls._parse_table(specs, data, strict)
+
+    @classmethod
+    def _parse_table(cls, specs: Specs, data: Mapping[str, Any], strict: bool) -> Self:
         if not isinstance(data, Mapping):
             raise ModelError(cls.__name__, (), f"expected a JSON object, got {describe(data)}")
-        specs = _SPECS.get(cls) or specs_of(cls)
         table = specs.strict_table if strict else specs.parse_table
         values = specs.defaults.copy()
         key: str = ""
@@ -168,9 +203,13 @@ class GraphModel(BaseModel):
         except ModelError as exc:
             raise exc.under(cls.__name__, key) from None
         values["raw"] = data
-        # Every value is converted and type-checked above, so the instance is assembled the
-        # way pydantic's own model_construct does, without its per-field bookkeeping (tests
-        # compare the result with a fully validated instance).
+        return cls._assemble(values)
+
+    @classmethod
+    def _assemble(cls, values: dict[str, Any]) -> Self:
+        # Every value is converted and type-checked by the caller, so the instance is
+        # assembled the way pydantic's own model_construct does, without its per-field
+        # bookkeeping (tests compare the result with a fully validated instance).
         model = cls.__new__(cls)
         _new_attr(model, "__dict__", values)
         _new_attr(model, "__pydantic_fields_set__", set(values))

@@ -122,7 +122,7 @@ class Evidence(GraphModel):
 
     @classmethod
     def from_graph_strict(cls, data: Mapping[str, Any]) -> Self:
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise ModelError(cls.__name__, (), f"expected a JSON object, got {describe(data)}")
         return cls._class_for(data.get("@odata.type"))._parse_graph(data, strict=True)
 

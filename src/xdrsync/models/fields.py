@@ -78,6 +78,8 @@ def _is_sub(tp: Any, base: type) -> bool:
 
 
 def _expect_list(value: object, what: str) -> list[Any] | tuple[Any, ...]:
+    if type(value) is list:  # JSON's, the usual case: no isinstance check of a union
+        return value
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected a list of {what}, got {describe(value)}")
     return value
@@ -160,6 +162,9 @@ _Parse = Callable[[Mapping[str, Any]], Any]
 
 def _model(parse: _Parse, target: type[GraphModel]) -> Callable[[Any], Any]:
     def prepare(value: object) -> GraphModel | None:
+        # A JSON object first: a model class's isinstance check goes through ABCMeta.
+        if type(value) is dict:
+            return cast("GraphModel", parse(value))
         if value is None or isinstance(value, target):
             return value
         if isinstance(value, Mapping):
@@ -175,7 +180,12 @@ def _models(parse: _Parse, target: type[GraphModel]) -> Callable[[Any], Any]:
             return ()
         out = []
         for index, item in enumerate(_expect_list(value, "objects")):
-            if isinstance(item, target):
+            if type(item) is dict:  # a JSON object, the usual case (see `_model`)
+                try:
+                    out.append(parse(item))
+                except ModelError as exc:
+                    raise exc.under("", index) from None
+            elif isinstance(item, target):
                 out.append(item)
             elif isinstance(item, Mapping):
                 try:

@@ -17,6 +17,21 @@ def _parse(text: str) -> datetime:
     # Graph writes up to 7 fractional digits (.NET ticks); datetime keeps 6, and since
     # Python 3.11 `fromisoformat` drops the rest itself (and reads a `Z`): the original
     # string survives in `raw` for exact round trips.
+    if text[-1:] == "Z":
+        # Graph's own shape, `2021-08-13T08:43:35.5533333Z`, is UTC already: 0.46 µs instead
+        # of 0.76 (a backfill's evidence holds tens of thousands of distinct instants).
+        # test_models_properties holds it to the general path below.
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is UTC:
+                return parsed
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> datetime:
     cleaned = text.strip()
     if cleaned[-1:] == "z":
         cleaned = cleaned[:-1] + "Z"
@@ -28,6 +43,10 @@ def _parse(text: str) -> datetime:
         # DateTimeOffset values always carry an offset; a bare one is taken as UTC (Graph's zone).
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+#: The parser of DateTimeOffset text (cached; ValueError for anything else).
+parse_datetime_text = _parse
 
 
 def parse_datetime(value: object) -> datetime | None:
@@ -69,4 +88,4 @@ def copy_json(value: Any) -> Any:
     return value
 
 
-__all__ = ["copy_json", "format_datetime", "parse_datetime"]
+__all__ = ["copy_json", "format_datetime", "parse_datetime", "parse_datetime_text"]
