@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -22,10 +23,12 @@ from sqlalchemy import select
 
 from xdrsync.console.index import (
     QUEUE_DESTINATION,
+    SEARCH_CAP,
     QueueIndex,
     compute_rows,
     decode_list,
     encode_list,
+    search_text,
     severity_rank,
     upsert_rows,
 )
@@ -267,6 +270,35 @@ def test_the_search_text_is_capped(hub: Hub) -> None:
     commit(hub, TENANT_A, [incident_json(TENANT_A, "9", comments=many)])
     index(hub)
     assert len(rows(hub)[(TENANT_A, "9")]["search"]) <= 16 * 1024
+
+
+def _search_text_plainly(texts: list[str]) -> str:
+    """`search_text` as first written: each text cleaned, then the distinct ones kept until
+    the cap."""
+    out: list[str] = []
+    size = 0
+    for text in dict.fromkeys(t.strip().lower() for t in texts):
+        if not text:
+            continue
+        out.append(text)
+        size += len(text) + 1
+        if size >= SEARCH_CAP:
+            break
+    return "\n".join(out)[:SEARCH_CAP]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_search_text_is_the_plain_one(seed: int) -> None:
+    # Texts that differ only in case or spaces, repeats, blanks, and totals on either side
+    # of the cap (the fast path returns everything joined only below it).
+    pick = random.Random(seed)
+    words = [pick.choice(["Alpha", "alpha ", " ALPHA", "", "  ", "b" * pick.randint(1, 9000)])]
+    words += [f"{pick.choice(['x', 'X', ' x'])}{n}" * pick.randint(1, 400) for n in range(30)]
+    texts = [pick.choice(words) for _ in range(pick.randint(0, 60))]
+    for extra in range(-3, 4):  # exactly around the cap
+        fill = "y" * max(0, SEARCH_CAP - 6 - 1 + extra)
+        assert search_text(["ab12c", fill, *texts]) == _search_text_plainly(["ab12c", fill, *texts])
+    assert search_text(texts) == _search_text_plainly(texts)
 
 
 def test_comments_stay_searchable_on_an_incident_with_many_entities(hub: Hub) -> None:
