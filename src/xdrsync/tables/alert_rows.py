@@ -16,14 +16,8 @@ from xdrsync.models import Alert
 from xdrsync.models.evidence import evidence_kind
 from xdrsync.models.wire import parse_datetime
 from xdrsync.tables.encode import compact_json, iso_z
-from xdrsync.tables.entities import compromised_entity, sentinel_entities
-from xdrsync.tables.evidence_columns import (
-    entity_type,
-    evidence_columns,
-    evidence_direction,
-    evidence_role,
-    texts,
-)
+from xdrsync.tables.entities import KindedEvidence, entity_list, main_entity
+from xdrsync.tables.evidence_columns import kind_columns, kind_entity_type, role_and_direction
 from xdrsync.tables.schemas import ALERT_EVIDENCE, ALERT_INFO, SECURITY_ALERT, table_schema
 from xdrsync.tables.scope import row_tenant
 from xdrsync.tables.vocab import (
@@ -56,11 +50,8 @@ def severity(value: object) -> str:
 
 
 def unique(values: Iterable[str | None]) -> list[str]:
-    seen: dict[str, None] = {}
-    for value in values:
-        if value:
-            seen.setdefault(value, None)
-    return list(seen)
+    """The non-empty values, each once, in the order they first come."""
+    return list(dict.fromkeys(filter(None, values)))
 
 
 def iso(value: datetime | None) -> str | None:
@@ -113,8 +104,9 @@ def split_techniques(techniques: Iterable[str]) -> tuple[list[str], list[str]]:
     return unique(t.split(".", 1)[0] for t in ids), unique(t for t in ids if "." in t)
 
 
-def _typed(evidence: EvidenceJson) -> list[tuple[str | None, Mapping[str, Any]]]:
-    return [(raw.get("@odata.type"), raw) for raw in evidence]
+def _kinded(evidence: EvidenceJson) -> KindedEvidence:
+    # Each item's kind once, for the readers of SecurityAlert's columns.
+    return [(evidence_kind(raw.get("@odata.type")), raw) for raw in evidence]
 
 
 # -- SecurityAlert --------------------------------------------------------------------------
@@ -148,13 +140,14 @@ def _extended_properties(alert: Alert) -> Row:
         "LastUpdateDateTime": iso(alert.last_update_date_time),
         "ResolvedDateTime": iso(alert.resolved_date_time),
     }
-    return {**extra, **{k: v for k, v in ours.items() if v not in (None, [], "")}}
+    # `v or`: a true value is none of the empty ones, and is kept without comparing it.
+    return {**extra, **{k: v for k, v in ours.items() if v or v not in (None, [], "")}}
 
 
-def _resource_id(evidence: Sequence[tuple[str | None, Mapping[str, Any]]]) -> str | None:
-    for odata_type, raw in evidence:
+def _resource_id(evidence: KindedEvidence) -> str | None:
+    for kind, raw in evidence:
         found = raw.get("resourceId")
-        if evidence_kind(odata_type) == "azureResource" and found and isinstance(found, str):
+        if kind == "azureResource" and found and isinstance(found, str):
             return found
     return None
 
@@ -169,7 +162,7 @@ def security_alert_row(
     """One SecurityAlert row for this version of the alert (`tenant_id`: the configured
     tenant, see `scope.row_tenant`; `evidence`: see `evidence_json`)."""
     names = product(alert)
-    typed = _typed(evidence_json(alert, evidence))
+    kinded = _kinded(evidence_json(alert, evidence))
     techniques, sub_techniques = split_techniques(alert.mitre_techniques)
     start = alert.first_activity_date_time or alert.created_date_time
     row = empty_row(SECURITY_ALERT)
@@ -179,11 +172,11 @@ def security_alert_row(
             "AlertName": alert.title,
             "AlertSeverity": severity(alert.severity),
             "AlertType": alert.detector_id or alert.category,
-            "CompromisedEntity": compromised_entity(typed),
+            "CompromisedEntity": main_entity(kinded),
             "Description": alert.description,
             "DisplayName": alert.title,
             "EndTime": alert.last_activity_date_time or start,
-            "Entities": compact_json(sentinel_entities(typed)),
+            "Entities": entity_list(kinded).json(),
             "ExtendedProperties": compact_json(_extended_properties(alert)),
             "IsIncident": False,
             "ProcessingEndTime": alert.created_date_time,
@@ -192,7 +185,7 @@ def security_alert_row(
             "RemediationSteps": (
                 compact_json([alert.recommended_actions]) if alert.recommended_actions else None
             ),
-            "ResourceId": _resource_id(typed),
+            "ResourceId": _resource_id(kinded),
             "SourceSystem": "Detection",
             "StartTime": start,
             "Status": ALERT_STATUS.get(key(alert.status), "Unknown"),
@@ -242,9 +235,10 @@ def alert_info_row(alert: Alert, *, time_generated: datetime, tenant_id: str | N
     return row
 
 
-def _created(raw: Mapping[str, Any]) -> datetime | None:
+def _created(value: object) -> datetime | None:
+    """An item's `createdDateTime` as a datetime (None: absent, or not a date-time)."""
     try:
-        return parse_datetime(raw.get("createdDateTime"))
+        return parse_datetime(value)
     except ValueError:  # not a date-time: an item whose values do not fit its type
         return None
 
@@ -292,18 +286,28 @@ def alert_evidence_values(
         "Type": ALERT_EVIDENCE,
     }
     rows: list[Row] = []
+    # An alert's items are usually created at one time, the alert's: their Timestamp is one
+    # datetime, parsed once, and its text is written once too (`encode.NdjsonWriter` keeps
+    # the last text of each column by identity). The 48,820 items of a 2,000-incident
+    # backfill had 8,069 times, one per alert.
+    created_text: object = None
+    created: datetime | None = None
     for raw in evidence_json(alert, evidence):
-        odata_type = raw.get("@odata.type")
-        # Read from the JSON as the model would (roles are compared without case below), of
-        # any shape: an item that does not fit its type is kept as Graph sent it.
-        roles = texts(raw.get("roles"))
-        detailed = texts(raw.get("detailedRoles"))
-        row = common | evidence_columns(odata_type, raw)
-        row["Timestamp"] = _created(raw) or alert.created_date_time
-        row["EntityType"] = entity_type(odata_type)
-        row["EvidenceRole"] = evidence_role(roles, detailed)
-        row["EvidenceDirection"] = evidence_direction(roles)
-        row["AdditionalFields"] = dict(raw)
+        kind = evidence_kind(raw.get("@odata.type"))
+        row = common | kind_columns(kind, raw)
+        text = raw.get("createdDateTime")
+        if type(text) is not str or text != created_text:
+            created_text, created = text, _created(text)
+        row["Timestamp"] = created or alert.created_date_time
+        row["EntityType"] = kind_entity_type(kind)
+        # Read from the JSON as the model would (roles are compared without case), of any
+        # shape: an item that does not fit its type is kept as Graph sent it.
+        row["EvidenceRole"], row["EvidenceDirection"] = role_and_direction(
+            raw.get("roles"), raw.get("detailedRoles")
+        )
+        # The item's own dict, not a copy (rows are read, never changed: 0.05 CPU-s for the
+        # 48,820 items of a 2,000-incident backfill); another mapping is made a dict.
+        row["AdditionalFields"] = raw if type(raw) is dict else dict(raw)
         rows.append(row)
     return rows
 

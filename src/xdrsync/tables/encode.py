@@ -33,6 +33,8 @@ def _json_default(value: object) -> object:
 
 def iso_z(value: datetime) -> str:
     """ISO-8601 in UTC with a `Z`, the way Log Analytics writes datetimes inside JSON."""
+    if type(value) is datetime and value.tzinfo is UTC:  # as parsed from Graph
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
     return utc_naive(value).isoformat(timespec="microseconds") + "Z"
 
 
@@ -47,6 +49,12 @@ def json_bytes(value: Any) -> bytes:
     escape decodes to one); neither UTF-8 nor DuckDB's JSON reader accepts them, so they
     become U+FFFD (the hub keeps the exact text)."""
     return jsontext.dumps_utf8(value, default=_json_default, replace_surrogates=True)
+
+
+def orjson_bytes(value: Any) -> bytes | None:
+    """`json_bytes` when orjson writes it (the same bytes), else None: without the
+    standard library's fallback (`jsontext.orjson_utf8`), for a caller that joins such texts."""
+    return jsontext.orjson_utf8(value, default=_json_default)
 
 
 def _string(value: Any) -> str:
@@ -100,10 +108,16 @@ def _column_encoder(column: Column) -> Callable[[Any], Any] | None:
             return last_text
 
         return datetime_text
-    if kind == "int":
-        return lambda v: _integer(v, name, _INT32)
-    if kind == "long":
-        return lambda v: _integer(v, name, _INT64)
+    if kind in ("int", "long"):
+        bounds = _INT32 if kind == "int" else _INT64
+        low, high = bounds
+
+        def integer(value: Any) -> int:
+            if type(value) is int and low <= value <= high:  # the usual case, checked inline
+                return value
+            return _integer(value, name, bounds)
+
+        return integer
     if kind == "real":
         return float
     if kind == "bool":
@@ -171,6 +185,7 @@ __all__ = [
     "compact_json",
     "iso_z",
     "json_bytes",
+    "orjson_bytes",
     "string_default",
     "utc_naive",
 ]

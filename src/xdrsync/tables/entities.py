@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
-from xdrsync.tables.encode import json_bytes
+from xdrsync.tables.encode import compact_json, json_bytes, orjson_bytes
 from xdrsync.tables.vocab import title_case
 
 Json = dict[str, Any]
 Ref = dict[str, str]
 _EMPTY: tuple[object, ...] = (None, "", [], {})
+_TYPE_ONLY = frozenset({"Type"})
+#: orjson refuses values nested deeper than 254 levels; an entity's JSON longer than
+#: `_SHALLOW` bytes with more than `_DEPTH_MARGIN` brackets might be near that (`EntityList`).
+_SHALLOW = 500
+_DEPTH_MARGIN = 200
 
 
 def _kebab(kind: str) -> str:
@@ -42,6 +48,15 @@ def _get(raw: Mapping[str, Any] | None, *path: str) -> Any:
     return node
 
 
+def _object(value: object) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one: `_object(v).get(k)` is
+    `_get(v, k)` without its loop and arguments, for the builders' many fields."""
+    return value if type(value) is dict or isinstance(value, Mapping) else _NO_OBJECT
+
+
+_NO_OBJECT: Mapping[str, Any] = MappingProxyType({})
+
+
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -50,19 +65,52 @@ class EntityList:
     """Collects entities, giving each a `$id` and reusing it for an identical entity."""
 
     def __init__(self) -> None:
-        self.items: list[Json] = []
+        self._bodies: list[Json] = []  # the entities without their `$id`, by id - 1
         self._ids: dict[bytes, str] = {}  # by the entity's JSON
+        #: Whether `json` may join the entities' JSON (see there).
+        self._joinable = True
+
+    @property
+    def items(self) -> list[Json]:
+        """The entities, each with its `$id` first (made when asked: `json` needs them only
+        when it cannot join the entities' JSON)."""
+        return [{"$id": str(n), **body} for n, body in enumerate(self._bodies, 1)]
 
     def add(self, entity: Mapping[str, Any]) -> Ref | None:
-        body = {k: v for k, v in entity.items() if v not in _EMPTY}
-        if body.keys() <= {"Type"}:
+        if all(entity.values()):  # nothing to leave out (a file hash, a URL, ...)
+            body = dict(entity)
+        else:
+            # `v or`: a value that is true is none of the empty ones, and is kept without
+            # the four comparisons (most values are strings).
+            body = {k: v for k, v in entity.items() if v or v not in _EMPTY}
+        if len(body) < 2 and body.keys() <= _TYPE_ONLY:
             return None
-        signature = json_bytes(body)
+        signature = orjson_bytes(body)
+        if signature is None:  # what orjson refuses, through the standard library
+            signature = json_bytes(body)
+            self._joinable = False
+        elif len(signature) > _SHALLOW and (
+            signature.count(b"[") + signature.count(b"{") > _DEPTH_MARGIN
+        ):
+            self._joinable = False  # perhaps too deep for orjson inside the array
         found = self._ids.get(signature)
         if found is None:
-            found = self._ids[signature] = str(len(self.items) + 1)
-            self.items.append({"$id": found, **body})
+            self._bodies.append(body)
+            found = self._ids[signature] = str(len(self._bodies))
         return {"$ref": found}
+
+    def json(self) -> str:
+        """`compact_json` of `items`, Sentinel's Entities text. Each entity's JSON was made
+        to find duplicates: with its `$id` put first, the array is those texts joined, where
+        `compact_json` wrote them all again. Joined only when orjson wrote them all and none
+        is nested near its depth limit: the array is then orjson's text too. (With `add`
+        copying no empty-free entity and `items` made only when asked, the Entities of the
+        8,069 alerts of a 2,000-incident backfill took 0.30 CPU-s instead of 0.45.)"""
+        if not self._joinable:
+            return compact_json(self.items)
+        # The ids are 1, 2, ... in the order the entities came (`add`).
+        parts = [b'{"$id":"%d",%s' % (n, s[1:]) for n, s in enumerate(self._ids, 1)]
+        return (b"[" + b",".join(parts) + b"]").decode("utf-8")
 
 
 def _os_family(platform: object) -> str | None:
@@ -76,13 +124,14 @@ def _os_family(platform: object) -> str | None:
 
 
 def account_entity(account: Mapping[str, Any] | None) -> Json:
-    upn = _get(account, "userPrincipalName")
+    a = _object(account)
+    upn = a.get("userPrincipalName")
     parts = upn.split("@", 1) if isinstance(upn, str) and upn else []
-    name = _get(account, "accountName") or (parts[0] if parts else None)
+    name = a.get("accountName") or (parts[0] if parts else None)
     # Graph's userAccount has one `domainName` (reference §2.6), which holds either the
     # NetBIOS name ("CONTOSO") or the DNS name ("contoso.com"); Sentinel's account entity
     # keeps the two apart, so a dotted name is the DNS domain.
-    domain = _get(account, "domainName")
+    domain = a.get("domainName")
     dotted = isinstance(domain, str) and "." in domain
     return {
         "Name": name,
@@ -90,11 +139,11 @@ def account_entity(account: Mapping[str, Any] | None) -> Json:
         "DnsDomain": domain if dotted else None,
         "UPNSuffix": parts[1] if len(parts) == 2 else None,
         "UserPrincipalName": upn,
-        "Sid": _get(account, "userSid"),
-        "AadUserId": _get(account, "azureAdUserId"),
-        "AadTenantId": _get(account, "tenantId"),
-        "ObjectGuid": _get(account, "activeDirectoryObjectGuid"),
-        "DisplayName": _get(account, "displayName"),
+        "Sid": a.get("userSid"),
+        "AadUserId": a.get("azureAdUserId"),
+        "AadTenantId": a.get("tenantId"),
+        "ObjectGuid": a.get("activeDirectoryObjectGuid"),
+        "DisplayName": a.get("displayName"),
         "Type": "account",
     }
 
@@ -127,18 +176,19 @@ def _host(r: Mapping[str, Any], _: EntityList) -> Json:
 
 
 def ip_entity(r: Mapping[str, Any] | None) -> Json:
-    location = _get(r, "location")
+    raw = _object(r)
+    location = _object(raw.get("location"))
     return {
-        "Address": _get(r, "ipAddress"),
+        "Address": raw.get("ipAddress"),
         "Location": {
             k: v
             for k, v in {
-                "CountryCode": _get(r, "countryLetterCode") or _get(location, "countryCode"),
-                "CountryName": _get(location, "countryName"),
-                "State": _get(location, "state"),
-                "City": _get(location, "city"),
-                "Latitude": _get(location, "latitude"),
-                "Longitude": _get(location, "longitude"),
+                "CountryCode": raw.get("countryLetterCode") or location.get("countryCode"),
+                "CountryName": location.get("countryName"),
+                "State": location.get("state"),
+                "City": location.get("city"),
+                "Latitude": location.get("latitude"),
+                "Longitude": location.get("longitude"),
             }.items()
             if v is not None
         },
@@ -147,14 +197,15 @@ def ip_entity(r: Mapping[str, Any] | None) -> Json:
 
 
 def _file(details: Mapping[str, Any] | None, out: EntityList) -> Json:
+    d = _object(details)
     hashes = [
         out.add({"Algorithm": algorithm, "Value": value, "Type": "filehash"})
         for algorithm, field in (("SHA1", "sha1"), ("SHA256", "sha256"), ("MD5", "md5"))
-        if (value := _get(details, field))
+        if (value := d.get(field))
     ]
     return {
-        "Name": _get(details, "fileName"),
-        "Directory": _get(details, "filePath"),
+        "Name": d.get("fileName"),
+        "Directory": d.get("filePath"),
         "FileHashes": [h for h in hashes if h],
         "Type": "file",
     }
@@ -198,16 +249,16 @@ def _registry_value(r: Mapping[str, Any], out: EntityList) -> Json:
 
 
 def _mail_message(r: Mapping[str, Any], _: EntityList) -> Json:
-    p1, p2 = r.get("p1Sender"), r.get("p2Sender")
+    p1, p2 = _object(r.get("p1Sender")), _object(r.get("p2Sender"))
     return {
         "Recipient": r.get("recipientEmailAddress"),
-        "Sender": _get(p1, "emailAddress") or _get(p2, "emailAddress"),
-        "P1Sender": _get(p1, "emailAddress"),
-        "P1SenderDisplayName": _get(p1, "displayName"),
-        "P1SenderDomain": _get(p1, "domainName"),
-        "P2Sender": _get(p2, "emailAddress"),
-        "P2SenderDisplayName": _get(p2, "displayName"),
-        "P2SenderDomain": _get(p2, "domainName"),
+        "Sender": p1.get("emailAddress") or p2.get("emailAddress"),
+        "P1Sender": p1.get("emailAddress"),
+        "P1SenderDisplayName": p1.get("displayName"),
+        "P1SenderDomain": p1.get("domainName"),
+        "P2Sender": p2.get("emailAddress"),
+        "P2SenderDisplayName": p2.get("displayName"),
+        "P2SenderDomain": p2.get("domainName"),
         "SenderIP": r.get("senderIp"),
         "Subject": r.get("subject"),
         "NetworkMessageId": r.get("networkMessageId"),
@@ -366,25 +417,45 @@ def entity_for(kind: str, raw: Mapping[str, Any], out: EntityList) -> Ref | None
     return out.add(builder(raw, out) if builder else _generic(kind, raw))
 
 
+#: Evidence items with their kinds (`evidence_kind`), as the readers below take them.
+KindedEvidence = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+def kinded(evidence: Iterable[tuple[str | None, Mapping[str, Any]]]) -> KindedEvidence:
+    """(kind, raw Graph JSON) pairs for (odata type, raw Graph JSON) pairs."""
+    return [(evidence_kind(odata_type), raw) for odata_type, raw in evidence]
+
+
 def sentinel_entities(evidence: Iterable[tuple[str | None, Mapping[str, Any]]]) -> list[Json]:
     """Sentinel's Entities array for (odata type, raw Graph JSON) evidence pairs."""
+    return entity_list(kinded(evidence)).items
+
+
+def entity_list(evidence: KindedEvidence) -> EntityList:
+    """The entities of (kind, raw Graph JSON) evidence pairs: `sentinel_entities`, with
+    their text at hand (`EntityList.json`)."""
     out = EntityList()
-    for odata_type, raw in evidence:
-        entity_for(evidence_kind(odata_type), raw, out)
-    return out.items
+    for kind, raw in evidence:
+        entity_for(kind, raw, out)
+    return out
 
 
 def compromised_entity(evidence: Sequence[tuple[str | None, Mapping[str, Any]]]) -> str | None:
     """The alert's main entity as Sentinel names it: a device, else a user, else a mailbox."""
+    return main_entity(kinded(evidence))
+
+
+def main_entity(evidence: KindedEvidence) -> str | None:
+    """`compromised_entity` of (kind, raw Graph JSON) evidence pairs."""
     by_kind: dict[str, list[Mapping[str, Any]]] = {}
-    for odata_type, raw in evidence:
-        by_kind.setdefault(evidence_kind(odata_type), []).append(raw)
+    for kind, raw in evidence:
+        by_kind.setdefault(kind, []).append(raw)
     for raw in by_kind.get("device", []):
         if name := _first_text(raw.get("deviceDnsName"), raw.get("hostName")):
             return name
     for raw in by_kind.get("user", []):
-        account = raw.get("userAccount")
-        if name := _first_text(_get(account, "userPrincipalName"), _get(account, "accountName")):
+        account = _object(raw.get("userAccount"))
+        if name := _first_text(account.get("userPrincipalName"), account.get("accountName")):
             return name
     for raw in by_kind.get("mailbox", []):
         if name := _first_text(raw.get("primaryAddress")):
@@ -398,9 +469,13 @@ def _first_text(*values: object) -> str | None:
 
 __all__ = [
     "EntityList",
+    "KindedEvidence",
     "account_entity",
     "compromised_entity",
     "entity_for",
+    "entity_list",
     "ip_entity",
+    "kinded",
+    "main_entity",
     "sentinel_entities",
 ]

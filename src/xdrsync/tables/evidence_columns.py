@@ -13,7 +13,7 @@ JSON as sent. A column takes only a value of its own type; the rest stays in Add
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
@@ -54,7 +54,11 @@ _IMPACTED_ROLES = frozenset({"compromised", "attacked", "policyviolator"})
 
 
 def entity_type(odata_type: str | None) -> str:
-    kind = evidence_kind(odata_type)
+    return kind_entity_type(evidence_kind(odata_type))
+
+
+def kind_entity_type(kind: str) -> str:
+    """`entity_type` of an item of this kind (`evidence_kind`)."""
     return ENTITY_TYPES.get(kind) or kind[:1].upper() + kind[1:]
 
 
@@ -64,14 +68,32 @@ def texts(value: object) -> list[str]:
 
 
 def evidence_role(roles: list[str], detailed_roles: list[str]) -> str:
-    lowered = {r.lower() for r in roles}
+    return _role({r.lower() for r in roles}, detailed_roles)
+
+
+def evidence_direction(roles: list[str]) -> str | None:
+    return _direction({r.lower() for r in roles})
+
+
+def role_and_direction(roles: object, detailed_roles: object) -> tuple[str, str | None]:
+    """(`evidence_role`, `evidence_direction`) of an item's `roles` and `detailedRoles` as
+    Graph sent them (of any shape: see `texts`), its roles lower-cased once for both."""
+    if not roles and not detailed_roles:  # most items
+        return "Related", None
+    lowered = {r.lower() for r in texts(roles)} if roles else _NO_ROLES
+    return _role(lowered, texts(detailed_roles) if detailed_roles else []), _direction(lowered)
+
+
+_NO_ROLES: frozenset[str] = frozenset()
+
+
+def _role(lowered: Set[str], detailed_roles: list[str]) -> str:
     if lowered & _IMPACTED_ROLES or any("main" in d.lower() for d in detailed_roles):
         return "Impacted"
     return "Related"
 
 
-def evidence_direction(roles: list[str]) -> str | None:
-    lowered = {r.lower() for r in roles}
+def _direction(lowered: Set[str]) -> str | None:
     if "source" in lowered or "attacker" in lowered:
         return "Source"
     if "destination" in lowered:
@@ -81,7 +103,7 @@ def evidence_direction(roles: list[str]) -> str | None:
 
 def _account(account: Mapping[str, Any] | None) -> Row:
     # Evidence of a type the models do not know comes as Graph sent it: any shape at all.
-    a = account if isinstance(account, Mapping) else {}
+    a = account if type(account) is dict or isinstance(account, Mapping) else {}
     return {
         "AccountName": a.get("accountName"),
         "AccountDomain": a.get("domainName"),
@@ -92,7 +114,7 @@ def _account(account: Mapping[str, Any] | None) -> Row:
 
 
 def _file(details: Mapping[str, Any] | None) -> Row:
-    d = details if isinstance(details, Mapping) else {}
+    d = details if type(details) is dict or isinstance(details, Mapping) else {}
     size = d.get("fileSize")
     return {
         "FileName": d.get("fileName"),
@@ -252,7 +274,12 @@ def evidence_columns(odata_type: str | None, raw: Mapping[str, Any]) -> Row:
     """The entity-specific AlertEvidence columns for one evidence item (others stay null):
     those whose value has the column's type (a property Graph sent in another shape is in
     AdditionalFields only)."""
-    build = _COLUMNS.get(evidence_kind(odata_type))
+    return kind_columns(evidence_kind(odata_type), raw)
+
+
+def kind_columns(kind: str, raw: Mapping[str, Any]) -> Row:
+    """`evidence_columns` of an item of this kind (`evidence_kind`)."""
+    build = _COLUMNS.get(kind)
     if build is None:
         return {}
     return {k: v for k, v in build(raw).items() if type(v) is _HOLDS[k]}
@@ -264,5 +291,8 @@ __all__ = [
     "evidence_columns",
     "evidence_direction",
     "evidence_role",
+    "kind_columns",
+    "kind_entity_type",
+    "role_and_direction",
     "texts",
 ]

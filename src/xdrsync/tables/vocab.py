@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import lru_cache
 from typing import Final, NamedTuple
 
 #: Provider name of XDR incidents in SecurityIncident (current Sentinel docs; older rows say
@@ -211,6 +212,8 @@ def key(value: object) -> str:
 
 def title_case(value: object) -> str | None:
     """`high` -> `High`, `noThreatsFound` -> `NoThreatsFound` (Sentinel's PascalCase values)."""
+    if type(value) is str:  # as read from Graph's JSON, by far the most usual
+        return value[:1].upper() + value[1:] if value else None
     text = wire(value)
     return text[:1].upper() + text[1:] if text else None
 
@@ -230,6 +233,7 @@ def spell_out(value: object) -> str | None:
     )
 
 
+@lru_cache(maxsize=1024)  # a few dozen categories, asked about for every alert and incident
 def tactic(category: str) -> str | None:
     """The MITRE tactic a Graph category names, if it names one."""
     return _TACTIC_BY_KEY.get(re.sub(r"[\s_-]", "", category).lower())
