@@ -261,3 +261,10 @@ def test_the_admin_routes_refuse_unknown_parameters_too(seeded: SeededConsole) -
 def test_every_unknown_parameter_is_named_in_one_answer(reader: httpx.Client) -> None:
     problems = _refused(reader, f"{API}/incidents", tenat="a", staus="b", tenant="fabrikam")
     assert [p["loc"][1] for p in problems] == ["staus", "tenat"]
+
+
+def test_the_signed_in_users_own_route_refuses_unknown_parameters_too(
+    reader: httpx.Client,
+) -> None:
+    assert reader.get(f"{API}/me").status_code == 200
+    assert _one(reader, f"{API}/me", verbose="1")["loc"] == ["query", "verbose"]

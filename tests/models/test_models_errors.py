@@ -173,3 +173,30 @@ def test_strings_are_not_lists_of_enums() -> None:
         UnknownEvidence.from_graph({"roles": "attacker"})
     assert caught.value.field == "roles"
     assert Severity("x")  # any string is a (possibly unknown) member
+
+
+def test_a_bad_value_deep_in_self_nested_evidence_is_read_again_once_per_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Evidence nests itself (a container image's digest image): a bad value at the bottom
+    of a hostile chain must cost the table loop's reading of each level a few times, not
+    twice per level (2^depth: a 30-level item would take hours, and stall the sync)."""
+    from xdrsync.models.base import GraphModel
+
+    t = "#microsoft.graph.security.containerImageEvidence"
+    depth = 16
+    node: dict[str, Any] = {"@odata.type": t, "imageId": 5}  # not a string
+    for _ in range(depth):
+        node = {"@odata.type": t, "imageId": "i", "digestImage": node}
+    calls = 0
+    table = GraphModel.__dict__["_parse_table"].__func__
+
+    def counted(cls: type[GraphModel], *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return table(cls, *args)
+
+    monkeypatch.setattr(GraphModel, "_parse_table", classmethod(counted))
+    alert = Alert.from_graph({"id": "a", "evidence": [node]})
+    assert isinstance(alert.evidence[0], UnparsedEvidence)  # kept whole, the alert not lost
+    assert calls <= (depth + 2) ** 2

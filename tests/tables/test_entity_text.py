@@ -45,6 +45,11 @@ def _samples() -> dict[str, Pairs]:
         (small["@odata.type"], small),
         (f"{T}urlEvidence", {"@odata.type": f"{T}urlEvidence", "url": "https://x/\ud800"}),
     ]
+    # An unknown type's property named `$id` is written where the entity's id was.
+    found["own-id"] = [
+        (small["@odata.type"], small),
+        (f"{T}fooEvidence", {"@odata.type": f"{T}fooEvidence", "$id": "evil", "name": "n"}),
+    ]
     # An entity orjson writes alone (254 levels) but not one level deeper, in the array.
     deep = {"@odata.type": f"{T}deepEvidence", "value": _nested(253, 1e-7)}
     found["deep"] = [(small["@odata.type"], small), (deep["@odata.type"], deep)]

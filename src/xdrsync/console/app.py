@@ -34,6 +34,7 @@ from xdrsync.console.auth import (
     same_origin,
 )
 from xdrsync.console.context import ConsoleContext
+from xdrsync.console.parameters import known_parameters
 
 HERE: Final = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -315,7 +316,12 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
 
     from xdrsync.console import admin, api, pages
 
-    @app.get("/api/v1/me", tags=["session"], responses={401: api.ERRORS[401]})
+    @app.get(
+        "/api/v1/me",
+        tags=["session"],
+        responses={401: api.ERRORS[401]},
+        dependencies=[Depends(known_parameters)],
+    )
     def me(principal: Annotated[Principal, Depends(requires("reader"))]) -> dict[str, object]:
         """The signed-in user, their role and tenants, and the CSRF token for their edits."""
         user = principal.user

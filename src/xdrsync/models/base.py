@@ -16,6 +16,7 @@ pydantic validation with the same converters.
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +61,16 @@ class Specs:
 
 
 _SPECS: dict[type, Specs] = {}
+
+
+class _Retrying(threading.local):
+    """Whether this thread is reading an object again with the table loop, after its compiled
+    function failed (`GraphModel._parse_graph`)."""
+
+    on = False
+
+
+_retrying = _Retrying()
 
 
 def specs_of(cls: type[GraphModel]) -> Specs:
@@ -167,12 +178,19 @@ class GraphModel(BaseModel):
         # The usual input, a JSON object as parsed (a dict), goes through the function
         # compiled for the class; the rest, and any value that fails there, through the
         # table loop, which names the first bad property in the input's order.
-        if type(data) is dict:
+        if type(data) is dict and not _retrying.on:
             parse = specs.strict_compiled if strict else specs.parse_compiled
             try:
                 model: Self | None = parse(data)
             except (ValueError, ModelError):
-                model = None
+                # The objects within are read again by the loop alone: each level retrying
+                # its own compiled attempt would parse a failure n levels deep 2^n times
+                # (evidence nests itself: a container image's digest image).
+                _retrying.on = True
+                try:
+                    return cls._parse_table(specs, data, strict)
+                finally:
+                    _retrying.on = False
             if model is not None:
                 return model
         return cls._parse_table(specs, data, strict)

@@ -93,6 +93,8 @@ class EntityList:
             signature.count(b"[") + signature.count(b"{") > _DEPTH_MARGIN
         ):
             self._joinable = False  # perhaps too deep for orjson inside the array
+        if "$id" in body:  # an unknown type's own `$id` (`_generic`) takes the id's place
+            self._joinable = False
         found = self._ids.get(signature)
         if found is None:
             self._bodies.append(body)
