@@ -324,3 +324,24 @@ def test_list_encoding_round_trips_awkward_values() -> None:
     # the log tables and Sentinel read it (tables.vocab.NEWER_SEVERITY).
     assert [severity_rank(v) for v in (None, "", "unknown", "unknownFutureValue")] == [-1] * 4
     assert [severity_rank(v) for v in ("critical", "x")] == [3, 3]
+
+
+def test_long_hostile_categories_are_read_but_not_kept_in_memory() -> None:
+    import json
+
+    from xdrsync.console import index
+    from xdrsync.tables import vocab
+
+    long_name = "Initial" + " " * 300 + "Access"  # a tactic's name, however it is spaced
+    listed = json.dumps([long_name, "x" * 2000, "Execution"])
+    before = (
+        vocab._cached_tactic.cache_info().currsize,
+        index._cached_tactics.cache_info().currsize,
+    )
+    assert index._tactics(listed) == ("InitialAccess", "Execution")
+    after = (
+        vocab._cached_tactic.cache_info().currsize,
+        index._cached_tactics.cache_info().currsize,
+    )
+    assert after[1] == before[1]  # the long list is not kept
+    assert after[0] <= before[0] + 1  # only "Execution" may be new there

@@ -52,7 +52,7 @@ from xdrsync.hub.payload import datetime_from_ticks
 from xdrsync.hub.reads import _members
 from xdrsync.hub.state import advance_cursor
 from xdrsync.layout import QUEUE_DESTINATION
-from xdrsync.tables.vocab import NEWER_SEVERITY, tactic
+from xdrsync.tables.vocab import CACHED_TEXT, NEWER_SEVERITY, tactic
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
@@ -452,11 +452,20 @@ def _row(key: Key, part: _Parts, snapshot: int) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=4096)
 def _tactics(categories: str) -> tuple[str, ...]:
     """The MITRE tactics an alert's ``categories`` (its column: a JSON list) name, in order.
-    Alerts share a few lists: each is parsed once, not once per alert of every batch."""
+    Alerts share a few lists: each is parsed once, not once per alert of every batch (a
+    long one, which may be hostile, is not kept: see `vocab.CACHED_TEXT`)."""
+    if len(categories) <= 4 * CACHED_TEXT:
+        return _cached_tactics(categories)
+    return _tactics_of(categories)
+
+
+def _tactics_of(categories: str) -> tuple[str, ...]:
     return tuple(found for category in jsontext.loads(categories) if (found := tactic(category)))
+
+
+_cached_tactics = lru_cache(maxsize=4096)(_tactics_of)
 
 
 def search_text(texts: Iterable[str]) -> str:

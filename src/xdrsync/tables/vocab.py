@@ -233,14 +233,27 @@ def spell_out(value: object) -> str | None:
     )
 
 
-@lru_cache(maxsize=1024)  # a few dozen categories, asked about for every alert and incident
+#: The longest text `tactic` keeps in its cache: Graph's text is bounded only by its page, and
+#: a thousand long hostile ones would stay in memory.
+CACHED_TEXT: Final = 256
+
+
 def tactic(category: str) -> str | None:
     """The MITRE tactic a Graph category names, if it names one."""
+    return _cached_tactic(category) if len(category) <= CACHED_TEXT else _tactic(category)
+
+
+def _tactic(category: str) -> str | None:
     return _TACTIC_BY_KEY.get(re.sub(r"[\s_-]", "", category).lower())
+
+
+#: A few dozen categories, asked about for every alert and incident.
+_cached_tactic = lru_cache(maxsize=1024)(_tactic)
 
 
 __all__ = [
     "ALERT_STATUS",
+    "CACHED_TEXT",
     "CLASSIFICATION",
     "CLOSED",
     "DETECTION_DISPLAY",
