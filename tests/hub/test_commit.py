@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hubdata import (
@@ -228,6 +230,38 @@ def test_change_rows_carry_the_version_payload(hub: Hub) -> None:
     assert changes[1].payload["evidence"][0]["mdeDeviceId"] == "mde-0001"
     assert changes[2].payload["status"] == "resolved"
     assert changes[2].version_text == stamp(2)
+
+
+def test_changes_without_payloads_are_the_same_changes_with_none(hub: Hub) -> None:
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
+    hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    hub.commit_batch(batch(incident_json("1", stamp(2), status="resolved", alerts=[alert])))
+    whole, bare = hub.changes_after(0, 10), hub.changes_after(0, 10, payloads=False)
+    assert [replace(c, payload_text="", alert_ids=None) for c in whole] == bare
+    assert all(c.payload_text for c in whole)
+
+
+def test_the_queue_index_is_kept_from_changes_without_payloads(hub: Hub) -> None:
+    # The index reads the hub's tables: what it is given of the changes must not matter.
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.destinations.runner import DestinationRunner
+
+    alert = alert_json("a1", "1", stamp(1), evidence=[evidence_json(1)])
+    hub.commit_batch(batch(incident_json("1", stamp(1), alerts=[alert])))
+    hub.commit_batch(batch(incident_json("1", stamp(2), status="resolved", alerts=[alert])))
+    asked: list[bool] = []
+    read = hub.changes_after
+
+    def changes_after(seq: int, limit: int = 500, *, payloads: bool = True) -> list[Any]:
+        asked.append(payloads)
+        return read(seq, limit, payloads=payloads)
+
+    hub.changes_after = changes_after  # type: ignore[method-assign]
+    assert DestinationRunner(hub, QueueIndex(hub)).publish() == 3
+    assert asked and not any(asked)
+    (item,) = list_queue(hub, QueueFilter(), [TENANT]).items
+    assert (item.incident_id, item.status, item.alert_count) == ("1", "resolved", 1)
 
 
 def test_an_alert_update_replaces_its_evidence(hub: Hub) -> None:

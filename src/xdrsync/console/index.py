@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from sqlalchemy import Connection, Table, and_, delete, select
 
@@ -170,6 +170,8 @@ class QueueIndex:
     #: one short write each. Replaying a 4,000-incident backfill's changes took 1.8 CPU-s in
     #: batches of 500, 1.4 in 1,500 and 1.35 in 3,000.
     batch_size = 1500
+    #: Its rows come from the hub's tables, not from the changes' payloads (`ReadsNoPayloads`).
+    reads_payloads: Literal[False] = False
 
     def __init__(
         self,

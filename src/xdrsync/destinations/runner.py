@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from xdrsync.destinations.base import Destination, KeepsRefusals
+from xdrsync.destinations.base import Destination, KeepsRefusals, ReadsNoPayloads
 from xdrsync.destinations.worker import (
     FLOW,
     FLOW_SECONDS,
@@ -63,6 +63,7 @@ class DestinationRunner:
         self.hub = hub
         self.destination = destination
         self.batch_size = batch_size
+        self._payloads = not isinstance(destination, ReadsNoPayloads)
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self._monotonic = monotonic
@@ -177,7 +178,11 @@ class DestinationRunner:
                 not self.halt.is_set()
                 and (deadline is None or self._monotonic() < deadline)
                 and (batches is None or count < batches)
-                and (changes := self.hub.changes_after(self.position(), self.batch_size))
+                and (
+                    changes := self.hub.changes_after(
+                        self.position(), self.batch_size, payloads=self._payloads
+                    )
+                )
             ):
                 check_stop()  # a stopped thread starts no batch (``stop_on``)
                 wanted = [c for c in changes if self.destination.accepts(c)]

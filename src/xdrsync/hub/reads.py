@@ -95,8 +95,8 @@ def _named_alert_ids(
     return named
 
 
-#: A row of `_members`: the alert's own five columns, then those the caller asked for.
-MemberRow = Row[*tuple[Any, ...]]
+#: A row of any columns, read by position (`_members`: the alert's own five, then those asked for).
+PlainRow = Row[*tuple[Any, ...]]
 
 
 def _version_order(table: Table) -> tuple[ColumnElement[Any], ...]:
@@ -110,7 +110,7 @@ def _version_order(table: Table) -> tuple[ColumnElement[Any], ...]:
 
 def _members(
     conn: Connection, keys: Sequence[tuple[str, str]], *columns: ColumnElement[Any]
-) -> dict[tuple[str, str], list[MemberRow]]:
+) -> dict[tuple[str, str], list[PlainRow]]:
     """The stored alerts of each (tenant, incident): those the incident's newest listing
     named, and those whose own ``incidentId`` points at it (an alert read after that listing).
 
@@ -134,7 +134,7 @@ def _members(
     """
     a = s.alert
     wanted = (a.c.id, a.c.incident_id, a.c.version, a.c.seq, a.c.created_date_time, *columns)
-    found: dict[tuple[str, str], dict[str, MemberRow]] = {key: {} for key in keys}
+    found: dict[tuple[str, str], dict[str, PlainRow]] = {key: {} for key in keys}
     for tenant_id in {tenant for tenant, _ in keys}:
         ids = sorted({key for tenant, key in keys if tenant == tenant_id})
         named = _named_alert_ids(conn, tenant_id, ids)
@@ -142,7 +142,7 @@ def _members(
         for incident_id, listing in named.items():
             for alert_id in listing.alert_ids:
                 listed_by.setdefault(alert_id, []).append((incident_id, listing))
-        rows: list[MemberRow] = []
+        rows: list[PlainRow] = []
         for part in chunks(ids):
             where = and_(a.c.tenant_id == tenant_id, a.c.incident_id.in_(part))
             rows.extend(conn.execute(select(*wanted).where(where)))
@@ -196,14 +196,14 @@ def _members(
 _ID, _INCIDENT, _VERSION, _SEQ, _CREATED = range(5)
 
 
-def _named_elsewhere(alert: MemberRow, incident_id: str) -> bool:
+def _named_elsewhere(alert: PlainRow, incident_id: str) -> bool:
     """Whether the stored ``alert``'s own record names an incident other than this one."""
     owner = alert[_INCIDENT]
     return owner is not None and owner != incident_id
 
 
 def _left_unstamped(
-    conn: Connection, tenant_id: str, doubtful: Sequence[tuple[MemberRow, str]]
+    conn: Connection, tenant_id: str, doubtful: Sequence[tuple[PlainRow, str]]
 ) -> set[tuple[str, str]]:
     """The (alert, incident) pairs of ``doubtful`` (alerts changed after the incident's
     listing named them) whose history holds a record naming that incident at the alert's
@@ -441,7 +441,11 @@ def history(
     return [_version_row(entity_type, entity_id, row) for row in conn.execute(query)]
 
 
-def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
+def changes_after(
+    conn: Connection, seq: int, limit: int, *, payloads: bool = True
+) -> list[ChangeRow]:
+    """Changes with a seq above ``seq``, in seq order; without ``payloads``, each with an
+    empty ``payload_text`` and no ``alert_ids`` (a reader of the changes' own columns)."""
     log = s.change_log
     rows = conn.execute(
         select(
@@ -462,28 +466,15 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
     ).all()
     if not rows:
         return []
-    first, last = rows[0][0], rows[-1][0]
-    # Payloads live once, in the history tables; fetch the range's from both in one query.
-    iv, av = s.incident_version, s.alert_version
-    payloads: dict[int, tuple[str, str | None]] = {}
-    query = union_all(
-        select(iv.c.seq, iv.c.payload, iv.c.alert_ids).where(iv.c.seq.between(first, last)),
-        select(av.c.seq, av.c.payload, av.c.incident_id.label("alert_ids")).where(
-            av.c.seq.between(first, last)
-        ),
-    )
-    for number, payload, extra in conn.execute(query):
-        payloads[int(number)] = (payload, extra)
-    restated = [(row[1], row[3], row[9], row[0]) for row in rows if row[0] not in payloads]
-    _membership_payloads(conn, restated, payloads)
+    found = _payloads(conn, rows) if payloads else {}
     result: list[ChangeRow] = []
     # Each row unpacked once: a SQLAlchemy 2.1 `Row`'s attributes cost about 0.6 µs each,
     # and this read runs over every change twice in the log tables' worker (the tables' and
     # the queue index's runners).
     for number, tenant_id, entity_type, entity_id, incident_id, ticks, kind, at, by, _ in rows:
-        payload, extra = payloads[number]
+        payload, extra = found[number] if payloads else _NO_PAYLOAD
         # A membership change shows a version whose listing is no longer the incident's.
-        listing = entity_type == "incident" and kind != MEMBERSHIP
+        listing = entity_type == "incident" and kind != MEMBERSHIP and payloads
         ids = _json(extra) if listing else None
         result.append(
             ChangeRow(
@@ -502,6 +493,29 @@ def changes_after(conn: Connection, seq: int, limit: int) -> list[ChangeRow]:
             )
         )
     return result
+
+
+_NO_PAYLOAD: tuple[str, str | None] = ("", None)
+
+
+def _payloads(conn: Connection, rows: Sequence[PlainRow]) -> dict[int, tuple[str, str | None]]:
+    """The payload and listed alert ids (an alert's: its incident) of each change of ``rows``
+    (`changes_after`'s), by seq."""
+    first, last = rows[0][0], rows[-1][0]
+    # Payloads live once, in the history tables; fetch the range's from both in one query.
+    iv, av = s.incident_version, s.alert_version
+    payloads: dict[int, tuple[str, str | None]] = {}
+    query = union_all(
+        select(iv.c.seq, iv.c.payload, iv.c.alert_ids).where(iv.c.seq.between(first, last)),
+        select(av.c.seq, av.c.payload, av.c.incident_id.label("alert_ids")).where(
+            av.c.seq.between(first, last)
+        ),
+    )
+    for number, payload, extra in conn.execute(query):
+        payloads[int(number)] = (payload, extra)
+    restated = [(row[1], row[3], row[9], row[0]) for row in rows if row[0] not in payloads]
+    _membership_payloads(conn, restated, payloads)
+    return payloads
 
 
 def _membership_payloads(

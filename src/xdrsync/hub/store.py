@@ -222,10 +222,13 @@ class Hub:
 
     # -- change sequence and destinations ---------------------------------------------------
 
-    def changes_after(self, seq: int, limit: int = 500) -> list[ChangeRow]:
-        """Changes with a seq above ``seq``, in seq order."""
+    def changes_after(
+        self, seq: int, limit: int = 500, *, payloads: bool = True
+    ) -> list[ChangeRow]:
+        """Changes with a seq above ``seq``, in seq order (without ``payloads``: with none,
+        for a reader of their own columns)."""
         with self._read() as conn:
-            return reads.changes_after(conn, seq, limit)
+            return reads.changes_after(conn, seq, limit, payloads=payloads)
 
     def max_seq(self) -> int:
         with self._read() as conn:
