@@ -24,7 +24,7 @@ from xdrsync.models import Alert, Incident
 from xdrsync.models.errors import ModelError
 from xdrsync.models.evidence_enums import EvidenceRole
 from xdrsync.tables.alert_rows import alert_for_rows
-from xdrsync.tables.evidence_columns import evidence_direction, evidence_role
+from xdrsync.tables.evidence_columns import role_and_direction
 from xdrsync.tables.schemas import table_schema
 from xdrsync.tables.sentinel import (
     alert_evidence_rows,
@@ -568,8 +568,8 @@ def test_evidence_read_from_its_json_means_what_its_model_holds(
     assert row["Timestamp"] == (
         model.created_date_time or Alert.from_graph(graph).created_date_time
     )
-    assert row["EvidenceRole"] == evidence_role([str(r) for r in model.roles], list(detailed))
-    assert row["EvidenceDirection"] == evidence_direction([str(r) for r in model.roles])
+    roles = [str(r) for r in model.roles]
+    assert (row["EvidenceRole"], row["EvidenceDirection"]) == role_and_direction(roles, detailed)
 
 
 def test_identity_mail_and_app_evidence_columns() -> None:

@@ -428,27 +428,18 @@ def kinded(evidence: Iterable[tuple[str | None, Mapping[str, Any]]]) -> KindedEv
     return [(evidence_kind(odata_type), raw) for odata_type, raw in evidence]
 
 
-def sentinel_entities(evidence: Iterable[tuple[str | None, Mapping[str, Any]]]) -> list[Json]:
-    """Sentinel's Entities array for (odata type, raw Graph JSON) evidence pairs."""
-    return entity_list(kinded(evidence)).items
-
-
 def entity_list(evidence: KindedEvidence) -> EntityList:
-    """The entities of (kind, raw Graph JSON) evidence pairs: `sentinel_entities`, with
-    their text at hand (`EntityList.json`)."""
+    """Sentinel's entities of (kind, raw Graph JSON) evidence pairs (`EntityList.items`), and
+    their text (`EntityList.json`)."""
     out = EntityList()
     for kind, raw in evidence:
         entity_for(kind, raw, out)
     return out
 
 
-def compromised_entity(evidence: Sequence[tuple[str | None, Mapping[str, Any]]]) -> str | None:
-    """The alert's main entity as Sentinel names it: a device, else a user, else a mailbox."""
-    return main_entity(kinded(evidence))
-
-
 def main_entity(evidence: KindedEvidence) -> str | None:
-    """`compromised_entity` of (kind, raw Graph JSON) evidence pairs."""
+    """The alert's main entity as Sentinel names it (CompromisedEntity): a device, else a
+    user, else a mailbox."""
     by_kind: dict[str, list[Mapping[str, Any]]] = {}
     for kind, raw in evidence:
         by_kind.setdefault(kind, []).append(raw)
@@ -473,11 +464,9 @@ __all__ = [
     "EntityList",
     "KindedEvidence",
     "account_entity",
-    "compromised_entity",
     "entity_for",
     "entity_list",
     "ip_entity",
     "kinded",
     "main_entity",
-    "sentinel_entities",
 ]

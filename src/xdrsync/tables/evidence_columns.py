@@ -53,10 +53,6 @@ ENTITY_TYPES: dict[str, str] = {
 _IMPACTED_ROLES = frozenset({"compromised", "attacked", "policyviolator"})
 
 
-def entity_type(odata_type: str | None) -> str:
-    return kind_entity_type(evidence_kind(odata_type))
-
-
 def kind_entity_type(kind: str) -> str:
     """`entity_type` of an item of this kind (`evidence_kind`)."""
     return ENTITY_TYPES.get(kind) or kind[:1].upper() + kind[1:]
@@ -67,17 +63,10 @@ def texts(value: object) -> list[str]:
     return [v for v in value if v and isinstance(v, str)] if isinstance(value, list) else []
 
 
-def evidence_role(roles: list[str], detailed_roles: list[str]) -> str:
-    return _role({r.lower() for r in roles}, detailed_roles)
-
-
-def evidence_direction(roles: list[str]) -> str | None:
-    return _direction({r.lower() for r in roles})
-
-
 def role_and_direction(roles: object, detailed_roles: object) -> tuple[str, str | None]:
-    """(`evidence_role`, `evidence_direction`) of an item's `roles` and `detailedRoles` as
-    Graph sent them (of any shape: see `texts`), its roles lower-cased once for both."""
+    """AlertEvidence's EvidenceRole and EvidenceDirection for an item's `roles` and
+    `detailedRoles` as Graph sent them (of any shape: see `texts`), its roles lower-cased once
+    for both."""
     if not roles and not detailed_roles:  # most items
         return "Related", None
     lowered = {r.lower() for r in texts(roles)} if roles else _NO_ROLES
@@ -287,10 +276,7 @@ def kind_columns(kind: str, raw: Mapping[str, Any]) -> Row:
 
 __all__ = [
     "ENTITY_TYPES",
-    "entity_type",
     "evidence_columns",
-    "evidence_direction",
-    "evidence_role",
     "kind_columns",
     "kind_entity_type",
     "role_and_direction",
