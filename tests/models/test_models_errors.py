@@ -200,3 +200,19 @@ def test_a_bad_value_deep_in_self_nested_evidence_is_read_again_once_per_level(
     alert = Alert.from_graph({"id": "a", "evidence": [node]})
     assert isinstance(alert.evidence[0], UnparsedEvidence)  # kept whole, the alert not lost
     assert calls <= (depth + 2) ** 2
+
+
+def test_an_integer_no_float_can_hold_keeps_its_evidence_item_whole() -> None:
+    # JSON numbers have no range: one beyond a float's, in a float property, is a value that
+    # does not fit its type, so the item is kept as Graph sent it and the alert goes on.
+    item = {
+        "@odata.type": "#microsoft.graph.security.ipEvidence",
+        "ipAddress": "10.0.0.1",
+        "location": {"latitude": 2**2000},
+    }
+    raw = {"id": "a", "evidence": [item]}
+    alert = Alert.from_graph(raw)
+    (kept,) = alert.evidence
+    assert isinstance(kept, UnparsedEvidence)
+    assert "float" in kept.problem and "2001 bits" in kept.problem
+    assert alert.to_graph() == raw

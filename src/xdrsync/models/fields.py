@@ -92,7 +92,13 @@ def _scalar(expect: type) -> Callable[[Any], Any]:
         if isinstance(value, bool):  # bool is an int subclass; JSON true is never a number
             pass
         elif expect is float and isinstance(value, int):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # JSON allows it; a float cannot hold it
+                raise ValueError(
+                    f"expected a number a float can hold, got an integer of "
+                    f"{value.bit_length()} bits"
+                ) from None
         elif expect is not bool and isinstance(value, expect):
             return expect(value)  # a subclass built in code (an OpenEnum for a str field)
         raise ValueError(f"expected {_TYPE_NAMES[expect]}, got {describe(value)}")
