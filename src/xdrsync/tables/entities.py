@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
 from xdrsync.tables.encode import compact_json, json_bytes, orjson_bytes
+from xdrsync.tables.evidence_columns import json_object
 from xdrsync.tables.vocab import title_case
 
 Json = dict[str, Any]
@@ -37,24 +37,6 @@ _DEPTH_MARGIN = 200
 
 def _kebab(kind: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", kind).lower()
-
-
-def _get(raw: Mapping[str, Any] | None, *path: str) -> Any:
-    node: Any = raw
-    for part in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
-def _object(value: object) -> Mapping[str, Any]:
-    """`value` when it is a JSON object, else an empty one: `_object(v).get(k)` is
-    `_get(v, k)` without its loop and arguments, for the builders' many fields."""
-    return value if type(value) is dict or isinstance(value, Mapping) else _NO_OBJECT
-
-
-_NO_OBJECT: Mapping[str, Any] = MappingProxyType({})
 
 
 def _list(value: object) -> list[Any]:
@@ -126,7 +108,7 @@ def _os_family(platform: object) -> str | None:
 
 
 def account_entity(account: Mapping[str, Any] | None) -> Json:
-    a = _object(account)
+    a = json_object(account)
     upn = a.get("userPrincipalName")
     parts = upn.split("@", 1) if isinstance(upn, str) and upn else []
     name = a.get("accountName") or (parts[0] if parts else None)
@@ -178,8 +160,8 @@ def _host(r: Mapping[str, Any], _: EntityList) -> Json:
 
 
 def ip_entity(r: Mapping[str, Any] | None) -> Json:
-    raw = _object(r)
-    location = _object(raw.get("location"))
+    raw = json_object(r)
+    location = json_object(raw.get("location"))
     return {
         "Address": raw.get("ipAddress"),
         "Location": {
@@ -199,7 +181,7 @@ def ip_entity(r: Mapping[str, Any] | None) -> Json:
 
 
 def _file(details: Mapping[str, Any] | None, out: EntityList) -> Json:
-    d = _object(details)
+    d = json_object(details)
     hashes = [
         out.add({"Algorithm": algorithm, "Value": value, "Type": "filehash"})
         for algorithm, field in (("SHA1", "sha1"), ("SHA256", "sha256"), ("MD5", "md5"))
@@ -251,7 +233,7 @@ def _registry_value(r: Mapping[str, Any], out: EntityList) -> Json:
 
 
 def _mail_message(r: Mapping[str, Any], _: EntityList) -> Json:
-    p1, p2 = _object(r.get("p1Sender")), _object(r.get("p2Sender"))
+    p1, p2 = json_object(r.get("p1Sender")), json_object(r.get("p2Sender"))
     return {
         "Recipient": r.get("recipientEmailAddress"),
         "Sender": p1.get("emailAddress") or p2.get("emailAddress"),
@@ -323,7 +305,7 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any], EntityList], Json]] = {
             "MailboxPrimaryAddress": r.get("primaryAddress"),
             "DisplayName": r.get("displayName"),
             "Upn": r.get("upn"),
-            "AadId": _get(r, "userAccount", "azureAdUserId"),
+            "AadId": json_object(r.get("userAccount")).get("azureAdUserId"),
             "Type": "mailbox",
         }
     ),
@@ -447,7 +429,7 @@ def main_entity(evidence: KindedEvidence) -> str | None:
         if name := _first_text(raw.get("deviceDnsName"), raw.get("hostName")):
             return name
     for raw in by_kind.get("user", []):
-        account = _object(raw.get("userAccount"))
+        account = json_object(raw.get("userAccount"))
         if name := _first_text(account.get("userPrincipalName"), account.get("accountName")):
             return name
     for raw in by_kind.get("mailbox", []):

@@ -14,6 +14,7 @@ JSON as sent. A column takes only a value of its own type; the rest stays in Add
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
+from types import MappingProxyType
 from typing import Any
 
 from xdrsync.models.evidence import evidence_kind
@@ -90,9 +91,17 @@ def _direction(lowered: Set[str]) -> str | None:
     return None
 
 
+def json_object(value: object) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one: evidence of a type the models do
+    not know, or whose values do not fit its type, comes as Graph sent it, of any shape."""
+    return value if type(value) is dict or isinstance(value, Mapping) else _NO_OBJECT
+
+
+_NO_OBJECT: Mapping[str, Any] = MappingProxyType({})
+
+
 def _account(account: Mapping[str, Any] | None) -> Row:
-    # Evidence of a type the models do not know comes as Graph sent it: any shape at all.
-    a = account if type(account) is dict or isinstance(account, Mapping) else {}
+    a = json_object(account)
     return {
         "AccountName": a.get("accountName"),
         "AccountDomain": a.get("domainName"),
@@ -103,7 +112,7 @@ def _account(account: Mapping[str, Any] | None) -> Row:
 
 
 def _file(details: Mapping[str, Any] | None) -> Row:
-    d = details if type(details) is dict or isinstance(details, Mapping) else {}
+    d = json_object(details)
     size = d.get("fileSize")
     return {
         "FileName": d.get("fileName"),
@@ -277,6 +286,7 @@ def kind_columns(kind: str, raw: Mapping[str, Any]) -> Row:
 __all__ = [
     "ENTITY_TYPES",
     "evidence_columns",
+    "json_object",
     "kind_columns",
     "kind_entity_type",
     "role_and_direction",
