@@ -474,7 +474,7 @@ def changes_after(
     for number, tenant_id, entity_type, entity_id, incident_id, ticks, kind, at, by, _ in rows:
         payload, extra = found[number] if payloads else _NO_PAYLOAD
         # A membership change shows a version whose listing is no longer the incident's.
-        listing = entity_type == "incident" and kind != MEMBERSHIP and payloads
+        listing = entity_type == "incident" and kind != MEMBERSHIP
         ids = _json(extra) if listing else None
         result.append(
             ChangeRow(
