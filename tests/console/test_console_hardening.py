@@ -354,6 +354,38 @@ def test_healthz_answers_a_head_probe_as_it_answers_get(
     assert head.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.parametrize(
+    ("path", "signed_in", "status"),
+    [
+        ("/login", False, 200),  # a page
+        ("/", False, 303),  # a page sends the signed-out browser to the login
+        ("/static/css/console.css", False, 200),
+        (f"{API}/incidents", False, 401),
+        (f"{API}/incidents", True, 200),
+        (f"{API}/incidents?severity=high", True, 200),
+        (f"{API}/incidents?severty=high", True, 422),  # a parameter the route does not read
+        (f"{API}/incidents/no-such-tenant/1", True, 404),
+        ("/no/such/page", False, 404),
+        (f"{API}/tokens", True, 200),  # GET and POST
+        ("/logout", True, 405),  # POST only: refused as GET is
+    ],
+)
+def test_every_route_answers_head_as_it_answers_get(
+    seeded: SeededConsole, path: str, signed_in: bool, status: int
+) -> None:
+    """Uptime checkers, load balancers and `curl -I` probe with HEAD; only /healthz answered
+    it, every other route said 405. HEAD now gets GET's status and headers, no body."""
+    client = _token(seeded, _new_admin(seeded)) if signed_in else _client(seeded.url)
+    client.headers["Accept"] = "text/html,*/*"
+    with client:
+        head, get = client.head(path), client.get(path)
+    assert head.status_code == get.status_code == status, (path, get.text[:200])
+    assert head.content == b""
+    for name in ("content-type", "content-length", "location", "allow", "cache-control"):
+        assert head.headers.get(name) == get.headers.get(name), name
+    assert head.headers["content-security-policy"] == get.headers["content-security-policy"]
+
+
 # -- the login throttle under concurrent guesses ----------------------------------------------
 
 
