@@ -45,10 +45,11 @@ def _samples() -> dict[str, Pairs]:
         (small["@odata.type"], small),
         (f"{T}urlEvidence", {"@odata.type": f"{T}urlEvidence", "url": "https://x/\ud800"}),
     ]
-    # An unknown type's property named `$id` is written where the entity's id was.
+    # An unknown type's properties named `$id` and `$ref` (`test_sentinel_mapping`).
     found["own-id"] = [
         (small["@odata.type"], small),
         (f"{T}fooEvidence", {"@odata.type": f"{T}fooEvidence", "$id": "evil", "name": "n"}),
+        (f"{T}barEvidence", {"@odata.type": f"{T}barEvidence", "$ref": "1", "name": "m"}),
     ]
     # An entity orjson writes alone (254 levels) but not one level deeper, in the array.
     deep = {"@odata.type": f"{T}deepEvidence", "value": _nested(253, 1e-7)}

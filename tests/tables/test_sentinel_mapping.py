@@ -426,6 +426,29 @@ def test_evidence_sentinel_has_no_entity_for_keeps_its_properties() -> None:
     assert pod["Namespace"] == {"name": "prod"}
 
 
+def test_an_unknown_types_own_id_and_ref_leave_the_entity_its_identity() -> None:
+    """An evidence type the models do not know becomes an entity of its own properties. Ones
+    named `$id` and `$ref` took the place of the entity's id, or made it read as a link to
+    another entity, so other entities' links missed it; they stay in AdditionalFields."""
+    graph = benign_incident()
+    odd = {
+        "@odata.type": "#microsoft.graph.security.fooEvidence",
+        "createdDateTime": "2024-05-01T10:00:00Z",
+        "$id": "1",
+        "$ref": "2",
+        "name": "odd",
+    }
+    graph["alerts"][0]["evidence"] = [*graph["alerts"][0]["evidence"], odd]
+    found = entities(security_alert_row(alert(graph), time_generated=NOW))
+    assert [e["$id"] for e in found] == [str(n) for n in range(1, len(found) + 1)]
+    foo = next(e for e in found if e["Type"] == "foo")
+    assert "$ref" not in foo
+    assert foo["Name"] == "odd"
+    rows = alert_evidence_rows(alert(graph), time_generated=NOW)
+    kept = next(r for r in rows if r["EntityType"] == "Foo")["AdditionalFields"]
+    assert (kept["$id"], kept["$ref"]) == ("1", "2")
+
+
 # -- AlertInfo / AlertEvidence ------------------------------------------------------------------
 
 

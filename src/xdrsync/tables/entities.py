@@ -75,8 +75,6 @@ class EntityList:
             signature.count(b"[") + signature.count(b"{") > _DEPTH_MARGIN
         ):
             self._joinable = False  # perhaps too deep for orjson inside the array
-        if "$id" in body:  # an unknown type's own `$id` (`_generic`) takes the id's place
-            self._joinable = False
         found = self._ids.get(signature)
         if found is None:
             self._bodies.append(body)
@@ -386,6 +384,11 @@ _BASE_FIELDS = frozenset(
         "roles",
         "detailedRoles",
         "tags",
+        # Sentinel's own keys: an entity's `$id` is the list's to give, and an object with a
+        # `$ref` reads as a link to another entity. Graph's properties never take these
+        # names; one that did would cost the entity its identity (AdditionalFields keeps it).
+        "$id",
+        "$ref",
     }
 )
 
