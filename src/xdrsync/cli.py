@@ -1684,7 +1684,7 @@ def users_remove(
         config = _load(config_file)
         with _hub(config) as hub:
             if not Accounts(hub).remove_user(name):
-                raise _fail(f"no console user {name!r}")
+                raise _fail(f"no console user {name!r}", 1)
         console.print(f"user {name} removed", markup=False)
 
 
@@ -1758,5 +1758,5 @@ def tokens_revoke(
         config = _load(config_file)
         with _hub(config) as hub:
             if not Accounts(hub).revoke_token(token_id):
-                raise _fail(f"no active token {token_id}")
+                raise _fail(f"no active token {token_id}", 1)
         console.print(f"token {token_id} revoked")
