@@ -313,6 +313,21 @@ def init_command(
         str | None,
         typer.Option("--authority-url", help="Entra ID sign-in root (default Microsoft's)."),
     ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option(
+            "--proxy",
+            help="Outbound proxy, http://[USER@]host:port (default: the environment's, "
+            "HTTPS_PROXY).",
+        ),
+    ] = None,
+    proxy_password_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--proxy-password-ref",
+            help="The proxy user's password by reference: env:NAME or file:PATH.",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option(
@@ -410,6 +425,8 @@ def init_command(
         "file:"
     ):
         certificate_password_ref = "file:" + _for_config(certificate_password_ref.strip()[5:], file)
+    if proxy_password_ref is not None and proxy_password_ref.strip().startswith("file:"):
+        proxy_password_ref = "file:" + _for_config(proxy_password_ref.strip()[5:], file)
 
     try:
         block = render_tenant_toml(
@@ -422,6 +439,8 @@ def init_command(
             graph_url=graph_url or GRAPH_URL,
             authority_url=authority_url or AUTHORITY_URL,
             two_way=two_way,  # written only when asked: None follows [two_way] enabled
+            proxy=proxy,
+            proxy_password_ref=proxy_password_ref,
         )
     except ValueError as bad:
         raise _fail(str(bad)) from None
@@ -465,7 +484,7 @@ def init_command(
             "`xdrsync check`"
         )
         raise typer.Exit(1) from None
-    for secret in (tenant.client_secret, tenant.certificate_password):
+    for secret in (tenant.client_secret, tenant.certificate_password, tenant.proxy_password):
         if secret is not None:
             try:
                 register_secrets([secret.get_secret_value()])

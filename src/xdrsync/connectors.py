@@ -376,13 +376,16 @@ def render_tenant_toml(
     graph_url: str = GRAPH_URL,
     authority_url: str = AUTHORITY_URL,
     two_way: bool | None = None,
+    proxy: str | None = None,
+    proxy_password_ref: str | None = None,
 ) -> str:
     """A ``[[tenants]]`` block. The secret goes in by reference (``env:NAME`` or
     ``file:PATH``), never as a value; or a certificate path, with the password of an
     encrypted key or a .pfx by reference too (``certificate_password_ref``). Everything is
     validated as the config loader would, without resolving a secret or reading the
     certificate; ``ValueError`` (one line, no values) if anything is wrong. ``two_way`` None
-    leaves it to ``[two_way] enabled``."""
+    leaves it to ``[two_way] enabled``; ``proxy`` None, to the environment's proxy (its
+    user's password by reference too, ``proxy_password_ref``)."""
     if (secret_ref is None) == (certificate_path is None):
         raise ValueError("give exactly one of a secret reference or a certificate path")
     if certificate_password_ref is not None and certificate_path is None:
@@ -393,6 +396,11 @@ def render_tenant_toml(
         if certificate_password_ref is not None
         else None
     )
+    proxy_password = (
+        check_secret_reference(proxy_password_ref, "the proxy password")
+        if proxy_password_ref is not None
+        else None
+    )
     candidate: Mapping[str, Any] = {
         "name": name.strip(),
         "tenant_id": tenant_id.strip(),
@@ -400,6 +408,8 @@ def render_tenant_toml(
         "client_secret": SecretStr("checked-by-reference"),  # nothing is resolved here
         "graph_url": graph_url,
         "authority_url": authority_url,
+        "proxy": proxy.strip() if proxy is not None else None,
+        "proxy_password": SecretStr("checked-by-reference") if proxy_password else None,
     }
     try:
         checked = TenantConfig.model_validate(candidate)
@@ -423,6 +433,10 @@ def render_tenant_toml(
         f"graph_url = {toml_string(checked.graph_url)}",
         f"authority_url = {toml_string(checked.authority_url)}",
     ]
+    if checked.proxy is not None:
+        lines.append(f"proxy = {toml_string(checked.proxy)}")
+    if proxy_password is not None:
+        lines.append(f"proxy_password = {toml_string(proxy_password)}")
     if two_way is not None:
         lines.append(f"two_way = {'true' if two_way else 'false'}")
     return "\n".join(lines) + "\n"

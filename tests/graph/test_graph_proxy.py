@@ -6,8 +6,10 @@ setting the environment's proxy applies as before."""
 from __future__ import annotations
 
 import logging
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,7 +121,10 @@ def test_a_refused_proxy_password_is_in_no_log_line_or_error(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("TEST_PROXY_PASSWORD", PROXY_PASSWORD + "-wrong")
-    caplog.set_level(logging.DEBUG)
+    # Each named too: a command run earlier in this process (`init`) set the libraries'
+    # loggers to its own level (`logs.configure`), and their records would not get here.
+    for name in ("", "httpx", "httpcore", "msal"):
+        caplog.set_level(logging.DEBUG, logger=name or None)
     with (
         ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as proxy,
         structlog.testing.capture_logs() as events,
@@ -247,3 +252,85 @@ def test_no_proxy_names_hosts_and_domains_as_curl_reads_it(
     monkeypatch.setenv("NO_PROXY", no_proxy)
     entry = _destination()
     assert (requests_proxies(entry, f"https://{host}") == {}) is direct
+
+
+def test_init_writes_the_proxy_and_checks_the_tenant_through_it(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """A corporate network's proxy, named to `xdrsync init` (`--proxy`, its password by
+    reference): written to the tenant's block, and init's check signs in and reads through
+    it. Before, init had no such option: its check went direct and failed there, and the
+    proxy had to be added to the file by hand."""
+    from typer.testing import CliRunner
+
+    from xdrsync.cli import app
+
+    spec = emulator.emulator.settings.tenants[0]
+    (tmp_path / "contoso.secret").write_text(spec.client_secret + "\n")
+    (tmp_path / "proxy.secret").write_text(PROXY_PASSWORD + "\n")
+    config = tmp_path / "xdrsync.toml"
+    with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as proxy:
+        proxy_url = f"http://{PROXY_USER}@{proxy.url.removeprefix('http://')}"
+        done = CliRunner().invoke(
+            app,
+            [
+                "init",
+                "--config",
+                str(config),
+                "--name",
+                "contoso",
+                "--tenant-id",
+                spec.tenant_id,
+                "--client-id",
+                spec.client_id,
+                "--secret-ref",
+                f"file:{tmp_path / 'contoso.secret'}",
+                "--graph-url",
+                emulator.base_url,
+                "--authority-url",
+                emulator.base_url,
+                "--proxy",
+                proxy_url,
+                "--proxy-password-ref",
+                f"file:{tmp_path / 'proxy.secret'}",
+            ],
+        )
+        paths = proxy.paths()
+    assert done.exit_code == 0, done.output
+    assert PROXY_PASSWORD not in done.output and PROXY_PASSWORD not in config.read_text()
+    (tenant,) = tomllib.loads(config.read_text())["tenants"]
+    assert tenant["proxy"] == proxy_url
+    assert tenant["proxy_password"] == f"file:{tmp_path / 'proxy.secret'}"  # by reference
+    assert proxy.refused == 0
+    assert any(path.endswith(TOKEN_PATH) for path in paths), paths
+    assert INCIDENTS in paths, paths
+
+
+def test_init_refuses_a_proxy_password_written_out_or_without_a_proxy(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from xdrsync.cli import app
+
+    base = [
+        "init",
+        "--config",
+        str(tmp_path / "xdrsync.toml"),
+        "--name",
+        "contoso",
+        "--tenant-id",
+        "c029eaff-d272-56e1-ae71-b4f44a08fdf7",
+        "--client-id",
+        "30f7cae7-5005-5590-87e7-26f0d9af0673",
+        "--secret-ref",
+        "env:CONTOSO_SECRET",
+        "--no-check",
+    ]
+    for more, words in (
+        (["--proxy-password-ref", "env:P"], "proxy_password goes with proxy"),
+        (["--proxy", "http://u@proxy.corp:3128", "--proxy-password-ref", "hunter2"], "reference"),
+        (["--proxy", "http://u:hunter2@proxy.corp:3128"], "proxy_password"),
+    ):
+        done = CliRunner().invoke(app, [*base, *more])
+        assert done.exit_code == 2, (more, done.output)
+        assert words in done.output and "hunter2" not in done.output, done.output
+        assert not (tmp_path / "xdrsync.toml").exists()
