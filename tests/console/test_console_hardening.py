@@ -386,6 +386,19 @@ def test_every_route_answers_head_as_it_answers_get(
     assert head.headers["content-security-policy"] == get.headers["content-security-policy"]
 
 
+def test_head_behind_a_trusted_tls_proxy_gets_hsts(seeded: SeededConsole) -> None:
+    """Behind a proxy that terminates TLS, HEAD carries GET's Strict-Transport-Security: the
+    scheme the proxy names must reach the security headers through the HEAD handling."""
+    with (
+        _another_console(seeded, trusted_proxies=["127.0.0.1"]) as url,
+        _client(url, **{"X-Forwarded-Proto": "https"}) as client,
+    ):
+        for path in ("/login", "/healthz", f"{API}/incidents"):
+            head, get = client.head(path), client.get(path)
+            assert get.headers.get("strict-transport-security") == "max-age=31536000", path
+            assert head.headers.get("strict-transport-security") == "max-age=31536000", path
+
+
 # -- the login throttle under concurrent guesses ----------------------------------------------
 
 

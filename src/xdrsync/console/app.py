@@ -225,9 +225,11 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     settings = ctx.config.console
     tls = settings.tls
     # The last added runs first; all inside security_headers: their 400 and 413 have them.
+    # HeadAsGet innermost: the scope it hands on is a copy, and the scheme a trusted proxy's
+    # X-Forwarded-Proto sets (ProxyAndHost) must be in the one security_headers reads (HSTS).
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(ProxyAndHost, proxies=settings.trusted_proxies, host=settings.host, tls=tls)
-    app.add_middleware(HeadAsGet)
 
     def secure(request: Request, response: Response) -> Response:
         headers = response.headers
