@@ -219,7 +219,10 @@ def test_an_update_finds_the_tenant_of_an_id_as_show_does(
     assert both.returncode == 2
     assert "in several tenants (contoso, fabrikam)" in one_error_line(both)
     none = xdrsync("alerts", "update", "no-such-alert", "--status", "resolved", "--config", config)
-    assert none.returncode == 1 and "no alert no-such-alert in any tenant" in one_error_line(none)
+    # A change refused exits 2 whether or not --tenant names the tenant (it was 1 without).
+    assert none.returncode == 2 and "no alert no-such-alert in any tenant" in one_error_line(none)
+    named = ("--tenant", "contoso", "--status", "resolved", "--config", config)
+    assert xdrsync("alerts", "update", "no-such-alert", *named).returncode == 2
 
 
 @pytest.mark.parametrize(

@@ -1143,16 +1143,22 @@ def incidents_list(
 
 
 def _find_in_tenants(
-    config: Config, tenant: str | None, what: str, find: Callable[[str], T | None]
+    config: Config,
+    tenant: str | None,
+    what: str,
+    find: Callable[[str], T | None],
+    *,
+    missing: int = 1,
 ) -> tuple[TenantConfig, T]:
     """``find(tenant_id)`` in the tenant named; with none named, in every configured tenant:
     ids are per tenant, so an id that several tenants have is refused (naming them) rather
-    than one of them picked. Exit 1 if none has it."""
+    than one of them picked. Exit ``missing`` if none has it: 1 for a look (``show``), 2 for
+    a change, refused as a change of one tenant's missing record is (``submit``)."""
     if tenant is not None:
         chosen = config.tenant(tenant)
         found = find(chosen.tenant_id)
         if found is None:
-            raise _fail(f"no {what} in tenant {chosen.name}", 1)
+            raise _fail(f"no {what} in tenant {chosen.name}", missing)
         return chosen, found
     hits = [(t, found) for t in config.tenants if (found := find(t.tenant_id)) is not None]
     if len(hits) > 1:
@@ -1160,7 +1166,7 @@ def _find_in_tenants(
         raise _fail(f"{what} is in several tenants ({names}): name one with --tenant")
     if not hits:
         where = f"tenant {config.tenants[0].name}" if len(config.tenants) == 1 else "any tenant"
-        raise _fail(f"no {what} in {where}", 1)
+        raise _fail(f"no {what} in {where}", missing)
     return hits[0]
 
 
@@ -1255,7 +1261,7 @@ def _update(
                 hub = workspace.hub
                 get = hub.get_incident if kind == "incident" else hub.get_alert
                 tenant_config, _ = _find_in_tenants(
-                    config, None, f"{kind} {entity_id}", lambda t: get(t, entity_id)
+                    config, None, f"{kind} {entity_id}", lambda t: get(t, entity_id), missing=2
                 )
             else:
                 tenant_config = config.tenant(tenant) if tenant else config.tenants[0]
@@ -1684,7 +1690,7 @@ def users_remove(
         config = _load(config_file)
         with _hub(config) as hub:
             if not Accounts(hub).remove_user(name):
-                raise _fail(f"no console user {name!r}", 1)
+                raise _fail(f"no console user {name!r}")
         console.print(f"user {name} removed", markup=False)
 
 
@@ -1758,5 +1764,5 @@ def tokens_revoke(
         config = _load(config_file)
         with _hub(config) as hub:
             if not Accounts(hub).revoke_token(token_id):
-                raise _fail(f"no active token {token_id}", 1)
+                raise _fail(f"no active token {token_id}")
         console.print(f"token {token_id} revoked")

@@ -68,11 +68,11 @@ def test_users_and_tokens_from_the_shell(tmp_path: Path, monkeypatch: pytest.Mon
     assert token not in shown.stdout and "active" in shown.stdout
     assert xdrsync("tokens", "revoke", str(info.id), config=config).returncode == 0
     assert "revoked" in xdrsync("tokens", "list", config=config).stdout
-    # Not found exits 1, as `incidents show` does; 2 is for what the operator must fix.
-    assert xdrsync("tokens", "revoke", str(info.id), config=config).returncode == 1
+    # A change refused exits 2, as `incidents update` of an incident that is not there does.
+    assert xdrsync("tokens", "revoke", str(info.id), config=config).returncode == 2
     with Hub.open(default_url(tmp_path / "ws")) as hub:
         assert Accounts(hub).token_user(token) is None
 
     assert xdrsync("users", "remove", "ana", config=config).returncode == 0
-    assert xdrsync("users", "remove", "ana", config=config).returncode == 1
+    assert xdrsync("users", "remove", "ana", config=config).returncode == 2
     assert xdrsync("tokens", "create", "--user", "ana", config=config).returncode != 0
