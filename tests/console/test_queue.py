@@ -22,6 +22,7 @@ from consoledata import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from xdrsync.console.index import decode_list
 from xdrsync.console.queue import (
@@ -33,6 +34,7 @@ from xdrsync.console.queue import (
     severity_name,
 )
 from xdrsync.hub import Hub
+from xdrsync.hub import schema as s
 from xdrsync.hub.payload import ticks_from_text
 from xdrsync.hub.records import NewEdit, Settlement
 
@@ -127,7 +129,7 @@ def _expected(hub: Hub, flt: QueueFilter, visible: list[str]) -> list[tuple[str,
             continue
         if flt.until and row["last_update_at"] >= flt.until:
             continue
-        if flt.search and flt.search.lower() not in row["search"]:
+        if flt.search and not _searched(hub, flt.search, key, row["search"]):
             continue
         chosen.append({**row, "tenant_id": key[0], "incident_id": key[1]})
     names = (*SORTS[flt.sort], "tenant_id", "incident_id")
@@ -137,6 +139,17 @@ def _expected(hub: Hub, flt: QueueFilter, visible: list[str]) -> list[tuple[str,
 
     chosen.sort(key=order, reverse=flt.descending)
     return [(r["tenant_id"], r["incident_id"]) for r in chosen]
+
+
+def _searched(hub: Hub, text: str, key: tuple[str, str], search: str) -> bool:
+    """The search's text in the incident's, or the whole of its id or an alert's."""
+    with hub.reading() as conn:
+        alert_ids = conn.execute(
+            select(s.alert.c.id).where(
+                s.alert.c.tenant_id == key[0], s.alert.c.incident_id == key[1]
+            )
+        ).scalars()
+        return text.lower() in search or text in (key[1], *alert_ids)
 
 
 FILTERS = [
@@ -163,8 +176,32 @@ FILTERS = [
     QueueFilter(search="50%"),
     QueueFilter(search="h_kit"),
     QueueFilter(search="0%_"),  # no incident: _ and % are literal
+    QueueFilter(search="7"),  # incident 7 in each tenant, and the texts with a 7
+    QueueFilter(search="da12-1"),  # an alert's id
     QueueFilter(statuses=("active",), severities=("high",), owner="ana@contoso.com"),
 ]
+
+
+def test_an_incident_or_alert_id_pasted_into_the_search_finds_its_incident(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """An email or a ticket names "incident 4512" or an alert's id; pasted into the search,
+    it found nothing unless a title happened to hold it. Whole ids, as written, in the
+    tenants the caller sees."""
+    alert = alert_json(TENANT_A, "da6392977338_1527929519", "4512", title="Credential theft")
+    for hub in open_hub(tmp_path_factory.mktemp("ids")):
+        commit(hub, TENANT_A, [incident_json(TENANT_A, "4512", name="Phishing", alerts=[alert])])
+        commit(hub, TENANT_B, [incident_json(TENANT_B, "77", name="Seen as 4512 elsewhere")])
+        index(hub)
+
+        def found(text: str, visible: list[str] = BOTH, hub: Hub = hub) -> list[tuple[str, str]]:
+            return _keys(_all(hub, QueueFilter(search=text), visible))
+
+        assert found("4512") == [(TENANT_B, "77"), (TENANT_A, "4512")]  # the id, and a text
+        assert found(" da6392977338_1527929519 ") == [(TENANT_A, "4512")]
+        assert found("da6392977338_1527929519", [TENANT_B]) == []
+        assert found("da6392977338") == []  # an alert's id is matched whole
+        assert found("DA6392977338_1527929519") == []  # and as Defender writes it
 
 
 @pytest.mark.parametrize("flt", FILTERS)

@@ -301,6 +301,24 @@ def test_names_fold_in_any_case_on_a_database_made_with_the_c_locale(pg: PgServe
         assert [e["incidents"] for e in found] == [["1"]]
 
 
+def test_the_queue_search_finds_an_incident_by_its_id_or_an_alerts(pg_hub: Hub) -> None:
+    """The search's id match (an incident's id, or its alert's, looked up tenant by tenant
+    with a row-value ``IN`` over a subquery) on PostgreSQL as on SQLite."""
+    from xdrsync.console.index import QueueIndex
+    from xdrsync.console.queue import QueueFilter, list_queue
+    from xdrsync.destinations.runner import DestinationRunner
+
+    pg_hub.commit_batch(
+        batch(incident_json("4512", stamp(1), alerts=[alert_json("da63_15", "4512", stamp(1))]))
+    )
+    pg_hub.commit_batch(batch(incident_json("2", stamp(2))))
+    DestinationRunner(pg_hub, QueueIndex(pg_hub), batch_size=500).publish()
+    for pasted in ("4512", "da63_15"):
+        page = list_queue(pg_hub, QueueFilter(search=pasted), [TENANT], top=10)
+        assert [item.incident_id for item in page.items] == ["4512"], pasted
+    assert list_queue(pg_hub, QueueFilter(search="da63"), [TENANT], top=10).items == []
+
+
 def test_an_incident_with_an_oversized_owner_does_not_stop_the_queue_index(
     pg_hub: Hub,
 ) -> None:

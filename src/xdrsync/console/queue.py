@@ -110,11 +110,11 @@ class QueueFilter:
     index, on the column as written, does not serve it), ``"unassigned"``, or None.
     ``since``/``until`` bound ``lastUpdateDateTime`` (``since <= t < until``). Severities
     are as the counts name them (``severity_name``): ``high`` takes one newer than this
-    version, ``unknown`` a missing or unknown one.
-    ``search`` is a case-insensitive substring of the title, alert titles, entities and
-    comments; ``entity`` (kind, key) an entity the incidents' evidence names, exactly (the
-    incident page's "also in N incidents"); ``incidents`` (tenant id, incident id) pairs, any
-    of them (the queue's live updates refresh rows that left its filters by them);
+    version, ``unknown`` a missing or unknown one. ``search`` is a case-insensitive
+    substring of the title, alert titles, entities and comments, or an incident's or alert's
+    whole id; ``entity`` (kind, key) an entity the incidents' evidence names, exactly (the
+    incident page's "also in N incidents"); ``incidents`` (tenant id, incident id) pairs,
+    any of them (the queue's live updates refresh rows that left its filters by them);
     ``sort`` is one of ``SORTS``."""
 
     statuses: tuple[str, ...] = ()
@@ -278,8 +278,7 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
     if flt.until is not None:
         where.append(Q.c.last_update_at < flt.until)
     if flt.search:
-        pattern = "%" + like_escape(flt.search.strip().lower()) + "%"
-        where.append(Q.c.search.like(pattern, escape="\\"))
+        where.append(_search_condition(flt.search.strip(), tenants))
     if flt.incidents:
         where.append(tuple_(Q.c.tenant_id, Q.c.incident_id).in_(sorted(set(flt.incidents))))
     if flt.entity is not None:
@@ -295,6 +294,23 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
             )
         )
     return where
+
+
+def _search_condition(text: str, tenants: Sequence[str]) -> ColumnElement[bool]:
+    """The search's text in the incident's (``search``), or the whole of its id or of one of
+    its alerts' ids: the id an email or a ticket gives ("incident 4512",
+    ``da6392977338_1527929519``), pasted. The alerts are looked up by their key, tenant by
+    tenant."""
+    a = s.alert
+    pattern = "%" + like_escape(text.lower()) + "%"
+    with_alert = select(a.c.tenant_id, a.c.incident_id).where(
+        a.c.tenant_id.in_(list(dict.fromkeys(tenants))), a.c.id == text
+    )
+    return or_(
+        Q.c.search.like(pattern, escape="\\"),
+        Q.c.incident_id == text,
+        tuple_(Q.c.tenant_id, Q.c.incident_id).in_(with_alert),
+    )
 
 
 def unmatched(hub: Hub, flt: QueueFilter, visible_tenant_ids: Sequence[str]) -> QueueFilter:
