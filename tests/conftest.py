@@ -29,7 +29,14 @@ def runner() -> Iterator[CliRunner]:
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # `logs.configure` sets these libraries' loggers to the command's level too.
+    libraries = {name: logging.getLogger(name).level for name in _LIBRARY_LOGGERS}
     yield CliRunner()
     structlog.configure(**saved)
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, was in libraries.items():
+        logging.getLogger(name).setLevel(was)
+
+
+_LIBRARY_LOGGERS = ("httpx", "httpcore", "msal", "urllib3", "alembic", "azure")

@@ -917,6 +917,7 @@ def _check_tenant(tenant: TenantConfig, config: Config, sync: SyncConfig) -> _Te
     the answer at once (its Retry-After is told, never slept through)."""
     from xdrsync.connectors import probe_incidents
     from xdrsync.errors import ServerBusyError, ThrottledError
+    from xdrsync.graph.auth import CertificateCredential
     from xdrsync.graph.security import DefenderApi
     from xdrsync.logs import scrub
     from xdrsync.twoway.access import read_only_reasons
@@ -936,6 +937,11 @@ def _check_tenant(tenant: TenantConfig, config: Config, sync: SyncConfig) -> _Te
                 f"(server time {page.server_date.isoformat(timespec='seconds')})",
             )
         )
+        certificate = getattr(api.client.tokens, "certificate", None)
+        if isinstance(certificate, CertificateCredential):  # signed in with it: say its end
+            now = datetime.now(UTC)
+            line = f"{tenant.name}: {certificate.expiry_note(now)}"
+            found.lines.append((None if certificate.expires_soon(now) else True, line))
         found.roles = api.granted_roles()
         refused = read_only_reasons(tenant.name, config.writes_to(tenant), found.roles)
         if not refused:

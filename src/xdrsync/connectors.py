@@ -277,6 +277,7 @@ def check_tenant(
     cheap call to incidents and one to alerts_v2. Never raises for what it checks: every
     failure is in the answer (secrets scrubbed). ``two_way``: whether the write permissions
     are needed (default: the tenant's own ``two_way``, else yes, as ``[two_way]`` defaults)."""
+    from xdrsync.graph.auth import CertificateCredential
     from xdrsync.graph.security import DefenderApi
     from xdrsync.logs import scrub
 
@@ -307,6 +308,9 @@ def check_tenant(
                 "the access token names no permissions (not a readable JWT): Graph decides "
                 "on each call"
             )
+        certificate = getattr(api.client.tokens, "certificate", None)
+        if isinstance(certificate, CertificateCredential):
+            notes.append(certificate.expiry_note(started))
         incidents = _call(lambda: probe_incidents(api))
         alerts = _call(lambda: probe_alerts(api))
     finally:

@@ -155,10 +155,14 @@ class FakeEntra:
 
 
 def self_signed(
-    common_name: str = "xdrsync-test", *, server_ip: str | None = None
+    common_name: str = "xdrsync-test",
+    *,
+    server_ip: str | None = None,
+    valid_for: timedelta = timedelta(days=365),
 ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    """A key and its self-signed certificate; with ``server_ip``, a TLS server's for that
-    address, and its own CA (a bundle that trusts it)."""
+    """A key and its self-signed certificate, valid from yesterday for ``valid_for`` from
+    now; with ``server_ip``, a TLS server's for that address, and its own CA (a bundle that
+    trusts it)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
@@ -169,7 +173,7 @@ def self_signed(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
+        .not_valid_after(now + valid_for)
     )
     if server_ip is not None:
         address = x509.IPAddress(ipaddress.ip_address(server_ip))

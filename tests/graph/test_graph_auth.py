@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from graph_fakes import (
     make_tenant,
 )
 from pydantic import SecretStr, ValidationError
+from typer.testing import CliRunner
 
 from xdrsync.config import SyncConfig, TenantConfig
 from xdrsync.errors import ConfigError, RetriableError, ThrottledError
@@ -267,6 +269,97 @@ def test_certificate_credentials_sign_an_rs256_assertion(
     thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()
     assert certificate_thumbprint(certificate) == thumbprint
     assert fake.assertion_headers[0]["alg"] == "RS256"
+
+
+def test_a_certificate_near_its_end_is_said_at_sign_in_once_a_day(
+    tmp_path: Path, http_clients: list[httpx.Client]
+) -> None:
+    """Tenants set up with the same one-year certificate all fail on the day it ends, and
+    nothing said so before. Under 30 days left, a sign-in says when, once a day."""
+    key, certificate = self_signed("soon", valid_for=timedelta(days=10))
+    pem = write_pem(tmp_path / "soon.pem", key, certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    tokens = provider(entra(secret=None, certificate=certificate), http_clients, tenant)
+    with structlog.testing.capture_logs() as events:
+        tokens.token()
+        tokens.invalidate()  # a second sign-in the same day says nothing new
+        tokens.token()
+    (said,) = [e for e in events if e["log_level"] == "warning"]
+    thumbprint = certificate_thumbprint(certificate)
+    day = certificate.not_valid_after_utc.date().isoformat()
+    assert said["event"].startswith(f"the certificate (thumbprint {thumbprint}) expires on {day}")
+    assert "in 9 days" in said["event"] and said["tenant"] == tenant.name
+
+    key, certificate = self_signed("later")
+    pem = write_pem(tmp_path / "later.pem", key, certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    tokens = provider(entra(secret=None, certificate=certificate), http_clients, tenant)
+    with structlog.testing.capture_logs() as events:
+        tokens.token()
+    assert [e for e in events if e["log_level"] == "warning"] == []
+
+
+def test_an_expired_certificate_refused_says_it_expired(
+    tmp_path: Path, http_clients: list[httpx.Client]
+) -> None:
+    key, certificate = self_signed("ended", valid_for=timedelta(hours=-1))
+    pem = write_pem(tmp_path / "ended.pem", key, certificate)
+    tenant = make_tenant(client_secret=None, certificate_path=pem)
+    _, uploaded = self_signed("the app's")  # Entra ID no longer takes the one that ended
+    with pytest.raises(ConfigError) as raised:
+        provider(entra(secret=None, certificate=uploaded), http_clients, tenant).token()
+    day = certificate.not_valid_after_utc.date().isoformat()
+    assert f"expired on {day}: upload a new one" in str(raised.value)
+
+
+def test_check_says_when_the_certificate_ends(tmp_path: Path, runner: CliRunner) -> None:
+    """`check`, `init`'s check and the console's connector page name the certificate's last
+    day, and warn within 30 days of it, where an operator looks before a year's certificate
+    stops every tenant set up with it."""
+    from dataclasses import replace
+
+    from xdrsync.cli import app
+    from xdrsync.connectors import check_tenant
+    from xdrsync.emulator.server import EmulatorServer
+    from xdrsync.emulator.service import settings_for
+
+    for valid_for, said in (
+        (timedelta(days=400), "is valid until"),
+        (timedelta(days=5), "in 4 days"),
+    ):
+        key, certificate = self_signed(valid_for=valid_for)
+        settings = settings_for(seed=43, incidents=2)
+        public = certificate.public_bytes(serialization.Encoding.PEM)
+        settings = replace(
+            settings, tenants=(replace(settings.tenants[0], certificate_pem=public),)
+        )
+        with EmulatorServer(settings) as server:
+            spec = server.emulator.settings.tenants[0]
+            tenant = TenantConfig(
+                name=spec.name,
+                tenant_id=spec.tenant_id,
+                client_id=spec.client_id,
+                certificate_path=write_pem(tmp_path / f"{said[:5]}.pem", key, certificate),
+                graph_url=server.base_url,
+                authority_url=server.base_url,
+            )
+            result = check_tenant(tenant, SyncConfig())
+            config = tmp_path / f"{said[:5]}.toml"
+            config.write_text(
+                f'[workspace]\npath = "{tmp_path / said[:5]}"\n\n[[tenants]]\n'
+                f'name = "{spec.name}"\ntenant_id = "{spec.tenant_id}"\n'
+                f'client_id = "{spec.client_id}"\ncertificate_path = "{tenant.certificate_path}"\n'
+                f'graph_url = "{server.base_url}"\nauthority_url = "{server.base_url}"\n'
+            )
+            checked = runner.invoke(app, ["check", "--config", str(config)])
+        assert result.readable, result
+        day = certificate.not_valid_after_utc.date().isoformat()
+        (note,) = [n for n in result.notes if "certificate" in n]
+        assert day in note and said in note, note
+        assert checked.exit_code == 0, checked.output
+        (line,) = [n for n in checked.output.splitlines() if "certificate" in n]
+        mark = "!" if said.startswith("in ") else "✓"
+        assert line.startswith(f"{mark} {spec.name}: the certificate") and said in line, line
 
 
 def test_a_certificate_the_key_does_not_match_is_a_config_error(

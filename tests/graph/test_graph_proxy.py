@@ -16,6 +16,7 @@ import httpx
 import pytest
 import structlog
 from forward_proxy import ForwardProxy
+from typer.testing import CliRunner
 
 from xdrsync.config import SentinelDestinationConfig, SyncConfig, TenantConfig
 from xdrsync.emulator.server import EmulatorServer
@@ -255,14 +256,12 @@ def test_no_proxy_names_hosts_and_domains_as_curl_reads_it(
 
 
 def test_init_writes_the_proxy_and_checks_the_tenant_through_it(
-    emulator: EmulatorServer, tmp_path: Path
+    emulator: EmulatorServer, tmp_path: Path, runner: CliRunner
 ) -> None:
     """A corporate network's proxy, named to `xdrsync init` (`--proxy`, its password by
     reference): written to the tenant's block, and init's check signs in and reads through
     it. Before, init had no such option: its check went direct and failed there, and the
     proxy had to be added to the file by hand."""
-    from typer.testing import CliRunner
-
     from xdrsync.cli import app
 
     spec = emulator.emulator.settings.tenants[0]
@@ -271,7 +270,7 @@ def test_init_writes_the_proxy_and_checks_the_tenant_through_it(
     config = tmp_path / "xdrsync.toml"
     with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as proxy:
         proxy_url = f"http://{PROXY_USER}@{proxy.url.removeprefix('http://')}"
-        done = CliRunner().invoke(
+        done = runner.invoke(
             app,
             [
                 "init",
@@ -306,9 +305,9 @@ def test_init_writes_the_proxy_and_checks_the_tenant_through_it(
     assert INCIDENTS in paths, paths
 
 
-def test_init_refuses_a_proxy_password_written_out_or_without_a_proxy(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
+def test_init_refuses_a_proxy_password_written_out_or_without_a_proxy(
+    tmp_path: Path, runner: CliRunner
+) -> None:
     from xdrsync.cli import app
 
     base = [
@@ -330,7 +329,7 @@ def test_init_refuses_a_proxy_password_written_out_or_without_a_proxy(tmp_path: 
         (["--proxy", "http://u@proxy.corp:3128", "--proxy-password-ref", "hunter2"], "reference"),
         (["--proxy", "http://u:hunter2@proxy.corp:3128"], "proxy_password"),
     ):
-        done = CliRunner().invoke(app, [*base, *more])
+        done = runner.invoke(app, [*base, *more])
         assert done.exit_code == 2, (more, done.output)
         assert words in done.output and "hunter2" not in done.output, done.output
         assert not (tmp_path / "xdrsync.toml").exists()

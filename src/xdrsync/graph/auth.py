@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 import msal
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -35,6 +38,12 @@ from xdrsync.graph.errors import ResponseLimitError
 from xdrsync.graph.http import PROXY_REFUSED_HINT, Answer, Limits, graph_error_detail, send
 from xdrsync.graph.retry import Condition, classify_exception, parse_retry_after
 from xdrsync.logs import clean, register_secrets
+
+log = structlog.get_logger(__name__)
+
+#: A certificate with fewer days than this left is said at sign-in, once a day, and by
+#: ``check``: every tenant set up with the same one-year certificate fails on the same day.
+CERTIFICATE_WARNING_DAYS: Final = 30
 
 _PEM_KEY = re.compile(rb"-----BEGIN ((?:[A-Z]+ )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -166,8 +175,45 @@ def _form(data: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def certificate_credential(path: Path, password: str | None = None) -> dict[str, str]:
-    """msal's credential for an RSA private key and its certificate: a PEM file holding both
+@dataclass(frozen=True)
+class CertificateCredential:
+    """An app's certificate as sign-in uses it: its private key (PEM), its SHA-1 thumbprint,
+    and the end of its validity."""
+
+    private_key: str
+    thumbprint: str
+    not_after: datetime
+
+    def for_msal(self) -> dict[str, str]:
+        return {"private_key": self.private_key, "thumbprint": self.thumbprint}
+
+    def expires_soon(self, now: datetime) -> bool:
+        """Under ``CERTIFICATE_WARNING_DAYS`` left (or none)."""
+        return self.not_after - now < timedelta(days=CERTIFICATE_WARNING_DAYS)
+
+    def expiry_note(self, now: datetime) -> str:
+        """When it expires, said as ``check`` says it: a warning within
+        ``CERTIFICATE_WARNING_DAYS``."""
+        day = self.not_after.date().isoformat()
+        left = self.not_after - now
+        if left <= timedelta(0):
+            return f"the certificate (thumbprint {self.thumbprint}) expired on {day}"
+        if self.expires_soon(now):
+            return (
+                f"the certificate (thumbprint {self.thumbprint}) expires on {day}, in "
+                f"{_days(left)}: upload its successor to the app registration and write it "
+                "to certificate_path before then"
+            )
+        return f"the certificate (thumbprint {self.thumbprint}) is valid until {day}"
+
+
+def _days(left: timedelta) -> str:
+    days = left.days
+    return "less than a day" if days == 0 else "1 day" if days == 1 else f"{days} days"
+
+
+def certificate_credential(path: Path, password: str | None = None) -> CertificateCredential:
+    """The credential for an RSA private key and its certificate: a PEM file holding both
     (the key encrypted or not), or a PKCS#12 file (``.pfx``/``.p12``). ``password`` opens an
     encrypted key or a PKCS#12 file (``certificate_password``).
 
@@ -206,7 +252,9 @@ def certificate_credential(path: Path, password: str | None = None) -> dict[str,
         serialization.NoEncryption(),
     ).decode("ascii")
     register_secrets([private_pem])
-    return {"private_key": private_pem, "thumbprint": certificate_thumbprint(certificate)}
+    return CertificateCredential(
+        private_pem, certificate_thumbprint(certificate), certificate.not_valid_after_utc
+    )
 
 
 _Loaded = tuple[Any, list[x509.Certificate]]
@@ -290,8 +338,10 @@ class TokenProvider:
         # Read when the app is built (the first token), not here: a secret that cannot be
         # read fails this tenant's calls alone (a ConfigError), as a certificate does.
         self._secret = ""
-        self._thumbprint = ""  # of the certificate signing in, for the refusal's hint
-        self._built_with: str | dict[str, str] = ""  # the credential the app was built with
+        #: The certificate signing in (None: a secret), once the app is built.
+        self.certificate: CertificateCredential | None = None
+        self._built_with: str | CertificateCredential = ""  # the credential the app was built with
+        self._expiry_said: date | None = None  # the day its coming expiry was last logged
 
     @property
     def token_requests(self) -> int:
@@ -313,6 +363,8 @@ class TokenProvider:
             # Before anyone can echo it: a server that reflects our Authorization header
             # in an error body must not put the token into logs or stored errors.
             register_secrets([token], ephemeral=True)
+            if self.certificate is not None:
+                self._say_expiry(self.certificate)
             return token
         description = result.get("error_description") if isinstance(result, dict) else None
         raise self._refusal(str(_error(result) or "no_token"), str(description or ""))
@@ -383,7 +435,20 @@ class TokenProvider:
             if self._app is not None:
                 self._app.remove_tokens_for_client()
 
-    def _credential(self) -> str | dict[str, str]:
+    def _say_expiry(self, certificate: CertificateCredential) -> None:
+        """A warning, once a day, while the certificate has under
+        ``CERTIFICATE_WARNING_DAYS`` left (an expired one signs in no more)."""
+        now = datetime.now(UTC)
+        if not certificate.expires_soon(now) or self._expiry_said == now.date():
+            return
+        self._expiry_said = now.date()
+        log.warning(
+            certificate.expiry_note(now),
+            tenant=self.tenant.name,
+            certificate_path=str(self.tenant.certificate_path),
+        )
+
+    def _credential(self) -> str | CertificateCredential:
         """The credential as its settings read now: a secret's reference and a certificate's
         file are read again each time."""
         if self.tenant.certificate_path is not None:
@@ -397,10 +462,12 @@ class TokenProvider:
 
     def _build_app(self) -> Any:
         credential = self._credential()
-        if isinstance(credential, dict):
-            self._thumbprint = credential["thumbprint"]
+        given: str | dict[str, str]
+        if isinstance(credential, CertificateCredential):
+            self.certificate = credential
+            given = credential.for_msal()
         else:
-            self._secret = credential
+            self._secret = given = credential
             if credential:
                 register_secrets([credential])
         self._built_with = credential
@@ -408,7 +475,7 @@ class TokenProvider:
         # discovery), so an unknown tenant fails here, as a ValueError.
         return msal.ConfidentialClientApplication(
             self.tenant.client_id,
-            client_credential=credential,
+            client_credential=given,
             authority=self._authority,
             http_client=self._adapter,
             instance_discovery=False,
@@ -432,11 +499,18 @@ class TokenProvider:
         hint = _HINTS.get(error, "check the app registration")
         if reason.startswith("AADSTS700024:"):  # the assertion is dated by our clock
             hint = "check this machine's clock (sync it with NTP): it dates the assertion"
-        elif error == "invalid_client" and self._thumbprint:
-            hint = (
-                f"check that the certificate with thumbprint {self._thumbprint} "
-                f"({self.tenant.certificate_path}) is uploaded to app {self.tenant.client_id}"
-            )
+        elif error == "invalid_client" and self.certificate is not None:
+            now = datetime.now(UTC)
+            if self.certificate.not_after <= now:
+                hint = (
+                    f"{self.certificate.expiry_note(now)}: upload a new one to app "
+                    f"{self.tenant.client_id} and write it to certificate_path"
+                )
+            else:
+                hint = (
+                    f"check that the certificate with thumbprint {self.certificate.thumbprint} "
+                    f"({self.tenant.certificate_path}) is uploaded to app {self.tenant.client_id}"
+                )
         elif error == "invalid_scope":
             hint = f"check the service URL this scope is made from ({self.scope})"
         return ConfigError(self._text(f"Entra ID refused sign-in ({error}: {reason}); {hint}"))
@@ -449,6 +523,8 @@ class TokenProvider:
 
 
 __all__ = [
+    "CERTIFICATE_WARNING_DAYS",
+    "CertificateCredential",
     "MsalHttpAdapter",
     "TokenProvider",
     "certificate_credential",
