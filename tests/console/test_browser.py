@@ -224,6 +224,41 @@ def test_incident_page_shows_alerts_entities_graph_timeline(
         session.close()
 
 
+def test_the_audit_says_when_it_lists_only_the_newest(browser: Browser, live_console: Any) -> None:
+    """The page lists an incident's newest 60 audit entries, and the API sends 200: the
+    rest were cut without a word, and an analyst read the list as the whole record."""
+    from datetime import UTC, datetime
+
+    from xdrsync.hub import schema as s
+
+    incident = _open_incidents(live_console, live_console.tenants[0], 6)[0]  # none else's
+    entry = {
+        "tenant_id": incident["tenantId"],
+        "stream": "incidents",
+        "entity_type": "incident",
+        "entity_id": incident["incidentId"],
+        "decision": "unchanged",
+    }
+    with live_console.hub.writing() as conn:
+        conn.execute(s.audit.insert(), [{**entry, "at": datetime.now(UTC)}] * 250)
+    client = live_console.client("reader")
+    try:
+        page_json = client.get(f"/api/v1/incidents/{incident['id']}").json()
+    finally:
+        client.close()
+    total = page_json["auditTotal"]
+    assert total >= 250 and len(page_json["audit"]) == 200
+    session = signed_in(browser, live_console, "reader")
+    try:
+        page = session.page
+        page.goto(f"/incidents/{incident['id']}")
+        expect(page.locator("#audit-list li.hist")).to_have_count(60)
+        expect(page.locator("#audit-more")).to_have_text(f"the newest 60 of {total} entries")
+        no_script_errors(session.errors)
+    finally:
+        session.close()
+
+
 def _shared_entity(live: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """An incident page (from the API) and one of its entities that other incidents share."""
     client = live.client("admin")

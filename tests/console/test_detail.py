@@ -104,6 +104,7 @@ def test_an_incident_page_has_every_part(hub: Hub) -> None:
         {"severity": {"from": "medium", "to": "high"}},
     ]
     assert [a["decision"] for a in page["audit"]] == ["insert", "update"]
+    assert page["auditTotal"] == 2
     assert page["edits"] == []
 
 

@@ -188,16 +188,18 @@ def _authors(conn: Connection, versions: Sequence[VersionRow]) -> dict[int, str]
     return found
 
 
-def _audit_json(conn: Connection, tenant_id: str, entity_type: str, entity_id: str) -> list[Any]:
+def _audit_json(
+    conn: Connection, tenant_id: str, entity_type: str, entity_id: str
+) -> tuple[list[Any], int]:
+    """The record's newest ``AUDIT_LIMIT`` audit entries, oldest first, and how many it has
+    (so that a page can say it shows only the newest)."""
     a = s.audit
-    query = (
-        select(a)
-        .where(
-            a.c.tenant_id == tenant_id, a.c.entity_type == entity_type, a.c.entity_id == entity_id
-        )
-        .order_by(a.c.id.desc())
-        .limit(AUDIT_LIMIT)
-    )
+    mine = (a.c.tenant_id == tenant_id, a.c.entity_type == entity_type, a.c.entity_id == entity_id)
+    query = select(a).where(*mine).order_by(a.c.id.desc()).limit(AUDIT_LIMIT)
+    rows = conn.execute(query).all()
+    total = len(rows)
+    if total == AUDIT_LIMIT:
+        total = int(conn.execute(select(func.count()).select_from(a).where(*mine)).scalar_one())
     return [
         {
             "id": row.id,
@@ -209,8 +211,8 @@ def _audit_json(conn: Connection, tenant_id: str, entity_type: str, entity_id: s
             "seq": row.seq,
             "detail": jsontext.loads(row.detail) if row.detail else {},
         }
-        for row in reversed(conn.execute(query).all())
-    ]
+        for row in reversed(rows)
+    ], total
 
 
 def _outbox(
@@ -447,7 +449,7 @@ def incident_detail(
         versions = history(conn, "incident", tenant_id, incident_id)
         authors = _authors(conn, versions)
         absorbed = merged_from(conn, tenant_id, incident_id)
-        audit = _audit_json(conn, tenant_id, "incident", incident_id)
+        audit, audit_total = _audit_json(conn, tenant_id, "incident", incident_id)
     out = item.to_json(names)
     out.update(
         {
@@ -489,6 +491,7 @@ def incident_detail(
     out["comments"] = comments_json
     out["history"] = history_json
     out["audit"] = audit
+    out["auditTotal"] = audit_total
     edits = [*incident_edits, *(e for rows in alert_edits.values() for e in rows)]
     out["edits"] = [_edit_json(names, e) for e in sorted(edits, key=lambda e: e.id)]
     return out
@@ -518,7 +521,7 @@ def alert_detail(
         ).all()
         versions = history(conn, "alert", tenant_id, alert_id)
         authors = _authors(conn, versions)
-        audit = _audit_json(conn, tenant_id, "alert", alert_id)
+        audit, audit_total = _audit_json(conn, tenant_id, "alert", alert_id)
     out = _alert_json(names, tenant_id, payload, edits)
     shown = view(payload, edits) if edits else payload
     out.update(
@@ -547,6 +550,7 @@ def alert_detail(
             ),
             "history": _history_json(versions, authors),
             "audit": audit,
+            "auditTotal": audit_total,
             "edits": [_edit_json(names, e) for e in edits],
         }
     )

@@ -14,6 +14,7 @@ const root = $("#incident");
 const ID = root.dataset.id;
 const EDITABLE = root.dataset.canEdit === "true" && can("responder");
 const PATH = `/api/v1/incidents/${encodeURIComponent(ID)}`;
+const AUDIT_SHOWN = 60; // the newest audit entries listed (the API sends up to 200)
 const ENTITY_LABELS = {
   user: "Accounts", account: "Accounts", device: "Devices", host: "Devices", ip: "IP addresses",
   url: "URLs", file: "Files", process: "Processes", mailbox: "Mailboxes", analyzedMessage: "Emails",
@@ -382,13 +383,19 @@ function renderHistory(d) {
   }
   if (!(d.history || []).length) list.append(h("li", { class: "muted" }, "—"));
   const audit = clear($("#audit-list"));
-  for (const a of [...(d.audit || [])].reverse().slice(0, 60)) {
+  const shown = [...(d.audit || [])].reverse().slice(0, AUDIT_SHOWN);
+  for (const a of shown) {
     const detail = a.detail && Object.keys(a.detail).length ? JSON.stringify(a.detail) : "";
     audit.append(h("li", { class: "hist" },
       h("div", {}, timeEl(a.at), " ", h("strong", {}, a.decision), h("span", { class: "muted" }, ` · ${a.stream}`)),
       detail ? h("div", { class: "hist-change" }, detail.length > 240 ? `${detail.slice(0, 240)}…` : detail) : null));
   }
   if (!(d.audit || []).length) audit.append(h("li", { class: "muted" }, "—"));
+  const total = d.auditTotal ?? shown.length;
+  if (total > shown.length) {
+    audit.append(h("li", { class: "muted small", id: "audit-more" },
+      `the newest ${shown.length} of ${total} entries`));
+  }
 }
 
 // -- edits: pending → confirmed ---------------------------------------------------------------
