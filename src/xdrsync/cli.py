@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from xdrsync.console.accounts import Accounts
     from xdrsync.destinations.runner import Fanout
     from xdrsync.hub import Hub
+    from xdrsync.hub.records import OutboxRow
     from xdrsync.serving import ServerThread
     from xdrsync.sync.engine import CycleReport, TenantSource
     from xdrsync.sync.inbound import StreamReport, WindowDone
@@ -1239,6 +1240,27 @@ _DONE_WORDS = {
 }
 
 
+def _queued_text(row: OutboxRow) -> str:
+    """``#12 status → inProgress``: what a queued edit asks of Defender, in Defender's words,
+    so that a value typed in Sentinel's (``--status Active``) shows what it became."""
+    wanted = row.wanted
+    if row.field == "customTags" and isinstance(wanted, dict):
+        changes = [f"+{t}" for t in wanted.get("add") or ()]
+        changes += [f"-{t}" for t in wanted.get("remove") or ()]
+        shown = " ".join(changes)
+    elif row.field == "classification" and isinstance(wanted, dict):
+        shown = " / ".join(
+            str(wanted.get(k) or "unknown") for k in ("classification", "determination")
+        )
+    elif row.field == "assignedTo":
+        shown = str(wanted) if wanted else "nobody"
+    elif row.field == "status":
+        shown = str(wanted)
+    else:  # a comment: its text is the user's own
+        return f"#{row.id} {row.field}"
+    return f"#{row.id} {row.field} → {shown}"
+
+
 def _update(
     kind: str,
     entity_id: str,
@@ -1289,7 +1311,8 @@ def _update(
                     markup=False,
                 )
                 return
-            console.print(f"queued {len(ids)} edit(s) for Defender: #{', #'.join(map(str, ids))}")
+            queued = ", ".join(map(_queued_text, workspace.hub.edits(ids=ids)))
+            console.print(f"queued {len(ids)} edit(s) for Defender: {queued}", markup=False)
             rows = submit.deliver(
                 workspace, tenant_config.tenant_id, ids, wait=wait, timeout=timeout
             )

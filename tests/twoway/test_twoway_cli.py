@@ -321,6 +321,41 @@ def test_update_writes_its_log_lines_to_stderr_not_stdout(synced: dict[str, str]
     assert "graph call failed" in done.stderr
 
 
+def test_update_says_what_each_queued_edit_asks_in_defenders_words(
+    synced: dict[str, str],
+) -> None:
+    """`--status Active` is Sentinel's Active, Defender's inProgress, while the console
+    shows Defender's active as "Active": the queued line said only "#12", so nobody saw
+    which one was meant. It now says what each edit asks of Defender."""
+
+    def status(incident: str) -> str:
+        shown = xdrsync(
+            "incidents", "show", incident, "--tenant", synced["tenant"], "--json",
+            "--config", synced["dead"],
+        )  # fmt: skip
+        return str(json.loads(shown.stdout)["status"])
+
+    incident = next(
+        str(n) for n in range(3, 30) if status(str(n)) not in ("inProgress", "redirected")
+    )
+    done = xdrsync(
+        "incidents", "update", incident, "--tenant", synced["tenant"], "--status", "Active",
+        "--owner", "bob@contoso.com", "--classification", "truePositive",
+        "--determination", "malware", "--tag", "triage", "--comment", "[b]not markup[/b]",
+        "--config", synced["dead"],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = [row for row in done.stdout.splitlines() if row.startswith("queued ")]
+    for said in (
+        "status → inProgress",
+        "assignedTo → bob@contoso.com",
+        "classification → truePositive / malware",
+        "customTags → +triage",
+    ):
+        assert said in line, line
+    assert "comment" in line and "not markup" not in line, line
+
+
 def test_show_refuses_an_id_several_tenants_have_and_names_the_tenant_in_its_heading(
     synced: dict[str, str],
 ) -> None:
