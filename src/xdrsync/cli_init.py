@@ -461,8 +461,8 @@ def init_command(
 
         text = (
             "# Written by `xdrsync init`; see docs/configuration.md for every setting.\n"
-            "# Secrets are never written here: client_secret and certificate_password are\n"
-            "# env:NAME or file:PATH.\n\n"
+            "# Secrets are never written here: client_secret, certificate_password and\n"
+            "# proxy_password are env:NAME or file:PATH.\n\n"
             "[workspace]\n"
             f"path = {toml_string(workspace or DEFAULT_WORKSPACE)}\n\n" + block
         )

@@ -309,8 +309,8 @@ def check_tenant(
                 "on each call"
             )
         certificate = getattr(api.client.tokens, "certificate", None)
-        if isinstance(certificate, CertificateCredential):
-            notes.append(certificate.expiry_note(started))
+        if isinstance(certificate, CertificateCredential) and certificate.expires_soon(started):
+            notes.append(certificate.expiry_note(started))  # a warning, as every note is
         incidents = _call(lambda: probe_incidents(api))
         alerts = _call(lambda: probe_alerts(api))
     finally:

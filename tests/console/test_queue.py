@@ -185,9 +185,9 @@ FILTERS = [
 def test_an_incident_or_alert_id_pasted_into_the_search_finds_its_incident(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """An email or a ticket names "incident 4512" or an alert's id; pasted into the search,
-    it found nothing unless a title happened to hold it. Whole ids, as written, in the
-    tenants the caller sees."""
+    """An email or a ticket gives an incident's id (4512) or an alert's; pasted into the
+    search, it found nothing unless a title happened to hold it. Whole ids, as written, in
+    the tenants the caller sees."""
     alert = alert_json(TENANT_A, "da6392977338_1527929519", "4512", title="Credential theft")
     for hub in open_hub(tmp_path_factory.mktemp("ids")):
         commit(hub, TENANT_A, [incident_json(TENANT_A, "4512", name="Phishing", alerts=[alert])])

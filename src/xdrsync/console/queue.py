@@ -298,7 +298,7 @@ def _conditions(flt: QueueFilter, tenants: Sequence[str]) -> list[ColumnElement[
 
 def _search_condition(text: str, tenants: Sequence[str]) -> ColumnElement[bool]:
     """The search's text in the incident's (``search``), or the whole of its id or of one of
-    its alerts' ids: the id an email or a ticket gives ("incident 4512",
+    its alerts' ids, as an email or a ticket gives them (``4512``,
     ``da6392977338_1527929519``), pasted. The alerts are looked up by their key, tenant by
     tenant."""
     a = s.alert

@@ -208,8 +208,12 @@ class CertificateCredential:
 
 
 def _days(left: timedelta) -> str:
-    days = left.days
-    return "less than a day" if days == 0 else "1 day" if days == 1 else f"{days} days"
+    """Whole days up to the end, counted up, so that they agree with its date: a certificate
+    ending on the 18th is "in 10 days" on the 8th, whatever the hour."""
+    if left < timedelta(days=1):
+        return "less than a day"
+    days = -(-left // timedelta(days=1))
+    return "1 day" if days == 1 else f"{days} days"
 
 
 def certificate_credential(path: Path, password: str | None = None) -> CertificateCredential:
@@ -443,8 +447,7 @@ class TokenProvider:
             return
         self._expiry_said = now.date()
         log.warning(
-            certificate.expiry_note(now),
-            tenant=self.tenant.name,
+            f"{self.tenant.owner_label(self.tenant.name)}: {certificate.expiry_note(now)}",
             certificate_path=str(self.tenant.certificate_path),
         )
 
