@@ -81,6 +81,26 @@ def _row(page: Page, workspace_id: str) -> Any:
     return page.locator(f'#queue-rows tr[data-id="{workspace_id}"]')
 
 
+def test_no_action_is_offered_before_the_incident_is_shown(
+    browser: Browser, seeded: SeededConsole
+) -> None:
+    """The actions were on the page before the incident had loaded: a close clicked then
+    went to Defender for an incident the analyst had not seen (the page sends what it
+    showed, `seen`, and had shown nothing). They now appear once it is shown."""
+    session = signed_in(browser, seeded, "responder", "/incidents/contoso~9")
+    try:
+        page = session.page
+        page.route(re.compile(r".*/api/v1/incidents/contoso~9$"), lambda route: route.abort())
+        page.goto("/incidents/contoso~9")
+        expect(page.locator(".toast")).to_contain_text("Could not load the incident")
+        expect(page.locator("#actions")).to_be_hidden()
+        page.unroute(re.compile(r".*/api/v1/incidents/contoso~9$"))
+        page.reload()
+        expect(page.locator("#act-close")).to_be_visible()
+    finally:
+        session.close()
+
+
 def test_closing_sends_no_determination_unless_one_is_picked(
     browser: Browser, seeded: SeededConsole
 ) -> None:
