@@ -916,9 +916,8 @@ class _TenantCheck:
 def _check_tenant(tenant: TenantConfig, config: Config, sync: SyncConfig) -> _TenantCheck:
     """Sign in and read the last minute's incidents, once: a failure, a 429 among them, is
     the answer at once (its Retry-After is told, never slept through)."""
-    from xdrsync.connectors import probe_incidents
+    from xdrsync.connectors import probe_incidents, signing_certificate
     from xdrsync.errors import ServerBusyError, ThrottledError
-    from xdrsync.graph.auth import CertificateCredential
     from xdrsync.graph.security import DefenderApi
     from xdrsync.logs import scrub
     from xdrsync.twoway.access import read_only_reasons
@@ -938,8 +937,8 @@ def _check_tenant(tenant: TenantConfig, config: Config, sync: SyncConfig) -> _Te
                 f"(server time {page.server_date.isoformat(timespec='seconds')})",
             )
         )
-        certificate = getattr(api.client.tokens, "certificate", None)
-        if isinstance(certificate, CertificateCredential):  # signed in with it: say its end
+        certificate = signing_certificate(api)
+        if certificate is not None:  # signed in with it: say its end
             now = datetime.now(UTC)
             line = f"{tenant.name}: {certificate.expiry_note(now)}"
             found.lines.append((None if certificate.expires_soon(now) else True, line))

@@ -32,6 +32,7 @@ from xdrsync.graph.permissions import (
 )
 
 if TYPE_CHECKING:
+    from xdrsync.graph.auth import CertificateCredential
     from xdrsync.graph.security import DefenderApi, ListPage
     from xdrsync.sync.listing import PageQuery
 
@@ -224,6 +225,15 @@ def _since_a_minute_ago() -> PageQuery:
     return PageQuery(ticks_from_datetime(datetime.now(UTC) - timedelta(minutes=1)))
 
 
+def signing_certificate(api: DefenderApi) -> CertificateCredential | None:
+    """The certificate ``api`` signed in with, once it has (None: a client secret), whose
+    end ``check`` says."""
+    from xdrsync.graph.auth import CertificateCredential
+
+    certificate = getattr(api.client.tokens, "certificate", None)
+    return certificate if isinstance(certificate, CertificateCredential) else None
+
+
 def probe_incidents(api: DefenderApi) -> ListPage:
     """The cheap incidents read of ``xdrsync check``: the last minute's, without alerts."""
     return api.incidents_page(_since_a_minute_ago(), expand_alerts=False)
@@ -277,7 +287,6 @@ def check_tenant(
     cheap call to incidents and one to alerts_v2. Never raises for what it checks: every
     failure is in the answer (secrets scrubbed). ``two_way``: whether the write permissions
     are needed (default: the tenant's own ``two_way``, else yes, as ``[two_way]`` defaults)."""
-    from xdrsync.graph.auth import CertificateCredential
     from xdrsync.graph.security import DefenderApi
     from xdrsync.logs import scrub
 
@@ -308,8 +317,8 @@ def check_tenant(
                 "the access token names no permissions (not a readable JWT): Graph decides "
                 "on each call"
             )
-        certificate = getattr(api.client.tokens, "certificate", None)
-        if isinstance(certificate, CertificateCredential) and certificate.expires_soon(started):
+        certificate = signing_certificate(api)
+        if certificate is not None and certificate.expires_soon(started):
             notes.append(certificate.expiry_note(started))  # a warning, as every note is
         incidents = _call(lambda: probe_incidents(api))
         alerts = _call(lambda: probe_alerts(api))
@@ -461,5 +470,6 @@ __all__ = [
     "render_tenant_toml",
     "required_permissions",
     "setup_steps",
+    "signing_certificate",
     "toml_string",
 ]
