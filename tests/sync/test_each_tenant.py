@@ -3,6 +3,7 @@ here is bounded; a test that needed the tenants one after another would time out
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -153,6 +154,35 @@ def test_a_second_ctrl_c_leaves_at_once_naming_the_tenants_still_at_work() -> No
         release.set()
     assert time.monotonic() - began < 10  # not the 20 s the tenants were given
     assert interrupted.value.abandoned == ["t1"]
+
+
+def test_a_ctrl_c_whose_handler_runs_where_its_exception_is_swallowed_still_stops() -> None:
+    """Python runs the Ctrl-C handler wherever the main thread is, inside a garbage
+    collector's callback too, which swallows what it raises (CI once saw a test wait its
+    whole timeout so). Here the handler is run where its exception would be swallowed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def work(tenant: TenantSource) -> None:
+        if tenant.name == "t0":
+            time.sleep(0.3)
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler)
+            # as a callback the collector runs: what the handler raises goes nowhere
+            with contextlib.suppress(BaseException):
+                handler(signal.SIGINT, None)
+        deadline = time.monotonic() + 5  # bounded: a Ctrl-C lost, the tenants end by then
+        while time.monotonic() < deadline:
+            pacing.wait(0.05)
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(Interrupted) as interrupted:
+            each_tenant(_tenants(2), work, threads=2, interrupt_seconds=10)
+    finally:
+        handler = signal.signal(signal.SIGINT, previous)
+    assert time.monotonic() - began < 4
+    assert interrupted.value.abandoned == []
+    assert handler is signal.default_int_handler  # Python's own handler is back
 
 
 def test_a_thread_that_cannot_start_stops_the_ones_that_did(

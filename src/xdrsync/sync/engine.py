@@ -17,12 +17,15 @@ with the state it proves), and only a request already on the wire is waited for.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from types import FrameType
 from typing import Protocol, TypeVar
 
 import structlog
@@ -214,6 +217,39 @@ def still_at_work() -> list[str]:
         return sorted(_AT_WORK.values())
 
 
+@dataclass
+class _CtrlC:
+    """The Ctrl-Cs pressed while ``_counting_ctrl_c`` runs."""
+
+    presses: int = 0
+
+    def press(self, signum: int, frame: FrameType | None) -> None:
+        self.presses += 1
+
+
+@contextmanager
+def _counting_ctrl_c() -> Iterator[_CtrlC]:
+    """Ctrl-C counted instead of raised, on the main thread under Python's own handler.
+
+    Python runs a signal's handler in the main thread wherever that thread is, inside a
+    garbage collector's callback too, which swallows what the handler raises ("Exception
+    ignored in ..."): a ``KeyboardInterrupt`` raised there was lost, and ``each_tenant`` went
+    on waiting for tenants that nothing had asked to stop. A count is never lost. Elsewhere
+    (off the main thread, or under another handler) Ctrl-C is left as it is, and counts 0."""
+    pressed = _CtrlC()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield pressed
+        return
+    previous = signal.signal(signal.SIGINT, pressed.press)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def each_tenant(
     tenants: Sequence[TenantSource],
     work: Callable[[TenantSource], T],
@@ -225,10 +261,11 @@ def each_tenant(
     """``work(tenant)`` for every tenant, ``threads`` tenants at a time, each on a thread of
     its own under ``graph.pacing.stop_on``; the results in the tenants' order.
 
-    Ctrl-C (``KeyboardInterrupt`` in the calling thread) asks every tenant to stop, calls
-    ``on_interrupt``, and is raised again as ``Interrupted`` once they have, after
-    ``interrupt_seconds``, or at a second Ctrl-C. An exception ``work`` lets out (a bug:
-    ``sync_tenant`` keeps its failures) stops the other tenants the same way and is raised."""
+    Ctrl-C (counted by ``_counting_ctrl_c``, or ``KeyboardInterrupt`` in the calling thread)
+    asks every tenant to stop, calls ``on_interrupt``, and is raised again as ``Interrupted``
+    once they have, after ``interrupt_seconds``, or at a second Ctrl-C. An exception ``work``
+    lets out (a bug: ``sync_tenant`` keeps its failures) stops the other tenants the same way
+    and is raised."""
     results: dict[int, T] = {}
     failures: list[BaseException] = []
     stop = threading.Event()
@@ -268,13 +305,14 @@ def each_tenant(
             if running[0] <= 0:
                 ended.set()
 
-    def stop_all(seconds: float) -> None:
-        """Ask every tenant to stop and wait ``seconds`` at most (a Ctrl-C cuts it short)."""
+    def stop_all(seconds: float, ctrl_c: _CtrlC, leave_at: int) -> None:
+        """Ask every tenant to stop and wait ``seconds`` at most; Ctrl-C's ``leave_at``-th
+        press cuts it short."""
         stop.set()
         deadline = time.monotonic() + seconds
         try:
             while not ended.wait(max(0.0, min(0.2, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or ctrl_c.presses >= leave_at:
                     return
         except KeyboardInterrupt:  # a second Ctrl-C: leave whoever is still at work
             return
@@ -283,25 +321,27 @@ def each_tenant(
     # handler in this thread only when it wakes, and a join that Ctrl-C interrupts can take
     # a live thread for ended (Python 3.11).
     started = 0
-    try:
-        for index in range(count):
-            threading.Thread(target=run, name=f"tenant-{index}", daemon=True).start()
-            started += 1
-        while not ended.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        _ended(None, count - started)
-        stop.set()
+    with _counting_ctrl_c() as ctrl_c:
         try:
-            if on_interrupt is not None:
-                on_interrupt()
-        finally:
-            stop_all(interrupt_seconds)
-            raise Interrupted(still_at_work()) from (failures[0] if failures else None)
-    except BaseException:  # a thread that could not start
-        _ended(None, count - started)
-        stop_all(interrupt_seconds)
-        raise
+            for index in range(count):
+                threading.Thread(target=run, name=f"tenant-{index}", daemon=True).start()
+                started += 1
+            while not ended.wait(0.2):
+                if ctrl_c.presses:
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            _ended(None, count - started)
+            stop.set()
+            try:
+                if on_interrupt is not None:
+                    on_interrupt()
+            finally:
+                stop_all(interrupt_seconds, ctrl_c, leave_at=2)
+                raise Interrupted(still_at_work()) from (failures[0] if failures else None)
+        except BaseException:  # a thread that could not start
+            _ended(None, count - started)
+            stop_all(interrupt_seconds, ctrl_c, leave_at=1)
+            raise
     if failures:
         raise failures[0]
     return [results[index] for index in range(len(tenants))]
