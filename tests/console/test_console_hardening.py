@@ -386,6 +386,28 @@ def test_every_route_answers_head_as_it_answers_get(
     assert head.headers["content-security-policy"] == get.headers["content-security-policy"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", f"{API}/incidents", {"GET", "HEAD"}),
+        ("PUT", f"{API}/tokens", {"GET", "HEAD", "POST"}),
+        ("GET", "/logout", {"POST"}),  # no GET: no HEAD either
+        ("HEAD", "/logout", {"POST"}),
+        ("DELETE", f"{API}/incidents/1", {"GET", "HEAD", "PATCH"}),
+        ("POST", "/static/css/console.css", {"GET", "HEAD"}),
+    ],
+)
+def test_a_refused_method_is_told_every_method_the_route_answers_head_among_them(
+    seeded: SeededConsole, method: str, path: str, allowed: set[str]
+) -> None:
+    """RFC 9110 §15.5.6: a 405's Allow lists the methods the route answers; every route that
+    answers GET answers HEAD as well, and said GET alone."""
+    with _token(seeded, _new_admin(seeded)) as client:
+        answer = client.request(method, path)
+    assert answer.status_code == 405, answer.text[:200]
+    assert {m.strip() for m in answer.headers["allow"].split(",")} == allowed
+
+
 def test_head_behind_a_trusted_tls_proxy_gets_hsts(seeded: SeededConsole) -> None:
     """Behind a proxy that terminates TLS, HEAD carries GET's Strict-Transport-Security: the
     scheme the proxy names must reach the security headers through the HEAD handling."""

@@ -17,6 +17,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -39,6 +41,8 @@ from xdrsync.console.parameters import known_parameters
 HERE: Final = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
+#: The methods a 405's ``Allow`` may name besides HEAD (``_allowed``).
+_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Nothing from elsewhere: the console's own scripts, styles and images only.
 _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -367,11 +371,14 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return JSONAnswer(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=dict(exc.headers or {})
-        )
+    # Starlette's class: its router raises it (404, 405), FastAPI's is a subclass of it.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        allowed = _allowed(app, request.scope) if exc.status_code == 405 else None
+        if allowed is not None:
+            headers["Allow"] = allowed
+        return JSONAnswer({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> Response:
@@ -380,6 +387,30 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         return JSONAnswer({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
     return app
+
+
+def _allowed(app: FastAPI, scope: Scope) -> str | None:
+    """A 405's ``Allow``: every method the path's routes answer, HEAD wherever GET is
+    (``HeadAsGet``); None for a path no route of ours takes (a mount's own answer stands).
+    Starlette's names the first route's alone: GET, for a path that takes POST on a route of
+    its own. Asked by method through ``matches``, which routes included from a router
+    answer as well."""
+    methods = {
+        method
+        for method in _METHODS
+        for route in app.router.routes
+        if not isinstance(route, Mount)
+        and route.matches(
+            {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", "")}
+            | {"method": method}
+        )[0]
+        is Match.FULL
+    }
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def page_context(request: Request, principal: Principal, **extra: object) -> dict[str, object]:
