@@ -212,6 +212,24 @@ def test_5xx_and_transport_failures_are_retried_then_retriable(make: Any) -> Non
         client.get(NAME)
 
 
+def test_a_put_without_an_etag_that_may_have_landed_is_not_sent_again(make: Any) -> None:
+    """ARM takes a PUT without an etag whatever is stored: resent after its answer was lost
+    (or a 5xx), it would replace what an analyst saved on the incident it created meanwhile.
+    It fails instead (the destination reads the incident again); a PUT with an etag, which a
+    save in between turns into a 409, and one that never reached ARM are retried."""
+    for failure in (httpx.RemoteProtocolError("reset"), _error(502, "BadGateway", "gateway")):
+        client, recorder, _, _ = make(failure, _incident())
+        with pytest.raises(RetriableError, match="after 1 attempt"):
+            client.put(NAME, {"title": "T"}, None)
+        assert len(recorder.requests) == 1
+        client, recorder, _, _ = make(failure, _incident())
+        client.put(NAME, {"title": "T"}, '"e1"')
+        assert len(recorder.requests) == 2
+    client, recorder, _, _ = make(httpx.ConnectError("refused"), _incident())
+    client.put(NAME, {"title": "T"}, None)
+    assert len(recorder.requests) == 2
+
+
 def test_comments_are_listed_across_pages_and_put_by_name(make: Any) -> None:
     second = f"{BASE}/incidents/{NAME}/comments?api-version={API_VERSION}&$skipToken=2"
     client, recorder, _, _ = make(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from xdrsync.config import Config, parse_config
 from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.sentinel.destination import SentinelDestination
 from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.readback import SentinelReadback
 from xdrsync.emulator.sentinel import SentinelEmulatorServer, settings_for
 from xdrsync.errors import ConfigError, RetriableError
 from xdrsync.hub import Hub, InboundBatch, default_url
@@ -602,3 +604,48 @@ def test_the_incident_an_alert_left_drops_what_the_alert_gave_it(
     assert w.labels("41") == only_endpoint
     assert any("Office 365" in label for label in w.labels("42"))  # at once, from the alert
     assert w.deliver_again() > 0 and w.labels("41") == only_endpoint
+
+
+def test_a_creation_whose_answer_was_lost_is_not_sent_again_over_an_analysts_label(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PUT that creates the twin lands, but its answer is lost (a connection reset); an
+    analyst labels the new incident before xdrsync tries again. A PUT without an etag is no
+    idempotent retry: resent, it would replace the analyst's save, and the label would be
+    gone from Sentinel before the read-back ever saw it (so never sent to Defender either).
+    The incident is read again instead: the label is kept, and queued for Defender."""
+    w = world()
+    reader = SentinelReadback(w.destination, w.config, w.hub)
+    assert reader.destination is w.destination
+    name = incident_name(TENANT, "41")
+    http = w.destination.arm._http
+    real_stream = http.stream
+    cut: list[str] = []
+
+    @contextmanager
+    def stream(method: str, url: Any, **options: Any) -> Iterator[httpx.Response]:
+        with real_stream(method, url, **options) as response:
+            if method == "PUT" and f"/incidents/{name}?" in str(url) and not cut:
+                response.read()  # Sentinel created the incident ...
+                cut.append(str(url))
+                shown = w.incident()
+                labels = [
+                    *shown["properties"]["labels"],
+                    {"labelName": "tier2", "labelType": "User"},
+                ]
+                body = {"etag": shown["etag"], "properties": {"labels": labels}}
+                saved = w.http.post(f"/_emulator/incidents/{name}", json=body)
+                assert saved.status_code == 200, saved.text
+                # ... and the connection dropped before xdrsync read the answer.
+                raise httpx.RemoteProtocolError("peer closed connection")
+            yield response
+
+    monkeypatch.setattr(http, "stream", stream)
+    w.commit(_incident())
+    w.publish()  # read again in the same delivery, not at the runner's next try
+    assert cut, "the creating PUT was never sent"
+    assert "tier2" in w.labels()
+    assert "vip" in w.labels()
+    assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
+    (edit,) = [e for e in w.hub.edits() if e.field == "customTags"]
+    assert edit.wanted["add"] == ["tier2"]

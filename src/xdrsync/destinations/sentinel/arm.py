@@ -237,7 +237,12 @@ class ArmClient:
     ) -> tuple[str | None, dict[str, Any]]:
         """Create (``etag`` None) or replace the incident; (the new etag, the properties
         Sentinel answered with). ``EtagConflictError`` when ``etag`` is stale,
-        ``IncidentRejectedError`` on a 400."""
+        ``IncidentRejectedError`` on a 400.
+
+        A PUT without an etag is not sent again once it may have landed (its answer lost, a
+        5xx): ARM takes it whatever is stored, so a resend would replace what an analyst
+        saved on the new incident meanwhile. It fails (``RetriableError``) instead, and the
+        next delivery reads the incident and writes with its etag."""
         body: dict[str, Any] = {"properties": properties}
         if etag is not None:
             body["etag"] = etag
@@ -248,6 +253,7 @@ class ArmClient:
             what=f"incident {name}",
             conflict=True,
             gone=etag is not None,
+            idempotent=etag is not None,
         )
         payload = (outcome.payload if outcome is not None else None) or {}
         new, answered = payload.get("etag"), payload.get("properties")
@@ -360,10 +366,13 @@ class ArmClient:
         conflict: bool = False,
         listing: bool = False,
         gone: bool = False,
+        idempotent: bool = True,
     ) -> _Outcome | None:
         """One logical call; None for a GET of something that is not there. ``gone``: the
         call is about an incident that exists, so a 404 (not of the workspace) means someone
-        deleted it (``IncidentMissingError``)."""
+        deleted it (``IncidentMissingError``). ``idempotent``: sending it again after it may
+        have landed changes nothing (a GET, a PUT with an etag or of a named comment); else
+        only a call that never reached the service is retried here."""
         request_id = str(uuid.uuid4())
         content = encode_body(body) if body is not None else None
         attempt, refreshed = 0, False
@@ -376,7 +385,7 @@ class ArmClient:
                 outcome.condition,
                 attempt=attempt,
                 policy=policy,
-                idempotent=True,  # GET and PUT: a resent PUT writes the same resource again
+                idempotent=idempotent,
                 refreshed=refreshed,
                 retry_after=outcome.retry_after,
                 rng=self._rng,

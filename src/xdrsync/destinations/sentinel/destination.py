@@ -54,7 +54,7 @@ from xdrsync.destinations.sentinel.mapping import (
     with_own_labels,
 )
 from xdrsync.destinations.sentinel.text import MAX_COMMENTS
-from xdrsync.errors import RetriableError
+from xdrsync.errors import RetriableError, ThrottledError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
 from xdrsync.graph.pacing import holding
@@ -357,6 +357,15 @@ class SentinelDestination:
             except EtagConflictError:
                 self.conflicts += 1
                 continue
+            except RetriableError as failed:
+                if etag is not None or isinstance(failed, ThrottledError):
+                    raise
+                # A creation that may have landed, its answer lost (``ArmClient.put`` does
+                # not send it again): read what Sentinel holds now and write on that with its
+                # etag. Read against the copy saved just above, as after a crash: an
+                # analyst's save on the new incident is theirs, and goes to Defender.
+                copy = self.hub.get_remote_copy(self.name, desired.name)
+                continue
             self.puts += 1
             # Sentinel's stamp of this write: a later read older than it is a lagging one.
             stamp = answered.get("lastModifiedTimeUtc")
@@ -365,7 +374,8 @@ class SentinelDestination:
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
-            f"{MAX_CONFLICTS} writes (409), or read older than our last write; trying again later"
+            f"{MAX_CONFLICTS} writes (409), or read older than our last write, or its creation "
+            "failed; trying again later"
         )
 
     def _held(self, tenant_id: str, incident_id: str, version: int | None) -> Held:
