@@ -14,6 +14,7 @@ from xdrsync.config import SentinelDestinationConfig, SyncConfig
 from xdrsync.destinations.sentinel.arm import (
     API_VERSION,
     ArmClient,
+    CreatedMeanwhileError,
     EtagConflictError,
     IncidentMissingError,
     IncidentRejectedError,
@@ -212,22 +213,28 @@ def test_5xx_and_transport_failures_are_retried_then_retriable(make: Any) -> Non
         client.get(NAME)
 
 
-def test_a_put_without_an_etag_that_may_have_landed_is_not_sent_again(make: Any) -> None:
+def test_a_put_without_an_etag_that_may_have_landed_is_sent_again_only_if_nothing_is_there(
+    make: Any,
+) -> None:
     """ARM takes a PUT without an etag whatever is stored: resent after its answer was lost
     (or a 5xx), it would replace what an analyst saved on the incident it created meanwhile.
-    It fails instead (the destination reads the incident again); a PUT with an etag, which a
-    save in between turns into a 409, and one that never reached ARM are retried."""
+    A GET first: nothing there, it is sent again; the incident there, it is not
+    (``CreatedMeanwhileError``: the destination reads it and writes with its etag). A PUT with
+    an etag (a save in between makes it a 409) and one that never reached ARM are resent."""
     for failure in (httpx.RemoteProtocolError("reset"), _error(502, "BadGateway", "gateway")):
-        client, recorder, _, _ = make(failure, _incident())
-        with pytest.raises(RetriableError, match="after 1 attempt"):
+        client, recorder, _, _ = make(failure, _incident())  # the GET finds the incident
+        with pytest.raises(CreatedMeanwhileError):
             client.put(NAME, {"title": "T"}, None)
-        assert len(recorder.requests) == 1
+        assert [r.method for r in recorder.requests] == ["PUT", "GET"]
+        client, recorder, _, _ = make(failure, _error(404, "NotFound", "no incident"), _incident())
+        client.put(NAME, {"title": "T"}, None)
+        assert [r.method for r in recorder.requests] == ["PUT", "GET", "PUT"]
         client, recorder, _, _ = make(failure, _incident())
         client.put(NAME, {"title": "T"}, '"e1"')
-        assert len(recorder.requests) == 2
+        assert [r.method for r in recorder.requests] == ["PUT", "PUT"]
     client, recorder, _, _ = make(httpx.ConnectError("refused"), _incident())
     client.put(NAME, {"title": "T"}, None)
-    assert len(recorder.requests) == 2
+    assert [r.method for r in recorder.requests] == ["PUT", "PUT"]
 
 
 def test_comments_are_listed_across_pages_and_put_by_name(make: Any) -> None:

@@ -15,6 +15,7 @@ from xdrsync.config import Config, parse_config
 from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.sentinel.arm import (
     ArmClient,
+    CreatedMeanwhileError,
     EtagConflictError,
     IncidentMissingError,
     IncidentRejectedError,
@@ -67,17 +68,20 @@ class ScriptedArm:
         self._version = 0
 
     def list_page(self, filter_text: str, top: int) -> ListedPage:
-        """The incidents within the ``$filter``'s bounds on ``lastModifiedTimeUtc``, oldest
-        first, as ARM lists them."""
+        """The incidents within the ``$filter``'s bounds on ``lastModifiedTimeUtc`` (and not
+        of the status it says ``ne`` to), oldest first, as ARM lists them."""
         self.calls.append(("LIST_INCIDENTS", filter_text))
         within = {"ge": operator.ge, "gt": operator.gt, "lt": operator.lt}
         bounds = [
             (within[op], ticks_from_text(edge))
-            for op, edge in re.findall(r"lastModifiedTimeUtc (ge|gt|lt) (\S+)", filter_text)
+            for op, edge in re.findall(r"lastModifiedTimeUtc (ge|gt|lt) ([^\s)]+)", filter_text)
         ]
+        not_status = re.findall(r"properties/status ne '([^']*)'", filter_text)
         found = []
         for name, (etag, props) in self.incidents.items():
             stamp = ticks_from_text(props["lastModifiedTimeUtc"])
+            if props.get("status") in not_status:
+                continue
             if all(compare(stamp, edge) for compare, edge in bounds):
                 found.append((stamp, {"name": name, "etag": etag, "properties": props}))
         found.sort(key=lambda pair: pair[0])
@@ -481,8 +485,9 @@ def test_an_analysts_comment_reaches_defender_once_though_a_write_met_a_lagging_
 def test_comments_reach_an_incident_recreated_by_a_put_whose_answer_was_lost(hub: Hub) -> None:
     """The incident was deleted in Sentinel; the PUT that creates it again lands, but its
     answer is lost. It is not sent again (without an etag it would replace whatever was saved
-    since): the same delivery reads the new incident, which holds none of the comments
-    written on the deleted one, and writes them."""
+    since; ``ArmClient.put`` finds it there, ``CreatedMeanwhileError``): the same delivery
+    reads the new incident, which holds none of the comments written on the deleted one, and
+    writes them."""
     arm = ScriptedArm()
     note = {
         "comment": "seen",
@@ -500,7 +505,7 @@ def test_comments_reach_an_incident_recreated_by_a_put_whose_answer_was_lost(hub
     def lost_answer(n: str, properties: dict[str, Any], etag: str | None) -> Any:
         sent.append(etag)
         real_put(n, properties, etag)
-        raise RetriableError("connection reset after the PUT was sent")
+        raise CreatedMeanwhileError("connection reset after the PUT was sent; a GET found it")
 
     arm.put = lost_answer  # type: ignore[method-assign]
     _commit(hub, _incident("1", minute=5, status="inProgress", comments=[note]))

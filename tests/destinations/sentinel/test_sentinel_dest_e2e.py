@@ -16,7 +16,7 @@ import pytest
 from xdrsync.config import Config, parse_config
 from xdrsync.destinations.runner import DestinationRunner
 from xdrsync.destinations.sentinel.destination import SentinelDestination
-from xdrsync.destinations.sentinel.mapping import incident_name
+from xdrsync.destinations.sentinel.mapping import incident_name, own_labels
 from xdrsync.destinations.sentinel.readback import SentinelReadback
 from xdrsync.emulator.sentinel import SentinelEmulatorServer, settings_for
 from xdrsync.errors import ConfigError, RetriableError
@@ -649,3 +649,8 @@ def test_a_creation_whose_answer_was_lost_is_not_sent_again_over_an_analysts_lab
     assert w.hub.list_cursors()[0].seq == w.hub.max_seq()
     (edit,) = [e for e in w.hub.edits() if e.field == "customTags"]
     assert edit.wanted["add"] == ["tier2"]
+    # The copy still knows which labels xdrsync derived (the next write withdraws only those).
+    copy = w.hub.get_remote_copy(w.destination.name, name)
+    assert copy is not None
+    derived = own_labels(copy.properties)
+    assert derived is not None and "vip" in derived and "tier2" not in derived, derived

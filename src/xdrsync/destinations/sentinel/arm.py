@@ -60,6 +60,7 @@ from xdrsync.graph.http import (
 from xdrsync.graph.odata import origin
 from xdrsync.graph.pacing import Pacer, check_stop, wait
 from xdrsync.graph.retry import (
+    RULES,
     Action,
     Condition,
     RetryPolicy,
@@ -97,6 +98,11 @@ class EtagConflictError(RetriableError):
 class IncidentMissingError(RetriableError):
     """404 for an incident xdrsync wrote before (its comments, or a PUT with its etag): someone
     deleted it in Sentinel. The destination forgets its copy and creates the incident again."""
+
+
+class CreatedMeanwhileError(RetriableError):
+    """A PUT creating the incident had landed, its answer lost: the incident is there now.
+    Read it and write with its etag (an analyst may have saved on it since)."""
 
 
 class IncidentRejectedError(SkippableError):
@@ -239,13 +245,22 @@ class ArmClient:
         Sentinel answered with). ``EtagConflictError`` when ``etag`` is stale,
         ``IncidentRejectedError`` on a 400.
 
-        A PUT without an etag is not sent again once it may have landed (its answer lost, a
-        5xx): ARM takes it whatever is stored, so a resend would replace what an analyst
-        saved on the new incident meanwhile. It fails (``RetriableError``) instead, and the
-        next delivery reads the incident and writes with its etag."""
+        A PUT with an etag sent again meets a 409 if anything changed since. One without
+        is taken over whatever is stored: after an attempt that may have landed (its answer
+        lost, a 5xx) it is sent again only once a GET finds no incident, and
+        ``CreatedMeanwhileError`` when the GET finds one; a resend would have replaced what
+        an analyst saved on the new incident meanwhile."""
         body: dict[str, Any] = {"properties": properties}
         if etag is not None:
             body["etag"] = etag
+
+        def landed() -> None:
+            if self.get(name) is not None:
+                raise CreatedMeanwhileError(
+                    f"destination {self.entry.name!r}: incident {name} was created by a PUT "
+                    "whose answer was lost"
+                )
+
         outcome = self._call(
             "PUT",
             self._incident_url(name),
@@ -253,7 +268,7 @@ class ArmClient:
             what=f"incident {name}",
             conflict=True,
             gone=etag is not None,
-            idempotent=etag is not None,
+            before_resend=None if etag is not None else landed,
         )
         payload = (outcome.payload if outcome is not None else None) or {}
         new, answered = payload.get("etag"), payload.get("properties")
@@ -366,13 +381,13 @@ class ArmClient:
         conflict: bool = False,
         listing: bool = False,
         gone: bool = False,
-        idempotent: bool = True,
+        before_resend: Callable[[], None] | None = None,
     ) -> _Outcome | None:
         """One logical call; None for a GET of something that is not there. ``gone``: the
         call is about an incident that exists, so a 404 (not of the workspace) means someone
-        deleted it (``IncidentMissingError``). ``idempotent``: sending it again after it may
-        have landed changes nothing (a GET, a PUT with an etag or of a named comment); else
-        only a call that never reached the service is retried here."""
+        deleted it (``IncidentMissingError``). Every call is sent again as an idempotent one
+        (a GET; a PUT with an etag, or of a named comment); ``before_resend`` is called
+        before sending again one whose last attempt may have landed, and raises to stop."""
         request_id = str(uuid.uuid4())
         content = encode_body(body) if body is not None else None
         attempt, refreshed = 0, False
@@ -385,7 +400,7 @@ class ArmClient:
                 outcome.condition,
                 attempt=attempt,
                 policy=policy,
-                idempotent=idempotent,
+                idempotent=True,
                 refreshed=refreshed,
                 retry_after=outcome.retry_after,
                 rng=self._rng,
@@ -423,6 +438,8 @@ class ArmClient:
                 delay=round(decision.delay, 3),
             )
             self._sleep(decision.delay)
+            if before_resend is not None and not RULES[outcome.condition].never_applied:
+                before_resend()
 
     def _pacer(self, method: str) -> Pacer:
         return self.pacer if method == "GET" else self.write_pacer

@@ -27,6 +27,7 @@ from xdrsync.config import Config, SentinelDestinationConfig, TenantConfig
 from xdrsync.destinations.base import UNMAPPABLE, Rejection
 from xdrsync.destinations.sentinel.arm import (
     ArmClient,
+    CreatedMeanwhileError,
     EtagConflictError,
     IncidentMissingError,
     IncidentRejectedError,
@@ -54,7 +55,7 @@ from xdrsync.destinations.sentinel.mapping import (
     with_own_labels,
 )
 from xdrsync.destinations.sentinel.text import MAX_COMMENTS
-from xdrsync.errors import RetriableError, ThrottledError
+from xdrsync.errors import RetriableError
 from xdrsync.graph.auth import TokenProvider
 from xdrsync.graph.http import Limits, build_http_client
 from xdrsync.graph.pacing import holding
@@ -304,11 +305,11 @@ class SentinelDestination:
             etag: str | None,
             properties: dict[str, Any],
             pending: dict[str, Any] | None = None,
-            labels: tuple[str, ...] | None = written,
+            labels: tuple[str, ...] | None = None,  # None: ``written``
         ) -> None:
             if etag is not None:
                 children = copy.children if copy is not None else frozenset()
-                kept = with_own_labels(properties, labels)
+                kept = with_own_labels(properties, written if labels is None else labels)
                 self.hub.save_remote_copy(
                     self.name,
                     RemoteCopy(desired.name, tenant_id, incident_id, etag, kept, children, pending),
@@ -350,21 +351,22 @@ class SentinelDestination:
                 # the one deleted in Sentinel, and are written again.
                 copy = replace(copy, children=frozenset())
             # What is about to be written, first: if the process dies after the PUT, the
-            # reader still knows these values for ours (and an edit since for theirs).
-            remember(etag or "", current or {}, pending=body)
+            # reader still knows these values for ours (and an edit since for theirs), and a
+            # creation the labels it derived.
+            remember(
+                etag or "", current or {}, pending=body, labels=None if etag else wanted.labels
+            )
             try:
                 new_etag, answered = self.arm.put(desired.name, body, etag)
             except EtagConflictError:
                 self.conflicts += 1
                 continue
-            except RetriableError as failed:
-                if etag is not None or isinstance(failed, ThrottledError):
-                    raise
-                # A creation that may have landed, its answer lost (``ArmClient.put`` does
-                # not send it again): read what Sentinel holds now and write on that with its
-                # etag. Read against the copy saved just above, as after a crash: an
-                # analyst's save on the new incident is theirs, and goes to Defender.
+            except CreatedMeanwhileError:
+                # Created, its answer lost: read it and write with its etag. Read against the
+                # copy saved just above, as after a crash: an analyst's save on the new
+                # incident is theirs, and goes to Defender.
                 copy = self.hub.get_remote_copy(self.name, desired.name)
+                written = own_labels(copy.properties) if copy is not None else None
                 continue
             self.puts += 1
             # Sentinel's stamp of this write: a later read older than it is a lagging one.
@@ -374,8 +376,7 @@ class SentinelDestination:
             return current is None
         raise RetriableError(
             f"destination {self.name!r}: incident {desired.name} changed under every one of "
-            f"{MAX_CONFLICTS} writes (409), or read older than our last write, or its creation "
-            "failed; trying again later"
+            f"{MAX_CONFLICTS} writes (409), or read older than our last write; trying again later"
         )
 
     def _held(self, tenant_id: str, incident_id: str, version: int | None) -> Held:
