@@ -185,6 +185,24 @@ def test_a_ctrl_c_whose_handler_runs_where_its_exception_is_swallowed_still_stop
     assert handler is signal.default_int_handler  # Python's own handler is back
 
 
+def test_a_ctrl_c_as_the_last_tenant_ends_still_interrupts() -> None:
+    """Pressed while the last tenant finishes, Ctrl-C is not lost with the wait it ended:
+    the command stops there (its delivery after the read can be long)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def work(tenant: TenantSource) -> str:
+        time.sleep(0.05)
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(0.05)  # ends before the caller's next look at the presses
+        return tenant.name
+
+    try:
+        with pytest.raises(Interrupted):
+            each_tenant(_tenants(1), work, interrupt_seconds=5)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_thread_that_cannot_start_stops_the_ones_that_did(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -324,11 +324,14 @@ def each_tenant(
     with _counting_ctrl_c() as ctrl_c:
         try:
             for index in range(count):
-                threading.Thread(target=run, name=f"tenant-{index}", daemon=True).start()
-                started += 1
-            while not ended.wait(0.2):
                 if ctrl_c.presses:
                     raise KeyboardInterrupt
+                threading.Thread(target=run, name=f"tenant-{index}", daemon=True).start()
+                started += 1
+            while not ended.wait(0.2) and not ctrl_c.presses:
+                pass
+            if ctrl_c.presses:  # as the last tenant ended, too: an interruption
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             _ended(None, count - started)
             stop.set()
@@ -340,7 +343,7 @@ def each_tenant(
                 raise Interrupted(still_at_work()) from (failures[0] if failures else None)
         except BaseException:  # a thread that could not start
             _ended(None, count - started)
-            stop_all(interrupt_seconds, ctrl_c, leave_at=1)
+            stop_all(interrupt_seconds, ctrl_c, leave_at=ctrl_c.presses + 1)
             raise
     if failures:
         raise failures[0]
