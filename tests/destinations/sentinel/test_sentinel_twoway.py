@@ -9,7 +9,7 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -482,6 +482,41 @@ def test_a_comment_added_alone_in_sentinel_reaches_defender(world: World) -> Non
     assert world.readback.poll() == 0
 
 
+def test_a_comment_alone_on_a_quiet_incident_is_found_by_the_sweep(world: World) -> None:
+    """A comment moves neither the incident's etag nor its stamp: on an incident nobody
+    changes again, no poll from the watermark lists it. The sweep of the open incidents finds
+    it by its count (through the emulator's ARM listing), and it reaches Defender once."""
+    tenant = world.config.tenants[0].tenant_id
+    quiet = world.open_incident(tenant)
+    ahead = [timedelta(0)]
+    reader = SentinelReadback(
+        world.destination,
+        world.config,
+        world.workspace.hub,
+        lookback=timedelta(0),
+        clock=lambda: datetime.now(UTC) + ahead[0],
+    )
+    assert reader.poll() == 0  # the first poll: from now on, and the sweeps' clock starts
+    # Polls until one lists nothing: every write of xdrsync's is behind the watermark (which
+    # follows Sentinel's Date, one-second and, on a loaded machine, late).
+    for _ in range(80):
+        echoes = reader.echoes
+        assert reader.poll() == 0
+        if reader.echoes == echoes:
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the polls never got past xdrsync's own writes")
+    _comment(world, incident_name(tenant, quiet), "Called the user: it was them")
+    assert reader.poll() == 0  # the watermark's read does not list the quiet incident
+    ahead[0] = readback.SWEEP + timedelta(seconds=1)
+    assert reader.poll() == 1
+    assert reader.poll() == 0  # swept: the next is a SWEEP away, and the comment is known
+    world.cycle()
+    texts = [c.get("comment") or "" for c in world.defender_truth(tenant, quiet)["comments"]]
+    assert texts.count("Called the user: it was them") == 1
+
+
 @pytest.mark.parametrize("later", ["defender", "sentinel"])
 def test_of_an_analysts_sentinel_edit_and_a_defender_change_the_later_wins(
     world: World, later: str
@@ -741,6 +776,43 @@ def test_an_edit_made_in_sentinel_while_xdrsync_was_stopped_reaches_defender(hub
     assert wanted["status"] == "resolved"
     arm.now = datetime(2026, 11, 1, 12, 20, tzinfo=UTC)
     assert restarted.poll() == 0  # read once
+
+
+def test_the_sweep_forwards_comments_alone_and_replays_no_edit_from_before_two_way(
+    hub: Hub,
+) -> None:
+    """Every SWEEP the reader lists the open incidents whatever their stamp: a comment alone
+    on one that reads as our own write is forwarded, once; a field edit no poll read (made
+    before two-way sync was on) is not replayed."""
+    arm = ScriptedArm()
+    _commit(hub, _incident("1"), _incident("2"))
+    destination = _destination(hub, arm)
+    destination.deliver(hub.changes_after(0))  # stamped 12:00:01 and 12:00:02
+    quiet, edited = incident_name(TENANT, "1"), incident_name(TENANT, "2")
+    _etag, props = arm.incidents[edited]  # an analyst's save before two-way sync was on
+    arm.incidents[edited] = ('"analyst"', {**props, "status": "Active", **_AT_12_00_05})
+    reader = SentinelReadback(
+        destination, CONFIG, hub, lookback=timedelta(0), clock=lambda: arm.now
+    )
+    assert reader.poll() == 0  # 12:00:30: the first poll, from then on
+    etag, props = arm.incidents[quiet]  # a comment alone: the etag and the stamp stay
+    arm.incidents[quiet] = (etag, {**props, "additionalData": {"commentsCount": 1}})
+    arm.comments[quiet]["ann-1"] = "Called the user: it was them"
+    arm.now = datetime(2026, 11, 1, 12, 5, tzinfo=UTC)
+    assert reader.poll() == 0  # the watermark's read: neither incident is listed
+    arm.now = datetime(2026, 11, 1, 12, 10, 29, tzinfo=UTC)
+    assert reader.poll() == 0  # the sweep is due 10 minutes after the first poll
+    arm.now = datetime(2026, 11, 1, 12, 10, 31, tzinfo=UTC)
+    assert reader.poll() == 1
+    (edit,) = hub.edits(tenant_id=TENANT)
+    assert (edit.entity_id, edit.wanted) == ("1", "Called the user: it was them"), edit
+    listed = [text for call, text in arm.calls if call == "LIST_INCIDENTS"]
+    assert "properties/status ne 'Closed'" in listed[-1]
+    arm.now = datetime(2026, 11, 1, 12, 20, 31, tzinfo=UTC)
+    assert reader.poll() == 0  # swept again: the comment is known now
+
+
+_AT_12_00_05 = {"lastModifiedTimeUtc": "2026-11-01T12:00:05Z"}
 
 
 ANN = {"userPrincipalName": "ann@contoso.com", "assignedTo": "Ann", "ownerType": "User"}

@@ -45,7 +45,8 @@ comment posted from this destination is left out of the mirror. The design's bli
 chosen over listing every incident's comments on every poll: a comment deleted and another
 added on an incident nobody otherwise changed in Sentinel keeps the count and the etag, and
 is not seen (a later save of the incident in Sentinel brings it). A comment alone is seen
-when the incident is next listed (in the lookback, or after a write).
+when the incident is next listed: in the lookback, after a write, or by the sweep of the open
+incidents every ``SWEEP`` (``SentinelReadback._sweep``), which compares their counts alone.
 
 **Merged incidents.** Defender keeps a merged incident's comments where they were, reachable
 from the incident it was merged into: a comment (or closing note) on a merged incident's twin
@@ -110,6 +111,11 @@ log = structlog.get_logger(__name__)
 STREAM: Final = "sentinel-readback"
 #: Each poll reads this much before the watermark again.
 LOOKBACK: Final = timedelta(seconds=60)
+#: How often a poll also lists the open incidents whatever their stamp, for comments alone
+#: (``SentinelReadback._sweep``).
+SWEEP: Final = timedelta(minutes=10)
+#: The sweep's incidents: an analyst comments on incidents they work.
+_OPEN: Final = "properties/status ne 'Closed'"
 PAGE_SIZE: Final = 200
 #: Sentinel's classification → Defender's: the inverse of the connector's table
 #: (``tables.vocab.CLASSIFICATION``, microsoft-apis.md §1.3); Undetermined is Defender's unset.
@@ -286,11 +292,13 @@ class SentinelReadback:
         hub: Hub,
         *,
         lookback: timedelta = LOOKBACK,
+        sweep: timedelta = SWEEP,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.destination = destination
         self.hub = hub
         self.lookback = lookback
+        self.sweep = sweep
         self.clock = clock
         self._tenants = {
             t.tenant_id.lower(): Tenant(t.name, t.tenant_id, config.writes_to(t))
@@ -309,8 +317,9 @@ class SentinelReadback:
         return self.destination.origin
 
     def poll(self) -> int:
-        """Read what changed in Sentinel since the watermark (less the lookback); returns
-        how many edits were queued for Defender."""
+        """Read what changed in Sentinel since the watermark (less the lookback), and when
+        one is due, sweep the open incidents for comments (``_sweep``); returns how many
+        edits were queued for Defender."""
         state = self.hub.get_state(self._state_key, STREAM) or {}
         mark = state.get("watermark")
         # The first poll starts at now: edits made before two-way was on are not replayed.
@@ -335,9 +344,47 @@ class SentinelReadback:
                     reached = None if read.through is None else min(read.through, started)
                 if reached is not None and (watermark is None or reached > watermark):
                     watermark = reached  # never back
-                    state = {"watermark": version_text(watermark)}
+                    state = {**state, "watermark": version_text(watermark)}
                     self.hub.save_state(self._state_key, STREAM, state)
+        return queued + self._sweep(state)
+
+    def _sweep(self, state: dict[str, Any]) -> int:
+        """Every ``sweep``, the open incidents, whatever their stamp, for comments alone.
+
+        A comment moves neither the incident's etag nor (as far as anything documents, and
+        in the emulator) its ``lastModifiedTimeUtc``: on an incident nobody otherwise
+        changes, the watermark's reads never list it again, and only its ``commentsCount``
+        tells. The sweep takes comments only; field edits are the polls' (so one made before
+        two-way sync was on is not replayed; the first poll starts the sweeps' clock, too).
+        The sweep's time is kept in the hub, so ``sync --once`` on a timer sweeps no more
+        often. Costs a listing of the open incidents, a page per ``PAGE_SIZE``."""
+        now = self.clock()
+        swept = state.get("swept")
+        last = datetime.fromisoformat(swept) if isinstance(swept, str) else None
+        if last is not None and last <= now < last + self.sweep:
+            return 0
+        queued = 0
+        if last is not None:
+            with holding(self.destination.lock):  # as the polls' pages
+                for read in keyset_scan(lambda query: self._fetch(query, also=_OPEN), 0):
+                    queued += sum(
+                        self._observe_commented(item["resource"]) for item in read.page.items
+                    )
+        state = {**(self.hub.get_state(self._state_key, STREAM) or {}), "swept": now.isoformat()}
+        self.hub.save_state(self._state_key, STREAM, state)
         return queued
+
+    def _observe_commented(self, resource: Mapping[str, Any]) -> int:
+        """``observe`` for an incident that reads as our own write and holds more comments
+        than xdrsync knows of; 0 for any other."""
+        name, etag = resource.get("name"), resource.get("etag")
+        properties = resource.get("properties")
+        if not (isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict)):
+            return 0
+        copy = self.hub.get_remote_copy(self.destination.name, name)
+        if copy is None or copy.etag != etag or not self._new_comments(copy, properties):
+            return 0
+        return self.observe(name, etag, properties)
 
     def _started(self, server_date: datetime) -> int:
         """The poll's start on Sentinel's clock (its first page's ``Date``), never later than
@@ -352,13 +399,15 @@ class SentinelReadback:
             return self.observe(name, etag, properties)
         return 0
 
-    def _fetch(self, query: PageQuery) -> _Page:
+    def _fetch(self, query: PageQuery, also: str | None = None) -> _Page:
+        """A page of the listing by ``lastModifiedTimeUtc`` (``also``: a filter besides)."""
         if query.skip or query.count:
             raise FatalSyncError(
                 f"more than {PAGE_SIZE} Sentinel incidents share one lastModifiedTimeUtc; "
                 "Sentinel cannot page within them by time"
             )
         text = query.filter_text.replace("lastUpdateDateTime", "properties/lastModifiedTimeUtc")
+        text = text if also is None else f"({text}) and {also}"
         page: ListedPage = self.destination.arm.list_page(text, PAGE_SIZE)
         items = []
         for resource in page.items:
