@@ -158,16 +158,25 @@ def test_secrets_never_appear_in_output_logs_or_errors(
     ]
     assert outputs[0].returncode != 0 and outputs[1].returncode != 0
     assert "AADSTS7000215" in outputs[1].stdout + outputs[1].stderr
-    run = subprocess.Popen(
-        [PYTHON, "-m", "xdrsync", "run", "--config", config],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(4)
-    run.send_signal(signal.SIGTERM)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0
+    said = tmp_path / "run.err"
+    with said.open("w") as sink:
+        run = subprocess.Popen(
+            [PYTHON, "-m", "xdrsync", "run", "--config", config],
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+        )
+        # Stopped once it runs (a SIGTERM before its handler is set ends it as SIGTERM does
+        # any process: a loaded machine once took more than the 4 s this waited to start it).
+        deadline = time.monotonic() + 60
+        while "syncing 1 tenant(s)" not in said.read_text() and time.monotonic() < deadline:
+            assert run.poll() is None, said.read_text()
+            time.sleep(0.1)
+        time.sleep(2)  # a cycle or two, failing to sign in
+        run.send_signal(signal.SIGTERM)
+        out, _ = run.communicate(timeout=60)
+    err = said.read_text()
+    assert run.returncode == 0, err
     text = "\n".join(o.stdout + o.stderr for o in outputs) + out + err
     assert "wrong" not in text.lower() or wrong not in text
     assert wrong not in text
