@@ -150,6 +150,14 @@ def _for_config(path: str, config_file: Path) -> str:
     return str(here)
 
 
+def _reference_for_config(reference: str | None, config_file: Path) -> str | None:
+    """A secret's reference as the config reads it: a ``file:`` one's path by ``_for_config``,
+    any other as given."""
+    if reference is None or not reference.strip().startswith("file:"):
+        return reference
+    return "file:" + _for_config(reference.strip()[5:], config_file)
+
+
 def _print_steps() -> None:
     from xdrsync.connectors import setup_steps
 
@@ -417,16 +425,11 @@ def init_command(
     # Paths typed here are the current folder's; the config takes its own folder's.
     if workspace is not None and workspace.strip():
         workspace = _for_config(workspace, file)
-    if secret_ref is not None and secret_ref.strip().startswith("file:"):
-        secret_ref = "file:" + _for_config(secret_ref.strip()[5:], file)
+    secret_ref = _reference_for_config(secret_ref, file)
     if certificate is not None and str(certificate).strip():
         certificate = Path(_for_config(str(certificate), file))
-    if certificate_password_ref is not None and certificate_password_ref.strip().startswith(
-        "file:"
-    ):
-        certificate_password_ref = "file:" + _for_config(certificate_password_ref.strip()[5:], file)
-    if proxy_password_ref is not None and proxy_password_ref.strip().startswith("file:"):
-        proxy_password_ref = "file:" + _for_config(proxy_password_ref.strip()[5:], file)
+    certificate_password_ref = _reference_for_config(certificate_password_ref, file)
+    proxy_password_ref = _reference_for_config(proxy_password_ref, file)
 
     try:
         block = render_tenant_toml(

@@ -82,17 +82,26 @@ def test_a_bug_in_one_tenant_stops_the_others_and_is_raised() -> None:
 
 
 @pytest.fixture
-def ctrl_c() -> Iterator[None]:
-    """Python's own Ctrl-C handler (a test runner's worker may ignore SIGINT), and a SIGINT
-    to this process a moment after the test starts waiting."""
+def python_sigint() -> Iterator[None]:
+    """Python's own Ctrl-C handler (a test runner's worker may ignore SIGINT), the one
+    before put back after."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def ctrl_c(python_sigint: None) -> Iterator[None]:
+    """``python_sigint``, and a SIGINT to this process a moment after the test starts
+    waiting."""
     timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))
     timer.start()
     try:
         yield
     finally:
         timer.cancel()
-        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.usefixtures("ctrl_c")
@@ -156,11 +165,11 @@ def test_a_second_ctrl_c_leaves_at_once_naming_the_tenants_still_at_work() -> No
     assert interrupted.value.abandoned == ["t1"]
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_a_ctrl_c_whose_handler_runs_where_its_exception_is_swallowed_still_stops() -> None:
     """Python runs the Ctrl-C handler wherever the main thread is, inside a garbage
     collector's callback too, which swallows what it raises (CI once saw a test wait its
     whole timeout so). Here the handler is run where its exception would be swallowed."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def work(tenant: TenantSource) -> None:
         if tenant.name == "t0":
@@ -175,20 +184,18 @@ def test_a_ctrl_c_whose_handler_runs_where_its_exception_is_swallowed_still_stop
             pacing.wait(0.05)
 
     began = time.monotonic()
-    try:
-        with pytest.raises(Interrupted) as interrupted:
-            each_tenant(_tenants(2), work, threads=2, interrupt_seconds=10)
-    finally:
-        handler = signal.signal(signal.SIGINT, previous)
+    with pytest.raises(Interrupted) as interrupted:
+        each_tenant(_tenants(2), work, threads=2, interrupt_seconds=10)
     assert time.monotonic() - began < 4
     assert interrupted.value.abandoned == []
-    assert handler is signal.default_int_handler  # Python's own handler is back
+    # Python's own handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_a_ctrl_c_as_the_last_tenant_ends_still_interrupts() -> None:
     """Pressed while the last tenant finishes, Ctrl-C is not lost with the wait it ended:
     the command stops there (its delivery after the read can be long)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def work(tenant: TenantSource) -> str:
         time.sleep(0.05)
@@ -196,11 +203,8 @@ def test_a_ctrl_c_as_the_last_tenant_ends_still_interrupts() -> None:
         time.sleep(0.05)  # ends before the caller's next look at the presses
         return tenant.name
 
-    try:
-        with pytest.raises(Interrupted):
-            each_tenant(_tenants(1), work, interrupt_seconds=5)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(Interrupted):
+        each_tenant(_tenants(1), work, interrupt_seconds=5)
 
 
 def test_a_thread_that_cannot_start_stops_the_ones_that_did(
