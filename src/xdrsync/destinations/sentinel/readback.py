@@ -368,23 +368,11 @@ class SentinelReadback:
             with holding(self.destination.lock):  # as the polls' pages
                 for read in keyset_scan(lambda query: self._fetch(query, also=_OPEN), 0):
                     queued += sum(
-                        self._observe_commented(item["resource"]) for item in read.page.items
+                        self._observe_listed(item["resource"], comments_only=True)
+                        for item in read.page.items
                     )
-        state = {**(self.hub.get_state(self._state_key, STREAM) or {}), "swept": now.isoformat()}
-        self.hub.save_state(self._state_key, STREAM, state)
+        self.hub.save_state(self._state_key, STREAM, {**state, "swept": now.isoformat()})
         return queued
-
-    def _observe_commented(self, resource: Mapping[str, Any]) -> int:
-        """``observe`` for an incident that reads as our own write and holds more comments
-        than xdrsync knows of; 0 for any other."""
-        name, etag = resource.get("name"), resource.get("etag")
-        properties = resource.get("properties")
-        if not (isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict)):
-            return 0
-        copy = self.hub.get_remote_copy(self.destination.name, name)
-        if copy is None or copy.etag != etag or not self._new_comments(copy, properties):
-            return 0
-        return self.observe(name, etag, properties)
 
     def _started(self, server_date: datetime) -> int:
         """The poll's start on Sentinel's clock (its first page's ``Date``), never later than
@@ -392,12 +380,18 @@ class SentinelReadback:
         yet made (as the inbound engine's ``_Cycle.see``)."""
         return ticks_from_datetime(min(server_date, self.clock()))
 
-    def _observe_listed(self, resource: Mapping[str, Any]) -> int:
+    def _observe_listed(self, resource: Mapping[str, Any], *, comments_only: bool = False) -> int:
+        """``observe`` for a listed incident; ``comments_only`` (the sweep): only for one that
+        reads as our own write and holds more comments than xdrsync knows of."""
         name, etag = resource.get("name"), resource.get("etag")
         properties = resource.get("properties")
-        if isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict):
-            return self.observe(name, etag, properties)
-        return 0
+        if not (isinstance(name, str) and isinstance(etag, str) and isinstance(properties, dict)):
+            return 0
+        if comments_only:
+            copy = self.hub.get_remote_copy(self.destination.name, name)
+            if copy is None or copy.etag != etag or not self._new_comments(copy, properties):
+                return 0
+        return self.observe(name, etag, properties)
 
     def _fetch(self, query: PageQuery, also: str | None = None) -> _Page:
         """A page of the listing by ``lastModifiedTimeUtc`` (``also``: a filter besides)."""
